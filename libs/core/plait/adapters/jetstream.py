@@ -1,0 +1,208 @@
+"""The JetStream adapter: streams, the event store (OCC appends, catch-up reads) and the registry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from plait import codec
+from plait.adapters import subjects
+from plait.core.events import Decision, Registration, TaskRegistered, WorkflowRegistered
+from plait.core.model import TaskSpec, WorkflowSpec
+from plait.core.state import Execution, apply_decision
+from plait.errors import ConflictError, ConnectionError, NotFound, RegistrationConflict
+
+WRONG_LAST_SEQUENCE = 10071
+DUPLICATE_WINDOW_SECONDS = 120.0
+
+registration_decoder = msgspec.json.Decoder(Registration)
+
+
+async def connect(url: str, name: str) -> NATS:
+    """A NATS connection that keeps reconnecting; a first connection that fails raises ``ConnectionError``."""
+    try:
+        return await nats.connect(
+            url,
+            name=name,
+            connect_timeout=5,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+        )
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        raise ConnectionError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from exc
+
+
+def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    """The four streams. Events and registrations are never deleted; commands and dispatch are work queues."""
+    common: dict[str, Any] = {"storage": StorageType.FILE, "num_replicas": replicas}
+    return [
+        StreamConfig(
+            name=subjects.EVENTS_STREAM,
+            subjects=[f"{subjects.EVENTS_ROOT}.>", f"{subjects.REGISTRY_ROOT}.>"],
+            allow_direct=True,
+            deny_delete=True,
+            deny_purge=True,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            **common,
+        ),
+        StreamConfig(
+            name=subjects.COMMANDS_STREAM,
+            subjects=[f"{subjects.COMMANDS_ROOT}.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            **common,
+        ),
+        StreamConfig(
+            name=subjects.DISPATCH_STREAM,
+            subjects=[f"{subjects.DISPATCH_ROOT}.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            **common,
+        ),
+        StreamConfig(
+            name=subjects.DEAD_LETTER_STREAM,
+            subjects=[f"{subjects.DEAD_LETTER_ROOT}.>"],
+            max_age=30 * 24 * 3600.0,
+            discard=DiscardPolicy.OLD,
+            **common,
+        ),
+    ]
+
+
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create the streams, or leave them as they are when they already exist (any replica may call it)."""
+    for config in stream_configs(replicas):
+        try:
+            await js.stream_info(config.name or "")
+        except nats.js.errors.NotFoundError:
+            try:
+                await js.add_stream(config)
+            except nats.js.errors.BadRequestError:
+                await js.stream_info(config.name or "")  # created by a concurrent replica
+
+
+class StoredDecision:
+    __slots__ = ("data", "decision", "digest", "sequence")
+
+    def __init__(self, sequence: int, data: bytes) -> None:
+        self.sequence, self.data = sequence, data
+        self.decision = codec.decision_decoder.decode(data)
+        self.digest = codec.digest(data)
+
+
+class EventStore:
+    """Appends decisions to an execution's subject and reads them back."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+
+    async def read(self, subject: str, after: int = 0) -> AsyncIterator[StoredDecision]:
+        """The decisions stored on ``subject`` after stream sequence ``after``, in order."""
+        sequence = after + 1
+        while True:
+            try:
+                raw = await self.js.get_msg(
+                    subjects.EVENTS_STREAM, seq=sequence, subject=subject, next=True, direct=True
+                )
+            except nats.js.errors.NotFoundError:
+                return
+            assert raw.seq is not None and raw.data is not None
+            yield StoredDecision(raw.seq, raw.data)
+            sequence = raw.seq + 1
+
+    async def load(self, subject: str, state: Execution | None = None) -> Execution | None:
+        """``state`` caught up with the log (or built from its start when None)."""
+        async for stored in self.read(subject, state.last_sequence if state else 0):
+            state = apply_decision(state, stored.decision, stored.sequence, stored.digest)
+        return state
+
+    async def append(self, subject: str, decision: Decision, expected_sequence: int) -> tuple[int, str]:
+        """Append one decision if the subject's last sequence is still ``expected_sequence``.
+
+        Returns the new sequence and the record's digest; raises ``ConflictError`` when another
+        decision was appended first (nothing of this one is stored).
+        """
+        data = codec.encode(decision)
+        digest = codec.digest(data)
+        headers = {
+            "Nats-Expected-Last-Subject-Sequence": str(expected_sequence),
+            "Nats-Msg-Id": digest,
+        }
+        try:
+            ack = await self.js.publish(subject, data, headers=headers, stream=subjects.EVENTS_STREAM)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise ConflictError(f"{subject} moved past sequence {expected_sequence}") from exc
+            raise
+        return ack.seq, digest
+
+
+class Registry:
+    """Registered tasks and workflows: one subject per (kind, name, version), written once."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self._workflows: dict[tuple[str, str, str, str], WorkflowSpec] = {}
+
+    async def register(self, registration: Registration) -> bool:
+        """Store a registration; True when new, False when identical content was there already.
+
+        Raises ``RegistrationConflict`` when the same name and version holds different content.
+        """
+        kind = "task" if isinstance(registration, TaskRegistered) else "workflow"
+        spec = registration.spec
+        subject = subjects.registration_subject(
+            registration.project, registration.domain, kind, spec.name, spec.version
+        )
+        data = codec.encode(registration)
+        headers = {"Nats-Expected-Last-Subject-Sequence": "0", "Nats-Msg-Id": codec.digest(data)}
+        try:
+            ack = await self.js.publish(subject, data, headers=headers, stream=subjects.EVENTS_STREAM)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise
+            existing = await self.js.get_msg(subjects.EVENTS_STREAM, subject=subject, direct=True)
+            if existing.data != data:
+                raise RegistrationConflict(
+                    f"{kind} '{spec.name}' version {spec.version} is already registered with different content"
+                ) from exc
+            return False
+        return not ack.duplicate
+
+    async def workflow(self, project: str, domain: str, name: str, version: str) -> WorkflowSpec:
+        key = (project, domain, name, version)
+        if key not in self._workflows:
+            subject = subjects.registration_subject(project, domain, "workflow", name, version)
+            registration = await self._get(subject, f"workflow '{name}' version {version} in {project}/{domain}")
+            assert isinstance(registration, WorkflowRegistered)
+            self._workflows[key] = registration.spec
+        return self._workflows[key]
+
+    async def task(self, project: str, domain: str, name: str, version: str) -> TaskSpec:
+        subject = subjects.registration_subject(project, domain, "task", name, version)
+        registration = await self._get(subject, f"task '{name}' version {version} in {project}/{domain}")
+        assert isinstance(registration, TaskRegistered)
+        return registration.spec
+
+    async def _get(self, subject: str, what: str) -> Registration:
+        try:
+            raw = await self.js.get_msg(subjects.EVENTS_STREAM, subject=subject, direct=True)
+        except nats.js.errors.NotFoundError:
+            raise NotFound(f"{what} is not registered") from None
+        assert raw.data is not None
+        registration: Registration = registration_decoder.decode(raw.data)
+        return registration

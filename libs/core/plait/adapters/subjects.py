@@ -1,0 +1,61 @@
+"""Stream and subject names: the JetStream layout in one place."""
+
+from __future__ import annotations
+
+import re
+
+EVENTS_STREAM = "PLAIT_EVENTS"
+COMMANDS_STREAM = "PLAIT_COMMANDS"
+DISPATCH_STREAM = "PLAIT_DISPATCH"
+DEAD_LETTER_STREAM = "PLAIT_DEADLETTER"
+
+EVENTS_ROOT = "plait.ev"
+REGISTRY_ROOT = "plait.reg"
+COMMANDS_ROOT = "plait.cmd"
+DISPATCH_ROOT = "plait.dispatch"
+DEAD_LETTER_ROOT = "plait.dlq"
+CATALOG_ROOT = "plait.catalog"
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-:]+$")
+
+
+def token(value: str, what: str) -> str:
+    """``value`` as one subject token: dots become colons; wildcards and spaces are refused."""
+    converted = value.replace(".", ":")
+    if not _TOKEN.match(converted):
+        raise ValueError(f"{what} '{value}' may only hold letters, digits, '_', '-', ':' and '.'")
+    return converted
+
+
+def execution_subject(project: str, domain: str, execution_id: str) -> str:
+    return f"{EVENTS_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}.{token(execution_id, 'execution id')}"
+
+
+def registration_subject(project: str, domain: str, kind: str, name: str, version: str) -> str:
+    return (
+        f"{REGISTRY_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}.{kind}"
+        f".{token(name, 'name')}.{token(version, 'version')}"
+    )
+
+
+def command_subject(project: str, domain: str, execution_id: str, kind: str) -> str:
+    return (
+        f"{COMMANDS_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}"
+        f".{token(execution_id, 'execution id')}.{kind}"
+    )
+
+
+def dispatch_subject(cluster: str, queue: str) -> str:
+    return f"{DISPATCH_ROOT}.{token(cluster, 'cluster')}.{token(queue, 'queue')}"
+
+
+def dead_letter_subject(original: str) -> str:
+    return f"{DEAD_LETTER_ROOT}.{original}"
+
+
+def execution_of_command_subject(subject: str) -> tuple[str, str, str] | None:
+    """(project, domain, execution id) from a command subject, even when its payload is unreadable."""
+    parts = subject.split(".")
+    if len(parts) == 6 and f"{parts[0]}.{parts[1]}" == COMMANDS_ROOT:
+        return parts[2], parts[3], parts[4]
+    return None

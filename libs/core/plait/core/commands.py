@@ -1,0 +1,49 @@
+"""Commands: requests to change an execution, published to the command stream by clients and executors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from plait.core.events import TaskError
+
+
+class LaunchExecution(msgspec.Struct, frozen=True, kw_only=True, tag="launch_execution.v1"):
+    command_id: str
+    execution_id: str
+    project: str
+    domain: str
+    workflow: str
+    version: str
+    inputs: dict[str, Any] = {}
+    launched_by: str = ""
+
+
+class ReportAttemptStarted(msgspec.Struct, frozen=True, kw_only=True, tag="report_attempt_started.v1"):
+    command_id: str
+    execution_id: str
+    node: str
+    attempt_id: str
+    worker: str
+
+
+class ReportAttemptResult(msgspec.Struct, frozen=True, kw_only=True, tag="report_attempt_result.v1"):
+    """The outcome of one attempt: ``outputs`` when it succeeded, ``error`` when it failed."""
+
+    command_id: str
+    execution_id: str
+    node: str
+    attempt_id: str
+    worker: str
+    outputs: dict[str, Any] | None = None
+    error: TaskError | None = None
+
+
+class AbortExecution(msgspec.Struct, frozen=True, kw_only=True, tag="abort_execution.v1"):
+    command_id: str
+    execution_id: str
+    reason: str = "aborted by request"
+
+
+Command = LaunchExecution | ReportAttemptStarted | ReportAttemptResult | AbortExecution

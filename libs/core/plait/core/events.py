@@ -1,0 +1,138 @@
+"""Events: facts about an execution, in the past tense, frozen and versioned by their tag.
+
+A decision appends its events as one ``Decision`` record on the execution's subject, so the
+events of one decision are stored all or nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from plait.core.model import TaskSpec, WorkflowSpec
+
+DECISION_SCHEMA = 1
+
+
+class TaskError(msgspec.Struct, frozen=True):
+    """Why an attempt failed. ``kind`` tells user code errors from system errors (lost worker, bad output)."""
+
+    kind: Literal["user", "system"]
+    message: str
+    error_type: str = ""
+    traceback: str = ""
+
+
+class ExecutionLaunched(msgspec.Struct, frozen=True, tag="execution_launched.v1"):
+    execution_id: str
+    project: str
+    domain: str
+    workflow: WorkflowSpec
+    inputs: dict[str, Any]
+    launched_by: str = ""
+
+
+class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):
+    """An attempt of a node was queued: the outbox turns it into a dispatch record."""
+
+    node: str
+    attempt_id: str
+    attempt: int
+    task: str
+    queue: str
+    inputs: dict[str, Any]
+
+
+class AttemptStarted(msgspec.Struct, frozen=True, tag="attempt_started.v1"):
+    node: str
+    attempt_id: str
+    worker: str
+
+
+class AttemptFailed(msgspec.Struct, frozen=True, tag="attempt_failed.v1"):
+    node: str
+    attempt_id: str
+    error: TaskError
+    worker: str = ""
+
+
+class NodeSucceeded(msgspec.Struct, frozen=True, tag="node_succeeded.v1"):
+    node: str
+    attempt_id: str
+    outputs: dict[str, Any]
+    worker: str = ""
+
+
+class NodeFailed(msgspec.Struct, frozen=True, tag="node_failed.v1"):
+    node: str
+    error: TaskError
+
+
+class ExecutionSucceeded(msgspec.Struct, frozen=True, tag="execution_succeeded.v1"):
+    outputs: dict[str, Any]
+
+
+class ExecutionFailed(msgspec.Struct, frozen=True, tag="execution_failed.v1"):
+    node: str
+    error: TaskError
+
+
+class ExecutionAborted(msgspec.Struct, frozen=True, tag="execution_aborted.v1"):
+    reason: str
+
+
+class CommandRejected(msgspec.Struct, frozen=True, tag="command_rejected.v1"):
+    """A command for this execution could not be applied; it was kept aside on the dead-letter stream."""
+
+    command_id: str
+    command_type: str
+    reason: str
+
+
+Event = (
+    ExecutionLaunched
+    | NodeQueued
+    | AttemptStarted
+    | AttemptFailed
+    | NodeSucceeded
+    | NodeFailed
+    | ExecutionSucceeded
+    | ExecutionFailed
+    | ExecutionAborted
+    | CommandRejected
+)
+
+TERMINAL_EVENTS = (ExecutionSucceeded, ExecutionFailed, ExecutionAborted)
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """The record appended to an execution's subject: the events one decision produced.
+
+    ``previous`` is the SHA-256 of the previous record's bytes on the same subject (empty for
+    the first), which chains an execution's history.
+    """
+
+    schema: int = DECISION_SCHEMA
+    execution_id: str
+    at: datetime
+    replica: str
+    commands: tuple[str, ...]
+    previous: str
+    events: tuple[Event, ...]
+
+
+class TaskRegistered(msgspec.Struct, frozen=True, tag="task_registered.v1"):
+    project: str
+    domain: str
+    spec: TaskSpec
+
+
+class WorkflowRegistered(msgspec.Struct, frozen=True, tag="workflow_registered.v1"):
+    project: str
+    domain: str
+    spec: WorkflowSpec
+
+
+Registration = TaskRegistered | WorkflowRegistered

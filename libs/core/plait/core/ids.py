@@ -1,0 +1,37 @@
+"""Identifiers: content-hash versions, execution ids, attempt ids."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import msgspec
+import xxhash
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+_encoder = msgspec.json.Encoder(order="deterministic")
+
+
+def content_version(*parts: Any) -> str:
+    """xxh3-128 of the canonical (key-sorted) JSON encoding of ``parts``, as 32 hex digits."""
+    digest = xxhash.xxh3_128()
+    for part in parts:
+        digest.update(_encoder.encode(part))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def new_execution_id() -> str:
+    """A 26-character, time-ordered, random identifier (ULID layout, lower-case Crockford base32)."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        value, index = divmod(value, 32)
+        chars.append(_CROCKFORD[index])
+    return "".join(reversed(chars))
+
+
+def attempt_id(execution_id: str, node: str, attempt: int) -> str:
+    """Deterministic, so every replica and every replay names an attempt the same way."""
+    return f"{execution_id}/{node}/{attempt}"

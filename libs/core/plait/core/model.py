@@ -1,0 +1,138 @@
+"""Registered entities: task and workflow specs, their interfaces, nodes and bindings."""
+
+from __future__ import annotations
+
+from collections import abc
+from typing import Any, Literal
+
+import msgspec
+
+from plait.core.types import TypeSpec
+
+
+class Param(msgspec.Struct, frozen=True):
+    """One named input or output of an interface."""
+
+    name: str
+    type: TypeSpec
+    default: Any = msgspec.UNSET  # an input with a default may be left out at launch
+
+    @property
+    def required(self) -> bool:
+        return self.default is msgspec.UNSET
+
+
+class Interface(msgspec.Struct, frozen=True):
+    inputs: tuple[Param, ...] = ()
+    outputs: tuple[Param, ...] = ()
+
+    def input(self, name: str) -> Param | None:
+        return next((p for p in self.inputs if p.name == name), None)
+
+    def output(self, name: str) -> Param | None:
+        return next((p for p in self.outputs if p.name == name), None)
+
+
+class TaskTarget(msgspec.Struct, frozen=True):
+    """Where the task's code lives: a module (and the file it was loaded from) and a qualified name."""
+
+    module: str
+    qualname: str
+    file: str | None = None
+
+
+class EntityRef(msgspec.Struct, frozen=True):
+    """An entity is identified by (project, domain, kind, name, version)."""
+
+    project: str
+    domain: str
+    kind: Literal["task", "workflow"]
+    name: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.project}/{self.domain}/{self.name}@{self.version}"
+
+
+class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    version: str
+    interface: Interface
+    target: TaskTarget
+    retries: int = 0
+    queue: str = "default"
+    timeout_seconds: float | None = None
+    cache: bool = False
+    cache_version: str = ""
+
+
+class FromInput(msgspec.Struct, frozen=True, tag="input"):
+    """The value of a workflow input."""
+
+    name: str
+
+
+class FromNode(msgspec.Struct, frozen=True, tag="node"):
+    """An output of an upstream node."""
+
+    node: str
+    output: str
+
+
+class Constant(msgspec.Struct, frozen=True, tag="constant"):
+    value: Any
+
+
+class Collection(msgspec.Struct, frozen=True, tag="list"):
+    """A list whose items are bound one by one: how fan-in is written."""
+
+    items: tuple[Binding, ...]
+
+
+class Mapping(msgspec.Struct, frozen=True, tag="dict"):
+    items: dict[str, Binding]
+
+
+Binding = FromInput | FromNode | Constant | Collection | Mapping
+
+
+class Node(msgspec.Struct, frozen=True):
+    id: str
+    task: str  # a key of WorkflowSpec.tasks
+    inputs: dict[str, Binding]
+
+
+class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    version: str
+    interface: Interface
+    nodes: tuple[Node, ...]
+    outputs: dict[str, Binding]
+    tasks: dict[str, TaskSpec]
+
+
+def upstream_nodes(binding: Binding) -> set[str]:
+    """The ids of the nodes a binding reads from."""
+    match binding:
+        case FromNode(node=node):
+            return {node}
+        case Collection(items=items):
+            return set().union(*(upstream_nodes(b) for b in items)) if items else set()
+        case Mapping(items=items):
+            return set().union(*(upstream_nodes(b) for b in items.values())) if items else set()
+    return set()
+
+
+def resolve(binding: Binding, inputs: abc.Mapping[str, Any], outputs: abc.Mapping[str, abc.Mapping[str, Any]]) -> Any:
+    """The value of ``binding``, given the workflow's inputs and the outputs of finished nodes."""
+    match binding:
+        case FromInput(name=name):
+            return inputs[name]
+        case FromNode(node=node, output=output):
+            return outputs[node][output]
+        case Constant(value=value):
+            return value
+        case Collection(items=items):
+            return [resolve(b, inputs, outputs) for b in items]
+        case Mapping(items=items):
+            return {key: resolve(b, inputs, outputs) for key, b in items.items()}

@@ -1,0 +1,169 @@
+"""Execution state, and ``evolve``: the only way it changes, one event at a time.
+
+``evolve`` is deterministic and does no I/O. For speed it updates the state in place and returns
+it; whoever owns a state (a scheduler's cache, a replay) builds it from events and nothing else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from plait.core.events import (
+    AttemptFailed,
+    AttemptStarted,
+    CommandRejected,
+    Decision,
+    Event,
+    ExecutionAborted,
+    ExecutionFailed,
+    ExecutionLaunched,
+    ExecutionSucceeded,
+    NodeFailed,
+    NodeQueued,
+    NodeSucceeded,
+    TaskError,
+)
+from plait.core.model import Node, WorkflowSpec, upstream_nodes
+
+ExecutionStatus = Literal["running", "succeeded", "failed", "aborted"]
+NodeStatus = Literal["waiting", "queued", "running", "succeeded", "failed"]
+AttemptStatus = Literal["queued", "running", "succeeded", "failed"]
+
+
+class AttemptState(msgspec.Struct, kw_only=True):
+    attempt_id: str
+    attempt: int
+    status: AttemptStatus = "queued"
+    worker: str = ""
+    queued_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: TaskError | None = None
+
+
+class NodeState(msgspec.Struct, kw_only=True):
+    id: str
+    task: str
+    spec: Node
+    status: NodeStatus = "waiting"
+    upstream: tuple[str, ...] = ()
+    downstream: list[str] = msgspec.field(default_factory=list)
+    waiting_on: int = 0
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    error: TaskError | None = None
+    attempts: list[AttemptState] = msgspec.field(default_factory=list)
+
+    def find_attempt(self, attempt_id: str) -> AttemptState | None:
+        return next((a for a in self.attempts if a.attempt_id == attempt_id), None)
+
+
+class Execution(msgspec.Struct, kw_only=True):
+    execution_id: str
+    project: str
+    domain: str
+    workflow: WorkflowSpec
+    inputs: dict[str, Any]
+    launched_by: str = ""
+    launch_command: str = ""
+    status: ExecutionStatus = "running"
+    nodes: dict[str, NodeState] = msgspec.field(default_factory=dict)
+    node_outputs: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    outputs: dict[str, Any] | None = None
+    error: TaskError | None = None
+    failed_node: str | None = None
+    abort_reason: str | None = None
+    rejected_commands: list[CommandRejected] = msgspec.field(default_factory=list)
+    launched_at: datetime | None = None
+    finished_at: datetime | None = None
+    last_sequence: int = 0  # stream sequence of the last decision applied
+    last_digest: str = ""  # SHA-256 of that decision's bytes
+    decisions: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status != "running"
+
+
+def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Execution:
+    """The state an execution starts in, with its DAG's edges and pending-upstream counts."""
+    state = Execution(
+        execution_id=event.execution_id,
+        project=event.project,
+        domain=event.domain,
+        workflow=event.workflow,
+        inputs=event.inputs,
+        launched_by=event.launched_by,
+        launch_command=command_id,
+        launched_at=at,
+    )
+    for node in event.workflow.nodes:
+        upstream = tuple(sorted(set().union(*(upstream_nodes(b) for b in node.inputs.values()))))
+        state.nodes[node.id] = NodeState(
+            id=node.id, task=node.task, spec=node, upstream=upstream, waiting_on=len(upstream)
+        )
+    for node_state in state.nodes.values():
+        for parent in node_state.upstream:
+            state.nodes[parent].downstream.append(node_state.id)
+    return state
+
+
+def evolve(state: Execution, event: Event, at: datetime) -> Execution:
+    """Apply one event (not a launch) to ``state``. Total: never raises on a known event."""
+    match event:
+        case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, inputs=inputs):
+            node = state.nodes[node_id]
+            node.status = "queued"
+            node.inputs = inputs
+            node.attempts.append(AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at))
+        case AttemptStarted(node=node_id, attempt_id=attempt_id, worker=worker):
+            node = state.nodes[node_id]
+            attempt_state = node.find_attempt(attempt_id)
+            if attempt_state is not None:
+                attempt_state.status, attempt_state.worker, attempt_state.started_at = "running", worker, at
+                node.status = "running"
+        case AttemptFailed(node=node_id, attempt_id=attempt_id, error=error, worker=worker):
+            attempt_state = state.nodes[node_id].find_attempt(attempt_id)
+            if attempt_state is not None:
+                attempt_state.status, attempt_state.error, attempt_state.finished_at = "failed", error, at
+                attempt_state.worker = worker or attempt_state.worker
+        case NodeSucceeded(node=node_id, attempt_id=attempt_id, outputs=outputs, worker=worker):
+            node = state.nodes[node_id]
+            node.status, node.outputs = "succeeded", outputs
+            state.node_outputs[node_id] = outputs
+            attempt_state = node.find_attempt(attempt_id)
+            if attempt_state is not None:
+                attempt_state.status, attempt_state.finished_at = "succeeded", at
+                attempt_state.worker = worker or attempt_state.worker
+            for child in node.downstream:
+                state.nodes[child].waiting_on -= 1
+        case NodeFailed(node=node_id, error=error):
+            node = state.nodes[node_id]
+            node.status, node.error = "failed", error
+        case ExecutionSucceeded(outputs=outputs):
+            state.status, state.outputs, state.finished_at = "succeeded", outputs, at
+        case ExecutionFailed(node=node_id, error=error):
+            state.status, state.error, state.failed_node, state.finished_at = "failed", error, node_id, at
+        case ExecutionAborted(reason=reason):
+            state.status, state.abort_reason, state.finished_at = "aborted", reason, at
+        case CommandRejected():
+            state.rejected_commands.append(event)
+        case ExecutionLaunched():
+            pass  # only ever the first event; ``launch`` builds the state from it
+    return state
+
+
+def apply_decision(state: Execution | None, decision: Decision, sequence: int, digest: str) -> Execution | None:
+    """Apply every event of a stored decision; returns the new state (None before any launch)."""
+    for event in decision.events:
+        if isinstance(event, ExecutionLaunched):
+            state = launch(event, decision.at, decision.commands[0] if decision.commands else "")
+        elif state is not None:
+            evolve(state, event, decision.at)
+    if state is not None:
+        state.last_sequence, state.last_digest = sequence, digest
+        state.decisions += 1
+    return state

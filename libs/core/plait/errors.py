@@ -1,0 +1,41 @@
+"""The plait exception hierarchy.
+
+Errors from NATS and asyncpg are mapped to these at the adapter edge, so callers only ever
+catch ``PlaitError`` and its subclasses.
+"""
+
+
+class PlaitError(Exception):
+    """Root of every error plait raises on purpose."""
+
+
+class DefinitionError(PlaitError):
+    """A task or workflow definition is wrong: names the entity, node and parameter at fault."""
+
+
+class InputError(PlaitError):
+    """Launch inputs or a command's payload do not match the interface they are meant for."""
+
+
+class RegistrationConflict(PlaitError):
+    """A name and version is already registered with different content; versions are immutable."""
+
+
+class ConflictError(PlaitError):
+    """A decision was stale: another one was appended to the execution first (retried internally)."""
+
+
+class NotFound(PlaitError):
+    """The execution, workflow, task or version asked for does not exist."""
+
+
+class ConnectionError(PlaitError):
+    """A server (NATS or PostgreSQL) could not be reached or stopped answering."""
+
+
+class ExecutionFailed(PlaitError):
+    """An execution that a caller waited for ended failed or aborted."""
+
+    def __init__(self, execution_id: str, message: str) -> None:
+        super().__init__(f"execution {execution_id} {message}")
+        self.execution_id = execution_id

@@ -1,0 +1,145 @@
+"""``@task``: a typed Python function that runs as one node of a workflow."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+import msgspec
+
+from plait.core.ids import content_version
+from plait.core.model import Interface, Param, TaskSpec, TaskTarget
+from plait.errors import DefinitionError
+from plait.sdk import tracing
+from plait.sdk.hints import encode_value, type_spec
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SINGLE_OUTPUT = "result"
+
+
+def is_named_tuple(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields")
+
+
+def output_hints(return_hint: Any) -> dict[str, Any]:
+    """Output names and hints: a NamedTuple's fields, one ``result``, or none for ``None``."""
+    if return_hint in (None, type(None)):
+        return {}
+    if is_named_tuple(return_hint):
+        return dict(typing.get_type_hints(return_hint))
+    return {SINGLE_OUTPUT: return_hint}
+
+
+def interface_of(fn: Callable[..., Any], owner: str) -> tuple[Interface, dict[str, Any]]:
+    """The interface of a function from its signature and hints; also returns the input hints."""
+    signature = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except NameError as exc:
+        raise DefinitionError(f"{owner}: a type hint cannot be resolved: {exc}") from exc
+    inputs: list[Param] = []
+    input_hints: dict[str, Any] = {}
+    for name, parameter in signature.parameters.items():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            raise DefinitionError(f"{owner}: parameter '{name}': *args and **kwargs are not supported")
+        if name not in hints:
+            raise DefinitionError(f"{owner}: parameter '{name}' needs a type hint")
+        spec = type_spec(hints[name], f"{owner}: parameter '{name}'")
+        default = msgspec.UNSET if parameter.default is parameter.empty else encode_value(parameter.default)
+        inputs.append(Param(name, spec, default))
+        input_hints[name] = hints[name]
+    if "return" not in hints:
+        raise DefinitionError(f"{owner}: the return type needs a hint (use -> None for no output)")
+    outputs = tuple(
+        Param(name, type_spec(hint, f"{owner}: output '{name}'"))
+        for name, hint in output_hints(hints["return"]).items()
+    )
+    return Interface(tuple(inputs), outputs), input_hints
+
+
+def source_of(fn: Callable[..., Any]) -> str:
+    try:
+        return inspect.getsource(fn)
+    except (OSError, TypeError):
+        return fn.__qualname__
+
+
+class Task(Generic[P, R]):
+    """A task: call it inside a ``@workflow`` to add a node, or outside one to run the function."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        retries: int = 0,
+        queue: str = "default",
+        timeout_seconds: float | None = None,
+        cache: bool = False,
+        cache_version: str = "",
+    ) -> None:
+        if "<locals>" in fn.__qualname__:
+            raise DefinitionError(
+                f"task '{fn.__qualname__}': tasks must be defined at module level so workers can import them"
+            )
+        self.fn = fn
+        self.name = f"{fn.__module__}.{fn.__qualname__}"
+        self.short_name = fn.__name__
+        self.interface, self.input_hints = interface_of(fn, f"task '{self.name}'")
+        self.return_hint = typing.get_type_hints(fn).get("return")
+        self.options = {
+            "retries": retries,
+            "queue": queue,
+            "timeout_seconds": timeout_seconds,
+            "cache": cache,
+            "cache_version": cache_version,
+        }
+        functools.update_wrapper(self, fn)
+
+    @functools.cached_property
+    def spec(self) -> TaskSpec:
+        module = inspect.getmodule(self.fn)
+        unversioned = TaskSpec(
+            name=self.name,
+            version="",
+            interface=self.interface,
+            target=TaskTarget(
+                module=self.fn.__module__,
+                qualname=self.fn.__qualname__,
+                file=getattr(module, "__file__", None),
+            ),
+            **self.options,  # type: ignore[arg-type]
+        )
+        version = content_version(self.name, self.interface, self.options, source_of(self.fn))
+        return msgspec.structs.replace(unversioned, version=version)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        builder = tracing.current_builder()
+        if builder is None:
+            return self.fn(*args, **kwargs)
+        return builder.add_node(self, args, kwargs)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
+@overload
+def task(
+    *,
+    retries: int = 0,
+    queue: str = "default",
+    timeout_seconds: float | None = None,
+    cache: bool = False,
+    cache_version: str = "",
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+def task(fn: Callable[P, R] | None = None, /, **options: Any) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+    """Declare a task. Inputs and outputs come from the type hints; a NamedTuple return names several outputs."""
+    if fn is not None:
+        return Task(fn, **options)
+    return lambda f: Task(f, **options)

@@ -1,0 +1,168 @@
+"""Tracing a ``@workflow`` function into a DAG: task calls become nodes, their results promises."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from plait.core.model import Binding, Collection, Constant, FromInput, FromNode, Mapping, Node
+from plait.core.types import ListOf, TypeSpec, assignable, check_value, describe
+from plait.errors import DefinitionError
+from plait.sdk.hints import encode_value
+
+if TYPE_CHECKING:
+    from plait.sdk.task import Task
+
+_builder: contextvars.ContextVar[WorkflowBuilder | None] = contextvars.ContextVar("plait_builder", default=None)
+
+
+def current_builder() -> WorkflowBuilder | None:
+    return _builder.get()
+
+
+class Promise:
+    """A value that exists only when the workflow runs: a workflow input or a node's output."""
+
+    def __init__(self, binding: FromInput | FromNode, type_: TypeSpec, label: str) -> None:
+        self.binding, self.type, self.label = binding, type_, label
+
+    def __repr__(self) -> str:
+        return f"<promise {self.label}: {describe(self.type)}>"
+
+    def __bool__(self) -> bool:
+        raise DefinitionError(
+            f"{self.label} is not known while the workflow is defined: it cannot be used in an if or a loop"
+        )
+
+    def __iter__(self) -> Iterator[Any]:
+        raise DefinitionError(f"{self.label} is not known while the workflow is defined: it cannot be iterated")
+
+
+class Outputs(tuple):  # type: ignore[type-arg]
+    """The promises of a task with several named outputs; unpack it or read outputs by name."""
+
+    _names: tuple[str, ...]
+
+    def __new__(cls, promises: dict[str, Promise]) -> Outputs:
+        instance = super().__new__(cls, promises.values())
+        instance._names = tuple(promises)
+        return instance
+
+    def __getattr__(self, name: str) -> Promise:
+        try:
+            return self[self._names.index(name)]  # type: ignore[no-any-return]
+        except ValueError:
+            raise AttributeError(f"no output named '{name}' (outputs: {', '.join(self._names)})") from None
+
+
+def bind(value: Any, where: str) -> tuple[Binding, TypeSpec | None]:
+    """The binding of a value passed to a node, and its type when it is a promise (None for constants)."""
+    if isinstance(value, Promise):
+        return value.binding, value.type
+    if isinstance(value, (list, tuple)) and any(_holds_promise(v) for v in value):
+        bound = [bind(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return Collection(tuple(b for b, _ in bound)), _common_list_type([t for _, t in bound])
+    if isinstance(value, dict) and any(_holds_promise(v) for v in value.values()):
+        return Mapping({str(k): bind(v, f"{where}[{k!r}]")[0] for k, v in value.items()}), None
+    try:
+        return Constant(encode_value(value)), None
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise DefinitionError(f"{where}: value {value!r} cannot be serialized: {exc}") from exc
+
+
+def _holds_promise(value: Any) -> bool:
+    if isinstance(value, Promise):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_promise(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_promise(v) for v in value.values())
+    return False
+
+
+def _common_list_type(types: list[TypeSpec | None]) -> TypeSpec | None:
+    known = {t for t in types if t is not None}
+    if len(known) == 1 and None not in types:
+        return ListOf(known.pop())
+    return None
+
+
+class WorkflowBuilder:
+    """Collects nodes while a workflow function runs with promises for its inputs."""
+
+    def __init__(self, workflow_name: str) -> None:
+        self.workflow_name = workflow_name
+        self.nodes: list[Node] = []
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._names: dict[str, int] = {}
+
+    def __enter__(self) -> WorkflowBuilder:
+        self._token = _builder.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _builder.reset(self._token)
+
+    def _node_id(self, short_name: str) -> str:
+        count = self._names.get(short_name, 0)
+        self._names[short_name] = count + 1
+        return short_name if count == 0 else f"{short_name}-{count}"
+
+    def add_node(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        known = self.tasks.setdefault(task.name, task)
+        if known is not task:
+            raise DefinitionError(f"workflow '{self.workflow_name}': two different tasks are named '{task.name}'")
+        node_id = self._node_id(task.short_name)
+        where = f"workflow '{self.workflow_name}', node '{node_id}' (task '{task.short_name}')"
+        params = task.interface.inputs
+        if len(args) > len(params):
+            raise DefinitionError(f"{where}: takes {len(params)} inputs, {len(args)} were given")
+        given = {p.name: a for p, a in zip(params, args, strict=False)}
+        for name, value in kwargs.items():
+            if name in given:
+                raise DefinitionError(f"{where}: input '{name}' is given twice")
+            given[name] = value
+        bindings: dict[str, Binding] = {}
+        for name, value in given.items():
+            param = task.interface.input(name)
+            if param is None:
+                expected = ", ".join(p.name for p in params) or "none"
+                raise DefinitionError(f"{where}: unknown input '{name}' (inputs: {expected})")
+            bindings[name] = self._checked_binding(value, param.type, f"{where}: input '{name}'")
+        missing = [p.name for p in params if p.required and p.name not in bindings]
+        if missing:
+            raise DefinitionError(f"{where}: missing input {', '.join(repr(m) for m in missing)}")
+        self.nodes.append(Node(id=node_id, task=task.name, inputs=bindings))
+        promises = {
+            p.name: Promise(FromNode(node_id, p.name), p.type, f"output '{p.name}' of node '{node_id}'")
+            for p in task.interface.outputs
+        }
+        from plait.sdk.task import SINGLE_OUTPUT, is_named_tuple
+
+        if is_named_tuple(task.return_hint):
+            return Outputs(promises)
+        return promises.get(SINGLE_OUTPUT)
+
+    @staticmethod
+    def _checked_binding(value: Any, expected: TypeSpec, where: str) -> Binding:
+        binding, source_type = bind(value, where)
+        if isinstance(value, Promise):
+            if not assignable(value.type, expected):
+                raise DefinitionError(
+                    f"{where} expects {describe(expected)}, got {describe(value.type)} from {value.label}"
+                )
+        elif isinstance(binding, Collection) and isinstance(expected, ListOf):
+            for index, item in enumerate(value):
+                WorkflowBuilder._checked_binding(item, expected.item, f"{where}[{index}]")
+        elif isinstance(binding, Collection):
+            raise DefinitionError(f"{where} expects {describe(expected)}, got a list")
+        elif isinstance(binding, Constant):
+            problem = check_value(expected, binding.value)
+            if problem is not None:
+                raise DefinitionError(f"{where} expects {describe(expected)}, got {value!r}: {problem}")
+        elif source_type is not None and not assignable(source_type, expected):
+            raise DefinitionError(f"{where} expects {describe(expected)}, got {describe(source_type)}")
+        return binding

@@ -1,0 +1,89 @@
+"""``@workflow``: a function of task calls, traced once when it is defined into a DAG of nodes."""
+
+from __future__ import annotations
+
+import functools
+import typing
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from plait.core.ids import content_version
+from plait.core.model import Binding, FromInput, WorkflowSpec
+from plait.core.validate import validate_workflow
+from plait.errors import DefinitionError
+from plait.sdk.task import SINGLE_OUTPUT, Task, interface_of, is_named_tuple, source_of
+from plait.sdk.tracing import Promise, WorkflowBuilder
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Workflow(Generic[P, R]):
+    """A traced workflow: its spec (nodes, bindings, tasks) is fixed when the decorator runs."""
+
+    def __init__(self, fn: Callable[P, R]) -> None:
+        self.fn = fn
+        self.name = f"{fn.__module__}.{fn.__qualname__}"
+        self.short_name = fn.__name__
+        owner = f"workflow '{self.name}'"
+        self.interface, self.input_hints = interface_of(fn, owner)
+        self.return_hint = typing.get_type_hints(fn).get("return")
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.spec = self._trace(owner)
+        functools.update_wrapper(self, fn)
+
+    def _trace(self, owner: str) -> WorkflowSpec:
+        promises = {
+            p.name: Promise(FromInput(p.name), p.type, f"workflow input '{p.name}'") for p in self.interface.inputs
+        }
+        with WorkflowBuilder(self.name) as builder:
+            returned = typing.cast(Any, self.fn)(**promises)
+        self.tasks = builder.tasks
+        outputs = self._output_bindings(returned, owner, builder)
+        unversioned = WorkflowSpec(
+            name=self.name,
+            version="",
+            interface=self.interface,
+            nodes=tuple(builder.nodes),
+            outputs=outputs,
+            tasks={name: t.spec for name, t in builder.tasks.items()},
+        )
+        validate_workflow(unversioned)
+        version = content_version(unversioned, source_of(self.fn))
+        return WorkflowSpec(
+            name=unversioned.name,
+            version=version,
+            interface=unversioned.interface,
+            nodes=unversioned.nodes,
+            outputs=unversioned.outputs,
+            tasks=unversioned.tasks,
+        )
+
+    def _output_bindings(self, returned: Any, owner: str, builder: WorkflowBuilder) -> dict[str, Binding]:
+        params = self.interface.outputs
+        if not params:
+            if returned is not None:
+                raise DefinitionError(f"{owner}: returns a value but its return hint is None")
+            return {}
+        if is_named_tuple(self.return_hint):
+            if not isinstance(returned, tuple) or len(returned) != len(params):
+                raise DefinitionError(
+                    f"{owner}: must return {len(params)} values ({', '.join(p.name for p in params)})"
+                )
+            values = dict(zip((p.name for p in params), returned, strict=True))
+        else:
+            values = {SINGLE_OUTPUT: returned}
+        return {p.name: builder._checked_binding(values[p.name], p.type, f"{owner}: output '{p.name}'") for p in params}
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        raise DefinitionError(
+            f"workflow '{self.name}' runs on plait: use `plait run FILE:{self.short_name}` or Client.launch()"
+        )
+
+    def __repr__(self) -> str:
+        return f"<workflow {self.name}@{self.spec.version[:12]}>"
+
+
+def workflow(fn: Callable[P, R]) -> Workflow[P, R]:
+    """Declare a workflow. Its body runs once, now, with promises for inputs: call tasks, wire their outputs."""
+    return Workflow(fn)

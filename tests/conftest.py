@@ -1,0 +1,81 @@
+"""Shared fixtures: real nats-server and PostgreSQL processes, or existing ones named by the environment.
+
+PLAIT_TEST_DATABASE_URL: use that PostgreSQL server instead of starting one; each test still gets a fresh
+database on it.
+PLAIT_TEST_NATS_URL: `nats_url` returns that URL instead of starting a server per test. Streams and
+consumers on it are then shared across tests and runs, so tests must use unique names or tolerate
+existing ones. `nats_server` always starts a private server, for tests that stop or kill it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from plait.embedded import NatsServer, PostgresServer, create_database
+
+
+class DatabaseServer(Protocol):
+    url: str
+
+    def create_database(self, name: str) -> str: ...
+
+
+class ExternalPostgres:
+    """An already running PostgreSQL server, given by URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def create_database(self, name: str) -> str:
+        return create_database(self.url, name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def plait_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("plait-home")
+    saved = os.environ.get("PLAIT_HOME")
+    os.environ["PLAIT_HOME"] = str(home)
+    try:
+        yield home
+    finally:
+        if saved is None:
+            os.environ.pop("PLAIT_HOME", None)
+        else:
+            os.environ["PLAIT_HOME"] = saved
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseServer]:
+    if url := os.environ.get("PLAIT_TEST_DATABASE_URL"):
+        yield ExternalPostgres(url)
+        return
+    server = PostgresServer.start(tmp_path_factory.mktemp("postgres"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database_url(postgres_server: DatabaseServer) -> str:
+    return postgres_server.create_database(f"plait_test_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    with NatsServer.start(tmp_path / "nats") as server:
+        yield server
+
+
+@pytest.fixture
+def nats_url(request: pytest.FixtureRequest) -> str:
+    if url := os.environ.get("PLAIT_TEST_NATS_URL"):
+        return url
+    server: NatsServer = request.getfixturevalue("nats_server")
+    return server.url
