@@ -8,12 +8,14 @@ from typing import Any
 import msgspec
 
 from plait.core.commands import Command
+from plait.core.dispatch import Dispatch
 from plait.core.events import Decision
 from plait.core.model import TaskSpec, WorkflowSpec
 
 encoder = msgspec.json.Encoder()
 command_decoder = msgspec.json.Decoder(Command)
 decision_decoder = msgspec.json.Decoder(Decision)
+dispatch_decoder = msgspec.json.Decoder(Dispatch)
 task_decoder = msgspec.json.Decoder(TaskSpec)
 workflow_decoder = msgspec.json.Decoder(WorkflowSpec)
 

@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 
 _LOG_TAIL_LINES = 40
 _POLL_INTERVAL = 0.01
-_UNIX_SOCKET_PATH_MAX = 100
+_UNIX_SOCKET_PATH_MAX = 107
 _PG_SYSTEM_USER = "pgserver"
 
 
@@ -52,7 +52,7 @@ def find_nats_server() -> Path:
 
 
 def _pgserver() -> ModuleType:
-    """pgserver.utils; importing pgserver warns when XDG_RUNTIME_DIR is unset, which is irrelevant here."""
+    """The pgserver package with its utils; importing it warns when XDG_RUNTIME_DIR is unset, irrelevant here."""
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
@@ -61,14 +61,11 @@ def _pgserver() -> ModuleType:
         raise RuntimeError(
             "PostgreSQL binaries not found: install the local extra (pip install 'plait[local]')"
         ) from exc
-    return pgserver.utils
+    return pgserver
 
 
 def _postgres_bin_dir() -> Path:
-    _pgserver()
-    from pgserver._commands import POSTGRES_BIN_PATH
-
-    return Path(POSTGRES_BIN_PATH)
+    return Path(_pgserver()._commands.POSTGRES_BIN_PATH)
 
 
 def _log_tail(path: Path, offset: int = 0) -> str:
@@ -206,12 +203,12 @@ def _postgres_user_options() -> dict[str, Any]:
     """Popen options that run PostgreSQL unprivileged: it refuses to run as root."""
     if sys.platform == "win32" or os.geteuid() != 0:
         return {}
-    entry = _pgserver().ensure_user_exists(_PG_SYSTEM_USER)
+    entry = _pgserver().utils.ensure_user_exists(_PG_SYSTEM_USER)
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def _prepare_for_system_user(data_dir: Path, bin_dir: Path, uid: int, gid: int) -> None:
-    utils = _pgserver()
+    utils = _pgserver().utils
     utils.ensure_prefix_permissions(data_dir)
     utils.ensure_prefix_permissions(bin_dir)
     readable = stat.S_IRGRP | stat.S_IROTH
@@ -263,7 +260,8 @@ class PostgresServer:
     """A PostgreSQL postmaster child process on a free loopback TCP port, with trust authentication.
 
     data_dir is the PGDATA directory (initdb'd on first start, reused afterwards); the server log is
-    data_dir/postgres.log. As root, PostgreSQL runs as the unprivileged system user "pgserver".
+    data_dir/postgres.log. The Unix socket is in data_dir too, or disabled when that path is too long.
+    As root, PostgreSQL runs as the unprivileged system user "pgserver".
     """
 
     def __init__(self, process: subprocess.Popen[bytes], port: int, data_dir: Path, log_path: Path) -> None:
@@ -287,7 +285,8 @@ class PostgresServer:
         if not (data_dir / "PG_VERSION").exists():
             _initdb(bin_dir, data_dir, user_options)
         log_path = data_dir / "postgres.log"
-        socket_dir = str(data_dir) if len(str(data_dir)) < _UNIX_SOCKET_PATH_MAX - 16 else ""
+        socket_fits = len(str(data_dir / ".s.PGSQL.65535")) <= _UNIX_SOCKET_PATH_MAX
+        socket_dir = str(data_dir) if socket_fits else ""
         port_attempts = 5
         while True:
             port = _free_port()

@@ -40,6 +40,12 @@ class Promise:
     def __iter__(self) -> Iterator[Any]:
         raise DefinitionError(f"{self.label} is not known while the workflow is defined: it cannot be iterated")
 
+    def _no_arithmetic(self, *_: object) -> Any:
+        raise DefinitionError(f"{self.label} is not known while the workflow is defined: compute with it inside a task")
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _no_arithmetic
+    __floordiv__ = __mod__ = __pow__ = __neg__ = __lt__ = __le__ = __gt__ = __ge__ = __getitem__ = _no_arithmetic
+
 
 class Outputs(tuple):  # type: ignore[type-arg]
     """The promises of a task with several named outputs; unpack it or read outputs by name."""

@@ -1,0 +1,259 @@
+"""The client: register workflows, launch executions, follow their events, query the catalog.
+
+``AsyncClient`` holds the implementation; ``Client`` offers the same methods, blocking, by running
+an ``AsyncClient`` on an event loop in a background thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import anyio
+import anyio.from_thread
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.js.api import DeliverPolicy
+
+from plait import codec
+from plait.adapters import subjects
+from plait.adapters.commands import publish_command
+from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
+from plait.core.commands import AbortExecution, LaunchExecution
+from plait.core.events import TERMINAL_EVENTS, Decision, TaskRegistered, WorkflowRegistered
+from plait.core.ids import new_execution_id
+from plait.core.state import Execution, apply_decision
+from plait.errors import InputError, NotFound, PlaitError
+from plait.sdk.hints import encode_value
+from plait.sdk.workflow import Workflow
+
+T = TypeVar("T")
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    """A decision as read from the log, with its stream sequence and digest."""
+
+    sequence: int
+    digest: str
+    decision: Decision
+
+
+class AsyncClient:
+    """Talks to plait through NATS only: the event log, the command stream and the catalog."""
+
+    def __init__(self, nc: NATS, project: str = "default", domain: str = "development") -> None:
+        self.nc, self.js = nc, nc.jetstream()
+        self.project, self.domain = project, domain
+        self.store = EventStore(self.js)
+        self.registry = Registry(self.js)
+
+    @classmethod
+    async def connect(cls, url: str, project: str = "default", domain: str = "development") -> AsyncClient:
+        nc = await connect(url, "plait-client")
+        client = cls(nc, project, domain)
+        await ensure_streams(client.js)
+        return client
+
+    async def close(self) -> None:
+        await self.nc.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _subject(self, execution_id: str) -> str:
+        return subjects.execution_subject(self.project, self.domain, execution_id)
+
+    async def register(self, workflow: Workflow[Any, Any]) -> str:
+        """Register the workflow and its tasks as immutable versions; returns the workflow version."""
+        for task_spec in workflow.spec.tasks.values():
+            await self.registry.register(TaskRegistered(self.project, self.domain, task_spec))
+        await self.registry.register(WorkflowRegistered(self.project, self.domain, workflow.spec))
+        return workflow.spec.version
+
+    async def launch(
+        self,
+        workflow: Workflow[Any, Any] | str,
+        inputs: dict[str, Any] | None = None,
+        *,
+        version: str | None = None,
+        execution_id: str | None = None,
+        launched_by: str = "",
+        timeout: float = 30.0,
+    ) -> str:
+        """Launch an execution and return its id once the scheduler accepted it.
+
+        ``workflow`` is a ``Workflow`` (registered first) or a registered name with ``version``.
+        ``execution_id`` doubles as an idempotency key: launching it again starts nothing new.
+        Raises ``InputError`` when the scheduler rejects the launch (for instance, bad inputs).
+        """
+        if isinstance(workflow, Workflow):
+            version = await self.register(workflow)
+            name = workflow.name
+        elif version is None:
+            raise InputError("launching by name needs a version")
+        else:
+            name = workflow
+        execution_id = execution_id or new_execution_id()
+        command = LaunchExecution(
+            command_id=f"launch:{execution_id}",
+            execution_id=execution_id,
+            project=self.project,
+            domain=self.domain,
+            workflow=name,
+            version=version,
+            inputs={k: encode_value(v) for k, v in (inputs or {}).items()},
+            launched_by=launched_by,
+        )
+        inbox = self.nc.new_inbox()
+        replies = await self.nc.subscribe(inbox, max_msgs=1)
+        try:
+            async with anyio.create_task_group() as tg:
+                rejection: list[str] = []
+
+                async def wait_for_rejection() -> None:
+                    with contextlib.suppress(nats.errors.TimeoutError):
+                        reply = await replies.next_msg(timeout=timeout)
+                        rejection.append(msgspec.json.decode(reply.data)["reason"])
+                        tg.cancel_scope.cancel()
+
+                async def wait_for_launch() -> None:
+                    async for _ in self.events(execution_id, until_terminal=False):
+                        tg.cancel_scope.cancel()
+
+                tg.start_soon(wait_for_rejection)
+                tg.start_soon(wait_for_launch)
+                await publish_command(self.js, command, self.project, self.domain, reply_to=inbox)
+                with anyio.fail_after(timeout):
+                    await anyio.sleep_forever()
+        except TimeoutError:
+            raise PlaitError(f"no scheduler accepted execution {execution_id} within {timeout:.0f} s") from None
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await replies.unsubscribe()
+        if rejection:
+            raise InputError(rejection[0])
+        return execution_id
+
+    async def events(self, execution_id: str, *, until_terminal: bool = True) -> AsyncIterator[StoredEvent]:
+        """The execution's decisions from the start, then as they are appended; ends after the last one."""
+        subscription = await self.js.subscribe(
+            self._subject(execution_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+        )
+        try:
+            async for msg in subscription.messages:
+                decision = codec.decision_decoder.decode(msg.data)
+                yield StoredEvent(msg.metadata.sequence.stream, codec.digest(msg.data), decision)
+                if until_terminal and any(isinstance(e, TERMINAL_EVENTS) for e in decision.events):
+                    return
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+
+    async def follow(self, execution_id: str) -> AsyncIterator[tuple[StoredEvent, Execution]]:
+        """Each decision with the execution's state after it, until the execution ends."""
+        state: Execution | None = None
+        async for stored in self.events(execution_id):
+            state = apply_decision(state, stored.decision, stored.sequence, stored.digest)
+            if state is not None:
+                yield stored, state
+
+    async def wait(self, execution_id: str, timeout: float | None = None) -> Execution:
+        """The final state of the execution, once it has succeeded, failed or been aborted."""
+        state: Execution | None = None
+        with anyio.fail_after(timeout):
+            async for _, state in self.follow(execution_id):
+                if state.terminal:
+                    return state
+        raise NotFound(f"execution {execution_id} does not exist")
+
+    async def get(self, execution_id: str) -> Execution:
+        """The execution's current state, rebuilt from its events."""
+        state = await self.store.load(self._subject(execution_id))
+        if state is None:
+            raise NotFound(f"execution {execution_id} does not exist in {self.project}/{self.domain}")
+        return state
+
+    async def abort(self, execution_id: str, reason: str = "aborted by request") -> None:
+        command = AbortExecution(command_id=f"abort:{execution_id}", execution_id=execution_id, reason=reason)
+        await publish_command(self.js, command, self.project, self.domain)
+
+    async def query(self, what: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """Ask the catalog (``executions.list``, ``executions.show``); raises ``NotFound`` for missing items."""
+        try:
+            reply = await self.nc.request(
+                f"{subjects.CATALOG_ROOT}.{what}", msgspec.json.encode(request), timeout=timeout
+            )
+        except nats.errors.NoRespondersError:
+            raise PlaitError("no catalog replica is running (start one with `plait catalog`)") from None
+        except nats.errors.TimeoutError:
+            raise PlaitError(f"the catalog did not answer within {timeout:.0f} s") from None
+        answer: dict[str, Any] = msgspec.json.decode(reply.data)
+        error = answer.get("error")
+        if error:
+            if error.get("type") == "not_found":
+                raise NotFound(error.get("message", "not found"))
+            raise PlaitError(error.get("message", str(error)))
+        return answer
+
+
+class Client:
+    """The blocking twin of ``AsyncClient``: the same methods, run on a background event loop."""
+
+    def __init__(self, url: str, project: str = "default", domain: str = "development") -> None:
+        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        self._portal = self._portal_cm.__enter__()
+        try:
+            self._async = self._portal.call(AsyncClient.connect, url, project, domain)
+        except BaseException:
+            self._portal_cm.__exit__(None, None, None)
+            raise
+
+    def _call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+        result: T = self._portal.call(functools.partial(fn, *args, **kwargs))
+        return result
+
+    def register(self, workflow: Workflow[Any, Any]) -> str:
+        return self._call(self._async.register, workflow)
+
+    def launch(self, workflow: Workflow[Any, Any] | str, inputs: dict[str, Any] | None = None, **options: Any) -> str:
+        return self._call(self._async.launch, workflow, inputs, **options)
+
+    def wait(self, execution_id: str, timeout: float | None = None) -> Execution:
+        return self._call(self._async.wait, execution_id, timeout)
+
+    def get(self, execution_id: str) -> Execution:
+        return self._call(self._async.get, execution_id)
+
+    def abort(self, execution_id: str, reason: str = "aborted by request") -> None:
+        self._call(self._async.abort, execution_id, reason)
+
+    def query(self, what: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        return self._call(self._async.query, what, request, timeout)
+
+    def events(self, execution_id: str) -> Iterator[StoredEvent]:
+        with self._portal.wrap_async_context_manager(_collect(self._async.events(execution_id))) as items:
+            yield from items
+
+    def close(self) -> None:
+        try:
+            self._call(self._async.close)
+        finally:
+            self._portal_cm.__exit__(None, None, None)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@contextlib.asynccontextmanager
+async def _collect(events: AsyncIterator[StoredEvent]) -> AsyncIterator[list[StoredEvent]]:
+    yield [event async for event in events]

@@ -1,0 +1,80 @@
+"""Settings from the environment (``PLAIT_*``), validated when they are read."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+import msgspec
+
+from plait.errors import InputError
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    nats_url: str | None = None
+    database_url: str | None = None
+    project: str = "default"
+    domain: str = "development"
+    replica: str = ""
+    cluster: str = "local"
+    queue: str = "default"
+    concurrency: int = 0  # 0: one worker process per core
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    home: str = ""
+    nats_sync: Literal["always", "default"] = "always"
+
+    def __post_init__(self) -> None:
+        if self.nats_url is not None:
+            _check_url("PLAIT_NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
+        if self.database_url is not None:
+            _check_url("PLAIT_DATABASE_URL", self.database_url, ("postgresql", "postgres"))
+        if self.concurrency < 0:
+            raise InputError(f"PLAIT_CONCURRENCY must be 0 (one per core) or more, got {self.concurrency}")
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home) if self.home else Path.home() / ".plait"
+
+    @property
+    def replica_name(self) -> str:
+        return self.replica or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
+    parsed = urlparse(url)
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise InputError(f"{name} must look like {schemes[0]}://HOST:PORT, got {url!r}")
+
+
+_FIELDS = {
+    "nats_url": "PLAIT_NATS_URL",
+    "database_url": "PLAIT_DATABASE_URL",
+    "project": "PLAIT_PROJECT",
+    "domain": "PLAIT_DOMAIN",
+    "replica": "PLAIT_REPLICA",
+    "cluster": "PLAIT_CLUSTER",
+    "queue": "PLAIT_QUEUE",
+    "concurrency": "PLAIT_CONCURRENCY",
+    "log_format": "PLAIT_LOG_FORMAT",
+    "log_level": "PLAIT_LOG_LEVEL",
+    "home": "PLAIT_HOME",
+    "nats_sync": "PLAIT_NATS_SYNC",
+}
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from ``PLAIT_*`` variables, then ``overrides``; a bad value raises ``InputError`` naming it."""
+    environ = dict(os.environ) if environ is None else environ
+    raw: dict[str, object] = {field: environ[var] for field, var in _FIELDS.items() if environ.get(var)}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        for field, var in _FIELDS.items():
+            message = message.replace(f"`$.{field}`", var)
+        raise InputError(f"invalid setting: {message}") from None

@@ -1,0 +1,39 @@
+"""Keeping rejected commands aside, and telling their sender why."""
+
+from __future__ import annotations
+
+import msgspec
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from plait import codec
+from plait.adapters import subjects
+from plait.adapters.commands import REPLY_TO_HEADER
+
+log = structlog.get_logger()
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    """What a sender receives on its ``Plait-Reply-To`` subject when its command was refused."""
+
+    command_id: str
+    subject: str
+    reason: str
+    type: str = "command_rejected"
+
+
+async def reject(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str, reason: str) -> None:
+    """Store the original message on the dead-letter stream with the reason, then reply to its sender."""
+    headers = dict(msg.headers or {})
+    headers.pop("Nats-Msg-Id", None)
+    headers.pop("Nats-Expected-Stream", None)
+    headers.update({"Plait-Error": reason[:4000], "Plait-Original-Subject": msg.subject})
+    await js.publish(
+        subjects.dead_letter_subject(msg.subject), msg.data, headers=headers, stream=subjects.DEAD_LETTER_STREAM
+    )
+    log.warning("command_rejected", subject=msg.subject, command_id=command_id, reason=reason)
+    reply_to = (msg.headers or {}).get(REPLY_TO_HEADER)
+    if reply_to:
+        await nc.publish(reply_to, codec.encode(Rejection(command_id=command_id, subject=msg.subject, reason=reason)))

@@ -1,0 +1,161 @@
+"""The scheduler replica: consumes commands, appends decisions, and runs the dispatch outbox.
+
+Replicas are stateless: any number may run, all pulling from one durable consumer; optimistic
+concurrency on the execution subject makes sure only one decision per log position lands.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+import anyio
+import anyio.abc
+import msgspec
+import nats.errors
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from plait import codec
+from plait.adapters import subjects
+from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
+from plait.core.commands import Command, LaunchExecution
+from plait.core.decide import ResolvedLaunch, command_id_of
+from plait.errors import NotFound
+from plait_scheduler.cache import StateCache
+from plait_scheduler.deadletter import reject
+from plait_scheduler.decisions import Decider
+from plait_scheduler.outbox import Outbox
+
+COMMANDS_CONSUMER = "scheduler"
+OUTBOX_CONSUMER = "dispatcher"
+MAX_DELIVERIES = 5  # a command that keeps failing for an unexpected reason is dead-lettered
+
+
+class SchedulerService:
+    """One scheduler replica. ``run`` serves until cancelled."""
+
+    def __init__(
+        self, nats_url: str, *, replica: str, cluster: str = "local", batch_size: int = 256, ack_wait: float = 30.0
+    ) -> None:
+        self.nats_url, self.replica, self.cluster = nats_url, replica, cluster
+        self.batch_size, self.ack_wait = batch_size, ack_wait
+        self.log = structlog.get_logger().bind(replica=replica)
+        self.states = StateCache()
+        self.decider: Decider | None = None
+        self.outbox: Outbox | None = None
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        nc = await connect(self.nats_url, f"plait-scheduler-{self.replica}")
+        try:
+            js = nc.jetstream()
+            await ensure_streams(js)
+            store = EventStore(js)
+            self.decider = Decider(store, self.states, self.replica)
+            self.outbox = Outbox(js, store, self.states, self.cluster)
+            registry = Registry(js)
+            commands = await self._subscribe(
+                js, subjects.COMMANDS_STREAM, f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER
+            )
+            decisions = await self._subscribe(js, subjects.EVENTS_STREAM, f"{subjects.EVENTS_ROOT}.>", OUTBOX_CONSUMER)
+            self.log.info("scheduler_started", nats=self.nats_url)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._consume, commands, lambda batch: self._handle_commands(nc, js, registry, batch))
+                tg.start_soon(self._consume, decisions, self.outbox.handle)
+                task_status.started()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await nc.close()
+            self.log.info("scheduler_stopped")
+
+    async def _subscribe(
+        self, js: JetStreamContext, stream: str, subject: str, durable: str
+    ) -> JetStreamContext.PullSubscription:
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.ack_wait,
+            max_ack_pending=20_000,
+            max_waiting=512,
+            filter_subject=subject,
+        )
+        return await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+
+    async def _consume(
+        self, subscription: JetStreamContext.PullSubscription, handle: Callable[[list[Msg]], Awaitable[None]]
+    ) -> None:
+        while True:
+            try:
+                batch = await subscription.fetch(self.batch_size, timeout=5)
+            except nats.errors.TimeoutError:
+                continue
+            with anyio.CancelScope(shield=True):  # a fetched batch is finished, then the replica may stop
+                await handle(batch)
+
+    async def _handle_commands(self, nc: NATS, js: JetStreamContext, registry: Registry, batch: list[Msg]) -> None:
+        by_execution: dict[str, list[Msg]] = defaultdict(list)
+        for msg in batch:
+            target = subjects.execution_of_command_subject(msg.subject)
+            key = subjects.execution_subject(*target) if target else ""
+            by_execution[key].append(msg)
+        async with anyio.create_task_group() as tg:
+            for subject, messages in by_execution.items():
+                tg.start_soon(self._handle_execution, nc, js, registry, subject, messages)
+
+    async def _handle_execution(
+        self, nc: NATS, js: JetStreamContext, registry: Registry, subject: str, messages: list[Msg]
+    ) -> None:
+        assert self.decider is not None
+        log = self.log.bind(subject=subject)
+        accepted: list[tuple[Msg, Command | ResolvedLaunch]] = []
+        for msg in messages:
+            try:
+                command = codec.command_decoder.decode(msg.data)
+                accepted.append((msg, await self._resolve(registry, msg, command)))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                await reject(nc, js, msg, (msg.headers or {}).get("Nats-Msg-Id", ""), f"malformed command: {exc}")
+                await msg.ack()
+            except (NotFound, ValueError) as exc:
+                await reject(nc, js, msg, command.command_id, str(exc))
+                await msg.ack()
+        if not accepted:
+            return
+        try:
+            outcome = await self.decider.decide(subject, [command for _, command in accepted])
+        except Exception:
+            log.exception("decision_failed", commands=[command_id_of(c) for _, c in accepted])
+            for msg, command in accepted:
+                if msg.metadata.num_delivered >= MAX_DELIVERIES:
+                    await reject(nc, js, msg, command_id_of(command), "failed repeatedly while deciding; see logs")
+                    await msg.ack()
+                else:
+                    await msg.nak(delay=1.0)
+            return
+        rejected = {command_id_of(command): reason for command, reason in outcome.rejections}
+        for msg, command in accepted:
+            command_id = command_id_of(command)
+            if command_id in rejected:
+                await reject(nc, js, msg, command_id, rejected[command_id])
+            await msg.ack()
+        if outcome.events:
+            state = outcome.state
+            log.debug("decided", execution=state.execution_id if state else None, events=len(outcome.events))
+
+    @staticmethod
+    async def _resolve(registry: Registry, msg: Msg, command: Command) -> Command | ResolvedLaunch:
+        target = subjects.execution_of_command_subject(msg.subject)
+        if target is None or target[2] != subjects.token(command.execution_id, "execution id"):
+            raise ValueError(f"command for execution {command.execution_id} was sent on subject {msg.subject}")
+        if isinstance(command, LaunchExecution):
+            if (target[0], target[1]) != (
+                subjects.token(command.project, "project"),
+                subjects.token(command.domain, "domain"),
+            ):
+                raise ValueError(f"launch for {command.project}/{command.domain} was sent on subject {msg.subject}")
+            workflow = await registry.workflow(command.project, command.domain, command.workflow, command.version)
+            return ResolvedLaunch(command=command, workflow=workflow)
+        return command

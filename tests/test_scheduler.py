@@ -1,0 +1,216 @@
+"""The scheduler against a real nats-server: OCC appends, rejected commands, dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import anyio
+import msgspec
+import nats
+import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from plait import InputError, codec
+from plait.adapters import subjects
+from plait.adapters.commands import REPLY_TO_HEADER
+from plait.adapters.jetstream import EventStore, connect, ensure_streams
+from plait.client import AsyncClient
+from plait.core.commands import ReportAttemptStarted
+from plait.core.decide import ResolvedLaunch, decide_batch
+from plait.core.events import Decision
+from plait.errors import ConflictError
+from plait_scheduler import SchedulerService
+from plait_scheduler.cache import StateCache
+from plait_scheduler.decisions import Decider
+from tests import workflows
+from tests.running import running
+
+
+@pytest.fixture
+async def client(nats_url: str) -> AsyncIterator[AsyncClient]:
+    async with await AsyncClient.connect(nats_url) as plait_client:
+        yield plait_client
+
+
+@pytest.fixture
+async def scheduler(nats_url: str) -> AsyncIterator[SchedulerService]:
+    service = SchedulerService(nats_url, replica="test-scheduler")
+    async with running(service.run):
+        yield service
+
+
+async def launched_state(client: AsyncClient, execution_id: str) -> ResolvedLaunch:
+    await client.register(workflows.add_two)
+    from plait.core.commands import LaunchExecution
+
+    command = LaunchExecution(
+        command_id=f"launch:{execution_id}",
+        execution_id=execution_id,
+        project=client.project,
+        domain=client.domain,
+        workflow=workflows.add_two.name,
+        version=workflows.add_two.spec.version,
+        inputs={"a": 1, "b": 2},
+    )
+    return ResolvedLaunch(command=command, workflow=workflows.add_two.spec)
+
+
+async def test_two_racing_decisions_only_one_is_stored(client: AsyncClient) -> None:
+    subject = client._subject("race")
+    store = EventStore(client.js)
+    launch = await launched_state(client, "race")
+    outcome = decide_batch(None, [launch], datetime.now(UTC))
+    sequence, digest = await store.append(
+        subject,
+        Decision(
+            execution_id="race",
+            at=datetime.now(UTC),
+            replica="r0",
+            commands=("launch",),
+            previous="",
+            events=tuple(outcome.events),
+        ),
+        0,
+    )
+    state = await store.load(subject)
+    assert state is not None and state.last_sequence == sequence
+    attempt = state.nodes["add"].attempts[0].attempt_id
+    started = [
+        Decision(
+            execution_id="race",
+            at=datetime.now(UTC),
+            replica=replica,
+            commands=(f"started-{replica}",),
+            previous=digest,
+            events=tuple(
+                decide_batch(
+                    await store.load(subject),
+                    [
+                        ReportAttemptStarted(
+                            command_id=f"s-{replica}",
+                            execution_id="race",
+                            node="add",
+                            attempt_id=attempt,
+                            worker=replica,
+                        )
+                    ],
+                    datetime.now(UTC),
+                ).events
+            ),
+        )
+        for replica in ("r1", "r2")
+    ]
+    results: list[object] = []
+
+    async def append(decision: Decision) -> None:
+        try:
+            results.append(await store.append(subject, decision, sequence))
+        except ConflictError as exc:
+            results.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for decision in started:
+            tg.start_soon(append, decision)
+    assert sum(isinstance(r, ConflictError) for r in results) == 1
+    stored = [s async for s in store.read(subject)]
+    assert next(s.decision.replica for s in stored) == "r0"
+    assert len(stored) == 2, "the stale decision must leave nothing behind"
+    winner = next(r for r in results if not isinstance(r, ConflictError))
+    assert stored[1].sequence == winner[0]  # type: ignore[index]
+
+
+async def test_a_stale_decision_is_decided_again_on_fresh_state(client: AsyncClient) -> None:
+    subject = client._subject("stale")
+    store = EventStore(client.js)
+    launch = await launched_state(client, "stale")
+    fresh_cache, stale_cache = StateCache(), StateCache()
+    first = Decider(store, fresh_cache, "r1")
+    await first.decide(subject, [launch])
+    stale_state = await store.load(subject)
+    assert stale_state is not None
+    stale_cache.put(subject, stale_state)
+    attempt = fresh_cache.get(subject).nodes["add"].attempts[0].attempt_id  # type: ignore[union-attr]
+    started = ReportAttemptStarted(command_id="s1", execution_id="stale", node="add", attempt_id=attempt, worker="w1")
+    await first.decide(subject, [started])
+    second = Decider(store, stale_cache, "r2")
+    outcome = await second.decide(subject, [started])
+    assert second.conflicts == 1
+    assert outcome.events == [], "on fresh state the duplicate report changes nothing"
+    stored = [s async for s in store.read(subject)]
+    assert len(stored) == 2
+    assert stored[1].decision.previous == stored[0].digest
+
+
+async def dead_letters(nats_url: str, count: int) -> list[nats.aio.msg.Msg]:
+    nc = await connect(nats_url, "dlq-reader")
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(
+            f"{subjects.DEAD_LETTER_ROOT}.>",
+            durable=None,
+            stream=subjects.DEAD_LETTER_STREAM,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        )
+        with anyio.fail_after(10):
+            messages: list[nats.aio.msg.Msg] = []
+            while len(messages) < count:
+                messages += await sub.fetch(count - len(messages), timeout=5)
+        return messages
+    finally:
+        await nc.close()
+
+
+async def test_bad_launch_inputs_are_rejected_with_a_reply_and_kept_aside(
+    client: AsyncClient, scheduler: SchedulerService, nats_url: str
+) -> None:
+    with pytest.raises(InputError, match=r"input 'a' expects int"):
+        await client.launch(workflows.add_two, {"a": "one", "b": 2}, execution_id="bad-inputs")
+    with pytest.raises(InputError, match=r"missing input 'b'"):
+        await client.launch(workflows.add_two, {"a": 1}, execution_id="missing-input")
+    [first, second] = await dead_letters(nats_url, 2)
+    assert "input 'a' expects int" in first.headers["Plait-Error"]
+    assert first.headers["Plait-Original-Subject"].endswith("bad-inputs.launch")
+    assert msgspec.json.decode(first.data)["inputs"]["a"] == "one", "the original command is kept as it was sent"
+    assert "missing input 'b'" in second.headers["Plait-Error"]
+
+
+async def test_a_malformed_command_is_dead_lettered_and_the_replica_goes_on(
+    client: AsyncClient, scheduler: SchedulerService, nats_url: str
+) -> None:
+    inbox = client.nc.new_inbox()
+    replies = await client.nc.subscribe(inbox, max_msgs=2)
+    subject = subjects.command_subject(client.project, client.domain, "garbled", "launch")
+    await client.js.publish(subject, b"{not json", headers={REPLY_TO_HEADER: inbox, "Nats-Msg-Id": "garbled-1"})
+    await client.js.publish(
+        subject,
+        msgspec.json.encode({"type": "launch_execution.v9", "command_id": "x"}),
+        headers={REPLY_TO_HEADER: inbox, "Nats-Msg-Id": "garbled-2"},
+    )
+    with anyio.fail_after(10):
+        reasons = [msgspec.json.decode((await replies.next_msg(timeout=10)).data)["reason"] for _ in range(2)]
+    assert reasons[0].startswith("malformed command: JSON is malformed")
+    assert "Invalid value 'launch_execution.v9'" in reasons[1]
+    assert len(await dead_letters(nats_url, 2)) == 2
+    with anyio.fail_after(20):
+        execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
+    state = await client.get(execution_id)
+    assert state.status == "running" and state.nodes["add"].status == "queued"
+
+
+async def test_a_launch_queues_a_dispatch_record_derived_from_the_log(
+    client: AsyncClient, scheduler: SchedulerService
+) -> None:
+    execution_id = await client.launch(workflows.add_two, {"a": 4, "b": 5})
+    sub = await client.js.pull_subscribe(
+        f"{subjects.DISPATCH_ROOT}.>", durable=None, stream=subjects.DISPATCH_STREAM, config=ConsumerConfig()
+    )
+    [msg] = await sub.fetch(1, timeout=10)
+    dispatch = codec.dispatch_decoder.decode(msg.data)
+    assert (dispatch.execution_id, dispatch.node, dispatch.attempt) == (execution_id, "add", 1)
+    assert dispatch.inputs == {"a": 4, "b": 5}
+    assert dispatch.task.name == workflows.add.name
+    state = await client.get(execution_id)
+    assert dispatch.decision_sequence == state.last_sequence
+    assert msg.headers["Nats-Msg-Id"] == dispatch.attempt_id
+    await ensure_streams(client.js)  # idempotent
