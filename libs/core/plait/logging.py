@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
+from typing import TextIO
 
 import structlog
 
 
-def configure_logging(log_format: str = "json", level: str = "info") -> None:
+def configure_logging(log_format: str = "json", level: str = "info", file: Path | None = None) -> None:
+    """Render to stderr, or append to ``file`` (as JSON) when given, e.g. while a live view owns the terminal."""
+    stream: TextIO = sys.stderr
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        stream = open(file, "a", buffering=1)  # noqa: SIM115 - lives as long as the process logs
+        log_format = "json"
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if log_format == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -21,6 +29,6 @@ def configure_logging(log_format: str = "json", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )

@@ -1,0 +1,1 @@
+"""plait's benchmarks: `python -m bench --help`."""

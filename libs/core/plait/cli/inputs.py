@@ -1,0 +1,78 @@
+"""Command-line values for workflow inputs, parsed by the inputs' type hints."""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from plait.core.model import Param
+from plait.core.types import Primitive, describe
+from plait.sdk.workflow import Workflow
+
+_TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
+
+
+def parse_value(text: str, hint: Any, name: str) -> Any:
+    """``text`` as a value of ``hint``: plain for scalars, JSON for lists, dicts and records."""
+    optional = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+    if optional and type(None) in optional:
+        if text.lower() in ("none", "null"):
+            return None
+        hint = next(a for a in optional if a is not type(None))
+    try:
+        if hint is bool:
+            lowered = text.lower()
+            if lowered in _TRUE | _FALSE:
+                return lowered in _TRUE
+            raise ValueError("expected true or false")
+        if hint in (int, float):
+            return hint(text)
+        if hint is str:
+            return text
+        if hint is bytes:
+            return text.encode()
+        return msgspec.json.decode(text.encode(), type=hint, strict=False)
+    except (ValueError, msgspec.DecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}: {exc}") from None
+
+
+def _converter(hint: Any, name: str) -> Callable[[str], Any]:
+    return lambda text: parse_value(text, hint, name)
+
+
+def _help_for(param: Param) -> str:
+    kind = describe(param.type)
+    needs_json = not isinstance(param.type, Primitive)
+    default = "" if param.required else f" (default: {msgspec.json.encode(param.default).decode()})"
+    return f"{kind}{', as JSON' if needs_json else ''}{default}"
+
+
+def input_parser(workflow: Workflow[Any, Any], prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=f"Inputs of workflow {workflow.name}",
+        add_help=True,
+        allow_abbrev=False,
+    )
+    group = parser.add_argument_group("workflow inputs")
+    for param in workflow.interface.inputs:
+        group.add_argument(
+            f"--{param.name.replace('_', '-')}",
+            dest=param.name,
+            required=param.required,
+            metavar=describe(param.type).upper() if isinstance(param.type, Primitive) else "JSON",
+            type=_converter(workflow.input_hints[param.name], param.name),
+            help=_help_for(param),
+            default=argparse.SUPPRESS,
+        )
+    return parser
+
+
+def parse_inputs(workflow: Workflow[Any, Any], argv: list[str], prog: str) -> dict[str, Any]:
+    """The inputs given on the command line; defaults are left to the workflow."""
+    return vars(input_parser(workflow, prog).parse_args(argv))

@@ -1,0 +1,146 @@
+"""The ``plait`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import anyio
+
+from plait.errors import DefinitionError, InputError, NotFound, PlaitError
+
+DESCRIPTION = """\
+plait: typed workflows scheduled from an event log on NATS JetStream.
+
+Without PLAIT_NATS_URL, commands use a running `plait dev`, or start the embedded stack
+(local nats-server + PostgreSQL + scheduler, executor and catalog) for their own run."""
+
+EPILOG = """\
+environment:
+  PLAIT_NATS_URL       NATS server of an existing deployment (nats://host:4222)
+  PLAIT_DATABASE_URL   PostgreSQL for the catalog (postgresql://user@host/db)
+  PLAIT_PROJECT, PLAIT_DOMAIN   where entities and executions live (default/development)
+  PLAIT_HOME           data of the embedded stack (default ~/.plait)
+  PLAIT_NATS_SYNC      'always' (default: fsync every write) or 'default' (nats-server's 2-minute sync)
+  PLAIT_CONCURRENCY    executor worker processes (default: one per core)
+  PLAIT_LOG_FORMAT, PLAIT_LOG_LEVEL   json|console, debug|info|warning|error
+
+examples:
+  plait run examples/etl.py:etl --days 3
+  plait dev                      # keep a local stack running for other commands
+  plait executions list
+"""
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The ``plait`` parser, and its ``run`` sub-parser (whose inputs depend on the workflow)."""
+    parser = argparse.ArgumentParser(
+        prog="plait", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="register, launch and follow a workflow",
+        description="Register FILE.py:WORKFLOW (and its tasks), launch it with the given inputs, follow it "
+        "live and print its outputs. `plait run FILE.py:WORKFLOW --help` lists the workflow's inputs.",
+        add_help=False,
+    )
+    run.add_argument("workflow", nargs="?", metavar="FILE.py:WORKFLOW", help="the workflow to run")
+    run.add_argument("--no-follow", action="store_true", help="print the execution id and return at once")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument("-h", "--help", action="store_true", help="show this help (with the workflow's inputs)")
+
+    commands.add_parser("dev", help="run the embedded stack in the foreground for other commands to use")
+    commands.add_parser("scheduler", help="run a scheduler replica (needs PLAIT_NATS_URL)")
+    commands.add_parser("executor", help="run an executor for PLAIT_QUEUE (needs PLAIT_NATS_URL)")
+    commands.add_parser("catalog", help="run a catalog replica (needs PLAIT_NATS_URL and PLAIT_DATABASE_URL)")
+
+    executions = commands.add_parser("executions", help="list and show executions").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    listing = executions.add_parser("list", help="recent executions, newest first")
+    listing.add_argument("--status", choices=["running", "succeeded", "failed", "aborted"])
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--json", action="store_true")
+    show = executions.add_parser("show", help="one execution: status, timings, nodes, attempts, outputs")
+    show.add_argument("execution_id", metavar="ID")
+    show.add_argument("--json", action="store_true")
+    return parser, run
+
+
+def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace, rest: list[str]) -> int:
+    from plait.cli.inputs import input_parser, parse_inputs
+    from plait.cli.run import run_workflow
+    from plait.sdk.loader import load_reference
+    from plait.sdk.workflow import Workflow
+    from plait.settings import load_settings
+
+    if args.workflow is None:
+        run_parser.print_help()
+        return 0 if args.help else 2
+    workflow = load_reference(args.workflow)
+    if not isinstance(workflow, Workflow):
+        raise DefinitionError(f"{args.workflow} is not a @workflow (it is {type(workflow).__name__})")
+    prog = f"plait run {args.workflow}"
+    if args.help:
+        input_parser(workflow, prog).print_help()
+        return 0
+    inputs = parse_inputs(workflow, rest, prog)
+    return anyio.run(
+        lambda: run_workflow(load_settings(), workflow, inputs, follow=not args.no_follow, as_json=args.json)
+    )
+
+
+def dispatch(argv: Sequence[str]) -> int:
+    from plait.logging import configure_logging
+    from plait.settings import load_settings
+
+    parser, run_parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command != "run" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "run":
+        settings = load_settings()
+        log_file = settings.home_path / "logs" / "plait.log"
+        configure_logging(settings.log_format, settings.log_level, file=log_file)
+        return _run_command(run_parser, args, rest)
+    settings = load_settings()
+    if args.command in ("scheduler", "executor", "catalog", "dev"):
+        from plait.cli import serve
+
+        configure_logging("console" if args.command == "dev" else settings.log_format, settings.log_level)
+        runner = {
+            "scheduler": serve.serve_scheduler,
+            "executor": serve.serve_executor,
+            "catalog": serve.serve_catalog,
+            "dev": serve.serve_dev,
+        }[args.command]
+        anyio.run(runner, settings)
+        return 0
+    from plait.cli import executions
+
+    configure_logging(settings.log_format, "warning", file=settings.home_path / "logs" / "plait.log")
+    if args.action == "list":
+        return anyio.run(executions.list_executions, settings, args.status, args.limit, args.json)
+    return anyio.run(executions.show_execution, settings, args.execution_id, args.json)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        code = dispatch(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except (DefinitionError, InputError, NotFound) as exc:
+        print(f"plait: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 2
+    except PlaitError as exc:
+        print(f"plait: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

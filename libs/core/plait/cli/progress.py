@@ -1,0 +1,78 @@
+"""The live view of a running execution: a line per node for small DAGs, counts per task for large ones."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from plait.core.state import Execution, NodeState
+
+PER_NODE_LIMIT = 30
+
+STATUS_STYLE = {
+    "waiting": "dim",
+    "queued": "cyan",
+    "running": "yellow",
+    "succeeded": "green",
+    "failed": "bold red",
+    "aborted": "magenta",
+}
+
+
+def _seconds(node: NodeState, now: datetime) -> str:
+    if not node.attempts or node.attempts[-1].started_at is None:
+        return ""
+    attempt = node.attempts[-1]
+    assert attempt.started_at is not None
+    end = attempt.finished_at or now
+    return f"{(end - attempt.started_at).total_seconds():.2f}s"
+
+
+def render(state: Execution, now: datetime | None = None) -> RenderableType:
+    now = now or datetime.now(UTC)
+    elapsed = ((state.finished_at or now) - (state.launched_at or now)).total_seconds()
+    done = sum(1 for n in state.nodes.values() if n.status == "succeeded")
+    header = Text.assemble(
+        ("execution ", "bold"),
+        (state.execution_id, "bold cyan"),
+        f"  {state.workflow.name}  ",
+        (state.status, STATUS_STYLE.get(state.status, "")),
+        f"  {done}/{len(state.nodes)} nodes  {elapsed:.2f}s",
+    )
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    if len(state.nodes) <= PER_NODE_LIMIT:
+        for column in ("node", "task", "status", "attempt", "time"):
+            table.add_column(column)
+        for node in state.nodes.values():
+            table.add_row(
+                node.id,
+                node.task.rsplit(".", 1)[-1],
+                Text(node.status, STATUS_STYLE[node.status]),
+                str(len(node.attempts) or ""),
+                _seconds(node, now),
+            )
+    else:
+        statuses = ("waiting", "queued", "running", "succeeded", "failed")
+        table.add_column("task")
+        for status in statuses:
+            table.add_column(status, justify="right", style=STATUS_STYLE[status])
+        by_task: dict[str, Counter[str]] = {}
+        for node in state.nodes.values():
+            by_task.setdefault(node.task.rsplit(".", 1)[-1], Counter())[node.status] += 1
+        for task_name, counts in by_task.items():
+            table.add_row(task_name, *(str(counts[s]) for s in statuses))
+    return Group(header, table)
+
+
+def print_transition(console: Console, before: dict[str, str], state: Execution) -> None:
+    """For a terminal that is not interactive: one line per node that changed status."""
+    if len(state.nodes) > PER_NODE_LIMIT:
+        return
+    for node in state.nodes.values():
+        if before.get(node.id) != node.status and node.status in ("running", "succeeded", "failed"):
+            console.print(f"{node.id}: {node.status}", highlight=False)
+        before[node.id] = node.status

@@ -1,0 +1,84 @@
+"""``plait run``: register, launch, follow with a live view, print the outputs."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from typing import Any
+
+import msgspec
+from rich.console import Console
+from rich.live import Live
+
+from plait.cli.progress import print_transition, render
+from plait.cli.stack import nats_for_command
+from plait.client import AsyncClient
+from plait.core.state import Execution
+from plait.sdk.workflow import Workflow
+from plait.settings import Settings
+
+
+async def run_workflow(
+    settings: Settings, workflow: Workflow[Any, Any], inputs: dict[str, Any], *, follow: bool, as_json: bool
+) -> int:
+    """Launch ``workflow`` and (when ``follow``) wait for it; the exit code is 1 when it did not succeed."""
+    out, err = Console(), Console(stderr=True)
+    async with nats_for_command(settings) as nats_url:
+        async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
+            execution_id = await client.launch(workflow, inputs, launched_by=getpass.getuser())
+            err.print(f"launched execution [bold cyan]{execution_id}[/] of {workflow.name}", highlight=False)
+            if not follow:
+                out.print(execution_id, highlight=False)
+                return 0
+            final = await _follow(client, execution_id, err)
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(_summary(final)).decode() + "\n")
+    else:
+        _print_result(final, out, err)
+    return 0 if final.status == "succeeded" else 1
+
+
+async def _follow(client: AsyncClient, execution_id: str, err: Console) -> Execution:
+    state: Execution | None = None
+    if err.is_terminal:
+        with Live(console=err, refresh_per_second=8, transient=False) as live:
+            async for _, state in client.follow(execution_id):
+                live.update(render(state))
+    else:
+        seen: dict[str, str] = {}
+        async for _, state in client.follow(execution_id):
+            print_transition(err, seen, state)
+    assert state is not None
+    return state
+
+
+def _summary(state: Execution) -> dict[str, Any]:
+    return {
+        "execution_id": state.execution_id,
+        "status": state.status,
+        "outputs": state.outputs,
+        "failed_node": state.failed_node,
+        "error": msgspec.to_builtins(state.error) if state.error else None,
+    }
+
+
+def _print_result(state: Execution, out: Console, err: Console) -> None:
+    elapsed = (state.finished_at - state.launched_at).total_seconds() if state.finished_at and state.launched_at else 0
+    if state.status == "succeeded":
+        err.print(f"[green]succeeded[/] in {elapsed:.2f}s", highlight=False)
+        for name, value in (state.outputs or {}).items():
+            out.print(f"{name} = {msgspec.json.encode(value).decode()}", highlight=False, soft_wrap=True)
+        return
+    if state.status == "aborted":
+        err.print(f"[magenta]aborted[/]: {state.abort_reason}", highlight=False)
+        return
+    error = state.error
+    node = state.nodes.get(state.failed_node or "")
+    attempts = len(node.attempts) if node else 0
+    err.print(
+        f"[bold red]failed[/] in {elapsed:.2f}s: node '{state.failed_node}' (attempt {attempts})", highlight=False
+    )
+    if error is not None:
+        if error.traceback:
+            err.print(error.traceback.rstrip(), highlight=False, markup=False)
+        err.print(f"{error.error_type or error.kind + ' error'}: {error.message}", highlight=False, markup=False)

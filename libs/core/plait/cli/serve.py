@@ -1,0 +1,83 @@
+"""Running services in the foreground: ``plait scheduler|executor|catalog|dev``, stopped by SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import anyio
+import anyio.abc
+import structlog
+from rich.console import Console
+
+from plait.cli.stack import advertise, embedded_servers, embedded_services
+from plait.errors import InputError
+from plait.settings import Settings
+
+log = structlog.get_logger()
+
+
+async def until_signalled(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("stopping", signal=signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+async def serve(run: Callable[..., Coroutine[Any, Any, None]]) -> None:
+    """Run one service until SIGTERM/SIGINT; the service finishes or hands back its in-flight work."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(until_signalled, tg.cancel_scope)
+        await tg.start(run)
+
+
+def require(value: str | None, variable: str) -> str:
+    if not value:
+        raise InputError(f"{variable} is not set: this service needs an existing server (or use `plait dev`)")
+    return value
+
+
+async def serve_scheduler(settings: Settings) -> None:
+    from plait_scheduler import SchedulerService
+
+    nats_url = require(settings.nats_url, "PLAIT_NATS_URL")
+    await serve(SchedulerService(nats_url, replica=settings.replica_name, cluster=settings.cluster).run)
+
+
+async def serve_executor(settings: Settings) -> None:
+    from plait_executor import ExecutorService
+
+    nats_url = require(settings.nats_url, "PLAIT_NATS_URL")
+    executor = ExecutorService(
+        nats_url,
+        cluster=settings.cluster,
+        queue=settings.queue,
+        concurrency=settings.concurrency or None,
+        worker_name=settings.replica_name,
+    )
+    await serve(executor.run)
+
+
+async def serve_catalog(settings: Settings) -> None:
+    from plait_catalog import CatalogService
+
+    nats_url = require(settings.nats_url, "PLAIT_NATS_URL")
+    database_url = require(settings.database_url, "PLAIT_DATABASE_URL")
+    await serve(CatalogService(nats_url, database_url, replica=settings.replica_name).run)
+
+
+async def serve_dev(settings: Settings) -> None:
+    """Everything on the embedded default, advertised in PLAIT_HOME/dev.json for other commands."""
+    console = Console(stderr=True)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(until_signalled, tg.cancel_scope)
+        async with embedded_servers(settings) as info, embedded_services(settings, info):
+            path = advertise(settings, info)
+            console.print(f"plait dev is running\n  NATS:       {info.nats_url}\n  PostgreSQL: {info.database_url}")
+            console.print(f"  (advertised in {path}; `plait run` uses it)\nCtrl-C stops it.")
+            try:
+                await anyio.sleep_forever()
+            finally:
+                path.unlink(missing_ok=True)
