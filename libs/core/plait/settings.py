@@ -22,6 +22,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cluster: str = "local"
     queue: str = "default"
     concurrency: int = 0  # 0: one worker process per core
+    ack_wait_seconds: float = 30.0  # how long a silent consumer keeps a message before it is redelivered
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     home: str = ""
@@ -32,6 +33,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             _check_url("PLAIT_NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
         if self.database_url is not None:
             _check_url("PLAIT_DATABASE_URL", self.database_url, ("postgresql", "postgres"))
+        if self.ack_wait_seconds <= 0:
+            raise InputError(f"PLAIT_ACK_WAIT_SECONDS must be positive, got {self.ack_wait_seconds}")
         if self.concurrency < 0:
             raise InputError(f"PLAIT_CONCURRENCY must be 0 (one per core) or more, got {self.concurrency}")
 
@@ -59,6 +62,7 @@ _FIELDS = {
     "cluster": "PLAIT_CLUSTER",
     "queue": "PLAIT_QUEUE",
     "concurrency": "PLAIT_CONCURRENCY",
+    "ack_wait_seconds": "PLAIT_ACK_WAIT_SECONDS",
     "log_format": "PLAIT_LOG_FORMAT",
     "log_level": "PLAIT_LOG_LEVEL",
     "home": "PLAIT_HOME",

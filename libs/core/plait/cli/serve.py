@@ -43,7 +43,11 @@ async def serve_scheduler(settings: Settings) -> None:
     from plait_scheduler import SchedulerService
 
     nats_url = require(settings.nats_url, "PLAIT_NATS_URL")
-    await serve(SchedulerService(nats_url, replica=settings.replica_name, cluster=settings.cluster).run)
+    await serve(
+        SchedulerService(
+            nats_url, replica=settings.replica_name, cluster=settings.cluster, ack_wait=settings.ack_wait_seconds
+        ).run
+    )
 
 
 async def serve_executor(settings: Settings) -> None:
@@ -56,6 +60,7 @@ async def serve_executor(settings: Settings) -> None:
         queue=settings.queue,
         concurrency=settings.concurrency or None,
         worker_name=settings.replica_name,
+        ack_wait_seconds=settings.ack_wait_seconds,
     )
     await serve(executor.run)
 

@@ -82,7 +82,11 @@ async def embedded_services(
     replica = settings.replica_name
     async with anyio.create_task_group() as tg:
         if "scheduler" in services:
-            await tg.start(SchedulerService(info.nats_url, replica=replica, cluster=settings.cluster).run)
+            await tg.start(
+                SchedulerService(
+                    info.nats_url, replica=replica, cluster=settings.cluster, ack_wait=settings.ack_wait_seconds
+                ).run
+            )
         if "executor" in services:
             executor = ExecutorService(
                 info.nats_url,
@@ -90,6 +94,7 @@ async def embedded_services(
                 queue=settings.queue,
                 concurrency=settings.concurrency or None,
                 worker_name=replica,
+                ack_wait_seconds=settings.ack_wait_seconds,
             )
             await tg.start(executor.run)
         if "catalog" in services:

@@ -97,7 +97,7 @@ def python_type(spec: TypeSpec) -> Any:
 def check_value(spec: TypeSpec, value: Any) -> str | None:
     """None when ``value`` (builtin encoding) conforms to ``spec``, else a message naming the bad path."""
     try:
-        msgspec.convert(value, python_type(spec), strict=False)
+        msgspec.convert(value, python_type(spec), strict=True)
     except msgspec.ValidationError as exc:
         return str(exc)
     return None

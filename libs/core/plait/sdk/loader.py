@@ -18,7 +18,10 @@ def load_module(module_name: str, file: str | None) -> ModuleType:
     if module_name in sys.modules:
         return sys.modules[module_name]
     if file is None or not Path(file).exists():
-        return importlib.import_module(module_name)
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            raise NotFound(f"cannot import module '{module_name}': {exc}") from None
     folder = str(Path(file).resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from plait.core.model import Binding, Collection, Constant, FromInput, FromNode, Mapping, Node
-from plait.core.types import ListOf, TypeSpec, assignable, check_value, describe
+from plait.core.types import DictOf, ListOf, OptionalOf, Primitive, TypeSpec, assignable, check_value, describe
 from plait.errors import DefinitionError
 from plait.sdk.hints import encode_value
 
@@ -43,6 +43,8 @@ class Promise:
     def _no_arithmetic(self, *_: object) -> Any:
         raise DefinitionError(f"{self.label} is not known while the workflow is defined: compute with it inside a task")
 
+    __eq__ = __ne__ = _no_arithmetic
+    __hash__ = object.__hash__
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _no_arithmetic
     __floordiv__ = __mod__ = __pow__ = __neg__ = __lt__ = __le__ = __gt__ = __ge__ = __getitem__ = _no_arithmetic
 
@@ -154,21 +156,33 @@ class WorkflowBuilder:
 
     @staticmethod
     def _checked_binding(value: Any, expected: TypeSpec, where: str) -> Binding:
-        binding, source_type = bind(value, where)
+        """The binding of ``value`` for a parameter of type ``expected``, checked item by item."""
+        binding, _ = bind(value, where)
         if isinstance(value, Promise):
             if not assignable(value.type, expected):
                 raise DefinitionError(
                     f"{where} expects {describe(expected)}, got {describe(value.type)} from {value.label}"
                 )
-        elif isinstance(binding, Collection) and isinstance(expected, ListOf):
-            for index, item in enumerate(value):
-                WorkflowBuilder._checked_binding(item, expected.item, f"{where}[{index}]")
-        elif isinstance(binding, Collection):
-            raise DefinitionError(f"{where} expects {describe(expected)}, got a list")
         elif isinstance(binding, Constant):
             problem = check_value(expected, binding.value)
             if problem is not None:
                 raise DefinitionError(f"{where} expects {describe(expected)}, got {value!r}: {problem}")
-        elif source_type is not None and not assignable(source_type, expected):
-            raise DefinitionError(f"{where} expects {describe(expected)}, got {describe(source_type)}")
+        elif expected == Primitive("any"):
+            pass
+        elif isinstance(expected, OptionalOf):
+            return WorkflowBuilder._checked_binding(value, expected.inner, where)
+        elif isinstance(binding, Collection):
+            if not isinstance(expected, ListOf):
+                raise DefinitionError(f"{where} expects {describe(expected)}, got a list")
+            items = [WorkflowBuilder._checked_binding(v, expected.item, f"{where}[{i}]") for i, v in enumerate(value)]
+            return Collection(tuple(items))
+        elif isinstance(binding, Mapping):
+            if not isinstance(expected, DictOf):
+                raise DefinitionError(f"{where} expects {describe(expected)}, got a dict")
+            return Mapping(
+                {
+                    str(k): WorkflowBuilder._checked_binding(v, expected.value, f"{where}[{k!r}]")
+                    for k, v in value.items()
+                }
+            )
         return binding

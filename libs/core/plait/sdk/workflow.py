@@ -49,7 +49,15 @@ class Workflow(Generic[P, R]):
             tasks={name: t.spec for name, t in builder.tasks.items()},
         )
         validate_workflow(unversioned)
-        version = content_version(unversioned, source_of(self.fn))
+        task_versions = {name: task.version for name, task in unversioned.tasks.items()}
+        version = content_version(
+            unversioned.name,
+            unversioned.interface,
+            unversioned.nodes,
+            unversioned.outputs,
+            task_versions,
+            source_of(self.fn),
+        )
         return WorkflowSpec(
             name=unversioned.name,
             version=version,
