@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,6 +10,7 @@ import msgspec
 import nats
 import nats.errors
 import nats.js.errors
+import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -31,19 +33,38 @@ DUPLICATE_WINDOW_SECONDS = 120.0
 registration_decoder = msgspec.json.Decoder(Registration)
 
 
+FIRST_CONNECT_ATTEMPTS = 3
+
+
+def server_urls(url: str) -> list[str]:
+    """One or several NATS URLs, comma-separated (any server of a cluster will do)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
+async def _log_nats_error(error: Exception) -> None:
+    structlog.get_logger().warning("nats_error", error=str(error) or type(error).__name__)
+
+
 async def connect(url: str, name: str) -> NATS:
-    """A NATS connection that keeps reconnecting; a first connection that fails raises ``ConnectionError``."""
+    """A NATS connection that keeps reconnecting once established.
+
+    The first connection is tried a few times over every given server; if none answers it raises
+    ``ConnectionError`` rather than waiting forever.
+    """
     try:
-        return await nats.connect(
-            url,
+        nc = await nats.connect(
+            server_urls(url),
             name=name,
             connect_timeout=5,
-            max_reconnect_attempts=-1,
+            max_reconnect_attempts=FIRST_CONNECT_ATTEMPTS,
             reconnect_time_wait=0.5,
             allow_reconnect=True,
+            error_cb=_log_nats_error,
         )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         raise ConnectionError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from exc
+    nc.options["max_reconnect_attempts"] = -1  # from now on, ride out server restarts and failovers
+    return nc
 
 
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
@@ -84,15 +105,18 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
 
 
 async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create the streams, or leave them as they are when they already exist (any replica may call it)."""
+    """Create the streams, or bring existing ones to ``replicas`` (any replica of any service may call it)."""
     for config in stream_configs(replicas):
         try:
-            await js.stream_info(config.name or "")
+            info = await js.stream_info(config.name or "")
         except nats.js.errors.NotFoundError:
             try:
                 await js.add_stream(config)
             except nats.js.errors.BadRequestError:
                 await js.stream_info(config.name or "")  # created by a concurrent replica
+            continue
+        if info.config.num_replicas != replicas:
+            await js.update_stream(dataclasses.replace(info.config, num_replicas=replicas))
 
 
 class StoredDecision:
