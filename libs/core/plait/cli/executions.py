@@ -24,6 +24,12 @@ async def _query(settings: Settings, what: str, request: dict[str, Any]) -> dict
             return await client.query(what, request)
 
 
+def _console() -> Console:
+    """Rich's console; when output is piped, wide enough that rows are not folded."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
 def _when(value: str | None) -> str:
     return (value or "")[:19].replace("T", " ")
 
@@ -50,7 +56,7 @@ async def list_executions(settings: Settings, status: str | None, limit: int, as
             _seconds(row["duration_seconds"]),
             f"{row['nodes_succeeded']}/{row['nodes_total']}",
         )
-    Console().print(table)
+    _console().print(table)
     return 0
 
 

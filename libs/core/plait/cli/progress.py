@@ -56,7 +56,7 @@ def render(state: Execution, now: datetime | None = None) -> RenderableType:
                 _seconds(node, now),
             )
     else:
-        statuses = ("waiting", "queued", "running", "succeeded", "failed")
+        statuses = ("waiting", "queued", "running", "succeeded", "failed", "aborted")
         table.add_column("task")
         for status in statuses:
             table.add_column(status, justify="right", style=STATUS_STYLE[status])
@@ -73,6 +73,6 @@ def print_transition(console: Console, before: dict[str, str], state: Execution)
     if len(state.nodes) > PER_NODE_LIMIT:
         return
     for node in state.nodes.values():
-        if before.get(node.id) != node.status and node.status in ("running", "succeeded", "failed"):
+        if before.get(node.id) != node.status and node.status in ("running", "succeeded", "failed", "aborted"):
             console.print(f"{node.id}: {node.status}", highlight=False)
         before[node.id] = node.status

@@ -81,4 +81,5 @@ def _print_result(state: Execution, out: Console, err: Console) -> None:
     if error is not None:
         if error.traceback:
             err.print(error.traceback.rstrip(), highlight=False, markup=False)
-        err.print(f"{error.error_type or error.kind + ' error'}: {error.message}", highlight=False, markup=False)
+        else:
+            err.print(f"{error.error_type or error.kind + ' error'}: {error.message}", highlight=False, markup=False)

@@ -29,7 +29,7 @@ from plait.core.events import (
 from plait.core.model import Node, WorkflowSpec, upstream_nodes
 
 ExecutionStatus = Literal["running", "succeeded", "failed", "aborted"]
-NodeStatus = Literal["waiting", "queued", "running", "succeeded", "failed"]
+NodeStatus = Literal["waiting", "queued", "running", "succeeded", "failed", "aborted"]
 AttemptStatus = Literal["queued", "running", "succeeded", "failed"]
 
 
@@ -147,13 +147,25 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
             state.status, state.outputs, state.finished_at = "succeeded", outputs, at
         case ExecutionFailed(node=node_id, error=error):
             state.status, state.error, state.failed_node, state.finished_at = "failed", error, node_id, at
+            _abort_unfinished(state)
         case ExecutionAborted(reason=reason):
             state.status, state.abort_reason, state.finished_at = "aborted", reason, at
+            _abort_unfinished(state)
         case CommandRejected():
             state.rejected_commands.append(event)
         case ExecutionLaunched():
             pass  # only ever the first event; ``launch`` builds the state from it
     return state
+
+
+UNFINISHED_NODE_STATUSES = ("waiting", "queued", "running")
+
+
+def _abort_unfinished(state: Execution) -> None:
+    """Once an execution has ended, nothing more runs: its unfinished nodes are aborted."""
+    for node in state.nodes.values():
+        if node.status in UNFINISHED_NODE_STATUSES:
+            node.status = "aborted"
 
 
 def apply_decision(state: Execution | None, decision: Decision, sequence: int, digest: str) -> Execution | None:
