@@ -71,6 +71,10 @@ async def test_two_replicas_decide_one_fan_out_without_duplicates(
     events, replicas = await run_fan_out(nats_url)
     check_log(events, nodes=201)
     assert replicas <= {"replica-a", "replica-b"}
+    execution_id = events[0].decision.execution_id
+    ended = [e for r in two_schedulers for e in r.events if e.get("event") == "execution_ended"]
+    assert [(e["execution"], e["outcome"]) for e in ended] == [(execution_id, "ExecutionSucceeded")]
+    assert {e["replica"] for e in ended} <= {"replica-a", "replica-b"}
 
 
 async def test_killing_one_replica_mid_run_leaves_the_execution_to_the_other(

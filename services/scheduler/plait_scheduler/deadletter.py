@@ -33,7 +33,14 @@ async def reject(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str, reas
     await js.publish(
         subjects.dead_letter_subject(msg.subject), msg.data, headers=headers, stream=subjects.DEAD_LETTER_STREAM
     )
-    log.warning("command_rejected", subject=msg.subject, command_id=command_id, reason=reason)
+    target = subjects.execution_of_command_subject(msg.subject)
+    log.warning(
+        "command_rejected",
+        execution=target[2] if target else None,
+        subject=msg.subject,
+        command_id=command_id,
+        reason=reason,
+    )
     reply_to = (msg.headers or {}).get(REPLY_TO_HEADER)
     if reply_to:
         await nc.publish(reply_to, codec.encode(Rejection(command_id=command_id, subject=msg.subject, reason=reason)))

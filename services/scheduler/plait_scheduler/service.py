@@ -24,6 +24,7 @@ from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
 from plait.core.commands import Command, LaunchExecution
 from plait.core.decide import ResolvedLaunch, command_id_of
+from plait.core.events import TERMINAL_EVENTS
 from plait.errors import NotFound
 from plait_scheduler.cache import StateCache
 from plait_scheduler.deadletter import reject
@@ -110,7 +111,8 @@ class SchedulerService:
         self, nc: NATS, js: JetStreamContext, registry: Registry, subject: str, messages: list[Msg]
     ) -> None:
         assert self.decider is not None
-        log = self.log.bind(subject=subject)
+        target = subjects.execution_of_command_subject(messages[0].subject)
+        log = self.log.bind(execution=target[2] if target else None)
         accepted: list[tuple[Msg, Command | ResolvedLaunch]] = []
         for msg in messages:
             try:
@@ -142,8 +144,10 @@ class SchedulerService:
                 await reject(nc, js, msg, command_id, rejected[command_id])
             await msg.ack()
         if outcome.events:
-            state = outcome.state
-            log.debug("decided", execution=state.execution_id if state else None, events=len(outcome.events))
+            log.debug("decided", events=len(outcome.events), commands=len(outcome.command_ids))
+        for event in outcome.events:
+            if isinstance(event, TERMINAL_EVENTS):
+                log.info("execution_ended", outcome=type(event).__name__)
 
     @staticmethod
     async def _resolve(registry: Registry, msg: Msg, command: Command) -> Command | ResolvedLaunch:
