@@ -1,0 +1,71 @@
+"""PostgreSQL connections for the catalog: jsonb as plain Python values, and the advisory lock keys."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, TypeAlias
+
+import anyio
+import asyncpg
+import msgspec
+from asyncpg.pool import PoolConnectionProxy
+
+NOTIFY_CHANNEL = "plait_catalog"
+CONNECT_TIMEOUT = 10.0
+
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+"""A dedicated connection or one borrowed from a pool: the queries and the projection take either."""
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_lock``, derived from a readable name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+MIGRATIONS_LOCK = advisory_key("plait_catalog.migrations")
+PROJECTION_LOCK = advisory_key("plait_catalog.projection.main")
+
+
+def _encode_json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+async def init_connection(connection: Connection) -> None:
+    """Make jsonb columns take and give Python values (msgspec Structs encode as objects)."""
+    await connection.set_type_codec(
+        "jsonb", encoder=_encode_json, decoder=msgspec.json.decode, schema="pg_catalog", format="text"
+    )
+
+
+async def connect(database_url: str, application_name: str) -> asyncpg.Connection:
+    """One dedicated connection, named so that operators can tell replicas apart in ``pg_stat_activity``.
+
+    Connecting is shielded from cancellation (for at most ``CONNECT_TIMEOUT`` seconds): asyncpg
+    cancelled during its TLS probe leaves behind a future whose error nobody reads, logged at exit.
+    The caller's next await sees the cancellation, and closes the connection like any other.
+    """
+    with anyio.CancelScope(shield=True):
+        connection = await asyncpg.connect(
+            database_url, timeout=CONNECT_TIMEOUT, server_settings={"application_name": application_name}
+        )
+        await init_connection(connection)
+    return connection
+
+
+async def create_pool(database_url: str, application_name: str, max_size: int = 8) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        database_url,
+        min_size=1,
+        max_size=max_size,
+        init=init_connection,
+        server_settings={"application_name": application_name},
+    )
+
+
+CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+"""What asyncpg raises when the server cannot be reached, goes away, or shuts down."""

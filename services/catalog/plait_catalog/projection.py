@@ -1,0 +1,145 @@
+"""The main projection: decisions and registrations from the event log, as rows in PostgreSQL.
+
+A batch of stream messages is applied in one transaction together with the stream sequence it
+reaches, so a batch is applied all or nothing, and applying it again changes nothing: messages at
+or below the stored offset are skipped. The batch loads the rows its decisions touch, applies the
+events to them (``plait_catalog.rows``), and upserts each changed row once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import msgspec
+
+from plait import codec
+from plait.adapters import subjects
+from plait.adapters.jetstream import registration_decoder
+from plait.core.events import Decision, Registration
+from plait.errors import PlaitError
+from plait_catalog import rows
+from plait_catalog.db import NOTIFY_CHANNEL, Connection
+from plait_catalog.rows import AttemptRow, ExecutionRow, NodeRow, RegistryRow, Rows
+
+PROJECTION = "main"
+_DECISIONS = f"{subjects.EVENTS_ROOT}."
+_REGISTRATIONS = f"{subjects.REGISTRY_ROOT}."
+
+
+class StoredMessage(NamedTuple):
+    """One message of the event stream, as the projection needs it."""
+
+    sequence: int
+    subject: str
+    data: bytes
+    stored_at: datetime  # when the stream stored it: registrations carry no time of their own
+
+
+class ProjectionError(PlaitError):
+    """A message of the event log cannot be projected; the projection stops rather than skip history."""
+
+
+def _upsert(table: str, row_type: type[msgspec.Struct], key: tuple[str, ...], on_conflict: str = "update") -> str:
+    """An INSERT of every column of ``row_type``; on a key conflict it updates them all, or does nothing."""
+    columns = row_type.__struct_fields__
+    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    if on_conflict == "nothing":
+        action = "NOTHING"
+    else:
+        action = "UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) ON CONFLICT ({', '.join(key)}) DO {action}"
+
+
+_WRITE_EXECUTION = _upsert("executions", ExecutionRow, ("execution_id",))
+_WRITE_NODE = _upsert("node_executions", NodeRow, ("execution_id", "node_id"))
+_WRITE_ATTEMPT = _upsert("attempts", AttemptRow, ("attempt_id",))
+# Registrations are immutable: the first one of a name and version stands.
+_WRITE_REGISTRATION = _upsert(
+    "registry_entities", RegistryRow, ("kind", "project", "domain", "name", "version"), on_conflict="nothing"
+)
+
+_READ_EXECUTIONS = "SELECT * FROM executions WHERE execution_id = ANY($1::text[])"
+_READ_NODES = """
+SELECT * FROM node_executions
+WHERE (execution_id, node_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) OR execution_id = ANY($3::text[])
+"""
+_READ_ATTEMPTS = "SELECT * FROM attempts WHERE attempt_id = ANY($1::text[])"
+
+_READ_OFFSET = "SELECT sequence FROM projection_offsets WHERE projection = $1"
+_WRITE_OFFSET = """
+INSERT INTO projection_offsets (projection, sequence) VALUES ($1, $2)
+ON CONFLICT (projection) DO UPDATE SET sequence = EXCLUDED.sequence
+"""
+
+
+async def stored_offset(connection: Connection) -> int:
+    """The last stream sequence the projection applied (0 before any)."""
+    offset: int | None = await connection.fetchval(_READ_OFFSET, PROJECTION)
+    return offset or 0
+
+
+async def apply_batch(connection: Connection, messages: Sequence[StoredMessage]) -> int:
+    """Apply ``messages`` and the offset they reach in one transaction; returns the new offset.
+
+    Messages at or below the stored offset are skipped. The commit notifies ``plait_catalog`` with
+    the new offset, for readers waiting to see their own writes.
+    """
+    async with connection.transaction():
+        offset: int = await connection.fetchval(_READ_OFFSET + " FOR UPDATE", PROJECTION) or 0
+        fresh = sorted((m for m in messages if m.sequence > offset), key=lambda m: m.sequence)
+        if not fresh:
+            return offset
+        records = [(message, _decode(message)) for message in fresh]
+        batch = await _load(connection, [r for _, r in records if isinstance(r, Decision)])
+        for message, record in records:
+            if isinstance(record, Decision):
+                rows.apply_decision(batch, record, message.sequence)
+            elif record is not None:
+                rows.register(batch, record, message.sequence, message.stored_at)
+        await _write(connection, batch)
+        offset = fresh[-1].sequence
+        await connection.execute(_WRITE_OFFSET, PROJECTION, offset)
+        await connection.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(offset))
+    return offset
+
+
+def _decode(message: StoredMessage) -> Decision | Registration | None:
+    """The record a message holds: None for a subject the projection does not follow."""
+    try:
+        if message.subject.startswith(_DECISIONS):
+            return codec.decision_decoder.decode(message.data)
+        if message.subject.startswith(_REGISTRATIONS):
+            registration: Registration = registration_decoder.decode(message.data)
+            return registration
+    except msgspec.DecodeError as exc:
+        raise ProjectionError(f"message {message.sequence} on {message.subject} cannot be decoded: {exc}") from exc
+    return None
+
+
+async def _load(connection: Connection, decisions: list[Decision]) -> Rows:
+    """The stored rows that ``decisions`` change."""
+    keys = rows.keys_touched(decisions)
+    batch = Rows()
+    node_keys = list(zip(*keys.nodes, strict=True)) or [(), ()]
+    for record in await connection.fetch(_READ_EXECUTIONS, list(keys.executions)):
+        batch.executions[record["execution_id"]] = ExecutionRow(**dict(record))
+    for record in await connection.fetch(_READ_NODES, *node_keys, list(keys.all_nodes_of)):
+        batch.nodes[record["execution_id"], record["node_id"]] = NodeRow(**dict(record))
+    for record in await connection.fetch(_READ_ATTEMPTS, list(keys.attempts)):
+        batch.attempts[record["attempt_id"]] = AttemptRow(**dict(record))
+    return batch
+
+
+async def _write(connection: Connection, batch: Rows) -> None:
+    """Upsert every row of ``batch``, parents before children."""
+    writes: list[tuple[str, Any]] = [
+        (_WRITE_REGISTRATION, batch.registrations),
+        (_WRITE_EXECUTION, batch.executions.values()),
+        (_WRITE_NODE, batch.nodes.values()),
+        (_WRITE_ATTEMPT, batch.attempts.values()),
+    ]
+    for statement, table_rows in writes:
+        if table_rows:
+            await connection.executemany(statement, [msgspec.structs.astuple(row) for row in table_rows])

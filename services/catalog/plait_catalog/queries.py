@@ -1,0 +1,179 @@
+"""Catalog queries: the request and reply shapes on the wire, and the SQL that answers them.
+
+Datetimes travel as RFC 3339 strings. A reply is either the answer or ``{"error": {...}}``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from plait.core.state import AttemptStatus, ExecutionStatus, NodeStatus
+from plait_catalog.db import Connection
+
+StreamSequence = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class ListExecutions(msgspec.Struct, frozen=True, kw_only=True):
+    """``plait.catalog.executions.list``: the newest executions, optionally filtered."""
+
+    project: str | None = None
+    domain: str | None = None
+    status: ExecutionStatus | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
+    min_sequence: StreamSequence = 0  # answer once the catalog has projected the stream up to here
+
+
+class ShowExecution(msgspec.Struct, frozen=True, kw_only=True):
+    """``plait.catalog.executions.show``: one execution with its nodes and their attempts."""
+
+    execution_id: Annotated[str, msgspec.Meta(min_length=1)]
+    min_sequence: StreamSequence = 0
+
+
+class ExecutionSummary(msgspec.Struct, kw_only=True):
+    execution_id: str
+    project: str
+    domain: str
+    workflow: str
+    version: str
+    status: ExecutionStatus
+    launched_at: datetime
+    finished_at: datetime | None
+    duration_seconds: float | None
+    nodes_total: int
+    nodes_succeeded: int
+    nodes_failed: int
+    nodes_running: int
+
+
+class AttemptView(msgspec.Struct, kw_only=True):
+    attempt_id: str
+    attempt: int
+    status: AttemptStatus
+    worker: str
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: dict[str, Any] | None
+
+
+class NodeView(msgspec.Struct, kw_only=True):
+    node: str
+    task: str
+    version: str
+    status: NodeStatus
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    inputs: dict[str, Any] | None
+    outputs: dict[str, Any] | None
+    error: dict[str, Any] | None
+    attempts: list[AttemptView]
+
+
+class ExecutionDetail(ExecutionSummary, kw_only=True):
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] | None
+    error: dict[str, Any] | None
+    failed_node: str | None
+    abort_reason: str | None
+    launched_by: str
+    last_sequence: int  # the stream sequence of the execution's last decision
+    nodes: list[NodeView]
+
+
+class ExecutionList(msgspec.Struct, kw_only=True):
+    executions: list[ExecutionSummary]
+
+
+class ExecutionShown(msgspec.Struct, kw_only=True):
+    execution: ExecutionDetail
+
+
+ErrorType = Literal["bad_request", "not_found", "timeout", "internal"]
+
+
+class ErrorInfo(msgspec.Struct, kw_only=True):
+    type: ErrorType
+    message: str
+
+
+class ErrorReply(msgspec.Struct, kw_only=True):
+    error: ErrorInfo
+
+
+Reply = ExecutionList | ExecutionShown | ErrorReply
+
+
+def error_reply(kind: ErrorType, message: str) -> ErrorReply:
+    return ErrorReply(error=ErrorInfo(type=kind, message=message))
+
+
+_SUMMARY = """
+SELECT e.execution_id, e.project, e.domain, e.workflow_name AS workflow, e.workflow_version AS version, e.status,
+       e.launched_at, e.finished_at, extract(epoch FROM e.finished_at - e.launched_at)::float8 AS duration_seconds,
+       counts.nodes_total, counts.nodes_succeeded, counts.nodes_failed, counts.nodes_running
+       {detail}
+FROM {executions} AS e
+CROSS JOIN LATERAL (
+    SELECT count(*) AS nodes_total,
+           count(*) FILTER (WHERE n.status = 'succeeded') AS nodes_succeeded,
+           count(*) FILTER (WHERE n.status = 'failed') AS nodes_failed,
+           count(*) FILTER (WHERE n.status = 'running') AS nodes_running
+    FROM node_executions AS n WHERE n.execution_id = e.execution_id
+) AS counts
+"""
+
+_NEWEST_FIRST = "ORDER BY launched_at DESC, execution_id DESC"
+
+_SHOW = (
+    _SUMMARY.format(
+        detail=", e.inputs, e.outputs, e.error, e.failed_node, e.abort_reason, e.launched_by, e.last_sequence",
+        executions="executions",
+    )
+    + "WHERE e.execution_id = $1"
+)
+
+_NODES = """
+SELECT node_id AS node, task_name AS task, task_version AS version, status, queued_at, started_at, finished_at,
+       inputs, outputs, error
+FROM node_executions WHERE execution_id = $1 ORDER BY position
+"""
+
+_ATTEMPTS = """
+SELECT node_id, attempt_id, attempt, status, worker, queued_at, started_at, finished_at, error
+FROM attempts WHERE execution_id = $1 ORDER BY node_id, attempt
+"""
+
+
+async def list_executions(connection: Connection, request: ListExecutions) -> list[ExecutionSummary]:
+    """The newest executions that match the request's filters, newest first."""
+    conditions, arguments = [], []
+    for column, value in (("project", request.project), ("domain", request.domain), ("status", request.status)):
+        if value is not None:
+            arguments.append(value)
+            conditions.append(f"{column} = ${len(arguments)}")
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    newest = f"(SELECT * FROM executions {where} {_NEWEST_FIRST} LIMIT {request.limit})"
+    rows = await connection.fetch(_SUMMARY.format(detail="", executions=newest) + _NEWEST_FIRST, *arguments)
+    return [ExecutionSummary(**dict(row)) for row in rows]
+
+
+async def show_execution(connection: Connection, execution_id: str) -> ExecutionDetail | None:
+    """One execution with its nodes (in workflow order) and their attempts; None when it does not exist."""
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        row = await connection.fetchrow(_SHOW, execution_id)
+        if row is None:
+            return None
+        attempts: dict[str, list[AttemptView]] = {}
+        for attempt in await connection.fetch(_ATTEMPTS, execution_id):
+            fields = dict(attempt)
+            attempts.setdefault(fields.pop("node_id"), []).append(AttemptView(**fields))
+        nodes = [
+            NodeView(**dict(node), attempts=attempts.get(node["node"], []))
+            for node in await connection.fetch(_NODES, execution_id)
+        ]
+    return ExecutionDetail(**dict(row), nodes=nodes)

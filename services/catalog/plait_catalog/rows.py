@@ -1,0 +1,232 @@
+"""The catalog's rows, and what each event does to them: pure functions, no I/O.
+
+A batch loads the rows its decisions touch, applies every event to them in order, and writes each
+changed row back once; so a row updated by many events of a batch costs one write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from plait.core.events import (
+    AttemptFailed,
+    AttemptStarted,
+    CommandRejected,
+    Decision,
+    Event,
+    ExecutionAborted,
+    ExecutionFailed,
+    ExecutionLaunched,
+    ExecutionSucceeded,
+    NodeFailed,
+    NodeQueued,
+    NodeSucceeded,
+    Registration,
+    TaskError,
+    TaskRegistered,
+)
+from plait.core.state import UNFINISHED_NODE_STATUSES, AttemptStatus, ExecutionStatus, NodeStatus
+
+NodeKey = tuple[str, str]  # (execution_id, node_id)
+
+
+class ExecutionRow(msgspec.Struct, kw_only=True):
+    execution_id: str
+    project: str
+    domain: str
+    workflow_name: str
+    workflow_version: str
+    status: ExecutionStatus
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    failed_node: str | None = None
+    abort_reason: str | None = None
+    launched_by: str
+    launched_at: datetime
+    finished_at: datetime | None = None
+    last_sequence: int
+
+
+class NodeRow(msgspec.Struct, kw_only=True):
+    execution_id: str
+    node_id: str
+    position: int
+    task_name: str
+    task_version: str
+    status: NodeStatus = "waiting"
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    queued_at: datetime | None = None  # of the first attempt
+    started_at: datetime | None = None  # of the first attempt
+    finished_at: datetime | None = None
+
+
+class AttemptRow(msgspec.Struct, kw_only=True):
+    attempt_id: str
+    execution_id: str
+    node_id: str
+    attempt: int
+    status: AttemptStatus = "queued"
+    worker: str = ""
+    queued_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: dict[str, Any] | None = None
+
+
+class RegistryRow(msgspec.Struct, kw_only=True):
+    kind: Literal["task", "workflow"]
+    project: str
+    domain: str
+    name: str
+    version: str
+    spec: Any
+    registered_at: datetime
+    sequence: int
+
+
+class Rows(msgspec.Struct):
+    """The rows one batch reads and writes, by primary key."""
+
+    executions: dict[str, ExecutionRow] = msgspec.field(default_factory=dict)
+    nodes: dict[NodeKey, NodeRow] = msgspec.field(default_factory=dict)
+    attempts: dict[str, AttemptRow] = msgspec.field(default_factory=dict)
+    registrations: list[RegistryRow] = msgspec.field(default_factory=list)
+
+
+class Keys(msgspec.Struct):
+    """The primary keys of the rows that some decisions change: what a batch must load first."""
+
+    executions: set[str] = msgspec.field(default_factory=set)
+    nodes: set[NodeKey] = msgspec.field(default_factory=set)
+    attempts: set[str] = msgspec.field(default_factory=set)
+    all_nodes_of: set[str] = msgspec.field(default_factory=set)  # executions that end: each node may change
+
+
+def keys_touched(decisions: Iterable[Decision]) -> Keys:
+    """The rows that applying ``decisions`` reads before it changes them."""
+    keys = Keys()
+    for decision in decisions:
+        keys.executions.add(decision.execution_id)
+        for event in decision.events:
+            match event:
+                case NodeQueued() | AttemptStarted() | AttemptFailed() | NodeSucceeded():
+                    keys.nodes.add((decision.execution_id, event.node))
+                    keys.attempts.add(event.attempt_id)
+                case NodeFailed():
+                    keys.nodes.add((decision.execution_id, event.node))
+                case ExecutionFailed() | ExecutionAborted():
+                    keys.all_nodes_of.add(decision.execution_id)
+    return keys
+
+
+def register(rows: Rows, registration: Registration, sequence: int, stored_at: datetime) -> None:
+    """A registry row; registrations carry no time, so it is when the stream stored them."""
+    spec = registration.spec
+    rows.registrations.append(
+        RegistryRow(
+            kind="task" if isinstance(registration, TaskRegistered) else "workflow",
+            project=registration.project,
+            domain=registration.domain,
+            name=spec.name,
+            version=spec.version,
+            spec=spec,
+            registered_at=stored_at,
+            sequence=sequence,
+        )
+    )
+
+
+def apply_decision(rows: Rows, decision: Decision, sequence: int) -> None:
+    """Apply every event of a stored decision; events of an execution never launched change nothing."""
+    for event in decision.events:
+        if isinstance(event, ExecutionLaunched):
+            _launch(rows, decision.execution_id, event, decision.at, sequence)
+        elif decision.execution_id in rows.executions:
+            _apply(rows, decision.execution_id, event, decision.at)
+    if execution := rows.executions.get(decision.execution_id):
+        execution.last_sequence = sequence
+
+
+def _launch(rows: Rows, execution_id: str, event: ExecutionLaunched, at: datetime, sequence: int) -> None:
+    workflow = event.workflow
+    rows.executions[execution_id] = ExecutionRow(
+        execution_id=execution_id,
+        project=event.project,
+        domain=event.domain,
+        workflow_name=workflow.name,
+        workflow_version=workflow.version,
+        status="running",
+        inputs=event.inputs,
+        launched_by=event.launched_by,
+        launched_at=at,
+        last_sequence=sequence,
+    )
+    for position, node in enumerate(workflow.nodes):
+        task = workflow.tasks[node.task]
+        rows.nodes[execution_id, node.id] = NodeRow(
+            execution_id=execution_id,
+            node_id=node.id,
+            position=position,
+            task_name=task.name,
+            task_version=task.version,
+        )
+
+
+def _apply(rows: Rows, execution_id: str, event: Event, at: datetime) -> None:
+    """What one event (after the launch) does to the execution's rows; mirrors ``plait.core.state.evolve``."""
+    execution = rows.executions[execution_id]
+    match event:
+        case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, inputs=inputs):
+            node = rows.nodes[execution_id, node_id]
+            node.status, node.inputs, node.queued_at = "queued", inputs, node.queued_at or at
+            rows.attempts[attempt_id] = AttemptRow(
+                attempt_id=attempt_id, execution_id=execution_id, node_id=node_id, attempt=attempt, queued_at=at
+            )
+        case AttemptStarted(node=node_id, attempt_id=attempt_id, worker=worker):
+            if attempt_row := rows.attempts.get(attempt_id):
+                attempt_row.status, attempt_row.worker, attempt_row.started_at = "running", worker, at
+                node = rows.nodes[execution_id, node_id]
+                node.status, node.started_at = "running", node.started_at or at
+        case AttemptFailed(attempt_id=attempt_id, error=error, worker=worker):
+            if attempt_row := rows.attempts.get(attempt_id):
+                attempt_row.status, attempt_row.error, attempt_row.finished_at = "failed", _error(error), at
+                attempt_row.worker = worker or attempt_row.worker
+        case NodeSucceeded(node=node_id, attempt_id=attempt_id, outputs=outputs, worker=worker):
+            node = rows.nodes[execution_id, node_id]
+            node.status, node.outputs, node.finished_at = "succeeded", outputs, at
+            if attempt_row := rows.attempts.get(attempt_id):
+                attempt_row.status, attempt_row.finished_at = "succeeded", at
+                attempt_row.worker = worker or attempt_row.worker
+        case NodeFailed(node=node_id, error=error):
+            node = rows.nodes[execution_id, node_id]
+            node.status, node.error, node.finished_at = "failed", _error(error), at
+        case ExecutionSucceeded(outputs=outputs):
+            execution.status, execution.outputs, execution.finished_at = "succeeded", outputs, at
+        case ExecutionFailed(node=node_id, error=error):
+            execution.status, execution.error, execution.failed_node = "failed", _error(error), node_id
+            execution.finished_at = at
+            _abort_unfinished(rows, execution_id, at)
+        case ExecutionAborted(reason=reason):
+            execution.status, execution.abort_reason, execution.finished_at = "aborted", reason, at
+            _abort_unfinished(rows, execution_id, at)
+        case CommandRejected() | ExecutionLaunched():
+            pass  # a rejected command stays on the dead-letter stream; the catalog does not show it yet
+
+
+def _abort_unfinished(rows: Rows, execution_id: str, at: datetime) -> None:
+    """Once an execution has ended nothing more runs: its unfinished nodes are aborted."""
+    for (owner, _), node in rows.nodes.items():
+        if owner == execution_id and node.status in UNFINISHED_NODE_STATUSES:
+            node.status, node.finished_at = "aborted", at
+
+
+def _error(error: TaskError) -> dict[str, Any]:
+    as_builtins: dict[str, Any] = msgspec.to_builtins(error)
+    return as_builtins

@@ -1,0 +1,84 @@
+"""A catalog replica: migrations, the projection (when it leads), the offset watcher and the query responders."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+
+import anyio
+import asyncpg
+import structlog
+
+from plait.adapters.jetstream import connect, ensure_streams
+from plait_catalog import db
+from plait_catalog.migrations import migrate
+from plait_catalog.offsets import OffsetWatcher
+from plait_catalog.projector import Projector
+from plait_catalog.responders import QueryResponder
+
+POOL_CLOSE_SECONDS = 5.0
+
+
+class CatalogService:
+    """One catalog replica. Run several: every replica answers queries, and one at a time projects the log.
+
+    ``wait_timeout`` bounds how long a query with ``min_sequence`` waits for the projection to reach it.
+    """
+
+    def __init__(
+        self, nats_url: str, database_url: str, replica: str, batch_size: int = 500, *, wait_timeout: float = 5.0
+    ) -> None:
+        self.nats_url = nats_url
+        self.database_url = database_url
+        self.replica = replica
+        self.wait_timeout = wait_timeout
+        self.projector = Projector(database_url, replica, batch_size)
+        self._log = structlog.get_logger().bind(replica=replica)
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica holds the projection lock and projects the log."""
+        return self.projector.is_leader
+
+    async def wait_leading(self) -> None:
+        """Return once this replica holds the projection lock."""
+        await self.projector.wait_leading()
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; ``task_status.started()`` once migrated and answering queries."""
+        application_name = f"plait-catalog-{self.replica}"
+        try:
+            await self._serve(application_name, task_status)
+        finally:
+            self._log.info("catalog_stopped")
+
+    async def _serve(self, application_name: str, task_status: anyio.abc.TaskStatus[None]) -> None:
+        async with AsyncExitStack() as stack:
+            nc = await connect(self.nats_url, application_name)
+            stack.push_async_callback(_shielded, nc.close)
+            pool = await db.create_pool(self.database_url, application_name)
+            stack.push_async_callback(_close_pool, pool)
+            async with pool.acquire() as connection:
+                await migrate(connection)
+            js = nc.jetstream()
+            await ensure_streams(js)
+            watcher = OffsetWatcher(self.database_url, pool, f"{application_name}-listener")
+            responder = QueryResponder(nc, pool, watcher, self.wait_timeout, self.replica)
+            async with anyio.create_task_group() as tg:
+                await tg.start(watcher.run)
+                await tg.start(responder.serve)
+                tg.start_soon(self.projector.run, js)
+                self._log.info("catalog_started")
+                task_status.started()
+
+
+async def _shielded(close: Callable[[], Awaitable[None]]) -> None:
+    with anyio.CancelScope(shield=True):
+        await close()
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    with anyio.move_on_after(POOL_CLOSE_SECONDS, shield=True) as scope:
+        await pool.close()
+    if scope.cancel_called:
+        pool.terminate()

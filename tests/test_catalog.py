@@ -1,0 +1,614 @@
+"""The catalog against a real nats-server and PostgreSQL: projection, leadership, queries.
+
+The event log is written the way a scheduler writes it: each command is decided by the pure core
+and appended as one decision, with a test clock, so that every expected timestamp is known.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, MutableMapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import anyio.abc
+import asyncpg
+import msgspec
+import pytest
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from plait import task, workflow
+from plait.adapters import subjects
+from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
+from plait.core.commands import AbortExecution, Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
+from plait.core.decide import ResolvedLaunch, decide
+from plait.core.events import CommandRejected, Decision, Event, TaskError, TaskRegistered, WorkflowRegistered
+from plait.core.ids import attempt_id
+from plait.core.model import WorkflowSpec
+from plait.core.state import Execution, apply_decision
+from plait_catalog import CatalogService, db
+from plait_catalog.migrations import available, migrate
+from plait_catalog.projection import ProjectionError, StoredMessage, apply_batch, stored_offset
+from plait_catalog.responders import LIST_SUBJECT, SHOW_SUBJECT
+
+PROJECT, DOMAIN = "flows", "development"
+START = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
+DEADLINE = 20.0
+
+TABLES = {
+    "projection_offsets": "projection",
+    "registry_entities": "kind, project, domain, name, version",
+    "executions": "execution_id",
+    "node_executions": "execution_id, node_id",
+    "attempts": "attempt_id",
+}
+
+
+@task(retries=1)
+def double(x: int) -> int:
+    return 2 * x
+
+
+@task
+def increment(x: int) -> int:
+    return x + 1
+
+
+@workflow
+def pipeline(x: int) -> int:
+    return increment(double(x))
+
+
+class EventLog:
+    """Writes what a scheduler would write: registrations, and one decision per command."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self.store = EventStore(js)
+        self.states: dict[str, Execution] = {}
+        self.now = START
+
+    def at(self, seconds: int) -> datetime:
+        return START + timedelta(seconds=seconds)
+
+    async def register(self) -> None:
+        registry = Registry(self.js)
+        for spec in (double.spec, increment.spec):
+            await registry.register(TaskRegistered(PROJECT, DOMAIN, spec))
+        await registry.register(WorkflowRegistered(PROJECT, DOMAIN, pipeline.spec))
+
+    async def command(self, execution_id: str, command: Command | ResolvedLaunch) -> int:
+        """Decide ``command`` and append the decision; returns its sequence."""
+        inner = command.command if isinstance(command, ResolvedLaunch) else command
+        return await self.append(execution_id, inner.command_id, decide(self.states.get(execution_id), command))
+
+    async def append(self, execution_id: str, command_id: str, events: list[Event]) -> int:
+        """Append a decision one second after the previous one."""
+        self.now += timedelta(seconds=1)
+        state = self.states.get(execution_id)
+        decision = Decision(
+            execution_id=execution_id,
+            at=self.now,
+            replica="test",
+            commands=(command_id,),
+            previous=state.last_digest if state else "",
+            events=tuple(events),
+        )
+        subject = subjects.execution_subject(PROJECT, DOMAIN, execution_id)
+        sequence, digest = await self.store.append(subject, decision, state.last_sequence if state else 0)
+        new_state = apply_decision(state, decision, sequence, digest)
+        assert new_state is not None
+        self.states[execution_id] = new_state
+        return sequence
+
+    async def launch(self, execution_id: str, x: int) -> int:
+        launch = LaunchExecution(
+            command_id=f"launch:{execution_id}",
+            execution_id=execution_id,
+            project=PROJECT,
+            domain=DOMAIN,
+            workflow=pipeline.name,
+            version=pipeline.spec.version,
+            inputs={"x": x},
+            launched_by="tester",
+        )
+        return await self.command(execution_id, ResolvedLaunch(command=launch, workflow=pipeline.spec))
+
+    async def start(self, execution_id: str, node: str, attempt: int = 1) -> int:
+        aid = attempt_id(execution_id, node, attempt)
+        started = ReportAttemptStarted(
+            command_id=f"start:{aid}", execution_id=execution_id, node=node, attempt_id=aid, worker=f"worker-{attempt}"
+        )
+        return await self.command(execution_id, started)
+
+    async def finish(
+        self, execution_id: str, node: str, attempt: int = 1, *, outputs: Any = None, error: str = ""
+    ) -> int:
+        aid = attempt_id(execution_id, node, attempt)
+        result = ReportAttemptResult(
+            command_id=f"result:{aid}",
+            execution_id=execution_id,
+            node=node,
+            attempt_id=aid,
+            worker=f"worker-{attempt}",
+            outputs=outputs,
+            error=TaskError(kind="user", message=error, error_type="ValueError") if error else None,
+        )
+        return await self.command(execution_id, result)
+
+    async def abort(self, execution_id: str) -> int:
+        abort = AbortExecution(command_id=f"abort:{execution_id}", execution_id=execution_id, reason="operator said so")
+        return await self.command(execution_id, abort)
+
+    async def succeeded(self, execution_id: str, x: int) -> int:
+        """An execution that runs both nodes to success."""
+        await self.launch(execution_id, x)
+        await self.start(execution_id, "double")
+        await self.finish(execution_id, "double", outputs={"result": 2 * x})
+        await self.start(execution_id, "increment")
+        return await self.finish(execution_id, "increment", outputs={"result": 2 * x + 1})
+
+    async def failed_after_retry(self, execution_id: str) -> int:
+        await self.launch(execution_id, 5)
+        for attempt in (1, 2):
+            await self.start(execution_id, "double", attempt)
+            last = await self.finish(execution_id, "double", attempt, error=f"bad luck {attempt}")
+        return last
+
+    async def aborted(self, execution_id: str) -> int:
+        await self.launch(execution_id, 7)
+        await self.start(execution_id, "double")
+        return await self.abort(execution_id)
+
+    async def history(self) -> int:
+        """Registrations; a succeeded, a failed (after a retry) and an aborted execution; a rejected command."""
+        await self.register()
+        await self.succeeded("ok", 3)
+        await self.failed_after_retry("retry")
+        await self.aborted("stop")
+        rejected = CommandRejected(command_id="late", command_type="abort_execution.v1", reason="already finished")
+        return await self.append("ok", "late", [rejected])
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[NATS]:
+    connection = await connect(nats_url, "test-catalog")
+    await ensure_streams(connection.jetstream())
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+def log(nc: NATS) -> EventLog:
+    return EventLog(nc.jetstream())
+
+
+@pytest.fixture
+async def pg(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await db.connect(database_url, "test-catalog")
+    yield connection
+    await connection.close()
+
+
+async def read_stream(js: JetStreamContext) -> list[StoredMessage]:
+    info = await js.stream_info(subjects.EVENTS_STREAM)
+    messages = []
+    for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+        raw = await js.get_msg(subjects.EVENTS_STREAM, sequence)
+        assert raw.seq is not None and raw.subject is not None and raw.data is not None and raw.time is not None
+        messages.append(StoredMessage(raw.seq, raw.subject, raw.data, raw.time))
+    return messages
+
+
+async def dump(connection: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:
+    """Every projected table, row by row, in primary key order."""
+    return {
+        table: [dict(row) for row in await connection.fetch(f"SELECT * FROM {table} ORDER BY {key}")]
+        for table, key in TABLES.items()
+    }
+
+
+async def fresh_projection(postgres_server: Any, js: JetStreamContext) -> dict[str, list[dict[str, Any]]]:
+    """The tables that projecting the whole stream at once into an empty database gives."""
+    url = postgres_server.create_database(f"plait_fresh_{uuid.uuid4().hex[:12]}")
+    connection = await db.connect(url, "test-fresh")
+    try:
+        await migrate(connection)
+        await apply_batch(connection, await read_stream(js))
+        return await dump(connection)
+    finally:
+        await connection.close()
+
+
+async def query(nc: NATS, subject: str, request: dict[str, Any] | bytes) -> dict[str, Any]:
+    data = request if isinstance(request, bytes) else msgspec.json.encode(request)
+    reply = await nc.request(subject, data, timeout=DEADLINE)
+    answer: dict[str, Any] = msgspec.json.decode(reply.data)
+    return answer
+
+
+async def caught_up(nc: NATS, sequence: int) -> None:
+    """Return once a catalog replica answers that it has projected the stream up to ``sequence``."""
+    with anyio.fail_after(DEADLINE):
+        while "error" in await query(nc, LIST_SUBJECT, {"min_sequence": sequence, "limit": 1}):
+            pass  # the replica waited its bound without seeing the sequence (e.g. during a failover): ask again
+
+
+async def run_in_scope(
+    service: CatalogService, *, task_status: anyio.abc.TaskStatus[anyio.CancelScope] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Run ``service`` in a cancel scope of its own, handed back once it has started, to stop it alone."""
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            await tg.start(service.run)
+            task_status.started(scope)
+
+
+def projected_batches(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [entry for entry in logs if entry["event"] == "batch_projected"]
+
+
+def elected(logs: list[MutableMapping[str, Any]]) -> list[str]:
+    """The replicas that took the projection lock, in order."""
+    return [entry["replica"] for entry in logs if entry["event"] == "projection_leader_elected"]
+
+
+async def test_migrations_apply_once_when_replicas_start_together(database_url: str) -> None:
+    connections = [await db.connect(database_url, f"test-migrate-{i}") for i in range(3)]
+    applied: list[int] = []
+
+    async def run(connection: asyncpg.Connection) -> None:
+        applied.extend(m.version for m in await migrate(connection))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for connection in connections:
+                tg.start_soon(run, connection)
+        assert sorted(applied) == [m.version for m in available()]
+        rows = await connections[0].fetch("SELECT version, name FROM schema_migrations ORDER BY version")
+        assert [(r["version"], r["name"]) for r in rows] == [(1, "initial")]
+        assert await migrate(connections[0]) == []
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+async def test_projection_gives_the_expected_rows(log: EventLog, pg: asyncpg.Connection) -> None:
+    last = await log.history()
+    await migrate(pg)
+    assert await apply_batch(pg, await read_stream(log.js)) == last
+
+    executions = {row["execution_id"]: dict(row) for row in await pg.fetch("SELECT * FROM executions")}
+    assert executions["ok"] == {
+        "execution_id": "ok",
+        "project": PROJECT,
+        "domain": DOMAIN,
+        "workflow_name": pipeline.name,
+        "workflow_version": pipeline.spec.version,
+        "status": "succeeded",
+        "inputs": {"x": 3},
+        "outputs": {"result": 7},
+        "error": None,
+        "failed_node": None,
+        "abort_reason": None,
+        "launched_by": "tester",
+        "launched_at": log.at(1),
+        "finished_at": log.at(5),
+        "last_sequence": log.states["ok"].last_sequence,
+    }
+    failed = executions["retry"]
+    assert (failed["status"], failed["failed_node"], failed["finished_at"]) == ("failed", "double", log.at(10))
+    assert failed["error"] == {"kind": "user", "message": "bad luck 2", "error_type": "ValueError", "traceback": ""}
+    aborted = executions["stop"]
+    assert (aborted["status"], aborted["abort_reason"], aborted["finished_at"]) == (
+        "aborted",
+        "operator said so",
+        log.at(13),
+    )
+
+    nodes = {(r["execution_id"], r["node_id"]): dict(r) for r in await pg.fetch("SELECT * FROM node_executions")}
+    assert len(nodes) == 6
+    ok_double = nodes["ok", "double"]
+    assert (ok_double["status"], ok_double["task_name"], ok_double["task_version"]) == (
+        "succeeded",
+        double.name,
+        double.spec.version,
+    )
+    assert (ok_double["inputs"], ok_double["outputs"]) == ({"x": 3}, {"result": 6})
+    assert (ok_double["queued_at"], ok_double["started_at"], ok_double["finished_at"]) == (
+        log.at(1),
+        log.at(2),
+        log.at(3),
+    )
+    retried = nodes["retry", "double"]
+    assert (retried["status"], retried["queued_at"], retried["started_at"]) == ("failed", log.at(6), log.at(7))
+    assert retried["error"]["message"] == "bad luck 2"
+    # once an execution has ended, its unfinished nodes are aborted (and their attempts left as they were)
+    assert (nodes["retry", "increment"]["status"], nodes["retry", "increment"]["finished_at"]) == (
+        "aborted",
+        log.at(10),
+    )
+    assert (nodes["stop", "double"]["status"], nodes["stop", "double"]["finished_at"]) == ("aborted", log.at(13))
+    assert await pg.fetchval("SELECT status FROM attempts WHERE execution_id = 'stop'") == "running"
+
+    for execution_id, state in log.states.items():  # the rows agree with the core's own state machine
+        assert executions[execution_id]["status"] == state.status
+        for node_id, node in state.nodes.items():
+            assert nodes[execution_id, node_id]["status"] == node.status
+            stored = await pg.fetch(
+                "SELECT status FROM attempts WHERE attempt_id = ANY($1)", [a.attempt_id for a in node.attempts]
+            )
+            assert sorted(r["status"] for r in stored) == sorted(a.status for a in node.attempts)
+
+    attempts = await pg.fetch("SELECT * FROM attempts WHERE execution_id = 'retry' ORDER BY attempt")
+    assert [(a["attempt"], a["status"], a["worker"], a["error"]["message"]) for a in attempts] == [
+        (1, "failed", "worker-1", "bad luck 1"),
+        (2, "failed", "worker-2", "bad luck 2"),
+    ]
+    assert [(a["queued_at"], a["started_at"], a["finished_at"]) for a in attempts] == [
+        (log.at(6), log.at(7), log.at(8)),
+        (log.at(8), log.at(9), log.at(10)),
+    ]
+    assert await pg.fetchval("SELECT count(*) FROM attempts") == 2 + 2 + 1
+
+    registry = await pg.fetch("SELECT kind, name, version, spec FROM registry_entities ORDER BY kind, name")
+    assert [(r["kind"], r["name"], r["version"]) for r in registry] == [
+        ("task", double.name, double.spec.version),
+        ("task", increment.name, increment.spec.version),
+        ("workflow", pipeline.name, pipeline.spec.version),
+    ]
+    assert msgspec.convert(registry[2]["spec"], WorkflowSpec) == pipeline.spec
+
+
+async def test_an_unreadable_message_stops_the_projection(log: EventLog, pg: asyncpg.Connection) -> None:
+    good = await log.launch("fine", 1)
+    await log.js.publish(subjects.execution_subject(PROJECT, DOMAIN, "broken"), b'{"schema": 99}')
+    await migrate(pg)
+    with pytest.raises(ProjectionError, match=rf"message {good + 1} on plait\.ev\.flows\.development\.broken"):
+        await apply_batch(pg, await read_stream(log.js))
+    assert await pg.fetchval("SELECT count(*) FROM executions") == 0  # the whole batch was rolled back
+
+
+async def test_applying_again_changes_nothing(log: EventLog, pg: asyncpg.Connection) -> None:
+    await log.history()
+    messages = await read_stream(log.js)
+    await migrate(pg)
+    await apply_batch(pg, messages)
+    once = await dump(pg)
+
+    assert await apply_batch(pg, messages) == messages[-1].sequence
+    assert await apply_batch(pg, messages[5:9]) == messages[-1].sequence
+    assert await dump(pg) == once
+
+
+async def test_overlapping_batches_give_the_same_rows(
+    log: EventLog, pg: asyncpg.Connection, postgres_server: Any
+) -> None:
+    await log.history()
+    messages = await read_stream(log.js)
+    await migrate(pg)
+    for start in range(0, len(messages), 4):
+        await apply_batch(pg, messages[max(0, start - 2) : start + 4])
+    assert await dump(pg) == await fresh_projection(postgres_server, log.js)
+
+
+async def test_restart_resumes_from_the_stored_offset(
+    nats_url: str, database_url: str, nc: NATS, log: EventLog, pg: asyncpg.Connection, postgres_server: Any
+) -> None:
+    with structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            await tg.start(CatalogService(nats_url, database_url, "one", batch_size=4).run)
+            await caught_up(nc, await log.history())
+            tg.cancel_scope.cancel()
+        offset = await stored_offset(pg)
+        before = len(projected_batches(logs))
+
+        await log.succeeded("later", 10)
+        async with anyio.create_task_group() as tg:
+            await tg.start(CatalogService(nats_url, database_url, "two", batch_size=4).run)
+            await caught_up(nc, log.states["later"].last_sequence)
+            tg.cancel_scope.cancel()
+
+    projected_after = projected_batches(logs)[before:]
+    assert projected_after[0]["first"] == offset + 1
+    assert {b["replica"] for b in projected_after} == {"two"}
+    assert all(b["messages"] <= 4 for b in projected_batches(logs))
+    assert await dump(pg) == await fresh_projection(postgres_server, log.js)
+
+
+async def test_one_replica_projects_and_another_takes_over(
+    nats_url: str, database_url: str, nc: NATS, log: EventLog, postgres_server: Any
+) -> None:
+    with structlog.testing.capture_logs() as logs:
+        leader = CatalogService(nats_url, database_url, "leader")
+        standby = CatalogService(nats_url, database_url, "standby")
+        async with anyio.create_task_group() as tg:
+            leader_scope = await tg.start(run_in_scope, leader)
+            with anyio.fail_after(DEADLINE):
+                await leader.wait_leading()
+            await tg.start(run_in_scope, standby)
+
+            await caught_up(nc, await log.history())
+            assert leader.is_leader and not standby.is_leader
+            assert elected(logs) == ["leader"]
+
+            leader_scope.cancel()
+            with anyio.fail_after(DEADLINE):
+                await standby.wait_leading()
+            await log.succeeded("after-failover", 4)
+            await caught_up(nc, log.states["after-failover"].last_sequence)
+            tg.cancel_scope.cancel()
+
+    assert elected(logs) == ["leader", "standby"]
+    pg = await db.connect(database_url, "test")
+    try:
+        assert await dump(pg) == await fresh_projection(postgres_server, log.js)
+    finally:
+        await pg.close()
+
+
+async def test_a_leader_whose_database_session_ends_is_replaced(
+    nats_url: str, database_url: str, nc: NATS, log: EventLog, pg: asyncpg.Connection, postgres_server: Any
+) -> None:
+    leader = CatalogService(nats_url, database_url, "doomed")
+    standby = CatalogService(nats_url, database_url, "heir")
+    async with anyio.create_task_group() as tg:
+        await tg.start(leader.run)
+        with anyio.fail_after(DEADLINE):
+            await leader.wait_leading()
+        await tg.start(standby.run)
+        await caught_up(nc, await log.history())
+
+        lock_holders = """
+            SELECT activity.pid, activity.application_name FROM pg_locks AS lock
+            JOIN pg_stat_activity AS activity USING (pid)
+            WHERE lock.locktype = 'advisory' AND lock.granted AND activity.datname = current_database()
+        """
+        [holder] = await pg.fetch(lock_holders)
+        assert holder["application_name"] == "plait-catalog-doomed"
+        assert await pg.fetchval("SELECT pg_terminate_backend($1)", holder["pid"])
+        with anyio.fail_after(DEADLINE):
+            await standby.wait_leading()
+        assert [r["application_name"] for r in await pg.fetch(lock_holders)] == ["plait-catalog-heir"]
+
+        await log.succeeded("after-crash", 2)
+        await caught_up(nc, log.states["after-crash"].last_sequence)
+        tg.cancel_scope.cancel()
+    assert await dump(pg) == await fresh_projection(postgres_server, log.js)
+
+
+async def test_list_and_show_over_nats(nats_url: str, database_url: str, nc: NATS, log: EventLog) -> None:
+    async with anyio.create_task_group() as tg:
+        await tg.start(CatalogService(nats_url, database_url, "queries").run)
+        await caught_up(nc, await log.history())
+
+        listed = await query(nc, LIST_SUBJECT, {"project": PROJECT, "domain": DOMAIN})
+        assert [e["execution_id"] for e in listed["executions"]] == ["stop", "retry", "ok"]
+        assert listed["executions"][2] == {
+            "execution_id": "ok",
+            "project": PROJECT,
+            "domain": DOMAIN,
+            "workflow": pipeline.name,
+            "version": pipeline.spec.version,
+            "status": "succeeded",
+            "launched_at": "2031-03-01T12:00:01Z",
+            "finished_at": "2031-03-01T12:00:05Z",
+            "duration_seconds": 4.0,
+            "nodes_total": 2,
+            "nodes_succeeded": 2,
+            "nodes_failed": 0,
+            "nodes_running": 0,
+        }
+        stopped = listed["executions"][0]
+        assert (stopped["status"], stopped["duration_seconds"], stopped["nodes_running"]) == ("aborted", 2.0, 0)
+        failed = await query(nc, LIST_SUBJECT, {"status": "failed"})
+        assert [(e["execution_id"], e["nodes_failed"]) for e in failed["executions"]] == [("retry", 1)]
+        assert len((await query(nc, LIST_SUBJECT, {"limit": 2}))["executions"]) == 2
+        assert (await query(nc, LIST_SUBJECT, {"project": "elsewhere"}))["executions"] == []
+
+        shown = (await query(nc, SHOW_SUBJECT, {"execution_id": "retry"}))["execution"]
+        assert (shown["status"], shown["failed_node"], shown["inputs"], shown["outputs"]) == (
+            "failed",
+            "double",
+            {"x": 5},
+            None,
+        )
+        assert shown["error"]["message"] == "bad luck 2"
+        assert (shown["launched_by"], shown["last_sequence"]) == ("tester", log.states["retry"].last_sequence)
+        assert [(n["node"], n["task"], n["status"]) for n in shown["nodes"]] == [
+            ("double", double.name, "failed"),
+            ("increment", increment.name, "aborted"),
+        ]
+        assert shown["nodes"][0]["attempts"] == [
+            {
+                "attempt_id": attempt_id("retry", "double", attempt),
+                "attempt": attempt,
+                "status": "failed",
+                "worker": f"worker-{attempt}",
+                "queued_at": f"2031-03-01T12:00:{4 + 2 * attempt:02d}Z",
+                "started_at": f"2031-03-01T12:00:{5 + 2 * attempt:02d}Z",
+                "finished_at": f"2031-03-01T12:00:{6 + 2 * attempt:02d}Z",
+                "error": {
+                    "kind": "user",
+                    "message": f"bad luck {attempt}",
+                    "error_type": "ValueError",
+                    "traceback": "",
+                },
+            }
+            for attempt in (1, 2)
+        ]
+        assert shown["nodes"][1]["attempts"] == []
+
+        missing = await query(nc, SHOW_SUBJECT, {"execution_id": "nope"})
+        assert missing["error"]["type"] == "not_found"
+        assert "nope" in missing["error"]["message"]
+        tg.cancel_scope.cancel()
+
+
+async def test_show_with_min_sequence_reads_its_own_writes(
+    nats_url: str, database_url: str, nc: NATS, log: EventLog
+) -> None:
+    async with anyio.create_task_group() as tg:
+        await tg.start(CatalogService(nats_url, database_url, "reader", wait_timeout=DEADLINE).run)
+        await caught_up(nc, await log.history())
+        for step in range(3):
+            sequence = await log.launch(f"fresh-{step}", step)
+            shown = await query(nc, SHOW_SUBJECT, {"execution_id": f"fresh-{step}", "min_sequence": sequence})
+            assert shown["execution"]["status"] == "running"
+            assert shown["execution"]["last_sequence"] == sequence
+        tg.cancel_scope.cancel()
+
+
+async def test_show_waits_for_a_sequence_not_yet_written(
+    nats_url: str, database_url: str, nc: NATS, log: EventLog
+) -> None:
+    async with anyio.create_task_group() as tg:
+        await tg.start(CatalogService(nats_url, database_url, "waiter", wait_timeout=DEADLINE).run)
+        last = await log.history()
+        inbox = nc.new_inbox()
+        replies = await nc.subscribe(inbox, max_msgs=1)
+        request = {"execution_id": "future", "min_sequence": last + 1}
+        await nc.publish(SHOW_SUBJECT, msgspec.json.encode(request), reply=inbox)
+        await nc.flush()
+        await log.launch("future", 1)
+        with anyio.fail_after(DEADLINE):
+            reply = await replies.next_msg(timeout=None)
+        assert msgspec.json.decode(reply.data)["execution"]["status"] == "running"
+        tg.cancel_scope.cancel()
+
+
+async def test_min_sequence_beyond_the_log_times_out(nats_url: str, database_url: str, nc: NATS, log: EventLog) -> None:
+    async with anyio.create_task_group() as tg:
+        await tg.start(CatalogService(nats_url, database_url, "impatient", wait_timeout=0.2).run)
+        last = await log.history()
+        answer = await query(nc, SHOW_SUBJECT, {"execution_id": "ok", "min_sequence": last + 100})
+        assert answer["error"]["type"] == "timeout"
+        assert f"not yet {last + 100}" in answer["error"]["message"]
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("subject", "request_data", "complaint"),
+    [
+        (LIST_SUBJECT, b"not json", "malformed"),
+        (LIST_SUBJECT, b'{"limit": "many"}', "$.limit"),
+        (LIST_SUBJECT, b'{"limit": 0}', "$.limit"),
+        (LIST_SUBJECT, b'{"status": "sleeping"}', "$.status"),
+        (SHOW_SUBJECT, b"{}", "execution_id"),
+        (SHOW_SUBJECT, b'{"execution_id": "ok", "min_sequence": -1}', "$.min_sequence"),
+    ],
+)
+async def test_malformed_query_gets_bad_request_and_the_next_one_works(
+    nats_url: str, database_url: str, nc: NATS, log: EventLog, subject: str, request_data: bytes, complaint: str
+) -> None:
+    async with anyio.create_task_group() as tg:
+        await tg.start(CatalogService(nats_url, database_url, "strict").run)
+        answer = await query(nc, subject, request_data)
+        assert answer["error"]["type"] == "bad_request"
+        assert complaint in answer["error"]["message"].lower()
+        await caught_up(nc, await log.history())
+        assert len((await query(nc, LIST_SUBJECT, {}))["executions"]) == 3
+        tg.cancel_scope.cancel()
