@@ -22,7 +22,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cluster: str = "local"
     queue: str = "default"
     concurrency: int = 0  # 0: one worker process per core
-    stream_replicas: int = 1  # 3 on a NATS cluster, so that losing a server loses nothing
+    stream_replicas: int | None = None  # 3 on a NATS cluster; when unset, existing streams are left as they are
     ack_wait_seconds: float = 30.0  # how long a silent consumer keeps a message before it is redelivered
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -35,7 +35,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 _check_url("PLAIT_NATS_URL", url.strip(), ("nats", "tls", "ws", "wss"))
         if self.database_url is not None:
             _check_url("PLAIT_DATABASE_URL", self.database_url, ("postgresql", "postgres"))
-        if self.stream_replicas not in (1, 3, 5):
+        if self.stream_replicas not in (None, 1, 3, 5):
             raise InputError(f"PLAIT_STREAM_REPLICAS must be 1, 3 or 5, got {self.stream_replicas}")
         if self.ack_wait_seconds <= 0:
             raise InputError(f"PLAIT_ACK_WAIT_SECONDS must be positive, got {self.ack_wait_seconds}")

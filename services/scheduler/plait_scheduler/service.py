@@ -40,9 +40,17 @@ class SchedulerService:
     """One scheduler replica. ``run`` serves until cancelled."""
 
     def __init__(
-        self, nats_url: str, *, replica: str, cluster: str = "local", batch_size: int = 256, ack_wait: float = 30.0
+        self,
+        nats_url: str,
+        *,
+        replica: str,
+        cluster: str = "local",
+        batch_size: int = 256,
+        ack_wait: float = 30.0,
+        stream_replicas: int | None = None,
     ) -> None:
         self.nats_url, self.replica, self.cluster = nats_url, replica, cluster
+        self.stream_replicas = stream_replicas
         self.batch_size, self.ack_wait = batch_size, ack_wait
         self.log = structlog.get_logger().bind(replica=replica)
         self.states = StateCache()
@@ -53,7 +61,7 @@ class SchedulerService:
         nc = await connect(self.nats_url, f"plait-scheduler-{self.replica}")
         try:
             js = nc.jetstream()
-            await ensure_streams(js)
+            await ensure_streams(js, self.stream_replicas)
             store = EventStore(js)
             self.decider = Decider(store, self.states, self.replica)
             self.outbox = Outbox(js, store, self.states, self.cluster)

@@ -104,9 +104,10 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     ]
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create the streams, or bring existing ones to ``replicas`` (any replica of any service may call it)."""
-    for config in stream_configs(replicas):
+async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> None:
+    """Create the streams if missing (with ``replicas``, default 1); with ``replicas`` given, also bring
+    existing ones to it. Any replica of any service may call it."""
+    for config in stream_configs(replicas or 1):
         try:
             info = await js.stream_info(config.name or "")
         except nats.js.errors.NotFoundError:
@@ -115,7 +116,7 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
             except nats.js.errors.BadRequestError:
                 await js.stream_info(config.name or "")  # created by a concurrent replica
             continue
-        if info.config.num_replicas != replicas:
+        if replicas is not None and info.config.num_replicas != replicas:
             await js.update_stream(dataclasses.replace(info.config, num_replicas=replicas))
 
 

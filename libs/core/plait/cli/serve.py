@@ -45,7 +45,11 @@ async def serve_scheduler(settings: Settings) -> None:
     nats_url = require(settings.nats_url, "PLAIT_NATS_URL")
     await serve(
         SchedulerService(
-            nats_url, replica=settings.replica_name, cluster=settings.cluster, ack_wait=settings.ack_wait_seconds
+            nats_url,
+            replica=settings.replica_name,
+            cluster=settings.cluster,
+            ack_wait=settings.ack_wait_seconds,
+            stream_replicas=settings.stream_replicas,
         ).run
     )
 

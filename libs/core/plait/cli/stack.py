@@ -84,7 +84,11 @@ async def embedded_services(
         if "scheduler" in services:
             await tg.start(
                 SchedulerService(
-                    info.nats_url, replica=replica, cluster=settings.cluster, ack_wait=settings.ack_wait_seconds
+                    info.nats_url,
+                    replica=replica,
+                    cluster=settings.cluster,
+                    ack_wait=settings.ack_wait_seconds,
+                    stream_replicas=settings.stream_replicas,
                 ).run
             )
         if "executor" in services:
