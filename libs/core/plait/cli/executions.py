@@ -66,7 +66,7 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
     if as_json:
         sys.stdout.write(msgspec.json.encode(execution).decode() + "\n")
         return 0
-    console = Console()
+    console = _console()
     console.print(
         f"[bold]execution[/] {execution['execution_id']}  {execution['workflow']}@{execution['version'][:12]}"
     )
