@@ -1,0 +1,142 @@
+"""Running one attempt of a task in the current process: load it, decode inputs, call it, encode outputs."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from plait.core.events import TaskError
+from plait.core.model import TaskTarget
+from plait.sdk.hints import decode_value, encode_value
+from plait.sdk.loader import load_target
+from plait.sdk.task import SINGLE_OUTPUT, Task, is_named_tuple, output_hints
+
+CODE_VERSION_MISMATCH = "CodeVersionMismatch"
+"""``error_type`` of the system error raised when the loaded code is not the version the dispatch names."""
+
+
+class AttemptOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What one attempt produced: encoded ``outputs`` when it succeeded, ``error`` when it failed."""
+
+    outputs: dict[str, Any] | None = None
+    error: TaskError | None = None
+    seconds: float = 0.0  # time spent in the task's function
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, error: TaskError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def system_error(message: str, error_type: str, exc: BaseException | None = None) -> TaskError:
+    return TaskError(
+        kind="system",
+        message=message,
+        error_type=error_type,
+        traceback="".join(traceback.format_exception(exc)) if exc is not None else "",
+    )
+
+
+def run_attempt(task_target: TaskTarget, inputs: Mapping[str, Any], version: str | None = None) -> AttemptOutcome:
+    """Run the task named by ``task_target`` on builtin-encoded ``inputs``; never raises for the task's faults.
+
+    A task that raises gives a ``user`` error with the traceback of its own frames; a task that cannot be
+    loaded, inputs that do not fit its hints, or outputs that do not fit its interface give a ``system`` error.
+    When ``version`` is given, code whose version differs (the source changed since registration) is refused.
+    """
+    try:
+        task = _load(task_target, version)
+        arguments = _decode_inputs(task, inputs)
+    except _AttemptFailed as failed:
+        return AttemptOutcome(error=failed.error)
+    started = time.perf_counter()
+    try:
+        result = task.fn(**arguments)
+    except (Exception, SystemExit) as exc:
+        return AttemptOutcome(error=_user_error(exc), seconds=time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    try:
+        return AttemptOutcome(outputs=_encode_outputs(task, result), seconds=seconds)
+    except _AttemptFailed as failed:
+        return AttemptOutcome(error=failed.error, seconds=seconds)
+
+
+def _load(target: TaskTarget, version: str | None) -> Task[..., Any]:
+    where = f"{target.module}:{target.qualname}"
+    try:
+        loaded = load_target(target)
+        loaded_version = loaded.spec.version if isinstance(loaded, Task) else None
+    except Exception as exc:
+        raise _AttemptFailed(system_error(f"cannot load task {where}: {exc}", "TaskNotLoadable", exc)) from exc
+    if not isinstance(loaded, Task):
+        raise _AttemptFailed(system_error(f"{where} is {type(loaded).__name__}, not a @task", "TaskNotLoadable"))
+    if version is not None and loaded_version != version:
+        raise _AttemptFailed(
+            system_error(
+                f"task {loaded.name}: the code loaded from {target.file or target.module} is version "
+                f"{loaded_version}, the attempt asks for version {version} "
+                "(its source changed since registration)",
+                CODE_VERSION_MISMATCH,
+            )
+        )
+    return loaded
+
+
+def _decode_inputs(task: Task[..., Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
+    arguments: dict[str, Any] = {}
+    for name, encoded in inputs.items():
+        if name not in task.input_hints:
+            raise _AttemptFailed(system_error(f"task {task.name} has no input '{name}'", "InputError"))
+        try:
+            arguments[name] = decode_value(encoded, task.input_hints[name])
+        except (msgspec.ValidationError, TypeError) as exc:
+            raise _AttemptFailed(system_error(f"task {task.name}, input '{name}': {exc}", "InputError", exc)) from exc
+    return arguments
+
+
+def _encode_outputs(task: Task[..., Any], result: Any) -> dict[str, Any]:
+    hints = output_hints(task.return_hint)
+    if not hints:
+        return {}
+    if not is_named_tuple(task.return_hint):
+        return {SINGLE_OUTPUT: _encode_output(task, SINGLE_OUTPUT, result, hints[SINGLE_OUTPUT])}
+    if not isinstance(result, tuple) or len(result) != len(hints):
+        raise _AttemptFailed(
+            system_error(
+                f"task {task.name} returned {type(result).__name__}, expected a tuple of "
+                f"{len(hints)} outputs ({', '.join(hints)})",
+                "OutputError",
+            )
+        )
+    return {
+        name: _encode_output(task, name, value, hint) for (name, hint), value in zip(hints.items(), result, strict=True)
+    }
+
+
+def _encode_output(task: Task[..., Any], name: str, value: Any, hint: Any) -> Any:
+    try:
+        encoded = encode_value(value)
+        decode_value(encoded, hint)
+    except (msgspec.ValidationError, TypeError) as exc:
+        raise _AttemptFailed(system_error(f"task {task.name}, output '{name}': {exc}", "OutputError", exc)) from exc
+    return encoded
+
+
+def _user_error(exc: BaseException) -> TaskError:
+    # Drop run_attempt's own frame: the traceback starts in the task's code.
+    user_frames = exc.__traceback__.tb_next if exc.__traceback__ else None
+    return TaskError(
+        kind="user",
+        message=str(exc),
+        error_type=type(exc).__qualname__,
+        traceback="".join(traceback.format_exception(type(exc), exc, user_frames)),
+    )

@@ -1,0 +1,115 @@
+"""A warm pool of worker processes, each running one attempt at a time.
+
+Not ``concurrent.futures.ProcessPoolExecutor``: when one of its workers dies it fails every pending future
+and stops the other workers, so a task calling ``os._exit`` would also fail the attempts running beside it;
+and it cannot stop one worker whose attempt timed out. Here each worker is on its own, and is replaced alone.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Mapping
+from multiprocessing.context import BaseContext
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.to_thread
+
+from plait.core.model import TaskTarget
+from plait_executor.attempt import CODE_VERSION_MISMATCH, AttemptOutcome, system_error
+from plait_executor.worker import AttemptRequest, WorkerLost, WorkerProcess
+
+
+def default_start_method() -> str:
+    """'forkserver' where the platform has it (workers fork from a clean, preloaded server), else 'spawn'."""
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+class WorkerPool:
+    """``size`` warm worker processes: an attempt runs alone in one of them, so a crash or a timeout costs
+    only that attempt, and only that worker is replaced.
+
+    Use it as an async context manager; ``run`` waits for an idle worker.
+    """
+
+    def __init__(self, size: int, *, start_method: str | None = None) -> None:
+        if size < 1:
+            raise ValueError(f"a worker pool needs at least one worker, not {size}")
+        self.size = size
+        self._context = multiprocessing.get_context(start_method or default_start_method())
+        if self._context.get_start_method() == "forkserver":
+            self._context.set_forkserver_preload(["plait_executor.worker"])
+        self._idle: list[WorkerProcess] = []
+        self._workers: set[WorkerProcess] = set()
+        self._free = anyio.Semaphore(size)
+        self._limiter = anyio.CapacityLimiter(size)
+
+    async def __aenter__(self) -> Self:
+        with anyio.CancelScope(shield=True):  # started processes must be known, to be stopped
+            self._idle = await anyio.to_thread.run_sync(_start_workers, self._context, self.size)
+        self._workers.update(self._idle)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            workers, self._workers, self._idle = self._workers, set(), []
+            for worker in workers:
+                await worker.close()
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The process ids of the idle workers."""
+        return [worker.pid for worker in self._idle if worker.pid is not None]
+
+    async def run(
+        self,
+        target: TaskTarget,
+        inputs: Mapping[str, Any],
+        *,
+        version: str | None = None,
+        timeout_seconds: float | None = None,
+    ) -> AttemptOutcome:
+        """Run one attempt in an idle worker. Always an outcome: a lost or timed-out worker is a system error."""
+        request = AttemptRequest(target, dict(inputs), version)
+        async with self._free:
+            worker = self._idle.pop()
+            try:
+                outcome = await self._run_in(worker, request, timeout_seconds)
+                if _is_stale_code(outcome) and worker.attempts_run > 1:
+                    # This worker imported the module before its source changed; a fresh one reads it anew.
+                    worker = await self._replace(worker)
+                    outcome = await self._run_in(worker, request, timeout_seconds)
+            finally:
+                self._idle.append(worker if worker.usable else await self._replace(worker))
+            return outcome
+
+    async def _run_in(self, worker: WorkerProcess, request: AttemptRequest, timeout: float | None) -> AttemptOutcome:
+        with anyio.move_on_after(timeout) as deadline:
+            try:
+                return await worker.run(request, self._limiter)
+            except WorkerLost as lost:
+                return AttemptOutcome(
+                    error=system_error(f"the worker process died while running the attempt ({lost})", "WorkerLost")
+                )
+        assert deadline.cancelled_caught
+        return AttemptOutcome(error=system_error(f"timed out after {timeout:g} s", "AttemptTimedOut"))
+
+    async def _replace(self, worker: WorkerProcess) -> WorkerProcess:
+        with anyio.CancelScope(shield=True):
+            self._workers.discard(worker)
+            worker.kill()
+            await worker.close()
+            replacement = await anyio.to_thread.run_sync(WorkerProcess, self._context)
+        self._workers.add(replacement)
+        return replacement
+
+
+def _start_workers(context: BaseContext, count: int) -> list[WorkerProcess]:
+    return [WorkerProcess(context) for _ in range(count)]
+
+
+def _is_stale_code(outcome: AttemptOutcome) -> bool:
+    return outcome.error is not None and outcome.error.error_type == CODE_VERSION_MISMATCH

@@ -1,0 +1,148 @@
+"""Pulling a durable consumer's messages as they arrive, never asking for more than the free slots can take.
+
+Not ``PullSubscription.fetch(n)``: once one message of a batch has arrived, it waits for the other n - 1
+until the request expires, so a lone dispatch would wait seconds before it starts. Here each message is
+handed over the moment it arrives, and one pull request asks for as many messages as there are free slots.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+
+import anyio
+import nats.errors
+import nats.js.errors
+import structlog
+from anyio.abc import ObjectReceiveStream
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, ConsumerInfo
+from structlog.typing import FilteringBoundLogger
+
+log: FilteringBoundLogger = structlog.get_logger("plait.executor")
+
+PULL_WAIT_SECONDS = 5.0
+"""How long one pull request waits on the server for messages before it expires and is made anew."""
+_PULL_LOST_AFTER_SECONDS = 2.0  # past its expiry with no word from the server: the request was lost
+_BACKOFF_SECONDS = 1.0
+_STATUS = "Status"
+_ENDED_QUIETLY = ("404", "408")  # no messages; the request expired
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> ConsumerInfo:
+    """The durable consumer ``config`` names, created as configured when it does not exist yet."""
+    assert config.durable_name is not None
+    try:
+        info: ConsumerInfo = await js.consumer_info(stream, config.durable_name)
+    except nats.js.errors.NotFoundError:
+        info = await js.add_consumer(stream, config)
+    return info
+
+
+class Puller:
+    """Hands over a durable pull consumer's messages as they arrive, each holding one of ``slots``.
+
+    ``start(msg)`` is called for each message with one slot already taken from ``slots``; whoever
+    finishes with the message releases it. A message that arrives when no slot is free (a late reply to a
+    request given up as lost) is handed back to the server at once, for any replica to take.
+    """
+
+    def __init__(
+        self,
+        nc: NATS,
+        stream: str,
+        consumer: str,
+        slots: anyio.Semaphore,
+        wait_seconds: float = PULL_WAIT_SECONDS,
+    ) -> None:
+        self._nc = nc
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._slots = slots
+        self._wait_seconds = wait_seconds
+
+    async def run(self, start: Callable[[Msg], None]) -> None:
+        """Pull until cancelled."""
+        inbox = self._nc.new_inbox()
+        arrived, arrivals = anyio.create_memory_object_stream[Msg](math.inf)
+
+        async def receive(msg: Msg) -> None:
+            try:
+                arrived.send_nowait(msg)
+            except anyio.ClosedResourceError:
+                await _hand_back(msg)
+
+        subscription = await self._nc.subscribe(inbox, cb=receive)
+        try:
+            while True:
+                await self._slots.acquire()  # wait for a free slot, then ask for as many as are free
+                self._slots.release()
+                if not await self._pull(inbox, self._slots.value, arrivals, start):
+                    await anyio.sleep(_BACKOFF_SECONDS)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _unsubscribe(subscription)
+                arrived.close()
+                async for msg in arrivals:
+                    await _hand_back(msg)
+
+    async def _pull(
+        self, inbox: str, batch: int, arrivals: ObjectReceiveStream[Msg], start: Callable[[Msg], None]
+    ) -> bool:
+        """One pull request for ``batch`` messages; False when the server refused it (time to back off)."""
+        request = {"batch": batch, "expires": int(self._wait_seconds * 1e9)}
+        try:
+            await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply=inbox)
+        except nats.errors.Error as exc:
+            log.warning("pull_request_failed", error=repr(exc))
+            return False
+        delivered = 0
+        with anyio.move_on_after(self._wait_seconds + _PULL_LOST_AFTER_SECONDS):
+            while delivered < batch:
+                msg = await arrivals.receive()
+                status = _status(msg)
+                if status is None:
+                    delivered += 1
+                    await self._hand_over(msg, start)
+                elif status in _ENDED_QUIETLY:
+                    return True
+                else:
+                    description = msg.headers.get("Description", "") if msg.headers else ""
+                    log.warning("pull_request_ended", status=status, description=description)
+                    return delivered > 0
+        return True
+
+    async def _hand_over(self, msg: Msg, start: Callable[[Msg], None]) -> None:
+        try:
+            self._slots.acquire_nowait()
+        except anyio.WouldBlock:
+            await _hand_back(msg)
+            return
+        start(msg)
+
+
+def _status(msg: Msg) -> str | None:
+    """The status code of a server's reply to a pull request; None for a message of the stream."""
+    if msg.headers and not msg.reply:
+        return msg.headers.get(_STATUS)
+    return None
+
+
+async def _hand_back(msg: Msg) -> None:
+    """Return a stream message to the server for immediate redelivery (status replies need nothing)."""
+    if _status(msg) is not None:
+        return
+    try:
+        await msg.nak()
+    except nats.errors.Error as exc:
+        log.warning("nak_failed", error=repr(exc))
+
+
+async def _unsubscribe(subscription: Subscription) -> None:
+    try:
+        await subscription.unsubscribe()
+    except nats.errors.Error as exc:
+        log.warning("unsubscribe_failed", error=repr(exc))

@@ -1,0 +1,80 @@
+"""The commands an executor sends about an attempt, published until JetStream has stored them."""
+
+from __future__ import annotations
+
+import anyio
+import nats.errors
+from nats.js import JetStreamContext
+from structlog.typing import FilteringBoundLogger
+
+from plait.adapters.commands import publish_command
+from plait.core.commands import ReportAttemptResult, ReportAttemptStarted
+from plait.core.dispatch import Dispatch
+from plait_executor.attempt import AttemptOutcome, system_error
+
+FIRST_RETRY_SECONDS = 0.1
+LONGEST_RETRY_SECONDS = 5.0
+
+
+def started_command(dispatch: Dispatch, worker: str) -> ReportAttemptStarted:
+    return ReportAttemptStarted(
+        command_id=f"{dispatch.attempt_id}:started",
+        execution_id=dispatch.execution_id,
+        node=dispatch.node,
+        attempt_id=dispatch.attempt_id,
+        worker=worker,
+    )
+
+
+def result_command(dispatch: Dispatch, worker: str, outcome: AttemptOutcome) -> ReportAttemptResult:
+    return ReportAttemptResult(
+        command_id=f"{dispatch.attempt_id}:result",
+        execution_id=dispatch.execution_id,
+        node=dispatch.node,
+        attempt_id=dispatch.attempt_id,
+        worker=worker,
+        outputs=outcome.outputs if outcome.error is None else None,
+        error=outcome.error,
+    )
+
+
+async def report_started(js: JetStreamContext, dispatch: Dispatch, worker: str, log: FilteringBoundLogger) -> None:
+    await publish_until_stored(js, started_command(dispatch, worker), dispatch, log)
+
+
+async def report_result(
+    js: JetStreamContext, dispatch: Dispatch, worker: str, outcome: AttemptOutcome, log: FilteringBoundLogger
+) -> None:
+    """Store the attempt's result; outputs too large for a message are reported as a system error instead."""
+    command = result_command(dispatch, worker, outcome)
+    try:
+        await publish_until_stored(js, command, dispatch, log)
+    except nats.errors.MaxPayloadError as exc:
+        log.error("result_too_large", error=str(exc))
+        too_large = AttemptOutcome(
+            error=system_error(f"the attempt's outputs do not fit in one message: {exc}", "OutputTooLarge")
+        )
+        await publish_until_stored(js, result_command(dispatch, worker, too_large), dispatch, log)
+
+
+async def publish_until_stored(
+    js: JetStreamContext,
+    command: ReportAttemptStarted | ReportAttemptResult,
+    dispatch: Dispatch,
+    log: FilteringBoundLogger,
+) -> None:
+    """Publish ``command`` until JetStream acknowledges it, backing off while NATS is unreachable.
+
+    Retrying is safe: the command id is the message id, so JetStream stores a repeated command once.
+    """
+    delay = FIRST_RETRY_SECONDS
+    while True:
+        try:
+            await publish_command(js, command, dispatch.project, dispatch.domain)
+            return
+        except nats.errors.MaxPayloadError:
+            raise
+        except nats.errors.Error as exc:
+            log.warning("publish_retry", command=command.command_id, error=repr(exc), retry_in=delay)
+        await anyio.sleep(delay)
+        delay = min(delay * 2, LONGEST_RETRY_SECONDS)

@@ -1,0 +1,130 @@
+"""One dispatch message through its attempt: report started, run it while heartbeating, report the result, ack."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import msgspec
+import nats.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from structlog.typing import FilteringBoundLogger
+
+from plait import codec
+from plait.adapters import subjects
+from plait.core.dispatch import Dispatch
+from plait_executor.attempt import AttemptOutcome
+from plait_executor.pool import WorkerPool
+from plait_executor.reports import report_result, report_started
+
+log: FilteringBoundLogger = structlog.get_logger("plait.executor")
+
+ACK_TIMEOUT_SECONDS = 5.0
+NAK_TIMEOUT_SECONDS = 2.0
+
+
+class AttemptRunner:
+    """Runs the attempt a dispatch message names in the worker pool, and reports it.
+
+    The message is acknowledged only once the result command is stored, so an executor that dies at any
+    point leaves the message to be redelivered, and the same attempt runs again elsewhere. While the
+    attempt runs, the message is kept in progress every ``heartbeat_seconds``.
+    """
+
+    def __init__(self, js: JetStreamContext, pool: WorkerPool, worker: str, heartbeat_seconds: float) -> None:
+        self.js = js
+        self.pool = pool
+        self.worker = worker
+        self.heartbeat_seconds = heartbeat_seconds
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            dispatch = codec.dispatch_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            await self._dead_letter(msg, exc)
+            return
+        attempt_log = log.bind(
+            execution=dispatch.execution_id,
+            node=dispatch.node,
+            attempt=dispatch.attempt_id,
+            delivery=msg.metadata.num_delivered,
+        )
+        try:
+            async with anyio.create_task_group() as heartbeat:
+                heartbeat.start_soon(self._keep_in_progress, msg, attempt_log)
+                await self._run(dispatch, attempt_log)
+                heartbeat.cancel_scope.cancel()
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True), anyio.move_on_after(NAK_TIMEOUT_SECONDS):
+                await _nak(msg, attempt_log)
+            attempt_log.warning("attempt_abandoned")
+            raise
+        await _ack(msg, attempt_log)
+
+    async def _run(self, dispatch: Dispatch, attempt_log: FilteringBoundLogger) -> None:
+        await report_started(self.js, dispatch, self.worker, attempt_log)
+        attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
+        started = time.perf_counter()
+        outcome = await self.pool.run(
+            dispatch.task.target,
+            dispatch.inputs,
+            version=dispatch.task.version,
+            timeout_seconds=dispatch.task.timeout_seconds,
+        )
+        _log_outcome(attempt_log, outcome, time.perf_counter() - started)
+        await report_result(self.js, dispatch, self.worker, outcome, attempt_log)
+
+    async def _keep_in_progress(self, msg: Msg, attempt_log: FilteringBoundLogger) -> None:
+        while True:
+            await anyio.sleep(self.heartbeat_seconds)
+            try:
+                await msg.in_progress()
+            except nats.errors.Error as exc:
+                attempt_log.warning("heartbeat_failed", error=repr(exc))
+
+    async def _dead_letter(self, msg: Msg, error: msgspec.DecodeError) -> None:
+        """Move an unreadable dispatch aside: no attempt can be reported for it, and redelivery cannot help."""
+        metadata = msg.metadata
+        log.error("dispatch_unreadable", subject=msg.subject, sequence=metadata.sequence.stream, error=str(error))
+        headers = {
+            "Nats-Msg-Id": f"{subjects.DISPATCH_STREAM}:{metadata.sequence.stream}",
+            "Plait-Error": str(error)[:1000],
+        }
+        try:
+            await self.js.publish(
+                subjects.dead_letter_subject(msg.subject), msg.data, headers=headers, stream=subjects.DEAD_LETTER_STREAM
+            )
+        except nats.errors.Error as exc:
+            log.warning("dead_letter_failed", error=repr(exc))  # it stays in the queue, to be tried again
+            return
+        await _ack(msg, log)
+
+
+def _log_outcome(attempt_log: FilteringBoundLogger, outcome: AttemptOutcome, seconds: float) -> None:
+    if outcome.error is None:
+        attempt_log.info("attempt_succeeded", seconds=round(seconds, 6))
+    else:
+        attempt_log.warning(
+            "attempt_failed",
+            seconds=round(seconds, 6),
+            kind=outcome.error.kind,
+            error_type=outcome.error.error_type,
+            message=outcome.error.message,
+        )
+
+
+async def _ack(msg: Msg, message_log: FilteringBoundLogger) -> None:
+    try:
+        await msg.ack_sync(timeout=ACK_TIMEOUT_SECONDS)
+    except nats.errors.Error as exc:
+        # The result is stored; a redelivery runs the attempt again and its result is deduplicated.
+        message_log.warning("ack_failed", error=repr(exc))
+
+
+async def _nak(msg: Msg, message_log: FilteringBoundLogger) -> None:
+    try:
+        await msg.nak()
+    except nats.errors.Error as exc:
+        message_log.warning("nak_failed", error=repr(exc))

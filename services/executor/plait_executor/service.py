@@ -1,0 +1,137 @@
+"""The local executor service: pulls the dispatch records of one (cluster, queue) and runs their attempts."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+
+import anyio
+import anyio.abc
+import nats.errors
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from structlog.typing import FilteringBoundLogger
+
+from plait.adapters import subjects
+from plait.adapters.jetstream import connect, ensure_streams
+from plait_executor.pool import WorkerPool
+from plait_executor.pull import Puller, ensure_consumer
+from plait_executor.runner import AttemptRunner
+
+log: FilteringBoundLogger = structlog.get_logger("plait.executor")
+
+_CLOSE_SECONDS = 5.0
+
+
+def consumer_name(cluster: str, queue: str) -> str:
+    """The durable consumer all executor replicas of one (cluster, queue) share."""
+    return f"executor-{subjects.token(cluster, 'cluster')}-{subjects.token(queue, 'queue')}"
+
+
+class ExecutorService:
+    """Runs the attempts dispatched to one (cluster, queue), each in a warm local worker process.
+
+    Replicas share one durable consumer, so each dispatch goes to one of them; a replica takes at most
+    ``concurrency`` attempts at a time. When ``run`` is cancelled it stops taking dispatches and gives the
+    running attempts ``grace_seconds`` to finish and report; the others are handed back unacknowledged,
+    so another replica runs them again.
+    """
+
+    def __init__(
+        self,
+        nats_url: str,
+        *,
+        cluster: str = "local",
+        queue: str = "default",
+        concurrency: int | None = None,
+        worker_name: str | None = None,
+        ack_wait_seconds: float = 30.0,
+        grace_seconds: float = 30.0,
+    ) -> None:
+        self.nats_url = nats_url
+        self.cluster = cluster
+        self.queue = queue
+        self.concurrency = concurrency or os.cpu_count() or 1
+        self.worker_name = worker_name or f"{socket.gethostname()}:{os.getpid()}"
+        self.ack_wait_seconds = ack_wait_seconds
+        self.grace_seconds = grace_seconds
+        self.subject = subjects.dispatch_subject(cluster, queue)
+        self.consumer = consumer_name(cluster, queue)
+        self._log = log.bind(worker=self.worker_name, cluster=cluster, queue=queue)
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; ``task_status.started()`` once the consumer exists and the workers are starting."""
+        nc = await connect(self.nats_url, name=f"plait-executor {self.worker_name}")
+        try:
+            js = nc.jetstream()
+            await ensure_streams(js)
+            info = await ensure_consumer(js, subjects.DISPATCH_STREAM, self._consumer_config())
+            ack_wait = min(info.config.ack_wait or self.ack_wait_seconds, self.ack_wait_seconds)
+            async with WorkerPool(self.concurrency) as pool:
+                runner = AttemptRunner(js, pool, self.worker_name, heartbeat_seconds=ack_wait / 3)
+                task_status.started()
+                self._log.info("executor_started", concurrency=self.concurrency, consumer=self.consumer)
+                await self._serve(nc, runner)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _close(nc)
+            self._log.info("executor_stopped")
+
+    def _consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.consumer,
+            filter_subject=self.subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.ack_wait_seconds,
+        )
+
+    async def _serve(self, nc: NATS, runner: AttemptRunner) -> None:
+        slots = anyio.Semaphore(self.concurrency)
+        # Attempts outlive the cancellation that stops the pulling, until the grace period ends.
+        attempts_scope = anyio.CancelScope(shield=True)
+        pulling_ended = anyio.Event()
+        async with anyio.create_task_group() as service:
+            with attempts_scope:
+                async with anyio.create_task_group() as attempts:
+
+                    def start(msg: Msg) -> None:
+                        attempts.start_soon(_attempt, runner, msg, slots)
+
+                    service.start_soon(self._pull, nc, slots, start, attempts_scope, pulling_ended)
+                    await pulling_ended.wait()
+
+    async def _pull(
+        self,
+        nc: NATS,
+        slots: anyio.Semaphore,
+        start: Callable[[Msg], None],
+        attempts_scope: anyio.CancelScope,
+        pulling_ended: anyio.Event,
+    ) -> None:
+        try:
+            await Puller(nc, subjects.DISPATCH_STREAM, self.consumer, slots).run(start)
+        finally:
+            attempts_scope.deadline = anyio.current_time() + self.grace_seconds
+            pulling_ended.set()
+            self._log.info("executor_stopping", running=self.concurrency - slots.value, grace=self.grace_seconds)
+
+
+async def _attempt(runner: AttemptRunner, msg: Msg, slots: anyio.Semaphore) -> None:
+    try:
+        await runner.handle(msg)
+    finally:
+        slots.release()
+
+
+async def _close(nc: NATS) -> None:
+    with anyio.move_on_after(_CLOSE_SECONDS):
+        try:
+            await nc.drain()
+            return
+        except nats.errors.Error as exc:
+            log.warning("drain_failed", error=repr(exc))
+    await nc.close()

@@ -1,0 +1,130 @@
+"""One worker process: its main loop (in the child) and the handle the executor holds on it (in the parent)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import msgspec
+
+from plait.core.model import TaskTarget
+from plait_executor.attempt import AttemptOutcome, run_attempt
+
+_JOIN_SECONDS = 5.0
+
+
+class AttemptRequest(msgspec.Struct, frozen=True):
+    target: TaskTarget
+    inputs: dict[str, Any]
+    version: str | None = None
+
+
+class WorkerLost(Exception):
+    """The worker process exited, or was killed, before it sent back the attempt's outcome."""
+
+
+def serve(connection: Connection) -> None:
+    """The worker process's loop: run each request received, send back its outcome, until told to stop."""
+    # Ctrl-C in a terminal reaches the whole process group; the executor decides how its attempts end.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(
+            target=_exit_when_gone, args=(parent.sentinel,), name="plait-executor-watch", daemon=True
+        ).start()
+    while True:
+        try:
+            request: AttemptRequest | None = connection.recv()
+        except EOFError:
+            return  # the executor is gone
+        if request is None:
+            return
+        connection.send(run_attempt(request.target, request.inputs, request.version))
+
+
+def _exit_when_gone(executor_sentinel: int) -> None:
+    """End this process as soon as the executor is gone, even mid-attempt: nobody would report its outcome,
+    and the dispatch is about to run again elsewhere."""
+    multiprocessing.connection.wait([executor_sentinel])
+    os._exit(1)
+
+
+class WorkerProcess:
+    """A warm Python process, started from a clean interpreter, that runs attempts one at a time."""
+
+    def __init__(self, context: BaseContext) -> None:
+        self._connection, child_end = context.Pipe()
+        # Not daemonic: a task may start processes of its own (daemonic processes may not).
+        self._process = context.Process(target=serve, args=(child_end,), name="plait-worker")  # type: ignore[attr-defined]
+        self._process.start()
+        child_end.close()
+        self.attempts_run = 0
+        self._killed = False
+
+    @property
+    def pid(self) -> int | None:
+        pid: int | None = self._process.pid
+        return pid
+
+    @property
+    def usable(self) -> bool:
+        """True while the process can take another attempt (it is running and was not killed)."""
+        alive: bool = self._process.is_alive()
+        return alive and not self._killed
+
+    async def run(self, request: AttemptRequest, limiter: anyio.CapacityLimiter) -> AttemptOutcome:
+        """The outcome of ``request``; raises ``WorkerLost`` when the process dies, and kills it when cancelled."""
+        self.attempts_run += 1
+        try:
+            outcome: AttemptOutcome = await anyio.to_thread.run_sync(
+                self._round_trip, request, abandon_on_cancel=True, limiter=limiter
+            )
+        except (EOFError, OSError) as exc:
+            raise WorkerLost(await self._exit_status()) from exc
+        except BaseException:
+            # Cancelled or timed out: a running process cannot be interrupted otherwise, and the abandoned
+            # thread waiting for its answer ends when the pipe closes.
+            self.kill()
+            raise
+        return outcome
+
+    def _round_trip(self, request: AttemptRequest) -> AttemptOutcome:
+        self._connection.send(request)
+        outcome: AttemptOutcome = self._connection.recv()
+        return outcome
+
+    async def _exit_status(self) -> str:
+        await anyio.to_thread.run_sync(self._process.join, _JOIN_SECONDS)
+        code: int | None = self._process.exitcode
+        if code is None:
+            return "its connection closed"
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit code {code}"
+
+    def kill(self) -> None:
+        self._killed = True
+        if self._process.is_alive():
+            self._process.kill()
+
+    async def close(self) -> None:
+        """Ask the process to exit, kill it if it does not within a few seconds, and release its resources."""
+        if self._process.is_alive():
+            try:
+                self._connection.send(None)
+            except OSError:
+                self.kill()
+            await anyio.to_thread.run_sync(self._process.join, _JOIN_SECONDS)
+            self.kill()
+        await anyio.to_thread.run_sync(self._process.join, _JOIN_SECONDS)
+        self._connection.close()
+        if self._process.exitcode is not None:  # else it is stuck in the kernel; leave it to the OS
+            self._process.close()

@@ -1,0 +1,97 @@
+"""Tasks the executor tests run in worker processes; module level, so a worker can import them by target."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import NamedTuple
+
+import msgspec
+
+from plait import task
+
+
+class Point(msgspec.Struct, frozen=True):
+    x: int
+    y: int
+
+
+class DivMod(NamedTuple):
+    quotient: int
+    remainder: int
+
+
+@task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task
+def divide(a: int, b: int) -> DivMod:
+    return DivMod(*divmod(a, b))
+
+
+@task
+def fail(message: str) -> int:
+    raise ValueError(message)
+
+
+@task
+def die(code: int) -> int:
+    os._exit(code)
+
+
+@task
+def describe(point: Point, payload: bytes) -> str:
+    return f"{point.x},{point.y}:{payload.decode()}"
+
+
+@task
+def mirror(point: Point, payload: bytes) -> Point:
+    return Point(point.y + len(payload), point.x)
+
+
+@task
+def nothing() -> None:
+    return None
+
+
+@task
+def wrong_type() -> int:
+    return "not an int"  # type: ignore[return-value]
+
+
+def _wait_for(path: str) -> str:
+    while not os.path.exists(path):
+        time.sleep(0.005)
+    with open(path) as file:
+        return file.read()
+
+
+@task
+def wait_for_file(path: str) -> str:
+    """Runs until the test creates the file at ``path``, then returns its text."""
+    return _wait_for(path)
+
+
+@task
+def announce_then_wait(path: str) -> str:
+    """Prints its process id, then runs until the file at ``path`` exists."""
+    print(f"running in {os.getpid()}", flush=True)
+    return _wait_for(path)
+
+
+@task(timeout_seconds=0.5)
+def wait_for_file_briefly(path: str) -> str:
+    return _wait_for(path)
+
+
+@task
+def pause(seconds: float) -> float:
+    """Runs for ``seconds``: an attempt longer than a short ack wait."""
+    time.sleep(seconds)
+    return seconds
+
+
+def not_a_task() -> int:
+    return 1

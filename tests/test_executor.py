@@ -1,0 +1,552 @@
+"""The local executor: running one attempt, the warm worker pool, and the service against a real nats-server."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import nats
+import nats.js.errors
+import pytest
+import structlog.testing
+from nats.aio.client import Client as NATS
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+
+from plait import codec
+from plait.adapters import subjects
+from plait.adapters.jetstream import ensure_streams
+from plait.core.commands import Command, ReportAttemptResult, ReportAttemptStarted
+from plait.core.dispatch import Dispatch
+from plait.core.ids import attempt_id, new_execution_id
+from plait.core.model import TaskTarget
+from plait.sdk.hints import encode_value
+from plait.sdk.loader import load_module
+from plait.sdk.task import Task
+from plait_executor import ExecutorService, WorkerPool, run_attempt
+from plait_executor.attempt import CODE_VERSION_MISMATCH
+from tests import executor_tasks as tasks
+
+DEADLINE = 20.0
+PROJECT, DOMAIN = "proj", "dev"
+
+Report = ReportAttemptStarted | ReportAttemptResult
+
+
+# --- run_attempt: one attempt in this process ---------------------------------------------------------
+
+
+def test_run_attempt_returns_the_single_output() -> None:
+    outcome = run_attempt(tasks.add.spec.target, {"a": 2, "b": 3}, tasks.add.spec.version)
+    assert outcome.succeeded
+    assert outcome.outputs == {"result": 5}
+
+
+def test_run_attempt_names_named_tuple_outputs() -> None:
+    outcome = run_attempt(tasks.divide.spec.target, {"a": 7, "b": 2})
+    assert outcome.outputs == {"quotient": 3, "remainder": 1}
+
+
+def test_run_attempt_decodes_structs_and_bytes_and_encodes_them_back() -> None:
+    inputs = {"point": encode_value(tasks.Point(1, 2)), "payload": encode_value(b"abc")}
+    assert run_attempt(tasks.describe.spec.target, inputs).outputs == {"result": "1,2:abc"}
+    assert run_attempt(tasks.mirror.spec.target, inputs).outputs == {"result": {"x": 5, "y": 1}}
+
+
+def test_run_attempt_has_no_outputs_for_a_task_returning_none() -> None:
+    assert run_attempt(tasks.nothing.spec.target, {}).outputs == {}
+
+
+def test_a_raising_task_is_a_user_error_with_the_traceback_of_its_code() -> None:
+    outcome = run_attempt(tasks.fail.spec.target, {"message": "bad input"})
+    assert outcome.outputs is None
+    assert outcome.error is not None
+    assert (outcome.error.kind, outcome.error.message, outcome.error.error_type) == ("user", "bad input", "ValueError")
+    assert outcome.error.traceback.startswith("Traceback (most recent call last):\n")
+    assert "executor_tasks.py" in outcome.error.traceback
+    assert "raise ValueError(message)" in outcome.error.traceback
+    assert "plait_executor" not in outcome.error.traceback
+
+
+@pytest.mark.parametrize(
+    ("target", "inputs", "error_type", "message"),
+    [
+        (TaskTarget("no_such_module_here", "f"), {}, "TaskNotLoadable", "No module named 'no_such_module_here'"),
+        (TaskTarget(tasks.__name__, "missing"), {}, "TaskNotLoadable", "has no attribute 'missing'"),
+        (TaskTarget(tasks.__name__, "not_a_task"), {}, "TaskNotLoadable", "is function, not a @task"),
+        (tasks.add.spec.target, {"a": "one", "b": 2}, "InputError", "input 'a': Expected `int`, got `str`"),
+        (tasks.add.spec.target, {"a": 1, "b": 2, "c": 3}, "InputError", "has no input 'c'"),
+        (tasks.wrong_type.spec.target, {}, "OutputError", "output 'result': Expected `int`, got `str`"),
+    ],
+)
+def test_what_the_task_cannot_help_is_a_system_error(
+    target: TaskTarget, inputs: dict[str, Any], error_type: str, message: str
+) -> None:
+    outcome = run_attempt(target, inputs)
+    assert outcome.error is not None
+    assert (outcome.error.kind, outcome.error.error_type) == ("system", error_type)
+    assert message in outcome.error.message
+
+
+def test_code_of_another_version_is_refused() -> None:
+    outcome = run_attempt(tasks.add.spec.target, {"a": 1, "b": 2}, version="0" * 32)
+    assert outcome.error is not None
+    assert (outcome.error.kind, outcome.error.error_type) == ("system", CODE_VERSION_MISMATCH)
+
+
+# --- the worker pool ------------------------------------------------------------------------------------
+
+
+def release(path: Path, text: str = "done") -> None:
+    """Let a ``wait_for_file`` task finish, returning ``text``: the file appears whole, at once."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+async def test_a_dying_worker_fails_only_its_own_attempt(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    outcomes: dict[str, Any] = {}
+    async with WorkerPool(2) as pool:
+
+        async def wait() -> None:
+            outcomes["wait"] = await pool.run(tasks.wait_for_file.spec.target, {"path": str(gate)})
+
+        with anyio.fail_after(DEADLINE):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait)
+                died = await pool.run(tasks.die.spec.target, {"code": 3})
+                release(gate, "still here")
+        after = await pool.run(tasks.add.spec.target, {"a": 1, "b": 1})
+
+    assert died.error is not None
+    assert (died.error.kind, died.error.error_type) == ("system", "WorkerLost")
+    assert "exit code 3" in died.error.message
+    assert outcomes["wait"].outputs == {"result": "still here"}
+    assert after.outputs == {"result": 2}
+    assert multiprocessing.active_children() == []
+
+
+async def test_an_attempt_past_its_timeout_is_killed_and_its_worker_replaced(tmp_path: Path) -> None:
+    async with WorkerPool(1) as pool:
+        (before,) = pool.worker_pids
+        with anyio.fail_after(DEADLINE):
+            timed_out = await pool.run(
+                tasks.wait_for_file_briefly.spec.target,
+                {"path": str(tmp_path / "never")},
+                timeout_seconds=tasks.wait_for_file_briefly.spec.timeout_seconds,
+            )
+            after = await pool.run(tasks.add.spec.target, {"a": 1, "b": 1})
+        (replacement,) = pool.worker_pids
+
+    assert timed_out.error is not None
+    assert (timed_out.error.kind, timed_out.error.message) == ("system", "timed out after 0.5 s")
+    assert after.outputs == {"result": 2}
+    assert replacement != before
+    with pytest.raises(ProcessLookupError):
+        os.kill(before, 0)
+
+
+@pytest.fixture
+def changing_module(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    name = f"changing_{tmp_path.name}"
+    yield tmp_path / f"{name}.py", name
+    sys.modules.pop(name, None)
+
+
+def load_task(path: Path, name: str, source: str) -> Task[..., Any]:
+    path.write_text(f"from plait import task\n\n\n@task\ndef answer() -> int:\n    return {source}\n")
+    sys.modules.pop(name, None)
+    loaded: Task[..., Any] = load_module(name, str(path)).answer
+    return loaded
+
+
+async def test_a_worker_holding_old_code_is_replaced_by_one_that_loads_the_new(
+    changing_module: tuple[Path, str],
+) -> None:
+    path, name = changing_module
+    first = load_task(path, name, "1").spec
+    async with WorkerPool(1) as pool:
+        with anyio.fail_after(DEADLINE):
+            assert (await pool.run(first.target, {}, version=first.version)).outputs == {"result": 1}
+            (warm,) = pool.worker_pids
+            second = load_task(path, name, "2").spec
+            assert (await pool.run(second.target, {}, version=second.version)).outputs == {"result": 2}
+            stale = await pool.run(first.target, {}, version=first.version)
+        assert pool.worker_pids != [warm]
+    assert stale.error is not None and stale.error.error_type == CODE_VERSION_MISMATCH
+
+
+ORPHAN_SCRIPT = """
+import sys
+import anyio
+from plait_executor import WorkerPool
+from tests import executor_tasks as tasks
+
+async def main() -> None:
+    async with WorkerPool(1) as pool:
+        await pool.run(tasks.announce_then_wait.spec.target, {"path": sys.argv[1]})
+
+if __name__ == "__main__":
+    anyio.run(main)
+"""
+
+
+async def test_a_worker_ends_when_its_executor_is_killed_mid_attempt(tmp_path: Path) -> None:
+    script = tmp_path / "executor.py"
+    script.write_text(ORPHAN_SCRIPT)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with anyio.fail_after(DEADLINE):
+        async with await anyio.open_process(
+            [sys.executable, str(script), str(tmp_path / "never")], env=environment
+        ) as executor_process:
+            assert executor_process.stdout is not None
+            announcement = b""
+            while b"\n" not in announcement:
+                announcement += await executor_process.stdout.receive()
+            worker_pid = int(announcement.split()[-1])
+            worker = os.pidfd_open(worker_pid)
+            executor_process.kill()
+        try:
+            await anyio.wait_readable(worker)  # readable once the worker process has ended
+        finally:
+            os.close(worker)
+
+
+# --- the service ----------------------------------------------------------------------------------------
+
+
+def dispatch_of(task: Task[..., Any], inputs: dict[str, Any], node: str = "n0") -> Dispatch:
+    execution_id = new_execution_id()
+    return Dispatch(
+        execution_id=execution_id,
+        project=PROJECT,
+        domain=DOMAIN,
+        node=node,
+        attempt_id=attempt_id(execution_id, node, 1),
+        attempt=1,
+        task=task.spec,
+        inputs={name: encode_value(value) for name, value in inputs.items()},
+        decision_sequence=1,
+    )
+
+
+class Commands:
+    """Every command published, as it is published: a plain subscription, so it also sees the repeats that
+    JetStream stores only once. Commands are kept by attempt until a test asks for them."""
+
+    def __init__(self, subscription: Subscription) -> None:
+        self.subscription = subscription
+        self.unread: dict[str, list[Report]] = defaultdict(list)
+
+    async def of(self, dispatch: Dispatch, count: int = 2) -> list[Report]:
+        """The next ``count`` commands about ``dispatch``'s attempt, in the order they were published."""
+        unread = self.unread[dispatch.attempt_id]
+        while len(unread) < count:
+            msg = await self.subscription.next_msg(timeout=DEADLINE)
+            command = codec.command_decoder.decode(msg.data)
+            assert isinstance(command, Report)
+            self.unread[command.attempt_id].append(command)
+        found, unread[:] = unread[:count], unread[count:]
+        return found
+
+    async def result_of(self, dispatch: Dispatch) -> ReportAttemptResult:
+        while True:
+            (command,) = await self.of(dispatch, 1)
+            if isinstance(command, ReportAttemptResult):
+                return command
+
+
+class Cluster:
+    """A client of the test's nats-server: publishes dispatches, reads what the streams hold."""
+
+    def __init__(self, nc: NATS, js: JetStreamContext, commands: Commands) -> None:
+        self.nc, self.js, self.commands = nc, js, commands
+
+    async def dispatch(self, dispatch: Dispatch, queue: str = "default") -> None:
+        await self.js.publish(subjects.dispatch_subject("local", queue), codec.encode(dispatch))
+
+    async def stored_count(self, stream: str) -> int:
+        messages: int = (await self.js.stream_info(stream)).state.messages
+        return messages
+
+    async def stored_commands(self) -> list[Command]:
+        state = (await self.js.stream_info(subjects.COMMANDS_STREAM)).state
+        commands = []
+        for sequence in range(state.first_seq, state.last_seq + 1):
+            try:
+                raw = await self.js.get_msg(subjects.COMMANDS_STREAM, sequence)
+            except nats.js.errors.NotFoundError:
+                continue
+            assert raw.data is not None
+            commands.append(codec.command_decoder.decode(raw.data))
+        return commands
+
+
+@pytest.fixture
+async def cluster(nats_url: str) -> AsyncIterator[Cluster]:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        subscription = await nc.subscribe(f"{subjects.COMMANDS_ROOT}.>")
+        yield Cluster(nc, js, Commands(subscription))
+    finally:
+        await nc.close()
+
+
+class Running:
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.stopped = anyio.Event()
+
+    async def run(self, service: ExecutorService, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        try:
+            with self.scope:
+                await service.run(task_status=task_status)
+        finally:
+            self.stopped.set()
+
+    async def stop(self) -> None:
+        """Cancel the service (as SIGTERM does in the CLI) and wait until it has wound down."""
+        self.scope.cancel()
+        with anyio.fail_after(DEADLINE):
+            await self.stopped.wait()
+
+
+@asynccontextmanager
+async def running(service: ExecutorService) -> AsyncIterator[Running]:
+    handle = Running()
+    async with anyio.create_task_group() as tg:
+        await tg.start(handle.run, service)
+        try:
+            yield handle
+        finally:
+            await handle.stop()
+
+
+def executor(nats_url: str, name: str = "executor-1", **options: Any) -> ExecutorService:
+    options.setdefault("concurrency", 2)
+    return ExecutorService(nats_url, worker_name=name, **options)
+
+
+async def test_an_attempt_is_reported_started_then_with_its_outputs(nats_url: str, cluster: Cluster) -> None:
+    dispatches = [
+        dispatch_of(tasks.add, {"a": 2, "b": 40}),
+        dispatch_of(tasks.divide, {"a": 7, "b": 2}),
+        dispatch_of(tasks.describe, {"point": tasks.Point(3, 4), "payload": b"xyz"}),
+    ]
+    async with running(executor(nats_url, concurrency=4)):
+        for dispatch in dispatches:
+            await cluster.dispatch(dispatch)
+        reports = [await cluster.commands.of(dispatch) for dispatch in dispatches]
+
+    outputs = []
+    for dispatch, (started, result) in zip(dispatches, reports, strict=True):
+        assert started == ReportAttemptStarted(
+            command_id=f"{dispatch.attempt_id}:started",
+            execution_id=dispatch.execution_id,
+            node=dispatch.node,
+            attempt_id=dispatch.attempt_id,
+            worker="executor-1",
+        )
+        assert isinstance(result, ReportAttemptResult)
+        assert (result.command_id, result.error) == (f"{dispatch.attempt_id}:result", None)
+        outputs.append(result.outputs)
+    assert outputs == [
+        {"result": 42},
+        {"quotient": 3, "remainder": 1},
+        {"result": "3,4:xyz"},
+    ]
+    assert len(await cluster.stored_commands()) == 6
+    assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
+    assert multiprocessing.active_children() == []
+
+
+async def test_an_idle_executor_starts_a_lone_dispatch_at_once(nats_url: str, cluster: Cluster) -> None:
+    async with running(executor(nats_url, concurrency=4)):
+        dispatch = dispatch_of(tasks.add, {"a": 1, "b": 2})
+        with anyio.fail_after(2.0):  # well under the pull request's expiry: nothing waits for a full batch
+            await cluster.dispatch(dispatch)
+            result = await cluster.commands.result_of(dispatch)
+    assert result.outputs == {"result": 3}
+
+
+async def test_a_raising_task_is_reported_as_a_user_error(nats_url: str, cluster: Cluster) -> None:
+    dispatch = dispatch_of(tasks.fail, {"message": "no such customer"})
+    async with running(executor(nats_url)):
+        await cluster.dispatch(dispatch)
+        result = await cluster.commands.result_of(dispatch)
+    assert result.outputs is None
+    assert result.error is not None
+    assert (result.error.kind, result.error.error_type, result.error.message) == (
+        "user",
+        "ValueError",
+        "no such customer",
+    )
+    assert "raise ValueError(message)" in result.error.traceback
+
+
+async def test_a_dying_worker_is_a_system_error_and_the_next_attempt_still_runs(
+    nats_url: str, cluster: Cluster
+) -> None:
+    dying, next_one = dispatch_of(tasks.die, {"code": 3}), dispatch_of(tasks.add, {"a": 1, "b": 1})
+    async with running(executor(nats_url, concurrency=1)):
+        await cluster.dispatch(dying)
+        await cluster.dispatch(next_one)
+        died = await cluster.commands.result_of(dying)
+        ran = await cluster.commands.result_of(next_one)
+    assert died.error is not None
+    assert (died.error.kind, died.error.error_type) == ("system", "WorkerLost")
+    assert "exit code 3" in died.error.message
+    assert ran.outputs == {"result": 2}
+
+
+async def test_a_timed_out_attempt_is_a_system_error(nats_url: str, cluster: Cluster, tmp_path: Path) -> None:
+    dispatch = dispatch_of(tasks.wait_for_file_briefly, {"path": str(tmp_path / "never")})
+    async with running(executor(nats_url)):
+        await cluster.dispatch(dispatch)
+        result = await cluster.commands.result_of(dispatch)
+    assert result.error is not None
+    assert (result.error.kind, result.error.message) == ("system", "timed out after 0.5 s")
+
+
+async def test_attempts_run_side_by_side_up_to_the_concurrency(nats_url: str, cluster: Cluster, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    first, second = (dispatch_of(tasks.wait_for_file, {"path": str(gate)}, node) for node in ("a", "b"))
+    async with running(executor(nats_url, concurrency=2)):
+        await cluster.dispatch(first)
+        await cluster.dispatch(second)
+        started = [*await cluster.commands.of(first, 1), *await cluster.commands.of(second, 1)]
+        release(gate)
+        results = [await cluster.commands.result_of(first), await cluster.commands.result_of(second)]
+    assert {type(command) for command in started} == {ReportAttemptStarted}
+    assert [result.outputs for result in results] == [{"result": "done"}, {"result": "done"}]
+
+
+async def test_a_dispatch_delivered_twice_is_stored_as_one_result(nats_url: str, cluster: Cluster) -> None:
+    twice, marker = dispatch_of(tasks.add, {"a": 1, "b": 2}), dispatch_of(tasks.add, {"a": 0, "b": 0})
+    with structlog.testing.capture_logs() as logs:
+        async with running(executor(nats_url, concurrency=1)):
+            for dispatch in (twice, twice, marker):
+                await cluster.dispatch(dispatch)
+            published = await cluster.commands.of(twice, 4)
+            await cluster.commands.of(marker)  # one slot, in order: both deliveries of `twice` are done
+
+    runs = [entry for entry in logs if entry["event"] == "attempt_succeeded" and entry["attempt"] == twice.attempt_id]
+    assert len(runs) == 2
+    results = [command for command in published if isinstance(command, ReportAttemptResult)]
+    assert [result.command_id for result in results] == [f"{twice.attempt_id}:result"] * 2
+    stored = [command for command in await cluster.stored_commands() if command.execution_id == twice.execution_id]
+    assert [type(command) for command in stored] == [ReportAttemptStarted, ReportAttemptResult]
+    assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
+
+
+async def test_a_dispatch_is_acked_only_once_its_result_is_stored(
+    nats_url: str, cluster: Cluster, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    dispatch = dispatch_of(tasks.wait_for_file, {"path": str(gate)})
+    async with running(executor(nats_url)):
+        await cluster.dispatch(dispatch)
+        (started,) = await cluster.commands.of(dispatch, 1)
+        assert isinstance(started, ReportAttemptStarted)
+        assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 1
+        release(gate)
+        result = await cluster.commands.result_of(dispatch)
+    assert result.outputs == {"result": "done"}
+    assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
+
+
+async def test_a_stopping_executor_lets_its_running_attempt_finish(
+    nats_url: str, cluster: Cluster, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    dispatch = dispatch_of(tasks.wait_for_file, {"path": str(gate)})
+    async with running(executor(nats_url, grace_seconds=DEADLINE)) as service:
+        await cluster.dispatch(dispatch)
+        await cluster.commands.of(dispatch, 1)
+        service.scope.cancel()
+        release(gate, "finished while stopping")
+        result = await cluster.commands.result_of(dispatch)
+        await service.stop()
+    assert result.outputs == {"result": "finished while stopping"}
+    assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
+
+
+async def test_an_attempt_cut_short_by_a_stop_is_run_by_another_executor(
+    nats_url: str, cluster: Cluster, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    dispatch = dispatch_of(tasks.wait_for_file, {"path": str(gate)})
+    async with running(executor(nats_url, "executor-1", grace_seconds=0.1)) as first:
+        await cluster.dispatch(dispatch)
+        (started,) = await cluster.commands.of(dispatch, 1)
+        assert isinstance(started, ReportAttemptStarted) and started.worker == "executor-1"
+        await first.stop()
+    assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 1
+
+    async with running(executor(nats_url, "executor-2")):
+        (restarted,) = await cluster.commands.of(dispatch, 1)
+        assert isinstance(restarted, ReportAttemptStarted) and restarted.worker == "executor-2"
+        release(gate)
+        result = await cluster.commands.result_of(dispatch)
+    assert (result.worker, result.outputs) == ("executor-2", {"result": "done"})
+    assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
+    assert multiprocessing.active_children() == []
+
+
+async def test_an_unreadable_dispatch_is_moved_to_the_dead_letters(nats_url: str, cluster: Cluster) -> None:
+    dead_letters = await cluster.nc.subscribe(f"{subjects.DEAD_LETTER_ROOT}.>")
+    readable = dispatch_of(tasks.add, {"a": 1, "b": 1})
+    async with running(executor(nats_url)):
+        await cluster.js.publish(subjects.dispatch_subject("local", "default"), b'{"type": "dispatch.v1"}')
+        await cluster.dispatch(readable)
+        dead = await dead_letters.next_msg(timeout=DEADLINE)
+        assert (await cluster.commands.result_of(readable)).outputs == {"result": 2}
+    assert dead.data == b'{"type": "dispatch.v1"}'
+    assert dead.headers is not None and "missing required field" in dead.headers["Plait-Error"]
+    assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
+
+
+async def test_executors_of_other_queues_leave_a_dispatch_alone(nats_url: str, cluster: Cluster) -> None:
+    gpu = dispatch_of(tasks.add, {"a": 1, "b": 1})
+    async with running(executor(nats_url, queue="cpu")), running(executor(nats_url, "gpu-1", queue="gpu")):
+        await cluster.dispatch(gpu, queue="gpu")
+        result = await cluster.commands.result_of(gpu)
+    assert result.worker == "gpu-1"
+    consumers = {info.name for info in await cluster.js.consumers_info(subjects.DISPATCH_STREAM)}
+    assert consumers == {"executor-local-cpu", "executor-local-gpu"}
+
+
+async def test_a_stopped_executor_leaves_no_pull_request_to_swallow_a_dispatch(nats_url: str, cluster: Cluster) -> None:
+    async with running(executor(nats_url, "executor-1")):
+        pass  # its pull request was waiting on the server when it stopped
+    dispatch = dispatch_of(tasks.add, {"a": 1, "b": 1})
+    await cluster.dispatch(dispatch)
+    async with running(executor(nats_url, "executor-2")):
+        with anyio.fail_after(5.0):  # far less than the 30 s ack wait a swallowed dispatch would take
+            result = await cluster.commands.result_of(dispatch)
+    assert result.worker == "executor-2"
+
+
+async def test_a_long_attempt_is_kept_in_progress_past_the_ack_wait(nats_url: str, cluster: Cluster) -> None:
+    dispatch = dispatch_of(tasks.pause, {"seconds": 2.5})
+    with structlog.testing.capture_logs() as logs:
+        async with (
+            running(executor(nats_url, "executor-1", ack_wait_seconds=1.0)),
+            running(executor(nats_url, "executor-2", ack_wait_seconds=1.0)),
+        ):
+            await cluster.dispatch(dispatch)
+            started, result = await cluster.commands.of(dispatch)  # a redelivery would publish `started` again
+    assert isinstance(started, ReportAttemptStarted) and isinstance(result, ReportAttemptResult)
+    assert (result.worker, result.outputs) == (started.worker, {"result": 2.5})
+    assert [entry["delivery"] for entry in logs if entry["event"] == "attempt_started"] == [1]
