@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,16 +45,25 @@ class ServiceProcess:
         with self._changed:
             self._changed.notify_all()
 
-    def wait_for_event(self, name: str, timeout: float = 30) -> dict[str, object]:
-        """The first log event called ``name``; raises if the process ends or the deadline passes first."""
+    def wait_for(
+        self, matches: Callable[[dict[str, object]], bool], what: str, timeout: float = 30
+    ) -> dict[str, object]:
+        """The first log entry that ``matches``; raises if the process ends or the deadline passes first."""
         with self._changed:
-            found = self._changed.wait_for(
-                lambda: any(e.get("event") == name for e in self.events) or self.process.poll() is not None, timeout
+            self._changed.wait_for(
+                lambda: any(matches(e) for e in self.events) or self.process.poll() is not None, timeout
             )
-            matching = [e for e in self.events if e.get("event") == name]
-        if not found or not matching:
-            raise AssertionError(f"{self.service} logged no {name!r}; its log: {self.events[-20:]}")
-        return matching[0]
+            found = [e for e in self.events if matches(e)]
+        if not found:
+            raise AssertionError(f"{self.service} logged no {what}; its log: {self.events[-20:]}")
+        return found[0]
+
+    def wait_for_event(self, name: str, timeout: float = 30) -> dict[str, object]:
+        return self.wait_for(lambda e: e.get("event") == name, repr(name), timeout)
+
+    def wait_for_line(self, text: str, timeout: float = 30) -> dict[str, object]:
+        """The first line that is not a JSON log entry and contains ``text`` (what a person is shown)."""
+        return self.wait_for(lambda e: text in str(e.get("line", "")), repr(text), timeout)
 
     def terminate(self, timeout: float = 40) -> int:
         self.process.send_signal(signal.SIGTERM)

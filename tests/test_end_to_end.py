@@ -122,3 +122,23 @@ def test_cli_help_lists_the_workflow_inputs() -> None:
     assert "--days INT" in done.stdout and "--min-amount FLOAT" in done.stdout and "(default: 7)" in done.stdout
     missing = plait_command(["run", "examples/etl.py:nothing"], {})
     assert missing.returncode == 2 and "has no 'nothing'" in missing.stderr
+
+
+def test_plait_run_uses_a_running_plait_dev(tmp_path: Path) -> None:
+    from tests.processes import ServiceProcess
+
+    env = {"PLAIT_HOME": str(tmp_path / "home"), "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": "", "PLAIT_REPLICA": "dev"}
+    dev = ServiceProcess("dev", env)
+    try:
+        dev.wait_for_line("Ctrl-C stops it", timeout=60)
+        advertised = json.loads((tmp_path / "home" / "dev.json").read_text())
+        done = plait_command(["run", "examples/hello.py:greet", "--json"], env)
+        assert done.returncode == 0, done.stderr
+        execution_id = json.loads(done.stdout)["execution_id"]
+        shown = plait_command(["executions", "show", execution_id, "--json"], env)
+        assert json.loads(shown.stdout)["nodes"][0]["attempts"][0]["worker"] == "dev", "dev's executor ran it"
+        assert advertised["pid"] == dev.process.pid
+        assert dev.terminate() == 0
+        assert not (tmp_path / "home" / "dev.json").exists(), "plait dev withdraws its advertisement"
+    finally:
+        dev.stop()

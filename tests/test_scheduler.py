@@ -214,3 +214,40 @@ async def test_a_launch_queues_a_dispatch_record_derived_from_the_log(
     assert dispatch.decision_sequence == state.last_sequence
     assert msg.headers["Nats-Msg-Id"] == dispatch.attempt_id
     await ensure_streams(client.js)  # idempotent
+
+
+async def test_registering_a_version_twice_with_other_content_is_refused(client: AsyncClient) -> None:
+    from plait.core.events import WorkflowRegistered
+    from plait.errors import RegistrationConflict
+
+    version = await client.register(workflows.add_two)
+    assert await client.register(workflows.add_two) == version, "the same content registers again as a no-op"
+    altered = msgspec.structs.replace(workflows.add_two.spec, outputs={})
+    with pytest.raises(RegistrationConflict, match=f"version {version} is already registered"):
+        await client.registry.register(WorkflowRegistered(client.project, client.domain, altered))
+    stored = await client.registry.workflow(client.project, client.domain, workflows.add_two.name, version)
+    assert stored == workflows.add_two.spec
+
+
+async def test_a_command_that_cannot_apply_is_recorded_on_its_execution(
+    client: AsyncClient, scheduler: SchedulerService, nats_url: str
+) -> None:
+    from plait.adapters.commands import publish_command
+    from plait.core.commands import ReportAttemptResult
+    from plait.core.events import CommandRejected
+
+    execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
+    bogus = ReportAttemptResult(
+        command_id="bogus", execution_id=execution_id, node="add", attempt_id="no-such-attempt", worker="w", outputs={}
+    )
+    await publish_command(client.js, bogus, client.project, client.domain)
+    with anyio.fail_after(10):
+        async for stored in client.events(execution_id, until_terminal=False):
+            rejected = [e for e in stored.decision.events if isinstance(e, CommandRejected)]
+            if rejected:
+                break
+    assert rejected[0].command_id == "bogus" and "has no attempt 'no-such-attempt'" in rejected[0].reason
+    [kept] = await dead_letters(nats_url, 1)
+    assert kept.headers["Plait-Original-Subject"].endswith(f"{execution_id}.result")
+    state = await client.get(execution_id)
+    assert state.status == "running" and state.nodes["add"].status == "queued", "nothing else changed"
