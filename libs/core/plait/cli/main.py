@@ -73,6 +73,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace, rest: list[str]) -> int:
     from plait.cli.inputs import input_parser, parse_inputs
     from plait.cli.run import run_workflow
+    from plait.logging import configure_logging
     from plait.sdk.loader import load_reference
     from plait.sdk.workflow import Workflow
     from plait.settings import load_settings
@@ -88,9 +89,9 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace, 
         input_parser(workflow, prog).print_help()
         return 0
     inputs = parse_inputs(workflow, rest, prog)
-    return anyio.run(
-        lambda: run_workflow(load_settings(), workflow, inputs, follow=not args.no_follow, as_json=args.json)
-    )
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level, file=settings.home_path / "logs" / "plait.log")
+    return anyio.run(lambda: run_workflow(settings, workflow, inputs, follow=not args.no_follow, as_json=args.json))
 
 
 def dispatch(argv: Sequence[str]) -> int:
@@ -102,9 +103,6 @@ def dispatch(argv: Sequence[str]) -> int:
     if args.command != "run" and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "run":
-        settings = load_settings()
-        log_file = settings.home_path / "logs" / "plait.log"
-        configure_logging(settings.log_format, settings.log_level, file=log_file)
         return _run_command(run_parser, args, rest)
     settings = load_settings()
     if args.command in ("scheduler", "executor", "catalog", "dev"):
