@@ -25,13 +25,26 @@ from plait.adapters.commands import publish_command
 from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
 from plait.core.commands import AbortExecution, LaunchExecution
 from plait.core.events import TERMINAL_EVENTS, Decision, TaskRegistered, WorkflowRegistered
-from plait.core.ids import new_execution_id
+from plait.core.ids import content_version, new_execution_id
 from plait.core.state import Execution, apply_decision
 from plait.errors import InputError, NotFound, PlaitError
+from plait.replay import Record
 from plait.sdk.hints import encode_value
 from plait.sdk.workflow import Workflow
 
 T = TypeVar("T")
+
+LATEST = "latest"
+STREAM_INFO_API = "$JS.API.STREAM.INFO"
+
+
+def idempotent_execution_id(project: str, domain: str, key: str) -> str:
+    """The execution id that launches with idempotency ``key`` in ``project``/``domain`` all share."""
+    return "k" + content_version("launch", project, domain, key)[:25]
+
+
+def _any_last_token(subject: str) -> str:
+    return subject.rsplit(".", 1)[0] + ".*"
 
 
 class StoredEvent(msgspec.Struct, frozen=True):
@@ -84,22 +97,31 @@ class AsyncClient:
         *,
         version: str | None = None,
         execution_id: str | None = None,
+        idempotency_key: str | None = None,
         launched_by: str = "",
         timeout: float = 30.0,
     ) -> str:
         """Launch an execution and return its id once the scheduler accepted it.
 
-        ``workflow`` is a ``Workflow`` (registered first) or a registered name with ``version``.
-        ``execution_id`` doubles as an idempotency key: launching it again starts nothing new.
-        Raises ``InputError`` when the scheduler rejects the launch (for instance, bad inputs).
+        ``workflow`` is a ``Workflow`` (registered first) or a registered name with ``version``
+        (``"latest"``: the version registered last). ``execution_id`` doubles as an idempotency key:
+        launching it again starts nothing new. ``idempotency_key`` derives that id from the key, the
+        project and the domain, so every launch with the same key, however often delivered, starts one
+        execution. Raises ``InputError`` when the scheduler rejects the launch (for instance, bad inputs).
         """
         if isinstance(workflow, Workflow):
             version = await self.register(workflow)
             name = workflow.name
         elif version is None:
-            raise InputError("launching by name needs a version")
+            raise InputError("launching by name needs a version (or 'latest')")
         else:
             name = workflow
+            if version == LATEST:
+                version = await self.latest_version(name)
+        if execution_id is not None and idempotency_key is not None:
+            raise InputError("give an execution id or an idempotency key, not both")
+        if idempotency_key is not None:
+            execution_id = idempotent_execution_id(self.project, self.domain, idempotency_key)
         execution_id = execution_id or new_execution_id()
         command = LaunchExecution(
             command_id=f"launch:{execution_id}",
@@ -140,6 +162,59 @@ class AsyncClient:
         if rejection:
             raise InputError(rejection[0])
         return execution_id
+
+    async def latest_version(self, workflow: str) -> str:
+        """The version of ``workflow`` registered last in this project and domain."""
+        pattern = _any_last_token(subjects.registration_subject(self.project, self.domain, "workflow", workflow, "_"))
+        newest: tuple[int, str] | None = None
+        for subject in await self._subjects(pattern):
+            raw = await self.js.get_msg(subjects.EVENTS_STREAM, subject=subject, direct=True)
+            assert raw.seq is not None and raw.data is not None
+            if newest is None or raw.seq > newest[0]:
+                newest = (raw.seq, codec.workflow_registration_decoder.decode(raw.data).spec.version)
+        if newest is None:
+            raise NotFound(f"workflow '{workflow}' is not registered in {self.project}/{self.domain}")
+        return newest[1]
+
+    async def records(self, execution_id: str) -> list[Record]:
+        """The stored records of the execution's subject, as bytes, for replay and audit."""
+        subject = self._subject(execution_id)
+        records, sequence = [], 1
+        while True:
+            try:
+                raw = await self.js.get_msg(
+                    subjects.EVENTS_STREAM, seq=sequence, subject=subject, next=True, direct=True
+                )
+            except nats.js.errors.NotFoundError:
+                break
+            assert raw.seq is not None and raw.data is not None
+            msg_id = (raw.headers or {}).get("Nats-Msg-Id", "")
+            records.append(Record(sequence=raw.seq, subject=raw.subject or subject, data=raw.data, msg_id=msg_id))
+            sequence = raw.seq + 1
+        if not records:
+            raise NotFound(f"execution {execution_id} does not exist in {self.project}/{self.domain}")
+        return records
+
+    async def execution_ids(self) -> list[str]:
+        """The ids of every execution in this project and domain that has a subject in the log."""
+        pattern = _any_last_token(subjects.execution_subject(self.project, self.domain, "_"))
+        return sorted(subject.rsplit(".", 1)[-1] for subject in await self._subjects(pattern))
+
+    async def _subjects(self, pattern: str) -> list[str]:
+        """The subjects of the events stream that match ``pattern``, over every page of the server's answer."""
+        found: list[str] = []
+        while True:
+            request = {"subjects_filter": pattern, "offset": len(found)}
+            reply = await self.nc.request(
+                f"{STREAM_INFO_API}.{subjects.EVENTS_STREAM}", msgspec.json.encode(request), timeout=10
+            )
+            info: dict[str, Any] = msgspec.json.decode(reply.data)
+            if "error" in info:
+                raise PlaitError(f"cannot list subjects {pattern}: {info['error'].get('description', info['error'])}")
+            page = list((info.get("state") or {}).get("subjects") or {})
+            found += page
+            if not page or len(found) >= info.get("total", 0):
+                return found
 
     async def events(self, execution_id: str, *, until_terminal: bool = True) -> AsyncIterator[StoredEvent]:
         """The execution's decisions from the start, then as they are appended; ends after the last one."""
@@ -236,6 +311,15 @@ class Client:
 
     def query(self, what: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         return self._call(self._async.query, what, request, timeout)
+
+    def records(self, execution_id: str) -> list[Record]:
+        return self._call(self._async.records, execution_id)
+
+    def execution_ids(self) -> list[str]:
+        return self._call(self._async.execution_ids)
+
+    def latest_version(self, workflow: str) -> str:
+        return self._call(self._async.latest_version, workflow)
 
     def events(self, execution_id: str) -> Iterator[StoredEvent]:
         with self._portal.wrap_async_context_manager(_collect(self._async.events(execution_id))) as items:

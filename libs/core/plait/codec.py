@@ -3,21 +3,52 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 from plait.core.commands import Command
 from plait.core.dispatch import Dispatch
-from plait.core.events import Decision
+from plait.core.events import Decision, WorkflowRegistered
 from plait.core.model import TaskSpec, WorkflowSpec
+from plait.core.upcast import UPCASTERS, Upcaster, upcast_decision
+
+
+class DecisionDecoder:
+    """Decodes a stored ``Decision``, upcasting events written by older releases.
+
+    The typed msgspec decoder runs first: records of the current version (all but old history) pay
+    nothing for upcasting. Only a record that does not validate is decoded to plain JSON, upcast
+    and decoded again; if no upcaster applies, the original validation error is raised.
+    """
+
+    def __init__(self, upcasters: Mapping[str, Upcaster] = UPCASTERS) -> None:
+        self.upcasters = upcasters
+        self._typed = msgspec.json.Decoder(Decision)
+
+    def decode(self, data: bytes) -> Decision:
+        try:
+            decision: Decision = self._typed.decode(data)
+            return decision
+        except msgspec.ValidationError:
+            raw = msgspec.json.decode(data)
+            if not isinstance(raw, dict):
+                raise
+            upcast, changed = upcast_decision(raw, self.upcasters)
+            if not changed:
+                raise
+        decision = self._typed.decode(encoder.encode(upcast))
+        return decision
+
 
 encoder = msgspec.json.Encoder()
 command_decoder = msgspec.json.Decoder(Command)
-decision_decoder = msgspec.json.Decoder(Decision)
+decision_decoder = DecisionDecoder()
 dispatch_decoder = msgspec.json.Decoder(Dispatch)
 task_decoder = msgspec.json.Decoder(TaskSpec)
 workflow_decoder = msgspec.json.Decoder(WorkflowSpec)
+workflow_registration_decoder = msgspec.json.Decoder(WorkflowRegistered)
 
 
 def encode(value: Any) -> bytes:

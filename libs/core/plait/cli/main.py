@@ -30,6 +30,9 @@ examples:
   plait run examples/etl.py:etl --days 3
   plait dev                      # keep a local stack running for other commands
   plait executions list
+  plait replay ID --timeline     # who did what, when, caused by which command
+  plait audit verify --all       # hash chains, and the catalog against a replay
+  plait schema export schemas/   # JSON Schemas of the wire format
 """
 
 
@@ -67,6 +70,38 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     show = executions.add_parser("show", help="one execution: status, timings, nodes, attempts, outputs")
     show.add_argument("execution_id", metavar="ID")
     show.add_argument("--json", action="store_true")
+
+    replay = commands.add_parser(
+        "replay",
+        help="rebuild an execution's state from its events, at any point",
+        description="Rebuild the execution's state from the decisions stored in the log, with the same "
+        "code the scheduler decides with. --at stops at a stream sequence or a time.",
+    )
+    replay.add_argument("execution_id", metavar="ID")
+    replay.add_argument("--at", metavar="SEQUENCE|TIME", help="a stream sequence, or an ISO 8601 time with offset")
+    replay.add_argument("--timeline", action="store_true", help="every transition: who, what, when, caused by")
+    replay.add_argument("--json", action="store_true")
+
+    audit = commands.add_parser("audit", help="verify executions' histories").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    verify = audit.add_parser(
+        "verify",
+        help="check hash chains, and the catalog against a replay; exits 1 on any problem",
+        description="For each execution: every record decodes, belongs to its subject, is unchanged and chains "
+        "to the one before it; then the catalog's row equals the replayed state.",
+    )
+    verify.add_argument("execution_id", nargs="?", metavar="ID")
+    verify.add_argument("--all", action="store_true", help="every execution of the project and domain")
+    verify.add_argument("--no-catalog", action="store_true", help="check the chains only")
+
+    schema = commands.add_parser("schema", help="the wire format as JSON Schema").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    export = schema.add_parser(
+        "export", help="write the JSON Schemas of commands, decisions, dispatches, registrations"
+    )
+    export.add_argument("directory", nargs="?", default="schemas", metavar="DIR", help="default: ./schemas")
     return parser, run
 
 
@@ -117,9 +152,23 @@ def dispatch(argv: Sequence[str]) -> int:
         }[args.command]
         anyio.run(runner, settings)
         return 0
+    if args.command == "schema":
+        from pathlib import Path
+
+        from plait.cli.schema import export_schemas
+
+        for path in export_schemas(Path(args.directory)):
+            print(path)
+        return 0
+    configure_logging(settings.log_format, "warning", file=settings.home_path / "logs" / "plait.log")
+    if args.command in ("replay", "audit"):
+        from plait.cli import history
+
+        if args.command == "replay":
+            return anyio.run(history.replay_execution, settings, args.execution_id, args.at, args.json, args.timeline)
+        return anyio.run(history.audit_verify, settings, args.execution_id, args.all, not args.no_catalog)
     from plait.cli import executions
 
-    configure_logging(settings.log_format, "warning", file=settings.home_path / "logs" / "plait.log")
     if args.action == "list":
         return anyio.run(executions.list_executions, settings, args.status, args.limit, args.json)
     return anyio.run(executions.show_execution, settings, args.execution_id, args.json)

@@ -1,0 +1,108 @@
+"""Replay: an execution's state rebuilt from its stored decisions, at any point of its history.
+
+``replay`` runs the same pure core as the scheduler (``apply_decision``) over the records of an
+execution's subject, as read from the log (``AsyncClient.records``) or from a file; ``timeline``
+lists every transition with who decided it, when, and which commands caused it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from plait import codec
+from plait.core.events import Decision, Event
+from plait.core.state import Execution, apply_decision
+from plait.errors import NotFound, PlaitError
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    """One message of an execution's subject as stored: stream sequence, subject, bytes.
+
+    ``msg_id`` is the ``Nats-Msg-Id`` header it was published with (the SHA-256 of the bytes as
+    written), when known.
+    """
+
+    sequence: int
+    subject: str
+    data: bytes
+    msg_id: str = ""
+
+
+class Transition(msgspec.Struct, frozen=True, kw_only=True):
+    """One event of an execution's history: what happened, to which node and attempt, who decided it, when."""
+
+    sequence: int
+    index: int  # position of the decision on the execution's subject, from 0
+    at: datetime
+    replica: str
+    commands: tuple[str, ...]
+    event: str
+    node: str | None = None
+    attempt_id: str | None = None
+
+
+def decisions(
+    records: Iterable[Record], *, at_sequence: int | None = None, at_time: datetime | None = None
+) -> Iterator[tuple[Record, Decision]]:
+    """Each record with its decoded (and upcast) decision, up to ``at_sequence`` and ``at_time``.
+
+    Raises ``PlaitError`` naming the record that does not decode (``plait audit verify`` says more).
+    """
+    for index, record in enumerate(records):
+        if at_sequence is not None and record.sequence > at_sequence:
+            return
+        try:
+            decision = codec.decision_decoder.decode(record.data)
+        except msgspec.DecodeError as exc:
+            raise PlaitError(f"record {index} (sequence {record.sequence}) of {record.subject}: {exc}") from exc
+        if at_time is not None and decision.at > at_time:
+            return
+        yield record, decision
+
+
+def replay(records: Iterable[Record], *, at_sequence: int | None = None, at_time: datetime | None = None) -> Execution:
+    """The execution's state after its last decision at or before ``at_sequence`` and ``at_time``.
+
+    Without either, the state after all of ``records``. Raises ``NotFound`` when nothing was launched
+    by that point.
+    """
+    state: Execution | None = None
+    for record, decision in decisions(records, at_sequence=at_sequence, at_time=at_time):
+        state = apply_decision(state, decision, record.sequence, codec.digest(record.data))
+    if state is None:
+        limits = []
+        if at_sequence is not None:
+            limits.append(f"sequence {at_sequence}")
+        if at_time is not None:
+            limits.append(at_time.isoformat())
+        raise NotFound("no launched execution in the log" + (f" up to {' and '.join(limits)}" if limits else ""))
+    return state
+
+
+def _event_fields(event: Event) -> dict[str, Any]:
+    fields = {"node": getattr(event, "node", None), "attempt_id": getattr(event, "attempt_id", None)}
+    return {key: value for key, value in fields.items() if isinstance(value, str)}
+
+
+def timeline(
+    records: Iterable[Record], *, at_sequence: int | None = None, at_time: datetime | None = None
+) -> list[Transition]:
+    """Every event of the execution in order (up to ``at_sequence`` and ``at_time``), each with its
+    decision's sequence, time, replica and commands."""
+    return [
+        Transition(
+            sequence=record.sequence,
+            index=index,
+            at=decision.at,
+            replica=decision.replica,
+            commands=decision.commands,
+            event=str(type(event).__struct_config__.tag),
+            **_event_fields(event),
+        )
+        for index, (record, decision) in enumerate(decisions(records, at_sequence=at_sequence, at_time=at_time))
+        for event in decision.events
+    ]

@@ -1,0 +1,150 @@
+"""Audit: intact histories verify clean against the catalog; damaged ones are reported at the damaged record."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from plait import codec
+from plait.adapters import subjects
+from plait.audit import Problem, verify_catalog, verify_chain
+from plait.client import AsyncClient
+from plait.core.events import Decision, NodeSucceeded
+from plait.replay import Record, replay
+from tests.audit_workflows import make_history
+from tests.stack import services_and_client
+from tests.test_end_to_end import plait_command_async
+
+
+@dataclasses.dataclass
+class History:
+    client: AsyncClient
+    ids: dict[str, str]
+    env: dict[str, str]  # for `plait` commands: the server, and the domain the history was made in
+
+
+@pytest.fixture
+async def history(nats_url: str, database_url: str, tmp_path: Path) -> AsyncIterator[History]:
+    domain = f"audit-{uuid.uuid4().hex[:12]}"
+    async with services_and_client(nats_url, database_url):
+        async with await AsyncClient.connect(nats_url, domain=domain) as client:
+            env = {"PLAIT_NATS_URL": nats_url, "PLAIT_DOMAIN": domain}
+            yield History(client, await make_history(client, tmp_path), env)
+
+
+def where(problems: list[Problem]) -> set[tuple[str, int | None]]:
+    return {(problem.kind, problem.index) for problem in problems}
+
+
+def forged(records: list[Record], previous: str, execution_id: str | None = None) -> Record:
+    """A decision nobody decided, put after ``records`` with the given ``previous``."""
+    last = codec.decision_decoder.decode(records[-1].data)
+    decision = Decision(
+        execution_id=execution_id or last.execution_id,
+        at=datetime.now(UTC),
+        replica="mallory",
+        commands=("forged",),
+        previous=previous,
+        events=(NodeSucceeded(node="double", attempt_id="forged", outputs={"result": 666}),),
+    )
+    data = codec.encode(decision)
+    return Record(sequence=records[-1].sequence + 1, subject=records[-1].subject, data=data, msg_id=codec.digest(data))
+
+
+async def test_an_intact_history_verifies_clean_against_the_catalog(history: History) -> None:
+    client = history.client
+    assert len(history.ids) == 3
+    for name, execution_id in history.ids.items():
+        records = await client.records(execution_id)
+        assert verify_chain(records) == [], name
+        state = replay(records)
+        shown = await client.query(
+            "executions.show", {"execution_id": execution_id, "min_sequence": state.last_sequence}
+        )
+        assert verify_catalog(state, shown["execution"]) == [], name
+    failed = replay(await client.records(history.ids["failed"]))
+    assert failed.status == "failed" and len(failed.nodes["unlucky"].attempts) == 2
+
+    done = await plait_command_async(["audit", "verify", "--all"], history.env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 executions, 0 problems (chains and catalog checked)" in done.stderr
+
+
+async def test_a_catalog_row_that_differs_from_the_log_is_reported(history: History) -> None:
+    execution_id = history.ids["failed"]
+    state = replay(await history.client.records(execution_id))
+    shown = await history.client.query(
+        "executions.show", {"execution_id": execution_id, "min_sequence": state.last_sequence}
+    )
+    row = shown["execution"]
+    row["status"] = "succeeded"
+    row["nodes"][0]["attempts"] = row["nodes"][0]["attempts"][:1]
+    problems = verify_catalog(state, row)
+    assert [p.kind for p in problems] == ["catalog_mismatch", "catalog_mismatch"]
+    assert "status: catalog has 'succeeded', the log 'failed'" in problems[0].message
+    assert problems[1].message.startswith("node 'unlucky'")
+
+
+async def test_damaged_record_lists_are_reported_at_the_damaged_record(history: History) -> None:
+    records = await history.client.records(history.ids["failed"])
+    assert len(records) >= 3, "launch, first attempt failed (and retried), second attempt failed"
+    after = {("chain_broken", 3)} if len(records) > 3 else set()  # the record after the damage, if any
+
+    missing = [records[0], *records[2:]]
+    [problem] = verify_chain(missing)
+    assert (problem.kind, problem.index, problem.sequence) == ("chain_broken", 1, records[2].sequence)
+    assert "is missing" in problem.message
+
+    swapped = [records[0], records[2], records[1], *records[3:]]
+    problems = verify_chain(swapped)
+    assert where(problems) == {("out_of_order", 2), ("chain_broken", 1), ("chain_broken", 2)} | after
+    assert "reordered" in next(p for p in problems if p.index == 1).message
+
+    original = records[1]
+    altered_data = original.data.replace(b'"replica":"', b'"replica":"x', 1)
+    assert altered_data != original.data
+    altered = [records[0], msgspec.structs.replace(original, data=altered_data), *records[2:]]
+    assert where(verify_chain(altered)) == {("altered", 1), ("chain_broken", 2)}
+
+    garbled = [records[0], msgspec.structs.replace(original, data=b"{not json"), *records[2:]]
+    assert where(verify_chain(garbled)) == {("altered", 1), ("undecodable", 1), ("chain_broken", 2)}
+
+    appended = [*records, forged(records, previous="0" * 64)]
+    assert where(verify_chain(appended)) == {("chain_broken", len(records))}
+
+    other = await history.client.records(history.ids["succeeded"])
+    spliced = [*records, forged(records, codec.digest(records[-1].data), execution_id=history.ids["succeeded"])]
+    assert where(verify_chain(spliced)) == {("wrong_execution", len(records))}
+    relaunched = [
+        *records,
+        msgspec.structs.replace(other[0], sequence=records[-1].sequence + 1, subject=records[0].subject),
+    ]
+    assert ("relaunched", len(records)) in where(verify_chain(relaunched))
+    assert where(verify_chain(records[1:])) == {("not_launched", 0), ("chain_broken", 0)}
+
+
+async def test_a_forged_decision_published_to_the_subject_is_found(history: History) -> None:
+    client, execution_id = history.client, history.ids["succeeded"]
+    records = await client.records(execution_id)
+    fork = forged(records, previous=codec.digest(records[0].data))
+    subject = subjects.execution_subject(client.project, client.domain, execution_id)
+    ack = await client.js.publish(
+        subject, fork.data, headers={"Nats-Msg-Id": fork.msg_id}, stream=subjects.EVENTS_STREAM
+    )
+
+    stored = await client.records(execution_id)
+    [problem] = verify_chain(stored)
+    assert (problem.kind, problem.index, problem.sequence) == ("chain_broken", len(records), ack.seq)
+    assert "chains to record 0" in problem.message
+
+    done = await plait_command_async(["audit", "verify", execution_id], history.env)
+    assert done.returncode == 1
+    assert f"record {len(records)} (sequence {ack.seq}): chain_broken" in done.stdout
+    clean = await plait_command_async(["audit", "verify", history.ids["failed"]], history.env)
+    assert clean.returncode == 0, clean.stdout + clean.stderr

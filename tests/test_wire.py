@@ -1,0 +1,159 @@
+"""The wire format from outside plait: raw JSON commands over plain nats-py, idempotent and by-name launches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+import pytest
+
+from plait import codec, workflow
+from plait.cli.schema import export_schemas
+from plait.client import AsyncClient, idempotent_execution_id
+from plait.core.commands import Command, LaunchExecution
+from plait.core.events import ExecutionLaunched
+from plait.errors import NotFound
+from plait.sdk.workflow import Workflow
+from tests import audit_workflows
+from tests.stack import services_and_client
+from tests.test_end_to_end import plait_command
+
+
+@pytest.fixture
+async def client(nats_url: str, database_url: str) -> AsyncIterator[AsyncClient]:
+    async with services_and_client(nats_url, database_url) as plait_client:
+        yield plait_client
+
+
+async def follow_raw(js: Any, subject: str) -> list[dict[str, Any]]:
+    """Every event on ``subject`` until the execution ends, read as plain JSON."""
+    events: list[dict[str, Any]] = []
+    subscription = await js.subscribe(subject, ordered_consumer=True)
+    async for msg in subscription.messages:
+        decision = json.loads(msg.data)
+        events += decision["events"]
+        if events[-1]["type"] in ("execution_succeeded.v1", "execution_failed.v1", "execution_aborted.v1"):
+            break
+    await subscription.unsubscribe()
+    return events
+
+
+async def test_a_raw_json_launch_from_plain_nats_runs_and_reports_its_events(
+    client: AsyncClient, nats_url: str
+) -> None:
+    version = await client.register(audit_workflows.doubled)
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        execution_id, refused = f"raw-{uuid.uuid4().hex}", f"raw-{uuid.uuid4().hex}"
+        command = {
+            "type": "launch_execution.v1",
+            "command_id": f"launch:{execution_id}",
+            "execution_id": execution_id,
+            "project": "default",
+            "domain": "development",
+            "workflow": "tests.audit_workflows.doubled",
+            "version": version,
+            "inputs": {"x": 4},
+        }
+        subject = f"plait.cmd.default.development.{execution_id}.launch"
+        await js.publish(subject, json.dumps(command).encode(), headers={"Nats-Msg-Id": command["command_id"]})
+        events = await asyncio.wait_for(follow_raw(js, f"plait.ev.default.development.{execution_id}"), 60)
+        assert events[0]["type"] == "execution_launched.v1" and events[0]["inputs"] == {"x": 4}
+        assert events[-1] == {"type": "execution_succeeded.v1", "outputs": {"result": 16}}
+
+        inbox = nc.new_inbox()
+        replies = await nc.subscribe(inbox, max_msgs=1)
+        bad = {**command, "command_id": f"launch:{refused}", "execution_id": refused, "inputs": {"x": "four"}}
+        headers = {"Nats-Msg-Id": bad["command_id"], "Plait-Reply-To": inbox}
+        await js.publish(f"plait.cmd.default.development.{refused}.launch", json.dumps(bad).encode(), headers=headers)
+        rejection = json.loads((await replies.next_msg(timeout=30)).data)
+        assert rejection["type"] == "command_rejected" and rejection["command_id"] == f"launch:{refused}"
+        assert "input 'x' expects int" in rejection["reason"]
+    finally:
+        await nc.close()
+
+
+async def test_launches_with_one_idempotency_key_start_one_execution(client: AsyncClient) -> None:
+    key = f"order-{uuid.uuid4().hex}"
+
+    async def launch() -> str:
+        return await client.launch(audit_workflows.doubled, {"x": 1}, idempotency_key=key)
+
+    ids = await asyncio.gather(*(launch() for _ in range(5)))
+    assert len(set(ids)) == 1
+    [execution_id] = set(ids)
+    assert execution_id == idempotent_execution_id("default", "development", key)
+    state = await client.wait(execution_id, timeout=60)
+    assert state.outputs == {"result": 4}
+    records = await client.records(execution_id)
+    events = [e for r in records for e in codec.decision_decoder.decode(r.data).events]
+    assert sum(isinstance(e, ExecutionLaunched) for e in events) == 1
+
+    assert await launch() == execution_id, "a late repeat returns the same execution"
+    assert len(await client.records(execution_id)) == len(records), "and changes nothing"
+    other = await client.launch(audit_workflows.doubled, {"x": 1}, idempotency_key=f"{key}-other")
+    assert other != execution_id
+
+
+def versioned(times: int) -> Workflow[Any, Any]:
+    """Workflows of one name and different content: versions of ``tests.test_wire.versioned``."""
+
+    def versioned(x: int) -> int:
+        value = audit_workflows.double(x=x)
+        for _ in range(times - 1):
+            value = audit_workflows.double(x=value)
+        return value
+
+    versioned.__qualname__ = "versioned"
+    return workflow(versioned)
+
+
+async def test_launch_by_name_with_the_latest_version(client: AsyncClient, nats_url: str) -> None:
+    async with await AsyncClient.connect(nats_url, domain=f"d{uuid.uuid4().hex[:12]}") as fresh:
+        await launch_latest(fresh)
+
+
+async def launch_latest(client: AsyncClient) -> None:
+    """In a domain of its own, where nothing of that name was registered before."""
+    with pytest.raises(NotFound, match="not registered"):
+        await client.launch("tests.test_wire.versioned", {"x": 1}, version="latest")
+    once, twice = versioned(1), versioned(2)
+    assert once.spec.version != twice.spec.version
+    await client.register(once)
+    assert await client.latest_version("tests.test_wire.versioned") == once.spec.version
+    await client.register(twice)
+    await client.register(once)  # the same content again: a no-op, not a newer version
+    assert await client.latest_version("tests.test_wire.versioned") == twice.spec.version
+    execution_id = await client.launch("tests.test_wire.versioned", {"x": 3}, version="latest")
+    state = await client.wait(execution_id, timeout=60)
+    assert (state.workflow.version, state.outputs) == (twice.spec.version, {"result": 12})
+
+
+def test_exported_schemas_describe_what_plait_writes(tmp_path: Path) -> None:
+    written = export_schemas(tmp_path / "schemas")
+    assert sorted(p.name for p in written) == [
+        "command.schema.json",
+        "decision.schema.json",
+        "dispatch.schema.json",
+        "registration.schema.json",
+    ]
+    command = json.loads((tmp_path / "schemas" / "command.schema.json").read_text())
+    assert command["discriminator"]["propertyName"] == "type"
+    assert "launch_execution.v1" in command["discriminator"]["mapping"]
+    decision = json.loads((tmp_path / "schemas" / "decision.schema.json").read_text())
+    assert "NodeSucceeded" in decision["$defs"] and "previous" in decision["$defs"]["Decision"]["properties"]
+    launch = LaunchExecution(
+        command_id="c", execution_id="e", project="p", domain="d", workflow="w", version="v", inputs={"x": 1}
+    )
+    assert msgspec.json.decode(msgspec.json.encode(launch), type=Command) == launch
+
+    done = plait_command(["schema", "export", str(tmp_path / "cli")], {})
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "cli" / "decision.schema.json").read_text()) == decision
