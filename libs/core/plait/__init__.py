@@ -10,7 +10,7 @@ from plait.errors import (
     PlaitError,
     RegistrationConflict,
 )
-from plait.sdk import Task, Workflow, task, workflow
+from plait.sdk import LaunchPlan, Task, Workflow, task, workflow
 
 __all__ = [
     "ConflictError",
@@ -18,6 +18,7 @@ __all__ = [
     "DefinitionError",
     "ExecutionFailed",
     "InputError",
+    "LaunchPlan",
     "NotFound",
     "PlaitError",
     "RegistrationConflict",

@@ -22,14 +22,15 @@ from nats.js.api import DeliverPolicy
 from plait import codec
 from plait.adapters import subjects
 from plait.adapters.commands import publish_command
-from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
+from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams, registration_decoder
 from plait.core.commands import AbortExecution, LaunchExecution
-from plait.core.events import TERMINAL_EVENTS, Decision, TaskRegistered, WorkflowRegistered
+from plait.core.events import TERMINAL_EVENTS, Decision, LaunchPlanRegistered, TaskRegistered, WorkflowRegistered
 from plait.core.ids import content_version, new_execution_id
 from plait.core.state import Execution, apply_decision
 from plait.errors import InputError, NotFound, PlaitError
 from plait.replay import Record
 from plait.sdk.hints import encode_value
+from plait.sdk.launch_plan import LaunchPlan
 from plait.sdk.workflow import Workflow
 
 T = TypeVar("T")
@@ -83,19 +84,24 @@ class AsyncClient:
     def _subject(self, execution_id: str) -> str:
         return subjects.execution_subject(self.project, self.domain, execution_id)
 
-    async def register(self, workflow: Workflow[Any, Any]) -> str:
-        """Register the workflow and its tasks as immutable versions; returns the workflow version."""
+    async def register(self, entity: Workflow[Any, Any] | LaunchPlan) -> str:
+        """Register a workflow and its tasks (and a launch plan's workflow, then the plan) as immutable
+        versions; returns the version of what was given."""
+        workflow = entity.workflow if isinstance(entity, LaunchPlan) else entity
         for task_spec in workflow.spec.tasks.values():
             await self.registry.register(TaskRegistered(self.project, self.domain, task_spec))
         await self.registry.register(WorkflowRegistered(self.project, self.domain, workflow.spec))
-        return workflow.spec.version
+        if isinstance(entity, LaunchPlan):
+            await self.registry.register(LaunchPlanRegistered(self.project, self.domain, entity.spec))
+        return entity.spec.version
 
     async def launch(
         self,
-        workflow: Workflow[Any, Any] | str,
+        workflow: Workflow[Any, Any] | LaunchPlan | str,
         inputs: dict[str, Any] | None = None,
         *,
         version: str | None = None,
+        launch_plan: bool = False,
         execution_id: str | None = None,
         idempotency_key: str | None = None,
         launched_by: str = "",
@@ -103,13 +109,15 @@ class AsyncClient:
     ) -> str:
         """Launch an execution and return its id once the scheduler accepted it.
 
-        ``workflow`` is a ``Workflow`` (registered first) or a registered name with ``version``
-        (``"latest"``: the version registered last). ``execution_id`` doubles as an idempotency key:
-        launching it again starts nothing new. ``idempotency_key`` derives that id from the key, the
-        project and the domain, so every launch with the same key, however often delivered, starts one
-        execution. Raises ``InputError`` when the scheduler rejects the launch (for instance, bad inputs).
+        ``workflow`` is a ``Workflow`` or a ``LaunchPlan`` (registered first), or a registered name with
+        ``version`` (``"latest"``: the version registered last); a launch plan's name when ``launch_plan``.
+        ``execution_id`` doubles as an idempotency key: launching it again starts nothing new.
+        ``idempotency_key`` derives that id from the key, the project and the domain, so every launch
+        with the same key, however often delivered, starts one execution. Raises ``InputError`` when the
+        scheduler rejects the launch (for instance, bad inputs).
         """
-        if isinstance(workflow, Workflow):
+        kind = "launch_plan" if launch_plan or isinstance(workflow, LaunchPlan) else "workflow"
+        if isinstance(workflow, (Workflow, LaunchPlan)):
             version = await self.register(workflow)
             name = workflow.name
         elif version is None:
@@ -117,7 +125,7 @@ class AsyncClient:
         else:
             name = workflow
             if version == LATEST:
-                version = await self.latest_version(name)
+                version = await self.latest_version(name, kind=kind)
         if execution_id is not None and idempotency_key is not None:
             raise InputError("give an execution id or an idempotency key, not both")
         if idempotency_key is not None:
@@ -128,8 +136,10 @@ class AsyncClient:
             execution_id=execution_id,
             project=self.project,
             domain=self.domain,
-            workflow=name,
-            version=version,
+            workflow="" if kind == "launch_plan" else name,
+            version="" if kind == "launch_plan" else version,
+            launch_plan=name if kind == "launch_plan" else "",
+            launch_plan_version=version if kind == "launch_plan" else "",
             inputs={k: encode_value(v) for k, v in (inputs or {}).items()},
             launched_by=launched_by,
         )
@@ -163,17 +173,17 @@ class AsyncClient:
             raise InputError(rejection[0])
         return execution_id
 
-    async def latest_version(self, workflow: str) -> str:
-        """The version of ``workflow`` registered last in this project and domain."""
-        pattern = _any_last_token(subjects.registration_subject(self.project, self.domain, "workflow", workflow, "_"))
+    async def latest_version(self, workflow: str, kind: str = "workflow") -> str:
+        """The version of ``workflow`` (or of a launch plan, with ``kind="launch_plan"``) registered last here."""
+        pattern = _any_last_token(subjects.registration_subject(self.project, self.domain, kind, workflow, "_"))
         newest: tuple[int, str] | None = None
         for subject in await self._subjects(pattern):
             raw = await self.js.get_msg(subjects.EVENTS_STREAM, subject=subject, direct=True)
             assert raw.seq is not None and raw.data is not None
             if newest is None or raw.seq > newest[0]:
-                newest = (raw.seq, codec.workflow_registration_decoder.decode(raw.data).spec.version)
+                newest = (raw.seq, registration_decoder.decode(raw.data).spec.version)
         if newest is None:
-            raise NotFound(f"workflow '{workflow}' is not registered in {self.project}/{self.domain}")
+            raise NotFound(f"{kind.replace('_', ' ')} '{workflow}' is not registered in {self.project}/{self.domain}")
         return newest[1]
 
     async def records(self, execution_id: str) -> list[Record]:

@@ -10,7 +10,7 @@ import msgspec
 
 from plait.core.commands import Command
 from plait.core.dispatch import Dispatch
-from plait.core.events import Decision, WorkflowRegistered
+from plait.core.events import Decision
 from plait.core.model import TaskSpec, WorkflowSpec
 from plait.core.upcast import UPCASTERS, Upcaster, upcast_decision
 
@@ -48,7 +48,6 @@ decision_decoder = DecisionDecoder()
 dispatch_decoder = msgspec.json.Decoder(Dispatch)
 task_decoder = msgspec.json.Decoder(TaskSpec)
 workflow_decoder = msgspec.json.Decoder(WorkflowSpec)
-workflow_registration_decoder = msgspec.json.Decoder(WorkflowRegistered)
 
 
 def encode(value: Any) -> bytes:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
+from plait.adapters.jetstream import kind_of
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
@@ -27,8 +28,8 @@ from plait.core.events import (
     NodeSucceeded,
     Registration,
     TaskError,
-    TaskRegistered,
 )
+from plait.core.model import EntityKind
 from plait.core.state import UNFINISHED_NODE_STATUSES, AttemptStatus, ExecutionStatus, NodeStatus
 
 NodeKey = tuple[str, str]  # (execution_id, node_id)
@@ -81,7 +82,7 @@ class AttemptRow(msgspec.Struct, kw_only=True):
 
 
 class RegistryRow(msgspec.Struct, kw_only=True):
-    kind: Literal["task", "workflow"]
+    kind: EntityKind
     project: str
     domain: str
     name: str
@@ -131,7 +132,7 @@ def register(rows: Rows, registration: Registration, sequence: int, stored_at: d
     spec = registration.spec
     rows.registrations.append(
         RegistryRow(
-            kind="task" if isinstance(registration, TaskRegistered) else "workflow",
+            kind=kind_of(registration),
             project=registration.project,
             domain=registration.domain,
             name=spec.name,

@@ -22,8 +22,8 @@ from nats.js.api import (
 
 from plait import codec
 from plait.adapters import subjects
-from plait.core.events import Decision, Registration, TaskRegistered, WorkflowRegistered
-from plait.core.model import TaskSpec, WorkflowSpec
+from plait.core.events import Decision, LaunchPlanRegistered, Registration, TaskRegistered, WorkflowRegistered
+from plait.core.model import EntityKind, LaunchPlanSpec, TaskSpec, WorkflowSpec
 from plait.core.state import Execution, apply_decision
 from plait.errors import ConflictError, ConnectionError, NotFound, RegistrationConflict
 
@@ -176,6 +176,13 @@ class EventStore:
         return ack.seq, digest
 
 
+def kind_of(registration: Registration) -> EntityKind:
+    """The registry kind of a registration: its subject token and catalog kind."""
+    if isinstance(registration, TaskRegistered):
+        return "task"
+    return "workflow" if isinstance(registration, WorkflowRegistered) else "launch_plan"
+
+
 class Registry:
     """Registered tasks and workflows: one subject per (kind, name, version), written once."""
 
@@ -188,7 +195,7 @@ class Registry:
 
         Raises ``RegistrationConflict`` when the same name and version holds different content.
         """
-        kind = "task" if isinstance(registration, TaskRegistered) else "workflow"
+        kind = kind_of(registration)
         spec = registration.spec
         subject = subjects.registration_subject(
             registration.project, registration.domain, kind, spec.name, spec.version
@@ -221,6 +228,12 @@ class Registry:
         subject = subjects.registration_subject(project, domain, "task", name, version)
         registration = await self._get(subject, f"task '{name}' version {version} in {project}/{domain}")
         assert isinstance(registration, TaskRegistered)
+        return registration.spec
+
+    async def launch_plan(self, project: str, domain: str, name: str, version: str) -> LaunchPlanSpec:
+        subject = subjects.registration_subject(project, domain, "launch_plan", name, version)
+        registration = await self._get(subject, f"launch plan '{name}' version {version} in {project}/{domain}")
+        assert isinstance(registration, LaunchPlanRegistered)
         return registration.spec
 
     async def _get(self, subject: str, what: str) -> Registration:

@@ -10,14 +10,19 @@ from plait.core.events import TaskError
 
 
 class LaunchExecution(msgspec.Struct, frozen=True, kw_only=True, tag="launch_execution.v1"):
+    """Launch a registered workflow version, or, with ``launch_plan`` set, a registered launch plan
+    (whose workflow the scheduler looks up; ``workflow`` and ``version`` may then be left empty)."""
+
     command_id: str
     execution_id: str
     project: str
     domain: str
-    workflow: str
-    version: str
+    workflow: str = ""
+    version: str = ""
     inputs: dict[str, Any] = {}
     launched_by: str = ""
+    launch_plan: str = ""
+    launch_plan_version: str = ""
 
 
 class ReportAttemptStarted(msgspec.Struct, frozen=True, kw_only=True, tag="report_attempt_started.v1"):

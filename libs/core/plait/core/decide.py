@@ -31,7 +31,7 @@ from plait.core.events import (
     TaskError,
 )
 from plait.core.ids import attempt_id
-from plait.core.model import Interface, WorkflowSpec, resolve
+from plait.core.model import Interface, LaunchPlanSpec, WorkflowSpec, resolve
 from plait.core.state import Execution, evolve, launch
 from plait.core.types import check_value, describe
 
@@ -45,10 +45,20 @@ class Rejected(Exception):
 
 
 class ResolvedLaunch(msgspec.Struct, frozen=True):
-    """A launch command together with the registered workflow it names, looked up by the shell."""
+    """A launch command together with the registered workflow (and launch plan) it names, looked up by the shell."""
 
     command: LaunchExecution
     workflow: WorkflowSpec
+    launch_plan: LaunchPlanSpec | None = None
+
+
+def launch_plan_inputs(plan: LaunchPlanSpec, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs a launch through ``plan`` runs with: its defaults, then the caller's, then its fixed ones."""
+    overridden = sorted(set(inputs) & set(plan.fixed_inputs))
+    if overridden:
+        names = ", ".join(repr(name) for name in overridden)
+        raise Rejected(f"launch plan '{plan.name}': input {names} is fixed by the plan and cannot be given")
+    return {**plan.default_inputs, **inputs, **plan.fixed_inputs}
 
 
 def validate_inputs(interface: Interface, inputs: dict[str, Any], owner: str) -> dict[str, Any]:
@@ -98,9 +108,10 @@ def _node_inputs(state: Execution, node_id: str, outputs: ChainMap[str, dict[str
     return {name: resolve(b, state.inputs, outputs) for name, b in bindings.items()}
 
 
-def _launch(command: LaunchExecution, workflow: WorkflowSpec) -> list[Event]:
+def _launch(command: LaunchExecution, workflow: WorkflowSpec, plan: LaunchPlanSpec | None) -> list[Event]:
     owner = f"workflow '{workflow.name}'"
-    inputs = validate_inputs(workflow.interface, command.inputs, owner)
+    given = launch_plan_inputs(plan, command.inputs) if plan else command.inputs
+    inputs = validate_inputs(workflow.interface, given, owner)
     launched = ExecutionLaunched(
         execution_id=command.execution_id,
         project=command.project,
@@ -108,6 +119,7 @@ def _launch(command: LaunchExecution, workflow: WorkflowSpec) -> list[Event]:
         workflow=workflow,
         inputs=inputs,
         launched_by=command.launched_by,
+        launch_plan=f"{plan.name}@{plan.version}" if plan else "",
     )
     state = launch(launched, datetime.min, command.command_id)
     events: list[Event] = [launched]
@@ -172,12 +184,12 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
     Raises ``Rejected`` when the command cannot apply at all.
     """
     match command:
-        case ResolvedLaunch(command=launch_command, workflow=workflow):
+        case ResolvedLaunch(command=launch_command, workflow=workflow, launch_plan=plan):
             if state is not None:
                 if state.launch_command == launch_command.command_id:
                     return []
                 raise Rejected(f"execution {launch_command.execution_id} already exists")
-            return _launch(launch_command, workflow)
+            return _launch(launch_command, workflow, plan)
         case LaunchExecution():
             raise Rejected("a launch must be resolved against the registry before deciding")
     if state is None:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from plait.core.model import TaskSpec, WorkflowSpec
+from plait.core.model import LaunchPlanSpec, TaskSpec, WorkflowSpec
 
 DECISION_SCHEMA = 1
 
@@ -32,6 +32,7 @@ class ExecutionLaunched(msgspec.Struct, frozen=True, tag="execution_launched.v1"
     workflow: WorkflowSpec
     inputs: dict[str, Any]
     launched_by: str = ""
+    launch_plan: str = ""  # "name@version" when launched through a launch plan
 
 
 class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):
@@ -135,4 +136,10 @@ class WorkflowRegistered(msgspec.Struct, frozen=True, tag="workflow_registered.v
     spec: WorkflowSpec
 
 
-Registration = TaskRegistered | WorkflowRegistered
+class LaunchPlanRegistered(msgspec.Struct, frozen=True, tag="launch_plan_registered.v1"):
+    project: str
+    domain: str
+    spec: LaunchPlanSpec
+
+
+Registration = TaskRegistered | WorkflowRegistered | LaunchPlanRegistered

@@ -41,12 +41,15 @@ class TaskTarget(msgspec.Struct, frozen=True):
     file: str | None = None
 
 
+EntityKind = Literal["task", "workflow", "launch_plan"]
+
+
 class EntityRef(msgspec.Struct, frozen=True):
     """An entity is identified by (project, domain, kind, name, version)."""
 
     project: str
     domain: str
-    kind: Literal["task", "workflow"]
+    kind: EntityKind
     name: str
     version: str
 
@@ -109,6 +112,17 @@ class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):
     nodes: tuple[Node, ...]
     outputs: dict[str, Binding]
     tasks: dict[str, TaskSpec]
+
+
+class LaunchPlanSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A named way to launch one workflow version: inputs it defaults, and inputs it fixes for good."""
+
+    name: str
+    version: str
+    workflow: str
+    workflow_version: str
+    default_inputs: dict[str, Any] = {}
+    fixed_inputs: dict[str, Any] = {}
 
 
 def upstream_nodes(binding: Binding) -> set[str]:

@@ -1,6 +1,7 @@
 """The user-facing SDK: tasks, workflows and how their values are typed."""
 
+from plait.sdk.launch_plan import LaunchPlan
 from plait.sdk.task import Task, task
 from plait.sdk.workflow import Workflow, workflow
 
-__all__ = ["Task", "Workflow", "task", "workflow"]
+__all__ = ["LaunchPlan", "Task", "Workflow", "task", "workflow"]
