@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from plait import task, workflow
+from plait import LaunchPlan, task, workflow
 
 REGIONS = ["emea", "north-america", "latam", "apac", "oceania"]
 
@@ -84,3 +84,7 @@ def etl(days: int = 7, min_amount: float = 1.0) -> Report:
         for region in REGIONS
     ]
     return report(summaries=summaries)
+
+
+daily = LaunchPlan(etl, "etl-daily", default_inputs={"min_amount": 5.0}, fixed_inputs={"days": 1})
+"""The same pipeline over one day only: `plait run examples/etl.py:daily`."""

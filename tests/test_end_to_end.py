@@ -88,6 +88,9 @@ async def test_cli_run_against_running_services(client: AsyncClient, nats_url: s
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "succeeded" and result["outputs"] == {"result": "HELLO, CLI! HELLO, CLI!"}
+    daily = await plait_command_async(["run", "examples/etl.py:daily", "--json"], {"PLAIT_NATS_URL": nats_url})
+    assert daily.returncode == 0, daily.stderr
+    assert json.loads(daily.stdout)["status"] == "succeeded"
     failed = await plait_command_async(["run", "tests/workflows.py:failing"], {"PLAIT_NATS_URL": nats_url})
     assert failed.returncode == 1
     assert "node 'fail'" in failed.stderr and "RuntimeError: boom" in failed.stderr
@@ -120,6 +123,9 @@ def test_cli_help_lists_the_workflow_inputs() -> None:
     done = plait_command(["run", "examples/etl.py:etl", "--help"], {})
     assert done.returncode == 0
     assert "--days INT" in done.stdout and "--min-amount FLOAT" in done.stdout and "(default: 7)" in done.stdout
+    plan = plait_command(["run", "examples/etl.py:daily", "--help"], {})
+    assert plan.returncode == 0 and "launch plan etl-daily" in plan.stdout
+    assert "--days" not in plan.stdout and "(default: 5.0)" in plan.stdout, "fixed inputs are not options"
     missing = plait_command(["run", "examples/etl.py:nothing"], {})
     assert missing.returncode == 2 and "has no 'nothing'" in missing.stderr
 

@@ -12,6 +12,7 @@ import msgspec
 
 from plait.core.model import Param
 from plait.core.types import Primitive, describe
+from plait.sdk.launch_plan import LaunchPlan
 from plait.sdk.workflow import Workflow
 
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
@@ -52,15 +53,18 @@ def _help_for(param: Param) -> str:
     return f"{kind}{', as JSON' if needs_json else ''}{default}"
 
 
-def input_parser(workflow: Workflow[Any, Any], prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=f"Inputs of workflow {workflow.name}",
-        add_help=True,
-        allow_abbrev=False,
-    )
+def input_parser(target: Workflow[Any, Any] | LaunchPlan, prog: str) -> argparse.ArgumentParser:
+    """Options for the inputs of a workflow, or of a launch plan (less its fixed inputs, with its defaults)."""
+    workflow = target.workflow if isinstance(target, LaunchPlan) else target
+    plan = target.spec if isinstance(target, LaunchPlan) else None
+    what = f"launch plan {plan.name} of workflow {workflow.name}" if plan else f"workflow {workflow.name}"
+    parser = argparse.ArgumentParser(prog=prog, description=f"Inputs of {what}", add_help=True, allow_abbrev=False)
     group = parser.add_argument_group("workflow inputs")
     for param in workflow.interface.inputs:
+        if plan is not None and param.name in plan.fixed_inputs:
+            continue
+        if plan is not None and param.name in plan.default_inputs:
+            param = msgspec.structs.replace(param, default=plan.default_inputs[param.name])
         group.add_argument(
             f"--{param.name.replace('_', '-')}",
             dest=param.name,
@@ -73,6 +77,6 @@ def input_parser(workflow: Workflow[Any, Any], prog: str) -> argparse.ArgumentPa
     return parser
 
 
-def parse_inputs(workflow: Workflow[Any, Any], argv: list[str], prog: str) -> dict[str, Any]:
-    """The inputs given on the command line; defaults are left to the workflow."""
-    return vars(input_parser(workflow, prog).parse_args(argv))
+def parse_inputs(target: Workflow[Any, Any] | LaunchPlan, argv: list[str], prog: str) -> dict[str, Any]:
+    """The inputs given on the command line; defaults are left to the workflow or plan."""
+    return vars(input_parser(target, prog).parse_args(argv))

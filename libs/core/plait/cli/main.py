@@ -50,7 +50,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "live and print its outputs. `plait run FILE.py:WORKFLOW --help` lists the workflow's inputs.",
         add_help=False,
     )
-    run.add_argument("workflow", nargs="?", metavar="FILE.py:WORKFLOW", help="the workflow to run")
+    run.add_argument("workflow", nargs="?", metavar="FILE.py:WORKFLOW", help="the workflow (or launch plan) to run")
     run.add_argument("--no-follow", action="store_true", help="print the execution id and return at once")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("-h", "--help", action="store_true", help="show this help (with the workflow's inputs)")
@@ -109,6 +109,7 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace, 
     from plait.cli.inputs import input_parser, parse_inputs
     from plait.cli.run import run_workflow
     from plait.logging import configure_logging
+    from plait.sdk.launch_plan import LaunchPlan
     from plait.sdk.loader import load_reference
     from plait.sdk.workflow import Workflow
     from plait.settings import load_settings
@@ -117,8 +118,8 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace, 
         run_parser.print_help()
         return 0 if args.help else 2
     workflow = load_reference(args.workflow)
-    if not isinstance(workflow, Workflow):
-        raise DefinitionError(f"{args.workflow} is not a @workflow (it is {type(workflow).__name__})")
+    if not isinstance(workflow, (Workflow, LaunchPlan)):
+        raise DefinitionError(f"{args.workflow} is not a @workflow or a LaunchPlan (it is {type(workflow).__name__})")
     prog = f"plait run {args.workflow}"
     if args.help:
         input_parser(workflow, prog).print_help()

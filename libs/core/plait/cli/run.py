@@ -14,19 +14,26 @@ from plait.cli.progress import print_transition, render
 from plait.cli.stack import nats_for_command
 from plait.client import AsyncClient
 from plait.core.state import Execution
+from plait.sdk.launch_plan import LaunchPlan
 from plait.sdk.workflow import Workflow
 from plait.settings import Settings
 
 
 async def run_workflow(
-    settings: Settings, workflow: Workflow[Any, Any], inputs: dict[str, Any], *, follow: bool, as_json: bool
+    settings: Settings,
+    workflow: Workflow[Any, Any] | LaunchPlan,
+    inputs: dict[str, Any],
+    *,
+    follow: bool,
+    as_json: bool,
 ) -> int:
-    """Launch ``workflow`` and (when ``follow``) wait for it; the exit code is 1 when it did not succeed."""
+    """Launch ``workflow`` (or a launch plan) and, when ``follow``, wait for it; exit code 1 unless it succeeded."""
     out, err = Console(), Console(stderr=True)
     async with nats_for_command(settings) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
             execution_id = await client.launch(workflow, inputs, launched_by=getpass.getuser())
-            err.print(f"launched execution [bold cyan]{execution_id}[/] of {workflow.name}", highlight=False)
+            what = f"launch plan {workflow.name}" if isinstance(workflow, LaunchPlan) else workflow.name
+            err.print(f"launched execution [bold cyan]{execution_id}[/] of {what}", highlight=False)
             if not follow:
                 out.print(execution_id, highlight=False)
                 return 0
