@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import msgspec
@@ -91,3 +92,14 @@ def chain(start: int = 0) -> int:
     for _ in range(9):
         value = noop(x=value)
     return value
+
+
+@task
+def pause(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@workflow
+def paused(seconds: float = 2.0) -> float:
+    return pause(seconds=seconds)

@@ -269,6 +269,12 @@ class AsyncClient:
         command = AbortExecution(command_id=f"abort:{execution_id}", execution_id=execution_id, reason=reason)
         await publish_command(self.js, command, self.project, self.domain)
 
+    async def list_executions(self, *, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Recent executions of this project and domain, newest first, as the catalog has projected them."""
+        request = {"project": self.project, "domain": self.domain, "status": status, "limit": limit}
+        executions: list[dict[str, Any]] = (await self.query("executions.list", request))["executions"]
+        return executions
+
     async def query(self, what: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """Ask the catalog (``executions.list``, ``executions.show``); raises ``NotFound`` for missing items."""
         try:
@@ -304,10 +310,12 @@ class Client:
         result: T = self._portal.call(functools.partial(fn, *args, **kwargs))
         return result
 
-    def register(self, workflow: Workflow[Any, Any]) -> str:
-        return self._call(self._async.register, workflow)
+    def register(self, entity: Workflow[Any, Any] | LaunchPlan) -> str:
+        return self._call(self._async.register, entity)
 
-    def launch(self, workflow: Workflow[Any, Any] | str, inputs: dict[str, Any] | None = None, **options: Any) -> str:
+    def launch(
+        self, workflow: Workflow[Any, Any] | LaunchPlan | str, inputs: dict[str, Any] | None = None, **options: Any
+    ) -> str:
         return self._call(self._async.launch, workflow, inputs, **options)
 
     def wait(self, execution_id: str, timeout: float | None = None) -> Execution:
@@ -328,8 +336,11 @@ class Client:
     def execution_ids(self) -> list[str]:
         return self._call(self._async.execution_ids)
 
-    def latest_version(self, workflow: str) -> str:
-        return self._call(self._async.latest_version, workflow)
+    def list_executions(self, *, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        return self._call(self._async.list_executions, status=status, limit=limit)
+
+    def latest_version(self, workflow: str, kind: str = "workflow") -> str:
+        return self._call(self._async.latest_version, workflow, kind)
 
     def events(self, execution_id: str) -> Iterator[StoredEvent]:
         with self._portal.wrap_async_context_manager(_collect(self._async.events(execution_id))) as items:
