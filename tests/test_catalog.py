@@ -269,7 +269,8 @@ async def test_migrations_apply_once_when_replicas_start_together(database_url: 
                 tg.start_soon(run, connection)
         assert sorted(applied) == [m.version for m in available()]
         rows = await connections[0].fetch("SELECT version, name FROM schema_migrations ORDER BY version")
-        assert [(r["version"], r["name"]) for r in rows] == [(1, "initial")]
+        assert [(r["version"], r["name"]) for r in rows] == [(m.version, m.name) for m in available()]
+        assert [(r["version"], r["name"]) for r in rows][:2] == [(1, "initial"), (2, "launch_plans")]
         assert await migrate(connections[0]) == []
     finally:
         for connection in connections:

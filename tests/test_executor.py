@@ -550,3 +550,54 @@ async def test_a_long_attempt_is_kept_in_progress_past_the_ack_wait(nats_url: st
     assert isinstance(started, ReportAttemptStarted) and isinstance(result, ReportAttemptResult)
     assert (result.worker, result.outputs) == (started.worker, {"result": 2.5})
     assert [entry["delivery"] for entry in logs if entry["event"] == "attempt_started"] == [1]
+
+
+async def held_by_executors(cluster: Cluster, count: int) -> None:
+    """Wait until the executors hold ``count`` dispatches: delivered to them, not acknowledged yet."""
+    with anyio.fail_after(DEADLINE):
+        while True:
+            info = await cluster.js.consumer_info(subjects.DISPATCH_STREAM, "executor-local-default")
+            if info.num_ack_pending >= count:
+                return
+            await anyio.sleep(0.05)
+
+
+async def test_an_executor_holds_more_dispatches_than_workers_and_runs_them_in_turn(
+    nats_url: str, cluster: Cluster, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    first = dispatch_of(tasks.wait_for_file, {"path": str(gate)}, "a")
+    second, third = (dispatch_of(tasks.add, {"a": n, "b": 1}, node) for n, node in ((1, "b"), (2, "c")))
+    async with running(executor(nats_url, concurrency=1, prefetch=3)):
+        await cluster.dispatch(first)
+        await cluster.commands.of(first, 1)
+        await cluster.dispatch(second)
+        await cluster.dispatch(third)
+        await held_by_executors(cluster, 3)
+        assert cluster.commands.unread[second.attempt_id] == [], "held, not started: the one worker is busy"
+        release(gate)
+        results = [await cluster.commands.result_of(d) for d in (first, second, third)]
+    assert [result.outputs for result in results] == [{"result": "done"}, {"result": 2}, {"result": 3}]
+    assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
+
+
+async def test_a_stopping_executor_hands_back_at_once_the_dispatches_no_worker_took(
+    nats_url: str, cluster: Cluster, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    running_one = dispatch_of(tasks.wait_for_file, {"path": str(gate)}, "a")
+    held = dispatch_of(tasks.add, {"a": 1, "b": 1}, "b")
+    async with running(executor(nats_url, "executor-1", concurrency=1, grace_seconds=DEADLINE)) as first:
+        await cluster.dispatch(running_one)
+        await cluster.commands.of(running_one, 1)
+        await cluster.dispatch(held)
+        await held_by_executors(cluster, 2)
+        first.scope.cancel()  # stopping: the running attempt has its grace period, the held one goes back
+        async with running(executor(nats_url, "executor-2")):
+            with anyio.fail_after(10.0):  # far less than the 30 s ack wait
+                result = await cluster.commands.result_of(held)
+            assert result.worker == "executor-2"
+            release(gate)
+            finished = await cluster.commands.result_of(running_one)
+    assert (finished.worker, finished.outputs) == ("executor-1", {"result": "done"})
+    assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0

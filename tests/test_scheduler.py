@@ -251,3 +251,46 @@ async def test_a_command_that_cannot_apply_is_recorded_on_its_execution(
     assert kept.headers["Plait-Original-Subject"].endswith(f"{execution_id}.result")
     state = await client.get(execution_id)
     assert state.status == "running" and state.nodes["add"].status == "queued", "nothing else changed"
+
+
+async def test_a_started_command_waits_briefly_for_its_result_to_share_one_decision(
+    client: AsyncClient, scheduler: SchedulerService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plait.adapters.commands import publish_command
+    from plait.core.commands import ReportAttemptResult
+    from plait.core.events import AttemptStarted, NodeSucceeded
+    from plait_scheduler import service
+
+    monkeypatch.setattr(service, "HOLD_STARTED_SECONDS", 2.0)
+    execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
+    state = await client.get(execution_id)
+    attempt = state.nodes["add"].attempts[0].attempt_id
+    common = {"execution_id": execution_id, "node": "add", "attempt_id": attempt, "worker": "w"}
+    await publish_command(client.js, ReportAttemptStarted(command_id="s", **common), client.project, client.domain)
+    await anyio.sleep(0.3)
+    result = ReportAttemptResult(command_id="r", outputs={"result": 3}, **common)
+    await publish_command(client.js, result, client.project, client.domain)
+    with anyio.fail_after(10):
+        decisions = [stored.decision async for stored in client.events(execution_id)]
+    assert [type(e) for e in decisions[1].events][:2] == [AttemptStarted, NodeSucceeded]
+    assert decisions[1].commands == ("s", "r")
+
+
+async def test_a_started_command_alone_is_decided_after_the_hold(
+    client: AsyncClient, scheduler: SchedulerService
+) -> None:
+    from plait.adapters.commands import publish_command
+    from plait.core.events import AttemptStarted
+
+    execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
+    state = await client.get(execution_id)
+    attempt = state.nodes["add"].attempts[0].attempt_id
+    started = ReportAttemptStarted(
+        command_id="s", execution_id=execution_id, node="add", attempt_id=attempt, worker="w"
+    )
+    await publish_command(client.js, started, client.project, client.domain)
+    with anyio.fail_after(10):
+        async for stored in client.events(execution_id, until_terminal=False):
+            if any(isinstance(e, AttemptStarted) for e in stored.decision.events):
+                break
+    assert (await client.get(execution_id)).nodes["add"].status == "running"

@@ -8,7 +8,7 @@ and it cannot stop one worker whose attempt timed out. Here each worker is on it
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing.context import BaseContext
 from types import TracebackType
 from typing import Any, Self
@@ -71,12 +71,19 @@ class WorkerPool:
         *,
         version: str | None = None,
         timeout_seconds: float | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> AttemptOutcome:
-        """Run one attempt in an idle worker. Always an outcome: a lost or timed-out worker is a system error."""
+        """Run one attempt in an idle worker. Always an outcome: a lost or timed-out worker is a system error.
+
+        ``on_start`` is called once a worker is taken, just before the attempt is sent to it; an exception it
+        raises gives the worker back untouched and propagates.
+        """
         request = AttemptRequest(target, dict(inputs), version)
         async with self._free:
             worker = self._idle.pop()
             try:
+                if on_start is not None:
+                    on_start()
                 outcome = await self._run_in(worker, request, timeout_seconds)
                 if _is_stale_code(outcome) and worker.attempts_run > 1:
                     # This worker imported the module before its source changed; a fresh one reads it anew.

@@ -7,13 +7,14 @@ import nats.errors
 from nats.js import JetStreamContext
 from structlog.typing import FilteringBoundLogger
 
-from plait.adapters.commands import publish_command
+from plait.adapters.commands import publish_command, send_command
 from plait.core.commands import ReportAttemptResult, ReportAttemptStarted
 from plait.core.dispatch import Dispatch
 from plait_executor.attempt import AttemptOutcome, system_error
 
 FIRST_RETRY_SECONDS = 0.1
 LONGEST_RETRY_SECONDS = 5.0
+SENT_ACK_SECONDS = 5.0  # how long a sent command's acknowledgement is awaited before it is published again
 
 
 def started_command(dispatch: Dispatch, worker: str) -> ReportAttemptStarted:
@@ -38,8 +39,23 @@ def result_command(dispatch: Dispatch, worker: str, outcome: AttemptOutcome) -> 
     )
 
 
-async def report_started(js: JetStreamContext, dispatch: Dispatch, worker: str, log: FilteringBoundLogger) -> None:
-    await publish_until_stored(js, started_command(dispatch, worker), dispatch, log)
+async def report_started_pipelined(
+    js: JetStreamContext, dispatch: Dispatch, worker: str, log: FilteringBoundLogger, sent: anyio.Event
+) -> None:
+    """Send ``started``, set ``sent`` once it is on the wire (a result sent after it is stored after it), then
+    wait until it is stored, publishing it again if need be."""
+    command = started_command(dispatch, worker)
+    try:
+        with anyio.fail_after(SENT_ACK_SECONDS):
+            stored = await send_command(js, command, dispatch.project, dispatch.domain)
+            sent.set()
+            await stored
+        return
+    except (nats.errors.Error, TimeoutError) as exc:
+        log.warning("publish_retry", command=command.command_id, error=repr(exc), retry_in=0)
+    finally:
+        sent.set()
+    await publish_until_stored(js, command, dispatch, log)
 
 
 async def report_result(

@@ -17,7 +17,7 @@ from plait.adapters import subjects
 from plait.core.dispatch import Dispatch
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.pool import WorkerPool
-from plait_executor.reports import report_result, report_started
+from plait_executor.reports import report_result, report_started_pipelined
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
@@ -25,12 +25,16 @@ ACK_TIMEOUT_SECONDS = 5.0
 NAK_TIMEOUT_SECONDS = 2.0
 
 
+class _NotStarted(Exception):
+    """The executor is stopping: a dispatch that no worker has taken yet goes back to the server."""
+
+
 class AttemptRunner:
     """Runs the attempt a dispatch message names in the worker pool, and reports it.
 
     The message is acknowledged only once the result command is stored, so an executor that dies at any
     point leaves the message to be redelivered, and the same attempt runs again elsewhere. While the
-    attempt runs, the message is kept in progress every ``heartbeat_seconds``.
+    message is held (waiting for a worker, then running), it is kept in progress every ``heartbeat_seconds``.
     """
 
     def __init__(self, js: JetStreamContext, pool: WorkerPool, worker: str, heartbeat_seconds: float) -> None:
@@ -38,6 +42,14 @@ class AttemptRunner:
         self.pool = pool
         self.worker = worker
         self.heartbeat_seconds = heartbeat_seconds
+        self.stopping = False
+        self._waiting: set[anyio.CancelScope] = set()  # attempts waiting for a worker
+
+    def stop_taking(self) -> None:
+        """From now on, hand back the dispatches that are held but not yet running, for another replica."""
+        self.stopping = True
+        for waiting in list(self._waiting):
+            waiting.cancel()
 
     async def handle(self, msg: Msg) -> None:
         try:
@@ -54,27 +66,61 @@ class AttemptRunner:
         try:
             async with anyio.create_task_group() as heartbeat:
                 heartbeat.start_soon(self._keep_in_progress, msg, attempt_log)
-                await self._run(dispatch, attempt_log)
+                ran = await self._run(dispatch, attempt_log)
                 heartbeat.cancel_scope.cancel()
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(NAK_TIMEOUT_SECONDS):
                 await _nak(msg, attempt_log)
             attempt_log.warning("attempt_abandoned")
             raise
+        if not ran:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(NAK_TIMEOUT_SECONDS):
+                await _nak(msg, attempt_log)
+            attempt_log.info("dispatch_handed_back")
+            return
         await _ack(msg, attempt_log)
 
-    async def _run(self, dispatch: Dispatch, attempt_log: FilteringBoundLogger) -> None:
-        await report_started(self.js, dispatch, self.worker, attempt_log)
-        attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
-        started = time.perf_counter()
-        outcome = await self.pool.run(
-            dispatch.task.target,
-            dispatch.inputs,
-            version=dispatch.task.version,
-            timeout_seconds=dispatch.task.timeout_seconds,
-        )
-        _log_outcome(attempt_log, outcome, time.perf_counter() - started)
-        await report_result(self.js, dispatch, self.worker, outcome, attempt_log)
+    async def _run(self, dispatch: Dispatch, attempt_log: FilteringBoundLogger) -> bool:
+        """Run the attempt and store its result; False when the executor stopped before a worker took it.
+
+        ``started`` is sent as a worker takes the attempt, and stored while it runs; the result is sent after
+        it on the same connection, so JetStream stores them in that order, and both acknowledgements are
+        awaited together.
+        """
+        started = 0.0
+        sent = anyio.Event()
+        waiting = anyio.CancelScope()
+
+        def on_start() -> None:
+            nonlocal started
+            self._waiting.discard(waiting)
+            if self.stopping:
+                raise _NotStarted
+            reports.start_soon(report_started_pipelined, self.js, dispatch, self.worker, attempt_log, sent)
+            attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
+            started = time.perf_counter()
+
+        async with anyio.create_task_group() as reports:
+            self._waiting.add(waiting)
+            try:
+                with waiting:
+                    outcome = await self.pool.run(
+                        dispatch.task.target,
+                        dispatch.inputs,
+                        version=dispatch.task.version,
+                        timeout_seconds=dispatch.task.timeout_seconds,
+                        on_start=on_start,
+                    )
+            except _NotStarted:
+                return False
+            finally:
+                self._waiting.discard(waiting)
+            if waiting.cancel_called:  # stopped while waiting for a worker
+                return False
+            _log_outcome(attempt_log, outcome, time.perf_counter() - started)
+            await sent.wait()
+            await report_result(self.js, dispatch, self.worker, outcome, attempt_log)
+        return True
 
     async def _keep_in_progress(self, msg: Msg, attempt_log: FilteringBoundLogger) -> None:
         while True:

@@ -24,6 +24,9 @@ from plait_executor.runner import AttemptRunner
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
 _CLOSE_SECONDS = 5.0
+PREFETCH_PER_WORKER = 4
+"""Dispatches held per worker process: while one attempt runs, the next ones wait in memory and the last ones
+report, so a worker never idles on a round trip to the server."""
 
 
 def consumer_name(cluster: str, queue: str) -> str:
@@ -34,8 +37,10 @@ def consumer_name(cluster: str, queue: str) -> str:
 class ExecutorService:
     """Runs the attempts dispatched to one (cluster, queue), each in a warm local worker process.
 
-    Replicas share one durable consumer, so each dispatch goes to one of them; a replica takes at most
-    ``concurrency`` attempts at a time. When ``run`` is cancelled it stops taking dispatches and gives the
+    Replicas share one durable consumer, so each dispatch goes to one of them; a replica runs at most
+    ``concurrency`` attempts at a time, and holds at most ``prefetch`` dispatches (default
+    ``PREFETCH_PER_WORKER`` per worker): the ones waiting for a worker, running, or reporting. When ``run``
+    is cancelled it stops taking dispatches, hands back at once the ones no worker has taken, and gives the
     running attempts ``grace_seconds`` to finish and report; the others are handed back unacknowledged,
     so another replica runs them again.
     """
@@ -47,6 +52,7 @@ class ExecutorService:
         cluster: str = "local",
         queue: str = "default",
         concurrency: int | None = None,
+        prefetch: int | None = None,
         worker_name: str | None = None,
         ack_wait_seconds: float = 30.0,
         grace_seconds: float = 30.0,
@@ -55,6 +61,7 @@ class ExecutorService:
         self.cluster = cluster
         self.queue = queue
         self.concurrency = concurrency or os.cpu_count() or 1
+        self.prefetch = max(prefetch or PREFETCH_PER_WORKER * self.concurrency, self.concurrency)
         self.worker_name = worker_name or f"{socket.gethostname()}:{os.getpid()}"
         self.ack_wait_seconds = ack_wait_seconds
         self.grace_seconds = grace_seconds
@@ -73,7 +80,9 @@ class ExecutorService:
             async with WorkerPool(self.concurrency) as pool:
                 runner = AttemptRunner(js, pool, self.worker_name, heartbeat_seconds=ack_wait / 3)
                 task_status.started()
-                self._log.info("executor_started", concurrency=self.concurrency, consumer=self.consumer)
+                self._log.info(
+                    "executor_started", concurrency=self.concurrency, prefetch=self.prefetch, consumer=self.consumer
+                )
                 await self._serve(nc, runner)
         finally:
             with anyio.CancelScope(shield=True):
@@ -90,7 +99,7 @@ class ExecutorService:
         )
 
     async def _serve(self, nc: NATS, runner: AttemptRunner) -> None:
-        slots = anyio.Semaphore(self.concurrency)
+        slots = anyio.Semaphore(self.prefetch)
         # Attempts outlive the cancellation that stops the pulling, until the grace period ends.
         attempts_scope = anyio.CancelScope(shield=True)
         pulling_ended = anyio.Event()
@@ -101,12 +110,13 @@ class ExecutorService:
                     def start(msg: Msg) -> None:
                         attempts.start_soon(_attempt, runner, msg, slots)
 
-                    service.start_soon(self._pull, nc, slots, start, attempts_scope, pulling_ended)
+                    service.start_soon(self._pull, nc, runner, slots, start, attempts_scope, pulling_ended)
                     await pulling_ended.wait()
 
     async def _pull(
         self,
         nc: NATS,
+        runner: AttemptRunner,
         slots: anyio.Semaphore,
         start: Callable[[Msg], None],
         attempts_scope: anyio.CancelScope,
@@ -115,9 +125,10 @@ class ExecutorService:
         try:
             await Puller(nc, subjects.DISPATCH_STREAM, self.consumer, slots).run(start)
         finally:
+            runner.stop_taking()
             attempts_scope.deadline = anyio.current_time() + self.grace_seconds
             pulling_ended.set()
-            self._log.info("executor_stopping", running=self.concurrency - slots.value, grace=self.grace_seconds)
+            self._log.info("executor_stopping", held=self.prefetch - slots.value, grace=self.grace_seconds)
 
 
 async def _attempt(runner: AttemptRunner, msg: Msg, slots: anyio.Semaphore) -> None:

@@ -6,6 +6,7 @@ concurrency on the execution subject makes sure only one decision per log positi
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
@@ -29,11 +30,16 @@ from plait.errors import NotFound
 from plait_scheduler.cache import StateCache
 from plait_scheduler.deadletter import reject
 from plait_scheduler.decisions import Decider
+from plait_scheduler.launches import resolve_launch
 from plait_scheduler.outbox import Outbox
 
 COMMANDS_CONSUMER = "scheduler"
 OUTBOX_CONSUMER = "dispatcher"
 MAX_DELIVERIES = 5  # a command that keeps failing for an unexpected reason is dead-lettered
+FETCH_WAIT_SECONDS = 5.0
+HOLD_STARTED_SECONDS = 0.05
+"""How long ``started`` commands alone are held back, so that a quick attempt's result shares their decision
+(one append instead of two) rather than waiting behind it."""
 
 
 class SchedulerService:
@@ -56,6 +62,7 @@ class SchedulerService:
         self.states = StateCache()
         self.decider: Decider | None = None
         self.outbox: Outbox | None = None
+        self._held: dict[str, tuple[float, list[Msg]]] = {}  # execution subject -> (held since, `started` commands)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         nc = await connect(self.nats_url, f"plait-scheduler-{self.replica}")
@@ -72,11 +79,17 @@ class SchedulerService:
             decisions = await self._subscribe(js, subjects.EVENTS_STREAM, f"{subjects.EVENTS_ROOT}.>", OUTBOX_CONSUMER)
             self.log.info("scheduler_started", nats=self.nats_url)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._consume, commands, lambda batch: self._handle_commands(nc, js, registry, batch))
+                tg.start_soon(
+                    self._consume,
+                    commands,
+                    lambda batch: self._handle_commands(nc, js, registry, batch),
+                    self._fetch_wait,
+                )
                 tg.start_soon(self._consume, decisions, self.outbox.handle)
                 task_status.started()
         finally:
             with anyio.CancelScope(shield=True):
+                await self._hand_back_held()
                 await nc.close()
             self.log.info("scheduler_stopped")
 
@@ -95,15 +108,28 @@ class SchedulerService:
         return await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
 
     async def _consume(
-        self, subscription: JetStreamContext.PullSubscription, handle: Callable[[list[Msg]], Awaitable[None]]
+        self,
+        subscription: JetStreamContext.PullSubscription,
+        handle: Callable[[list[Msg]], Awaitable[None]],
+        wait: Callable[[], float] | None = None,
     ) -> None:
+        """Fetch and handle batches; with ``wait``, fetch for at most ``wait()`` seconds and handle an empty
+        batch when none came."""
         while True:
             try:
-                batch = await subscription.fetch(self.batch_size, timeout=5)
-            except nats.errors.TimeoutError:
-                continue
+                batch = await subscription.fetch(self.batch_size, timeout=wait() if wait else FETCH_WAIT_SECONDS)
+            except TimeoutError:  # nats.errors.TimeoutError, or asyncio's when the deadline passed first
+                if wait is None:
+                    continue
+                batch = []
             with anyio.CancelScope(shield=True):  # a fetched batch is finished, then the replica may stop
                 await handle(batch)
+
+    def _fetch_wait(self) -> float:
+        if not self._held:
+            return FETCH_WAIT_SECONDS
+        first = min(since for since, _ in self._held.values())
+        return max(0.005, first + HOLD_STARTED_SECONDS - anyio.current_time())
 
     async def _handle_commands(self, nc: NATS, js: JetStreamContext, registry: Registry, batch: list[Msg]) -> None:
         by_execution: dict[str, list[Msg]] = defaultdict(list)
@@ -111,9 +137,37 @@ class SchedulerService:
             target = subjects.execution_of_command_subject(msg.subject)
             key = subjects.execution_subject(*target) if target else ""
             by_execution[key].append(msg)
+        ready = self._hold_started(by_execution)
         async with anyio.create_task_group() as tg:
-            for subject, messages in by_execution.items():
+            for subject, messages in ready.items():
                 tg.start_soon(self._handle_execution, nc, js, registry, subject, messages)
+
+    def _hold_started(self, by_execution: dict[str, list[Msg]]) -> dict[str, list[Msg]]:
+        """The commands to decide now, by execution. An execution's ``started`` commands alone wait up to
+        ``HOLD_STARTED_SECONDS`` for more commands of it (its results, usually) to be decided with them; they
+        are acked only once decided, so a replica that stops meanwhile leaves them to be redelivered."""
+        now = anyio.current_time()
+        ready: dict[str, list[Msg]] = {}
+        held_since: dict[str, float] = {}
+        for subject, (since, held) in list(self._held.items()):
+            if subject in by_execution or now - since >= HOLD_STARTED_SECONDS:
+                del self._held[subject]
+                ready[subject], held_since[subject] = held, since
+        for subject, messages in by_execution.items():
+            ready.setdefault(subject, []).extend(messages)  # held commands came first in the stream
+        for subject, messages in list(ready.items()):
+            since = held_since.get(subject, now)
+            if subject and now - since < HOLD_STARTED_SECONDS and all(_kind(msg) == "started" for msg in messages):
+                del ready[subject]
+                self._held[subject] = (since, messages)
+        return ready
+
+    async def _hand_back_held(self) -> None:
+        held, self._held = self._held, {}
+        for _, messages in held.values():
+            for msg in messages:
+                with contextlib.suppress(nats.errors.Error):  # else redelivered after the ack wait
+                    await msg.nak()
 
     async def _handle_execution(
         self, nc: NATS, js: JetStreamContext, registry: Registry, subject: str, messages: list[Msg]
@@ -145,6 +199,12 @@ class SchedulerService:
                 else:
                     await msg.nak(delay=1.0)
             return
+        state = outcome.state
+        if outcome.events and state is not None and self.outbox is not None:
+            # The attempts it queued are dispatched before the commands are acked: the acks would delay them.
+            await self.outbox.publish_decided(
+                state.execution_id, state.project, state.domain, state.workflow, outcome.events, state.last_sequence
+            )
         rejected = {command_id_of(command): reason for command, reason in outcome.rejections}
         for msg, command in accepted:
             command_id = command_id_of(command)
@@ -168,6 +228,10 @@ class SchedulerService:
                 subjects.token(command.domain, "domain"),
             ):
                 raise ValueError(f"launch for {command.project}/{command.domain} was sent on subject {msg.subject}")
-            workflow = await registry.workflow(command.project, command.domain, command.workflow, command.version)
-            return ResolvedLaunch(command=command, workflow=workflow)
+            return await resolve_launch(registry, command)
         return command
+
+
+def _kind(msg: Msg) -> str:
+    """The kind of command a message holds, from its subject (``launch``, ``started``, ``result``, ``abort``)."""
+    return msg.subject.rsplit(".", 1)[-1]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
 from plait import codec
 from plait.adapters import subjects
@@ -39,3 +42,18 @@ async def publish_command(
         subject_of(command, project, domain), codec.encode(command), headers=headers, stream=subjects.COMMANDS_STREAM
     )
     return ack.seq
+
+
+async def send_command(js: JetStreamContext, command: Command, project: str, domain: str) -> asyncio.Future[PubAck]:
+    """Put the command on the wire and return at once: the future resolves when JetStream has stored it.
+
+    Messages sent on one connection are stored in the order they were sent, so a command sent after this one
+    is stored after it (unless this one is lost and sent again). The future has no deadline of its own.
+    """
+    future: asyncio.Future[PubAck] = await js.publish_async(
+        subject_of(command, project, domain),
+        codec.encode(command),
+        headers={"Nats-Msg-Id": command.command_id},
+        stream=subjects.COMMANDS_STREAM,
+    )
+    return future
