@@ -1,13 +1,15 @@
-"""Benchmarks on the embedded stack: fan-out throughput and chain step latency, per fsync setting.
+"""Benchmarks on the embedded stack, per fsync setting: fan-out, chain, many executions, widest execution,
+replay, and the broker's own floor; optionally the same workloads on Prefect 3.
 
-python -m bench                 # 5 runs of each workload, fsync always and default
-python -m bench --runs 3 --sync always --json results.json
+python -m bench                          # 5 runs of each workload, fsync always and default
+python -m bench --quick --sync default   # CI smoke: tiny sizes, one run
+python -m bench --runs 3 --sync always --json results.json --compare prefect
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
 import subprocess
 import sys
 import tempfile
@@ -15,137 +17,111 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import msgspec
 
-from plait.cli.stack import embedded_servers, embedded_services
-from plait.client import AsyncClient
-from plait.core.events import AttemptStarted, NodeSucceeded
+from bench.report import print_report
+from bench.stack import nats_server_version
+from bench.suite import progress, run_mode, summarize
 from plait.logging import configure_logging
-from plait.settings import load_settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import itertools
-
-from bench import workloads
+FULL = {"fan_out": 1000, "chain": 100, "many": 200, "widest": 100_000, "replay": 1_000_000, "raw": (2000, 20_000)}
+QUICK = {"fan_out": 20, "chain": 5, "many": 10, "widest": 200, "replay": 5000, "raw": (200, 2000)}
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-async def run_once(client: AsyncClient, workflow: Any) -> tuple[float, list[Any]]:
-    started = time.perf_counter()
-    execution_id = await client.launch(workflow, {"seed": 0})
-    state = await client.wait(execution_id, timeout=600)
-    wall = time.perf_counter() - started
-    if state.status != "succeeded":
-        raise RuntimeError(f"{workflow.name} ended {state.status}: {state.error}")
-    return wall, [stored async for stored in client.events(execution_id)]
-
-
-def chain_steps(events: list[Any]) -> tuple[list[float], list[float]]:
-    """Per step: node i succeeded → node i+1 succeeded; and the overhead part, node i succeeded → i+1 started."""
-    succeeded: dict[str, float] = {}
-    started: dict[str, float] = {}
-    for stored in events:
-        at = stored.decision.at.timestamp()
-        for event in stored.decision.events:
-            if isinstance(event, NodeSucceeded):
-                succeeded[event.node] = at
-            elif isinstance(event, AttemptStarted):
-                started.setdefault(event.node, at)
-    order = ["noop"] + [f"noop-{i}" for i in range(1, workloads.CHAIN)]
-    steps = [(succeeded[b] - succeeded[a]) * 1000 for a, b in itertools.pairwise(order)]
-    overhead = [(started[b] - succeeded[a]) * 1000 for a, b in itertools.pairwise(order)]
-    return steps, overhead
-
-
-async def bench_stack(sync: str, runs: int, progress: bool) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="plait-bench-") as home:
-        settings = load_settings(home=home, nats_sync=sync)
-        async with embedded_servers(settings) as info, embedded_services(settings, info):
-            async with await AsyncClient.connect(info.nats_url) as client:
-                await client.register(workloads.fan_out)
-                await client.register(workloads.chain)
-                await run_once(client, workloads.chain)  # warm the worker pool
-                fan_out_rates, chain_p50, chain_p99, chain_over, chain_walls = [], [], [], [], []
-                for run in range(runs):
-                    wall, _ = await run_once(client, workloads.fan_out)
-                    fan_out_rates.append((workloads.FAN_OUT + 1) / wall)
-                    wall, events = await run_once(client, workloads.chain)
-                    steps, overhead = chain_steps(events)
-                    chain_p50.append(percentile(steps, 0.5))
-                    chain_p99.append(percentile(steps, 0.99))
-                    chain_over.append(percentile(overhead, 0.5))
-                    chain_walls.append(wall)
-                    if progress:
-                        print(
-                            f"  [{sync}] run {run + 1}/{runs}: fan-out {fan_out_rates[-1]:.0f} tasks/s, "
-                            f"chain p50 {chain_p50[-1]:.1f} ms",
-                            file=sys.stderr,
-                        )
+def run_prefect(args: argparse.Namespace) -> dict[str, Any]:
+    """The Prefect side in a subprocess of a Python that has prefect; {"failed": reason} when it cannot run."""
+    python = args.prefect_python
+    with tempfile.TemporaryDirectory(prefix="plait-bench-prefect-") as home:
+        env = {
+            **os.environ,
+            "PREFECT_HOME": home,
+            "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        }
+        env.pop("PREFECT_API_URL", None)
+        argv = [python, str(Path(__file__).with_name("prefect_side.py"))]
+        argv += ["--fan-out", str(args.fan_out), "--chain", str(args.chain), "--many", str(args.many)]
+        argv += ["--runs", str(args.prefect_runs or args.runs)]
+        try:
+            done = subprocess.run(argv, env=env, cwd=home, stdout=subprocess.PIPE, timeout=3600, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return {"failed": f"{type(exc).__name__}: {exc}"}
+    if done.returncode != 0:
+        return {"failed": f"{python} prefect_side.py exited with {done.returncode} (see its stderr above)"}
+    data: dict[str, Any] = msgspec.json.decode(done.stdout.strip().splitlines()[-1])
     return {
-        "sync": sync,
-        "runs": runs,
-        "fan_out_tasks_per_s": summary(fan_out_rates),
-        "chain_step_p50_ms": summary(chain_p50),
-        "chain_step_p99_ms": summary(chain_p99),
-        "chain_overhead_p50_ms": summary(chain_over),
-        "chain_wall_s": summary(chain_walls),
+        "prefect": data["prefect"],
+        "peak_rss_mb": data["peak_rss_mb"],
+        "chain_source": data["chain_source"],
+        "many_failures": data.get("many_failures", []),
+        **{name: summarize(data[name]) for name in ("fan_out", "chain", "many")},
     }
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def print_table(results: list[dict[str, Any]]) -> None:
-    rows = [
-        ("fan-out 1,000 no-op (tasks/s)", "fan_out_tasks_per_s", "{:.0f}"),
-        ("chain 100: step p50 (ms)", "chain_step_p50_ms", "{:.2f}"),
-        ("chain 100: step p99 (ms)", "chain_step_p99_ms", "{:.2f}"),
-        ("chain 100: succeeded→next started p50 (ms)", "chain_overhead_p50_ms", "{:.2f}"),
-        ("chain 100: wall (s)", "chain_wall_s", "{:.2f}"),
-    ]
-    header = f"{'workload':<46}" + "".join(f"{'fsync ' + r['sync'] + ' (median [min-max])':>34}" for r in results)
-    print(header)
-    for label, key, fmt in rows:
-        cells = []
-        for result in results:
-            s = result[key]
-            cells.append(f"{fmt.format(s['median'])} [{fmt.format(s['min'])}-{fmt.format(s['max'])}]")
-        print(f"{label:<46}" + "".join(f"{c:>34}" for c in cells))
-    if len(results) == 2:
-        a, b = results
-        ratio = a["fan_out_tasks_per_s"]["median"] / b["fan_out_tasks_per_s"]["median"]
-        print(f"\nfan-out rate, fsync {a['sync']} / fsync {b['sync']}: {ratio:.2f}")
+def default_prefect_python() -> str:
+    for candidate in (os.environ.get("PLAIT_BENCH_PREFECT_PYTHON", ""), "/tmp/prefect-venv/bin/python"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return sys.executable
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=5, help="runs of each workload (default 5)")
+    parser = argparse.ArgumentParser(prog="python -m bench", description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--runs", type=int, help="runs of each workload (default 5; 1 with --quick)")
     parser.add_argument("--sync", choices=["always", "default", "both"], default="both")
-    parser.add_argument("--fan-out", type=int, default=workloads.FAN_OUT, help="width of the fan-out")
-    parser.add_argument("--chain", type=int, default=workloads.CHAIN, help="length of the chain")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and one run: a CI smoke run")
+    parser.add_argument("--fan-out", type=int, help="width of the fan-out (default 1000)")
+    parser.add_argument("--chain", type=int, help="length of the chain (default 100)")
+    parser.add_argument("--many", type=int, help="small executions launched at once (default 200)")
+    parser.add_argument("--widest", type=int, help="nodes of the widest execution (default 100000; 0 skips)")
+    parser.add_argument("--replay", type=int, help="events to replay (default 1000000; 0 skips)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--compare", choices=["prefect"], help="run the same workloads on Prefect 3 too")
+    parser.add_argument("--prefect-json", type=Path, help="use the Prefect figures of an earlier --json file's run")
+    parser.add_argument("--prefect-runs", type=int, help="runs on Prefect (default: --runs)")
+    parser.add_argument("--prefect-python", default=default_prefect_python(), help="a Python that has prefect")
     args = parser.parse_args()
-    if (args.fan_out, args.chain) != (workloads.FAN_OUT, workloads.CHAIN):
-        workloads.FAN_OUT, workloads.CHAIN = args.fan_out, args.chain
-        workloads.fan_out = workloads.workflow(workloads.fan_out.fn)
-        workloads.chain = workloads.workflow(workloads.chain.fn)
-    configure_logging("json", "warning", file=Path(tempfile.gettempdir()) / "plait-bench.log")
+    sizes = QUICK if args.quick else FULL
+    for name in ("fan_out", "chain", "many", "widest", "replay"):
+        if getattr(args, name) is None:
+            setattr(args, name, sizes[name])
+    args.raw = sizes["raw"]
+    args.runs = args.runs or (1 if args.quick else 5)
+    args.log = Path(tempfile.gettempdir()) / "plait-bench.log"
+    configure_logging("json", "warning", file=args.log)
+    started = time.perf_counter()
     modes = ["always", "default"] if args.sync == "both" else [args.sync]
     results = []
     for mode in modes:
-        print(f"benchmarking with fsync {mode} ({args.runs} runs)...", file=sys.stderr)
-        results.append(anyio.run(bench_stack, mode, args.runs, True))
+        progress(f"benchmarking with fsync {mode} ({args.runs} runs)")
+        # each fsync setting in a fresh process, so one's memory does not show in the other's RSS readings
+        results.append(run_mode(mode, args))
+    prefect = None
+    if args.prefect_json is not None:
+        prefect = msgspec.json.decode(args.prefect_json.read_bytes())
+        progress(f"Prefect figures read from {args.prefect_json}")
+    elif args.compare == "prefect":
+        progress(f"benchmarking Prefect with {args.prefect_python}")
+        prefect = run_prefect(args)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"\nplait {commit or 'unknown'}, {args.runs} runs, local executor, {time.strftime('%Y-%m-%d')}")
-    print_table(results)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    meta = {
+        "commit": (commit or "unknown") + ("+dirty" if dirty.stdout.strip() else ""),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "nats_server": nats_server_version(),
+        "runs": args.runs,
+        "sizes": {k: getattr(args, k) for k in ("fan_out", "chain", "many", "widest", "replay")},
+        "replay_history": results[0].get("replay_history"),
+        "elapsed_s": time.perf_counter() - started,
+    }
+    print_report(meta, results, prefect)
     if args.json:
-        args.json.write_bytes(msgspec.json.encode({"commit": commit, "results": results}))
+        args.json.write_bytes(msgspec.json.encode({"meta": meta, "results": results, "prefect": prefect}))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""No-op workflows for the benchmarks: a wide fan-out with a join, and a long chain."""
+"""No-op workflows for the benchmarks, built at the sizes asked for."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from plait import task, workflow
+from plait.sdk.workflow import Workflow
 
 FAN_OUT = 1000
 CHAIN = 100
@@ -18,14 +21,30 @@ def join(values: list[int]) -> int:
     return len(values)
 
 
-@workflow
-def fan_out(seed: int = 0) -> int:
-    return join(values=[noop(x=i) for i in range(FAN_OUT)])
+def make_fan_out(width: int, name: str = "fan_out") -> Workflow[Any, Any]:
+    """``width`` independent no-op tasks and a join of their outputs."""
+
+    def body(seed: int = 0) -> int:
+        return join(values=[noop(x=i) for i in range(width)])
+
+    body.__name__ = body.__qualname__ = name
+    return workflow(body)
+
+
+def make_chain(length: int) -> Workflow[Any, Any]:
+    """``length`` no-op tasks in sequence; node ids are noop, noop-1, noop-2, ..."""
+
+    def chain(seed: int = 0) -> int:
+        value = noop(x=seed)
+        for _ in range(length - 1):
+            value = noop(x=value)
+        return value
+
+    chain.__qualname__ = "chain"
+    return workflow(chain)
 
 
 @workflow
-def chain(seed: int = 0) -> int:
-    value = noop(x=seed)
-    for _ in range(CHAIN - 1):
-        value = noop(x=value)
-    return value
+def small(seed: int = 0) -> int:
+    """Three nodes: two no-ops and a join."""
+    return join(values=[noop(x=seed), noop(x=seed)])

@@ -1,0 +1,31 @@
+"""Shared helpers: percentiles, summaries over runs, one launched execution timed."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from plait.client import AsyncClient, StoredEvent
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+async def run_once(
+    client: AsyncClient, workflow: Any, *, timeout: float = 600, events: bool = False
+) -> tuple[float, list[StoredEvent]]:
+    """Launch ``workflow``, wait for it; the wall time from launch to outputs, and its events if asked."""
+    started = time.perf_counter()
+    execution_id = await client.launch(workflow, {"seed": 0}, timeout=timeout)
+    state = await client.wait(execution_id, timeout=timeout)
+    wall = time.perf_counter() - started
+    if state.status != "succeeded":
+        raise RuntimeError(f"{workflow.name} ended {state.status}: {state.error}")
+    return wall, [stored async for stored in client.events(execution_id)] if events else []

@@ -1,0 +1,151 @@
+"""The Prefect 3 side of `python -m bench --compare prefect`: the same no-op workloads, default task runner,
+local ephemeral server. Run with a Python that has prefect (not plait); prints one JSON object.
+
+python bench/prefect_side.py --fan-out 1000 --chain 100 --many 200 --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+
+
+@task
+def noop(x: int) -> int:
+    return x
+
+
+@task
+def join(values: list[int]) -> int:
+    return len(values)
+
+
+@task
+async def anoop(x: int) -> int:
+    return x
+
+
+@task
+async def ajoin(values: list[int]) -> int:
+    return len(values)
+
+
+@flow
+def fan_out(width: int) -> int:
+    futures = noop.map(range(width))
+    return join(futures)  # type: ignore[no-any-return]
+
+
+@flow
+def chain(length: int) -> int:
+    value = noop(0)
+    for _ in range(length - 1):
+        value = noop(value)
+    return value
+
+
+@flow
+async def small() -> int:
+    a, b = await asyncio.gather(anoop(0), anoop(0))
+    return await ajoin([a, b])  # type: ignore[no-any-return]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def chain_steps(flow_run_id: Any, length: int, wall: float) -> tuple[list[float], str]:
+    """Per step (ms): task i+1's end minus task i's end, from Prefect's own task runs; else wall/length."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    ends = sorted(r.end_time.timestamp() for r in runs if r.end_time is not None)
+    if len(ends) != length:
+        return [wall * 1000 / length] * length, "wall/length"
+    return [(b - a) * 1000 for a, b in itertools.pairwise(ends)], "task run end times"
+
+
+async def many(count: int) -> tuple[float, list[float], list[str]]:
+    """Executions/s and launch-to-done latencies of the flows that succeeded, and the errors of the others."""
+
+    async def one() -> float:
+        started = time.perf_counter()
+        await small()
+        return (time.perf_counter() - started) * 1000
+
+    started = time.perf_counter()
+    outcomes = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+    wall = time.perf_counter() - started
+    latencies = [o for o in outcomes if isinstance(o, float)]
+    errors = [f"{type(o).__name__}: {o}"[:300] for o in outcomes if isinstance(o, BaseException)]
+    return len(latencies) / wall, latencies, errors
+
+
+def peak_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fan-out", type=int, default=1000)
+    parser.add_argument("--chain", type=int, default=100)
+    parser.add_argument("--many", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    import prefect
+
+    fan_out(10)  # start the ephemeral server, warm up
+    chain(3)
+    result: dict[str, Any] = {"prefect": prefect.__version__, "fan_out": [], "chain": [], "many": []}
+    for run in range(args.runs):
+        started = time.perf_counter()
+        fan_out(args.fan_out)
+        wall = time.perf_counter() - started
+        result["fan_out"].append({"tasks_per_s": (args.fan_out + 1) / wall, "wall_s": wall})
+        started = time.perf_counter()
+        state = chain(args.chain, return_state=True)
+        wall = time.perf_counter() - started
+        steps, source = chain_steps(state.state_details.flow_run_id, args.chain, wall)
+        result["chain"].append(
+            {"step_p50_ms": percentile(steps, 0.5), "step_p99_ms": percentile(steps, 0.99), "wall_s": wall}
+        )
+        result["chain_source"] = source
+        rate, latencies, errors = asyncio.run(many(args.many))
+        if errors:
+            result.setdefault("many_failures", []).append(f"{len(errors)} of {args.many} flows failed: {errors[0]}")
+        if latencies:
+            result["many"].append(
+                {"executions_per_s": rate, "p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
+            )
+        print(
+            f"  [prefect] run {run + 1}/{args.runs}: fan-out {result['fan_out'][-1]['tasks_per_s']:.0f} tasks/s, "
+            f"chain p50 {result['chain'][-1]['step_p50_ms']:.1f} ms, "
+            f"many {rate:.1f} executions/s, {len(errors)} flows failed",
+            file=sys.stderr,
+        )
+    result["peak_rss_mb"] = peak_mb(os.getpid())
+    result["median_fan_out"] = statistics.median(r["tasks_per_s"] for r in result["fan_out"])
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The embedded stack as `plait run` starts it, but with the server processes in hand (for their PIDs)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import anyio
+import anyio.to_thread
+
+from bench.procs import Group
+from plait.cli.stack import StackInfo
+from plait.embedded import NatsServer, PostgresServer, find_nats_server
+from plait.settings import Settings
+
+
+@dataclass
+class Servers:
+    info: StackInfo
+    nats: NatsServer
+    postgres: PostgresServer
+
+    def groups(self) -> dict[str, Group]:
+        """Processes to measure: this one (services, client, executor workers), nats-server, PostgreSQL."""
+        return {
+            "plait": Group(os.getpid(), True, exclude=(self.nats.pid, self.postgres.pid)),
+            "nats-server": Group(self.nats.pid, False),
+            "postgres": Group(self.postgres.pid, True),
+        }
+
+
+@contextlib.asynccontextmanager
+async def servers(settings: Settings) -> AsyncIterator[Servers]:
+    """nats-server and PostgreSQL under PLAIT_HOME/data, as ``plait.cli.stack.embedded_servers`` starts them."""
+    data = settings.home_path / "data"
+    (data / "nats").mkdir(parents=True, exist_ok=True)
+    (data / "postgres").mkdir(parents=True, exist_ok=True)
+    nats = await anyio.to_thread.run_sync(
+        lambda: NatsServer.start(data / "nats", sync_always=settings.nats_sync == "always")
+    )
+    try:
+        postgres = await anyio.to_thread.run_sync(PostgresServer.start, data / "postgres")
+        try:
+            info = StackInfo(nats_url=nats.url, database_url=postgres.url, pid=os.getpid())
+            yield Servers(info, nats, postgres)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(postgres.stop)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(nats.stop)
+
+
+def nats_server_version() -> str:
+    try:
+        out = subprocess.run([str(find_nats_server()), "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() or out.stderr.strip() or "unknown"

@@ -1,0 +1,26 @@
+"""The benchmark suite keeps working: a tiny run of every workload (numbers are not checked here)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_benchmark_suite_runs_at_tiny_sizes(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--sync", "default", "--json", str(out)],
+        cwd=REPO,
+        env={**os.environ, "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for row in ("fan-out", "chain", "executions", "replay", "JetStream"):
+        assert row in done.stdout, f"no {row!r} row in:\n{done.stdout}"
+    assert out.stat().st_size > 0
