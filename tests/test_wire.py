@@ -80,6 +80,32 @@ async def test_a_raw_json_launch_from_plain_nats_runs_and_reports_its_events(
         await nc.close()
 
 
+async def test_a_msgpack_launch_from_plain_nats_runs(client: AsyncClient, nats_url: str) -> None:
+    version = await client.register(audit_workflows.doubled)
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        execution_id = f"msgpack-{uuid.uuid4().hex}"
+        command = {
+            "type": "launch_execution.v1",
+            "command_id": f"launch:{execution_id}",
+            "execution_id": execution_id,
+            "project": "default",
+            "domain": "development",
+            "workflow": "tests.audit_workflows.doubled",
+            "version": version,
+            "inputs": {"x": 5},
+        }
+        headers = {"Nats-Msg-Id": command["command_id"], "Content-Type": "application/msgpack"}
+        subject = f"plait.cmd.default.development.{execution_id}.launch"
+        await js.publish(subject, msgspec.msgpack.encode(command), headers=headers)
+        events = await asyncio.wait_for(follow_raw(js, f"plait.ev.default.development.{execution_id}"), 60)
+        assert events[0]["inputs"] == {"x": 5}
+        assert events[-1] == {"type": "execution_succeeded.v1", "outputs": {"result": 20}}
+    finally:
+        await nc.close()
+
+
 async def test_launches_with_one_idempotency_key_start_one_execution(client: AsyncClient) -> None:
     key = f"order-{uuid.uuid4().hex}"
 

@@ -44,6 +44,24 @@ class DecisionDecoder:
 
 encoder = msgspec.json.Encoder()
 command_decoder = msgspec.json.Decoder(Command)
+msgpack_command_decoder = msgspec.msgpack.Decoder(Command)
+
+MSGPACK = "application/msgpack"
+
+
+def decode_command(data: bytes, headers: Mapping[str, str] | None) -> Command:
+    """A command in JSON, or in MessagePack when its ``Content-Type`` header is ``application/msgpack``.
+
+    A MessagePack command is brought to the JSON form (bytes as base64 strings) before it is decided, so a
+    decision made from it is the same as the one its stored events replay to.
+    """
+    if headers and headers.get("Content-Type") == MSGPACK:
+        command: Command = command_decoder.decode(encoder.encode(msgpack_command_decoder.decode(data)))
+        return command
+    decoded: Command = command_decoder.decode(data)
+    return decoded
+
+
 decision_decoder = DecisionDecoder()
 dispatch_decoder = msgspec.json.Decoder(Dispatch)
 task_decoder = msgspec.json.Decoder(TaskSpec)

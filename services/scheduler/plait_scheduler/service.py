@@ -178,13 +178,13 @@ class SchedulerService:
         accepted: list[tuple[Msg, Command | ResolvedLaunch]] = []
         for msg in messages:
             try:
-                command = codec.command_decoder.decode(msg.data)
-                accepted.append((msg, await self._resolve(registry, msg, command)))
+                decoded = codec.decode_command(msg.data, msg.headers)
+                accepted.append((msg, await self._resolve(registry, msg, decoded)))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 await reject(nc, js, msg, (msg.headers or {}).get("Nats-Msg-Id", ""), f"malformed command: {exc}")
                 await msg.ack()
             except (NotFound, ValueError) as exc:
-                await reject(nc, js, msg, command.command_id, str(exc))
+                await reject(nc, js, msg, decoded.command_id, str(exc))
                 await msg.ack()
         if not accepted:
             return
