@@ -189,18 +189,11 @@ class AsyncClient:
     async def records(self, execution_id: str) -> list[Record]:
         """The stored records of the execution's subject, as bytes, for replay and audit."""
         subject = self._subject(execution_id)
-        records, sequence = [], 1
-        while True:
-            try:
-                raw = await self.js.get_msg(
-                    subjects.EVENTS_STREAM, seq=sequence, subject=subject, next=True, direct=True
-                )
-            except nats.js.errors.NotFoundError:
-                break
+        records = []
+        async for raw in self.store.raw(subject):
             assert raw.seq is not None and raw.data is not None
             msg_id = (raw.headers or {}).get("Nats-Msg-Id", "")
             records.append(Record(sequence=raw.seq, subject=raw.subject or subject, data=raw.data, msg_id=msg_id))
-            sequence = raw.seq + 1
         if not records:
             raise NotFound(f"execution {execution_id} does not exist in {self.project}/{self.domain}")
         return records

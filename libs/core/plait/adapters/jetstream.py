@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
+    RawStreamMsg,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -135,8 +136,8 @@ class EventStore:
     def __init__(self, js: JetStreamContext) -> None:
         self.js = js
 
-    async def read(self, subject: str, after: int = 0) -> AsyncIterator[StoredDecision]:
-        """The decisions stored on ``subject`` after stream sequence ``after``, in order."""
+    async def raw(self, subject: str, after: int = 0) -> AsyncIterator[RawStreamMsg]:
+        """The messages stored on ``subject`` after stream sequence ``after``, in order, undecoded."""
         sequence = after + 1
         while True:
             try:
@@ -146,8 +147,14 @@ class EventStore:
             except nats.js.errors.NotFoundError:
                 return
             assert raw.seq is not None and raw.data is not None
-            yield StoredDecision(raw.seq, raw.data)
+            yield raw
             sequence = raw.seq + 1
+
+    async def read(self, subject: str, after: int = 0) -> AsyncIterator[StoredDecision]:
+        """The decisions stored on ``subject`` after stream sequence ``after``, in order."""
+        async for raw in self.raw(subject, after):
+            assert raw.seq is not None and raw.data is not None
+            yield StoredDecision(raw.seq, raw.data)
 
     async def load(self, subject: str, state: Execution | None = None) -> Execution | None:
         """``state`` caught up with the log (or built from its start when None)."""
