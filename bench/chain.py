@@ -6,11 +6,12 @@ import itertools
 from typing import Any
 
 from bench.measure import percentile, run_once
-from plait.client import AsyncClient, StoredEvent
+from plait.adapters.jetstream import StoredDecision
+from plait.client import AsyncClient
 from plait.core.events import AttemptStarted, NodeSucceeded
 
 
-def steps(events: list[StoredEvent], length: int) -> tuple[list[float], list[float]]:
+def steps(events: list[StoredDecision], length: int) -> tuple[list[float], list[float]]:
     """Per step (ms): node i succeeded → node i+1 succeeded; and node i succeeded → node i+1 started."""
     succeeded: dict[str, float] = {}
     started: dict[str, float] = {}

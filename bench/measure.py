@@ -6,7 +6,8 @@ import statistics
 import time
 from typing import Any
 
-from plait.client import AsyncClient, StoredEvent
+from plait.adapters.jetstream import StoredDecision
+from plait.client import AsyncClient
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -20,7 +21,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 async def run_once(
     client: AsyncClient, workflow: Any, *, timeout: float = 600, events: bool = False
-) -> tuple[float, list[StoredEvent]]:
+) -> tuple[float, list[StoredDecision]]:
     """Launch ``workflow``, wait for it; the wall time from launch to outputs, and its events if asked."""
     started = time.perf_counter()
     execution_id = await client.launch(workflow, {"seed": 0}, timeout=timeout)

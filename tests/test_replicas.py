@@ -10,7 +10,8 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from plait.client import AsyncClient, StoredEvent
+from plait.adapters.jetstream import StoredDecision
+from plait.client import AsyncClient
 from plait.core.events import NodeQueued, NodeSucceeded
 from plait_executor import ExecutorService
 from tests import workflows
@@ -37,7 +38,7 @@ def two_schedulers(nats_url: str) -> Iterator[list[ServiceProcess]]:
             replica.stop()
 
 
-def check_log(events: list[StoredEvent], nodes: int) -> None:
+def check_log(events: list[StoredDecision], nodes: int) -> None:
     """Exactly one success per node, no decision or attempt stored twice, and an unbroken hash chain."""
     successes = Counter(e.node for s in events for e in s.decision.events if isinstance(e, NodeSucceeded))
     assert len(successes) == nodes and set(successes.values()) == {1}
@@ -50,7 +51,7 @@ def check_log(events: list[StoredEvent], nodes: int) -> None:
         assert after.sequence > before.sequence
 
 
-async def run_fan_out(nats_url: str, kill: ServiceProcess | None = None) -> tuple[list[StoredEvent], set[str]]:
+async def run_fan_out(nats_url: str, kill: ServiceProcess | None = None) -> tuple[list[StoredDecision], set[str]]:
     executor = ExecutorService(nats_url, concurrency=2, worker_name="executor", ack_wait_seconds=float(ACK_WAIT))
     async with running(executor.run), await AsyncClient.connect(nats_url) as client:
         execution_id = await client.launch(workflows.fan_out)

@@ -31,6 +31,20 @@ async def client(nats_url: str, database_url: str) -> AsyncIterator[AsyncClient]
         yield plait_client
 
 
+def raw_launch(execution_id: str, version: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """A launch of tests.audit_workflows.doubled, written by hand as another language's service would."""
+    return {
+        "type": "launch_execution.v1",
+        "command_id": f"launch:{execution_id}",
+        "execution_id": execution_id,
+        "project": "default",
+        "domain": "development",
+        "workflow": "tests.audit_workflows.doubled",
+        "version": version,
+        "inputs": inputs,
+    }
+
+
 async def follow_raw(js: Any, subject: str) -> list[dict[str, Any]]:
     """Every event on ``subject`` until the execution ends, read as plain JSON."""
     events: list[dict[str, Any]] = []
@@ -52,16 +66,7 @@ async def test_a_raw_json_launch_from_plain_nats_runs_and_reports_its_events(
     try:
         js = nc.jetstream()
         execution_id, refused = f"raw-{uuid.uuid4().hex}", f"raw-{uuid.uuid4().hex}"
-        command = {
-            "type": "launch_execution.v1",
-            "command_id": f"launch:{execution_id}",
-            "execution_id": execution_id,
-            "project": "default",
-            "domain": "development",
-            "workflow": "tests.audit_workflows.doubled",
-            "version": version,
-            "inputs": {"x": 4},
-        }
+        command = raw_launch(execution_id, version, {"x": 4})
         subject = f"plait.cmd.default.development.{execution_id}.launch"
         await js.publish(subject, json.dumps(command).encode(), headers={"Nats-Msg-Id": command["command_id"]})
         events = await asyncio.wait_for(follow_raw(js, f"plait.ev.default.development.{execution_id}"), 60)
@@ -86,16 +91,7 @@ async def test_a_msgpack_launch_from_plain_nats_runs(client: AsyncClient, nats_u
     try:
         js = nc.jetstream()
         execution_id = f"msgpack-{uuid.uuid4().hex}"
-        command = {
-            "type": "launch_execution.v1",
-            "command_id": f"launch:{execution_id}",
-            "execution_id": execution_id,
-            "project": "default",
-            "domain": "development",
-            "workflow": "tests.audit_workflows.doubled",
-            "version": version,
-            "inputs": {"x": 5},
-        }
+        command = raw_launch(execution_id, version, {"x": 5})
         headers = {"Nats-Msg-Id": command["command_id"], "Content-Type": "application/msgpack"}
         subject = f"plait.cmd.default.development.{execution_id}.launch"
         await js.publish(subject, msgspec.msgpack.encode(command), headers=headers)

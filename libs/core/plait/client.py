@@ -19,12 +19,18 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 
-from plait import codec
 from plait.adapters import subjects
 from plait.adapters.commands import publish_command
-from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams, registration_decoder
+from plait.adapters.jetstream import (
+    EventStore,
+    Registry,
+    StoredDecision,
+    connect,
+    ensure_streams,
+    registration_decoder,
+)
 from plait.core.commands import AbortExecution, LaunchExecution
-from plait.core.events import TERMINAL_EVENTS, Decision, LaunchPlanRegistered, TaskRegistered, WorkflowRegistered
+from plait.core.events import TERMINAL_EVENTS, LaunchPlanRegistered, TaskRegistered, WorkflowRegistered
 from plait.core.ids import content_version, new_execution_id
 from plait.core.state import Execution, apply_decision
 from plait.errors import InputError, NotFound, PlaitError
@@ -46,14 +52,6 @@ def idempotent_execution_id(project: str, domain: str, key: str) -> str:
 
 def _any_last_token(subject: str) -> str:
     return subject.rsplit(".", 1)[0] + ".*"
-
-
-class StoredEvent(msgspec.Struct, frozen=True):
-    """A decision as read from the log, with its stream sequence and digest."""
-
-    sequence: int
-    digest: str
-    decision: Decision
 
 
 class AsyncClient:
@@ -219,22 +217,22 @@ class AsyncClient:
             if not page or len(found) >= info.get("total", 0):
                 return found
 
-    async def events(self, execution_id: str, *, until_terminal: bool = True) -> AsyncIterator[StoredEvent]:
+    async def events(self, execution_id: str, *, until_terminal: bool = True) -> AsyncIterator[StoredDecision]:
         """The execution's decisions from the start, then as they are appended; ends after the last one."""
         subscription = await self.js.subscribe(
             self._subject(execution_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
         )
         try:
             async for msg in subscription.messages:
-                decision = codec.decision_decoder.decode(msg.data)
-                yield StoredEvent(msg.metadata.sequence.stream, codec.digest(msg.data), decision)
-                if until_terminal and any(isinstance(e, TERMINAL_EVENTS) for e in decision.events):
+                stored = StoredDecision(msg.metadata.sequence.stream, msg.data)
+                yield stored
+                if until_terminal and any(isinstance(e, TERMINAL_EVENTS) for e in stored.decision.events):
                     return
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await subscription.unsubscribe()
 
-    async def follow(self, execution_id: str) -> AsyncIterator[tuple[StoredEvent, Execution]]:
+    async def follow(self, execution_id: str) -> AsyncIterator[tuple[StoredDecision, Execution]]:
         """Each decision with the execution's state after it, until the execution ends."""
         state: Execution | None = None
         async for stored in self.events(execution_id):
@@ -335,7 +333,7 @@ class Client:
     def latest_version(self, workflow: str, kind: str = "workflow") -> str:
         return self._call(self._async.latest_version, workflow, kind)
 
-    def events(self, execution_id: str) -> Iterator[StoredEvent]:
+    def events(self, execution_id: str) -> Iterator[StoredDecision]:
         with self._portal.wrap_async_context_manager(_collect(self._async.events(execution_id))) as items:
             yield from items
 
@@ -353,5 +351,5 @@ class Client:
 
 
 @contextlib.asynccontextmanager
-async def _collect(events: AsyncIterator[StoredEvent]) -> AsyncIterator[list[StoredEvent]]:
+async def _collect(events: AsyncIterator[StoredDecision]) -> AsyncIterator[list[StoredDecision]]:
     yield [event async for event in events]

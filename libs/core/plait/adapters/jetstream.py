@@ -122,6 +122,8 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> N
 
 
 class StoredDecision:
+    """A decision as stored on an execution's subject: its stream sequence, bytes, decoded form and SHA-256."""
+
     __slots__ = ("data", "decision", "digest", "sequence")
 
     def __init__(self, sequence: int, data: bytes) -> None:

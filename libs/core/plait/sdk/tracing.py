@@ -66,17 +66,16 @@ class Outputs(tuple):  # type: ignore[type-arg]
             raise AttributeError(f"no output named '{name}' (outputs: {', '.join(self._names)})") from None
 
 
-def bind(value: Any, where: str) -> tuple[Binding, TypeSpec | None]:
-    """The binding of a value passed to a node, and its type when it is a promise (None for constants)."""
+def bind(value: Any, where: str) -> Binding:
+    """The binding of a value passed to a node: a promise, a collection holding promises, or a constant."""
     if isinstance(value, Promise):
-        return value.binding, value.type
+        return value.binding
     if isinstance(value, (list, tuple)) and any(_holds_promise(v) for v in value):
-        bound = [bind(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return Collection(tuple(b for b, _ in bound)), _common_list_type([t for _, t in bound])
+        return Collection(tuple(bind(v, f"{where}[{i}]") for i, v in enumerate(value)))
     if isinstance(value, dict) and any(_holds_promise(v) for v in value.values()):
-        return Mapping({str(k): bind(v, f"{where}[{k!r}]")[0] for k, v in value.items()}), None
+        return Mapping({str(k): bind(v, f"{where}[{k!r}]") for k, v in value.items()})
     try:
-        return Constant(encode_value(value)), None
+        return Constant(encode_value(value))
     except (TypeError, msgspec.EncodeError) as exc:
         raise DefinitionError(f"{where}: value {value!r} cannot be serialized: {exc}") from exc
 
@@ -89,13 +88,6 @@ def _holds_promise(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_holds_promise(v) for v in value.values())
     return False
-
-
-def _common_list_type(types: list[TypeSpec | None]) -> TypeSpec | None:
-    known = {t for t in types if t is not None}
-    if len(known) == 1 and None not in types:
-        return ListOf(known.pop())
-    return None
 
 
 class WorkflowBuilder:
@@ -139,7 +131,7 @@ class WorkflowBuilder:
             if param is None:
                 expected = ", ".join(p.name for p in params) or "none"
                 raise DefinitionError(f"{where}: unknown input '{name}' (inputs: {expected})")
-            bindings[name] = self._checked_binding(value, param.type, f"{where}: input '{name}'")
+            bindings[name] = checked_binding(value, param.type, f"{where}: input '{name}'")
         missing = [p.name for p in params if p.required and p.name not in bindings]
         if missing:
             raise DefinitionError(f"{where}: missing input {', '.join(repr(m) for m in missing)}")
@@ -154,35 +146,30 @@ class WorkflowBuilder:
             return Outputs(promises)
         return promises.get(SINGLE_OUTPUT)
 
-    @staticmethod
-    def _checked_binding(value: Any, expected: TypeSpec, where: str) -> Binding:
-        """The binding of ``value`` for a parameter of type ``expected``, checked item by item."""
-        binding, _ = bind(value, where)
-        if isinstance(value, Promise):
-            if not assignable(value.type, expected):
-                raise DefinitionError(
-                    f"{where} expects {describe(expected)}, got {describe(value.type)} from {value.label}"
-                )
-        elif isinstance(binding, Constant):
-            problem = check_value(expected, binding.value)
-            if problem is not None:
-                raise DefinitionError(f"{where} expects {describe(expected)}, got {value!r}: {problem}")
-        elif expected == Primitive("any"):
-            pass
-        elif isinstance(expected, OptionalOf):
-            return WorkflowBuilder._checked_binding(value, expected.inner, where)
-        elif isinstance(binding, Collection):
-            if not isinstance(expected, ListOf):
-                raise DefinitionError(f"{where} expects {describe(expected)}, got a list")
-            items = [WorkflowBuilder._checked_binding(v, expected.item, f"{where}[{i}]") for i, v in enumerate(value)]
-            return Collection(tuple(items))
-        elif isinstance(binding, Mapping):
-            if not isinstance(expected, DictOf):
-                raise DefinitionError(f"{where} expects {describe(expected)}, got a dict")
-            return Mapping(
-                {
-                    str(k): WorkflowBuilder._checked_binding(v, expected.value, f"{where}[{k!r}]")
-                    for k, v in value.items()
-                }
+
+def checked_binding(value: Any, expected: TypeSpec, where: str) -> Binding:
+    """The binding of ``value`` for a parameter of type ``expected``, checked item by item."""
+    binding = bind(value, where)
+    if isinstance(value, Promise):
+        if not assignable(value.type, expected):
+            raise DefinitionError(
+                f"{where} expects {describe(expected)}, got {describe(value.type)} from {value.label}"
             )
-        return binding
+    elif isinstance(binding, Constant):
+        problem = check_value(expected, binding.value)
+        if problem is not None:
+            raise DefinitionError(f"{where} expects {describe(expected)}, got {value!r}: {problem}")
+    elif expected == Primitive("any"):
+        pass
+    elif isinstance(expected, OptionalOf):
+        return checked_binding(value, expected.inner, where)
+    elif isinstance(binding, Collection):
+        if not isinstance(expected, ListOf):
+            raise DefinitionError(f"{where} expects {describe(expected)}, got a list")
+        items = [checked_binding(v, expected.item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return Collection(tuple(items))
+    elif isinstance(binding, Mapping):
+        if not isinstance(expected, DictOf):
+            raise DefinitionError(f"{where} expects {describe(expected)}, got a dict")
+        return Mapping({str(k): checked_binding(v, expected.value, f"{where}[{k!r}]") for k, v in value.items()})
+    return binding

@@ -12,7 +12,7 @@ from plait.core.model import Binding, FromInput, WorkflowSpec
 from plait.core.validate import validate_workflow
 from plait.errors import DefinitionError
 from plait.sdk.task import SINGLE_OUTPUT, Task, interface_of, is_named_tuple, source_of
-from plait.sdk.tracing import Promise, WorkflowBuilder
+from plait.sdk.tracing import Promise, WorkflowBuilder, checked_binding
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,7 +39,7 @@ class Workflow(Generic[P, R]):
         with WorkflowBuilder(self.name) as builder:
             returned = typing.cast(Any, self.fn)(**promises)
         self.tasks = builder.tasks
-        outputs = self._output_bindings(returned, owner, builder)
+        outputs = self._output_bindings(returned, owner)
         unversioned = WorkflowSpec(
             name=self.name,
             version="",
@@ -67,7 +67,7 @@ class Workflow(Generic[P, R]):
             tasks=unversioned.tasks,
         )
 
-    def _output_bindings(self, returned: Any, owner: str, builder: WorkflowBuilder) -> dict[str, Binding]:
+    def _output_bindings(self, returned: Any, owner: str) -> dict[str, Binding]:
         params = self.interface.outputs
         if not params:
             if returned is not None:
@@ -81,7 +81,7 @@ class Workflow(Generic[P, R]):
             values = dict(zip((p.name for p in params), returned, strict=True))
         else:
             values = {SINGLE_OUTPUT: returned}
-        return {p.name: builder._checked_binding(values[p.name], p.type, f"{owner}: output '{p.name}'") for p in params}
+        return {p.name: checked_binding(values[p.name], p.type, f"{owner}: output '{p.name}'") for p in params}
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         raise DefinitionError(
