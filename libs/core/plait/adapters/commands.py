@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -15,12 +17,14 @@ from plait.core.commands import (
     LaunchExecution,
     ReportAttemptResult,
     ReportAttemptStarted,
+    ReportCacheLookup,
 )
 
 KIND_OF_COMMAND: dict[type, str] = {
     LaunchExecution: "launch",
     ReportAttemptStarted: "started",
     ReportAttemptResult: "result",
+    ReportCacheLookup: "cache",
     AbortExecution: "abort",
 }
 
@@ -57,3 +61,23 @@ async def send_command(js: JetStreamContext, command: Command, project: str, dom
         stream=subjects.COMMANDS_STREAM,
     )
     return future
+
+
+async def schedule_command(
+    js: JetStreamContext, command: Command, project: str, domain: str, timer: str, at: datetime
+) -> None:
+    """Have the server itself publish ``command`` at ``at`` (a JetStream message schedule), whoever is running then.
+
+    One timer per (execution, ``timer``): scheduling it again replaces it. It fires at a whole second, not before
+    ``at``.
+    """
+    fire_at = datetime.fromtimestamp(math.ceil(at.timestamp()), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    await js.publish(
+        subjects.schedule_subject(project, domain, command.execution_id, timer),
+        codec.encode(command),
+        headers={
+            "Nats-Schedule": f"@at {fire_at}",
+            "Nats-Schedule-Target": subject_of(command, project, domain),
+        },
+        stream=subjects.COMMANDS_STREAM,
+    )

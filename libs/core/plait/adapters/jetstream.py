@@ -74,7 +74,7 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     return [
         StreamConfig(
             name=subjects.EVENTS_STREAM,
-            subjects=[f"{subjects.EVENTS_ROOT}.>", f"{subjects.REGISTRY_ROOT}.>"],
+            subjects=[f"{subjects.EVENTS_ROOT}.>", f"{subjects.REGISTRY_ROOT}.>", f"{subjects.CACHE_ROOT}.>"],
             allow_direct=True,
             deny_delete=True,
             deny_purge=True,
@@ -83,8 +83,9 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
         ),
         StreamConfig(
             name=subjects.COMMANDS_STREAM,
-            subjects=[f"{subjects.COMMANDS_ROOT}.>"],
+            subjects=[f"{subjects.COMMANDS_ROOT}.>", f"{subjects.SCHEDULES_ROOT}.>"],
             retention=RetentionPolicy.WORK_QUEUE,
+            allow_msg_schedules=True,  # timers: a command published later by the server itself
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             **common,
         ),
@@ -117,8 +118,14 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> N
             except nats.js.errors.BadRequestError:
                 await js.stream_info(config.name or "")  # created by a concurrent replica
             continue
-        if replicas is not None and info.config.num_replicas != replicas:
-            await js.update_stream(dataclasses.replace(info.config, num_replicas=replicas))
+        wanted = dataclasses.replace(
+            info.config,
+            subjects=config.subjects,
+            allow_msg_schedules=config.allow_msg_schedules or info.config.allow_msg_schedules,
+            num_replicas=replicas or info.config.num_replicas,
+        )
+        if wanted != info.config:  # a stream made by an older release, or asked for more replicas
+            await js.update_stream(wanted)
 
 
 class StoredDecision:

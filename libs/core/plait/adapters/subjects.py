@@ -15,6 +15,8 @@ COMMANDS_ROOT = "plait.cmd"
 DISPATCH_ROOT = "plait.dispatch"
 DEAD_LETTER_ROOT = "plait.dlq"
 CATALOG_ROOT = "plait.catalog"
+CACHE_ROOT = "plait.cache"
+SCHEDULES_ROOT = "plait.sched"
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-:]+$")
 
@@ -42,6 +44,22 @@ def command_subject(project: str, domain: str, execution_id: str, kind: str) -> 
     return (
         f"{COMMANDS_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}"
         f".{token(execution_id, 'execution id')}.{kind}"
+    )
+
+
+def cache_entry_subject(project: str, domain: str, key: str) -> str:
+    return f"{CACHE_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}.{token(key, 'cache key')}.entry"
+
+
+def cache_waiter_subject(project: str, domain: str, key: str) -> str:
+    return f"{CACHE_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}.{token(key, 'cache key')}.waiter"
+
+
+def schedule_subject(project: str, domain: str, execution_id: str, name: str) -> str:
+    """Where a timer of an execution waits (one per ``name``) before it fires as a command."""
+    return (
+        f"{SCHEDULES_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}"
+        f".{token(execution_id, 'execution id')}.{token(name, 'timer name')}"
     )
 
 

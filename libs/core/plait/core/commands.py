@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import msgspec
 
@@ -23,6 +24,7 @@ class LaunchExecution(msgspec.Struct, frozen=True, kw_only=True, tag="launch_exe
     launched_by: str = ""
     launch_plan: str = ""
     launch_plan_version: str = ""
+    overwrite_cache: bool = False  # run cached tasks anyway and replace their cached results
 
 
 class ReportAttemptStarted(msgspec.Struct, frozen=True, kw_only=True, tag="report_attempt_started.v1"):
@@ -45,10 +47,35 @@ class ReportAttemptResult(msgspec.Struct, frozen=True, kw_only=True, tag="report
     error: TaskError | None = None
 
 
+CacheOutcome = Literal["hit", "reserved", "held", "released"]
+
+
+class ReportCacheLookup(msgspec.Struct, frozen=True, kw_only=True, tag="report_cache_lookup.v1"):
+    """What looking up a node's cache key found, for look-up ``round`` of the node.
+
+    ``hit``: the outputs, and the node execution that computed them. ``reserved``: the key was free and this
+    node now holds its reservation, so it runs. ``held``: another node holds the reservation until ``until``.
+    ``released``: the reservation this node waited on was released or expired, so it looks up again.
+    """
+
+    command_id: str
+    execution_id: str
+    node: str
+    cache_key: str
+    round: int
+    outcome: CacheOutcome
+    outputs: dict[str, Any] | None = None
+    source_execution: str = ""
+    source_node: str = ""
+    holder_execution: str = ""
+    holder_node: str = ""
+    until: datetime | None = None
+
+
 class AbortExecution(msgspec.Struct, frozen=True, kw_only=True, tag="abort_execution.v1"):
     command_id: str
     execution_id: str
     reason: str = "aborted by request"
 
 
-Command = LaunchExecution | ReportAttemptStarted | ReportAttemptResult | AbortExecution
+Command = LaunchExecution | ReportAttemptStarted | ReportAttemptResult | ReportCacheLookup | AbortExecution

@@ -15,6 +15,7 @@ from plait.core.commands import (
     LaunchExecution,
     ReportAttemptResult,
     ReportAttemptStarted,
+    ReportCacheLookup,
 )
 from plait.core.events import (
     AttemptFailed,
@@ -25,12 +26,15 @@ from plait.core.events import (
     ExecutionFailed,
     ExecutionLaunched,
     ExecutionSucceeded,
+    NodeCacheHit,
+    NodeCacheLookup,
+    NodeCacheWaiting,
     NodeFailed,
     NodeQueued,
     NodeSucceeded,
     TaskError,
 )
-from plait.core.ids import attempt_id
+from plait.core.ids import attempt_id, cache_key
 from plait.core.model import Interface, LaunchPlanSpec, WorkflowSpec, resolve
 from plait.core.state import Execution, evolve, launch
 from plait.core.types import check_value, describe
@@ -91,7 +95,7 @@ def _invalid_outputs(interface: Interface, outputs: dict[str, Any]) -> str | Non
     return "; ".join(problems) or None
 
 
-def _queue(state: Execution, node_id: str, attempt: int, inputs: dict[str, Any]) -> NodeQueued:
+def _queue(state: Execution, node_id: str, attempt: int, inputs: dict[str, Any], key: str = "") -> NodeQueued:
     task_name = state.nodes[node_id].task
     return NodeQueued(
         node=node_id,
@@ -100,7 +104,20 @@ def _queue(state: Execution, node_id: str, attempt: int, inputs: dict[str, Any])
         task=task_name,
         queue=state.workflow.tasks[task_name].queue,
         inputs=inputs,
+        cache_key=key,
     )
+
+
+def _ready(state: Execution, node_id: str, inputs: dict[str, Any]) -> NodeQueued | NodeCacheLookup:
+    """What happens to a node whose inputs are all known: a cached task's is looked up first, unless the
+    launch overwrites the cache (then it runs, and its result replaces the cached one)."""
+    task = state.workflow.tasks[state.nodes[node_id].task]
+    if not task.cache:
+        return _queue(state, node_id, 1, inputs)
+    key = cache_key(task.name, task.cache_version, task.interface, inputs)
+    if state.overwrite_cache:
+        return _queue(state, node_id, 1, inputs, key)
+    return NodeCacheLookup(node=node_id, cache_key=key, round=state.nodes[node_id].cache_round + 1, inputs=inputs)
 
 
 def _node_inputs(state: Execution, node_id: str, outputs: ChainMap[str, dict[str, Any]]) -> dict[str, Any]:
@@ -120,25 +137,26 @@ def _launch(command: LaunchExecution, workflow: WorkflowSpec, plan: LaunchPlanSp
         inputs=inputs,
         launched_by=command.launched_by,
         launch_plan=f"{plan.name}@{plan.version}" if plan else "",
+        overwrite_cache=command.overwrite_cache,
     )
     state = launch(launched, datetime.min, command.command_id)
     events: list[Event] = [launched]
     outputs: ChainMap[str, dict[str, Any]] = ChainMap()
-    events += [_queue(state, n, 1, _node_inputs(state, n, outputs)) for n, s in state.nodes.items() if not s.upstream]
+    events += [_ready(state, n, _node_inputs(state, n, outputs)) for n, s in state.nodes.items() if not s.upstream]
     if not state.nodes:
         events.append(ExecutionSucceeded(outputs={k: resolve(b, inputs, {}) for k, b in workflow.outputs.items()}))
     return events
 
 
-def _succeeded(state: Execution, command: ReportAttemptResult, outputs: dict[str, Any]) -> list[Event]:
-    node = state.nodes[command.node]
-    events: list[Event] = [
-        NodeSucceeded(node=node.id, attempt_id=command.attempt_id, outputs=outputs, worker=command.worker)
-    ]
+def _succeeded(state: Execution, success: NodeSucceeded | NodeCacheHit) -> list[Event]:
+    """A node's outputs are known (computed, or found in the cache): its ready children go on."""
+    node = state.nodes[success.node]
+    outputs = success.outputs
+    events: list[Event] = [success]
     all_outputs = ChainMap({node.id: outputs}, state.node_outputs)
     for child in node.downstream:
         if state.nodes[child].waiting_on == 1:
-            events.append(_queue(state, child, 1, _node_inputs(state, child, all_outputs)))
+            events.append(_ready(state, child, _node_inputs(state, child, all_outputs)))
     if len(state.node_outputs) + 1 == len(state.nodes):
         workflow_outputs = {k: resolve(b, state.inputs, all_outputs) for k, b in state.workflow.outputs.items()}
         events.append(ExecutionSucceeded(outputs=workflow_outputs))
@@ -151,7 +169,7 @@ def _failed(state: Execution, command: ReportAttemptResult, error: TaskError, at
         AttemptFailed(node=node.id, attempt_id=command.attempt_id, error=error, worker=command.worker)
     ]
     if attempt <= state.workflow.tasks[node.task].retries:
-        events.append(_queue(state, node.id, attempt + 1, node.inputs or {}))
+        events.append(_queue(state, node.id, attempt + 1, node.inputs or {}, node.cache_key))
     else:
         events += [NodeFailed(node=node.id, error=error), ExecutionFailed(node=node.id, error=error)]
     return events
@@ -175,7 +193,50 @@ def _result(state: Execution, command: ReportAttemptResult) -> list[Event]:
     if problem is not None:
         error = TaskError(kind="system", message=f"task '{node.task}' returned bad outputs: {problem}")
         return _failed(state, command, error, attempt_state.attempt)
-    return _succeeded(state, command, command.outputs)
+    success = NodeSucceeded(node=node.id, attempt_id=command.attempt_id, outputs=command.outputs, worker=command.worker)
+    return _succeeded(state, success)
+
+
+def _cache_lookup(state: Execution, command: ReportCacheLookup) -> list[Event]:
+    """What a look-up found; a report for a node no longer looking up, or for an earlier round, is stale."""
+    node = state.nodes.get(command.node)
+    if node is None:
+        raise Rejected(f"execution {state.execution_id} has no node '{command.node}'")
+    if node.status != "cache_lookup" or command.round != node.cache_round or command.cache_key != node.cache_key:
+        return []
+    inputs = node.inputs or {}
+    match command.outcome:
+        case "hit":
+            interface = state.workflow.tasks[node.task].interface
+            if command.outputs is None or _invalid_outputs(interface, command.outputs) is not None:
+                return [_queue(state, node.id, 1, inputs, node.cache_key)]  # an unusable entry is recomputed
+            hit = NodeCacheHit(
+                node=node.id,
+                cache_key=node.cache_key,
+                outputs=command.outputs,
+                source_execution=command.source_execution,
+                source_node=command.source_node,
+            )
+            return _succeeded(state, hit)
+        case "reserved":
+            return [_queue(state, node.id, 1, inputs, node.cache_key)]
+        case "held":
+            if node.cache_holder or command.until is None:
+                return []
+            waiting = NodeCacheWaiting(
+                node=node.id,
+                cache_key=node.cache_key,
+                round=node.cache_round,
+                holder_execution=command.holder_execution,
+                holder_node=command.holder_node,
+                until=command.until,
+            )
+            return [waiting]
+        case "released":
+            if not node.cache_holder:
+                return []
+            return [NodeCacheLookup(node=node.id, cache_key=node.cache_key, round=node.cache_round + 1, inputs=inputs)]
+    return []
 
 
 def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[Event]:
@@ -209,6 +270,8 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
             )
         case ReportAttemptResult():
             return _result(state, command)
+        case ReportCacheLookup():
+            return _cache_lookup(state, command)
         case AbortExecution(reason=reason):
             return [ExecutionAborted(reason=reason)]
 

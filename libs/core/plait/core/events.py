@@ -33,6 +33,7 @@ class ExecutionLaunched(msgspec.Struct, frozen=True, tag="execution_launched.v1"
     inputs: dict[str, Any]
     launched_by: str = ""
     launch_plan: str = ""  # "name@version" when launched through a launch plan
+    overwrite_cache: bool = False  # cached tasks run anyway, and their results replace the cached ones
 
 
 class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):
@@ -44,6 +45,40 @@ class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):
     task: str
     queue: str
     inputs: dict[str, Any]
+    cache_key: str = ""  # set when the attempt's outputs are to be stored in the cache under this key
+
+
+class NodeCacheLookup(msgspec.Struct, frozen=True, tag="node_cache_lookup.v1"):
+    """A cached task's node is ready: its result is looked up under ``cache_key`` before anything runs.
+
+    ``round`` counts the look-ups of this node (a new one starts when a reservation it waited on is released).
+    """
+
+    node: str
+    cache_key: str
+    round: int
+    inputs: dict[str, Any]
+
+
+class NodeCacheWaiting(msgspec.Struct, frozen=True, tag="node_cache_waiting.v1"):
+    """Another node holds the reservation of ``cache_key`` and is computing it: this one waits for its result."""
+
+    node: str
+    cache_key: str
+    round: int
+    holder_execution: str
+    holder_node: str
+    until: datetime  # when the holder's reservation expires, if it neither fills nor releases it
+
+
+class NodeCacheHit(msgspec.Struct, frozen=True, tag="node_cache_hit.v1"):
+    """The node's outputs were found in the cache: nothing was dispatched for it."""
+
+    node: str
+    cache_key: str
+    outputs: dict[str, Any]
+    source_execution: str
+    source_node: str
 
 
 class AttemptStarted(msgspec.Struct, frozen=True, tag="attempt_started.v1"):
@@ -95,6 +130,9 @@ class CommandRejected(msgspec.Struct, frozen=True, tag="command_rejected.v1"):
 Event = (
     ExecutionLaunched
     | NodeQueued
+    | NodeCacheLookup
+    | NodeCacheWaiting
+    | NodeCacheHit
     | AttemptStarted
     | AttemptFailed
     | NodeSucceeded

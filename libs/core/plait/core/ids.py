@@ -35,3 +35,14 @@ def new_execution_id() -> str:
 def attempt_id(execution_id: str, node: str, attempt: int) -> str:
     """Deterministic, so every replica and every replay names an attempt the same way."""
     return f"{execution_id}/{node}/{attempt}"
+
+
+def artifact_hash(value: Any) -> str:
+    """The identity of a value as an artifact: xxh3-128 of its canonical encoding, the same in every execution."""
+    return content_version(value)
+
+
+def cache_key(task_name: str, cache_version: str, interface: Any, inputs: dict[str, Any]) -> str:
+    """What a cached task's result is memoized under: not its code version, so an edit with the same
+    ``cache_version`` reuses earlier results (bump ``cache_version`` to invalidate them)."""
+    return content_version("cache", task_name, cache_version, interface, inputs)

@@ -21,6 +21,9 @@ from plait.core.events import (
     ExecutionFailed,
     ExecutionLaunched,
     ExecutionSucceeded,
+    NodeCacheHit,
+    NodeCacheLookup,
+    NodeCacheWaiting,
     NodeFailed,
     NodeQueued,
     NodeSucceeded,
@@ -29,7 +32,7 @@ from plait.core.events import (
 from plait.core.model import Node, WorkflowSpec, upstream_nodes
 
 ExecutionStatus = Literal["running", "succeeded", "failed", "aborted"]
-NodeStatus = Literal["waiting", "queued", "running", "succeeded", "failed", "aborted"]
+NodeStatus = Literal["waiting", "cache_lookup", "queued", "running", "succeeded", "failed", "aborted"]
 AttemptStatus = Literal["queued", "running", "succeeded", "failed"]
 
 
@@ -56,6 +59,10 @@ class NodeState(msgspec.Struct, kw_only=True):
     outputs: dict[str, Any] | None = None
     error: TaskError | None = None
     attempts: list[AttemptState] = msgspec.field(default_factory=list)
+    cache_key: str = ""  # of a cached task's node, once its inputs are known
+    cache_round: int = 0  # how many cache look-ups the node has started
+    cache_holder: str = ""  # "execution/node" holding the reservation this look-up waits on ("" when not waiting)
+    cached_from: str = ""  # "execution/node" whose outputs a cache hit reused
 
     def find_attempt(self, attempt_id: str) -> AttemptState | None:
         return next((a for a in self.attempts if a.attempt_id == attempt_id), None)
@@ -69,6 +76,7 @@ class Execution(msgspec.Struct, kw_only=True):
     inputs: dict[str, Any]
     launched_by: str = ""
     launch_command: str = ""
+    overwrite_cache: bool = False
     status: ExecutionStatus = "running"
     nodes: dict[str, NodeState] = msgspec.field(default_factory=dict)
     node_outputs: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
@@ -98,6 +106,7 @@ def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Exec
         inputs=event.inputs,
         launched_by=event.launched_by,
         launch_command=command_id,
+        overwrite_cache=event.overwrite_cache,
         launched_at=at,
     )
     for node in event.workflow.nodes:
@@ -114,11 +123,25 @@ def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Exec
 def evolve(state: Execution, event: Event, at: datetime) -> Execution:
     """Apply one event (not a launch) to ``state``. Total: never raises on a known event."""
     match event:
-        case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, inputs=inputs):
+        case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, inputs=inputs, cache_key=key):
             node = state.nodes[node_id]
             node.status = "queued"
             node.inputs = inputs
+            node.cache_key, node.cache_holder = key or node.cache_key, ""
             node.attempts.append(AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at))
+        case NodeCacheLookup(node=node_id, cache_key=key, round=round_, inputs=inputs):
+            node = state.nodes[node_id]
+            node.status, node.inputs, node.cache_key = "cache_lookup", inputs, key
+            node.cache_round, node.cache_holder = round_, ""
+        case NodeCacheWaiting(node=node_id, holder_execution=holder_execution, holder_node=holder_node):
+            state.nodes[node_id].cache_holder = f"{holder_execution}/{holder_node}"
+        case NodeCacheHit(node=node_id, outputs=outputs, source_execution=source_execution, source_node=source):
+            node = state.nodes[node_id]
+            node.status, node.outputs, node.cache_holder = "succeeded", outputs, ""
+            node.cached_from = f"{source_execution}/{source}"
+            state.node_outputs[node_id] = outputs
+            for child in node.downstream:
+                state.nodes[child].waiting_on -= 1
         case AttemptStarted(node=node_id, attempt_id=attempt_id, worker=worker):
             node = state.nodes[node_id]
             attempt_state = node.find_attempt(attempt_id)
@@ -158,7 +181,7 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
     return state
 
 
-UNFINISHED_NODE_STATUSES = ("waiting", "queued", "running")
+UNFINISHED_NODE_STATUSES = ("waiting", "cache_lookup", "queued", "running")
 
 
 def _abort_unfinished(state: Execution) -> None:

@@ -1,0 +1,78 @@
+"""The cache log on JetStream: a key's entry records (read its last, append with optimistic concurrency)
+and its waiters. Reads go to the stream leader, not a direct-get replica, so a reader never sees an older
+state than the one its next append is checked against."""
+
+from __future__ import annotations
+
+import msgspec
+import nats.js.errors
+from nats.js import JetStreamContext
+
+from plait import codec
+from plait.adapters import subjects
+from plait.core.cachelog import CacheEntryRecord, CacheWaiter
+from plait.errors import ConflictError
+
+WRONG_LAST_SEQUENCE = 10071
+
+entry_decoder = msgspec.json.Decoder(CacheEntryRecord)
+waiter_decoder = msgspec.json.Decoder(CacheWaiter)
+
+
+class CacheLog:
+    def __init__(self, js: JetStreamContext, project: str, domain: str, key: str) -> None:
+        self.js = js
+        self.entry_subject = subjects.cache_entry_subject(project, domain, key)
+        self.waiter_subject = subjects.cache_waiter_subject(project, domain, key)
+
+    async def last(self) -> tuple[int, CacheEntryRecord | None]:
+        """The key's newest entry record and its stream sequence; (0, None) for a key never used."""
+        try:
+            raw = await self.js.get_msg(subjects.EVENTS_STREAM, subject=self.entry_subject)
+        except nats.js.errors.NotFoundError:
+            return 0, None
+        assert raw.seq is not None and raw.data is not None
+        record: CacheEntryRecord = entry_decoder.decode(raw.data)
+        return raw.seq, record
+
+    async def append(self, record: CacheEntryRecord, *, expected: int | None = None, msg_id: str = "") -> int:
+        """Store ``record``; with ``expected``, only while the key's last record is still at that sequence
+        (else ``ConflictError``). ``msg_id`` makes a repeated append a no-op."""
+        headers: dict[str, str] = {}
+        if expected is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
+        if msg_id:
+            headers["Nats-Msg-Id"] = msg_id
+        try:
+            ack = await self.js.publish(
+                self.entry_subject, codec.encode(record), headers=headers or None, stream=subjects.EVENTS_STREAM
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise ConflictError(f"{self.entry_subject} moved past sequence {expected}") from exc
+            raise
+        return ack.seq
+
+    async def add_waiter(self, waiter: CacheWaiter) -> int:
+        ack = await self.js.publish(
+            self.waiter_subject,
+            codec.encode(waiter),
+            headers={"Nats-Msg-Id": f"wait/{waiter.execution_id}/{waiter.node}/{waiter.round}"},
+            stream=subjects.EVENTS_STREAM,
+        )
+        return ack.seq
+
+    async def waiters(self, after: int) -> list[CacheWaiter]:
+        """The waiters added after stream sequence ``after``, in order."""
+        found: list[CacheWaiter] = []
+        sequence = after + 1
+        while True:
+            try:
+                raw = await self.js.get_msg(
+                    subjects.EVENTS_STREAM, seq=sequence, subject=self.waiter_subject, next=True
+                )
+            except nats.js.errors.NotFoundError:
+                return found
+            assert raw.seq is not None and raw.data is not None
+            found.append(waiter_decoder.decode(raw.data))
+            sequence = raw.seq + 1
