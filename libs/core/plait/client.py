@@ -103,6 +103,7 @@ class AsyncClient:
         execution_id: str | None = None,
         idempotency_key: str | None = None,
         launched_by: str = "",
+        overwrite_cache: bool = False,
         timeout: float = 30.0,
     ) -> str:
         """Launch an execution and return its id once the scheduler accepted it.
@@ -111,8 +112,9 @@ class AsyncClient:
         ``version`` (``"latest"``: the version registered last); a launch plan's name when ``launch_plan``.
         ``execution_id`` doubles as an idempotency key: launching it again starts nothing new.
         ``idempotency_key`` derives that id from the key, the project and the domain, so every launch
-        with the same key, however often delivered, starts one execution. Raises ``InputError`` when the
-        scheduler rejects the launch (for instance, bad inputs).
+        with the same key, however often delivered, starts one execution. ``overwrite_cache`` runs cached
+        tasks without looking them up, and stores their results in place of the cached ones. Raises
+        ``InputError`` when the scheduler rejects the launch (for instance, bad inputs).
         """
         kind = "launch_plan" if launch_plan or isinstance(workflow, LaunchPlan) else "workflow"
         if isinstance(workflow, (Workflow, LaunchPlan)):
@@ -140,6 +142,7 @@ class AsyncClient:
             launch_plan_version=version if kind == "launch_plan" else "",
             inputs={k: encode_value(v) for k, v in (inputs or {}).items()},
             launched_by=launched_by,
+            overwrite_cache=overwrite_cache,
         )
         inbox = self.nc.new_inbox()
         replies = await self.nc.subscribe(inbox, max_msgs=1)

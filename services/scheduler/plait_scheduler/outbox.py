@@ -8,6 +8,10 @@ The replica that appended a decision also publishes its dispatches at once (``pu
 attempt does not wait for the decision to travel through the outbox's consumer; the outbox then skips the
 dispatches this replica already has stored, and stays the guarantee for the others (a crash between the
 append and the publish, or another replica's decisions).
+
+A decision's cache work (look-ups, fills, releases: ``plait_scheduler.caching``) follows the same pattern: the
+deciding replica starts it at once, in the background, and the outbox does it for decisions whose work this
+replica has not finished.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from plait import codec
 from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore
 from plait.core.dispatch import Dispatch
-from plait.core.events import Event, ExecutionLaunched, NodeQueued
+from plait.core.events import Decision, Event, ExecutionLaunched, NodeQueued
 from plait.core.model import WorkflowSpec
+from plait.core.state import Execution
 from plait_scheduler.cache import StateCache
+from plait_scheduler.caching import CacheKeeper, needs_cache_work
 
 log = structlog.get_logger()
 
@@ -35,8 +41,17 @@ _REMEMBERED = 100_000  # attempt ids whose dispatch this replica stored and the 
 
 
 class Outbox:
-    def __init__(self, js: JetStreamContext, store: EventStore, states: StateCache, cluster: str) -> None:
-        self.js, self.store, self.states, self.cluster = js, store, states, cluster
+    def __init__(
+        self,
+        js: JetStreamContext,
+        store: EventStore,
+        states: StateCache,
+        cluster: str,
+        keeper: CacheKeeper | None = None,
+    ) -> None:
+        self.js, self.store, self.states, self.cluster, self.keeper = js, store, states, cluster, keeper
+        self._cache_work: dict[int, asyncio.Future[None]] = {}  # decision sequence -> its cache work under way
+        self._cache_done: OrderedDict[int, None] = OrderedDict()
         self._workflows: OrderedDict[str, tuple[str, str, WorkflowSpec]] = OrderedDict()
         self.dispatched = 0
         self._stored: OrderedDict[str, None] = OrderedDict()
@@ -71,22 +86,22 @@ class Outbox:
             )
         )
 
-    async def publish_decided(
-        self,
-        execution_id: str,
-        project: str,
-        domain: str,
-        workflow: WorkflowSpec,
-        events: Sequence[Event],
-        decision_sequence: int,
-    ) -> None:
-        """Publish the dispatches of a decision this replica has just appended; on failure the outbox will."""
+    async def publish_decided(self, state: Execution, events: Sequence[Event]) -> None:
+        """Publish the dispatches of a decision this replica has just appended, and start its cache work;
+        on failure the outbox will do either."""
+        decision_sequence = state.last_sequence
+        if self.keeper is not None and needs_cache_work(events):
+            work = asyncio.ensure_future(self.keeper.after_decision(state, events))
+            work.add_done_callback(functools.partial(self._cache_worked, decision_sequence))
+            self._cache_work[decision_sequence] = work
         queued = [e for e in events if isinstance(e, NodeQueued)]
         if not queued:
             return
         publishes: list[asyncio.Future[object]] = []
         for event in queued:
-            publish = self._dispatch(execution_id, project, domain, workflow, event, decision_sequence)
+            publish = self._dispatch(
+                state.execution_id, state.project, state.domain, state.workflow, event, decision_sequence
+            )
             # Registered first, so it runs before the outbox, waiting for the same publish, looks again.
             publish.add_done_callback(functools.partial(self._sent, event.attempt_id))
             self._sending[event.attempt_id] = publish
@@ -103,6 +118,42 @@ class Outbox:
         self._stored[attempt_id] = None
         while len(self._stored) > _REMEMBERED:
             self._stored.popitem(last=False)
+
+    def _cache_worked(self, decision_sequence: int, work: asyncio.Future[None]) -> None:
+        self._cache_work.pop(decision_sequence, None)
+        if work.cancelled() or work.exception() is not None:
+            error = "cancelled" if work.cancelled() else repr(work.exception())
+            log.warning("cache_work_left_to_outbox", decision_sequence=decision_sequence, error=error)
+            return
+        self._cache_done[decision_sequence] = None
+        while len(self._cache_done) > _REMEMBERED:
+            self._cache_done.popitem(last=False)
+
+    async def _cache_work_done(self, decision_sequence: int) -> bool:
+        """True when this replica has done the decision's cache work (waiting for it if under way)."""
+        work = self._cache_work.get(decision_sequence)
+        if work is not None:
+            await asyncio.wait([work])
+        if decision_sequence in self._cache_done:
+            del self._cache_done[decision_sequence]
+            return True
+        return False
+
+    async def _state_after(self, subject: str, decision_sequence: int) -> Execution | None:
+        """The execution's state as of the decision at ``decision_sequence`` or later."""
+        cached = self.states.get(subject)
+        if cached is not None and cached.last_sequence >= decision_sequence:
+            return cached
+        return await self.store.load(subject)
+
+    async def _do_cache_work(self, subject: str, decision: Decision, decision_sequence: int) -> None:
+        if self.keeper is None or not needs_cache_work(decision.events):
+            return
+        if await self._cache_work_done(decision_sequence):
+            return
+        state = await self._state_after(subject, decision_sequence)
+        if state is not None:
+            await self.keeper.after_decision(state, decision.events)
 
     async def _already_stored(self, attempt_id: str) -> bool:
         """True when this replica has stored the attempt's dispatch (waiting for its publish if under way)."""
@@ -134,11 +185,17 @@ class Outbox:
     async def handle(self, messages: list[Msg]) -> None:
         """Publish the dispatches of these decision messages (pipelined), then ack them."""
         publishes: list[asyncio.Future[object]] = []
+        failed: set[int] = set()
         for msg in messages:
             decision = codec.decision_decoder.decode(msg.data)
             for event in decision.events:
                 if isinstance(event, ExecutionLaunched):
                     self._workflows[msg.subject] = (event.project, event.domain, event.workflow)
+            try:
+                await self._do_cache_work(msg.subject, decision, msg.metadata.sequence.stream)
+            except Exception:
+                log.exception("cache_work_failed", decision_sequence=msg.metadata.sequence.stream)
+                failed.add(msg.metadata.sequence.stream)
             queued = [e for e in decision.events if isinstance(e, NodeQueued)]
             if not queued:
                 continue
@@ -160,4 +217,7 @@ class Outbox:
         await asyncio.gather(*publishes)
         self.dispatched += len(publishes)
         for msg in messages:
-            await msg.ack()
+            if msg.metadata.sequence.stream in failed:
+                await msg.nak(delay=1.0)
+            else:
+                await msg.ack()

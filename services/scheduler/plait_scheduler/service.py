@@ -28,6 +28,7 @@ from plait.core.decide import ResolvedLaunch, command_id_of
 from plait.core.events import TERMINAL_EVENTS
 from plait.errors import NotFound
 from plait_scheduler.cache import StateCache
+from plait_scheduler.caching import CacheKeeper
 from plait_scheduler.deadletter import reject
 from plait_scheduler.decisions import Decider
 from plait_scheduler.launches import resolve_launch
@@ -54,7 +55,10 @@ class SchedulerService:
         batch_size: int = 256,
         ack_wait: float = 30.0,
         stream_replicas: int | None = None,
+        cache_reservation_seconds: float = 600.0,
+        cache_lookup_timeout: float = 0.5,
     ) -> None:
+        self.cache_reservation_seconds, self.cache_lookup_timeout = cache_reservation_seconds, cache_lookup_timeout
         self.nats_url, self.replica, self.cluster = nats_url, replica, cluster
         self.stream_replicas = stream_replicas
         self.batch_size, self.ack_wait = batch_size, ack_wait
@@ -71,7 +75,10 @@ class SchedulerService:
             await ensure_streams(js, self.stream_replicas)
             store = EventStore(js)
             self.decider = Decider(store, self.states, self.replica)
-            self.outbox = Outbox(js, store, self.states, self.cluster)
+            keeper = CacheKeeper(
+                nc, js, reservation_seconds=self.cache_reservation_seconds, lookup_timeout=self.cache_lookup_timeout
+            )
+            self.outbox = Outbox(js, store, self.states, self.cluster, keeper)
             registry = Registry(js)
             commands = await self._subscribe(
                 js, subjects.COMMANDS_STREAM, f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER
@@ -202,9 +209,7 @@ class SchedulerService:
         state = outcome.state
         if outcome.events and state is not None and self.outbox is not None:
             # The attempts it queued are dispatched before the commands are acked: the acks would delay them.
-            await self.outbox.publish_decided(
-                state.execution_id, state.project, state.domain, state.workflow, outcome.events, state.last_sequence
-            )
+            await self.outbox.publish_decided(state, outcome.events)
         rejected = {command_id_of(command): reason for command, reason in outcome.rejections}
         for msg, command in accepted:
             command_id = command_id_of(command)

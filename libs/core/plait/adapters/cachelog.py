@@ -21,7 +21,7 @@ waiter_decoder = msgspec.json.Decoder(CacheWaiter)
 
 class CacheLog:
     def __init__(self, js: JetStreamContext, project: str, domain: str, key: str) -> None:
-        self.js = js
+        self.js, self.key = js, key
         self.entry_subject = subjects.cache_entry_subject(project, domain, key)
         self.waiter_subject = subjects.cache_waiter_subject(project, domain, key)
 

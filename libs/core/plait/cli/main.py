@@ -53,6 +53,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     run.add_argument("workflow", nargs="?", metavar="FILE.py:WORKFLOW", help="the workflow (or launch plan) to run")
     run.add_argument("--no-follow", action="store_true", help="print the execution id and return at once")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument(
+        "--overwrite-cache",
+        action="store_true",
+        help="run cached tasks without looking them up, and store their results in place of the cached ones",
+    )
     run.add_argument("-h", "--help", action="store_true", help="show this help (with the workflow's inputs)")
 
     commands.add_parser("dev", help="run the embedded stack in the foreground for other commands to use")
@@ -127,7 +132,8 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace, 
     inputs = parse_inputs(workflow, rest, prog)
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level, file=settings.home_path / "logs" / "plait.log")
-    return anyio.run(lambda: run_workflow(settings, workflow, inputs, follow=not args.no_follow, as_json=args.json))
+    options = {"follow": not args.no_follow, "as_json": args.json, "overwrite_cache": args.overwrite_cache}
+    return anyio.run(lambda: run_workflow(settings, workflow, inputs, **options))
 
 
 def dispatch(argv: Sequence[str]) -> int:

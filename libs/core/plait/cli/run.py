@@ -26,12 +26,15 @@ async def run_workflow(
     *,
     follow: bool,
     as_json: bool,
+    overwrite_cache: bool = False,
 ) -> int:
     """Launch ``workflow`` (or a launch plan) and, when ``follow``, wait for it; exit code 1 unless it succeeded."""
     out, err = Console(), Console(stderr=True)
     async with nats_for_command(settings) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
-            execution_id = await client.launch(workflow, inputs, launched_by=getpass.getuser())
+            execution_id = await client.launch(
+                workflow, inputs, launched_by=getpass.getuser(), overwrite_cache=overwrite_cache
+            )
             what = f"launch plan {workflow.name}" if isinstance(workflow, LaunchPlan) else workflow.name
             err.print(f"launched execution [bold cyan]{execution_id}[/] of {what}", highlight=False)
             if not follow:

@@ -232,9 +232,7 @@ def _cache_lookup(state: Execution, command: ReportCacheLookup) -> list[Event]:
                 until=command.until,
             )
             return [waiting]
-        case "released":
-            if not node.cache_holder:
-                return []
+        case "released":  # may overtake its round's "held" report: it is the later fact either way
             return [NodeCacheLookup(node=node.id, cache_key=node.cache_key, round=node.cache_round + 1, inputs=inputs)]
     return []
 
