@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -20,6 +21,7 @@ from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 
 from plait.adapters import subjects
+from plait.adapters.cachelog import CacheLog
 from plait.adapters.commands import publish_command
 from plait.adapters.jetstream import (
     EventStore,
@@ -29,11 +31,12 @@ from plait.adapters.jetstream import (
     ensure_streams,
     registration_decoder,
 )
+from plait.core.cachelog import CacheCleared, CacheFilled, CacheReserved
 from plait.core.commands import AbortExecution, LaunchExecution
 from plait.core.events import TERMINAL_EVENTS, LaunchPlanRegistered, TaskRegistered, WorkflowRegistered
 from plait.core.ids import content_version, new_execution_id
 from plait.core.state import Execution, apply_decision
-from plait.errors import InputError, NotFound, PlaitError
+from plait.errors import ConflictError, InputError, NotFound, PlaitError
 from plait.replay import Record
 from plait.sdk.hints import encode_value
 from plait.sdk.launch_plan import LaunchPlan
@@ -43,6 +46,13 @@ T = TypeVar("T")
 
 LATEST = "latest"
 STREAM_INFO_API = "$JS.API.STREAM.INFO"
+
+
+class CacheClearing(msgspec.Struct, kw_only=True):
+    """What ``clear_cache`` did: the keys it cleared, and why it left the others alone."""
+
+    cleared: list[str] = msgspec.field(default_factory=list)
+    skipped: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 def idempotent_execution_id(project: str, domain: str, key: str) -> str:
@@ -269,8 +279,84 @@ class AsyncClient:
         executions: list[dict[str, Any]] = (await self.query("executions.list", request))["executions"]
         return executions
 
+    async def log_position(self) -> int:
+        """The event stream's last sequence: as ``min_sequence``, it makes a catalog query see everything up to now."""
+        info = await self.js.stream_info(subjects.EVENTS_STREAM)
+        return info.state.last_seq
+
+    async def cache_entries(
+        self, task: str | None = None, limit: int = 50, *, min_sequence: int = 0
+    ) -> list[dict[str, Any]]:
+        """Entries of this project and domain's cache (of one task, if given), newest first."""
+        request = {**self._here, "task": task, "limit": limit, "min_sequence": min_sequence}
+        entries: list[dict[str, Any]] = (await self.query("cache.list", request))["entries"]
+        return entries
+
+    async def cache_entry(self, key: str, *, min_sequence: int = 0) -> dict[str, Any]:
+        """One cache entry with its outputs and the execution, node and attempt that produced them."""
+        request = {**self._here, "cache_key": key, "min_sequence": min_sequence}
+        entry: dict[str, Any] = (await self.query("cache.show", request))["entry"]
+        return entry
+
+    async def clear_cache(self, keys: list[str], cleared_by: str = "") -> CacheClearing:
+        """Clear each filled key, so its next look-up computes it again; a key that is reserved (being
+        computed), free, or that changed meanwhile is left alone and reported in ``skipped``."""
+        outcome = CacheClearing()
+        for key in keys:
+            log = CacheLog(self.js, self.project, self.domain, key)
+            sequence, record = await log.last()
+            if not isinstance(record, CacheFilled):
+                outcome.skipped[key] = _not_clearable(record)
+                continue
+            cleared = CacheCleared(
+                project=self.project, domain=self.domain, cache_key=key, cleared_by=cleared_by, at=datetime.now(UTC)
+            )
+            try:
+                await log.append(cleared, expected=sequence)
+            except ConflictError:
+                outcome.skipped[key] = "it changed while being cleared; look at it again"
+                continue
+            outcome.cleared.append(key)
+        return outcome
+
+    async def lineage(
+        self, target: str, direction: str = "both", depth: int = 3, *, min_sequence: int = 0
+    ) -> dict[str, Any]:
+        """The lineage graph around an artifact hash or an execution id: ``root``, ``nodes`` and ``edges``."""
+        request = {"target": target, "direction": direction, "depth": depth, "min_sequence": min_sequence}
+        return await self.query("lineage", request)
+
+    async def tasks(self, name: str | None = None, *, min_sequence: int = 0) -> list[dict[str, Any]]:
+        """Registered tasks, by name, each with its versions newest first."""
+        return await self.entities("task", name, min_sequence=min_sequence)
+
+    async def workflows(self, name: str | None = None, *, min_sequence: int = 0) -> list[dict[str, Any]]:
+        return await self.entities("workflow", name, min_sequence=min_sequence)
+
+    async def launch_plans(self, name: str | None = None, *, min_sequence: int = 0) -> list[dict[str, Any]]:
+        return await self.entities("launch_plan", name, min_sequence=min_sequence)
+
+    async def show_entity(
+        self, kind: str, name: str, version: str = LATEST, *, min_sequence: int = 0
+    ) -> dict[str, Any]:
+        """A registered ``kind`` (task, workflow, launch_plan) version: its spec and when it was registered."""
+        request = {**self._here, "kind": kind, "name": name, "version": version, "min_sequence": min_sequence}
+        entity: dict[str, Any] = (await self.query("registry.show", request))["entity"]
+        return entity
+
+    async def entities(self, kind: str, name: str | None = None, *, min_sequence: int = 0) -> list[dict[str, Any]]:
+        """Registered ``kind`` (task, workflow, launch_plan) entities by name, each with its versions newest first."""
+        request = {**self._here, "kind": kind, "name": name, "min_sequence": min_sequence}
+        entities: list[dict[str, Any]] = (await self.query("registry.list", request))["entities"]
+        return entities
+
+    @property
+    def _here(self) -> dict[str, str]:
+        return {"project": self.project, "domain": self.domain}
+
     async def query(self, what: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        """Ask the catalog (``executions.list``, ``executions.show``); raises ``NotFound`` for missing items."""
+        """Ask the catalog (``executions.list``, ``cache.show``, ``lineage``, ...); raises ``NotFound`` for missing
+        items."""
         try:
             reply = await self.nc.request(
                 f"{subjects.CATALOG_ROOT}.{what}", msgspec.json.encode(request), timeout=timeout
@@ -286,6 +372,12 @@ class AsyncClient:
                 raise NotFound(error.get("message", "not found"))
             raise PlaitError(error.get("message", str(error)))
         return answer
+
+
+def _not_clearable(record: object) -> str:
+    if isinstance(record, CacheReserved):
+        return f"it is being computed by {record.execution_id}/{record.node}"
+    return "it has no entry"
 
 
 class Client:
@@ -335,6 +427,36 @@ class Client:
 
     def latest_version(self, workflow: str, kind: str = "workflow") -> str:
         return self._call(self._async.latest_version, workflow, kind)
+
+    def log_position(self) -> int:
+        return self._call(self._async.log_position)
+
+    def cache_entries(self, task: str | None = None, limit: int = 50, *, min_sequence: int = 0) -> list[dict[str, Any]]:
+        return self._call(self._async.cache_entries, task, limit, min_sequence=min_sequence)
+
+    def cache_entry(self, key: str, *, min_sequence: int = 0) -> dict[str, Any]:
+        return self._call(self._async.cache_entry, key, min_sequence=min_sequence)
+
+    def clear_cache(self, keys: list[str], cleared_by: str = "") -> CacheClearing:
+        return self._call(self._async.clear_cache, keys, cleared_by)
+
+    def lineage(self, target: str, direction: str = "both", depth: int = 3, *, min_sequence: int = 0) -> dict[str, Any]:
+        return self._call(self._async.lineage, target, direction, depth, min_sequence=min_sequence)
+
+    def tasks(self, name: str | None = None, *, min_sequence: int = 0) -> list[dict[str, Any]]:
+        return self._call(self._async.tasks, name, min_sequence=min_sequence)
+
+    def workflows(self, name: str | None = None, *, min_sequence: int = 0) -> list[dict[str, Any]]:
+        return self._call(self._async.workflows, name, min_sequence=min_sequence)
+
+    def launch_plans(self, name: str | None = None, *, min_sequence: int = 0) -> list[dict[str, Any]]:
+        return self._call(self._async.launch_plans, name, min_sequence=min_sequence)
+
+    def entities(self, kind: str, name: str | None = None, *, min_sequence: int = 0) -> list[dict[str, Any]]:
+        return self._call(self._async.entities, kind, name, min_sequence=min_sequence)
+
+    def show_entity(self, kind: str, name: str, version: str = LATEST, *, min_sequence: int = 0) -> dict[str, Any]:
+        return self._call(self._async.show_entity, kind, name, version, min_sequence=min_sequence)
 
     def events(self, execution_id: str) -> Iterator[StoredDecision]:
         with self._portal.wrap_async_context_manager(_collect(self._async.events(execution_id))) as items:

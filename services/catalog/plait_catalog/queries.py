@@ -105,7 +105,8 @@ class ErrorReply(msgspec.Struct, kw_only=True):
     error: ErrorInfo
 
 
-Reply = ExecutionList | ExecutionShown | ErrorReply
+Reply = msgspec.Struct
+"""Any answer: the query's reply Struct, or an ``ErrorReply``."""
 
 
 def error_reply(kind: ErrorType, message: str) -> ErrorReply:
@@ -177,3 +178,14 @@ async def show_execution(connection: Connection, execution_id: str) -> Execution
             for node in await connection.fetch(_NODES, execution_id)
         ]
     return ExecutionDetail(**dict(row), nodes=nodes)
+
+
+async def answer_list(connection: Connection, request: ListExecutions) -> ExecutionList:
+    return ExecutionList(executions=await list_executions(connection, request))
+
+
+async def answer_show(connection: Connection, request: ShowExecution) -> ExecutionShown | ErrorReply:
+    execution = await show_execution(connection, request.execution_id)
+    if execution is None:
+        return error_reply("not_found", f"execution {request.execution_id} does not exist")
+    return ExecutionShown(execution=execution)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 import anyio
 import asyncpg
@@ -13,21 +14,47 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from plait.adapters import subjects
-from plait_catalog import queries
+from plait.core.cachelog import CacheLookupRequest
+from plait_catalog import cache_queries, lineage_queries, queries, registry_queries
+from plait_catalog.db import Connection
 from plait_catalog.offsets import OffsetWatcher
-from plait_catalog.queries import ErrorReply, ExecutionList, ExecutionShown, Reply, error_reply
+from plait_catalog.queries import ErrorReply, Reply, error_reply
 
 QUEUE_GROUP = "plait-catalog"
 LIST_SUBJECT = f"{subjects.CATALOG_ROOT}.executions.list"
 SHOW_SUBJECT = f"{subjects.CATALOG_ROOT}.executions.show"
+CACHE_LOOKUP_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.lookup"
+CACHE_LIST_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.list"
+CACHE_SHOW_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.show"
+LINEAGE_SUBJECT = f"{subjects.CATALOG_ROOT}.lineage"
+REGISTRY_LIST_SUBJECT = f"{subjects.CATALOG_ROOT}.registry.list"
+REGISTRY_SHOW_SUBJECT = f"{subjects.CATALOG_ROOT}.registry.show"
 
 _encoder = msgspec.json.Encoder()
-_list_decoder = msgspec.json.Decoder(queries.ListExecutions)
-_show_decoder = msgspec.json.Decoder(queries.ShowExecution)
+
+
+class Route(NamedTuple):
+    """How one subject is answered: its request type, the query, and whether it honours ``min_sequence``."""
+
+    request: type[msgspec.Struct]
+    answer: Callable[[Connection, Any], Awaitable[Reply]]
+    waits: bool = True
+
+
+ROUTES: dict[str, Route] = {
+    LIST_SUBJECT: Route(queries.ListExecutions, queries.answer_list),
+    SHOW_SUBJECT: Route(queries.ShowExecution, queries.answer_show),
+    CACHE_LOOKUP_SUBJECT: Route(CacheLookupRequest, cache_queries.lookup, waits=False),
+    CACHE_LIST_SUBJECT: Route(cache_queries.ListCacheEntries, cache_queries.list_entries),
+    CACHE_SHOW_SUBJECT: Route(cache_queries.ShowCacheEntry, cache_queries.show_entry),
+    LINEAGE_SUBJECT: Route(lineage_queries.LineageRequest, lineage_queries.lineage),
+    REGISTRY_LIST_SUBJECT: Route(registry_queries.ListEntities, registry_queries.list_entities),
+    REGISTRY_SHOW_SUBJECT: Route(registry_queries.ShowEntity, registry_queries.show_entity),
+}
 
 
 class QueryResponder:
-    """Answers ``plait.catalog.executions.list`` and ``.show`` from PostgreSQL, each request in its own task.
+    """Answers the ``plait.catalog.*`` queries of ``ROUTES`` from PostgreSQL, each request in its own task.
 
     A malformed request gets a ``bad_request`` reply; an unexpected failure an ``internal`` one, and
     the responder goes on either way.
@@ -39,14 +66,11 @@ class QueryResponder:
         self._watcher = watcher
         self._wait_timeout = wait_timeout
         self._log = structlog.get_logger().bind(replica=replica)
-        self._handlers: dict[str, Callable[[bytes], Awaitable[Reply]]] = {
-            LIST_SUBJECT: self._list,
-            SHOW_SUBJECT: self._show,
-        }
+        self._decoders = {subject: msgspec.json.Decoder(route.request) for subject, route in ROUTES.items()}
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Subscribe, report started, then answer until cancelled."""
-        subscriptions = [await self._nc.subscribe(subject, queue=QUEUE_GROUP) for subject in self._handlers]
+        subscriptions = [await self._nc.subscribe(subject, queue=QUEUE_GROUP) for subject in ROUTES]
         try:
             # Once a PONG comes back the server has the subscriptions, so a request sent from then on finds
             # a responder. Twice: nats-py 2.16 writes PING straight to the socket, ahead of the SUBs that
@@ -68,7 +92,7 @@ class QueryResponder:
 
     async def _answer(self, message: Msg) -> None:
         try:
-            reply = await self._handlers[message.subject](message.data)
+            reply = await self._reply(message.subject, message.data)
         except msgspec.DecodeError as exc:
             reply = error_reply("bad_request", f"{message.subject}: {exc}")
         except Exception:
@@ -77,22 +101,13 @@ class QueryResponder:
         if message.reply:
             await message.respond(_encoder.encode(reply))
 
-    async def _list(self, data: bytes) -> Reply:
-        request = _list_decoder.decode(data)
-        if not await self._caught_up(request.min_sequence):
+    async def _reply(self, subject: str, data: bytes) -> Reply:
+        route = ROUTES[subject]
+        request: Any = self._decoders[subject].decode(data)
+        if route.waits and not await self._caught_up(request.min_sequence):
             return self._not_caught_up(request.min_sequence)
         async with self._pool.acquire() as connection:
-            return ExecutionList(executions=await queries.list_executions(connection, request))
-
-    async def _show(self, data: bytes) -> Reply:
-        request = _show_decoder.decode(data)
-        if not await self._caught_up(request.min_sequence):
-            return self._not_caught_up(request.min_sequence)
-        async with self._pool.acquire() as connection:
-            execution = await queries.show_execution(connection, request.execution_id)
-        if execution is None:
-            return error_reply("not_found", f"execution {request.execution_id} does not exist")
-        return ExecutionShown(execution=execution)
+            return await route.answer(connection, request)
 
     async def _caught_up(self, min_sequence: int) -> bool:
         return min_sequence == 0 or await self._watcher.wait_for(min_sequence, self._wait_timeout) >= min_sequence

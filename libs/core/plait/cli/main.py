@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import anyio
 
+from plait.cli import catalog_commands
 from plait.errors import DefinitionError, InputError, NotFound, PlaitError
 
 DESCRIPTION = """\
@@ -33,6 +34,7 @@ examples:
   plait replay ID --timeline     # who did what, when, caused by which command
   plait audit verify --all       # hash chains, and the catalog against a replay
   plait schema export schemas/   # JSON Schemas of the wire format
+  plait lineage ID --dot | dot -Tsvg > lineage.svg   # where an execution's data came from and went
 """
 
 
@@ -107,6 +109,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "export", help="write the JSON Schemas of commands, decisions, dispatches, registrations"
     )
     export.add_argument("directory", nargs="?", default="schemas", metavar="DIR", help="default: ./schemas")
+    catalog_commands.add_parsers(commands)
     return parser, run
 
 
@@ -168,6 +171,8 @@ def dispatch(argv: Sequence[str]) -> int:
             print(path)
         return 0
     configure_logging(settings.log_format, "warning", file=settings.home_path / "logs" / "plait.log")
+    if args.command in catalog_commands.COMMANDS:
+        return catalog_commands.run(settings, args)
     if args.command in ("replay", "audit"):
         from plait.cli import history
 

@@ -1,0 +1,37 @@
+"""What the catalog commands share: a client whose queries see the log as it is now, and output helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from rich.console import Console
+
+from plait.cli.stack import nats_for_command
+from plait.client import AsyncClient
+from plait.settings import Settings
+
+
+@contextlib.asynccontextmanager
+async def catalog_client(settings: Settings) -> AsyncIterator[tuple[AsyncClient, int]]:
+    """A connected client, and the event stream's last sequence to pass as ``min_sequence``."""
+    async with nats_for_command(settings, services=("catalog",)) as nats_url:
+        async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
+            yield client, await client.log_position()
+
+
+def console() -> Console:
+    """Rich's console; when output is piped, wide enough that rows are not folded."""
+    terminal = Console()
+    return terminal if terminal.is_terminal else Console(width=200)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
+
+
+def when(value: str | None) -> str:
+    return (value or "")[:19].replace("T", " ")

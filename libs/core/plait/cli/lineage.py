@@ -1,0 +1,92 @@
+"""``plait lineage``: where an artifact or an execution's data came from and went, as a tree, JSON or DOT."""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from typing import Any, Literal
+
+from rich.markup import escape
+from rich.tree import Tree
+
+from plait.cli.catalog_session import catalog_client, console, print_json
+from plait.settings import Settings
+
+Format = Literal["tree", "json", "dot"]
+Graph = dict[str, Any]
+
+
+async def show_lineage(settings: Settings, target: str, direction: str, depth: int, output: Format) -> int:
+    async with catalog_client(settings) as (client, position):
+        graph = await client.lineage(target, direction, depth, min_sequence=position)
+    if output == "json":
+        print_json(graph)
+    elif output == "dot":
+        sys.stdout.write(to_dot(graph))
+    else:
+        console().print(to_tree(graph))
+    return 0
+
+
+def _label(vertex: dict[str, Any]) -> str:
+    if vertex["kind"] == "artifact":
+        value = f" = {escape(vertex['preview'])}" if vertex["preview"] else ""
+        return f"[cyan]{vertex['hash'][:12]}[/] {escape(vertex['type'])}{value}"
+    if vertex["node"] == "":
+        return f"[bold]execution {escape(vertex['execution_id'])}[/] {escape(vertex['task'])} {vertex['status']}"
+    where = escape(f"{vertex['execution_id']}/{vertex['node']}")
+    return f"[bold]{escape(vertex['task'].rsplit('.', 1)[-1])}[/] [dim]{where}[/] {vertex['status']}"
+
+
+def to_tree(graph: Graph) -> Tree:
+    """The graph unfolded from its root: upstream (what it came from) and/or downstream (what it fed)."""
+    vertices = {vertex["id"]: vertex for vertex in graph["nodes"]}
+    sources: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    targets: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for edge in graph["edges"]:
+        sources[edge["target"]].append((edge["source"], edge["name"]))
+        targets[edge["source"]].append((edge["target"], edge["name"]))
+    root = graph["root"]
+    tree = Tree(_label(vertices[root]))
+    walks = {"upstream": sources, "downstream": targets}
+    for direction in ("upstream", "downstream"):
+        if graph["direction"] in (direction, "both"):
+            branch = tree.add(f"[dim]{direction}[/]") if graph["direction"] == "both" else tree
+            _grow(branch, root, walks[direction], vertices, {root})
+    return tree
+
+
+def _grow(
+    branch: Tree, vertex: str, next_of: dict[str, list[tuple[str, str]]], vertices: dict[str, Any], shown: set[str]
+) -> None:
+    """Add each neighbour under ``branch``; a vertex already shown elsewhere is named, not unfolded again."""
+    for neighbour, name in sorted(next_of.get(vertex, [])):
+        label = f"[dim]{escape(name)}:[/] {_label(vertices[neighbour])}"
+        if neighbour in shown:
+            branch.add(f"{label} [dim](see above)[/]")
+            continue
+        shown.add(neighbour)
+        _grow(branch.add(label), neighbour, next_of, vertices, shown)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def to_dot(graph: Graph) -> str:
+    """Graphviz: artifacts as boxes, node executions as ellipses, the root in bold, edges named."""
+    lines = ["digraph lineage {", "  rankdir=LR;"]
+    for vertex in graph["nodes"]:
+        shape = "box" if vertex["kind"] == "artifact" else "ellipse"
+        if vertex["kind"] == "artifact":
+            text = f"{vertex['type']}\n{vertex['preview']}\n{vertex['hash'][:12]}"
+        elif vertex["node"]:
+            text = f"{vertex['task']}\n{vertex['execution_id']}/{vertex['node']}"
+        else:
+            text = f"execution {vertex['execution_id']}\n{vertex['task']}"
+        style = ", style=bold" if vertex["id"] == graph["root"] else ""
+        lines.append(f"  {_quoted(vertex['id'])} [shape={shape}, label={_quoted(text)}{style}];")
+    for edge in graph["edges"]:
+        lines.append(f"  {_quoted(edge['source'])} -> {_quoted(edge['target'])} [label={_quoted(edge['name'])}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,97 @@
+"""Cache queries: the schedulers' look-up on the hot path, and listing and showing entries for people."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from plait.core.cachelog import CacheLookupReply, CacheLookupRequest
+from plait_catalog.db import Connection
+from plait_catalog.queries import ErrorReply, StreamSequence, error_reply
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class ListCacheEntries(msgspec.Struct, frozen=True, kw_only=True):
+    """``plait.catalog.cache.list``: the newest entries of a project and domain, optionally of one task."""
+
+    project: NonEmpty
+    domain: NonEmpty
+    task: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
+    min_sequence: StreamSequence = 0
+
+
+class ShowCacheEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """``plait.catalog.cache.show``: one entry, with its outputs."""
+
+    project: NonEmpty
+    domain: NonEmpty
+    cache_key: NonEmpty
+    min_sequence: StreamSequence = 0
+
+
+class CacheEntrySummary(msgspec.Struct, kw_only=True):
+    cache_key: str
+    task_name: str
+    task_version: str
+    execution_id: str
+    node: str
+    attempt_id: str
+    created_at: datetime
+
+
+class CacheEntryDetail(CacheEntrySummary, kw_only=True):
+    project: str
+    domain: str
+    outputs: dict[str, Any]
+    sequence: int  # the stream sequence of the fill
+
+
+class CacheEntryList(msgspec.Struct, kw_only=True):
+    entries: list[CacheEntrySummary]
+
+
+class CacheEntryShown(msgspec.Struct, kw_only=True):
+    entry: CacheEntryDetail
+
+
+_LOOKUP = """
+SELECT outputs, execution_id, node_id FROM cache_entries WHERE project = $1 AND domain = $2 AND cache_key = $3
+"""
+
+_COLUMNS = "cache_key, task_name, task_version, execution_id, node_id AS node, attempt_id, created_at"
+
+_LIST = f"""
+SELECT {_COLUMNS} FROM cache_entries
+WHERE project = $1 AND domain = $2 AND ($3::text IS NULL OR task_name = $3)
+ORDER BY created_at DESC, cache_key LIMIT $4
+"""
+
+_SHOW = f"""
+SELECT {_COLUMNS}, project, domain, outputs, sequence FROM cache_entries
+WHERE project = $1 AND domain = $2 AND cache_key = $3
+"""
+
+
+async def lookup(connection: Connection, request: CacheLookupRequest) -> CacheLookupReply:
+    """One primary-key read: the entry's outputs and producer, or ``found=False``."""
+    row = await connection.fetchrow(_LOOKUP, request.project, request.domain, request.cache_key)
+    if row is None:
+        return CacheLookupReply(found=False)
+    return CacheLookupReply(found=True, outputs=row["outputs"], execution_id=row["execution_id"], node=row["node_id"])
+
+
+async def list_entries(connection: Connection, request: ListCacheEntries) -> CacheEntryList:
+    rows = await connection.fetch(_LIST, request.project, request.domain, request.task, request.limit)
+    return CacheEntryList(entries=[CacheEntrySummary(**dict(row)) for row in rows])
+
+
+async def show_entry(connection: Connection, request: ShowCacheEntry) -> CacheEntryShown | ErrorReply:
+    row = await connection.fetchrow(_SHOW, request.project, request.domain, request.cache_key)
+    if row is None:
+        where = f"{request.project}/{request.domain}"
+        return error_reply("not_found", f"cache key {request.cache_key} has no entry in {where}")
+    return CacheEntryShown(entry=CacheEntryDetail(**dict(row)))

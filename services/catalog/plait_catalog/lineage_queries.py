@@ -1,0 +1,205 @@
+"""Lineage: which node executions made an artifact from which others, walked a bounded number of steps.
+
+The graph is bipartite: an artifact is an *input* of the node executions that read it and an *output*
+of those that wrote it; node ``''`` of an execution stands for the workflow itself (its inputs and
+outputs). One step upstream goes from a set of artifacts to the node executions that output them, and
+on to their inputs; downstream the reverse. Each step is one set-based query.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, NamedTuple
+
+import msgspec
+
+from plait.core.types import TypeSpec, describe
+from plait_catalog.db import Connection
+from plait_catalog.queries import ErrorReply, StreamSequence, error_reply
+
+Direction = Literal["upstream", "downstream", "both"]
+PREVIEW_CHARS = 60
+
+
+class LineageRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """``plait.catalog.lineage``: the graph around an artifact hash or an execution id."""
+
+    target: Annotated[str, msgspec.Meta(min_length=1)]
+    direction: Direction = "both"
+    depth: Annotated[int, msgspec.Meta(ge=1, le=50)] = 3
+    min_sequence: StreamSequence = 0
+
+
+class ArtifactNode(msgspec.Struct, kw_only=True, tag="artifact", tag_field="kind"):
+    id: str
+    hash: str
+    type: str
+    preview: str  # the start of its JSON encoding; '' when it is not stored inline
+    size: int
+
+
+class NodeExecutionNode(msgspec.Struct, kw_only=True, tag="node_execution", tag_field="kind"):
+    id: str
+    execution_id: str
+    node: str  # '' for the workflow's own inputs and outputs
+    task: str  # the task's name, or the workflow's for node ''
+    status: str
+
+
+class LineageEdge(msgspec.Struct, kw_only=True):
+    source: str
+    target: str
+    name: str  # the input or output name
+
+
+class LineageGraph(msgspec.Struct, kw_only=True):
+    root: str
+    direction: Direction
+    depth: int
+    nodes: list[ArtifactNode | NodeExecutionNode]
+    edges: list[LineageEdge]
+
+
+class EdgeRow(NamedTuple):
+    artifact_hash: str
+    execution_id: str
+    node_id: str
+    direction: str
+    name: str
+
+
+def artifact_id(hash_: str) -> str:
+    return f"artifact:{hash_}"
+
+
+def node_id(execution_id: str, node: str) -> str:
+    return f"execution:{execution_id}" if node == "" else f"node:{execution_id}/{node}"
+
+
+_EDGE_COLUMNS = "artifact_hash, execution_id, node_id, direction, name"
+
+# $2 is the direction that joins the frontier to the node executions of this step, $3 the one beyond them.
+_STEP = f"""
+WITH near AS (
+    SELECT {_EDGE_COLUMNS} FROM lineage_edges WHERE artifact_hash = ANY($1::text[]) AND direction = $2
+)
+SELECT {_EDGE_COLUMNS} FROM near
+UNION
+SELECT e.artifact_hash, e.execution_id, e.node_id, e.direction, e.name
+FROM lineage_edges AS e JOIN (SELECT DISTINCT execution_id, node_id FROM near) AS n USING (execution_id, node_id)
+WHERE e.direction = $3
+"""
+
+_OF_EXECUTION = f"SELECT {_EDGE_COLUMNS} FROM lineage_edges WHERE execution_id = $1"
+
+_ARTIFACTS = "SELECT hash, type, value, size FROM artifacts WHERE hash = ANY($1::text[])"
+
+_NODE_EXECUTIONS = """
+SELECT n.execution_id, n.node_id, n.task_name, n.status
+FROM node_executions AS n JOIN unnest($1::text[], $2::text[]) AS k (execution_id, node_id) USING (execution_id, node_id)
+UNION ALL
+SELECT execution_id, '', workflow_name, status FROM executions WHERE execution_id = ANY($3::text[])
+"""
+
+_IS_ARTIFACT = "SELECT EXISTS (SELECT 1 FROM artifacts WHERE hash = $1)"
+_IS_EXECUTION = """
+SELECT EXISTS (SELECT 1 FROM executions WHERE execution_id = $1)
+    OR EXISTS (SELECT 1 FROM lineage_edges WHERE execution_id = $1)
+"""
+
+_STEPS = {"upstream": ("output", "input"), "downstream": ("input", "output")}
+
+
+async def lineage(connection: Connection, request: LineageRequest) -> LineageGraph | ErrorReply:
+    """The graph around the target, up to ``depth`` steps in the requested direction(s)."""
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        edges: set[EdgeRow] = set()
+        if await connection.fetchval(_IS_ARTIFACT, request.target):
+            root = artifact_id(request.target)
+            starts = {"upstream": {request.target}, "downstream": {request.target}}
+        elif await connection.fetchval(_IS_EXECUTION, request.target):
+            root = node_id(request.target, "")
+            edges.update(EdgeRow(*row) for row in await connection.fetch(_OF_EXECUTION, request.target))
+            starts = {
+                "upstream": {e.artifact_hash for e in edges if e.direction == "input"},
+                "downstream": {e.artifact_hash for e in edges if e.direction == "output"},
+            }
+        else:
+            return error_reply("not_found", f"{request.target} is neither an artifact hash nor an execution id")
+        for direction in ("upstream", "downstream"):
+            if request.direction in (direction, "both"):
+                edges |= await _walk(connection, starts[direction], direction, request.depth)
+        nodes = await _describe(connection, edges, root)
+    return LineageGraph(
+        root=root,
+        direction=request.direction,
+        depth=request.depth,
+        nodes=nodes,
+        edges=sorted((_edge(e) for e in edges), key=lambda e: (e.source, e.target, e.name)),
+    )
+
+
+async def _walk(connection: Connection, start: set[str], direction: str, depth: int) -> set[EdgeRow]:
+    """The edges met within ``depth`` steps from the ``start`` artifacts (breadth-first, each artifact once)."""
+    near, far = _STEPS[direction]
+    found: set[EdgeRow] = set()
+    seen, frontier = set(start), set(start)
+    for _ in range(depth):
+        if not frontier:
+            break
+        rows = [EdgeRow(*row) for row in await connection.fetch(_STEP, list(frontier), near, far)]
+        found.update(rows)
+        frontier = {row.artifact_hash for row in rows if row.direction == far} - seen
+        seen |= frontier
+    return found
+
+
+async def _describe(connection: Connection, edges: set[EdgeRow], root: str) -> list[ArtifactNode | NodeExecutionNode]:
+    """The graph's vertices (the root's too): artifacts with type and preview, node executions with task and
+    status."""
+    kind, _, target = root.partition(":")
+    hashes = {e.artifact_hash for e in edges} | ({target} if kind == "artifact" else set())
+    pairs = sorted({(e.execution_id, e.node_id) for e in edges if e.node_id})
+    workflows = sorted({e.execution_id for e in edges if not e.node_id} | ({target} if kind == "execution" else set()))
+    nodes: list[ArtifactNode | NodeExecutionNode] = [
+        ArtifactNode(
+            id=artifact_id(row["hash"]),
+            hash=row["hash"],
+            type=_type_name(row["type"]),
+            preview=_preview(row["value"]),
+            size=row["size"],
+        )
+        for row in await connection.fetch(_ARTIFACTS, sorted(hashes))
+    ]
+    found = {
+        (row["execution_id"], row["node_id"]): _node_execution(*row)
+        for row in await connection.fetch(_NODE_EXECUTIONS, [p[0] for p in pairs], [p[1] for p in pairs], workflows)
+    }
+    nodes += [found.get(key) or _node_execution(*key) for key in [*pairs, *((w, "") for w in workflows)]]
+    nodes.sort(key=lambda n: n.id)
+    return nodes
+
+
+def _node_execution(execution_id: str, node: str, task: str = "", status: str = "") -> NodeExecutionNode:
+    identity = node_id(execution_id, node)
+    return NodeExecutionNode(id=identity, execution_id=execution_id, node=node, task=task, status=status)
+
+
+def _edge(row: EdgeRow) -> LineageEdge:
+    artifact, execution = artifact_id(row.artifact_hash), node_id(row.execution_id, row.node_id)
+    if row.direction == "input":
+        return LineageEdge(source=artifact, target=execution, name=row.name)
+    return LineageEdge(source=execution, target=artifact, name=row.name)
+
+
+def _type_name(spec: Any) -> str:
+    try:
+        return describe(msgspec.convert(spec, TypeSpec))
+    except msgspec.ValidationError:
+        return msgspec.json.encode(spec).decode()
+
+
+def _preview(value: Any) -> str:
+    if value is None:
+        return ""
+    text = msgspec.json.encode(value).decode()
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
