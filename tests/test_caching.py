@@ -1,0 +1,170 @@
+"""Caching end to end on real servers: hits, one computation per key, waiting, release, expiry, overwrite."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import nats.js.errors
+import pytest
+
+from plait.adapters.cachelog import CacheLog, entry_decoder
+from plait.client import AsyncClient
+from plait.core.cachelog import CacheFilled, CacheReleased, CacheReserved
+from plait.core.events import (
+    AttemptStarted,
+    Event,
+    NodeCacheHit,
+    NodeCacheLookup,
+    NodeCacheWaiting,
+    NodeQueued,
+)
+from plait.core.ids import cache_key
+from plait_executor import ExecutorService
+from plait_scheduler import SchedulerService
+from tests import cache_workflows
+from tests.running import running
+
+DEADLINE = 60.0
+
+
+@contextlib.asynccontextmanager
+async def scheduler_and_executor(nats_url: str, concurrency: int = 4) -> AsyncIterator[AsyncClient]:
+    """No catalog: look-ups go straight to the key's log (the catalog's answer is an optimisation)."""
+    scheduler = SchedulerService(nats_url, replica="cache-scheduler", cache_lookup_timeout=0.2)
+    executor = ExecutorService(nats_url, concurrency=concurrency, worker_name="cache-executor")
+    async with running(scheduler.run, executor.run):
+        async with await AsyncClient.connect(nats_url) as client:
+            yield client
+
+
+@pytest.fixture
+async def client(nats_url: str) -> AsyncIterator[AsyncClient]:
+    async with scheduler_and_executor(nats_url) as plait_client:
+        yield plait_client
+
+
+async def events_of(client: AsyncClient, execution_id: str) -> list[Event]:
+    return [event async for stored in client.events(execution_id) for event in stored.decision.events]
+
+
+def square_key(x: int, seconds: float) -> str:
+    spec = cache_workflows.slow_square.spec
+    return cache_key(spec.name, spec.cache_version, spec.interface, {"x": x, "seconds": seconds})
+
+
+async def entry_records(client: AsyncClient, key: str) -> list[Any]:
+    """Every record on the key's entry subject, oldest first."""
+    cache_log = CacheLog(client.js, client.project, client.domain, key)
+    found, sequence = [], 0
+    while True:
+        try:
+            raw = await client.js.get_msg("PLAIT_EVENTS", seq=sequence + 1, subject=cache_log.entry_subject, next=True)
+        except nats.js.errors.NotFoundError:
+            return found
+        found.append(entry_decoder.decode(raw.data))
+        sequence = raw.seq or 0
+
+
+async def test_a_second_run_is_served_entirely_from_the_cache(client: AsyncClient) -> None:
+    first_id = await client.launch(cache_workflows.increments, {"start": 10})
+    first = await client.wait(first_id, timeout=DEADLINE)
+    second_id = await client.launch(cache_workflows.increments, {"start": 10})
+    second = await client.wait(second_id, timeout=DEADLINE)
+    assert first.status == second.status == "succeeded"
+    assert first.outputs == second.outputs == {"result": [1, 2, 3, 11]}
+    second_events = await events_of(client, second_id)
+    assert not any(isinstance(e, NodeQueued) for e in second_events), "nothing was dispatched"
+    hits = [e for e in second_events if isinstance(e, NodeCacheHit)]
+    assert len(hits) == 4 and {h.source_execution for h in hits} == {first_id}
+    assert all(node.cached_from.startswith(first_id + "/") for node in second.nodes.values())
+
+
+async def test_other_inputs_reuse_only_the_nodes_they_share(client: AsyncClient) -> None:
+    await client.wait(await client.launch(cache_workflows.increments, {"start": 10}), timeout=DEADLINE)
+    other_id = await client.launch(cache_workflows.increments, {"start": 20})
+    other = await client.wait(other_id, timeout=DEADLINE)
+    assert other.outputs == {"result": [1, 2, 3, 21]}
+    events = await events_of(client, other_id)
+    assert len([e for e in events if isinstance(e, NodeCacheHit)]) == 3
+    assert [e.inputs for e in events if isinstance(e, NodeQueued)] == [{"x": 20}]
+
+
+async def test_twenty_executions_needing_one_key_compute_it_once(client: AsyncClient) -> None:
+    launches = []
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+
+            async def launch() -> None:
+                launches.append(await client.launch(cache_workflows.squared_then_doubled, {"x": 7, "seconds": 0.5}))
+
+            tg.start_soon(launch)
+    states = [await client.wait(execution_id, timeout=DEADLINE) for execution_id in launches]
+    assert {state.status for state in states} == {"succeeded"}
+    assert {str(state.outputs) for state in states} == {str({"result": 98})}
+    computed = waited = 0
+    for execution_id in launches:
+        events = await events_of(client, execution_id)
+        computed += sum(1 for e in events if isinstance(e, NodeQueued) and e.node == "slow_square")
+        waited += sum(1 for e in events if isinstance(e, NodeCacheWaiting))
+    assert computed == 1
+    assert waited >= 1, "some executions came while the key was being computed, and waited for it"
+    fills = [r for r in await entry_records(client, square_key(7, 0.5)) if isinstance(r, CacheFilled)]
+    assert len(fills) == 1
+
+
+async def test_a_waiter_computes_the_key_when_its_holder_fails(client: AsyncClient, tmp_path: Path) -> None:
+    holder_id = await client.launch(cache_workflows.guarded, {"x": 1, "directory": str(tmp_path)})
+    async for stored in client.events(holder_id):
+        if any(isinstance(e, AttemptStarted) for e in stored.decision.events):
+            break
+    waiter_id = await client.launch(cache_workflows.guarded, {"x": 1, "directory": str(tmp_path)})
+    async for stored in client.events(waiter_id):
+        if any(isinstance(e, NodeCacheWaiting) for e in stored.decision.events):
+            break
+    (tmp_path / "fail-1").touch()  # the holder's task fails now, with a look-up waiting on it
+    holder = await client.wait(holder_id, timeout=DEADLINE)
+    waiter = await client.wait(waiter_id, timeout=DEADLINE)
+    assert holder.status == "failed" and waiter.status == "succeeded" and waiter.outputs == {"result": 1}
+    events = await events_of(client, waiter_id)
+    kinds = [type(e).__name__ for e in events if isinstance(e, NodeCacheLookup | NodeCacheWaiting | NodeQueued)]
+    assert kinds == ["NodeCacheLookup", "NodeCacheWaiting", "NodeCacheLookup", "NodeQueued"]
+    spec = cache_workflows.fail_once.spec
+    records = await entry_records(
+        client, cache_key(spec.name, spec.cache_version, spec.interface, {"x": 1, "directory": str(tmp_path)})
+    )
+    assert [type(r) for r in records] == [CacheReserved, CacheReleased, CacheReserved, CacheFilled]
+
+
+async def test_a_reservation_whose_holder_never_returns_expires(client: AsyncClient) -> None:
+    key = square_key(5, 0.0)
+    now = datetime.now(UTC)
+    ghost = CacheReserved(execution_id="ghost", node="slow_square", at=now, until=now + timedelta(seconds=2))
+    await CacheLog(client.js, client.project, client.domain, key).append(ghost, expected=0)
+    execution_id = await client.launch(cache_workflows.squared_then_doubled, {"x": 5, "seconds": 0.0})
+    state = await client.wait(execution_id, timeout=DEADLINE)
+    assert state.status == "succeeded" and state.outputs == {"result": 50}
+    events = await events_of(client, execution_id)
+    [waiting] = [e for e in events if isinstance(e, NodeCacheWaiting)]
+    assert waiting.holder_execution == "ghost" and waiting.until == ghost.until
+    assert [e.round for e in events if isinstance(e, NodeCacheLookup)] == [1, 2]
+    records = await entry_records(client, key)
+    assert [type(r) for r in records] == [CacheReserved, CacheReserved, CacheFilled]
+    assert records[1].execution_id == execution_id and records[1].at >= ghost.until
+
+
+async def test_overwrite_cache_recomputes_and_replaces_the_entry(client: AsyncClient) -> None:
+    first_id = await client.launch(cache_workflows.squared_then_doubled, {"x": 4})
+    await client.wait(first_id, timeout=DEADLINE)
+    second_id = await client.launch(cache_workflows.squared_then_doubled, {"x": 4}, overwrite_cache=True)
+    await client.wait(second_id, timeout=DEADLINE)
+    assert not any(isinstance(e, NodeCacheLookup) for e in await events_of(client, second_id))
+    third_id = await client.launch(cache_workflows.squared_then_doubled, {"x": 4})
+    third = await client.wait(third_id, timeout=DEADLINE)
+    assert third.nodes["slow_square"].cached_from == f"{second_id}/slow_square"
+    fills = [r for r in await entry_records(client, square_key(4, 0.0)) if isinstance(r, CacheFilled)]
+    assert [f.execution_id for f in fills] == [first_id, second_id]
