@@ -222,6 +222,16 @@ def test_iterating_a_promise_is_refused() -> None:
     assert refusal(wf) == "workflow input 'values' is not known while the workflow is defined: it cannot be iterated"
 
 
+def test_a_promise_cannot_size_a_range() -> None:
+    def wf(n: int) -> int:
+        return count(values=[increment(x=i) for i in range(n)])
+
+    assert refusal(wf) == (
+        "workflow input 'n' is not known while the workflow is defined: it cannot size a range or index a list "
+        "(the graph is fixed when the workflow is defined)"
+    )
+
+
 @pytest.mark.parametrize(
     "compute",
     [

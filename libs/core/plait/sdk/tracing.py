@@ -40,6 +40,12 @@ class Promise:
     def __iter__(self) -> Iterator[Any]:
         raise DefinitionError(f"{self.label} is not known while the workflow is defined: it cannot be iterated")
 
+    def __index__(self) -> int:
+        raise DefinitionError(
+            f"{self.label} is not known while the workflow is defined: it cannot size a range or index a list "
+            "(the graph is fixed when the workflow is defined)"
+        )
+
     def _no_arithmetic(self, *_: object) -> Any:
         raise DefinitionError(f"{self.label} is not known while the workflow is defined: compute with it inside a task")
 
