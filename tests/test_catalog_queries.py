@@ -1,0 +1,281 @@
+"""Cache, lineage and registry queries of a real catalog over NATS, on rows written into PostgreSQL; and
+clearing cache keys through the client against a real stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio.to_thread
+import msgspec
+import pytest
+from nats.aio.client import Client as NATS
+
+from plait.adapters.cachelog import CacheLog
+from plait.adapters.jetstream import connect, ensure_streams
+from plait.client import AsyncClient, Client
+from plait.core.cachelog import CacheCleared, CacheFilled, CacheReserved
+from plait.errors import NotFound
+from plait_catalog import CatalogService, db
+from plait_catalog.migrations import migrate
+from plait_catalog.responders import (
+    CACHE_LIST_SUBJECT,
+    CACHE_LOOKUP_SUBJECT,
+    CACHE_SHOW_SUBJECT,
+    LINEAGE_SUBJECT,
+    REGISTRY_LIST_SUBJECT,
+    REGISTRY_SHOW_SUBJECT,
+)
+from tests.catalog_rows import DOMAIN, DOUBLE, H3, H6, H7, H14, H15, INCREMENT, PROJECT, WORKFLOW, insert_all
+from tests.running import running
+
+DEADLINE = 10.0
+HERE = {"project": PROJECT, "domain": DOMAIN}
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[NATS]:
+    connection = await connect(nats_url, "test-catalog-queries")
+    await ensure_streams(connection.jetstream())
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def catalog(nats_url: str, database_url: str, nc: NATS) -> AsyncIterator[None]:
+    """A running catalog replica over a database holding the rows of ``tests.catalog_rows``."""
+    connection = await db.connect(database_url, "test-rows")
+    try:
+        await migrate(connection)
+        await insert_all(connection)
+    finally:
+        await connection.close()
+    async with running(CatalogService(nats_url, database_url, "queries").run):
+        yield
+
+
+async def ask(nc: NATS, subject: str, request: dict[str, Any] | bytes) -> dict[str, Any]:
+    data = request if isinstance(request, bytes) else msgspec.json.encode(request)
+    reply = await nc.request(subject, data, timeout=DEADLINE)
+    answer: dict[str, Any] = msgspec.json.decode(reply.data)
+    return answer
+
+
+def ids(graph: dict[str, Any]) -> set[str]:
+    return {node["id"] for node in graph["nodes"]}
+
+
+def edges(graph: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {(edge["source"], edge["target"], edge["name"]) for edge in graph["edges"]}
+
+
+async def test_lineage_upstream_crosses_executions_step_by_step(nc: NATS, catalog: None) -> None:
+    one = await ask(nc, LINEAGE_SUBJECT, {"target": H15, "direction": "upstream", "depth": 1})
+    assert one["root"] == f"artifact:{H15}"
+    assert ids(one) == {
+        f"artifact:{H15}",
+        "execution:B",
+        "node:B/increment",
+        f"artifact:{H7}",
+        f"artifact:{H14}",
+    }
+    assert edges(one) == {
+        ("execution:B", f"artifact:{H15}", "result"),
+        ("node:B/increment", f"artifact:{H15}", "result"),
+        (f"artifact:{H7}", "execution:B", "x"),
+        (f"artifact:{H14}", "node:B/increment", "x"),
+    }
+    vertices = {node["id"]: node for node in one["nodes"]}
+    assert vertices[f"artifact:{H7}"] == {
+        "kind": "artifact",
+        "id": f"artifact:{H7}",
+        "hash": H7,
+        "type": "int",
+        "preview": "7",
+        "size": 1,
+    }
+    assert vertices["node:B/increment"] == {
+        "kind": "node_execution",
+        "id": "node:B/increment",
+        "execution_id": "B",
+        "node": "increment",
+        "task": INCREMENT,
+        "status": "succeeded",
+    }
+    assert (vertices["execution:B"]["task"], vertices["execution:B"]["node"]) == (WORKFLOW, "")
+
+    two = await ask(nc, LINEAGE_SUBJECT, {"target": H15, "direction": "upstream", "depth": 2})
+    assert ids(two) - ids(one) == {
+        "execution:A",
+        "node:A/increment",
+        "node:B/double",
+        f"artifact:{H3}",
+        f"artifact:{H6}",
+    }
+    three = await ask(nc, LINEAGE_SUBJECT, {"target": H15, "direction": "upstream", "depth": 3})
+    assert ids(three) - ids(two) == {"node:A/double"}
+    deeper = await ask(nc, LINEAGE_SUBJECT, {"target": H15, "direction": "upstream", "depth": 10})
+    assert (ids(deeper), edges(deeper)) == (ids(three), edges(three))
+
+
+async def test_lineage_downstream_and_both(nc: NATS, catalog: None) -> None:
+    one = await ask(nc, LINEAGE_SUBJECT, {"target": H3, "direction": "downstream", "depth": 1})
+    assert ids(one) == {f"artifact:{H3}", "execution:A", "node:A/double", f"artifact:{H6}", f"artifact:{H7}"}
+    two = await ask(nc, LINEAGE_SUBJECT, {"target": H3, "direction": "downstream", "depth": 2})
+    assert {"execution:B", "node:B/double", f"artifact:{H14}", f"artifact:{H15}"} <= ids(two)
+    assert (f"artifact:{H7}", "execution:B", "x") in edges(two)
+
+    both = await ask(nc, LINEAGE_SUBJECT, {"target": H7, "depth": 1})
+    assert both["direction"] == "both"
+    assert {"node:A/increment", "execution:A", "node:B/double", "execution:B"} <= ids(both)
+    assert f"artifact:{H6}" in ids(both) and f"artifact:{H14}" in ids(both)
+    assert f"artifact:{H3}" in ids(both)  # A's workflow input, via A itself as the producer of 7
+
+
+async def test_lineage_of_an_execution(nc: NATS, catalog: None) -> None:
+    up = await ask(nc, LINEAGE_SUBJECT, {"target": "B", "direction": "upstream", "depth": 1})
+    assert up["root"] == "execution:B"
+    assert {"execution:B", "node:B/double", "node:B/increment", "execution:A", "node:A/increment"} <= ids(up)
+    assert "node:A/double" not in ids(up)
+
+    down = await ask(nc, LINEAGE_SUBJECT, {"target": "A", "direction": "downstream", "depth": 1})
+    assert {"execution:B", "node:B/double", f"artifact:{H14}", f"artifact:{H15}"} <= ids(down)
+    assert not any(i.startswith("node:B/increment") for i in ids(down))
+    assert "execution:A" not in ids(await ask(nc, LINEAGE_SUBJECT, {"target": "B", "direction": "downstream"}))
+
+
+async def test_lineage_of_unknown_targets_and_bad_requests(nc: NATS, catalog: None) -> None:
+    missing = await ask(nc, LINEAGE_SUBJECT, {"target": "nothing-here"})
+    assert missing["error"]["type"] == "not_found"
+    assert "nothing-here" in missing["error"]["message"]
+    for bad in ({}, {"target": ""}, {"target": H7, "depth": 0}, {"target": H7, "direction": "sideways"}):
+        assert (await ask(nc, LINEAGE_SUBJECT, bad))["error"]["type"] == "bad_request", bad
+
+
+async def test_cache_lookup_hit_and_miss(nc: NATS, catalog: None) -> None:
+    hit = await ask(nc, CACHE_LOOKUP_SUBJECT, {**HERE, "cache_key": "k-double-7"})
+    assert hit == {"found": True, "outputs": {"result": 14}, "execution_id": "B", "node": "double"}
+    miss = await ask(nc, CACHE_LOOKUP_SUBJECT, {**HERE, "cache_key": "k-unknown"})
+    assert miss == {"found": False, "outputs": None, "execution_id": "", "node": ""}
+    elsewhere = await ask(nc, CACHE_LOOKUP_SUBJECT, {"project": "other", "domain": DOMAIN, "cache_key": "k-double-7"})
+    assert elsewhere["found"] is False
+    assert (await ask(nc, CACHE_LOOKUP_SUBJECT, {"project": PROJECT}))["error"]["type"] == "bad_request"
+
+
+async def test_cache_list_and_show(nc: NATS, catalog: None) -> None:
+    listed = (await ask(nc, CACHE_LIST_SUBJECT, HERE))["entries"]
+    assert [e["cache_key"] for e in listed] == ["k-double-7", "k-increment-6", "k-double-3"]
+    assert listed[0] == {
+        "cache_key": "k-double-7",
+        "task_name": DOUBLE,
+        "task_version": "t1",
+        "execution_id": "B",
+        "node": "double",
+        "attempt_id": "B/double/1",
+        "created_at": "2031-03-01T12:00:03Z",
+    }
+    doubles = (await ask(nc, CACHE_LIST_SUBJECT, {**HERE, "task": DOUBLE}))["entries"]
+    assert [e["cache_key"] for e in doubles] == ["k-double-7", "k-double-3"]
+    assert len((await ask(nc, CACHE_LIST_SUBJECT, {**HERE, "limit": 1}))["entries"]) == 1
+    assert (await ask(nc, CACHE_LIST_SUBJECT, {"project": "other", "domain": DOMAIN}))["entries"] == []
+
+    shown = (await ask(nc, CACHE_SHOW_SUBJECT, {**HERE, "cache_key": "k-increment-6"}))["entry"]
+    assert (shown["outputs"], shown["execution_id"], shown["node"], shown["sequence"]) == (
+        {"result": 7},
+        "A",
+        "increment",
+        2,
+    )
+    missing = await ask(nc, CACHE_SHOW_SUBJECT, {**HERE, "cache_key": "k-unknown"})
+    assert missing["error"]["type"] == "not_found"
+    assert (await ask(nc, CACHE_LIST_SUBJECT, {**HERE, "limit": 0}))["error"]["type"] == "bad_request"
+
+
+async def test_registry_list_and_show(nc: NATS, catalog: None) -> None:
+    tasks = await ask(nc, REGISTRY_LIST_SUBJECT, {**HERE, "kind": "task"})
+    assert [(t["name"], [v["version"] for v in t["versions"]]) for t in tasks["entities"]] == [
+        (DOUBLE, ["d3", "d2", "d1"]),
+        (INCREMENT, ["i1"]),
+    ]
+    assert tasks["entities"][0]["versions"][0]["registered_at"] == "2031-03-01T12:01:45Z"
+    only = await ask(nc, REGISTRY_LIST_SUBJECT, {**HERE, "kind": "task", "name": INCREMENT})
+    assert [t["name"] for t in only["entities"]] == [INCREMENT]
+    plans = await ask(nc, REGISTRY_LIST_SUBJECT, {**HERE, "kind": "launch_plan"})
+    assert [p["name"] for p in plans["entities"]] == ["daily"]
+
+    latest = (await ask(nc, REGISTRY_SHOW_SUBJECT, {**HERE, "kind": "task", "name": DOUBLE}))["entity"]
+    assert (latest["version"], latest["spec"]) == ("d3", {"name": DOUBLE, "version": "d3"})
+    older = (await ask(nc, REGISTRY_SHOW_SUBJECT, {**HERE, "kind": "task", "name": DOUBLE, "version": "d1"}))["entity"]
+    assert (older["kind"], older["version"], older["registered_at"]) == ("task", "d1", "2031-03-01T12:01:41Z")
+    workflow = await ask(nc, REGISTRY_SHOW_SUBJECT, {**HERE, "kind": "workflow", "name": WORKFLOW, "version": "latest"})
+    assert workflow["entity"]["version"] == "w1"
+
+    no_version = await ask(nc, REGISTRY_SHOW_SUBJECT, {**HERE, "kind": "task", "name": DOUBLE, "version": "d9"})
+    assert no_version["error"]["type"] == "not_found" and "d9" in no_version["error"]["message"]
+    no_name = await ask(nc, REGISTRY_SHOW_SUBJECT, {**HERE, "kind": "workflow", "name": DOUBLE})
+    assert no_name["error"]["type"] == "not_found"
+    bad_kind = await ask(nc, REGISTRY_LIST_SUBJECT, {**HERE, "kind": "gadget"})
+    assert bad_kind["error"]["type"] == "bad_request" and "kind" in bad_kind["error"]["message"]
+
+
+async def test_client_methods_read_the_catalog(nats_url: str, catalog: None) -> None:
+    async with await AsyncClient.connect(nats_url, PROJECT, DOMAIN) as client:
+        position = await client.log_position()
+        assert [e["cache_key"] for e in await client.cache_entries(DOUBLE, min_sequence=position)] == [
+            "k-double-7",
+            "k-double-3",
+        ]
+        assert (await client.cache_entry("k-double-3"))["outputs"] == {"result": 6}
+        with pytest.raises(NotFound, match="k-nope"):
+            await client.cache_entry("k-nope")
+        graph = await client.lineage(H15, "upstream", 1)
+        assert graph["root"] == f"artifact:{H15}"
+        assert [t["name"] for t in await client.tasks()] == [DOUBLE, INCREMENT]
+        assert [w["name"] for w in await client.workflows()] == [WORKFLOW]
+        assert [p["name"] for p in await client.launch_plans()] == ["daily"]
+        assert (await client.show_entity("task", DOUBLE, "d2"))["spec"]["version"] == "d2"
+        with pytest.raises(NotFound):
+            await client.show_entity("launch_plan", "weekly")
+
+
+def filled(key: str, at: datetime) -> CacheFilled:
+    return CacheFilled(
+        project=PROJECT,
+        domain=DOMAIN,
+        cache_key=key,
+        task_name=DOUBLE,
+        task_version="t1",
+        outputs={"result": 6},
+        execution_id="A",
+        node="double",
+        attempt_id="A/double/1",
+        at=at,
+    )
+
+
+async def test_clear_cache_clears_filled_keys_only(nc: NATS, nats_url: str) -> None:
+    now = datetime.now(UTC)
+    js = nc.jetstream()
+    fill = await CacheLog(js, PROJECT, DOMAIN, "k-filled").append(filled("k-filled", now))
+    reservation = CacheReserved(execution_id="C", node="double", at=now, until=now + timedelta(minutes=5))
+    await CacheLog(js, PROJECT, DOMAIN, "k-reserved").append(reservation)
+
+    async with await AsyncClient.connect(nats_url, PROJECT, DOMAIN) as client:
+        outcome = await client.clear_cache(["k-filled", "k-reserved", "k-never"], cleared_by="tester")
+    assert outcome.cleared == ["k-filled"]
+    assert outcome.skipped == {"k-reserved": "it is being computed by C/double", "k-never": "it has no entry"}
+
+    sequence, record = await CacheLog(js, PROJECT, DOMAIN, "k-filled").last()
+    assert sequence > fill
+    assert isinstance(record, CacheCleared)
+    assert (record.cache_key, record.cleared_by, record.project) == ("k-filled", "tester", PROJECT)
+    assert record.at >= now
+    assert isinstance((await CacheLog(js, PROJECT, DOMAIN, "k-reserved").last())[1], CacheReserved)
+
+    def clear_again() -> tuple[list[str], dict[str, str]]:
+        with Client(nats_url, PROJECT, DOMAIN) as blocking:
+            again = blocking.clear_cache(["k-filled"])
+        return again.cleared, again.skipped
+
+    assert await anyio.to_thread.run_sync(clear_again) == ([], {"k-filled": "it has no entry"})
