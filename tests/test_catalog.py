@@ -299,6 +299,7 @@ async def test_projection_gives_the_expected_rows(log: EventLog, pg: asyncpg.Con
         "launched_at": log.at(1),
         "finished_at": log.at(5),
         "last_sequence": log.states["ok"].last_sequence,
+        "overwrite_cache": False,
     }
     failed = executions["retry"]
     assert (failed["status"], failed["failed_node"], failed["finished_at"]) == ("failed", "double", log.at(10))

@@ -1,14 +1,19 @@
-"""The main projection: decisions and registrations from the event log, as rows in PostgreSQL.
+"""The main projection: decisions, registrations and cache fills from the event log, as rows in PostgreSQL.
 
 A batch of stream messages is applied in one transaction together with the stream sequence it
 reaches, so a batch is applied all or nothing, and applying it again changes nothing: messages at
 or below the stored offset are skipped. The batch loads the rows its decisions touch, applies the
-events to them (``plait_catalog.rows``), and upserts each changed row once.
+events to them (``rows``, ``lineage_rows``, ``cache_rows``), and writes each changed row once.
+
+Lineage types values by the interfaces of the workflow an execution was launched with. A launch
+stores its spec once per workflow version in ``launched_workflows``; a batch reads back the specs of
+the executions launched in earlier batches (a version is a content hash, so one row per version is
+every execution's spec, and no launch depends on a registration having been projected).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -16,16 +21,37 @@ import msgspec
 
 from plait import codec
 from plait.adapters import subjects
+from plait.adapters.cachelog import entry_decoder
 from plait.adapters.jetstream import registration_decoder
+from plait.core.cachelog import CacheEntryRecord
 from plait.core.events import Decision, Registration
+from plait.core.model import WorkflowSpec
 from plait.errors import PlaitError
-from plait_catalog import rows
+from plait_catalog import cache_rows, lineage_rows, rows
+from plait_catalog.cache_rows import CacheEntries, CacheEntryRow
 from plait_catalog.db import NOTIFY_CHANNEL, Connection
+from plait_catalog.lineage_rows import ArtifactRow, EdgeRow, LaunchedWorkflowRow, Lineage
 from plait_catalog.rows import AttemptRow, ExecutionRow, NodeRow, RegistryRow, Rows
 
 PROJECTION = "main"
 _DECISIONS = f"{subjects.EVENTS_ROOT}."
 _REGISTRATIONS = f"{subjects.REGISTRY_ROOT}."
+_CACHE = f"{subjects.CACHE_ROOT}."
+_CACHE_ENTRY = ".entry"
+
+PROJECTED_TABLES = (
+    "lineage_edges",
+    "artifacts",
+    "attempts",
+    "node_executions",
+    "executions",
+    "launched_workflows",
+    "registry_entities",
+    "cache_entries",
+)
+"""Every table the projection fills, each before any table it references."""
+
+Record = Decision | Registration | CacheEntryRecord
 
 
 class StoredMessage(NamedTuple):
@@ -60,12 +86,25 @@ _WRITE_REGISTRATION = _upsert(
     "registry_entities", RegistryRow, ("kind", "project", "domain", "name", "version"), on_conflict="nothing"
 )
 
+_WRITE_LAUNCHED_WORKFLOW = _upsert(
+    "launched_workflows", LaunchedWorkflowRow, ("project", "domain", "name", "version"), on_conflict="nothing"
+)
+# An artifact is its content: the first type it was seen with stands.
+_WRITE_ARTIFACT = _upsert("artifacts", ArtifactRow, ("hash",), on_conflict="nothing")
+_WRITE_EDGE = _upsert("lineage_edges", EdgeRow, ("execution_id", "node_id", "direction", "name"))
+_WRITE_CACHE_ENTRY = _upsert("cache_entries", CacheEntryRow, ("project", "domain", "cache_key"))
+_DELETE_CACHE_ENTRY = "DELETE FROM cache_entries WHERE project = $1 AND domain = $2 AND cache_key = $3"
+
 _READ_EXECUTIONS = "SELECT * FROM executions WHERE execution_id = ANY($1::text[])"
 _READ_NODES = """
 SELECT * FROM node_executions
 WHERE (execution_id, node_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) OR execution_id = ANY($3::text[])
 """
 _READ_ATTEMPTS = "SELECT * FROM attempts WHERE attempt_id = ANY($1::text[])"
+_READ_WORKFLOWS = """
+SELECT project, domain, name, version, spec FROM launched_workflows
+WHERE (project, domain, name, version) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))
+"""
 
 _READ_OFFSET = "SELECT sequence FROM projection_offsets WHERE projection = $1"
 _WRITE_OFFSET = """
@@ -93,19 +132,24 @@ async def apply_batch(connection: Connection, messages: Sequence[StoredMessage])
             return offset
         records = [(message, _decode(message)) for message in fresh]
         batch = await _load(connection, [r for _, r in records if isinstance(r, Decision)])
+        lineage = Lineage(workflows=await _load_workflows(connection, batch.executions.values()))
+        cache = CacheEntries()
         for message, record in records:
             if isinstance(record, Decision):
                 rows.apply_decision(batch, record, message.sequence)
-            elif record is not None:
+                lineage_rows.apply_decision(lineage, record)
+            elif isinstance(record, Registration):
                 rows.register(batch, record, message.sequence, message.stored_at)
-        await _write(connection, batch)
+            elif record is not None:
+                cache_rows.apply_record(cache, record, message.sequence)
+        await _write(connection, batch, lineage, cache)
         offset = fresh[-1].sequence
         await connection.execute(_WRITE_OFFSET, PROJECTION, offset)
         await connection.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(offset))
     return offset
 
 
-def _decode(message: StoredMessage) -> Decision | Registration | None:
+def _decode(message: StoredMessage) -> Record | None:
     """The record a message holds: None for a subject the projection does not follow."""
     try:
         if message.subject.startswith(_DECISIONS):
@@ -113,6 +157,9 @@ def _decode(message: StoredMessage) -> Decision | Registration | None:
         if message.subject.startswith(_REGISTRATIONS):
             registration: Registration = registration_decoder.decode(message.data)
             return registration
+        if message.subject.startswith(_CACHE) and message.subject.endswith(_CACHE_ENTRY):
+            entry: CacheEntryRecord = entry_decoder.decode(message.data)
+            return entry
     except msgspec.DecodeError as exc:
         raise ProjectionError(f"message {message.sequence} on {message.subject} cannot be decoded: {exc}") from exc
     return None
@@ -132,14 +179,50 @@ async def _load(connection: Connection, decisions: list[Decision]) -> Rows:
     return batch
 
 
-async def _write(connection: Connection, batch: Rows) -> None:
-    """Upsert every row of ``batch``, parents before children."""
+async def _load_workflows(connection: Connection, executions: Iterable[ExecutionRow]) -> dict[str, WorkflowSpec]:
+    """The workflow specs of executions launched in earlier batches, by execution id."""
+    by_version: dict[tuple[str, str, str, str], list[str]] = {}
+    for execution in executions:
+        key = (execution.project, execution.domain, execution.workflow_name, execution.workflow_version)
+        by_version.setdefault(key, []).append(execution.execution_id)
+    if not by_version:
+        return {}
+    workflows: dict[str, WorkflowSpec] = {}
+    for record in await connection.fetch(_READ_WORKFLOWS, *(list(column) for column in zip(*by_version, strict=True))):
+        spec = msgspec.convert(record["spec"], WorkflowSpec)
+        for execution_id in by_version[record["project"], record["domain"], record["name"], record["version"]]:
+            workflows[execution_id] = spec
+    return workflows
+
+
+async def _write(connection: Connection, batch: Rows, lineage: Lineage, cache: CacheEntries) -> None:
+    """Write every changed row, parents before children."""
+    filled = [row for row in cache.changed.values() if row is not None]
     writes: list[tuple[str, Any]] = [
         (_WRITE_REGISTRATION, batch.registrations),
+        (_WRITE_LAUNCHED_WORKFLOW, lineage.launched.values()),
         (_WRITE_EXECUTION, batch.executions.values()),
         (_WRITE_NODE, batch.nodes.values()),
         (_WRITE_ATTEMPT, batch.attempts.values()),
+        (_WRITE_ARTIFACT, lineage.artifacts.values()),
+        (_WRITE_EDGE, lineage.edges.values()),
+        (_WRITE_CACHE_ENTRY, filled),
     ]
     for statement, table_rows in writes:
         if table_rows:
             await connection.executemany(statement, [msgspec.structs.astuple(row) for row in table_rows])
+    if cleared := [key for key, row in cache.changed.items() if row is None]:
+        await connection.executemany(_DELETE_CACHE_ENTRY, cleared)
+
+
+async def clear(connection: Connection) -> None:
+    """Empty every projected table and set the offset back to 0: the projection starts over."""
+    for table in PROJECTED_TABLES:
+        await connection.execute(f"DELETE FROM {table}")
+    await connection.execute(_WRITE_OFFSET, PROJECTION, 0)
+
+
+async def row_counts(connection: Connection) -> dict[str, int]:
+    """The number of rows of each projected table."""
+    counts = " UNION ALL ".join(f"SELECT '{table}', count(*) FROM {table}" for table in PROJECTED_TABLES)
+    return {table: count for table, count in await connection.fetch(counts)}

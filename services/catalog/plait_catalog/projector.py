@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -12,13 +14,16 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from plait.adapters import subjects
-from plait_catalog import db
+from plait_catalog import db, projection
 from plait_catalog.projection import StoredMessage, apply_batch, stored_offset
+from plait_catalog.rebuild import Progress, Rebuild, RebuildProgress, RebuildRefused, RebuildResult
 
 RETRY_SECONDS = 1.0
 _RETRIED = (*db.CONNECTION_ERRORS, nats.errors.Error)  # PostgreSQL or NATS went away: wait, then lead again
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _V1_ACK_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
+
+BatchDone = Callable[[int, int], Awaitable[None]]  # (offset reached, messages in the batch)
 
 
 class Projector:
@@ -27,6 +32,10 @@ class Projector:
     The lock is a session advisory lock taken on the very connection that writes: when the leader's
     session ends (its process died, it was cancelled, its connection broke), its writes end with it
     and the ``pg_advisory_lock`` call another replica is blocked in returns.
+
+    A rebuild empties the projected tables and replays the stream from its start in one transaction:
+    readers see the old catalog until the rebuilt one commits, and a leader that dies mid-way leaves
+    the old catalog and offset as they were.
     """
 
     def __init__(self, database_url: str, replica: str, batch_size: int) -> None:
@@ -34,6 +43,8 @@ class Projector:
         self._replica = replica
         self._batch_size = batch_size
         self._leading = anyio.Event()
+        self._following: anyio.CancelScope | None = None
+        self._rebuild: Rebuild | None = None
         self._log = structlog.get_logger().bind(replica=replica)
 
     @property
@@ -43,6 +54,17 @@ class Projector:
     async def wait_leading(self) -> None:
         await self._leading.wait()
 
+    async def rebuild(self, progress: Progress) -> RebuildResult:
+        """Replay the whole stream into emptied tables; returns once caught up with the stream as it was."""
+        if not self.is_leader:
+            raise RebuildRefused(f"replica {self._replica} does not lead the projection")
+        if self._rebuild is not None:
+            raise RebuildRefused("a rebuild is already running")
+        request = self._rebuild = Rebuild(progress)
+        if self._following is not None:
+            self._following.cancel()
+        return await request.outcome()
+
     async def run(self, js: JetStreamContext) -> None:
         """Wait for the lock, then project until cancelled; after a lost connection, start over."""
         while True:
@@ -50,8 +72,11 @@ class Projector:
                 await self._lead(js)
             except _RETRIED as exc:
                 self._log.warning("projection_interrupted", error=str(exc) or type(exc).__name__)
+                if self._rebuild is not None:
+                    self._rebuild.fail(f"the projection was interrupted: {str(exc) or type(exc).__name__}")
             if self.is_leader:
                 self._leading = anyio.Event()
+            self._rebuild = None
             await anyio.sleep(RETRY_SECONDS)
 
     async def _lead(self, js: JetStreamContext) -> None:
@@ -61,26 +86,84 @@ class Projector:
             offset = await stored_offset(connection)
             self._leading.set()
             self._log.info("projection_leader_elected", offset=offset)
-            await self._follow(js, connection, offset)
+            while True:
+                with anyio.CancelScope() as self._following:
+                    if self._rebuild is None:
+                        await self._follow(js, connection, offset)
+                self._following = None
+                if self._rebuild is not None:
+                    await self._replay(js, connection, self._rebuild)
+                    self._rebuild = None
+                offset = await stored_offset(connection)
         finally:
             with anyio.CancelScope(shield=True):
                 await connection.close(timeout=5)
 
-    async def _follow(self, js: JetStreamContext, connection: db.Connection, offset: int) -> None:
-        """Read the stream after ``offset`` with an ordered consumer; a batch ends when full or caught up."""
+    async def _replay(self, js: JetStreamContext, connection: db.Connection, request: Rebuild) -> None:
+        """Empty the tables and project the stream up to its current last sequence, in one transaction."""
+        started = time.monotonic()
+        target: int = (await js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+        replayed = 0
+        self._log.info("rebuild_started", target=target)
+
+        async def batch_done(offset: int, messages: int) -> None:
+            nonlocal replayed
+            replayed += messages
+            await request.progress(
+                RebuildProgress(replica=self._replica, target=target, sequence=offset, messages=replayed)
+            )
+
+        try:
+            await batch_done(0, 0)
+            async with connection.transaction():
+                await projection.clear(connection)
+                offset = await self._follow(js, connection, 0, until=target, batch_done=batch_done)
+            rows = await projection.row_counts(connection)
+        except BaseException as exc:
+            request.fail(str(exc) or type(exc).__name__)
+            raise
+        seconds = round(time.monotonic() - started, 3)
+        self._log.info("rebuild_finished", messages=replayed, sequence=offset, seconds=seconds)
+        request.succeed(
+            RebuildResult(
+                replica=self._replica, target=target, sequence=offset, messages=replayed, rows=rows, seconds=seconds
+            )
+        )
+
+    async def _follow(
+        self,
+        js: JetStreamContext,
+        connection: db.Connection,
+        offset: int,
+        *,
+        until: int | None = None,
+        batch_done: BatchDone | None = None,
+    ) -> int:
+        """Read the stream after ``offset`` with an ordered consumer, for ever or ``until`` a sequence; returns
+        the offset reached. A batch ends when full or caught up, and is applied even when following is cancelled.
+        """
+        if until is not None and offset >= until:
+            return offset
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=offset + 1)
         subscription = await js.subscribe(">", stream=subjects.EVENTS_STREAM, ordered_consumer=True, config=config)
         try:
             batch: list[StoredMessage] = []
             async for message in subscription.messages:
                 batch.append(_stored(message))
-                if len(batch) >= self._batch_size or message.metadata.num_pending == 0:
-                    offset = await apply_batch(connection, batch)
+                last = batch[-1].sequence
+                if len(batch) >= self._batch_size or message.metadata.num_pending == 0 or last == until:
+                    with anyio.CancelScope(shield=True):
+                        offset = await apply_batch(connection, batch)
                     self._log.info("batch_projected", first=batch[0].sequence, last=offset, messages=len(batch))
+                    if batch_done is not None:
+                        await batch_done(offset, len(batch))
                     batch = []
+                    if until is not None and offset >= until:
+                        break
         finally:
             with anyio.CancelScope(shield=True):
                 await subscription.unsubscribe()
+        return offset
 
 
 def _stored(message: Msg) -> StoredMessage:

@@ -23,6 +23,9 @@ from plait.core.events import (
     ExecutionFailed,
     ExecutionLaunched,
     ExecutionSucceeded,
+    NodeCacheHit,
+    NodeCacheLookup,
+    NodeCacheWaiting,
     NodeFailed,
     NodeQueued,
     NodeSucceeded,
@@ -51,6 +54,7 @@ class ExecutionRow(msgspec.Struct, kw_only=True):
     launched_at: datetime
     finished_at: datetime | None = None
     last_sequence: int
+    overwrite_cache: bool = False
 
 
 class NodeRow(msgspec.Struct, kw_only=True):
@@ -66,6 +70,8 @@ class NodeRow(msgspec.Struct, kw_only=True):
     queued_at: datetime | None = None  # of the first attempt
     started_at: datetime | None = None  # of the first attempt
     finished_at: datetime | None = None
+    cache_key: str = ""
+    cached_from: str = ""  # "execution/node" whose outputs a cache hit reused
 
 
 class AttemptRow(msgspec.Struct, kw_only=True):
@@ -120,7 +126,7 @@ def keys_touched(decisions: Iterable[Decision]) -> Keys:
                 case NodeQueued() | AttemptStarted() | AttemptFailed() | NodeSucceeded():
                     keys.nodes.add((decision.execution_id, event.node))
                     keys.attempts.add(event.attempt_id)
-                case NodeFailed():
+                case NodeFailed() | NodeCacheLookup() | NodeCacheHit():
                     keys.nodes.add((decision.execution_id, event.node))
                 case ExecutionFailed() | ExecutionAborted():
                     keys.all_nodes_of.add(decision.execution_id)
@@ -168,6 +174,7 @@ def _launch(rows: Rows, execution_id: str, event: ExecutionLaunched, at: datetim
         launched_by=event.launched_by,
         launched_at=at,
         last_sequence=sequence,
+        overwrite_cache=event.overwrite_cache,
     )
     for position, node in enumerate(workflow.nodes):
         task = workflow.tasks[node.task]
@@ -184,12 +191,20 @@ def _apply(rows: Rows, execution_id: str, event: Event, at: datetime) -> None:
     """What one event (after the launch) does to the execution's rows; mirrors ``plait.core.state.evolve``."""
     execution = rows.executions[execution_id]
     match event:
-        case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, inputs=inputs):
+        case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, inputs=inputs, cache_key=key):
             node = rows.nodes[execution_id, node_id]
             node.status, node.inputs, node.queued_at = "queued", inputs, node.queued_at or at
+            node.cache_key = key or node.cache_key
             rows.attempts[attempt_id] = AttemptRow(
                 attempt_id=attempt_id, execution_id=execution_id, node_id=node_id, attempt=attempt, queued_at=at
             )
+        case NodeCacheLookup(node=node_id, cache_key=key, inputs=inputs):
+            node = rows.nodes[execution_id, node_id]
+            node.status, node.inputs, node.cache_key = "cache_lookup", inputs, key
+        case NodeCacheHit(node=node_id, outputs=outputs, source_execution=source_execution, source_node=source):
+            node = rows.nodes[execution_id, node_id]
+            node.status, node.outputs, node.finished_at = "succeeded", outputs, at
+            node.cached_from = f"{source_execution}/{source}"
         case AttemptStarted(node=node_id, attempt_id=attempt_id, worker=worker):
             if attempt_row := rows.attempts.get(attempt_id):
                 attempt_row.status, attempt_row.worker, attempt_row.started_at = "running", worker, at
@@ -217,8 +232,8 @@ def _apply(rows: Rows, execution_id: str, event: Event, at: datetime) -> None:
         case ExecutionAborted(reason=reason):
             execution.status, execution.abort_reason, execution.finished_at = "aborted", reason, at
             _abort_unfinished(rows, execution_id, at)
-        case CommandRejected() | ExecutionLaunched():
-            pass  # a rejected command stays on the dead-letter stream; the catalog does not show it yet
+        case CommandRejected() | ExecutionLaunched() | NodeCacheWaiting():
+            pass  # a rejection stays on the dead-letter stream, not shown yet; a cache wait changes no row
 
 
 def _abort_unfinished(rows: Rows, execution_id: str, at: datetime) -> None:

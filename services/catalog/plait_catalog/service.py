@@ -1,4 +1,5 @@
-"""A catalog replica: migrations, the projection (when it leads), the offset watcher and the query responders."""
+"""A catalog replica: migrations, the projection (when it leads), the offset watcher, the query responders
+and the rebuild responder."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from plait_catalog import db
 from plait_catalog.migrations import migrate
 from plait_catalog.offsets import OffsetWatcher
 from plait_catalog.projector import Projector
+from plait_catalog.rebuild_responder import RebuildResponder
 from plait_catalog.responders import QueryResponder
 
 POOL_CLOSE_SECONDS = 5.0
@@ -67,6 +69,7 @@ class CatalogService:
             async with anyio.create_task_group() as tg:
                 await tg.start(watcher.run)
                 await tg.start(responder.serve)
+                await tg.start(RebuildResponder(nc, self.projector, self.replica).serve)
                 tg.start_soon(self.projector.run, js)
                 self._log.info("catalog_started")
                 task_status.started()

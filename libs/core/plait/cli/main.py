@@ -65,7 +65,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     commands.add_parser("dev", help="run the embedded stack in the foreground for other commands to use")
     commands.add_parser("scheduler", help="run a scheduler replica (needs PLAIT_NATS_URL)")
     commands.add_parser("executor", help="run an executor for PLAIT_QUEUE (needs PLAIT_NATS_URL)")
-    commands.add_parser("catalog", help="run a catalog replica (needs PLAIT_NATS_URL and PLAIT_DATABASE_URL)")
+    catalog = commands.add_parser("catalog", help="run a catalog replica (needs PLAIT_NATS_URL and PLAIT_DATABASE_URL)")
+    catalog.add_argument(
+        "action", nargs="?", choices=["rebuild"], help="rebuild: empty the catalog and replay the event log into it"
+    )
 
     executions = commands.add_parser("executions", help="list and show executions").add_subparsers(
         dest="action", metavar="ACTION", required=True
@@ -150,6 +153,11 @@ def dispatch(argv: Sequence[str]) -> int:
     if args.command == "run":
         return _run_command(run_parser, args, rest)
     settings = load_settings()
+    if args.command == "catalog" and args.action == "rebuild":
+        from plait.cli.rebuild import rebuild_catalog
+
+        configure_logging(settings.log_format, "warning", file=settings.home_path / "logs" / "plait.log")
+        return anyio.run(rebuild_catalog, settings)
     if args.command in ("scheduler", "executor", "catalog", "dev"):
         from plait.cli import serve
 

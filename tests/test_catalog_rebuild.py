@@ -1,0 +1,263 @@
+"""Rebuilding the catalog from the log, and a leader killed mid-backlog: the tables equal a fresh projection."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from plait import codec
+from plait.adapters import subjects
+from plait.cli.rebuild import request_rebuild
+from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
+from plait.core.decide import ResolvedLaunch, decide
+from plait.core.events import Decision
+from plait.core.ids import attempt_id
+from plait.core.state import Execution, apply_decision
+from plait.errors import PlaitError
+from plait_catalog import CatalogService
+from plait_catalog.projection import stored_offset
+from tests.processes import REPO, ServiceProcess
+from tests.test_catalog import DEADLINE, DOMAIN, PROJECT, START, EventLog, caught_up, pipeline
+from tests.test_catalog_cache_lineage import CachingLog, dump_all, fresh_projection_all, log, nc, pg
+
+__all__ = ["log", "nc", "pg"]
+
+BACKLOG_EXECUTIONS = 2000  # five decisions (eight events) each: 10,000 messages
+
+
+async def varied_history(log: EventLog) -> int:
+    """Succeeded, retried-then-failed, aborted and cached executions: computed (after a retry), hits, a look-up
+    still waiting, and an abort during a look-up."""
+    await log.history()
+    caching = CachingLog(log)
+    await caching.computed("computed", 3, retry=True)
+    await caching.hit("hit-1", 3, source="computed")
+    await caching.hit("hit-2", 3, source="computed")
+    await caching.computed("chained", 10)  # its input is the output of "computed"
+    await caching.launch("looking", 8)
+    await caching.launch("aborted-lookup", 9)
+    return await log.abort("aborted-lookup")
+
+
+def table_sizes(tables: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+    return {table: len(rows) for table, rows in tables.items() if table != "projection_offsets"}
+
+
+async def test_rebuild_gives_the_same_tables(
+    nats_url: str, database_url: str, nc: NATS, log: EventLog, pg: asyncpg.Connection
+) -> None:
+    with structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            await tg.start(CatalogService(nats_url, database_url, "rebuilder", batch_size=4).run)
+            last = await varied_history(log)
+            await caught_up(nc, last)
+            before = await dump_all(pg)
+            assert all(before[table] for table in ("artifacts", "lineage_edges", "cache_entries", "attempts"))
+            projected_before = len(logs)
+
+            progress: list[dict[str, Any]] = []
+            with anyio.fail_after(DEADLINE):
+                result = await request_rebuild(nc, progress.append)
+            after = await dump_all(pg)
+            tg.cancel_scope.cancel()
+
+    assert after == before
+    assert (result["replica"], result["target"], result["sequence"], result["messages"]) == (
+        "rebuilder",
+        last,
+        last,
+        last,
+    )
+    assert result["rows"] == table_sizes(before) | {"launched_workflows": len(before["launched_workflows"])}
+    assert progress[0] == {"replica": "rebuilder", "target": last, "sequence": 0, "messages": 0}
+    replayed = [e for e in logs[projected_before:] if e["event"] == "batch_projected"]
+    assert replayed[0]["first"] == 1 and replayed[-1]["last"] == last
+    assert sum(e["messages"] for e in replayed) == last
+
+
+async def test_only_the_leader_rebuilds_and_projecting_goes_on(
+    nats_url: str, database_url: str, nc: NATS, log: EventLog, pg: asyncpg.Connection, postgres_server: Any
+) -> None:
+    leader = CatalogService(nats_url, database_url, "leader")
+    standby = CatalogService(nats_url, database_url, "standby")
+    async with anyio.create_task_group() as tg:
+        await tg.start(leader.run)
+        with anyio.fail_after(DEADLINE):
+            await leader.wait_leading()
+        await tg.start(standby.run)
+        await caught_up(nc, await varied_history(log))
+        with anyio.fail_after(DEADLINE):
+            result = await request_rebuild(nc)
+        assert result["replica"] == "leader"
+
+        await log.succeeded("after-rebuild", 5)
+        await caught_up(nc, log.states["after-rebuild"].last_sequence)
+        tg.cancel_scope.cancel()
+    assert await dump_all(pg) == await fresh_projection_all(postgres_server, log.js)
+
+
+async def test_rebuild_without_a_catalog_says_so(nats_url: str, nc: NATS) -> None:
+    with pytest.raises(PlaitError, match="no catalog replica is running"):
+        await request_rebuild(nc)
+    cli = await anyio.run_process(
+        [sys.executable, "-m", "plait.cli.main", "catalog", "rebuild"],
+        cwd=REPO,
+        env={**os.environ, "PLAIT_NATS_URL": nats_url},
+        check=False,
+    )
+    assert cli.returncode == 1
+    assert "no catalog replica is running (start one with `plait catalog`)" in cli.stderr.decode()
+
+
+async def test_cli_rebuild_prints_progress_and_rows(nats_url: str, database_url: str, nc: NATS, log: EventLog) -> None:
+    async with anyio.create_task_group() as tg:
+        await tg.start(CatalogService(nats_url, database_url, "cli").run)
+        last = await log.history()
+        await caught_up(nc, last)
+        cli = await anyio.run_process(
+            [sys.executable, "-m", "plait.cli.main", "catalog", "rebuild"],
+            cwd=REPO,
+            env={**os.environ, "PLAIT_NATS_URL": nats_url},
+        )
+        tg.cancel_scope.cancel()
+    out, err = cli.stdout.decode(), cli.stderr.decode()
+    assert f"rebuilt the catalog from {last} messages (up to sequence {last})" in out
+    assert "executions" in out and "lineage_edges" in out
+    assert f"replayed 0 messages, up to sequence 0 of {last}" in err
+
+
+class Backlog:
+    """Many executions' decisions, made by the pure core and published pipelined (not one round trip each)."""
+
+    def __init__(self, js: JetStreamContext, executions: int) -> None:
+        self.js = js
+        self.ids = [f"bulk-{i:05d}" for i in range(executions)]
+        self.states: dict[str, Execution] = {}
+        self.now = START
+
+    def step(self, execution_id: str, step: int) -> Command | ResolvedLaunch:
+        node = "double" if step < 3 else "increment"
+        aid = attempt_id(execution_id, node, 1)
+        x = int(execution_id.rsplit("-", 1)[1])
+        if step == 0:
+            launch = LaunchExecution(
+                command_id=f"launch:{execution_id}",
+                execution_id=execution_id,
+                project=PROJECT,
+                domain=DOMAIN,
+                workflow=pipeline.name,
+                version=pipeline.spec.version,
+                inputs={"x": x},
+            )
+            return ResolvedLaunch(command=launch, workflow=pipeline.spec)
+        if step in (1, 3):
+            return ReportAttemptStarted(
+                command_id=f"start:{aid}", execution_id=execution_id, node=node, attempt_id=aid, worker="w"
+            )
+        result = 2 * x if step == 2 else 2 * x + 1
+        return ReportAttemptResult(
+            command_id=f"result:{aid}",
+            execution_id=execution_id,
+            node=node,
+            attempt_id=aid,
+            worker="w",
+            outputs={"result": result},
+        )
+
+    async def write(self) -> int:
+        """Every execution's decisions, step by step across all executions; returns the last sequence."""
+        acks = []
+        for step in range(5):
+            for execution_id in self.ids:
+                self.now += timedelta(milliseconds=1)
+                state = self.states.get(execution_id)
+                command = self.step(execution_id, step)
+                inner = command.command if isinstance(command, ResolvedLaunch) else command
+                decision = Decision(
+                    execution_id=execution_id,
+                    at=self.now,
+                    replica="bulk",
+                    commands=(inner.command_id,),
+                    previous=state.last_digest if state else "",
+                    events=tuple(decide(state, command)),
+                )
+                data = codec.encode(decision)
+                digest = codec.digest(data)
+                new_state = apply_decision(state, decision, 0, digest)
+                assert new_state is not None
+                self.states[execution_id] = new_state
+                subject = subjects.execution_subject(PROJECT, DOMAIN, execution_id)
+                acks.append(await self.js.publish_async(subject, data, headers={"Nats-Msg-Id": digest}))
+        return max(ack.seq for ack in await _gather(acks))
+
+
+async def _gather(futures: list[Any]) -> list[Any]:
+    return [await future for future in futures]
+
+
+@pytest.fixture
+async def catalogs(nats_url: str, database_url: str) -> AsyncIterator[list[ServiceProcess]]:
+    started: list[ServiceProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+async def test_a_leader_killed_mid_backlog_leaves_no_gap_and_no_duplicate(
+    nats_url: str,
+    database_url: str,
+    nc: NATS,
+    pg: asyncpg.Connection,
+    postgres_server: Any,
+    catalogs: list[ServiceProcess],
+) -> None:
+    began = time.monotonic()
+    last = await Backlog(nc.jetstream(), BACKLOG_EXECUTIONS).write()
+    written = time.monotonic() - began
+    assert last >= 10_000
+    env = {"PLAIT_NATS_URL": nats_url, "PLAIT_DATABASE_URL": database_url}
+
+    doomed = ServiceProcess("catalog", env=env)
+    catalogs.append(doomed)
+    await anyio.to_thread.run_sync(doomed.wait_for_event, "batch_projected")
+    doomed.kill()
+    offset = await stored_offset(pg)
+    assert 0 < offset < last
+
+    heir = ServiceProcess("catalog", env=env)
+    catalogs.append(heir)
+    began = time.monotonic()
+    caught = await anyio.to_thread.run_sync(
+        heir.wait_for, lambda e: e.get("event") == "batch_projected" and e.get("last") == last, "the last batch"
+    )
+    resumed = time.monotonic() - began
+    assert await stored_offset(pg) == last
+    heir_batches = [e for e in heir.events if e.get("event") == "batch_projected"]
+    assert heir_batches[0]["first"] == offset + 1 and caught["last"] == last
+
+    expected = await fresh_projection_all(postgres_server, nc.jetstream())
+    assert await dump_all(pg) == expected
+    assert len(expected["executions"]) == BACKLOG_EXECUTIONS
+    assert len(expected["attempts"]) == 2 * BACKLOG_EXECUTIONS
+
+    with anyio.fail_after(DEADLINE):
+        rebuilt = await request_rebuild(nc)
+    assert rebuilt["messages"] == last
+    assert await dump_all(pg) == expected
+    print(
+        f"\nbacklog: {last} messages written in {written:.2f} s; killed at offset {offset}; "
+        f"the next leader projected {last - offset} messages in {resumed:.2f} s (incl. start-up); "
+        f"rebuild of {last} messages: {rebuilt['seconds']:.2f} s ({last / rebuilt['seconds']:.0f} messages/s)"
+    )
+    assert heir.terminate() == 0
