@@ -10,7 +10,7 @@ from plait.errors import (
     PlaitError,
     RegistrationConflict,
 )
-from plait.sdk import LaunchPlan, Task, Workflow, task, workflow
+from plait.sdk import LaunchPlan, MappedTask, Task, Workflow, map_task, task, workflow
 
 __all__ = [
     "ConflictError",
@@ -19,11 +19,13 @@ __all__ = [
     "ExecutionFailed",
     "InputError",
     "LaunchPlan",
+    "MappedTask",
     "NotFound",
     "PlaitError",
     "RegistrationConflict",
     "Task",
     "Workflow",
+    "map_task",
     "task",
     "workflow",
 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import ChainMap
+import math
+from collections import ChainMap, Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,9 @@ from plait.core.events import (
     ExecutionFailed,
     ExecutionLaunched,
     ExecutionSucceeded,
+    MapItemFailed,
+    MapItemSucceeded,
+    MapStarted,
     NodeCacheHit,
     NodeCacheLookup,
     NodeCacheWaiting,
@@ -34,9 +38,9 @@ from plait.core.events import (
     NodeSucceeded,
     TaskError,
 )
-from plait.core.ids import attempt_id, cache_key
-from plait.core.model import Interface, LaunchPlanSpec, WorkflowSpec, resolve
-from plait.core.state import Execution, evolve, launch
+from plait.core.ids import attempt_id, cache_key, item_attempt_id, item_of_attempt
+from plait.core.model import Interface, LaunchPlanSpec, MapOptions, WorkflowSpec, resolve
+from plait.core.state import Execution, NodeState, evolve, launch
 from plait.core.types import check_value, describe
 
 
@@ -108,16 +112,29 @@ def _queue(state: Execution, node_id: str, attempt: int, inputs: dict[str, Any],
     )
 
 
-def _ready(state: Execution, node_id: str, inputs: dict[str, Any]) -> NodeQueued | NodeCacheLookup:
-    """What happens to a node whose inputs are all known: a cached task's is looked up first, unless the
-    launch overwrites the cache (then it runs, and its result replaces the cached one)."""
-    task = state.workflow.tasks[state.nodes[node_id].task]
+class _Finished:
+    """Nodes that finished in the decision being made, before its events are applied to the state."""
+
+    def __init__(self, state: Execution) -> None:
+        self.now: dict[str, dict[str, Any]] = {}
+        self.outputs: ChainMap[str, dict[str, Any]] = ChainMap(self.now, state.node_outputs)
+        self.arrived: Counter[str] = Counter()  # child -> how many of its parents finished now
+
+
+def _ready(state: Execution, node_id: str, inputs: dict[str, Any], finished: _Finished) -> list[Event]:
+    """What happens to a node whose inputs are all known. A map node starts its items. A cached task's node is
+    looked up first, unless the launch overwrites the cache (then it runs, and its result replaces the cached
+    one)."""
+    node = state.nodes[node_id]
+    if node.spec.map is not None:
+        return _start_map(state, node, inputs, finished)
+    task = state.workflow.tasks[node.task]
     if not task.cache:
-        return _queue(state, node_id, 1, inputs)
+        return [_queue(state, node_id, 1, inputs)]
     key = cache_key(task.name, task.cache_version, task.interface, inputs)
     if state.overwrite_cache:
-        return _queue(state, node_id, 1, inputs, key)
-    return NodeCacheLookup(node=node_id, cache_key=key, round=state.nodes[node_id].cache_round + 1, inputs=inputs)
+        return [_queue(state, node_id, 1, inputs, key)]
+    return [NodeCacheLookup(node=node_id, cache_key=key, round=node.cache_round + 1, inputs=inputs)]
 
 
 def _node_inputs(state: Execution, node_id: str, outputs: ChainMap[str, dict[str, Any]]) -> dict[str, Any]:
@@ -141,25 +158,139 @@ def _launch(command: LaunchExecution, workflow: WorkflowSpec, plan: LaunchPlanSp
     )
     state = launch(launched, datetime.min, command.command_id)
     events: list[Event] = [launched]
-    outputs: ChainMap[str, dict[str, Any]] = ChainMap()
-    events += [_ready(state, n, _node_inputs(state, n, outputs)) for n, s in state.nodes.items() if not s.upstream]
-    if not state.nodes:
-        events.append(ExecutionSucceeded(outputs={k: resolve(b, inputs, {}) for k, b in workflow.outputs.items()}))
+    finished = _Finished(state)
+    for node_id, node in state.nodes.items():
+        if not node.upstream:
+            events += _ready(state, node_id, _node_inputs(state, node_id, finished.outputs), finished)
+            if isinstance(events[-1], ExecutionFailed):
+                return events
+    if len(finished.now) == len(state.nodes):  # no nodes, or only maps over empty lists
+        outputs = {k: resolve(b, inputs, finished.outputs) for k, b in workflow.outputs.items()}
+        events.append(ExecutionSucceeded(outputs=outputs))
     return events
 
 
-def _succeeded(state: Execution, success: NodeSucceeded | NodeCacheHit) -> list[Event]:
-    """A node's outputs are known (computed, or found in the cache): its ready children go on."""
+def _succeeded(
+    state: Execution, success: NodeSucceeded | NodeCacheHit, finished: _Finished | None = None
+) -> list[Event]:
+    """A node's outputs are known (computed, found in the cache, or an empty map's): its ready children go on.
+
+    ``finished`` holds the nodes that finished earlier in the same decision (a map over an empty list finishes
+    as it starts); the outermost call decides whether the execution is done.
+    """
+    outermost = finished is None
+    finished = finished or _Finished(state)
     node = state.nodes[success.node]
-    outputs = success.outputs
+    finished.now[node.id] = success.outputs
     events: list[Event] = [success]
-    all_outputs = ChainMap({node.id: outputs}, state.node_outputs)
     for child in node.downstream:
-        if state.nodes[child].waiting_on == 1:
-            events.append(_ready(state, child, _node_inputs(state, child, all_outputs)))
-    if len(state.node_outputs) + 1 == len(state.nodes):
-        workflow_outputs = {k: resolve(b, state.inputs, all_outputs) for k, b in state.workflow.outputs.items()}
+        finished.arrived[child] += 1
+        if state.nodes[child].waiting_on == finished.arrived[child]:
+            events += _ready(state, child, _node_inputs(state, child, finished.outputs), finished)
+            if isinstance(events[-1], ExecutionFailed):
+                return events
+    if outermost and len(state.node_outputs) + len(finished.now) == len(state.nodes):
+        workflow_outputs = {k: resolve(b, state.inputs, finished.outputs) for k, b in state.workflow.outputs.items()}
         events.append(ExecutionSucceeded(outputs=workflow_outputs))
+    return events
+
+
+MAX_MAP_IN_FLIGHT = 1_000
+"""Items of one map node queued or running at once, whatever its concurrency: bounds the size of a decision."""
+
+
+def _map_options(node: NodeState) -> MapOptions:
+    assert node.spec.map is not None
+    return node.spec.map
+
+
+def _start_map(state: Execution, node: NodeState, inputs: dict[str, Any], finished: _Finished) -> list[Event]:
+    options = _map_options(node)
+    sizes = {name: len(inputs[name]) for name in options.over}
+    if len(set(sizes.values())) > 1:
+        lengths = ", ".join(f"'{name}' has {size}" for name, size in sizes.items())
+        error = TaskError(kind="user", message=f"map node '{node.id}': its mapped inputs differ in length: {lengths}")
+        return [NodeFailed(node=node.id, error=error), ExecutionFailed(node=node.id, error=error)]
+    size = next(iter(sizes.values()))
+    events: list[Event] = [MapStarted(node=node.id, size=size, inputs=inputs)]
+    if size == 0:
+        outputs: dict[str, Any] = {p.name: [] for p in state.workflow.tasks[node.task].interface.outputs}
+        return events + _succeeded(state, NodeSucceeded(node=node.id, attempt_id="", outputs=outputs), finished)
+    limit = min(options.concurrency or MAX_MAP_IN_FLIGHT, MAX_MAP_IN_FLIGHT)
+    return events + [_queue_item(state, node, index, 1, inputs) for index in range(min(size, limit))]
+
+
+def _queue_item(state: Execution, node: NodeState, index: int, attempt: int, inputs: dict[str, Any]) -> NodeQueued:
+    over = _map_options(node).over
+    return NodeQueued(
+        node=node.id,
+        attempt_id=item_attempt_id(state.execution_id, node.id, index, attempt),
+        attempt=attempt,
+        task=node.task,
+        queue=state.workflow.tasks[node.task].queue,
+        inputs={name: value[index] if name in over else value for name, value in inputs.items()},
+        index=index,
+    )
+
+
+def _item_result(state: Execution, node: NodeState, command: ReportAttemptResult) -> list[Event]:
+    """One attempt of one map item ended: retry it, or count it and queue the next item; the last one ends the
+    node, and too many failed ones fail it."""
+    index = item_of_attempt(command.attempt_id)
+    current = node.item_attempts[index] if 0 <= index < node.map_size else None
+    if current is None:
+        raise Rejected(f"map node '{node.id}' has no attempt '{command.attempt_id}'")
+    if current.attempt_id != command.attempt_id:
+        if int(command.attempt_id.rsplit("/", 1)[1]) < current.attempt:
+            return []  # an earlier attempt of the item, retried since
+        raise Rejected(f"map node '{node.id}' has no attempt '{command.attempt_id}'")
+    if current.status in ("succeeded", "failed") or node.status in ("succeeded", "failed"):
+        return []
+    task = state.workflow.tasks[node.task]
+    error = command.error
+    if error is None:
+        if command.outputs is None:
+            raise Rejected("a result must carry either outputs or an error")
+        problem = _invalid_outputs(task.interface, command.outputs)
+        if problem is not None:
+            error = TaskError(kind="system", message=f"task '{node.task}' returned bad outputs: {problem}")
+    if error is not None:
+        events: list[Event] = [
+            AttemptFailed(node=node.id, attempt_id=command.attempt_id, error=error, worker=command.worker)
+        ]
+        if current.attempt <= task.retries:
+            return [*events, _queue_item(state, node, index, current.attempt + 1, node.inputs or {})]
+        events.append(MapItemFailed(node=node.id, index=index, error=error))
+        return events + _item_finished(state, node, index, None, error)
+    assert command.outputs is not None
+    succeeded = MapItemSucceeded(
+        node=node.id, index=index, attempt_id=command.attempt_id, outputs=command.outputs, worker=command.worker
+    )
+    return [succeeded, *_item_finished(state, node, index, command.outputs, None)]
+
+
+def _item_finished(
+    state: Execution, node: NodeState, index: int, outputs: dict[str, Any] | None, error: TaskError | None
+) -> list[Event]:
+    options = _map_options(node)
+    failed = node.map_failed + (error is not None)
+    allowed = math.floor(node.map_size * (1.0 - options.min_success_ratio) + 1e-9)
+    if error is not None and failed > allowed:
+        message = (
+            f"map node '{node.id}': {failed} of {node.map_size} items failed, more than its min_success_ratio "
+            f"of {options.min_success_ratio:g} allows; item {index}: {error.message}"
+        )
+        node_error = msgspec.structs.replace(error, message=message)
+        return [NodeFailed(node=node.id, error=node_error), ExecutionFailed(node=node.id, error=node_error)]
+    events: list[Event] = []
+    if node.map_queued < node.map_size:
+        events.append(_queue_item(state, node, node.map_queued, 1, node.inputs or {}))
+    if node.map_finished + 1 == node.map_size:
+        results = list(node.item_outputs)
+        results[index] = outputs
+        names = [p.name for p in state.workflow.tasks[node.task].interface.outputs]
+        aggregated = {name: [r[name] if r is not None else None for r in results] for name in names}
+        events += _succeeded(state, NodeSucceeded(node=node.id, attempt_id="", outputs=aggregated))
     return events
 
 
@@ -179,6 +310,8 @@ def _result(state: Execution, command: ReportAttemptResult) -> list[Event]:
     node = state.nodes.get(command.node)
     if node is None:
         raise Rejected(f"execution {state.execution_id} has no node '{command.node}'")
+    if node.spec.map is not None:
+        return _item_result(state, node, command)
     attempt_state = node.find_attempt(command.attempt_id)
     if attempt_state is None:
         raise Rejected(f"node '{command.node}' has no attempt '{command.attempt_id}'")

@@ -46,6 +46,31 @@ class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):
     queue: str
     inputs: dict[str, Any]
     cache_key: str = ""  # set when the attempt's outputs are to be stored in the cache under this key
+    index: int = -1  # the item of a map node this attempt runs (-1: not a map item)
+
+
+class MapStarted(msgspec.Struct, frozen=True, tag="map_started.v1"):
+    """A map node's inputs are known: it runs its task for each of ``size`` items, a bounded number at a time."""
+
+    node: str
+    size: int
+    inputs: dict[str, Any]
+
+
+class MapItemSucceeded(msgspec.Struct, frozen=True, tag="map_item_succeeded.v1"):
+    node: str
+    index: int
+    attempt_id: str
+    outputs: dict[str, Any]
+    worker: str = ""
+
+
+class MapItemFailed(msgspec.Struct, frozen=True, tag="map_item_failed.v1"):
+    """An item failed for good (its retries are spent); the map node goes on while its success ratio allows."""
+
+    node: str
+    index: int
+    error: TaskError
 
 
 class NodeCacheLookup(msgspec.Struct, frozen=True, tag="node_cache_lookup.v1"):
@@ -133,6 +158,9 @@ Event = (
     | NodeCacheLookup
     | NodeCacheWaiting
     | NodeCacheHit
+    | MapStarted
+    | MapItemSucceeded
+    | MapItemFailed
     | AttemptStarted
     | AttemptFailed
     | NodeSucceeded

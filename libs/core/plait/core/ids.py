@@ -46,3 +46,18 @@ def cache_key(task_name: str, cache_version: str, interface: Any, inputs: dict[s
     """What a cached task's result is memoized under: not its code version, so an edit with the same
     ``cache_version`` reuses earlier results (bump ``cache_version`` to invalidate them)."""
     return content_version("cache", task_name, cache_version, interface, inputs)
+
+
+def item_attempt_id(execution_id: str, node: str, index: int, attempt: int) -> str:
+    return f"{execution_id}/{node}[{index}]/{attempt}"
+
+
+def item_of_attempt(attempt_id: str) -> int:
+    """The map item an attempt id names (see ``item_attempt_id``); -1 when it names none."""
+    head = attempt_id.rsplit("/", 1)[0]
+    if not head.endswith("]") or "[" not in head:
+        return -1
+    try:
+        return int(head[head.rindex("[") + 1 : -1])
+    except ValueError:
+        return -1

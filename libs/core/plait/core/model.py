@@ -99,10 +99,20 @@ class Mapping(msgspec.Struct, frozen=True, tag="dict"):
 Binding = FromInput | FromNode | Constant | Collection | Mapping
 
 
+class MapOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """A node that runs its task once per item of the lists bound to ``over`` (the other inputs are the same
+    for every item); its outputs are lists, item by item, with None for the items that failed."""
+
+    over: tuple[str, ...]
+    concurrency: int = 0  # items running at once; 0: as many as the executors take (up to MAX_MAP_BURST queued)
+    min_success_ratio: float = 1.0  # below it, the node fails
+
+
 class Node(msgspec.Struct, frozen=True):
     id: str
     task: str  # a key of WorkflowSpec.tasks
     inputs: dict[str, Binding]
+    map: MapOptions | None = None
 
 
 class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):

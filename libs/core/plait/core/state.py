@@ -21,6 +21,9 @@ from plait.core.events import (
     ExecutionFailed,
     ExecutionLaunched,
     ExecutionSucceeded,
+    MapItemFailed,
+    MapItemSucceeded,
+    MapStarted,
     NodeCacheHit,
     NodeCacheLookup,
     NodeCacheWaiting,
@@ -29,6 +32,7 @@ from plait.core.events import (
     NodeSucceeded,
     TaskError,
 )
+from plait.core.ids import item_of_attempt
 from plait.core.model import Node, WorkflowSpec, upstream_nodes
 
 ExecutionStatus = Literal["running", "succeeded", "failed", "aborted"]
@@ -45,6 +49,7 @@ class AttemptState(msgspec.Struct, kw_only=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: TaskError | None = None
+    index: int = -1  # the map item it runs (-1: not a map item)
 
 
 class NodeState(msgspec.Struct, kw_only=True):
@@ -63,9 +68,19 @@ class NodeState(msgspec.Struct, kw_only=True):
     cache_round: int = 0  # how many cache look-ups the node has started
     cache_holder: str = ""  # "execution/node" holding the reservation this look-up waits on ("" when not waiting)
     cached_from: str = ""  # "execution/node" whose outputs a cache hit reused
+    map_size: int = -1  # a started map node's number of items (-1: not started, or not a map)
+    map_queued: int = 0  # items queued so far: the next one to queue
+    map_finished: int = 0  # items that succeeded or failed for good
+    map_failed: int = 0
+    item_attempts: list[AttemptState | None] = msgspec.field(default_factory=list)  # each item's latest attempt
+    item_outputs: list[dict[str, Any] | None] = msgspec.field(default_factory=list)
 
     def find_attempt(self, attempt_id: str) -> AttemptState | None:
-        return next((a for a in self.attempts if a.attempt_id == attempt_id), None)
+        if self.map_size >= 0:
+            index = item_of_attempt(attempt_id)
+            found = self.item_attempts[index] if 0 <= index < self.map_size else None
+            return found if found is not None and found.attempt_id == attempt_id else None
+        return next((a for a in reversed(self.attempts) if a.attempt_id == attempt_id), None)
 
 
 class Execution(msgspec.Struct, kw_only=True):
@@ -123,12 +138,31 @@ def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Exec
 def evolve(state: Execution, event: Event, at: datetime) -> Execution:
     """Apply one event (not a launch) to ``state``. Total: never raises on a known event."""
     match event:
+        case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, index=index) if index >= 0:
+            node = state.nodes[node_id]
+            node.item_attempts[index] = AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at, index=index)
+            node.map_queued = max(node.map_queued, index + 1)
         case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, inputs=inputs, cache_key=key):
             node = state.nodes[node_id]
             node.status = "queued"
             node.inputs = inputs
             node.cache_key, node.cache_holder = key or node.cache_key, ""
             node.attempts.append(AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at))
+        case MapStarted(node=node_id, size=size, inputs=inputs):
+            node = state.nodes[node_id]
+            node.status, node.inputs, node.map_size = "running", inputs, size
+            node.item_attempts, node.item_outputs = [None] * size, [None] * size
+        case MapItemSucceeded(node=node_id, index=index, outputs=outputs, worker=worker):
+            node = state.nodes[node_id]
+            item = node.item_attempts[index]
+            if item is not None:
+                item.status, item.finished_at, item.worker = "succeeded", at, worker or item.worker
+            node.item_outputs[index] = outputs
+            node.map_finished += 1
+        case MapItemFailed(node=node_id):
+            node = state.nodes[node_id]
+            node.map_finished += 1
+            node.map_failed += 1
         case NodeCacheLookup(node=node_id, cache_key=key, round=round_, inputs=inputs):
             node = state.nodes[node_id]
             node.status, node.inputs, node.cache_key = "cache_lookup", inputs, key

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from plait.core.model import Binding, Collection, Constant, FromInput, FromNode, Mapping, Node
+from plait.core.model import Binding, Collection, Constant, FromInput, FromNode, MapOptions, Mapping, Node
 from plait.core.types import DictOf, ListOf, OptionalOf, Primitive, TypeSpec, assignable, check_value, describe
 from plait.errors import DefinitionError
 from plait.sdk.hints import encode_value
@@ -117,7 +117,11 @@ class WorkflowBuilder:
         self._names[short_name] = count + 1
         return short_name if count == 0 else f"{short_name}-{count}"
 
-    def add_node(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def add_node(
+        self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], mapping: MapOptions | None = None
+    ) -> Any:
+        """Add a node running ``task``; with ``mapping``, a map node (``mapping.over`` empty: the inputs given a
+        list of the parameter's type are mapped over)."""
         known = self.tasks.setdefault(task.name, task)
         if known is not task:
             raise DefinitionError(f"workflow '{self.workflow_name}': two different tasks are named '{task.name}'")
@@ -132,18 +136,27 @@ class WorkflowBuilder:
                 raise DefinitionError(f"{where}: input '{name}' is given twice")
             given[name] = value
         bindings: dict[str, Binding] = {}
+        mapped: list[str] = []
         for name, value in given.items():
             param = task.interface.input(name)
             if param is None:
                 expected = ", ".join(p.name for p in params) or "none"
                 raise DefinitionError(f"{where}: unknown input '{name}' (inputs: {expected})")
-            bindings[name] = checked_binding(value, param.type, f"{where}: input '{name}'")
+            if mapping is not None and _is_mapped(name, value, param.type, mapping):
+                bindings[name] = checked_binding(value, ListOf(param.type), f"{where}: mapped input '{name}'")
+                mapped.append(name)
+            else:
+                bindings[name] = checked_binding(value, param.type, f"{where}: input '{name}'")
         missing = [p.name for p in params if p.required and p.name not in bindings]
         if missing:
             raise DefinitionError(f"{where}: missing input {', '.join(repr(m) for m in missing)}")
-        self.nodes.append(Node(id=node_id, task=task.name, inputs=bindings))
+        if mapping is not None:
+            mapping = _checked_mapping(mapping, mapped, given, where)
+        self.nodes.append(Node(id=node_id, task=task.name, inputs=bindings, map=mapping))
         promises = {
-            p.name: Promise(FromNode(node_id, p.name), p.type, f"output '{p.name}' of node '{node_id}'")
+            p.name: Promise(
+                FromNode(node_id, p.name), _output_type(p.type, mapping), f"output '{p.name}' of node '{node_id}'"
+            )
             for p in task.interface.outputs
         }
         from plait.sdk.task import SINGLE_OUTPUT, is_named_tuple
@@ -151,6 +164,45 @@ class WorkflowBuilder:
         if is_named_tuple(task.return_hint):
             return Outputs(promises)
         return promises.get(SINGLE_OUTPUT)
+
+
+def _is_mapped(name: str, value: Any, param_type: TypeSpec, mapping: MapOptions) -> bool:
+    """Whether a map node's input gets one item per run: as asked, or else when given a list of the parameter's
+    type (rather than a value of it)."""
+    if mapping.over:
+        return name in mapping.over
+    if isinstance(value, Promise):
+        return not assignable(value.type, param_type) and assignable(value.type, ListOf(param_type))
+    try:
+        checked_binding(value, param_type, "")
+    except DefinitionError:
+        return isinstance(value, (list, tuple))
+    return False
+
+
+def _checked_mapping(mapping: MapOptions, mapped: list[str], given: dict[str, Any], where: str) -> MapOptions:
+    unknown = [name for name in mapping.over if name not in given]
+    if unknown:
+        raise DefinitionError(f"{where}: map over {', '.join(repr(n) for n in unknown)}, which is not given")
+    if not mapped:
+        raise DefinitionError(
+            f"{where}: no input is a list of the task's input type, so there is nothing to map over "
+            "(name the inputs with map_task(..., over=[...]))"
+        )
+    if mapping.concurrency < 0:
+        raise DefinitionError(f"{where}: concurrency must be 0 (no limit) or more, got {mapping.concurrency}")
+    if not 0.0 <= mapping.min_success_ratio <= 1.0:
+        raise DefinitionError(f"{where}: min_success_ratio must be between 0 and 1, got {mapping.min_success_ratio}")
+    return msgspec.structs.replace(mapping, over=tuple(mapped))
+
+
+def _output_type(item_type: TypeSpec, mapping: MapOptions | None) -> TypeSpec:
+    """A map node's outputs are lists of its task's outputs; of optional ones when items may fail."""
+    if mapping is None:
+        return item_type
+    if mapping.min_success_ratio < 1.0 and not isinstance(item_type, OptionalOf):
+        return ListOf(OptionalOf(item_type))
+    return ListOf(item_type)
 
 
 def checked_binding(value: Any, expected: TypeSpec, where: str) -> Binding:
