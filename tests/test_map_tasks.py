@@ -157,13 +157,13 @@ def test_too_many_failed_items_fail_the_node() -> None:
 
 
 def test_mapped_inputs_of_different_lengths_fail_the_node() -> None:
-    state, events = launched(map_workflows.zipped, {"words": ["a", "b"], "ns": [1, 2, 3]})
+    _, events = launched(map_workflows.zipped, {"words": ["a", "b"], "ns": [1, 2, 3]})
     assert isinstance(events[-1], ExecutionFailed)
     assert events[-1].error.message == "map node 'tag': its mapped inputs differ in length: 'word' has 2, 'n' has 3"
 
 
 def test_a_map_over_an_empty_list_succeeds_at_once() -> None:
-    state, events = launched(map_workflows.scaled_sum, {"xs": []})
+    _, events = launched(map_workflows.scaled_sum, {"xs": []})
     [join] = [e for e in events if isinstance(e, NodeQueued)]
     assert join.node == "total" and join.inputs == {"values": []}
     _, direct = launched(map_workflows.scaled, {"xs": []})
