@@ -15,6 +15,7 @@ PER_NODE_LIMIT = 30
 
 STATUS_STYLE = {
     "waiting": "dim",
+    "cache_lookup": "blue",
     "queued": "cyan",
     "running": "yellow",
     "succeeded": "green",
@@ -30,6 +31,22 @@ def _seconds(node: NodeState, now: datetime) -> str:
     assert attempt.started_at is not None
     end = attempt.finished_at or now
     return f"{(end - attempt.started_at).total_seconds():.2f}s"
+
+
+def _status(node: NodeState) -> Text:
+    if node.cached_from:
+        return Text("succeeded (cached)", STATUS_STYLE["succeeded"])
+    if node.status == "cache_lookup" and node.cache_holder:
+        return Text(f"waiting for {node.cache_holder}", STATUS_STYLE["cache_lookup"])
+    return Text(node.status, STATUS_STYLE[node.status])
+
+
+def _attempts(node: NodeState) -> str:
+    """The attempts of a node; of a map node, its items: finished/all, and how many failed."""
+    if node.map_size >= 0:
+        failed = f", {node.map_failed} failed" if node.map_failed else ""
+        return f"{node.map_finished:,}/{node.map_size:,} items{failed}"
+    return str(len(node.attempts) or "")
 
 
 def render(state: Execution, now: datetime | None = None) -> RenderableType:
@@ -51,12 +68,12 @@ def render(state: Execution, now: datetime | None = None) -> RenderableType:
             table.add_row(
                 node.id,
                 node.task.rsplit(".", 1)[-1],
-                Text(node.status, STATUS_STYLE[node.status]),
-                str(len(node.attempts) or ""),
+                _status(node),
+                _attempts(node),
                 _seconds(node, now),
             )
     else:
-        statuses = ("waiting", "queued", "running", "succeeded", "failed", "aborted")
+        statuses = tuple(STATUS_STYLE)
         table.add_column("task")
         for status in statuses:
             table.add_column(status, justify="right", style=STATUS_STYLE[status])
@@ -73,6 +90,9 @@ def print_transition(console: Console, before: dict[str, str], state: Execution)
     if len(state.nodes) > PER_NODE_LIMIT:
         return
     for node in state.nodes.values():
-        if before.get(node.id) != node.status and node.status in ("running", "succeeded", "failed", "aborted"):
-            console.print(f"{node.id}: {node.status}", highlight=False)
-        before[node.id] = node.status
+        shown = _status(node).plain
+        if node.map_size > 0 and node.status == "running":  # a line per tenth of the items, not per item
+            shown = f"running, {node.map_finished * 10 // node.map_size * 10}% of {node.map_size:,} items done"
+        if before.get(node.id) != shown and node.status in ("running", "succeeded", "failed", "aborted"):
+            console.print(f"{node.id}: {shown}", highlight=False)
+        before[node.id] = shown

@@ -1,0 +1,100 @@
+"""The live view and the transition lines of ``plait run``, for cached nodes and map nodes."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+from rich.console import Console
+
+from plait.cli.progress import print_transition, render
+from plait.core.commands import LaunchExecution, ReportAttemptResult, ReportCacheLookup
+from plait.core.decide import ResolvedLaunch, decide_batch
+from plait.core.events import NodeQueued
+from plait.core.state import Execution
+from tests import cache_workflows, map_workflows
+
+AT = datetime(2026, 1, 2, tzinfo=UTC)
+
+
+def launched(wf: object, inputs: dict[str, object]) -> Execution:
+    spec = wf.spec  # type: ignore[attr-defined]
+    command = LaunchExecution(
+        command_id="l",
+        execution_id="e",
+        project="p",
+        domain="d",
+        workflow=spec.name,
+        version=spec.version,
+        inputs=inputs,
+    )
+    state = decide_batch(None, [ResolvedLaunch(command=command, workflow=spec)], AT).state
+    assert state is not None
+    return state
+
+
+def text_of(state: Execution) -> str:
+    console = Console(file=io.StringIO(), width=200)
+    console.print(render(state, AT))
+    assert isinstance(console.file, io.StringIO)
+    return console.file.getvalue()
+
+
+def test_a_cached_node_and_a_waiting_look_up_are_shown_as_such() -> None:
+    state = launched(cache_workflows.squared_then_doubled, {"x": 2})
+    node = state.nodes["slow_square"]
+    held = ReportCacheLookup(
+        command_id="h",
+        execution_id="e",
+        node=node.id,
+        cache_key=node.cache_key,
+        round=1,
+        outcome="held",
+        holder_execution="other",
+        holder_node="slow_square",
+        until=AT,
+    )
+    decide_batch(state, [held], AT)
+    assert "waiting for other/slow_square" in text_of(state)
+    hit = ReportCacheLookup(
+        command_id="x",
+        execution_id="e",
+        node=node.id,
+        cache_key=node.cache_key,
+        round=2,
+        outcome="hit",
+        outputs={"result": 4},
+    )
+    released = ReportCacheLookup(
+        command_id="r", execution_id="e", node=node.id, cache_key=node.cache_key, round=1, outcome="released"
+    )
+    decide_batch(state, [released, hit], AT)
+    assert "succeeded (cached)" in text_of(state)
+
+
+def test_a_map_node_shows_its_items_and_prints_a_line_per_tenth() -> None:
+    state = launched(map_workflows.scaled, {"xs": list(range(20))})
+    console = Console(file=io.StringIO(), width=200)
+    seen: dict[str, str] = {}
+    pending = [a for a in state.nodes["scale"].item_attempts if a is not None]
+    while pending:
+        attempt = pending.pop(0)
+        result = ReportAttemptResult(
+            command_id=attempt.attempt_id,
+            execution_id="e",
+            node="scale",
+            attempt_id=attempt.attempt_id,
+            worker="w",
+            outputs={"result": 0},
+        )
+        events = decide_batch(state, [result], AT).events
+        queued = [e for e in events if isinstance(e, NodeQueued)]
+        pending += [state.nodes["scale"].item_attempts[e.index] for e in queued]  # type: ignore[misc]
+        print_transition(console, seen, state)
+        if state.nodes["scale"].map_finished == 7:
+            assert "7/20 items" in text_of(state)
+    assert isinstance(console.file, io.StringIO)
+    lines = console.file.getvalue().splitlines()
+    assert lines[0] == "scale: running, 0% of 20 items done"
+    assert lines[-1] == "scale: succeeded"
+    assert len(lines) == 11
