@@ -128,6 +128,8 @@ def test_cache_clear(
     code, out, err = plait(capsys, "cache", "clear", "k-increment-6")
     assert (code, out) == (1, "")
     assert "not cleared k-increment-6: it has no entry" in err
+    code, _, err = plait(capsys, "cache", "clear", "k*")
+    assert code == 1 and "not cleared k*: cache key 'k*' may only hold" in err
 
     code, _, err = plait(capsys, "cache", "clear", "--all")
     assert code == 2 and "--yes" in err
@@ -150,6 +152,7 @@ def test_lineage_as_tree_json_and_dot(catalog: str, capsys: pytest.CaptureFixtur
     assert dispatch(["lineage", "A", "--depth", "1"]) == 0
     both = capsys.readouterr().out
     assert "upstream" in both and "downstream" in both and "execution B" in both
+    assert "increment.x:" in both and "double.result:" in both  # an execution stands for all its nodes
 
     assert dispatch(["lineage", H3, "--downstream", "--depth", "2", "--json"]) == 0
     graph = msgspec.json.decode(capsys.readouterr().out)

@@ -303,7 +303,11 @@ class AsyncClient:
         computed), free, or that changed meanwhile is left alone and reported in ``skipped``."""
         outcome = CacheClearing()
         for key in keys:
-            log = CacheLog(self.js, self.project, self.domain, key)
+            try:
+                log = CacheLog(self.js, self.project, self.domain, key)
+            except ValueError as exc:  # not a possible cache key
+                outcome.skipped[key] = str(exc)
+                continue
             sequence, record = await log.last()
             if not isinstance(record, CacheFilled):
                 outcome.skipped[key] = _not_clearable(record)

@@ -39,7 +39,9 @@ def _label(vertex: dict[str, Any]) -> str:
 
 
 def to_tree(graph: Graph) -> Tree:
-    """The graph unfolded from its root: upstream (what it came from) and/or downstream (what it fed)."""
+    """The graph unfolded from its root: upstream (what it came from) and/or downstream (what it fed).
+
+    An execution's root stands for all its nodes: its branches hold what any of them read or wrote."""
     vertices = {vertex["id"]: vertex for vertex in graph["nodes"]}
     sources: dict[str, list[tuple[str, str]]] = defaultdict(list)
     targets: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -49,11 +51,27 @@ def to_tree(graph: Graph) -> Tree:
     root = graph["root"]
     tree = Tree(_label(vertices[root]))
     walks = {"upstream": sources, "downstream": targets}
+    if vertices[root]["kind"] == "node_execution":
+        for next_of in walks.values():
+            next_of[root] = _of_whole_execution(next_of, vertices[root]["execution_id"], vertices)
     for direction in ("upstream", "downstream"):
         if graph["direction"] in (direction, "both"):
             branch = tree.add(f"[dim]{direction}[/]") if graph["direction"] == "both" else tree
             _grow(branch, root, walks[direction], vertices, {root})
     return tree
+
+
+def _of_whole_execution(
+    next_of: dict[str, list[tuple[str, str]]], execution_id: str, vertices: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """The neighbours of every node of the execution, each once: named ``node.name``, or ``name`` for the
+    workflow's own inputs and outputs."""
+    found: dict[str, str] = {}
+    members = [v for v in vertices.values() if v["kind"] == "node_execution" and v["execution_id"] == execution_id]
+    for member in sorted(members, key=lambda v: v["node"]):
+        for neighbour, name in next_of.get(member["id"], []):
+            found.setdefault(neighbour, f"{member['node']}.{name}" if member["node"] else name)
+    return list(found.items())
 
 
 def _grow(
