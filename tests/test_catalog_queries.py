@@ -16,6 +16,7 @@ from plait.adapters.cachelog import CacheLog
 from plait.adapters.jetstream import connect, ensure_streams
 from plait.client import AsyncClient, Client
 from plait.core.cachelog import CacheCleared, CacheFilled, CacheReserved
+from plait.core.ids import artifact_hash
 from plait.errors import NotFound
 from plait_catalog import CatalogService, db
 from plait_catalog.migrations import migrate
@@ -143,6 +144,26 @@ async def test_lineage_of_an_execution(nc: NATS, catalog: None) -> None:
     assert {"execution:B", "node:B/double", f"artifact:{H14}", f"artifact:{H15}"} <= ids(down)
     assert not any(i.startswith("node:B/increment") for i in ids(down))
     assert "execution:A" not in ids(await ask(nc, LINEAGE_SUBJECT, {"target": "B", "direction": "downstream"}))
+
+
+async def test_lineage_of_a_lone_artifact_previews_its_value(nc: NATS, catalog: None, database_url: str) -> None:
+    numbers = list(range(100))
+    connection = await db.connect(database_url, "test-artifact")
+    try:
+        await connection.execute(
+            "INSERT INTO artifacts (hash, type, value, size) VALUES ($1, $2, $3, 390)",
+            artifact_hash(numbers),
+            {"type": "list", "item": {"type": "primitive", "name": "int"}},
+            numbers,
+        )
+    finally:
+        await connection.close()
+    graph = await ask(nc, LINEAGE_SUBJECT, {"target": artifact_hash(numbers)})
+    assert graph["edges"] == []
+    [vertex] = graph["nodes"]
+    assert (vertex["id"], vertex["type"], vertex["size"]) == (f"artifact:{artifact_hash(numbers)}", "list[int]", 390)
+    assert vertex["preview"].startswith("[0, 1, 2, 3") and vertex["preview"].endswith("…")
+    assert len(vertex["preview"]) == 60
 
 
 async def test_lineage_of_unknown_targets_and_bad_requests(nc: NATS, catalog: None) -> None:

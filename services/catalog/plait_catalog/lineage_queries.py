@@ -33,7 +33,7 @@ class ArtifactNode(msgspec.Struct, kw_only=True, tag="artifact", tag_field="kind
     id: str
     hash: str
     type: str
-    preview: str  # the start of its JSON encoding; '' when it is not stored inline
+    preview: str  # the start of its JSON text; '' when it is not stored inline
     size: int
 
 
@@ -91,7 +91,8 @@ WHERE e.direction = $3
 
 _OF_EXECUTION = f"SELECT {_EDGE_COLUMNS} FROM lineage_edges WHERE execution_id = $1"
 
-_ARTIFACTS = "SELECT hash, type, value, size FROM artifacts WHERE hash = ANY($1::text[])"
+# The preview is cut in the database, so a large value never travels whole; one more character tells it was cut.
+_ARTIFACTS = "SELECT hash, type, left(value::text, $2) AS preview, size FROM artifacts WHERE hash = ANY($1::text[])"
 
 _NODE_EXECUTIONS = """
 SELECT n.execution_id, n.node_id, n.task_name, n.status
@@ -165,10 +166,10 @@ async def _describe(connection: Connection, edges: set[EdgeRow], root: str) -> l
             id=artifact_id(row["hash"]),
             hash=row["hash"],
             type=_type_name(row["type"]),
-            preview=_preview(row["value"]),
+            preview=_preview(row["preview"]),
             size=row["size"],
         )
-        for row in await connection.fetch(_ARTIFACTS, sorted(hashes))
+        for row in await connection.fetch(_ARTIFACTS, sorted(hashes), PREVIEW_CHARS + 1)
     ]
     found = {
         (row["execution_id"], row["node_id"]): _node_execution(*row)
@@ -198,8 +199,8 @@ def _type_name(spec: Any) -> str:
         return msgspec.json.encode(spec).decode()
 
 
-def _preview(value: Any) -> str:
-    if value is None:
+def _preview(text: str | None) -> str:
+    """The start of the value's JSON; '' when it is not stored inline."""
+    if text is None:
         return ""
-    text = msgspec.json.encode(value).decode()
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
