@@ -118,6 +118,11 @@ async def test_lineage_upstream_crosses_executions_step_by_step(nc: NATS, catalo
     assert ids(three) - ids(two) == {"node:A/double"}
     deeper = await ask(nc, LINEAGE_SUBJECT, {"target": H15, "direction": "upstream", "depth": 10})
     assert (ids(deeper), edges(deeper)) == (ids(three), edges(three))
+    assert not deeper["truncated"]
+
+    cut = await ask(nc, LINEAGE_SUBJECT, {"target": H15, "direction": "upstream", "depth": 3, "max_edges": 5})
+    assert cut["truncated"]
+    assert edges(one) <= edges(cut) <= edges(three) and len(cut["edges"]) == 5
 
 
 async def test_lineage_downstream_and_both(nc: NATS, catalog: None) -> None:

@@ -166,6 +166,11 @@ def test_lineage_as_tree_json_and_dot(catalog: str, capsys: pytest.CaptureFixtur
     assert f'"artifact:{H7}" -> "execution:B" [label="x"];' in dot
     assert '"node:A/increment" [shape=ellipse, label="tests.increment\\nA/increment"];' in dot
 
+    assert dispatch(["lineage", H15, "--upstream", "--max-edges", "5", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert msgspec.json.decode(captured.out)["truncated"]
+    assert "more than 5 edges within 3 steps" in captured.err
+
     code, out, err = plait(capsys, "lineage", "no-such-thing", "--dot")
     assert (code, out) == (2, "")
     assert "no-such-thing is neither an artifact hash nor an execution id" in err

@@ -324,11 +324,12 @@ class AsyncClient:
         return outcome
 
     async def lineage(
-        self, target: str, direction: str = "both", depth: int = 3, *, min_sequence: int = 0
+        self, target: str, direction: str = "both", depth: int = 3, *, max_edges: int = 5000, min_sequence: int = 0
     ) -> dict[str, Any]:
-        """The lineage graph around an artifact hash or an execution id: ``root``, ``nodes`` and ``edges``."""
-        request = {"target": target, "direction": direction, "depth": depth, "min_sequence": min_sequence}
-        return await self.query("lineage", request)
+        """The lineage graph around an artifact hash or an execution id: ``root``, ``nodes`` and ``edges``;
+        ``truncated`` when it met more than ``max_edges`` edges within ``depth`` steps."""
+        request = {"target": target, "direction": direction, "depth": depth, "max_edges": max_edges}
+        return await self.query("lineage", {**request, "min_sequence": min_sequence})
 
     async def tasks(self, name: str | None = None, *, min_sequence: int = 0) -> list[dict[str, Any]]:
         """Registered tasks, by name, each with its versions newest first."""
@@ -444,8 +445,10 @@ class Client:
     def clear_cache(self, keys: list[str], cleared_by: str = "") -> CacheClearing:
         return self._call(self._async.clear_cache, keys, cleared_by)
 
-    def lineage(self, target: str, direction: str = "both", depth: int = 3, *, min_sequence: int = 0) -> dict[str, Any]:
-        return self._call(self._async.lineage, target, direction, depth, min_sequence=min_sequence)
+    def lineage(
+        self, target: str, direction: str = "both", depth: int = 3, *, max_edges: int = 5000, min_sequence: int = 0
+    ) -> dict[str, Any]:
+        return self._call(self._async.lineage, target, direction, depth, max_edges=max_edges, min_sequence=min_sequence)
 
     def tasks(self, name: str | None = None, *, min_sequence: int = 0) -> list[dict[str, Any]]:
         return self._call(self._async.tasks, name, min_sequence=min_sequence)

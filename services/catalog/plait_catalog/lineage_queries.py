@@ -26,6 +26,7 @@ class LineageRequest(msgspec.Struct, frozen=True, kw_only=True):
     target: Annotated[str, msgspec.Meta(min_length=1)]
     direction: Direction = "both"
     depth: Annotated[int, msgspec.Meta(ge=1, le=50)] = 3
+    max_edges: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000  # a common value can link many executions
     min_sequence: StreamSequence = 0
 
 
@@ -57,6 +58,7 @@ class LineageGraph(msgspec.Struct, kw_only=True):
     depth: int
     nodes: list[ArtifactNode | NodeExecutionNode]
     edges: list[LineageEdge]
+    truncated: bool  # the walk stopped at ``max_edges``, before ``depth``
 
 
 class EdgeRow(NamedTuple):
@@ -87,6 +89,7 @@ UNION
 SELECT e.artifact_hash, e.execution_id, e.node_id, e.direction, e.name
 FROM lineage_edges AS e JOIN (SELECT DISTINCT execution_id, node_id FROM near) AS n USING (execution_id, node_id)
 WHERE e.direction = $3
+LIMIT $4
 """
 
 _OF_EXECUTION = f"SELECT {_EDGE_COLUMNS} FROM lineage_edges WHERE execution_id = $1"
@@ -126,9 +129,12 @@ async def lineage(connection: Connection, request: LineageRequest) -> LineageGra
             }
         else:
             return error_reply("not_found", f"{request.target} is neither an artifact hash nor an execution id")
+        truncated = False
         for direction in ("upstream", "downstream"):
-            if request.direction in (direction, "both"):
-                edges |= await _walk(connection, starts[direction], direction, request.depth)
+            if request.direction in (direction, "both") and not truncated:
+                budget = request.max_edges - len(edges)
+                found, truncated = await _walk(connection, starts[direction], direction, request.depth, budget)
+                edges |= found
         nodes = await _describe(connection, edges, root)
     return LineageGraph(
         root=root,
@@ -136,22 +142,30 @@ async def lineage(connection: Connection, request: LineageRequest) -> LineageGra
         depth=request.depth,
         nodes=nodes,
         edges=sorted((_edge(e) for e in edges), key=lambda e: (e.source, e.target, e.name)),
+        truncated=truncated,
     )
 
 
-async def _walk(connection: Connection, start: set[str], direction: str, depth: int) -> set[EdgeRow]:
-    """The edges met within ``depth`` steps from the ``start`` artifacts (breadth-first, each artifact once)."""
+async def _walk(
+    connection: Connection, start: set[str], direction: str, depth: int, budget: int
+) -> tuple[set[EdgeRow], bool]:
+    """The edges met within ``depth`` steps from the ``start`` artifacts (breadth-first, each artifact once), and
+    whether the walk stopped early because it met more than ``budget`` edges."""
     near, far = _STEPS[direction]
     found: set[EdgeRow] = set()
     seen, frontier = set(start), set(start)
     for _ in range(depth):
         if not frontier:
             break
-        rows = [EdgeRow(*row) for row in await connection.fetch(_STEP, list(frontier), near, far)]
+        remaining = max(budget - len(found), 0)
+        rows = [EdgeRow(*row) for row in await connection.fetch(_STEP, list(frontier), near, far, remaining + 1)]
+        if len(rows) > remaining:
+            found.update(rows[:remaining])
+            return found, True
         found.update(rows)
         frontier = {row.artifact_hash for row in rows if row.direction == far} - seen
         seen |= frontier
-    return found
+    return found, False
 
 
 async def _describe(connection: Connection, edges: set[EdgeRow], root: str) -> list[ArtifactNode | NodeExecutionNode]:

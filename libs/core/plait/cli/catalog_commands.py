@@ -48,6 +48,7 @@ def add_parsers(commands: Any) -> None:
     way.add_argument("--upstream", dest="direction", action="store_const", const="upstream")
     way.add_argument("--downstream", dest="direction", action="store_const", const="downstream")
     lineage.add_argument("--depth", type=int, default=3, metavar="N", help="steps to follow (default 3)")
+    lineage.add_argument("--max-edges", type=int, default=5000, metavar="N", help="stop after N edges (default 5000)")
     output = lineage.add_mutually_exclusive_group()
     output.add_argument("--json", dest="output", action="store_const", const="json")
     output.add_argument("--dot", dest="output", action="store_const", const="dot", help="Graphviz DOT")
@@ -81,7 +82,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     elif args.command == "lineage":
         from plait.cli.lineage import show_lineage
 
-        step = partial(show_lineage, settings, args.target, args.direction, args.depth, args.output)
+        step = partial(show_lineage, settings, args.target, args.direction, args.depth, args.max_edges, args.output)
     else:
         from plait.cli import registry
 

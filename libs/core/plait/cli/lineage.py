@@ -16,9 +16,13 @@ Format = Literal["tree", "json", "dot"]
 Graph = dict[str, Any]
 
 
-async def show_lineage(settings: Settings, target: str, direction: str, depth: int, output: Format) -> int:
+async def show_lineage(
+    settings: Settings, target: str, direction: str, depth: int, max_edges: int, output: Format
+) -> int:
     async with catalog_client(settings) as (client, position):
-        graph = await client.lineage(target, direction, depth, min_sequence=position)
+        graph = await client.lineage(target, direction, depth, max_edges=max_edges, min_sequence=position)
+    if graph["truncated"]:
+        print(f"plait: the lineage has more than {max_edges} edges within {depth} steps; showing some", file=sys.stderr)
     if output == "json":
         print_json(graph)
     elif output == "dot":
