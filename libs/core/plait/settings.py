@@ -28,6 +28,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     home: str = ""
     nats_sync: Literal["always", "default"] = "always"
+    cache_reservation_seconds: float = 600.0  # how long a cache key's reservation stands without a fill or release
+    cache_lookup_seconds: float = 0.5  # how long a scheduler waits for the catalog's cache answer before going on
 
     def __post_init__(self) -> None:
         if self.nats_url is not None:
@@ -39,6 +41,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise InputError(f"PLAIT_STREAM_REPLICAS must be 1, 3 or 5, got {self.stream_replicas}")
         if self.ack_wait_seconds <= 0:
             raise InputError(f"PLAIT_ACK_WAIT_SECONDS must be positive, got {self.ack_wait_seconds}")
+        if self.cache_reservation_seconds <= 0:
+            raise InputError(f"PLAIT_CACHE_RESERVATION_SECONDS must be positive, got {self.cache_reservation_seconds}")
+        if self.cache_lookup_seconds <= 0:
+            raise InputError(f"PLAIT_CACHE_LOOKUP_SECONDS must be positive, got {self.cache_lookup_seconds}")
         if self.concurrency < 0:
             raise InputError(f"PLAIT_CONCURRENCY must be 0 (one per core) or more, got {self.concurrency}")
 
@@ -72,6 +78,8 @@ _FIELDS = {
     "log_level": "PLAIT_LOG_LEVEL",
     "home": "PLAIT_HOME",
     "nats_sync": "PLAIT_NATS_SYNC",
+    "cache_reservation_seconds": "PLAIT_CACHE_RESERVATION_SECONDS",
+    "cache_lookup_seconds": "PLAIT_CACHE_LOOKUP_SECONDS",
 }
 
 
