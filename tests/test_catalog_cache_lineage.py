@@ -20,7 +20,7 @@ from plait.core.decide import ResolvedLaunch
 from plait.core.ids import artifact_hash, attempt_id
 from plait_catalog import db
 from plait_catalog.migrations import migrate
-from plait_catalog.projection import apply_batch
+from plait_catalog.projection import StoredMessage, apply_batch
 from tests.test_catalog import DOMAIN, PROJECT, TABLES, EventLog, log, nc, pg, read_stream
 
 __all__ = ["log", "nc", "pg"]  # fixtures used here and by the rebuild tests
@@ -58,13 +58,15 @@ async def dump_all(connection: asyncpg.Connection) -> dict[str, list[dict[str, A
     }
 
 
-async def fresh_projection_all(postgres_server: Any, js: JetStreamContext) -> dict[str, list[dict[str, Any]]]:
-    """The tables that projecting the whole stream at once into an empty database gives."""
+async def fresh_projection_all(
+    postgres_server: Any, js: JetStreamContext, messages: list[StoredMessage] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The tables that projecting the whole stream (or ``messages``) at once into an empty database gives."""
     url = postgres_server.create_database(f"plait_fresh_{uuid.uuid4().hex[:12]}")
     connection = await db.connect(url, "test-fresh")
     try:
         await migrate(connection)
-        await apply_batch(connection, await read_stream(js))
+        await apply_batch(connection, await read_stream(js) if messages is None else messages)
         return await dump_all(connection)
     finally:
         await connection.close()

@@ -26,14 +26,16 @@ from plait.core.ids import attempt_id
 from plait.core.state import Execution, apply_decision
 from plait.errors import PlaitError
 from plait_catalog import CatalogService
-from plait_catalog.projection import stored_offset
+from plait_catalog.projection import StoredMessage, stored_offset
+from plait_catalog.projector import stored_message
+from plait_catalog.rebuild import RebuildFailed, RebuildProgress, RebuildRefused
 from tests.processes import REPO, ServiceProcess
 from tests.test_catalog import DEADLINE, DOMAIN, PROJECT, START, EventLog, caught_up, pipeline
 from tests.test_catalog_cache_lineage import CachingLog, dump_all, fresh_projection_all, log, nc, pg
 
 __all__ = ["log", "nc", "pg"]
 
-BACKLOG_EXECUTIONS = 2000  # five decisions (eight events) each: 10,000 messages
+BACKLOG_EXECUTIONS = 1300  # five decisions (eight events) each: 6,500 messages, 10,400 events
 
 
 async def varied_history(log: EventLog) -> int:
@@ -86,6 +88,60 @@ async def test_rebuild_gives_the_same_tables(
     assert sum(e["messages"] for e in replayed) == last
 
 
+async def test_readers_see_the_old_catalog_until_the_rebuild_commits(
+    nats_url: str, database_url: str, nc: NATS, log: EventLog, pg: asyncpg.Connection
+) -> None:
+    service = CatalogService(nats_url, database_url, "atomic", batch_size=4)
+    async with anyio.create_task_group() as tg:
+        await tg.start(service.run)
+        await caught_up(nc, await varied_history(log))
+        before = await dump_all(pg)
+        seen: list[dict[str, list[dict[str, Any]]]] = []
+        refusals: list[str] = []
+
+        async def progress(update: RebuildProgress) -> None:
+            if 0 < update.sequence < update.target:  # a batch of the rebuild is applied, not yet committed
+                seen.append(await dump_all(pg))
+                with pytest.raises(RebuildRefused) as refused:
+                    await service.projector.rebuild(progress)
+                refusals.append(str(refused.value))
+
+        with anyio.fail_after(DEADLINE):
+            await service.projector.rebuild(progress)
+        tg.cancel_scope.cancel()
+    assert len(seen) > 3 and all(tables == before for tables in seen)
+    assert set(refusals) == {"a rebuild is already running"}
+    assert await dump_all(pg) == before
+
+
+async def test_a_rebuild_cut_short_leaves_the_old_catalog(
+    nats_url: str, database_url: str, nc: NATS, log: EventLog, pg: asyncpg.Connection, postgres_server: Any
+) -> None:
+    service = CatalogService(nats_url, database_url, "cut-short", batch_size=4)
+    async with anyio.create_task_group() as tg:
+        await tg.start(service.run)
+        await caught_up(nc, await varied_history(log))
+        before = await dump_all(pg)
+
+        async def progress(update: RebuildProgress) -> None:
+            if update.messages:  # the leader's session ends in the middle of the replay
+                leader = "SELECT pid FROM pg_stat_activity WHERE application_name = 'plait-catalog-cut-short'"
+                assert await pg.fetchval("SELECT pg_terminate_backend(($1))", await pg.fetchval(leader))
+
+        with anyio.fail_after(DEADLINE), pytest.raises(RebuildFailed):
+            await service.projector.rebuild(progress)
+        assert await dump_all(pg) == before
+
+        await log.succeeded("after-failed-rebuild", 3)
+        await caught_up(nc, log.states["after-failed-rebuild"].last_sequence)
+        tg.cancel_scope.cancel()
+    assert await dump_all(pg) == await fresh_projection_all(postgres_server, log.js)
+
+
+async def nothing(update: RebuildProgress) -> None:
+    pass
+
+
 async def test_only_the_leader_rebuilds_and_projecting_goes_on(
     nats_url: str, database_url: str, nc: NATS, log: EventLog, pg: asyncpg.Connection, postgres_server: Any
 ) -> None:
@@ -100,6 +156,8 @@ async def test_only_the_leader_rebuilds_and_projecting_goes_on(
         with anyio.fail_after(DEADLINE):
             result = await request_rebuild(nc)
         assert result["replica"] == "leader"
+        with pytest.raises(RebuildRefused, match="replica standby does not lead the projection"):
+            await standby.projector.rebuild(nothing)
 
         await log.succeeded("after-rebuild", 5)
         await caught_up(nc, log.states["after-rebuild"].last_sequence)
@@ -145,6 +203,7 @@ class Backlog:
         self.ids = [f"bulk-{i:05d}" for i in range(executions)]
         self.states: dict[str, Execution] = {}
         self.now = START
+        self.events = 0
 
     def step(self, execution_id: str, step: int) -> Command | ResolvedLaunch:
         node = "double" if step < 3 else "increment"
@@ -192,6 +251,7 @@ class Backlog:
                     previous=state.last_digest if state else "",
                     events=tuple(decide(state, command)),
                 )
+                self.events += len(decision.events)
                 data = codec.encode(decision)
                 digest = codec.digest(data)
                 new_state = apply_decision(state, decision, 0, digest)
@@ -200,6 +260,21 @@ class Backlog:
                 subject = subjects.execution_subject(PROJECT, DOMAIN, execution_id)
                 acks.append(await self.js.publish_async(subject, data, headers={"Nats-Msg-Id": digest}))
         return max(ack.seq for ack in await _gather(acks))
+
+
+async def read_stream_quickly(nc: NATS, last: int) -> list[StoredMessage]:
+    """The stream up to ``last``, through an ordered consumer: one pass instead of a direct get per message."""
+    js = nc.jetstream()
+    subscription = await js.subscribe(">", stream=subjects.EVENTS_STREAM, ordered_consumer=True)
+    messages: list[StoredMessage] = []
+    try:
+        async for message in subscription.messages:
+            messages.append(stored_message(message))
+            if messages[-1].sequence == last:
+                return messages
+    finally:
+        await subscription.unsubscribe()
+    raise AssertionError(f"the stream ended at {messages[-1].sequence if messages else 0}, before {last}")
 
 
 async def _gather(futures: list[Any]) -> list[Any]:
@@ -223,9 +298,10 @@ async def test_a_leader_killed_mid_backlog_leaves_no_gap_and_no_duplicate(
     catalogs: list[ServiceProcess],
 ) -> None:
     began = time.monotonic()
-    last = await Backlog(nc.jetstream(), BACKLOG_EXECUTIONS).write()
+    backlog = Backlog(nc.jetstream(), BACKLOG_EXECUTIONS)
+    last = await backlog.write()
     written = time.monotonic() - began
-    assert last >= 10_000
+    assert backlog.events >= 10_000
     env = {"PLAIT_NATS_URL": nats_url, "PLAIT_DATABASE_URL": database_url}
 
     doomed = ServiceProcess("catalog", env=env)
@@ -246,7 +322,7 @@ async def test_a_leader_killed_mid_backlog_leaves_no_gap_and_no_duplicate(
     heir_batches = [e for e in heir.events if e.get("event") == "batch_projected"]
     assert heir_batches[0]["first"] == offset + 1 and caught["last"] == last
 
-    expected = await fresh_projection_all(postgres_server, nc.jetstream())
+    expected = await fresh_projection_all(postgres_server, nc.jetstream(), await read_stream_quickly(nc, last))
     assert await dump_all(pg) == expected
     assert len(expected["executions"]) == BACKLOG_EXECUTIONS
     assert len(expected["attempts"]) == 2 * BACKLOG_EXECUTIONS
@@ -256,7 +332,7 @@ async def test_a_leader_killed_mid_backlog_leaves_no_gap_and_no_duplicate(
     assert rebuilt["messages"] == last
     assert await dump_all(pg) == expected
     print(
-        f"\nbacklog: {last} messages written in {written:.2f} s; killed at offset {offset}; "
+        f"\nbacklog: {last} messages ({backlog.events} events) written in {written:.2f} s; killed at offset {offset}; "
         f"the next leader projected {last - offset} messages in {resumed:.2f} s (incl. start-up); "
         f"rebuild of {last} messages: {rebuilt['seconds']:.2f} s ({last / rebuilt['seconds']:.0f} messages/s)"
     )

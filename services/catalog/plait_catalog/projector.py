@@ -149,7 +149,7 @@ class Projector:
         try:
             batch: list[StoredMessage] = []
             async for message in subscription.messages:
-                batch.append(_stored(message))
+                batch.append(stored_message(message))
                 last = batch[-1].sequence
                 if len(batch) >= self._batch_size or message.metadata.num_pending == 0 or last == until:
                     with anyio.CancelScope(shield=True):
@@ -166,7 +166,8 @@ class Projector:
         return offset
 
 
-def _stored(message: Msg) -> StoredMessage:
+def stored_message(message: Msg) -> StoredMessage:
+    """A message delivered by a JetStream consumer, as the projection takes it."""
     return StoredMessage(message.metadata.sequence.stream, message.subject, message.data, _stored_at(message.reply))
 
 
