@@ -25,7 +25,7 @@ def add_parsers(commands: Any) -> None:
     )
     listing = cache.add_parser("list", help="cache entries, newest first")
     listing.add_argument("--task", metavar="NAME", help="only this task's entries")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=int, default=50, metavar="N")
     listing.add_argument("--json", action="store_true")
     show = cache.add_parser("show", help="one entry: its outputs and the execution, node and attempt that made them")
     show.add_argument("key", metavar="KEY")
