@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from plait import DefinitionError, map_task, workflow
+from plait.audit import verify_catalog
 from plait.client import AsyncClient
 from plait.core.commands import LaunchExecution, ReportAttemptResult
 from plait.core.decide import MAX_MAP_IN_FLIGHT, ResolvedLaunch, decide_batch
@@ -203,12 +204,16 @@ async def client(nats_url: str, database_url: str) -> AsyncIterator[AsyncClient]
 
 
 async def test_a_map_runs_end_to_end(client: AsyncClient) -> None:
-    state = await client.wait(
-        await client.launch(map_workflows.scaled_sum, {"xs": list(range(50)), "factor": 3}), timeout=DEADLINE
-    )
+    execution_id = await client.launch(map_workflows.scaled_sum, {"xs": list(range(50)), "factor": 3})
+    state = await client.wait(execution_id, timeout=DEADLINE)
     assert state.status == "succeeded" and state.outputs == {"result": 3 * sum(range(50))}
     node = state.nodes["scale"]
     assert (node.map_size, node.map_finished, node.map_failed) == (50, 50, 0)
     assert all(item is not None and item.status == "succeeded" for item in node.item_attempts)
+    shown = await client.query("executions.show", {"execution_id": execution_id, "min_sequence": state.last_sequence})
+    [scale_row] = [n for n in shown["execution"]["nodes"] if n["node"] == "scale"]
+    assert scale_row["status"] == "succeeded" and len(scale_row["attempts"]) == 50
+    assert scale_row["inputs"] == {"x": list(range(50)), "factor": 3}
+    assert verify_catalog(state, shown["execution"]) == []
     tolerant = await client.wait(await client.launch(map_workflows.tolerant, {"xs": [2, 3, 4, 6]}), timeout=DEADLINE)
     assert tolerant.status == "succeeded" and tolerant.outputs == {"result": [2, None, 4, 6]}

@@ -108,7 +108,7 @@ NodeView = dict[str, dict[str, Any]]
 
 def _replayed_nodes(state: Execution) -> NodeView:
     return {
-        node.id: {"status": node.status, "attempts": [(a.attempt_id, a.status) for a in node.attempts]}
+        node.id: {"status": node.status, "attempts": sorted((a.attempt_id, a.status) for a in node.attempts)}
         for node in state.nodes.values()
     }
 
@@ -117,7 +117,7 @@ def _catalog_nodes(catalog_execution: dict[str, Any]) -> NodeView:
     return {
         node["node"]: {
             "status": node["status"],
-            "attempts": [(a["attempt_id"], a["status"]) for a in node.get("attempts", [])],
+            "attempts": sorted((a["attempt_id"], a["status"]) for a in node.get("attempts", [])),
         }
         for node in catalog_execution.get("nodes", [])
     }

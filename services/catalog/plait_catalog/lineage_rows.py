@@ -17,13 +17,14 @@ from plait.core.events import (
     Decision,
     ExecutionLaunched,
     ExecutionSucceeded,
+    MapStarted,
     NodeCacheHit,
     NodeCacheLookup,
     NodeQueued,
     NodeSucceeded,
 )
 from plait.core.ids import artifact_hash
-from plait.core.model import Interface, TaskSpec, WorkflowSpec
+from plait.core.model import Interface, WorkflowSpec, node_interface
 from plait.core.types import Primitive, TypeSpec
 
 Direction = Literal["input", "output"]
@@ -65,14 +66,17 @@ class Lineage(msgspec.Struct):
     artifacts: dict[str, ArtifactRow] = msgspec.field(default_factory=dict)
     edges: dict[EdgeKey, EdgeRow] = msgspec.field(default_factory=dict)
     launched: dict[WorkflowKey, LaunchedWorkflowRow] = msgspec.field(default_factory=dict)
-    node_tasks: dict[str, dict[str, TaskSpec]] = msgspec.field(default_factory=dict)  # execution -> node -> task
+    node_interfaces: dict[str, dict[str, Interface]] = msgspec.field(default_factory=dict)  # execution -> node ->
 
-    def task_of(self, execution_id: str, node_id: str) -> TaskSpec:
-        tasks = self.node_tasks.get(execution_id)
-        if tasks is None:
+    def interface_of(self, execution_id: str, node_id: str) -> Interface:
+        """The node's interface: its task's, or a map node's lists of them."""
+        interfaces = self.node_interfaces.get(execution_id)
+        if interfaces is None:
             workflow = self.workflows[execution_id]
-            tasks = self.node_tasks[execution_id] = {node.id: workflow.tasks[node.task] for node in workflow.nodes}
-        return tasks[node_id]
+            interfaces = self.node_interfaces[execution_id] = {
+                node.id: node_interface(workflow.tasks[node.task], node) for node in workflow.nodes
+            }
+        return interfaces[node_id]
 
 
 def apply_decision(lineage: Lineage, decision: Decision) -> None:
@@ -88,7 +92,7 @@ def apply_decision(lineage: Lineage, decision: Decision) -> None:
 def _launch(lineage: Lineage, event: ExecutionLaunched) -> None:
     workflow = event.workflow
     lineage.workflows[event.execution_id] = workflow
-    lineage.node_tasks.pop(event.execution_id, None)
+    lineage.node_interfaces.pop(event.execution_id, None)
     key = (event.project, event.domain, workflow.name, workflow.version)
     if key not in lineage.launched:
         lineage.launched[key] = LaunchedWorkflowRow(
@@ -99,10 +103,16 @@ def _launch(lineage: Lineage, event: ExecutionLaunched) -> None:
 
 def _apply(lineage: Lineage, execution_id: str, event: object) -> None:
     match event:
-        case NodeQueued(node=node, inputs=inputs) | NodeCacheLookup(node=node, inputs=inputs):
-            _values(lineage, execution_id, node, "input", inputs, lineage.task_of(execution_id, node).interface)
+        case NodeQueued(index=index) if index >= 0:
+            pass  # a map item's values are parts of the map node's inputs and outputs, which have their edges
+        case (
+            NodeQueued(node=node, inputs=inputs)
+            | NodeCacheLookup(node=node, inputs=inputs)
+            | MapStarted(node=node, inputs=inputs)
+        ):
+            _values(lineage, execution_id, node, "input", inputs, lineage.interface_of(execution_id, node))
         case NodeSucceeded(node=node, outputs=outputs) | NodeCacheHit(node=node, outputs=outputs):
-            _values(lineage, execution_id, node, "output", outputs, lineage.task_of(execution_id, node).interface)
+            _values(lineage, execution_id, node, "output", outputs, lineage.interface_of(execution_id, node))
         case ExecutionSucceeded(outputs=outputs):
             interface = lineage.workflows[execution_id].interface
             _values(lineage, execution_id, WORKFLOW_NODE, "output", outputs, interface)

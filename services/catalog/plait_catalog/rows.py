@@ -23,6 +23,9 @@ from plait.core.events import (
     ExecutionFailed,
     ExecutionLaunched,
     ExecutionSucceeded,
+    MapItemFailed,
+    MapItemSucceeded,
+    MapStarted,
     NodeCacheHit,
     NodeCacheLookup,
     NodeCacheWaiting,
@@ -123,10 +126,10 @@ def keys_touched(decisions: Iterable[Decision]) -> Keys:
         keys.executions.add(decision.execution_id)
         for event in decision.events:
             match event:
-                case NodeQueued() | AttemptStarted() | AttemptFailed() | NodeSucceeded():
+                case NodeQueued() | AttemptStarted() | AttemptFailed() | NodeSucceeded() | MapItemSucceeded():
                     keys.nodes.add((decision.execution_id, event.node))
                     keys.attempts.add(event.attempt_id)
-                case NodeFailed() | NodeCacheLookup() | NodeCacheHit():
+                case NodeFailed() | NodeCacheLookup() | NodeCacheHit() | MapStarted():
                     keys.nodes.add((decision.execution_id, event.node))
                 case ExecutionFailed() | ExecutionAborted():
                     keys.all_nodes_of.add(decision.execution_id)
@@ -191,6 +194,19 @@ def _apply(rows: Rows, execution_id: str, event: Event, at: datetime) -> None:
     """What one event (after the launch) does to the execution's rows; mirrors ``plait.core.state.evolve``."""
     execution = rows.executions[execution_id]
     match event:
+        case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, index=index) if index >= 0:
+            node = rows.nodes[execution_id, node_id]
+            node.queued_at = node.queued_at or at
+            rows.attempts[attempt_id] = AttemptRow(
+                attempt_id=attempt_id, execution_id=execution_id, node_id=node_id, attempt=attempt, queued_at=at
+            )
+        case MapStarted(node=node_id, inputs=inputs):
+            node = rows.nodes[execution_id, node_id]
+            node.status, node.inputs = "running", inputs
+        case MapItemSucceeded(attempt_id=attempt_id, worker=worker):
+            if attempt_row := rows.attempts.get(attempt_id):
+                attempt_row.status, attempt_row.finished_at = "succeeded", at
+                attempt_row.worker = worker or attempt_row.worker
         case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, inputs=inputs, cache_key=key):
             node = rows.nodes[execution_id, node_id]
             node.status, node.inputs, node.queued_at = "queued", inputs, node.queued_at or at
@@ -232,8 +248,8 @@ def _apply(rows: Rows, execution_id: str, event: Event, at: datetime) -> None:
         case ExecutionAborted(reason=reason):
             execution.status, execution.abort_reason, execution.finished_at = "aborted", reason, at
             _abort_unfinished(rows, execution_id, at)
-        case CommandRejected() | ExecutionLaunched() | NodeCacheWaiting():
-            pass  # a rejection stays on the dead-letter stream, not shown yet; a cache wait changes no row
+        case CommandRejected() | ExecutionLaunched() | NodeCacheWaiting() | MapItemFailed():
+            pass  # a rejection stays on the dead-letter stream; a cache wait or a failed item changes no row
 
 
 def _abort_unfinished(rows: Rows, execution_id: str, at: datetime) -> None:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from plait.core.types import TypeSpec
+from plait.core.types import ListOf, OptionalOf, TypeSpec
 
 
 class Param(msgspec.Struct, frozen=True):
@@ -160,3 +160,22 @@ def resolve(binding: Binding, inputs: abc.Mapping[str, Any], outputs: abc.Mappin
             return [resolve(b, inputs, outputs) for b in items]
         case Mapping(items=items):
             return {key: resolve(b, inputs, outputs) for key, b in items.items()}
+
+
+def mapped_type(item_type: TypeSpec, options: MapOptions) -> TypeSpec:
+    """The type of a map node's output: a list of its task's, of optional values when items may fail."""
+    if options.min_success_ratio < 1.0 and not isinstance(item_type, OptionalOf):
+        return ListOf(OptionalOf(item_type))
+    return ListOf(item_type)
+
+
+def node_interface(task: TaskSpec, node: Node) -> Interface:
+    """The interface a node presents: its task's, or, for a map node, lists of the mapped inputs and outputs."""
+    if node.map is None:
+        return task.interface
+    options = node.map
+    inputs = tuple(
+        msgspec.structs.replace(p, type=ListOf(p.type)) if p.name in options.over else p for p in task.interface.inputs
+    )
+    outputs = tuple(msgspec.structs.replace(p, type=mapped_type(p.type, options)) for p in task.interface.outputs)
+    return Interface(inputs, outputs)

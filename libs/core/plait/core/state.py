@@ -73,6 +73,7 @@ class NodeState(msgspec.Struct, kw_only=True):
     map_finished: int = 0  # items that succeeded or failed for good
     map_failed: int = 0
     item_attempts: list[AttemptState | None] = msgspec.field(default_factory=list)  # each item's latest attempt
+    # (a map node's ``attempts`` hold every attempt of every item, in the order they were queued)
     item_outputs: list[dict[str, Any] | None] = msgspec.field(default_factory=list)
 
     def find_attempt(self, attempt_id: str) -> AttemptState | None:
@@ -140,7 +141,9 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
     match event:
         case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, index=index) if index >= 0:
             node = state.nodes[node_id]
-            node.item_attempts[index] = AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at, index=index)
+            item = AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at, index=index)
+            node.item_attempts[index] = item
+            node.attempts.append(item)
             node.map_queued = max(node.map_queued, index + 1)
         case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, inputs=inputs, cache_key=key):
             node = state.nodes[node_id]
@@ -154,9 +157,10 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
             node.item_attempts, node.item_outputs = [None] * size, [None] * size
         case MapItemSucceeded(node=node_id, index=index, outputs=outputs, worker=worker):
             node = state.nodes[node_id]
-            item = node.item_attempts[index]
-            if item is not None:
-                item.status, item.finished_at, item.worker = "succeeded", at, worker or item.worker
+            finished = node.item_attempts[index]
+            if finished is not None:
+                finished.status, finished.finished_at = "succeeded", at
+                finished.worker = worker or finished.worker
             node.item_outputs[index] = outputs
             node.map_finished += 1
         case MapItemFailed(node=node_id):

@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from plait.core.model import Binding, Collection, Constant, FromInput, FromNode, MapOptions, Mapping, Node
+from plait.core.model import (
+    Binding,
+    Collection,
+    Constant,
+    FromInput,
+    FromNode,
+    MapOptions,
+    Mapping,
+    Node,
+    mapped_type,
+)
 from plait.core.types import DictOf, ListOf, OptionalOf, Primitive, TypeSpec, assignable, check_value, describe
 from plait.errors import DefinitionError
 from plait.sdk.hints import encode_value
@@ -197,12 +207,7 @@ def _checked_mapping(mapping: MapOptions, mapped: list[str], given: dict[str, An
 
 
 def _output_type(item_type: TypeSpec, mapping: MapOptions | None) -> TypeSpec:
-    """A map node's outputs are lists of its task's outputs; of optional ones when items may fail."""
-    if mapping is None:
-        return item_type
-    if mapping.min_success_ratio < 1.0 and not isinstance(item_type, OptionalOf):
-        return ListOf(OptionalOf(item_type))
-    return ListOf(item_type)
+    return item_type if mapping is None else mapped_type(item_type, mapping)
 
 
 def checked_binding(value: Any, expected: TypeSpec, where: str) -> Binding:
