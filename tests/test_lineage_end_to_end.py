@@ -1,0 +1,47 @@
+"""Lineage across executions, end to end: B reads what A wrote, and the catalog links them through the artifact."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from plait.client import AsyncClient
+from plait.core.ids import artifact_hash
+from tests import cache_workflows
+from tests.stack import services_and_client
+
+DEADLINE = 60.0
+
+
+@pytest.fixture
+async def client(nats_url: str, database_url: str) -> AsyncIterator[AsyncClient]:
+    async with services_and_client(nats_url, database_url) as plait_client:
+        yield plait_client
+
+
+async def test_an_output_of_one_execution_read_by_another_links_them(client: AsyncClient) -> None:
+    a_id = await client.launch(cache_workflows.squared_then_doubled, {"x": 3})
+    a = await client.wait(a_id, timeout=DEADLINE)
+    assert a.outputs == {"result": 18}
+    b_id = await client.launch(cache_workflows.squared_then_doubled, {"x": a.outputs["result"]})
+    b = await client.wait(b_id, timeout=DEADLINE)
+    assert b.outputs == {"result": 2 * 18 * 18}
+
+    shared = artifact_hash(18)
+    graph = await client.lineage(shared, "both", depth=2, min_sequence=b.last_sequence)
+    ids = {node["id"] for node in graph["nodes"]}
+    writers = {(e["source"], e["target"]) for e in graph["edges"] if e["target"] == graph["root"]}
+    readers = {(e["source"], e["target"]) for e in graph["edges"] if e["source"] == graph["root"]}
+    node_of = {n["id"]: n for n in graph["nodes"] if n["kind"] == "node_execution"}
+    assert {(node_of[s]["execution_id"], node_of[s]["node"]) for s, _ in writers} >= {
+        (a_id, "plain_double"),
+        (a_id, ""),
+    }
+    assert {(node_of[t]["execution_id"], node_of[t]["node"]) for _, t in readers} >= {(b_id, ""), (b_id, "slow_square")}
+
+    upstream = await client.lineage(b_id, "upstream", depth=6, min_sequence=b.last_sequence)
+    executions = {n["execution_id"] for n in upstream["nodes"] if n["kind"] == "node_execution"}
+    assert executions == {a_id, b_id}, "walking up from B reaches the nodes of A that made its input"
+    assert artifact_hash(3) in {n["hash"] for n in upstream["nodes"] if n["kind"] == "artifact"}
+    assert f"artifact:{shared}" in ids
