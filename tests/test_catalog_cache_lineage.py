@@ -50,6 +50,16 @@ def cached_chain(x: int) -> int:
     return add_one(square(x))
 
 
+@task
+def nothing(x: int) -> int | None:
+    return None
+
+
+@workflow
+def optional(x: int) -> int | None:
+    return nothing(x)
+
+
 async def dump_all(connection: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:
     """Every projected table (and the offset), row by row, in primary key order."""
     return {
@@ -347,3 +357,25 @@ async def test_fill_and_clear_in_one_batch(log: EventLog, pg: asyncpg.Connection
     await migrate(pg)
     await apply_batch(pg, await read_stream(log.js))
     assert [r["cache_key"] for r in await pg.fetch("SELECT cache_key FROM cache_entries")] == ["k2"]
+
+
+async def test_a_none_value_is_an_artifact_stored_inline(log: EventLog, pg: asyncpg.Connection) -> None:
+    launch = LaunchExecution(
+        command_id="launch:none",
+        execution_id="none",
+        project=PROJECT,
+        domain=DOMAIN,
+        workflow=optional.name,
+        version=optional.spec.version,
+        inputs={"x": 1},
+    )
+    await log.command("none", ResolvedLaunch(command=launch, workflow=optional.spec))
+    await log.start("none", "nothing")
+    await log.finish("none", "nothing", outputs={"result": None})
+    await migrate(pg)
+    await apply_batch(pg, await read_stream(log.js))
+    stored = await pg.fetchrow(
+        "SELECT value IS NULL AS missing, value, size, type FROM artifacts WHERE hash = $1", artifact_hash(None)
+    )
+    assert (stored["missing"], stored["value"], stored["size"]) == (False, None, len(b"null"))
+    assert stored["type"] == {"type": "optional", "inner": INT}

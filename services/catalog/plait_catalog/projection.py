@@ -93,6 +93,7 @@ _WRITE_LAUNCHED_WORKFLOW = _upsert(
 _WRITE_ARTIFACT = _upsert("artifacts", ArtifactRow, ("hash",), on_conflict="nothing")
 _WRITE_EDGE = _upsert("lineage_edges", EdgeRow, ("execution_id", "node_id", "direction", "name"))
 _WRITE_CACHE_ENTRY = _upsert("cache_entries", CacheEntryRow, ("project", "domain", "cache_key"))
+_JSON_NULL = msgspec.Raw(b"null")
 _DELETE_CACHE_ENTRY = "DELETE FROM cache_entries WHERE project = $1 AND domain = $2 AND cache_key = $3"
 
 _READ_EXECUTIONS = "SELECT * FROM executions WHERE execution_id = ANY($1::text[])"
@@ -204,7 +205,7 @@ async def _write(connection: Connection, batch: Rows, lineage: Lineage, cache: C
         (_WRITE_EXECUTION, batch.executions.values()),
         (_WRITE_NODE, batch.nodes.values()),
         (_WRITE_ATTEMPT, batch.attempts.values()),
-        (_WRITE_ARTIFACT, lineage.artifacts.values()),
+        (_WRITE_ARTIFACT, [_with_json_null(artifact) for artifact in lineage.artifacts.values()]),
         (_WRITE_EDGE, lineage.edges.values()),
         (_WRITE_CACHE_ENTRY, filled),
     ]
@@ -213,6 +214,11 @@ async def _write(connection: Connection, batch: Rows, lineage: Lineage, cache: C
             await connection.executemany(statement, [msgspec.structs.astuple(row) for row in table_rows])
     if cleared := [key for key, row in cache.changed.items() if row is None]:
         await connection.executemany(_DELETE_CACHE_ENTRY, cleared)
+
+
+def _with_json_null(artifact: ArtifactRow) -> ArtifactRow:
+    """A None value as JSON null: a NULL column means the value is not stored inline."""
+    return artifact if artifact.value is not None else msgspec.structs.replace(artifact, value=_JSON_NULL)
 
 
 async def clear(connection: Connection) -> None:
