@@ -23,11 +23,30 @@ import msgspec
 
 from bench.report import print_report
 from bench.stack import nats_server_version
-from bench.suite import progress, run_mode, summarize
+from bench.suite import WORKLOADS, progress, run_mode, summarize
 from plait.logging import configure_logging
 
-FULL = {"fan_out": 1000, "chain": 100, "many": 200, "widest": 100_000, "replay": 1_000_000, "raw": (2000, 20_000)}
-QUICK = {"fan_out": 20, "chain": 5, "many": 10, "widest": 200, "replay": 5000, "raw": (200, 2000)}
+FULL = {
+    "fan_out": 1000,
+    "chain": 100,
+    "many": 200,
+    "cached": 500,
+    "cached_sleepy": 20,
+    "widest": 100_000,
+    "replay": 1_000_000,
+    "raw": (2000, 20_000),
+}
+QUICK = {
+    "fan_out": 20,
+    "chain": 5,
+    "many": 10,
+    "cached": 10,
+    "cached_sleepy": 2,
+    "widest": 200,
+    "replay": 5000,
+    "raw": (200, 2000),
+}
+SIZED = ("fan_out", "chain", "many", "cached", "cached_sleepy", "widest", "replay")
 
 
 def run_prefect(args: argparse.Namespace) -> dict[str, Any]:
@@ -78,22 +97,37 @@ def main() -> None:
     parser.add_argument("--fan-out", type=int, help="width of the fan-out (default 1000)")
     parser.add_argument("--chain", type=int, help="length of the chain (default 100)")
     parser.add_argument("--many", type=int, help="small executions launched at once (default 200)")
+    parser.add_argument("--cached", type=int, help="cached no-op tasks run twice (default 500; 0 skips)")
+    parser.add_argument("--cached-sleepy", type=int, help="cached 0.2 s tasks run twice (default 20; 0 skips)")
     parser.add_argument("--widest", type=int, help="nodes of the widest execution (default 100000; 0 skips)")
     parser.add_argument("--replay", type=int, help="events to replay (default 1000000; 0 skips)")
+    parser.add_argument(
+        "--only",
+        type=lambda text: [part.strip().replace("-", "_") for part in text.split(",") if part.strip()],
+        help=f"comma-separated workloads to run (default all: {','.join(WORKLOADS)})",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--compare", choices=["prefect"], help="run the same workloads on Prefect 3 too")
     parser.add_argument("--prefect-json", type=Path, help="use the Prefect figures of an earlier --json file's run")
     parser.add_argument("--prefect-runs", type=int, help="runs on Prefect (default: --runs)")
     parser.add_argument("--prefect-python", default=default_prefect_python(), help="a Python that has prefect")
     args = parser.parse_args()
+    args.only = args.only or list(WORKLOADS)
+    if unknown := set(args.only) - set(WORKLOADS):
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))} (choose from {', '.join(WORKLOADS)})")
     sizes = QUICK if args.quick else FULL
-    for name in ("fan_out", "chain", "many", "widest", "replay"):
+    for name in SIZED:
         if getattr(args, name) is None:
             setattr(args, name, sizes[name])
     args.raw = sizes["raw"]
     args.runs = args.runs or (1 if args.quick else 5)
-    args.log = Path(tempfile.gettempdir()) / "plait-bench.log"
-    configure_logging("json", "warning", file=args.log)
+    with tempfile.TemporaryDirectory(prefix="plait-bench-log-") as logs:
+        args.log = Path(logs) / "plait-bench.log"
+        configure_logging("json", "warning", file=args.log)
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     modes = ["always", "default"] if args.sync == "both" else [args.sync]
     results = []
@@ -115,7 +149,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "nats_server": nats_server_version(),
         "runs": args.runs,
-        "sizes": {k: getattr(args, k) for k in ("fan_out", "chain", "many", "widest", "replay")},
+        "sizes": {k: getattr(args, k) for k in SIZED},
         "replay_history": results[0].get("replay_history"),
         "elapsed_s": time.perf_counter() - started,
     }

@@ -16,8 +16,17 @@ ROWS: list[Row] = [
     ("3. {many} executions: launch→done p50 (ms)", ("many", "p50_ms"), "{:.0f}"),
     ("3. {many} executions: launch→done p99 (ms)", ("many", "p99_ms"), "{:.0f}"),
 ]
+ROWS_CACHED: list[Row] = [
+    ("4. cached rerun {cached}: first run wall (s)", ("cached", "first_s"), "{:.2f}"),
+    ("4. cached rerun {cached}: rerun wall (s)", ("cached", "second_s"), "{:.3f}"),
+    ("4. cached rerun {cached}: rerun / first", ("cached", "ratio"), "{:.3f}"),
+    ("4. cached {cached_sleepy} x 0.2 s tasks: first run wall (s)", ("cached", "sleep_first_s"), "{:.2f}"),
+    ("4. cached {cached_sleepy} x 0.2 s tasks: rerun wall (s)", ("cached", "sleep_second_s"), "{:.3f}"),
+    ("4. cached {cached_sleepy} x 0.2 s tasks: rerun / first", ("cached", "sleep_ratio"), "{:.3f}"),
+]
 ROWS_AFTER: list[Row] = [
     ("6. replay {replay_events} events: read+apply (events/s)", ("replay", "read_apply_per_s"), "{:,.0f}"),
+    ("6. replay: read only (events/s)", ("replay", "read_per_s"), "{:,.0f}"),
     ("6. replay: apply only (events/s)", ("replay", "apply_per_s"), "{:,.0f}"),
     ("7. JetStream publish+ack, sync (msgs/s)", ("raw", "sync_msgs_per_s"), "{:,.0f}"),
     ("7. JetStream publish+ack, pipelined (msgs/s)", ("raw", "pipelined_msgs_per_s"), "{:,.0f}"),
@@ -29,6 +38,8 @@ CELL = 32
 def _get(result: dict[str, Any], path: tuple[str, ...]) -> dict[str, float] | None:
     value: Any = result
     for key in path:
+        if isinstance(value, dict) and "failed" in value:
+            return {"failed": 1.0}
         if not isinstance(value, dict) or key not in value:
             return None
         value = value[key]
@@ -38,6 +49,8 @@ def _get(result: dict[str, Any], path: tuple[str, ...]) -> dict[str, float] | No
 def _cell(s: dict[str, float] | None, fmt: str) -> str:
     if s is None:
         return "-"
+    if "failed" in s:
+        return "failed (see below)"
     if s.get("n", 1) == 1:
         return fmt.format(s["median"])
     return f"{fmt.format(s['median'])} [{fmt.format(s['min'])}-{fmt.format(s['max'])}]"
@@ -51,6 +64,13 @@ def _widest(result: dict[str, Any]) -> tuple[str, str]:
     if "failed" in w:
         return "failed (see below)", rss
     return f"{w['nodes_per_s']:.0f} ({w['wall_s']:.1f} s)", rss
+
+
+def _mb(result: dict[str, Any], key: str, name: str | None) -> str:
+    readings = result.get(key)
+    if not readings:
+        return "-"
+    return f"{sum(readings.values()) if name is None else readings[name]:.0f}"
 
 
 def _line(label: str, cells: list[str]) -> str:
@@ -77,26 +97,28 @@ def print_report(meta: dict[str, Any], results: list[dict[str, Any]], prefect: d
             print(_line(label.format(**sizes), cells))
 
     rows(ROWS)
-    print(_line("4. cached rerun", ["n/a: needs task caching" for _ in results]))
+    rows(ROWS_CACHED)
     widest = [_widest(r) for r in results]
     print(_line(f"5. widest: {sizes['widest']} nodes (nodes/s)", [w[0] for w in widest]))
     print(_line("5. widest: plait process peak RSS (MB)", [w[1] for w in widest]))
     rows(ROWS_AFTER)
     for name in ("plait", "nats-server", "postgres"):
-        print(_line(f"idle RSS, {name} (MB)", [f"{r['idle_rss_mb'][name]:.0f}" for r in results]))
-    print(_line("idle RSS, total (MB)", [f"{sum(r['idle_rss_mb'].values()):.0f}" for r in results]))
+        print(_line(f"idle RSS, {name} (MB)", [_mb(r, "idle_rss_mb", name) for r in results]))
+    print(_line("idle RSS, total (MB)", [_mb(r, "idle_rss_mb", None) for r in results]))
     for name in ("plait", "nats-server", "postgres"):
-        print(_line(f"peak RSS in 1-3, {name} (MB)", [f"{r['peak_rss_mb'][name]:.0f}" for r in results]))
-    print(
-        _line("peak RSS to the end, nats-server (MB)", [f"{r['peak_rss_end_mb']['nats-server']:.0f}" for r in results])
-    )
+        print(_line(f"peak RSS in 1-4, {name} (MB)", [_mb(r, "peak_rss_mb", name) for r in results]))
+    print(_line("peak RSS to the end, nats-server (MB)", [_mb(r, "peak_rss_end_mb", "nats-server") for r in results]))
     if prefect is not None and "failed" not in prefect:
         print(
             f"{'peak RSS, Prefect flow process (MB)':<{WIDTH}}{prefect['peak_rss_mb']:>{CELL * (len(results) + 1)}.0f}"
         )
     for r in results:
+        if "failed" in (r.get("cached") or {}):
+            print(f"  4. cached rerun, fsync {r['sync']}: failed: {r['cached']['failed']}")
         if "failed" in (r.get("widest") or {}):
             print(f"  5. widest, fsync {r['sync']}: failed: {r['widest']['failed']}")
+    if prefect is not None and "failed" in (prefect.get("cached") or {}):
+        print(f"  4. cached rerun, Prefect: failed: {prefect['cached']['failed']}")
     _print_broker(results)
     if prefect is not None:
         _print_prefect(results, prefect)
@@ -107,7 +129,7 @@ def print_report(meta: dict[str, Any], results: list[dict[str, Any]], prefect: d
 
 def _median(result: dict[str, Any], *path: str) -> float | None:
     s = _get(result, path)
-    return None if s is None else s["median"]
+    return None if s is None or "median" not in s else s["median"]
 
 
 def _print_broker(results: list[dict[str, Any]]) -> None:
@@ -143,6 +165,8 @@ def _print_prefect(results: list[dict[str, Any]], prefect: dict[str, Any]) -> No
             ("chain wall", ("chain", "wall_s"), False),
             ("executions/s", ("many", "executions_per_s"), True),
             ("launch→done p50", ("many", "p50_ms"), False),
+            ("cached rerun wall", ("cached", "second_s"), False),
+            ("cached 0.2 s rerun wall", ("cached", "sleep_second_s"), False),
         ):
             a, b = _median(r, *path), _median(prefect, *path)
             if a and b:
@@ -169,7 +193,9 @@ def _print_targets(results: list[dict[str, Any]], prefect: dict[str, Any] | None
             _check("chain step p99", _median(r, "chain", "step_p99_ms"), 20, False, "ms"),
             _check("executions launch→done p50", _median(r, "many", "p50_ms"), 50, False, "ms"),
             _check("replay read+apply", _median(r, "replay", "read_apply_per_s"), 200_000, True, "events/s"),
-            _check("idle stack RSS total", sum(r["idle_rss_mb"].values()), 300, False, "MB"),
+            _check(
+                "idle stack RSS total", sum(r["idle_rss_mb"].values()) if "idle_rss_mb" in r else None, 300, False, "MB"
+            ),
         ]
         pf = _median(prefect or {}, "fan_out", "tasks_per_s")
         fo = _median(r, "fan_out", "tasks_per_s")

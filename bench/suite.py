@@ -13,8 +13,9 @@ from typing import Any
 
 import anyio
 
-from bench import chain, fan_out, many, raw, replay, widest
+from bench import cached, chain, fan_out, many, raw, replay, widest
 from bench.measure import summary
+from bench.procs import Group
 from bench.stack import servers
 from bench.workloads import make_chain, make_fan_out, small
 from plait.cli.stack import embedded_services
@@ -37,9 +38,13 @@ def summarize(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return {key: summary([run[key] for run in runs]) for key in runs[0]} if runs else {}
 
 
+WORKLOADS = ("fan_out", "chain", "many", "cached", "widest", "raw", "replay")
+
+
 async def bench_stack(sync: str, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"sync": sync}
     log_at = 0
+    only = set(args.only)
     with tempfile.TemporaryDirectory(prefix="plait-bench-") as home:
         settings = load_settings(home=home, nats_sync=sync)
         async with servers(settings) as srv:
@@ -49,31 +54,14 @@ async def bench_stack(sync: str, args: argparse.Namespace) -> dict[str, Any]:
                     async with await AsyncClient.connect(srv.info.nats_url) as client:
                         await anyio.sleep(2.0)  # let the services settle before the idle reading
                         result["idle_rss_mb"] = {name: g.rss_mb() for name, g in groups.items()}
-                        fan_out_wf, chain_wf = make_fan_out(args.fan_out), make_chain(args.chain)
-                        for wf in (fan_out_wf, chain_wf, small):
-                            await client.register(wf)
-                        await chain.run(client, chain_wf, args.chain)  # warm the worker pool
-                        for g in groups.values():
-                            g.reset_peak()
-                        runs: dict[str, list[dict[str, float]]] = {"fan_out": [], "chain": [], "many": []}
-                        for run in range(args.runs):
-                            runs["fan_out"].append(await fan_out.run(client, fan_out_wf, args.fan_out))
-                            runs["chain"].append(await chain.run(client, chain_wf, args.chain))
-                            runs["many"].append(await many.run(client, args.many))
-                            progress(
-                                f"[{sync}] run {run + 1}/{args.runs}: fan-out {runs['fan_out'][-1]['tasks_per_s']:.0f} "
-                                f"tasks/s, chain p50 {runs['chain'][-1]['step_p50_ms']:.1f} ms, "
-                                f"{args.many} executions p50 {runs['many'][-1]['p50_ms']:.0f} ms"
-                            )
-                        result.update({name: summarize(values) for name, values in runs.items()})
-                        result["peak_rss_mb"] = {name: g.peak_mb() for name, g in groups.items()}
-                        if args.widest > 0:
+                        await _workloads(client, sync, args, groups, result)
+                        if args.widest > 0 and "widest" in only:
                             progress(f"[{sync}] widest: one execution of {args.widest} nodes")
                             log_at = widest.log_size(args.log)
                             result["widest"] = await widest.run(client, args.widest, groups["plait"], args.log)
                             progress(f"[{sync}] widest: {result['widest']}")
             except Exception as exc:  # a service crashed: say so on the rows not measured yet, keep going
-                if "widest" in result or "fan_out" not in result:
+                if "widest" in result or "widest" not in only or "idle_rss_mb" not in result:
                     raise
                 reason = f"the services crashed: {_leaf(exc)}; last error logged: {widest.last_error(args.log, log_at)}"
                 result["widest"] = {"width": args.widest, "failed": reason, "plait_peak_mb": groups["plait"].peak_mb()}
@@ -81,30 +69,78 @@ async def bench_stack(sync: str, args: argparse.Namespace) -> dict[str, Any]:
             # services stopped: the broker floor and the replay have the server to themselves
             # (the replay's records stay in the stream, which denies purges; the server is thrown away after)
             async with await AsyncClient.connect(srv.info.nats_url) as client:
-                raw_runs = [await raw.run(client.js, *args.raw) for _ in range(args.runs)]
-                result["raw"] = summarize(raw_runs)
-                progress(f"[{sync}] raw floor: {raw_runs[-1]}")
-                if args.replay > 0:
-                    # made here, after the idle and workload readings, so its memory is not counted as plait's
-                    history = replay.generate(args.replay)
-                    result["replay_history"] = {
-                        "events": history.events,
-                        "decisions": len(history.records),
-                        "width": history.width,
-                        "retries": history.retries,
-                        "generate_s": history.generate_s,
-                    }
-                    result["replay_store_s"] = await replay.store(client.js, history)
-                    replay_runs = []
-                    for _ in range(args.runs):
-                        rate, decoded = await replay.read_and_apply(client.js, history)
-                        replay_runs.append(
-                            {"read_apply_per_s": rate, "apply_per_s": replay.apply_only(decoded, history.events)}
-                        )
-                        del decoded
-                    result["replay"] = summarize(replay_runs)
-                    progress(f"[{sync}] replay: {replay_runs[-1]}")
+                if "raw" in only:
+                    raw_runs = [await raw.run(client.js, *args.raw) for _ in range(args.runs)]
+                    result["raw"] = summarize(raw_runs)
+                    progress(f"[{sync}] raw floor: {raw_runs[-1]}")
+                if args.replay > 0 and "replay" in only:
+                    result.update(await _replay(client, sync, args))
             result["peak_rss_end_mb"] = {name: g.peak_mb() for name, g in groups.items()}
+    return result
+
+
+async def _workloads(
+    client: AsyncClient, sync: str, args: argparse.Namespace, groups: dict[str, Group], result: dict[str, Any]
+) -> None:
+    """Workloads 1-4, ``args.runs`` times each, interleaved; the peak RSS over them."""
+    wanted = [name for name in ("fan_out", "chain", "many", "cached") if name in args.only]
+    if not wanted:
+        return
+    fan_out_wf, chain_wf = make_fan_out(args.fan_out), make_chain(args.chain)
+    for wf in (fan_out_wf, chain_wf, small):
+        await client.register(wf)
+    await chain.run(client, chain_wf, args.chain)  # warm the worker pool
+    for g in groups.values():
+        g.reset_peak()
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in wanted}
+    failures: list[str] = []
+    for run in range(args.runs):
+        line = []
+        if "fan_out" in runs:
+            runs["fan_out"].append(await fan_out.run(client, fan_out_wf, args.fan_out))
+            line.append(f"fan-out {runs['fan_out'][-1]['tasks_per_s']:.0f} tasks/s")
+        if "chain" in runs:
+            runs["chain"].append(await chain.run(client, chain_wf, args.chain))
+            line.append(f"chain p50 {runs['chain'][-1]['step_p50_ms']:.1f} ms")
+        if "many" in runs:
+            runs["many"].append(await many.run(client, args.many))
+            line.append(f"{args.many} executions p50 {runs['many'][-1]['p50_ms']:.0f} ms")
+        if "cached" in runs and not failures:
+            try:
+                runs["cached"].append(await cached.run(client, args.cached, args.cached_sleepy, run))
+                line.append(cached.describe(runs["cached"][-1]))
+            except cached.NotCached as exc:
+                failures.append(str(exc))
+                line.append(f"cached rerun: {exc}")
+        progress(f"[{sync}] run {run + 1}/{args.runs}: " + ", ".join(line))
+    result.update({name: summarize(values) for name, values in runs.items() if values})
+    if failures:
+        result["cached"] = {"failed": failures[0]}
+    result["peak_rss_mb"] = {name: g.peak_mb() for name, g in groups.items()}
+
+
+async def _replay(client: AsyncClient, sync: str, args: argparse.Namespace) -> dict[str, Any]:
+    # made here, after the idle and workload readings, so its memory is not counted as plait's
+    history = replay.generate(args.replay)
+    result: dict[str, Any] = {
+        "replay_history": {
+            "events": history.events,
+            "decisions": len(history.records),
+            "width": history.width,
+            "retries": history.retries,
+            "generate_s": history.generate_s,
+        },
+        "replay_store_s": await replay.store(client.js, history),
+    }
+    replay_runs = []
+    for _ in range(args.runs):
+        run = {"read_apply_per_s": await replay.read_and_apply(client.js, history)}
+        run["read_per_s"], decoded = await replay.read_only(client.js, history)
+        run["apply_per_s"] = replay.apply_only(decoded, history.events)
+        replay_runs.append(run)
+        del decoded
+    result["replay"] = summarize(replay_runs)
+    progress(f"[{sync}] replay: {replay_runs[-1]}")
     return result
 
 

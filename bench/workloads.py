@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from plait import task, workflow
@@ -48,3 +49,30 @@ def make_chain(length: int) -> Workflow[Any, Any]:
 def small(seed: int = 0) -> int:
     """Three nodes: two no-ops and a join."""
     return join(values=[noop(x=seed), noop(x=seed)])
+
+
+@task(cache=True, cache_version="1")
+def cached_noop(seed: int, i: int) -> int:
+    return i
+
+
+@task(cache=True, cache_version="1")
+def cached_sleep(seed: int, i: int) -> int:
+    time.sleep(0.2)
+    return i
+
+
+@task(cache=True, cache_version="1")
+def cached_join(values: list[int]) -> int:
+    return len(values)
+
+
+def make_cached(width: int, sleepy: bool = False) -> Workflow[Any, Any]:
+    """``width`` cached tasks (no-ops, or 0.2 s sleeps) and a cached join; the seed input makes a run's cache keys."""
+    one = cached_sleep if sleepy else cached_noop
+
+    def body(seed: int = 0) -> int:
+        return cached_join(values=[one(seed=seed, i=i) for i in range(width)])
+
+    body.__name__ = body.__qualname__ = "cached_sleep" if sleepy else "cached_fan_out"
+    return workflow(body)

@@ -7,6 +7,8 @@ lists every transition with who decided it, when, and which commands caused it.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -17,6 +19,25 @@ from plait import codec
 from plait.core.events import Decision, Event
 from plait.core.state import Execution, apply_decision
 from plait.errors import NotFound, PlaitError
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector off while a history is decoded and applied, then back on.
+
+    Decoding and applying a long history allocates millions of objects and no reference cycles, so
+    the collector's passes over the growing heap are pure cost: about a third of the time of a
+    1,000,000-event replay. Memory is still freed by reference counting. Leaves the collector alone
+    when it is already off (a caller's choice, or an enclosing pause).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class Record(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,8 +92,9 @@ def replay(records: Iterable[Record], *, at_sequence: int | None = None, at_time
     by that point.
     """
     state: Execution | None = None
-    for record, decision in decisions(records, at_sequence=at_sequence, at_time=at_time):
-        state = apply_decision(state, decision, record.sequence, codec.digest(record.data))
+    with paused_gc():
+        for record, decision in decisions(records, at_sequence=at_sequence, at_time=at_time):
+            state = apply_decision(state, decision, record.sequence, codec.digest(record.data))
     if state is None:
         limits = []
         if at_sequence is not None:

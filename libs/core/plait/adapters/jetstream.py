@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
@@ -12,6 +14,7 @@ import nats.errors
 import nats.js.errors
 import structlog
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -27,6 +30,7 @@ from plait.core.events import Decision, LaunchPlanRegistered, Registration, Task
 from plait.core.model import EntityKind, LaunchPlanSpec, TaskSpec, WorkflowSpec
 from plait.core.state import Execution, apply_decision
 from plait.errors import ConflictError, ConnectionError, NotFound, RegistrationConflict
+from plait.replay import paused_gc
 
 WRONG_LAST_SEQUENCE = 10071
 DUPLICATE_WINDOW_SECONDS = 120.0
@@ -139,14 +143,55 @@ class StoredDecision:
         self.digest = codec.digest(data)
 
 
+BATCH_MESSAGES = 1024  # messages asked for in one batched direct get
+BATCH_BYTES = 16 * 1024 * 1024  # and their size: the server stops a batch after the message that reaches it
+STATUS_END_OF_BATCH = "204"
+STATUS_NOT_FOUND = "404"
+
+
+class BatchUnsupported(Exception):
+    """The server answered a batched direct get as a single one (nats-server < 2.11), or refused it."""
+
+
+def _raw_message(msg: Msg) -> RawStreamMsg:
+    headers = msg.headers or {}
+    return RawStreamMsg(
+        subject=headers.get("Nats-Subject"),
+        seq=int(headers["Nats-Sequence"]),
+        data=msg.data,
+        headers=headers,
+        stream=headers.get("Nats-Stream"),
+    )
+
+
 class EventStore:
-    """Appends decisions to an execution's subject and reads them back."""
+    """Appends decisions to an execution's subject and reads them back.
+
+    Reads use batched direct gets (ADR-31, nats-server >= 2.11): one request returns up to
+    ``BATCH_MESSAGES`` messages of the subject, streamed to an inbox and closed by an end-of-batch
+    status. A server that does not batch is read with one direct get per message.
+    """
 
     def __init__(self, js: JetStreamContext) -> None:
         self.js = js
+        self._batched = True  # until the server shows it does not batch
 
-    async def raw(self, subject: str, after: int = 0) -> AsyncIterator[RawStreamMsg]:
+    async def raw(self, subject: str, after: int = 0) -> AsyncGenerator[RawStreamMsg, None]:
         """The messages stored on ``subject`` after stream sequence ``after``, in order, undecoded."""
+        if self._batched:
+            try:
+                async with contextlib.aclosing(self._batches(subject, after)) as batches:
+                    async for raw in batches:
+                        after = raw.seq or after
+                        yield raw
+                return
+            except BatchUnsupported as exc:
+                self._batched = False
+                structlog.get_logger().warning("direct_get_batch_unsupported", reason=str(exc))
+        async for raw in self._one_by_one(subject, after):
+            yield raw
+
+    async def _one_by_one(self, subject: str, after: int) -> AsyncGenerator[RawStreamMsg, None]:
         sequence = after + 1
         while True:
             try:
@@ -159,16 +204,70 @@ class EventStore:
             yield raw
             sequence = raw.seq + 1
 
-    async def read(self, subject: str, after: int = 0) -> AsyncIterator[StoredDecision]:
+    async def _batches(self, subject: str, after: int) -> AsyncGenerator[RawStreamMsg, None]:
+        """Batched direct gets until the subject has nothing more after ``after``.
+
+        Raises ``BatchUnsupported`` before yielding anything when the server does not batch. Every
+        message names the sequence of the one before it in its batch (``Nats-Last-Sequence``), so a
+        message lost on the way (a slow consumer) is an error rather than a silent gap.
+        """
+        nc = self.js._nc
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        timeout = self.js._timeout
+        request_subject = f"{self.js._prefix}.DIRECT.GET.{subjects.EVENTS_STREAM}"
+        try:
+            while True:
+                request = {"seq": after + 1, "next_by_subj": subject, "batch": BATCH_MESSAGES, "max_bytes": BATCH_BYTES}
+                await nc.publish(request_subject, json.dumps(request).encode(), reply=inbox)
+                previous, pending = 0, 0
+                while True:
+                    try:
+                        msg = await sub.next_msg(timeout=timeout)
+                    except nats.errors.TimeoutError as exc:
+                        if previous == 0:
+                            raise BatchUnsupported(f"no answer to a batched direct get within {timeout}s") from exc
+                        raise
+                    headers = msg.headers or {}
+                    status = headers.get("Status")
+                    if status == STATUS_END_OF_BATCH:
+                        pending = int(headers.get("Nats-Num-Pending", "0"))
+                        break
+                    if status == STATUS_NOT_FOUND and previous == 0:
+                        return
+                    if status is not None:
+                        if previous == 0:
+                            raise BatchUnsupported(f"status {status} {headers.get('Description', '')}".strip())
+                        raise nats.js.errors.APIError(code=int(status), description=headers.get("Description"))
+                    if "Nats-Num-Pending" not in headers:
+                        raise BatchUnsupported("the server answered with a single message")
+                    if int(headers.get("Nats-Last-Sequence", "0")) != previous:
+                        raise ConnectionError(
+                            f"batched read of {subject}: message after sequence {previous} missing "
+                            f"(got one after {headers.get('Nats-Last-Sequence')})"
+                        )
+                    raw = _raw_message(msg)
+                    previous = after = raw.seq or after
+                    yield raw
+                if pending == 0:
+                    return
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def read(self, subject: str, after: int = 0) -> AsyncGenerator[StoredDecision, None]:
         """The decisions stored on ``subject`` after stream sequence ``after``, in order."""
-        async for raw in self.raw(subject, after):
-            assert raw.seq is not None and raw.data is not None
-            yield StoredDecision(raw.seq, raw.data)
+        async with contextlib.aclosing(self.raw(subject, after)) as messages:
+            async for raw in messages:
+                assert raw.seq is not None and raw.data is not None
+                yield StoredDecision(raw.seq, raw.data)
 
     async def load(self, subject: str, state: Execution | None = None) -> Execution | None:
         """``state`` caught up with the log (or built from its start when None)."""
-        async for stored in self.read(subject, state.last_sequence if state else 0):
-            state = apply_decision(state, stored.decision, stored.sequence, stored.digest)
+        with paused_gc():
+            async with contextlib.aclosing(self.read(subject, state.last_sequence if state else 0)) as stored_decisions:
+                async for stored in stored_decisions:
+                    state = apply_decision(state, stored.decision, stored.sequence, stored.digest)
         return state
 
     async def append(self, subject: str, decision: Decision, expected_sequence: int) -> tuple[int, str]:
