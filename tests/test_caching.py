@@ -24,8 +24,10 @@ from plait.core.events import (
     NodeQueued,
 )
 from plait.core.ids import cache_key
+from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
+from plait_scheduler.caching import LOOKUP_SUBJECT
 from tests import cache_workflows
 from tests.running import running
 
@@ -168,3 +170,37 @@ async def test_overwrite_cache_recomputes_and_replaces_the_entry(client: AsyncCl
     assert third.nodes["slow_square"].cached_from == f"{second_id}/slow_square"
     fills = [r for r in await entry_records(client, square_key(4, 0.0)) if isinstance(r, CacheFilled)]
     assert [f.execution_id for f in fills] == [first_id, second_id]
+
+
+async def test_the_catalog_answers_look_ups_when_it_runs(nats_url: str, database_url: str) -> None:
+    scheduler = SchedulerService(nats_url, replica="cache-scheduler")
+    executor = ExecutorService(nats_url, concurrency=2, worker_name="cache-executor")
+    catalog = CatalogService(nats_url, database_url, replica="cache-catalog")
+    async with running(scheduler.run, executor.run, catalog.run), await AsyncClient.connect(nats_url) as client:
+        fills = await client.js.subscribe("plait.cache.*.*.*.entry", ordered_consumer=True)
+        await client.wait(await client.launch(cache_workflows.increments, {"start": 7}), timeout=DEADLINE)
+        last_fill = 0
+        for _ in range(4):  # reservation and fill of each of the 4 keys, in some order
+            message = await fills.next_msg(timeout=DEADLINE)
+            while not isinstance(entry_decoder.decode(message.data), CacheFilled):
+                message = await fills.next_msg(timeout=DEADLINE)
+            last_fill = max(last_fill, message.metadata.sequence.stream)
+        assert len(await client.cache_entries(min_sequence=last_fill)) == 4  # the catalog has projected them
+        second = await client.wait(await client.launch(cache_workflows.increments, {"start": 7}), timeout=DEADLINE)
+        assert all(node.cached_from for node in second.nodes.values())
+        assert scheduler.outbox is not None and scheduler.outbox.keeper is not None
+        assert scheduler.outbox.keeper.catalog_hits == 4
+
+
+async def test_a_catalog_that_does_not_answer_in_time_does_not_block_a_workflow(nats_url: str) -> None:
+    scheduler = SchedulerService(nats_url, replica="cache-scheduler", cache_lookup_timeout=0.2)
+    executor = ExecutorService(nats_url, concurrency=2, worker_name="cache-executor")
+    async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+        silent = await client.nc.subscribe(LOOKUP_SUBJECT, queue="plait-catalog")  # takes requests, never answers
+        first = await client.wait(await client.launch(cache_workflows.increments, {"start": 8}), timeout=DEADLINE)
+        second = await client.wait(await client.launch(cache_workflows.increments, {"start": 8}), timeout=DEADLINE)
+        assert first.status == second.status == "succeeded"
+        assert all(node.cached_from for node in second.nodes.values()), "the key's log answered instead"
+        assert silent.pending_msgs + silent.delivered >= 8, "every look-up asked the silent catalog first"
+        assert scheduler.outbox is not None and scheduler.outbox.keeper is not None
+        assert scheduler.outbox.keeper.catalog_hits == 0

@@ -67,6 +67,7 @@ class CacheKeeper:
         self.reservation = timedelta(seconds=reservation_seconds)
         self.lookup_timeout = lookup_timeout
         self.hits = self.misses = self.waits = 0
+        self.catalog_hits = 0  # hits the catalog answered (the others came from the key's log)
 
     async def after_decision(self, state: Execution, events: Sequence[Event]) -> None:
         """The look-ups, fills and releases that ``events`` (just stored for ``state``'s execution) call for."""
@@ -88,6 +89,7 @@ class CacheKeeper:
         entry = await self._ask_catalog(state.project, state.domain, key)
         if entry is not None:
             self.hits += 1
+            self.catalog_hits += 1
             await self._report(
                 state, event, "hit", outputs=entry.outputs, source_execution=entry.execution_id, source_node=entry.node
             )
