@@ -142,12 +142,27 @@ class Run:
         assert self.state is not None
         return self.state
 
-    def send(self, *commands: Command | ResolvedLaunch) -> list[Event]:
+    def send(self, *commands: Command | ResolvedLaunch, report_started: bool = True) -> list[Event]:
+        """Decide ``commands``; a result's attempt is first reported started (as a slow attempt's executor
+        does) unless ``report_started`` is False."""
+        unstarted = self._unstarted(commands) if report_started and self.state is not None else []
+        if unstarted:
+            self.send(*(started(c.node, int(c.attempt_id.rsplit("/", 1)[1])) for c in unstarted))
         outcome = decide_batch(self.state, commands, AT)
         self.state = outcome.state
         if outcome.events:
             self.decisions.append(decision_of(outcome, AT))
         return outcome.events
+
+    def _unstarted(self, commands: tuple[Command | ResolvedLaunch, ...]) -> list[ReportAttemptResult]:
+        results = [c for c in commands if isinstance(c, ReportAttemptResult)]
+        unstarted = []
+        for command in results:
+            node = self.execution.nodes.get(command.node)
+            attempt = node.find_attempt(command.attempt_id) if node else None
+            if attempt is not None and attempt.status == "queued":
+                unstarted.append(command)
+        return unstarted
 
     def node_statuses(self) -> dict[str, str]:
         return {node_id: node.status for node_id, node in self.execution.nodes.items()}
@@ -591,11 +606,24 @@ def test_decide_batch_records_a_rejected_command_on_an_existing_execution() -> N
         command_type="report_attempt_result.v1",
         reason=f"execution {EXECUTION} has no node 'ghost'",
     )
-    assert outcome.events[:2] == [rejected, node_succeeded("increment", 6)]
+    quick_start = AttemptStarted(node="increment", attempt_id=aid("increment"), worker=WORKER)
+    assert outcome.events[:3] == [rejected, quick_start, node_succeeded("increment", 6)]
     assert outcome.command_ids == [ghost.command_id, good.command_id]
     assert outcome.rejections == [(ghost, rejected.reason)]
     assert run.execution.rejected_commands == [rejected]
     assert run.execution.status == "running"
+
+
+def test_a_result_without_a_started_report_records_the_start_in_the_same_decision() -> None:
+    run = Run(definitions.diamond, {"x": 5})
+    events = run.send(succeeded("increment", 6), report_started=False)
+    assert events[:2] == [
+        AttemptStarted(node="increment", attempt_id=aid("increment"), worker=WORKER),
+        node_succeeded("increment", 6),
+    ]
+    attempt = run.execution.nodes["increment"].attempts[0]
+    assert (attempt.status, attempt.worker, attempt.started_at) == ("succeeded", WORKER, AT)
+    assert run.send(started("increment"), report_started=False) == [], "a late started report changes nothing"
 
 
 def test_decide_batch_records_nothing_for_a_missing_execution() -> None:
@@ -615,10 +643,11 @@ def test_decide_batch_records_nothing_for_a_missing_execution() -> None:
 def test_replaying_the_decisions_rebuilds_the_state_built_while_deciding() -> None:
     run = Run(definitions.retried, {"x": 4})
     duplicate = started("flaky")
-    run.send(duplicate, result("flaky", error=BOOM), started("flaky_on_gpu"))
-    run.send(duplicate, succeeded("ghost", 0), launch_of(definitions.retried, {"x": 4}, command_id="launch-2"))
-    run.send(started("flaky", 2), succeeded("flaky", 4, attempt=2), succeeded("flaky_on_gpu", 4))
-    run.send(succeeded("merge", 8), succeeded("merge", 8))
+    run.send(duplicate, result("flaky", error=BOOM), started("flaky_on_gpu"), report_started=False)
+    ghost, relaunch = succeeded("ghost", 0), launch_of(definitions.retried, {"x": 4}, command_id="launch-2")
+    run.send(duplicate, ghost, relaunch, report_started=False)
+    run.send(started("flaky", 2), succeeded("flaky", 4, attempt=2), succeeded("flaky_on_gpu", 4), report_started=False)
+    run.send(succeeded("merge", 8), succeeded("merge", 8), report_started=False)
     assert run.execution.status == "succeeded"
 
     replayed = replay(run.decisions)

@@ -23,6 +23,9 @@ log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
 ACK_TIMEOUT_SECONDS = 5.0
 NAK_TIMEOUT_SECONDS = 2.0
+STARTED_AFTER_SECONDS = 0.05
+"""An attempt still running after this long reports ``started``; a quicker one sends only its result, which the
+scheduler records as the start and the end together (two commands and two acks fewer per attempt)."""
 
 
 class _NotStarted(Exception):
@@ -83,12 +86,12 @@ class AttemptRunner:
     async def _run(self, dispatch: Dispatch, attempt_log: FilteringBoundLogger) -> bool:
         """Run the attempt and store its result; False when the executor stopped before a worker took it.
 
-        ``started`` is sent as a worker takes the attempt, and stored while it runs; the result is sent after
-        it on the same connection, so JetStream stores them in that order, and both acknowledgements are
-        awaited together.
+        ``started`` is sent once the attempt has run for ``STARTED_AFTER_SECONDS``, and stored while it runs; the
+        result is sent after it on the same connection, so JetStream stores them in that order, and both
+        acknowledgements are awaited together. A quicker attempt sends its result alone.
         """
         started = 0.0
-        sent = anyio.Event()
+        sent, ended = anyio.Event(), anyio.Event()
         waiting = anyio.CancelScope()
 
         def on_start() -> None:
@@ -96,7 +99,7 @@ class AttemptRunner:
             self._waiting.discard(waiting)
             if self.stopping:
                 raise _NotStarted
-            reports.start_soon(report_started_pipelined, self.js, dispatch, self.worker, attempt_log, sent)
+            reports.start_soon(self._report_started_unless_ended, dispatch, attempt_log, sent, ended)
             attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
             started = time.perf_counter()
 
@@ -117,10 +120,21 @@ class AttemptRunner:
                 self._waiting.discard(waiting)
             if waiting.cancel_called:  # stopped while waiting for a worker
                 return False
+            ended.set()
             _log_outcome(attempt_log, outcome, time.perf_counter() - started)
             await sent.wait()
             await report_result(self.js, dispatch, self.worker, outcome, attempt_log)
         return True
+
+    async def _report_started_unless_ended(
+        self, dispatch: Dispatch, attempt_log: FilteringBoundLogger, sent: anyio.Event, ended: anyio.Event
+    ) -> None:
+        with anyio.move_on_after(STARTED_AFTER_SECONDS):
+            await ended.wait()
+        if ended.is_set():
+            sent.set()
+            return
+        await report_started_pipelined(self.js, dispatch, self.worker, attempt_log, sent)
 
     async def _keep_in_progress(self, msg: Msg, attempt_log: FilteringBoundLogger) -> None:
         while True:

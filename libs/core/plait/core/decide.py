@@ -246,6 +246,12 @@ def _item_result(state: Execution, node: NodeState, command: ReportAttemptResult
         raise Rejected(f"map node '{node.id}' has no attempt '{command.attempt_id}'")
     if current.status in ("succeeded", "failed") or node.status in ("succeeded", "failed"):
         return []
+    return _started_first(command, current.status) + _item_ended(state, node, index, command, current.attempt)
+
+
+def _item_ended(
+    state: Execution, node: NodeState, index: int, command: ReportAttemptResult, attempt: int
+) -> list[Event]:
     task = state.workflow.tasks[node.task]
     error = command.error
     if error is None:
@@ -258,8 +264,8 @@ def _item_result(state: Execution, node: NodeState, command: ReportAttemptResult
         events: list[Event] = [
             AttemptFailed(node=node.id, attempt_id=command.attempt_id, error=error, worker=command.worker)
         ]
-        if current.attempt <= task.retries:
-            return [*events, _queue_item(state, node, index, current.attempt + 1, node.inputs or {})]
+        if attempt <= task.retries:
+            return [*events, _queue_item(state, node, index, attempt + 1, node.inputs or {})]
         events.append(MapItemFailed(node=node.id, index=index, error=error))
         return events + _item_finished(state, node, index, None, error)
     assert command.outputs is not None
@@ -307,6 +313,8 @@ def _failed(state: Execution, command: ReportAttemptResult, error: TaskError, at
 
 
 def _result(state: Execution, command: ReportAttemptResult) -> list[Event]:
+    """An attempt ended. One whose ``started`` was never reported (a quick attempt's executor sends only the
+    result) is recorded as started first, in the same decision."""
     node = state.nodes.get(command.node)
     if node is None:
         raise Rejected(f"execution {state.execution_id} has no node '{command.node}'")
@@ -317,15 +325,26 @@ def _result(state: Execution, command: ReportAttemptResult) -> list[Event]:
         raise Rejected(f"node '{command.node}' has no attempt '{command.attempt_id}'")
     if attempt_state.status in ("succeeded", "failed") or node.status in ("succeeded", "failed"):
         return []
+    return _started_first(command, attempt_state.status) + _ended(state, command, attempt_state.attempt)
+
+
+def _started_first(command: ReportAttemptResult, status: str) -> list[Event]:
+    if status != "queued":
+        return []
+    return [AttemptStarted(node=command.node, attempt_id=command.attempt_id, worker=command.worker)]
+
+
+def _ended(state: Execution, command: ReportAttemptResult, attempt: int) -> list[Event]:
+    node = state.nodes[command.node]
     if command.error is not None:
-        return _failed(state, command, command.error, attempt_state.attempt)
+        return _failed(state, command, command.error, attempt)
     if command.outputs is None:
         raise Rejected("a result must carry either outputs or an error")
     interface = state.workflow.tasks[node.task].interface
     problem = _invalid_outputs(interface, command.outputs)
     if problem is not None:
         error = TaskError(kind="system", message=f"task '{node.task}' returned bad outputs: {problem}")
-        return _failed(state, command, error, attempt_state.attempt)
+        return _failed(state, command, error, attempt)
     success = NodeSucceeded(node=node.id, attempt_id=command.attempt_id, outputs=command.outputs, worker=command.worker)
     return _succeeded(state, success)
 
