@@ -46,6 +46,7 @@ QUICK = {
     "replay": 5000,
     "raw": (200, 2000),
 }
+DEFAULT_SERVICES = "processes"  # as plait run starts them
 SIZED = ("fan_out", "chain", "many", "cached", "cached_sleepy", "widest", "replay")
 
 
@@ -65,6 +66,8 @@ def run_prefect(args: argparse.Namespace) -> dict[str, Any]:
         env.pop("PREFECT_API_URL", None)
         argv = [python, str(Path(__file__).with_name("prefect_side.py"))]
         argv += ["--fan-out", str(args.fan_out), "--chain", str(args.chain), "--many", str(args.many)]
+        argv += ["--cached", str(args.cached if "cached" in args.only else 0)]
+        argv += ["--cached-sleepy", str(args.cached_sleepy if "cached" in args.only else 0)]
         argv += ["--runs", str(args.prefect_runs or args.runs)]
         try:
             done = subprocess.run(argv, env=env, cwd=home, stdout=subprocess.PIPE, timeout=3600, check=False)
@@ -78,7 +81,7 @@ def run_prefect(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_mb": data["peak_rss_mb"],
         "chain_source": data["chain_source"],
         "many_failures": data.get("many_failures", []),
-        **{name: summarize(data[name]) for name in ("fan_out", "chain", "many")},
+        **{name: summarize(data.get(name, [])) for name in ("fan_out", "chain", "many", "cached")},
     }
 
 
@@ -93,6 +96,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--runs", type=int, help="runs of each workload (default 5; 1 with --quick)")
     parser.add_argument("--sync", choices=["always", "default", "both"], default="both")
+    parser.add_argument(
+        "--services",
+        choices=["processes", "in-process"],
+        default=DEFAULT_SERVICES,
+        help=f"the services as child processes or on this process's loop (default {DEFAULT_SERVICES})",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one run: a CI smoke run")
     parser.add_argument("--fan-out", type=int, help="width of the fan-out (default 1000)")
     parser.add_argument("--chain", type=int, help="length of the chain (default 100)")
@@ -150,6 +159,7 @@ def run(args: argparse.Namespace) -> None:
         "nats_server": nats_server_version(),
         "runs": args.runs,
         "sizes": {k: getattr(args, k) for k in SIZED},
+        "services": args.services,
         "replay_history": results[0].get("replay_history"),
         "elapsed_s": time.perf_counter() - started,
     }

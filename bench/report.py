@@ -81,8 +81,8 @@ def print_report(meta: dict[str, Any], results: list[dict[str, Any]], prefect: d
     sizes = dict(meta["sizes"])
     sizes["replay_events"] = f"{meta['replay_history']['events']:,}" if meta["replay_history"] else "0"
     print(
-        f"\nplait {meta['commit']}, {meta['date']}, {meta['nats_server']}, {meta['runs']} runs, local executor, "
-        f"no-op tasks (median [min-max])"
+        f"\nplait {meta['commit']}, {meta['date']}, {meta['nats_server']}, {meta['runs']} runs, "
+        f"services {meta.get('services', 'in-process')}, local executor, no-op tasks (median [min-max])"
     )
     columns = [f"fsync {r['sync']}" for r in results]
     if prefect is not None and "failed" not in prefect:

@@ -46,11 +46,13 @@ async def bench_stack(sync: str, args: argparse.Namespace) -> dict[str, Any]:
     log_at = 0
     only = set(args.only)
     with tempfile.TemporaryDirectory(prefix="plait-bench-") as home:
-        settings = load_settings(home=home, nats_sync=sync)
+        settings = load_settings(home=home, nats_sync=sync, log_level="warning")
         async with servers(settings) as srv:
             groups = srv.groups()
             try:
-                async with embedded_services(settings, srv.info):
+                async with embedded_services(
+                    settings, srv.info, processes=args.services == "processes", log_file=args.log
+                ):
                     async with await AsyncClient.connect(srv.info.nats_url) as client:
                         await anyio.sleep(2.0)  # let the services settle before the idle reading
                         result["idle_rss_mb"] = {name: g.rss_mb() for name, g in groups.items()}

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import nats
@@ -154,3 +160,149 @@ def test_postgres_retries_when_its_port_is_taken(tmp_path: Path, monkeypatch: py
         with PostgresServer.start(tmp_path) as server:
             assert server.port != taken.getsockname()[1]
     assert "Address already in use" in (tmp_path / "postgres.log").read_text()
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def processes_using(home: Path) -> list[int]:
+    """PIDs of the processes started for the embedded stack in ``home``: its servers name it on their
+    command line, the services and their workers carry it in their environment (PLAIT_HOME)."""
+    needle = str(home).encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        if int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes() or needle in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_until_gone(home: Path, timeout: float = 20) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (left := processes_using(home)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def plait(args: list[str], home: Path, **kwargs: Any) -> subprocess.Popen[str]:
+    env = {**os.environ, "PLAIT_HOME": str(home), "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": ""}
+    return subprocess.Popen(
+        [sys.executable, "-m", "plait.cli.main", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_plait_run_runs_each_service_in_its_own_process_and_leaves_none(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    run = plait(["run", "examples/hello.py:greet"], home)
+    services: dict[int, str] = {}
+    try:
+        while run.poll() is None:  # while it runs: the three services, each in a process of its own
+            for pid in processes_using(home):
+                if pid != run.pid and (argv := _cmdline(pid).split(b"\0"))[1:3] == [b"-m", b"plait.cli.main"]:
+                    services[pid] = argv[3].decode()
+            time.sleep(0.02)
+        out, err = run.communicate(timeout=60)
+    finally:
+        left = wait_until_gone(home, timeout=5)
+        kill_all(left)
+        run.kill()
+    assert run.returncode == 0, err
+    assert out == 'result = "HELLO, WORLD! HELLO, WORLD!"\n'
+    assert "launched execution" in err and "succeeded in" in err
+    assert '"event"' not in err, "the services log to PLAIT_HOME/logs, not to the terminal"
+    assert sorted(services.values()) == ["catalog", "executor", "scheduler"]
+    assert not left, f"left running: {left}"
+    log = (home / "logs" / "plait.log").read_text()
+    assert "scheduler_started" in log and "executor_started" in log and "catalog_started" in log
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped by whoever adopted it, is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_ctrl_c_on_plait_dev_stops_every_process(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    dev = plait(["dev"], home)
+    try:
+        deadline = time.monotonic() + 60
+        while not (home / "dev.json").exists():
+            assert dev.poll() is None, dev.communicate()[1]
+            assert time.monotonic() < deadline, "plait dev did not start"
+            time.sleep(0.05)
+        running = processes_using(home)
+        services = [pid for pid in running if pid != dev.pid and b"plait.cli.main\0" in _cmdline(pid)]
+        assert len(services) == 3, [_cmdline(pid) for pid in running]
+        dev.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
+        dev.communicate(timeout=30)
+        left = wait_until_gone(home)
+    finally:
+        kill_all(processes_using(home))
+        dev.kill()
+    assert not left, f"left running: {[_cmdline(pid) for pid in left]}"
+    assert not [pid for pid in running if _alive(pid)]
+
+
+def test_services_stop_by_themselves_when_their_parent_is_killed(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    dev = plait(["dev"], home)
+    try:
+        deadline = time.monotonic() + 60
+        while not (home / "dev.json").exists():
+            assert dev.poll() is None, dev.communicate()[1]
+            assert time.monotonic() < deadline, "plait dev did not start"
+            time.sleep(0.05)
+        services = [pid for pid in processes_using(home) if pid != dev.pid and b"plait.cli.main\0" in _cmdline(pid)]
+        assert len(services) == 3
+        dev.kill()  # no chance to stop anything: the services notice they are orphans
+        dev.communicate(timeout=30)
+        deadline = time.monotonic() + 20
+        while (alive := [pid for pid in services if _alive(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive, f"services still running: {alive}"
+    finally:
+        kill_all(processes_using(home))  # the servers are orphaned by a SIGKILL: ours to clean up
+
+
+async def test_a_service_that_cannot_start_is_an_error_and_leaves_nothing(tmp_path: Path) -> None:
+    from plait.cli.stack import StackInfo, embedded_services
+    from plait.errors import PlaitError
+    from plait.settings import load_settings
+
+    settings = load_settings({}, home=str(tmp_path / "home"))
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"nats://127.0.0.1:{closed.getsockname()[1]}"  # bound, not listening: refused
+    info = StackInfo(nats_url=nowhere, database_url="postgresql://postgres@127.0.0.1:1/postgres", pid=os.getpid())
+    before = set(child_pids(os.getpid()))
+    with pytest.raises(PlaitError, match="the scheduler service exited with status"):
+        async with embedded_services(settings, info, ("scheduler",), log_file=tmp_path / "log"):
+            pytest.fail("the block must not run")
+    assert set(child_pids(os.getpid())) <= before
+    assert "cannot connect to NATS" in (tmp_path / "log").read_text()

@@ -72,7 +72,7 @@ async def test_a_read_stopped_early_leaves_no_subscription(nc: NATS, monkeypatch
     reader = store.raw(SUBJECT)
     async for _ in reader:
         break
-    await reader.aclose()  # type: ignore[attr-defined]
+    await reader.aclose()
     assert len(nc._subs) == subscriptions
     assert len([raw async for raw in store.raw(SUBJECT)]) == 5
     assert len(nc._subs) == subscriptions

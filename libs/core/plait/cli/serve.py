@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -11,7 +13,7 @@ import anyio.abc
 import structlog
 from rich.console import Console
 
-from plait.cli.stack import advertise, embedded_servers, embedded_services
+from plait.cli.stack import PARENT_PID, READY_FD, advertise, embedded_stack
 from plait.errors import InputError
 from plait.settings import Settings
 
@@ -26,11 +28,34 @@ async def until_signalled(scope: anyio.CancelScope) -> None:
             return
 
 
+async def until_orphaned(parent: int, scope: anyio.CancelScope) -> None:
+    """Stop when the process that started this one is gone (it was killed without stopping us)."""
+    while True:
+        await anyio.sleep(1.0)
+        if os.getppid() != parent:
+            break
+    log.warning("stopping", reason=f"parent process {parent} is gone")
+    scope.cancel()
+
+
+def tell_ready() -> None:
+    """Say "serving" to the embedded stack that started this service, if it did (``plait.cli.stack``)."""
+    fd = os.environ.pop(READY_FD, "")
+    if fd.isdigit():
+        with contextlib.suppress(OSError):
+            os.write(int(fd), b"1")
+        with contextlib.suppress(OSError):
+            os.close(int(fd))
+
+
 async def serve(run: Callable[..., Coroutine[Any, Any, None]]) -> None:
     """Run one service until SIGTERM/SIGINT; the service finishes or hands back its in-flight work."""
     async with anyio.create_task_group() as tg:
         tg.start_soon(until_signalled, tg.cancel_scope)
+        if (parent := os.environ.pop(PARENT_PID, "")).isdigit():
+            tg.start_soon(until_orphaned, int(parent), tg.cancel_scope)
         await tg.start(run)
+        tell_ready()
 
 
 def require(value: str | None, variable: str) -> str:
@@ -82,7 +107,7 @@ async def serve_dev(settings: Settings) -> None:
     console = Console(stderr=True)
     async with anyio.create_task_group() as tg:
         tg.start_soon(until_signalled, tg.cancel_scope)
-        async with embedded_servers(settings) as info, embedded_services(settings, info):
+        async with embedded_stack(settings, log_format="console") as info:
             path = advertise(settings, info)
             console.print(f"plait dev is running\n  NATS:       {info.nats_url}\n  PostgreSQL: {info.database_url}")
             console.print(f"  (advertised in {path}; `plait run` uses it)\nCtrl-C stops it.")

@@ -1,12 +1,18 @@
-"""The embedded default: a local nats-server and PostgreSQL, and the three services, in one process."""
+"""The embedded default: a local nats-server and PostgreSQL, and the three services, as child processes."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
-from collections.abc import AsyncIterator, Iterator
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
+from typing import IO
 
 import anyio
 import anyio.to_thread
@@ -41,8 +47,14 @@ def _exclusive(home: Path) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def embedded_servers(settings: Settings) -> AsyncIterator[StackInfo]:
-    """Start nats-server and PostgreSQL (unless PLAIT_DATABASE_URL names one) under PLAIT_HOME/data."""
+async def embedded_servers(
+    settings: Settings, on_nats: Callable[[str], None] | None = None
+) -> AsyncIterator[StackInfo]:
+    """Start nats-server and PostgreSQL (unless PLAIT_DATABASE_URL names one) under PLAIT_HOME/data.
+
+    ``on_nats(url)`` is called as soon as nats-server is up, before PostgreSQL starts (which takes
+    over a second on a fresh PLAIT_HOME): services that need only NATS can start meanwhile.
+    """
     from plait.embedded import NatsServer, PostgresServer
 
     data = settings.home_path / "data"
@@ -53,6 +65,8 @@ async def embedded_servers(settings: Settings) -> AsyncIterator[StackInfo]:
         )
         postgres = None
         try:
+            if on_nats is not None:
+                on_nats(nats_server.url)
             if settings.database_url:
                 database_url = settings.database_url
             else:
@@ -68,13 +82,199 @@ async def embedded_servers(settings: Settings) -> AsyncIterator[StackInfo]:
 
 
 ALL_SERVICES = ("scheduler", "executor", "catalog")
+READY_FD = "PLAIT_READY_FD"  # a child service writes a byte to this descriptor once it serves
+PARENT_PID = "PLAIT_PARENT_PID"  # and stops by itself when its parent is gone
+STOP_TIMEOUT = 10.0  # seconds from SIGTERM to SIGKILL
+START_TIMEOUT = 60.0
+_POLL = 0.05
+
+
+class ServiceProcess:
+    """One service (``python -m plait.cli.main scheduler|executor|catalog``) as a child process.
+
+    It runs in its own session, so a Ctrl-C in the terminal reaches only the owner, which stops
+    the services before the servers they use; it is stopped by signalling exactly its PID.
+    """
+
+    def __init__(self, name: str, process: subprocess.Popen[bytes], ready: socket.socket) -> None:
+        self.name, self.process, self.ready = name, process, ready
+        self._terminated = False
+
+    @classmethod
+    def spawn(cls, name: str, env: dict[str, str], log_file: Path | None) -> ServiceProcess:
+        parent_end, child_end = socket.socketpair()
+        env = {**env, READY_FD: str(child_end.fileno()), PARENT_PID: str(os.getpid())}
+        argv = [sys.executable, "-m", "plait.cli.main", name]
+        try:
+            with contextlib.ExitStack() as files:
+                output = files.enter_context(_append(log_file)) if log_file is not None else None
+                process = subprocess.Popen(
+                    argv,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=output,
+                    pass_fds=(child_end.fileno(),),
+                    start_new_session=True,
+                )
+        except BaseException:
+            parent_end.close()
+            raise
+        finally:
+            child_end.close()
+        return cls(name, process, parent_end)
+
+    async def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Until the service says it serves; ``PlaitError`` if it exits (or says nothing) first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with anyio.move_on_after(_POLL):
+                await anyio.wait_readable(self.ready)
+                if self.ready.recv(1):
+                    return
+                await anyio.sleep(_POLL)  # closed without a word: the exit status follows
+            if self.process.poll() is not None:
+                raise PlaitError(f"the {self.name} service exited with status {self.process.returncode} while starting")
+            if time.monotonic() > deadline:
+                raise PlaitError(f"the {self.name} service did not start within {timeout:.0f}s")
+
+    def terminate(self) -> None:
+        """SIGTERM, once: the service stops serving and hands back its work (a second one would kill it)."""
+        if not self._terminated and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self._terminated = True
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM (the service hands back its work), then SIGKILL if it still runs after ``timeout`` seconds."""
+        try:
+            self.terminate()
+            if self.process.poll() is None:
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+        finally:
+            self.ready.close()
+
+
+@contextlib.contextmanager
+def _append(path: Path) -> Iterator[IO[bytes]]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as file:
+        yield file
+
+
+def service_environment(
+    settings: Settings, nats_url: str, database_url: str = "", log_format: str | None = None
+) -> dict[str, str]:
+    """The environment of a child service: this one's, with the settings it needs made explicit."""
+    env = {key: value for key, value in os.environ.items() if key not in (READY_FD, PARENT_PID)}
+    values = {
+        "PLAIT_NATS_URL": nats_url,
+        "PLAIT_DATABASE_URL": database_url or settings.database_url or "",
+        "PLAIT_REPLICA": settings.replica,
+        "PLAIT_CLUSTER": settings.cluster,
+        "PLAIT_QUEUE": settings.queue,
+        "PLAIT_CONCURRENCY": str(settings.concurrency),
+        "PLAIT_ACK_WAIT_SECONDS": repr(settings.ack_wait_seconds),
+        "PLAIT_STREAM_REPLICAS": str(settings.stream_replicas or ""),
+        "PLAIT_LOG_FORMAT": log_format or settings.log_format,
+        "PLAIT_LOG_LEVEL": settings.log_level,
+    }
+    for key, value in values.items():
+        if value:
+            env[key] = value
+        else:
+            env.pop(key, None)
+    return env
+
+
+class ServiceGroup:
+    """Child service processes of the embedded stack: started, waited for, watched, and all stopped.
+
+    Their logs are appended to ``log_file`` (else they go to this process's stderr, in ``log_format``).
+    """
+
+    def __init__(self, settings: Settings, log_file: Path | None = None, log_format: str | None = None) -> None:
+        self.settings, self.log_file, self.log_format = settings, log_file, log_format
+        self.children: list[ServiceProcess] = []
+
+    def spawn(self, names: Iterable[str], nats_url: str, database_url: str = "") -> None:
+        """Start the named services (in ``ALL_SERVICES`` order) without waiting for them."""
+        wanted = set(names)
+        env = service_environment(self.settings, nats_url, database_url, self.log_format)
+        for name in ALL_SERVICES:
+            if name in wanted and name not in {child.name for child in self.children}:
+                self.children.append(ServiceProcess.spawn(name, env, self.log_file))
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Once every service serves: the block, cancelled (``PlaitError``) if one exits on its own."""
+        for child in self.children:
+            await child.wait_ready()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def _watch(self) -> None:
+        while True:
+            await anyio.sleep(_POLL * 4)
+            for child in self.children:
+                if child.process.poll() is not None:
+                    raise PlaitError(f"the {child.name} service exited with status {child.process.returncode}")
+
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM to all at once (they stop in parallel); SIGKILL to those still running ``timeout``
+        seconds later. Safe to call again; shielded from cancellation."""
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._stop_all, timeout)
+
+    def _stop_all(self, timeout: float) -> None:
+        for child in self.children:
+            child.terminate()
+        deadline = time.monotonic() + timeout
+        for child in self.children:
+            child.stop(max(0.0, deadline - time.monotonic()))
 
 
 @contextlib.asynccontextmanager
 async def embedded_services(
-    settings: Settings, info: StackInfo, services: tuple[str, ...] = ALL_SERVICES
+    settings: Settings,
+    info: StackInfo,
+    services: tuple[str, ...] = ALL_SERVICES,
+    *,
+    processes: bool = True,
+    log_file: Path | None = None,
+    log_format: str | None = None,
 ) -> AsyncIterator[None]:
-    """The named services (by default a scheduler, an executor and a catalog) against ``info``'s servers."""
+    """The named services (by default a scheduler, an executor and a catalog) against ``info``'s servers.
+
+    With ``processes`` (the default) each runs in a child process of its own (``ServiceGroup``), so
+    they do not share one core's worth of Python; leaving the block stops them all by PID, also on
+    errors and cancellation. Without, they run as tasks of this process's event loop.
+    """
+    if not services:
+        yield
+        return
+    if not processes:
+        async with _in_process(settings, info, services):
+            yield
+        return
+    group = ServiceGroup(settings, log_file, log_format)
+    try:
+        group.spawn(services, info.nats_url, info.database_url)
+        async with group.running():
+            yield
+    finally:
+        await group.stop()
+
+
+@contextlib.asynccontextmanager
+async def _in_process(settings: Settings, info: StackInfo, services: tuple[str, ...]) -> AsyncIterator[None]:
     from plait_catalog import CatalogService
     from plait_executor import ExecutorService
     from plait_scheduler import SchedulerService
@@ -109,6 +309,31 @@ async def embedded_services(
             tg.cancel_scope.cancel()
 
 
+@contextlib.asynccontextmanager
+async def embedded_stack(
+    settings: Settings,
+    services: tuple[str, ...] = ALL_SERVICES,
+    *,
+    log_file: Path | None = None,
+    log_format: str | None = None,
+) -> AsyncIterator[StackInfo]:
+    """The servers and the named services, each service started as soon as what it needs is up:
+    the scheduler and the executor right after nats-server (their start-up overlaps PostgreSQL's),
+    the catalog after PostgreSQL. The services are stopped before the servers."""
+    group = ServiceGroup(settings, log_file, log_format)
+    early = tuple(name for name in services if name != "catalog")
+    try:
+        async with embedded_servers(settings, on_nats=lambda url: group.spawn(early, url)) as info:
+            try:
+                group.spawn(services, info.nats_url, info.database_url)
+                async with group.running():
+                    yield info
+            finally:
+                await group.stop()
+    finally:
+        await group.stop()  # when the servers failed to start after the early services did
+
+
 def running_dev_stack(settings: Settings) -> StackInfo | None:
     """The stack a live ``plait dev`` advertises, if there is one."""
     path = settings.home_path / DEV_FILE
@@ -137,5 +362,5 @@ async def nats_for_command(settings: Settings, services: tuple[str, ...] = ALL_S
     if dev is not None:
         yield dev.nats_url
         return
-    async with embedded_servers(settings) as info, embedded_services(settings, info, services):
+    async with embedded_stack(settings, services, log_file=settings.home_path / "logs" / "plait.log") as info:
         yield info.nats_url
