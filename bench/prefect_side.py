@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, task, unmapped
+from prefect.cache_policies import INPUTS
 
 
 @task
@@ -38,6 +39,44 @@ async def anoop(x: int) -> int:
 @task
 async def ajoin(values: list[int]) -> int:
     return len(values)
+
+
+@task(cache_policy=INPUTS)
+def cached_noop(seed: int, i: int) -> int:
+    return i
+
+
+@task(cache_policy=INPUTS)
+def cached_sleep(seed: int, i: int) -> int:
+    time.sleep(0.2)
+    return i
+
+
+@task(cache_policy=INPUTS)
+def cached_join(values: list[int]) -> int:
+    return len(values)
+
+
+@flow
+def cached_fan_out(width: int, seed: int, sleepy: bool = False) -> int:
+    """The tasks and the join; returns how many of them Prefect took from its cache."""
+    one = cached_sleep if sleepy else cached_noop
+    futures = one.map(seed=unmapped(seed), i=range(width))  # type: ignore[call-arg]
+    joined = cached_join.submit(futures)
+    joined.wait()
+    return sum(1 for future in [*futures, joined] if future.state.name == "Cached")
+
+
+def cached_pair(width: int, seed: int, sleepy: bool) -> tuple[float, float]:
+    """Walls of a cold run and of a rerun with the same inputs (Prefect's input-based cache policy)."""
+    walls, hits = [], 0
+    for _ in range(2):
+        started = time.perf_counter()
+        hits = cached_fan_out(width, seed, sleepy)
+        walls.append(time.perf_counter() - started)
+    if hits != width + 1:
+        raise RuntimeError(f"Prefect's rerun took {hits} of {width + 1} tasks from its cache")
+    return walls[0], walls[1]
 
 
 @flow
@@ -109,13 +148,16 @@ def main() -> None:
     parser.add_argument("--fan-out", type=int, default=1000)
     parser.add_argument("--chain", type=int, default=100)
     parser.add_argument("--many", type=int, default=200)
+    parser.add_argument("--cached", type=int, default=500)
+    parser.add_argument("--cached-sleepy", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     import prefect
 
     fan_out(10)  # start the ephemeral server, warm up
     chain(3)
-    result: dict[str, Any] = {"prefect": prefect.__version__, "fan_out": [], "chain": [], "many": []}
+    result: dict[str, Any] = {"prefect": prefect.__version__, "fan_out": [], "chain": [], "many": [], "cached": []}
+    seed = int(time.time())  # a fresh cache for this invocation: each run's first flow is cold
     for run in range(args.runs):
         started = time.perf_counter()
         fan_out(args.fan_out)
@@ -136,10 +178,21 @@ def main() -> None:
             result["many"].append(
                 {"executions_per_s": rate, "p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
             )
+        cached: dict[str, float] = {}
+        for prefix, width, sleepy in (("", args.cached, False), ("sleep_", args.cached_sleepy, True)):
+            if width > 0:
+                first, second = cached_pair(width, seed + run, sleepy)
+                cached.update(
+                    {f"{prefix}first_s": first, f"{prefix}second_s": second, f"{prefix}ratio": second / first}
+                )
+        if cached:
+            result["cached"].append(cached)
         print(
             f"  [prefect] run {run + 1}/{args.runs}: fan-out {result['fan_out'][-1]['tasks_per_s']:.0f} tasks/s, "
             f"chain p50 {result['chain'][-1]['step_p50_ms']:.1f} ms, "
-            f"many {rate:.1f} executions/s, {len(errors)} flows failed",
+            f"many {rate:.1f} executions/s, {len(errors)} flows failed, cached rerun "
+            f"{cached.get('second_s', 0):.2f}/{cached.get('first_s', 0):.2f} s, "
+            f"sleepy {cached.get('sleep_second_s', 0):.2f}/{cached.get('sleep_first_s', 0):.2f} s",
             file=sys.stderr,
         )
     result["peak_rss_mb"] = peak_mb(os.getpid())
