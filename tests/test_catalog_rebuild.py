@@ -125,8 +125,13 @@ async def test_a_rebuild_cut_short_leaves_the_old_catalog(
 
         async def progress(update: RebuildProgress) -> None:
             if update.messages:  # the leader's session ends in the middle of the replay
-                leader = "SELECT pid FROM pg_stat_activity WHERE application_name = 'plait-catalog-cut-short'"
-                assert await pg.fetchval("SELECT pg_terminate_backend(($1))", await pg.fetchval(leader))
+                leader = """
+                    SELECT pid FROM pg_locks
+                    WHERE locktype = 'advisory' AND granted AND database = (
+                        SELECT oid FROM pg_database WHERE datname = current_database()
+                    )
+                """  # the projecting connection: it holds the projection lock
+                assert await pg.fetchval("SELECT pg_terminate_backend($1, 10000)", await pg.fetchval(leader))
 
         with anyio.fail_after(DEADLINE), pytest.raises(RebuildFailed):
             await service.projector.rebuild(progress)

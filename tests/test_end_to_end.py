@@ -61,6 +61,11 @@ async def test_the_catalog_shows_what_the_log_holds(client: AsyncClient) -> None
         ("examples/hello.py:greet", {"name": "plait", "times": 1}, lambda out: out["result"] == "HELLO, PLAIT!"),
         ("examples/etl.py:etl", {"days": 3}, lambda out: out["result"]["regions"] == 5 and out["result"]["sales"] > 0),
         ("examples/training.py:train", {"samples": 120, "epochs": 30}, lambda out: out["result"]["mse"] < 0.1),
+        (
+            "examples/thumbnails.py:thumbnails",
+            {"count": 30, "width": 8},
+            lambda out: out["result"] == {"thumbnails": 30, "bytes": 30 * 16},
+        ),
     ],
 )
 async def test_examples_run(client: AsyncClient, reference: str, inputs: dict[str, object], check: object) -> None:
