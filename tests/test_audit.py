@@ -84,11 +84,18 @@ async def test_a_catalog_row_that_differs_from_the_log_is_reported(history: Hist
     )
     row = shown["execution"]
     row["status"] = "succeeded"
-    row["nodes"][0]["attempts"] = row["nodes"][0]["attempts"][:1]
+    node = row["nodes"][0]
+    node["attempts"], node["attempts_total"] = node["attempts"][:1], 1  # the catalog lost an attempt's row
     problems = verify_catalog(state, row)
     assert [p.kind for p in problems] == ["catalog_mismatch", "catalog_mismatch"]
     assert "status: catalog has 'succeeded', the log 'failed'" in problems[0].message
     assert problems[1].message.startswith("node 'unlucky'")
+
+    row["status"], node["attempts_total"] = "failed", 2
+    assert verify_catalog(state, row) == [], "a catalog may show only the first attempts of a node, with their count"
+    node["attempts"][0]["status"] = "succeeded"
+    [changed] = verify_catalog(state, row)
+    assert changed.message.startswith("node 'unlucky'") and "'succeeded'" in changed.message
 
 
 async def test_damaged_record_lists_are_reported_at_the_damaged_record(history: History) -> None:

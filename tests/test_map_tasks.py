@@ -215,5 +215,10 @@ async def test_a_map_runs_end_to_end(client: AsyncClient) -> None:
     assert scale_row["status"] == "succeeded" and len(scale_row["attempts"]) == 50
     assert scale_row["inputs"] == {"x": list(range(50)), "factor": 3}
     assert verify_catalog(state, shown["execution"]) == []
+    for limit, listed in ((10, 10), (0, 0)):
+        few = await client.query("executions.show", {"execution_id": execution_id, "attempts_limit": limit})
+        [scale_row] = [n for n in few["execution"]["nodes"] if n["node"] == "scale"]
+        assert (len(scale_row["attempts"]), scale_row["attempts_total"]) == (listed, 50)
+        assert verify_catalog(state, few["execution"]) == []
     tolerant = await client.wait(await client.launch(map_workflows.tolerant, {"xs": [2, 3, 4, 6]}), timeout=DEADLINE)
     assert tolerant.status == "succeeded" and tolerant.outputs == {"result": [2, None, 4, 6]}

@@ -108,7 +108,7 @@ NodeView = dict[str, dict[str, Any]]
 
 def _replayed_nodes(state: Execution) -> NodeView:
     return {
-        node.id: {"status": node.status, "attempts": sorted((a.attempt_id, a.status) for a in node.attempts)}
+        node.id: {"status": node.status, "attempts": {a.attempt_id: a.status for a in node.attempts}}
         for node in state.nodes.values()
     }
 
@@ -117,10 +117,29 @@ def _catalog_nodes(catalog_execution: dict[str, Any]) -> NodeView:
     return {
         node["node"]: {
             "status": node["status"],
-            "attempts": sorted((a["attempt_id"], a["status"]) for a in node.get("attempts", [])),
+            "attempts": {a["attempt_id"]: a["status"] for a in node.get("attempts", [])},
+            "attempts_total": node.get("attempts_total", len(node.get("attempts", []))),
         }
         for node in catalog_execution.get("nodes", [])
     }
+
+
+def _node_problem(node_id: str, in_log: dict[str, Any] | None, in_catalog: dict[str, Any] | None) -> str | None:
+    """How the catalog's node differs from the replayed one. The catalog may show only the first attempts of a
+    node with many (a map node): their count and each one shown must match."""
+    if in_log is None or in_catalog is None:
+        return f"node '{node_id}': catalog has {in_catalog!r}, the log {in_log!r}"
+    shown = in_catalog["attempts"]
+    differs = (
+        in_log["status"] != in_catalog["status"]
+        or len(in_log["attempts"]) != in_catalog["attempts_total"]
+        or any(in_log["attempts"].get(attempt_id) != status for attempt_id, status in shown.items())
+    )
+    if not differs:
+        return None
+    catalog_view = {"status": in_catalog["status"], "attempts": dict(sorted(shown.items()))}
+    log_view = {"status": in_log["status"], "attempts": dict(sorted(in_log["attempts"].items()))}
+    return f"node '{node_id}': catalog has {catalog_view!r}, the log {log_view!r}"
 
 
 def verify_catalog(state: Execution, catalog_execution: dict[str, Any]) -> list[Problem]:
@@ -135,11 +154,9 @@ def verify_catalog(state: Execution, catalog_execution: dict[str, Any]) -> list[
         if catalog_execution.get(field) != value
     ]
     in_log, in_catalog = _replayed_nodes(state), _catalog_nodes(catalog_execution)
-    problems += [
-        f"node '{node_id}': catalog has {in_catalog.get(node_id)!r}, the log {in_log.get(node_id)!r}"
-        for node_id in sorted(set(in_log) | set(in_catalog))
-        if in_log.get(node_id) != in_catalog.get(node_id)
-    ]
+    for node_id in sorted(set(in_log) | set(in_catalog)):
+        if (problem := _node_problem(node_id, in_log.get(node_id), in_catalog.get(node_id))) is not None:
+            problems.append(problem)
     return [
         Problem(kind="catalog_mismatch", message=message, execution_id=state.execution_id, sequence=state.last_sequence)
         for message in problems

@@ -31,6 +31,7 @@ class ShowExecution(msgspec.Struct, frozen=True, kw_only=True):
 
     execution_id: Annotated[str, msgspec.Meta(min_length=1)]
     min_sequence: StreamSequence = 0
+    attempts_limit: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 100  # per node: a map node may have 100,000s
 
 
 class ExecutionSummary(msgspec.Struct, kw_only=True):
@@ -71,7 +72,8 @@ class NodeView(msgspec.Struct, kw_only=True):
     inputs: dict[str, Any] | None
     outputs: dict[str, Any] | None
     error: dict[str, Any] | None
-    attempts: list[AttemptView]
+    attempts: list[AttemptView]  # the first ``attempts_limit``, by attempt number then id
+    attempts_total: int
 
 
 class ExecutionDetail(ExecutionSummary, kw_only=True):
@@ -145,9 +147,16 @@ FROM node_executions WHERE execution_id = $1 ORDER BY position
 """
 
 _ATTEMPTS = """
-SELECT node_id, attempt_id, attempt, status, worker, queued_at, started_at, finished_at, error
-FROM attempts WHERE execution_id = $1 ORDER BY node_id, attempt
+SELECT node_id, attempt_id, attempt, status, worker, queued_at, started_at, finished_at, error, total FROM (
+    SELECT *, row_number() OVER by_node AS rank, count(*) OVER (PARTITION BY node_id) AS total
+    FROM attempts WHERE execution_id = $1
+    WINDOW by_node AS (PARTITION BY node_id ORDER BY attempt, attempt_id)
+) AS ranked
+WHERE rank <= $2 ORDER BY node_id, attempt, attempt_id
 """
+
+
+_ATTEMPT_COUNTS = "SELECT node_id, count(*) FROM attempts WHERE execution_id = $1 GROUP BY node_id"
 
 
 async def list_executions(connection: Connection, request: ListExecutions) -> list[ExecutionSummary]:
@@ -163,18 +172,26 @@ async def list_executions(connection: Connection, request: ListExecutions) -> li
     return [ExecutionSummary(**dict(row)) for row in rows]
 
 
-async def show_execution(connection: Connection, execution_id: str) -> ExecutionDetail | None:
-    """One execution with its nodes (in workflow order) and their attempts; None when it does not exist."""
+async def show_execution(
+    connection: Connection, execution_id: str, attempts_limit: int = 100
+) -> ExecutionDetail | None:
+    """One execution with its nodes (in workflow order) and, for each node, its first ``attempts_limit`` attempts
+    and how many it has; None when it does not exist."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         row = await connection.fetchrow(_SHOW, execution_id)
         if row is None:
             return None
         attempts: dict[str, list[AttemptView]] = {}
-        for attempt in await connection.fetch(_ATTEMPTS, execution_id):
+        totals: dict[str, int] = {}
+        for attempt in await connection.fetch(_ATTEMPTS, execution_id, attempts_limit):
             fields = dict(attempt)
-            attempts.setdefault(fields.pop("node_id"), []).append(AttemptView(**fields))
+            node_id = fields.pop("node_id")
+            totals[node_id] = fields.pop("total")
+            attempts.setdefault(node_id, []).append(AttemptView(**fields))
+        if attempts_limit == 0:
+            totals = {row["node_id"]: row["count"] for row in await connection.fetch(_ATTEMPT_COUNTS, execution_id)}
         nodes = [
-            NodeView(**dict(node), attempts=attempts.get(node["node"], []))
+            NodeView(**dict(node), attempts=attempts.get(node["node"], []), attempts_total=totals.get(node["node"], 0))
             for node in await connection.fetch(_NODES, execution_id)
         ]
     return ExecutionDetail(**dict(row), nodes=nodes)
@@ -185,7 +202,7 @@ async def answer_list(connection: Connection, request: ListExecutions) -> Execut
 
 
 async def answer_show(connection: Connection, request: ShowExecution) -> ExecutionShown | ErrorReply:
-    execution = await show_execution(connection, request.execution_id)
+    execution = await show_execution(connection, request.execution_id, request.attempts_limit)
     if execution is None:
         return error_reply("not_found", f"execution {request.execution_id} does not exist")
     return ExecutionShown(execution=execution)
