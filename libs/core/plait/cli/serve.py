@@ -75,6 +75,8 @@ async def serve_scheduler(settings: Settings) -> None:
             cluster=settings.cluster,
             ack_wait=settings.ack_wait_seconds,
             stream_replicas=settings.stream_replicas,
+            cache_reservation_seconds=settings.cache_reservation_seconds,
+            cache_lookup_timeout=settings.cache_lookup_seconds,
         ).run
     )
 

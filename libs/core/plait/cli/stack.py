@@ -289,6 +289,8 @@ async def _in_process(settings: Settings, info: StackInfo, services: tuple[str, 
                     cluster=settings.cluster,
                     ack_wait=settings.ack_wait_seconds,
                     stream_replicas=settings.stream_replicas,
+                    cache_reservation_seconds=settings.cache_reservation_seconds,
+                    cache_lookup_timeout=settings.cache_lookup_seconds,
                 ).run
             )
         if "executor" in services:
