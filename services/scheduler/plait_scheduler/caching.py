@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import nats.errors
@@ -47,6 +48,22 @@ MAX_RACES = 20  # a key's log moved under this look-up this many times in a row:
 
 _reply_decoder = msgspec.json.Decoder(CacheLookupReply)
 log = structlog.get_logger()
+
+
+def lookup_report(
+    execution_id: str, node: str, key: str, round_: int, outcome: CacheOutcome, reason: str = "", **found: Any
+) -> ReportCacheLookup:
+    """The report of look-up ``round_`` of a node; its id names the round and what happened, so the same report
+    sent twice (by two replicas doing the same work) is stored once."""
+    return ReportCacheLookup(
+        command_id=f"cache:{execution_id}/{node}/{round_}/{reason or outcome}",
+        execution_id=execution_id,
+        node=node,
+        cache_key=key,
+        round=round_,
+        outcome=outcome,
+        **found,
+    )
 
 
 def needs_cache_work(events: Sequence[Event]) -> bool:
@@ -179,19 +196,11 @@ class CacheKeeper:
             return
 
     async def _wake(
-        self, state: Execution, cache_log: CacheLog, reservation: int, outcome: CacheOutcome, **found: object
+        self, state: Execution, cache_log: CacheLog, reservation: int, outcome: CacheOutcome, **found: Any
     ) -> None:
         """Tell each look-up that waited on the reservation at sequence ``reservation`` what became of it."""
         for waiter in await cache_log.waiters(after=reservation):
-            command = ReportCacheLookup(
-                command_id=f"cache:{waiter.execution_id}/{waiter.node}/{waiter.round}/{outcome}",
-                execution_id=waiter.execution_id,
-                node=waiter.node,
-                cache_key=cache_log.key,
-                round=waiter.round,
-                outcome=outcome,
-                **found,  # type: ignore[arg-type]
-            )
+            command = lookup_report(waiter.execution_id, waiter.node, cache_log.key, waiter.round, outcome, **found)
             await publish_command(self.js, command, state.project, state.domain)
 
     async def _ask_catalog(self, project: str, domain: str, key: str) -> CacheLookupReply | None:
@@ -205,27 +214,14 @@ class CacheKeeper:
             return None
         return answer if answer.found and answer.outputs is not None else None
 
-    async def _report(self, state: Execution, event: NodeCacheLookup, outcome: CacheOutcome, **found: object) -> None:
-        command = ReportCacheLookup(
-            command_id=f"cache:{state.execution_id}/{event.node}/{event.round}/{outcome}",
-            execution_id=state.execution_id,
-            node=event.node,
-            cache_key=event.cache_key,
-            round=event.round,
-            outcome=outcome,
-            **found,  # type: ignore[arg-type]
-        )
+    async def _report(self, state: Execution, event: NodeCacheLookup, outcome: CacheOutcome, **found: Any) -> None:
+        command = lookup_report(state.execution_id, event.node, event.cache_key, event.round, outcome, **found)
         await publish_command(self.js, command, state.project, state.domain)
 
     async def _recheck_at(self, state: Execution, event: NodeCacheLookup, until: datetime) -> None:
         """A timer: if the holder has neither filled nor released the key by ``until``, look up again."""
-        command = ReportCacheLookup(
-            command_id=f"cache:{state.execution_id}/{event.node}/{event.round}/expired",
-            execution_id=state.execution_id,
-            node=event.node,
-            cache_key=event.cache_key,
-            round=event.round,
-            outcome="released",
+        command = lookup_report(
+            state.execution_id, event.node, event.cache_key, event.round, "released", reason="expired"
         )
         timer = "cache-" + content_version(event.node)[:16]
         await schedule_command(self.js, command, state.project, state.domain, timer, until)
