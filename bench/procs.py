@@ -42,6 +42,18 @@ def rss_mb(pid: int) -> float:
     return _status_kib(pid, "VmRSS") / 1024
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size: each shared page divided among the processes mapping it (so summing
+    over processes that share libraries, such as forked workers, does not count them several times)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return 0.0
+    return 0.0
+
+
 def peak_mb(pid: int) -> float:
     return _status_kib(pid, "VmHWM") / 1024
 
@@ -68,6 +80,9 @@ class Group:
 
     def rss_mb(self) -> float:
         return sum(rss_mb(p) for p in self.pids())
+
+    def pss_mb(self) -> float:
+        return sum(pss_mb(p) for p in self.pids())
 
     def peak_mb(self) -> float:
         return sum(peak_mb(p) for p in self.pids())

@@ -106,6 +106,9 @@ def print_report(meta: dict[str, Any], results: list[dict[str, Any]], prefect: d
         print(_line(f"idle RSS, {name} (MB)", [_mb(r, "idle_rss_mb", name) for r in results]))
     print(_line("idle RSS, total (MB)", [_mb(r, "idle_rss_mb", None) for r in results]))
     for name in ("plait", "nats-server", "postgres"):
+        print(_line(f"idle PSS, {name} (MB)", [_mb(r, "idle_pss_mb", name) for r in results]))
+    print(_line("idle PSS, total (MB)", [_mb(r, "idle_pss_mb", None) for r in results]))
+    for name in ("plait", "nats-server", "postgres"):
         print(_line(f"peak RSS in 1-4, {name} (MB)", [_mb(r, "peak_rss_mb", name) for r in results]))
     print(_line("peak RSS to the end, nats-server (MB)", [_mb(r, "peak_rss_end_mb", "nats-server") for r in results]))
     if prefect is not None and "failed" not in prefect:
@@ -195,6 +198,13 @@ def _print_targets(results: list[dict[str, Any]], prefect: dict[str, Any] | None
             _check("replay read+apply", _median(r, "replay", "read_apply_per_s"), 200_000, True, "events/s"),
             _check(
                 "idle stack RSS total", sum(r["idle_rss_mb"].values()) if "idle_rss_mb" in r else None, 300, False, "MB"
+            ),
+            _check(
+                "idle stack PSS total (shared pages counted once)",
+                sum(r["idle_pss_mb"].values()) if "idle_pss_mb" in r else None,
+                300,
+                False,
+                "MB",
             ),
         ]
         pf = _median(prefect or {}, "fan_out", "tasks_per_s")

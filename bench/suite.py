@@ -56,6 +56,7 @@ async def bench_stack(sync: str, args: argparse.Namespace) -> dict[str, Any]:
                     async with await AsyncClient.connect(srv.info.nats_url) as client:
                         await anyio.sleep(2.0)  # let the services settle before the idle reading
                         result["idle_rss_mb"] = {name: g.rss_mb() for name, g in groups.items()}
+                        result["idle_pss_mb"] = {name: g.pss_mb() for name, g in groups.items()}
                         await _workloads(client, sync, args, groups, result)
                         if args.widest > 0 and "widest" in only:
                             progress(f"[{sync}] widest: one execution of {args.widest} nodes")
