@@ -33,6 +33,7 @@ from plait.core.events import (
     NodeQueued,
     NodeSucceeded,
     Registration,
+    RetryScheduled,
     TaskError,
 )
 from plait.core.model import EntityKind
@@ -129,7 +130,7 @@ def keys_touched(decisions: Iterable[Decision]) -> Keys:
                 case NodeQueued() | AttemptStarted() | AttemptFailed() | NodeSucceeded() | MapItemSucceeded():
                     keys.nodes.add((decision.execution_id, event.node))
                     keys.attempts.add(event.attempt_id)
-                case NodeFailed() | NodeCacheLookup() | NodeCacheHit() | MapStarted():
+                case NodeFailed() | NodeCacheLookup() | NodeCacheHit() | MapStarted() | RetryScheduled():
                     keys.nodes.add((decision.execution_id, event.node))
                 case ExecutionFailed() | ExecutionAborted():
                     keys.all_nodes_of.add(decision.execution_id)
@@ -200,6 +201,8 @@ def _apply(rows: Rows, execution_id: str, event: Event, at: datetime) -> None:
             rows.attempts[attempt_id] = AttemptRow(
                 attempt_id=attempt_id, execution_id=execution_id, node_id=node_id, attempt=attempt, queued_at=at
             )
+        case RetryScheduled(node=node_id, index=index) if index < 0:
+            rows.nodes[execution_id, node_id].status = "queued"
         case MapStarted(node=node_id, inputs=inputs):
             node = rows.nodes[execution_id, node_id]
             node.status, node.inputs = "running", inputs
@@ -248,8 +251,8 @@ def _apply(rows: Rows, execution_id: str, event: Event, at: datetime) -> None:
         case ExecutionAborted(reason=reason):
             execution.status, execution.abort_reason, execution.finished_at = "aborted", reason, at
             _abort_unfinished(rows, execution_id, at)
-        case CommandRejected() | ExecutionLaunched() | NodeCacheWaiting() | MapItemFailed():
-            pass  # a rejection stays on the dead-letter stream; a cache wait or a failed item changes no row
+        case CommandRejected() | ExecutionLaunched() | NodeCacheWaiting() | MapItemFailed() | RetryScheduled():
+            pass  # a rejection stays on the dead-letter stream; a cache wait, a failed or retried item changes no row
 
 
 def _abort_unfinished(rows: Rows, execution_id: str, at: datetime) -> None:

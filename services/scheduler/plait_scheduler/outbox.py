@@ -9,9 +9,9 @@ attempt does not wait for the decision to travel through the outbox's consumer; 
 dispatches this replica already has stored, and stays the guarantee for the others (a crash between the
 append and the publish, or another replica's decisions).
 
-A decision's cache work (look-ups, fills, releases: ``plait_scheduler.caching``) follows the same pattern: the
-deciding replica starts it at once, in the background, and the outbox does it for decisions whose work this
-replica has not finished.
+A decision's side work (cache look-ups, fills and releases: ``plait_scheduler.caching``; retry timers:
+``plait_scheduler.timers``) follows the same pattern: the deciding replica starts it at once, in the
+background, and the outbox does it for decisions whose side work this replica has not finished.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import asyncio
 import functools
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import structlog
 from nats.aio.msg import Msg
@@ -34,6 +35,7 @@ from plait.core.model import WorkflowSpec
 from plait.core.state import Execution
 from plait_scheduler.cache import StateCache
 from plait_scheduler.caching import CacheKeeper, needs_cache_work
+from plait_scheduler.timers import RetryTimers
 
 log = structlog.get_logger()
 
@@ -50,8 +52,9 @@ class Outbox:
         keeper: CacheKeeper | None = None,
     ) -> None:
         self.js, self.store, self.states, self.cluster, self.keeper = js, store, states, cluster, keeper
-        self._cache_work: dict[int, asyncio.Future[None]] = {}  # decision sequence -> its cache work under way
-        self._cache_done: OrderedDict[int, None] = OrderedDict()
+        self.timers = RetryTimers(js)
+        self._side_work: dict[int, asyncio.Future[None]] = {}  # decision sequence -> its side work under way
+        self._side_done: OrderedDict[int, None] = OrderedDict()
         self._workflows: OrderedDict[str, tuple[str, str, WorkflowSpec]] = OrderedDict()
         self.dispatched = 0
         self._stored: OrderedDict[str, None] = OrderedDict()
@@ -90,10 +93,10 @@ class Outbox:
         """Publish the dispatches of a decision this replica has just appended, and start its cache work;
         on failure the outbox will do either."""
         decision_sequence = state.last_sequence
-        if self.keeper is not None and needs_cache_work(events):
-            work = asyncio.ensure_future(self.keeper.after_decision(state, events))
-            work.add_done_callback(functools.partial(self._cache_worked, decision_sequence))
-            self._cache_work[decision_sequence] = work
+        if self._wants_side_work(events):
+            work = asyncio.ensure_future(self._do_side_work(state, events, datetime.now(UTC)))
+            work.add_done_callback(functools.partial(self._side_worked, decision_sequence))
+            self._side_work[decision_sequence] = work
         queued = [e for e in events if isinstance(e, NodeQueued)]
         if not queued:
             return
@@ -119,23 +122,31 @@ class Outbox:
         while len(self._stored) > _REMEMBERED:
             self._stored.popitem(last=False)
 
-    def _cache_worked(self, decision_sequence: int, work: asyncio.Future[None]) -> None:
-        self._cache_work.pop(decision_sequence, None)
+    def _wants_side_work(self, events: Sequence[Event]) -> bool:
+        return (self.keeper is not None and needs_cache_work(events)) or self.timers.wants(events)
+
+    async def _do_side_work(self, state: Execution, events: Sequence[Event], decided_at: datetime) -> None:
+        if self.keeper is not None and needs_cache_work(events):
+            await self.keeper.after_decision(state, events)
+        await self.timers.after_decision(state, events, decided_at)
+
+    def _side_worked(self, decision_sequence: int, work: asyncio.Future[None]) -> None:
+        self._side_work.pop(decision_sequence, None)
         if work.cancelled() or work.exception() is not None:
             error = "cancelled" if work.cancelled() else repr(work.exception())
-            log.warning("cache_work_left_to_outbox", decision_sequence=decision_sequence, error=error)
+            log.warning("side_work_left_to_outbox", decision_sequence=decision_sequence, error=error)
             return
-        self._cache_done[decision_sequence] = None
-        while len(self._cache_done) > _REMEMBERED:
-            self._cache_done.popitem(last=False)
+        self._side_done[decision_sequence] = None
+        while len(self._side_done) > _REMEMBERED:
+            self._side_done.popitem(last=False)
 
-    async def _cache_work_done(self, decision_sequence: int) -> bool:
-        """True when this replica has done the decision's cache work (waiting for it if under way)."""
-        work = self._cache_work.get(decision_sequence)
+    async def _side_work_done(self, decision_sequence: int) -> bool:
+        """True when this replica has done the decision's side work (waiting for it if under way)."""
+        work = self._side_work.get(decision_sequence)
         if work is not None:
             await asyncio.wait([work])
-        if decision_sequence in self._cache_done:
-            del self._cache_done[decision_sequence]
+        if decision_sequence in self._side_done:
+            del self._side_done[decision_sequence]
             return True
         return False
 
@@ -146,14 +157,12 @@ class Outbox:
             return cached
         return await self.store.load(subject)
 
-    async def _do_cache_work(self, subject: str, decision: Decision, decision_sequence: int) -> None:
-        if self.keeper is None or not needs_cache_work(decision.events):
-            return
-        if await self._cache_work_done(decision_sequence):
+    async def _catch_up_side_work(self, subject: str, decision: Decision, decision_sequence: int) -> None:
+        if not self._wants_side_work(decision.events) or await self._side_work_done(decision_sequence):
             return
         state = await self._state_after(subject, decision_sequence)
         if state is not None:
-            await self.keeper.after_decision(state, decision.events)
+            await self._do_side_work(state, decision.events, decision.at)
 
     async def _already_stored(self, attempt_id: str) -> bool:
         """True when this replica has stored the attempt's dispatch (waiting for its publish if under way)."""
@@ -192,9 +201,9 @@ class Outbox:
                 if isinstance(event, ExecutionLaunched):
                     self._workflows[msg.subject] = (event.project, event.domain, event.workflow)
             try:
-                await self._do_cache_work(msg.subject, decision, msg.metadata.sequence.stream)
+                await self._catch_up_side_work(msg.subject, decision, msg.metadata.sequence.stream)
             except Exception:
-                log.exception("cache_work_failed", decision_sequence=msg.metadata.sequence.stream)
+                log.exception("side_work_failed", decision_sequence=msg.metadata.sequence.stream)
                 failed.add(msg.metadata.sequence.stream)
             queued = [e for e in decision.events if isinstance(e, NodeQueued)]
             if not queued:

@@ -18,6 +18,7 @@ from plait.core.commands import (
     ReportAttemptResult,
     ReportAttemptStarted,
     ReportCacheLookup,
+    RetryDue,
 )
 
 KIND_OF_COMMAND: dict[type, str] = {
@@ -25,6 +26,7 @@ KIND_OF_COMMAND: dict[type, str] = {
     ReportAttemptStarted: "started",
     ReportAttemptResult: "result",
     ReportCacheLookup: "cache",
+    RetryDue: "retry",
     AbortExecution: "abort",
 }
 

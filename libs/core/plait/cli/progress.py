@@ -36,6 +36,8 @@ def _seconds(node: NodeState, now: datetime) -> str:
 def _status(node: NodeState) -> Text:
     if node.cached_from:
         return Text("succeeded (cached)", STATUS_STYLE["succeeded"])
+    if node.status == "queued" and node.retry_at is not None:
+        return Text(f"retry at {node.retry_at:%H:%M:%S}", STATUS_STYLE["queued"])
     if node.status == "cache_lookup" and node.cache_holder:
         return Text(f"waiting for {node.cache_holder}", STATUS_STYLE["cache_lookup"])
     return Text(node.status, STATUS_STYLE[node.status])

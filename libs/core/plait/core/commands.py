@@ -72,10 +72,20 @@ class ReportCacheLookup(msgspec.Struct, frozen=True, kw_only=True, tag="report_c
     until: datetime | None = None
 
 
+class RetryDue(msgspec.Struct, frozen=True, kw_only=True, tag="retry_due.v1"):
+    """A scheduled retry's time has come (sent by a timer): queue attempt ``attempt``."""
+
+    command_id: str
+    execution_id: str
+    node: str
+    attempt: int
+    index: int = -1
+
+
 class AbortExecution(msgspec.Struct, frozen=True, kw_only=True, tag="abort_execution.v1"):
     command_id: str
     execution_id: str
     reason: str = "aborted by request"
 
 
-Command = LaunchExecution | ReportAttemptStarted | ReportAttemptResult | ReportCacheLookup | AbortExecution
+Command = LaunchExecution | ReportAttemptStarted | ReportAttemptResult | ReportCacheLookup | RetryDue | AbortExecution

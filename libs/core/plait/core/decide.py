@@ -17,6 +17,7 @@ from plait.core.commands import (
     ReportAttemptResult,
     ReportAttemptStarted,
     ReportCacheLookup,
+    RetryDue,
 )
 from plait.core.events import (
     AttemptFailed,
@@ -36,10 +37,11 @@ from plait.core.events import (
     NodeFailed,
     NodeQueued,
     NodeSucceeded,
+    RetryScheduled,
     TaskError,
 )
 from plait.core.ids import attempt_id, cache_key, item_attempt_id, item_of_attempt
-from plait.core.model import Interface, LaunchPlanSpec, MapOptions, WorkflowSpec, resolve
+from plait.core.model import Interface, LaunchPlanSpec, MapOptions, TaskSpec, WorkflowSpec, resolve
 from plait.core.state import Execution, NodeState, evolve, launch
 from plait.core.types import check_value, describe
 
@@ -265,6 +267,9 @@ def _item_ended(
             AttemptFailed(node=node.id, attempt_id=command.attempt_id, error=error, worker=command.worker)
         ]
         if attempt <= task.retries:
+            delay = retry_delay(task, attempt)
+            if delay > 0:
+                return [*events, RetryScheduled(node=node.id, attempt=attempt + 1, delay_seconds=delay, index=index)]
             return [*events, _queue_item(state, node, index, attempt + 1, node.inputs or {})]
         events.append(MapItemFailed(node=node.id, index=index, error=error))
         return events + _item_finished(state, node, index, None, error)
@@ -300,13 +305,46 @@ def _item_finished(
     return events
 
 
+MAX_RETRY_DELAY_SECONDS = 3600.0
+
+
+def retry_delay(task: TaskSpec, failed_attempt: int) -> float:
+    """How long the attempt after ``failed_attempt`` waits: the task's delay, doubled for each retry before it."""
+    if task.retry_delay_seconds <= 0:
+        return 0.0
+    return min(task.retry_delay_seconds * 2.0 ** (failed_attempt - 1), MAX_RETRY_DELAY_SECONDS)
+
+
+def _retry_due(state: Execution, command: RetryDue) -> list[Event]:
+    """Queue a retry whose delay is over, unless it was queued already (a timer fires at least once)."""
+    node = state.nodes.get(command.node)
+    if node is None:
+        raise Rejected(f"execution {state.execution_id} has no node '{command.node}'")
+    if node.status in ("succeeded", "failed"):
+        return []
+    if command.index >= 0:
+        latest = node.item_attempts[command.index] if 0 <= command.index < node.map_size else None
+    else:
+        latest = node.attempts[-1] if node.attempts else None
+    if latest is None or latest.attempt != command.attempt - 1 or latest.status != "failed":
+        return []
+    if command.index >= 0:
+        return [_queue_item(state, node, command.index, command.attempt, node.inputs or {})]
+    return [_queue(state, node.id, command.attempt, node.inputs or {}, node.cache_key)]
+
+
 def _failed(state: Execution, command: ReportAttemptResult, error: TaskError, attempt: int) -> list[Event]:
     node = state.nodes[command.node]
     events: list[Event] = [
         AttemptFailed(node=node.id, attempt_id=command.attempt_id, error=error, worker=command.worker)
     ]
-    if attempt <= state.workflow.tasks[node.task].retries:
-        events.append(_queue(state, node.id, attempt + 1, node.inputs or {}, node.cache_key))
+    task = state.workflow.tasks[node.task]
+    if attempt <= task.retries:
+        delay = retry_delay(task, attempt)
+        if delay > 0:
+            events.append(RetryScheduled(node=node.id, attempt=attempt + 1, delay_seconds=delay))
+        else:
+            events.append(_queue(state, node.id, attempt + 1, node.inputs or {}, node.cache_key))
     else:
         events += [NodeFailed(node=node.id, error=error), ExecutionFailed(node=node.id, error=error)]
     return events
@@ -422,6 +460,8 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
             return _result(state, command)
         case ReportCacheLookup():
             return _cache_lookup(state, command)
+        case RetryDue():
+            return _retry_due(state, command)
         case AbortExecution(reason=reason):
             return [ExecutionAborted(reason=reason)]
 

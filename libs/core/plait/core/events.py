@@ -49,6 +49,16 @@ class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):
     index: int = -1  # the item of a map node this attempt runs (-1: not a map item)
 
 
+class RetryScheduled(msgspec.Struct, frozen=True, tag="retry_scheduled.v1"):
+    """Attempt ``attempt`` of a node (of a map item when ``index`` >= 0) is queued after ``delay_seconds``: a timer
+    reports when it is due."""
+
+    node: str
+    attempt: int
+    delay_seconds: float
+    index: int = -1
+
+
 class MapStarted(msgspec.Struct, frozen=True, tag="map_started.v1"):
     """A map node's inputs are known: it runs its task for each of ``size`` items, a bounded number at a time."""
 
@@ -158,6 +168,7 @@ Event = (
     | NodeCacheLookup
     | NodeCacheWaiting
     | NodeCacheHit
+    | RetryScheduled
     | MapStarted
     | MapItemSucceeded
     | MapItemFailed

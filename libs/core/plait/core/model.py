@@ -63,6 +63,7 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     interface: Interface
     target: TaskTarget
     retries: int = 0
+    retry_delay_seconds: float = 0.0  # before the first retry; each later retry waits twice as long as the last
     queue: str = "default"
     timeout_seconds: float | None = None
     cache: bool = False

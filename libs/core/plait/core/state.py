@@ -6,7 +6,7 @@ it; whoever owns a state (a scheduler's cache, a replay) builds it from events a
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -30,6 +30,7 @@ from plait.core.events import (
     NodeFailed,
     NodeQueued,
     NodeSucceeded,
+    RetryScheduled,
     TaskError,
 )
 from plait.core.ids import item_of_attempt
@@ -68,6 +69,7 @@ class NodeState(msgspec.Struct, kw_only=True):
     cache_round: int = 0  # how many cache look-ups the node has started
     cache_holder: str = ""  # "execution/node" holding the reservation this look-up waits on ("" when not waiting)
     cached_from: str = ""  # "execution/node" whose outputs a cache hit reused
+    retry_at: datetime | None = None  # when the node's next attempt is due, while it waits for it
     map_size: int = -1  # a started map node's number of items (-1: not started, or not a map)
     map_queued: int = 0  # items queued so far: the next one to queue
     map_finished: int = 0  # items that succeeded or failed for good
@@ -149,8 +151,12 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
             node = state.nodes[node_id]
             node.status = "queued"
             node.inputs = inputs
-            node.cache_key, node.cache_holder = key or node.cache_key, ""
+            node.cache_key, node.cache_holder, node.retry_at = key or node.cache_key, "", None
             node.attempts.append(AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at))
+        case RetryScheduled(node=node_id, delay_seconds=delay, index=index):
+            node = state.nodes[node_id]
+            if index < 0:
+                node.status, node.retry_at = "queued", at + timedelta(seconds=delay)
         case MapStarted(node=node_id, size=size, inputs=inputs):
             node = state.nodes[node_id]
             node.status, node.inputs, node.map_size = "running", inputs, size

@@ -77,6 +77,7 @@ class Task(Generic[P, R]):
         fn: Callable[P, R],
         *,
         retries: int = 0,
+        retry_delay_seconds: float = 0.0,
         queue: str = "default",
         timeout_seconds: float | None = None,
         cache: bool = False,
@@ -91,8 +92,11 @@ class Task(Generic[P, R]):
         self.short_name = fn.__name__
         self.interface, self.input_hints = interface_of(fn, f"task '{self.name}'")
         self.return_hint = typing.get_type_hints(fn).get("return")
+        if retries < 0 or retry_delay_seconds < 0:
+            raise DefinitionError(f"task '{fn.__qualname__}': retries and retry_delay_seconds cannot be negative")
         self.options = {
             "retries": retries,
+            "retry_delay_seconds": float(retry_delay_seconds),
             "queue": queue,
             "timeout_seconds": timeout_seconds,
             "cache": cache,
@@ -133,6 +137,7 @@ def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 def task(
     *,
     retries: int = 0,
+    retry_delay_seconds: float = 0.0,
     queue: str = "default",
     timeout_seconds: float | None = None,
     cache: bool = False,
