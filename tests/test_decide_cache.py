@@ -7,7 +7,13 @@ from typing import Any
 
 import msgspec
 
-from plait.core.commands import CacheOutcome, LaunchExecution, ReportAttemptResult, ReportCacheLookup
+from plait.core.commands import (
+    CacheOutcome,
+    LaunchExecution,
+    ReportAttemptResult,
+    ReportCacheLookup,
+    ReportCacheLookups,
+)
 from plait.core.decide import ResolvedLaunch, decide, decide_batch
 from plait.core.events import (
     ExecutionSucceeded,
@@ -161,9 +167,12 @@ def test_an_execution_served_entirely_from_the_cache_succeeds() -> None:
         )
         for node in state.nodes.values()
     ]
-    events = apply(state, *hits)
+    together = ReportCacheLookups(command_id="hits", execution_id=EXECUTION, reports=tuple(hits))
+    outcome = decide_batch(state, [together], AT)
+    events = outcome.events
     assert isinstance(events[-1], ExecutionSucceeded) and events[-1].outputs == {"result": [7, 7, 7, 7]}
     assert not any(isinstance(e, NodeQueued) for e in events)
+    assert outcome.command_ids == [hit.command_id for hit in hits], "reports sent together are decided one by one"
 
 
 def test_the_key_depends_on_inputs_and_cache_version_but_not_on_the_code() -> None:

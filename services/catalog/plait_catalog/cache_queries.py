@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from plait.core.cachelog import CacheLookupReply, CacheLookupRequest
+from plait.core.cachelog import CacheLookupManyReply, CacheLookupManyRequest, CacheLookupReply, CacheLookupRequest
 from plait_catalog.db import Connection
 from plait_catalog.queries import ErrorReply, StreamSequence, error_reply
 
@@ -62,6 +62,11 @@ _LOOKUP = """
 SELECT outputs, execution_id, node_id FROM cache_entries WHERE project = $1 AND domain = $2 AND cache_key = $3
 """
 
+_LOOKUP_MANY = """
+SELECT cache_key, outputs, execution_id, node_id FROM cache_entries
+WHERE project = $1 AND domain = $2 AND cache_key = ANY($3::text[])
+"""
+
 _COLUMNS = "cache_key, task_name, task_version, execution_id, node_id AS node, attempt_id, created_at"
 
 _LIST = f"""
@@ -82,6 +87,18 @@ async def lookup(connection: Connection, request: CacheLookupRequest) -> CacheLo
     if row is None:
         return CacheLookupReply(found=False)
     return CacheLookupReply(found=True, outputs=row["outputs"], execution_id=row["execution_id"], node=row["node_id"])
+
+
+async def lookup_many(connection: Connection, request: CacheLookupManyRequest) -> CacheLookupManyReply:
+    """One indexed read for all the keys: the entries found."""
+    rows = await connection.fetch(_LOOKUP_MANY, request.project, request.domain, request.cache_keys)
+    entries = {
+        row["cache_key"]: CacheLookupReply(
+            found=True, outputs=row["outputs"], execution_id=row["execution_id"], node=row["node_id"]
+        )
+        for row in rows
+    }
+    return CacheLookupManyReply(entries=entries)
 
 
 async def list_entries(connection: Connection, request: ListCacheEntries) -> CacheEntryList:

@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from plait.adapters import subjects
-from plait.core.cachelog import CacheLookupRequest
+from plait.core.cachelog import CacheLookupManyRequest, CacheLookupRequest
 from plait_catalog import cache_queries, lineage_queries, queries, registry_queries
 from plait_catalog.db import Connection
 from plait_catalog.offsets import OffsetWatcher
@@ -24,6 +24,7 @@ QUEUE_GROUP = "plait-catalog"
 LIST_SUBJECT = f"{subjects.CATALOG_ROOT}.executions.list"
 SHOW_SUBJECT = f"{subjects.CATALOG_ROOT}.executions.show"
 CACHE_LOOKUP_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.lookup"
+CACHE_LOOKUP_MANY_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.lookup_many"
 CACHE_LIST_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.list"
 CACHE_SHOW_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.show"
 LINEAGE_SUBJECT = f"{subjects.CATALOG_ROOT}.lineage"
@@ -45,6 +46,7 @@ ROUTES: dict[str, Route] = {
     LIST_SUBJECT: Route(queries.ListExecutions, queries.answer_list),
     SHOW_SUBJECT: Route(queries.ShowExecution, queries.answer_show),
     CACHE_LOOKUP_SUBJECT: Route(CacheLookupRequest, cache_queries.lookup, waits=False),
+    CACHE_LOOKUP_MANY_SUBJECT: Route(CacheLookupManyRequest, cache_queries.lookup_many, waits=False),
     CACHE_LIST_SUBJECT: Route(cache_queries.ListCacheEntries, cache_queries.list_entries),
     CACHE_SHOW_SUBJECT: Route(cache_queries.ShowCacheEntry, cache_queries.show_entry),
     LINEAGE_SUBJECT: Route(lineage_queries.LineageRequest, lineage_queries.lineage),

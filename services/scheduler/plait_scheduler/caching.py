@@ -8,7 +8,8 @@ a report for a look-up round that is over.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,15 +23,17 @@ from plait.adapters import subjects
 from plait.adapters.cachelog import CacheLog
 from plait.adapters.commands import publish_command, schedule_command
 from plait.core.cachelog import (
+    MAX_KEYS_PER_LOOKUP,
     CacheFilled,
+    CacheLookupManyReply,
+    CacheLookupManyRequest,
     CacheLookupReply,
-    CacheLookupRequest,
     CacheReleased,
     CacheReserved,
     CacheWaiter,
     reserved_by,
 )
-from plait.core.commands import CacheOutcome, ReportCacheLookup
+from plait.core.commands import CacheOutcome, ReportCacheLookup, ReportCacheLookups
 from plait.core.events import (
     Event,
     ExecutionAborted,
@@ -43,10 +46,12 @@ from plait.core.ids import content_version
 from plait.core.state import Execution
 from plait.errors import ConflictError
 
-LOOKUP_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.lookup"
+LOOKUP_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.lookup_many"
+REPORTS_PER_COMMAND_BYTES = 1_000_000  # look-up reports sent together, up to about this size
 MAX_RACES = 20  # a key's log moved under this look-up this many times in a row: something is very wrong
 
-_reply_decoder = msgspec.json.Decoder(CacheLookupReply)
+_reply_decoder = msgspec.json.Decoder(CacheLookupManyReply)
+_encoder = msgspec.json.Encoder()
 log = structlog.get_logger()
 
 
@@ -64,6 +69,34 @@ def lookup_report(
         outcome=outcome,
         **found,
     )
+
+
+def _report(state: Execution, event: NodeCacheLookup, outcome: CacheOutcome, **found: Any) -> ReportCacheLookup:
+    return lookup_report(state.execution_id, event.node, event.cache_key, event.round, outcome, **found)
+
+
+def _batches(reports: Sequence[ReportCacheLookup]) -> Iterator[ReportCacheLookup | ReportCacheLookups]:
+    """The reports as commands: alone, or together in messages of about ``REPORTS_PER_COMMAND_BYTES``."""
+    if len(reports) == 1:
+        yield reports[0]
+        return
+    batch: list[ReportCacheLookup] = []
+    size = 0
+    for report in reports:
+        report_size = len(_encoder.encode(report))
+        if batch and size + report_size > REPORTS_PER_COMMAND_BYTES:
+            yield _together(batch)
+            batch, size = [], 0
+        batch.append(report)
+        size += report_size
+    if batch:
+        yield _together(batch)
+
+
+def _together(reports: list[ReportCacheLookup]) -> ReportCacheLookups:
+    """One command for several reports; its id is derived from theirs, so the same reports sent again are one."""
+    command_id = "cache-batch:" + content_version(sorted(r.command_id for r in reports))
+    return ReportCacheLookups(command_id=command_id, execution_id=reports[0].execution_id, reports=tuple(reports))
 
 
 def needs_cache_work(events: Sequence[Event]) -> bool:
@@ -88,10 +121,11 @@ class CacheKeeper:
 
     async def after_decision(self, state: Execution, events: Sequence[Event]) -> None:
         """The look-ups, fills and releases that ``events`` (just stored for ``state``'s execution) call for."""
+        lookups = [event for event in events if isinstance(event, NodeCacheLookup)]
+        if lookups:
+            await self.lookup(state, lookups)
         for event in events:
             match event:
-                case NodeCacheLookup():
-                    await self.lookup(state, event)
                 case NodeSucceeded(node=node_id) if state.nodes[node_id].cache_key:
                     await self.fill(state, event)
                 case NodeFailed(node=node_id) if state.nodes[node_id].cache_key:
@@ -101,29 +135,37 @@ class CacheKeeper:
                         if node.cache_key and node.status in ("aborted", "failed"):
                             await self.release(state, node.id, f"its execution ended {state.status}")
 
-    async def lookup(self, state: Execution, event: NodeCacheLookup) -> None:
-        node, key = event.node, event.cache_key
-        entry = await self._ask_catalog(state.project, state.domain, key)
-        if entry is not None:
+    async def lookup(self, state: Execution, lookups: Sequence[NodeCacheLookup]) -> None:
+        """Look up a decision's keys: the catalog's entries in one request, the others in each key's log; then
+        report every outcome, as few commands as the message size allows."""
+        entries = await self._ask_catalog(state.project, state.domain, [event.cache_key for event in lookups])
+
+        async def resolve(event: NodeCacheLookup) -> ReportCacheLookup:
+            entry = entries.get(event.cache_key)
+            if entry is None:
+                return await self._resolve_in_log(state, event)
             self.hits += 1
             self.catalog_hits += 1
-            await self._report(
-                state, event, "hit", outputs=entry.outputs, source_execution=entry.execution_id, source_node=entry.node
-            )
-            return
+            found = {"outputs": entry.outputs, "source_execution": entry.execution_id, "source_node": entry.node}
+            return _report(state, event, "hit", **found)
+
+        reports = await asyncio.gather(*(resolve(event) for event in lookups))
+        for batch in _batches(reports):
+            await publish_command(self.js, batch, state.project, state.domain)
+
+    async def _resolve_in_log(self, state: Execution, event: NodeCacheLookup) -> ReportCacheLookup:
+        """What the key's own log says: filled, reserved (by this node now, if it was free), or held by another."""
+        node, key = event.node, event.cache_key
         cache_log = CacheLog(self.js, state.project, state.domain, key)
         for _ in range(MAX_RACES):
             sequence, last = await cache_log.last()
             if isinstance(last, CacheFilled):
                 self.hits += 1
-                await self._report(
-                    state, event, "hit", outputs=last.outputs, source_execution=last.execution_id, source_node=last.node
-                )
-                return
+                found = {"outputs": last.outputs, "source_execution": last.execution_id, "source_node": last.node}
+                return _report(state, event, "hit", **found)
             if reserved_by(last, state.execution_id, node):
                 self.misses += 1
-                await self._report(state, event, "reserved")
-                return
+                return _report(state, event, "reserved")
             now = datetime.now(UTC)
             if isinstance(last, CacheReserved) and last.until > now:
                 await cache_log.add_waiter(
@@ -132,11 +174,9 @@ class CacheKeeper:
                 if (await cache_log.last())[0] != sequence:
                     continue  # filled or released meanwhile: its waker may have missed this waiter
                 self.waits += 1
-                await self._report(
-                    state, event, "held", holder_execution=last.execution_id, holder_node=last.node, until=last.until
-                )
                 await self._recheck_at(state, event, last.until)
-                return
+                holder = {"holder_execution": last.execution_id, "holder_node": last.node, "until": last.until}
+                return _report(state, event, "held", **holder)
             reservation = CacheReserved(
                 execution_id=state.execution_id, node=node, at=now, until=now + self.reservation
             )
@@ -145,8 +185,7 @@ class CacheKeeper:
             except ConflictError:
                 continue
             self.misses += 1
-            await self._report(state, event, "reserved")
-            return
+            return _report(state, event, "reserved")
         raise ConflictError(f"cache key {key}: its log kept moving during {MAX_RACES} look-up attempts")
 
     async def fill(self, state: Execution, event: NodeSucceeded) -> None:
@@ -203,20 +242,22 @@ class CacheKeeper:
             command = lookup_report(waiter.execution_id, waiter.node, cache_log.key, waiter.round, outcome, **found)
             await publish_command(self.js, command, state.project, state.domain)
 
-    async def _ask_catalog(self, project: str, domain: str, key: str) -> CacheLookupReply | None:
-        """The catalog's entry for the key; None when it has none, or did not answer in time."""
-        request = msgspec.json.encode(CacheLookupRequest(project=project, domain=domain, cache_key=key))
-        try:
-            reply = await self.nc.request(LOOKUP_SUBJECT, request, timeout=self.lookup_timeout)
-            answer = _reply_decoder.decode(reply.data)
-        except (nats.errors.NoRespondersError, nats.errors.TimeoutError, msgspec.DecodeError) as exc:
-            log.debug("cache_catalog_unanswered", cache_key=key, error=type(exc).__name__)
-            return None
-        return answer if answer.found and answer.outputs is not None else None
-
-    async def _report(self, state: Execution, event: NodeCacheLookup, outcome: CacheOutcome, **found: Any) -> None:
-        command = lookup_report(state.execution_id, event.node, event.cache_key, event.round, outcome, **found)
-        await publish_command(self.js, command, state.project, state.domain)
+    async def _ask_catalog(self, project: str, domain: str, keys: list[str]) -> dict[str, CacheLookupReply]:
+        """The catalog's entries for the keys it has; none for those it could not answer in time."""
+        entries: dict[str, CacheLookupReply] = {}
+        unique = sorted(set(keys))
+        for start in range(0, len(unique), MAX_KEYS_PER_LOOKUP):
+            request = CacheLookupManyRequest(
+                project=project, domain=domain, cache_keys=unique[start : start + MAX_KEYS_PER_LOOKUP]
+            )
+            try:
+                reply = await self.nc.request(LOOKUP_SUBJECT, _encoder.encode(request), timeout=self.lookup_timeout)
+                answer = _reply_decoder.decode(reply.data)
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError, msgspec.DecodeError) as exc:
+                log.debug("cache_catalog_unanswered", keys=len(request.cache_keys), error=type(exc).__name__)
+                continue
+            entries.update((key, entry) for key, entry in answer.entries.items() if entry.outputs is not None)
+        return entries
 
     async def _recheck_at(self, state: Execution, event: NodeCacheLookup, until: datetime) -> None:
         """A timer: if the holder has neither filled nor released the key by ``until``, look up again."""

@@ -18,6 +18,7 @@ from plait.core.commands import (
     ReportAttemptResult,
     ReportAttemptStarted,
     ReportCacheLookup,
+    ReportCacheLookups,
     RetryDue,
 )
 
@@ -26,6 +27,7 @@ KIND_OF_COMMAND: dict[type, str] = {
     ReportAttemptStarted: "started",
     ReportAttemptResult: "result",
     ReportCacheLookup: "cache",
+    ReportCacheLookups: "cache",
     RetryDue: "retry",
     AbortExecution: "abort",
 }

@@ -72,6 +72,14 @@ class ReportCacheLookup(msgspec.Struct, frozen=True, kw_only=True, tag="report_c
     until: datetime | None = None
 
 
+class ReportCacheLookups(msgspec.Struct, frozen=True, kw_only=True, tag="report_cache_lookups.v1"):
+    """Several look-up reports of one execution in one message (a decision's look-ups, found together)."""
+
+    command_id: str
+    execution_id: str
+    reports: tuple[ReportCacheLookup, ...]
+
+
 class RetryDue(msgspec.Struct, frozen=True, kw_only=True, tag="retry_due.v1"):
     """A scheduled retry's time has come (sent by a timer): queue attempt ``attempt``."""
 
@@ -88,4 +96,12 @@ class AbortExecution(msgspec.Struct, frozen=True, kw_only=True, tag="abort_execu
     reason: str = "aborted by request"
 
 
-Command = LaunchExecution | ReportAttemptStarted | ReportAttemptResult | ReportCacheLookup | RetryDue | AbortExecution
+Command = (
+    LaunchExecution
+    | ReportAttemptStarted
+    | ReportAttemptResult
+    | ReportCacheLookup
+    | ReportCacheLookups
+    | RetryDue
+    | AbortExecution
+)

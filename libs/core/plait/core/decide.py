@@ -17,6 +17,7 @@ from plait.core.commands import (
     ReportAttemptResult,
     ReportAttemptStarted,
     ReportCacheLookup,
+    ReportCacheLookups,
     RetryDue,
 )
 from plait.core.events import (
@@ -462,6 +463,8 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
             return _cache_lookup(state, command)
         case RetryDue():
             return _retry_due(state, command)
+        case ReportCacheLookups():
+            raise Rejected("reports sent together are decided one by one (decide_batch)")
         case AbortExecution(reason=reason):
             return [ExecutionAborted(reason=reason)]
 
@@ -490,6 +493,14 @@ class Outcome(msgspec.Struct):
     rejections: list[tuple[Command | ResolvedLaunch, str]]
 
 
+def _one_by_one(commands: Sequence[Command | ResolvedLaunch]) -> Iterable[Command | ResolvedLaunch]:
+    for command in commands:
+        if isinstance(command, ReportCacheLookups):
+            yield from command.reports
+        else:
+            yield command
+
+
 def decide_batch(state: Execution | None, commands: Sequence[Command | ResolvedLaunch], at: datetime) -> Outcome:
     """Decide several commands of one execution in order, as one decision.
 
@@ -497,7 +508,7 @@ def decide_batch(state: Execution | None, commands: Sequence[Command | ResolvedL
     A rejected command of an existing execution is recorded on it as ``CommandRejected``.
     """
     outcome = Outcome(state=state, events=[], command_ids=[], rejections=[])
-    for command in commands:
+    for command in _one_by_one(commands):
         command_id = command_id_of(command)
         try:
             events: Iterable[Event] = decide(outcome.state, command)
