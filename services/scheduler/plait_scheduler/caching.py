@@ -9,7 +9,7 @@ a report for a look-up round that is over.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -124,16 +124,18 @@ class CacheKeeper:
         lookups = [event for event in events if isinstance(event, NodeCacheLookup)]
         if lookups:
             await self.lookup(state, lookups)
+        work: list[Awaitable[None]] = []  # each on its own key: done together
         for event in events:
             match event:
                 case NodeSucceeded(node=node_id) if state.nodes[node_id].cache_key:
-                    await self.fill(state, event)
+                    work.append(self.fill(state, event))
                 case NodeFailed(node=node_id) if state.nodes[node_id].cache_key:
-                    await self.release(state, node_id, "its node failed")
+                    work.append(self.release(state, node_id, "its node failed"))
                 case ExecutionFailed() | ExecutionAborted():
                     for node in state.nodes.values():
                         if node.cache_key and node.status in ("aborted", "failed"):
-                            await self.release(state, node.id, f"its execution ended {state.status}")
+                            work.append(self.release(state, node.id, f"its execution ended {state.status}"))
+        await asyncio.gather(*work)
 
     async def lookup(self, state: Execution, lookups: Sequence[NodeCacheLookup]) -> None:
         """Look up a decision's keys: the catalog's entries in one request, the others in each key's log; then
