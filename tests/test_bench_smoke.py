@@ -21,6 +21,6 @@ def test_the_benchmark_suite_runs_at_tiny_sizes(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    for row in ("fan-out", "chain", "executions", "replay", "JetStream"):
+    for row in ("fan-out", "chain", "executions", "cached rerun", "replay", "JetStream"):
         assert row in done.stdout, f"no {row!r} row in:\n{done.stdout}"
     assert out.stat().st_size > 0
