@@ -19,6 +19,7 @@ import anyio.to_thread
 import msgspec
 
 from plait.errors import PlaitError
+from plait.settings import _FIELDS as SETTING_VARIABLES  # field -> PLAIT_* variable, kept with the fields
 from plait.settings import Settings
 
 DEV_FILE = "dev.json"
@@ -168,25 +169,19 @@ def _append(path: Path) -> Iterator[IO[bytes]]:
 def service_environment(
     settings: Settings, nats_url: str, database_url: str = "", log_format: str | None = None
 ) -> dict[str, str]:
-    """The environment of a child service: this one's, with the settings it needs made explicit."""
+    """The environment of a child service: this one's, with every setting made explicit (``settings``
+    may hold values that came from elsewhere than the environment) and the servers' URLs."""
     env = {key: value for key, value in os.environ.items() if key not in (READY_FD, PARENT_PID)}
-    values = {
-        "PLAIT_NATS_URL": nats_url,
-        "PLAIT_DATABASE_URL": database_url or settings.database_url or "",
-        "PLAIT_REPLICA": settings.replica,
-        "PLAIT_CLUSTER": settings.cluster,
-        "PLAIT_QUEUE": settings.queue,
-        "PLAIT_CONCURRENCY": str(settings.concurrency),
-        "PLAIT_ACK_WAIT_SECONDS": repr(settings.ack_wait_seconds),
-        "PLAIT_STREAM_REPLICAS": str(settings.stream_replicas or ""),
-        "PLAIT_LOG_FORMAT": log_format or settings.log_format,
-        "PLAIT_LOG_LEVEL": settings.log_level,
-    }
-    for key, value in values.items():
-        if value:
-            env[key] = value
+    values = {field: getattr(settings, field) for field in SETTING_VARIABLES}
+    values.update(nats_url=nats_url, database_url=database_url or settings.database_url)
+    if log_format:
+        values["log_format"] = log_format
+    for field, variable in SETTING_VARIABLES.items():
+        value = values[field]
+        if value is None or value == "":
+            env.pop(variable, None)
         else:
-            env.pop(key, None)
+            env[variable] = str(value)
     return env
 
 
