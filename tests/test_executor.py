@@ -344,7 +344,7 @@ async def test_a_quick_attempt_reports_only_its_outputs(nats_url: str, cluster: 
         dispatch_of(tasks.divide, {"a": 7, "b": 2}),
         dispatch_of(tasks.describe, {"point": tasks.Point(3, 4), "payload": b"xyz"}),
     ]
-    async with running(executor(nats_url, concurrency=4)):
+    async with running(executor(nats_url, concurrency=4, started_after_seconds=DEADLINE)):  # all are "quick"
         for dispatch in dispatches:
             await cluster.dispatch(dispatch)
         reports = [await cluster.commands.of(dispatch, 1) for dispatch in dispatches]
@@ -429,7 +429,7 @@ async def test_attempts_run_side_by_side_up_to_the_concurrency(nats_url: str, cl
 async def test_a_dispatch_delivered_twice_is_stored_as_one_result(nats_url: str, cluster: Cluster) -> None:
     twice, marker = dispatch_of(tasks.add, {"a": 1, "b": 2}), dispatch_of(tasks.add, {"a": 0, "b": 0})
     with structlog.testing.capture_logs() as logs:
-        async with running(executor(nats_url, concurrency=1)):
+        async with running(executor(nats_url, concurrency=1, started_after_seconds=DEADLINE)):
             for dispatch in (twice, twice, marker):
                 await cluster.dispatch(dispatch)
             published = await cluster.commands.of(twice, 2)

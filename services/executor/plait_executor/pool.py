@@ -43,7 +43,6 @@ class WorkerPool:
         self._idle: list[WorkerProcess] = []
         self._workers: set[WorkerProcess] = set()
         self._free = anyio.Semaphore(size)
-        self._limiter = anyio.CapacityLimiter(size)
 
     async def __aenter__(self) -> Self:
         with anyio.CancelScope(shield=True):  # started processes must be known, to be stopped
@@ -96,7 +95,7 @@ class WorkerPool:
     async def _run_in(self, worker: WorkerProcess, request: AttemptRequest, timeout: float | None) -> AttemptOutcome:
         with anyio.move_on_after(timeout) as deadline:
             try:
-                return await worker.run(request, self._limiter)
+                return await worker.run(request)
             except WorkerLost as lost:
                 return AttemptOutcome(
                     error=system_error(f"the worker process died while running the attempt ({lost})", "WorkerLost")

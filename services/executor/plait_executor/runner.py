@@ -40,8 +40,16 @@ class AttemptRunner:
     message is held (waiting for a worker, then running), it is kept in progress every ``heartbeat_seconds``.
     """
 
-    def __init__(self, js: JetStreamContext, pool: WorkerPool, worker: str, heartbeat_seconds: float) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        pool: WorkerPool,
+        worker: str,
+        heartbeat_seconds: float,
+        started_after: float = STARTED_AFTER_SECONDS,
+    ) -> None:
         self.js = js
+        self.started_after = started_after
         self.pool = pool
         self.worker = worker
         self.heartbeat_seconds = heartbeat_seconds
@@ -129,7 +137,7 @@ class AttemptRunner:
     async def _report_started_unless_ended(
         self, dispatch: Dispatch, attempt_log: FilteringBoundLogger, sent: anyio.Event, ended: anyio.Event
     ) -> None:
-        with anyio.move_on_after(STARTED_AFTER_SECONDS):
+        with anyio.move_on_after(self.started_after):
             await ended.wait()
         if ended.is_set():
             sent.set()

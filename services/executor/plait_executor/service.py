@@ -19,7 +19,7 @@ from plait.adapters import subjects
 from plait.adapters.jetstream import connect, ensure_streams
 from plait_executor.pool import WorkerPool
 from plait_executor.pull import Puller, ensure_consumer
-from plait_executor.runner import AttemptRunner
+from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
@@ -56,6 +56,7 @@ class ExecutorService:
         worker_name: str | None = None,
         ack_wait_seconds: float = 30.0,
         grace_seconds: float = 30.0,
+        started_after_seconds: float = STARTED_AFTER_SECONDS,
     ) -> None:
         self.nats_url = nats_url
         self.cluster = cluster
@@ -65,6 +66,7 @@ class ExecutorService:
         self.worker_name = worker_name or f"{socket.gethostname()}:{os.getpid()}"
         self.ack_wait_seconds = ack_wait_seconds
         self.grace_seconds = grace_seconds
+        self.started_after_seconds = started_after_seconds
         self.subject = subjects.dispatch_subject(cluster, queue)
         self.consumer = consumer_name(cluster, queue)
         self._log = log.bind(worker=self.worker_name, cluster=cluster, queue=queue)
@@ -78,7 +80,9 @@ class ExecutorService:
             info = await ensure_consumer(js, subjects.DISPATCH_STREAM, self._consumer_config())
             ack_wait = min(info.config.ack_wait or self.ack_wait_seconds, self.ack_wait_seconds)
             async with WorkerPool(self.concurrency) as pool:
-                runner = AttemptRunner(js, pool, self.worker_name, heartbeat_seconds=ack_wait / 3)
+                runner = AttemptRunner(
+                    js, pool, self.worker_name, heartbeat_seconds=ack_wait / 3, started_after=self.started_after_seconds
+                )
                 task_status.started()
                 self._log.info(
                     "executor_started", concurrency=self.concurrency, prefetch=self.prefetch, consumer=self.consumer

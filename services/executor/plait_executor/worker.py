@@ -80,25 +80,23 @@ class WorkerProcess:
         alive: bool = self._process.is_alive()
         return alive and not self._killed
 
-    async def run(self, request: AttemptRequest, limiter: anyio.CapacityLimiter) -> AttemptOutcome:
-        """The outcome of ``request``; raises ``WorkerLost`` when the process dies, and kills it when cancelled."""
+    async def run(self, request: AttemptRequest) -> AttemptOutcome:
+        """The outcome of ``request``; raises ``WorkerLost`` when the process dies, and kills it when cancelled.
+
+        The event loop waits for the answer on the pipe itself (no thread per attempt): the idle worker reads
+        the request at once, and writes its outcome in one go once done.
+        """
         self.attempts_run += 1
         try:
-            outcome: AttemptOutcome = await anyio.to_thread.run_sync(
-                self._round_trip, request, abandon_on_cancel=True, limiter=limiter
-            )
+            self._connection.send(request)
+            await anyio.wait_readable(self._connection.fileno())
+            outcome: AttemptOutcome = self._connection.recv()
         except (EOFError, OSError) as exc:
             raise WorkerLost(await self._exit_status()) from exc
         except BaseException:
-            # Cancelled or timed out: a running process cannot be interrupted otherwise, and the abandoned
-            # thread waiting for its answer ends when the pipe closes.
+            # Cancelled or timed out: a running process cannot be interrupted otherwise.
             self.kill()
             raise
-        return outcome
-
-    def _round_trip(self, request: AttemptRequest) -> AttemptOutcome:
-        self._connection.send(request)
-        outcome: AttemptOutcome = self._connection.recv()
         return outcome
 
     async def _exit_status(self) -> str:
