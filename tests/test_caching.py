@@ -206,3 +206,33 @@ async def test_a_catalog_that_does_not_answer_in_time_does_not_block_a_workflow(
         assert [len(msgspec.json.decode(request.data)["cache_keys"]) for request in asked] == [4, 4]
         assert scheduler.outbox is not None and scheduler.outbox.keeper is not None
         assert scheduler.outbox.keeper.catalog_hits == 0
+
+
+async def test_two_replicas_doing_each_others_cache_work_compute_each_key_once(nats_url: str) -> None:
+    """The replica that decides does a decision's cache work, and the outbox of either replica may do it again:
+    every step is idempotent, so each key is still computed once and every execution gets its result."""
+    first = SchedulerService(nats_url, replica="cache-scheduler-1", cache_lookup_timeout=0.1)
+    second = SchedulerService(nats_url, replica="cache-scheduler-2", cache_lookup_timeout=0.1)
+    executor = ExecutorService(nats_url, concurrency=2, worker_name="cache-executor")
+    async with running(first.run, second.run, executor.run), await AsyncClient.connect(nats_url) as client:
+        launches: list[str] = []
+        async with anyio.create_task_group() as tg:
+            for x in (1, 2, 1, 2, 1, 2, 1, 2):
+
+                async def launch(x: int = x) -> None:
+                    inputs = {"x": x, "seconds": 0.3}
+                    launches.append(await client.launch(cache_workflows.squared_then_doubled, inputs))
+
+                tg.start_soon(launch)
+        states = [await client.wait(execution_id, timeout=DEADLINE) for execution_id in launches]
+        assert {state.status for state in states} == {"succeeded"}
+        computed: dict[int, int] = {1: 0, 2: 0}
+        for state in states:
+            events = await events_of(client, state.execution_id)
+            computed[state.inputs["x"]] += sum(
+                1 for e in events if isinstance(e, NodeQueued) and e.node == "slow_square"
+            )
+        assert computed == {1: 1, 2: 1}
+        for x in (1, 2):
+            fills = [r for r in await entry_records(client, square_key(x, 0.3)) if isinstance(r, CacheFilled)]
+            assert len(fills) == 1
