@@ -63,7 +63,8 @@ def _widest(result: dict[str, Any]) -> tuple[str, str]:
     rss = f"{w['plait_peak_mb']:.0f}"
     if "failed" in w:
         return "failed (see below)", rss
-    return f"{w['nodes_per_s']:.0f} ({w['wall_s']:.1f} s)", rss
+    largest = f", largest record {w['largest_record_kib']:.0f} KiB" if "largest_record_kib" in w else ""
+    return f"{w['nodes_per_s']:.0f} ({w['wall_s']:.1f} s{largest})", rss
 
 
 def _mb(result: dict[str, Any], key: str, name: str | None) -> str:
@@ -99,7 +100,7 @@ def print_report(meta: dict[str, Any], results: list[dict[str, Any]], prefect: d
     rows(ROWS)
     rows(ROWS_CACHED)
     widest = [_widest(r) for r in results]
-    print(_line(f"5. widest: {sizes['widest']} nodes (nodes/s)", [w[0] for w in widest]))
+    print(_line(f"5. widest: {sizes['widest']} map items (items/s)", [w[0] for w in widest]))
     print(_line("5. widest: plait process peak RSS (MB)", [w[1] for w in widest]))
     rows(ROWS_AFTER)
     for name in ("plait", "nats-server", "postgres"):

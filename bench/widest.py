@@ -1,4 +1,5 @@
-"""Workload 5: one execution of N no-op nodes as a fan-out (and a join); nodes/s and the plait process's RSS.
+"""Workload 5: one execution of N no-op items, as one map task (at most 1,000 at a time) and a join; items/s, the
+plait processes' RSS, and the largest message the execution wrote (against NATS's max payload).
 
 Any failure (a record over nats max_payload, a timeout) is reported as "failed: <reason>", not raised.
 """
@@ -12,7 +13,7 @@ from typing import Any
 import msgspec
 
 from bench.procs import Group
-from bench.workloads import make_fan_out
+from bench.workloads import wide_map
 from plait import codec
 from plait.client import AsyncClient
 
@@ -45,7 +46,8 @@ def last_error(log: Path, since: int = 0) -> str:
 
 async def run(client: AsyncClient, width: int, plait: Group, log: Path) -> dict[str, Any]:
     build_started = time.perf_counter()
-    workflow = make_fan_out(width, name="widest")
+    workflow = wide_map
+    items = list(range(width))
     build_s = time.perf_counter() - build_started
     spec_mib = len(codec.encode(workflow.spec)) / 2**20
     plait.reset_peak()
@@ -55,7 +57,7 @@ async def run(client: AsyncClient, width: int, plait: Group, log: Path) -> dict[
     try:
         await client.register(workflow)
         stage = "launch"
-        execution_id = await client.launch(workflow, {"seed": 0}, timeout=60)
+        execution_id = await client.launch(workflow, {"xs": items}, timeout=60)
         stage = "wait"
         state = await client.wait(execution_id, timeout=max(300.0, width / 20))
     except Exception as exc:
@@ -66,13 +68,15 @@ async def run(client: AsyncClient, width: int, plait: Group, log: Path) -> dict[
             "plait_peak_mb": plait.peak_mb(),
         }
     wall = time.perf_counter() - started
-    if state.status != "succeeded":
+    if state.status != "succeeded" or state.outputs != {"result": width}:
         return {"width": width, "failed": f"execution {state.status}: {state.error}", "plait_peak_mb": plait.peak_mb()}
+    largest = max(len(record.data) for record in await client.records(execution_id))
     return {
         "width": width,
         "nodes_per_s": (width + 1) / wall,
         "wall_s": wall,
         "build_s": build_s,
         "spec_mib": spec_mib,
+        "largest_record_kib": largest / 1024,
         "plait_peak_mb": plait.peak_mb(),
     }

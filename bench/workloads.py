@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from plait import task, workflow
+from plait import map_task, task, workflow
 from plait.sdk.workflow import Workflow
 
 FAN_OUT = 1000
@@ -20,6 +20,15 @@ def noop(x: int) -> int:
 @task
 def join(values: list[int]) -> int:
     return len(values)
+
+
+MAP_CONCURRENCY = 1000
+
+
+@workflow
+def wide_map(xs: list[int]) -> int:
+    """One map node running ``noop`` per item, ``MAP_CONCURRENCY`` at a time, and a join of the results."""
+    return join(values=map_task(noop, concurrency=MAP_CONCURRENCY)(x=xs))
 
 
 def make_fan_out(width: int, name: str = "fan_out") -> Workflow[Any, Any]:
