@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> None:
         results.append(run_mode(mode, args))
     prefect = None
     if args.prefect_json is not None:
-        prefect = msgspec.json.decode(args.prefect_json.read_bytes())
+        earlier = msgspec.json.decode(args.prefect_json.read_bytes())
+        prefect = earlier["prefect"] if isinstance(earlier.get("prefect"), dict) else earlier  # a --json file
         progress(f"Prefect figures read from {args.prefect_json}")
     elif args.compare == "prefect":
         progress(f"benchmarking Prefect with {args.prefect_python}")
