@@ -194,8 +194,8 @@ def kill_all(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def plait(args: list[str], home: Path, **kwargs: Any) -> subprocess.Popen[str]:
-    env = {**os.environ, "PLAIT_HOME": str(home), "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": ""}
+def plait(args: list[str], home: Path, extra_env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
+    env = {**os.environ, "PLAIT_HOME": str(home), "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": "", **(extra_env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "plait.cli.main", *args],
         cwd=REPO,
@@ -230,6 +230,27 @@ def test_plait_run_runs_each_service_in_its_own_process_and_leaves_none(tmp_path
     assert not left, f"left running: {left}"
     log = (home / "logs" / "plait.log").read_text()
     assert "scheduler_started" in log and "executor_started" in log and "catalog_started" in log
+
+
+def test_plait_run_with_in_process_services_starts_no_service_process(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    run = plait(["run", "examples/hello.py:greet"], home, {"PLAIT_EMBEDDED_SERVICES": "in-process"})
+    services: set[int] = set()
+    try:
+        while run.poll() is None:
+            services |= {
+                pid for pid in processes_using(home) if pid != run.pid and b"plait.cli.main\0" in _cmdline(pid)
+            }
+            time.sleep(0.02)
+        out, err = run.communicate(timeout=60)
+    finally:
+        left = wait_until_gone(home, timeout=5)
+        kill_all(left)
+        run.kill()
+    assert run.returncode == 0, err
+    assert out == 'result = "HELLO, WORLD! HELLO, WORLD!"\n'
+    assert not services, "the services ran on plait run's own event loop"
+    assert not left, f"left running: {left}"
 
 
 def _alive(pid: int) -> bool:

@@ -28,6 +28,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     home: str = ""
     nats_sync: Literal["always", "default"] = "always"
+    embedded_services: Literal["processes", "in-process"] = "processes"  # how the embedded stack runs its services
     cache_reservation_seconds: float = 600.0  # how long a cache key's reservation stands without a fill or release
     cache_lookup_seconds: float = 0.5  # how long a scheduler waits for the catalog's cache answer before going on
 
@@ -63,7 +64,7 @@ def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
         raise InputError(f"{name} must look like {schemes[0]}://HOST:PORT, got {url!r}")
 
 
-_FIELDS = {
+VARIABLES = {  # each setting's PLAIT_* variable
     "nats_url": "PLAIT_NATS_URL",
     "database_url": "PLAIT_DATABASE_URL",
     "project": "PLAIT_PROJECT",
@@ -78,6 +79,7 @@ _FIELDS = {
     "log_level": "PLAIT_LOG_LEVEL",
     "home": "PLAIT_HOME",
     "nats_sync": "PLAIT_NATS_SYNC",
+    "embedded_services": "PLAIT_EMBEDDED_SERVICES",
     "cache_reservation_seconds": "PLAIT_CACHE_RESERVATION_SECONDS",
     "cache_lookup_seconds": "PLAIT_CACHE_LOOKUP_SECONDS",
 }
@@ -86,12 +88,12 @@ _FIELDS = {
 def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
     """Settings from ``PLAIT_*`` variables, then ``overrides``; a bad value raises ``InputError`` naming it."""
     environ = dict(os.environ) if environ is None else environ
-    raw: dict[str, object] = {field: environ[var] for field, var in _FIELDS.items() if environ.get(var)}
+    raw: dict[str, object] = {field: environ[var] for field, var in VARIABLES.items() if environ.get(var)}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         message = str(exc)
-        for field, var in _FIELDS.items():
+        for field, var in VARIABLES.items():
             message = message.replace(f"`$.{field}`", var)
         raise InputError(f"invalid setting: {message}") from None

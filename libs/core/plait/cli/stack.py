@@ -19,7 +19,7 @@ import anyio.to_thread
 import msgspec
 
 from plait.errors import PlaitError
-from plait.settings import _FIELDS as SETTING_VARIABLES  # field -> PLAIT_* variable, kept with the fields
+from plait.settings import VARIABLES as SETTING_VARIABLES
 from plait.settings import Settings
 
 DEV_FILE = "dev.json"
@@ -242,16 +242,19 @@ async def embedded_services(
     info: StackInfo,
     services: tuple[str, ...] = ALL_SERVICES,
     *,
-    processes: bool = True,
+    processes: bool | None = None,
     log_file: Path | None = None,
     log_format: str | None = None,
 ) -> AsyncIterator[None]:
     """The named services (by default a scheduler, an executor and a catalog) against ``info``'s servers.
 
-    With ``processes`` (the default) each runs in a child process of its own (``ServiceGroup``), so
-    they do not share one core's worth of Python; leaving the block stops them all by PID, also on
-    errors and cancellation. Without, they run as tasks of this process's event loop.
+    With ``processes`` (by default, unless PLAIT_EMBEDDED_SERVICES=in-process) each runs in a child process of
+    its own (``ServiceGroup``), so they do not share one core's worth of Python; leaving the block stops them
+    all by PID, also on errors and cancellation. Without, they run as tasks of this process's event loop (less
+    memory and a faster start).
     """
+    if processes is None:
+        processes = settings.embedded_services == "processes"
     if not services:
         yield
         return
@@ -316,7 +319,12 @@ async def embedded_stack(
 ) -> AsyncIterator[StackInfo]:
     """The servers and the named services, each service started as soon as what it needs is up:
     the scheduler and the executor right after nats-server (their start-up overlaps PostgreSQL's),
-    the catalog after PostgreSQL. The services are stopped before the servers."""
+    the catalog after PostgreSQL. The services are stopped before the servers. With
+    PLAIT_EMBEDDED_SERVICES=in-process they run on this process's loop, once both servers are up."""
+    if settings.embedded_services == "in-process":
+        async with embedded_servers(settings) as info, embedded_services(settings, info, services, processes=False):
+            yield info
+        return
     group = ServiceGroup(settings, log_file, log_format)
     early = tuple(name for name in services if name != "catalog")
     try:
