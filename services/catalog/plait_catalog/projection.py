@@ -67,19 +67,39 @@ class ProjectionError(PlaitError):
     """A message of the event log cannot be projected; the projection stops rather than skip history."""
 
 
-def _upsert(table: str, row_type: type[msgspec.Struct], key: tuple[str, ...], on_conflict: str = "update") -> str:
-    """An INSERT of every column of ``row_type``; on a key conflict it updates them all, or does nothing."""
+WRITE_ONCE = ("inputs", "outputs")
+"""Columns of executions and node executions that are set once and may be large (a map's whole list): a batch
+neither reads them back nor rewrites them, so each stays where PostgreSQL first stored it."""
+
+
+def _upsert(
+    table: str,
+    row_type: type[msgspec.Struct],
+    key: tuple[str, ...],
+    on_conflict: str = "update",
+    write_once: tuple[str, ...] = (),
+) -> str:
+    """An INSERT of every column of ``row_type``; on a key conflict it updates them all (the ``write_once`` ones
+    only while still NULL), or does nothing."""
     columns = row_type.__struct_fields__
     values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     if on_conflict == "nothing":
         action = "NOTHING"
     else:
-        action = "UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
+        action = "UPDATE SET " + ", ".join(
+            f"{c} = COALESCE({table}.{c}, EXCLUDED.{c})" if c in write_once else f"{c} = EXCLUDED.{c}"
+            for c in columns
+            if c not in key
+        )
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) ON CONFLICT ({', '.join(key)}) DO {action}"
 
 
-_WRITE_EXECUTION = _upsert("executions", ExecutionRow, ("execution_id",))
-_WRITE_NODE = _upsert("node_executions", NodeRow, ("execution_id", "node_id"))
+def _columns_but_write_once(row_type: type[msgspec.Struct]) -> str:
+    return ", ".join(f"NULL AS {c}" if c in WRITE_ONCE else c for c in row_type.__struct_fields__)
+
+
+_WRITE_EXECUTION = _upsert("executions", ExecutionRow, ("execution_id",), write_once=WRITE_ONCE)
+_WRITE_NODE = _upsert("node_executions", NodeRow, ("execution_id", "node_id"), write_once=WRITE_ONCE)
 _WRITE_ATTEMPT = _upsert("attempts", AttemptRow, ("attempt_id",))
 # Registrations are immutable: the first one of a name and version stands.
 _WRITE_REGISTRATION = _upsert(
@@ -96,9 +116,11 @@ _WRITE_CACHE_ENTRY = _upsert("cache_entries", CacheEntryRow, ("project", "domain
 _JSON_NULL = msgspec.Raw(b"null")
 _DELETE_CACHE_ENTRY = "DELETE FROM cache_entries WHERE project = $1 AND domain = $2 AND cache_key = $3"
 
-_READ_EXECUTIONS = "SELECT * FROM executions WHERE execution_id = ANY($1::text[])"
-_READ_NODES = """
-SELECT * FROM node_executions
+_READ_EXECUTIONS = (
+    f"SELECT {_columns_but_write_once(ExecutionRow)} FROM executions WHERE execution_id = ANY($1::text[])"
+)
+_READ_NODES = f"""
+SELECT {_columns_but_write_once(NodeRow)} FROM node_executions
 WHERE (execution_id, node_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) OR execution_id = ANY($3::text[])
 """
 _READ_ATTEMPTS = "SELECT * FROM attempts WHERE attempt_id = ANY($1::text[])"

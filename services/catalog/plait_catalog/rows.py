@@ -49,7 +49,7 @@ class ExecutionRow(msgspec.Struct, kw_only=True):
     workflow_name: str
     workflow_version: str
     status: ExecutionStatus
-    inputs: dict[str, Any]
+    inputs: dict[str, Any] | None  # None in a row read back: set once, never rewritten (see projection.WRITE_ONCE)
     outputs: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     failed_node: str | None = None
