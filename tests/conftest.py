@@ -10,6 +10,7 @@ existing ones. `nats_server` always starts a private server, for tests that stop
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,23 @@ class ExternalPostgres:
 
     def create_database(self, name: str) -> str:
         return create_database(self.url, name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files_under_pytest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Temporary files of this process and of the processes it starts (multiprocessing's ``pymp-*`` folders,
+    which a killed process leaves behind) go under pytest's own temporary folder, removed after the run."""
+    folder = tmp_path_factory.mktemp("tmp")
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(folder), str(folder)
+    try:
+        yield folder
+    finally:
+        if saved[0] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[0]
+        tempfile.tempdir = saved[1]
 
 
 @pytest.fixture(scope="session", autouse=True)
