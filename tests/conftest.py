@@ -10,7 +10,6 @@ existing ones. `nats_server` always starts a private server, for tests that stop
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,19 +38,19 @@ class ExternalPostgres:
 
 @pytest.fixture(scope="session", autouse=True)
 def temporary_files_under_pytest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Temporary files of this process and of the processes it starts (multiprocessing's ``pymp-*`` folders,
-    which a killed process leaves behind) go under pytest's own temporary folder, removed after the run."""
+    """Temporary files of the processes the tests start (multiprocessing's ``pymp-*`` folders, which a killed
+    process leaves behind) go under pytest's own temporary folder, removed after the run. This process keeps
+    its own: it is not killed, and cleans up at exit, after pytest has removed its folder."""
     folder = tmp_path_factory.mktemp("tmp")
-    saved = os.environ.get("TMPDIR"), tempfile.tempdir
-    os.environ["TMPDIR"], tempfile.tempdir = str(folder), str(folder)
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder)
     try:
         yield folder
     finally:
-        if saved[0] is None:
+        if saved is None:
             os.environ.pop("TMPDIR", None)
         else:
-            os.environ["TMPDIR"] = saved[0]
-        tempfile.tempdir = saved[1]
+            os.environ["TMPDIR"] = saved
 
 
 @pytest.fixture(scope="session", autouse=True)

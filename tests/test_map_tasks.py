@@ -12,8 +12,8 @@ import pytest
 from plait import DefinitionError, map_task, workflow
 from plait.audit import verify_catalog
 from plait.client import AsyncClient
-from plait.core.commands import LaunchExecution, ReportAttemptResult
-from plait.core.decide import MAX_MAP_IN_FLIGHT, ResolvedLaunch, decide_batch
+from plait.core.commands import ReportAttemptResult
+from plait.core.decide import MAX_MAP_IN_FLIGHT, decide_batch
 from plait.core.events import (
     ExecutionFailed,
     ExecutionSucceeded,
@@ -29,6 +29,7 @@ from plait.core.state import Execution
 from plait.core.types import ListOf, OptionalOf, Primitive
 from plait.sdk import Workflow
 from tests import map_workflows
+from tests.launching import launched as launch
 from tests.stack import services_and_client
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
@@ -37,18 +38,7 @@ DEADLINE = 60.0
 
 
 def launched(wf: Workflow[..., Any], inputs: dict[str, Any]) -> tuple[Execution, list[Any]]:
-    command = LaunchExecution(
-        command_id="launch",
-        execution_id=EXECUTION,
-        project="tests",
-        domain="dev",
-        workflow=wf.name,
-        version=wf.spec.version,
-        inputs=inputs,
-    )
-    outcome = decide_batch(None, [ResolvedLaunch(command=command, workflow=wf.spec)], AT)
-    assert outcome.state is not None
-    return outcome.state, outcome.events
+    return launch(wf, inputs, AT, EXECUTION)
 
 
 def finish(

@@ -4,33 +4,24 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from typing import Any
 
 from rich.console import Console
 
 from plait.cli.progress import print_transition, render
-from plait.core.commands import LaunchExecution, ReportAttemptResult, ReportCacheLookup
-from plait.core.decide import ResolvedLaunch, decide_batch
+from plait.core.commands import ReportAttemptResult, ReportCacheLookup
+from plait.core.decide import decide_batch
 from plait.core.events import NodeQueued
 from plait.core.state import Execution
+from plait.sdk import Workflow
 from tests import cache_workflows, map_workflows
+from tests.launching import launched as launch
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 
 
-def launched(wf: object, inputs: dict[str, object]) -> Execution:
-    spec = wf.spec  # type: ignore[attr-defined]
-    command = LaunchExecution(
-        command_id="l",
-        execution_id="e",
-        project="p",
-        domain="d",
-        workflow=spec.name,
-        version=spec.version,
-        inputs=inputs,
-    )
-    state = decide_batch(None, [ResolvedLaunch(command=command, workflow=spec)], AT).state
-    assert state is not None
-    return state
+def launched(wf: Workflow[..., Any], inputs: dict[str, Any]) -> Execution:
+    return launch(wf, inputs, AT)[0]
 
 
 def text_of(state: Execution) -> str:

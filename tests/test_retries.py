@@ -11,12 +11,13 @@ import pytest
 
 from plait.audit import verify_catalog
 from plait.client import AsyncClient
-from plait.core.commands import LaunchExecution, ReportAttemptResult, RetryDue
-from plait.core.decide import MAX_RETRY_DELAY_SECONDS, ResolvedLaunch, decide_batch, retry_delay
+from plait.core.commands import ReportAttemptResult, RetryDue
+from plait.core.decide import MAX_RETRY_DELAY_SECONDS, decide_batch, retry_delay
 from plait.core.events import AttemptFailed, NodeQueued, RetryScheduled, TaskError
 from plait.core.state import Execution
 from plait.sdk import Workflow
 from tests import retry_workflows
+from tests.launching import launched as launch
 from tests.stack import services_and_client
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
@@ -25,18 +26,7 @@ DEADLINE = 60.0
 
 
 def launched(wf: Workflow[..., Any], inputs: dict[str, Any]) -> tuple[Execution, list[Any]]:
-    command = LaunchExecution(
-        command_id="l",
-        execution_id="e",
-        project="p",
-        domain="d",
-        workflow=wf.name,
-        version=wf.spec.version,
-        inputs=inputs,
-    )
-    outcome = decide_batch(None, [ResolvedLaunch(command=command, workflow=wf.spec)], AT)
-    assert outcome.state is not None
-    return outcome.state, outcome.events
+    return launch(wf, inputs, AT)
 
 
 def fail(state: Execution, queued: NodeQueued) -> list[Any]:

@@ -99,7 +99,8 @@ def _together(reports: list[ReportCacheLookup]) -> ReportCacheLookups:
     return ReportCacheLookups(command_id=command_id, execution_id=reports[0].execution_id, reports=tuple(reports))
 
 
-def needs_cache_work(events: Sequence[Event]) -> bool:
+def may_need_cache_work(events: Sequence[Event]) -> bool:
+    """Whether a decision's events may call for cache work; ``CacheKeeper.wants`` decides, with the state."""
     return any(
         isinstance(e, NodeCacheLookup | NodeSucceeded | NodeFailed | ExecutionFailed | ExecutionAborted) for e in events
     )
@@ -118,6 +119,19 @@ class CacheKeeper:
         self.lookup_timeout = lookup_timeout
         self.hits = self.misses = self.waits = 0
         self.catalog_hits = 0  # hits the catalog answered (the others came from the key's log)
+
+    def wants(self, state: Execution, events: Sequence[Event]) -> bool:
+        """Whether ``events`` call for cache work: look-ups, or a cached node that ended, or an execution that
+        ended with cached nodes (uncached workflows never do)."""
+        for event in events:
+            match event:
+                case NodeCacheLookup():
+                    return True
+                case NodeSucceeded(node=node_id) | NodeFailed(node=node_id) if state.nodes[node_id].cache_key:
+                    return True
+                case ExecutionFailed() | ExecutionAborted() if any(n.cache_key for n in state.nodes.values()):
+                    return True
+        return False
 
     async def after_decision(self, state: Execution, events: Sequence[Event]) -> None:
         """The look-ups, fills and releases that ``events`` (just stored for ``state``'s execution) call for."""
