@@ -214,7 +214,7 @@ def test_plait_run_runs_each_service_in_its_own_process_and_leaves_none(tmp_path
     try:
         while run.poll() is None:  # while it runs: the three services, each in a process of its own
             for pid in processes_using(home):
-                if pid != run.pid and (argv := _cmdline(pid).split(b"\0"))[1:3] == [b"-m", b"plait.cli.main"]:
+                if _parent(pid) == run.pid and (argv := _cmdline(pid).split(b"\0"))[1:3] == [b"-m", b"plait.cli.main"]:
                     services[pid] = argv[3].decode()
             time.sleep(0.02)
         out, err = run.communicate(timeout=60)
@@ -239,7 +239,7 @@ def test_plait_run_with_in_process_services_starts_no_service_process(tmp_path: 
     try:
         while run.poll() is None:
             services |= {
-                pid for pid in processes_using(home) if pid != run.pid and b"plait.cli.main\0" in _cmdline(pid)
+                pid for pid in processes_using(home) if _parent(pid) == run.pid and b"plait.cli.main\0" in _cmdline(pid)
             }
             time.sleep(0.02)
         out, err = run.communicate(timeout=60)
@@ -261,6 +261,15 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _parent(pid: int) -> int | None:
+    """The parent's PID. Services are children of the plait command; a process their executor is forking
+    carries the executor's command line until it execs, so the command line alone would count it twice."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -278,7 +287,7 @@ def test_ctrl_c_on_plait_dev_stops_every_process(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "plait dev did not start"
             time.sleep(0.05)
         running = processes_using(home)
-        services = [pid for pid in running if pid != dev.pid and b"plait.cli.main\0" in _cmdline(pid)]
+        services = [pid for pid in running if _parent(pid) == dev.pid and b"plait.cli.main\0" in _cmdline(pid)]
         assert len(services) == 3, [_cmdline(pid) for pid in running]
         dev.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
         dev.communicate(timeout=30)
@@ -299,7 +308,9 @@ def test_services_stop_by_themselves_when_their_parent_is_killed(tmp_path: Path)
             assert dev.poll() is None, dev.communicate()[1]
             assert time.monotonic() < deadline, "plait dev did not start"
             time.sleep(0.05)
-        services = [pid for pid in processes_using(home) if pid != dev.pid and b"plait.cli.main\0" in _cmdline(pid)]
+        services = [
+            pid for pid in processes_using(home) if _parent(pid) == dev.pid and b"plait.cli.main\0" in _cmdline(pid)
+        ]
         assert len(services) == 3
         dev.kill()  # no chance to stop anything: the services notice they are orphans
         dev.communicate(timeout=30)
