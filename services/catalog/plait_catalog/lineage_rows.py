@@ -24,12 +24,12 @@ from plait.core.events import (
     NodeSucceeded,
 )
 from plait.core.ids import artifact_hash
-from plait.core.model import Interface, WorkflowSpec, node_interface
+from plait.core.model import Interface, WorkflowSpec
 from plait.core.types import Primitive, TypeSpec
+from plait_catalog.known_workflows import KnownWorkflows, WorkflowKey
 
 Direction = Literal["input", "output"]
 EdgeKey = tuple[str, str, Direction, str]  # (execution_id, node_id, direction, name)
-WorkflowKey = tuple[str, str, str, str]  # (project, domain, name, version)
 
 WORKFLOW_NODE = ""  # the node id of a workflow's own inputs and outputs
 _UNKNOWN = Primitive("any")  # a value under a name its interface does not declare
@@ -62,21 +62,15 @@ class LaunchedWorkflowRow(msgspec.Struct, kw_only=True):
 class Lineage(msgspec.Struct):
     """What one batch adds to the lineage tables, and the workflows that type its values, by execution."""
 
+    known: KnownWorkflows = msgspec.field(default_factory=KnownWorkflows)
     workflows: dict[str, WorkflowSpec] = msgspec.field(default_factory=dict)
     artifacts: dict[str, ArtifactRow] = msgspec.field(default_factory=dict)
     edges: dict[EdgeKey, EdgeRow] = msgspec.field(default_factory=dict)
     launched: dict[WorkflowKey, LaunchedWorkflowRow] = msgspec.field(default_factory=dict)
-    node_interfaces: dict[str, dict[str, Interface]] = msgspec.field(default_factory=dict)  # execution -> node ->
 
     def interface_of(self, execution_id: str, node_id: str) -> Interface:
         """The node's interface: its task's, or a map node's lists of them."""
-        interfaces = self.node_interfaces.get(execution_id)
-        if interfaces is None:
-            workflow = self.workflows[execution_id]
-            interfaces = self.node_interfaces[execution_id] = {
-                node.id: node_interface(workflow.tasks[node.task], node) for node in workflow.nodes
-            }
-        return interfaces[node_id]
+        return self.known.node_interfaces(self.workflows[execution_id])[node_id]
 
 
 def apply_decision(lineage: Lineage, decision: Decision) -> None:
@@ -92,8 +86,8 @@ def apply_decision(lineage: Lineage, decision: Decision) -> None:
 def _launch(lineage: Lineage, event: ExecutionLaunched) -> None:
     workflow = event.workflow
     lineage.workflows[event.execution_id] = workflow
-    lineage.node_interfaces.pop(event.execution_id, None)
     key = (event.project, event.domain, workflow.name, workflow.version)
+    lineage.known.add(key, workflow)
     if key not in lineage.launched:
         lineage.launched[key] = LaunchedWorkflowRow(
             project=event.project, domain=event.domain, name=workflow.name, version=workflow.version, spec=workflow

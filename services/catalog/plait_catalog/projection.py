@@ -30,6 +30,7 @@ from plait.errors import PlaitError
 from plait_catalog import cache_rows, lineage_rows, rows
 from plait_catalog.cache_rows import CacheEntries, CacheEntryRow
 from plait_catalog.db import NOTIFY_CHANNEL, Connection
+from plait_catalog.known_workflows import KnownWorkflows, WorkflowKey
 from plait_catalog.lineage_rows import ArtifactRow, EdgeRow, LaunchedWorkflowRow, Lineage
 from plait_catalog.rows import AttemptRow, ExecutionRow, NodeRow, RegistryRow, Rows
 
@@ -78,11 +79,16 @@ def _upsert(
     key: tuple[str, ...],
     on_conflict: str = "update",
     write_once: tuple[str, ...] = (),
+    json_null: tuple[str, ...] = (),
 ) -> str:
-    """An INSERT of every column of ``row_type``; on a key conflict it updates them all (the ``write_once`` ones
-    only while still NULL), or does nothing."""
+    """An INSERT of many rows of ``row_type``, given as one JSON array of objects (``$1``); on a key conflict it
+    updates every column (the ``write_once`` ones only while still NULL), or does nothing.
+
+    One statement per table and batch, not one per row: PostgreSQL types each object's fields as the table's
+    columns. A JSON null is a NULL column, except in the ``json_null`` (jsonb) columns, which keep it as JSON.
+    """
     columns = row_type.__struct_fields__
-    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    values = ", ".join(f"row->'{c}'" if c in json_null else f"typed.{c}" for c in columns)
     if on_conflict == "nothing":
         action = "NOTHING"
     else:
@@ -91,7 +97,11 @@ def _upsert(
             for c in columns
             if c not in key
         )
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) ON CONFLICT ({', '.join(key)}) DO {action}"
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values} "
+        f"FROM jsonb_array_elements($1::jsonb) AS row, jsonb_populate_record(NULL::{table}, row) AS typed "
+        f"ON CONFLICT ({', '.join(key)}) DO {action}"
+    )
 
 
 def _columns_but_write_once(row_type: type[msgspec.Struct]) -> str:
@@ -110,20 +120,20 @@ _WRITE_LAUNCHED_WORKFLOW = _upsert(
     "launched_workflows", LaunchedWorkflowRow, ("project", "domain", "name", "version"), on_conflict="nothing"
 )
 # An artifact is its content: the first type it was seen with stands.
-_WRITE_ARTIFACT = _upsert("artifacts", ArtifactRow, ("hash",), on_conflict="nothing")
+_WRITE_ARTIFACT = _upsert("artifacts", ArtifactRow, ("hash",), on_conflict="nothing", json_null=("value",))
 _WRITE_EDGE = _upsert("lineage_edges", EdgeRow, ("execution_id", "node_id", "direction", "name"))
 _WRITE_CACHE_ENTRY = _upsert("cache_entries", CacheEntryRow, ("project", "domain", "cache_key"))
-_JSON_NULL = msgspec.Raw(b"null")
 _DELETE_CACHE_ENTRY = "DELETE FROM cache_entries WHERE project = $1 AND domain = $2 AND cache_key = $3"
 
 _READ_EXECUTIONS = (
-    f"SELECT {_columns_but_write_once(ExecutionRow)} FROM executions WHERE execution_id = ANY($1::text[])"
+    f"SELECT {_columns_but_write_once(ExecutionRow)} FROM executions WHERE execution_id IN (SELECT unnest($1::text[]))"
 )
 _READ_NODES = f"""
 SELECT {_columns_but_write_once(NodeRow)} FROM node_executions
-WHERE (execution_id, node_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) OR execution_id = ANY($3::text[])
+WHERE (execution_id, node_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
 """
-_READ_ATTEMPTS = "SELECT * FROM attempts WHERE attempt_id = ANY($1::text[])"
+_READ_ALL_NODES = f"SELECT {_columns_but_write_once(NodeRow)} FROM node_executions WHERE execution_id = ANY($1::text[])"
+_READ_ATTEMPTS = "SELECT * FROM attempts WHERE attempt_id IN (SELECT unnest($1::text[]))"
 _READ_WORKFLOWS = """
 SELECT project, domain, name, version, spec FROM launched_workflows
 WHERE (project, domain, name, version) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))
@@ -142,7 +152,9 @@ async def stored_offset(connection: Connection) -> int:
     return offset or 0
 
 
-async def apply_batch(connection: Connection, messages: Sequence[StoredMessage]) -> int:
+async def apply_batch(
+    connection: Connection, messages: Sequence[StoredMessage], known: KnownWorkflows | None = None
+) -> int:
     """Apply ``messages`` and the offset they reach in one transaction; returns the new offset.
 
     Messages at or below the stored offset are skipped. The commit notifies ``plait_catalog`` with
@@ -155,7 +167,9 @@ async def apply_batch(connection: Connection, messages: Sequence[StoredMessage])
             return offset
         records = [(message, _decode(message)) for message in fresh]
         batch = await _load(connection, [r for _, r in records if isinstance(r, Decision)])
-        lineage = Lineage(workflows=await _load_workflows(connection, batch.executions.values()))
+        known = known if known is not None else KnownWorkflows()
+        workflows = await _load_workflows(connection, batch.executions.values(), known)
+        lineage = Lineage(known=known, workflows=workflows)
         cache = CacheEntries()
         for message, record in records:
             if isinstance(record, Decision):
@@ -195,25 +209,39 @@ async def _load(connection: Connection, decisions: list[Decision]) -> Rows:
     node_keys = list(zip(*keys.nodes, strict=True)) or [(), ()]
     for record in await connection.fetch(_READ_EXECUTIONS, list(keys.executions)):
         batch.executions[record["execution_id"]] = ExecutionRow(**dict(record))
-    for record in await connection.fetch(_READ_NODES, *node_keys, list(keys.all_nodes_of)):
+    # Keys are joined with unnest, not matched with "= ANY(array)", which compares each row with each key.
+    # Two queries: one with an OR of both conditions is a sequential scan of the whole table.
+    node_records = await connection.fetch(_READ_NODES, *node_keys)
+    if keys.all_nodes_of:
+        node_records += await connection.fetch(_READ_ALL_NODES, list(keys.all_nodes_of))
+    for record in node_records:
         batch.nodes[record["execution_id"], record["node_id"]] = NodeRow(**dict(record))
     for record in await connection.fetch(_READ_ATTEMPTS, list(keys.attempts)):
         batch.attempts[record["attempt_id"]] = AttemptRow(**dict(record))
     return batch
 
 
-async def _load_workflows(connection: Connection, executions: Iterable[ExecutionRow]) -> dict[str, WorkflowSpec]:
-    """The workflow specs of executions launched in earlier batches, by execution id."""
-    by_version: dict[tuple[str, str, str, str], list[str]] = {}
+async def _load_workflows(
+    connection: Connection, executions: Iterable[ExecutionRow], known: KnownWorkflows
+) -> dict[str, WorkflowSpec]:
+    """The workflow specs of executions launched in earlier batches, by execution id; read from the database
+    only when ``known`` does not have them yet."""
+    workflows: dict[str, WorkflowSpec] = {}
+    unknown: dict[WorkflowKey, list[str]] = {}
     for execution in executions:
         key = (execution.project, execution.domain, execution.workflow_name, execution.workflow_version)
-        by_version.setdefault(key, []).append(execution.execution_id)
-    if not by_version:
-        return {}
-    workflows: dict[str, WorkflowSpec] = {}
-    for record in await connection.fetch(_READ_WORKFLOWS, *(list(column) for column in zip(*by_version, strict=True))):
+        spec = known.get(key)
+        if spec is not None:
+            workflows[execution.execution_id] = spec
+        else:
+            unknown.setdefault(key, []).append(execution.execution_id)
+    if not unknown:
+        return workflows
+    for record in await connection.fetch(_READ_WORKFLOWS, *(list(column) for column in zip(*unknown, strict=True))):
+        key = (record["project"], record["domain"], record["name"], record["version"])
         spec = msgspec.convert(record["spec"], WorkflowSpec)
-        for execution_id in by_version[record["project"], record["domain"], record["name"], record["version"]]:
+        known.add(key, spec)
+        for execution_id in unknown[key]:
             workflows[execution_id] = spec
     return workflows
 
@@ -227,20 +255,15 @@ async def _write(connection: Connection, batch: Rows, lineage: Lineage, cache: C
         (_WRITE_EXECUTION, batch.executions.values()),
         (_WRITE_NODE, batch.nodes.values()),
         (_WRITE_ATTEMPT, batch.attempts.values()),
-        (_WRITE_ARTIFACT, [_with_json_null(artifact) for artifact in lineage.artifacts.values()]),
+        (_WRITE_ARTIFACT, lineage.artifacts.values()),
         (_WRITE_EDGE, lineage.edges.values()),
         (_WRITE_CACHE_ENTRY, filled),
     ]
     for statement, table_rows in writes:
         if table_rows:
-            await connection.executemany(statement, [msgspec.structs.astuple(row) for row in table_rows])
+            await connection.execute(statement, list(table_rows))
     if cleared := [key for key, row in cache.changed.items() if row is None]:
         await connection.executemany(_DELETE_CACHE_ENTRY, cleared)
-
-
-def _with_json_null(artifact: ArtifactRow) -> ArtifactRow:
-    """A None value as JSON null: a NULL column means the value is not stored inline."""
-    return artifact if artifact.value is not None else msgspec.structs.replace(artifact, value=_JSON_NULL)
 
 
 async def clear(connection: Connection) -> None:

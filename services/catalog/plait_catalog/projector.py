@@ -15,6 +15,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from plait.adapters import subjects
 from plait_catalog import db, projection
+from plait_catalog.known_workflows import KnownWorkflows
 from plait_catalog.projection import StoredMessage, apply_batch, stored_offset
 from plait_catalog.rebuild import Progress, Rebuild, RebuildProgress, RebuildRefused, RebuildResult
 
@@ -42,6 +43,7 @@ class Projector:
         self._database_url = database_url
         self._replica = replica
         self._batch_size = batch_size
+        self._known = KnownWorkflows()
         self._leading = anyio.Event()
         self._following: anyio.CancelScope | None = None
         self._rebuild: Rebuild | None = None
@@ -140,7 +142,8 @@ class Projector:
         batch_done: BatchDone | None = None,
     ) -> int:
         """Read the stream after ``offset`` with an ordered consumer, for ever or ``until`` a sequence; returns
-        the offset reached. A batch ends when full or caught up, and is applied even when following is cancelled.
+        the offset reached. A batch ends when full or caught up (nothing left on the server, nor received and not yet
+        taken), and is applied even when following is cancelled.
         """
         if until is not None and offset >= until:
             return offset
@@ -151,9 +154,10 @@ class Projector:
             async for message in subscription.messages:
                 batch.append(stored_message(message))
                 last = batch[-1].sequence
-                if len(batch) >= self._batch_size or message.metadata.num_pending == 0 or last == until:
+                caught_up = message.metadata.num_pending == 0 and subscription.pending_msgs == 0
+                if len(batch) >= self._batch_size or caught_up or last == until:
                     with anyio.CancelScope(shield=True):
-                        offset = await apply_batch(connection, batch)
+                        offset = await apply_batch(connection, batch, self._known)
                     self._log.info("batch_projected", first=batch[0].sequence, last=offset, messages=len(batch))
                     if batch_done is not None:
                         await batch_done(offset, len(batch))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import anyio
 import msgspec
@@ -21,11 +22,19 @@ from plait_executor.reports import report_result, report_started_pipelined
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
-ACK_TIMEOUT_SECONDS = 5.0
 NAK_TIMEOUT_SECONDS = 2.0
 STARTED_AFTER_SECONDS = 0.05
 """An attempt still running after this long reports ``started``; a quicker one sends only its result, which the
 scheduler records as the start and the end together (two commands and two acks fewer per attempt)."""
+
+
+@dataclass
+class _Held:
+    """A dispatch message being worked on, and when the server last heard so."""
+
+    msg: Msg
+    log: FilteringBoundLogger
+    since: float
 
 
 class _NotStarted(Exception):
@@ -37,7 +46,8 @@ class AttemptRunner:
 
     The message is acknowledged only once the result command is stored, so an executor that dies at any
     point leaves the message to be redelivered, and the same attempt runs again elsewhere. While the
-    message is held (waiting for a worker, then running), it is kept in progress every ``heartbeat_seconds``.
+    message is held (waiting for a worker, then running), ``keep_in_progress`` keeps it in progress every
+    ``heartbeat_seconds``.
     """
 
     def __init__(
@@ -55,6 +65,7 @@ class AttemptRunner:
         self.heartbeat_seconds = heartbeat_seconds
         self.stopping = False
         self._waiting: set[anyio.CancelScope] = set()  # attempts waiting for a worker
+        self._held: dict[int, _Held] = {}  # by id(msg)
 
     def stop_taking(self) -> None:
         """From now on, hand back the dispatches that are held but not yet running, for another replica."""
@@ -74,16 +85,16 @@ class AttemptRunner:
             attempt=dispatch.attempt_id,
             delivery=msg.metadata.num_delivered,
         )
+        self._held[id(msg)] = _Held(msg, attempt_log, anyio.current_time())
         try:
-            async with anyio.create_task_group() as heartbeat:
-                heartbeat.start_soon(self._keep_in_progress, msg, attempt_log)
-                ran = await self._run(dispatch, attempt_log)
-                heartbeat.cancel_scope.cancel()
+            ran = await self._run(dispatch, attempt_log)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(NAK_TIMEOUT_SECONDS):
                 await _nak(msg, attempt_log)
             attempt_log.warning("attempt_abandoned")
             raise
+        finally:
+            del self._held[id(msg)]
         if not ran:
             with anyio.CancelScope(shield=True), anyio.move_on_after(NAK_TIMEOUT_SECONDS):
                 await _nak(msg, attempt_log)
@@ -144,13 +155,19 @@ class AttemptRunner:
             return
         await report_started_pipelined(self.js, dispatch, self.worker, attempt_log, sent)
 
-    async def _keep_in_progress(self, msg: Msg, attempt_log: FilteringBoundLogger) -> None:
+    async def keep_in_progress(self) -> None:
+        """Until cancelled: tell the server every ``heartbeat_seconds`` that each held message is still being worked
+        on (one loop for all of them, not a task per attempt)."""
         while True:
-            await anyio.sleep(self.heartbeat_seconds)
-            try:
-                await msg.in_progress()
-            except nats.errors.Error as exc:
-                attempt_log.warning("heartbeat_failed", error=repr(exc))
+            await anyio.sleep(self.heartbeat_seconds / 3)
+            now = anyio.current_time()
+            for held in list(self._held.values()):
+                if now - held.since >= self.heartbeat_seconds:
+                    held.since = now
+                    try:
+                        await held.msg.in_progress()
+                    except nats.errors.Error as exc:
+                        held.log.warning("heartbeat_failed", error=repr(exc))
 
     async def _dead_letter(self, msg: Msg, error: msgspec.DecodeError) -> None:
         """Move an unreadable dispatch aside: no attempt can be reported for it, and redelivery cannot help."""
@@ -184,8 +201,10 @@ def _log_outcome(attempt_log: FilteringBoundLogger, outcome: AttemptOutcome, sec
 
 
 async def _ack(msg: Msg, message_log: FilteringBoundLogger) -> None:
+    """Acknowledge without awaiting the server's reply: the result is stored already, and if the ack is lost the
+    redelivered attempt's result is deduplicated; the connection delivers it before any later pull request."""
     try:
-        await msg.ack_sync(timeout=ACK_TIMEOUT_SECONDS)
+        await msg.ack()
     except nats.errors.Error as exc:
         # The result is stored; a redelivery runs the attempt again and its result is deduplicated.
         message_log.warning("ack_failed", error=repr(exc))

@@ -109,13 +109,16 @@ class ExecutorService:
         pulling_ended = anyio.Event()
         async with anyio.create_task_group() as service:
             with attempts_scope:
-                async with anyio.create_task_group() as attempts:
+                async with anyio.create_task_group() as heartbeats:
+                    heartbeats.start_soon(runner.keep_in_progress)
+                    async with anyio.create_task_group() as attempts:
 
-                    def start(msg: Msg) -> None:
-                        attempts.start_soon(_attempt, runner, msg, slots)
+                        def start(msg: Msg) -> None:
+                            attempts.start_soon(_attempt, runner, msg, slots)
 
-                    service.start_soon(self._pull, nc, runner, slots, start, attempts_scope, pulling_ended)
-                    await pulling_ended.wait()
+                        service.start_soon(self._pull, nc, runner, slots, start, attempts_scope, pulling_ended)
+                        await pulling_ended.wait()
+                    heartbeats.cancel_scope.cancel()
 
     async def _pull(
         self,
