@@ -18,8 +18,11 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
+from plait import codec
 from plait.adapters import subjects
 from plait.adapters.cachelog import CacheLog
 from plait.adapters.commands import publish_command
@@ -46,6 +49,10 @@ T = TypeVar("T")
 
 LATEST = "latest"
 STREAM_INFO_API = "$JS.API.STREAM.INFO"
+CONSUMER_DELETE_API = "$JS.API.CONSUMER.DELETE"
+FIRST_RELOAD_SECONDS = 0.001
+LONGEST_RELOAD_SECONDS = 0.05
+FOLLOWER_INACTIVE_SECONDS = 30.0  # a follower's consumer outlives a client that vanished by this long
 
 
 class CacheClearing(msgspec.Struct, kw_only=True):
@@ -166,15 +173,19 @@ class AsyncClient:
                         rejection.append(msgspec.json.decode(reply.data)["reason"])
                         tg.cancel_scope.cancel()
 
-                async def wait_for_launch() -> None:
-                    async for _ in self.events(execution_id, until_terminal=False):
+                async with self._appends(execution_id) as appended:
+
+                    async def wait_for_launch() -> None:
+                        await appended.next_msg(timeout=None)
                         tg.cancel_scope.cancel()
 
-                tg.start_soon(wait_for_rejection)
-                tg.start_soon(wait_for_launch)
-                await publish_command(self.js, command, self.project, self.domain, reply_to=inbox)
-                with anyio.fail_after(timeout):
-                    await anyio.sleep_forever()
+                    tg.start_soon(wait_for_rejection)
+                    tg.start_soon(wait_for_launch)
+                    await publish_command(self.js, command, self.project, self.domain, reply_to=inbox)
+                    if await self._exists(execution_id):  # launched before: this launch starts nothing new
+                        tg.cancel_scope.cancel()
+                    with anyio.fail_after(timeout):
+                        await anyio.sleep_forever()
         except TimeoutError:
             raise PlaitError(f"no scheduler accepted execution {execution_id} within {timeout:.0f} s") from None
         finally:
@@ -233,7 +244,10 @@ class AsyncClient:
     async def events(self, execution_id: str, *, until_terminal: bool = True) -> AsyncIterator[StoredDecision]:
         """The execution's decisions from the start, then as they are appended; ends after the last one."""
         subscription = await self.js.subscribe(
-            self._subject(execution_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+            self._subject(execution_id),
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+            inactive_threshold=FOLLOWER_INACTIVE_SECONDS,
         )
         try:
             async for msg in subscription.messages:
@@ -244,6 +258,14 @@ class AsyncClient:
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await subscription.unsubscribe()
+            await self._delete_consumer(subscription)
+
+    async def _delete_consumer(self, subscription: JetStreamContext.PushSubscription) -> None:
+        """Ask the server to remove a finished follower's consumer now, without waiting for its reply (else it
+        stays ``FOLLOWER_INACTIVE_SECONDS``): clients following many short executions would pile them up."""
+        name = subscription._consumer  # nats-py keeps it current when it recreates an ordered consumer
+        with anyio.CancelScope(shield=True), contextlib.suppress(nats.errors.Error):
+            await self.nc.publish(f"{CONSUMER_DELETE_API}.{subjects.EVENTS_STREAM}.{name}", b"")
 
     async def follow(self, execution_id: str) -> AsyncIterator[tuple[StoredDecision, Execution]]:
         """Each decision with the execution's state after it, until the execution ends."""
@@ -254,13 +276,49 @@ class AsyncClient:
                 yield stored, state
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> Execution:
-        """The final state of the execution, once it has succeeded, failed or been aborted."""
-        state: Execution | None = None
+        """The final state of the execution, once it has succeeded, failed or been aborted.
+
+        It reads the log twice (now, and once the terminal decision is out) and holds no consumer meanwhile:
+        a core subscription to the execution's subject says when a decision is appended.
+        """
+        subject = self._subject(execution_id)
         with anyio.fail_after(timeout):
-            async for _, state in self.follow(execution_id):
-                if state.terminal:
-                    return state
-        raise NotFound(f"execution {execution_id} does not exist")
+            async with self._appends(execution_id) as appended:
+                state = await self.store.load(subject)
+                while state is None or not state.terminal:
+                    msg = await appended.next_msg(timeout=None)
+                    if any(isinstance(e, TERMINAL_EVENTS) for e in codec.decision_decoder.decode(msg.data).events):
+                        state = await self._load_until_terminal(subject, state)
+                return state
+
+    async def _load_until_terminal(self, subject: str, state: Execution | None) -> Execution:
+        """The state once the stream has stored the terminal decision a subscriber was just sent: the server
+        may send it to subscribers a moment before the stream has stored it."""
+        delay = FIRST_RELOAD_SECONDS
+        while True:
+            state = await self.store.load(subject, state)
+            if state is not None and state.terminal:
+                return state
+            await anyio.sleep(delay)
+            delay = min(delay * 2, LONGEST_RELOAD_SECONDS)
+
+    @contextlib.asynccontextmanager
+    async def _appends(self, execution_id: str) -> AsyncIterator[Subscription]:
+        """A core subscription to the execution's subject: each decision appended from now on is sent to it, without
+        its stream sequence (so it says when to read the log, not what the log holds)."""
+        subscription = await self.nc.subscribe(self._subject(execution_id))
+        try:
+            yield subscription
+        finally:
+            with anyio.CancelScope(shield=True), contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+
+    async def _exists(self, execution_id: str) -> bool:
+        try:
+            await self.js.get_msg(subjects.EVENTS_STREAM, subject=self._subject(execution_id), direct=True)
+        except nats.js.errors.NotFoundError:
+            return False
+        return True
 
     async def get(self, execution_id: str) -> Execution:
         """The execution's current state, rebuilt from its events."""
