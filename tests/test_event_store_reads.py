@@ -124,3 +124,20 @@ async def test_decisions_load_through_batches(nc: NATS) -> None:
     assert state is not None
     assert (state.last_sequence, state.last_digest) == (sequence, digest)
     assert [stored.sequence for stored in [s async for s in store.read(subject)]] == [sequence]
+
+
+async def test_last_messages_reads_the_newest_of_many_subjects_at_once(
+    nc: NATS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    js = nc.jetstream()
+    written = {}
+    for i in range(7):
+        subject = subjects.execution_subject("p", "d", f"many-{i}")
+        for version in range(i % 3 + 1):
+            ack = await js.publish(subject, f"{i}.{version}".encode())
+        written[subject] = (ack.seq, f"{i}.{version}".encode())
+    never = subjects.execution_subject("p", "d", "never-written")
+    monkeypatch.setattr(jetstream, "MULTI_LAST_SUBJECTS", 3)  # several requests
+    newest = await jetstream.last_messages(js, subjects.EVENTS_STREAM, [*written, never])
+    assert {subject: (raw.seq, raw.data) for subject, raw in newest.items()} == written
+    assert await jetstream.last_messages(js, subjects.EVENTS_STREAM, [never]) == {}

@@ -64,8 +64,8 @@ SELECT outputs, execution_id, node_id FROM cache_entries WHERE project = $1 AND 
 
 _LOOKUP_MANY = """
 SELECT cache_key, outputs, execution_id, node_id FROM cache_entries
-WHERE project = $1 AND domain = $2 AND cache_key = ANY($3::text[])
-"""
+WHERE project = $1 AND domain = $2 AND cache_key IN (SELECT unnest($3::text[]))
+"""  # not "= ANY(array)": that compares each row with each key
 
 _COLUMNS = "cache_key, task_name, task_version, execution_id, node_id AS node, attempt_id, created_at"
 

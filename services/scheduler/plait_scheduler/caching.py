@@ -20,8 +20,9 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from plait.adapters import subjects
-from plait.adapters.cachelog import CacheLog
+from plait.adapters.cachelog import CacheLog, entry_decoder
 from plait.adapters.commands import publish_command, schedule_command
+from plait.adapters.jetstream import BatchUnsupported, last_messages
 from plait.core.cachelog import (
     MAX_KEYS_PER_LOOKUP,
     CacheFilled,
@@ -155,19 +156,42 @@ class CacheKeeper:
         """Look up a decision's keys: the catalog's entries in one request, the others in each key's log; then
         report every outcome, as few commands as the message size allows."""
         entries = await self._ask_catalog(state.project, state.domain, [event.cache_key for event in lookups])
+        unanswered = [event.cache_key for event in lookups if event.cache_key not in entries]
+        filled = await self._filled_in_log(state.project, state.domain, unanswered) if unanswered else {}
 
         async def resolve(event: NodeCacheLookup) -> ReportCacheLookup:
             entry = entries.get(event.cache_key)
-            if entry is None:
-                return await self._resolve_in_log(state, event)
-            self.hits += 1
-            self.catalog_hits += 1
-            found = {"outputs": entry.outputs, "source_execution": entry.execution_id, "source_node": entry.node}
-            return _report(state, event, "hit", **found)
+            if entry is not None:
+                self.hits += 1
+                self.catalog_hits += 1
+                found = {"outputs": entry.outputs, "source_execution": entry.execution_id, "source_node": entry.node}
+                return _report(state, event, "hit", **found)
+            fill = filled.get(event.cache_key)
+            if fill is not None:
+                self.hits += 1
+                found = {"outputs": fill.outputs, "source_execution": fill.execution_id, "source_node": fill.node}
+                return _report(state, event, "hit", **found)
+            return await self._resolve_in_log(state, event)
 
         reports = await asyncio.gather(*(resolve(event) for event in lookups))
         for batch in _batches(reports):
             await publish_command(self.js, batch, state.project, state.domain)
+
+    async def _filled_in_log(self, project: str, domain: str, keys: list[str]) -> dict[str, CacheFilled]:
+        """The keys whose log ends with a fill, read together (the catalog may not have projected a fill yet);
+        none when the server cannot read many subjects at once, and each key is then read on its own."""
+        by_subject = {subjects.cache_entry_subject(project, domain, key): key for key in keys}
+        try:
+            newest = await last_messages(self.js, subjects.EVENTS_STREAM, list(by_subject))
+        except (BatchUnsupported, nats.errors.Error) as exc:
+            log.debug("cache_log_batch_unread", keys=len(keys), error=repr(exc))
+            return {}
+        filled: dict[str, CacheFilled] = {}
+        for subject, raw in newest.items():
+            record = entry_decoder.decode(raw.data or b"")
+            if isinstance(record, CacheFilled) and subject in by_subject:
+                filled[by_subject[subject]] = record
+        return filled
 
     async def _resolve_in_log(self, state: Execution, event: NodeCacheLookup) -> ReportCacheLookup:
         """What the key's own log says: filled, reserved (by this node now, if it was free), or held by another."""
