@@ -13,7 +13,7 @@ import anyio.to_thread
 
 from bench.procs import Group
 from plait.cli.stack import StackInfo
-from plait.embedded import NatsServer, PostgresServer, find_nats_server
+from plait.embedded import NatsServer, PostgresServer, find_nats_server, lower_priority
 from plait.settings import Settings
 
 
@@ -43,6 +43,7 @@ async def servers(settings: Settings) -> AsyncIterator[Servers]:
     )
     try:
         postgres = await anyio.to_thread.run_sync(PostgresServer.start, data / "postgres")
+        lower_priority(postgres.pid, settings.background_niceness)
         try:
             info = StackInfo(nats_url=nats.url, database_url=postgres.url, pid=os.getpid())
             yield Servers(info, nats, postgres)

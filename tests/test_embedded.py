@@ -299,6 +299,32 @@ def test_ctrl_c_on_plait_dev_stops_every_process(tmp_path: Path) -> None:
     assert not [pid for pid in running if _alive(pid)]
 
 
+def test_the_catalog_and_postgres_run_at_background_priority(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    dev = plait(["dev"], home, {"PLAIT_BACKGROUND_NICENESS": "7"})
+    try:
+        deadline = time.monotonic() + 60
+        while not (home / "dev.json").exists():
+            assert dev.poll() is None, dev.communicate()[1]
+            assert time.monotonic() < deadline, "plait dev did not start"
+            time.sleep(0.05)
+        niceness = {}
+        for pid in processes_using(home):
+            argv = _cmdline(pid).split(b"\0")
+            if _parent(pid) == dev.pid and argv[1:3] == [b"-m", b"plait.cli.main"]:
+                niceness[argv[3].decode()] = os.getpriority(os.PRIO_PROCESS, pid)
+            elif _parent(pid) == dev.pid and argv[0].endswith(b"/postgres"):
+                niceness["postgres"] = os.getpriority(os.PRIO_PROCESS, pid)
+        dev.send_signal(signal.SIGINT)
+        dev.communicate(timeout=30)
+    finally:
+        kill_all(processes_using(home))
+        dev.kill()
+    ours = os.getpriority(os.PRIO_PROCESS, 0)  # what the services inherit
+    background = max(ours, 7)
+    assert niceness == {"scheduler": ours, "executor": ours, "catalog": background, "postgres": background}
+
+
 def test_services_stop_by_themselves_when_their_parent_is_killed(tmp_path: Path) -> None:
     home = tmp_path / "home"
     dev = plait(["dev"], home)

@@ -23,6 +23,8 @@ from types import ModuleType, TracebackType
 from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
+import structlog
+
 _LOG_TAIL_LINES = 40
 _POLL_INTERVAL = 0.01
 _UNIX_SOCKET_PATH_MAX = 107
@@ -92,6 +94,19 @@ def _end_process(process: subprocess.Popen[bytes], sig: signal.Signals, timeout:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def lower_priority(pid: int, niceness: int) -> None:
+    """Run the process at ``niceness`` (never raising its priority); processes it forks later inherit it.
+
+    Background work (the catalog's projection, and the PostgreSQL it writes to) then yields the CPU to
+    scheduling when they share a machine, and catches up when the machine is idle.
+    """
+    try:
+        if os.getpriority(os.PRIO_PROCESS, pid) < niceness:
+            os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    except OSError as exc:  # gone already, or another user's process we may not change
+        structlog.get_logger().debug("niceness_unchanged", pid=pid, error=str(exc))
 
 
 def _spawn(argv: list[str], log_path: Path, **kwargs: Any) -> tuple[subprocess.Popen[bytes], int]:

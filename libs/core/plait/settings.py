@@ -31,6 +31,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     embedded_services: Literal["processes", "in-process"] = "processes"  # how the embedded stack runs its services
     cache_reservation_seconds: float = 600.0  # how long a cache key's reservation stands without a fill or release
     cache_lookup_seconds: float = 0.5  # how long a scheduler waits for the catalog's cache answer before going on
+    background_niceness: int = 10  # the embedded catalog's and PostgreSQL's: projecting yields the CPU to scheduling
 
     def __post_init__(self) -> None:
         if self.nats_url is not None:
@@ -46,6 +47,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise InputError(f"PLAIT_CACHE_RESERVATION_SECONDS must be positive, got {self.cache_reservation_seconds}")
         if self.cache_lookup_seconds <= 0:
             raise InputError(f"PLAIT_CACHE_LOOKUP_SECONDS must be positive, got {self.cache_lookup_seconds}")
+        if not 0 <= self.background_niceness <= 19:
+            raise InputError(f"PLAIT_BACKGROUND_NICENESS must be 0 to 19, got {self.background_niceness}")
         if self.concurrency < 0:
             raise InputError(f"PLAIT_CONCURRENCY must be 0 (one per core) or more, got {self.concurrency}")
 
@@ -82,6 +85,7 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "embedded_services": "PLAIT_EMBEDDED_SERVICES",
     "cache_reservation_seconds": "PLAIT_CACHE_RESERVATION_SECONDS",
     "cache_lookup_seconds": "PLAIT_CACHE_LOOKUP_SECONDS",
+    "background_niceness": "PLAIT_BACKGROUND_NICENESS",
 }
 
 

@@ -56,7 +56,7 @@ async def embedded_servers(
     ``on_nats(url)`` is called as soon as nats-server is up, before PostgreSQL starts (which takes
     over a second on a fresh PLAIT_HOME): services that need only NATS can start meanwhile.
     """
-    from plait.embedded import NatsServer, PostgresServer
+    from plait.embedded import NatsServer, PostgresServer, lower_priority
 
     data = settings.home_path / "data"
     with _exclusive(settings.home_path):
@@ -73,6 +73,7 @@ async def embedded_servers(
             else:
                 (data / "postgres").mkdir(parents=True, exist_ok=True)
                 postgres = await anyio.to_thread.run_sync(PostgresServer.start, data / "postgres")
+                lower_priority(postgres.pid, settings.background_niceness)
                 database_url = postgres.url
             yield StackInfo(nats_url=nats_server.url, database_url=database_url, pid=os.getpid())
         finally:
@@ -197,11 +198,16 @@ class ServiceGroup:
 
     def spawn(self, names: Iterable[str], nats_url: str, database_url: str = "") -> None:
         """Start the named services (in ``ALL_SERVICES`` order) without waiting for them."""
+        from plait.embedded import lower_priority
+
         wanted = set(names)
         env = service_environment(self.settings, nats_url, database_url, self.log_format)
         for name in ALL_SERVICES:
             if name in wanted and name not in {child.name for child in self.children}:
-                self.children.append(ServiceProcess.spawn(name, env, self.log_file))
+                child = ServiceProcess.spawn(name, env, self.log_file)
+                if name == "catalog":
+                    lower_priority(child.process.pid, self.settings.background_niceness)
+                self.children.append(child)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
