@@ -10,7 +10,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from plait.core.commands import AbortExecution, Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
+from plait.core.commands import (
+    AbortExecution,
+    Command,
+    LaunchExecution,
+    ReportAttemptResult,
+    ReportAttemptResults,
+    ReportAttemptStarted,
+)
 from plait.core.decide import Outcome, Rejected, ResolvedLaunch, decide, decide_batch
 from plait.core.events import (
     AttemptFailed,
@@ -663,3 +670,17 @@ def test_replaying_a_failed_execution_rebuilds_its_state() -> None:
     run.send(started("increment"), result("increment", outputs={"result": "six"}))
 
     assert without_bookkeeping(replay(run.decisions)) == without_bookkeeping(run.state)
+
+
+def test_results_sent_together_are_decided_as_the_same_results_one_by_one() -> None:
+    apart, together = Run(definitions.fan_out_fan_in, {"x": 3}), Run(definitions.fan_out_fan_in, {"x": 3})
+    results = [succeeded(node, i) for i, node in enumerate(["scale", "scale-1", "scale-2", "scale-3", "scale-4"])]
+    batch = ReportAttemptResults(command_id="results-1", execution_id=EXECUTION, results=tuple(results))
+
+    events = together.send(batch, report_started=False)
+
+    assert events == apart.send(*results, report_started=False)
+    assert together.decisions[-1].commands == tuple(r.command_id for r in results), "each result is recorded"
+    assert without_bookkeeping(together.state) == without_bookkeeping(apart.state)
+    with pytest.raises(Rejected, match="one by one"):
+        decide(together.state, batch)

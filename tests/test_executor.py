@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import msgspec
 import nats
 import nats.js.errors
 import pytest
@@ -24,7 +25,7 @@ from nats.js import JetStreamContext
 from plait import codec
 from plait.adapters import subjects
 from plait.adapters.jetstream import ensure_streams
-from plait.core.commands import Command, ReportAttemptResult, ReportAttemptStarted
+from plait.core.commands import Command, ReportAttemptResult, ReportAttemptResults, ReportAttemptStarted
 from plait.core.dispatch import Dispatch
 from plait.core.ids import attempt_id, new_execution_id
 from plait.core.model import TaskTarget
@@ -32,7 +33,8 @@ from plait.sdk.hints import encode_value
 from plait.sdk.loader import load_module
 from plait.sdk.task import Task
 from plait_executor import ExecutorService, WorkerPool, run_attempt
-from plait_executor.attempt import CODE_VERSION_MISMATCH
+from plait_executor.attempt import CODE_VERSION_MISMATCH, AttemptOutcome
+from plait_executor.results import ResultReporter
 from tests import executor_tasks as tasks
 
 DEADLINE = 20.0
@@ -253,8 +255,9 @@ class Commands:
         while len(unread) < count:
             msg = await self.subscription.next_msg(timeout=DEADLINE)
             command = codec.command_decoder.decode(msg.data)
-            assert isinstance(command, Report)
-            self.unread[command.attempt_id].append(command)
+            for report in command.results if isinstance(command, ReportAttemptResults) else (command,):
+                assert isinstance(report, Report)
+                self.unread[report.attempt_id].append(report)
         found, unread[:] = unread[:count], unread[count:]
         return found
 
@@ -601,3 +604,27 @@ async def test_a_stopping_executor_hands_back_at_once_the_dispatches_no_worker_t
             finished = await cluster.commands.result_of(running_one)
     assert (finished.worker, finished.outputs) == ("executor-1", {"result": "done"})
     assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
+
+
+async def test_results_that_end_while_one_is_being_stored_go_out_together(cluster: Cluster) -> None:
+    execution_id = new_execution_id()
+    dispatches = [
+        msgspec.structs.replace(
+            dispatch_of(tasks.add, {"a": i, "b": 0}, node=f"n{i}"),
+            execution_id=execution_id,
+            attempt_id=attempt_id(execution_id, f"n{i}", 1),
+        )
+        for i in range(4)
+    ]
+    reporter = ResultReporter(cluster.js, "executor-1")
+    async with anyio.create_task_group() as tg:
+        for i, dispatch in enumerate(dispatches):  # the first one's report is in flight when the others end
+            tg.start_soon(reporter.report, dispatch, AttemptOutcome(outputs={"result": i}), structlog.get_logger())
+
+    stored = await cluster.stored_commands()
+    assert [type(command) for command in stored] == [ReportAttemptResult, ReportAttemptResults]
+    first, together = stored
+    assert isinstance(first, ReportAttemptResult) and isinstance(together, ReportAttemptResults)
+    assert [first.attempt_id, *(r.attempt_id for r in together.results)] == [d.attempt_id for d in dispatches]
+    assert [r.outputs for r in together.results] == [{"result": 1}, {"result": 2}, {"result": 3}]
+    assert reporter.commands == 2

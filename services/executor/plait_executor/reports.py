@@ -8,7 +8,7 @@ from nats.js import JetStreamContext
 from structlog.typing import FilteringBoundLogger
 
 from plait.adapters.commands import publish_command, send_command
-from plait.core.commands import ReportAttemptResult, ReportAttemptStarted
+from plait.core.commands import ReportAttemptResult, ReportAttemptResults, ReportAttemptStarted
 from plait.core.dispatch import Dispatch
 from plait_executor.attempt import AttemptOutcome, system_error
 
@@ -75,7 +75,7 @@ async def report_result(
 
 async def publish_until_stored(
     js: JetStreamContext,
-    command: ReportAttemptStarted | ReportAttemptResult,
+    command: ReportAttemptStarted | ReportAttemptResult | ReportAttemptResults,
     dispatch: Dispatch,
     log: FilteringBoundLogger,
 ) -> None:

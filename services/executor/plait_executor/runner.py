@@ -18,7 +18,8 @@ from plait.adapters import subjects
 from plait.core.dispatch import Dispatch
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.pool import WorkerPool
-from plait_executor.reports import report_result, report_started_pipelined
+from plait_executor.reports import report_started_pipelined
+from plait_executor.results import ResultReporter
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
@@ -59,6 +60,7 @@ class AttemptRunner:
         started_after: float = STARTED_AFTER_SECONDS,
     ) -> None:
         self.js = js
+        self.results = ResultReporter(js, worker)
         self.started_after = started_after
         self.pool = pool
         self.worker = worker
@@ -142,7 +144,7 @@ class AttemptRunner:
             ended.set()
             _log_outcome(attempt_log, outcome, time.perf_counter() - started)
             await sent.wait()
-            await report_result(self.js, dispatch, self.worker, outcome, attempt_log)
+            await self.results.report(dispatch, outcome, attempt_log)
         return True
 
     async def _report_started_unless_ended(

@@ -47,6 +47,15 @@ class ReportAttemptResult(msgspec.Struct, frozen=True, kw_only=True, tag="report
     error: TaskError | None = None
 
 
+class ReportAttemptResults(msgspec.Struct, frozen=True, kw_only=True, tag="report_attempt_results.v1"):
+    """Several attempt results of one execution in one message: those that ended while the executor's previous
+    report to the execution was being stored. Decided one by one, in order, as one decision."""
+
+    command_id: str
+    execution_id: str
+    results: tuple[ReportAttemptResult, ...]
+
+
 CacheOutcome = Literal["hit", "reserved", "held", "released"]
 
 
@@ -100,6 +109,7 @@ Command = (
     LaunchExecution
     | ReportAttemptStarted
     | ReportAttemptResult
+    | ReportAttemptResults
     | ReportCacheLookup
     | ReportCacheLookups
     | RetryDue

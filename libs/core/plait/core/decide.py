@@ -15,6 +15,7 @@ from plait.core.commands import (
     Command,
     LaunchExecution,
     ReportAttemptResult,
+    ReportAttemptResults,
     ReportAttemptStarted,
     ReportCacheLookup,
     ReportCacheLookups,
@@ -463,7 +464,7 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
             return _cache_lookup(state, command)
         case RetryDue():
             return _retry_due(state, command)
-        case ReportCacheLookups():
+        case ReportCacheLookups() | ReportAttemptResults():
             raise Rejected("reports sent together are decided one by one (decide_batch)")
         case AbortExecution(reason=reason):
             return [ExecutionAborted(reason=reason)]
@@ -497,6 +498,8 @@ def _one_by_one(commands: Sequence[Command | ResolvedLaunch]) -> Iterable[Comman
     for command in commands:
         if isinstance(command, ReportCacheLookups):
             yield from command.reports
+        elif isinstance(command, ReportAttemptResults):
+            yield from command.results
         else:
             yield command
 

@@ -1,0 +1,100 @@
+"""Storing attempt results, several of one execution in one command when they end close together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import anyio
+import nats.errors
+from nats.js import JetStreamContext
+from structlog.typing import FilteringBoundLogger
+
+from plait import codec
+from plait.core.commands import ReportAttemptResult, ReportAttemptResults
+from plait.core.dispatch import Dispatch
+from plait.core.ids import content_version
+from plait_executor.attempt import AttemptOutcome
+from plait_executor.reports import publish_until_stored, report_result, result_command
+
+MAX_RESULTS_PER_COMMAND = 256
+MAX_BYTES_PER_COMMAND = 1024 * 1024
+
+_Execution = tuple[str, str, str]  # (project, domain, execution id)
+
+
+@dataclass
+class _Result:
+    dispatch: Dispatch
+    outcome: AttemptOutcome
+    command: ReportAttemptResult
+    log: FilteringBoundLogger
+    size: int
+    stored: anyio.Event = field(default_factory=anyio.Event)
+
+
+class ResultReporter:
+    """Stores each attempt's result; ``report`` returns once it is stored.
+
+    A result goes out at once when no report to its execution is being stored. The results of that execution
+    that end meanwhile wait for it, then go out together as one ``ReportAttemptResults``: a burst of quick
+    attempts costs a few writes and decisions instead of one each, and a lone result waits for nothing.
+    """
+
+    def __init__(self, js: JetStreamContext, worker: str) -> None:
+        self.js, self.worker = js, worker
+        self._waiting: dict[_Execution, list[_Result]] = {}
+        self._storing: dict[_Execution, anyio.Event] = {}  # set when that execution's report in flight is stored
+        self.commands = 0  # result commands sent, batched or not
+
+    async def report(self, dispatch: Dispatch, outcome: AttemptOutcome, log: FilteringBoundLogger) -> None:
+        command = result_command(dispatch, self.worker, outcome)
+        result = _Result(dispatch, outcome, command, log, len(codec.encode(command)))
+        execution = (dispatch.project, dispatch.domain, dispatch.execution_id)
+        self._waiting.setdefault(execution, []).append(result)
+        while not result.stored.is_set():
+            in_flight = self._storing.get(execution)
+            if in_flight is not None:
+                await in_flight.wait()
+                continue
+            done = self._storing[execution] = anyio.Event()
+            batch = self._take(execution)
+            try:
+                await self._store(batch)
+            except BaseException:
+                # Another waiter stores them; this one's dispatch goes back to the server unacknowledged.
+                self._waiting.setdefault(execution, [])[:0] = [r for r in batch if not r.stored.is_set()]
+                raise
+            finally:
+                del self._storing[execution]
+                done.set()
+
+    def _take(self, execution: _Execution) -> list[_Result]:
+        """The oldest waiting results of the execution that fit in one command."""
+        waiting = self._waiting[execution]
+        count, size = 0, 0
+        for result in waiting:
+            if count and (count == MAX_RESULTS_PER_COMMAND or size + result.size > MAX_BYTES_PER_COMMAND):
+                break
+            count, size = count + 1, size + result.size
+        batch, self._waiting[execution] = waiting[:count], waiting[count:]
+        if not self._waiting[execution]:
+            del self._waiting[execution]
+        return batch
+
+    async def _store(self, batch: list[_Result]) -> None:
+        self.commands += 1
+        if len(batch) == 1:
+            await report_result(self.js, batch[0].dispatch, self.worker, batch[0].outcome, batch[0].log)
+        else:
+            together = ReportAttemptResults(
+                command_id="results:" + content_version([result.command.command_id for result in batch]),
+                execution_id=batch[0].dispatch.execution_id,
+                results=tuple(result.command for result in batch),
+            )
+            try:
+                await publish_until_stored(self.js, together, batch[0].dispatch, batch[0].log)
+            except nats.errors.MaxPayloadError:
+                for result in batch:  # each alone: one too large is reported as such
+                    await report_result(self.js, result.dispatch, self.worker, result.outcome, result.log)
+        for result in batch:
+            result.stored.set()
