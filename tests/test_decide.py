@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from plait import codec
 from plait.core.commands import (
     AbortExecution,
     Command,
@@ -20,6 +21,7 @@ from plait.core.commands import (
 )
 from plait.core.decide import Outcome, Rejected, ResolvedLaunch, decide, decide_batch
 from plait.core.events import (
+    TERMINAL_EVENTS,
     AttemptFailed,
     AttemptStarted,
     CommandRejected,
@@ -684,3 +686,15 @@ def test_results_sent_together_are_decided_as_the_same_results_one_by_one() -> N
     assert without_bookkeeping(together.state) == without_bookkeeping(apart.state)
     with pytest.raises(Rejected, match="one by one"):
         decide(together.state, batch)
+
+
+def test_ends_execution_reads_only_the_event_kinds_and_agrees_with_the_decoded_decision() -> None:
+    succeeding, failing = Run(definitions.diamond, {"x": 5}), Run(definitions.diamond, {"x": 5})
+    finish_diamond(succeeding)
+    failing.send(result("increment", error=BOOM))
+    decisions = succeeding.decisions + failing.decisions
+    assert [codec.ends_execution(codec.encode(d)) for d in decisions] == [
+        any(isinstance(e, TERMINAL_EVENTS) for e in d.events) for d in decisions
+    ]
+    assert codec.ends_execution(codec.encode(succeeding.decisions[-1]))
+    assert codec.ends_execution(codec.encode(failing.decisions[-1]))

@@ -287,7 +287,7 @@ class AsyncClient:
                 state = await self.store.load(subject)
                 while state is None or not state.terminal:
                     msg = await appended.next_msg(timeout=None)
-                    if any(isinstance(e, TERMINAL_EVENTS) for e in codec.decision_decoder.decode(msg.data).events):
+                    if codec.ends_execution(msg.data):
                         state = await self._load_until_terminal(subject, state)
                 return state
 

@@ -10,7 +10,7 @@ import msgspec
 
 from plait.core.commands import Command
 from plait.core.dispatch import Dispatch
-from plait.core.events import Decision
+from plait.core.events import TERMINAL_EVENTS, Decision
 from plait.core.model import TaskSpec, WorkflowSpec
 from plait.core.upcast import UPCASTERS, Upcaster, upcast_decision
 
@@ -60,6 +60,23 @@ def decode_command(data: bytes, headers: Mapping[str, str] | None) -> Command:
         return command
     decoded: Command = command_decoder.decode(data)
     return decoded
+
+
+class _EventKind(msgspec.Struct):
+    type: str
+
+
+class _DecisionKinds(msgspec.Struct):
+    events: tuple[_EventKind, ...]
+
+
+_kinds_decoder = msgspec.json.Decoder(_DecisionKinds)
+_TERMINAL_TAGS = frozenset(str(event.__struct_config__.tag) for event in TERMINAL_EVENTS)
+
+
+def ends_execution(data: bytes) -> bool:
+    """Whether a stored decision holds a terminal event: only the events' kinds are read, not their contents."""
+    return any(event.type in _TERMINAL_TAGS for event in _kinds_decoder.decode(data).events)
 
 
 decision_decoder = DecisionDecoder()

@@ -68,6 +68,11 @@ class AttemptRunner:
         self.stopping = False
         self._waiting: set[anyio.CancelScope] = set()  # attempts waiting for a worker
         self._held: dict[int, _Held] = {}  # by id(msg)
+        self.attempts = 0
+
+    def counts(self) -> dict[str, int]:
+        """Attempts run, and the result commands that reported them."""
+        return {"attempts": self.attempts, "result_commands": self.results.commands}
 
     def stop_taking(self) -> None:
         """From now on, hand back the dispatches that are held but not yet running, for another replica."""
@@ -123,6 +128,7 @@ class AttemptRunner:
             reports.start_soon(self._report_started_unless_ended, dispatch, attempt_log, sent, ended)
             attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
             started = time.perf_counter()
+            self.attempts += 1
 
         async with anyio.create_task_group() as reports:
             self._waiting.add(waiting)

@@ -70,6 +70,7 @@ class ExecutorService:
         self.subject = subjects.dispatch_subject(cluster, queue)
         self.consumer = consumer_name(cluster, queue)
         self._log = log.bind(worker=self.worker_name, cluster=cluster, queue=queue)
+        self._runner: AttemptRunner | None = None
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ``task_status.started()`` once the consumer exists and the workers are starting."""
@@ -80,7 +81,7 @@ class ExecutorService:
             info = await ensure_consumer(js, subjects.DISPATCH_STREAM, self._consumer_config())
             ack_wait = min(info.config.ack_wait or self.ack_wait_seconds, self.ack_wait_seconds)
             async with WorkerPool(self.concurrency) as pool:
-                runner = AttemptRunner(
+                runner = self._runner = AttemptRunner(
                     js, pool, self.worker_name, heartbeat_seconds=ack_wait / 3, started_after=self.started_after_seconds
                 )
                 task_status.started()
@@ -91,7 +92,7 @@ class ExecutorService:
         finally:
             with anyio.CancelScope(shield=True):
                 await _close(nc)
-            self._log.info("executor_stopped")
+            self._log.info("executor_stopped", **self._runner.counts() if self._runner else {})
 
     def _consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
