@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
 from plait import codec
 from plait.adapters import subjects
@@ -38,6 +39,8 @@ from plait_scheduler.done_here import DoneHere
 from plait_scheduler.timers import RetryTimers
 
 log = structlog.get_logger()
+
+DISPATCH_ACK_SECONDS = 5.0  # how long a dispatch's storing is awaited before it is left to the outbox
 
 
 class Outbox:
@@ -56,7 +59,7 @@ class Outbox:
         self._workflows: OrderedDict[str, tuple[str, str, WorkflowSpec]] = OrderedDict()
         self.dispatched = 0
 
-    def _dispatch(
+    async def _dispatch(
         self,
         execution_id: str,
         project: str,
@@ -64,7 +67,8 @@ class Outbox:
         workflow: WorkflowSpec,
         event: NodeQueued,
         decision_sequence: int,
-    ) -> asyncio.Future[object]:
+    ) -> asyncio.Future[PubAck]:
+        """Publish the attempt's dispatch; the future resolves when JetStream has stored it."""
         dispatch = Dispatch(
             execution_id=execution_id,
             project=project,
@@ -76,14 +80,14 @@ class Outbox:
             inputs=event.inputs,
             decision_sequence=decision_sequence,
         )
-        return asyncio.ensure_future(
-            self.js.publish(
-                subjects.dispatch_subject(self.cluster, event.queue),
-                codec.encode(dispatch),
-                headers={"Nats-Msg-Id": event.attempt_id},
-                stream=subjects.DISPATCH_STREAM,
-            )
+        # Pipelined: the future resolves when the dispatch is stored (no task, no timer per publish).
+        stored: asyncio.Future[PubAck] = await self.js.publish_async(
+            subjects.dispatch_subject(self.cluster, event.queue),
+            codec.encode(dispatch),
+            headers={"Nats-Msg-Id": event.attempt_id},
+            stream=subjects.DISPATCH_STREAM,
         )
+        return stored
 
     async def publish_decided(self, state: Execution, events: Sequence[Event]) -> None:
         """Publish the dispatches of a decision this replica has just appended, and start its cache work;
@@ -95,15 +99,17 @@ class Outbox:
         queued = [e for e in events if isinstance(e, NodeQueued)]
         if not queued:
             return
-        publishes: list[asyncio.Future[object]] = []
+        publishes: list[asyncio.Future[PubAck]] = []
         for event in queued:
-            publish = self._dispatch(
+            publish = await self._dispatch(
                 state.execution_id, state.project, state.domain, state.workflow, event, decision_sequence
             )
             self._dispatches.track(event.attempt_id, publish)
             publishes.append(publish)
-        await asyncio.wait(publishes)
-        self.dispatched += len(queued)
+        _, unacknowledged = await asyncio.wait(publishes, timeout=DISPATCH_ACK_SECONDS)
+        for publish in unacknowledged:
+            publish.cancel()  # left to the outbox
+        self.dispatched += len(queued) - len(unacknowledged)
 
     def _wants_side_work(self, state: Execution, events: Sequence[Event]) -> bool:
         return (self.keeper is not None and self.keeper.wants(state, events)) or self.timers.wants(events)
@@ -148,7 +154,7 @@ class Outbox:
 
     async def handle(self, messages: list[Msg]) -> None:
         """Publish the dispatches of these decision messages (pipelined), then ack them."""
-        publishes: list[asyncio.Future[object]] = []
+        publishes: list[asyncio.Future[PubAck]] = []
         failed: set[int] = set()
         for msg in messages:
             decision = codec.decision_decoder.decode(msg.data)
@@ -169,7 +175,7 @@ class Outbox:
             project, domain, workflow = await self._workflow_of(msg.subject)
             for event in queued:
                 publishes.append(
-                    self._dispatch(
+                    await self._dispatch(
                         decision.execution_id,
                         project,
                         domain,
@@ -178,7 +184,12 @@ class Outbox:
                         msg.metadata.sequence.stream,
                     )
                 )
-        await asyncio.gather(*publishes)
+        try:
+            await asyncio.wait_for(asyncio.gather(*publishes), DISPATCH_ACK_SECONDS)
+        except BaseException:
+            for publish in publishes:
+                publish.cancel()
+            raise
         self.dispatched += len(publishes)
         for msg in messages:
             if msg.metadata.sequence.stream in failed:
