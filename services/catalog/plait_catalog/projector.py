@@ -27,6 +27,11 @@ _V1_ACK_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<cons
 BatchDone = Callable[[int, int], Awaitable[None]]  # (offset reached, messages in the batch)
 
 
+FOLLOW_PAUSE_SECONDS = 0.02
+"""After a small batch, following pauses this long: a busy log is then projected in fewer, larger transactions
+(each costs a dozen round trips to PostgreSQL, whatever its size). A reader sees a write at most this much later."""
+
+
 class Projector:
     """Applies PLAIT_EVENTS to PostgreSQL from the stored offset on, while it holds the projection lock.
 
@@ -161,9 +166,12 @@ class Projector:
                     self._log.info("batch_projected", first=batch[0].sequence, last=offset, messages=len(batch))
                     if batch_done is not None:
                         await batch_done(offset, len(batch))
+                    small = len(batch) < self._batch_size // 4
                     batch = []
                     if until is not None and offset >= until:
                         break
+                    if until is None and small:
+                        await anyio.sleep(FOLLOW_PAUSE_SECONDS)
         finally:
             with anyio.CancelScope(shield=True):
                 await subscription.unsubscribe()
