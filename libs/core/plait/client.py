@@ -32,6 +32,7 @@ from plait.adapters.jetstream import (
     StoredDecision,
     connect,
     ensure_streams,
+    kind_of,
     registration_decoder,
 )
 from plait.core.cachelog import CacheCleared, CacheFilled, CacheReserved
@@ -79,6 +80,7 @@ class AsyncClient:
         self.project, self.domain = project, domain
         self.store = EventStore(self.js)
         self.registry = Registry(self.js)
+        self._registered: set[tuple[str, ...]] = set()  # the registrations this client has stored
 
     @classmethod
     async def connect(cls, url: str, project: str = "default", domain: str = "development") -> AsyncClient:
@@ -104,11 +106,20 @@ class AsyncClient:
         versions; returns the version of what was given."""
         workflow = entity.workflow if isinstance(entity, LaunchPlan) else entity
         for task_spec in workflow.spec.tasks.values():
-            await self.registry.register(TaskRegistered(self.project, self.domain, task_spec))
-        await self.registry.register(WorkflowRegistered(self.project, self.domain, workflow.spec))
+            await self._register_once(TaskRegistered(self.project, self.domain, task_spec))
+        await self._register_once(WorkflowRegistered(self.project, self.domain, workflow.spec))
         if isinstance(entity, LaunchPlan):
-            await self.registry.register(LaunchPlanRegistered(self.project, self.domain, entity.spec))
+            await self._register_once(LaunchPlanRegistered(self.project, self.domain, entity.spec))
         return entity.spec.version
+
+    async def _register_once(self, registration: TaskRegistered | WorkflowRegistered | LaunchPlanRegistered) -> None:
+        """Store a registration unless this client did already: versions are immutable, so launching the same
+        workflow again costs no round trip to the registry."""
+        spec = registration.spec
+        key = (registration.project, registration.domain, kind_of(registration), spec.name, spec.version)
+        if key not in self._registered:
+            await self.registry.register(registration)
+            self._registered.add(key)
 
     async def launch(
         self,
