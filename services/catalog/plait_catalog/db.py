@@ -46,7 +46,7 @@ async def connect(database_url: str, application_name: str) -> asyncpg.Connectio
     """
     with anyio.CancelScope(shield=True):
         connection = await asyncpg.connect(
-            database_url, timeout=CONNECT_TIMEOUT, server_settings={"application_name": application_name}
+            database_url, timeout=CONNECT_TIMEOUT, server_settings=_server_settings(application_name)
         )
         await init_connection(connection)
     return connection
@@ -58,8 +58,18 @@ async def create_pool(database_url: str, application_name: str, max_size: int = 
         min_size=1,
         max_size=max_size,
         init=init_connection,
-        server_settings={"application_name": application_name},
+        server_settings=_server_settings(application_name),
     )
+
+
+def _server_settings(application_name: str) -> dict[str, str]:
+    """Session settings, given at connection (a pool's reset keeps them).
+
+    Custom plans only: the catalog's statements take arrays of keys, and the generic plan PostgreSQL switches
+    to after five runs of a prepared statement cannot see their length (a 500-key cache look-up went from 2 ms
+    to 29 ms).
+    """
+    return {"application_name": application_name, "plan_cache_mode": "force_custom_plan"}
 
 
 CONNECTION_ERRORS = (
