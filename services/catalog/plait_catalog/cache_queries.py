@@ -63,9 +63,12 @@ SELECT outputs, execution_id, node_id FROM cache_entries WHERE project = $1 AND 
 """
 
 _LOOKUP_MANY = """
-SELECT cache_key, outputs, execution_id, node_id FROM cache_entries
-WHERE project = $1 AND domain = $2 AND cache_key IN (SELECT unnest($3::text[]))
-"""  # not "= ANY(array)": that compares each row with each key
+SELECT found.cache_key, found.outputs, found.execution_id, found.node_id FROM unnest($3::text[]) AS wanted(cache_key)
+CROSS JOIN LATERAL (
+    SELECT cache_key, outputs, execution_id, node_id FROM cache_entries
+    WHERE project = $1 AND domain = $2 AND cache_key = wanted.cache_key LIMIT 1
+) AS found
+"""  # one index look-up per key, whatever the table's statistics say (see projection._read_by_keys)
 
 _COLUMNS = "cache_key, task_name, task_version, execution_id, node_id AS node, attempt_id, created_at"
 

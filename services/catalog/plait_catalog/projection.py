@@ -104,8 +104,21 @@ def _upsert(
     )
 
 
-def _columns_but_write_once(row_type: type[msgspec.Struct]) -> str:
-    return ", ".join(f"NULL AS {c}" if c in WRITE_ONCE else c for c in row_type.__struct_fields__)
+def _columns_but_write_once(row_type: type[msgspec.Struct], table: str = "") -> str:
+    prefix = f"{table}." if table else ""
+    return ", ".join(f"NULL AS {c}" if c in WRITE_ONCE else f"{prefix}{c}" for c in row_type.__struct_fields__)
+
+
+def _read_by_keys(table: str, row_type: type[msgspec.Struct], keys: tuple[str, ...]) -> str:
+    """The rows of ``table`` whose ``keys`` (its primary key) are given as arrays ``$1``, ``$2``...: one index
+    look-up per key, whatever the table's statistics say. (With stale ones, for a table that grew since it was
+    last analyzed, the planner compared every row with every key.)"""
+    arrays = ", ".join(f"${i}::text[]" for i in range(1, len(keys) + 1))
+    match = " AND ".join(f"stored.{key} = wanted.{key}" for key in keys)
+    return (
+        f"SELECT {_columns_but_write_once(row_type, 'found')} FROM unnest({arrays}) AS wanted({', '.join(keys)}) "
+        f"CROSS JOIN LATERAL (SELECT * FROM {table} AS stored WHERE {match} LIMIT 1) AS found"
+    )
 
 
 _WRITE_EXECUTION = _upsert("executions", ExecutionRow, ("execution_id",), write_once=WRITE_ONCE)
@@ -125,15 +138,10 @@ _WRITE_EDGE = _upsert("lineage_edges", EdgeRow, ("execution_id", "node_id", "dir
 _WRITE_CACHE_ENTRY = _upsert("cache_entries", CacheEntryRow, ("project", "domain", "cache_key"))
 _DELETE_CACHE_ENTRY = "DELETE FROM cache_entries WHERE project = $1 AND domain = $2 AND cache_key = $3"
 
-_READ_EXECUTIONS = (
-    f"SELECT {_columns_but_write_once(ExecutionRow)} FROM executions WHERE execution_id IN (SELECT unnest($1::text[]))"
-)
-_READ_NODES = f"""
-SELECT {_columns_but_write_once(NodeRow)} FROM node_executions
-WHERE (execution_id, node_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-"""
+_READ_EXECUTIONS = _read_by_keys("executions", ExecutionRow, ("execution_id",))
+_READ_NODES = _read_by_keys("node_executions", NodeRow, ("execution_id", "node_id"))
 _READ_ALL_NODES = f"SELECT {_columns_but_write_once(NodeRow)} FROM node_executions WHERE execution_id = ANY($1::text[])"
-_READ_ATTEMPTS = "SELECT * FROM attempts WHERE attempt_id IN (SELECT unnest($1::text[]))"
+_READ_ATTEMPTS = _read_by_keys("attempts", AttemptRow, ("attempt_id",))
 _READ_WORKFLOWS = """
 SELECT project, domain, name, version, spec FROM launched_workflows
 WHERE (project, domain, name, version) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))
@@ -209,7 +217,6 @@ async def _load(connection: Connection, decisions: list[Decision]) -> Rows:
     node_keys = list(zip(*keys.nodes, strict=True)) or [(), ()]
     for record in await connection.fetch(_READ_EXECUTIONS, list(keys.executions)):
         batch.executions[record["execution_id"]] = ExecutionRow(**dict(record))
-    # Keys are joined with unnest, not matched with "= ANY(array)", which compares each row with each key.
     # Two queries: one with an OR of both conditions is a sequential scan of the whole table.
     node_records = await connection.fetch(_READ_NODES, *node_keys)
     if keys.all_nodes_of:
