@@ -277,15 +277,20 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def wait_for_dev(dev: subprocess.Popen[str], home: Path, timeout: float = 60) -> None:
+    """Until ``plait dev`` has written dev.json (its stack is up); fails if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while not (home / "dev.json").exists():  # no event to await from another process: poll its file
+        assert dev.poll() is None, dev.communicate()[1]
+        assert time.monotonic() < deadline, "plait dev did not start"
+        time.sleep(0.05)
+
+
 def test_ctrl_c_on_plait_dev_stops_every_process(tmp_path: Path) -> None:
     home = tmp_path / "home"
     dev = plait(["dev"], home)
     try:
-        deadline = time.monotonic() + 60
-        while not (home / "dev.json").exists():
-            assert dev.poll() is None, dev.communicate()[1]
-            assert time.monotonic() < deadline, "plait dev did not start"
-            time.sleep(0.05)
+        wait_for_dev(dev, home)
         running = processes_using(home)
         services = [pid for pid in running if _parent(pid) == dev.pid and b"plait.cli.main\0" in _cmdline(pid)]
         assert len(services) == 3, [_cmdline(pid) for pid in running]
@@ -303,11 +308,7 @@ def test_the_catalog_and_postgres_run_at_background_priority(tmp_path: Path) -> 
     home = tmp_path / "home"
     dev = plait(["dev"], home, {"PLAIT_BACKGROUND_NICENESS": "7"})
     try:
-        deadline = time.monotonic() + 60
-        while not (home / "dev.json").exists():
-            assert dev.poll() is None, dev.communicate()[1]
-            assert time.monotonic() < deadline, "plait dev did not start"
-            time.sleep(0.05)
+        wait_for_dev(dev, home)
         niceness = {}
         for pid in processes_using(home):
             argv = _cmdline(pid).split(b"\0")
@@ -329,11 +330,7 @@ def test_services_stop_by_themselves_when_their_parent_is_killed(tmp_path: Path)
     home = tmp_path / "home"
     dev = plait(["dev"], home)
     try:
-        deadline = time.monotonic() + 60
-        while not (home / "dev.json").exists():
-            assert dev.poll() is None, dev.communicate()[1]
-            assert time.monotonic() < deadline, "plait dev did not start"
-            time.sleep(0.05)
+        wait_for_dev(dev, home)
         services = [
             pid for pid in processes_using(home) if _parent(pid) == dev.pid and b"plait.cli.main\0" in _cmdline(pid)
         ]
