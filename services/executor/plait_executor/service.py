@@ -17,8 +17,8 @@ from structlog.typing import FilteringBoundLogger
 
 from plait.adapters import subjects
 from plait.adapters.jetstream import connect, ensure_streams
+from plait.adapters.pull import Puller, ensure_consumer
 from plait_executor.pool import WorkerPool
-from plait_executor.pull import Puller, ensure_consumer
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")

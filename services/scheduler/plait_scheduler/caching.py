@@ -176,6 +176,13 @@ class CacheKeeper:
         reports = await asyncio.gather(*(resolve(event) for event in lookups))
         for batch in _batches(reports):
             await publish_command(self.js, batch, state.project, state.domain)
+        log.debug(
+            "cache_looked_up",
+            execution=state.execution_id,
+            keys=len(lookups),
+            from_catalog=len(entries),
+            from_logs=len(filled),
+        )
 
     async def _filled_in_log(self, project: str, domain: str, keys: list[str]) -> dict[str, CacheFilled]:
         """The keys whose log ends with a fill, read together (the catalog may not have projected a fill yet);

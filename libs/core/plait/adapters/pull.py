@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, ConsumerInfo
 from structlog.typing import FilteringBoundLogger
 
-log: FilteringBoundLogger = structlog.get_logger("plait.executor")
+log: FilteringBoundLogger = structlog.get_logger("plait.pull")
 
 PULL_WAIT_SECONDS = 5.0
 """How long one pull request waits on the server for messages before it expires and is made anew."""
