@@ -342,9 +342,21 @@ class AsyncClient:
         command = AbortExecution(command_id=f"abort:{execution_id}", execution_id=execution_id, reason=reason)
         await publish_command(self.js, command, self.project, self.domain)
 
-    async def list_executions(self, *, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        """Recent executions of this project and domain, newest first, as the catalog has projected them."""
-        request = {"project": self.project, "domain": self.domain, "status": status, "limit": limit}
+    async def list_executions(
+        self, *, status: str | None = None, limit: int = 20, min_sequence: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Recent executions of this project and domain, newest first, as the catalog has projected them: by
+        default once it has projected everything logged so far (what this client saw end is listed); with
+        ``min_sequence=0``, at once, as far as it got."""
+        if min_sequence is None:
+            min_sequence = await self.log_position()
+        request = {
+            "project": self.project,
+            "domain": self.domain,
+            "status": status,
+            "limit": limit,
+            "min_sequence": min_sequence,
+        }
         executions: list[dict[str, Any]] = (await self.query("executions.list", request))["executions"]
         return executions
 
@@ -496,8 +508,10 @@ class Client:
     def execution_ids(self) -> list[str]:
         return self._call(self._async.execution_ids)
 
-    def list_executions(self, *, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        return self._call(self._async.list_executions, status=status, limit=limit)
+    def list_executions(
+        self, *, status: str | None = None, limit: int = 20, min_sequence: int | None = None
+    ) -> list[dict[str, Any]]:
+        return self._call(self._async.list_executions, status=status, limit=limit, min_sequence=min_sequence)
 
     def latest_version(self, workflow: str, kind: str = "workflow") -> str:
         return self._call(self._async.latest_version, workflow, kind)
