@@ -38,6 +38,20 @@ def fail_once(x: int, directory: str) -> int:
     return x
 
 
+@task(cache=True, cache_version="1")
+def gated_square(x: int, directory: str) -> int:
+    """Returns once the test has created ``release`` in ``directory`` (or after 30 s)."""
+    deadline = time.monotonic() + 30
+    while not (Path(directory) / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return x * x
+
+
+@workflow
+def gated_then_doubled(x: int, directory: str) -> int:
+    return plain_double(gated_square(x, directory))
+
+
 @workflow
 def squared_then_doubled(x: int, seconds: float = 0.0) -> int:
     return plain_double(slow_square(x, seconds))

@@ -97,26 +97,36 @@ async def test_other_inputs_reuse_only_the_nodes_they_share(client: AsyncClient)
     assert [e.inputs for e in events if isinstance(e, NodeQueued)] == [{"x": 20}]
 
 
-async def test_twenty_executions_needing_one_key_compute_it_once(client: AsyncClient) -> None:
+async def test_twenty_executions_needing_one_key_compute_it_once(client: AsyncClient, tmp_path: Path) -> None:
+    inputs = {"x": 7, "directory": str(tmp_path)}
     launches = []
     async with anyio.create_task_group() as tg:
         for _ in range(20):
 
             async def launch() -> None:
-                launches.append(await client.launch(cache_workflows.squared_then_doubled, {"x": 7, "seconds": 0.5}))
+                launches.append(await client.launch(cache_workflows.gated_then_doubled, inputs))
 
             tg.start_soon(launch)
+    for execution_id in launches:  # each one computes the key, or waits for the one that does
+        async for stored in client.events(execution_id):
+            if any(
+                isinstance(e, NodeCacheWaiting) or (isinstance(e, NodeQueued) and e.node == "gated_square")
+                for e in stored.decision.events
+            ):
+                break
+    (tmp_path / "release").touch()
     states = [await client.wait(execution_id, timeout=DEADLINE) for execution_id in launches]
     assert {state.status for state in states} == {"succeeded"}
     assert {str(state.outputs) for state in states} == {str({"result": 98})}
     computed = waited = 0
     for execution_id in launches:
         events = await events_of(client, execution_id)
-        computed += sum(1 for e in events if isinstance(e, NodeQueued) and e.node == "slow_square")
+        computed += sum(1 for e in events if isinstance(e, NodeQueued) and e.node == "gated_square")
         waited += sum(1 for e in events if isinstance(e, NodeCacheWaiting))
-    assert computed == 1
-    assert waited >= 1, "some executions came while the key was being computed, and waited for it"
-    fills = [r for r in await entry_records(client, square_key(7, 0.5)) if isinstance(r, CacheFilled)]
+    assert (computed, waited) == (1, 19), "one computed the key while the others waited for it"
+    spec = cache_workflows.gated_square.spec
+    key = cache_key(spec.name, spec.cache_version, spec.interface, inputs)
+    fills = [r for r in await entry_records(client, key) if isinstance(r, CacheFilled)]
     assert len(fills) == 1
 
 
