@@ -42,29 +42,17 @@ def temporary_files_under_pytest(tmp_path_factory: pytest.TempPathFactory) -> It
     process leaves behind) go under pytest's own temporary folder, removed after the run. This process keeps
     its own: it is not killed, and cleans up at exit, after pytest has removed its folder."""
     folder = tmp_path_factory.mktemp("tmp")
-    saved = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = str(folder)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(folder))
         yield folder
-    finally:
-        if saved is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = saved
 
 
 @pytest.fixture(scope="session", autouse=True)
 def plait_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("plait-home")
-    saved = os.environ.get("PLAIT_HOME")
-    os.environ["PLAIT_HOME"] = str(home)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PLAIT_HOME", str(home))
         yield home
-    finally:
-        if saved is None:
-            os.environ.pop("PLAIT_HOME", None)
-        else:
-            os.environ["PLAIT_HOME"] = saved
 
 
 @pytest.fixture(scope="session")

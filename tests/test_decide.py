@@ -14,7 +14,6 @@ from plait import codec
 from plait.core.commands import (
     AbortExecution,
     Command,
-    LaunchExecution,
     ReportAttemptResult,
     ReportAttemptResults,
     ReportAttemptStarted,
@@ -40,6 +39,7 @@ from plait.core.ids import attempt_id
 from plait.core.state import Execution, apply_decision
 from plait.sdk import Workflow
 from tests import definitions
+from tests.launching import resolved_launch
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 EXECUTION = "exec-1"
@@ -49,16 +49,7 @@ _command_ids = itertools.count(1)
 
 
 def launch_of(workflow: Workflow[..., Any], inputs: dict[str, Any], command_id: str = "launch-1") -> ResolvedLaunch:
-    command = LaunchExecution(
-        command_id=command_id,
-        execution_id=EXECUTION,
-        project="tests",
-        domain="dev",
-        workflow=workflow.spec.name,
-        version=workflow.spec.version,
-        inputs=inputs,
-    )
-    return ResolvedLaunch(command=command, workflow=workflow.spec)
+    return resolved_launch(workflow.spec, inputs, EXECUTION, command_id)
 
 
 def aid(node: str, attempt: int = 1) -> str:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import nats
@@ -207,12 +207,21 @@ def plait(args: list[str], home: Path, extra_env: dict[str, str] | None = None, 
     )
 
 
-def test_plait_run_runs_each_service_in_its_own_process_and_leaves_none(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    run = plait(["run", "examples/hello.py:greet"], home)
+class Run(NamedTuple):
+    returncode: int
+    out: str
+    err: str
+    services: dict[int, str]  # the service processes seen while it ran: PID -> service
+    left: list[int]  # processes of its PLAIT_HOME still running a few seconds after it ended
+
+
+def run_watching_services(args: list[str], home: Path, extra_env: dict[str, str] | None = None) -> Run:
+    """Run ``plait ARGS`` to its end, noting the service processes it starts (its children running
+    ``python -m plait.cli.main SERVICE``); whatever of it is left afterwards is killed."""
+    run = plait(args, home, extra_env)
     services: dict[int, str] = {}
     try:
-        while run.poll() is None:  # while it runs: the three services, each in a process of its own
+        while run.poll() is None:  # no event to await from another process: poll /proc
             for pid in processes_using(home):
                 if _parent(pid) == run.pid and (argv := _cmdline(pid).split(b"\0"))[1:3] == [b"-m", b"plait.cli.main"]:
                     services[pid] = argv[3].decode()
@@ -222,35 +231,30 @@ def test_plait_run_runs_each_service_in_its_own_process_and_leaves_none(tmp_path
         left = wait_until_gone(home, timeout=5)
         kill_all(left)
         run.kill()
-    assert run.returncode == 0, err
-    assert out == 'result = "HELLO, WORLD! HELLO, WORLD!"\n'
-    assert "launched execution" in err and "succeeded in" in err
-    assert '"event"' not in err, "the services log to PLAIT_HOME/logs, not to the terminal"
-    assert sorted(services.values()) == ["catalog", "executor", "scheduler"]
-    assert not left, f"left running: {left}"
+    return Run(run.returncode, out, err, services, left)
+
+
+def test_plait_run_runs_each_service_in_its_own_process_and_leaves_none(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    run = run_watching_services(["run", "examples/hello.py:greet"], home)
+    assert run.returncode == 0, run.err
+    assert run.out == 'result = "HELLO, WORLD! HELLO, WORLD!"\n'
+    assert "launched execution" in run.err and "succeeded in" in run.err
+    assert '"event"' not in run.err, "the services log to PLAIT_HOME/logs, not to the terminal"
+    assert sorted(run.services.values()) == ["catalog", "executor", "scheduler"]
+    assert not run.left, f"left running: {run.left}"
     log = (home / "logs" / "plait.log").read_text()
     assert "scheduler_started" in log and "executor_started" in log and "catalog_started" in log
 
 
 def test_plait_run_with_in_process_services_starts_no_service_process(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    run = plait(["run", "examples/hello.py:greet"], home, {"PLAIT_EMBEDDED_SERVICES": "in-process"})
-    services: set[int] = set()
-    try:
-        while run.poll() is None:
-            services |= {
-                pid for pid in processes_using(home) if _parent(pid) == run.pid and b"plait.cli.main\0" in _cmdline(pid)
-            }
-            time.sleep(0.02)
-        out, err = run.communicate(timeout=60)
-    finally:
-        left = wait_until_gone(home, timeout=5)
-        kill_all(left)
-        run.kill()
-    assert run.returncode == 0, err
-    assert out == 'result = "HELLO, WORLD! HELLO, WORLD!"\n'
-    assert not services, "the services ran on plait run's own event loop"
-    assert not left, f"left running: {left}"
+    run = run_watching_services(
+        ["run", "examples/hello.py:greet"], tmp_path / "home", {"PLAIT_EMBEDDED_SERVICES": "in-process"}
+    )
+    assert run.returncode == 0, run.err
+    assert run.out == 'result = "HELLO, WORLD! HELLO, WORLD!"\n'
+    assert not run.services, "the services ran on plait run's own event loop"
+    assert not run.left, f"left running: {run.left}"
 
 
 def _alive(pid: int) -> bool:

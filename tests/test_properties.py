@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
+from plait.core.commands import Command, ReportAttemptResult, ReportAttemptStarted
 from plait.core.decide import ResolvedLaunch, decide_batch
 from plait.core.events import TERMINAL_EVENTS, Decision, Event, NodeQueued, NodeSucceeded, TaskError
 from plait.core.model import Collection, Constant, FromInput, FromNode, Interface, Node, Param, WorkflowSpec
@@ -24,6 +24,7 @@ from plait.sdk import Task
 from plait.sdk.hints import decode_value, encode_value
 from plait.sdk.task import output_hints
 from tests import definitions
+from tests.launching import resolved_launch
 from tests.test_decide import decision_of, replay, without_bookkeeping
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
@@ -130,16 +131,7 @@ def simulate(case: Case, failures: Failures, choose: Choose) -> Simulation:
     The pool starts with the launch and grows by the started report and the result of every queued attempt.
     """
     spec, inputs = case
-    launch = LaunchExecution(
-        command_id="launch",
-        execution_id=EXECUTION,
-        project="tests",
-        domain="dev",
-        workflow=spec.name,
-        version=spec.version,
-        inputs=inputs,
-    )
-    simulation = Simulation(state=None, events=[], decisions=[], pool=[ResolvedLaunch(command=launch, workflow=spec)])
+    simulation = Simulation(state=None, events=[], decisions=[], pool=[resolved_launch(spec, inputs, EXECUTION)])
     delivered: set[int] = set()
     while len(delivered) < len(simulation.pool):
         batch = choose(simulation.pool, delivered)

@@ -28,7 +28,6 @@ class _Result:
     outcome: AttemptOutcome
     command: ReportAttemptResult
     log: FilteringBoundLogger
-    size: int
     stored: anyio.Event = field(default_factory=anyio.Event)
 
 
@@ -48,7 +47,7 @@ class ResultReporter:
 
     async def report(self, dispatch: Dispatch, outcome: AttemptOutcome, log: FilteringBoundLogger) -> None:
         command = result_command(dispatch, self.worker, outcome)
-        result = _Result(dispatch, outcome, command, log, len(codec.encode(command)))
+        result = _Result(dispatch, outcome, command, log)
         execution = (dispatch.project, dispatch.domain, dispatch.execution_id)
         self._waiting.setdefault(execution, []).append(result)
         while not result.stored.is_set():
@@ -69,13 +68,17 @@ class ResultReporter:
                 done.set()
 
     def _take(self, execution: _Execution) -> list[_Result]:
-        """The oldest waiting results of the execution that fit in one command."""
+        """The oldest waiting results of the execution that fit in one command (a lone one is not measured: it is
+        sent as it is)."""
         waiting = self._waiting[execution]
-        count, size = 0, 0
-        for result in waiting:
-            if count and (count == MAX_RESULTS_PER_COMMAND or size + result.size > MAX_BYTES_PER_COMMAND):
-                break
-            count, size = count + 1, size + result.size
+        count, size = 1, 0
+        if len(waiting) > 1:
+            size = len(codec.encode(waiting[0].command))
+            for result in waiting[1:MAX_RESULTS_PER_COMMAND]:
+                size += len(codec.encode(result.command))
+                if size > MAX_BYTES_PER_COMMAND:
+                    break
+                count += 1
         batch, self._waiting[execution] = waiting[:count], waiting[count:]
         if not self._waiting[execution]:
             del self._waiting[execution]

@@ -160,18 +160,13 @@ class CacheKeeper:
         filled = await self._filled_in_log(state.project, state.domain, unanswered) if unanswered else {}
 
         async def resolve(event: NodeCacheLookup) -> ReportCacheLookup:
-            entry = entries.get(event.cache_key)
-            if entry is not None:
-                self.hits += 1
-                self.catalog_hits += 1
-                found = {"outputs": entry.outputs, "source_execution": entry.execution_id, "source_node": entry.node}
-                return _report(state, event, "hit", **found)
-            fill = filled.get(event.cache_key)
-            if fill is not None:
-                self.hits += 1
-                found = {"outputs": fill.outputs, "source_execution": fill.execution_id, "source_node": fill.node}
-                return _report(state, event, "hit", **found)
-            return await self._resolve_in_log(state, event)
+            entry = entries.get(event.cache_key) or filled.get(event.cache_key)
+            if entry is None:
+                return await self._resolve_in_log(state, event)
+            self.hits += 1
+            self.catalog_hits += event.cache_key in entries
+            found = {"outputs": entry.outputs, "source_execution": entry.execution_id, "source_node": entry.node}
+            return _report(state, event, "hit", **found)
 
         reports = await asyncio.gather(*(resolve(event) for event in lookups))
         for batch in _batches(reports):
@@ -184,20 +179,22 @@ class CacheKeeper:
             from_logs=len(filled),
         )
 
-    async def _filled_in_log(self, project: str, domain: str, keys: list[str]) -> dict[str, CacheFilled]:
-        """The keys whose log ends with a fill, read together (the catalog may not have projected a fill yet);
-        none when the server cannot read many subjects at once, and each key is then read on its own."""
+    async def _filled_in_log(self, project: str, domain: str, keys: list[str]) -> dict[str, CacheLookupReply]:
+        """The entries of the keys whose log ends with a fill, read together (the catalog may not have projected
+        a fill yet); none when the server cannot read many subjects at once, and each key is then read alone."""
         by_subject = {subjects.cache_entry_subject(project, domain, key): key for key in keys}
         try:
             newest = await last_messages(self.js, subjects.EVENTS_STREAM, list(by_subject))
         except (BatchUnsupported, nats.errors.Error) as exc:
             log.debug("cache_log_batch_unread", keys=len(keys), error=repr(exc))
             return {}
-        filled: dict[str, CacheFilled] = {}
+        filled: dict[str, CacheLookupReply] = {}
         for subject, raw in newest.items():
             record = entry_decoder.decode(raw.data or b"")
             if isinstance(record, CacheFilled) and subject in by_subject:
-                filled[by_subject[subject]] = record
+                filled[by_subject[subject]] = CacheLookupReply(
+                    found=True, outputs=record.outputs, execution_id=record.execution_id, node=record.node
+                )
         return filled
 
     async def _resolve_in_log(self, state: Execution, event: NodeCacheLookup) -> ReportCacheLookup:

@@ -95,7 +95,7 @@ class SchedulerService:
                     subjects.COMMANDS_STREAM,
                     commands,
                     lambda batch: self._handle_commands(nc, js, registry, batch),
-                    self._fetch_wait,
+                    self._batch_wait,
                 )
                 tg.start_soon(self._consume, nc, subjects.EVENTS_STREAM, decisions, self.outbox.handle)
                 task_status.started()
@@ -162,7 +162,7 @@ class SchedulerService:
                     with contextlib.suppress(nats.errors.Error):  # else redelivered after the ack wait
                         await msg.nak()
 
-    def _fetch_wait(self) -> float:
+    def _batch_wait(self) -> float:
         if not self._held:
             return math.inf
         first = min(since for since, _ in self._held.values())

@@ -19,9 +19,7 @@ from plait.settings import Settings
 async def _query(settings: Settings, what: str, request: dict[str, Any]) -> dict[str, Any]:
     async with nats_for_command(settings, services=("catalog",)) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
-            info = await client.js.stream_info("PLAIT_EVENTS")
-            request = {**request, "min_sequence": info.state.last_seq}
-            return await client.query(what, request)
+            return await client.query(what, {**request, "min_sequence": await client.log_position()})
 
 
 def _console() -> Console:
