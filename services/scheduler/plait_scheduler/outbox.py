@@ -1,23 +1,25 @@
-"""The outbox: tails decisions and publishes a dispatch record for every queued attempt.
+"""The outbox: tails decisions and publishes a dispatch record for every attempt they queued that is still queued.
 
 A dispatch is derived from a stored decision, so it can never exist without one; the durable
 consumer's position only moves once the dispatches are stored, so no decision loses its dispatch.
-``Nats-Msg-Id`` = attempt id makes a republished dispatch a no-op.
+``Nats-Msg-Id`` = attempt id makes a dispatch republished within the duplicate window a no-op; past it, the
+execution's current state decides: an attempt that started or ended, or whose execution ended, is not
+dispatched again (a recreated consumer replays the whole log).
 
 The replica that appended a decision also publishes its dispatches at once (``publish_decided``), so an
 attempt does not wait for the decision to travel through the outbox's consumer; the outbox then skips the
 dispatches this replica already has stored, and stays the guarantee for the others (a crash between the
 append and the publish, or another replica's decisions).
 
-A decision's side work (cache look-ups, fills and releases: ``plait_scheduler.caching``; retry timers:
-``plait_scheduler.timers``) follows the same pattern: the deciding replica starts it at once, in the
-background, and the outbox does it for decisions whose side work this replica has not finished.
+A decision's side work (cache look-ups, fills and releases: ``plait_scheduler.caching``; retry timers and
+attempt deadlines: ``plait_scheduler.timers``) follows the same pattern, and is also derived from the current
+state: the deciding replica starts it at once, in the background, and the outbox does it for decisions whose
+side work this replica has not finished.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -30,7 +32,7 @@ from plait import codec
 from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore
 from plait.core.dispatch import Dispatch
-from plait.core.events import Decision, Event, ExecutionLaunched, NodeQueued
+from plait.core.events import Decision, Event, NodeQueued
 from plait.core.model import WorkflowSpec
 from plait.core.state import Execution
 from plait_scheduler.cache import StateCache
@@ -41,6 +43,15 @@ from plait_scheduler.timers import RetryTimers
 log = structlog.get_logger()
 
 DISPATCH_ACK_SECONDS = 5.0  # how long a dispatch's storing is awaited before it is left to the outbox
+
+
+def still_queued(state: Execution, event: NodeQueued) -> bool:
+    """Whether the attempt ``event`` queued still waits for an executor: queued, in an execution still running.
+    Only such an attempt is dispatched from the log (a replayed decision must not run finished work again)."""
+    if state.terminal:
+        return False
+    attempt = state.nodes[event.node].find_attempt(event.attempt_id)
+    return attempt is not None and attempt.status == "queued"
 
 
 class Outbox:
@@ -56,7 +67,6 @@ class Outbox:
         self.timers = RetryTimers(js)
         self._side_work: DoneHere[int] = DoneHere("side_work_left_to_outbox", "decision_sequence")
         self._dispatches: DoneHere[str] = DoneHere("dispatch_left_to_outbox", "attempt")
-        self._workflows: OrderedDict[str, tuple[str, str, WorkflowSpec]] = OrderedDict()
         self.dispatched = 0
 
     async def _dispatch(
@@ -119,50 +129,39 @@ class Outbox:
             await self.keeper.after_decision(state, events)
         await self.timers.after_decision(state, events, decided_at)
 
-    async def _state_after(self, subject: str, decision_sequence: int) -> Execution | None:
-        """The execution's state as of the decision at ``decision_sequence`` or later."""
+    async def _state_after(
+        self, subject: str, decision_sequence: int, loaded: dict[str, Execution | None]
+    ) -> Execution | None:
+        """The execution's current state, as of the decision at ``decision_sequence`` or later: this replica's
+        cached state if it is that recent, else the one ``loaded`` for this batch, else read from the log."""
         cached = self.states.get(subject)
         if cached is not None and cached.last_sequence >= decision_sequence:
             return cached
-        return await self.store.load(subject)
+        state = loaded.get(subject)
+        if state is None or state.last_sequence < decision_sequence:
+            state = loaded[subject] = await self.store.load(subject)
+        return state
 
-    async def _catch_up_side_work(self, subject: str, decision: Decision, decision_sequence: int) -> None:
+    async def _catch_up_side_work(
+        self, subject: str, decision: Decision, decision_sequence: int, loaded: dict[str, Execution | None]
+    ) -> None:
         events = decision.events
         might = (self.keeper is not None and may_need_cache_work(events)) or self.timers.wants(events)
         if not might or await self._side_work.claim(decision_sequence):
             return
-        state = await self._state_after(subject, decision_sequence)
+        state = await self._state_after(subject, decision_sequence, loaded)
         if state is not None and self._wants_side_work(state, events):
             await self._do_side_work(state, events, decision.at)
-
-    async def _workflow_of(self, subject: str) -> tuple[str, str, WorkflowSpec]:
-        known = self._workflows.get(subject)
-        if known is not None:
-            return known
-        state = self.states.get(subject)
-        if state is not None:
-            found = (state.project, state.domain, state.workflow)
-        else:
-            async for stored in self.store.read(subject):
-                launched = next(e for e in stored.decision.events if isinstance(e, ExecutionLaunched))
-                found = (launched.project, launched.domain, launched.workflow)
-                break
-        self._workflows[subject] = found
-        while len(self._workflows) > 10_000:
-            self._workflows.popitem(last=False)
-        return found
 
     async def handle(self, messages: list[Msg]) -> None:
         """Publish the dispatches of these decision messages (pipelined), then ack them."""
         publishes: list[asyncio.Future[PubAck]] = []
         failed: set[int] = set()
+        loaded: dict[str, Execution | None] = {}  # states read from the log for this batch, by subject
         for msg in messages:
             decision = codec.decision_decoder.decode(msg.data)
-            for event in decision.events:
-                if isinstance(event, ExecutionLaunched):
-                    self._workflows[msg.subject] = (event.project, event.domain, event.workflow)
             try:
-                await self._catch_up_side_work(msg.subject, decision, msg.metadata.sequence.stream)
+                await self._catch_up_side_work(msg.subject, decision, msg.metadata.sequence.stream, loaded)
             except Exception:
                 log.exception("side_work_failed", decision_sequence=msg.metadata.sequence.stream)
                 failed.add(msg.metadata.sequence.stream)
@@ -172,14 +171,17 @@ class Outbox:
             queued = [e for e in queued if not await self._dispatches.claim(e.attempt_id)]
             if not queued:  # this replica stored them right after deciding
                 continue
-            project, domain, workflow = await self._workflow_of(msg.subject)
+            state = await self._state_after(msg.subject, msg.metadata.sequence.stream, loaded)
             for event in queued:
+                if state is None or not still_queued(state, event):
+                    log.info("dispatch_not_needed", execution=decision.execution_id, attempt=event.attempt_id)
+                    continue
                 publishes.append(
                     await self._dispatch(
-                        decision.execution_id,
-                        project,
-                        domain,
-                        workflow,
+                        state.execution_id,
+                        state.project,
+                        state.domain,
+                        state.workflow,
                         event,
                         msg.metadata.sequence.stream,
                     )
