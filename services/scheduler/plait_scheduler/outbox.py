@@ -31,6 +31,7 @@ from nats.js.api import PubAck
 from plait import codec
 from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore
+from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.dispatch import Dispatch
 from plait.core.events import Decision, Event, NodeQueued
 from plait.core.model import WorkflowSpec
@@ -38,20 +39,11 @@ from plait.core.state import Execution
 from plait_scheduler.cache import StateCache
 from plait_scheduler.caching import CacheKeeper, may_need_cache_work
 from plait_scheduler.done_here import DoneHere
-from plait_scheduler.timers import RetryTimers
+from plait_scheduler.timers import AttemptDeadlines, RetryTimers, still_queued
 
 log = structlog.get_logger()
 
 DISPATCH_ACK_SECONDS = 5.0  # how long a dispatch's storing is awaited before it is left to the outbox
-
-
-def still_queued(state: Execution, event: NodeQueued) -> bool:
-    """Whether the attempt ``event`` queued still waits for an executor: queued, in an execution still running.
-    Only such an attempt is dispatched from the log (a replayed decision must not run finished work again)."""
-    if state.terminal:
-        return False
-    attempt = state.nodes[event.node].find_attempt(event.attempt_id)
-    return attempt is not None and attempt.status == "queued"
 
 
 class Outbox:
@@ -62,9 +54,11 @@ class Outbox:
         states: StateCache,
         cluster: str,
         keeper: CacheKeeper | None = None,
+        attempt_deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
     ) -> None:
         self.js, self.store, self.states, self.cluster, self.keeper = js, store, states, cluster, keeper
         self.timers = RetryTimers(js)
+        self.deadlines = AttemptDeadlines(js, attempt_deadline_seconds)
         self._side_work: DoneHere[int] = DoneHere("side_work_left_to_outbox", "decision_sequence")
         self._dispatches: DoneHere[str] = DoneHere("dispatch_left_to_outbox", "attempt")
         self.dispatched = 0
@@ -122,12 +116,17 @@ class Outbox:
         self.dispatched += len(queued) - len(unacknowledged)
 
     def _wants_side_work(self, state: Execution, events: Sequence[Event]) -> bool:
-        return (self.keeper is not None and self.keeper.wants(state, events)) or self.timers.wants(events)
+        return (
+            (self.keeper is not None and self.keeper.wants(state, events))
+            or self.timers.wants(events)
+            or self.deadlines.wants(state, events)
+        )
 
     async def _do_side_work(self, state: Execution, events: Sequence[Event], decided_at: datetime) -> None:
         if self.keeper is not None and self.keeper.wants(state, events):
             await self.keeper.after_decision(state, events)
         await self.timers.after_decision(state, events, decided_at)
+        await self.deadlines.after_decision(state, events)
 
     async def _state_after(
         self, subject: str, decision_sequence: int, loaded: dict[str, Execution | None]
@@ -146,7 +145,11 @@ class Outbox:
         self, subject: str, decision: Decision, decision_sequence: int, loaded: dict[str, Execution | None]
     ) -> None:
         events = decision.events
-        might = (self.keeper is not None and may_need_cache_work(events)) or self.timers.wants(events)
+        might = (
+            (self.keeper is not None and may_need_cache_work(events))
+            or self.timers.wants(events)
+            or any(isinstance(event, NodeQueued) for event in events)
+        )
         if not might or await self._side_work.claim(decision_sequence):
             return
         state = await self._state_after(subject, decision_sequence, loaded)

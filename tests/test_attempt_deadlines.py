@@ -1,0 +1,67 @@
+"""Every attempt ends: a deadline timer fails an attempt nobody runs, a live executor keeps its attempt's
+deadline moving, and an execution that ends stops the attempts it still has running or queued."""
+
+from __future__ import annotations
+
+import anyio
+import structlog.testing
+
+from plait.adapters import subjects
+from plait.client import AsyncClient
+from plait.core.events import AttemptStarted
+from plait_executor import ExecutorService
+from plait_scheduler import SchedulerService
+from tests import workflows
+from tests.running import running
+
+DEADLINE = 30.0
+
+
+async def wait_until_started(client: AsyncClient, execution_id: str) -> None:
+    with anyio.fail_after(DEADLINE):
+        async for stored in client.events(execution_id):
+            if any(isinstance(e, AttemptStarted) for e in stored.decision.events):
+                return
+
+
+async def no_dispatch_left(client: AsyncClient) -> None:
+    """Wait until every dispatch is acknowledged: none waits in the stream or is held by an executor."""
+    with anyio.fail_after(DEADLINE):
+        while True:
+            info = await client.js.consumer_info(subjects.DISPATCH_STREAM, "executor-local-default")
+            if info.num_ack_pending + info.num_pending == 0:
+                return
+            await anyio.sleep(0.05)
+
+
+async def test_an_attempt_no_executor_takes_fails_at_its_deadline(nats_url: str) -> None:
+    scheduler = SchedulerService(nats_url, replica="deadlines", attempt_deadline_seconds=2.0)
+    async with running(scheduler.run), await AsyncClient.connect(nats_url) as client:
+        execution_id = await client.launch(workflows.paused, {"seconds": 0.1})
+        state = await client.wait(execution_id, timeout=DEADLINE)
+    assert state.status == "failed" and state.error is not None
+    assert (state.error.kind, state.error.message) == ("system", "no result within 2 s")
+
+
+async def test_an_attempt_outlives_its_deadline_while_its_executor_is_alive(nats_url: str) -> None:
+    scheduler = SchedulerService(nats_url, replica="deadlines", attempt_deadline_seconds=2.0)
+    executor = ExecutorService(nats_url, concurrency=1, worker_name="executor", attempt_deadline_seconds=2.0)
+    async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+        execution_id = await client.launch(workflows.paused, {"seconds": 5.0})
+        state = await client.wait(execution_id, timeout=DEADLINE)
+    assert (state.status, state.outputs) == ("succeeded", {"result": 5.0})
+
+
+async def test_aborting_an_execution_kills_its_running_attempt(nats_url: str) -> None:
+    scheduler = SchedulerService(nats_url, replica="aborts")
+    executor = ExecutorService(nats_url, concurrency=1, worker_name="executor")
+    with structlog.testing.capture_logs() as logs:
+        async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+            execution_id = await client.launch(workflows.paused, {"seconds": 600.0})
+            await wait_until_started(client, execution_id)
+            await client.abort(execution_id)
+            assert (await client.wait(execution_id, timeout=DEADLINE)).status == "aborted"
+            await no_dispatch_left(client)  # far sooner than the task's 600 s: it was killed, its dispatch acked
+    stopped = [entry for entry in logs if entry["event"] == "attempt_stopped"]
+    assert [entry["execution"] for entry in stopped] == [execution_id]
+    assert not [entry for entry in logs if entry["event"] in ("attempt_succeeded", "attempt_failed")]
