@@ -24,14 +24,19 @@ async def wait_until_started(client: AsyncClient, execution_id: str) -> None:
                 return
 
 
-async def no_dispatch_left(client: AsyncClient) -> None:
-    """Wait until every dispatch is acknowledged: none waits in the stream or is held by an executor."""
+async def held_by_the_executor(client: AsyncClient, count: int) -> None:
+    """Wait until exactly ``count`` dispatches are left, all held by the executor (none waits in the stream)."""
     with anyio.fail_after(DEADLINE):
         while True:
             info = await client.js.consumer_info(subjects.DISPATCH_STREAM, "executor-local-default")
-            if info.num_ack_pending + info.num_pending == 0:
+            if (info.num_ack_pending, info.num_pending) == (count, 0):
                 return
             await anyio.sleep(0.05)
+
+
+async def no_dispatch_left(client: AsyncClient) -> None:
+    """Wait until every dispatch is acknowledged: none waits in the stream or is held by an executor."""
+    await held_by_the_executor(client, 0)
 
 
 async def test_an_attempt_no_executor_takes_fails_at_its_deadline(nats_url: str) -> None:
@@ -65,3 +70,34 @@ async def test_aborting_an_execution_kills_its_running_attempt(nats_url: str) ->
     stopped = [entry for entry in logs if entry["event"] == "attempt_stopped"]
     assert [entry["execution"] for entry in stopped] == [execution_id]
     assert not [entry for entry in logs if entry["event"] in ("attempt_succeeded", "attempt_failed")]
+
+
+async def test_failing_fast_kills_the_attempts_still_running(nats_url: str) -> None:
+    scheduler = SchedulerService(nats_url, replica="fail-fast")
+    executor = ExecutorService(nats_url, concurrency=2, worker_name="executor")
+    with structlog.testing.capture_logs() as logs:
+        async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+            execution_id = await client.launch(workflows.pause_beside_failure)
+            assert (await client.wait(execution_id, timeout=DEADLINE)).status == "failed"
+            await no_dispatch_left(client)
+    stopped = [entry["node"] for entry in logs if entry["event"] == "attempt_stopped"]
+    assert stopped == ["pause"]
+
+
+async def test_a_queued_attempt_of_an_aborted_execution_never_runs(nats_url: str) -> None:
+    scheduler = SchedulerService(nats_url, replica="aborts")
+    executor = ExecutorService(nats_url, concurrency=1, worker_name="executor")
+    with structlog.testing.capture_logs() as logs:
+        async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+            running_id = await client.launch(workflows.paused, {"seconds": 600.0})
+            await wait_until_started(client, running_id)
+            waiting_id = await client.launch(workflows.paused, {"seconds": 600.0})
+            await held_by_the_executor(client, 2)  # the second waits for the one worker
+            await client.abort(waiting_id)
+            assert (await client.wait(waiting_id, timeout=DEADLINE)).status == "aborted"
+            await held_by_the_executor(client, 1)
+            await client.abort(running_id)
+            await no_dispatch_left(client)
+    started = [entry["execution"] for entry in logs if entry["event"] == "attempt_started"]
+    stopped = [entry["execution"] for entry in logs if entry["event"] == "attempt_stopped"]
+    assert started == [running_id] and sorted(stopped) == sorted([running_id, waiting_id])
