@@ -297,3 +297,23 @@ async def test_a_result_is_not_stored_over_another_nodes_reservation(nats_url: s
         await CacheLog(client.js, state.project, state.domain, node.cache_key).append(other, expected=0)
         await CacheKeeper(client.nc, client.js).fill(state, succeeded)
         assert await entry_records(client, node.cache_key) == [other]
+
+
+async def test_a_reservation_outlasts_its_lease_while_its_holder_computes(nats_url: str) -> None:
+    """Reservations of 2 s, a task of 6 s, a second execution waiting: the key is still computed once."""
+    scheduler = SchedulerService(nats_url, replica="cache-scheduler", cache_reservation_seconds=2.0)
+    executor = ExecutorService(nats_url, concurrency=2, worker_name="cache-executor")
+    inputs = {"x": 12, "seconds": 6.0}
+    async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+        holder_id = await client.launch(cache_workflows.squared_then_doubled, inputs)
+        async for stored in client.events(holder_id):
+            if any(isinstance(e, AttemptStarted) for e in stored.decision.events):
+                break
+        waiter_id = await client.launch(cache_workflows.squared_then_doubled, inputs)
+        states = [await client.wait(execution_id, timeout=DEADLINE) for execution_id in (holder_id, waiter_id)]
+        assert [state.outputs for state in states] == [{"result": 288}, {"result": 288}]
+        waiter_events = await events_of(client, waiter_id)
+        records = await entry_records(client, square_key(12, 6.0))
+    assert not [e for e in waiter_events if isinstance(e, NodeQueued) and e.node == "slow_square"]
+    assert len([e for e in waiter_events if isinstance(e, NodeCacheWaiting)]) >= 2, "it waited past the lease"
+    assert [type(r) for r in records] == [CacheReserved, CacheFilled]

@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from plait.adapters import subjects
 from plait.adapters.cachelog import CacheLog, entry_decoder
 from plait.adapters.commands import publish_command, schedule_command
-from plait.adapters.jetstream import BatchUnsupported, last_messages
+from plait.adapters.jetstream import BatchUnsupported, EventStore, last_messages
 from plait.core.cachelog import (
     MAX_KEYS_PER_LOOKUP,
     CacheEntryRecord,
@@ -132,14 +132,16 @@ def _may_fill(state: Execution, node_id: str, last: CacheEntryRecord | None) -> 
 
 
 class CacheKeeper:
-    """Does the cache work of decisions. ``reservation_seconds``: how long a reservation stands if its holder
-    neither fills nor releases it; ``lookup_timeout``: how long to wait for the catalog before going on
+    """Does the cache work of decisions. ``reservation_seconds``: how often a look-up waiting on a reservation
+    checks its holder (a holder whose node ended, or whose execution did, without filling or releasing the key
+    loses it then); ``lookup_timeout``: how long to wait for the catalog before going on
     without it (the key's own log is then the only source)."""
 
     def __init__(
         self, nc: NATS, js: JetStreamContext, *, reservation_seconds: float = 600.0, lookup_timeout: float = 0.5
     ) -> None:
         self.nc, self.js = nc, js
+        self.store = EventStore(js)
         self.reservation = timedelta(seconds=reservation_seconds)
         self.lookup_timeout = lookup_timeout
         self.hits = self.misses = self.waits = 0
@@ -235,15 +237,16 @@ class CacheKeeper:
                 self.misses += 1
                 return _report(state, event, "reserved")
             now = datetime.now(UTC)
-            if isinstance(last, CacheReserved) and last.until > now:
+            if isinstance(last, CacheReserved) and (last.until > now or await self._holder_works_on(state, last, key)):
+                until = last.until if last.until > now else now + self.reservation
                 await cache_log.add_waiter(
                     CacheWaiter(execution_id=state.execution_id, node=node, round=event.round, at=now)
                 )
                 if (await cache_log.last())[0] != sequence:
                     continue  # filled or released meanwhile: its waker may have missed this waiter
                 self.waits += 1
-                await self._recheck_at(state, event, last.until)
-                holder = {"holder_execution": last.execution_id, "holder_node": last.node, "until": last.until}
+                await self._recheck_at(state, event, until)
+                holder = {"holder_execution": last.execution_id, "holder_node": last.node, "until": until}
                 return _report(state, event, "held", **holder)
             reservation = CacheReserved(
                 execution_id=state.execution_id, node=node, at=now, until=now + self.reservation
@@ -255,6 +258,18 @@ class CacheKeeper:
             self.misses += 1
             return _report(state, event, "reserved")
         raise ConflictError(f"cache key {key}: its log kept moving during {MAX_RACES} look-up attempts")
+
+    async def _holder_works_on(self, state: Execution, holder: CacheReserved, key: str) -> bool:
+        """Whether the node holding the key is still computing it: its execution runs, and the node is queued or
+        running (or about to be: its look-up reserved the key). Then its reservation stands past ``until``: the
+        lease lasts as long as its holder, however long the task runs or waits for an executor."""
+        try:
+            subject = subjects.execution_subject(state.project, state.domain, holder.execution_id)
+        except ValueError:
+            return False
+        execution = await self.store.load(subject)
+        node = execution.nodes.get(holder.node) if execution is not None and not execution.terminal else None
+        return node is not None and node.cache_key == key and node.status in ("cache_lookup", "queued", "running")
 
     async def fill(self, state: Execution, event: NodeSucceeded) -> None:
         """Store the node's outputs under its key, over its own reservation only (or, when the execution
