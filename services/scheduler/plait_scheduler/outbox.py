@@ -20,9 +20,11 @@ side work this replica has not finished.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import nats.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -157,47 +159,67 @@ class Outbox:
             await self._do_side_work(state, events, decision.at)
 
     async def handle(self, messages: list[Msg]) -> None:
-        """Publish the dispatches of these decision messages (pipelined), then ack them."""
-        publishes: list[asyncio.Future[PubAck]] = []
+        """Publish the dispatches of these decision messages (pipelined), then ack them. A decision whose side work
+        or dispatches could not be done (NATS away, a stream without a leader) is handed back, to be done again."""
+        pending: dict[asyncio.Future[PubAck], int] = {}  # each publish, with the sequence of its decision
         failed: set[int] = set()
         loaded: dict[str, Execution | None] = {}  # states read from the log for this batch, by subject
         for msg in messages:
             decision = codec.decision_decoder.decode(msg.data)
+            sequence = msg.metadata.sequence.stream
             try:
-                await self._catch_up_side_work(msg.subject, decision, msg.metadata.sequence.stream, loaded)
+                await self._catch_up_side_work(msg.subject, decision, sequence, loaded)
             except Exception:
-                log.exception("side_work_failed", decision_sequence=msg.metadata.sequence.stream)
-                failed.add(msg.metadata.sequence.stream)
-            queued = [e for e in decision.events if isinstance(e, NodeQueued)]
-            if not queued:
-                continue
-            queued = [e for e in queued if not await self._dispatches.claim(e.attempt_id)]
-            if not queued:  # this replica stored them right after deciding
-                continue
-            state = await self._state_after(msg.subject, msg.metadata.sequence.stream, loaded)
-            for event in queued:
-                if state is None or not still_queued(state, event):
-                    log.info("dispatch_not_needed", execution=decision.execution_id, attempt=event.attempt_id)
-                    continue
-                publishes.append(
-                    await self._dispatch(
-                        state.execution_id,
-                        state.project,
-                        state.domain,
-                        state.workflow,
-                        event,
-                        msg.metadata.sequence.stream,
-                    )
-                )
-        try:
-            await asyncio.wait_for(asyncio.gather(*publishes), DISPATCH_ACK_SECONDS)
-        except BaseException:
-            for publish in publishes:
-                publish.cancel()
-            raise
-        self.dispatched += len(publishes)
+                log.exception("side_work_failed", decision_sequence=sequence)
+                failed.add(sequence)
+            try:
+                for publish in await self._dispatch_still_queued(msg.subject, decision, sequence, loaded):
+                    pending[publish] = sequence
+            except Exception:
+                log.exception("dispatch_failed", decision_sequence=sequence)
+                failed.add(sequence)
+        failed |= await self._unstored(pending)
         for msg in messages:
-            if msg.metadata.sequence.stream in failed:
-                await msg.nak(delay=1.0)
+            with contextlib.suppress(nats.errors.Error):  # else redelivered after the ack wait
+                if msg.metadata.sequence.stream in failed:
+                    await msg.nak(delay=1.0)
+                else:
+                    await msg.ack()
+
+    async def _dispatch_still_queued(
+        self, subject: str, decision: Decision, sequence: int, loaded: dict[str, Execution | None]
+    ) -> list[asyncio.Future[PubAck]]:
+        """Publish the dispatch of each attempt the decision queued that this replica has not stored already and
+        that is still queued."""
+        queued = [e for e in decision.events if isinstance(e, NodeQueued)]
+        queued = [e for e in queued if not await self._dispatches.claim(e.attempt_id)]
+        if not queued:  # none, or this replica stored them right after deciding
+            return []
+        state = await self._state_after(subject, sequence, loaded)
+        publishes = []
+        for event in queued:
+            if state is None or not still_queued(state, event):
+                log.info("dispatch_not_needed", execution=decision.execution_id, attempt=event.attempt_id)
+                continue
+            publishes.append(
+                await self._dispatch(state.execution_id, state.project, state.domain, state.workflow, event, sequence)
+            )
+        return publishes
+
+    async def _unstored(self, pending: dict[asyncio.Future[PubAck], int]) -> set[int]:
+        """Wait until the publishes are stored; the sequences of the decisions whose dispatches were not."""
+        if not pending:
+            return set()
+        try:
+            done, not_done = await asyncio.wait(pending, timeout=DISPATCH_ACK_SECONDS)
+        finally:
+            for publish in pending:
+                publish.cancel()  # no-op for those done
+        unstored = {pending[publish] for publish in not_done}
+        for publish in done:
+            if publish.exception() is not None:
+                log.warning("dispatch_not_stored", decision_sequence=pending[publish], error=repr(publish.exception()))
+                unstored.add(pending[publish])
             else:
-                await msg.ack()
+                self.dispatched += 1
+        return unstored
