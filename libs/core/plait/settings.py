@@ -23,7 +23,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     queue: str = "default"
     concurrency: int = 0  # 0: one worker process per core
     stream_replicas: int | None = None  # 3 on a NATS cluster; when unset, existing streams are left as they are
-    ack_wait_seconds: float = 30.0  # how long a silent consumer keeps a message before it is redelivered
+    ack_wait_seconds: float = 30.0  # how long a silent scheduler keeps a message before it is redelivered
     dispatch_ack_wait_seconds: float = 5.0  # the same for a dispatch (its executor heartbeats at a third of it)
     attempt_deadline_seconds: float = 3600.0  # an attempt with no result and no sign of life this long fails
     log_format: Literal["json", "console"] = "json"
@@ -31,7 +31,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     home: str = ""
     nats_sync: Literal["always", "default"] = "always"
     embedded_services: Literal["processes", "in-process"] = "processes"  # how the embedded stack runs its services
-    cache_reservation_seconds: float = 600.0  # how long a cache key's reservation stands without a fill or release
+    cache_reservation_seconds: float = 600.0  # how often a waiting look-up checks the key's holder is still computing
     cache_lookup_seconds: float = 0.5  # how long a scheduler waits for the catalog's cache answer before going on
     background_niceness: int = 10  # the embedded catalog's and PostgreSQL's: projecting yields the CPU to scheduling
 
