@@ -3,6 +3,10 @@ deadline moving, and an execution that ends stops the attempts it still has runn
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
 import anyio
 import structlog.testing
 
@@ -57,47 +61,48 @@ async def test_an_attempt_outlives_its_deadline_while_its_executor_is_alive(nats
     assert (state.status, state.outputs) == ("succeeded", {"result": 5.0})
 
 
-async def test_aborting_an_execution_kills_its_running_attempt(nats_url: str) -> None:
-    scheduler = SchedulerService(nats_url, replica="aborts")
-    executor = ExecutorService(nats_url, concurrency=1, worker_name="executor")
+@contextlib.asynccontextmanager
+async def logged_stack(nats_url: str, concurrency: int) -> AsyncIterator[tuple[AsyncClient, list[dict[str, Any]]]]:
+    """A scheduler and an executor in this process, a client, and what they log."""
+    scheduler = SchedulerService(nats_url, replica="scheduler")
+    executor = ExecutorService(nats_url, concurrency=concurrency, worker_name="executor")
     with structlog.testing.capture_logs() as logs:
         async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
-            execution_id = await client.launch(workflows.paused, {"seconds": 600.0})
-            await wait_until_started(client, execution_id)
-            await client.abort(execution_id)
-            assert (await client.wait(execution_id, timeout=DEADLINE)).status == "aborted"
-            await no_dispatch_left(client)  # far sooner than the task's 600 s: it was killed, its dispatch acked
+            yield client, logs
+
+
+async def test_aborting_an_execution_kills_its_running_attempt(nats_url: str) -> None:
+    async with logged_stack(nats_url, concurrency=1) as (client, logs):
+        execution_id = await client.launch(workflows.paused, {"seconds": 600.0})
+        await wait_until_started(client, execution_id)
+        await client.abort(execution_id)
+        assert (await client.wait(execution_id, timeout=DEADLINE)).status == "aborted"
+        await no_dispatch_left(client)  # far sooner than the task's 600 s: it was killed, its dispatch acked
     stopped = [entry for entry in logs if entry["event"] == "attempt_stopped"]
     assert [entry["execution"] for entry in stopped] == [execution_id]
     assert not [entry for entry in logs if entry["event"] in ("attempt_succeeded", "attempt_failed")]
 
 
 async def test_failing_fast_kills_the_attempts_still_running(nats_url: str) -> None:
-    scheduler = SchedulerService(nats_url, replica="fail-fast")
-    executor = ExecutorService(nats_url, concurrency=2, worker_name="executor")
-    with structlog.testing.capture_logs() as logs:
-        async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
-            execution_id = await client.launch(workflows.pause_beside_failure)
-            assert (await client.wait(execution_id, timeout=DEADLINE)).status == "failed"
-            await no_dispatch_left(client)
+    async with logged_stack(nats_url, concurrency=2) as (client, logs):
+        execution_id = await client.launch(workflows.pause_beside_failure)
+        assert (await client.wait(execution_id, timeout=DEADLINE)).status == "failed"
+        await no_dispatch_left(client)
     stopped = [entry["node"] for entry in logs if entry["event"] == "attempt_stopped"]
     assert stopped == ["pause"]
 
 
 async def test_a_queued_attempt_of_an_aborted_execution_never_runs(nats_url: str) -> None:
-    scheduler = SchedulerService(nats_url, replica="aborts")
-    executor = ExecutorService(nats_url, concurrency=1, worker_name="executor")
-    with structlog.testing.capture_logs() as logs:
-        async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
-            running_id = await client.launch(workflows.paused, {"seconds": 600.0})
-            await wait_until_started(client, running_id)
-            waiting_id = await client.launch(workflows.paused, {"seconds": 600.0})
-            await held_by_the_executor(client, 2)  # the second waits for the one worker
-            await client.abort(waiting_id)
-            assert (await client.wait(waiting_id, timeout=DEADLINE)).status == "aborted"
-            await held_by_the_executor(client, 1)
-            await client.abort(running_id)
-            await no_dispatch_left(client)
+    async with logged_stack(nats_url, concurrency=1) as (client, logs):
+        running_id = await client.launch(workflows.paused, {"seconds": 600.0})
+        await wait_until_started(client, running_id)
+        waiting_id = await client.launch(workflows.paused, {"seconds": 600.0})
+        await held_by_the_executor(client, 2)  # the second waits for the one worker
+        await client.abort(waiting_id)
+        assert (await client.wait(waiting_id, timeout=DEADLINE)).status == "aborted"
+        await held_by_the_executor(client, 1)
+        await client.abort(running_id)
+        await no_dispatch_left(client)
     started = [entry["execution"] for entry in logs if entry["event"] == "attempt_started"]
     stopped = [entry["execution"] for entry in logs if entry["event"] == "attempt_stopped"]
     assert started == [running_id] and sorted(stopped) == sorted([running_id, waiting_id])
