@@ -11,7 +11,8 @@ import asyncpg
 import structlog
 
 from plait.adapters.jetstream import connect, ensure_streams
-from plait_catalog import db
+from plait.adapters.quarantine import CATALOG_READER, Quarantine, ReplayResponder
+from plait_catalog import db, quarantined
 from plait_catalog.migrations import migrate
 from plait_catalog.offsets import OffsetWatcher
 from plait_catalog.projector import Projector
@@ -70,6 +71,9 @@ class CatalogService:
                 await tg.start(watcher.run)
                 await tg.start(responder.serve)
                 await tg.start(RebuildResponder(nc, self.projector, self.replica).serve)
+                await tg.start(
+                    ReplayResponder(nc, Quarantine(js, CATALOG_READER), quarantined.retrying(js, pool)).serve
+                )
                 tg.start_soon(self.projector.run, js)
                 self._log.info("catalog_started")
                 task_status.started()

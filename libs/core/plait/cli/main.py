@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from plait.cli import catalog_commands
+from plait.cli import aside_commands, catalog_commands
 from plait.errors import DefinitionError, InputError, NotFound, PlaitError
 
 DESCRIPTION = """\
@@ -113,6 +113,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     export.add_argument("directory", nargs="?", default="schemas", metavar="DIR", help="default: ./schemas")
     catalog_commands.add_parsers(commands)
+    aside_commands.add_parsers(commands)
     return parser, run
 
 
@@ -181,6 +182,8 @@ def dispatch(argv: Sequence[str]) -> int:
     configure_logging(settings.log_format, "warning", file=settings.home_path / "logs" / "plait.log")
     if args.command in catalog_commands.COMMANDS:
         return catalog_commands.run(settings, args)
+    if args.command in aside_commands.COMMANDS:
+        return aside_commands.run(settings, args)
     if args.command in ("replay", "audit"):
         from plait.cli import history
 

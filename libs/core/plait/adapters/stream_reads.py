@@ -1,0 +1,27 @@
+"""Reading every message a stream holds on some subjects, once, in order."""
+
+from __future__ import annotations
+
+import anyio
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+
+async def read_messages(js: JetStreamContext, stream: str, subject_filter: str) -> list[Msg]:
+    """The messages of ``stream`` on ``subject_filter`` as they are now, oldest first (an ordered consumer)."""
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    subscription = await js.subscribe(subject_filter, stream=stream, ordered_consumer=True, config=config)
+    messages: list[Msg] = []
+    try:
+        info = await subscription.consumer_info()
+        if info.num_pending == 0 and not info.delivered.consumer_seq:  # nothing to deliver, nor delivered already
+            return messages
+        async for message in subscription.messages:
+            messages.append(message)
+            if message.metadata.num_pending == 0:
+                break
+    finally:
+        with anyio.CancelScope(shield=True):
+            await subscription.unsubscribe()
+    return messages
