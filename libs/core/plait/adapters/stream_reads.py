@@ -15,7 +15,8 @@ async def read_messages(js: JetStreamContext, stream: str, subject_filter: str) 
     messages: list[Msg] = []
     try:
         info = await subscription.consumer_info()
-        if info.num_pending == 0 and not info.delivered.consumer_seq:  # nothing to deliver, nor delivered already
+        delivered = info.delivered.consumer_seq if info.delivered else 0
+        if info.num_pending == 0 and not delivered:  # nothing to deliver, nor delivered already
             return messages
         async for message in subscription.messages:
             messages.append(message)
