@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import anyio
 import asyncpg
-import msgspec
 from asyncpg.pool import PoolConnectionProxy
+
+from plait_catalog import nul_escapes
 
 NOTIFY_CHANNEL = "plait_catalog"
 CONNECT_TIMEOUT = 10.0
@@ -26,14 +27,14 @@ MIGRATIONS_LOCK = advisory_key("plait_catalog.migrations")
 PROJECTION_LOCK = advisory_key("plait_catalog.projection.main")
 
 
-def _encode_json(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
-
-
 async def init_connection(connection: Connection) -> None:
-    """Make jsonb columns take and give Python values (msgspec Structs encode as objects)."""
+    """Make jsonb columns take and give Python values (msgspec Structs encode as objects), and let text and jsonb
+    hold NUL characters (escaped: ``nul_escapes``)."""
     await connection.set_type_codec(
-        "jsonb", encoder=_encode_json, decoder=msgspec.json.decode, schema="pg_catalog", format="text"
+        "jsonb", encoder=nul_escapes.encode_json, decoder=nul_escapes.decode_json, schema="pg_catalog", format="text"
+    )
+    await connection.set_type_codec(
+        "text", encoder=nul_escapes.escape_text, decoder=nul_escapes.restore_text, schema="pg_catalog", format="text"
     )
 
 
