@@ -59,10 +59,11 @@ class CatalogService:
         async with AsyncExitStack() as stack:
             nc = await connect(self.nats_url, application_name)
             stack.push_async_callback(_shielded, nc.close)
-            pool = await db.create_pool(self.database_url, application_name)
+            pool = await db.when_reachable(
+                lambda: db.create_pool(self.database_url, application_name), "a connection pool"
+            )
             stack.push_async_callback(_close_pool, pool)
-            async with pool.acquire() as connection:
-                await migrate(connection)
+            await db.when_reachable(lambda: _migrate(pool), "the migrations")
             js = nc.jetstream()
             await ensure_streams(js)
             watcher = OffsetWatcher(self.database_url, pool, f"{application_name}-listener")
@@ -77,6 +78,11 @@ class CatalogService:
                 tg.start_soon(self.projector.run, js)
                 self._log.info("catalog_started")
                 task_status.started()
+
+
+async def _migrate(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as connection:
+        await migrate(connection)
 
 
 async def _shielded(close: Callable[[], Awaitable[None]]) -> None:
