@@ -16,7 +16,7 @@ from plait.adapters import subjects
 from plait.client import AsyncClient
 from plait.core.commands import LaunchExecution
 from plait.core.decide import ResolvedLaunch, decide
-from plait.core.events import Decision
+from plait.core.events import Decision, Event, NodeFailed, TaskError
 from plait_catalog import db
 from plait_catalog.migrations import migrate
 from plait_catalog.nul_escapes import decode_json, encode_json, escape_text, restore_text
@@ -82,6 +82,19 @@ async def test_nul_characters_in_inputs_outputs_errors_and_reasons_are_stored_an
     assert (await _show(client, paused))["abort_reason"] == "stop\x00now"
 
 
+def _decision(execution_id: str, events: list[Event]) -> bytes:
+    return codec.encode(
+        Decision(
+            execution_id=execution_id,
+            at=datetime.now(UTC),
+            replica="test",
+            commands=(f"command:{execution_id}",),
+            previous="",
+            events=tuple(events),
+        )
+    )
+
+
 def _launch(execution_id: str) -> bytes:
     launch = LaunchExecution(
         command_id=f"launch:{execution_id}",
@@ -92,20 +105,10 @@ def _launch(execution_id: str) -> bytes:
         version=workflows.add_two.spec.version,
         inputs={"a": 1, "b": 2},
     )
-    events = decide(None, ResolvedLaunch(command=launch, workflow=workflows.add_two.spec))
-    return codec.encode(
-        Decision(
-            execution_id=execution_id,
-            at=datetime.now(UTC),
-            replica="test",
-            commands=(launch.command_id,),
-            previous="",
-            events=tuple(events),
-        )
-    )
+    return _decision(execution_id, decide(None, ResolvedLaunch(command=launch, workflow=workflows.add_two.spec)))
 
 
-async def test_a_message_postgresql_refuses_is_kept_aside_and_the_rest_of_its_batch_projected(
+async def test_a_message_postgresql_or_the_rows_refuse_is_kept_aside_and_the_rest_of_its_batch_projected(
     database_url: str,
 ) -> None:
     at = datetime.now(UTC)
@@ -114,6 +117,8 @@ async def test_a_message_postgresql_refuses_is_kept_aside_and_the_rest_of_its_ba
         StoredMessage(1, subject, _launch("first"), at),
         StoredMessage(2, subject, _launch("bad\x00id"), at),  # a key: arrays of keys are not escaped
         StoredMessage(3, subject, _launch("third"), at),
+        StoredMessage(4, subject, _decision("first", [NodeFailed("no-such-node", TaskError("user", "x"))]), at),
+        StoredMessage(5, subject, _launch("fifth"), at),
     ]
     kept: list[tuple[int, str]] = []
 
@@ -123,11 +128,11 @@ async def test_a_message_postgresql_refuses_is_kept_aside_and_the_rest_of_its_ba
     connection = await db.connect(database_url, "test-nul")
     try:
         await migrate(connection)
-        assert await apply_batch(connection, messages, keep_aside=keep_aside) == 3
-        assert [sequence for sequence, _ in kept] == [2]
-        assert "CharacterNotInRepertoireError" in kept[0][1]
+        assert await apply_batch(connection, messages, keep_aside=keep_aside) == 5
+        assert [sequence for sequence, _ in kept] == [2, 4]
+        assert "CharacterNotInRepertoireError" in kept[0][1] and "no-such-node" in kept[1][1]
         rows = await connection.fetch("SELECT execution_id FROM executions ORDER BY execution_id")
-        assert [row["execution_id"] for row in rows] == ["first", "third"]
-        assert await stored_offset(connection) == 3
+        assert [row["execution_id"] for row in rows] == ["fifth", "first", "third"]
+        assert await stored_offset(connection) == 5
     finally:
         await connection.close()
