@@ -162,7 +162,7 @@ def _from_the_future(execution_id: str) -> bytes:
     return _decision(execution_id).replace(b'"execution_launched.v1"', b'"execution_launched.v9"')
 
 
-async def test_a_replay_after_an_upgrade_projects_the_quarantined_message_and_resolves_it(
+async def test_a_replay_after_an_upgrade_takes_the_quarantined_decision_and_its_execution_completes(
     nats_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     nc = await connect(nats_url, "test-quarantine")
@@ -173,22 +173,30 @@ async def test_a_replay_after_an_upgrade_projects_the_quarantined_message_and_re
         await watch.start(nc)
         subject = subjects.execution_subject(PROJECT, DOMAIN, "future")
         await js.publish(subject, _from_the_future("future"), stream=subjects.EVENTS_STREAM)
+        scheduler = SchedulerService(nats_url, replica="test-scheduler")
+        executor = ExecutorService(nats_url, concurrency=1, worker_name="test-executor")
         catalog = CatalogService(nats_url, database_url, replica="test-catalog")
-        async with running(catalog.run), await AsyncClient.connect(nats_url) as client:
-            await watch.wait_until(lambda: subject in watch.of(CATALOG_READER))
-            code, output = await plait_cli(nats_url, "quarantine", "replay", "--reader", "catalog")
-            assert code == 1 and "catalog: 0 resolved, 1 still unreadable" in output, output
+        async with running(scheduler.run, executor.run, catalog.run), await AsyncClient.connect(nats_url) as client:
+            await watch.wait_until(lambda: subject in watch.of(CATALOG_READER) and subject in watch.of(OUTBOX_READER))
+            code, output = await plait_cli(nats_url, "quarantine", "replay")
+            assert code == 1, output
+            assert "catalog: 0 resolved, 1 still unreadable" in output
+            assert "outbox: 0 resolved, 1 still unreadable" in output
 
             def upgraded(raw: dict[str, Any]) -> dict[str, Any]:
                 return {**raw, "type": "execution_launched.v1"}
 
             monkeypatch.setattr(codec.decision_decoder, "upcasters", {"execution_launched.v9": upgraded})
-            code, output = await plait_cli(nats_url, "quarantine", "replay", "--reader", "catalog")
-            assert code == 0 and "catalog: 1 resolved, 0 still unreadable" in output, output
-            assert (await _show(client, "future"))["inputs"] == {"a": 1, "b": 2}
+            code, output = await plait_cli(nats_url, "quarantine", "replay")
+            assert code == 0, output
+            assert "catalog: 1 resolved, 0 still unreadable" in output
+            assert "outbox: 1 resolved, 0 still unreadable" in output
+            state = await client.wait("future", timeout=DEADLINE)  # its first attempt was dispatched at last
+            assert (state.status, state.outputs) == ("succeeded", {"result": 3})
+            assert (await _show(client, "future"))["outputs"] == {"result": 3}
             code, listed = await plait_cli(nats_url, "quarantine", "list", "--all", "--json")
             assert code == 0, listed
-            [entry] = json.loads(listed)["entries"]
-            assert entry["resolved_at"] is not None and json.loads(listed)["open"] == 0
+            assert json.loads(listed)["open"] == 0
+            assert all(entry["resolved_at"] is not None for entry in json.loads(listed)["entries"])
     finally:
         await nc.close()
