@@ -11,17 +11,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plait import codec
 from plait.adapters import subjects
 from plait.client import AsyncClient
-from plait.core.commands import LaunchExecution
-from plait.core.decide import ResolvedLaunch, decide
-from plait.core.events import Decision, Event, NodeFailed, TaskError
+from plait.core.events import NodeFailed, TaskError
 from plait_catalog import db
 from plait_catalog.migrations import migrate
 from plait_catalog.nul_escapes import decode_json, encode_json, escape_text, restore_text
 from plait_catalog.projection import StoredMessage, apply_batch, stored_offset
 from tests import nul_workflows, workflows
+from tests.catalog_reads import projected
+from tests.launching import launch_decision, stored_decision
 from tests.stack import services_and_client
 
 DEADLINE = 30.0
@@ -44,14 +43,6 @@ def test_escaping_json_is_undone_exactly(value: Any) -> None:
     assert decode_json(text) == value
 
 
-async def _show(client: AsyncClient, execution_id: str) -> dict[str, Any]:
-    answer = await client.query(
-        "executions.show", {"execution_id": execution_id, "min_sequence": await client.log_position()}
-    )
-    shown: dict[str, Any] = answer["execution"]
-    return shown
-
-
 @pytest.fixture
 async def client(nats_url: str, database_url: str) -> AsyncIterator[AsyncClient]:
     async with services_and_client(nats_url, database_url, concurrency=1) as plait_client:
@@ -63,7 +54,7 @@ async def test_nul_characters_in_inputs_outputs_errors_and_reasons_are_stored_an
 ) -> None:
     echoed = await client.wait(await client.launch(nul_workflows.echo_nul, {"text": "in\x00put"}), DEADLINE)
     assert echoed.outputs == {"result": "in\x00put\x00out\uffff"}
-    shown = await _show(client, echoed.execution_id)
+    shown = await projected(client, echoed.execution_id)
     assert (shown["status"], shown["inputs"], shown["outputs"]) == (
         "succeeded",
         {"text": "in\x00put"},
@@ -71,7 +62,7 @@ async def test_nul_characters_in_inputs_outputs_errors_and_reasons_are_stored_an
     )
 
     failed = await client.wait(await client.launch(nul_workflows.fail_nul, {"text": "x\x00y"}), DEADLINE)
-    shown = await _show(client, failed.execution_id)
+    shown = await projected(client, failed.execution_id)
     assert shown["status"] == "failed"
     assert shown["error"]["message"] == "cannot\x00read x\x00y"
     assert "cannot\x00read" in shown["error"]["traceback"]
@@ -79,33 +70,11 @@ async def test_nul_characters_in_inputs_outputs_errors_and_reasons_are_stored_an
     paused = await client.launch(workflows.paused, {"seconds": 60.0})
     await client.abort(paused, reason="stop\x00now")
     assert (await client.wait(paused, DEADLINE)).status == "aborted"
-    assert (await _show(client, paused))["abort_reason"] == "stop\x00now"
-
-
-def _decision(execution_id: str, events: list[Event]) -> bytes:
-    return codec.encode(
-        Decision(
-            execution_id=execution_id,
-            at=datetime.now(UTC),
-            replica="test",
-            commands=(f"command:{execution_id}",),
-            previous="",
-            events=tuple(events),
-        )
-    )
+    assert (await projected(client, paused))["abort_reason"] == "stop\x00now"
 
 
 def _launch(execution_id: str) -> bytes:
-    launch = LaunchExecution(
-        command_id=f"launch:{execution_id}",
-        execution_id=execution_id,
-        project="default",
-        domain="development",
-        workflow=workflows.add_two.name,
-        version=workflows.add_two.spec.version,
-        inputs={"a": 1, "b": 2},
-    )
-    return _decision(execution_id, decide(None, ResolvedLaunch(command=launch, workflow=workflows.add_two.spec)))
+    return launch_decision(workflows.add_two.spec, {"a": 1, "b": 2}, execution_id)
 
 
 async def test_a_message_postgresql_or_the_rows_refuse_is_kept_aside_and_the_rest_of_its_batch_projected(
@@ -117,7 +86,7 @@ async def test_a_message_postgresql_or_the_rows_refuse_is_kept_aside_and_the_res
         StoredMessage(1, subject, _launch("first"), at),
         StoredMessage(2, subject, _launch("bad\x00id"), at),  # a key: arrays of keys are not escaped
         StoredMessage(3, subject, _launch("third"), at),
-        StoredMessage(4, subject, _decision("first", [NodeFailed("no-such-node", TaskError("user", "x"))]), at),
+        StoredMessage(4, subject, stored_decision("first", [NodeFailed("no-such-node", TaskError("user", "x"))]), at),
         StoredMessage(5, subject, _launch("fifth"), at),
     ]
     kept: list[tuple[int, str]] = []

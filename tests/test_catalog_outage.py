@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -18,6 +17,7 @@ from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.catalog_reads import projected
 from tests.running import Running, running
 
 DEADLINE = 30.0
@@ -32,18 +32,6 @@ def private_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
-
-
-async def _projected(client: AsyncClient, execution_id: str) -> dict[str, Any]:
-    """The catalog's row of the execution once it has projected the log as it is now (asked again while the
-    catalog cannot answer yet)."""
-    position = await client.log_position()
-    with anyio.fail_after(DEADLINE):
-        while True:
-            answer = await client.query("executions.show", {"execution_id": execution_id, "min_sequence": position})
-            if "execution" in answer:
-                shown: dict[str, Any] = answer["execution"]
-                return shown
 
 
 async def _restart(server: PostgresServer, data_dir: Path) -> PostgresServer:
@@ -70,13 +58,13 @@ async def test_the_catalog_waits_for_postgresql_and_rides_out_its_restart(
             try:
                 assert any(log["event"] == "postgres_unavailable" for log in logs), "it started with PostgreSQL down"
                 first = await client.wait(await client.launch(workflows.add_two, {"a": 1, "b": 2}), DEADLINE)
-                assert (await _projected(client, first.execution_id))["status"] == "succeeded"
+                assert (await projected(client, first.execution_id))["status"] == "succeeded"
 
                 await anyio.to_thread.run_sync(server.stop)
                 meanwhile = await client.wait(await client.launch(workflows.add_two, {"a": 2, "b": 40}), DEADLINE)
                 await anyio.sleep(OUTAGE_SECONDS)  # the fault's length, not a wait for something
                 server = await _restart(server, data_dir)
-                shown = await _projected(client, meanwhile.execution_id)
+                shown = await projected(client, meanwhile.execution_id)
                 assert (shown["status"], shown["outputs"]) == ("succeeded", {"result": 42})
             finally:
                 await starting.stop()

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -25,13 +24,12 @@ from plait.adapters import subjects
 from plait.adapters.jetstream import connect, ensure_streams
 from plait.adapters.quarantine import CATALOG_READER, OUTBOX_READER, QuarantineEntry
 from plait.client import AsyncClient
-from plait.core.commands import LaunchExecution
-from plait.core.decide import ResolvedLaunch, decide
-from plait.core.events import Decision
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.catalog_reads import projected
+from tests.launching import launch_decision
 from tests.running import running
 
 PROJECT, DOMAIN = "default", "development"
@@ -39,26 +37,7 @@ DEADLINE = 30.0
 
 
 def _decision(execution_id: str) -> bytes:
-    """The bytes of a real launch decision of ``workflows.add_two``."""
-    launch = LaunchExecution(
-        command_id=f"launch:{execution_id}",
-        execution_id=execution_id,
-        project=PROJECT,
-        domain=DOMAIN,
-        workflow=workflows.add_two.name,
-        version=workflows.add_two.spec.version,
-        inputs={"a": 1, "b": 2},
-    )
-    events = decide(None, ResolvedLaunch(command=launch, workflow=workflows.add_two.spec))
-    decision = Decision(
-        execution_id=execution_id,
-        at=datetime.now(UTC),
-        replica="test",
-        commands=(launch.command_id,),
-        previous="",
-        events=tuple(events),
-    )
-    return codec.encode(decision)
+    return launch_decision(workflows.add_two.spec, {"a": 1, "b": 2}, execution_id)
 
 
 GARBAGE = {
@@ -103,58 +82,63 @@ async def plait_cli(nats_url: str, *argv: str) -> tuple[int, str]:
     return result.returncode, result.stdout.decode() + result.stderr.decode()
 
 
-async def _show(client: AsyncClient, execution_id: str) -> dict[str, Any]:
-    answer = await client.query(
-        "executions.show", {"execution_id": execution_id, "min_sequence": await client.log_position()}
-    )
-    shown: dict[str, Any] = answer["execution"]
-    return shown
-
-
-async def test_unreadable_messages_are_quarantined_and_the_services_go_on(nats_url: str, database_url: str) -> None:
-    nc = await connect(nats_url, "test-quarantine")
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[NATS]:
+    """A connection to the test's NATS server, with plait's streams."""
+    connection = await connect(nats_url, "test-quarantine")
     try:
-        js = nc.jetstream()
-        await ensure_streams(js)
-        watch = QuarantineWatch()
-        await watch.start(nc)
-        for subject, data in GARBAGE.items():
-            await js.publish(subject, data, stream=subjects.EVENTS_STREAM)
-        scheduler = SchedulerService(nats_url, replica="test-scheduler")
-        executor = ExecutorService(nats_url, concurrency=1, worker_name="test-executor")
-        catalog = CatalogService(nats_url, database_url, replica="test-catalog")
-        async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
-            async with running(catalog.run):
-                execution_id = await client.launch(workflows.add_two, {"a": 2, "b": 40})
-                state = await client.wait(execution_id, timeout=DEADLINE)
-                assert (state.status, state.outputs) == ("succeeded", {"result": 42})
-                assert (await _show(client, execution_id))["status"] == "succeeded"
-                await watch.wait_until(
-                    lambda: len(watch.of(CATALOG_READER)) == len(GARBAGE) and len(watch.of(OUTBOX_READER)) == 3
-                )
-            assert set(watch.of(CATALOG_READER)) == set(GARBAGE)
-            assert set(watch.of(OUTBOX_READER)) == set(DECISIONS)
-            assert "cannot be decoded" in watch.of(CATALOG_READER)[DECISIONS[0]].reason
-
-            code, listed = await plait_cli(nats_url, "quarantine", "list", "--json")
-            assert code == 0, listed
-            shown = json.loads(listed)
-            assert shown["open"] == len(GARBAGE) + len(DECISIONS)
-            assert {(e["reader"], e["subject"]) for e in shown["entries"]} == {
-                *((CATALOG_READER, s) for s in GARBAGE),
-                *((OUTBOX_READER, s) for s in DECISIONS),
-            }
-            code, counted = await plait_cli(nats_url, "quarantine", "count")
-            assert code == 0 and counted.strip() == str(len(GARBAGE) + len(DECISIONS))
-
-            restarted = CatalogService(nats_url, database_url, replica="test-catalog-again")
-            with structlog.testing.capture_logs() as logs:
-                async with running(restarted.run):
-                    later = await client.wait(await client.launch(workflows.add_two, {"a": 1, "b": 1}), DEADLINE)
-                    assert (await _show(client, later.execution_id))["status"] == "succeeded"
-            assert not [log for log in logs if log["event"] == "message_quarantined"], "met again after a restart"
+        await ensure_streams(connection.jetstream())
+        yield connection
     finally:
-        await nc.close()
+        await connection.close()
+
+
+@pytest.fixture
+async def watch(nc: NATS) -> QuarantineWatch:
+    seen = QuarantineWatch()
+    await seen.start(nc)
+    return seen
+
+
+async def test_unreadable_messages_are_quarantined_and_the_services_go_on(
+    nats_url: str, database_url: str, nc: NATS, watch: QuarantineWatch
+) -> None:
+    js = nc.jetstream()
+    for subject, data in GARBAGE.items():
+        await js.publish(subject, data, stream=subjects.EVENTS_STREAM)
+    scheduler = SchedulerService(nats_url, replica="test-scheduler")
+    executor = ExecutorService(nats_url, concurrency=1, worker_name="test-executor")
+    catalog = CatalogService(nats_url, database_url, replica="test-catalog")
+    async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+        async with running(catalog.run):
+            execution_id = await client.launch(workflows.add_two, {"a": 2, "b": 40})
+            state = await client.wait(execution_id, timeout=DEADLINE)
+            assert (state.status, state.outputs) == ("succeeded", {"result": 42})
+            assert (await projected(client, execution_id))["status"] == "succeeded"
+            await watch.wait_until(
+                lambda: len(watch.of(CATALOG_READER)) == len(GARBAGE) and len(watch.of(OUTBOX_READER)) == 3
+            )
+        assert set(watch.of(CATALOG_READER)) == set(GARBAGE)
+        assert set(watch.of(OUTBOX_READER)) == set(DECISIONS)
+        assert "cannot be decoded" in watch.of(CATALOG_READER)[DECISIONS[0]].reason
+
+        code, listed = await plait_cli(nats_url, "quarantine", "list", "--json")
+        assert code == 0, listed
+        shown = json.loads(listed)
+        assert shown["open"] == len(GARBAGE) + len(DECISIONS)
+        assert {(e["reader"], e["subject"]) for e in shown["entries"]} == {
+            *((CATALOG_READER, s) for s in GARBAGE),
+            *((OUTBOX_READER, s) for s in DECISIONS),
+        }
+        code, counted = await plait_cli(nats_url, "quarantine", "count")
+        assert code == 0 and counted.strip() == str(len(GARBAGE) + len(DECISIONS))
+
+        restarted = CatalogService(nats_url, database_url, replica="test-catalog-again")
+        with structlog.testing.capture_logs() as logs:
+            async with running(restarted.run):
+                later = await client.wait(await client.launch(workflows.add_two, {"a": 1, "b": 1}), DEADLINE)
+                assert (await projected(client, later.execution_id))["status"] == "succeeded"
+        assert not [log for log in logs if log["event"] == "message_quarantined"], "met again after a restart"
 
 
 def _from_the_future(execution_id: str) -> bytes:
@@ -163,40 +147,33 @@ def _from_the_future(execution_id: str) -> bytes:
 
 
 async def test_a_replay_after_an_upgrade_takes_the_quarantined_decision_and_its_execution_completes(
-    nats_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+    nats_url: str, database_url: str, nc: NATS, watch: QuarantineWatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    nc = await connect(nats_url, "test-quarantine")
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js)
-        watch = QuarantineWatch()
-        await watch.start(nc)
-        subject = subjects.execution_subject(PROJECT, DOMAIN, "future")
-        await js.publish(subject, _from_the_future("future"), stream=subjects.EVENTS_STREAM)
-        scheduler = SchedulerService(nats_url, replica="test-scheduler")
-        executor = ExecutorService(nats_url, concurrency=1, worker_name="test-executor")
-        catalog = CatalogService(nats_url, database_url, replica="test-catalog")
-        async with running(scheduler.run, executor.run, catalog.run), await AsyncClient.connect(nats_url) as client:
-            await watch.wait_until(lambda: subject in watch.of(CATALOG_READER) and subject in watch.of(OUTBOX_READER))
-            code, output = await plait_cli(nats_url, "quarantine", "replay")
-            assert code == 1, output
-            assert "catalog: 0 resolved, 1 still unreadable" in output
-            assert "outbox: 0 resolved, 1 still unreadable" in output
+    js = nc.jetstream()
+    subject = subjects.execution_subject(PROJECT, DOMAIN, "future")
+    await js.publish(subject, _from_the_future("future"), stream=subjects.EVENTS_STREAM)
+    scheduler = SchedulerService(nats_url, replica="test-scheduler")
+    executor = ExecutorService(nats_url, concurrency=1, worker_name="test-executor")
+    catalog = CatalogService(nats_url, database_url, replica="test-catalog")
+    async with running(scheduler.run, executor.run, catalog.run), await AsyncClient.connect(nats_url) as client:
+        await watch.wait_until(lambda: subject in watch.of(CATALOG_READER) and subject in watch.of(OUTBOX_READER))
+        code, output = await plait_cli(nats_url, "quarantine", "replay")
+        assert code == 1, output
+        assert "catalog: 0 resolved, 1 still unreadable" in output
+        assert "outbox: 0 resolved, 1 still unreadable" in output
 
-            def upgraded(raw: dict[str, Any]) -> dict[str, Any]:
-                return {**raw, "type": "execution_launched.v1"}
+        def upgraded(raw: dict[str, Any]) -> dict[str, Any]:
+            return {**raw, "type": "execution_launched.v1"}
 
-            monkeypatch.setattr(codec.decision_decoder, "upcasters", {"execution_launched.v9": upgraded})
-            code, output = await plait_cli(nats_url, "quarantine", "replay")
-            assert code == 0, output
-            assert "catalog: 1 resolved, 0 still unreadable" in output
-            assert "outbox: 1 resolved, 0 still unreadable" in output
-            state = await client.wait("future", timeout=DEADLINE)  # its first attempt was dispatched at last
-            assert (state.status, state.outputs) == ("succeeded", {"result": 3})
-            assert (await _show(client, "future"))["outputs"] == {"result": 3}
-            code, listed = await plait_cli(nats_url, "quarantine", "list", "--all", "--json")
-            assert code == 0, listed
-            assert json.loads(listed)["open"] == 0
-            assert all(entry["resolved_at"] is not None for entry in json.loads(listed)["entries"])
-    finally:
-        await nc.close()
+        monkeypatch.setattr(codec.decision_decoder, "upcasters", {"execution_launched.v9": upgraded})
+        code, output = await plait_cli(nats_url, "quarantine", "replay")
+        assert code == 0, output
+        assert "catalog: 1 resolved, 0 still unreadable" in output
+        assert "outbox: 1 resolved, 0 still unreadable" in output
+        state = await client.wait("future", timeout=DEADLINE)  # its first attempt was dispatched at last
+        assert (state.status, state.outputs) == ("succeeded", {"result": 3})
+        assert (await projected(client, "future"))["outputs"] == {"result": 3}
+        code, listed = await plait_cli(nats_url, "quarantine", "list", "--all", "--json")
+        assert code == 0, listed
+        assert json.loads(listed)["open"] == 0
+        assert all(entry["resolved_at"] is not None for entry in json.loads(listed)["entries"])

@@ -26,9 +26,8 @@ def add_parsers(commands: Any) -> None:
     listing = quarantine.add_parser("list", help="quarantined messages, and how many are open")
     listing.add_argument("--reader", choices=READERS, help="only this reader's entries")
     listing.add_argument("--all", action="store_true", help="resolved entries too")
-    listing.add_argument("--json", action="store_true")
-    counting = quarantine.add_parser("count", help="how many quarantined messages are open (for alerting)")
-    counting.add_argument("--json", action="store_true")
+    _with_json(listing)
+    _with_json(quarantine.add_parser("count", help="how many quarantined messages are open (for alerting)"))
     replay = quarantine.add_parser(
         "replay",
         help="ask the readers to read their quarantined messages again",
@@ -37,19 +36,18 @@ def add_parsers(commands: Any) -> None:
     )
     replay.add_argument("sequences", nargs="*", type=int, metavar="SEQUENCE")
     replay.add_argument("--reader", choices=READERS, help="only this reader (default: every reader)")
-    replay.add_argument("--json", action="store_true")
+    _with_json(replay)
 
     deadletter = commands.add_parser("deadletter", help="rejected commands: list, show, redrive").add_subparsers(
         dest="action", metavar="ACTION", required=True
     )
     listing = deadletter.add_parser("list", help="dead letters, oldest first, and how many there are")
     listing.add_argument("--limit", type=int, default=100, metavar="N", help="show the N newest (default 100)")
-    listing.add_argument("--json", action="store_true")
-    counting = deadletter.add_parser("count", help="how many dead letters there are (for alerting)")
-    counting.add_argument("--json", action="store_true")
+    _with_json(listing)
+    _with_json(deadletter.add_parser("count", help="how many dead letters there are (for alerting)"))
     show = deadletter.add_parser("show", help="one dead letter: its reason, headers and command")
     show.add_argument("sequence", type=int, metavar="SEQUENCE")
-    show.add_argument("--json", action="store_true")
+    _with_json(show)
     redrive = deadletter.add_parser(
         "redrive",
         help="send dead-lettered commands again to their subject, and remove them",
@@ -58,6 +56,10 @@ def add_parsers(commands: Any) -> None:
     )
     redrive.add_argument("sequences", nargs="*", type=int, metavar="SEQUENCE")
     redrive.add_argument("--all", action="store_true", help="every dead letter there is now")
+
+
+def _with_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
