@@ -22,7 +22,8 @@ from plait.errors import NotFound
 
 ERROR_HEADER = "Plait-Error"
 ORIGINAL_SUBJECT_HEADER = "Plait-Original-Subject"
-_NOT_REPUBLISHED = {ERROR_HEADER, ORIGINAL_SUBJECT_HEADER, "Nats-Msg-Id", "Nats-Expected-Stream"}
+_NOT_REPUBLISHED = {ERROR_HEADER, ORIGINAL_SUBJECT_HEADER}
+_SERVER_HEADERS = "Nats-"  # expectations, schedules, ids: what the server acts on is not copied
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,7 +45,17 @@ async def count(js: JetStreamContext) -> int:
 
 async def read_all(js: JetStreamContext) -> list[DeadLetter]:
     """Every dead letter, oldest first."""
-    messages = await read_messages(js, subjects.DEAD_LETTER_STREAM, f"{subjects.DEAD_LETTER_ROOT}.>")
+    return await _read(js, 1)
+
+
+async def newest(js: JetStreamContext, limit: int) -> list[DeadLetter]:
+    """The ``limit`` newest dead letters (fewer when some were redriven), oldest first."""
+    info = await js.stream_info(subjects.DEAD_LETTER_STREAM)
+    return await _read(js, max(info.state.first_seq, info.state.last_seq - limit + 1))
+
+
+async def _read(js: JetStreamContext, start: int) -> list[DeadLetter]:
+    messages = await read_messages(js, subjects.DEAD_LETTER_STREAM, f"{subjects.DEAD_LETTER_ROOT}.>", start)
     return [
         _dead_letter(
             message.metadata.sequence.stream, message.subject, message.headers, message.data, message.metadata.timestamp
@@ -64,7 +75,11 @@ async def get(js: JetStreamContext, sequence: int) -> DeadLetter:
 
 async def redrive(js: JetStreamContext, letter: DeadLetter) -> int:
     """Publish the original command again, then delete its dead letter; returns the command's new sequence."""
-    headers = {key: value for key, value in letter.headers.items() if key not in _NOT_REPUBLISHED}
+    headers = {
+        key: value
+        for key, value in letter.headers.items()
+        if key not in _NOT_REPUBLISHED and not key.startswith(_SERVER_HEADERS)
+    }
     headers["Nats-Msg-Id"] = f"redrive:{letter.sequence}:{uuid.uuid4().hex}"
     ack = await js.publish(letter.original_subject, letter.data, headers=headers, stream=subjects.COMMANDS_STREAM)
     await js.delete_msg(subjects.DEAD_LETTER_STREAM, letter.sequence)

@@ -189,7 +189,12 @@ class ReplayResponder:
         except msgspec.DecodeError as exc:
             await self._reply(message.reply, {"error": f"malformed replay request: {exc}"})
             return
-        outcome = await self.replay(request.sequences)
+        try:
+            outcome = await self.replay(request.sequences)
+        except Exception:  # a server away, say: the operator asks again; the reader goes on either way
+            self._log.exception("quarantine_replay_failed")
+            await self._reply(message.reply, {"error": "the replay failed; see the reader's log"})
+            return
         await self._reply(message.reply, {"result": outcome})
 
     async def replay(self, sequences: list[int] | None) -> ReplayOutcome:

@@ -8,9 +8,10 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 
-async def read_messages(js: JetStreamContext, stream: str, subject_filter: str) -> list[Msg]:
-    """The messages of ``stream`` on ``subject_filter`` as they are now, oldest first (an ordered consumer)."""
-    config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+async def read_messages(js: JetStreamContext, stream: str, subject_filter: str, start: int = 1) -> list[Msg]:
+    """The messages of ``stream`` on ``subject_filter`` from sequence ``start`` on, as they are now, oldest first
+    (an ordered consumer)."""
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(start, 1))
     subscription = await js.subscribe(subject_filter, stream=stream, ordered_consumer=True, config=config)
     messages: list[Msg] = []
     try:

@@ -15,12 +15,13 @@ from plait.settings import Settings
 
 async def list_letters(settings: Settings, limit: int, as_json: bool) -> int:
     async with operator_nats(settings, "plait-deadletter") as nc:
-        letters = await deadletters.read_all(nc.jetstream())
-    shown = letters[-limit:] if limit > 0 else []
+        js = nc.jetstream()
+        count = await deadletters.count(js)
+        shown = await deadletters.newest(js, limit) if limit > 0 else []
     if as_json:
-        print_json({"count": len(letters), "dead_letters": [_summary(letter) for letter in shown]})
+        print_json({"count": count, "dead_letters": [_summary(letter) for letter in shown]})
         return 0
-    print(f"{len(letters)} dead letters")
+    print(f"{count} dead letters")
     if shown:
         table = Table(box=None)
         for column in ("sequence", "stored", "subject", "reason"):
