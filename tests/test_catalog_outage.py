@@ -13,6 +13,7 @@ import structlog
 
 from plait.client import AsyncClient
 from plait.embedded import PostgresServer, create_database
+from plait.errors import PlaitError
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
@@ -63,6 +64,8 @@ async def test_the_catalog_waits_for_postgresql_and_rides_out_its_restart(
                 await anyio.to_thread.run_sync(server.stop)
                 meanwhile = await client.wait(await client.launch(workflows.add_two, {"a": 2, "b": 40}), DEADLINE)
                 await anyio.sleep(OUTAGE_SECONDS)  # the fault's length, not a wait for something
+                with pytest.raises(PlaitError, match="the catalog failed to answer"):  # yet it answers
+                    await client.query("executions.list", {"limit": 5})
                 server = await _restart(server, data_dir)
                 shown = await projected(client, meanwhile.execution_id)
                 assert (shown["status"], shown["outputs"]) == ("succeeded", {"result": 42})
