@@ -35,6 +35,8 @@ examples:
   plait audit verify --all       # hash chains, and the catalog against a replay
   plait schema export schemas/   # JSON Schemas of the wire format
   plait lineage ID --dot | dot -Tsvg > lineage.svg   # where an execution's data came from and went
+  plait deadletter count         # refused commands (alert when > 0); list, show, redrive
+  plait quarantine list          # stored messages a service could not read; replay after an upgrade
 """
 
 
