@@ -219,14 +219,21 @@ async def apply_batch(
     return offset
 
 
-async def apply_again(connection: Connection, messages: Sequence[StoredMessage]) -> None:
+async def apply_again(connection: Connection, messages: Sequence[StoredMessage], retried: set[int]) -> None:
     """Apply ``messages`` once more, in order, without moving the offset (a quarantined message's subject, from
     its start up to the offset: applying a subject's history again gives its rows as projecting it in order
-    would). Raises ``ProjectionError`` or one of ``MESSAGE_ERRORS`` when one still cannot be projected."""
+    would). A message that does not decode is skipped, as it was when projected, unless it is one of the
+    ``retried`` sequences: then, as when another cannot be applied, it raises ``ProjectionError`` or one of
+    ``MESSAGE_ERRORS`` and nothing changes."""
     async with connection.transaction():
         offset: int = await connection.fetchval(_READ_OFFSET + " FOR UPDATE", PROJECTION) or 0
-        applied = sorted((m for m in messages if m.sequence <= offset), key=lambda m: m.sequence)
-        records = [(message, _decode(message)) for message in applied]
+        records: list[tuple[StoredMessage, Record | None]] = []
+        for message in sorted((m for m in messages if m.sequence <= offset), key=lambda m: m.sequence):
+            try:
+                records.append((message, _decode(message)))
+            except ProjectionError:
+                if message.sequence in retried:
+                    raise
         await _apply_records(connection, records, KnownWorkflows())
 
 

@@ -31,7 +31,7 @@ def retrying(js: JetStreamContext, pool: asyncpg.Pool) -> Retry:
             messages = [stored_message(m) for m in await read_messages(js, subjects.EVENTS_STREAM, subject)]
             try:
                 async with pool.acquire() as connection:
-                    await apply_again(connection, messages)
+                    await apply_again(connection, messages, {entry.sequence for entry in kept})
             except (ProjectionError, *MESSAGE_ERRORS) as exc:
                 unreadable.update((entry.sequence, f"{type(exc).__name__}: {exc}") for entry in kept)
         return unreadable
