@@ -88,7 +88,7 @@ async def test_a_dead_letter_is_counted_shown_and_redriven_once_its_cause_is_gon
         assert junk["reason"].startswith("malformed command")
         shown = json.loads(await plait_cli(nats_url, "deadletter", "show", str(early["sequence"]), "--json"))
         assert json.loads(shown["command"])["execution_id"] == "too-early"
-        assert "2 dead letters" in await plait_cli(nats_url, "deadletter", "list")
+        assert "dead letters: 2" in await plait_cli(nats_url, "deadletter", "list")
         newest = json.loads(await plait_cli(nats_url, "deadletter", "list", "--limit", "1", "--json"))
         assert (newest["count"], newest["dead_letters"]) == (2, [junk])
 

@@ -32,7 +32,8 @@ def add_parsers(commands: Any) -> None:
         "replay",
         help="ask the readers to read their quarantined messages again",
         description="Each reader (the catalog, the schedulers' outbox) reads the given quarantined messages "
-        "again (all its open ones by default); those it now takes are resolved. Exits 1 if some still fail.",
+        "again (all its open ones by default); those it now takes are resolved. Exits 1 if some still fail, or if no "
+        "reader answered.",
     )
     replay.add_argument("sequences", nargs="*", type=int, metavar="SEQUENCE")
     replay.add_argument("--reader", choices=READERS, help="only this reader (default: every reader)")

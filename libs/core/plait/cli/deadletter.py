@@ -21,7 +21,7 @@ async def list_letters(settings: Settings, limit: int, as_json: bool) -> int:
     if as_json:
         print_json({"count": count, "dead_letters": [_summary(letter) for letter in shown]})
         return 0
-    print(f"{count} dead letters")
+    print(f"dead letters: {count}")
     if shown:
         table = Table(box=None)
         for column in ("sequence", "stored", "subject", "reason"):

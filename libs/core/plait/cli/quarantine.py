@@ -34,7 +34,7 @@ async def list_entries(settings: Settings, reader: str | None, resolved_too: boo
     if as_json:
         print_json({"open": len(open_entries), "resolved": len(entries) - len(open_entries), "entries": shown})
         return 0
-    print(f"{len(open_entries)} quarantined messages open, {len(entries) - len(open_entries)} resolved")
+    print(f"quarantine entries: {len(open_entries)} open, {len(entries) - len(open_entries)} resolved")
     if shown:
         console().print(_table(shown))
     return 0
@@ -52,7 +52,7 @@ async def count_open(settings: Settings, as_json: bool) -> int:
 
 
 async def replay(settings: Settings, reader: str | None, sequences: list[int] | None, as_json: bool) -> int:
-    """Ask each reader to read its quarantined messages again; exits 1 if some still fail."""
+    """Ask each reader to read its quarantined messages again; exits 1 if some still fail, or no reader answered."""
     outcomes: list[ReplayOutcome] = []
     async with operator_nats(settings, "plait-quarantine", services=("scheduler", "catalog")) as nc:
         for name in (reader,) if reader else READERS:
@@ -68,7 +68,7 @@ async def replay(settings: Settings, reader: str | None, sequences: list[int] | 
             print(f"{outcome.reader}: {len(outcome.resolved)} resolved, {len(outcome.unreadable)} still unreadable")
             for sequence, reason in sorted(outcome.unreadable.items()):
                 print(f"  {sequence}: {reason}")
-    return 1 if any(outcome.unreadable for outcome in outcomes) else 0
+    return 1 if not outcomes or any(outcome.unreadable for outcome in outcomes) else 0
 
 
 async def _ask(nc: NATS, reader: str, sequences: list[int] | None) -> ReplayOutcome | None:
