@@ -33,6 +33,7 @@ from nats.js.api import PubAck
 from plait import codec
 from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore
+from plait.adapters.quarantine import OUTBOX_READER, decode_or_quarantine
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.dispatch import Dispatch
 from plait.core.events import Decision, Event, NodeQueued
@@ -165,7 +166,9 @@ class Outbox:
         failed: set[int] = set()
         loaded: dict[str, Execution | None] = {}  # states read from the log for this batch, by subject
         for msg in messages:
-            decision = codec.decision_decoder.decode(msg.data)
+            decision = await decode_or_quarantine(self.js, OUTBOX_READER, msg, codec.decision_decoder.decode)
+            if decision is None:  # quarantined: acked below, so that the outbox goes on past it
+                continue
             sequence = msg.metadata.sequence.stream
             try:
                 await self._catch_up_side_work(msg.subject, decision, sequence, loaded)
