@@ -409,7 +409,7 @@ class AsyncClient:
     ) -> dict[str, Any]:
         """The lineage graph around an artifact hash or an execution id: ``root``, ``nodes`` and ``edges``;
         ``truncated`` when it met more than ``max_edges`` edges within ``depth`` steps."""
-        request = {"target": target, "direction": direction, "depth": depth, "max_edges": max_edges}
+        request = {**self._here, "target": target, "direction": direction, "depth": depth, "max_edges": max_edges}
         return await self.query("lineage", {**request, "min_sequence": min_sequence})
 
     async def tasks(self, name: str | None = None, *, min_sequence: int = 0) -> list[dict[str, Any]]:
@@ -441,11 +441,11 @@ class AsyncClient:
         return {"project": self.project, "domain": self.domain}
 
     async def query(self, what: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        """Ask the catalog (``executions.list``, ``cache.show``, ``lineage``, ...); raises ``NotFound`` for missing
-        items."""
+        """Ask the catalog (``executions.list``, ``cache.show``, ``lineage``, ...) about this client's project and
+        domain, unless ``request`` names others; raises ``NotFound`` for missing items."""
         try:
             reply = await self.nc.request(
-                f"{subjects.CATALOG_ROOT}.{what}", msgspec.json.encode(request), timeout=timeout
+                f"{subjects.CATALOG_ROOT}.{what}", msgspec.json.encode({**self._here, **request}), timeout=timeout
             )
         except nats.errors.NoRespondersError:
             raise PlaitError("no catalog replica is running (start one with `plait catalog`)") from None

@@ -2,7 +2,7 @@
 
 A dispatch is derived from a stored decision, so it can never exist without one; the durable
 consumer's position only moves once the dispatches are stored, so no decision loses its dispatch.
-``Nats-Msg-Id`` = attempt id makes a republished dispatch a no-op.
+``Nats-Msg-Id`` = project, domain and attempt id makes a republished dispatch a no-op.
 
 The replica that appended a decision also publishes its dispatches at once (``publish_decided``), so an
 attempt does not wait for the decision to travel through the outbox's consumer; the outbox then skips the
@@ -84,7 +84,7 @@ class Outbox:
         stored: asyncio.Future[PubAck] = await self.js.publish_async(
             subjects.dispatch_subject(self.cluster, event.queue),
             codec.encode(dispatch),
-            headers={"Nats-Msg-Id": event.attempt_id},
+            headers={"Nats-Msg-Id": subjects.scoped_id(project, domain, event.attempt_id)},
             stream=subjects.DISPATCH_STREAM,
         )
         return stored

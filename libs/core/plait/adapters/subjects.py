@@ -19,6 +19,7 @@ CACHE_ROOT = "plait.cache"
 SCHEDULES_ROOT = "plait.sched"
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-:]+$")
+_TENANT = re.compile(r"^[A-Za-z0-9_\-.]+$")
 
 
 def token(value: str, what: str) -> str:
@@ -29,37 +30,56 @@ def token(value: str, what: str) -> str:
     return converted
 
 
+def tenant(project: str, domain: str) -> str:
+    """A project and domain as the two subject tokens that scope everything of theirs.
+
+    Unlike other names they may not hold ':', so that a subject names exactly one project and domain (``a.b``
+    and ``a:b`` would share one) and ``tenant_of_subject`` reads them back exactly.
+    """
+    for value, what in ((project, "project"), (domain, "domain")):
+        if not _TENANT.match(value):
+            raise ValueError(f"{what} '{value}' may only hold letters, digits, '_', '-' and '.'")
+    return f"{token(project, 'project')}.{token(domain, 'domain')}"
+
+
+def tenant_of_subject(subject: str) -> tuple[str, str]:
+    """The (project, domain) of a subject ``<root>.<kind>.<project>.<domain>...`` (see ``tenant``)."""
+    parts = subject.split(".", 4)
+    if len(parts) < 4 or not parts[2] or not parts[3]:
+        raise ValueError(f"subject '{subject}' names no project and domain")
+    return parts[2].replace(":", "."), parts[3].replace(":", ".")
+
+
+def scoped_id(project: str, domain: str, identifier: str) -> str:
+    """``identifier`` made unique across projects and domains: for ``Nats-Msg-Id``, whose duplicate window spans
+    a whole stream, where an execution id (and every id made from it) may recur in another project or domain."""
+    return f"{project}/{domain}/{identifier}"
+
+
 def execution_subject(project: str, domain: str, execution_id: str) -> str:
-    return f"{EVENTS_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}.{token(execution_id, 'execution id')}"
+    return f"{EVENTS_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}"
 
 
 def registration_subject(project: str, domain: str, kind: str, name: str, version: str) -> str:
-    return (
-        f"{REGISTRY_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}.{kind}"
-        f".{token(name, 'name')}.{token(version, 'version')}"
-    )
+    return f"{REGISTRY_ROOT}.{tenant(project, domain)}.{kind}.{token(name, 'name')}.{token(version, 'version')}"
 
 
 def command_subject(project: str, domain: str, execution_id: str, kind: str) -> str:
-    return (
-        f"{COMMANDS_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}"
-        f".{token(execution_id, 'execution id')}.{kind}"
-    )
+    return f"{COMMANDS_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}.{kind}"
 
 
 def cache_entry_subject(project: str, domain: str, key: str) -> str:
-    return f"{CACHE_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}.{token(key, 'cache key')}.entry"
+    return f"{CACHE_ROOT}.{tenant(project, domain)}.{token(key, 'cache key')}.entry"
 
 
 def cache_waiter_subject(project: str, domain: str, key: str) -> str:
-    return f"{CACHE_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}.{token(key, 'cache key')}.waiter"
+    return f"{CACHE_ROOT}.{tenant(project, domain)}.{token(key, 'cache key')}.waiter"
 
 
 def schedule_subject(project: str, domain: str, execution_id: str, name: str) -> str:
     """Where a timer of an execution waits (one per ``name``) before it fires as a command."""
     return (
-        f"{SCHEDULES_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}"
-        f".{token(execution_id, 'execution id')}.{token(name, 'timer name')}"
+        f"{SCHEDULES_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}.{token(name, 'timer name')}"
     )
 
 
