@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -17,7 +18,9 @@ import anyio.from_thread
 import msgspec
 import nats.errors
 import nats.js.errors
+import structlog
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
@@ -35,12 +38,13 @@ from plait.adapters.jetstream import (
     kind_of,
     registration_decoder,
 )
+from plait.adapters.nats_errors import UNAVAILABLE, as_plait_errors
 from plait.core.cachelog import CacheCleared, CacheFilled, CacheReserved
 from plait.core.commands import AbortExecution, LaunchExecution
 from plait.core.events import TERMINAL_EVENTS, LaunchPlanRegistered, TaskRegistered, WorkflowRegistered
 from plait.core.ids import content_version, new_execution_id
 from plait.core.state import Execution, apply_decision
-from plait.errors import ConflictError, InputError, NotFound, PlaitError
+from plait.errors import ConflictError, InputError, NotFound, PlaitError, Timeout, Unavailable
 from plait.replay import Record
 from plait.sdk.hints import encode_value
 from plait.sdk.launch_plan import LaunchPlan
@@ -54,6 +58,13 @@ CONSUMER_DELETE_API = "$JS.API.CONSUMER.DELETE"
 FIRST_RELOAD_SECONDS = 0.001
 LONGEST_RELOAD_SECONDS = 0.05
 FOLLOWER_INACTIVE_SECONDS = 30.0  # a follower's consumer outlives a client that vanished by this long
+FIRST_PUBLISH_RETRY_SECONDS = 0.05
+LONGEST_PUBLISH_RETRY_SECONDS = 2.0
+
+log = structlog.get_logger()
+
+LaunchOutcome = str | PlaitError | None
+"""How a launch was decided: None once launched, the scheduler's reason when refused, or the error that stopped it."""
 
 
 class CacheClearing(msgspec.Struct, kw_only=True):
@@ -66,6 +77,21 @@ class CacheClearing(msgspec.Struct, kw_only=True):
 def idempotent_execution_id(project: str, domain: str, key: str) -> str:
     """The execution id that launches with idempotency ``key`` in ``project``/``domain`` all share."""
     return "k" + content_version("launch", project, domain, key)[:25]
+
+
+class _Refusal(msgspec.Struct):
+    reason: str
+
+
+_refusal_decoder = msgspec.json.Decoder(_Refusal)
+
+
+def _rejection_reason(data: bytes) -> str:
+    """The reason a scheduler gave for refusing a command (see ``Plait-Reply-To``)."""
+    try:
+        return _refusal_decoder.decode(data).reason
+    except msgspec.DecodeError:
+        return data.decode(errors="replace")
 
 
 def _any_last_token(subject: str) -> str:
@@ -141,70 +167,118 @@ class AsyncClient:
         ``execution_id`` doubles as an idempotency key: launching it again starts nothing new.
         ``idempotency_key`` derives that id from the key, the project and the domain, so every launch
         with the same key, however often delivered, starts one execution. ``overwrite_cache`` runs cached
-        tasks without looking them up, and stores their results in place of the cached ones. Raises
-        ``InputError`` when the scheduler rejects the launch (for instance, bad inputs).
+        tasks without looking them up, and stores their results in place of the cached ones.
+
+        Without either, the id is made once per call, and every retry of the call's own (a publish whose
+        acknowledgement was lost, say) reuses it: one call starts at most one execution. Raises ``InputError``
+        when the scheduler rejects the launch (for instance, bad inputs); ``Unavailable`` or ``Timeout`` when
+        it is not known whether the launch was stored: their ``execution_id`` launches it again, at most once.
         """
-        kind = "launch_plan" if launch_plan or isinstance(workflow, LaunchPlan) else "workflow"
-        if isinstance(workflow, (Workflow, LaunchPlan)):
-            version = await self.register(workflow)
-            name = workflow.name
-        elif version is None:
-            raise InputError("launching by name needs a version (or 'latest')")
-        else:
-            name = workflow
-            if version == LATEST:
-                version = await self.latest_version(name, kind=kind)
         if execution_id is not None and idempotency_key is not None:
             raise InputError("give an execution id or an idempotency key, not both")
         if idempotency_key is not None:
             execution_id = idempotent_execution_id(self.project, self.domain, idempotency_key)
         execution_id = execution_id or new_execution_id()
-        command = LaunchExecution(
-            command_id=f"launch:{execution_id}",
-            execution_id=execution_id,
-            project=self.project,
-            domain=self.domain,
-            workflow="" if kind == "launch_plan" else name,
-            version="" if kind == "launch_plan" else version,
-            launch_plan=name if kind == "launch_plan" else "",
-            launch_plan_version=version if kind == "launch_plan" else "",
-            inputs={k: encode_value(v) for k, v in (inputs or {}).items()},
-            launched_by=launched_by,
-            overwrite_cache=overwrite_cache,
-        )
-        inbox = self.nc.new_inbox()
-        replies = await self.nc.subscribe(inbox, max_msgs=1)
         try:
-            async with anyio.create_task_group() as tg:
-                rejection: list[str] = []
-
-                async def wait_for_rejection() -> None:
-                    with contextlib.suppress(nats.errors.TimeoutError):
-                        reply = await replies.next_msg(timeout=timeout)
-                        rejection.append(msgspec.json.decode(reply.data)["reason"])
-                        tg.cancel_scope.cancel()
-
-                async with self._appends(execution_id) as appended:
-
-                    async def wait_for_launch() -> None:
-                        await appended.next_msg(timeout=None)
-                        tg.cancel_scope.cancel()
-
-                    tg.start_soon(wait_for_rejection)
-                    tg.start_soon(wait_for_launch)
-                    await publish_command(self.js, command, self.project, self.domain, reply_to=inbox)
-                    if await self._exists(execution_id):  # launched before: this launch starts nothing new
-                        tg.cancel_scope.cancel()
-                    with anyio.fail_after(timeout):
-                        await anyio.sleep_forever()
-        except TimeoutError:
-            raise PlaitError(f"no scheduler accepted execution {execution_id} within {timeout:.0f} s") from None
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await replies.unsubscribe()
-        if rejection:
-            raise InputError(rejection[0])
+            self._subject(execution_id)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        kind = "launch_plan" if launch_plan or isinstance(workflow, LaunchPlan) else "workflow"
+        with as_plait_errors(f"launching execution {execution_id}", execution_id=execution_id):
+            if isinstance(workflow, (Workflow, LaunchPlan)):
+                version = await self.register(workflow)
+                name = workflow.name
+            elif version is None:
+                raise InputError("launching by name needs a version (or 'latest')")
+            else:
+                name = workflow
+                if version == LATEST:
+                    version = await self.latest_version(name, kind=kind)
+            command = LaunchExecution(
+                command_id=f"launch:{execution_id}",
+                execution_id=execution_id,
+                project=self.project,
+                domain=self.domain,
+                workflow="" if kind == "launch_plan" else name,
+                version="" if kind == "launch_plan" else version,
+                launch_plan=name if kind == "launch_plan" else "",
+                launch_plan_version=version if kind == "launch_plan" else "",
+                inputs={k: encode_value(v) for k, v in (inputs or {}).items()},
+                launched_by=launched_by,
+                overwrite_cache=overwrite_cache,
+            )
+            rejection = await self._launch(command, timeout)
+        if rejection is not None:
+            raise InputError(rejection)
         return execution_id
+
+    async def _launch(self, command: LaunchExecution, timeout: float) -> str | None:
+        """Store the launch and wait until it has been decided: None once the execution exists, or the reason the
+        scheduler refused it.
+
+        The decision may come before the command's own acknowledgement (lost, or late): it ends the wait as well.
+        """
+        execution_id = command.execution_id
+        outcomes, outcome = anyio.create_memory_object_stream[LaunchOutcome](math.inf)
+
+        async def refused(msg: Msg) -> None:
+            outcomes.send_nowait(_rejection_reason(msg.data))
+
+        async def launched(msg: Msg) -> None:
+            outcomes.send_nowait(None)
+
+        inbox = self.nc.new_inbox()
+        subscriptions = [
+            await self.nc.subscribe(inbox, cb=refused, max_msgs=1),
+            await self.nc.subscribe(self._subject(execution_id), cb=launched, max_msgs=1),
+        ]
+        try:
+            with anyio.fail_after(timeout):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._store_launch, command, inbox, outcomes.send_nowait)
+                    decided = await outcome.receive()
+                    tg.cancel_scope.cancel()
+        except TimeoutError:
+            raise Timeout(
+                f"no scheduler decided on execution {execution_id} within {timeout:g} s; launching it again with "
+                f"execution_id={execution_id!r} starts it at most once",
+                execution_id=execution_id,
+            ) from None
+        finally:
+            with anyio.CancelScope(shield=True):
+                for subscription in subscriptions:
+                    with contextlib.suppress(nats.errors.Error):
+                        await subscription.unsubscribe()
+        if isinstance(decided, PlaitError):
+            raise decided
+        return decided
+
+    async def _store_launch(
+        self, command: LaunchExecution, reply_to: str, decided: Callable[[LaunchOutcome], None]
+    ) -> None:
+        """Publish the command until JetStream acknowledges it, then report an execution launched before (this
+        launch then starts nothing new). Each try has the same ``Nats-Msg-Id``, so a try that was stored but whose
+        acknowledgement was lost makes the next one a duplicate, stored once. An error that no retry can mend is
+        reported as the outcome."""
+        execution_id = command.execution_id
+        delay = FIRST_PUBLISH_RETRY_SECONDS
+        try:
+            with as_plait_errors(f"launching execution {execution_id}", execution_id=execution_id):
+                while True:
+                    try:
+                        await publish_command(self.js, command, self.project, self.domain, reply_to=reply_to)
+                        break
+                    except (nats.errors.TimeoutError, *UNAVAILABLE) as exc:
+                        if self.nc.is_closed:
+                            raise
+                        reason = str(exc) or type(exc).__name__
+                        log.warning("launch_publish_retried", execution=execution_id, error=reason)
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, LONGEST_PUBLISH_RETRY_SECONDS)
+                if await self._exists(execution_id):
+                    decided(None)
+        except PlaitError as exc:
+            decided(exc)
 
     async def latest_version(self, workflow: str, kind: str = "workflow") -> str:
         """The version of ``workflow`` (or of a launch plan, with ``kind="launch_plan"``) registered last here."""
@@ -448,9 +522,9 @@ class AsyncClient:
                 f"{subjects.CATALOG_ROOT}.{what}", msgspec.json.encode({**self._here, **request}), timeout=timeout
             )
         except nats.errors.NoRespondersError:
-            raise PlaitError("no catalog replica is running (start one with `plait catalog`)") from None
+            raise Unavailable("no catalog replica is running (start one with `plait catalog`)") from None
         except nats.errors.TimeoutError:
-            raise PlaitError(f"the catalog did not answer within {timeout:.0f} s") from None
+            raise Timeout(f"the catalog did not answer within {timeout:.0f} s") from None
         answer: dict[str, Any] = msgspec.json.decode(reply.data)
         error = answer.get("error")
         if error:

@@ -1,0 +1,62 @@
+"""A launch starts at most one execution, whatever is lost on the way, and its errors are plait's own.
+Against a real nats-server, scheduler and executor."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from plait import PlaitError, Timeout, codec
+from plait.client import AsyncClient
+from plait.core.events import ExecutionLaunched
+from plait_executor import ExecutorService
+from plait_scheduler import SchedulerService
+from tests import workflows
+from tests.running import running
+
+LOST_ACK_SECONDS = 0.000_01  # JetStream stores the command, but its acknowledgement comes later than this
+
+
+def services(nats_url: str) -> tuple[SchedulerService, ExecutorService]:
+    return SchedulerService(nats_url, replica="test-scheduler"), ExecutorService(nats_url, worker_name="test-executor")
+
+
+async def launches_in_log(client: AsyncClient, execution_id: str) -> int:
+    records = await client.records(execution_id)
+    stored = [codec.decision_decoder.decode(record.data) for record in records]
+    return sum(isinstance(event, ExecutionLaunched) for decision in stored for event in decision.events)
+
+
+async def test_a_launch_whose_acknowledgements_are_lost_starts_one_execution(nats_url: str) -> None:
+    scheduler, executor = services(nats_url)
+    async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+        await client.register(workflows.add_two)
+        client.js = client.nc.jetstream(timeout=LOST_ACK_SECONDS)  # every publish's acknowledgement is too late
+        with anyio.fail_after(60):
+            execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2}, timeout=30)
+        client.js = client.nc.jetstream()
+        with anyio.fail_after(60):
+            final = await client.wait(execution_id)
+        assert (final.status, final.outputs) == ("succeeded", {"result": 3})
+        assert await client.execution_ids() == [execution_id]
+        assert await launches_in_log(client, execution_id) == 1
+
+
+async def test_a_launch_nobody_decides_raises_timeout_and_its_retry_starts_one_execution(nats_url: str) -> None:
+    async with await AsyncClient.connect(nats_url) as client:
+        with pytest.raises(Timeout) as raised:
+            await client.launch(workflows.add_two, {"a": 20, "b": 22}, timeout=1)
+        assert isinstance(raised.value, PlaitError)
+        execution_id = raised.value.execution_id
+        assert execution_id and f"execution_id={execution_id!r}" in str(raised.value)
+
+        scheduler, executor = services(nats_url)
+        async with running(scheduler.run, executor.run):  # the command stored by the first call is decided now
+            with anyio.fail_after(60):
+                assert await client.launch(workflows.add_two, {"a": 20, "b": 22}, execution_id=execution_id) == (
+                    execution_id
+                )
+                final = await client.wait(execution_id)
+        assert (final.status, final.outputs) == ("succeeded", {"result": 42})
+        assert await client.execution_ids() == [execution_id]
+        assert await launches_in_log(client, execution_id) == 1
