@@ -17,7 +17,6 @@ import anyio
 import anyio.from_thread
 import msgspec
 import nats.errors
-import nats.js.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -36,6 +35,7 @@ from plait.adapters.jetstream import (
     connect,
     ensure_streams,
     kind_of,
+    last_message,
     registration_decoder,
 )
 from plait.adapters.nats_errors import UNAVAILABLE, as_plait_errors
@@ -285,8 +285,9 @@ class AsyncClient:
         pattern = _any_last_token(subjects.registration_subject(self.project, self.domain, kind, workflow, "_"))
         newest: tuple[int, str] | None = None
         for subject in await self._subjects(pattern):
-            raw = await self.js.get_msg(subjects.EVENTS_STREAM, subject=subject, direct=True)
-            assert raw.seq is not None and raw.data is not None
+            raw = await last_message(self.js, subject)
+            if raw is None or raw.seq is None or raw.data is None:
+                continue
             if newest is None or raw.seq > newest[0]:
                 newest = (raw.seq, registration_decoder.decode(raw.data).spec.version)
         if newest is None:
@@ -297,7 +298,7 @@ class AsyncClient:
         """The stored records of the execution's subject, as bytes, for replay and audit."""
         subject = self._subject(execution_id)
         records = []
-        async for raw in self.store.raw(subject):
+        async for raw in self.store.raw(subject, at_least=await self.store.last_sequence(subject)):
             assert raw.seq is not None and raw.data is not None
             msg_id = (raw.headers or {}).get("Nats-Msg-Id", "")
             records.append(Record(sequence=raw.seq, subject=raw.subject or subject, data=raw.data, msg_id=msg_id))
@@ -399,15 +400,12 @@ class AsyncClient:
                 await subscription.unsubscribe()
 
     async def _exists(self, execution_id: str) -> bool:
-        try:
-            await self.js.get_msg(subjects.EVENTS_STREAM, subject=self._subject(execution_id), direct=True)
-        except nats.js.errors.NotFoundError:
-            return False
-        return True
+        return await last_message(self.js, self._subject(execution_id)) is not None
 
     async def get(self, execution_id: str) -> Execution:
         """The execution's current state, rebuilt from its events."""
-        state = await self.store.load(self._subject(execution_id))
+        subject = self._subject(execution_id)
+        state = await self.store.load(subject, at_least=await self.store.last_sequence(subject))
         if state is None:
             raise NotFound(f"execution {execution_id} does not exist in {self.project}/{self.domain}")
         return state

@@ -124,7 +124,7 @@ class Outbox:
         cached = self.states.get(subject)
         if cached is not None and cached.last_sequence >= decision_sequence:
             return cached
-        return await self.store.load(subject)
+        return await self.store.load(subject, at_least=decision_sequence)
 
     async def _catch_up_side_work(self, subject: str, decision: Decision, decision_sequence: int) -> None:
         events = decision.events
