@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from plait import PlaitError, Timeout, codec
+from plait import InputError, PlaitError, Timeout, codec
 from plait.client import AsyncClient
 from plait.core.events import ExecutionLaunched
 from plait_executor import ExecutorService
@@ -60,3 +60,13 @@ async def test_a_launch_nobody_decides_raises_timeout_and_its_retry_starts_one_e
         assert (final.status, final.outputs) == ("succeeded", {"result": 42})
         assert await client.execution_ids() == [execution_id]
         assert await launches_in_log(client, execution_id) == 1
+
+
+async def test_bad_ids_and_waits_that_end_in_time_raise_plaits_errors(nats_url: str) -> None:
+    async with await AsyncClient.connect(nats_url) as client:
+        with pytest.raises(InputError, match="execution id 'two words' may only hold"):
+            await client.launch(workflows.add_two, {"a": 1, "b": 2}, execution_id="two words")
+        with pytest.raises(InputError, match="execution id 'a/b'"):
+            await client.wait("a/b")
+        with pytest.raises(Timeout, match=r"execution nobody did not end within 0\.2 s"):
+            await client.wait("nobody", timeout=0.2)

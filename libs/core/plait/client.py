@@ -125,17 +125,21 @@ class AsyncClient:
         await self.close()
 
     def _subject(self, execution_id: str) -> str:
-        return subjects.execution_subject(self.project, self.domain, execution_id)
+        try:
+            return subjects.execution_subject(self.project, self.domain, execution_id)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
 
     async def register(self, entity: Workflow[Any, Any] | LaunchPlan) -> str:
         """Register a workflow and its tasks (and a launch plan's workflow, then the plan) as immutable
         versions; returns the version of what was given."""
         workflow = entity.workflow if isinstance(entity, LaunchPlan) else entity
-        for task_spec in workflow.spec.tasks.values():
-            await self._register_once(TaskRegistered(self.project, self.domain, task_spec))
-        await self._register_once(WorkflowRegistered(self.project, self.domain, workflow.spec))
-        if isinstance(entity, LaunchPlan):
-            await self._register_once(LaunchPlanRegistered(self.project, self.domain, entity.spec))
+        with as_plait_errors(f"registering {entity.name}"):
+            for task_spec in workflow.spec.tasks.values():
+                await self._register_once(TaskRegistered(self.project, self.domain, task_spec))
+            await self._register_once(WorkflowRegistered(self.project, self.domain, workflow.spec))
+            if isinstance(entity, LaunchPlan):
+                await self._register_once(LaunchPlanRegistered(self.project, self.domain, entity.spec))
         return entity.spec.version
 
     async def _register_once(self, registration: TaskRegistered | WorkflowRegistered | LaunchPlanRegistered) -> None:
@@ -179,10 +183,7 @@ class AsyncClient:
         if idempotency_key is not None:
             execution_id = idempotent_execution_id(self.project, self.domain, idempotency_key)
         execution_id = execution_id or new_execution_id()
-        try:
-            self._subject(execution_id)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        self._subject(execution_id)  # a valid id, before anything is stored
         kind = "launch_plan" if launch_plan or isinstance(workflow, LaunchPlan) else "workflow"
         with as_plait_errors(f"launching execution {execution_id}", execution_id=execution_id):
             if isinstance(workflow, (Workflow, LaunchPlan)):
@@ -298,10 +299,11 @@ class AsyncClient:
         """The stored records of the execution's subject, as bytes, for replay and audit."""
         subject = self._subject(execution_id)
         records = []
-        async for raw in self.store.raw(subject, at_least=await self.store.last_sequence(subject)):
-            assert raw.seq is not None and raw.data is not None
-            msg_id = (raw.headers or {}).get("Nats-Msg-Id", "")
-            records.append(Record(sequence=raw.seq, subject=raw.subject or subject, data=raw.data, msg_id=msg_id))
+        with as_plait_errors(f"reading execution {execution_id}"):
+            async for raw in self.store.raw(subject, at_least=await self.store.last_sequence(subject)):
+                assert raw.seq is not None and raw.data is not None
+                msg_id = (raw.headers or {}).get("Nats-Msg-Id", "")
+                records.append(Record(sequence=raw.seq, subject=raw.subject or subject, data=raw.data, msg_id=msg_id))
         if not records:
             raise NotFound(f"execution {execution_id} does not exist in {self.project}/{self.domain}")
         return records
@@ -365,17 +367,21 @@ class AsyncClient:
         """The final state of the execution, once it has succeeded, failed or been aborted.
 
         It reads the log twice (now, and once the terminal decision is out) and holds no consumer meanwhile:
-        a core subscription to the execution's subject says when a decision is appended.
+        a core subscription to the execution's subject says when a decision is appended. Raises ``Timeout`` when
+        it has not ended within ``timeout`` seconds.
         """
         subject = self._subject(execution_id)
-        with anyio.fail_after(timeout):
-            async with self._appends(execution_id) as appended:
-                state = await self.store.load(subject)
-                while state is None or not state.terminal:
-                    msg = await appended.next_msg(timeout=None)
-                    if codec.ends_execution(msg.data):
-                        state = await self._load_until_terminal(subject, state)
-                return state
+        try:
+            with anyio.fail_after(timeout), as_plait_errors(f"waiting for execution {execution_id}"):
+                async with self._appends(execution_id) as appended:
+                    state = await self.store.load(subject)
+                    while state is None or not state.terminal:
+                        msg = await appended.next_msg(timeout=None)
+                        if codec.ends_execution(msg.data):
+                            state = await self._load_until_terminal(subject, state)
+                    return state
+        except TimeoutError:
+            raise Timeout(f"execution {execution_id} did not end within {timeout:g} s") from None
 
     async def _load_until_terminal(self, subject: str, state: Execution | None) -> Execution:
         """The state once the stream has stored the terminal decision a subscriber was just sent: the server
@@ -405,14 +411,17 @@ class AsyncClient:
     async def get(self, execution_id: str) -> Execution:
         """The execution's current state, rebuilt from its events."""
         subject = self._subject(execution_id)
-        state = await self.store.load(subject, at_least=await self.store.last_sequence(subject))
+        with as_plait_errors(f"reading execution {execution_id}"):
+            state = await self.store.load(subject, at_least=await self.store.last_sequence(subject))
         if state is None:
             raise NotFound(f"execution {execution_id} does not exist in {self.project}/{self.domain}")
         return state
 
     async def abort(self, execution_id: str, reason: str = "aborted by request") -> None:
         command = AbortExecution(command_id=f"abort:{execution_id}", execution_id=execution_id, reason=reason)
-        await publish_command(self.js, command, self.project, self.domain)
+        self._subject(execution_id)
+        with as_plait_errors(f"aborting execution {execution_id}"):
+            await publish_command(self.js, command, self.project, self.domain)
 
     async def list_executions(
         self, *, status: str | None = None, limit: int = 20, min_sequence: int | None = None
