@@ -104,7 +104,8 @@ class Outbox:
             publish = await self._dispatch(
                 state.execution_id, state.project, state.domain, state.workflow, event, decision_sequence
             )
-            self._dispatches.track(event.attempt_id, publish)
+            subject = subjects.execution_subject(state.project, state.domain, state.execution_id)
+            self._dispatches.track(_dispatch_key(subject, event.attempt_id), publish)
             publishes.append(publish)
         _, unacknowledged = await asyncio.wait(publishes, timeout=DISPATCH_ACK_SECONDS)
         for publish in unacknowledged:
@@ -169,7 +170,7 @@ class Outbox:
             queued = [e for e in decision.events if isinstance(e, NodeQueued)]
             if not queued:
                 continue
-            queued = [e for e in queued if not await self._dispatches.claim(e.attempt_id)]
+            queued = [e for e in queued if not await self._dispatches.claim(_dispatch_key(msg.subject, e.attempt_id))]
             if not queued:  # this replica stored them right after deciding
                 continue
             project, domain, workflow = await self._workflow_of(msg.subject)
@@ -196,3 +197,9 @@ class Outbox:
                 await msg.nak(delay=1.0)
             else:
                 await msg.ack()
+
+
+def _dispatch_key(execution_subject: str, attempt_id: str) -> str:
+    """What a dispatch is tracked by: its attempt id within its execution's project and domain (the same attempt
+    id names another attempt in another project)."""
+    return f"{execution_subject}/{attempt_id}"
