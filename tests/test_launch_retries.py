@@ -21,10 +21,15 @@ def services(nats_url: str) -> tuple[SchedulerService, ExecutorService]:
     return SchedulerService(nats_url, replica="test-scheduler"), ExecutorService(nats_url, worker_name="test-executor")
 
 
-async def launches_in_log(client: AsyncClient, execution_id: str) -> int:
-    records = await client.records(execution_id)
-    stored = [codec.decision_decoder.decode(record.data) for record in records]
-    return sum(isinstance(event, ExecutionLaunched) for decision in stored for event in decision.events)
+async def outputs_of_the_only_execution(client: AsyncClient, execution_id: str) -> dict[str, object] | None:
+    """The outputs of ``execution_id`` once it succeeded, having checked it is the only execution, launched once."""
+    with anyio.fail_after(60):
+        final = await client.wait(execution_id)
+    assert final.status == "succeeded"
+    assert await client.execution_ids() == [execution_id]
+    stored = [codec.decision_decoder.decode(record.data) for record in await client.records(execution_id)]
+    assert sum(isinstance(event, ExecutionLaunched) for decision in stored for event in decision.events) == 1
+    return final.outputs
 
 
 async def test_a_launch_whose_acknowledgements_are_lost_starts_one_execution(nats_url: str) -> None:
@@ -35,11 +40,7 @@ async def test_a_launch_whose_acknowledgements_are_lost_starts_one_execution(nat
         with anyio.fail_after(60):
             execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2}, timeout=30)
         client.js = client.nc.jetstream()
-        with anyio.fail_after(60):
-            final = await client.wait(execution_id)
-        assert (final.status, final.outputs) == ("succeeded", {"result": 3})
-        assert await client.execution_ids() == [execution_id]
-        assert await launches_in_log(client, execution_id) == 1
+        assert await outputs_of_the_only_execution(client, execution_id) == {"result": 3}
 
 
 async def test_a_launch_nobody_decides_raises_timeout_and_its_retry_starts_one_execution(nats_url: str) -> None:
@@ -53,13 +54,9 @@ async def test_a_launch_nobody_decides_raises_timeout_and_its_retry_starts_one_e
         scheduler, executor = services(nats_url)
         async with running(scheduler.run, executor.run):  # the command stored by the first call is decided now
             with anyio.fail_after(60):
-                assert await client.launch(workflows.add_two, {"a": 20, "b": 22}, execution_id=execution_id) == (
-                    execution_id
-                )
-                final = await client.wait(execution_id)
-        assert (final.status, final.outputs) == ("succeeded", {"result": 42})
-        assert await client.execution_ids() == [execution_id]
-        assert await launches_in_log(client, execution_id) == 1
+                again = await client.launch(workflows.add_two, {"a": 20, "b": 22}, execution_id=execution_id)
+            assert again == execution_id
+            assert await outputs_of_the_only_execution(client, execution_id) == {"result": 42}
 
 
 async def test_bad_ids_and_waits_that_end_in_time_raise_plaits_errors(nats_url: str) -> None:

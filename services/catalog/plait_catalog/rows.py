@@ -218,15 +218,7 @@ def _apply(rows: Rows, owner: ExecutionKey, event: Event, at: datetime) -> None:
         case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, index=index) if index >= 0:
             node = rows.nodes[project, domain, execution_id, node_id]
             node.queued_at = node.queued_at or at
-            rows.attempts[project, domain, attempt_id] = AttemptRow(
-                project=project,
-                domain=domain,
-                attempt_id=attempt_id,
-                execution_id=execution_id,
-                node_id=node_id,
-                attempt=attempt,
-                queued_at=at,
-            )
+            _queue_attempt(rows, owner, node_id, attempt_id, attempt, at)
         case RetryScheduled(node=node_id, index=index) if index < 0:
             rows.nodes[project, domain, execution_id, node_id].status = "queued"
         case MapStarted(node=node_id, inputs=inputs):
@@ -240,15 +232,7 @@ def _apply(rows: Rows, owner: ExecutionKey, event: Event, at: datetime) -> None:
             node = rows.nodes[project, domain, execution_id, node_id]
             node.status, node.inputs, node.queued_at = "queued", inputs, node.queued_at or at
             node.cache_key = key or node.cache_key
-            rows.attempts[project, domain, attempt_id] = AttemptRow(
-                project=project,
-                domain=domain,
-                attempt_id=attempt_id,
-                execution_id=execution_id,
-                node_id=node_id,
-                attempt=attempt,
-                queued_at=at,
-            )
+            _queue_attempt(rows, owner, node_id, attempt_id, attempt, at)
         case NodeCacheLookup(node=node_id, cache_key=key, inputs=inputs):
             node = rows.nodes[project, domain, execution_id, node_id]
             node.status, node.inputs, node.cache_key = "cache_lookup", inputs, key
@@ -285,6 +269,19 @@ def _apply(rows: Rows, owner: ExecutionKey, event: Event, at: datetime) -> None:
             _abort_unfinished(rows, owner, at)
         case CommandRejected() | ExecutionLaunched() | NodeCacheWaiting() | MapItemFailed() | RetryScheduled():
             pass  # a rejection stays on the dead-letter stream; a cache wait, a failed or retried item changes no row
+
+
+def _queue_attempt(rows: Rows, owner: ExecutionKey, node_id: str, attempt_id: str, attempt: int, at: datetime) -> None:
+    project, domain, execution_id = owner
+    rows.attempts[project, domain, attempt_id] = AttemptRow(
+        project=project,
+        domain=domain,
+        attempt_id=attempt_id,
+        execution_id=execution_id,
+        node_id=node_id,
+        attempt=attempt,
+        queued_at=at,
+    )
 
 
 def _abort_unfinished(rows: Rows, key: ExecutionKey, at: datetime) -> None:
