@@ -102,6 +102,13 @@ class AsyncClient:
     """Talks to plait through NATS only: the event log, the command stream and the catalog."""
 
     def __init__(self, nc: NATS, project: str = "default", domain: str = "development") -> None:
+        try:
+            project, domain = (
+                subjects.check_tenant_name(project, "project"),
+                subjects.check_tenant_name(domain, "domain"),
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         self.nc, self.js = nc, nc.jetstream()
         self.project, self.domain = project, domain
         self.store = EventStore(self.js)

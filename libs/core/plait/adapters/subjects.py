@@ -31,19 +31,22 @@ def token(value: str, what: str) -> str:
 
 
 def tenant(project: str, domain: str) -> str:
-    """A project and domain as the two subject tokens that scope everything of theirs.
-
-    Unlike other names they may not hold ':', so that a subject names exactly one project and domain (``a.b``
-    and ``a:b`` would share one) and ``tenant_of_subject`` reads them back exactly.
-    """
-    for value, what in ((project, "project"), (domain, "domain")):
-        if not _TENANT.match(value):
-            raise ValueError(f"{what} '{value}' may only hold letters, digits, '_', '-' and '.'")
+    """A project and domain as the two subject tokens that scope everything of theirs."""
     return f"{token(project, 'project')}.{token(domain, 'domain')}"
 
 
+def check_tenant_name(value: str, what: str) -> str:
+    """``value`` if it may name a project or domain: like any name, but without ':', which a subject token
+    writes for '.' (so ``a.b`` and ``a:b`` would share subjects, and ``tenant_of_subject`` could not tell them
+    apart)."""
+    if not _TENANT.match(value):
+        raise ValueError(f"{what} '{value}' may only hold letters, digits, '_', '-' and '.'")
+    return value
+
+
 def tenant_of_subject(subject: str) -> tuple[str, str]:
-    """The (project, domain) of a subject ``<root>.<kind>.<project>.<domain>...`` (see ``tenant``)."""
+    """The (project, domain) of a subject ``<root>.<kind>.<project>.<domain>...``, with '.' for ':' (see
+    ``check_tenant_name``)."""
     parts = subject.split(".", 4)
     if len(parts) < 4 or not parts[2] or not parts[3]:
         raise ValueError(f"subject '{subject}' names no project and domain")
