@@ -8,7 +8,9 @@ found", as a follower far behind would (a follower's lag is a race; this one is 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import anyio
 import nats.js.errors
@@ -19,7 +21,11 @@ from nats.js.api import StreamConfig, StreamSource
 from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
 from plait.client import AsyncClient
-from plait.core.events import TaskRegistered, WorkflowRegistered
+from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
+from plait.core.decide import ResolvedLaunch, decide_batch
+from plait.core.events import Decision, TaskRegistered, WorkflowRegistered
+from plait.core.ids import attempt_id
+from plait.errors import ConflictError
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
@@ -44,13 +50,21 @@ async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
 WORKFLOW = ("default", "development", "workflow", workflows.add_two.name, workflows.add_two.spec.version)
 
 
-async def add_lagging_replica(js: JetStreamContext) -> None:
-    """Give the event stream a replica that answers direct gets and holds none of what the tests read; return
-    once it answers."""
-    # It serves direct gets once it has mirrored a message: one no reader asks for.
-    await js.publish(f"{subjects.REGISTRY_ROOT}.mirrored.only", b"{}", stream=subjects.EVENTS_STREAM)
-    mirror = StreamSource(name=subjects.EVENTS_STREAM, filter_subject=f"{subjects.REGISTRY_ROOT}.mirrored.>")
+async def add_lagging_replica(js: JetStreamContext, mirrored: str = "", messages: int = 0) -> None:
+    """Give the event stream a replica that answers direct gets and stops after the first ``messages`` messages of
+    subject ``mirrored`` (by default, it holds none of what the tests read); return once it answers."""
+    if not mirrored:  # it serves direct gets once it has mirrored a message: one no reader asks for
+        mirrored, messages = f"{subjects.REGISTRY_ROOT}.mirrored.only", 1
+        await js.publish(mirrored, b"{}", stream=subjects.EVENTS_STREAM)
+    mirror = StreamSource(name=subjects.EVENTS_STREAM, filter_subject=mirrored)
     await js.add_stream(StreamConfig(name="LAGGING_REPLICA", mirror=mirror, mirror_direct=True))
+    mirrored_so_far = await js.subscribe(mirrored, stream="LAGGING_REPLICA", ordered_consumer=True)
+    with anyio.fail_after(30):
+        for _ in range(messages):
+            await mirrored_so_far.next_msg(timeout=None)
+    await mirrored_so_far.unsubscribe()
+    info = await js.stream_info("LAGGING_REPLICA")
+    await js.update_stream(dataclasses.replace(info.config, sealed=True))  # it mirrors nothing more
     registration = subjects.registration_subject(*WORKFLOW)
     with anyio.fail_after(30):
         while True:
@@ -58,6 +72,52 @@ async def add_lagging_replica(js: JetStreamContext) -> None:
                 await js.get_msg(subjects.EVENTS_STREAM, subject=registration, direct=True)
             except nats.js.errors.NotFoundError:
                 return
+
+
+async def write_history_past_a_lagging_replica(js: JetStreamContext, execution_id: str) -> tuple[str, list[int]]:
+    """An execution of ``add_two`` decided by the pure core and appended, one decision per command, with a lagging
+    replica that stopped after the first; returns its subject and its decisions' sequences."""
+    subject = subjects.execution_subject("default", "development", execution_id)
+    store, state, sequences = EventStore(js), None, []
+    attempt = attempt_id(execution_id, "add", 1)
+    launch = LaunchExecution(
+        command_id=f"launch:{execution_id}",
+        execution_id=execution_id,
+        project="default",
+        domain="development",
+        workflow=workflows.add_two.name,
+        version=workflows.add_two.spec.version,
+        inputs={"a": 1, "b": 2},
+    )
+    commands: list[Command | ResolvedLaunch] = [
+        ResolvedLaunch(command=launch, workflow=workflows.add_two.spec),
+        ReportAttemptStarted(
+            command_id="started", execution_id=execution_id, node="add", attempt_id=attempt, worker="w"
+        ),
+        ReportAttemptResult(
+            command_id="result", execution_id=execution_id, node="add", attempt_id=attempt, worker="w", outputs={"o": 3}
+        ),
+    ]
+    for command in commands:
+        now = datetime.now(UTC)
+        previous = state.last_digest if state else ""
+        outcome = decide_batch(state, [command], now)
+        decision = Decision(
+            execution_id=execution_id,
+            at=now,
+            replica="test",
+            commands=tuple(outcome.command_ids),
+            previous=previous,
+            events=tuple(outcome.events),
+        )
+        sequence, digest = await store.append(subject, decision, sequences[-1] if sequences else 0)
+        state = outcome.state
+        assert state is not None
+        state.last_sequence, state.last_digest = sequence, digest
+        sequences.append(sequence)
+        if len(sequences) == 1:
+            await add_lagging_replica(js, subject, messages=1)
+    return subject, sequences
 
 
 async def test_registered_workflows_are_found_every_time(js: JetStreamContext, nats_url: str) -> None:
@@ -101,3 +161,23 @@ async def test_two_schedulers_never_refuse_or_dead_letter_what_a_stale_read_miss
         ("succeeded", {"result": n + 1}) for n in range(EXECUTIONS)
     ]
     assert (await js.stream_info(subjects.DEAD_LETTER_STREAM)).state.messages == 0
+
+
+async def test_a_read_that_must_reach_a_sequence_reads_the_rest_from_the_leader(js: JetStreamContext) -> None:
+    subject, sequences = await write_history_past_a_lagging_replica(js, "partly-mirrored")
+    for _ in range(READS):
+        state = await EventStore(js).load(subject, at_least=sequences[-1])
+        assert state is not None and state.last_sequence == sequences[-1]
+
+
+async def test_the_reload_after_a_conflict_reads_up_to_the_sequence_the_conflict_named(js: JetStreamContext) -> None:
+    subject, sequences = await write_history_past_a_lagging_replica(js, "partly-mirrored")
+    store = EventStore(js)
+    stale = Decision(
+        execution_id="partly-mirrored", at=datetime.now(UTC), replica="test", commands=(), previous="", events=()
+    )
+    for _ in range(READS):
+        with pytest.raises(ConflictError):
+            await store.append(subject, stale, sequences[0])  # decided on the state the lagging replica gave
+        state = await store.load(subject)
+        assert state is not None and state.last_sequence == sequences[-1]
