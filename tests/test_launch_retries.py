@@ -6,9 +6,10 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from plait import InputError, PlaitError, Timeout, codec
+from plait import ConnectionError, InputError, PlaitError, Timeout, codec
 from plait.client import AsyncClient
 from plait.core.events import ExecutionLaunched
+from plait.embedded import NatsServer
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
@@ -67,3 +68,16 @@ async def test_bad_ids_and_waits_that_end_in_time_raise_plaits_errors(nats_url: 
             await client.wait("a/b")
         with pytest.raises(Timeout, match=r"execution nobody did not end within 0\.2 s"):
             await client.wait("nobody", timeout=0.2)
+
+
+async def test_with_nats_gone_every_call_raises_a_connection_error_naming_the_launch(nats_server: NatsServer) -> None:
+    async with await AsyncClient.connect(nats_server.url) as client:
+        await client.register(workflows.add_two)
+        client.js = client.nc.jetstream(timeout=1)
+        nats_server.stop()
+        with pytest.raises(ConnectionError) as raised:
+            await client.launch(workflows.add_two, {"a": 1, "b": 2}, timeout=2)
+        assert raised.value.execution_id
+        for call in (client.log_position(), client.query("executions.list", {}, timeout=1), client.get("any")):
+            with pytest.raises(ConnectionError):
+                await call

@@ -118,12 +118,18 @@ class AsyncClient:
     @classmethod
     async def connect(cls, url: str, project: str = "default", domain: str = "development") -> AsyncClient:
         nc = await connect(url, "plait-client")
-        client = cls(nc, project, domain)
-        await ensure_streams(client.js)
+        try:
+            client = cls(nc, project, domain)
+            with as_plait_errors(f"connecting to {url}"):
+                await ensure_streams(client.js)
+        except BaseException:
+            await nc.close()
+            raise
         return client
 
     async def close(self) -> None:
-        await self.nc.close()
+        with contextlib.suppress(nats.errors.Error, OSError):  # the server is gone: there is nothing left to close
+            await self.nc.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -290,14 +296,18 @@ class AsyncClient:
 
     async def latest_version(self, workflow: str, kind: str = "workflow") -> str:
         """The version of ``workflow`` (or of a launch plan, with ``kind="launch_plan"``) registered last here."""
-        pattern = _any_last_token(subjects.registration_subject(self.project, self.domain, kind, workflow, "_"))
+        try:
+            pattern = _any_last_token(subjects.registration_subject(self.project, self.domain, kind, workflow, "_"))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         newest: tuple[int, str] | None = None
-        for subject in await self._subjects(pattern):
-            raw = await last_message(self.js, subject)
-            if raw is None or raw.seq is None or raw.data is None:
-                continue
-            if newest is None or raw.seq > newest[0]:
-                newest = (raw.seq, registration_decoder.decode(raw.data).spec.version)
+        with as_plait_errors(f"looking up the latest version of {workflow}"):
+            for subject in await self._subjects(pattern):
+                raw = await last_message(self.js, subject)
+                if raw is None or raw.seq is None or raw.data is None:
+                    continue
+                if newest is None or raw.seq > newest[0]:
+                    newest = (raw.seq, registration_decoder.decode(raw.data).spec.version)
         if newest is None:
             raise NotFound(f"{kind.replace('_', ' ')} '{workflow}' is not registered in {self.project}/{self.domain}")
         return newest[1]
@@ -318,7 +328,8 @@ class AsyncClient:
     async def execution_ids(self) -> list[str]:
         """The ids of every execution in this project and domain that has a subject in the log."""
         pattern = _any_last_token(subjects.execution_subject(self.project, self.domain, "_"))
-        return sorted(subject.rsplit(".", 1)[-1] for subject in await self._subjects(pattern))
+        with as_plait_errors(f"listing the executions of {self.project}/{self.domain}"):
+            return sorted(subject.rsplit(".", 1)[-1] for subject in await self._subjects(pattern))
 
     async def _subjects(self, pattern: str) -> list[str]:
         """The subjects of the events stream that match ``pattern``, over every page of the server's answer."""
@@ -338,12 +349,14 @@ class AsyncClient:
 
     async def events(self, execution_id: str, *, until_terminal: bool = True) -> AsyncIterator[StoredDecision]:
         """The execution's decisions from the start, then as they are appended; ends after the last one."""
-        subscription = await self.js.subscribe(
-            self._subject(execution_id),
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-            inactive_threshold=FOLLOWER_INACTIVE_SECONDS,
-        )
+        subject = self._subject(execution_id)
+        with as_plait_errors(f"following execution {execution_id}"):
+            subscription = await self.js.subscribe(
+                subject,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
+                inactive_threshold=FOLLOWER_INACTIVE_SECONDS,
+            )
         try:
             async for msg in subscription.messages:
                 stored = StoredDecision(msg.metadata.sequence.stream, msg.data)
@@ -450,7 +463,8 @@ class AsyncClient:
 
     async def log_position(self) -> int:
         """The event stream's last sequence: as ``min_sequence``, it makes a catalog query see everything up to now."""
-        info = await self.js.stream_info(subjects.EVENTS_STREAM)
+        with as_plait_errors("reading the event stream's position"):
+            info = await self.js.stream_info(subjects.EVENTS_STREAM)
         return info.state.last_seq
 
     async def cache_entries(
@@ -477,18 +491,23 @@ class AsyncClient:
             except ValueError as exc:  # not a possible cache key
                 outcome.skipped[key] = str(exc)
                 continue
-            sequence, record = await log.last()
-            if not isinstance(record, CacheFilled):
-                outcome.skipped[key] = _not_clearable(record)
-                continue
-            cleared = CacheCleared(
-                project=self.project, domain=self.domain, cache_key=key, cleared_by=cleared_by, at=datetime.now(UTC)
-            )
-            try:
-                await log.append(cleared, expected=sequence)
-            except ConflictError:
-                outcome.skipped[key] = "it changed while being cleared; look at it again"
-                continue
+            with as_plait_errors(f"clearing cache key {key}"):
+                sequence, record = await log.last()
+                if not isinstance(record, CacheFilled):
+                    outcome.skipped[key] = _not_clearable(record)
+                    continue
+                cleared = CacheCleared(
+                    project=self.project,
+                    domain=self.domain,
+                    cache_key=key,
+                    cleared_by=cleared_by,
+                    at=datetime.now(UTC),
+                )
+                try:
+                    await log.append(cleared, expected=sequence)
+                except ConflictError:
+                    outcome.skipped[key] = "it changed while being cleared; look at it again"
+                    continue
             outcome.cleared.append(key)
         return outcome
 
@@ -539,6 +558,8 @@ class AsyncClient:
             raise Unavailable("no catalog replica is running (start one with `plait catalog`)") from None
         except nats.errors.TimeoutError:
             raise Timeout(f"the catalog did not answer within {timeout:.0f} s") from None
+        except nats.errors.Error as exc:  # the connection is closed, or reconnecting
+            raise Unavailable(f"cannot ask the catalog: {exc or type(exc).__name__}") from exc
         answer: dict[str, Any] = msgspec.json.decode(reply.data)
         error = answer.get("error")
         if error:
