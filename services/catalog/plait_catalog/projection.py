@@ -13,16 +13,19 @@ every execution's spec, and no launch depends on a registration having been proj
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import asyncpg
 import msgspec
+import structlog
 
 from plait import codec
 from plait.adapters import subjects
 from plait.adapters.cachelog import entry_decoder
 from plait.adapters.jetstream import registration_decoder
+from plait.adapters.quarantine import UNREADABLE, Quarantine
 from plait.core.cachelog import CacheEntryRecord
 from plait.core.events import Decision, Registration
 from plait.core.model import WorkflowSpec
@@ -35,6 +38,7 @@ from plait_catalog.lineage_rows import ArtifactRow, EdgeRow, LaunchedWorkflowRow
 from plait_catalog.rows import AttemptRow, ExecutionRow, NodeRow, RegistryRow, Rows
 
 PROJECTION = "main"
+_log = structlog.get_logger()
 _DECISIONS = f"{subjects.EVENTS_ROOT}."
 _REGISTRATIONS = f"{subjects.REGISTRY_ROOT}."
 _CACHE = f"{subjects.CACHE_ROOT}."
@@ -166,40 +170,138 @@ async def stored_offset(connection: Connection) -> int:
     return offset or 0
 
 
+KeepAside = Callable[[StoredMessage, str], Awaitable[None]]
+"""Records that a message cannot be projected, and why (a quarantine entry): the projection goes on past it."""
+
+MESSAGE_ERRORS = (
+    *UNREADABLE,
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,
+)
+"""What one message may cause, unlike a lost connection: it does not decode, its events do not fit its execution's
+rows, or PostgreSQL refuses its values."""
+
+
+def keeping_aside(quarantine: Quarantine) -> KeepAside:
+    """Keep a message of the event stream aside in ``quarantine``."""
+
+    async def keep(message: StoredMessage, reason: str) -> None:
+        await quarantine.keep(subjects.EVENTS_STREAM, message.sequence, message.subject, len(message.data), reason)
+
+    return keep
+
+
 async def apply_batch(
-    connection: Connection, messages: Sequence[StoredMessage], known: KnownWorkflows | None = None
+    connection: Connection,
+    messages: Sequence[StoredMessage],
+    known: KnownWorkflows | None = None,
+    keep_aside: KeepAside | None = None,
 ) -> int:
     """Apply ``messages`` and the offset they reach in one transaction; returns the new offset.
 
     Messages at or below the stored offset are skipped. The commit notifies ``plait_catalog`` with
     the new offset, for readers waiting to see their own writes.
+
+    Without ``keep_aside``, a message that cannot be projected raises ``ProjectionError`` and nothing of the
+    batch is stored. With it, a message that does not decode is kept aside and skipped; and when the batch
+    fails for another reason of its own (``MESSAGE_ERRORS``), its messages are applied one by one, and the one
+    that fails is kept aside with the error as its reason, and the offset moves past it.
     """
+    known = known if known is not None else KnownWorkflows()
+    if keep_aside is None:
+        return await _apply_fresh(connection, messages, known, None)
+    try:
+        return await _apply_fresh(connection, messages, known, keep_aside)
+    except MESSAGE_ERRORS as exc:
+        _log.warning("batch_failed_applying_one_by_one", messages=len(messages), error=_reason(exc))
+    offset = 0
+    for message in sorted(messages, key=lambda m: m.sequence):
+        try:
+            offset = await _apply_fresh(connection, [message], known, keep_aside)
+        except MESSAGE_ERRORS as exc:
+            await keep_aside(message, _reason(exc))
+            offset = await _advance(connection, message.sequence)
+    return offset
+
+
+async def apply_again(connection: Connection, messages: Sequence[StoredMessage], retried: set[int]) -> None:
+    """Apply ``messages`` once more, in order, without moving the offset (a quarantined message's subject, from
+    its start up to the offset: applying a subject's history again gives its rows as projecting it in order
+    would). A message that does not decode is skipped, as it was when projected, unless it is one of the
+    ``retried`` sequences: then, as when another cannot be applied, it raises ``ProjectionError`` or one of
+    ``MESSAGE_ERRORS`` and nothing changes."""
+    async with connection.transaction():
+        offset: int = await connection.fetchval(_READ_OFFSET + " FOR UPDATE", PROJECTION) or 0
+        records: list[tuple[StoredMessage, Record | None]] = []
+        for message in sorted((m for m in messages if m.sequence <= offset), key=lambda m: m.sequence):
+            try:
+                records.append((message, _decode(message)))
+            except ProjectionError:
+                if message.sequence in retried:
+                    raise
+        await _apply_records(connection, records, KnownWorkflows())
+
+
+async def _apply_fresh(
+    connection: Connection, messages: Sequence[StoredMessage], known: KnownWorkflows, keep_aside: KeepAside | None
+) -> int:
     async with connection.transaction():
         offset: int = await connection.fetchval(_READ_OFFSET + " FOR UPDATE", PROJECTION) or 0
         fresh = sorted((m for m in messages if m.sequence > offset), key=lambda m: m.sequence)
         if not fresh:
             return offset
-        records = [(message, _decode(message)) for message in fresh]
-        decisions = {m.sequence: (rows.execution_key(m.subject, r), r) for m, r in records if isinstance(r, Decision)}
-        batch = await _load(connection, decisions.values())
-        known = known if known is not None else KnownWorkflows()
-        workflows = await _load_workflows(connection, batch.executions.values(), known)
-        lineage = Lineage(known=known, workflows=workflows)
-        cache = CacheEntries()
-        for message, record in records:
-            if isinstance(record, Decision):
-                execution = decisions[message.sequence][0]
-                rows.apply_decision(batch, execution, record, message.sequence)
-                lineage_rows.apply_decision(lineage, execution, record)
-            elif isinstance(record, Registration):
-                rows.register(batch, record, message.sequence, message.stored_at)
-            elif record is not None:
-                cache_rows.apply_record(cache, record, message.sequence)
-        await _write(connection, batch, lineage, cache)
+        records: list[tuple[StoredMessage, Record | None]] = []
+        for message in fresh:
+            try:
+                records.append((message, _decode(message)))
+            except ProjectionError as exc:
+                if keep_aside is None:
+                    raise
+                await keep_aside(message, str(exc))
+        await _apply_records(connection, records, known)
         offset = fresh[-1].sequence
-        await connection.execute(_WRITE_OFFSET, PROJECTION, offset)
-        await connection.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(offset))
+        await _write_offset(connection, offset)
     return offset
+
+
+async def _apply_records(
+    connection: Connection, records: list[tuple[StoredMessage, Record | None]], known: KnownWorkflows
+) -> None:
+    decisions = {m.sequence: (rows.execution_key(m.subject, r), r) for m, r in records if isinstance(r, Decision)}
+    batch = await _load(connection, decisions.values())
+    workflows = await _load_workflows(connection, batch.executions.values(), known)
+    lineage = Lineage(known=known, workflows=workflows)
+    cache = CacheEntries()
+    for message, record in records:
+        if isinstance(record, Decision):
+            execution = decisions[message.sequence][0]
+            rows.apply_decision(batch, execution, record, message.sequence)
+            lineage_rows.apply_decision(lineage, execution, record)
+        elif isinstance(record, Registration):
+            rows.register(batch, record, message.sequence, message.stored_at)
+        elif record is not None:
+            cache_rows.apply_record(cache, record, message.sequence)
+    await _write(connection, batch, lineage, cache)
+
+
+async def _advance(connection: Connection, sequence: int) -> int:
+    """Move the offset up to ``sequence`` (a message kept aside); returns the offset."""
+    async with connection.transaction():
+        offset: int = await connection.fetchval(_READ_OFFSET + " FOR UPDATE", PROJECTION) or 0
+        if sequence > offset:
+            offset = sequence
+            await _write_offset(connection, offset)
+    return offset
+
+
+async def _write_offset(connection: Connection, offset: int) -> None:
+    await connection.execute(_WRITE_OFFSET, PROJECTION, offset)
+    await connection.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(offset))
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _decode(message: StoredMessage) -> Record | None:
@@ -214,7 +316,7 @@ def _decode(message: StoredMessage) -> Record | None:
         if message.subject.startswith(_CACHE) and message.subject.endswith(_CACHE_ENTRY):
             entry: CacheEntryRecord = entry_decoder.decode(message.data)
             return entry
-    except (msgspec.DecodeError, ValueError) as exc:
+    except UNREADABLE as exc:
         raise ProjectionError(f"message {message.sequence} on {message.subject} cannot be decoded: {exc}") from exc
     return None
 

@@ -29,6 +29,7 @@ from nats.js.api import PubAck
 from plait import codec
 from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore
+from plait.adapters.quarantine import OUTBOX_READER, decode_or_quarantine
 from plait.core.dispatch import Dispatch
 from plait.core.events import Decision, Event, ExecutionLaunched, NodeQueued
 from plait.core.model import WorkflowSpec
@@ -158,7 +159,9 @@ class Outbox:
         publishes: list[asyncio.Future[PubAck]] = []
         failed: set[int] = set()
         for msg in messages:
-            decision = codec.decision_decoder.decode(msg.data)
+            decision = await decode_or_quarantine(self.js, OUTBOX_READER, msg, codec.decision_decoder.decode)
+            if decision is None:  # quarantined: acked below, so that the outbox goes on past it
+                continue
             for event in decision.events:
                 if isinstance(event, ExecutionLaunched):
                     self._workflows[msg.subject] = (event.project, event.domain, event.workflow)

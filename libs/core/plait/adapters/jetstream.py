@@ -72,8 +72,16 @@ async def connect(url: str, name: str) -> NATS:
     return nc
 
 
+DEAD_LETTER_MAX_AGE_SECONDS = 30 * 24 * 3600.0
+DEAD_LETTER_MAX_BYTES = 1024**3  # then the oldest dead letters are dropped
+DEAD_LETTER_MAX_MESSAGE_BYTES = 9 * 1024**2  # a command of up to the 8 MiB payload limit, with the reason's headers
+QUARANTINE_MAX_BYTES = 256 * 1024**2  # entries are references of a few KiB: about 50,000 of them
+QUARANTINE_MAX_MESSAGE_BYTES = 64 * 1024
+
+
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
-    """The four streams. Events and registrations are never deleted; commands and dispatch are work queues."""
+    """The five streams. Events and registrations are never deleted; commands and dispatch are work queues; dead
+    letters and quarantine entries are kept within stated limits."""
     common: dict[str, Any] = {"storage": StorageType.FILE, "num_replicas": replicas}
     return [
         StreamConfig(
@@ -103,8 +111,20 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
         StreamConfig(
             name=subjects.DEAD_LETTER_STREAM,
             subjects=[f"{subjects.DEAD_LETTER_ROOT}.>"],
-            max_age=30 * 24 * 3600.0,
+            max_age=DEAD_LETTER_MAX_AGE_SECONDS,
+            max_bytes=DEAD_LETTER_MAX_BYTES,
+            max_msg_size=DEAD_LETTER_MAX_MESSAGE_BYTES,
             discard=DiscardPolicy.OLD,
+            **common,
+        ),
+        StreamConfig(
+            name=subjects.QUARANTINE_STREAM,
+            subjects=[f"{subjects.QUARANTINE_ROOT}.>"],
+            max_msgs_per_subject=1,  # an entry's latest record (kept, then resolved) is the entry
+            max_bytes=QUARANTINE_MAX_BYTES,
+            max_msg_size=QUARANTINE_MAX_MESSAGE_BYTES,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
             **common,
         ),
     ]

@@ -8,6 +8,7 @@ EVENTS_STREAM = "PLAIT_EVENTS"
 COMMANDS_STREAM = "PLAIT_COMMANDS"
 DISPATCH_STREAM = "PLAIT_DISPATCH"
 DEAD_LETTER_STREAM = "PLAIT_DEADLETTER"
+QUARANTINE_STREAM = "PLAIT_QUARANTINE"
 
 EVENTS_ROOT = "plait.ev"
 REGISTRY_ROOT = "plait.reg"
@@ -17,6 +18,8 @@ DEAD_LETTER_ROOT = "plait.dlq"
 CATALOG_ROOT = "plait.catalog"
 CACHE_ROOT = "plait.cache"
 SCHEDULES_ROOT = "plait.sched"
+QUARANTINE_ROOT = "plait.quarantine"
+QUARANTINE_REPLAY_ROOT = "plait.quarantine_replay"  # requests to a reader: not stored in the quarantine stream
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-:]+$")
 _TENANT = re.compile(r"^[A-Za-z0-9_\-.]+$")
@@ -92,6 +95,11 @@ def dispatch_subject(cluster: str, queue: str) -> str:
 
 def dead_letter_subject(original: str) -> str:
     return f"{DEAD_LETTER_ROOT}.{original}"
+
+
+def quarantine_subject(reader: str, sequence: int) -> str:
+    """Where the quarantine entry of the message at ``sequence`` that ``reader`` could not take is kept."""
+    return f"{QUARANTINE_ROOT}.{token(reader, 'reader')}.{sequence}"
 
 
 def execution_of_command_subject(subject: str) -> tuple[str, str, str] | None:
