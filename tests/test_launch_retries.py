@@ -60,6 +60,21 @@ async def test_a_launch_nobody_decides_raises_timeout_and_its_retry_starts_one_e
             assert await outputs_of_the_only_execution(client, execution_id) == {"result": 42}
 
 
+async def test_retrying_a_launch_that_was_refused_meanwhile_raises_the_refusal(nats_url: str) -> None:
+    """The refusal went to the first try's inbox: the retry, a duplicate, finds it among the dead letters."""
+    async with await AsyncClient.connect(nats_url) as client:
+        with pytest.raises(Timeout) as raised:
+            await client.launch(workflows.add_two, {"a": "one", "b": 2}, timeout=1)
+        scheduler, executor = services(nats_url)
+        async with running(scheduler.run, executor.run):
+            for _ in range(2):  # refused while the retry waits, or before it looks
+                with anyio.fail_after(30), pytest.raises(InputError, match="input 'a' expects int"):
+                    await client.launch(
+                        workflows.add_two, {"a": "one", "b": 2}, execution_id=raised.value.execution_id, timeout=20
+                    )
+        assert await client.execution_ids() == []
+
+
 async def test_bad_ids_and_waits_that_end_in_time_raise_plaits_errors(nats_url: str) -> None:
     async with await AsyncClient.connect(nats_url) as client:
         with pytest.raises(InputError, match="execution id 'two words' may only hold"):

@@ -82,10 +82,11 @@ async def test_a_command_id_is_deduplicated_within_its_project_and_domain_only(n
         js = nc.jetstream()
         await ensure_streams(js)
         abort = AbortExecution(command_id=f"abort:{SHARED_ID}", execution_id=SHARED_ID, reason="test")
-        first = await publish_command(js, abort, "A", "development")
-        assert await publish_command(js, abort, "A", "development") == first, "a repeat is stored once"
-        assert await publish_command(js, abort, "B", "development") > first
-        assert await publish_command(js, abort, "A", "staging") > first
+        first = (await publish_command(js, abort, "A", "development")).seq
+        assert (await publish_command(js, abort, "A", "development")).duplicate, "a repeat is stored once"
+        assert not (await publish_command(js, abort, "B", "development")).duplicate
+        assert not (await publish_command(js, abort, "A", "staging")).duplicate
+        assert (await publish_command(js, abort, "A", "staging")).seq > first
     finally:
         await nc.close()
 

@@ -17,6 +17,7 @@ import anyio
 import anyio.from_thread
 import msgspec
 import nats.errors
+import nats.js.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -27,7 +28,8 @@ from nats.js.api import DeliverPolicy
 from plait import codec
 from plait.adapters import subjects
 from plait.adapters.cachelog import CacheLog
-from plait.adapters.commands import publish_command
+from plait.adapters.commands import publish_command, subject_of
+from plait.adapters.deadletters import ERROR_HEADER
 from plait.adapters.jetstream import (
     EventStore,
     Registry,
@@ -241,10 +243,14 @@ class AsyncClient:
         async def launched(msg: Msg) -> None:
             outcomes.send_nowait(None)
 
+        async def dead_lettered(msg: Msg) -> None:  # refused, when the reply went to an earlier try's inbox
+            outcomes.send_nowait((msg.headers or {}).get(ERROR_HEADER, "the scheduler refused the launch"))
+
         inbox = self.nc.new_inbox()
         subscriptions = [
             await self.nc.subscribe(inbox, cb=refused, max_msgs=1),
             await self.nc.subscribe(self._subject(execution_id), cb=launched, max_msgs=1),
+            await self.nc.subscribe(self._dead_letter_subject(command), cb=dead_lettered, max_msgs=1),
         ]
         try:
             with anyio.fail_after(timeout):
@@ -271,28 +277,45 @@ class AsyncClient:
         self, command: LaunchExecution, reply_to: str, decided: Callable[[LaunchOutcome], None]
     ) -> None:
         """Publish the command until JetStream acknowledges it, then report an execution launched before (this
-        launch then starts nothing new). Each try has the same ``Nats-Msg-Id``, so a try that was stored but whose
-        acknowledgement was lost makes the next one a duplicate, stored once. An error that no retry can mend is
-        reported as the outcome."""
+        launch then starts nothing new), or the refusal of the same command stored before. Each try has the same
+        ``Nats-Msg-Id``, so a try that was stored but whose acknowledgement was lost makes the next one a duplicate,
+        stored once. An error that no retry can mend is reported as the outcome."""
         execution_id = command.execution_id
         delay = FIRST_PUBLISH_RETRY_SECONDS
         try:
             with as_plait_errors(f"launching execution {execution_id}", execution_id=execution_id):
                 while True:
                     try:
-                        await publish_command(self.js, command, self.project, self.domain, reply_to=reply_to)
+                        ack = await publish_command(self.js, command, self.project, self.domain, reply_to=reply_to)
                         break
                     except (nats.errors.TimeoutError, *UNAVAILABLE) as exc:
                         if self.nc.is_closed:
                             raise
-                        reason = str(exc) or type(exc).__name__
-                        log.warning("launch_publish_retried", execution=execution_id, error=reason)
+                        log.warning(
+                            "launch_publish_retried", execution=execution_id, error=str(exc) or type(exc).__name__
+                        )
                     await anyio.sleep(delay)
                     delay = min(delay * 2, LONGEST_PUBLISH_RETRY_SECONDS)
                 if await self._exists(execution_id):
                     decided(None)
+                elif ack.duplicate and (refusal := await self._refusal_of(command)) is not None:
+                    decided(refusal)
         except PlaitError as exc:
             decided(exc)
+
+    def _dead_letter_subject(self, command: LaunchExecution) -> str:
+        return subjects.dead_letter_subject(subject_of(command, self.project, self.domain))
+
+    async def _refusal_of(self, command: LaunchExecution) -> str | None:
+        """Why the scheduler refused this very command (stored by an earlier try), or None if it has not."""
+        try:
+            letter = await self.js.get_msg(subjects.DEAD_LETTER_STREAM, subject=self._dead_letter_subject(command))
+        except nats.js.errors.NotFoundError:
+            return None
+        if letter.data != codec.encode(command):
+            return None
+        reason: str = (letter.headers or {}).get(ERROR_HEADER, "the scheduler refused the launch")
+        return reason
 
     async def latest_version(self, workflow: str, kind: str = "workflow") -> str:
         """The version of ``workflow`` (or of a launch plan, with ``kind="launch_plan"``) registered last here."""

@@ -49,15 +49,16 @@ def msg_id_of(command: Command, project: str, domain: str) -> str:
 
 async def publish_command(
     js: JetStreamContext, command: Command, project: str, domain: str, reply_to: str | None = None
-) -> int:
-    """Store the command durably; returns its stream sequence. A repeated command id is stored once."""
+) -> PubAck:
+    """Store the command durably; returns JetStream's acknowledgement. A repeated command id is stored once (the
+    acknowledgement of a repeat says ``duplicate``, with the sequence of the first)."""
     headers = {"Nats-Msg-Id": msg_id_of(command, project, domain)}
     if reply_to:
         headers[REPLY_TO_HEADER] = reply_to
     ack = await js.publish(
         subject_of(command, project, domain), codec.encode(command), headers=headers, stream=subjects.COMMANDS_STREAM
     )
-    return ack.seq
+    return ack
 
 
 async def send_command(js: JetStreamContext, command: Command, project: str, domain: str) -> asyncio.Future[PubAck]:
