@@ -2,7 +2,7 @@
 
 A dispatch is derived from a stored decision, so it can never exist without one; the durable
 consumer's position only moves once the dispatches are stored, so no decision loses its dispatch.
-``Nats-Msg-Id`` = attempt id makes a republished dispatch a no-op.
+``Nats-Msg-Id`` = project, domain and attempt id makes a republished dispatch a no-op.
 
 The replica that appended a decision also publishes its dispatches at once (``publish_decided``), so an
 attempt does not wait for the decision to travel through the outbox's consumer; the outbox then skips the
@@ -85,7 +85,7 @@ class Outbox:
         stored: asyncio.Future[PubAck] = await self.js.publish_async(
             subjects.dispatch_subject(self.cluster, event.queue),
             codec.encode(dispatch),
-            headers={"Nats-Msg-Id": event.attempt_id},
+            headers={"Nats-Msg-Id": subjects.scoped_id(project, domain, event.attempt_id)},
             stream=subjects.DISPATCH_STREAM,
         )
         return stored
@@ -105,7 +105,8 @@ class Outbox:
             publish = await self._dispatch(
                 state.execution_id, state.project, state.domain, state.workflow, event, decision_sequence
             )
-            self._dispatches.track(event.attempt_id, publish)
+            subject = subjects.execution_subject(state.project, state.domain, state.execution_id)
+            self._dispatches.track(_dispatch_key(subject, event.attempt_id), publish)
             publishes.append(publish)
         _, unacknowledged = await asyncio.wait(publishes, timeout=DISPATCH_ACK_SECONDS)
         for publish in unacknowledged:
@@ -125,7 +126,7 @@ class Outbox:
         cached = self.states.get(subject)
         if cached is not None and cached.last_sequence >= decision_sequence:
             return cached
-        return await self.store.load(subject)
+        return await self.store.load(subject, at_least=decision_sequence)
 
     async def _catch_up_side_work(self, subject: str, decision: Decision, decision_sequence: int) -> None:
         events = decision.events
@@ -172,7 +173,7 @@ class Outbox:
             queued = [e for e in decision.events if isinstance(e, NodeQueued)]
             if not queued:
                 continue
-            queued = [e for e in queued if not await self._dispatches.claim(e.attempt_id)]
+            queued = [e for e in queued if not await self._dispatches.claim(_dispatch_key(msg.subject, e.attempt_id))]
             if not queued:  # this replica stored them right after deciding
                 continue
             project, domain, workflow = await self._workflow_of(msg.subject)
@@ -199,3 +200,9 @@ class Outbox:
                 await msg.nak(delay=1.0)
             else:
                 await msg.ack()
+
+
+def _dispatch_key(execution_subject: str, attempt_id: str) -> str:
+    """What a dispatch is tracked by: its attempt id within its execution's project and domain (the same attempt
+    id names another attempt in another project)."""
+    return f"{execution_subject}/{attempt_id}"
