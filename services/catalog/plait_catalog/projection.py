@@ -125,9 +125,12 @@ def _read_by_keys(table: str, row_type: type[msgspec.Struct], keys: tuple[str, .
     )
 
 
-_WRITE_EXECUTION = _upsert("executions", ExecutionRow, ("execution_id",), write_once=WRITE_ONCE)
-_WRITE_NODE = _upsert("node_executions", NodeRow, ("execution_id", "node_id"), write_once=WRITE_ONCE)
-_WRITE_ATTEMPT = _upsert("attempts", AttemptRow, ("attempt_id",))
+_EXECUTION_KEY = ("project", "domain", "execution_id")
+_NODE_KEY = (*_EXECUTION_KEY, "node_id")
+_ATTEMPT_KEY = ("project", "domain", "attempt_id")
+_WRITE_EXECUTION = _upsert("executions", ExecutionRow, _EXECUTION_KEY, write_once=WRITE_ONCE)
+_WRITE_NODE = _upsert("node_executions", NodeRow, _NODE_KEY, write_once=WRITE_ONCE)
+_WRITE_ATTEMPT = _upsert("attempts", AttemptRow, _ATTEMPT_KEY)
 # Registrations are immutable: the first one of a name and version stands.
 _WRITE_REGISTRATION = _upsert(
     "registry_entities", RegistryRow, ("kind", "project", "domain", "name", "version"), on_conflict="nothing"
@@ -138,14 +141,17 @@ _WRITE_LAUNCHED_WORKFLOW = _upsert(
 )
 # An artifact is its content: the first type it was seen with stands.
 _WRITE_ARTIFACT = _upsert("artifacts", ArtifactRow, ("hash",), on_conflict="nothing", json_null=("value",))
-_WRITE_EDGE = _upsert("lineage_edges", EdgeRow, ("execution_id", "node_id", "direction", "name"))
+_WRITE_EDGE = _upsert("lineage_edges", EdgeRow, (*_NODE_KEY, "direction", "name"))
 _WRITE_CACHE_ENTRY = _upsert("cache_entries", CacheEntryRow, ("project", "domain", "cache_key"))
 _DELETE_CACHE_ENTRY = "DELETE FROM cache_entries WHERE project = $1 AND domain = $2 AND cache_key = $3"
 
-_READ_EXECUTIONS = _read_by_keys("executions", ExecutionRow, ("execution_id",))
-_READ_NODES = _read_by_keys("node_executions", NodeRow, ("execution_id", "node_id"))
-_READ_ALL_NODES = f"SELECT {_columns_but_write_once(NodeRow)} FROM node_executions WHERE execution_id = ANY($1::text[])"
-_READ_ATTEMPTS = _read_by_keys("attempts", AttemptRow, ("attempt_id",))
+_READ_EXECUTIONS = _read_by_keys("executions", ExecutionRow, _EXECUTION_KEY)
+_READ_NODES = _read_by_keys("node_executions", NodeRow, _NODE_KEY)
+_READ_ALL_NODES = f"""
+SELECT {_columns_but_write_once(NodeRow)} FROM node_executions
+WHERE (project, domain, execution_id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
+"""
+_READ_ATTEMPTS = _read_by_keys("attempts", AttemptRow, _ATTEMPT_KEY)
 _READ_WORKFLOWS = """
 SELECT project, domain, name, version, spec FROM launched_workflows
 WHERE (project, domain, name, version) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))
@@ -262,14 +268,16 @@ async def _apply_fresh(
 async def _apply_records(
     connection: Connection, records: list[tuple[StoredMessage, Record | None]], known: KnownWorkflows
 ) -> None:
-    batch = await _load(connection, [r for _, r in records if isinstance(r, Decision)])
+    decisions = {m.sequence: (rows.execution_key(m.subject, r), r) for m, r in records if isinstance(r, Decision)}
+    batch = await _load(connection, decisions.values())
     workflows = await _load_workflows(connection, batch.executions.values(), known)
     lineage = Lineage(known=known, workflows=workflows)
     cache = CacheEntries()
     for message, record in records:
         if isinstance(record, Decision):
-            rows.apply_decision(batch, record, message.sequence)
-            lineage_rows.apply_decision(lineage, record)
+            execution = decisions[message.sequence][0]
+            rows.apply_decision(batch, execution, record, message.sequence)
+            lineage_rows.apply_decision(lineage, execution, record)
         elif isinstance(record, Registration):
             rows.register(batch, record, message.sequence, message.stored_at)
         elif record is not None:
@@ -300,6 +308,7 @@ def _decode(message: StoredMessage) -> Record | None:
     """The record a message holds: None for a subject the projection does not follow."""
     try:
         if message.subject.startswith(_DECISIONS):
+            subjects.tenant_of_subject(message.subject)  # else its execution cannot be told from another's
             return codec.decision_decoder.decode(message.data)
         if message.subject.startswith(_REGISTRATIONS):
             registration: Registration = registration_decoder.decode(message.data)
@@ -312,46 +321,54 @@ def _decode(message: StoredMessage) -> Record | None:
     return None
 
 
-async def _load(connection: Connection, decisions: list[Decision]) -> Rows:
-    """The stored rows that ``decisions`` change."""
+async def _load(connection: Connection, decisions: Iterable[tuple[rows.ExecutionKey, Decision]]) -> Rows:
+    """The stored rows that ``decisions`` (each with its execution's key) change."""
     keys = rows.keys_touched(decisions)
     batch = Rows()
-    node_keys = list(zip(*keys.nodes, strict=True)) or [(), ()]
-    for record in await connection.fetch(_READ_EXECUTIONS, list(keys.executions)):
-        batch.executions[record["execution_id"]] = ExecutionRow(**dict(record))
+    for record in await connection.fetch(_READ_EXECUTIONS, *_columns(keys.executions, 3)):
+        execution = ExecutionRow(**dict(record))
+        batch.executions[execution.project, execution.domain, execution.execution_id] = execution
     # Two queries: one with an OR of both conditions is a sequential scan of the whole table.
-    node_records = await connection.fetch(_READ_NODES, *node_keys)
+    node_records = await connection.fetch(_READ_NODES, *_columns(keys.nodes, 4))
     if keys.all_nodes_of:
-        node_records += await connection.fetch(_READ_ALL_NODES, list(keys.all_nodes_of))
+        node_records += await connection.fetch(_READ_ALL_NODES, *_columns(keys.all_nodes_of, 3))
     for record in node_records:
-        batch.nodes[record["execution_id"], record["node_id"]] = NodeRow(**dict(record))
-    for record in await connection.fetch(_READ_ATTEMPTS, list(keys.attempts)):
-        batch.attempts[record["attempt_id"]] = AttemptRow(**dict(record))
+        node = NodeRow(**dict(record))
+        batch.nodes[node.project, node.domain, node.execution_id, node.node_id] = node
+    for record in await connection.fetch(_READ_ATTEMPTS, *_columns(keys.attempts, 3)):
+        attempt = AttemptRow(**dict(record))
+        batch.attempts[attempt.project, attempt.domain, attempt.attempt_id] = attempt
     return batch
+
+
+def _columns(keys: Iterable[tuple[str, ...]], width: int) -> list[list[str]]:
+    """Keys as one list per column, the arrays a read by keys takes."""
+    return [list(column) for column in zip(*keys, strict=True)] or [[] for _ in range(width)]
 
 
 async def _load_workflows(
     connection: Connection, executions: Iterable[ExecutionRow], known: KnownWorkflows
-) -> dict[str, WorkflowSpec]:
+) -> dict[rows.ExecutionKey, WorkflowSpec]:
     """The workflow specs of executions launched in earlier batches, by execution id; read from the database
     only when ``known`` does not have them yet."""
-    workflows: dict[str, WorkflowSpec] = {}
-    unknown: dict[WorkflowKey, list[str]] = {}
+    workflows: dict[rows.ExecutionKey, WorkflowSpec] = {}
+    unknown: dict[WorkflowKey, list[rows.ExecutionKey]] = {}
     for execution in executions:
         key = (execution.project, execution.domain, execution.workflow_name, execution.workflow_version)
         spec = known.get(key)
+        placed = (execution.project, execution.domain, execution.execution_id)
         if spec is not None:
-            workflows[execution.execution_id] = spec
+            workflows[placed] = spec
         else:
-            unknown.setdefault(key, []).append(execution.execution_id)
+            unknown.setdefault(key, []).append(placed)
     if not unknown:
         return workflows
     for record in await connection.fetch(_READ_WORKFLOWS, *(list(column) for column in zip(*unknown, strict=True))):
         key = (record["project"], record["domain"], record["name"], record["version"])
         spec = msgspec.convert(record["spec"], WorkflowSpec)
         known.add(key, spec)
-        for execution_id in unknown[key]:
-            workflows[execution_id] = spec
+        for placed in unknown[key]:
+            workflows[placed] = spec
     return workflows
 
 

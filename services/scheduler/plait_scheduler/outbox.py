@@ -2,9 +2,9 @@
 
 A dispatch is derived from a stored decision, so it can never exist without one; the durable
 consumer's position only moves once the dispatches are stored, so no decision loses its dispatch.
-``Nats-Msg-Id`` = attempt id makes a dispatch republished within the duplicate window a no-op; past it, the
-execution's current state decides: an attempt that started or ended, or whose execution ended, is not
-dispatched again (a recreated consumer replays the whole log).
+``Nats-Msg-Id`` = project, domain and attempt id makes a dispatch republished within the duplicate window a
+no-op; past it, the execution's current state decides: an attempt that started or ended, or whose execution
+ended, is not dispatched again (a recreated consumer replays the whole log).
 
 The replica that appended a decision also publishes its dispatches at once (``publish_decided``), so an
 attempt does not wait for the decision to travel through the outbox's consumer; the outbox then skips the
@@ -91,7 +91,7 @@ class Outbox:
         stored: asyncio.Future[PubAck] = await self.js.publish_async(
             subjects.dispatch_subject(self.cluster, event.queue),
             codec.encode(dispatch),
-            headers={"Nats-Msg-Id": event.attempt_id},
+            headers={"Nats-Msg-Id": subjects.scoped_id(project, domain, event.attempt_id)},
             stream=subjects.DISPATCH_STREAM,
         )
         return stored
@@ -111,7 +111,8 @@ class Outbox:
             publish = await self._dispatch(
                 state.execution_id, state.project, state.domain, state.workflow, event, decision_sequence
             )
-            self._dispatches.track(event.attempt_id, publish)
+            subject = subjects.execution_subject(state.project, state.domain, state.execution_id)
+            self._dispatches.track(_dispatch_key(subject, event.attempt_id), publish)
             publishes.append(publish)
         _, unacknowledged = await asyncio.wait(publishes, timeout=DISPATCH_ACK_SECONDS)
         for publish in unacknowledged:
@@ -141,7 +142,7 @@ class Outbox:
             return cached
         state = loaded.get(subject)
         if state is None or state.last_sequence < decision_sequence:
-            state = loaded[subject] = await self.store.load(subject)
+            state = loaded[subject] = await self.store.load(subject, at_least=decision_sequence)
         return state
 
     async def _catch_up_side_work(
@@ -195,7 +196,7 @@ class Outbox:
         """Publish the dispatch of each attempt the decision queued that this replica has not stored already and
         that is still queued."""
         queued = [e for e in decision.events if isinstance(e, NodeQueued)]
-        queued = [e for e in queued if not await self._dispatches.claim(e.attempt_id)]
+        queued = [e for e in queued if not await self._dispatches.claim(_dispatch_key(subject, e.attempt_id))]
         if not queued:  # none, or this replica stored them right after deciding
             return []
         state = await self._state_after(subject, sequence, loaded)
@@ -226,3 +227,9 @@ class Outbox:
             else:
                 self.dispatched += 1
         return unstored
+
+
+def _dispatch_key(execution_subject: str, attempt_id: str) -> str:
+    """What a dispatch is tracked by: its attempt id within its execution's project and domain (the same attempt
+    id names another attempt in another project)."""
+    return f"{execution_subject}/{attempt_id}"
