@@ -106,3 +106,20 @@ async def test_a_queued_attempt_of_an_aborted_execution_never_runs(nats_url: str
     started = [entry["execution"] for entry in logs if entry["event"] == "attempt_started"]
     stopped = [entry["execution"] for entry in logs if entry["event"] == "attempt_stopped"]
     assert started == [running_id] and sorted(stopped) == sorted([running_id, waiting_id])
+
+
+async def test_a_dispatch_that_waited_for_an_executor_is_skipped_once_its_execution_ended(nats_url: str) -> None:
+    """No executor ran while the execution was aborted; the one that comes later looks before it runs anything."""
+    scheduler = SchedulerService(nats_url, replica="aborts")
+    async with running(scheduler.run), await AsyncClient.connect(nats_url) as client:
+        execution_id = await client.launch(workflows.paused, {"seconds": 600.0})
+        await client.abort(execution_id)
+        assert (await client.wait(execution_id, timeout=DEADLINE)).status == "aborted"
+        # A heartbeat of 0.1 s: the dispatch, stored before the executor has even started, counts as one that waited.
+        executor = ExecutorService(nats_url, concurrency=1, worker_name="executor", ack_wait_seconds=0.3)
+        with structlog.testing.capture_logs() as logs:
+            async with running(executor.run):
+                await no_dispatch_left(client)
+    skipped = [entry["execution"] for entry in logs if entry["event"] == "dispatch_skipped"]
+    assert skipped == [execution_id]
+    assert not [entry for entry in logs if entry["event"] == "attempt_started"]

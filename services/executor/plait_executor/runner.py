@@ -125,7 +125,9 @@ class AttemptRunner:
         except ValueError as exc:
             await self._dead_letter(msg, exc)
             return
-        if execution_subject in self._ended:
+        if execution_subject in self._ended or (
+            _waited(msg, self.heartbeat_seconds) and await self._ended_now(execution_subject)
+        ):
             attempt_log.info("dispatch_skipped", reason="its execution ended")
             await _ack(msg, attempt_log)
             return
@@ -279,11 +281,27 @@ class AttemptRunner:
             except msgspec.DecodeError:
                 continue  # not a decision this executor can read: the scheduler's deadline still ends the attempt
             if ended:
-                self._ended[subject] = None
-                while len(self._ended) > ENDED_REMEMBERED:
-                    self._ended.popitem(last=False)
+                self._remember_ended(subject)
                 for held in by_execution.get(subject, []):
                     held.stop.cancel()
+
+    async def _ended_now(self, execution_subject: str) -> bool:
+        """Whether the execution's last decision ended it; when that cannot be read (NATS away, an unreadable
+        record), the attempt runs, and the heartbeat's check stops it later if need be."""
+        try:
+            raw = await self.js.get_msg(subjects.EVENTS_STREAM, subject=execution_subject, direct=True)
+            ended = codec.ends_execution(raw.data or b"")
+        except (nats.errors.Error, msgspec.DecodeError) as exc:
+            log.debug("execution_unchecked", execution_subject=execution_subject, error=repr(exc))
+            return False
+        if ended:
+            self._remember_ended(execution_subject)
+        return ended
+
+    def _remember_ended(self, execution_subject: str) -> None:
+        self._ended[execution_subject] = None
+        while len(self._ended) > ENDED_REMEMBERED:
+            self._ended.popitem(last=False)
 
     async def _dead_letter(self, msg: Msg, error: Exception) -> None:
         """Move an unreadable dispatch aside: no attempt can be reported for it, and redelivery cannot help."""
@@ -301,6 +319,13 @@ class AttemptRunner:
             log.warning("dead_letter_failed", error=repr(exc))  # it stays in the queue, to be tried again
             return
         await _ack(msg, log)
+
+
+def _waited(msg: Msg, seconds: float) -> bool:
+    """Whether a dispatch was delivered before, or stored more than ``seconds`` ago: its execution may have ended
+    meanwhile, so it is worth a look before running it (a fresh one runs at once)."""
+    metadata = msg.metadata
+    return metadata.num_delivered > 1 or datetime.now(UTC) - metadata.timestamp > timedelta(seconds=seconds)
 
 
 def _log_outcome(attempt_log: FilteringBoundLogger, outcome: AttemptOutcome, seconds: float) -> None:
