@@ -9,11 +9,13 @@ from typing import Any
 
 import anyio
 import structlog.testing
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from plait.adapters import subjects
 from plait.client import AsyncClient
 from plait.core.events import AttemptStarted
 from plait_executor import ExecutorService
+from plait_executor.service import consumer_name
 from plait_scheduler import SchedulerService
 from tests import workflows
 from tests.running import running
@@ -108,15 +110,21 @@ async def test_a_queued_attempt_of_an_aborted_execution_never_runs(nats_url: str
     assert started == [running_id] and sorted(stopped) == sorted([running_id, waiting_id])
 
 
-async def test_a_dispatch_that_waited_for_an_executor_is_skipped_once_its_execution_ended(nats_url: str) -> None:
-    """No executor ran while the execution was aborted; the one that comes later looks before it runs anything."""
+async def test_a_dispatch_handed_back_is_skipped_once_its_execution_ended(nats_url: str) -> None:
+    """The executor that took the dispatch first handed it back (here: the test, taking it and giving it back);
+    the execution was aborted meanwhile; the next executor looks before it runs anything."""
     scheduler = SchedulerService(nats_url, replica="aborts")
     async with running(scheduler.run), await AsyncClient.connect(nats_url) as client:
+        durable = consumer_name("local", "default")
+        config = ConsumerConfig(durable_name=durable, filter_subject=subjects.dispatch_subject("local", "default"))
+        await client.js.add_consumer(subjects.DISPATCH_STREAM, config, ack_policy=AckPolicy.EXPLICIT)
         execution_id = await client.launch(workflows.paused, {"seconds": 600.0})
+        first = await client.js.pull_subscribe_bind(durable, stream=subjects.DISPATCH_STREAM)
+        [handed_back] = await first.fetch(1, timeout=DEADLINE)
         await client.abort(execution_id)
         assert (await client.wait(execution_id, timeout=DEADLINE)).status == "aborted"
-        # A heartbeat of 0.1 s: the dispatch, stored before the executor has even started, counts as one that waited.
-        executor = ExecutorService(nats_url, concurrency=1, worker_name="executor", ack_wait_seconds=0.3)
+        await handed_back.nak()
+        executor = ExecutorService(nats_url, concurrency=1, worker_name="executor")
         with structlog.testing.capture_logs() as logs:
             async with running(executor.run):
                 await no_dispatch_left(client)
