@@ -15,7 +15,9 @@ import pytest
 
 from plait.adapters.cachelog import CacheLog, entry_decoder
 from plait.client import AsyncClient
-from plait.core.cachelog import CacheFilled, CacheReleased, CacheReserved
+from plait.core.cachelog import CacheCleared, CacheFilled, CacheReleased, CacheReserved
+from plait.core.commands import ReportAttemptResult, ReportCacheLookup
+from plait.core.decide import decide_batch
 from plait.core.events import (
     AttemptStarted,
     Event,
@@ -23,13 +25,16 @@ from plait.core.events import (
     NodeCacheLookup,
     NodeCacheWaiting,
     NodeQueued,
+    NodeSucceeded,
 )
-from plait.core.ids import cache_key
+from plait.core.ids import cache_key, new_execution_id
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
-from plait_scheduler.caching import LOOKUP_SUBJECT
+from plait_scheduler.caching import LOOKUP_SUBJECT, CacheKeeper
 from tests import cache_workflows
+from tests.launching import launched
+from tests.outbox_replay import forget_outbox_position, outbox_caught_up
 from tests.running import running
 
 DEADLINE = 60.0
@@ -246,3 +251,69 @@ async def test_two_replicas_doing_each_others_cache_work_compute_each_key_once(n
         for x in (1, 2):
             fills = [r for r in await entry_records(client, square_key(x, 0.3)) if isinstance(r, CacheFilled)]
             assert len(fills) == 1
+
+
+async def test_a_lagging_outbox_reserves_no_key_for_a_node_that_ended(nats_url: str) -> None:
+    """Replaying the log, the outbox meets the node's old look-up and fill: the key, cleared since, stays free."""
+    async with scheduler_and_executor(nats_url) as client:
+        await client.wait(await client.launch(cache_workflows.squared_then_doubled, {"x": 6}), timeout=DEADLINE)
+        key = square_key(6, 0.0)
+        assert (await client.clear_cache([key])).cleared == [key]
+        await forget_outbox_position(client.js)
+    replaying = SchedulerService(nats_url, replica="lagging", cache_lookup_timeout=0.2)
+    async with running(replaying.run), await AsyncClient.connect(nats_url) as client:
+        await outbox_caught_up(client.js)
+        records = await entry_records(client, key)
+    assert [type(r) for r in records] == [CacheReserved, CacheFilled, CacheCleared]
+
+
+async def test_a_result_is_not_stored_over_another_nodes_reservation(nats_url: str) -> None:
+    """The reservation passed to another node (the first holder's expired): only that node fills the key."""
+    execution_id = new_execution_id()
+    state, _ = launched(cache_workflows.squared_then_doubled, {"x": 11}, datetime.now(UTC), execution_id)
+    node = state.nodes["slow_square"]
+    lookup = ReportCacheLookup(
+        command_id="reserved",
+        execution_id=execution_id,
+        node=node.id,
+        cache_key=node.cache_key,
+        round=1,
+        outcome="reserved",
+    )
+    decide_batch(state, [lookup], datetime.now(UTC))
+    result = ReportAttemptResult(
+        command_id="result",
+        execution_id=execution_id,
+        node=node.id,
+        attempt_id=node.attempts[-1].attempt_id,
+        worker="w",
+        outputs={"result": 121},
+    )
+    [*_, succeeded, _] = decide_batch(state, [result], datetime.now(UTC)).events
+    assert isinstance(succeeded, NodeSucceeded)
+    async with await AsyncClient.connect(nats_url, project=state.project, domain=state.domain) as client:
+        now = datetime.now(UTC)
+        other = CacheReserved(execution_id="other", node=node.id, at=now, until=now + timedelta(minutes=10))
+        await CacheLog(client.js, state.project, state.domain, node.cache_key).append(other, expected=0)
+        await CacheKeeper(client.nc, client.js).fill(state, succeeded)
+        assert await entry_records(client, node.cache_key) == [other]
+
+
+async def test_a_reservation_outlasts_its_lease_while_its_holder_computes(nats_url: str) -> None:
+    """Reservations of 2 s, a task of 6 s, a second execution waiting: the key is still computed once."""
+    scheduler = SchedulerService(nats_url, replica="cache-scheduler", cache_reservation_seconds=2.0)
+    executor = ExecutorService(nats_url, concurrency=2, worker_name="cache-executor")
+    inputs = {"x": 12, "seconds": 6.0}
+    async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+        holder_id = await client.launch(cache_workflows.squared_then_doubled, inputs)
+        async for stored in client.events(holder_id):
+            if any(isinstance(e, AttemptStarted) for e in stored.decision.events):
+                break
+        waiter_id = await client.launch(cache_workflows.squared_then_doubled, inputs)
+        states = [await client.wait(execution_id, timeout=DEADLINE) for execution_id in (holder_id, waiter_id)]
+        assert [state.outputs for state in states] == [{"result": 288}, {"result": 288}]
+        waiter_events = await events_of(client, waiter_id)
+        records = await entry_records(client, square_key(12, 6.0))
+    assert not [e for e in waiter_events if isinstance(e, NodeQueued) and e.node == "slow_square"]
+    assert len([e for e in waiter_events if isinstance(e, NodeCacheWaiting)]) >= 2, "it waited past the lease"
+    assert [type(r) for r in records] == [CacheReserved, CacheFilled]

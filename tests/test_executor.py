@@ -21,6 +21,7 @@ import structlog.testing
 from nats.aio.client import Client as NATS
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from plait import codec
 from plait.adapters import subjects
@@ -35,6 +36,7 @@ from plait.sdk.task import Task
 from plait_executor import ExecutorService, WorkerPool, run_attempt
 from plait_executor.attempt import CODE_VERSION_MISMATCH, AttemptOutcome
 from plait_executor.results import ResultReporter
+from plait_executor.service import ACK_WAIT_SECONDS, MAX_DELIVERIES
 from tests import executor_tasks as tasks
 
 DEADLINE = 20.0
@@ -628,3 +630,30 @@ async def test_results_that_end_while_one_is_being_stored_go_out_together(cluste
     assert [first.attempt_id, *(r.attempt_id for r in together.results)] == [d.attempt_id for d in dispatches]
     assert [r.outputs for r in together.results] == [{"result": 1}, {"result": 2}, {"result": 3}]
     assert reporter.commands == 2
+
+
+async def test_a_dispatch_on_its_last_delivery_is_reported_as_a_system_failure(nats_url: str, cluster: Cluster) -> None:
+    """Its executors were lost twice (here: took it and handed it back); the third may not run it again."""
+    async with running(executor(nats_url, max_deliveries=3)):
+        pass
+    dispatch = dispatch_of(tasks.add, {"a": 1, "b": 1})
+    await cluster.dispatch(dispatch)
+    lost = await cluster.js.pull_subscribe_bind("executor-local-default", stream=subjects.DISPATCH_STREAM)
+    for _ in range(2):
+        [msg] = await lost.fetch(1, timeout=DEADLINE)
+        await msg.nak()
+    async with running(executor(nats_url, "executor-2", max_deliveries=3)):
+        result = await cluster.commands.result_of(dispatch)
+    assert result.error is not None and result.outputs is None
+    assert (result.error.kind, result.error.message) == ("system", "delivered 3 times; the executor was lost each time")
+    assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
+
+
+async def test_a_dispatch_consumer_of_an_older_release_gets_the_short_ack_wait_and_a_delivery_limit(
+    nats_url: str, cluster: Cluster
+) -> None:
+    older = ConsumerConfig(durable_name="executor-local-default", filter_subject="plait.dispatch.local.default")
+    await cluster.js.add_consumer(subjects.DISPATCH_STREAM, older, ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0)
+    async with running(executor(nats_url)):
+        info = await cluster.js.consumer_info(subjects.DISPATCH_STREAM, "executor-local-default")
+    assert (info.config.ack_wait, info.config.max_deliver) == (ACK_WAIT_SECONDS, MAX_DELIVERIES)

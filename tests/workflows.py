@@ -103,3 +103,13 @@ def pause(seconds: float) -> float:
 @workflow
 def paused(seconds: float = 2.0) -> float:
     return pause(seconds=seconds)
+
+
+@task
+def pair(a: float, b: int) -> float:
+    return a + b
+
+
+@workflow
+def pause_beside_failure(seconds: float = 600.0, message: str = "boom") -> float:
+    return pair(a=pause(seconds=seconds), b=fail(message=message))

@@ -59,6 +59,9 @@ STREAM_INFO_API = "$JS.API.STREAM.INFO"
 CONSUMER_DELETE_API = "$JS.API.CONSUMER.DELETE"
 FIRST_RELOAD_SECONDS = 0.001
 LONGEST_RELOAD_SECONDS = 0.05
+UNSEEN_DECISION_SECONDS = 1.0
+"""How often ``wait`` reads the log again when no decision was sent to it: one appended while it subscribed
+may have reached neither its subscription nor its first read (stored a moment after that read)."""
 FOLLOWER_INACTIVE_SECONDS = 30.0  # a follower's consumer outlives a client that vanished by this long
 FIRST_PUBLISH_RETRY_SECONDS = 0.05
 LONGEST_PUBLISH_RETRY_SECONDS = 2.0
@@ -419,7 +422,11 @@ class AsyncClient:
                 async with self._appends(execution_id) as appended:
                     state = await self.store.load(subject)
                     while state is None or not state.terminal:
-                        msg = await appended.next_msg(timeout=None)
+                        try:
+                            msg = await appended.next_msg(timeout=UNSEEN_DECISION_SECONDS)
+                        except nats.errors.TimeoutError:
+                            state = await self.store.load(subject, state)
+                            continue
                         if codec.ends_execution(msg.data):
                             state = await self._load_until_terminal(subject, state)
                     return state

@@ -23,13 +23,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     queue: str = "default"
     concurrency: int = 0  # 0: one worker process per core
     stream_replicas: int | None = None  # 3 on a NATS cluster; when unset, existing streams are left as they are
-    ack_wait_seconds: float = 30.0  # how long a silent consumer keeps a message before it is redelivered
+    ack_wait_seconds: float = 30.0  # how long a silent scheduler keeps a message before it is redelivered
+    dispatch_ack_wait_seconds: float = 5.0  # the same for a dispatch (its executor heartbeats at a third of it)
+    attempt_deadline_seconds: float = 3600.0  # an attempt with no result and no sign of life this long fails
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     home: str = ""
     nats_sync: Literal["always", "default"] = "always"
     embedded_services: Literal["processes", "in-process"] = "processes"  # how the embedded stack runs its services
-    cache_reservation_seconds: float = 600.0  # how long a cache key's reservation stands without a fill or release
+    cache_reservation_seconds: float = 600.0  # how often a waiting look-up checks the key's holder is still computing
     cache_lookup_seconds: float = 0.5  # how long a scheduler waits for the catalog's cache answer before going on
     background_niceness: int = 10  # the embedded catalog's and PostgreSQL's: projecting yields the CPU to scheduling
 
@@ -43,6 +45,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise InputError(f"PLAIT_STREAM_REPLICAS must be 1, 3 or 5, got {self.stream_replicas}")
         if self.ack_wait_seconds <= 0:
             raise InputError(f"PLAIT_ACK_WAIT_SECONDS must be positive, got {self.ack_wait_seconds}")
+        for name in ("dispatch_ack_wait_seconds", "attempt_deadline_seconds"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"{VARIABLES[name]} must be positive, got {getattr(self, name)}")
         if self.cache_reservation_seconds <= 0:
             raise InputError(f"PLAIT_CACHE_RESERVATION_SECONDS must be positive, got {self.cache_reservation_seconds}")
         if self.cache_lookup_seconds <= 0:
@@ -77,6 +82,8 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "queue": "PLAIT_QUEUE",
     "concurrency": "PLAIT_CONCURRENCY",
     "ack_wait_seconds": "PLAIT_ACK_WAIT_SECONDS",
+    "dispatch_ack_wait_seconds": "PLAIT_DISPATCH_ACK_WAIT_SECONDS",
+    "attempt_deadline_seconds": "PLAIT_ATTEMPT_DEADLINE_SECONDS",
     "stream_replicas": "PLAIT_STREAM_REPLICAS",
     "log_format": "PLAIT_LOG_FORMAT",
     "log_level": "PLAIT_LOG_LEVEL",

@@ -1,9 +1,18 @@
-"""One dispatch message through its attempt: report started, run it while heartbeating, report the result, ack."""
+"""One dispatch message through its attempt: report started, run it while heartbeating, report the result, ack.
+
+While an attempt is held, its executor keeps the dispatch in progress, moves the attempt's deadline timer on, and
+watches its execution: once it has ended (aborted, or failed fast), the attempt is stopped, its worker killed,
+and the dispatch acked without a result (none is needed).
+"""
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import anyio
 import msgspec
@@ -15,8 +24,11 @@ from structlog.typing import FilteringBoundLogger
 
 from plait import codec
 from plait.adapters import subjects
+from plait.adapters.commands import schedule_command
+from plait.adapters.jetstream import BatchUnsupported, last_messages
+from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, attempt_deadline
 from plait.core.dispatch import Dispatch
-from plait_executor.attempt import AttemptOutcome
+from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.pool import WorkerPool
 from plait_executor.reports import report_started_pipelined
 from plait_executor.results import ResultReporter
@@ -29,13 +41,23 @@ STARTED_AFTER_SECONDS = 0.05
 scheduler records as the start and the end together (two commands and two acks fewer per attempt)."""
 
 
+ENDED_REMEMBERED = 10_000  # executions seen ended, whose dispatches are skipped without asking the server
+
+Ran = Literal["ran", "handed_back", "stopped"]
+
+
 @dataclass
 class _Held:
-    """A dispatch message being worked on, and when the server last heard so."""
+    """A dispatch message being worked on: when the server last heard so, when its deadline was last moved on
+    (None: not started yet), and the scope that stops it when its execution ends."""
 
     msg: Msg
     log: FilteringBoundLogger
     since: float
+    dispatch: Dispatch
+    execution_subject: str
+    deadline_moved: float | None = None
+    stop: anyio.CancelScope = field(default_factory=anyio.CancelScope)
 
 
 class _NotStarted(Exception):
@@ -48,7 +70,8 @@ class AttemptRunner:
     The message is acknowledged only once the result command is stored, so an executor that dies at any
     point leaves the message to be redelivered, and the same attempt runs again elsewhere. While the
     message is held (waiting for a worker, then running), ``keep_in_progress`` keeps it in progress every
-    ``heartbeat_seconds``.
+    ``heartbeat_seconds``. A dispatch on its ``max_deliveries``-th delivery is reported as a system failure
+    instead of run: the executors it went to before were lost with it.
     """
 
     def __init__(
@@ -58,6 +81,8 @@ class AttemptRunner:
         worker: str,
         heartbeat_seconds: float,
         started_after: float = STARTED_AFTER_SECONDS,
+        max_deliveries: int = 0,
+        deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
     ) -> None:
         self.js = js
         self.results = ResultReporter(js, worker)
@@ -65,6 +90,9 @@ class AttemptRunner:
         self.pool = pool
         self.worker = worker
         self.heartbeat_seconds = heartbeat_seconds
+        self.max_deliveries = max_deliveries
+        self.deadline_seconds = deadline_seconds
+        self._ended: OrderedDict[str, None] = OrderedDict()  # execution subjects seen ended
         self.stopping = False
         self._waiting: set[anyio.CancelScope] = set()  # attempts waiting for a worker
         self._held: dict[int, _Held] = {}  # by id(msg)
@@ -92,9 +120,23 @@ class AttemptRunner:
             attempt=dispatch.attempt_id,
             delivery=msg.metadata.num_delivered,
         )
-        self._held[id(msg)] = _Held(msg, attempt_log, anyio.current_time())
         try:
-            ran = await self._run(dispatch, attempt_log)
+            execution_subject = subjects.execution_subject(dispatch.project, dispatch.domain, dispatch.execution_id)
+        except ValueError as exc:
+            await self._dead_letter(msg, exc)
+            return
+        if execution_subject in self._ended or (
+            _waited(msg, self.heartbeat_seconds) and await self._ended_now(execution_subject)
+        ):
+            attempt_log.info("dispatch_skipped", reason="its execution ended")
+            await _ack(msg, attempt_log)
+            return
+        if self.max_deliveries and msg.metadata.num_delivered >= self.max_deliveries:
+            await self._give_up(dispatch, msg, attempt_log)
+            return
+        held = self._held[id(msg)] = _Held(msg, attempt_log, anyio.current_time(), dispatch, execution_subject)
+        try:
+            ran = await self._run(dispatch, attempt_log, held)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(NAK_TIMEOUT_SECONDS):
                 await _nak(msg, attempt_log)
@@ -102,15 +144,28 @@ class AttemptRunner:
             raise
         finally:
             del self._held[id(msg)]
-        if not ran:
+        if ran == "handed_back":
             with anyio.CancelScope(shield=True), anyio.move_on_after(NAK_TIMEOUT_SECONDS):
                 await _nak(msg, attempt_log)
             attempt_log.info("dispatch_handed_back")
             return
+        if ran == "stopped":
+            attempt_log.warning("attempt_stopped", reason="its execution ended")
         await _ack(msg, attempt_log)
 
-    async def _run(self, dispatch: Dispatch, attempt_log: FilteringBoundLogger) -> bool:
-        """Run the attempt and store its result; False when the executor stopped before a worker took it.
+    async def _give_up(self, dispatch: Dispatch, msg: Msg, attempt_log: FilteringBoundLogger) -> None:
+        """Report the attempt of a dispatch on its last delivery as a system failure, instead of running it."""
+        deliveries = msg.metadata.num_delivered
+        attempt_log.error("dispatch_deliveries_exhausted", deliveries=deliveries)
+        error = system_error(
+            f"delivered {deliveries} times; the executor was lost each time", "DispatchDeliveriesExhausted"
+        )
+        await self.results.report(dispatch, AttemptOutcome(error=error), attempt_log)
+        await _ack(msg, attempt_log)
+
+    async def _run(self, dispatch: Dispatch, attempt_log: FilteringBoundLogger, held: _Held) -> Ran:
+        """Run the attempt and store its result: "handed_back" when the executor stopped before a worker took it,
+        "stopped" when its execution ended first (nothing is reported then).
 
         ``started`` is sent once the attempt has run for ``STARTED_AFTER_SECONDS``, and stored while it runs; the
         result is sent after it on the same connection, so JetStream stores them in that order, and both
@@ -126,6 +181,7 @@ class AttemptRunner:
             if self.stopping:
                 raise _NotStarted
             reports.start_soon(self._report_started_unless_ended, dispatch, attempt_log, sent, ended)
+            held.deadline_moved = -math.inf  # moved on at the next heartbeat
             attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
             started = time.perf_counter()
             self.attempts += 1
@@ -133,7 +189,7 @@ class AttemptRunner:
         async with anyio.create_task_group() as reports:
             self._waiting.add(waiting)
             try:
-                with waiting:
+                with waiting, held.stop:
                     outcome = await self.pool.run(
                         dispatch.task.target,
                         dispatch.inputs,
@@ -142,16 +198,18 @@ class AttemptRunner:
                         on_start=on_start,
                     )
             except _NotStarted:
-                return False
+                return "handed_back"
             finally:
                 self._waiting.discard(waiting)
+                ended.set()
+            if held.stop.cancel_called:  # its execution ended: the worker, if it had one, was killed
+                return "stopped"
             if waiting.cancel_called:  # stopped while waiting for a worker
-                return False
-            ended.set()
+                return "handed_back"
             _log_outcome(attempt_log, outcome, time.perf_counter() - started)
             await sent.wait()
             await self.results.report(dispatch, outcome, attempt_log)
-        return True
+        return "ran"
 
     async def _report_started_unless_ended(
         self, dispatch: Dispatch, attempt_log: FilteringBoundLogger, sent: anyio.Event, ended: anyio.Event
@@ -165,7 +223,9 @@ class AttemptRunner:
 
     async def keep_in_progress(self) -> None:
         """Until cancelled: tell the server every ``heartbeat_seconds`` that each held message is still being worked
-        on (one loop for all of them, not a task per attempt)."""
+        on, move the deadlines of running attempts on, and stop the attempts of executions that ended (one loop for
+        all of them, not a task per attempt)."""
+        checked = anyio.current_time()
         while True:
             await anyio.sleep(self.heartbeat_seconds / 3)
             now = anyio.current_time()
@@ -176,8 +236,74 @@ class AttemptRunner:
                         await held.msg.in_progress()
                     except nats.errors.Error as exc:
                         held.log.warning("heartbeat_failed", error=repr(exc))
+            with anyio.move_on_after(self.heartbeat_seconds):  # NATS may be away: the next round tries again
+                await self._move_deadlines(now)
+                if now - checked >= self.heartbeat_seconds:
+                    checked = now
+                    await self._stop_ended_executions()
 
-    async def _dead_letter(self, msg: Msg, error: msgspec.DecodeError) -> None:
+    async def _move_deadlines(self, now: float) -> None:
+        """Set the deadline of each running attempt ``deadline_seconds`` ahead, every third of it: the scheduler
+        fails an attempt only when its executor has stopped saying it is alive."""
+        due = [
+            held
+            for held in self._held.values()
+            if held.deadline_moved is not None and now - held.deadline_moved >= self.deadline_seconds / 3
+        ]
+        for held in due:
+            dispatch = held.dispatch
+            deadline = attempt_deadline(
+                dispatch.execution_id, dispatch.node, dispatch.attempt_id, self.deadline_seconds
+            )
+            at = datetime.now(UTC) + timedelta(seconds=self.deadline_seconds)
+            try:
+                await schedule_command(self.js, deadline, dispatch.project, dispatch.domain, deadline.timer, at)
+            except nats.errors.Error as exc:
+                held.log.warning("deadline_not_moved", error=repr(exc))
+                continue
+            held.deadline_moved = now
+
+    async def _stop_ended_executions(self) -> None:
+        """Read the last decision of each held attempt's execution; stop the attempts of those that ended."""
+        by_execution: dict[str, list[_Held]] = {}
+        for held in self._held.values():
+            by_execution.setdefault(held.execution_subject, []).append(held)
+        if not by_execution:
+            return
+        try:
+            last = await last_messages(self.js, subjects.EVENTS_STREAM, list(by_execution))
+        except (BatchUnsupported, nats.errors.Error) as exc:
+            log.warning("execution_check_failed", executions=len(by_execution), error=repr(exc))
+            return
+        for subject, raw in last.items():
+            try:
+                ended = codec.ends_execution(raw.data or b"")
+            except msgspec.DecodeError:
+                continue  # not a decision this executor can read: the scheduler's deadline still ends the attempt
+            if ended:
+                self._remember_ended(subject)
+                for held in by_execution.get(subject, []):
+                    held.stop.cancel()
+
+    async def _ended_now(self, execution_subject: str) -> bool:
+        """Whether the execution's last decision ended it; when that cannot be read (NATS away, an unreadable
+        record), the attempt runs, and the heartbeat's check stops it later if need be."""
+        try:
+            raw = await self.js.get_msg(subjects.EVENTS_STREAM, subject=execution_subject, direct=True)
+            ended = codec.ends_execution(raw.data or b"")
+        except (nats.errors.Error, msgspec.DecodeError) as exc:
+            log.debug("execution_unchecked", execution_subject=execution_subject, error=repr(exc))
+            return False
+        if ended:
+            self._remember_ended(execution_subject)
+        return ended
+
+    def _remember_ended(self, execution_subject: str) -> None:
+        self._ended[execution_subject] = None
+        while len(self._ended) > ENDED_REMEMBERED:
+            self._ended.popitem(last=False)
+
+    async def _dead_letter(self, msg: Msg, error: Exception) -> None:
         """Move an unreadable dispatch aside: no attempt can be reported for it, and redelivery cannot help."""
         metadata = msg.metadata
         log.error("dispatch_unreadable", subject=msg.subject, sequence=metadata.sequence.stream, error=str(error))
@@ -193,6 +319,13 @@ class AttemptRunner:
             log.warning("dead_letter_failed", error=repr(exc))  # it stays in the queue, to be tried again
             return
         await _ack(msg, log)
+
+
+def _waited(msg: Msg, seconds: float) -> bool:
+    """Whether a dispatch was delivered before, or stored more than ``seconds`` ago: its execution may have ended
+    meanwhile, so it is worth a look before running it (a fresh one runs at once)."""
+    metadata = msg.metadata
+    return metadata.num_delivered > 1 or datetime.now(UTC) - metadata.timestamp > timedelta(seconds=seconds)
 
 
 def _log_outcome(attempt_log: FilteringBoundLogger, outcome: AttemptOutcome, seconds: float) -> None:

@@ -18,12 +18,19 @@ from structlog.typing import FilteringBoundLogger
 from plait.adapters import subjects
 from plait.adapters.jetstream import connect, ensure_streams
 from plait.adapters.pull import Puller, ensure_consumer
+from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait_executor.pool import WorkerPool
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
 _CLOSE_SECONDS = 5.0
+ACK_WAIT_SECONDS = 5.0
+"""How long a dispatch stays with an executor that says nothing: the attempt of an executor that died moves to
+another one after this long (the executor heartbeats a held dispatch at a third of it)."""
+MAX_DELIVERIES = 5
+"""Deliveries of one dispatch: the last one is reported as a system failure instead of run (the attempt keeps
+losing its executor), and the server delivers it no more."""
 PREFETCH_PER_WORKER = 4
 """Dispatches held per worker process: while one attempt runs, the next ones wait in memory and the last ones
 report, so a worker never idles on a round trip to the server."""
@@ -54,9 +61,11 @@ class ExecutorService:
         concurrency: int | None = None,
         prefetch: int | None = None,
         worker_name: str | None = None,
-        ack_wait_seconds: float = 30.0,
+        ack_wait_seconds: float = ACK_WAIT_SECONDS,
         grace_seconds: float = 30.0,
         started_after_seconds: float = STARTED_AFTER_SECONDS,
+        max_deliveries: int = MAX_DELIVERIES,
+        attempt_deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
     ) -> None:
         self.nats_url = nats_url
         self.cluster = cluster
@@ -67,6 +76,8 @@ class ExecutorService:
         self.ack_wait_seconds = ack_wait_seconds
         self.grace_seconds = grace_seconds
         self.started_after_seconds = started_after_seconds
+        self.max_deliveries = max_deliveries
+        self.attempt_deadline_seconds = attempt_deadline_seconds
         self.subject = subjects.dispatch_subject(cluster, queue)
         self.consumer = consumer_name(cluster, queue)
         self._log = log.bind(worker=self.worker_name, cluster=cluster, queue=queue)
@@ -78,11 +89,19 @@ class ExecutorService:
         try:
             js = nc.jetstream()
             await ensure_streams(js)
-            info = await ensure_consumer(js, subjects.DISPATCH_STREAM, self._consumer_config())
-            ack_wait = min(info.config.ack_wait or self.ack_wait_seconds, self.ack_wait_seconds)
+            config = self._consumer_config()
+            info = await ensure_consumer(js, subjects.DISPATCH_STREAM, config)
+            if (info.config.ack_wait, info.config.max_deliver) != (config.ack_wait, config.max_deliver):
+                info = await js.add_consumer(subjects.DISPATCH_STREAM, config)  # made by an older release: updated
             async with WorkerPool(self.concurrency) as pool:
                 runner = self._runner = AttemptRunner(
-                    js, pool, self.worker_name, heartbeat_seconds=ack_wait / 3, started_after=self.started_after_seconds
+                    js,
+                    pool,
+                    self.worker_name,
+                    heartbeat_seconds=(info.config.ack_wait or self.ack_wait_seconds) / 3,
+                    started_after=self.started_after_seconds,
+                    max_deliveries=info.config.max_deliver or self.max_deliveries,
+                    deadline_seconds=self.attempt_deadline_seconds,
                 )
                 task_status.started()
                 self._log.info(
@@ -101,6 +120,7 @@ class ExecutorService:
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=self.ack_wait_seconds,
+            max_deliver=self.max_deliveries,
         )
 
     async def _serve(self, nc: NATS, runner: AttemptRunner) -> None:

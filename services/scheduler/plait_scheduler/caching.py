@@ -22,9 +22,10 @@ from nats.js import JetStreamContext
 from plait.adapters import subjects
 from plait.adapters.cachelog import CacheLog, entry_decoder
 from plait.adapters.commands import publish_command, schedule_command
-from plait.adapters.jetstream import BatchUnsupported, last_messages
+from plait.adapters.jetstream import BatchUnsupported, EventStore, last_messages
 from plait.core.cachelog import (
     MAX_KEYS_PER_LOOKUP,
+    CacheEntryRecord,
     CacheFilled,
     CacheLookupManyReply,
     CacheLookupManyRequest,
@@ -100,6 +101,17 @@ def _together(reports: list[ReportCacheLookup]) -> ReportCacheLookups:
     return ReportCacheLookups(command_id=command_id, execution_id=reports[0].execution_id, reports=tuple(reports))
 
 
+def still_looking_up(state: Execution, event: NodeCacheLookup) -> bool:
+    """Whether the node is still in the look-up round ``event`` started: only then is the key looked up (a
+    replayed decision must not reserve a key for a node that moved on, or ended)."""
+    node = state.nodes[event.node]
+    return (
+        not state.terminal
+        and node.status == "cache_lookup"
+        and (node.cache_round, node.cache_key) == (event.round, event.cache_key)
+    )
+
+
 def may_need_cache_work(events: Sequence[Event]) -> bool:
     """Whether a decision's events may call for cache work; ``CacheKeeper.wants`` decides, with the state."""
     return any(
@@ -107,15 +119,29 @@ def may_need_cache_work(events: Sequence[Event]) -> bool:
     )
 
 
+def _may_fill(state: Execution, node_id: str, last: CacheEntryRecord | None) -> bool:
+    """Whether the node's result may be stored over the key's ``last`` record: its own reservation; or, for an
+    execution that overwrites the cache (it reserves nothing), a record older than the node's result that is
+    no one's reservation."""
+    if reserved_by(last, state.execution_id, node_id):
+        return True
+    if not state.overwrite_cache or isinstance(last, CacheReserved):
+        return False
+    finished = state.nodes[node_id].attempts[-1].finished_at if state.nodes[node_id].attempts else None
+    return last is None or finished is None or last.at <= finished
+
+
 class CacheKeeper:
-    """Does the cache work of decisions. ``reservation_seconds``: how long a reservation stands if its holder
-    neither fills nor releases it; ``lookup_timeout``: how long to wait for the catalog before going on
+    """Does the cache work of decisions. ``reservation_seconds``: how often a look-up waiting on a reservation
+    checks its holder (a holder whose node ended, or whose execution did, without filling or releasing the key
+    loses it then); ``lookup_timeout``: how long to wait for the catalog before going on
     without it (the key's own log is then the only source)."""
 
     def __init__(
         self, nc: NATS, js: JetStreamContext, *, reservation_seconds: float = 600.0, lookup_timeout: float = 0.5
     ) -> None:
         self.nc, self.js = nc, js
+        self.store = EventStore(js)
         self.reservation = timedelta(seconds=reservation_seconds)
         self.lookup_timeout = lookup_timeout
         self.hits = self.misses = self.waits = 0
@@ -126,7 +152,7 @@ class CacheKeeper:
         ended with cached nodes (uncached workflows never do)."""
         for event in events:
             match event:
-                case NodeCacheLookup():
+                case NodeCacheLookup() if still_looking_up(state, event):
                     return True
                 case NodeSucceeded(node=node_id) | NodeFailed(node=node_id) if state.nodes[node_id].cache_key:
                     return True
@@ -136,7 +162,7 @@ class CacheKeeper:
 
     async def after_decision(self, state: Execution, events: Sequence[Event]) -> None:
         """The look-ups, fills and releases that ``events`` (just stored for ``state``'s execution) call for."""
-        lookups = [event for event in events if isinstance(event, NodeCacheLookup)]
+        lookups = [event for event in events if isinstance(event, NodeCacheLookup) and still_looking_up(state, event)]
         if lookups:
             await self.lookup(state, lookups)
         work: list[Awaitable[None]] = []  # each on its own key: done together
@@ -211,15 +237,16 @@ class CacheKeeper:
                 self.misses += 1
                 return _report(state, event, "reserved")
             now = datetime.now(UTC)
-            if isinstance(last, CacheReserved) and last.until > now:
+            if isinstance(last, CacheReserved) and (last.until > now or await self._holder_works_on(state, last, key)):
+                until = last.until if last.until > now else now + self.reservation
                 await cache_log.add_waiter(
                     CacheWaiter(execution_id=state.execution_id, node=node, round=event.round, at=now)
                 )
                 if (await cache_log.last())[0] != sequence:
                     continue  # filled or released meanwhile: its waker may have missed this waiter
                 self.waits += 1
-                await self._recheck_at(state, event, last.until)
-                holder = {"holder_execution": last.execution_id, "holder_node": last.node, "until": last.until}
+                await self._recheck_at(state, event, until)
+                holder = {"holder_execution": last.execution_id, "holder_node": last.node, "until": until}
                 return _report(state, event, "held", **holder)
             reservation = CacheReserved(
                 execution_id=state.execution_id, node=node, at=now, until=now + self.reservation
@@ -232,14 +259,24 @@ class CacheKeeper:
             return _report(state, event, "reserved")
         raise ConflictError(f"cache key {key}: its log kept moving during {MAX_RACES} look-up attempts")
 
+    async def _holder_works_on(self, state: Execution, holder: CacheReserved, key: str) -> bool:
+        """Whether the node holding the key is still computing it: its execution runs, and the node is queued or
+        running (or about to be: its look-up reserved the key). Then its reservation stands past ``until``: the
+        lease lasts as long as its holder, however long the task runs or waits for an executor."""
+        try:
+            subject = subjects.execution_subject(state.project, state.domain, holder.execution_id)
+        except ValueError:
+            return False
+        execution = await self.store.load(subject)
+        node = execution.nodes.get(holder.node) if execution is not None and not execution.terminal else None
+        return node is not None and node.cache_key == key and node.status in ("cache_lookup", "queued", "running")
+
     async def fill(self, state: Execution, event: NodeSucceeded) -> None:
-        """Store the node's outputs under its key, then wake the look-ups that waited for them."""
+        """Store the node's outputs under its key, over its own reservation only (or, when the execution
+        overwrites the cache, over any record older than its result), then wake the look-ups that waited."""
         node = state.nodes[event.node]
         task = state.workflow.tasks[node.task]
         cache_log = CacheLog(self.js, state.project, state.domain, node.cache_key)
-        sequence, last = await cache_log.last()
-        if isinstance(last, CacheFilled) and last.attempt_id == event.attempt_id:
-            return  # filled before; whoever did it woke the waiters (and they recheck at expiry anyway)
         filled = CacheFilled(
             project=state.project,
             domain=state.domain,
@@ -252,16 +289,28 @@ class CacheKeeper:
             attempt_id=event.attempt_id,
             at=datetime.now(UTC),
         )
-        await cache_log.append(filled, msg_id=f"fill/{event.attempt_id}")
-        await self._wake(
-            state,
-            cache_log,
-            sequence,
-            "hit",
-            outputs=event.outputs,
-            source_execution=state.execution_id,
-            source_node=node.id,
-        )
+        for _ in range(MAX_RACES):
+            sequence, last = await cache_log.last()
+            if isinstance(last, CacheFilled) and last.attempt_id == event.attempt_id:
+                return  # filled before; whoever did it woke the waiters (and they recheck at expiry anyway)
+            if not _may_fill(state, node.id, last):
+                log.info("cache_fill_skipped", execution=state.execution_id, node=node.id, key=node.cache_key)
+                return
+            try:
+                await cache_log.append(filled, expected=sequence, msg_id=f"fill/{event.attempt_id}")
+            except ConflictError:
+                continue
+            await self._wake(
+                state,
+                cache_log,
+                sequence,
+                "hit",
+                outputs=event.outputs,
+                source_execution=state.execution_id,
+                source_node=node.id,
+            )
+            return
+        raise ConflictError(f"cache key {node.cache_key}: its log kept moving during {MAX_RACES} fill attempts")
 
     async def release(self, state: Execution, node_id: str, reason: str) -> None:
         """Give up the node's reservation, if it holds one, and wake its waiters to look up again."""

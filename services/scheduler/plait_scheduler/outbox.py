@@ -1,26 +1,30 @@
-"""The outbox: tails decisions and publishes a dispatch record for every queued attempt.
+"""The outbox: tails decisions and publishes a dispatch record for every attempt they queued that is still queued.
 
 A dispatch is derived from a stored decision, so it can never exist without one; the durable
 consumer's position only moves once the dispatches are stored, so no decision loses its dispatch.
-``Nats-Msg-Id`` = project, domain and attempt id makes a republished dispatch a no-op.
+``Nats-Msg-Id`` = project, domain and attempt id makes a dispatch republished within the duplicate window a
+no-op; past it, the execution's current state decides: an attempt that started or ended, or whose execution
+ended, is not dispatched again (a recreated consumer replays the whole log).
 
 The replica that appended a decision also publishes its dispatches at once (``publish_decided``), so an
 attempt does not wait for the decision to travel through the outbox's consumer; the outbox then skips the
 dispatches this replica already has stored, and stays the guarantee for the others (a crash between the
 append and the publish, or another replica's decisions).
 
-A decision's side work (cache look-ups, fills and releases: ``plait_scheduler.caching``; retry timers:
-``plait_scheduler.timers``) follows the same pattern: the deciding replica starts it at once, in the
-background, and the outbox does it for decisions whose side work this replica has not finished.
+A decision's side work (cache look-ups, fills and releases: ``plait_scheduler.caching``; retry timers and
+attempt deadlines: ``plait_scheduler.timers``) follows the same pattern, and is also derived from the current
+state: the deciding replica starts it at once, in the background, and the outbox does it for decisions whose
+side work this replica has not finished.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import nats.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -30,14 +34,15 @@ from plait import codec
 from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore
 from plait.adapters.quarantine import OUTBOX_READER, decode_or_quarantine
+from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.dispatch import Dispatch
-from plait.core.events import Decision, Event, ExecutionLaunched, NodeQueued
+from plait.core.events import Decision, Event, NodeQueued
 from plait.core.model import WorkflowSpec
 from plait.core.state import Execution
 from plait_scheduler.cache import StateCache
 from plait_scheduler.caching import CacheKeeper, may_need_cache_work
 from plait_scheduler.done_here import DoneHere
-from plait_scheduler.timers import RetryTimers
+from plait_scheduler.timers import AttemptDeadlines, RetryTimers, still_queued
 
 log = structlog.get_logger()
 
@@ -52,12 +57,13 @@ class Outbox:
         states: StateCache,
         cluster: str,
         keeper: CacheKeeper | None = None,
+        attempt_deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
     ) -> None:
         self.js, self.store, self.states, self.cluster, self.keeper = js, store, states, cluster, keeper
         self.timers = RetryTimers(js)
+        self.deadlines = AttemptDeadlines(js, attempt_deadline_seconds)
         self._side_work: DoneHere[int] = DoneHere("side_work_left_to_outbox", "decision_sequence")
         self._dispatches: DoneHere[str] = DoneHere("dispatch_left_to_outbox", "attempt")
-        self._workflows: OrderedDict[str, tuple[str, str, WorkflowSpec]] = OrderedDict()
         self.dispatched = 0
 
     async def _dispatch(
@@ -114,92 +120,113 @@ class Outbox:
         self.dispatched += len(queued) - len(unacknowledged)
 
     def _wants_side_work(self, state: Execution, events: Sequence[Event]) -> bool:
-        return (self.keeper is not None and self.keeper.wants(state, events)) or self.timers.wants(events)
+        return (
+            (self.keeper is not None and self.keeper.wants(state, events))
+            or self.timers.wants(events)
+            or self.deadlines.wants(state, events)
+        )
 
     async def _do_side_work(self, state: Execution, events: Sequence[Event], decided_at: datetime) -> None:
         if self.keeper is not None and self.keeper.wants(state, events):
             await self.keeper.after_decision(state, events)
         await self.timers.after_decision(state, events, decided_at)
+        await self.deadlines.after_decision(state, events)
 
-    async def _state_after(self, subject: str, decision_sequence: int) -> Execution | None:
-        """The execution's state as of the decision at ``decision_sequence`` or later."""
+    async def _state_after(
+        self, subject: str, decision_sequence: int, loaded: dict[str, Execution | None]
+    ) -> Execution | None:
+        """The execution's current state, as of the decision at ``decision_sequence`` or later: this replica's
+        cached state if it is that recent, else the one ``loaded`` for this batch, else read from the log."""
         cached = self.states.get(subject)
         if cached is not None and cached.last_sequence >= decision_sequence:
             return cached
-        return await self.store.load(subject, at_least=decision_sequence)
+        state = loaded.get(subject)
+        if state is None or state.last_sequence < decision_sequence:
+            state = loaded[subject] = await self.store.load(subject, at_least=decision_sequence)
+        return state
 
-    async def _catch_up_side_work(self, subject: str, decision: Decision, decision_sequence: int) -> None:
+    async def _catch_up_side_work(
+        self, subject: str, decision: Decision, decision_sequence: int, loaded: dict[str, Execution | None]
+    ) -> None:
         events = decision.events
-        might = (self.keeper is not None and may_need_cache_work(events)) or self.timers.wants(events)
+        might = (
+            (self.keeper is not None and may_need_cache_work(events))
+            or self.timers.wants(events)
+            or any(isinstance(event, NodeQueued) for event in events)
+        )
         if not might or await self._side_work.claim(decision_sequence):
             return
-        state = await self._state_after(subject, decision_sequence)
+        state = await self._state_after(subject, decision_sequence, loaded)
         if state is not None and self._wants_side_work(state, events):
             await self._do_side_work(state, events, decision.at)
 
-    async def _workflow_of(self, subject: str) -> tuple[str, str, WorkflowSpec]:
-        known = self._workflows.get(subject)
-        if known is not None:
-            return known
-        state = self.states.get(subject)
-        if state is not None:
-            found = (state.project, state.domain, state.workflow)
-        else:
-            async for stored in self.store.read(subject):
-                launched = next(e for e in stored.decision.events if isinstance(e, ExecutionLaunched))
-                found = (launched.project, launched.domain, launched.workflow)
-                break
-        self._workflows[subject] = found
-        while len(self._workflows) > 10_000:
-            self._workflows.popitem(last=False)
-        return found
-
     async def handle(self, messages: list[Msg]) -> None:
-        """Publish the dispatches of these decision messages (pipelined), then ack them."""
-        publishes: list[asyncio.Future[PubAck]] = []
+        """Publish the dispatches of these decision messages (pipelined), then ack them. A decision whose side work
+        or dispatches could not be done (NATS away, a stream without a leader) is handed back, to be done again."""
+        pending: dict[asyncio.Future[PubAck], int] = {}  # each publish, with the sequence of its decision
         failed: set[int] = set()
+        loaded: dict[str, Execution | None] = {}  # states read from the log for this batch, by subject
         for msg in messages:
             decision = await decode_or_quarantine(self.js, OUTBOX_READER, msg, codec.decision_decoder.decode)
             if decision is None:  # quarantined: acked below, so that the outbox goes on past it
                 continue
-            for event in decision.events:
-                if isinstance(event, ExecutionLaunched):
-                    self._workflows[msg.subject] = (event.project, event.domain, event.workflow)
+            sequence = msg.metadata.sequence.stream
             try:
-                await self._catch_up_side_work(msg.subject, decision, msg.metadata.sequence.stream)
+                await self._catch_up_side_work(msg.subject, decision, sequence, loaded)
             except Exception:
-                log.exception("side_work_failed", decision_sequence=msg.metadata.sequence.stream)
-                failed.add(msg.metadata.sequence.stream)
-            queued = [e for e in decision.events if isinstance(e, NodeQueued)]
-            if not queued:
-                continue
-            queued = [e for e in queued if not await self._dispatches.claim(_dispatch_key(msg.subject, e.attempt_id))]
-            if not queued:  # this replica stored them right after deciding
-                continue
-            project, domain, workflow = await self._workflow_of(msg.subject)
-            for event in queued:
-                publishes.append(
-                    await self._dispatch(
-                        decision.execution_id,
-                        project,
-                        domain,
-                        workflow,
-                        event,
-                        msg.metadata.sequence.stream,
-                    )
-                )
-        try:
-            await asyncio.wait_for(asyncio.gather(*publishes), DISPATCH_ACK_SECONDS)
-        except BaseException:
-            for publish in publishes:
-                publish.cancel()
-            raise
-        self.dispatched += len(publishes)
+                log.exception("side_work_failed", decision_sequence=sequence)
+                failed.add(sequence)
+            try:
+                for publish in await self._dispatch_still_queued(msg.subject, decision, sequence, loaded):
+                    pending[publish] = sequence
+            except Exception:
+                log.exception("dispatch_failed", decision_sequence=sequence)
+                failed.add(sequence)
+        failed |= await self._unstored(pending)
         for msg in messages:
-            if msg.metadata.sequence.stream in failed:
-                await msg.nak(delay=1.0)
+            with contextlib.suppress(nats.errors.Error):  # else redelivered after the ack wait
+                if msg.metadata.sequence.stream in failed:
+                    await msg.nak(delay=1.0)
+                else:
+                    await msg.ack()
+
+    async def _dispatch_still_queued(
+        self, subject: str, decision: Decision, sequence: int, loaded: dict[str, Execution | None]
+    ) -> list[asyncio.Future[PubAck]]:
+        """Publish the dispatch of each attempt the decision queued that this replica has not stored already and
+        that is still queued."""
+        queued = [e for e in decision.events if isinstance(e, NodeQueued)]
+        queued = [e for e in queued if not await self._dispatches.claim(_dispatch_key(subject, e.attempt_id))]
+        if not queued:  # none, or this replica stored them right after deciding
+            return []
+        state = await self._state_after(subject, sequence, loaded)
+        publishes = []
+        for event in queued:
+            if state is None or not still_queued(state, event):
+                log.info("dispatch_not_needed", execution=decision.execution_id, attempt=event.attempt_id)
+                continue
+            publishes.append(
+                await self._dispatch(state.execution_id, state.project, state.domain, state.workflow, event, sequence)
+            )
+        return publishes
+
+    async def _unstored(self, pending: dict[asyncio.Future[PubAck], int]) -> set[int]:
+        """Wait until the publishes are stored; the sequences of the decisions whose dispatches were not."""
+        if not pending:
+            return set()
+        try:
+            done, not_done = await asyncio.wait(pending, timeout=DISPATCH_ACK_SECONDS)
+        finally:
+            for publish in pending:
+                publish.cancel()  # no-op for those done
+        unstored = {pending[publish] for publish in not_done}
+        for publish in done:
+            if publish.exception() is not None:
+                log.warning("dispatch_not_stored", decision_sequence=pending[publish], error=repr(publish.exception()))
+                unstored.add(pending[publish])
             else:
-                await msg.ack()
+                self.dispatched += 1
+        return unstored
 
 
 def _dispatch_key(execution_subject: str, attempt_id: str) -> str:

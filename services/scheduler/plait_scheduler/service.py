@@ -27,7 +27,7 @@ from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
-from plait.core.commands import Command, LaunchExecution
+from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, Command, LaunchExecution
 from plait.core.decide import ResolvedLaunch, command_id_of
 from plait.core.events import TERMINAL_EVENTS
 from plait.errors import NotFound
@@ -62,7 +62,9 @@ class SchedulerService:
         stream_replicas: int | None = None,
         cache_reservation_seconds: float = 600.0,
         cache_lookup_timeout: float = 0.5,
+        attempt_deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
     ) -> None:
+        self.attempt_deadline_seconds = attempt_deadline_seconds
         self.cache_reservation_seconds, self.cache_lookup_timeout = cache_reservation_seconds, cache_lookup_timeout
         self.nats_url, self.replica, self.cluster = nats_url, replica, cluster
         self.stream_replicas = stream_replicas
@@ -83,7 +85,7 @@ class SchedulerService:
             keeper = CacheKeeper(
                 nc, js, reservation_seconds=self.cache_reservation_seconds, lookup_timeout=self.cache_lookup_timeout
             )
-            self.outbox = Outbox(js, store, self.states, self.cluster, keeper)
+            self.outbox = Outbox(js, store, self.states, self.cluster, keeper, self.attempt_deadline_seconds)
             registry = Registry(js)
             commands = await self._subscribe(
                 js, subjects.COMMANDS_STREAM, f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER

@@ -13,6 +13,7 @@ from plait import codec
 from plait.adapters import subjects
 from plait.core.commands import (
     AbortExecution,
+    AttemptDeadline,
     Command,
     LaunchExecution,
     ReportAttemptResult,
@@ -31,6 +32,7 @@ KIND_OF_COMMAND: dict[type, str] = {
     ReportCacheLookup: "cache",
     ReportCacheLookups: "cache",
     RetryDue: "retry",
+    AttemptDeadline: "deadline",
     AbortExecution: "abort",
 }
 

@@ -77,6 +77,7 @@ async def serve_scheduler(settings: Settings) -> None:
             stream_replicas=settings.stream_replicas,
             cache_reservation_seconds=settings.cache_reservation_seconds,
             cache_lookup_timeout=settings.cache_lookup_seconds,
+            attempt_deadline_seconds=settings.attempt_deadline_seconds,
         ).run
     )
 
@@ -91,7 +92,8 @@ async def serve_executor(settings: Settings) -> None:
         queue=settings.queue,
         concurrency=settings.concurrency or None,
         worker_name=settings.replica_name,
-        ack_wait_seconds=settings.ack_wait_seconds,
+        ack_wait_seconds=settings.dispatch_ack_wait_seconds,
+        attempt_deadline_seconds=settings.attempt_deadline_seconds,
     )
     await serve(executor.run)
 

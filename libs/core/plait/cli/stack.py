@@ -295,6 +295,7 @@ async def _in_process(settings: Settings, info: StackInfo, services: tuple[str, 
                     stream_replicas=settings.stream_replicas,
                     cache_reservation_seconds=settings.cache_reservation_seconds,
                     cache_lookup_timeout=settings.cache_lookup_seconds,
+                    attempt_deadline_seconds=settings.attempt_deadline_seconds,
                 ).run
             )
         if "executor" in services:
@@ -304,7 +305,8 @@ async def _in_process(settings: Settings, info: StackInfo, services: tuple[str, 
                 queue=settings.queue,
                 concurrency=settings.concurrency or None,
                 worker_name=replica,
-                ack_wait_seconds=settings.ack_wait_seconds,
+                ack_wait_seconds=settings.dispatch_ack_wait_seconds,
+                attempt_deadline_seconds=settings.attempt_deadline_seconds,
             )
             await tg.start(executor.run)
         if "catalog" in services:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import msgspec
 
 from plait.core.events import TaskError
+from plait.core.ids import content_version
 
 
 class LaunchExecution(msgspec.Struct, frozen=True, kw_only=True, tag="launch_execution.v1"):
@@ -99,6 +100,38 @@ class RetryDue(msgspec.Struct, frozen=True, kw_only=True, tag="retry_due.v1"):
     index: int = -1
 
 
+DEFAULT_ATTEMPT_DEADLINE_SECONDS = 3600.0
+"""How long an attempt may go without a result and without a sign of life from its executor (queued, or running
+with a dead executor) before it fails as a system error."""
+
+
+class AttemptDeadline(msgspec.Struct, frozen=True, kw_only=True, tag="attempt_deadline.v1"):
+    """Attempt ``attempt_id`` has had neither a result nor a sign of life for ``seconds`` (sent by its deadline
+    timer, which queuing the attempt sets and its executor moves on while it runs): it fails as a system error,
+    unless it ended meanwhile."""
+
+    command_id: str
+    execution_id: str
+    node: str
+    attempt_id: str
+    seconds: float
+
+    @property
+    def timer(self) -> str:
+        """The name of the attempt's one deadline timer: setting it again moves it."""
+        return "deadline-" + content_version(self.attempt_id)[:16]
+
+
+def attempt_deadline(execution_id: str, node: str, attempt_id: str, seconds: float) -> AttemptDeadline:
+    return AttemptDeadline(
+        command_id=f"{attempt_id}:deadline",
+        execution_id=execution_id,
+        node=node,
+        attempt_id=attempt_id,
+        seconds=seconds,
+    )
+
+
 class AbortExecution(msgspec.Struct, frozen=True, kw_only=True, tag="abort_execution.v1"):
     command_id: str
     execution_id: str
@@ -113,5 +146,6 @@ Command = (
     | ReportCacheLookup
     | ReportCacheLookups
     | RetryDue
+    | AttemptDeadline
     | AbortExecution
 )

@@ -12,6 +12,7 @@ import msgspec
 
 from plait.core.commands import (
     AbortExecution,
+    AttemptDeadline,
     Command,
     LaunchExecution,
     ReportAttemptResult,
@@ -335,6 +336,31 @@ def _retry_due(state: Execution, command: RetryDue) -> list[Event]:
     return [_queue(state, node.id, command.attempt, node.inputs or {}, node.cache_key)]
 
 
+def _deadline_passed(state: Execution, command: AttemptDeadline) -> list[Event]:
+    """An attempt's deadline timer fired: still open (queued or running), it fails as a system error, and its node
+    retries as after any failed attempt; an attempt that ended meanwhile stays as it is (a timer may fire late)."""
+    node = state.nodes.get(command.node)
+    if node is None:
+        raise Rejected(f"execution {state.execution_id} has no node '{command.node}'")
+    attempt = node.find_attempt(command.attempt_id)
+    if attempt is None or attempt.status not in ("queued", "running") or node.status in ("succeeded", "failed"):
+        return []
+    error = TaskError(
+        kind="system", message=f"no result within {command.seconds:g} s", error_type="AttemptDeadlinePassed"
+    )
+    failed = ReportAttemptResult(
+        command_id=command.command_id,
+        execution_id=command.execution_id,
+        node=node.id,
+        attempt_id=attempt.attempt_id,
+        worker=attempt.worker,
+        error=error,
+    )
+    if attempt.index >= 0:
+        return _item_ended(state, node, attempt.index, failed, attempt.attempt)
+    return _ended(state, failed, attempt.attempt)
+
+
 def _failed(state: Execution, command: ReportAttemptResult, error: TaskError, attempt: int) -> list[Event]:
     node = state.nodes[command.node]
     events: list[Event] = [
@@ -464,6 +490,8 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
             return _cache_lookup(state, command)
         case RetryDue():
             return _retry_due(state, command)
+        case AttemptDeadline():
+            return _deadline_passed(state, command)
         case ReportCacheLookups() | ReportAttemptResults():
             raise Rejected("reports sent together are decided one by one (decide_batch)")
         case AbortExecution(reason=reason):

@@ -1,0 +1,81 @@
+"""Attempt deadlines in the pure state machine: an attempt with no result by its deadline fails as a system error."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from plait.core.commands import AttemptDeadline, ReportAttemptResult, ReportAttemptStarted, attempt_deadline
+from plait.core.decide import decide_batch
+from plait.core.events import (
+    AttemptFailed,
+    ExecutionFailed,
+    MapItemFailed,
+    NodeFailed,
+    NodeQueued,
+)
+from plait.core.state import Execution
+from tests import map_workflows, workflows
+from tests.launching import launched
+
+AT = datetime(2026, 1, 2, tzinfo=UTC)
+
+
+def deadline_of(queued: NodeQueued, seconds: float = 60.0) -> AttemptDeadline:
+    return attempt_deadline("e", queued.node, queued.attempt_id, seconds)
+
+
+def decided(state: Execution, *commands: object) -> list[object]:
+    return list(decide_batch(state, list(commands), AT).events)  # type: ignore[arg-type]
+
+
+def test_a_queued_attempt_past_its_deadline_fails_as_a_system_error_and_is_retried() -> None:
+    state, [_, queued] = launched(workflows.retrying, {}, AT)
+    assert isinstance(queued, NodeQueued)
+    failed, retried = decided(state, deadline_of(queued, 30))
+    assert isinstance(failed, AttemptFailed) and failed.attempt_id == queued.attempt_id
+    assert (failed.error.kind, failed.error.message) == ("system", "no result within 30 s")
+    assert isinstance(retried, NodeQueued) and retried.attempt == 2
+
+
+def test_a_running_attempt_past_its_deadline_without_retries_fails_the_execution() -> None:
+    state, [_, queued] = launched(workflows.paused, {}, AT)
+    assert isinstance(queued, NodeQueued)
+    started = ReportAttemptStarted(
+        command_id="s", execution_id="e", node=queued.node, attempt_id=queued.attempt_id, worker="w1"
+    )
+    decided(state, started)
+    failed, node_failed, execution_failed = decided(state, deadline_of(queued))
+    assert isinstance(failed, AttemptFailed) and failed.worker == "w1"
+    assert isinstance(node_failed, NodeFailed) and isinstance(execution_failed, ExecutionFailed)
+    assert state.status == "failed"
+
+
+def test_a_deadline_of_an_attempt_that_ended_changes_nothing() -> None:
+    state, [_, queued] = launched(workflows.paused, {}, AT)
+    assert isinstance(queued, NodeQueued)
+    result = ReportAttemptResult(
+        command_id="r",
+        execution_id="e",
+        node=queued.node,
+        attempt_id=queued.attempt_id,
+        worker="w",
+        outputs={"result": 2.0},
+    )
+    decided(state, result)
+    assert decided(state, deadline_of(queued)) == []
+
+
+def test_a_deadline_of_an_earlier_attempt_leaves_its_retry_alone() -> None:
+    state, [_, queued] = launched(workflows.retrying, {}, AT)
+    assert isinstance(queued, NodeQueued)
+    decided(state, deadline_of(queued))
+    assert decided(state, deadline_of(queued)) == []
+    assert state.nodes[queued.node].attempts[-1].status == "queued"
+
+
+def test_a_map_item_past_its_deadline_fails_like_any_failed_item() -> None:
+    state, events = launched(map_workflows.tolerant, {"xs": [1, 2]}, AT)
+    first = next(e for e in events if isinstance(e, NodeQueued))
+    failed, item_failed, *_ = decided(state, deadline_of(first))
+    assert isinstance(failed, AttemptFailed) and failed.error.kind == "system"
+    assert isinstance(item_failed, MapItemFailed) and item_failed.index == first.index
