@@ -1,0 +1,50 @@
+"""An executor killed with SIGKILL while its attempts run: another executor runs them, each result kept once."""
+
+from __future__ import annotations
+
+import pytest
+
+from plait.core.events import NodeSucceeded
+from tests import workflows
+from tests.faults.harness import (
+    FaultReport,
+    audit_log,
+    connected,
+    in_thread,
+    service_env,
+    start_service,
+    stopped_at_exit,
+    wait_all,
+)
+
+pytestmark = pytest.mark.faults
+
+EXECUTIONS = 4
+
+
+async def test_killing_an_executor_mid_attempt_reruns_its_attempts_elsewhere(nats_url: str) -> None:
+    env = service_env(nats_url)
+    processes = [start_service("scheduler", env)]
+    report = FaultReport("executor killed mid-attempt (SIGKILL)", executions=EXECUTIONS)
+    with stopped_at_exit(processes):
+        victim = start_service("executor", {**env, "PLAIT_REPLICA": "victim"})
+        processes.append(victim)
+        async with connected(nats_url) as client:
+            ids = [await client.launch(workflows.paused, {"seconds": 3.0}) for _ in range(EXECUTIONS)]
+            await in_thread(victim.wait_for_event, "attempt_started")
+            await in_thread(victim.kill)
+            report.faults += 1
+            processes.append(start_service("executor", {**env, "PLAIT_REPLICA": "survivor"}))
+            report.ended = await wait_all(client, ids, timeout=90)
+            for execution_id in ids:
+                state = await client.wait(execution_id, timeout=10)
+                assert state.status == "succeeded", state.error
+                successes = [
+                    e
+                    async for stored in client.events(execution_id)
+                    for e in stored.decision.events
+                    if isinstance(e, NodeSucceeded)
+                ]
+                assert len(successes) == 1
+            report.problems = await audit_log(client)
+    report.check()

@@ -1,0 +1,75 @@
+"""PostgreSQL stopped for 20 s under a running catalog, then started again on the same port: the catalog rides
+it out, executions go on meanwhile (scheduling does not need the catalog), and afterwards the catalog equals a
+replay of the log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from plait import embedded
+from plait.embedded import PostgresServer, create_database
+from plait.errors import PlaitError
+from tests.faults.harness import (
+    FaultReport,
+    audit_log,
+    connected,
+    in_thread,
+    launch_many,
+    service_env,
+    start_service,
+    stopped_at_exit,
+    wait_all,
+)
+
+pytestmark = pytest.mark.faults
+
+OUTAGE_SECONDS = 20.0
+
+
+@pytest.fixture
+def private_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test alone (the session's one is shared), stopped at the end."""
+    server = PostgresServer.start(tmp_path / "pg")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def restarted_on_the_same_port(server: PostgresServer) -> PostgresServer:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(embedded, "_free_port", lambda: server.port)
+        return PostgresServer.start(server.data_dir)
+
+
+async def test_the_catalog_rides_out_postgres_stopped_for_20_seconds(
+    nats_url: str, private_postgres: PostgresServer
+) -> None:
+    database_url = create_database(private_postgres.url, "plait_outage")
+    env = service_env(nats_url, PLAIT_DATABASE_URL=database_url)
+    processes = [start_service(service, env) for service in ("scheduler", "executor", "catalog")]
+    catalog = processes[-1]
+    report = FaultReport("PostgreSQL stopped for 20 s")
+    server = private_postgres
+    with stopped_at_exit(processes):
+        async with connected(nats_url) as client:
+            ids = await launch_many(client, 10, seed=1)
+            await in_thread(server.stop)
+            report.faults += 1
+            ids += await launch_many(client, 10, seed=2)
+            with pytest.raises(PlaitError):  # a query meanwhile is answered with an error, or not at all
+                await client.query("executions.list", {"limit": 5, "min_sequence": 0}, timeout=5)
+            await anyio.sleep(OUTAGE_SECONDS)  # the outage itself
+            server = await in_thread(restarted_on_the_same_port, server)
+            try:
+                report.executions = len(ids)
+                report.ended = await wait_all(client, ids, timeout=60)
+                assert catalog.process.poll() is None, f"the catalog exited: {catalog.events[-5:]}"
+                report.problems = await audit_log(client, catalog=True)
+            finally:
+                server.stop()
+    report.check()
