@@ -32,7 +32,6 @@ from plait.core.commands import (
     Command,
     LaunchExecution,
     ReportAttemptResult,
-    ReportAttemptStarted,
     RetryDue,
 )
 from plait.core.decide import ResolvedLaunch
@@ -44,7 +43,8 @@ from plait.errors import ConflictError
 from plait.invariants import check_execution
 from plait.replay import Record, replay
 from plait.sdk import Workflow
-from plait_executor.attempt import run_attempt
+from plait_executor.attempt import AttemptOutcome, run_attempt
+from plait_executor.reports import result_command, started_command
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from plait_scheduler.service import MAX_DELIVERIES
@@ -415,38 +415,18 @@ class World:
         dispatch = message.body
         assert isinstance(dispatch, Dispatch)
         if self.chance(self.faults.started_first):
-            self.send(
-                ReportAttemptStarted(
-                    command_id=f"{dispatch.attempt_id}:started",
-                    execution_id=dispatch.execution_id,
-                    node=dispatch.node,
-                    attempt_id=dispatch.attempt_id,
-                    worker="executor",
-                )
-            )
+            self.send(started_command(dispatch, "executor"))
         if self.chance(self.faults.executor_crash):  # the worker died with it: the dispatch comes back
             self.dispatches.redeliver(message, self.now + ACK_WAIT)
             self.counts["executor_crashes"] += 1
             return
-        outputs, error = None, None
         if self.chance(self.faults.user_error):
-            error = TaskError(kind="user", message="injected failure", error_type="RuntimeError")
+            outcome = AttemptOutcome(error=TaskError(kind="user", message="injected", error_type="RuntimeError"))
         elif self.chance(self.faults.system_error):
-            error = TaskError(kind="system", message="worker lost", error_type="WorkerLost")
+            outcome = AttemptOutcome(error=TaskError(kind="system", message="worker lost", error_type="WorkerLost"))
         else:
             outcome = run_attempt(dispatch.task.target, dispatch.inputs)
-            outputs, error = outcome.outputs, outcome.error
-        self.send(
-            ReportAttemptResult(
-                command_id=f"{dispatch.attempt_id}:result",
-                execution_id=dispatch.execution_id,
-                node=dispatch.node,
-                attempt_id=dispatch.attempt_id,
-                worker="executor",
-                outputs=outputs if error is None else None,
-                error=error,
-            )
-        )
+        self.send(result_command(dispatch, "executor", outcome))
         self.ack(self.dispatches, message)
 
     def fire_timer(self, timer: str) -> None:
