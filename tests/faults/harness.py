@@ -82,6 +82,8 @@ async def launch_many(client: AsyncClient, count: int, seed: int = 0) -> list[st
     """``count`` short executions, launched a few at a time."""
     rng = random.Random(seed)
     ids: list[str] = []
+    for wf, _ in SHORT_WORKFLOWS:  # one by one: concurrent registrations of one version race on a cluster
+        await client.register(wf)
 
     async def one() -> None:
         wf, inputs = rng.choice(SHORT_WORKFLOWS)
