@@ -1,7 +1,7 @@
 """Thousands of seeded runs of the simulator: after every step the invariants hold, every acknowledged command
 is decided or dead-lettered, and once faults stop every execution ends.
 
-``PLAIT_SIM_SEEDS``: seeds per profile (default 4000). ``PLAIT_SIM_SEED``: run only that seed (to replay one).
+``PLAIT_SIM_SEEDS``: seeds per profile (default 3000). ``PLAIT_SIM_SEED``: run only that seed (to replay one).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from tests.processes import REPO
 from tests.sim.world import PROFILES, simulate
 
-SEEDS = int(os.environ.get("PLAIT_SIM_SEEDS", "4000"))
+SEEDS = int(os.environ.get("PLAIT_SIM_SEEDS", "3000"))
 ONLY_SEED = os.environ.get("PLAIT_SIM_SEED")
 
 STALE_NO_OP = (
@@ -27,6 +27,7 @@ STALE_NO_OP = (
 PROFILE_MARKS = {
     "one_replica": [],
     "replicas": [pytest.mark.xfail(reason=STALE_NO_OP, strict=False)],
+    "replicas_immediate_retries": [],  # what passes with several replicas until the stale no-op is fixed
     "append_failures": [
         pytest.mark.xfail(
             reason="issue 10 defect 1: a failed append leaves its events in the replica's cache, and the redelivered "

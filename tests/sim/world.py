@@ -57,7 +57,14 @@ ACK_WAIT = 30.0
 NAK_DELAY = 1.0
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
-SHAPES: list[tuple[Workflow[..., Any], dict[str, Any]]] = [
+Shape = tuple[Workflow[..., Any], dict[str, Any]]
+
+
+def _has_timers(wf: Workflow[..., Any]) -> bool:
+    return any(task.retry_delay_seconds > 0 for task in wf.spec.tasks.values())
+
+
+SHAPES: tuple[Shape, ...] = (
     (workflows.chain, {"start": 0}),
     (workflows.sum_of_squares, {"n": 3}),
     (workflows.failing, {}),
@@ -71,7 +78,8 @@ SHAPES: list[tuple[Workflow[..., Any], dict[str, Any]]] = [
     (map_workflows.scaled, {"xs": []}),
     (sim_workflows.retried_later, {"x": 1}),
     (sim_workflows.items_retried_later, {"xs": [1, 2, 3]}),
-]
+)
+IMMEDIATE_RETRIES = tuple(shape for shape in SHAPES if not _has_timers(shape[0]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +104,7 @@ class Faults:
 @dataclasses.dataclass(frozen=True)
 class Profile:
     faults: Faults
+    shapes: tuple[Shape, ...] = SHAPES
     replicas: int = 3
     executions: int = 4
 
@@ -103,6 +112,7 @@ class Profile:
 PROFILES = {
     "one_replica": Profile(Faults(), replicas=1),
     "replicas": Profile(Faults()),
+    "replicas_immediate_retries": Profile(Faults(), shapes=IMMEDIATE_RETRIES),
     "append_failures": Profile(Faults(append_timeout=0.04, append_timeout_after=0.04, append_unavailable=0.03)),
     "small_messages": Profile(Faults(max_payload=2_500)),
 }
@@ -260,8 +270,10 @@ class Replica:
 
 
 class World:
-    def __init__(self, seed: int, faults: Faults, executions: int = 3, replicas: int = 3) -> None:
-        self.seed, self.faults = seed, faults
+    def __init__(
+        self, seed: int, faults: Faults, executions: int = 3, replicas: int = 3, shapes: tuple[Shape, ...] = SHAPES
+    ) -> None:
+        self.seed, self.faults, self.shapes = seed, faults, shapes
         self.rng = random.Random(seed)
         self.now = 0.0
         self.log = SimLog()
@@ -301,7 +313,7 @@ class World:
     # -- what clients and executors publish ---------------------------------------------------------------------
 
     def _launch_message(self, n: int) -> ResolvedLaunch:
-        wf, inputs = self.rng.choice(SHAPES)
+        wf, inputs = self.rng.choice(self.shapes)
         command = LaunchExecution(
             command_id=f"launch-{n}",
             execution_id=f"x{n}",
@@ -587,7 +599,7 @@ class _decisions_at:
 def simulate(seed: int, profile: str, steps: int = 400) -> World:
     """Run one seed of a profile; raises ``SimulationFailed`` naming the seed when a check fails."""
     chosen = PROFILES[profile]
-    world = World(seed, chosen.faults, chosen.executions, chosen.replicas)
+    world = World(seed, chosen.faults, chosen.executions, chosen.replicas, chosen.shapes)
     try:
         world.run(steps)
     except SimulationFailed as failed:
