@@ -16,7 +16,7 @@ import anyio.to_thread
 from plait.audit import Problem
 from plait.client import AsyncClient
 from plait.invariants import check_execution
-from plait.replay import replay
+from plait.replay import replay, timeline
 from plait.sdk import Workflow
 from tests import workflows
 from tests.processes import ServiceProcess
@@ -97,19 +97,24 @@ async def launch_many(client: AsyncClient, count: int, seed: int = 0) -> list[st
 
 
 async def wait_all(client: AsyncClient, ids: list[str], timeout: float) -> int:
-    """How many of the executions ended within ``timeout`` seconds (all waited on together)."""
-    ended = 0
+    """How many of the executions ended within ``timeout`` seconds (all waited on together); prints the history
+    of each one that did not."""
+    late: list[str] = []
 
     async def one(execution_id: str) -> None:
-        nonlocal ended
-        with contextlib.suppress(TimeoutError):
+        try:
             await client.wait(execution_id, timeout=timeout)
-            ended += 1
+        except TimeoutError:
+            late.append(execution_id)
 
     async with anyio.create_task_group() as tg:
         for execution_id in ids:
             tg.start_soon(one, execution_id)
-    return ended
+    for execution_id in late:
+        print(f"execution {execution_id} did not end within {timeout:.0f} s:")
+        for t in timeline(await client.records(execution_id)):
+            print(f"  {t.sequence:>6} {t.at:%H:%M:%S.%f} {t.replica:<10} {t.event:<24} {t.attempt_id or ''}")
+    return len(ids) - len(late)
 
 
 async def audit_log(client: AsyncClient, *, catalog: bool = False) -> list[Problem]:

@@ -24,6 +24,7 @@ from tests.faults.harness import (
     stopped_at_exit,
     wait_all,
 )
+from tests.processes import ServiceProcess
 
 pytestmark = pytest.mark.faults
 
@@ -73,3 +74,23 @@ async def test_the_catalog_rides_out_postgres_stopped_for_20_seconds(
             finally:
                 server.stop()
     report.check()
+
+
+@pytest.mark.xfail(
+    reason="issue 10 defect 14: the catalog cannot start while PostgreSQL is down (it exits instead of waiting)",
+    strict=False,
+)
+async def test_a_catalog_started_while_postgres_is_down_starts_once_it_is_back(
+    nats_url: str, private_postgres: PostgresServer
+) -> None:
+    database_url = create_database(private_postgres.url, "plait_outage")
+    await in_thread(private_postgres.stop)
+    catalog = ServiceProcess("catalog", service_env(nats_url, PLAIT_DATABASE_URL=database_url))
+    with stopped_at_exit([catalog]):
+        await anyio.sleep(OUTAGE_SECONDS / 2)  # the outage itself
+        server = await in_thread(restarted_on_the_same_port, private_postgres)
+        try:
+            assert catalog.process.poll() is None, f"the catalog exited: {catalog.events[-5:]}"
+            await in_thread(catalog.wait_for_event, "catalog_started")
+        finally:
+            server.stop()

@@ -21,7 +21,7 @@ from tests.faults.harness import (
 
 pytestmark = pytest.mark.faults
 
-MIN_EXECUTIONS = 100
+MIN_EXECUTIONS = 200
 MIN_KILLS = 6
 KILL_EVERY_SECONDS = 2.0
 
@@ -47,11 +47,10 @@ async def test_killing_a_random_scheduler_replica_every_few_seconds_loses_nothin
                     )
 
             tg.start_soon(kill_and_restart)
-            ids: list[str] = []
-            while len(ids) < MIN_EXECUTIONS or report.faults < MIN_KILLS:  # executions launched while replicas die
-                ids += await launch_many(client, 10, seed=len(ids))
-            report.executions = len(ids)
-            report.ended = await wait_all(client, ids, timeout=120)
+            while report.executions < MIN_EXECUTIONS or report.faults < MIN_KILLS:  # waves while replicas die
+                wave = await launch_many(client, 10, seed=report.executions)
+                report.executions += len(wave)
+                report.ended += await wait_all(client, wave, timeout=120)
             tg.cancel_scope.cancel()
         async with connected(nats_url) as client:
             report.problems = await audit_log(client)
