@@ -32,7 +32,7 @@ examples:
   plait dev                      # keep a local stack running for other commands
   plait executions list
   plait replay ID --timeline     # who did what, when, caused by which command
-  plait audit verify --all       # hash chains, and the catalog against a replay
+  plait audit verify --all       # hash chains, invariants, and the catalog against a replay
   plait schema export schemas/   # JSON Schemas of the wire format
   plait lineage ID --dot | dot -Tsvg > lineage.svg   # where an execution's data came from and went
 """
