@@ -35,7 +35,7 @@ async def test_killing_an_executor_mid_attempt_reruns_its_attempts_elsewhere(nat
             await in_thread(victim.kill)
             report.faults += 1
             processes.append(start_service("executor", {**env, "PLAIT_REPLICA": "survivor"}))
-            report.ended = await wait_all(client, ids, timeout=90)
+            await wait_all(client, ids, timeout=90, report=report)
             for execution_id in ids:
                 state = await client.wait(execution_id, timeout=10)
                 assert state.status == "succeeded", state.error

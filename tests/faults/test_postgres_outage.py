@@ -68,7 +68,7 @@ async def test_the_catalog_rides_out_postgres_stopped_for_20_seconds(
             server = await in_thread(restarted_on_the_same_port, server)
             try:
                 report.executions = len(ids)
-                report.ended = await wait_all(client, ids, timeout=60)
+                await wait_all(client, ids, timeout=60, report=report)
                 assert catalog.process.poll() is None, f"the catalog exited: {catalog.events[-5:]}"
                 report.problems = await audit_log(client, catalog=True)
             finally:

@@ -36,6 +36,6 @@ async def test_sigterm_of_every_service_mid_run_loses_nothing(nats_url: str, dat
                 assert await in_thread(process.terminate) == 0, process.events[-10:]
                 report.faults += 1
                 processes[index] = await in_thread(start_service, process.service, env)
-            report.ended = await wait_all(client, ids, timeout=90)
+            await wait_all(client, ids, timeout=90, report=report)
             report.problems = await audit_log(client, catalog=True)
     report.check()
