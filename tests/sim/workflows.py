@@ -18,3 +18,20 @@ def retried_later(x: int = 1) -> int:
 @workflow
 def items_retried_later(xs: list[int]) -> list[int]:
     return map_task(wobbly, concurrency=2)(x=xs)
+
+
+@task
+def widen(x: str) -> str:
+    return x * 200
+
+
+@task
+def length(s: str, n: int) -> int:
+    return len(s) + n
+
+
+@workflow
+def widely_read(x: str = "abcdef") -> list[int]:
+    """One value read by six tasks: the decision that queues them repeats it six times (issue 10 defect 1)."""
+    wide = widen(x=x)
+    return [length(s=wide, n=n) for n in range(6)]
