@@ -61,7 +61,7 @@ async def test_killing_the_events_stream_leader_loses_nothing(cluster: NatsClust
             await cluster.wait_ready()
             ids += await launch_many(client, 20, seed=8)
             report.executions = len(ids)
-            await wait_all(client, ids, timeout=60, report=report)
+            await wait_all(client, ids, timeout=30, report=report)
             report.problems = await audit_log(client)
     report.check()
 
@@ -82,7 +82,7 @@ async def test_restarting_the_whole_cluster_loses_nothing(cluster: NatsCluster) 
         async with connected(cluster.url) as client:
             ids += await launch_many(client, 10, seed=10)
             report.executions = len(ids)
-            await wait_all(client, ids, timeout=60, report=report)
+            await wait_all(client, ids, timeout=30, report=report)
             report.problems = await audit_log(client)
         assert all(process.process.poll() is None for process in processes), "a service exited"
     report.check()

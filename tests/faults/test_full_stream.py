@@ -53,7 +53,7 @@ async def test_a_full_events_stream_loses_no_command(nats_url: str) -> None:
                 await anyio.sleep(FULL_SECONDS)  # how long the stream stays full: the fault itself
                 await js.update_stream(roomy)
                 report.executions = len(ids)
-                await wait_all(client, ids, timeout=30, report=report)
+                await wait_all(client, ids, timeout=20, report=report)
                 report.problems = await audit_log(client)
         finally:
             await nc.close()

@@ -54,7 +54,7 @@ class Target:
         dead_letters = await self.nc.subscribe(subjects.dead_letter_subject(subject))
         try:
             await self.nc.jetstream().publish(subject, payload, headers=headers, stream=subjects.COMMANDS_STREAM)
-            msg = await dead_letters.next_msg(timeout=15)
+            msg = await dead_letters.next_msg(timeout=10)
         finally:
             await dead_letters.unsubscribe()
         reason = (msg.headers or {}).get("Plait-Error", "")

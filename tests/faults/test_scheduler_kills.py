@@ -50,7 +50,7 @@ async def test_killing_a_random_scheduler_replica_every_few_seconds_loses_nothin
             while report.executions < MIN_EXECUTIONS or report.faults < MIN_KILLS:  # waves while replicas die
                 wave = await launch_many(client, 10, seed=report.executions)
                 report.executions += len(wave)
-                await wait_all(client, wave, timeout=60, report=report)
+                await wait_all(client, wave, timeout=30, report=report)
             tg.cancel_scope.cancel()
         async with connected(nats_url) as client:
             report.problems = await audit_log(client)
