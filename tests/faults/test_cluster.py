@@ -10,18 +10,8 @@ from pathlib import Path
 import pytest
 
 from plait.adapters import subjects
+from tests.faults import harness
 from tests.faults.cluster import NatsCluster
-from tests.faults.harness import (
-    FaultReport,
-    audit_log,
-    connected,
-    in_thread,
-    launch_many,
-    service_env,
-    start_service,
-    stopped_at_exit,
-    wait_all,
-)
 
 pytestmark = pytest.mark.faults
 
@@ -45,44 +35,44 @@ async def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
 async def test_killing_the_events_stream_leader_loses_nothing(cluster: NatsCluster) -> None:
     """Executions in flight when the leader dies end; launches resume once a new leader is elected (a launch
     during the election meets no responders: issue 10 defect 15)."""
-    env = service_env(cluster.url, PLAIT_STREAM_REPLICAS="3")
-    processes = [start_service("scheduler", {**env, "PLAIT_REPLICA": name}) for name in ("a", "b")]
-    report = FaultReport("events stream leader killed (SIGKILL)")
-    with stopped_at_exit(processes):
-        processes.append(start_service("executor", env))
+    env = harness.service_env(cluster.url, PLAIT_STREAM_REPLICAS="3")
+    processes = [harness.start_service("scheduler", {**env, "PLAIT_REPLICA": name}) for name in ("a", "b")]
+    report = harness.FaultReport("events stream leader killed (SIGKILL)")
+    with harness.stopped_at_exit(processes):
+        processes.append(harness.start_service("executor", env))
         await cluster.wait_ready()  # the streams the services made have their leaders
-        async with connected(cluster.url) as client:
-            ids = await launch_many(client, 20, seed=7)
+        async with harness.connected(cluster.url) as client:
+            ids = await harness.launch_many(client, 20, seed=7)
             leader = (await client.js.stream_info(subjects.EVENTS_STREAM)).cluster.leader
             victim = cluster.node(leader or "n1")
-            await in_thread(victim.signal, signal.SIGKILL)
+            await harness.in_thread(victim.signal, signal.SIGKILL)
             report.faults += 1
             victim.start()
             await cluster.wait_ready()
-            ids += await launch_many(client, 20, seed=8)
+            ids += await harness.launch_many(client, 20, seed=8)
             report.executions = len(ids)
-            await wait_all(client, ids, timeout=30, report=report)
-            report.problems = await audit_log(client)
+            await harness.wait_all(client, ids, timeout=30, report=report)
+            report.problems = await harness.audit_log(client)
     report.check()
 
 
 @pytest.mark.xfail(reason="issue 10 defect 14: a scheduler exits when NATS is away for more than 5 s", strict=False)
 async def test_restarting_the_whole_cluster_loses_nothing(cluster: NatsCluster) -> None:
-    env = service_env(cluster.url, PLAIT_STREAM_REPLICAS="3")
-    processes = [start_service("scheduler", env), start_service("executor", env)]
-    report = FaultReport("whole cluster restarted")
-    with stopped_at_exit(processes):
+    env = harness.service_env(cluster.url, PLAIT_STREAM_REPLICAS="3")
+    processes = [harness.start_service("scheduler", env), harness.start_service("executor", env)]
+    report = harness.FaultReport("whole cluster restarted")
+    with harness.stopped_at_exit(processes):
         await cluster.wait_ready()
-        async with connected(cluster.url) as client:
-            ids = await launch_many(client, 20, seed=9)
-        await in_thread(cluster.stop)
+        async with harness.connected(cluster.url) as client:
+            ids = await harness.launch_many(client, 20, seed=9)
+        await harness.in_thread(cluster.stop)
         report.faults += 1
         cluster.start()
         await cluster.wait_ready()
-        async with connected(cluster.url) as client:
-            ids += await launch_many(client, 10, seed=10)
+        async with harness.connected(cluster.url) as client:
+            ids += await harness.launch_many(client, 10, seed=10)
             report.executions = len(ids)
-            await wait_all(client, ids, timeout=30, report=report)
-            report.problems = await audit_log(client)
+            await harness.wait_all(client, ids, timeout=30, report=report)
+            report.problems = await harness.audit_log(client)
         assert all(process.process.poll() is None for process in processes), "a service exited"
     report.check()

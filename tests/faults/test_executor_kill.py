@@ -6,16 +6,7 @@ import pytest
 
 from plait.core.events import NodeSucceeded
 from tests import workflows
-from tests.faults.harness import (
-    FaultReport,
-    audit_log,
-    connected,
-    in_thread,
-    service_env,
-    start_service,
-    stopped_at_exit,
-    wait_all,
-)
+from tests.faults import harness
 
 pytestmark = pytest.mark.faults
 
@@ -23,19 +14,19 @@ EXECUTIONS = 4
 
 
 async def test_killing_an_executor_mid_attempt_reruns_its_attempts_elsewhere(nats_url: str) -> None:
-    env = service_env(nats_url)
-    processes = [start_service("scheduler", env)]
-    report = FaultReport("executor killed mid-attempt (SIGKILL)", executions=EXECUTIONS)
-    with stopped_at_exit(processes):
-        victim = start_service("executor", {**env, "PLAIT_REPLICA": "victim"})
+    env = harness.service_env(nats_url)
+    processes = [harness.start_service("scheduler", env)]
+    report = harness.FaultReport("executor killed mid-attempt (SIGKILL)", executions=EXECUTIONS)
+    with harness.stopped_at_exit(processes):
+        victim = harness.start_service("executor", {**env, "PLAIT_REPLICA": "victim"})
         processes.append(victim)
-        async with connected(nats_url) as client:
+        async with harness.connected(nats_url) as client:
             ids = [await client.launch(workflows.paused, {"seconds": 3.0}) for _ in range(EXECUTIONS)]
-            await in_thread(victim.wait_for_event, "attempt_started")
-            await in_thread(victim.kill)
+            await harness.in_thread(victim.wait_for_event, "attempt_started")
+            await harness.in_thread(victim.kill)
             report.faults += 1
-            processes.append(start_service("executor", {**env, "PLAIT_REPLICA": "survivor"}))
-            await wait_all(client, ids, timeout=90, report=report)
+            processes.append(harness.start_service("executor", {**env, "PLAIT_REPLICA": "survivor"}))
+            await harness.wait_all(client, ids, timeout=90, report=report)
             for execution_id in ids:
                 state = await client.wait(execution_id, timeout=10)
                 assert state.status == "succeeded", state.error
@@ -46,5 +37,5 @@ async def test_killing_an_executor_mid_attempt_reruns_its_attempts_elsewhere(nat
                     if isinstance(e, NodeSucceeded)
                 ]
                 assert len(successes) == 1
-            report.problems = await audit_log(client)
+            report.problems = await harness.audit_log(client)
     report.check()

@@ -11,16 +11,7 @@ from nats.js.api import DiscardPolicy
 
 from plait.adapters import subjects
 from plait.adapters.jetstream import connect
-from tests.faults.harness import (
-    FaultReport,
-    audit_log,
-    connected,
-    launch_many,
-    service_env,
-    start_service,
-    stopped_at_exit,
-    wait_all,
-)
+from tests.faults import harness
 
 pytestmark = pytest.mark.faults
 
@@ -35,17 +26,17 @@ FULL_SECONDS = 10.0
     strict=False,
 )
 async def test_a_full_events_stream_loses_no_command(nats_url: str) -> None:
-    env = service_env(nats_url)
-    processes = [start_service("scheduler", env), start_service("executor", env)]
-    report = FaultReport("events stream full")
-    with stopped_at_exit(processes):
+    env = harness.service_env(nats_url)
+    processes = [harness.start_service("scheduler", env), harness.start_service("executor", env)]
+    report = harness.FaultReport("events stream full")
+    with harness.stopped_at_exit(processes):
         nc = await connect(nats_url, "fault-full-stream")
         try:
             js = nc.jetstream()
             info = await js.stream_info(subjects.EVENTS_STREAM)
             roomy = info.config
-            async with connected(nats_url) as client:
-                ids = await launch_many(client, EXECUTIONS, seed=5)
+            async with harness.connected(nats_url) as client:
+                ids = await harness.launch_many(client, EXECUTIONS, seed=5)
                 info = await js.stream_info(subjects.EVENTS_STREAM)
                 full = dataclasses.replace(roomy, max_bytes=info.state.bytes + ROOM_BYTES, discard=DiscardPolicy.NEW)
                 await js.update_stream(full)
@@ -53,8 +44,8 @@ async def test_a_full_events_stream_loses_no_command(nats_url: str) -> None:
                 await anyio.sleep(FULL_SECONDS)  # how long the stream stays full: the fault itself
                 await js.update_stream(roomy)
                 report.executions = len(ids)
-                await wait_all(client, ids, timeout=20, report=report)
-                report.problems = await audit_log(client)
+                await harness.wait_all(client, ids, timeout=20, report=report)
+                report.problems = await harness.audit_log(client)
         finally:
             await nc.close()
     report.check()

@@ -13,17 +13,7 @@ import pytest
 from plait import embedded
 from plait.embedded import PostgresServer, create_database
 from plait.errors import PlaitError
-from tests.faults.harness import (
-    FaultReport,
-    audit_log,
-    connected,
-    in_thread,
-    launch_many,
-    service_env,
-    start_service,
-    stopped_at_exit,
-    wait_all,
-)
+from tests.faults import harness
 from tests.processes import ServiceProcess
 
 pytestmark = pytest.mark.faults
@@ -51,26 +41,26 @@ async def test_the_catalog_rides_out_postgres_stopped_for_20_seconds(
     nats_url: str, private_postgres: PostgresServer
 ) -> None:
     database_url = create_database(private_postgres.url, "plait_outage")
-    env = service_env(nats_url, PLAIT_DATABASE_URL=database_url)
-    processes = [start_service(service, env) for service in ("scheduler", "executor", "catalog")]
+    env = harness.service_env(nats_url, PLAIT_DATABASE_URL=database_url)
+    processes = [harness.start_service(service, env) for service in ("scheduler", "executor", "catalog")]
     catalog = processes[-1]
-    report = FaultReport("PostgreSQL stopped for 20 s")
+    report = harness.FaultReport("PostgreSQL stopped for 20 s")
     server = private_postgres
-    with stopped_at_exit(processes):
-        async with connected(nats_url) as client:
-            ids = await launch_many(client, 10, seed=1)
-            await in_thread(server.stop)
+    with harness.stopped_at_exit(processes):
+        async with harness.connected(nats_url) as client:
+            ids = await harness.launch_many(client, 10, seed=1)
+            await harness.in_thread(server.stop)
             report.faults += 1
-            ids += await launch_many(client, 10, seed=2)
+            ids += await harness.launch_many(client, 10, seed=2)
             with pytest.raises(PlaitError):  # a query meanwhile is answered with an error, or not at all
                 await client.query("executions.list", {"limit": 5, "min_sequence": 0}, timeout=5)
             await anyio.sleep(OUTAGE_SECONDS)  # the outage itself
-            server = await in_thread(restarted_on_the_same_port, server)
+            server = await harness.in_thread(restarted_on_the_same_port, server)
             try:
                 report.executions = len(ids)
-                await wait_all(client, ids, timeout=60, report=report)
+                await harness.wait_all(client, ids, timeout=60, report=report)
                 assert catalog.process.poll() is None, f"the catalog exited: {catalog.events[-5:]}"
-                report.problems = await audit_log(client, catalog=True)
+                report.problems = await harness.audit_log(client, catalog=True)
             finally:
                 server.stop()
     report.check()
@@ -84,13 +74,13 @@ async def test_a_catalog_started_while_postgres_is_down_starts_once_it_is_back(
     nats_url: str, private_postgres: PostgresServer
 ) -> None:
     database_url = create_database(private_postgres.url, "plait_outage")
-    await in_thread(private_postgres.stop)
-    catalog = ServiceProcess("catalog", service_env(nats_url, PLAIT_DATABASE_URL=database_url))
-    with stopped_at_exit([catalog]):
+    await harness.in_thread(private_postgres.stop)
+    catalog = ServiceProcess("catalog", harness.service_env(nats_url, PLAIT_DATABASE_URL=database_url))
+    with harness.stopped_at_exit([catalog]):
         await anyio.sleep(OUTAGE_SECONDS / 2)  # the outage itself
-        server = await in_thread(restarted_on_the_same_port, private_postgres)
+        server = await harness.in_thread(restarted_on_the_same_port, private_postgres)
         try:
             assert catalog.process.poll() is None, f"the catalog exited: {catalog.events[-5:]}"
-            await in_thread(catalog.wait_for_event, "catalog_started")
+            await harness.in_thread(catalog.wait_for_event, "catalog_started")
         finally:
             server.stop()
