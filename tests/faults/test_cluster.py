@@ -56,7 +56,12 @@ async def test_killing_the_events_stream_leader_loses_nothing(cluster: NatsClust
     report.check()
 
 
-@pytest.mark.xfail(reason="issue 10 defect 14: a scheduler exits when NATS is away for more than 5 s", strict=False)
+@pytest.mark.xfail(
+    reason="issue 10 defects 6 and 14: attempts queued as the cluster stopped never ran after it came back (5 of 30 "
+    "chains stuck at one queued node, seen once in three runs) and nothing gives up on them; services may exit when "
+    "NATS is away for more than 5 s",
+    strict=False,
+)
 async def test_restarting_the_whole_cluster_loses_nothing(cluster: NatsCluster) -> None:
     env = harness.service_env(cluster.url, PLAIT_STREAM_REPLICAS="3")
     processes = [harness.start_service("scheduler", env), harness.start_service("executor", env)]
