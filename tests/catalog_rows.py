@@ -26,7 +26,7 @@ def at(seconds: int) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-async def insert_chain(connection: Connection) -> None:
+async def insert_chain(connection: Connection, project: str = PROJECT, domain: str = DOMAIN) -> None:
     """Executions A and B with their nodes, artifacts and lineage edges."""
     for offset, (execution_id, (x, doubled, result)) in enumerate(CHAIN.items()):
         await connection.execute(
@@ -34,8 +34,8 @@ async def insert_chain(connection: Connection) -> None:
                    outputs, launched_by, launched_at, finished_at, last_sequence)
                VALUES ($1, $2, $3, $4, 'w1', 'succeeded', $5, $6, 'tester', $7, $8, 1)""",
             execution_id,
-            PROJECT,
-            DOMAIN,
+            project,
+            domain,
             WORKFLOW,
             {"x": x},
             {"result": result},
@@ -44,8 +44,11 @@ async def insert_chain(connection: Connection) -> None:
         )
         for position, (node, task) in enumerate((("double", DOUBLE), ("increment", INCREMENT))):
             await connection.execute(
-                """INSERT INTO node_executions (execution_id, node_id, position, task_name, task_version, status)
-                   VALUES ($1, $2, $3, $4, 't1', 'succeeded')""",
+                """INSERT INTO node_executions (project, domain, execution_id, node_id, position, task_name,
+                       task_version, status)
+                   VALUES ($1, $2, $3, $4, $5, $6, 't1', 'succeeded')""",
+                project,
+                domain,
                 execution_id,
                 node,
                 position,
@@ -69,9 +72,12 @@ async def insert_chain(connection: Connection) -> None:
             (result, "", "output", "result"),
         ]
         await connection.executemany(
-            """INSERT INTO lineage_edges (artifact_hash, execution_id, node_id, direction, name)
-               VALUES ($1, $2, $3, $4, $5)""",
-            [(artifact_hash(value), execution_id, node, way, name) for value, node, way, name in edges],
+            """INSERT INTO lineage_edges (artifact_hash, project, domain, execution_id, node_id, direction, name)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+            [
+                (artifact_hash(value), project, domain, execution_id, node, way, name)
+                for value, node, way, name in edges
+            ],
         )
 
 

@@ -35,6 +35,7 @@ from plait_catalog.projection import ProjectionError, StoredMessage, apply_batch
 from plait_catalog.responders import LIST_SUBJECT, SHOW_SUBJECT
 
 PROJECT, DOMAIN = "flows", "development"
+HERE = {"project": PROJECT, "domain": DOMAIN}
 START = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
 DEADLINE = 20.0
 
@@ -511,7 +512,7 @@ async def test_list_and_show_over_nats(nats_url: str, database_url: str, nc: NAT
         assert len((await query(nc, LIST_SUBJECT, {"limit": 2}))["executions"]) == 2
         assert (await query(nc, LIST_SUBJECT, {"project": "elsewhere"}))["executions"] == []
 
-        shown = (await query(nc, SHOW_SUBJECT, {"execution_id": "retry"}))["execution"]
+        shown = (await query(nc, SHOW_SUBJECT, {**HERE, "execution_id": "retry"}))["execution"]
         assert (shown["status"], shown["failed_node"], shown["inputs"], shown["outputs"]) == (
             "failed",
             "double",
@@ -544,7 +545,7 @@ async def test_list_and_show_over_nats(nats_url: str, database_url: str, nc: NAT
         ]
         assert shown["nodes"][1]["attempts"] == []
 
-        missing = await query(nc, SHOW_SUBJECT, {"execution_id": "nope"})
+        missing = await query(nc, SHOW_SUBJECT, {**HERE, "execution_id": "nope"})
         assert missing["error"]["type"] == "not_found"
         assert "nope" in missing["error"]["message"]
         tg.cancel_scope.cancel()
@@ -558,7 +559,7 @@ async def test_show_with_min_sequence_reads_its_own_writes(
         await caught_up(nc, await log.history())
         for step in range(3):
             sequence = await log.launch(f"fresh-{step}", step)
-            shown = await query(nc, SHOW_SUBJECT, {"execution_id": f"fresh-{step}", "min_sequence": sequence})
+            shown = await query(nc, SHOW_SUBJECT, {**HERE, "execution_id": f"fresh-{step}", "min_sequence": sequence})
             assert shown["execution"]["status"] == "running"
             assert shown["execution"]["last_sequence"] == sequence
         tg.cancel_scope.cancel()
@@ -572,7 +573,7 @@ async def test_show_waits_for_a_sequence_not_yet_written(
         last = await log.history()
         inbox = nc.new_inbox()
         replies = await nc.subscribe(inbox, max_msgs=1)
-        request = {"execution_id": "future", "min_sequence": last + 1}
+        request = {**HERE, "execution_id": "future", "min_sequence": last + 1}
         await nc.publish(SHOW_SUBJECT, msgspec.json.encode(request), reply=inbox)
         await nc.flush()
         await log.launch("future", 1)
@@ -586,7 +587,7 @@ async def test_min_sequence_beyond_the_log_times_out(nats_url: str, database_url
     async with anyio.create_task_group() as tg:
         await tg.start(CatalogService(nats_url, database_url, "impatient", wait_timeout=0.2).run)
         last = await log.history()
-        answer = await query(nc, SHOW_SUBJECT, {"execution_id": "ok", "min_sequence": last + 100})
+        answer = await query(nc, SHOW_SUBJECT, {**HERE, "execution_id": "ok", "min_sequence": last + 100})
         assert answer["error"]["type"] == "timeout"
         assert f"not yet {last + 100}" in answer["error"]["message"]
         tg.cancel_scope.cancel()
@@ -599,8 +600,13 @@ async def test_min_sequence_beyond_the_log_times_out(nats_url: str, database_url
         (LIST_SUBJECT, b'{"limit": "many"}', "$.limit"),
         (LIST_SUBJECT, b'{"limit": 0}', "$.limit"),
         (LIST_SUBJECT, b'{"status": "sleeping"}', "$.status"),
-        (SHOW_SUBJECT, b"{}", "execution_id"),
-        (SHOW_SUBJECT, b'{"execution_id": "ok", "min_sequence": -1}', "$.min_sequence"),
+        (SHOW_SUBJECT, b'{"project": "flows", "domain": "development"}', "execution_id"),
+        (SHOW_SUBJECT, b'{"execution_id": "ok"}', "project"),
+        (
+            SHOW_SUBJECT,
+            b'{"project": "flows", "domain": "development", "execution_id": "ok", "min_sequence": -1}',
+            "$.min_sequence",
+        ),
     ],
 )
 async def test_malformed_query_gets_bad_request_and_the_next_one_works(

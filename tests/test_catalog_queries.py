@@ -72,7 +72,7 @@ def edges(graph: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 
 async def test_lineage_upstream_crosses_executions_step_by_step(nc: NATS, catalog: None) -> None:
-    one = await ask(nc, LINEAGE_SUBJECT, {"target": H15, "direction": "upstream", "depth": 1})
+    one = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H15, "direction": "upstream", "depth": 1})
     assert one["root"] == f"artifact:{H15}"
     assert ids(one) == {
         f"artifact:{H15}",
@@ -106,7 +106,7 @@ async def test_lineage_upstream_crosses_executions_step_by_step(nc: NATS, catalo
     }
     assert (vertices["execution:B"]["task"], vertices["execution:B"]["node"]) == (WORKFLOW, "")
 
-    two = await ask(nc, LINEAGE_SUBJECT, {"target": H15, "direction": "upstream", "depth": 2})
+    two = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H15, "direction": "upstream", "depth": 2})
     assert ids(two) - ids(one) == {
         "execution:A",
         "node:A/increment",
@@ -114,25 +114,25 @@ async def test_lineage_upstream_crosses_executions_step_by_step(nc: NATS, catalo
         f"artifact:{H3}",
         f"artifact:{H6}",
     }
-    three = await ask(nc, LINEAGE_SUBJECT, {"target": H15, "direction": "upstream", "depth": 3})
+    three = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H15, "direction": "upstream", "depth": 3})
     assert ids(three) - ids(two) == {"node:A/double"}
-    deeper = await ask(nc, LINEAGE_SUBJECT, {"target": H15, "direction": "upstream", "depth": 10})
+    deeper = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H15, "direction": "upstream", "depth": 10})
     assert (ids(deeper), edges(deeper)) == (ids(three), edges(three))
     assert not deeper["truncated"]
 
-    cut = await ask(nc, LINEAGE_SUBJECT, {"target": H15, "direction": "upstream", "depth": 3, "max_edges": 5})
+    cut = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H15, "direction": "upstream", "depth": 3, "max_edges": 5})
     assert cut["truncated"]
     assert edges(one) <= edges(cut) <= edges(three) and len(cut["edges"]) == 5
 
 
 async def test_lineage_downstream_and_both(nc: NATS, catalog: None) -> None:
-    one = await ask(nc, LINEAGE_SUBJECT, {"target": H3, "direction": "downstream", "depth": 1})
+    one = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H3, "direction": "downstream", "depth": 1})
     assert ids(one) == {f"artifact:{H3}", "execution:A", "node:A/double", f"artifact:{H6}", f"artifact:{H7}"}
-    two = await ask(nc, LINEAGE_SUBJECT, {"target": H3, "direction": "downstream", "depth": 2})
+    two = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H3, "direction": "downstream", "depth": 2})
     assert {"execution:B", "node:B/double", f"artifact:{H14}", f"artifact:{H15}"} <= ids(two)
     assert (f"artifact:{H7}", "execution:B", "x") in edges(two)
 
-    both = await ask(nc, LINEAGE_SUBJECT, {"target": H7, "depth": 1})
+    both = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H7, "depth": 1})
     assert both["direction"] == "both"
     assert {"node:A/increment", "execution:A", "node:B/double", "execution:B"} <= ids(both)
     assert f"artifact:{H6}" in ids(both) and f"artifact:{H14}" in ids(both)
@@ -140,15 +140,15 @@ async def test_lineage_downstream_and_both(nc: NATS, catalog: None) -> None:
 
 
 async def test_lineage_of_an_execution(nc: NATS, catalog: None) -> None:
-    up = await ask(nc, LINEAGE_SUBJECT, {"target": "B", "direction": "upstream", "depth": 1})
+    up = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": "B", "direction": "upstream", "depth": 1})
     assert up["root"] == "execution:B"
     assert {"execution:B", "node:B/double", "node:B/increment", "execution:A", "node:A/increment"} <= ids(up)
     assert "node:A/double" not in ids(up)
 
-    down = await ask(nc, LINEAGE_SUBJECT, {"target": "A", "direction": "downstream", "depth": 1})
+    down = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": "A", "direction": "downstream", "depth": 1})
     assert {"execution:B", "node:B/double", f"artifact:{H14}", f"artifact:{H15}"} <= ids(down)
     assert not any(i.startswith("node:B/increment") for i in ids(down))
-    assert "execution:A" not in ids(await ask(nc, LINEAGE_SUBJECT, {"target": "B", "direction": "downstream"}))
+    assert "execution:A" not in ids(await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": "B", "direction": "downstream"}))
 
 
 async def test_lineage_of_a_lone_artifact_previews_its_value(nc: NATS, catalog: None, database_url: str) -> None:
@@ -163,7 +163,7 @@ async def test_lineage_of_a_lone_artifact_previews_its_value(nc: NATS, catalog: 
         )
     finally:
         await connection.close()
-    graph = await ask(nc, LINEAGE_SUBJECT, {"target": artifact_hash(numbers)})
+    graph = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": artifact_hash(numbers)})
     assert graph["edges"] == []
     [vertex] = graph["nodes"]
     assert (vertex["id"], vertex["type"], vertex["size"]) == (f"artifact:{artifact_hash(numbers)}", "list[int]", 390)
@@ -172,11 +172,12 @@ async def test_lineage_of_a_lone_artifact_previews_its_value(nc: NATS, catalog: 
 
 
 async def test_lineage_of_unknown_targets_and_bad_requests(nc: NATS, catalog: None) -> None:
-    missing = await ask(nc, LINEAGE_SUBJECT, {"target": "nothing-here"})
+    missing = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": "nothing-here"})
     assert missing["error"]["type"] == "not_found"
     assert "nothing-here" in missing["error"]["message"]
     for bad in ({}, {"target": ""}, {"target": H7, "depth": 0}, {"target": H7, "direction": "sideways"}):
-        assert (await ask(nc, LINEAGE_SUBJECT, bad))["error"]["type"] == "bad_request", bad
+        assert (await ask(nc, LINEAGE_SUBJECT, {**HERE, **bad}))["error"]["type"] == "bad_request", bad
+    assert (await ask(nc, LINEAGE_SUBJECT, {"target": H7}))["error"]["type"] == "bad_request"
 
 
 async def test_cache_lookup_hit_and_miss(nc: NATS, catalog: None) -> None:

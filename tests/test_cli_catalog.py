@@ -20,7 +20,7 @@ from plait.core.cachelog import CacheFilled
 from plait.logging import configure_logging
 from plait_catalog import CatalogService, db
 from plait_catalog.migrations import migrate
-from tests.catalog_rows import CACHE_KEYS, DOMAIN, DOUBLE, H3, H7, H15, PROJECT, insert_all
+from tests.catalog_rows import CACHE_KEYS, DOMAIN, DOUBLE, H3, H7, H15, PROJECT, insert_all, insert_chain
 
 
 async def seed(database_url: str) -> None:
@@ -28,6 +28,16 @@ async def seed(database_url: str) -> None:
     try:
         await migrate(connection)
         await insert_all(connection)
+    finally:
+        await connection.close()
+
+
+async def seed_another_project(database_url: str, project: str) -> None:
+    """The chain of executions A and B again, in ``project``, with other inputs."""
+    connection = await db.connect(database_url, "test-cli-rows")
+    try:
+        await insert_chain(connection, project)
+        await connection.execute("UPDATE executions SET inputs = $1 WHERE project = $2", {"x": 30}, project)
     finally:
         await connection.close()
 
@@ -199,3 +209,22 @@ def test_registry_commands(catalog: str, capsys: pytest.CaptureFixture[str]) -> 
     assert code == 2 and "workflow 'tests.nothing' is not registered in flows/development" in err
     code, _, err = plait(capsys, "tasks", "show", f"{DOUBLE}@d9")
     assert code == 2 and "no version 'd9'" in err
+
+
+def test_executions_show_and_list_each_project_its_own(
+    catalog: str,
+    database_url: str,
+    portal: anyio.from_thread.BlockingPortal,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    portal.call(seed_another_project, database_url, "elsewhere")
+    for project, inputs in ((PROJECT, {"x": 3}), ("elsewhere", {"x": 30})):
+        monkeypatch.setenv("PLAIT_PROJECT", project)
+        assert dispatch(["executions", "show", "A", "--json"]) == 0
+        shown = msgspec.json.decode(capsys.readouterr().out)
+        assert (shown["project"], shown["inputs"]) == (project, inputs)
+        assert [node["node"] for node in shown["nodes"]] == ["double", "increment"]
+        assert dispatch(["executions", "list", "--json"]) == 0
+        listed = msgspec.json.decode(capsys.readouterr().out)["executions"]
+        assert sorted((row["execution_id"], row["project"]) for row in listed) == [("A", project), ("B", project)]

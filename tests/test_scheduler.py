@@ -212,7 +212,7 @@ async def test_a_launch_queues_a_dispatch_record_derived_from_the_log(
     assert dispatch.task.name == workflows.add.name
     state = await client.get(execution_id)
     assert dispatch.decision_sequence == state.last_sequence
-    assert msg.headers["Nats-Msg-Id"] == dispatch.attempt_id
+    assert msg.headers["Nats-Msg-Id"] == f"{client.project}/{client.domain}/{dispatch.attempt_id}"
     await ensure_streams(client.js)  # idempotent
 
 

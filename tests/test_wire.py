@@ -68,7 +68,11 @@ async def test_a_raw_json_launch_from_plain_nats_runs_and_reports_its_events(
         execution_id, refused = f"raw-{uuid.uuid4().hex}", f"raw-{uuid.uuid4().hex}"
         command = raw_launch(execution_id, version, {"x": 4})
         subject = f"plait.cmd.default.development.{execution_id}.launch"
-        await js.publish(subject, json.dumps(command).encode(), headers={"Nats-Msg-Id": command["command_id"]})
+        await js.publish(
+            subject,
+            json.dumps(command).encode(),
+            headers={"Nats-Msg-Id": "default/development/" + command["command_id"]},
+        )
         events = await asyncio.wait_for(follow_raw(js, f"plait.ev.default.development.{execution_id}"), 60)
         assert events[0]["type"] == "execution_launched.v1" and events[0]["inputs"] == {"x": 4}
         assert events[-1] == {"type": "execution_succeeded.v1", "outputs": {"result": 16}}
@@ -76,7 +80,7 @@ async def test_a_raw_json_launch_from_plain_nats_runs_and_reports_its_events(
         inbox = nc.new_inbox()
         replies = await nc.subscribe(inbox, max_msgs=1)
         bad = {**command, "command_id": f"launch:{refused}", "execution_id": refused, "inputs": {"x": "four"}}
-        headers = {"Nats-Msg-Id": bad["command_id"], "Plait-Reply-To": inbox}
+        headers = {"Nats-Msg-Id": "default/development/" + bad["command_id"], "Plait-Reply-To": inbox}
         await js.publish(f"plait.cmd.default.development.{refused}.launch", json.dumps(bad).encode(), headers=headers)
         rejection = json.loads((await replies.next_msg(timeout=30)).data)
         assert rejection["type"] == "command_rejected" and rejection["command_id"] == f"launch:{refused}"

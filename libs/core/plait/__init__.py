@@ -9,6 +9,8 @@ from plait.errors import (
     NotFound,
     PlaitError,
     RegistrationConflict,
+    Timeout,
+    Unavailable,
 )
 from plait.sdk import LaunchPlan, MappedTask, Task, Workflow, map_task, task, workflow
 
@@ -24,6 +26,8 @@ __all__ = [
     "PlaitError",
     "RegistrationConflict",
     "Task",
+    "Timeout",
+    "Unavailable",
     "Workflow",
     "map_task",
     "task",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -17,7 +18,9 @@ import anyio.from_thread
 import msgspec
 import nats.errors
 import nats.js.errors
+import structlog
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
@@ -25,7 +28,8 @@ from nats.js.api import DeliverPolicy
 from plait import codec
 from plait.adapters import subjects
 from plait.adapters.cachelog import CacheLog
-from plait.adapters.commands import publish_command
+from plait.adapters.commands import publish_command, subject_of
+from plait.adapters.deadletters import ERROR_HEADER
 from plait.adapters.jetstream import (
     EventStore,
     Registry,
@@ -33,14 +37,16 @@ from plait.adapters.jetstream import (
     connect,
     ensure_streams,
     kind_of,
+    last_message,
     registration_decoder,
 )
+from plait.adapters.nats_errors import UNAVAILABLE, as_plait_errors
 from plait.core.cachelog import CacheCleared, CacheFilled, CacheReserved
 from plait.core.commands import AbortExecution, LaunchExecution
 from plait.core.events import TERMINAL_EVENTS, LaunchPlanRegistered, TaskRegistered, WorkflowRegistered
 from plait.core.ids import content_version, new_execution_id
 from plait.core.state import Execution, apply_decision
-from plait.errors import ConflictError, InputError, NotFound, PlaitError
+from plait.errors import ConflictError, InputError, NotFound, PlaitError, Timeout, Unavailable
 from plait.replay import Record
 from plait.sdk.hints import encode_value
 from plait.sdk.launch_plan import LaunchPlan
@@ -54,6 +60,13 @@ CONSUMER_DELETE_API = "$JS.API.CONSUMER.DELETE"
 FIRST_RELOAD_SECONDS = 0.001
 LONGEST_RELOAD_SECONDS = 0.05
 FOLLOWER_INACTIVE_SECONDS = 30.0  # a follower's consumer outlives a client that vanished by this long
+FIRST_PUBLISH_RETRY_SECONDS = 0.05
+LONGEST_PUBLISH_RETRY_SECONDS = 2.0
+
+log = structlog.get_logger()
+
+LaunchOutcome = str | PlaitError | None
+"""How a launch was decided: None once launched, the scheduler's reason when refused, or the error that stopped it."""
 
 
 class CacheClearing(msgspec.Struct, kw_only=True):
@@ -68,6 +81,21 @@ def idempotent_execution_id(project: str, domain: str, key: str) -> str:
     return "k" + content_version("launch", project, domain, key)[:25]
 
 
+class _Refusal(msgspec.Struct):
+    reason: str
+
+
+_refusal_decoder = msgspec.json.Decoder(_Refusal)
+
+
+def _rejection_reason(data: bytes) -> str:
+    """The reason a scheduler gave for refusing a command (see ``Plait-Reply-To``)."""
+    try:
+        return _refusal_decoder.decode(data).reason
+    except msgspec.DecodeError:
+        return data.decode(errors="replace")
+
+
 def _any_last_token(subject: str) -> str:
     return subject.rsplit(".", 1)[0] + ".*"
 
@@ -76,6 +104,13 @@ class AsyncClient:
     """Talks to plait through NATS only: the event log, the command stream and the catalog."""
 
     def __init__(self, nc: NATS, project: str = "default", domain: str = "development") -> None:
+        try:
+            project, domain = (
+                subjects.check_tenant_name(project, "project"),
+                subjects.check_tenant_name(domain, "domain"),
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         self.nc, self.js = nc, nc.jetstream()
         self.project, self.domain = project, domain
         self.store = EventStore(self.js)
@@ -85,12 +120,18 @@ class AsyncClient:
     @classmethod
     async def connect(cls, url: str, project: str = "default", domain: str = "development") -> AsyncClient:
         nc = await connect(url, "plait-client")
-        client = cls(nc, project, domain)
-        await ensure_streams(client.js)
+        try:
+            client = cls(nc, project, domain)
+            with as_plait_errors(f"connecting to {url}"):
+                await ensure_streams(client.js)
+        except BaseException:
+            await nc.close()
+            raise
         return client
 
     async def close(self) -> None:
-        await self.nc.close()
+        with contextlib.suppress(nats.errors.Error, OSError):  # the server is gone: there is nothing left to close
+            await self.nc.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -99,17 +140,21 @@ class AsyncClient:
         await self.close()
 
     def _subject(self, execution_id: str) -> str:
-        return subjects.execution_subject(self.project, self.domain, execution_id)
+        try:
+            return subjects.execution_subject(self.project, self.domain, execution_id)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
 
     async def register(self, entity: Workflow[Any, Any] | LaunchPlan) -> str:
         """Register a workflow and its tasks (and a launch plan's workflow, then the plan) as immutable
         versions; returns the version of what was given."""
         workflow = entity.workflow if isinstance(entity, LaunchPlan) else entity
-        for task_spec in workflow.spec.tasks.values():
-            await self._register_once(TaskRegistered(self.project, self.domain, task_spec))
-        await self._register_once(WorkflowRegistered(self.project, self.domain, workflow.spec))
-        if isinstance(entity, LaunchPlan):
-            await self._register_once(LaunchPlanRegistered(self.project, self.domain, entity.spec))
+        with as_plait_errors(f"registering {entity.name}"):
+            for task_spec in workflow.spec.tasks.values():
+                await self._register_once(TaskRegistered(self.project, self.domain, task_spec))
+            await self._register_once(WorkflowRegistered(self.project, self.domain, workflow.spec))
+            if isinstance(entity, LaunchPlan):
+                await self._register_once(LaunchPlanRegistered(self.project, self.domain, entity.spec))
         return entity.spec.version
 
     async def _register_once(self, registration: TaskRegistered | WorkflowRegistered | LaunchPlanRegistered) -> None:
@@ -141,80 +186,151 @@ class AsyncClient:
         ``execution_id`` doubles as an idempotency key: launching it again starts nothing new.
         ``idempotency_key`` derives that id from the key, the project and the domain, so every launch
         with the same key, however often delivered, starts one execution. ``overwrite_cache`` runs cached
-        tasks without looking them up, and stores their results in place of the cached ones. Raises
-        ``InputError`` when the scheduler rejects the launch (for instance, bad inputs).
+        tasks without looking them up, and stores their results in place of the cached ones.
+
+        Without either, the id is made once per call, and every retry of the call's own (a publish whose
+        acknowledgement was lost, say) reuses it: one call starts at most one execution. Raises ``InputError``
+        when the scheduler rejects the launch (for instance, bad inputs); ``Unavailable`` or ``Timeout`` when
+        it is not known whether the launch was stored: their ``execution_id`` launches it again, at most once.
         """
-        kind = "launch_plan" if launch_plan or isinstance(workflow, LaunchPlan) else "workflow"
-        if isinstance(workflow, (Workflow, LaunchPlan)):
-            version = await self.register(workflow)
-            name = workflow.name
-        elif version is None:
-            raise InputError("launching by name needs a version (or 'latest')")
-        else:
-            name = workflow
-            if version == LATEST:
-                version = await self.latest_version(name, kind=kind)
         if execution_id is not None and idempotency_key is not None:
             raise InputError("give an execution id or an idempotency key, not both")
         if idempotency_key is not None:
             execution_id = idempotent_execution_id(self.project, self.domain, idempotency_key)
         execution_id = execution_id or new_execution_id()
-        command = LaunchExecution(
-            command_id=f"launch:{execution_id}",
-            execution_id=execution_id,
-            project=self.project,
-            domain=self.domain,
-            workflow="" if kind == "launch_plan" else name,
-            version="" if kind == "launch_plan" else version,
-            launch_plan=name if kind == "launch_plan" else "",
-            launch_plan_version=version if kind == "launch_plan" else "",
-            inputs={k: encode_value(v) for k, v in (inputs or {}).items()},
-            launched_by=launched_by,
-            overwrite_cache=overwrite_cache,
-        )
-        inbox = self.nc.new_inbox()
-        replies = await self.nc.subscribe(inbox, max_msgs=1)
-        try:
-            async with anyio.create_task_group() as tg:
-                rejection: list[str] = []
-
-                async def wait_for_rejection() -> None:
-                    with contextlib.suppress(nats.errors.TimeoutError):
-                        reply = await replies.next_msg(timeout=timeout)
-                        rejection.append(msgspec.json.decode(reply.data)["reason"])
-                        tg.cancel_scope.cancel()
-
-                async with self._appends(execution_id) as appended:
-
-                    async def wait_for_launch() -> None:
-                        await appended.next_msg(timeout=None)
-                        tg.cancel_scope.cancel()
-
-                    tg.start_soon(wait_for_rejection)
-                    tg.start_soon(wait_for_launch)
-                    await publish_command(self.js, command, self.project, self.domain, reply_to=inbox)
-                    if await self._exists(execution_id):  # launched before: this launch starts nothing new
-                        tg.cancel_scope.cancel()
-                    with anyio.fail_after(timeout):
-                        await anyio.sleep_forever()
-        except TimeoutError:
-            raise PlaitError(f"no scheduler accepted execution {execution_id} within {timeout:.0f} s") from None
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await replies.unsubscribe()
-        if rejection:
-            raise InputError(rejection[0])
+        self._subject(execution_id)  # a valid id, before anything is stored
+        kind = "launch_plan" if launch_plan or isinstance(workflow, LaunchPlan) else "workflow"
+        with as_plait_errors(f"launching execution {execution_id}", execution_id=execution_id):
+            if isinstance(workflow, (Workflow, LaunchPlan)):
+                version = await self.register(workflow)
+                name = workflow.name
+            elif version is None:
+                raise InputError("launching by name needs a version (or 'latest')")
+            else:
+                name = workflow
+                if version == LATEST:
+                    version = await self.latest_version(name, kind=kind)
+            command = LaunchExecution(
+                command_id=f"launch:{execution_id}",
+                execution_id=execution_id,
+                project=self.project,
+                domain=self.domain,
+                workflow="" if kind == "launch_plan" else name,
+                version="" if kind == "launch_plan" else version,
+                launch_plan=name if kind == "launch_plan" else "",
+                launch_plan_version=version if kind == "launch_plan" else "",
+                inputs={k: encode_value(v) for k, v in (inputs or {}).items()},
+                launched_by=launched_by,
+                overwrite_cache=overwrite_cache,
+            )
+            rejection = await self._launch(command, timeout)
+        if rejection is not None:
+            raise InputError(rejection)
         return execution_id
+
+    async def _launch(self, command: LaunchExecution, timeout: float) -> str | None:
+        """Store the launch and wait until it has been decided: None once the execution exists, or the reason the
+        scheduler refused it.
+
+        The decision may come before the command's own acknowledgement (lost, or late): it ends the wait as well.
+        """
+        execution_id = command.execution_id
+        outcomes, outcome = anyio.create_memory_object_stream[LaunchOutcome](math.inf)
+
+        async def refused(msg: Msg) -> None:
+            outcomes.send_nowait(_rejection_reason(msg.data))
+
+        async def launched(msg: Msg) -> None:
+            outcomes.send_nowait(None)
+
+        async def dead_lettered(msg: Msg) -> None:  # refused, when the reply went to an earlier try's inbox
+            outcomes.send_nowait((msg.headers or {}).get(ERROR_HEADER, "the scheduler refused the launch"))
+
+        inbox = self.nc.new_inbox()
+        subscriptions = [
+            await self.nc.subscribe(inbox, cb=refused, max_msgs=1),
+            await self.nc.subscribe(self._subject(execution_id), cb=launched, max_msgs=1),
+            await self.nc.subscribe(self._dead_letter_subject(command), cb=dead_lettered, max_msgs=1),
+        ]
+        try:
+            with anyio.fail_after(timeout):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._store_launch, command, inbox, outcomes.send_nowait)
+                    decided = await outcome.receive()
+                    tg.cancel_scope.cancel()
+        except TimeoutError:
+            raise Timeout(
+                f"no scheduler decided on execution {execution_id} within {timeout:g} s; launching it again with "
+                f"execution_id={execution_id!r} starts it at most once",
+                execution_id=execution_id,
+            ) from None
+        finally:
+            with anyio.CancelScope(shield=True):
+                for subscription in subscriptions:
+                    with contextlib.suppress(nats.errors.Error):
+                        await subscription.unsubscribe()
+        if isinstance(decided, PlaitError):
+            raise decided
+        return decided
+
+    async def _store_launch(
+        self, command: LaunchExecution, reply_to: str, decided: Callable[[LaunchOutcome], None]
+    ) -> None:
+        """Publish the command until JetStream acknowledges it, then report an execution launched before (this
+        launch then starts nothing new), or the refusal of the same command stored before. Each try has the same
+        ``Nats-Msg-Id``, so a try that was stored but whose acknowledgement was lost makes the next one a duplicate,
+        stored once. An error that no retry can mend is reported as the outcome."""
+        execution_id = command.execution_id
+        delay = FIRST_PUBLISH_RETRY_SECONDS
+        try:
+            with as_plait_errors(f"launching execution {execution_id}", execution_id=execution_id):
+                while True:
+                    try:
+                        ack = await publish_command(self.js, command, self.project, self.domain, reply_to=reply_to)
+                        break
+                    except (nats.errors.TimeoutError, *UNAVAILABLE) as exc:
+                        if self.nc.is_closed:
+                            raise
+                        log.warning(
+                            "launch_publish_retried", execution=execution_id, error=str(exc) or type(exc).__name__
+                        )
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, LONGEST_PUBLISH_RETRY_SECONDS)
+                if await self._exists(execution_id):
+                    decided(None)
+                elif ack.duplicate and (refusal := await self._refusal_of(command)) is not None:
+                    decided(refusal)
+        except PlaitError as exc:
+            decided(exc)
+
+    def _dead_letter_subject(self, command: LaunchExecution) -> str:
+        return subjects.dead_letter_subject(subject_of(command, self.project, self.domain))
+
+    async def _refusal_of(self, command: LaunchExecution) -> str | None:
+        """Why the scheduler refused this very command (stored by an earlier try), or None if it has not."""
+        try:
+            letter = await self.js.get_msg(subjects.DEAD_LETTER_STREAM, subject=self._dead_letter_subject(command))
+        except nats.js.errors.NotFoundError:
+            return None
+        if letter.data != codec.encode(command):
+            return None
+        reason: str = (letter.headers or {}).get(ERROR_HEADER, "the scheduler refused the launch")
+        return reason
 
     async def latest_version(self, workflow: str, kind: str = "workflow") -> str:
         """The version of ``workflow`` (or of a launch plan, with ``kind="launch_plan"``) registered last here."""
-        pattern = _any_last_token(subjects.registration_subject(self.project, self.domain, kind, workflow, "_"))
+        try:
+            pattern = _any_last_token(subjects.registration_subject(self.project, self.domain, kind, workflow, "_"))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         newest: tuple[int, str] | None = None
-        for subject in await self._subjects(pattern):
-            raw = await self.js.get_msg(subjects.EVENTS_STREAM, subject=subject, direct=True)
-            assert raw.seq is not None and raw.data is not None
-            if newest is None or raw.seq > newest[0]:
-                newest = (raw.seq, registration_decoder.decode(raw.data).spec.version)
+        with as_plait_errors(f"looking up the latest version of {workflow}"):
+            for subject in await self._subjects(pattern):
+                raw = await last_message(self.js, subject)
+                if raw is None or raw.seq is None or raw.data is None:
+                    continue
+                if newest is None or raw.seq > newest[0]:
+                    newest = (raw.seq, registration_decoder.decode(raw.data).spec.version)
         if newest is None:
             raise NotFound(f"{kind.replace('_', ' ')} '{workflow}' is not registered in {self.project}/{self.domain}")
         return newest[1]
@@ -223,10 +339,11 @@ class AsyncClient:
         """The stored records of the execution's subject, as bytes, for replay and audit."""
         subject = self._subject(execution_id)
         records = []
-        async for raw in self.store.raw(subject):
-            assert raw.seq is not None and raw.data is not None
-            msg_id = (raw.headers or {}).get("Nats-Msg-Id", "")
-            records.append(Record(sequence=raw.seq, subject=raw.subject or subject, data=raw.data, msg_id=msg_id))
+        with as_plait_errors(f"reading execution {execution_id}"):
+            async for raw in self.store.raw(subject, at_least=await self.store.last_sequence(subject)):
+                assert raw.seq is not None and raw.data is not None
+                msg_id = (raw.headers or {}).get("Nats-Msg-Id", "")
+                records.append(Record(sequence=raw.seq, subject=raw.subject or subject, data=raw.data, msg_id=msg_id))
         if not records:
             raise NotFound(f"execution {execution_id} does not exist in {self.project}/{self.domain}")
         return records
@@ -234,7 +351,8 @@ class AsyncClient:
     async def execution_ids(self) -> list[str]:
         """The ids of every execution in this project and domain that has a subject in the log."""
         pattern = _any_last_token(subjects.execution_subject(self.project, self.domain, "_"))
-        return sorted(subject.rsplit(".", 1)[-1] for subject in await self._subjects(pattern))
+        with as_plait_errors(f"listing the executions of {self.project}/{self.domain}"):
+            return sorted(subject.rsplit(".", 1)[-1] for subject in await self._subjects(pattern))
 
     async def _subjects(self, pattern: str) -> list[str]:
         """The subjects of the events stream that match ``pattern``, over every page of the server's answer."""
@@ -254,12 +372,14 @@ class AsyncClient:
 
     async def events(self, execution_id: str, *, until_terminal: bool = True) -> AsyncIterator[StoredDecision]:
         """The execution's decisions from the start, then as they are appended; ends after the last one."""
-        subscription = await self.js.subscribe(
-            self._subject(execution_id),
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-            inactive_threshold=FOLLOWER_INACTIVE_SECONDS,
-        )
+        subject = self._subject(execution_id)
+        with as_plait_errors(f"following execution {execution_id}"):
+            subscription = await self.js.subscribe(
+                subject,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
+                inactive_threshold=FOLLOWER_INACTIVE_SECONDS,
+            )
         try:
             async for msg in subscription.messages:
                 stored = StoredDecision(msg.metadata.sequence.stream, msg.data)
@@ -290,17 +410,21 @@ class AsyncClient:
         """The final state of the execution, once it has succeeded, failed or been aborted.
 
         It reads the log twice (now, and once the terminal decision is out) and holds no consumer meanwhile:
-        a core subscription to the execution's subject says when a decision is appended.
+        a core subscription to the execution's subject says when a decision is appended. Raises ``Timeout`` when
+        it has not ended within ``timeout`` seconds.
         """
         subject = self._subject(execution_id)
-        with anyio.fail_after(timeout):
-            async with self._appends(execution_id) as appended:
-                state = await self.store.load(subject)
-                while state is None or not state.terminal:
-                    msg = await appended.next_msg(timeout=None)
-                    if codec.ends_execution(msg.data):
-                        state = await self._load_until_terminal(subject, state)
-                return state
+        try:
+            with anyio.fail_after(timeout), as_plait_errors(f"waiting for execution {execution_id}"):
+                async with self._appends(execution_id) as appended:
+                    state = await self.store.load(subject)
+                    while state is None or not state.terminal:
+                        msg = await appended.next_msg(timeout=None)
+                        if codec.ends_execution(msg.data):
+                            state = await self._load_until_terminal(subject, state)
+                    return state
+        except TimeoutError:
+            raise Timeout(f"execution {execution_id} did not end within {timeout:g} s") from None
 
     async def _load_until_terminal(self, subject: str, state: Execution | None) -> Execution:
         """The state once the stream has stored the terminal decision a subscriber was just sent: the server
@@ -325,22 +449,22 @@ class AsyncClient:
                 await subscription.unsubscribe()
 
     async def _exists(self, execution_id: str) -> bool:
-        try:
-            await self.js.get_msg(subjects.EVENTS_STREAM, subject=self._subject(execution_id), direct=True)
-        except nats.js.errors.NotFoundError:
-            return False
-        return True
+        return await last_message(self.js, self._subject(execution_id)) is not None
 
     async def get(self, execution_id: str) -> Execution:
         """The execution's current state, rebuilt from its events."""
-        state = await self.store.load(self._subject(execution_id))
+        subject = self._subject(execution_id)
+        with as_plait_errors(f"reading execution {execution_id}"):
+            state = await self.store.load(subject, at_least=await self.store.last_sequence(subject))
         if state is None:
             raise NotFound(f"execution {execution_id} does not exist in {self.project}/{self.domain}")
         return state
 
     async def abort(self, execution_id: str, reason: str = "aborted by request") -> None:
         command = AbortExecution(command_id=f"abort:{execution_id}", execution_id=execution_id, reason=reason)
-        await publish_command(self.js, command, self.project, self.domain)
+        self._subject(execution_id)
+        with as_plait_errors(f"aborting execution {execution_id}"):
+            await publish_command(self.js, command, self.project, self.domain)
 
     async def list_executions(
         self, *, status: str | None = None, limit: int = 20, min_sequence: int | None = None
@@ -362,7 +486,8 @@ class AsyncClient:
 
     async def log_position(self) -> int:
         """The event stream's last sequence: as ``min_sequence``, it makes a catalog query see everything up to now."""
-        info = await self.js.stream_info(subjects.EVENTS_STREAM)
+        with as_plait_errors("reading the event stream's position"):
+            info = await self.js.stream_info(subjects.EVENTS_STREAM)
         return info.state.last_seq
 
     async def cache_entries(
@@ -389,18 +514,23 @@ class AsyncClient:
             except ValueError as exc:  # not a possible cache key
                 outcome.skipped[key] = str(exc)
                 continue
-            sequence, record = await log.last()
-            if not isinstance(record, CacheFilled):
-                outcome.skipped[key] = _not_clearable(record)
-                continue
-            cleared = CacheCleared(
-                project=self.project, domain=self.domain, cache_key=key, cleared_by=cleared_by, at=datetime.now(UTC)
-            )
-            try:
-                await log.append(cleared, expected=sequence)
-            except ConflictError:
-                outcome.skipped[key] = "it changed while being cleared; look at it again"
-                continue
+            with as_plait_errors(f"clearing cache key {key}"):
+                sequence, record = await log.last()
+                if not isinstance(record, CacheFilled):
+                    outcome.skipped[key] = _not_clearable(record)
+                    continue
+                cleared = CacheCleared(
+                    project=self.project,
+                    domain=self.domain,
+                    cache_key=key,
+                    cleared_by=cleared_by,
+                    at=datetime.now(UTC),
+                )
+                try:
+                    await log.append(cleared, expected=sequence)
+                except ConflictError:
+                    outcome.skipped[key] = "it changed while being cleared; look at it again"
+                    continue
             outcome.cleared.append(key)
         return outcome
 
@@ -409,7 +539,7 @@ class AsyncClient:
     ) -> dict[str, Any]:
         """The lineage graph around an artifact hash or an execution id: ``root``, ``nodes`` and ``edges``;
         ``truncated`` when it met more than ``max_edges`` edges within ``depth`` steps."""
-        request = {"target": target, "direction": direction, "depth": depth, "max_edges": max_edges}
+        request = {**self._here, "target": target, "direction": direction, "depth": depth, "max_edges": max_edges}
         return await self.query("lineage", {**request, "min_sequence": min_sequence})
 
     async def tasks(self, name: str | None = None, *, min_sequence: int = 0) -> list[dict[str, Any]]:
@@ -441,16 +571,18 @@ class AsyncClient:
         return {"project": self.project, "domain": self.domain}
 
     async def query(self, what: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        """Ask the catalog (``executions.list``, ``cache.show``, ``lineage``, ...); raises ``NotFound`` for missing
-        items."""
+        """Ask the catalog (``executions.list``, ``cache.show``, ``lineage``, ...) about this client's project and
+        domain, unless ``request`` names others; raises ``NotFound`` for missing items."""
         try:
             reply = await self.nc.request(
-                f"{subjects.CATALOG_ROOT}.{what}", msgspec.json.encode(request), timeout=timeout
+                f"{subjects.CATALOG_ROOT}.{what}", msgspec.json.encode({**self._here, **request}), timeout=timeout
             )
         except nats.errors.NoRespondersError:
-            raise PlaitError("no catalog replica is running (start one with `plait catalog`)") from None
+            raise Unavailable("no catalog replica is running (start one with `plait catalog`)") from None
         except nats.errors.TimeoutError:
-            raise PlaitError(f"the catalog did not answer within {timeout:.0f} s") from None
+            raise Timeout(f"the catalog did not answer within {timeout:.0f} s") from None
+        except nats.errors.Error as exc:  # the connection is closed, or reconnecting
+            raise Unavailable(f"cannot ask the catalog: {exc or type(exc).__name__}") from exc
         answer: dict[str, Any] = msgspec.json.decode(reply.data)
         error = answer.get("error")
         if error:

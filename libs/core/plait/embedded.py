@@ -288,7 +288,8 @@ class PostgresServer:
         self.log_path = log_path
 
     @classmethod
-    def start(cls, data_dir: Path, *, timeout: float = 30.0) -> PostgresServer:
+    def start(cls, data_dir: Path, *, timeout: float = 30.0, port: int | None = None) -> PostgresServer:
+        """Start (initdb'ing a new ``data_dir``) on ``port``, or on a free one; a restart passes the old port."""
         data_dir = Path(data_dir).absolute()
         if data_dir.exists() and not data_dir.is_dir():
             raise ServerStartError(f"PostgreSQL data directory {data_dir} exists and is not a directory")
@@ -304,14 +305,14 @@ class PostgresServer:
         socket_dir = str(data_dir) if socket_fits else ""
         port_attempts = 5
         while True:
-            port = _free_port()
-            argv = [str(bin_dir / "postgres"), "-D", str(data_dir), "-h", "127.0.0.1", "-p", str(port)]
+            listen = port or _free_port()
+            argv = [str(bin_dir / "postgres"), "-D", str(data_dir), "-h", "127.0.0.1", "-p", str(listen)]
             argv += ["-k", socket_dir, "-c", "fsync=on"]
             process, offset = _spawn(argv, log_path, **user_options)
             if _wait_for_postmaster(process, data_dir, timeout, log_path, offset):
-                return cls(process, port, data_dir, log_path)
+                return cls(process, listen, data_dir, log_path)
             port_attempts -= 1
-            if port_attempts == 0 or "Address already in use" not in _log_tail(log_path, offset):
+            if port_attempts == 0 or port or "Address already in use" not in _log_tail(log_path, offset):
                 raise _start_error(f"PostgreSQL exited with status {process.returncode}", log_path, offset)
 
     def create_database(self, name: str) -> str:

@@ -30,7 +30,22 @@ class NotFound(PlaitError):
 
 
 class ConnectionError(PlaitError):
-    """A server (NATS or PostgreSQL) could not be reached or stopped answering."""
+    """A server (NATS or PostgreSQL) could not be reached or stopped answering.
+
+    ``execution_id`` names the execution a launch was for, when it failed this way: the launch may have been
+    stored, so launching again with that id starts it at most once."""
+
+    def __init__(self, message: str, *, execution_id: str = "") -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
+
+
+class Unavailable(ConnectionError):
+    """Nothing answered: NATS is unreachable, or no replica of the stream or service asked for is there."""
+
+
+class Timeout(ConnectionError):
+    """A request went out but its outcome was not known in time; it may still take effect."""
 
 
 class ExecutionFailed(PlaitError):

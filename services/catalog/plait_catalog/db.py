@@ -1,14 +1,18 @@
-"""PostgreSQL connections for the catalog: jsonb as plain Python values, and the advisory lock keys."""
+"""PostgreSQL connections for the catalog: jsonb as plain Python values, the advisory lock keys, and waiting for
+PostgreSQL while it cannot be reached."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, TypeAlias
+from collections.abc import Awaitable, Callable
+from typing import TypeAlias, TypeVar
 
 import anyio
 import asyncpg
-import msgspec
+import structlog
 from asyncpg.pool import PoolConnectionProxy
+
+from plait_catalog import nul_escapes
 
 NOTIFY_CHANNEL = "plait_catalog"
 CONNECT_TIMEOUT = 10.0
@@ -26,14 +30,14 @@ MIGRATIONS_LOCK = advisory_key("plait_catalog.migrations")
 PROJECTION_LOCK = advisory_key("plait_catalog.projection.main")
 
 
-def _encode_json(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
-
-
 async def init_connection(connection: Connection) -> None:
-    """Make jsonb columns take and give Python values (msgspec Structs encode as objects)."""
+    """Make jsonb columns take and give Python values (msgspec Structs encode as objects), and let text and jsonb
+    hold NUL characters (escaped: ``nul_escapes``)."""
     await connection.set_type_codec(
-        "jsonb", encoder=_encode_json, decoder=msgspec.json.decode, schema="pg_catalog", format="text"
+        "jsonb", encoder=nul_escapes.encode_json, decoder=nul_escapes.decode_json, schema="pg_catalog", format="text"
+    )
+    await connection.set_type_codec(
+        "text", encoder=nul_escapes.escape_text, decoder=nul_escapes.restore_text, schema="pg_catalog", format="text"
     )
 
 
@@ -79,3 +83,22 @@ CONNECTION_ERRORS = (
     asyncpg.exceptions.OperatorInterventionError,
 )
 """What asyncpg raises when the server cannot be reached, goes away, or shuts down."""
+
+FIRST_RETRY_SECONDS = 0.5
+LAST_RETRY_SECONDS = 8.0  # the back-off doubles up to this
+
+T = TypeVar("T")
+
+
+async def when_reachable(attempt: Callable[[], Awaitable[T]], waiting_for: str) -> T:
+    """``attempt()``, tried again with exponential back-off for as long as PostgreSQL cannot be reached."""
+    delay = FIRST_RETRY_SECONDS
+    while True:
+        try:
+            return await attempt()
+        except CONNECTION_ERRORS as exc:
+            structlog.get_logger().warning(
+                "postgres_unavailable", waiting_for=waiting_for, retry_in=delay, error=str(exc) or type(exc).__name__
+            )
+        await anyio.sleep(delay)
+        delay = min(2 * delay, LAST_RETRY_SECONDS)

@@ -14,16 +14,19 @@ import msgspec
 
 from plait.core.types import TypeSpec, describe
 from plait_catalog.db import Connection
-from plait_catalog.queries import ErrorReply, StreamSequence, error_reply
+from plait_catalog.queries import ErrorReply, NonEmpty, StreamSequence, error_reply
 
 Direction = Literal["upstream", "downstream", "both"]
 PREVIEW_CHARS = 60
 
 
 class LineageRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """``plait.catalog.lineage``: the graph around an artifact hash or an execution id."""
+    """``plait.catalog.lineage``: the graph around an artifact hash or an execution id, within one project and
+    domain (an artifact is the same value in every one; an execution id names an execution in one only)."""
 
-    target: Annotated[str, msgspec.Meta(min_length=1)]
+    project: NonEmpty
+    domain: NonEmpty
+    target: NonEmpty
     direction: Direction = "both"
     depth: Annotated[int, msgspec.Meta(ge=1, le=50)] = 3
     max_edges: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000  # a common value can link many executions
@@ -78,36 +81,38 @@ def node_id(execution_id: str, node: str) -> str:
 
 
 _EDGE_COLUMNS = "artifact_hash, execution_id, node_id, direction, name"
+_HERE = "project = $1 AND domain = $2"  # every query is within the request's project and domain
 
-# $2 is the direction that joins the frontier to the node executions of this step, $3 the one beyond them.
+# $4 is the direction that joins the frontier to the node executions of this step, $5 the one beyond them.
 _STEP = f"""
 WITH near AS (
-    SELECT {_EDGE_COLUMNS} FROM lineage_edges WHERE artifact_hash = ANY($1::text[]) AND direction = $2
+    SELECT {_EDGE_COLUMNS} FROM lineage_edges WHERE {_HERE} AND artifact_hash = ANY($3::text[]) AND direction = $4
 )
 SELECT {_EDGE_COLUMNS} FROM near
 UNION
 SELECT e.artifact_hash, e.execution_id, e.node_id, e.direction, e.name
 FROM lineage_edges AS e JOIN (SELECT DISTINCT execution_id, node_id FROM near) AS n USING (execution_id, node_id)
-WHERE e.direction = $3
-LIMIT $4
+WHERE e.project = $1 AND e.domain = $2 AND e.direction = $5
+LIMIT $6
 """
 
-_OF_EXECUTION = f"SELECT {_EDGE_COLUMNS} FROM lineage_edges WHERE execution_id = $1"
+_OF_EXECUTION = f"SELECT {_EDGE_COLUMNS} FROM lineage_edges WHERE {_HERE} AND execution_id = $3"
 
 # The preview is cut in the database, so a large value never travels whole; one more character tells it was cut.
 _ARTIFACTS = "SELECT hash, type, left(value::text, $2) AS preview, size FROM artifacts WHERE hash = ANY($1::text[])"
 
-_NODE_EXECUTIONS = """
+_NODE_EXECUTIONS = f"""
 SELECT n.execution_id, n.node_id, n.task_name, n.status
-FROM node_executions AS n JOIN unnest($1::text[], $2::text[]) AS k (execution_id, node_id) USING (execution_id, node_id)
+FROM node_executions AS n JOIN unnest($3::text[], $4::text[]) AS k (execution_id, node_id) USING (execution_id, node_id)
+WHERE n.project = $1 AND n.domain = $2
 UNION ALL
-SELECT execution_id, '', workflow_name, status FROM executions WHERE execution_id = ANY($3::text[])
+SELECT execution_id, '', workflow_name, status FROM executions WHERE {_HERE} AND execution_id = ANY($5::text[])
 """
 
-_IS_ARTIFACT = "SELECT EXISTS (SELECT 1 FROM artifacts WHERE hash = $1)"
-_IS_EXECUTION = """
-SELECT EXISTS (SELECT 1 FROM executions WHERE execution_id = $1)
-    OR EXISTS (SELECT 1 FROM lineage_edges WHERE execution_id = $1)
+_IS_ARTIFACT = "SELECT EXISTS (SELECT 1 FROM artifacts WHERE hash = $1)"  # a value is the same in every project
+_IS_EXECUTION = f"""
+SELECT EXISTS (SELECT 1 FROM executions WHERE {_HERE} AND execution_id = $3)
+    OR EXISTS (SELECT 1 FROM lineage_edges WHERE {_HERE} AND execution_id = $3)
 """
 
 _STEPS = {"upstream": ("output", "input"), "downstream": ("input", "output")}
@@ -115,27 +120,31 @@ _STEPS = {"upstream": ("output", "input"), "downstream": ("input", "output")}
 
 async def lineage(connection: Connection, request: LineageRequest) -> LineageGraph | ErrorReply:
     """The graph around the target, up to ``depth`` steps in the requested direction(s)."""
+    here = (request.project, request.domain)
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         edges: set[EdgeRow] = set()
         if await connection.fetchval(_IS_ARTIFACT, request.target):
             root = artifact_id(request.target)
             starts = {"upstream": {request.target}, "downstream": {request.target}}
-        elif await connection.fetchval(_IS_EXECUTION, request.target):
+        elif await connection.fetchval(_IS_EXECUTION, *here, request.target):
             root = node_id(request.target, "")
-            edges.update(EdgeRow(*row) for row in await connection.fetch(_OF_EXECUTION, request.target))
+            edges.update(EdgeRow(*row) for row in await connection.fetch(_OF_EXECUTION, *here, request.target))
             starts = {
                 "upstream": {e.artifact_hash for e in edges if e.direction == "input"},
                 "downstream": {e.artifact_hash for e in edges if e.direction == "output"},
             }
         else:
-            return error_reply("not_found", f"{request.target} is neither an artifact hash nor an execution id")
+            where = f"{request.project}/{request.domain}"
+            return error_reply(
+                "not_found", f"{request.target} is neither an artifact hash nor an execution id in {where}"
+            )
         truncated = False
         for direction in ("upstream", "downstream"):
             if request.direction in (direction, "both") and not truncated:
                 budget = request.max_edges - len(edges)
-                found, truncated = await _walk(connection, starts[direction], direction, request.depth, budget)
+                found, truncated = await _walk(connection, here, starts[direction], direction, request.depth, budget)
                 edges |= found
-        nodes = await _describe(connection, edges, root)
+        nodes = await _describe(connection, here, edges, root)
     return LineageGraph(
         root=root,
         direction=request.direction,
@@ -147,7 +156,7 @@ async def lineage(connection: Connection, request: LineageRequest) -> LineageGra
 
 
 async def _walk(
-    connection: Connection, start: set[str], direction: str, depth: int, budget: int
+    connection: Connection, here: tuple[str, str], start: set[str], direction: str, depth: int, budget: int
 ) -> tuple[set[EdgeRow], bool]:
     """The edges met within ``depth`` steps from the ``start`` artifacts (breadth-first, each artifact once), and
     whether the walk stopped early because it met more than ``budget`` edges."""
@@ -158,7 +167,8 @@ async def _walk(
         if not frontier:
             break
         remaining = max(budget - len(found), 0)
-        rows = [EdgeRow(*row) for row in await connection.fetch(_STEP, list(frontier), near, far, remaining + 1)]
+        step = await connection.fetch(_STEP, *here, list(frontier), near, far, remaining + 1)
+        rows = [EdgeRow(*row) for row in step]
         if len(rows) > remaining:
             found.update(rows[:remaining])
             return found, True
@@ -168,7 +178,9 @@ async def _walk(
     return found, False
 
 
-async def _describe(connection: Connection, edges: set[EdgeRow], root: str) -> list[ArtifactNode | NodeExecutionNode]:
+async def _describe(
+    connection: Connection, here: tuple[str, str], edges: set[EdgeRow], root: str
+) -> list[ArtifactNode | NodeExecutionNode]:
     """The graph's vertices (the root's too): artifacts with type and preview, node executions with task and
     status."""
     kind, _, target = root.partition(":")
@@ -187,7 +199,9 @@ async def _describe(connection: Connection, edges: set[EdgeRow], root: str) -> l
     ]
     found = {
         (row["execution_id"], row["node_id"]): _node_execution(*row)
-        for row in await connection.fetch(_NODE_EXECUTIONS, [p[0] for p in pairs], [p[1] for p in pairs], workflows)
+        for row in await connection.fetch(
+            _NODE_EXECUTIONS, *here, [p[0] for p in pairs], [p[1] for p in pairs], workflows
+        )
     }
     nodes += [found.get(key) or _node_execution(*key) for key in [*pairs, *((w, "") for w in workflows)]]
     nodes.sort(key=lambda n: n.id)

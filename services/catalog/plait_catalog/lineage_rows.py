@@ -27,9 +27,10 @@ from plait.core.ids import artifact_hash
 from plait.core.model import Interface, WorkflowSpec
 from plait.core.types import Primitive, TypeSpec
 from plait_catalog.known_workflows import KnownWorkflows, WorkflowKey
+from plait_catalog.rows import ExecutionKey
 
 Direction = Literal["input", "output"]
-EdgeKey = tuple[str, str, Direction, str]  # (execution_id, node_id, direction, name)
+EdgeKey = tuple[str, str, str, str, Direction, str]  # (project, domain, execution_id, node_id, direction, name)
 
 WORKFLOW_NODE = ""  # the node id of a workflow's own inputs and outputs
 _UNKNOWN = Primitive("any")  # a value under a name its interface does not declare
@@ -45,6 +46,8 @@ class ArtifactRow(msgspec.Struct, kw_only=True):
 
 class EdgeRow(msgspec.Struct, kw_only=True):
     artifact_hash: str
+    project: str
+    domain: str
     execution_id: str
     node_id: str
     direction: Direction
@@ -63,39 +66,39 @@ class Lineage(msgspec.Struct):
     """What one batch adds to the lineage tables, and the workflows that type its values, by execution."""
 
     known: KnownWorkflows = msgspec.field(default_factory=KnownWorkflows)
-    workflows: dict[str, WorkflowSpec] = msgspec.field(default_factory=dict)
+    workflows: dict[ExecutionKey, WorkflowSpec] = msgspec.field(default_factory=dict)
     artifacts: dict[str, ArtifactRow] = msgspec.field(default_factory=dict)
     edges: dict[EdgeKey, EdgeRow] = msgspec.field(default_factory=dict)
     launched: dict[WorkflowKey, LaunchedWorkflowRow] = msgspec.field(default_factory=dict)
 
-    def interface_of(self, execution_id: str, node_id: str) -> Interface:
+    def interface_of(self, execution: ExecutionKey, node_id: str) -> Interface:
         """The node's interface: its task's, or a map node's lists of them."""
-        return self.known.node_interfaces(self.workflows[execution_id])[node_id]
+        return self.known.node_interfaces(self.workflows[execution])[node_id]
 
 
-def apply_decision(lineage: Lineage, decision: Decision) -> None:
+def apply_decision(lineage: Lineage, execution: ExecutionKey, decision: Decision) -> None:
     """Add the artifacts and edges of a decision's events; an execution never launched has none."""
-    execution_id = decision.execution_id
     for event in decision.events:
         if isinstance(event, ExecutionLaunched):
-            _launch(lineage, event)
-        elif execution_id in lineage.workflows:
-            _apply(lineage, execution_id, event)
+            _launch(lineage, execution, event)
+        elif execution in lineage.workflows:
+            _apply(lineage, execution, event)
 
 
-def _launch(lineage: Lineage, event: ExecutionLaunched) -> None:
+def _launch(lineage: Lineage, execution: ExecutionKey, event: ExecutionLaunched) -> None:
     workflow = event.workflow
-    lineage.workflows[event.execution_id] = workflow
-    key = (event.project, event.domain, workflow.name, workflow.version)
+    lineage.workflows[execution] = workflow
+    project, domain, _ = execution
+    key = (project, domain, workflow.name, workflow.version)
     lineage.known.add(key, workflow)
     if key not in lineage.launched:
         lineage.launched[key] = LaunchedWorkflowRow(
-            project=event.project, domain=event.domain, name=workflow.name, version=workflow.version, spec=workflow
+            project=project, domain=domain, name=workflow.name, version=workflow.version, spec=workflow
         )
-    _values(lineage, event.execution_id, WORKFLOW_NODE, "input", event.inputs, workflow.interface)
+    _values(lineage, execution, WORKFLOW_NODE, "input", event.inputs, workflow.interface)
 
 
-def _apply(lineage: Lineage, execution_id: str, event: object) -> None:
+def _apply(lineage: Lineage, execution: ExecutionKey, event: object) -> None:
     match event:
         case NodeQueued(index=index) if index >= 0:
             pass  # a map item's values are parts of the map node's inputs and outputs, which have their edges
@@ -104,17 +107,17 @@ def _apply(lineage: Lineage, execution_id: str, event: object) -> None:
             | NodeCacheLookup(node=node, inputs=inputs)
             | MapStarted(node=node, inputs=inputs)
         ):
-            _values(lineage, execution_id, node, "input", inputs, lineage.interface_of(execution_id, node))
+            _values(lineage, execution, node, "input", inputs, lineage.interface_of(execution, node))
         case NodeSucceeded(node=node, outputs=outputs) | NodeCacheHit(node=node, outputs=outputs):
-            _values(lineage, execution_id, node, "output", outputs, lineage.interface_of(execution_id, node))
+            _values(lineage, execution, node, "output", outputs, lineage.interface_of(execution, node))
         case ExecutionSucceeded(outputs=outputs):
-            interface = lineage.workflows[execution_id].interface
-            _values(lineage, execution_id, WORKFLOW_NODE, "output", outputs, interface)
+            interface = lineage.workflows[execution].interface
+            _values(lineage, execution, WORKFLOW_NODE, "output", outputs, interface)
 
 
 def _values(
     lineage: Lineage,
-    execution_id: str,
+    execution: ExecutionKey,
     node_id: str,
     direction: Direction,
     values: Mapping[str, Any],
@@ -127,6 +130,13 @@ def _values(
         if digest not in lineage.artifacts:
             size = len(_canonical.encode(value))
             lineage.artifacts[digest] = ArtifactRow(hash=digest, type=types.get(name, _UNKNOWN), value=value, size=size)
-        lineage.edges[execution_id, node_id, direction, name] = EdgeRow(
-            artifact_hash=digest, execution_id=execution_id, node_id=node_id, direction=direction, name=name
+        project, domain, execution_id = execution
+        lineage.edges[project, domain, execution_id, node_id, direction, name] = EdgeRow(
+            artifact_hash=digest,
+            project=project,
+            domain=domain,
+            execution_id=execution_id,
+            node_id=node_id,
+            direction=direction,
+            name=name,
         )

@@ -13,16 +13,19 @@ every execution's spec, and no launch depends on a registration having been proj
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import asyncpg
 import msgspec
+import structlog
 
 from plait import codec
 from plait.adapters import subjects
 from plait.adapters.cachelog import entry_decoder
 from plait.adapters.jetstream import registration_decoder
+from plait.adapters.quarantine import UNREADABLE, Quarantine
 from plait.core.cachelog import CacheEntryRecord
 from plait.core.events import Decision, Registration
 from plait.core.model import WorkflowSpec
@@ -35,6 +38,7 @@ from plait_catalog.lineage_rows import ArtifactRow, EdgeRow, LaunchedWorkflowRow
 from plait_catalog.rows import AttemptRow, ExecutionRow, NodeRow, RegistryRow, Rows
 
 PROJECTION = "main"
+_log = structlog.get_logger()
 _DECISIONS = f"{subjects.EVENTS_ROOT}."
 _REGISTRATIONS = f"{subjects.REGISTRY_ROOT}."
 _CACHE = f"{subjects.CACHE_ROOT}."
@@ -121,9 +125,12 @@ def _read_by_keys(table: str, row_type: type[msgspec.Struct], keys: tuple[str, .
     )
 
 
-_WRITE_EXECUTION = _upsert("executions", ExecutionRow, ("execution_id",), write_once=WRITE_ONCE)
-_WRITE_NODE = _upsert("node_executions", NodeRow, ("execution_id", "node_id"), write_once=WRITE_ONCE)
-_WRITE_ATTEMPT = _upsert("attempts", AttemptRow, ("attempt_id",))
+_EXECUTION_KEY = ("project", "domain", "execution_id")
+_NODE_KEY = (*_EXECUTION_KEY, "node_id")
+_ATTEMPT_KEY = ("project", "domain", "attempt_id")
+_WRITE_EXECUTION = _upsert("executions", ExecutionRow, _EXECUTION_KEY, write_once=WRITE_ONCE)
+_WRITE_NODE = _upsert("node_executions", NodeRow, _NODE_KEY, write_once=WRITE_ONCE)
+_WRITE_ATTEMPT = _upsert("attempts", AttemptRow, _ATTEMPT_KEY)
 # Registrations are immutable: the first one of a name and version stands.
 _WRITE_REGISTRATION = _upsert(
     "registry_entities", RegistryRow, ("kind", "project", "domain", "name", "version"), on_conflict="nothing"
@@ -134,14 +141,17 @@ _WRITE_LAUNCHED_WORKFLOW = _upsert(
 )
 # An artifact is its content: the first type it was seen with stands.
 _WRITE_ARTIFACT = _upsert("artifacts", ArtifactRow, ("hash",), on_conflict="nothing", json_null=("value",))
-_WRITE_EDGE = _upsert("lineage_edges", EdgeRow, ("execution_id", "node_id", "direction", "name"))
+_WRITE_EDGE = _upsert("lineage_edges", EdgeRow, (*_NODE_KEY, "direction", "name"))
 _WRITE_CACHE_ENTRY = _upsert("cache_entries", CacheEntryRow, ("project", "domain", "cache_key"))
 _DELETE_CACHE_ENTRY = "DELETE FROM cache_entries WHERE project = $1 AND domain = $2 AND cache_key = $3"
 
-_READ_EXECUTIONS = _read_by_keys("executions", ExecutionRow, ("execution_id",))
-_READ_NODES = _read_by_keys("node_executions", NodeRow, ("execution_id", "node_id"))
-_READ_ALL_NODES = f"SELECT {_columns_but_write_once(NodeRow)} FROM node_executions WHERE execution_id = ANY($1::text[])"
-_READ_ATTEMPTS = _read_by_keys("attempts", AttemptRow, ("attempt_id",))
+_READ_EXECUTIONS = _read_by_keys("executions", ExecutionRow, _EXECUTION_KEY)
+_READ_NODES = _read_by_keys("node_executions", NodeRow, _NODE_KEY)
+_READ_ALL_NODES = f"""
+SELECT {_columns_but_write_once(NodeRow)} FROM node_executions
+WHERE (project, domain, execution_id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
+"""
+_READ_ATTEMPTS = _read_by_keys("attempts", AttemptRow, _ATTEMPT_KEY)
 _READ_WORKFLOWS = """
 SELECT project, domain, name, version, spec FROM launched_workflows
 WHERE (project, domain, name, version) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))
@@ -160,44 +170,145 @@ async def stored_offset(connection: Connection) -> int:
     return offset or 0
 
 
+KeepAside = Callable[[StoredMessage, str], Awaitable[None]]
+"""Records that a message cannot be projected, and why (a quarantine entry): the projection goes on past it."""
+
+MESSAGE_ERRORS = (
+    *UNREADABLE,
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,
+)
+"""What one message may cause, unlike a lost connection: it does not decode, its events do not fit its execution's
+rows, or PostgreSQL refuses its values."""
+
+
+def keeping_aside(quarantine: Quarantine) -> KeepAside:
+    """Keep a message of the event stream aside in ``quarantine``."""
+
+    async def keep(message: StoredMessage, reason: str) -> None:
+        await quarantine.keep(subjects.EVENTS_STREAM, message.sequence, message.subject, len(message.data), reason)
+
+    return keep
+
+
 async def apply_batch(
-    connection: Connection, messages: Sequence[StoredMessage], known: KnownWorkflows | None = None
+    connection: Connection,
+    messages: Sequence[StoredMessage],
+    known: KnownWorkflows | None = None,
+    keep_aside: KeepAside | None = None,
 ) -> int:
     """Apply ``messages`` and the offset they reach in one transaction; returns the new offset.
 
     Messages at or below the stored offset are skipped. The commit notifies ``plait_catalog`` with
     the new offset, for readers waiting to see their own writes.
+
+    Without ``keep_aside``, a message that cannot be projected raises ``ProjectionError`` and nothing of the
+    batch is stored. With it, a message that does not decode is kept aside and skipped; and when the batch
+    fails for another reason of its own (``MESSAGE_ERRORS``), its messages are applied one by one, and the one
+    that fails is kept aside with the error as its reason, and the offset moves past it.
     """
+    known = known if known is not None else KnownWorkflows()
+    if keep_aside is None:
+        return await _apply_fresh(connection, messages, known, None)
+    try:
+        return await _apply_fresh(connection, messages, known, keep_aside)
+    except MESSAGE_ERRORS as exc:
+        _log.warning("batch_failed_applying_one_by_one", messages=len(messages), error=_reason(exc))
+    offset = 0
+    for message in sorted(messages, key=lambda m: m.sequence):
+        try:
+            offset = await _apply_fresh(connection, [message], known, keep_aside)
+        except MESSAGE_ERRORS as exc:
+            await keep_aside(message, _reason(exc))
+            offset = await _advance(connection, message.sequence)
+    return offset
+
+
+async def apply_again(connection: Connection, messages: Sequence[StoredMessage], retried: set[int]) -> None:
+    """Apply ``messages`` once more, in order, without moving the offset (a quarantined message's subject, from
+    its start up to the offset: applying a subject's history again gives its rows as projecting it in order
+    would). A message that does not decode is skipped, as it was when projected, unless it is one of the
+    ``retried`` sequences: then, as when another cannot be applied, it raises ``ProjectionError`` or one of
+    ``MESSAGE_ERRORS`` and nothing changes."""
+    async with connection.transaction():
+        offset: int = await connection.fetchval(_READ_OFFSET + " FOR UPDATE", PROJECTION) or 0
+        records: list[tuple[StoredMessage, Record | None]] = []
+        for message in sorted((m for m in messages if m.sequence <= offset), key=lambda m: m.sequence):
+            try:
+                records.append((message, _decode(message)))
+            except ProjectionError:
+                if message.sequence in retried:
+                    raise
+        await _apply_records(connection, records, KnownWorkflows())
+
+
+async def _apply_fresh(
+    connection: Connection, messages: Sequence[StoredMessage], known: KnownWorkflows, keep_aside: KeepAside | None
+) -> int:
     async with connection.transaction():
         offset: int = await connection.fetchval(_READ_OFFSET + " FOR UPDATE", PROJECTION) or 0
         fresh = sorted((m for m in messages if m.sequence > offset), key=lambda m: m.sequence)
         if not fresh:
             return offset
-        records = [(message, _decode(message)) for message in fresh]
-        batch = await _load(connection, [r for _, r in records if isinstance(r, Decision)])
-        known = known if known is not None else KnownWorkflows()
-        workflows = await _load_workflows(connection, batch.executions.values(), known)
-        lineage = Lineage(known=known, workflows=workflows)
-        cache = CacheEntries()
-        for message, record in records:
-            if isinstance(record, Decision):
-                rows.apply_decision(batch, record, message.sequence)
-                lineage_rows.apply_decision(lineage, record)
-            elif isinstance(record, Registration):
-                rows.register(batch, record, message.sequence, message.stored_at)
-            elif record is not None:
-                cache_rows.apply_record(cache, record, message.sequence)
-        await _write(connection, batch, lineage, cache)
+        records: list[tuple[StoredMessage, Record | None]] = []
+        for message in fresh:
+            try:
+                records.append((message, _decode(message)))
+            except ProjectionError as exc:
+                if keep_aside is None:
+                    raise
+                await keep_aside(message, str(exc))
+        await _apply_records(connection, records, known)
         offset = fresh[-1].sequence
-        await connection.execute(_WRITE_OFFSET, PROJECTION, offset)
-        await connection.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(offset))
+        await _write_offset(connection, offset)
     return offset
+
+
+async def _apply_records(
+    connection: Connection, records: list[tuple[StoredMessage, Record | None]], known: KnownWorkflows
+) -> None:
+    decisions = {m.sequence: (rows.execution_key(m.subject, r), r) for m, r in records if isinstance(r, Decision)}
+    batch = await _load(connection, decisions.values())
+    workflows = await _load_workflows(connection, batch.executions.values(), known)
+    lineage = Lineage(known=known, workflows=workflows)
+    cache = CacheEntries()
+    for message, record in records:
+        if isinstance(record, Decision):
+            execution = decisions[message.sequence][0]
+            rows.apply_decision(batch, execution, record, message.sequence)
+            lineage_rows.apply_decision(lineage, execution, record)
+        elif isinstance(record, Registration):
+            rows.register(batch, record, message.sequence, message.stored_at)
+        elif record is not None:
+            cache_rows.apply_record(cache, record, message.sequence)
+    await _write(connection, batch, lineage, cache)
+
+
+async def _advance(connection: Connection, sequence: int) -> int:
+    """Move the offset up to ``sequence`` (a message kept aside); returns the offset."""
+    async with connection.transaction():
+        offset: int = await connection.fetchval(_READ_OFFSET + " FOR UPDATE", PROJECTION) or 0
+        if sequence > offset:
+            offset = sequence
+            await _write_offset(connection, offset)
+    return offset
+
+
+async def _write_offset(connection: Connection, offset: int) -> None:
+    await connection.execute(_WRITE_OFFSET, PROJECTION, offset)
+    await connection.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(offset))
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _decode(message: StoredMessage) -> Record | None:
     """The record a message holds: None for a subject the projection does not follow."""
     try:
         if message.subject.startswith(_DECISIONS):
+            subjects.tenant_of_subject(message.subject)  # else its execution cannot be told from another's
             return codec.decision_decoder.decode(message.data)
         if message.subject.startswith(_REGISTRATIONS):
             registration: Registration = registration_decoder.decode(message.data)
@@ -205,51 +316,59 @@ def _decode(message: StoredMessage) -> Record | None:
         if message.subject.startswith(_CACHE) and message.subject.endswith(_CACHE_ENTRY):
             entry: CacheEntryRecord = entry_decoder.decode(message.data)
             return entry
-    except msgspec.DecodeError as exc:
+    except UNREADABLE as exc:
         raise ProjectionError(f"message {message.sequence} on {message.subject} cannot be decoded: {exc}") from exc
     return None
 
 
-async def _load(connection: Connection, decisions: list[Decision]) -> Rows:
-    """The stored rows that ``decisions`` change."""
+async def _load(connection: Connection, decisions: Iterable[tuple[rows.ExecutionKey, Decision]]) -> Rows:
+    """The stored rows that ``decisions`` (each with its execution's key) change."""
     keys = rows.keys_touched(decisions)
     batch = Rows()
-    node_keys = list(zip(*keys.nodes, strict=True)) or [(), ()]
-    for record in await connection.fetch(_READ_EXECUTIONS, list(keys.executions)):
-        batch.executions[record["execution_id"]] = ExecutionRow(**dict(record))
+    for record in await connection.fetch(_READ_EXECUTIONS, *_columns(keys.executions, 3)):
+        execution = ExecutionRow(**dict(record))
+        batch.executions[execution.project, execution.domain, execution.execution_id] = execution
     # Two queries: one with an OR of both conditions is a sequential scan of the whole table.
-    node_records = await connection.fetch(_READ_NODES, *node_keys)
+    node_records = await connection.fetch(_READ_NODES, *_columns(keys.nodes, 4))
     if keys.all_nodes_of:
-        node_records += await connection.fetch(_READ_ALL_NODES, list(keys.all_nodes_of))
+        node_records += await connection.fetch(_READ_ALL_NODES, *_columns(keys.all_nodes_of, 3))
     for record in node_records:
-        batch.nodes[record["execution_id"], record["node_id"]] = NodeRow(**dict(record))
-    for record in await connection.fetch(_READ_ATTEMPTS, list(keys.attempts)):
-        batch.attempts[record["attempt_id"]] = AttemptRow(**dict(record))
+        node = NodeRow(**dict(record))
+        batch.nodes[node.project, node.domain, node.execution_id, node.node_id] = node
+    for record in await connection.fetch(_READ_ATTEMPTS, *_columns(keys.attempts, 3)):
+        attempt = AttemptRow(**dict(record))
+        batch.attempts[attempt.project, attempt.domain, attempt.attempt_id] = attempt
     return batch
+
+
+def _columns(keys: Iterable[tuple[str, ...]], width: int) -> list[list[str]]:
+    """Keys as one list per column, the arrays a read by keys takes."""
+    return [list(column) for column in zip(*keys, strict=True)] or [[] for _ in range(width)]
 
 
 async def _load_workflows(
     connection: Connection, executions: Iterable[ExecutionRow], known: KnownWorkflows
-) -> dict[str, WorkflowSpec]:
+) -> dict[rows.ExecutionKey, WorkflowSpec]:
     """The workflow specs of executions launched in earlier batches, by execution id; read from the database
     only when ``known`` does not have them yet."""
-    workflows: dict[str, WorkflowSpec] = {}
-    unknown: dict[WorkflowKey, list[str]] = {}
+    workflows: dict[rows.ExecutionKey, WorkflowSpec] = {}
+    unknown: dict[WorkflowKey, list[rows.ExecutionKey]] = {}
     for execution in executions:
         key = (execution.project, execution.domain, execution.workflow_name, execution.workflow_version)
         spec = known.get(key)
+        placed = (execution.project, execution.domain, execution.execution_id)
         if spec is not None:
-            workflows[execution.execution_id] = spec
+            workflows[placed] = spec
         else:
-            unknown.setdefault(key, []).append(execution.execution_id)
+            unknown.setdefault(key, []).append(placed)
     if not unknown:
         return workflows
     for record in await connection.fetch(_READ_WORKFLOWS, *(list(column) for column in zip(*unknown, strict=True))):
         key = (record["project"], record["domain"], record["name"], record["version"])
         spec = msgspec.convert(record["spec"], WorkflowSpec)
         known.add(key, spec)
-        for execution_id in unknown[key]:
-            workflows[execution_id] = spec
+        for placed in unknown[key]:
+            workflows[placed] = spec
     return workflows
 
 

@@ -15,9 +15,10 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from plait.adapters import subjects
+from plait.adapters.quarantine import CATALOG_READER, Quarantine
 from plait_catalog import db, projection
 from plait_catalog.known_workflows import KnownWorkflows
-from plait_catalog.projection import StoredMessage, apply_batch, stored_offset
+from plait_catalog.projection import KeepAside, StoredMessage, apply_batch, keeping_aside, stored_offset
 from plait_catalog.rebuild import Progress, Rebuild, RebuildProgress, RebuildRefused, RebuildResult
 
 RETRY_SECONDS = 1.0
@@ -80,6 +81,7 @@ class Projector:
         self._leading = anyio.Event()
         self._following: anyio.CancelScope | None = None
         self._rebuild: Rebuild | None = None
+        self._keep_aside: KeepAside | None = None
         self._log = structlog.get_logger().bind(replica=replica)
 
     @property
@@ -101,7 +103,10 @@ class Projector:
         return await request.outcome()
 
     async def run(self, js: JetStreamContext) -> None:
-        """Wait for the lock, then project until cancelled; after a lost connection, start over."""
+        """Wait for the lock, then project until cancelled; after a lost connection, start over.
+
+        A message that cannot be projected is quarantined, and the projection goes on past it."""
+        self._keep_aside = keeping_aside(Quarantine(js, CATALOG_READER))
         while True:
             try:
                 await self._lead(js)
@@ -190,7 +195,7 @@ class Projector:
                 caught_up = message.metadata.num_pending == 0 and subscription.pending_msgs == 0
                 if len(batch) >= self._batch_size or caught_up or last == until:
                     with anyio.CancelScope(shield=True):
-                        offset = await apply_batch(connection, batch, self._known)
+                        offset = await apply_batch(connection, batch, self._known, self._keep_aside)
                     self._log.info("batch_projected", first=batch[0].sequence, last=offset, messages=len(batch))
                     if batch_done is not None:
                         await batch_done(offset, len(batch))

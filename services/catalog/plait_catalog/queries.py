@@ -14,6 +14,7 @@ from plait.core.state import AttemptStatus, ExecutionStatus, NodeStatus
 from plait_catalog.db import Connection
 
 StreamSequence = Annotated[int, msgspec.Meta(ge=0)]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class ListExecutions(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,9 +28,12 @@ class ListExecutions(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ShowExecution(msgspec.Struct, frozen=True, kw_only=True):
-    """``plait.catalog.executions.show``: one execution with its nodes and their attempts."""
+    """``plait.catalog.executions.show``: one execution with its nodes and their attempts. An execution id is
+    unique within its project and domain only."""
 
-    execution_id: Annotated[str, msgspec.Meta(min_length=1)]
+    project: NonEmpty
+    domain: NonEmpty
+    execution_id: NonEmpty
     min_sequence: StreamSequence = 0
     attempts_limit: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 100  # per node: a map node may have 100,000s
 
@@ -126,7 +130,8 @@ CROSS JOIN LATERAL (
            count(*) FILTER (WHERE n.status = 'succeeded') AS nodes_succeeded,
            count(*) FILTER (WHERE n.status = 'failed') AS nodes_failed,
            count(*) FILTER (WHERE n.status = 'running') AS nodes_running
-    FROM node_executions AS n WHERE n.execution_id = e.execution_id
+    FROM node_executions AS n
+    WHERE n.project = e.project AND n.domain = e.domain AND n.execution_id = e.execution_id
 ) AS counts
 """
 
@@ -137,26 +142,28 @@ _SHOW = (
         detail=", e.inputs, e.outputs, e.error, e.failed_node, e.abort_reason, e.launched_by, e.last_sequence",
         executions="executions",
     )
-    + "WHERE e.execution_id = $1"
+    + "WHERE e.project = $1 AND e.domain = $2 AND e.execution_id = $3"
 )
 
 _NODES = """
 SELECT node_id AS node, task_name AS task, task_version AS version, status, queued_at, started_at, finished_at,
        inputs, outputs, error
-FROM node_executions WHERE execution_id = $1 ORDER BY position
+FROM node_executions WHERE project = $1 AND domain = $2 AND execution_id = $3 ORDER BY position
 """
 
 _ATTEMPTS = """
 SELECT node_id, attempt_id, attempt, status, worker, queued_at, started_at, finished_at, error, total FROM (
     SELECT *, row_number() OVER by_node AS rank, count(*) OVER (PARTITION BY node_id) AS total
-    FROM attempts WHERE execution_id = $1
+    FROM attempts WHERE project = $1 AND domain = $2 AND execution_id = $3
     WINDOW by_node AS (PARTITION BY node_id ORDER BY attempt, attempt_id)
 ) AS ranked
-WHERE rank <= $2 ORDER BY node_id, attempt, attempt_id
+WHERE rank <= $4 ORDER BY node_id, attempt, attempt_id
 """
 
 
-_ATTEMPT_COUNTS = "SELECT node_id, count(*) FROM attempts WHERE execution_id = $1 GROUP BY node_id"
+_ATTEMPT_COUNTS = """
+SELECT node_id, count(*) FROM attempts WHERE project = $1 AND domain = $2 AND execution_id = $3 GROUP BY node_id
+"""
 
 
 async def list_executions(connection: Connection, request: ListExecutions) -> list[ExecutionSummary]:
@@ -172,27 +179,26 @@ async def list_executions(connection: Connection, request: ListExecutions) -> li
     return [ExecutionSummary(**dict(row)) for row in rows]
 
 
-async def show_execution(
-    connection: Connection, execution_id: str, attempts_limit: int = 100
-) -> ExecutionDetail | None:
+async def show_execution(connection: Connection, request: ShowExecution) -> ExecutionDetail | None:
     """One execution with its nodes (in workflow order) and, for each node, its first ``attempts_limit`` attempts
     and how many it has; None when it does not exist."""
+    execution = (request.project, request.domain, request.execution_id)
     async with connection.transaction(isolation="repeatable_read", readonly=True):
-        row = await connection.fetchrow(_SHOW, execution_id)
+        row = await connection.fetchrow(_SHOW, *execution)
         if row is None:
             return None
         attempts: dict[str, list[AttemptView]] = {}
         totals: dict[str, int] = {}
-        for attempt in await connection.fetch(_ATTEMPTS, execution_id, attempts_limit):
+        for attempt in await connection.fetch(_ATTEMPTS, *execution, request.attempts_limit):
             fields = dict(attempt)
             node_id = fields.pop("node_id")
             totals[node_id] = fields.pop("total")
             attempts.setdefault(node_id, []).append(AttemptView(**fields))
-        if attempts_limit == 0:
-            totals = {row["node_id"]: row["count"] for row in await connection.fetch(_ATTEMPT_COUNTS, execution_id)}
+        if request.attempts_limit == 0:
+            totals = {row["node_id"]: row["count"] for row in await connection.fetch(_ATTEMPT_COUNTS, *execution)}
         nodes = [
             NodeView(**dict(node), attempts=attempts.get(node["node"], []), attempts_total=totals.get(node["node"], 0))
-            for node in await connection.fetch(_NODES, execution_id)
+            for node in await connection.fetch(_NODES, *execution)
         ]
     return ExecutionDetail(**dict(row), nodes=nodes)
 
@@ -202,7 +208,8 @@ async def answer_list(connection: Connection, request: ListExecutions) -> Execut
 
 
 async def answer_show(connection: Connection, request: ShowExecution) -> ExecutionShown | ErrorReply:
-    execution = await show_execution(connection, request.execution_id, request.attempts_limit)
+    execution = await show_execution(connection, request)
     if execution is None:
-        return error_reply("not_found", f"execution {request.execution_id} does not exist")
+        where = f"{request.project}/{request.domain}"
+        return error_reply("not_found", f"execution {request.execution_id} does not exist in {where}")
     return ExecutionShown(execution=execution)

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from plait.adapters import subjects
 from plait.adapters.jetstream import kind_of
 from plait.core.events import (
     AttemptFailed,
@@ -39,7 +40,9 @@ from plait.core.events import (
 from plait.core.model import EntityKind
 from plait.core.state import UNFINISHED_NODE_STATUSES, AttemptStatus, ExecutionStatus, NodeStatus
 
-NodeKey = tuple[str, str]  # (execution_id, node_id)
+ExecutionKey = tuple[str, str, str]  # (project, domain, execution_id): an execution id is unique in its project
+NodeKey = tuple[str, str, str, str]  # (project, domain, execution_id, node_id)
+AttemptKey = tuple[str, str, str]  # (project, domain, attempt_id)
 
 
 class ExecutionRow(msgspec.Struct, kw_only=True):
@@ -62,6 +65,8 @@ class ExecutionRow(msgspec.Struct, kw_only=True):
 
 
 class NodeRow(msgspec.Struct, kw_only=True):
+    project: str
+    domain: str
     execution_id: str
     node_id: str
     position: int
@@ -79,6 +84,8 @@ class NodeRow(msgspec.Struct, kw_only=True):
 
 
 class AttemptRow(msgspec.Struct, kw_only=True):
+    project: str
+    domain: str
     attempt_id: str
     execution_id: str
     node_id: str
@@ -105,35 +112,43 @@ class RegistryRow(msgspec.Struct, kw_only=True):
 class Rows(msgspec.Struct):
     """The rows one batch reads and writes, by primary key."""
 
-    executions: dict[str, ExecutionRow] = msgspec.field(default_factory=dict)
+    executions: dict[ExecutionKey, ExecutionRow] = msgspec.field(default_factory=dict)
     nodes: dict[NodeKey, NodeRow] = msgspec.field(default_factory=dict)
-    attempts: dict[str, AttemptRow] = msgspec.field(default_factory=dict)
+    attempts: dict[AttemptKey, AttemptRow] = msgspec.field(default_factory=dict)
     registrations: list[RegistryRow] = msgspec.field(default_factory=list)
 
 
 class Keys(msgspec.Struct):
     """The primary keys of the rows that some decisions change: what a batch must load first."""
 
-    executions: set[str] = msgspec.field(default_factory=set)
+    executions: set[ExecutionKey] = msgspec.field(default_factory=set)
     nodes: set[NodeKey] = msgspec.field(default_factory=set)
-    attempts: set[str] = msgspec.field(default_factory=set)
-    all_nodes_of: set[str] = msgspec.field(default_factory=set)  # executions that end: each node may change
+    attempts: set[AttemptKey] = msgspec.field(default_factory=set)
+    all_nodes_of: set[ExecutionKey] = msgspec.field(default_factory=set)  # executions that end: each node may change
 
 
-def keys_touched(decisions: Iterable[Decision]) -> Keys:
-    """The rows that applying ``decisions`` reads before it changes them."""
+def execution_key(subject: str, decision: Decision) -> ExecutionKey:
+    """The execution a decision stored on ``subject`` belongs to: its project and domain are the subject's.
+
+    Raises ``ValueError`` for a subject that names none."""
+    project, domain = subjects.tenant_of_subject(subject)
+    return project, domain, decision.execution_id
+
+
+def keys_touched(decisions: Iterable[tuple[ExecutionKey, Decision]]) -> Keys:
+    """The rows that applying ``decisions`` (each with its execution's key) reads before it changes them."""
     keys = Keys()
-    for decision in decisions:
-        keys.executions.add(decision.execution_id)
+    for (project, domain, execution_id), decision in decisions:
+        keys.executions.add((project, domain, execution_id))
         for event in decision.events:
             match event:
                 case NodeQueued() | AttemptStarted() | AttemptFailed() | NodeSucceeded() | MapItemSucceeded():
-                    keys.nodes.add((decision.execution_id, event.node))
-                    keys.attempts.add(event.attempt_id)
+                    keys.nodes.add((project, domain, execution_id, event.node))
+                    keys.attempts.add((project, domain, event.attempt_id))
                 case NodeFailed() | NodeCacheLookup() | NodeCacheHit() | MapStarted() | RetryScheduled():
-                    keys.nodes.add((decision.execution_id, event.node))
+                    keys.nodes.add((project, domain, execution_id, event.node))
                 case ExecutionFailed() | ExecutionAborted():
-                    keys.all_nodes_of.add(decision.execution_id)
+                    keys.all_nodes_of.add((project, domain, execution_id))
     return keys
 
 
@@ -154,23 +169,25 @@ def register(rows: Rows, registration: Registration, sequence: int, stored_at: d
     )
 
 
-def apply_decision(rows: Rows, decision: Decision, sequence: int) -> None:
-    """Apply every event of a stored decision; events of an execution never launched change nothing."""
+def apply_decision(rows: Rows, key: ExecutionKey, decision: Decision, sequence: int) -> None:
+    """Apply every event of a stored decision of execution ``key``; events of an execution never launched change
+    nothing."""
     for event in decision.events:
         if isinstance(event, ExecutionLaunched):
-            _launch(rows, decision.execution_id, event, decision.at, sequence)
-        elif decision.execution_id in rows.executions:
-            _apply(rows, decision.execution_id, event, decision.at)
-    if execution := rows.executions.get(decision.execution_id):
+            _launch(rows, key, event, decision.at, sequence)
+        elif key in rows.executions:
+            _apply(rows, key, event, decision.at)
+    if execution := rows.executions.get(key):
         execution.last_sequence = sequence
 
 
-def _launch(rows: Rows, execution_id: str, event: ExecutionLaunched, at: datetime, sequence: int) -> None:
+def _launch(rows: Rows, key: ExecutionKey, event: ExecutionLaunched, at: datetime, sequence: int) -> None:
     workflow = event.workflow
-    rows.executions[execution_id] = ExecutionRow(
+    project, domain, execution_id = key
+    rows.executions[key] = ExecutionRow(
         execution_id=execution_id,
-        project=event.project,
-        domain=event.domain,
+        project=project,
+        domain=domain,
         workflow_name=workflow.name,
         workflow_version=workflow.version,
         status="running",
@@ -182,7 +199,9 @@ def _launch(rows: Rows, execution_id: str, event: ExecutionLaunched, at: datetim
     )
     for position, node in enumerate(workflow.nodes):
         task = workflow.tasks[node.task]
-        rows.nodes[execution_id, node.id] = NodeRow(
+        rows.nodes[project, domain, execution_id, node.id] = NodeRow(
+            project=project,
+            domain=domain,
             execution_id=execution_id,
             node_id=node.id,
             position=position,
@@ -191,74 +210,84 @@ def _launch(rows: Rows, execution_id: str, event: ExecutionLaunched, at: datetim
         )
 
 
-def _apply(rows: Rows, execution_id: str, event: Event, at: datetime) -> None:
+def _apply(rows: Rows, owner: ExecutionKey, event: Event, at: datetime) -> None:
     """What one event (after the launch) does to the execution's rows; mirrors ``plait.core.state.evolve``."""
-    execution = rows.executions[execution_id]
+    execution = rows.executions[owner]
+    project, domain, execution_id = owner
     match event:
         case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, index=index) if index >= 0:
-            node = rows.nodes[execution_id, node_id]
+            node = rows.nodes[project, domain, execution_id, node_id]
             node.queued_at = node.queued_at or at
-            rows.attempts[attempt_id] = AttemptRow(
-                attempt_id=attempt_id, execution_id=execution_id, node_id=node_id, attempt=attempt, queued_at=at
-            )
+            _queue_attempt(rows, owner, node_id, attempt_id, attempt, at)
         case RetryScheduled(node=node_id, index=index) if index < 0:
-            rows.nodes[execution_id, node_id].status = "queued"
+            rows.nodes[project, domain, execution_id, node_id].status = "queued"
         case MapStarted(node=node_id, inputs=inputs):
-            node = rows.nodes[execution_id, node_id]
+            node = rows.nodes[project, domain, execution_id, node_id]
             node.status, node.inputs = "running", inputs
         case MapItemSucceeded(attempt_id=attempt_id, worker=worker):
-            if attempt_row := rows.attempts.get(attempt_id):
+            if attempt_row := rows.attempts.get((project, domain, attempt_id)):
                 attempt_row.status, attempt_row.finished_at = "succeeded", at
                 attempt_row.worker = worker or attempt_row.worker
         case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, inputs=inputs, cache_key=key):
-            node = rows.nodes[execution_id, node_id]
+            node = rows.nodes[project, domain, execution_id, node_id]
             node.status, node.inputs, node.queued_at = "queued", inputs, node.queued_at or at
             node.cache_key = key or node.cache_key
-            rows.attempts[attempt_id] = AttemptRow(
-                attempt_id=attempt_id, execution_id=execution_id, node_id=node_id, attempt=attempt, queued_at=at
-            )
+            _queue_attempt(rows, owner, node_id, attempt_id, attempt, at)
         case NodeCacheLookup(node=node_id, cache_key=key, inputs=inputs):
-            node = rows.nodes[execution_id, node_id]
+            node = rows.nodes[project, domain, execution_id, node_id]
             node.status, node.inputs, node.cache_key = "cache_lookup", inputs, key
         case NodeCacheHit(node=node_id, outputs=outputs, source_execution=source_execution, source_node=source):
-            node = rows.nodes[execution_id, node_id]
+            node = rows.nodes[project, domain, execution_id, node_id]
             node.status, node.outputs, node.finished_at = "succeeded", outputs, at
             node.cached_from = f"{source_execution}/{source}"
         case AttemptStarted(node=node_id, attempt_id=attempt_id, worker=worker):
-            if attempt_row := rows.attempts.get(attempt_id):
+            if attempt_row := rows.attempts.get((project, domain, attempt_id)):
                 attempt_row.status, attempt_row.worker, attempt_row.started_at = "running", worker, at
-                node = rows.nodes[execution_id, node_id]
+                node = rows.nodes[project, domain, execution_id, node_id]
                 node.status, node.started_at = "running", node.started_at or at
         case AttemptFailed(attempt_id=attempt_id, error=error, worker=worker):
-            if attempt_row := rows.attempts.get(attempt_id):
+            if attempt_row := rows.attempts.get((project, domain, attempt_id)):
                 attempt_row.status, attempt_row.error, attempt_row.finished_at = "failed", _error(error), at
                 attempt_row.worker = worker or attempt_row.worker
         case NodeSucceeded(node=node_id, attempt_id=attempt_id, outputs=outputs, worker=worker):
-            node = rows.nodes[execution_id, node_id]
+            node = rows.nodes[project, domain, execution_id, node_id]
             node.status, node.outputs, node.finished_at = "succeeded", outputs, at
-            if attempt_row := rows.attempts.get(attempt_id):
+            if attempt_row := rows.attempts.get((project, domain, attempt_id)):
                 attempt_row.status, attempt_row.finished_at = "succeeded", at
                 attempt_row.worker = worker or attempt_row.worker
         case NodeFailed(node=node_id, error=error):
-            node = rows.nodes[execution_id, node_id]
+            node = rows.nodes[project, domain, execution_id, node_id]
             node.status, node.error, node.finished_at = "failed", _error(error), at
         case ExecutionSucceeded(outputs=outputs):
             execution.status, execution.outputs, execution.finished_at = "succeeded", outputs, at
         case ExecutionFailed(node=node_id, error=error):
             execution.status, execution.error, execution.failed_node = "failed", _error(error), node_id
             execution.finished_at = at
-            _abort_unfinished(rows, execution_id, at)
+            _abort_unfinished(rows, owner, at)
         case ExecutionAborted(reason=reason):
             execution.status, execution.abort_reason, execution.finished_at = "aborted", reason, at
-            _abort_unfinished(rows, execution_id, at)
+            _abort_unfinished(rows, owner, at)
         case CommandRejected() | ExecutionLaunched() | NodeCacheWaiting() | MapItemFailed() | RetryScheduled():
             pass  # a rejection stays on the dead-letter stream; a cache wait, a failed or retried item changes no row
 
 
-def _abort_unfinished(rows: Rows, execution_id: str, at: datetime) -> None:
+def _queue_attempt(rows: Rows, owner: ExecutionKey, node_id: str, attempt_id: str, attempt: int, at: datetime) -> None:
+    project, domain, execution_id = owner
+    rows.attempts[project, domain, attempt_id] = AttemptRow(
+        project=project,
+        domain=domain,
+        attempt_id=attempt_id,
+        execution_id=execution_id,
+        node_id=node_id,
+        attempt=attempt,
+        queued_at=at,
+    )
+
+
+def _abort_unfinished(rows: Rows, key: ExecutionKey, at: datetime) -> None:
     """Once an execution has ended nothing more runs: its unfinished nodes are aborted."""
-    for (owner, _), node in rows.nodes.items():
-        if owner == execution_id and node.status in UNFINISHED_NODE_STATUSES:
+    for node_key, node in rows.nodes.items():
+        if node_key[:3] == key and node.status in UNFINISHED_NODE_STATUSES:
             node.status, node.finished_at = "aborted", at
 
 

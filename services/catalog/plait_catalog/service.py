@@ -11,7 +11,8 @@ import asyncpg
 import structlog
 
 from plait.adapters.jetstream import connect, ensure_streams
-from plait_catalog import db
+from plait.adapters.quarantine import CATALOG_READER, Quarantine, ReplayResponder
+from plait_catalog import db, quarantined
 from plait_catalog.migrations import migrate
 from plait_catalog.offsets import OffsetWatcher
 from plait_catalog.projector import Projector
@@ -58,10 +59,11 @@ class CatalogService:
         async with AsyncExitStack() as stack:
             nc = await connect(self.nats_url, application_name)
             stack.push_async_callback(_shielded, nc.close)
-            pool = await db.create_pool(self.database_url, application_name)
+            pool = await db.when_reachable(
+                lambda: db.create_pool(self.database_url, application_name), "a connection pool"
+            )
             stack.push_async_callback(_close_pool, pool)
-            async with pool.acquire() as connection:
-                await migrate(connection)
+            await db.when_reachable(lambda: _migrate(pool), "the migrations")
             js = nc.jetstream()
             await ensure_streams(js)
             watcher = OffsetWatcher(self.database_url, pool, f"{application_name}-listener")
@@ -70,9 +72,17 @@ class CatalogService:
                 await tg.start(watcher.run)
                 await tg.start(responder.serve)
                 await tg.start(RebuildResponder(nc, self.projector, self.replica).serve)
+                await tg.start(
+                    ReplayResponder(nc, Quarantine(js, CATALOG_READER), quarantined.retrying(js, pool)).serve
+                )
                 tg.start_soon(self.projector.run, js)
                 self._log.info("catalog_started")
                 task_status.started()
+
+
+async def _migrate(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as connection:
+        await migrate(connection)
 
 
 async def _shielded(close: Callable[[], Awaitable[None]]) -> None:

@@ -2,7 +2,7 @@
 
 A dispatch is derived from a stored decision, so it can never exist without one; the durable
 consumer's position only moves once the dispatches are stored, so no decision loses its dispatch.
-``Nats-Msg-Id`` = attempt id makes a republished dispatch a no-op.
+``Nats-Msg-Id`` = project, domain and attempt id makes a republished dispatch a no-op.
 
 The replica that appended a decision also publishes its dispatches at once (``publish_decided``), so an
 attempt does not wait for the decision to travel through the outbox's consumer; the outbox then skips the
@@ -29,6 +29,7 @@ from nats.js.api import PubAck
 from plait import codec
 from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore
+from plait.adapters.quarantine import OUTBOX_READER, decode_or_quarantine
 from plait.core.dispatch import Dispatch
 from plait.core.events import Decision, Event, ExecutionLaunched, NodeQueued
 from plait.core.model import WorkflowSpec
@@ -84,7 +85,7 @@ class Outbox:
         stored: asyncio.Future[PubAck] = await self.js.publish_async(
             subjects.dispatch_subject(self.cluster, event.queue),
             codec.encode(dispatch),
-            headers={"Nats-Msg-Id": event.attempt_id},
+            headers={"Nats-Msg-Id": subjects.scoped_id(project, domain, event.attempt_id)},
             stream=subjects.DISPATCH_STREAM,
         )
         return stored
@@ -104,7 +105,8 @@ class Outbox:
             publish = await self._dispatch(
                 state.execution_id, state.project, state.domain, state.workflow, event, decision_sequence
             )
-            self._dispatches.track(event.attempt_id, publish)
+            subject = subjects.execution_subject(state.project, state.domain, state.execution_id)
+            self._dispatches.track(_dispatch_key(subject, event.attempt_id), publish)
             publishes.append(publish)
         _, unacknowledged = await asyncio.wait(publishes, timeout=DISPATCH_ACK_SECONDS)
         for publish in unacknowledged:
@@ -124,7 +126,7 @@ class Outbox:
         cached = self.states.get(subject)
         if cached is not None and cached.last_sequence >= decision_sequence:
             return cached
-        return await self.store.load(subject)
+        return await self.store.load(subject, at_least=decision_sequence)
 
     async def _catch_up_side_work(self, subject: str, decision: Decision, decision_sequence: int) -> None:
         events = decision.events
@@ -157,7 +159,9 @@ class Outbox:
         publishes: list[asyncio.Future[PubAck]] = []
         failed: set[int] = set()
         for msg in messages:
-            decision = codec.decision_decoder.decode(msg.data)
+            decision = await decode_or_quarantine(self.js, OUTBOX_READER, msg, codec.decision_decoder.decode)
+            if decision is None:  # quarantined: acked below, so that the outbox goes on past it
+                continue
             for event in decision.events:
                 if isinstance(event, ExecutionLaunched):
                     self._workflows[msg.subject] = (event.project, event.domain, event.workflow)
@@ -169,7 +173,7 @@ class Outbox:
             queued = [e for e in decision.events if isinstance(e, NodeQueued)]
             if not queued:
                 continue
-            queued = [e for e in queued if not await self._dispatches.claim(e.attempt_id)]
+            queued = [e for e in queued if not await self._dispatches.claim(_dispatch_key(msg.subject, e.attempt_id))]
             if not queued:  # this replica stored them right after deciding
                 continue
             project, domain, workflow = await self._workflow_of(msg.subject)
@@ -196,3 +200,9 @@ class Outbox:
                 await msg.nak(delay=1.0)
             else:
                 await msg.ack()
+
+
+def _dispatch_key(execution_subject: str, attempt_id: str) -> str:
+    """What a dispatch is tracked by: its attempt id within its execution's project and domain (the same attempt
+    id names another attempt in another project)."""
+    return f"{execution_subject}/{attempt_id}"

@@ -26,10 +26,12 @@ from plait import codec
 from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
 from plait.adapters.pull import Puller, ensure_consumer
+from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
 from plait.core.commands import Command, LaunchExecution
 from plait.core.decide import ResolvedLaunch, command_id_of
 from plait.core.events import TERMINAL_EVENTS
 from plait.errors import NotFound
+from plait_scheduler import quarantined
 from plait_scheduler.cache import StateCache
 from plait_scheduler.caching import CacheKeeper
 from plait_scheduler.deadletter import reject
@@ -98,6 +100,8 @@ class SchedulerService:
                     self._batch_wait,
                 )
                 tg.start_soon(self._consume, nc, subjects.EVENTS_STREAM, decisions, self.outbox.handle)
+                replays = ReplayResponder(nc, Quarantine(js, OUTBOX_READER), quarantined.retrying(js, self.outbox))
+                await tg.start(replays.serve)
                 task_status.started()
         finally:
             with anyio.CancelScope(shield=True):

@@ -21,7 +21,7 @@ waiter_decoder = msgspec.json.Decoder(CacheWaiter)
 
 class CacheLog:
     def __init__(self, js: JetStreamContext, project: str, domain: str, key: str) -> None:
-        self.js, self.key = js, key
+        self.js, self.key, self.project, self.domain = js, key, project, domain
         self.entry_subject = subjects.cache_entry_subject(project, domain, key)
         self.waiter_subject = subjects.cache_waiter_subject(project, domain, key)
 
@@ -37,12 +37,13 @@ class CacheLog:
 
     async def append(self, record: CacheEntryRecord, *, expected: int | None = None, msg_id: str = "") -> int:
         """Store ``record``; with ``expected``, only while the key's last record is still at that sequence
-        (else ``ConflictError``). ``msg_id`` makes a repeated append a no-op."""
+        (else ``ConflictError``). ``msg_id`` (unique in the key's project and domain) makes a repeated append a
+        no-op."""
         headers: dict[str, str] = {}
         if expected is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
         if msg_id:
-            headers["Nats-Msg-Id"] = msg_id
+            headers["Nats-Msg-Id"] = subjects.scoped_id(self.project, self.domain, msg_id)
         try:
             ack = await self.js.publish(
                 self.entry_subject, codec.encode(record), headers=headers or None, stream=subjects.EVENTS_STREAM
@@ -57,7 +58,11 @@ class CacheLog:
         ack = await self.js.publish(
             self.waiter_subject,
             codec.encode(waiter),
-            headers={"Nats-Msg-Id": f"wait/{waiter.execution_id}/{waiter.node}/{waiter.round}"},
+            headers={
+                "Nats-Msg-Id": subjects.scoped_id(
+                    self.project, self.domain, f"wait/{waiter.execution_id}/{waiter.node}/{waiter.round}"
+                )
+            },
             stream=subjects.EVENTS_STREAM,
         )
         return ack.seq

@@ -1,4 +1,4 @@
-"""Publishing commands to the command stream, idempotently (``Nats-Msg-Id`` = command id)."""
+"""Publishing commands to the command stream, idempotently (``Nats-Msg-Id`` = project, domain and command id)."""
 
 from __future__ import annotations
 
@@ -41,17 +41,24 @@ def subject_of(command: Command, project: str, domain: str) -> str:
     return subjects.command_subject(project, domain, command.execution_id, KIND_OF_COMMAND[type(command)])
 
 
+def msg_id_of(command: Command, project: str, domain: str) -> str:
+    """The command's ``Nats-Msg-Id``: its id within its project and domain, where its execution id is unique (the
+    same id in another project is another execution, whose commands must not be dropped as duplicates)."""
+    return subjects.scoped_id(project, domain, command.command_id)
+
+
 async def publish_command(
     js: JetStreamContext, command: Command, project: str, domain: str, reply_to: str | None = None
-) -> int:
-    """Store the command durably; returns its stream sequence. A repeated command id is stored once."""
-    headers = {"Nats-Msg-Id": command.command_id}
+) -> PubAck:
+    """Store the command durably; returns JetStream's acknowledgement. A repeated command id is stored once (the
+    acknowledgement of a repeat says ``duplicate``, with the sequence of the first)."""
+    headers = {"Nats-Msg-Id": msg_id_of(command, project, domain)}
     if reply_to:
         headers[REPLY_TO_HEADER] = reply_to
     ack = await js.publish(
         subject_of(command, project, domain), codec.encode(command), headers=headers, stream=subjects.COMMANDS_STREAM
     )
-    return ack.seq
+    return ack
 
 
 async def send_command(js: JetStreamContext, command: Command, project: str, domain: str) -> asyncio.Future[PubAck]:
@@ -63,7 +70,7 @@ async def send_command(js: JetStreamContext, command: Command, project: str, dom
     future: asyncio.Future[PubAck] = await js.publish_async(
         subject_of(command, project, domain),
         codec.encode(command),
-        headers={"Nats-Msg-Id": command.command_id},
+        headers={"Nats-Msg-Id": msg_id_of(command, project, domain)},
         stream=subjects.COMMANDS_STREAM,
     )
     return future

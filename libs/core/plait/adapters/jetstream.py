@@ -72,8 +72,16 @@ async def connect(url: str, name: str) -> NATS:
     return nc
 
 
+DEAD_LETTER_MAX_AGE_SECONDS = 30 * 24 * 3600.0
+DEAD_LETTER_MAX_BYTES = 1024**3  # then the oldest dead letters are dropped
+DEAD_LETTER_MAX_MESSAGE_BYTES = 9 * 1024**2  # a command of up to the 8 MiB payload limit, with the reason's headers
+QUARANTINE_MAX_BYTES = 256 * 1024**2  # entries are references of a few KiB: about 50,000 of them
+QUARANTINE_MAX_MESSAGE_BYTES = 64 * 1024
+
+
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
-    """The four streams. Events and registrations are never deleted; commands and dispatch are work queues."""
+    """The five streams. Events and registrations are never deleted; commands and dispatch are work queues; dead
+    letters and quarantine entries are kept within stated limits."""
     common: dict[str, Any] = {"storage": StorageType.FILE, "num_replicas": replicas}
     return [
         StreamConfig(
@@ -103,8 +111,20 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
         StreamConfig(
             name=subjects.DEAD_LETTER_STREAM,
             subjects=[f"{subjects.DEAD_LETTER_ROOT}.>"],
-            max_age=30 * 24 * 3600.0,
+            max_age=DEAD_LETTER_MAX_AGE_SECONDS,
+            max_bytes=DEAD_LETTER_MAX_BYTES,
+            max_msg_size=DEAD_LETTER_MAX_MESSAGE_BYTES,
             discard=DiscardPolicy.OLD,
+            **common,
+        ),
+        StreamConfig(
+            name=subjects.QUARANTINE_STREAM,
+            subjects=[f"{subjects.QUARANTINE_ROOT}.>"],
+            max_msgs_per_subject=1,  # an entry's latest record (kept, then resolved) is the entry
+            max_bytes=QUARANTINE_MAX_BYTES,
+            max_msg_size=QUARANTINE_MAX_MESSAGE_BYTES,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
             **common,
         ),
     ]
@@ -200,20 +220,69 @@ async def last_messages(js: JetStreamContext, stream: str, subject_list: Sequenc
     return found
 
 
+async def last_message(js: JetStreamContext, subject: str) -> RawStreamMsg | None:
+    """The newest message on ``subject`` of the events stream, or None when it has none.
+
+    A direct get may be answered by any replica of the stream, or a mirror, that lags behind the leader: one
+    that finds nothing is asked again of the stream leader before the subject counts as empty.
+    """
+    for direct in (True, False):
+        try:
+            return await js.get_msg(subjects.EVENTS_STREAM, subject=subject, direct=direct)
+        except nats.js.errors.NotFoundError:
+            continue
+    return None
+
+
+FLOORS_KEPT = 10_000  # subjects whose last sequence a failed append revealed, until each is read again
+
+
 class EventStore:
     """Appends decisions to an execution's subject and reads them back.
 
     Reads use batched direct gets (ADR-31, nats-server >= 2.11): one request returns up to
     ``BATCH_MESSAGES`` messages of the subject, streamed to an inbox and closed by an end-of-batch
     status. A server that does not batch is read with one direct get per message.
+
+    Direct gets may be answered by a replica (or mirror) that lags behind the stream leader. A read that
+    must reach a known sequence (``at_least``: one a caller saw, or the one a failed append said the subject
+    is at) reads what the direct gets missed from the leader; so does a read from the start that finds
+    nothing, before the subject counts as empty. Otherwise a lagging read gives an older state, whose next
+    append then fails its optimistic-concurrency check: the store remembers the sequence the server named
+    and the reload reads up to it.
     """
 
     def __init__(self, js: JetStreamContext) -> None:
         self.js = js
         self._batched = True  # until the server shows it does not batch
+        self._floors: dict[str, int] = {}  # subject -> a sequence it has reached, learned from a failed append
 
-    async def raw(self, subject: str, after: int = 0) -> AsyncGenerator[RawStreamMsg, None]:
-        """The messages stored on ``subject`` after stream sequence ``after``, in order, undecoded."""
+    async def last_sequence(self, subject: str) -> int:
+        """The sequence of the subject's newest message, as the stream leader has it (0 when it has none)."""
+        try:
+            raw = await self.js.get_msg(subjects.EVENTS_STREAM, subject=subject)
+        except nats.js.errors.NotFoundError:
+            return 0
+        return raw.seq or 0
+
+    async def raw(self, subject: str, after: int = 0, *, at_least: int = 0) -> AsyncGenerator[RawStreamMsg, None]:
+        """The messages stored on ``subject`` after stream sequence ``after``, in order, undecoded; up to
+        ``at_least`` at least, read from the stream leader where the direct gets fell short."""
+        at_least = max(at_least, self._floors.pop(subject, 0))
+        last = after
+        async with contextlib.aclosing(self._direct(subject, after)) as messages:
+            async for raw in messages:
+                last = raw.seq or last
+                yield raw
+        if last == 0:  # nothing at all: perhaps a lagging replica answered
+            at_least = max(at_least, await self.last_sequence(subject))
+        if last < at_least:
+            structlog.get_logger().info("direct_get_lagged", subject=subject, read_to=last, leader_at_least=at_least)
+            async with contextlib.aclosing(self._one_by_one(subject, last, direct=False)) as rest:
+                async for raw in rest:
+                    yield raw
+
+    async def _direct(self, subject: str, after: int) -> AsyncGenerator[RawStreamMsg, None]:
         if self._batched:
             try:
                 async with contextlib.aclosing(self._batches(subject, after)) as batches:
@@ -227,12 +296,12 @@ class EventStore:
         async for raw in self._one_by_one(subject, after):
             yield raw
 
-    async def _one_by_one(self, subject: str, after: int) -> AsyncGenerator[RawStreamMsg, None]:
+    async def _one_by_one(self, subject: str, after: int, *, direct: bool = True) -> AsyncGenerator[RawStreamMsg, None]:
         sequence = after + 1
         while True:
             try:
                 raw = await self.js.get_msg(
-                    subjects.EVENTS_STREAM, seq=sequence, subject=subject, next=True, direct=True
+                    subjects.EVENTS_STREAM, seq=sequence, subject=subject, next=True, direct=direct
                 )
             except nats.js.errors.NotFoundError:
                 return
@@ -291,17 +360,20 @@ class EventStore:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
 
-    async def read(self, subject: str, after: int = 0) -> AsyncGenerator[StoredDecision, None]:
-        """The decisions stored on ``subject`` after stream sequence ``after``, in order."""
-        async with contextlib.aclosing(self.raw(subject, after)) as messages:
+    async def read(self, subject: str, after: int = 0, *, at_least: int = 0) -> AsyncGenerator[StoredDecision, None]:
+        """The decisions stored on ``subject`` after stream sequence ``after``, in order (see ``raw``)."""
+        async with contextlib.aclosing(self.raw(subject, after, at_least=at_least)) as messages:
             async for raw in messages:
                 assert raw.seq is not None and raw.data is not None
                 yield StoredDecision(raw.seq, raw.data)
 
-    async def load(self, subject: str, state: Execution | None = None) -> Execution | None:
-        """``state`` caught up with the log (or built from its start when None)."""
+    async def load(self, subject: str, state: Execution | None = None, *, at_least: int = 0) -> Execution | None:
+        """``state`` caught up with the log (or built from its start when None), up to ``at_least`` at least.
+
+        None only when the stream leader has nothing on the subject either."""
+        after = state.last_sequence if state else 0
         with paused_gc():
-            async with contextlib.aclosing(self.read(subject, state.last_sequence if state else 0)) as stored_decisions:
+            async with contextlib.aclosing(self.read(subject, after, at_least=at_least)) as stored_decisions:
                 async for stored in stored_decisions:
                     state = apply_decision(state, stored.decision, stored.sequence, stored.digest)
         return state
@@ -322,9 +394,18 @@ class EventStore:
             ack = await self.js.publish(subject, data, headers=headers, stream=subjects.EVENTS_STREAM)
         except nats.js.errors.APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
+                self._remember_floor(subject, exc.description or "")
                 raise ConflictError(f"{subject} moved past sequence {expected_sequence}") from exc
             raise
         return ack.seq, digest
+
+    def _remember_floor(self, subject: str, description: str) -> None:
+        """Keep the sequence a ``wrong last sequence: N`` names: the next read of the subject reaches it."""
+        _, _, sequence = description.rpartition(":")
+        if sequence.strip().isdigit():
+            if len(self._floors) >= FLOORS_KEPT:
+                self._floors.pop(next(iter(self._floors)))
+            self._floors[subject] = int(sequence)
 
 
 def kind_of(registration: Registration) -> EntityKind:
@@ -358,7 +439,7 @@ class Registry:
         except nats.js.errors.APIError as exc:
             if exc.err_code != WRONG_LAST_SEQUENCE:
                 raise
-            existing = await self.js.get_msg(subjects.EVENTS_STREAM, subject=subject, direct=True)
+            existing = await self.js.get_msg(subjects.EVENTS_STREAM, subject=subject)  # the leader: it refused
             if existing.data != data:
                 raise RegistrationConflict(
                     f"{kind} '{spec.name}' version {spec.version} is already registered with different content"
@@ -388,10 +469,8 @@ class Registry:
         return registration.spec
 
     async def _get(self, subject: str, what: str) -> Registration:
-        try:
-            raw = await self.js.get_msg(subjects.EVENTS_STREAM, subject=subject, direct=True)
-        except nats.js.errors.NotFoundError:
-            raise NotFound(f"{what} is not registered") from None
-        assert raw.data is not None
+        raw = await last_message(self.js, subject)
+        if raw is None or raw.data is None:
+            raise NotFound(f"{what} is not registered")
         registration: Registration = registration_decoder.decode(raw.data)
         return registration

@@ -8,6 +8,7 @@ EVENTS_STREAM = "PLAIT_EVENTS"
 COMMANDS_STREAM = "PLAIT_COMMANDS"
 DISPATCH_STREAM = "PLAIT_DISPATCH"
 DEAD_LETTER_STREAM = "PLAIT_DEADLETTER"
+QUARANTINE_STREAM = "PLAIT_QUARANTINE"
 
 EVENTS_ROOT = "plait.ev"
 REGISTRY_ROOT = "plait.reg"
@@ -17,8 +18,11 @@ DEAD_LETTER_ROOT = "plait.dlq"
 CATALOG_ROOT = "plait.catalog"
 CACHE_ROOT = "plait.cache"
 SCHEDULES_ROOT = "plait.sched"
+QUARANTINE_ROOT = "plait.quarantine"
+QUARANTINE_REPLAY_ROOT = "plait.quarantine_replay"  # requests to a reader: not stored in the quarantine stream
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-:]+$")
+_TENANT = re.compile(r"^[A-Za-z0-9_\-.]+$")
 
 
 def token(value: str, what: str) -> str:
@@ -29,37 +33,59 @@ def token(value: str, what: str) -> str:
     return converted
 
 
+def tenant(project: str, domain: str) -> str:
+    """A project and domain as the two subject tokens that scope everything of theirs."""
+    return f"{token(project, 'project')}.{token(domain, 'domain')}"
+
+
+def check_tenant_name(value: str, what: str) -> str:
+    """``value`` if it may name a project or domain: like any name, but without ':', which a subject token
+    writes for '.' (so ``a.b`` and ``a:b`` would share subjects, and ``tenant_of_subject`` could not tell them
+    apart)."""
+    if not _TENANT.match(value):
+        raise ValueError(f"{what} '{value}' may only hold letters, digits, '_', '-' and '.'")
+    return value
+
+
+def tenant_of_subject(subject: str) -> tuple[str, str]:
+    """The (project, domain) of a subject ``<root>.<kind>.<project>.<domain>...``, with '.' for ':' (see
+    ``check_tenant_name``)."""
+    parts = subject.split(".", 4)
+    if len(parts) < 4 or not parts[2] or not parts[3]:
+        raise ValueError(f"subject '{subject}' names no project and domain")
+    return parts[2].replace(":", "."), parts[3].replace(":", ".")
+
+
+def scoped_id(project: str, domain: str, identifier: str) -> str:
+    """``identifier`` made unique across projects and domains: for ``Nats-Msg-Id``, whose duplicate window spans
+    a whole stream, where an execution id (and every id made from it) may recur in another project or domain."""
+    return f"{project}/{domain}/{identifier}"
+
+
 def execution_subject(project: str, domain: str, execution_id: str) -> str:
-    return f"{EVENTS_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}.{token(execution_id, 'execution id')}"
+    return f"{EVENTS_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}"
 
 
 def registration_subject(project: str, domain: str, kind: str, name: str, version: str) -> str:
-    return (
-        f"{REGISTRY_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}.{kind}"
-        f".{token(name, 'name')}.{token(version, 'version')}"
-    )
+    return f"{REGISTRY_ROOT}.{tenant(project, domain)}.{kind}.{token(name, 'name')}.{token(version, 'version')}"
 
 
 def command_subject(project: str, domain: str, execution_id: str, kind: str) -> str:
-    return (
-        f"{COMMANDS_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}"
-        f".{token(execution_id, 'execution id')}.{kind}"
-    )
+    return f"{COMMANDS_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}.{kind}"
 
 
 def cache_entry_subject(project: str, domain: str, key: str) -> str:
-    return f"{CACHE_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}.{token(key, 'cache key')}.entry"
+    return f"{CACHE_ROOT}.{tenant(project, domain)}.{token(key, 'cache key')}.entry"
 
 
 def cache_waiter_subject(project: str, domain: str, key: str) -> str:
-    return f"{CACHE_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}.{token(key, 'cache key')}.waiter"
+    return f"{CACHE_ROOT}.{tenant(project, domain)}.{token(key, 'cache key')}.waiter"
 
 
 def schedule_subject(project: str, domain: str, execution_id: str, name: str) -> str:
     """Where a timer of an execution waits (one per ``name``) before it fires as a command."""
     return (
-        f"{SCHEDULES_ROOT}.{token(project, 'project')}.{token(domain, 'domain')}"
-        f".{token(execution_id, 'execution id')}.{token(name, 'timer name')}"
+        f"{SCHEDULES_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}.{token(name, 'timer name')}"
     )
 
 
@@ -69,6 +95,11 @@ def dispatch_subject(cluster: str, queue: str) -> str:
 
 def dead_letter_subject(original: str) -> str:
     return f"{DEAD_LETTER_ROOT}.{original}"
+
+
+def quarantine_subject(reader: str, sequence: int) -> str:
+    """Where the quarantine entry of the message at ``sequence`` that ``reader`` could not take is kept."""
+    return f"{QUARANTINE_ROOT}.{token(reader, 'reader')}.{sequence}"
 
 
 def execution_of_command_subject(subject: str) -> tuple[str, str, str] | None:

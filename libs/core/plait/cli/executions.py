@@ -59,7 +59,8 @@ async def list_executions(settings: Settings, status: str | None, limit: int, as
 
 
 async def show_execution(settings: Settings, execution_id: str, as_json: bool) -> int:
-    answer = await _query(settings, "executions.show", {"execution_id": execution_id})
+    request = {"project": settings.project, "domain": settings.domain, "execution_id": execution_id}
+    answer = await _query(settings, "executions.show", request)
     execution = answer["execution"]
     if as_json:
         sys.stdout.write(msgspec.json.encode(execution).decode() + "\n")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from plait.cli import catalog_commands
+from plait.cli import aside_commands, catalog_commands
 from plait.errors import DefinitionError, InputError, NotFound, PlaitError
 
 DESCRIPTION = """\
@@ -35,6 +35,8 @@ examples:
   plait audit verify --all       # hash chains, invariants, and the catalog against a replay
   plait schema export schemas/   # JSON Schemas of the wire format
   plait lineage ID --dot | dot -Tsvg > lineage.svg   # where an execution's data came from and went
+  plait deadletter count         # refused commands (alert when > 0); list, show, redrive
+  plait quarantine list          # stored messages a service could not read; replay after an upgrade
 """
 
 
@@ -118,6 +120,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     export.add_argument("directory", nargs="?", default="schemas", metavar="DIR", help="default: ./schemas")
     catalog_commands.add_parsers(commands)
+    aside_commands.add_parsers(commands)
     return parser, run
 
 
@@ -186,6 +189,8 @@ def dispatch(argv: Sequence[str]) -> int:
     configure_logging(settings.log_format, "warning", file=settings.home_path / "logs" / "plait.log")
     if args.command in catalog_commands.COMMANDS:
         return catalog_commands.run(settings, args)
+    if args.command in aside_commands.COMMANDS:
+        return aside_commands.run(settings, args)
     if args.command in ("replay", "audit"):
         from plait.cli import history
 

@@ -1,0 +1,98 @@
+"""A launch starts at most one execution, whatever is lost on the way, and its errors are plait's own.
+Against a real nats-server, scheduler and executor."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from plait import ConnectionError, InputError, PlaitError, Timeout, codec
+from plait.client import AsyncClient
+from plait.core.events import ExecutionLaunched
+from plait.embedded import NatsServer
+from plait_executor import ExecutorService
+from plait_scheduler import SchedulerService
+from tests import workflows
+from tests.running import running
+
+LOST_ACK_SECONDS = 0.000_01  # JetStream stores the command, but its acknowledgement comes later than this
+
+
+def services(nats_url: str) -> tuple[SchedulerService, ExecutorService]:
+    return SchedulerService(nats_url, replica="test-scheduler"), ExecutorService(nats_url, worker_name="test-executor")
+
+
+async def outputs_of_the_only_execution(client: AsyncClient, execution_id: str) -> dict[str, object] | None:
+    """The outputs of ``execution_id`` once it succeeded, having checked it is the only execution, launched once."""
+    with anyio.fail_after(60):
+        final = await client.wait(execution_id)
+    assert final.status == "succeeded"
+    assert await client.execution_ids() == [execution_id]
+    stored = [codec.decision_decoder.decode(record.data) for record in await client.records(execution_id)]
+    assert sum(isinstance(event, ExecutionLaunched) for decision in stored for event in decision.events) == 1
+    return final.outputs
+
+
+async def test_a_launch_whose_acknowledgements_are_lost_starts_one_execution(nats_url: str) -> None:
+    scheduler, executor = services(nats_url)
+    async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+        await client.register(workflows.add_two)
+        client.js = client.nc.jetstream(timeout=LOST_ACK_SECONDS)  # every publish's acknowledgement is too late
+        with anyio.fail_after(60):
+            execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2}, timeout=30)
+        client.js = client.nc.jetstream()
+        assert await outputs_of_the_only_execution(client, execution_id) == {"result": 3}
+
+
+async def test_a_launch_nobody_decides_raises_timeout_and_its_retry_starts_one_execution(nats_url: str) -> None:
+    async with await AsyncClient.connect(nats_url) as client:
+        with pytest.raises(Timeout) as raised:
+            await client.launch(workflows.add_two, {"a": 20, "b": 22}, timeout=1)
+        assert isinstance(raised.value, PlaitError)
+        execution_id = raised.value.execution_id
+        assert execution_id and f"execution_id={execution_id!r}" in str(raised.value)
+
+        scheduler, executor = services(nats_url)
+        async with running(scheduler.run, executor.run):  # the command stored by the first call is decided now
+            with anyio.fail_after(60):
+                again = await client.launch(workflows.add_two, {"a": 20, "b": 22}, execution_id=execution_id)
+            assert again == execution_id
+            assert await outputs_of_the_only_execution(client, execution_id) == {"result": 42}
+
+
+async def test_retrying_a_launch_that_was_refused_meanwhile_raises_the_refusal(nats_url: str) -> None:
+    """The refusal went to the first try's inbox: the retry, a duplicate, finds it among the dead letters."""
+    async with await AsyncClient.connect(nats_url) as client:
+        with pytest.raises(Timeout) as raised:
+            await client.launch(workflows.add_two, {"a": "one", "b": 2}, timeout=1)
+        scheduler, executor = services(nats_url)
+        async with running(scheduler.run, executor.run):
+            for _ in range(2):  # refused while the retry waits, or before it looks
+                with anyio.fail_after(30), pytest.raises(InputError, match="input 'a' expects int"):
+                    await client.launch(
+                        workflows.add_two, {"a": "one", "b": 2}, execution_id=raised.value.execution_id, timeout=20
+                    )
+        assert await client.execution_ids() == []
+
+
+async def test_bad_ids_and_waits_that_end_in_time_raise_plaits_errors(nats_url: str) -> None:
+    async with await AsyncClient.connect(nats_url) as client:
+        with pytest.raises(InputError, match="execution id 'two words' may only hold"):
+            await client.launch(workflows.add_two, {"a": 1, "b": 2}, execution_id="two words")
+        with pytest.raises(InputError, match="execution id 'a/b'"):
+            await client.wait("a/b")
+        with pytest.raises(Timeout, match=r"execution nobody did not end within 0\.2 s"):
+            await client.wait("nobody", timeout=0.2)
+
+
+async def test_with_nats_gone_every_call_raises_a_connection_error_naming_the_launch(nats_server: NatsServer) -> None:
+    async with await AsyncClient.connect(nats_server.url) as client:
+        await client.register(workflows.add_two)
+        client.js = client.nc.jetstream(timeout=1)
+        nats_server.stop()
+        with pytest.raises(ConnectionError) as raised:
+            await client.launch(workflows.add_two, {"a": 1, "b": 2}, timeout=2)
+        assert raised.value.execution_id
+        for call in (client.log_position(), client.query("executions.list", {}, timeout=1), client.get("any")):
+            with pytest.raises(ConnectionError):
+                await call
