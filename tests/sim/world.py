@@ -210,7 +210,8 @@ class SimStore:
     def __init__(self, world: World) -> None:
         self.world = world
 
-    async def load(self, subject: str, state: Execution | None = None) -> Execution | None:
+    async def load(self, subject: str, state: Execution | None = None, *, at_least: int = 0) -> Execution | None:
+        """The log is one in-memory list: every read sees every record stored, so ``at_least`` always holds."""
         after = state.last_sequence if state else 0
         for record in self.world.log.by_subject.get(subject, []):
             if record.sequence > after:
