@@ -15,6 +15,7 @@ import anyio.to_thread
 
 from plait.audit import Problem
 from plait.client import AsyncClient
+from plait.errors import Timeout
 from plait.invariants import check_execution
 from plait.replay import replay, timeline
 from plait.sdk import Workflow
@@ -106,7 +107,7 @@ async def wait_all(client: AsyncClient, ids: list[str], timeout: float, report: 
     async def one(execution_id: str) -> None:
         try:
             await client.wait(execution_id, timeout=timeout)
-        except TimeoutError:
+        except Timeout:
             records = await client.records(execution_id)
             if not replay(records).terminal:
                 print(f"execution {execution_id} did not end within {timeout:.0f} s:")
