@@ -73,7 +73,7 @@ async def test_an_intact_history_verifies_clean_against_the_catalog(history: His
 
     done = await plait_command_async(["audit", "verify", "--all"], history.env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 executions, 0 problems (chains and catalog checked)" in done.stderr
+    assert "3 executions, 0 problems (chains, invariants and catalog checked)" in done.stderr
 
 
 async def test_a_catalog_row_that_differs_from_the_log_is_reported(history: History) -> None:

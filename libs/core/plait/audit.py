@@ -29,6 +29,15 @@ ProblemKind = Literal[
     "not_launched",
     "relaunched",
     "catalog_mismatch",
+    # the invariants of a whole history (plait.invariants)
+    "not_ended",
+    "after_end",
+    "node_ended_twice",
+    "node_not_ended",
+    "attempt_gap",
+    "unknown_attempt",
+    "unknown_node",
+    "queued_early",
 ]
 
 

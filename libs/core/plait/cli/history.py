@@ -10,12 +10,13 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from plait.audit import Problem, verify_catalog, verify_chain
+from plait.audit import Problem, verify_catalog
 from plait.cli.progress import STATUS_STYLE
 from plait.cli.stack import nats_for_command
 from plait.client import AsyncClient
 from plait.core.state import Execution
 from plait.errors import InputError, NotFound
+from plait.invariants import check_execution
 from plait.replay import replay, timeline
 from plait.settings import Settings
 
@@ -100,9 +101,9 @@ async def replay_execution(
     return 0
 
 
-async def _verify_one(client: AsyncClient, execution_id: str, catalog: bool) -> list[Problem]:
+async def _verify_one(client: AsyncClient, execution_id: str, catalog: bool, ended: bool) -> list[Problem]:
     records = await client.records(execution_id)
-    problems = verify_chain(records)
+    problems = check_execution(records, ended=ended)
     if problems or not catalog:
         return problems
     state = replay(records)
@@ -115,7 +116,12 @@ async def _verify_one(client: AsyncClient, execution_id: str, catalog: bool) -> 
     return verify_catalog(state, answer["execution"])
 
 
-async def audit_verify(settings: Settings, execution_id: str | None, everything: bool, catalog: bool) -> int:
+async def audit_verify(
+    settings: Settings, execution_id: str | None, everything: bool, catalog: bool, ended: bool = False
+) -> int:
+    """Check each execution's chain and invariants (``plait.invariants``), then its catalog row; 1 on any problem.
+
+    ``ended``: every execution must have ended (for a system that has finished its work)."""
     if (execution_id is None) == (not everything):
         raise InputError("give an execution id or --all")
     async with nats_for_command(settings, services=("catalog",) if catalog else ()) as nats_url:
@@ -123,9 +129,9 @@ async def audit_verify(settings: Settings, execution_id: str | None, everything:
             ids = await client.execution_ids() if everything else [execution_id or ""]
             problems: list[Problem] = []
             for one in ids:
-                problems += await _verify_one(client, one, catalog)
+                problems += await _verify_one(client, one, catalog, ended)
     for problem in problems:
         print(problem)
-    checked = "chains and catalog" if catalog else "chains"
+    checked = "chains, invariants and catalog" if catalog else "chains and invariants"
     print(f"{len(ids)} executions, {len(problems)} problems ({checked} checked)", file=sys.stderr)
     return 1 if problems else 0

@@ -32,7 +32,7 @@ examples:
   plait dev                      # keep a local stack running for other commands
   plait executions list
   plait replay ID --timeline     # who did what, when, caused by which command
-  plait audit verify --all       # hash chains, and the catalog against a replay
+  plait audit verify --all       # hash chains, invariants, and the catalog against a replay
   plait schema export schemas/   # JSON Schemas of the wire format
   plait lineage ID --dot | dot -Tsvg > lineage.svg   # where an execution's data came from and went
   plait deadletter count         # refused commands (alert when > 0); list, show, redrive
@@ -99,13 +99,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     verify = audit.add_parser(
         "verify",
-        help="check hash chains, and the catalog against a replay; exits 1 on any problem",
+        help="check hash chains, invariants, and the catalog against a replay; exits 1 on any problem",
         description="For each execution: every record decodes, belongs to its subject, is unchanged and chains "
-        "to the one before it; then the catalog's row equals the replayed state.",
+        "to the one before it; its history keeps plait's invariants (nothing after an end, one end per node, "
+        "attempts numbered 1..n, no node queued before its inputs); then the catalog's row equals the replayed "
+        "state.",
     )
     verify.add_argument("execution_id", nargs="?", metavar="ID")
     verify.add_argument("--all", action="store_true", help="every execution of the project and domain")
-    verify.add_argument("--no-catalog", action="store_true", help="check the chains only")
+    verify.add_argument("--no-catalog", action="store_true", help="check the chains and invariants only")
+    verify.add_argument(
+        "--ended", action="store_true", help="every execution must have ended (once the system has finished its work)"
+    )
 
     schema = commands.add_parser("schema", help="the wire format as JSON Schema").add_subparsers(
         dest="action", metavar="ACTION", required=True
@@ -191,7 +196,7 @@ def dispatch(argv: Sequence[str]) -> int:
 
         if args.command == "replay":
             return anyio.run(history.replay_execution, settings, args.execution_id, args.at, args.json, args.timeline)
-        return anyio.run(history.audit_verify, settings, args.execution_id, args.all, not args.no_catalog)
+        return anyio.run(history.audit_verify, settings, args.execution_id, args.all, not args.no_catalog, args.ended)
     from plait.cli import executions
 
     if args.action == "list":

@@ -1,0 +1,258 @@
+"""Invariants of an execution's whole history: what every log plait writes must satisfy, however it was made.
+
+``check_execution`` walks the decisions stored on one execution's subject and reports each place where:
+
+- the hash chain is broken (``plait.audit.verify_chain``);
+- an event follows the execution's end (a ``CommandRejected`` may: it records a refusal and changes nothing),
+  or follows the end of the node (or map item) it names;
+- a node or map item ends more than once, or an execution succeeds while a node has not;
+- a node's (or map item's) attempts are not queued as 1, 2, 3... with the ids the core derives from them, or an
+  attempt is queued twice;
+- an event names an attempt that was never queued, or ends an attempt that already ended, or names a node the
+  workflow does not have;
+- a node is queued, looked up or started (a map) before every node it reads from has succeeded;
+- with ``ended``: the execution has not ended (checked once a run is over and every execution should have);
+- with ``catalog_execution``: the catalog's row differs from a fresh replay (``plait.audit.verify_catalog``).
+
+A pure function over stored records: the audit command, the deterministic simulator and the fault suite all
+use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from plait import codec
+from plait.audit import Problem, ProblemKind, verify_catalog, verify_chain
+from plait.core.events import (
+    TERMINAL_EVENTS,
+    AttemptFailed,
+    AttemptStarted,
+    CommandRejected,
+    Event,
+    ExecutionLaunched,
+    ExecutionSucceeded,
+    MapItemFailed,
+    MapItemSucceeded,
+    MapStarted,
+    NodeCacheHit,
+    NodeCacheLookup,
+    NodeCacheWaiting,
+    NodeFailed,
+    NodeQueued,
+    NodeSucceeded,
+    RetryScheduled,
+)
+from plait.core.ids import attempt_id, item_attempt_id
+from plait.core.state import launch
+from plait.replay import Record, replay
+
+NODE_ENDS = (NodeSucceeded, NodeCacheHit, NodeFailed)
+ITEM_ENDS = (MapItemSucceeded, MapItemFailed)
+NodeEvent = (
+    NodeQueued
+    | NodeCacheLookup
+    | NodeCacheWaiting
+    | NodeCacheHit
+    | RetryScheduled
+    | MapStarted
+    | MapItemSucceeded
+    | MapItemFailed
+    | AttemptStarted
+    | AttemptFailed
+    | NodeSucceeded
+    | NodeFailed
+)
+
+
+class _Walk:
+    """What the history has shown so far, and the problems found in it."""
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        self.problems: list[Problem] = []
+        self.upstream: dict[str, tuple[str, ...]] | None = None  # by node, once launched
+        self.ended = False
+        self.node_ends: set[str] = set()
+        self.succeeded: set[str] = set()
+        self.item_ends: set[tuple[str, int]] = set()
+        self.last_attempt: dict[tuple[str, int], int] = {}  # (node, item or -1) -> its last attempt queued
+        self.queued: dict[str, str] = {}  # attempt id -> node
+        self.ended_attempts: set[str] = set()
+        self.looked_up: set[str] = set()
+        self.maps_started: set[str] = set()
+        self.record = Record(sequence=0, subject="", data=b"")
+        self.index = 0
+
+    def report(self, kind: ProblemKind, message: str) -> None:
+        self.problems.append(
+            Problem(
+                kind=kind,
+                message=message,
+                execution_id=self.execution_id,
+                sequence=self.record.sequence,
+                index=self.index,
+            )
+        )
+
+    def event(self, event: Event) -> None:
+        if self.ended and not isinstance(event, CommandRejected):
+            self.report("after_end", f"{_name(event)} after the execution ended")
+            return
+        if isinstance(event, ExecutionLaunched):
+            if self.upstream is None:
+                self.upstream = {node.id: node.upstream for node in launch(event, _EPOCH).nodes.values()}
+            return
+        if isinstance(event, TERMINAL_EVENTS):
+            if isinstance(event, ExecutionSucceeded):
+                self._succeeded_execution()
+            self.ended = True
+            return
+        if isinstance(event, NodeEvent):
+            self._node_event(event)
+
+    def _succeeded_execution(self) -> None:
+        unfinished = sorted(set(self.upstream or ()) - self.succeeded)
+        if unfinished:
+            self.report("node_not_ended", f"the execution succeeded, but not node(s) {', '.join(unfinished)}")
+
+    def _node_event(self, event: NodeEvent) -> None:
+        node = event.node
+        if self.upstream is None or node not in self.upstream:
+            self.report("unknown_node", f"{_name(event)} names node '{node}', which the workflow does not have")
+            return
+        if node in self.node_ends:
+            kind: ProblemKind = "node_ended_twice" if isinstance(event, NODE_ENDS) else "after_end"
+            self.report(kind, f"{_name(event)} of node '{node}' after the node ended")
+            return
+        match event:
+            case NodeQueued():
+                self._queued(event)
+            case NodeCacheLookup():
+                self._ready(node, event)
+                self.looked_up.add(node)
+            case MapStarted():
+                self._ready(node, event)
+                self.maps_started.add(node)
+            case AttemptStarted():
+                self._known_attempt(node, event.attempt_id, event)
+            case AttemptFailed():
+                self._attempt_ends(node, event.attempt_id, event)
+            case MapItemSucceeded() | MapItemFailed():
+                self._item_ends(event)
+            case NodeSucceeded():
+                self._node_succeeds(event)
+            case NodeCacheHit():
+                if node not in self.looked_up:
+                    self.report("unknown_attempt", f"node '{node}' hit the cache without looking it up")
+                self._node_ends(node, succeeded=True)
+            case NodeFailed():
+                self._node_ends(node, succeeded=False)
+
+    def _ready(self, node: str, event: Event) -> None:
+        assert self.upstream is not None
+        early = [parent for parent in self.upstream[node] if parent not in self.succeeded]
+        if early:
+            self.report("queued_early", f"{_name(event)} of node '{node}' before {', '.join(early)} succeeded")
+
+    def _queued(self, event: NodeQueued) -> None:
+        node, index, attempt = event.node, event.index, event.attempt
+        if index >= 0 and node not in self.maps_started:
+            self.report("unknown_attempt", f"item {index} of node '{node}' queued before its map started")
+        if index < 0 and attempt == 1 and node not in self.looked_up:
+            self._ready(node, event)
+        expected_number = self.last_attempt.get((node, index), 0) + 1
+        item = f"item {index} of node '{node}'" if index >= 0 else f"node '{node}'"
+        if attempt != expected_number:
+            self.report("attempt_gap", f"{item} queued attempt {attempt}, expected attempt {expected_number}")
+        self.last_attempt[(node, index)] = max(attempt, self.last_attempt.get((node, index), 0))
+        expected_id = (
+            item_attempt_id(self.execution_id, node, index, attempt)
+            if index >= 0
+            else attempt_id(self.execution_id, node, attempt)
+        )
+        if event.attempt_id != expected_id:
+            self.report("attempt_gap", f"{item} attempt {attempt} has id '{event.attempt_id}', not '{expected_id}'")
+        if event.attempt_id in self.queued:
+            self.report("attempt_gap", f"attempt '{event.attempt_id}' queued twice")
+        self.queued[event.attempt_id] = node
+
+    def _known_attempt(self, node: str, attempt: str, event: Event) -> bool:
+        if self.queued.get(attempt) != node:
+            self.report("unknown_attempt", f"{_name(event)} names attempt '{attempt}' of node '{node}', never queued")
+            return False
+        if attempt in self.ended_attempts:
+            self.report("after_end", f"{_name(event)} of attempt '{attempt}' after it ended")
+            return False
+        return True
+
+    def _attempt_ends(self, node: str, attempt: str, event: Event) -> None:
+        if self._known_attempt(node, attempt, event):
+            self.ended_attempts.add(attempt)
+
+    def _item_ends(self, event: MapItemSucceeded | MapItemFailed) -> None:
+        item = (event.node, event.index)
+        if isinstance(event, MapItemSucceeded):
+            self._attempt_ends(event.node, event.attempt_id, event)
+        if item in self.item_ends:
+            self.report("node_ended_twice", f"item {event.index} of node '{event.node}' ended twice")
+        self.item_ends.add(item)
+
+    def _node_succeeds(self, event: NodeSucceeded) -> None:
+        if event.attempt_id:
+            self._attempt_ends(event.node, event.attempt_id, event)
+        elif event.node not in self.maps_started:
+            self.report("unknown_attempt", f"node '{event.node}' succeeded without an attempt or a map")
+        self._node_ends(event.node, succeeded=True)
+
+    def _node_ends(self, node: str, *, succeeded: bool) -> None:
+        self.node_ends.add(node)
+        if succeeded:
+            self.succeeded.add(node)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # launch() wants a time; the walk reads only the DAG it builds
+
+
+def _name(event: Event) -> str:
+    return str(type(event).__struct_config__.tag)
+
+
+def check_execution(
+    records: Sequence[Record], *, ended: bool = False, catalog_execution: dict[str, Any] | None = None
+) -> list[Problem]:
+    """Every problem of one execution's stored records (in their order on its subject); [] when none.
+
+    ``ended``: the execution must have ended. ``catalog_execution``: the catalog's row for it (the ``execution``
+    of an ``executions.show`` reply), compared with a replay when the chain is intact.
+    """
+    problems = verify_chain(records)
+    execution_id = problems[0].execution_id if problems else ""
+    walk = _Walk(execution_id)
+    for index, record in enumerate(records):
+        try:
+            decision = codec.decision_decoder.decode(record.data)
+        except msgspec.DecodeError:
+            continue  # verify_chain reported it
+        walk.execution_id = walk.execution_id or decision.execution_id
+        walk.record, walk.index = record, index
+        for event in decision.events:
+            walk.event(event)
+    problems += walk.problems
+    if ended and not walk.ended:
+        problems.append(
+            Problem(
+                kind="not_ended",
+                message="the execution has not ended",
+                execution_id=walk.execution_id,
+                sequence=records[-1].sequence if records else None,
+                index=len(records) - 1 if records else None,
+            )
+        )
+    if catalog_execution is not None and not problems:
+        problems += verify_catalog(replay(records), catalog_execution)
+    return problems

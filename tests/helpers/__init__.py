@@ -1,0 +1,1 @@
+"""Helpers shared by the simulator, the fault suite and the invariant tests."""

@@ -1,0 +1,37 @@
+"""Workflows only the simulator runs: delayed retries, alone and in a map (module level, so attempts can load them)."""
+
+from __future__ import annotations
+
+from plait import map_task, task, workflow
+
+
+@task(retries=2, retry_delay_seconds=1.0)
+def wobbly(x: int) -> int:
+    return x + 1
+
+
+@workflow
+def retried_later(x: int = 1) -> int:
+    return wobbly(x=wobbly(x=x))
+
+
+@workflow
+def items_retried_later(xs: list[int]) -> list[int]:
+    return map_task(wobbly, concurrency=2)(x=xs)
+
+
+@task
+def widen(x: str) -> str:
+    return x * 200
+
+
+@task
+def length(s: str, n: int) -> int:
+    return len(s) + n
+
+
+@workflow
+def widely_read(x: str = "abcdef") -> list[int]:
+    """One value read by six tasks: the decision that queues them repeats it six times (issue 10 defect 1)."""
+    wide = widen(x=x)
+    return [length(s=wide, n=n) for n in range(6)]
