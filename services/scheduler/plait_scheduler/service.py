@@ -44,6 +44,7 @@ IN_FLIGHT_PER_CONSUMER = 1024  # messages a replica holds from one consumer: arr
 ACK_WAIT_SECONDS = 5.0
 """How long a message a replica took stays with it without word: a killed replica's messages move on after this. A
 live replica tells the server it is still at work every third of it (``in progress``), however long it takes."""
+RETRY_BATCH_SECONDS = 1.0  # how long a batch whose handling failed waits before it is delivered again
 HOLD_STARTED_SECONDS = 0.05
 """How long ``started`` commands alone are held back, so that a quick attempt's result shares their decision
 (one append instead of two) rather than waiting behind it."""
@@ -171,6 +172,9 @@ class SchedulerService:
                     with anyio.CancelScope(shield=True):  # a batch taken is finished, then the replica may stop
                         try:
                             await handle(batch)
+                        except Exception:  # handed back below: no batch may stop the replica
+                            self.log.exception("batch_failed", stream=stream, messages=len(batch))
+                            await _hand_back_later(batch)
                         finally:
                             for msg in batch:
                                 taken.pop(id(msg), None)
@@ -325,6 +329,14 @@ def _sent_for(command: Command, subject: str) -> bool:
         return subjects.token(command.execution_id, "execution id") == target[2]
     except ValueError:
         return False
+
+
+async def _hand_back_later(messages: list[Msg]) -> None:
+    """Return messages whose handling failed, to be delivered again a little later (those settled meanwhile are
+    left as they are: the server ignores a late ``nak``)."""
+    for msg in messages:
+        with contextlib.suppress(nats.errors.Error):  # else redelivered after the ack wait
+            await msg.nak(delay=RETRY_BATCH_SECONDS)
 
 
 def _drain(arrivals: MemoryObjectReceiveStream[Msg]) -> list[Msg]:
