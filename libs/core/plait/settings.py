@@ -23,7 +23,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     queue: str = "default"
     concurrency: int = 0  # 0: one worker process per core
     stream_replicas: int | None = None  # 3 on a NATS cluster; when unset, existing streams are left as they are
-    ack_wait_seconds: float = 30.0  # how long a silent consumer keeps a message before it is redelivered
+    ack_wait_seconds: float = 30.0  # how long a silent executor keeps a dispatch before it is redelivered
+    state_cache_bytes: int = 128 * 1024 * 1024  # a scheduler's cache of execution states (estimated memory)
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     home: str = ""
@@ -43,6 +44,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise InputError(f"PLAIT_STREAM_REPLICAS must be 1, 3 or 5, got {self.stream_replicas}")
         if self.ack_wait_seconds <= 0:
             raise InputError(f"PLAIT_ACK_WAIT_SECONDS must be positive, got {self.ack_wait_seconds}")
+        if self.state_cache_bytes < 0:
+            raise InputError(f"PLAIT_STATE_CACHE_BYTES must be 0 (no cache) or more, got {self.state_cache_bytes}")
         if self.cache_reservation_seconds <= 0:
             raise InputError(f"PLAIT_CACHE_RESERVATION_SECONDS must be positive, got {self.cache_reservation_seconds}")
         if self.cache_lookup_seconds <= 0:
@@ -77,6 +80,7 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "queue": "PLAIT_QUEUE",
     "concurrency": "PLAIT_CONCURRENCY",
     "ack_wait_seconds": "PLAIT_ACK_WAIT_SECONDS",
+    "state_cache_bytes": "PLAIT_STATE_CACHE_BYTES",
     "stream_replicas": "PLAIT_STREAM_REPLICAS",
     "log_format": "PLAIT_LOG_FORMAT",
     "log_level": "PLAIT_LOG_LEVEL",
