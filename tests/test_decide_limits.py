@@ -1,16 +1,19 @@
-"""The pure core's bounds: nesting of values at the edge, rejections recorded per execution, decisions that
-cannot be stored."""
+"""Bounds: nesting of values at the edge, rejections recorded per execution, decisions that cannot be stored or
+read back."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from plait import codec
 from plait.core.commands import ReportAttemptResult
 from plait.core.decide import MAX_RECORDED_REJECTIONS, decide_batch, decide_unstorable
-from plait.core.events import AttemptFailed, CommandRejected, Decision, ExecutionFailed, NodeFailed
+from plait.core.events import AttemptFailed, CommandRejected, Decision, ExecutionFailed, NodeFailed, NodeQueued
 from plait.core.validate import MAX_VALUE_DEPTH, nesting_problem
+from plait_scheduler.decisions import UnreadableDecision, encode_readable
 from tests import definitions
 from tests.launching import launched, resolved_launch
 
@@ -87,3 +90,15 @@ def test_an_unstorable_decision_fails_the_node_whose_value_made_it() -> None:
     assert outcome.state is not None and outcome.state.status == "failed"
     assert outcome.state.error is not None and outcome.state.error.message.endswith("the limit is 8")
     assert outcome.command_ids == ["r"]
+
+
+def test_a_decision_nested_too_deeply_to_be_read_back_is_refused_before_it_is_appended() -> None:
+    def queueing(depth: int) -> Decision:
+        inputs = {"x": nested(depth)}
+        event = NodeQueued(node="n", attempt_id="e/n/1", attempt=1, task="t", queue="q", inputs=inputs)
+        return Decision(execution_id="e", at=AT, replica="r", commands=("c",), previous="", events=(event,))
+
+    readable = encode_readable(queueing(900))
+    assert codec.decision_decoder.decode(readable) == queueing(900)
+    with pytest.raises(UnreadableDecision, match="nests too deeply to be stored and read back"):
+        encode_readable(queueing(1200))

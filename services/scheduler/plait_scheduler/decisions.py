@@ -13,12 +13,31 @@ from plait.core.commands import Command
 from plait.core.decide import Outcome, ResolvedLaunch, decide_batch, decide_unstorable, each_command
 from plait.core.events import Decision
 from plait.core.state import Execution
-from plait.errors import ConflictError
+from plait.errors import ConflictError, PlaitError
 from plait_scheduler.cache import StateCache
 
 log = structlog.get_logger()
 
 MAX_CONFLICT_RETRIES = 50
+READ_BACK_BRACKETS = 900
+"""A decision with fewer opening brackets than this cannot nest deeply enough for a reader's decoder to refuse it
+(msgspec stops at 1,000 levels); one with more is decoded once before it is appended."""
+
+
+class UnreadableDecision(PlaitError):
+    """A decision nests too deeply for its readers to decode: appending it would break every reader of the log."""
+
+
+def encode_readable(decision: Decision) -> bytes:
+    """The decision's bytes; ``UnreadableDecision`` when they could not be made, or not be read back by the
+    readers' decoder."""
+    try:
+        data = codec.encode(decision)
+        if data.count(b"[") + data.count(b"{") >= READ_BACK_BRACKETS:
+            codec.decision_decoder.decode(data)
+    except RecursionError as exc:
+        raise UnreadableDecision("the decision nests too deeply to be stored and read back") from exc
+    return data
 
 
 class Decider:
@@ -36,8 +55,9 @@ class Decider:
     async def decide(self, subject: str, commands: Sequence[Command | ResolvedLaunch]) -> Outcome:
         """Decide ``commands`` for the execution on ``subject`` and append the result; returns the outcome.
 
-        A decision too large to store is decided again one command at a time; a single command whose decision is
-        too large fails its node and execution with the reason (or, for a launch, is rejected).
+        A decision that cannot be stored (too large, or too deeply nested to be read back) is decided again one
+        command at a time; a single command whose decision still cannot be stored fails its node and execution with
+        the reason (or, for a launch, is rejected).
         """
         for _ in range(MAX_CONFLICT_RETRIES):
             state = self.cache.take(subject) or await self.store.load(subject)
@@ -53,8 +73,8 @@ class Decider:
             except ConflictError:
                 self.conflicts += 1
                 log.debug("decision_conflict", subject=subject, expected=expected)
-            except DecisionTooLarge as exc:
-                return await self._too_large(subject, commands, outcome, exc)
+            except (DecisionTooLarge, UnreadableDecision) as exc:
+                return await self._unstorable(subject, commands, outcome, exc)
         raise ConflictError(f"{subject}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")
 
     async def _append(self, subject: str, outcome: Outcome, expected: int, previous: str, now: datetime) -> Outcome:
@@ -68,7 +88,7 @@ class Decider:
             previous=previous,
             events=tuple(outcome.events),
         )
-        data = codec.encode(decision)
+        data = encode_readable(decision)
         state.last_sequence, state.last_digest = await self.store.append_encoded(subject, data, expected)
         state.decisions += 1
         state.stored_bytes += len(data)
@@ -80,15 +100,21 @@ class Decider:
         if state is not None:
             self.cache.put(subject, state)
 
-    async def _too_large(
-        self, subject: str, commands: Sequence[Command | ResolvedLaunch], outcome: Outcome, exc: DecisionTooLarge
+    async def _unstorable(
+        self,
+        subject: str,
+        commands: Sequence[Command | ResolvedLaunch],
+        outcome: Outcome,
+        exc: DecisionTooLarge | UnreadableDecision,
     ) -> Outcome:
         units = list(each_command(commands))
         if len(units) > 1:
             return _merged([await self.decide(subject, [unit]) for unit in units])
         [command] = units
-        reason = f"{exc}: a value is too large to be passed on this way"
-        log.warning("decision_too_large", subject=subject, size=exc.size, limit=exc.limit)
+        reason = (
+            f"{exc}: a value is too large to be passed on this way" if isinstance(exc, DecisionTooLarge) else str(exc)
+        )
+        log.warning("decision_unstorable", subject=subject, reason=str(exc))
         for _ in range(MAX_CONFLICT_RETRIES):
             state = await self.store.load(subject)
             if state is None:  # a launch: nothing is stored, the sender is told why

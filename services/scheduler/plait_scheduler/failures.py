@@ -20,8 +20,9 @@ MAX_DELIVERIES = 50
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 60.0
 
-PERMANENT = (InputError, NotFound, DefinitionError, msgspec.MsgspecError)
-"""What says the command itself is wrong: deciding it again can only fail again."""
+PERMANENT = (InputError, NotFound, DefinitionError, msgspec.MsgspecError, RecursionError)
+"""What says the command itself is wrong (or what it names: a value or type nested past what Python can walk):
+deciding it again can only fail again."""
 
 
 def retry_delay(deliveries: int) -> float:

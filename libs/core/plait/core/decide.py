@@ -88,6 +88,8 @@ def validate_inputs(interface: Interface, inputs: dict[str, Any], owner: str) ->
             complete[param.name] = value
         elif param.required:
             problems.append(f"missing input '{param.name}' ({describe(param.type)})")
+        elif (too_deep := nesting_problem(param.default)) is not None:
+            problems.append(f"the default of input '{param.name}' {too_deep}")
         else:
             complete[param.name] = param.default
     if problems:
