@@ -255,3 +255,13 @@ def _deep(depth: int) -> object:
     for _ in range(depth):
         value = [value]
     return value
+
+
+async def test_a_command_too_large_to_copy_with_its_reason_is_kept_cut_to_what_fits(
+    client: AsyncClient, scheduler: SchedulerService, nats_url: str
+) -> None:
+    data = b"{" + b"x" * (client.nc.max_payload - 100)
+    await client.js.publish(subjects.command_subject(client.project, client.domain, "huge", "launch"), data)
+    [kept] = await dead_letters(nats_url, 1)
+    assert kept.headers["Plait-Truncated-From"] == str(len(data))
+    assert data.startswith(kept.data) and kept.headers["Plait-Error"].startswith("malformed command")

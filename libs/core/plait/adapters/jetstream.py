@@ -407,9 +407,8 @@ class Registry:
         if cached is not None:
             self._workflows.move_to_end(key)
             return cached[0]
-        subject = subjects.registration_subject(project, domain, "workflow", name, version)
         what = f"workflow '{name}' version {version} in {project}/{domain}"
-        registration, size = await self._get(subject, what)
+        registration, size = await self._get((project, domain, "workflow", name, version), what)
         if not isinstance(registration, WorkflowRegistered):
             raise NotFound(f"{what} is not registered: its subject holds a {kind_of(registration)}")
         self._cache(key, registration.spec, size)
@@ -425,23 +424,25 @@ class Registry:
             self.cached_bytes -= evicted
 
     async def task(self, project: str, domain: str, name: str, version: str) -> TaskSpec:
-        subject = subjects.registration_subject(project, domain, "task", name, version)
         what = f"task '{name}' version {version} in {project}/{domain}"
-        registration, _ = await self._get(subject, what)
+        registration, _ = await self._get((project, domain, "task", name, version), what)
         if not isinstance(registration, TaskRegistered):
             raise NotFound(f"{what} is not registered: its subject holds a {kind_of(registration)}")
         return registration.spec
 
     async def launch_plan(self, project: str, domain: str, name: str, version: str) -> LaunchPlanSpec:
-        subject = subjects.registration_subject(project, domain, "launch_plan", name, version)
         what = f"launch plan '{name}' version {version} in {project}/{domain}"
-        registration, _ = await self._get(subject, what)
+        registration, _ = await self._get((project, domain, "launch_plan", name, version), what)
         if not isinstance(registration, LaunchPlanRegistered):
             raise NotFound(f"{what} is not registered: its subject holds a {kind_of(registration)}")
         return registration.spec
 
-    async def _get(self, subject: str, what: str) -> tuple[Registration, int]:
-        """The registration stored on ``subject`` and its size in bytes."""
+    async def _get(self, key: tuple[str, str, EntityKind, str, str], what: str) -> tuple[Registration, int]:
+        """The registration of ``key`` (project, domain, kind, name, version) and its size in bytes."""
+        try:
+            subject = subjects.registration_subject(*key)
+        except ValueError as exc:  # a name no registration can have
+            raise NotFound(f"{what} is not registered: {exc}") from None
         try:
             raw = await self.js.get_msg(subjects.EVENTS_STREAM, subject=subject, direct=True)
         except nats.js.errors.NotFoundError:
