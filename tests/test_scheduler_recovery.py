@@ -7,18 +7,24 @@ from urllib.parse import urlsplit
 
 import anyio
 import pytest
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from plait import codec
 from plait.adapters import subjects
+from plait.adapters.jetstream import EventStore
 from plait.client import AsyncClient
 from plait.core.commands import Command
 from plait.core.decide import Outcome, ResolvedLaunch
 from plait.embedded import NatsServer
 from plait_scheduler import SchedulerService
+from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from plait_scheduler.failures import MAX_DELIVERIES
+from plait_scheduler.outbox import Outbox
 from plait_scheduler.service import ACK_WAIT_SECONDS, COMMANDS_CONSUMER
 from tests import workflows
+from tests.launching import resolved_launch
 from tests.running import running
 
 
@@ -70,12 +76,31 @@ async def test_a_consumer_made_by_an_older_release_gets_the_short_ack_wait_and_a
     assert (info.config.ack_wait, info.config.max_deliver) == (ACK_WAIT_SECONDS, MAX_DELIVERIES)
 
 
-async def test_the_scheduler_rides_out_nats_being_away_for_eight_seconds(nats_server: NatsServer) -> None:
+async def test_the_scheduler_rides_out_nats_being_away_for_eight_seconds_mid_batch(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NATS goes away while the outbox is publishing a decision's dispatch: its 5 s wait for the server's answer
+    ran out and ended the replica. Now the batch is handed back and dispatched once NATS is back."""
     url = nats_server.url
+    outbox_busy, nats_gone = anyio.Event(), anyio.Event()
+    handle = Outbox.handle
+
+    async def held_until_nats_is_gone(outbox: Outbox, messages: list[Msg]) -> None:
+        if any(msg.subject.endswith(".orphan") for msg in messages) and not nats_gone.is_set():
+            outbox_busy.set()
+            await nats_gone.wait()
+        await handle(outbox, messages)
+
+    monkeypatch.setattr(Outbox, "handle", held_until_nats_is_gone)
     async with running(SchedulerService(url, replica="outage").run):
         async with await AsyncClient.connect(url) as client:
-            await client.launch(workflows.add_two, {"a": 1, "b": 2}, execution_id="before")
+            launch = resolved_launch(workflows.add_two.spec, {"a": 1, "b": 2}, "orphan")
+            decider = Decider(EventStore(client.js), StateCache(), "a-replica-that-died-before-dispatching")
+            await decider.decide(client._subject("orphan"), [launch])
+            with anyio.fail_after(30):
+                await outbox_busy.wait()
         await anyio.to_thread.run_sync(nats_server.stop)
+        nats_gone.set()
         await anyio.sleep(8)  # the outage itself
         port = urlsplit(url).port or -1
         restarted = await anyio.to_thread.run_sync(lambda: NatsServer.start(nats_server.data_dir, port=port))
@@ -83,7 +108,13 @@ async def test_the_scheduler_rides_out_nats_being_away_for_eight_seconds(nats_se
             async with await AsyncClient.connect(url) as client:
                 with anyio.fail_after(30):
                     await client.launch(workflows.add_two, {"a": 3, "b": 4}, execution_id="after")
-                assert await queued(client, "after")
+                    dispatches = await client.js.pull_subscribe(
+                        f"{subjects.DISPATCH_ROOT}.>", durable=None, stream=subjects.DISPATCH_STREAM
+                    )
+                    attempts = {
+                        codec.dispatch_decoder.decode(msg.data).execution_id for msg in await dispatches.fetch(2)
+                    }
+                assert attempts == {"orphan", "after"}
         finally:
             await anyio.to_thread.run_sync(restarted.stop)
 
