@@ -7,11 +7,9 @@ from typing import Any
 
 import anyio
 import msgspec
-import nats
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from plait.adapters import subjects
 from plait.adapters.commands import REPLY_TO_HEADER
@@ -19,6 +17,7 @@ from plait.client import AsyncClient
 from plait_scheduler import SchedulerService
 from plait_scheduler.service import COMMANDS_CONSUMER
 from tests import workflows
+from tests.dead_letters import read_dead_letters
 from tests.running import running
 
 NAMES = st.sampled_from(["nowhere", "", "has space", "dot.ted", "star*", "gt>", "ü", "x" * 300])
@@ -114,25 +113,6 @@ async def client(nats_url: str) -> AsyncIterator[AsyncClient]:
         yield plait_client
 
 
-async def read_dead_letters(client: AsyncClient, count: int) -> list[nats.aio.msg.Msg]:
-    """The first ``count`` dead letters, waiting for them up to 60 s."""
-    sub = await client.js.pull_subscribe(
-        f"{subjects.DEAD_LETTER_ROOT}.>",
-        durable=None,
-        stream=subjects.DEAD_LETTER_STREAM,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-    )
-    kept: list[nats.aio.msg.Msg] = []
-    with anyio.fail_after(60):
-        while len(kept) < count:
-            try:
-                kept += await sub.fetch(count - len(kept), timeout=1)
-            except nats.errors.TimeoutError:
-                continue
-    await sub.unsubscribe()
-    return kept
-
-
 COMMANDS = 16
 
 
@@ -155,7 +135,7 @@ async def test_hostile_commands_are_each_dead_lettered_at_once_and_a_launch_is_s
             subject = subjects.command_subject(client.project, client.domain, execution_id, "launch")
             reply = {REPLY_TO_HEADER: "not a subject" if index % 2 else client.nc.new_inbox()}
             await client.js.publish(subject, payload, headers={**headers, **reply, "Nats-Msg-Id": execution_id})
-        kept = await read_dead_letters(client, COMMANDS)
+        kept = await read_dead_letters(client.js, COMMANDS)
         assert all(msg.headers and msg.headers["Plait-Error"] for msg in kept)
         info = await client.js.consumer_info(subjects.COMMANDS_STREAM, COMMANDS_CONSUMER)
         assert info.num_redelivered == 0, "each was settled at its first delivery: none raised what was not expected"

@@ -9,12 +9,12 @@ import anyio
 import msgspec
 import nats
 import pytest
-from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy
+from nats.js.api import DiscardPolicy
 
 from plait import InputError, codec
 from plait.adapters import subjects
 from plait.adapters.commands import REPLY_TO_HEADER, publish_command
-from plait.adapters.jetstream import EventStore, Registry, connect
+from plait.adapters.jetstream import EventStore, Registry
 from plait.client import AsyncClient
 from plait.core.commands import LaunchExecution, ReportAttemptResult
 from plait.core.decide import ResolvedLaunch
@@ -25,6 +25,7 @@ from plait_scheduler import SchedulerService, failures
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from tests import large_value_workflows, workflows
+from tests.dead_letters import read_dead_letters
 from tests.running import running
 
 
@@ -39,28 +40,6 @@ async def scheduler(nats_url: str) -> AsyncIterator[SchedulerService]:
     service = SchedulerService(nats_url, replica="integrity-scheduler")
     async with running(service.run):
         yield service
-
-
-async def dead_letters(nats_url: str, count: int) -> list[nats.aio.msg.Msg]:
-    """The first ``count`` dead letters, waiting for them up to 20 s."""
-    nc = await connect(nats_url, "dlq-reader")
-    try:
-        sub = await nc.jetstream().pull_subscribe(
-            f"{subjects.DEAD_LETTER_ROOT}.>",
-            durable=None,
-            stream=subjects.DEAD_LETTER_STREAM,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-        )
-        messages: list[nats.aio.msg.Msg] = []
-        with anyio.fail_after(20):
-            while len(messages) < count:
-                try:
-                    messages += await sub.fetch(count - len(messages), timeout=1)
-                except nats.errors.TimeoutError:
-                    continue
-        return messages
-    finally:
-        await nc.close()
 
 
 async def test_a_redelivered_result_is_decided_after_an_append_failure_that_is_no_conflict(
@@ -177,7 +156,7 @@ async def test_a_launch_plan_subject_holding_a_workflow_is_dead_lettered_and_the
     [reason] = await rejection_reasons(replies, 1)
     plan = f"launch plan 'sneaky' version 1 in {client.project}/{client.domain}"
     assert reason == f"{plan} is not registered: its subject holds a workflow"
-    [kept] = await dead_letters(nats_url, 1)
+    [kept] = await read_dead_letters(client.js, 1)
     assert kept.headers["Plait-Command-Id"] == "launch:via-sneaky-plan"
     with anyio.fail_after(30):
         execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
@@ -210,7 +189,7 @@ async def test_an_unexpected_error_is_retried_with_back_off_then_dead_lettered_w
     [reason] = await rejection_reasons(replies, 1)
     assert reason == "failed on each of 4 deliveries; last: the registry exploded"
     assert looked_up == 4
-    [kept] = await dead_letters(nats_url, 1)
+    [kept] = await read_dead_letters(client.js, 1)
     assert kept.headers["Plait-Original-Subject"].endswith("explodes.launch")
 
 
@@ -237,7 +216,7 @@ async def test_hostile_commands_are_dead_lettered_with_their_reason_and_the_repl
     assert reasons[0].startswith("malformed command: Encoding objects of type msgspec.msgpack.Ext is unsupported")
     assert reasons[1] == "malformed command: nested too deeply to decode"
     assert reasons[2].startswith("malformed command: JSON is malformed")
-    kept = await dead_letters(nats_url, len(hostile))
+    kept = await read_dead_letters(client.js, len(hostile))
     copied = [
         name for msg in kept for name in msg.headers if name.startswith("Nats-") and name != "Nats-Expected-Stream"
     ]
@@ -262,6 +241,6 @@ async def test_a_command_too_large_to_copy_with_its_reason_is_kept_cut_to_what_f
 ) -> None:
     data = b"{" + b"x" * (client.nc.max_payload - 100)
     await client.js.publish(subjects.command_subject(client.project, client.domain, "huge", "launch"), data)
-    [kept] = await dead_letters(nats_url, 1)
+    [kept] = await read_dead_letters(client.js, 1)
     assert kept.headers["Plait-Truncated-From"] == str(len(data))
     assert data.startswith(kept.data) and kept.headers["Plait-Error"].startswith("malformed command")
