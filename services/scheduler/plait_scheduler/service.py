@@ -101,6 +101,7 @@ class SchedulerService:
                     commands,
                     lambda batch: self._handle_commands(nc, js, registry, batch),
                     self._batch_wait,
+                    self._held_messages,
                 )
                 tg.start_soon(self._consume, nc, subjects.EVENTS_STREAM, decisions, self.outbox.handle)
                 task_status.started()
@@ -139,9 +140,11 @@ class SchedulerService:
         durable: str,
         handle: Callable[[list[Msg]], Awaitable[None]],
         wait: Callable[[], float] | None = None,
+        held: Callable[[], list[Msg]] = list,
     ) -> None:
         """Handle the consumer's messages in batches of what has arrived (each as soon as one is there); with
-        ``wait``, handle an empty batch when none came within ``wait()`` seconds.
+        ``wait``, handle an empty batch when none came within ``wait()`` seconds. Messages handled but not settled
+        (``held()``) are kept in progress like those not handled yet.
 
         Not ``PullSubscription.fetch``: now and then a fetch returned a message stored meanwhile only when its
         timeout ended (a cache report decided 4.1 s after it was stored).
@@ -157,7 +160,7 @@ class SchedulerService:
         try:
             async with anyio.create_task_group() as pulling:
                 pulling.start_soon(Puller(nc, stream, durable, slots).run, arrive)
-                pulling.start_soon(self._keep_in_progress, taken)
+                pulling.start_soon(self._keep_in_progress, taken, held)
                 while True:
                     batch: list[Msg] = []
                     with anyio.move_on_after(wait() if wait else math.inf):
@@ -186,18 +189,20 @@ class SchedulerService:
                     with contextlib.suppress(nats.errors.Error):  # else redelivered after the ack wait
                         await msg.nak()
 
-    async def _keep_in_progress(self, taken: dict[int, Msg]) -> None:
+    async def _keep_in_progress(self, taken: dict[int, Msg], held: Callable[[], list[Msg]]) -> None:
         """Tell the server, every third of the ack wait, that the messages this replica holds are still being
-        worked on: those waiting for their batch, being decided, or held back."""
+        worked on: those waiting for their batch, being handled, or held back."""
         while True:
             await anyio.sleep(self.ack_wait / 3)
-            held = [msg for _, messages in self._held.values() for msg in messages]
-            for msg in [*taken.values(), *held]:
+            for msg in [*taken.values(), *held()]:
                 try:
                     await msg.in_progress()
                 except nats.errors.Error as exc:  # it is redelivered after the ack wait, and decided once
                     self.log.warning("in_progress_failed", subject=msg.subject, error=repr(exc))
                     break
+
+    def _held_messages(self) -> list[Msg]:
+        return [msg for _, messages in self._held.values() for msg in messages]
 
     def _batch_wait(self) -> float:
         if not self._held:
