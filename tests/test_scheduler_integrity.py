@@ -26,6 +26,7 @@ from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from tests import large_value_workflows, workflows
 from tests.dead_letters import read_dead_letters
+from tests.reading import queued_at_launch
 from tests.running import running
 
 
@@ -160,7 +161,7 @@ async def test_a_launch_plan_subject_holding_a_workflow_is_dead_lettered_and_the
     assert kept.headers["Plait-Command-Id"] == "launch:via-sneaky-plan"
     with anyio.fail_after(30):
         execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
-    assert (await client.get(execution_id)).nodes["add"].status == "queued"
+    assert await queued_at_launch(client, execution_id) == ["add"]
 
 
 async def test_an_unexpected_error_is_retried_with_back_off_then_dead_lettered_while_others_are_decided(
@@ -185,7 +186,7 @@ async def test_an_unexpected_error_is_retried_with_back_off_then_dead_lettered_w
     await publish_command(client.js, command, client.project, client.domain, reply_to=inbox)
     with anyio.fail_after(30):
         execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
-    assert (await client.get(execution_id)).nodes["add"].status == "queued"
+    assert await queued_at_launch(client, execution_id) == ["add"]
     [reason] = await rejection_reasons(replies, 1)
     assert reason == "failed on each of 4 deliveries; last: the registry exploded"
     assert looked_up == 4
@@ -226,7 +227,7 @@ async def test_hostile_commands_are_dead_lettered_with_their_reason_and_the_repl
         await client.launch(workflows.add_two, {"a": _deep(100), "b": 1})
     with anyio.fail_after(30):
         execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
-    assert (await client.get(execution_id)).nodes["add"].status == "queued"
+    assert await queued_at_launch(client, execution_id) == ["add"]
 
 
 def _deep(depth: int) -> object:

@@ -25,6 +25,7 @@ from plait_scheduler.outbox import Outbox
 from plait_scheduler.service import ACK_WAIT_SECONDS, COMMANDS_CONSUMER
 from tests import workflows
 from tests.launching import resolved_launch
+from tests.reading import queued_at_launch
 from tests.running import running
 
 
@@ -32,10 +33,6 @@ from tests.running import running
 async def client(nats_url: str) -> AsyncIterator[AsyncClient]:
     async with await AsyncClient.connect(nats_url) as plait_client:
         yield plait_client
-
-
-async def queued(client: AsyncClient, execution_id: str) -> bool:
-    return (await client.get(execution_id)).nodes["add"].status == "queued"
 
 
 async def test_a_command_taken_by_a_replica_that_died_is_decided_by_another_within_seconds(
@@ -58,7 +55,7 @@ async def test_a_command_taken_by_a_replica_that_died_is_decided_by_another_with
         async with running(SchedulerService(nats_url, replica="second").run):
             with anyio.fail_after(ACK_WAIT_SECONDS * 3):  # was 30 s: the consumer's old ack wait
                 await launched.wait()
-    assert await queued(client, "orphaned")
+    assert await queued_at_launch(client, "orphaned") == ["add"]
 
 
 async def test_a_consumer_made_by_an_older_release_gets_the_short_ack_wait_and_a_delivery_limit(
@@ -129,7 +126,7 @@ async def test_a_decision_record_the_outbox_cannot_read_does_not_stop_the_replic
         for execution_id in ("decided", "still-decided"):
             with anyio.fail_after(30):
                 await client.launch(workflows.add_two, {"a": 1, "b": 2}, execution_id=execution_id)
-            assert await queued(client, execution_id)
+            assert await queued_at_launch(client, execution_id) == ["add"]
 
 
 async def test_a_decision_slower_than_the_ack_wait_stays_with_its_replica(
