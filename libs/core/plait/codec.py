@@ -13,6 +13,7 @@ from plait.core.dispatch import Dispatch
 from plait.core.events import TERMINAL_EVENTS, Decision
 from plait.core.model import TaskSpec, WorkflowSpec
 from plait.core.upcast import UPCASTERS, Upcaster, upcast_decision
+from plait.errors import InputError
 
 
 class DecisionDecoder:
@@ -49,17 +50,28 @@ msgpack_command_decoder = msgspec.msgpack.Decoder(Command)
 MSGPACK = "application/msgpack"
 
 
+class MalformedCommand(InputError):
+    """A command's bytes decode to no command: bad JSON or MessagePack, a wrong field, a value JSON cannot hold."""
+
+
 def decode_command(data: bytes, headers: Mapping[str, str] | None) -> Command:
     """A command in JSON, or in MessagePack when its ``Content-Type`` header is ``application/msgpack``.
 
     A MessagePack command is brought to the JSON form (bytes as base64 strings) before it is decided, so a
-    decision made from it is the same as the one its stored events replay to.
+    decision made from it is the same as the one its stored events replay to. Raises ``MalformedCommand``.
     """
-    if headers and headers.get("Content-Type") == MSGPACK:
-        command: Command = command_decoder.decode(encoder.encode(msgpack_command_decoder.decode(data)))
-        return command
-    decoded: Command = command_decoder.decode(data)
-    return decoded
+    try:
+        if headers and headers.get("Content-Type") == MSGPACK:
+            command: Command = command_decoder.decode(encoder.encode(msgpack_command_decoder.decode(data)))
+            return command
+        decoded: Command = command_decoder.decode(data)
+        return decoded
+    except (msgspec.DecodeError, msgspec.EncodeError) as exc:
+        raise MalformedCommand(f"malformed command: {exc}") from exc
+    except RecursionError as exc:
+        raise MalformedCommand("malformed command: nested too deeply to decode") from exc
+    except TypeError as exc:  # a MessagePack extension type, which JSON cannot carry
+        raise MalformedCommand(f"malformed command: {exc}") from exc
 
 
 class _EventKind(msgspec.Struct):

@@ -145,7 +145,10 @@ class NatsServer:
         sync_always: bool = True,
         max_payload: int = 8 * 1024 * 1024,
         timeout: float = 30.0,
+        port: int = -1,
     ) -> NatsServer:
+        """Start nats-server on ``port`` (-1: a free one) with its store in ``data_dir``: the same two start it
+        again with what it stored."""
         data_dir = Path(data_dir).absolute()
         data_dir.mkdir(parents=True, exist_ok=True)
         config_path = data_dir / "nats-server.conf"
@@ -157,7 +160,7 @@ class NatsServer:
             "\n".join(
                 [
                     'host: "127.0.0.1"',
-                    "port: -1",
+                    f"port: {port}",
                     f"max_payload: {max_payload}",
                     f"ports_file_dir: {json.dumps(str(data_dir))}",
                     "jetstream {",

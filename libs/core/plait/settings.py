@@ -23,9 +23,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     queue: str = "default"
     concurrency: int = 0  # 0: one worker process per core
     stream_replicas: int | None = None  # 3 on a NATS cluster; when unset, existing streams are left as they are
-    ack_wait_seconds: float = 30.0  # how long a silent scheduler keeps a message before it is redelivered
+    ack_wait_seconds: float = 5.0  # how long a silent scheduler keeps a message (it heartbeats at a third of it)
     dispatch_ack_wait_seconds: float = 5.0  # the same for a dispatch (its executor heartbeats at a third of it)
     attempt_deadline_seconds: float = 3600.0  # an attempt with no result and no sign of life this long fails
+    state_cache_bytes: int = 128 * 1024 * 1024  # a scheduler's cache of execution states (estimated memory)
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     home: str = ""
@@ -48,6 +49,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("dispatch_ack_wait_seconds", "attempt_deadline_seconds"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{VARIABLES[name]} must be positive, got {getattr(self, name)}")
+        if self.state_cache_bytes < 0:
+            raise InputError(f"PLAIT_STATE_CACHE_BYTES must be 0 (no cache) or more, got {self.state_cache_bytes}")
         if self.cache_reservation_seconds <= 0:
             raise InputError(f"PLAIT_CACHE_RESERVATION_SECONDS must be positive, got {self.cache_reservation_seconds}")
         if self.cache_lookup_seconds <= 0:
@@ -84,6 +87,7 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "ack_wait_seconds": "PLAIT_ACK_WAIT_SECONDS",
     "dispatch_ack_wait_seconds": "PLAIT_DISPATCH_ACK_WAIT_SECONDS",
     "attempt_deadline_seconds": "PLAIT_ATTEMPT_DEADLINE_SECONDS",
+    "state_cache_bytes": "PLAIT_STATE_CACHE_BYTES",
     "stream_replicas": "PLAIT_STREAM_REPLICAS",
     "log_format": "PLAIT_LOG_FORMAT",
     "log_level": "PLAIT_LOG_LEVEL",

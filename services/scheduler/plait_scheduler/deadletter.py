@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -13,6 +14,8 @@ from plait.adapters import subjects
 from plait.adapters.commands import REPLY_TO_HEADER
 
 log = structlog.get_logger()
+
+HEADER_ROOM_BYTES = 256  # the status line, the publish's own headers and a truncation note
 
 
 class Rejection(msgspec.Struct, frozen=True):
@@ -25,13 +28,27 @@ class Rejection(msgspec.Struct, frozen=True):
 
 
 async def reject(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str, reason: str) -> None:
-    """Store the original message on the dead-letter stream with the reason, then reply to its sender."""
-    headers = dict(msg.headers or {})
-    headers.pop("Nats-Msg-Id", None)
-    headers.pop("Nats-Expected-Stream", None)
-    headers.update({"Plait-Error": reason[:4000], "Plait-Original-Subject": msg.subject})
+    """Store the original message on the dead-letter stream with the reason, then reply to its sender.
+
+    Its ``Nats-*`` headers are left out: they would tell the server how to store the copy (an expected sequence, a
+    message id, a schedule) and could refuse it. The command id is kept as ``Plait-Command-Id``. A command too large
+    to be stored with these headers is kept cut to what fits, its size in ``Plait-Truncated-From``.
+    """
+    headers = {name: value for name, value in (msg.headers or {}).items() if not name.lower().startswith("nats-")}
+    headers.update(
+        {
+            "Plait-Error": _header_value(reason[:4000]),
+            "Plait-Original-Subject": msg.subject,
+            "Plait-Command-Id": _header_value(command_id[:1000]),
+        }
+    )
+    data = msg.data
+    room = nc.max_payload - HEADER_ROOM_BYTES - sum(len(name) + len(value) + 4 for name, value in headers.items())
+    if len(data) > room:
+        headers["Plait-Truncated-From"] = str(len(data))
+        data = data[: max(room, 0)]
     await js.publish(
-        subjects.dead_letter_subject(msg.subject), msg.data, headers=headers, stream=subjects.DEAD_LETTER_STREAM
+        subjects.dead_letter_subject(msg.subject), data, headers=headers, stream=subjects.DEAD_LETTER_STREAM
     )
     target = subjects.execution_of_command_subject(msg.subject)
     log.warning(
@@ -43,4 +60,13 @@ async def reject(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str, reas
     )
     reply_to = (msg.headers or {}).get(REPLY_TO_HEADER)
     if reply_to:
-        await nc.publish(reply_to, codec.encode(Rejection(command_id=command_id, subject=msg.subject, reason=reason)))
+        rejection = codec.encode(Rejection(command_id=command_id, subject=msg.subject, reason=reason))
+        try:
+            await nc.publish(reply_to, rejection)
+        except nats.errors.Error as exc:  # a reply subject no one can publish to: the dead letter is what counts
+            log.warning("rejection_not_sent", subject=msg.subject, reply_to=reply_to[:200], error=repr(exc))
+
+
+def _header_value(text: str) -> str:
+    """``text`` on one line: a line break would end the header (or forge another)."""
+    return " ".join(text.splitlines())

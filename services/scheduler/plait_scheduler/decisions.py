@@ -7,20 +7,45 @@ from datetime import UTC, datetime
 
 import structlog
 
-from plait.adapters.jetstream import EventStore
+from plait import codec
+from plait.adapters.jetstream import DecisionTooLarge, EventStore
 from plait.core.commands import Command
-from plait.core.decide import Outcome, ResolvedLaunch, decide_batch
+from plait.core.decide import Outcome, ResolvedLaunch, decide_batch, decide_unstorable, each_command
 from plait.core.events import Decision
-from plait.errors import ConflictError
+from plait.core.state import Execution
+from plait.errors import ConflictError, PlaitError
 from plait_scheduler.cache import StateCache
 
 log = structlog.get_logger()
 
 MAX_CONFLICT_RETRIES = 50
+READ_BACK_BRACKETS = 900
+"""A decision with fewer opening brackets than this cannot nest deeply enough for a reader's decoder to refuse it
+(msgspec stops at 1,000 levels); one with more is decoded once before it is appended."""
+
+
+class UnreadableDecision(PlaitError):
+    """A decision nests too deeply for its readers to decode: appending it would break every reader of the log."""
+
+
+def encode_readable(decision: Decision) -> bytes:
+    """The decision's bytes; ``UnreadableDecision`` when they could not be made, or not be read back by the
+    readers' decoder."""
+    try:
+        data = codec.encode(decision)
+        if data.count(b"[") + data.count(b"{") >= READ_BACK_BRACKETS:
+            codec.decision_decoder.decode(data)
+    except RecursionError as exc:
+        raise UnreadableDecision("the decision nests too deeply to be stored and read back") from exc
+    return data
 
 
 class Decider:
-    """Turns commands into appended decisions, retrying on fresh state when another replica got there first."""
+    """Turns commands into appended decisions, retrying on fresh state when another replica got there first.
+
+    The state is decided on outside the cache and put back only once its decision is stored: after any failed
+    append (a conflict, a timeout, a full stream, a lost leader) the next decision starts from the log.
+    """
 
     def __init__(self, store: EventStore, cache: StateCache, replica: str) -> None:
         self.store, self.cache, self.replica = store, cache, replica
@@ -28,41 +53,88 @@ class Decider:
         self.conflicts = 0
 
     async def decide(self, subject: str, commands: Sequence[Command | ResolvedLaunch]) -> Outcome:
-        """Decide ``commands`` for the execution on ``subject`` and append the result; returns the outcome."""
+        """Decide ``commands`` for the execution on ``subject`` and append the result; returns the outcome.
+
+        A decision that cannot be stored (too large, or too deeply nested to be read back) is decided again one
+        command at a time; a single command whose decision still cannot be stored fails its node and execution with
+        the reason (or, for a launch, is rejected).
+        """
         for _ in range(MAX_CONFLICT_RETRIES):
-            state = self.cache.get(subject)
-            if state is None:
-                state = await self.store.load(subject)
+            state = self.cache.take(subject) or await self.store.load(subject)
             expected = state.last_sequence if state else 0
             previous = state.last_digest if state else ""
             now = datetime.now(UTC)
             outcome = decide_batch(state, commands, now)
             if not outcome.events:
-                if outcome.state is not None:
-                    self.cache.put(subject, outcome.state)
+                self._keep(subject, outcome.state)
                 return outcome
-            assert outcome.state is not None
-            decision = Decision(
-                execution_id=outcome.state.execution_id,
-                at=now,
-                replica=self.replica,
-                commands=tuple(outcome.command_ids),
-                previous=previous,
-                events=tuple(outcome.events),
-            )
             try:
-                sequence, digest = await self.store.append(subject, decision, expected)
+                return await self._append(subject, outcome, expected, previous, now)
             except ConflictError:
                 self.conflicts += 1
-                self.cache.drop(subject)  # the cached state was changed by the failed decision
                 log.debug("decision_conflict", subject=subject, expected=expected)
-                continue
-            outcome.state.last_sequence, outcome.state.last_digest = sequence, digest
-            outcome.state.decisions += 1
-            self.decisions += 1
-            if outcome.state.terminal:
-                self.cache.drop(subject)
-            else:
-                self.cache.put(subject, outcome.state)
-            return outcome
+            except (DecisionTooLarge, UnreadableDecision) as exc:
+                return await self._unstorable(subject, commands, outcome, exc)
         raise ConflictError(f"{subject}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")
+
+    async def _append(self, subject: str, outcome: Outcome, expected: int, previous: str, now: datetime) -> Outcome:
+        state = outcome.state
+        assert state is not None  # events were decided, so the execution exists (or was just launched)
+        decision = Decision(
+            execution_id=state.execution_id,
+            at=now,
+            replica=self.replica,
+            commands=tuple(outcome.command_ids),
+            previous=previous,
+            events=tuple(outcome.events),
+        )
+        data = encode_readable(decision)
+        state.last_sequence, state.last_digest = await self.store.append_encoded(subject, data, expected)
+        state.decisions += 1
+        state.stored_bytes += len(data)
+        self.decisions += 1
+        self._keep(subject, state)
+        return outcome
+
+    def _keep(self, subject: str, state: Execution | None) -> None:
+        if state is not None:
+            self.cache.put(subject, state)
+
+    async def _unstorable(
+        self,
+        subject: str,
+        commands: Sequence[Command | ResolvedLaunch],
+        outcome: Outcome,
+        exc: DecisionTooLarge | UnreadableDecision,
+    ) -> Outcome:
+        units = list(each_command(commands))
+        if len(units) > 1:
+            return _merged([await self.decide(subject, [unit]) for unit in units])
+        [command] = units
+        reason = (
+            f"{exc}: a value is too large to be passed on this way" if isinstance(exc, DecisionTooLarge) else str(exc)
+        )
+        log.warning("decision_unstorable", subject=subject, reason=str(exc))
+        for _ in range(MAX_CONFLICT_RETRIES):
+            state = await self.store.load(subject)
+            if state is None:  # a launch: nothing is stored, the sender is told why
+                return Outcome(state=None, events=[], command_ids=[], rejections=[(command, reason)])
+            expected, previous, now = state.last_sequence, state.last_digest, datetime.now(UTC)
+            failure = decide_unstorable(state, command, outcome.events, reason, now)
+            if not failure.events:
+                return failure
+            try:
+                return await self._append(subject, failure, expected, previous, now)
+            except ConflictError:
+                self.conflicts += 1
+        raise ConflictError(f"{subject}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")
+
+
+def _merged(outcomes: list[Outcome]) -> Outcome:
+    """Several outcomes of one execution, decided one after another, as one."""
+    return Outcome(
+        state=outcomes[-1].state,
+        events=[event for outcome in outcomes for event in outcome.events],
+        command_ids=[command_id for outcome in outcomes for command_id in outcome.command_ids],
+        rejections=[rejection for outcome in outcomes for rejection in outcome.rejections],
+    )

@@ -7,13 +7,13 @@ concurrency on the execution subject makes sure only one decision per log positi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
-import msgspec
 import nats.errors
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -28,21 +28,25 @@ from plait.adapters.jetstream import EventStore, Registry, connect, ensure_strea
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, Command, LaunchExecution
-from plait.core.decide import ResolvedLaunch, command_id_of
+from plait.core.decide import Outcome, ResolvedLaunch, command_id_of
 from plait.core.events import TERMINAL_EVENTS
-from plait.errors import NotFound
+from plait.errors import InputError
 from plait_scheduler import quarantined
-from plait_scheduler.cache import StateCache
+from plait_scheduler.cache import DEFAULT_CAPACITY_BYTES, StateCache
 from plait_scheduler.caching import CacheKeeper
 from plait_scheduler.deadletter import reject
 from plait_scheduler.decisions import Decider
+from plait_scheduler.failures import MAX_DELIVERIES, settle_failed
 from plait_scheduler.launches import resolve_launch
 from plait_scheduler.outbox import Outbox
 
 COMMANDS_CONSUMER = "scheduler"
 OUTBOX_CONSUMER = "dispatcher"
-MAX_DELIVERIES = 5  # a command that keeps failing for an unexpected reason is dead-lettered
 IN_FLIGHT_PER_CONSUMER = 1024  # messages a replica holds from one consumer: arrived, or being handled
+ACK_WAIT_SECONDS = 5.0
+"""How long a message a replica took stays with it without word: a killed replica's messages move on after this. A
+live replica tells the server it is still at work every third of it (``in progress``), however long it takes."""
+RETRY_BATCH_SECONDS = 1.0  # how long a batch whose handling failed waits before it is delivered again
 HOLD_STARTED_SECONDS = 0.05
 """How long ``started`` commands alone are held back, so that a quick attempt's result shares their decision
 (one append instead of two) rather than waiting behind it."""
@@ -58,7 +62,8 @@ class SchedulerService:
         replica: str,
         cluster: str = "local",
         batch_size: int = 256,
-        ack_wait: float = 30.0,
+        ack_wait: float = ACK_WAIT_SECONDS,
+        state_cache_bytes: int = DEFAULT_CAPACITY_BYTES,
         stream_replicas: int | None = None,
         cache_reservation_seconds: float = 600.0,
         cache_lookup_timeout: float = 0.5,
@@ -70,7 +75,7 @@ class SchedulerService:
         self.stream_replicas = stream_replicas
         self.batch_size, self.ack_wait = batch_size, ack_wait
         self.log = structlog.get_logger().bind(replica=replica)
-        self.states = StateCache()
+        self.states = StateCache(state_cache_bytes)
         self.decider: Decider | None = None
         self.outbox: Outbox | None = None
         self._held: dict[str, tuple[float, list[Msg]]] = {}  # execution subject -> (held since, `started` commands)
@@ -88,7 +93,7 @@ class SchedulerService:
             self.outbox = Outbox(js, store, self.states, self.cluster, keeper, self.attempt_deadline_seconds)
             registry = Registry(js)
             commands = await self._subscribe(
-                js, subjects.COMMANDS_STREAM, f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER
+                js, subjects.COMMANDS_STREAM, f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER, MAX_DELIVERIES
             )
             decisions = await self._subscribe(js, subjects.EVENTS_STREAM, f"{subjects.EVENTS_ROOT}.>", OUTBOX_CONSUMER)
             self.log.info("scheduler_started", nats=self.nats_url)
@@ -100,6 +105,7 @@ class SchedulerService:
                     commands,
                     lambda batch: self._handle_commands(nc, js, registry, batch),
                     self._batch_wait,
+                    self._held_messages,
                 )
                 tg.start_soon(self._consume, nc, subjects.EVENTS_STREAM, decisions, self.outbox.handle)
                 replays = ReplayResponder(nc, Quarantine(js, OUTBOX_READER), quarantined.retrying(js, self.outbox))
@@ -111,18 +117,26 @@ class SchedulerService:
                 await nc.close()
             self.log.info("scheduler_stopped")
 
-    async def _subscribe(self, js: JetStreamContext, stream: str, subject: str, durable: str) -> str:
-        """The durable consumer all replicas pull ``subject`` from, created if missing; returns its name."""
+    async def _subscribe(
+        self, js: JetStreamContext, stream: str, subject: str, durable: str, max_deliver: int = -1
+    ) -> str:
+        """The durable consumer all replicas pull ``subject`` from, created if missing (and brought to this
+        release's ack wait and delivery limit if made by an older one); returns its name."""
         config = ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=self.ack_wait,
+            max_deliver=max_deliver,
             max_ack_pending=20_000,
             max_waiting=512,
             filter_subject=subject,
         )
-        await ensure_consumer(js, stream, config)
+        info = await ensure_consumer(js, stream, config)
+        if (info.config.ack_wait, info.config.max_deliver) != (config.ack_wait, config.max_deliver):
+            await js.add_consumer(
+                stream, dataclasses.replace(info.config, ack_wait=self.ack_wait, max_deliver=max_deliver)
+            )
         return durable
 
     async def _consume(
@@ -132,18 +146,27 @@ class SchedulerService:
         durable: str,
         handle: Callable[[list[Msg]], Awaitable[None]],
         wait: Callable[[], float] | None = None,
+        held: Callable[[], list[Msg]] = list,
     ) -> None:
         """Handle the consumer's messages in batches of what has arrived (each as soon as one is there); with
-        ``wait``, handle an empty batch when none came within ``wait()`` seconds.
+        ``wait``, handle an empty batch when none came within ``wait()`` seconds. Messages handled but not settled
+        (``held()``) are kept in progress like those not handled yet.
 
         Not ``PullSubscription.fetch``: now and then a fetch returned a message stored meanwhile only when its
         timeout ended (a cache report decided 4.1 s after it was stored).
         """
         slots = anyio.Semaphore(IN_FLIGHT_PER_CONSUMER)
         arrived, arrivals = anyio.create_memory_object_stream[Msg](math.inf)
+        taken: dict[int, Msg] = {}  # arrived and not yet handled, by id
+
+        def arrive(msg: Msg) -> None:
+            taken[id(msg)] = msg
+            arrived.send_nowait(msg)
+
         try:
             async with anyio.create_task_group() as pulling:
-                pulling.start_soon(Puller(nc, stream, durable, slots).run, arrived.send_nowait)
+                pulling.start_soon(Puller(nc, stream, durable, slots).run, arrive)
+                pulling.start_soon(self._keep_in_progress, taken, held)
                 while True:
                     batch: list[Msg] = []
                     with anyio.move_on_after(wait() if wait else math.inf):
@@ -158,8 +181,12 @@ class SchedulerService:
                     with anyio.CancelScope(shield=True):  # a batch taken is finished, then the replica may stop
                         try:
                             await handle(batch)
+                        except Exception:  # handed back below: no batch may stop the replica
+                            self.log.exception("batch_failed", stream=stream, messages=len(batch))
+                            await _hand_back_later(batch)
                         finally:
-                            for _ in batch:
+                            for msg in batch:
+                                taken.pop(id(msg), None)
                                 slots.release()
         finally:
             with anyio.CancelScope(shield=True):
@@ -167,6 +194,21 @@ class SchedulerService:
                 for msg in _drain(arrivals):
                     with contextlib.suppress(nats.errors.Error):  # else redelivered after the ack wait
                         await msg.nak()
+
+    async def _keep_in_progress(self, taken: dict[int, Msg], held: Callable[[], list[Msg]]) -> None:
+        """Tell the server, every third of the ack wait, that the messages this replica holds are still being
+        worked on: those waiting for their batch, being handled, or held back."""
+        while True:
+            await anyio.sleep(self.ack_wait / 3)
+            for msg in [*taken.values(), *held()]:
+                try:
+                    await msg.in_progress()
+                except nats.errors.Error as exc:  # it is redelivered after the ack wait, and decided once
+                    self.log.warning("in_progress_failed", subject=msg.subject, error=repr(exc))
+                    break
+
+    def _held_messages(self) -> list[Msg]:
+        return [msg for _, messages in self._held.values() for msg in messages]
 
     def _batch_wait(self) -> float:
         if not self._held:
@@ -177,9 +219,7 @@ class SchedulerService:
     async def _handle_commands(self, nc: NATS, js: JetStreamContext, registry: Registry, batch: list[Msg]) -> None:
         by_execution: dict[str, list[Msg]] = defaultdict(list)
         for msg in batch:
-            target = subjects.execution_of_command_subject(msg.subject)
-            key = subjects.execution_subject(*target) if target else ""
-            by_execution[key].append(msg)
+            by_execution[_execution_subject_of(msg)].append(msg)
         ready = self._hold_started(by_execution)
         async with anyio.create_task_group() as tg:
             for subject, messages in ready.items():
@@ -215,33 +255,42 @@ class SchedulerService:
     async def _handle_execution(
         self, nc: NATS, js: JetStreamContext, registry: Registry, subject: str, messages: list[Msg]
     ) -> None:
-        assert self.decider is not None
+        """Decide one execution's commands; whatever fails is settled by the one policy of ``settle_failed``, so
+        nothing a command does can stop the replica."""
+        assert self.decider is not None  # set by run() before any command is consumed
         target = subjects.execution_of_command_subject(messages[0].subject)
         log = self.log.bind(execution=target[2] if target else None)
         accepted: list[tuple[Msg, Command | ResolvedLaunch]] = []
         for msg in messages:
+            command_id = (msg.headers or {}).get("Nats-Msg-Id", "")
             try:
                 decoded = codec.decode_command(msg.data, msg.headers)
-                accepted.append((msg, await self._resolve(registry, msg, decoded)))
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await reject(nc, js, msg, (msg.headers or {}).get("Nats-Msg-Id", ""), f"malformed command: {exc}")
-                await msg.ack()
-            except (NotFound, ValueError) as exc:
-                await reject(nc, js, msg, decoded.command_id, str(exc))
-                await msg.ack()
+                command_id = decoded.command_id
+                accepted.append((msg, await self._resolve(registry, subject, msg, decoded)))
+            except Exception as exc:  # settled: dead-lettered or retried, never lost
+                await settle_failed(nc, js, msg, command_id, exc)
         if not accepted:
             return
         try:
             outcome = await self.decider.decide(subject, [command for _, command in accepted])
-        except Exception:
-            log.exception("decision_failed", commands=[command_id_of(c) for _, c in accepted])
+        except Exception as exc:  # settled: dead-lettered or retried, never lost
+            log.warning("decision_failed", error=repr(exc), commands=[command_id_of(c) for _, c in accepted])
             for msg, command in accepted:
-                if msg.metadata.num_delivered >= MAX_DELIVERIES:
-                    await reject(nc, js, msg, command_id_of(command), "failed repeatedly while deciding; see logs")
-                    await msg.ack()
-                else:
-                    await msg.nak(delay=1.0)
+                await settle_failed(nc, js, msg, command_id_of(command), exc)
             return
+        try:
+            await self._after_decision(nc, js, outcome, accepted, log)
+        except Exception:  # the decision is stored: unacked commands come back and are found decided
+            log.exception("after_decision_failed")
+
+    async def _after_decision(
+        self,
+        nc: NATS,
+        js: JetStreamContext,
+        outcome: Outcome,
+        accepted: list[tuple[Msg, Command | ResolvedLaunch]],
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
         state = outcome.state
         if outcome.events and state is not None and self.outbox is not None:
             # The attempts it queued are dispatched before the commands are acked: the acks would delay them.
@@ -259,18 +308,46 @@ class SchedulerService:
                 log.info("execution_ended", outcome=type(event).__name__)
 
     @staticmethod
-    async def _resolve(registry: Registry, msg: Msg, command: Command) -> Command | ResolvedLaunch:
-        target = subjects.execution_of_command_subject(msg.subject)
-        if target is None or target[2] != subjects.token(command.execution_id, "execution id"):
-            raise ValueError(f"command for execution {command.execution_id} was sent on subject {msg.subject}")
+    async def _resolve(registry: Registry, subject: str, msg: Msg, command: Command) -> Command | ResolvedLaunch:
+        """The command, checked against the subject it came on; a launch with what it names in the registry."""
+        if not subject or not _sent_for(command, msg.subject):
+            raise InputError(f"command for execution {command.execution_id} was sent on subject {msg.subject}")
         if isinstance(command, LaunchExecution):
-            if (target[0], target[1]) != (
-                subjects.token(command.project, "project"),
-                subjects.token(command.domain, "domain"),
-            ):
-                raise ValueError(f"launch for {command.project}/{command.domain} was sent on subject {msg.subject}")
             return await resolve_launch(registry, command)
         return command
+
+
+def _execution_subject_of(msg: Msg) -> str:
+    """The subject of the execution a command message was sent for ("" when its subject names none)."""
+    target = subjects.execution_of_command_subject(msg.subject)
+    try:
+        return subjects.execution_subject(*target) if target else ""
+    except ValueError:  # a token no plait name can have
+        return ""
+
+
+def _sent_for(command: Command, subject: str) -> bool:
+    """Whether ``subject`` is a command subject of the execution ``command`` names (and, for a launch, of its
+    project and domain)."""
+    target = subjects.execution_of_command_subject(subject)
+    if target is None:
+        return False
+    try:
+        if isinstance(command, LaunchExecution):
+            return subjects.execution_subject(command.project, command.domain, command.execution_id) == (
+                subjects.execution_subject(*target)
+            )
+        return subjects.token(command.execution_id, "execution id") == target[2]
+    except ValueError:
+        return False
+
+
+async def _hand_back_later(messages: list[Msg]) -> None:
+    """Return messages whose handling failed, to be delivered again a little later (those settled meanwhile are
+    left as they are: the server ignores a late ``nak``)."""
+    for msg in messages:
+        with contextlib.suppress(nats.errors.Error):  # else redelivered after the ack wait
+            await msg.nak(delay=RETRY_BATCH_SECONDS)
 
 
 def _drain(arrivals: MemoryObjectReceiveStream[Msg]) -> list[Msg]:

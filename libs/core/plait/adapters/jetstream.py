@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
@@ -29,10 +30,11 @@ from plait.adapters import subjects
 from plait.core.events import Decision, LaunchPlanRegistered, Registration, TaskRegistered, WorkflowRegistered
 from plait.core.model import EntityKind, LaunchPlanSpec, TaskSpec, WorkflowSpec
 from plait.core.state import Execution, apply_decision
-from plait.errors import ConflictError, ConnectionError, NotFound, RegistrationConflict
+from plait.errors import ConflictError, ConnectionError, NotFound, PlaitError, RegistrationConflict
 from plait.replay import paused_gc
 
 WRONG_LAST_SEQUENCE = 10071
+MESSAGE_TOO_LARGE = 10054  # the stream's max_msg_size
 DUPLICATE_WINDOW_SECONDS = 120.0
 
 registration_decoder = msgspec.json.Decoder(Registration)
@@ -375,27 +377,36 @@ class EventStore:
         with paused_gc():
             async with contextlib.aclosing(self.read(subject, after, at_least=at_least)) as stored_decisions:
                 async for stored in stored_decisions:
-                    state = apply_decision(state, stored.decision, stored.sequence, stored.digest)
+                    state = apply_decision(state, stored.decision, stored.sequence, stored.digest, len(stored.data))
         return state
 
     async def append(self, subject: str, decision: Decision, expected_sequence: int) -> tuple[int, str]:
         """Append one decision if the subject's last sequence is still ``expected_sequence``.
 
         Returns the new sequence and the record's digest; raises ``ConflictError`` when another
-        decision was appended first (nothing of this one is stored).
+        decision was appended first (nothing of this one is stored), ``DecisionTooLarge`` when it can
+        never be stored.
         """
-        data = codec.encode(decision)
+        return await self.append_encoded(subject, codec.encode(decision), expected_sequence)
+
+    async def append_encoded(self, subject: str, data: bytes, expected_sequence: int) -> tuple[int, str]:
+        """``append`` for a decision already encoded."""
         digest = codec.digest(data)
         headers = {
             "Nats-Expected-Last-Subject-Sequence": str(expected_sequence),
             "Nats-Msg-Id": digest,
         }
+        limit = self.js._nc.max_payload - _header_bytes(headers)
+        if len(data) > limit:  # the server would close the connection rather than refuse the message
+            raise DecisionTooLarge(len(data), limit)
         try:
             ack = await self.js.publish(subject, data, headers=headers, stream=subjects.EVENTS_STREAM)
         except nats.js.errors.APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 self._remember_floor(subject, exc.description or "")
                 raise ConflictError(f"{subject} moved past sequence {expected_sequence}") from exc
+            if exc.err_code == MESSAGE_TOO_LARGE:
+                raise DecisionTooLarge(len(data), None) from exc
             raise
         return ack.seq, digest
 
@@ -408,6 +419,21 @@ class EventStore:
             self._floors[subject] = int(sequence)
 
 
+class DecisionTooLarge(PlaitError):
+    """A decision is larger than the server takes in one message (``limit`` bytes, None when only the stream
+    knows it): appending it again can never succeed."""
+
+    def __init__(self, size: int, limit: int | None) -> None:
+        bound = f"the limit is {limit:,} bytes" if limit is not None else "the stream's max_msg_size is smaller"
+        super().__init__(f"the decision would take {size:,} bytes; {bound}")
+        self.size, self.limit = size, limit
+
+
+def _header_bytes(headers: dict[str, str]) -> int:
+    """The size of ``headers`` on the wire: a status line, one line each, and a blank line."""
+    return len("NATS/1.0\r\n\r\n") + sum(len(name) + len(value) + 4 for name, value in headers.items())
+
+
 def kind_of(registration: Registration) -> EntityKind:
     """The registry kind of a registration: its subject token and catalog kind."""
     if isinstance(registration, TaskRegistered):
@@ -415,12 +441,21 @@ def kind_of(registration: Registration) -> EntityKind:
     return "workflow" if isinstance(registration, WorkflowRegistered) else "launch_plan"
 
 
-class Registry:
-    """Registered tasks and workflows: one subject per (kind, name, version), written once."""
+REGISTRY_CACHE_BYTES = 32 * 1024 * 1024
+"""The registry's cache of workflow specs, measured by the bytes of their registrations."""
 
-    def __init__(self, js: JetStreamContext) -> None:
+
+class Registry:
+    """Registered tasks and workflows: one subject per (kind, name, version), written once.
+
+    Workflow specs are cached, least recently used first out, up to ``cache_bytes`` of their registrations: a
+    version never changes, so a cached spec is never stale.
+    """
+
+    def __init__(self, js: JetStreamContext, cache_bytes: int = REGISTRY_CACHE_BYTES) -> None:
         self.js = js
-        self._workflows: dict[tuple[str, str, str, str], WorkflowSpec] = {}
+        self.cache_bytes, self.cached_bytes = cache_bytes, 0
+        self._workflows: OrderedDict[tuple[str, str, str, str], tuple[WorkflowSpec, int]] = OrderedDict()
 
     async def register(self, registration: Registration) -> bool:
         """Store a registration; True when new, False when identical content was there already.
@@ -449,28 +484,53 @@ class Registry:
 
     async def workflow(self, project: str, domain: str, name: str, version: str) -> WorkflowSpec:
         key = (project, domain, name, version)
-        if key not in self._workflows:
-            subject = subjects.registration_subject(project, domain, "workflow", name, version)
-            registration = await self._get(subject, f"workflow '{name}' version {version} in {project}/{domain}")
-            assert isinstance(registration, WorkflowRegistered)
-            self._workflows[key] = registration.spec
-        return self._workflows[key]
+        cached = self._workflows.get(key)
+        if cached is not None:
+            self._workflows.move_to_end(key)
+            return cached[0]
+        what = f"workflow '{name}' version {version} in {project}/{domain}"
+        registration, size = await self._get((project, domain, "workflow", name, version), what)
+        if not isinstance(registration, WorkflowRegistered):
+            raise NotFound(f"{what} is not registered: its subject holds a {kind_of(registration)}")
+        self._cache(key, registration.spec, size)
+        return registration.spec
+
+    def _cache(self, key: tuple[str, str, str, str], spec: WorkflowSpec, size: int) -> None:
+        if size > self.cache_bytes:
+            return
+        self._workflows[key] = (spec, size)
+        self.cached_bytes += size
+        while self.cached_bytes > self.cache_bytes:
+            _, (_, evicted) = self._workflows.popitem(last=False)
+            self.cached_bytes -= evicted
 
     async def task(self, project: str, domain: str, name: str, version: str) -> TaskSpec:
-        subject = subjects.registration_subject(project, domain, "task", name, version)
-        registration = await self._get(subject, f"task '{name}' version {version} in {project}/{domain}")
-        assert isinstance(registration, TaskRegistered)
+        what = f"task '{name}' version {version} in {project}/{domain}"
+        registration, _ = await self._get((project, domain, "task", name, version), what)
+        if not isinstance(registration, TaskRegistered):
+            raise NotFound(f"{what} is not registered: its subject holds a {kind_of(registration)}")
         return registration.spec
 
     async def launch_plan(self, project: str, domain: str, name: str, version: str) -> LaunchPlanSpec:
-        subject = subjects.registration_subject(project, domain, "launch_plan", name, version)
-        registration = await self._get(subject, f"launch plan '{name}' version {version} in {project}/{domain}")
-        assert isinstance(registration, LaunchPlanRegistered)
+        what = f"launch plan '{name}' version {version} in {project}/{domain}"
+        registration, _ = await self._get((project, domain, "launch_plan", name, version), what)
+        if not isinstance(registration, LaunchPlanRegistered):
+            raise NotFound(f"{what} is not registered: its subject holds a {kind_of(registration)}")
         return registration.spec
 
-    async def _get(self, subject: str, what: str) -> Registration:
+    async def _get(self, key: tuple[str, str, EntityKind, str, str], what: str) -> tuple[Registration, int]:
+        """The registration of ``key`` (project, domain, kind, name, version) and its size in bytes."""
+        try:
+            subject = subjects.registration_subject(*key)
+        except ValueError as exc:  # a name no registration can have
+            raise NotFound(f"{what} is not registered: {exc}") from None
         raw = await last_message(self.js, subject)
         if raw is None or raw.data is None:
             raise NotFound(f"{what} is not registered")
-        registration: Registration = registration_decoder.decode(raw.data)
-        return registration
+        try:
+            registration: Registration = registration_decoder.decode(raw.data)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise NotFound(
+                f"{what} is not registered: its subject holds a record that does not decode ({exc})"
+            ) from exc
+        return registration, len(raw.data)

@@ -74,6 +74,7 @@ async def serve_scheduler(settings: Settings) -> None:
             replica=settings.replica_name,
             cluster=settings.cluster,
             ack_wait=settings.ack_wait_seconds,
+            state_cache_bytes=settings.state_cache_bytes,
             stream_replicas=settings.stream_replicas,
             cache_reservation_seconds=settings.cache_reservation_seconds,
             cache_lookup_timeout=settings.cache_lookup_seconds,

@@ -47,6 +47,7 @@ from plait.core.ids import attempt_id, cache_key, item_attempt_id, item_of_attem
 from plait.core.model import Interface, LaunchPlanSpec, MapOptions, TaskSpec, WorkflowSpec, resolve
 from plait.core.state import Execution, NodeState, evolve, launch
 from plait.core.types import check_value, describe
+from plait.core.validate import nesting_problem
 
 
 class Rejected(Exception):
@@ -81,12 +82,15 @@ def validate_inputs(interface: Interface, inputs: dict[str, Any], owner: str) ->
     for param in interface.inputs:
         if param.name in inputs:
             value = inputs[param.name]
-            problem = check_value(param.type, value)
-            if problem is not None:
+            if (too_deep := nesting_problem(value)) is not None:
+                problems.append(f"input '{param.name}' {too_deep}")
+            elif (problem := check_value(param.type, value)) is not None:
                 problems.append(f"input '{param.name}' expects {describe(param.type)}: {problem}")
             complete[param.name] = value
         elif param.required:
             problems.append(f"missing input '{param.name}' ({describe(param.type)})")
+        elif (too_deep := nesting_problem(param.default)) is not None:
+            problems.append(f"the default of input '{param.name}' {too_deep}")
         else:
             complete[param.name] = param.default
     if problems:
@@ -99,6 +103,8 @@ def _invalid_outputs(interface: Interface, outputs: dict[str, Any]) -> str | Non
     for param in interface.outputs:
         if param.name not in outputs:
             problems.append(f"missing output '{param.name}'")
+        elif (too_deep := nesting_problem(outputs[param.name])) is not None:
+            problems.append(f"output '{param.name}' {too_deep}")
         elif (problem := check_value(param.type, outputs[param.name])) is not None:
             problems.append(f"output '{param.name}' expects {describe(param.type)}: {problem}")
     return "; ".join(problems) or None
@@ -522,7 +528,8 @@ class Outcome(msgspec.Struct):
     rejections: list[tuple[Command | ResolvedLaunch, str]]
 
 
-def _one_by_one(commands: Sequence[Command | ResolvedLaunch]) -> Iterable[Command | ResolvedLaunch]:
+def each_command(commands: Sequence[Command | ResolvedLaunch]) -> Iterable[Command | ResolvedLaunch]:
+    """The commands one by one, those sent together (results, cache reports) taken apart."""
     for command in commands:
         if isinstance(command, ReportCacheLookups):
             yield from command.reports
@@ -532,28 +539,66 @@ def _one_by_one(commands: Sequence[Command | ResolvedLaunch]) -> Iterable[Comman
             yield command
 
 
+MAX_RECORDED_REJECTIONS = 100
+"""Rejected commands recorded on one execution's history: anyone may send junk naming an execution, and its history
+is permanent."""
+
+
 def decide_batch(state: Execution | None, commands: Sequence[Command | ResolvedLaunch], at: datetime) -> Outcome:
     """Decide several commands of one execution in order, as one decision.
 
     ``state`` is updated in place as events are produced; on a failed append the caller discards it.
-    A rejected command of an existing execution is recorded on it as ``CommandRejected``.
+    A rejected command of an existing execution is recorded on it as ``CommandRejected``, up to
+    ``MAX_RECORDED_REJECTIONS`` per execution; past that, the dead-letter stream alone keeps them.
     """
     outcome = Outcome(state=state, events=[], command_ids=[], rejections=[])
-    for command in _one_by_one(commands):
+    for command in each_command(commands):
         command_id = command_id_of(command)
         try:
             events: Iterable[Event] = decide(outcome.state, command)
         except Rejected as rejected:
             outcome.rejections.append((command, rejected.reason))
-            if outcome.state is None:
+            if outcome.state is None or len(outcome.state.rejected_commands) >= MAX_RECORDED_REJECTIONS:
                 continue
             events = [
                 CommandRejected(command_id=command_id, command_type=command_type_of(command), reason=rejected.reason)
             ]
-        events = list(events)
-        if events:
-            outcome.command_ids.append(command_id)
-        for event in events:
-            outcome.state = apply_event(outcome.state, event, at, command_id)
-            outcome.events.append(event)
+        _record(outcome, list(events), at, command_id)
+    return outcome
+
+
+def _record(outcome: Outcome, events: list[Event], at: datetime, command_id: str) -> None:
+    if events:
+        outcome.command_ids.append(command_id)
+    for event in events:
+        outcome.state = apply_event(outcome.state, event, at, command_id)
+        outcome.events.append(event)
+
+
+_VALUE_PRODUCERS = (NodeSucceeded, MapItemSucceeded, NodeCacheHit)
+
+
+def decide_unstorable(
+    state: Execution, command: Command | ResolvedLaunch, events: Sequence[Event], reason: str, at: datetime
+) -> Outcome:
+    """The decision that replaces one too large to store: ``command`` caused ``events``, which ``state`` (as stored,
+    without them) cannot take. The node whose value made them too large fails, and with it the execution."""
+    outcome = Outcome(state=state, events=[], command_ids=[], rejections=[])
+    if state.terminal:
+        return outcome
+    culprit = next((e for e in events if isinstance(e, _VALUE_PRODUCERS)), None) or next(
+        (e for e in events if hasattr(e, "node")), None
+    )
+    node_id: str = getattr(culprit, "node", "")
+    error = TaskError(kind="system", message=reason)
+    failure: list[Event] = []
+    node = state.nodes.get(node_id)
+    attempt_id: str = getattr(culprit, "attempt_id", "")
+    attempt = node.find_attempt(attempt_id) if node is not None and attempt_id else None
+    if attempt is not None and attempt.status in ("queued", "running"):
+        failure.append(AttemptFailed(node=node_id, attempt_id=attempt_id, error=error))
+    if node is not None and node.status not in ("succeeded", "failed"):
+        failure.append(NodeFailed(node=node_id, error=error))
+    failure.append(ExecutionFailed(node=node_id, error=error))
+    _record(outcome, failure, at, command_id_of(command))
     return outcome

@@ -108,6 +108,7 @@ class Execution(msgspec.Struct, kw_only=True):
     last_sequence: int = 0  # stream sequence of the last decision applied
     last_digest: str = ""  # SHA-256 of that decision's bytes
     decisions: int = 0
+    stored_bytes: int = 0  # of the decisions applied: what a cache of states measures them by
 
     @property
     def terminal(self) -> bool:
@@ -235,8 +236,10 @@ def _abort_unfinished(state: Execution) -> None:
             node.status = "aborted"
 
 
-def apply_decision(state: Execution | None, decision: Decision, sequence: int, digest: str) -> Execution | None:
-    """Apply every event of a stored decision; returns the new state (None before any launch)."""
+def apply_decision(
+    state: Execution | None, decision: Decision, sequence: int, digest: str, size: int = 0
+) -> Execution | None:
+    """Apply every event of a stored decision (``size`` bytes); returns the new state (None before any launch)."""
     for event in decision.events:
         if isinstance(event, ExecutionLaunched):
             state = launch(event, decision.at, decision.commands[0] if decision.commands else "")
@@ -245,4 +248,5 @@ def apply_decision(state: Execution | None, decision: Decision, sequence: int, d
     if state is not None:
         state.last_sequence, state.last_digest = sequence, digest
         state.decisions += 1
+        state.stored_bytes += size
     return state

@@ -34,3 +34,23 @@ def validate_workflow(spec: WorkflowSpec) -> None:
     except CycleError as exc:
         cycle = " -> ".join(exc.args[1])
         raise DefinitionError(f"{owner}: the nodes form a cycle: {cycle}") from exc
+
+
+MAX_VALUE_DEPTH = 64
+"""How deeply a value given to plait (a launch's input, a result's output) may nest lists and mappings. Decoders
+refuse data nested about a thousand levels deep: a bound well below keeps every record that holds a value readable."""
+
+
+def nesting_problem(value: object, limit: int = MAX_VALUE_DEPTH) -> str | None:
+    """Why ``value`` nests too deeply, or None. Walks containers only, and stops once past the limit."""
+    level: list[object] = [value]
+    depth = 0
+    while level:
+        containers = [item for item in level if isinstance(item, dict | list | tuple)]
+        if not containers:
+            return None
+        depth += 1
+        if depth > limit:
+            return f"is nested more than {limit} levels deep; the limit is {limit}"
+        level = [child for item in containers for child in (item.values() if isinstance(item, dict) else item)]
+    return None

@@ -1,0 +1,16 @@
+"""Reading what a scheduler appended, in tests: from the log itself, waiting for it rather than racing it."""
+
+from __future__ import annotations
+
+import anyio
+
+from plait.client import AsyncClient
+from plait.core.events import NodeQueued
+
+
+async def queued_at_launch(client: AsyncClient, execution_id: str) -> list[str]:
+    """The nodes the execution's launch queued, once its first decision is in the log (waiting up to 30 s)."""
+    with anyio.fail_after(30):
+        async for stored in client.events(execution_id, until_terminal=False):
+            return [event.node for event in stored.decision.events if isinstance(event, NodeQueued)]
+    raise AssertionError(f"the log of {execution_id} ended before its launch")

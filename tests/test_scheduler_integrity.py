@@ -1,0 +1,247 @@
+"""The scheduler keeps the log's promise against failed appends, values too large to store and hostile commands."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+
+import anyio
+import msgspec
+import nats
+import pytest
+from nats.js.api import DiscardPolicy
+
+from plait import InputError, codec
+from plait.adapters import subjects
+from plait.adapters.commands import REPLY_TO_HEADER, publish_command
+from plait.adapters.jetstream import EventStore, Registry
+from plait.client import AsyncClient
+from plait.core.commands import LaunchExecution, ReportAttemptResult
+from plait.core.decide import ResolvedLaunch
+from plait.core.events import WorkflowRegistered
+from plait.core.model import WorkflowSpec
+from plait_executor import ExecutorService
+from plait_scheduler import SchedulerService, failures
+from plait_scheduler.cache import StateCache
+from plait_scheduler.decisions import Decider
+from tests import large_value_workflows, workflows
+from tests.dead_letters import read_dead_letters
+from tests.reading import queued_at_launch
+from tests.running import running
+
+
+@pytest.fixture
+async def client(nats_url: str) -> AsyncIterator[AsyncClient]:
+    async with await AsyncClient.connect(nats_url) as plait_client:
+        yield plait_client
+
+
+@pytest.fixture
+async def scheduler(nats_url: str) -> AsyncIterator[SchedulerService]:
+    service = SchedulerService(nats_url, replica="integrity-scheduler")
+    async with running(service.run):
+        yield service
+
+
+async def test_a_redelivered_result_is_decided_after_an_append_failure_that_is_no_conflict(
+    client: AsyncClient,
+) -> None:
+    """A full stream refuses the decision: the cached state must not keep its events, or the redelivered result
+    would look decided already and be lost."""
+    await client.register(workflows.add_two)
+    subject = client._subject("full-stream")
+    launch = LaunchExecution(
+        command_id="launch:full-stream",
+        execution_id="full-stream",
+        project=client.project,
+        domain=client.domain,
+        workflow=workflows.add_two.name,
+        version=workflows.add_two.spec.version,
+        inputs={"a": 1, "b": 2},
+    )
+    decider = Decider(EventStore(client.js), StateCache(), "r1")
+    launched = await decider.decide(subject, [ResolvedLaunch(command=launch, workflow=workflows.add_two.spec)])
+    assert launched.state is not None
+    attempt = launched.state.nodes["add"].attempts[0].attempt_id
+    result = ReportAttemptResult(
+        command_id="result-1",
+        execution_id="full-stream",
+        node="add",
+        attempt_id=attempt,
+        worker="w",
+        outputs={"result": 3},
+    )
+    info = await client.js.stream_info(subjects.EVENTS_STREAM)
+    full = dataclasses.replace(info.config, max_msgs=info.state.messages, discard=DiscardPolicy.NEW)
+    await client.js.update_stream(full)
+    with pytest.raises(nats.js.errors.APIError, match="maximum messages exceeded"):
+        await decider.decide(subject, [result])
+    await client.js.update_stream(info.config)
+    redelivered = await decider.decide(subject, [result])
+    assert [type(e).__name__ for e in redelivered.events] == ["AttemptStarted", "NodeSucceeded", "ExecutionSucceeded"]
+    state = await client.get("full-stream")
+    assert state.status == "succeeded" and state.outputs == {"result": 3}
+
+
+@pytest.fixture
+async def scheduler_and_executor(nats_url: str) -> AsyncIterator[None]:
+    scheduler = SchedulerService(nats_url, replica="large-values")
+    executor = ExecutorService(nats_url, concurrency=2, worker_name="large-values")
+    async with running(scheduler.run, executor.run):
+        yield
+
+
+async def test_a_value_too_large_to_pass_on_fails_its_node_with_the_reason_and_nothing_hangs(
+    client: AsyncClient, scheduler_and_executor: None
+) -> None:
+    """A 1 MB value read by eight tasks would make a 9 MB decision, over the server's 8 MiB: the node that made it
+    fails, saying so, rather than the result being retried for ever or lost."""
+    with anyio.fail_after(60):
+        execution_id = await client.launch(large_value_workflows.read_by_eight, {"size": 1_000_000})
+        state = await client.wait(execution_id)
+    assert state.status == "failed"
+    assert state.error is not None and "the limit is 8,388" in state.error.message
+    assert state.failed_node is not None and state.nodes[state.failed_node].task.endswith("blob")
+    with anyio.fail_after(60):
+        small = await client.launch(large_value_workflows.read_by_eight, {"size": 1000})
+        assert (await client.wait(small)).outputs == {"result": 8000}
+
+
+async def test_a_map_over_large_inputs_ends_with_a_readable_reason(
+    client: AsyncClient, scheduler_and_executor: None
+) -> None:
+    with anyio.fail_after(60):
+        execution_id = await client.launch(large_value_workflows.mapped_over_large, {"count": 3, "size": 1_500_000})
+        state = await client.wait(execution_id)
+    assert state.status == "failed"
+    assert state.error is not None and "bytes; the limit is" in state.error.message
+
+
+async def test_a_launch_too_large_to_store_is_refused_with_the_reason(
+    client: AsyncClient, scheduler: SchedulerService
+) -> None:
+    """Inputs that fit in a command but not in the decision that launches them (eight root nodes read them) are
+    refused, and nothing is stored."""
+    with pytest.raises(InputError, match=r"bytes; the limit is"):
+        await client.launch(large_value_workflows.eight_readers, {"text": "x" * 1_500_000}, execution_id="too-large")
+    assert not await client._exists("too-large")
+
+
+async def rejection_reasons(replies: nats.aio.subscription.Subscription, count: int) -> list[str]:
+    """The reasons in the next ``count`` rejections a sender is told of."""
+    with anyio.fail_after(30):
+        return [msgspec.json.decode((await replies.next_msg(timeout=30)).data)["reason"] for _ in range(count)]
+
+
+def launch_command(client: AsyncClient, execution_id: str, **names: str) -> LaunchExecution:
+    return LaunchExecution(
+        command_id=f"launch:{execution_id}",
+        execution_id=execution_id,
+        project=client.project,
+        domain=client.domain,
+        **names,
+    )
+
+
+async def test_a_launch_plan_subject_holding_a_workflow_is_dead_lettered_and_the_replica_goes_on(
+    client: AsyncClient, scheduler: SchedulerService, nats_url: str
+) -> None:
+    """Once, this launch failed an ``assert`` outside the decide block and killed every replica in turn."""
+    spec = workflows.add_two.spec
+    subject = subjects.registration_subject(client.project, client.domain, "launch_plan", "sneaky", "1")
+    await client.js.publish(subject, codec.encode(WorkflowRegistered(client.project, client.domain, spec)))
+    inbox = client.nc.new_inbox()
+    replies = await client.nc.subscribe(inbox)
+    command = launch_command(client, "via-sneaky-plan", launch_plan="sneaky", launch_plan_version="1")
+    await publish_command(client.js, command, client.project, client.domain, reply_to=inbox)
+    [reason] = await rejection_reasons(replies, 1)
+    plan = f"launch plan 'sneaky' version 1 in {client.project}/{client.domain}"
+    assert reason == f"{plan} is not registered: its subject holds a workflow"
+    [kept] = await read_dead_letters(client.js, 1)
+    assert kept.headers["Plait-Command-Id"] == "launch:via-sneaky-plan"
+    with anyio.fail_after(30):
+        execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
+    assert await queued_at_launch(client, execution_id) == ["add"]
+
+
+async def test_an_unexpected_error_is_retried_with_back_off_then_dead_lettered_while_others_are_decided(
+    client: AsyncClient, scheduler: SchedulerService, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked_up = 0
+    workflow = Registry.workflow
+
+    async def exploding(registry: Registry, project: str, domain: str, name: str, version: str) -> WorkflowSpec:
+        nonlocal looked_up
+        if name == "exploding":
+            looked_up += 1
+            raise RuntimeError("the registry exploded")
+        return await workflow(registry, project, domain, name, version)
+
+    monkeypatch.setattr(Registry, "workflow", exploding)
+    monkeypatch.setattr(failures, "MAX_DELIVERIES", 4)
+    monkeypatch.setattr(failures, "FIRST_RETRY_SECONDS", 0.1)
+    inbox = client.nc.new_inbox()
+    replies = await client.nc.subscribe(inbox)
+    command = launch_command(client, "explodes", workflow="exploding", version="1")
+    await publish_command(client.js, command, client.project, client.domain, reply_to=inbox)
+    with anyio.fail_after(30):
+        execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
+    assert await queued_at_launch(client, execution_id) == ["add"]
+    [reason] = await rejection_reasons(replies, 1)
+    assert reason == "failed on each of 4 deliveries; last: the registry exploded"
+    assert looked_up == 4
+    [kept] = await read_dead_letters(client.js, 1)
+    assert kept.headers["Plait-Original-Subject"].endswith("explodes.launch")
+
+
+async def test_hostile_commands_are_dead_lettered_with_their_reason_and_the_replica_goes_on(
+    client: AsyncClient, scheduler: SchedulerService, nats_url: str
+) -> None:
+    inbox = client.nc.new_inbox()
+    replies = await client.nc.subscribe(inbox)
+    launch = launch_command(client, "hostile", workflow=workflows.add_two.name, version="1")
+    as_dict = msgspec.to_builtins(launch)
+    subject = subjects.command_subject(client.project, client.domain, "hostile", "launch")
+    last = (await client.js.stream_info(subjects.COMMANDS_STREAM)).state.last_seq
+    hostile = [
+        (
+            msgspec.msgpack.encode({**as_dict, "inputs": {"a": msgspec.msgpack.Ext(1, b"x")}}),
+            {"Content-Type": "application/msgpack"},
+        ),
+        (codec.encode({**as_dict, "inputs": {"a": 0}}).replace(b'"a":0', b'"a":' + b"[" * 10_000 + b"]" * 10_000), {}),
+        (b"{not json", {"Nats-Expected-Last-Sequence": str(last + 2), "Nats-Msg-Id": "copied"}),
+    ]
+    for data, headers in hostile:
+        await client.js.publish(subject, data, headers={REPLY_TO_HEADER: inbox, **headers})
+    reasons = await rejection_reasons(replies, len(hostile))
+    assert reasons[0].startswith("malformed command: Encoding objects of type msgspec.msgpack.Ext is unsupported")
+    assert reasons[1] == "malformed command: nested too deeply to decode"
+    assert reasons[2].startswith("malformed command: JSON is malformed")
+    kept = await read_dead_letters(client.js, len(hostile))
+    copied = [
+        name for msg in kept for name in msg.headers if name.startswith("Nats-") and name != "Nats-Expected-Stream"
+    ]
+    assert copied == [], "a copied Nats-* header would tell the server how to store the dead letter"
+    assert kept[2].headers["Plait-Command-Id"] == "copied"
+    with pytest.raises(InputError, match="input 'a' is nested more than 64 levels deep; the limit is 64"):
+        await client.launch(workflows.add_two, {"a": _deep(100), "b": 1})
+    with anyio.fail_after(30):
+        execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
+    assert await queued_at_launch(client, execution_id) == ["add"]
+
+
+def _deep(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+async def test_a_command_too_large_to_copy_with_its_reason_is_kept_cut_to_what_fits(
+    client: AsyncClient, scheduler: SchedulerService, nats_url: str
+) -> None:
+    data = b"{" + b"x" * (client.nc.max_payload - 100)
+    await client.js.publish(subjects.command_subject(client.project, client.domain, "huge", "launch"), data)
+    [kept] = await read_dead_letters(client.js, 1)
+    assert kept.headers["Plait-Truncated-From"] == str(len(data))
+    assert data.startswith(kept.data) and kept.headers["Plait-Error"].startswith("malformed command")
