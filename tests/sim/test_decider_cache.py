@@ -12,7 +12,6 @@ from plait.core.events import TaskError
 from plait.replay import replay
 from tests.launching import resolved_launch
 from tests.sim import workflows as sim_workflows
-from tests.sim.test_simulation import STALE_NO_OP
 from tests.sim.world import Faults, World, complete
 
 SUBJECT = subjects.execution_subject("tests", "dev", "e")  # where resolved_launch launches
@@ -38,7 +37,6 @@ def result(attempt: int, error: TaskError | None = None) -> ReportAttemptResult:
     )
 
 
-@pytest.mark.xfail(reason=STALE_NO_OP, strict=False)
 def test_a_retry_due_reaching_a_replica_whose_cache_is_behind_is_decided() -> None:
     world = launched_world()
     first, second = world.replicas
@@ -49,7 +47,6 @@ def test_a_retry_due_reaching_a_replica_whose_cache_is_behind_is_decided() -> No
     assert attempts == [1, 2], "the retry was queued"
 
 
-@pytest.mark.xfail(reason="issue 10 defect 1: a failed append leaves its events in the replica's cache", strict=False)
 def test_a_result_whose_append_timed_out_is_decided_when_redelivered() -> None:
     world = launched_world()
     replica = world.replicas[0]

@@ -18,38 +18,12 @@ from tests.sim.world import PROFILES, simulate
 SEEDS = int(os.environ.get("PLAIT_SIM_SEEDS", "3000"))
 ONLY_SEED = os.environ.get("PLAIT_SIM_SEED")
 
-STALE_NO_OP = (
-    "found by the simulator, not yet in issue 10: a command that decides nothing on a replica's cached state is "
-    "acked without looking at the log, so a RetryDue (or a cache look-up report) reaching a replica whose cache is "
-    "behind another replica's decision is dropped and the execution hangs (Decider.decide returns before any OCC "
-    "check when there are no events)"
-)
-PROFILE_MARKS = {
-    "one_replica": [],
-    "replicas": [pytest.mark.xfail(reason=STALE_NO_OP, strict=False)],
-    "replicas_immediate_retries": [],  # what passes with several replicas until the stale no-op is fixed
-    "append_failures": [
-        pytest.mark.xfail(
-            reason="issue 10 defect 1: a failed append leaves its events in the replica's cache, and the redelivered "
-            "command is acked as a duplicate",
-            strict=False,
-        )
-    ],
-    "small_messages": [
-        pytest.mark.xfail(
-            reason="issue 10 defect 1: a decision too large to store poisons the cache, and is never turned into "
-            "a failure of its node",
-            strict=False,
-        )
-    ],
-}
-
 
 def seeds() -> range:
     return range(int(ONLY_SEED), int(ONLY_SEED) + 1) if ONLY_SEED else range(SEEDS)
 
 
-@pytest.mark.parametrize("profile", [pytest.param(name, marks=PROFILE_MARKS[name]) for name in sorted(PROFILES)])
+@pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_every_seed_keeps_the_invariants_and_ends_every_execution(profile: str) -> None:
     """A failing seed stops the test with the seed and the one command that replays it."""
     totals: dict[str, int] = {}

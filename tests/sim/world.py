@@ -27,6 +27,7 @@ import structlog.testing
 import plait_scheduler.decisions
 from plait import codec
 from plait.adapters import subjects
+from plait.adapters.jetstream import DecisionTooLarge
 from plait.core.commands import (
     AbortExecution,
     Command,
@@ -60,10 +61,6 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 Shape = tuple[Workflow[..., Any], dict[str, Any]]
 
 
-def _has_timers(wf: Workflow[..., Any]) -> bool:
-    return any(task.retry_delay_seconds > 0 for task in wf.spec.tasks.values())
-
-
 SHAPES: tuple[Shape, ...] = (
     (workflows.chain, {"start": 0}),
     (workflows.sum_of_squares, {"n": 3}),
@@ -80,7 +77,6 @@ SHAPES: tuple[Shape, ...] = (
     (sim_workflows.items_retried_later, {"xs": [1, 2, 3]}),
     (sim_workflows.widely_read, {}),
 )
-IMMEDIATE_RETRIES = tuple(shape for shape in SHAPES if not _has_timers(shape[0]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,13 +109,9 @@ class Profile:
 PROFILES = {
     "one_replica": Profile(Faults(), replicas=1),
     "replicas": Profile(Faults()),
-    "replicas_immediate_retries": Profile(Faults(), shapes=IMMEDIATE_RETRIES),
-    # each profile below meets one defect only: delayed retries (timers) meet the stale-cache no-op in "replicas"
-    "append_failures": Profile(
-        Faults(append_timeout=0.04, append_timeout_after=0.04, append_unavailable=0.03), shapes=IMMEDIATE_RETRIES
-    ),
+    "append_failures": Profile(Faults(append_timeout=0.04, append_timeout_after=0.04, append_unavailable=0.03)),
     # every launch fits, the decision queueing widely_read's six readers (~9 KB) never does
-    "small_messages": Profile(Faults(max_payload=6_000), shapes=IMMEDIATE_RETRIES),
+    "small_messages": Profile(Faults(max_payload=6_000)),
 }
 
 
@@ -204,7 +196,7 @@ class SimStore:
     """The in-memory twin of ``plait.adapters.jetstream.EventStore`` (``load``, ``append``), failing on purpose.
 
     Raises what the real store lets through: ``ConflictError`` on a wrong last sequence, the nats-py errors
-    otherwise (a timeout, no responders, ``MaxPayloadError`` for a message larger than the server takes).
+    otherwise (a timeout, no responders), and ``DecisionTooLarge`` for a message larger than the server takes.
     """
 
     def __init__(self, world: World) -> None:
@@ -226,7 +218,7 @@ class SimStore:
         world, faults = self.world, self.world.faults
         digest = codec.digest(data)
         if len(data) > faults.max_payload:
-            raise nats.errors.MaxPayloadError
+            raise DecisionTooLarge(len(data), faults.max_payload)
         if world.chance(faults.append_timeout):
             raise nats.errors.TimeoutError
         if world.chance(faults.append_unavailable):

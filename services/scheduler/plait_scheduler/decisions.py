@@ -60,12 +60,15 @@ class Decider:
         the reason (or, for a launch, is rejected).
         """
         for _ in range(MAX_CONFLICT_RETRIES):
-            state = self.cache.take(subject) or await self.store.load(subject)
+            cached = self.cache.take(subject)
+            state = cached or await self.store.load(subject)
             expected = state.last_sequence if state else 0
             previous = state.last_digest if state else ""
             now = datetime.now(UTC)
             outcome = decide_batch(state, commands, now)
             if not outcome.events:
+                if cached is not None and await self._caught_up(subject, cached):
+                    continue  # another replica decided meanwhile: what changes nothing here may change something now
                 self._keep(subject, outcome.state)
                 return outcome
             try:
@@ -95,6 +98,18 @@ class Decider:
         self.decisions += 1
         self._keep(subject, state)
         return outcome
+
+    async def _caught_up(self, subject: str, cached: Execution) -> bool:
+        """Whether the log moved past the cached state; if so the cache now holds the state caught up with it.
+
+        A decision with events is checked by OCC when it is appended; one without events is not, so before a command
+        is acked as changing nothing, the state it was decided on is checked against the log."""
+        seen = cached.last_sequence
+        state = await self.store.load(subject, cached)
+        if state is None or state.last_sequence == seen:
+            return False
+        self._keep(subject, state)
+        return True
 
     def _keep(self, subject: str, state: Execution | None) -> None:
         if state is not None:
