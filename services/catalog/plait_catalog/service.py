@@ -29,9 +29,17 @@ class CatalogService:
     """
 
     def __init__(
-        self, nats_url: str, database_url: str, replica: str, batch_size: int = 500, *, wait_timeout: float = 5.0
+        self,
+        nats_url: str,
+        database_url: str,
+        replica: str,
+        batch_size: int = 500,
+        *,
+        wait_timeout: float = 5.0,
+        stream_replicas: int | None = None,
     ) -> None:
         self.nats_url = nats_url
+        self.stream_replicas = stream_replicas
         self.database_url = database_url
         self.replica = replica
         self.wait_timeout = wait_timeout
@@ -65,7 +73,7 @@ class CatalogService:
             stack.push_async_callback(_close_pool, pool)
             await db.when_reachable(lambda: _migrate(pool), "the migrations")
             js = nc.jetstream()
-            await ensure_streams(js)
+            await ensure_streams(js, self.stream_replicas)
             watcher = OffsetWatcher(self.database_url, pool, f"{application_name}-listener")
             responder = QueryResponder(nc, pool, watcher, self.wait_timeout, self.replica)
             async with anyio.create_task_group() as tg:

@@ -66,8 +66,10 @@ class ExecutorService:
         started_after_seconds: float = STARTED_AFTER_SECONDS,
         max_deliveries: int = MAX_DELIVERIES,
         attempt_deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
+        stream_replicas: int | None = None,
     ) -> None:
         self.nats_url = nats_url
+        self.stream_replicas = stream_replicas
         self.cluster = cluster
         self.queue = queue
         self.concurrency = concurrency or os.cpu_count() or 1
@@ -88,7 +90,7 @@ class ExecutorService:
         nc = await connect(self.nats_url, name=f"plait-executor {self.worker_name}")
         try:
             js = nc.jetstream()
-            await ensure_streams(js)
+            await ensure_streams(js, self.stream_replicas)
             config = self._consumer_config()
             info = await ensure_consumer(js, subjects.DISPATCH_STREAM, config)
             if (info.config.ack_wait, info.config.max_deliver) != (config.ack_wait, config.max_deliver):

@@ -95,6 +95,7 @@ async def serve_executor(settings: Settings) -> None:
         worker_name=settings.replica_name,
         ack_wait_seconds=settings.dispatch_ack_wait_seconds,
         attempt_deadline_seconds=settings.attempt_deadline_seconds,
+        stream_replicas=settings.stream_replicas,
     )
     await serve(executor.run)
 
@@ -104,7 +105,10 @@ async def serve_catalog(settings: Settings) -> None:
 
     nats_url = require(settings.nats_url, "PLAIT_NATS_URL")
     database_url = require(settings.database_url, "PLAIT_DATABASE_URL")
-    await serve(CatalogService(nats_url, database_url, replica=settings.replica_name).run)
+    catalog = CatalogService(
+        nats_url, database_url, replica=settings.replica_name, stream_replicas=settings.stream_replicas
+    )
+    await serve(catalog.run)
 
 
 async def serve_dev(settings: Settings) -> None:

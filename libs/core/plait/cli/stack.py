@@ -308,10 +308,15 @@ async def _in_process(settings: Settings, info: StackInfo, services: tuple[str, 
                 worker_name=replica,
                 ack_wait_seconds=settings.dispatch_ack_wait_seconds,
                 attempt_deadline_seconds=settings.attempt_deadline_seconds,
+                stream_replicas=settings.stream_replicas,
             )
             await tg.start(executor.run)
         if "catalog" in services:
-            await tg.start(CatalogService(info.nats_url, info.database_url, replica=replica).run)
+            await tg.start(
+                CatalogService(
+                    info.nats_url, info.database_url, replica=replica, stream_replicas=settings.stream_replicas
+                ).run
+            )
         try:
             yield
         finally:
