@@ -9,6 +9,7 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
+import anyio
 import msgspec
 import nats
 import nats.errors
@@ -19,6 +20,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
+    PubAck,
     RawStreamMsg,
     RetentionPolicy,
     StorageType,
@@ -34,6 +36,8 @@ from plait.errors import ConflictError, ConnectionError, NotFound, PlaitError, R
 from plait.replay import paused_gc
 
 WRONG_LAST_SEQUENCE = 10071
+DUPLICATE_IN_PROCESS = 10158  # a message with the same Nats-Msg-Id is still being stored (replicated streams)
+DUPLICATE_IN_PROCESS_PATIENCE_SECONDS = 5.0
 MESSAGE_TOO_LARGE = 10054  # the stream's max_msg_size
 DUPLICATE_WINDOW_SECONDS = 120.0
 
@@ -132,9 +136,22 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     ]
 
 
+BOUNDED_STREAMS = frozenset({subjects.DEAD_LETTER_STREAM, subjects.QUARANTINE_STREAM})
+"""Streams whose size limits are plait's: an existing one is brought to them (the others' limits are the
+operator's to set)."""
+SIZE_LIMITS = ("max_age", "max_bytes", "max_msg_size", "max_msgs_per_subject", "discard")
+
+
+def _size_limits(config: StreamConfig) -> dict[str, Any]:
+    if config.name not in BOUNDED_STREAMS:
+        return {}
+    return {limit: getattr(config, limit) for limit in SIZE_LIMITS}
+
+
 async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> None:
     """Create the streams if missing (with ``replicas``, default 1); with ``replicas`` given, also bring
-    existing ones to it. Any replica of any service may call it."""
+    existing ones to it; bring the dead-letter and quarantine streams to their size limits. Any replica of any
+    service may call it."""
     for config in stream_configs(replicas or 1):
         try:
             info = await js.stream_info(config.name or "")
@@ -149,6 +166,7 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> N
             subjects=config.subjects,
             allow_msg_schedules=config.allow_msg_schedules or info.config.allow_msg_schedules,
             num_replicas=replicas or info.config.num_replicas,
+            **_size_limits(config),
         )
         if wanted != info.config:  # a stream made by an older release, or asked for more replicas
             await js.update_stream(wanted)
@@ -468,9 +486,8 @@ class Registry:
             registration.project, registration.domain, kind, spec.name, spec.version
         )
         data = codec.encode(registration)
-        headers = {"Nats-Expected-Last-Subject-Sequence": "0", "Nats-Msg-Id": codec.digest(data)}
         try:
-            ack = await self.js.publish(subject, data, headers=headers, stream=subjects.EVENTS_STREAM)
+            ack = await self._publish_once(subject, data)
         except nats.js.errors.APIError as exc:
             if exc.err_code != WRONG_LAST_SEQUENCE:
                 raise
@@ -481,6 +498,21 @@ class Registry:
                 ) from exc
             return False
         return not ack.duplicate
+
+    async def _publish_once(self, subject: str, data: bytes) -> PubAck:
+        """Publish a registration on its empty subject. On a replicated stream, a concurrent publish of the same
+        registration is refused while the first is being stored (``DUPLICATE_IN_PROCESS``): asked again shortly, it
+        is then a duplicate, or meets the stored first one."""
+        headers = {"Nats-Expected-Last-Subject-Sequence": "0", "Nats-Msg-Id": codec.digest(data)}
+        delay = 0.01
+        while True:
+            try:
+                return await self.js.publish(subject, data, headers=headers, stream=subjects.EVENTS_STREAM)
+            except nats.js.errors.APIError as exc:
+                if exc.err_code != DUPLICATE_IN_PROCESS or delay > DUPLICATE_IN_PROCESS_PATIENCE_SECONDS:
+                    raise
+            await anyio.sleep(delay)
+            delay *= 2
 
     async def workflow(self, project: str, domain: str, name: str, version: str) -> WorkflowSpec:
         key = (project, domain, name, version)
