@@ -299,12 +299,30 @@ class AsyncClient:
                         )
                     await anyio.sleep(delay)
                     delay = min(delay * 2, LONGEST_PUBLISH_RETRY_SECONDS)
-                if await self._exists(execution_id):
-                    decided(None)
-                elif ack.duplicate and (refusal := await self._refusal_of(command)) is not None:
-                    decided(refusal)
+                await self._report_earlier_outcome(command, bool(ack.duplicate), decided)
         except PlaitError as exc:
             decided(exc)
+
+    async def _report_earlier_outcome(
+        self, command: LaunchExecution, duplicate: bool, decided: Callable[[LaunchOutcome], None]
+    ) -> None:
+        """Report an execution launched before, or the refusal of the same command stored before; reads that time
+        out (a stream leader being elected, say) are asked again until the launch's own deadline."""
+        execution_id = command.execution_id
+        delay = FIRST_PUBLISH_RETRY_SECONDS
+        while True:
+            try:
+                if await self._exists(execution_id):
+                    decided(None)
+                elif duplicate and (refusal := await self._refusal_of(command)) is not None:
+                    decided(refusal)
+                return
+            except (nats.errors.TimeoutError, *UNAVAILABLE) as exc:
+                if self.nc.is_closed:
+                    raise
+                log.warning("launch_check_retried", execution=execution_id, error=str(exc) or type(exc).__name__)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, LONGEST_PUBLISH_RETRY_SECONDS)
 
     def _dead_letter_subject(self, command: LaunchExecution) -> str:
         return subjects.dead_letter_subject(subject_of(command, self.project, self.domain))
