@@ -7,11 +7,18 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from plait.adapters import subjects
+from plait.adapters.jetstream import ensure_streams
+from plait.client import AsyncClient
+from plait_catalog import CatalogService
+from plait_executor import ExecutorService
+from tests import workflows
 from tests.faults import harness
 from tests.faults.cluster import NatsCluster
+from tests.running import running
 
 pytestmark = pytest.mark.faults
 
@@ -27,11 +34,6 @@ async def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
         nats_cluster.stop()
 
 
-@pytest.mark.xfail(
-    reason="issue 10 defect 6: an attempt queued during the leader change was never run nor reported (seen once in "
-    "three runs: 'total/1' queued by the decision stored right after the election), and nothing gives up on it",
-    strict=False,
-)
 async def test_killing_the_events_stream_leader_loses_nothing(cluster: NatsCluster) -> None:
     """Executions in flight when the leader dies end; launches resume once a new leader is elected (a launch
     during the election meets no responders: issue 10 defect 15)."""
@@ -56,12 +58,6 @@ async def test_killing_the_events_stream_leader_loses_nothing(cluster: NatsClust
     report.check()
 
 
-@pytest.mark.xfail(
-    reason="issue 10 defects 6 and 14: attempts queued as the cluster stopped never ran after it came back (5 of 30 "
-    "chains stuck at one queued node, seen once in three runs) and nothing gives up on them; services may exit when "
-    "NATS is away for more than 5 s",
-    strict=False,
-)
 async def test_restarting_the_whole_cluster_loses_nothing(cluster: NatsCluster) -> None:
     env = harness.service_env(cluster.url, PLAIT_STREAM_REPLICAS="3")
     processes = [harness.start_service("scheduler", env), harness.start_service("executor", env)]
@@ -81,3 +77,40 @@ async def test_restarting_the_whole_cluster_loses_nothing(cluster: NatsCluster) 
             report.problems = await harness.audit_log(client)
         assert all(process.process.poll() is None for process in processes), "a service exited"
     report.check()
+
+
+async def test_concurrent_registrations_of_one_version_all_succeed(cluster: NatsCluster) -> None:
+    """On a replicated stream a second publish of a registration may meet the first still being stored (JetStream
+    error 10158); each caller still gets its answer, and the version is stored once."""
+    async with await AsyncClient.connect(cluster.url) as setup:
+        await ensure_streams(setup.js, 3)
+    clients = [await AsyncClient.connect(cluster.url) for _ in range(16)]
+    try:
+        async with anyio.create_task_group() as tg:
+            for client in clients:
+                tg.start_soon(client.register, workflows.add_two)
+        workflow_subject = subjects.registration_subject(
+            clients[0].project, clients[0].domain, "workflow", workflows.add_two.name, workflows.add_two.spec.version
+        )
+        info = await clients[0].js.stream_info(subjects.EVENTS_STREAM, subjects_filter=workflow_subject)
+        assert info.state.subjects == {workflow_subject: 1}, "the version is stored once"
+    finally:
+        for client in clients:
+            await client.close()
+
+
+@pytest.mark.parametrize("service", ["executor", "catalog"])
+async def test_every_service_creates_the_streams_with_the_replicas_it_is_given(
+    cluster: NatsCluster, service: str, database_url: str
+) -> None:
+    run = (
+        ExecutorService(cluster.url, concurrency=1, stream_replicas=3).run
+        if service == "executor"
+        else CatalogService(cluster.url, database_url, replica="r3", stream_replicas=3).run
+    )
+    async with running(run), await AsyncClient.connect(cluster.url) as client:
+        replicas = {
+            name: (await client.js.stream_info(name)).config.num_replicas
+            for name in (subjects.EVENTS_STREAM, subjects.COMMANDS_STREAM, subjects.DISPATCH_STREAM)
+        }
+    assert replicas == dict.fromkeys(replicas, 3)

@@ -20,11 +20,6 @@ ROOM_BYTES = 30_000  # a few executions' worth of decisions
 FULL_SECONDS = 10.0
 
 
-@pytest.mark.xfail(
-    reason="issue 10 defect 1 (a failed append poisons the cache: the redelivered result is acked as a duplicate) "
-    "and defect 5 (a command failing to append is dead-lettered after 5 deliveries 1 s apart)",
-    strict=False,
-)
 async def test_a_full_events_stream_loses_no_command(nats_url: str) -> None:
     env = harness.service_env(nats_url)
     processes = [harness.start_service("scheduler", env), harness.start_service("executor", env)]

@@ -66,10 +66,6 @@ async def test_the_catalog_rides_out_postgres_stopped_for_20_seconds(
     report.check()
 
 
-@pytest.mark.xfail(
-    reason="issue 10 defect 14: the catalog cannot start while PostgreSQL is down (it exits instead of waiting)",
-    strict=False,
-)
 async def test_a_catalog_started_while_postgres_is_down_starts_once_it_is_back(
     nats_url: str, private_postgres: PostgresServer
 ) -> None:
