@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -113,3 +114,11 @@ async def test_the_dead_letter_stream_has_stated_limits(js: JetStreamContext) ->
         DEAD_LETTER_MAX_AGE_SECONDS,
         "old",
     )
+
+
+async def test_an_unbounded_dead_letter_stream_of_an_older_release_is_given_the_limits(js: JetStreamContext) -> None:
+    config = (await js.stream_info(subjects.DEAD_LETTER_STREAM)).config
+    await js.update_stream(dataclasses.replace(config, max_bytes=-1, max_msg_size=-1))
+    await ensure_streams(js)
+    config = (await js.stream_info(subjects.DEAD_LETTER_STREAM)).config
+    assert (config.max_bytes, config.max_msg_size) == (DEAD_LETTER_MAX_BYTES, DEAD_LETTER_MAX_MESSAGE_BYTES)
