@@ -12,7 +12,7 @@ import pytest
 from plait import DefinitionError, map_task, workflow
 from plait.audit import verify_catalog
 from plait.client import AsyncClient
-from plait.core.commands import ReportAttemptResult
+from plait.core.commands import ReportAttemptResult, ReportAttemptStarted
 from plait.core.decide import MAX_MAP_IN_FLIGHT, decide_batch
 from plait.core.events import (
     ExecutionFailed,
@@ -178,6 +178,25 @@ def test_a_stale_result_of_a_retried_item_changes_nothing() -> None:
     assert again.attempt == 2
     assert finish(retried, queued, {"result": 2}) == []
     assert isinstance(finish(retried, again, {"result": 2})[-1], ExecutionSucceeded)
+
+
+def test_a_late_start_of_a_retried_item_changes_nothing() -> None:
+    """A ``started`` report of an item's attempt that has been retried since is not refused (it is no wrong input)."""
+    state, events = launched(map_workflows.scaled, {"xs": [1]})
+    [queued] = [e for e in events if isinstance(e, NodeQueued)]
+    retried = with_retries(state, 1)
+    finish(retried, queued, None, TaskError(kind="system", message="lost"))
+    late = ReportAttemptStarted(
+        command_id=f"started-{queued.attempt_id}",
+        execution_id=EXECUTION,
+        node=queued.node,
+        attempt_id=queued.attempt_id,
+        worker="w",
+    )
+    outcome = decide_batch(retried, [late], AT)
+    assert (outcome.events, outcome.rejections) == ([], [])
+    bogus = msgspec.structs.replace(late, attempt_id=f"{queued.attempt_id.rsplit('/', 1)[0]}/x")
+    assert decide_batch(retried, [bogus], AT).rejections, "an attempt id that names no attempt is refused"
 
 
 def with_retries(state: Execution, retries: int) -> Execution:

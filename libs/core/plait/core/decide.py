@@ -244,16 +244,22 @@ def _queue_item(state: Execution, node: NodeState, index: int, attempt: int, inp
     )
 
 
+def _retried_since(node: NodeState, attempt_id: str) -> bool:
+    """Whether ``attempt_id`` names an earlier attempt of one of the map node's items, retried since."""
+    index = item_of_attempt(attempt_id)
+    current = node.item_attempts[index] if 0 <= index < node.map_size else None
+    number = attempt_id.rsplit("/", 1)[-1]
+    return current is not None and number.isdecimal() and int(number) < current.attempt
+
+
 def _item_result(state: Execution, node: NodeState, command: ReportAttemptResult) -> list[Event]:
     """One attempt of one map item ended: retry it, or count it and queue the next item; the last one ends the
     node, and too many failed ones fail it."""
     index = item_of_attempt(command.attempt_id)
     current = node.item_attempts[index] if 0 <= index < node.map_size else None
-    if current is None:
-        raise Rejected(f"map node '{node.id}' has no attempt '{command.attempt_id}'")
-    if current.attempt_id != command.attempt_id:
-        if int(command.attempt_id.rsplit("/", 1)[1]) < current.attempt:
-            return []  # an earlier attempt of the item, retried since
+    if current is None or current.attempt_id != command.attempt_id:
+        if _retried_since(node, command.attempt_id):
+            return []
         raise Rejected(f"map node '{node.id}' has no attempt '{command.attempt_id}'")
     if current.status in ("succeeded", "failed") or node.status in ("succeeded", "failed"):
         return []
@@ -483,6 +489,8 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
         case ReportAttemptStarted(node=node_id, attempt_id=aid, worker=worker):
             node = state.nodes.get(node_id)
             attempt_state = node.find_attempt(aid) if node else None
+            if node is not None and attempt_state is None and _retried_since(node, aid):
+                return []  # a late report of an item's attempt that has been retried since
             if node is None or attempt_state is None:
                 raise Rejected(f"execution {state.execution_id} has no attempt '{aid}' of node '{node_id}'")
             return (
