@@ -73,6 +73,16 @@ def database_url(postgres_server: DatabaseServer) -> str:
 
 
 @pytest.fixture
+def private_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test alone (the session's one is shared), for tests that stop or restart it."""
+    server = PostgresServer.start(tmp_path / "postgres")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     with NatsServer.start(tmp_path / "nats") as server:
         yield server

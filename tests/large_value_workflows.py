@@ -11,8 +11,8 @@ def blob(size: int) -> str:
 
 
 @task
-def blobs(count: int, size: int) -> list[str]:
-    return ["x" * size] * count
+def distinct_blobs(count: int, size: int) -> list[str]:
+    return [chr(ord("a") + i) * size for i in range(count)]
 
 
 @task
@@ -32,10 +32,10 @@ def read_by_eight(size: int) -> int:
 
 
 @workflow
-def mapped_over_large(count: int, size: int) -> int:
-    return total(values=map_task(length)(text=blobs(count=count, size=size)))
+def mapped_over_distinct(count: int, size: int) -> int:
+    return total(values=map_task(length)(text=distinct_blobs(count=count, size=size)))
 
 
 @workflow
-def eight_readers(text: str) -> int:
-    return total(values=[length(text=text) for _ in range(8)])
+def mapped_from_launch(texts: list[str]) -> int:
+    return total(values=map_task(length)(text=texts))

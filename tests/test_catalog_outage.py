@@ -3,7 +3,6 @@ when PostgreSQL restarts, and projects from its stored offset what the log gaine
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -23,16 +22,6 @@ from tests.running import Running, running
 
 DEADLINE = 30.0
 OUTAGE_SECONDS = 3.0
-
-
-@pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
-    """A PostgreSQL server of this test alone, which it stops and starts again."""
-    server = PostgresServer.start(tmp_path / "postgres")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def _restart(server: PostgresServer, data_dir: Path) -> PostgresServer:

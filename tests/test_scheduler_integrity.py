@@ -91,39 +91,44 @@ async def scheduler_and_executor(nats_url: str) -> AsyncIterator[None]:
         yield
 
 
-async def test_a_value_too_large_to_pass_on_fails_its_node_with_the_reason_and_nothing_hangs(
+async def test_a_large_value_read_by_eight_tasks_is_stored_once_per_decision(
     client: AsyncClient, scheduler_and_executor: None
 ) -> None:
-    """A 1 MB value read by eight tasks would make a 9 MB decision, over the server's 8 MiB: the node that made it
-    fails, saying so, rather than the result being retried for ever or lost."""
+    """A 1 MB value read by eight tasks would make a 9 MB decision, over the server's 8 MiB, if each reader's
+    ``NodeQueued`` held its own copy: the decision stores it once, and the execution succeeds."""
     with anyio.fail_after(60):
         execution_id = await client.launch(large_value_workflows.read_by_eight, {"size": 1_000_000})
         state = await client.wait(execution_id)
-    assert state.status == "failed"
-    assert state.error is not None and "the limit is 8,388" in state.error.message
-    assert state.failed_node is not None and state.nodes[state.failed_node].task.endswith("blob")
-    with anyio.fail_after(60):
-        small = await client.launch(large_value_workflows.read_by_eight, {"size": 1000})
-        assert (await client.wait(small)).outputs == {"result": 8000}
+    assert state.status == "succeeded" and state.outputs == {"result": 8_000_000}
+    records = await client.records(execution_id)
+    assert max(len(record.data) for record in records) < 1_100_000
 
 
-async def test_a_map_over_large_inputs_ends_with_a_readable_reason(
+async def test_a_value_too_large_to_pass_on_fails_its_node_with_the_reason_and_nothing_hangs(
     client: AsyncClient, scheduler_and_executor: None
 ) -> None:
+    """Three distinct 1.5 MB items are in the map's ``MapStarted`` and each in its own ``NodeQueued``: 9 MB, over
+    the server's 8 MiB. The node that made the decision fails, saying so, rather than the result being retried for
+    ever or lost."""
     with anyio.fail_after(60):
-        execution_id = await client.launch(large_value_workflows.mapped_over_large, {"count": 3, "size": 1_500_000})
+        execution_id = await client.launch(large_value_workflows.mapped_over_distinct, {"count": 3, "size": 1_500_000})
         state = await client.wait(execution_id)
     assert state.status == "failed"
-    assert state.error is not None and "bytes; the limit is" in state.error.message
+    assert state.error is not None and "bytes; the limit is 8,388" in state.error.message
+    assert state.failed_node is not None and state.nodes[state.failed_node].task.endswith("distinct_blobs")
+    with anyio.fail_after(60):
+        small = await client.launch(large_value_workflows.mapped_over_distinct, {"count": 3, "size": 1000})
+        assert (await client.wait(small)).outputs == {"result": 3000}
 
 
 async def test_a_launch_too_large_to_store_is_refused_with_the_reason(
     client: AsyncClient, scheduler: SchedulerService
 ) -> None:
-    """Inputs that fit in a command but not in the decision that launches them (eight root nodes read them) are
-    refused, and nothing is stored."""
+    """Inputs that fit in a command but not in the decision that launches them (a map over them queues each item
+    apart) are refused, and nothing is stored."""
+    texts = [chr(ord("a") + i) * 1_500_000 for i in range(3)]
     with pytest.raises(InputError, match=r"bytes; the limit is"):
-        await client.launch(large_value_workflows.eight_readers, {"text": "x" * 1_500_000}, execution_id="too-large")
+        await client.launch(large_value_workflows.mapped_from_launch, {"texts": texts}, execution_id="too-large")
     assert not await client._exists("too-large")
 
 

@@ -4,9 +4,6 @@ replay of the log."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import anyio
 import pytest
 
@@ -19,16 +16,6 @@ from tests.processes import ServiceProcess
 pytestmark = pytest.mark.faults
 
 OUTAGE_SECONDS = 20.0
-
-
-@pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
-    """A PostgreSQL server of this test alone (the session's one is shared), stopped at the end."""
-    server = PostgresServer.start(tmp_path / "pg")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def restarted_on_the_same_port(server: PostgresServer) -> PostgresServer:

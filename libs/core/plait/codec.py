@@ -12,6 +12,7 @@ from plait.core.commands import Command
 from plait.core.dispatch import Dispatch
 from plait.core.events import TERMINAL_EVENTS, Decision
 from plait.core.model import TaskSpec, WorkflowSpec
+from plait.core.shared_values import restore_shared
 from plait.core.upcast import UPCASTERS, Upcaster, upcast_decision
 from plait.errors import InputError
 
@@ -31,7 +32,7 @@ class DecisionDecoder:
     def decode(self, data: bytes) -> Decision:
         try:
             decision: Decision = self._typed.decode(data)
-            return decision
+            return restore_shared(decision)
         except msgspec.ValidationError:
             raw = msgspec.json.decode(data)
             if not isinstance(raw, dict):
@@ -40,7 +41,7 @@ class DecisionDecoder:
             if not changed:
                 raise
         decision = self._typed.decode(encoder.encode(upcast))
-        return decision
+        return restore_shared(decision)
 
 
 encoder = msgspec.json.Encoder()

@@ -12,6 +12,7 @@ from plait.adapters.jetstream import DecisionTooLarge, EventStore
 from plait.core.commands import Command
 from plait.core.decide import Outcome, ResolvedLaunch, decide_batch, decide_unstorable, each_command
 from plait.core.events import Decision
+from plait.core.shared_values import share_repeated
 from plait.core.state import Execution
 from plait.errors import ConflictError, PlaitError
 from plait_scheduler.cache import StateCache
@@ -19,6 +20,9 @@ from plait_scheduler.cache import StateCache
 log = structlog.get_logger()
 
 MAX_CONFLICT_RETRIES = 50
+SHARE_ABOVE_BYTES = 64 * 1024
+"""A decision this large is looked through for values it repeats (a value passed to several tasks): smaller ones
+are stored as they are, so the usual decision costs no second encoding."""
 READ_BACK_BRACKETS = 900
 """A decision with fewer opening brackets than this cannot nest deeply enough for a reader's decoder to refuse it
 (msgspec stops at 1,000 levels); one with more is decoded once before it is appended."""
@@ -29,10 +33,12 @@ class UnreadableDecision(PlaitError):
 
 
 def encode_readable(decision: Decision) -> bytes:
-    """The decision's bytes; ``UnreadableDecision`` when they could not be made, or not be read back by the
-    readers' decoder."""
+    """The decision's bytes, with the values it repeats stored once when it is large; ``UnreadableDecision`` when
+    they could not be made, or not be read back by the readers' decoder."""
     try:
         data = codec.encode(decision)
+        if len(data) > SHARE_ABOVE_BYTES and (shared := share_repeated(decision)) is not decision:
+            data = codec.encode(shared)
         if data.count(b"[") + data.count(b"{") >= READ_BACK_BRACKETS:
             codec.decision_decoder.decode(data)
     except RecursionError as exc:

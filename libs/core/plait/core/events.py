@@ -185,6 +185,14 @@ Event = (
 TERMINAL_EVENTS = (ExecutionSucceeded, ExecutionFailed, ExecutionAborted)
 
 
+class SharedValue(msgspec.Struct, frozen=True):
+    """A value several events of one decision pass on, stored once: ``at`` lists where it stands, as (event
+    index, ``inputs`` or ``outputs``, name); those places hold None in the stored events."""
+
+    value: Any
+    at: tuple[tuple[int, str, str], ...]
+
+
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
     """The record appended to an execution's subject: the events one decision produced.
 
@@ -199,6 +207,7 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     commands: tuple[str, ...]
     previous: str
     events: tuple[Event, ...]
+    shared: tuple[SharedValue, ...] = ()  # see plait.core.shared_values; readers see the events whole
 
 
 class TaskRegistered(msgspec.Struct, frozen=True, tag="task_registered.v1"):
