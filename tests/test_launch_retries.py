@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from plait import ConnectionError, InputError, PlaitError, Timeout, codec
+from plait import InputError, PlaitError, Timeout, TransportError, codec
 from plait.client import AsyncClient
 from plait.core.events import ExecutionLaunched
 from plait.embedded import NatsServer
@@ -90,9 +90,9 @@ async def test_with_nats_gone_every_call_raises_a_connection_error_naming_the_la
         await client.register(workflows.add_two)
         client.js = client.nc.jetstream(timeout=1)
         nats_server.stop()
-        with pytest.raises(ConnectionError) as raised:
+        with pytest.raises(TransportError) as raised:
             await client.launch(workflows.add_two, {"a": 1, "b": 2}, timeout=2)
         assert raised.value.execution_id
         for call in (client.log_position(), client.query("executions.list", {}, timeout=1), client.get("any")):
-            with pytest.raises(ConnectionError):
+            with pytest.raises(TransportError):
                 await call

@@ -94,7 +94,7 @@ class NatsCluster:
             while True:
                 try:
                     nc = await connect(self.url, "cluster-probe")
-                except errors.ConnectionError:  # not up yet
+                except errors.ConnectError:  # not up yet
                     await anyio.sleep(0.5)
                     continue
                 try:

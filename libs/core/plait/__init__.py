@@ -1,24 +1,30 @@
 """plait: typed tasks and workflows, scheduled from an event log on NATS JetStream."""
 
+from importlib.metadata import version
+
+from plait.client import AsyncClient, Client
 from plait.errors import (
     ConflictError,
-    ConnectionError,
+    ConnectError,
     DefinitionError,
-    ExecutionFailed,
     InputError,
     NotFound,
     PlaitError,
     RegistrationConflict,
     Timeout,
+    TransportError,
     Unavailable,
 )
 from plait.sdk import LaunchPlan, MappedTask, Task, Workflow, map_task, task, workflow
 
+__version__ = version("plait")
+
 __all__ = [
+    "AsyncClient",
+    "Client",
     "ConflictError",
-    "ConnectionError",
+    "ConnectError",
     "DefinitionError",
-    "ExecutionFailed",
     "InputError",
     "LaunchPlan",
     "MappedTask",
@@ -27,8 +33,10 @@ __all__ = [
     "RegistrationConflict",
     "Task",
     "Timeout",
+    "TransportError",
     "Unavailable",
     "Workflow",
+    "__version__",
     "map_task",
     "task",
     "workflow",

@@ -29,8 +29,8 @@ class NotFound(PlaitError):
     """The execution, workflow, task or version asked for does not exist."""
 
 
-class ConnectionError(PlaitError):
-    """A server (NATS or PostgreSQL) could not be reached or stopped answering.
+class TransportError(PlaitError):
+    """Talking to a server (NATS or PostgreSQL) failed: it could not be reached, or stopped answering.
 
     ``execution_id`` names the execution a launch was for, when it failed this way: the launch may have been
     stored, so launching again with that id starts it at most once."""
@@ -40,17 +40,14 @@ class ConnectionError(PlaitError):
         self.execution_id = execution_id
 
 
-class Unavailable(ConnectionError):
+class ConnectError(TransportError):
+    """No connection to the server could be made when it was opened."""
+
+
+class Unavailable(TransportError):
     """Nothing answered: NATS is unreachable, or no replica of the stream or service asked for is there."""
 
 
-class Timeout(ConnectionError):
+class Timeout(TransportError):
     """A request went out but its outcome was not known in time; it may still take effect."""
 
-
-class ExecutionFailed(PlaitError):
-    """An execution that a caller waited for ended failed or aborted."""
-
-    def __init__(self, execution_id: str, message: str) -> None:
-        super().__init__(f"execution {execution_id} {message}")
-        self.execution_id = execution_id

@@ -32,7 +32,7 @@ from plait.adapters import subjects
 from plait.core.events import Decision, LaunchPlanRegistered, Registration, TaskRegistered, WorkflowRegistered
 from plait.core.model import EntityKind, LaunchPlanSpec, TaskSpec, WorkflowSpec
 from plait.core.state import Execution, apply_decision
-from plait.errors import ConflictError, ConnectionError, NotFound, PlaitError, RegistrationConflict
+from plait.errors import ConflictError, ConnectError, NotFound, PlaitError, RegistrationConflict, TransportError
 from plait.replay import paused_gc
 
 WRONG_LAST_SEQUENCE = 10071
@@ -60,7 +60,7 @@ async def connect(url: str, name: str) -> NATS:
     """A NATS connection that keeps reconnecting once established.
 
     The first connection is tried a few times over every given server; if none answers it raises
-    ``ConnectionError`` rather than waiting forever.
+    ``ConnectError`` rather than waiting forever.
     """
     try:
         nc = await nats.connect(
@@ -73,7 +73,7 @@ async def connect(url: str, name: str) -> NATS:
             error_cb=_log_nats_error,
         )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        raise ConnectionError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from exc
+        raise ConnectError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from exc
     nc.options["max_reconnect_attempts"] = -1  # from now on, ride out server restarts and failovers
     return nc
 
@@ -367,7 +367,7 @@ class EventStore:
                     if "Nats-Num-Pending" not in headers:
                         raise BatchUnsupported("the server answered with a single message")
                     if int(headers.get("Nats-Last-Sequence", "0")) != previous:
-                        raise ConnectionError(
+                        raise TransportError(
                             f"batched read of {subject}: message after sequence {previous} missing "
                             f"(got one after {headers.get('Nats-Last-Sequence')})"
                         )

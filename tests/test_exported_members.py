@@ -1,0 +1,58 @@
+"""The public surface of ``plait``: what ``from plait import ...`` offers is exactly this list."""
+
+from __future__ import annotations
+
+import builtins
+import tomllib
+from pathlib import Path
+
+import plait
+from plait.core import events
+
+EXPORTED = {
+    "AsyncClient",
+    "Client",
+    "ConflictError",
+    "ConnectError",
+    "DefinitionError",
+    "InputError",
+    "LaunchPlan",
+    "MappedTask",
+    "NotFound",
+    "PlaitError",
+    "RegistrationConflict",
+    "Task",
+    "Timeout",
+    "TransportError",
+    "Unavailable",
+    "Workflow",
+    "__version__",
+    "map_task",
+    "task",
+    "workflow",
+}
+
+
+def test_the_exported_members_are_pinned_and_importable() -> None:
+    assert set(plait.__all__) == EXPORTED
+    assert all(getattr(plait, name, None) is not None for name in plait.__all__)
+
+
+def test_no_exported_name_shadows_a_builtin_or_names_an_event() -> None:
+    """``ConnectionError`` shadowed the builtin, and ``ExecutionFailed`` was both an exception and an event."""
+    taken = set(dir(builtins)) | {name for name in dir(events) if not name.startswith("_")}
+    assert not EXPORTED & taken
+
+
+def test_every_error_is_a_plait_error() -> None:
+    errors = [getattr(plait, name) for name in plait.__all__ if name.endswith(("Error", "Conflict", "Found"))]
+    errors += [plait.Timeout, plait.Unavailable]
+    assert all(issubclass(error, plait.PlaitError) for error in errors)
+    assert all(
+        issubclass(error, plait.TransportError) for error in (plait.ConnectError, plait.Timeout, plait.Unavailable)
+    )
+
+
+def test_the_version_is_the_projects() -> None:
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    assert plait.__version__ == project["version"]
