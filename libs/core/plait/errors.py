@@ -50,4 +50,3 @@ class Unavailable(TransportError):
 
 class Timeout(TransportError):
     """A request went out but its outcome was not known in time; it may still take effect."""
-
