@@ -36,9 +36,9 @@ from plait.core.commands import (
     RetryDue,
 )
 from plait.core.decide import ResolvedLaunch
-from plait.core.dispatch import Dispatch
+from plait.core.dispatch import Dispatch, dispatch_of
 from plait.core.events import Decision, NodeQueued, RetryScheduled, TaskError
-from plait.core.ids import attempt_id, content_version, item_attempt_id
+from plait.core.ids import content_version
 from plait.core.state import Execution, apply_decision
 from plait.errors import ConflictError
 from plait.invariants import check_execution
@@ -49,6 +49,7 @@ from plait_executor.reports import result_command, started_command
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from plait_scheduler.service import MAX_DELIVERIES
+from plait_scheduler.timers import retry_due
 from tests import definitions, map_workflows, workflows
 from tests.sim import workflows as sim_workflows
 
@@ -376,33 +377,13 @@ class World:
         """Dispatch the attempts a stored decision queued, and set the timers it asked for."""
         for event in events:
             if isinstance(event, NodeQueued):
-                dispatch = Dispatch(
-                    execution_id=state.execution_id,
-                    project=state.project,
-                    domain=state.domain,
-                    node=event.node,
-                    attempt_id=event.attempt_id,
-                    attempt=event.attempt,
-                    task=state.workflow.tasks[event.task],
-                    inputs=event.inputs,
-                    decision_sequence=decision_sequence,
-                )
+                dispatch = dispatch_of(state, event, decision_sequence)
                 self.dispatches.publish(event.queue, event.attempt_id, dispatch, self.now)
             elif isinstance(event, RetryScheduled):
                 self.set_timer(state, event, decided_at)
 
     def set_timer(self, state: Execution, event: RetryScheduled, decided_at: datetime) -> None:
-        if event.index >= 0:
-            next_attempt = item_attempt_id(state.execution_id, event.node, event.index, event.attempt)
-        else:
-            next_attempt = attempt_id(state.execution_id, event.node, event.attempt)
-        command = RetryDue(
-            command_id=f"{next_attempt}:due",
-            execution_id=state.execution_id,
-            node=event.node,
-            attempt=event.attempt,
-            index=event.index,
-        )
+        command = retry_due(state, event)
         due = (decided_at - START).total_seconds() + event.delay_seconds
         if due <= self.now:  # overdue (a decision caught up late): published at once, as RetryTimers does
             self.send(command)

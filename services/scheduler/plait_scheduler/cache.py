@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
+from plait.bounded_cache import BytesBoundedCache
 from plait.core.state import Execution
 
 DEFAULT_CAPACITY_BYTES = 128 * 1024 * 1024
@@ -30,38 +29,31 @@ class StateCache:
     """
 
     def __init__(self, capacity_bytes: int = DEFAULT_CAPACITY_BYTES) -> None:
-        self.capacity_bytes = capacity_bytes
-        self.size_bytes = 0
-        self._states: OrderedDict[str, tuple[Execution, int]] = OrderedDict()
+        self._states: BytesBoundedCache[str, Execution] = BytesBoundedCache(capacity_bytes)
+
+    @property
+    def capacity_bytes(self) -> int:
+        return self._states.capacity_bytes
+
+    @property
+    def size_bytes(self) -> int:
+        return self._states.size_bytes
 
     def get(self, subject: str) -> Execution | None:
-        entry = self._states.get(subject)
-        if entry is None:
-            return None
-        self._states.move_to_end(subject)
-        return entry[0]
+        return self._states.get(subject)
 
     def take(self, subject: str) -> Execution | None:
         """The state, removed from the cache: whoever took it puts it back once it is stored again."""
-        entry = self._states.pop(subject, None)
-        if entry is None:
-            return None
-        self.size_bytes -= entry[1]
-        return entry[0]
+        return self._states.pop(subject)
 
     def put(self, subject: str, state: Execution) -> None:
-        self.take(subject)
-        size = estimated_bytes(state)
-        if state.terminal or size > self.capacity_bytes:
-            return
-        self._states[subject] = (state, size)
-        self.size_bytes += size
-        while self.size_bytes > self.capacity_bytes:
-            _, (_, evicted) = self._states.popitem(last=False)
-            self.size_bytes -= evicted
+        if state.terminal:
+            self._states.pop(subject)
+        else:
+            self._states.put(subject, state, estimated_bytes(state))
 
     def drop(self, subject: str) -> None:
-        self.take(subject)
+        self._states.pop(subject)
 
     def __len__(self) -> int:
         return len(self._states)

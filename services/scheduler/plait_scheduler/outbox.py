@@ -35,9 +35,8 @@ from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore
 from plait.adapters.quarantine import OUTBOX_READER, decode_or_quarantine
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
-from plait.core.dispatch import Dispatch
+from plait.core.dispatch import dispatch_of
 from plait.core.events import Decision, Event, NodeQueued
-from plait.core.model import WorkflowSpec
 from plait.core.state import Execution
 from plait_scheduler.cache import StateCache
 from plait_scheduler.caching import CacheKeeper, may_need_cache_work
@@ -66,32 +65,14 @@ class Outbox:
         self._dispatches: DoneHere[str] = DoneHere("dispatch_left_to_outbox", "attempt")
         self.dispatched = 0
 
-    async def _dispatch(
-        self,
-        execution_id: str,
-        project: str,
-        domain: str,
-        workflow: WorkflowSpec,
-        event: NodeQueued,
-        decision_sequence: int,
-    ) -> asyncio.Future[PubAck]:
+    async def _dispatch(self, state: Execution, event: NodeQueued, decision_sequence: int) -> asyncio.Future[PubAck]:
         """Publish the attempt's dispatch; the future resolves when JetStream has stored it."""
-        dispatch = Dispatch(
-            execution_id=execution_id,
-            project=project,
-            domain=domain,
-            node=event.node,
-            attempt_id=event.attempt_id,
-            attempt=event.attempt,
-            task=workflow.tasks[event.task],
-            inputs=event.inputs,
-            decision_sequence=decision_sequence,
-        )
+        dispatch = dispatch_of(state, event, decision_sequence)
         # Pipelined: the future resolves when the dispatch is stored (no task, no timer per publish).
         stored: asyncio.Future[PubAck] = await self.js.publish_async(
             subjects.dispatch_subject(self.cluster, event.queue),
             codec.encode(dispatch),
-            headers={"Nats-Msg-Id": subjects.scoped_id(project, domain, event.attempt_id)},
+            headers={"Nats-Msg-Id": subjects.scoped_id(state.project, state.domain, event.attempt_id)},
             stream=subjects.DISPATCH_STREAM,
         )
         return stored
@@ -107,11 +88,9 @@ class Outbox:
         if not queued:
             return
         publishes: list[asyncio.Future[PubAck]] = []
+        subject = subjects.execution_subject(state.project, state.domain, state.execution_id)
         for event in queued:
-            publish = await self._dispatch(
-                state.execution_id, state.project, state.domain, state.workflow, event, decision_sequence
-            )
-            subject = subjects.execution_subject(state.project, state.domain, state.execution_id)
+            publish = await self._dispatch(state, event, decision_sequence)
             self._dispatches.track(_dispatch_key(subject, event.attempt_id), publish)
             publishes.append(publish)
         _, unacknowledged = await asyncio.wait(publishes, timeout=DISPATCH_ACK_SECONDS)
@@ -205,9 +184,7 @@ class Outbox:
             if state is None or not still_queued(state, event):
                 log.info("dispatch_not_needed", execution=decision.execution_id, attempt=event.attempt_id)
                 continue
-            publishes.append(
-                await self._dispatch(state.execution_id, state.project, state.domain, state.workflow, event, sequence)
-            )
+            publishes.append(await self._dispatch(state, event, sequence))
         return publishes
 
     async def _unstored(self, pending: dict[asyncio.Future[PubAck], int]) -> set[int]:

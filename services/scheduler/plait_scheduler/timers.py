@@ -27,6 +27,21 @@ def still_queued(state: Execution, event: NodeQueued) -> bool:
     return attempt is not None and attempt.status == "queued"
 
 
+def retry_due(state: Execution, event: RetryScheduled) -> RetryDue:
+    """The command that tells a scheduler the retry ``event`` scheduled is due."""
+    if event.index >= 0:
+        next_attempt = item_attempt_id(state.execution_id, event.node, event.index, event.attempt)
+    else:
+        next_attempt = attempt_id(state.execution_id, event.node, event.attempt)
+    return RetryDue(
+        command_id=f"{next_attempt}:due",
+        execution_id=state.execution_id,
+        node=event.node,
+        attempt=event.attempt,
+        index=event.index,
+    )
+
+
 class RetryTimers:
     def __init__(self, js: JetStreamContext) -> None:
         self.js = js
@@ -43,17 +58,7 @@ class RetryTimers:
                 await self._schedule(state, event, decided_at + timedelta(seconds=event.delay_seconds))
 
     async def _schedule(self, state: Execution, event: RetryScheduled, due: datetime) -> None:
-        if event.index >= 0:
-            next_attempt = item_attempt_id(state.execution_id, event.node, event.index, event.attempt)
-        else:
-            next_attempt = attempt_id(state.execution_id, event.node, event.attempt)
-        command = RetryDue(
-            command_id=f"{next_attempt}:due",
-            execution_id=state.execution_id,
-            node=event.node,
-            attempt=event.attempt,
-            index=event.index,
-        )
+        command = retry_due(state, event)
         if due <= datetime.now(UTC):  # overdue (a decision caught up late): due now
             await publish_command(self.js, command, state.project, state.domain)
         else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
@@ -29,6 +28,7 @@ from nats.js.api import (
 
 from plait import codec
 from plait.adapters import subjects
+from plait.bounded_cache import BytesBoundedCache
 from plait.core.events import Decision, LaunchPlanRegistered, Registration, TaskRegistered, WorkflowRegistered
 from plait.core.model import EntityKind, LaunchPlanSpec, TaskSpec, WorkflowSpec
 from plait.core.state import Execution, apply_decision
@@ -472,8 +472,7 @@ class Registry:
 
     def __init__(self, js: JetStreamContext, cache_bytes: int = REGISTRY_CACHE_BYTES) -> None:
         self.js = js
-        self.cache_bytes, self.cached_bytes = cache_bytes, 0
-        self._workflows: OrderedDict[tuple[str, str, str, str], tuple[WorkflowSpec, int]] = OrderedDict()
+        self._workflows: BytesBoundedCache[tuple[str, str, str, str], WorkflowSpec] = BytesBoundedCache(cache_bytes)
 
     async def register(self, registration: Registration) -> bool:
         """Store a registration; True when new, False when identical content was there already.
@@ -518,23 +517,17 @@ class Registry:
         key = (project, domain, name, version)
         cached = self._workflows.get(key)
         if cached is not None:
-            self._workflows.move_to_end(key)
-            return cached[0]
+            return cached
         what = f"workflow '{name}' version {version} in {project}/{domain}"
         registration, size = await self._get((project, domain, "workflow", name, version), what)
         if not isinstance(registration, WorkflowRegistered):
             raise NotFound(f"{what} is not registered: its subject holds a {kind_of(registration)}")
-        self._cache(key, registration.spec, size)
+        self._workflows.put(key, registration.spec, size)
         return registration.spec
 
-    def _cache(self, key: tuple[str, str, str, str], spec: WorkflowSpec, size: int) -> None:
-        if size > self.cache_bytes:
-            return
-        self._workflows[key] = (spec, size)
-        self.cached_bytes += size
-        while self.cached_bytes > self.cache_bytes:
-            _, (_, evicted) = self._workflows.popitem(last=False)
-            self.cached_bytes -= evicted
+    @property
+    def cached_bytes(self) -> int:
+        return self._workflows.size_bytes
 
     async def task(self, project: str, domain: str, name: str, version: str) -> TaskSpec:
         what = f"task '{name}' version {version} in {project}/{domain}"

@@ -6,7 +6,9 @@ from typing import Any
 
 import msgspec
 
+from plait.core.events import NodeQueued
 from plait.core.model import TaskSpec
+from plait.core.state import Execution
 
 
 class Dispatch(msgspec.Struct, frozen=True, kw_only=True, tag="dispatch.v1"):
@@ -19,3 +21,18 @@ class Dispatch(msgspec.Struct, frozen=True, kw_only=True, tag="dispatch.v1"):
     task: TaskSpec
     inputs: dict[str, Any]
     decision_sequence: int  # the stream sequence of the decision that queued this attempt
+
+
+def dispatch_of(state: Execution, event: NodeQueued, decision_sequence: int) -> Dispatch:
+    """The dispatch record of the attempt ``event`` queued, in the decision stored at ``decision_sequence``."""
+    return Dispatch(
+        execution_id=state.execution_id,
+        project=state.project,
+        domain=state.domain,
+        node=event.node,
+        attempt_id=event.attempt_id,
+        attempt=event.attempt,
+        task=state.workflow.tasks[event.task],
+        inputs=event.inputs,
+        decision_sequence=decision_sequence,
+    )
