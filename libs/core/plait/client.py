@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -284,45 +284,43 @@ class AsyncClient:
         ``Nats-Msg-Id``, so a try that was stored but whose acknowledgement was lost makes the next one a duplicate,
         stored once. An error that no retry can mend is reported as the outcome."""
         execution_id = command.execution_id
-        delay = FIRST_PUBLISH_RETRY_SECONDS
         try:
             with as_plait_errors(f"launching execution {execution_id}", execution_id=execution_id):
-                while True:
-                    try:
-                        ack = await publish_command(self.js, command, self.project, self.domain, reply_to=reply_to)
-                        break
-                    except (nats.errors.TimeoutError, *UNAVAILABLE) as exc:
-                        if self.nc.is_closed:
-                            raise
-                        log.warning(
-                            "launch_publish_retried", execution=execution_id, error=str(exc) or type(exc).__name__
-                        )
-                    await anyio.sleep(delay)
-                    delay = min(delay * 2, LONGEST_PUBLISH_RETRY_SECONDS)
-                await self._report_earlier_outcome(command, bool(ack.duplicate), decided)
+                ack = await self._until_answered(
+                    "launch_publish_retried",
+                    execution_id,
+                    lambda: publish_command(self.js, command, self.project, self.domain, reply_to=reply_to),
+                )
+                await self._until_answered(
+                    "launch_check_retried",
+                    execution_id,
+                    lambda: self._report_earlier_outcome(command, bool(ack.duplicate), decided),
+                )
         except PlaitError as exc:
             decided(exc)
+
+    async def _until_answered(self, retried: str, execution_id: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, made again with back-off while it times out or finds no responder (a stream leader being
+        elected, say), until the launch's own deadline cancels it; logged as ``retried``."""
+        delay = FIRST_PUBLISH_RETRY_SECONDS
+        while True:
+            try:
+                return await call()
+            except (nats.errors.TimeoutError, *UNAVAILABLE) as exc:
+                if self.nc.is_closed:
+                    raise
+                log.warning(retried, execution=execution_id, error=str(exc) or type(exc).__name__)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, LONGEST_PUBLISH_RETRY_SECONDS)
 
     async def _report_earlier_outcome(
         self, command: LaunchExecution, duplicate: bool, decided: Callable[[LaunchOutcome], None]
     ) -> None:
-        """Report an execution launched before, or the refusal of the same command stored before; reads that time
-        out (a stream leader being elected, say) are asked again until the launch's own deadline."""
-        execution_id = command.execution_id
-        delay = FIRST_PUBLISH_RETRY_SECONDS
-        while True:
-            try:
-                if await self._exists(execution_id):
-                    decided(None)
-                elif duplicate and (refusal := await self._refusal_of(command)) is not None:
-                    decided(refusal)
-                return
-            except (nats.errors.TimeoutError, *UNAVAILABLE) as exc:
-                if self.nc.is_closed:
-                    raise
-                log.warning("launch_check_retried", execution=execution_id, error=str(exc) or type(exc).__name__)
-            await anyio.sleep(delay)
-            delay = min(delay * 2, LONGEST_PUBLISH_RETRY_SECONDS)
+        """Report an execution launched before, or the refusal of the same command stored before."""
+        if await self._exists(command.execution_id):
+            decided(None)
+        elif duplicate and (refusal := await self._refusal_of(command)) is not None:
+            decided(refusal)
 
     def _dead_letter_subject(self, command: LaunchExecution) -> str:
         return subjects.dead_letter_subject(subject_of(command, self.project, self.domain))

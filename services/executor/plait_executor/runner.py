@@ -25,6 +25,7 @@ from structlog.typing import FilteringBoundLogger
 from plait import codec
 from plait.adapters import subjects
 from plait.adapters.commands import schedule_command
+from plait.adapters.deadletters import ERROR_HEADER
 from plait.adapters.jetstream import BatchUnsupported, last_messages
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, attempt_deadline
 from plait.core.dispatch import Dispatch
@@ -309,7 +310,7 @@ class AttemptRunner:
         log.error("dispatch_unreadable", subject=msg.subject, sequence=metadata.sequence.stream, error=str(error))
         headers = {
             "Nats-Msg-Id": f"{subjects.DISPATCH_STREAM}:{metadata.sequence.stream}",
-            "Plait-Error": str(error)[:1000],
+            ERROR_HEADER: str(error)[:1000],
         }
         try:
             await self.js.publish(

@@ -12,6 +12,13 @@ from nats.js import JetStreamContext
 from plait import codec
 from plait.adapters import subjects
 from plait.adapters.commands import REPLY_TO_HEADER
+from plait.adapters.deadletters import (
+    COMMAND_ID_HEADER,
+    ERROR_HEADER,
+    ORIGINAL_SUBJECT_HEADER,
+    TRUNCATED_FROM_HEADER,
+    without_server_headers,
+)
 
 log = structlog.get_logger()
 
@@ -34,18 +41,18 @@ async def reject(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str, reas
     message id, a schedule) and could refuse it. The command id is kept as ``Plait-Command-Id``. A command too large
     to be stored with these headers is kept cut to what fits, its size in ``Plait-Truncated-From``.
     """
-    headers = {name: value for name, value in (msg.headers or {}).items() if not name.lower().startswith("nats-")}
+    headers = without_server_headers(msg.headers)
     headers.update(
         {
-            "Plait-Error": _header_value(reason[:4000]),
-            "Plait-Original-Subject": msg.subject,
-            "Plait-Command-Id": _header_value(command_id[:1000]),
+            ERROR_HEADER: _header_value(reason[:4000]),
+            ORIGINAL_SUBJECT_HEADER: msg.subject,
+            COMMAND_ID_HEADER: _header_value(command_id[:1000]),
         }
     )
     data = msg.data
     room = nc.max_payload - HEADER_ROOM_BYTES - sum(len(name) + len(value) + 4 for name, value in headers.items())
     if len(data) > room:
-        headers["Plait-Truncated-From"] = str(len(data))
+        headers[TRUNCATED_FROM_HEADER] = str(len(data))
         data = data[: max(room, 0)]
     await js.publish(
         subjects.dead_letter_subject(msg.subject), data, headers=headers, stream=subjects.DEAD_LETTER_STREAM

@@ -22,8 +22,15 @@ from plait.errors import NotFound
 
 ERROR_HEADER = "Plait-Error"
 ORIGINAL_SUBJECT_HEADER = "Plait-Original-Subject"
+COMMAND_ID_HEADER = "Plait-Command-Id"
+TRUNCATED_FROM_HEADER = "Plait-Truncated-From"
 _NOT_REPUBLISHED = {ERROR_HEADER, ORIGINAL_SUBJECT_HEADER}
-_SERVER_HEADERS = "Nats-"  # expectations, schedules, ids: what the server acts on is not copied
+
+
+def without_server_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    """``headers`` less the ``Nats-*`` ones: expectations, schedules, ids, what the server acts on when a message
+    is stored, so a copy must not carry them (they could make the stream refuse it)."""
+    return {name: value for name, value in (headers or {}).items() if not name.lower().startswith("nats-")}
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,9 +83,7 @@ async def get(js: JetStreamContext, sequence: int) -> DeadLetter:
 async def redrive(js: JetStreamContext, letter: DeadLetter) -> int:
     """Publish the original command again, then delete its dead letter; returns the command's new sequence."""
     headers = {
-        key: value
-        for key, value in letter.headers.items()
-        if key not in _NOT_REPUBLISHED and not key.startswith(_SERVER_HEADERS)
+        key: value for key, value in without_server_headers(letter.headers).items() if key not in _NOT_REPUBLISHED
     }
     headers["Nats-Msg-Id"] = f"redrive:{letter.sequence}:{uuid.uuid4().hex}"
     ack = await js.publish(letter.original_subject, letter.data, headers=headers, stream=subjects.COMMANDS_STREAM)
