@@ -12,9 +12,9 @@ import anyio
 import anyio.to_thread
 
 from bench.procs import Group
-from plait.cli.stack import StackInfo
-from plait.embedded import NatsServer, PostgresServer, find_nats_server, lower_priority
 from plait.settings import Settings
+from plait_cli.embedded import NatsServer, PostgresServer, find_nats_server, lower_priority
+from plait_cli.stack import StackInfo
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Servers:
 
 @contextlib.asynccontextmanager
 async def servers(settings: Settings) -> AsyncIterator[Servers]:
-    """nats-server and PostgreSQL under PLAIT_HOME/data, as ``plait.cli.stack.embedded_servers`` starts them."""
+    """nats-server and PostgreSQL under PLAIT_HOME/data, as ``plait_cli.stack.embedded_servers`` starts them."""
     data = settings.home_path / "data"
     (data / "nats").mkdir(parents=True, exist_ok=True)
     (data / "postgres").mkdir(parents=True, exist_ok=True)

@@ -18,10 +18,10 @@ from bench.measure import summary
 from bench.procs import Group
 from bench.stack import servers
 from bench.workloads import make_chain, make_fan_out, small
-from plait.cli.stack import embedded_services
 from plait.client import AsyncClient
 from plait.logging import configure_logging
 from plait.settings import load_settings
+from plait_cli.stack import embedded_services
 
 
 def progress(message: str) -> None:

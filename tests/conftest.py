@@ -17,7 +17,7 @@ from typing import Protocol
 
 import pytest
 
-from plait.embedded import NatsServer, PostgresServer, create_database
+from plait_cli.embedded import NatsServer, PostgresServer, create_database
 
 
 class DatabaseServer(Protocol):

@@ -20,7 +20,7 @@ class ServiceProcess:
     def __init__(self, service: str, env: dict[str, str]) -> None:
         self.service = service
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "plait.cli.main", service],
+            [sys.executable, "-m", "plait_cli.main", service],
             cwd=REPO,
             env={**os.environ, "PLAIT_LOG_FORMAT": "json", "PLAIT_LOG_LEVEL": "info", **env},
             stdout=subprocess.DEVNULL,

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from plait.embedded import find_nats_server
+from plait_cli.embedded import find_nats_server
 
 START_SECONDS = 30.0
 

@@ -11,9 +11,9 @@ import pytest
 import structlog
 
 from plait.client import AsyncClient
-from plait.embedded import PostgresServer, create_database
 from plait.errors import PlaitError
 from plait_catalog import CatalogService
+from plait_cli.embedded import PostgresServer, create_database
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows

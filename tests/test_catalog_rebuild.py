@@ -18,7 +18,6 @@ from nats.js import JetStreamContext
 
 from plait import codec
 from plait.adapters import subjects
-from plait.cli.rebuild import request_rebuild
 from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
 from plait.core.decide import ResolvedLaunch, decide
 from plait.core.events import Decision
@@ -29,6 +28,7 @@ from plait_catalog import CatalogService
 from plait_catalog.projection import StoredMessage, stored_offset
 from plait_catalog.projector import stored_message
 from plait_catalog.rebuild import RebuildFailed, RebuildProgress, RebuildRefused
+from plait_cli.rebuild import request_rebuild
 from tests.processes import REPO, ServiceProcess
 from tests.test_catalog import DEADLINE, DOMAIN, PROJECT, START, EventLog, caught_up, pipeline
 from tests.test_catalog_cache_lineage import CachingLog, dump_all, fresh_projection_all, log, nc, pg
@@ -174,7 +174,7 @@ async def test_rebuild_without_a_catalog_says_so(nats_url: str, nc: NATS) -> Non
     with pytest.raises(PlaitError, match="no catalog replica is running"):
         await request_rebuild(nc)
     cli = await anyio.run_process(
-        [sys.executable, "-m", "plait.cli.main", "catalog", "rebuild"],
+        [sys.executable, "-m", "plait_cli.main", "catalog", "rebuild"],
         cwd=REPO,
         env={**os.environ, "PLAIT_NATS_URL": nats_url},
         check=False,
@@ -189,7 +189,7 @@ async def test_cli_rebuild_prints_progress_and_rows(nats_url: str, database_url:
         last = await log.history()
         await caught_up(nc, last)
         cli = await anyio.run_process(
-            [sys.executable, "-m", "plait.cli.main", "catalog", "rebuild"],
+            [sys.executable, "-m", "plait_cli.main", "catalog", "rebuild"],
             cwd=REPO,
             env={**os.environ, "PLAIT_NATS_URL": nats_url},
         )

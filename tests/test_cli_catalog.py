@@ -15,11 +15,11 @@ import structlog
 
 from plait.adapters.cachelog import CacheLog
 from plait.adapters.jetstream import connect, ensure_streams
-from plait.cli.main import dispatch, main
 from plait.core.cachelog import CacheFilled
 from plait.logging import configure_logging
 from plait_catalog import CatalogService, db
 from plait_catalog.migrations import migrate
+from plait_cli.main import dispatch, main
 from tests.catalog_rows import CACHE_KEYS, DOMAIN, DOUBLE, H3, H7, H15, PROJECT, insert_all, insert_chain
 
 

@@ -34,7 +34,7 @@ DEADLINE = 30.0
 async def plait_cli(nats_url: str, *argv: str) -> str:
     """``plait ARGV`` as a subprocess against ``nats_url``: its output; it must exit 0."""
     env = {**os.environ, "PLAIT_NATS_URL": nats_url}
-    result = await anyio.run_process([sys.executable, "-m", "plait.cli.main", *argv], env=env, check=False)
+    result = await anyio.run_process([sys.executable, "-m", "plait_cli.main", *argv], env=env, check=False)
     assert result.returncode == 0, result.stderr.decode()
     return result.stdout.decode()
 

@@ -15,8 +15,8 @@ import nats
 import pytest
 from nats.js.api import StorageType
 
-from plait import embedded
-from plait.embedded import NatsServer, PostgresServer, ServerStartError, find_nats_server
+from plait_cli import embedded
+from plait_cli.embedded import NatsServer, PostgresServer, ServerStartError, find_nats_server
 
 
 def assert_dead(pid: int) -> None:
@@ -197,7 +197,7 @@ def kill_all(pids: list[int]) -> None:
 def plait(args: list[str], home: Path, extra_env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
     env = {**os.environ, "PLAIT_HOME": str(home), "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": "", **(extra_env or {})}
     return subprocess.Popen(
-        [sys.executable, "-m", "plait.cli.main", *args],
+        [sys.executable, "-m", "plait_cli.main", *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -217,13 +217,13 @@ class Run(NamedTuple):
 
 def run_watching_services(args: list[str], home: Path, extra_env: dict[str, str] | None = None) -> Run:
     """Run ``plait ARGS`` to its end, noting the service processes it starts (its children running
-    ``python -m plait.cli.main SERVICE``); whatever of it is left afterwards is killed."""
+    ``python -m plait_cli.main SERVICE``); whatever of it is left afterwards is killed."""
     run = plait(args, home, extra_env)
     services: dict[int, str] = {}
     try:
         while run.poll() is None:  # no event to await from another process: poll /proc
             for pid in processes_using(home):
-                if _parent(pid) == run.pid and (argv := _cmdline(pid).split(b"\0"))[1:3] == [b"-m", b"plait.cli.main"]:
+                if _parent(pid) == run.pid and (argv := _cmdline(pid).split(b"\0"))[1:3] == [b"-m", b"plait_cli.main"]:
                     services[pid] = argv[3].decode()
             time.sleep(0.02)
         out, err = run.communicate(timeout=60)
@@ -296,7 +296,7 @@ def test_ctrl_c_on_plait_dev_stops_every_process(tmp_path: Path) -> None:
     try:
         wait_for_dev(dev, home)
         running = processes_using(home)
-        services = [pid for pid in running if _parent(pid) == dev.pid and b"plait.cli.main\0" in _cmdline(pid)]
+        services = [pid for pid in running if _parent(pid) == dev.pid and b"plait_cli.main\0" in _cmdline(pid)]
         assert len(services) == 3, [_cmdline(pid) for pid in running]
         dev.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
         dev.communicate(timeout=30)
@@ -316,7 +316,7 @@ def test_the_catalog_and_postgres_run_at_background_priority(tmp_path: Path) -> 
         niceness = {}
         for pid in processes_using(home):
             argv = _cmdline(pid).split(b"\0")
-            if _parent(pid) == dev.pid and argv[1:3] == [b"-m", b"plait.cli.main"]:
+            if _parent(pid) == dev.pid and argv[1:3] == [b"-m", b"plait_cli.main"]:
                 niceness[argv[3].decode()] = os.getpriority(os.PRIO_PROCESS, pid)
             elif _parent(pid) == dev.pid and argv[0].endswith(b"/postgres"):
                 niceness["postgres"] = os.getpriority(os.PRIO_PROCESS, pid)
@@ -336,7 +336,7 @@ def test_services_stop_by_themselves_when_their_parent_is_killed(tmp_path: Path)
     try:
         wait_for_dev(dev, home)
         services = [
-            pid for pid in processes_using(home) if _parent(pid) == dev.pid and b"plait.cli.main\0" in _cmdline(pid)
+            pid for pid in processes_using(home) if _parent(pid) == dev.pid and b"plait_cli.main\0" in _cmdline(pid)
         ]
         assert len(services) == 3
         dev.kill()  # no chance to stop anything: the services notice they are orphans
@@ -350,9 +350,9 @@ def test_services_stop_by_themselves_when_their_parent_is_killed(tmp_path: Path)
 
 
 async def test_a_service_that_cannot_start_is_an_error_and_leaves_nothing(tmp_path: Path) -> None:
-    from plait.cli.stack import StackInfo, embedded_services
     from plait.errors import PlaitError
     from plait.settings import load_settings
+    from plait_cli.stack import StackInfo, embedded_services
 
     settings = load_settings({}, home=str(tmp_path / "home"))
     with socket.socket() as closed:

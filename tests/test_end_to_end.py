@@ -18,7 +18,7 @@ from tests import workflows
 from tests.stack import services_and_client
 
 REPO = Path(__file__).resolve().parent.parent
-PLAIT = [sys.executable, "-m", "plait.cli.main"]
+PLAIT = [sys.executable, "-m", "plait_cli.main"]
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from plait import InputError, PlaitError, Timeout, TransportError, codec
 from plait.client import AsyncClient
 from plait.core.events import ExecutionLaunched
-from plait.embedded import NatsServer
+from plait_cli.embedded import NatsServer
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows

@@ -8,12 +8,12 @@ from typing import Any
 
 from rich.console import Console
 
-from plait.cli.progress import print_transition, render
 from plait.core.commands import ReportAttemptResult, ReportCacheLookup
 from plait.core.decide import decide_batch
 from plait.core.events import NodeQueued
 from plait.core.state import Execution
 from plait.sdk import Workflow
+from plait_cli.progress import print_transition, render
 from tests import cache_workflows, map_workflows
 from tests.launching import launched as launch
 

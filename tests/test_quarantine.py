@@ -78,7 +78,7 @@ class QuarantineWatch:
 async def plait_cli(nats_url: str, *argv: str) -> tuple[int, str]:
     """``plait ARGV`` as a subprocess against ``nats_url``: its exit code, and its output and errors."""
     env = {**os.environ, "PLAIT_NATS_URL": nats_url}
-    result = await anyio.run_process([sys.executable, "-m", "plait.cli.main", *argv], env=env, check=False)
+    result = await anyio.run_process([sys.executable, "-m", "plait_cli.main", *argv], env=env, check=False)
     return result.returncode, result.stdout.decode() + result.stderr.decode()
 
 

@@ -16,7 +16,7 @@ from plait.adapters.jetstream import EventStore
 from plait.client import AsyncClient
 from plait.core.commands import Command
 from plait.core.decide import Outcome, ResolvedLaunch
-from plait.embedded import NatsServer
+from plait_cli.embedded import NatsServer
 from plait_scheduler import SchedulerService
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider

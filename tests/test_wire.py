@@ -14,12 +14,12 @@ import nats
 import pytest
 
 from plait import codec, workflow
-from plait.cli.schema import export_schemas
 from plait.client import AsyncClient, idempotent_execution_id
 from plait.core.commands import Command, LaunchExecution
 from plait.core.events import ExecutionLaunched
 from plait.errors import NotFound
 from plait.sdk.workflow import Workflow
+from plait_cli.schema import export_schemas
 from tests import audit_workflows
 from tests.stack import services_and_client
 from tests.test_end_to_end import plait_command

@@ -17,7 +17,7 @@ from nats.js.api import StreamInfo
 
 from plait import errors
 from plait.adapters.jetstream import connect
-from plait.embedded import find_nats_server
+from plait_cli.embedded import find_nats_server
 
 NODES = ("n1", "n2", "n3")
 

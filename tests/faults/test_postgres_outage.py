@@ -7,9 +7,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from plait import embedded
-from plait.embedded import PostgresServer, create_database
 from plait.errors import PlaitError
+from plait_cli import embedded
+from plait_cli.embedded import PostgresServer, create_database
 from tests.faults import harness
 from tests.processes import ServiceProcess
 

@@ -10,13 +10,13 @@ import msgspec
 from rich.console import Console
 from rich.live import Live
 
-from plait.cli.progress import print_transition, render
-from plait.cli.stack import nats_for_command
 from plait.client import AsyncClient
 from plait.core.state import Execution
 from plait.sdk.launch_plan import LaunchPlan
 from plait.sdk.workflow import Workflow
 from plait.settings import Settings
+from plait_cli.progress import print_transition, render
+from plait_cli.stack import nats_for_command
 
 
 async def run_workflow(

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import anyio
 
-from plait.cli import aside_commands, catalog_commands
 from plait.errors import DefinitionError, InputError, NotFound, PlaitError
+from plait_cli import aside_commands, catalog_commands
 
 DESCRIPTION = """\
 plait: typed workflows scheduled from an event log on NATS JetStream.
@@ -125,13 +125,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
 
 def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace, rest: list[str]) -> int:
-    from plait.cli.inputs import input_parser, parse_inputs
-    from plait.cli.run import run_workflow
     from plait.logging import configure_logging
     from plait.sdk.launch_plan import LaunchPlan
     from plait.sdk.loader import load_reference
     from plait.sdk.workflow import Workflow
     from plait.settings import load_settings
+    from plait_cli.inputs import input_parser, parse_inputs
+    from plait_cli.run import run_workflow
 
     if args.workflow is None:
         run_parser.print_help()
@@ -162,12 +162,12 @@ def dispatch(argv: Sequence[str]) -> int:
         return _run_command(run_parser, args, rest)
     settings = load_settings()
     if args.command == "catalog" and args.action == "rebuild":
-        from plait.cli.rebuild import rebuild_catalog
+        from plait_cli.rebuild import rebuild_catalog
 
         configure_logging(settings.log_format, "warning", file=settings.home_path / "logs" / "plait.log")
         return anyio.run(rebuild_catalog, settings)
     if args.command in ("scheduler", "executor", "catalog", "dev"):
-        from plait.cli import serve
+        from plait_cli import serve
 
         configure_logging("console" if args.command == "dev" else settings.log_format, settings.log_level)
         runner = {
@@ -181,7 +181,7 @@ def dispatch(argv: Sequence[str]) -> int:
     if args.command == "schema":
         from pathlib import Path
 
-        from plait.cli.schema import export_schemas
+        from plait_cli.schema import export_schemas
 
         for path in export_schemas(Path(args.directory)):
             print(path)
@@ -192,12 +192,12 @@ def dispatch(argv: Sequence[str]) -> int:
     if args.command in aside_commands.COMMANDS:
         return aside_commands.run(settings, args)
     if args.command in ("replay", "audit"):
-        from plait.cli import history
+        from plait_cli import history
 
         if args.command == "replay":
             return anyio.run(history.replay_execution, settings, args.execution_id, args.at, args.json, args.timeline)
         return anyio.run(history.audit_verify, settings, args.execution_id, args.all, not args.no_catalog, args.ended)
-    from plait.cli import executions
+    from plait_cli import executions
 
     if args.action == "list":
         return anyio.run(executions.list_executions, settings, args.status, args.limit, args.json)

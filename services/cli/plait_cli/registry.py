@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgspec
 from rich.table import Table
 
-from plait.cli.catalog_session import catalog_client, console, print_json, when
 from plait.client import LATEST
 from plait.settings import Settings
+from plait_cli.catalog_session import catalog_client, console, print_json, when
 
 
 def parse_reference(reference: str) -> tuple[str, str]:

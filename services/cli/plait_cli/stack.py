@@ -56,7 +56,7 @@ async def embedded_servers(
     ``on_nats(url)`` is called as soon as nats-server is up, before PostgreSQL starts (which takes
     over a second on a fresh PLAIT_HOME): services that need only NATS can start meanwhile.
     """
-    from plait.embedded import NatsServer, PostgresServer, lower_priority
+    from plait_cli.embedded import NatsServer, PostgresServer, lower_priority
 
     data = settings.home_path / "data"
     with _exclusive(settings.home_path):
@@ -92,7 +92,7 @@ _POLL = 0.05
 
 
 class ServiceProcess:
-    """One service (``python -m plait.cli.main scheduler|executor|catalog``) as a child process.
+    """One service (``python -m plait_cli.main scheduler|executor|catalog``) as a child process.
 
     It runs in its own session, so a Ctrl-C in the terminal reaches only the owner, which stops
     the services before the servers they use; it is stopped by signalling exactly its PID.
@@ -106,7 +106,7 @@ class ServiceProcess:
     def spawn(cls, name: str, env: dict[str, str], log_file: Path | None) -> ServiceProcess:
         parent_end, child_end = socket.socketpair()
         env = {**env, READY_FD: str(child_end.fileno()), PARENT_PID: str(os.getpid())}
-        argv = [sys.executable, "-m", "plait.cli.main", name]
+        argv = [sys.executable, "-m", "plait_cli.main", name]
         try:
             with contextlib.ExitStack() as files:
                 output = files.enter_context(_append(log_file)) if log_file is not None else None
@@ -198,7 +198,7 @@ class ServiceGroup:
 
     def spawn(self, names: Iterable[str], nats_url: str, database_url: str = "") -> None:
         """Start the named services (in ``ALL_SERVICES`` order) without waiting for them."""
-        from plait.embedded import lower_priority
+        from plait_cli.embedded import lower_priority
 
         wanted = set(names)
         env = service_environment(self.settings, nats_url, database_url, self.log_format)

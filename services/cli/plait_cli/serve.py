@@ -13,9 +13,9 @@ import anyio.abc
 import structlog
 from rich.console import Console
 
-from plait.cli.stack import PARENT_PID, READY_FD, advertise, embedded_stack
 from plait.errors import InputError
 from plait.settings import Settings
+from plait_cli.stack import PARENT_PID, READY_FD, advertise, embedded_stack
 
 log = structlog.get_logger()
 
@@ -39,7 +39,7 @@ async def until_orphaned(parent: int, scope: anyio.CancelScope) -> None:
 
 
 def tell_ready() -> None:
-    """Say "serving" to the embedded stack that started this service, if it did (``plait.cli.stack``)."""
+    """Say "serving" to the embedded stack that started this service, if it did (``plait_cli.stack``)."""
     fd = os.environ.pop(READY_FD, "")
     if fd.isdigit():
         with contextlib.suppress(OSError):

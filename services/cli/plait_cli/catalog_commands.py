@@ -71,7 +71,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     """Run a command of ``COMMANDS``; returns its exit code."""
     step: Callable[[], Awaitable[int]]
     if args.command == "cache":
-        from plait.cli import cache
+        from plait_cli import cache
 
         if args.action == "list":
             step = partial(cache.list_entries, settings, args.task, args.limit, args.json)
@@ -80,11 +80,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         else:
             step = partial(cache.clear, settings, args.keys, args.task, args.all, args.yes, args.json)
     elif args.command == "lineage":
-        from plait.cli.lineage import show_lineage
+        from plait_cli.lineage import show_lineage
 
         step = partial(show_lineage, settings, args.target, args.direction, args.depth, args.max_edges, args.output)
     else:
-        from plait.cli import registry
+        from plait_cli import registry
 
         kind = REGISTRY_KINDS[args.command]
         if args.action == "list":

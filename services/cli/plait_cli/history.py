@@ -11,14 +11,14 @@ from rich.console import Console
 from rich.table import Table
 
 from plait.audit import Problem, verify_catalog
-from plait.cli.progress import STATUS_STYLE
-from plait.cli.stack import nats_for_command
 from plait.client import AsyncClient
 from plait.core.state import Execution
 from plait.errors import InputError, NotFound
 from plait.invariants import check_execution
 from plait.replay import replay, timeline
 from plait.settings import Settings
+from plait_cli.progress import STATUS_STYLE
+from plait_cli.stack import nats_for_command
 
 
 def parse_point(at: str | None) -> tuple[int | None, datetime | None]:

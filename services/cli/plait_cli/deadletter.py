@@ -7,10 +7,10 @@ import sys
 from rich.table import Table
 
 from plait.adapters import deadletters
-from plait.cli.catalog_session import console, print_json, when
-from plait.cli.operator_session import operator_nats
 from plait.errors import InputError
 from plait.settings import Settings
+from plait_cli.catalog_session import console, print_json, when
+from plait_cli.operator_session import operator_nats
 
 
 async def list_letters(settings: Settings, limit: int, as_json: bool) -> int:

@@ -10,10 +10,10 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from plait.cli.progress import STATUS_STYLE
-from plait.cli.stack import nats_for_command
 from plait.client import AsyncClient
 from plait.settings import Settings
+from plait_cli.progress import STATUS_STYLE
+from plait_cli.stack import nats_for_command
 
 
 async def _query(settings: Settings, what: str, request: dict[str, Any]) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from nats.js.api import Header
 
 from plait.adapters import subjects
 from plait.adapters.jetstream import connect
-from plait.cli.stack import nats_for_command
 from plait.errors import PlaitError
 from plait.settings import Settings
+from plait_cli.stack import nats_for_command
 
 REBUILD_SUBJECT = f"{subjects.CATALOG_ROOT}.rebuild"
 FIRST_ANSWER_SECONDS = 10.0  # the leader answers at once, with the sequence it will replay up to

@@ -67,7 +67,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     """Run a command of ``COMMANDS``; returns its exit code."""
     step: Callable[[], Awaitable[int]]
     if args.command == "quarantine":
-        from plait.cli import quarantine
+        from plait_cli import quarantine
 
         if args.action == "list":
             step = partial(quarantine.list_entries, settings, args.reader, args.all, args.json)
@@ -76,7 +76,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         else:
             step = partial(quarantine.replay, settings, args.reader, args.sequences or None, args.json)
     else:
-        from plait.cli import deadletter
+        from plait_cli import deadletter
 
         if args.action == "list":
             step = partial(deadletter.list_letters, settings, args.limit, args.json)

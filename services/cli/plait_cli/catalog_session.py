@@ -10,9 +10,9 @@ from typing import Any
 import msgspec
 from rich.console import Console
 
-from plait.cli.stack import nats_for_command
 from plait.client import AsyncClient
 from plait.settings import Settings
+from plait_cli.stack import nats_for_command
 
 
 @contextlib.asynccontextmanager

@@ -10,9 +10,9 @@ import msgspec
 from rich.prompt import Confirm
 from rich.table import Table
 
-from plait.cli.catalog_session import catalog_client, console, print_json, when
 from plait.errors import InputError
 from plait.settings import Settings
+from plait_cli.catalog_session import catalog_client, console, print_json, when
 
 MAX_ENTRIES = 10_000  # the most entries one `--task` or `--all` clears at once
 

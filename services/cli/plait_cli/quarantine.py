@@ -18,10 +18,10 @@ from plait.adapters.quarantine import (
     read_entries,
     replay_subject,
 )
-from plait.cli.catalog_session import console, print_json, when
-from plait.cli.operator_session import operator_nats
 from plait.errors import PlaitError
 from plait.settings import Settings
+from plait_cli.catalog_session import console, print_json, when
+from plait_cli.operator_session import operator_nats
 
 _NO_RESPONDERS = "503"
 

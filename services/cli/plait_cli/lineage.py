@@ -9,8 +9,8 @@ from typing import Any, Literal
 from rich.markup import escape
 from rich.tree import Tree
 
-from plait.cli.catalog_session import catalog_client, console, print_json
 from plait.settings import Settings
+from plait_cli.catalog_session import catalog_client, console, print_json
 
 Format = Literal["tree", "json", "dot"]
 Graph = dict[str, Any]
