@@ -8,7 +8,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from plait.adapters import subjects
+from plait.protocol import subjects
 
 
 async def read_dead_letters(js: JetStreamContext, count: int, timeout: float = 60) -> list[Msg]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 from nats.js import JetStreamContext
 
-from plait.adapters import subjects
+from plait.protocol import subjects
 from plait_scheduler.service import OUTBOX_CONSUMER
 
 DEADLINE = 30.0

@@ -11,9 +11,9 @@ import anyio
 import structlog.testing
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from plait.adapters import subjects
 from plait.client import AsyncClient
 from plait.core.events import AttemptStarted
+from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_executor.service import consumer_name
 from plait_scheduler import SchedulerService

@@ -12,10 +12,10 @@ import msgspec
 import pytest
 
 from plait import codec
-from plait.adapters import subjects
 from plait.audit import Problem, verify_catalog, verify_chain
 from plait.client import AsyncClient
 from plait.core.events import Decision, NodeSucceeded
+from plait.protocol import subjects
 from plait.replay import Record, replay
 from tests.audit_workflows import make_history
 from tests.stack import services_and_client

@@ -28,10 +28,11 @@ from plait.core.events import (
     NodeSucceeded,
 )
 from plait.core.ids import cache_key, new_execution_id
+from plait.protocol import subjects
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
-from plait_scheduler.caching import LOOKUP_SUBJECT, CacheKeeper
+from plait_scheduler.caching import CacheKeeper
 from tests import cache_workflows
 from tests.launching import launched
 from tests.outbox_replay import forget_outbox_position, outbox_caught_up
@@ -212,7 +213,9 @@ async def test_a_catalog_that_does_not_answer_in_time_does_not_block_a_workflow(
     scheduler = SchedulerService(nats_url, replica="cache-scheduler", cache_lookup_timeout=0.2)
     executor = ExecutorService(nats_url, concurrency=2, worker_name="cache-executor")
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
-        silent = await client.nc.subscribe(LOOKUP_SUBJECT, queue="plait-catalog")  # takes requests, never answers
+        silent = await client.nc.subscribe(
+            subjects.CATALOG_CACHE_LOOKUP_MANY, queue=subjects.CATALOG_QUEUE_GROUP
+        )  # takes requests, never answers
         first = await client.wait(await client.launch(cache_workflows.increments, {"start": 8}), timeout=DEADLINE)
         second = await client.wait(await client.launch(cache_workflows.increments, {"start": 8}), timeout=DEADLINE)
         assert first.status == second.status == "succeeded"

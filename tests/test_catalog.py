@@ -21,7 +21,6 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from plait import task, workflow
-from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
 from plait.core.commands import AbortExecution, Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
 from plait.core.decide import ResolvedLaunch, decide
@@ -29,10 +28,10 @@ from plait.core.events import CommandRejected, Decision, Event, TaskError, TaskR
 from plait.core.ids import attempt_id
 from plait.core.model import WorkflowSpec
 from plait.core.state import Execution, apply_decision
+from plait.protocol import subjects
 from plait_catalog import CatalogService, db
 from plait_catalog.migrations import available, migrate
 from plait_catalog.projection import ProjectionError, StoredMessage, apply_batch, stored_offset
-from plait_catalog.responders import LIST_SUBJECT, SHOW_SUBJECT
 
 PROJECT, DOMAIN = "flows", "development"
 HERE = {"project": PROJECT, "domain": DOMAIN}
@@ -234,7 +233,7 @@ async def query(nc: NATS, subject: str, request: dict[str, Any] | bytes) -> dict
 async def caught_up(nc: NATS, sequence: int) -> None:
     """Return once a catalog replica answers that it has projected the stream up to ``sequence``."""
     with anyio.fail_after(DEADLINE):
-        while "error" in await query(nc, LIST_SUBJECT, {"min_sequence": sequence, "limit": 1}):
+        while "error" in await query(nc, subjects.CATALOG_LIST_EXECUTIONS, {"min_sequence": sequence, "limit": 1}):
             pass  # the replica waited its bound without seeing the sequence (e.g. during a failover): ask again
 
 
@@ -488,7 +487,7 @@ async def test_list_and_show_over_nats(nats_url: str, database_url: str, nc: NAT
         await tg.start(CatalogService(nats_url, database_url, "queries").run)
         await caught_up(nc, await log.history())
 
-        listed = await query(nc, LIST_SUBJECT, {"project": PROJECT, "domain": DOMAIN})
+        listed = await query(nc, subjects.CATALOG_LIST_EXECUTIONS, {"project": PROJECT, "domain": DOMAIN})
         assert [e["execution_id"] for e in listed["executions"]] == ["stop", "retry", "ok"]
         assert listed["executions"][2] == {
             "execution_id": "ok",
@@ -507,12 +506,12 @@ async def test_list_and_show_over_nats(nats_url: str, database_url: str, nc: NAT
         }
         stopped = listed["executions"][0]
         assert (stopped["status"], stopped["duration_seconds"], stopped["nodes_running"]) == ("aborted", 2.0, 0)
-        failed = await query(nc, LIST_SUBJECT, {"status": "failed"})
+        failed = await query(nc, subjects.CATALOG_LIST_EXECUTIONS, {"status": "failed"})
         assert [(e["execution_id"], e["nodes_failed"]) for e in failed["executions"]] == [("retry", 1)]
-        assert len((await query(nc, LIST_SUBJECT, {"limit": 2}))["executions"]) == 2
-        assert (await query(nc, LIST_SUBJECT, {"project": "elsewhere"}))["executions"] == []
+        assert len((await query(nc, subjects.CATALOG_LIST_EXECUTIONS, {"limit": 2}))["executions"]) == 2
+        assert (await query(nc, subjects.CATALOG_LIST_EXECUTIONS, {"project": "elsewhere"}))["executions"] == []
 
-        shown = (await query(nc, SHOW_SUBJECT, {**HERE, "execution_id": "retry"}))["execution"]
+        shown = (await query(nc, subjects.CATALOG_SHOW_EXECUTION, {**HERE, "execution_id": "retry"}))["execution"]
         assert (shown["status"], shown["failed_node"], shown["inputs"], shown["outputs"]) == (
             "failed",
             "double",
@@ -545,7 +544,7 @@ async def test_list_and_show_over_nats(nats_url: str, database_url: str, nc: NAT
         ]
         assert shown["nodes"][1]["attempts"] == []
 
-        missing = await query(nc, SHOW_SUBJECT, {**HERE, "execution_id": "nope"})
+        missing = await query(nc, subjects.CATALOG_SHOW_EXECUTION, {**HERE, "execution_id": "nope"})
         assert missing["error"]["type"] == "not_found"
         assert "nope" in missing["error"]["message"]
         tg.cancel_scope.cancel()
@@ -559,7 +558,9 @@ async def test_show_with_min_sequence_reads_its_own_writes(
         await caught_up(nc, await log.history())
         for step in range(3):
             sequence = await log.launch(f"fresh-{step}", step)
-            shown = await query(nc, SHOW_SUBJECT, {**HERE, "execution_id": f"fresh-{step}", "min_sequence": sequence})
+            shown = await query(
+                nc, subjects.CATALOG_SHOW_EXECUTION, {**HERE, "execution_id": f"fresh-{step}", "min_sequence": sequence}
+            )
             assert shown["execution"]["status"] == "running"
             assert shown["execution"]["last_sequence"] == sequence
         tg.cancel_scope.cancel()
@@ -574,7 +575,7 @@ async def test_show_waits_for_a_sequence_not_yet_written(
         inbox = nc.new_inbox()
         replies = await nc.subscribe(inbox, max_msgs=1)
         request = {**HERE, "execution_id": "future", "min_sequence": last + 1}
-        await nc.publish(SHOW_SUBJECT, msgspec.json.encode(request), reply=inbox)
+        await nc.publish(subjects.CATALOG_SHOW_EXECUTION, msgspec.json.encode(request), reply=inbox)
         await nc.flush()
         await log.launch("future", 1)
         with anyio.fail_after(DEADLINE):
@@ -587,7 +588,9 @@ async def test_min_sequence_beyond_the_log_times_out(nats_url: str, database_url
     async with anyio.create_task_group() as tg:
         await tg.start(CatalogService(nats_url, database_url, "impatient", wait_timeout=0.2).run)
         last = await log.history()
-        answer = await query(nc, SHOW_SUBJECT, {**HERE, "execution_id": "ok", "min_sequence": last + 100})
+        answer = await query(
+            nc, subjects.CATALOG_SHOW_EXECUTION, {**HERE, "execution_id": "ok", "min_sequence": last + 100}
+        )
         assert answer["error"]["type"] == "timeout"
         assert f"not yet {last + 100}" in answer["error"]["message"]
         tg.cancel_scope.cancel()
@@ -596,14 +599,14 @@ async def test_min_sequence_beyond_the_log_times_out(nats_url: str, database_url
 @pytest.mark.parametrize(
     ("subject", "request_data", "complaint"),
     [
-        (LIST_SUBJECT, b"not json", "malformed"),
-        (LIST_SUBJECT, b'{"limit": "many"}', "$.limit"),
-        (LIST_SUBJECT, b'{"limit": 0}', "$.limit"),
-        (LIST_SUBJECT, b'{"status": "sleeping"}', "$.status"),
-        (SHOW_SUBJECT, b'{"project": "flows", "domain": "development"}', "execution_id"),
-        (SHOW_SUBJECT, b'{"execution_id": "ok"}', "project"),
+        (subjects.CATALOG_LIST_EXECUTIONS, b"not json", "malformed"),
+        (subjects.CATALOG_LIST_EXECUTIONS, b'{"limit": "many"}', "$.limit"),
+        (subjects.CATALOG_LIST_EXECUTIONS, b'{"limit": 0}', "$.limit"),
+        (subjects.CATALOG_LIST_EXECUTIONS, b'{"status": "sleeping"}', "$.status"),
+        (subjects.CATALOG_SHOW_EXECUTION, b'{"project": "flows", "domain": "development"}', "execution_id"),
+        (subjects.CATALOG_SHOW_EXECUTION, b'{"execution_id": "ok"}', "project"),
         (
-            SHOW_SUBJECT,
+            subjects.CATALOG_SHOW_EXECUTION,
             b'{"project": "flows", "domain": "development", "execution_id": "ok", "min_sequence": -1}',
             "$.min_sequence",
         ),
@@ -618,5 +621,5 @@ async def test_malformed_query_gets_bad_request_and_the_next_one_works(
         assert answer["error"]["type"] == "bad_request"
         assert complaint in answer["error"]["message"].lower()
         await caught_up(nc, await log.history())
-        assert len((await query(nc, LIST_SUBJECT, {}))["executions"]) == 3
+        assert len((await query(nc, subjects.CATALOG_LIST_EXECUTIONS, {}))["executions"]) == 3
         tg.cancel_scope.cancel()

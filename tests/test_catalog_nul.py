@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plait.adapters import subjects
 from plait.client import AsyncClient
 from plait.core.events import NodeFailed, TaskError
+from plait.protocol import subjects
 from plait_catalog import db
 from plait_catalog.migrations import migrate
 from plait_catalog.nul_escapes import decode_json, encode_json, escape_text, restore_text

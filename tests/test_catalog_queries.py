@@ -18,16 +18,9 @@ from plait.client import AsyncClient, Client
 from plait.core.cachelog import CacheCleared, CacheFilled, CacheReserved
 from plait.core.ids import artifact_hash
 from plait.errors import NotFound
+from plait.protocol import subjects
 from plait_catalog import CatalogService, db
 from plait_catalog.migrations import migrate
-from plait_catalog.responders import (
-    CACHE_LIST_SUBJECT,
-    CACHE_LOOKUP_SUBJECT,
-    CACHE_SHOW_SUBJECT,
-    LINEAGE_SUBJECT,
-    REGISTRY_LIST_SUBJECT,
-    REGISTRY_SHOW_SUBJECT,
-)
 from tests.catalog_rows import DOMAIN, DOUBLE, H3, H6, H7, H14, H15, INCREMENT, PROJECT, WORKFLOW, insert_all
 from tests.running import running
 
@@ -72,7 +65,7 @@ def edges(graph: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 
 async def test_lineage_upstream_crosses_executions_step_by_step(nc: NATS, catalog: None) -> None:
-    one = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H15, "direction": "upstream", "depth": 1})
+    one = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H15, "direction": "upstream", "depth": 1})
     assert one["root"] == f"artifact:{H15}"
     assert ids(one) == {
         f"artifact:{H15}",
@@ -106,7 +99,7 @@ async def test_lineage_upstream_crosses_executions_step_by_step(nc: NATS, catalo
     }
     assert (vertices["execution:B"]["task"], vertices["execution:B"]["node"]) == (WORKFLOW, "")
 
-    two = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H15, "direction": "upstream", "depth": 2})
+    two = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H15, "direction": "upstream", "depth": 2})
     assert ids(two) - ids(one) == {
         "execution:A",
         "node:A/increment",
@@ -114,25 +107,27 @@ async def test_lineage_upstream_crosses_executions_step_by_step(nc: NATS, catalo
         f"artifact:{H3}",
         f"artifact:{H6}",
     }
-    three = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H15, "direction": "upstream", "depth": 3})
+    three = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H15, "direction": "upstream", "depth": 3})
     assert ids(three) - ids(two) == {"node:A/double"}
-    deeper = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H15, "direction": "upstream", "depth": 10})
+    deeper = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H15, "direction": "upstream", "depth": 10})
     assert (ids(deeper), edges(deeper)) == (ids(three), edges(three))
     assert not deeper["truncated"]
 
-    cut = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H15, "direction": "upstream", "depth": 3, "max_edges": 5})
+    cut = await ask(
+        nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H15, "direction": "upstream", "depth": 3, "max_edges": 5}
+    )
     assert cut["truncated"]
     assert edges(one) <= edges(cut) <= edges(three) and len(cut["edges"]) == 5
 
 
 async def test_lineage_downstream_and_both(nc: NATS, catalog: None) -> None:
-    one = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H3, "direction": "downstream", "depth": 1})
+    one = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H3, "direction": "downstream", "depth": 1})
     assert ids(one) == {f"artifact:{H3}", "execution:A", "node:A/double", f"artifact:{H6}", f"artifact:{H7}"}
-    two = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H3, "direction": "downstream", "depth": 2})
+    two = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H3, "direction": "downstream", "depth": 2})
     assert {"execution:B", "node:B/double", f"artifact:{H14}", f"artifact:{H15}"} <= ids(two)
     assert (f"artifact:{H7}", "execution:B", "x") in edges(two)
 
-    both = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": H7, "depth": 1})
+    both = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H7, "depth": 1})
     assert both["direction"] == "both"
     assert {"node:A/increment", "execution:A", "node:B/double", "execution:B"} <= ids(both)
     assert f"artifact:{H6}" in ids(both) and f"artifact:{H14}" in ids(both)
@@ -140,15 +135,17 @@ async def test_lineage_downstream_and_both(nc: NATS, catalog: None) -> None:
 
 
 async def test_lineage_of_an_execution(nc: NATS, catalog: None) -> None:
-    up = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": "B", "direction": "upstream", "depth": 1})
+    up = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": "B", "direction": "upstream", "depth": 1})
     assert up["root"] == "execution:B"
     assert {"execution:B", "node:B/double", "node:B/increment", "execution:A", "node:A/increment"} <= ids(up)
     assert "node:A/double" not in ids(up)
 
-    down = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": "A", "direction": "downstream", "depth": 1})
+    down = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": "A", "direction": "downstream", "depth": 1})
     assert {"execution:B", "node:B/double", f"artifact:{H14}", f"artifact:{H15}"} <= ids(down)
     assert not any(i.startswith("node:B/increment") for i in ids(down))
-    assert "execution:A" not in ids(await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": "B", "direction": "downstream"}))
+    assert "execution:A" not in ids(
+        await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": "B", "direction": "downstream"})
+    )
 
 
 async def test_lineage_of_a_lone_artifact_previews_its_value(nc: NATS, catalog: None, database_url: str) -> None:
@@ -163,7 +160,7 @@ async def test_lineage_of_a_lone_artifact_previews_its_value(nc: NATS, catalog: 
         )
     finally:
         await connection.close()
-    graph = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": artifact_hash(numbers)})
+    graph = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": artifact_hash(numbers)})
     assert graph["edges"] == []
     [vertex] = graph["nodes"]
     assert (vertex["id"], vertex["type"], vertex["size"]) == (f"artifact:{artifact_hash(numbers)}", "list[int]", 390)
@@ -172,26 +169,28 @@ async def test_lineage_of_a_lone_artifact_previews_its_value(nc: NATS, catalog: 
 
 
 async def test_lineage_of_unknown_targets_and_bad_requests(nc: NATS, catalog: None) -> None:
-    missing = await ask(nc, LINEAGE_SUBJECT, {**HERE, "target": "nothing-here"})
+    missing = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": "nothing-here"})
     assert missing["error"]["type"] == "not_found"
     assert "nothing-here" in missing["error"]["message"]
     for bad in ({}, {"target": ""}, {"target": H7, "depth": 0}, {"target": H7, "direction": "sideways"}):
-        assert (await ask(nc, LINEAGE_SUBJECT, {**HERE, **bad}))["error"]["type"] == "bad_request", bad
-    assert (await ask(nc, LINEAGE_SUBJECT, {"target": H7}))["error"]["type"] == "bad_request"
+        assert (await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, **bad}))["error"]["type"] == "bad_request", bad
+    assert (await ask(nc, subjects.CATALOG_LINEAGE, {"target": H7}))["error"]["type"] == "bad_request"
 
 
 async def test_cache_lookup_hit_and_miss(nc: NATS, catalog: None) -> None:
-    hit = await ask(nc, CACHE_LOOKUP_SUBJECT, {**HERE, "cache_key": "k-double-7"})
+    hit = await ask(nc, subjects.CATALOG_CACHE_LOOKUP, {**HERE, "cache_key": "k-double-7"})
     assert hit == {"found": True, "outputs": {"result": 14}, "execution_id": "B", "node": "double"}
-    miss = await ask(nc, CACHE_LOOKUP_SUBJECT, {**HERE, "cache_key": "k-unknown"})
+    miss = await ask(nc, subjects.CATALOG_CACHE_LOOKUP, {**HERE, "cache_key": "k-unknown"})
     assert miss == {"found": False, "outputs": None, "execution_id": "", "node": ""}
-    elsewhere = await ask(nc, CACHE_LOOKUP_SUBJECT, {"project": "other", "domain": DOMAIN, "cache_key": "k-double-7"})
+    elsewhere = await ask(
+        nc, subjects.CATALOG_CACHE_LOOKUP, {"project": "other", "domain": DOMAIN, "cache_key": "k-double-7"}
+    )
     assert elsewhere["found"] is False
-    assert (await ask(nc, CACHE_LOOKUP_SUBJECT, {"project": PROJECT}))["error"]["type"] == "bad_request"
+    assert (await ask(nc, subjects.CATALOG_CACHE_LOOKUP, {"project": PROJECT}))["error"]["type"] == "bad_request"
 
 
 async def test_cache_list_and_show(nc: NATS, catalog: None) -> None:
-    listed = (await ask(nc, CACHE_LIST_SUBJECT, HERE))["entries"]
+    listed = (await ask(nc, subjects.CATALOG_LIST_CACHE_ENTRIES, HERE))["entries"]
     assert [e["cache_key"] for e in listed] == ["k-double-7", "k-increment-6", "k-double-3"]
     assert listed[0] == {
         "cache_key": "k-double-7",
@@ -202,47 +201,51 @@ async def test_cache_list_and_show(nc: NATS, catalog: None) -> None:
         "attempt_id": "B/double/1",
         "created_at": "2031-03-01T12:00:03Z",
     }
-    doubles = (await ask(nc, CACHE_LIST_SUBJECT, {**HERE, "task": DOUBLE}))["entries"]
+    doubles = (await ask(nc, subjects.CATALOG_LIST_CACHE_ENTRIES, {**HERE, "task": DOUBLE}))["entries"]
     assert [e["cache_key"] for e in doubles] == ["k-double-7", "k-double-3"]
-    assert len((await ask(nc, CACHE_LIST_SUBJECT, {**HERE, "limit": 1}))["entries"]) == 1
-    assert (await ask(nc, CACHE_LIST_SUBJECT, {"project": "other", "domain": DOMAIN}))["entries"] == []
+    assert len((await ask(nc, subjects.CATALOG_LIST_CACHE_ENTRIES, {**HERE, "limit": 1}))["entries"]) == 1
+    assert (await ask(nc, subjects.CATALOG_LIST_CACHE_ENTRIES, {"project": "other", "domain": DOMAIN}))["entries"] == []
 
-    shown = (await ask(nc, CACHE_SHOW_SUBJECT, {**HERE, "cache_key": "k-increment-6"}))["entry"]
+    shown = (await ask(nc, subjects.CATALOG_SHOW_CACHE_ENTRY, {**HERE, "cache_key": "k-increment-6"}))["entry"]
     assert (shown["outputs"], shown["execution_id"], shown["node"], shown["sequence"]) == (
         {"result": 7},
         "A",
         "increment",
         2,
     )
-    missing = await ask(nc, CACHE_SHOW_SUBJECT, {**HERE, "cache_key": "k-unknown"})
+    missing = await ask(nc, subjects.CATALOG_SHOW_CACHE_ENTRY, {**HERE, "cache_key": "k-unknown"})
     assert missing["error"]["type"] == "not_found"
-    assert (await ask(nc, CACHE_LIST_SUBJECT, {**HERE, "limit": 0}))["error"]["type"] == "bad_request"
+    assert (await ask(nc, subjects.CATALOG_LIST_CACHE_ENTRIES, {**HERE, "limit": 0}))["error"]["type"] == "bad_request"
 
 
 async def test_registry_list_and_show(nc: NATS, catalog: None) -> None:
-    tasks = await ask(nc, REGISTRY_LIST_SUBJECT, {**HERE, "kind": "task"})
+    tasks = await ask(nc, subjects.CATALOG_LIST_ENTITIES, {**HERE, "kind": "task"})
     assert [(t["name"], [v["version"] for v in t["versions"]]) for t in tasks["entities"]] == [
         (DOUBLE, ["d3", "d2", "d1"]),
         (INCREMENT, ["i1"]),
     ]
     assert tasks["entities"][0]["versions"][0]["registered_at"] == "2031-03-01T12:01:45Z"
-    only = await ask(nc, REGISTRY_LIST_SUBJECT, {**HERE, "kind": "task", "name": INCREMENT})
+    only = await ask(nc, subjects.CATALOG_LIST_ENTITIES, {**HERE, "kind": "task", "name": INCREMENT})
     assert [t["name"] for t in only["entities"]] == [INCREMENT]
-    plans = await ask(nc, REGISTRY_LIST_SUBJECT, {**HERE, "kind": "launch_plan"})
+    plans = await ask(nc, subjects.CATALOG_LIST_ENTITIES, {**HERE, "kind": "launch_plan"})
     assert [p["name"] for p in plans["entities"]] == ["daily"]
 
-    latest = (await ask(nc, REGISTRY_SHOW_SUBJECT, {**HERE, "kind": "task", "name": DOUBLE}))["entity"]
+    latest = (await ask(nc, subjects.CATALOG_SHOW_ENTITY, {**HERE, "kind": "task", "name": DOUBLE}))["entity"]
     assert (latest["version"], latest["spec"]) == ("d3", {"name": DOUBLE, "version": "d3"})
-    older = (await ask(nc, REGISTRY_SHOW_SUBJECT, {**HERE, "kind": "task", "name": DOUBLE, "version": "d1"}))["entity"]
+    older = (await ask(nc, subjects.CATALOG_SHOW_ENTITY, {**HERE, "kind": "task", "name": DOUBLE, "version": "d1"}))[
+        "entity"
+    ]
     assert (older["kind"], older["version"], older["registered_at"]) == ("task", "d1", "2031-03-01T12:01:41Z")
-    workflow = await ask(nc, REGISTRY_SHOW_SUBJECT, {**HERE, "kind": "workflow", "name": WORKFLOW, "version": "latest"})
+    workflow = await ask(
+        nc, subjects.CATALOG_SHOW_ENTITY, {**HERE, "kind": "workflow", "name": WORKFLOW, "version": "latest"}
+    )
     assert workflow["entity"]["version"] == "w1"
 
-    no_version = await ask(nc, REGISTRY_SHOW_SUBJECT, {**HERE, "kind": "task", "name": DOUBLE, "version": "d9"})
+    no_version = await ask(nc, subjects.CATALOG_SHOW_ENTITY, {**HERE, "kind": "task", "name": DOUBLE, "version": "d9"})
     assert no_version["error"]["type"] == "not_found" and "d9" in no_version["error"]["message"]
-    no_name = await ask(nc, REGISTRY_SHOW_SUBJECT, {**HERE, "kind": "workflow", "name": DOUBLE})
+    no_name = await ask(nc, subjects.CATALOG_SHOW_ENTITY, {**HERE, "kind": "workflow", "name": DOUBLE})
     assert no_name["error"]["type"] == "not_found"
-    bad_kind = await ask(nc, REGISTRY_LIST_SUBJECT, {**HERE, "kind": "gadget"})
+    bad_kind = await ask(nc, subjects.CATALOG_LIST_ENTITIES, {**HERE, "kind": "gadget"})
     assert bad_kind["error"]["type"] == "bad_request" and "kind" in bad_kind["error"]["message"]
 
 

@@ -17,13 +17,13 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from plait import codec
-from plait.adapters import subjects
 from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
 from plait.core.decide import ResolvedLaunch, decide
 from plait.core.events import Decision
 from plait.core.ids import attempt_id
 from plait.core.state import Execution, apply_decision
 from plait.errors import PlaitError
+from plait.protocol import subjects
 from plait_catalog import CatalogService
 from plait_catalog.projection import StoredMessage, stored_offset
 from plait_catalog.projector import stored_message

@@ -12,7 +12,6 @@ import anyio
 import pytest
 from nats.js import JetStreamContext
 
-from plait.adapters import subjects
 from plait.adapters.commands import publish_command
 from plait.adapters.jetstream import (
     DEAD_LETTER_MAX_AGE_SECONDS,
@@ -22,6 +21,7 @@ from plait.adapters.jetstream import (
     ensure_streams,
 )
 from plait.client import AsyncClient
+from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows

@@ -10,11 +10,12 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js.api import RawStreamMsg
 
-from plait.adapters import jetstream, subjects
+from plait.adapters import jetstream
 from plait.adapters.jetstream import BatchUnsupported, EventStore, ensure_streams
 from plait.core.commands import LaunchExecution
 from plait.core.decide import ResolvedLaunch, decide_batch
 from plait.core.events import Decision
+from plait.protocol import subjects
 from tests import workflows
 
 SUBJECT = subjects.execution_subject("p", "d", "reads")

@@ -24,12 +24,12 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from plait import codec
-from plait.adapters import subjects
 from plait.adapters.jetstream import ensure_streams
 from plait.core.commands import Command, ReportAttemptResult, ReportAttemptResults, ReportAttemptStarted
 from plait.core.dispatch import Dispatch
 from plait.core.ids import attempt_id, new_execution_id
 from plait.core.model import TaskTarget
+from plait.protocol import subjects
 from plait.sdk.hints import encode_value
 from plait.sdk.loader import load_module
 from plait.sdk.task import Task

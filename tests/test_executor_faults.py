@@ -12,12 +12,12 @@ import nats
 from nats.aio.subscription import Subscription
 
 from plait import codec
-from plait.adapters import subjects
 from plait.client import AsyncClient
 from plait.core.commands import ReportAttemptResult, ReportAttemptStarted
 from plait.core.dispatch import Dispatch
 from plait.core.events import AttemptStarted
 from plait.core.ids import attempt_id, new_execution_id
+from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import executor_tasks, fault_workflows, workflows

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from plait.adapters import subjects
 from plait.adapters.commands import REPLY_TO_HEADER
 from plait.client import AsyncClient
+from plait.protocol import subjects
 from plait_scheduler import SchedulerService
 from plait_scheduler.service import COMMANDS_CONSUMER
 from tests import workflows

@@ -8,9 +8,9 @@ import anyio
 import structlog.testing
 from nats.aio.msg import Msg
 
-from plait.adapters import subjects
 from plait.adapters.jetstream import ensure_streams
 from plait.client import AsyncClient
+from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows

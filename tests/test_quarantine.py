@@ -20,10 +20,10 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from plait import codec
-from plait.adapters import subjects
 from plait.adapters.jetstream import connect, ensure_streams
 from plait.adapters.quarantine import CATALOG_READER, OUTBOX_READER, QuarantineEntry
 from plait.client import AsyncClient
+from plait.protocol import subjects
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService

@@ -12,7 +12,6 @@ import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from plait import InputError, codec
-from plait.adapters import subjects
 from plait.adapters.commands import REPLY_TO_HEADER
 from plait.adapters.jetstream import EventStore, connect, ensure_streams
 from plait.client import AsyncClient
@@ -20,6 +19,7 @@ from plait.core.commands import ReportAttemptStarted
 from plait.core.decide import ResolvedLaunch, decide_batch
 from plait.core.events import Decision
 from plait.errors import ConflictError
+from plait.protocol import subjects
 from plait_scheduler import SchedulerService
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider

@@ -12,7 +12,6 @@ import pytest
 from nats.js.api import DiscardPolicy
 
 from plait import InputError, codec
-from plait.adapters import subjects
 from plait.adapters.commands import REPLY_TO_HEADER, publish_command
 from plait.adapters.jetstream import EventStore, Registry
 from plait.client import AsyncClient
@@ -20,6 +19,7 @@ from plait.core.commands import LaunchExecution, ReportAttemptResult
 from plait.core.decide import ResolvedLaunch
 from plait.core.events import WorkflowRegistered
 from plait.core.model import WorkflowSpec
+from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService, failures
 from plait_scheduler.cache import StateCache

@@ -11,11 +11,11 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from plait import codec
-from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore
 from plait.client import AsyncClient
 from plait.core.commands import Command
 from plait.core.decide import Outcome, ResolvedLaunch
+from plait.protocol import subjects
 from plait_cli.embedded import NatsServer
 from plait_scheduler import SchedulerService
 from plait_scheduler.cache import StateCache

@@ -18,7 +18,6 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig, StreamSource
 
-from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
 from plait.client import AsyncClient
 from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
@@ -26,6 +25,7 @@ from plait.core.decide import ResolvedLaunch, decide_batch
 from plait.core.events import Decision, TaskRegistered, WorkflowRegistered
 from plait.core.ids import attempt_id
 from plait.errors import ConflictError
+from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows

@@ -10,11 +10,11 @@ import anyio
 import pytest
 
 from plait import InputError
-from plait.adapters import subjects
 from plait.adapters.commands import publish_command
 from plait.adapters.jetstream import connect, ensure_streams
 from plait.client import AsyncClient
 from plait.core.commands import AbortExecution
+from plait.protocol import subjects
 from plait_catalog import CatalogService, db
 from plait_catalog.migrations import available, migrate
 from plait_executor import ExecutorService

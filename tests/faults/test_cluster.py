@@ -10,9 +10,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from plait.adapters import subjects
 from plait.adapters.jetstream import ensure_streams
 from plait.client import AsyncClient
+from plait.protocol import subjects
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from tests import workflows

@@ -9,8 +9,8 @@ import anyio
 import pytest
 from nats.js.api import DiscardPolicy
 
-from plait.adapters import subjects
 from plait.adapters.jetstream import connect
+from plait.protocol import subjects
 from tests.faults import harness
 
 pytestmark = pytest.mark.faults

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client as NATS
 
-from plait.adapters import subjects
 from plait.adapters.jetstream import WRONG_LAST_SEQUENCE, connect
 from plait.client import AsyncClient
+from plait.protocol import subjects
 from plait_cli.embedded import NatsServer
 from tests import workflows
 from tests.faults.harness import service_env, start_service, stopped_at_exit

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from plait import codec
-from plait.adapters import subjects
 from plait.core.events import Decision, Event
+from plait.protocol import subjects
 from plait.replay import Record
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from plait.adapters import subjects
 from plait.core.commands import ReportAttemptResult, RetryDue
 from plait.core.events import TaskError
+from plait.protocol import subjects
 from plait.replay import replay
 from tests.launching import resolved_launch
 from tests.sim import workflows as sim_workflows

@@ -26,7 +26,6 @@ import structlog.testing
 
 import plait_scheduler.decisions
 from plait import codec
-from plait.adapters import subjects
 from plait.adapters.jetstream import DecisionTooLarge
 from plait.core.commands import (
     AbortExecution,
@@ -42,6 +41,7 @@ from plait.core.ids import content_version
 from plait.core.state import Execution, apply_decision
 from plait.errors import ConflictError
 from plait.invariants import check_execution
+from plait.protocol import subjects
 from plait.replay import Record, replay
 from plait.sdk import Workflow
 from plait_executor.attempt import AttemptOutcome, run_attempt

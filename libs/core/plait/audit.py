@@ -15,9 +15,9 @@ from typing import Any, Literal
 import msgspec
 
 from plait import codec
-from plait.adapters import subjects
 from plait.core.events import Decision, ExecutionLaunched
 from plait.core.state import Execution
+from plait.protocol import subjects
 from plait.replay import Record
 
 ProblemKind = Literal[

@@ -26,7 +26,6 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from plait import codec
-from plait.adapters import subjects
 from plait.adapters.cachelog import CacheLog
 from plait.adapters.commands import publish_command, subject_of
 from plait.adapters.deadletters import ERROR_HEADER
@@ -47,6 +46,7 @@ from plait.core.events import TERMINAL_EVENTS, LaunchPlanRegistered, TaskRegiste
 from plait.core.ids import content_version, new_execution_id
 from plait.core.state import Execution, apply_decision
 from plait.errors import ConflictError, InputError, NotFound, PlaitError, Timeout, Unavailable
+from plait.protocol import subjects
 from plait.replay import Record
 from plait.sdk.hints import encode_value
 from plait.sdk.launch_plan import LaunchPlan

@@ -2,61 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
-
-import msgspec
-
-from plait.core.cachelog import CacheLookupManyReply, CacheLookupManyRequest, CacheLookupReply, CacheLookupRequest
+from plait.protocol.cache import (
+    CacheEntryDetail,
+    CacheEntryList,
+    CacheEntryShown,
+    CacheEntrySummary,
+    CacheLookupManyReply,
+    CacheLookupManyRequest,
+    CacheLookupReply,
+    CacheLookupRequest,
+    ListCacheEntries,
+    ShowCacheEntry,
+)
+from plait.protocol.queries import ErrorReply, error_reply
 from plait_catalog.db import Connection
-from plait_catalog.queries import ErrorReply, StreamSequence, error_reply
-
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
-
-
-class ListCacheEntries(msgspec.Struct, frozen=True, kw_only=True):
-    """``plait.catalog.cache.list``: the newest entries of a project and domain, optionally of one task."""
-
-    project: NonEmpty
-    domain: NonEmpty
-    task: str | None = None
-    limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
-    min_sequence: StreamSequence = 0
-
-
-class ShowCacheEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """``plait.catalog.cache.show``: one entry, with its outputs."""
-
-    project: NonEmpty
-    domain: NonEmpty
-    cache_key: NonEmpty
-    min_sequence: StreamSequence = 0
-
-
-class CacheEntrySummary(msgspec.Struct, kw_only=True):
-    cache_key: str
-    task_name: str
-    task_version: str
-    execution_id: str
-    node: str
-    attempt_id: str
-    created_at: datetime
-
-
-class CacheEntryDetail(CacheEntrySummary, kw_only=True):
-    project: str
-    domain: str
-    outputs: dict[str, Any]
-    sequence: int  # the stream sequence of the fill
-
-
-class CacheEntryList(msgspec.Struct, kw_only=True):
-    entries: list[CacheEntrySummary]
-
-
-class CacheEntryShown(msgspec.Struct, kw_only=True):
-    entry: CacheEntryDetail
-
 
 _LOOKUP = """
 SELECT outputs, execution_id, node_id FROM cache_entries WHERE project = $1 AND domain = $2 AND cache_key = $3

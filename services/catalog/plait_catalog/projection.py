@@ -22,7 +22,6 @@ import msgspec
 import structlog
 
 from plait import codec
-from plait.adapters import subjects
 from plait.adapters.cachelog import entry_decoder
 from plait.adapters.jetstream import registration_decoder
 from plait.adapters.quarantine import UNREADABLE, Quarantine
@@ -30,6 +29,7 @@ from plait.core.cachelog import CacheEntryRecord
 from plait.core.events import Decision, Registration
 from plait.core.model import WorkflowSpec
 from plait.errors import PlaitError
+from plait.protocol import subjects
 from plait_catalog import cache_rows, lineage_rows, rows
 from plait_catalog.cache_rows import CacheEntries, CacheEntryRow
 from plait_catalog.db import NOTIFY_CHANNEL, Connection

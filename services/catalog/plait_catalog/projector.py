@@ -14,8 +14,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from plait.adapters import subjects
 from plait.adapters.quarantine import CATALOG_READER, Quarantine
+from plait.protocol import subjects
 from plait_catalog import db, projection
 from plait_catalog.known_workflows import KnownWorkflows
 from plait_catalog.projection import KeepAside, StoredMessage, apply_batch, keeping_aside, stored_offset

@@ -5,119 +5,18 @@ Datetimes travel as RFC 3339 strings. A reply is either the answer or ``{"error"
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
-
-import msgspec
-
-from plait.core.state import AttemptStatus, ExecutionStatus, NodeStatus
+from plait.protocol.executions import (
+    AttemptView,
+    ExecutionDetail,
+    ExecutionList,
+    ExecutionShown,
+    ExecutionSummary,
+    ListExecutions,
+    NodeView,
+    ShowExecution,
+)
+from plait.protocol.queries import ErrorReply, error_reply
 from plait_catalog.db import Connection
-
-StreamSequence = Annotated[int, msgspec.Meta(ge=0)]
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
-
-
-class ListExecutions(msgspec.Struct, frozen=True, kw_only=True):
-    """``plait.catalog.executions.list``: the newest executions, optionally filtered."""
-
-    project: str | None = None
-    domain: str | None = None
-    status: ExecutionStatus | None = None
-    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
-    min_sequence: StreamSequence = 0  # answer once the catalog has projected the stream up to here
-
-
-class ShowExecution(msgspec.Struct, frozen=True, kw_only=True):
-    """``plait.catalog.executions.show``: one execution with its nodes and their attempts. An execution id is
-    unique within its project and domain only."""
-
-    project: NonEmpty
-    domain: NonEmpty
-    execution_id: NonEmpty
-    min_sequence: StreamSequence = 0
-    attempts_limit: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 100  # per node: a map node may have 100,000s
-
-
-class ExecutionSummary(msgspec.Struct, kw_only=True):
-    execution_id: str
-    project: str
-    domain: str
-    workflow: str
-    version: str
-    status: ExecutionStatus
-    launched_at: datetime
-    finished_at: datetime | None
-    duration_seconds: float | None
-    nodes_total: int
-    nodes_succeeded: int
-    nodes_failed: int
-    nodes_running: int
-
-
-class AttemptView(msgspec.Struct, kw_only=True):
-    attempt_id: str
-    attempt: int
-    status: AttemptStatus
-    worker: str
-    queued_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    error: dict[str, Any] | None
-
-
-class NodeView(msgspec.Struct, kw_only=True):
-    node: str
-    task: str
-    version: str
-    status: NodeStatus
-    queued_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    inputs: dict[str, Any] | None
-    outputs: dict[str, Any] | None
-    error: dict[str, Any] | None
-    attempts: list[AttemptView]  # the first ``attempts_limit``, by attempt number then id
-    attempts_total: int
-
-
-class ExecutionDetail(ExecutionSummary, kw_only=True):
-    inputs: dict[str, Any]
-    outputs: dict[str, Any] | None
-    error: dict[str, Any] | None
-    failed_node: str | None
-    abort_reason: str | None
-    launched_by: str
-    last_sequence: int  # the stream sequence of the execution's last decision
-    nodes: list[NodeView]
-
-
-class ExecutionList(msgspec.Struct, kw_only=True):
-    executions: list[ExecutionSummary]
-
-
-class ExecutionShown(msgspec.Struct, kw_only=True):
-    execution: ExecutionDetail
-
-
-ErrorType = Literal["bad_request", "not_found", "timeout", "internal"]
-
-
-class ErrorInfo(msgspec.Struct, kw_only=True):
-    type: ErrorType
-    message: str
-
-
-class ErrorReply(msgspec.Struct, kw_only=True):
-    error: ErrorInfo
-
-
-Reply = msgspec.Struct
-"""Any answer: the query's reply Struct, or an ``ErrorReply``."""
-
-
-def error_reply(kind: ErrorType, message: str) -> ErrorReply:
-    return ErrorReply(error=ErrorInfo(type=kind, message=message))
-
 
 _SUMMARY = """
 SELECT e.execution_id, e.project, e.domain, e.workflow_name AS workflow, e.workflow_version AS version, e.status,

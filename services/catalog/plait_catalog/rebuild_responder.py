@@ -14,11 +14,10 @@ import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 
-from plait.adapters import subjects
+from plait.protocol import subjects
 from plait_catalog.projector import Projector
 from plait_catalog.rebuild import RebuildFailed, RebuildProgress, RebuildRefused
 
-REBUILD_SUBJECT = f"{subjects.CATALOG_ROOT}.rebuild"
 PROGRESS_SECONDS = 0.5
 
 _encoder = msgspec.json.Encoder()
@@ -33,7 +32,7 @@ class RebuildResponder:
         self._log = structlog.get_logger().bind(replica=replica)
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        subscription = await self._nc.subscribe(REBUILD_SUBJECT)
+        subscription = await self._nc.subscribe(subjects.CATALOG_REBUILD)
         try:
             await self._nc.flush()  # twice: see QueryResponder.serve
             await self._nc.flush()

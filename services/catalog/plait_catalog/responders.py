@@ -13,23 +13,11 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from plait.adapters import subjects
-from plait.core.cachelog import CacheLookupManyRequest, CacheLookupRequest
+from plait.protocol import cache, executions, lineage, registry, subjects
+from plait.protocol.queries import ErrorReply, Reply, error_reply
 from plait_catalog import cache_queries, lineage_queries, queries, registry_queries
 from plait_catalog.db import Connection
 from plait_catalog.offsets import OffsetWatcher
-from plait_catalog.queries import ErrorReply, Reply, error_reply
-
-QUEUE_GROUP = "plait-catalog"
-LIST_SUBJECT = f"{subjects.CATALOG_ROOT}.executions.list"
-SHOW_SUBJECT = f"{subjects.CATALOG_ROOT}.executions.show"
-CACHE_LOOKUP_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.lookup"
-CACHE_LOOKUP_MANY_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.lookup_many"
-CACHE_LIST_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.list"
-CACHE_SHOW_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.show"
-LINEAGE_SUBJECT = f"{subjects.CATALOG_ROOT}.lineage"
-REGISTRY_LIST_SUBJECT = f"{subjects.CATALOG_ROOT}.registry.list"
-REGISTRY_SHOW_SUBJECT = f"{subjects.CATALOG_ROOT}.registry.show"
 
 _encoder = msgspec.json.Encoder()
 
@@ -43,15 +31,15 @@ class Route(NamedTuple):
 
 
 ROUTES: dict[str, Route] = {
-    LIST_SUBJECT: Route(queries.ListExecutions, queries.answer_list),
-    SHOW_SUBJECT: Route(queries.ShowExecution, queries.answer_show),
-    CACHE_LOOKUP_SUBJECT: Route(CacheLookupRequest, cache_queries.lookup, waits=False),
-    CACHE_LOOKUP_MANY_SUBJECT: Route(CacheLookupManyRequest, cache_queries.lookup_many, waits=False),
-    CACHE_LIST_SUBJECT: Route(cache_queries.ListCacheEntries, cache_queries.list_entries),
-    CACHE_SHOW_SUBJECT: Route(cache_queries.ShowCacheEntry, cache_queries.show_entry),
-    LINEAGE_SUBJECT: Route(lineage_queries.LineageRequest, lineage_queries.lineage),
-    REGISTRY_LIST_SUBJECT: Route(registry_queries.ListEntities, registry_queries.list_entities),
-    REGISTRY_SHOW_SUBJECT: Route(registry_queries.ShowEntity, registry_queries.show_entity),
+    subjects.CATALOG_LIST_EXECUTIONS: Route(executions.ListExecutions, queries.answer_list),
+    subjects.CATALOG_SHOW_EXECUTION: Route(executions.ShowExecution, queries.answer_show),
+    subjects.CATALOG_CACHE_LOOKUP: Route(cache.CacheLookupRequest, cache_queries.lookup, waits=False),
+    subjects.CATALOG_CACHE_LOOKUP_MANY: Route(cache.CacheLookupManyRequest, cache_queries.lookup_many, waits=False),
+    subjects.CATALOG_LIST_CACHE_ENTRIES: Route(cache.ListCacheEntries, cache_queries.list_entries),
+    subjects.CATALOG_SHOW_CACHE_ENTRY: Route(cache.ShowCacheEntry, cache_queries.show_entry),
+    subjects.CATALOG_LINEAGE: Route(lineage.LineageRequest, lineage_queries.lineage),
+    subjects.CATALOG_LIST_ENTITIES: Route(registry.ListEntities, registry_queries.list_entities),
+    subjects.CATALOG_SHOW_ENTITY: Route(registry.ShowEntity, registry_queries.show_entity),
 }
 
 
@@ -72,7 +60,7 @@ class QueryResponder:
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Subscribe, report started, then answer until cancelled."""
-        subscriptions = [await self._nc.subscribe(subject, queue=QUEUE_GROUP) for subject in ROUTES]
+        subscriptions = [await self._nc.subscribe(subject, queue=subjects.CATALOG_QUEUE_GROUP) for subject in ROUTES]
         try:
             # Once a PONG comes back the server has the subscriptions, so a request sent from then on finds
             # a responder. Twice: nats-py 2.16 writes PING straight to the socket, ahead of the SUBs that

@@ -12,7 +12,6 @@ from typing import Any
 
 import msgspec
 
-from plait.adapters import subjects
 from plait.adapters.jetstream import kind_of
 from plait.core.events import (
     AttemptFailed,
@@ -39,6 +38,7 @@ from plait.core.events import (
 )
 from plait.core.model import EntityKind
 from plait.core.state import UNFINISHED_NODE_STATUSES, AttemptStatus, ExecutionStatus, NodeStatus
+from plait.protocol import subjects
 
 ExecutionKey = tuple[str, str, str]  # (project, domain, execution_id): an execution id is unique in its project
 NodeKey = tuple[str, str, str, str]  # (project, domain, execution_id, node_id)

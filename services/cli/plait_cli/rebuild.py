@@ -11,13 +11,12 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.js.api import Header
 
-from plait.adapters import subjects
 from plait.adapters.jetstream import connect
 from plait.errors import PlaitError
+from plait.protocol import subjects
 from plait.settings import Settings
 from plait_cli.stack import nats_for_command
 
-REBUILD_SUBJECT = f"{subjects.CATALOG_ROOT}.rebuild"
 FIRST_ANSWER_SECONDS = 10.0  # the leader answers at once, with the sequence it will replay up to
 SILENCE_SECONDS = 120.0  # it then reports progress at least after every batch
 _NO_RESPONDERS = "503"
@@ -34,7 +33,7 @@ async def request_rebuild(
     inbox = nc.new_inbox()
     subscription = await nc.subscribe(inbox)
     try:
-        await nc.publish(REBUILD_SUBJECT, b"{}", reply=inbox)
+        await nc.publish(subjects.CATALOG_REBUILD, b"{}", reply=inbox)
         timeout = first_answer
         while True:
             try:

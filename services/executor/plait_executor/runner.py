@@ -23,12 +23,12 @@ from nats.js import JetStreamContext
 from structlog.typing import FilteringBoundLogger
 
 from plait import codec
-from plait.adapters import subjects
 from plait.adapters.commands import schedule_command
 from plait.adapters.deadletters import ERROR_HEADER
 from plait.adapters.jetstream import BatchUnsupported, last_messages
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, attempt_deadline
 from plait.core.dispatch import Dispatch
+from plait.protocol import subjects
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.pool import WorkerPool
 from plait_executor.reports import report_started_pipelined

@@ -15,10 +15,10 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from structlog.typing import FilteringBoundLogger
 
-from plait.adapters import subjects
 from plait.adapters.jetstream import connect, ensure_streams
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
+from plait.protocol import subjects
 from plait_executor.pool import WorkerPool
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
 

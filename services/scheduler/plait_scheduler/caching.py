@@ -19,17 +19,12 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from plait.adapters import subjects
 from plait.adapters.cachelog import CacheLog, entry_decoder
 from plait.adapters.commands import publish_command, schedule_command
 from plait.adapters.jetstream import BatchUnsupported, EventStore, last_messages
 from plait.core.cachelog import (
-    MAX_KEYS_PER_LOOKUP,
     CacheEntryRecord,
     CacheFilled,
-    CacheLookupManyReply,
-    CacheLookupManyRequest,
-    CacheLookupReply,
     CacheReleased,
     CacheReserved,
     CacheWaiter,
@@ -47,8 +42,14 @@ from plait.core.events import (
 from plait.core.ids import content_version
 from plait.core.state import Execution
 from plait.errors import ConflictError
+from plait.protocol import subjects
+from plait.protocol.cache import (
+    MAX_KEYS_PER_LOOKUP,
+    CacheLookupManyReply,
+    CacheLookupManyRequest,
+    CacheLookupReply,
+)
 
-LOOKUP_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.lookup_many"
 REPORTS_PER_COMMAND_BYTES = 1_000_000  # look-up reports sent together, up to about this size
 MAX_RACES = 20  # a key's log moved under this look-up this many times in a row: something is very wrong
 
@@ -344,7 +345,9 @@ class CacheKeeper:
                 project=project, domain=domain, cache_keys=unique[start : start + MAX_KEYS_PER_LOOKUP]
             )
             try:
-                reply = await self.nc.request(LOOKUP_SUBJECT, _encoder.encode(request), timeout=self.lookup_timeout)
+                reply = await self.nc.request(
+                    subjects.CATALOG_CACHE_LOOKUP_MANY, _encoder.encode(request), timeout=self.lookup_timeout
+                )
                 answer = _reply_decoder.decode(reply.data)
             except (nats.errors.NoRespondersError, nats.errors.TimeoutError, msgspec.DecodeError) as exc:
                 log.debug("cache_catalog_unanswered", keys=len(request.cache_keys), error=type(exc).__name__)

@@ -10,7 +10,6 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from plait import codec
-from plait.adapters import subjects
 from plait.adapters.commands import REPLY_TO_HEADER
 from plait.adapters.deadletters import (
     COMMAND_ID_HEADER,
@@ -19,6 +18,7 @@ from plait.adapters.deadletters import (
     TRUNCATED_FROM_HEADER,
     without_server_headers,
 )
+from plait.protocol import subjects
 
 log = structlog.get_logger()
 

@@ -31,13 +31,13 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from plait import codec
-from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore
 from plait.adapters.quarantine import OUTBOX_READER, decode_or_quarantine
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.dispatch import dispatch_of
 from plait.core.events import Decision, Event, NodeQueued
 from plait.core.state import Execution
+from plait.protocol import subjects
 from plait_scheduler.cache import StateCache
 from plait_scheduler.caching import CacheKeeper, may_need_cache_work
 from plait_scheduler.done_here import DoneHere

@@ -15,8 +15,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from plait import codec
-from plait.adapters import subjects
 from plait.adapters.quarantine import UNREADABLE, QuarantineEntry, Retry
+from plait.protocol import subjects
 from plait_scheduler.outbox import Outbox
 
 READ_SECONDS = 5.0

@@ -23,7 +23,6 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from plait import codec
-from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
@@ -31,6 +30,7 @@ from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, Command, Launc
 from plait.core.decide import Outcome, ResolvedLaunch, command_id_of
 from plait.core.events import TERMINAL_EVENTS
 from plait.errors import InputError
+from plait.protocol import subjects
 from plait_scheduler import quarantined
 from plait_scheduler.cache import DEFAULT_CAPACITY_BYTES, StateCache
 from plait_scheduler.caching import CacheKeeper

@@ -9,10 +9,10 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from plait import codec
-from plait.adapters import subjects
 from plait.adapters.jetstream import WRONG_LAST_SEQUENCE
 from plait.core.cachelog import CacheEntryRecord, CacheWaiter
 from plait.errors import ConflictError
+from plait.protocol import subjects
 
 entry_decoder = msgspec.json.Decoder(CacheEntryRecord)
 waiter_decoder = msgspec.json.Decoder(CacheWaiter)

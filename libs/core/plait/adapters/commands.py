@@ -10,7 +10,6 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from plait import codec
-from plait.adapters import subjects
 from plait.core.commands import (
     AbortExecution,
     AttemptDeadline,
@@ -23,6 +22,7 @@ from plait.core.commands import (
     ReportCacheLookups,
     RetryDue,
 )
+from plait.protocol import subjects
 
 KIND_OF_COMMAND: dict[type, str] = {
     LaunchExecution: "launch",

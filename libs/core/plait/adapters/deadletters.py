@@ -16,9 +16,9 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
-from plait.adapters import subjects
 from plait.adapters.stream_reads import read_messages
 from plait.errors import NotFound
+from plait.protocol import subjects
 
 ERROR_HEADER = "Plait-Error"
 ORIGINAL_SUBJECT_HEADER = "Plait-Original-Subject"

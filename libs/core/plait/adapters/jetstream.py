@@ -27,12 +27,12 @@ from nats.js.api import (
 )
 
 from plait import codec
-from plait.adapters import subjects
 from plait.bounded_cache import BytesBoundedCache
 from plait.core.events import Decision, LaunchPlanRegistered, Registration, TaskRegistered, WorkflowRegistered
 from plait.core.model import EntityKind, LaunchPlanSpec, TaskSpec, WorkflowSpec
 from plait.core.state import Execution, apply_decision
 from plait.errors import ConflictError, ConnectError, NotFound, PlaitError, RegistrationConflict, TransportError
+from plait.protocol import subjects
 from plait.replay import paused_gc
 
 WRONG_LAST_SEQUENCE = 10071

@@ -27,8 +27,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from plait.adapters import subjects
 from plait.adapters.stream_reads import read_messages
+from plait.protocol import subjects
 
 CATALOG_READER = "catalog"  # the catalog's projection
 OUTBOX_READER = "outbox"  # the schedulers' dispatch outbox

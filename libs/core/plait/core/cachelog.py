@@ -11,11 +11,9 @@ look-ups from it.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-
-MAX_KEYS_PER_LOOKUP = 1_000
 
 
 class CacheReserved(msgspec.Struct, frozen=True, kw_only=True, tag="cache_reserved.v1"):
@@ -69,33 +67,6 @@ class CacheWaiter(msgspec.Struct, frozen=True, kw_only=True, tag="cache_waiter.v
     node: str
     round: int
     at: datetime
-
-
-class CacheLookupRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """``plait.catalog.cache.lookup``: is there an entry for this key?"""
-
-    project: str
-    domain: str
-    cache_key: str
-
-
-class CacheLookupReply(msgspec.Struct, frozen=True, kw_only=True):
-    found: bool
-    outputs: dict[str, Any] | None = None
-    execution_id: str = ""
-    node: str = ""
-
-
-class CacheLookupManyRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """``plait.catalog.cache.lookup_many``: the entries of several keys at once (a decision's look-ups)."""
-
-    project: str
-    domain: str
-    cache_keys: Annotated[list[str], msgspec.Meta(max_length=MAX_KEYS_PER_LOOKUP)]
-
-
-class CacheLookupManyReply(msgspec.Struct, frozen=True, kw_only=True):
-    entries: dict[str, CacheLookupReply]  # the keys found, each with ``found=True``
 
 
 def reserved_by(record: CacheEntryRecord | None, execution_id: str, node: str) -> bool:

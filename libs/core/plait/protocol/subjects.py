@@ -21,6 +21,20 @@ SCHEDULES_ROOT = "plait.sched"
 QUARANTINE_ROOT = "plait.quarantine"
 QUARANTINE_REPLAY_ROOT = "plait.quarantine_replay"  # requests to a reader: not stored in the quarantine stream
 
+# The catalog's request/reply subjects (not stored: any catalog replica of the queue group answers). The request
+# and reply shapes are in plait.protocol.executions, .cache, .lineage and .registry.
+CATALOG_QUEUE_GROUP = "plait-catalog"
+CATALOG_LIST_EXECUTIONS = f"{CATALOG_ROOT}.executions.list"
+CATALOG_SHOW_EXECUTION = f"{CATALOG_ROOT}.executions.show"
+CATALOG_CACHE_LOOKUP = f"{CATALOG_ROOT}.cache.lookup"
+CATALOG_CACHE_LOOKUP_MANY = f"{CATALOG_ROOT}.cache.lookup_many"
+CATALOG_LIST_CACHE_ENTRIES = f"{CATALOG_ROOT}.cache.list"
+CATALOG_SHOW_CACHE_ENTRY = f"{CATALOG_ROOT}.cache.show"
+CATALOG_LINEAGE = f"{CATALOG_ROOT}.lineage"
+CATALOG_LIST_ENTITIES = f"{CATALOG_ROOT}.registry.list"
+CATALOG_SHOW_ENTITY = f"{CATALOG_ROOT}.registry.show"
+CATALOG_REBUILD = f"{CATALOG_ROOT}.rebuild"  # every replica hears it; the projection's leader answers
+
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-:]+$")
 _TENANT = re.compile(r"^[A-Za-z0-9_\-.]+$")
 
