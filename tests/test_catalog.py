@@ -22,7 +22,10 @@ from nats.js import JetStreamContext
 
 from plait import task, workflow
 from plait.adapters import subjects
-from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
+from plait.adapters.connection import connect
+from plait.adapters.event_store import EventStore
+from plait.adapters.registry import Registry
+from plait.adapters.streams import ensure_streams
 from plait.core.commands import AbortExecution, Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
 from plait.core.decide import ResolvedLaunch, decide
 from plait.core.events import CommandRejected, Decision, Event, TaskError, TaskRegistered, WorkflowRegistered

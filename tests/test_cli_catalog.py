@@ -14,7 +14,8 @@ import pytest
 import structlog
 
 from plait.adapters.cachelog import CacheLog
-from plait.adapters.jetstream import connect, ensure_streams
+from plait.adapters.connection import connect
+from plait.adapters.streams import ensure_streams
 from plait.core.cachelog import CacheFilled
 from plait.logging import configure_logging
 from plait_catalog import CatalogService, db

@@ -14,11 +14,11 @@ from nats.js import JetStreamContext
 
 from plait.adapters import subjects
 from plait.adapters.commands import publish_command
-from plait.adapters.jetstream import (
+from plait.adapters.connection import connect
+from plait.adapters.streams import (
     DEAD_LETTER_MAX_AGE_SECONDS,
     DEAD_LETTER_MAX_BYTES,
     DEAD_LETTER_MAX_MESSAGE_BYTES,
-    connect,
     ensure_streams,
 )
 from plait.client import AsyncClient

@@ -25,7 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from plait import codec
 from plait.adapters import subjects
-from plait.adapters.jetstream import ensure_streams
+from plait.adapters.streams import ensure_streams
 from plait.core.commands import Command, ReportAttemptResult, ReportAttemptResults, ReportAttemptStarted
 from plait.core.dispatch import Dispatch
 from plait.core.ids import attempt_id, new_execution_id

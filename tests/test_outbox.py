@@ -9,7 +9,7 @@ import structlog.testing
 from nats.aio.msg import Msg
 
 from plait.adapters import subjects
-from plait.adapters.jetstream import ensure_streams
+from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService

@@ -21,8 +21,9 @@ from nats.aio.msg import Msg
 
 from plait import codec
 from plait.adapters import subjects
-from plait.adapters.jetstream import connect, ensure_streams
+from plait.adapters.connection import connect
 from plait.adapters.quarantine import CATALOG_READER, OUTBOX_READER, QuarantineEntry
+from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService

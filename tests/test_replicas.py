@@ -10,7 +10,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from plait.adapters.jetstream import StoredDecision
+from plait.adapters.event_log import StoredDecision
 from plait.client import AsyncClient
 from plait.core.events import NodeQueued, NodeSucceeded
 from plait_executor import ExecutorService

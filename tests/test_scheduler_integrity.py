@@ -14,7 +14,8 @@ from nats.js.api import DiscardPolicy
 from plait import InputError, codec
 from plait.adapters import subjects
 from plait.adapters.commands import REPLY_TO_HEADER, publish_command
-from plait.adapters.jetstream import EventStore, Registry
+from plait.adapters.event_store import EventStore
+from plait.adapters.registry import Registry
 from plait.client import AsyncClient
 from plait.core.commands import LaunchExecution, ReportAttemptResult
 from plait.core.decide import ResolvedLaunch

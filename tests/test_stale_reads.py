@@ -19,7 +19,10 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig, StreamSource
 
 from plait.adapters import subjects
-from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
+from plait.adapters.connection import connect
+from plait.adapters.event_store import EventStore
+from plait.adapters.registry import Registry
+from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
 from plait.core.decide import ResolvedLaunch, decide_batch

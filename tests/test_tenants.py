@@ -12,7 +12,8 @@ import pytest
 from plait import InputError
 from plait.adapters import subjects
 from plait.adapters.commands import publish_command
-from plait.adapters.jetstream import connect, ensure_streams
+from plait.adapters.connection import connect
+from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.core.commands import AbortExecution
 from plait_catalog import CatalogService, db

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from plait.adapters import subjects
-from plait.adapters.jetstream import ensure_streams
+from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService

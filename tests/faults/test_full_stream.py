@@ -10,7 +10,7 @@ import pytest
 from nats.js.api import DiscardPolicy
 
 from plait.adapters import subjects
-from plait.adapters.jetstream import connect
+from plait.adapters.connection import connect
 from tests.faults import harness
 
 pytestmark = pytest.mark.faults

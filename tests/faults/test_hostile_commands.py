@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from nats.aio.client import Client as NATS
 
 from plait.adapters import subjects
-from plait.adapters.jetstream import WRONG_LAST_SEQUENCE, connect
+from plait.adapters.connection import connect
+from plait.adapters.nats_errors import WRONG_LAST_SEQUENCE
 from plait.client import AsyncClient
 from plait_cli.embedded import NatsServer
 from tests import workflows

@@ -10,8 +10,9 @@ import anyio
 import asyncpg
 import structlog
 
-from plait.adapters.jetstream import connect, ensure_streams
+from plait.adapters.connection import connect
 from plait.adapters.quarantine import CATALOG_READER, Quarantine, ReplayResponder
+from plait.adapters.streams import ensure_streams
 from plait_catalog import db, quarantined
 from plait_catalog.migrations import migrate
 from plait_catalog.offsets import OffsetWatcher

@@ -12,7 +12,7 @@ from nats.aio.client import Client as NATS
 from nats.js.api import Header
 
 from plait.adapters import subjects
-from plait.adapters.jetstream import connect
+from plait.adapters.connection import connect
 from plait.errors import PlaitError
 from plait.settings import Settings
 from plait_cli.stack import nats_for_command

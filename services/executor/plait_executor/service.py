@@ -16,8 +16,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from structlog.typing import FilteringBoundLogger
 
 from plait.adapters import subjects
-from plait.adapters.jetstream import connect, ensure_streams
+from plait.adapters.connection import connect
 from plait.adapters.pull import Puller, ensure_consumer
+from plait.adapters.streams import ensure_streams
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait_executor.pool import WorkerPool
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner

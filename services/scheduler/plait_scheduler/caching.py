@@ -22,7 +22,8 @@ from nats.js import JetStreamContext
 from plait.adapters import subjects
 from plait.adapters.cachelog import CacheLog, entry_decoder
 from plait.adapters.commands import publish_command, schedule_command
-from plait.adapters.jetstream import BatchUnsupported, EventStore, last_messages
+from plait.adapters.direct_reads import BatchUnsupported, last_messages
+from plait.adapters.event_store import EventStore
 from plait.core.cachelog import (
     MAX_KEYS_PER_LOOKUP,
     CacheEntryRecord,
@@ -46,7 +47,7 @@ from plait.core.events import (
 )
 from plait.core.ids import content_version
 from plait.core.state import Execution
-from plait.errors import ConflictError
+from plait.errors import ConflictError, TransportError
 
 LOOKUP_SUBJECT = f"{subjects.CATALOG_ROOT}.cache.lookup_many"
 REPORTS_PER_COMMAND_BYTES = 1_000_000  # look-up reports sent together, up to about this size
@@ -211,7 +212,7 @@ class CacheKeeper:
         by_subject = {subjects.cache_entry_subject(project, domain, key): key for key in keys}
         try:
             newest = await last_messages(self.js, subjects.EVENTS_STREAM, list(by_subject))
-        except (BatchUnsupported, nats.errors.Error) as exc:
+        except (BatchUnsupported, TransportError, nats.errors.Error) as exc:
             log.debug("cache_log_batch_unread", keys=len(keys), error=repr(exc))
             return {}
         filled: dict[str, CacheLookupReply] = {}

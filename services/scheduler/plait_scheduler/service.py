@@ -24,9 +24,12 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from plait import codec
 from plait.adapters import subjects
-from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
+from plait.adapters.connection import connect
+from plait.adapters.event_store import EventStore
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
+from plait.adapters.registry import Registry
+from plait.adapters.streams import ensure_streams
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, Command, LaunchExecution
 from plait.core.decide import Outcome, ResolvedLaunch, command_id_of
 from plait.core.events import TERMINAL_EVENTS
