@@ -53,7 +53,7 @@ async def catalog(nats_url: str, database_url: str, nc: NATS) -> AsyncIterator[N
         await insert_all(connection)
     finally:
         await connection.close()
-    async with running(CatalogService(nats_url, database_url, "queries").run):
+    async with running(CatalogService(nats_url, database_url, replica="queries").run):
         yield
 
 

@@ -340,7 +340,7 @@ async def running(service: ExecutorService) -> AsyncIterator[Running]:
 
 def executor(nats_url: str, name: str = "executor-1", **options: Any) -> ExecutorService:
     options.setdefault("concurrency", 2)
-    return ExecutorService(nats_url, worker_name=name, **options)
+    return ExecutorService(nats_url, replica=name, **options)
 
 
 async def test_a_quick_attempt_reports_only_its_outputs(nats_url: str, cluster: Cluster) -> None:

@@ -52,7 +52,7 @@ def check_log(events: list[StoredDecision], nodes: int) -> None:
 
 
 async def run_fan_out(nats_url: str, kill: ServiceProcess | None = None) -> tuple[list[StoredDecision], set[str]]:
-    executor = ExecutorService(nats_url, concurrency=2, worker_name="executor", ack_wait_seconds=float(ACK_WAIT))
+    executor = ExecutorService(nats_url, concurrency=2, replica="executor", ack_wait_seconds=float(ACK_WAIT))
     async with running(executor.run), await AsyncClient.connect(nats_url) as client:
         execution_id = await client.launch(workflows.fan_out)
         with anyio.fail_after(120):

@@ -87,7 +87,7 @@ async def test_a_redelivered_result_is_decided_after_an_append_failure_that_is_n
 @pytest.fixture
 async def scheduler_and_executor(nats_url: str) -> AsyncIterator[None]:
     scheduler = SchedulerService(nats_url, replica="large-values")
-    executor = ExecutorService(nats_url, concurrency=2, worker_name="large-values")
+    executor = ExecutorService(nats_url, concurrency=2, replica="large-values")
     async with running(scheduler.run, executor.run):
         yield
 
