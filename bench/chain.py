@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from bench.measure import percentile, run_once
-from plait.adapters.jetstream import StoredDecision
+from plait.adapters.event_log import StoredDecision
 from plait.client import AsyncClient
 from plait.core.events import AttemptStarted, NodeSucceeded
 

@@ -6,7 +6,7 @@ import statistics
 import time
 from typing import Any
 
-from plait.adapters.jetstream import StoredDecision
+from plait.adapters.event_log import StoredDecision
 from plait.client import AsyncClient
 
 

@@ -15,7 +15,7 @@ from tests.running import running
 @contextlib.asynccontextmanager
 async def services_and_client(nats_url: str, database_url: str, concurrency: int = 2) -> AsyncIterator[AsyncClient]:
     scheduler = SchedulerService(nats_url, replica="test-scheduler")
-    executor = ExecutorService(nats_url, concurrency=concurrency, worker_name="test-executor")
+    executor = ExecutorService(nats_url, concurrency=concurrency, replica="test-executor")
     catalog = CatalogService(nats_url, database_url, replica="test-catalog")
     async with running(scheduler.run, executor.run, catalog.run):
         async with await AsyncClient.connect(nats_url) as client:

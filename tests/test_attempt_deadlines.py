@@ -56,7 +56,7 @@ async def test_an_attempt_no_executor_takes_fails_at_its_deadline(nats_url: str)
 
 async def test_an_attempt_outlives_its_deadline_while_its_executor_is_alive(nats_url: str) -> None:
     scheduler = SchedulerService(nats_url, replica="deadlines", attempt_deadline_seconds=2.0)
-    executor = ExecutorService(nats_url, concurrency=1, worker_name="executor", attempt_deadline_seconds=2.0)
+    executor = ExecutorService(nats_url, concurrency=1, replica="executor", attempt_deadline_seconds=2.0)
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
         execution_id = await client.launch(workflows.paused, {"seconds": 5.0})
         state = await client.wait(execution_id, timeout=DEADLINE)
@@ -67,7 +67,7 @@ async def test_an_attempt_outlives_its_deadline_while_its_executor_is_alive(nats
 async def logged_stack(nats_url: str, concurrency: int) -> AsyncIterator[tuple[AsyncClient, list[dict[str, Any]]]]:
     """A scheduler and an executor in this process, a client, and what they log."""
     scheduler = SchedulerService(nats_url, replica="scheduler")
-    executor = ExecutorService(nats_url, concurrency=concurrency, worker_name="executor")
+    executor = ExecutorService(nats_url, concurrency=concurrency, replica="executor")
     with structlog.testing.capture_logs() as logs:
         async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
             yield client, logs
@@ -124,7 +124,7 @@ async def test_a_dispatch_handed_back_is_skipped_once_its_execution_ended(nats_u
         await client.abort(execution_id)
         assert (await client.wait(execution_id, timeout=DEADLINE)).status == "aborted"
         await handed_back.nak()
-        executor = ExecutorService(nats_url, concurrency=1, worker_name="executor")
+        executor = ExecutorService(nats_url, concurrency=1, replica="executor")
         with structlog.testing.capture_logs() as logs:
             async with running(executor.run):
                 await no_dispatch_left(client)

@@ -44,8 +44,8 @@ DEADLINE = 60.0
 @contextlib.asynccontextmanager
 async def scheduler_and_executor(nats_url: str, concurrency: int = 4) -> AsyncIterator[AsyncClient]:
     """No catalog: look-ups go straight to the key's log (the catalog's answer is an optimisation)."""
-    scheduler = SchedulerService(nats_url, replica="cache-scheduler", cache_lookup_timeout=0.2)
-    executor = ExecutorService(nats_url, concurrency=concurrency, worker_name="cache-executor")
+    scheduler = SchedulerService(nats_url, replica="cache-scheduler", cache_lookup_seconds=0.2)
+    executor = ExecutorService(nats_url, concurrency=concurrency, replica="cache-executor")
     async with running(scheduler.run, executor.run):
         async with await AsyncClient.connect(nats_url) as client:
             yield client
@@ -191,7 +191,7 @@ async def test_overwrite_cache_recomputes_and_replaces_the_entry(client: AsyncCl
 
 async def test_the_catalog_answers_look_ups_when_it_runs(nats_url: str, database_url: str) -> None:
     scheduler = SchedulerService(nats_url, replica="cache-scheduler")
-    executor = ExecutorService(nats_url, concurrency=2, worker_name="cache-executor")
+    executor = ExecutorService(nats_url, concurrency=2, replica="cache-executor")
     catalog = CatalogService(nats_url, database_url, replica="cache-catalog")
     async with running(scheduler.run, executor.run, catalog.run), await AsyncClient.connect(nats_url) as client:
         fills = await client.js.subscribe("plait.cache.*.*.*.entry", ordered_consumer=True)
@@ -210,8 +210,8 @@ async def test_the_catalog_answers_look_ups_when_it_runs(nats_url: str, database
 
 
 async def test_a_catalog_that_does_not_answer_in_time_does_not_block_a_workflow(nats_url: str) -> None:
-    scheduler = SchedulerService(nats_url, replica="cache-scheduler", cache_lookup_timeout=0.2)
-    executor = ExecutorService(nats_url, concurrency=2, worker_name="cache-executor")
+    scheduler = SchedulerService(nats_url, replica="cache-scheduler", cache_lookup_seconds=0.2)
+    executor = ExecutorService(nats_url, concurrency=2, replica="cache-executor")
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
         silent = await client.nc.subscribe(
             subjects.CATALOG_CACHE_LOOKUP_MANY, queue=subjects.CATALOG_QUEUE_GROUP
@@ -229,9 +229,9 @@ async def test_a_catalog_that_does_not_answer_in_time_does_not_block_a_workflow(
 async def test_two_replicas_doing_each_others_cache_work_compute_each_key_once(nats_url: str) -> None:
     """The replica that decides does a decision's cache work, and the outbox of either replica may do it again:
     every step is idempotent, so each key is still computed once and every execution gets its result."""
-    first = SchedulerService(nats_url, replica="cache-scheduler-1", cache_lookup_timeout=0.1)
-    second = SchedulerService(nats_url, replica="cache-scheduler-2", cache_lookup_timeout=0.1)
-    executor = ExecutorService(nats_url, concurrency=2, worker_name="cache-executor")
+    first = SchedulerService(nats_url, replica="cache-scheduler-1", cache_lookup_seconds=0.1)
+    second = SchedulerService(nats_url, replica="cache-scheduler-2", cache_lookup_seconds=0.1)
+    executor = ExecutorService(nats_url, concurrency=2, replica="cache-executor")
     async with running(first.run, second.run, executor.run), await AsyncClient.connect(nats_url) as client:
         launches: list[str] = []
         async with anyio.create_task_group() as tg:
@@ -263,7 +263,7 @@ async def test_a_lagging_outbox_reserves_no_key_for_a_node_that_ended(nats_url: 
         key = square_key(6, 0.0)
         assert (await client.clear_cache([key])).cleared == [key]
         await forget_outbox_position(client.js)
-    replaying = SchedulerService(nats_url, replica="lagging", cache_lookup_timeout=0.2)
+    replaying = SchedulerService(nats_url, replica="lagging", cache_lookup_seconds=0.2)
     async with running(replaying.run), await AsyncClient.connect(nats_url) as client:
         await outbox_caught_up(client.js)
         records = await entry_records(client, key)
@@ -305,7 +305,7 @@ async def test_a_result_is_not_stored_over_another_nodes_reservation(nats_url: s
 async def test_a_reservation_outlasts_its_lease_while_its_holder_computes(nats_url: str) -> None:
     """Reservations of 2 s, a task of 6 s, a second execution waiting: the key is still computed once."""
     scheduler = SchedulerService(nats_url, replica="cache-scheduler", cache_reservation_seconds=2.0)
-    executor = ExecutorService(nats_url, concurrency=2, worker_name="cache-executor")
+    executor = ExecutorService(nats_url, concurrency=2, replica="cache-executor")
     inputs = {"x": 12, "seconds": 6.0}
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
         holder_id = await client.launch(cache_workflows.squared_then_doubled, inputs)

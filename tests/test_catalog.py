@@ -21,7 +21,10 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from plait import task, workflow
-from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
+from plait.adapters.connection import connect
+from plait.adapters.event_store import EventStore
+from plait.adapters.registry import Registry
+from plait.adapters.streams import ensure_streams
 from plait.core.commands import AbortExecution, Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
 from plait.core.decide import ResolvedLaunch, decide
 from plait.core.events import CommandRejected, Decision, Event, TaskError, TaskRegistered, WorkflowRegistered
@@ -402,7 +405,7 @@ async def test_restart_resumes_from_the_stored_offset(
 ) -> None:
     with structlog.testing.capture_logs() as logs:
         async with anyio.create_task_group() as tg:
-            await tg.start(CatalogService(nats_url, database_url, "one", batch_size=4).run)
+            await tg.start(CatalogService(nats_url, database_url, replica="one", batch_size=4).run)
             await caught_up(nc, await log.history())
             tg.cancel_scope.cancel()
         offset = await stored_offset(pg)
@@ -410,7 +413,7 @@ async def test_restart_resumes_from_the_stored_offset(
 
         await log.succeeded("later", 10)
         async with anyio.create_task_group() as tg:
-            await tg.start(CatalogService(nats_url, database_url, "two", batch_size=4).run)
+            await tg.start(CatalogService(nats_url, database_url, replica="two", batch_size=4).run)
             await caught_up(nc, log.states["later"].last_sequence)
             tg.cancel_scope.cancel()
 
@@ -425,8 +428,8 @@ async def test_one_replica_projects_and_another_takes_over(
     nats_url: str, database_url: str, nc: NATS, log: EventLog, postgres_server: Any
 ) -> None:
     with structlog.testing.capture_logs() as logs:
-        leader = CatalogService(nats_url, database_url, "leader")
-        standby = CatalogService(nats_url, database_url, "standby")
+        leader = CatalogService(nats_url, database_url, replica="leader")
+        standby = CatalogService(nats_url, database_url, replica="standby")
         async with anyio.create_task_group() as tg:
             leader_scope = await tg.start(run_in_scope, leader)
             with anyio.fail_after(DEADLINE):
@@ -455,8 +458,8 @@ async def test_one_replica_projects_and_another_takes_over(
 async def test_a_leader_whose_database_session_ends_is_replaced(
     nats_url: str, database_url: str, nc: NATS, log: EventLog, pg: asyncpg.Connection, postgres_server: Any
 ) -> None:
-    leader = CatalogService(nats_url, database_url, "doomed")
-    standby = CatalogService(nats_url, database_url, "heir")
+    leader = CatalogService(nats_url, database_url, replica="doomed")
+    standby = CatalogService(nats_url, database_url, replica="heir")
     async with anyio.create_task_group() as tg:
         await tg.start(leader.run)
         with anyio.fail_after(DEADLINE):
@@ -484,7 +487,7 @@ async def test_a_leader_whose_database_session_ends_is_replaced(
 
 async def test_list_and_show_over_nats(nats_url: str, database_url: str, nc: NATS, log: EventLog) -> None:
     async with anyio.create_task_group() as tg:
-        await tg.start(CatalogService(nats_url, database_url, "queries").run)
+        await tg.start(CatalogService(nats_url, database_url, replica="queries").run)
         await caught_up(nc, await log.history())
 
         listed = await query(nc, subjects.CATALOG_LIST_EXECUTIONS, {"project": PROJECT, "domain": DOMAIN})
@@ -554,7 +557,7 @@ async def test_show_with_min_sequence_reads_its_own_writes(
     nats_url: str, database_url: str, nc: NATS, log: EventLog
 ) -> None:
     async with anyio.create_task_group() as tg:
-        await tg.start(CatalogService(nats_url, database_url, "reader", wait_timeout=DEADLINE).run)
+        await tg.start(CatalogService(nats_url, database_url, replica="reader", wait_timeout_seconds=DEADLINE).run)
         await caught_up(nc, await log.history())
         for step in range(3):
             sequence = await log.launch(f"fresh-{step}", step)
@@ -570,7 +573,7 @@ async def test_show_waits_for_a_sequence_not_yet_written(
     nats_url: str, database_url: str, nc: NATS, log: EventLog
 ) -> None:
     async with anyio.create_task_group() as tg:
-        await tg.start(CatalogService(nats_url, database_url, "waiter", wait_timeout=DEADLINE).run)
+        await tg.start(CatalogService(nats_url, database_url, replica="waiter", wait_timeout_seconds=DEADLINE).run)
         last = await log.history()
         inbox = nc.new_inbox()
         replies = await nc.subscribe(inbox, max_msgs=1)
@@ -586,7 +589,7 @@ async def test_show_waits_for_a_sequence_not_yet_written(
 
 async def test_min_sequence_beyond_the_log_times_out(nats_url: str, database_url: str, nc: NATS, log: EventLog) -> None:
     async with anyio.create_task_group() as tg:
-        await tg.start(CatalogService(nats_url, database_url, "impatient", wait_timeout=0.2).run)
+        await tg.start(CatalogService(nats_url, database_url, replica="impatient", wait_timeout_seconds=0.2).run)
         last = await log.history()
         answer = await query(
             nc, subjects.CATALOG_SHOW_EXECUTION, {**HERE, "execution_id": "ok", "min_sequence": last + 100}
@@ -616,7 +619,7 @@ async def test_malformed_query_gets_bad_request_and_the_next_one_works(
     nats_url: str, database_url: str, nc: NATS, log: EventLog, subject: str, request_data: bytes, complaint: str
 ) -> None:
     async with anyio.create_task_group() as tg:
-        await tg.start(CatalogService(nats_url, database_url, "strict").run)
+        await tg.start(CatalogService(nats_url, database_url, replica="strict").run)
         answer = await query(nc, subject, request_data)
         assert answer["error"]["type"] == "bad_request"
         assert complaint in answer["error"]["message"].lower()

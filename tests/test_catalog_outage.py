@@ -37,7 +37,7 @@ async def test_the_catalog_waits_for_postgresql_and_rides_out_its_restart(
     await anyio.to_thread.run_sync(server.stop)
 
     scheduler = SchedulerService(nats_url, replica="test-scheduler")
-    executor = ExecutorService(nats_url, concurrency=1, worker_name="test-executor")
+    executor = ExecutorService(nats_url, concurrency=1, replica="test-executor")
     catalog = CatalogService(nats_url, database_url, replica="test-catalog")
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
         with structlog.testing.capture_logs() as logs:

@@ -13,7 +13,8 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from plait.adapters.cachelog import CacheLog
-from plait.adapters.jetstream import connect, ensure_streams
+from plait.adapters.connection import connect
+from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient, Client
 from plait.core.cachelog import CacheCleared, CacheFilled, CacheReserved
 from plait.core.ids import artifact_hash
@@ -45,7 +46,7 @@ async def catalog(nats_url: str, database_url: str, nc: NATS) -> AsyncIterator[N
         await insert_all(connection)
     finally:
         await connection.close()
-    async with running(CatalogService(nats_url, database_url, "queries").run):
+    async with running(CatalogService(nats_url, database_url, replica="queries").run):
         yield
 
 

@@ -61,7 +61,7 @@ async def test_rebuild_gives_the_same_tables(
 ) -> None:
     with structlog.testing.capture_logs() as logs:
         async with anyio.create_task_group() as tg:
-            await tg.start(CatalogService(nats_url, database_url, "rebuilder", batch_size=4).run)
+            await tg.start(CatalogService(nats_url, database_url, replica="rebuilder", batch_size=4).run)
             last = await varied_history(log)
             await caught_up(nc, last)
             before = await dump_all(pg)
@@ -91,7 +91,7 @@ async def test_rebuild_gives_the_same_tables(
 async def test_readers_see_the_old_catalog_until_the_rebuild_commits(
     nats_url: str, database_url: str, nc: NATS, log: EventLog, pg: asyncpg.Connection
 ) -> None:
-    service = CatalogService(nats_url, database_url, "atomic", batch_size=4)
+    service = CatalogService(nats_url, database_url, replica="atomic", batch_size=4)
     async with anyio.create_task_group() as tg:
         await tg.start(service.run)
         await caught_up(nc, await varied_history(log))
@@ -117,7 +117,7 @@ async def test_readers_see_the_old_catalog_until_the_rebuild_commits(
 async def test_a_rebuild_cut_short_leaves_the_old_catalog(
     nats_url: str, database_url: str, nc: NATS, log: EventLog, pg: asyncpg.Connection, postgres_server: Any
 ) -> None:
-    service = CatalogService(nats_url, database_url, "cut-short", batch_size=4)
+    service = CatalogService(nats_url, database_url, replica="cut-short", batch_size=4)
     async with anyio.create_task_group() as tg:
         await tg.start(service.run)
         await caught_up(nc, await varied_history(log))
@@ -150,8 +150,8 @@ async def nothing(update: RebuildProgress) -> None:
 async def test_only_the_leader_rebuilds_and_projecting_goes_on(
     nats_url: str, database_url: str, nc: NATS, log: EventLog, pg: asyncpg.Connection, postgres_server: Any
 ) -> None:
-    leader = CatalogService(nats_url, database_url, "leader")
-    standby = CatalogService(nats_url, database_url, "standby")
+    leader = CatalogService(nats_url, database_url, replica="leader")
+    standby = CatalogService(nats_url, database_url, replica="standby")
     async with anyio.create_task_group() as tg:
         await tg.start(leader.run)
         with anyio.fail_after(DEADLINE):
@@ -185,7 +185,7 @@ async def test_rebuild_without_a_catalog_says_so(nats_url: str, nc: NATS) -> Non
 
 async def test_cli_rebuild_prints_progress_and_rows(nats_url: str, database_url: str, nc: NATS, log: EventLog) -> None:
     async with anyio.create_task_group() as tg:
-        await tg.start(CatalogService(nats_url, database_url, "cli").run)
+        await tg.start(CatalogService(nats_url, database_url, replica="cli").run)
         last = await log.history()
         await caught_up(nc, last)
         cli = await anyio.run_process(

@@ -14,7 +14,8 @@ import pytest
 import structlog
 
 from plait.adapters.cachelog import CacheLog
-from plait.adapters.jetstream import connect, ensure_streams
+from plait.adapters.connection import connect
+from plait.adapters.streams import ensure_streams
 from plait.core.cachelog import CacheFilled
 from plait.logging import configure_logging
 from plait_catalog import CatalogService, db
@@ -87,7 +88,7 @@ def catalog(
     saved_logging = structlog.get_config()
     configure_logging("json", "warning", file=tmp_path / "plait.log")  # the replica's log, off the captured output
     portal.call(seed, database_url)
-    service, _ = portal.start_task(CatalogService(nats_url, database_url, "cli").run)
+    service, _ = portal.start_task(CatalogService(nats_url, database_url, replica="cli").run)
     for name, value in (("PLAIT_NATS_URL", nats_url), ("PLAIT_PROJECT", PROJECT), ("PLAIT_DOMAIN", DOMAIN)):
         monkeypatch.setenv(name, value)
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal: nothing to confirm with

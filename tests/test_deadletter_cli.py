@@ -13,11 +13,11 @@ import pytest
 from nats.js import JetStreamContext
 
 from plait.adapters.commands import publish_command
-from plait.adapters.jetstream import (
+from plait.adapters.connection import connect
+from plait.adapters.streams import (
     DEAD_LETTER_MAX_AGE_SECONDS,
     DEAD_LETTER_MAX_BYTES,
     DEAD_LETTER_MAX_MESSAGE_BYTES,
-    connect,
     ensure_streams,
 )
 from plait.client import AsyncClient
@@ -73,7 +73,7 @@ async def test_a_dead_letter_is_counted_shown_and_redriven_once_its_cause_is_gon
         domain="development",
     ).command
     scheduler = SchedulerService(nats_url, replica="test-scheduler")
-    executor = ExecutorService(nats_url, concurrency=1, worker_name="test-executor")
+    executor = ExecutorService(nats_url, concurrency=1, replica="test-executor")
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
         await publish_command(js, launch, "default", "development")  # its workflow is not registered yet
         await js.publish(f"{subjects.COMMANDS_ROOT}.default.development.junk.launch", b"{not json")

@@ -8,10 +8,13 @@ from datetime import UTC, datetime
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
-from plait.adapters import jetstream
-from plait.adapters.jetstream import BatchUnsupported, EventStore, ensure_streams
+from plait.adapters import direct_reads
+from plait.adapters.direct_reads import BatchUnsupported
+from plait.adapters.event_store import EventStore
+from plait.adapters.streams import ensure_streams
 from plait.core.commands import LaunchExecution
 from plait.core.decide import ResolvedLaunch, decide_batch
 from plait.core.events import Decision
@@ -46,19 +49,19 @@ def seen(messages: list[RawStreamMsg]) -> list[tuple[int | None, str | None, byt
 
 
 async def one_by_one(store: EventStore, after: int = 0) -> list[RawStreamMsg]:
-    return [raw async for raw in store._one_by_one(SUBJECT, after)]
+    return [raw async for raw in direct_reads.messages_one_by_one(store.js, subjects.EVENTS_STREAM, SUBJECT, after)]
 
 
 async def test_batched_reads_match_one_by_one(nc: NATS, monkeypatch: pytest.MonkeyPatch) -> None:
     sequences = await fill(nc, [10, 2000, 30, 5000, 1, 700, 40])
-    monkeypatch.setattr(jetstream, "BATCH_MESSAGES", 3)  # several batches, one stopped by size
-    monkeypatch.setattr(jetstream, "BATCH_BYTES", 1500)
+    monkeypatch.setattr(direct_reads, "BATCH_MESSAGES", 3)  # several batches, one stopped by size
+    monkeypatch.setattr(direct_reads, "BATCH_BYTES", 1500)
     store = EventStore(nc.jetstream())
     batched = [raw async for raw in store.raw(SUBJECT)]
     assert [m.seq for m in batched] == sequences
     assert seen(batched) == seen(await one_by_one(store))
     assert [m.headers and m.headers["Nats-Msg-Id"] for m in batched] == [f"id-{i}" for i in range(7)]
-    assert store._batched
+    assert store.batched
     after = [raw async for raw in store.raw(SUBJECT, after=sequences[3])]
     assert seen(after) == seen(await one_by_one(store, sequences[3]))
     assert [raw async for raw in store.raw(SUBJECT, after=sequences[-1])] == []
@@ -67,7 +70,7 @@ async def test_batched_reads_match_one_by_one(nc: NATS, monkeypatch: pytest.Monk
 
 async def test_a_read_stopped_early_leaves_no_subscription(nc: NATS, monkeypatch: pytest.MonkeyPatch) -> None:
     await fill(nc, [10] * 5)
-    monkeypatch.setattr(jetstream, "BATCH_MESSAGES", 2)
+    monkeypatch.setattr(direct_reads, "BATCH_MESSAGES", 2)
     store = EventStore(nc.jetstream())
     subscriptions = len(nc._subs)
     reader = store.raw(SUBJECT)
@@ -86,17 +89,17 @@ async def test_falls_back_to_one_by_one_when_the_server_does_not_batch(
     store = EventStore(nc.jetstream())
     calls = 0
 
-    async def refuse(subject: str, after: int) -> AsyncIterator[RawStreamMsg]:
+    async def refuse(js: JetStreamContext, stream: str, subject: str, after: int) -> AsyncIterator[RawStreamMsg]:
         nonlocal calls
         calls += 1
         raise BatchUnsupported("the server answered with a single message")
         yield  # an async generator
 
-    monkeypatch.setattr(store, "_batches", refuse)
+    monkeypatch.setattr(direct_reads, "batched_messages", refuse)
     assert [m.seq for m in [raw async for raw in store.raw(SUBJECT)]] == sequences
     assert [m.seq for m in [raw async for raw in store.raw(SUBJECT)]] == sequences
     assert calls == 1  # remembered: the next read goes one by one at once
-    assert not store._batched
+    assert not store.batched
 
 
 async def test_decisions_load_through_batches(nc: NATS) -> None:
@@ -138,7 +141,7 @@ async def test_last_messages_reads_the_newest_of_many_subjects_at_once(
             ack = await js.publish(subject, f"{i}.{version}".encode())
         written[subject] = (ack.seq, f"{i}.{version}".encode())
     never = subjects.execution_subject("p", "d", "never-written")
-    monkeypatch.setattr(jetstream, "MULTI_LAST_SUBJECTS", 3)  # several requests
-    newest = await jetstream.last_messages(js, subjects.EVENTS_STREAM, [*written, never])
+    monkeypatch.setattr(direct_reads, "MULTI_LAST_SUBJECTS", 3)  # several requests
+    newest = await direct_reads.last_messages(js, subjects.EVENTS_STREAM, [*written, never])
     assert {subject: (raw.seq, raw.data) for subject, raw in newest.items()} == written
-    assert await jetstream.last_messages(js, subjects.EVENTS_STREAM, [never]) == {}
+    assert await direct_reads.last_messages(js, subjects.EVENTS_STREAM, [never]) == {}

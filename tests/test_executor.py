@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from plait import codec
-from plait.adapters.jetstream import ensure_streams
+from plait.adapters.streams import ensure_streams
 from plait.core.commands import Command, ReportAttemptResult, ReportAttemptResults, ReportAttemptStarted
 from plait.core.dispatch import Dispatch
 from plait.core.ids import attempt_id, new_execution_id
@@ -340,7 +340,7 @@ async def running(service: ExecutorService) -> AsyncIterator[Running]:
 
 def executor(nats_url: str, name: str = "executor-1", **options: Any) -> ExecutorService:
     options.setdefault("concurrency", 2)
-    return ExecutorService(nats_url, worker_name=name, **options)
+    return ExecutorService(nats_url, replica=name, **options)
 
 
 async def test_a_quick_attempt_reports_only_its_outputs(nats_url: str, cluster: Cluster) -> None:

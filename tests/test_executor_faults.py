@@ -106,7 +106,7 @@ async def test_an_executor_rides_out_nats_being_away_mid_attempt(tmp_path: Path)
     server = RestartableNats(tmp_path / "nats")
     server.start()
     try:
-        executor = ExecutorService(server.url, concurrency=1, worker_name="executor")
+        executor = ExecutorService(server.url, concurrency=1, replica="executor")
         async with running(executor.run):
             nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
             try:

@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 
-from plait.adapters.jetstream import connect, ensure_streams
+from plait.adapters.connection import connect
+from plait.adapters.streams import ensure_streams
 from plait.audit import Problem
 from plait.core.events import (
     AttemptFailed,

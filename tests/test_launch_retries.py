@@ -19,7 +19,7 @@ LOST_ACK_SECONDS = 0.000_01  # JetStream stores the command, but its acknowledge
 
 
 def services(nats_url: str) -> tuple[SchedulerService, ExecutorService]:
-    return SchedulerService(nats_url, replica="test-scheduler"), ExecutorService(nats_url, worker_name="test-executor")
+    return SchedulerService(nats_url, replica="test-scheduler"), ExecutorService(nats_url, replica="test-executor")
 
 
 async def outputs_of_the_only_execution(client: AsyncClient, execution_id: str) -> dict[str, object] | None:

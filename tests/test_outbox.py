@@ -8,7 +8,7 @@ import anyio
 import structlog.testing
 from nats.aio.msg import Msg
 
-from plait.adapters.jetstream import ensure_streams
+from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.protocol import subjects
 from plait_executor import ExecutorService
@@ -23,7 +23,7 @@ DEADLINE = 60.0
 async def test_a_recreated_outbox_consumer_runs_no_attempt_again(nats_url: str) -> None:
     """Past the duplicate window JetStream would store a republished dispatch: the outbox must not publish it."""
     scheduler = SchedulerService(nats_url, replica="first")
-    executor = ExecutorService(nats_url, concurrency=2, worker_name="executor")
+    executor = ExecutorService(nats_url, concurrency=2, replica="executor")
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
         launched = [await client.launch(workflows.chain, {"start": start}) for start in range(3)]
         states = [await client.wait(execution_id, timeout=DEADLINE) for execution_id in launched]

@@ -20,8 +20,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from plait import codec
-from plait.adapters.jetstream import connect, ensure_streams
+from plait.adapters.connection import connect
 from plait.adapters.quarantine import CATALOG_READER, OUTBOX_READER, QuarantineEntry
+from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.protocol import subjects
 from plait_catalog import CatalogService
@@ -107,7 +108,7 @@ async def test_unreadable_messages_are_quarantined_and_the_services_go_on(
     for subject, data in GARBAGE.items():
         await js.publish(subject, data, stream=subjects.EVENTS_STREAM)
     scheduler = SchedulerService(nats_url, replica="test-scheduler")
-    executor = ExecutorService(nats_url, concurrency=1, worker_name="test-executor")
+    executor = ExecutorService(nats_url, concurrency=1, replica="test-executor")
     catalog = CatalogService(nats_url, database_url, replica="test-catalog")
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
         async with running(catalog.run):
@@ -153,7 +154,7 @@ async def test_a_replay_after_an_upgrade_takes_the_quarantined_decision_and_its_
     subject = subjects.execution_subject(PROJECT, DOMAIN, "future")
     await js.publish(subject, _from_the_future("future"), stream=subjects.EVENTS_STREAM)
     scheduler = SchedulerService(nats_url, replica="test-scheduler")
-    executor = ExecutorService(nats_url, concurrency=1, worker_name="test-executor")
+    executor = ExecutorService(nats_url, concurrency=1, replica="test-executor")
     catalog = CatalogService(nats_url, database_url, replica="test-catalog")
     async with running(scheduler.run, executor.run, catalog.run), await AsyncClient.connect(nats_url) as client:
         await watch.wait_until(lambda: subject in watch.of(CATALOG_READER) and subject in watch.of(OUTBOX_READER))

@@ -10,7 +10,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from plait.adapters.jetstream import StoredDecision
+from plait.adapters.event_log import StoredDecision
 from plait.client import AsyncClient
 from plait.core.events import NodeQueued, NodeSucceeded
 from plait_executor import ExecutorService
@@ -52,7 +52,7 @@ def check_log(events: list[StoredDecision], nodes: int) -> None:
 
 
 async def run_fan_out(nats_url: str, kill: ServiceProcess | None = None) -> tuple[list[StoredDecision], set[str]]:
-    executor = ExecutorService(nats_url, concurrency=2, worker_name="executor", ack_wait_seconds=float(ACK_WAIT))
+    executor = ExecutorService(nats_url, concurrency=2, replica="executor", ack_wait_seconds=float(ACK_WAIT))
     async with running(executor.run), await AsyncClient.connect(nats_url) as client:
         execution_id = await client.launch(workflows.fan_out)
         with anyio.fail_after(120):

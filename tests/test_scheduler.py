@@ -13,7 +13,9 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from plait import InputError, codec
 from plait.adapters.commands import REPLY_TO_HEADER
-from plait.adapters.jetstream import EventStore, connect, ensure_streams
+from plait.adapters.connection import connect
+from plait.adapters.event_store import EventStore
+from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.core.commands import ReportAttemptStarted
 from plait.core.decide import ResolvedLaunch, decide_batch

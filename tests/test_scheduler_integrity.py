@@ -13,7 +13,8 @@ from nats.js.api import DiscardPolicy
 
 from plait import InputError, codec
 from plait.adapters.commands import REPLY_TO_HEADER, publish_command
-from plait.adapters.jetstream import EventStore, Registry
+from plait.adapters.event_store import EventStore
+from plait.adapters.registry import Registry
 from plait.client import AsyncClient
 from plait.core.commands import LaunchExecution, ReportAttemptResult
 from plait.core.decide import ResolvedLaunch
@@ -86,7 +87,7 @@ async def test_a_redelivered_result_is_decided_after_an_append_failure_that_is_n
 @pytest.fixture
 async def scheduler_and_executor(nats_url: str) -> AsyncIterator[None]:
     scheduler = SchedulerService(nats_url, replica="large-values")
-    executor = ExecutorService(nats_url, concurrency=2, worker_name="large-values")
+    executor = ExecutorService(nats_url, concurrency=2, replica="large-values")
     async with running(scheduler.run, executor.run):
         yield
 

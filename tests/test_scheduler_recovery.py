@@ -11,7 +11,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from plait import codec
-from plait.adapters.jetstream import EventStore
+from plait.adapters.event_store import EventStore
 from plait.client import AsyncClient
 from plait.core.commands import Command
 from plait.core.decide import Outcome, ResolvedLaunch

@@ -18,7 +18,10 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig, StreamSource
 
-from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
+from plait.adapters.connection import connect
+from plait.adapters.event_store import EventStore
+from plait.adapters.registry import Registry
+from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
 from plait.core.decide import ResolvedLaunch, decide_batch
@@ -131,7 +134,7 @@ async def test_registered_workflows_are_found_every_time(js: JetStreamContext, n
 
 
 async def test_an_execution_loads_whole_every_time(js: JetStreamContext, nats_url: str) -> None:
-    scheduler, executor = SchedulerService(nats_url, replica="s1"), ExecutorService(nats_url, worker_name="e1")
+    scheduler, executor = SchedulerService(nats_url, replica="s1"), ExecutorService(nats_url, replica="e1")
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
         execution_id = await client.launch(workflows.add_two.name, {"a": 1, "b": 2}, version="latest")
         with anyio.fail_after(60):
@@ -149,7 +152,7 @@ async def test_two_schedulers_never_refuse_or_dead_letter_what_a_stale_read_miss
     """A replica that did not decide an execution's launch loads it from the log when its next command comes."""
     await add_lagging_replica(js)
     replicas = [SchedulerService(nats_url, replica=f"s{n}") for n in (1, 2)]
-    executor = ExecutorService(nats_url, concurrency=4, worker_name="e1")
+    executor = ExecutorService(nats_url, concurrency=4, replica="e1")
     async with running(*(r.run for r in replicas), executor.run), await AsyncClient.connect(nats_url) as client:
         with anyio.fail_after(60):
             launched = [

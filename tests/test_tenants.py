@@ -11,7 +11,8 @@ import pytest
 
 from plait import InputError
 from plait.adapters.commands import publish_command
-from plait.adapters.jetstream import connect, ensure_streams
+from plait.adapters.connection import connect
+from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.core.commands import AbortExecution
 from plait.protocol import subjects
@@ -30,7 +31,7 @@ async def clients(nats_url: str, database_url: str) -> AsyncIterator[dict[str, A
     """The three services, and a client in each of projects A and B, in another domain of project A, and in a
     project and domain whose names hold dots (which subjects write as ':')."""
     scheduler = SchedulerService(nats_url, replica="test-scheduler")
-    executor = ExecutorService(nats_url, concurrency=2, worker_name="test-executor")
+    executor = ExecutorService(nats_url, concurrency=2, replica="test-executor")
     catalog = CatalogService(nats_url, database_url, replica="test-catalog")
     async with running(scheduler.run, executor.run, catalog.run):
         tenants = {

@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamInfo
 
 from plait import errors
-from plait.adapters.jetstream import connect
+from plait.adapters.connection import connect
 from plait_cli.embedded import find_nats_server
 
 NODES = ("n1", "n2", "n3")

@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from plait.adapters.jetstream import ensure_streams
+from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.protocol import subjects
 from plait_catalog import CatalogService

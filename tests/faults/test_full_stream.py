@@ -9,7 +9,7 @@ import anyio
 import pytest
 from nats.js.api import DiscardPolicy
 
-from plait.adapters.jetstream import connect
+from plait.adapters.connection import connect
 from plait.protocol import subjects
 from tests.faults import harness
 

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client as NATS
 
-from plait.adapters.jetstream import WRONG_LAST_SEQUENCE, connect
+from plait.adapters.connection import connect
+from plait.adapters.nats_errors import WRONG_LAST_SEQUENCE
 from plait.client import AsyncClient
 from plait.protocol import subjects
 from plait_cli.embedded import NatsServer

@@ -26,7 +26,7 @@ import structlog.testing
 
 import plait_scheduler.decisions
 from plait import codec
-from plait.adapters.jetstream import DecisionTooLarge
+from plait.adapters.event_log import DecisionTooLarge
 from plait.core.commands import (
     AbortExecution,
     Command,
@@ -194,7 +194,7 @@ class SimLog:
 
 
 class SimStore:
-    """The in-memory twin of ``plait.adapters.jetstream.EventStore`` (``load``, ``append``), failing on purpose.
+    """The in-memory twin of ``plait.adapters.event_store.EventStore`` (``load``, ``append``), failing on purpose.
 
     Raises what the real store lets through: ``ConflictError`` on a wrong last sequence, the nats-py errors
     otherwise (a timeout, no responders), and ``DecisionTooLarge`` for a message larger than the server takes.

@@ -28,18 +28,14 @@ from nats.js.api import DeliverPolicy
 from plait import codec
 from plait.adapters.cachelog import CacheLog
 from plait.adapters.commands import publish_command, subject_of
+from plait.adapters.connection import connect
 from plait.adapters.deadletters import ERROR_HEADER
-from plait.adapters.jetstream import (
-    EventStore,
-    Registry,
-    StoredDecision,
-    connect,
-    ensure_streams,
-    kind_of,
-    last_message,
-    registration_decoder,
-)
+from plait.adapters.direct_reads import last_message
+from plait.adapters.event_log import StoredDecision
+from plait.adapters.event_store import EventStore
 from plait.adapters.nats_errors import UNAVAILABLE, as_plait_errors
+from plait.adapters.registry import Registry, kind_of, registration_decoder
+from plait.adapters.streams import ensure_streams
 from plait.core.cachelog import CacheCleared, CacheFilled, CacheReserved
 from plait.core.commands import AbortExecution, LaunchExecution
 from plait.core.events import TERMINAL_EVENTS, LaunchPlanRegistered, TaskRegistered, WorkflowRegistered

@@ -64,6 +64,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def home_path(self) -> Path:
         return Path(self.home) if self.home else Path.home() / ".plait"
 
+    def required(self, field: Literal["nats_url", "database_url"]) -> str:
+        """The setting's value; ``InputError`` naming its variable when it is not set."""
+        value = getattr(self, field)
+        if not value:
+            raise InputError(
+                f"{VARIABLES[field]} is not set: this service needs an existing server (`plait dev` starts one)"
+            )
+        return str(value)
+
     @property
     def replica_name(self) -> str:
         return self.replica or f"{socket.gethostname()}-{os.getpid()}"

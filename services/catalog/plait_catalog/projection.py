@@ -23,8 +23,8 @@ import structlog
 
 from plait import codec
 from plait.adapters.cachelog import entry_decoder
-from plait.adapters.jetstream import registration_decoder
 from plait.adapters.quarantine import UNREADABLE, Quarantine
+from plait.adapters.registry import registration_decoder
 from plait.core.cachelog import CacheEntryRecord
 from plait.core.events import Decision, Registration
 from plait.core.model import WorkflowSpec

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from plait.adapters.jetstream import kind_of
+from plait.adapters.registry import kind_of
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,

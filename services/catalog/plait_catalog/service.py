@@ -10,8 +10,10 @@ import anyio
 import asyncpg
 import structlog
 
-from plait.adapters.jetstream import connect, ensure_streams
+from plait.adapters.connection import connect
 from plait.adapters.quarantine import CATALOG_READER, Quarantine, ReplayResponder
+from plait.adapters.streams import ensure_streams
+from plait.settings import Settings
 from plait_catalog import db, quarantined
 from plait_catalog.migrations import migrate
 from plait_catalog.offsets import OffsetWatcher
@@ -25,26 +27,36 @@ POOL_CLOSE_SECONDS = 5.0
 class CatalogService:
     """One catalog replica. Run several: every replica answers queries, and one at a time projects the log.
 
-    ``wait_timeout`` bounds how long a query with ``min_sequence`` waits for the projection to reach it.
+    ``wait_timeout_seconds`` bounds how long a query with ``min_sequence`` waits for the projection to reach it.
     """
 
     def __init__(
         self,
         nats_url: str,
         database_url: str,
+        *,
         replica: str,
         batch_size: int = 500,
-        *,
-        wait_timeout: float = 5.0,
+        wait_timeout_seconds: float = 5.0,
         stream_replicas: int | None = None,
     ) -> None:
         self.nats_url = nats_url
         self.stream_replicas = stream_replicas
         self.database_url = database_url
         self.replica = replica
-        self.wait_timeout = wait_timeout
+        self.wait_timeout_seconds = wait_timeout_seconds
         self.projector = Projector(database_url, replica, batch_size)
         self._log = structlog.get_logger().bind(replica=replica)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CatalogService:
+        """A replica as ``settings`` describe it (``PLAIT_NATS_URL``, ``PLAIT_DATABASE_URL``, ``PLAIT_REPLICA``...)."""
+        return cls(
+            settings.required("nats_url"),
+            settings.required("database_url"),
+            replica=settings.replica_name,
+            stream_replicas=settings.stream_replicas,
+        )
 
     @property
     def is_leader(self) -> bool:
@@ -75,7 +87,7 @@ class CatalogService:
             js = nc.jetstream()
             await ensure_streams(js, self.stream_replicas)
             watcher = OffsetWatcher(self.database_url, pool, f"{application_name}-listener")
-            responder = QueryResponder(nc, pool, watcher, self.wait_timeout, self.replica)
+            responder = QueryResponder(nc, pool, watcher, self.wait_timeout_seconds, self.replica)
             async with anyio.create_task_group() as tg:
                 await tg.start(watcher.run)
                 await tg.start(responder.serve)

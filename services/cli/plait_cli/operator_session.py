@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 from nats.aio.client import Client as NATS
 
-from plait.adapters.jetstream import connect, ensure_streams
+from plait.adapters.connection import connect
+from plait.adapters.streams import ensure_streams
 from plait.settings import Settings
 from plait_cli.stack import nats_for_command
 

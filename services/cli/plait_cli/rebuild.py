@@ -11,7 +11,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.js.api import Header
 
-from plait.adapters.jetstream import connect
+from plait.adapters.connection import connect
 from plait.errors import PlaitError
 from plait.protocol import subjects
 from plait.settings import Settings

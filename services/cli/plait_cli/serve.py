@@ -13,7 +13,6 @@ import anyio.abc
 import structlog
 from rich.console import Console
 
-from plait.errors import InputError
 from plait.settings import Settings
 from plait_cli.stack import PARENT_PID, READY_FD, advertise, embedded_stack
 
@@ -58,57 +57,22 @@ async def serve(run: Callable[..., Coroutine[Any, Any, None]]) -> None:
         tell_ready()
 
 
-def require(value: str | None, variable: str) -> str:
-    if not value:
-        raise InputError(f"{variable} is not set: this service needs an existing server (or use `plait dev`)")
-    return value
-
-
 async def serve_scheduler(settings: Settings) -> None:
     from plait_scheduler import SchedulerService
 
-    nats_url = require(settings.nats_url, "PLAIT_NATS_URL")
-    await serve(
-        SchedulerService(
-            nats_url,
-            replica=settings.replica_name,
-            cluster=settings.cluster,
-            ack_wait=settings.ack_wait_seconds,
-            state_cache_bytes=settings.state_cache_bytes,
-            stream_replicas=settings.stream_replicas,
-            cache_reservation_seconds=settings.cache_reservation_seconds,
-            cache_lookup_timeout=settings.cache_lookup_seconds,
-            attempt_deadline_seconds=settings.attempt_deadline_seconds,
-        ).run
-    )
+    await serve(SchedulerService.from_settings(settings).run)
 
 
 async def serve_executor(settings: Settings) -> None:
     from plait_executor import ExecutorService
 
-    nats_url = require(settings.nats_url, "PLAIT_NATS_URL")
-    executor = ExecutorService(
-        nats_url,
-        cluster=settings.cluster,
-        queue=settings.queue,
-        concurrency=settings.concurrency or None,
-        worker_name=settings.replica_name,
-        ack_wait_seconds=settings.dispatch_ack_wait_seconds,
-        attempt_deadline_seconds=settings.attempt_deadline_seconds,
-        stream_replicas=settings.stream_replicas,
-    )
-    await serve(executor.run)
+    await serve(ExecutorService.from_settings(settings).run)
 
 
 async def serve_catalog(settings: Settings) -> None:
     from plait_catalog import CatalogService
 
-    nats_url = require(settings.nats_url, "PLAIT_NATS_URL")
-    database_url = require(settings.database_url, "PLAIT_DATABASE_URL")
-    catalog = CatalogService(
-        nats_url, database_url, replica=settings.replica_name, stream_replicas=settings.stream_replicas
-    )
-    await serve(catalog.run)
+    await serve(CatalogService.from_settings(settings).run)
 
 
 async def serve_dev(settings: Settings) -> None:

@@ -283,40 +283,14 @@ async def _in_process(settings: Settings, info: StackInfo, services: tuple[str, 
     from plait_executor import ExecutorService
     from plait_scheduler import SchedulerService
 
-    replica = settings.replica_name
+    settings = msgspec.structs.replace(settings, nats_url=info.nats_url, database_url=info.database_url)
     async with anyio.create_task_group() as tg:
         if "scheduler" in services:
-            await tg.start(
-                SchedulerService(
-                    info.nats_url,
-                    replica=replica,
-                    cluster=settings.cluster,
-                    ack_wait=settings.ack_wait_seconds,
-                    state_cache_bytes=settings.state_cache_bytes,
-                    stream_replicas=settings.stream_replicas,
-                    cache_reservation_seconds=settings.cache_reservation_seconds,
-                    cache_lookup_timeout=settings.cache_lookup_seconds,
-                    attempt_deadline_seconds=settings.attempt_deadline_seconds,
-                ).run
-            )
+            await tg.start(SchedulerService.from_settings(settings).run)
         if "executor" in services:
-            executor = ExecutorService(
-                info.nats_url,
-                cluster=settings.cluster,
-                queue=settings.queue,
-                concurrency=settings.concurrency or None,
-                worker_name=replica,
-                ack_wait_seconds=settings.dispatch_ack_wait_seconds,
-                attempt_deadline_seconds=settings.attempt_deadline_seconds,
-                stream_replicas=settings.stream_replicas,
-            )
-            await tg.start(executor.run)
+            await tg.start(ExecutorService.from_settings(settings).run)
         if "catalog" in services:
-            await tg.start(
-                CatalogService(
-                    info.nats_url, info.database_url, replica=replica, stream_replicas=settings.stream_replicas
-                ).run
-            )
+            await tg.start(CatalogService.from_settings(settings).run)
         try:
             yield
         finally:

@@ -25,9 +25,10 @@ from structlog.typing import FilteringBoundLogger
 from plait import codec
 from plait.adapters.commands import schedule_command
 from plait.adapters.deadletters import ERROR_HEADER
-from plait.adapters.jetstream import BatchUnsupported, last_messages
+from plait.adapters.direct_reads import BatchUnsupported, last_messages
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, attempt_deadline
 from plait.core.dispatch import Dispatch
+from plait.errors import TransportError
 from plait.protocol import subjects
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.pool import WorkerPool
@@ -273,7 +274,7 @@ class AttemptRunner:
             return
         try:
             last = await last_messages(self.js, subjects.EVENTS_STREAM, list(by_execution))
-        except (BatchUnsupported, nats.errors.Error) as exc:
+        except (BatchUnsupported, TransportError, nats.errors.Error) as exc:
             log.warning("execution_check_failed", executions=len(by_execution), error=repr(exc))
             return
         for subject, raw in last.items():

@@ -15,10 +15,12 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from structlog.typing import FilteringBoundLogger
 
-from plait.adapters.jetstream import connect, ensure_streams
+from plait.adapters.connection import connect
 from plait.adapters.pull import Puller, ensure_consumer
+from plait.adapters.streams import ensure_streams
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.protocol import subjects
+from plait.settings import Settings
 from plait_executor.pool import WorkerPool
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
 
@@ -56,11 +58,11 @@ class ExecutorService:
         self,
         nats_url: str,
         *,
+        replica: str | None = None,
         cluster: str = "local",
         queue: str = "default",
         concurrency: int | None = None,
         prefetch: int | None = None,
-        worker_name: str | None = None,
         ack_wait_seconds: float = ACK_WAIT_SECONDS,
         grace_seconds: float = 30.0,
         started_after_seconds: float = STARTED_AFTER_SECONDS,
@@ -74,7 +76,7 @@ class ExecutorService:
         self.queue = queue
         self.concurrency = concurrency or os.cpu_count() or 1
         self.prefetch = max(prefetch or PREFETCH_PER_WORKER * self.concurrency, self.concurrency)
-        self.worker_name = worker_name or f"{socket.gethostname()}:{os.getpid()}"
+        self.replica = replica or f"{socket.gethostname()}:{os.getpid()}"
         self.ack_wait_seconds = ack_wait_seconds
         self.grace_seconds = grace_seconds
         self.started_after_seconds = started_after_seconds
@@ -82,12 +84,26 @@ class ExecutorService:
         self.attempt_deadline_seconds = attempt_deadline_seconds
         self.subject = subjects.dispatch_subject(cluster, queue)
         self.consumer = consumer_name(cluster, queue)
-        self._log = log.bind(worker=self.worker_name, cluster=cluster, queue=queue)
+        self._log = log.bind(worker=self.replica, cluster=cluster, queue=queue)
         self._runner: AttemptRunner | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ExecutorService:
+        """A replica as ``settings`` describe it (``PLAIT_NATS_URL``, ``PLAIT_REPLICA``, ``PLAIT_QUEUE``...)."""
+        return cls(
+            settings.required("nats_url"),
+            replica=settings.replica_name,
+            cluster=settings.cluster,
+            queue=settings.queue,
+            concurrency=settings.concurrency or None,
+            ack_wait_seconds=settings.dispatch_ack_wait_seconds,
+            attempt_deadline_seconds=settings.attempt_deadline_seconds,
+            stream_replicas=settings.stream_replicas,
+        )
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ``task_status.started()`` once the consumer exists and the workers are starting."""
-        nc = await connect(self.nats_url, name=f"plait-executor {self.worker_name}")
+        nc = await connect(self.nats_url, name=f"plait-executor {self.replica}")
         try:
             js = nc.jetstream()
             await ensure_streams(js, self.stream_replicas)
@@ -99,7 +115,7 @@ class ExecutorService:
                 runner = self._runner = AttemptRunner(
                     js,
                     pool,
-                    self.worker_name,
+                    self.replica,
                     heartbeat_seconds=(info.config.ack_wait or self.ack_wait_seconds) / 3,
                     started_after=self.started_after_seconds,
                     max_deliveries=info.config.max_deliver or self.max_deliveries,

@@ -21,7 +21,8 @@ from nats.js import JetStreamContext
 
 from plait.adapters.cachelog import CacheLog, entry_decoder
 from plait.adapters.commands import publish_command, schedule_command
-from plait.adapters.jetstream import BatchUnsupported, EventStore, last_messages
+from plait.adapters.direct_reads import BatchUnsupported, last_messages
+from plait.adapters.event_store import EventStore
 from plait.core.cachelog import (
     CacheEntryRecord,
     CacheFilled,
@@ -41,7 +42,7 @@ from plait.core.events import (
 )
 from plait.core.ids import content_version
 from plait.core.state import Execution
-from plait.errors import ConflictError
+from plait.errors import ConflictError, TransportError
 from plait.protocol import subjects
 from plait.protocol.cache import (
     MAX_KEYS_PER_LOOKUP,
@@ -212,7 +213,7 @@ class CacheKeeper:
         by_subject = {subjects.cache_entry_subject(project, domain, key): key for key in keys}
         try:
             newest = await last_messages(self.js, subjects.EVENTS_STREAM, list(by_subject))
-        except (BatchUnsupported, nats.errors.Error) as exc:
+        except (BatchUnsupported, TransportError, nats.errors.Error) as exc:
             log.debug("cache_log_batch_unread", keys=len(keys), error=repr(exc))
             return {}
         filled: dict[str, CacheLookupReply] = {}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import structlog
 
 from plait import codec
-from plait.adapters.jetstream import DecisionTooLarge, EventStore
+from plait.adapters.event_log import DecisionTooLarge, EventLog
 from plait.core.commands import Command
 from plait.core.decide import Outcome, ResolvedLaunch, decide_batch, decide_unstorable, each_command
 from plait.core.events import Decision
@@ -53,8 +53,8 @@ class Decider:
     append (a conflict, a timeout, a full stream, a lost leader) the next decision starts from the log.
     """
 
-    def __init__(self, store: EventStore, cache: StateCache, replica: str) -> None:
-        self.store, self.cache, self.replica = store, cache, replica
+    def __init__(self, event_log: EventLog, cache: StateCache, replica: str) -> None:
+        self.event_log, self.cache, self.replica = event_log, cache, replica
         self.decisions = 0
         self.conflicts = 0
 
@@ -67,7 +67,7 @@ class Decider:
         """
         for _ in range(MAX_CONFLICT_RETRIES):
             cached = self.cache.take(subject)
-            state = cached or await self.store.load(subject)
+            state = cached or await self.event_log.load(subject)
             expected = state.last_sequence if state else 0
             previous = state.last_digest if state else ""
             now = datetime.now(UTC)
@@ -98,7 +98,7 @@ class Decider:
             events=tuple(outcome.events),
         )
         data = encode_readable(decision)
-        state.last_sequence, state.last_digest = await self.store.append_encoded(subject, data, expected)
+        state.last_sequence, state.last_digest = await self.event_log.append_encoded(subject, data, expected)
         state.decisions += 1
         state.stored_bytes += len(data)
         self.decisions += 1
@@ -111,7 +111,7 @@ class Decider:
         A decision with events is checked by OCC when it is appended; one without events is not, so before a command
         is acked as changing nothing, the state it was decided on is checked against the log."""
         seen = cached.last_sequence
-        state = await self.store.load(subject, cached)
+        state = await self.event_log.load(subject, cached)
         if state is None or state.last_sequence == seen:
             return False
         self._keep(subject, state)
@@ -137,7 +137,7 @@ class Decider:
         )
         log.warning("decision_unstorable", subject=subject, reason=str(exc))
         for _ in range(MAX_CONFLICT_RETRIES):
-            state = await self.store.load(subject)
+            state = await self.event_log.load(subject)
             if state is None:  # a launch: nothing is stored, the sender is told why
                 return Outcome(state=None, events=[], command_ids=[], rejections=[(command, reason)])
             expected, previous, now = state.last_sequence, state.last_digest, datetime.now(UTC)

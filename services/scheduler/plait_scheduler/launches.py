@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plait.adapters.jetstream import Registry
+from plait.adapters.registry import Registry
 from plait.core.commands import LaunchExecution
 from plait.core.decide import ResolvedLaunch
 

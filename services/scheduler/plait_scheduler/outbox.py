@@ -31,7 +31,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from plait import codec
-from plait.adapters.jetstream import EventStore
+from plait.adapters.event_log import EventLog
 from plait.adapters.quarantine import OUTBOX_READER, decode_or_quarantine
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.dispatch import dispatch_of
@@ -52,7 +52,7 @@ class Outbox:
     def __init__(
         self,
         js: JetStreamContext,
-        store: EventStore,
+        store: EventLog,
         states: StateCache,
         cluster: str,
         keeper: CacheKeeper | None = None,

@@ -23,14 +23,18 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from plait import codec
-from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
+from plait.adapters.connection import connect
+from plait.adapters.event_store import EventStore
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
+from plait.adapters.registry import Registry
+from plait.adapters.streams import ensure_streams
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, Command, LaunchExecution
 from plait.core.decide import Outcome, ResolvedLaunch, command_id_of
 from plait.core.events import TERMINAL_EVENTS
 from plait.errors import InputError
 from plait.protocol import subjects
+from plait.settings import Settings
 from plait_scheduler import quarantined
 from plait_scheduler.cache import DEFAULT_CAPACITY_BYTES, StateCache
 from plait_scheduler.caching import CacheKeeper
@@ -62,23 +66,38 @@ class SchedulerService:
         replica: str,
         cluster: str = "local",
         batch_size: int = 256,
-        ack_wait: float = ACK_WAIT_SECONDS,
+        ack_wait_seconds: float = ACK_WAIT_SECONDS,
         state_cache_bytes: int = DEFAULT_CAPACITY_BYTES,
         stream_replicas: int | None = None,
         cache_reservation_seconds: float = 600.0,
-        cache_lookup_timeout: float = 0.5,
+        cache_lookup_seconds: float = 0.5,
         attempt_deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
     ) -> None:
         self.attempt_deadline_seconds = attempt_deadline_seconds
-        self.cache_reservation_seconds, self.cache_lookup_timeout = cache_reservation_seconds, cache_lookup_timeout
+        self.cache_reservation_seconds, self.cache_lookup_seconds = cache_reservation_seconds, cache_lookup_seconds
         self.nats_url, self.replica, self.cluster = nats_url, replica, cluster
         self.stream_replicas = stream_replicas
-        self.batch_size, self.ack_wait = batch_size, ack_wait
+        self.batch_size, self.ack_wait_seconds = batch_size, ack_wait_seconds
         self.log = structlog.get_logger().bind(replica=replica)
         self.states = StateCache(state_cache_bytes)
         self.decider: Decider | None = None
         self.outbox: Outbox | None = None
         self._held: dict[str, tuple[float, list[Msg]]] = {}  # execution subject -> (held since, `started` commands)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SchedulerService:
+        """A replica as ``settings`` describe it (``PLAIT_NATS_URL``, ``PLAIT_REPLICA``, ``PLAIT_CLUSTER``...)."""
+        return cls(
+            settings.required("nats_url"),
+            replica=settings.replica_name,
+            cluster=settings.cluster,
+            ack_wait_seconds=settings.ack_wait_seconds,
+            state_cache_bytes=settings.state_cache_bytes,
+            stream_replicas=settings.stream_replicas,
+            cache_reservation_seconds=settings.cache_reservation_seconds,
+            cache_lookup_seconds=settings.cache_lookup_seconds,
+            attempt_deadline_seconds=settings.attempt_deadline_seconds,
+        )
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         nc = await connect(self.nats_url, f"plait-scheduler-{self.replica}")
@@ -88,7 +107,7 @@ class SchedulerService:
             store = EventStore(js)
             self.decider = Decider(store, self.states, self.replica)
             keeper = CacheKeeper(
-                nc, js, reservation_seconds=self.cache_reservation_seconds, lookup_timeout=self.cache_lookup_timeout
+                nc, js, reservation_seconds=self.cache_reservation_seconds, lookup_timeout=self.cache_lookup_seconds
             )
             self.outbox = Outbox(js, store, self.states, self.cluster, keeper, self.attempt_deadline_seconds)
             registry = Registry(js)
@@ -126,7 +145,7 @@ class SchedulerService:
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
-            ack_wait=self.ack_wait,
+            ack_wait=self.ack_wait_seconds,
             max_deliver=max_deliver,
             max_ack_pending=20_000,
             max_waiting=512,
@@ -135,7 +154,7 @@ class SchedulerService:
         info = await ensure_consumer(js, stream, config)
         if (info.config.ack_wait, info.config.max_deliver) != (config.ack_wait, config.max_deliver):
             await js.add_consumer(
-                stream, dataclasses.replace(info.config, ack_wait=self.ack_wait, max_deliver=max_deliver)
+                stream, dataclasses.replace(info.config, ack_wait=self.ack_wait_seconds, max_deliver=max_deliver)
             )
         return durable
 
@@ -199,7 +218,7 @@ class SchedulerService:
         """Tell the server, every third of the ack wait, that the messages this replica holds are still being
         worked on: those waiting for their batch, being handled, or held back."""
         while True:
-            await anyio.sleep(self.ack_wait / 3)
+            await anyio.sleep(self.ack_wait_seconds / 3)
             for msg in [*taken.values(), *held()]:
                 try:
                     await msg.in_progress()

@@ -9,7 +9,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from plait import codec
-from plait.adapters.jetstream import WRONG_LAST_SEQUENCE
+from plait.adapters.nats_errors import WRONG_LAST_SEQUENCE
 from plait.core.cachelog import CacheEntryRecord, CacheWaiter
 from plait.errors import ConflictError
 from plait.protocol import subjects

@@ -10,6 +10,10 @@ import nats.js.errors
 
 from plait.errors import PlaitError, Timeout, Unavailable
 
+WRONG_LAST_SEQUENCE = 10071  # an append's expected last (subject) sequence is not the stream's
+DUPLICATE_IN_PROCESS = 10158  # a message with the same Nats-Msg-Id is still being stored (replicated streams)
+MESSAGE_TOO_LARGE = 10054  # the stream's max_msg_size
+
 UNAVAILABLE = (
     nats.errors.NoRespondersError,
     nats.js.errors.NoStreamResponseError,

@@ -1,0 +1,65 @@
+"""Connecting to NATS, and what a JetStream context sends its requests with."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import nats
+import nats.errors
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from plait.errors import ConnectError
+
+FIRST_CONNECT_ATTEMPTS = 3
+
+
+def server_urls(url: str) -> list[str]:
+    """One or several NATS URLs, comma-separated (any server of a cluster will do)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
+async def _log_nats_error(error: Exception) -> None:
+    structlog.get_logger().warning("nats_error", error=str(error) or type(error).__name__)
+
+
+async def connect(url: str, name: str) -> NATS:
+    """A NATS connection that keeps reconnecting once established.
+
+    The first connection is tried a few times over every given server; if none answers it raises
+    ``ConnectError`` rather than waiting forever.
+    """
+    try:
+        nc = await nats.connect(
+            server_urls(url),
+            name=name,
+            connect_timeout=5,
+            max_reconnect_attempts=FIRST_CONNECT_ATTEMPTS,
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+            error_cb=_log_nats_error,
+        )
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        raise ConnectError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from exc
+    nc.options["max_reconnect_attempts"] = -1  # from now on, ride out server restarts and failovers
+    return nc
+
+
+@dataclasses.dataclass(frozen=True)
+class JetStreamRoute:
+    """Where a JetStream context sends its API requests: the connection, the API prefix (``$JS.API``, or a
+    domain's), and how long it waits for an answer."""
+
+    nc: NATS
+    api_prefix: str
+    timeout: float
+
+
+def route_of(js: JetStreamContext) -> JetStreamRoute:
+    """The connection, API prefix and timeout ``js`` was made with.
+
+    nats-py offers no public accessor for them, and no batched direct get (ADR-31) to send with them: this is
+    the one place that reads its private attributes.
+    """
+    return JetStreamRoute(nc=js._nc, api_prefix=js._prefix, timeout=js._timeout)

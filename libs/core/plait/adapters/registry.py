@@ -1,0 +1,131 @@
+"""The registry: registered tasks, workflows and launch plans, one subject per (kind, name, version), written once."""
+
+from __future__ import annotations
+
+import anyio
+import msgspec
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+
+from plait import codec
+from plait.adapters.direct_reads import last_message
+from plait.adapters.nats_errors import DUPLICATE_IN_PROCESS, WRONG_LAST_SEQUENCE
+from plait.bounded_cache import BytesBoundedCache
+from plait.core.events import LaunchPlanRegistered, Registration, TaskRegistered, WorkflowRegistered
+from plait.core.model import EntityKind, LaunchPlanSpec, TaskSpec, WorkflowSpec
+from plait.errors import NotFound, RegistrationConflict
+from plait.protocol import subjects
+
+DUPLICATE_IN_PROCESS_PATIENCE_SECONDS = 5.0
+
+registration_decoder = msgspec.json.Decoder(Registration)
+
+
+def kind_of(registration: Registration) -> EntityKind:
+    """The registry kind of a registration: its subject token and catalog kind."""
+    if isinstance(registration, TaskRegistered):
+        return "task"
+    return "workflow" if isinstance(registration, WorkflowRegistered) else "launch_plan"
+
+
+REGISTRY_CACHE_BYTES = 32 * 1024 * 1024
+"""The registry's cache of workflow specs, measured by the bytes of their registrations."""
+
+
+class Registry:
+    """Registered tasks and workflows: one subject per (kind, name, version), written once.
+
+    Workflow specs are cached, least recently used first out, up to ``cache_bytes`` of their registrations: a
+    version never changes, so a cached spec is never stale.
+    """
+
+    def __init__(self, js: JetStreamContext, cache_bytes: int = REGISTRY_CACHE_BYTES) -> None:
+        self.js = js
+        self._workflows: BytesBoundedCache[tuple[str, str, str, str], WorkflowSpec] = BytesBoundedCache(cache_bytes)
+
+    async def register(self, registration: Registration) -> bool:
+        """Store a registration; True when new, False when identical content was there already.
+
+        Raises ``RegistrationConflict`` when the same name and version holds different content.
+        """
+        kind = kind_of(registration)
+        spec = registration.spec
+        subject = subjects.registration_subject(
+            registration.project, registration.domain, kind, spec.name, spec.version
+        )
+        data = codec.encode(registration)
+        try:
+            ack = await self._publish_once(subject, data)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise
+            existing = await self.js.get_msg(subjects.EVENTS_STREAM, subject=subject)  # the leader: it refused
+            if existing.data != data:
+                raise RegistrationConflict(
+                    f"{kind} '{spec.name}' version {spec.version} is already registered with different content"
+                ) from exc
+            return False
+        return not ack.duplicate
+
+    async def _publish_once(self, subject: str, data: bytes) -> PubAck:
+        """Publish a registration on its empty subject. On a replicated stream, a concurrent publish of the same
+        registration is refused while the first is being stored (``DUPLICATE_IN_PROCESS``): asked again shortly, it
+        is then a duplicate, or meets the stored first one."""
+        headers = {"Nats-Expected-Last-Subject-Sequence": "0", "Nats-Msg-Id": codec.digest(data)}
+        delay = 0.01
+        while True:
+            try:
+                return await self.js.publish(subject, data, headers=headers, stream=subjects.EVENTS_STREAM)
+            except nats.js.errors.APIError as exc:
+                if exc.err_code != DUPLICATE_IN_PROCESS or delay > DUPLICATE_IN_PROCESS_PATIENCE_SECONDS:
+                    raise
+            await anyio.sleep(delay)
+            delay *= 2
+
+    async def workflow(self, project: str, domain: str, name: str, version: str) -> WorkflowSpec:
+        key = (project, domain, name, version)
+        cached = self._workflows.get(key)
+        if cached is not None:
+            return cached
+        what = f"workflow '{name}' version {version} in {project}/{domain}"
+        registration, size = await self._get((project, domain, "workflow", name, version), what)
+        if not isinstance(registration, WorkflowRegistered):
+            raise NotFound(f"{what} is not registered: its subject holds a {kind_of(registration)}")
+        self._workflows.put(key, registration.spec, size)
+        return registration.spec
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._workflows.size_bytes
+
+    async def task(self, project: str, domain: str, name: str, version: str) -> TaskSpec:
+        what = f"task '{name}' version {version} in {project}/{domain}"
+        registration, _ = await self._get((project, domain, "task", name, version), what)
+        if not isinstance(registration, TaskRegistered):
+            raise NotFound(f"{what} is not registered: its subject holds a {kind_of(registration)}")
+        return registration.spec
+
+    async def launch_plan(self, project: str, domain: str, name: str, version: str) -> LaunchPlanSpec:
+        what = f"launch plan '{name}' version {version} in {project}/{domain}"
+        registration, _ = await self._get((project, domain, "launch_plan", name, version), what)
+        if not isinstance(registration, LaunchPlanRegistered):
+            raise NotFound(f"{what} is not registered: its subject holds a {kind_of(registration)}")
+        return registration.spec
+
+    async def _get(self, key: tuple[str, str, EntityKind, str, str], what: str) -> tuple[Registration, int]:
+        """The registration of ``key`` (project, domain, kind, name, version) and its size in bytes."""
+        try:
+            subject = subjects.registration_subject(*key)
+        except ValueError as exc:  # a name no registration can have
+            raise NotFound(f"{what} is not registered: {exc}") from None
+        raw = await last_message(self.js, subject)
+        if raw is None or raw.data is None:
+            raise NotFound(f"{what} is not registered")
+        try:
+            registration: Registration = registration_decoder.decode(raw.data)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise NotFound(
+                f"{what} is not registered: its subject holds a record that does not decode ({exc})"
+            ) from exc
+        return registration, len(raw.data)

@@ -1,0 +1,101 @@
+"""The scheduler's ``Decider`` on an in-memory event log: deciding, conflicts and failed appends, no server."""
+
+from __future__ import annotations
+
+import pytest
+
+from plait.adapters.event_log import InMemoryEventLog
+from plait.core.commands import ReportAttemptResult, ReportAttemptStarted
+from plait.errors import TransportError
+from plait.protocol import subjects
+from plait_scheduler.cache import StateCache
+from plait_scheduler.decisions import Decider
+from tests.helpers.launches import add_two_launch
+
+EXECUTION = "unit"
+SUBJECT = subjects.execution_subject("p", "d", EXECUTION)
+
+
+def started(attempt_id: str) -> ReportAttemptStarted:
+    return ReportAttemptStarted(
+        command_id="started", execution_id=EXECUTION, node="add", attempt_id=attempt_id, worker="w"
+    )
+
+
+def result(attempt_id: str) -> ReportAttemptResult:
+    return ReportAttemptResult(
+        command_id="result",
+        execution_id=EXECUTION,
+        node="add",
+        attempt_id=attempt_id,
+        worker="w",
+        outputs={"result": 3},
+    )
+
+
+class FailingOnce(InMemoryEventLog):
+    """An in-memory log whose next append fails as a lost connection would, storing nothing."""
+
+    fail_next = False
+
+    async def append_encoded(self, subject: str, data: bytes, expected_sequence: int) -> tuple[int, str]:
+        if self.fail_next:
+            self.fail_next = False
+            raise TransportError("the connection was lost")
+        return await super().append_encoded(subject, data, expected_sequence)
+
+
+async def launched(decider: Decider) -> str:
+    """Launch the execution; the attempt id of its first node."""
+    outcome = await decider.decide(SUBJECT, [add_two_launch(EXECUTION)])
+    assert outcome.state is not None
+    return outcome.state.nodes["add"].attempts[0].attempt_id
+
+
+async def test_a_launch_is_decided_appended_and_cached() -> None:
+    log, cache = InMemoryEventLog(), StateCache()
+    decider = Decider(log, cache, "r1")
+    outcome = await decider.decide(SUBJECT, [add_two_launch(EXECUTION)])
+    assert [type(event).__name__ for event in outcome.events][:2] == ["ExecutionLaunched", "NodeQueued"]
+    stored = [stored async for stored in log.read(SUBJECT)]
+    assert [(s.decision.replica, s.decision.commands) for s in stored] == [("r1", ("launch",))]
+    cached = cache.take(SUBJECT)
+    assert cached is not None
+    assert (cached.last_sequence, cached.last_digest) == (stored[0].sequence, stored[0].digest)
+    assert decider.decisions == 1 and decider.conflicts == 0
+
+
+async def test_a_conflict_rebuilds_the_state_from_the_log_and_decides_again() -> None:
+    """Another replica decided on the execution meanwhile: the stale cached state's append conflicts, and the
+    command is decided again on the state the log holds."""
+    log = InMemoryEventLog()
+    first, other = Decider(log, StateCache(), "r1"), Decider(log, StateCache(), "r2")
+    attempt = await launched(first)
+    await other.decide(SUBJECT, [started(attempt)])
+    outcome = await first.decide(SUBJECT, [result(attempt)])
+    assert first.conflicts == 1
+    assert [type(event).__name__ for event in outcome.events] == ["NodeSucceeded", "ExecutionSucceeded"]
+    stored = [stored async for stored in log.read(SUBJECT)]
+    assert [s.decision.replica for s in stored] == ["r1", "r2", "r1"]
+    assert stored[2].decision.previous == stored[1].digest
+    state = await log.load(SUBJECT)
+    assert state is not None and state.status == "succeeded" and state.outputs == {"result": 3}
+
+
+async def test_a_failed_append_drops_the_cached_state() -> None:
+    """The state decided on is cached only once its decision is stored: after a failed append, the command
+    (redelivered) is decided on the state the log holds, not on one that already holds its events."""
+    log, cache = FailingOnce(), StateCache()
+    decider = Decider(log, cache, "r1")
+    attempt = await launched(decider)
+    log.fail_next = True
+    with pytest.raises(TransportError):
+        await decider.decide(SUBJECT, [result(attempt)])
+    assert cache.take(SUBJECT) is None
+    assert len([stored async for stored in log.read(SUBJECT)]) == 1
+    redelivered = await decider.decide(SUBJECT, [result(attempt)])
+    assert [type(event).__name__ for event in redelivered.events] == [
+        "AttemptStarted",
+        "NodeSucceeded",
+        "ExecutionSucceeded",
+    ]

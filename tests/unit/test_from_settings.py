@@ -1,0 +1,79 @@
+"""Each service is made from the settings with the same names for the same things, and no server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from plait.errors import InputError
+from plait.settings import Settings
+from plait_catalog import CatalogService
+from plait_executor import ExecutorService
+from plait_scheduler import SchedulerService
+
+SETTINGS = Settings(
+    nats_url="nats://127.0.0.1:4222",
+    database_url="postgresql://127.0.0.1:5432/plait",
+    replica="r7",
+    cluster="east",
+    queue="gpu",
+    concurrency=3,
+    stream_replicas=3,
+    ack_wait_seconds=7.0,
+    dispatch_ack_wait_seconds=9.0,
+    attempt_deadline_seconds=60.0,
+    state_cache_bytes=1024,
+    cache_reservation_seconds=30.0,
+    cache_lookup_seconds=0.25,
+)
+
+
+def test_the_scheduler_takes_its_settings() -> None:
+    scheduler = SchedulerService.from_settings(SETTINGS)
+    assert (scheduler.nats_url, scheduler.replica, scheduler.cluster) == ("nats://127.0.0.1:4222", "r7", "east")
+    assert (scheduler.stream_replicas, scheduler.ack_wait_seconds, scheduler.attempt_deadline_seconds) == (3, 7.0, 60.0)
+    assert (scheduler.cache_reservation_seconds, scheduler.cache_lookup_seconds) == (30.0, 0.25)
+    assert scheduler.states.capacity_bytes == 1024
+
+
+def test_the_executor_takes_its_settings() -> None:
+    executor = ExecutorService.from_settings(SETTINGS)
+    assert (executor.nats_url, executor.replica, executor.cluster, executor.queue) == (
+        "nats://127.0.0.1:4222",
+        "r7",
+        "east",
+        "gpu",
+    )
+    assert (executor.concurrency, executor.stream_replicas) == (3, 3)
+    assert (executor.ack_wait_seconds, executor.attempt_deadline_seconds) == (9.0, 60.0)
+
+
+def test_the_catalog_takes_its_settings() -> None:
+    catalog = CatalogService.from_settings(SETTINGS)
+    assert (catalog.nats_url, catalog.database_url, catalog.replica, catalog.stream_replicas) == (
+        "nats://127.0.0.1:4222",
+        "postgresql://127.0.0.1:5432/plait",
+        "r7",
+        3,
+    )
+
+
+NO_NATS = Settings(database_url=SETTINGS.database_url)
+NO_DATABASE = Settings(nats_url=SETTINGS.nats_url)
+
+
+@pytest.mark.parametrize(
+    ("make", "settings", "variable"),
+    [
+        (SchedulerService.from_settings, NO_NATS, "PLAIT_NATS_URL"),
+        (ExecutorService.from_settings, NO_NATS, "PLAIT_NATS_URL"),
+        (CatalogService.from_settings, NO_NATS, "PLAIT_NATS_URL"),
+        (CatalogService.from_settings, NO_DATABASE, "PLAIT_DATABASE_URL"),
+    ],
+)
+def test_a_service_without_its_server_says_which_variable_is_missing(
+    make: Callable[[Settings], object], settings: Settings, variable: str
+) -> None:
+    with pytest.raises(InputError, match=f"{variable} is not set"):
+        make(settings)
