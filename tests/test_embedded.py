@@ -220,10 +220,14 @@ def run_watching_services(args: list[str], home: Path, extra_env: dict[str, str]
     ``python -m plait_cli.main SERVICE``); whatever of it is left afterwards is killed."""
     run = plait(args, home, extra_env)
     services: dict[int, str] = {}
+    own_command_line = _cmdline(run.pid)
     try:
         while run.poll() is None:  # no event to await from another process: poll /proc
             for pid in processes_using(home):
-                if _parent(pid) == run.pid and (argv := _cmdline(pid).split(b"\0"))[1:3] == [b"-m", b"plait_cli.main"]:
+                # A child forked but not yet exec'ed still shows plait run's own command line: not a service (yet).
+                if _parent(pid) != run.pid or (command_line := _cmdline(pid)) == own_command_line:
+                    continue
+                if (argv := command_line.split(b"\0"))[1:3] == [b"-m", b"plait_cli.main"]:
                     services[pid] = argv[3].decode()
             time.sleep(0.02)
         out, err = run.communicate(timeout=60)
