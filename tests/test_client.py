@@ -228,3 +228,16 @@ async def test_what_the_services_refuse_is_raised_as_plait_errors(services: Asyn
         await client.entities("gadget")  # type: ignore[arg-type]
     with pytest.raises(Timeout, match="did not end within"):
         await client.handle("never-launched").wait(timeout=0.1)
+
+
+async def test_an_error_inside_a_launchs_task_group_is_raised_as_itself_not_as_an_exception_group(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with await AsyncClient.connect(nats_url) as client:
+
+        async def store_launch(*args: object) -> None:
+            raise Unavailable("the stream is gone")
+
+        monkeypatch.setattr(client, "_store_launch", store_launch)
+        with pytest.raises(Unavailable, match="the stream is gone"):
+            await client.launch(workflows.add_two, {"a": 1, "b": 2})

@@ -38,7 +38,6 @@ class Client:
         except BaseException:
             self._portal.close()
             raise
-        self.nc, self.js = self._async.nc, self._async.js
         self.project, self.domain = self._async.project, self._async.domain
 
     @classmethod

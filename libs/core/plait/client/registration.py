@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nats.aio.client import Client as NATS
+
 from plait.adapters.jetstream import kind_of, last_message, registration_decoder
 from plait.adapters.nats_errors import as_plait_errors
 from plait.client.connection import ClientBase, any_last_token
@@ -17,8 +19,8 @@ Registration = TaskRegistered | WorkflowRegistered | LaunchPlanRegistered
 
 
 class Registering(ClientBase):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, nc: NATS, project: str = "default", domain: str = "development") -> None:
+        super().__init__(nc, project, domain)
         self._registered: set[tuple[str, ...]] = set()  # the registrations this client has stored
 
     async def register(self, entity: Workflow[Any, Any] | LaunchPlan) -> str:
