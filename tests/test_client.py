@@ -24,6 +24,7 @@ from plait.client import (
 from plait.client.catalog import CatalogClient
 from plait.client.outcome import result_of
 from plait.core.events import ExecutionLaunched, ExecutionSucceeded
+from plait.protocol import subjects
 from plait.protocol.executions import ShowExecution
 from plait.protocol.queries import error_reply
 from tests import workflows
@@ -241,3 +242,15 @@ async def test_an_error_inside_a_launchs_task_group_is_raised_as_itself_not_as_a
         monkeypatch.setattr(client, "_store_launch", store_launch)
         with pytest.raises(Unavailable, match="the stream is gone"):
             await client.launch(workflows.add_two, {"a": 1, "b": 2})
+
+
+async def test_a_record_this_client_cannot_read_raises_a_plait_error(nats_url: str) -> None:
+    """A malformed record, or one of an event version newer than this client knows, is not a ValueError."""
+    async with await AsyncClient.connect(nats_url) as client:
+        await client.js.publish(
+            subjects.execution_subject(client.project, client.domain, "from-the-future"), b'{"type": "decision.v9"}'
+        )
+        with pytest.raises(PlaitError, match="cannot be read by this client"):
+            await client.wait("from-the-future", timeout=10)
+        with pytest.raises(PlaitError, match="cannot be read by this client"):
+            [stored async for stored in client.events("from-the-future")]

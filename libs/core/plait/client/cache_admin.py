@@ -9,6 +9,7 @@ import msgspec
 from plait.adapters.cachelog import CacheLog
 from plait.adapters.nats_errors import as_plait_errors
 from plait.client.catalog import QUERY_TIMEOUT_SECONDS, CatalogClient
+from plait.client.connection import readable
 from plait.core.cachelog import CacheCleared, CacheFilled, CacheReserved
 from plait.errors import ConflictError
 from plait.protocol import subjects
@@ -56,7 +57,7 @@ class CacheAdmin(CatalogClient):
             except ValueError as exc:  # not a possible cache key
                 outcome.skipped[key] = str(exc)
                 continue
-            with as_plait_errors(f"clearing cache key {key}"):
+            with as_plait_errors(f"clearing cache key {key}"), readable(f"clearing cache key {key}"):
                 sequence, record = await log.last()
                 if not isinstance(record, CacheFilled):
                     outcome.skipped[key] = _not_clearable(record)

@@ -4,6 +4,7 @@ subjects of their executions."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any, Self
 
 import msgspec
@@ -12,10 +13,21 @@ from nats.aio.client import Client as NATS
 
 from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams, last_message
 from plait.adapters.nats_errors import as_plait_errors
+from plait.adapters.quarantine import UNREADABLE
 from plait.errors import InputError, PlaitError
 from plait.protocol import subjects
 
 STREAM_INFO_API = "$JS.API.STREAM.INFO"
+
+
+@contextlib.contextmanager
+def readable(what: str) -> Iterator[None]:
+    """A stored record that does not decode (malformed, or of a version newer than this client knows) raised as a
+    ``PlaitError`` naming ``what`` was being read."""
+    try:
+        yield
+    except (*UNREADABLE, RecursionError) as exc:
+        raise PlaitError(f"{what}: a stored record cannot be read by this client ({exc})") from exc
 
 
 class ClientBase:

@@ -16,7 +16,7 @@ from plait import codec
 from plait.adapters.commands import publish_command
 from plait.adapters.jetstream import StoredDecision
 from plait.adapters.nats_errors import as_plait_errors
-from plait.client.connection import ClientBase, any_last_token
+from plait.client.connection import ClientBase, any_last_token, readable
 from plait.client.outcome import ExecutionOutcome, outcome_of
 from plait.core.commands import AbortExecution
 from plait.core.events import TERMINAL_EVENTS
@@ -37,8 +37,8 @@ FOLLOWER_INACTIVE_SECONDS = 30.0  # a follower's consumer outlives a client that
 class Following(ClientBase):
     async def events(self, execution_id: str, *, until_terminal: bool = True) -> AsyncIterator[StoredDecision]:
         """The execution's decisions from the start, then as they are appended; ends after the last one."""
-        subject = self._subject(execution_id)
-        with as_plait_errors(f"following execution {execution_id}"):
+        subject, action = self._subject(execution_id), f"following execution {execution_id}"
+        with as_plait_errors(action):
             subscription = await self.js.subscribe(
                 subject,
                 ordered_consumer=True,
@@ -46,7 +46,10 @@ class Following(ClientBase):
                 inactive_threshold=FOLLOWER_INACTIVE_SECONDS,
             )
         try:
-            with as_plait_errors(f"following execution {execution_id}"):
+            with (
+                as_plait_errors(f"following execution {execution_id}"),
+                readable(f"following execution {execution_id}"),
+            ):
                 async for msg in subscription.messages:
                     stored = StoredDecision(msg.metadata.sequence.stream, msg.data)
                     yield stored
@@ -76,7 +79,11 @@ class Following(ClientBase):
     async def _final_state(self, execution_id: str, timeout: float | None) -> Execution:
         subject = self._subject(execution_id)
         try:
-            with anyio.fail_after(timeout), as_plait_errors(f"waiting for execution {execution_id}"):
+            with (
+                anyio.fail_after(timeout),
+                as_plait_errors(f"waiting for execution {execution_id}"),
+                readable(f"waiting for execution {execution_id}"),
+            ):
                 async with self._appends(execution_id) as appended:
                     state = await self._store.load(subject)
                     while state is None or not state.terminal:

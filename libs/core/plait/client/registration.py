@@ -8,7 +8,7 @@ from nats.aio.client import Client as NATS
 
 from plait.adapters.jetstream import kind_of, last_message, registration_decoder
 from plait.adapters.nats_errors import as_plait_errors
-from plait.client.connection import ClientBase, any_last_token
+from plait.client.connection import ClientBase, any_last_token, readable
 from plait.core.events import LaunchPlanRegistered, TaskRegistered, WorkflowRegistered
 from plait.errors import InputError, NotFound
 from plait.protocol import subjects
@@ -51,7 +51,8 @@ class Registering(ClientBase):
         except ValueError as exc:
             raise InputError(str(exc)) from None
         newest: tuple[int, str] | None = None
-        with as_plait_errors(f"looking up the latest version of {workflow}"):
+        what = f"looking up the latest version of {workflow}"
+        with as_plait_errors(what), readable(what):
             for subject in await self._subjects(pattern):
                 raw = await last_message(self.js, subject)
                 if raw is None or raw.seq is None or raw.data is None:
