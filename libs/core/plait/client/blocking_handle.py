@@ -34,17 +34,17 @@ class Portal:
 
     def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
         """``items`` as they come, each fetched on the loop when asked for."""
-        end = object()
 
-        async def next_item() -> T | object:
+        async def next_item() -> list[T]:
+            """The next item, or none once they have all come."""
             try:
-                return await anext(items)
+                return [await anext(items)]
             except StopAsyncIteration:
-                return end
+                return []
 
         try:
-            while (item := self.call(next_item)) is not end:
-                yield item  # type: ignore[misc]
+            while fetched := self.call(next_item):
+                yield fetched[0]
         finally:
             aclose = getattr(items, "aclose", None)
             if aclose is not None and not self.closed:
