@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.workloads import make_cached
 from plait.client import AsyncClient
-from plait.core.state import Execution
+from plait.replay import replay
 
 SEED_BASE = random.SystemRandom().randrange(1 << 30)
 
@@ -23,20 +23,22 @@ class NotCached(RuntimeError):
     """The second run found nothing in the cache: the scheduler does not serve cached results (yet)."""
 
 
-async def _timed(client: AsyncClient, workflow: Any, seed: int, timeout: float = 600) -> tuple[float, Execution]:
+async def _timed(client: AsyncClient, workflow: Any, seed: int, timeout: float = 600) -> tuple[float, str]:
+    """The wall time of one run, from launch to outcome, and its execution id."""
     started = time.perf_counter()
-    execution_id = await client.launch(workflow, {"seed": seed}, timeout=timeout)
-    state = await client.wait(execution_id, timeout=timeout)
+    execution = await client.launch(workflow, {"seed": seed}, timeout=timeout)
+    outcome = await execution.wait(timeout=timeout)
     wall = time.perf_counter() - started
-    if state.status != "succeeded":
-        raise RuntimeError(f"{workflow.name} ended {state.status}: {state.error}")
-    return wall, state
+    if outcome.status != "succeeded":
+        raise RuntimeError(f"{workflow.name} ended {outcome.status}: {outcome.error}")
+    return wall, execution.id
 
 
 async def pair(client: AsyncClient, workflow: Any, seed: int) -> tuple[float, float]:
     """Walls of a cold run and of a rerun with the same inputs; NotCached unless every node of the rerun hit."""
     first, _ = await _timed(client, workflow, seed)
-    second, state = await _timed(client, workflow, seed)
+    second, execution_id = await _timed(client, workflow, seed)
+    state = replay(await client.records(execution_id))
     hits = sum(1 for node in state.nodes.values() if getattr(node, "cached_from", ""))
     if hits < len(state.nodes):
         raise NotCached(f"the rerun took {hits} of {len(state.nodes)} nodes from the cache")

@@ -17,10 +17,10 @@ async def run(client: AsyncClient, count: int, timeout: float = 600) -> dict[str
 
     async def one() -> None:
         started = time.perf_counter()
-        execution_id = await client.launch(small, {"seed": 0}, timeout=timeout)
-        state = await client.wait(execution_id, timeout=timeout)
-        if state.status != "succeeded":
-            failures.append(f"{execution_id} ended {state.status}: {state.error}")
+        execution = await client.launch(small, {"seed": 0}, timeout=timeout)
+        outcome = await execution.wait(timeout=timeout)
+        if outcome.status != "succeeded":
+            failures.append(f"{execution.id} ended {outcome.status}: {outcome.error}")
         latencies.append((time.perf_counter() - started) * 1000)
 
     await client.register(small)

@@ -24,9 +24,9 @@ async def run_once(
 ) -> tuple[float, list[StoredDecision]]:
     """Launch ``workflow``, wait for it; the wall time from launch to outputs, and its events if asked."""
     started = time.perf_counter()
-    execution_id = await client.launch(workflow, {"seed": 0}, timeout=timeout)
-    state = await client.wait(execution_id, timeout=timeout)
+    execution = await client.launch(workflow, {"seed": 0}, timeout=timeout)
+    outcome = await execution.wait(timeout=timeout)
     wall = time.perf_counter() - started
-    if state.status != "succeeded":
-        raise RuntimeError(f"{workflow.name} ended {state.status}: {state.error}")
-    return wall, [stored async for stored in client.events(execution_id)] if events else []
+    if outcome.status != "succeeded":
+        raise RuntimeError(f"{workflow.name} ended {outcome.status}: {outcome.error}")
+    return wall, [stored async for stored in execution.events()] if events else []

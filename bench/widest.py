@@ -57,9 +57,9 @@ async def run(client: AsyncClient, width: int, plait: Group, log: Path) -> dict[
     try:
         await client.register(workflow)
         stage = "launch"
-        execution_id = await client.launch(workflow, {"xs": items}, timeout=60)
+        execution = await client.launch(workflow, {"xs": items}, timeout=60)
         stage = "wait"
-        state = await client.wait(execution_id, timeout=max(300.0, width / 20))
+        state = await execution.wait(timeout=max(300.0, width / 20))
     except Exception as exc:
         return {
             "width": width,
@@ -70,7 +70,7 @@ async def run(client: AsyncClient, width: int, plait: Group, log: Path) -> dict[
     wall = time.perf_counter() - started
     if state.status != "succeeded" or state.outputs != {"result": width}:
         return {"width": width, "failed": f"execution {state.status}: {state.error}", "plait_peak_mb": plait.peak_mb()}
-    largest = max(len(record.data) for record in await client.records(execution_id))
+    largest = max(len(record.data) for record in await client.records(execution.id))
     return {
         "width": width,
         "nodes_per_s": (width + 1) / wall,

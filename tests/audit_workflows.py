@@ -13,6 +13,7 @@ from plait.adapters.commands import publish_command
 from plait.client import AsyncClient
 from plait.core.commands import ReportAttemptStarted
 from plait.core.events import CommandRejected
+from tests.helpers.states import final_state
 
 
 @task
@@ -57,9 +58,9 @@ async def _rejected(client: AsyncClient, execution_id: str) -> None:
 async def make_history(client: AsyncClient, scratch: Path) -> dict[str, str]:
     """A succeeded, a failed (after a retry) and an aborted execution (with a rejected command): name → id."""
     ids = {
-        "succeeded": await client.launch(doubled, {"x": 3}),
-        "failed": await client.launch(retried, {"x": 1}),
-        "aborted": await client.launch(held, {"path": str(scratch / "release")}),
+        "succeeded": (await client.launch(doubled, {"x": 3})).id,
+        "failed": (await client.launch(retried, {"x": 1})).id,
+        "aborted": (await client.launch(held, {"path": str(scratch / "release")})).id,
     }
     bogus = ReportAttemptStarted(
         command_id=f"bogus-start:{ids['aborted']}",
@@ -73,6 +74,6 @@ async def make_history(client: AsyncClient, scratch: Path) -> dict[str, str]:
         await _rejected(client, ids["aborted"])
     await client.abort(ids["aborted"], "operator said so")
     for execution_id in ids.values():
-        await client.wait(execution_id, timeout=60)
+        await final_state(client, execution_id, timeout=60)
     (scratch / "release").touch()
     return ids

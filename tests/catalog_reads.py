@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 
-from plait.client import AsyncClient
+from plait.client import AsyncClient, ExecutionDetail
 from plait.errors import NotFound, PlaitError
 
 DEADLINE = 30.0
 RETRY_SECONDS = 0.2
 
 
-async def projected(client: AsyncClient, execution_id: str) -> dict[str, Any]:
+async def projected(client: AsyncClient, execution_id: str) -> ExecutionDetail:
     """The catalog's ``executions.show`` of the execution, asked again while the catalog cannot answer yet (it
     waits for PostgreSQL, or has not projected that far)."""
     position = await client.log_position()
     with anyio.fail_after(DEADLINE):
         while True:
             try:
-                answer = await client.query("executions.show", {"execution_id": execution_id, "min_sequence": position})
+                return await client.show_execution(execution_id, min_sequence=position)
             except NotFound:
                 raise
             except PlaitError:  # not projected that far within the catalog's own wait, or PostgreSQL is away
                 await anyio.sleep(RETRY_SECONDS)  # paces the questions; the answer is what is awaited
-                continue
-            shown: dict[str, Any] = answer["execution"]
-            return shown

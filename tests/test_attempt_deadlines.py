@@ -18,6 +18,7 @@ from plait_executor import ExecutorService
 from plait_executor.service import consumer_name
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.helpers.states import final_state
 from tests.running import running
 
 DEADLINE = 30.0
@@ -48,8 +49,8 @@ async def no_dispatch_left(client: AsyncClient) -> None:
 async def test_an_attempt_no_executor_takes_fails_at_its_deadline(nats_url: str) -> None:
     scheduler = SchedulerService(nats_url, replica="deadlines", attempt_deadline_seconds=2.0)
     async with running(scheduler.run), await AsyncClient.connect(nats_url) as client:
-        execution_id = await client.launch(workflows.paused, {"seconds": 0.1})
-        state = await client.wait(execution_id, timeout=DEADLINE)
+        execution_id = (await client.launch(workflows.paused, {"seconds": 0.1})).id
+        state = await final_state(client, execution_id, timeout=DEADLINE)
     assert state.status == "failed" and state.error is not None
     assert (state.error.kind, state.error.message) == ("system", "no result within 2 s")
 
@@ -58,8 +59,8 @@ async def test_an_attempt_outlives_its_deadline_while_its_executor_is_alive(nats
     scheduler = SchedulerService(nats_url, replica="deadlines", attempt_deadline_seconds=2.0)
     executor = ExecutorService(nats_url, concurrency=1, replica="executor", attempt_deadline_seconds=2.0)
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
-        execution_id = await client.launch(workflows.paused, {"seconds": 5.0})
-        state = await client.wait(execution_id, timeout=DEADLINE)
+        execution_id = (await client.launch(workflows.paused, {"seconds": 5.0})).id
+        state = await final_state(client, execution_id, timeout=DEADLINE)
     assert (state.status, state.outputs) == ("succeeded", {"result": 5.0})
 
 
@@ -75,10 +76,10 @@ async def logged_stack(nats_url: str, concurrency: int) -> AsyncIterator[tuple[A
 
 async def test_aborting_an_execution_kills_its_running_attempt(nats_url: str) -> None:
     async with logged_stack(nats_url, concurrency=1) as (client, logs):
-        execution_id = await client.launch(workflows.paused, {"seconds": 600.0})
+        execution_id = (await client.launch(workflows.paused, {"seconds": 600.0})).id
         await wait_until_started(client, execution_id)
         await client.abort(execution_id)
-        assert (await client.wait(execution_id, timeout=DEADLINE)).status == "aborted"
+        assert (await final_state(client, execution_id, timeout=DEADLINE)).status == "aborted"
         await no_dispatch_left(client)  # far sooner than the task's 600 s: it was killed, its dispatch acked
     stopped = [entry for entry in logs if entry["event"] == "attempt_stopped"]
     assert [entry["execution"] for entry in stopped] == [execution_id]
@@ -87,8 +88,8 @@ async def test_aborting_an_execution_kills_its_running_attempt(nats_url: str) ->
 
 async def test_failing_fast_kills_the_attempts_still_running(nats_url: str) -> None:
     async with logged_stack(nats_url, concurrency=2) as (client, logs):
-        execution_id = await client.launch(workflows.pause_beside_failure)
-        assert (await client.wait(execution_id, timeout=DEADLINE)).status == "failed"
+        execution_id = (await client.launch(workflows.pause_beside_failure)).id
+        assert (await final_state(client, execution_id, timeout=DEADLINE)).status == "failed"
         await no_dispatch_left(client)
     stopped = [entry["node"] for entry in logs if entry["event"] == "attempt_stopped"]
     assert stopped == ["pause"]
@@ -96,12 +97,12 @@ async def test_failing_fast_kills_the_attempts_still_running(nats_url: str) -> N
 
 async def test_a_queued_attempt_of_an_aborted_execution_never_runs(nats_url: str) -> None:
     async with logged_stack(nats_url, concurrency=1) as (client, logs):
-        running_id = await client.launch(workflows.paused, {"seconds": 600.0})
+        running_id = (await client.launch(workflows.paused, {"seconds": 600.0})).id
         await wait_until_started(client, running_id)
-        waiting_id = await client.launch(workflows.paused, {"seconds": 600.0})
+        waiting_id = (await client.launch(workflows.paused, {"seconds": 600.0})).id
         await held_by_the_executor(client, 2)  # the second waits for the one worker
         await client.abort(waiting_id)
-        assert (await client.wait(waiting_id, timeout=DEADLINE)).status == "aborted"
+        assert (await final_state(client, waiting_id, timeout=DEADLINE)).status == "aborted"
         await held_by_the_executor(client, 1)
         await client.abort(running_id)
         await no_dispatch_left(client)
@@ -118,11 +119,11 @@ async def test_a_dispatch_handed_back_is_skipped_once_its_execution_ended(nats_u
         durable = consumer_name("local", "default")
         config = ConsumerConfig(durable_name=durable, filter_subject=subjects.dispatch_subject("local", "default"))
         await client.js.add_consumer(subjects.DISPATCH_STREAM, config, ack_policy=AckPolicy.EXPLICIT)
-        execution_id = await client.launch(workflows.paused, {"seconds": 600.0})
+        execution_id = (await client.launch(workflows.paused, {"seconds": 600.0})).id
         first = await client.js.pull_subscribe_bind(durable, stream=subjects.DISPATCH_STREAM)
         [handed_back] = await first.fetch(1, timeout=DEADLINE)
         await client.abort(execution_id)
-        assert (await client.wait(execution_id, timeout=DEADLINE)).status == "aborted"
+        assert (await final_state(client, execution_id, timeout=DEADLINE)).status == "aborted"
         await handed_back.nak()
         executor = ExecutorService(nats_url, concurrency=1, replica="executor")
         with structlog.testing.capture_logs() as logs:

@@ -64,10 +64,8 @@ async def test_an_intact_history_verifies_clean_against_the_catalog(history: His
         records = await client.records(execution_id)
         assert verify_chain(records) == [], name
         state = replay(records)
-        shown = await client.query(
-            "executions.show", {"execution_id": execution_id, "min_sequence": state.last_sequence}
-        )
-        assert verify_catalog(state, shown["execution"]) == [], name
+        shown = await client.show_execution(execution_id, min_sequence=state.last_sequence)
+        assert verify_catalog(state, shown) == [], name
     failed = replay(await client.records(history.ids["failed"]))
     assert failed.status == "failed" and len(failed.nodes["unlucky"].attempts) == 2
 
@@ -79,21 +77,18 @@ async def test_an_intact_history_verifies_clean_against_the_catalog(history: His
 async def test_a_catalog_row_that_differs_from_the_log_is_reported(history: History) -> None:
     execution_id = history.ids["failed"]
     state = replay(await history.client.records(execution_id))
-    shown = await history.client.query(
-        "executions.show", {"execution_id": execution_id, "min_sequence": state.last_sequence}
-    )
-    row = shown["execution"]
-    row["status"] = "succeeded"
-    node = row["nodes"][0]
-    node["attempts"], node["attempts_total"] = node["attempts"][:1], 1  # the catalog lost an attempt's row
+    row = await history.client.show_execution(execution_id, min_sequence=state.last_sequence)
+    row.status = "succeeded"
+    node = row.nodes[0]
+    node.attempts, node.attempts_total = node.attempts[:1], 1  # the catalog lost an attempt's row
     problems = verify_catalog(state, row)
     assert [p.kind for p in problems] == ["catalog_mismatch", "catalog_mismatch"]
     assert "status: catalog has 'succeeded', the log 'failed'" in problems[0].message
     assert problems[1].message.startswith("node 'unlucky'")
 
-    row["status"], node["attempts_total"] = "failed", 2
+    row.status, node.attempts_total = "failed", 2
     assert verify_catalog(state, row) == [], "a catalog may show only the first attempts of a node, with their count"
-    node["attempts"][0]["status"] = "succeeded"
+    node.attempts[0].status = "succeeded"
     [changed] = verify_catalog(state, row)
     assert changed.message.startswith("node 'unlucky'") and "'succeeded'" in changed.message
 

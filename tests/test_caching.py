@@ -34,6 +34,7 @@ from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from plait_scheduler.caching import CacheKeeper
 from tests import cache_workflows
+from tests.helpers.states import final_state
 from tests.launching import launched
 from tests.outbox_replay import forget_outbox_position, outbox_caught_up
 from tests.running import running
@@ -80,10 +81,10 @@ async def entry_records(client: AsyncClient, key: str) -> list[Any]:
 
 
 async def test_a_second_run_is_served_entirely_from_the_cache(client: AsyncClient) -> None:
-    first_id = await client.launch(cache_workflows.increments, {"start": 10})
-    first = await client.wait(first_id, timeout=DEADLINE)
-    second_id = await client.launch(cache_workflows.increments, {"start": 10})
-    second = await client.wait(second_id, timeout=DEADLINE)
+    first_id = (await client.launch(cache_workflows.increments, {"start": 10})).id
+    first = await final_state(client, first_id, timeout=DEADLINE)
+    second_id = (await client.launch(cache_workflows.increments, {"start": 10})).id
+    second = await final_state(client, second_id, timeout=DEADLINE)
     assert first.status == second.status == "succeeded"
     assert first.outputs == second.outputs == {"result": [1, 2, 3, 11]}
     second_events = await events_of(client, second_id)
@@ -94,9 +95,9 @@ async def test_a_second_run_is_served_entirely_from_the_cache(client: AsyncClien
 
 
 async def test_other_inputs_reuse_only_the_nodes_they_share(client: AsyncClient) -> None:
-    await client.wait(await client.launch(cache_workflows.increments, {"start": 10}), timeout=DEADLINE)
-    other_id = await client.launch(cache_workflows.increments, {"start": 20})
-    other = await client.wait(other_id, timeout=DEADLINE)
+    await final_state(client, await client.launch(cache_workflows.increments, {"start": 10}), timeout=DEADLINE)
+    other_id = (await client.launch(cache_workflows.increments, {"start": 20})).id
+    other = await final_state(client, other_id, timeout=DEADLINE)
     assert other.outputs == {"result": [1, 2, 3, 21]}
     events = await events_of(client, other_id)
     assert len([e for e in events if isinstance(e, NodeCacheHit)]) == 3
@@ -110,7 +111,7 @@ async def test_twenty_executions_needing_one_key_compute_it_once(client: AsyncCl
         for _ in range(20):
 
             async def launch() -> None:
-                launches.append(await client.launch(cache_workflows.gated_then_doubled, inputs))
+                launches.append((await client.launch(cache_workflows.gated_then_doubled, inputs)).id)
 
             tg.start_soon(launch)
     for execution_id in launches:  # each one computes the key, or waits for the one that does
@@ -121,7 +122,7 @@ async def test_twenty_executions_needing_one_key_compute_it_once(client: AsyncCl
             ):
                 break
     (tmp_path / "release").touch()
-    states = [await client.wait(execution_id, timeout=DEADLINE) for execution_id in launches]
+    states = [await final_state(client, execution_id, timeout=DEADLINE) for execution_id in launches]
     assert {state.status for state in states} == {"succeeded"}
     assert {str(state.outputs) for state in states} == {str({"result": 98})}
     computed = waited = 0
@@ -137,17 +138,17 @@ async def test_twenty_executions_needing_one_key_compute_it_once(client: AsyncCl
 
 
 async def test_a_waiter_computes_the_key_when_its_holder_fails(client: AsyncClient, tmp_path: Path) -> None:
-    holder_id = await client.launch(cache_workflows.guarded, {"x": 1, "directory": str(tmp_path)})
+    holder_id = (await client.launch(cache_workflows.guarded, {"x": 1, "directory": str(tmp_path)})).id
     async for stored in client.events(holder_id):
         if any(isinstance(e, AttemptStarted) for e in stored.decision.events):
             break
-    waiter_id = await client.launch(cache_workflows.guarded, {"x": 1, "directory": str(tmp_path)})
+    waiter_id = (await client.launch(cache_workflows.guarded, {"x": 1, "directory": str(tmp_path)})).id
     async for stored in client.events(waiter_id):
         if any(isinstance(e, NodeCacheWaiting) for e in stored.decision.events):
             break
     (tmp_path / "fail-1").touch()  # the holder's task fails now, with a look-up waiting on it
-    holder = await client.wait(holder_id, timeout=DEADLINE)
-    waiter = await client.wait(waiter_id, timeout=DEADLINE)
+    holder = await final_state(client, holder_id, timeout=DEADLINE)
+    waiter = await final_state(client, waiter_id, timeout=DEADLINE)
     assert holder.status == "failed" and waiter.status == "succeeded" and waiter.outputs == {"result": 1}
     events = await events_of(client, waiter_id)
     kinds = [type(e).__name__ for e in events if isinstance(e, NodeCacheLookup | NodeCacheWaiting | NodeQueued)]
@@ -164,8 +165,8 @@ async def test_a_reservation_whose_holder_never_returns_expires(client: AsyncCli
     now = datetime.now(UTC)
     ghost = CacheReserved(execution_id="ghost", node="slow_square", at=now, until=now + timedelta(seconds=2))
     await CacheLog(client.js, client.project, client.domain, key).append(ghost, expected=0)
-    execution_id = await client.launch(cache_workflows.squared_then_doubled, {"x": 5, "seconds": 0.0})
-    state = await client.wait(execution_id, timeout=DEADLINE)
+    execution_id = (await client.launch(cache_workflows.squared_then_doubled, {"x": 5, "seconds": 0.0})).id
+    state = await final_state(client, execution_id, timeout=DEADLINE)
     assert state.status == "succeeded" and state.outputs == {"result": 50}
     events = await events_of(client, execution_id)
     [waiting] = [e for e in events if isinstance(e, NodeCacheWaiting)]
@@ -177,13 +178,13 @@ async def test_a_reservation_whose_holder_never_returns_expires(client: AsyncCli
 
 
 async def test_overwrite_cache_recomputes_and_replaces_the_entry(client: AsyncClient) -> None:
-    first_id = await client.launch(cache_workflows.squared_then_doubled, {"x": 4})
-    await client.wait(first_id, timeout=DEADLINE)
-    second_id = await client.launch(cache_workflows.squared_then_doubled, {"x": 4}, overwrite_cache=True)
-    await client.wait(second_id, timeout=DEADLINE)
+    first_id = (await client.launch(cache_workflows.squared_then_doubled, {"x": 4})).id
+    await final_state(client, first_id, timeout=DEADLINE)
+    second_id = (await client.launch(cache_workflows.squared_then_doubled, {"x": 4}, overwrite_cache=True)).id
+    await final_state(client, second_id, timeout=DEADLINE)
     assert not any(isinstance(e, NodeCacheLookup) for e in await events_of(client, second_id))
-    third_id = await client.launch(cache_workflows.squared_then_doubled, {"x": 4})
-    third = await client.wait(third_id, timeout=DEADLINE)
+    third_id = (await client.launch(cache_workflows.squared_then_doubled, {"x": 4})).id
+    third = await final_state(client, third_id, timeout=DEADLINE)
     assert third.nodes["slow_square"].cached_from == f"{second_id}/slow_square"
     fills = [r for r in await entry_records(client, square_key(4, 0.0)) if isinstance(r, CacheFilled)]
     assert [f.execution_id for f in fills] == [first_id, second_id]
@@ -195,7 +196,7 @@ async def test_the_catalog_answers_look_ups_when_it_runs(nats_url: str, database
     catalog = CatalogService(nats_url, database_url, replica="cache-catalog")
     async with running(scheduler.run, executor.run, catalog.run), await AsyncClient.connect(nats_url) as client:
         fills = await client.js.subscribe("plait.cache.*.*.*.entry", ordered_consumer=True)
-        await client.wait(await client.launch(cache_workflows.increments, {"start": 7}), timeout=DEADLINE)
+        await final_state(client, await client.launch(cache_workflows.increments, {"start": 7}), timeout=DEADLINE)
         last_fill = 0
         for _ in range(4):  # reservation and fill of each of the 4 keys, in some order
             message = await fills.next_msg(timeout=DEADLINE)
@@ -203,7 +204,9 @@ async def test_the_catalog_answers_look_ups_when_it_runs(nats_url: str, database
                 message = await fills.next_msg(timeout=DEADLINE)
             last_fill = max(last_fill, message.metadata.sequence.stream)
         assert len(await client.cache_entries(min_sequence=last_fill)) == 4  # the catalog has projected them
-        second = await client.wait(await client.launch(cache_workflows.increments, {"start": 7}), timeout=DEADLINE)
+        second = await final_state(
+            client, await client.launch(cache_workflows.increments, {"start": 7}), timeout=DEADLINE
+        )
         assert all(node.cached_from for node in second.nodes.values())
         assert scheduler.outbox is not None and scheduler.outbox.keeper is not None
         assert scheduler.outbox.keeper.catalog_hits == 4
@@ -216,8 +219,12 @@ async def test_a_catalog_that_does_not_answer_in_time_does_not_block_a_workflow(
         silent = await client.nc.subscribe(
             subjects.CATALOG_CACHE_LOOKUP_MANY, queue=subjects.CATALOG_QUEUE_GROUP
         )  # takes requests, never answers
-        first = await client.wait(await client.launch(cache_workflows.increments, {"start": 8}), timeout=DEADLINE)
-        second = await client.wait(await client.launch(cache_workflows.increments, {"start": 8}), timeout=DEADLINE)
+        first = await final_state(
+            client, await client.launch(cache_workflows.increments, {"start": 8}), timeout=DEADLINE
+        )
+        second = await final_state(
+            client, await client.launch(cache_workflows.increments, {"start": 8}), timeout=DEADLINE
+        )
         assert first.status == second.status == "succeeded"
         assert all(node.cached_from for node in second.nodes.values()), "the key's log answered instead"
         asked = [await silent.next_msg(timeout=DEADLINE) for _ in range(2)]  # one request per launch decision
@@ -239,10 +246,10 @@ async def test_two_replicas_doing_each_others_cache_work_compute_each_key_once(n
 
                 async def launch(x: int = x) -> None:
                     inputs = {"x": x, "seconds": 0.3}
-                    launches.append(await client.launch(cache_workflows.squared_then_doubled, inputs))
+                    launches.append((await client.launch(cache_workflows.squared_then_doubled, inputs)).id)
 
                 tg.start_soon(launch)
-        states = [await client.wait(execution_id, timeout=DEADLINE) for execution_id in launches]
+        states = [await final_state(client, execution_id, timeout=DEADLINE) for execution_id in launches]
         assert {state.status for state in states} == {"succeeded"}
         computed: dict[int, int] = {1: 0, 2: 0}
         for state in states:
@@ -259,7 +266,7 @@ async def test_two_replicas_doing_each_others_cache_work_compute_each_key_once(n
 async def test_a_lagging_outbox_reserves_no_key_for_a_node_that_ended(nats_url: str) -> None:
     """Replaying the log, the outbox meets the node's old look-up and fill: the key, cleared since, stays free."""
     async with scheduler_and_executor(nats_url) as client:
-        await client.wait(await client.launch(cache_workflows.squared_then_doubled, {"x": 6}), timeout=DEADLINE)
+        await final_state(client, await client.launch(cache_workflows.squared_then_doubled, {"x": 6}), timeout=DEADLINE)
         key = square_key(6, 0.0)
         assert (await client.clear_cache([key])).cleared == [key]
         await forget_outbox_position(client.js)
@@ -308,12 +315,12 @@ async def test_a_reservation_outlasts_its_lease_while_its_holder_computes(nats_u
     executor = ExecutorService(nats_url, concurrency=2, replica="cache-executor")
     inputs = {"x": 12, "seconds": 6.0}
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
-        holder_id = await client.launch(cache_workflows.squared_then_doubled, inputs)
+        holder_id = (await client.launch(cache_workflows.squared_then_doubled, inputs)).id
         async for stored in client.events(holder_id):
             if any(isinstance(e, AttemptStarted) for e in stored.decision.events):
                 break
-        waiter_id = await client.launch(cache_workflows.squared_then_doubled, inputs)
-        states = [await client.wait(execution_id, timeout=DEADLINE) for execution_id in (holder_id, waiter_id)]
+        waiter_id = (await client.launch(cache_workflows.squared_then_doubled, inputs)).id
+        states = [await final_state(client, execution_id, timeout=DEADLINE) for execution_id in (holder_id, waiter_id)]
         assert [state.outputs for state in states] == [{"result": 288}, {"result": 288}]
         waiter_events = await events_of(client, waiter_id)
         records = await entry_records(client, square_key(12, 6.0))

@@ -20,6 +20,7 @@ from plait_catalog.nul_escapes import decode_json, encode_json, escape_text, res
 from plait_catalog.projection import StoredMessage, apply_batch, stored_offset
 from tests import nul_workflows, workflows
 from tests.catalog_reads import projected
+from tests.helpers.states import final_state
 from tests.launching import launch_decision, stored_decision
 from tests.stack import services_and_client
 
@@ -52,25 +53,25 @@ async def client(nats_url: str, database_url: str) -> AsyncIterator[AsyncClient]
 async def test_nul_characters_in_inputs_outputs_errors_and_reasons_are_stored_and_read_back(
     client: AsyncClient,
 ) -> None:
-    echoed = await client.wait(await client.launch(nul_workflows.echo_nul, {"text": "in\x00put"}), DEADLINE)
+    echoed = await final_state(client, await client.launch(nul_workflows.echo_nul, {"text": "in\x00put"}), DEADLINE)
     assert echoed.outputs == {"result": "in\x00put\x00out\uffff"}
     shown = await projected(client, echoed.execution_id)
-    assert (shown["status"], shown["inputs"], shown["outputs"]) == (
+    assert (shown.status, shown.inputs, shown.outputs) == (
         "succeeded",
         {"text": "in\x00put"},
         {"result": "in\x00put\x00out\uffff"},
     )
 
-    failed = await client.wait(await client.launch(nul_workflows.fail_nul, {"text": "x\x00y"}), DEADLINE)
+    failed = await final_state(client, await client.launch(nul_workflows.fail_nul, {"text": "x\x00y"}), DEADLINE)
     shown = await projected(client, failed.execution_id)
-    assert shown["status"] == "failed"
-    assert shown["error"]["message"] == "cannot\x00read x\x00y"
-    assert "cannot\x00read" in shown["error"]["traceback"]
+    assert shown.status == "failed"
+    assert shown.error["message"] == "cannot\x00read x\x00y"
+    assert "cannot\x00read" in shown.error["traceback"]
 
-    paused = await client.launch(workflows.paused, {"seconds": 60.0})
+    paused = (await client.launch(workflows.paused, {"seconds": 60.0})).id
     await client.abort(paused, reason="stop\x00now")
-    assert (await client.wait(paused, DEADLINE)).status == "aborted"
-    assert (await projected(client, paused))["abort_reason"] == "stop\x00now"
+    assert (await final_state(client, paused, DEADLINE)).status == "aborted"
+    assert (await projected(client, paused)).abort_reason == "stop\x00now"
 
 
 def _launch(execution_id: str) -> bytes:

@@ -18,6 +18,7 @@ from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
 from tests.catalog_reads import projected
+from tests.helpers.states import final_state
 from tests.running import Running, running
 
 DEADLINE = 30.0
@@ -47,17 +48,19 @@ async def test_the_catalog_waits_for_postgresql_and_rides_out_its_restart(
                 server = await _restart(server, data_dir)
             try:
                 assert any(log["event"] == "postgres_unavailable" for log in logs), "it started with PostgreSQL down"
-                first = await client.wait(await client.launch(workflows.add_two, {"a": 1, "b": 2}), DEADLINE)
-                assert (await projected(client, first.execution_id))["status"] == "succeeded"
+                first = await final_state(client, await client.launch(workflows.add_two, {"a": 1, "b": 2}), DEADLINE)
+                assert (await projected(client, first.execution_id)).status == "succeeded"
 
                 await anyio.to_thread.run_sync(server.stop)
-                meanwhile = await client.wait(await client.launch(workflows.add_two, {"a": 2, "b": 40}), DEADLINE)
+                meanwhile = await final_state(
+                    client, await client.launch(workflows.add_two, {"a": 2, "b": 40}), DEADLINE
+                )
                 await anyio.sleep(OUTAGE_SECONDS)  # the fault's length, not a wait for something
                 with pytest.raises(PlaitError, match="the catalog failed to answer"):  # yet it answers
-                    await client.query("executions.list", {"limit": 5})
+                    await client.list_executions(limit=5)
                 server = await _restart(server, data_dir)
                 shown = await projected(client, meanwhile.execution_id)
-                assert (shown["status"], shown["outputs"]) == ("succeeded", {"result": 42})
+                assert (shown.status, shown.outputs) == ("succeeded", {"result": 42})
             finally:
                 await starting.stop()
                 server.stop()

@@ -253,19 +253,19 @@ async def test_registry_list_and_show(nc: NATS, catalog: None) -> None:
 async def test_client_methods_read_the_catalog(nats_url: str, catalog: None) -> None:
     async with await AsyncClient.connect(nats_url, PROJECT, DOMAIN) as client:
         position = await client.log_position()
-        assert [e["cache_key"] for e in await client.cache_entries(DOUBLE, min_sequence=position)] == [
+        assert [e.cache_key for e in await client.cache_entries(DOUBLE, min_sequence=position)] == [
             "k-double-7",
             "k-double-3",
         ]
-        assert (await client.cache_entry("k-double-3"))["outputs"] == {"result": 6}
+        assert (await client.cache_entry("k-double-3")).outputs == {"result": 6}
         with pytest.raises(NotFound, match="k-nope"):
             await client.cache_entry("k-nope")
         graph = await client.lineage(H15, "upstream", 1)
-        assert graph["root"] == f"artifact:{H15}"
-        assert [t["name"] for t in await client.tasks()] == [DOUBLE, INCREMENT]
-        assert [w["name"] for w in await client.workflows()] == [WORKFLOW]
-        assert [p["name"] for p in await client.launch_plans()] == ["daily"]
-        assert (await client.show_entity("task", DOUBLE, "d2"))["spec"]["version"] == "d2"
+        assert graph.root == f"artifact:{H15}"
+        assert [t.name for t in await client.tasks()] == [DOUBLE, INCREMENT]
+        assert [w.name for w in await client.workflows()] == [WORKFLOW]
+        assert [p.name for p in await client.launch_plans()] == ["daily"]
+        assert (await client.show_entity("task", DOUBLE, "d2")).spec["version"] == "d2"
         with pytest.raises(NotFound):
             await client.show_entity("launch_plan", "weekly")
 

@@ -25,6 +25,7 @@ from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.helpers.states import final_state
 from tests.launching import resolved_launch
 from tests.running import running
 
@@ -96,7 +97,7 @@ async def test_a_dead_letter_is_counted_shown_and_redriven_once_its_cause_is_gon
         await client.register(workflows.add_two)
         redriven = await plait_cli(nats_url, "deadletter", "redrive", str(early["sequence"]))
         assert f"redrove {early['sequence']} to {early['subject']}" in redriven
-        state = await client.wait("too-early", timeout=DEADLINE)
+        state = await final_state(client, "too-early", timeout=DEADLINE)
         assert (state.status, state.outputs) == ("succeeded", {"result": 42})
         assert json.loads(await plait_cli(nats_url, "deadletter", "count", "--json")) == {"count": 1}
 

@@ -15,6 +15,7 @@ import pytest
 from plait.client import AsyncClient
 from plait.sdk.loader import load_reference
 from tests import workflows
+from tests.helpers.states import final_state
 from tests.stack import services_and_client
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,15 +29,17 @@ async def client(nats_url: str, database_url: str) -> AsyncIterator[AsyncClient]
 
 
 async def test_fan_out_and_fan_in_with_typed_values(client: AsyncClient) -> None:
-    state = await client.wait(await client.launch(workflows.sum_of_squares, {"n": 5}), timeout=60)
+    state = await final_state(client, await client.launch(workflows.sum_of_squares, {"n": 5}), timeout=60)
     assert state.status == "succeeded"
     assert state.outputs == {"total": 0 + 1 + 4 + 25, "count": 4}
-    moved = await client.wait(await client.launch(workflows.moved, {"point": workflows.Point(1, 2)}), timeout=60)
+    moved = await final_state(
+        client, await client.launch(workflows.moved, {"point": workflows.Point(1, 2)}), timeout=60
+    )
     assert moved.outputs == {"result": {"x": 2, "y": 3}}
 
 
 async def test_a_failing_task_fails_the_execution_with_its_traceback(client: AsyncClient) -> None:
-    state = await client.wait(await client.launch(workflows.failing, {"message": "kaput"}), timeout=60)
+    state = await final_state(client, await client.launch(workflows.failing, {"message": "kaput"}), timeout=60)
     assert state.status == "failed" and state.failed_node == "fail"
     assert state.error is not None and state.error.kind == "user" and state.error.message == "kaput"
     assert "raise RuntimeError(message)" in state.error.traceback
@@ -44,15 +47,14 @@ async def test_a_failing_task_fails_the_execution_with_its_traceback(client: Asy
 
 
 async def test_the_catalog_shows_what_the_log_holds(client: AsyncClient) -> None:
-    execution_id = await client.launch(workflows.add_two, {"a": 2, "b": 40})
-    state = await client.wait(execution_id, timeout=60)
-    answer = await client.query("executions.show", {"execution_id": execution_id, "min_sequence": state.last_sequence})
-    shown = answer["execution"]
-    assert (shown["status"], shown["outputs"], shown["inputs"]) == ("succeeded", {"result": 42}, {"a": 2, "b": 40})
-    [node] = shown["nodes"]
-    assert node["status"] == "succeeded" and node["attempts"][0]["worker"] == "test-executor"
-    listed = await client.query("executions.list", {"limit": 5})
-    assert execution_id in [row["execution_id"] for row in listed["executions"]]
+    execution_id = (await client.launch(workflows.add_two, {"a": 2, "b": 40})).id
+    state = await final_state(client, execution_id, timeout=60)
+    shown = await client.show_execution(execution_id, min_sequence=state.last_sequence)
+    assert (shown.status, shown.outputs, shown.inputs) == ("succeeded", {"result": 42}, {"a": 2, "b": 40})
+    [node] = shown.nodes
+    assert node.status == "succeeded" and node.attempts[0].worker == "test-executor"
+    listed = await client.list_executions(limit=5)
+    assert execution_id in [row.execution_id for row in listed]
 
 
 @pytest.mark.parametrize(
@@ -70,7 +72,7 @@ async def test_the_catalog_shows_what_the_log_holds(client: AsyncClient) -> None
 )
 async def test_examples_run(client: AsyncClient, reference: str, inputs: dict[str, object], check: object) -> None:
     workflow = load_reference(str(REPO / reference))
-    state = await client.wait(await client.launch(workflow, inputs), timeout=120)
+    state = await final_state(client, await client.launch(workflow, inputs), timeout=120)
     assert state.status == "succeeded", state.error
     assert check(state.outputs)  # type: ignore[operator]
 

@@ -21,6 +21,7 @@ from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import executor_tasks, fault_workflows, workflows
+from tests.helpers.states import final_state
 from tests.processes import ServiceProcess
 from tests.restartable_nats import RestartableNats
 from tests.running import running
@@ -54,11 +55,11 @@ async def test_an_attempt_of_an_executor_killed_mid_attempt_runs_elsewhere_withi
             await anyio.to_thread.run_sync(executor.wait_for_event, "executor_started")
         scheduler = SchedulerService(nats_url, replica="scheduler")
         async with running(scheduler.run), await AsyncClient.connect(nats_url) as client:
-            execution_id = await client.launch(workflows.paused, {"seconds": 2.0})
+            execution_id = (await client.launch(workflows.paused, {"seconds": 2.0})).id
             first = await started_by(client, execution_id)
             executors[first].kill()
             killed_at = time.monotonic()
-            state = await client.wait(execution_id, timeout=RECOVERY_BOUND)
+            state = await final_state(client, execution_id, timeout=RECOVERY_BOUND)
             recovered_in = time.monotonic() - killed_at
     finally:
         for executor in executors.values():
@@ -81,10 +82,10 @@ async def test_an_attempt_that_kills_its_executor_every_time_ends_as_a_system_fa
     scheduler = SchedulerService(nats_url, replica="scheduler")
     try:
         async with running(scheduler.run), await AsyncClient.connect(nats_url) as client:
-            execution_id = await client.launch(fault_workflows.kills_its_executor)
+            execution_id = (await client.launch(fault_workflows.kills_its_executor)).id
             async with anyio.create_task_group() as tg:
                 tg.start_soon(keep_an_executor_running)
-                state = await client.wait(execution_id, timeout=DEADLINE * 2)
+                state = await final_state(client, execution_id, timeout=DEADLINE * 2)
                 tg.cancel_scope.cancel()
     finally:
         for executor in started:

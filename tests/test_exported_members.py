@@ -7,14 +7,19 @@ import tomllib
 from pathlib import Path
 
 import plait
+import plait.client
 from plait.core import events
 
 EXPORTED = {
     "AsyncClient",
+    "AsyncExecutionHandle",
     "Client",
     "ConflictError",
     "ConnectError",
     "DefinitionError",
+    "ExecutionError",
+    "ExecutionHandle",
+    "ExecutionOutcome",
     "InputError",
     "LaunchPlan",
     "MappedTask",
@@ -32,10 +37,43 @@ EXPORTED = {
     "workflow",
 }
 
+CLIENT_EXPORTED = {
+    "LATEST",
+    "ArtifactNode",
+    "AsyncClient",
+    "AsyncExecutionHandle",
+    "AttemptView",
+    "CacheClearing",
+    "CacheEntryDetail",
+    "CacheEntrySummary",
+    "Client",
+    "EntityDetail",
+    "EntitySummary",
+    "EntityVersion",
+    "ExecutionDetail",
+    "ExecutionHandle",
+    "ExecutionOutcome",
+    "ExecutionSummary",
+    "LineageEdge",
+    "LineageGraph",
+    "NodeExecutionNode",
+    "NodeView",
+    "Record",
+    "StoredDecision",
+    "TaskError",
+    "idempotent_execution_id",
+}
+
 
 def test_the_exported_members_are_pinned_and_importable() -> None:
     assert set(plait.__all__) == EXPORTED
     assert all(getattr(plait, name, None) is not None for name in plait.__all__)
+
+
+def test_the_clients_exported_members_are_pinned_and_importable() -> None:
+    """``plait.client`` offers the clients, their handles, and every type their methods return."""
+    assert set(plait.client.__all__) == CLIENT_EXPORTED
+    assert all(getattr(plait.client, name, None) is not None for name in plait.client.__all__)
 
 
 def test_no_exported_name_shadows_a_builtin_or_names_an_event() -> None:

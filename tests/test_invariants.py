@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import msgspec
-
 from plait.adapters.connection import connect
 from plait.adapters.streams import ensure_streams
 from plait.audit import Problem
@@ -26,6 +24,7 @@ from plait.invariants import check_execution
 from plait.replay import replay
 from tests import definitions, map_workflows
 from tests.helpers.records import T0, history
+from tests.helpers.states import catalog_view
 from tests.launching import launched
 from tests.test_end_to_end import plait_command_async
 
@@ -163,17 +162,9 @@ def test_a_broken_chain_is_reported_through_verify_chain() -> None:
 def test_the_catalog_is_compared_with_a_replay_when_given() -> None:
     records = history(EXECUTION, clean_run())
     state = replay(records)
-    row = {
-        "status": state.status,
-        "outputs": state.outputs,
-        "last_sequence": state.last_sequence,
-        "nodes": [
-            {"node": node.id, "status": node.status, "attempts": [msgspec.to_builtins(a) for a in node.attempts]}
-            for node in state.nodes.values()
-        ],
-    }
+    row = catalog_view(state)
     assert check_execution(records, ended=True, catalog_execution=row) == []
-    row["status"] = "running"
+    row.status = "running"
     assert kinds(check_execution(records, ended=True, catalog_execution=row)) == [("catalog_mismatch", None)]
 
 

@@ -14,6 +14,7 @@ from plait.client import AsyncClient
 from plait.core.decide import Rejected, launch_plan_inputs
 from plait.core.events import ExecutionLaunched
 from tests import workflows
+from tests.helpers.states import final_state
 from tests.stack import services_and_client
 
 nightly = LaunchPlan(workflows.add_two, "add-to-forty", default_inputs={"a": 1}, fixed_inputs={"b": 40})
@@ -51,14 +52,14 @@ async def client(nats_url: str, database_url: str) -> AsyncIterator[AsyncClient]
 
 
 async def test_launching_through_a_plan(client: AsyncClient, database_url: str) -> None:
-    state = await client.wait(await client.launch(nightly), timeout=60)
+    state = await final_state(client, await client.launch(nightly), timeout=60)
     assert state.inputs == {"a": 1, "b": 40} and state.outputs == {"result": 41}
-    overridden = await client.wait(await client.launch(nightly, {"a": 2}), timeout=60)
+    overridden = await final_state(client, await client.launch(nightly, {"a": 2}), timeout=60)
     assert overridden.outputs == {"result": 42}
     with pytest.raises(InputError, match=r"input 'b' is fixed by the plan and cannot be given"):
         await client.launch(nightly, {"b": 0})
-    by_name = await client.launch("add-to-forty", {"a": 3}, version="latest", launch_plan=True)
-    final = await client.wait(by_name, timeout=60)
+    by_name = (await client.launch("add-to-forty", {"a": 3}, version="latest", launch_plan=True)).id
+    final = await final_state(client, by_name, timeout=60)
     assert final.outputs == {"result": 43}
     [first, *_] = [e async for s in client.events(by_name) for e in s.decision.events]
     launched = first

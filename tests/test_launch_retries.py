@@ -13,6 +13,7 @@ from plait_cli.embedded import NatsServer
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.helpers.states import final_state
 from tests.running import running
 
 LOST_ACK_SECONDS = 0.000_01  # JetStream stores the command, but its acknowledgement comes later than this
@@ -25,7 +26,7 @@ def services(nats_url: str) -> tuple[SchedulerService, ExecutorService]:
 async def outputs_of_the_only_execution(client: AsyncClient, execution_id: str) -> dict[str, object] | None:
     """The outputs of ``execution_id`` once it succeeded, having checked it is the only execution, launched once."""
     with anyio.fail_after(60):
-        final = await client.wait(execution_id)
+        final = await final_state(client, execution_id)
     assert final.status == "succeeded"
     assert await client.execution_ids() == [execution_id]
     stored = [codec.decision_decoder.decode(record.data) for record in await client.records(execution_id)]
@@ -39,7 +40,7 @@ async def test_a_launch_whose_acknowledgements_are_lost_starts_one_execution(nat
         await client.register(workflows.add_two)
         client.js = client.nc.jetstream(timeout=LOST_ACK_SECONDS)  # every publish's acknowledgement is too late
         with anyio.fail_after(60):
-            execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2}, timeout=30)
+            execution_id = (await client.launch(workflows.add_two, {"a": 1, "b": 2}, timeout=30)).id
         client.js = client.nc.jetstream()
         assert await outputs_of_the_only_execution(client, execution_id) == {"result": 3}
 
@@ -55,7 +56,7 @@ async def test_a_launch_nobody_decides_raises_timeout_and_its_retry_starts_one_e
         scheduler, executor = services(nats_url)
         async with running(scheduler.run, executor.run):  # the command stored by the first call is decided now
             with anyio.fail_after(60):
-                again = await client.launch(workflows.add_two, {"a": 20, "b": 22}, execution_id=execution_id)
+                again = (await client.launch(workflows.add_two, {"a": 20, "b": 22}, execution_id=execution_id)).id
             assert again == execution_id
             assert await outputs_of_the_only_execution(client, execution_id) == {"result": 42}
 
@@ -93,6 +94,10 @@ async def test_with_nats_gone_every_call_raises_a_connection_error_naming_the_la
         with pytest.raises(TransportError) as raised:
             await client.launch(workflows.add_two, {"a": 1, "b": 2}, timeout=2)
         assert raised.value.execution_id
-        for call in (client.log_position(), client.query("executions.list", {}, timeout=1), client.get("any")):
+        for call in (
+            client.log_position(),
+            client.list_executions(min_sequence=0),
+            client.records("any"),
+        ):
             with pytest.raises(TransportError):
                 await call

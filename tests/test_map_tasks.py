@@ -29,6 +29,7 @@ from plait.core.state import Execution
 from plait.core.types import ListOf, OptionalOf, Primitive
 from plait.sdk import Workflow
 from tests import map_workflows
+from tests.helpers.states import final_state
 from tests.launching import launched as launch
 from tests.stack import services_and_client
 
@@ -213,21 +214,23 @@ async def client(nats_url: str, database_url: str) -> AsyncIterator[AsyncClient]
 
 
 async def test_a_map_runs_end_to_end(client: AsyncClient) -> None:
-    execution_id = await client.launch(map_workflows.scaled_sum, {"xs": list(range(50)), "factor": 3})
-    state = await client.wait(execution_id, timeout=DEADLINE)
+    execution_id = (await client.launch(map_workflows.scaled_sum, {"xs": list(range(50)), "factor": 3})).id
+    state = await final_state(client, execution_id, timeout=DEADLINE)
     assert state.status == "succeeded" and state.outputs == {"result": 3 * sum(range(50))}
     node = state.nodes["scale"]
     assert (node.map_size, node.map_finished, node.map_failed) == (50, 50, 0)
     assert all(item is not None and item.status == "succeeded" for item in node.item_attempts)
-    shown = await client.query("executions.show", {"execution_id": execution_id, "min_sequence": state.last_sequence})
-    [scale_row] = [n for n in shown["execution"]["nodes"] if n["node"] == "scale"]
-    assert scale_row["status"] == "succeeded" and len(scale_row["attempts"]) == 50
-    assert scale_row["inputs"] == {"x": list(range(50)), "factor": 3}
-    assert verify_catalog(state, shown["execution"]) == []
+    shown = await client.show_execution(execution_id, min_sequence=state.last_sequence)
+    [scale_row] = [n for n in shown.nodes if n.node == "scale"]
+    assert scale_row.status == "succeeded" and len(scale_row.attempts) == 50
+    assert scale_row.inputs == {"x": list(range(50)), "factor": 3}
+    assert verify_catalog(state, shown) == []
     for limit, listed in ((10, 10), (0, 0)):
-        few = await client.query("executions.show", {"execution_id": execution_id, "attempts_limit": limit})
-        [scale_row] = [n for n in few["execution"]["nodes"] if n["node"] == "scale"]
-        assert (len(scale_row["attempts"]), scale_row["attempts_total"]) == (listed, 50)
-        assert verify_catalog(state, few["execution"]) == []
-    tolerant = await client.wait(await client.launch(map_workflows.tolerant, {"xs": [2, 3, 4, 6]}), timeout=DEADLINE)
+        few = await client.show_execution(execution_id, attempts_limit=limit)
+        [scale_row] = [n for n in few.nodes if n.node == "scale"]
+        assert (len(scale_row.attempts), scale_row.attempts_total) == (listed, 50)
+        assert verify_catalog(state, few) == []
+    tolerant = await final_state(
+        client, await client.launch(map_workflows.tolerant, {"xs": [2, 3, 4, 6]}), timeout=DEADLINE
+    )
     assert tolerant.status == "succeeded" and tolerant.outputs == {"result": [2, None, 4, 6]}

@@ -14,6 +14,7 @@ from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.helpers.states import final_state
 from tests.outbox_replay import forget_outbox_position, outbox_caught_up
 from tests.running import running
 
@@ -25,8 +26,8 @@ async def test_a_recreated_outbox_consumer_runs_no_attempt_again(nats_url: str) 
     scheduler = SchedulerService(nats_url, replica="first")
     executor = ExecutorService(nats_url, concurrency=2, replica="executor")
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
-        launched = [await client.launch(workflows.chain, {"start": start}) for start in range(3)]
-        states = [await client.wait(execution_id, timeout=DEADLINE) for execution_id in launched]
+        launched = [(await client.launch(workflows.chain, {"start": start})).id for start in range(3)]
+        states = [await final_state(client, execution_id, timeout=DEADLINE) for execution_id in launched]
     assert {state.status for state in states} == {"succeeded"}
 
     async with await AsyncClient.connect(nats_url) as client:

@@ -30,6 +30,7 @@ from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
 from tests.catalog_reads import projected
+from tests.helpers.states import final_state
 from tests.launching import launch_decision
 from tests.running import running
 
@@ -112,10 +113,10 @@ async def test_unreadable_messages_are_quarantined_and_the_services_go_on(
     catalog = CatalogService(nats_url, database_url, replica="test-catalog")
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
         async with running(catalog.run):
-            execution_id = await client.launch(workflows.add_two, {"a": 2, "b": 40})
-            state = await client.wait(execution_id, timeout=DEADLINE)
+            execution_id = (await client.launch(workflows.add_two, {"a": 2, "b": 40})).id
+            state = await final_state(client, execution_id, timeout=DEADLINE)
             assert (state.status, state.outputs) == ("succeeded", {"result": 42})
-            assert (await projected(client, execution_id))["status"] == "succeeded"
+            assert (await projected(client, execution_id)).status == "succeeded"
             await watch.wait_until(
                 lambda: len(watch.of(CATALOG_READER)) == len(GARBAGE) and len(watch.of(OUTBOX_READER)) == 3
             )
@@ -137,8 +138,8 @@ async def test_unreadable_messages_are_quarantined_and_the_services_go_on(
         restarted = CatalogService(nats_url, database_url, replica="test-catalog-again")
         with structlog.testing.capture_logs() as logs:
             async with running(restarted.run):
-                later = await client.wait(await client.launch(workflows.add_two, {"a": 1, "b": 1}), DEADLINE)
-                assert (await projected(client, later.execution_id))["status"] == "succeeded"
+                later = await final_state(client, await client.launch(workflows.add_two, {"a": 1, "b": 1}), DEADLINE)
+                assert (await projected(client, later.execution_id)).status == "succeeded"
         assert not [log for log in logs if log["event"] == "message_quarantined"], "met again after a restart"
 
 
@@ -171,9 +172,9 @@ async def test_a_replay_after_an_upgrade_takes_the_quarantined_decision_and_its_
         assert code == 0, output
         assert "catalog: 1 resolved, 0 still unreadable" in output
         assert "outbox: 1 resolved, 0 still unreadable" in output
-        state = await client.wait("future", timeout=DEADLINE)  # its first attempt was dispatched at last
+        state = await final_state(client, "future", timeout=DEADLINE)  # its first attempt was dispatched at last
         assert (state.status, state.outputs) == ("succeeded", {"result": 3})
-        assert (await projected(client, "future"))["outputs"] == {"result": 3}
+        assert (await projected(client, "future")).outputs == {"result": 3}
         code, listed = await plait_cli(nats_url, "quarantine", "list", "--all", "--json")
         assert code == 0, listed
         assert json.loads(listed)["open"] == 0

@@ -21,6 +21,7 @@ from plait.errors import NotFound, PlaitError
 from plait.replay import Record, replay, timeline
 from tests import audit_workflows
 from tests.fixtures.record_history import FIXTURE, FixtureLine
+from tests.helpers.states import final_state
 from tests.stack import services_and_client
 from tests.test_end_to_end import plait_command_async
 
@@ -174,8 +175,8 @@ async def client(nats_url: str, database_url: str) -> AsyncIterator[AsyncClient]
 
 
 async def test_plait_replay_reads_the_log(client: AsyncClient, nats_url: str) -> None:
-    execution_id = await client.launch(audit_workflows.doubled, {"x": 5})
-    final = await client.wait(execution_id, timeout=60)
+    execution_id = (await client.launch(audit_workflows.doubled, {"x": 5})).id
+    final = await final_state(client, execution_id, timeout=60)
     records = await client.records(execution_id)
     env = {"PLAIT_NATS_URL": nats_url}
 

@@ -13,6 +13,7 @@ import pytest
 from plait.adapters.event_log import StoredDecision
 from plait.client import AsyncClient
 from plait.core.events import NodeQueued, NodeSucceeded
+from plait.core.state import apply_decision
 from plait_executor import ExecutorService
 from tests import workflows
 from tests.processes import ServiceProcess
@@ -54,9 +55,12 @@ def check_log(events: list[StoredDecision], nodes: int) -> None:
 async def run_fan_out(nats_url: str, kill: ServiceProcess | None = None) -> tuple[list[StoredDecision], set[str]]:
     executor = ExecutorService(nats_url, concurrency=2, replica="executor", ack_wait_seconds=float(ACK_WAIT))
     async with running(executor.run), await AsyncClient.connect(nats_url) as client:
-        execution_id = await client.launch(workflows.fan_out)
+        execution_id = (await client.launch(workflows.fan_out)).id
         with anyio.fail_after(120):
-            async for _, state in client.follow(execution_id):
+            state = None
+            async for stored in client.events(execution_id):
+                state = apply_decision(state, stored.decision, stored.sequence, stored.digest)
+                assert state is not None
                 done = sum(1 for node in state.nodes.values() if node.status == "succeeded")
                 if kill is not None and done >= 50:
                     await anyio.to_thread.run_sync(kill.kill)

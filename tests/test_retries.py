@@ -17,6 +17,7 @@ from plait.core.events import AttemptFailed, NodeQueued, RetryScheduled, TaskErr
 from plait.core.state import Execution
 from plait.sdk import Workflow
 from tests import retry_workflows
+from tests.helpers.states import final_state
 from tests.launching import launched as launch
 from tests.stack import services_and_client
 
@@ -86,13 +87,13 @@ async def client(nats_url: str, database_url: str) -> AsyncIterator[AsyncClient]
 
 
 async def test_a_retry_runs_once_its_delay_is_over(client: AsyncClient, tmp_path: Path) -> None:
-    execution_id = await client.launch(retry_workflows.retried_later, {"directory": str(tmp_path)})
-    state = await client.wait(execution_id, timeout=DEADLINE)
+    execution_id = (await client.launch(retry_workflows.retried_later, {"directory": str(tmp_path)})).id
+    state = await final_state(client, execution_id, timeout=DEADLINE)
     assert state.status == "succeeded" and state.outputs == {"result": "single"}
     decisions = [stored.decision async for stored in client.events(execution_id)]
     failed_at = next(d.at for d in decisions if any(isinstance(e, AttemptFailed) for e in d.events))
     requeued_at = next(d.at for d in decisions if any(isinstance(e, NodeQueued) and e.attempt == 2 for e in d.events))
     assert requeued_at - failed_at >= timedelta(seconds=1), "the second attempt waited for its delay"
     assert [a.attempt for a in state.nodes["fails_first"].attempts] == [1, 2]
-    shown = await client.query("executions.show", {"execution_id": execution_id, "min_sequence": state.last_sequence})
-    assert verify_catalog(state, shown["execution"]) == []
+    shown = await client.show_execution(execution_id, min_sequence=state.last_sequence)
+    assert verify_catalog(state, shown) == []

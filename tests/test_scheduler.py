@@ -15,6 +15,7 @@ from plait import InputError, codec
 from plait.adapters.commands import REPLY_TO_HEADER
 from plait.adapters.connection import connect
 from plait.adapters.event_store import EventStore
+from plait.adapters.registry import Registry
 from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.core.commands import ReportAttemptStarted
@@ -26,6 +27,7 @@ from plait_scheduler import SchedulerService
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from tests import workflows
+from tests.helpers.states import current_state
 from tests.running import running
 
 
@@ -195,15 +197,15 @@ async def test_a_malformed_command_is_dead_lettered_and_the_replica_goes_on(
     assert "Invalid value 'launch_execution.v9'" in reasons[1]
     assert len(await dead_letters(nats_url, 2)) == 2
     with anyio.fail_after(20):
-        execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
-    state = await client.get(execution_id)
+        execution_id = (await client.launch(workflows.add_two, {"a": 1, "b": 2})).id
+    state = await current_state(client, execution_id)
     assert state.status == "running" and state.nodes["add"].status == "queued"
 
 
 async def test_a_launch_queues_a_dispatch_record_derived_from_the_log(
     client: AsyncClient, scheduler: SchedulerService
 ) -> None:
-    execution_id = await client.launch(workflows.add_two, {"a": 4, "b": 5})
+    execution_id = (await client.launch(workflows.add_two, {"a": 4, "b": 5})).id
     sub = await client.js.pull_subscribe(
         f"{subjects.DISPATCH_ROOT}.>", durable=None, stream=subjects.DISPATCH_STREAM, config=ConsumerConfig()
     )
@@ -212,7 +214,7 @@ async def test_a_launch_queues_a_dispatch_record_derived_from_the_log(
     assert (dispatch.execution_id, dispatch.node, dispatch.attempt) == (execution_id, "add", 1)
     assert dispatch.inputs == {"a": 4, "b": 5}
     assert dispatch.task.name == workflows.add.name
-    state = await client.get(execution_id)
+    state = await current_state(client, execution_id)
     assert dispatch.decision_sequence == state.last_sequence
     assert msg.headers["Nats-Msg-Id"] == f"{client.project}/{client.domain}/{dispatch.attempt_id}"
     await ensure_streams(client.js)  # idempotent
@@ -226,8 +228,8 @@ async def test_registering_a_version_twice_with_other_content_is_refused(client:
     assert await client.register(workflows.add_two) == version, "the same content registers again as a no-op"
     altered = msgspec.structs.replace(workflows.add_two.spec, outputs={})
     with pytest.raises(RegistrationConflict, match=f"version {version} is already registered"):
-        await client.registry.register(WorkflowRegistered(client.project, client.domain, altered))
-    stored = await client.registry.workflow(client.project, client.domain, workflows.add_two.name, version)
+        await Registry(client.js).register(WorkflowRegistered(client.project, client.domain, altered))
+    stored = await Registry(client.js).workflow(client.project, client.domain, workflows.add_two.name, version)
     assert stored == workflows.add_two.spec
 
 
@@ -238,7 +240,7 @@ async def test_a_command_that_cannot_apply_is_recorded_on_its_execution(
     from plait.core.commands import ReportAttemptResult
     from plait.core.events import CommandRejected
 
-    execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
+    execution_id = (await client.launch(workflows.add_two, {"a": 1, "b": 2})).id
     bogus = ReportAttemptResult(
         command_id="bogus", execution_id=execution_id, node="add", attempt_id="no-such-attempt", worker="w", outputs={}
     )
@@ -251,7 +253,7 @@ async def test_a_command_that_cannot_apply_is_recorded_on_its_execution(
     assert rejected[0].command_id == "bogus" and "has no attempt 'no-such-attempt'" in rejected[0].reason
     [kept] = await dead_letters(nats_url, 1)
     assert kept.headers["Plait-Original-Subject"].endswith(f"{execution_id}.result")
-    state = await client.get(execution_id)
+    state = await current_state(client, execution_id)
     assert state.status == "running" and state.nodes["add"].status == "queued", "nothing else changed"
 
 
@@ -264,8 +266,8 @@ async def test_a_started_command_waits_briefly_for_its_result_to_share_one_decis
     from plait_scheduler import service
 
     monkeypatch.setattr(service, "HOLD_STARTED_SECONDS", 2.0)
-    execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
-    state = await client.get(execution_id)
+    execution_id = (await client.launch(workflows.add_two, {"a": 1, "b": 2})).id
+    state = await current_state(client, execution_id)
     attempt = state.nodes["add"].attempts[0].attempt_id
     common = {"execution_id": execution_id, "node": "add", "attempt_id": attempt, "worker": "w"}
     await publish_command(client.js, ReportAttemptStarted(command_id="s", **common), client.project, client.domain)
@@ -284,8 +286,8 @@ async def test_a_started_command_alone_is_decided_after_the_hold(
     from plait.adapters.commands import publish_command
     from plait.core.events import AttemptStarted
 
-    execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
-    state = await client.get(execution_id)
+    execution_id = (await client.launch(workflows.add_two, {"a": 1, "b": 2})).id
+    state = await current_state(client, execution_id)
     attempt = state.nodes["add"].attempts[0].attempt_id
     started = ReportAttemptStarted(
         command_id="s", execution_id=execution_id, node="add", attempt_id=attempt, worker="w"
@@ -295,4 +297,4 @@ async def test_a_started_command_alone_is_decided_after_the_hold(
         async for stored in client.events(execution_id, until_terminal=False):
             if any(isinstance(e, AttemptStarted) for e in stored.decision.events):
                 break
-    assert (await client.get(execution_id)).nodes["add"].status == "running"
+    assert (await current_state(client, execution_id)).nodes["add"].status == "running"

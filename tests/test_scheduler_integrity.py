@@ -27,6 +27,7 @@ from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from tests import large_value_workflows, workflows
 from tests.dead_letters import read_dead_letters
+from tests.helpers.states import current_state, final_state
 from tests.reading import queued_at_launch
 from tests.running import running
 
@@ -80,7 +81,7 @@ async def test_a_redelivered_result_is_decided_after_an_append_failure_that_is_n
     await client.js.update_stream(info.config)
     redelivered = await decider.decide(subject, [result])
     assert [type(e).__name__ for e in redelivered.events] == ["AttemptStarted", "NodeSucceeded", "ExecutionSucceeded"]
-    state = await client.get("full-stream")
+    state = await current_state(client, "full-stream")
     assert state.status == "succeeded" and state.outputs == {"result": 3}
 
 
@@ -98,8 +99,8 @@ async def test_a_large_value_read_by_eight_tasks_is_stored_once_per_decision(
     """A 1 MB value read by eight tasks would make a 9 MB decision, over the server's 8 MiB, if each reader's
     ``NodeQueued`` held its own copy: the decision stores it once, and the execution succeeds."""
     with anyio.fail_after(60):
-        execution_id = await client.launch(large_value_workflows.read_by_eight, {"size": 1_000_000})
-        state = await client.wait(execution_id)
+        execution_id = (await client.launch(large_value_workflows.read_by_eight, {"size": 1_000_000})).id
+        state = await final_state(client, execution_id)
     assert state.status == "succeeded" and state.outputs == {"result": 8_000_000}
     records = await client.records(execution_id)
     assert max(len(record.data) for record in records) < 1_100_000
@@ -112,14 +113,16 @@ async def test_a_value_too_large_to_pass_on_fails_its_node_with_the_reason_and_n
     the server's 8 MiB. The node that made the decision fails, saying so, rather than the result being retried for
     ever or lost."""
     with anyio.fail_after(60):
-        execution_id = await client.launch(large_value_workflows.mapped_over_distinct, {"count": 3, "size": 1_500_000})
-        state = await client.wait(execution_id)
+        execution_id = (
+            await client.launch(large_value_workflows.mapped_over_distinct, {"count": 3, "size": 1_500_000})
+        ).id
+        state = await final_state(client, execution_id)
     assert state.status == "failed"
     assert state.error is not None and "bytes; the limit is 8,388" in state.error.message
     assert state.failed_node is not None and state.nodes[state.failed_node].task.endswith("distinct_blobs")
     with anyio.fail_after(60):
-        small = await client.launch(large_value_workflows.mapped_over_distinct, {"count": 3, "size": 1000})
-        assert (await client.wait(small)).outputs == {"result": 3000}
+        small = (await client.launch(large_value_workflows.mapped_over_distinct, {"count": 3, "size": 1000})).id
+        assert (await final_state(client, small)).outputs == {"result": 3000}
 
 
 async def test_a_launch_too_large_to_store_is_refused_with_the_reason(
@@ -166,7 +169,7 @@ async def test_a_launch_plan_subject_holding_a_workflow_is_dead_lettered_and_the
     [kept] = await read_dead_letters(client.js, 1)
     assert kept.headers["Plait-Command-Id"] == "launch:via-sneaky-plan"
     with anyio.fail_after(30):
-        execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
+        execution_id = (await client.launch(workflows.add_two, {"a": 1, "b": 2})).id
     assert await queued_at_launch(client, execution_id) == ["add"]
 
 
@@ -191,7 +194,7 @@ async def test_an_unexpected_error_is_retried_with_back_off_then_dead_lettered_w
     command = launch_command(client, "explodes", workflow="exploding", version="1")
     await publish_command(client.js, command, client.project, client.domain, reply_to=inbox)
     with anyio.fail_after(30):
-        execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
+        execution_id = (await client.launch(workflows.add_two, {"a": 1, "b": 2})).id
     assert await queued_at_launch(client, execution_id) == ["add"]
     [reason] = await rejection_reasons(replies, 1)
     assert reason == "failed on each of 4 deliveries; last: the registry exploded"
@@ -232,7 +235,7 @@ async def test_hostile_commands_are_dead_lettered_with_their_reason_and_the_repl
     with pytest.raises(InputError, match="input 'a' is nested more than 64 levels deep; the limit is 64"):
         await client.launch(workflows.add_two, {"a": _deep(100), "b": 1})
     with anyio.fail_after(30):
-        execution_id = await client.launch(workflows.add_two, {"a": 1, "b": 2})
+        execution_id = (await client.launch(workflows.add_two, {"a": 1, "b": 2})).id
     assert await queued_at_launch(client, execution_id) == ["add"]
 
 

@@ -32,6 +32,7 @@ from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.helpers.states import final_state
 from tests.running import running
 
 READS = 30  # each direct get misses with probability ~1/3: all 30 find it with probability ~1e-5
@@ -136,9 +137,9 @@ async def test_registered_workflows_are_found_every_time(js: JetStreamContext, n
 async def test_an_execution_loads_whole_every_time(js: JetStreamContext, nats_url: str) -> None:
     scheduler, executor = SchedulerService(nats_url, replica="s1"), ExecutorService(nats_url, replica="e1")
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
-        execution_id = await client.launch(workflows.add_two.name, {"a": 1, "b": 2}, version="latest")
+        execution_id = (await client.launch(workflows.add_two.name, {"a": 1, "b": 2}, version="latest")).id
         with anyio.fail_after(60):
-            final = await client.wait(execution_id)
+            final = await final_state(client, execution_id)
     await add_lagging_replica(js)
     subject = subjects.execution_subject("default", "development", execution_id)
     for _ in range(READS):
@@ -159,7 +160,7 @@ async def test_two_schedulers_never_refuse_or_dead_letter_what_a_stale_read_miss
                 await client.launch(workflows.add_two.name, {"a": n, "b": 1}, version=workflows.add_two.spec.version)
                 for n in range(EXECUTIONS)
             ]
-            finals = [await client.wait(execution_id) for execution_id in launched]
+            finals = [await final_state(client, execution_id) for execution_id in launched]
     assert [(final.status, final.outputs) for final in finals] == [
         ("succeeded", {"result": n + 1}) for n in range(EXECUTIONS)
     ]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+from plait.adapters.registry import Registry
 from plait.client import AsyncClient
 from plait.core.events import WorkflowRegistered
 from plait.core.state import Execution
@@ -63,9 +64,9 @@ async def client(nats_url: str) -> AsyncIterator[AsyncClient]:
 async def test_the_registry_caches_workflows_up_to_its_bytes(client: AsyncClient) -> None:
     specs = [msgspec.structs.replace(definitions.diamond.spec, version=f"v{i}") for i in range(5)]
     for spec in specs:
-        await client.registry.register(WorkflowRegistered(client.project, client.domain, spec))
+        await Registry(client.js).register(WorkflowRegistered(client.project, client.domain, spec))
     size = len(msgspec.json.encode(WorkflowRegistered(client.project, client.domain, specs[0])))
-    registry = type(client.registry)(client.js, cache_bytes=2 * size + size // 2)
+    registry = Registry(client.js, cache_bytes=2 * size + size // 2)
     for spec in specs:
         assert await registry.workflow(client.project, client.domain, spec.name, spec.version) == spec
     assert registry.cached_bytes == 2 * size

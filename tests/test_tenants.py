@@ -13,7 +13,7 @@ from plait import InputError
 from plait.adapters.commands import publish_command
 from plait.adapters.connection import connect
 from plait.adapters.streams import ensure_streams
-from plait.client import AsyncClient
+from plait.client import ArtifactNode, AsyncClient
 from plait.core.commands import AbortExecution
 from plait.protocol import subjects
 from plait_catalog import CatalogService, db
@@ -21,6 +21,7 @@ from plait_catalog.migrations import available, migrate
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.helpers.states import final_state
 from tests.running import running
 
 SHARED_ID = "same-id-everywhere"
@@ -53,27 +54,27 @@ async def test_one_execution_id_in_four_tenants_runs_four_times_and_each_shows_i
 ) -> None:
     inputs = {"A": (1, 2), "B": (10, 20), "A-staging": (100, 200), "dotted": (1000, 2000)}
     for name, (a, b) in inputs.items():  # within seconds: well inside the 2-minute duplicate window
-        assert await clients[name].launch(workflows.add_two, {"a": a, "b": b}, execution_id=SHARED_ID) == SHARED_ID
+        launched = await clients[name].launch(workflows.add_two, {"a": a, "b": b}, execution_id=SHARED_ID)
+        assert launched.id == SHARED_ID
     with anyio.fail_after(60):
-        finals = {name: await client.wait(SHARED_ID) for name, client in clients.items()}
+        finals = {name: await final_state(client, SHARED_ID) for name, client in clients.items()}
     for name, (a, b) in inputs.items():
         assert (finals[name].status, finals[name].outputs) == ("succeeded", {"result": a + b}), name
 
     for name, (a, b) in inputs.items():
         client = clients[name]
-        request = {"execution_id": SHARED_ID, "min_sequence": await client.log_position()}
-        shown = (await client.query("executions.show", request))["execution"]
-        assert (shown["project"], shown["domain"]) == (client.project, client.domain)
-        assert (shown["inputs"], shown["outputs"]) == ({"a": a, "b": b}, {"result": a + b})
-        [node] = shown["nodes"]
-        assert (node["inputs"], node["outputs"]) == ({"a": a, "b": b}, {"result": a + b})
-        assert [attempt["status"] for attempt in node["attempts"]] == ["succeeded"]
+        shown = await client.show_execution(SHARED_ID)
+        assert (shown.project, shown.domain) == (client.project, client.domain)
+        assert (shown.inputs, shown.outputs) == ({"a": a, "b": b}, {"result": a + b})
+        [node] = shown.nodes
+        assert (node.inputs, node.outputs) == ({"a": a, "b": b}, {"result": a + b})
+        assert [attempt.status for attempt in node.attempts] == ["succeeded"]
         listed = await client.list_executions()
-        assert [(row["execution_id"], row["project"], row["domain"]) for row in listed] == [
+        assert [(row.execution_id, row.project, row.domain) for row in listed] == [
             (SHARED_ID, client.project, client.domain)
         ]
         graph = await client.lineage(SHARED_ID, "upstream", depth=1)
-        previews = {node["preview"] for node in graph["nodes"] if node["kind"] == "artifact"}
+        previews = {node.preview for node in graph.nodes if isinstance(node, ArtifactNode)}
         assert previews == {str(a), str(b), str(a + b)}, "lineage stays within the project and domain"
 
 

@@ -21,6 +21,7 @@ from plait.errors import NotFound
 from plait.sdk.workflow import Workflow
 from plait_cli.schema import export_schemas
 from tests import audit_workflows
+from tests.helpers.states import final_state
 from tests.stack import services_and_client
 from tests.test_end_to_end import plait_command
 
@@ -110,13 +111,13 @@ async def test_launches_with_one_idempotency_key_start_one_execution(client: Asy
     key = f"order-{uuid.uuid4().hex}"
 
     async def launch() -> str:
-        return await client.launch(audit_workflows.doubled, {"x": 1}, idempotency_key=key)
+        return (await client.launch(audit_workflows.doubled, {"x": 1}, idempotency_key=key)).id
 
     ids = await asyncio.gather(*(launch() for _ in range(5)))
     assert len(set(ids)) == 1
     [execution_id] = set(ids)
     assert execution_id == idempotent_execution_id("default", "development", key)
-    state = await client.wait(execution_id, timeout=60)
+    state = await final_state(client, execution_id, timeout=60)
     assert state.outputs == {"result": 4}
     records = await client.records(execution_id)
     events = [e for r in records for e in codec.decision_decoder.decode(r.data).events]
@@ -124,7 +125,7 @@ async def test_launches_with_one_idempotency_key_start_one_execution(client: Asy
 
     assert await launch() == execution_id, "a late repeat returns the same execution"
     assert len(await client.records(execution_id)) == len(records), "and changes nothing"
-    other = await client.launch(audit_workflows.doubled, {"x": 1}, idempotency_key=f"{key}-other")
+    other = (await client.launch(audit_workflows.doubled, {"x": 1}, idempotency_key=f"{key}-other")).id
     assert other != execution_id
 
 
@@ -157,8 +158,8 @@ async def launch_latest(client: AsyncClient) -> None:
     await client.register(twice)
     await client.register(once)  # the same content again: a no-op, not a newer version
     assert await client.latest_version("tests.test_wire.versioned") == twice.spec.version
-    execution_id = await client.launch("tests.test_wire.versioned", {"x": 3}, version="latest")
-    state = await client.wait(execution_id, timeout=60)
+    execution_id = (await client.launch("tests.test_wire.versioned", {"x": 3}, version="latest")).id
+    state = await final_state(client, execution_id, timeout=60)
     assert (state.workflow.version, state.outputs) == (twice.spec.version, {"result": 12})
 
 

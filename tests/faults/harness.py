@@ -90,7 +90,7 @@ async def launch_many(client: AsyncClient, count: int, seed: int = 0) -> list[st
 
     async def one() -> None:
         wf, inputs = rng.choice(SHORT_WORKFLOWS)
-        ids.append(await client.launch(wf, inputs, timeout=60))
+        ids.append((await client.launch(wf, inputs, timeout=60)).id)
 
     for start in range(0, count, 10):
         async with anyio.create_task_group() as tg:
@@ -131,10 +131,7 @@ async def audit_log(client: AsyncClient, *, catalog: bool = False) -> list[Probl
         row = None
         if catalog:
             state = replay(records)
-            shown = await client.query(
-                "executions.show", {"execution_id": execution_id, "min_sequence": state.last_sequence}, timeout=60
-            )
-            row = shown["execution"]
+            row = await client.show_execution(execution_id, min_sequence=state.last_sequence, timeout=60)
         problems += check_execution(records, ended=True, catalog_execution=row)
     return problems
 

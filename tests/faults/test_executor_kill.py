@@ -7,6 +7,7 @@ import pytest
 from plait.core.events import NodeSucceeded
 from tests import workflows
 from tests.faults import harness
+from tests.helpers.states import final_state
 
 pytestmark = pytest.mark.faults
 
@@ -21,14 +22,14 @@ async def test_killing_an_executor_mid_attempt_reruns_its_attempts_elsewhere(nat
         victim = harness.start_service("executor", {**env, "PLAIT_REPLICA": "victim"})
         processes.append(victim)
         async with harness.connected(nats_url) as client:
-            ids = [await client.launch(workflows.paused, {"seconds": 3.0}) for _ in range(EXECUTIONS)]
+            ids = [(await client.launch(workflows.paused, {"seconds": 3.0})).id for _ in range(EXECUTIONS)]
             await harness.in_thread(victim.wait_for_event, "attempt_started")
             await harness.in_thread(victim.kill)
             report.faults += 1
             processes.append(harness.start_service("executor", {**env, "PLAIT_REPLICA": "survivor"}))
             await harness.wait_all(client, ids, timeout=90, report=report)
             for execution_id in ids:
-                state = await client.wait(execution_id, timeout=10)
+                state = await final_state(client, execution_id, timeout=10)
                 assert state.status == "succeeded", state.error
                 successes = [
                     e

@@ -95,7 +95,7 @@ def running_target(nats_url: str) -> Iterator[Target]:
         try:
             good = portal.call(client.launch, workflows.paused, {"seconds": 2.0})
             yield Target(portal, nc, processes[0])
-            state = portal.call(client.wait, good, 30)
+            state = portal.call(good.wait, 30)
             assert state.status == "succeeded" and state.outputs == {"result": 2.0}, "the good execution was hit"
         finally:
             portal.call(client.close)

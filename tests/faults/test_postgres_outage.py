@@ -40,7 +40,7 @@ async def test_the_catalog_rides_out_postgres_stopped_for_20_seconds(
             report.faults += 1
             ids += await harness.launch_many(client, 10, seed=2)
             with pytest.raises(PlaitError):  # a query meanwhile is answered with an error, or not at all
-                await client.query("executions.list", {"limit": 5, "min_sequence": 0}, timeout=5)
+                await client.list_executions(limit=5, min_sequence=0, timeout=5)
             await anyio.sleep(OUTAGE_SECONDS)  # the outage itself
             server = await harness.in_thread(restarted_on_the_same_port, server)
             try:

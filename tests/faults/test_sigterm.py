@@ -20,7 +20,7 @@ async def test_sigterm_of_every_service_mid_run_loses_nothing(nats_url: str, dat
     report = harness.FaultReport("SIGTERM of every service", executions=EXECUTIONS)
     with harness.stopped_at_exit(processes):
         async with harness.connected(nats_url) as client:
-            ids = [await client.launch(workflows.paused, {"seconds": 2.0}) for _ in range(4)]  # running at SIGTERM
+            ids = [(await client.launch(workflows.paused, {"seconds": 2.0})).id for _ in range(4)]  # running at SIGTERM
             ids += await harness.launch_many(client, EXECUTIONS - len(ids), seed=3)
             for index, process in enumerate(list(processes)):
                 assert await harness.in_thread(process.terminate) == 0, process.events[-10:]

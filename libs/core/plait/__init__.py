@@ -2,11 +2,12 @@
 
 from importlib.metadata import version
 
-from plait.client import AsyncClient, Client
+from plait.client import AsyncClient, AsyncExecutionHandle, Client, ExecutionHandle, ExecutionOutcome
 from plait.errors import (
     ConflictError,
     ConnectError,
     DefinitionError,
+    ExecutionError,
     InputError,
     NotFound,
     PlaitError,
@@ -21,10 +22,14 @@ __version__ = version("plait")
 
 __all__ = [
     "AsyncClient",
+    "AsyncExecutionHandle",
     "Client",
     "ConflictError",
     "ConnectError",
     "DefinitionError",
+    "ExecutionError",
+    "ExecutionHandle",
+    "ExecutionOutcome",
     "InputError",
     "LaunchPlan",
     "MappedTask",

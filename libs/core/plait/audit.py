@@ -18,6 +18,7 @@ from plait import codec
 from plait.core.events import Decision, ExecutionLaunched
 from plait.core.state import Execution
 from plait.protocol import subjects
+from plait.protocol.executions import ExecutionDetail
 from plait.replay import Record
 
 ProblemKind = Literal[
@@ -122,14 +123,14 @@ def _replayed_nodes(state: Execution) -> NodeView:
     }
 
 
-def _catalog_nodes(catalog_execution: dict[str, Any]) -> NodeView:
+def _catalog_nodes(catalog_execution: ExecutionDetail) -> NodeView:
     return {
-        node["node"]: {
-            "status": node["status"],
-            "attempts": {a["attempt_id"]: a["status"] for a in node.get("attempts", [])},
-            "attempts_total": node.get("attempts_total", len(node.get("attempts", []))),
+        node.node: {
+            "status": node.status,
+            "attempts": {a.attempt_id: a.status for a in node.attempts},
+            "attempts_total": node.attempts_total,
         }
-        for node in catalog_execution.get("nodes", [])
+        for node in catalog_execution.nodes
     }
 
 
@@ -151,16 +152,21 @@ def _node_problem(node_id: str, in_log: dict[str, Any] | None, in_catalog: dict[
     return f"node '{node_id}': catalog has {catalog_view!r}, the log {log_view!r}"
 
 
-def verify_catalog(state: Execution, catalog_execution: dict[str, Any]) -> list[Problem]:
-    """Where the catalog's row (the ``execution`` of an ``executions.show`` reply) differs from the replayed state.
+def verify_catalog(state: Execution, catalog_execution: ExecutionDetail) -> list[Problem]:
+    """Where the catalog's view of an execution (``client.show_execution``) differs from the replayed state.
 
     Compares the status, the outputs, the sequence projected, and each node's status and attempts.
     """
     replayed = {"status": state.status, "outputs": state.outputs, "last_sequence": state.last_sequence}
+    shown = {
+        "status": catalog_execution.status,
+        "outputs": catalog_execution.outputs,
+        "last_sequence": catalog_execution.last_sequence,
+    }
     problems = [
-        f"{field}: catalog has {catalog_execution.get(field)!r}, the log {value!r}"
+        f"{field}: catalog has {shown[field]!r}, the log {value!r}"
         for field, value in replayed.items()
-        if catalog_execution.get(field) != value
+        if shown[field] != value
     ]
     in_log, in_catalog = _replayed_nodes(state), _catalog_nodes(catalog_execution)
     for node_id in sorted(set(in_log) | set(in_catalog)):

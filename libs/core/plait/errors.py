@@ -50,3 +50,16 @@ class Unavailable(TransportError):
 
 class Timeout(TransportError):
     """A request went out but its outcome was not known in time; it may still take effect."""
+
+
+class ExecutionError(PlaitError):
+    """An execution failed or was aborted, so it has no result: raised by a handle's ``result()``.
+
+    ``status`` is ``"failed"`` or ``"aborted"``; ``failed_node`` names the node that failed it; ``reason`` is the
+    node's error or the abort's reason."""
+
+    def __init__(
+        self, message: str, *, execution_id: str, status: str, failed_node: str | None = None, reason: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.execution_id, self.status, self.failed_node, self.reason = execution_id, status, failed_node, reason

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 
@@ -49,6 +48,7 @@ from plait.core.events import (
 )
 from plait.core.ids import attempt_id, item_attempt_id
 from plait.core.state import launch
+from plait.protocol.executions import ExecutionDetail
 from plait.replay import Record, replay
 
 NODE_ENDS = (NodeSucceeded, NodeCacheHit, NodeFailed)
@@ -223,12 +223,12 @@ def _name(event: Event) -> str:
 
 
 def check_execution(
-    records: Sequence[Record], *, ended: bool = False, catalog_execution: dict[str, Any] | None = None
+    records: Sequence[Record], *, ended: bool = False, catalog_execution: ExecutionDetail | None = None
 ) -> list[Problem]:
     """Every problem of one execution's stored records (in their order on its subject); [] when none.
 
-    ``ended``: the execution must have ended. ``catalog_execution``: the catalog's row for it (the ``execution``
-    of an ``executions.show`` reply), compared with a replay when the chain is intact.
+    ``ended``: the execution must have ended. ``catalog_execution``: the catalog's view of it
+    (``client.show_execution``), compared with a replay when the chain is intact.
     """
     problems = verify_chain(records)
     execution_id = problems[0].execution_id if problems else ""

@@ -27,8 +27,8 @@ async def list_entries(settings: Settings, task: str | None, limit: int, as_json
     for column in ("key", "task", "created", "from"):
         table.add_column(column)
     for entry in entries:
-        source = f"{entry['execution_id']}/{entry['node']}"
-        table.add_row(entry["cache_key"], entry["task_name"], when(entry["created_at"]), source)
+        source = f"{entry.execution_id}/{entry.node}"
+        table.add_row(entry.cache_key, entry.task_name, when(entry.created_at), source)
     console().print(table)
     return 0
 
@@ -40,11 +40,11 @@ async def show_entry(settings: Settings, key: str, as_json: bool) -> int:
         print_json(entry)
         return 0
     out = console()
-    out.print(f"[bold]cache key[/] {entry['cache_key']}", highlight=False)
-    out.print(f"task:    {entry['task_name']}@{entry['task_version'][:12]}", highlight=False)
-    out.print(f"created: {when(entry['created_at'])}", highlight=False)
-    out.print(f"from:    {entry['execution_id']}/{entry['node']} (attempt {entry['attempt_id']})", highlight=False)
-    out.print(f"outputs: {msgspec.json.encode(entry['outputs']).decode()}", highlight=False, soft_wrap=True)
+    out.print(f"[bold]cache key[/] {entry.cache_key}", highlight=False)
+    out.print(f"task:    {entry.task_name}@{entry.task_version[:12]}", highlight=False)
+    out.print(f"created: {when(entry.created_at)}", highlight=False)
+    out.print(f"from:    {entry.execution_id}/{entry.node} (attempt {entry.attempt_id})", highlight=False)
+    out.print(f"outputs: {msgspec.json.encode(entry.outputs).decode()}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -59,7 +59,7 @@ async def clear(
     async with catalog_client(settings) as (client, position):
         if not keys:
             entries = await client.cache_entries(task, MAX_ENTRIES, min_sequence=position)
-            keys = [entry["cache_key"] for entry in entries]
+            keys = [entry.cache_key for entry in entries]
         if everything and not yes and keys:
             question = f"clear all {len(keys)} cache entries of {settings.project}/{settings.domain}?"
             if not await anyio.to_thread.run_sync(Confirm.ask, question):

@@ -12,9 +12,10 @@ from typing import Any
 
 import anyio
 
+from plait.core.model import EntityKind
 from plait.settings import Settings
 
-REGISTRY_KINDS = {"tasks": "task", "workflows": "workflow", "launch-plans": "launch_plan"}
+REGISTRY_KINDS: dict[str, EntityKind] = {"tasks": "task", "workflows": "workflow", "launch-plans": "launch_plan"}
 COMMANDS = frozenset({"cache", "lineage", *REGISTRY_KINDS})
 
 

@@ -27,7 +27,7 @@ async def list_letters(settings: Settings, limit: int, as_json: bool) -> int:
         for column in ("sequence", "stored", "subject", "reason"):
             table.add_column(column)
         for letter in shown:
-            stored = when(letter.stored_at.isoformat()) if letter.stored_at else ""
+            stored = when(letter.stored_at)
             table.add_row(str(letter.sequence), stored, letter.original_subject, letter.reason)
         console().print(table)
     return 0
@@ -52,7 +52,7 @@ async def show_letter(settings: Settings, sequence: int, as_json: bool) -> int:
     out = console()
     out.print(f"[bold]dead letter[/] {letter.sequence}", highlight=False)
     out.print(f"subject: {letter.original_subject}", highlight=False)
-    out.print(f"stored:  {when(letter.stored_at.isoformat()) if letter.stored_at else ''}", highlight=False)
+    out.print(f"stored:  {when(letter.stored_at)}", highlight=False)
     out.print(f"reason:  {letter.reason}", highlight=False, soft_wrap=True)
     for key, value in sorted(letter.headers.items()):
         out.print(f"header:  {key}: {value}", highlight=False, soft_wrap=True)

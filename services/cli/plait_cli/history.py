@@ -108,12 +108,10 @@ async def _verify_one(client: AsyncClient, execution_id: str, catalog: bool, end
         return problems
     state = replay(records)
     try:
-        answer = await client.query(
-            "executions.show", {"execution_id": execution_id, "min_sequence": state.last_sequence}
-        )
+        shown = await client.show_execution(execution_id, min_sequence=state.last_sequence)
     except NotFound:
         return [Problem(kind="catalog_mismatch", message="the catalog has no row", execution_id=execution_id)]
-    return verify_catalog(state, answer["execution"])
+    return verify_catalog(state, shown)
 
 
 async def audit_verify(

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
-from typing import Any, Literal
+from typing import Literal
 
 from rich.markup import escape
 from rich.tree import Tree
 
+from plait.client import ArtifactNode, LineageGraph, NodeExecutionNode
+from plait.protocol.lineage import Direction
 from plait.settings import Settings
 from plait_cli.catalog_session import catalog_client, console, print_json
 
 Format = Literal["tree", "json", "dot"]
-Graph = dict[str, Any]
+Vertex = ArtifactNode | NodeExecutionNode
 
 
 async def show_lineage(
-    settings: Settings, target: str, direction: str, depth: int, max_edges: int, output: Format
+    settings: Settings, target: str, direction: Direction, depth: int, max_edges: int, output: Format
 ) -> int:
     async with catalog_client(settings) as (client, position):
         graph = await client.lineage(target, direction, depth, max_edges=max_edges, min_sequence=position)
-    if graph["truncated"]:
+    if graph.truncated:
         print(f"plait: the lineage has more than {max_edges} edges within {depth} steps; showing some", file=sys.stderr)
     if output == "json":
         print_json(graph)
@@ -32,54 +34,54 @@ async def show_lineage(
     return 0
 
 
-def _label(vertex: dict[str, Any]) -> str:
-    if vertex["kind"] == "artifact":
-        value = f" = {escape(vertex['preview'])}" if vertex["preview"] else ""
-        return f"[cyan]{vertex['hash'][:12]}[/] {escape(vertex['type'])}{value}"
-    if vertex["node"] == "":
-        return f"[bold]execution {escape(vertex['execution_id'])}[/] {escape(vertex['task'])} {vertex['status']}"
-    where = escape(f"{vertex['execution_id']}/{vertex['node']}")
-    return f"[bold]{escape(vertex['task'].rsplit('.', 1)[-1])}[/] [dim]{where}[/] {vertex['status']}"
+def _label(vertex: Vertex) -> str:
+    if isinstance(vertex, ArtifactNode):
+        value = f" = {escape(vertex.preview)}" if vertex.preview else ""
+        return f"[cyan]{vertex.hash[:12]}[/] {escape(vertex.type)}{value}"
+    if vertex.node == "":
+        return f"[bold]execution {escape(vertex.execution_id)}[/] {escape(vertex.task)} {vertex.status}"
+    where = escape(f"{vertex.execution_id}/{vertex.node}")
+    return f"[bold]{escape(vertex.task.rsplit('.', 1)[-1])}[/] [dim]{where}[/] {vertex.status}"
 
 
-def to_tree(graph: Graph) -> Tree:
+def to_tree(graph: LineageGraph) -> Tree:
     """The graph unfolded from its root: upstream (what it came from) and/or downstream (what it fed).
 
     An execution's root stands for all its nodes: its branches hold what any of them read or wrote."""
-    vertices = {vertex["id"]: vertex for vertex in graph["nodes"]}
+    vertices = {vertex.id: vertex for vertex in graph.nodes}
     sources: dict[str, list[tuple[str, str]]] = defaultdict(list)
     targets: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for edge in graph["edges"]:
-        sources[edge["target"]].append((edge["source"], edge["name"]))
-        targets[edge["source"]].append((edge["target"], edge["name"]))
-    root = graph["root"]
+    for edge in graph.edges:
+        sources[edge.target].append((edge.source, edge.name))
+        targets[edge.source].append((edge.target, edge.name))
+    root = graph.root
     tree = Tree(_label(vertices[root]))
     walks = {"upstream": sources, "downstream": targets}
-    if vertices[root]["kind"] == "node_execution":
+    if isinstance(top := vertices[root], NodeExecutionNode):
         for next_of in walks.values():
-            next_of[root] = _of_whole_execution(next_of, vertices[root]["execution_id"], vertices)
+            next_of[root] = _of_whole_execution(next_of, top.execution_id, vertices)
     for direction in ("upstream", "downstream"):
-        if graph["direction"] in (direction, "both"):
-            branch = tree.add(f"[dim]{direction}[/]") if graph["direction"] == "both" else tree
+        if graph.direction in (direction, "both"):
+            branch = tree.add(f"[dim]{direction}[/]") if graph.direction == "both" else tree
             _grow(branch, root, walks[direction], vertices, {root})
     return tree
 
 
 def _of_whole_execution(
-    next_of: dict[str, list[tuple[str, str]]], execution_id: str, vertices: dict[str, Any]
+    next_of: dict[str, list[tuple[str, str]]], execution_id: str, vertices: dict[str, Vertex]
 ) -> list[tuple[str, str]]:
     """The neighbours of every node of the execution, each once: named ``node.name``, or ``name`` for the
     workflow's own inputs and outputs."""
     found: dict[str, str] = {}
-    members = [v for v in vertices.values() if v["kind"] == "node_execution" and v["execution_id"] == execution_id]
-    for member in sorted(members, key=lambda v: v["node"]):
-        for neighbour, name in next_of.get(member["id"], []):
-            found.setdefault(neighbour, f"{member['node']}.{name}" if member["node"] else name)
+    members = [v for v in vertices.values() if isinstance(v, NodeExecutionNode) and v.execution_id == execution_id]
+    for member in sorted(members, key=lambda v: v.node):
+        for neighbour, name in next_of.get(member.id, []):
+            found.setdefault(neighbour, f"{member.node}.{name}" if member.node else name)
     return list(found.items())
 
 
 def _grow(
-    branch: Tree, vertex: str, next_of: dict[str, list[tuple[str, str]]], vertices: dict[str, Any], shown: set[str]
+    branch: Tree, vertex: str, next_of: dict[str, list[tuple[str, str]]], vertices: dict[str, Vertex], shown: set[str]
 ) -> None:
     """Add each neighbour under ``branch``; a vertex already shown elsewhere is named, not unfolded again."""
     for neighbour, name in sorted(next_of.get(vertex, [])):
@@ -95,20 +97,20 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def to_dot(graph: Graph) -> str:
+def to_dot(graph: LineageGraph) -> str:
     """Graphviz: artifacts as boxes, node executions as ellipses, the root in bold, edges named."""
     lines = ["digraph lineage {", "  rankdir=LR;"]
-    for vertex in graph["nodes"]:
-        shape = "box" if vertex["kind"] == "artifact" else "ellipse"
-        if vertex["kind"] == "artifact":
-            text = f"{vertex['type']}\n{vertex['preview']}\n{vertex['hash'][:12]}"
-        elif vertex["node"]:
-            text = f"{vertex['task']}\n{vertex['execution_id']}/{vertex['node']}"
+    for vertex in graph.nodes:
+        shape = "box" if isinstance(vertex, ArtifactNode) else "ellipse"
+        if isinstance(vertex, ArtifactNode):
+            text = f"{vertex.type}\n{vertex.preview}\n{vertex.hash[:12]}"
+        elif vertex.node:
+            text = f"{vertex.task}\n{vertex.execution_id}/{vertex.node}"
         else:
-            text = f"execution {vertex['execution_id']}\n{vertex['task']}"
-        style = ", style=bold" if vertex["id"] == graph["root"] else ""
-        lines.append(f"  {_quoted(vertex['id'])} [shape={shape}, label={_quoted(text)}{style}];")
-    for edge in graph["edges"]:
-        lines.append(f"  {_quoted(edge['source'])} -> {_quoted(edge['target'])} [label={_quoted(edge['name'])}];")
+            text = f"execution {vertex.execution_id}\n{vertex.task}"
+        style = ", style=bold" if vertex.id == graph.root else ""
+        lines.append(f"  {_quoted(vertex.id)} [shape={shape}, label={_quoted(text)}{style}];")
+    for edge in graph.edges:
+        lines.append(f"  {_quoted(edge.source)} -> {_quoted(edge.target)} [label={_quoted(edge.name)}];")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -92,12 +92,12 @@ def _table(entries: list[QuarantineEntry]) -> Table:
     for column in ("reader", "sequence", "subject", "quarantined", "resolved", "reason"):
         table.add_column(column)
     for entry in entries:
-        resolved = when(entry.resolved_at.isoformat()) if entry.resolved_at else ""
+        resolved = when(entry.resolved_at)
         table.add_row(
             entry.reader,
             str(entry.sequence),
             entry.subject,
-            when(entry.quarantined_at.isoformat()),
+            when(entry.quarantined_at),
             resolved,
             entry.reason,
         )

@@ -6,6 +6,7 @@ import msgspec
 from rich.table import Table
 
 from plait.client import LATEST
+from plait.core.model import EntityKind
 from plait.settings import Settings
 from plait_cli.catalog_session import catalog_client, console, print_json, when
 
@@ -16,7 +17,7 @@ def parse_reference(reference: str) -> tuple[str, str]:
     return (name, version or LATEST) if at else (reference, LATEST)
 
 
-async def list_entities(settings: Settings, kind: str, as_json: bool) -> int:
+async def list_entities(settings: Settings, kind: EntityKind, as_json: bool) -> int:
     async with catalog_client(settings) as (client, position):
         entities = await client.entities(kind, min_sequence=position)
     if as_json:
@@ -26,13 +27,13 @@ async def list_entities(settings: Settings, kind: str, as_json: bool) -> int:
     for column in ("name", "latest version", "registered", "versions"):
         table.add_column(column)
     for entity in entities:
-        newest = entity["versions"][0]
-        table.add_row(entity["name"], newest["version"], when(newest["registered_at"]), str(len(entity["versions"])))
+        newest = entity.versions[0]
+        table.add_row(entity.name, newest.version, when(newest.registered_at), str(len(entity.versions)))
     console().print(table)
     return 0
 
 
-async def show_entity(settings: Settings, kind: str, reference: str, as_json: bool) -> int:
+async def show_entity(settings: Settings, kind: EntityKind, reference: str, as_json: bool) -> int:
     name, version = parse_reference(reference)
     async with catalog_client(settings) as (client, position):
         entity = await client.show_entity(kind, name, version, min_sequence=position)
@@ -40,7 +41,7 @@ async def show_entity(settings: Settings, kind: str, reference: str, as_json: bo
         print_json(entity)
         return 0
     out = console()
-    out.print(f"[bold]{kind.replace('_', ' ')}[/] {entity['name']}@{entity['version']}", highlight=False)
-    out.print(f"registered: {when(entity['registered_at'])}", highlight=False)
-    out.print_json(msgspec.json.encode(entity["spec"]).decode())
+    out.print(f"[bold]{kind.replace('_', ' ')}[/] {entity.name}@{entity.version}", highlight=False)
+    out.print(f"registered: {when(entity.registered_at)}", highlight=False)
+    out.print_json(msgspec.json.encode(entity.spec).decode())
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.live import Live
 
 from plait.client import AsyncClient
-from plait.core.state import Execution
+from plait.core.state import Execution, apply_decision
 from plait.sdk.launch_plan import LaunchPlan
 from plait.sdk.workflow import Workflow
 from plait.settings import Settings
@@ -32,9 +33,10 @@ async def run_workflow(
     out, err = Console(), Console(stderr=True)
     async with nats_for_command(settings) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
-            execution_id = await client.launch(
+            execution = await client.launch(
                 workflow, inputs, launched_by=getpass.getuser(), overwrite_cache=overwrite_cache
             )
+            execution_id = execution.id
             what = f"launch plan {workflow.name}" if isinstance(workflow, LaunchPlan) else workflow.name
             err.print(f"launched execution [bold cyan]{execution_id}[/] of {what}", highlight=False)
             if not follow:
@@ -52,14 +54,23 @@ async def _follow(client: AsyncClient, execution_id: str, err: Console) -> Execu
     state: Execution | None = None
     if err.is_terminal:
         with Live(console=err, refresh_per_second=8, transient=False) as live:
-            async for _, state in client.follow(execution_id):
+            async for state in _states(client, execution_id):
                 live.update(render(state))
     else:
         seen: dict[str, str] = {}
-        async for _, state in client.follow(execution_id):
+        async for state in _states(client, execution_id):
             print_transition(err, seen, state)
     assert state is not None
     return state
+
+
+async def _states(client: AsyncClient, execution_id: str) -> AsyncIterator[Execution]:
+    """The execution's state after each of its decisions, until it ends."""
+    state: Execution | None = None
+    async for stored in client.events(execution_id):
+        state = apply_decision(state, stored.decision, stored.sequence, stored.digest)
+        if state is not None:
+            yield state
 
 
 def _summary(state: Execution) -> dict[str, Any]:

@@ -1,0 +1,105 @@
+"""What every part of the client shares: the NATS connection, the project and domain it talks about, and the
+subjects of their executions."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Self
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from plait.adapters.connection import connect
+from plait.adapters.direct_reads import last_message
+from plait.adapters.event_store import EventStore
+from plait.adapters.nats_errors import as_plait_errors
+from plait.adapters.quarantine import UNREADABLE
+from plait.adapters.registry import Registry
+from plait.adapters.streams import ensure_streams
+from plait.errors import InputError, PlaitError
+from plait.protocol import subjects
+
+STREAM_INFO_API = "$JS.API.STREAM.INFO"
+
+
+@contextlib.contextmanager
+def readable(what: str) -> Iterator[None]:
+    """A stored record that does not decode (malformed, or of a version newer than this client knows) raised as a
+    ``PlaitError`` naming ``what`` was being read."""
+    try:
+        yield
+    except (*UNREADABLE, RecursionError) as exc:
+        raise PlaitError(f"{what}: a stored record cannot be read by this client ({exc})") from exc
+
+
+class ClientBase:
+    """A connection to plait's NATS, scoped to one project and domain."""
+
+    def __init__(self, nc: NATS, project: str = "default", domain: str = "development") -> None:
+        try:
+            project, domain = (
+                subjects.check_tenant_name(project, "project"),
+                subjects.check_tenant_name(domain, "domain"),
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        self.nc, self.js = nc, nc.jetstream()
+        self.project, self.domain = project, domain
+        self._store = EventStore(self.js)
+        self._registry = Registry(self.js)
+
+    @classmethod
+    async def connect(cls, url: str, project: str = "default", domain: str = "development") -> Self:
+        """Connect to the NATS server(s) at ``url`` (comma-separated, credentials as ``nats://user:pass@host``) and
+        talk about ``project``/``domain``; raises ``ConnectError`` when no server answers."""
+        nc = await connect(url, "plait-client")
+        try:
+            client = cls(nc, project, domain)
+            with as_plait_errors(f"connecting to {url}"):
+                await ensure_streams(client.js)
+        except BaseException:
+            await nc.close()
+            raise
+        return client
+
+    async def close(self) -> None:
+        """Close the connection; what was published is flushed first."""
+        with contextlib.suppress(nats.errors.Error, OSError):  # the server is gone: there is nothing left to close
+            await self.nc.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _subject(self, execution_id: str) -> str:
+        try:
+            return subjects.execution_subject(self.project, self.domain, execution_id)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+
+    async def _exists(self, execution_id: str) -> bool:
+        return await last_message(self.js, self._subject(execution_id)) is not None
+
+    async def _subjects(self, pattern: str) -> list[str]:
+        """The subjects of the events stream that match ``pattern``, over every page of the server's answer."""
+        found: list[str] = []
+        while True:
+            request = {"subjects_filter": pattern, "offset": len(found)}
+            reply = await self.nc.request(
+                f"{STREAM_INFO_API}.{subjects.EVENTS_STREAM}", msgspec.json.encode(request), timeout=10
+            )
+            info: dict[str, Any] = msgspec.json.decode(reply.data)
+            if "error" in info:
+                raise PlaitError(f"cannot list subjects {pattern}: {info['error'].get('description', info['error'])}")
+            page = list((info.get("state") or {}).get("subjects") or {})
+            found += page
+            if not page or len(found) >= info.get("total", 0):
+                return found
+
+
+def any_last_token(subject: str) -> str:
+    return subject.rsplit(".", 1)[0] + ".*"

@@ -1,0 +1,147 @@
+"""Following executions: their decisions as they are appended, the outcome once they end, aborting them, and
+reading their records for replay and audit."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import anyio
+import nats.errors
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+
+from plait import codec
+from plait.adapters.commands import publish_command
+from plait.adapters.event_log import StoredDecision
+from plait.adapters.nats_errors import as_plait_errors
+from plait.client.connection import ClientBase, any_last_token, readable
+from plait.client.outcome import ExecutionOutcome, outcome_of
+from plait.core.commands import AbortExecution
+from plait.core.events import TERMINAL_EVENTS
+from plait.core.state import Execution
+from plait.errors import NotFound, Timeout
+from plait.protocol import subjects
+from plait.replay import Record
+
+CONSUMER_DELETE_API = "$JS.API.CONSUMER.DELETE"
+FIRST_RELOAD_SECONDS = 0.001
+LONGEST_RELOAD_SECONDS = 0.05
+UNSEEN_DECISION_SECONDS = 1.0
+"""How often ``wait`` reads the log again when no decision was sent to it: one appended while it subscribed
+may have reached neither its subscription nor its first read (stored a moment after that read)."""
+FOLLOWER_INACTIVE_SECONDS = 30.0  # a follower's consumer outlives a client that vanished by this long
+
+
+class Following(ClientBase):
+    async def events(self, execution_id: str, *, until_terminal: bool = True) -> AsyncIterator[StoredDecision]:
+        """The execution's decisions from the start, then as they are appended; ends after the last one."""
+        subject, action = self._subject(execution_id), f"following execution {execution_id}"
+        with as_plait_errors(action):
+            subscription = await self.js.subscribe(
+                subject,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
+                inactive_threshold=FOLLOWER_INACTIVE_SECONDS,
+            )
+        try:
+            with (
+                as_plait_errors(f"following execution {execution_id}"),
+                readable(f"following execution {execution_id}"),
+            ):
+                async for msg in subscription.messages:
+                    stored = StoredDecision(msg.metadata.sequence.stream, msg.data)
+                    yield stored
+                    if until_terminal and any(isinstance(e, TERMINAL_EVENTS) for e in stored.decision.events):
+                        return
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+            await self._delete_consumer(subscription)
+
+    async def _delete_consumer(self, subscription: JetStreamContext.PushSubscription) -> None:
+        """Ask the server to remove a finished follower's consumer now, without waiting for its reply (else it
+        stays ``FOLLOWER_INACTIVE_SECONDS``): clients following many short executions would pile them up."""
+        name = subscription._consumer  # nats-py keeps it current when it recreates an ordered consumer
+        with anyio.CancelScope(shield=True), contextlib.suppress(nats.errors.Error):
+            await self.nc.publish(f"{CONSUMER_DELETE_API}.{subjects.EVENTS_STREAM}.{name}", b"")
+
+    async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionOutcome:
+        """How the execution ended, once it has succeeded, failed or been aborted.
+
+        It reads the log twice (now, and once the terminal decision is out) and holds no consumer meanwhile:
+        a core subscription to the execution's subject says when a decision is appended. Raises ``Timeout`` when
+        it has not ended within ``timeout`` seconds.
+        """
+        return outcome_of(await self._final_state(execution_id, timeout))
+
+    async def _final_state(self, execution_id: str, timeout: float | None) -> Execution:
+        subject = self._subject(execution_id)
+        try:
+            with (
+                anyio.fail_after(timeout),
+                as_plait_errors(f"waiting for execution {execution_id}"),
+                readable(f"waiting for execution {execution_id}"),
+            ):
+                async with self._appends(execution_id) as appended:
+                    state = await self._store.load(subject)
+                    while state is None or not state.terminal:
+                        try:
+                            msg = await appended.next_msg(timeout=UNSEEN_DECISION_SECONDS)
+                        except nats.errors.TimeoutError:
+                            state = await self._store.load(subject, state)
+                            continue
+                        if codec.ends_execution(msg.data):
+                            state = await self._load_until_terminal(subject, state)
+                    return state
+        except TimeoutError:
+            raise Timeout(f"execution {execution_id} did not end within {timeout:g} s") from None
+
+    async def _load_until_terminal(self, subject: str, state: Execution | None) -> Execution:
+        """The state once the stream has stored the terminal decision a subscriber was just sent: the server
+        may send it to subscribers a moment before the stream has stored it."""
+        delay = FIRST_RELOAD_SECONDS
+        while True:
+            state = await self._store.load(subject, state)
+            if state is not None and state.terminal:
+                return state
+            await anyio.sleep(delay)
+            delay = min(delay * 2, LONGEST_RELOAD_SECONDS)
+
+    @contextlib.asynccontextmanager
+    async def _appends(self, execution_id: str) -> AsyncIterator[Subscription]:
+        """A core subscription to the execution's subject: each decision appended from now on is sent to it, without
+        its stream sequence (so it says when to read the log, not what the log holds)."""
+        subscription = await self.nc.subscribe(self._subject(execution_id))
+        try:
+            yield subscription
+        finally:
+            with anyio.CancelScope(shield=True), contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+
+    async def abort(self, execution_id: str, reason: str = "aborted by request") -> None:
+        """Ask the scheduler to abort the execution: its running attempts are cancelled, nothing new starts."""
+        command = AbortExecution(command_id=f"abort:{execution_id}", execution_id=execution_id, reason=reason)
+        self._subject(execution_id)
+        with as_plait_errors(f"aborting execution {execution_id}"):
+            await publish_command(self.js, command, self.project, self.domain)
+
+    async def records(self, execution_id: str) -> list[Record]:
+        """The stored records of the execution's subject, as bytes, for replay and audit."""
+        subject = self._subject(execution_id)
+        records = []
+        with as_plait_errors(f"reading execution {execution_id}"):
+            async for raw in self._store.raw(subject, at_least=await self._store.last_sequence(subject)):
+                assert raw.seq is not None and raw.data is not None
+                msg_id = (raw.headers or {}).get("Nats-Msg-Id", "")
+                records.append(Record(sequence=raw.seq, subject=raw.subject or subject, data=raw.data, msg_id=msg_id))
+        if not records:
+            raise NotFound(f"execution {execution_id} does not exist in {self.project}/{self.domain}")
+        return records
+
+    async def execution_ids(self) -> list[str]:
+        """The ids of every execution in this project and domain that has a subject in the log."""
+        pattern = any_last_token(subjects.execution_subject(self.project, self.domain, "_"))
+        with as_plait_errors(f"listing the executions of {self.project}/{self.domain}"):
+            return sorted(subject.rsplit(".", 1)[-1] for subject in await self._subjects(pattern))

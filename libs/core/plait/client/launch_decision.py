@@ -1,0 +1,167 @@
+"""Storing a launch command and waiting until a scheduler has decided it: launched, or refused and why."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
+
+import anyio
+import msgspec
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.msg import Msg
+
+from plait import codec
+from plait.adapters.commands import publish_command, subject_of
+from plait.adapters.deadletters import ERROR_HEADER
+from plait.adapters.nats_errors import UNAVAILABLE, as_plait_errors
+from plait.client.connection import ClientBase
+from plait.core.commands import LaunchExecution
+from plait.errors import PlaitError, Timeout
+from plait.protocol import subjects
+
+T = TypeVar("T")
+
+FIRST_PUBLISH_RETRY_SECONDS = 0.05
+LONGEST_PUBLISH_RETRY_SECONDS = 2.0
+
+log = structlog.get_logger()
+
+LaunchOutcome = str | PlaitError | None
+"""How a launch was decided: None once launched, the scheduler's reason when refused, or the error that stopped it."""
+
+
+class _Refusal(msgspec.Struct):
+    reason: str
+
+
+_refusal_decoder = msgspec.json.Decoder(_Refusal)
+
+
+def _rejection_reason(data: bytes) -> str:
+    """The reason a scheduler gave for refusing a command (see ``Plait-Reply-To``)."""
+    try:
+        return _refusal_decoder.decode(data).reason
+    except msgspec.DecodeError:
+        return data.decode(errors="replace")
+
+
+@contextlib.contextmanager
+def _one_error() -> Iterator[None]:
+    """A task group's lone error as itself, not wrapped in an exception group."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+class LaunchDecision(ClientBase):
+    async def _launch_decided(self, command: LaunchExecution, timeout: float) -> str | None:
+        """Store the launch and wait until it has been decided: None once the execution exists, or the reason the
+        scheduler refused it.
+
+        The decision may come before the command's own acknowledgement (lost, or late): it ends the wait as well.
+        """
+        execution_id = command.execution_id
+        outcomes, outcome = anyio.create_memory_object_stream[LaunchOutcome](math.inf)
+
+        async def refused(msg: Msg) -> None:
+            outcomes.send_nowait(_rejection_reason(msg.data))
+
+        async def launched(msg: Msg) -> None:
+            outcomes.send_nowait(None)
+
+        async def dead_lettered(msg: Msg) -> None:  # refused, when the reply went to an earlier try's inbox
+            outcomes.send_nowait((msg.headers or {}).get(ERROR_HEADER, "the scheduler refused the launch"))
+
+        inbox = self.nc.new_inbox()
+        subscriptions = [
+            await self.nc.subscribe(inbox, cb=refused, max_msgs=1),
+            await self.nc.subscribe(self._subject(execution_id), cb=launched, max_msgs=1),
+            await self.nc.subscribe(self._dead_letter_subject(command), cb=dead_lettered, max_msgs=1),
+        ]
+        try:
+            with anyio.fail_after(timeout), _one_error():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._store_launch, command, inbox, outcomes.send_nowait)
+                    decided = await outcome.receive()
+                    tg.cancel_scope.cancel()
+        except TimeoutError:
+            raise Timeout(
+                f"no scheduler decided on execution {execution_id} within {timeout:g} s; launching it again with "
+                f"execution_id={execution_id!r} starts it at most once",
+                execution_id=execution_id,
+            ) from None
+        finally:
+            with anyio.CancelScope(shield=True):
+                for subscription in subscriptions:
+                    with contextlib.suppress(nats.errors.Error):
+                        await subscription.unsubscribe()
+        if isinstance(decided, PlaitError):
+            raise decided
+        return decided
+
+    async def _store_launch(
+        self, command: LaunchExecution, reply_to: str, decided: Callable[[LaunchOutcome], None]
+    ) -> None:
+        """Publish the command until JetStream acknowledges it, then report an execution launched before (this
+        launch then starts nothing new), or the refusal of the same command stored before. Each try has the same
+        ``Nats-Msg-Id``, so a try that was stored but whose acknowledgement was lost makes the next one a duplicate,
+        stored once. An error that no retry can mend is reported as the outcome."""
+        execution_id = command.execution_id
+        try:
+            with as_plait_errors(f"launching execution {execution_id}", execution_id=execution_id):
+                ack = await self._until_answered(
+                    "launch_publish_retried",
+                    execution_id,
+                    lambda: publish_command(self.js, command, self.project, self.domain, reply_to=reply_to),
+                )
+                await self._until_answered(
+                    "launch_check_retried",
+                    execution_id,
+                    lambda: self._report_earlier_outcome(command, bool(ack.duplicate), decided),
+                )
+        except PlaitError as exc:
+            decided(exc)
+
+    async def _until_answered(self, retried: str, execution_id: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, made again with back-off while it times out or finds no responder (a stream leader being
+        elected, say), until the launch's own deadline cancels it; logged as ``retried``."""
+        delay = FIRST_PUBLISH_RETRY_SECONDS
+        while True:
+            try:
+                return await call()
+            except (nats.errors.TimeoutError, *UNAVAILABLE) as exc:
+                if self.nc.is_closed:
+                    raise
+                log.warning(retried, execution=execution_id, error=str(exc) or type(exc).__name__)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, LONGEST_PUBLISH_RETRY_SECONDS)
+
+    async def _report_earlier_outcome(
+        self, command: LaunchExecution, duplicate: bool, decided: Callable[[LaunchOutcome], None]
+    ) -> None:
+        """Report an execution launched before, or the refusal of the same command stored before."""
+        if await self._exists(command.execution_id):
+            decided(None)
+        elif duplicate and (refusal := await self._refusal_of(command)) is not None:
+            decided(refusal)
+
+    def _dead_letter_subject(self, command: LaunchExecution) -> str:
+        return subjects.dead_letter_subject(subject_of(command, self.project, self.domain))
+
+    async def _refusal_of(self, command: LaunchExecution) -> str | None:
+        """Why the scheduler refused this very command (stored by an earlier try), or None if it has not."""
+        try:
+            letter = await self.js.get_msg(subjects.DEAD_LETTER_STREAM, subject=self._dead_letter_subject(command))
+        except nats.js.errors.NotFoundError:
+            return None
+        if letter.data != codec.encode(command):
+            return None
+        reason: str = (letter.headers or {}).get(ERROR_HEADER, "the scheduler refused the launch")
+        return reason
