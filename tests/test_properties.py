@@ -22,7 +22,7 @@ from plait.core.types import ListOf, Primitive
 from plait.core.validate import validate_workflow
 from plait.sdk import Task
 from plait.sdk.hints import decode_value, encode_value
-from plait.sdk.task import output_hints
+from plait.sdk.signatures import output_hints
 from tests import definitions
 from tests.launching import resolved_launch
 from tests.test_decide import decision_of, replay, without_bookkeeping
