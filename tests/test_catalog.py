@@ -23,8 +23,15 @@ from nats.js import JetStreamContext
 from plait import task, workflow
 from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
-from plait.core.commands import AbortExecution, Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
-from plait.core.decide import ResolvedLaunch, decide
+from plait.core.commands import (
+    AbortExecution,
+    Command,
+    LaunchExecution,
+    ReportAttemptResult,
+    ReportAttemptStarted,
+    ResolvedLaunch,
+)
+from plait.core.decide import decide
 from plait.core.events import CommandRejected, Decision, Event, TaskError, TaskRegistered, WorkflowRegistered
 from plait.core.ids import attempt_id
 from plait.core.model import WorkflowSpec

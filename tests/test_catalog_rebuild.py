@@ -18,8 +18,8 @@ from nats.js import JetStreamContext
 
 from plait import codec
 from plait.adapters import subjects
-from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
-from plait.core.decide import ResolvedLaunch, decide
+from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted, ResolvedLaunch
+from plait.core.decide import decide
 from plait.core.events import Decision
 from plait.core.ids import attempt_id
 from plait.core.state import Execution, apply_decision

@@ -12,8 +12,8 @@ from nats.js.api import RawStreamMsg
 
 from plait.adapters import jetstream, subjects
 from plait.adapters.jetstream import BatchUnsupported, EventStore, ensure_streams
-from plait.core.commands import LaunchExecution
-from plait.core.decide import ResolvedLaunch, decide_batch
+from plait.core.commands import LaunchExecution, ResolvedLaunch
+from plait.core.decide import decide_batch
 from plait.core.events import Decision
 from tests import workflows
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plait.core.commands import Command, ReportAttemptResult, ReportAttemptStarted
-from plait.core.decide import ResolvedLaunch, decide_batch
+from plait.core.commands import Command, ReportAttemptResult, ReportAttemptStarted, ResolvedLaunch
+from plait.core.decide import decide_batch
 from plait.core.events import TERMINAL_EVENTS, Decision, Event, NodeQueued, NodeSucceeded, TaskError
 from plait.core.model import Collection, Constant, FromInput, FromNode, Interface, Node, Param, WorkflowSpec
 from plait.core.state import Execution

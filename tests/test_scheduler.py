@@ -16,8 +16,8 @@ from plait.adapters import subjects
 from plait.adapters.commands import REPLY_TO_HEADER
 from plait.adapters.jetstream import EventStore, connect, ensure_streams
 from plait.client import AsyncClient
-from plait.core.commands import ReportAttemptStarted
-from plait.core.decide import ResolvedLaunch, decide_batch
+from plait.core.commands import ReportAttemptStarted, ResolvedLaunch
+from plait.core.decide import decide_batch
 from plait.core.events import Decision
 from plait.errors import ConflictError
 from plait_scheduler import SchedulerService

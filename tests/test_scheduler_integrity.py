@@ -16,8 +16,7 @@ from plait.adapters import subjects
 from plait.adapters.commands import REPLY_TO_HEADER, publish_command
 from plait.adapters.jetstream import EventStore, Registry
 from plait.client import AsyncClient
-from plait.core.commands import LaunchExecution, ReportAttemptResult
-from plait.core.decide import ResolvedLaunch
+from plait.core.commands import LaunchExecution, ReportAttemptResult, ResolvedLaunch
 from plait.core.events import WorkflowRegistered
 from plait.core.model import WorkflowSpec
 from plait_executor import ExecutorService

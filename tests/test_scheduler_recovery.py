@@ -14,8 +14,8 @@ from plait import codec
 from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore
 from plait.client import AsyncClient
-from plait.core.commands import Command
-from plait.core.decide import Outcome, ResolvedLaunch
+from plait.core.commands import Command, ResolvedLaunch
+from plait.core.decide import Outcome
 from plait_cli.embedded import NatsServer
 from plait_scheduler import SchedulerService
 from plait_scheduler.cache import StateCache

@@ -21,8 +21,8 @@ from nats.js.api import StreamConfig, StreamSource
 from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
 from plait.client import AsyncClient
-from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
-from plait.core.decide import ResolvedLaunch, decide_batch
+from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted, ResolvedLaunch
+from plait.core.decide import decide_batch
 from plait.core.events import Decision, TaskRegistered, WorkflowRegistered
 from plait.core.ids import attempt_id
 from plait.errors import ConflictError

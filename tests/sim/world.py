@@ -33,10 +33,10 @@ from plait.core.commands import (
     Command,
     LaunchExecution,
     ReportAttemptResult,
+    ResolvedLaunch,
     RetryDue,
     retry_due,
 )
-from plait.core.decide import ResolvedLaunch
 from plait.core.dispatch import Dispatch, dispatch_of
 from plait.core.events import Decision, NodeQueued, RetryScheduled, TaskError
 from plait.core.ids import content_version

@@ -27,8 +27,14 @@ from plait.adapters import subjects
 from plait.adapters.jetstream import EventStore, Registry, connect, ensure_streams
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
-from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, Command, LaunchExecution
-from plait.core.decide import Outcome, ResolvedLaunch, command_id_of
+from plait.core.commands import (
+    DEFAULT_ATTEMPT_DEADLINE_SECONDS,
+    Command,
+    LaunchExecution,
+    ResolvedLaunch,
+    command_id_of,
+)
+from plait.core.decide import Outcome
 from plait.core.events import TERMINAL_EVENTS
 from plait.errors import InputError
 from plait_scheduler import quarantined

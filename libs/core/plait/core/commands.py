@@ -1,7 +1,9 @@
-"""Commands: requests to change an execution, published to the command stream by clients and executors."""
+"""Commands: requests to change an execution, published to the command stream by clients, executors and timers;
+and what ``decide`` takes, a launch resolved against the registry."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -9,6 +11,7 @@ import msgspec
 
 from plait.core.events import RetryScheduled, TaskError
 from plait.core.ids import attempt_id, content_version, item_attempt_id
+from plait.core.model import LaunchPlanSpec, WorkflowSpec
 
 
 class LaunchExecution(msgspec.Struct, frozen=True, kw_only=True, tag="launch_execution.v1"):
@@ -170,3 +173,31 @@ Command = (
     | AttemptDeadline
     | AbortExecution
 )
+
+
+class ResolvedLaunch(msgspec.Struct, frozen=True):
+    """A launch command together with the registered workflow (and launch plan) it names, looked up by the shell."""
+
+    command: LaunchExecution
+    workflow: WorkflowSpec
+    launch_plan: LaunchPlanSpec | None = None
+
+
+def command_id_of(command: Command | ResolvedLaunch) -> str:
+    return command.command.command_id if isinstance(command, ResolvedLaunch) else command.command_id
+
+
+def command_type_of(command: Command | ResolvedLaunch) -> str:
+    inner = command.command if isinstance(command, ResolvedLaunch) else command
+    return str(type(inner).__struct_config__.tag)
+
+
+def each_command(commands: Sequence[Command | ResolvedLaunch]) -> Iterable[Command | ResolvedLaunch]:
+    """The commands one by one, those sent together (results, cache reports) taken apart."""
+    for command in commands:
+        if isinstance(command, ReportCacheLookups):
+            yield from command.reports
+        elif isinstance(command, ReportAttemptResults):
+            yield from command.results
+        else:
+            yield command

@@ -20,7 +20,11 @@ from plait.core.commands import (
     ReportAttemptStarted,
     ReportCacheLookup,
     ReportCacheLookups,
+    ResolvedLaunch,
     RetryDue,
+    command_id_of,
+    command_type_of,
+    each_command,
 )
 from plait.core.events import (
     AttemptFailed,
@@ -56,14 +60,6 @@ class Rejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class ResolvedLaunch(msgspec.Struct, frozen=True):
-    """A launch command together with the registered workflow (and launch plan) it names, looked up by the shell."""
-
-    command: LaunchExecution
-    workflow: WorkflowSpec
-    launch_plan: LaunchPlanSpec | None = None
 
 
 def launch_plan_inputs(plan: LaunchPlanSpec, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -484,15 +480,6 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
             return [ExecutionAborted(reason=reason)]
 
 
-def command_id_of(command: Command | ResolvedLaunch) -> str:
-    return command.command.command_id if isinstance(command, ResolvedLaunch) else command.command_id
-
-
-def command_type_of(command: Command | ResolvedLaunch) -> str:
-    inner = command.command if isinstance(command, ResolvedLaunch) else command
-    return str(type(inner).__struct_config__.tag)
-
-
 def apply_event(state: Execution | None, event: Event, at: datetime, command_id: str) -> Execution | None:
     if isinstance(event, ExecutionLaunched):
         return launch(event, at, command_id)
@@ -506,17 +493,6 @@ class Outcome(msgspec.Struct):
     events: list[Event]
     command_ids: list[str]
     rejections: list[tuple[Command | ResolvedLaunch, str]]
-
-
-def each_command(commands: Sequence[Command | ResolvedLaunch]) -> Iterable[Command | ResolvedLaunch]:
-    """The commands one by one, those sent together (results, cache reports) taken apart."""
-    for command in commands:
-        if isinstance(command, ReportCacheLookups):
-            yield from command.reports
-        elif isinstance(command, ReportAttemptResults):
-            yield from command.results
-        else:
-            yield command
 
 
 MAX_RECORDED_REJECTIONS = 100
