@@ -22,8 +22,8 @@ from nats.js.client import JetStreamContext
 from bench.workloads import make_fan_out
 from plait import codec
 from plait.adapters.event_store import EventStore
-from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
-from plait.core.decide import ResolvedLaunch, decide_batch
+from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted, ResolvedLaunch
+from plait.core.decide import decide_batch
 from plait.core.events import Decision, NodeQueued, TaskError
 from plait.core.state import Execution, apply_decision
 from plait.protocol import subjects

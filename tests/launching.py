@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plait import codec
-from plait.core.commands import LaunchExecution
-from plait.core.decide import ResolvedLaunch, decide, decide_batch
+from plait.core.commands import LaunchExecution, ResolvedLaunch
+from plait.core.decide import decide, decide_batch
 from plait.core.events import Decision, Event
 from plait.core.model import WorkflowSpec
 from plait.core.state import Execution

@@ -25,8 +25,15 @@ from plait.adapters.connection import connect
 from plait.adapters.event_store import EventStore
 from plait.adapters.registry import Registry
 from plait.adapters.streams import ensure_streams
-from plait.core.commands import AbortExecution, Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
-from plait.core.decide import ResolvedLaunch, decide
+from plait.core.commands import (
+    AbortExecution,
+    Command,
+    LaunchExecution,
+    ReportAttemptResult,
+    ReportAttemptStarted,
+    ResolvedLaunch,
+)
+from plait.core.decide import decide
 from plait.core.events import CommandRejected, Decision, Event, TaskError, TaskRegistered, WorkflowRegistered
 from plait.core.ids import attempt_id
 from plait.core.model import WorkflowSpec

@@ -15,8 +15,7 @@ from nats.js import JetStreamContext
 from plait import task, workflow
 from plait.adapters.cachelog import CacheLog
 from plait.core.cachelog import CacheCleared, CacheFilled, CacheReleased, CacheReserved, CacheWaiter
-from plait.core.commands import CacheOutcome, LaunchExecution, ReportCacheLookup
-from plait.core.decide import ResolvedLaunch
+from plait.core.commands import CacheOutcome, LaunchExecution, ReportCacheLookup, ResolvedLaunch
 from plait.core.ids import artifact_hash, attempt_id
 from plait_catalog import db
 from plait_catalog.migrations import migrate

@@ -17,8 +17,8 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from plait import codec
-from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
-from plait.core.decide import ResolvedLaunch, decide
+from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted, ResolvedLaunch
+from plait.core.decide import decide
 from plait.core.events import Decision
 from plait.core.ids import attempt_id
 from plait.core.state import Execution, apply_decision

@@ -17,8 +17,9 @@ from plait.core.commands import (
     ReportAttemptResult,
     ReportAttemptResults,
     ReportAttemptStarted,
+    ResolvedLaunch,
 )
-from plait.core.decide import Outcome, Rejected, ResolvedLaunch, decide, decide_batch
+from plait.core.decide import Outcome, Rejected, decide, decide_batch
 from plait.core.events import (
     TERMINAL_EVENTS,
     AttemptFailed,

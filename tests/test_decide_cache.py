@@ -13,8 +13,9 @@ from plait.core.commands import (
     ReportAttemptResult,
     ReportCacheLookup,
     ReportCacheLookups,
+    ResolvedLaunch,
 )
-from plait.core.decide import ResolvedLaunch, decide, decide_batch
+from plait.core.decide import decide, decide_batch
 from plait.core.events import (
     ExecutionSucceeded,
     NodeCacheHit,

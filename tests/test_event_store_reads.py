@@ -15,8 +15,8 @@ from plait.adapters import direct_reads
 from plait.adapters.direct_reads import BatchUnsupported
 from plait.adapters.event_store import EventStore
 from plait.adapters.streams import ensure_streams
-from plait.core.commands import LaunchExecution
-from plait.core.decide import ResolvedLaunch, decide_batch
+from plait.core.commands import LaunchExecution, ResolvedLaunch
+from plait.core.decide import decide_batch
 from plait.core.events import Decision
 from plait.protocol import subjects
 from tests import workflows

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plait.core.commands import Command, ReportAttemptResult, ReportAttemptStarted
-from plait.core.decide import ResolvedLaunch, decide_batch
+from plait.core.commands import Command, ReportAttemptResult, ReportAttemptStarted, ResolvedLaunch
+from plait.core.decide import decide_batch
 from plait.core.events import TERMINAL_EVENTS, Decision, Event, NodeQueued, NodeSucceeded, TaskError
 from plait.core.model import Collection, Constant, FromInput, FromNode, Interface, Node, Param, WorkflowSpec
 from plait.core.state import Execution
@@ -22,7 +22,7 @@ from plait.core.types import ListOf, Primitive
 from plait.core.validate import validate_workflow
 from plait.sdk import Task
 from plait.sdk.hints import decode_value, encode_value
-from plait.sdk.task import output_hints
+from plait.sdk.signatures import output_hints
 from tests import definitions
 from tests.launching import resolved_launch
 from tests.test_decide import decision_of, replay, without_bookkeeping

@@ -16,8 +16,7 @@ from plait.adapters.commands import REPLY_TO_HEADER, publish_command
 from plait.adapters.event_store import EventStore
 from plait.adapters.registry import Registry
 from plait.client import AsyncClient
-from plait.core.commands import LaunchExecution, ReportAttemptResult
-from plait.core.decide import ResolvedLaunch
+from plait.core.commands import LaunchExecution, ReportAttemptResult, ResolvedLaunch
 from plait.core.events import WorkflowRegistered
 from plait.core.model import WorkflowSpec
 from plait.protocol import subjects

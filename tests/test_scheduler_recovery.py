@@ -13,8 +13,8 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from plait import codec
 from plait.adapters.event_store import EventStore
 from plait.client import AsyncClient
-from plait.core.commands import Command
-from plait.core.decide import Outcome, ResolvedLaunch
+from plait.core.commands import Command, ResolvedLaunch
+from plait.core.decide import Outcome
 from plait.protocol import subjects
 from plait_cli.embedded import NatsServer
 from plait_scheduler import SchedulerService

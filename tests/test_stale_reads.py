@@ -23,8 +23,8 @@ from plait.adapters.event_store import EventStore
 from plait.adapters.registry import Registry
 from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
-from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted
-from plait.core.decide import ResolvedLaunch, decide_batch
+from plait.core.commands import Command, LaunchExecution, ReportAttemptResult, ReportAttemptStarted, ResolvedLaunch
+from plait.core.decide import decide_batch
 from plait.core.events import Decision, TaskRegistered, WorkflowRegistered
 from plait.core.ids import attempt_id
 from plait.errors import ConflictError

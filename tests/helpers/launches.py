@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from plait.core.commands import LaunchExecution
-from plait.core.decide import ResolvedLaunch
+from plait.core.commands import LaunchExecution, ResolvedLaunch
 from tests import workflows
 
 

@@ -32,9 +32,10 @@ from plait.core.commands import (
     Command,
     LaunchExecution,
     ReportAttemptResult,
+    ResolvedLaunch,
     RetryDue,
+    retry_due,
 )
-from plait.core.decide import ResolvedLaunch
 from plait.core.dispatch import Dispatch, dispatch_of
 from plait.core.events import Decision, NodeQueued, RetryScheduled, TaskError
 from plait.core.ids import content_version
@@ -49,7 +50,6 @@ from plait_executor.reports import result_command, started_command
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from plait_scheduler.service import MAX_DELIVERIES
-from plait_scheduler.timers import retry_due
 from tests import definitions, map_workflows, workflows
 from tests.sim import workflows as sim_workflows
 
@@ -383,12 +383,12 @@ class World:
                 self.set_timer(state, event, decided_at)
 
     def set_timer(self, state: Execution, event: RetryScheduled, decided_at: datetime) -> None:
-        command = retry_due(state, event)
+        command = retry_due(state.execution_id, event)
         due = (decided_at - START).total_seconds() + event.delay_seconds
         if due <= self.now:  # overdue (a decision caught up late): published at once, as RetryTimers does
             self.send(command)
             return
-        timer = f"{state.execution_id}:retry-{content_version(event.node, event.index)[:16]}"
+        timer = f"{state.execution_id}:{command.timer}"
         self.timers[timer] = (due, command, False)  # one schedule per timer subject: the newest replaces it
 
     def outbox(self) -> None:

@@ -13,7 +13,8 @@ from plait.core.events import TaskError
 from plait.core.model import TaskTarget
 from plait.sdk.hints import decode_value, encode_value
 from plait.sdk.loader import load_target
-from plait.sdk.task import SINGLE_OUTPUT, Task, is_named_tuple, output_hints
+from plait.sdk.signatures import SINGLE_OUTPUT, is_named_tuple, output_hints
+from plait.sdk.task import Task
 
 CODE_VERSION_MISMATCH = "CodeVersionMismatch"
 """``error_type`` of the system error raised when the loaded code is not the version the dispatch names."""

@@ -9,8 +9,8 @@ import structlog
 
 from plait import codec
 from plait.adapters.event_log import DecisionTooLarge, EventLog
-from plait.core.commands import Command
-from plait.core.decide import Outcome, ResolvedLaunch, decide_batch, decide_unstorable, each_command
+from plait.core.commands import Command, ResolvedLaunch, each_command
+from plait.core.decide import Outcome, decide_batch, decide_unstorable
 from plait.core.events import Decision
 from plait.core.shared_values import share_repeated
 from plait.core.state import Execution

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from plait.adapters.registry import Registry
-from plait.core.commands import LaunchExecution
-from plait.core.decide import ResolvedLaunch
+from plait.core.commands import LaunchExecution, ResolvedLaunch
 
 
 async def resolve_launch(registry: Registry, command: LaunchExecution) -> ResolvedLaunch:

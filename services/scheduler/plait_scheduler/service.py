@@ -29,8 +29,14 @@ from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
 from plait.adapters.registry import Registry
 from plait.adapters.streams import ensure_streams
-from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, Command, LaunchExecution
-from plait.core.decide import Outcome, ResolvedLaunch, command_id_of
+from plait.core.commands import (
+    DEFAULT_ATTEMPT_DEADLINE_SECONDS,
+    Command,
+    LaunchExecution,
+    ResolvedLaunch,
+    command_id_of,
+)
+from plait.core.decide import Outcome
 from plait.core.events import TERMINAL_EVENTS
 from plait.errors import InputError
 from plait.protocol import subjects

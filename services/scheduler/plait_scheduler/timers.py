@@ -11,9 +11,8 @@ from datetime import UTC, datetime, timedelta
 from nats.js import JetStreamContext
 
 from plait.adapters.commands import publish_command, schedule_command
-from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, RetryDue, attempt_deadline
+from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, attempt_deadline, retry_due
 from plait.core.events import Event, NodeQueued, RetryScheduled
-from plait.core.ids import attempt_id, content_version, item_attempt_id
 from plait.core.state import Execution
 
 
@@ -25,21 +24,6 @@ def still_queued(state: Execution, event: NodeQueued) -> bool:
         return False
     attempt = state.nodes[event.node].find_attempt(event.attempt_id)
     return attempt is not None and attempt.status == "queued"
-
-
-def retry_due(state: Execution, event: RetryScheduled) -> RetryDue:
-    """The command that tells a scheduler the retry ``event`` scheduled is due."""
-    if event.index >= 0:
-        next_attempt = item_attempt_id(state.execution_id, event.node, event.index, event.attempt)
-    else:
-        next_attempt = attempt_id(state.execution_id, event.node, event.attempt)
-    return RetryDue(
-        command_id=f"{next_attempt}:due",
-        execution_id=state.execution_id,
-        node=event.node,
-        attempt=event.attempt,
-        index=event.index,
-    )
 
 
 class RetryTimers:
@@ -58,12 +42,11 @@ class RetryTimers:
                 await self._schedule(state, event, decided_at + timedelta(seconds=event.delay_seconds))
 
     async def _schedule(self, state: Execution, event: RetryScheduled, due: datetime) -> None:
-        command = retry_due(state, event)
+        command = retry_due(state.execution_id, event)
         if due <= datetime.now(UTC):  # overdue (a decision caught up late): due now
             await publish_command(self.js, command, state.project, state.domain)
         else:
-            timer = "retry-" + content_version(event.node, event.index)[:16]
-            await schedule_command(self.js, command, state.project, state.domain, timer, due)
+            await schedule_command(self.js, command, state.project, state.domain, command.timer, due)
         self.scheduled += 1
 
 

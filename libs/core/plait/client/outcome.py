@@ -12,7 +12,7 @@ from plait.core.events import TaskError
 from plait.core.state import Execution, ExecutionStatus
 from plait.errors import ExecutionError, PlaitError
 from plait.sdk.hints import decode_value
-from plait.sdk.task import SINGLE_OUTPUT, is_named_tuple
+from plait.sdk.signatures import SINGLE_OUTPUT, is_named_tuple
 from plait.sdk.workflow import Workflow
 
 

@@ -1,14 +1,17 @@
-"""Commands: requests to change an execution, published to the command stream by clients and executors."""
+"""Commands: requests to change an execution, published to the command stream by clients, executors and timers;
+and what ``decide`` takes, a launch resolved against the registry."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
 
-from plait.core.events import TaskError
-from plait.core.ids import content_version
+from plait.core.events import RetryScheduled, TaskError
+from plait.core.ids import attempt_id, content_version, item_attempt_id
+from plait.core.model import LaunchPlanSpec, WorkflowSpec
 
 
 class LaunchExecution(msgspec.Struct, frozen=True, kw_only=True, tag="launch_execution.v1"):
@@ -99,6 +102,26 @@ class RetryDue(msgspec.Struct, frozen=True, kw_only=True, tag="retry_due.v1"):
     attempt: int
     index: int = -1
 
+    @property
+    def timer(self) -> str:
+        """The name of the node's (or map item's) one retry timer: scheduling it again replaces it."""
+        return "retry-" + content_version(self.node, self.index)[:16]
+
+
+def retry_due(execution_id: str, scheduled: RetryScheduled) -> RetryDue:
+    """The command that says the retry ``scheduled`` is due, named after the attempt it queues."""
+    if scheduled.index >= 0:
+        next_attempt = item_attempt_id(execution_id, scheduled.node, scheduled.index, scheduled.attempt)
+    else:
+        next_attempt = attempt_id(execution_id, scheduled.node, scheduled.attempt)
+    return RetryDue(
+        command_id=f"{next_attempt}:due",
+        execution_id=execution_id,
+        node=scheduled.node,
+        attempt=scheduled.attempt,
+        index=scheduled.index,
+    )
+
 
 DEFAULT_ATTEMPT_DEADLINE_SECONDS = 3600.0
 """How long an attempt may go without a result and without a sign of life from its executor (queued, or running
@@ -122,12 +145,13 @@ class AttemptDeadline(msgspec.Struct, frozen=True, kw_only=True, tag="attempt_de
         return "deadline-" + content_version(self.attempt_id)[:16]
 
 
-def attempt_deadline(execution_id: str, node: str, attempt_id: str, seconds: float) -> AttemptDeadline:
+def attempt_deadline(execution_id: str, node: str, attempt: str, seconds: float) -> AttemptDeadline:
+    """The command that fails attempt ``attempt`` when its deadline timer fires ``seconds`` from being set."""
     return AttemptDeadline(
-        command_id=f"{attempt_id}:deadline",
+        command_id=f"{attempt}:deadline",
         execution_id=execution_id,
         node=node,
-        attempt_id=attempt_id,
+        attempt_id=attempt,
         seconds=seconds,
     )
 
@@ -149,3 +173,31 @@ Command = (
     | AttemptDeadline
     | AbortExecution
 )
+
+
+class ResolvedLaunch(msgspec.Struct, frozen=True):
+    """A launch command together with the registered workflow (and launch plan) it names, looked up by the shell."""
+
+    command: LaunchExecution
+    workflow: WorkflowSpec
+    launch_plan: LaunchPlanSpec | None = None
+
+
+def command_id_of(command: Command | ResolvedLaunch) -> str:
+    return command.command.command_id if isinstance(command, ResolvedLaunch) else command.command_id
+
+
+def command_type_of(command: Command | ResolvedLaunch) -> str:
+    inner = command.command if isinstance(command, ResolvedLaunch) else command
+    return str(type(inner).__struct_config__.tag)
+
+
+def each_command(commands: Sequence[Command | ResolvedLaunch]) -> Iterable[Command | ResolvedLaunch]:
+    """The commands one by one, those sent together (results, cache reports) taken apart."""
+    for command in commands:
+        if isinstance(command, ReportCacheLookups):
+            yield from command.reports
+        elif isinstance(command, ReportAttemptResults):
+            yield from command.results
+        else:
+            yield command

@@ -20,7 +20,11 @@ from plait.core.commands import (
     ReportAttemptStarted,
     ReportCacheLookup,
     ReportCacheLookups,
+    ResolvedLaunch,
     RetryDue,
+    command_id_of,
+    command_type_of,
+    each_command,
 )
 from plait.core.events import (
     AttemptFailed,
@@ -45,7 +49,7 @@ from plait.core.events import (
 )
 from plait.core.ids import attempt_id, cache_key, item_attempt_id, item_of_attempt
 from plait.core.model import Interface, LaunchPlanSpec, MapOptions, TaskSpec, WorkflowSpec, resolve
-from plait.core.state import Execution, NodeState, evolve, launch
+from plait.core.state import AttemptState, Execution, NodeState, evolve, launch
 from plait.core.types import check_value, describe
 from plait.core.validate import nesting_problem
 
@@ -56,14 +60,6 @@ class Rejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class ResolvedLaunch(msgspec.Struct, frozen=True):
-    """A launch command together with the registered workflow (and launch plan) it names, looked up by the shell."""
-
-    command: LaunchExecution
-    workflow: WorkflowSpec
-    launch_plan: LaunchPlanSpec | None = None
 
 
 def launch_plan_inputs(plan: LaunchPlanSpec, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -252,49 +248,6 @@ def _retried_since(node: NodeState, attempt_id: str) -> bool:
     return current is not None and number.isdecimal() and int(number) < current.attempt
 
 
-def _item_result(state: Execution, node: NodeState, command: ReportAttemptResult) -> list[Event]:
-    """One attempt of one map item ended: retry it, or count it and queue the next item; the last one ends the
-    node, and too many failed ones fail it."""
-    index = item_of_attempt(command.attempt_id)
-    current = node.item_attempts[index] if 0 <= index < node.map_size else None
-    if current is None or current.attempt_id != command.attempt_id:
-        if _retried_since(node, command.attempt_id):
-            return []
-        raise Rejected(f"map node '{node.id}' has no attempt '{command.attempt_id}'")
-    if current.status in ("succeeded", "failed") or node.status in ("succeeded", "failed"):
-        return []
-    return _started_first(command, current.status) + _item_ended(state, node, index, command, current.attempt)
-
-
-def _item_ended(
-    state: Execution, node: NodeState, index: int, command: ReportAttemptResult, attempt: int
-) -> list[Event]:
-    task = state.workflow.tasks[node.task]
-    error = command.error
-    if error is None:
-        if command.outputs is None:
-            raise Rejected("a result must carry either outputs or an error")
-        problem = _invalid_outputs(task.interface, command.outputs)
-        if problem is not None:
-            error = TaskError(kind="system", message=f"task '{node.task}' returned bad outputs: {problem}")
-    if error is not None:
-        events: list[Event] = [
-            AttemptFailed(node=node.id, attempt_id=command.attempt_id, error=error, worker=command.worker)
-        ]
-        if attempt <= task.retries:
-            delay = retry_delay(task, attempt)
-            if delay > 0:
-                return [*events, RetryScheduled(node=node.id, attempt=attempt + 1, delay_seconds=delay, index=index)]
-            return [*events, _queue_item(state, node, index, attempt + 1, node.inputs or {})]
-        events.append(MapItemFailed(node=node.id, index=index, error=error))
-        return events + _item_finished(state, node, index, None, error)
-    assert command.outputs is not None
-    succeeded = MapItemSucceeded(
-        node=node.id, index=index, attempt_id=command.attempt_id, outputs=command.outputs, worker=command.worker
-    )
-    return [succeeded, *_item_finished(state, node, index, command.outputs, None)]
-
-
 def _item_finished(
     state: Execution, node: NodeState, index: int, outputs: dict[str, Any] | None, error: TaskError | None
 ) -> list[Event]:
@@ -330,6 +283,13 @@ def retry_delay(task: TaskSpec, failed_attempt: int) -> float:
     return min(task.retry_delay_seconds * 2.0 ** (failed_attempt - 1), MAX_RETRY_DELAY_SECONDS)
 
 
+def _queue_again(state: Execution, node: NodeState, index: int, attempt: int) -> NodeQueued:
+    """Queue attempt ``attempt`` of the node, or of its map item ``index`` (>= 0)."""
+    if index >= 0:
+        return _queue_item(state, node, index, attempt, node.inputs or {})
+    return _queue(state, node.id, attempt, node.inputs or {}, node.cache_key)
+
+
 def _retry_due(state: Execution, command: RetryDue) -> list[Event]:
     """Queue a retry whose delay is over, unless it was queued already (a timer fires at least once)."""
     node = state.nodes.get(command.node)
@@ -343,9 +303,7 @@ def _retry_due(state: Execution, command: RetryDue) -> list[Event]:
         latest = node.attempts[-1] if node.attempts else None
     if latest is None or latest.attempt != command.attempt - 1 or latest.status != "failed":
         return []
-    if command.index >= 0:
-        return [_queue_item(state, node, command.index, command.attempt, node.inputs or {})]
-    return [_queue(state, node.id, command.attempt, node.inputs or {}, node.cache_key)]
+    return [_queue_again(state, node, command.index, command.attempt)]
 
 
 def _deadline_passed(state: Execution, command: AttemptDeadline) -> list[Event]:
@@ -360,50 +318,25 @@ def _deadline_passed(state: Execution, command: AttemptDeadline) -> list[Event]:
     error = TaskError(
         kind="system", message=f"no result within {command.seconds:g} s", error_type="AttemptDeadlinePassed"
     )
-    failed = ReportAttemptResult(
-        command_id=command.command_id,
-        execution_id=command.execution_id,
-        node=node.id,
-        attempt_id=attempt.attempt_id,
-        worker=attempt.worker,
-        error=error,
-    )
-    if attempt.index >= 0:
-        return _item_ended(state, node, attempt.index, failed, attempt.attempt)
-    return _ended(state, failed, attempt.attempt)
-
-
-def _failed(state: Execution, command: ReportAttemptResult, error: TaskError, attempt: int) -> list[Event]:
-    node = state.nodes[command.node]
-    events: list[Event] = [
-        AttemptFailed(node=node.id, attempt_id=command.attempt_id, error=error, worker=command.worker)
-    ]
-    task = state.workflow.tasks[node.task]
-    if attempt <= task.retries:
-        delay = retry_delay(task, attempt)
-        if delay > 0:
-            events.append(RetryScheduled(node=node.id, attempt=attempt + 1, delay_seconds=delay))
-        else:
-            events.append(_queue(state, node.id, attempt + 1, node.inputs or {}, node.cache_key))
-    else:
-        events += [NodeFailed(node=node.id, error=error), ExecutionFailed(node=node.id, error=error)]
-    return events
+    return _attempt_ended(state, node, attempt, attempt.worker, None, error)
 
 
 def _result(state: Execution, command: ReportAttemptResult) -> list[Event]:
-    """An attempt ended. One whose ``started`` was never reported (a quick attempt's executor sends only the
-    result) is recorded as started first, in the same decision."""
+    """An attempt of a node, or of one of a map node's items, ended. One whose ``started`` was never reported (a
+    quick attempt's executor sends only the result) is recorded as started first, in the same decision."""
     node = state.nodes.get(command.node)
     if node is None:
         raise Rejected(f"execution {state.execution_id} has no node '{command.node}'")
-    if node.spec.map is not None:
-        return _item_result(state, node, command)
-    attempt_state = node.find_attempt(command.attempt_id)
-    if attempt_state is None:
-        raise Rejected(f"node '{command.node}' has no attempt '{command.attempt_id}'")
-    if attempt_state.status in ("succeeded", "failed") or node.status in ("succeeded", "failed"):
+    attempt = node.find_attempt(command.attempt_id)
+    if attempt is None:
+        if _retried_since(node, command.attempt_id):
+            return []  # a late result of an item's attempt that has been retried since
+        kind = "map node" if node.spec.map is not None else "node"
+        raise Rejected(f"{kind} '{node.id}' has no attempt '{command.attempt_id}'")
+    if attempt.status in ("succeeded", "failed") or node.status in ("succeeded", "failed"):
         return []
-    return _started_first(command, attempt_state.status) + _ended(state, command, attempt_state.attempt)
+    started = _started_first(command, attempt.status)
+    return started + _attempt_ended(state, node, attempt, command.worker, command.outputs, command.error)
 
 
 def _started_first(command: ReportAttemptResult, status: str) -> list[Event]:
@@ -412,19 +345,54 @@ def _started_first(command: ReportAttemptResult, status: str) -> list[Event]:
     return [AttemptStarted(node=command.node, attempt_id=command.attempt_id, worker=command.worker)]
 
 
-def _ended(state: Execution, command: ReportAttemptResult, attempt: int) -> list[Event]:
-    node = state.nodes[command.node]
-    if command.error is not None:
-        return _failed(state, command, command.error, attempt)
-    if command.outputs is None:
-        raise Rejected("a result must carry either outputs or an error")
-    interface = state.workflow.tasks[node.task].interface
-    problem = _invalid_outputs(interface, command.outputs)
-    if problem is not None:
+def _attempt_ended(
+    state: Execution,
+    node: NodeState,
+    attempt: AttemptState,
+    worker: str,
+    outputs: dict[str, Any] | None,
+    error: TaskError | None,
+) -> list[Event]:
+    """The one path of an open attempt that ended, of a plain node or of a map item (``attempt.index`` >= 0):
+    outputs that break the task's interface fail it as a system error; a failed attempt is retried while the
+    task's retries last, and then its node (or item) fails; a good result finishes its node (or item)."""
+    task = state.workflow.tasks[node.task]
+    if error is None:
+        if outputs is None:
+            raise Rejected("a result must carry either outputs or an error")
+        problem = _invalid_outputs(task.interface, outputs)
+        if problem is None:
+            return _attempt_succeeded(state, node, attempt, worker, outputs)
         error = TaskError(kind="system", message=f"task '{node.task}' returned bad outputs: {problem}")
-        return _failed(state, command, error, attempt)
-    success = NodeSucceeded(node=node.id, attempt_id=command.attempt_id, outputs=command.outputs, worker=command.worker)
-    return _succeeded(state, success)
+    failed = AttemptFailed(node=node.id, attempt_id=attempt.attempt_id, error=error, worker=worker)
+    if attempt.attempt > task.retries:
+        return [failed, *_retries_spent(state, node, attempt.index, error)]
+    delay = retry_delay(task, attempt.attempt)
+    if delay > 0:
+        return [
+            failed,
+            RetryScheduled(node=node.id, attempt=attempt.attempt + 1, delay_seconds=delay, index=attempt.index),
+        ]
+    return [failed, _queue_again(state, node, attempt.index, attempt.attempt + 1)]
+
+
+def _retries_spent(state: Execution, node: NodeState, index: int, error: TaskError) -> list[Event]:
+    """A failed attempt with no retry left fails its map item (and the map node once too many items failed), or
+    its node and with it the execution."""
+    if index >= 0:
+        return [MapItemFailed(node=node.id, index=index, error=error), *_item_finished(state, node, index, None, error)]
+    return [NodeFailed(node=node.id, error=error), ExecutionFailed(node=node.id, error=error)]
+
+
+def _attempt_succeeded(
+    state: Execution, node: NodeState, attempt: AttemptState, worker: str, outputs: dict[str, Any]
+) -> list[Event]:
+    if attempt.index >= 0:
+        item = MapItemSucceeded(
+            node=node.id, index=attempt.index, attempt_id=attempt.attempt_id, outputs=outputs, worker=worker
+        )
+        return [item, *_item_finished(state, node, attempt.index, outputs, None)]
+    return _succeeded(state, NodeSucceeded(node=node.id, attempt_id=attempt.attempt_id, outputs=outputs, worker=worker))
 
 
 def _cache_lookup(state: Execution, command: ReportCacheLookup) -> list[Event]:
@@ -512,15 +480,6 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
             return [ExecutionAborted(reason=reason)]
 
 
-def command_id_of(command: Command | ResolvedLaunch) -> str:
-    return command.command.command_id if isinstance(command, ResolvedLaunch) else command.command_id
-
-
-def command_type_of(command: Command | ResolvedLaunch) -> str:
-    inner = command.command if isinstance(command, ResolvedLaunch) else command
-    return str(type(inner).__struct_config__.tag)
-
-
 def apply_event(state: Execution | None, event: Event, at: datetime, command_id: str) -> Execution | None:
     if isinstance(event, ExecutionLaunched):
         return launch(event, at, command_id)
@@ -534,17 +493,6 @@ class Outcome(msgspec.Struct):
     events: list[Event]
     command_ids: list[str]
     rejections: list[tuple[Command | ResolvedLaunch, str]]
-
-
-def each_command(commands: Sequence[Command | ResolvedLaunch]) -> Iterable[Command | ResolvedLaunch]:
-    """The commands one by one, those sent together (results, cache reports) taken apart."""
-    for command in commands:
-        if isinstance(command, ReportCacheLookups):
-            yield from command.reports
-        elif isinstance(command, ReportAttemptResults):
-            yield from command.results
-        else:
-            yield command
 
 
 MAX_RECORDED_REJECTIONS = 100

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -14,6 +14,7 @@ from plait.core.model import (
     Constant,
     FromInput,
     FromNode,
+    Interface,
     MapOptions,
     Mapping,
     Node,
@@ -22,14 +23,28 @@ from plait.core.model import (
 from plait.core.types import DictOf, ListOf, OptionalOf, Primitive, TypeSpec, assignable, check_value, describe
 from plait.errors import DefinitionError
 from plait.sdk.hints import encode_value
-
-if TYPE_CHECKING:
-    from plait.sdk.task import Task
-
-_builder: contextvars.ContextVar[WorkflowBuilder | None] = contextvars.ContextVar("plait_builder", default=None)
+from plait.sdk.signatures import SINGLE_OUTPUT, is_named_tuple
 
 
-def current_builder() -> WorkflowBuilder | None:
+class TracedTask(Protocol):
+    """What tracing reads of a task called inside a workflow (``plait.sdk.task.Task`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def short_name(self) -> str: ...
+    @property
+    def interface(self) -> Interface: ...
+    @property
+    def return_hint(self) -> Any: ...
+
+
+T = TypeVar("T", bound=TracedTask)
+
+_builder: contextvars.ContextVar[WorkflowBuilder[Any] | None] = contextvars.ContextVar("plait_builder", default=None)
+
+
+def current_builder() -> WorkflowBuilder[Any] | None:
     return _builder.get()
 
 
@@ -106,16 +121,16 @@ def _holds_promise(value: Any) -> bool:
     return False
 
 
-class WorkflowBuilder:
-    """Collects nodes while a workflow function runs with promises for its inputs."""
+class WorkflowBuilder(Generic[T]):
+    """Collects nodes while a workflow function runs with promises for its inputs, and the tasks they run."""
 
     def __init__(self, workflow_name: str) -> None:
         self.workflow_name = workflow_name
         self.nodes: list[Node] = []
-        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.tasks: dict[str, T] = {}
         self._names: dict[str, int] = {}
 
-    def __enter__(self) -> WorkflowBuilder:
+    def __enter__(self) -> WorkflowBuilder[T]:
         self._token = _builder.set(self)
         return self
 
@@ -128,7 +143,7 @@ class WorkflowBuilder:
         return short_name if count == 0 else f"{short_name}-{count}"
 
     def add_node(
-        self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], mapping: MapOptions | None = None
+        self, task: T, args: tuple[Any, ...], kwargs: dict[str, Any], mapping: MapOptions | None = None
     ) -> Any:
         """Add a node running ``task``; with ``mapping``, a map node (``mapping.over`` empty: the inputs given a
         list of the parameter's type are mapped over)."""
@@ -169,8 +184,6 @@ class WorkflowBuilder:
             )
             for p in task.interface.outputs
         }
-        from plait.sdk.task import SINGLE_OUTPUT, is_named_tuple
-
         if is_named_tuple(task.return_hint):
             return Outputs(promises)
         return promises.get(SINGLE_OUTPUT)

@@ -11,7 +11,8 @@ from plait.core.ids import content_version
 from plait.core.model import Binding, FromInput, WorkflowSpec
 from plait.core.validate import validate_workflow
 from plait.errors import DefinitionError
-from plait.sdk.task import SINGLE_OUTPUT, Task, interface_of, is_named_tuple, source_of
+from plait.sdk.signatures import SINGLE_OUTPUT, interface_of, is_named_tuple
+from plait.sdk.task import Task, source_of
 from plait.sdk.tracing import Promise, WorkflowBuilder, checked_binding
 
 P = ParamSpec("P")
@@ -36,7 +37,7 @@ class Workflow(Generic[P, R]):
         promises = {
             p.name: Promise(FromInput(p.name), p.type, f"workflow input '{p.name}'") for p in self.interface.inputs
         }
-        with WorkflowBuilder(self.name) as builder:
+        with WorkflowBuilder[Task[Any, Any]](self.name) as builder:
             returned = typing.cast(Any, self.fn)(**promises)
         self.tasks = builder.tasks
         outputs = self._output_bindings(returned, owner)
