@@ -24,6 +24,7 @@ from plait.core.ids import attempt_id
 from plait.core.state import Execution, apply_decision
 from plait.errors import PlaitError
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID
 from plait_catalog import CatalogService
 from plait_catalog.projection import StoredMessage, stored_offset
 from plait_catalog.projector import stored_message
@@ -263,7 +264,7 @@ class Backlog:
                 assert new_state is not None
                 self.states[execution_id] = new_state
                 subject = subjects.execution_subject(PROJECT, DOMAIN, execution_id)
-                acks.append(await self.js.publish_async(subject, data, headers={"Nats-Msg-Id": digest}))
+                acks.append(await self.js.publish_async(subject, data, headers={NATS_MSG_ID: digest}))
         return max(ack.seq for ack in await _gather(acks))
 
 

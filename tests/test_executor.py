@@ -30,6 +30,7 @@ from plait.core.dispatch import Dispatch
 from plait.core.ids import attempt_id, new_execution_id
 from plait.core.model import TaskTarget
 from plait.protocol import subjects
+from plait.protocol.headers import PLAIT_ERROR
 from plait.sdk.hints import encode_value
 from plait.sdk.loader import load_module
 from plait.sdk.task import Task
@@ -518,7 +519,7 @@ async def test_an_unreadable_dispatch_is_moved_to_the_dead_letters(nats_url: str
         dead = await dead_letters.next_msg(timeout=DEADLINE)
         assert (await cluster.commands.result_of(readable)).outputs == {"result": 2}
     assert dead.data == b'{"type": "dispatch.v1"}'
-    assert dead.headers is not None and "missing required field" in dead.headers["Plait-Error"]
+    assert dead.headers is not None and "missing required field" in dead.headers[PLAIT_ERROR]
     assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
 
 

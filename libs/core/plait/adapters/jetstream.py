@@ -33,6 +33,15 @@ from plait.core.model import EntityKind, LaunchPlanSpec, TaskSpec, WorkflowSpec
 from plait.core.state import Execution, apply_decision
 from plait.errors import ConflictError, ConnectError, NotFound, PlaitError, RegistrationConflict, TransportError
 from plait.protocol import subjects
+from plait.protocol.headers import (
+    NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+    NATS_LAST_SEQUENCE,
+    NATS_MSG_ID,
+    NATS_NUM_PENDING,
+    NATS_SEQUENCE,
+    NATS_STREAM,
+    NATS_SUBJECT,
+)
 from plait.replay import paused_gc
 
 WRONG_LAST_SEQUENCE = 10071
@@ -196,11 +205,11 @@ class BatchUnsupported(Exception):
 def _raw_message(msg: Msg) -> RawStreamMsg:
     headers = msg.headers or {}
     return RawStreamMsg(
-        subject=headers.get("Nats-Subject"),
-        seq=int(headers["Nats-Sequence"]),
+        subject=headers.get(NATS_SUBJECT),
+        seq=int(headers[NATS_SEQUENCE]),
         data=msg.data,
         headers=headers,
-        stream=headers.get("Nats-Stream"),
+        stream=headers.get(NATS_STREAM),
     )
 
 
@@ -356,7 +365,7 @@ class EventStore:
                     headers = msg.headers or {}
                     status = headers.get("Status")
                     if status == STATUS_END_OF_BATCH:
-                        pending = int(headers.get("Nats-Num-Pending", "0"))
+                        pending = int(headers.get(NATS_NUM_PENDING, "0"))
                         break
                     if status == STATUS_NOT_FOUND and previous == 0:
                         return
@@ -364,12 +373,12 @@ class EventStore:
                         if previous == 0:
                             raise BatchUnsupported(f"status {status} {headers.get('Description', '')}".strip())
                         raise nats.js.errors.APIError(code=int(status), description=headers.get("Description"))
-                    if "Nats-Num-Pending" not in headers:
+                    if NATS_NUM_PENDING not in headers:
                         raise BatchUnsupported("the server answered with a single message")
-                    if int(headers.get("Nats-Last-Sequence", "0")) != previous:
+                    if int(headers.get(NATS_LAST_SEQUENCE, "0")) != previous:
                         raise TransportError(
                             f"batched read of {subject}: message after sequence {previous} missing "
-                            f"(got one after {headers.get('Nats-Last-Sequence')})"
+                            f"(got one after {headers.get(NATS_LAST_SEQUENCE)})"
                         )
                     raw = _raw_message(msg)
                     previous = after = raw.seq or after
@@ -411,8 +420,8 @@ class EventStore:
         """``append`` for a decision already encoded."""
         digest = codec.digest(data)
         headers = {
-            "Nats-Expected-Last-Subject-Sequence": str(expected_sequence),
-            "Nats-Msg-Id": digest,
+            NATS_EXPECTED_LAST_SUBJECT_SEQUENCE: str(expected_sequence),
+            NATS_MSG_ID: digest,
         }
         limit = self.js._nc.max_payload - _header_bytes(headers)
         if len(data) > limit:  # the server would close the connection rather than refuse the message
@@ -502,7 +511,7 @@ class Registry:
         """Publish a registration on its empty subject. On a replicated stream, a concurrent publish of the same
         registration is refused while the first is being stored (``DUPLICATE_IN_PROCESS``): asked again shortly, it
         is then a duplicate, or meets the stored first one."""
-        headers = {"Nats-Expected-Last-Subject-Sequence": "0", "Nats-Msg-Id": codec.digest(data)}
+        headers = {NATS_EXPECTED_LAST_SUBJECT_SEQUENCE: "0", NATS_MSG_ID: codec.digest(data)}
         delay = 0.01
         while True:
             try:

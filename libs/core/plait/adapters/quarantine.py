@@ -29,6 +29,7 @@ from nats.js import JetStreamContext
 
 from plait.adapters.stream_reads import read_messages
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID
 
 CATALOG_READER = "catalog"  # the catalog's projection
 OUTBOX_READER = "outbox"  # the schedulers' dispatch outbox
@@ -102,7 +103,7 @@ class Quarantine:
             reason=reason[:REASON_CHARACTERS],
             quarantined_at=datetime.now(UTC),
         )
-        await self._store(entry, {"Nats-Msg-Id": f"{self.reader}:{stream}:{sequence}"})
+        await self._store(entry, {NATS_MSG_ID: f"{self.reader}:{stream}:{sequence}"})
         self._log.warning(
             "message_quarantined",
             stream=stream,
