@@ -653,7 +653,9 @@ async def test_a_dispatch_on_its_last_delivery_is_reported_as_a_system_failure(n
 async def test_a_dispatch_consumer_of_an_older_release_gets_the_short_ack_wait_and_a_delivery_limit(
     nats_url: str, cluster: Cluster
 ) -> None:
-    older = ConsumerConfig(durable_name="executor-local-default", filter_subject="plait.dispatch.local.default")
+    older = ConsumerConfig(
+        durable_name="executor-local-default", filter_subject=subjects.dispatch_subject("local", "default")
+    )
     await cluster.js.add_consumer(subjects.DISPATCH_STREAM, older, ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0)
     async with running(executor(nats_url)):
         info = await cluster.js.consumer_info(subjects.DISPATCH_STREAM, "executor-local-default")

@@ -21,9 +21,10 @@ from nats.aio.msg import Msg
 
 from plait import codec
 from plait.adapters.jetstream import connect, ensure_streams
-from plait.adapters.quarantine import CATALOG_READER, OUTBOX_READER, QuarantineEntry
+from plait.adapters.quarantine import CATALOG_READER, OUTBOX_READER
 from plait.client import AsyncClient
 from plait.protocol import subjects
+from plait.protocol.quarantine import QuarantineEntry
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import msgspec
 import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
@@ -19,19 +18,11 @@ from plait.protocol.headers import (
     PLAIT_REPLY_TO,
     PLAIT_TRUNCATED_FROM,
 )
+from plait.protocol.rejections import Rejection
 
 log = structlog.get_logger()
 
 HEADER_ROOM_BYTES = 256  # the status line, the publish's own headers and a truncation note
-
-
-class Rejection(msgspec.Struct, frozen=True):
-    """What a sender receives on its ``Plait-Reply-To`` subject when its command was refused."""
-
-    command_id: str
-    subject: str
-    reason: str
-    type: str = "command_rejected"
 
 
 async def reject(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str, reason: str) -> None:
