@@ -16,6 +16,7 @@ from plait.audit import Problem, verify_catalog, verify_chain
 from plait.client import AsyncClient
 from plait.core.events import Decision, NodeSucceeded
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID
 from plait.replay import Record, replay
 from tests.audit_workflows import make_history
 from tests.stack import services_and_client
@@ -136,9 +137,7 @@ async def test_a_forged_decision_published_to_the_subject_is_found(history: Hist
     records = await client.records(execution_id)
     fork = forged(records, previous=codec.digest(records[0].data))
     subject = subjects.execution_subject(client.project, client.domain, execution_id)
-    ack = await client.js.publish(
-        subject, fork.data, headers={"Nats-Msg-Id": fork.msg_id}, stream=subjects.EVENTS_STREAM
-    )
+    ack = await client.js.publish(subject, fork.data, headers={NATS_MSG_ID: fork.msg_id}, stream=subjects.EVENTS_STREAM)
 
     stored = await client.records(execution_id)
     [problem] = verify_chain(stored)

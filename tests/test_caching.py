@@ -195,7 +195,7 @@ async def test_the_catalog_answers_look_ups_when_it_runs(nats_url: str, database
     executor = ExecutorService(nats_url, concurrency=2, replica="cache-executor")
     catalog = CatalogService(nats_url, database_url, replica="cache-catalog")
     async with running(scheduler.run, executor.run, catalog.run), await AsyncClient.connect(nats_url) as client:
-        fills = await client.js.subscribe("plait.cache.*.*.*.entry", ordered_consumer=True)
+        fills = await client.js.subscribe(f"{subjects.CACHE_ROOT}.*.*.*.entry", ordered_consumer=True)
         await final_state(client, await client.launch(cache_workflows.increments, {"start": 7}), timeout=DEADLINE)
         last_fill = 0
         for _ in range(4):  # reservation and fill of each of the 4 keys, in some order

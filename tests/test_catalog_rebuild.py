@@ -24,10 +24,12 @@ from plait.core.ids import attempt_id
 from plait.core.state import Execution, apply_decision
 from plait.errors import PlaitError
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID
+from plait.protocol.rebuild import RebuildProgress
 from plait_catalog import CatalogService
 from plait_catalog.projection import StoredMessage, stored_offset
 from plait_catalog.projector import stored_message
-from plait_catalog.rebuild import RebuildFailed, RebuildProgress, RebuildRefused
+from plait_catalog.rebuild import RebuildFailed, RebuildRefused
 from plait_cli.rebuild import request_rebuild
 from tests.processes import REPO, ServiceProcess
 from tests.test_catalog import DEADLINE, DOMAIN, PROJECT, START, EventLog, caught_up, pipeline
@@ -68,21 +70,21 @@ async def test_rebuild_gives_the_same_tables(
             assert all(before[table] for table in ("artifacts", "lineage_edges", "cache_entries", "attempts"))
             projected_before = len(logs)
 
-            progress: list[dict[str, Any]] = []
+            progress: list[RebuildProgress] = []
             with anyio.fail_after(DEADLINE):
                 result = await request_rebuild(nc, progress.append)
             after = await dump_all(pg)
             tg.cancel_scope.cancel()
 
     assert after == before
-    assert (result["replica"], result["target"], result["sequence"], result["messages"]) == (
+    assert (result.replica, result.target, result.sequence, result.messages) == (
         "rebuilder",
         last,
         last,
         last,
     )
-    assert result["rows"] == table_sizes(before)
-    assert progress[0] == {"replica": "rebuilder", "target": last, "sequence": 0, "messages": 0}
+    assert result.rows == table_sizes(before)
+    assert progress[0] == RebuildProgress(replica="rebuilder", target=last, sequence=0, messages=0)
     replayed = [e for e in logs[projected_before:] if e["event"] == "batch_projected"]
     assert replayed[0]["first"] == 1 and replayed[-1]["last"] == last
     assert sum(e["messages"] for e in replayed) == last
@@ -160,7 +162,7 @@ async def test_only_the_leader_rebuilds_and_projecting_goes_on(
         await caught_up(nc, await varied_history(log))
         with anyio.fail_after(DEADLINE):
             result = await request_rebuild(nc)
-        assert result["replica"] == "leader"
+        assert result.replica == "leader"
         with pytest.raises(RebuildRefused, match="replica standby does not lead the projection"):
             await standby.projector.rebuild(nothing)
 
@@ -263,7 +265,7 @@ class Backlog:
                 assert new_state is not None
                 self.states[execution_id] = new_state
                 subject = subjects.execution_subject(PROJECT, DOMAIN, execution_id)
-                acks.append(await self.js.publish_async(subject, data, headers={"Nats-Msg-Id": digest}))
+                acks.append(await self.js.publish_async(subject, data, headers={NATS_MSG_ID: digest}))
         return max(ack.seq for ack in await _gather(acks))
 
 
@@ -334,11 +336,11 @@ async def test_a_leader_killed_mid_backlog_leaves_no_gap_and_no_duplicate(
 
     with anyio.fail_after(DEADLINE):
         rebuilt = await request_rebuild(nc)
-    assert rebuilt["messages"] == last
+    assert rebuilt.messages == last
     assert await dump_all(pg) == expected
     print(
         f"\nbacklog: {last} messages ({backlog.events} events) written in {written:.2f} s; killed at offset {offset}; "
         f"the next leader projected {last - offset} messages in {resumed:.2f} s (incl. start-up); "
-        f"rebuild of {last} messages: {rebuilt['seconds']:.2f} s ({last / rebuilt['seconds']:.0f} messages/s)"
+        f"rebuild of {last} messages: {rebuilt.seconds:.2f} s ({last / rebuilt.seconds:.0f} messages/s)"
     )
     assert heir.terminate() == 0

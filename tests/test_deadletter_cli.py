@@ -85,7 +85,7 @@ async def test_a_dead_letter_is_counted_shown_and_redriven_once_its_cause_is_gon
         listed = json.loads(await plait_cli(nats_url, "deadletter", "list", "--json"))
         assert listed["count"] == 2
         early, junk = listed["dead_letters"]
-        assert early["subject"] == "plait.cmd.default.development.too-early.launch"
+        assert early["subject"] == subjects.command_subject("default", "development", "too-early", "launch")
         assert "is not registered" in early["reason"]
         assert junk["reason"].startswith("malformed command")
         shown = json.loads(await plait_cli(nats_url, "deadletter", "show", str(early["sequence"]), "--json"))

@@ -19,6 +19,7 @@ from plait.core.commands import LaunchExecution, ResolvedLaunch
 from plait.core.decide import decide_batch
 from plait.core.events import Decision
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID
 from tests import workflows
 
 SUBJECT = subjects.execution_subject("p", "d", "reads")
@@ -38,14 +39,14 @@ async def fill(nc: NATS, sizes: list[int]) -> list[int]:
     js = nc.jetstream()
     sequences = []
     for i, size in enumerate(sizes):
-        ack = await js.publish(SUBJECT, bytes([65 + i % 26]) * size, headers={"Nats-Msg-Id": f"id-{i}"})
+        ack = await js.publish(SUBJECT, bytes([65 + i % 26]) * size, headers={NATS_MSG_ID: f"id-{i}"})
         sequences.append(ack.seq)
-        await js.publish(OTHER, b"other", headers={"Nats-Msg-Id": f"other-{i}"})
+        await js.publish(OTHER, b"other", headers={NATS_MSG_ID: f"other-{i}"})
     return sequences
 
 
 def seen(messages: list[RawStreamMsg]) -> list[tuple[int | None, str | None, bytes | None, str]]:
-    return [(m.seq, m.subject, m.data, (m.headers or {}).get("Nats-Msg-Id", "")) for m in messages]
+    return [(m.seq, m.subject, m.data, (m.headers or {}).get(NATS_MSG_ID, "")) for m in messages]
 
 
 async def one_by_one(store: EventStore, after: int = 0) -> list[RawStreamMsg]:
@@ -60,7 +61,7 @@ async def test_batched_reads_match_one_by_one(nc: NATS, monkeypatch: pytest.Monk
     batched = [raw async for raw in store.raw(SUBJECT)]
     assert [m.seq for m in batched] == sequences
     assert seen(batched) == seen(await one_by_one(store))
-    assert [m.headers and m.headers["Nats-Msg-Id"] for m in batched] == [f"id-{i}" for i in range(7)]
+    assert [m.headers and m.headers[NATS_MSG_ID] for m in batched] == [f"id-{i}" for i in range(7)]
     assert store.batched
     after = [raw async for raw in store.raw(SUBJECT, after=sequences[3])]
     assert seen(after) == seen(await one_by_one(store, sequences[3]))

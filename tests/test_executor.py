@@ -30,6 +30,7 @@ from plait.core.dispatch import Dispatch
 from plait.core.ids import attempt_id, new_execution_id
 from plait.core.model import TaskTarget
 from plait.protocol import subjects
+from plait.protocol.headers import PLAIT_ERROR
 from plait.sdk.hints import encode_value
 from plait.sdk.loader import load_module
 from plait.sdk.task import Task
@@ -518,7 +519,7 @@ async def test_an_unreadable_dispatch_is_moved_to_the_dead_letters(nats_url: str
         dead = await dead_letters.next_msg(timeout=DEADLINE)
         assert (await cluster.commands.result_of(readable)).outputs == {"result": 2}
     assert dead.data == b'{"type": "dispatch.v1"}'
-    assert dead.headers is not None and "missing required field" in dead.headers["Plait-Error"]
+    assert dead.headers is not None and "missing required field" in dead.headers[PLAIT_ERROR]
     assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
 
 
@@ -652,7 +653,9 @@ async def test_a_dispatch_on_its_last_delivery_is_reported_as_a_system_failure(n
 async def test_a_dispatch_consumer_of_an_older_release_gets_the_short_ack_wait_and_a_delivery_limit(
     nats_url: str, cluster: Cluster
 ) -> None:
-    older = ConsumerConfig(durable_name="executor-local-default", filter_subject="plait.dispatch.local.default")
+    older = ConsumerConfig(
+        durable_name="executor-local-default", filter_subject=subjects.dispatch_subject("local", "default")
+    )
     await cluster.js.add_consumer(subjects.DISPATCH_STREAM, older, ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0)
     async with running(executor(nats_url)):
         info = await cluster.js.consumer_info(subjects.DISPATCH_STREAM, "executor-local-default")

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from plait.adapters.commands import REPLY_TO_HEADER
+from plait import codec
 from plait.client import AsyncClient
 from plait.protocol import subjects
+from plait.protocol.headers import CONTENT_TYPE, NATS_MSG_ID, PLAIT_ERROR, PLAIT_REPLY_TO
 from plait_scheduler import SchedulerService
 from plait_scheduler.service import COMMANDS_CONSUMER
 from tests import workflows
@@ -100,7 +101,7 @@ def hostile_command(draw: st.DrawFn, execution_id: str) -> tuple[bytes, dict[str
     if mutation in ("msgpack", "extension"):
         if mutation == "extension":
             fields["inputs"] = {"x": msgspec.msgpack.Ext(draw(st.integers(0, 127)), b"x")}
-        return msgspec.msgpack.encode(fields), {"Content-Type": "application/msgpack"}
+        return msgspec.msgpack.encode(fields), {CONTENT_TYPE: codec.MSGPACK}
     data = msgspec.json.encode(fields)
     if mutation == "truncated":
         data = data[: draw(st.integers(0, max(len(data) - 1, 0)))]
@@ -133,10 +134,10 @@ async def test_hostile_commands_are_each_dead_lettered_at_once_and_a_launch_is_s
             execution_id = f"hostile-{run}-{index}"
             payload, headers = data.draw(hostile_command(execution_id))
             subject = subjects.command_subject(client.project, client.domain, execution_id, "launch")
-            reply = {REPLY_TO_HEADER: "not a subject" if index % 2 else client.nc.new_inbox()}
-            await client.js.publish(subject, payload, headers={**headers, **reply, "Nats-Msg-Id": execution_id})
+            reply = {PLAIT_REPLY_TO: "not a subject" if index % 2 else client.nc.new_inbox()}
+            await client.js.publish(subject, payload, headers={**headers, **reply, NATS_MSG_ID: execution_id})
         kept = await read_dead_letters(client.js, COMMANDS)
-        assert all(msg.headers and msg.headers["Plait-Error"] for msg in kept)
+        assert all(msg.headers and msg.headers[PLAIT_ERROR] for msg in kept)
         info = await client.js.consumer_info(subjects.COMMANDS_STREAM, COMMANDS_CONSUMER)
         assert info.num_redelivered == 0, "each was settled at its first delivery: none raised what was not expected"
         with anyio.fail_after(30):

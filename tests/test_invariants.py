@@ -21,6 +21,7 @@ from plait.core.events import (
 )
 from plait.core.ids import attempt_id, item_attempt_id
 from plait.invariants import check_execution
+from plait.protocol.headers import NATS_MSG_ID
 from plait.replay import replay
 from tests import definitions, map_workflows
 from tests.helpers.records import T0, history
@@ -183,7 +184,7 @@ async def test_audit_verify_all_reports_each_violation_with_its_execution_and_po
             ("running", clean_run("running")[:2]),
         ):
             for record in history(execution_id, decisions, "tests", domain):
-                await js.publish(record.subject, record.data, headers={"Nats-Msg-Id": record.msg_id})
+                await js.publish(record.subject, record.data, headers={NATS_MSG_ID: record.msg_id})
     finally:
         await nc.close()
     env = {"PLAIT_NATS_URL": nats_url, "PLAIT_PROJECT": "tests", "PLAIT_DOMAIN": domain}

@@ -12,7 +12,6 @@ import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from plait import InputError, codec
-from plait.adapters.commands import REPLY_TO_HEADER
 from plait.adapters.connection import connect
 from plait.adapters.event_store import EventStore
 from plait.adapters.registry import Registry
@@ -23,6 +22,7 @@ from plait.core.decide import decide_batch
 from plait.core.events import Decision
 from plait.errors import ConflictError
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR, PLAIT_ORIGINAL_SUBJECT, PLAIT_REPLY_TO
 from plait_scheduler import SchedulerService
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
@@ -173,10 +173,10 @@ async def test_bad_launch_inputs_are_rejected_with_a_reply_and_kept_aside(
     with pytest.raises(InputError, match=r"missing input 'b'"):
         await client.launch(workflows.add_two, {"a": 1}, execution_id="missing-input")
     [first, second] = await dead_letters(nats_url, 2)
-    assert "input 'a' expects int" in first.headers["Plait-Error"]
-    assert first.headers["Plait-Original-Subject"].endswith("bad-inputs.launch")
+    assert "input 'a' expects int" in first.headers[PLAIT_ERROR]
+    assert first.headers[PLAIT_ORIGINAL_SUBJECT].endswith("bad-inputs.launch")
     assert msgspec.json.decode(first.data)["inputs"]["a"] == "one", "the original command is kept as it was sent"
-    assert "missing input 'b'" in second.headers["Plait-Error"]
+    assert "missing input 'b'" in second.headers[PLAIT_ERROR]
 
 
 async def test_a_malformed_command_is_dead_lettered_and_the_replica_goes_on(
@@ -185,11 +185,11 @@ async def test_a_malformed_command_is_dead_lettered_and_the_replica_goes_on(
     inbox = client.nc.new_inbox()
     replies = await client.nc.subscribe(inbox, max_msgs=2)
     subject = subjects.command_subject(client.project, client.domain, "garbled", "launch")
-    await client.js.publish(subject, b"{not json", headers={REPLY_TO_HEADER: inbox, "Nats-Msg-Id": "garbled-1"})
+    await client.js.publish(subject, b"{not json", headers={PLAIT_REPLY_TO: inbox, NATS_MSG_ID: "garbled-1"})
     await client.js.publish(
         subject,
         msgspec.json.encode({"type": "launch_execution.v9", "command_id": "x"}),
-        headers={REPLY_TO_HEADER: inbox, "Nats-Msg-Id": "garbled-2"},
+        headers={PLAIT_REPLY_TO: inbox, NATS_MSG_ID: "garbled-2"},
     )
     with anyio.fail_after(10):
         reasons = [msgspec.json.decode((await replies.next_msg(timeout=10)).data)["reason"] for _ in range(2)]
@@ -216,7 +216,7 @@ async def test_a_launch_queues_a_dispatch_record_derived_from_the_log(
     assert dispatch.task.name == workflows.add.name
     state = await current_state(client, execution_id)
     assert dispatch.decision_sequence == state.last_sequence
-    assert msg.headers["Nats-Msg-Id"] == f"{client.project}/{client.domain}/{dispatch.attempt_id}"
+    assert msg.headers[NATS_MSG_ID] == f"{client.project}/{client.domain}/{dispatch.attempt_id}"
     await ensure_streams(client.js)  # idempotent
 
 
@@ -252,7 +252,7 @@ async def test_a_command_that_cannot_apply_is_recorded_on_its_execution(
                 break
     assert rejected[0].command_id == "bogus" and "has no attempt 'no-such-attempt'" in rejected[0].reason
     [kept] = await dead_letters(nats_url, 1)
-    assert kept.headers["Plait-Original-Subject"].endswith(f"{execution_id}.result")
+    assert kept.headers[PLAIT_ORIGINAL_SUBJECT].endswith(f"{execution_id}.result")
     state = await current_state(client, execution_id)
     assert state.status == "running" and state.nodes["add"].status == "queued", "nothing else changed"
 

@@ -12,7 +12,7 @@ import pytest
 from nats.js.api import DiscardPolicy
 
 from plait import InputError, codec
-from plait.adapters.commands import REPLY_TO_HEADER, publish_command
+from plait.adapters.commands import publish_command
 from plait.adapters.event_store import EventStore
 from plait.adapters.registry import Registry
 from plait.client import AsyncClient
@@ -20,6 +20,18 @@ from plait.core.commands import LaunchExecution, ReportAttemptResult, ResolvedLa
 from plait.core.events import WorkflowRegistered
 from plait.core.model import WorkflowSpec
 from plait.protocol import subjects
+from plait.protocol.headers import (
+    CONTENT_TYPE,
+    NATS_EXPECTED_LAST_SEQUENCE,
+    NATS_EXPECTED_STREAM,
+    NATS_MSG_ID,
+    PLAIT_COMMAND_ID,
+    PLAIT_ERROR,
+    PLAIT_ORIGINAL_SUBJECT,
+    PLAIT_REPLY_TO,
+    PLAIT_TRUNCATED_FROM,
+    SERVER_PREFIX,
+)
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService, failures
 from plait_scheduler.cache import StateCache
@@ -166,7 +178,7 @@ async def test_a_launch_plan_subject_holding_a_workflow_is_dead_lettered_and_the
     plan = f"launch plan 'sneaky' version 1 in {client.project}/{client.domain}"
     assert reason == f"{plan} is not registered: its subject holds a workflow"
     [kept] = await read_dead_letters(client.js, 1)
-    assert kept.headers["Plait-Command-Id"] == "launch:via-sneaky-plan"
+    assert kept.headers[PLAIT_COMMAND_ID] == "launch:via-sneaky-plan"
     with anyio.fail_after(30):
         execution_id = (await client.launch(workflows.add_two, {"a": 1, "b": 2})).id
     assert await queued_at_launch(client, execution_id) == ["add"]
@@ -199,7 +211,7 @@ async def test_an_unexpected_error_is_retried_with_back_off_then_dead_lettered_w
     assert reason == "failed on each of 4 deliveries; last: the registry exploded"
     assert looked_up == 4
     [kept] = await read_dead_letters(client.js, 1)
-    assert kept.headers["Plait-Original-Subject"].endswith("explodes.launch")
+    assert kept.headers[PLAIT_ORIGINAL_SUBJECT].endswith("explodes.launch")
 
 
 async def test_hostile_commands_are_dead_lettered_with_their_reason_and_the_replica_goes_on(
@@ -214,23 +226,26 @@ async def test_hostile_commands_are_dead_lettered_with_their_reason_and_the_repl
     hostile = [
         (
             msgspec.msgpack.encode({**as_dict, "inputs": {"a": msgspec.msgpack.Ext(1, b"x")}}),
-            {"Content-Type": "application/msgpack"},
+            {CONTENT_TYPE: codec.MSGPACK},
         ),
         (codec.encode({**as_dict, "inputs": {"a": 0}}).replace(b'"a":0', b'"a":' + b"[" * 10_000 + b"]" * 10_000), {}),
-        (b"{not json", {"Nats-Expected-Last-Sequence": str(last + 2), "Nats-Msg-Id": "copied"}),
+        (b"{not json", {NATS_EXPECTED_LAST_SEQUENCE: str(last + 2), NATS_MSG_ID: "copied"}),
     ]
     for data, headers in hostile:
-        await client.js.publish(subject, data, headers={REPLY_TO_HEADER: inbox, **headers})
+        await client.js.publish(subject, data, headers={PLAIT_REPLY_TO: inbox, **headers})
     reasons = await rejection_reasons(replies, len(hostile))
     assert reasons[0].startswith("malformed command: Encoding objects of type msgspec.msgpack.Ext is unsupported")
     assert reasons[1] == "malformed command: nested too deeply to decode"
     assert reasons[2].startswith("malformed command: JSON is malformed")
     kept = await read_dead_letters(client.js, len(hostile))
     copied = [
-        name for msg in kept for name in msg.headers if name.startswith("Nats-") and name != "Nats-Expected-Stream"
+        name
+        for msg in kept
+        for name in msg.headers
+        if name.lower().startswith(SERVER_PREFIX) and name != NATS_EXPECTED_STREAM
     ]
     assert copied == [], "a copied Nats-* header would tell the server how to store the dead letter"
-    assert kept[2].headers["Plait-Command-Id"] == "copied"
+    assert kept[2].headers[PLAIT_COMMAND_ID] == "copied"
     with pytest.raises(InputError, match="input 'a' is nested more than 64 levels deep; the limit is 64"):
         await client.launch(workflows.add_two, {"a": _deep(100), "b": 1})
     with anyio.fail_after(30):
@@ -251,5 +266,5 @@ async def test_a_command_too_large_to_copy_with_its_reason_is_kept_cut_to_what_f
     data = b"{" + b"x" * (client.nc.max_payload - 100)
     await client.js.publish(subjects.command_subject(client.project, client.domain, "huge", "launch"), data)
     [kept] = await read_dead_letters(client.js, 1)
-    assert kept.headers["Plait-Truncated-From"] == str(len(data))
-    assert data.startswith(kept.data) and kept.headers["Plait-Error"].startswith("malformed command")
+    assert kept.headers[PLAIT_TRUNCATED_FROM] == str(len(data))
+    assert data.startswith(kept.data) and kept.headers[PLAIT_ERROR].startswith("malformed command")

@@ -18,6 +18,7 @@ from plait.client import AsyncClient, idempotent_execution_id
 from plait.core.commands import Command, LaunchExecution
 from plait.core.events import ExecutionLaunched
 from plait.errors import NotFound
+from plait.protocol.schema import WIRE_TYPES
 from plait.sdk.workflow import Workflow
 from plait_cli.schema import export_schemas
 from tests import audit_workflows
@@ -165,12 +166,8 @@ async def launch_latest(client: AsyncClient) -> None:
 
 def test_exported_schemas_describe_what_plait_writes(tmp_path: Path) -> None:
     written = export_schemas(tmp_path / "schemas")
-    assert sorted(p.name for p in written) == [
-        "command.schema.json",
-        "decision.schema.json",
-        "dispatch.schema.json",
-        "registration.schema.json",
-    ]
+    assert {p.name for p in written} == {f"{name}.schema.json" for name in WIRE_TYPES} | {"plait.schema.json"}
+    assert {"command.schema.json", "decision.schema.json", "rejection.schema.json"} <= {p.name for p in written}
     command = json.loads((tmp_path / "schemas" / "command.schema.json").read_text())
     assert command["discriminator"]["propertyName"] == "type"
     assert "launch_execution.v1" in command["discriminator"]["mapping"]
@@ -180,6 +177,13 @@ def test_exported_schemas_describe_what_plait_writes(tmp_path: Path) -> None:
         command_id="c", execution_id="e", project="p", domain="d", workflow="w", version="v", inputs={"x": 1}
     )
     assert msgspec.json.decode(msgspec.json.encode(launch), type=Command) == launch
+    bundle = json.loads((tmp_path / "schemas" / "plait.schema.json").read_text())
+    assert bundle["types"]["decision"] == {"$ref": "#/$defs/Decision"}
+    assert bundle["$defs"]["Decision"] == decision["$defs"]["Decision"]
+    assert {"subject": "plait.catalog.lineage", "carries": "lineage_request", "stream": ""}.items() <= next(
+        channel for channel in bundle["subjects"] if channel["subject"] == "plait.catalog.lineage"
+    ).items()
+    assert "Plait-Reply-To" in bundle["headers"] and "Nats-Msg-Id" in bundle["headers"]
 
     done = plait_command(["schema", "export", str(tmp_path / "cli")], {})
     assert done.returncode == 0, done.stderr

@@ -18,10 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client as NATS
 
+from plait import codec
 from plait.adapters.connection import connect
 from plait.adapters.nats_errors import WRONG_LAST_SEQUENCE
 from plait.client import AsyncClient
 from plait.protocol import subjects
+from plait.protocol.headers import CONTENT_TYPE, NATS_EXPECTED_LAST_SEQUENCE, PLAIT_ERROR
 from plait_cli.embedded import NatsServer
 from tests import workflows
 from tests.faults.harness import service_env, start_service, stopped_at_exit
@@ -37,7 +39,6 @@ EXAMPLES = settings(
 _tokens = itertools.count()
 
 
-EXPECTED_LAST = "Nats-Expected-Last-Sequence"
 LAST_SEQUENCE = "<the stream's last sequence>"
 
 
@@ -63,7 +64,7 @@ class Target:
             msg = await dead_letters.next_msg(timeout=10)
         finally:
             await dead_letters.unsubscribe()
-        reason = (msg.headers or {}).get("Plait-Error", "")
+        reason = (msg.headers or {}).get(PLAIT_ERROR, "")
         assert reason, f"dead letter of {subject} without a Plait-Error header"
         return reason
 
@@ -74,8 +75,8 @@ class Target:
         js = self.nc.jetstream()
         for _ in range(50):
             sent = dict(headers)
-            if sent.get(EXPECTED_LAST) == LAST_SEQUENCE:
-                sent[EXPECTED_LAST] = str((await js.stream_info(subjects.COMMANDS_STREAM)).state.last_seq)
+            if sent.get(NATS_EXPECTED_LAST_SEQUENCE) == LAST_SEQUENCE:
+                sent[NATS_EXPECTED_LAST_SEQUENCE] = str((await js.stream_info(subjects.COMMANDS_STREAM)).state.last_seq)
             try:
                 await js.publish(subject, payload, headers=sent, stream=subjects.COMMANDS_STREAM)
                 return
@@ -210,8 +211,8 @@ def test_a_deeply_nested_command_is_dead_lettered(own_target: Target, depth: int
 
 def test_a_msgpack_extension_type_is_dead_lettered(own_target: Target) -> None:
     command = {**_valid("abort", "x"), "reason": msgspec.msgpack.Ext(1, b"boom")}
-    assert own_target.send("abort", msgspec.msgpack.encode(command), {"Content-Type": "application/msgpack"})
+    assert own_target.send("abort", msgspec.msgpack.encode(command), {CONTENT_TYPE: codec.MSGPACK})
 
 
 def test_a_command_with_a_copied_expectation_header_is_dead_lettered(own_target: Target) -> None:
-    assert own_target.send("abort", b"{not json", {EXPECTED_LAST: LAST_SEQUENCE})
+    assert own_target.send("abort", b"{not json", {NATS_EXPECTED_LAST_SEQUENCE: LAST_SEQUENCE})

@@ -48,6 +48,7 @@ encoder = msgspec.json.Encoder()
 command_decoder = msgspec.json.Decoder(Command)
 msgpack_command_decoder = msgspec.msgpack.Decoder(Command)
 
+CONTENT_TYPE = "Content-Type"  # a header: see plait.protocol.headers
 MSGPACK = "application/msgpack"
 
 
@@ -62,7 +63,7 @@ def decode_command(data: bytes, headers: Mapping[str, str] | None) -> Command:
     decision made from it is the same as the one its stored events replay to. Raises ``MalformedCommand``.
     """
     try:
-        if headers and headers.get("Content-Type") == MSGPACK:
+        if headers and headers.get(CONTENT_TYPE) == MSGPACK:
             command: Command = command_decoder.decode(encoder.encode(msgpack_command_decoder.decode(data)))
             return command
         decoded: Command = command_decoder.decode(data)

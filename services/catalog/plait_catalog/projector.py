@@ -16,10 +16,11 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from plait.adapters.quarantine import CATALOG_READER, Quarantine
 from plait.protocol import subjects
+from plait.protocol.rebuild import RebuildProgress, RebuildResult
 from plait_catalog import db, projection
 from plait_catalog.known_workflows import KnownWorkflows
 from plait_catalog.projection import KeepAside, StoredMessage, apply_batch, keeping_aside, stored_offset
-from plait_catalog.rebuild import Progress, Rebuild, RebuildProgress, RebuildRefused, RebuildResult
+from plait_catalog.rebuild import Progress, Rebuild, RebuildRefused
 
 RETRY_SECONDS = 1.0
 _RETRIED = (*db.CONNECTION_ERRORS, nats.errors.Error)  # PostgreSQL or NATS went away: wait, then lead again

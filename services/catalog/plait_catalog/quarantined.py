@@ -12,9 +12,10 @@ from collections import defaultdict
 import asyncpg
 from nats.js import JetStreamContext
 
-from plait.adapters.quarantine import QuarantineEntry, Retry
+from plait.adapters.quarantine import Retry
 from plait.adapters.stream_reads import read_messages
 from plait.protocol import subjects
+from plait.protocol.quarantine import QuarantineEntry
 from plait_catalog.projection import MESSAGE_ERRORS, ProjectionError, apply_again
 from plait_catalog.projector import stored_message
 

@@ -1,29 +1,14 @@
-"""A rebuild of the projection: what is asked of the leader, what it reports while replaying, and its result."""
+"""A rebuild of the projection as the projector runs it: its progress callback, then its result or why it failed
+(the messages it answers with are in ``plait.protocol.rebuild``)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
 import anyio
-import msgspec
 
 from plait.errors import PlaitError
-
-
-class RebuildProgress(msgspec.Struct, kw_only=True):
-    replica: str
-    target: int  # the stream's last sequence when the rebuild began: it ends once projected up to there
-    sequence: int  # the last sequence replayed so far
-    messages: int  # messages replayed so far
-
-
-class RebuildResult(msgspec.Struct, kw_only=True):
-    replica: str
-    target: int
-    sequence: int
-    messages: int
-    rows: dict[str, int]  # rows of each projected table once caught up
-    seconds: float
+from plait.protocol.rebuild import RebuildProgress, RebuildResult
 
 
 class RebuildRefused(PlaitError):

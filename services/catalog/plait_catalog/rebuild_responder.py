@@ -1,7 +1,7 @@
 """``plait.catalog.rebuild`` over NATS: every replica hears it, only the projection's leader answers.
 
-The reply inbox gets progress messages (``{"progress": ...}``, at most one per ``PROGRESS_SECONDS`` after the
-first), then one ``{"result": ...}`` or ``{"error": {"type", "message"}}``.
+The reply inbox gets progress replies (at most one per ``PROGRESS_SECONDS`` after the first), then one with the
+result or the error (``plait.protocol.rebuild.RebuildReply``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import structlog
 from nats.aio.client import Client as NATS
 
 from plait.protocol import subjects
+from plait.protocol.rebuild import RebuildError, RebuildProgress, RebuildReply
 from plait_catalog.projector import Projector
-from plait_catalog.rebuild import RebuildFailed, RebuildProgress, RebuildRefused
+from plait_catalog.rebuild import RebuildFailed, RebuildRefused
 
 PROGRESS_SECONDS = 0.5
 
@@ -53,17 +54,17 @@ class RebuildResponder:
             if update.messages and time.monotonic() - last_sent < PROGRESS_SECONDS:
                 return
             last_sent = time.monotonic()
-            await self._send(reply, {"progress": update})
+            await self._send(reply, RebuildReply(progress=update))
 
         try:
-            answer: dict[str, object] = {"result": await self._projector.rebuild(progress)}
+            answer = RebuildReply(result=await self._projector.rebuild(progress))
         except RebuildRefused as exc:
-            answer = {"error": {"type": "refused", "message": str(exc)}}
+            answer = RebuildReply(error=RebuildError(type="refused", message=str(exc)))
         except RebuildFailed as exc:
-            answer = {"error": {"type": "failed", "message": str(exc)}}
+            answer = RebuildReply(error=RebuildError(type="failed", message=str(exc)))
         await self._send(reply, answer)
 
-    async def _send(self, reply: str, answer: dict[str, object]) -> None:
+    async def _send(self, reply: str, answer: RebuildReply) -> None:
         try:
             await self._nc.publish(reply, _encoder.encode(answer))
         except nats.errors.Error as exc:

@@ -12,13 +12,11 @@ from rich.table import Table
 from plait.adapters.quarantine import (
     READERS,
     REPLAY_TIMEOUT_SECONDS,
-    QuarantineEntry,
-    ReplayOutcome,
-    ReplayRequest,
     read_entries,
-    replay_subject,
 )
 from plait.errors import PlaitError
+from plait.protocol.quarantine import QuarantineEntry, ReplayOutcome, ReplayReply, ReplayRequest
+from plait.protocol.subjects import quarantine_replay_subject
 from plait.settings import Settings
 from plait_cli.catalog_session import console, print_json, when
 from plait_cli.operator_session import operator_nats
@@ -75,16 +73,18 @@ async def _ask(nc: NATS, reader: str, sequences: list[int] | None) -> ReplayOutc
     """The reader's outcome; None when no replica of it is running."""
     try:
         reply = await nc.request(
-            replay_subject(reader), msgspec.json.encode(ReplayRequest(sequences)), timeout=REPLAY_TIMEOUT_SECONDS
+            quarantine_replay_subject(reader),
+            msgspec.json.encode(ReplayRequest(sequences)),
+            timeout=REPLAY_TIMEOUT_SECONDS,
         )
     except nats.errors.NoRespondersError:
         return None
     except nats.errors.TimeoutError:
         raise PlaitError(f"the {reader} did not answer within {REPLAY_TIMEOUT_SECONDS:g} s") from None
-    answer = msgspec.json.decode(reply.data, type=dict[str, msgspec.Raw])
-    if "error" in answer:
-        raise PlaitError(f"the {reader} refused the replay: {msgspec.json.decode(answer['error'])}")
-    return msgspec.json.decode(answer["result"], type=ReplayOutcome)
+    answer = msgspec.json.decode(reply.data, type=ReplayReply)
+    if answer.result is None:
+        raise PlaitError(f"the {reader} refused the replay: {answer.error}")
+    return answer.result
 
 
 def _table(entries: list[QuarantineEntry]) -> Table:

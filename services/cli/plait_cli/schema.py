@@ -1,35 +1,38 @@
-"""``plait schema export``: JSON Schemas of everything plait puts on the wire, generated from its types."""
+"""``plait schema export``: JSON Schemas of everything plait puts on the wire, generated from plait.protocol.schema."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from plait.core.commands import Command
-from plait.core.dispatch import Dispatch
-from plait.core.events import Decision, Registration
+from plait.protocol.headers import MEANINGS
+from plait.protocol.schema import CHANNELS, WIRE_TYPES
 
-WIRE_TYPES: dict[str, Any] = {
-    "command": Command,
-    "decision": Decision,
-    "dispatch": Dispatch,
-    "registration": Registration,
-}
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+BUNDLE = "plait.schema.json"
 
 
 def wire_schemas() -> dict[str, dict[str, Any]]:
-    """File name → JSON Schema (draft 2020-12) of each record kind, generated with ``msgspec.json.schema``."""
-    return {
-        f"{name}.schema.json": {
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": name,
-            **msgspec.json.schema(kind),
-        }
+    """File name → JSON Schema (draft 2020-12): one self-contained file per wire type, and ``plait.schema.json``,
+    which holds them all over shared ``$defs`` along with every subject and header."""
+    files = {
+        f"{name}.schema.json": {"$schema": DRAFT, "title": name, **msgspec.json.schema(kind)}
         for name, kind in WIRE_TYPES.items()
     }
+    schemas, components = msgspec.json.schema_components(WIRE_TYPES.values())
+    files[BUNDLE] = {
+        "$schema": DRAFT,
+        "title": "plait wire format",
+        "$defs": components,
+        "types": dict(zip(WIRE_TYPES, schemas, strict=True)),
+        "subjects": [dataclasses.asdict(channel) for channel in CHANNELS],
+        "headers": MEANINGS,
+    }
+    return files
 
 
 def export_schemas(directory: Path) -> list[Path]:

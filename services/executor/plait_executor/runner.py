@@ -24,12 +24,12 @@ from structlog.typing import FilteringBoundLogger
 
 from plait import codec
 from plait.adapters.commands import schedule_command
-from plait.adapters.deadletters import ERROR_HEADER
 from plait.adapters.direct_reads import BatchUnsupported, last_messages
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, attempt_deadline
 from plait.core.dispatch import Dispatch
 from plait.errors import TransportError
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.pool import WorkerPool
 from plait_executor.reports import report_started_pipelined
@@ -310,8 +310,8 @@ class AttemptRunner:
         metadata = msg.metadata
         log.error("dispatch_unreadable", subject=msg.subject, sequence=metadata.sequence.stream, error=str(error))
         headers = {
-            "Nats-Msg-Id": f"{subjects.DISPATCH_STREAM}:{metadata.sequence.stream}",
-            ERROR_HEADER: str(error)[:1000],
+            NATS_MSG_ID: f"{subjects.DISPATCH_STREAM}:{metadata.sequence.stream}",
+            PLAIT_ERROR: str(error)[:1000],
         }
         try:
             await self.js.publish(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import msgspec
 import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
@@ -10,28 +9,20 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from plait import codec
-from plait.adapters.commands import REPLY_TO_HEADER
-from plait.adapters.deadletters import (
-    COMMAND_ID_HEADER,
-    ERROR_HEADER,
-    ORIGINAL_SUBJECT_HEADER,
-    TRUNCATED_FROM_HEADER,
-    without_server_headers,
-)
+from plait.adapters.deadletters import without_server_headers
 from plait.protocol import subjects
+from plait.protocol.headers import (
+    PLAIT_COMMAND_ID,
+    PLAIT_ERROR,
+    PLAIT_ORIGINAL_SUBJECT,
+    PLAIT_REPLY_TO,
+    PLAIT_TRUNCATED_FROM,
+)
+from plait.protocol.rejections import Rejection
 
 log = structlog.get_logger()
 
 HEADER_ROOM_BYTES = 256  # the status line, the publish's own headers and a truncation note
-
-
-class Rejection(msgspec.Struct, frozen=True):
-    """What a sender receives on its ``Plait-Reply-To`` subject when its command was refused."""
-
-    command_id: str
-    subject: str
-    reason: str
-    type: str = "command_rejected"
 
 
 async def reject(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str, reason: str) -> None:
@@ -44,15 +35,15 @@ async def reject(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str, reas
     headers = without_server_headers(msg.headers)
     headers.update(
         {
-            ERROR_HEADER: _header_value(reason[:4000]),
-            ORIGINAL_SUBJECT_HEADER: msg.subject,
-            COMMAND_ID_HEADER: _header_value(command_id[:1000]),
+            PLAIT_ERROR: _header_value(reason[:4000]),
+            PLAIT_ORIGINAL_SUBJECT: msg.subject,
+            PLAIT_COMMAND_ID: _header_value(command_id[:1000]),
         }
     )
     data = msg.data
     room = nc.max_payload - HEADER_ROOM_BYTES - sum(len(name) + len(value) + 4 for name, value in headers.items())
     if len(data) > room:
-        headers[TRUNCATED_FROM_HEADER] = str(len(data))
+        headers[PLAIT_TRUNCATED_FROM] = str(len(data))
         data = data[: max(room, 0)]
     await js.publish(
         subjects.dead_letter_subject(msg.subject), data, headers=headers, stream=subjects.DEAD_LETTER_STREAM
@@ -65,7 +56,7 @@ async def reject(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str, reas
         command_id=command_id,
         reason=reason,
     )
-    reply_to = (msg.headers or {}).get(REPLY_TO_HEADER)
+    reply_to = (msg.headers or {}).get(PLAIT_REPLY_TO)
     if reply_to:
         rejection = codec.encode(Rejection(command_id=command_id, subject=msg.subject, reason=reason))
         try:

@@ -38,6 +38,7 @@ from plait.core.dispatch import dispatch_of
 from plait.core.events import Decision, Event, NodeQueued
 from plait.core.state import Execution
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID
 from plait_scheduler.cache import StateCache
 from plait_scheduler.caching import CacheKeeper, may_need_cache_work
 from plait_scheduler.done_here import DoneHere
@@ -72,7 +73,7 @@ class Outbox:
         stored: asyncio.Future[PubAck] = await self.js.publish_async(
             subjects.dispatch_subject(self.cluster, event.queue),
             codec.encode(dispatch),
-            headers={"Nats-Msg-Id": subjects.scoped_id(state.project, state.domain, event.attempt_id)},
+            headers={NATS_MSG_ID: subjects.scoped_id(state.project, state.domain, event.attempt_id)},
             stream=subjects.DISPATCH_STREAM,
         )
         return stored

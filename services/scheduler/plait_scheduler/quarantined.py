@@ -15,8 +15,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from plait import codec
-from plait.adapters.quarantine import UNREADABLE, QuarantineEntry, Retry
+from plait.adapters.quarantine import UNREADABLE, Retry
 from plait.protocol import subjects
+from plait.protocol.quarantine import QuarantineEntry
 from plait_scheduler.outbox import Outbox
 
 READ_SECONDS = 5.0

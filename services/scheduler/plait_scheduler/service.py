@@ -40,6 +40,7 @@ from plait.core.decide import Outcome
 from plait.core.events import TERMINAL_EVENTS
 from plait.errors import InputError
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID
 from plait.settings import Settings
 from plait_scheduler import quarantined
 from plait_scheduler.cache import DEFAULT_CAPACITY_BYTES, StateCache
@@ -287,7 +288,7 @@ class SchedulerService:
         log = self.log.bind(execution=target[2] if target else None)
         accepted: list[tuple[Msg, Command | ResolvedLaunch]] = []
         for msg in messages:
-            command_id = (msg.headers or {}).get("Nats-Msg-Id", "")
+            command_id = (msg.headers or {}).get(NATS_MSG_ID, "")
             try:
                 decoded = codec.decode_command(msg.data, msg.headers)
                 command_id = decoded.command_id

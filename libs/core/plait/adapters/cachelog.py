@@ -13,6 +13,7 @@ from plait.adapters.nats_errors import WRONG_LAST_SEQUENCE
 from plait.core.cachelog import CacheEntryRecord, CacheWaiter
 from plait.errors import ConflictError
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MSG_ID
 
 entry_decoder = msgspec.json.Decoder(CacheEntryRecord)
 waiter_decoder = msgspec.json.Decoder(CacheWaiter)
@@ -40,9 +41,9 @@ class CacheLog:
         no-op."""
         headers: dict[str, str] = {}
         if expected is not None:
-            headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
+            headers[NATS_EXPECTED_LAST_SUBJECT_SEQUENCE] = str(expected)
         if msg_id:
-            headers["Nats-Msg-Id"] = subjects.scoped_id(self.project, self.domain, msg_id)
+            headers[NATS_MSG_ID] = subjects.scoped_id(self.project, self.domain, msg_id)
         try:
             ack = await self.js.publish(
                 self.entry_subject, codec.encode(record), headers=headers or None, stream=subjects.EVENTS_STREAM
@@ -58,7 +59,7 @@ class CacheLog:
             self.waiter_subject,
             codec.encode(waiter),
             headers={
-                "Nats-Msg-Id": subjects.scoped_id(
+                NATS_MSG_ID: subjects.scoped_id(
                     self.project, self.domain, f"wait/{waiter.execution_id}/{waiter.node}/{waiter.round}"
                 )
             },

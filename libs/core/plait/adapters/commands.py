@@ -23,6 +23,7 @@ from plait.core.commands import (
     RetryDue,
 )
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID, NATS_SCHEDULE, NATS_SCHEDULE_TARGET, PLAIT_REPLY_TO
 
 KIND_OF_COMMAND: dict[type, str] = {
     LaunchExecution: "launch",
@@ -35,8 +36,6 @@ KIND_OF_COMMAND: dict[type, str] = {
     AttemptDeadline: "deadline",
     AbortExecution: "abort",
 }
-
-REPLY_TO_HEADER = "Plait-Reply-To"
 
 
 def subject_of(command: Command, project: str, domain: str) -> str:
@@ -54,9 +53,9 @@ async def publish_command(
 ) -> PubAck:
     """Store the command durably; returns JetStream's acknowledgement. A repeated command id is stored once (the
     acknowledgement of a repeat says ``duplicate``, with the sequence of the first)."""
-    headers = {"Nats-Msg-Id": msg_id_of(command, project, domain)}
+    headers = {NATS_MSG_ID: msg_id_of(command, project, domain)}
     if reply_to:
-        headers[REPLY_TO_HEADER] = reply_to
+        headers[PLAIT_REPLY_TO] = reply_to
     ack = await js.publish(
         subject_of(command, project, domain), codec.encode(command), headers=headers, stream=subjects.COMMANDS_STREAM
     )
@@ -72,7 +71,7 @@ async def send_command(js: JetStreamContext, command: Command, project: str, dom
     future: asyncio.Future[PubAck] = await js.publish_async(
         subject_of(command, project, domain),
         codec.encode(command),
-        headers={"Nats-Msg-Id": msg_id_of(command, project, domain)},
+        headers={NATS_MSG_ID: msg_id_of(command, project, domain)},
         stream=subjects.COMMANDS_STREAM,
     )
     return future
@@ -91,8 +90,8 @@ async def schedule_command(
         subjects.schedule_subject(project, domain, command.execution_id, timer),
         codec.encode(command),
         headers={
-            "Nats-Schedule": f"@at {fire_at}",
-            "Nats-Schedule-Target": subject_of(command, project, domain),
+            NATS_SCHEDULE: f"@at {fire_at}",
+            NATS_SCHEDULE_TARGET: subject_of(command, project, domain),
         },
         stream=subjects.COMMANDS_STREAM,
     )

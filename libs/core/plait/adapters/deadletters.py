@@ -19,18 +19,15 @@ from nats.js.api import RawStreamMsg
 from plait.adapters.stream_reads import read_messages
 from plait.errors import NotFound
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR, PLAIT_ORIGINAL_SUBJECT, SERVER_PREFIX
 
-ERROR_HEADER = "Plait-Error"
-ORIGINAL_SUBJECT_HEADER = "Plait-Original-Subject"
-COMMAND_ID_HEADER = "Plait-Command-Id"
-TRUNCATED_FROM_HEADER = "Plait-Truncated-From"
-_NOT_REPUBLISHED = {ERROR_HEADER, ORIGINAL_SUBJECT_HEADER}
+_NOT_REPUBLISHED = {PLAIT_ERROR, PLAIT_ORIGINAL_SUBJECT}
 
 
 def without_server_headers(headers: dict[str, str] | None) -> dict[str, str]:
     """``headers`` less the ``Nats-*`` ones: expectations, schedules, ids, what the server acts on when a message
     is stored, so a copy must not carry them (they could make the stream refuse it)."""
-    return {name: value for name, value in (headers or {}).items() if not name.lower().startswith("nats-")}
+    return {name: value for name, value in (headers or {}).items() if not name.lower().startswith(SERVER_PREFIX)}
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,7 +82,7 @@ async def redrive(js: JetStreamContext, letter: DeadLetter) -> int:
     headers = {
         key: value for key, value in without_server_headers(letter.headers).items() if key not in _NOT_REPUBLISHED
     }
-    headers["Nats-Msg-Id"] = f"redrive:{letter.sequence}:{uuid.uuid4().hex}"
+    headers[NATS_MSG_ID] = f"redrive:{letter.sequence}:{uuid.uuid4().hex}"
     ack = await js.publish(letter.original_subject, letter.data, headers=headers, stream=subjects.COMMANDS_STREAM)
     await js.delete_msg(subjects.DEAD_LETTER_STREAM, letter.sequence)
     return ack.seq
@@ -95,11 +92,11 @@ def _dead_letter(
     sequence: int, subject: str, headers: dict[str, str] | None, data: bytes, stored_at: datetime | None
 ) -> DeadLetter:
     headers = dict(headers or {})
-    original = headers.get(ORIGINAL_SUBJECT_HEADER) or subject.removeprefix(f"{subjects.DEAD_LETTER_ROOT}.")
+    original = headers.get(PLAIT_ORIGINAL_SUBJECT) or subject.removeprefix(f"{subjects.DEAD_LETTER_ROOT}.")
     return DeadLetter(
         sequence=sequence,
         original_subject=original,
-        reason=headers.get(ERROR_HEADER, ""),
+        reason=headers.get(PLAIT_ERROR, ""),
         stored_at=stored_at,
         headers=headers,
         data=data,

@@ -19,6 +19,15 @@ from nats.js.api import RawStreamMsg
 from plait.adapters.connection import route_of
 from plait.errors import TransportError
 from plait.protocol import subjects
+from plait.protocol.headers import (
+    DESCRIPTION,
+    NATS_LAST_SEQUENCE,
+    NATS_NUM_PENDING,
+    NATS_SEQUENCE,
+    NATS_STREAM,
+    NATS_SUBJECT,
+    STATUS,
+)
 
 BATCH_MESSAGES = 1024  # messages asked for in one batched direct get
 BATCH_BYTES = 16 * 1024 * 1024  # and their size: the server stops a batch after the message that reaches it
@@ -68,19 +77,19 @@ class DirectGetBatches:
         while True:
             msg = await self._next(first=previous == 0)
             headers = msg.headers or {}
-            status = headers.get("Status")
+            status = headers.get(STATUS)
             if status == STATUS_END_OF_BATCH:
-                self.pending = int(headers.get("Nats-Num-Pending", "0"))
+                self.pending = int(headers.get(NATS_NUM_PENDING, "0"))
                 return
             if status == STATUS_NOT_FOUND and previous == 0:
                 return
             if status is not None:
                 if previous == 0:
                     raise BatchUnsupported(f"status {status} {headers.get('Description', '')}".strip())
-                raise nats.js.errors.APIError(code=int(status), description=headers.get("Description"))
-            if "Nats-Num-Pending" not in headers:
+                raise nats.js.errors.APIError(code=int(status), description=headers.get(DESCRIPTION))
+            if NATS_NUM_PENDING not in headers:
                 raise BatchUnsupported("the server answered with a single message")
-            if int(headers.get("Nats-Last-Sequence", "0")) != previous:
+            if int(headers.get(NATS_LAST_SEQUENCE, "0")) != previous:
                 raise TransportError(
                     f"batched direct get {request}: message after sequence {previous} missing "
                     f"(got one after {headers.get('Nats-Last-Sequence')})"
@@ -102,11 +111,11 @@ class DirectGetBatches:
 def _raw_message(msg: Msg) -> RawStreamMsg:
     headers = msg.headers or {}
     return RawStreamMsg(
-        subject=headers.get("Nats-Subject"),
-        seq=int(headers["Nats-Sequence"]),
+        subject=headers.get(NATS_SUBJECT),
+        seq=int(headers[NATS_SEQUENCE]),
         data=msg.data,
         headers=headers,
-        stream=headers.get("Nats-Stream"),
+        stream=headers.get(NATS_STREAM),
     )
 
 

@@ -23,13 +23,14 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, ConsumerInfo
 from structlog.typing import FilteringBoundLogger
 
+from plait.protocol.headers import DESCRIPTION, STATUS
+
 log: FilteringBoundLogger = structlog.get_logger("plait.pull")
 
 PULL_WAIT_SECONDS = 5.0
 """How long one pull request waits on the server for messages before it expires and is made anew."""
 _PULL_LOST_AFTER_SECONDS = 2.0  # past its expiry with no word from the server: the request was lost
 _BACKOFF_SECONDS = 1.0
-_STATUS = "Status"
 _ENDED_QUIETLY = ("404", "408")  # no messages; the request expired
 
 
@@ -110,7 +111,7 @@ class Puller:
                 elif status in _ENDED_QUIETLY:
                     return True
                 else:
-                    description = msg.headers.get("Description", "") if msg.headers else ""
+                    description = msg.headers.get(DESCRIPTION, "") if msg.headers else ""
                     log.warning("pull_request_ended", status=status, description=description)
                     return delivered > 0
         return True
@@ -127,7 +128,7 @@ class Puller:
 def _status(msg: Msg) -> str | None:
     """The status code of a server's reply to a pull request; None for a message of the stream."""
     if msg.headers and not msg.reply:
-        return msg.headers.get(_STATUS)
+        return msg.headers.get(STATUS)
     return None
 
 

@@ -29,6 +29,8 @@ from nats.js import JetStreamContext
 
 from plait.adapters.stream_reads import read_messages
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID
+from plait.protocol.quarantine import QuarantineEntry, ReplayOutcome, ReplayReply, ReplayRequest
 
 CATALOG_READER = "catalog"  # the catalog's projection
 OUTBOX_READER = "outbox"  # the schedulers' dispatch outbox
@@ -44,43 +46,12 @@ REPLAY_TIMEOUT_SECONDS = 60.0
 T = TypeVar("T")
 
 
-class QuarantineEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """A stored message that ``reader`` could not take, and why."""
-
-    reader: str
-    stream: str
-    sequence: int
-    subject: str
-    size: int
-    reason: str
-    quarantined_at: datetime
-    resolved_at: datetime | None = None
-
-
-class ReplayRequest(msgspec.Struct, frozen=True):
-    """Which entries of a reader to take again: ``None`` for all those not resolved."""
-
-    sequences: list[int] | None = None
-
-
-class ReplayOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    """What a reader did with a replay request: the entries it now took, and why it still cannot take the others."""
-
-    reader: str
-    resolved: list[int]
-    unreadable: dict[int, str]
-
-
 Retry = Callable[[list[QuarantineEntry]], Awaitable[dict[int, str]]]
 """Takes entries' messages again; returns the reason for each sequence still not taken (the others were)."""
 
 _entry_decoder = msgspec.json.Decoder(QuarantineEntry)
 _request_decoder = msgspec.json.Decoder(ReplayRequest)
 _encoder = msgspec.json.Encoder()
-
-
-def replay_subject(reader: str) -> str:
-    return f"{subjects.QUARANTINE_REPLAY_ROOT}.{subjects.token(reader, 'reader')}"
 
 
 class Quarantine:
@@ -102,7 +73,7 @@ class Quarantine:
             reason=reason[:REASON_CHARACTERS],
             quarantined_at=datetime.now(UTC),
         )
-        await self._store(entry, {"Nats-Msg-Id": f"{self.reader}:{stream}:{sequence}"})
+        await self._store(entry, {NATS_MSG_ID: f"{self.reader}:{stream}:{sequence}"})
         self._log.warning(
             "message_quarantined",
             stream=stream,
@@ -172,7 +143,7 @@ class ReplayResponder:
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         reader = self._quarantine.reader
-        subscription = await self._nc.subscribe(replay_subject(reader), queue=f"plait-{reader}")
+        subscription = await self._nc.subscribe(subjects.quarantine_replay_subject(reader), queue=f"plait-{reader}")
         try:
             await self._nc.flush()
             task_status.started()
@@ -187,15 +158,15 @@ class ReplayResponder:
         try:
             request = _request_decoder.decode(message.data)
         except msgspec.DecodeError as exc:
-            await self._reply(message.reply, {"error": f"malformed replay request: {exc}"})
+            await self._reply(message.reply, ReplayReply(error=f"malformed replay request: {exc}"))
             return
         try:
             outcome = await self.replay(request.sequences)
         except Exception:  # a server away, say: the operator asks again; the reader goes on either way
             self._log.exception("quarantine_replay_failed")
-            await self._reply(message.reply, {"error": "the replay failed; see the reader's log"})
+            await self._reply(message.reply, ReplayReply(error="the replay failed; see the reader's log"))
             return
-        await self._reply(message.reply, {"result": outcome})
+        await self._reply(message.reply, ReplayReply(result=outcome))
 
     async def replay(self, sequences: list[int] | None) -> ReplayOutcome:
         """Take the given entries again (all unresolved ones when None); resolve those now taken."""
@@ -214,7 +185,7 @@ class ReplayResponder:
         self._log.info("quarantine_replayed", resolved=len(resolved), unreadable=len(unreadable))
         return ReplayOutcome(reader=self._quarantine.reader, resolved=resolved, unreadable=unreadable)
 
-    async def _reply(self, reply: str, answer: dict[str, object]) -> None:
+    async def _reply(self, reply: str, answer: ReplayReply) -> None:
         try:
             await self._nc.publish(reply, _encoder.encode(answer))
         except nats.errors.Error as exc:

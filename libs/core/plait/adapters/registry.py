@@ -16,6 +16,7 @@ from plait.core.events import LaunchPlanRegistered, Registration, TaskRegistered
 from plait.core.model import EntityKind, LaunchPlanSpec, TaskSpec, WorkflowSpec
 from plait.errors import NotFound, RegistrationConflict
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MSG_ID
 
 DUPLICATE_IN_PROCESS_PATIENCE_SECONDS = 5.0
 
@@ -72,7 +73,7 @@ class Registry:
         """Publish a registration on its empty subject. On a replicated stream, a concurrent publish of the same
         registration is refused while the first is being stored (``DUPLICATE_IN_PROCESS``): asked again shortly, it
         is then a duplicate, or meets the stored first one."""
-        headers = {"Nats-Expected-Last-Subject-Sequence": "0", "Nats-Msg-Id": codec.digest(data)}
+        headers = {NATS_EXPECTED_LAST_SUBJECT_SEQUENCE: "0", NATS_MSG_ID: codec.digest(data)}
         delay = 0.01
         while True:
             try:

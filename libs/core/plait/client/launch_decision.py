@@ -16,12 +16,13 @@ from nats.aio.msg import Msg
 
 from plait import codec
 from plait.adapters.commands import publish_command, subject_of
-from plait.adapters.deadletters import ERROR_HEADER
 from plait.adapters.nats_errors import UNAVAILABLE, as_plait_errors
 from plait.client.connection import ClientBase
 from plait.core.commands import LaunchExecution
 from plait.errors import PlaitError, Timeout
 from plait.protocol import subjects
+from plait.protocol.headers import PLAIT_ERROR
+from plait.protocol.rejections import Rejection
 
 T = TypeVar("T")
 
@@ -34,17 +35,13 @@ LaunchOutcome = str | PlaitError | None
 """How a launch was decided: None once launched, the scheduler's reason when refused, or the error that stopped it."""
 
 
-class _Refusal(msgspec.Struct):
-    reason: str
-
-
-_refusal_decoder = msgspec.json.Decoder(_Refusal)
+_rejection_decoder = msgspec.json.Decoder(Rejection)
 
 
 def _rejection_reason(data: bytes) -> str:
     """The reason a scheduler gave for refusing a command (see ``Plait-Reply-To``)."""
     try:
-        return _refusal_decoder.decode(data).reason
+        return _rejection_decoder.decode(data).reason
     except msgspec.DecodeError:
         return data.decode(errors="replace")
 
@@ -77,7 +74,7 @@ class LaunchDecision(ClientBase):
             outcomes.send_nowait(None)
 
         async def dead_lettered(msg: Msg) -> None:  # refused, when the reply went to an earlier try's inbox
-            outcomes.send_nowait((msg.headers or {}).get(ERROR_HEADER, "the scheduler refused the launch"))
+            outcomes.send_nowait((msg.headers or {}).get(PLAIT_ERROR, "the scheduler refused the launch"))
 
         inbox = self.nc.new_inbox()
         subscriptions = [
@@ -163,5 +160,5 @@ class LaunchDecision(ClientBase):
             return None
         if letter.data != codec.encode(command):
             return None
-        reason: str = (letter.headers or {}).get(ERROR_HEADER, "the scheduler refused the launch")
+        reason: str = (letter.headers or {}).get(PLAIT_ERROR, "the scheduler refused the launch")
         return reason

@@ -116,6 +116,11 @@ def quarantine_subject(reader: str, sequence: int) -> str:
     return f"{QUARANTINE_ROOT}.{token(reader, 'reader')}.{sequence}"
 
 
+def quarantine_replay_subject(reader: str) -> str:
+    """Where ``reader`` answers requests to take its quarantine entries again."""
+    return f"{QUARANTINE_REPLAY_ROOT}.{token(reader, 'reader')}"
+
+
 def execution_of_command_subject(subject: str) -> tuple[str, str, str] | None:
     """(project, domain, execution id) from a command subject, even when its payload is unreadable."""
     parts = subject.split(".")
