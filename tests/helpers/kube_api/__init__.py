@@ -1,0 +1,2 @@
+"""A Kubernetes API stand-in for tests: an in-process HTTP server speaking the Kubernetes API shape for Jobs, Pods
+and Pod logs, with hooks that play what a cluster would do. It is not a Kubernetes (see docs/kubernetes.md)."""
