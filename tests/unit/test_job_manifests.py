@@ -187,8 +187,12 @@ class TestPodTemplateOverride:
             {"name": "PLAIT_NATS_URL", "value": "nats://nats.plait.svc:4222"},
             {"name": "OMP_NUM_THREADS", "value": "4"},
         ]
-        assert container["resources"]["requests"] == {"ephemeral-storage": "10Gi", "cpu": "500m", "memory": "1Gi",
-                                                      "nvidia.com/gpu": "1"}  # fmt: skip
+        assert container["resources"]["requests"] == {
+            "ephemeral-storage": "10Gi",
+            "cpu": "500m",
+            "memory": "1Gi",
+            "nvidia.com/gpu": "1",
+        }
         assert job["spec"]["template"]["spec"]["serviceAccountName"] == "plait-task"
 
     def test_plait_labels_win_and_other_labels_are_kept(self) -> None:

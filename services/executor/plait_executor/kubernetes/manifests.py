@@ -33,8 +33,14 @@ _VALID_LABEL_VALUE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _NOT_IN_LABEL_VALUE = re.compile(r"[^-A-Za-z0-9_.]+")
 _NOT_IN_DNS_LABEL = re.compile(r"[^a-z0-9]+")
 _NATIVE_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage"})
-_MERGE_KEYS = {"containers": "name", "initContainers": "name", "env": "name", "volumes": "name",
-               "volumeMounts": "mountPath", "imagePullSecrets": "name"}  # fmt: skip
+_MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "imagePullSecrets": "name",
+}
 """Lists merged item by item on these keys (as Kubernetes' strategic merge patch does); other lists are replaced."""
 
 
@@ -48,8 +54,13 @@ class Toleration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     toleration_seconds: int | None = None
 
     def as_manifest(self) -> dict[str, Any]:
-        fields = {"key": self.key, "operator": self.operator, "value": self.value, "effect": self.effect,
-                  "tolerationSeconds": self.toleration_seconds}  # fmt: skip
+        fields = {
+            "key": self.key,
+            "operator": self.operator,
+            "value": self.value,
+            "effect": self.effect,
+            "tolerationSeconds": self.toleration_seconds,
+        }
         return {name: value for name, value in fields.items() if value is not None}
 
 
