@@ -508,6 +508,14 @@ class TestWatches:
         [event] = await until(fresh, lambda event: True)
         assert (event["type"], event["object"].metadata.name) == ("ADDED", "train-3")
 
+    async def test_a_watch_from_a_resource_version_that_is_no_number_gets_400(
+        self, batch: BatchV1Api, watch: Callable[..., Watch]
+    ) -> None:
+        stream = watch(batch.list_namespaced_job, NAMESPACE, resource_version="latest", timeout_seconds=5)
+        with pytest.raises(ApiException) as raised:
+            await until(stream, lambda event: True)
+        assert raised.value.status == 400
+
     async def test_a_watch_with_a_server_timeout_ends_when_it_expires(
         self, kube_api: KubernetesApiStandIn, batch: BatchV1Api, watch: Callable[..., Watch]
     ) -> None:

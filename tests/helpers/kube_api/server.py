@@ -205,7 +205,7 @@ class KubernetesApiStandIn:
             why = "trying and failing to pull image" if "Pull" in waiting else waiting
             raise status.bad_request(f'container "{container}" in pod "{name}" is waiting to start: {why}')
         lines = self.logs(namespace, name) if container == names[0] else []
-        tail = int(request.query["tailLines"]) if "tailLines" in request.query else None
+        tail = _number(request, "tailLines")
         shown = lines[-tail:] if tail else ([] if tail == 0 else lines)
         return web.Response(text="".join(f"{line}\n" for line in shown), content_type="text/plain")
 
@@ -214,15 +214,15 @@ class KubernetesApiStandIn:
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
+        since, timeout = _number(request, "resourceVersion"), _number(request, "timeoutSeconds")
         try:
-            watcher = self.store.watch(resource, namespace, selector, request.query.get("resourceVersion"))
+            watcher = self.store.watch(resource, namespace, selector, since)
         except ApiError as error:
             await response.prepare(request)
             await response.write(_line({"type": "ERROR", "object": error.status}))
             await response.write_eof()
             return response
         await response.prepare(request)
-        timeout = float(request.query["timeoutSeconds"]) if "timeoutSeconds" in request.query else None
         try:
             async with asyncio.timeout(timeout):
                 await self._send_events(response, watcher, name)
@@ -363,6 +363,16 @@ def _field_selector(text: str) -> str | None:
     if field != "metadata.name" or not value or "," in value:
         raise status.bad_request(f'field label not supported by the Kubernetes API stand-in: "{text}"')
     return value.removeprefix("=")
+
+
+def _number(request: web.Request, parameter: str) -> int | None:
+    """The whole number a query parameter gives, if it is there; 400 BadRequest when it is something else."""
+    if parameter not in request.query:
+        return None
+    try:
+        return int(request.query[parameter])
+    except ValueError as exc:
+        raise status.bad_request(f"invalid {parameter}: {request.query[parameter]!r}") from exc
 
 
 def _line(event: dict[str, Any]) -> bytes:

@@ -76,20 +76,19 @@ class ObjectStore:
     def remove(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
         return self._record(resource, "DELETED", self._objects.pop((resource, namespace, name)))
 
-    def watch(self, resource: str, namespace: str | None, selector: LabelSelector, since: str | None) -> Watcher:
-        """A watch from ``since``: the events after it, or, when it is empty or "0", the current objects as ADDED
+    def watch(self, resource: str, namespace: str | None, selector: LabelSelector, since: int | None) -> Watcher:
+        """A watch from ``since``: the events after it, or, when it is None or 0, the current objects as ADDED
         events first (the API server's "start at most recent" and "any" semantics)."""
         watcher = Watcher(resource, namespace, selector)
-        if since in (None, "", "0"):
+        if not since:
             for obj in self._select(resource, namespace, selector):
                 version = int(obj["metadata"]["resourceVersion"])
                 watcher.events.put_nowait(WatchEvent(version, resource, obj["metadata"]["namespace"], "ADDED", obj))
         else:
-            requested = int(since)
-            if requested < self.compacted:
-                raise expired(requested, self.compacted + 1)
+            if since < self.compacted:
+                raise expired(since, self.compacted + 1)
             for event in self._history:
-                if event.version > requested and watcher.wants(event):
+                if event.version > since and watcher.wants(event):
                     watcher.events.put_nowait(event)
         self._watchers.add(watcher)
         return watcher
