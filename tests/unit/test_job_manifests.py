@@ -220,7 +220,7 @@ class TestIndexedJobManifest:
         assert indexed_job_manifest(ATTEMPT, GPU_OPTIONS, items, concurrency)["spec"]["parallelism"] == parallelism
 
     def test_a_map_without_items_is_refused(self) -> None:
-        with pytest.raises(InvalidKubernetesOptions, match="at least one item"):
+        with pytest.raises(ValueError, match="at least one item"):
             indexed_job_manifest(ATTEMPT, GPU_OPTIONS, items=0)
 
 

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import msgspec
 import xxhash
 
+from plait.errors import DefinitionError
+
 TASK_CONTAINER = "task"
 """The name of the container that runs the task; a pod template override's unnamed container merges into it."""
 
@@ -98,9 +100,9 @@ class AttemptIdentity(msgspec.Struct, frozen=True, kw_only=True):
     cluster: str
 
 
-class InvalidKubernetesOptions(ValueError):
-    """Options no Kubernetes API server would accept in a Job (an extended resource requested and limited to
-    different amounts, a map with no items)."""
+class InvalidKubernetesOptions(DefinitionError):
+    """A task's Kubernetes options that no API server would accept in a Job (say, an extended resource requested
+    and limited to different amounts)."""
 
 
 def job_name(attempt_id: str) -> str:
@@ -116,8 +118,8 @@ def job_name(attempt_id: str) -> str:
 
 
 def label_value(value: str) -> str:
-    """``value`` itself when it is a valid label value; else its valid characters, cut to fit, and a hash of it
-    (so two different values never share a label value)."""
+    """``value`` itself when it is a valid label value; else its valid characters, cut to fit, and 40 bits of a
+    hash of it (so that values which sanitize alike still get different labels)."""
     if len(value) <= _LABEL_VALUE_LIMIT and _VALID_LABEL_VALUE.fullmatch(value):
         return value
     digest = xxhash.xxh3_128_hexdigest(value.encode())[:_LABEL_HASH_LENGTH]
@@ -161,7 +163,7 @@ def indexed_job_manifest(
     is 0: a failed item fails its index alone, the other items still run, and plait retries the item.
     """
     if items < 1:
-        raise InvalidKubernetesOptions(f"an indexed Job needs at least one item, not {items}")
+        raise ValueError(f"an indexed Job needs at least one item, not {items}")
     spec: dict[str, Any] = {
         "completionMode": "Indexed",
         "completions": items,
