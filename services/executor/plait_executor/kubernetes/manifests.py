@@ -1,0 +1,282 @@
+"""batch/v1 Job manifests for attempts: the Job's name, labels, annotations, resources and pod template.
+
+Pure: no I/O, no clock, no randomness. The same attempt always gives the same manifest, so two executors of
+one cluster name an attempt's Job the same way and the second create gets 409 Conflict.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import msgspec
+import xxhash
+
+from plait.errors import DefinitionError
+
+TASK_CONTAINER = "task"
+"""The name of the container that runs the task; a pod template override's unnamed container merges into it."""
+
+LABEL_PREFIX = "plait.dev/"
+MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "plait", "app.kubernetes.io/component": "task"}
+"""Labels on every Job plait starts (and on its pods): what an executor lists to adopt its Jobs."""
+
+RUN_AS = 10001
+"""The uid and gid tasks run as: the plait image's user (deploy/Dockerfile)."""
+
+_NAME_PREFIX = "plait-"
+_NAME_HASH_LENGTH = 20  # 80 bits of xxh3-128
+_LABEL_VALUE_LIMIT = 63
+_LABEL_HASH_LENGTH = 10
+_VALID_LABEL_VALUE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_NOT_IN_LABEL_VALUE = re.compile(r"[^-A-Za-z0-9_.]+")
+_NOT_IN_DNS_LABEL = re.compile(r"[^a-z0-9]+")
+_NATIVE_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage"})
+_MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "imagePullSecrets": "name",
+}
+"""Lists merged item by item on these keys (as Kubernetes' strategic merge patch does); other lists are replaced."""
+
+
+class Toleration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A pod toleration, in Kubernetes' terms."""
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+    def as_manifest(self) -> dict[str, Any]:
+        fields = {
+            "key": self.key,
+            "operator": self.operator,
+            "value": self.value,
+            "effect": self.effect,
+            "tolerationSeconds": self.toleration_seconds,
+        }
+        return {name: value for name, value in fields.items() if value is not None}
+
+
+class KubernetesOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a task's attempts run as Kubernetes Jobs.
+
+    ``requests`` and ``limits`` are Kubernetes quantities (``"500m"``, ``"1Gi"``, ``1``). An extended resource
+    such as ``nvidia.com/gpu`` cannot be overcommitted, so naming it in either gives it in both.
+    ``pod_template`` is a partial pod template (``{"metadata": ..., "spec": ...}``, Kubernetes field names) under
+    the Job's: pod-level fields and sidecars are kept, its unnamed or ``task`` container merges into the task's,
+    and what these options set wins.
+    """
+
+    image: str
+    requests: dict[str, str | int] = msgspec.field(default_factory=dict)
+    limits: dict[str, str | int] = msgspec.field(default_factory=dict)
+    node_selector: dict[str, str] = msgspec.field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    service_account: str | None = None
+    pod_template: dict[str, Any] | None = None
+    env: dict[str, str] = msgspec.field(default_factory=dict)  # e.g. PLAIT_NATS_URL
+    ttl_seconds_after_finished: int = 3600
+
+
+class AttemptIdentity(msgspec.Struct, frozen=True, kw_only=True):
+    """Which attempt a Job runs, and where it was routed."""
+
+    project: str
+    domain: str
+    execution_id: str
+    node: str
+    attempt_id: str
+    attempt: int
+    queue: str
+    cluster: str
+
+
+class InvalidKubernetesOptions(DefinitionError):
+    """A task's Kubernetes options that no API server would accept in a Job (say, an extended resource requested
+    and limited to different amounts)."""
+
+
+def job_name(attempt_id: str) -> str:
+    """The Job's name: ``plait-`` + the readable tail of ``attempt_id`` + a hash of all of it.
+
+    A valid DNS-1123 label of at most 63 characters (a Job's name becomes a label value of its pods), the same
+    for the same attempt id, and different for different ones (80 bits of xxh3-128).
+    """
+    digest = xxhash.xxh3_128_hexdigest(attempt_id.encode())[:_NAME_HASH_LENGTH]
+    room = 63 - len(_NAME_PREFIX) - 1 - _NAME_HASH_LENGTH
+    readable = _NOT_IN_DNS_LABEL.sub("-", attempt_id.lower())[-room:].strip("-")
+    return f"{_NAME_PREFIX}{readable}-{digest}" if readable else f"{_NAME_PREFIX}{digest}"
+
+
+def label_value(value: str) -> str:
+    """``value`` itself when it is a valid label value; else its valid characters, cut to fit, and 40 bits of a
+    hash of it (so that values which sanitize alike still get different labels)."""
+    if len(value) <= _LABEL_VALUE_LIMIT and _VALID_LABEL_VALUE.fullmatch(value):
+        return value
+    digest = xxhash.xxh3_128_hexdigest(value.encode())[:_LABEL_HASH_LENGTH]
+    room = _LABEL_VALUE_LIMIT - 1 - _LABEL_HASH_LENGTH
+    readable = _NOT_IN_LABEL_VALUE.sub("-", value)[:room].strip("-_.")
+    return f"{readable}-{digest}" if readable else digest
+
+
+def identity_labels(attempt: AttemptIdentity) -> dict[str, str]:
+    """The labels naming the attempt (sanitized); a Job and its pods are found by these."""
+    return {**MANAGED_BY_LABELS, **{key: label_value(value) for key, value in _identity(attempt).items()}}
+
+
+def identity_annotations(attempt: AttemptIdentity) -> dict[str, str]:
+    """The same keys as ``identity_labels``, with the full values."""
+    return _identity(attempt)
+
+
+def job_manifest(
+    attempt: AttemptIdentity, options: KubernetesOptions, timeout_seconds: float | None = None
+) -> dict[str, Any]:
+    """The batch/v1 Job that runs one attempt in one pod.
+
+    ``backoffLimit`` is 0: plait owns retries, each of which is a new attempt and a new Job.
+    ``timeout_seconds`` becomes ``activeDeadlineSeconds``, the cluster's own backstop for the task's timeout.
+    """
+    spec: dict[str, Any] = {"backoffLimit": 0, "ttlSecondsAfterFinished": options.ttl_seconds_after_finished}
+    return _job(attempt, options, spec, timeout_seconds)
+
+
+def indexed_job_manifest(
+    attempt: AttemptIdentity,
+    options: KubernetesOptions,
+    items: int,
+    concurrency: int = 0,
+    timeout_seconds: float | None = None,
+) -> dict[str, Any]:
+    """The batch/v1 Indexed Job that runs a map's ``items``, one pod per index, ``concurrency`` at a time (0: all).
+
+    Each pod reads its item's index from ``JOB_COMPLETION_INDEX``, which Kubernetes sets. ``backoffLimitPerIndex``
+    is 0: a failed item fails its index alone, the other items still run, and plait retries the item.
+    """
+    if items < 1:
+        raise ValueError(f"an indexed Job needs at least one item, not {items}")
+    spec: dict[str, Any] = {
+        "completionMode": "Indexed",
+        "completions": items,
+        "parallelism": min(concurrency, items) if concurrency > 0 else items,
+        "backoffLimitPerIndex": 0,
+        "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
+    }
+    return _job(attempt, options, spec, timeout_seconds)
+
+
+def _identity(attempt: AttemptIdentity) -> dict[str, str]:
+    return {
+        f"{LABEL_PREFIX}project": attempt.project,
+        f"{LABEL_PREFIX}domain": attempt.domain,
+        f"{LABEL_PREFIX}execution": attempt.execution_id,
+        f"{LABEL_PREFIX}node": attempt.node,
+        f"{LABEL_PREFIX}attempt": attempt.attempt_id,
+        f"{LABEL_PREFIX}attempt-number": str(attempt.attempt),
+        f"{LABEL_PREFIX}queue": attempt.queue,
+        f"{LABEL_PREFIX}cluster": attempt.cluster,
+    }
+
+
+def _job(
+    attempt: AttemptIdentity, options: KubernetesOptions, spec: dict[str, Any], timeout_seconds: float | None
+) -> dict[str, Any]:
+    if timeout_seconds is not None:
+        spec["activeDeadlineSeconds"] = max(1, math.ceil(timeout_seconds))
+    template = {"metadata": _metadata(attempt), "spec": _pod_spec(attempt, options)}
+    if options.pod_template is not None:
+        template = _merged(copy.deepcopy(options.pod_template), template)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name(attempt.attempt_id), **_metadata(attempt)},
+        "spec": {**spec, "template": template},
+    }
+
+
+def _metadata(attempt: AttemptIdentity) -> dict[str, Any]:
+    return {"labels": identity_labels(attempt), "annotations": identity_annotations(attempt)}
+
+
+def _pod_spec(attempt: AttemptIdentity, options: KubernetesOptions) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": TASK_CONTAINER,
+        "image": options.image,
+        # A placeholder until the task runtime exists (issue 12): the runtime will fetch the attempt's inputs,
+        # run the task and report its result itself.
+        "command": ["python", "-m", "plait_executor.kubernetes.runtime", "--attempt", attempt.attempt_id],
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    if options.env:
+        container["env"] = [{"name": name, "value": value} for name, value in sorted(options.env.items())]
+    if resources := _resources(options.requests, options.limits):
+        container["resources"] = resources
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+    }
+    if options.service_account is not None:
+        pod["serviceAccountName"] = options.service_account
+    if options.node_selector:
+        pod["nodeSelector"] = dict(options.node_selector)
+    if options.tolerations:
+        pod["tolerations"] = [toleration.as_manifest() for toleration in options.tolerations]
+    return pod
+
+
+def _resources(requests: Mapping[str, str | int], limits: Mapping[str, str | int]) -> dict[str, dict[str, str]]:
+    wanted = {name: str(amount) for name, amount in requests.items()}
+    capped = {name: str(amount) for name, amount in limits.items()}
+    for name in (wanted.keys() | capped.keys()) - _NATIVE_RESOURCES:
+        if name.startswith("hugepages-"):
+            continue
+        if name in wanted and name in capped and wanted[name] != capped[name]:
+            raise InvalidKubernetesOptions(
+                f"resource {name!r} cannot be overcommitted: its request ({wanted[name]}) must equal its limit "
+                f"({capped[name]})"
+            )
+        wanted[name] = capped[name] = wanted.get(name) or capped[name]
+    return {kind: amounts for kind, amounts in (("requests", wanted), ("limits", capped)) if amounts}
+
+
+def _merged(base: Any, top: Any, key: str = "") -> Any:
+    """``top`` over ``base``: maps merge, lists in ``_MERGE_KEYS`` merge item by item, anything else ``top`` wins;
+    base's unnamed containers are the task's container."""
+    if isinstance(base, Mapping) and isinstance(top, Mapping):
+        merged = dict(base)
+        for name, value in top.items():
+            merged[name] = _merged(base[name], value, name) if name in base else value
+        return merged
+    if isinstance(base, list) and isinstance(top, list):
+        if key == "tolerations":
+            return [*base, *(item for item in top if item not in base)]
+        if key in _MERGE_KEYS:
+            return _merged_by(_MERGE_KEYS[key], base, top, TASK_CONTAINER if key == "containers" else None)
+    return top
+
+
+def _merged_by(field: str, base: list[Any], top: list[Any], unnamed: str | None) -> list[Any]:
+    def key_of(item: Mapping[str, Any]) -> Any:
+        return item.get(field, unnamed)
+
+    below = {key_of(item): item for item in base}
+    tops = {key_of(item) for item in top}
+    return [
+        *(_merged(below[key_of(item)], item) if key_of(item) in below else item for item in top),
+        *(item for item in base if key_of(item) not in tops),
+    ]
