@@ -5,11 +5,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import anyio
+import nats.errors
 import nats.js.errors
+import structlog
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from plait.protocol import subjects
+
+log = structlog.get_logger()
 
 DUPLICATE_WINDOW_SECONDS = 120.0
 DEAD_LETTER_MAX_AGE_SECONDS = 30 * 24 * 3600.0
@@ -82,19 +87,53 @@ def _size_limits(config: StreamConfig) -> dict[str, Any]:
     return {limit: getattr(config, limit) for limit in SIZE_LIMITS}
 
 
+SETTLING_SECONDS = 30.0
+"""How long ``ensure_streams`` rides out a cluster that is still settling (no meta leader yet, a stream just made
+by another replica not yet found, a stream with no leader yet, a request timed out) before it gives up."""
+FIRST_RETRY_SECONDS = 0.05
+LONGEST_RETRY_SECONDS = 1.0
+
+
+class _Leaderless(Exception):
+    """A replicated stream without an elected leader yet: it takes no message (publishes get no responders)."""
+
+
+_SETTLING: tuple[type[Exception], ...] = (
+    _Leaderless,
+    nats.js.errors.NotFoundError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.errors.TimeoutError,
+)
+"""Not NoResponders: a server without JetStream will not settle into one."""
+
+
 async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> None:
     """Create the streams if missing (with ``replicas``, default 1); with ``replicas`` given, also bring
     existing ones to it; bring the dead-letter and quarantine streams to their size limits. Any replica of any
-    service may call it."""
+    service may call it, at the same time as others, while a cluster is still electing its leaders."""
     for config in stream_configs(replicas or 1):
-        try:
-            info = await js.stream_info(config.name or "")
-        except nats.js.errors.NotFoundError:
+        delay, deadline = FIRST_RETRY_SECONDS, anyio.current_time() + SETTLING_SECONDS
+        while True:
             try:
-                await js.add_stream(config)
-            except nats.js.errors.BadRequestError:
-                await js.stream_info(config.name or "")  # created by a concurrent replica
-            continue
+                await _ensure_stream(js, config, replicas)
+                break
+            except _SETTLING as exc:
+                if anyio.current_time() + delay > deadline:
+                    raise
+                log.info("streams_settling", stream=config.name, reason=str(exc) or type(exc).__name__)
+                await anyio.sleep(delay)  # the cluster sends no event when it has settled: ask again
+                delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig, replicas: int | None) -> None:
+    try:
+        info = await js.stream_info(config.name or "")
+    except nats.js.errors.NotFoundError:
+        try:
+            info = await js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            info = await js.stream_info(config.name or "")  # made by a concurrent replica: found once known here
+    else:
         wanted = dataclasses.replace(
             info.config,
             subjects=config.subjects,
@@ -103,4 +142,6 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> N
             **_size_limits(config),
         )
         if wanted != info.config:  # a stream made by an older release, or asked for more replicas
-            await js.update_stream(wanted)
+            info = await js.update_stream(wanted)
+    if info.cluster is not None and not info.cluster.leader:
+        raise _Leaderless(f"stream {config.name} has no leader yet")
