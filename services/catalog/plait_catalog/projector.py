@@ -23,7 +23,9 @@ from plait_catalog.projection import KeepAside, StoredMessage, apply_batch, keep
 from plait_catalog.rebuild import Progress, Rebuild, RebuildRefused
 
 RETRY_SECONDS = 1.0
-_RETRIED = (*db.CONNECTION_ERRORS, nats.errors.Error)  # PostgreSQL or NATS went away: wait, then lead again
+_RETRIED = (*db.CONNECTION_ERRORS, asyncpg.InternalClientError, nats.errors.Error)
+"""PostgreSQL or NATS went away, or the connection was left mid-operation by the outage (asyncpg: "another operation
+is in progress", seen once when PostgreSQL stopped): drop the connection, wait, then lead again."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _V1_ACK_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
 
