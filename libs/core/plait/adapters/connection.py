@@ -59,7 +59,13 @@ class JetStreamRoute:
 def route_of(js: JetStreamContext) -> JetStreamRoute:
     """The connection, API prefix and timeout ``js`` was made with.
 
-    nats-py offers no public accessor for them, and no batched direct get (ADR-31) to send with them: this is
-    the one place that reads its private attributes.
+    nats-py offers no public accessor for them, and no batched direct get (ADR-31) to send with them: this
+    module is the one place that reads nats-py's private attributes.
     """
     return JetStreamRoute(nc=js._nc, api_prefix=js._prefix, timeout=js._timeout)
+
+
+def consumer_of(subscription: JetStreamContext.PushSubscription) -> str:
+    """The name of the consumer behind ``subscription``, kept current by nats-py when it recreates an ordered
+    consumer. The public way (``consumer_info()``) asks the server, a round trip per finished follower."""
+    return str(subscription._consumer)

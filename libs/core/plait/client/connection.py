@@ -11,7 +11,7 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from plait.adapters.connection import connect
+from plait.adapters.connection import connect, route_of
 from plait.adapters.direct_reads import last_message
 from plait.adapters.event_store import EventStore
 from plait.adapters.nats_errors import as_plait_errors
@@ -20,8 +20,6 @@ from plait.adapters.registry import Registry
 from plait.adapters.streams import ensure_streams
 from plait.errors import InputError, PlaitError
 from plait.protocol import subjects
-
-STREAM_INFO_API = "$JS.API.STREAM.INFO"
 
 
 @contextlib.contextmanager
@@ -90,7 +88,9 @@ class ClientBase:
         while True:
             request = {"subjects_filter": pattern, "offset": len(found)}
             reply = await self.nc.request(
-                f"{STREAM_INFO_API}.{subjects.EVENTS_STREAM}", msgspec.json.encode(request), timeout=10
+                f"{route_of(self.js).api_prefix}.STREAM.INFO.{subjects.EVENTS_STREAM}",
+                msgspec.json.encode(request),
+                timeout=10,
             )
             info: dict[str, Any] = msgspec.json.decode(reply.data)
             if "error" in info:

@@ -14,6 +14,7 @@ from nats.js.api import DeliverPolicy
 
 from plait import codec
 from plait.adapters.commands import publish_command
+from plait.adapters.connection import consumer_of, route_of
 from plait.adapters.event_log import StoredDecision
 from plait.adapters.nats_errors import as_plait_errors
 from plait.client.connection import ClientBase, any_last_token, readable
@@ -26,7 +27,6 @@ from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
 from plait.replay import Record
 
-CONSUMER_DELETE_API = "$JS.API.CONSUMER.DELETE"
 FIRST_RELOAD_SECONDS = 0.001
 LONGEST_RELOAD_SECONDS = 0.05
 UNSEEN_DECISION_SECONDS = 1.0
@@ -64,9 +64,9 @@ class Following(ClientBase):
     async def _delete_consumer(self, subscription: JetStreamContext.PushSubscription) -> None:
         """Ask the server to remove a finished follower's consumer now, without waiting for its reply (else it
         stays ``FOLLOWER_INACTIVE_SECONDS``): clients following many short executions would pile them up."""
-        name = subscription._consumer  # nats-py keeps it current when it recreates an ordered consumer
+        delete = f"{route_of(self.js).api_prefix}.CONSUMER.DELETE.{subjects.EVENTS_STREAM}.{consumer_of(subscription)}"
         with anyio.CancelScope(shield=True), contextlib.suppress(nats.errors.Error):
-            await self.nc.publish(f"{CONSUMER_DELETE_API}.{subjects.EVENTS_STREAM}.{name}", b"")
+            await self.nc.publish(delete, b"")
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionOutcome:
         """How the execution ended, once it has succeeded, failed or been aborted.
