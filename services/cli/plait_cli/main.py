@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from typing import Any
 
 import anyio
 
 from plait.errors import DefinitionError, InputError, NotFound, PlaitError
 from plait_cli import aside_commands, catalog_commands
+from plait_cli.embedded import ServerStartError
+from plait_cli.home import usable_home
 from plait_cli.run_options import add_run_options, run_options, without_run_options
 
 DESCRIPTION = """\
@@ -52,12 +56,10 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The ``plait`` parser, and its ``run`` sub-parser (whose inputs depend on the workflow)."""
-    from plait import __version__
-
     parser = _Parser(
         prog="plait", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--version", action="version", version=f"plait {__version__}")
+    parser.add_argument("--version", action="version", version=f"plait {version('plait')}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser(
@@ -156,7 +158,7 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) 
     given = parser.parse_args(args.arguments)
     options = run_options(args, given)
     settings = load_settings()
-    configure_logging(settings.log_format, settings.log_level, file=settings.home_path / "logs" / "plait.log")
+    configure_logging(settings.log_format, settings.log_level, file=usable_home(settings) / "logs" / "plait.log")
     return anyio.run(
         lambda: run_workflow(
             settings,
@@ -178,6 +180,8 @@ def dispatch(argv: Sequence[str]) -> int:
     if args.command == "run":
         return _run_command(run_parser, args)
     settings = load_settings()
+    if args.command not in ("scheduler", "executor", "catalog", "schema") or getattr(args, "action", None) == "rebuild":
+        usable_home(settings)  # the embedded stack's data and the command's log are there
     if args.command == "catalog" and args.action == "rebuild":
         from plait_cli.rebuild import rebuild_catalog
 
@@ -222,18 +226,39 @@ def dispatch(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command; a plait error (also from inside a task group) is one line on stderr, with its
+    traceback only when PLAIT_LOG_LEVEL=debug."""
     try:
         code = dispatch(sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
-    except (DefinitionError, InputError, NotFound) as exc:
-        print(f"plait: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = 2
-    except PlaitError as exc:
-        print(f"plait: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = 1
+    except BaseException as exc:
+        errors = _plait_errors(exc)
+        if not errors or os.environ.get("PLAIT_LOG_LEVEL") == "debug":
+            raise
+        print(f"plait: {_one_line(errors[0])}", file=sys.stderr)
+        code = 2 if isinstance(errors[0], (DefinitionError, InputError, NotFound)) else 1
     sys.exit(code)
+
+
+def _plait_errors(exc: BaseException) -> list[PlaitError]:
+    """The plait errors ``exc`` is, or holds as an exception group; none if it holds anything else."""
+    if isinstance(exc, PlaitError):
+        return [exc]
+    if not isinstance(exc, BaseExceptionGroup):
+        return []
+    found = [_plait_errors(inner) for inner in exc.exceptions]
+    return [error for errors in found for error in errors] if all(found) else []
+
+
+def _one_line(error: PlaitError) -> str:
+    first, *details = str(error).splitlines() or [""]
+    if isinstance(error, ServerStartError) and error.log_path is not None:
+        first += f"; see {error.log_path}"
+    elif details:
+        first += " (PLAIT_LOG_LEVEL=debug shows more)"
+    return first if type(error) in (PlaitError, ServerStartError) else f"{type(error).__name__}: {first}"
 
 
 if __name__ == "__main__":
