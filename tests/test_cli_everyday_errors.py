@@ -30,8 +30,10 @@ REPO = Path(__file__).resolve().parent.parent
 HELLO = ["run", "examples/hello.py:greet"]
 
 
-def run_to_end(args: list[str], home: Path, as_user: list[str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PLAIT_HOME": str(home), "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": ""}
+def run_to_end(
+    args: list[str], home: Path, as_user: list[str] | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PLAIT_HOME": str(home), "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": "", **(extra_env or {})}
     command = [*(as_user or []), sys.executable, "-m", "plait_cli.main", *args]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
@@ -171,3 +173,10 @@ def test_a_plait_home_that_cannot_hold_data_is_one_line(tmp_path: Path, kind: st
         assert_one_line(done.stderr)
         assert f"PLAIT_HOME {home} cannot hold plait's data" in done.stderr
         assert "set PLAIT_HOME to a folder you can write" in done.stderr
+
+
+def test_debug_logging_shows_the_traceback_of_an_error(tmp_path: Path) -> None:
+    (tmp_path / "file").touch()
+    done = run_to_end(["executions", "list"], tmp_path / "file", extra_env={"PLAIT_LOG_LEVEL": "debug"})
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "cannot hold plait's data" in done.stderr

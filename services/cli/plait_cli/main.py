@@ -31,7 +31,7 @@ environment:
   PLAIT_HOME           data of the embedded stack (default ~/.plait)
   PLAIT_NATS_SYNC      'always' (default: fsync every write) or 'default' (nats-server's 2-minute sync)
   PLAIT_CONCURRENCY    executor worker processes (default: one per core)
-  PLAIT_LOG_FORMAT, PLAIT_LOG_LEVEL   json|console, debug|info|warning|error
+  PLAIT_LOG_FORMAT, PLAIT_LOG_LEVEL   json|console, debug|info|warning|error (debug: errors show their traceback)
 
 examples:
   plait run examples/etl.py:etl --days 3
