@@ -307,7 +307,7 @@ async def embedded_stack(
     started = time.monotonic()
     if settings.embedded_services == "in-process":
         async with embedded_servers(settings, report=report) as info:
-            report(f"starting the {_names(services)}")
+            _report_starting(report, services)
             async with embedded_services(settings, info, services, processes=False):
                 report(f"embedded stack ready in {time.monotonic() - started:.1f}s")
                 yield info
@@ -316,14 +316,13 @@ async def embedded_stack(
     early = tuple(name for name in services if name != "catalog")
 
     def start_early(url: str) -> None:
-        report(f"starting the {_names(early)}")
+        _report_starting(report, early)
         group.spawn(early, url)
 
     try:
         async with embedded_servers(settings, on_nats=start_early, report=report) as info:
             try:
-                if late := tuple(name for name in services if name not in early):
-                    report(f"starting the {_names(late)}")
+                _report_starting(report, tuple(name for name in services if name not in early))
                 group.spawn(services, info.nats_url, info.database_url)
                 async with group.running():
                     report(f"embedded stack ready in {time.monotonic() - started:.1f}s")
@@ -334,8 +333,10 @@ async def embedded_stack(
         await group.stop()  # when the servers failed to start after the early services did
 
 
-def _names(services: tuple[str, ...]) -> str:
-    return f"{', '.join(services[:-1])} and {services[-1]}" if len(services) > 1 else "".join(services)
+def _report_starting(report: Report, services: tuple[str, ...]) -> None:
+    if services:
+        names = f"{', '.join(services[:-1])} and {services[-1]}" if len(services) > 1 else services[0]
+        report(f"starting the {names}")
 
 
 @contextlib.asynccontextmanager
