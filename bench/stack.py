@@ -14,7 +14,7 @@ import anyio.to_thread
 from bench.procs import Group
 from plait.settings import Settings
 from plait_cli.embedded import NatsServer, PostgresServer, find_nats_server, lower_priority
-from plait_cli.stack import StackInfo
+from plait_cli.home import StackInfo
 
 
 @dataclass

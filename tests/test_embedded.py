@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import asyncpg
 import nats
@@ -17,6 +14,16 @@ from nats.js.api import StorageType
 
 from plait_cli import embedded
 from plait_cli.embedded import NatsServer, PostgresServer, ServerStartError, find_nats_server
+from tests.helpers.embedded_processes import (
+    alive,
+    command_line,
+    kill_all,
+    parent_pid,
+    plait,
+    processes_using,
+    wait_for_dev,
+    wait_until_gone,
+)
 
 
 def assert_dead(pid: int) -> None:
@@ -92,7 +99,7 @@ def test_nats_server_start_failure_reports_log_tail(tmp_path: Path) -> None:
 
 def test_find_nats_server_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PLAIT_NATS_SERVER_BIN", str(tmp_path / "missing"))
-    with pytest.raises(RuntimeError, match="PLAIT_NATS_SERVER_BIN"):
+    with pytest.raises(ServerStartError, match="PLAIT_NATS_SERVER_BIN"):
         find_nats_server()
     monkeypatch.delenv("PLAIT_NATS_SERVER_BIN")
     assert find_nats_server().is_file()
@@ -162,51 +169,6 @@ def test_postgres_retries_when_its_port_is_taken(tmp_path: Path, monkeypatch: py
     assert "Address already in use" in (tmp_path / "postgres.log").read_text()
 
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def processes_using(home: Path) -> list[int]:
-    """PIDs of the processes started for the embedded stack in ``home``: its servers name it on their
-    command line, the services and their workers carry it in their environment (PLAIT_HOME)."""
-    needle = str(home).encode()
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        if int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "cmdline").read_bytes() or needle in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def wait_until_gone(home: Path, timeout: float = 20) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while (left := processes_using(home)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
-
-
-def kill_all(pids: list[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def plait(args: list[str], home: Path, extra_env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
-    env = {**os.environ, "PLAIT_HOME": str(home), "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": "", **(extra_env or {})}
-    return subprocess.Popen(
-        [sys.executable, "-m", "plait_cli.main", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
-
-
 class Run(NamedTuple):
     returncode: int
     out: str
@@ -220,14 +182,14 @@ def run_watching_services(args: list[str], home: Path, extra_env: dict[str, str]
     ``python -m plait_cli.main SERVICE``); whatever of it is left afterwards is killed."""
     run = plait(args, home, extra_env)
     services: dict[int, str] = {}
-    own_command_line = _cmdline(run.pid)
+    own_command_line = command_line(run.pid)
     try:
         while run.poll() is None:  # no event to await from another process: poll /proc
             for pid in processes_using(home):
                 # A child forked but not yet exec'ed still shows plait run's own command line: not a service (yet).
-                if _parent(pid) != run.pid or (command_line := _cmdline(pid)) == own_command_line:
+                if parent_pid(pid) != run.pid or (its_command_line := command_line(pid)) == own_command_line:
                     continue
-                if (argv := command_line.split(b"\0"))[1:3] == [b"-m", b"plait_cli.main"]:
+                if (argv := its_command_line.split(b"\0"))[1:3] == [b"-m", b"plait_cli.main"]:
                     services[pid] = argv[3].decode()
             time.sleep(0.02)
         out, err = run.communicate(timeout=60)
@@ -261,55 +223,22 @@ def test_plait_run_with_in_process_services_starts_no_service_process(tmp_path: 
     assert not run.left, f"left running: {run.left}"
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie, exited but not yet reaped by whoever adopted it, is not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _parent(pid: int) -> int | None:
-    """The parent's PID. Services are children of the plait command; a process their executor is forking
-    carries the executor's command line until it execs, so the command line alone would count it twice."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def wait_for_dev(dev: subprocess.Popen[str], home: Path, timeout: float = 60) -> None:
-    """Until ``plait dev`` has written dev.json (its stack is up); fails if it exits or takes too long."""
-    deadline = time.monotonic() + timeout
-    while not (home / "dev.json").exists():  # no event to await from another process: poll its file
-        assert dev.poll() is None, dev.communicate()[1]
-        assert time.monotonic() < deadline, "plait dev did not start"
-        time.sleep(0.05)
-
-
 def test_ctrl_c_on_plait_dev_stops_every_process(tmp_path: Path) -> None:
     home = tmp_path / "home"
     dev = plait(["dev"], home)
     try:
         wait_for_dev(dev, home)
         running = processes_using(home)
-        services = [pid for pid in running if _parent(pid) == dev.pid and b"plait_cli.main\0" in _cmdline(pid)]
-        assert len(services) == 3, [_cmdline(pid) for pid in running]
+        services = [pid for pid in running if parent_pid(pid) == dev.pid and b"plait_cli.main\0" in command_line(pid)]
+        assert len(services) == 3, [command_line(pid) for pid in running]
         dev.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
         dev.communicate(timeout=30)
         left = wait_until_gone(home)
     finally:
         kill_all(processes_using(home))
         dev.kill()
-    assert not left, f"left running: {[_cmdline(pid) for pid in left]}"
-    assert not [pid for pid in running if _alive(pid)]
+    assert not left, f"left running: {[command_line(pid) for pid in left]}"
+    assert not [pid for pid in running if alive(pid)]
 
 
 def test_the_catalog_and_postgres_run_at_background_priority(tmp_path: Path) -> None:
@@ -319,10 +248,10 @@ def test_the_catalog_and_postgres_run_at_background_priority(tmp_path: Path) -> 
         wait_for_dev(dev, home)
         niceness = {}
         for pid in processes_using(home):
-            argv = _cmdline(pid).split(b"\0")
-            if _parent(pid) == dev.pid and argv[1:3] == [b"-m", b"plait_cli.main"]:
+            argv = command_line(pid).split(b"\0")
+            if parent_pid(pid) == dev.pid and argv[1:3] == [b"-m", b"plait_cli.main"]:
                 niceness[argv[3].decode()] = os.getpriority(os.PRIO_PROCESS, pid)
-            elif _parent(pid) == dev.pid and argv[0].endswith(b"/postgres"):
+            elif parent_pid(pid) == dev.pid and argv[0].endswith(b"/postgres"):
                 niceness["postgres"] = os.getpriority(os.PRIO_PROCESS, pid)
         dev.send_signal(signal.SIGINT)
         dev.communicate(timeout=30)
@@ -340,15 +269,17 @@ def test_services_stop_by_themselves_when_their_parent_is_killed(tmp_path: Path)
     try:
         wait_for_dev(dev, home)
         services = [
-            pid for pid in processes_using(home) if _parent(pid) == dev.pid and b"plait_cli.main\0" in _cmdline(pid)
+            pid
+            for pid in processes_using(home)
+            if parent_pid(pid) == dev.pid and b"plait_cli.main\0" in command_line(pid)
         ]
         assert len(services) == 3
         dev.kill()  # no chance to stop anything: the services notice they are orphans
         dev.communicate(timeout=30)
         deadline = time.monotonic() + 20
-        while (alive := [pid for pid in services if _alive(pid)]) and time.monotonic() < deadline:
+        while (still_running := [pid for pid in services if alive(pid)]) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not alive, f"services still running: {alive}"
+        assert not still_running, f"services still running: {still_running}"
     finally:
         kill_all(processes_using(home))  # the servers are orphaned by a SIGKILL: ours to clean up
 
@@ -356,7 +287,8 @@ def test_services_stop_by_themselves_when_their_parent_is_killed(tmp_path: Path)
 async def test_a_service_that_cannot_start_is_an_error_and_leaves_nothing(tmp_path: Path) -> None:
     from plait.errors import PlaitError
     from plait.settings import load_settings
-    from plait_cli.stack import StackInfo, embedded_services
+    from plait_cli.home import StackInfo
+    from plait_cli.stack import embedded_services
 
     settings = load_settings({}, home=str(tmp_path / "home"))
     with socket.socket() as closed:

@@ -29,3 +29,16 @@ def test_values_are_parsed_from_the_environment() -> None:
 def test_a_bad_value_names_its_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(InputError, match=message.replace(".", r"\.")):
         load_settings(environ)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://plait@/plait?host=/run/postgresql",
+        "postgresql:///plait",
+        "postgres://plait:secret@db-1:5432,db-2:5433/plait?sslmode=require&target_session_attrs=read-write",
+        "postgresql://%2Frun%2Fpostgresql/plait",
+    ],
+)
+def test_every_postgresql_url_libpq_accepts_is_taken_as_it_is(url: str) -> None:
+    assert load_settings({"PLAIT_DATABASE_URL": url}).database_url == url

@@ -1,4 +1,8 @@
-"""Settings from the environment (``PLAIT_*``), validated when they are read."""
+"""Settings from the environment (``PLAIT_*``), validated when they are read.
+
+``PLAIT_DATABASE_URL`` is left to the catalog's driver (asyncpg), which accepts what libpq does (a Unix
+socket: ``postgresql://user@/db?host=/run/postgresql``) and is the only one to use it.
+"""
 
 from __future__ import annotations
 
@@ -40,8 +44,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.nats_url is not None:
             for url in self.nats_url.split(","):
                 _check_url("PLAIT_NATS_URL", url.strip(), ("nats", "tls", "ws", "wss"))
-        if self.database_url is not None:
-            _check_url("PLAIT_DATABASE_URL", self.database_url, ("postgresql", "postgres"))
         if self.stream_replicas not in (None, 1, 3, 5):
             raise InputError(f"PLAIT_STREAM_REPLICAS must be 1, 3 or 5, got {self.stream_replicas}")
         if self.ack_wait_seconds <= 0:

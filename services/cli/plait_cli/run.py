@@ -17,7 +17,7 @@ from plait.sdk.launch_plan import LaunchPlan
 from plait.sdk.workflow import Workflow
 from plait.settings import Settings
 from plait_cli.progress import print_transition, render
-from plait_cli.stack import nats_for_command
+from plait_cli.stack import nats_for_command, print_steps
 
 
 async def run_workflow(
@@ -31,7 +31,7 @@ async def run_workflow(
 ) -> int:
     """Launch ``workflow`` (or a launch plan) and, when ``follow``, wait for it; exit code 1 unless it succeeded."""
     out, err = Console(), Console(stderr=True)
-    async with nats_for_command(settings) as nats_url:
+    async with nats_for_command(settings, report=None if as_json else print_steps(err)) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
             execution = await client.launch(
                 workflow, inputs, launched_by=getpass.getuser(), overwrite_cache=overwrite_cache

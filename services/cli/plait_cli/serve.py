@@ -14,7 +14,8 @@ import structlog
 from rich.console import Console
 
 from plait.settings import Settings
-from plait_cli.stack import PARENT_PID, READY_FD, advertise, embedded_stack
+from plait_cli.home import advertise
+from plait_cli.stack import PARENT_PID, READY_FD, embedded_stack, print_steps
 
 log = structlog.get_logger()
 
@@ -80,7 +81,7 @@ async def serve_dev(settings: Settings) -> None:
     console = Console(stderr=True)
     async with anyio.create_task_group() as tg:
         tg.start_soon(until_signalled, tg.cancel_scope)
-        async with embedded_stack(settings, log_format="console") as info:
+        async with embedded_stack(settings, log_format="console", report=print_steps(console)) as info:
             path = advertise(settings, info)
             console.print(f"plait dev is running\n  NATS:       {info.nats_url}\n  PostgreSQL: {info.database_url}")
             console.print(f"  (advertised in {path}; `plait run` uses it)\nCtrl-C stops it.")

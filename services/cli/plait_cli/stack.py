@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import socket
@@ -17,39 +16,26 @@ from typing import IO
 import anyio
 import anyio.to_thread
 import msgspec
+from rich.console import Console
 
 from plait.errors import PlaitError
 from plait.settings import VARIABLES as SETTING_VARIABLES
 from plait.settings import Settings
-
-DEV_FILE = "dev.json"
-
-
-class StackInfo(msgspec.Struct, frozen=True):
-    """Where a running stack is, as ``plait dev`` advertises it to other commands."""
-
-    nats_url: str
-    database_url: str
-    pid: int
+from plait_cli.home import Report, StackInfo, exclusive, running_dev_stack
 
 
-@contextlib.contextmanager
-def _exclusive(home: Path) -> Iterator[None]:
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "embedded.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PlaitError(
-                f"another embedded plait stack is using {home}; use it (it writes {home / DEV_FILE}), "
-                "or set PLAIT_HOME to another folder"
-            ) from None
-        yield
+def _ignore(step: str) -> None:
+    pass
+
+
+def print_steps(console: Console) -> Report:
+    """A ``Report`` that prints each step, dimmed, on ``console``."""
+    return lambda step: console.print(f"[dim]{step}[/]", highlight=False, soft_wrap=True)
 
 
 @contextlib.asynccontextmanager
 async def embedded_servers(
-    settings: Settings, on_nats: Callable[[str], None] | None = None
+    settings: Settings, on_nats: Callable[[str], None] | None = None, report: Report = _ignore
 ) -> AsyncIterator[StackInfo]:
     """Start nats-server and PostgreSQL (unless PLAIT_DATABASE_URL names one) under PLAIT_HOME/data.
 
@@ -59,8 +45,9 @@ async def embedded_servers(
     from plait_cli.embedded import NatsServer, PostgresServer, lower_priority
 
     data = settings.home_path / "data"
-    with _exclusive(settings.home_path):
+    with exclusive(settings.home_path, report):
         (data / "nats").mkdir(parents=True, exist_ok=True)
+        report(f"starting nats-server ({data / 'nats'})")
         nats_server = await anyio.to_thread.run_sync(
             lambda: NatsServer.start(data / "nats", sync_always=settings.nats_sync == "always")
         )
@@ -72,6 +59,7 @@ async def embedded_servers(
                 database_url = settings.database_url
             else:
                 (data / "postgres").mkdir(parents=True, exist_ok=True)
+                report(f"starting PostgreSQL ({data / 'postgres'})")
                 postgres = await anyio.to_thread.run_sync(PostgresServer.start, data / "postgres")
                 lower_priority(postgres.pid, settings.background_niceness)
                 database_url = postgres.url
@@ -98,8 +86,10 @@ class ServiceProcess:
     the services before the servers they use; it is stopped by signalling exactly its PID.
     """
 
-    def __init__(self, name: str, process: subprocess.Popen[bytes], ready: socket.socket) -> None:
-        self.name, self.process, self.ready = name, process, ready
+    def __init__(
+        self, name: str, process: subprocess.Popen[bytes], ready: socket.socket, log_file: Path | None = None
+    ) -> None:
+        self.name, self.process, self.ready, self.log_file = name, process, ready, log_file
         self._terminated = False
 
     @classmethod
@@ -124,7 +114,7 @@ class ServiceProcess:
             raise
         finally:
             child_end.close()
-        return cls(name, process, parent_end)
+        return cls(name, process, parent_end, log_file)
 
     async def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Until the service says it serves; ``PlaitError`` if it exits (or says nothing) first."""
@@ -135,10 +125,13 @@ class ServiceProcess:
                 if self.ready.recv(1):
                     return
                 await anyio.sleep(_POLL)  # closed without a word: the exit status follows
+            see = f"; see its log {self.log_file}" if self.log_file else ""
             if self.process.poll() is not None:
-                raise PlaitError(f"the {self.name} service exited with status {self.process.returncode} while starting")
+                raise PlaitError(
+                    f"the {self.name} service exited with status {self.process.returncode} while starting{see}"
+                )
             if time.monotonic() > deadline:
-                raise PlaitError(f"the {self.name} service did not start within {timeout:.0f}s")
+                raise PlaitError(f"the {self.name} service did not start within {timeout:.0f}s{see}")
 
     def terminate(self) -> None:
         """SIGTERM, once: the service stops serving and hands back its work (a second one would kill it)."""
@@ -304,22 +297,35 @@ async def embedded_stack(
     *,
     log_file: Path | None = None,
     log_format: str | None = None,
+    report: Report = _ignore,
 ) -> AsyncIterator[StackInfo]:
     """The servers and the named services, each service started as soon as what it needs is up:
     the scheduler and the executor right after nats-server (their start-up overlaps PostgreSQL's),
     the catalog after PostgreSQL. The services are stopped before the servers. With
-    PLAIT_EMBEDDED_SERVICES=in-process they run on this process's loop, once both servers are up."""
+    PLAIT_EMBEDDED_SERVICES=in-process they run on this process's loop, once both servers are up.
+    ``report`` is told each step."""
+    started = time.monotonic()
     if settings.embedded_services == "in-process":
-        async with embedded_servers(settings) as info, embedded_services(settings, info, services, processes=False):
-            yield info
+        async with embedded_servers(settings, report=report) as info:
+            _report_starting(report, services)
+            async with embedded_services(settings, info, services, processes=False):
+                report(f"embedded stack ready in {time.monotonic() - started:.1f}s")
+                yield info
         return
     group = ServiceGroup(settings, log_file, log_format)
     early = tuple(name for name in services if name != "catalog")
+
+    def start_early(url: str) -> None:
+        _report_starting(report, early)
+        group.spawn(early, url)
+
     try:
-        async with embedded_servers(settings, on_nats=lambda url: group.spawn(early, url)) as info:
+        async with embedded_servers(settings, on_nats=start_early, report=report) as info:
             try:
+                _report_starting(report, tuple(name for name in services if name not in early))
                 group.spawn(services, info.nats_url, info.database_url)
                 async with group.running():
+                    report(f"embedded stack ready in {time.monotonic() - started:.1f}s")
                     yield info
             finally:
                 await group.stop()
@@ -327,27 +333,18 @@ async def embedded_stack(
         await group.stop()  # when the servers failed to start after the early services did
 
 
-def running_dev_stack(settings: Settings) -> StackInfo | None:
-    """The stack a live ``plait dev`` advertises, if there is one."""
-    path = settings.home_path / DEV_FILE
-    try:
-        info = msgspec.json.decode(path.read_bytes(), type=StackInfo)
-        os.kill(info.pid, 0)
-    except (FileNotFoundError, msgspec.DecodeError, ProcessLookupError, PermissionError):
-        return None
-    return info
-
-
-def advertise(settings: Settings, info: StackInfo) -> Path:
-    path = settings.home_path / DEV_FILE
-    path.write_bytes(msgspec.json.encode(info))
-    return path
+def _report_starting(report: Report, services: tuple[str, ...]) -> None:
+    if services:
+        names = f"{', '.join(services[:-1])} and {services[-1]}" if len(services) > 1 else services[0]
+        report(f"starting the {names}")
 
 
 @contextlib.asynccontextmanager
-async def nats_for_command(settings: Settings, services: tuple[str, ...] = ALL_SERVICES) -> AsyncIterator[str]:
+async def nats_for_command(
+    settings: Settings, services: tuple[str, ...] = ALL_SERVICES, report: Report | None = None
+) -> AsyncIterator[str]:
     """The NATS URL a command should use: PLAIT_NATS_URL, a running ``plait dev``, or a stack started now
-    (with ``services`` running until the command is done)."""
+    (with ``services`` running until the command is done; ``report`` is told each step of its start)."""
     if settings.nats_url:
         yield settings.nats_url
         return
@@ -355,5 +352,6 @@ async def nats_for_command(settings: Settings, services: tuple[str, ...] = ALL_S
     if dev is not None:
         yield dev.nats_url
         return
-    async with embedded_stack(settings, services, log_file=settings.home_path / "logs" / "plait.log") as info:
+    log_file = settings.home_path / "logs" / "plait.log"
+    async with embedded_stack(settings, services, log_file=log_file, report=report or _ignore) as info:
         yield info.nats_url
