@@ -18,8 +18,8 @@ from plait_executor import ExecutorService
 from plait_executor.service import consumer_name
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.helpers.running import running
 from tests.helpers.states import final_state
-from tests.running import running
 
 DEADLINE = 30.0
 

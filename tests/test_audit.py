@@ -19,8 +19,8 @@ from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
 from plait.replay import Record, replay
 from tests.audit_workflows import make_history
-from tests.stack import services_and_client
-from tests.test_end_to_end import plait_command_async
+from tests.helpers.plait_command import plait_command_async
+from tests.helpers.stack import services_and_client
 
 
 @dataclasses.dataclass

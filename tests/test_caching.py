@@ -34,10 +34,10 @@ from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from plait_scheduler.caching import CacheKeeper
 from tests import cache_workflows
+from tests.helpers.launching import launched
+from tests.helpers.outbox_replay import forget_outbox_position, outbox_caught_up
+from tests.helpers.running import running
 from tests.helpers.states import final_state
-from tests.launching import launched
-from tests.outbox_replay import forget_outbox_position, outbox_caught_up
-from tests.running import running
 
 DEADLINE = 60.0
 

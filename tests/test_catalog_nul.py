@@ -19,10 +19,10 @@ from plait_catalog.migrations import migrate
 from plait_catalog.nul_escapes import decode_json, encode_json, escape_text, restore_text
 from plait_catalog.projection import StoredMessage, apply_batch, stored_offset
 from tests import nul_workflows, workflows
-from tests.catalog_reads import projected
+from tests.helpers.catalog_reads import projected
+from tests.helpers.launching import launch_decision, stored_decision
+from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
-from tests.launching import launch_decision, stored_decision
-from tests.stack import services_and_client
 
 DEADLINE = 30.0
 AWKWARD = st.text(alphabet=st.sampled_from(["a", "0", "1", "\x00", "\uffff", "é"]))

@@ -17,9 +17,9 @@ from plait_cli.embedded import PostgresServer, create_database
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
-from tests.catalog_reads import projected
+from tests.helpers.catalog_reads import projected
+from tests.helpers.running import Running, running
 from tests.helpers.states import final_state
-from tests.running import Running, running
 
 DEADLINE = 30.0
 OUTAGE_SECONDS = 3.0

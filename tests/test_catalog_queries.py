@@ -22,8 +22,8 @@ from plait.errors import NotFound
 from plait.protocol import subjects
 from plait_catalog import CatalogService, db
 from plait_catalog.migrations import migrate
-from tests.catalog_rows import DOMAIN, DOUBLE, H3, H6, H7, H14, H15, INCREMENT, PROJECT, WORKFLOW, insert_all
-from tests.running import running
+from tests.helpers.catalog_rows import DOMAIN, DOUBLE, H3, H6, H7, H14, H15, INCREMENT, PROJECT, WORKFLOW, insert_all
+from tests.helpers.running import running
 
 DEADLINE = 10.0
 HERE = {"project": PROJECT, "domain": DOMAIN}
@@ -39,7 +39,7 @@ async def nc(nats_url: str) -> AsyncIterator[NATS]:
 
 @pytest.fixture
 async def catalog(nats_url: str, database_url: str, nc: NATS) -> AsyncIterator[None]:
-    """A running catalog replica over a database holding the rows of ``tests.catalog_rows``."""
+    """A running catalog replica over a database holding the rows of ``tests.helpers.catalog_rows``."""
     connection = await db.connect(database_url, "test-rows")
     try:
         await migrate(connection)

@@ -21,7 +21,7 @@ from plait.logging import configure_logging
 from plait_catalog import CatalogService, db
 from plait_catalog.migrations import migrate
 from plait_cli.main import dispatch, main
-from tests.catalog_rows import CACHE_KEYS, DOMAIN, DOUBLE, H3, H7, H15, PROJECT, insert_all, insert_chain
+from tests.helpers.catalog_rows import CACHE_KEYS, DOMAIN, DOUBLE, H3, H7, H15, PROJECT, insert_all, insert_chain
 
 
 async def seed(database_url: str) -> None:
@@ -83,7 +83,7 @@ def catalog(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> Iterator[str]:
-    """A catalog replica in a background event loop over the rows of ``tests.catalog_rows``; the CLI's settings
+    """A catalog replica in a background event loop over the rows of ``tests.helpers.catalog_rows``; the CLI's settings
     point at it."""
     saved_logging = structlog.get_config()
     configure_logging("json", "warning", file=tmp_path / "plait.log")  # the replica's log, off the captured output

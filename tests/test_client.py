@@ -28,7 +28,7 @@ from plait.protocol import subjects
 from plait.protocol.executions import ShowExecution
 from plait.protocol.queries import error_reply
 from tests import workflows
-from tests.stack import services_and_client
+from tests.helpers.stack import services_and_client
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.helpers.launching import resolved_launch
+from tests.helpers.running import running
 from tests.helpers.states import final_state
-from tests.launching import resolved_launch
-from tests.running import running
 
 DEADLINE = 30.0
 

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio.to_thread
 import pytest
 
 from plait.client import AsyncClient
 from plait.sdk.loader import load_reference
 from tests import workflows
+from tests.helpers.plait_command import plait_command, plait_command_async
+from tests.helpers.processes import REPO
+from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
-from tests.stack import services_and_client
-
-REPO = Path(__file__).resolve().parent.parent
-PLAIT = [sys.executable, "-m", "plait_cli.main"]
 
 
 @pytest.fixture
@@ -77,17 +73,6 @@ async def test_examples_run(client: AsyncClient, reference: str, inputs: dict[st
     assert check(state.outputs)  # type: ignore[operator]
 
 
-def plait_command(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*PLAIT, *args], cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout
-    )
-
-
-async def plait_command_async(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The command in a thread, so that the services sharing this event loop go on serving it."""
-    return await anyio.to_thread.run_sync(plait_command, args, env)
-
-
 async def test_cli_run_against_running_services(client: AsyncClient, nats_url: str) -> None:
     done = await plait_command_async(
         ["run", "examples/hello.py:greet", "--name", "cli", "--json"], {"PLAIT_NATS_URL": nats_url}
@@ -138,7 +123,7 @@ def test_cli_help_lists_the_workflow_inputs() -> None:
 
 
 def test_plait_run_uses_a_running_plait_dev(tmp_path: Path) -> None:
-    from tests.processes import ServiceProcess
+    from tests.helpers.processes import ServiceProcess
 
     env = {"PLAIT_HOME": str(tmp_path / "home"), "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": "", "PLAIT_REPLICA": "dev"}
     dev = ServiceProcess("dev", env)

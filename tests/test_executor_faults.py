@@ -21,10 +21,10 @@ from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import executor_tasks, fault_workflows, workflows
+from tests.helpers.processes import ServiceProcess
+from tests.helpers.restartable_nats import RestartableNats
+from tests.helpers.running import running
 from tests.helpers.states import final_state
-from tests.processes import ServiceProcess
-from tests.restartable_nats import RestartableNats
-from tests.running import running
 
 DEADLINE = 60.0
 OUTAGE_SECONDS = 7.0

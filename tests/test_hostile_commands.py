@@ -18,8 +18,8 @@ from plait.protocol.headers import CONTENT_TYPE, NATS_MSG_ID, PLAIT_ERROR, PLAIT
 from plait_scheduler import SchedulerService
 from plait_scheduler.service import COMMANDS_CONSUMER
 from tests import workflows
-from tests.dead_letters import read_dead_letters
-from tests.running import running
+from tests.helpers.dead_letters import read_dead_letters
+from tests.helpers.running import running
 
 NAMES = st.sampled_from(["nowhere", "", "has space", "dot.ted", "star*", "gt>", "ü", "x" * 300])
 JSON = st.recursive(

@@ -24,10 +24,10 @@ from plait.invariants import check_execution
 from plait.protocol.headers import NATS_MSG_ID
 from plait.replay import replay
 from tests import definitions, map_workflows
+from tests.helpers.launching import launched
+from tests.helpers.plait_command import plait_command_async
 from tests.helpers.records import T0, history
 from tests.helpers.states import catalog_view
-from tests.launching import launched
-from tests.test_end_to_end import plait_command_async
 
 EXECUTION = "inv-1"
 BOOM = TaskError(kind="user", message="boom")

@@ -14,8 +14,8 @@ from plait.client import AsyncClient
 from plait.core.decide import Rejected, launch_plan_inputs
 from plait.core.events import ExecutionLaunched
 from tests import workflows
+from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
-from tests.stack import services_and_client
 
 nightly = LaunchPlan(workflows.add_two, "add-to-forty", default_inputs={"a": 1}, fixed_inputs={"b": 40})
 

@@ -13,8 +13,8 @@ from plait_cli.embedded import NatsServer
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.helpers.running import running
 from tests.helpers.states import final_state
-from tests.running import running
 
 LOST_ACK_SECONDS = 0.000_01  # JetStream stores the command, but its acknowledgement comes later than this
 

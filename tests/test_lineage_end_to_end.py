@@ -9,7 +9,7 @@ import pytest
 from plait.client import ArtifactNode, AsyncClient, NodeExecutionNode
 from plait.core.ids import artifact_hash
 from tests import cache_workflows
-from tests.stack import services_and_client
+from tests.helpers.stack import services_and_client
 
 DEADLINE = 60.0
 

@@ -29,9 +29,9 @@ from plait.core.state import Execution
 from plait.core.types import ListOf, OptionalOf, Primitive
 from plait.sdk import Workflow
 from tests import map_workflows
+from tests.helpers.launching import launched as launch
+from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
-from tests.launching import launched as launch
-from tests.stack import services_and_client
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 EXECUTION = "exec-m"

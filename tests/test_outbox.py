@@ -14,9 +14,9 @@ from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.helpers.outbox_replay import forget_outbox_position, outbox_caught_up
+from tests.helpers.running import running
 from tests.helpers.states import final_state
-from tests.outbox_replay import forget_outbox_position, outbox_caught_up
-from tests.running import running
 
 DEADLINE = 60.0
 

@@ -30,10 +30,10 @@ from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
-from tests.catalog_reads import projected
+from tests.helpers.catalog_reads import projected
+from tests.helpers.launching import launch_decision
+from tests.helpers.running import running
 from tests.helpers.states import final_state
-from tests.launching import launch_decision
-from tests.running import running
 
 PROJECT, DOMAIN = "default", "development"
 DEADLINE = 30.0

@@ -18,8 +18,8 @@ import pytest
 
 from plait.client import AsyncClient
 from plait_cli.main import dispatch
-from tests.processes import REPO
-from tests.stack import services_and_client
+from tests.helpers.processes import REPO
+from tests.helpers.stack import services_and_client
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 EXAMPLE_URL = "nats://127.0.0.1:4222"

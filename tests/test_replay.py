@@ -21,9 +21,9 @@ from plait.errors import NotFound, PlaitError
 from plait.replay import Record, replay, timeline
 from tests import audit_workflows
 from tests.fixtures.record_history import FIXTURE, FixtureLine
+from tests.helpers.plait_command import plait_command_async
+from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
-from tests.stack import services_and_client
-from tests.test_end_to_end import plait_command_async
 
 
 def fixture_logs(path: Path = FIXTURE) -> dict[str, list[Record]]:

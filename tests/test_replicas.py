@@ -16,8 +16,8 @@ from plait.core.events import NodeQueued, NodeSucceeded
 from plait.core.state import apply_decision
 from plait_executor import ExecutorService
 from tests import workflows
-from tests.processes import ServiceProcess
-from tests.running import running
+from tests.helpers.processes import ServiceProcess
+from tests.helpers.running import running
 
 ACK_WAIT = "2"
 

@@ -17,9 +17,9 @@ from plait.core.events import AttemptFailed, NodeQueued, RetryScheduled, TaskErr
 from plait.core.state import Execution
 from plait.sdk import Workflow
 from tests import retry_workflows
+from tests.helpers.launching import launched as launch
+from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
-from tests.launching import launched as launch
-from tests.stack import services_and_client
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 BOOM = TaskError(kind="user", message="boom")

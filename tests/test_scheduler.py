@@ -27,8 +27,8 @@ from plait_scheduler import SchedulerService
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from tests import workflows
+from tests.helpers.running import running
 from tests.helpers.states import current_state
-from tests.running import running
 
 
 @pytest.fixture

@@ -37,10 +37,10 @@ from plait_scheduler import SchedulerService, failures
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from tests import large_value_workflows, workflows
-from tests.dead_letters import read_dead_letters
+from tests.helpers.dead_letters import read_dead_letters
+from tests.helpers.reading import queued_at_launch
+from tests.helpers.running import running
 from tests.helpers.states import current_state, final_state
-from tests.reading import queued_at_launch
-from tests.running import running
 
 
 @pytest.fixture

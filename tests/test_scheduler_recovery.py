@@ -24,9 +24,9 @@ from plait_scheduler.failures import MAX_DELIVERIES
 from plait_scheduler.outbox import Outbox
 from plait_scheduler.service import ACK_WAIT_SECONDS, COMMANDS_CONSUMER
 from tests import workflows
-from tests.launching import resolved_launch
-from tests.reading import queued_at_launch
-from tests.running import running
+from tests.helpers.launching import resolved_launch
+from tests.helpers.reading import queued_at_launch
+from tests.helpers.running import running
 
 
 @pytest.fixture

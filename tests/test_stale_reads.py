@@ -32,8 +32,8 @@ from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.helpers.running import running
 from tests.helpers.states import final_state
-from tests.running import running
 
 READS = 30  # each direct get misses with probability ~1/3: all 30 find it with probability ~1e-5
 EXECUTIONS = 10

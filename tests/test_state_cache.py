@@ -14,7 +14,7 @@ from plait.core.events import WorkflowRegistered
 from plait.core.state import Execution
 from plait_scheduler.cache import StateCache, estimated_bytes
 from tests import definitions
-from tests.launching import launched
+from tests.helpers.launching import launched
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 

@@ -21,8 +21,8 @@ from plait_catalog.migrations import available, migrate
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.helpers.running import running
 from tests.helpers.states import final_state
-from tests.running import running
 
 SHARED_ID = "same-id-everywhere"
 

@@ -22,9 +22,9 @@ from plait.protocol.schema import WIRE_TYPES
 from plait.sdk.workflow import Workflow
 from plait_cli.schema import export_schemas
 from tests import audit_workflows
+from tests.helpers.plait_command import plait_command
+from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
-from tests.stack import services_and_client
-from tests.test_end_to_end import plait_command
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from plait.invariants import check_execution
 from plait.replay import replay, timeline
 from plait.sdk import Workflow
 from tests import workflows
-from tests.processes import ServiceProcess
+from tests.helpers.processes import ServiceProcess
 
 ACK_WAIT = "2"
 SHORT_WORKFLOWS: list[tuple[Workflow[..., Any], dict[str, Any]]] = [

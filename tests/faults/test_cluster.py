@@ -18,7 +18,7 @@ from plait_executor import ExecutorService
 from tests import workflows
 from tests.faults import harness
 from tests.faults.cluster import NatsCluster
-from tests.running import running
+from tests.helpers.running import running
 
 pytestmark = pytest.mark.faults
 

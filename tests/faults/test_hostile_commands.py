@@ -27,7 +27,7 @@ from plait.protocol.headers import CONTENT_TYPE, NATS_EXPECTED_LAST_SEQUENCE, PL
 from plait_cli.embedded import NatsServer
 from tests import workflows
 from tests.faults.harness import service_env, start_service, stopped_at_exit
-from tests.processes import ServiceProcess
+from tests.helpers.processes import ServiceProcess
 
 pytestmark = pytest.mark.faults
 

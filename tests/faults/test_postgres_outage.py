@@ -11,7 +11,7 @@ from plait.errors import PlaitError
 from plait_cli import embedded
 from plait_cli.embedded import PostgresServer, create_database
 from tests.faults import harness
-from tests.processes import ServiceProcess
+from tests.helpers.processes import ServiceProcess
 
 pytestmark = pytest.mark.faults
 

@@ -3,7 +3,7 @@
 No maintained Python library renders kustomize, so this covers what deploy/k8s uses and refuses the rest:
 ``resources`` (files and directories), ``namespace``, ``images`` and ``patches`` given by ``path`` holding
 strategic merge patches (maps merge; ``containers``, ``initContainers``, ``env`` and ``volumes`` merge by
-``name``; any other list in a patch is refused rather than guessed). tests/test_deploy_manifests.py checks
+``name``; any other list in a patch is refused rather than guessed). tests/unit/test_deploy_manifests.py checks
 this renderer's output against ``kubectl kustomize`` wherever kubectl is installed.
 """
 

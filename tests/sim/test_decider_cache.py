@@ -10,7 +10,7 @@ from plait.core.commands import ReportAttemptResult, RetryDue
 from plait.core.events import TaskError
 from plait.protocol import subjects
 from plait.replay import replay
-from tests.launching import resolved_launch
+from tests.helpers.launching import resolved_launch
 from tests.sim import workflows as sim_workflows
 from tests.sim.world import Faults, World, complete
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.processes import REPO
+from tests.helpers.processes import REPO
 from tests.sim.world import PROFILES, simulate
 
 SEEDS = int(os.environ.get("PLAIT_SIM_SEEDS", "3000"))

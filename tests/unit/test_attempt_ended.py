@@ -23,7 +23,7 @@ from plait.core.events import (
     TaskError,
 )
 from plait.sdk import Task, Workflow
-from tests.launching import launched
+from tests.helpers.launching import launched
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 BOOM = TaskError(kind="user", message="boom")

@@ -15,7 +15,7 @@ from plait.core.events import (
 )
 from plait.core.state import Execution
 from tests import map_workflows, workflows
-from tests.launching import launched
+from tests.helpers.launching import launched
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 

@@ -39,7 +39,7 @@ from tests.helpers.manifest_checks import (
     workloads,
     writable_paths,
 )
-from tests.processes import REPO
+from tests.helpers.processes import REPO
 
 DEPLOY = REPO / "deploy"
 ENVIRONMENTS = {

@@ -15,7 +15,7 @@ from plait.core.events import AttemptFailed, CommandRejected, Decision, Executio
 from plait.core.validate import MAX_VALUE_DEPTH, nesting_problem
 from plait_scheduler.decisions import UnreadableDecision, encode_readable
 from tests import definitions
-from tests.launching import launched, resolved_launch
+from tests.helpers.launching import launched, resolved_launch
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 

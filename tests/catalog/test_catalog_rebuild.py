@@ -31,11 +31,9 @@ from plait_catalog.projection import StoredMessage, stored_offset
 from plait_catalog.projector import stored_message
 from plait_catalog.rebuild import RebuildFailed, RebuildRefused
 from plait_cli.rebuild import request_rebuild
-from tests.processes import REPO, ServiceProcess
-from tests.test_catalog import DEADLINE, DOMAIN, PROJECT, START, EventLog, caught_up, pipeline
-from tests.test_catalog_cache_lineage import CachingLog, dump_all, fresh_projection_all, log, nc, pg
-
-__all__ = ["log", "nc", "pg"]
+from tests.helpers.caching_log import CachingLog, dump_all, fresh_projection_all
+from tests.helpers.catalog_log import DEADLINE, DOMAIN, PROJECT, START, EventLog, caught_up, pipeline
+from tests.helpers.processes import REPO, ServiceProcess
 
 BACKLOG_EXECUTIONS = 1300  # five decisions (eight events) each: 6,500 messages, 10,400 events
 

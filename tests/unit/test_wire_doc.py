@@ -7,7 +7,7 @@ from pathlib import Path
 from plait.protocol.headers import MEANINGS
 from plait.protocol.schema import CHANNELS, WIRE_TYPES
 
-DOC = (Path(__file__).parent.parent / "docs" / "wire-format.md").read_text()
+DOC = (Path(__file__).parents[2] / "docs" / "wire-format.md").read_text()
 
 
 def unnamed(names: list[str]) -> list[str]:

@@ -9,7 +9,7 @@ from plait.client import AsyncClient
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
-from tests.running import running
+from tests.helpers.running import running
 
 
 @contextlib.asynccontextmanager

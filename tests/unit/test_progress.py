@@ -15,7 +15,7 @@ from plait.core.state import Execution
 from plait.sdk import Workflow
 from plait_cli.progress import print_transition, render
 from tests import cache_workflows, map_workflows
-from tests.launching import launched as launch
+from tests.helpers.launching import launched as launch
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 

@@ -19,7 +19,7 @@ from plait.core.commands import (
     ReportAttemptStarted,
     ResolvedLaunch,
 )
-from plait.core.decide import Outcome, Rejected, decide, decide_batch
+from plait.core.decide import Rejected, decide, decide_batch
 from plait.core.events import (
     TERMINAL_EVENTS,
     AttemptFailed,
@@ -37,10 +37,11 @@ from plait.core.events import (
     TaskError,
 )
 from plait.core.ids import attempt_id
-from plait.core.state import Execution, apply_decision
+from plait.core.state import Execution
 from plait.sdk import Workflow
 from tests import definitions
-from tests.launching import resolved_launch
+from tests.helpers.decisions import decision_of, replay, without_bookkeeping
+from tests.helpers.launching import resolved_launch
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 EXECUTION = "exec-1"
@@ -98,36 +99,6 @@ def queued(task: str, node: str, inputs: dict[str, Any], attempt: int = 1, queue
         queue=queue,
         inputs=inputs,
     )
-
-
-def decision_of(outcome: Outcome, at: datetime) -> Decision:
-    """The record a scheduler appends for a decided batch."""
-    execution_id = outcome.state.execution_id if outcome.state else ""
-    return Decision(
-        execution_id=execution_id,
-        at=at,
-        replica="test",
-        commands=tuple(outcome.command_ids),
-        previous="",
-        events=tuple(outcome.events),
-    )
-
-
-def without_bookkeeping(state: Execution | None) -> dict[str, Any]:
-    """The state as builtins, less the fields that only the append sets (stream sequence, digest, count)."""
-    builtins = msgspec.to_builtins(state)
-    for field in ("last_sequence", "last_digest", "decisions"):
-        del builtins[field]
-    return builtins  # type: ignore[no-any-return]
-
-
-def replay(decisions: list[Decision]) -> Execution | None:
-    """Rebuild a state from decisions as stored: encoded to JSON and decoded again."""
-    state: Execution | None = None
-    for sequence, decision in enumerate(decisions, start=1):
-        stored = msgspec.json.decode(msgspec.json.encode(decision), type=Decision)
-        state = apply_decision(state, stored, sequence, f"digest-{sequence}")
-    return state
 
 
 class Run:

@@ -31,7 +31,7 @@ from plait.sdk.loader import load_reference, load_target
 from tests import definitions
 from tests.definitions import Bounds, count, describe, increment, maybe_count, merge, summarize, text, weigh
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 INT, STR = Primitive("int"), Primitive("str")
 POINT = Record("tests.definitions.Point", (Field("x", INT), Field("y", INT)))
 BOX = Record("tests.definitions.Box", (Field("corner", POINT), Field("label", STR, required=False)))

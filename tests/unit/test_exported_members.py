@@ -92,5 +92,5 @@ def test_every_error_is_a_plait_error() -> None:
 
 
 def test_the_version_is_the_projects() -> None:
-    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
     assert plait.__version__ == project["version"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = {
     "plait": ROOT / "libs/core/plait",
     "plait_scheduler": ROOT / "services/scheduler/plait_scheduler",

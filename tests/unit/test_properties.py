@@ -24,8 +24,8 @@ from plait.sdk import Task
 from plait.sdk.hints import decode_value, encode_value
 from plait.sdk.signatures import output_hints
 from tests import definitions
-from tests.launching import resolved_launch
-from tests.test_decide import decision_of, replay, without_bookkeeping
+from tests.helpers.decisions import decision_of, replay, without_bookkeeping
+from tests.helpers.launching import resolved_launch
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 EXECUTION = "exec-p"
