@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio.to_thread
 import pytest
 
-from tests.stack import services_and_client
+from tests.helpers.stack import services_and_client
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOW = "tests/cli_input_workflows.py:named_like_options"

@@ -17,6 +17,7 @@ WORKFLOW_MODULES = {
     "workflows.py",
     "audit_workflows.py",
     "cache_workflows.py",
+    "cli_input_workflows.py",
     "definitions.py",
     "executor_tasks.py",
     "fault_workflows.py",

@@ -1,5 +1,5 @@
 """The registry of the wire format: every type plait puts on the wire by its schema name, and every subject with
-what travels on it. ``plait schema export`` writes JSON Schemas from it; tests/test_wire_doc.py checks that
+what travels on it. ``plait schema export`` writes JSON Schemas from it; tests/unit/test_wire_doc.py checks that
 docs/wire-format.md names every subject, header and type in it."""
 
 from __future__ import annotations
