@@ -135,7 +135,9 @@ async def test_hostile_commands_are_each_dead_lettered_at_once_and_a_launch_is_s
             payload, headers = data.draw(hostile_command(execution_id))
             subject = subjects.command_subject(client.project, client.domain, execution_id, "launch")
             reply = {PLAIT_REPLY_TO: "not a subject" if index % 2 else client.nc.new_inbox()}
-            await client.js.publish(subject, payload, headers={**headers, **reply, NATS_MSG_ID: execution_id})
+            await client.js.publish(
+                subject, payload, headers={**headers, **reply, NATS_MSG_ID: execution_id}, timeout=10
+            )  # its ack waits behind the server's fsync: 2 s (the default) was too short once on a loaded machine
         kept = await read_dead_letters(client.js, COMMANDS)
         assert all(msg.headers and msg.headers[PLAIT_ERROR] for msg in kept)
         info = await client.js.consumer_info(subjects.COMMANDS_STREAM, COMMANDS_CONSUMER)
