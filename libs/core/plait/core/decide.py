@@ -13,7 +13,9 @@ import msgspec
 from plait.core.commands import (
     AbortExecution,
     AttemptDeadline,
+    AttemptTimeout,
     Command,
+    ExecutionTimeout,
     LaunchExecution,
     ReportAttemptResult,
     ReportAttemptResults,
@@ -321,6 +323,28 @@ def _deadline_passed(state: Execution, command: AttemptDeadline) -> list[Event]:
     return _attempt_ended(state, node, attempt, attempt.worker, None, error)
 
 
+def _timed_out(state: Execution, command: AttemptTimeout) -> list[Event]:
+    """An attempt's timeout timer fired: still running, it fails as the task's own failure ("timed out"), counted
+    against its ``retries``; an attempt that ended meanwhile stays as it is, and its late result is ignored."""
+    node = state.nodes.get(command.node)
+    if node is None:
+        raise Rejected(f"execution {state.execution_id} has no node '{command.node}'")
+    attempt = node.find_attempt(command.attempt_id)
+    if attempt is None or attempt.status != "running" or node.status in ("succeeded", "failed"):
+        return []
+    error = TaskError(kind="user", message=f"timed out after {command.seconds:g} s", error_type="TaskTimedOut")
+    return _attempt_ended(state, node, attempt, attempt.worker, None, error)
+
+
+def _execution_timed_out(command: ExecutionTimeout) -> list[Event]:
+    """The execution's timeout timer fired while it still runs: it fails, and its open attempts are stopped (their
+    executors see it ended); nothing is dispatched after."""
+    error = TaskError(
+        kind="user", message=f"workflow timed out after {command.seconds:g} s", error_type="ExecutionTimedOut"
+    )
+    return [ExecutionFailed(node="", error=error)]
+
+
 def _result(state: Execution, command: ReportAttemptResult) -> list[Event]:
     """An attempt of a node, or of one of a map node's items, ended. One whose ``started`` was never reported (a
     quick attempt's executor sends only the result) is recorded as started first, in the same decision."""
@@ -474,6 +498,10 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
             return _retry_due(state, command)
         case AttemptDeadline():
             return _deadline_passed(state, command)
+        case AttemptTimeout():
+            return _timed_out(state, command)
+        case ExecutionTimeout():
+            return _execution_timed_out(command)
         case ReportCacheLookups() | ReportAttemptResults():
             raise Rejected("reports sent together are decided one by one (decide_batch)")
         case AbortExecution(reason=reason):

@@ -65,7 +65,7 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     retries: int = 0
     retry_delay_seconds: float = 0.0  # before the first retry; each later retry waits twice as long as the last
     queue: str = "default"
-    timeout_seconds: float | None = None
+    timeout_seconds: float | None = None  # an attempt running longer fails ("timed out"), and may be retried
     cache: bool = False
     cache_version: str = ""
 
@@ -123,6 +123,7 @@ class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):
     nodes: tuple[Node, ...]
     outputs: dict[str, Binding]
     tasks: dict[str, TaskSpec]
+    timeout_seconds: float | None = None  # an execution running longer fails
 
 
 class LaunchPlanSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -6,6 +6,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import msgspec
@@ -27,6 +28,16 @@ def source_of(fn: Callable[..., Any]) -> str:
         return fn.__qualname__
 
 
+def timeout_in_seconds(timeout: float | timedelta | None, owner: str) -> float | None:
+    """A ``timeout=`` option (seconds, or a ``timedelta``) in seconds; it must be positive."""
+    if timeout is None:
+        return None
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+    if not seconds > 0:
+        raise DefinitionError(f"{owner}: timeout must be positive, not {timeout!r}")
+    return seconds
+
+
 class Task(Generic[P, R]):
     """A task: call it inside a ``@workflow`` to add a node, or outside one to run the function."""
 
@@ -37,7 +48,7 @@ class Task(Generic[P, R]):
         retries: int = 0,
         retry_delay_seconds: float = 0.0,
         queue: str = "default",
-        timeout_seconds: float | None = None,
+        timeout: float | timedelta | None = None,
         cache: bool = False,
         cache_version: str = "",
     ) -> None:
@@ -56,7 +67,7 @@ class Task(Generic[P, R]):
             "retries": retries,
             "retry_delay_seconds": float(retry_delay_seconds),
             "queue": queue,
-            "timeout_seconds": timeout_seconds,
+            "timeout_seconds": timeout_in_seconds(timeout, f"task '{fn.__qualname__}'"),
             "cache": cache,
             "cache_version": cache_version,
         }
@@ -97,7 +108,7 @@ def task(
     retries: int = 0,
     retry_delay_seconds: float = 0.0,
     queue: str = "default",
-    timeout_seconds: float | None = None,
+    timeout: float | timedelta | None = None,
     cache: bool = False,
     cache_version: str = "",
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
