@@ -12,7 +12,7 @@ from plait.core.commands import (
     execution_timeout,
 )
 from plait.core.decide import decide_batch
-from plait.core.events import AttemptFailed, ExecutionFailed, NodeFailed, NodeQueued
+from plait.core.events import AttemptFailed, ExecutionFailed, NodeFailed, NodeQueued, TaskError
 from plait.core.state import Execution
 from tests import timeout_workflows
 from tests.launching import launched
@@ -131,3 +131,29 @@ def test_a_workflow_timeout_after_the_execution_ended_changes_nothing() -> None:
     decided(state, started(queued), result(queued, 1.0))
     assert state.status == "succeeded"
     assert decided(state, execution_timeout("e", 2.0)) == []
+
+
+def test_user_and_system_failures_are_counted_against_their_own_budgets() -> None:
+    state, [_, queued] = launched(timeout_workflows.budgets, {"seconds": 5.0}, AT)
+    assert isinstance(queued, NodeQueued)
+    lost = TaskError(kind="system", message="the worker process died", error_type="WorkerLost")
+    boom = TaskError(kind="user", message="boom")
+    said: list[tuple[str, int]] = []
+    for error in (lost, boom):
+        report = ReportAttemptResult(
+            command_id=f"{queued.attempt_id}:r",
+            execution_id="e",
+            node=queued.node,
+            attempt_id=queued.attempt_id,
+            worker="w",
+            error=error,
+        )
+        failed, queued = decided(state, report)[-2:]  # type: ignore[assignment]
+        assert isinstance(failed, AttemptFailed) and isinstance(queued, NodeQueued)
+        said.append((failed.budget, failed.retries_left))
+    decided(state, started(queued))
+    failed, _, execution_failed = decided(state, attempt_timeout("e", queued.node, queued.attempt_id, 1.0))
+    assert isinstance(failed, AttemptFailed) and isinstance(execution_failed, ExecutionFailed)
+    said.append((failed.budget, failed.retries_left))
+    assert said == [("system_retries", 0), ("retries", 0), ("retries", -1)]
+    assert [a.attempt for a in state.nodes[queued.node].attempts] == [1, 2, 3]

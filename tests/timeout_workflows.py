@@ -34,3 +34,14 @@ def sleeping(directory: str, seconds: float) -> float:
 @workflow(timeout=timedelta(seconds=2))
 def bounded(directory: str, seconds: float) -> float:
     return patient(directory=directory, seconds=seconds)
+
+
+@task(timeout=1, retries=1, system_retries=1)
+def budgeted(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@workflow
+def budgets(seconds: float) -> float:
+    return budgeted(seconds=seconds)

@@ -46,6 +46,7 @@ from plait.core.events import (
     NodeFailed,
     NodeQueued,
     NodeSucceeded,
+    RetryBudget,
     RetryScheduled,
     TaskError,
 )
@@ -378,8 +379,10 @@ def _attempt_ended(
     error: TaskError | None,
 ) -> list[Event]:
     """The one path of an open attempt that ended, of a plain node or of a map item (``attempt.index`` >= 0):
-    outputs that break the task's interface fail it as a system error; a failed attempt is retried while the
-    task's retries last, and then its node (or item) fails; a good result finishes its node (or item)."""
+    outputs that break the task's interface fail it (the task's own failure); a failed attempt is retried while
+    the budget of its error's kind lasts (``retries`` for the task's own failures, timeouts included;
+    ``system_retries`` for lost workers, passed deadlines and the like), and then its node (or item) fails; a
+    good result finishes its node (or item)."""
     task = state.workflow.tasks[node.task]
     if error is None:
         if outputs is None:
@@ -387,9 +390,19 @@ def _attempt_ended(
         problem = _invalid_outputs(task.interface, outputs)
         if problem is None:
             return _attempt_succeeded(state, node, attempt, worker, outputs)
-        error = TaskError(kind="system", message=f"task '{node.task}' returned bad outputs: {problem}")
-    failed = AttemptFailed(node=node.id, attempt_id=attempt.attempt_id, error=error, worker=worker)
-    if attempt.attempt > task.retries:
+        error = TaskError(kind="user", message=f"task '{node.task}' returned bad outputs: {problem}")
+    budget: RetryBudget = "retries" if error.kind == "user" else "system_retries"
+    allowed = task.retries if budget == "retries" else task.system_retries
+    used = (attempt.user_failures if budget == "retries" else attempt.system_failures) + 1
+    failed = AttemptFailed(
+        node=node.id,
+        attempt_id=attempt.attempt_id,
+        error=error,
+        worker=worker,
+        budget=budget,
+        retries_left=allowed - used if used <= allowed else -1,
+    )
+    if used > allowed:
         return [failed, *_retries_spent(state, node, attempt.index, error)]
     delay = retry_delay(task, attempt.attempt)
     if delay > 0:

@@ -12,7 +12,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 import msgspec
 
 from plait.core.ids import content_version
-from plait.core.model import TaskSpec, TaskTarget
+from plait.core.model import DEFAULT_SYSTEM_RETRIES, TaskSpec, TaskTarget
 from plait.errors import DefinitionError
 from plait.sdk import tracing
 from plait.sdk.signatures import interface_of
@@ -46,6 +46,7 @@ class Task(Generic[P, R]):
         fn: Callable[P, R],
         *,
         retries: int = 0,
+        system_retries: int = DEFAULT_SYSTEM_RETRIES,
         retry_delay_seconds: float = 0.0,
         queue: str = "default",
         timeout: float | timedelta | None = None,
@@ -61,8 +62,10 @@ class Task(Generic[P, R]):
         self.short_name = fn.__name__
         self.interface, self.input_hints = interface_of(fn, f"task '{self.name}'")
         self.return_hint = typing.get_type_hints(fn).get("return")
-        if retries < 0 or retry_delay_seconds < 0:
-            raise DefinitionError(f"task '{fn.__qualname__}': retries and retry_delay_seconds cannot be negative")
+        if retries < 0 or system_retries < 0 or retry_delay_seconds < 0:
+            raise DefinitionError(
+                f"task '{fn.__qualname__}': retries, system_retries and retry_delay_seconds cannot be negative"
+            )
         self.options = {
             "retries": retries,
             "retry_delay_seconds": float(retry_delay_seconds),
@@ -71,6 +74,8 @@ class Task(Generic[P, R]):
             "cache": cache,
             "cache_version": cache_version,
         }
+        if system_retries != DEFAULT_SYSTEM_RETRIES:  # left out at its default, so older tasks keep their versions
+            self.options["system_retries"] = system_retries
         functools.update_wrapper(self, fn)
 
     @functools.cached_property
@@ -106,6 +111,7 @@ def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 def task(
     *,
     retries: int = 0,
+    system_retries: int = DEFAULT_SYSTEM_RETRIES,
     retry_delay_seconds: float = 0.0,
     queue: str = "default",
     timeout: float | timedelta | None = None,
