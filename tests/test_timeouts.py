@@ -11,6 +11,7 @@ import pytest
 
 from plait.client import AsyncClient
 from plait.core.events import AttemptFailed, ExecutionFailed
+from plait.replay import timeline
 from tests import timeout_workflows
 from tests.helpers.states import final_state
 from tests.stack import services_and_client
@@ -57,6 +58,13 @@ async def test_an_attempt_past_its_timeout_is_killed_retried_and_then_fails_with
     decisions = [stored.decision async for stored in client.events(execution_id)]
     timed_out = [d for d in decisions if any(isinstance(e, AttemptFailed) for e in d.events)]
     assert [d.commands for d in timed_out] == [(f"{a.attempt_id}:timeout",) for a in attempts], "the timers decided"
+    story = [(t.event, t.detail) for t in timeline(await client.records(execution_id)) if t.detail]
+    assert story == [
+        ("attempt_failed.v1", "timed out after 1 s; retries: 0 left"),
+        ("attempt_failed.v1", "timed out after 1 s; retries: none left"),
+        ("node_failed.v1", "timed out after 1 s"),
+        ("execution_failed.v1", "timed out after 1 s"),
+    ]
     assert len(await killed(pids)) == 2
 
 
