@@ -21,7 +21,16 @@ from plait.core.commands import (
     execution_timeout,
     retry_due,
 )
-from plait.core.events import AttemptStarted, Event, ExecutionLaunched, NodeQueued, RetryScheduled
+from plait.core.events import (
+    AttemptFailed,
+    AttemptStarted,
+    Event,
+    ExecutionLaunched,
+    MapItemSucceeded,
+    NodeQueued,
+    NodeSucceeded,
+    RetryScheduled,
+)
 from plait.core.state import Execution
 
 
@@ -83,8 +92,13 @@ class AttemptDeadlines:
 
 
 def may_time_out(events: Sequence[Event]) -> bool:
-    """Whether a decision's events may call for a timeout timer; ``Timeouts.wants`` decides, with the state."""
-    return any(isinstance(event, AttemptStarted | ExecutionLaunched) for event in events)
+    """Whether a decision's events may call for a timeout timer (a launch, or an attempt started and not ended in
+    the same decision, as quick attempts are); ``Timeouts.wants`` decides, with the state."""
+    started = {event.attempt_id for event in events if isinstance(event, AttemptStarted)}
+    ended = {
+        event.attempt_id for event in events if isinstance(event, AttemptFailed | NodeSucceeded | MapItemSucceeded)
+    }
+    return bool(started - ended) or any(isinstance(event, ExecutionLaunched) for event in events)
 
 
 class Timeouts:
