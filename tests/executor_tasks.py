@@ -81,7 +81,7 @@ def announce_then_wait(path: str) -> str:
     return _wait_for(path)
 
 
-@task(timeout_seconds=0.5)
+@task(timeout=0.5)
 def wait_for_file_briefly(path: str) -> str:
     return _wait_for(path)
 

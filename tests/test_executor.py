@@ -153,7 +153,7 @@ async def test_an_attempt_past_its_timeout_is_killed_and_its_worker_replaced(tmp
         (replacement,) = pool.worker_pids
 
     assert timed_out.error is not None
-    assert (timed_out.error.kind, timed_out.error.message) == ("system", "timed out after 0.5 s")
+    assert (timed_out.error.kind, timed_out.error.message) == ("user", "timed out after 0.5 s")
     assert after.outputs == {"result": 2}
     assert replacement != before
     with pytest.raises(ProcessLookupError):
@@ -410,13 +410,13 @@ async def test_a_dying_worker_is_a_system_error_and_the_next_attempt_still_runs(
     assert ran.outputs == {"result": 2}
 
 
-async def test_a_timed_out_attempt_is_a_system_error(nats_url: str, cluster: Cluster, tmp_path: Path) -> None:
+async def test_a_timed_out_attempt_is_the_tasks_own_failure(nats_url: str, cluster: Cluster, tmp_path: Path) -> None:
     dispatch = dispatch_of(tasks.wait_for_file_briefly, {"path": str(tmp_path / "never")})
     async with running(executor(nats_url)):
         await cluster.dispatch(dispatch)
         result = await cluster.commands.result_of(dispatch)
     assert result.error is not None
-    assert (result.error.kind, result.error.message) == ("system", "timed out after 0.5 s")
+    assert (result.error.kind, result.error.message) == ("user", "timed out after 0.5 s")
 
 
 async def test_attempts_run_side_by_side_up_to_the_concurrency(nats_url: str, cluster: Cluster, tmp_path: Path) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
+from plait.replay import replay
 from tests.helpers.processes import REPO
 from tests.sim.world import PROFILES, simulate
 
@@ -64,3 +66,21 @@ def test_faults_are_injected() -> None:
             counts[name] = counts.get(name, 0) + count
     for fault in ("replica_crashes", "acks_lost", "executor_crashes", "timers_fired"):
         assert counts[fault] > 0, counts
+
+
+def test_the_timeouts_profile_times_out_attempts_and_executions_and_kills_them() -> None:
+    reasons: Counter[str] = Counter()
+    killed = 0
+    for seed in range(100):
+        world = simulate(seed, "timeouts")
+        killed += world.counts["attempts_killed"]
+        for records in world.log.by_subject.values():
+            state = replay(records)
+            reasons.update(
+                a.error.message for node in state.nodes.values() for a in node.attempts if a.error is not None
+            )
+            if state.error is not None:
+                reasons[f"execution: {state.error.message}"] += 1
+    assert reasons["timed out after 5 s"] > 0, reasons
+    assert reasons["execution: workflow timed out after 8 s"] > 0, reasons
+    assert killed > 0

@@ -35,3 +35,20 @@ def widely_read(x: str = "abcdef") -> list[int]:
     """One value read by six tasks: the decision that queues them repeats it six times (issue 10 defect 1)."""
     wide = widen(x=x)
     return [length(s=wide, n=n) for n in range(6)]
+
+
+@task(timeout=5, retries=1)
+def slow(x: int) -> int:
+    return x + 1
+
+
+@workflow
+def timed(x: int = 1) -> int:
+    """Attempts that may hang past their task's timeout: timed out, retried, and killed."""
+    return slow(x=slow(x=x))
+
+
+@workflow(timeout=8)
+def bounded(x: int = 1) -> int:
+    """An execution that may run past its workflow's timeout: failed, and its running attempts killed."""
+    return slow(x=slow(x=x))

@@ -8,7 +8,8 @@ timers, and the scheduler shell around the ``Decider`` (the same steps as ``Sche
 
 Faults: append failures (timeouts before and after storing, no responders, decisions too large for the server),
 replica crashes at any point of handling (cache lost, unacked commands redelivered), lost acks, executors dying
-mid-attempt, user and system errors, timers firing late or twice, aborts. Each step is followed by the checks;
+mid-attempt, user and system errors, attempts that hang past their timeouts (killed once the log ends them), timers
+firing late or twice, aborts. Each step is followed by the checks;
 then, with faults off, the world runs until nothing is left to do (quiescence) and every execution must have
 ended. The same seed gives the same log, byte for byte.
 """
@@ -33,11 +34,19 @@ from plait.core.commands import (
     LaunchExecution,
     ReportAttemptResult,
     ResolvedLaunch,
-    RetryDue,
+    attempt_timeout,
+    execution_timeout,
     retry_due,
 )
 from plait.core.dispatch import Dispatch, dispatch_of
-from plait.core.events import Decision, NodeQueued, RetryScheduled, TaskError
+from plait.core.events import (
+    AttemptStarted,
+    Decision,
+    ExecutionLaunched,
+    NodeQueued,
+    RetryScheduled,
+    TaskError,
+)
 from plait.core.ids import content_version
 from plait.core.state import Execution, apply_decision
 from plait.errors import ConflictError
@@ -97,6 +106,7 @@ class Faults:
     timer_late: float = 0.3
     timer_twice: float = 0.2
     abort: float = 0.01
+    hang: float = 0.0  # an attempt of a task with a timeout runs on, until the log ends it (then it is killed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +123,10 @@ PROFILES = {
     "append_failures": Profile(Faults(append_timeout=0.04, append_timeout_after=0.04, append_unavailable=0.03)),
     # every launch fits, the decision queueing widely_read's six readers (~9 KB) never does
     "small_messages": Profile(Faults(max_payload=6_000)),
+    "timeouts": Profile(
+        Faults(hang=0.4),
+        shapes=((sim_workflows.timed, {"x": 1}), (sim_workflows.bounded, {"x": 1}), (workflows.chain, {"start": 0})),
+    ),
 }
 
 
@@ -279,7 +293,8 @@ class World:
         self.store = SimStore(self)
         self.commands = WorkQueue()
         self.dispatches = WorkQueue()
-        self.timers: dict[str, tuple[float, RetryDue, bool]] = {}  # timer -> (due, command, fires a second time)
+        self.timers: dict[str, tuple[float, Command, bool]] = {}  # timer -> (due, command, fires a second time)
+        self.hanging: list[Message] = []  # dispatches whose attempt runs on, until the log ends it
         self.outbox_position = 0
         self.dead_letters: dict[str, str] = {}  # command id -> reason
         self.appended: set[str] = set()  # subjects appended to in this step
@@ -292,6 +307,8 @@ class World:
                 "acks_lost",
                 "executor_crashes",
                 "timers_fired",
+                "hung_attempts",
+                "attempts_killed",
                 "aborts",
                 "dead_letters",
             ),
@@ -381,6 +398,29 @@ class World:
                 self.dispatches.publish(event.queue, event.attempt_id, dispatch, self.now)
             elif isinstance(event, RetryScheduled):
                 self.set_timer(state, event, decided_at)
+        if not state.terminal:
+            self.set_timeouts(state, events)
+
+    def set_timeouts(self, state: Execution, events: Any) -> None:
+        """The timeout timers a decision asks for, as ``plait_scheduler.timers.Timeouts`` sets them: from the
+        times in the log (an attempt's start, the launch)."""
+        for event in events:
+            if isinstance(event, ExecutionLaunched) and state.workflow.timeout_seconds is not None:
+                assert state.launched_at is not None
+                command: Command = execution_timeout(state.execution_id, state.workflow.timeout_seconds)
+                self.schedule(state, command, state.launched_at, state.workflow.timeout_seconds)
+            elif isinstance(event, AttemptStarted):
+                node = state.nodes[event.node]
+                seconds = state.workflow.tasks[node.task].timeout_seconds
+                attempt = node.find_attempt(event.attempt_id)
+                if seconds is None or attempt is None or attempt.status != "running" or attempt.started_at is None:
+                    continue
+                command = attempt_timeout(state.execution_id, event.node, event.attempt_id, seconds)
+                self.schedule(state, command, attempt.started_at, seconds)
+
+    def schedule(self, state: Execution, command: Command, since: datetime, seconds: float) -> None:
+        timer = f"{state.execution_id}:{command.timer}"  # type: ignore[union-attr]
+        self.timers[timer] = ((since - START).total_seconds() + seconds, command, False)
 
     def set_timer(self, state: Execution, event: RetryScheduled, decided_at: datetime) -> None:
         command = retry_due(state.execution_id, event)
@@ -411,6 +451,12 @@ class World:
             self.dispatches.redeliver(message, self.now + ACK_WAIT)
             self.counts["executor_crashes"] += 1
             return
+        timeouts = dispatch.task.timeout_seconds is not None or self.timeout_of(dispatch) is not None
+        if timeouts and self.chance(self.faults.hang):  # runs on past its timeout, reporting it started
+            self.send(started_command(dispatch, "executor"))
+            self.hanging.append(message)
+            self.counts["hung_attempts"] += 1
+            return
         if self.chance(self.faults.user_error):
             outcome = AttemptOutcome(error=TaskError(kind="user", message="injected", error_type="RuntimeError"))
         elif self.chance(self.faults.system_error):
@@ -419,6 +465,24 @@ class World:
             outcome = run_attempt(dispatch.task.target, dispatch.inputs)
         self.send(result_command(dispatch, "executor", outcome))
         self.ack(self.dispatches, message)
+
+    def timeout_of(self, dispatch: Dispatch) -> float | None:
+        """The timeout of the dispatch's execution's workflow (hanging there is ended by the workflow's timeout)."""
+        records = self.log.by_subject.get(subjects.execution_subject(PROJECT, DOMAIN, dispatch.execution_id), [])
+        return replay(records).workflow.timeout_seconds if records else None
+
+    def kill_ended(self) -> None:
+        """The executor's check: a hanging attempt whose execution ended, or that the log failed (timed out), is
+        killed and its dispatch acked without a result; one that the log still has running runs on."""
+        for message in list(self.hanging):
+            dispatch = message.body
+            assert isinstance(dispatch, Dispatch)
+            state = replay(self.log.by_subject[subjects.execution_subject(PROJECT, DOMAIN, dispatch.execution_id)])
+            attempt = state.nodes[dispatch.node].find_attempt(dispatch.attempt_id)
+            if state.terminal or attempt is None or attempt.status in ("succeeded", "failed"):
+                self.hanging.remove(message)
+                self.dispatches.ack(message)
+                self.counts["attempts_killed"] += 1
 
     def fire_timer(self, timer: str) -> None:
         due, command, again = self.timers.pop(timer)
@@ -496,6 +560,8 @@ class World:
             possible.append(self.outbox)
         if self.dispatches.visible(self.now):
             possible += [self.execute] * 2
+        if self.hanging:
+            possible.append(self.kill_ended)
         for timer in sorted(self.timers):
             if self.timers[timer][0] <= self.now and not (self.faulty and self.rng.random() < self.faults.timer_late):
                 possible.append(lambda t=timer: self.fire_timer(t))  # type: ignore[misc]
@@ -548,6 +614,8 @@ class World:
         for subject in sorted(self.log.by_subject):
             self.appended.add(subject)
         self.check_appended(ended=True)
+        if self.hanging:
+            self.fail(f"attempts still running after their end: {[m.msg_id for m in self.hanging]}")
 
     def log_digest(self) -> str:
         """One digest of every record stored, in order: equal for two runs of one seed."""

@@ -134,7 +134,7 @@ def attempt_facts(wf: Workflow[..., Any], inputs: dict[str, Any], answers: list[
 
 
 def bad_outputs(of: Task[..., Any], problem: str) -> TaskError:
-    return TaskError(kind="system", message=f"task '{of.name}' returned bad outputs: {problem}")
+    return TaskError(kind="user", message=f"task '{of.name}' returned bad outputs: {problem}")
 
 
 DEADLINE_ERROR = TaskError(

@@ -386,7 +386,9 @@ def test_a_failed_attempt_with_retries_left_is_queued_again_with_the_same_inputs
     events = run.send(result("flaky", error=BOOM))
 
     assert events == [
-        AttemptFailed(node="flaky", attempt_id=aid("flaky"), error=BOOM, worker=WORKER),
+        AttemptFailed(
+            node="flaky", attempt_id=aid("flaky"), error=BOOM, worker=WORKER, budget="retries", retries_left=1
+        ),
         queued("flaky", "flaky", {"x": 4}, attempt=2),
     ]
     assert aid("flaky", 2) != aid("flaky", 1)
@@ -420,7 +422,7 @@ def test_the_last_retry_failing_fails_the_node_and_the_execution() -> None:
     run.send(result("flaky", 2, error=BOOM))
 
     assert run.send(result("flaky", 3, error=BOOM)) == [
-        AttemptFailed(node="flaky", attempt_id=aid("flaky", 3), error=BOOM, worker=WORKER),
+        AttemptFailed(node="flaky", attempt_id=aid("flaky", 3), error=BOOM, worker=WORKER, budget="retries"),
         NodeFailed(node="flaky", error=BOOM),
         ExecutionFailed(node="flaky", error=BOOM),
     ]
@@ -431,7 +433,7 @@ def test_a_failed_attempt_without_retries_fails_the_node_and_the_execution() -> 
     run = Run(definitions.diamond, {"x": 5})
 
     assert run.send(result("increment", error=BOOM)) == [
-        AttemptFailed(node="increment", attempt_id=aid("increment"), error=BOOM, worker=WORKER),
+        AttemptFailed(node="increment", attempt_id=aid("increment"), error=BOOM, worker=WORKER, budget="retries"),
         NodeFailed(node="increment", error=BOOM),
         ExecutionFailed(node="increment", error=BOOM),
     ]
@@ -448,7 +450,7 @@ def test_a_failed_attempt_without_retries_fails_the_node_and_the_execution() -> 
         pytest.param({"result": 6, "extra": 1}, "unexpected output 'extra'", id="unexpected"),
     ],
 )
-def test_outputs_that_do_not_match_the_interface_fail_the_attempt_as_a_system_error(
+def test_outputs_that_do_not_match_the_interface_fail_the_attempt_as_the_tasks_own_failure(
     outputs: dict[str, Any], problem: str
 ) -> None:
     run = Run(definitions.diamond, {"x": 5})
@@ -456,7 +458,7 @@ def test_outputs_that_do_not_match_the_interface_fail_the_attempt_as_a_system_er
     failed, node_failed, execution_failed = run.send(result("increment", outputs=outputs))
 
     assert isinstance(failed, AttemptFailed)
-    assert failed.error.kind == "system"
+    assert (failed.error.kind, failed.budget) == ("user", "retries")
     assert failed.error.message.startswith("task 'tests.definitions.increment' returned bad outputs: ")
     assert problem in failed.error.message
     assert node_failed == NodeFailed(node="increment", error=failed.error)
@@ -470,7 +472,7 @@ def test_a_struct_output_with_a_wrong_field_fails_the_attempt() -> None:
     failed = run.send(result("shift", outputs={"result": {"x": "two", "y": 3}}))[0]
 
     assert isinstance(failed, AttemptFailed)
-    assert failed.error.kind == "system"
+    assert (failed.error.kind, failed.budget) == ("user", "retries")
     assert "output 'result' expects tests.definitions.Point" in failed.error.message
     assert "`$.x`" in failed.error.message
 
@@ -481,7 +483,7 @@ def test_bad_outputs_are_retried_like_any_failure() -> None:
     failed, requeued = run.send(result("flaky", outputs={"result": None}))
 
     assert isinstance(failed, AttemptFailed)
-    assert failed.error.kind == "system"
+    assert (failed.error.kind, failed.budget) == ("user", "retries")
     assert requeued == queued("flaky", "flaky", {"x": 4}, attempt=2)
 
 

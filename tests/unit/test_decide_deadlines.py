@@ -37,15 +37,21 @@ def test_a_queued_attempt_past_its_deadline_fails_as_a_system_error_and_is_retri
     assert isinstance(retried, NodeQueued) and retried.attempt == 2
 
 
-def test_a_running_attempt_past_its_deadline_without_retries_fails_the_execution() -> None:
+def test_a_running_attempt_past_its_deadline_is_retried_on_the_system_budget_then_fails_the_execution() -> None:
+    """A task without ``retries`` still has its ``system_retries`` (3 by default) for deadlines that pass."""
     state, [_, queued] = launched(workflows.paused, {}, AT)
     assert isinstance(queued, NodeQueued)
-    started = ReportAttemptStarted(
-        command_id="s", execution_id="e", node=queued.node, attempt_id=queued.attempt_id, worker="w1"
-    )
-    decided(state, started)
+    for left in (2, 1, 0):
+        started = ReportAttemptStarted(
+            command_id=f"s-{left}", execution_id="e", node=queued.node, attempt_id=queued.attempt_id, worker="w1"
+        )
+        decided(state, started)
+        failed, queued = decided(state, deadline_of(queued))  # type: ignore[assignment]
+        assert isinstance(failed, AttemptFailed) and failed.worker == "w1"
+        assert (failed.error.kind, failed.budget, failed.retries_left) == ("system", "system_retries", left)
+        assert isinstance(queued, NodeQueued)
     failed, node_failed, execution_failed = decided(state, deadline_of(queued))
-    assert isinstance(failed, AttemptFailed) and failed.worker == "w1"
+    assert isinstance(failed, AttemptFailed) and (failed.budget, failed.retries_left) == ("system_retries", -1)
     assert isinstance(node_failed, NodeFailed) and isinstance(execution_failed, ExecutionFailed)
     assert state.status == "failed"
 
@@ -73,9 +79,13 @@ def test_a_deadline_of_an_earlier_attempt_leaves_its_retry_alone() -> None:
     assert state.nodes[queued.node].attempts[-1].status == "queued"
 
 
-def test_a_map_item_past_its_deadline_fails_like_any_failed_item() -> None:
+def test_a_map_item_past_its_deadline_fails_like_any_failed_item_once_its_system_retries_are_spent() -> None:
     state, events = launched(map_workflows.tolerant, {"xs": [1, 2]}, AT)
     first = next(e for e in events if isinstance(e, NodeQueued))
+    for _ in range(3):
+        failed, first = decided(state, deadline_of(first))  # type: ignore[assignment]
+        assert isinstance(failed, AttemptFailed) and failed.error.kind == "system"
+        assert isinstance(first, NodeQueued) and first.index == 0
     failed, item_failed, *_ = decided(state, deadline_of(first))
     assert isinstance(failed, AttemptFailed) and failed.error.kind == "system"
     assert isinstance(item_failed, MapItemFailed) and item_failed.index == first.index

@@ -567,7 +567,7 @@ def test_tracing_the_same_function_twice_gives_the_same_spec() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"retries": 1}, {"queue": "gpu"}, {"timeout_seconds": 5.0}, {"cache": True}, {"cache_version": "2"}],
+    [{"retries": 1}, {"queue": "gpu"}, {"timeout": 5.0}, {"cache": True}, {"cache_version": "2"}],
 )
 def test_changing_a_task_option_changes_the_task_and_workflow_versions(options: dict[str, Any]) -> None:
     def traced(node_task: Task[..., int]) -> Workflow[..., int]:

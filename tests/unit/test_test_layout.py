@@ -25,6 +25,7 @@ WORKFLOW_MODULES = {
     "map_workflows.py",
     "nul_workflows.py",
     "retry_workflows.py",
+    "timeout_workflows.py",
 }
 
 

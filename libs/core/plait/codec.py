@@ -10,7 +10,7 @@ import msgspec
 
 from plait.core.commands import Command
 from plait.core.dispatch import Dispatch
-from plait.core.events import TERMINAL_EVENTS, Decision
+from plait.core.events import TERMINAL_EVENTS, AttemptFailed, Decision
 from plait.core.model import TaskSpec, WorkflowSpec
 from plait.core.shared_values import restore_shared
 from plait.core.upcast import UPCASTERS, Upcaster, upcast_decision
@@ -78,6 +78,7 @@ def decode_command(data: bytes, headers: Mapping[str, str] | None) -> Command:
 
 class _EventKind(msgspec.Struct):
     type: str
+    attempt_id: str = ""
 
 
 class _DecisionKinds(msgspec.Struct):
@@ -91,6 +92,15 @@ _TERMINAL_TAGS = frozenset(str(event.__struct_config__.tag) for event in TERMINA
 def ends_execution(data: bytes) -> bool:
     """Whether a stored decision holds a terminal event: only the events' kinds are read, not their contents."""
     return any(event.type in _TERMINAL_TAGS for event in _kinds_decoder.decode(data).events)
+
+
+_ATTEMPT_FAILED_TAG = str(AttemptFailed.__struct_config__.tag)
+
+
+def failed_attempts(data: bytes) -> frozenset[str]:
+    """The ids of the attempts a stored decision failed (timed out, say): only the events' kinds and attempt ids
+    are read."""
+    return frozenset(e.attempt_id for e in _kinds_decoder.decode(data).events if e.type == _ATTEMPT_FAILED_TAG)
 
 
 decision_decoder = DecisionDecoder()

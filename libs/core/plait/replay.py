@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from plait import codec
-from plait.core.events import Decision, Event
+from plait.core.events import AttemptFailed, Decision, Event, TaskError
 from plait.core.state import Execution, apply_decision
 from plait.errors import NotFound, PlaitError
 
@@ -64,6 +64,7 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
     event: str
     node: str | None = None
     attempt_id: str | None = None
+    detail: str = ""  # why, for a failure: its message, and the retry budget it counted against
 
 
 def decisions(
@@ -107,7 +108,19 @@ def replay(records: Iterable[Record], *, at_sequence: int | None = None, at_time
 
 def _event_fields(event: Event) -> dict[str, Any]:
     fields = {"node": getattr(event, "node", None), "attempt_id": getattr(event, "attempt_id", None)}
-    return {key: value for key, value in fields.items() if isinstance(value, str)}
+    return {key: value for key, value in fields.items() if isinstance(value, str)} | {"detail": _detail(event)}
+
+
+def _detail(event: Event) -> str:
+    """A failure's message, and for a failed attempt the retries its budget has left (e.g. "timed out after 5 s;
+    retries: 1 left")."""
+    error = getattr(event, "error", None)
+    if not isinstance(error, TaskError):
+        return ""
+    if isinstance(event, AttemptFailed) and event.budget:
+        left = f"{event.retries_left} left" if event.retries_left >= 0 else "none left"
+        return f"{error.message}; {event.budget}: {left}"
+    return error.message
 
 
 def timeline(

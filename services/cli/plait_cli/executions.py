@@ -55,7 +55,8 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
         out.print(f"outputs: {msgspec.json.encode(execution.outputs).decode()}", highlight=False, soft_wrap=True)
     if execution.error:
         message = execution.error.get("message")
-        out.print(f"[red]failed at node {execution.failed_node}[/]: {message}", highlight=False)
+        where = f" at node {execution.failed_node}" if execution.failed_node else ""  # a workflow timeout: none
+        out.print(f"[red]failed{where}[/]: {message}", highlight=False)
     table = Table(box=None)
     for column in ("node", "task", "status", "attempts", "started", "time", "worker"):
         table.add_column(column)

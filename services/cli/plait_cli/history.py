@@ -79,7 +79,7 @@ async def replay_execution(
             _json(transitions)
             return 0
         table = Table(box=None)
-        for column in ("seq", "at", "replica", "event", "node", "attempt", "caused by"):
+        for column in ("seq", "at", "replica", "event", "node", "attempt", "caused by", "detail"):
             table.add_column(column)
         for t in transitions:
             table.add_row(
@@ -90,6 +90,7 @@ async def replay_execution(
                 t.node or "",
                 (t.attempt_id or "").rsplit("/", 1)[-1],
                 ", ".join(command.replace(f"{execution_id}/", "") for command in t.commands),
+                t.detail,
             )
         _console().print(table)
         return 0

@@ -16,6 +16,7 @@ from typing import Any, Self
 import anyio
 import anyio.to_thread
 
+from plait.core.events import TaskError
 from plait.core.model import TaskTarget
 from plait_executor.attempt import CODE_VERSION_MISMATCH, AttemptOutcome, system_error
 from plait_executor.worker import AttemptRequest, WorkerLost, WorkerProcess
@@ -70,9 +71,11 @@ class WorkerPool:
         *,
         version: str | None = None,
         timeout_seconds: float | None = None,
+        grace_seconds: float = 0.0,
         on_start: Callable[[], None] | None = None,
     ) -> AttemptOutcome:
-        """Run one attempt in an idle worker. Always an outcome: a lost or timed-out worker is a system error.
+        """Run one attempt in an idle worker. Always an outcome: a lost worker is a system error; an attempt still
+        running ``grace_seconds`` past its ``timeout_seconds`` is killed, and fails as the task's own failure.
 
         ``on_start`` is called once a worker is taken, just before the attempt is sent to it; an exception it
         raises gives the worker back untouched and propagates.
@@ -83,17 +86,19 @@ class WorkerPool:
             try:
                 if on_start is not None:
                     on_start()
-                outcome = await self._run_in(worker, request, timeout_seconds)
+                outcome = await self._run_in(worker, request, timeout_seconds, grace_seconds)
                 if _is_stale_code(outcome) and worker.attempts_run > 1:
                     # This worker imported the module before its source changed; a fresh one reads it anew.
                     worker = await self._replace(worker)
-                    outcome = await self._run_in(worker, request, timeout_seconds)
+                    outcome = await self._run_in(worker, request, timeout_seconds, grace_seconds)
             finally:
                 self._idle.append(worker if worker.usable else await self._replace(worker))
             return outcome
 
-    async def _run_in(self, worker: WorkerProcess, request: AttemptRequest, timeout: float | None) -> AttemptOutcome:
-        with anyio.move_on_after(timeout) as deadline:
+    async def _run_in(
+        self, worker: WorkerProcess, request: AttemptRequest, timeout: float | None, grace: float
+    ) -> AttemptOutcome:
+        with anyio.move_on_after(None if timeout is None else timeout + grace) as deadline:
             try:
                 return await worker.run(request)
             except WorkerLost as lost:
@@ -101,7 +106,10 @@ class WorkerPool:
                     error=system_error(f"the worker process died while running the attempt ({lost})", "WorkerLost")
                 )
         assert deadline.cancelled_caught
-        return AttemptOutcome(error=system_error(f"timed out after {timeout:g} s", "AttemptTimedOut"))
+        # The task's own failure, as when the scheduler's timeout timer fires first (this is the local backstop).
+        return AttemptOutcome(
+            error=TaskError(kind="user", message=f"timed out after {timeout:g} s", error_type="TaskTimedOut")
+        )
 
     async def _replace(self, worker: WorkerProcess) -> WorkerProcess:
         with anyio.CancelScope(shield=True):

@@ -1,8 +1,9 @@
 """One dispatch message through its attempt: report started, run it while heartbeating, report the result, ack.
 
 While an attempt is held, its executor keeps the dispatch in progress, moves the attempt's deadline timer on, and
-watches its execution: once it has ended (aborted, or failed fast), the attempt is stopped, its worker killed,
-and the dispatch acked without a result (none is needed).
+watches its execution: once it has ended (aborted, failed fast, timed out), or the attempt itself was failed by the
+scheduler (its timeout timer fired), the attempt is stopped, its worker killed, and the dispatch acked without a
+result (none is needed).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ STARTED_AFTER_SECONDS = 0.05
 """An attempt still running after this long reports ``started``; a quicker one sends only its result, which the
 scheduler records as the start and the end together (two commands and two acks fewer per attempt)."""
 
+
+TIMEOUT_BACKSTOP_GRACE_SECONDS = 5.0
+"""How long past its task's timeout an attempt may run before its executor kills it on its own: the scheduler's
+timeout timer decides first (it fires on a whole second), and the executor kills the attempt once it reads that
+decision; this is the backstop for when the scheduler is away or the read misses it."""
 
 ENDED_REMEMBERED = 10_000  # executions seen ended, whose dispatches are skipped without asking the server
 
@@ -152,7 +158,7 @@ class AttemptRunner:
             attempt_log.info("dispatch_handed_back")
             return
         if ran == "stopped":
-            attempt_log.warning("attempt_stopped", reason="its execution ended")
+            attempt_log.warning("attempt_stopped", reason="its execution or the attempt itself ended")
         await _ack(msg, attempt_log)
 
     async def _give_up(self, dispatch: Dispatch, msg: Msg, attempt_log: FilteringBoundLogger) -> None:
@@ -197,6 +203,7 @@ class AttemptRunner:
                         dispatch.inputs,
                         version=dispatch.task.version,
                         timeout_seconds=dispatch.task.timeout_seconds,
+                        grace_seconds=TIMEOUT_BACKSTOP_GRACE_SECONDS,
                         on_start=on_start,
                     )
             except _NotStarted:
@@ -266,7 +273,8 @@ class AttemptRunner:
             held.deadline_moved = now
 
     async def _stop_ended_executions(self) -> None:
-        """Read the last decision of each held attempt's execution; stop the attempts of those that ended."""
+        """Read the last decision of each held attempt's execution; stop the attempts of those that ended, and the
+        attempts it failed (timed out; the pool's own timeout is the backstop if this read misses it)."""
         by_execution: dict[str, list[_Held]] = {}
         for held in self._held.values():
             by_execution.setdefault(held.execution_subject, []).append(held)
@@ -280,11 +288,13 @@ class AttemptRunner:
         for subject, raw in last.items():
             try:
                 ended = codec.ends_execution(raw.data or b"")
+                failed = codec.failed_attempts(raw.data or b"")
             except msgspec.DecodeError:
                 continue  # not a decision this executor can read: the scheduler's deadline still ends the attempt
             if ended:
                 self._remember_ended(subject)
-                for held in by_execution.get(subject, []):
+            for held in by_execution.get(subject, []):
+                if ended or held.dispatch.attempt_id in failed:  # e.g. timed out: its result is no longer wanted
                     held.stop.cancel()
 
     async def _ended_now(self, execution_subject: str) -> bool:

@@ -11,8 +11,8 @@ attempt does not wait for the decision to travel through the outbox's consumer; 
 dispatches this replica already has stored, and stays the guarantee for the others (a crash between the
 append and the publish, or another replica's decisions).
 
-A decision's side work (cache look-ups, fills and releases: ``plait_scheduler.caching``; retry timers and
-attempt deadlines: ``plait_scheduler.timers``) follows the same pattern, and is also derived from the current
+A decision's side work (cache look-ups, fills and releases: ``plait_scheduler.caching``; retry timers, attempt
+deadlines and timeouts: ``plait_scheduler.timers``) follows the same pattern, and is also derived from the current
 state: the deciding replica starts it at once, in the background, and the outbox does it for decisions whose
 side work this replica has not finished.
 """
@@ -42,7 +42,7 @@ from plait.protocol.headers import NATS_MSG_ID
 from plait_scheduler.cache import StateCache
 from plait_scheduler.caching import CacheKeeper, may_need_cache_work
 from plait_scheduler.done_here import DoneHere
-from plait_scheduler.timers import AttemptDeadlines, RetryTimers, still_queued
+from plait_scheduler.timers import AttemptDeadlines, RetryTimers, Timeouts, may_time_out, still_queued
 
 log = structlog.get_logger()
 
@@ -62,6 +62,7 @@ class Outbox:
         self.js, self.store, self.states, self.cluster, self.keeper = js, store, states, cluster, keeper
         self.timers = RetryTimers(js)
         self.deadlines = AttemptDeadlines(js, attempt_deadline_seconds)
+        self.timeouts = Timeouts(js)
         self._side_work: DoneHere[int] = DoneHere("side_work_left_to_outbox", "decision_sequence")
         self._dispatches: DoneHere[str] = DoneHere("dispatch_left_to_outbox", "attempt")
         self.dispatched = 0
@@ -104,6 +105,7 @@ class Outbox:
             (self.keeper is not None and self.keeper.wants(state, events))
             or self.timers.wants(events)
             or self.deadlines.wants(state, events)
+            or self.timeouts.wants(state, events)
         )
 
     async def _do_side_work(self, state: Execution, events: Sequence[Event], decided_at: datetime) -> None:
@@ -111,6 +113,7 @@ class Outbox:
             await self.keeper.after_decision(state, events)
         await self.timers.after_decision(state, events, decided_at)
         await self.deadlines.after_decision(state, events)
+        await self.timeouts.after_decision(state, events)
 
     async def _state_after(
         self, subject: str, decision_sequence: int, loaded: dict[str, Execution | None]
@@ -132,6 +135,7 @@ class Outbox:
         might = (
             (self.keeper is not None and may_need_cache_work(events))
             or self.timers.wants(events)
+            or may_time_out(events)
             or any(isinstance(event, NodeQueued) for event in events)
         )
         if not might or await self._side_work.claim(decision_sequence):

@@ -1,6 +1,7 @@
 """Timers a stored decision asks for, each a command that the server itself publishes when it is due (a JetStream
-message schedule), whichever replica is alive then: ``RetryDue`` for each retry it scheduled, and an
-``AttemptDeadline`` for each attempt it queued."""
+message schedule), whichever replica is alive then: ``RetryDue`` for each retry it scheduled, an
+``AttemptDeadline`` for each attempt it queued, an ``AttemptTimeout`` for each attempt of a task with a timeout it
+started, and an ``ExecutionTimeout`` for the launch of a workflow with a timeout."""
 
 from __future__ import annotations
 
@@ -11,8 +12,25 @@ from datetime import UTC, datetime, timedelta
 from nats.js import JetStreamContext
 
 from plait.adapters.commands import publish_command, schedule_command
-from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, attempt_deadline, retry_due
-from plait.core.events import Event, NodeQueued, RetryScheduled
+from plait.core.commands import (
+    DEFAULT_ATTEMPT_DEADLINE_SECONDS,
+    AttemptTimeout,
+    ExecutionTimeout,
+    attempt_deadline,
+    attempt_timeout,
+    execution_timeout,
+    retry_due,
+)
+from plait.core.events import (
+    AttemptFailed,
+    AttemptStarted,
+    Event,
+    ExecutionLaunched,
+    MapItemSucceeded,
+    NodeQueued,
+    NodeSucceeded,
+    RetryScheduled,
+)
 from plait.core.state import Execution
 
 
@@ -71,3 +89,59 @@ class AttemptDeadlines:
         await asyncio.gather(
             *(schedule_command(self.js, d, state.project, state.domain, d.timer, due) for d in deadlines)
         )
+
+
+def may_time_out(events: Sequence[Event]) -> bool:
+    """Whether a decision's events may call for a timeout timer (a launch, or an attempt started and not ended in
+    the same decision, as quick attempts are); ``Timeouts.wants`` decides, with the state."""
+    started = {event.attempt_id for event in events if isinstance(event, AttemptStarted)}
+    ended = {
+        event.attempt_id for event in events if isinstance(event, AttemptFailed | NodeSucceeded | MapItemSucceeded)
+    }
+    return bool(started - ended) or any(isinstance(event, ExecutionLaunched) for event in events)
+
+
+class Timeouts:
+    """Sets the timeout timers of tasks and workflows that have one: an attempt's fires ``timeout_seconds`` after
+    it started, an execution's ``timeout_seconds`` after its launch, both as recorded in the log (so a decision
+    caught up late, or by another replica, sets the same time)."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+
+    def wants(self, state: Execution, events: Sequence[Event]) -> bool:
+        return bool(self._due(state, events))
+
+    async def after_decision(self, state: Execution, events: Sequence[Event]) -> None:
+        await asyncio.gather(
+            *(
+                schedule_command(self.js, command, state.project, state.domain, command.timer, due)
+                for command, due in self._due(state, events)
+            )
+        )
+
+    def _due(
+        self, state: Execution, events: Sequence[Event]
+    ) -> list[tuple[AttemptTimeout | ExecutionTimeout, datetime]]:
+        if state.terminal:
+            return []
+        due: list[tuple[AttemptTimeout | ExecutionTimeout, datetime]] = []
+        for event in events:
+            if isinstance(event, ExecutionLaunched):
+                seconds = state.workflow.timeout_seconds
+                if seconds is not None and state.launched_at is not None:
+                    due.append((execution_timeout(state.execution_id, seconds), _after(state.launched_at, seconds)))
+            elif isinstance(event, AttemptStarted):
+                node = state.nodes[event.node]
+                seconds = state.workflow.tasks[node.task].timeout_seconds
+                attempt = node.find_attempt(event.attempt_id)
+                if seconds is None or attempt is None or attempt.status != "running" or attempt.started_at is None:
+                    continue
+                command = attempt_timeout(state.execution_id, event.node, event.attempt_id, seconds)
+                due.append((command, _after(attempt.started_at, seconds)))
+        return due
+
+
+def _after(at: datetime, seconds: float) -> datetime:
+    """``seconds`` after ``at`` (a decision's time, which a log read back may give without a time zone: UTC)."""
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)) + timedelta(seconds=seconds)

@@ -13,7 +13,9 @@ from plait import codec
 from plait.core.commands import (
     AbortExecution,
     AttemptDeadline,
+    AttemptTimeout,
     Command,
+    ExecutionTimeout,
     LaunchExecution,
     ReportAttemptResult,
     ReportAttemptResults,
@@ -34,6 +36,8 @@ KIND_OF_COMMAND: dict[type, str] = {
     ReportCacheLookups: "cache",
     RetryDue: "retry",
     AttemptDeadline: "deadline",
+    AttemptTimeout: "timeout",
+    ExecutionTimeout: "timeout",
     AbortExecution: "abort",
 }
 

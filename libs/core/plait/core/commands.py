@@ -156,6 +156,48 @@ def attempt_deadline(execution_id: str, node: str, attempt: str, seconds: float)
     )
 
 
+class AttemptTimeout(msgspec.Struct, frozen=True, kw_only=True, tag="attempt_timeout.v1"):
+    """Attempt ``attempt_id`` of a task with a timeout has run for ``seconds`` (sent by its timeout timer, which its
+    start sets): still running, it fails as the task's own failure, and may be retried."""
+
+    command_id: str
+    execution_id: str
+    node: str
+    attempt_id: str
+    seconds: float
+
+    @property
+    def timer(self) -> str:
+        """The name of the attempt's one timeout timer."""
+        return "timeout-" + content_version(self.attempt_id)[:16]
+
+
+def attempt_timeout(execution_id: str, node: str, attempt: str, seconds: float) -> AttemptTimeout:
+    """The command that fails attempt ``attempt`` once it has run for ``seconds``."""
+    return AttemptTimeout(
+        command_id=f"{attempt}:timeout", execution_id=execution_id, node=node, attempt_id=attempt, seconds=seconds
+    )
+
+
+class ExecutionTimeout(msgspec.Struct, frozen=True, kw_only=True, tag="execution_timeout.v1"):
+    """The execution of a workflow with a timeout has run for ``seconds`` (sent by the timer its launch sets): still
+    running, it fails."""
+
+    command_id: str
+    execution_id: str
+    seconds: float
+
+    @property
+    def timer(self) -> str:
+        """The name of the execution's one timeout timer."""
+        return "timeout-execution"
+
+
+def execution_timeout(execution_id: str, seconds: float) -> ExecutionTimeout:
+    """The command that fails execution ``execution_id`` once it has run for ``seconds``."""
+    return ExecutionTimeout(command_id=f"{execution_id}:timeout", execution_id=execution_id, seconds=seconds)
+
+
 class AbortExecution(msgspec.Struct, frozen=True, kw_only=True, tag="abort_execution.v1"):
     command_id: str
     execution_id: str
@@ -171,6 +213,8 @@ Command = (
     | ReportCacheLookups
     | RetryDue
     | AttemptDeadline
+    | AttemptTimeout
+    | ExecutionTimeout
     | AbortExecution
 )
 

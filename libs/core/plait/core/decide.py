@@ -13,7 +13,9 @@ import msgspec
 from plait.core.commands import (
     AbortExecution,
     AttemptDeadline,
+    AttemptTimeout,
     Command,
+    ExecutionTimeout,
     LaunchExecution,
     ReportAttemptResult,
     ReportAttemptResults,
@@ -44,6 +46,7 @@ from plait.core.events import (
     NodeFailed,
     NodeQueued,
     NodeSucceeded,
+    RetryBudget,
     RetryScheduled,
     TaskError,
 )
@@ -321,6 +324,28 @@ def _deadline_passed(state: Execution, command: AttemptDeadline) -> list[Event]:
     return _attempt_ended(state, node, attempt, attempt.worker, None, error)
 
 
+def _timed_out(state: Execution, command: AttemptTimeout) -> list[Event]:
+    """An attempt's timeout timer fired: still running, it fails as the task's own failure ("timed out"), counted
+    against its ``retries``; an attempt that ended meanwhile stays as it is, and its late result is ignored."""
+    node = state.nodes.get(command.node)
+    if node is None:
+        raise Rejected(f"execution {state.execution_id} has no node '{command.node}'")
+    attempt = node.find_attempt(command.attempt_id)
+    if attempt is None or attempt.status != "running" or node.status in ("succeeded", "failed"):
+        return []
+    error = TaskError(kind="user", message=f"timed out after {command.seconds:g} s", error_type="TaskTimedOut")
+    return _attempt_ended(state, node, attempt, attempt.worker, None, error)
+
+
+def _execution_timed_out(command: ExecutionTimeout) -> list[Event]:
+    """The execution's timeout timer fired while it still runs: it fails, and its open attempts are stopped (their
+    executors see it ended); nothing is dispatched after."""
+    error = TaskError(
+        kind="user", message=f"workflow timed out after {command.seconds:g} s", error_type="ExecutionTimedOut"
+    )
+    return [ExecutionFailed(node="", error=error)]
+
+
 def _result(state: Execution, command: ReportAttemptResult) -> list[Event]:
     """An attempt of a node, or of one of a map node's items, ended. One whose ``started`` was never reported (a
     quick attempt's executor sends only the result) is recorded as started first, in the same decision."""
@@ -354,8 +379,10 @@ def _attempt_ended(
     error: TaskError | None,
 ) -> list[Event]:
     """The one path of an open attempt that ended, of a plain node or of a map item (``attempt.index`` >= 0):
-    outputs that break the task's interface fail it as a system error; a failed attempt is retried while the
-    task's retries last, and then its node (or item) fails; a good result finishes its node (or item)."""
+    outputs that break the task's interface fail it (the task's own failure); a failed attempt is retried while
+    the budget of its error's kind lasts (``retries`` for the task's own failures, timeouts included;
+    ``system_retries`` for lost workers, passed deadlines and the like), and then its node (or item) fails; a
+    good result finishes its node (or item)."""
     task = state.workflow.tasks[node.task]
     if error is None:
         if outputs is None:
@@ -363,9 +390,19 @@ def _attempt_ended(
         problem = _invalid_outputs(task.interface, outputs)
         if problem is None:
             return _attempt_succeeded(state, node, attempt, worker, outputs)
-        error = TaskError(kind="system", message=f"task '{node.task}' returned bad outputs: {problem}")
-    failed = AttemptFailed(node=node.id, attempt_id=attempt.attempt_id, error=error, worker=worker)
-    if attempt.attempt > task.retries:
+        error = TaskError(kind="user", message=f"task '{node.task}' returned bad outputs: {problem}")
+    budget: RetryBudget = "retries" if error.kind == "user" else "system_retries"
+    allowed = task.retries if budget == "retries" else task.system_retries
+    used = (attempt.user_failures if budget == "retries" else attempt.system_failures) + 1
+    failed = AttemptFailed(
+        node=node.id,
+        attempt_id=attempt.attempt_id,
+        error=error,
+        worker=worker,
+        budget=budget,
+        retries_left=allowed - used if used <= allowed else -1,
+    )
+    if used > allowed:
         return [failed, *_retries_spent(state, node, attempt.index, error)]
     delay = retry_delay(task, attempt.attempt)
     if delay > 0:
@@ -474,6 +511,10 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
             return _retry_due(state, command)
         case AttemptDeadline():
             return _deadline_passed(state, command)
+        case AttemptTimeout():
+            return _timed_out(state, command)
+        case ExecutionTimeout():
+            return _execution_timed_out(command)
         case ReportCacheLookups() | ReportAttemptResults():
             raise Rejected("reports sent together are decided one by one (decide_batch)")
         case AbortExecution(reason=reason):

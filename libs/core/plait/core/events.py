@@ -122,11 +122,22 @@ class AttemptStarted(msgspec.Struct, frozen=True, tag="attempt_started.v1"):
     worker: str
 
 
+RetryBudget = Literal["", "retries", "system_retries"]
+"""The task option a failed attempt counts against: ``retries`` for the task's own failures (an exception, bad
+outputs, a timeout), ``system_retries`` for the system's (a lost worker, a passed deadline, an executor lost)."""
+
+
 class AttemptFailed(msgspec.Struct, frozen=True, tag="attempt_failed.v1"):
+    """An attempt failed. ``budget`` names the retries it counts against (empty: none, as when its execution failed
+    for another reason), and ``retries_left`` how many that budget has left after it; -1: none was left, so its
+    node (or map item) fails."""
+
     node: str
     attempt_id: str
     error: TaskError
     worker: str = ""
+    budget: RetryBudget = ""
+    retries_left: int = -1
 
 
 class NodeSucceeded(msgspec.Struct, frozen=True, tag="node_succeeded.v1"):

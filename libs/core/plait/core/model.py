@@ -57,15 +57,20 @@ class EntityRef(msgspec.Struct, frozen=True):
         return f"{self.kind} {self.project}/{self.domain}/{self.name}@{self.version}"
 
 
+DEFAULT_SYSTEM_RETRIES = 3
+"""Retries of a task's attempts that failed for the system's reasons, unless the task sets its own."""
+
+
 class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     version: str
     interface: Interface
     target: TaskTarget
-    retries: int = 0
+    retries: int = 0  # for the task's own failures: an exception, bad outputs, a timeout
+    system_retries: int = DEFAULT_SYSTEM_RETRIES  # for the system's: a lost worker, a passed deadline
     retry_delay_seconds: float = 0.0  # before the first retry; each later retry waits twice as long as the last
     queue: str = "default"
-    timeout_seconds: float | None = None
+    timeout_seconds: float | None = None  # an attempt running longer fails ("timed out"), and may be retried
     cache: bool = False
     cache_version: str = ""
 
@@ -123,6 +128,7 @@ class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):
     nodes: tuple[Node, ...]
     outputs: dict[str, Binding]
     tasks: dict[str, TaskSpec]
+    timeout_seconds: float | None = None  # an execution running longer fails
 
 
 class LaunchPlanSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -51,6 +51,13 @@ class AttemptState(msgspec.Struct, kw_only=True):
     finished_at: datetime | None = None
     error: TaskError | None = None
     index: int = -1  # the map item it runs (-1: not a map item)
+    user_failures: int = 0  # failed attempts of its node (or item) before it, by the kind of their error
+    system_failures: int = 0
+
+    def failures(self, kind: str) -> int:
+        """Failures of ``kind`` counted before this attempt, and this one's if it failed so."""
+        before = self.user_failures if kind == "user" else self.system_failures
+        return before + (self.status == "failed" and self.error is not None and self.error.kind == kind)
 
 
 class NodeState(msgspec.Struct, kw_only=True):
@@ -144,7 +151,10 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
     match event:
         case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, index=index) if index >= 0:
             node = state.nodes[node_id]
-            item = AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at, index=index)
+            item = _after(
+                node.item_attempts[index],
+                AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at, index=index),
+            )
             node.item_attempts[index] = item
             node.attempts.append(item)
             node.map_queued = max(node.map_queued, index + 1)
@@ -153,7 +163,8 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
             node.status = "queued"
             node.inputs = inputs
             node.cache_key, node.cache_holder, node.retry_at = key or node.cache_key, "", None
-            node.attempts.append(AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at))
+            previous = node.attempts[-1] if node.attempts else None
+            node.attempts.append(_after(previous, AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at)))
         case RetryScheduled(node=node_id, delay_seconds=delay, index=index):
             node = state.nodes[node_id]
             if index < 0:
@@ -224,6 +235,13 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
         case ExecutionLaunched():
             pass  # only ever the first event; ``launch`` builds the state from it
     return state
+
+
+def _after(previous: AttemptState | None, attempt: AttemptState) -> AttemptState:
+    """``attempt``, a retry of ``previous`` (if any): the failures before it counted, by kind."""
+    if previous is not None:
+        attempt.user_failures, attempt.system_failures = previous.failures("user"), previous.failures("system")
+    return attempt
 
 
 UNFINISHED_NODE_STATUSES = ("waiting", "cache_lookup", "queued", "running")

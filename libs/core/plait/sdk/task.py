@@ -6,12 +6,13 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import msgspec
 
 from plait.core.ids import content_version
-from plait.core.model import TaskSpec, TaskTarget
+from plait.core.model import DEFAULT_SYSTEM_RETRIES, TaskSpec, TaskTarget
 from plait.errors import DefinitionError
 from plait.sdk import tracing
 from plait.sdk.signatures import interface_of
@@ -27,6 +28,16 @@ def source_of(fn: Callable[..., Any]) -> str:
         return fn.__qualname__
 
 
+def timeout_in_seconds(timeout: float | timedelta | None, owner: str) -> float | None:
+    """A ``timeout=`` option (seconds, or a ``timedelta``) in seconds; it must be positive."""
+    if timeout is None:
+        return None
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+    if not seconds > 0:
+        raise DefinitionError(f"{owner}: timeout must be positive, not {timeout!r}")
+    return seconds
+
+
 class Task(Generic[P, R]):
     """A task: call it inside a ``@workflow`` to add a node, or outside one to run the function."""
 
@@ -35,9 +46,10 @@ class Task(Generic[P, R]):
         fn: Callable[P, R],
         *,
         retries: int = 0,
+        system_retries: int = DEFAULT_SYSTEM_RETRIES,
         retry_delay_seconds: float = 0.0,
         queue: str = "default",
-        timeout_seconds: float | None = None,
+        timeout: float | timedelta | None = None,
         cache: bool = False,
         cache_version: str = "",
     ) -> None:
@@ -50,16 +62,20 @@ class Task(Generic[P, R]):
         self.short_name = fn.__name__
         self.interface, self.input_hints = interface_of(fn, f"task '{self.name}'")
         self.return_hint = typing.get_type_hints(fn).get("return")
-        if retries < 0 or retry_delay_seconds < 0:
-            raise DefinitionError(f"task '{fn.__qualname__}': retries and retry_delay_seconds cannot be negative")
+        if retries < 0 or system_retries < 0 or retry_delay_seconds < 0:
+            raise DefinitionError(
+                f"task '{fn.__qualname__}': retries, system_retries and retry_delay_seconds cannot be negative"
+            )
         self.options = {
             "retries": retries,
             "retry_delay_seconds": float(retry_delay_seconds),
             "queue": queue,
-            "timeout_seconds": timeout_seconds,
+            "timeout_seconds": timeout_in_seconds(timeout, f"task '{fn.__qualname__}'"),
             "cache": cache,
             "cache_version": cache_version,
         }
+        if system_retries != DEFAULT_SYSTEM_RETRIES:  # left out at its default, so older tasks keep their versions
+            self.options["system_retries"] = system_retries
         functools.update_wrapper(self, fn)
 
     @functools.cached_property
@@ -95,9 +111,10 @@ def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 def task(
     *,
     retries: int = 0,
+    system_retries: int = DEFAULT_SYSTEM_RETRIES,
     retry_delay_seconds: float = 0.0,
     queue: str = "default",
-    timeout_seconds: float | None = None,
+    timeout: float | timedelta | None = None,
     cache: bool = False,
     cache_version: str = "",
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...

@@ -5,14 +5,15 @@ from __future__ import annotations
 import functools
 import typing
 from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar
+from datetime import timedelta
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from plait.core.ids import content_version
 from plait.core.model import Binding, FromInput, WorkflowSpec
 from plait.core.validate import validate_workflow
 from plait.errors import DefinitionError
 from plait.sdk.signatures import SINGLE_OUTPUT, interface_of, is_named_tuple
-from plait.sdk.task import Task, source_of
+from plait.sdk.task import Task, source_of, timeout_in_seconds
 from plait.sdk.tracing import Promise, WorkflowBuilder, checked_binding
 
 P = ParamSpec("P")
@@ -22,11 +23,12 @@ R = TypeVar("R")
 class Workflow(Generic[P, R]):
     """A traced workflow: its spec (nodes, bindings, tasks) is fixed when the decorator runs."""
 
-    def __init__(self, fn: Callable[P, R]) -> None:
+    def __init__(self, fn: Callable[P, R], *, timeout: float | timedelta | None = None) -> None:
         self.fn = fn
         self.name = f"{fn.__module__}.{fn.__qualname__}"
         self.short_name = fn.__name__
         owner = f"workflow '{self.name}'"
+        self.timeout_seconds = timeout_in_seconds(timeout, owner)
         self.interface, self.input_hints = interface_of(fn, owner)
         self.return_hint = typing.get_type_hints(fn).get("return")
         self.tasks: dict[str, Task[Any, Any]] = {}
@@ -48,6 +50,7 @@ class Workflow(Generic[P, R]):
             nodes=tuple(builder.nodes),
             outputs=outputs,
             tasks={name: t.spec for name, t in builder.tasks.items()},
+            timeout_seconds=self.timeout_seconds,
         )
         validate_workflow(unversioned)
         task_versions = {name: task.version for name, task in unversioned.tasks.items()}
@@ -58,6 +61,7 @@ class Workflow(Generic[P, R]):
             unversioned.outputs,
             task_versions,
             source_of(self.fn),
+            *([] if self.timeout_seconds is None else [self.timeout_seconds]),
         )
         return WorkflowSpec(
             name=unversioned.name,
@@ -66,6 +70,7 @@ class Workflow(Generic[P, R]):
             nodes=unversioned.nodes,
             outputs=unversioned.outputs,
             tasks=unversioned.tasks,
+            timeout_seconds=unversioned.timeout_seconds,
         )
 
     def _output_bindings(self, returned: Any, owner: str) -> dict[str, Binding]:
@@ -93,6 +98,15 @@ class Workflow(Generic[P, R]):
         return f"<workflow {self.name}@{self.spec.version[:12]}>"
 
 
-def workflow(fn: Callable[P, R]) -> Workflow[P, R]:
-    """Declare a workflow. Its body runs once, now, with promises for inputs: call tasks, wire their outputs."""
-    return Workflow(fn)
+@overload
+def workflow(fn: Callable[P, R], /) -> Workflow[P, R]: ...
+@overload
+def workflow(*, timeout: float | timedelta | None = None) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
+def workflow(
+    fn: Callable[P, R] | None = None, /, *, timeout: float | timedelta | None = None
+) -> Workflow[P, R] | Callable[[Callable[P, R]], Workflow[P, R]]:
+    """Declare a workflow. Its body runs once, now, with promises for inputs: call tasks, wire their outputs.
+    ``timeout`` (seconds, or a ``timedelta``): an execution running longer fails, and its running attempts stop."""
+    if fn is not None:
+        return Workflow(fn, timeout=timeout)
+    return lambda f: Workflow(f, timeout=timeout)

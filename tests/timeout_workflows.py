@@ -1,0 +1,47 @@
+"""Tasks and workflows with timeouts, for the tests (module level, so executor workers can import them)."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from plait import task, workflow
+
+
+@task(timeout=1, retries=1)
+def sleepy(directory: str, seconds: float) -> float:
+    """Sleeps, having left its process id in ``directory``."""
+    (Path(directory) / str(os.getpid())).touch()
+    time.sleep(seconds)
+    return seconds
+
+
+@task(timeout=timedelta(minutes=1))
+def patient(directory: str, seconds: float) -> float:
+    """Sleeps, having left its process id in ``directory``."""
+    (Path(directory) / str(os.getpid())).touch()
+    time.sleep(seconds)
+    return seconds
+
+
+@workflow
+def sleeping(directory: str, seconds: float) -> float:
+    return sleepy(directory=directory, seconds=seconds)
+
+
+@workflow(timeout=timedelta(seconds=2))
+def bounded(directory: str, seconds: float) -> float:
+    return patient(directory=directory, seconds=seconds)
+
+
+@task(timeout=1, retries=1, system_retries=1)
+def budgeted(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@workflow
+def budgets(seconds: float) -> float:
+    return budgeted(seconds=seconds)
