@@ -31,7 +31,7 @@ from plait.errors import TransportError
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR
 from plait_executor.attempt import AttemptOutcome, system_error
-from plait_executor.pool import WorkerPool
+from plait_executor.backend import AttemptBackend
 from plait_executor.reports import report_started_pipelined
 from plait_executor.results import ResultReporter
 
@@ -79,7 +79,7 @@ class AttemptRunner:
     def __init__(
         self,
         js: JetStreamContext,
-        pool: WorkerPool,
+        backend: AttemptBackend,
         worker: str,
         heartbeat_seconds: float,
         started_after: float = STARTED_AFTER_SECONDS,
@@ -89,7 +89,7 @@ class AttemptRunner:
         self.js = js
         self.results = ResultReporter(js, worker)
         self.started_after = started_after
-        self.pool = pool
+        self.backend = backend
         self.worker = worker
         self.heartbeat_seconds = heartbeat_seconds
         self.max_deliveries = max_deliveries
@@ -182,7 +182,10 @@ class AttemptRunner:
             self._waiting.discard(waiting)
             if self.stopping:
                 raise _NotStarted
-            reports.start_soon(self._report_started_unless_ended, dispatch, attempt_log, sent, ended)
+            if self.backend.reports_itself:
+                sent.set()
+            else:
+                reports.start_soon(self._report_started_unless_ended, dispatch, attempt_log, sent, ended)
             held.deadline_moved = -math.inf  # moved on at the next heartbeat
             attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
             started = time.perf_counter()
@@ -192,22 +195,20 @@ class AttemptRunner:
             self._waiting.add(waiting)
             try:
                 with waiting, held.stop:
-                    outcome = await self.pool.run(
-                        dispatch.task.target,
-                        dispatch.inputs,
-                        version=dispatch.task.version,
-                        timeout_seconds=dispatch.task.timeout_seconds,
-                        on_start=on_start,
-                    )
+                    outcome = await self.backend.run(dispatch, on_start=on_start)
             except _NotStarted:
                 return "handed_back"
             finally:
                 self._waiting.discard(waiting)
                 ended.set()
             if held.stop.cancel_called:  # its execution ended: the worker, if it had one, was killed
+                await self.backend.stop(dispatch)
                 return "stopped"
             if waiting.cancel_called:  # stopped while waiting for a worker
                 return "handed_back"
+            if outcome is None:  # the attempt reported itself
+                attempt_log.info("attempt_ended", seconds=round(time.perf_counter() - started, 6))
+                return "ran"
             _log_outcome(attempt_log, outcome, time.perf_counter() - started)
             await sent.wait()
             await self.results.report(dispatch, outcome, attempt_log)
