@@ -1,4 +1,4 @@
-"""The local executor service: pulls the dispatch records of one (cluster, queue) and runs their attempts."""
+"""The executor service: pulls the dispatch records of one (cluster, queue) and runs their attempts."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def consumer_name(cluster: str, queue: str) -> str:
 
 
 class ExecutorService:
-    """Runs the attempts dispatched to one (cluster, queue), each in a warm local worker process.
+    """Runs the attempts dispatched to one (cluster, queue) on its back end: each in a warm local worker process
+    (the default), or as a Kubernetes Job (``backend``, see ``plait_executor.backend``).
 
     Replicas share one durable consumer, so each dispatch goes to one of them; a replica runs at most
     ``concurrency`` attempts at a time, and holds at most ``prefetch`` dispatches (default
