@@ -9,12 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from plait.core.kubernetes_options import KubernetesOptions, Toleration
 from plait_executor.kubernetes.manifests import (
     TASK_CONTAINER,
     AttemptIdentity,
     InvalidKubernetesOptions,
-    KubernetesOptions,
-    Toleration,
     identity_annotations,
     indexed_job_manifest,
     job_manifest,

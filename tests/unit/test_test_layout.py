@@ -20,6 +20,7 @@ WORKFLOW_MODULES = {
     "cli_input_workflows.py",
     "definitions.py",
     "executor_tasks.py",
+    "kubernetes_workflows.py",
     "fault_workflows.py",
     "large_value_workflows.py",
     "map_workflows.py",

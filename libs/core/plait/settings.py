@@ -38,6 +38,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     embedded_services: Literal["processes", "in-process"] = "processes"  # how the embedded stack runs its services
     cache_reservation_seconds: float = 600.0  # how often a waiting look-up checks the key's holder is still computing
     cache_lookup_seconds: float = 0.5  # how long a scheduler waits for the catalog's cache answer before going on
+    executor_backend: Literal["local", "kubernetes"] = "local"  # where an executor runs attempts
+    kubernetes_namespace: str = "default"  # the namespace of the Jobs of a Kubernetes executor
+    kubernetes_image: str = ""  # the image of tasks that name none (a Kubernetes executor needs it)
+    kubernetes_context: str = ""  # the kubeconfig context; empty: the current one, or the in-cluster config
     background_niceness: int = 10  # the embedded catalog's and PostgreSQL's: projecting yields the CPU to scheduling
 
     def __post_init__(self) -> None:
@@ -108,6 +112,10 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "cache_reservation_seconds": "PLAIT_CACHE_RESERVATION_SECONDS",
     "cache_lookup_seconds": "PLAIT_CACHE_LOOKUP_SECONDS",
     "background_niceness": "PLAIT_BACKGROUND_NICENESS",
+    "executor_backend": "PLAIT_EXECUTOR_BACKEND",
+    "kubernetes_namespace": "PLAIT_KUBERNETES_NAMESPACE",
+    "kubernetes_image": "PLAIT_KUBERNETES_IMAGE",
+    "kubernetes_context": "PLAIT_KUBERNETES_CONTEXT",
 }
 
 

@@ -31,6 +31,7 @@ environment:
   PLAIT_HOME           data of the embedded stack (default ~/.plait)
   PLAIT_NATS_SYNC      'always' (default: fsync every write) or 'default' (nats-server's 2-minute sync)
   PLAIT_CONCURRENCY    executor worker processes (default: one per core)
+  PLAIT_EXECUTOR_BACKEND  local (default) or kubernetes (with PLAIT_KUBERNETES_NAMESPACE, _IMAGE, _CONTEXT)
   PLAIT_LOG_FORMAT, PLAIT_LOG_LEVEL   json|console, debug|info|warning|error (debug: errors show their traceback)
 
 examples:
@@ -78,7 +79,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
     commands.add_parser("dev", help="run the embedded stack in the foreground for other commands to use")
     commands.add_parser("scheduler", help="run a scheduler replica (needs PLAIT_NATS_URL)")
-    commands.add_parser("executor", help="run an executor for PLAIT_QUEUE (needs PLAIT_NATS_URL)")
+    executor = commands.add_parser("executor", help="run an executor for PLAIT_QUEUE (needs PLAIT_NATS_URL)")
+    executor.add_argument(
+        "--backend", choices=["local", "kubernetes"], help="run attempts as local processes or Kubernetes Jobs"
+    )
+    executor.add_argument("--cluster", help="the cluster whose work it takes (PLAIT_CLUSTER)")
+    executor.add_argument("--namespace", help="the Kubernetes namespace of its Jobs (PLAIT_KUBERNETES_NAMESPACE)")
     catalog = commands.add_parser("catalog", help="run a catalog replica (needs PLAIT_NATS_URL and PLAIT_DATABASE_URL)")
     catalog.add_argument(
         "action", nargs="?", choices=["rebuild"], help="rebuild: empty the catalog and replay the event log into it"
@@ -179,7 +185,11 @@ def dispatch(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run_command(run_parser, args)
-    settings = load_settings()
+    settings = (
+        load_settings(executor_backend=args.backend, cluster=args.cluster, kubernetes_namespace=args.namespace)
+        if args.command == "executor"
+        else load_settings()
+    )
     if args.command not in ("scheduler", "executor", "catalog", "schema") or getattr(args, "action", None) == "rebuild":
         usable_home(settings)  # the embedded stack's data and the command's log are there
     if args.command == "catalog" and args.action == "rebuild":

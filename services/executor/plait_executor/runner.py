@@ -32,7 +32,7 @@ from plait.errors import TransportError
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR
 from plait_executor.attempt import AttemptOutcome, system_error
-from plait_executor.pool import WorkerPool
+from plait_executor.backend import AttemptBackend
 from plait_executor.reports import report_started_pipelined
 from plait_executor.results import ResultReporter
 
@@ -43,11 +43,6 @@ STARTED_AFTER_SECONDS = 0.05
 """An attempt still running after this long reports ``started``; a quicker one sends only its result, which the
 scheduler records as the start and the end together (two commands and two acks fewer per attempt)."""
 
-
-TIMEOUT_BACKSTOP_GRACE_SECONDS = 5.0
-"""How long past its task's timeout an attempt may run before its executor kills it on its own: the scheduler's
-timeout timer decides first (it fires on a whole second), and the executor kills the attempt once it reads that
-decision; this is the backstop for when the scheduler is away or the read misses it."""
 
 ENDED_REMEMBERED = 10_000  # executions seen ended, whose dispatches are skipped without asking the server
 
@@ -85,7 +80,7 @@ class AttemptRunner:
     def __init__(
         self,
         js: JetStreamContext,
-        pool: WorkerPool,
+        backend: AttemptBackend,
         worker: str,
         heartbeat_seconds: float,
         started_after: float = STARTED_AFTER_SECONDS,
@@ -95,7 +90,7 @@ class AttemptRunner:
         self.js = js
         self.results = ResultReporter(js, worker)
         self.started_after = started_after
-        self.pool = pool
+        self.backend = backend
         self.worker = worker
         self.heartbeat_seconds = heartbeat_seconds
         self.max_deliveries = max_deliveries
@@ -188,7 +183,10 @@ class AttemptRunner:
             self._waiting.discard(waiting)
             if self.stopping:
                 raise _NotStarted
-            reports.start_soon(self._report_started_unless_ended, dispatch, attempt_log, sent, ended)
+            if self.backend.reports_itself:
+                sent.set()
+            else:
+                reports.start_soon(self._report_started_unless_ended, dispatch, attempt_log, sent, ended)
             held.deadline_moved = -math.inf  # moved on at the next heartbeat
             attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
             started = time.perf_counter()
@@ -198,23 +196,20 @@ class AttemptRunner:
             self._waiting.add(waiting)
             try:
                 with waiting, held.stop:
-                    outcome = await self.pool.run(
-                        dispatch.task.target,
-                        dispatch.inputs,
-                        version=dispatch.task.version,
-                        timeout_seconds=dispatch.task.timeout_seconds,
-                        grace_seconds=TIMEOUT_BACKSTOP_GRACE_SECONDS,
-                        on_start=on_start,
-                    )
+                    outcome = await self.backend.run(dispatch, on_start=on_start)
             except _NotStarted:
                 return "handed_back"
             finally:
                 self._waiting.discard(waiting)
                 ended.set()
             if held.stop.cancel_called:  # its execution ended: the worker, if it had one, was killed
+                await self.backend.stop(dispatch)
                 return "stopped"
             if waiting.cancel_called:  # stopped while waiting for a worker
                 return "handed_back"
+            if outcome is None:  # the attempt reported itself
+                attempt_log.info("attempt_ended", seconds=round(time.perf_counter() - started, 6))
+                return "ran"
             _log_outcome(attempt_log, outcome, time.perf_counter() - started)
             await sent.wait()
             await self.results.report(dispatch, outcome, attempt_log)

@@ -1,10 +1,11 @@
-"""The local executor service: pulls the dispatch records of one (cluster, queue) and runs their attempts."""
+"""The executor service: pulls the dispatch records of one (cluster, queue) and runs their attempts."""
 
 from __future__ import annotations
 
 import os
 import socket
 from collections.abc import Callable
+from functools import partial
 
 import anyio
 import anyio.abc
@@ -21,7 +22,7 @@ from plait.adapters.streams import ensure_streams
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.protocol import subjects
 from plait.settings import Settings
-from plait_executor.pool import WorkerPool
+from plait_executor.backend import BackendFactory, backend_from_settings, local_backend
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
@@ -44,7 +45,8 @@ def consumer_name(cluster: str, queue: str) -> str:
 
 
 class ExecutorService:
-    """Runs the attempts dispatched to one (cluster, queue), each in a warm local worker process.
+    """Runs the attempts dispatched to one (cluster, queue) on its back end: each in a warm local worker process
+    (the default), or as a Kubernetes Job (``backend``, see ``plait_executor.backend``).
 
     Replicas share one durable consumer, so each dispatch goes to one of them; a replica runs at most
     ``concurrency`` attempts at a time, and holds at most ``prefetch`` dispatches (default
@@ -69,6 +71,7 @@ class ExecutorService:
         max_deliveries: int = MAX_DELIVERIES,
         attempt_deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
         stream_replicas: int | None = None,
+        backend: BackendFactory | None = None,
     ) -> None:
         self.nats_url = nats_url
         self.stream_replicas = stream_replicas
@@ -86,19 +89,22 @@ class ExecutorService:
         self.consumer = consumer_name(cluster, queue)
         self._log = log.bind(worker=self.replica, cluster=cluster, queue=queue)
         self._runner: AttemptRunner | None = None
+        self.backend = backend or partial(local_backend, self.concurrency)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ExecutorService:
         """A replica as ``settings`` describe it (``PLAIT_NATS_URL``, ``PLAIT_REPLICA``, ``PLAIT_QUEUE``...)."""
+        concurrency = settings.concurrency or None
         return cls(
             settings.required("nats_url"),
             replica=settings.replica_name,
             cluster=settings.cluster,
             queue=settings.queue,
-            concurrency=settings.concurrency or None,
+            concurrency=concurrency,
             ack_wait_seconds=settings.dispatch_ack_wait_seconds,
             attempt_deadline_seconds=settings.attempt_deadline_seconds,
             stream_replicas=settings.stream_replicas,
+            backend=backend_from_settings(settings, concurrency or os.cpu_count() or 1),
         )
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -111,10 +117,10 @@ class ExecutorService:
             info = await ensure_consumer(js, subjects.DISPATCH_STREAM, config)
             if (info.config.ack_wait, info.config.max_deliver) != (config.ack_wait, config.max_deliver):
                 info = await js.add_consumer(subjects.DISPATCH_STREAM, config)  # made by an older release: updated
-            async with WorkerPool(self.concurrency) as pool:
+            async with self.backend() as backend:
                 runner = self._runner = AttemptRunner(
                     js,
-                    pool,
+                    backend,
                     self.replica,
                     heartbeat_seconds=(info.config.ack_wait or self.ack_wait_seconds) / 3,
                     started_after=self.started_after_seconds,

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from plait.core.kubernetes_options import KubernetesOptions
 from plait.core.types import ListOf, OptionalOf, TypeSpec
 
 
@@ -73,6 +74,8 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     timeout_seconds: float | None = None  # an attempt running longer fails ("timed out"), and may be retried
     cache: bool = False
     cache_version: str = ""
+    # UNSET (not None) when the task sets none: left out of the encoding, so such specs and versions are unchanged.
+    kubernetes: KubernetesOptions | msgspec.UnsetType = msgspec.UNSET
 
 
 class FromInput(msgspec.Struct, frozen=True, tag="input"):

@@ -12,6 +12,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 import msgspec
 
 from plait.core.ids import content_version
+from plait.core.kubernetes_options import KUBERNETES_TASK_OPTIONS, KubernetesOptions
 from plait.core.model import DEFAULT_SYSTEM_RETRIES, TaskSpec, TaskTarget
 from plait.errors import DefinitionError
 from plait.sdk import tracing
@@ -52,6 +53,7 @@ class Task(Generic[P, R]):
         timeout: float | timedelta | None = None,
         cache: bool = False,
         cache_version: str = "",
+        **kubernetes: Any,
     ) -> None:
         if "<locals>" in fn.__qualname__:
             raise DefinitionError(
@@ -76,6 +78,8 @@ class Task(Generic[P, R]):
         }
         if system_retries != DEFAULT_SYSTEM_RETRIES:  # left out at its default, so older tasks keep their versions
             self.options["system_retries"] = system_retries
+        if (on_kubernetes := _kubernetes_options(fn.__qualname__, kubernetes)) is not msgspec.UNSET:
+            self.options["kubernetes"] = on_kubernetes
         functools.update_wrapper(self, fn)
 
     @functools.cached_property
@@ -117,9 +121,33 @@ def task(
     timeout: float | timedelta | None = None,
     cache: bool = False,
     cache_version: str = "",
+    image: str | None = None,
+    requests: dict[str, str | int] | None = None,
+    limits: dict[str, str | int] | None = None,
+    node_selector: dict[str, str] | None = None,
+    tolerations: list[dict[str, Any]] | None = None,
+    service_account: str | None = None,
+    pod_template: dict[str, Any] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 def task(fn: Callable[P, R] | None = None, /, **options: Any) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
-    """Declare a task. Inputs and outputs come from the type hints; a NamedTuple return names several outputs."""
+    """Declare a task. Inputs and outputs come from the type hints; a NamedTuple return names several outputs.
+
+    ``image``, ``requests``, ``limits``, ``node_selector``, ``tolerations``, ``service_account`` and
+    ``pod_template`` say how its attempts run as Kubernetes Jobs (``plait executor --backend kubernetes``).
+    """
     if fn is not None:
         return Task(fn, **options)
     return lambda f: Task(f, **options)
+
+
+def _kubernetes_options(qualname: str, given: dict[str, Any]) -> KubernetesOptions | msgspec.UnsetType:
+    unknown = set(given) - set(KUBERNETES_TASK_OPTIONS)
+    if unknown:
+        raise TypeError(f"task '{qualname}': unexpected options {', '.join(sorted(unknown))}")
+    chosen = {name: value for name, value in given.items() if value is not None}
+    if not chosen:
+        return msgspec.UNSET
+    try:
+        return msgspec.convert(chosen, KubernetesOptions)
+    except msgspec.ValidationError as exc:
+        raise DefinitionError(f"task '{qualname}': invalid Kubernetes options: {exc}") from exc

@@ -10,11 +10,12 @@ import copy
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import xxhash
 
+from plait.core.kubernetes_options import KubernetesOptions
 from plait.errors import DefinitionError
 
 TASK_CONTAINER = "task"
@@ -44,47 +45,6 @@ _MERGE_KEYS = {
     "imagePullSecrets": "name",
 }
 """Lists merged item by item on these keys (as Kubernetes' strategic merge patch does); other lists are replaced."""
-
-
-class Toleration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A pod toleration, in Kubernetes' terms."""
-
-    key: str | None = None
-    operator: Literal["Equal", "Exists"] = "Equal"
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
-
-    def as_manifest(self) -> dict[str, Any]:
-        fields = {
-            "key": self.key,
-            "operator": self.operator,
-            "value": self.value,
-            "effect": self.effect,
-            "tolerationSeconds": self.toleration_seconds,
-        }
-        return {name: value for name, value in fields.items() if value is not None}
-
-
-class KubernetesOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How a task's attempts run as Kubernetes Jobs.
-
-    ``requests`` and ``limits`` are Kubernetes quantities (``"500m"``, ``"1Gi"``, ``1``). An extended resource
-    such as ``nvidia.com/gpu`` cannot be overcommitted, so naming it in either gives it in both.
-    ``pod_template`` is a partial pod template (``{"metadata": ..., "spec": ...}``, Kubernetes field names) under
-    the Job's: pod-level fields and sidecars are kept, its unnamed or ``task`` container merges into the task's,
-    and what these options set wins.
-    """
-
-    image: str
-    requests: dict[str, str | int] = msgspec.field(default_factory=dict)
-    limits: dict[str, str | int] = msgspec.field(default_factory=dict)
-    node_selector: dict[str, str] = msgspec.field(default_factory=dict)
-    tolerations: tuple[Toleration, ...] = ()
-    service_account: str | None = None
-    pod_template: dict[str, Any] | None = None
-    env: dict[str, str] = msgspec.field(default_factory=dict)  # e.g. PLAIT_NATS_URL
-    ttl_seconds_after_finished: int = 3600
 
 
 class AttemptIdentity(msgspec.Struct, frozen=True, kw_only=True):
@@ -208,11 +168,12 @@ def _metadata(attempt: AttemptIdentity) -> dict[str, Any]:
 
 
 def _pod_spec(attempt: AttemptIdentity, options: KubernetesOptions) -> dict[str, Any]:
+    if options.image is None:
+        raise InvalidKubernetesOptions(f"no image for attempt {attempt.attempt_id}: set @task(image=...) or a default")
     container: dict[str, Any] = {
         "name": TASK_CONTAINER,
         "image": options.image,
-        # A placeholder until the task runtime exists (issue 12): the runtime will fetch the attempt's inputs,
-        # run the task and report its result itself.
+        # The task runtime: it reads the attempt's dispatch, runs the task and reports its result itself.
         "command": ["python", "-m", "plait_executor.kubernetes.runtime", "--attempt", attempt.attempt_id],
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }

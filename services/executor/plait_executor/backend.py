@@ -1,0 +1,88 @@
+"""Where an executor runs its attempts: the seam between the attempt runner and a back end (local worker
+processes, or Kubernetes Jobs)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
+from typing import Protocol
+
+from plait.core.dispatch import Dispatch
+from plait.settings import Settings
+from plait_executor.attempt import AttemptOutcome
+from plait_executor.pool import WorkerPool
+
+TIMEOUT_BACKSTOP_GRACE_SECONDS = 5.0
+"""How long past its task's timeout an attempt may run before its executor kills it on its own: the scheduler's
+timeout timer decides first (it fires on a whole second), and the executor kills the attempt once it reads that
+decision; this is the backstop for when the scheduler is away or the read misses it."""
+
+
+class AttemptBackend(Protocol):
+    """Runs one attempt and says how it ended.
+
+    ``reports_itself``: the attempt reports its own ``started`` and result (a Kubernetes pod's runtime does);
+    ``run`` then returns None once the attempt has ended so, and an outcome only for an attempt that ended
+    without reporting (its pod was lost), which the executor reports.
+    """
+
+    reports_itself: bool
+
+    async def run(self, dispatch: Dispatch, *, on_start: Callable[[], None]) -> AttemptOutcome | None:
+        """Run the attempt; ``on_start`` is called just before it is started (an exception it raises propagates,
+        and the attempt is not started)."""
+        ...
+
+    async def stop(self, dispatch: Dispatch) -> None:
+        """The attempt's execution ended while it ran: end what is left of it."""
+        ...
+
+
+BackendFactory = Callable[[], AbstractAsyncContextManager[AttemptBackend]]
+"""Makes the back end an executor runs its attempts on, for as long as it serves."""
+
+
+class LocalBackend:
+    """Each attempt in a warm local worker process of a ``WorkerPool``; the executor reports it."""
+
+    reports_itself = False
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+
+    async def run(self, dispatch: Dispatch, *, on_start: Callable[[], None]) -> AttemptOutcome | None:
+        return await self.pool.run(
+            dispatch.task.target,
+            dispatch.inputs,
+            version=dispatch.task.version,
+            timeout_seconds=dispatch.task.timeout_seconds,
+            grace_seconds=TIMEOUT_BACKSTOP_GRACE_SECONDS,
+            on_start=on_start,
+        )
+
+    async def stop(self, dispatch: Dispatch) -> None:
+        """Nothing left: cancelling ``run`` killed the worker process."""
+
+
+@asynccontextmanager
+async def local_backend(size: int) -> AsyncIterator[AttemptBackend]:
+    async with WorkerPool(size) as pool:
+        yield LocalBackend(pool)
+
+
+def backend_from_settings(settings: Settings, concurrency: int) -> BackendFactory:
+    """The back end ``PLAIT_EXECUTOR_BACKEND`` names: ``local`` worker processes, or ``kubernetes`` Jobs."""
+    if settings.executor_backend == "kubernetes":
+        from plait_executor.kubernetes.backend import KubernetesTarget, kubernetes_backend
+
+        target = KubernetesTarget(
+            cluster=settings.cluster,
+            queue=settings.queue,
+            namespace=settings.kubernetes_namespace,
+            image=settings.kubernetes_image,
+            nats_url=settings.required("nats_url"),
+            context=settings.kubernetes_context,
+        )
+        return partial(kubernetes_backend, target)
+    return partial(local_backend, concurrency)

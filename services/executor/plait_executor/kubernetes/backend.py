@@ -1,0 +1,236 @@
+"""The Kubernetes back end: each attempt runs as one batch/v1 Job whose pod runs the task runtime, which reports
+the attempt itself; the executor creates the Job, follows it, and reports only the attempts whose pod was lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import anyio
+import msgspec
+import structlog
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient, BatchV1Api, Configuration, CoreV1Api, V1DeleteOptions
+from kubernetes_asyncio.client.exceptions import ApiException
+from structlog.typing import FilteringBoundLogger
+
+from plait import codec
+from plait.core.dispatch import Dispatch
+from plait.core.kubernetes_options import KubernetesOptions
+from plait_executor.attempt import AttemptOutcome, system_error
+from plait_executor.kubernetes.manifests import (
+    LABEL_PREFIX,
+    MANAGED_BY_LABELS,
+    AttemptIdentity,
+    job_manifest,
+    job_name,
+    label_value,
+)
+from plait_executor.kubernetes.runtime import DISPATCH_VARIABLE, NATS_URL_VARIABLE
+from plait_executor.kubernetes.verdicts import Lost, image_pull_failure, job_state, lost_after_failure
+from plait_executor.kubernetes.watching import ClusterView
+
+log: FilteringBoundLogger = structlog.get_logger("plait.executor.kubernetes")
+
+LOG_TAIL_LINES = 30
+IMAGE_PULL_GRACE_SECONDS = 120.0
+FIRST_RETRY_SECONDS = 0.1
+LONGEST_RETRY_SECONDS = 5.0
+
+
+class KubernetesTarget(msgspec.Struct, frozen=True, kw_only=True):
+    """Where and how an executor starts its Jobs."""
+
+    cluster: str
+    queue: str
+    namespace: str = "default"
+    image: str = ""  # for tasks that name none
+    nats_url: str  # what the pods connect to
+    context: str = ""  # the kubeconfig context; empty: in-cluster config, else the current context
+    image_pull_grace_seconds: float = IMAGE_PULL_GRACE_SECONDS
+    log_tail_lines: int = LOG_TAIL_LINES
+    env: dict[str, str] = msgspec.field(default_factory=dict)  # more variables for every task container
+
+
+def selector_of(target: KubernetesTarget) -> str:
+    """The label selector of the Jobs (and pods) this executor's cluster and queue own."""
+    labels = {
+        **MANAGED_BY_LABELS,
+        f"{LABEL_PREFIX}cluster": label_value(target.cluster),
+        f"{LABEL_PREFIX}queue": label_value(target.queue),
+    }
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+async def load_configuration(context: str) -> Configuration:
+    """The API server and credentials: the kubeconfig ``context`` when named, else the in-cluster service
+    account when running in a pod, else the kubeconfig's current context."""
+    configuration = Configuration()
+    if not context:
+        try:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return configuration
+        except config.ConfigException:
+            pass
+    await config.load_kube_config(context=context or None, client_configuration=configuration)
+    return configuration
+
+
+@asynccontextmanager
+async def kubernetes_backend(
+    target: KubernetesTarget, configuration: Configuration | None = None
+) -> AsyncIterator[KubernetesBackend]:
+    """The back end, once its Jobs and pods are listed (the Jobs an earlier executor started are known then)."""
+    configuration = configuration or await load_configuration(target.context)
+    async with ApiClient(configuration) as client, anyio.create_task_group() as group:
+        view = ClusterView(client, target.namespace, selector_of(target))
+        await group.start(view.run)
+        log.info("kubernetes_backend_started", namespace=target.namespace, jobs=len(view.jobs))
+        try:
+            yield KubernetesBackend(client, view, target)
+        finally:
+            group.cancel_scope.cancel()
+
+
+class KubernetesBackend:
+    """Runs each attempt as the Job ``job_name(attempt_id)``: created unless it exists (an executor restarted, or
+    another one, started it: then it is followed), then followed until it ends."""
+
+    reports_itself = True
+
+    def __init__(self, client: ApiClient, view: ClusterView, target: KubernetesTarget) -> None:
+        self.view = view
+        self.target = target
+        self._batch = BatchV1Api(client)
+        self._core = CoreV1Api(client)
+        self.created = 0
+        self.adopted = 0
+
+    async def run(self, dispatch: Dispatch, *, on_start: Callable[[], None]) -> AttemptOutcome | None:
+        name = job_name(dispatch.attempt_id)
+        attempt_log = log.bind(attempt=dispatch.attempt_id, job=name)
+        on_start()
+        if name in self.view.jobs:
+            self.adopted += 1
+            attempt_log.info("job_adopted")
+        else:
+            try:
+                manifest = self.manifest(dispatch)
+            except Exception as exc:  # invalid options: no Job can run this attempt
+                return AttemptOutcome(error=system_error(f"cannot make the attempt's Job: {exc}", "JobInvalid", exc))
+            created = await self._create(manifest, attempt_log)
+            if isinstance(created, AttemptOutcome):
+                return created
+        return await self._follow(name, attempt_log)
+
+    async def stop(self, dispatch: Dispatch) -> None:
+        """Delete the attempt's Job and its pods (its execution ended)."""
+        name = job_name(dispatch.attempt_id)
+        with anyio.CancelScope(shield=True):
+            await self._delete(name, log.bind(attempt=dispatch.attempt_id, job=name), "its execution ended")
+
+    def manifest(self, dispatch: Dispatch) -> dict[str, Any]:
+        options = dispatch.task.kubernetes if isinstance(dispatch.task.kubernetes, KubernetesOptions) else None
+        options = options or KubernetesOptions()
+        env = {
+            **options.env,
+            **self.target.env,
+            NATS_URL_VARIABLE: self.target.nats_url,
+            DISPATCH_VARIABLE: codec.encode(dispatch).decode(),
+        }
+        options = msgspec.structs.replace(options, image=options.image or self.target.image or None, env=env)
+        identity = AttemptIdentity(
+            project=dispatch.project,
+            domain=dispatch.domain,
+            execution_id=dispatch.execution_id,
+            node=dispatch.node,
+            attempt_id=dispatch.attempt_id,
+            attempt=dispatch.attempt,
+            queue=self.target.queue,
+            cluster=self.target.cluster,
+        )
+        return job_manifest(identity, options, dispatch.task.timeout_seconds)
+
+    async def _create(self, manifest: dict[str, Any], attempt_log: FilteringBoundLogger) -> AttemptOutcome | None:
+        delay = FIRST_RETRY_SECONDS
+        while True:
+            try:
+                await self._batch.create_namespaced_job(self.target.namespace, manifest)  # type: ignore[arg-type]
+                self.created += 1
+                attempt_log.info("job_created")
+                return None
+            except ApiException as exc:
+                if exc.status == 409:
+                    self.adopted += 1
+                    attempt_log.info("job_adopted", why="it exists already")
+                    return None
+                if exc.status in (400, 403, 422):
+                    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body)
+                    attempt_log.error("job_refused", status=exc.status, body=body)
+                    message = f"the API server refused the attempt's Job ({exc.status} {exc.reason}): {body}"
+                    return AttemptOutcome(error=system_error(message, "JobRefused"))
+                attempt_log.warning("job_create_retry", status=exc.status, retry_in=delay)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                attempt_log.warning("job_create_retry", error=repr(exc), retry_in=delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+
+    async def _follow(self, name: str, attempt_log: FilteringBoundLogger) -> AttemptOutcome | None:
+        """Wait for the Job to end: None when its runtime reported the attempt, else the system failure."""
+        pulling_since: float | None = None
+        while True:
+            changed = self.view.changed
+            job = self.view.jobs.get(name)
+            if job is None and name in self.view.deleted:
+                return await self._lost(Lost("JobDeleted", f"Job {name} was deleted before it ended"), attempt_log)
+            if job is not None:
+                state = job_state(job)
+                if state == "complete":
+                    return None
+                pods = self.view.pods_of(name)
+                if state == "failed":
+                    lost = lost_after_failure(job, pods)
+                    return None if lost is None else await self._lost(lost, attempt_log)
+                pull = image_pull_failure(pods)
+                if pull is None:
+                    pulling_since = None
+                elif pulling_since is None:
+                    pulling_since = anyio.current_time()
+                elif anyio.current_time() - pulling_since >= self.target.image_pull_grace_seconds:
+                    await self._delete(name, attempt_log, pull.reason)
+                    return await self._lost(pull, attempt_log)
+            wait = self.target.image_pull_grace_seconds if pulling_since is not None else None
+            with anyio.move_on_after(wait):
+                await changed.wait()
+
+    async def _lost(self, lost: Lost, attempt_log: FilteringBoundLogger) -> AttemptOutcome:
+        attempt_log.warning("attempt_lost", reason=lost.reason, message=lost.message)
+        tail = await self._log_tail(lost.pod) if lost.pod else ""
+        return AttemptOutcome(error=msgspec.structs.replace(system_error(lost.message, lost.reason), traceback=tail))
+
+    async def _log_tail(self, pod: str) -> str:
+        try:
+            text = await self._core.read_namespaced_pod_log(
+                pod, self.target.namespace, tail_lines=self.target.log_tail_lines
+            )
+        except ApiException as exc:
+            return f"(the log of pod {pod} cannot be read: {exc.status} {exc.reason})"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return f"(the log of pod {pod} cannot be read: {exc!r})"
+        lines = str(text).rstrip("\n")
+        return f"last {self.target.log_tail_lines} lines of the log of pod {pod}:\n{lines}" if lines else ""
+
+    async def _delete(self, name: str, attempt_log: FilteringBoundLogger, why: str) -> None:
+        try:
+            await self._batch.delete_namespaced_job(
+                name, self.target.namespace, body=V1DeleteOptions(propagation_policy="Background")
+            )
+            attempt_log.info("job_deleted", why=why)
+        except ApiException as exc:
+            if exc.status != 404:
+                attempt_log.warning("job_delete_failed", status=exc.status, reason=exc.reason)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            attempt_log.warning("job_delete_failed", error=repr(exc))

@@ -1,0 +1,95 @@
+"""The task runtime: the command of a Kubernetes Job's task container.
+
+``python -m plait_executor.kubernetes.runtime --attempt ATTEMPT_ID`` reads its attempt's dispatch from the
+``PLAIT_DISPATCH`` variable (set by the executor in the Job), connects to ``PLAIT_NATS_URL``, reports the attempt
+started, runs it in this process and reports its result, with the same commands (and command ids) a local
+executor sends. Its exit code tells the executor whether the result was reported:
+
+- 0: the task succeeded and its result is stored;
+- ``REPORTED_FAILURE_EXIT`` (3): the task failed and that failure is stored (the executor reports nothing);
+- anything else (a crash, OOMKilled, a lost NATS connection): no result was stored, and the executor reports a
+  system failure. A result the runtime stored just before dying wins: both use the command id
+  ``<attempt>:result``, which JetStream stores once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+import anyio
+import anyio.to_thread
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from plait import codec
+from plait.adapters.connection import connect
+from plait.core.dispatch import Dispatch
+from plait.logging import configure_logging
+from plait_executor.attempt import run_attempt
+from plait_executor.reports import publish_until_stored, report_result, started_command
+
+DISPATCH_VARIABLE = "PLAIT_DISPATCH"
+NATS_URL_VARIABLE = "PLAIT_NATS_URL"
+REPORTED_FAILURE_EXIT = 3
+NOT_REPORTED_EXIT = 2
+
+log: FilteringBoundLogger = structlog.get_logger("plait.runtime")
+
+
+def read_dispatch(attempt_id: str) -> Dispatch:
+    """The dispatch the executor put in this pod's environment; it must name ``attempt_id``."""
+    encoded = os.environ.get(DISPATCH_VARIABLE)
+    if not encoded:
+        raise SystemExit(f"{DISPATCH_VARIABLE} is not set: the executor sets it in the Job it starts")
+    dispatch = codec.dispatch_decoder.decode(encoded.encode())
+    if dispatch.attempt_id != attempt_id:
+        raise SystemExit(f"{DISPATCH_VARIABLE} is for attempt {dispatch.attempt_id}, not {attempt_id}")
+    return dispatch
+
+
+async def run(dispatch: Dispatch, nats_url: str, worker: str) -> bool:
+    """Report ``started``, run the attempt, report its result; whether the task succeeded."""
+    attempt_log = log.bind(execution=dispatch.execution_id, node=dispatch.node, attempt=dispatch.attempt_id)
+    nc = await connect(nats_url, name=f"plait-runtime {worker}")
+    try:
+        js = nc.jetstream()
+        await publish_until_stored(js, started_command(dispatch, worker), dispatch, attempt_log)
+        attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
+        outcome = await anyio.to_thread.run_sync(
+            run_attempt, dispatch.task.target, dispatch.inputs, dispatch.task.version
+        )
+        await report_result(js, dispatch, worker, outcome, attempt_log)
+        if outcome.error is not None:
+            attempt_log.warning("attempt_failed", kind=outcome.error.kind, message=outcome.error.message)
+            print(outcome.error.traceback or outcome.error.message, file=sys.stderr, flush=True)
+        else:
+            attempt_log.info("attempt_succeeded", seconds=round(outcome.seconds, 6))
+        return outcome.error is None
+    finally:
+        await nc.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m plait_executor.kubernetes.runtime")
+    parser.add_argument("--attempt", required=True, help="the attempt id this pod runs")
+    args = parser.parse_args(argv)
+    configure_logging(os.environ.get("PLAIT_LOG_FORMAT", "json"), os.environ.get("PLAIT_LOG_LEVEL", "info"))
+    dispatch = read_dispatch(args.attempt)
+    nats_url = os.environ.get(NATS_URL_VARIABLE)
+    if not nats_url:
+        raise SystemExit(f"{NATS_URL_VARIABLE} is not set")
+    worker = os.environ.get("HOSTNAME") or socket.gethostname()
+    try:
+        succeeded = anyio.run(run, dispatch, nats_url, worker)
+    except Exception as exc:
+        log.error("attempt_not_reported", error=repr(exc))
+        return NOT_REPORTED_EXIT
+    return 0 if succeeded else REPORTED_FAILURE_EXIT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

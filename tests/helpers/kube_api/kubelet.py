@@ -1,0 +1,89 @@
+"""A kubelet for the stand-in that runs each new pod's task container as a local process: its command (``python``
+being this interpreter), with the environment the pod spec gives it on top of this process's, from the
+repository's root. Its output lines become the pod's log and its exit code ends the pod; a pod deleted meanwhile
+kills the process. A test may take over chosen pods (``take``) to play what a cluster does to them instead."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from tests.helpers.kube_api import pods
+from tests.helpers.kube_api.selectors import LabelSelector
+from tests.helpers.kube_api.server import KubernetesApiStandIn, PodHandle
+
+REPOSITORY = Path(__file__).resolve().parents[3]
+
+PodPlay = Callable[[PodHandle], Awaitable[None]]
+"""What a test does with a pod it took over."""
+
+
+class LocalKubelet:
+    def __init__(self, api: KubernetesApiStandIn, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.takers: list[tuple[Callable[[dict[str, Any]], bool], PodPlay]] = []
+        self.ran: list[str] = []  # the pods whose container ran, in order
+
+    def take(self, chosen: Callable[[dict[str, Any]], bool], play: PodPlay) -> None:
+        """Pods for which ``chosen(pod manifest)`` is true are played by ``play`` instead of run."""
+        self.takers.append((chosen, play))
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[LocalKubelet]:
+        task = asyncio.create_task(self._serve())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def container(self, pod: PodHandle) -> int:
+        """Run the pod's task container as a local process until it exits; its exit code."""
+        [spec] = [c for c in pod.manifest["spec"]["containers"] if c["name"] == "task"]
+        command = [sys.executable if spec["command"][0] == "python" else spec["command"][0], *spec["command"][1:]]
+        env = {**os.environ, "HOSTNAME": pod.name}
+        env.update({item["name"]: item["value"] for item in spec.get("env", []) if "value" in item})
+        process = await asyncio.create_subprocess_exec(
+            *command, env=env, cwd=REPOSITORY, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        self.ran.append(pod.name)
+        try:
+            assert process.stdout is not None
+            async for line in process.stdout:
+                pod.log(line.decode(errors="replace").rstrip("\n"))
+            return await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+    async def _serve(self) -> None:
+        seen: set[str] = set()
+        async with asyncio.TaskGroup() as group:
+            while True:
+                new = await self.api.store.wait_until(lambda: self._new_pods(seen))
+                for pod in new:
+                    seen.add(pod["metadata"]["name"])
+                    group.create_task(self._play(pod))
+
+    def _new_pods(self, seen: set[str]) -> list[dict[str, Any]]:
+        return [
+            pod
+            for pod in self.api.store.list("pods", self.namespace, LabelSelector(""))
+            if pod["metadata"]["name"] not in seen and not pods.is_finished(pod)
+        ]
+
+    async def _play(self, pod: dict[str, Any]) -> None:
+        handle = PodHandle(self.api, self.namespace, pod["metadata"]["name"])
+        for chosen, play in self.takers:
+            if chosen(pod):
+                await play(handle)
+                return
+        await handle.run(self.container)

@@ -1,0 +1,57 @@
+"""Workflows the Kubernetes backend tests run; module level, so the task runtime in a pod can import them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plait import task, workflow
+
+
+@task(requests={"cpu": "100m", "memory": "64Mi"}, limits={"memory": "256Mi"})
+def square(x: int) -> int:
+    return x * x
+
+
+@task
+def total(a: int, b: int) -> int:
+    return a + b
+
+
+@workflow
+def sum_of_squares(x: int, y: int) -> int:
+    return total(square(x), square(y))
+
+
+@task(retries=1)
+def fails_once(directory: str) -> str:
+    """Fails the first time it runs in ``directory``, succeeds the second."""
+    marker = Path(directory) / "ran"
+    if not marker.exists():
+        marker.touch()
+        raise RuntimeError("first try fails")
+    return "second try"
+
+
+@workflow
+def retried(directory: str) -> str:
+    return fails_once(directory)
+
+
+@task(limits={"memory": "64Mi"}, system_retries=0)  # one attempt: the tests read its system failure
+def hungry(size: int) -> int:
+    return len(bytearray(size))
+
+
+@workflow
+def eats_memory(size: int) -> int:
+    return hungry(size)
+
+
+@task(system_retries=0)  # one attempt: the tests read its system failure
+def slow(x: int) -> int:
+    return x + 1
+
+
+@workflow
+def one_slow(x: int) -> int:
+    return slow(x)

@@ -1,0 +1,248 @@
+"""The Kubernetes backend end to end: real NATS, scheduler, catalog and executor, the real kubernetes-asyncio
+client against the Kubernetes API stand-in, and pods whose container runs the real task runtime as a local
+process (tests/helpers/kube_api/kubelet.py)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from plait.client import AsyncClient
+from plait.core.dispatch import Dispatch
+from plait_catalog import CatalogService
+from plait_executor import ExecutorService
+from plait_executor.backend import AttemptBackend
+from plait_executor.kubernetes.backend import KubernetesBackend, KubernetesTarget, kubernetes_backend
+from plait_executor.kubernetes.manifests import job_name
+from plait_scheduler import SchedulerService
+from tests import kubernetes_workflows
+from tests.helpers.kube_api import KubernetesApiStandIn, PodHandle
+from tests.helpers.kube_api.kubelet import LocalKubelet
+from tests.helpers.running import Running, running
+from tests.helpers.states import final_state
+
+NAMESPACE = "plait-tasks"
+DEADLINE = 60.0
+
+
+class Cluster:
+    """The stand-in, its local kubelet, and the Kubernetes backends the executors made (in order)."""
+
+    def __init__(self, api: KubernetesApiStandIn, kubelet: LocalKubelet, nats_url: str) -> None:
+        self.api, self.kubelet, self.nats_url = api, kubelet, nats_url
+        self.backends: list[KubernetesBackend] = []
+        self.target = KubernetesTarget(
+            cluster="local",
+            queue="default",
+            namespace=NAMESPACE,
+            image="plait:test",
+            nats_url=nats_url,
+            image_pull_grace_seconds=0.5,
+        )
+
+    def executor(self, replica: str) -> ExecutorService:
+        @contextlib.asynccontextmanager
+        async def backend() -> AsyncIterator[AttemptBackend]:
+            async with kubernetes_backend(self.target, self.api.configuration()) as made:
+                self.backends.append(made)
+                yield made
+
+        return ExecutorService(
+            self.nats_url,
+            replica=replica,
+            cluster=self.target.cluster,
+            ack_wait_seconds=1.0,
+            grace_seconds=0.0,
+            backend=backend,
+        )
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return [job for job in self.api.store.list("jobs", NAMESPACE, _everything())]
+
+    async def job_of(self, node: str) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            return next((job for job in self.jobs() if _node_of(job) == node), None)
+
+        job: dict[str, Any] = await self.api.store.wait_until(found)
+        return job
+
+
+def _everything() -> Any:
+    from tests.helpers.kube_api.selectors import LabelSelector
+
+    return LabelSelector("")
+
+
+def _node_of(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["annotations"]["plait.dev/node"])
+
+
+def node_is(node: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda pod: _node_of(pod) == node
+
+
+@pytest.fixture
+async def cluster(nats_url: str, database_url: str) -> AsyncIterator[Cluster]:
+    async with KubernetesApiStandIn() as api:
+        kubelet = LocalKubelet(api, NAMESPACE)
+        async with kubelet.running():
+            scheduler = SchedulerService(nats_url, replica="test-scheduler")
+            catalog = CatalogService(nats_url, database_url, replica="test-catalog")
+            async with running(scheduler.run, catalog.run):
+                yield Cluster(api, kubelet, nats_url)
+
+
+@contextlib.asynccontextmanager
+async def client_of(cluster: Cluster) -> AsyncIterator[AsyncClient]:
+    async with await AsyncClient.connect(cluster.nats_url) as client:
+        yield client
+
+
+async def test_a_workflow_runs_end_to_end_as_jobs(cluster: Cluster) -> None:
+    async with running(cluster.executor("k8s-executor").run), client_of(cluster) as client:
+        handle = await client.launch(kubernetes_workflows.sum_of_squares, {"x": 3, "y": 4})
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded" and state.outputs == {"result": 25}
+    jobs = cluster.jobs()
+    assert len(jobs) == 3 and len(cluster.kubelet.ran) == 3
+    for node in state.nodes.values():
+        [attempt] = node.attempts
+        assert job_name(attempt.attempt_id) in {job["metadata"]["name"] for job in jobs}
+        assert attempt.worker.startswith("plait-"), "the pod's runtime reported the attempt"
+    square = next(job for job in jobs if _node_of(job).startswith("square"))
+    [container] = square["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "plait:test"
+    assert container["resources"]["limits"] == {"memory": "256Mi"}
+    assert container["command"][:3] == ["python", "-m", "plait_executor.kubernetes.runtime"]
+    assert cluster.backends[0].created == 3
+
+
+async def test_a_failing_task_is_a_user_failure_retried(cluster: Cluster, tmp_path: Path) -> None:
+    async with running(cluster.executor("k8s-executor").run), client_of(cluster) as client:
+        handle = await client.launch(kubernetes_workflows.retried, {"directory": str(tmp_path)})
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded" and state.outputs == {"result": "second try"}
+    first, second = state.nodes["fails_once"].attempts
+    assert first.error is not None and first.error.kind == "user" and first.error.message == "first try fails"
+    assert second.error is None
+    failed = cluster.api.job(NAMESPACE, job_name(first.attempt_id))
+    assert failed is not None and failed["status"]["failed"] == 1, "the runtime exited non-zero after reporting"
+
+
+async def test_an_oom_killed_pod_is_a_system_failure_with_its_log_tail(cluster: Cluster) -> None:
+    async def oom_killed(pod: PodHandle) -> None:
+        pod.start()
+        pod.log("allocating 10 GiB", "still allocating")
+        pod.oom_kill()
+
+    cluster.kubelet.take(node_is("hungry"), oom_killed)
+    async with running(cluster.executor("k8s-executor").run), client_of(cluster) as client:
+        handle = await client.launch(kubernetes_workflows.eats_memory, {"size": 10})
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "failed"
+    [attempt] = state.nodes["hungry"].attempts
+    assert attempt.error is not None
+    assert (attempt.error.kind, attempt.error.error_type) == ("system", "OOMKilled")
+    assert "ran out of memory" in attempt.error.message
+    assert "allocating 10 GiB\nstill allocating" in attempt.error.traceback
+
+
+async def test_a_restarted_executor_adopts_the_running_job(cluster: Cluster) -> None:
+    release, ended = anyio.Event(), anyio.Event()
+    ran: list[int | None] = []
+
+    async def held(pod: PodHandle) -> None:
+        await release.wait()
+        ran.append(await pod.run(cluster.kubelet.container))
+        ended.set()
+
+    cluster.kubelet.take(node_is("slow"), held)
+    async with client_of(cluster) as client:
+        first = await Running(cluster.executor("k8s-executor-1").run).start()
+        handle = await client.launch(kubernetes_workflows.one_slow, {"x": 1})
+        job = await cluster.job_of("slow")
+        await cluster.api.wait_for_pods(NAMESPACE, job["metadata"]["name"])
+        await first.stop()
+        async with running(cluster.executor("k8s-executor-2").run):
+            release.set()
+            state = await final_state(client, handle.id, timeout=DEADLINE)
+            await ended.wait()
+    assert state.status == "succeeded" and state.outputs == {"result": 2}
+    assert len(cluster.jobs()) == 1 and ran == [0]
+    first_backend, second_backend = cluster.backends
+    assert (first_backend.created, second_backend.created, second_backend.adopted) == (1, 0, 1)
+
+
+async def test_a_lost_pod_is_reported_through_a_dropped_watch_and_410(cluster: Cluster) -> None:
+    async def lost_while_unwatched(pod: PodHandle) -> None:
+        pod.start()
+        pod.log("working")
+        await cluster.api.store.wait_until(lambda: cluster.api.store._watchers)
+        # One step, with no await: the executor's watches end, the pod is OOMKilled, the history is compacted;
+        # resuming from its last version gets 410 Gone, and only a new list shows the pod's end.
+        cluster.api.drop_watches()
+        pod.oom_kill()
+        cluster.api.compact()
+
+    cluster.kubelet.take(node_is("hungry"), lost_while_unwatched)
+    async with running(cluster.executor("k8s-executor").run), client_of(cluster) as client:
+        handle = await client.launch(kubernetes_workflows.eats_memory, {"size": 10})
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    [attempt] = state.nodes["hungry"].attempts
+    assert attempt.error is not None and attempt.error.error_type == "OOMKilled"
+    assert "working" in attempt.error.traceback
+
+
+async def test_an_image_that_cannot_be_pulled_fails_the_attempt_after_a_grace_period(cluster: Cluster) -> None:
+    async def cannot_pull(pod: PodHandle) -> None:
+        pod.fail_image_pull()
+
+    cluster.kubelet.take(node_is("slow"), cannot_pull)
+    async with running(cluster.executor("k8s-executor").run), client_of(cluster) as client:
+        handle = await client.launch(kubernetes_workflows.one_slow, {"x": 1})
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    [attempt] = state.nodes["slow"].attempts
+    assert attempt.error is not None and attempt.error.error_type == "ErrImagePull"
+    assert cluster.jobs() == [], "the Job was deleted"
+
+
+def dispatch_of_attempt(attempt_id: str) -> Dispatch:
+    spec = kubernetes_workflows.slow.spec
+    return Dispatch(
+        execution_id="e1",
+        project="p",
+        domain="d",
+        node="slow",
+        attempt_id=attempt_id,
+        attempt=1,
+        task=spec,
+        inputs={"x": 1},
+        decision_sequence=1,
+    )
+
+
+async def test_two_executors_never_both_start_a_job_for_one_attempt(nats_url: str) -> None:
+    target = KubernetesTarget(cluster="c", queue="default", namespace=NAMESPACE, image="plait:test", nats_url=nats_url)
+    dispatch = dispatch_of_attempt("e1/slow/1")
+    async with KubernetesApiStandIn() as api:
+        async with (
+            kubernetes_backend(target, api.configuration()) as one,
+            kubernetes_backend(target, api.configuration()) as two,
+        ):
+            outcomes: list[Any] = []
+
+            async def run(backend: KubernetesBackend) -> None:
+                outcomes.append(await backend.run(dispatch, on_start=lambda: None))
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(run, one)
+                group.start_soon(run, two)
+                [pod] = await api.wait_for_pods(NAMESPACE, job_name(dispatch.attempt_id))
+                pod.succeed()
+            assert outcomes == [None, None], "the runtime reported: nothing for the executors to report"
+            assert (one.created + two.created, one.adopted + two.adopted) == (1, 1)
