@@ -55,6 +55,7 @@ class ObjectStore:
         self.compacted = 0  # the history holds every event after this version
         self._objects: dict[Key, dict[str, Any]] = {}
         self._history: list[WatchEvent] = []
+        self._last: dict[tuple[str, str, str], dict[str, Any]] = {}  # every object's last state, deleted ones too
         self._watchers: set[Watcher] = set()
         self._changed = asyncio.Event()
 
@@ -110,6 +111,11 @@ class ObjectStore:
         self.compacted = self.version
         self._history.clear()
 
+    def ever(self, resource: str, namespace: str) -> dict[str, dict[str, Any]]:
+        """Every object of ``resource`` ever stored in ``namespace`` (deleted ones too), by name, in its last state:
+        for tests that look after the fact at objects a controller may already have deleted."""
+        return {name: obj for (kind, where, name), obj in self._last.items() if (kind, where) == (resource, namespace)}
+
     async def wait_until(self, found: Callable[[], Any]) -> Any:
         """``found()`` once it is truthy, checked after every change."""
         while not (result := found()):
@@ -128,6 +134,7 @@ class ObjectStore:
         stored["metadata"]["resourceVersion"] = str(self.version)
         event = WatchEvent(self.version, resource, stored["metadata"]["namespace"], kind, copy.deepcopy(stored))
         self._history.append(event)
+        self._last[(resource, event.namespace, stored["metadata"]["name"])] = event.object
         for watcher in self._watchers:
             if watcher.wants(event):
                 watcher.events.put_nowait(event)

@@ -4,6 +4,7 @@ the attempt itself; the executor creates the Job, follows it, and reports only t
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,8 +31,8 @@ from plait_executor.kubernetes.manifests import (
     label_value,
 )
 from plait_executor.kubernetes.runtime import DISPATCH_VARIABLE, NATS_URL_VARIABLE
-from plait_executor.kubernetes.verdicts import Lost, image_pull_failure, job_state, lost_after_failure
-from plait_executor.kubernetes.watching import ClusterView
+from plait_executor.kubernetes.verdicts import Lost, image_pull_failure, job_state, lost_after_failure, pods_settled
+from plait_executor.kubernetes.watching import JOB_NAME_LABEL, ClusterView
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor.kubernetes")
 
@@ -192,6 +193,8 @@ class KubernetesBackend:
                     return None
                 pods = self.view.pods_of(name)
                 if state == "failed":
+                    if not pods_settled(pods):
+                        pods = await self._pods_now(name, pods)
                     lost = lost_after_failure(job, pods)
                     return None if lost is None else await self._lost(lost, attempt_log)
                 pull = image_pull_failure(pods)
@@ -205,6 +208,17 @@ class KubernetesBackend:
             wait = self.target.image_pull_grace_seconds if pulling_since is not None else None
             with anyio.move_on_after(wait):
                 await changed.wait()
+
+    async def _pods_now(self, job: str, known: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The Job's pods as the API server has them now (``known`` when it cannot be asked)."""
+        try:
+            listed: Any = await self._core.list_namespaced_pod(
+                self.target.namespace, label_selector=f"{JOB_NAME_LABEL}={job}", _preload_content=False
+            )  # the raw response: the pods as JSON, like the view's
+            items: list[dict[str, Any]] = json.loads(await listed.read())["items"]
+        except (ApiException, aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+            return known
+        return sorted(items, key=lambda pod: pod["metadata"].get("creationTimestamp", "")) or known
 
     async def _lost(self, lost: Lost, attempt_log: FilteringBoundLogger) -> AttemptOutcome:
         attempt_log.warning("attempt_lost", reason=lost.reason, message=lost.message)

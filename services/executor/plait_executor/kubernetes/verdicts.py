@@ -78,6 +78,15 @@ def image_pull_failure(pods: list[dict[str, Any]]) -> Lost | None:
     return None
 
 
+def pods_settled(pods: list[dict[str, Any]]) -> bool:
+    """Whether the last pod says how it ended (its task container terminated, or the pod evicted or failed): the
+    pods' watch may lag behind the Jobs', so a failed Job's pod may not say so yet."""
+    if not pods:
+        return False
+    status = pods[-1].get("status", {})
+    return _terminated(pods[-1]) is not None or status.get("reason") == "Evicted" or status.get("phase") == "Failed"
+
+
 def _job_failure(job: dict[str, Any]) -> tuple[str, str] | None:
     for condition in job.get("status", {}).get("conditions") or []:
         if condition.get("type") in ("Failed", "FailureTarget") and condition.get("status") == "True":
