@@ -34,15 +34,12 @@ from plait.core.commands import (
     LaunchExecution,
     ReportAttemptResult,
     ResolvedLaunch,
-    attempt_timeout,
-    execution_timeout,
     retry_due,
+    timeout_timers,
 )
 from plait.core.dispatch import Dispatch, dispatch_of
 from plait.core.events import (
-    AttemptStarted,
     Decision,
-    ExecutionLaunched,
     NodeQueued,
     RetryScheduled,
     TaskError,
@@ -404,19 +401,8 @@ class World:
     def set_timeouts(self, state: Execution, events: Any) -> None:
         """The timeout timers a decision asks for, as ``plait_scheduler.timers.Timeouts`` sets them: from the
         times in the log (an attempt's start, the launch)."""
-        for event in events:
-            if isinstance(event, ExecutionLaunched) and state.workflow.timeout_seconds is not None:
-                assert state.launched_at is not None
-                command: Command = execution_timeout(state.execution_id, state.workflow.timeout_seconds)
-                self.schedule(state, command, state.launched_at, state.workflow.timeout_seconds)
-            elif isinstance(event, AttemptStarted):
-                node = state.nodes[event.node]
-                seconds = state.workflow.tasks[node.task].timeout_seconds
-                attempt = node.find_attempt(event.attempt_id)
-                if seconds is None or attempt is None or attempt.status != "running" or attempt.started_at is None:
-                    continue
-                command = attempt_timeout(state.execution_id, event.node, event.attempt_id, seconds)
-                self.schedule(state, command, attempt.started_at, seconds)
+        for timer in timeout_timers(state, events):
+            self.schedule(state, timer.command, timer.since, timer.seconds)
 
     def schedule(self, state: Execution, command: Command, since: datetime, seconds: float) -> None:
         timer = f"{state.execution_id}:{command.timer}"  # type: ignore[union-attr]

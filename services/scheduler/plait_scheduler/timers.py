@@ -17,9 +17,8 @@ from plait.core.commands import (
     AttemptTimeout,
     ExecutionTimeout,
     attempt_deadline,
-    attempt_timeout,
-    execution_timeout,
     retry_due,
+    timeout_timers,
 )
 from plait.core.events import (
     AttemptFailed,
@@ -123,23 +122,7 @@ class Timeouts:
     def _due(
         self, state: Execution, events: Sequence[Event]
     ) -> list[tuple[AttemptTimeout | ExecutionTimeout, datetime]]:
-        if state.terminal:
-            return []
-        due: list[tuple[AttemptTimeout | ExecutionTimeout, datetime]] = []
-        for event in events:
-            if isinstance(event, ExecutionLaunched):
-                seconds = state.workflow.timeout_seconds
-                if seconds is not None and state.launched_at is not None:
-                    due.append((execution_timeout(state.execution_id, seconds), _after(state.launched_at, seconds)))
-            elif isinstance(event, AttemptStarted):
-                node = state.nodes[event.node]
-                seconds = state.workflow.tasks[node.task].timeout_seconds
-                attempt = node.find_attempt(event.attempt_id)
-                if seconds is None or attempt is None or attempt.status != "running" or attempt.started_at is None:
-                    continue
-                command = attempt_timeout(state.execution_id, event.node, event.attempt_id, seconds)
-                due.append((command, _after(attempt.started_at, seconds)))
-        return due
+        return [(timer.command, _after(timer.since, timer.seconds)) for timer in timeout_timers(state, events)]
 
 
 def _after(at: datetime, seconds: float) -> datetime:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
-from plait.core.events import RetryScheduled, TaskError
+from plait.core.events import AttemptStarted, Event, ExecutionLaunched, RetryScheduled, TaskError
 from plait.core.ids import attempt_id, content_version, item_attempt_id
 from plait.core.model import LaunchPlanSpec, WorkflowSpec
+from plait.core.state import Execution
 
 
 class LaunchExecution(msgspec.Struct, frozen=True, kw_only=True, tag="launch_execution.v1"):
@@ -196,6 +197,36 @@ class ExecutionTimeout(msgspec.Struct, frozen=True, kw_only=True, tag="execution
 def execution_timeout(execution_id: str, seconds: float) -> ExecutionTimeout:
     """The command that fails execution ``execution_id`` once it has run for ``seconds``."""
     return ExecutionTimeout(command_id=f"{execution_id}:timeout", execution_id=execution_id, seconds=seconds)
+
+
+class TimeoutTimer(NamedTuple):
+    """A timeout timer a decision asks for: ``command`` is due ``seconds`` after ``since``, a time in the log."""
+
+    command: AttemptTimeout | ExecutionTimeout
+    since: datetime
+    seconds: float
+
+
+def timeout_timers(state: Execution, events: Iterable[Event]) -> list[TimeoutTimer]:
+    """The timeout timers ``events`` (one decision's, ``state`` after it) ask for: a launch of a workflow with a
+    timeout, from its launch; an attempt of a task with a timeout started and still running, from its start."""
+    if state.terminal:
+        return []
+    timers: list[TimeoutTimer] = []
+    for event in events:
+        if isinstance(event, ExecutionLaunched):
+            seconds = state.workflow.timeout_seconds
+            if seconds is not None and state.launched_at is not None:
+                timers.append(TimeoutTimer(execution_timeout(state.execution_id, seconds), state.launched_at, seconds))
+        elif isinstance(event, AttemptStarted):
+            node = state.nodes[event.node]
+            seconds = state.workflow.tasks[node.task].timeout_seconds
+            attempt = node.find_attempt(event.attempt_id)
+            if seconds is None or attempt is None or attempt.status != "running" or attempt.started_at is None:
+                continue
+            command = attempt_timeout(state.execution_id, event.node, event.attempt_id, seconds)
+            timers.append(TimeoutTimer(command, attempt.started_at, seconds))
+    return timers
 
 
 class AbortExecution(msgspec.Struct, frozen=True, kw_only=True, tag="abort_execution.v1"):
