@@ -4,6 +4,8 @@ errors."""
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -254,3 +256,21 @@ async def test_a_record_this_client_cannot_read_raises_a_plait_error(nats_url: s
             await client.wait("from-the-future", timeout=10)
         with pytest.raises(PlaitError, match="cannot be read by this client"):
             [stored async for stored in client.events("from-the-future")]
+
+
+LEFT_OPEN = """
+import sys
+from plait import Client
+
+client = Client(sys.argv[1])
+client.execution_ids()
+following = client.events("never-launched", until_terminal=False)
+print("left open", flush=True)
+"""
+
+
+def test_a_blocking_client_left_open_lets_the_interpreter_exit(nats_url: str) -> None:
+    exited = subprocess.run(
+        [sys.executable, "-c", LEFT_OPEN, nats_url], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (exited.returncode, exited.stdout.strip()) == (0, "left open"), exited.stderr

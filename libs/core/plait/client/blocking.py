@@ -3,6 +3,7 @@ loop in a background thread, so both have one implementation."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import Any, Self, TypeVar, overload
 
@@ -39,6 +40,8 @@ class Client:
             self._portal.close()
             raise
         self.project, self.domain = self._async.project, self._async.domain
+        # Closes a client left open when it is collected or the interpreter exits, while the loop thread still runs.
+        self._closer = weakref.finalize(self, _close, self._portal, self._async)
 
     @classmethod
     def connect(cls, url: str, project: str = "default", domain: str = "development") -> Self:
@@ -48,10 +51,7 @@ class Client:
 
     def close(self) -> None:
         """Close the connection, then stop the background event loop."""
-        try:
-            self._portal.call(self._async.close)
-        finally:
-            self._portal.close()
+        self._closer()
 
     def __enter__(self) -> Self:
         return self
@@ -241,3 +241,10 @@ class Client:
 
     def clear_cache(self, keys: list[str], cleared_by: str = "") -> CacheClearing:
         return self._portal.call(self._async.clear_cache, keys, cleared_by)
+
+
+def _close(portal: Portal, client: AsyncClient) -> None:
+    try:
+        portal.call(client.close)
+    finally:
+        portal.close()
