@@ -170,6 +170,21 @@ async def test_only_the_leader_rebuilds_and_projecting_goes_on(
     assert await dump_all(pg) == await fresh_projection_all(postgres_server, log.js)
 
 
+async def test_a_rebuild_asked_of_a_replica_just_started_waits_until_it_leads(
+    nats_url: str, database_url: str, nc: NATS, log: EventLog
+) -> None:
+    last = await varied_history(log)
+    replica = CatalogService(nats_url, database_url, replica="just-started")
+    async with anyio.create_task_group() as tg:
+        await tg.start(replica.run)
+        leading_when_asked = replica.is_leader
+        with anyio.fail_after(DEADLINE):
+            result = await request_rebuild(nc)
+        tg.cancel_scope.cancel()
+    assert not leading_when_asked
+    assert (result.replica, result.sequence) == ("just-started", last)
+
+
 async def test_rebuild_without_a_catalog_says_so(nats_url: str, nc: NATS) -> None:
     with pytest.raises(PlaitError, match="no catalog replica is running"):
         await request_rebuild(nc)
