@@ -22,7 +22,14 @@ SOURCES = {
 LIBRARY_BASE = {"plait.errors"}
 PURE = LIBRARY_BASE | {"plait.core"}
 WIRE = PURE | {"plait.codec", "plait.protocol"}
-SUPPORT = WIRE | {"plait.replay", "plait.settings", "plait.logging", "plait.bounded_cache", "plait.sdk"}
+SUPPORT = WIRE | {
+    "plait.replay",
+    "plait.settings",
+    "plait.profiles",
+    "plait.logging",
+    "plait.bounded_cache",
+    "plait.sdk",
+}
 ADAPTERS = SUPPORT | {"plait.adapters"}
 CHECKS = ADAPTERS | {"plait.audit", "plait.invariants"}
 LIBRARY = CHECKS | {"plait.client", "plait"}
@@ -32,7 +39,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "plait.core": LIBRARY_BASE,
     "plait.codec": PURE,
     "plait.protocol": PURE | {"plait.codec"},
-    **dict.fromkeys(["plait.replay", "plait.settings", "plait.logging", "plait.bounded_cache"], WIRE),
+    **dict.fromkeys(["plait.replay", "plait.logging", "plait.bounded_cache", "plait.profiles"], WIRE),
+    "plait.settings": WIRE | {"plait.profiles"},
     "plait.sdk": WIRE,
     "plait.adapters": SUPPORT,
     "plait.audit": ADAPTERS,

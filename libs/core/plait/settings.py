@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -15,6 +16,7 @@ from urllib.parse import urlparse
 import msgspec
 
 from plait.errors import InputError
+from plait.profiles import active_profile
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,10 +121,14 @@ VARIABLES = {  # each setting's PLAIT_* variable
 }
 
 
-def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
-    """Settings from ``PLAIT_*`` variables, then ``overrides``; a bad value raises ``InputError`` naming it."""
+def load_settings(
+    environ: dict[str, str] | None = None, *, profile: Mapping[str, object] | None = None, **overrides: object
+) -> Settings:
+    """Settings from ``profile`` (a config file's, see ``plait.profiles``), then ``PLAIT_*`` variables, then
+    ``overrides``; a bad value raises ``InputError`` naming it."""
     environ = dict(os.environ) if environ is None else environ
-    raw: dict[str, object] = {field: environ[var] for field, var in VARIABLES.items() if environ.get(var)}
+    raw: dict[str, object] = dict(profile or {})
+    raw.update({field: environ[var] for field, var in VARIABLES.items() if environ.get(var)})
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return msgspec.convert(raw, Settings, strict=False)
@@ -131,3 +137,15 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         for field, var in VARIABLES.items():
             message = message.replace(f"`$.{field}`", var)
         raise InputError(f"invalid setting: {message}") from None
+
+
+def setting_names() -> frozenset[str]:
+    """The settings a profile may set: every one but ``home`` and ``replica``, which belong to one machine."""
+    return frozenset(VARIABLES) - {"home", "replica"}
+
+
+def profile_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """``load_settings`` with the profile in use (``PLAIT_PROFILE``, else the config file's current one)."""
+    environ = dict(os.environ) if environ is None else dict(environ)
+    _, profile = active_profile(environ, setting_names())
+    return load_settings(environ, profile=profile, **overrides)

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from plait.errors import DefinitionError, InputError, NotFound, PlaitError
-from plait_cli import aside_commands, catalog_commands
+from plait_cli import aside_commands, catalog_commands, config_commands
 from plait_cli.embedded import ServerStartError
 from plait_cli.home import usable_home
 from plait_cli.run_options import add_run_options, run_options, without_run_options
@@ -33,6 +33,8 @@ environment:
   PLAIT_CONCURRENCY    executor worker processes (default: one per core)
   PLAIT_EXECUTOR_BACKEND  local (default) or kubernetes (with PLAIT_KUBERNETES_NAMESPACE, _IMAGE, _CONTEXT)
   PLAIT_LOG_FORMAT, PLAIT_LOG_LEVEL   json|console, debug|info|warning|error (debug: errors show their traceback)
+  PLAIT_CONFIG, PLAIT_PROFILE   the config file of named profiles (~/.config/plait/config.toml), and the one to use;
+                       PLAIT_* variables win over the profile (`plait config show` says where each setting came from)
 
 examples:
   plait run examples/etl.py:etl --days 3
@@ -139,6 +141,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     export.add_argument("directory", nargs="?", default="schemas", metavar="DIR", help="default: ./schemas")
     catalog_commands.add_parsers(commands)
     aside_commands.add_parsers(commands)
+    config_commands.add_parsers(commands)
     return parser, run
 
 
@@ -147,7 +150,7 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) 
     from plait.sdk.launch_plan import LaunchPlan
     from plait.sdk.loader import load_reference
     from plait.sdk.workflow import Workflow
-    from plait.settings import load_settings
+    from plait.settings import profile_settings
     from plait_cli.inputs import input_parser
     from plait_cli.run import run_workflow
 
@@ -163,7 +166,7 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) 
         return 0
     given = parser.parse_args(args.arguments)
     options = run_options(args, given)
-    settings = load_settings()
+    settings = profile_settings()
     configure_logging(settings.log_format, settings.log_level, file=usable_home(settings) / "logs" / "plait.log")
     return anyio.run(
         lambda: run_workflow(
@@ -179,16 +182,18 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 def dispatch(argv: Sequence[str]) -> int:
     from plait.logging import configure_logging
-    from plait.settings import load_settings
+    from plait.settings import profile_settings
 
     parser, run_parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run_command(run_parser, args)
+    if args.command in config_commands.COMMANDS:
+        return config_commands.run(args)
     settings = (
-        load_settings(executor_backend=args.backend, cluster=args.cluster, kubernetes_namespace=args.namespace)
+        profile_settings(executor_backend=args.backend, cluster=args.cluster, kubernetes_namespace=args.namespace)
         if args.command == "executor"
-        else load_settings()
+        else profile_settings()
     )
     if args.command not in ("scheduler", "executor", "catalog", "schema") or getattr(args, "action", None) == "rebuild":
         usable_home(settings)  # the embedded stack's data and the command's log are there
