@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
 
-from plait.core.commands import ReportAttemptResult, ReportCacheLookup
+from plait.core.commands import ReportAttemptResult, ReportAttemptStarted, ReportCacheLookup
 from plait.core.decide import decide_batch
 from plait.core.events import NodeQueued
 from plait.core.state import Execution
 from plait.sdk import Workflow
 from plait_cli.progress import print_transition, render
-from tests import cache_workflows, map_workflows
+from tests import cache_workflows, map_workflows, workflows
 from tests.helpers.launching import launched as launch
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
@@ -89,3 +89,38 @@ def test_a_map_node_shows_its_items_and_prints_a_line_per_tenth() -> None:
     assert lines[0] == "scale: running, 0% of 20 items done"
     assert lines[-1] == "scale: succeeded"
     assert len(lines) == 11
+
+
+def text_at(state: Execution, now: datetime) -> str:
+    console = Console(file=io.StringIO(), width=200)
+    console.print(render(state, now))
+    assert isinstance(console.file, io.StringIO)
+    return console.file.getvalue()
+
+
+def test_a_running_tasks_clock_is_the_time_since_it_started_at_each_drawing() -> None:
+    state = launched(workflows.add_two, {"a": 1, "b": 2})
+    node = next(iter(state.nodes.values()))
+    started = ReportAttemptStarted(
+        command_id="s", execution_id="e", node=node.id, attempt_id=node.attempts[0].attempt_id, worker="w"
+    )
+    decide_batch(state, [started], AT)
+    assert "5.00s" in text_at(state, AT + timedelta(seconds=5))
+    assert "3605.00s" in text_at(state, AT + timedelta(hours=1, seconds=5))
+
+
+def test_a_map_node_shows_a_bar_of_its_items_and_their_rate() -> None:
+    state = launched(map_workflows.scaled, {"xs": list(range(20))})
+    for attempt in [a for a in state.nodes["scale"].item_attempts if a is not None][:5]:
+        result = ReportAttemptResult(
+            command_id=attempt.attempt_id,
+            execution_id="e",
+            node="scale",
+            attempt_id=attempt.attempt_id,
+            worker="w",
+            outputs={"result": 0},
+        )
+        decide_batch(state, [result], AT)
+    shown = text_at(state, AT + timedelta(seconds=10))
+    assert "5/20 items, 0.5/s" in shown and "━" in shown
+    assert "10.00s" in shown

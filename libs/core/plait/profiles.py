@@ -41,12 +41,17 @@ def config_path(environ: Mapping[str, str]) -> Path:
     return Path(base) / "plait" / "config.toml"
 
 
-def read_profiles(path: Path, known: frozenset[str]) -> ProfileFile:
-    """The file's profiles (none when it does not exist); ``InputError`` naming the file and what is wrong."""
+def read_profiles(path: Path, known: frozenset[str], *, given: bool = True) -> ProfileFile:
+    """The file's profiles (none when it does not exist, or when it was not ``given`` and may not be read: the
+    default path under another user's home); ``InputError`` naming the file and what is wrong."""
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return ProfileFile(path=path)
+    except PermissionError:
+        if not given:
+            return ProfileFile(path=path)
+        raise InputError(f"cannot read the plait config file {path}: permission denied") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"cannot read the plait config file {path}: {exc}") from None
     unknown_top = sorted(set(document) - {"current", "profiles"})
@@ -69,7 +74,7 @@ def read_profiles(path: Path, known: frozenset[str]) -> ProfileFile:
 
 def active_profile(environ: Mapping[str, str], known: frozenset[str]) -> tuple[str, dict[str, Any]]:
     """The name and settings of the profile in use (``("", {})`` when none)."""
-    profiles = read_profiles(config_path(environ), known)
+    profiles = read_profiles(config_path(environ), known, given=bool(environ.get("PLAIT_CONFIG")))
     name = environ.get("PLAIT_PROFILE") or profiles.current
     if not name:
         return "", {}

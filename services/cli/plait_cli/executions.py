@@ -1,15 +1,19 @@
-"""``plait executions list|show``: what the catalog knows about executions."""
+"""``plait executions list|show|follow``: what the catalog knows about executions, and following one live."""
 
 from __future__ import annotations
 
 import msgspec
+from rich.console import Console
 from rich.table import Table
 
+from plait.client import AsyncClient
 from plait.core.state import ExecutionStatus
 from plait.protocol.executions import ExecutionList
 from plait.settings import Settings
 from plait_cli.catalog_session import catalog_client, console, print_json, when
+from plait_cli.follow import follow_until_ended, report
 from plait_cli.progress import STATUS_STYLE
+from plait_cli.stack import nats_for_command, print_steps
 
 
 def _seconds(value: float | None) -> str:
@@ -75,3 +79,14 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
         )
     out.print(table)
     return 0
+
+
+async def follow_execution(settings: Settings, execution_id: str, as_json: bool) -> int:
+    """Attach the live view to an execution launched earlier (or elsewhere) until it ends; exit code 1 unless it
+    succeeded. Without a running stack, the embedded one is started, and the execution goes on in it."""
+    out, err = Console(), Console(stderr=True)
+    async with nats_for_command(settings, report=None if as_json else print_steps(err)) as nats_url:
+        async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
+            await client.records(execution_id)  # NotFound, naming it, rather than waiting for it to appear
+            final = await follow_until_ended(client, execution_id, err)
+    return report(final, as_json, out, err)

@@ -92,7 +92,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "action", nargs="?", choices=["rebuild"], help="rebuild: empty the catalog and replay the event log into it"
     )
 
-    executions = commands.add_parser("executions", help="list and show executions").add_subparsers(
+    executions = commands.add_parser("executions", help="list, show and follow executions").add_subparsers(
         dest="action", metavar="ACTION", required=True
     )
     listing = executions.add_parser("list", help="recent executions, newest first")
@@ -102,6 +102,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     show = executions.add_parser("show", help="one execution: status, timings, nodes, attempts, outputs")
     show.add_argument("execution_id", metavar="ID")
     show.add_argument("--json", action="store_true")
+    follow = executions.add_parser(
+        "follow",
+        help="the live view of an execution until it ends (after Ctrl-C, --no-follow, or from another terminal)",
+    )
+    follow.add_argument("execution_id", metavar="ID")
+    follow.add_argument("--json", action="store_true", help="print the result as JSON")
 
     replay = commands.add_parser(
         "replay",
@@ -173,7 +179,7 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) 
             settings,
             workflow,
             without_run_options(given),
-            follow=not options["no_follow"],
+            follow=not (options["detach"] or options["no_follow"]),
             as_json=options["json"],
             overwrite_cache=options["overwrite_cache"],
         )
@@ -237,6 +243,8 @@ def dispatch(argv: Sequence[str]) -> int:
 
     if args.action == "list":
         return anyio.run(executions.list_executions, settings, args.status, args.limit, args.json)
+    if args.action == "follow":
+        return anyio.run(executions.follow_execution, settings, args.execution_id, args.json)
     return anyio.run(executions.show_execution, settings, args.execution_id, args.json)
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
+from rich.columns import Columns
 from rich.console import Console, Group, RenderableType
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
 from plait.core.state import Execution, NodeState
 
 PER_NODE_LIMIT = 30
+MAP_BAR_WIDTH = 20
 
 STATUS_STYLE = {
     "waiting": "dim",
@@ -25,6 +28,8 @@ STATUS_STYLE = {
 
 
 def _seconds(node: NodeState, now: datetime) -> str:
+    if node.map_size > 0 and node.attempts:
+        return f"{_map_seconds(node, now):.2f}s"
     if not node.attempts or node.attempts[-1].started_at is None:
         return ""
     attempt = node.attempts[-1]
@@ -43,12 +48,27 @@ def _status(node: NodeState) -> Text:
     return Text(node.status, STATUS_STYLE[node.status])
 
 
-def _attempts(node: NodeState) -> str:
-    """The attempts of a node; of a map node, its items: finished/all, and how many failed."""
-    if node.map_size >= 0:
-        failed = f", {node.map_failed} failed" if node.map_failed else ""
-        return f"{node.map_finished:,}/{node.map_size:,} items{failed}"
-    return str(len(node.attempts) or "")
+def _map_seconds(node: NodeState, now: datetime) -> float:
+    """How long a map node has run: from its first item queued to its last item finished, or to now."""
+    first = node.attempts[0].queued_at
+    if node.status in ("succeeded", "failed"):
+        ends = [a.finished_at for a in node.attempts if a.finished_at is not None]
+        return (max(ends, default=first) - first).total_seconds()
+    return max((now - first).total_seconds(), 0.0)
+
+
+def _attempts(node: NodeState, now: datetime) -> RenderableType:
+    """The attempts of a node; of a map node, its items: a bar of finished/all, how many failed, and the rate."""
+    if node.map_size < 0:
+        return str(len(node.attempts) or "")
+    failed = f", {node.map_failed} failed" if node.map_failed else ""
+    counts = f"{node.map_finished:,}/{node.map_size:,} items{failed}"
+    if node.map_size == 0 or not node.attempts:
+        return counts
+    seconds = _map_seconds(node, now)
+    rate = f", {node.map_finished / seconds:,.1f}/s" if seconds > 0 and node.map_finished else ""
+    bar = ProgressBar(total=node.map_size, completed=node.map_finished, width=MAP_BAR_WIDTH)
+    return Columns([bar, Text(counts + rate)], padding=(0, 1))
 
 
 def render(state: Execution, now: datetime | None = None) -> RenderableType:
@@ -71,7 +91,7 @@ def render(state: Execution, now: datetime | None = None) -> RenderableType:
                 node.id,
                 node.task.rsplit(".", 1)[-1],
                 _status(node),
-                _attempts(node),
+                _attempts(node, now),
                 _seconds(node, now),
             )
     else:

@@ -17,7 +17,8 @@ class RunOption(NamedTuple):
 
 
 RUN_OPTIONS = (
-    RunOption("--no-follow", "no_follow", "print the execution id and return at once"),
+    RunOption("--detach", "detach", "print the execution id and how to follow it, and return at once"),
+    RunOption("--no-follow", "no_follow", "the same as --detach"),
     RunOption("--json", "json", "print the result as JSON"),
     RunOption(
         "--overwrite-cache",
@@ -50,7 +51,7 @@ def add_run_options(parser: Any, taken: frozenset[str] = frozenset(), *, help_ac
 
 
 def run_options(*namespaces: argparse.Namespace) -> dict[str, bool]:
-    """plait's options given in any of ``namespaces``: ``{"no_follow": ..., "json": ..., "help": ...}``
+    """plait's options given in any of ``namespaces``: ``{"detach": ..., "no_follow": ..., "json": ..., "help": ...}``
     (``help`` only as noted before the workflow)."""
     dests = [option.dest for option in RUN_OPTIONS] + ["help"]
     return {dest: any(getattr(namespace, _own(dest), False) for namespace in namespaces) for dest in dests}
