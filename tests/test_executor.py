@@ -190,6 +190,23 @@ async def test_a_worker_holding_old_code_is_replaced_by_one_that_loads_the_new(
     assert stale.error is not None and stale.error.error_type == CODE_VERSION_MISMATCH
 
 
+async def test_a_worker_that_imported_a_module_before_a_task_was_added_to_it_is_replaced(
+    changing_module: tuple[Path, str],
+) -> None:
+    path, name = changing_module
+    first = load_task(path, name, "1").spec
+    async with WorkerPool(1) as pool:
+        with anyio.fail_after(DEADLINE):
+            assert (await pool.run(first.target, {}, version=first.version)).outputs == {"result": 1}
+            (warm,) = pool.worker_pids
+            path.write_text(path.read_text() + "\n\n@task\ndef added() -> int:\n    return 3\n")
+            sys.modules.pop(name, None)
+            added = load_module(name, str(path)).added.spec
+            outcome = await pool.run(added.target, {}, version=added.version)
+        assert pool.worker_pids != [warm]
+    assert outcome.outputs == {"result": 3}, outcome.error
+
+
 ORPHAN_SCRIPT = """
 import sys
 import anyio

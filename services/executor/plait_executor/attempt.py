@@ -18,6 +18,8 @@ from plait.sdk.task import Task
 
 CODE_VERSION_MISMATCH = "CodeVersionMismatch"
 """``error_type`` of the system error raised when the loaded code is not the version the dispatch names."""
+TASK_NOT_LOADABLE = "TaskNotLoadable"
+"""``error_type`` of the system error raised when the task cannot be imported, or is not a task."""
 
 
 class AttemptOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,9 +79,9 @@ def _load(target: TaskTarget, version: str | None) -> Task[..., Any]:
         loaded = load_target(target)
         loaded_version = loaded.spec.version if isinstance(loaded, Task) else None
     except Exception as exc:
-        raise _AttemptFailed(system_error(f"cannot load task {where}: {exc}", "TaskNotLoadable", exc)) from exc
+        raise _AttemptFailed(system_error(f"cannot load task {where}: {exc}", TASK_NOT_LOADABLE, exc)) from exc
     if not isinstance(loaded, Task):
-        raise _AttemptFailed(system_error(f"{where} is {type(loaded).__name__}, not a @task", "TaskNotLoadable"))
+        raise _AttemptFailed(system_error(f"{where} is {type(loaded).__name__}, not a @task", TASK_NOT_LOADABLE))
     if version is not None and loaded_version != version:
         raise _AttemptFailed(
             system_error(

@@ -18,7 +18,7 @@ import anyio.to_thread
 
 from plait.core.events import TaskError
 from plait.core.model import TaskTarget
-from plait_executor.attempt import CODE_VERSION_MISMATCH, AttemptOutcome, system_error
+from plait_executor.attempt import CODE_VERSION_MISMATCH, TASK_NOT_LOADABLE, AttemptOutcome, system_error
 from plait_executor.worker import AttemptRequest, WorkerLost, WorkerProcess
 
 
@@ -87,8 +87,9 @@ class WorkerPool:
                 if on_start is not None:
                     on_start()
                 outcome = await self._run_in(worker, request, timeout_seconds, grace_seconds)
-                if _is_stale_code(outcome) and worker.attempts_run > 1:
-                    # This worker imported the module before its source changed; a fresh one reads it anew.
+                if _may_be_stale_code(outcome) and worker.attempts_run > 1:
+                    # This worker may have imported the module before its source changed (a new version, or a task
+                    # added since): a fresh one reads it anew.
                     worker = await self._replace(worker)
                     outcome = await self._run_in(worker, request, timeout_seconds, grace_seconds)
             finally:
@@ -125,5 +126,5 @@ def _start_workers(context: BaseContext, count: int) -> list[WorkerProcess]:
     return [WorkerProcess(context) for _ in range(count)]
 
 
-def _is_stale_code(outcome: AttemptOutcome) -> bool:
-    return outcome.error is not None and outcome.error.error_type == CODE_VERSION_MISMATCH
+def _may_be_stale_code(outcome: AttemptOutcome) -> bool:
+    return outcome.error is not None and outcome.error.error_type in (CODE_VERSION_MISMATCH, TASK_NOT_LOADABLE)
