@@ -87,3 +87,23 @@ def test_version() -> None:
 
     shown = plait(["--version"], {})
     assert (shown.returncode, shown.stdout) == (0, f"plait {__version__}\n")
+
+
+def test_the_bash_completion_script_completes_commands_and_actions(tmp_path: Path) -> None:
+    script = subprocess.run(
+        [sys.executable, "-m", "plait_cli.main", "completion", "bash"], capture_output=True, text=True, check=True
+    ).stdout
+    (tmp_path / "plait.bash").write_text(script)
+
+    def completions(line: str) -> list[str]:
+        words = line.split(" ")
+        shell = (
+            f"source {tmp_path / 'plait.bash'}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; "
+            f'COMP_LINE="{line}"; COMP_POINT={len(line)}; _shtab_plait; echo "${{COMPREPLY[@]}}"'
+        )
+        done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, check=True)
+        return done.stdout.split()
+
+    assert sorted(completions("plait exe")) == ["executions", "executor"]
+    assert completions("plait executions fo") == ["follow"]
+    assert "--detach" in completions("plait run --de")

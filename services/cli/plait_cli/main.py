@@ -148,6 +148,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     catalog_commands.add_parsers(commands)
     aside_commands.add_parsers(commands)
     config_commands.add_parsers(commands)
+    completion = commands.add_parser(
+        "completion",
+        help="print the shell completion script",
+        description="Print a completion script for SHELL: `plait completion bash > "
+        '~/.local/share/bash-completion/completions/plait`, or `eval "$(plait completion bash)"` in ~/.bashrc.',
+    )
+    completion.add_argument("shell", choices=["bash", "zsh", "tcsh"], metavar="SHELL", help="bash, zsh or tcsh")
     return parser, run
 
 
@@ -192,6 +199,11 @@ def dispatch(argv: Sequence[str]) -> int:
 
     parser, run_parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "completion":
+        import shtab
+
+        print(shtab.complete(parser, shell=args.shell))
+        return 0
     if args.command == "run":
         return _run_command(run_parser, args)
     if args.command in config_commands.COMMANDS:
