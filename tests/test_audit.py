@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -147,5 +148,12 @@ async def test_a_forged_decision_published_to_the_subject_is_found(history: Hist
     done = await plait_command_async(["audit", "verify", execution_id], history.env)
     assert done.returncode == 1
     assert f"record {len(records)} (sequence {ack.seq}): chain_broken" in done.stdout
+    as_json = await plait_command_async(["audit", "verify", execution_id, "--json"], history.env)
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert report["executions"] == 1
+    found = [(p["kind"], p["sequence"], p["execution_id"]) for p in report["problems"]]
+    assert ("chain_broken", ack.seq, execution_id) in found
+    assert len(found) == len(done.stdout.strip().splitlines())
     clean = await plait_command_async(["audit", "verify", history.ids["failed"]], history.env)
     assert clean.returncode == 0, clean.stdout + clean.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -208,11 +209,19 @@ async def test_cli_rebuild_prints_progress_and_rows(nats_url: str, database_url:
             cwd=REPO,
             env={**os.environ, "PLAIT_NATS_URL": nats_url},
         )
+        as_json = await anyio.run_process(
+            [sys.executable, "-m", "plait_cli.main", "catalog", "rebuild", "--json"],
+            cwd=REPO,
+            env={**os.environ, "PLAIT_NATS_URL": nats_url},
+        )
         tg.cancel_scope.cancel()
+    result = json.loads(as_json.stdout)
     out, err = cli.stdout.decode(), cli.stderr.decode()
     assert f"rebuilt the catalog from {last} messages (up to sequence {last})" in out
     assert "executions" in out and "lineage_edges" in out
     assert f"replayed 0 messages, up to sequence 0 of {last}" in err
+    assert (result["messages"], result["sequence"], result["replica"]) == (last, last, "cli")
+    assert result["rows"]["executions"] > 0
 
 
 class Backlog:

@@ -116,7 +116,12 @@ async def _verify_one(client: AsyncClient, execution_id: str, catalog: bool, end
 
 
 async def audit_verify(
-    settings: Settings, execution_id: str | None, everything: bool, catalog: bool, ended: bool = False
+    settings: Settings,
+    execution_id: str | None,
+    everything: bool,
+    catalog: bool,
+    ended: bool = False,
+    as_json: bool = False,
 ) -> int:
     """Check each execution's chain and invariants (``plait.invariants``), then its catalog row; 1 on any problem.
 
@@ -129,8 +134,12 @@ async def audit_verify(
             problems: list[Problem] = []
             for one in ids:
                 problems += await _verify_one(client, one, catalog, ended)
+    checked = "chains, invariants and catalog" if catalog else "chains and invariants"
+    if as_json:
+        report = {"executions": len(ids), "checked": checked, "problems": msgspec.to_builtins(problems)}
+        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+        return 1 if problems else 0
     for problem in problems:
         print(problem)
-    checked = "chains, invariants and catalog" if catalog else "chains and invariants"
     print(f"{len(ids)} executions, {len(problems)} problems ({checked} checked)", file=sys.stderr)
     return 1 if problems else 0

@@ -91,6 +91,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     catalog.add_argument(
         "action", nargs="?", choices=["rebuild"], help="rebuild: empty the catalog and replay the event log into it"
     )
+    catalog.add_argument("--json", action="store_true", help="rebuild: print the result as JSON")
 
     executions = commands.add_parser("executions", help="list, show and follow executions").add_subparsers(
         dest="action", metavar="ACTION", required=True
@@ -137,6 +138,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     verify.add_argument(
         "--ended", action="store_true", help="every execution must have ended (once the system has finished its work)"
     )
+    verify.add_argument("--json", action="store_true", help="print the executions checked and the problems as JSON")
 
     schema = commands.add_parser("schema", help="the wire format as JSON Schema").add_subparsers(
         dest="action", metavar="ACTION", required=True
@@ -219,7 +221,7 @@ def dispatch(argv: Sequence[str]) -> int:
         from plait_cli.rebuild import rebuild_catalog
 
         configure_logging(settings.log_format, "warning", file=settings.home_path / "logs" / "plait.log")
-        return anyio.run(rebuild_catalog, settings)
+        return anyio.run(rebuild_catalog, settings, args.json)
     if args.command in ("scheduler", "executor", "catalog", "dev"):
         from plait_cli import serve
 
@@ -250,7 +252,9 @@ def dispatch(argv: Sequence[str]) -> int:
 
         if args.command == "replay":
             return anyio.run(history.replay_execution, settings, args.execution_id, args.at, args.json, args.timeline)
-        return anyio.run(history.audit_verify, settings, args.execution_id, args.all, not args.no_catalog, args.ended)
+        return anyio.run(
+            history.audit_verify, settings, args.execution_id, args.all, not args.no_catalog, args.ended, args.json
+        )
     from plait_cli import executions
 
     if args.action == "list":

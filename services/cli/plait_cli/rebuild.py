@@ -100,13 +100,16 @@ def _show_progress(progress: RebuildProgress) -> None:
     )
 
 
-async def rebuild_catalog(settings: Settings) -> int:
+async def rebuild_catalog(settings: Settings, as_json: bool = False) -> int:
     async with nats_for_command(settings, services=("catalog",)) as nats_url:
         nc = await connect(nats_url, "plait-catalog-rebuild")
         try:
             result = await request_rebuild(nc, _show_progress, on_waiting=_show_waiting)
         finally:
             await nc.close()
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
+        return 0
     print(
         f"rebuilt the catalog from {result.messages} messages (up to sequence {result.sequence}) "
         f"in {result.seconds:.2f} s, by replica {result.replica}"
