@@ -138,7 +138,11 @@ class Client:
         self, execution_id: str, *, new_execution_id: str | None = None, launched_by: str = "", timeout: float = 30.0
     ) -> ExecutionHandle[Any]:
         launched = self._portal.call(
-            self._async.relaunch, execution_id, new_execution_id=new_execution_id, launched_by=launched_by, timeout=timeout
+            self._async.relaunch,
+            execution_id,
+            new_execution_id=new_execution_id,
+            launched_by=launched_by,
+            timeout=timeout,
         )
         return ExecutionHandle(launched, self._portal)
 
@@ -146,7 +150,11 @@ class Client:
         self, execution_id: str, *, new_execution_id: str | None = None, launched_by: str = "", timeout: float = 30.0
     ) -> ExecutionHandle[Any]:
         launched = self._portal.call(
-            self._async.recover, execution_id, new_execution_id=new_execution_id, launched_by=launched_by, timeout=timeout
+            self._async.recover,
+            execution_id,
+            new_execution_id=new_execution_id,
+            launched_by=launched_by,
+            timeout=timeout,
         )
         return ExecutionHandle(launched, self._portal)
 
