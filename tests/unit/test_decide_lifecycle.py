@@ -32,8 +32,11 @@ from plait.core.events import (
 )
 from plait.core.state import Execution
 from plait.errors import DefinitionError
+from plait.invariants import check_execution
+from plait.replay import timeline
 from tests import lifecycle_workflows
-from tests.helpers.launching import launched
+from tests.helpers.launching import launched, resolved_launch
+from tests.helpers.records import history
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 FLAG = "/nowhere/flag"
@@ -258,3 +261,64 @@ class TestRelaunchAndRecover:
         resolved = relaunch(original)
         unknown = ResolvedLaunch(command=resolved.command, workflow=original.workflow)
         assert decide_batch(None, [unknown], AT).rejections[0][1] == "execution e does not exist in tests/dev"
+
+
+class Story:
+    """An execution driven through the pure core, keeping each decision's events as a history to check."""
+
+    def __init__(self, first: ResolvedLaunch, execution_id: str = "e") -> None:
+        outcome = decide_batch(None, [first], AT)
+        assert outcome.state is not None
+        self.state, self.decisions, self.execution_id = outcome.state, [outcome.events], execution_id
+
+    def step(self, *commands: Any) -> list[Event]:
+        events = decided(self.state, *commands)
+        if events:
+            self.decisions.append(events)
+        return events
+
+    def problems(self) -> list[tuple[str, str]]:
+        return [(p.kind, p.message) for p in check_execution(history(self.execution_id, self.decisions), ended=True)]
+
+
+class TestInvariants:
+    def test_a_finish_execution_with_skipped_nodes_keeps_every_invariant(self) -> None:
+        story = Story(resolved_launch(lifecycle_workflows.branches.spec, {"x": 1, "flag": FLAG}))
+        roots = queued_of(story.decisions[0])
+        story.step(fail(roots["unless_flagged"]))
+        story.step(succeed(queued_of(story.step(succeed(roots["step-1"], {"result": 2})))["step-2"], {"result": 3}))
+        assert story.state.status == "failed" and story.problems() == []
+        details = [(t.event, t.detail) for t in timeline(history("e", story.decisions)) if t.event == "node_skipped.v1"]
+        assert details == [("node_skipped.v1", "node 'unless_flagged' failed")] * 2
+
+    def test_an_aborted_execution_with_its_stopped_attempt_keeps_every_invariant(self) -> None:
+        story = Story(resolved_launch(lifecycle_workflows.chain.spec, {"x": 1, "flag": FLAG}))
+        queued = queued_of(story.decisions[0])["step"]
+        story.step(abort())
+        story.step(
+            ReportAttemptStopped(
+                command_id="s", execution_id="e", node="step", attempt_id=queued.attempt_id, worker="w", reason="killed"
+            )
+        )
+        assert story.problems() == []
+        told = [(t.event, t.detail) for t in timeline(history("e", story.decisions))][-2:]
+        assert told == [("execution_aborted.v1", "enough (by ann@box)"), ("attempt_stopped.v1", "killed")]
+
+    def test_a_recovery_keeps_every_invariant(self) -> None:
+        story = Story(relaunch(failed_chain(), recover=True), "r")
+        queued = queued_of(story.decisions[0])["unless_flagged"]
+        story.step(succeed(queued_of(story.step(succeed(queued, {"result": 4}, "r")))["step-1"], {"result": 5}, "r"))
+        assert story.state.status == "succeeded" and story.problems() == []
+
+    def test_a_skip_without_a_failure_a_late_recovery_and_an_early_stop_are_reported(self) -> None:
+        first = resolved_launch(lifecycle_workflows.chain.spec, {"x": 1, "flag": FLAG})
+        launch_events = decide_batch(None, [first], AT).events
+        queued = queued_of(launch_events)["step"]
+        forged = [
+            launch_events,
+            [NodeSkipped(node="step-1", reason="?")],
+            [NodeRecovered(node="step", outputs={"result": 2}, source_execution="x")],
+            [AttemptStopped(node="step", attempt_id=queued.attempt_id, worker="w", reason="?")],
+        ]
+        kinds = [p.kind for p in check_execution(history("e", forged))]
+        assert kinds == ["skipped_wrongly", "recovered_late", "stopped_early"]
