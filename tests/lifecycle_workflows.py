@@ -53,3 +53,15 @@ def branches(x: int, flag: str) -> int:
 @workflow
 def lingers(directory: str, seconds: float) -> float:
     return lingering(directory=directory, seconds=seconds)
+
+
+@task
+def add_floats(a: float, b: float) -> float:
+    return a + b
+
+
+@workflow
+def lingers_twice(directory: str, seconds: float) -> float:
+    """Two lingering tasks side by side: an abort stops both."""
+    first = lingering(directory=directory, seconds=seconds)
+    return add_floats(a=first, b=lingering(directory=directory, seconds=seconds))

@@ -17,7 +17,7 @@ from plait.invariants import check_execution
 from plait.replay import replay, timeline
 from tests import lifecycle_workflows
 from tests.helpers.plait_command import plait_command_async
-from tests.helpers.reading import first_event
+from tests.helpers.reading import events_of
 from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
 
@@ -58,28 +58,33 @@ async def checked(client: AsyncClient, execution_id: str) -> list[str]:
     return [problem.message for problem in check_execution(records, ended=True, catalog_execution=shown)]
 
 
-async def test_an_abort_stops_the_running_attempt_and_the_log_and_catalog_say_who_and_how(
+async def test_an_abort_stops_the_running_attempts_and_the_log_and_catalog_say_who_and_how(
     client: AsyncClient, tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
     pids = tmp_path / "pids"
     pids.mkdir()
-    execution_id = (await client.launch(lifecycle_workflows.lingers, {"directory": str(pids), "seconds": 300.0})).id
-    started = await first_event(client, execution_id, AttemptStarted)
+    inputs = {"directory": str(pids), "seconds": 300.0}
+    execution_id = (await client.launch(lifecycle_workflows.lingers_twice, inputs)).id
+    started = await events_of(client, execution_id, AttemptStarted, 2)
     done = await plait_command_async(["executions", "abort", execution_id, "--reason", "not needed"], cli_env)
     assert done.returncode == 0, done.stderr
     assert f"aborted execution {execution_id}: not needed (by " in done.stderr
-    stopped = await first_event(client, execution_id, AttemptStopped)
-    assert (stopped.attempt_id, stopped.reason) == (started.attempt_id, "its worker process was killed")
+    stopped = await events_of(client, execution_id, AttemptStopped, 2)
+    assert sorted((s.attempt_id, s.reason) for s in stopped) == sorted(
+        (s.attempt_id, "its worker process was killed") for s in started
+    )
     assert await all_dead([int(name) for name in os.listdir(pids)])
     state = await final_state(client, execution_id)
     assert (state.status, state.abort_reason) == ("aborted", "not needed") and "@" in state.aborted_by
     assert await checked(client, execution_id) == []
     shown = await client.show_execution(execution_id)
     assert (shown.status, shown.aborted_by) == ("aborted", state.aborted_by)
-    assert [(a.status, a.stop_reason) for a in shown.nodes[0].attempts] == [("stopped", stopped.reason)]
+    attempts = [(a.status, a.stop_reason) for node in shown.nodes for a in node.attempts]
+    assert attempts == [("stopped", "its worker process was killed")] * 2
     story = [(t.event, t.detail) for t in timeline(await client.records(execution_id)) if t.detail]
     assert story == [
         ("execution_aborted.v1", f"not needed (by {state.aborted_by})"),
+        ("attempt_stopped.v1", "its worker process was killed"),
         ("attempt_stopped.v1", "its worker process was killed"),
     ]
     again = await plait_command_async(["executions", "abort", execution_id], cli_env)

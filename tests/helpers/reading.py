@@ -28,3 +28,16 @@ async def first_event(client: AsyncClient, execution_id: str, kind: type[E], tim
                 if isinstance(event, kind):
                     return event
     raise AssertionError(f"the log of {execution_id} ended")
+
+
+async def events_of(
+    client: AsyncClient, execution_id: str, kind: type[E], count: int, timeout: float = 60.0
+) -> list[E]:
+    """The first ``count`` events of ``kind`` in the execution's log, once they are appended (also after its end)."""
+    found: list[E] = []
+    with anyio.fail_after(timeout):
+        async for stored in client.events(execution_id, until_terminal=False):
+            found += [event for event in stored.decision.events if isinstance(event, kind)]
+            if len(found) >= count:
+                return found[:count]
+    raise AssertionError(f"the log of {execution_id} ended")

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from plait import workflow
+from plait import codec, workflow
 from plait.core.commands import (
     AbortExecution,
     LaunchExecution,
@@ -322,3 +322,12 @@ class TestInvariants:
         ]
         kinds = [p.kind for p in check_execution(history("e", forged))]
         assert kinds == ["skipped_wrongly", "recovered_late", "stopped_early"]
+
+
+def test_a_decision_that_records_a_stopped_attempt_shows_its_execution_ended() -> None:
+    """Executors read an execution's last decision to know it ended: after an abort, it may record a stop."""
+    stopped = AttemptStopped(node="step", attempt_id="e/step/1", worker="w", reason="killed")
+    [record] = history("e", [[stopped]])
+    assert codec.ends_execution(record.data)
+    [other] = history("e", [[NodeSkipped(node="step", reason="?")]])
+    assert not codec.ends_execution(other.data)
