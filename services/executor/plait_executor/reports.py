@@ -73,11 +73,8 @@ async def report_result(
         await publish_until_stored(js, result_command(dispatch, worker, too_large), dispatch, log)
 
 
-async def report_stopped(
-    js: JetStreamContext, dispatch: Dispatch, worker: str, how: str, log: FilteringBoundLogger
-) -> None:
-    """Store that this executor stopped the attempt because its execution ended, and ``how``: the log records it."""
-    command = ReportAttemptStopped(
+def stopped_command(dispatch: Dispatch, worker: str, how: str) -> ReportAttemptStopped:
+    return ReportAttemptStopped(
         command_id=f"{dispatch.attempt_id}:stopped",
         execution_id=dispatch.execution_id,
         node=dispatch.node,
@@ -85,7 +82,13 @@ async def report_stopped(
         worker=worker,
         reason=how,
     )
-    await publish_until_stored(js, command, dispatch, log)
+
+
+async def report_stopped(
+    js: JetStreamContext, dispatch: Dispatch, worker: str, how: str, log: FilteringBoundLogger
+) -> None:
+    """Store that this executor stopped the attempt because its execution ended, and ``how``: the log records it."""
+    await publish_until_stored(js, stopped_command(dispatch, worker, how), dispatch, log)
 
 
 async def publish_until_stored(
