@@ -30,6 +30,7 @@ from plait.core.events import (
     NodeSkipped,
     TaskError,
 )
+from plait.core.model import LaunchPlanSpec
 from plait.core.state import Execution
 from plait.errors import DefinitionError
 from plait.invariants import check_execution
@@ -331,3 +332,23 @@ def test_a_decision_that_records_a_stopped_attempt_shows_its_execution_ended() -
     assert codec.ends_execution(record.data)
     [other] = history("e", [[NodeSkipped(node="step", reason="?")]])
     assert not codec.ends_execution(other.data)
+
+
+def test_a_relaunch_of_a_launch_through_a_plan_keeps_the_plan_and_its_resolved_inputs() -> None:
+    spec = lifecycle_workflows.chain.spec
+    plan = LaunchPlanSpec(
+        name="nightly",
+        version="v1",
+        workflow=spec.name,
+        workflow_version=spec.version,
+        default_inputs={"x": 7},
+        fixed_inputs={"flag": FLAG},
+    )
+    command = LaunchExecution(
+        command_id="launch:e", execution_id="e", project="tests", domain="dev", launch_plan="nightly"
+    )
+    original = decide_batch(None, [ResolvedLaunch(command=command, workflow=spec, launch_plan=plan)], AT).state
+    assert original is not None and original.launch_plan == "nightly@v1"
+    launch = decided(None, relaunch(original))[0]
+    assert isinstance(launch, ExecutionLaunched)
+    assert (launch.launch_plan, launch.inputs, launch.relaunch_of) == ("nightly@v1", {"x": 7, "flag": FLAG}, "e")
