@@ -183,8 +183,9 @@ class TestFailurePolicy:
         roots = queued_of(events)
         step_2 = queued_of(decided(state, succeed(roots["step-1"], {"result": 2})))["step-2"]
         decided(state, succeed(step_2, {"result": 3}))
-        *_, failed = decided(state, fail(roots["unless_flagged"]))
-        assert isinstance(failed, ExecutionFailed) and state.status == "failed"
+        outcome = decide_batch(state, [fail(roots["unless_flagged"])], AT)
+        assert isinstance(outcome.events[-1], ExecutionFailed) and state.status == "failed"
+        assert outcome.command_ids == [fail(roots["unless_flagged"]).command_id], "one command, named once"
 
 
 def relaunch(original: Execution, execution_id: str = "r", *, recover: bool = False, **fields: Any) -> ResolvedLaunch:

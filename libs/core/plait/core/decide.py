@@ -595,14 +595,20 @@ def decide_batch(state: Execution | None, commands: Sequence[Command | ResolvedL
             events = [
                 CommandRejected(command_id=command_id, command_type=command_type_of(command), reason=rejected.reason)
             ]
-        _record(outcome, contain_failure(outcome.state, list(events)), at, command_id)
-        _record(outcome, failed_when_idle(outcome.state), at, command_id)
+        contained = contain_failure(outcome.state, list(events))
+        _record(outcome, contained, at, command_id)
+        if contained:  # with failure_policy="finish", the execution fails once nothing can run any more
+            _apply(outcome, failed_when_idle(outcome.state), at, command_id)
     return outcome
 
 
 def _record(outcome: Outcome, events: list[Event], at: datetime, command_id: str) -> None:
     if events:
         outcome.command_ids.append(command_id)
+    _apply(outcome, events, at, command_id)
+
+
+def _apply(outcome: Outcome, events: list[Event], at: datetime, command_id: str) -> None:
     for event in events:
         outcome.state = apply_event(outcome.state, event, at, command_id)
         outcome.events.append(event)

@@ -255,7 +255,7 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
             node.status, node.skipped = "skipped", reason
         case NodeRecovered(node=node_id, outputs=outputs, source_execution=source):
             node = state.nodes[node_id]
-            node.status, node.outputs, node.inputs, node.recovered_from = "recovered", outputs, None, source
+            node.status, node.outputs, node.recovered_from = "recovered", outputs, source
             state.node_outputs[node_id] = outputs
             for child in node.downstream:
                 state.nodes[child].waiting_on -= 1
