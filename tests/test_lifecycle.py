@@ -3,23 +3,24 @@ by the executor, projected by the catalog, and told by the CLI."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
 import pytest
 
+from plait.adapters.commands import publish_command
 from plait.client import AsyncClient
-from plait.core.events import AttemptStarted, AttemptStopped
+from plait.core.commands import ReportAttemptResult, ReportAttemptStopped
+from plait.core.events import AttemptStarted, AttemptStopped, CommandRejected
 from plait.errors import InputError
 from plait.invariants import check_execution
 from plait.replay import replay, timeline
 from tests import lifecycle_workflows
 from tests.helpers.plait_command import plait_command_async
-from tests.helpers.reading import events_of
+from tests.helpers.reading import events_of, first_event
 from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
+from tests.helpers.task_processes import killed
 
 DEADLINE = 60.0
 
@@ -35,20 +36,24 @@ def cli_env(nats_url: str, database_url: str, tmp_path: Path) -> dict[str, str]:
     return {"PLAIT_NATS_URL": nats_url, "PLAIT_DATABASE_URL": database_url, "PLAIT_HOME": str(tmp_path / "home")}
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-async def all_dead(pids: list[int]) -> bool:
-    with anyio.fail_after(DEADLINE):
-        while True:
-            if not any(alive(pid) for pid in pids):
-                return True
-            await anyio.sleep(0.05)
+async def result_after_the_end(client: AsyncClient, execution_id: str, started: AttemptStarted) -> None:
+    """Send a result of ``started`` as if it had been in flight, and wait until it was decided: a stop naming no
+    attempt sent after it is decided after it (one execution's commands are decided in order) and is recorded."""
+    late = ReportAttemptResult(
+        command_id=f"{started.attempt_id}:late",
+        execution_id=execution_id,
+        node=started.node,
+        attempt_id=started.attempt_id,
+        worker="late",
+        outputs={"result": 1.0},
+    )
+    bogus = ReportAttemptStopped(
+        command_id="bogus-stop", execution_id=execution_id, node=started.node, attempt_id="none", worker="", reason=""
+    )
+    for command in (late, bogus):
+        await publish_command(client.js, command, client.project, client.domain)
+    rejected = await first_event(client, execution_id, CommandRejected)
+    assert rejected.command_id == "bogus-stop"
 
 
 async def checked(client: AsyncClient, execution_id: str) -> list[str]:
@@ -73,7 +78,7 @@ async def test_an_abort_stops_the_running_attempts_and_the_log_and_catalog_say_w
     assert sorted((s.attempt_id, s.reason) for s in stopped) == sorted(
         (s.attempt_id, "its worker process was killed") for s in started
     )
-    assert await all_dead([int(name) for name in os.listdir(pids)])
+    assert len(await killed(pids)) == 2
     state = await final_state(client, execution_id)
     assert (state.status, state.abort_reason) == ("aborted", "not needed") and "@" in state.aborted_by
     assert await checked(client, execution_id) == []
@@ -87,6 +92,9 @@ async def test_an_abort_stops_the_running_attempts_and_the_log_and_catalog_say_w
         ("attempt_stopped.v1", "its worker process was killed"),
         ("attempt_stopped.v1", "its worker process was killed"),
     ]
+    await result_after_the_end(client, execution_id, started[0])
+    assert (await client.show_execution(execution_id)).status == "aborted"
+    assert (await final_state(client, execution_id)).status == "aborted"
     again = await plait_command_async(["executions", "abort", execution_id], cli_env)
     assert (again.returncode, again.stderr.strip()) == (
         0,

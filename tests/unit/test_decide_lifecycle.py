@@ -47,7 +47,7 @@ def decided(state: Execution | None, *commands: Any) -> list[Event]:
     return list(decide_batch(state, list(commands), AT).events)
 
 
-def succeed(queued: Event, outputs: dict[str, Any], execution_id: str = "e") -> ReportAttemptResult:
+def report(queued: Event, execution_id: str, **outcome: Any) -> ReportAttemptResult:
     assert isinstance(queued, NodeQueued)
     return ReportAttemptResult(
         command_id=f"{queued.attempt_id}:result",
@@ -55,20 +55,16 @@ def succeed(queued: Event, outputs: dict[str, Any], execution_id: str = "e") -> 
         node=queued.node,
         attempt_id=queued.attempt_id,
         worker="w1",
-        outputs=outputs,
+        **outcome,
     )
+
+
+def succeed(queued: Event, outputs: dict[str, Any], execution_id: str = "e") -> ReportAttemptResult:
+    return report(queued, execution_id, outputs=outputs)
 
 
 def fail(queued: Event, execution_id: str = "e") -> ReportAttemptResult:
-    assert isinstance(queued, NodeQueued)
-    return ReportAttemptResult(
-        command_id=f"{queued.attempt_id}:result",
-        execution_id=execution_id,
-        node=queued.node,
-        attempt_id=queued.attempt_id,
-        worker="w1",
-        error=TaskError(kind="user", message="flag is set"),
-    )
+    return report(queued, execution_id, error=TaskError(kind="user", message="flag is set"))
 
 
 def abort(execution_id: str = "e") -> AbortExecution:
