@@ -172,7 +172,8 @@ async def test_a_recovery_reruns_only_what_failed_and_a_relaunch_runs_everything
 
     shown = await client.show_execution(original)
     assert shown.relaunched_as == [recovered, relaunched]
-    assert (await client.show_execution(recovered)).recovered_from == original
+    recovered_row = await client.show_execution(recovered)
+    assert (recovered_row.recovered_from, recovered_row.nodes_succeeded) == (original, 3), "recovered nodes count"
     listed = await plait_command_async(["executions", "show", recovered], cli_env)
     assert f"recovered from: {original}" in listed.stdout
     assert f"from {original}" in listed.stdout

@@ -26,7 +26,7 @@ SELECT e.execution_id, e.project, e.domain, e.workflow_name AS workflow, e.workf
 FROM {executions} AS e
 CROSS JOIN LATERAL (
     SELECT count(*) AS nodes_total,
-           count(*) FILTER (WHERE n.status = 'succeeded') AS nodes_succeeded,
+           count(*) FILTER (WHERE n.status IN ('succeeded', 'recovered')) AS nodes_succeeded,
            count(*) FILTER (WHERE n.status = 'failed') AS nodes_failed,
            count(*) FILTER (WHERE n.status = 'running') AS nodes_running
     FROM node_executions AS n
