@@ -349,3 +349,10 @@ def test_a_relaunch_of_a_launch_through_a_plan_keeps_the_plan_and_its_resolved_i
     launch = decided(None, relaunch(original))[0]
     assert isinstance(launch, ExecutionLaunched)
     assert (launch.launch_plan, launch.inputs, launch.relaunch_of) == ("nightly@v1", {"x": 7, "flag": FLAG}, "e")
+
+
+def test_a_recovery_that_names_no_execution_is_refused() -> None:
+    command = LaunchExecution(command_id="launch:r", execution_id="r", project="tests", domain="dev", recover=True)
+    resolved = ResolvedLaunch(command=command, workflow=lifecycle_workflows.chain.spec)
+    [(_, reason)] = decide_batch(None, [resolved], AT).rejections
+    assert reason == "a recovery names the execution it recovers (relaunch_of)"

@@ -161,7 +161,7 @@ def _launch(
     command: LaunchExecution, workflow: WorkflowSpec, plan: LaunchPlanSpec | None, original: Execution | None = None
 ) -> list[Event]:
     owner = f"workflow '{workflow.name}'"
-    if command.relaunch_of:
+    if command.relaunch_of or command.recover:
         if (problem := relaunch_problem(command, original)) is not None:
             raise Rejected(problem)
         assert original is not None

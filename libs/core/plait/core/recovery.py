@@ -13,6 +13,8 @@ REUSABLE_NODE_STATUSES = ("succeeded", "recovered")
 def relaunch_problem(command: LaunchExecution, original: Execution | None) -> str | None:
     """Why ``command`` cannot relaunch (or recover) ``original``; None when it can."""
     source = command.relaunch_of
+    if not source:
+        return "a recovery names the execution it recovers (relaunch_of)"
     if original is None or original.execution_id != source:
         return f"execution {source} does not exist in {command.project}/{command.domain}"
     if command.inputs:
