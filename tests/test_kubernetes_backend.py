@@ -14,6 +14,7 @@ import pytest
 
 from plait.client import AsyncClient
 from plait.core.dispatch import Dispatch
+from plait.core.events import AttemptStopped
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_executor.backend import AttemptBackend
@@ -23,6 +24,7 @@ from plait_scheduler import SchedulerService
 from tests import kubernetes_workflows
 from tests.helpers.kube_api import KubernetesApiStandIn, PodHandle
 from tests.helpers.kube_api.kubelet import LocalKubelet
+from tests.helpers.reading import first_event
 from tests.helpers.running import Running, running
 from tests.helpers.states import final_state
 
@@ -178,6 +180,34 @@ async def test_a_restarted_executor_adopts_the_running_job(cluster: Cluster) -> 
     assert len(cluster.api.store.ever("jobs", NAMESPACE)) == 1 and len(ran) == 1
     first_backend, second_backend = cluster.backends
     assert (first_backend.created, second_backend.created, second_backend.adopted) == (1, 0, 1)
+
+
+async def test_an_abort_deletes_the_running_job_and_its_pods_and_the_log_records_it(cluster: Cluster) -> None:
+    container_ended: list[int | None] = []
+    pod_gone = anyio.Event()
+
+    async def forever(pod: PodHandle) -> int:
+        await anyio.sleep_forever()
+        return 0
+
+    async def held(pod: PodHandle) -> None:
+        container_ended.append(await pod.run(forever))
+        pod_gone.set()
+
+    cluster.kubelet.take(node_is("slow"), held)
+    async with running(cluster.executor("k8s-executor").run), client_of(cluster) as client:
+        handle = await client.launch(kubernetes_workflows.one_slow, {"x": 1})
+        job = await cluster.job_of("slow")
+        await cluster.api.wait_for_pods(NAMESPACE, job["metadata"]["name"])
+        await client.abort(handle.id, "not needed", aborted_by="ann@test")
+        stopped = await first_event(client, handle.id, AttemptStopped, DEADLINE)
+        with anyio.fail_after(DEADLINE):
+            await pod_gone.wait()
+    assert stopped.reason == f"its Kubernetes Job {job['metadata']['name']} was deleted"
+    assert container_ended == [None], "its pod was deleted while it ran"
+    assert cluster.jobs() == []
+    # deleted in the background with its Job, not orphaned
+    assert list(cluster.api.store.list("pods", NAMESPACE, _everything())) == []
 
 
 async def test_a_lost_pod_is_reported_through_a_dropped_watch_and_410(cluster: Cluster) -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
 import pytest
 
 from plait.client import AsyncClient
@@ -15,6 +13,7 @@ from plait.replay import timeline
 from tests import timeout_workflows
 from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
+from tests.helpers.task_processes import alive, killed
 
 DEADLINE = 60.0
 
@@ -23,24 +22,6 @@ DEADLINE = 60.0
 async def client(nats_url: str, database_url: str) -> AsyncIterator[AsyncClient]:
     async with services_and_client(nats_url, database_url) as plait_client:
         yield plait_client
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-async def killed(directory: Path) -> list[int]:
-    """The process ids the tasks left in ``directory``, once none of them is alive."""
-    pids = [int(name) for name in os.listdir(directory)]
-    with anyio.fail_after(DEADLINE):
-        while True:
-            if not any(alive(pid) for pid in pids):
-                return pids
-            await anyio.sleep(0.05)
 
 
 async def test_an_attempt_past_its_timeout_is_killed_retried_and_then_fails_with_the_reason(

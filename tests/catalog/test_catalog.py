@@ -103,6 +103,9 @@ async def test_projection_gives_the_expected_rows(log: EventLog, pg: asyncpg.Con
         "finished_at": log.at(5),
         "last_sequence": log.states["ok"].last_sequence,
         "overwrite_cache": False,
+        "aborted_by": "",
+        "relaunch_of": "",
+        "recovered_from": "",
     }
     failed = executions["retry"]
     assert (failed["status"], failed["failed_node"], failed["finished_at"]) == ("failed", "double", log.at(10))
@@ -342,6 +345,7 @@ async def test_list_and_show_over_nats(nats_url: str, database_url: str, nc: NAT
                     "error_type": "ValueError",
                     "traceback": "",
                 },
+                "stop_reason": "",
             }
             for attempt in (1, 2)
         ]

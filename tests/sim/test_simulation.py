@@ -84,3 +84,15 @@ def test_the_timeouts_profile_times_out_attempts_and_executions_and_kills_them()
     assert reasons["timed out after 5 s"] > 0, reasons
     assert reasons["execution: workflow timed out after 8 s"] > 0, reasons
     assert killed > 0
+
+
+def test_the_finish_and_aborts_profile_skips_nodes_and_records_stopped_attempts() -> None:
+    seen: Counter[str] = Counter()
+    for seed in range(100):
+        for records in simulate(seed, "finish_and_aborts").log.by_subject.values():
+            state = replay(records)
+            seen.update(node.status for node in state.nodes.values())
+            seen.update(f"attempt {a.status}" for node in state.nodes.values() for a in node.attempts)
+            seen[f"execution {state.status}"] += 1
+    assert seen["skipped"] > 0 and seen["attempt stopped"] > 0, seen
+    assert seen["execution aborted"] > 0 and seen["execution failed"] > 0, seen

@@ -52,3 +52,19 @@ def timed(x: int = 1) -> int:
 def bounded(x: int = 1) -> int:
     """An execution that may run past its workflow's timeout: failed, and its running attempts killed."""
     return slow(x=slow(x=x))
+
+
+@task
+def part(x: int) -> int:
+    return x + 1
+
+
+@task
+def joined(a: int, b: int) -> int:
+    return a + b
+
+
+@workflow(failure_policy="finish")
+def finishing(x: int = 1) -> int:
+    """Two branches joined: with ``finish``, a failed node skips what depends on it and the other branch goes on."""
+    return joined(a=part(x=part(x=x)), b=part(x=part(x=x)))

@@ -52,7 +52,7 @@ from plait.protocol import subjects
 from plait.replay import Record, replay
 from plait.sdk import Workflow
 from plait_executor.attempt import AttemptOutcome, run_attempt
-from plait_executor.reports import result_command, started_command
+from plait_executor.reports import result_command, started_command, stopped_command
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from plait_scheduler.service import MAX_DELIVERIES
@@ -123,6 +123,11 @@ PROFILES = {
     "timeouts": Profile(
         Faults(hang=0.4),
         shapes=((sim_workflows.timed, {"x": 1}), (sim_workflows.bounded, {"x": 1}), (workflows.chain, {"start": 0})),
+    ),
+    # failure_policy="finish" under user errors, and aborts of executions whose attempts hang (stopped, recorded)
+    "finish_and_aborts": Profile(
+        Faults(abort=0.05, hang=0.4),
+        shapes=((sim_workflows.finishing, {"x": 1}), (sim_workflows.timed, {"x": 1}), (definitions.diamond, {"x": 1})),
     ),
 }
 
@@ -467,6 +472,8 @@ class World:
             attempt = state.nodes[dispatch.node].find_attempt(dispatch.attempt_id)
             if state.terminal or attempt is None or attempt.status in ("succeeded", "failed"):
                 self.hanging.remove(message)
+                if state.terminal:
+                    self.send(stopped_command(dispatch, "sim-executor", "killed"))
                 self.dispatches.ack(message)
                 self.counts["attempts_killed"] += 1
 

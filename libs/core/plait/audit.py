@@ -39,6 +39,9 @@ ProblemKind = Literal[
     "unknown_attempt",
     "unknown_node",
     "queued_early",
+    "skipped_wrongly",
+    "recovered_late",
+    "stopped_early",
 ]
 
 

@@ -10,7 +10,7 @@ import msgspec
 
 from plait.core.commands import Command
 from plait.core.dispatch import Dispatch
-from plait.core.events import TERMINAL_EVENTS, AttemptFailed, Decision
+from plait.core.events import TERMINAL_EVENTS, AttemptFailed, AttemptStopped, Decision
 from plait.core.model import TaskSpec, WorkflowSpec
 from plait.core.shared_values import restore_shared
 from plait.core.upcast import UPCASTERS, Upcaster, upcast_decision
@@ -89,9 +89,14 @@ _kinds_decoder = msgspec.json.Decoder(_DecisionKinds)
 _TERMINAL_TAGS = frozenset(str(event.__struct_config__.tag) for event in TERMINAL_EVENTS)
 
 
+_AFTER_END_TAGS = _TERMINAL_TAGS | {str(AttemptStopped.__struct_config__.tag)}  # decided only once it has ended
+
+
 def ends_execution(data: bytes) -> bool:
-    """Whether a stored decision holds a terminal event: only the events' kinds are read, not their contents."""
-    return any(event.type in _TERMINAL_TAGS for event in _kinds_decoder.decode(data).events)
+    """Whether a stored decision shows its execution ended: it holds a terminal event, or an event decided only
+    after the end (an attempt stopped: the last decision of an aborted execution may be one). Only the events'
+    kinds are read, not their contents."""
+    return any(event.type in _AFTER_END_TAGS for event in _kinds_decoder.decode(data).events)
 
 
 _ATTEMPT_FAILED_TAG = str(AttemptFailed.__struct_config__.tag)

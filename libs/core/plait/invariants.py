@@ -11,6 +11,9 @@
 - an event names an attempt that was never queued, or ends an attempt that already ended, or names a node the
   workflow does not have;
 - a node is queued, looked up or started (a map) before every node it reads from has succeeded;
+- a node is skipped though no node it depends on failed; a node is recovered after the launch decision, or in an
+  execution that recovers none; an attempt is recorded stopped before the execution ended (``attempt_stopped.v1``
+  is the one event besides ``command_rejected.v1`` that may follow the end);
 - with ``ended``: the execution has not ended (checked once a run is over and every execution should have);
 - with ``catalog_execution``: the catalog's row differs from a fresh replay (``plait.audit.verify_catalog``).
 
@@ -31,6 +34,7 @@ from plait.core.events import (
     TERMINAL_EVENTS,
     AttemptFailed,
     AttemptStarted,
+    AttemptStopped,
     CommandRejected,
     Event,
     ExecutionLaunched,
@@ -43,6 +47,8 @@ from plait.core.events import (
     NodeCacheWaiting,
     NodeFailed,
     NodeQueued,
+    NodeRecovered,
+    NodeSkipped,
     NodeSucceeded,
     RetryScheduled,
 )
@@ -51,7 +57,7 @@ from plait.core.state import launch
 from plait.protocol.executions import ExecutionDetail
 from plait.replay import Record, replay
 
-NODE_ENDS = (NodeSucceeded, NodeCacheHit, NodeFailed)
+NODE_ENDS = (NodeSucceeded, NodeCacheHit, NodeFailed, NodeSkipped, NodeRecovered)
 ITEM_ENDS = (MapItemSucceeded, MapItemFailed)
 NodeEvent = (
     NodeQueued
@@ -66,6 +72,8 @@ NodeEvent = (
     | AttemptFailed
     | NodeSucceeded
     | NodeFailed
+    | NodeSkipped
+    | NodeRecovered
 )
 
 
@@ -85,6 +93,8 @@ class _Walk:
         self.ended_attempts: set[str] = set()
         self.looked_up: set[str] = set()
         self.maps_started: set[str] = set()
+        self.failed: set[str] = set()
+        self.recovering = False  # launched to recover another execution
         self.record = Record(sequence=0, subject="", data=b"")
         self.index = 0
 
@@ -100,12 +110,16 @@ class _Walk:
         )
 
     def event(self, event: Event) -> None:
+        if isinstance(event, AttemptStopped):
+            self._stopped(event)
+            return
         if self.ended and not isinstance(event, CommandRejected):
             self.report("after_end", f"{_name(event)} after the execution ended")
             return
         if isinstance(event, ExecutionLaunched):
             if self.upstream is None:
                 self.upstream = {node.id: node.upstream for node in launch(event, _EPOCH).nodes.values()}
+                self.recovering = bool(event.recovered_from)
             return
         if isinstance(event, TERMINAL_EVENTS):
             if isinstance(event, ExecutionSucceeded):
@@ -151,7 +165,35 @@ class _Walk:
                     self.report("unknown_attempt", f"node '{node}' hit the cache without looking it up")
                 self._node_ends(node, succeeded=True)
             case NodeFailed():
+                self.failed.add(node)
                 self._node_ends(node, succeeded=False)
+            case NodeSkipped():
+                if not self._depends_on_failed(node):
+                    self.report("skipped_wrongly", f"node '{node}' skipped, but no node it depends on failed")
+                self._node_ends(node, succeeded=False)
+            case NodeRecovered():
+                if not self.recovering or self.index != 0:
+                    self.report("recovered_late", f"node '{node}' recovered outside a recovery's launch decision")
+                self._ready(node, event)
+                self._node_ends(node, succeeded=True)
+
+    def _depends_on_failed(self, node: str) -> bool:
+        assert self.upstream is not None
+        parents, seen = list(self.upstream[node]), set()
+        while parents:
+            parent = parents.pop()
+            if parent in self.failed:
+                return True
+            if parent not in seen:
+                seen.add(parent)
+                parents.extend(self.upstream.get(parent, ()))
+        return False
+
+    def _stopped(self, event: AttemptStopped) -> None:
+        if not self.ended:
+            self.report("stopped_early", f"attempt '{event.attempt_id}' recorded stopped before the execution ended")
+        elif self._known_attempt(event.node, event.attempt_id, event):
+            self.ended_attempts.add(event.attempt_id)
 
     def _ready(self, node: str, event: Event) -> None:
         assert self.upstream is not None

@@ -16,7 +16,17 @@ from typing import Any
 import msgspec
 
 from plait import codec
-from plait.core.events import AttemptFailed, Decision, Event, TaskError
+from plait.core.events import (
+    AttemptFailed,
+    AttemptStopped,
+    Decision,
+    Event,
+    ExecutionAborted,
+    ExecutionLaunched,
+    NodeRecovered,
+    NodeSkipped,
+    TaskError,
+)
 from plait.core.state import Execution, apply_decision
 from plait.errors import NotFound, PlaitError
 
@@ -111,9 +121,28 @@ def _event_fields(event: Event) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if isinstance(value, str)} | {"detail": _detail(event)}
 
 
+def _lifecycle_detail(event: Event) -> str | None:
+    """Why an execution was aborted and by whom, a node skipped or recovered, an attempt stopped; where a launch
+    came from (a relaunch or recovery). None for other events."""
+    match event:
+        case ExecutionAborted(reason=reason, aborted_by=by):
+            return f"{reason} (by {by})" if by else reason
+        case NodeSkipped(reason=reason) | AttemptStopped(reason=reason):
+            return reason
+        case NodeRecovered(source_execution=source):
+            return f"outputs of execution {source}"
+        case ExecutionLaunched(relaunch_of=relaunched) if relaunched:
+            return f"relaunch of {relaunched}"
+        case ExecutionLaunched(recovered_from=recovered) if recovered:
+            return f"recovery of {recovered}"
+    return None
+
+
 def _detail(event: Event) -> str:
     """A failure's message, and for a failed attempt the retries its budget has left (e.g. "timed out after 5 s;
     retries: 1 left")."""
+    if (lifecycle := _lifecycle_detail(event)) is not None:
+        return lifecycle
     error = getattr(event, "error", None)
     if not isinstance(error, TaskError):
         return ""

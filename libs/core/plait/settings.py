@@ -45,6 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kubernetes_image: str = ""  # the image of tasks that name none (a Kubernetes executor needs it)
     kubernetes_context: str = ""  # the kubeconfig context; empty: the current one, or the in-cluster config
     background_niceness: int = 10  # the embedded catalog's and PostgreSQL's: projecting yields the CPU to scheduling
+    principal: str = ""  # who the CLI says aborts or relaunches (empty: user@host)
 
     def __post_init__(self) -> None:
         if self.nats_url is not None:
@@ -118,6 +119,7 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "kubernetes_namespace": "PLAIT_KUBERNETES_NAMESPACE",
     "kubernetes_image": "PLAIT_KUBERNETES_IMAGE",
     "kubernetes_context": "PLAIT_KUBERNETES_CONTEXT",
+    "principal": "PLAIT_PRINCIPAL",
 }
 
 

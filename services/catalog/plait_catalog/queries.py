@@ -26,7 +26,7 @@ SELECT e.execution_id, e.project, e.domain, e.workflow_name AS workflow, e.workf
 FROM {executions} AS e
 CROSS JOIN LATERAL (
     SELECT count(*) AS nodes_total,
-           count(*) FILTER (WHERE n.status = 'succeeded') AS nodes_succeeded,
+           count(*) FILTER (WHERE n.status IN ('succeeded', 'recovered')) AS nodes_succeeded,
            count(*) FILTER (WHERE n.status = 'failed') AS nodes_failed,
            count(*) FILTER (WHERE n.status = 'running') AS nodes_running
     FROM node_executions AS n
@@ -38,7 +38,11 @@ _NEWEST_FIRST = "ORDER BY launched_at DESC, execution_id DESC"
 
 _SHOW = (
     _SUMMARY.format(
-        detail=", e.inputs, e.outputs, e.error, e.failed_node, e.abort_reason, e.launched_by, e.last_sequence",
+        detail=", e.inputs, e.outputs, e.error, e.failed_node, e.abort_reason, e.launched_by, e.last_sequence"
+        ", e.aborted_by, e.relaunch_of, e.recovered_from, ARRAY("
+        "SELECT x.execution_id FROM executions AS x WHERE x.project = e.project AND x.domain = e.domain"
+        " AND e.execution_id IN (x.relaunch_of, x.recovered_from) ORDER BY x.launched_at, x.execution_id"
+        ") AS relaunched_as",
         executions="executions",
     )
     + "WHERE e.project = $1 AND e.domain = $2 AND e.execution_id = $3"
@@ -46,12 +50,13 @@ _SHOW = (
 
 _NODES = """
 SELECT node_id AS node, task_name AS task, task_version AS version, status, queued_at, started_at, finished_at,
-       inputs, outputs, error
+       inputs, outputs, error, recovered_from, skip_reason
 FROM node_executions WHERE project = $1 AND domain = $2 AND execution_id = $3 ORDER BY position
 """
 
 _ATTEMPTS = """
-SELECT node_id, attempt_id, attempt, status, worker, queued_at, started_at, finished_at, error, total FROM (
+SELECT node_id, attempt_id, attempt, status, worker, queued_at, started_at, finished_at, error, stop_reason, total
+FROM (
     SELECT *, row_number() OVER by_node AS rank, count(*) OVER (PARTITION BY node_id) AS total
     FROM attempts WHERE project = $1 AND domain = $2 AND execution_id = $3
     WINDOW by_node AS (PARTITION BY node_id ORDER BY attempt, attempt_id)

@@ -16,6 +16,7 @@ from plait.adapters.registry import kind_of
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
+    AttemptStopped,
     CommandRejected,
     Decision,
     Event,
@@ -31,6 +32,8 @@ from plait.core.events import (
     NodeCacheWaiting,
     NodeFailed,
     NodeQueued,
+    NodeRecovered,
+    NodeSkipped,
     NodeSucceeded,
     Registration,
     RetryScheduled,
@@ -62,6 +65,9 @@ class ExecutionRow(msgspec.Struct, kw_only=True):
     finished_at: datetime | None = None
     last_sequence: int
     overwrite_cache: bool = False
+    aborted_by: str = ""
+    relaunch_of: str = ""
+    recovered_from: str = ""
 
 
 class NodeRow(msgspec.Struct, kw_only=True):
@@ -81,6 +87,8 @@ class NodeRow(msgspec.Struct, kw_only=True):
     finished_at: datetime | None = None
     cache_key: str = ""
     cached_from: str = ""  # "execution/node" whose outputs a cache hit reused
+    recovered_from: str = ""  # the execution whose outputs of this node a recovery reused
+    skip_reason: str = ""
 
 
 class AttemptRow(msgspec.Struct, kw_only=True):
@@ -96,6 +104,7 @@ class AttemptRow(msgspec.Struct, kw_only=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: dict[str, Any] | None = None
+    stop_reason: str = ""  # how its executor stopped it after its execution ended
 
 
 class RegistryRow(msgspec.Struct, kw_only=True):
@@ -147,6 +156,10 @@ def keys_touched(decisions: Iterable[tuple[ExecutionKey, Decision]]) -> Keys:
                     keys.attempts.add((project, domain, event.attempt_id))
                 case NodeFailed() | NodeCacheLookup() | NodeCacheHit() | MapStarted() | RetryScheduled():
                     keys.nodes.add((project, domain, execution_id, event.node))
+                case NodeSkipped() | NodeRecovered():
+                    keys.nodes.add((project, domain, execution_id, event.node))
+                case AttemptStopped():
+                    keys.attempts.add((project, domain, event.attempt_id))
                 case ExecutionFailed() | ExecutionAborted():
                     keys.all_nodes_of.add((project, domain, execution_id))
     return keys
@@ -196,6 +209,8 @@ def _launch(rows: Rows, key: ExecutionKey, event: ExecutionLaunched, at: datetim
         launched_at=at,
         last_sequence=sequence,
         overwrite_cache=event.overwrite_cache,
+        relaunch_of=event.relaunch_of,
+        recovered_from=event.recovered_from,
     )
     for position, node in enumerate(workflow.nodes):
         task = workflow.tasks[node.task]
@@ -264,9 +279,19 @@ def _apply(rows: Rows, owner: ExecutionKey, event: Event, at: datetime) -> None:
             execution.status, execution.error, execution.failed_node = "failed", _error(error), node_id
             execution.finished_at = at
             _abort_unfinished(rows, owner, at)
-        case ExecutionAborted(reason=reason):
+        case ExecutionAborted(reason=reason, aborted_by=aborted_by):
             execution.status, execution.abort_reason, execution.finished_at = "aborted", reason, at
+            execution.aborted_by = aborted_by
             _abort_unfinished(rows, owner, at)
+        case NodeSkipped(node=node_id, reason=reason):
+            node = rows.nodes[project, domain, execution_id, node_id]
+            node.status, node.skip_reason, node.finished_at = "skipped", reason, at
+        case NodeRecovered(node=node_id, outputs=outputs, source_execution=source):
+            node = rows.nodes[project, domain, execution_id, node_id]
+            node.status, node.outputs, node.recovered_from, node.finished_at = "recovered", outputs, source, at
+        case AttemptStopped(attempt_id=attempt_id, reason=reason):
+            if attempt_row := rows.attempts.get((project, domain, attempt_id)):
+                attempt_row.status, attempt_row.stop_reason, attempt_row.finished_at = "stopped", reason, at
         case CommandRejected() | ExecutionLaunched() | NodeCacheWaiting() | MapItemFailed() | RetryScheduled():
             pass  # a rejection stays on the dead-letter stream; a cache wait, a failed or retried item changes no row
 

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from plait.client import AsyncClient
 from plait.core.state import ExecutionStatus
-from plait.protocol.executions import ExecutionList
+from plait.protocol.executions import ExecutionDetail, ExecutionList, NodeView
 from plait.settings import Settings
 from plait_cli.catalog_session import catalog_client, console, print_json, when
 from plait_cli.follow import follow_until_ended, report
@@ -18,6 +18,29 @@ from plait_cli.stack import nats_for_command, print_steps
 
 def _seconds(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}s"
+
+
+def execution_links(execution: ExecutionDetail) -> list[str]:
+    """Who aborted it, and the executions it ran again or that ran it again (relaunch, recovery)."""
+    lines = []
+    if execution.status == "aborted":
+        by = f" by {execution.aborted_by}" if execution.aborted_by else ""
+        lines.append(f"aborted{by}: {execution.abort_reason}")
+    if execution.relaunch_of:
+        lines.append(f"relaunch of: {execution.relaunch_of}")
+    if execution.recovered_from:
+        lines.append(f"recovered from: {execution.recovered_from}")
+    if execution.relaunched_as:
+        lines.append(f"run again as: {', '.join(execution.relaunched_as)}")
+    return lines
+
+
+def _node_note(node: NodeView) -> str:
+    if node.recovered_from:
+        return f"from {node.recovered_from}"
+    if node.skip_reason:
+        return node.skip_reason
+    return node.attempts[-1].worker if node.attempts else ""
 
 
 async def list_executions(settings: Settings, status: ExecutionStatus | None, limit: int, as_json: bool) -> int:
@@ -61,8 +84,10 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
         message = execution.error.get("message")
         where = f" at node {execution.failed_node}" if execution.failed_node else ""  # a workflow timeout: none
         out.print(f"[red]failed{where}[/]: {message}", highlight=False)
+    for line in execution_links(execution):
+        out.print(line, highlight=False)
     table = Table(box=None)
-    for column in ("node", "task", "status", "attempts", "started", "time", "worker"):
+    for column in ("node", "task", "status", "attempts", "started", "time", "worker / note"):
         table.add_column(column)
     for node in execution.nodes:
         took = None
@@ -75,7 +100,7 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
             str(len(node.attempts)),
             when(node.started_at),
             _seconds(took),
-            node.attempts[-1].worker if node.attempts else "",
+            _node_note(node),
         )
     out.print(table)
     return 0

@@ -109,6 +109,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     follow.add_argument("execution_id", metavar="ID")
     follow.add_argument("--json", action="store_true", help="print the result as JSON")
+    abort = executions.add_parser("abort", help="abort a running execution: its attempts are stopped")
+    abort.add_argument("execution_id", metavar="ID")
+    abort.add_argument("--reason", default="aborted by request", help="recorded with who aborted it")
+    relaunch = executions.add_parser("relaunch", help="run an execution's workflow version and inputs again")
+    relaunch.add_argument("execution_id", metavar="ID")
+    recover = executions.add_parser(
+        "recover", help="run a failed or aborted execution again, reusing the outputs of the nodes that succeeded"
+    )
+    recover.add_argument("execution_id", metavar="ID")
 
     replay = commands.add_parser(
         "replay",
@@ -261,6 +270,13 @@ def dispatch(argv: Sequence[str]) -> int:
         return anyio.run(executions.list_executions, settings, args.status, args.limit, args.json)
     if args.action == "follow":
         return anyio.run(executions.follow_execution, settings, args.execution_id, args.json)
+    if args.action in ("abort", "relaunch", "recover"):
+        from plait_cli import execution_actions
+
+        if args.action == "abort":
+            return anyio.run(execution_actions.abort_execution, settings, args.execution_id, args.reason)
+        recover = args.action == "recover"
+        return anyio.run(lambda: execution_actions.launch_again(settings, args.execution_id, recover=recover))
     return anyio.run(executions.show_execution, settings, args.execution_id, args.json)
 
 

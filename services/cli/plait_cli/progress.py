@@ -24,6 +24,9 @@ STATUS_STYLE = {
     "succeeded": "green",
     "failed": "bold red",
     "aborted": "magenta",
+    "skipped": "dim magenta",
+    "recovered": "green",
+    "stopped": "magenta",
 }
 
 

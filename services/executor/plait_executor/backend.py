@@ -34,8 +34,8 @@ class AttemptBackend(Protocol):
         and the attempt is not started)."""
         ...
 
-    async def stop(self, dispatch: Dispatch) -> None:
-        """The attempt's execution ended while it ran: end what is left of it."""
+    async def stop(self, dispatch: Dispatch) -> str:
+        """The attempt's execution ended while it ran: end what is left of it, and say how (recorded in the log)."""
         ...
 
 
@@ -61,8 +61,9 @@ class LocalBackend:
             on_start=on_start,
         )
 
-    async def stop(self, dispatch: Dispatch) -> None:
+    async def stop(self, dispatch: Dispatch) -> str:
         """Nothing left: cancelling ``run`` killed the worker process."""
+        return "its worker process was killed"
 
 
 @asynccontextmanager

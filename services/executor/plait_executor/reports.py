@@ -8,7 +8,7 @@ from nats.js import JetStreamContext
 from structlog.typing import FilteringBoundLogger
 
 from plait.adapters.commands import publish_command, send_command
-from plait.core.commands import ReportAttemptResult, ReportAttemptResults, ReportAttemptStarted
+from plait.core.commands import ReportAttemptResult, ReportAttemptResults, ReportAttemptStarted, ReportAttemptStopped
 from plait.core.dispatch import Dispatch
 from plait_executor.attempt import AttemptOutcome, system_error
 
@@ -73,9 +73,27 @@ async def report_result(
         await publish_until_stored(js, result_command(dispatch, worker, too_large), dispatch, log)
 
 
+def stopped_command(dispatch: Dispatch, worker: str, how: str) -> ReportAttemptStopped:
+    return ReportAttemptStopped(
+        command_id=f"{dispatch.attempt_id}:stopped",
+        execution_id=dispatch.execution_id,
+        node=dispatch.node,
+        attempt_id=dispatch.attempt_id,
+        worker=worker,
+        reason=how,
+    )
+
+
+async def report_stopped(
+    js: JetStreamContext, dispatch: Dispatch, worker: str, how: str, log: FilteringBoundLogger
+) -> None:
+    """Store that this executor stopped the attempt because its execution ended, and ``how``: the log records it."""
+    await publish_until_stored(js, stopped_command(dispatch, worker, how), dispatch, log)
+
+
 async def publish_until_stored(
     js: JetStreamContext,
-    command: ReportAttemptStarted | ReportAttemptResult | ReportAttemptResults,
+    command: ReportAttemptStarted | ReportAttemptResult | ReportAttemptResults | ReportAttemptStopped,
     dispatch: Dispatch,
     log: FilteringBoundLogger,
 ) -> None:

@@ -33,7 +33,7 @@ from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.backend import AttemptBackend
-from plait_executor.reports import report_started_pipelined
+from plait_executor.reports import report_started_pipelined, report_stopped
 from plait_executor.results import ResultReporter
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
@@ -61,6 +61,7 @@ class _Held:
     execution_subject: str
     deadline_moved: float | None = None
     stop: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    execution_ended: bool = False  # why ``stop`` was cancelled: its execution ended (else: the attempt was failed)
 
 
 class _NotStarted(Exception):
@@ -203,7 +204,9 @@ class AttemptRunner:
                 self._waiting.discard(waiting)
                 ended.set()
             if held.stop.cancel_called:  # its execution ended: the worker, if it had one, was killed
-                await self.backend.stop(dispatch)
+                how = await self.backend.stop(dispatch)
+                if held.execution_ended:
+                    await report_stopped(self.js, dispatch, self.worker, how if started else "not started", attempt_log)
                 return "stopped"
             if waiting.cancel_called:  # stopped while waiting for a worker
                 return "handed_back"
@@ -290,6 +293,7 @@ class AttemptRunner:
                 self._remember_ended(subject)
             for held in by_execution.get(subject, []):
                 if ended or held.dispatch.attempt_id in failed:  # e.g. timed out: its result is no longer wanted
+                    held.execution_ended = ended
                     held.stop.cancel()
 
     async def _ended_now(self, execution_subject: str) -> bool:

@@ -1,14 +1,28 @@
-"""Looking up what a launch names in the registry: the workflow, through a launch plan when it names one."""
+"""Looking up what a launch names: the workflow in the registry, through a launch plan when it names one; for a
+relaunch or recovery, the execution it names, read from the log."""
 
 from __future__ import annotations
 
+from plait.adapters.event_log import EventLog
 from plait.adapters.registry import Registry
 from plait.core.commands import LaunchExecution, ResolvedLaunch
+from plait.errors import InputError, NotFound
+from plait.protocol import subjects
 
 
-async def resolve_launch(registry: Registry, command: LaunchExecution) -> ResolvedLaunch:
-    """The launch with its registered workflow (and launch plan); ``NotFound`` when either is not registered."""
+async def resolve_launch(registry: Registry, event_log: EventLog, command: LaunchExecution) -> ResolvedLaunch:
+    """The launch with its registered workflow (and launch plan), or with the execution it relaunches and that one's
+    workflow; ``NotFound`` when either is not registered, or no such execution was launched."""
     project, domain = command.project, command.domain
+    if command.relaunch_of:
+        try:
+            subject = subjects.execution_subject(project, domain, command.relaunch_of)
+        except ValueError as exc:
+            raise InputError(f"relaunch_of: {exc}") from None
+        original = await event_log.load(subject)
+        if original is None:
+            raise NotFound(f"execution {command.relaunch_of} does not exist in {project}/{domain}")
+        return ResolvedLaunch(command=command, workflow=original.workflow, original=original)
     if not command.launch_plan:
         workflow = await registry.workflow(project, domain, command.workflow, command.version)
         return ResolvedLaunch(command=command, workflow=workflow)

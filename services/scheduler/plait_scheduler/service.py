@@ -333,13 +333,14 @@ class SchedulerService:
             if isinstance(event, TERMINAL_EVENTS):
                 log.info("execution_ended", outcome=type(event).__name__)
 
-    @staticmethod
-    async def _resolve(registry: Registry, subject: str, msg: Msg, command: Command) -> Command | ResolvedLaunch:
-        """The command, checked against the subject it came on; a launch with what it names in the registry."""
+    async def _resolve(self, registry: Registry, subject: str, msg: Msg, command: Command) -> Command | ResolvedLaunch:
+        """The command, checked against the subject it came on; a launch with what it names in the registry (or,
+        for a relaunch, in the log)."""
         if not subject or not _sent_for(command, msg.subject):
             raise InputError(f"command for execution {command.execution_id} was sent on subject {msg.subject}")
         if isinstance(command, LaunchExecution):
-            return await resolve_launch(registry, command)
+            assert self.decider is not None  # set by run() before any command is consumed
+            return await resolve_launch(registry, self.decider.event_log, command)
         return command
 
 

@@ -20,6 +20,7 @@ from plait.core.commands import (
     ReportAttemptResult,
     ReportAttemptResults,
     ReportAttemptStarted,
+    ReportAttemptStopped,
     ReportCacheLookup,
     ReportCacheLookups,
     RetryDue,
@@ -39,6 +40,7 @@ KIND_OF_COMMAND: dict[type, str] = {
     AttemptTimeout: "timeout",
     ExecutionTimeout: "timeout",
     AbortExecution: "abort",
+    ReportAttemptStopped: "stopped",
 }
 
 

@@ -131,8 +131,32 @@ class Client:
     def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionOutcome:
         return self._portal.call(self._async.wait, execution_id, timeout)
 
-    def abort(self, execution_id: str, reason: str = "aborted by request") -> None:
-        self._portal.call(self._async.abort, execution_id, reason)
+    def abort(self, execution_id: str, reason: str = "aborted by request", *, aborted_by: str = "") -> None:
+        self._portal.call(self._async.abort, execution_id, reason, aborted_by=aborted_by)
+
+    def relaunch(
+        self, execution_id: str, *, new_execution_id: str | None = None, launched_by: str = "", timeout: float = 30.0
+    ) -> ExecutionHandle[Any]:
+        launched = self._portal.call(
+            self._async.relaunch,
+            execution_id,
+            new_execution_id=new_execution_id,
+            launched_by=launched_by,
+            timeout=timeout,
+        )
+        return ExecutionHandle(launched, self._portal)
+
+    def recover(
+        self, execution_id: str, *, new_execution_id: str | None = None, launched_by: str = "", timeout: float = 30.0
+    ) -> ExecutionHandle[Any]:
+        launched = self._portal.call(
+            self._async.recover,
+            execution_id,
+            new_execution_id=new_execution_id,
+            launched_by=launched_by,
+            timeout=timeout,
+        )
+        return ExecutionHandle(launched, self._portal)
 
     def records(self, execution_id: str) -> list[Record]:
         return self._portal.call(self._async.records, execution_id)

@@ -77,9 +77,9 @@ class ExecutionHandle(Generic[R]):
         """The execution's decisions from the start, then as they are appended; ends after the last one."""
         return self._portal.iterate(self._async.events(until_terminal=until_terminal))
 
-    def abort(self, reason: str = "aborted by request") -> None:
+    def abort(self, reason: str = "aborted by request", *, aborted_by: str = "") -> None:
         """Ask the scheduler to abort the execution: its running attempts are cancelled, nothing new starts."""
-        self._portal.call(self._async.abort, reason)
+        self._portal.call(self._async.abort, reason, aborted_by=aborted_by)
 
     def __repr__(self) -> str:
         return f"<ExecutionHandle {self.id}>"

@@ -18,6 +18,7 @@ from plait.adapters.connection import consumer_of, route_of
 from plait.adapters.event_log import StoredDecision
 from plait.adapters.nats_errors import as_plait_errors
 from plait.client.connection import ClientBase, any_last_token, readable
+from plait.client.identity import default_principal
 from plait.client.outcome import ExecutionOutcome, outcome_of
 from plait.core.commands import AbortExecution
 from plait.core.events import TERMINAL_EVENTS
@@ -121,9 +122,16 @@ class Following(ClientBase):
             with anyio.CancelScope(shield=True), contextlib.suppress(nats.errors.Error):
                 await subscription.unsubscribe()
 
-    async def abort(self, execution_id: str, reason: str = "aborted by request") -> None:
-        """Ask the scheduler to abort the execution: its running attempts are cancelled, nothing new starts."""
-        command = AbortExecution(command_id=f"abort:{execution_id}", execution_id=execution_id, reason=reason)
+    async def abort(self, execution_id: str, reason: str = "aborted by request", *, aborted_by: str = "") -> None:
+        """Ask the scheduler to abort the execution: its running attempts are cancelled, nothing new starts.
+        ``aborted_by`` (default: ``user@host``) is recorded with the reason. An execution that ended before the
+        abort is decided stays as it ended."""
+        command = AbortExecution(
+            command_id=f"abort:{execution_id}",
+            execution_id=execution_id,
+            reason=reason,
+            aborted_by=aborted_by or default_principal(),
+        )
         self._subject(execution_id)
         with as_plait_errors(f"aborting execution {execution_id}"):
             await publish_command(self.js, command, self.project, self.domain)

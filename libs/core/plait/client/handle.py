@@ -37,9 +37,9 @@ class AsyncExecutionHandle(Generic[R]):
         """The execution's decisions from the start, then as they are appended; ends after the last one."""
         return self._client.events(self.id, until_terminal=until_terminal)
 
-    async def abort(self, reason: str = "aborted by request") -> None:
+    async def abort(self, reason: str = "aborted by request", *, aborted_by: str = "") -> None:
         """Ask the scheduler to abort the execution: its running attempts are cancelled, nothing new starts."""
-        await self._client.abort(self.id, reason)
+        await self._client.abort(self.id, reason, aborted_by=aborted_by)
 
     def __repr__(self) -> str:
         return f"<AsyncExecutionHandle {self.id}>"

@@ -9,6 +9,7 @@ import msgspec
 from plait.adapters.nats_errors import as_plait_errors
 from plait.client.following import Following
 from plait.client.handle import AsyncExecutionHandle
+from plait.client.identity import default_principal
 from plait.client.launch_decision import LaunchDecision
 from plait.client.registration import Registering
 from plait.core.commands import LaunchExecution
@@ -130,3 +131,41 @@ class Launching(Registering, Following, LaunchDecision):
             raise InputError(rejection)
         typed = workflow.workflow if isinstance(workflow, LaunchPlan) else workflow
         return AsyncExecutionHandle(self, execution_id, typed if isinstance(typed, Workflow) else None)
+
+    async def relaunch(
+        self, execution_id: str, *, new_execution_id: str | None = None, launched_by: str = "", timeout: float = 30.0
+    ) -> AsyncExecutionHandle[Any]:
+        """Launch a new execution of ``execution_id``'s workflow version, with its inputs (and launch plan), linked
+        to it (``relaunch_of``). The scheduler reads them from the log. ``new_execution_id`` doubles as an
+        idempotency key. Raises ``InputError`` when the scheduler refuses it (no such execution, say)."""
+        return await self._launch_again(execution_id, new_execution_id, launched_by, timeout, recover=False)
+
+    async def recover(
+        self, execution_id: str, *, new_execution_id: str | None = None, launched_by: str = "", timeout: float = 30.0
+    ) -> AsyncExecutionHandle[Any]:
+        """Launch a new execution of a failed or aborted ``execution_id`` that reuses the outputs of its succeeded
+        nodes, read from its log and recorded in the new one (``NodeRecovered``), and runs only the rest. Raises
+        ``InputError`` when the scheduler refuses it (still running, succeeded, or no such execution)."""
+        return await self._launch_again(execution_id, new_execution_id, launched_by, timeout, recover=True)
+
+    async def _launch_again(
+        self, original: str, execution_id: str | None, launched_by: str, timeout: float, *, recover: bool
+    ) -> AsyncExecutionHandle[Any]:
+        self._subject(original)
+        execution_id = execution_id or new_execution_id()
+        self._subject(execution_id)
+        command = LaunchExecution(
+            command_id=f"launch:{execution_id}",
+            execution_id=execution_id,
+            project=self.project,
+            domain=self.domain,
+            launched_by=launched_by or default_principal(),
+            relaunch_of=original,
+            recover=recover,
+        )
+        verb = "recovering" if recover else "relaunching"
+        with as_plait_errors(f"{verb} execution {original} as {execution_id}", execution_id=execution_id):
+            rejection = await self._launch_decided(command, timeout)
+        if rejection is not None:
+            raise InputError(rejection)
+        return AsyncExecutionHandle(self, execution_id)

@@ -30,6 +30,8 @@ class LaunchExecution(msgspec.Struct, frozen=True, kw_only=True, tag="launch_exe
     launch_plan: str = ""
     launch_plan_version: str = ""
     overwrite_cache: bool = False  # run cached tasks anyway and replace their cached results
+    relaunch_of: str = ""  # run this execution's workflow version, inputs and launch plan again (inputs left empty)
+    recover: bool = False  # with ``relaunch_of``: reuse the outputs of the nodes that succeeded in it
 
 
 class ReportAttemptStarted(msgspec.Struct, frozen=True, kw_only=True, tag="report_attempt_started.v1"):
@@ -233,6 +235,19 @@ class AbortExecution(msgspec.Struct, frozen=True, kw_only=True, tag="abort_execu
     command_id: str
     execution_id: str
     reason: str = "aborted by request"
+    aborted_by: str = ""  # who asks (``user@host``, or the configured principal)
+
+
+class ReportAttemptStopped(msgspec.Struct, frozen=True, kw_only=True, tag="report_attempt_stopped.v1"):
+    """An executor stopped attempt ``attempt_id``, still running when its execution ended; ``reason`` says how
+    (its process killed, its Kubernetes Job deleted)."""
+
+    command_id: str
+    execution_id: str
+    node: str
+    attempt_id: str
+    worker: str
+    reason: str
 
 
 Command = (
@@ -247,6 +262,7 @@ Command = (
     | AttemptTimeout
     | ExecutionTimeout
     | AbortExecution
+    | ReportAttemptStopped
 )
 
 
@@ -256,6 +272,7 @@ class ResolvedLaunch(msgspec.Struct, frozen=True):
     command: LaunchExecution
     workflow: WorkflowSpec
     launch_plan: LaunchPlanSpec | None = None
+    original: Execution | None = None  # for a relaunch or recovery: the execution it names, as its log has it
 
 
 def command_id_of(command: Command | ResolvedLaunch) -> str:

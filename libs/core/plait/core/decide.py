@@ -20,6 +20,7 @@ from plait.core.commands import (
     ReportAttemptResult,
     ReportAttemptResults,
     ReportAttemptStarted,
+    ReportAttemptStopped,
     ReportCacheLookup,
     ReportCacheLookups,
     ResolvedLaunch,
@@ -31,6 +32,7 @@ from plait.core.commands import (
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
+    AttemptStopped,
     CommandRejected,
     Event,
     ExecutionAborted,
@@ -45,13 +47,16 @@ from plait.core.events import (
     NodeCacheWaiting,
     NodeFailed,
     NodeQueued,
+    NodeRecovered,
     NodeSucceeded,
     RetryBudget,
     RetryScheduled,
     TaskError,
 )
+from plait.core.failure_policy import contain_failure, failed_when_idle
 from plait.core.ids import attempt_id, cache_key, item_attempt_id, item_of_attempt
 from plait.core.model import Interface, LaunchPlanSpec, MapOptions, TaskSpec, WorkflowSpec, resolve
+from plait.core.recovery import recovered_nodes, relaunch_problem
 from plait.core.state import AttemptState, Execution, NodeState, evolve, launch
 from plait.core.types import check_value, describe
 from plait.core.validate import nesting_problem
@@ -152,9 +157,18 @@ def _node_inputs(state: Execution, node_id: str, outputs: ChainMap[str, dict[str
     return {name: resolve(b, state.inputs, outputs) for name, b in bindings.items()}
 
 
-def _launch(command: LaunchExecution, workflow: WorkflowSpec, plan: LaunchPlanSpec | None) -> list[Event]:
+def _launch(
+    command: LaunchExecution, workflow: WorkflowSpec, plan: LaunchPlanSpec | None, original: Execution | None = None
+) -> list[Event]:
     owner = f"workflow '{workflow.name}'"
-    given = launch_plan_inputs(plan, command.inputs) if plan else command.inputs
+    if command.relaunch_of or command.recover:
+        if (problem := relaunch_problem(command, original)) is not None:
+            raise Rejected(problem)
+        assert original is not None
+        given, plan_label = original.inputs, original.launch_plan
+    else:
+        given = launch_plan_inputs(plan, command.inputs) if plan else command.inputs
+        plan_label = f"{plan.name}@{plan.version}" if plan else ""
     inputs = validate_inputs(workflow.interface, given, owner)
     launched = ExecutionLaunched(
         execution_id=command.execution_id,
@@ -163,25 +177,30 @@ def _launch(command: LaunchExecution, workflow: WorkflowSpec, plan: LaunchPlanSp
         workflow=workflow,
         inputs=inputs,
         launched_by=command.launched_by,
-        launch_plan=f"{plan.name}@{plan.version}" if plan else "",
+        launch_plan=plan_label,
         overwrite_cache=command.overwrite_cache,
+        relaunch_of="" if command.recover else command.relaunch_of,
+        recovered_from=command.relaunch_of if command.recover else "",
     )
     state = launch(launched, datetime.min, command.command_id)
     events: list[Event] = [launched]
+    for recovered in recovered_nodes(original) if command.recover and original is not None else []:
+        events.append(recovered)
+        evolve(state, recovered, datetime.min)
     finished = _Finished(state)
     for node_id, node in state.nodes.items():
-        if not node.upstream:
+        if node.status == "waiting" and node.waiting_on == 0:  # a root, or all its parents recovered
             events += _ready(state, node_id, _node_inputs(state, node_id, finished.outputs), finished)
             if isinstance(events[-1], ExecutionFailed):
                 return events
-    if len(finished.now) == len(state.nodes):  # no nodes, or only maps over empty lists
+    if len(state.node_outputs) + len(finished.now) == len(state.nodes):  # no nodes, all recovered, empty maps
         outputs = {k: resolve(b, inputs, finished.outputs) for k, b in workflow.outputs.items()}
         events.append(ExecutionSucceeded(outputs=outputs))
     return events
 
 
 def _succeeded(
-    state: Execution, success: NodeSucceeded | NodeCacheHit, finished: _Finished | None = None
+    state: Execution, success: NodeSucceeded | NodeCacheHit | NodeRecovered, finished: _Finished | None = None
 ) -> list[Event]:
     """A node's outputs are known (computed, found in the cache, or an empty map's): its ready children go on.
 
@@ -478,16 +497,18 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
     Raises ``Rejected`` when the command cannot apply at all.
     """
     match command:
-        case ResolvedLaunch(command=launch_command, workflow=workflow, launch_plan=plan):
+        case ResolvedLaunch(command=launch_command, workflow=workflow, launch_plan=plan, original=original):
             if state is not None:
                 if state.launch_command == launch_command.command_id:
                     return []
                 raise Rejected(f"execution {launch_command.execution_id} already exists")
-            return _launch(launch_command, workflow, plan)
+            return _launch(launch_command, workflow, plan, original)
         case LaunchExecution():
             raise Rejected("a launch must be resolved against the registry before deciding")
     if state is None:
         raise Rejected(f"execution {command.execution_id} does not exist")
+    if isinstance(command, ReportAttemptStopped):
+        return _attempt_stopped(state, command)
     if state.terminal:
         return []
     match command:
@@ -517,8 +538,22 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
             return _execution_timed_out(command)
         case ReportCacheLookups() | ReportAttemptResults():
             raise Rejected("reports sent together are decided one by one (decide_batch)")
-        case AbortExecution(reason=reason):
-            return [ExecutionAborted(reason=reason)]
+        case AbortExecution(reason=reason, aborted_by=aborted_by):
+            return [ExecutionAborted(reason=reason, aborted_by=aborted_by)]
+
+
+def _attempt_stopped(state: Execution, command: ReportAttemptStopped) -> list[Event]:
+    """An executor stopped an attempt its execution's end left open: recorded once; before the end, or for an attempt
+    that ended, nothing (a late or repeated report)."""
+    node = state.nodes.get(command.node)
+    attempt = node.find_attempt(command.attempt_id) if node is not None else None
+    if attempt is None:
+        raise Rejected(f"execution {state.execution_id} has no attempt '{command.attempt_id}' of node '{command.node}'")
+    if not state.terminal or attempt.status not in ("queued", "running"):
+        return []
+    return [
+        AttemptStopped(node=command.node, attempt_id=attempt.attempt_id, worker=command.worker, reason=command.reason)
+    ]
 
 
 def apply_event(state: Execution | None, event: Event, at: datetime, command_id: str) -> Execution | None:
@@ -560,13 +595,20 @@ def decide_batch(state: Execution | None, commands: Sequence[Command | ResolvedL
             events = [
                 CommandRejected(command_id=command_id, command_type=command_type_of(command), reason=rejected.reason)
             ]
-        _record(outcome, list(events), at, command_id)
+        contained = contain_failure(outcome.state, list(events))
+        _record(outcome, contained, at, command_id)
+        if contained:  # with failure_policy="finish", the execution fails once nothing can run any more
+            _apply(outcome, failed_when_idle(outcome.state), at, command_id)
     return outcome
 
 
 def _record(outcome: Outcome, events: list[Event], at: datetime, command_id: str) -> None:
     if events:
         outcome.command_ids.append(command_id)
+    _apply(outcome, events, at, command_id)
+
+
+def _apply(outcome: Outcome, events: list[Event], at: datetime, command_id: str) -> None:
     for event in events:
         outcome.state = apply_event(outcome.state, event, at, command_id)
         outcome.events.append(event)

@@ -34,6 +34,8 @@ class ExecutionLaunched(msgspec.Struct, frozen=True, tag="execution_launched.v1"
     launched_by: str = ""
     launch_plan: str = ""  # "name@version" when launched through a launch plan
     overwrite_cache: bool = False  # cached tasks run anyway, and their results replace the cached ones
+    relaunch_of: str = ""  # the execution this one runs again (same workflow version, inputs, launch plan)
+    recovered_from: str = ""  # the execution whose succeeded nodes this one reuses (see NodeRecovered)
 
 
 class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):
@@ -163,6 +165,7 @@ class ExecutionFailed(msgspec.Struct, frozen=True, tag="execution_failed.v1"):
 
 class ExecutionAborted(msgspec.Struct, frozen=True, tag="execution_aborted.v1"):
     reason: str
+    aborted_by: str = ""  # who asked: the identity the client or CLI sent (``user@host``, or a configured principal)
 
 
 class CommandRejected(msgspec.Struct, frozen=True, tag="command_rejected.v1"):
@@ -170,6 +173,32 @@ class CommandRejected(msgspec.Struct, frozen=True, tag="command_rejected.v1"):
 
     command_id: str
     command_type: str
+    reason: str
+
+
+class NodeSkipped(msgspec.Struct, frozen=True, tag="node_skipped.v1"):
+    """A node of a ``failure_policy="finish"`` workflow will not run: a node it depends on failed (``reason``)."""
+
+    node: str
+    reason: str
+
+
+class NodeRecovered(msgspec.Struct, frozen=True, tag="node_recovered.v1"):
+    """A recovering execution reuses the outputs node ``node`` produced in ``source_execution``: nothing runs for
+    it. Decided at launch from the source's log, and recorded here, so a replay needs nothing else."""
+
+    node: str
+    outputs: dict[str, Any]
+    source_execution: str
+
+
+class AttemptStopped(msgspec.Struct, frozen=True, tag="attempt_stopped.v1"):
+    """An executor stopped an attempt still running when its execution ended (aborted, or failed fast): recorded
+    after the end, like ``CommandRejected``, it changes nothing but the attempt's record."""
+
+    node: str
+    attempt_id: str
+    worker: str
     reason: str
 
 
@@ -191,6 +220,9 @@ Event = (
     | ExecutionFailed
     | ExecutionAborted
     | CommandRejected
+    | NodeSkipped
+    | NodeRecovered
+    | AttemptStopped
 )
 
 TERMINAL_EVENTS = (ExecutionSucceeded, ExecutionFailed, ExecutionAborted)

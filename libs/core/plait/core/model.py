@@ -107,6 +107,11 @@ class Mapping(msgspec.Struct, frozen=True, tag="dict"):
 
 Binding = FromInput | FromNode | Constant | Collection | Mapping
 
+FailurePolicy = Literal["fail_fast", "finish"]
+"""What a workflow's execution does when a node fails: ``fail_fast`` fails it at once and stops its running
+attempts; ``finish`` runs on every node that does not depend on the failed one, skips those that do, and fails it
+once nothing can run any more."""
+
 
 class MapOptions(msgspec.Struct, frozen=True, kw_only=True):
     """A node that runs its task once per item of the lists bound to ``over`` (the other inputs are the same
@@ -132,6 +137,13 @@ class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):
     outputs: dict[str, Binding]
     tasks: dict[str, TaskSpec]
     timeout_seconds: float | None = None  # an execution running longer fails
+    # UNSET (not None) for fail_fast, the default: left out of the encoding, so such specs and versions are unchanged.
+    failure_policy: FailurePolicy | msgspec.UnsetType = msgspec.UNSET
+
+    @property
+    def finishes_on_failure(self) -> bool:
+        """Whether a failed node leaves the nodes that do not depend on it running (``failure_policy="finish"``)."""
+        return self.failure_policy == "finish"
 
 
 class LaunchPlanSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,6 +14,7 @@ import msgspec
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
+    AttemptStopped,
     CommandRejected,
     Decision,
     Event,
@@ -29,6 +30,8 @@ from plait.core.events import (
     NodeCacheWaiting,
     NodeFailed,
     NodeQueued,
+    NodeRecovered,
+    NodeSkipped,
     NodeSucceeded,
     RetryScheduled,
     TaskError,
@@ -37,8 +40,10 @@ from plait.core.ids import item_of_attempt
 from plait.core.model import Node, WorkflowSpec, upstream_nodes
 
 ExecutionStatus = Literal["running", "succeeded", "failed", "aborted"]
-NodeStatus = Literal["waiting", "cache_lookup", "queued", "running", "succeeded", "failed", "aborted"]
-AttemptStatus = Literal["queued", "running", "succeeded", "failed"]
+NodeStatus = Literal[
+    "waiting", "cache_lookup", "queued", "running", "succeeded", "failed", "aborted", "skipped", "recovered"
+]
+AttemptStatus = Literal["queued", "running", "succeeded", "failed", "stopped"]
 
 
 class AttemptState(msgspec.Struct, kw_only=True):
@@ -51,6 +56,7 @@ class AttemptState(msgspec.Struct, kw_only=True):
     finished_at: datetime | None = None
     error: TaskError | None = None
     index: int = -1  # the map item it runs (-1: not a map item)
+    stopped: str = ""  # why its executor stopped it after its execution ended ("" when it did not)
     user_failures: int = 0  # failed attempts of its node (or item) before it, by the kind of their error
     system_failures: int = 0
 
@@ -84,6 +90,8 @@ class NodeState(msgspec.Struct, kw_only=True):
     item_attempts: list[AttemptState | None] = msgspec.field(default_factory=list)  # each item's latest attempt
     # (a map node's ``attempts`` hold every attempt of every item, in the order they were queued)
     item_outputs: list[dict[str, Any] | None] = msgspec.field(default_factory=list)
+    skipped: str = ""  # why the node will not run (a node it depends on failed)
+    recovered_from: str = ""  # the execution whose outputs of this node were reused
 
     def find_attempt(self, attempt_id: str) -> AttemptState | None:
         if self.map_size >= 0:
@@ -116,6 +124,10 @@ class Execution(msgspec.Struct, kw_only=True):
     last_digest: str = ""  # SHA-256 of that decision's bytes
     decisions: int = 0
     stored_bytes: int = 0  # of the decisions applied: what a cache of states measures them by
+    launch_plan: str = ""  # "name@version" when launched through a launch plan
+    relaunch_of: str = ""
+    recovered_from: str = ""
+    aborted_by: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -134,6 +146,9 @@ def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Exec
         launch_command=command_id,
         overwrite_cache=event.overwrite_cache,
         launched_at=at,
+        launch_plan=event.launch_plan,
+        relaunch_of=event.relaunch_of,
+        recovered_from=event.recovered_from,
     )
     for node in event.workflow.nodes:
         upstream = tuple(sorted(set().union(*(upstream_nodes(b) for b in node.inputs.values()))))
@@ -227,13 +242,27 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
         case ExecutionFailed(node=node_id, error=error):
             state.status, state.error, state.failed_node, state.finished_at = "failed", error, node_id, at
             _abort_unfinished(state)
-        case ExecutionAborted(reason=reason):
+        case ExecutionAborted(reason=reason, aborted_by=aborted_by):
             state.status, state.abort_reason, state.finished_at = "aborted", reason, at
+            state.aborted_by = aborted_by
             _abort_unfinished(state)
         case CommandRejected():
             state.rejected_commands.append(event)
         case ExecutionLaunched():
             pass  # only ever the first event; ``launch`` builds the state from it
+        case NodeSkipped(node=node_id, reason=reason):
+            node = state.nodes[node_id]
+            node.status, node.skipped = "skipped", reason
+        case NodeRecovered(node=node_id, outputs=outputs, source_execution=source):
+            node = state.nodes[node_id]
+            node.status, node.outputs, node.recovered_from = "recovered", outputs, source
+            state.node_outputs[node_id] = outputs
+            for child in node.downstream:
+                state.nodes[child].waiting_on -= 1
+        case AttemptStopped(node=node_id, attempt_id=attempt_id, reason=reason):
+            attempt_state = state.nodes[node_id].find_attempt(attempt_id)
+            if attempt_state is not None:
+                attempt_state.status, attempt_state.stopped, attempt_state.finished_at = "stopped", reason, at
     return state
 
 

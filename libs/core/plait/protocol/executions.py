@@ -57,6 +57,7 @@ class AttemptView(msgspec.Struct, kw_only=True):
     started_at: datetime | None
     finished_at: datetime | None
     error: dict[str, Any] | None
+    stop_reason: str = ""  # how its executor stopped it, its execution having ended
 
 
 class NodeView(msgspec.Struct, kw_only=True):
@@ -72,6 +73,8 @@ class NodeView(msgspec.Struct, kw_only=True):
     error: dict[str, Any] | None
     attempts: list[AttemptView]  # the first ``attempts_limit``, by attempt number then id
     attempts_total: int
+    recovered_from: str = ""  # the execution whose outputs of this node a recovery reused
+    skip_reason: str = ""  # why it did not run (a node it depends on failed)
 
 
 class ExecutionDetail(ExecutionSummary, kw_only=True):
@@ -83,6 +86,10 @@ class ExecutionDetail(ExecutionSummary, kw_only=True):
     launched_by: str
     last_sequence: int  # the stream sequence of the execution's last decision
     nodes: list[NodeView]
+    aborted_by: str = ""
+    relaunch_of: str = ""  # the execution this one ran again
+    recovered_from: str = ""  # the execution whose succeeded nodes this one reused
+    relaunched_as: list[str] = []  # the executions that relaunched or recovered this one, oldest first
 
 
 class ExecutionList(msgspec.Struct, kw_only=True):

@@ -6,10 +6,12 @@ import functools
 import typing
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, get_args, overload
+
+import msgspec
 
 from plait.core.ids import content_version
-from plait.core.model import Binding, FromInput, WorkflowSpec
+from plait.core.model import Binding, FailurePolicy, FromInput, WorkflowSpec
 from plait.core.validate import validate_workflow
 from plait.errors import DefinitionError
 from plait.sdk.signatures import SINGLE_OUTPUT, interface_of, is_named_tuple
@@ -23,12 +25,19 @@ R = TypeVar("R")
 class Workflow(Generic[P, R]):
     """A traced workflow: its spec (nodes, bindings, tasks) is fixed when the decorator runs."""
 
-    def __init__(self, fn: Callable[P, R], *, timeout: float | timedelta | None = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        timeout: float | timedelta | None = None,
+        failure_policy: FailurePolicy = "fail_fast",
+    ) -> None:
         self.fn = fn
         self.name = f"{fn.__module__}.{fn.__qualname__}"
         self.short_name = fn.__name__
         owner = f"workflow '{self.name}'"
         self.timeout_seconds = timeout_in_seconds(timeout, owner)
+        self.failure_policy = _failure_policy(failure_policy, owner)
         self.interface, self.input_hints = interface_of(fn, owner)
         self.return_hint = typing.get_type_hints(fn).get("return")
         self.tasks: dict[str, Task[Any, Any]] = {}
@@ -51,6 +60,7 @@ class Workflow(Generic[P, R]):
             outputs=outputs,
             tasks={name: t.spec for name, t in builder.tasks.items()},
             timeout_seconds=self.timeout_seconds,
+            failure_policy=self.failure_policy,
         )
         validate_workflow(unversioned)
         task_versions = {name: task.version for name, task in unversioned.tasks.items()}
@@ -62,6 +72,7 @@ class Workflow(Generic[P, R]):
             task_versions,
             source_of(self.fn),
             *([] if self.timeout_seconds is None else [self.timeout_seconds]),
+            *([] if self.failure_policy is msgspec.UNSET else [self.failure_policy]),
         )
         return WorkflowSpec(
             name=unversioned.name,
@@ -71,6 +82,7 @@ class Workflow(Generic[P, R]):
             outputs=unversioned.outputs,
             tasks=unversioned.tasks,
             timeout_seconds=unversioned.timeout_seconds,
+            failure_policy=unversioned.failure_policy,
         )
 
     def _output_bindings(self, returned: Any, owner: str) -> dict[str, Binding]:
@@ -98,15 +110,32 @@ class Workflow(Generic[P, R]):
         return f"<workflow {self.name}@{self.spec.version[:12]}>"
 
 
+def _failure_policy(policy: str, owner: str) -> FailurePolicy | msgspec.UnsetType:
+    """The spec's policy: UNSET for the default, so a workflow that names it has the version it had before."""
+    if policy not in get_args(FailurePolicy):
+        choices = " or ".join(repr(choice) for choice in get_args(FailurePolicy))
+        raise DefinitionError(f"{owner}: failure_policy must be {choices}, not {policy!r}")
+    return msgspec.UNSET if policy == "fail_fast" else "finish"
+
+
 @overload
 def workflow(fn: Callable[P, R], /) -> Workflow[P, R]: ...
 @overload
-def workflow(*, timeout: float | timedelta | None = None) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
 def workflow(
-    fn: Callable[P, R] | None = None, /, *, timeout: float | timedelta | None = None
+    *, timeout: float | timedelta | None = None, failure_policy: FailurePolicy = "fail_fast"
+) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
+def workflow(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    timeout: float | timedelta | None = None,
+    failure_policy: FailurePolicy = "fail_fast",
 ) -> Workflow[P, R] | Callable[[Callable[P, R]], Workflow[P, R]]:
     """Declare a workflow. Its body runs once, now, with promises for inputs: call tasks, wire their outputs.
-    ``timeout`` (seconds, or a ``timedelta``): an execution running longer fails, and its running attempts stop."""
+    ``timeout`` (seconds, or a ``timedelta``): an execution running longer fails, and its running attempts stop.
+    ``failure_policy``: ``"fail_fast"`` (the default) fails the execution as soon as a node fails, stopping its
+    running attempts; ``"finish"`` runs on every node that does not depend on a failed one, skips those that do,
+    and fails the execution once nothing more can run."""
     if fn is not None:
-        return Workflow(fn, timeout=timeout)
-    return lambda f: Workflow(f, timeout=timeout)
+        return Workflow(fn, timeout=timeout, failure_policy=failure_policy)
+    return lambda f: Workflow(f, timeout=timeout, failure_policy=failure_policy)

@@ -127,11 +127,12 @@ class KubernetesBackend:
                 return created
         return await self._follow(name, attempt_log)
 
-    async def stop(self, dispatch: Dispatch) -> None:
+    async def stop(self, dispatch: Dispatch) -> str:
         """Delete the attempt's Job and its pods (its execution ended)."""
         name = job_name(dispatch.attempt_id)
         with anyio.CancelScope(shield=True):
             await self._delete(name, log.bind(attempt=dispatch.attempt_id, job=name), "its execution ended")
+        return f"its Kubernetes Job {name} was deleted"
 
     def manifest(self, dispatch: Dispatch) -> dict[str, Any]:
         options = dispatch.task.kubernetes if isinstance(dispatch.task.kubernetes, KubernetesOptions) else None
