@@ -65,7 +65,10 @@ async def test_rebuild_gives_the_same_tables(
             last = await varied_history(log)
             await caught_up(nc, last)
             before = await dump_all(pg)
-            assert all(before[table] for table in ("artifacts", "lineage_edges", "cache_entries", "attempts"))
+            assert all(
+                before[table]
+                for table in ("lineage_values", "lineage_artifacts", "lineage_uses", "cache_entries", "attempts")
+            )
             projected_before = len(logs)
 
             progress: list[RebuildProgress] = []
@@ -196,7 +199,7 @@ async def test_cli_rebuild_prints_progress_and_rows(nats_url: str, database_url:
         tg.cancel_scope.cancel()
     out, err = cli.stdout.decode(), cli.stderr.decode()
     assert f"rebuilt the catalog from {last} messages (up to sequence {last})" in out
-    assert "executions" in out and "lineage_edges" in out
+    assert "executions" in out and "lineage_artifacts" in out
     assert f"replayed 0 messages, up to sequence 0 of {last}" in err
 
 
