@@ -27,6 +27,7 @@ from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
 from plait.protocol.rebuild import RebuildProgress
 from plait_catalog import CatalogService
+from plait_catalog.migrations import available, migrate
 from plait_catalog.projection import StoredMessage, stored_offset
 from plait_catalog.projector import stored_message
 from plait_catalog.rebuild import RebuildFailed, RebuildRefused
@@ -345,3 +346,36 @@ async def test_a_leader_killed_mid_backlog_leaves_no_gap_and_no_duplicate(
         f"rebuild of {last} messages: {rebuilt.seconds:.2f} s ({last / rebuilt.seconds:.0f} messages/s)"
     )
     assert heir.terminate() == 0
+
+
+async def test_a_catalog_projected_before_artifact_lineage_gets_it_by_a_rebuild(
+    nats_url: str, database_url: str, postgres_server: Any, nc: NATS, log: EventLog, pg: asyncpg.Connection
+) -> None:
+    """A database projected by a release that keyed lineage by value hash: migration 12 replaces those tables,
+    which stay empty for the history already projected until ``plait catalog rebuild`` replays it."""
+    last = await varied_history(log)
+    async with pg.transaction():
+        for migration in available():
+            if migration.version <= 7:
+                await pg.execute(migration.sql)
+        await pg.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL)")
+        await pg.executemany(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            [(m.version, m.name) for m in available() if m.version <= 7],
+        )
+        await pg.execute("INSERT INTO artifacts (hash, type, value, size) VALUES ('h', '{}', '1', 1)")
+        await pg.execute("UPDATE projection_offsets SET sequence = $1", last)  # the old release projected it all
+    assert [m.name for m in await migrate(pg)] == ["artifact_lineage"]
+    assert not await pg.fetchval(
+        "SELECT to_regclass('artifacts') IS NOT NULL OR to_regclass('lineage_edges') IS NOT NULL"
+    )
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(CatalogService(nats_url, database_url, replica="upgraded").run)
+        await caught_up(nc, last)
+        assert await pg.fetchval("SELECT count(*) FROM lineage_artifacts") == 0
+        with anyio.fail_after(DEADLINE):
+            await request_rebuild(nc, lambda progress: None)
+        tg.cancel_scope.cancel()
+    assert await dump_all(pg) == await fresh_projection_all(postgres_server, log.js)
+    assert await pg.fetchval("SELECT count(*) FROM lineage_artifacts") > 0
