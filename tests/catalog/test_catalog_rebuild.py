@@ -371,8 +371,10 @@ async def test_a_catalog_projected_before_artifact_lineage_gets_it_by_a_rebuild(
     )
 
     async with anyio.create_task_group() as tg:
-        await tg.start(CatalogService(nats_url, database_url, replica="upgraded").run)
+        service = CatalogService(nats_url, database_url, replica="upgraded")
+        await tg.start(service.run)
         await caught_up(nc, last)
+        await service.projector.wait_leading()  # only the leader answers a rebuild; nothing to project elected it
         assert await pg.fetchval("SELECT count(*) FROM lineage_artifacts") == 0
         with anyio.fail_after(DEADLINE):
             await request_rebuild(nc, lambda progress: None)

@@ -24,7 +24,7 @@ PURE = LIBRARY_BASE | {"plait.core"}
 WIRE = PURE | {"plait.codec", "plait.protocol"}
 SUPPORT = WIRE | {"plait.replay", "plait.settings", "plait.logging", "plait.bounded_cache", "plait.sdk"}
 ADAPTERS = SUPPORT | {"plait.adapters"}
-CHECKS = ADAPTERS | {"plait.audit", "plait.invariants"}
+CHECKS = ADAPTERS | {"plait.audit", "plait.invariants", "plait.audit_lineage"}
 LIBRARY = CHECKS | {"plait.client", "plait"}
 
 MAY_IMPORT: dict[str, set[str]] = {
@@ -37,6 +37,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "plait.adapters": SUPPORT,
     "plait.audit": ADAPTERS,
     "plait.invariants": ADAPTERS | {"plait.audit"},
+    "plait.audit_lineage": ADAPTERS | {"plait.audit"},
     "plait.client": CHECKS,
     "plait": LIBRARY,
     "plait_scheduler": LIBRARY,
