@@ -1,10 +1,9 @@
 -- Lineage follows artifacts, not values: an artifact is one output of one attempt (or launch, map node, cache hit,
 -- constant) of one execution, carrying its value's hash; a use is a node input that read one. Lineage keyed by
--- the value hash alone linked unrelated executions that met equal values, so its tables go: `plait catalog
--- rebuild` fills the new ones from the event log.
-
-DROP TABLE lineage_edges;
-DROP TABLE artifacts;
+-- the value hash alone (artifacts, lineage_edges) linked unrelated executions that met equal values: this release
+-- no longer writes nor reads those tables, but leaves them to the replicas of the previous release that still
+-- project during a rolling upgrade (dropping them would stop those). `plait catalog rebuild` fills the new tables
+-- from the event log, once every replica runs this release.
 
 -- Values by content hash, stored once: what an artifact's preview shows.
 CREATE TABLE lineage_values (
