@@ -6,14 +6,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from plait import map_task, task, workflow
+import msgspec
+
+from plait import codec, map_task, task, workflow
+from plait.audit_lineage import check_lineage
 from plait.core.commands import Command, ReportAttemptResult, ReportAttemptStarted, ResolvedLaunch
 from plait.core.decide import decide_batch
-from plait.core.events import Decision, NodeCacheHit, TaskError
+from plait.core.events import Decision, NodeCacheHit, NodeQueued, TaskError
 from plait.core.ids import attempt_id, value_hash
 from plait.core.lineage import ExecutionLineage, Use, artifact_id, launch_artifact_id, lineage_of, producers_read
 from plait.core.state import Execution
 from plait.core.types import ListOf, Primitive
+from plait.replay import Record
 from tests.helpers.launching import resolved_launch
 
 AT = datetime(2031, 1, 2, tzinfo=UTC)
@@ -188,3 +192,31 @@ def test_a_map_nodes_output_is_one_artifact_of_lists() -> None:
     )
     assert lineage.uses["", "result"] == Use(execution_id="m", node="", name="result", artifact_id=mapped.id)
     assert lineage.uses["square", "x"].artifact_id == launch_artifact_id("m", "xs")
+
+
+def records_of(decisions: list[Decision]) -> list[Record]:
+    subject = "plait.ev.tests.dev.e1"
+    return [Record(sequence=i, subject=subject, data=codec.encode(d)) for i, d in enumerate(decisions, start=1)]
+
+
+def test_a_whole_history_keeps_the_lineage_invariants() -> None:
+    assert check_lineage(records_of(finished("e1", 3).decisions)) == []
+
+
+def test_an_input_that_got_another_value_than_its_artifact_is_reported() -> None:
+    """A forged history: ``add`` says it got 999 where ``double`` made 6."""
+    history = finished("e1", 3).decisions
+    forged = [
+        msgspec.structs.replace(
+            decision,
+            events=tuple(
+                msgspec.structs.replace(e, inputs={**e.inputs, "a": 999})
+                if isinstance(e, NodeQueued) and e.node == "add"
+                else e
+                for e in decision.events
+            ),
+        )
+        for decision in history
+    ]
+    [problem] = check_lineage(records_of(forged))
+    assert (problem.kind, problem.message) == ("lineage", "node 'add': input 'a' got a value other than its artifact's")

@@ -39,6 +39,8 @@ ProblemKind = Literal[
     "unknown_attempt",
     "unknown_node",
     "queued_early",
+    # lineage (plait.audit_lineage)
+    "lineage",
 ]
 
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from plait.audit import Problem, verify_catalog
-from plait.audit_lineage import MAX_EDGES, verify_lineage
+from plait.audit_lineage import MAX_EDGES, check_lineage, verify_lineage
 from plait.client import AsyncClient
 from plait.core.state import Execution
 from plait.errors import InputError, NotFound
@@ -105,7 +105,7 @@ async def replay_execution(
 
 async def _verify_one(client: AsyncClient, execution_id: str, catalog: bool, ended: bool) -> list[Problem]:
     records = await client.records(execution_id)
-    problems = check_execution(records, ended=ended)
+    problems = check_execution(records, ended=ended) + check_lineage(records)
     if problems or not catalog:
         return problems
     state = replay(records)

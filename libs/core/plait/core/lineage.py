@@ -96,6 +96,11 @@ def launch_artifact_id(execution_id: str, name: str) -> str:
     return artifact_id(execution_id, WORKFLOW, "launch", name)
 
 
+def item_place(name: str, key: int | str) -> str:
+    """Where an item of a fan-in binding is read: ``xs[0]`` for a list's, ``cfg["a"]`` for a dict's."""
+    return f"{name}[{key}]" if isinstance(key, int) else f"{name}[{msgspec.json.encode(key).decode()}]"
+
+
 def item_type(spec: TypeSpec) -> TypeSpec:
     """The type of a list's items or a dict's values: what one item of a fan-in binding holds."""
     match spec:
@@ -221,10 +226,10 @@ class ExecutionLineage:
                 self._use(node, name, constant.id)
             case Collection(items=items):
                 for index, item in enumerate(items):
-                    self._trace(node, f"{name}[{index}]", item, item_type(type_))
+                    self._trace(node, item_place(name, index), item, item_type(type_))
             case MappingBinding(items=items):
                 for key, item in items.items():
-                    self._trace(node, f"{name}[{msgspec.json.encode(key).decode()}]", item, item_type(type_))
+                    self._trace(node, item_place(name, key), item, item_type(type_))
 
     def _use(self, node: str, name: str, artifact: str) -> None:
         self.uses[node, name] = Use(execution_id=self.execution_id, node=node, name=name, artifact_id=artifact)
