@@ -8,17 +8,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from plait.audit import Problem
-from plait.core.events import (
-    Decision,
-    ExecutionSucceeded,
-    MapStarted,
-    NodeCacheHit,
-    NodeCacheLookup,
-    NodeQueued,
-    NodeSucceeded,
-)
+from plait.core.events import Decision, NodeCacheHit, NodeSucceeded
 from plait.core.ids import value_hash
-from plait.core.lineage import WORKFLOW, Artifact, ExecutionLineage, item_place, lineage_of
+from plait.core.lineage import Artifact, ExecutionLineage, bindings_of, item_place, lineage_of, reading
 from plait.core.model import Binding, Collection, Mapping
 from plait.core.types import describe
 from plait.protocol.lineage import ArtifactNode, LineageGraph
@@ -114,16 +106,9 @@ def _read(lineage: ExecutionLineage, history: list[Decision]) -> Iterator[str]:
     got: dict[str, dict[str, Any]] = {}
     for decision in history:
         for event in decision.events:
-            match event:
-                case NodeQueued(index=index) if index >= 0:
-                    pass
-                case NodeQueued(node=node, inputs=inputs) | NodeCacheLookup(node=node, inputs=inputs):
-                    got.setdefault(node, inputs)
-                case MapStarted(node=node, inputs=inputs):
-                    got.setdefault(node, inputs)
-                case ExecutionSucceeded(outputs=outputs):
-                    got.setdefault(WORKFLOW, outputs)
-    bindings = {node.id: node.inputs for node in lineage.workflow.nodes} | {WORKFLOW: lineage.workflow.outputs}
+            if (read := reading(event)) is not None:
+                got.setdefault(*read)
+    bindings = bindings_of(lineage.workflow)
     for node, values in got.items():
         for name, binding in bindings.get(node, {}).items():
             if name not in values:

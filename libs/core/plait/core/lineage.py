@@ -96,6 +96,29 @@ def launch_artifact_id(execution_id: str, name: str) -> str:
     return artifact_id(execution_id, WORKFLOW, "launch", name)
 
 
+def bindings_of(workflow: WorkflowSpec) -> dict[str, dict[str, Binding]]:
+    """What each node reads, by input; and, as node ``''``, what the workflow's outputs read."""
+    return {node.id: node.inputs for node in workflow.nodes} | {WORKFLOW: workflow.outputs}
+
+
+def reading(event: Event) -> tuple[str, dict[str, Any]] | None:
+    """The node an event shows reading its inputs, with the values it got: a node queued (not a map item: its
+    inputs are parts of its map node's, read once), looked up in the cache, or a map started; node ``''`` with the
+    workflow's outputs when it succeeded."""
+    match event:
+        case NodeQueued(index=index) if index >= 0:
+            return None
+        case (
+            NodeQueued(node=node, inputs=inputs)
+            | NodeCacheLookup(node=node, inputs=inputs)
+            | MapStarted(node=node, inputs=inputs)
+        ):
+            return node, inputs
+        case ExecutionSucceeded(outputs=outputs):
+            return WORKFLOW, outputs
+    return None
+
+
 def item_place(name: str, key: int | str) -> str:
     """Where an item of a fan-in binding is read: ``xs[0]`` for a list's, ``cfg["a"]`` for a dict's."""
     return f"{name}[{key}]" if isinstance(key, int) else f"{name}[{msgspec.json.encode(key).decode()}]"
@@ -129,6 +152,7 @@ class ExecutionLineage:
         self.execution_id = execution_id
         self.workflow = workflow
         self._nodes = {node.id: node for node in workflow.nodes}
+        self._bindings = bindings_of(workflow)
         self._interfaces = (
             interfaces
             if interfaces is not None
@@ -141,20 +165,14 @@ class ExecutionLineage:
         self.values: dict[str, Any] = {}
 
     def apply(self, event: Event) -> None:
+        if (read := reading(event)) is not None:
+            self._read_inputs(read[0])
+            return
         match event:
             case ExecutionLaunched(inputs=inputs):
                 types = {param.name: param.type for param in self.workflow.interface.inputs}
                 for name, value in inputs.items():
                     self._add(WORKFLOW, name, "launch", "launch", value, types.get(name, UNKNOWN_TYPE))
-            case NodeQueued(index=index) if index >= 0:
-                pass  # a map item's: its inputs are parts of the map node's, which it read once
-            case NodeQueued(node=node) | NodeCacheLookup(node=node) | MapStarted(node=node):
-                if node not in self._read and node in self._nodes:
-                    self._read.add(node)
-                    interface = self._interfaces[node]
-                    types = {param.name: param.type for param in interface.inputs}
-                    for name, binding in self._nodes[node].inputs.items():
-                        self._trace(node, name, binding, types.get(name, UNKNOWN_TYPE))
             case NodeSucceeded(node=node, attempt_id=attempt, outputs=outputs) if node in self._nodes:
                 is_map = self._nodes[node].map is not None
                 producer: Producer = "map" if is_map or not attempt else "attempt"
@@ -162,10 +180,16 @@ class ExecutionLineage:
             case NodeCacheHit(node=node, outputs=outputs, source_execution=execution, source_node=source):
                 if node in self._nodes:
                     self._outputs(node, "cache", f"cache:{execution}/{source}", outputs, "", execution, source)
-            case ExecutionSucceeded():
-                types = {param.name: param.type for param in self.workflow.interface.outputs}
-                for name, binding in self.workflow.outputs.items():
-                    self._trace(WORKFLOW, name, binding, types.get(name, UNKNOWN_TYPE))
+
+    def _read_inputs(self, node: str) -> None:
+        """Record what ``node`` read (the first time it shows it), tracing each of its bindings."""
+        if node in self._read or node not in self._bindings:
+            return
+        self._read.add(node)
+        params = self.workflow.interface.outputs if node == WORKFLOW else self._interfaces[node].inputs
+        types = {param.name: param.type for param in params}
+        for name, binding in self._bindings[node].items():
+            self._trace(node, name, binding, types.get(name, UNKNOWN_TYPE))
 
     def _outputs(
         self,
@@ -238,17 +262,12 @@ class ExecutionLineage:
 def producers_read(workflow: WorkflowSpec, events: Iterable[Event]) -> set[str]:
     """The upstream nodes whose outputs ``events`` read: the nodes that ``FromNode`` bindings of the nodes they
     start (and of the workflow's outputs, when it succeeds) name."""
-    nodes = {node.id: node for node in workflow.nodes}
-    read: set[str] = set()
+    bindings = bindings_of(workflow)
+    upstream: set[str] = set()
     for event in events:
-        match event:
-            case NodeQueued(index=index) if index >= 0:
-                pass
-            case NodeQueued(node=node) | NodeCacheLookup(node=node) | MapStarted(node=node) if node in nodes:
-                read |= set().union(*(upstream_nodes(b) for b in nodes[node].inputs.values()))
-            case ExecutionSucceeded():
-                read |= set().union(*(upstream_nodes(b) for b in workflow.outputs.values()))
-    return read
+        if (read := reading(event)) is not None and read[0] in bindings:
+            upstream |= set().union(*(upstream_nodes(b) for b in bindings[read[0]].values()))
+    return upstream
 
 
 def lineage_of(decisions: Iterable[Decision]) -> ExecutionLineage | None:
