@@ -14,7 +14,8 @@ import pytest
 
 from plait import codec
 from plait.audit import Problem, verify_catalog, verify_chain
-from plait.client import AsyncClient
+from plait.audit_lineage import verify_lineage
+from plait.client import ArtifactNode, AsyncClient
 from plait.core.events import Decision, NodeSucceeded
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
@@ -93,6 +94,22 @@ async def test_a_catalog_row_that_differs_from_the_log_is_reported(history: Hist
     node.attempts[0].status = "succeeded"
     [changed] = verify_catalog(state, row)
     assert changed.message.startswith("node 'unlucky'") and "'succeeded'" in changed.message
+
+
+async def test_catalog_lineage_that_differs_from_the_log_is_reported(history: History) -> None:
+    """The catalog's artifacts and uses of an execution must be those ``plait.core.lineage`` derives from it."""
+    for name, execution_id in history.ids.items():
+        records = await history.client.records(execution_id)
+        graph = await history.client.lineage(execution_id, depth=0, min_sequence=records[-1].sequence)
+        assert verify_lineage(records, graph) == [], name
+        if any(isinstance(v, ArtifactNode) and v.producer == "attempt" for v in graph.nodes):
+            made = next(v for v in graph.nodes if isinstance(v, ArtifactNode) and v.producer == "attempt")
+            made.attempt_id = "someone-else"
+            graph.edges = [e for e in graph.edges if e.kind != "used" or e.source != made.id]
+            problems = verify_lineage(records, graph)
+            assert [p.kind for p in problems][:1] == ["catalog_mismatch"]
+            assert problems[0].message.startswith(f"artifact {made.id}: catalog has ")
+            assert any("in the log, not in the catalog" in p.message for p in problems[1:])
 
 
 async def test_damaged_record_lists_are_reported_at_the_damaged_record(history: History) -> None:

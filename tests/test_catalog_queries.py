@@ -17,12 +17,13 @@ from plait.adapters.connection import connect
 from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient, Client
 from plait.core.cachelog import CacheCleared, CacheFilled, CacheReserved
-from plait.core.ids import artifact_hash
+from plait.core.ids import value_hash
+from plait.core.lineage import launch_artifact_id
 from plait.errors import NotFound
 from plait.protocol import subjects
 from plait_catalog import CatalogService, db
 from plait_catalog.migrations import migrate
-from tests.helpers.catalog_rows import DOMAIN, DOUBLE, H3, H6, H7, H14, H15, INCREMENT, PROJECT, WORKFLOW, insert_all
+from tests.helpers.catalog_rows import DOMAIN, DOUBLE, H7, INCREMENT, PROJECT, WORKFLOW, artifact, insert_all
 from tests.helpers.running import running
 
 DEADLINE = 10.0
@@ -65,106 +66,153 @@ def edges(graph: dict[str, Any]) -> set[tuple[str, str, str]]:
     return {(edge["source"], edge["target"], edge["name"]) for edge in graph["edges"]}
 
 
-async def test_lineage_upstream_crosses_executions_step_by_step(nc: NATS, catalog: None) -> None:
-    one = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H15, "direction": "upstream", "depth": 1})
-    assert one["root"] == f"artifact:{H15}"
-    assert ids(one) == {
-        f"artifact:{H15}",
-        "execution:B",
-        "node:B/increment",
-        f"artifact:{H7}",
-        f"artifact:{H14}",
-    }
-    assert edges(one) == {
-        ("execution:B", f"artifact:{H15}", "result"),
-        ("node:B/increment", f"artifact:{H15}", "result"),
-        (f"artifact:{H7}", "execution:B", "x"),
-        (f"artifact:{H14}", "node:B/increment", "x"),
-    }
+A_X, A_D, A_R = (f"artifact:{artifact(*place)}" for place in (("A",), ("A", "double"), ("A", "increment")))
+B_X, B_D, B_R = (f"artifact:{artifact(*place)}" for place in (("B",), ("B", "double"), ("B", "increment")))
+C_X, C_D, C_R = (f"artifact:{artifact(*place)}" for place in (("C",), ("C", "double"), ("C", "increment")))
+
+
+def lineage_request(target: str, **options: Any) -> dict[str, Any]:
+    return {**HERE, "target": target.removeprefix("artifact:"), **options}
+
+
+def executions_in(graph: dict[str, Any]) -> set[str]:
+    return {node["execution_id"] for node in graph["nodes"]}
+
+
+async def test_lineage_upstream_crosses_executions_through_the_cache_only(nc: NATS, catalog: None) -> None:
+    """C's ``double`` was a cache hit of A's: walking up from C's result reaches A through it, step by step."""
+    one = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request(C_R, direction="upstream", depth=1))
+    assert one["root"] == C_R
+    assert ids(one) == {C_R, "node:C/increment", C_D}
+    assert edges(one) == {("node:C/increment", C_R, "result"), (C_D, "node:C/increment", "x")}
     vertices = {node["id"]: node for node in one["nodes"]}
-    assert vertices[f"artifact:{H7}"] == {
+    assert vertices[C_R] == {
         "kind": "artifact",
-        "id": f"artifact:{H7}",
+        "id": C_R,
         "hash": H7,
         "type": "int",
         "preview": "7",
         "size": 1,
+        "execution_id": "C",
+        "node": "increment",
+        "name": "result",
+        "producer": "attempt",
+        "attempt_id": "C/increment/1",
+        "source_execution": "",
+        "source_node": "",
     }
-    assert vertices["node:B/increment"] == {
+    assert (vertices[C_D]["producer"], vertices[C_D]["source_execution"], vertices[C_D]["source_node"]) == (
+        "cache",
+        "A",
+        "double",
+    )
+    assert vertices["node:C/increment"] == {
         "kind": "node_execution",
-        "id": "node:B/increment",
-        "execution_id": "B",
+        "id": "node:C/increment",
+        "execution_id": "C",
         "node": "increment",
         "task": INCREMENT,
         "status": "succeeded",
     }
-    assert (vertices["execution:B"]["task"], vertices["execution:B"]["node"]) == (WORKFLOW, "")
 
-    two = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H15, "direction": "upstream", "depth": 2})
-    assert ids(two) - ids(one) == {
-        "execution:A",
-        "node:A/increment",
-        "node:B/double",
-        f"artifact:{H3}",
-        f"artifact:{H6}",
+    two = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request(C_R, direction="upstream", depth=2))
+    assert ids(two) - ids(one) == {"node:C/double", C_X, A_D}
+    assert {(e["source"], e["target"], e["name"], e["kind"]) for e in two["edges"]} >= {
+        (A_D, "node:C/double", "result", "cached"),
+        (C_X, "node:C/double", "x", "used"),
+        ("node:C/double", C_D, "result", "produced"),
     }
-    three = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H15, "direction": "upstream", "depth": 3})
-    assert ids(three) - ids(two) == {"node:A/double"}
-    deeper = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H15, "direction": "upstream", "depth": 10})
-    assert (ids(deeper), edges(deeper)) == (ids(three), edges(three))
+    three = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request(C_R, direction="upstream", depth=3))
+    assert ids(three) - ids(two) == {"execution:C", "node:A/double", A_X}
+    four = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request(C_R, direction="upstream", depth=4))
+    assert ids(four) - ids(three) == {"execution:A"}
+    deeper = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request(C_R, direction="upstream", depth=10))
+    assert (ids(deeper), edges(deeper)) == (ids(four), edges(four))
     assert not deeper["truncated"]
+    assert executions_in(deeper) == {"A", "C"}, "B met the same values, but none of these artifacts"
 
-    cut = await ask(
-        nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H15, "direction": "upstream", "depth": 3, "max_edges": 5}
-    )
+    cut = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request(C_R, direction="upstream", depth=4, max_edges=5))
     assert cut["truncated"]
-    assert edges(one) <= edges(cut) <= edges(three) and len(cut["edges"]) == 5
+    assert edges(one) <= edges(cut) <= edges(four) and len(cut["edges"]) == 5
 
 
 async def test_lineage_downstream_and_both(nc: NATS, catalog: None) -> None:
-    one = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H3, "direction": "downstream", "depth": 1})
-    assert ids(one) == {f"artifact:{H3}", "execution:A", "node:A/double", f"artifact:{H6}", f"artifact:{H7}"}
-    two = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H3, "direction": "downstream", "depth": 2})
-    assert {"execution:B", "node:B/double", f"artifact:{H14}", f"artifact:{H15}"} <= ids(two)
-    assert (f"artifact:{H7}", "execution:B", "x") in edges(two)
+    one = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request(A_X, direction="downstream", depth=1))
+    assert ids(one) == {A_X, "node:A/double", A_D}
+    two = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request(A_X, direction="downstream", depth=2))
+    assert ids(two) - ids(one) == {"node:A/increment", A_R, "node:C/double", C_D}
+    assert (A_D, "node:C/double", "result") in edges(two)
+    deeper = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request(A_X, direction="downstream", depth=10))
+    assert executions_in(deeper) == {"A", "C"}
+    assert {"execution:A", "execution:C", "node:C/increment", C_R} <= ids(deeper)
 
-    both = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H7, "depth": 1})
+    both = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request(A_R, depth=1))
     assert both["direction"] == "both"
-    assert {"node:A/increment", "execution:A", "node:B/double", "execution:B"} <= ids(both)
-    assert f"artifact:{H6}" in ids(both) and f"artifact:{H14}" in ids(both)
-    assert f"artifact:{H3}" in ids(both)  # A's workflow input, via A itself as the producer of 7
+    assert ids(both) == {A_R, "node:A/increment", A_D, "execution:A"}
+    assert ("execution:A" in ids(both)) and (A_R, "execution:A", "result") in edges(both)  # the workflow's output
+
+
+async def test_equal_values_are_found_by_same_value_not_by_lineage(nc: NATS, catalog: None) -> None:
+    """B was launched with 7, the value A made and C made again: three artifacts, one hash."""
+    walk = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request(B_X, depth=10))
+    assert executions_in(walk) == {"B"}
+    others = await ask(nc, subjects.CATALOG_SAME_VALUE, lineage_request(A_R))
+    assert others["hash"] == H7 and not others["truncated"]
+    assert [(a["id"], a["execution_id"], a["node"], a["name"]) for a in others["artifacts"]] == [
+        (C_R, "C", "increment", "result"),
+        (B_X, "B", "", "x"),
+    ]
+    every = await ask(nc, subjects.CATALOG_SAME_VALUE, {**HERE, "target": H7, "limit": 2})
+    assert [a["id"] for a in every["artifacts"]] == [C_R, B_X] and every["truncated"]
+    missing = await ask(nc, subjects.CATALOG_SAME_VALUE, {**HERE, "target": "nothing-here"})
+    assert missing["error"]["type"] == "not_found" and "nothing-here" in missing["error"]["message"]
+    elsewhere = await ask(nc, subjects.CATALOG_SAME_VALUE, {"project": "other", "domain": DOMAIN, "target": H7})
+    assert elsewhere["error"]["type"] == "not_found"
 
 
 async def test_lineage_of_an_execution(nc: NATS, catalog: None) -> None:
-    up = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": "B", "direction": "upstream", "depth": 1})
-    assert up["root"] == "execution:B"
-    assert {"execution:B", "node:B/double", "node:B/increment", "execution:A", "node:A/increment"} <= ids(up)
-    assert "node:A/double" not in ids(up)
+    own = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request("C", depth=0))
+    assert own["root"] == "execution:C"
+    assert ids(own) == {"execution:C", "node:C/double", "node:C/increment", C_X, C_D, C_R}
+    assert len(own["edges"]) == 3 + 3  # what it made (input, two outputs) and read (two inputs, its output)
 
-    down = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": "A", "direction": "downstream", "depth": 1})
-    assert {"execution:B", "node:B/double", f"artifact:{H14}", f"artifact:{H15}"} <= ids(down)
-    assert not any(i.startswith("node:B/increment") for i in ids(down))
-    assert "execution:A" not in ids(
-        await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": "B", "direction": "downstream"})
-    )
+    up = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request("C", direction="upstream", depth=1))
+    assert ids(up) - ids(own) == {A_D}, "one step up: the artifact its cache hit reused"
+    down = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request("A", direction="downstream", depth=1))
+    assert {"node:C/double", C_D} <= ids(down)
+    assert "node:C/increment" not in ids(down)
+    alone = await ask(nc, subjects.CATALOG_LINEAGE, lineage_request("B"))
+    assert executions_in(alone) == {"B"}
 
 
 async def test_lineage_of_a_lone_artifact_previews_its_value(nc: NATS, catalog: None, database_url: str) -> None:
     numbers = list(range(100))
+    lone = launch_artifact_id("L", "numbers")
     connection = await db.connect(database_url, "test-artifact")
     try:
         await connection.execute(
-            "INSERT INTO artifacts (hash, type, value, size) VALUES ($1, $2, $3, 390)",
-            artifact_hash(numbers),
+            "INSERT INTO lineage_values (hash, value, size) VALUES ($1, $2, 390)", value_hash(numbers), numbers
+        )
+        await connection.execute(
+            """INSERT INTO lineage_artifacts (project, domain, artifact_id, execution_id, node_id, name, producer,
+                   value_hash, type) VALUES ($1, $2, $3, 'L', '', 'numbers', 'launch', $4, $5)""",
+            PROJECT,
+            DOMAIN,
+            lone,
+            value_hash(numbers),
             {"type": "list", "item": {"type": "primitive", "name": "int"}},
-            numbers,
         )
     finally:
         await connection.close()
-    graph = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": artifact_hash(numbers)})
+    graph = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": lone, "direction": "downstream"})
     assert graph["edges"] == []
     [vertex] = graph["nodes"]
-    assert (vertex["id"], vertex["type"], vertex["size"]) == (f"artifact:{artifact_hash(numbers)}", "list[int]", 390)
+    assert (vertex["id"], vertex["type"], vertex["size"], vertex["hash"]) == (
+        f"artifact:{lone}",
+        "list[int]",
+        390,
+        value_hash(numbers),
+    )
     assert vertex["preview"].startswith("[0, 1, 2, 3") and vertex["preview"].endswith("…")
     assert len(vertex["preview"]) == 60
 
@@ -173,7 +221,10 @@ async def test_lineage_of_unknown_targets_and_bad_requests(nc: NATS, catalog: No
     missing = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": "nothing-here"})
     assert missing["error"]["type"] == "not_found"
     assert "nothing-here" in missing["error"]["message"]
-    for bad in ({}, {"target": ""}, {"target": H7, "depth": 0}, {"target": H7, "direction": "sideways"}):
+    by_value = await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, "target": H7})
+    assert by_value["error"]["type"] == "not_found"
+    assert "value's hash, not an artifact" in by_value["error"]["message"]
+    for bad in ({}, {"target": ""}, {"target": H7, "depth": -1}, {"target": H7, "direction": "sideways"}):
         assert (await ask(nc, subjects.CATALOG_LINEAGE, {**HERE, **bad}))["error"]["type"] == "bad_request", bad
     assert (await ask(nc, subjects.CATALOG_LINEAGE, {"target": H7}))["error"]["type"] == "bad_request"
 
@@ -260,8 +311,13 @@ async def test_client_methods_read_the_catalog(nats_url: str, catalog: None) -> 
         assert (await client.cache_entry("k-double-3")).outputs == {"result": 6}
         with pytest.raises(NotFound, match="k-nope"):
             await client.cache_entry("k-nope")
-        graph = await client.lineage(H15, "upstream", 1)
-        assert graph.root == f"artifact:{H15}"
+        graph = await client.lineage(artifact("C", "increment"), "upstream", 1)
+        assert graph.root == f"artifact:{artifact('C', 'increment')}"
+        same = await client.same_value(artifact("A", "increment"))
+        assert [(a.execution_id, a.node, a.name) for a in same.artifacts] == [
+            ("C", "increment", "result"),
+            ("B", "", "x"),
+        ]
         assert [t.name for t in await client.tasks()] == [DOUBLE, INCREMENT]
         assert [w.name for w in await client.workflows()] == [WORKFLOW]
         assert [p.name for p in await client.launch_plans()] == ["daily"]

@@ -21,7 +21,7 @@ from plait.logging import configure_logging
 from plait_catalog import CatalogService, db
 from plait_catalog.migrations import migrate
 from plait_cli.main import dispatch, main
-from tests.helpers.catalog_rows import CACHE_KEYS, DOMAIN, DOUBLE, H3, H7, H15, PROJECT, insert_all, insert_chain
+from tests.helpers.catalog_rows import CACHE_KEYS, DOMAIN, DOUBLE, H7, PROJECT, artifact, insert_all, insert_chain
 
 
 async def seed(database_url: str) -> None:
@@ -34,7 +34,7 @@ async def seed(database_url: str) -> None:
 
 
 async def seed_another_project(database_url: str, project: str) -> None:
-    """The chain of executions A and B again, in ``project``, with other inputs."""
+    """The executions A, B and C again, in ``project``, with other inputs."""
     connection = await db.connect(database_url, "test-cli-rows")
     try:
         await insert_chain(connection, project)
@@ -153,38 +153,66 @@ def test_cache_clear(
 
 
 def test_lineage_as_tree_json_and_dot(catalog: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert dispatch(["lineage", H15, "--upstream", "--depth", "3"]) == 0
+    c_result, a_input, a_result = artifact("C", "increment"), artifact("A"), artifact("A", "increment")
+    assert dispatch(["lineage", c_result, "--upstream", "--depth", "4"]) == 0
     tree = capsys.readouterr().out
-    assert tree.splitlines()[0].startswith(f"{H15[:12]} int = 15")
-    for expected in ("execution B tests.pipeline succeeded", "increment B/increment", "double A/double", "(see above)"):
+    assert tree.splitlines()[0].startswith(f"{c_result[:12]} int = 7 (attempt C/increment/1)")
+    for expected in (
+        "increment C/increment succeeded",
+        "cached result:",
+        "(cache hit of A/double)",
+        "double A/double",
+        "execution A tests.pipeline succeeded",
+    ):
         assert expected in tree, expected
-    assert "downstream" not in tree
+    assert "downstream" not in tree and "B/" not in tree
 
     assert dispatch(["lineage", "A", "--depth", "1"]) == 0
     both = capsys.readouterr().out
-    assert "upstream" in both and "downstream" in both and "execution B" in both
+    assert "upstream" in both and "downstream" in both and "C/double" in both
     assert "increment.x:" in both and "double.result:" in both  # an execution stands for all its nodes
 
-    assert dispatch(["lineage", H3, "--downstream", "--depth", "2", "--json"]) == 0
+    assert dispatch(["lineage", a_input, "--downstream", "--depth", "2", "--json"]) == 0
     graph = msgspec.json.decode(capsys.readouterr().out)
-    assert graph["root"] == f"artifact:{H3}" and graph["direction"] == "downstream"
-    assert {"source": f"artifact:{H7}", "target": "execution:B", "name": "x"} in graph["edges"]
+    assert graph["root"] == f"artifact:{a_input}" and graph["direction"] == "downstream"
+    cached = {"source": f"artifact:{artifact('A', 'double')}", "target": "node:C/double", "name": "result"}
+    assert {**cached, "kind": "cached"} in graph["edges"]
 
-    assert dispatch(["lineage", H7, "--dot"]) == 0
+    assert dispatch(["lineage", a_result, "--dot"]) == 0
     dot = capsys.readouterr().out
     assert dot.startswith("digraph lineage {\n") and dot.endswith("}\n")
-    assert f'"artifact:{H7}" [shape=box, label="int\\n7\\n{H7[:12]}", style=bold];' in dot
-    assert f'"artifact:{H7}" -> "execution:B" [label="x"];' in dot
+    assert f'"artifact:{a_result}" [shape=box, label="int\\n7\\nattempt A/increment/2", style=bold];' in dot
+    assert f'"artifact:{a_result}" -> "execution:A" [label="result"];' in dot
     assert '"node:A/increment" [shape=ellipse, label="tests.increment\\nA/increment"];' in dot
 
-    assert dispatch(["lineage", H15, "--upstream", "--max-edges", "5", "--json"]) == 0
+    assert dispatch(["lineage", c_result, "--upstream", "--max-edges", "5", "--json"]) == 0
     captured = capsys.readouterr()
     assert msgspec.json.decode(captured.out)["truncated"]
     assert "more than 5 edges within 3 steps" in captured.err
 
     code, out, err = plait(capsys, "lineage", "no-such-thing", "--dot")
     assert (code, out) == (2, "")
-    assert "no-such-thing is neither an artifact hash nor an execution id" in err
+    assert "no-such-thing is neither an artifact id nor an execution id" in err
+
+
+def test_lineage_same_value(catalog: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--same-value`` lists the artifacts of other executions holding the value; lineage never linked them."""
+    assert dispatch(["lineage", artifact("A", "increment"), "--same-value"]) == 0
+    table = capsys.readouterr().out
+    assert f"value {H7}" in table
+    assert artifact("B") in table and artifact("C", "increment") in table and artifact("A", "increment") not in table
+    assert "attempt C/increment/1" in table and "launch" in table
+
+    assert dispatch(["lineage", H7, "--same-value", "--limit", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    found = msgspec.json.decode(captured.out)
+    assert [a["execution_id"] for a in found["artifacts"]] == ["C", "B"] and found["truncated"]
+    assert "more than 2 artifacts hold this value" in captured.err
+
+    code, _, err = plait(capsys, "lineage", H7)
+    assert code == 2 and "value's hash, not an artifact" in err and "--same-value" in err
+    code, _, err = plait(capsys, "lineage", H7, "--same-value", "--dot")
+    assert code == 2 and "--same-value lists artifacts" in err
 
 
 def test_registry_commands(catalog: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -228,4 +256,8 @@ def test_executions_show_and_list_each_project_its_own(
         assert [node["node"] for node in shown["nodes"]] == ["double", "increment"]
         assert dispatch(["executions", "list", "--json"]) == 0
         listed = msgspec.json.decode(capsys.readouterr().out)["executions"]
-        assert sorted((row["execution_id"], row["project"]) for row in listed) == [("A", project), ("B", project)]
+        assert sorted((row["execution_id"], row["project"]) for row in listed) == [
+            ("A", project),
+            ("B", project),
+            ("C", project),
+        ]

@@ -8,6 +8,7 @@ from typing import Any
 from plait.adapters.connection import connect
 from plait.adapters.streams import ensure_streams
 from plait.audit import Problem
+from plait.audit_lineage import check_lineage
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
@@ -39,14 +40,16 @@ def launch_events(execution_id: str = EXECUTION) -> list[Event]:
     return events
 
 
-def queued(node: str, attempt: int = 1, task: str = "increment", execution_id: str = EXECUTION) -> NodeQueued:
+def queued(
+    node: str, attempt: int = 1, task: str = "increment", execution_id: str = EXECUTION, inputs: Any = None
+) -> NodeQueued:
     return NodeQueued(
         node=node,
         attempt_id=attempt_id(execution_id, node, attempt),
         attempt=attempt,
         task=f"tests.definitions.{task}",
         queue="default",
-        inputs={"x": 1},
+        inputs={"x": 1} if inputs is None else inputs,
     )
 
 
@@ -60,10 +63,14 @@ def clean_run(execution_id: str = EXECUTION) -> list[list[Event]]:
         launch_events(e),
         [
             done("increment", 2, execution_id=e),
-            queued("double", 1, "double", e),
-            queued("increment-1", 1, "increment", e),
+            queued("double", 1, "double", e, {"x": 2}),
+            queued("increment-1", 1, "increment", e, {"x": 2}),
         ],
-        [done("double", 4, execution_id=e), done("increment-1", 3, execution_id=e), queued("merge", 1, "merge", e)],
+        [
+            done("double", 4, execution_id=e),
+            done("increment-1", 3, execution_id=e),
+            queued("merge", 1, "merge", e, {"a": 4, "b": 3}),
+        ],
         [done("merge", 7, execution_id=e), ExecutionSucceeded(outputs={"result": 7})],
     ]
 
@@ -74,6 +81,7 @@ def kinds(problems: list[Problem]) -> list[tuple[str, int | None]]:
 
 def test_a_clean_finished_history_has_no_problem() -> None:
     assert check_execution(history(EXECUTION, clean_run()), ended=True) == []
+    assert check_lineage(history(EXECUTION, clean_run())) == [], "each input got the value its artifact holds"
 
 
 def test_a_running_execution_is_reported_only_when_every_execution_should_have_ended() -> None:

@@ -13,7 +13,8 @@ import asyncpg
 from plait.adapters.cachelog import CacheLog
 from plait.core.cachelog import CacheCleared, CacheReleased, CacheReserved, CacheWaiter
 from plait.core.commands import LaunchExecution, ResolvedLaunch
-from plait.core.ids import artifact_hash, attempt_id
+from plait.core.ids import attempt_id, value_hash
+from plait.core.lineage import artifact_id
 from plait_catalog.migrations import migrate
 from plait_catalog.projection import apply_batch
 from tests.helpers.caching_log import (
@@ -118,39 +119,49 @@ async def test_overwrite_cache_is_projected(log: EventLog, pg: asyncpg.Connectio
     assert (node["status"], node["cache_key"]) == ("queued", key) and key
 
 
-async def test_lineage_crosses_executions(log: EventLog, pg: asyncpg.Connection) -> None:
+async def artifacts_of(pg: asyncpg.Connection, execution_id: str) -> dict[tuple[str, str], asyncpg.Record]:
+    """The execution's artifacts by (node, name)."""
+    rows = await pg.fetch("SELECT * FROM lineage_artifacts WHERE execution_id = $1", execution_id)
+    return {(r["node_id"], r["name"]): r for r in rows}
+
+
+async def uses_of(pg: asyncpg.Connection, execution_id: str) -> dict[tuple[str, str], str]:
+    """What each input of the execution read: (node, input) → artifact id."""
+    rows = await pg.fetch("SELECT * FROM lineage_uses WHERE execution_id = $1", execution_id)
+    return {(r["node_id"], r["name"]): r["artifact_id"] for r in rows}
+
+
+async def test_equal_values_of_two_executions_are_not_linked(log: EventLog, pg: asyncpg.Connection) -> None:
+    """``downstream`` is launched with ``upstream``'s output 10: equal values, two artifacts, no shared row."""
     caching = CachingLog(log)
     await caching.computed("upstream", 3)  # outputs 10
-    await caching.computed("downstream", 10)  # its input is upstream's output
+    await caching.computed("downstream", 10)
     await migrate(pg)
     await apply_batch(pg, await read_stream(log.js))
 
-    edges = {
-        (r["execution_id"], r["node_id"], r["direction"], r["name"]): r["artifact_hash"]
-        for r in await pg.fetch("SELECT * FROM lineage_edges")
+    up, down = await artifacts_of(pg, "upstream"), await artifacts_of(pg, "downstream")
+    ten = value_hash(10)
+    assert up["add_one", "result"]["value_hash"] == down["", "x"]["value_hash"] == ten
+    assert up["add_one", "result"]["artifact_id"] != down["", "x"]["artifact_id"]
+    assert down["", "x"]["producer"] == "launch"
+    first = attempt_id("upstream", "square", 1)
+    assert (up["square", "result"]["producer"], up["square", "result"]["attempt_id"]) == ("attempt", first)
+    assert up["square", "result"]["artifact_id"] == artifact_id("upstream", "square", first, "result")
+    assert (up["square", "result"]["type"], up["square", "result"]["value_hash"]) == (INT, value_hash(9))
+
+    assert await uses_of(pg, "upstream") == {
+        ("square", "x"): up["", "x"]["artifact_id"],
+        ("add_one", "x"): up["square", "result"]["artifact_id"],
+        ("", "result"): up["add_one", "result"]["artifact_id"],
     }
-    ten = artifact_hash(10)
-    assert edges["upstream", "add_one", "output", "result"] == ten
-    assert edges["upstream", "", "output", "result"] == ten
-    assert edges["downstream", "", "input", "x"] == ten
-    assert edges["downstream", "square", "input", "x"] == ten
-    assert edges["upstream", "square", "input", "x"] == artifact_hash(3)
-    assert edges["upstream", "square", "output", "result"] == artifact_hash(9)
-    assert len(edges) == 2 * (1 + 2 + 2 + 1)  # per execution: its input, each node's input and output, its output
-
-    artifact = await pg.fetchrow("SELECT * FROM artifacts WHERE hash = $1", ten)
-    assert (artifact["value"], artifact["size"], artifact["type"]) == (10, 2, INT)
-    assert await pg.fetchval("SELECT count(*) FROM artifacts") == len({3, 9, 10, 100, 101})
-
-    # walking upstream from the downstream execution's input finds the node that computed it
-    writers = await pg.fetch(
-        """
-        SELECT w.execution_id, w.node_id FROM lineage_edges AS r
-        JOIN lineage_edges AS w ON w.artifact_hash = r.artifact_hash AND w.direction = 'output' AND w.node_id <> ''
-        WHERE r.execution_id = 'downstream' AND r.node_id = '' AND r.direction = 'input'
-        """
+    no_artifact_read_across = await pg.fetchval(
+        """SELECT count(*) FROM lineage_uses AS u JOIN lineage_artifacts AS a USING (project, domain, artifact_id)
+           WHERE u.execution_id <> a.execution_id"""
     )
-    assert [(w["execution_id"], w["node_id"]) for w in writers] == [("upstream", "add_one")]
+    assert no_artifact_read_across == 0
+    stored = await pg.fetchrow("SELECT * FROM lineage_values WHERE hash = $1", ten)
+    assert (stored["value"], stored["size"]) == (10, 2)
+    assert await pg.fetchval("SELECT count(*) FROM lineage_values") == len({3, 9, 10, 100, 101})
 
 
 async def test_lineage_of_a_cache_hit_and_of_executions_launched_in_earlier_batches(
@@ -163,20 +174,21 @@ async def test_lineage_of_a_cache_hit_and_of_executions_launched_in_earlier_batc
     for message in await read_stream(log.js):  # one message per batch: every type comes from an earlier launch
         await apply_batch(pg, [message])
 
-    hit_edges = await pg.fetch(
-        "SELECT node_id, direction, name, artifact_hash FROM lineage_edges WHERE execution_id = 'hit' "
-        "ORDER BY node_id, direction"
+    hit = await artifacts_of(pg, "hit")
+    cached = hit["square", "result"]
+    assert (cached["producer"], cached["source_execution"], cached["source_node"], cached["attempt_id"]) == (
+        "cache",
+        "source",
+        "square",
+        "",
     )
-    assert [(e["node_id"], e["direction"], e["artifact_hash"]) for e in hit_edges] == [
-        ("", "input", artifact_hash(7)),
-        ("", "output", artifact_hash(50)),
-        ("add_one", "input", artifact_hash(49)),
-        ("add_one", "output", artifact_hash(50)),
-        ("square", "input", artifact_hash(7)),
-        ("square", "output", artifact_hash(49)),
-    ]
-    types = {r["hash"]: r["type"] for r in await pg.fetch("SELECT hash, type FROM artifacts")}
-    assert list(types.values()) == [INT] * len(types)
+    assert cached["artifact_id"] == artifact_id("hit", "square", "cache:source/square", "result")
+    assert await uses_of(pg, "hit") == {
+        ("square", "x"): hit["", "x"]["artifact_id"],
+        ("add_one", "x"): cached["artifact_id"],  # read in a later batch than the hit was made
+        ("", "result"): hit["add_one", "result"]["artifact_id"],
+    }
+    assert {r["type"]["name"] for r in hit.values()} == {"int"}
     assert await dump_all(pg) == await fresh_projection_all(postgres_server, log.js)
 
 
@@ -247,7 +259,8 @@ async def test_a_none_value_is_an_artifact_stored_inline(log: EventLog, pg: asyn
     await migrate(pg)
     await apply_batch(pg, await read_stream(log.js))
     stored = await pg.fetchrow(
-        "SELECT value IS NULL AS missing, value, size, type FROM artifacts WHERE hash = $1", artifact_hash(None)
+        "SELECT value IS NULL AS missing, value, size FROM lineage_values WHERE hash = $1", value_hash(None)
     )
     assert (stored["missing"], stored["value"], stored["size"]) == (False, None, len(b"null"))
-    assert stored["type"] == {"type": "optional", "inner": INT}
+    [made] = await pg.fetch("SELECT type FROM lineage_artifacts WHERE node_id = 'nothing'")
+    assert made["type"] == {"type": "optional", "inner": INT}

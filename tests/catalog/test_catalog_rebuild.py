@@ -28,6 +28,7 @@ from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
 from plait.protocol.rebuild import RebuildProgress
 from plait_catalog import CatalogService
+from plait_catalog.migrations import available, migrate
 from plait_catalog.projection import StoredMessage, stored_offset
 from plait_catalog.projector import stored_message
 from plait_catalog.rebuild import RebuildFailed, RebuildRefused
@@ -66,7 +67,10 @@ async def test_rebuild_gives_the_same_tables(
             last = await varied_history(log)
             await caught_up(nc, last)
             before = await dump_all(pg)
-            assert all(before[table] for table in ("artifacts", "lineage_edges", "cache_entries", "attempts"))
+            assert all(
+                before[table]
+                for table in ("lineage_values", "lineage_artifacts", "lineage_uses", "cache_entries", "attempts")
+            )
             projected_before = len(logs)
 
             progress: list[RebuildProgress] = []
@@ -218,7 +222,7 @@ async def test_cli_rebuild_prints_progress_and_rows(nats_url: str, database_url:
     result = json.loads(as_json.stdout)
     out, err = cli.stdout.decode(), cli.stderr.decode()
     assert f"rebuilt the catalog from {last} messages (up to sequence {last})" in out
-    assert "executions" in out and "lineage_edges" in out
+    assert "executions" in out and "lineage_artifacts" in out
     assert f"replayed 0 messages, up to sequence 0 of {last}" in err
     assert (result["messages"], result["sequence"], result["replica"]) == (last, last, "cli")
     assert result["rows"]["executions"] > 0
@@ -366,3 +370,37 @@ async def test_a_leader_killed_mid_backlog_leaves_no_gap_and_no_duplicate(
         f"rebuild of {last} messages: {rebuilt.seconds:.2f} s ({last / rebuilt.seconds:.0f} messages/s)"
     )
     assert heir.terminate() == 0
+
+
+async def test_a_catalog_projected_before_artifact_lineage_gets_it_by_a_rebuild(
+    nats_url: str, database_url: str, postgres_server: Any, nc: NATS, log: EventLog, pg: asyncpg.Connection
+) -> None:
+    """A database projected by a release that keyed lineage by value hash: migration 12 adds the artifact tables,
+    which stay empty for the history already projected until ``plait catalog rebuild`` replays it. It leaves the old
+    tables to the old release's replicas that still project during a rolling upgrade."""
+    last = await varied_history(log)
+    async with pg.transaction():
+        for migration in available():
+            if migration.version <= 7:
+                await pg.execute(migration.sql)
+        await pg.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL)")
+        await pg.executemany(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            [(m.version, m.name) for m in available() if m.version <= 7],
+        )
+        await pg.execute("INSERT INTO artifacts (hash, type, value, size) VALUES ('h', '{}', '1', 1)")
+        await pg.execute("UPDATE projection_offsets SET sequence = $1", last)  # the old release projected it all
+    assert [m.name for m in await migrate(pg)] == ["artifact_lineage"]
+    assert await pg.fetchval("SELECT count(*) FROM artifacts") == 1, "the previous release may still write it"
+
+    async with anyio.create_task_group() as tg:
+        service = CatalogService(nats_url, database_url, replica="upgraded")
+        await tg.start(service.run)
+        await caught_up(nc, last)
+        await service.projector.wait_leading()  # only the leader answers a rebuild; nothing to project elected it
+        assert await pg.fetchval("SELECT count(*) FROM lineage_artifacts") == 0
+        with anyio.fail_after(DEADLINE):
+            await request_rebuild(nc, lambda progress: None)
+        tg.cancel_scope.cancel()
+    assert await dump_all(pg) == await fresh_projection_all(postgres_server, log.js)
+    assert await pg.fetchval("SELECT count(*) FROM lineage_artifacts") > 0

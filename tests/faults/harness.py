@@ -14,6 +14,7 @@ import anyio
 import anyio.to_thread
 
 from plait.audit import Problem
+from plait.audit_lineage import MAX_EDGES, verify_lineage
 from plait.client import AsyncClient
 from plait.errors import Timeout
 from plait.invariants import check_execution
@@ -132,6 +133,8 @@ async def audit_log(client: AsyncClient, *, catalog: bool = False) -> list[Probl
         if catalog:
             state = replay(records)
             row = await client.show_execution(execution_id, min_sequence=state.last_sequence, timeout=60)
+            graph = await client.lineage(execution_id, depth=0, max_edges=MAX_EDGES, timeout=60)
+            problems += verify_lineage(records, graph)
         problems += check_execution(records, ended=True, catalog_execution=row)
     return problems
 

@@ -22,8 +22,9 @@ from tests.helpers.catalog_log import DOMAIN, PROJECT, TABLES, EventLog, read_st
 ALL_TABLES = {
     **TABLES,
     "launched_workflows": "project, domain, name, version",
-    "artifacts": "hash",
-    "lineage_edges": "execution_id, node_id, direction, name",
+    "lineage_values": "hash",
+    "lineage_artifacts": "project, domain, artifact_id",
+    "lineage_uses": "project, domain, execution_id, node_id, name",
     "cache_entries": "project, domain, cache_key",
 }
 INT = {"type": "primitive", "name": "int"}  # the TypeSpec of an int, as stored

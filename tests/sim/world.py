@@ -28,6 +28,7 @@ import structlog.testing
 import plait_scheduler.decisions
 from plait import codec
 from plait.adapters.event_log import DecisionTooLarge
+from plait.audit_lineage import check_lineage
 from plait.core.commands import (
     AbortExecution,
     Command,
@@ -533,6 +534,8 @@ class World:
     def check_appended(self, *, ended: bool = False) -> None:
         for subject in sorted(self.appended):
             problems = check_execution(self.log.by_subject[subject], ended=ended)
+            if ended:
+                problems += check_lineage(self.log.by_subject[subject])
             if problems:
                 self.fail("; ".join(str(p) for p in problems))
         self.appended.clear()

@@ -59,6 +59,7 @@ CLIENT_EXPORTED = {
     "NodeExecutionNode",
     "NodeView",
     "Record",
+    "SameValue",
     "StoredDecision",
     "TaskError",
     "idempotent_execution_id",

@@ -31,7 +31,7 @@ SUPPORT = WIRE | {
     "plait.sdk",
 }
 ADAPTERS = SUPPORT | {"plait.adapters"}
-CHECKS = ADAPTERS | {"plait.audit", "plait.invariants"}
+CHECKS = ADAPTERS | {"plait.audit", "plait.invariants", "plait.audit_lineage"}
 LIBRARY = CHECKS | {"plait.client", "plait"}
 
 MAY_IMPORT: dict[str, set[str]] = {
@@ -45,6 +45,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "plait.adapters": SUPPORT,
     "plait.audit": ADAPTERS,
     "plait.invariants": ADAPTERS | {"plait.audit"},
+    "plait.audit_lineage": ADAPTERS | {"plait.audit"},
     "plait.client": CHECKS,
     "plait": LIBRARY,
     "plait_scheduler": LIBRARY,

@@ -23,6 +23,7 @@ WORKFLOW_MODULES = {
     "kubernetes_workflows.py",
     "fault_workflows.py",
     "large_value_workflows.py",
+    "lineage_workflows.py",
     "map_workflows.py",
     "nul_workflows.py",
     "retry_workflows.py",

@@ -42,6 +42,8 @@ ProblemKind = Literal[
     "skipped_wrongly",
     "recovered_late",
     "stopped_early",
+    # lineage (plait.audit_lineage)
+    "lineage",
 ]
 
 

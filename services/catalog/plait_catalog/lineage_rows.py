@@ -1,57 +1,56 @@
-"""Lineage rows: each value a node or workflow read or wrote is an artifact named by its content hash,
-tied by an edge to where it was read or written. Pure functions, no I/O.
+"""Lineage rows: the artifacts and uses of each execution (``plait.core.lineage``), and the values they hold.
+Pure functions, no I/O.
 
-The same value in two executions is one artifact, which is how lineage crosses executions: the edge that
-wrote it in one and the edge that read it in the other name the same hash. An artifact's type comes from
-the interface that first saw the value: the task's for node inputs and outputs, the workflow's for its own.
+A batch folds each execution's events into an ``ExecutionLineage``. An execution launched in an earlier batch
+starts from the node outputs its events read (``producers_read``), which the projection loads first; types come
+from the interfaces of the workflow it was launched with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
-from plait.core.events import (
-    Decision,
-    ExecutionLaunched,
-    ExecutionSucceeded,
-    MapStarted,
-    NodeCacheHit,
-    NodeCacheLookup,
-    NodeQueued,
-    NodeSucceeded,
-)
-from plait.core.ids import artifact_hash
-from plait.core.model import Interface, WorkflowSpec
-from plait.core.types import Primitive, TypeSpec
+from plait.core.events import Decision, ExecutionLaunched
+from plait.core.lineage import Artifact, ExecutionLineage, Producer, producers_read
+from plait.core.model import WorkflowSpec
+from plait.core.types import TypeSpec
 from plait_catalog.known_workflows import KnownWorkflows, WorkflowKey
 from plait_catalog.rows import ExecutionKey
 
-Direction = Literal["input", "output"]
-EdgeKey = tuple[str, str, str, str, Direction, str]  # (project, domain, execution_id, node_id, direction, name)
-
-WORKFLOW_NODE = ""  # the node id of a workflow's own inputs and outputs
-_UNKNOWN = Primitive("any")  # a value under a name its interface does not declare
+NodeKey = tuple[str, str, str, str]  # (project, domain, execution_id, node_id)
 _canonical = msgspec.json.Encoder(order="deterministic")
 
 
-class ArtifactRow(msgspec.Struct, kw_only=True):
+class ValueRow(msgspec.Struct, kw_only=True):
     hash: str
-    type: TypeSpec
     value: Any
     size: int  # bytes of the value's canonical JSON encoding
 
 
-class EdgeRow(msgspec.Struct, kw_only=True):
-    artifact_hash: str
+class ArtifactRow(msgspec.Struct, kw_only=True):
+    project: str
+    domain: str
+    artifact_id: str
+    execution_id: str
+    node_id: str
+    name: str
+    producer: Producer
+    attempt_id: str
+    value_hash: str
+    type: TypeSpec
+    source_execution: str
+    source_node: str
+
+
+class UseRow(msgspec.Struct, kw_only=True):
     project: str
     domain: str
     execution_id: str
     node_id: str
-    direction: Direction
     name: str
+    artifact_id: str
 
 
 class LaunchedWorkflowRow(msgspec.Struct, kw_only=True):
@@ -63,80 +62,105 @@ class LaunchedWorkflowRow(msgspec.Struct, kw_only=True):
 
 
 class Lineage(msgspec.Struct):
-    """What one batch adds to the lineage tables, and the workflows that type its values, by execution."""
+    """What one batch adds to the lineage tables: each execution's artifacts and uses, as folded so far.
+
+    ``workflows`` and ``produced`` are what earlier batches left: the spec of each execution launched before, and
+    the artifacts of the node outputs this batch's events read (by execution, then (node, output))."""
 
     known: KnownWorkflows = msgspec.field(default_factory=KnownWorkflows)
     workflows: dict[ExecutionKey, WorkflowSpec] = msgspec.field(default_factory=dict)
-    artifacts: dict[str, ArtifactRow] = msgspec.field(default_factory=dict)
-    edges: dict[EdgeKey, EdgeRow] = msgspec.field(default_factory=dict)
+    produced: dict[ExecutionKey, dict[tuple[str, str], str]] = msgspec.field(default_factory=dict)
+    executions: dict[ExecutionKey, ExecutionLineage] = msgspec.field(default_factory=dict)
     launched: dict[WorkflowKey, LaunchedWorkflowRow] = msgspec.field(default_factory=dict)
 
-    def interface_of(self, execution: ExecutionKey, node_id: str) -> Interface:
-        """The node's interface: its task's, or a map node's lists of them."""
-        return self.known.node_interfaces(self.workflows[execution])[node_id]
+    def values(self) -> list[ValueRow]:
+        found: dict[str, Any] = {}
+        for execution in self.executions.values():
+            for digest, value in execution.values.items():
+                found.setdefault(digest, value)
+        return [ValueRow(hash=h, value=v, size=len(_canonical.encode(v))) for h, v in found.items()]
+
+    def artifacts(self) -> list[ArtifactRow]:
+        return [
+            _artifact_row(key, artifact)
+            for key, execution in self.executions.items()
+            for artifact in execution.artifacts.values()
+        ]
+
+    def uses(self) -> list[UseRow]:
+        return [
+            UseRow(
+                project=project,
+                domain=domain,
+                execution_id=use.execution_id,
+                node_id=use.node,
+                name=use.name,
+                artifact_id=use.artifact_id,
+            )
+            for (project, domain, _), execution in self.executions.items()
+            for use in execution.uses.values()
+        ]
+
+
+def _artifact_row(key: ExecutionKey, artifact: Artifact) -> ArtifactRow:
+    project, domain, _ = key
+    return ArtifactRow(
+        project=project,
+        domain=domain,
+        artifact_id=artifact.id,
+        execution_id=artifact.execution_id,
+        node_id=artifact.node,
+        name=artifact.name,
+        producer=artifact.producer,
+        attempt_id=artifact.attempt_id,
+        value_hash=artifact.value_hash,
+        type=artifact.type,
+        source_execution=artifact.source_execution,
+        source_node=artifact.source_node,
+    )
+
+
+def producers_to_load(
+    workflows: dict[ExecutionKey, WorkflowSpec], decisions: list[tuple[ExecutionKey, Decision]]
+) -> set[NodeKey]:
+    """The nodes of executions launched in earlier batches whose output artifacts ``decisions`` read."""
+    needed: set[NodeKey] = set()
+    for execution, decision in decisions:
+        if execution in workflows:
+            project, domain, execution_id = execution
+            for node in producers_read(workflows[execution], decision.events):
+                needed.add((project, domain, execution_id, node))
+    return needed
 
 
 def apply_decision(lineage: Lineage, execution: ExecutionKey, decision: Decision) -> None:
-    """Add the artifacts and edges of a decision's events; an execution never launched has none."""
+    """Fold a decision's events into its execution's lineage; an execution never launched has none."""
     for event in decision.events:
         if isinstance(event, ExecutionLaunched):
             _launch(lineage, execution, event)
-        elif execution in lineage.workflows:
-            _apply(lineage, execution, event)
+        folded = _execution(lineage, execution)
+        if folded is not None:
+            folded.apply(event)
+
+
+def _execution(lineage: Lineage, execution: ExecutionKey) -> ExecutionLineage | None:
+    folded = lineage.executions.get(execution)
+    if folded is None and execution in lineage.workflows:
+        workflow = lineage.workflows[execution]
+        folded = lineage.executions[execution] = ExecutionLineage(
+            execution[2], workflow, lineage.known.node_interfaces(workflow), lineage.produced.get(execution)
+        )
+    return folded
 
 
 def _launch(lineage: Lineage, execution: ExecutionKey, event: ExecutionLaunched) -> None:
     workflow = event.workflow
     lineage.workflows[execution] = workflow
+    lineage.executions.pop(execution, None)
     project, domain, _ = execution
     key = (project, domain, workflow.name, workflow.version)
     lineage.known.add(key, workflow)
     if key not in lineage.launched:
         lineage.launched[key] = LaunchedWorkflowRow(
             project=project, domain=domain, name=workflow.name, version=workflow.version, spec=workflow
-        )
-    _values(lineage, execution, WORKFLOW_NODE, "input", event.inputs, workflow.interface)
-
-
-def _apply(lineage: Lineage, execution: ExecutionKey, event: object) -> None:
-    match event:
-        case NodeQueued(index=index) if index >= 0:
-            pass  # a map item's values are parts of the map node's inputs and outputs, which have their edges
-        case (
-            NodeQueued(node=node, inputs=inputs)
-            | NodeCacheLookup(node=node, inputs=inputs)
-            | MapStarted(node=node, inputs=inputs)
-        ):
-            _values(lineage, execution, node, "input", inputs, lineage.interface_of(execution, node))
-        case NodeSucceeded(node=node, outputs=outputs) | NodeCacheHit(node=node, outputs=outputs):
-            _values(lineage, execution, node, "output", outputs, lineage.interface_of(execution, node))
-        case ExecutionSucceeded(outputs=outputs):
-            interface = lineage.workflows[execution].interface
-            _values(lineage, execution, WORKFLOW_NODE, "output", outputs, interface)
-
-
-def _values(
-    lineage: Lineage,
-    execution: ExecutionKey,
-    node_id: str,
-    direction: Direction,
-    values: Mapping[str, Any],
-    interface: Interface,
-) -> None:
-    params = interface.inputs if direction == "input" else interface.outputs
-    types = {param.name: param.type for param in params}
-    for name, value in values.items():
-        digest = artifact_hash(value)
-        if digest not in lineage.artifacts:
-            size = len(_canonical.encode(value))
-            lineage.artifacts[digest] = ArtifactRow(hash=digest, type=types.get(name, _UNKNOWN), value=value, size=size)
-        project, domain, execution_id = execution
-        lineage.edges[project, domain, execution_id, node_id, direction, name] = EdgeRow(
-            artifact_hash=digest,
-            project=project,
-            domain=domain,
-            execution_id=execution_id,
-            node_id=node_id,
-            direction=direction,
-            name=name,
         )

@@ -27,6 +27,7 @@ from plait.adapters.quarantine import UNREADABLE, Quarantine
 from plait.adapters.registry import registration_decoder
 from plait.core.cachelog import CacheEntryRecord
 from plait.core.events import Decision, Registration
+from plait.core.lineage import NODE_PRODUCERS
 from plait.core.model import WorkflowSpec
 from plait.errors import PlaitError
 from plait.protocol import subjects
@@ -34,7 +35,7 @@ from plait_catalog import cache_rows, lineage_rows, rows
 from plait_catalog.cache_rows import CacheEntries, CacheEntryRow
 from plait_catalog.db import NOTIFY_CHANNEL, Connection
 from plait_catalog.known_workflows import KnownWorkflows, WorkflowKey
-from plait_catalog.lineage_rows import ArtifactRow, EdgeRow, LaunchedWorkflowRow, Lineage
+from plait_catalog.lineage_rows import ArtifactRow, LaunchedWorkflowRow, Lineage, NodeKey, UseRow, ValueRow
 from plait_catalog.rows import AttemptRow, ExecutionRow, NodeRow, RegistryRow, Rows
 
 PROJECTION = "main"
@@ -45,8 +46,9 @@ _CACHE = f"{subjects.CACHE_ROOT}."
 _CACHE_ENTRY = ".entry"
 
 PROJECTED_TABLES = (
-    "lineage_edges",
-    "artifacts",
+    "lineage_uses",
+    "lineage_artifacts",
+    "lineage_values",
     "attempts",
     "node_executions",
     "executions",
@@ -139,9 +141,10 @@ _WRITE_REGISTRATION = _upsert(
 _WRITE_LAUNCHED_WORKFLOW = _upsert(
     "launched_workflows", LaunchedWorkflowRow, ("project", "domain", "name", "version"), on_conflict="nothing"
 )
-# An artifact is its content: the first type it was seen with stands.
-_WRITE_ARTIFACT = _upsert("artifacts", ArtifactRow, ("hash",), on_conflict="nothing", json_null=("value",))
-_WRITE_EDGE = _upsert("lineage_edges", EdgeRow, (*_NODE_KEY, "direction", "name"))
+# A value is its content: stored once, whoever met it first.
+_WRITE_VALUE = _upsert("lineage_values", ValueRow, ("hash",), on_conflict="nothing", json_null=("value",))
+_WRITE_ARTIFACT = _upsert("lineage_artifacts", ArtifactRow, ("project", "domain", "artifact_id"))
+_WRITE_USE = _upsert("lineage_uses", UseRow, (*_NODE_KEY, "name"))
 _WRITE_CACHE_ENTRY = _upsert("cache_entries", CacheEntryRow, ("project", "domain", "cache_key"))
 _DELETE_CACHE_ENTRY = "DELETE FROM cache_entries WHERE project = $1 AND domain = $2 AND cache_key = $3"
 
@@ -155,6 +158,18 @@ _READ_ATTEMPTS = _read_by_keys("attempts", AttemptRow, _ATTEMPT_KEY)
 _READ_WORKFLOWS = """
 SELECT project, domain, name, version, spec FROM launched_workflows
 WHERE (project, domain, name, version) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))
+"""
+
+# The artifacts of node outputs that a batch's events read, made in earlier batches.
+_READ_PRODUCED = f"""
+SELECT found.project, found.domain, found.execution_id, found.node_id, found.name, found.artifact_id
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS wanted(project, domain, execution_id, node_id)
+CROSS JOIN LATERAL (
+    SELECT * FROM lineage_artifacts AS stored
+    WHERE stored.project = wanted.project AND stored.domain = wanted.domain
+        AND stored.execution_id = wanted.execution_id AND stored.node_id = wanted.node_id
+        AND stored.producer IN {tuple(NODE_PRODUCERS)}
+) AS found
 """
 
 _READ_OFFSET = "SELECT sequence FROM projection_offsets WHERE projection = $1"
@@ -271,7 +286,8 @@ async def _apply_records(
     decisions = {m.sequence: (rows.execution_key(m.subject, r), r) for m, r in records if isinstance(r, Decision)}
     batch = await _load(connection, decisions.values())
     workflows = await _load_workflows(connection, batch.executions.values(), known)
-    lineage = Lineage(known=known, workflows=workflows)
+    produced = await _load_produced(connection, lineage_rows.producers_to_load(workflows, list(decisions.values())))
+    lineage = Lineage(known=known, workflows=workflows, produced=produced)
     cache = CacheEntries()
     for message, record in records:
         if isinstance(record, Decision):
@@ -372,6 +388,19 @@ async def _load_workflows(
     return workflows
 
 
+async def _load_produced(
+    connection: Connection, nodes: set[NodeKey]
+) -> dict[rows.ExecutionKey, dict[tuple[str, str], str]]:
+    """The output artifacts of ``nodes``, by execution, then (node, output)."""
+    produced: dict[rows.ExecutionKey, dict[tuple[str, str], str]] = {}
+    if nodes:
+        for project, domain, execution_id, node, name, artifact in await connection.fetch(
+            _READ_PRODUCED, *_columns(nodes, 4)
+        ):
+            produced.setdefault((project, domain, execution_id), {})[node, name] = artifact
+    return produced
+
+
 async def _write(connection: Connection, batch: Rows, lineage: Lineage, cache: CacheEntries) -> None:
     """Write every changed row, parents before children."""
     filled = [row for row in cache.changed.values() if row is not None]
@@ -381,8 +410,9 @@ async def _write(connection: Connection, batch: Rows, lineage: Lineage, cache: C
         (_WRITE_EXECUTION, batch.executions.values()),
         (_WRITE_NODE, batch.nodes.values()),
         (_WRITE_ATTEMPT, batch.attempts.values()),
-        (_WRITE_ARTIFACT, lineage.artifacts.values()),
-        (_WRITE_EDGE, lineage.edges.values()),
+        (_WRITE_VALUE, lineage.values()),
+        (_WRITE_ARTIFACT, lineage.artifacts()),
+        (_WRITE_USE, lineage.uses()),
         (_WRITE_CACHE_ENTRY, filled),
     ]
     for statement, table_rows in writes:

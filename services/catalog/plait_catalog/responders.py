@@ -40,6 +40,7 @@ ROUTES: dict[str, Route] = {
     subjects.CATALOG_LINEAGE: Route(lineage.LineageRequest, lineage_queries.lineage),
     subjects.CATALOG_LIST_ENTITIES: Route(registry.ListEntities, registry_queries.list_entities),
     subjects.CATALOG_SHOW_ENTITY: Route(registry.ShowEntity, registry_queries.show_entity),
+    subjects.CATALOG_SAME_VALUE: Route(lineage.SameValueRequest, lineage_queries.same_value),
 }
 
 

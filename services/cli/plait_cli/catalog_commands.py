@@ -41,15 +41,24 @@ def add_parsers(commands: Any) -> None:
     lineage = commands.add_parser(
         "lineage",
         help="where an artifact or an execution's data came from and went",
-        description="The node executions that produced and consumed an artifact (a value's hash) or an "
-        "execution's inputs and outputs, DEPTH steps each way.",
+        description="The node executions that made and used an artifact (one output of one attempt) or an "
+        "execution's artifacts, DEPTH steps each way. Lineage follows artifacts, not values: with --same-value, "
+        "the artifacts of other executions that hold the same value as an artifact (or a value hash).",
     )
     lineage.add_argument("target", metavar="ARTIFACT_OR_EXECUTION")
     way = lineage.add_mutually_exclusive_group()
     way.add_argument("--upstream", dest="direction", action="store_const", const="upstream")
     way.add_argument("--downstream", dest="direction", action="store_const", const="downstream")
+    way.add_argument(
+        "--same-value",
+        dest="direction",
+        action="store_const",
+        const="same-value",
+        help="list the artifacts that hold the same value (TARGET: an artifact id or a value hash)",
+    )
     lineage.add_argument("--depth", type=int, default=3, metavar="N", help="steps to follow (default 3)")
     lineage.add_argument("--max-edges", type=int, default=5000, metavar="N", help="stop after N edges (default 5000)")
+    lineage.add_argument("--limit", type=int, default=100, metavar="N", help="with --same-value: at most N (100)")
     output = lineage.add_mutually_exclusive_group()
     output.add_argument("--json", dest="output", action="store_const", const="json")
     output.add_argument("--dot", dest="output", action="store_const", const="dot", help="Graphviz DOT")
@@ -81,9 +90,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         else:
             step = partial(cache.clear, settings, args.keys, args.task, args.all, args.yes, args.json)
     elif args.command == "lineage":
-        from plait_cli.lineage import show_lineage
+        from plait_cli.lineage import show_lineage, show_same_value
 
-        step = partial(show_lineage, settings, args.target, args.direction, args.depth, args.max_edges, args.output)
+        if args.direction == "same-value":
+            step = partial(show_same_value, settings, args.target, args.limit, args.output)
+        else:
+            step = partial(show_lineage, settings, args.target, args.direction, args.depth, args.max_edges, args.output)
     else:
         from plait_cli import registry
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from plait.audit import Problem, verify_catalog
+from plait.audit_lineage import MAX_EDGES, check_lineage, verify_lineage
 from plait.client import AsyncClient
 from plait.core.state import Execution
 from plait.errors import InputError, NotFound
@@ -104,7 +105,7 @@ async def replay_execution(
 
 async def _verify_one(client: AsyncClient, execution_id: str, catalog: bool, ended: bool) -> list[Problem]:
     records = await client.records(execution_id)
-    problems = check_execution(records, ended=ended)
+    problems = check_execution(records, ended=ended) + check_lineage(records)
     if problems or not catalog:
         return problems
     state = replay(records)
@@ -112,7 +113,8 @@ async def _verify_one(client: AsyncClient, execution_id: str, catalog: bool, end
         shown = await client.show_execution(execution_id, min_sequence=state.last_sequence)
     except NotFound:
         return [Problem(kind="catalog_mismatch", message="the catalog has no row", execution_id=execution_id)]
-    return verify_catalog(state, shown)
+    graph = await client.lineage(execution_id, depth=0, max_edges=MAX_EDGES, min_sequence=state.last_sequence)
+    return verify_catalog(state, shown) + verify_lineage(records, graph)
 
 
 async def audit_verify(

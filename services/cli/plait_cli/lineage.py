@@ -1,4 +1,5 @@
-"""``plait lineage``: where an artifact or an execution's data came from and went, as a tree, JSON or DOT."""
+"""``plait lineage``: where an artifact or an execution's data came from and went, as a tree, JSON or DOT; and
+``plait lineage --same-value``: the artifacts that hold the same value, as a table or JSON."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from collections import defaultdict
 from typing import Literal
 
 from rich.markup import escape
+from rich.table import Table
 from rich.tree import Tree
 
-from plait.client import ArtifactNode, LineageGraph, NodeExecutionNode
+from plait.client import ArtifactNode, LineageEdge, LineageGraph, NodeExecutionNode, SameValue
+from plait.errors import InputError
 from plait.protocol.lineage import Direction
 from plait.settings import Settings
 from plait_cli.catalog_session import catalog_client, console, print_json
@@ -34,10 +37,50 @@ async def show_lineage(
     return 0
 
 
+async def show_same_value(settings: Settings, target: str, limit: int, output: Format) -> int:
+    if output == "dot":
+        raise InputError("--dot draws a lineage graph; --same-value lists artifacts (use --json or neither)")
+    async with catalog_client(settings) as (client, position):
+        found = await client.same_value(target, limit=limit, min_sequence=position)
+    if found.truncated:
+        print(f"plait: more than {limit} artifacts hold this value; showing {limit}", file=sys.stderr)
+    if output == "json":
+        print_json(found)
+    else:
+        console().print(same_value_table(found))
+    return 0
+
+
+def same_value_table(found: SameValue) -> Table:
+    table = Table(box=None, title=f"value {found.hash}")
+    for column in ("artifact", "execution", "node", "name", "made by", "type", "value"):
+        table.add_column(column)
+    for artifact in found.artifacts:
+        table.add_row(
+            artifact.id.removeprefix("artifact:"),
+            artifact.execution_id,
+            artifact.node or "(workflow)",
+            artifact.name,
+            _made_by(artifact),
+            artifact.type,
+            artifact.preview,
+        )
+    return table
+
+
+def _made_by(artifact: ArtifactNode) -> str:
+    if artifact.producer == "attempt":
+        return f"attempt {artifact.attempt_id}"
+    if artifact.producer == "cache":
+        return f"cache hit of {artifact.source_execution}/{artifact.source_node}"
+    return artifact.producer
+
+
 def _label(vertex: Vertex) -> str:
     if isinstance(vertex, ArtifactNode):
         value = f" = {escape(vertex.preview)}" if vertex.preview else ""
-        return f"[cyan]{vertex.hash[:12]}[/] {escape(vertex.type)}{value}"
+        made = f" [dim]({escape(_made_by(vertex))})[/]"
+        return f"[cyan]{vertex.id.removeprefix('artifact:')[:12]}[/] {escape(vertex.type)}{value}{made}"
     if vertex.node == "":
         return f"[bold]execution {escape(vertex.execution_id)}[/] {escape(vertex.task)} {vertex.status}"
     where = escape(f"{vertex.execution_id}/{vertex.node}")
@@ -52,8 +95,8 @@ def to_tree(graph: LineageGraph) -> Tree:
     sources: dict[str, list[tuple[str, str]]] = defaultdict(list)
     targets: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for edge in graph.edges:
-        sources[edge.target].append((edge.source, edge.name))
-        targets[edge.source].append((edge.target, edge.name))
+        sources[edge.target].append((edge.source, _edge_name(edge)))
+        targets[edge.source].append((edge.target, _edge_name(edge)))
     root = graph.root
     tree = Tree(_label(vertices[root]))
     walks = {"upstream": sources, "downstream": targets}
@@ -93,6 +136,11 @@ def _grow(
         _grow(branch.add(label), neighbour, next_of, vertices, shown)
 
 
+def _edge_name(edge: LineageEdge) -> str:
+    """An input or output name; ``cached <output>`` for a cache hit's link to the output it reused."""
+    return f"cached {edge.name}" if edge.kind == "cached" else edge.name
+
+
 def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
@@ -103,7 +151,7 @@ def to_dot(graph: LineageGraph) -> str:
     for vertex in graph.nodes:
         shape = "box" if isinstance(vertex, ArtifactNode) else "ellipse"
         if isinstance(vertex, ArtifactNode):
-            text = f"{vertex.type}\n{vertex.preview}\n{vertex.hash[:12]}"
+            text = f"{vertex.type}\n{vertex.preview}\n{_made_by(vertex)}"
         elif vertex.node:
             text = f"{vertex.task}\n{vertex.execution_id}/{vertex.node}"
         else:
@@ -111,6 +159,6 @@ def to_dot(graph: LineageGraph) -> str:
         style = ", style=bold" if vertex.id == graph.root else ""
         lines.append(f"  {_quoted(vertex.id)} [shape={shape}, label={_quoted(text)}{style}];")
     for edge in graph.edges:
-        lines.append(f"  {_quoted(edge.source)} -> {_quoted(edge.target)} [label={_quoted(edge.name)}];")
+        lines.append(f"  {_quoted(edge.source)} -> {_quoted(edge.target)} [label={_quoted(_edge_name(edge))}];")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from plait.client.outcome import ExecutionOutcome
 from plait.core.events import TaskError
 from plait.protocol.cache import CacheEntryDetail, CacheEntrySummary
 from plait.protocol.executions import AttemptView, ExecutionDetail, ExecutionSummary, NodeView
-from plait.protocol.lineage import ArtifactNode, LineageEdge, LineageGraph, NodeExecutionNode
+from plait.protocol.lineage import ArtifactNode, LineageEdge, LineageGraph, NodeExecutionNode, SameValue
 from plait.protocol.registry import LATEST, EntityDetail, EntitySummary, EntityVersion
 from plait.replay import Record
 
@@ -42,6 +42,7 @@ __all__ = [
     "NodeExecutionNode",
     "NodeView",
     "Record",
+    "SameValue",
     "StoredDecision",
     "TaskError",
     "idempotent_execution_id",

@@ -17,7 +17,7 @@ from plait.core.model import EntityKind
 from plait.core.state import ExecutionStatus
 from plait.protocol.cache import CacheEntryDetail, CacheEntrySummary
 from plait.protocol.executions import ExecutionDetail, ExecutionSummary
-from plait.protocol.lineage import Direction, LineageGraph
+from plait.protocol.lineage import Direction, LineageGraph, SameValue
 from plait.protocol.registry import LATEST, EntityDetail, EntitySummary
 from plait.replay import Record
 from plait.sdk.launch_plan import LaunchPlan
@@ -213,6 +213,13 @@ class Client:
             max_edges=max_edges,
             min_sequence=min_sequence,
             timeout=timeout,
+        )
+
+    def same_value(
+        self, target: str, *, limit: int = 100, min_sequence: int = 0, timeout: float = QUERY_TIMEOUT_SECONDS
+    ) -> SameValue:
+        return self._portal.call(
+            self._async.same_value, target, limit=limit, min_sequence=min_sequence, timeout=timeout
         )
 
     def tasks(

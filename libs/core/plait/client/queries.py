@@ -14,7 +14,7 @@ from plait.protocol.executions import (
     ListExecutions,
     ShowExecution,
 )
-from plait.protocol.lineage import Direction, LineageGraph, LineageRequest
+from plait.protocol.lineage import Direction, LineageGraph, LineageRequest, SameValue, SameValueRequest
 from plait.protocol.registry import (
     LATEST,
     EntityDetail,
@@ -76,8 +76,10 @@ class Queries(CatalogClient):
         min_sequence: int = 0,
         timeout: float = QUERY_TIMEOUT_SECONDS,
     ) -> LineageGraph:
-        """The lineage graph around an artifact hash or an execution id: ``root``, ``nodes`` and ``edges``;
-        ``truncated`` when it met more than ``max_edges`` edges within ``depth`` steps."""
+        """The lineage graph around an artifact id or an execution id: ``root``, ``nodes`` and ``edges``;
+        ``truncated`` when it met more than ``max_edges`` edges within ``depth`` steps. It follows artifacts
+        (one output of one attempt), not values: executions that met equal values are linked by ``same_value``
+        only."""
         request = LineageRequest(
             project=self.project,
             domain=self.domain,
@@ -88,6 +90,16 @@ class Queries(CatalogClient):
             min_sequence=min_sequence,
         )
         return await self._ask(subjects.CATALOG_LINEAGE, request, LineageGraph, timeout)
+
+    async def same_value(
+        self, target: str, *, limit: int = 100, min_sequence: int = 0, timeout: float = QUERY_TIMEOUT_SECONDS
+    ) -> SameValue:
+        """The artifacts that hold the same value as ``target``: an artifact id (those of other executions) or a
+        value hash (all), newest execution first; ``truncated`` when more than ``limit`` do."""
+        request = SameValueRequest(
+            project=self.project, domain=self.domain, target=target, limit=limit, min_sequence=min_sequence
+        )
+        return await self._ask(subjects.CATALOG_SAME_VALUE, request, SameValue, timeout)
 
     async def tasks(
         self, name: str | None = None, *, min_sequence: int = 0, timeout: float = QUERY_TIMEOUT_SECONDS

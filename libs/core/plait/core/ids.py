@@ -37,8 +37,9 @@ def attempt_id(execution_id: str, node: str, attempt: int) -> str:
     return f"{execution_id}/{node}/{attempt}"
 
 
-def artifact_hash(value: Any) -> str:
-    """The identity of a value as an artifact: xxh3-128 of its canonical encoding, the same in every execution."""
+def value_hash(value: Any) -> str:
+    """A value's content hash: xxh3-128 of its canonical encoding, the same in every execution. Lineage hashes
+    every value with this one function (an artifact carries its value's hash; equal values share it)."""
     return content_version(value)
 
 

@@ -45,6 +45,8 @@ WIRE_TYPES: dict[str, Any] = {
     "entity_list": registry.EntityList,
     "show_entity": registry.ShowEntity,
     "entity_shown": registry.EntityShown,
+    "same_value_request": lineage.SameValueRequest,
+    "same_value": lineage.SameValue,
 }
 """Schema name → the type of the messages it describes (a Struct, or a tagged union of them)."""
 
@@ -97,5 +99,6 @@ CHANNELS: tuple[Channel, ...] = (
     _query(subjects.CATALOG_LINEAGE, "lineage_request", "lineage_graph"),
     _query(subjects.CATALOG_LIST_ENTITIES, "list_entities", "entity_list"),
     _query(subjects.CATALOG_SHOW_ENTITY, "show_entity", "entity_shown"),
+    _query(subjects.CATALOG_SAME_VALUE, "same_value_request", "same_value"),
 )
 """Every subject plait uses, in the order docs/wire-format.md presents them."""

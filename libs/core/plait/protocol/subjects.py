@@ -34,6 +34,7 @@ CATALOG_LINEAGE = f"{CATALOG_ROOT}.lineage"
 CATALOG_LIST_ENTITIES = f"{CATALOG_ROOT}.registry.list"
 CATALOG_SHOW_ENTITY = f"{CATALOG_ROOT}.registry.show"
 CATALOG_REBUILD = f"{CATALOG_ROOT}.rebuild"  # every replica hears it; the projection's leader answers
+CATALOG_SAME_VALUE = f"{CATALOG_ROOT}.lineage.same_value"
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-:]+$")
 _TENANT = re.compile(r"^[A-Za-z0-9_\-.]+$")
