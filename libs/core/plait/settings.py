@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import msgspec
 
+from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.errors import InputError
 
 
@@ -43,6 +44,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kubernetes_image: str = ""  # the image of tasks that name none (a Kubernetes executor needs it)
     kubernetes_context: str = ""  # the kubeconfig context; empty: the current one, or the in-cluster config
     background_niceness: int = 10  # the embedded catalog's and PostgreSQL's: projecting yields the CPU to scheduling
+    inline_value_limit: int = (
+        DEFAULT_INLINE_VALUE_LIMIT  # a value whose encoding is larger travels by reference (the values bucket)
+    )
 
     def __post_init__(self) -> None:
         if self.nats_url is not None:
@@ -63,6 +67,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise InputError(f"PLAIT_CACHE_LOOKUP_SECONDS must be positive, got {self.cache_lookup_seconds}")
         if not 0 <= self.background_niceness <= 19:
             raise InputError(f"PLAIT_BACKGROUND_NICENESS must be 0 to 19, got {self.background_niceness}")
+        if self.inline_value_limit < 1:
+            raise InputError(f"PLAIT_INLINE_VALUE_LIMIT must be 1 byte or more, got {self.inline_value_limit}")
         if self.concurrency < 0:
             raise InputError(f"PLAIT_CONCURRENCY must be 0 (one per core) or more, got {self.concurrency}")
 
@@ -116,6 +122,7 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "kubernetes_namespace": "PLAIT_KUBERNETES_NAMESPACE",
     "kubernetes_image": "PLAIT_KUBERNETES_IMAGE",
     "kubernetes_context": "PLAIT_KUBERNETES_CONTEXT",
+    "inline_value_limit": "PLAIT_INLINE_VALUE_LIMIT",
 }
 
 

@@ -23,9 +23,10 @@ from plait.core.events import (
     NodeQueued,
     NodeSucceeded,
 )
-from plait.core.ids import artifact_hash
+from plait.core.ids import value_hash
 from plait.core.model import Interface, WorkflowSpec
 from plait.core.types import Primitive, TypeSpec
+from plait.core.values import as_ref
 from plait_catalog.known_workflows import KnownWorkflows, WorkflowKey
 from plait_catalog.rows import ExecutionKey
 
@@ -126,9 +127,10 @@ def _values(
     params = interface.inputs if direction == "input" else interface.outputs
     types = {param.name: param.type for param in params}
     for name, value in values.items():
-        digest = artifact_hash(value)
+        digest = value_hash(value)  # a value stored by reference counts by its own hash, as it would inline
         if digest not in lineage.artifacts:
-            size = len(_canonical.encode(value))
+            ref = as_ref(value)
+            size = ref.size if ref is not None else len(_canonical.encode(value))
             lineage.artifacts[digest] = ArtifactRow(hash=digest, type=types.get(name, _UNKNOWN), value=value, size=size)
         project, domain, execution_id = execution
         lineage.edges[project, domain, execution_id, node_id, direction, name] = EdgeRow(

@@ -1,4 +1,5 @@
-"""The five streams: their configurations, the size limits plait owns, and creating or updating them."""
+"""The five streams: their configurations, the size limits plait owns, and creating or updating them (and the
+values bucket, an object store: see ``plait.adapters.object_store``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
+from plait.adapters.object_store import ensure_values_bucket
 from plait.protocol import subjects
 
 log = structlog.get_logger()
@@ -123,6 +125,7 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> N
                 log.info("streams_settling", stream=config.name, reason=str(exc) or type(exc).__name__)
                 await anyio.sleep(delay)  # the cluster sends no event when it has settled: ask again
                 delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+    await ensure_values_bucket(js, replicas)
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig, replicas: int | None) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 import msgspec
 import xxhash
 
+from plait.core.values import as_ref
+
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _encoder = msgspec.json.Encoder(order="deterministic")
 
@@ -42,10 +44,30 @@ def artifact_hash(value: Any) -> str:
     return content_version(value)
 
 
+def canonical_encoding(value: Any) -> bytes:
+    """The canonical (key-sorted) JSON encoding that ``artifact_hash`` hashes."""
+    return _encoder.encode(value)
+
+
+def encoding_hash(encoding: bytes) -> str:
+    """``artifact_hash`` of the value whose ``canonical_encoding`` is ``encoding``, without decoding it."""
+    digest = xxhash.xxh3_128(encoding)
+    digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def value_hash(value: Any) -> str:
+    """The artifact hash of a value given inline or by reference (a reference's own hash): the same either way."""
+    ref = as_ref(value)
+    return ref.hash if ref is not None else artifact_hash(value)
+
+
 def cache_key(task_name: str, cache_version: str, interface: Any, inputs: dict[str, Any]) -> str:
     """What a cached task's result is memoized under: not its code version, so an edit with the same
-    ``cache_version`` reuses earlier results (bump ``cache_version`` to invalidate them)."""
-    return content_version("cache", task_name, cache_version, interface, inputs)
+    ``cache_version`` reuses earlier results (bump ``cache_version`` to invalidate them). Each input counts by its
+    ``value_hash``, so a value stored by reference hits the entry its inline twin filled."""
+    hashes = {name: value_hash(value) for name, value in inputs.items()}
+    return content_version("cache", task_name, cache_version, interface, hashes)
 
 
 def item_attempt_id(execution_id: str, node: str, index: int, attempt: int) -> str:
