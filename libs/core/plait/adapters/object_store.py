@@ -32,6 +32,7 @@ from plait.errors import PlaitError
 from plait.protocol.subjects import VALUES_BUCKET
 
 _READ_CHUNK = 1024 * 1024
+_REF_BYTES = 160  # about the encoding of a reference: storing a part this small shrinks nothing
 
 
 class ValueMissing(PlaitError):
@@ -91,19 +92,36 @@ class ValueStore:
         return self._bucket
 
     async def _offload(self, value: Any) -> Any:
+        """Inline when small enough; else a list or mapping keeps its shape with its largest parts stored, so a map
+        over a list still finds its items in the event, and only when that is not enough is it stored whole."""
         if as_ref(value) is not None:
             return value
         encoding = canonical_encoding(value)
         if len(encoding) <= self.inline_limit:
             return value
         if isinstance(value, list):
-            value = [await self._offload(item) for item in value]
+            items = await self._shrink(dict(enumerate(value)))
+            value = [items[index] for index in range(len(value))]
         elif isinstance(value, dict):
-            value = {key: await self._offload(item) for key, item in value.items()}
+            value = await self._shrink(value)
         else:
             return await self._put_encoding(encoding)
         encoding = canonical_encoding(value)
         return value if len(encoding) <= self.inline_limit else await self._put_encoding(encoding)
+
+    async def _shrink(self, parts: dict[Any, Any]) -> dict[Any, Any]:
+        """``parts`` with each one over the limit stored, then the largest of the rest, until their container's
+        encoding is within the limit (counted from above) or what is left is no larger than a reference."""
+        parts = {key: await self._offload(part) for key, part in parts.items()}
+        sizes = {key: len(canonical_encoding(part)) for key, part in parts.items()}
+        size = sum(sizes.values()) + sum(len(str(key)) + 4 for key in parts)
+        for key in sorted(sizes, key=sizes.__getitem__, reverse=True):
+            if size <= self.inline_limit or sizes[key] <= _REF_BYTES:
+                break
+            if as_ref(parts[key]) is None:
+                parts[key] = await self._put_encoding(canonical_encoding(parts[key]))
+                size -= sizes[key] - len(canonical_encoding(parts[key]))
+        return parts
 
     async def _put_encoding(self, encoding: bytes) -> dict[str, Any]:
         ref = ValueRef(hash=encoding_hash(encoding), size=len(encoding))
