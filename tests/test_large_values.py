@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -175,7 +174,7 @@ async def test_a_file_and_a_directory_pass_between_tasks_and_a_file_reaches_the_
         returned = await made.result()
         listing = await (await client.launch(large_value_workflows.pass_tree, {"count": 3})).result()
     assert file_size == 5 * MB
-    assert isinstance(returned, File) and Path(returned.path).read_bytes() == b"f" * 1000
+    assert isinstance(returned, File) and await anyio.Path(returned.path).read_bytes() == b"f" * 1000
     ref = as_ref(output_of(await client.records(made.id), "write_file"))
     assert ref is not None and ref.kind == "file" and ref.size == 1000
     assert listing == [f"part-{i}/data.txt=item {i}\n" for i in range(3)]
