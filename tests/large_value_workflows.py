@@ -104,6 +104,11 @@ def pass_file(size: int) -> int:
 
 
 @workflow
+def size_of(file: File) -> int:
+    return file_size(file=file)
+
+
+@workflow
 def made_file(size: int) -> File:
     return write_file(size=size)
 

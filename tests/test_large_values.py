@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,7 +18,7 @@ from nats.aio.msg import Msg
 
 from plait import File, codec
 from plait.adapters.object_store import ValueStore
-from plait.client import AsyncClient
+from plait.client import ArtifactNode, AsyncClient, NodeExecutionNode
 from plait.core.events import Event, NodeCacheHit, NodeQueued, NodeSucceeded
 from plait.core.ids import artifact_hash, cache_key
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT, as_ref
@@ -105,14 +106,20 @@ async def test_a_200_mb_value_passes_between_tasks_and_no_message_is_over_1_mb(
                     handle = await client.launch(large_value_workflows.pass_bytes, {"size": 200 * MB})
                     assert await handle.result() == 200 * MB
             records = await client.records(handle.id)
+            ref = as_ref(output_of(records, "big_bytes"))
+            assert ref is not None and ref.kind == "value" and ref.size > 200 * MB
+            graph = await client.lineage(ref.hash, "both", depth=1, min_sequence=records[-1].sequence)
             env = {"PLAIT_NATS_URL": nats_url, "PLAIT_DOMAIN": domain}
             replayed = await plait_command_async(["replay", handle.id, "--json"], env)
             audited = await plait_command_async(["audit", "verify", handle.id], env)
             assert sizes.count > 0 and sizes.largest < MB, (sizes.largest, sizes.subject)
             for stream in (subjects.EVENTS_STREAM, subjects.COMMANDS_STREAM, subjects.DISPATCH_STREAM):
                 assert await largest_stored_message(client, stream) < MB, stream
-    ref = as_ref(output_of(records, "big_bytes"))
-    assert ref is not None and ref.kind == "value" and ref.size > 200 * MB
+    nodes = {n.id: n for n in graph.nodes if isinstance(n, NodeExecutionNode)}
+    assert {nodes[e.source].node for e in graph.edges if e.target == graph.root} == {"big_bytes"}
+    assert {nodes[e.target].node for e in graph.edges if e.source == graph.root} == {"byte_count"}
+    [artifact] = [n for n in graph.nodes if isinstance(n, ArtifactNode) and n.id == graph.root]
+    assert artifact.hash == ref.hash and artifact.size == ref.size, "lineage counts the value by its reference"
     assert replay(records).outputs == {"result": 200 * MB}
     assert replayed.returncode == 0, replayed.stderr
     assert msgspec.json.decode(replayed.stdout)["status"] == "succeeded"
@@ -167,13 +174,21 @@ async def test_a_reference_to_a_deleted_object_fails_its_node_with_a_system_erro
     )
 
 
-async def test_a_file_and_a_directory_pass_between_tasks_and_a_file_reaches_the_client(client: AsyncClient) -> None:
+async def test_a_file_and_a_directory_pass_between_tasks_and_a_file_reaches_the_client(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    given = tmp_path / "given.bin"
+    await anyio.Path(given).write_bytes(b"g" * 300_000)
     with anyio.fail_after(120):
+        launched_with_file = await (
+            await client.launch(large_value_workflows.size_of, {"file": File(str(given))})
+        ).result()
         file_size = await (await client.launch(large_value_workflows.pass_file, {"size": 5 * MB})).result()
         made = await client.launch(large_value_workflows.made_file, {"size": 1000})
         returned = await made.result()
         listing = await (await client.launch(large_value_workflows.pass_tree, {"count": 3})).result()
     assert file_size == 5 * MB
+    assert launched_with_file == 300_000, "the client stored the launch's file"
     assert isinstance(returned, File) and await anyio.Path(returned.path).read_bytes() == b"f" * 1000
     ref = as_ref(output_of(await client.records(made.id), "write_file"))
     assert ref is not None and ref.kind == "file" and ref.size == 1000
