@@ -9,14 +9,15 @@ from typing import Any
 import msgspec
 
 from plait import Directory, File
+from plait.core.commands import ReportAttemptResult
 from plait.core.decide import decide_batch
-from plait.core.events import ExecutionFailed, NodeFailed
+from plait.core.events import AttemptFailed, ExecutionFailed, ExecutionSucceeded, NodeFailed
 from plait.core.ids import artifact_hash, cache_key, canonical_encoding, encoding_hash, value_hash
 from plait.core.types import DictOf, Field, ListOf, OptionalOf, Primitive, Record, check_value
 from plait.core.values import ValueRef, as_ref, contains_refs
 from plait.sdk.hints import decode_value, encode_value, type_spec
 from tests import large_value_workflows
-from tests.helpers.launching import resolved_launch
+from tests.helpers.launching import launched, resolved_launch
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 
@@ -72,3 +73,19 @@ def test_a_map_over_a_list_stored_whole_fails_its_node_saying_why() -> None:
     assert [type(e) for e in failed] == [NodeFailed, ExecutionFailed]
     assert failed[0].error.error_type == "MappedValueStored"
     assert "map node 'length': mapped input 'text' is a list too large to travel in an event" in failed[0].error.message
+
+
+def test_a_file_reported_by_its_local_path_instead_of_a_reference_fails_the_attempt() -> None:
+    """A path means nothing on another machine: only a stored file's reference may stand for a ``File``."""
+    state, _ = launched(large_value_workflows.made_file, {"size": 1}, AT)
+    attempt = state.nodes["write_file"].attempts[0].attempt_id
+    path = {"$plait": "file", "path": "/tmp/report.txt"}
+    result = ReportAttemptResult(
+        command_id="r", execution_id="e", node="write_file", attempt_id=attempt, worker="w", outputs={"result": path}
+    )
+    failed = next(e for e in decide_batch(state, [result], AT).events if isinstance(e, AttemptFailed))
+    assert "output 'result' expects file" in failed.error.message
+    stored = {**ref_to("bytes"), "kind": "file", "name": "report.txt"}
+    fresh, _ = launched(large_value_workflows.made_file, {"size": 1}, AT)
+    accepted = decide_batch(fresh, [msgspec.structs.replace(result, outputs={"result": stored})], AT).events
+    assert [type(e) for e in accepted][-1] == ExecutionSucceeded

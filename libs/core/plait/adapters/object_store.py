@@ -32,6 +32,7 @@ from plait.errors import PlaitError
 from plait.protocol.subjects import VALUES_BUCKET
 
 _READ_CHUNK = 1024 * 1024
+_OFF_LOOP_BYTES = 1024 * 1024  # encoded or decoded in a worker thread, not to stall the event loop
 _REF_BYTES = 160  # about the encoding of a reference: storing a part this small shrinks nothing
 
 
@@ -96,7 +97,10 @@ class ValueStore:
         over a list still finds its items in the event, and only when that is not enough is it stored whole."""
         if as_ref(value) is not None:
             return value
-        encoding = canonical_encoding(value)
+        if isinstance(value, str | bytes) and len(value) > _OFF_LOOP_BYTES:  # the common large value
+            encoding = await anyio.to_thread.run_sync(canonical_encoding, value)
+        else:
+            encoding = canonical_encoding(value)
         if len(encoding) <= self.inline_limit:
             return value
         if isinstance(value, list):
@@ -181,7 +185,10 @@ class ValueStore:
         if ref.kind == "value":
             buffer = io.BytesIO()
             await self._get(ref, buffer)
-            return await self.load(msgspec.json.decode(buffer.getvalue()), workdir)
+            data = buffer.getvalue()
+            if len(data) > _OFF_LOOP_BYTES:
+                return await self.load(await anyio.to_thread.run_sync(msgspec.json.decode, data), workdir)
+            return await self.load(msgspec.json.decode(data), workdir)
         target = workdir / ref.hash / (ref.name or ref.kind)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
