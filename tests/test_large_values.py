@@ -159,7 +159,7 @@ async def test_a_large_input_hits_the_cache_under_the_key_its_inline_value_has(c
 
 
 async def test_a_reference_to_a_deleted_object_fails_its_node_with_a_system_error(client: AsyncClient) -> None:
-    values = ValueStore(client.js)
+    values = ValueStore.on_jetstream(client.js)
     encoded = await values.store(msgspec.to_builtins(b"d" * MB))
     ref = as_ref(encoded)
     assert ref is not None

@@ -126,7 +126,7 @@ class ExecutorService:
             async with self.backend() as backend:
                 runner = self._runner = AttemptRunner(
                     js,
-                    with_values(backend, ValueStore(js, self.inline_value_limit)),
+                    with_values(backend, ValueStore.on_jetstream(js, self.inline_value_limit)),
                     self.replica,
                     heartbeat_seconds=(info.config.ack_wait or self.ack_wait_seconds) / 3,
                     started_after=self.started_after_seconds,

@@ -15,7 +15,7 @@ import os
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import anyio
 import anyio.to_thread
@@ -52,14 +52,88 @@ async def ensure_values_bucket(js: JetStreamContext, replicas: int | None = None
         return await js.create_object_store(VALUES_BUCKET, storage=StorageType.FILE, replicas=replicas or 1)
 
 
-class ValueStore:
-    """Values in and out of the values bucket; values whose encoding is at most ``inline_limit`` bytes stay
-    inline (files and directories never do)."""
+class Objects(Protocol):
+    """Where stored values' objects live, by name: the JetStream bucket, or a dict in memory (the simulator's)."""
 
-    def __init__(self, js: JetStreamContext, inline_limit: int = DEFAULT_INLINE_VALUE_LIMIT) -> None:
+    async def has(self, name: str) -> bool: ...
+
+    async def put(self, name: str, data: IO[bytes]) -> None: ...
+
+    async def get(self, name: str, into: IO[bytes]) -> bool:
+        """Write the object into ``into``; False when there is no such object."""
+        ...
+
+    async def delete(self, name: str) -> None: ...
+
+
+class JetStreamObjects:
+    """The values bucket, a JetStream object store (its chunking and digest checks are nats-py's)."""
+
+    def __init__(self, js: JetStreamContext) -> None:
         self.js = js
-        self.inline_limit = inline_limit
         self._bucket: ObjectStore | None = None
+
+    async def _objects(self) -> ObjectStore:
+        if self._bucket is None:
+            self._bucket = await ensure_values_bucket(self.js)
+        return self._bucket
+
+    async def has(self, name: str) -> bool:
+        try:
+            await (await self._objects()).get_info(name)
+        except nats.js.errors.ObjectNotFoundError:
+            return False
+        return True
+
+    async def put(self, name: str, data: IO[bytes]) -> None:
+        await (await self._objects()).put(name, data)  # type: ignore[arg-type]
+
+    async def get(self, name: str, into: IO[bytes]) -> bool:
+        try:
+            await (await self._objects()).get(name, writeinto=into)  # type: ignore[arg-type]
+        except nats.js.errors.ObjectNotFoundError:
+            return False
+        except nats.js.errors.DigestMismatchError:
+            raise ValueMissing(f"object {name} in the values bucket {VALUES_BUCKET} is damaged") from None
+        return True
+
+    async def delete(self, name: str) -> None:
+        await (await self._objects()).delete(name)
+
+
+class InMemoryObjects:
+    """``Objects`` in a dict: the same contract, no server (the simulator's bucket)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    async def has(self, name: str) -> bool:
+        return name in self.objects
+
+    async def put(self, name: str, data: IO[bytes]) -> None:
+        self.objects[name] = data.read()
+
+    async def get(self, name: str, into: IO[bytes]) -> bool:
+        if name not in self.objects:
+            return False
+        into.write(self.objects[name])
+        return True
+
+    async def delete(self, name: str) -> None:
+        self.objects.pop(name, None)
+
+
+class ValueStore:
+    """Values in and out of the values bucket (``objects``); values whose encoding is at most ``inline_limit``
+    bytes stay inline (files and directories never do)."""
+
+    def __init__(self, objects: Objects, inline_limit: int = DEFAULT_INLINE_VALUE_LIMIT) -> None:
+        self.objects = objects
+        self.inline_limit = inline_limit
+
+    @classmethod
+    def on_jetstream(cls, js: JetStreamContext, inline_limit: int = DEFAULT_INLINE_VALUE_LIMIT) -> ValueStore:
+        return cls(JetStreamObjects(js), inline_limit)
 
     async def store(self, value: Any) -> Any:
         """``value`` as an event carries it: its files and directories, and its large parts, as references."""
@@ -85,12 +159,7 @@ class ValueStore:
 
     async def delete(self, ref: ValueRef) -> None:
         """Remove the object ``ref`` names (an operator's action, and the tests')."""
-        await (await self._objects()).delete(ref.object_name)
-
-    async def _objects(self) -> ObjectStore:
-        if self._bucket is None:
-            self._bucket = await ensure_values_bucket(self.js)
-        return self._bucket
+        await self.objects.delete(ref.object_name)
 
     async def _offload(self, value: Any) -> Any:
         """Inline when small enough; else a list or mapping keeps its shape with its largest parts stored, so a map
@@ -133,13 +202,8 @@ class ValueStore:
         return msgspec.to_builtins(ref)  # type: ignore[no-any-return]
 
     async def _put(self, ref: ValueRef, data: IO[bytes]) -> None:
-        objects = await self._objects()
-        try:
-            await objects.get_info(ref.object_name)
-            return  # stored already: the same name is the same content
-        except nats.js.errors.ObjectNotFoundError:
-            pass
-        await objects.put(ref.object_name, data)  # type: ignore[arg-type]
+        if not await self.objects.has(ref.object_name):  # else stored already: the same name is the same content
+            await self.objects.put(ref.object_name, data)
 
     async def _upload_paths(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -171,15 +235,10 @@ class ValueStore:
             raise ValueUnstorable(f"{kind} {path} cannot be read: {exc.strerror or exc}") from exc
 
     async def _get(self, ref: ValueRef, into: IO[bytes]) -> None:
-        objects = await self._objects()
-        try:
-            await objects.get(ref.object_name, writeinto=into)  # type: ignore[arg-type]
-        except nats.js.errors.ObjectNotFoundError:
+        if not await self.objects.get(ref.object_name, into):
             raise ValueMissing(
                 f"{ref.kind} {ref.hash} ({ref.size:,} bytes) is not in the values bucket {VALUES_BUCKET}"
-            ) from None
-        except nats.js.errors.DigestMismatchError:
-            raise ValueMissing(f"{ref.kind} {ref.hash} in the values bucket {VALUES_BUCKET} is damaged") from None
+            )
 
     async def _load_ref(self, ref: ValueRef, workdir: Path) -> Any:
         if ref.kind == "value":

@@ -51,7 +51,7 @@ class ClientBase:
         self.project, self.domain = project, domain
         self._store = EventStore(self.js)
         self._registry = Registry(self.js)
-        self._values = ValueStore(self.js)
+        self._values = ValueStore.on_jetstream(self.js)
 
     @classmethod
     async def connect(cls, url: str, project: str = "default", domain: str = "development") -> Self:
