@@ -8,16 +8,17 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import msgspec
+import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from plait import File, codec
-from plait.adapters.object_store import ValueStore
+from plait.adapters.object_store import InMemoryObjects, JetStreamObjects, Objects, ValueMissing, ValueStore
 from plait.client import ArtifactNode, AsyncClient, NodeExecutionNode
 from plait.core.events import Event, NodeCacheHit, NodeQueued, NodeSucceeded
 from plait.core.ids import artifact_hash, cache_key
@@ -193,3 +194,67 @@ async def test_a_file_and_a_directory_pass_between_tasks_and_a_file_reaches_the_
     ref = as_ref(output_of(await client.records(made.id), "write_file"))
     assert ref is not None and ref.kind == "file" and ref.size == 1000
     assert listing == [f"part-{i}/data.txt=item {i}\n" for i in range(3)]
+
+
+class CountingObjects:
+    """``Objects`` that count the objects put through them."""
+
+    def __init__(self, inner: Objects) -> None:
+        self.inner, self.puts = inner, 0
+
+    async def has(self, name: str) -> bool:
+        return await self.inner.has(name)
+
+    async def put(self, name: str, data: IO[bytes]) -> None:
+        self.puts += 1
+        await self.inner.put(name, data)
+
+    async def get(self, name: str, into: IO[bytes]) -> bool:
+        return await self.inner.get(name, into)
+
+    async def delete(self, name: str) -> None:
+        await self.inner.delete(name)
+
+
+@pytest.fixture(params=["jetstream", "memory"])
+async def objects(request: pytest.FixtureRequest) -> AsyncIterator[CountingObjects]:
+    """The bucket on a real nats-server, and its in-memory twin: one contract."""
+    if request.param == "memory":
+        yield CountingObjects(InMemoryObjects())
+        return
+    nc = await nats.connect(request.getfixturevalue("nats_url"))
+    try:
+        yield CountingObjects(JetStreamObjects(nc.jetstream()))
+    finally:
+        await nc.close()
+
+
+async def test_a_value_is_stored_once_by_its_hash_and_loads_back(objects: CountingObjects, tmp_path: Path) -> None:
+    values = ValueStore(objects)
+    text = "v" * 100_000
+    ref = await values.store(text)
+    assert as_ref(ref) == as_ref(await values.store(text)) and objects.puts == 1, "stored once"
+    assert await values.load({"a": [ref]}, tmp_path) == {"a": [text]}
+
+
+async def test_a_large_list_keeps_its_shape_with_its_largest_items_stored(
+    objects: CountingObjects, tmp_path: Path
+) -> None:
+    """Three distinct 30 KB items make a 90 KB list: storing the largest brings it within 64 KiB, and a map over
+    it still finds three items."""
+    items = [c * (30_000 + i) for i, c in enumerate("abc")]
+    stored = await ValueStore(objects).store(items)
+    assert isinstance(stored, list) and [as_ref(item) is not None for item in stored] == [False, False, True]
+    assert await ValueStore(objects).load(stored, tmp_path) == items
+    many = await ValueStore(objects).store(list(range(20_000)))
+    assert as_ref(many) is not None, "small items that cannot shrink it: the list is stored whole"
+
+
+async def test_a_deleted_object_is_missing_when_loaded(objects: CountingObjects, tmp_path: Path) -> None:
+    values = ValueStore(objects)
+    ref = await values.store(b"x" * 100_000)
+    stored = as_ref(ref)
+    assert stored is not None
+    await values.delete(stored)
+    with pytest.raises(ValueMissing, match=f"value {stored.hash} .* is not in the values bucket PLAIT_VALUES"):
+        await values.load(ref, tmp_path)
