@@ -4,6 +4,7 @@ Kubernetes task runtime both run their attempts through ``run_with_values``."""
 
 from __future__ import annotations
 
+import tarfile
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ async def run_with_values(
             loaded = await store.load_all(inputs, Path(workdir))
         except ValueMissing as exc:
             return AttemptOutcome(error=system_error(f"an input cannot be read: {exc}", VALUE_MISSING))
-        except (nats.errors.Error, msgspec.DecodeError) as exc:
+        except (nats.errors.Error, msgspec.DecodeError, tarfile.TarError, OSError) as exc:
             return AttemptOutcome(error=system_error(f"an input cannot be read: {exc!r}", "ValueUnreadable", exc))
         outcome = await call(loaded)
         if outcome is None or outcome.outputs is None:
