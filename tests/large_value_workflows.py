@@ -131,3 +131,13 @@ def tree_listing(tree: Directory) -> list[str]:
 @workflow
 def pass_tree(count: int) -> list[str]:
     return tree_listing(tree=make_tree(count=count))
+
+
+@task
+def numbered_blob(index: int, size: int) -> str:
+    return f"{index:08d}" + "x" * size
+
+
+@workflow
+def many_medium_items(indexes: list[int], size: int) -> int:
+    return total(values=map_task(length)(text=map_task(numbered_blob)(index=indexes, size=size)))

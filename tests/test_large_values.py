@@ -258,3 +258,16 @@ async def test_a_deleted_object_is_missing_when_loaded(objects: CountingObjects,
     await values.delete(stored)
     with pytest.raises(ValueMissing, match=f"value {stored.hash} .* is not in the values bucket PLAIT_VALUES"):
         await values.load(ref, tmp_path)
+
+
+async def test_a_map_of_many_medium_outputs_gathers_references_and_succeeds(client: AsyncClient) -> None:
+    """200 items each returning a distinct 60 KB string (under the inline limit) would gather 12 MB into the map
+    node's outputs, too large for one decision: a map item's outputs over 1 KiB are stored, so the map node gathers
+    references."""
+    with anyio.fail_after(180):
+        handle = await client.launch(
+            large_value_workflows.many_medium_items, {"indexes": list(range(200)), "size": 60_000}
+        )
+        assert await handle.result() == 200 * 60_008
+    gathered = output_of(await client.records(handle.id), "numbered_blob")
+    assert len(gathered) == 200 and all(as_ref(item) is not None for item in gathered)

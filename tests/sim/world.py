@@ -488,7 +488,7 @@ class World:
             return run_attempt(dispatch.task.target, inputs)
 
         stored = len(self.objects.objects)
-        outcome: AttemptOutcome = complete(run_with_values(self.values, dispatch.inputs, call))
+        outcome: AttemptOutcome = complete(run_with_values(self.values, dispatch, call))
         self.counts["values_stored"] += len(self.objects.objects) - stored
         return outcome
 

@@ -15,6 +15,7 @@ import nats.errors
 
 from plait.adapters.object_store import ValueMissing, ValueStore, ValueUnstorable
 from plait.core.dispatch import Dispatch
+from plait.core.ids import item_of_attempt
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.backend import AttemptBackend
 
@@ -22,16 +23,23 @@ VALUE_MISSING = "ValueMissing"
 """``error_type`` of the system error of an attempt whose input names an object the values bucket does not hold."""
 
 
+MAP_ITEM_INLINE_LIMIT = 1024
+"""A map item's outputs over this many bytes are stored whatever the inline limit: the core gathers every item's
+outputs into the map node's, and a thousand items of 60 KiB would make a decision too large to store."""
+
+
 async def run_with_values(
     store: ValueStore,
-    inputs: dict[str, Any],
+    dispatch: Dispatch,
     call: Callable[[dict[str, Any]], Awaitable[AttemptOutcome | None]],
 ) -> AttemptOutcome | None:
-    """Download ``inputs``' references, ``call`` the attempt with the values, store its outputs; a missing or
-    unreadable value, or an output that cannot be stored, is the attempt's system error."""
+    """Download the references among the dispatch's inputs, ``call`` the attempt with the values, store its
+    outputs; a missing or unreadable value, or an output that cannot be stored, is the attempt's system error."""
+    map_item = item_of_attempt(dispatch.attempt_id) >= 0
+    limit = min(store.inline_limit, MAP_ITEM_INLINE_LIMIT) if map_item else store.inline_limit
     with tempfile.TemporaryDirectory(prefix="plait-values-") as workdir:
         try:
-            loaded = await store.load_all(inputs, Path(workdir))
+            loaded = await store.load_all(dispatch.inputs, Path(workdir))
         except ValueMissing as exc:
             return AttemptOutcome(error=system_error(f"an input cannot be read: {exc}", VALUE_MISSING))
         except (nats.errors.Error, msgspec.DecodeError, tarfile.TarError, OSError) as exc:
@@ -40,7 +48,7 @@ async def run_with_values(
         if outcome is None or outcome.outputs is None:
             return outcome
         try:
-            outputs = await store.store_all(outcome.outputs)
+            outputs = await store.store_all(outcome.outputs, limit)
         except ValueUnstorable as exc:
             return AttemptOutcome(error=system_error(str(exc), "OutputError"), seconds=outcome.seconds)
         except nats.errors.Error as exc:
@@ -69,7 +77,7 @@ class ValuesBackend:
         async def call(inputs: dict[str, Any]) -> AttemptOutcome | None:
             return await self.inner.run(msgspec.structs.replace(dispatch, inputs=inputs), on_start=starting)
 
-        outcome = await run_with_values(self.store, dispatch.inputs, call)
+        outcome = await run_with_values(self.store, dispatch, call)
         if not started:  # its inputs could not be read: the attempt ends without a worker, but it started
             on_start()
         return outcome

@@ -135,12 +135,13 @@ class ValueStore:
     def on_jetstream(cls, js: JetStreamContext, inline_limit: int = DEFAULT_INLINE_VALUE_LIMIT) -> ValueStore:
         return cls(JetStreamObjects(js), inline_limit)
 
-    async def store(self, value: Any) -> Any:
-        """``value`` as an event carries it: its files and directories, and its large parts, as references."""
-        return await self._offload(await self._upload_paths(value))
+    async def store(self, value: Any, inline_limit: int | None = None) -> Any:
+        """``value`` as an event carries it: its files and directories, and its large parts, as references
+        (``inline_limit``: this value's own, in place of the store's)."""
+        return await self._offload(await self._upload_paths(value), inline_limit or self.inline_limit)
 
-    async def store_all(self, values: dict[str, Any]) -> dict[str, Any]:
-        return {name: await self.store(value) for name, value in values.items()}
+    async def store_all(self, values: dict[str, Any], inline_limit: int | None = None) -> dict[str, Any]:
+        return {name: await self.store(value, inline_limit) for name, value in values.items()}
 
     async def load(self, value: Any, workdir: Path) -> Any:
         """``value`` with every reference replaced by what it names: a value, or a ``File``/``Directory`` at a local
@@ -161,7 +162,7 @@ class ValueStore:
         """Remove the object ``ref`` names (an operator's action, and the tests')."""
         await self.objects.delete(ref.object_name)
 
-    async def _offload(self, value: Any) -> Any:
+    async def _offload(self, value: Any, limit: int) -> Any:
         """Inline when small enough; else a list or mapping keeps its shape with its largest parts stored, so a map
         over a list still finds its items in the event, and only when that is not enough is it stored whole."""
         if as_ref(value) is not None:
@@ -170,26 +171,26 @@ class ValueStore:
             encoding = await anyio.to_thread.run_sync(canonical_encoding, value)
         else:
             encoding = canonical_encoding(value)
-        if len(encoding) <= self.inline_limit:
+        if len(encoding) <= limit:
             return value
         if isinstance(value, list):
-            items = await self._shrink(dict(enumerate(value)))
+            items = await self._shrink(dict(enumerate(value)), limit)
             value = [items[index] for index in range(len(value))]
         elif isinstance(value, dict):
-            value = await self._shrink(value)
+            value = await self._shrink(value, limit)
         else:
             return await self._put_encoding(encoding)
         encoding = canonical_encoding(value)
-        return value if len(encoding) <= self.inline_limit else await self._put_encoding(encoding)
+        return value if len(encoding) <= limit else await self._put_encoding(encoding)
 
-    async def _shrink(self, parts: dict[Any, Any]) -> dict[Any, Any]:
+    async def _shrink(self, parts: dict[Any, Any], limit: int) -> dict[Any, Any]:
         """``parts`` with each one over the limit stored, then the largest of the rest, until their container's
         encoding is within the limit (counted from above) or what is left is no larger than a reference."""
-        parts = {key: await self._offload(part) for key, part in parts.items()}
+        parts = {key: await self._offload(part, limit) for key, part in parts.items()}
         sizes = {key: len(canonical_encoding(part)) for key, part in parts.items()}
         size = sum(sizes.values()) + sum(len(str(key)) + 4 for key in parts)
         for key in sorted(sizes, key=sizes.__getitem__, reverse=True):
-            if size <= self.inline_limit or sizes[key] <= _REF_BYTES:
+            if size <= limit or sizes[key] <= _REF_BYTES:
                 break
             if as_ref(parts[key]) is None:
                 parts[key] = await self._put_encoding(canonical_encoding(parts[key]))

@@ -69,7 +69,7 @@ async def run(dispatch: Dispatch, nats_url: str, worker: str, inline_limit: int 
         async def call(inputs: dict[str, Any]) -> AttemptOutcome:
             return await anyio.to_thread.run_sync(run_attempt, dispatch.task.target, inputs, dispatch.task.version)
 
-        outcome = await run_with_values(ValueStore.on_jetstream(js, inline_limit), dispatch.inputs, call)
+        outcome = await run_with_values(ValueStore.on_jetstream(js, inline_limit), dispatch, call)
         assert outcome is not None, "the task ran here"
         await report_result(js, dispatch, worker, outcome, attempt_log)
         if outcome.error is not None:
