@@ -4,6 +4,7 @@ Kubernetes task runtime both run their attempts through ``run_with_values``."""
 
 from __future__ import annotations
 
+import contextlib
 import tarfile
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ import nats.errors
 from plait.adapters.object_store import ValueMissing, ValueStore, ValueUnstorable
 from plait.core.dispatch import Dispatch
 from plait.core.ids import item_of_attempt
+from plait.core.values import contains_refs
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.backend import AttemptBackend
 
@@ -37,14 +39,18 @@ async def run_with_values(
     outputs; a missing or unreadable value, or an output that cannot be stored, is the attempt's system error."""
     map_item = item_of_attempt(dispatch.attempt_id) >= 0
     limit = min(store.inline_limit, MAP_ITEM_INLINE_LIMIT) if map_item else store.inline_limit
-    with tempfile.TemporaryDirectory(prefix="plait-values-") as workdir:
-        try:
-            loaded = await store.load_all(dispatch.inputs, Path(workdir))
-        except ValueMissing as exc:
-            return AttemptOutcome(error=system_error(f"an input cannot be read: {exc}", VALUE_MISSING))
-        except (nats.errors.Error, msgspec.DecodeError, tarfile.TarError, OSError) as exc:
-            return AttemptOutcome(error=system_error(f"an input cannot be read: {exc!r}", "ValueUnreadable", exc))
-        outcome = await call(loaded)
+    with contextlib.ExitStack() as downloaded:
+        inputs = dispatch.inputs
+        if contains_refs(inputs):  # most attempts have none: no directory made, nothing walked
+            workdir = downloaded.enter_context(tempfile.TemporaryDirectory(prefix="plait-values-"))
+            try:
+                inputs = await store.load_all(inputs, Path(workdir))
+            except ValueMissing as exc:
+                return AttemptOutcome(error=system_error(f"an input cannot be read: {exc}", VALUE_MISSING))
+            except (nats.errors.Error, msgspec.DecodeError, tarfile.TarError, OSError) as exc:
+                error = system_error(f"an input cannot be read: {exc!r}", "ValueUnreadable", exc)
+                return AttemptOutcome(error=error)
+        outcome = await call(inputs)
         if outcome is None or outcome.outputs is None:
             return outcome
         try:
