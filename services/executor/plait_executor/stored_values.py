@@ -9,7 +9,7 @@ import tarfile
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import nats.errors
@@ -30,11 +30,12 @@ MAP_ITEM_INLINE_LIMIT = 1024
 outputs into the map node's, and a thousand items of 60 KiB would make a decision too large to store."""
 
 
+Outcome = TypeVar("Outcome", AttemptOutcome, AttemptOutcome | None)
+
+
 async def run_with_values(
-    store: ValueStore,
-    dispatch: Dispatch,
-    call: Callable[[dict[str, Any]], Awaitable[AttemptOutcome | None]],
-) -> AttemptOutcome | None:
+    store: ValueStore, dispatch: Dispatch, call: Callable[[dict[str, Any]], Awaitable[Outcome]]
+) -> Outcome:
     """Download the references among the dispatch's inputs, ``call`` the attempt with the values, store its
     outputs; a missing or unreadable value, or an output that cannot be stored, is the attempt's system error."""
     map_item = item_of_attempt(dispatch.attempt_id) >= 0
