@@ -271,3 +271,13 @@ async def test_a_map_of_many_medium_outputs_gathers_references_and_succeeds(clie
         assert await handle.result() == 200 * 60_008
     gathered = output_of(await client.records(handle.id), "numbered_blob")
     assert len(gathered) == 200 and all(as_ref(item) is not None for item in gathered)
+
+
+async def test_a_reference_naming_a_path_outside_the_download_directory_is_refused(tmp_path: Path) -> None:
+    """A reference comes from the log, which any sender may write to: its hash and name are one path component."""
+    values = ValueStore(InMemoryObjects())
+    for hash_, name in (("../../escape", "f"), ("abc", "../escape"), ("abc", "..")):
+        ref = {"$plait": "ref", "hash": hash_, "size": 1, "kind": "file", "name": name}
+        with pytest.raises(ValueMissing, match="is not a file name"):
+            await values.load(ref, tmp_path / "work")
+    assert not (tmp_path / "escape").exists()

@@ -249,7 +249,7 @@ class ValueStore:
             if len(data) > _OFF_LOOP_BYTES:
                 return await self.load(await anyio.to_thread.run_sync(msgspec.json.decode, data), workdir)
             return await self.load(msgspec.json.decode(data), workdir)
-        target = workdir / ref.hash / (ref.name or ref.kind)
+        target = workdir / _local_name(ref.hash, "hash") / _local_name(ref.name or ref.kind, "name")
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".partial")
@@ -263,6 +263,13 @@ class ValueStore:
                     await anyio.to_thread.run_sync(_untar, archive, partial)
             partial.rename(target)
         return {TAG_FIELD: ref.kind, "path": str(target)}
+
+
+def _local_name(name: str, what: str) -> str:
+    """``name`` as one path component: a reference comes from the log, which anyone may write to."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise ValueMissing(f"a reference's {what} {name!r} is not a file name")
+    return name
 
 
 def _hash_file(file: IO[bytes]) -> tuple[str, int]:
