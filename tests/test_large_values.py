@@ -5,6 +5,7 @@ object no longer stored fails its node with a clear system error."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -191,6 +192,7 @@ async def test_a_file_and_a_directory_pass_between_tasks_and_a_file_reaches_the_
     assert file_size == 5 * MB
     assert launched_with_file == 300_000, "the client stored the launch's file"
     assert isinstance(returned, File) and await anyio.Path(returned.path).read_bytes() == b"f" * 1000
+    shutil.rmtree(Path(returned.path).parents[1])  # the client's download directory, now the caller's
     ref = as_ref(output_of(await client.records(made.id), "write_file"))
     assert ref is not None and ref.kind == "file" and ref.size == 1000
     assert listing == [f"part-{i}/data.txt=item {i}\n" for i in range(3)]
