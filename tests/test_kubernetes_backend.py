@@ -15,13 +15,14 @@ import pytest
 from plait.client import AsyncClient
 from plait.core.dispatch import Dispatch
 from plait.core.events import AttemptStopped
+from plait.core.values import as_ref
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_executor.backend import AttemptBackend
 from plait_executor.kubernetes.backend import KubernetesBackend, KubernetesTarget, kubernetes_backend
 from plait_executor.kubernetes.manifests import job_name
 from plait_scheduler import SchedulerService
-from tests import kubernetes_workflows
+from tests import kubernetes_workflows, large_value_workflows
 from tests.helpers.kube_api import KubernetesApiStandIn, PodHandle
 from tests.helpers.kube_api.kubelet import LocalKubelet
 from tests.helpers.reading import first_event
@@ -278,3 +279,15 @@ async def test_two_executors_never_both_start_a_job_for_one_attempt(nats_url: st
                 pod.succeed()
             assert outcomes == [None, None], "the runtime reported: nothing for the executors to report"
             assert (one.created + two.created, one.adopted + two.adopted) == (1, 1)
+
+
+async def test_a_pod_stores_a_large_output_and_the_next_pod_reads_it(cluster: Cluster) -> None:
+    """The task runtime in the pod stores a 2 MB output in the values bucket and reports a reference; the reading
+    task's runtime downloads it (the same code path as local workers)."""
+    async with running(cluster.executor("k8s-executor").run), client_of(cluster) as client:
+        handle = await client.launch(large_value_workflows.pass_bytes, {"size": 2_000_000})
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded" and state.outputs == {"result": 2_000_000}
+    stored = as_ref(state.node_outputs["big_bytes"]["result"])
+    assert stored is not None and stored.size > 2_000_000
+    assert all(attempt.worker.startswith("plait-") for node in state.nodes.values() for attempt in node.attempts)

@@ -19,6 +19,7 @@ from plait.client import AsyncClient
 from plait.core.commands import LaunchExecution, ReportAttemptResult, ResolvedLaunch
 from plait.core.events import WorkflowRegistered
 from plait.core.model import WorkflowSpec
+from plait.core.values import as_ref
 from plait.protocol import subjects
 from plait.protocol.headers import (
     CONTENT_TYPE,
@@ -108,42 +109,50 @@ async def test_a_large_value_read_by_eight_tasks_is_stored_once_per_decision(
     client: AsyncClient, scheduler_and_executor: None
 ) -> None:
     """A 1 MB value read by eight tasks would make a 9 MB decision, over the server's 8 MiB, if each reader's
-    ``NodeQueued`` held its own copy: the decision stores it once, and the execution succeeds."""
+    ``NodeQueued`` held its own copy: it goes to the values bucket, the events carry its reference, and the
+    execution succeeds."""
     with anyio.fail_after(60):
         execution_id = (await client.launch(large_value_workflows.read_by_eight, {"size": 1_000_000})).id
         state = await final_state(client, execution_id)
     assert state.status == "succeeded" and state.outputs == {"result": 8_000_000}
+    assert as_ref(state.node_outputs["blob"]["result"]) is not None
     records = await client.records(execution_id)
-    assert max(len(record.data) for record in records) < 1_100_000
+    assert max(len(record.data) for record in records) < 64 * 1024
 
 
-async def test_a_value_too_large_to_pass_on_fails_its_node_with_the_reason_and_nothing_hangs(
+async def test_distinct_large_items_of_a_map_each_go_by_reference_and_the_map_runs(
     client: AsyncClient, scheduler_and_executor: None
 ) -> None:
-    """Three distinct 1.5 MB items are in the map's ``MapStarted`` and each in its own ``NodeQueued``: 9 MB, over
-    the server's 8 MiB. The node that made the decision fails, saying so, rather than the result being retried for
-    ever or lost."""
+    """Three distinct 1.5 MB items were 9 MB in the map's ``MapStarted`` and their own ``NodeQueued``, over the
+    server's 8 MiB, and failed the node: each item now goes to the values bucket, the list keeps its shape (the map
+    still finds its items), and the execution succeeds."""
     with anyio.fail_after(60):
         execution_id = (
             await client.launch(large_value_workflows.mapped_over_distinct, {"count": 3, "size": 1_500_000})
         ).id
         state = await final_state(client, execution_id)
-    assert state.status == "failed"
-    assert state.error is not None and "bytes; the limit is 8,388" in state.error.message
-    assert state.failed_node is not None and state.nodes[state.failed_node].task.endswith("distinct_blobs")
-    with anyio.fail_after(60):
-        small = (await client.launch(large_value_workflows.mapped_over_distinct, {"count": 3, "size": 1000})).id
-        assert (await final_state(client, small)).outputs == {"result": 3000}
+    assert state.status == "succeeded" and state.outputs == {"result": 4_500_000}
+    items = state.node_outputs["distinct_blobs"]["result"]
+    assert [as_ref(item) is not None for item in items] == [True, True, True]
 
 
 async def test_a_launch_too_large_to_store_is_refused_with_the_reason(
     client: AsyncClient, scheduler: SchedulerService
 ) -> None:
-    """Inputs that fit in a command but not in the decision that launches them (a map over them queues each item
-    apart) are refused, and nothing is stored."""
+    """A sender that does not store large values itself (any service on the wire format may not) can still send
+    inputs that fit in a command but not in the decision that launches them (a map over them queues each item
+    apart): the launch is refused, and nothing is stored."""
     texts = [chr(ord("a") + i) * 1_500_000 for i in range(3)]
-    with pytest.raises(InputError, match=r"bytes; the limit is"):
-        await client.launch(large_value_workflows.mapped_from_launch, {"texts": texts}, execution_id="too-large")
+    await client.register(large_value_workflows.mapped_from_launch)
+    inbox = client.nc.new_inbox()
+    replies = await client.nc.subscribe(inbox)
+    spec = large_value_workflows.mapped_from_launch.spec
+    command = msgspec.structs.replace(
+        launch_command(client, "too-large", workflow=spec.name, version=spec.version), inputs={"texts": texts}
+    )
+    await publish_command(client.js, command, client.project, client.domain, reply_to=inbox)
+    [reason] = await rejection_reasons(replies, 1)
+    assert "bytes; the limit is" in reason
     assert not await client._exists("too-large")
 
 

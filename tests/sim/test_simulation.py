@@ -13,6 +13,10 @@ from collections import Counter
 
 import pytest
 
+from plait import codec
+from plait.core.events import NodeSucceeded
+from plait.core.ids import canonical_encoding
+from plait.core.values import as_ref
 from plait.replay import replay
 from tests.helpers.processes import REPO
 from tests.sim.world import PROFILES, simulate
@@ -96,3 +100,23 @@ def test_the_finish_and_aborts_profile_skips_nodes_and_records_stopped_attempts(
             seen[f"execution {state.status}"] += 1
     assert seen["skipped"] > 0 and seen["attempt stopped"] > 0, seen
     assert seen["execution aborted"] > 0 and seen["execution failed"] > 0, seen
+
+
+def test_the_stored_values_profile_passes_references_and_ends_executions_whose_objects_are_lost() -> None:
+    """Every output an attempt reports is within the inline limit or a reference, and an attempt whose input's
+    object was lost fails as a system error (``ValueMissing``) rather than hangs (every seed also ends)."""
+    limit = PROFILES["stored_values"].faults.inline_value_limit
+    counts: Counter[str] = Counter()
+    missing = 0
+    for seed in range(200):
+        world = simulate(seed, "stored_values")
+        counts.update(world.counts)
+        for records in world.log.by_subject.values():
+            for record in records:
+                for event in codec.decision_decoder.decode(record.data).events:
+                    if isinstance(event, NodeSucceeded) and event.attempt_id:
+                        for value in event.outputs.values():
+                            assert as_ref(value) is not None or len(canonical_encoding(value)) <= limit, value
+            attempts = [a for node in replay(records).nodes.values() for a in node.attempts if a.error is not None]
+            missing += sum(a.error is not None and a.error.error_type == "ValueMissing" for a in attempts)
+    assert counts["values_stored"] > 0 and counts["objects_lost"] > 0 and missing > 0, (counts, missing)

@@ -28,6 +28,7 @@ import structlog.testing
 import plait_scheduler.decisions
 from plait import codec
 from plait.adapters.event_log import DecisionTooLarge
+from plait.adapters.object_store import InMemoryObjects, ValueStore
 from plait.audit_lineage import check_lineage
 from plait.core.commands import (
     AbortExecution,
@@ -47,6 +48,7 @@ from plait.core.events import (
 )
 from plait.core.ids import content_version
 from plait.core.state import Execution, apply_decision
+from plait.core.values import as_ref
 from plait.errors import ConflictError
 from plait.invariants import check_execution
 from plait.protocol import subjects
@@ -54,6 +56,7 @@ from plait.replay import Record, replay
 from plait.sdk import Workflow
 from plait_executor.attempt import AttemptOutcome, run_attempt
 from plait_executor.reports import result_command, started_command, stopped_command
+from plait_executor.stored_values import run_with_values
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from plait_scheduler.service import MAX_DELIVERIES
@@ -105,6 +108,8 @@ class Faults:
     timer_twice: float = 0.2
     abort: float = 0.01
     hang: float = 0.0  # an attempt of a task with a timeout runs on, until the log ends it (then it is killed)
+    inline_value_limit: int = 0  # above it, the executor stores outputs in the values bucket; 0: it stores nothing
+    object_lost: float = 0.0  # per attempt: an object its inputs name is gone from the values bucket
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +126,8 @@ PROFILES = {
     "append_failures": Profile(Faults(append_timeout=0.04, append_timeout_after=0.04, append_unavailable=0.03)),
     # every launch fits, the decision queueing widely_read's six readers (~9 KB) never does
     "small_messages": Profile(Faults(max_payload=6_000)),
+    # outputs over 2 bytes go to the values bucket, whose objects are sometimes lost
+    "stored_values": Profile(Faults(inline_value_limit=2, object_lost=0.1)),
     "timeouts": Profile(
         Faults(hang=0.4),
         shapes=((sim_workflows.timed, {"x": 1}), (sim_workflows.bounded, {"x": 1}), (workflows.chain, {"start": 0})),
@@ -253,6 +260,17 @@ class SimStore:
         return sequence, digest
 
 
+def _object_names(value: Any) -> set[str]:
+    """The objects the references in ``value`` name."""
+    if (ref := as_ref(value)) is not None:
+        return {ref.object_name}
+    if isinstance(value, dict):
+        return set().union(*(_object_names(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_object_names(v) for v in value))
+    return set()
+
+
 def complete(coroutine: Coroutine[Any, Any, Any]) -> Any:
     """Run a coroutine that never suspends (the simulated store answers at once) to its result."""
     try:
@@ -314,9 +332,13 @@ class World:
                 "attempts_killed",
                 "aborts",
                 "dead_letters",
+                "values_stored",
+                "objects_lost",
             ),
             0,
         )
+        self.objects = InMemoryObjects()
+        self.values = ValueStore(self.objects, faults.inline_value_limit) if faults.inline_value_limit else None
         self.replicas = [Replica(f"replica-{n}", self) for n in range(replicas)]
         self.launches = [self._launch_message(n) for n in range(executions)]
         self.faulty = True
@@ -454,9 +476,27 @@ class World:
         elif self.chance(self.faults.system_error):
             outcome = AttemptOutcome(error=TaskError(kind="system", message="worker lost", error_type="WorkerLost"))
         else:
-            outcome = run_attempt(dispatch.task.target, dispatch.inputs)
+            outcome = self.run_attempt(dispatch)
         self.send(result_command(dispatch, "executor", outcome))
         self.ack(self.dispatches, message)
+
+    def run_attempt(self, dispatch: Dispatch) -> AttemptOutcome:
+        """The task on its inputs; with a values bucket, through it, as an executor runs it (losing an object its
+        inputs name, now and then)."""
+        if self.values is None:
+            return run_attempt(dispatch.task.target, dispatch.inputs)
+        named = sorted(_object_names(dispatch.inputs) & set(self.objects.objects))
+        if named and self.chance(self.faults.object_lost):
+            del self.objects.objects[self.rng.choice(named)]
+            self.counts["objects_lost"] += 1
+
+        async def call(inputs: dict[str, Any]) -> AttemptOutcome:
+            return run_attempt(dispatch.task.target, inputs)
+
+        stored = len(self.objects.objects)
+        outcome: AttemptOutcome = complete(run_with_values(self.values, dispatch, call))
+        self.counts["values_stored"] += len(self.objects.objects) - stored
+        return outcome
 
     def timeout_of(self, dispatch: Dispatch) -> float | None:
         """The timeout of the dispatch's execution's workflow (hanging there is ended by the workflow's timeout)."""

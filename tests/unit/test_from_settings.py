@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
+import msgspec
 import pytest
 
 from plait.errors import InputError
 from plait.settings import Settings
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
+from plait_executor.backend import backend_from_settings
 from plait_scheduler import SchedulerService
 
 SETTINGS = Settings(
@@ -77,3 +80,12 @@ def test_a_service_without_its_server_says_which_variable_is_missing(
 ) -> None:
     with pytest.raises(InputError, match=f"{variable} is not set"):
         make(settings)
+
+
+def test_the_inline_value_limit_reaches_the_executor_and_the_pods_it_starts() -> None:
+    settings = msgspec.structs.replace(SETTINGS, inline_value_limit=1000, executor_backend="kubernetes")
+    assert ExecutorService.from_settings(settings).inline_value_limit == 1000
+    factory = backend_from_settings(settings, 1)
+    assert isinstance(factory, functools.partial)
+    assert factory.args[0].env == {"PLAIT_INLINE_VALUE_LIMIT": "1000"}
+    assert backend_from_settings(msgspec.structs.replace(settings, inline_value_limit=65536), 1).args[0].env == {}

@@ -16,7 +16,7 @@ from plait.errors import (
     TransportError,
     Unavailable,
 )
-from plait.sdk import LaunchPlan, MappedTask, Task, Workflow, map_task, task, workflow
+from plait.sdk import Directory, File, LaunchPlan, MappedTask, Task, Workflow, map_task, task, workflow
 
 __version__ = version("plait")
 
@@ -27,9 +27,11 @@ __all__ = [
     "ConflictError",
     "ConnectError",
     "DefinitionError",
+    "Directory",
     "ExecutionError",
     "ExecutionHandle",
     "ExecutionOutcome",
+    "File",
     "InputError",
     "LaunchPlan",
     "MappedTask",

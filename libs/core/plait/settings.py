@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 import msgspec
 
+from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.errors import InputError
 from plait.profiles import active_profile
 
@@ -46,6 +47,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kubernetes_context: str = ""  # the kubeconfig context; empty: the current one, or the in-cluster config
     background_niceness: int = 10  # the embedded catalog's and PostgreSQL's: projecting yields the CPU to scheduling
     principal: str = ""  # who the CLI says aborts or relaunches (empty: user@host)
+    inline_value_limit: int = (
+        DEFAULT_INLINE_VALUE_LIMIT  # a value whose encoding is larger travels by reference (the values bucket)
+    )
 
     def __post_init__(self) -> None:
         if self.nats_url is not None:
@@ -66,6 +70,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise InputError(f"PLAIT_CACHE_LOOKUP_SECONDS must be positive, got {self.cache_lookup_seconds}")
         if not 0 <= self.background_niceness <= 19:
             raise InputError(f"PLAIT_BACKGROUND_NICENESS must be 0 to 19, got {self.background_niceness}")
+        if self.inline_value_limit < 1:
+            raise InputError(f"PLAIT_INLINE_VALUE_LIMIT must be 1 byte or more, got {self.inline_value_limit}")
         if self.concurrency < 0:
             raise InputError(f"PLAIT_CONCURRENCY must be 0 (one per core) or more, got {self.concurrency}")
 
@@ -120,6 +126,7 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "kubernetes_image": "PLAIT_KUBERNETES_IMAGE",
     "kubernetes_context": "PLAIT_KUBERNETES_CONTEXT",
     "principal": "PLAIT_PRINCIPAL",
+    "inline_value_limit": "PLAIT_INLINE_VALUE_LIMIT",
 }
 
 

@@ -16,6 +16,7 @@ from plait.core.events import Decision, ExecutionLaunched
 from plait.core.lineage import Artifact, ExecutionLineage, Producer, producers_read
 from plait.core.model import WorkflowSpec
 from plait.core.types import TypeSpec
+from plait.core.values import as_ref
 from plait_catalog.known_workflows import KnownWorkflows, WorkflowKey
 from plait_catalog.rows import ExecutionKey
 
@@ -26,7 +27,7 @@ _canonical = msgspec.json.Encoder(order="deterministic")
 class ValueRow(msgspec.Struct, kw_only=True):
     hash: str
     value: Any
-    size: int  # bytes of the value's canonical JSON encoding
+    size: int  # bytes of the value's canonical JSON encoding (of a value stored by reference: its stored size)
 
 
 class ArtifactRow(msgspec.Struct, kw_only=True):
@@ -78,7 +79,7 @@ class Lineage(msgspec.Struct):
         for execution in self.executions.values():
             for digest, value in execution.values.items():
                 found.setdefault(digest, value)
-        return [ValueRow(hash=h, value=v, size=len(_canonical.encode(v))) for h, v in found.items()]
+        return [ValueRow(hash=h, value=v, size=_size(v)) for h, v in found.items()]
 
     def artifacts(self) -> list[ArtifactRow]:
         return [
@@ -164,3 +165,8 @@ def _launch(lineage: Lineage, execution: ExecutionKey, event: ExecutionLaunched)
         lineage.launched[key] = LaunchedWorkflowRow(
             project=project, domain=domain, name=workflow.name, version=workflow.version, spec=workflow
         )
+
+
+def _size(value: Any) -> int:
+    ref = as_ref(value)
+    return ref.size if ref is not None else len(_canonical.encode(value))

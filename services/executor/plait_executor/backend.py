@@ -9,7 +9,8 @@ from functools import partial
 from typing import Protocol
 
 from plait.core.dispatch import Dispatch
-from plait.settings import Settings
+from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
+from plait.settings import VARIABLES, Settings
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.pool import WorkerPool
 
@@ -84,6 +85,15 @@ def backend_from_settings(settings: Settings, concurrency: int) -> BackendFactor
             image=settings.kubernetes_image,
             nats_url=settings.required("nats_url"),
             context=settings.kubernetes_context,
+            env=_runtime_env(settings),
         )
         return partial(kubernetes_backend, target)
     return partial(local_backend, concurrency)
+
+
+def _runtime_env(settings: Settings) -> dict[str, str]:
+    """What the task runtime in a pod must share with this executor's settings: the inline value limit, when not
+    the default."""
+    if settings.inline_value_limit == DEFAULT_INLINE_VALUE_LIMIT:
+        return {}
+    return {VARIABLES["inline_value_limit"]: str(settings.inline_value_limit)}

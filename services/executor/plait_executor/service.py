@@ -17,13 +17,16 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from structlog.typing import FilteringBoundLogger
 
 from plait.adapters.connection import connect
+from plait.adapters.object_store import ValueStore
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.streams import ensure_streams
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
+from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.protocol import subjects
 from plait.settings import Settings
 from plait_executor.backend import BackendFactory, backend_from_settings, local_backend
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
+from plait_executor.stored_values import with_values
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
@@ -72,6 +75,7 @@ class ExecutorService:
         attempt_deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
         stream_replicas: int | None = None,
         backend: BackendFactory | None = None,
+        inline_value_limit: int = DEFAULT_INLINE_VALUE_LIMIT,
     ) -> None:
         self.nats_url = nats_url
         self.stream_replicas = stream_replicas
@@ -90,6 +94,7 @@ class ExecutorService:
         self._log = log.bind(worker=self.replica, cluster=cluster, queue=queue)
         self._runner: AttemptRunner | None = None
         self.backend = backend or partial(local_backend, self.concurrency)
+        self.inline_value_limit = inline_value_limit
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ExecutorService:
@@ -105,6 +110,7 @@ class ExecutorService:
             attempt_deadline_seconds=settings.attempt_deadline_seconds,
             stream_replicas=settings.stream_replicas,
             backend=backend_from_settings(settings, concurrency or os.cpu_count() or 1),
+            inline_value_limit=settings.inline_value_limit,
         )
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -120,7 +126,7 @@ class ExecutorService:
             async with self.backend() as backend:
                 runner = self._runner = AttemptRunner(
                     js,
-                    backend,
+                    with_values(backend, ValueStore.on_jetstream(js, self.inline_value_limit)),
                     self.replica,
                     heartbeat_seconds=(info.config.ack_wait or self.ack_wait_seconds) / 3,
                     started_after=self.started_after_seconds,

@@ -1,8 +1,11 @@
-"""The five streams: their configurations, the size limits plait owns, and creating or updating them."""
+"""The five streams: their configurations, the size limits plait owns, and creating or updating them (and the
+values bucket, an object store: see ``plait.adapters.object_store``)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -12,6 +15,7 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
+from plait.adapters.object_store import ensure_values_bucket
 from plait.protocol import subjects
 
 log = structlog.get_logger()
@@ -111,16 +115,21 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> N
     """Create the streams if missing (with ``replicas``, default 1); with ``replicas`` given, also bring
     existing ones to it; bring the dead-letter and quarantine streams to their size limits. Any replica of any
     service may call it, at the same time as others, while a cluster is still electing its leaders."""
-    for config in stream_configs(replicas or 1):
+    steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        (config.name or "", functools.partial(_ensure_stream, js, config, replicas))
+        for config in stream_configs(replicas or 1)
+    ]
+    steps.append((subjects.VALUES_BUCKET, functools.partial(ensure_values_bucket, js, replicas)))
+    for name, step in steps:
         delay, deadline = FIRST_RETRY_SECONDS, anyio.current_time() + SETTLING_SECONDS
         while True:
             try:
-                await _ensure_stream(js, config, replicas)
+                await step()
                 break
             except _SETTLING as exc:
                 if anyio.current_time() + delay > deadline:
                     raise
-                log.info("streams_settling", stream=config.name, reason=str(exc) or type(exc).__name__)
+                log.info("streams_settling", stream=name, reason=str(exc) or type(exc).__name__)
                 await anyio.sleep(delay)  # the cluster sends no event when it has settled: ask again
                 delay = min(delay * 2, LONGEST_RETRY_SECONDS)
 

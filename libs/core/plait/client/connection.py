@@ -4,7 +4,10 @@ subjects of their executions."""
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Self
 
 import msgspec
@@ -15,6 +18,7 @@ from plait.adapters.connection import connect, route_of
 from plait.adapters.direct_reads import last_message
 from plait.adapters.event_store import EventStore
 from plait.adapters.nats_errors import as_plait_errors
+from plait.adapters.object_store import ValueStore
 from plait.adapters.quarantine import UNREADABLE
 from plait.adapters.registry import Registry
 from plait.adapters.streams import ensure_streams
@@ -47,6 +51,7 @@ class ClientBase:
         self.project, self.domain = project, domain
         self._store = EventStore(self.js)
         self._registry = Registry(self.js)
+        self._values = ValueStore.on_jetstream(self.js)
 
     @classmethod
     async def connect(cls, url: str, project: str = "default", domain: str = "development") -> Self:
@@ -78,6 +83,17 @@ class ClientBase:
             return subjects.execution_subject(self.project, self.domain, execution_id)
         except ValueError as exc:
             raise InputError(str(exc)) from None
+
+    async def _load_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with their references replaced by what they name; files and directories are downloaded to a
+        new temporary directory (left empty and removed when there are none)."""
+        workdir = tempfile.mkdtemp(prefix="plait-values-")
+        try:
+            with as_plait_errors("reading stored values"):
+                return await self._values.load_all(values, Path(workdir))
+        finally:
+            with contextlib.suppress(OSError):
+                os.rmdir(workdir)  # only when nothing was downloaded into it
 
     async def _exists(self, execution_id: str) -> bool:
         return await last_message(self.js, self._subject(execution_id)) is not None

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import msgspec
+
 from plait.adapters.event_log import StoredDecision
 from plait.client.outcome import ExecutionOutcome, result_of
+from plait.core.values import contains_refs
 from plait.sdk.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -29,8 +32,12 @@ class AsyncExecutionHandle(Generic[R]):
 
     async def result(self, timeout: float | None = None) -> R:
         """The workflow's return value, once the execution has succeeded; ``ExecutionError`` if it failed or was
-        aborted, ``Timeout`` if it has not ended within ``timeout`` seconds."""
-        result: R = result_of(await self.wait(timeout), self._workflow)
+        aborted, ``Timeout`` if it has not ended within ``timeout`` seconds. Outputs stored by reference are
+        downloaded (a ``File`` or ``Directory`` to a new temporary directory of its own)."""
+        outcome = await self.wait(timeout)
+        if outcome.outputs is not None and contains_refs(outcome.outputs):
+            outcome = msgspec.structs.replace(outcome, outputs=await self._client._load_values(outcome.outputs))
+        result: R = result_of(outcome, self._workflow)
         return result
 
     def events(self, *, until_terminal: bool = True) -> AsyncIterator[StoredDecision]:

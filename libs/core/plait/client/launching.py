@@ -7,6 +7,7 @@ from typing import Any, TypeVar, overload
 import msgspec
 
 from plait.adapters.nats_errors import as_plait_errors
+from plait.adapters.object_store import ValueUnstorable
 from plait.client.following import Following
 from plait.client.handle import AsyncExecutionHandle
 from plait.client.identity import default_principal
@@ -104,6 +105,10 @@ class Launching(Registering, Following, LaunchDecision):
             raise InputError(f"the inputs of execution {execution_id} cannot be encoded: {exc}") from None
         kind = "launch_plan" if launch_plan or isinstance(workflow, LaunchPlan) else "workflow"
         with as_plait_errors(f"launching execution {execution_id}", execution_id=execution_id):
+            try:
+                encoded = await self._values.store_all(encoded)
+            except ValueUnstorable as exc:
+                raise InputError(f"the inputs of execution {execution_id} cannot be stored: {exc}") from None
             if isinstance(workflow, (Workflow, LaunchPlan)):
                 version = await self.register(workflow)
                 name = workflow.name

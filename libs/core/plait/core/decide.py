@@ -60,6 +60,7 @@ from plait.core.recovery import recovered_nodes, relaunch_problem
 from plait.core.state import AttemptState, Execution, NodeState, evolve, launch
 from plait.core.types import check_value, describe
 from plait.core.validate import nesting_problem
+from plait.core.values import as_ref
 
 
 class Rejected(Exception):
@@ -235,6 +236,15 @@ def _map_options(node: NodeState) -> MapOptions:
 
 def _start_map(state: Execution, node: NodeState, inputs: dict[str, Any], finished: _Finished) -> list[Event]:
     options = _map_options(node)
+    stored = [name for name in options.over if as_ref(inputs[name]) is not None]
+    if stored:
+        error = TaskError(
+            kind="system",
+            message=f"map node '{node.id}': mapped input '{stored[0]}' is a list too large to travel in an event "
+            "(it is in the values bucket); a map needs its items in the event",
+            error_type="MappedValueStored",
+        )
+        return [NodeFailed(node=node.id, error=error), ExecutionFailed(node=node.id, error=error)]
     sizes = {name: len(inputs[name]) for name in options.over}
     if len(set(sizes.values())) > 1:
         lengths = ", ".join(f"'{name}' has {size}" for name, size in sizes.items())

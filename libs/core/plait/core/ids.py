@@ -9,6 +9,8 @@ from typing import Any
 import msgspec
 import xxhash
 
+from plait.core.values import as_ref
+
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _encoder = msgspec.json.Encoder(order="deterministic")
 
@@ -37,16 +39,32 @@ def attempt_id(execution_id: str, node: str, attempt: int) -> str:
     return f"{execution_id}/{node}/{attempt}"
 
 
+def canonical_encoding(value: Any) -> bytes:
+    """The canonical (key-sorted) JSON encoding that ``value_hash`` hashes (of a value given inline)."""
+    return _encoder.encode(value)
+
+
+def encoding_hash(encoding: bytes) -> str:
+    """``value_hash`` of the value whose ``canonical_encoding`` is ``encoding``, without decoding it."""
+    digest = xxhash.xxh3_128(encoding)
+    digest.update(b"\x00")
+    return digest.hexdigest()
+
+
 def value_hash(value: Any) -> str:
-    """A value's content hash: xxh3-128 of its canonical encoding, the same in every execution. Lineage hashes
-    every value with this one function (an artifact carries its value's hash; equal values share it)."""
-    return content_version(value)
+    """A value's content hash: xxh3-128 of its canonical encoding, the same in every execution, whether the value
+    is given inline or by reference (then the reference's own hash). Lineage and caching hash every value with this
+    one function (an artifact carries its value's hash; equal values share it)."""
+    ref = as_ref(value)
+    return ref.hash if ref is not None else content_version(value)
 
 
 def cache_key(task_name: str, cache_version: str, interface: Any, inputs: dict[str, Any]) -> str:
     """What a cached task's result is memoized under: not its code version, so an edit with the same
-    ``cache_version`` reuses earlier results (bump ``cache_version`` to invalidate them)."""
-    return content_version("cache", task_name, cache_version, interface, inputs)
+    ``cache_version`` reuses earlier results (bump ``cache_version`` to invalidate them). Each input counts by its
+    ``value_hash``, so a value stored by reference hits the entry its inline twin filled."""
+    hashes = {name: value_hash(value) for name, value in inputs.items()}
+    return content_version("cache", task_name, cache_version, interface, hashes)
 
 
 def item_attempt_id(execution_id: str, node: str, index: int, attempt: int) -> str:

@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 import msgspec
 
-PrimitiveName = Literal["int", "float", "str", "bool", "bytes", "none", "any"]
+from plait.core.values import ValueRef, as_ref, contains_refs
+
+PrimitiveName = Literal["int", "float", "str", "bool", "bytes", "none", "any", "file", "directory"]
 
 
 class Primitive(msgspec.Struct, frozen=True, tag="primitive"):
@@ -54,6 +56,8 @@ _PRIMITIVE_TYPES: dict[str, Any] = {
     "bytes": bytes,
     "none": None,
     "any": Any,
+    "file": ValueRef,  # a File or Directory travels as a reference to its bytes in the values bucket
+    "directory": ValueRef,
 }
 
 
@@ -95,11 +99,43 @@ def python_type(spec: TypeSpec) -> Any:
 
 
 def check_value(spec: TypeSpec, value: Any) -> str | None:
-    """None when ``value`` (builtin encoding) conforms to ``spec``, else a message naming the bad path."""
+    """None when ``value`` (builtin encoding) conforms to ``spec``, else a message naming the bad path.
+
+    A reference to a stored value stands for a value of any type: its producer checked the value, and the core
+    never reads it; the parts of ``value`` around references are checked."""
     try:
         msgspec.convert(value, python_type(spec), strict=True)
     except msgspec.ValidationError as exc:
+        if contains_refs(value):
+            return _check_around_refs(spec, value, "$")
         return str(exc)
+    return None
+
+
+def _check_around_refs(spec: TypeSpec, value: Any, path: str) -> str | None:
+    if as_ref(value) is not None:
+        return None
+    match spec:
+        case ListOf(item=item) if isinstance(value, list):
+            problems = (_check_around_refs(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+            return next((p for p in problems if p is not None), None)
+        case DictOf(value=inner) if isinstance(value, dict):
+            problems = (_check_around_refs(inner, v, f"{path}.{k}") for k, v in value.items())
+            return next((p for p in problems if p is not None), None)
+        case OptionalOf(inner=inner):
+            return None if value is None else _check_around_refs(inner, value, path)
+        case Record(fields=fields) if isinstance(value, dict):
+            known = {f.name: f for f in fields}
+            missing = [f.name for f in fields if f.required and f.name not in value]
+            unknown = [name for name in value if name not in known]
+            if missing or unknown:
+                return f"Object at `{path}` has wrong fields (missing {missing}, unknown {unknown})"
+            problems = (_check_around_refs(known[k].type, v, f"{path}.{k}") for k, v in value.items())
+            return next((p for p in problems if p is not None), None)
+    try:
+        msgspec.convert(value, python_type(spec), strict=True)
+    except msgspec.ValidationError as exc:
+        return f"{exc} (at `{path}`)"
     return None
 
 

@@ -11,6 +11,7 @@ from plait.core.cachelog import CacheEntryRecord, CacheWaiter
 from plait.core.commands import Command
 from plait.core.dispatch import Dispatch
 from plait.core.events import Decision, Registration
+from plait.core.values import ValueRef
 from plait.protocol import cache, executions, lineage, quarantine, queries, rebuild, registry, rejections, subjects
 
 WIRE_TYPES: dict[str, Any] = {
@@ -47,8 +48,13 @@ WIRE_TYPES: dict[str, Any] = {
     "entity_shown": registry.EntityShown,
     "same_value_request": lineage.SameValueRequest,
     "same_value": lineage.SameValue,
+    "value_ref": ValueRef,
 }
 """Schema name → the type of the messages it describes (a Struct, or a tagged union of them)."""
+
+EMBEDDED_TYPES = frozenset({"value_ref"})
+"""Schemas of what travels inside the values of other messages (a value stored in the values bucket, in place of
+the value), on no subject of its own."""
 
 
 @dataclass(frozen=True)

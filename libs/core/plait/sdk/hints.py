@@ -12,6 +12,7 @@ import msgspec
 from plait.core.types import DictOf as DictOfSpec
 from plait.core.types import Field, ListOf, OptionalOf, Primitive, Record, TypeSpec
 from plait.errors import DefinitionError
+from plait.sdk.files import Directory, File
 
 _PRIMITIVES: dict[Any, TypeSpec] = {
     int: Primitive("int"),
@@ -22,9 +23,14 @@ _PRIMITIVES: dict[Any, TypeSpec] = {
     None: Primitive("none"),
     type(None): Primitive("none"),
     Any: Primitive("any"),
+    File: Primitive("file"),
+    Directory: Primitive("directory"),
 }
 
-SUPPORTED = "int, float, str, bool, bytes, None, Any, list[T], dict[str, T], T | None, msgspec Structs, dataclasses"
+SUPPORTED = (
+    "int, float, str, bool, bytes, None, Any, File, Directory, list[T], dict[str, T], T | None, msgspec Structs, "
+    "dataclasses"
+)
 
 
 def type_spec(hint: Any, where: str) -> TypeSpec:

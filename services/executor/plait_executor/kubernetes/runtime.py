@@ -19,6 +19,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -27,10 +28,14 @@ from structlog.typing import FilteringBoundLogger
 
 from plait import codec
 from plait.adapters.connection import connect
+from plait.adapters.object_store import ValueStore
 from plait.core.dispatch import Dispatch
+from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.logging import configure_logging
-from plait_executor.attempt import run_attempt
+from plait.settings import load_settings
+from plait_executor.attempt import AttemptOutcome, run_attempt
 from plait_executor.reports import publish_until_stored, report_result, started_command
+from plait_executor.stored_values import run_with_values
 
 DISPATCH_VARIABLE = "PLAIT_DISPATCH"
 NATS_URL_VARIABLE = "PLAIT_NATS_URL"
@@ -51,17 +56,20 @@ def read_dispatch(attempt_id: str) -> Dispatch:
     return dispatch
 
 
-async def run(dispatch: Dispatch, nats_url: str, worker: str) -> bool:
-    """Report ``started``, run the attempt, report its result; whether the task succeeded."""
+async def run(dispatch: Dispatch, nats_url: str, worker: str, inline_limit: int = DEFAULT_INLINE_VALUE_LIMIT) -> bool:
+    """Report ``started``, run the attempt (its referenced inputs downloaded, its large outputs stored), report
+    its result; whether the task succeeded."""
     attempt_log = log.bind(execution=dispatch.execution_id, node=dispatch.node, attempt=dispatch.attempt_id)
     nc = await connect(nats_url, name=f"plait-runtime {worker}")
     try:
         js = nc.jetstream()
         await publish_until_stored(js, started_command(dispatch, worker), dispatch, attempt_log)
         attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
-        outcome = await anyio.to_thread.run_sync(
-            run_attempt, dispatch.task.target, dispatch.inputs, dispatch.task.version
-        )
+
+        async def call(inputs: dict[str, Any]) -> AttemptOutcome:
+            return await anyio.to_thread.run_sync(run_attempt, dispatch.task.target, inputs, dispatch.task.version)
+
+        outcome = await run_with_values(ValueStore.on_jetstream(js, inline_limit), dispatch, call)
         await report_result(js, dispatch, worker, outcome, attempt_log)
         if outcome.error is not None:
             attempt_log.warning("attempt_failed", kind=outcome.error.kind, message=outcome.error.message)
@@ -84,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"{NATS_URL_VARIABLE} is not set")
     worker = os.environ.get("HOSTNAME") or socket.gethostname()
     try:
-        succeeded = anyio.run(run, dispatch, nats_url, worker)
+        inline_limit = load_settings().inline_value_limit
+        succeeded = anyio.run(run, dispatch, nats_url, worker, inline_limit)
     except Exception as exc:
         log.error("attempt_not_reported", error=repr(exc))
         return NOT_REPORTED_EXIT

@@ -1,0 +1,59 @@
+"""References to values stored outside the event log: what events and commands carry in place of a large value,
+a ``File`` or a ``Directory``.
+
+A reference is a JSON object tagged ``"$plait": "ref"``; it stands wherever a value may (a whole input or output,
+an item of a list, a field of a record). The core passes references on unchanged: it never reads what they name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+DEFAULT_INLINE_VALUE_LIMIT = 64 * 1024
+"""Bytes of a value's encoding above which it travels by reference (``PLAIT_INLINE_VALUE_LIMIT``)."""
+
+TAG_FIELD = "$plait"
+REF_TAG = "ref"
+
+ValueKind = Literal["value", "file", "directory"]
+
+
+class ValueRef(msgspec.Struct, frozen=True, kw_only=True, tag_field=TAG_FIELD, tag=REF_TAG):
+    """A value in the values bucket, named by its content hash.
+
+    ``kind`` ``value``: the object holds the value's canonical JSON encoding, and ``hash`` is the value's
+    ``value_hash`` (the same whether the value travels inline or by reference). ``file``: the object holds the
+    file's bytes, ``name`` its file name. ``directory``: the object is a tar of the tree, ``name`` its name.
+    ``size`` is the object's size in bytes.
+    """
+
+    hash: str
+    size: int
+    kind: ValueKind = "value"
+    name: str = ""
+
+    @property
+    def object_name(self) -> str:
+        """Its object's name in the bucket: the kind keeps a file's bytes apart from a value's encoding."""
+        return f"{self.kind}-{self.hash}"
+
+
+def as_ref(value: Any) -> ValueRef | None:
+    """The reference ``value`` (a builtin encoding) is, or None when it is not one."""
+    if not isinstance(value, dict) or value.get(TAG_FIELD) != REF_TAG:
+        return None
+    try:
+        return msgspec.convert(value, ValueRef)
+    except msgspec.ValidationError:
+        return None
+
+
+def contains_refs(value: Any) -> bool:
+    """Whether a reference stands anywhere in ``value`` (a builtin encoding)."""
+    if isinstance(value, dict):
+        return value.get(TAG_FIELD) == REF_TAG or any(contains_refs(v) for v in value.values())
+    if isinstance(value, list):
+        return any(contains_refs(v) for v in value)
+    return False
