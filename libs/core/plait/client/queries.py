@@ -25,6 +25,8 @@ from plait.protocol.registry import (
     ShowEntity,
 )
 
+ARTIFACT_PREFIX = "artifact:"  # of the artifact ids in a lineage graph; a target may be given with it or not
+
 
 class Queries(CatalogClient):
     async def list_executions(
@@ -83,7 +85,7 @@ class Queries(CatalogClient):
         request = LineageRequest(
             project=self.project,
             domain=self.domain,
-            target=target,
+            target=target.removeprefix(ARTIFACT_PREFIX),
             direction=direction,
             depth=depth,
             max_edges=max_edges,
@@ -97,7 +99,11 @@ class Queries(CatalogClient):
         """The artifacts that hold the same value as ``target``: an artifact id (those of other executions) or a
         value hash (all), newest execution first; ``truncated`` when more than ``limit`` do."""
         request = SameValueRequest(
-            project=self.project, domain=self.domain, target=target, limit=limit, min_sequence=min_sequence
+            project=self.project,
+            domain=self.domain,
+            target=target.removeprefix(ARTIFACT_PREFIX),
+            limit=limit,
+            min_sequence=min_sequence,
         )
         return await self._ask(subjects.CATALOG_SAME_VALUE, request, SameValue, timeout)
 
