@@ -41,11 +41,12 @@ async def test_aborts_and_recoveries_survive_killed_scheduler_replicas(nats_url:
         async with harness.connected(nats_url) as client:
             chain = lifecycle_workflows.chain
             failed = [(await client.launch(chain, {"x": i, "flag": str(flag)})).id for i in range(EACH)]
+            await harness.wait_all(client, failed, timeout=DEADLINE, report=report)
+            # Launched once the chains have failed: they would hold the executor's two workers for 300 s.
             lingering = [
                 (await client.launch(lifecycle_workflows.lingers, {"directory": str(tmp_path), "seconds": 300.0})).id
                 for _ in range(EACH)
             ]
-            await harness.wait_all(client, failed, timeout=DEADLINE, report=report)
             flag.unlink()
             async with anyio.create_task_group() as tg:
 
