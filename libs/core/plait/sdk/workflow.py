@@ -8,8 +8,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+import msgspec
+
 from plait.core.ids import content_version
 from plait.core.model import Binding, FromInput, WorkflowSpec
+from plait.core.notifications import Notify
 from plait.core.validate import validate_workflow
 from plait.errors import DefinitionError
 from plait.sdk.signatures import SINGLE_OUTPUT, interface_of, is_named_tuple
@@ -23,8 +26,11 @@ R = TypeVar("R")
 class Workflow(Generic[P, R]):
     """A traced workflow: its spec (nodes, bindings, tasks) is fixed when the decorator runs."""
 
-    def __init__(self, fn: Callable[P, R], *, timeout: float | timedelta | None = None) -> None:
+    def __init__(
+        self, fn: Callable[P, R], *, timeout: float | timedelta | None = None, notify: Notify | None = None
+    ) -> None:
         self.fn = fn
+        self.notify = notify
         self.name = f"{fn.__module__}.{fn.__qualname__}"
         self.short_name = fn.__name__
         owner = f"workflow '{self.name}'"
@@ -62,6 +68,7 @@ class Workflow(Generic[P, R]):
             task_versions,
             source_of(self.fn),
             *([] if self.timeout_seconds is None else [self.timeout_seconds]),
+            *([] if self.notify is None else [self.notify]),
         )
         return WorkflowSpec(
             name=unversioned.name,
@@ -71,6 +78,7 @@ class Workflow(Generic[P, R]):
             outputs=unversioned.outputs,
             tasks=unversioned.tasks,
             timeout_seconds=unversioned.timeout_seconds,
+            notify=msgspec.UNSET if self.notify is None else self.notify,
         )
 
     def _output_bindings(self, returned: Any, owner: str) -> dict[str, Binding]:
@@ -101,12 +109,19 @@ class Workflow(Generic[P, R]):
 @overload
 def workflow(fn: Callable[P, R], /) -> Workflow[P, R]: ...
 @overload
-def workflow(*, timeout: float | timedelta | None = None) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
 def workflow(
-    fn: Callable[P, R] | None = None, /, *, timeout: float | timedelta | None = None
+    *, timeout: float | timedelta | None = None, notify: Notify | None = None
+) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
+def workflow(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    timeout: float | timedelta | None = None,
+    notify: Notify | None = None,
 ) -> Workflow[P, R] | Callable[[Callable[P, R]], Workflow[P, R]]:
     """Declare a workflow. Its body runs once, now, with promises for inputs: call tasks, wire their outputs.
-    ``timeout`` (seconds, or a ``timedelta``): an execution running longer fails, and its running attempts stop."""
+    ``timeout`` (seconds, or a ``timedelta``): an execution running longer fails, and its running attempts stop.
+    ``notify`` (a ``Notify``): the ended phases to publish a notification of, and a webhook to post it to."""
     if fn is not None:
-        return Workflow(fn, timeout=timeout)
-    return lambda f: Workflow(f, timeout=timeout)
+        return Workflow(fn, timeout=timeout, notify=notify)
+    return lambda f: Workflow(f, timeout=timeout, notify=notify)
