@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import anyio
+import msgspec
 import nats.js.errors
 import pytest
 from nats.aio.msg import Msg
 
-from plait import FixedRate, InputError, LaunchPlan
+from plait import CronSchedule, FixedRate, InputError, LaunchPlan
 from plait.adapters.activations import fire_decoder
 from plait.client import AsyncClient
 from plait.core.schedules import OnMissed, fire_execution_id, kickoff_time
@@ -21,10 +22,13 @@ from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import schedule_workflows, workflows
+from tests.helpers.plait_command import plait_command_async
 from tests.helpers.running import Running, running
+from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
 
 PERIOD = 2  # seconds: the server fires schedules on whole seconds
+HOURLY_IN_PARIS = CronSchedule("0 * * * *", timezone="Europe/Paris")
 
 
 class Launches:
@@ -169,3 +173,21 @@ async def test_only_a_registered_plan_with_a_schedule_is_activated(nats_url: str
         await client.activate_launch_plan("unscheduled")
     state = await client.launch_plan_schedule("unscheduled")
     assert not state.active and state.next_fires == ()
+
+
+async def test_the_cli_activates_shows_and_deactivates_a_schedule(nats_url: str, database_url: str) -> None:
+    plan = LaunchPlan(workflows.add_two, "hourly-in-paris", default_inputs={"a": 1, "b": 2}, schedule=HOURLY_IN_PARIS)
+    env = {"PLAIT_NATS_URL": nats_url}
+    async with services_and_client(nats_url, database_url) as client:
+        await client.register(plan)
+        activated = await plait_command_async(["launch-plans", "activate", plan.name], env)
+        assert activated.returncode == 0, activated.stderr
+        assert f"schedule: active, version {plan.spec.version}" in activated.stdout
+        assert activated.stdout.count("next: ") == 5 and ":00:00 UTC" in activated.stdout
+        shown = await plait_command_async(["launch-plans", "show", plan.name], env)
+        assert shown.returncode == 0, shown.stderr
+        assert "schedule: active" in shown.stdout and '"expression": "0 * * * *"' in shown.stdout
+        deactivated = await plait_command_async(["launch-plans", "deactivate", plan.name, "--json"], env)
+        assert deactivated.returncode == 0, deactivated.stderr
+        assert msgspec.json.decode(deactivated.stdout)["active"] is False
+        assert not (await client.launch_plan_schedule(plan.name)).active
