@@ -2,11 +2,13 @@
 that time, then sets the next fire. Fires are JetStream message schedules (``@at``, one pending per plan): the
 server sends each to the ``launch-plan-fires`` work queue, which any replica takes.
 
-A fire launches exactly once: its execution id (plan, version, fire time) and the launch's command id are the same
-whoever handles it and however often, so a redelivered fire is a duplicate launch, which changes nothing. A fire
-for a plan deactivated (or activated again) since it was set is a no-op. A fire handled after its successor was
-due (no scheduler ran meanwhile) launches once anyway, or not at all with ``on_missed="skip"``; either way the
-next fire is the first one still to come, so a long outage launches at most once.
+The next fire is set before the launch, so that a replica dying mid-fire delays only that fire's launch (until its
+redelivery), never the fires after it. A fire launches exactly once: its execution id (plan, version, fire time)
+and the launch's command id are the same whoever handles it and however often, so a redelivered fire is a
+duplicate launch, which changes nothing. A fire for a plan deactivated (or activated again) since it was set is a
+no-op. A fire handled after its successor was due (no scheduler ran meanwhile) launches once anyway, or not at all
+with ``on_missed="skip"``; either way the next fire is the first one still to come, so a long outage launches at
+most once.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from plait.adapters.registry import Registry
 from plait.core.activations import FireLaunchPlan, LaunchPlanActivated, fire_command
 from plait.core.commands import LaunchExecution
 from plait.core.schedules import fire_execution_id, is_missed, kickoff_time, next_fire
+from plait.errors import InputError
+from plait.protocol import subjects
 from plait_scheduler.failures import settle_failed
 
 log = structlog.get_logger()
@@ -78,6 +82,8 @@ class LaunchPlanSchedules:
             try:
                 fire = fire_decoder.decode(msg.data)
                 command_id = fire.command_id
+                if msg.subject != _fire_subject_of(fire):
+                    raise InputError(f"fire of launch plan {fire.launch_plan} was sent on subject {msg.subject}")
                 await self._fire(fire)
                 await msg.ack()
             except Exception as exc:  # settled: dead-lettered or retried, never lost
@@ -99,6 +105,8 @@ class LaunchPlanSchedules:
         if not plan.schedule:
             return
         schedule, now = plan.schedule, datetime.now(UTC)
+        following = next_fire(schedule, max(fire.fire_at, now), record.at)
+        await schedule_fire(self.js, fire_command(record, sequence, following), now)
         execution_id = fire_execution_id(fire.launch_plan, fire.version, fire.fire_at)
         if schedule.on_missed == "skip" and is_missed(schedule, fire.fire_at, now, record.at):
             self.skipped += 1
@@ -118,5 +126,10 @@ class LaunchPlanSchedules:
             await publish_command(self.js, launch, fire.project, fire.domain)
             self.launched += 1
             bound.info("launch_plan_fired", execution=execution_id)
-        following = next_fire(schedule, max(fire.fire_at, now), record.at)
-        await schedule_fire(self.js, fire_command(record, sequence, following), now)
+
+
+def _fire_subject_of(fire: FireLaunchPlan) -> str:
+    try:
+        return subjects.fire_subject(fire.project, fire.domain, fire.launch_plan)
+    except ValueError:  # a name no subject can hold
+        return ""
