@@ -15,12 +15,15 @@ import pytest
 from nats.aio.msg import Msg
 
 from plait import CronSchedule, FixedRate, InputError, LaunchPlan
-from plait.adapters.activations import fire_decoder
+from plait.adapters.activations import append_activation, fire_decoder
+from plait.adapters.quarantine import count_entries
 from plait.client import AsyncClient
+from plait.core.activations import LaunchPlanActivated
 from plait.core.schedules import OnMissed, fire_execution_id, kickoff_time
 from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
+from plait_scheduler.schedules import SCHEDULES_READER
 from tests import schedule_workflows, workflows
 from tests.helpers.plait_command import plait_command_async
 from tests.helpers.running import Running, running
@@ -191,3 +194,26 @@ async def test_the_cli_activates_shows_and_deactivates_a_schedule(nats_url: str,
         assert deactivated.returncode == 0, deactivated.stderr
         assert msgspec.json.decode(deactivated.stdout)["active"] is False
         assert not (await client.launch_plan_schedule(plan.name)).active
+
+
+async def test_activation_records_the_schedulers_cannot_use_do_not_stop_them(
+    nats_url: str, client: AsyncClient
+) -> None:
+    ghost = LaunchPlanActivated(
+        project="default", domain="development", launch_plan="ghost", version="0" * 32, at=datetime.now(UTC)
+    )
+    await append_activation(client.js, ghost, 0)  # a plan never registered
+    await client.js.publish(
+        subjects.activation_subject("default", "development", "junk"), b"{not json", stream=subjects.EVENTS_STREAM
+    )
+    plan = LaunchPlan(
+        schedule_workflows.stamped, "after-junk", schedule=FixedRate(seconds=PERIOD, kickoff_time_input="run_at")
+    )
+    scheduler = SchedulerService(nats_url, replica="scheduler")
+    executor = ExecutorService(nats_url, concurrency=2, replica="executor")
+    async with running(scheduler.run, executor.run), watching(client, plan) as launches:
+        await client.register(plan)
+        await client.activate_launch_plan(plan.name)
+        await launches.at_least(1)
+        await stopped_firing(client, plan, launches)
+    assert await count_entries(client.js, SCHEDULES_READER) == 1

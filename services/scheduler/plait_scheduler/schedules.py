@@ -32,7 +32,7 @@ from plait.core.commands import LaunchExecution
 from plait.core.schedules import fire_execution_id, is_missed, kickoff_time, next_fire
 from plait.errors import InputError
 from plait.protocol import subjects
-from plait_scheduler.failures import settle_failed
+from plait_scheduler.failures import PERMANENT, settle_failed
 
 log = structlog.get_logger()
 
@@ -60,6 +60,10 @@ class LaunchPlanSchedules:
                         else:
                             await cancel_fire(self.js, record.project, record.domain, record.launch_plan)
                 await msg.ack()
+            except PERMANENT as exc:  # a plan not registered: taking it again cannot help
+                log.warning("activation_refused", subject=msg.subject, error=str(exc))
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.ack()
             except Exception:  # done again on its next delivery
                 log.exception("activation_failed", subject=msg.subject)
                 with contextlib.suppress(nats.errors.Error):

@@ -10,7 +10,6 @@ import msgspec
 import nats.js.errors
 from nats.js import JetStreamContext
 
-from plait.adapters.direct_reads import last_message
 from plait.adapters.nats_errors import WRONG_LAST_SEQUENCE
 from plait.core.activations import ActivationRecord, FireLaunchPlan
 from plait.errors import ConflictError
@@ -30,9 +29,14 @@ _encoder = msgspec.json.Encoder()
 async def activation_state(
     js: JetStreamContext, project: str, domain: str, launch_plan: str
 ) -> tuple[ActivationRecord | None, int]:
-    """The plan's last activation record and its sequence; (None, 0) when it was never activated."""
-    raw = await last_message(js, subjects.activation_subject(project, domain, launch_plan))
-    if raw is None or raw.data is None or raw.seq is None:
+    """The plan's last activation record and its sequence; (None, 0) when it was never activated. Read from the
+    stream leader: a lagging replica's older record would make a fire look superseded."""
+    subject = subjects.activation_subject(project, domain, launch_plan)
+    try:
+        raw = await js.get_msg(subjects.EVENTS_STREAM, subject=subject)
+    except nats.js.errors.NotFoundError:
+        return None, 0
+    if raw.data is None or raw.seq is None:
         return None, 0
     return activation_decoder.decode(raw.data), raw.seq
 
