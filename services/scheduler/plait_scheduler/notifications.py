@@ -35,6 +35,7 @@ from plait.core.events import (
 from plait.core.notifications import ExecutionNotification, Notify, Phase
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
+from plait_scheduler.failures import PERMANENT
 
 log = structlog.get_logger()
 
@@ -71,6 +72,10 @@ class Notifier:
             if self._ends_execution(msg.data):
                 await self._notify(msg.subject, codec.decision_decoder.decode(msg.data))
             await msg.ack()
+        except PERMANENT as exc:  # the launch plan it names is not registered: taking it again cannot help
+            log.warning("notification_refused", subject=msg.subject, error=str(exc))
+            with contextlib.suppress(nats.errors.Error):
+                await msg.ack()
         except Exception:  # notified again on its next delivery
             log.exception("notification_failed", subject=msg.subject)
             with contextlib.suppress(nats.errors.Error):
