@@ -18,9 +18,10 @@ from plait import CronSchedule, FixedRate, InputError, LaunchPlan
 from plait.adapters.activations import append_activation, fire_decoder
 from plait.adapters.quarantine import count_entries
 from plait.client import AsyncClient
-from plait.core.activations import LaunchPlanActivated
+from plait.core.activations import FireLaunchPlan, LaunchPlanActivated
 from plait.core.schedules import OnMissed, fire_execution_id, kickoff_time
 from plait.protocol import subjects
+from plait.protocol.headers import PLAIT_ERROR
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from plait_scheduler.schedules import SCHEDULES_READER
@@ -196,9 +197,7 @@ async def test_the_cli_activates_shows_and_deactivates_a_schedule(nats_url: str,
         assert not (await client.launch_plan_schedule(plan.name)).active
 
 
-async def test_activation_records_the_schedulers_cannot_use_do_not_stop_them(
-    nats_url: str, client: AsyncClient
-) -> None:
+async def test_records_and_fires_the_schedulers_cannot_use_do_not_stop_them(nats_url: str, client: AsyncClient) -> None:
     ghost = LaunchPlanActivated(
         project="default", domain="development", launch_plan="ghost", version="0" * 32, at=datetime.now(UTC)
     )
@@ -211,9 +210,27 @@ async def test_activation_records_the_schedulers_cannot_use_do_not_stop_them(
     )
     scheduler = SchedulerService(nats_url, replica="scheduler")
     executor = ExecutorService(nats_url, concurrency=2, replica="executor")
+    misdirected = FireLaunchPlan(
+        command_id="x",
+        project="default",
+        domain="development",
+        launch_plan=plan.name,
+        version="v",
+        fire_at=ghost.at,
+        activation=1,
+    )
+    hostile = {"junk-fire": b"junk", "another-plan": msgspec.json.encode(misdirected)}
+    for name, data in hostile.items():
+        await client.js.publish(subjects.fire_subject("default", "development", name), data)
     async with running(scheduler.run, executor.run), watching(client, plan) as launches:
         await client.register(plan)
         await client.activate_launch_plan(plan.name)
         await launches.at_least(1)
         await stopped_firing(client, plan, launches)
     assert await count_entries(client.js, SCHEDULES_READER) == 1
+    for name in hostile:
+        letter = await client.js.get_msg(
+            subjects.DEAD_LETTER_STREAM,
+            subject=subjects.dead_letter_subject(subjects.fire_subject("default", "development", name)),
+        )
+        assert (letter.headers or {}).get(PLAIT_ERROR)
