@@ -22,7 +22,7 @@ from plait.core.notifications import ExecutionNotification
 from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
-from tests import schedule_workflows
+from tests import schedule_workflows, workflows
 from tests.helpers.running import running
 from tests.helpers.states import final_state
 
@@ -158,3 +158,19 @@ async def test_a_workflow_notifies_only_of_the_phases_it_names(stack: tuple[Asyn
         await client.js.get_msg(
             subjects.NOTIFICATIONS_STREAM, subject=subjects.notification_subject("default", "development", quiet.id)
         )
+
+
+async def test_an_aborted_execution_notifies_with_the_reason(stack: tuple[AsyncClient, SchedulerService]) -> None:
+    client, _ = stack
+    plan = LaunchPlan(
+        workflows.paused, "abort-notified", default_inputs={"seconds": 600.0}, notify=Notify(on=["aborted"])
+    )
+    async with notifications(client) as received:
+        execution = await client.launch(plan)
+        await client.abort(execution.id, "not needed today")
+        notification = await next_notification(received)
+    assert (notification.execution_id, notification.phase, notification.error) == (
+        execution.id,
+        "aborted",
+        "not needed today",
+    )

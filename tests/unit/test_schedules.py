@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from plait import CronSchedule, DefinitionError, FixedRate, LaunchPlan, Notify
 from plait.core.model import LaunchPlanSpec
@@ -115,3 +117,33 @@ class TestScheduledPlans:
             Notify(on=["finished"])
         with pytest.raises(DefinitionError, match=r"webhook 'ftp://x' must be an http:// or https:// URL"):
             Notify(on=["failed"], webhook="ftp://x")
+
+
+EXPRESSIONS = ["0 * * * *", "*/15 9-17 * * 1-5", "30 2 * * *", "0 0 1 * *", "5 4 * * sun"]
+ZONES = ["UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]
+
+
+class TestFireTimeProperties:
+    @given(
+        expression=st.sampled_from(EXPRESSIONS),
+        zone=st.sampled_from(ZONES),
+        after=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1), timezones=st.just(UTC)),
+    )
+    def test_cron_fires_come_after_and_in_order(self, expression: str, zone: str, after: datetime) -> None:
+        schedule = CronSchedule(expression, timezone=zone)
+        fires = next_fires(schedule, after, EPOCH, 4)
+        assert after < fires[0] < fires[1] < fires[2] < fires[3]
+        assert all(fire.microsecond == 0 and fire.second == 0 for fire in fires)
+        between = fires[0] - timedelta(seconds=1)  # the fire just before a fire is that same fire
+        assert next_fire(schedule, between, EPOCH) == fires[0]
+
+    @given(
+        period=st.integers(1, 3 * 86400),
+        anchor=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)),
+        offset=st.integers(0, 10**8),
+    )
+    def test_fixed_rate_fires_on_its_grid_within_a_period(self, period: int, anchor: datetime, offset: int) -> None:
+        after = anchor + timedelta(seconds=offset)
+        fire = next_fire(FixedRate(seconds=period), after, anchor)
+        assert after < fire <= after + timedelta(seconds=period)
+        assert (fire - anchor.replace(microsecond=0)).total_seconds() % period == 0
