@@ -164,20 +164,29 @@ class SchedulerService:
         fires = await self._subscribe(
             js, subjects.COMMANDS_STREAM, f"{subjects.FIRES_ROOT}.>", FIRES_CONSUMER, MAX_DELIVERIES
         )
-        ended = await self._subscribe(js, subjects.EVENTS_STREAM, f"{subjects.EVENTS_ROOT}.>", NOTIFIER_CONSUMER)
+        # From its creation on: a release that adds it to a running deployment does not walk the whole log.
+        ended = await self._subscribe(
+            js, subjects.EVENTS_STREAM, f"{subjects.EVENTS_ROOT}.>", NOTIFIER_CONSUMER, deliver_policy=DeliverPolicy.NEW
+        )
         tg.start_soon(self._consume, nc, subjects.EVENTS_STREAM, activations, self.schedules.handle_activations)
         tg.start_soon(self._consume, nc, subjects.COMMANDS_STREAM, fires, self.schedules.handle_fires)
         tg.start_soon(self._consume, nc, subjects.EVENTS_STREAM, ended, self.notifier.handle)
 
     async def _subscribe(
-        self, js: JetStreamContext, stream: str, subject: str, durable: str, max_deliver: int = -1
+        self,
+        js: JetStreamContext,
+        stream: str,
+        subject: str,
+        durable: str,
+        max_deliver: int = -1,
+        deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
     ) -> str:
         """The durable consumer all replicas pull ``subject`` from, created if missing (and brought to this
         release's ack wait and delivery limit if made by an older one); returns its name."""
         config = ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=deliver_policy,
             ack_wait=self.ack_wait_seconds,
             max_deliver=max_deliver,
             max_ack_pending=20_000,
