@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import anyio
 import msgspec
@@ -27,6 +28,7 @@ from plait_scheduler import SchedulerService
 from plait_scheduler.schedules import SCHEDULES_READER
 from tests import schedule_workflows, workflows
 from tests.helpers.plait_command import plait_command_async
+from tests.helpers.restartable_nats import RestartableNats
 from tests.helpers.running import Running, running
 from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
@@ -38,14 +40,14 @@ HOURLY_IN_PARIS = CronSchedule("0 * * * *", timezone="Europe/Paris")
 class Launches:
     """The executions of a plan as their first decisions are appended (a core NATS subscription to the log)."""
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
+    def __init__(self, prefix: str, earlier: frozenset[str] = frozenset()) -> None:
+        self.prefix, self.earlier = prefix, earlier  # ``earlier``: launched before, whose later decisions show here
         self.ids: list[str] = []
         self._arrived = asyncio.Condition()
 
     async def seen(self, msg: Msg) -> None:
         execution_id = msg.subject.rsplit(".", 1)[-1].replace(":", ".")
-        if execution_id.startswith(self.prefix) and execution_id not in self.ids:
+        if execution_id.startswith(self.prefix) and execution_id not in self.ids and execution_id not in self.earlier:
             async with self._arrived:
                 self.ids.append(execution_id)
                 self._arrived.notify_all()
@@ -58,8 +60,10 @@ class Launches:
 
 
 @contextlib.asynccontextmanager
-async def watching(client: AsyncClient, plan: LaunchPlan) -> AsyncIterator[Launches]:
-    launches = Launches(f"{plan.name}-{plan.spec.version[:12]}-")
+async def watching(
+    client: AsyncClient, plan: LaunchPlan, earlier: frozenset[str] = frozenset()
+) -> AsyncIterator[Launches]:
+    launches = Launches(f"{plan.name}-{plan.spec.version[:12]}-", earlier)
     subscription = await client.nc.subscribe(f"{subjects.EVENTS_ROOT}.default.development.>", cb=launches.seen)
     try:
         yield launches
@@ -234,3 +238,41 @@ async def test_records_and_fires_the_schedulers_cannot_use_do_not_stop_them(nats
             subject=subjects.dead_letter_subject(subjects.fire_subject("default", "development", name)),
         )
         assert (letter.headers or {}).get(PLAIT_ERROR)
+
+
+async def test_a_fire_due_while_nats_itself_was_down_is_launched_once_when_it_is_back(tmp_path: Path) -> None:
+    """The whole system down: the server keeps the pending fire on disk and sends it once it is back."""
+    server = RestartableNats(tmp_path / "nats")
+    await anyio.to_thread.run_sync(server.start)
+    plan = LaunchPlan(
+        schedule_workflows.stamped, "through-an-outage", schedule=FixedRate(seconds=PERIOD, kickoff_time_input="run_at")
+    )
+    grid_of: dict[str, datetime] = {}
+    try:
+        async with await AsyncClient.connect(server.url) as client:
+            async with running(SchedulerService(server.url, replica="scheduler").run), watching(client, plan) as first:
+                await client.register(plan)
+                activated = await client.activate_launch_plan(plan.name)
+                await first.at_least(1)
+            before = frozenset(i for i in await client.execution_ids() if i.startswith(first.prefix))  # all there are
+        await anyio.to_thread.run_sync(server.kill)
+        await anyio.sleep(2 * PERIOD + 1)  # fire times pass while nothing runs
+        back = datetime.now(UTC)
+        await anyio.to_thread.run_sync(server.start)
+        executor = ExecutorService(server.url, concurrency=2, replica="executor")
+        async with running(SchedulerService(server.url, replica="scheduler").run, executor.run):
+            async with await AsyncClient.connect(server.url) as client:
+                async with watching(client, plan, before) as launches:
+                    after = await launches.at_least(2)
+                    await stopped_firing(client, plan, launches)
+                    assert activated.since is not None
+                    anchor = activated.since.replace(microsecond=0)
+                    for k in range(1, 1000):
+                        fire_at = anchor + timedelta(seconds=PERIOD * k)
+                        grid_of[fire_execution_id(plan.name, plan.spec.version, fire_at)] = fire_at
+                    recovered = [execution_id for execution_id in launches.ids if grid_of[execution_id] < back]
+                    assert len(recovered) == 1 and recovered[0] == after[0], "one launch for the whole outage"
+                    state = await final_state(client, recovered[0], timeout=60)
+                    assert state.outputs == {"result": kickoff_time(grid_of[recovered[0]])}
+    finally:
+        await anyio.to_thread.run_sync(server.kill)
