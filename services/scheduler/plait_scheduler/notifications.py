@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import anyio
 import msgspec
-import nats.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -35,7 +34,7 @@ from plait.core.events import (
 from plait.core.notifications import ExecutionNotification, Notify, Phase
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
-from plait_scheduler.failures import PERMANENT
+from plait_scheduler.failures import settle_derived
 
 log = structlog.get_logger()
 
@@ -72,14 +71,8 @@ class Notifier:
             if self._ends_execution(msg.data):
                 await self._notify(msg.subject, codec.decision_decoder.decode(msg.data))
             await msg.ack()
-        except PERMANENT as exc:  # the launch plan it names is not registered: taking it again cannot help
-            log.warning("notification_refused", subject=msg.subject, error=str(exc))
-            with contextlib.suppress(nats.errors.Error):
-                await msg.ack()
-        except Exception:  # notified again on its next delivery
-            log.exception("notification_failed", subject=msg.subject)
-            with contextlib.suppress(nats.errors.Error):
-                await msg.nak(delay=1.0)
+        except Exception as exc:  # settled: dropped when permanent, else notified again on its next delivery
+            await settle_derived(msg, exc, "notification")
 
     @staticmethod
     def _ends_execution(data: bytes) -> bool:

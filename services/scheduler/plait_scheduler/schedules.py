@@ -13,11 +13,9 @@ most once.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -29,10 +27,10 @@ from plait.adapters.quarantine import decode_or_quarantine
 from plait.adapters.registry import Registry
 from plait.core.activations import FireLaunchPlan, LaunchPlanActivated, fire_command
 from plait.core.commands import LaunchExecution
-from plait.core.schedules import fire_execution_id, is_missed, kickoff_time, next_fire
+from plait.core.schedules import Schedule, fire_execution_id, is_missed, kickoff_time, next_fire
 from plait.errors import InputError
 from plait.protocol import subjects
-from plait_scheduler.failures import PERMANENT, settle_failed
+from plait_scheduler.failures import settle_derived, settle_failed
 
 log = structlog.get_logger()
 
@@ -60,14 +58,8 @@ class LaunchPlanSchedules:
                         else:
                             await cancel_fire(self.js, record.project, record.domain, record.launch_plan)
                 await msg.ack()
-            except PERMANENT as exc:  # a plan not registered: taking it again cannot help
-                log.warning("activation_refused", subject=msg.subject, error=str(exc))
-                with contextlib.suppress(nats.errors.Error):
-                    await msg.ack()
-            except Exception:  # done again on its next delivery
-                log.exception("activation_failed", subject=msg.subject)
-                with contextlib.suppress(nats.errors.Error):
-                    await msg.nak(delay=1.0)
+            except Exception as exc:  # settled: dropped when permanent, else done again on its next delivery
+                await settle_derived(msg, exc, "activation")
 
     async def _set_first_fire(self, activated: LaunchPlanActivated, sequence: int) -> None:
         plan = await self.registry.launch_plan(
@@ -98,12 +90,8 @@ class LaunchPlanSchedules:
         record, sequence = await activation_state(self.js, fire.project, fire.domain, fire.launch_plan)
         if not isinstance(record, LaunchPlanActivated) or sequence != fire.activation:
             self.ignored += 1
-            bound.info(
-                "launch_plan_fire_ignored",
-                reason="deactivated"
-                if record is None or not isinstance(record, LaunchPlanActivated)
-                else "activated again since",
-            )
+            reason = "activated again since" if isinstance(record, LaunchPlanActivated) else "deactivated"
+            bound.info("launch_plan_fire_ignored", reason=reason)
             return
         plan = await self.registry.launch_plan(fire.project, fire.domain, fire.launch_plan, fire.version)
         if not plan.schedule:
@@ -111,25 +99,30 @@ class LaunchPlanSchedules:
         schedule, now = plan.schedule, datetime.now(UTC)
         following = next_fire(schedule, max(fire.fire_at, now), record.at)
         await schedule_fire(self.js, fire_command(record, sequence, following), now)
-        execution_id = fire_execution_id(fire.launch_plan, fire.version, fire.fire_at)
         if schedule.on_missed == "skip" and is_missed(schedule, fire.fire_at, now, record.at):
             self.skipped += 1
             bound.info("launch_plan_fire_skipped", reason="missed")
-        else:
-            inputs = {schedule.kickoff_time_input: kickoff_time(fire.fire_at)} if schedule.kickoff_time_input else {}
-            launch = LaunchExecution(
-                command_id=f"{execution_id}:launch",
-                execution_id=execution_id,
-                project=fire.project,
-                domain=fire.domain,
-                inputs=inputs,
-                launched_by=f"schedule of {fire.launch_plan}",
-                launch_plan=fire.launch_plan,
-                launch_plan_version=fire.version,
-            )
-            await publish_command(self.js, launch, fire.project, fire.domain)
-            self.launched += 1
-            bound.info("launch_plan_fired", execution=execution_id)
+            return
+        execution_id = await self._launch(fire, schedule)
+        self.launched += 1
+        bound.info("launch_plan_fired", execution=execution_id)
+
+    async def _launch(self, fire: FireLaunchPlan, schedule: Schedule) -> str:
+        """Publish the launch of the fire's execution; returns its id (the same for every handling of the fire)."""
+        execution_id = fire_execution_id(fire.launch_plan, fire.version, fire.fire_at)
+        inputs = {schedule.kickoff_time_input: kickoff_time(fire.fire_at)} if schedule.kickoff_time_input else {}
+        launch = LaunchExecution(
+            command_id=f"{execution_id}:launch",
+            execution_id=execution_id,
+            project=fire.project,
+            domain=fire.domain,
+            inputs=inputs,
+            launched_by=f"schedule of {fire.launch_plan}",
+            launch_plan=fire.launch_plan,
+            launch_plan_version=fire.version,
+        )
+        await publish_command(self.js, launch, fire.project, fire.domain)
+        return execution_id
 
 
 def _fire_subject_of(fire: FireLaunchPlan) -> str:
