@@ -192,6 +192,7 @@ async def test_the_cli_activates_shows_and_deactivates_a_schedule(nats_url: str,
         assert activated.returncode == 0, activated.stderr
         assert f"schedule: active, version {plan.spec.version}" in activated.stdout
         assert activated.stdout.count("next: ") == 5 and ":00:00 UTC" in activated.stdout
+        assert activated.stdout.count(":00:00 Europe/Paris)") == 5  # each fire also in the schedule's zone
         shown = await plait_command_async(["launch-plans", "show", plan.name], env)
         assert shown.returncode == 0, shown.stderr
         assert "schedule: active" in shown.stdout and '"expression": "0 * * * *"' in shown.stdout

@@ -4,7 +4,9 @@ state and next fires, with the plan's spec)."""
 from __future__ import annotations
 
 import argparse
+from zoneinfo import ZoneInfo
 
+from plait import CronSchedule
 from plait.client import AsyncClient, LaunchPlanSchedule
 from plait.settings import Settings
 from plait_cli.catalog_session import console, print_json, when
@@ -33,5 +35,7 @@ def print_schedule(schedule: LaunchPlanSchedule) -> None:
         return
     out.print(f"schedule: active, version {schedule.version} since {when(schedule.since)} UTC", highlight=False)
     out.print(f"  {schedule.schedule}", highlight=False)
+    zone = schedule.schedule.timezone if isinstance(schedule.schedule, CronSchedule) else "UTC"
     for fire in schedule.next_fires:
-        out.print(f"  next: {when(fire)} UTC", highlight=False)
+        local = "" if zone == "UTC" else f" ({when(fire.astimezone(ZoneInfo(zone)))} {zone})"
+        out.print(f"  next: {when(fire)} UTC{local}", highlight=False)
