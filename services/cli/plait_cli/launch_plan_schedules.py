@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from zoneinfo import ZoneInfo
 
-from plait import CronSchedule
 from plait.client import AsyncClient, LaunchPlanSchedule
+from plait.core.schedules import CronSchedule
 from plait.settings import Settings
 from plait_cli.catalog_session import console, print_json, when
 from plait_cli.stack import nats_for_command

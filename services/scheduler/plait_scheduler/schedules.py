@@ -27,7 +27,7 @@ from plait.adapters.quarantine import decode_or_quarantine
 from plait.adapters.registry import Registry
 from plait.core.activations import FireLaunchPlan, LaunchPlanActivated, fire_command
 from plait.core.commands import LaunchExecution
-from plait.core.schedules import Schedule, fire_execution_id, is_missed, kickoff_time, next_fire
+from plait.core.schedules import Schedule, fire_execution_id, fire_outcome, kickoff_time, next_fire
 from plait.errors import InputError
 from plait.protocol import subjects
 from plait_scheduler.failures import settle_derived, settle_failed
@@ -96,14 +96,14 @@ class LaunchPlanSchedules:
         plan = await self.registry.launch_plan(fire.project, fire.domain, fire.launch_plan, fire.version)
         if not plan.schedule:
             return
-        schedule, now = plan.schedule, datetime.now(UTC)
-        following = next_fire(schedule, max(fire.fire_at, now), record.at)
-        await schedule_fire(self.js, fire_command(record, sequence, following), now)
-        if schedule.on_missed == "skip" and is_missed(schedule, fire.fire_at, now, record.at):
+        now = datetime.now(UTC)
+        outcome = fire_outcome(plan.schedule, fire.fire_at, now, record.at)
+        await schedule_fire(self.js, fire_command(record, sequence, outcome.next_fire), now)
+        if not outcome.launch:
             self.skipped += 1
             bound.info("launch_plan_fire_skipped", reason="missed")
             return
-        execution_id = await self._launch(fire, schedule)
+        execution_id = await self._launch(fire, plan.schedule)
         self.launched += 1
         bound.info("launch_plan_fired", execution=execution_id)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -93,6 +93,21 @@ def is_missed(schedule: Schedule, fire_at: datetime, now: datetime, anchor: date
     """Whether the fire due at ``fire_at``, handled at ``now``, was missed: its successor was due by then too (the
     system was down, or no scheduler ran, through a whole period)."""
     return _utc(now) >= next_fire(schedule, fire_at, anchor)
+
+
+class FireOutcome(NamedTuple):
+    """What a fire handled at a given time does: launch its execution or not, and when the next fire is."""
+
+    launch: bool
+    next_fire: datetime
+
+
+def fire_outcome(schedule: Schedule, fire_at: datetime, now: datetime, anchor: datetime) -> FireOutcome:
+    """The fire due at ``fire_at``, handled at ``now``: it launches unless it was missed and the schedule skips
+    missed fires; the next fire is the first one after both its time and now (so an outage launches at most once,
+    and the chain never schedules into the past)."""
+    skipped = schedule.on_missed == "skip" and is_missed(schedule, fire_at, now, anchor)
+    return FireOutcome(launch=not skipped, next_fire=next_fire(schedule, max(_utc(fire_at), _utc(now)), anchor))
 
 
 def fire_execution_id(launch_plan: str, version: str, fire_at: datetime) -> str:
