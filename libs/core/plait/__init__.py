@@ -3,6 +3,8 @@
 from importlib.metadata import version
 
 from plait.client import AsyncClient, AsyncExecutionHandle, Client, ExecutionHandle, ExecutionOutcome
+from plait.core.notifications import Notify
+from plait.core.schedules import CronSchedule, FixedRate
 from plait.errors import (
     ConflictError,
     ConnectError,
@@ -26,16 +28,19 @@ __all__ = [
     "Client",
     "ConflictError",
     "ConnectError",
+    "CronSchedule",
     "DefinitionError",
     "Directory",
     "ExecutionError",
     "ExecutionHandle",
     "ExecutionOutcome",
     "File",
+    "FixedRate",
     "InputError",
     "LaunchPlan",
     "MappedTask",
     "NotFound",
+    "Notify",
     "PlaitError",
     "RegistrationConflict",
     "Task",

@@ -13,10 +13,12 @@ from typing import Any
 import anyio
 
 from plait.core.model import EntityKind
+from plait.protocol.registry import LATEST
 from plait.settings import Settings
 
 REGISTRY_KINDS: dict[str, EntityKind] = {"tasks": "task", "workflows": "workflow", "launch-plans": "launch_plan"}
 COMMANDS = frozenset({"cache", "lineage", *REGISTRY_KINDS})
+SCHEDULE_ACTIONS = frozenset({"activate", "deactivate"})  # of launch-plans
 
 
 def add_parsers(commands: Any) -> None:
@@ -75,6 +77,20 @@ def add_parsers(commands: Any) -> None:
         show = entities.add_parser("show", help=f"a {kind.replace('_', ' ')}'s spec (the latest version by default)")
         show.add_argument("reference", metavar="NAME[@VERSION]")
         show.add_argument("--json", action="store_true")
+        if kind == "launch_plan":
+            _add_schedule_parsers(entities)
+
+
+def _add_schedule_parsers(actions: Any) -> None:
+    activate = actions.add_parser(
+        "activate", help="launch the plan on its schedule from now on (its latest version by default)"
+    )
+    activate.add_argument("name", metavar="NAME")
+    activate.add_argument("--version", default=LATEST, metavar="V", help="the version to activate")
+    activate.add_argument("--json", action="store_true")
+    deactivate = actions.add_parser("deactivate", help="stop launching the plan on its schedule")
+    deactivate.add_argument("name", metavar="NAME")
+    deactivate.add_argument("--json", action="store_true")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -96,6 +112,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             step = partial(show_same_value, settings, args.target, args.limit, args.output)
         else:
             step = partial(show_lineage, settings, args.target, args.direction, args.depth, args.max_edges, args.output)
+        step = partial(show_lineage, settings, args.target, args.direction, args.depth, args.max_edges, args.output)
+    elif args.action in SCHEDULE_ACTIONS:
+        from plait_cli import launch_plan_schedules
+
+        step = partial(launch_plan_schedules.run, settings, args)
     else:
         from plait_cli import registry
 

@@ -9,6 +9,7 @@ from plait.client import LATEST
 from plait.core.model import EntityKind
 from plait.settings import Settings
 from plait_cli.catalog_session import catalog_client, console, print_json, when
+from plait_cli.launch_plan_schedules import print_schedule
 
 
 def parse_reference(reference: str) -> tuple[str, str]:
@@ -37,6 +38,7 @@ async def show_entity(settings: Settings, kind: EntityKind, reference: str, as_j
     name, version = parse_reference(reference)
     async with catalog_client(settings) as (client, position):
         entity = await client.show_entity(kind, name, version, min_sequence=position)
+        schedule = await client.launch_plan_schedule(name) if kind == "launch_plan" else None
     if as_json:
         print_json(entity)
         return 0
@@ -44,4 +46,6 @@ async def show_entity(settings: Settings, kind: EntityKind, reference: str, as_j
     out.print(f"[bold]{kind.replace('_', ' ')}[/] {entity.name}@{entity.version}", highlight=False)
     out.print(f"registered: {when(entity.registered_at)}", highlight=False)
     out.print_json(msgspec.json.encode(entity.spec).decode())
+    if schedule is not None:
+        print_schedule(schedule)
     return 0

@@ -54,3 +54,18 @@ async def settle_failed(nc: NATS, js: JetStreamContext, msg: Msg, command_id: st
             await msg.nak(delay=retry_delay(deliveries))
     except (nats.errors.Error, OSError) as exc:
         log.warning("command_not_settled", subject=msg.subject, command_id=command_id, error=repr(exc))
+
+
+async def settle_derived(msg: Msg, error: Exception, what: str) -> None:
+    """Settle a stored message whose derived work (an activation's fire, a notification) failed: a permanent cause
+    (what it names is not registered) is logged and the message acked, since taking it again cannot help; anything
+    else hands it back for a later delivery. Never raises."""
+    try:
+        if isinstance(error, PERMANENT):
+            log.warning(f"{what}_refused", subject=msg.subject, error=str(error))
+            await msg.ack()
+        else:
+            log.error(f"{what}_failed", subject=msg.subject, error=repr(error), exc_info=error)
+            await msg.nak(delay=1.0)
+    except nats.errors.Error as exc:  # it is delivered again after the ack wait
+        log.warning(f"{what}_not_settled", subject=msg.subject, error=repr(exc))

@@ -49,10 +49,15 @@ from plait_scheduler.deadletter import reject
 from plait_scheduler.decisions import Decider
 from plait_scheduler.failures import MAX_DELIVERIES, settle_failed
 from plait_scheduler.launches import resolve_launch
+from plait_scheduler.notifications import Notifier
 from plait_scheduler.outbox import Outbox
+from plait_scheduler.schedules import LaunchPlanSchedules
 
 COMMANDS_CONSUMER = "scheduler"
 OUTBOX_CONSUMER = "dispatcher"
+ACTIVATIONS_CONSUMER = "launch-plan-activations"
+FIRES_CONSUMER = "launch-plan-fires"
+NOTIFIER_CONSUMER = "notifier"
 IN_FLIGHT_PER_CONSUMER = 1024  # messages a replica holds from one consumer: arrived, or being handled
 ACK_WAIT_SECONDS = 5.0
 """How long a message a replica took stays with it without word: a killed replica's messages move on after this. A
@@ -89,6 +94,8 @@ class SchedulerService:
         self.states = StateCache(state_cache_bytes)
         self.decider: Decider | None = None
         self.outbox: Outbox | None = None
+        self.schedules: LaunchPlanSchedules | None = None
+        self.notifier: Notifier | None = None
         self._held: dict[str, tuple[float, list[Msg]]] = {}  # execution subject -> (held since, `started` commands)
 
     @classmethod
@@ -134,6 +141,7 @@ class SchedulerService:
                     self._held_messages,
                 )
                 tg.start_soon(self._consume, nc, subjects.EVENTS_STREAM, decisions, self.outbox.handle)
+                await self._serve_schedules_and_notifications(nc, js, registry, store, tg)
                 replays = ReplayResponder(nc, Quarantine(js, OUTBOX_READER), quarantined.retrying(js, self.outbox))
                 await tg.start(replays.serve)
                 task_status.started()
@@ -143,15 +151,42 @@ class SchedulerService:
                 await nc.close()
             self.log.info("scheduler_stopped")
 
+    async def _serve_schedules_and_notifications(
+        self, nc: NATS, js: JetStreamContext, registry: Registry, store: EventStore, tg: anyio.abc.TaskGroup
+    ) -> None:
+        """Launch plan schedules (their activations and fires) and notifications of ended executions: each on its
+        own consumer, so that neither a slow webhook nor a burst of fires holds up deciding."""
+        self.schedules = LaunchPlanSchedules(nc, js, registry)
+        self.notifier = Notifier(js, store, registry)
+        activations = await self._subscribe(
+            js, subjects.EVENTS_STREAM, f"{subjects.ACTIVATIONS_ROOT}.>", ACTIVATIONS_CONSUMER
+        )
+        fires = await self._subscribe(
+            js, subjects.COMMANDS_STREAM, f"{subjects.FIRES_ROOT}.>", FIRES_CONSUMER, MAX_DELIVERIES
+        )
+        # From its creation on: a release that adds it to a running deployment does not walk the whole log.
+        ended = await self._subscribe(
+            js, subjects.EVENTS_STREAM, f"{subjects.EVENTS_ROOT}.>", NOTIFIER_CONSUMER, deliver_policy=DeliverPolicy.NEW
+        )
+        tg.start_soon(self._consume, nc, subjects.EVENTS_STREAM, activations, self.schedules.handle_activations)
+        tg.start_soon(self._consume, nc, subjects.COMMANDS_STREAM, fires, self.schedules.handle_fires)
+        tg.start_soon(self._consume, nc, subjects.EVENTS_STREAM, ended, self.notifier.handle)
+
     async def _subscribe(
-        self, js: JetStreamContext, stream: str, subject: str, durable: str, max_deliver: int = -1
+        self,
+        js: JetStreamContext,
+        stream: str,
+        subject: str,
+        durable: str,
+        max_deliver: int = -1,
+        deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
     ) -> str:
         """The durable consumer all replicas pull ``subject`` from, created if missing (and brought to this
         release's ack wait and delivery limit if made by an older one); returns its name."""
         config = ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=deliver_policy,
             ack_wait=self.ack_wait_seconds,
             max_deliver=max_deliver,
             max_ack_pending=20_000,

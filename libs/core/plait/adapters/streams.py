@@ -1,4 +1,4 @@
-"""The five streams: their configurations, the size limits plait owns, and creating or updating them (and the
+"""The six streams: their configurations, the size limits plait owns, and creating or updating them (and the
 values bucket, an object store: see ``plait.adapters.object_store``)."""
 
 from __future__ import annotations
@@ -26,16 +26,24 @@ DEAD_LETTER_MAX_BYTES = 1024**3  # then the oldest dead letters are dropped
 DEAD_LETTER_MAX_MESSAGE_BYTES = 9 * 1024**2  # a command of up to the 8 MiB payload limit, with the reason's headers
 QUARANTINE_MAX_BYTES = 256 * 1024**2  # entries are references of a few KiB: about 50,000 of them
 QUARANTINE_MAX_MESSAGE_BYTES = 64 * 1024
+NOTIFICATIONS_MAX_AGE_SECONDS = 7 * 24 * 3600.0  # for subscribers that were away; webhooks are posted at once
+NOTIFICATIONS_MAX_BYTES = 256 * 1024**2
+NOTIFICATIONS_MAX_MESSAGE_BYTES = 64 * 1024
 
 
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
-    """The five streams. Events and registrations are never deleted; commands and dispatch are work queues; dead
+    """The six streams. Events and registrations are never deleted; commands and dispatch are work queues; dead
     letters and quarantine entries are kept within stated limits."""
     common: dict[str, Any] = {"storage": StorageType.FILE, "num_replicas": replicas}
     return [
         StreamConfig(
             name=subjects.EVENTS_STREAM,
-            subjects=[f"{subjects.EVENTS_ROOT}.>", f"{subjects.REGISTRY_ROOT}.>", f"{subjects.CACHE_ROOT}.>"],
+            subjects=[
+                f"{subjects.EVENTS_ROOT}.>",
+                f"{subjects.REGISTRY_ROOT}.>",
+                f"{subjects.CACHE_ROOT}.>",
+                f"{subjects.ACTIVATIONS_ROOT}.>",
+            ],
             allow_direct=True,
             deny_delete=True,
             deny_purge=True,
@@ -44,7 +52,7 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
         ),
         StreamConfig(
             name=subjects.COMMANDS_STREAM,
-            subjects=[f"{subjects.COMMANDS_ROOT}.>", f"{subjects.SCHEDULES_ROOT}.>"],
+            subjects=[f"{subjects.COMMANDS_ROOT}.>", f"{subjects.SCHEDULES_ROOT}.>", f"{subjects.FIRES_ROOT}.>"],
             retention=RetentionPolicy.WORK_QUEUE,
             allow_msg_schedules=True,  # timers: a command published later by the server itself
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
@@ -76,10 +84,20 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             **common,
         ),
+        StreamConfig(
+            name=subjects.NOTIFICATIONS_STREAM,
+            subjects=[f"{subjects.NOTIFY_ROOT}.>"],
+            max_age=NOTIFICATIONS_MAX_AGE_SECONDS,
+            max_bytes=NOTIFICATIONS_MAX_BYTES,
+            max_msg_size=NOTIFICATIONS_MAX_MESSAGE_BYTES,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            **common,
+        ),
     ]
 
 
-BOUNDED_STREAMS = frozenset({subjects.DEAD_LETTER_STREAM, subjects.QUARANTINE_STREAM})
+BOUNDED_STREAMS = frozenset({subjects.DEAD_LETTER_STREAM, subjects.QUARANTINE_STREAM, subjects.NOTIFICATIONS_STREAM})
 """Streams whose size limits are plait's: an existing one is brought to them (the others' limits are the
 operator's to set)."""
 SIZE_LIMITS = ("max_age", "max_bytes", "max_msg_size", "max_msgs_per_subject", "discard")

@@ -13,6 +13,7 @@ from plait.client.cache_admin import CacheClearing
 from plait.client.handle import AsyncExecutionHandle
 from plait.client.launching import idempotent_execution_id
 from plait.client.outcome import ExecutionOutcome
+from plait.client.schedules import LaunchPlanSchedule
 from plait.core.events import TaskError
 from plait.protocol.cache import CacheEntryDetail, CacheEntrySummary
 from plait.protocol.executions import AttemptView, ExecutionDetail, ExecutionSummary, NodeView
@@ -37,6 +38,7 @@ __all__ = [
     "ExecutionHandle",
     "ExecutionOutcome",
     "ExecutionSummary",
+    "LaunchPlanSchedule",
     "LineageEdge",
     "LineageGraph",
     "NodeExecutionNode",

@@ -13,6 +13,7 @@ from plait.client.blocking_handle import ExecutionHandle, Portal
 from plait.client.cache_admin import CacheClearing
 from plait.client.catalog import QUERY_TIMEOUT_SECONDS
 from plait.client.outcome import ExecutionOutcome
+from plait.client.schedules import LaunchPlanSchedule
 from plait.core.model import EntityKind
 from plait.core.state import ExecutionStatus
 from plait.protocol.cache import CacheEntryDetail, CacheEntrySummary
@@ -272,6 +273,15 @@ class Client:
 
     def clear_cache(self, keys: list[str], cleared_by: str = "") -> CacheClearing:
         return self._portal.call(self._async.clear_cache, keys, cleared_by)
+
+    def activate_launch_plan(self, name: str, version: str = LATEST, *, by: str = "") -> LaunchPlanSchedule:
+        return self._portal.call(self._async.activate_launch_plan, name, version, by=by)
+
+    def deactivate_launch_plan(self, name: str, *, by: str = "") -> LaunchPlanSchedule:
+        return self._portal.call(self._async.deactivate_launch_plan, name, by=by)
+
+    def launch_plan_schedule(self, name: str, fires: int = 5) -> LaunchPlanSchedule:
+        return self._portal.call(self._async.launch_plan_schedule, name, fires)
 
 
 def _close(portal: Portal, client: AsyncClient) -> None:

@@ -8,6 +8,8 @@ from typing import Any, Literal
 import msgspec
 
 from plait.core.kubernetes_options import KubernetesOptions
+from plait.core.notifications import Notify
+from plait.core.schedules import Schedule
 from plait.core.types import ListOf, OptionalOf, TypeSpec
 
 
@@ -139,6 +141,7 @@ class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):
     timeout_seconds: float | None = None  # an execution running longer fails
     # UNSET (not None) for fail_fast, the default: left out of the encoding, so such specs and versions are unchanged.
     failure_policy: FailurePolicy | msgspec.UnsetType = msgspec.UNSET
+    notify: Notify | msgspec.UnsetType = msgspec.UNSET  # unset: not encoded, so older versions keep their hash
 
     @property
     def finishes_on_failure(self) -> bool:
@@ -155,6 +158,8 @@ class LaunchPlanSpec(msgspec.Struct, frozen=True, kw_only=True):
     workflow_version: str
     default_inputs: dict[str, Any] = {}
     fixed_inputs: dict[str, Any] = {}
+    schedule: Schedule | msgspec.UnsetType = msgspec.UNSET  # unset: not encoded, so older versions keep their hash
+    notify: Notify | msgspec.UnsetType = msgspec.UNSET
 
 
 def upstream_nodes(binding: Binding) -> set[str]:

@@ -7,10 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from plait.core.activations import ActivationRecord, FireLaunchPlan
 from plait.core.cachelog import CacheEntryRecord, CacheWaiter
 from plait.core.commands import Command
 from plait.core.dispatch import Dispatch
 from plait.core.events import Decision, Registration
+from plait.core.notifications import ExecutionNotification
 from plait.core.values import ValueRef
 from plait.protocol import cache, executions, lineage, quarantine, queries, rebuild, registry, rejections, subjects
 
@@ -49,6 +51,9 @@ WIRE_TYPES: dict[str, Any] = {
     "same_value_request": lineage.SameValueRequest,
     "same_value": lineage.SameValue,
     "value_ref": ValueRef,
+    "activation_record": ActivationRecord,
+    "fire_command": FireLaunchPlan,
+    "notification": ExecutionNotification,
 }
 """Schema name → the type of the messages it describes (a Struct, or a tagged union of them)."""
 
@@ -106,5 +111,13 @@ CHANNELS: tuple[Channel, ...] = (
     _query(subjects.CATALOG_LIST_ENTITIES, "list_entities", "entity_list"),
     _query(subjects.CATALOG_SHOW_ENTITY, "show_entity", "entity_shown"),
     _query(subjects.CATALOG_SAME_VALUE, "same_value_request", "same_value"),
+    Channel(_in_tenant(subjects.ACTIVATIONS_ROOT, "<launch plan>"), "activation_record", stream=subjects.EVENTS_STREAM),
+    Channel(
+        _in_tenant(subjects.SCHEDULES_ROOT, "<launch plan>", subjects.LAUNCH_PLAN_TIMER),
+        "fire_command",
+        stream=subjects.COMMANDS_STREAM,
+    ),
+    Channel(_in_tenant(subjects.FIRES_ROOT, "<launch plan>"), "fire_command", stream=subjects.COMMANDS_STREAM),
+    Channel(_in_tenant(subjects.NOTIFY_ROOT, "<execution>"), "notification", stream=subjects.NOTIFICATIONS_STREAM),
 )
 """Every subject plait uses, in the order docs/wire-format.md presents them."""

@@ -10,6 +10,7 @@ DISPATCH_STREAM = "PLAIT_DISPATCH"
 DEAD_LETTER_STREAM = "PLAIT_DEADLETTER"
 QUARANTINE_STREAM = "PLAIT_QUARANTINE"
 VALUES_BUCKET = "PLAIT_VALUES"  # an object store (its stream: OBJ_PLAIT_VALUES): values too large for an event
+NOTIFICATIONS_STREAM = "PLAIT_NOTIFICATIONS"
 
 EVENTS_ROOT = "plait.ev"
 REGISTRY_ROOT = "plait.reg"
@@ -21,6 +22,10 @@ CACHE_ROOT = "plait.cache"
 SCHEDULES_ROOT = "plait.sched"
 QUARANTINE_ROOT = "plait.quarantine"
 QUARANTINE_REPLAY_ROOT = "plait.quarantine_replay"  # requests to a reader: not stored in the quarantine stream
+ACTIVATIONS_ROOT = "plait.lp"  # a launch plan's activation records, in the events stream
+FIRES_ROOT = "plait.fire"  # a launch plan's schedule firing, in the commands stream
+NOTIFY_ROOT = "plait.notify"
+LAUNCH_PLAN_TIMER = "launch-plan-fire"  # the timer name of a launch plan's next fire (no execution timer has it)
 
 # The catalog's request/reply subjects (not stored: any catalog replica of the queue group answers). The request
 # and reply shapes are in plait.protocol.executions, .cache, .lineage and .registry.
@@ -129,3 +134,23 @@ def execution_of_command_subject(subject: str) -> tuple[str, str, str] | None:
     if len(parts) == 6 and f"{parts[0]}.{parts[1]}" == COMMANDS_ROOT:
         return parts[2], parts[3], parts[4]
     return None
+
+
+def activation_subject(project: str, domain: str, launch_plan: str) -> str:
+    """Where a launch plan's activation records are appended: the last one says whether its schedule runs."""
+    return f"{ACTIVATIONS_ROOT}.{tenant(project, domain)}.{token(launch_plan, 'launch plan')}"
+
+
+def fire_subject(project: str, domain: str, launch_plan: str) -> str:
+    """Where a launch plan's schedule fires: a ``FireLaunchPlan`` command, for any scheduler replica."""
+    return f"{FIRES_ROOT}.{tenant(project, domain)}.{token(launch_plan, 'launch plan')}"
+
+
+def launch_plan_schedule_subject(project: str, domain: str, launch_plan: str) -> str:
+    """Where a launch plan's next fire waits (one message schedule: setting it again replaces it)."""
+    return f"{SCHEDULES_ROOT}.{tenant(project, domain)}.{token(launch_plan, 'launch plan')}.{LAUNCH_PLAN_TIMER}"
+
+
+def notification_subject(project: str, domain: str, execution_id: str) -> str:
+    """Where the notification of an ended execution is published (and stored)."""
+    return f"{NOTIFY_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}"

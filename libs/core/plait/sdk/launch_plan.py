@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from plait.core.ids import content_version
 from plait.core.model import LaunchPlanSpec
-from plait.core.types import check_value, describe
+from plait.core.notifications import Notify
+from plait.core.schedules import Schedule
+from plait.core.types import Primitive, check_value, describe
 from plait.errors import DefinitionError
 from plait.sdk.hints import encode_value
 from plait.sdk.workflow import Workflow
@@ -14,6 +18,9 @@ from plait.sdk.workflow import Workflow
 
 class LaunchPlan:
     """Launch ``workflow`` as ``name``: ``default_inputs`` may be overridden at launch, ``fixed_inputs`` may not.
+    With ``schedule`` (a ``CronSchedule`` or ``FixedRate``), the plan also launches itself on that schedule once
+    activated (``plait launch-plans activate``); with ``notify`` (a ``Notify``), its executions notify when they end
+    (in addition to what their workflow asks).
 
     Checked when defined: every input must exist in the workflow and have the right type.
     """
@@ -25,6 +32,8 @@ class LaunchPlan:
         *,
         default_inputs: dict[str, Any] | None = None,
         fixed_inputs: dict[str, Any] | None = None,
+        schedule: Schedule | None = None,
+        notify: Notify | None = None,
     ) -> None:
         self.workflow, self.name = workflow, name
         owner = f"launch plan '{name}' of workflow '{workflow.name}'"
@@ -33,6 +42,8 @@ class LaunchPlan:
         both = sorted(set(defaults) & set(fixed))
         if both:
             raise DefinitionError(f"{owner}: input {', '.join(map(repr, both))} is both defaulted and fixed")
+        if schedule is not None:
+            self._check_schedule(schedule, defaults, fixed, owner)
         unversioned = LaunchPlanSpec(
             name=name,
             version="",
@@ -40,15 +51,10 @@ class LaunchPlan:
             workflow_version=workflow.spec.version,
             default_inputs=defaults,
             fixed_inputs=fixed,
+            schedule=msgspec.UNSET if schedule is None else schedule,
+            notify=msgspec.UNSET if notify is None else notify,
         )
-        self.spec = LaunchPlanSpec(
-            name=name,
-            version=content_version(unversioned),
-            workflow=workflow.name,
-            workflow_version=workflow.spec.version,
-            default_inputs=defaults,
-            fixed_inputs=fixed,
-        )
+        self.spec = msgspec.structs.replace(unversioned, version=content_version(unversioned))
 
     def _checked(self, inputs: dict[str, Any], owner: str) -> dict[str, Any]:
         encoded: dict[str, Any] = {}
@@ -62,6 +68,19 @@ class LaunchPlan:
             if problem is not None:
                 raise DefinitionError(f"{owner}: input '{name}' expects {describe(param.type)}: {problem}")
         return encoded
+
+    def _check_schedule(self, schedule: Schedule, defaults: dict[str, Any], fixed: dict[str, Any], owner: str) -> None:
+        """A scheduled launch gives no inputs of its own: each required input must have a value from the plan,
+        its default, or the fire time (``kickoff_time_input``, a ``str`` input the plan does not fix)."""
+        kickoff = schedule.kickoff_time_input
+        if kickoff:
+            param = self.workflow.interface.input(kickoff)
+            if param is None or param.type != Primitive("str") or kickoff in fixed:
+                raise DefinitionError(f"{owner}: kickoff_time_input '{kickoff}' must name a str input it does not fix")
+        given = {*defaults, *fixed, kickoff}
+        missing = [p.name for p in self.workflow.interface.inputs if p.required and p.name not in given]
+        if missing:
+            raise DefinitionError(f"{owner}: a scheduled launch has no value for input {', '.join(map(repr, missing))}")
 
     def __repr__(self) -> str:
         return f"<launch plan {self.name}@{self.spec.version[:12]} of {self.workflow.name}>"

@@ -12,6 +12,7 @@ import msgspec
 
 from plait.core.ids import content_version
 from plait.core.model import Binding, FailurePolicy, FromInput, WorkflowSpec
+from plait.core.notifications import Notify
 from plait.core.validate import validate_workflow
 from plait.errors import DefinitionError
 from plait.sdk.signatures import SINGLE_OUTPUT, interface_of, is_named_tuple
@@ -31,8 +32,10 @@ class Workflow(Generic[P, R]):
         *,
         timeout: float | timedelta | None = None,
         failure_policy: FailurePolicy = "fail_fast",
+        notify: Notify | None = None,
     ) -> None:
         self.fn = fn
+        self.notify = notify
         self.name = f"{fn.__module__}.{fn.__qualname__}"
         self.short_name = fn.__name__
         owner = f"workflow '{self.name}'"
@@ -73,6 +76,7 @@ class Workflow(Generic[P, R]):
             source_of(self.fn),
             *([] if self.timeout_seconds is None else [self.timeout_seconds]),
             *([] if self.failure_policy is msgspec.UNSET else [self.failure_policy]),
+            *([] if self.notify is None else [self.notify]),
         )
         return WorkflowSpec(
             name=unversioned.name,
@@ -83,6 +87,7 @@ class Workflow(Generic[P, R]):
             tasks=unversioned.tasks,
             timeout_seconds=unversioned.timeout_seconds,
             failure_policy=unversioned.failure_policy,
+            notify=msgspec.UNSET if self.notify is None else self.notify,
         )
 
     def _output_bindings(self, returned: Any, owner: str) -> dict[str, Binding]:
@@ -122,7 +127,10 @@ def _failure_policy(policy: str, owner: str) -> FailurePolicy | msgspec.UnsetTyp
 def workflow(fn: Callable[P, R], /) -> Workflow[P, R]: ...
 @overload
 def workflow(
-    *, timeout: float | timedelta | None = None, failure_policy: FailurePolicy = "fail_fast"
+    *,
+    timeout: float | timedelta | None = None,
+    failure_policy: FailurePolicy = "fail_fast",
+    notify: Notify | None = None,
 ) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
 def workflow(
     fn: Callable[P, R] | None = None,
@@ -130,12 +138,14 @@ def workflow(
     *,
     timeout: float | timedelta | None = None,
     failure_policy: FailurePolicy = "fail_fast",
+    notify: Notify | None = None,
 ) -> Workflow[P, R] | Callable[[Callable[P, R]], Workflow[P, R]]:
     """Declare a workflow. Its body runs once, now, with promises for inputs: call tasks, wire their outputs.
     ``timeout`` (seconds, or a ``timedelta``): an execution running longer fails, and its running attempts stop.
     ``failure_policy``: ``"fail_fast"`` (the default) fails the execution as soon as a node fails, stopping its
     running attempts; ``"finish"`` runs on every node that does not depend on a failed one, skips those that do,
-    and fails the execution once nothing more can run."""
+    and fails the execution once nothing more can run.
+    ``notify`` (a ``Notify``): the ended phases to publish a notification of, and a webhook to post it to."""
     if fn is not None:
-        return Workflow(fn, timeout=timeout, failure_policy=failure_policy)
-    return lambda f: Workflow(f, timeout=timeout, failure_policy=failure_policy)
+        return Workflow(fn, timeout=timeout, failure_policy=failure_policy, notify=notify)
+    return lambda f: Workflow(f, timeout=timeout, failure_policy=failure_policy, notify=notify)

@@ -1,0 +1,179 @@
+"""Notifications of ended executions, derived from the log: the ``notifier`` consumer tails decisions and, for each
+one that ends an execution whose workflow or launch plan asks to be notified of that phase, publishes an
+``ExecutionNotification`` on ``plait.notify.<project>.<domain>.<execution>`` (``Nats-Msg-Id`` = the execution, so
+a redelivered decision publishes it once within the duplicate window) and posts it to the webhook, if one is
+configured: up to ``WEBHOOK_TRIES`` times with doubling back-off, a failure logged and counted. The webhook is
+posted at least once (a replica that dies mid-way leaves the decision to be delivered again); nothing here holds up
+deciding, which has its own consumer."""
+
+from __future__ import annotations
+
+import contextlib
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+import anyio
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from plait import codec
+from plait.adapters.event_log import EventLog
+from plait.adapters.quarantine import UNREADABLE
+from plait.adapters.registry import Registry
+from plait.core.events import (
+    TERMINAL_EVENTS,
+    Decision,
+    ExecutionAborted,
+    ExecutionFailed,
+    ExecutionLaunched,
+    ExecutionSucceeded,
+)
+from plait.core.notifications import ExecutionNotification, Notify, Phase
+from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID
+from plait_scheduler.failures import settle_derived
+
+log = structlog.get_logger()
+
+WEBHOOK_TRIES = 3
+WEBHOOK_FIRST_RETRY_SECONDS = 0.5
+WEBHOOK_TIMEOUT_SECONDS = 5.0
+_encoder = msgspec.json.Encoder()
+
+
+class Notifier:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        store: EventLog,
+        registry: Registry,
+        *,
+        tries: int = WEBHOOK_TRIES,
+        first_retry_seconds: float = WEBHOOK_FIRST_RETRY_SECONDS,
+    ) -> None:
+        self.js, self.store, self.registry = js, store, registry
+        self.tries, self.first_retry_seconds = tries, first_retry_seconds
+        self.published = 0
+        self.posted = 0
+        self.webhook_failures = 0  # webhooks given up on after every try
+
+    async def handle(self, messages: Sequence[Msg]) -> None:
+        """Notify of the executions these decisions end (each concurrently), then ack them."""
+        async with anyio.create_task_group() as tg:
+            for msg in messages:
+                tg.start_soon(self._handle_one, msg)
+
+    async def _handle_one(self, msg: Msg) -> None:
+        try:
+            if self._ends_execution(msg.data):
+                await self._notify(msg.subject, codec.decision_decoder.decode(msg.data))
+            await msg.ack()
+        except Exception as exc:  # settled: dropped when permanent, else notified again on its next delivery
+            await settle_derived(msg, exc, "notification")
+
+    @staticmethod
+    def _ends_execution(data: bytes) -> bool:
+        try:
+            return codec.ends_execution(data)
+        except UNREADABLE:  # the outbox quarantines it; there is nothing to notify of
+            return False
+
+    async def _notify(self, subject: str, decision: Decision) -> None:
+        launched = await self._launch_of(subject)
+        if launched is None:
+            return
+        notifications = await self._notify_specs(launched)
+        for event in decision.events:
+            if not isinstance(event, TERMINAL_EVENTS):
+                continue
+            phase, error = _phase_of(event)
+            wanted = [n for n in notifications if phase in n.on]
+            if not wanted:
+                return
+            notification = ExecutionNotification(
+                project=launched.project,
+                domain=launched.domain,
+                execution_id=launched.execution_id,
+                workflow=launched.workflow.name,
+                phase=phase,
+                at=decision.at,
+                launch_plan=launched.launch_plan,
+                error=error,
+            )
+            await self._publish(notification)
+            for webhook in sorted({n.webhook for n in wanted if n.webhook}):
+                await self._post(webhook, notification)
+
+    async def _launch_of(self, subject: str) -> ExecutionLaunched | None:
+        async with contextlib.aclosing(self.store.read(subject)) as decisions:
+            async for stored in decisions:
+                first = stored.decision.events[0] if stored.decision.events else None
+                return first if isinstance(first, ExecutionLaunched) else None
+        return None
+
+    async def _notify_specs(self, launched: ExecutionLaunched) -> list[Notify]:
+        """What the workflow asks, and what the launch plan it was launched through asks."""
+        found = [launched.workflow.notify] if launched.workflow.notify else []
+        if launched.launch_plan:
+            name, _, version = launched.launch_plan.rpartition("@")
+            plan = await self.registry.launch_plan(launched.project, launched.domain, name, version)
+            if plan.notify:
+                found.append(plan.notify)
+        return found
+
+    async def _publish(self, notification: ExecutionNotification) -> None:
+        project, domain, execution = notification.project, notification.domain, notification.execution_id
+        await self.js.publish(
+            subjects.notification_subject(project, domain, execution),
+            _encoder.encode(notification),
+            headers={NATS_MSG_ID: subjects.scoped_id(project, domain, f"{execution}:notify")},
+            stream=subjects.NOTIFICATIONS_STREAM,
+        )
+        self.published += 1
+
+    async def _post(self, webhook: str, notification: ExecutionNotification) -> None:
+        bound = log.bind(execution=notification.execution_id, phase=notification.phase)
+        body = _encoder.encode(notification)
+        delay = self.first_retry_seconds
+        for attempt in range(1, self.tries + 1):
+            try:
+                await anyio.to_thread.run_sync(_post_json, webhook, body)
+            except (OSError, ValueError) as exc:  # urllib's errors (HTTP status, connection, timeout)
+                bound.warning("webhook_failed", attempt=attempt, tries=self.tries, error=_reason(exc))
+                if attempt < self.tries:
+                    await anyio.sleep(delay)
+                    delay *= 2
+                continue
+            self.posted += 1
+            bound.info("webhook_posted", attempt=attempt)
+            return
+        self.webhook_failures += 1
+        bound.error("webhook_given_up", tries=self.tries, failures=self.webhook_failures)
+
+
+def _post_json(url: str, body: bytes) -> None:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
+        response.read()
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a post failed, without the URL (which may hold a token)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code}"
+    if isinstance(exc, urllib.error.URLError):
+        return f"{type(exc.reason).__name__}: {exc.reason}"
+    return type(exc).__name__
+
+
+def _phase_of(event: ExecutionSucceeded | ExecutionFailed | ExecutionAborted) -> tuple[Phase, str]:
+    match event:
+        case ExecutionSucceeded():
+            return "succeeded", ""
+        case ExecutionFailed(node=node, error=error):
+            return "failed", f"{node}: {error.message}"
+        case ExecutionAborted(reason=reason):
+            return "aborted", reason
