@@ -28,6 +28,7 @@ WORKFLOW_MODULES = {
     "retry_workflows.py",
     "timeout_workflows.py",
     "lifecycle_workflows.py",
+    "dynamic_workflows.py",
 }
 
 

@@ -16,7 +16,7 @@ from plait.errors import (
     TransportError,
     Unavailable,
 )
-from plait.sdk import LaunchPlan, MappedTask, Task, Workflow, map_task, task, workflow
+from plait.sdk import Dynamic, LaunchPlan, MappedTask, Task, Workflow, dynamic, map_task, task, workflow
 
 __version__ = version("plait")
 
@@ -27,6 +27,7 @@ __all__ = [
     "ConflictError",
     "ConnectError",
     "DefinitionError",
+    "Dynamic",
     "ExecutionError",
     "ExecutionHandle",
     "ExecutionOutcome",
@@ -41,6 +42,7 @@ __all__ = [
     "TransportError",
     "Unavailable",
     "Workflow",
+    "dynamic",
     "__version__",
     "map_task",
     "task",
