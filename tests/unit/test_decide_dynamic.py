@@ -32,9 +32,7 @@ from tests.helpers.launching import launched
 from tests.helpers.records import history
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
-TASKS: dict[str, Task[..., Any]] = {
-    t.name: t for t in vars(flows).values() if isinstance(t, Task)
-}
+TASKS: dict[str, Task[..., Any]] = {t.name: t for t in vars(flows).values() if isinstance(t, Task)}
 
 
 def outputs_of(queued: NodeQueued) -> dict[str, Any] | TaskError:

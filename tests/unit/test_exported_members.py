@@ -35,6 +35,8 @@ EXPORTED = {
     "map_task",
     "task",
     "workflow",
+    "Dynamic",
+    "dynamic",
 }
 
 CLIENT_EXPORTED = {

@@ -30,6 +30,7 @@ import msgspec
 
 from plait import codec
 from plait.audit import Problem, ProblemKind, verify_catalog, verify_chain
+from plait.core.dynamic import expanded_nodes, task_keys
 from plait.core.events import (
     TERMINAL_EVENTS,
     AttemptFailed,
@@ -53,7 +54,6 @@ from plait.core.events import (
     NodeSucceeded,
     RetryScheduled,
 )
-from plait.core.dynamic import expanded_nodes, task_keys
 from plait.core.ids import attempt_id, item_attempt_id
 from plait.core.model import upstream_nodes
 from plait.core.state import launch

@@ -62,6 +62,9 @@ class LaunchedWorkflowRow(msgspec.Struct, kw_only=True):
     spec: WorkflowSpec
 
 
+_GENERATED_NODE = Interface()
+
+
 class Lineage(msgspec.Struct):
     """What one batch adds to the lineage tables, and the workflows that type its values, by execution."""
 
@@ -72,8 +75,9 @@ class Lineage(msgspec.Struct):
     launched: dict[WorkflowKey, LaunchedWorkflowRow] = msgspec.field(default_factory=dict)
 
     def interface_of(self, execution: ExecutionKey, node_id: str) -> Interface:
-        """The node's interface: its task's, or a map node's lists of them."""
-        return self.known.node_interfaces(self.workflows[execution])[node_id]
+        """The node's interface: its task's, or a map node's lists of them; a node a dynamic node generated is not in
+        the workflow, and its values are recorded untyped (unless an earlier record typed them)."""
+        return self.known.node_interfaces(self.workflows[execution]).get(node_id, _GENERATED_NODE)
 
 
 def apply_decision(lineage: Lineage, execution: ExecutionKey, decision: Decision) -> None:

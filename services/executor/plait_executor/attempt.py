@@ -11,10 +11,10 @@ import msgspec
 
 from plait.core.events import TaskError
 from plait.core.model import TaskTarget
+from plait.sdk.dynamic import Dynamic
 from plait.sdk.hints import decode_value, encode_value
 from plait.sdk.loader import load_target
 from plait.sdk.signatures import SINGLE_OUTPUT, is_named_tuple, output_hints
-from plait.sdk.dynamic import Dynamic
 from plait.sdk.task import Task
 
 CODE_VERSION_MISMATCH = "CodeVersionMismatch"

@@ -29,11 +29,14 @@ from plait.core.commands import (
     command_type_of,
     each_command,
 )
+from plait.core.dynamic import is_dynamic
+from plait.core.dynamic_nodes import fail_enclosing, generated
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
     AttemptStopped,
     CommandRejected,
+    DynamicExpanded,
     Event,
     ExecutionAborted,
     ExecutionFailed,
@@ -53,9 +56,6 @@ from plait.core.events import (
     RetryScheduled,
     TaskError,
 )
-from plait.core.dynamic import is_dynamic
-from plait.core.dynamic_nodes import fail_enclosing, generated
-from plait.core.events import DynamicExpanded
 from plait.core.failure_policy import contain_failure, failed_when_idle
 from plait.core.ids import attempt_id, cache_key, item_attempt_id, item_of_attempt
 from plait.core.model import Interface, LaunchPlanSpec, MapOptions, TaskSpec, WorkflowSpec, resolve

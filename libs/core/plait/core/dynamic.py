@@ -9,7 +9,7 @@ Pure: these functions read specs only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -27,6 +27,9 @@ from plait.core.model import (
 )
 from plait.core.validate import validate_workflow
 from plait.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from plait.core.events import DynamicExpanded
 
 DYNAMIC_OUTPUT = "__plait_dynamic__"
 """The output under which a dynamic task's attempt returns the workflow it generated (the wire form of
@@ -149,3 +152,16 @@ def expanded_nodes(dynamic_node: str, generated: DynamicWorkflow, keys: dict[str
         )
         for node in generated.nodes
     )
+
+
+SUMMARY_NODES = 5
+"""Generated nodes a summary names before it only counts the rest."""
+
+
+def generated_summary(event: DynamicExpanded) -> str:
+    """What a ``DynamicExpanded`` event generated, in a line: "generated 3 nodes: fan.square, fan.square-1, ..."."""
+    ids = [generated_node_id(event.node, node.id) for node in event.workflow.nodes]
+    shown = ", ".join(ids[:SUMMARY_NODES]) + (
+        f" and {len(ids) - SUMMARY_NODES} more" if len(ids) > SUMMARY_NODES else ""
+    )
+    return f"generated {len(ids)} node{'s' if len(ids) != 1 else ''}" + (f": {shown}" if ids else "")

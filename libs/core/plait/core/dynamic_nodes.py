@@ -15,7 +15,9 @@ INVALID_DYNAMIC_WORKFLOW = "DynamicWorkflowInvalid"
 """``error_type`` of a dynamic node whose attempt generated a sub-DAG that cannot run (too large, inconsistent)."""
 
 
-def generated(state: Execution, node: NodeState, attempt: AttemptState, worker: str, outputs: dict[str, Any]) -> list[Event]:
+def generated(
+    state: Execution, node: NodeState, attempt: AttemptState, worker: str, outputs: dict[str, Any]
+) -> list[Event]:
     """A dynamic node's attempt returned the sub-DAG it generated: recorded when it can run, else the node fails
     (and with it the execution, per its failure policy) with the reason; a generated DAG is the same on a retry."""
     task = state.workflow.tasks[node.task]

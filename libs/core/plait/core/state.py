@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from plait.core.dynamic import expanded_nodes, namespaced, task_keys
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
@@ -37,7 +38,6 @@ from plait.core.events import (
     RetryScheduled,
     TaskError,
 )
-from plait.core.dynamic import expanded_nodes, namespaced, task_keys
 from plait.core.ids import item_of_attempt
 from plait.core.model import Binding, Node, TaskSpec, WorkflowSpec, upstream_nodes
 
