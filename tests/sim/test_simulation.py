@@ -96,3 +96,17 @@ def test_the_finish_and_aborts_profile_skips_nodes_and_records_stopped_attempts(
             seen[f"execution {state.status}"] += 1
     assert seen["skipped"] > 0 and seen["attempt stopped"] > 0, seen
     assert seen["execution aborted"] > 0 and seen["execution failed"] > 0, seen
+
+
+def test_the_dynamic_profile_generates_nodes_and_fails_them() -> None:
+    seen: Counter[str] = Counter()
+    for seed in range(100):
+        for records in simulate(seed, "dynamic").log.by_subject.values():
+            state = replay(records)
+            generated = [node for node in state.nodes.values() if node.dynamic_of]
+            seen["generated"] += len(generated)
+            seen["nested"] += sum(1 for node in generated if node.generated is not None)
+            seen.update(f"generated {node.status}" for node in generated)
+            seen[f"execution {state.status}"] += 1
+    assert seen["generated succeeded"] > 0 and seen["generated failed"] > 0 and seen["nested"] > 0, seen
+    assert seen["execution succeeded"] > 0 and seen["execution failed"] > 0, seen
