@@ -10,7 +10,13 @@ import pytest
 
 from plait.core.commands import ReportAttemptResult
 from plait.core.decide import decide_batch
-from plait.core.dynamic import DYNAMIC_OUTPUT, MAX_GENERATED_NODES, DynamicWorkflow
+from plait.core.dynamic import (
+    DYNAMIC_OUTPUT,
+    MAX_EXECUTION_NODES,
+    MAX_GENERATED_NODES,
+    DynamicWorkflow,
+    generation_problem,
+)
 from plait.core.events import (
     DynamicExpanded,
     Event,
@@ -217,3 +223,14 @@ def test_the_generated_spec_of_a_dynamic_task_says_it_is_dynamic() -> None:
     assert flows.squares.spec.dynamic is True
     assert flows.square.spec.dynamic is msgspec.UNSET
     assert ExecutionSucceeded  # the module's events are all in use
+
+
+def test_generated_nodes_may_not_grow_an_execution_past_its_limit() -> None:
+    generated = DynamicWorkflow(
+        nodes=(square_node(1),), outputs={"result": Constant([])}, tasks={flows.square.name: flows.square.spec}
+    )
+    problem = generation_problem("squares", flows.squares.interface, generated, MAX_EXECUTION_NODES)
+    assert problem is not None and f"the limit is {MAX_EXECUTION_NODES}" in problem
+    assert generation_problem("squares", flows.squares.interface, generated, 5) is None
+    assert generation_problem("a.b.c.d", flows.squares.interface, generated) is None  # the 4th dynamic level
+    assert generation_problem("a.b.c.d.e", flows.squares.interface, generated) == "dynamic nodes nest more than 4 deep"

@@ -38,6 +38,9 @@ DYNAMIC_OUTPUT = "__plait_dynamic__"
 MAX_GENERATED_NODES = 1_000
 """Nodes one dynamic node may generate: the whole sub-DAG is recorded in one event of the execution's log."""
 
+MAX_EXECUTION_NODES = 10_000
+"""Nodes one execution may hold, its own and every generated one: nested dynamic nodes cannot multiply past it."""
+
 MAX_DYNAMIC_DEPTH = 4
 """How deeply dynamic nodes may generate dynamic nodes (a dynamic node of the workflow itself is at depth 1)."""
 
@@ -72,10 +75,18 @@ def depth_of(node_id: str) -> int:
     return node_id.count(".")
 
 
-def generation_problem(dynamic_node: str, interface: Interface, generated: DynamicWorkflow) -> str | None:
-    """Why ``generated`` cannot run as the sub-DAG of dynamic node ``dynamic_node``, or None."""
+def generation_problem(
+    dynamic_node: str, interface: Interface, generated: DynamicWorkflow, execution_nodes: int = 0
+) -> str | None:
+    """Why ``generated`` cannot run as the sub-DAG of dynamic node ``dynamic_node`` (in an execution that has
+    ``execution_nodes`` nodes so far), or None."""
     if len(generated.nodes) > MAX_GENERATED_NODES:
         return f"it generated {len(generated.nodes)} nodes; the limit is {MAX_GENERATED_NODES}"
+    if execution_nodes + len(generated.nodes) > MAX_EXECUTION_NODES:
+        return (
+            f"its {len(generated.nodes)} nodes would make the execution {execution_nodes + len(generated.nodes)} "
+            f"nodes; the limit is {MAX_EXECUTION_NODES}"
+        )
     if depth_of(dynamic_node) + 1 > MAX_DYNAMIC_DEPTH:
         return f"dynamic nodes nest more than {MAX_DYNAMIC_DEPTH} deep"
     bad_ids = [node.id for node in generated.nodes if not node.id or "." in node.id or "/" in node.id]

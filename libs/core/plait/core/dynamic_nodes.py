@@ -23,7 +23,7 @@ def generated(
     task = state.workflow.tasks[node.task]
     try:
         workflow = generated_of(outputs)
-        problem = generation_problem(node.id, task.interface, workflow)
+        problem = generation_problem(node.id, task.interface, workflow, len(state.nodes))
     except ValueError as exc:
         problem = str(exc)
     if problem is None:
