@@ -234,3 +234,14 @@ def test_generated_nodes_may_not_grow_an_execution_past_its_limit() -> None:
     assert generation_problem("squares", flows.squares.interface, generated, 5) is None
     assert generation_problem("a.b.c.d", flows.squares.interface, generated) is None  # the 4th dynamic level
     assert generation_problem("a.b.c.d.e", flows.squares.interface, generated) == "dynamic nodes nest more than 4 deep"
+
+
+def test_with_failure_policy_finish_a_second_failed_generated_node_does_not_end_the_execution_early() -> None:
+    state, decisions = run(finish_checked, {"xs": [2, 2, 3], "bad": 2})
+    assert state.status == "failed"
+    assert [state.nodes[n].status for n in ("checked.fails_on", "checked.fails_on-1", "checked.fails_on-2")] == [
+        "failed",
+        "failed",
+        "succeeded",
+    ]
+    assert check_execution(history("e", decisions), ended=True) == []

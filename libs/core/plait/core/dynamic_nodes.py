@@ -48,8 +48,8 @@ def enclosing(state: Execution, node_id: str) -> list[str]:
 
 def fail_enclosing(state: Execution | None, events: list[Event]) -> list[Event]:
     """``events`` with each failed generated node failing the dynamic nodes that enclose it (right after it), and
-    the execution failure it causes named after the outermost of them: for the workflow's failure policy, the
-    dynamic node is what failed."""
+    the execution failure it causes named after the outermost of them that failed now: for the workflow's failure
+    policy, the dynamic node is what failed."""
     if state is None or not any(isinstance(e, NodeFailed) and state.nodes.get(e.node) for e in events):
         return events
     failed = {node.id for node in state.nodes.values() if node.status == "failed"}
@@ -64,12 +64,10 @@ def fail_enclosing(state: Execution | None, events: list[Event]) -> list[Event]:
             continue
         failed.add(event.node)
         message = f"generated node '{event.node}' failed: {event.error.message}"
-        parent_failure = NodeFailed(node="", error=msgspec.structs.replace(event.error, message=message))
+        error = msgspec.structs.replace(event.error, message=message)
         for parent in enclosing(state, event.node):
-            parent_failure = msgspec.structs.replace(parent_failure, node=parent)
-            if parent not in failed:
+            if parent not in failed:  # one that failed before stays so (with ``finish``, its siblings go on)
                 failed.add(parent)
-                result.append(parent_failure)
-        if parent_failure.node:
-            outermost[event.node] = parent_failure
+                result.append(NodeFailed(node=parent, error=error))
+                outermost[event.node] = NodeFailed(node=parent, error=error)
     return result
