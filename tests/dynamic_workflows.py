@@ -78,3 +78,9 @@ def checked_sum(xs: list[int], bad: int) -> int:
 @workflow
 def nested_squares(groups: list[list[int]]) -> list[list[int]]:
     return nested(groups=groups)
+
+
+@dynamic
+def miswired(xs: list[int]) -> list[int]:
+    """Calls a task with an input it does not have: a fault of the body, found when it runs."""
+    return [square(y=x) for x in xs]  # type: ignore[call-arg]

@@ -12,9 +12,12 @@ import msgspec
 import pytest
 
 from plait.client import AsyncClient
+from plait.core.dynamic import generated_of
 from plait.core.events import DynamicExpanded
+from plait.core.model import Constant
 from plait.invariants import check_execution
 from plait.replay import replay
+from plait_executor.attempt import run_attempt
 from tests import dynamic_workflows
 from tests.helpers.plait_command import plait_command_async
 from tests.helpers.reading import first_event
@@ -56,6 +59,8 @@ async def test_a_dynamic_task_fans_out_one_node_per_item_and_a_downstream_task_s
     assert [rows[n].task for n in GENERATED] == [dynamic_workflows.square.name] * 4
     assert rows["squares"].outputs == {"result": [1, 4, 9, 16]}
     assert [node.node for node in shown.nodes][-4:] == GENERATED  # after the workflow's own nodes
+    registered = await client.show_entity("task", dynamic_workflows.squares.name)  # registered with the workflow
+    assert registered.spec["dynamic"] is True
 
     listed = await plait_command_async(["executions", "show", handle.id], cli_env)
     assert listed.returncode == 0, listed.stderr
@@ -102,3 +107,20 @@ async def test_dynamic_nodes_nest_on_the_real_stack(client: AsyncClient) -> None
     handle = await client.launch(dynamic_workflows.nested_squares, {"groups": [[1, 2], [3]]})
     assert await handle.result(timeout=DEADLINE) == [[1, 4], [9]]
     assert check_execution(await client.records(handle.id), ended=True) == []
+
+
+def test_an_attempt_of_a_dynamic_task_returns_the_dag_its_body_generated() -> None:
+    outcome = run_attempt(dynamic_workflows.squares.spec.target, {"xs": [5, 6]}, dynamic_workflows.squares.spec.version)
+    assert outcome.error is None and outcome.outputs is not None
+    generated = generated_of(outcome.outputs)
+    assert [(node.id, node.inputs["x"]) for node in generated.nodes] == [
+        ("square", Constant(5)),
+        ("square-1", Constant(6)),
+    ]
+    assert set(generated.tasks) == {dynamic_workflows.square.name}
+
+
+def test_a_body_that_builds_a_wrong_dag_fails_the_attempt_as_the_tasks_own_failure() -> None:
+    outcome = run_attempt(dynamic_workflows.miswired.spec.target, {"xs": [1]})
+    assert outcome.error is not None and outcome.error.kind == "user"
+    assert outcome.error.error_type == "DefinitionError" and "unknown input 'y'" in outcome.error.message
