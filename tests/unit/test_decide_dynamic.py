@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from plait.core.commands import ReportAttemptResult
+from plait.core.commands import LaunchExecution, ReportAttemptResult, ResolvedLaunch
 from plait.core.decide import decide_batch
 from plait.core.dynamic import (
     DYNAMIC_OUTPUT,
@@ -25,6 +25,7 @@ from plait.core.events import (
     ExecutionSucceeded,
     NodeFailed,
     NodeQueued,
+    NodeRecovered,
     TaskError,
 )
 from plait.core.model import Constant, Node
@@ -245,3 +246,17 @@ def test_with_failure_policy_finish_a_second_failed_generated_node_does_not_end_
         "succeeded",
     ]
     assert check_execution(history("e", decisions), ended=True) == []
+
+
+def test_a_recovery_reuses_a_succeeded_dynamic_node_and_regenerates_a_failed_one() -> None:
+    original, _ = run(flows.checked_sum, {"xs": [1, 2], "bad": 2})
+    assert original.status == "failed"
+    command = LaunchExecution(
+        command_id="recover", execution_id="e2", project="tests", domain="dev", relaunch_of="e", recover=True
+    )
+    resolved = ResolvedLaunch(command=command, workflow=launched_workflow(original), original=original)
+    outcome = decide_batch(None, [resolved], AT)
+    assert outcome.state is not None
+    assert not [e for e in outcome.events if isinstance(e, NodeRecovered)], "the generated node that succeeded"
+    assert [e.node for e in outcome.events if isinstance(e, NodeQueued)] == ["checked"]
+    assert set(outcome.state.nodes) == {"checked", "total"}
