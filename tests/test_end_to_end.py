@@ -64,6 +64,7 @@ async def test_the_catalog_shows_what_the_log_holds(client: AsyncClient) -> None
             {"count": 30, "width": 8},
             lambda out: out["result"] == {"thumbnails": 30, "bytes": 30 * 16},
         ),
+        ("examples/dynamic.py:word_counts", {"folder": str(REPO / "docs")}, lambda out: out["result"] > 1000),
     ],
 )
 async def test_examples_run(client: AsyncClient, reference: str, inputs: dict[str, object], check: object) -> None:

@@ -120,3 +120,17 @@ def test_the_stored_values_profile_passes_references_and_ends_executions_whose_o
             attempts = [a for node in replay(records).nodes.values() for a in node.attempts if a.error is not None]
             missing += sum(a.error is not None and a.error.error_type == "ValueMissing" for a in attempts)
     assert counts["values_stored"] > 0 and counts["objects_lost"] > 0 and missing > 0, (counts, missing)
+
+
+def test_the_dynamic_profile_generates_nodes_and_fails_them() -> None:
+    seen: Counter[str] = Counter()
+    for seed in range(100):
+        for records in simulate(seed, "dynamic").log.by_subject.values():
+            state = replay(records)
+            generated = [node for node in state.nodes.values() if node.dynamic_of]
+            seen["generated"] += len(generated)
+            seen["nested"] += sum(1 for node in generated if node.generated is not None)
+            seen.update(f"generated {node.status}" for node in generated)
+            seen[f"execution {state.status}"] += 1
+    assert seen["generated succeeded"] > 0 and seen["generated failed"] > 0 and seen["nested"] > 0, seen
+    assert seen["execution succeeded"] > 0 and seen["execution failed"] > 0, seen

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plait import map_task, task, workflow
+from plait import dynamic, map_task, task, workflow
 
 
 @task(retries=2, retry_delay_seconds=1.0)
@@ -68,3 +68,27 @@ def joined(a: int, b: int) -> int:
 def finishing(x: int = 1) -> int:
     """Two branches joined: with ``finish``, a failed node skips what depends on it and the other branch goes on."""
     return joined(a=part(x=part(x=x)), b=part(x=part(x=x)))
+
+
+@task
+def len_of(values: list[int], groups: list[list[int]]) -> int:
+    return len(values) + len(groups)
+
+
+@dynamic
+def parts(xs: list[int]) -> list[int]:
+    """One ``part`` node per item, generated when the list is known."""
+    return [part(x=x) for x in xs]
+
+
+@dynamic
+def parts_of_parts(groups: list[list[int]]) -> list[list[int]]:
+    return [parts(xs=group) for group in groups]
+
+
+@workflow(failure_policy="finish")
+def generated(x: int = 1) -> int:
+    """A dynamic node fanning out (its generated nodes may fail), a nested one, and a branch beside them."""
+    flat = parts(xs=[x, part(x=x), x])
+    nested = parts_of_parts(groups=[[x], [x, x]])
+    return joined(a=joined(a=part(x=x), b=x), b=len_of(values=flat, groups=nested))

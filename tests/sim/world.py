@@ -60,7 +60,7 @@ from plait_executor.stored_values import run_with_values
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from plait_scheduler.service import MAX_DELIVERIES
-from tests import definitions, map_workflows, workflows
+from tests import definitions, dynamic_workflows, map_workflows, workflows
 from tests.sim import workflows as sim_workflows
 
 PROJECT, DOMAIN = "sim", "dev"
@@ -136,6 +136,15 @@ PROFILES = {
     "finish_and_aborts": Profile(
         Faults(abort=0.05, hang=0.4),
         shapes=((sim_workflows.finishing, {"x": 1}), (sim_workflows.timed, {"x": 1}), (definitions.diamond, {"x": 1})),
+    ),
+    # dynamic nodes: sub-DAGs generated at run time, nested, with failing generated nodes, under every fault
+    "dynamic": Profile(
+        Faults(abort=0.02),
+        shapes=(
+            (dynamic_workflows.sum_of_squares, {"n": 3}),
+            (dynamic_workflows.nested_squares, {"groups": [[1, 2], [3]]}),
+            (sim_workflows.generated, {"x": 1}),
+        ),
     ),
 }
 

@@ -40,6 +40,8 @@ EXPORTED = {
     "map_task",
     "task",
     "workflow",
+    "Dynamic",
+    "dynamic",
 }
 
 CLIENT_EXPORTED = {

@@ -30,6 +30,7 @@ WORKFLOW_MODULES = {
     "timeout_workflows.py",
     "lifecycle_workflows.py",
     "schedule_workflows.py",
+    "dynamic_workflows.py",
 }
 
 

@@ -18,7 +18,19 @@ from plait.errors import (
     TransportError,
     Unavailable,
 )
-from plait.sdk import Directory, File, LaunchPlan, MappedTask, Task, Workflow, map_task, task, workflow
+from plait.sdk import (
+    Directory,
+    Dynamic,
+    File,
+    LaunchPlan,
+    MappedTask,
+    Task,
+    Workflow,
+    dynamic,
+    map_task,
+    task,
+    workflow,
+)
 
 __version__ = version("plait")
 
@@ -31,6 +43,7 @@ __all__ = [
     "CronSchedule",
     "DefinitionError",
     "Directory",
+    "Dynamic",
     "ExecutionError",
     "ExecutionHandle",
     "ExecutionOutcome",
@@ -49,6 +62,7 @@ __all__ = [
     "Unavailable",
     "Workflow",
     "__version__",
+    "dynamic",
     "map_task",
     "task",
     "workflow",

@@ -30,12 +30,14 @@ import msgspec
 
 from plait import codec
 from plait.audit import Problem, ProblemKind, verify_catalog, verify_chain
+from plait.core.dynamic import expanded_nodes, task_keys
 from plait.core.events import (
     TERMINAL_EVENTS,
     AttemptFailed,
     AttemptStarted,
     AttemptStopped,
     CommandRejected,
+    DynamicExpanded,
     Event,
     ExecutionLaunched,
     ExecutionSucceeded,
@@ -53,6 +55,7 @@ from plait.core.events import (
     RetryScheduled,
 )
 from plait.core.ids import attempt_id, item_attempt_id
+from plait.core.model import upstream_nodes
 from plait.core.state import launch
 from plait.protocol.executions import ExecutionDetail
 from plait.replay import Record, replay
@@ -95,6 +98,7 @@ class _Walk:
         self.maps_started: set[str] = set()
         self.failed: set[str] = set()
         self.recovering = False  # launched to recover another execution
+        self.generated: dict[str, tuple[str, ...]] = {}  # an expanded dynamic node -> the nodes it generated
         self.record = Record(sequence=0, subject="", data=b"")
         self.index = 0
 
@@ -128,6 +132,23 @@ class _Walk:
             return
         if isinstance(event, NodeEvent):
             self._node_event(event)
+        if isinstance(event, DynamicExpanded):
+            self._expanded(event)
+
+    def _expanded(self, event: DynamicExpanded) -> None:
+        """A dynamic node's attempt ended with the nodes it generated: from now on, the workflow has them."""
+        node = event.node
+        if self.upstream is None or node not in self.upstream:
+            self.report("unknown_node", f"{_name(event)} names node '{node}', which the workflow does not have")
+            return
+        if node in self.node_ends or node in self.generated:
+            self.report("node_ended_twice", f"{_name(event)} of node '{node}' after it ended or expanded")
+            return
+        self._attempt_ends(node, event.attempt_id, event)
+        generated = expanded_nodes(node, event.workflow, task_keys(node, event.workflow, {}))
+        for spec in generated:
+            self.upstream[spec.id] = tuple(sorted(set().union(*(upstream_nodes(b) for b in spec.inputs.values()))))
+        self.generated[node] = tuple(spec.id for spec in generated)
 
     def _succeeded_execution(self) -> None:
         unfinished = sorted(set(self.upstream or ()) - self.succeeded)
@@ -245,7 +266,11 @@ class _Walk:
         self.item_ends.add(item)
 
     def _node_succeeds(self, event: NodeSucceeded) -> None:
-        if event.attempt_id:
+        if event.node in self.generated:
+            early = [node for node in self.generated[event.node] if node not in self.succeeded]
+            if early:
+                self.report("queued_early", f"dynamic node '{event.node}' succeeded before {', '.join(early)} did")
+        elif event.attempt_id:
             self._attempt_ends(event.node, event.attempt_id, event)
         elif event.node not in self.maps_started:
             self.report("unknown_attempt", f"node '{event.node}' succeeded without an attempt or a map")

@@ -16,10 +16,12 @@ from typing import Any
 import msgspec
 
 from plait import codec
+from plait.core.dynamic import generated_summary
 from plait.core.events import (
     AttemptFailed,
     AttemptStopped,
     Decision,
+    DynamicExpanded,
     Event,
     ExecutionAborted,
     ExecutionLaunched,
@@ -135,6 +137,8 @@ def _lifecycle_detail(event: Event) -> str | None:
             return f"relaunch of {relaunched}"
         case ExecutionLaunched(recovered_from=recovered) if recovered:
             return f"recovery of {recovered}"
+        case DynamicExpanded():
+            return generated_summary(event)
     return None
 
 

@@ -13,12 +13,14 @@ from typing import Any
 import msgspec
 
 from plait.adapters.registry import kind_of
+from plait.core.dynamic import expanded_nodes, task_keys
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
     AttemptStopped,
     CommandRejected,
     Decision,
+    DynamicExpanded,
     Event,
     ExecutionAborted,
     ExecutionFailed,
@@ -162,6 +164,9 @@ def keys_touched(decisions: Iterable[tuple[ExecutionKey, Decision]]) -> Keys:
                     keys.attempts.add((project, domain, event.attempt_id))
                 case ExecutionFailed() | ExecutionAborted():
                     keys.all_nodes_of.add((project, domain, execution_id))
+                case DynamicExpanded():  # its nodes are placed after every node the execution has
+                    keys.all_nodes_of.add((project, domain, execution_id))
+                    keys.attempts.add((project, domain, event.attempt_id))
     return keys
 
 
@@ -292,8 +297,32 @@ def _apply(rows: Rows, owner: ExecutionKey, event: Event, at: datetime) -> None:
         case AttemptStopped(attempt_id=attempt_id, reason=reason):
             if attempt_row := rows.attempts.get((project, domain, attempt_id)):
                 attempt_row.status, attempt_row.stop_reason, attempt_row.finished_at = "stopped", reason, at
+        case DynamicExpanded():
+            _expand(rows, owner, event, at)
         case CommandRejected() | ExecutionLaunched() | NodeCacheWaiting() | MapItemFailed() | RetryScheduled():
             pass  # a rejection stays on the dead-letter stream; a cache wait, a failed or retried item changes no row
+
+
+def _expand(rows: Rows, owner: ExecutionKey, event: DynamicExpanded, at: datetime) -> None:
+    """A dynamic node's attempt succeeded with the nodes it generated: a row for each, after the execution's others."""
+    project, domain, execution_id = owner
+    if attempt_row := rows.attempts.get((project, domain, event.attempt_id)):
+        attempt_row.status, attempt_row.finished_at = "succeeded", at
+        attempt_row.worker = event.worker or attempt_row.worker
+    positions = [node.position for key, node in rows.nodes.items() if key[:3] == owner]
+    first = max(positions, default=-1) + 1
+    keys = task_keys(event.node, event.workflow, {})
+    for offset, node in enumerate(expanded_nodes(event.node, event.workflow, keys)):
+        task = event.workflow.tasks[node.task]
+        rows.nodes[project, domain, execution_id, node.id] = NodeRow(
+            project=project,
+            domain=domain,
+            execution_id=execution_id,
+            node_id=node.id,
+            position=first + offset,
+            task_name=task.name,
+            task_version=task.version,
+        )
 
 
 def _queue_attempt(rows: Rows, owner: ExecutionKey, node_id: str, attempt_id: str, attempt: int, at: datetime) -> None:

@@ -11,6 +11,7 @@ import msgspec
 
 from plait.core.events import TaskError
 from plait.core.model import TaskTarget
+from plait.sdk.dynamic import Dynamic
 from plait.sdk.hints import decode_value, encode_value
 from plait.sdk.loader import load_target
 from plait.sdk.signatures import SINGLE_OUTPUT, is_named_tuple, output_hints
@@ -62,6 +63,8 @@ def run_attempt(task_target: TaskTarget, inputs: Mapping[str, Any], version: str
     except _AttemptFailed as failed:
         return AttemptOutcome(error=failed.error)
     started = time.perf_counter()
+    if isinstance(task, Dynamic):
+        return _generate(task, arguments, started)
     try:
         result = task.fn(**arguments)
     except (Exception, SystemExit) as exc:
@@ -71,6 +74,15 @@ def run_attempt(task_target: TaskTarget, inputs: Mapping[str, Any], version: str
         return AttemptOutcome(outputs=_encode_outputs(task, result), seconds=seconds)
     except _AttemptFailed as failed:
         return AttemptOutcome(error=failed.error, seconds=seconds)
+
+
+def _generate(task: Dynamic[..., Any], arguments: dict[str, Any], started: float) -> AttemptOutcome:
+    """A dynamic task's attempt: its body traced with the actual inputs; the generated DAG is its output."""
+    try:
+        outputs = task.generated_outputs(arguments)
+    except (Exception, SystemExit) as exc:
+        return AttemptOutcome(error=_user_error(exc), seconds=time.perf_counter() - started)
+    return AttemptOutcome(outputs=outputs, seconds=time.perf_counter() - started)
 
 
 def _load(target: TaskTarget, version: str | None) -> Task[..., Any]:

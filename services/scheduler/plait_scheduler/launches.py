@@ -6,6 +6,7 @@ from __future__ import annotations
 from plait.adapters.event_log import EventLog
 from plait.adapters.registry import Registry
 from plait.core.commands import LaunchExecution, ResolvedLaunch
+from plait.core.state import launched_workflow
 from plait.errors import InputError, NotFound
 from plait.protocol import subjects
 
@@ -22,7 +23,7 @@ async def resolve_launch(registry: Registry, event_log: EventLog, command: Launc
         original = await event_log.load(subject)
         if original is None:
             raise NotFound(f"execution {command.relaunch_of} does not exist in {project}/{domain}")
-        return ResolvedLaunch(command=command, workflow=original.workflow, original=original)
+        return ResolvedLaunch(command=command, workflow=launched_workflow(original), original=original)
     if not command.launch_plan:
         workflow = await registry.workflow(project, domain, command.workflow, command.version)
         return ResolvedLaunch(command=command, workflow=workflow)

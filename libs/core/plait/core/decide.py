@@ -29,11 +29,14 @@ from plait.core.commands import (
     command_type_of,
     each_command,
 )
+from plait.core.dynamic import is_dynamic
+from plait.core.dynamic_nodes import fail_enclosing, generated
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
     AttemptStopped,
     CommandRejected,
+    DynamicExpanded,
     Event,
     ExecutionAborted,
     ExecutionFailed,
@@ -142,6 +145,8 @@ def _ready(state: Execution, node_id: str, inputs: dict[str, Any], finished: _Fi
     looked up first, unless the launch overwrites the cache (then it runs, and its result replaces the cached
     one)."""
     node = state.nodes[node_id]
+    if node.generated is not None:  # an expanded dynamic node: every node it generated has finished
+        return _generated_finished(state, node, finished)
     if node.spec.map is not None:
         return _start_map(state, node, inputs, finished)
     task = state.workflow.tasks[node.task]
@@ -413,6 +418,8 @@ def _attempt_ended(
     ``system_retries`` for lost workers, passed deadlines and the like), and then its node (or item) fails; a
     good result finishes its node (or item)."""
     task = state.workflow.tasks[node.task]
+    if error is None and outputs is not None and is_dynamic(task) and attempt.index < 0:
+        return generated(state, node, attempt, worker, outputs)
     if error is None:
         if outputs is None:
             raise Rejected("a result must carry either outputs or an error")
@@ -605,8 +612,12 @@ def decide_batch(state: Execution | None, commands: Sequence[Command | ResolvedL
             events = [
                 CommandRejected(command_id=command_id, command_type=command_type_of(command), reason=rejected.reason)
             ]
-        contained = contain_failure(outcome.state, list(events))
+        contained = contain_failure(outcome.state, fail_enclosing(outcome.state, list(events)))
         _record(outcome, contained, at, command_id)
+        expanded = [event for event in contained if isinstance(event, DynamicExpanded)]
+        if expanded and outcome.state is not None:
+            started = fail_enclosing(outcome.state, _start_generated(outcome.state, expanded))
+            _apply(outcome, contain_failure(outcome.state, started), at, command_id)
         if contained:  # with failure_policy="finish", the execution fails once nothing can run any more
             _apply(outcome, failed_when_idle(outcome.state), at, command_id)
     return outcome
@@ -651,3 +662,36 @@ def decide_unstorable(
     failure.append(ExecutionFailed(node=node_id, error=error))
     _record(outcome, failure, at, command_id_of(command))
     return outcome
+
+
+def _start_generated(state: Execution, expansions: list[DynamicExpanded]) -> list[Event]:
+    """The generated nodes of the dynamic nodes just expanded (in ``state`` already) that read no other node are
+    ready; a dynamic node that generated none succeeds at once."""
+    finished = _Finished(state)
+    events: list[Event] = []
+    for expansion in expansions:
+        node = state.nodes[expansion.node]
+        ready = [] if node.generated is None else [n for n in node.generated if not state.nodes[n].upstream]
+        for node_id in ready:
+            events += _ready(state, node_id, _node_inputs(state, node_id, finished.outputs), finished)
+            if events and isinstance(events[-1], ExecutionFailed):
+                return events
+        if not node.generated:
+            events += _generated_finished(state, node, finished)
+    if events and len(state.node_outputs) + len(finished.now) == len(state.nodes):
+        workflow_outputs = {k: resolve(b, state.inputs, finished.outputs) for k, b in state.workflow.outputs.items()}
+        events.append(ExecutionSucceeded(outputs=workflow_outputs))
+    return events
+
+
+def _generated_finished(state: Execution, node: NodeState, finished: _Finished) -> list[Event]:
+    """Every node a dynamic node generated succeeded: it succeeds with the generated outputs, if they fit its
+    task's interface. (One that failed already, its generated node failing, stays so.)"""
+    if node.status != "running":
+        return []
+    outputs = {name: resolve(b, state.inputs, finished.outputs) for name, b in node.generated_outputs.items()}
+    problem = _invalid_outputs(state.workflow.tasks[node.task].interface, outputs)
+    if problem is not None:
+        error = TaskError(kind="user", message=f"dynamic node '{node.id}' generated bad outputs: {problem}")
+        return [NodeFailed(node=node.id, error=error), ExecutionFailed(node=node.id, error=error)]
+    return _succeeded(state, NodeSucceeded(node=node.id, attempt_id="", outputs=outputs), finished)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from plait.core.dynamic import DynamicWorkflow
 from plait.core.model import LaunchPlanSpec, TaskSpec, WorkflowSpec
 
 DECISION_SCHEMA = 1
@@ -202,6 +203,17 @@ class AttemptStopped(msgspec.Struct, frozen=True, tag="attempt_stopped.v1"):
     reason: str
 
 
+class DynamicExpanded(msgspec.Struct, frozen=True, tag="dynamic_expanded.v1"):
+    """Attempt ``attempt_id`` of dynamic node ``node`` generated ``workflow``: its nodes join the execution under
+    ``node`` (``node.<id>``), and ``node`` succeeds with its outputs once they all did. Recorded whole, so a replay
+    needs no user code."""
+
+    node: str
+    attempt_id: str
+    workflow: DynamicWorkflow
+    worker: str = ""
+
+
 Event = (
     ExecutionLaunched
     | NodeQueued
@@ -223,6 +235,7 @@ Event = (
     | NodeSkipped
     | NodeRecovered
     | AttemptStopped
+    | DynamicExpanded
 )
 
 TERMINAL_EVENTS = (ExecutionSucceeded, ExecutionFailed, ExecutionAborted)

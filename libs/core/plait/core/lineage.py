@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from plait.core.dynamic import is_dynamic
 from plait.core.events import (
     Decision,
     Event,
@@ -53,7 +54,7 @@ from plait.core.model import (
 )
 from plait.core.types import DictOf, ListOf, Primitive, TypeSpec
 
-Producer = Literal["launch", "attempt", "map", "cache", "constant"]
+Producer = Literal["launch", "attempt", "map", "cache", "constant", "dynamic"]
 NODE_PRODUCERS: tuple[Producer, ...] = ("attempt", "map", "cache")
 """The producers of a node's outputs: what a ``FromNode`` binding, or a cache hit elsewhere, reads."""
 
@@ -158,6 +159,7 @@ class ExecutionLineage:
             if interfaces is not None
             else {node.id: node_interface(workflow.tasks[node.task], node) for node in workflow.nodes}
         )
+        self._tasks = workflow.tasks
         self._produced: dict[tuple[str, str], str] = dict(produced or {})
         self._read: set[str] = set()
         self.artifacts: dict[str, Artifact] = {}
@@ -174,12 +176,16 @@ class ExecutionLineage:
                 for name, value in inputs.items():
                     self._add(WORKFLOW, name, "launch", "launch", value, types.get(name, UNKNOWN_TYPE))
             case NodeSucceeded(node=node, attempt_id=attempt, outputs=outputs) if node in self._nodes:
-                is_map = self._nodes[node].map is not None
-                producer: Producer = "map" if is_map or not attempt else "attempt"
+                producer = self._producer(node, attempt)
                 self._outputs(node, producer, attempt if producer == "attempt" else producer, outputs, attempt)
             case NodeCacheHit(node=node, outputs=outputs, source_execution=execution, source_node=source):
                 if node in self._nodes:
                     self._outputs(node, "cache", f"cache:{execution}/{source}", outputs, "", execution, source)
+
+    def _producer(self, node: str, attempt: str) -> Producer:
+        if attempt:
+            return "attempt"
+        return "dynamic" if is_dynamic(self._tasks[self._nodes[node].task]) else "map"
 
     def _read_inputs(self, node: str) -> None:
         """Record what ``node`` read (the first time it shows it), tracing each of its bindings."""

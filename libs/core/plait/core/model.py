@@ -78,6 +78,8 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     cache_version: str = ""
     # UNSET (not None) when the task sets none: left out of the encoding, so such specs and versions are unchanged.
     kubernetes: KubernetesOptions | msgspec.UnsetType = msgspec.UNSET
+    # True for a ``@dynamic`` task, whose attempt generates a sub-DAG (see plait.core.dynamic); UNSET otherwise.
+    dynamic: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class FromInput(msgspec.Struct, frozen=True, tag="input"):

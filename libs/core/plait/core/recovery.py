@@ -37,5 +37,5 @@ def recovered_nodes(original: Execution) -> list[NodeRecovered]:
     return [
         NodeRecovered(node=node.id, outputs=original.node_outputs[node.id], source_execution=original.execution_id)
         for node in original.nodes.values()
-        if node.status in REUSABLE_NODE_STATUSES and node.id in original.node_outputs
+        if node.status in REUSABLE_NODE_STATUSES and node.id in original.node_outputs and not node.dynamic_of
     ]

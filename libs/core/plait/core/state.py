@@ -11,12 +11,14 @@ from typing import Any, Literal
 
 import msgspec
 
+from plait.core.dynamic import expanded_nodes, namespaced, task_keys
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
     AttemptStopped,
     CommandRejected,
     Decision,
+    DynamicExpanded,
     Event,
     ExecutionAborted,
     ExecutionFailed,
@@ -37,7 +39,7 @@ from plait.core.events import (
     TaskError,
 )
 from plait.core.ids import item_of_attempt
-from plait.core.model import Node, WorkflowSpec, upstream_nodes
+from plait.core.model import Binding, Node, TaskSpec, WorkflowSpec, upstream_nodes
 
 ExecutionStatus = Literal["running", "succeeded", "failed", "aborted"]
 NodeStatus = Literal[
@@ -92,6 +94,9 @@ class NodeState(msgspec.Struct, kw_only=True):
     item_outputs: list[dict[str, Any] | None] = msgspec.field(default_factory=list)
     skipped: str = ""  # why the node will not run (a node it depends on failed)
     recovered_from: str = ""  # the execution whose outputs of this node were reused
+    dynamic_of: str = ""  # the dynamic node that generated this one ("" for the workflow's own nodes)
+    generated: tuple[str, ...] | None = None  # an expanded dynamic node's generated nodes (None: not expanded)
+    generated_outputs: dict[str, Binding] = msgspec.field(default_factory=dict)  # its outputs, namespaced
 
     def find_attempt(self, attempt_id: str) -> AttemptState | None:
         if self.map_size >= 0:
@@ -128,6 +133,8 @@ class Execution(msgspec.Struct, kw_only=True):
     relaunch_of: str = ""
     recovered_from: str = ""
     aborted_by: str = ""
+    generated_tasks: dict[str, TaskSpec] = msgspec.field(default_factory=dict)  # added to ``workflow.tasks`` by
+    # dynamic nodes (``workflow`` is otherwise the spec launched; see ``launched_workflow``)
 
     @property
     def terminal(self) -> bool:
@@ -263,7 +270,42 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
             attempt_state = state.nodes[node_id].find_attempt(attempt_id)
             if attempt_state is not None:
                 attempt_state.status, attempt_state.stopped, attempt_state.finished_at = "stopped", reason, at
+        case DynamicExpanded():
+            _expand(state, event, at)
     return state
+
+
+def _expand(state: Execution, event: DynamicExpanded, at: datetime) -> None:
+    """A dynamic node's generated nodes join the execution; the node waits for them all (it is downstream of each)."""
+    node = state.nodes[event.node]
+    attempt_state = node.find_attempt(event.attempt_id)
+    if attempt_state is not None:
+        attempt_state.status, attempt_state.finished_at = "succeeded", at
+        attempt_state.worker = event.worker or attempt_state.worker
+    keys = task_keys(node.id, event.workflow, state.workflow.tasks)
+    added = {keys[key]: spec for key, spec in event.workflow.tasks.items() if keys[key] not in state.workflow.tasks}
+    if added:
+        state.generated_tasks.update(added)
+        state.workflow = msgspec.structs.replace(state.workflow, tasks={**state.workflow.tasks, **added})
+    generated = expanded_nodes(node.id, event.workflow, keys)
+    for spec in generated:
+        upstream = tuple(sorted(set().union(*(upstream_nodes(b) for b in spec.inputs.values()))))
+        state.nodes[spec.id] = NodeState(
+            id=spec.id, task=spec.task, spec=spec, upstream=upstream, waiting_on=len(upstream), dynamic_of=node.id
+        )
+        for parent in upstream:
+            state.nodes[parent].downstream.append(spec.id)
+        state.nodes[spec.id].downstream.append(node.id)
+    node.status, node.generated, node.waiting_on = "running", tuple(spec.id for spec in generated), len(generated)
+    node.generated_outputs = {name: namespaced(node.id, b) for name, b in event.workflow.outputs.items()}
+
+
+def launched_workflow(state: Execution) -> WorkflowSpec:
+    """The workflow spec the execution was launched with, without the tasks its dynamic nodes added."""
+    if not state.generated_tasks:
+        return state.workflow
+    tasks = {key: spec for key, spec in state.workflow.tasks.items() if key not in state.generated_tasks}
+    return msgspec.structs.replace(state.workflow, tasks=tasks)
 
 
 def _after(previous: AttemptState | None, attempt: AttemptState) -> AttemptState:

@@ -25,6 +25,8 @@ def validate_workflow(spec: WorkflowSpec) -> None:
             for upstream in upstream_nodes(binding):
                 if upstream not in node_ids:
                     raise DefinitionError(f"{owner}, node '{node.id}': input '{name}' reads unknown node '{upstream}'")
+        if node.map is not None and task.dynamic is True:
+            raise DefinitionError(f"{owner}, node '{node.id}': a dynamic task cannot be mapped (loop in its body)")
         missing = [p.name for p in task.interface.inputs if p.required and p.name not in node.inputs]
         if missing:
             raise DefinitionError(f"{owner}, node '{node.id}': missing input {', '.join(map(repr, missing))}")

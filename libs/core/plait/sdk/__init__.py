@@ -1,9 +1,22 @@
 """The user-facing SDK: tasks, workflows and how their values are typed."""
 
+from plait.sdk.dynamic import Dynamic, dynamic
 from plait.sdk.files import Directory, File
 from plait.sdk.launch_plan import LaunchPlan
 from plait.sdk.map_task import MappedTask, map_task
 from plait.sdk.task import Task, task
 from plait.sdk.workflow import Workflow, workflow
 
-__all__ = ["Directory", "File", "LaunchPlan", "MappedTask", "Task", "Workflow", "map_task", "task", "workflow"]
+__all__ = [
+    "Directory",
+    "Dynamic",
+    "File",
+    "LaunchPlan",
+    "MappedTask",
+    "Task",
+    "Workflow",
+    "dynamic",
+    "map_task",
+    "task",
+    "workflow",
+]
