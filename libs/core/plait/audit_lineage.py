@@ -89,9 +89,10 @@ def check_lineage(records: Iterable[Record]) -> list[Problem]:
 
 def _made(lineage: ExecutionLineage, history: list[Decision]) -> Iterator[str]:
     made = {(a.node, a.name): a for a in lineage.artifacts.values() if a.producer != "constant"}
+    traced = {node.id for node in lineage.workflow.nodes}  # the nodes a dynamic node generated are not traced yet
     for decision in history:
         for event in decision.events:
-            if isinstance(event, NodeSucceeded | NodeCacheHit):
+            if isinstance(event, NodeSucceeded | NodeCacheHit) and event.node in traced:
                 attempt = event.attempt_id if isinstance(event, NodeSucceeded) else ""
                 for name, value in event.outputs.items():
                     artifact = made.get((event.node, name))
