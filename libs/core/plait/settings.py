@@ -43,6 +43,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kubernetes_image: str = ""  # the image of tasks that name none (a Kubernetes executor needs it)
     kubernetes_context: str = ""  # the kubeconfig context; empty: the current one, or the in-cluster config
     background_niceness: int = 10  # the embedded catalog's and PostgreSQL's: projecting yields the CPU to scheduling
+    default_cluster: str = ""  # a scheduler's: the cluster of work that names none (empty: PLAIT_CLUSTER's)
+    labels: str = ""  # an executor's labels it announces, "key=value,key=value"
 
     def __post_init__(self) -> None:
         if self.nats_url is not None:
@@ -116,6 +118,8 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "kubernetes_namespace": "PLAIT_KUBERNETES_NAMESPACE",
     "kubernetes_image": "PLAIT_KUBERNETES_IMAGE",
     "kubernetes_context": "PLAIT_KUBERNETES_CONTEXT",
+    "default_cluster": "PLAIT_DEFAULT_CLUSTER",
+    "labels": "PLAIT_EXECUTOR_LABELS",
 }
 
 

@@ -173,6 +173,7 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) 
             follow=not options["no_follow"],
             as_json=options["json"],
             overwrite_cache=options["overwrite_cache"],
+            cluster=options["cluster"],
         )
     )
 

@@ -81,6 +81,7 @@ class Client:
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        cluster: str | None = None,
     ) -> ExecutionHandle[R]: ...
 
     @overload
@@ -96,6 +97,7 @@ class Client:
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        cluster: str | None = None,
     ) -> ExecutionHandle[Any]: ...
 
     def launch(
@@ -110,6 +112,7 @@ class Client:
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        cluster: str | None = None,
     ) -> ExecutionHandle[Any]:
         launched = self._portal.call(
             self._async.launch,
@@ -122,6 +125,7 @@ class Client:
             launched_by=launched_by,
             overwrite_cache=overwrite_cache,
             timeout=timeout,
+            cluster=cluster,
         )
         return ExecutionHandle(launched, self._portal)
 

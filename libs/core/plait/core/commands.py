@@ -30,6 +30,7 @@ class LaunchExecution(msgspec.Struct, frozen=True, kw_only=True, tag="launch_exe
     launch_plan: str = ""
     launch_plan_version: str = ""
     overwrite_cache: bool = False  # run cached tasks anyway and replace their cached results
+    cluster: str = ""  # where its tasks run, unless a task names its own ("": the launch plan's, workflow's...)
 
 
 class ReportAttemptStarted(msgspec.Struct, frozen=True, kw_only=True, tag="report_attempt_started.v1"):
@@ -256,6 +257,7 @@ class ResolvedLaunch(msgspec.Struct, frozen=True):
     command: LaunchExecution
     workflow: WorkflowSpec
     launch_plan: LaunchPlanSpec | None = None
+    default_cluster: str = ""  # the project's default cluster, from the scheduler's settings
 
 
 def command_id_of(command: Command | ResolvedLaunch) -> str:

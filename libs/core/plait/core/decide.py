@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from plait.core.clusters import cluster_problem, launch_cluster, resolve_cluster
 from plait.core.commands import (
     AbortExecution,
     AttemptDeadline,
@@ -109,6 +110,10 @@ def _invalid_outputs(interface: Interface, outputs: dict[str, Any]) -> str | Non
     return "; ".join(problems) or None
 
 
+def _cluster_of(state: Execution, task_name: str) -> str:
+    return resolve_cluster(state.workflow.tasks[task_name], state.workflow, state.launch_cluster, state.default_cluster)
+
+
 def _queue(state: Execution, node_id: str, attempt: int, inputs: dict[str, Any], key: str = "") -> NodeQueued:
     task_name = state.nodes[node_id].task
     return NodeQueued(
@@ -119,6 +124,7 @@ def _queue(state: Execution, node_id: str, attempt: int, inputs: dict[str, Any],
         queue=state.workflow.tasks[task_name].queue,
         inputs=inputs,
         cache_key=key,
+        cluster=_cluster_of(state, task_name),
     )
 
 
@@ -152,8 +158,12 @@ def _node_inputs(state: Execution, node_id: str, outputs: ChainMap[str, dict[str
     return {name: resolve(b, state.inputs, outputs) for name, b in bindings.items()}
 
 
-def _launch(command: LaunchExecution, workflow: WorkflowSpec, plan: LaunchPlanSpec | None) -> list[Event]:
+def _launch(
+    command: LaunchExecution, workflow: WorkflowSpec, plan: LaunchPlanSpec | None, default_cluster: str = ""
+) -> list[Event]:
     owner = f"workflow '{workflow.name}'"
+    if command.cluster and (problem := cluster_problem(command.cluster, "launch")) is not None:
+        raise Rejected(problem)
     given = launch_plan_inputs(plan, command.inputs) if plan else command.inputs
     inputs = validate_inputs(workflow.interface, given, owner)
     launched = ExecutionLaunched(
@@ -165,6 +175,8 @@ def _launch(command: LaunchExecution, workflow: WorkflowSpec, plan: LaunchPlanSp
         launched_by=command.launched_by,
         launch_plan=f"{plan.name}@{plan.version}" if plan else "",
         overwrite_cache=command.overwrite_cache,
+        cluster=launch_cluster(command.cluster, plan),
+        default_cluster=default_cluster,
     )
     state = launch(launched, datetime.min, command.command_id)
     events: list[Event] = [launched]
@@ -240,6 +252,7 @@ def _queue_item(state: Execution, node: NodeState, index: int, attempt: int, inp
         queue=state.workflow.tasks[node.task].queue,
         inputs={name: value[index] if name in over else value for name, value in inputs.items()},
         index=index,
+        cluster=_cluster_of(state, node.task),
     )
 
 
@@ -310,13 +323,18 @@ def _retry_due(state: Execution, command: RetryDue) -> list[Event]:
 
 
 def _deadline_passed(state: Execution, command: AttemptDeadline) -> list[Event]:
-    """An attempt's deadline timer fired: still open (queued or running), it fails as a system error, and its node
-    retries as after any failed attempt; an attempt that ended meanwhile stays as it is (a timer may fire late)."""
+    """An attempt's deadline timer fired: still running, it fails as a system error, and its node retries as after
+    any failed attempt; an attempt that ended meanwhile stays as it is (a timer may fire late).
+
+    An attempt still queued has not been taken by any executor: it waits for one of its cluster (whose dispatch
+    stream keeps it), and is not failed: a cluster with no executor live must not burn its system retries. Its
+    running time is bounded by the executor that takes it (which moves the deadline on while it runs), and the
+    wait by the workflow's timeout, or an abort."""
     node = state.nodes.get(command.node)
     if node is None:
         raise Rejected(f"execution {state.execution_id} has no node '{command.node}'")
     attempt = node.find_attempt(command.attempt_id)
-    if attempt is None or attempt.status not in ("queued", "running") or node.status in ("succeeded", "failed"):
+    if attempt is None or attempt.status != "running" or node.status in ("succeeded", "failed"):
         return []
     error = TaskError(
         kind="system", message=f"no result within {command.seconds:g} s", error_type="AttemptDeadlinePassed"
@@ -478,12 +496,12 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
     Raises ``Rejected`` when the command cannot apply at all.
     """
     match command:
-        case ResolvedLaunch(command=launch_command, workflow=workflow, launch_plan=plan):
+        case ResolvedLaunch(command=launch_command, workflow=workflow, launch_plan=plan, default_cluster=default):
             if state is not None:
                 if state.launch_command == launch_command.command_id:
                     return []
                 raise Rejected(f"execution {launch_command.execution_id} already exists")
-            return _launch(launch_command, workflow, plan)
+            return _launch(launch_command, workflow, plan, default)
         case LaunchExecution():
             raise Rejected("a launch must be resolved against the registry before deciding")
     if state is None:

@@ -76,6 +76,7 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     cache_version: str = ""
     # UNSET (not None) when the task sets none: left out of the encoding, so such specs and versions are unchanged.
     kubernetes: KubernetesOptions | msgspec.UnsetType = msgspec.UNSET
+    cluster: str | msgspec.UnsetType = msgspec.UNSET  # where its attempts run; UNSET: see plait.core.clusters
 
 
 class FromInput(msgspec.Struct, frozen=True, tag="input"):
@@ -132,6 +133,7 @@ class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):
     outputs: dict[str, Binding]
     tasks: dict[str, TaskSpec]
     timeout_seconds: float | None = None  # an execution running longer fails
+    cluster: str | msgspec.UnsetType = msgspec.UNSET  # the cluster of its tasks that name none (UNSET: none)
 
 
 class LaunchPlanSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -143,6 +145,7 @@ class LaunchPlanSpec(msgspec.Struct, frozen=True, kw_only=True):
     workflow_version: str
     default_inputs: dict[str, Any] = {}
     fixed_inputs: dict[str, Any] = {}
+    cluster: str | msgspec.UnsetType = msgspec.UNSET  # where its executions run (above the workflow's choice)
 
 
 def upstream_nodes(binding: Binding) -> set[str]:

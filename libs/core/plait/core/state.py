@@ -116,6 +116,8 @@ class Execution(msgspec.Struct, kw_only=True):
     last_digest: str = ""  # SHA-256 of that decision's bytes
     decisions: int = 0
     stored_bytes: int = 0  # of the decisions applied: what a cache of states measures them by
+    launch_cluster: str = ""  # the launch's (or its launch plan's) cluster; see plait.core.clusters
+    default_cluster: str = ""  # the project's default cluster at launch
 
     @property
     def terminal(self) -> bool:
@@ -134,6 +136,8 @@ def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Exec
         launch_command=command_id,
         overwrite_cache=event.overwrite_cache,
         launched_at=at,
+        launch_cluster=event.cluster,
+        default_cluster=event.default_cluster,
     )
     for node in event.workflow.nodes:
         upstream = tuple(sorted(set().union(*(upstream_nodes(b) for b in node.inputs.values()))))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
+from plait.core.clusters import cluster_problem
 from plait.core.ids import content_version
 from plait.core.model import LaunchPlanSpec
 from plait.core.types import check_value, describe
@@ -13,7 +16,8 @@ from plait.sdk.workflow import Workflow
 
 
 class LaunchPlan:
-    """Launch ``workflow`` as ``name``: ``default_inputs`` may be overridden at launch, ``fixed_inputs`` may not.
+    """Launch ``workflow`` as ``name``: ``default_inputs`` may be overridden at launch, ``fixed_inputs`` may not;
+    ``cluster`` is where its executions run (tasks that name their own cluster keep it; a launch may choose another).
 
     Checked when defined: every input must exist in the workflow and have the right type.
     """
@@ -25,9 +29,13 @@ class LaunchPlan:
         *,
         default_inputs: dict[str, Any] | None = None,
         fixed_inputs: dict[str, Any] | None = None,
+        cluster: str | None = None,
     ) -> None:
         self.workflow, self.name = workflow, name
         owner = f"launch plan '{name}' of workflow '{workflow.name}'"
+        if cluster is not None and (problem := cluster_problem(cluster, owner)) is not None:
+            raise DefinitionError(problem)
+        on: str | msgspec.UnsetType = msgspec.UNSET if cluster is None else cluster
         defaults = self._checked(default_inputs or {}, owner)
         fixed = self._checked(fixed_inputs or {}, owner)
         both = sorted(set(defaults) & set(fixed))
@@ -40,6 +48,7 @@ class LaunchPlan:
             workflow_version=workflow.spec.version,
             default_inputs=defaults,
             fixed_inputs=fixed,
+            cluster=on,
         )
         self.spec = LaunchPlanSpec(
             name=name,
@@ -48,6 +57,7 @@ class LaunchPlan:
             workflow_version=workflow.spec.version,
             default_inputs=defaults,
             fixed_inputs=fixed,
+            cluster=on,
         )
 
     def _checked(self, inputs: dict[str, Any], owner: str) -> dict[str, Any]:

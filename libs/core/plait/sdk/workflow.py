@@ -8,6 +8,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+import msgspec
+
+from plait.core.clusters import cluster_problem
 from plait.core.ids import content_version
 from plait.core.model import Binding, FromInput, WorkflowSpec
 from plait.core.validate import validate_workflow
@@ -23,12 +26,17 @@ R = TypeVar("R")
 class Workflow(Generic[P, R]):
     """A traced workflow: its spec (nodes, bindings, tasks) is fixed when the decorator runs."""
 
-    def __init__(self, fn: Callable[P, R], *, timeout: float | timedelta | None = None) -> None:
+    def __init__(
+        self, fn: Callable[P, R], *, timeout: float | timedelta | None = None, cluster: str | None = None
+    ) -> None:
         self.fn = fn
         self.name = f"{fn.__module__}.{fn.__qualname__}"
         self.short_name = fn.__name__
         owner = f"workflow '{self.name}'"
         self.timeout_seconds = timeout_in_seconds(timeout, owner)
+        if cluster is not None and (problem := cluster_problem(cluster, owner)) is not None:
+            raise DefinitionError(problem)
+        self.cluster: str | msgspec.UnsetType = msgspec.UNSET if cluster is None else cluster
         self.interface, self.input_hints = interface_of(fn, owner)
         self.return_hint = typing.get_type_hints(fn).get("return")
         self.tasks: dict[str, Task[Any, Any]] = {}
@@ -62,6 +70,7 @@ class Workflow(Generic[P, R]):
             task_versions,
             source_of(self.fn),
             *([] if self.timeout_seconds is None else [self.timeout_seconds]),
+            *([] if isinstance(self.cluster, msgspec.UnsetType) else [("cluster", self.cluster)]),
         )
         return WorkflowSpec(
             name=unversioned.name,
@@ -71,6 +80,7 @@ class Workflow(Generic[P, R]):
             outputs=unversioned.outputs,
             tasks=unversioned.tasks,
             timeout_seconds=unversioned.timeout_seconds,
+            cluster=self.cluster,
         )
 
     def _output_bindings(self, returned: Any, owner: str) -> dict[str, Binding]:
@@ -101,12 +111,15 @@ class Workflow(Generic[P, R]):
 @overload
 def workflow(fn: Callable[P, R], /) -> Workflow[P, R]: ...
 @overload
-def workflow(*, timeout: float | timedelta | None = None) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
 def workflow(
-    fn: Callable[P, R] | None = None, /, *, timeout: float | timedelta | None = None
+    *, timeout: float | timedelta | None = None, cluster: str | None = None
+) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
+def workflow(
+    fn: Callable[P, R] | None = None, /, *, timeout: float | timedelta | None = None, cluster: str | None = None
 ) -> Workflow[P, R] | Callable[[Callable[P, R]], Workflow[P, R]]:
     """Declare a workflow. Its body runs once, now, with promises for inputs: call tasks, wire their outputs.
-    ``timeout`` (seconds, or a ``timedelta``): an execution running longer fails, and its running attempts stop."""
+    ``timeout`` (seconds, or a ``timedelta``): an execution running longer fails, and its running attempts stop.
+    ``cluster``: where its tasks that name no cluster run, unless the launch chooses one (``plait.core.clusters``)."""
     if fn is not None:
-        return Workflow(fn, timeout=timeout)
-    return lambda f: Workflow(f, timeout=timeout)
+        return Workflow(fn, timeout=timeout, cluster=cluster)
+    return lambda f: Workflow(f, timeout=timeout, cluster=cluster)
