@@ -61,14 +61,11 @@ def test_a_running_attempt_past_its_deadline_is_retried_on_the_system_budget_the
     state, [_, queued] = launched(workflows.paused, {}, AT)
     assert isinstance(queued, NodeQueued)
     for left in (2, 1, 0):
-        started = ReportAttemptStarted(
-            command_id=f"s-{left}", execution_id="e", node=queued.node, attempt_id=queued.attempt_id, worker="w1"
-        )
-        decided(state, started)
+        decided(state, started(queued))
         failed, queued = decided(state, deadline_of(queued))  # type: ignore[assignment]
         assert isinstance(failed, AttemptFailed) and failed.worker == "w1"
         assert (failed.error.kind, failed.budget, failed.retries_left) == ("system", "system_retries", left)
-        assert isinstance(queued, NodeQueued)
+        decided(state, started(queued))
     failed, node_failed, execution_failed = decided(state, deadline_of(queued))
     assert isinstance(failed, AttemptFailed) and (failed.budget, failed.retries_left) == ("system_retries", -1)
     assert isinstance(node_failed, NodeFailed) and isinstance(execution_failed, ExecutionFailed)
