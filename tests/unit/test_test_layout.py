@@ -27,6 +27,7 @@ WORKFLOW_MODULES = {
     "nul_workflows.py",
     "retry_workflows.py",
     "timeout_workflows.py",
+    "cluster_workflows.py",
 }
 
 
