@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from plait.errors import DefinitionError, InputError, NotFound, PlaitError
-from plait_cli import aside_commands, catalog_commands
+from plait_cli import aside_commands, catalog_commands, cluster_commands
 from plait_cli.embedded import ServerStartError
 from plait_cli.home import usable_home
 from plait_cli.run_options import add_run_options, run_options, without_run_options
@@ -32,6 +32,8 @@ environment:
   PLAIT_NATS_SYNC      'always' (default: fsync every write) or 'default' (nats-server's 2-minute sync)
   PLAIT_CONCURRENCY    executor worker processes (default: one per core)
   PLAIT_EXECUTOR_BACKEND  local (default) or kubernetes (with PLAIT_KUBERNETES_NAMESPACE, _IMAGE, _CONTEXT)
+  PLAIT_CLUSTER        the cluster an executor takes work of (default local)
+  PLAIT_DEFAULT_CLUSTER   a scheduler's: where work that names no cluster runs (default: PLAIT_CLUSTER)
   PLAIT_LOG_FORMAT, PLAIT_LOG_LEVEL   json|console, debug|info|warning|error (debug: errors show their traceback)
 
 examples:
@@ -44,6 +46,7 @@ examples:
   plait lineage ID --dot | dot -Tsvg > lineage.svg   # where an execution's data came from and went
   plait deadletter count         # refused commands (alert when > 0); list, show, redrive
   plait quarantine list          # stored messages a service could not read; replay after an upgrade
+  plait clusters list            # clusters, their live executors and queued attempts
 """
 
 
@@ -85,6 +88,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     executor.add_argument("--cluster", help="the cluster whose work it takes (PLAIT_CLUSTER)")
     executor.add_argument("--namespace", help="the Kubernetes namespace of its Jobs (PLAIT_KUBERNETES_NAMESPACE)")
+    executor.add_argument(
+        "--label",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a label it announces (repeatable; PLAIT_EXECUTOR_LABELS, comma-separated)",
+    )
     catalog = commands.add_parser("catalog", help="run a catalog replica (needs PLAIT_NATS_URL and PLAIT_DATABASE_URL)")
     catalog.add_argument(
         "action", nargs="?", choices=["rebuild"], help="rebuild: empty the catalog and replay the event log into it"
@@ -139,6 +148,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     export.add_argument("directory", nargs="?", default="schemas", metavar="DIR", help="default: ./schemas")
     catalog_commands.add_parsers(commands)
     aside_commands.add_parsers(commands)
+    cluster_commands.add_parsers(commands)
     return parser, run
 
 
@@ -187,7 +197,12 @@ def dispatch(argv: Sequence[str]) -> int:
     if args.command == "run":
         return _run_command(run_parser, args)
     settings = (
-        load_settings(executor_backend=args.backend, cluster=args.cluster, kubernetes_namespace=args.namespace)
+        load_settings(
+            executor_backend=args.backend,
+            cluster=args.cluster,
+            kubernetes_namespace=args.namespace,
+            labels=",".join(args.label) if args.label else None,
+        )
         if args.command == "executor"
         else load_settings()
     )
@@ -223,6 +238,8 @@ def dispatch(argv: Sequence[str]) -> int:
         return catalog_commands.run(settings, args)
     if args.command in aside_commands.COMMANDS:
         return aside_commands.run(settings, args)
+    if args.command in cluster_commands.COMMANDS:
+        return cluster_commands.run(settings, args)
     if args.command in ("replay", "audit"):
         from plait_cli import history
 

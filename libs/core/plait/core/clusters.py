@@ -18,6 +18,7 @@ import re
 import msgspec
 
 from plait.core.model import LaunchPlanSpec, TaskSpec, WorkflowSpec
+from plait.core.state import Execution
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")  # one subject token as it is (no '.', ':' or wildcards)
 
@@ -39,6 +40,11 @@ def resolve_cluster(task: TaskSpec, workflow: WorkflowSpec, launched_on: str, de
     """The cluster an attempt of ``task`` runs on (see the module's precedence); "" when nothing names one (an
     execution launched before clusters were recorded: the outbox then uses its own default)."""
     return chosen(task.cluster) or launched_on or chosen(workflow.cluster) or default
+
+
+def cluster_of_task(state: Execution, task_name: str) -> str:
+    """The cluster the attempts of ``task_name`` run on in this execution (what its ``NodeQueued`` events record)."""
+    return resolve_cluster(state.workflow.tasks[task_name], state.workflow, state.launch_cluster, state.default_cluster)
 
 
 def cluster_problem(value: str | msgspec.UnsetType, owner: str) -> str | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from plait.core.clusters import cluster_problem, launch_cluster, resolve_cluster
+from plait.core.clusters import cluster_of_task, cluster_problem, launch_cluster
 from plait.core.commands import (
     AbortExecution,
     AttemptDeadline,
@@ -110,10 +110,6 @@ def _invalid_outputs(interface: Interface, outputs: dict[str, Any]) -> str | Non
     return "; ".join(problems) or None
 
 
-def _cluster_of(state: Execution, task_name: str) -> str:
-    return resolve_cluster(state.workflow.tasks[task_name], state.workflow, state.launch_cluster, state.default_cluster)
-
-
 def _queue(state: Execution, node_id: str, attempt: int, inputs: dict[str, Any], key: str = "") -> NodeQueued:
     task_name = state.nodes[node_id].task
     return NodeQueued(
@@ -124,7 +120,7 @@ def _queue(state: Execution, node_id: str, attempt: int, inputs: dict[str, Any],
         queue=state.workflow.tasks[task_name].queue,
         inputs=inputs,
         cache_key=key,
-        cluster=_cluster_of(state, task_name),
+        cluster=cluster_of_task(state, task_name),
     )
 
 
@@ -252,7 +248,7 @@ def _queue_item(state: Execution, node: NodeState, index: int, attempt: int, inp
         queue=state.workflow.tasks[node.task].queue,
         inputs={name: value[index] if name in over else value for name, value in inputs.items()},
         index=index,
-        cluster=_cluster_of(state, node.task),
+        cluster=cluster_of_task(state, node.task),
     )
 
 
