@@ -11,7 +11,18 @@ from plait.core.cachelog import CacheEntryRecord, CacheWaiter
 from plait.core.commands import Command
 from plait.core.dispatch import Dispatch
 from plait.core.events import Decision, Registration
-from plait.protocol import cache, executions, lineage, quarantine, queries, rebuild, registry, rejections, subjects
+from plait.protocol import (
+    cache,
+    executions,
+    executors,
+    lineage,
+    quarantine,
+    queries,
+    rebuild,
+    registry,
+    rejections,
+    subjects,
+)
 
 WIRE_TYPES: dict[str, Any] = {
     "command": Command,
@@ -45,6 +56,7 @@ WIRE_TYPES: dict[str, Any] = {
     "entity_list": registry.EntityList,
     "show_entity": registry.ShowEntity,
     "entity_shown": registry.EntityShown,
+    "executor_announcement": executors.ExecutorAnnouncement,
 }
 """Schema name → the type of the messages it describes (a Struct, or a tagged union of them)."""
 
@@ -97,5 +109,10 @@ CHANNELS: tuple[Channel, ...] = (
     _query(subjects.CATALOG_LINEAGE, "lineage_request", "lineage_graph"),
     _query(subjects.CATALOG_LIST_ENTITIES, "list_entities", "entity_list"),
     _query(subjects.CATALOG_SHOW_ENTITY, "show_entity", "entity_shown"),
+    Channel(
+        f"$KV.{executors.EXECUTORS_BUCKET}.<cluster>.<queue>.<replica>",
+        "executor_announcement",
+        stream=f"KV_{executors.EXECUTORS_BUCKET}",
+    ),
 )
 """Every subject plait uses, in the order docs/wire-format.md presents them."""
