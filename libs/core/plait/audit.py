@@ -39,6 +39,7 @@ ProblemKind = Literal[
     "unknown_attempt",
     "unknown_node",
     "queued_early",
+    "wrong_cluster",
 ]
 
 
