@@ -139,3 +139,20 @@ async def test_the_announcement_of_an_executor_that_died_expires(nats_url: str) 
         with anyio.fail_after(DEADLINE):
             while await live_executors(client.js):  # noqa: ASYNC110 (expiry sends no event to wait for)
                 await anyio.sleep(0.2)
+
+
+async def test_plait_run_cluster_sends_the_work_there(nats_url: str) -> None:
+    """Only an executor of ``east`` runs: a workflow naming no cluster succeeds when launched onto it."""
+    scheduler = SchedulerService(nats_url, replica="clusters")
+    async with running(scheduler.run, executor(nats_url, "east").run), await AsyncClient.connect(nats_url) as client:
+        env = {"PLAIT_NATS_URL": nats_url}
+        done = await plait_command_async(
+            ["run", "tests/cluster_workflows.py:unplaced", "--x", "3", "--cluster", "east", "--json"], env
+        )
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        state = await final_state(client, result["execution_id"], timeout=DEADLINE)
+    assert (result["status"], result["outputs"]) == ("succeeded", {"result": 3})
+    assert [a.worker for node in state.nodes.values() for a in node.attempts] == ["east-1"]
+    bad = await plait_command_async(["run", "--cluster", "no.dots", "tests/cluster_workflows.py:unplaced"], env)
+    assert bad.returncode == 2 and "cluster 'no.dots' must be 1 to 64 letters" in bad.stderr
