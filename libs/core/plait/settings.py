@@ -29,7 +29,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_replicas: int | None = None  # 3 on a NATS cluster; when unset, existing streams are left as they are
     ack_wait_seconds: float = 5.0  # how long a silent scheduler keeps a message (it heartbeats at a third of it)
     dispatch_ack_wait_seconds: float = 5.0  # the same for a dispatch (its executor heartbeats at a third of it)
-    attempt_deadline_seconds: float = 3600.0  # an attempt with no result and no sign of life this long fails
+    attempt_deadline_seconds: float = 3600.0  # a started attempt with no result and no sign of life this long fails
     state_cache_bytes: int = 128 * 1024 * 1024  # a scheduler's cache of execution states (estimated memory)
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

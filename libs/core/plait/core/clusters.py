@@ -22,9 +22,6 @@ from plait.core.state import Execution
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")  # one subject token as it is (no '.', ':' or wildcards)
 
-DEFAULT_CLUSTER = "local"
-"""The project's default cluster when no setting names one."""
-
 
 def chosen(value: str | msgspec.UnsetType) -> str:
     """A spec's ``cluster`` option as a string ("": none chosen)."""

@@ -126,14 +126,14 @@ def retry_due(execution_id: str, scheduled: RetryScheduled) -> RetryDue:
 
 
 DEFAULT_ATTEMPT_DEADLINE_SECONDS = 3600.0
-"""How long an attempt may go without a result and without a sign of life from its executor (queued, or running
-with a dead executor) before it fails as a system error."""
+"""How long a started attempt may go without a result and without a sign of life from its executor (running with a
+dead executor) before it fails as a system error. A queued attempt waits for an executor of its cluster."""
 
 
 class AttemptDeadline(msgspec.Struct, frozen=True, kw_only=True, tag="attempt_deadline.v1"):
     """Attempt ``attempt_id`` has had neither a result nor a sign of life for ``seconds`` (sent by its deadline
-    timer, which queuing the attempt sets and its executor moves on while it runs): it fails as a system error,
-    unless it ended meanwhile."""
+    timer, which queuing the attempt sets and its executor moves on while it runs): it fails as a system error if it
+    is running; one that ended meanwhile, or that no executor has taken yet, stays as it is."""
 
     command_id: str
     execution_id: str
