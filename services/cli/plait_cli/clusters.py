@@ -8,6 +8,7 @@ from typing import Any
 from rich.table import Table
 
 from plait.adapters.clusters import ClusterView, cluster_overview
+from plait.adapters.nats_errors import as_plait_errors
 from plait.settings import Settings
 from plait_cli.catalog_session import console, print_json, when
 from plait_cli.operator_session import operator_nats
@@ -26,7 +27,8 @@ def summary(view: ClusterView) -> dict[str, Any]:
 
 async def list_clusters(settings: Settings, as_json: bool) -> int:
     async with operator_nats(settings, "plait-clusters") as nc:
-        views = await cluster_overview(nc.jetstream())
+        with as_plait_errors("listing clusters"):
+            views = await cluster_overview(nc.jetstream())
     if as_json:
         print_json({"clusters": [summary(view) for view in views]})
         return 0

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from plait.adapters.event_store import EventStore
 from plait.adapters.executors import live_executors
+from plait.adapters.nats_errors import as_plait_errors
 from plait.client import AsyncClient
 from plait.core.clusters import cluster_of_task
 from plait.core.state import ExecutionStatus
@@ -107,10 +108,12 @@ async def _waiting(client: AsyncClient, execution_id: str, queued_nodes: list[st
     if not queued_nodes:
         return []
     subject = subjects.execution_subject(client.project, client.domain, execution_id)
-    state = await EventStore(client.js).load(subject)
+    with as_plait_errors(f"reading execution {execution_id}"):
+        state = await EventStore(client.js).load(subject)
     if state is None:
         return []
-    live = Counter(e.cluster for e in await live_executors(client.js))
+    with as_plait_errors(f"reading where execution {execution_id} waits"):
+        live = Counter(e.cluster for e in await live_executors(client.js))
     waiting = []
     for node_id in queued_nodes:
         node = state.nodes.get(node_id)
