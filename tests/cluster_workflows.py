@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from plait import task, workflow
 from plait.sdk.launch_plan import LaunchPlan
@@ -47,3 +48,14 @@ def unplaced(x: int = 1) -> int:
 
 
 northern_on_south = LaunchPlan(northern, "northern_on_south", cluster="south")
+
+
+@task(cluster="west")
+def slow_in_west(x: int, seconds: float) -> int:
+    time.sleep(seconds)
+    return x * 10
+
+
+@workflow
+def east_then_slow_west(x: int = 1, seconds: float = 3.0) -> int:
+    return slow_in_west(x=in_east(x=x), seconds=seconds)
