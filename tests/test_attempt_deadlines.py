@@ -1,5 +1,5 @@
-"""Every attempt ends: a deadline timer fails an attempt nobody runs, a live executor keeps its attempt's
-deadline moving, and an execution that ends stops the attempts it still has running or queued."""
+"""Every attempt ends: a deadline timer fails a started attempt whose executor went silent, a live executor keeps
+its attempt's deadline moving, and an execution that ends stops the attempts it still has running or queued."""
 
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ import anyio
 import structlog.testing
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from plait import codec
+from plait.adapters.commands import publish_command
 from plait.client import AsyncClient
-from plait.core.events import AttemptStarted
+from plait.core.commands import ReportAttemptStarted
+from plait.core.events import AttemptFailed, AttemptStarted
 from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_executor.service import consumer_name
 from plait_scheduler import SchedulerService
 from tests import workflows
 from tests.helpers.running import running
-from tests.helpers.states import final_state
+from tests.helpers.states import current_state, final_state
 
 DEADLINE = 30.0
 
@@ -46,13 +49,37 @@ async def no_dispatch_left(client: AsyncClient) -> None:
     await held_by_the_executor(client, 0)
 
 
-async def test_an_attempt_no_executor_takes_fails_at_its_deadline(nats_url: str) -> None:
+async def test_a_started_attempt_whose_executor_went_silent_fails_at_its_deadline(nats_url: str) -> None:
+    """The executor (here: the test) took the dispatch and reported the attempt started, then said nothing: the
+    attempt fails as a system error and is queued again; the new attempt, taken by no executor, waits for one (a
+    queued attempt's deadline fails nothing: see tests/test_clusters.py)."""
     scheduler = SchedulerService(nats_url, replica="deadlines", attempt_deadline_seconds=2.0)
     async with running(scheduler.run), await AsyncClient.connect(nats_url) as client:
         execution_id = (await client.launch(workflows.paused, {"seconds": 0.1})).id
-        state = await final_state(client, execution_id, timeout=DEADLINE)
-    assert state.status == "failed" and state.error is not None
-    assert (state.error.kind, state.error.message) == ("system", "no result within 2 s")
+        durable = consumer_name("local", "default")
+        config = ConsumerConfig(durable_name=durable, filter_subject=subjects.dispatch_subject("local", "default"))
+        await client.js.add_consumer(subjects.DISPATCH_STREAM, config, ack_policy=AckPolicy.EXPLICIT)
+        taker = await client.js.pull_subscribe_bind(durable, stream=subjects.DISPATCH_STREAM)
+        [taken] = await taker.fetch(1, timeout=DEADLINE)
+        dispatch = codec.dispatch_decoder.decode(taken.data)
+        started = ReportAttemptStarted(
+            command_id=f"{dispatch.attempt_id}:started",
+            execution_id=execution_id,
+            node=dispatch.node,
+            attempt_id=dispatch.attempt_id,
+            worker="silent",
+        )
+        await publish_command(client.js, started, client.project, client.domain)
+        with anyio.fail_after(DEADLINE):
+            async for stored in client.events(execution_id):
+                failed = [e for e in stored.decision.events if isinstance(e, AttemptFailed)]
+                if failed:
+                    break
+        state = await current_state(client, execution_id)
+    [node] = state.nodes.values()
+    assert [(a.status, a.worker) for a in node.attempts] == [("failed", "silent"), ("queued", "")]
+    error = node.attempts[0].error
+    assert error is not None and (error.kind, error.message) == ("system", "no result within 2 s")
 
 
 async def test_an_attempt_outlives_its_deadline_while_its_executor_is_alive(nats_url: str) -> None:

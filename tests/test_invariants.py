@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import msgspec
+
 from plait.adapters.connection import connect
 from plait.adapters.streams import ensure_streams
 from plait.audit import Problem
@@ -132,6 +134,15 @@ def test_a_node_queued_before_its_inputs_succeeded_is_reported() -> None:
     [problem] = check_execution(records)
     assert (problem.kind, problem.index) == ("queued_early", 1)
     assert "node 'double' before increment succeeded" in problem.message
+
+
+def test_an_attempt_queued_for_another_cluster_than_decided_is_reported() -> None:
+    """Nothing names a cluster in the diamond, and its launch recorded no default: its attempts' cluster is ''."""
+    run = clean_run()
+    run[1][1] = msgspec.structs.replace(queued("double", 1, "double"), cluster="gpu")
+    [problem] = check_execution(history(EXECUTION, run))
+    assert (problem.kind, problem.index) == ("wrong_cluster", 1)
+    assert "queued for cluster 'gpu', not ''" in problem.message
 
 
 def test_a_success_with_unfinished_nodes_is_reported() -> None:

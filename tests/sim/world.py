@@ -60,7 +60,7 @@ from plait_executor.stored_values import run_with_values
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from plait_scheduler.service import MAX_DELIVERIES
-from tests import definitions, dynamic_workflows, map_workflows, workflows
+from tests import cluster_workflows, definitions, dynamic_workflows, map_workflows, workflows
 from tests.sim import workflows as sim_workflows
 
 PROJECT, DOMAIN = "sim", "dev"
@@ -88,6 +88,10 @@ SHAPES: tuple[Shape, ...] = (
     (sim_workflows.items_retried_later, {"xs": [1, 2, 3]}),
     (sim_workflows.widely_read, {}),
 )
+
+
+DEFAULT_CLUSTER = "home"
+"""The project's default cluster every simulated launch records (as a scheduler's ``PLAIT_DEFAULT_CLUSTER``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +132,15 @@ PROFILES = {
     "small_messages": Profile(Faults(max_payload=6_000)),
     # outputs over 2 bytes go to the values bucket, whose objects are sometimes lost
     "stored_values": Profile(Faults(inline_value_limit=2, object_lost=0.1)),
+    # tasks and workflows naming clusters (the invariants check each attempt's cluster against the precedence)
+    "clusters": Profile(
+        Faults(),
+        shapes=(
+            (cluster_workflows.east_then_west, {"x": 1}),
+            (cluster_workflows.northern, {"x": 1}),
+            (cluster_workflows.unplaced, {"x": 1}),
+        ),
+    ),
     "timeouts": Profile(
         Faults(hang=0.4),
         shapes=((sim_workflows.timed, {"x": 1}), (sim_workflows.bounded, {"x": 1}), (workflows.chain, {"start": 0})),
@@ -373,7 +386,7 @@ class World:
             version=wf.spec.version,
             inputs=inputs,
         )
-        return ResolvedLaunch(command=command, workflow=wf.spec)
+        return ResolvedLaunch(command=command, workflow=wf.spec, default_cluster=DEFAULT_CLUSTER)
 
     def send(self, command: Command | ResolvedLaunch, *, again: bool = False) -> None:
         inner = command.command if isinstance(command, ResolvedLaunch) else command
@@ -429,7 +442,7 @@ class World:
         for event in events:
             if isinstance(event, NodeQueued):
                 dispatch = dispatch_of(state, event, decision_sequence)
-                self.dispatches.publish(event.queue, event.attempt_id, dispatch, self.now)
+                self.dispatches.publish(f"{event.cluster}.{event.queue}", event.attempt_id, dispatch, self.now)
             elif isinstance(event, RetryScheduled):
                 self.set_timer(state, event, decided_at)
         if not state.terminal:

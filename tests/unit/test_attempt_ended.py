@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from plait import map_task, task, workflow
-from plait.core.commands import AttemptDeadline, ReportAttemptResult, attempt_deadline, retry_due
+from plait.core.commands import (
+    AttemptDeadline,
+    ReportAttemptResult,
+    ReportAttemptStarted,
+    attempt_deadline,
+    retry_due,
+)
 from plait.core.decide import decide_batch
 from plait.core.events import (
     AttemptFailed,
@@ -95,6 +101,16 @@ def answer(queued: NodeQueued, given: Answer) -> ReportAttemptResult | AttemptDe
     )
 
 
+def started(queued: NodeQueued) -> ReportAttemptStarted:
+    return ReportAttemptStarted(
+        command_id=f"started-{queued.attempt_id}",
+        execution_id="e",
+        node=queued.node,
+        attempt_id=queued.attempt_id,
+        worker="w",
+    )
+
+
 def fact(event: Event, mapped: bool) -> tuple[Any, ...] | None:
     """What ``event`` says about the attempts of the one node or item, alike for both (None: it says nothing)."""
     match event:
@@ -125,7 +141,10 @@ def attempt_facts(wf: Workflow[..., Any], inputs: dict[str, Any], answers: list[
     facts = [f for e in events if (f := fact(e, mapped)) is not None]
     queued = next(e for e in events if isinstance(e, NodeQueued))
     for given in answers:
-        new = decide_batch(state, [answer(queued, given)], AT).events
+        commands: list[Any] = [answer(queued, given)]
+        if given == PASSED:  # a deadline fails a running attempt (a queued one waits for its cluster)
+            commands.insert(0, started(queued))
+        new = decide_batch(state, commands, AT).events
         for scheduled in [e for e in new if isinstance(e, RetryScheduled)]:
             new += decide_batch(state, [retry_due("e", scheduled)], AT).events
         facts += [f for e in new if (f := fact(e, mapped)) is not None]
@@ -191,6 +210,7 @@ DEADLINE_ERROR = TaskError(
             [PASSED, {"result": 7}],
             [
                 ("queued", 1, {"x": 7}),
+                ("started",),
                 ("attempt failed", DEADLINE_ERROR),
                 ("queued", 2, {"x": 7}),
                 ("started",),

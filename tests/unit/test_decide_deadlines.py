@@ -28,9 +28,28 @@ def decided(state: Execution, *commands: object) -> list[object]:
     return list(decide_batch(state, list(commands), AT).events)  # type: ignore[arg-type]
 
 
-def test_a_queued_attempt_past_its_deadline_fails_as_a_system_error_and_is_retried() -> None:
+def started(queued: NodeQueued, worker: str = "w1") -> ReportAttemptStarted:
+    return ReportAttemptStarted(
+        command_id=f"s-{queued.attempt_id}",
+        execution_id="e",
+        node=queued.node,
+        attempt_id=queued.attempt_id,
+        worker=worker,
+    )
+
+
+def test_a_queued_attempt_past_its_deadline_waits_for_an_executor_of_its_cluster() -> None:
+    """No executor took it: its cluster may have none live yet, and waiting must not burn its system retries."""
     state, [_, queued] = launched(workflows.retrying, {}, AT)
     assert isinstance(queued, NodeQueued)
+    assert decided(state, deadline_of(queued, 30)) == []
+    assert state.nodes[queued.node].attempts[-1].status == "queued"
+
+
+def test_a_running_attempt_past_its_deadline_fails_as_a_system_error_and_is_retried() -> None:
+    state, [_, queued] = launched(workflows.retrying, {}, AT)
+    assert isinstance(queued, NodeQueued)
+    decided(state, started(queued))
     failed, retried = decided(state, deadline_of(queued, 30))
     assert isinstance(failed, AttemptFailed) and failed.attempt_id == queued.attempt_id
     assert (failed.error.kind, failed.error.message) == ("system", "no result within 30 s")
@@ -42,14 +61,11 @@ def test_a_running_attempt_past_its_deadline_is_retried_on_the_system_budget_the
     state, [_, queued] = launched(workflows.paused, {}, AT)
     assert isinstance(queued, NodeQueued)
     for left in (2, 1, 0):
-        started = ReportAttemptStarted(
-            command_id=f"s-{left}", execution_id="e", node=queued.node, attempt_id=queued.attempt_id, worker="w1"
-        )
-        decided(state, started)
+        decided(state, started(queued))
         failed, queued = decided(state, deadline_of(queued))  # type: ignore[assignment]
         assert isinstance(failed, AttemptFailed) and failed.worker == "w1"
         assert (failed.error.kind, failed.budget, failed.retries_left) == ("system", "system_retries", left)
-        assert isinstance(queued, NodeQueued)
+        decided(state, started(queued))
     failed, node_failed, execution_failed = decided(state, deadline_of(queued))
     assert isinstance(failed, AttemptFailed) and (failed.budget, failed.retries_left) == ("system_retries", -1)
     assert isinstance(node_failed, NodeFailed) and isinstance(execution_failed, ExecutionFailed)
@@ -83,9 +99,11 @@ def test_a_map_item_past_its_deadline_fails_like_any_failed_item_once_its_system
     state, events = launched(map_workflows.tolerant, {"xs": [1, 2]}, AT)
     first = next(e for e in events if isinstance(e, NodeQueued))
     for _ in range(3):
+        decided(state, started(first))
         failed, first = decided(state, deadline_of(first))  # type: ignore[assignment]
         assert isinstance(failed, AttemptFailed) and failed.error.kind == "system"
         assert isinstance(first, NodeQueued) and first.index == 0
+    decided(state, started(first))
     failed, item_failed, *_ = decided(state, deadline_of(first))
     assert isinstance(failed, AttemptFailed) and failed.error.kind == "system"
     assert isinstance(item_failed, MapItemFailed) and item_failed.index == first.index

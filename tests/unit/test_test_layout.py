@@ -31,6 +31,7 @@ WORKFLOW_MODULES = {
     "lifecycle_workflows.py",
     "schedule_workflows.py",
     "dynamic_workflows.py",
+    "cluster_workflows.py",
 }
 
 

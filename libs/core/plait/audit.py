@@ -44,6 +44,7 @@ ProblemKind = Literal[
     "stopped_early",
     # lineage (plait.audit_lineage)
     "lineage",
+    "wrong_cluster",
 ]
 
 

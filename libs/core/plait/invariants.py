@@ -14,6 +14,8 @@
 - a node is skipped though no node it depends on failed; a node is recovered after the launch decision, or in an
   execution that recovers none; an attempt is recorded stopped before the execution ended (``attempt_stopped.v1``
   is the one event besides ``command_rejected.v1`` that may follow the end);
+- an attempt is queued for another cluster than its task's, launch's, launch plan's, workflow's or the default
+  (``plait.core.clusters``) says;
 - with ``ended``: the execution has not ended (checked once a run is over and every execution should have);
 - with ``catalog_execution``: the catalog's row differs from a fresh replay (``plait.audit.verify_catalog``).
 
@@ -30,6 +32,7 @@ import msgspec
 
 from plait import codec
 from plait.audit import Problem, ProblemKind, verify_catalog, verify_chain
+from plait.core.clusters import cluster_of_task
 from plait.core.dynamic import expanded_nodes, task_keys
 from plait.core.events import (
     TERMINAL_EVENTS,
@@ -56,7 +59,7 @@ from plait.core.events import (
 )
 from plait.core.ids import attempt_id, item_attempt_id
 from plait.core.model import upstream_nodes
-from plait.core.state import launch
+from plait.core.state import Execution, launch
 from plait.protocol.executions import ExecutionDetail
 from plait.replay import Record, replay
 
@@ -87,6 +90,7 @@ class _Walk:
         self.execution_id = execution_id
         self.problems: list[Problem] = []
         self.upstream: dict[str, tuple[str, ...]] | None = None  # by node, once launched
+        self.launched: Execution | None = None  # the state as launched: what decides each attempt's cluster
         self.ended = False
         self.node_ends: set[str] = set()
         self.succeeded: set[str] = set()
@@ -122,7 +126,8 @@ class _Walk:
             return
         if isinstance(event, ExecutionLaunched):
             if self.upstream is None:
-                self.upstream = {node.id: node.upstream for node in launch(event, _EPOCH).nodes.values()}
+                self.launched = launch(event, _EPOCH)
+                self.upstream = {node.id: node.upstream for node in self.launched.nodes.values()}
                 self.recovering = bool(event.recovered_from)
             return
         if isinstance(event, TERMINAL_EVENTS):
@@ -243,6 +248,17 @@ class _Walk:
         if event.attempt_id in self.queued:
             self.report("attempt_gap", f"attempt '{event.attempt_id}' queued twice")
         self.queued[event.attempt_id] = node
+        self._cluster(event, item)
+
+    def _cluster(self, event: NodeQueued, item: str) -> None:
+        if self.launched is None or event.task not in self.launched.workflow.tasks:
+            return
+        expected = cluster_of_task(self.launched, event.task)
+        if event.cluster != expected:
+            self.report(
+                "wrong_cluster",
+                f"{item} attempt {event.attempt} queued for cluster '{event.cluster}', not '{expected}'",
+            )
 
     def _known_attempt(self, node: str, attempt: str, event: Event) -> bool:
         if self.queued.get(attempt) != node:

@@ -32,7 +32,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_replicas: int | None = None  # 3 on a NATS cluster; when unset, existing streams are left as they are
     ack_wait_seconds: float = 5.0  # how long a silent scheduler keeps a message (it heartbeats at a third of it)
     dispatch_ack_wait_seconds: float = 5.0  # the same for a dispatch (its executor heartbeats at a third of it)
-    attempt_deadline_seconds: float = 3600.0  # an attempt with no result and no sign of life this long fails
+    attempt_deadline_seconds: float = 3600.0  # a started attempt with no result and no sign of life this long fails
     state_cache_bytes: int = 128 * 1024 * 1024  # a scheduler's cache of execution states (estimated memory)
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -50,6 +50,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     inline_value_limit: int = (
         DEFAULT_INLINE_VALUE_LIMIT  # a value whose encoding is larger travels by reference (the values bucket)
     )
+    default_cluster: str = ""  # a scheduler's: the cluster of work that names none (empty: PLAIT_CLUSTER's)
+    labels: str = ""  # an executor's labels it announces, "key=value,key=value"
 
     def __post_init__(self) -> None:
         if self.nats_url is not None:
@@ -127,6 +129,8 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "kubernetes_context": "PLAIT_KUBERNETES_CONTEXT",
     "principal": "PLAIT_PRINCIPAL",
     "inline_value_limit": "PLAIT_INLINE_VALUE_LIMIT",
+    "default_cluster": "PLAIT_DEFAULT_CLUSTER",
+    "labels": "PLAIT_EXECUTOR_LABELS",
 }
 
 

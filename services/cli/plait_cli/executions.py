@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from plait.adapters.event_store import EventStore
+from plait.adapters.executors import live_executors
+from plait.adapters.nats_errors import as_plait_errors
 from plait.client import AsyncClient
+from plait.core.clusters import cluster_of_task
 from plait.core.state import ExecutionStatus
+from plait.protocol import subjects
 from plait.protocol.executions import ExecutionDetail, ExecutionList, NodeView
 from plait.settings import Settings
 from plait_cli.catalog_session import catalog_client, console, print_json, when
@@ -68,8 +75,11 @@ async def list_executions(settings: Settings, status: ExecutionStatus | None, li
 async def show_execution(settings: Settings, execution_id: str, as_json: bool) -> int:
     async with catalog_client(settings) as (client, position):
         execution = await client.show_execution(execution_id, min_sequence=position)
+        queued = [node.node for node in execution.nodes if node.status == "queued"]
+        waiting = await _waiting(client, execution_id, queued)
     if as_json:
-        print_json(execution)
+        shown = msgspec.to_builtins(execution)
+        print_json({**shown, "waiting_for_clusters": waiting} if waiting else shown)
         return 0
     out = console()
     out.print(f"[bold]execution[/] {execution.execution_id}  {execution.workflow}@{execution.version[:12]}")
@@ -103,6 +113,13 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
             _node_note(node),
         )
     out.print(table)
+    for wait in waiting:
+        live = (
+            f"{wait.live_executors} executor(s) of it live"
+            if wait.live_executors
+            else "[red]no executor of it is live[/]"
+        )
+        out.print(f"node {wait.node} waits for cluster [bold]{wait.cluster}[/]: {live}", highlight=False)
     return 0
 
 
@@ -115,3 +132,32 @@ async def follow_execution(settings: Settings, execution_id: str, as_json: bool)
             await client.records(execution_id)  # NotFound, naming it, rather than waiting for it to appear
             final = await follow_until_ended(client, execution_id, err)
     return report(final, as_json, out, err)
+
+
+class Waiting(msgspec.Struct, frozen=True):
+    """A node whose attempt is queued, the cluster it waits for, and how many executors of it are live."""
+
+    node: str
+    cluster: str
+    live_executors: int
+
+
+async def _waiting(client: AsyncClient, execution_id: str, queued_nodes: list[str]) -> list[Waiting]:
+    """Where the queued nodes wait: their cluster, as the log decided it, and its live executors."""
+    if not queued_nodes:
+        return []
+    subject = subjects.execution_subject(client.project, client.domain, execution_id)
+    with as_plait_errors(f"reading execution {execution_id}"):
+        state = await EventStore(client.js).load(subject)
+    if state is None:
+        return []
+    with as_plait_errors(f"reading where execution {execution_id} waits"):
+        live = Counter(e.cluster for e in await live_executors(client.js))
+    waiting = []
+    for node_id in queued_nodes:
+        node = state.nodes.get(node_id)
+        if node is None or state.terminal or node.status != "queued":
+            continue
+        cluster = cluster_of_task(state, node.task) or "(the scheduler's default)"
+        waiting.append(Waiting(node=node_id, cluster=cluster, live_executors=live[cluster]))
+    return waiting

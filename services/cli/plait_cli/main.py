@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from plait.errors import DefinitionError, InputError, NotFound, PlaitError
-from plait_cli import aside_commands, catalog_commands, config_commands
+from plait_cli import aside_commands, catalog_commands, cluster_commands, config_commands
 from plait_cli.embedded import ServerStartError
 from plait_cli.home import usable_home
 from plait_cli.run_options import add_run_options, run_options, without_run_options
@@ -32,6 +32,8 @@ environment:
   PLAIT_NATS_SYNC      'always' (default: fsync every write) or 'default' (nats-server's 2-minute sync)
   PLAIT_CONCURRENCY    executor worker processes (default: one per core)
   PLAIT_EXECUTOR_BACKEND  local (default) or kubernetes (with PLAIT_KUBERNETES_NAMESPACE, _IMAGE, _CONTEXT)
+  PLAIT_CLUSTER        the cluster an executor takes work of (default local)
+  PLAIT_DEFAULT_CLUSTER   a scheduler's: where work that names no cluster runs (default: PLAIT_CLUSTER)
   PLAIT_LOG_FORMAT, PLAIT_LOG_LEVEL   json|console, debug|info|warning|error (debug: errors show their traceback)
   PLAIT_CONFIG, PLAIT_PROFILE   the config file of named profiles (~/.config/plait/config.toml), and the one to use;
                        PLAIT_* variables win over the profile (`plait config show` says where each setting came from)
@@ -46,6 +48,7 @@ examples:
   plait lineage ID --dot | dot -Tsvg > lineage.svg   # where an execution's data came from and went
   plait deadletter count         # refused commands (alert when > 0); list, show, redrive
   plait quarantine list          # stored messages a service could not read; replay after an upgrade
+  plait clusters list            # clusters, their live executors and queued attempts
 """
 
 
@@ -87,6 +90,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     executor.add_argument("--cluster", help="the cluster whose work it takes (PLAIT_CLUSTER)")
     executor.add_argument("--namespace", help="the Kubernetes namespace of its Jobs (PLAIT_KUBERNETES_NAMESPACE)")
+    executor.add_argument(
+        "--label",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a label it announces (repeatable; PLAIT_EXECUTOR_LABELS, comma-separated)",
+    )
     catalog = commands.add_parser("catalog", help="run a catalog replica (needs PLAIT_NATS_URL and PLAIT_DATABASE_URL)")
     catalog.add_argument(
         "action", nargs="?", choices=["rebuild"], help="rebuild: empty the catalog and replay the event log into it"
@@ -166,6 +175,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         '~/.local/share/bash-completion/completions/plait`, or `eval "$(plait completion bash)"` in ~/.bashrc.',
     )
     completion.add_argument("shell", choices=["bash", "zsh", "tcsh"], metavar="SHELL", help="bash, zsh or tcsh")
+    cluster_commands.add_parsers(commands)
     return parser, run
 
 
@@ -200,6 +210,7 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) 
             follow=not (options["detach"] or options["no_follow"]),
             as_json=options["json"],
             overwrite_cache=options["overwrite_cache"],
+            cluster=options["cluster"],
         )
     )
 
@@ -220,7 +231,12 @@ def dispatch(argv: Sequence[str]) -> int:
     if args.command in config_commands.COMMANDS:
         return config_commands.run(args)
     settings = (
-        profile_settings(executor_backend=args.backend, cluster=args.cluster, kubernetes_namespace=args.namespace)
+        profile_settings(
+            executor_backend=args.backend,
+            cluster=args.cluster,
+            kubernetes_namespace=args.namespace,
+            labels=",".join(args.label) if args.label else None,
+        )
         if args.command == "executor"
         else profile_settings()
     )
@@ -256,6 +272,8 @@ def dispatch(argv: Sequence[str]) -> int:
         return catalog_commands.run(settings, args)
     if args.command in aside_commands.COMMANDS:
         return aside_commands.run(settings, args)
+    if args.command in cluster_commands.COMMANDS:
+        return cluster_commands.run(settings, args)
     if args.command in ("replay", "audit"):
         from plait_cli import history
 

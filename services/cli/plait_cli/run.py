@@ -23,13 +23,14 @@ async def run_workflow(
     follow: bool,
     as_json: bool,
     overwrite_cache: bool = False,
+    cluster: str | None = None,
 ) -> int:
     """Launch ``workflow`` (or a launch plan) and, when ``follow``, wait for it; exit code 1 unless it succeeded."""
     out, err = Console(), Console(stderr=True)
     async with nats_for_command(settings, report=None if as_json else print_steps(err)) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
             execution = await client.launch(
-                workflow, inputs, launched_by=getpass.getuser(), overwrite_cache=overwrite_cache
+                workflow, inputs, launched_by=getpass.getuser(), overwrite_cache=overwrite_cache, cluster=cluster
             )
             execution_id = execution.id
             what = f"launch plan {workflow.name}" if isinstance(workflow, LaunchPlan) else workflow.name

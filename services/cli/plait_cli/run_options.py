@@ -14,6 +14,7 @@ class RunOption(NamedTuple):
     flag: str
     dest: str
     help: str
+    metavar: str = ""  # an option that takes a value (else a flag)
 
 
 RUN_OPTIONS = (
@@ -25,6 +26,7 @@ RUN_OPTIONS = (
         "overwrite_cache",
         "run cached tasks without looking them up, and store their results in place of the cached ones",
     ),
+    RunOption("--cluster", "cluster", "run its tasks on this cluster, except those that name their own", "NAME"),
 )
 HELP_FLAGS = ("-h", "--help")
 
@@ -40,7 +42,11 @@ def add_run_options(parser: Any, taken: frozenset[str] = frozenset(), *, help_ac
     ``help_action`` "help" prints the help and exits; "store_true" notes it (before the workflow is known).
     """
     for option in RUN_OPTIONS:
-        if option.flag not in taken:
+        if option.flag in taken:
+            continue
+        if option.metavar:
+            parser.add_argument(option.flag, dest=_own(option.dest), metavar=option.metavar, help=option.help)
+        else:
             parser.add_argument(option.flag, dest=_own(option.dest), action="store_true", help=option.help)
     if help_flags := [flag for flag in HELP_FLAGS if flag not in taken]:
         what = "show this help (with the workflow's inputs)"
@@ -50,11 +56,18 @@ def add_run_options(parser: Any, taken: frozenset[str] = frozenset(), *, help_ac
             parser.add_argument(*help_flags, dest=_own("help"), action="store_true", help=what)
 
 
-def run_options(*namespaces: argparse.Namespace) -> dict[str, bool]:
+def run_options(*namespaces: argparse.Namespace) -> dict[str, Any]:
     """plait's options given in any of ``namespaces``: ``{"detach": ..., "no_follow": ..., "json": ..., "help": ...}``
-    (``help`` only as noted before the workflow)."""
-    dests = [option.dest for option in RUN_OPTIONS] + ["help"]
-    return {dest: any(getattr(namespace, _own(dest), False) for namespace in namespaces) for dest in dests}
+    (``help`` only as noted before the workflow); an option that takes a value: the last one given, or None."""
+    flags = [option.dest for option in RUN_OPTIONS if not option.metavar] + ["help"]
+    chosen: dict[str, Any] = {
+        dest: any(getattr(namespace, _own(dest), False) for namespace in namespaces) for dest in flags
+    }
+    for option in RUN_OPTIONS:
+        if option.metavar:
+            values = [getattr(namespace, _own(option.dest), None) for namespace in namespaces]
+            chosen[option.dest] = next((v for v in reversed(values) if v is not None), None)
+    return chosen
 
 
 def without_run_options(namespace: argparse.Namespace) -> dict[str, Any]:

@@ -22,8 +22,11 @@ from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.streams import ensure_streams
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
+from plait.errors import InputError
 from plait.protocol import subjects
+from plait.protocol.executors import ANNOUNCE_EVERY_SECONDS, parse_labels
 from plait.settings import Settings
+from plait_executor.announcing import Announcer, announcement
 from plait_executor.backend import BackendFactory, backend_from_settings, local_backend
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
 from plait_executor.stored_values import with_values
@@ -76,6 +79,9 @@ class ExecutorService:
         stream_replicas: int | None = None,
         backend: BackendFactory | None = None,
         inline_value_limit: int = DEFAULT_INLINE_VALUE_LIMIT,
+        backend_name: str = "local",
+        labels: dict[str, str] | None = None,
+        announce_seconds: float = ANNOUNCE_EVERY_SECONDS,
     ) -> None:
         self.nats_url = nats_url
         self.stream_replicas = stream_replicas
@@ -95,6 +101,7 @@ class ExecutorService:
         self._runner: AttemptRunner | None = None
         self.backend = backend or partial(local_backend, self.concurrency)
         self.inline_value_limit = inline_value_limit
+        self.backend_name, self.labels, self.announce_seconds = backend_name, dict(labels or {}), announce_seconds
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ExecutorService:
@@ -111,6 +118,8 @@ class ExecutorService:
             stream_replicas=settings.stream_replicas,
             backend=backend_from_settings(settings, concurrency or os.cpu_count() or 1),
             inline_value_limit=settings.inline_value_limit,
+            backend_name=settings.executor_backend,
+            labels=_labels(settings.labels),
         )
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -133,11 +142,20 @@ class ExecutorService:
                     max_deliveries=info.config.max_deliver or self.max_deliveries,
                     deadline_seconds=self.attempt_deadline_seconds,
                 )
+                announcer = Announcer(
+                    js,
+                    announcement(self.cluster, self.queue, self.replica, self.backend_name, self.labels),
+                    self.announce_seconds,
+                    self.stream_replicas,
+                )
                 task_status.started()
                 self._log.info(
                     "executor_started", concurrency=self.concurrency, prefetch=self.prefetch, consumer=self.consumer
                 )
-                await self._serve(nc, runner)
+                async with anyio.create_task_group() as live:
+                    live.start_soon(announcer.run)
+                    await self._serve(nc, runner)
+                    live.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await _close(nc)
@@ -187,6 +205,13 @@ class ExecutorService:
             attempts_scope.deadline = anyio.current_time() + self.grace_seconds
             pulling_ended.set()
             self._log.info("executor_stopping", held=self.prefetch - slots.value, grace=self.grace_seconds)
+
+
+def _labels(text: str) -> dict[str, str]:
+    try:
+        return parse_labels(text)
+    except ValueError as exc:
+        raise InputError(f"PLAIT_EXECUTOR_LABELS: {exc}") from None
 
 
 async def _attempt(runner: AttemptRunner, msg: Msg, slots: anyio.Semaphore) -> None:

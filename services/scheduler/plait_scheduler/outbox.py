@@ -72,7 +72,7 @@ class Outbox:
         dispatch = dispatch_of(state, event, decision_sequence)
         # Pipelined: the future resolves when the dispatch is stored (no task, no timer per publish).
         stored: asyncio.Future[PubAck] = await self.js.publish_async(
-            subjects.dispatch_subject(self.cluster, event.queue),
+            subjects.dispatch_subject(event.cluster or self.cluster, event.queue),
             codec.encode(dispatch),
             headers={NATS_MSG_ID: subjects.scoped_id(state.project, state.domain, event.attempt_id)},
             stream=subjects.DISPATCH_STREAM,

@@ -100,11 +100,12 @@ class SchedulerService:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerService:
-        """A replica as ``settings`` describe it (``PLAIT_NATS_URL``, ``PLAIT_REPLICA``, ``PLAIT_CLUSTER``...)."""
+        """A replica as ``settings`` describe it (``PLAIT_NATS_URL``, ``PLAIT_REPLICA``, ``PLAIT_DEFAULT_CLUSTER`` (else
+        ``PLAIT_CLUSTER``): the cluster of work that names none...)."""
         return cls(
             settings.required("nats_url"),
             replica=settings.replica_name,
-            cluster=settings.cluster,
+            cluster=settings.default_cluster or settings.cluster,
             ack_wait_seconds=settings.ack_wait_seconds,
             state_cache_bytes=settings.state_cache_bytes,
             stream_replicas=settings.stream_replicas,
@@ -327,7 +328,7 @@ class SchedulerService:
             try:
                 decoded = codec.decode_command(msg.data, msg.headers)
                 command_id = decoded.command_id
-                accepted.append((msg, await self._resolve(registry, subject, msg, decoded)))
+                accepted.append((msg, await self._resolve(registry, subject, msg, decoded, self.cluster)))
             except Exception as exc:  # settled: dead-lettered or retried, never lost
                 await settle_failed(nc, js, msg, command_id, exc)
         if not accepted:
@@ -368,14 +369,16 @@ class SchedulerService:
             if isinstance(event, TERMINAL_EVENTS):
                 log.info("execution_ended", outcome=type(event).__name__)
 
-    async def _resolve(self, registry: Registry, subject: str, msg: Msg, command: Command) -> Command | ResolvedLaunch:
+    async def _resolve(
+        self, registry: Registry, subject: str, msg: Msg, command: Command, default_cluster: str
+    ) -> Command | ResolvedLaunch:
         """The command, checked against the subject it came on; a launch with what it names in the registry (or,
-        for a relaunch, in the log)."""
+        for a relaunch, in the log) and the project's default cluster."""
         if not subject or not _sent_for(command, msg.subject):
             raise InputError(f"command for execution {command.execution_id} was sent on subject {msg.subject}")
         if isinstance(command, LaunchExecution):
             assert self.decider is not None  # set by run() before any command is consumed
-            return await resolve_launch(registry, self.decider.event_log, command)
+            return await resolve_launch(registry, self.decider.event_log, command, default_cluster)
         return command
 
 

@@ -68,9 +68,10 @@ class RetryTimers:
 
 
 class AttemptDeadlines:
-    """Gives each queued attempt a deadline ``seconds`` from now: if by then it has neither a result nor a sign of
-    life (its executor moves the deadline on while it runs), it fails as a system error. A decision caught up late
-    sets it from when it is caught up, not from when it was made: later than due, never sooner."""
+    """Gives each queued attempt a deadline ``seconds`` from now: if by then it has started but has neither a result
+    nor a sign of life (its executor moves the deadline on while it runs), it fails as a system error; if no executor
+    has taken it yet, it goes on waiting (``plait.core.decide``). A decision caught up late sets it from when it is
+    caught up, not from when it was made: later than due, never sooner."""
 
     def __init__(self, js: JetStreamContext, seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS) -> None:
         self.js, self.seconds = js, seconds

@@ -82,6 +82,7 @@ class Client:
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        cluster: str | None = None,
     ) -> ExecutionHandle[R]: ...
 
     @overload
@@ -97,6 +98,7 @@ class Client:
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        cluster: str | None = None,
     ) -> ExecutionHandle[Any]: ...
 
     def launch(
@@ -111,6 +113,7 @@ class Client:
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        cluster: str | None = None,
     ) -> ExecutionHandle[Any]:
         launched = self._portal.call(
             self._async.launch,
@@ -123,6 +126,7 @@ class Client:
             launched_by=launched_by,
             overwrite_cache=overwrite_cache,
             timeout=timeout,
+            cluster=cluster,
         )
         return ExecutionHandle(launched, self._portal)
 

@@ -13,6 +13,7 @@ from plait.client.handle import AsyncExecutionHandle
 from plait.client.identity import default_principal
 from plait.client.launch_decision import LaunchDecision
 from plait.client.registration import Registering
+from plait.core.clusters import cluster_problem
 from plait.core.commands import LaunchExecution
 from plait.core.ids import content_version, new_execution_id
 from plait.errors import InputError
@@ -49,6 +50,7 @@ class Launching(Registering, Following, LaunchDecision):
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        cluster: str | None = None,
     ) -> AsyncExecutionHandle[R]: ...
 
     @overload
@@ -64,6 +66,7 @@ class Launching(Registering, Following, LaunchDecision):
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        cluster: str | None = None,
     ) -> AsyncExecutionHandle[Any]: ...
 
     async def launch(
@@ -78,6 +81,7 @@ class Launching(Registering, Following, LaunchDecision):
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        cluster: str | None = None,
     ) -> AsyncExecutionHandle[Any]:
         """Launch an execution and return its handle once the scheduler accepted it.
 
@@ -86,7 +90,8 @@ class Launching(Registering, Following, LaunchDecision):
         ``execution_id`` doubles as an idempotency key: launching it again starts nothing new.
         ``idempotency_key`` derives that id from the key, the project and the domain, so every launch
         with the same key, however often delivered, starts one execution. ``overwrite_cache`` runs cached
-        tasks without looking them up, and stores their results in place of the cached ones.
+        tasks without looking them up, and stores their results in place of the cached ones. ``cluster`` runs its
+        tasks there, except those that name their own (above a launch plan's and the workflow's choice).
 
         Without either, the id is made once per call, and every retry of the call's own (a publish whose
         acknowledgement was lost, say) reuses it: one call starts at most one execution. Raises ``InputError``
@@ -99,6 +104,8 @@ class Launching(Registering, Following, LaunchDecision):
             execution_id = idempotent_execution_id(self.project, self.domain, idempotency_key)
         execution_id = execution_id or new_execution_id()
         self._subject(execution_id)  # a valid id, before anything is stored
+        if cluster is not None and (problem := cluster_problem(cluster, f"launching {execution_id}")) is not None:
+            raise InputError(problem)
         try:
             encoded = {name: encode_value(value) for name, value in (inputs or {}).items()}
         except (TypeError, msgspec.EncodeError) as exc:
@@ -130,6 +137,7 @@ class Launching(Registering, Following, LaunchDecision):
                 inputs=encoded,
                 launched_by=launched_by,
                 overwrite_cache=overwrite_cache,
+                cluster=cluster or "",
             )
             rejection = await self._launch_decided(command, timeout)
         if rejection is not None:

@@ -32,6 +32,7 @@ class LaunchExecution(msgspec.Struct, frozen=True, kw_only=True, tag="launch_exe
     overwrite_cache: bool = False  # run cached tasks anyway and replace their cached results
     relaunch_of: str = ""  # run this execution's workflow version, inputs and launch plan again (inputs left empty)
     recover: bool = False  # with ``relaunch_of``: reuse the outputs of the nodes that succeeded in it
+    cluster: str = ""  # where its tasks run, unless a task names its own ("": the launch plan's, workflow's...)
 
 
 class ReportAttemptStarted(msgspec.Struct, frozen=True, kw_only=True, tag="report_attempt_started.v1"):
@@ -127,14 +128,14 @@ def retry_due(execution_id: str, scheduled: RetryScheduled) -> RetryDue:
 
 
 DEFAULT_ATTEMPT_DEADLINE_SECONDS = 3600.0
-"""How long an attempt may go without a result and without a sign of life from its executor (queued, or running
-with a dead executor) before it fails as a system error."""
+"""How long a started attempt may go without a result and without a sign of life from its executor (running with a
+dead executor) before it fails as a system error. A queued attempt waits for an executor of its cluster."""
 
 
 class AttemptDeadline(msgspec.Struct, frozen=True, kw_only=True, tag="attempt_deadline.v1"):
     """Attempt ``attempt_id`` has had neither a result nor a sign of life for ``seconds`` (sent by its deadline
-    timer, which queuing the attempt sets and its executor moves on while it runs): it fails as a system error,
-    unless it ended meanwhile."""
+    timer, which queuing the attempt sets and its executor moves on while it runs): it fails as a system error if it
+    is running; one that ended meanwhile, or that no executor has taken yet, stays as it is."""
 
     command_id: str
     execution_id: str
@@ -273,6 +274,7 @@ class ResolvedLaunch(msgspec.Struct, frozen=True):
     workflow: WorkflowSpec
     launch_plan: LaunchPlanSpec | None = None
     original: Execution | None = None  # for a relaunch or recovery: the execution it names, as its log has it
+    default_cluster: str = ""  # the project's default cluster, from the scheduler's settings
 
 
 def command_id_of(command: Command | ResolvedLaunch) -> str:

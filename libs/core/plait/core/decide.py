@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from plait.core.clusters import cluster_of_task, cluster_problem, launch_cluster
 from plait.core.commands import (
     AbortExecution,
     AttemptDeadline,
@@ -128,6 +129,7 @@ def _queue(state: Execution, node_id: str, attempt: int, inputs: dict[str, Any],
         queue=state.workflow.tasks[task_name].queue,
         inputs=inputs,
         cache_key=key,
+        cluster=cluster_of_task(state, task_name),
     )
 
 
@@ -164,9 +166,15 @@ def _node_inputs(state: Execution, node_id: str, outputs: ChainMap[str, dict[str
 
 
 def _launch(
-    command: LaunchExecution, workflow: WorkflowSpec, plan: LaunchPlanSpec | None, original: Execution | None = None
+    command: LaunchExecution,
+    workflow: WorkflowSpec,
+    plan: LaunchPlanSpec | None,
+    original: Execution | None = None,
+    default_cluster: str = "",
 ) -> list[Event]:
     owner = f"workflow '{workflow.name}'"
+    if command.cluster and (problem := cluster_problem(command.cluster, "launch")) is not None:
+        raise Rejected(problem)
     if command.relaunch_of or command.recover:
         if (problem := relaunch_problem(command, original)) is not None:
             raise Rejected(problem)
@@ -187,6 +195,8 @@ def _launch(
         overwrite_cache=command.overwrite_cache,
         relaunch_of="" if command.recover else command.relaunch_of,
         recovered_from=command.relaunch_of if command.recover else "",
+        cluster=launch_cluster(command.cluster, plan) or (original.launch_cluster if original is not None else ""),
+        default_cluster=default_cluster,
     )
     state = launch(launched, datetime.min, command.command_id)
     events: list[Event] = [launched]
@@ -274,6 +284,7 @@ def _queue_item(state: Execution, node: NodeState, index: int, attempt: int, inp
         queue=state.workflow.tasks[node.task].queue,
         inputs={name: value[index] if name in over else value for name, value in inputs.items()},
         index=index,
+        cluster=cluster_of_task(state, node.task),
     )
 
 
@@ -344,13 +355,18 @@ def _retry_due(state: Execution, command: RetryDue) -> list[Event]:
 
 
 def _deadline_passed(state: Execution, command: AttemptDeadline) -> list[Event]:
-    """An attempt's deadline timer fired: still open (queued or running), it fails as a system error, and its node
-    retries as after any failed attempt; an attempt that ended meanwhile stays as it is (a timer may fire late)."""
+    """An attempt's deadline timer fired: still running, it fails as a system error, and its node retries as after
+    any failed attempt; an attempt that ended meanwhile stays as it is (a timer may fire late).
+
+    An attempt still queued has not been taken by any executor: it waits for one of its cluster (whose dispatch
+    stream keeps it), and is not failed: a cluster with no executor live must not burn its system retries. Its
+    running time is bounded by the executor that takes it (which moves the deadline on while it runs), and the
+    wait by the workflow's timeout, or an abort."""
     node = state.nodes.get(command.node)
     if node is None:
         raise Rejected(f"execution {state.execution_id} has no node '{command.node}'")
     attempt = node.find_attempt(command.attempt_id)
-    if attempt is None or attempt.status not in ("queued", "running") or node.status in ("succeeded", "failed"):
+    if attempt is None or attempt.status != "running" or node.status in ("succeeded", "failed"):
         return []
     error = TaskError(
         kind="system", message=f"no result within {command.seconds:g} s", error_type="AttemptDeadlinePassed"
@@ -514,12 +530,14 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
     Raises ``Rejected`` when the command cannot apply at all.
     """
     match command:
-        case ResolvedLaunch(command=launch_command, workflow=workflow, launch_plan=plan, original=original):
+        case ResolvedLaunch(
+            command=launch_command, workflow=workflow, launch_plan=plan, original=original, default_cluster=default
+        ):
             if state is not None:
                 if state.launch_command == launch_command.command_id:
                     return []
                 raise Rejected(f"execution {launch_command.execution_id} already exists")
-            return _launch(launch_command, workflow, plan, original)
+            return _launch(launch_command, workflow, plan, original, default)
         case LaunchExecution():
             raise Rejected("a launch must be resolved against the registry before deciding")
     if state is None:

@@ -37,6 +37,8 @@ class ExecutionLaunched(msgspec.Struct, frozen=True, tag="execution_launched.v1"
     overwrite_cache: bool = False  # cached tasks run anyway, and their results replace the cached ones
     relaunch_of: str = ""  # the execution this one runs again (same workflow version, inputs, launch plan)
     recovered_from: str = ""  # the execution whose succeeded nodes this one reuses (see NodeRecovered)
+    cluster: str = ""  # chosen by the launch or its launch plan ("": none); see plait.core.clusters
+    default_cluster: str = ""  # the project's default cluster when it was launched ("": the outbox's own)
 
 
 class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):
@@ -50,6 +52,7 @@ class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):
     inputs: dict[str, Any]
     cache_key: str = ""  # set when the attempt's outputs are to be stored in the cache under this key
     index: int = -1  # the item of a map node this attempt runs (-1: not a map item)
+    cluster: str = ""  # where it runs: plait.dispatch.<cluster>.<queue> ("": written before clusters were chosen)
 
 
 class RetryScheduled(msgspec.Struct, frozen=True, tag="retry_scheduled.v1"):

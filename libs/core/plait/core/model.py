@@ -80,6 +80,7 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     kubernetes: KubernetesOptions | msgspec.UnsetType = msgspec.UNSET
     # True for a ``@dynamic`` task, whose attempt generates a sub-DAG (see plait.core.dynamic); UNSET otherwise.
     dynamic: bool | msgspec.UnsetType = msgspec.UNSET
+    cluster: str | msgspec.UnsetType = msgspec.UNSET  # where its attempts run; UNSET: see plait.core.clusters
 
 
 class FromInput(msgspec.Struct, frozen=True, tag="input"):
@@ -144,6 +145,7 @@ class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):
     # UNSET (not None) for fail_fast, the default: left out of the encoding, so such specs and versions are unchanged.
     failure_policy: FailurePolicy | msgspec.UnsetType = msgspec.UNSET
     notify: Notify | msgspec.UnsetType = msgspec.UNSET  # unset: not encoded, so older versions keep their hash
+    cluster: str | msgspec.UnsetType = msgspec.UNSET  # the cluster of its tasks that name none (UNSET: none)
 
     @property
     def finishes_on_failure(self) -> bool:
@@ -162,6 +164,7 @@ class LaunchPlanSpec(msgspec.Struct, frozen=True, kw_only=True):
     fixed_inputs: dict[str, Any] = {}
     schedule: Schedule | msgspec.UnsetType = msgspec.UNSET  # unset: not encoded, so older versions keep their hash
     notify: Notify | msgspec.UnsetType = msgspec.UNSET
+    cluster: str | msgspec.UnsetType = msgspec.UNSET  # where its executions run (above the workflow's choice)
 
 
 def upstream_nodes(binding: Binding) -> set[str]:

@@ -135,6 +135,8 @@ class Execution(msgspec.Struct, kw_only=True):
     aborted_by: str = ""
     generated_tasks: dict[str, TaskSpec] = msgspec.field(default_factory=dict)  # added to ``workflow.tasks`` by
     # dynamic nodes (``workflow`` is otherwise the spec launched; see ``launched_workflow``)
+    launch_cluster: str = ""  # the launch's (or its launch plan's) cluster; see plait.core.clusters
+    default_cluster: str = ""  # the project's default cluster at launch
 
     @property
     def terminal(self) -> bool:
@@ -156,6 +158,8 @@ def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Exec
         launch_plan=event.launch_plan,
         relaunch_of=event.relaunch_of,
         recovered_from=event.recovered_from,
+        launch_cluster=event.cluster,
+        default_cluster=event.default_cluster,
     )
     for node in event.workflow.nodes:
         upstream = tuple(sorted(set().union(*(upstream_nodes(b) for b in node.inputs.values()))))

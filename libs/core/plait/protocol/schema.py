@@ -14,7 +14,18 @@ from plait.core.dispatch import Dispatch
 from plait.core.events import Decision, Registration
 from plait.core.notifications import ExecutionNotification
 from plait.core.values import ValueRef
-from plait.protocol import cache, executions, lineage, quarantine, queries, rebuild, registry, rejections, subjects
+from plait.protocol import (
+    cache,
+    executions,
+    executors,
+    lineage,
+    quarantine,
+    queries,
+    rebuild,
+    registry,
+    rejections,
+    subjects,
+)
 
 WIRE_TYPES: dict[str, Any] = {
     "command": Command,
@@ -54,6 +65,7 @@ WIRE_TYPES: dict[str, Any] = {
     "activation_record": ActivationRecord,
     "fire_command": FireLaunchPlan,
     "notification": ExecutionNotification,
+    "executor_announcement": executors.ExecutorAnnouncement,
 }
 """Schema name → the type of the messages it describes (a Struct, or a tagged union of them)."""
 
@@ -119,5 +131,10 @@ CHANNELS: tuple[Channel, ...] = (
     ),
     Channel(_in_tenant(subjects.FIRES_ROOT, "<launch plan>"), "fire_command", stream=subjects.COMMANDS_STREAM),
     Channel(_in_tenant(subjects.NOTIFY_ROOT, "<execution>"), "notification", stream=subjects.NOTIFICATIONS_STREAM),
+    Channel(
+        f"$KV.{executors.EXECUTORS_BUCKET}.<cluster>.<queue>.<replica>",
+        "executor_announcement",
+        stream=f"KV_{executors.EXECUTORS_BUCKET}",
+    ),
 )
 """Every subject plait uses, in the order docs/wire-format.md presents them."""

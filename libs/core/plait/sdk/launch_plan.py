@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from plait.core.clusters import cluster_problem
 from plait.core.ids import content_version
 from plait.core.model import LaunchPlanSpec
 from plait.core.notifications import Notify
@@ -21,6 +22,7 @@ class LaunchPlan:
     With ``schedule`` (a ``CronSchedule`` or ``FixedRate``), the plan also launches itself on that schedule once
     activated (``plait launch-plans activate``); with ``notify`` (a ``Notify``), its executions notify when they end
     (in addition to what their workflow asks).
+    ``cluster`` is where its executions run (tasks that name their own cluster keep it; a launch may choose another).
 
     Checked when defined: every input must exist in the workflow and have the right type.
     """
@@ -34,9 +36,13 @@ class LaunchPlan:
         fixed_inputs: dict[str, Any] | None = None,
         schedule: Schedule | None = None,
         notify: Notify | None = None,
+        cluster: str | None = None,
     ) -> None:
         self.workflow, self.name = workflow, name
         owner = f"launch plan '{name}' of workflow '{workflow.name}'"
+        if cluster is not None and (problem := cluster_problem(cluster, owner)) is not None:
+            raise DefinitionError(problem)
+        on: str | msgspec.UnsetType = msgspec.UNSET if cluster is None else cluster
         defaults = self._checked(default_inputs or {}, owner)
         fixed = self._checked(fixed_inputs or {}, owner)
         both = sorted(set(defaults) & set(fixed))
@@ -53,6 +59,7 @@ class LaunchPlan:
             fixed_inputs=fixed,
             schedule=msgspec.UNSET if schedule is None else schedule,
             notify=msgspec.UNSET if notify is None else notify,
+            cluster=on,
         )
         self.spec = msgspec.structs.replace(unversioned, version=content_version(unversioned))
 

@@ -11,6 +11,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import msgspec
 
+from plait.core.clusters import cluster_problem
 from plait.core.ids import content_version
 from plait.core.kubernetes_options import KUBERNETES_TASK_OPTIONS, KubernetesOptions
 from plait.core.model import DEFAULT_SYSTEM_RETRIES, TaskSpec, TaskTarget
@@ -53,6 +54,7 @@ class Task(Generic[P, R]):
         timeout: float | timedelta | None = None,
         cache: bool = False,
         cache_version: str = "",
+        cluster: str | None = None,
         **kubernetes: Any,
     ) -> None:
         if "<locals>" in fn.__qualname__:
@@ -80,6 +82,10 @@ class Task(Generic[P, R]):
             self.options["system_retries"] = system_retries
         if (on_kubernetes := _kubernetes_options(fn.__qualname__, kubernetes)) is not msgspec.UNSET:
             self.options["kubernetes"] = on_kubernetes
+        if cluster is not None:  # left out when not chosen, so older tasks keep their versions
+            if (problem := cluster_problem(cluster, f"task '{fn.__qualname__}'")) is not None:
+                raise DefinitionError(problem)
+            self.options["cluster"] = cluster
         functools.update_wrapper(self, fn)
 
     @functools.cached_property
@@ -121,6 +127,7 @@ def task(
     timeout: float | timedelta | None = None,
     cache: bool = False,
     cache_version: str = "",
+    cluster: str | None = None,
     image: str | None = None,
     requests: dict[str, str | int] | None = None,
     limits: dict[str, str | int] | None = None,
@@ -134,6 +141,8 @@ def task(fn: Callable[P, R] | None = None, /, **options: Any) -> Task[P, R] | Ca
 
     ``image``, ``requests``, ``limits``, ``node_selector``, ``tolerations``, ``service_account`` and
     ``pod_template`` say how its attempts run as Kubernetes Jobs (``plait executor --backend kubernetes``).
+    ``cluster`` names the cluster whose executors run its attempts, whatever the launch or workflow choose
+    (see ``plait.core.clusters``).
     """
     if fn is not None:
         return Task(fn, **options)

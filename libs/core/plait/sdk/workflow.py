@@ -10,6 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, get_args, overload
 
 import msgspec
 
+from plait.core.clusters import cluster_problem
 from plait.core.ids import content_version
 from plait.core.model import Binding, FailurePolicy, FromInput, WorkflowSpec
 from plait.core.notifications import Notify
@@ -33,6 +34,7 @@ class Workflow(Generic[P, R]):
         timeout: float | timedelta | None = None,
         failure_policy: FailurePolicy = "fail_fast",
         notify: Notify | None = None,
+        cluster: str | None = None,
     ) -> None:
         self.fn = fn
         self.notify = notify
@@ -41,6 +43,9 @@ class Workflow(Generic[P, R]):
         owner = f"workflow '{self.name}'"
         self.timeout_seconds = timeout_in_seconds(timeout, owner)
         self.failure_policy = _failure_policy(failure_policy, owner)
+        if cluster is not None and (problem := cluster_problem(cluster, owner)) is not None:
+            raise DefinitionError(problem)
+        self.cluster: str | msgspec.UnsetType = msgspec.UNSET if cluster is None else cluster
         self.interface, self.input_hints = interface_of(fn, owner)
         self.return_hint = typing.get_type_hints(fn).get("return")
         self.tasks: dict[str, Task[Any, Any]] = {}
@@ -77,6 +82,7 @@ class Workflow(Generic[P, R]):
             *([] if self.timeout_seconds is None else [self.timeout_seconds]),
             *([] if self.failure_policy is msgspec.UNSET else [self.failure_policy]),
             *([] if self.notify is None else [self.notify]),
+            *([] if isinstance(self.cluster, msgspec.UnsetType) else [("cluster", self.cluster)]),
         )
         return WorkflowSpec(
             name=unversioned.name,
@@ -88,6 +94,7 @@ class Workflow(Generic[P, R]):
             timeout_seconds=unversioned.timeout_seconds,
             failure_policy=unversioned.failure_policy,
             notify=msgspec.UNSET if self.notify is None else self.notify,
+            cluster=self.cluster,
         )
 
     def _output_bindings(self, returned: Any, owner: str) -> dict[str, Binding]:
@@ -131,6 +138,7 @@ def workflow(
     timeout: float | timedelta | None = None,
     failure_policy: FailurePolicy = "fail_fast",
     notify: Notify | None = None,
+    cluster: str | None = None,
 ) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
 def workflow(
     fn: Callable[P, R] | None = None,
@@ -139,13 +147,21 @@ def workflow(
     timeout: float | timedelta | None = None,
     failure_policy: FailurePolicy = "fail_fast",
     notify: Notify | None = None,
+    cluster: str | None = None,
 ) -> Workflow[P, R] | Callable[[Callable[P, R]], Workflow[P, R]]:
     """Declare a workflow. Its body runs once, now, with promises for inputs: call tasks, wire their outputs.
     ``timeout`` (seconds, or a ``timedelta``): an execution running longer fails, and its running attempts stop.
     ``failure_policy``: ``"fail_fast"`` (the default) fails the execution as soon as a node fails, stopping its
     running attempts; ``"finish"`` runs on every node that does not depend on a failed one, skips those that do,
     and fails the execution once nothing more can run.
-    ``notify`` (a ``Notify``): the ended phases to publish a notification of, and a webhook to post it to."""
+    ``notify`` (a ``Notify``): the ended phases to publish a notification of, and a webhook to post it to.
+    ``cluster``: where its tasks that name no cluster run, unless the launch chooses one (``plait.core.clusters``)."""
+    options: dict[str, Any] = {
+        "timeout": timeout,
+        "failure_policy": failure_policy,
+        "notify": notify,
+        "cluster": cluster,
+    }
     if fn is not None:
-        return Workflow(fn, timeout=timeout, failure_policy=failure_policy, notify=notify)
-    return lambda f: Workflow(f, timeout=timeout, failure_policy=failure_policy, notify=notify)
+        return Workflow(fn, **options)
+    return lambda f: Workflow(f, **options)
