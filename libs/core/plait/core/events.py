@@ -12,6 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 from plait.core.model import LaunchPlanSpec, TaskSpec, WorkflowSpec
+from plait.core.task_output import OutputRef
 
 DECISION_SCHEMA = 1
 
@@ -23,6 +24,7 @@ class TaskError(msgspec.Struct, frozen=True):
     message: str
     error_type: str = ""
     traceback: str = ""
+    output_tail: str = ""  # the last lines the attempt wrote (stdout, stderr, logging), when it wrote any
 
 
 class ExecutionLaunched(msgspec.Struct, frozen=True, tag="execution_launched.v1"):
@@ -75,6 +77,7 @@ class MapItemSucceeded(msgspec.Struct, frozen=True, tag="map_item_succeeded.v1")
     attempt_id: str
     outputs: dict[str, Any]
     worker: str = ""
+    output: OutputRef | None = None  # what the attempt wrote, in the logs bucket
 
 
 class MapItemFailed(msgspec.Struct, frozen=True, tag="map_item_failed.v1"):
@@ -140,6 +143,7 @@ class AttemptFailed(msgspec.Struct, frozen=True, tag="attempt_failed.v1"):
     worker: str = ""
     budget: RetryBudget = ""
     retries_left: int = -1
+    output: OutputRef | None = None  # what the attempt wrote, in the logs bucket
 
 
 class NodeSucceeded(msgspec.Struct, frozen=True, tag="node_succeeded.v1"):
@@ -147,6 +151,7 @@ class NodeSucceeded(msgspec.Struct, frozen=True, tag="node_succeeded.v1"):
     attempt_id: str
     outputs: dict[str, Any]
     worker: str = ""
+    output: OutputRef | None = None  # what the attempt wrote, in the logs bucket
 
 
 class NodeFailed(msgspec.Struct, frozen=True, tag="node_failed.v1"):
