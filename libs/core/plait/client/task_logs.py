@@ -50,8 +50,8 @@ class TaskLogs(Following):
         chosen = chosen_attempts(await self.attempt_outputs(execution_id), node, attempt)
         if not chosen:
             what = f"node '{node}'" if node else "any node"
-            which = f"an attempt {attempt} of " if attempt is not None else "an attempt of "
-            raise NotFound(f"execution {execution_id} has no {which}{what}")
+            which = "attempt" if attempt is None else f"attempt {attempt}"
+            raise NotFound(f"execution {execution_id} has no {which} of {what}")
         store = OutputStore(self.js)
         parts = []
         for one in chosen:
