@@ -29,6 +29,7 @@ WORKFLOW_MODULES = {
     "retry_workflows.py",
     "timeout_workflows.py",
     "lifecycle_workflows.py",
+    "output_workflows.py",
 }
 
 
