@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import logging
 import os
 import sys
@@ -41,35 +42,33 @@ def run_captured(
 @contextlib.contextmanager
 def captured_into(sink: IO[bytes]) -> Iterator[None]:
     """File descriptors 1 and 2 go to ``sink`` (both: the order of lines across them is kept), and the root
-    logger, when nothing else handles its records, writes INFO and above there too; all put back on exit."""
+    logger, unless one of its handlers writes to them already, writes INFO and above there too; all put back on
+    exit."""
     _flush()
     saved_fds = os.dup(1), os.dup(2)
     saved_streams = sys.stdout, sys.stderr
-    line_buffered = [_line_buffered(stream) for stream in saved_streams]
     root = logging.getLogger()
     handler: logging.Handler | None = None
     level = root.level
-    if not root.handlers:  # else the process's own handlers write to stderr, which is captured
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(_writes_to_captured(other) for other in root.handlers):
+        handler = logging.StreamHandler(_line_stream(2))
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root.addHandler(handler)
         if root.level > logging.INFO or root.level == logging.NOTSET:
             root.setLevel(logging.INFO)
     os.dup2(sink.fileno(), 1)
     os.dup2(sink.fileno(), 2)
+    # Python's streams write to the descriptors, line by line (whatever they were: pytest's, a notebook's, None).
+    sys.stdout, sys.stderr = _line_stream(1), _line_stream(2)
     try:
         yield
     finally:
         _flush()
         sys.stdout, sys.stderr = saved_streams
-        _flush()
         os.dup2(saved_fds[0], 1)
         os.dup2(saved_fds[1], 2)
         for fd in saved_fds:
             os.close(fd)
-        for stream, was in zip(saved_streams, line_buffered, strict=True):
-            if was is not None:
-                stream.reconfigure(line_buffering=was)  # type: ignore[union-attr]
         if handler is not None:
             root.removeHandler(handler)
             root.setLevel(level)
@@ -89,13 +88,20 @@ def bounded(sink: IO[bytes], head: int, tail: int) -> tuple[bytes, int]:
     return first + marker.encode() + last, size
 
 
-def _line_buffered(stream: Any) -> bool | None:
-    """Make ``stream`` line-buffered, so that its lines interleave with stderr's as written; what it was."""
-    if stream is None or not hasattr(stream, "reconfigure") or not hasattr(stream, "line_buffering"):
-        return None
-    was: bool = stream.line_buffering
-    stream.reconfigure(line_buffering=True)
-    return was
+def _writes_to_captured(handler: logging.Handler) -> bool:
+    """Whether ``handler`` writes to file descriptor 1 or 2 (a handler the process set up on stderr)."""
+    stream = getattr(handler, "stream", None)
+    try:
+        return stream is not None and stream.fileno() in (1, 2)
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return False
+
+
+def _line_stream(fd: int) -> io.TextIOWrapper:
+    """A text stream writing each line to ``fd`` as it is written (leaving ``fd`` open when it is closed)."""
+    return io.TextIOWrapper(
+        io.FileIO(fd, "w", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True
+    )
 
 
 def _flush() -> None:

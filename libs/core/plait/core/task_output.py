@@ -14,6 +14,8 @@ DEFAULT_OUTPUT_TAIL_BYTES = 256 * 1024
 """Bytes kept from the end of an attempt's output (``PLAIT_TASK_OUTPUT_TAIL``); what lies between is cut."""
 TAIL_LINES = 20
 """Lines of a failed attempt's output that travel inline in its error (``TaskError.output_tail``)."""
+TAIL_CHARACTERS = 4096
+"""At most this much of those lines travels (a line may be megabytes long): the error is in several events."""
 
 
 class OutputRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,5 +33,6 @@ def output_object_name(attempt_id: str) -> str:
 
 
 def last_lines(text: str, count: int = TAIL_LINES) -> str:
-    """The last ``count`` lines of ``text``, without its trailing newline."""
-    return "\n".join(text.rstrip("\n").splitlines()[-count:])
+    """The last ``count`` lines of ``text``, without its trailing newline, and of them the last
+    ``TAIL_CHARACTERS``."""
+    return "\n".join(text[-count * TAIL_CHARACTERS :].rstrip("\n").splitlines()[-count:])[-TAIL_CHARACTERS:]
