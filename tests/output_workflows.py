@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from plait import task, workflow
+from plait import map_task, task, workflow
 
 LINE = "y" * 99 + "\n"  # 100 bytes
 
@@ -63,3 +63,14 @@ def quiet(x: int) -> int:
 @workflow
 def quiet_flow(x: int) -> int:
     return quiet(x=x)
+
+
+@task
+def say(x: int) -> int:
+    print(f"item {x}")
+    return x
+
+
+@workflow
+def say_each(xs: list[int]) -> list[int]:
+    return map_task(say)(x=xs)

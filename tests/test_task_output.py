@@ -13,6 +13,7 @@ from plait import codec
 from plait.core.events import AttemptFailed, Event, NodeSucceeded
 from plait.core.task_output import DEFAULT_OUTPUT_HEAD_BYTES, DEFAULT_OUTPUT_TAIL_BYTES
 from plait.errors import NotFound
+from plait.protocol import subjects
 from plait.replay import Record
 from tests import output_workflows
 from tests.helpers.plait_command import plait_command_async
@@ -114,3 +115,21 @@ async def test_two_attempts_in_the_same_warm_worker_do_not_mix(nats_url: str, da
     assert "stdout one" in first and "two" not in first
     assert "stdout two" in second and "one" not in second.replace("(attempt 1)", "")
     assert nothing == "== quiet (attempt 1) ==\n(no output)\n"
+
+
+async def test_each_map_item_shows_its_own_output_and_a_deleted_one_is_said_missing(
+    nats_url: str, database_url: str
+) -> None:
+    async with services_and_client(nats_url, database_url) as client:
+        handle = await client.launch(output_workflows.say_each, {"xs": [1, 2, 3]})
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+        text = await client.logs(handle.id)
+        [deleted] = [one for one in await client.attempt_outputs(handle.id) if one.attempt_id.endswith("[1]/1")]
+        assert deleted.output is not None
+        await (await client.js.object_store(subjects.LOGS_BUCKET)).delete(deleted.output.name)
+        after = await client.logs(handle.id)
+    assert state.status == "succeeded"
+    blocks = text.split("== ")[1:]
+    assert blocks == [f"say[{index}] (attempt 1) ==\nitem {index + 1}\n" for index in range(3)]
+    assert f"(its output, {deleted.output.name}, is no longer in the logs bucket)" in after
+    assert "item 2" not in after and "item 1" in after and "item 3" in after

@@ -8,6 +8,7 @@ from plait import codec
 from plait.adapters.output_store import OutputStore
 from plait.client.following import Following
 from plait.core.events import AttemptFailed, AttemptStarted, MapItemSucceeded, NodeQueued, NodeSucceeded
+from plait.core.ids import item_of_attempt
 from plait.core.task_output import OutputRef
 from plait.errors import NotFound
 
@@ -20,6 +21,12 @@ class AttemptOutput:
     attempt_id: str
     ended: bool = False
     output: OutputRef | None = None
+
+    @property
+    def label(self) -> str:
+        """The node, and for a map item its index: ``node[3]``."""
+        index = item_of_attempt(self.attempt_id)
+        return self.node if index < 0 else f"{self.node}[{index}]"
 
 
 class TaskLogs(Following):
@@ -45,7 +52,8 @@ class TaskLogs(Following):
 
     async def logs(self, execution_id: str, node: str | None = None, attempt: int | None = None) -> str:
         """What attempts of the execution wrote (stdout, stderr and logging, as captured; a long output keeps its
-        start and its end): by default the last attempt of each node, each headed by ``== node (attempt N) ==``;
+        start and its end): by default the last attempt of each node (of a map, of each item), each headed by
+        ``== node (attempt N) ==`` (``== node[i] (attempt N) ==`` for item i of a map);
         ``node`` keeps that node's, ``attempt`` picks attempt N of each (of a map, of each item)."""
         chosen = chosen_attempts(await self.attempt_outputs(execution_id), node, attempt)
         if not chosen:
@@ -55,7 +63,7 @@ class TaskLogs(Following):
         store = OutputStore(self.js)
         parts = []
         for one in chosen:
-            parts.append(f"== {one.node} (attempt {_number(one.attempt_id)}) ==\n")
+            parts.append(f"== {one.label} (attempt {_number(one.attempt_id)}) ==\n")
             if not one.ended:
                 parts.append("(still running: its output is stored when it ends)\n")
             elif one.output is None:
