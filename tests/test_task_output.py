@@ -133,3 +133,19 @@ async def test_each_map_item_shows_its_own_output_and_a_deleted_one_is_said_miss
     assert blocks == [f"say[{index}] (attempt 1) ==\nitem {index + 1}\n" for index in range(3)]
     assert f"(its output, {deleted.output.name}, is no longer in the logs bucket)" in after
     assert "item 2" not in after and "item 1" in after and "item 3" in after
+
+
+async def test_output_that_cannot_be_stored_is_dropped_and_the_result_still_reported(
+    nats_url: str, database_url: str
+) -> None:
+    async with services_and_client(nats_url, database_url, concurrency=1) as client:
+        first = await client.launch(output_workflows.chatty_flow, {"tag": "one"})
+        await final_state(client, first.id, timeout=DEADLINE)  # the executor has the bucket in hand
+        await client.js.delete_object_store(subjects.LOGS_BUCKET)
+        failing = await client.launch(output_workflows.breaks_flow, {"steps": 2})
+        state = await final_state(client, failing.id, timeout=DEADLINE)
+        records = await client.records(failing.id)
+    assert state.status == "failed" and state.error is not None
+    assert state.error.output_tail == "step 0 done\nstep 1 done"  # the tail travels in the error all the same
+    [failed] = [e for e in events_of(records) if isinstance(e, AttemptFailed)]
+    assert failed.output is None
