@@ -15,10 +15,12 @@ from plait import map_task, task, workflow
 from plait.core.commands import ReportAttemptResult
 from plait.core.decide import decide_batch
 from plait.core.events import AttemptFailed, MapItemSucceeded, NodeQueued, NodeSucceeded, TaskError
-from plait.core.task_output import TAIL_CHARACTERS, OutputRef, last_lines
+from plait.core.task_output import TAIL_CHARACTERS, OutputRef, last_lines, output_object_name
+from plait.invariants import check_execution
 from plait.sdk.signatures import SINGLE_OUTPUT
 from plait_executor.capture import bounded, captured_into
 from tests.helpers.launching import launched
+from tests.helpers.records import history
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 REF = OutputRef(name="output-e/n/1", size=10, kept=10)
@@ -106,3 +108,14 @@ def test_the_tail_in_an_error_is_the_last_lines_and_bounded() -> None:
     text = "".join(f"line {n}\n" for n in range(100))
     assert last_lines(text) == "\n".join(f"line {n}" for n in range(80, 100))
     assert len(last_lines("x" * 10_000_000)) == TAIL_CHARACTERS
+
+
+def test_an_attempts_end_naming_another_attempts_output_breaks_an_invariant() -> None:
+    state, events = launched(plain, {"x": 1}, AT)
+    queued = next(e for e in events if isinstance(e, NodeQueued))
+    own = OutputRef(name=output_object_name(queued.attempt_id), size=1, kept=1)
+    good = decide_batch(state, [result(queued, own)], AT).events
+    assert check_execution(history("e", [events, good]), ended=True) == []
+    state, events = launched(plain, {"x": 1}, AT)
+    forged = decide_batch(state, [result(queued, REF)], AT).events
+    assert [p.kind for p in check_execution(history("e", [events, forged]))] == ["foreign_output"]

@@ -44,6 +44,7 @@ ProblemKind = Literal[
     "stopped_early",
     # lineage (plait.audit_lineage)
     "lineage",
+    "foreign_output",  # an attempt's end names another attempt's captured output
 ]
 
 
