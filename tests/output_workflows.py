@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 
 from plait import map_task, task, workflow
 
@@ -74,3 +75,17 @@ def say(x: int) -> int:
 @workflow
 def say_each(xs: list[int]) -> list[int]:
     return map_task(say)(x=xs)
+
+
+@task
+def waits_for(path: str) -> str:
+    print("waiting", flush=True)
+    while not os.path.exists(path):
+        time.sleep(0.02)
+    print("released")
+    return path
+
+
+@workflow
+def waits_for_flow(path: str) -> str:
+    return waits_for(path=path)

@@ -7,16 +7,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from plait import codec
-from plait.core.events import AttemptFailed, Event, NodeSucceeded
+from plait.core.events import AttemptFailed, AttemptStarted, Event, NodeSucceeded
 from plait.core.task_output import DEFAULT_OUTPUT_HEAD_BYTES, DEFAULT_OUTPUT_TAIL_BYTES
 from plait.errors import NotFound
 from plait.protocol import subjects
 from plait.replay import Record
+from plait_cli.logs import until_ended
 from tests import output_workflows
 from tests.helpers.plait_command import plait_command_async
+from tests.helpers.reading import first_event
 from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
 
@@ -149,3 +152,25 @@ async def test_output_that_cannot_be_stored_is_dropped_and_the_result_still_repo
     assert state.error.output_tail == "step 0 done\nstep 1 done"  # the tail travels in the error all the same
     [failed] = [e for e in events_of(records) if isinstance(e, AttemptFailed)]
     assert failed.output is None
+
+
+async def test_follow_waits_for_a_running_attempt_to_end(tmp_path: Path, nats_url: str, database_url: str) -> None:
+    flag = tmp_path / "flag"
+    async with services_and_client(nats_url, database_url) as client:
+        handle = await client.launch(output_workflows.waits_for_flow, {"path": str(flag)})
+        await first_event(client, handle.id, AttemptStarted)
+        assert "(still running: its output is stored when it ends)" in await client.logs(handle.id)
+        followed = anyio.Event()
+
+        async def follow() -> None:
+            await until_ended(client, handle.id, "waits_for", None)
+            followed.set()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(follow)
+            await first_event(client, handle.id, AttemptStarted)  # the follower has had its turns meanwhile
+            assert not followed.is_set()
+            flag.touch()
+            await followed.wait()
+        text = await client.logs(handle.id, "waits_for")
+    assert text == "== waits_for (attempt 1) ==\nwaiting\nreleased\n"

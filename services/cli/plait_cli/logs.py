@@ -40,12 +40,12 @@ async def print_logs(settings: Settings, execution_id: str, node: str | None, at
     async with nats_for_command(settings) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
             if follow:
-                await _until_ended(client, execution_id, node, attempt)
+                await until_ended(client, execution_id, node, attempt)
             sys.stdout.write(await client.logs(execution_id, node, attempt))
     return 0
 
 
-async def _until_ended(client: AsyncClient, execution_id: str, node: str | None, attempt: int | None) -> None:
+async def until_ended(client: AsyncClient, execution_id: str, node: str | None, attempt: int | None) -> None:
     """Return once the attempts ``logs`` would show have all ended, or the execution has."""
     if await _ended(client, execution_id, node, attempt):
         return
