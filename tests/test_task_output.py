@@ -92,6 +92,7 @@ async def test_a_failed_attempts_tail_shows_under_the_failure_in_plait_run(
         ran = await plait_command_async(["run", "tests/output_workflows.py:breaks_flow", "--steps", "30"], env)
         [execution_id] = await client.execution_ids()
         records = await client.records(execution_id)
+        audited = await plait_command_async(["audit", "verify", execution_id], env)  # the catalog holds the tail too
     assert ran.returncode == 1, ran.stderr
     assert "ValueError: broke after the steps" in ran.stderr
     assert f"last output of the attempt (plait logs {execution_id} breaks)" in ran.stderr
@@ -100,6 +101,7 @@ async def test_a_failed_attempts_tail_shows_under_the_failure_in_plait_run(
     assert "step 9 done" not in shown  # only the last 20 lines travel in the error
     failed = [e for e in events_of(records) if isinstance(e, AttemptFailed)]
     assert failed and all(e.output is not None and e.error.output_tail.endswith("step 29 done") for e in failed)
+    assert audited.returncode == 0, audited.stdout + audited.stderr
 
 
 async def test_two_attempts_in_the_same_warm_worker_do_not_mix(nats_url: str, database_url: str) -> None:
