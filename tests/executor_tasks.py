@@ -75,9 +75,11 @@ def wait_for_file(path: str) -> str:
 
 
 @task
-def announce_then_wait(path: str) -> str:
-    """Prints its process id, then runs until the file at ``path`` exists."""
-    print(f"running in {os.getpid()}", flush=True)
+def announce_then_wait(path: str, announce_to: str) -> str:
+    """Writes its process id to ``announce_to`` (its own output is captured), then runs until the file at ``path``
+    exists."""
+    with open(announce_to, "w") as announcement:
+        print(f"running in {os.getpid()}", file=announcement, flush=True)
     return _wait_for(path)
 
 

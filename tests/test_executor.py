@@ -208,6 +208,7 @@ async def test_a_worker_that_imported_a_module_before_a_task_was_added_to_it_is_
 
 
 ORPHAN_SCRIPT = """
+import os
 import sys
 import anyio
 from plait_executor import WorkerPool
@@ -215,7 +216,8 @@ from tests import executor_tasks as tasks
 
 async def main() -> None:
     async with WorkerPool(1) as pool:
-        await pool.run(tasks.announce_then_wait.spec.target, {"path": sys.argv[1]})
+        stdout = f"/proc/{os.getpid()}/fd/1"  # the worker's own output is captured: it announces itself here
+        await pool.run(tasks.announce_then_wait.spec.target, {"path": sys.argv[1], "announce_to": stdout})
 
 if __name__ == "__main__":
     anyio.run(main)

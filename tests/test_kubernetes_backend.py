@@ -22,7 +22,7 @@ from plait_executor.backend import AttemptBackend
 from plait_executor.kubernetes.backend import KubernetesBackend, KubernetesTarget, kubernetes_backend
 from plait_executor.kubernetes.manifests import job_name
 from plait_scheduler import SchedulerService
-from tests import kubernetes_workflows, large_value_workflows
+from tests import kubernetes_workflows, large_value_workflows, output_workflows
 from tests.helpers.kube_api import KubernetesApiStandIn, PodHandle
 from tests.helpers.kube_api.kubelet import LocalKubelet
 from tests.helpers.reading import first_event
@@ -291,3 +291,22 @@ async def test_a_pod_stores_a_large_output_and_the_next_pod_reads_it(cluster: Cl
     stored = as_ref(state.node_outputs["big_bytes"]["result"])
     assert stored is not None and stored.size > 2_000_000
     assert all(attempt.worker.startswith("plait-") for node in state.nodes.values() for attempt in node.attempts)
+
+
+async def test_a_pods_output_is_captured_and_read_back(cluster: Cluster) -> None:
+    async with running(cluster.executor("k8s-executor").run), client_of(cluster) as client:
+        chatty = await client.launch(output_workflows.chatty_flow, {"tag": "pod"})
+        chatty_state = await final_state(client, chatty.id, timeout=DEADLINE)
+        breaks = await client.launch(output_workflows.breaks_flow, {"steps": 3})
+        breaks_state = await final_state(client, breaks.id, timeout=DEADLINE)
+        text = await client.logs(chatty.id)
+        failed = await client.logs(breaks.id, "breaks")
+    assert chatty_state.status == "succeeded"
+    lines = text.splitlines()
+    assert lines[0] == "== chatty (attempt 1) =="
+    for expected in ("stdout pod", "stderr pod", "subprocess pod", "fd pod"):
+        assert expected in lines, (expected, text)
+    assert any("logged pod" in line for line in lines), text
+    assert breaks_state.status == "failed" and breaks_state.error is not None
+    assert breaks_state.error.output_tail == "step 0 done\nstep 1 done\nstep 2 done"
+    assert "step 2 done" in failed

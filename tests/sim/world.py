@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import nats.errors
 import structlog.testing
 
@@ -48,6 +49,7 @@ from plait.core.events import (
 )
 from plait.core.ids import content_version
 from plait.core.state import Execution, apply_decision
+from plait.core.task_output import OutputRef, output_object_name
 from plait.core.values import as_ref
 from plait.errors import ConflictError
 from plait.invariants import check_execution
@@ -499,7 +501,8 @@ class World:
             outcome = AttemptOutcome(error=TaskError(kind="system", message="worker lost", error_type="WorkerLost"))
         else:
             outcome = self.run_attempt(dispatch)
-        self.send(result_command(dispatch, "executor", outcome))
+        written = OutputRef(name=output_object_name(dispatch.attempt_id), size=1, kept=1)  # as if it printed
+        self.send(result_command(dispatch, "executor", msgspec.structs.replace(outcome, output_ref=written)))
         self.ack(self.dispatches, message)
 
     def run_attempt(self, dispatch: Dispatch) -> AttemptOutcome:

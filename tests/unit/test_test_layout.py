@@ -32,6 +32,7 @@ WORKFLOW_MODULES = {
     "schedule_workflows.py",
     "dynamic_workflows.py",
     "cluster_workflows.py",
+    "output_workflows.py",
 }
 
 

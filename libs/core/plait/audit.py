@@ -45,6 +45,7 @@ ProblemKind = Literal[
     # lineage (plait.audit_lineage)
     "lineage",
     "wrong_cluster",
+    "foreign_output",  # an attempt's end names another attempt's captured output
 ]
 
 

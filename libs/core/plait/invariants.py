@@ -60,6 +60,7 @@ from plait.core.events import (
 from plait.core.ids import attempt_id, item_attempt_id
 from plait.core.model import upstream_nodes
 from plait.core.state import Execution, launch
+from plait.core.task_output import OutputRef, output_object_name
 from plait.protocol.executions import ExecutionDetail
 from plait.replay import Record, replay
 
@@ -272,6 +273,9 @@ class _Walk:
     def _attempt_ends(self, node: str, attempt: str, event: Event) -> None:
         if self._known_attempt(node, attempt, event):
             self.ended_attempts.add(attempt)
+        output: OutputRef | None = getattr(event, "output", None)
+        if output is not None and output.name != output_object_name(attempt):
+            self.report("foreign_output", f"{_name(event)} of attempt '{attempt}' names the output {output.name}")
 
     def _item_ends(self, event: MapItemSucceeded | MapItemFailed) -> None:
         item = (event.node, event.index)

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 import msgspec
 
+from plait.core.task_output import DEFAULT_OUTPUT_HEAD_BYTES, DEFAULT_OUTPUT_TAIL_BYTES
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.errors import InputError
 from plait.profiles import active_profile
@@ -52,6 +53,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     )
     default_cluster: str = ""  # a scheduler's: the cluster of work that names none (empty: PLAIT_CLUSTER's)
     labels: str = ""  # an executor's labels it announces, "key=value,key=value"
+    task_output_head: int = DEFAULT_OUTPUT_HEAD_BYTES  # bytes kept from the start of an attempt's output
+    task_output_tail: int = DEFAULT_OUTPUT_TAIL_BYTES  # and from its end; what lies between is cut
 
     def __post_init__(self) -> None:
         if self.nats_url is not None:
@@ -74,6 +77,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise InputError(f"PLAIT_BACKGROUND_NICENESS must be 0 to 19, got {self.background_niceness}")
         if self.inline_value_limit < 1:
             raise InputError(f"PLAIT_INLINE_VALUE_LIMIT must be 1 byte or more, got {self.inline_value_limit}")
+        if self.task_output_head < 0 or self.task_output_tail < 0:
+            raise InputError(
+                f"PLAIT_TASK_OUTPUT_HEAD and PLAIT_TASK_OUTPUT_TAIL must be 0 bytes or more, got "
+                f"{self.task_output_head} and {self.task_output_tail}"
+            )
         if self.concurrency < 0:
             raise InputError(f"PLAIT_CONCURRENCY must be 0 (one per core) or more, got {self.concurrency}")
 
@@ -131,6 +139,8 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "inline_value_limit": "PLAIT_INLINE_VALUE_LIMIT",
     "default_cluster": "PLAIT_DEFAULT_CLUSTER",
     "labels": "PLAIT_EXECUTOR_LABELS",
+    "task_output_head": "PLAIT_TASK_OUTPUT_HEAD",
+    "task_output_tail": "PLAIT_TASK_OUTPUT_TAIL",
 }
 
 

@@ -96,3 +96,6 @@ def _print_result(state: Execution, out: Console, err: Console) -> None:
             err.print(error.traceback.rstrip(), highlight=False, markup=False)
         else:
             err.print(f"{error.error_type or error.kind + ' error'}: {error.message}", highlight=False, markup=False)
+        if error.output_tail:
+            err.print(f"[dim]last output of the attempt (plait logs {state.execution_id} {state.failed_node}):[/]")
+            err.print(error.output_tail, highlight=False, markup=False)

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from plait.errors import DefinitionError, InputError, NotFound, PlaitError
-from plait_cli import aside_commands, catalog_commands, cluster_commands, config_commands
+from plait_cli import aside_commands, catalog_commands, cluster_commands, config_commands, logs
 from plait_cli.embedded import ServerStartError
 from plait_cli.home import usable_home
 from plait_cli.run_options import add_run_options, run_options, without_run_options
@@ -46,6 +46,7 @@ examples:
   plait audit verify --all       # hash chains, invariants, and the catalog against a replay
   plait schema export schemas/   # JSON Schemas of the wire format
   plait lineage ID --dot | dot -Tsvg > lineage.svg   # where an execution's data came from and went
+  plait logs ID [NODE]           # what its tasks printed and logged (--attempt N, --follow)
   plait deadletter count         # refused commands (alert when > 0); list, show, redrive
   plait quarantine list          # stored messages a service could not read; replay after an upgrade
   plait clusters list            # clusters, their live executors and queued attempts
@@ -168,6 +169,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     catalog_commands.add_parsers(commands)
     aside_commands.add_parsers(commands)
     config_commands.add_parsers(commands)
+    logs.add_parsers(commands)
     completion = commands.add_parser(
         "completion",
         help="print the shell completion script",
@@ -274,6 +276,8 @@ def dispatch(argv: Sequence[str]) -> int:
         return aside_commands.run(settings, args)
     if args.command in cluster_commands.COMMANDS:
         return cluster_commands.run(settings, args)
+    if args.command in logs.COMMANDS:
+        return anyio.run(logs.print_logs, settings, args.execution_id, args.node, args.attempt, args.follow)
     if args.command in ("replay", "audit"):
         from plait_cli import history
 

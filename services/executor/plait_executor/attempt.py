@@ -11,6 +11,7 @@ import msgspec
 
 from plait.core.events import TaskError
 from plait.core.model import TaskTarget
+from plait.core.task_output import OutputRef
 from plait.sdk.dynamic import Dynamic
 from plait.sdk.hints import decode_value, encode_value
 from plait.sdk.loader import load_target
@@ -29,6 +30,9 @@ class AttemptOutcome(msgspec.Struct, frozen=True, kw_only=True):
     outputs: dict[str, Any] | None = None
     error: TaskError | None = None
     seconds: float = 0.0  # time spent in the task's function
+    output: bytes = b""  # what the attempt wrote, bounded (see plait_executor.capture), until it is stored
+    output_size: int = 0  # bytes it wrote, before the bound
+    output_ref: OutputRef | None = None  # where its output was stored
 
     @property
     def succeeded(self) -> bool:

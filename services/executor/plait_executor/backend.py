@@ -12,6 +12,7 @@ from plait.core.dispatch import Dispatch
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.settings import VARIABLES, Settings
 from plait_executor.attempt import AttemptOutcome
+from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
 from plait_executor.pool import WorkerPool
 
 TIMEOUT_BACKSTOP_GRACE_SECONDS = 5.0
@@ -68,8 +69,10 @@ class LocalBackend:
 
 
 @asynccontextmanager
-async def local_backend(size: int) -> AsyncIterator[AttemptBackend]:
-    async with WorkerPool(size) as pool:
+async def local_backend(
+    size: int, output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS
+) -> AsyncIterator[AttemptBackend]:
+    async with WorkerPool(size, output_limits=output_limits) as pool:
         yield LocalBackend(pool)
 
 
@@ -88,12 +91,16 @@ def backend_from_settings(settings: Settings, concurrency: int) -> BackendFactor
             env=_runtime_env(settings),
         )
         return partial(kubernetes_backend, target)
-    return partial(local_backend, concurrency)
+    return partial(local_backend, concurrency, (settings.task_output_head, settings.task_output_tail))
 
 
 def _runtime_env(settings: Settings) -> dict[str, str]:
     """What the task runtime in a pod must share with this executor's settings: the inline value limit, when not
     the default."""
-    if settings.inline_value_limit == DEFAULT_INLINE_VALUE_LIMIT:
-        return {}
-    return {VARIABLES["inline_value_limit"]: str(settings.inline_value_limit)}
+    env = {}
+    if settings.inline_value_limit != DEFAULT_INLINE_VALUE_LIMIT:
+        env[VARIABLES["inline_value_limit"]] = str(settings.inline_value_limit)
+    if (settings.task_output_head, settings.task_output_tail) != DEFAULT_OUTPUT_LIMITS:
+        env[VARIABLES["task_output_head"]] = str(settings.task_output_head)
+        env[VARIABLES["task_output_tail"]] = str(settings.task_output_tail)
+    return env

@@ -19,6 +19,7 @@ import anyio.to_thread
 from plait.core.events import TaskError
 from plait.core.model import TaskTarget
 from plait_executor.attempt import CODE_VERSION_MISMATCH, TASK_NOT_LOADABLE, AttemptOutcome, system_error
+from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
 from plait_executor.worker import AttemptRequest, WorkerLost, WorkerProcess
 
 
@@ -34,10 +35,13 @@ class WorkerPool:
     Use it as an async context manager; ``run`` waits for an idle worker.
     """
 
-    def __init__(self, size: int, *, start_method: str | None = None) -> None:
+    def __init__(
+        self, size: int, *, start_method: str | None = None, output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS
+    ) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least one worker, not {size}")
         self.size = size
+        self.output_limits = output_limits
         self._context = multiprocessing.get_context(start_method or default_start_method())
         if self._context.get_start_method() == "forkserver":
             self._context.set_forkserver_preload(["plait_executor.worker"])
@@ -80,7 +84,7 @@ class WorkerPool:
         ``on_start`` is called once a worker is taken, just before the attempt is sent to it; an exception it
         raises gives the worker back untouched and propagates.
         """
-        request = AttemptRequest(target, dict(inputs), version)
+        request = AttemptRequest(target, dict(inputs), version, self.output_limits)
         async with self._free:
             worker = self._idle.pop()
             try:

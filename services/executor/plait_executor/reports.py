@@ -36,6 +36,7 @@ def result_command(dispatch: Dispatch, worker: str, outcome: AttemptOutcome) -> 
         worker=worker,
         outputs=outcome.outputs if outcome.error is None else None,
         error=outcome.error,
+        output=outcome.output_ref,
     )
 
 

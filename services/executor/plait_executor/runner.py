@@ -26,6 +26,7 @@ from structlog.typing import FilteringBoundLogger
 from plait import codec
 from plait.adapters.commands import schedule_command
 from plait.adapters.direct_reads import BatchUnsupported, last_messages
+from plait.adapters.output_store import OutputStore
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, attempt_deadline
 from plait.core.dispatch import Dispatch
 from plait.errors import TransportError
@@ -35,6 +36,7 @@ from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.backend import AttemptBackend
 from plait_executor.reports import report_started_pipelined, report_stopped
 from plait_executor.results import ResultReporter
+from plait_executor.task_output import keep_output
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
@@ -90,6 +92,7 @@ class AttemptRunner:
     ) -> None:
         self.js = js
         self.results = ResultReporter(js, worker)
+        self.outputs = OutputStore(js)
         self.started_after = started_after
         self.backend = backend
         self.worker = worker
@@ -214,6 +217,7 @@ class AttemptRunner:
                 attempt_log.info("attempt_ended", seconds=round(time.perf_counter() - started, 6))
                 return "ran"
             _log_outcome(attempt_log, outcome, time.perf_counter() - started)
+            outcome = await keep_output(self.outputs, dispatch, outcome, attempt_log)
             await sent.wait()
             await self.results.report(dispatch, outcome, attempt_log)
         return "ran"

@@ -56,11 +56,12 @@ async def run_with_values(
             return outcome
         try:
             outputs = await store.store_all(outcome.outputs, limit)
-        except ValueUnstorable as exc:
-            return AttemptOutcome(error=system_error(str(exc), "OutputError"), seconds=outcome.seconds)
+        except ValueUnstorable as exc:  # the outcome keeps what the attempt wrote
+            return msgspec.structs.replace(outcome, outputs=None, error=system_error(str(exc), "OutputError"))
         except nats.errors.Error as exc:
             message = f"the outputs cannot be stored in the values bucket: {exc!r}"
-            return AttemptOutcome(error=system_error(message, "OutputNotStored", exc), seconds=outcome.seconds)
+            error = system_error(message, "OutputNotStored", exc)
+            return msgspec.structs.replace(outcome, outputs=None, error=error)
     return msgspec.structs.replace(outcome, outputs=outputs)
 
 

@@ -16,7 +16,8 @@ import anyio.to_thread
 import msgspec
 
 from plait.core.model import TaskTarget
-from plait_executor.attempt import AttemptOutcome, run_attempt
+from plait_executor.attempt import AttemptOutcome
+from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
 
 _JOIN_SECONDS = 5.0
 
@@ -25,6 +26,7 @@ class AttemptRequest(msgspec.Struct, frozen=True):
     target: TaskTarget
     inputs: dict[str, Any]
     version: str | None = None
+    output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS
 
 
 class WorkerLost(Exception):
@@ -47,7 +49,7 @@ def serve(connection: Connection) -> None:
             return  # the executor is gone
         if request is None:
             return
-        connection.send(run_attempt(request.target, request.inputs, request.version))
+        connection.send(run_captured(request.target, request.inputs, request.version, request.output_limits))
 
 
 def _exit_when_gone(executor_sentinel: int) -> None:

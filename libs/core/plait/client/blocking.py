@@ -14,6 +14,7 @@ from plait.client.cache_admin import CacheClearing
 from plait.client.catalog import QUERY_TIMEOUT_SECONDS
 from plait.client.outcome import ExecutionOutcome
 from plait.client.schedules import LaunchPlanSchedule
+from plait.client.task_logs import AttemptOutput
 from plait.core.model import EntityKind
 from plait.core.state import ExecutionStatus
 from plait.protocol.cache import CacheEntryDetail, CacheEntrySummary
@@ -165,6 +166,12 @@ class Client:
 
     def records(self, execution_id: str) -> list[Record]:
         return self._portal.call(self._async.records, execution_id)
+
+    def logs(self, execution_id: str, node: str | None = None, attempt: int | None = None) -> str:
+        return self._portal.call(self._async.logs, execution_id, node, attempt)
+
+    def attempt_outputs(self, execution_id: str) -> list[AttemptOutput]:
+        return self._portal.call(self._async.attempt_outputs, execution_id)
 
     def execution_ids(self) -> list[str]:
         return self._portal.call(self._async.execution_ids)

@@ -13,6 +13,7 @@ from plait.core.events import AttemptStarted, Event, ExecutionLaunched, RetrySch
 from plait.core.ids import attempt_id, content_version, item_attempt_id
 from plait.core.model import LaunchPlanSpec, WorkflowSpec
 from plait.core.state import Execution
+from plait.core.task_output import OutputRef
 
 
 class LaunchExecution(msgspec.Struct, frozen=True, kw_only=True, tag="launch_execution.v1"):
@@ -53,6 +54,7 @@ class ReportAttemptResult(msgspec.Struct, frozen=True, kw_only=True, tag="report
     worker: str
     outputs: dict[str, Any] | None = None
     error: TaskError | None = None
+    output: OutputRef | None = None  # what the attempt wrote (stdout, stderr, logging), in the logs bucket
 
 
 class ReportAttemptResults(msgspec.Struct, frozen=True, kw_only=True, tag="report_attempt_results.v1"):

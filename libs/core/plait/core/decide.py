@@ -62,6 +62,7 @@ from plait.core.ids import attempt_id, cache_key, item_attempt_id, item_of_attem
 from plait.core.model import Interface, LaunchPlanSpec, MapOptions, TaskSpec, WorkflowSpec, resolve
 from plait.core.recovery import recovered_nodes, relaunch_problem
 from plait.core.state import AttemptState, Execution, NodeState, evolve, launch
+from plait.core.task_output_events import with_output
 from plait.core.types import check_value, describe
 from plait.core.validate import nesting_problem
 from plait.core.values import as_ref
@@ -411,7 +412,8 @@ def _result(state: Execution, command: ReportAttemptResult) -> list[Event]:
     if attempt.status in ("succeeded", "failed") or node.status in ("succeeded", "failed"):
         return []
     started = _started_first(command, attempt.status)
-    return started + _attempt_ended(state, node, attempt, command.worker, command.outputs, command.error)
+    ended = _attempt_ended(state, node, attempt, command.worker, command.outputs, command.error)
+    return started + with_output(ended, attempt.attempt_id, command.output)
 
 
 def _started_first(command: ReportAttemptResult, status: str) -> list[Event]:

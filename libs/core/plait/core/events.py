@@ -13,6 +13,7 @@ import msgspec
 
 from plait.core.dynamic import DynamicWorkflow
 from plait.core.model import LaunchPlanSpec, TaskSpec, WorkflowSpec
+from plait.core.task_output import OutputRef
 
 DECISION_SCHEMA = 1
 
@@ -24,6 +25,7 @@ class TaskError(msgspec.Struct, frozen=True):
     message: str
     error_type: str = ""
     traceback: str = ""
+    output_tail: str = ""  # the last lines the attempt wrote (stdout, stderr, logging), when it wrote any
 
 
 class ExecutionLaunched(msgspec.Struct, frozen=True, tag="execution_launched.v1"):
@@ -79,6 +81,7 @@ class MapItemSucceeded(msgspec.Struct, frozen=True, tag="map_item_succeeded.v1")
     attempt_id: str
     outputs: dict[str, Any]
     worker: str = ""
+    output: OutputRef | None = None  # what the attempt wrote, in the logs bucket
 
 
 class MapItemFailed(msgspec.Struct, frozen=True, tag="map_item_failed.v1"):
@@ -144,6 +147,7 @@ class AttemptFailed(msgspec.Struct, frozen=True, tag="attempt_failed.v1"):
     worker: str = ""
     budget: RetryBudget = ""
     retries_left: int = -1
+    output: OutputRef | None = None  # what the attempt wrote, in the logs bucket
 
 
 class NodeSucceeded(msgspec.Struct, frozen=True, tag="node_succeeded.v1"):
@@ -151,6 +155,7 @@ class NodeSucceeded(msgspec.Struct, frozen=True, tag="node_succeeded.v1"):
     attempt_id: str
     outputs: dict[str, Any]
     worker: str = ""
+    output: OutputRef | None = None  # what the attempt wrote, in the logs bucket
 
 
 class NodeFailed(msgspec.Struct, frozen=True, tag="node_failed.v1"):

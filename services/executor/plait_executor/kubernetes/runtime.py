@@ -29,13 +29,16 @@ from structlog.typing import FilteringBoundLogger
 from plait import codec
 from plait.adapters.connection import connect
 from plait.adapters.object_store import ValueStore
+from plait.adapters.output_store import OutputStore
 from plait.core.dispatch import Dispatch
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.logging import configure_logging
 from plait.settings import load_settings
-from plait_executor.attempt import AttemptOutcome, run_attempt
+from plait_executor.attempt import AttemptOutcome
+from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
 from plait_executor.reports import publish_until_stored, report_result, started_command
 from plait_executor.stored_values import run_with_values
+from plait_executor.task_output import keep_output
 
 DISPATCH_VARIABLE = "PLAIT_DISPATCH"
 NATS_URL_VARIABLE = "PLAIT_NATS_URL"
@@ -56,7 +59,13 @@ def read_dispatch(attempt_id: str) -> Dispatch:
     return dispatch
 
 
-async def run(dispatch: Dispatch, nats_url: str, worker: str, inline_limit: int = DEFAULT_INLINE_VALUE_LIMIT) -> bool:
+async def run(
+    dispatch: Dispatch,
+    nats_url: str,
+    worker: str,
+    inline_limit: int = DEFAULT_INLINE_VALUE_LIMIT,
+    output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
+) -> bool:
     """Report ``started``, run the attempt (its referenced inputs downloaded, its large outputs stored), report
     its result; whether the task succeeded."""
     attempt_log = log.bind(execution=dispatch.execution_id, node=dispatch.node, attempt=dispatch.attempt_id)
@@ -67,9 +76,14 @@ async def run(dispatch: Dispatch, nats_url: str, worker: str, inline_limit: int 
         attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
 
         async def call(inputs: dict[str, Any]) -> AttemptOutcome:
-            return await anyio.to_thread.run_sync(run_attempt, dispatch.task.target, inputs, dispatch.task.version)
+            target, version = dispatch.task.target, dispatch.task.version
+            return await anyio.to_thread.run_sync(run_captured, target, inputs, version, output_limits)
 
         outcome = await run_with_values(ValueStore.on_jetstream(js, inline_limit), dispatch, call)
+        if outcome.output:  # the pod's own log shows it too (`kubectl logs`)
+            sys.stderr.buffer.write(outcome.output)
+            sys.stderr.flush()
+        outcome = await keep_output(OutputStore(js), dispatch, outcome, attempt_log)
         await report_result(js, dispatch, worker, outcome, attempt_log)
         if outcome.error is not None:
             attempt_log.warning("attempt_failed", kind=outcome.error.kind, message=outcome.error.message)
@@ -92,8 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"{NATS_URL_VARIABLE} is not set")
     worker = os.environ.get("HOSTNAME") or socket.gethostname()
     try:
-        inline_limit = load_settings().inline_value_limit
-        succeeded = anyio.run(run, dispatch, nats_url, worker, inline_limit)
+        settings = load_settings()
+        limits = (settings.task_output_head, settings.task_output_tail)
+        succeeded = anyio.run(run, dispatch, nats_url, worker, settings.inline_value_limit, limits)
     except Exception as exc:
         log.error("attempt_not_reported", error=repr(exc))
         return NOT_REPORTED_EXIT

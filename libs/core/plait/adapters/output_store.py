@@ -1,0 +1,48 @@
+"""The logs bucket: what each attempt wrote (stdout, stderr, Python logging), one object per attempt.
+
+A bucket of its own, not the values bucket: its objects are named by attempt, not by content (a re-run of an
+attempt replaces its object), nothing else refers to them (no cache entry, no lineage), and so they may be
+dropped on their own schedule (a ``max_age`` on the bucket) without ever breaking a value a reader needs.
+"""
+
+from __future__ import annotations
+
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import StorageType
+from nats.js.object_store import ObjectStore
+
+from plait.core.task_output import OutputRef
+from plait.protocol.subjects import LOGS_BUCKET
+
+
+async def ensure_logs_bucket(js: JetStreamContext, replicas: int | None = None) -> ObjectStore:
+    """The logs bucket, created (file storage, ``replicas``, default 1) when missing."""
+    try:
+        return await js.object_store(LOGS_BUCKET)
+    except nats.js.errors.BucketNotFoundError:
+        return await js.create_object_store(LOGS_BUCKET, storage=StorageType.FILE, replicas=replicas or 1)
+
+
+class OutputStore:
+    """Attempts' outputs in and out of the logs bucket."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self._bucket: ObjectStore | None = None
+
+    async def _objects(self) -> ObjectStore:
+        if self._bucket is None:
+            self._bucket = await ensure_logs_bucket(self.js)
+        return self._bucket
+
+    async def put(self, name: str, data: bytes) -> None:
+        await (await self._objects()).put(name, data)
+
+    async def read(self, ref: OutputRef) -> str | None:
+        """The output ``ref`` names, as text; None when the bucket no longer holds it."""
+        try:
+            result = await (await self._objects()).get(ref.name)
+        except nats.js.errors.ObjectNotFoundError:
+            return None
+        return (result.data or b"").decode(errors="replace")

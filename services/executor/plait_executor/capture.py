@@ -1,0 +1,123 @@
+"""Capturing what an attempt writes: its stdout and stderr at the file descriptors (so output of C extensions and
+of subprocesses is caught too) and its Python logging, into a temporary file, of which the start and the end are
+kept. A warm worker process runs many attempts in turn: everything redirected is put back after each one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+
+import msgspec
+
+from plait.core.model import TaskTarget
+from plait.core.task_output import DEFAULT_OUTPUT_HEAD_BYTES, DEFAULT_OUTPUT_TAIL_BYTES
+from plait_executor.attempt import AttemptOutcome, run_attempt
+
+OutputLimits = tuple[int, int]
+"""Bytes kept from the start and from the end of an attempt's output."""
+DEFAULT_OUTPUT_LIMITS: OutputLimits = (DEFAULT_OUTPUT_HEAD_BYTES, DEFAULT_OUTPUT_TAIL_BYTES)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def run_captured(
+    target: TaskTarget, inputs: Mapping[str, Any], version: str | None, limits: OutputLimits = DEFAULT_OUTPUT_LIMITS
+) -> AttemptOutcome:
+    """``run_attempt``, with what it wrote (bounded by ``limits``) in the outcome's ``output``."""
+    with tempfile.TemporaryFile(prefix="plait-output-") as sink:
+        with captured_into(sink):
+            outcome = run_attempt(target, inputs, version)
+        kept, size = bounded(sink, *limits)
+    return msgspec.structs.replace(outcome, output=kept, output_size=size)
+
+
+@contextlib.contextmanager
+def captured_into(sink: IO[bytes]) -> Iterator[None]:
+    """File descriptors 1 and 2 go to ``sink`` (both: the order of lines across them is kept), and the root
+    logger, unless one of its handlers writes to them already, writes INFO and above there too; all put back on
+    exit."""
+    _flush()
+    saved_fds = os.dup(1), os.dup(2)
+    saved_streams = sys.stdout, sys.stderr
+    root = logging.getLogger()
+    handler: logging.Handler | None = None
+    level = root.level
+    if not any(_writes_to_captured(other) for other in root.handlers):
+        handler = logging.StreamHandler(_line_stream(2))
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+        if root.level > logging.INFO or root.level == logging.NOTSET:
+            root.setLevel(logging.INFO)
+    os.dup2(sink.fileno(), 1)
+    os.dup2(sink.fileno(), 2)
+    # Python's streams write to the descriptors, line by line (whatever they were: pytest's, a notebook's, None).
+    sys.stdout, sys.stderr = _line_stream(1), _line_stream(2)
+    try:
+        yield
+    finally:
+        _flush()
+        sys.stdout, sys.stderr = saved_streams
+        os.dup2(saved_fds[0], 1)
+        os.dup2(saved_fds[1], 2)
+        for fd in saved_fds:
+            os.close(fd)
+        if handler is not None:
+            root.removeHandler(handler)
+            root.setLevel(level)
+
+
+def bounded(sink: IO[bytes], head: int, tail: int) -> tuple[bytes, int]:
+    """What ``sink`` holds when at most ``head + tail`` bytes, else its first ``head`` and last ``tail`` bytes
+    with a line between them saying how much was cut; and its size."""
+    size = sink.seek(0, os.SEEK_END)
+    sink.seek(0)
+    if size <= head + tail:
+        return sink.read(), size
+    first = sink.read(head)
+    sink.seek(size - tail)
+    last = sink.read(tail)
+    marker = f"\n[plait: {size - head - tail:,} bytes cut here; kept the first {head:,} and the last {tail:,}]\n"
+    return first + marker.encode() + last, size
+
+
+def _writes_to_captured(handler: logging.Handler) -> bool:
+    """Whether ``handler`` writes to file descriptor 1 or 2 (a handler the process set up on stderr)."""
+    stream = getattr(handler, "stream", None)
+    try:
+        return stream is not None and stream.fileno() in (1, 2)
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return False
+
+
+def _line_stream(fd: int) -> io.TextIOWrapper:
+    """A text stream writing each line to ``fd`` as it is written (leaving ``fd`` open when it is closed)."""
+    return io.TextIOWrapper(
+        io.FileIO(fd, "w", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True
+    )
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.flush()
+    with contextlib.suppress(Exception):
+        _libc().fflush(None)  # C stdio buffers (a C extension's printf)
+
+
+_LIBC: ctypes.CDLL | None = None
+
+
+def _libc() -> ctypes.CDLL:
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None)
+    return _LIBC
