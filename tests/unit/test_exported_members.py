@@ -32,6 +32,7 @@ EXPORTED = {
     "Unavailable",
     "Workflow",
     "__version__",
+    "conditional",
     "map_task",
     "task",
     "workflow",

@@ -16,7 +16,7 @@ from plait.errors import (
     TransportError,
     Unavailable,
 )
-from plait.sdk import LaunchPlan, MappedTask, Task, Workflow, map_task, task, workflow
+from plait.sdk import LaunchPlan, MappedTask, Task, Workflow, conditional, map_task, task, workflow
 
 __version__ = version("plait")
 
@@ -42,6 +42,7 @@ __all__ = [
     "Unavailable",
     "Workflow",
     "__version__",
+    "conditional",
     "map_task",
     "task",
     "workflow",

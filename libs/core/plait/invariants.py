@@ -27,10 +27,12 @@ import msgspec
 
 from plait import codec
 from plait.audit import Problem, ProblemKind, verify_catalog, verify_chain
+from plait.core.branches import guard_of
 from plait.core.events import (
     TERMINAL_EVENTS,
     AttemptFailed,
     AttemptStarted,
+    BranchTaken,
     CommandRejected,
     Event,
     ExecutionLaunched,
@@ -43,10 +45,12 @@ from plait.core.events import (
     NodeCacheWaiting,
     NodeFailed,
     NodeQueued,
+    NodeSkipped,
     NodeSucceeded,
     RetryScheduled,
 )
 from plait.core.ids import attempt_id, item_attempt_id
+from plait.core.model import Guard
 from plait.core.state import launch
 from plait.protocol.executions import ExecutionDetail
 from plait.replay import Record, replay
@@ -66,6 +70,8 @@ NodeEvent = (
     | AttemptFailed
     | NodeSucceeded
     | NodeFailed
+    | BranchTaken
+    | NodeSkipped
 )
 
 
@@ -85,6 +91,9 @@ class _Walk:
         self.ended_attempts: set[str] = set()
         self.looked_up: set[str] = set()
         self.maps_started: set[str] = set()
+        self.guards: dict[str, Guard] = {}  # node -> the branch case it is in
+        self.taken: dict[str, int] = {}  # branch node -> the case it took
+        self.skipped: set[str] = set()
         self.record = Record(sequence=0, subject="", data=b"")
         self.index = 0
 
@@ -105,7 +114,9 @@ class _Walk:
             return
         if isinstance(event, ExecutionLaunched):
             if self.upstream is None:
-                self.upstream = {node.id: node.upstream for node in launch(event, _EPOCH).nodes.values()}
+                nodes = launch(event, _EPOCH).nodes.values()
+                self.upstream = {node.id: node.upstream for node in nodes}
+                self.guards = {node.id: guard for node in nodes if (guard := guard_of(node.spec)) is not None}
             return
         if isinstance(event, TERMINAL_EVENTS):
             if isinstance(event, ExecutionSucceeded):
@@ -116,7 +127,7 @@ class _Walk:
             self._node_event(event)
 
     def _succeeded_execution(self) -> None:
-        unfinished = sorted(set(self.upstream or ()) - self.succeeded)
+        unfinished = sorted(set(self.upstream or ()) - self.succeeded - self.skipped)
         if unfinished:
             self.report("node_not_ended", f"the execution succeeded, but not node(s) {', '.join(unfinished)}")
 
@@ -152,12 +163,27 @@ class _Walk:
                 self._node_ends(node, succeeded=True)
             case NodeFailed():
                 self._node_ends(node, succeeded=False)
+            case BranchTaken():
+                self._ready(node, event)
+                self.taken[node] = event.case
+            case NodeSkipped():
+                guard = self.guards.get(node)
+                passed_over = guard is not None and (
+                    guard.branch in self.skipped or self.taken.get(guard.branch, guard.case) != guard.case
+                )
+                if not passed_over:
+                    self.report("queued_early", f"node '{node}' skipped, but no branch passed over its case")
+                self.skipped.add(node)
+                self.node_ends.add(node)
 
     def _ready(self, node: str, event: Event) -> None:
         assert self.upstream is not None
         early = [parent for parent in self.upstream[node] if parent not in self.succeeded]
         if early:
             self.report("queued_early", f"{_name(event)} of node '{node}' before {', '.join(early)} succeeded")
+        guard = self.guards.get(node)
+        if guard is not None and self.taken.get(guard.branch) != guard.case:
+            self.report("queued_early", f"{_name(event)} of node '{node}' before branch '{guard.branch}' took its case")
 
     def _queued(self, event: NodeQueued) -> None:
         node, index, attempt = event.node, event.index, event.attempt
@@ -205,7 +231,7 @@ class _Walk:
     def _node_succeeds(self, event: NodeSucceeded) -> None:
         if event.attempt_id:
             self._attempt_ends(event.node, event.attempt_id, event)
-        elif event.node not in self.maps_started:
+        elif event.node not in self.maps_started and event.node not in self.taken:
             self.report("unknown_attempt", f"node '{event.node}' succeeded without an attempt or a map")
         self._node_ends(event.node, succeeded=True)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from plait.core import branches
 from plait.core.commands import (
     AbortExecution,
     AttemptDeadline,
@@ -31,6 +32,7 @@ from plait.core.commands import (
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
+    BranchTaken,
     CommandRejected,
     Event,
     ExecutionAborted,
@@ -45,6 +47,7 @@ from plait.core.events import (
     NodeCacheWaiting,
     NodeFailed,
     NodeQueued,
+    NodeSkipped,
     NodeSucceeded,
     RetryBudget,
     RetryScheduled,
@@ -129,6 +132,22 @@ class _Finished:
         self.now: dict[str, dict[str, Any]] = {}
         self.outputs: ChainMap[str, dict[str, Any]] = ChainMap(self.now, state.node_outputs)
         self.arrived: Counter[str] = Counter()  # child -> how many of its parents finished now
+        self.taken: dict[str, int] = {}  # branch node -> the case it took now
+        self.skipped: set[str] = set()
+
+    def all_done(self, state: Execution) -> bool:
+        """Whether every node of the execution has succeeded or been skipped, counting this decision's."""
+        done = len(state.node_outputs) + len(self.now) + state.skipped_nodes + len(self.skipped)
+        return done == len(state.nodes)
+
+
+def _guard_open(state: Execution, node_id: str, finished: _Finished) -> bool:
+    """Whether a node may run once its inputs are known: it is in no branch case, or in one that was taken."""
+    guard = branches.guard_of(state.nodes[node_id].spec)
+    if guard is None:
+        return True
+    taken = finished.taken.get(guard.branch, state.nodes[guard.branch].branch_case)
+    return taken == guard.case and node_id not in finished.skipped
 
 
 def _ready(state: Execution, node_id: str, inputs: dict[str, Any], finished: _Finished) -> list[Event]:
@@ -136,6 +155,8 @@ def _ready(state: Execution, node_id: str, inputs: dict[str, Any], finished: _Fi
     looked up first, unless the launch overwrites the cache (then it runs, and its result replaces the cached
     one)."""
     node = state.nodes[node_id]
+    if branches.branch_of(node.spec) is not None:
+        return _choose_case(state, node, finished)
     if node.spec.map is not None:
         return _start_map(state, node, inputs, finished)
     task = state.workflow.tasks[node.task]
@@ -170,11 +191,11 @@ def _launch(command: LaunchExecution, workflow: WorkflowSpec, plan: LaunchPlanSp
     events: list[Event] = [launched]
     finished = _Finished(state)
     for node_id, node in state.nodes.items():
-        if not node.upstream:
+        if not node.upstream and branches.guard_of(node.spec) is None:
             events += _ready(state, node_id, _node_inputs(state, node_id, finished.outputs), finished)
             if isinstance(events[-1], ExecutionFailed):
                 return events
-    if len(finished.now) == len(state.nodes):  # no nodes, or only maps over empty lists
+    if finished.all_done(state):  # no nodes, or only maps over empty lists
         outputs = {k: resolve(b, inputs, finished.outputs) for k, b in workflow.outputs.items()}
         events.append(ExecutionSucceeded(outputs=outputs))
     return events
@@ -195,14 +216,69 @@ def _succeeded(
     events: list[Event] = [success]
     for child in node.downstream:
         finished.arrived[child] += 1
-        if state.nodes[child].waiting_on == finished.arrived[child]:
+        if state.nodes[child].waiting_on == finished.arrived[child] and _guard_open(state, child, finished):
             events += _ready(state, child, _node_inputs(state, child, finished.outputs), finished)
             if isinstance(events[-1], ExecutionFailed):
                 return events
-    if outermost and len(state.node_outputs) + len(finished.now) == len(state.nodes):
+    events += _case_finished(state, node.id, finished)
+    if isinstance(events[-1], ExecutionFailed):
+        return events
+    if outermost and finished.all_done(state):
         workflow_outputs = {k: resolve(b, state.inputs, finished.outputs) for k, b in state.workflow.outputs.items()}
         events.append(ExecutionSucceeded(outputs=workflow_outputs))
     return events
+
+
+def _choose_case(state: Execution, node: NodeState, finished: _Finished) -> list[Event]:
+    """A branch node's conditions can be evaluated: the first case that holds is taken, the other cases' nodes are
+    skipped, and the taken case's nodes whose inputs are known are ready (a case that fails fails the node)."""
+    branch = branches.branch_of(node.spec)
+    assert branch is not None
+    try:
+        case = branches.chosen_case(branch, state.inputs, finished.outputs)
+    except branches.ConditionError as exc:
+        return _branch_failed(node.id, f"branch '{node.id}': {exc}")
+    if case < 0:
+        return _branch_failed(node.id, f"branch '{node.id}': no case holds, and it has no else")
+    condition = branches.describe_condition(branch.cases[case].condition)
+    skipped = branches.skipped_by(state.case_members, node.id, case)
+    finished.taken[node.id] = case
+    finished.skipped.update(skipped)
+    events: list[Event] = [BranchTaken(node=node.id, case=case, condition=condition)]
+    events += [NodeSkipped(node=skipped_id, branch=node.id) for skipped_id in skipped]
+    if branch.cases[case].fail:
+        return events + _branch_failed(node.id, branch.cases[case].fail)
+    for member in state.case_members[node.id][case]:
+        if state.nodes[member].waiting_on == finished.arrived[member]:
+            events += _ready(state, member, _node_inputs(state, member, finished.outputs), finished)
+            if isinstance(events[-1], ExecutionFailed):
+                return events
+    if not state.case_members[node.id][case]:
+        events += _branch_succeeded(state, node.id, case, finished)
+    return events
+
+
+def _branch_failed(node_id: str, message: str) -> list[Event]:
+    error = TaskError(kind="user", message=message, error_type="BranchFailed")
+    return [NodeFailed(node=node_id, error=error), ExecutionFailed(node=node_id, error=error)]
+
+
+def _case_finished(state: Execution, node_id: str, finished: _Finished) -> list[Event]:
+    """A node of a taken case succeeded: once every node of that case has, its branch node succeeds with the
+    case's outputs."""
+    guard = branches.guard_of(state.nodes[node_id].spec)
+    if guard is None:
+        return []
+    if any(member not in finished.outputs for member in state.case_members[guard.branch][guard.case]):
+        return []
+    return _branch_succeeded(state, guard.branch, guard.case, finished)
+
+
+def _branch_succeeded(state: Execution, node_id: str, case: int, finished: _Finished) -> list[Event]:
+    branch = branches.branch_of(state.nodes[node_id].spec)
+    assert branch is not None
+    outputs = {name: resolve(b, state.inputs, finished.outputs) for name, b in branch.cases[case].outputs.items()}
+    return _succeeded(state, NodeSucceeded(node=node_id, attempt_id="", outputs=outputs), finished)
 
 
 MAX_MAP_IN_FLIGHT = 1_000

@@ -173,6 +173,22 @@ class CommandRejected(msgspec.Struct, frozen=True, tag="command_rejected.v1"):
     reason: str
 
 
+class BranchTaken(msgspec.Struct, frozen=True, tag="branch_taken.v1"):
+    """A branch node's conditions were evaluated: case ``case`` (0-based, in the order written) is taken, described
+    by ``condition`` ("else" for the else case); the nodes of the other cases are skipped (``NodeSkipped``)."""
+
+    node: str
+    case: int
+    condition: str
+
+
+class NodeSkipped(msgspec.Struct, frozen=True, tag="node_skipped.v1"):
+    """The node is inside a case of branch node ``branch`` that was not taken: it never runs."""
+
+    node: str
+    branch: str
+
+
 Event = (
     ExecutionLaunched
     | NodeQueued
@@ -191,6 +207,8 @@ Event = (
     | ExecutionFailed
     | ExecutionAborted
     | CommandRejected
+    | BranchTaken
+    | NodeSkipped
 )
 
 TERMINAL_EVENTS = (ExecutionSucceeded, ExecutionFailed, ExecutionAborted)

@@ -11,9 +11,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from plait.core.branches import case_members, node_upstream
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
+    BranchTaken,
     CommandRejected,
     Decision,
     Event,
@@ -29,15 +31,16 @@ from plait.core.events import (
     NodeCacheWaiting,
     NodeFailed,
     NodeQueued,
+    NodeSkipped,
     NodeSucceeded,
     RetryScheduled,
     TaskError,
 )
 from plait.core.ids import item_of_attempt
-from plait.core.model import Node, WorkflowSpec, upstream_nodes
+from plait.core.model import Node, WorkflowSpec
 
 ExecutionStatus = Literal["running", "succeeded", "failed", "aborted"]
-NodeStatus = Literal["waiting", "cache_lookup", "queued", "running", "succeeded", "failed", "aborted"]
+NodeStatus = Literal["waiting", "cache_lookup", "queued", "running", "succeeded", "failed", "aborted", "skipped"]
 AttemptStatus = Literal["queued", "running", "succeeded", "failed"]
 
 
@@ -84,6 +87,7 @@ class NodeState(msgspec.Struct, kw_only=True):
     item_attempts: list[AttemptState | None] = msgspec.field(default_factory=list)  # each item's latest attempt
     # (a map node's ``attempts`` hold every attempt of every item, in the order they were queued)
     item_outputs: list[dict[str, Any] | None] = msgspec.field(default_factory=list)
+    branch_case: int = -1  # of a branch node: the case it took (-1: not chosen yet, or not a branch)
 
     def find_attempt(self, attempt_id: str) -> AttemptState | None:
         if self.map_size >= 0:
@@ -116,6 +120,8 @@ class Execution(msgspec.Struct, kw_only=True):
     last_digest: str = ""  # SHA-256 of that decision's bytes
     decisions: int = 0
     stored_bytes: int = 0  # of the decisions applied: what a cache of states measures them by
+    skipped_nodes: int = 0  # nodes of branch cases not taken
+    case_members: dict[str, list[list[str]]] = msgspec.field(default_factory=dict)  # branch -> case -> its nodes
 
     @property
     def terminal(self) -> bool:
@@ -134,9 +140,10 @@ def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Exec
         launch_command=command_id,
         overwrite_cache=event.overwrite_cache,
         launched_at=at,
+        case_members=case_members(event.workflow),
     )
     for node in event.workflow.nodes:
-        upstream = tuple(sorted(set().union(*(upstream_nodes(b) for b in node.inputs.values()))))
+        upstream = tuple(sorted(node_upstream(node)))
         state.nodes[node.id] = NodeState(
             id=node.id, task=node.task, spec=node, upstream=upstream, waiting_on=len(upstream)
         )
@@ -234,6 +241,12 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
             state.rejected_commands.append(event)
         case ExecutionLaunched():
             pass  # only ever the first event; ``launch`` builds the state from it
+        case BranchTaken(node=node_id, case=case):
+            node = state.nodes[node_id]
+            node.status, node.branch_case = "running", case
+        case NodeSkipped(node=node_id):
+            state.nodes[node_id].status = "skipped"
+            state.skipped_nodes += 1
     return state
 
 

@@ -43,6 +43,8 @@ class Workflow(Generic[P, R]):
             returned = typing.cast(Any, self.fn)(**promises)
         self.tasks = builder.tasks
         outputs = self._output_bindings(returned, owner)
+        for name, binding in outputs.items():
+            builder.check_visible(binding, f"{owner}: output '{name}'")
         unversioned = WorkflowSpec(
             name=self.name,
             version="",
