@@ -56,7 +56,7 @@ from plait_executor.reports import result_command, started_command
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from plait_scheduler.service import MAX_DELIVERIES
-from tests import definitions, map_workflows, workflows
+from tests import branch_workflows, definitions, map_workflows, workflows
 from tests.sim import workflows as sim_workflows
 
 PROJECT, DOMAIN = "sim", "dev"
@@ -123,6 +123,16 @@ PROFILES = {
     "timeouts": Profile(
         Faults(hang=0.4),
         shapes=((sim_workflows.timed, {"x": 1}), (sim_workflows.bounded, {"x": 1}), (workflows.chain, {"start": 0})),
+    ),
+    "branches": Profile(
+        Faults(),
+        shapes=(
+            (branch_workflows.classify, {"x": 3.0}),
+            (branch_workflows.classify, {"x": 0.1}),
+            (branch_workflows.positive_only, {"x": -1.0}),
+            (branch_workflows.nested, {"x": 2.0, "fast": False}),
+            (branch_workflows.nested, {"x": -2.0, "fast": True}),
+        ),
     ),
 }
 

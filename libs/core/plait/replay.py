@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from plait import codec
-from plait.core.events import AttemptFailed, Decision, Event, TaskError
+from plait.core.events import AttemptFailed, BranchTaken, Decision, Event, NodeSkipped, TaskError
 from plait.core.state import Execution, apply_decision
 from plait.errors import NotFound, PlaitError
 
@@ -114,6 +114,10 @@ def _event_fields(event: Event) -> dict[str, Any]:
 def _detail(event: Event) -> str:
     """A failure's message, and for a failed attempt the retries its budget has left (e.g. "timed out after 5 s;
     retries: 1 left")."""
+    if isinstance(event, BranchTaken):
+        return f"case {event.case} taken: {event.condition}"
+    if isinstance(event, NodeSkipped):
+        return f"branch '{event.branch}' took another case"
     error = getattr(event, "error", None)
     if not isinstance(error, TaskError):
         return ""

@@ -16,6 +16,7 @@ from plait.adapters.registry import kind_of
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
+    BranchTaken,
     CommandRejected,
     Decision,
     Event,
@@ -31,6 +32,7 @@ from plait.core.events import (
     NodeCacheWaiting,
     NodeFailed,
     NodeQueued,
+    NodeSkipped,
     NodeSucceeded,
     Registration,
     RetryScheduled,
@@ -147,6 +149,8 @@ def keys_touched(decisions: Iterable[tuple[ExecutionKey, Decision]]) -> Keys:
                     keys.attempts.add((project, domain, event.attempt_id))
                 case NodeFailed() | NodeCacheLookup() | NodeCacheHit() | MapStarted() | RetryScheduled():
                     keys.nodes.add((project, domain, execution_id, event.node))
+                case BranchTaken() | NodeSkipped():
+                    keys.nodes.add((project, domain, execution_id, event.node))
                 case ExecutionFailed() | ExecutionAborted():
                     keys.all_nodes_of.add((project, domain, execution_id))
     return keys
@@ -198,15 +202,15 @@ def _launch(rows: Rows, key: ExecutionKey, event: ExecutionLaunched, at: datetim
         overwrite_cache=event.overwrite_cache,
     )
     for position, node in enumerate(workflow.nodes):
-        task = workflow.tasks[node.task]
+        task = workflow.tasks.get(node.task)  # none for a branch node
         rows.nodes[project, domain, execution_id, node.id] = NodeRow(
             project=project,
             domain=domain,
             execution_id=execution_id,
             node_id=node.id,
             position=position,
-            task_name=task.name,
-            task_version=task.version,
+            task_name=task.name if task else "",
+            task_version=task.version if task else "",
         )
 
 
@@ -267,6 +271,12 @@ def _apply(rows: Rows, owner: ExecutionKey, event: Event, at: datetime) -> None:
         case ExecutionAborted(reason=reason):
             execution.status, execution.abort_reason, execution.finished_at = "aborted", reason, at
             _abort_unfinished(rows, owner, at)
+        case BranchTaken(node=node_id):
+            node = rows.nodes[project, domain, execution_id, node_id]
+            node.status, node.started_at = "running", node.started_at or at
+        case NodeSkipped(node=node_id):
+            node = rows.nodes[project, domain, execution_id, node_id]
+            node.status, node.finished_at = "skipped", at
         case CommandRejected() | ExecutionLaunched() | NodeCacheWaiting() | MapItemFailed() | RetryScheduled():
             pass  # a rejection stays on the dead-letter stream; a cache wait, a failed or retried item changes no row
 

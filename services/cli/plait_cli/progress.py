@@ -21,6 +21,7 @@ STATUS_STYLE = {
     "succeeded": "green",
     "failed": "bold red",
     "aborted": "magenta",
+    "skipped": "dim",
 }
 
 

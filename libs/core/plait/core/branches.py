@@ -22,6 +22,7 @@ from plait.core.model import (
     Interface,
     Node,
     WorkflowSpec,
+    node_interface,
     resolve,
     upstream_nodes,
 )
@@ -116,8 +117,11 @@ def skipped_by(members: dict[str, list[list[str]]], branch: str, taken: int) -> 
     return skipped
 
 
-def branch_interface(branch: BranchSpec) -> Interface:
-    return Interface((), branch.outputs)
+def interface_of_node(workflow: WorkflowSpec, node: Node) -> Interface:
+    """The interface a node presents: a branch's outputs, or its task's (lists of them for a map node)."""
+    if (branch := branch_of(node)) is not None:
+        return Interface((), branch.outputs)
+    return node_interface(workflow.tasks[node.task], node)
 
 
 def describe_condition(condition: Condition | None) -> str:

@@ -1,0 +1,5 @@
+-- Conditionals: the nodes of a branch case not taken are 'skipped'; a branch node runs no task (task_name '').
+
+ALTER TABLE node_executions DROP CONSTRAINT node_executions_status_check;
+ALTER TABLE node_executions ADD CONSTRAINT node_executions_status_check
+    CHECK (status IN ('waiting', 'cache_lookup', 'queued', 'running', 'succeeded', 'failed', 'aborted', 'skipped'));
