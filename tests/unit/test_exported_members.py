@@ -32,9 +32,12 @@ EXPORTED = {
     "Unavailable",
     "Workflow",
     "__version__",
+    "approve",
     "conditional",
     "map_task",
+    "sleep",
     "task",
+    "wait_for_input",
     "workflow",
 }
 

@@ -17,6 +17,7 @@ WORKFLOW_MODULES = {
     "workflows.py",
     "audit_workflows.py",
     "branch_workflows.py",
+    "gate_workflows.py",
     "cache_workflows.py",
     "cli_input_workflows.py",
     "definitions.py",

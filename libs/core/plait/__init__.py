@@ -16,7 +16,19 @@ from plait.errors import (
     TransportError,
     Unavailable,
 )
-from plait.sdk import LaunchPlan, MappedTask, Task, Workflow, conditional, map_task, task, workflow
+from plait.sdk import (
+    LaunchPlan,
+    MappedTask,
+    Task,
+    Workflow,
+    approve,
+    conditional,
+    map_task,
+    sleep,
+    task,
+    wait_for_input,
+    workflow,
+)
 
 __version__ = version("plait")
 
@@ -42,8 +54,11 @@ __all__ = [
     "Unavailable",
     "Workflow",
     "__version__",
+    "approve",
     "conditional",
     "map_task",
+    "sleep",
     "task",
+    "wait_for_input",
     "workflow",
 ]

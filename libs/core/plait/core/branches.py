@@ -18,9 +18,11 @@ from plait.core.model import (
     Constant,
     FromInput,
     FromNode,
+    GateSpec,
     Guard,
     Interface,
     Node,
+    Param,
     WorkflowSpec,
     node_interface,
     resolve,
@@ -121,6 +123,10 @@ def interface_of_node(workflow: WorkflowSpec, node: Node) -> Interface:
     """The interface a node presents: a branch's outputs, or its task's (lists of them for a map node)."""
     if (branch := branch_of(node)) is not None:
         return Interface((), branch.outputs)
+    if isinstance(node.gate, GateSpec):
+        params = (Param("value", node.gate.type),) if node.gate.type is not None else ()
+        inputs = params if "value" in node.inputs else ()
+        return Interface(inputs, tuple(Param("result", p.type) for p in params))
     return node_interface(workflow.tasks[node.task], node)
 
 

@@ -10,13 +10,14 @@ from typing import Any
 
 import msgspec
 
-from plait.core import branches
+from plait.core import branches, gates
 from plait.core.commands import (
     AbortExecution,
     AttemptDeadline,
     AttemptTimeout,
     Command,
     ExecutionTimeout,
+    GateTimer,
     LaunchExecution,
     ReportAttemptResult,
     ReportAttemptResults,
@@ -25,6 +26,7 @@ from plait.core.commands import (
     ReportCacheLookups,
     ResolvedLaunch,
     RetryDue,
+    SendSignal,
     command_id_of,
     command_type_of,
     each_command,
@@ -51,10 +53,11 @@ from plait.core.events import (
     NodeSucceeded,
     RetryBudget,
     RetryScheduled,
+    SignalReceived,
     TaskError,
 )
 from plait.core.ids import attempt_id, cache_key, item_attempt_id, item_of_attempt
-from plait.core.model import Interface, LaunchPlanSpec, MapOptions, TaskSpec, WorkflowSpec, resolve
+from plait.core.model import GateSpec, Interface, LaunchPlanSpec, MapOptions, TaskSpec, WorkflowSpec, resolve
 from plait.core.state import AttemptState, Execution, NodeState, evolve, launch
 from plait.core.types import check_value, describe
 from plait.core.validate import nesting_problem
@@ -157,6 +160,8 @@ def _ready(state: Execution, node_id: str, inputs: dict[str, Any], finished: _Fi
     node = state.nodes[node_id]
     if branches.branch_of(node.spec) is not None:
         return _choose_case(state, node, finished)
+    if (gate := gates.gate_of(node.spec)) is not None:
+        return _open_gate(state, node, gate, inputs, finished)
     if node.spec.map is not None:
         return _start_map(state, node, inputs, finished)
     task = state.workflow.tasks[node.task]
@@ -279,6 +284,80 @@ def _branch_succeeded(state: Execution, node_id: str, case: int, finished: _Fini
     assert branch is not None
     outputs = {name: resolve(b, state.inputs, finished.outputs) for name, b in branch.cases[case].outputs.items()}
     return _succeeded(state, NodeSucceeded(node=node_id, attempt_id="", outputs=outputs), finished)
+
+
+def _open_gate(
+    state: Execution, node: NodeState, gate: GateSpec, inputs: dict[str, Any], finished: _Finished
+) -> list[Event]:
+    """A gate's inputs are known: it waits, unless what it waits for is already there (a signal given early, a
+    sleep of no time)."""
+    events: list[Event] = [gates.opened(node.id, gate, inputs)]
+    if gate.kind == "sleep" and gate.seconds <= 0:
+        return events + _gate_passed(state, node, gate, inputs, None, finished)
+    signal = state.signals.get(gate.name) if gate.name else None
+    if signal is not None:
+        return events + _gate_passed(state, node, gate, inputs, signal, finished)
+    return events
+
+
+def _gate_passed(
+    state: Execution,
+    node: NodeState,
+    gate: GateSpec,
+    inputs: dict[str, Any],
+    signal: SignalReceived | None,
+    finished: _Finished | None = None,
+) -> list[Event]:
+    if signal is not None and not signal.approved:
+        by = f" by {signal.sent_by}" if signal.sent_by else ""
+        return _gate_failed(node.id, f"approval '{gate.name}' was rejected{by}", "GateRejected")
+    success = NodeSucceeded(node=node.id, attempt_id="", outputs=gates.outputs(gate, inputs, signal))
+    return _succeeded(state, success, finished)
+
+
+def _gate_failed(node_id: str, message: str, error_type: str) -> list[Event]:
+    error = TaskError(kind="user", message=message, error_type=error_type)
+    return [NodeFailed(node=node_id, error=error), ExecutionFailed(node=node_id, error=error)]
+
+
+def _signal(state: Execution, command: SendSignal) -> list[Event]:
+    """A signal for one of the execution's gates: type-checked against what the gate expects, recorded, and, if the
+    gate waits already, passed to it (a gate opened later finds it)."""
+    if any(signal.command_id == command.command_id for signal in state.signals.values()):
+        return []  # redelivered
+    node = gates.named(state, command.name)
+    if node is None:
+        names = ", ".join(repr(name) for name in gates.signal_names(state)) or "none"
+        raise Rejected(f"execution {state.execution_id} has no gate named '{command.name}' (its gates: {names})")
+    if (problem := gates.signal_problem(state, node, command)) is not None:
+        raise Rejected(problem)
+    received = SignalReceived(
+        node=node.id,
+        name=command.name,
+        command_id=command.command_id,
+        value=command.value,
+        approved=not command.reject,
+        sent_by=command.sent_by,
+    )
+    gate = gates.gate_of(node.spec)
+    if gate is None or not gates.is_open(node):
+        return [received]
+    return [received, *_gate_passed(state, node, gate, node.inputs or {}, received)]
+
+
+def _gate_timer(state: Execution, command: GateTimer) -> list[Event]:
+    """A gate's timer fired: a sleep is over; a signal or approval not given by now fails the gate. A gate that
+    passed meanwhile stays as it is (a timer may fire late, or twice)."""
+    node = state.nodes.get(command.node)
+    gate = gates.gate_of(node.spec) if node is not None else None
+    if node is None or gate is None:
+        raise Rejected(f"execution {state.execution_id} has no gate node '{command.node}'")
+    if not gates.is_open(node):
+        return []
+    if gate.kind == "sleep":
+        return _gate_passed(state, node, gate, node.inputs or {}, None)
+    what = "approval" if gate.kind == "approve" else "signal"
+    return _gate_failed(node.id, f"no {what} '{gate.name}' within {command.seconds:g} s", "GateTimedOut")
 
 
 MAX_MAP_IN_FLIGHT = 1_000
@@ -595,6 +674,10 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
             raise Rejected("reports sent together are decided one by one (decide_batch)")
         case AbortExecution(reason=reason):
             return [ExecutionAborted(reason=reason)]
+        case SendSignal():
+            return _signal(state, command)
+        case GateTimer():
+            return _gate_timer(state, command)
 
 
 def apply_event(state: Execution | None, event: Event, at: datetime, command_id: str) -> Execution | None:

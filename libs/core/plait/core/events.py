@@ -189,6 +189,31 @@ class NodeSkipped(msgspec.Struct, frozen=True, tag="node_skipped.v1"):
     branch: str
 
 
+class GateOpened(msgspec.Struct, frozen=True, tag="gate_opened.v1"):
+    """A gate node's inputs are known: it waits for signal ``name`` (of type ``expects``), an approval, or
+    ``seconds`` (a sleep); a signal or approval not given within ``timeout_seconds`` fails it."""
+
+    node: str
+    kind: str
+    name: str = ""
+    expects: str = ""
+    timeout_seconds: float | None = None
+    seconds: float = 0.0
+    inputs: dict[str, Any] = {}
+
+
+class SignalReceived(msgspec.Struct, frozen=True, tag="signal_received.v1"):
+    """Signal ``name`` was given to gate node ``node`` (possibly before it opened): ``value``, or for an approval,
+    ``approved`` or not."""
+
+    node: str
+    name: str
+    command_id: str
+    value: Any = None
+    approved: bool = True
+    sent_by: str = ""
+
+
 Event = (
     ExecutionLaunched
     | NodeQueued
@@ -209,6 +234,8 @@ Event = (
     | CommandRejected
     | BranchTaken
     | NodeSkipped
+    | GateOpened
+    | SignalReceived
 )
 
 TERMINAL_EVENTS = (ExecutionSucceeded, ExecutionFailed, ExecutionAborted)

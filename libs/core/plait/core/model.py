@@ -167,6 +167,22 @@ class Guard(msgspec.Struct, frozen=True):
     case: int
 
 
+GateKind = Literal["signal", "approve", "sleep"]
+
+
+class GateSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A node that waits instead of running a task: for a signal named ``name`` (its value, of ``type``, is the
+    node's output), for an approval of the value bound to its input ``value`` (passed on once approved), or for
+    ``seconds`` (a sleep, passing on ``value`` if bound). A signal or approval not given within
+    ``timeout_seconds`` fails the node."""
+
+    kind: GateKind
+    name: str = ""
+    type: TypeSpec | None = None  # of the node's output, if it has one
+    timeout_seconds: float | None = None
+    seconds: float = 0.0
+
+
 class Node(msgspec.Struct, frozen=True):
     id: str
     task: str  # a key of WorkflowSpec.tasks ("" for a node that runs no task: a branch)
@@ -175,6 +191,7 @@ class Node(msgspec.Struct, frozen=True):
     # UNSET (not None) on plain task nodes: left out of the encoding, so existing specs and versions are unchanged.
     branch: BranchSpec | msgspec.UnsetType = msgspec.UNSET
     guard: Guard | msgspec.UnsetType = msgspec.UNSET
+    gate: GateSpec | msgspec.UnsetType = msgspec.UNSET
 
 
 class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):

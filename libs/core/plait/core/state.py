@@ -23,6 +23,7 @@ from plait.core.events import (
     ExecutionFailed,
     ExecutionLaunched,
     ExecutionSucceeded,
+    GateOpened,
     MapItemFailed,
     MapItemSucceeded,
     MapStarted,
@@ -34,6 +35,7 @@ from plait.core.events import (
     NodeSkipped,
     NodeSucceeded,
     RetryScheduled,
+    SignalReceived,
     TaskError,
 )
 from plait.core.ids import item_of_attempt
@@ -88,6 +90,7 @@ class NodeState(msgspec.Struct, kw_only=True):
     # (a map node's ``attempts`` hold every attempt of every item, in the order they were queued)
     item_outputs: list[dict[str, Any] | None] = msgspec.field(default_factory=list)
     branch_case: int = -1  # of a branch node: the case it took (-1: not chosen yet, or not a branch)
+    gate_opened_at: datetime | None = None  # of a gate node: when it started waiting
 
     def find_attempt(self, attempt_id: str) -> AttemptState | None:
         if self.map_size >= 0:
@@ -122,6 +125,7 @@ class Execution(msgspec.Struct, kw_only=True):
     stored_bytes: int = 0  # of the decisions applied: what a cache of states measures them by
     skipped_nodes: int = 0  # nodes of branch cases not taken
     case_members: dict[str, list[list[str]]] = msgspec.field(default_factory=dict)  # branch -> case -> its nodes
+    signals: dict[str, SignalReceived] = msgspec.field(default_factory=dict)  # by name: the signals given so far
 
     @property
     def terminal(self) -> bool:
@@ -247,6 +251,11 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
         case NodeSkipped(node=node_id):
             state.nodes[node_id].status = "skipped"
             state.skipped_nodes += 1
+        case GateOpened(node=node_id, inputs=inputs):
+            node = state.nodes[node_id]
+            node.status, node.inputs, node.gate_opened_at = "waiting", inputs, at
+        case SignalReceived(name=name):
+            state.signals[name] = event
     return state
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from graphlib import CycleError, TopologicalSorter
 
 from plait.core.branches import branch_of, condition_upstream, guard_of, node_upstream
-from plait.core.model import BranchSpec, Guard, WorkflowSpec, upstream_nodes
+from plait.core.model import BranchSpec, GateSpec, Guard, WorkflowSpec, upstream_nodes
 from plait.errors import DefinitionError
 
 
@@ -15,6 +15,9 @@ def validate_workflow(spec: WorkflowSpec) -> None:
     node_ids = {node.id for node in spec.nodes}
     if len(node_ids) != len(spec.nodes):
         raise DefinitionError(f"{owner}: node ids must be unique")
+    signals = [node.gate.name for node in spec.nodes if isinstance(node.gate, GateSpec) and node.gate.name]
+    if len(set(signals)) != len(signals):
+        raise DefinitionError(f"{owner}: two gates wait for the same signal name ({', '.join(sorted(signals))})")
     graph: dict[str, set[str]] = {}
     for node in spec.nodes:
         where = f"{owner}, node '{node.id}'"
@@ -22,6 +25,12 @@ def validate_workflow(spec: WorkflowSpec) -> None:
             _check_guard(spec, guard, where)
         if (branch := branch_of(node)) is not None:
             _check_branch(branch, node_ids, where)
+            graph[node.id] = node_upstream(node)
+            continue
+        if isinstance(node.gate, GateSpec):
+            unknown = sorted(node_upstream(node) - node_ids)
+            if unknown or set(node.inputs) - {"value"}:
+                raise DefinitionError(f"{where}: a gate reads only its input 'value', of a known node")
             graph[node.id] = node_upstream(node)
             continue
         task = spec.tasks.get(node.task)
