@@ -46,7 +46,7 @@ def catalog_view(state: Execution) -> ExecutionDetail:
         NodeView(
             node=node.id,
             task=node.task,
-            version=state.workflow.tasks[node.task].version,
+            version=state.workflow.tasks[node.task].version if node.task else "",
             status=node.status,
             queued_at=None,
             started_at=None,

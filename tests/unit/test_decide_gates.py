@@ -83,7 +83,7 @@ def test_a_signal_given_before_its_gate_opens_passes_it_when_it_opens() -> None:
     [queued] = [e for e in events if isinstance(e, NodeQueued)]
     [received] = decided(state, signal("publish"))
     assert isinstance(received, SignalReceived) and received.approved
-    _, opened, passed, done = succeed(state, queued, 6)
+    _, opened, passed, _done = succeed(state, queued, 6)
     assert isinstance(opened, GateOpened) and passed == NodeSucceeded(
         node="publish", attempt_id="", outputs={"result": 6}
     )

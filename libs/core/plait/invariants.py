@@ -37,6 +37,7 @@ from plait.core.events import (
     Event,
     ExecutionLaunched,
     ExecutionSucceeded,
+    GateOpened,
     MapItemFailed,
     MapItemSucceeded,
     MapStarted,
@@ -72,6 +73,7 @@ NodeEvent = (
     | NodeFailed
     | BranchTaken
     | NodeSkipped
+    | GateOpened
 )
 
 
@@ -94,6 +96,7 @@ class _Walk:
         self.guards: dict[str, Guard] = {}  # node -> the branch case it is in
         self.taken: dict[str, int] = {}  # branch node -> the case it took
         self.skipped: set[str] = set()
+        self.gates_opened: set[str] = set()
         self.record = Record(sequence=0, subject="", data=b"")
         self.index = 0
 
@@ -166,6 +169,9 @@ class _Walk:
             case BranchTaken():
                 self._ready(node, event)
                 self.taken[node] = event.case
+            case GateOpened():
+                self._ready(node, event)
+                self.gates_opened.add(node)
             case NodeSkipped():
                 guard = self.guards.get(node)
                 passed_over = guard is not None and (
@@ -231,7 +237,7 @@ class _Walk:
     def _node_succeeds(self, event: NodeSucceeded) -> None:
         if event.attempt_id:
             self._attempt_ends(event.node, event.attempt_id, event)
-        elif event.node not in self.maps_started and event.node not in self.taken:
+        elif event.node not in self.maps_started | self.gates_opened and event.node not in self.taken:
             self.report("unknown_attempt", f"node '{event.node}' succeeded without an attempt or a map")
         self._node_ends(event.node, succeeded=True)
 

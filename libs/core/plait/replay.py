@@ -16,7 +16,17 @@ from typing import Any
 import msgspec
 
 from plait import codec
-from plait.core.events import AttemptFailed, BranchTaken, Decision, Event, NodeSkipped, TaskError
+from plait.core.events import (
+    AttemptFailed,
+    BranchTaken,
+    Decision,
+    Event,
+    GateOpened,
+    NodeSkipped,
+    SignalReceived,
+    TaskError,
+)
+from plait.core.gates import gate_story
 from plait.core.state import Execution, apply_decision
 from plait.errors import NotFound, PlaitError
 
@@ -118,6 +128,8 @@ def _detail(event: Event) -> str:
         return f"case {event.case} taken: {event.condition}"
     if isinstance(event, NodeSkipped):
         return f"branch '{event.branch}' took another case"
+    if isinstance(event, GateOpened | SignalReceived):
+        return gate_story(event)
     error = getattr(event, "error", None)
     if not isinstance(error, TaskError):
         return ""

@@ -24,6 +24,7 @@ from plait.core.events import (
     ExecutionFailed,
     ExecutionLaunched,
     ExecutionSucceeded,
+    GateOpened,
     MapItemFailed,
     MapItemSucceeded,
     MapStarted,
@@ -36,8 +37,10 @@ from plait.core.events import (
     NodeSucceeded,
     Registration,
     RetryScheduled,
+    SignalReceived,
     TaskError,
 )
+from plait.core.gates import gate_waiting_text
 from plait.core.model import EntityKind
 from plait.core.state import UNFINISHED_NODE_STATUSES, AttemptStatus, ExecutionStatus, NodeStatus
 from plait.protocol import subjects
@@ -83,6 +86,7 @@ class NodeRow(msgspec.Struct, kw_only=True):
     finished_at: datetime | None = None
     cache_key: str = ""
     cached_from: str = ""  # "execution/node" whose outputs a cache hit reused
+    waiting_for: str = ""  # of an open gate: "waiting for signal 'name' (int) until <time>"
 
 
 class AttemptRow(msgspec.Struct, kw_only=True):
@@ -149,7 +153,7 @@ def keys_touched(decisions: Iterable[tuple[ExecutionKey, Decision]]) -> Keys:
                     keys.attempts.add((project, domain, event.attempt_id))
                 case NodeFailed() | NodeCacheLookup() | NodeCacheHit() | MapStarted() | RetryScheduled():
                     keys.nodes.add((project, domain, execution_id, event.node))
-                case BranchTaken() | NodeSkipped():
+                case BranchTaken() | NodeSkipped() | GateOpened():
                     keys.nodes.add((project, domain, execution_id, event.node))
                 case ExecutionFailed() | ExecutionAborted():
                     keys.all_nodes_of.add((project, domain, execution_id))
@@ -277,6 +281,12 @@ def _apply(rows: Rows, owner: ExecutionKey, event: Event, at: datetime) -> None:
         case NodeSkipped(node=node_id):
             node = rows.nodes[project, domain, execution_id, node_id]
             node.status, node.finished_at = "skipped", at
+        case GateOpened(node=node_id, inputs=inputs):
+            node = rows.nodes[project, domain, execution_id, node_id]
+            node.status, node.inputs, node.started_at = "waiting", inputs, at
+            node.waiting_for = gate_waiting_text(event, at)
+        case SignalReceived():
+            pass  # the gate's node changes when it passes or fails
         case CommandRejected() | ExecutionLaunched() | NodeCacheWaiting() | MapItemFailed() | RetryScheduled():
             pass  # a rejection stays on the dead-letter stream; a cache wait, a failed or retried item changes no row
 

@@ -6,7 +6,7 @@ import msgspec
 from rich.table import Table
 
 from plait.core.state import ExecutionStatus
-from plait.protocol.executions import ExecutionList
+from plait.protocol.executions import ExecutionList, NodeView
 from plait.settings import Settings
 from plait_cli.catalog_session import catalog_client, console, print_json, when
 from plait_cli.progress import STATUS_STYLE
@@ -67,7 +67,7 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
         table.add_row(
             node.node,
             node.task.rsplit(".", 1)[-1] or "(branch)",
-            f"[{STATUS_STYLE.get(node.status, '')}]{node.status}[/]",
+            f"[{STATUS_STYLE.get(node.status, '')}]{_status_text(node)}[/]",
             str(len(node.attempts)),
             when(node.started_at),
             _seconds(took),
@@ -75,3 +75,8 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
         )
     out.print(table)
     return 0
+
+
+def _status_text(node: NodeView) -> str:
+    """A node's status; for an open gate, what it waits for and until when."""
+    return node.waiting_for if node.status == "waiting" and node.waiting_for else node.status

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from plait.errors import DefinitionError, InputError, NotFound, PlaitError
-from plait_cli import aside_commands, catalog_commands
+from plait_cli import aside_commands, catalog_commands, signal_command
 from plait_cli.embedded import ServerStartError
 from plait_cli.home import usable_home
 from plait_cli.run_options import add_run_options, run_options, without_run_options
@@ -139,6 +139,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     export.add_argument("directory", nargs="?", default="schemas", metavar="DIR", help="default: ./schemas")
     catalog_commands.add_parsers(commands)
     aside_commands.add_parsers(commands)
+    signal_command.add_parsers(commands)
     return parser, run
 
 
@@ -222,6 +223,8 @@ def dispatch(argv: Sequence[str]) -> int:
         return catalog_commands.run(settings, args)
     if args.command in aside_commands.COMMANDS:
         return aside_commands.run(settings, args)
+    if args.command in signal_command.COMMANDS:
+        return signal_command.run(settings, args)
     if args.command in ("replay", "audit"):
         from plait_cli import history
 

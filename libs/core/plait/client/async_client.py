@@ -5,9 +5,10 @@ from __future__ import annotations
 from plait.client.cache_admin import CacheAdmin
 from plait.client.launching import Launching
 from plait.client.queries import Queries
+from plait.client.signalling import Signalling
 
 
-class AsyncClient(Launching, Queries, CacheAdmin):
+class AsyncClient(Launching, Queries, CacheAdmin, Signalling):
     """Talks to plait through NATS only: registers workflows, launches and follows executions (the event log
     and the command stream), and asks the catalog.
 

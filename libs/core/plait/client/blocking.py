@@ -134,6 +134,11 @@ class Client:
     def abort(self, execution_id: str, reason: str = "aborted by request") -> None:
         self._portal.call(self._async.abort, execution_id, reason)
 
+    def signal(
+        self, execution_id: str, name: str, value: Any = None, *, reject: bool = False, timeout: float = 30.0
+    ) -> None:
+        self._portal.call(self._async.signal, execution_id, name, value, reject=reject, timeout=timeout)
+
     def records(self, execution_id: str) -> list[Record]:
         return self._portal.call(self._async.records, execution_id)
 

@@ -38,7 +38,7 @@ LaunchOutcome = str | PlaitError | None
 _rejection_decoder = msgspec.json.Decoder(Rejection)
 
 
-def _rejection_reason(data: bytes) -> str:
+def rejection_reason(data: bytes) -> str:
     """The reason a scheduler gave for refusing a command (see ``Plait-Reply-To``)."""
     try:
         return _rejection_decoder.decode(data).reason
@@ -68,7 +68,7 @@ class LaunchDecision(ClientBase):
         outcomes, outcome = anyio.create_memory_object_stream[LaunchOutcome](math.inf)
 
         async def refused(msg: Msg) -> None:
-            outcomes.send_nowait(_rejection_reason(msg.data))
+            outcomes.send_nowait(rejection_reason(msg.data))
 
         async def launched(msg: Msg) -> None:
             outcomes.send_nowait(None)

@@ -643,6 +643,8 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
             raise Rejected("a launch must be resolved against the registry before deciding")
     if state is None:
         raise Rejected(f"execution {command.execution_id} does not exist")
+    if state.terminal and isinstance(command, SendSignal):  # a person waits for the answer: say why not
+        raise Rejected(f"execution {state.execution_id} has {state.status}; it takes no signal now")
     if state.terminal:
         return []
     match command:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from plait.core.commands import SendSignal
@@ -72,10 +73,27 @@ def signal_problem(state: Execution, node: NodeState, command: SendSignal) -> st
     return None
 
 
-def waiting_for(event: GateOpened) -> str:
-    """What an open gate waits for, as a person reads it (without the time it waits until)."""
+def gate_story(event: GateOpened | SignalReceived) -> str:
+    """A gate's event as a line of an execution's timeline."""
+    if isinstance(event, SignalReceived):
+        by = f" by {event.sent_by}" if event.sent_by else ""
+        if event.value is None:
+            return f"'{event.name}' {'approved' if event.approved else 'rejected'}{by}"
+        return f"'{event.name}' = {event.value!r}{by}"
     if event.kind == "sleep":
         return f"sleeping {event.seconds:g} s"
-    if event.kind == "approve":
-        return f"waiting for approval '{event.name}'"
-    return f"waiting for signal '{event.name}' ({event.expects})"
+    what = f"approval '{event.name}'" if event.kind == "approve" else f"signal '{event.name}' ({event.expects})"
+    limit = f", for up to {event.timeout_seconds:g} s" if event.timeout_seconds is not None else ""
+    return f"waiting for {what}{limit}"
+
+
+def gate_waiting_text(event: GateOpened, opened_at: datetime) -> str:
+    """What a gate opened at ``opened_at`` waits for, as a person reads it: "waiting for signal 'amount' (int)
+    until 2026-12-04T13:20:00+00:00"."""
+    if event.kind == "sleep":
+        return f"sleeping until {(opened_at + timedelta(seconds=event.seconds)).isoformat(timespec='seconds')}"
+    what = f"approval '{event.name}'" if event.kind == "approve" else f"signal '{event.name}' ({event.expects})"
+    if event.timeout_seconds is None:
+        return f"waiting for {what}"
+    until = opened_at + timedelta(seconds=event.timeout_seconds)
+    return f"waiting for {what} until {until.isoformat(timespec='seconds')}"

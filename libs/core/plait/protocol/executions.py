@@ -72,6 +72,7 @@ class NodeView(msgspec.Struct, kw_only=True):
     error: dict[str, Any] | None
     attempts: list[AttemptView]  # the first ``attempts_limit``, by attempt number then id
     attempts_total: int
+    waiting_for: str = ""  # of an open gate: what it waits for, and until when
 
 
 class ExecutionDetail(ExecutionSummary, kw_only=True):
