@@ -4,15 +4,20 @@ that case's tasks, the catalog shows the others skipped, and the CLI tells the s
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from plait.client import AsyncClient
 from plait.invariants import check_execution
+from plait.sdk import Workflow
+from plait.sdk.loader import load_reference
 from tests import branch_workflows
 from tests.helpers.plait_command import plait_command_async
 from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.fixture
@@ -71,3 +76,18 @@ async def test_a_nested_conditional_runs_the_inner_case_of_the_taken_outer_case(
     state = await final_state(client, none, timeout=60)
     assert state.outputs == {"result": "none:-2"}
     assert {n for n, s in state.nodes.items() if s.status == "skipped"} == {"inner", "label", "double", "label-1"}
+
+
+async def test_the_examples_run_as_their_docstrings_say(client: AsyncClient) -> None:
+    grade = load_reference(str(EXAMPLES / "branching.py") + ":grade")
+    assert isinstance(grade, Workflow)
+    graded = (await client.launch(grade, {"score": 0.95})).id
+    assert (await final_state(client, graded, timeout=60)).outputs == {"result": "excellent (95%)"}
+
+    report = load_reference(str(EXAMPLES / "approval.py") + ":publish_report")
+    assert isinstance(report, Workflow)
+    execution_id = (await client.launch(report, {"rows": 25})).id
+    await client.signal(execution_id, "threshold", 10)
+    await client.signal(execution_id, "publish")
+    state = await final_state(client, execution_id, timeout=60)
+    assert state.outputs == {"result": "published: 25 rows, 15 above the threshold of 10"}

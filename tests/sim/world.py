@@ -56,7 +56,7 @@ from plait_executor.reports import result_command, started_command
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from plait_scheduler.service import MAX_DELIVERIES
-from tests import branch_workflows, definitions, map_workflows, workflows
+from tests import branch_workflows, definitions, gate_workflows, map_workflows, workflows
 from tests.sim import workflows as sim_workflows
 
 PROJECT, DOMAIN = "sim", "dev"
@@ -132,6 +132,8 @@ PROFILES = {
             (branch_workflows.positive_only, {"x": -1.0}),
             (branch_workflows.nested, {"x": 2.0, "fast": False}),
             (branch_workflows.nested, {"x": -2.0, "fast": True}),
+            (gate_workflows.naps, {"n": 1}),
+            (gate_workflows.asks_briefly, {}),
         ),
     ),
 }

@@ -38,7 +38,7 @@ class Signalling(ClientBase):
         except (TypeError, msgspec.EncodeError) as exc:
             raise InputError(f"the value of signal '{name}' cannot be encoded: {exc}") from None
         command = SendSignal(
-            command_id=f"signal:{execution_id}:{name}:{uuid.uuid4().hex}",
+            command_id=f"{execution_id}/signal-{name}/{uuid.uuid4().hex[:12]}",
             execution_id=execution_id,
             name=name,
             value=encoded,
