@@ -58,3 +58,22 @@ def nested(x: float, fast: bool) -> str:
         .else_()
         .then(label(prefix="none", x=x))
     )
+
+
+@workflow
+def doubled_label(prefix: str, x: float = 1.0) -> str:
+    """Called from other workflows below: its nodes are inlined there."""
+    return label(prefix=prefix, x=double(x=x))
+
+
+@workflow
+def calls_a_subworkflow(x: float) -> str:
+    """A subworkflow called directly, and another call of it inside a case of a conditional."""
+    first = doubled_label(prefix="first", x=x)
+    return (
+        conditional("again")
+        .if_(x > 0)
+        .then(shout(text=doubled_label(prefix=first, x=x)))
+        .else_()
+        .then(shout(text=first))
+    )

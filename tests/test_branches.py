@@ -91,3 +91,10 @@ async def test_the_examples_run_as_their_docstrings_say(client: AsyncClient) -> 
     await client.signal(execution_id, "publish")
     state = await final_state(client, execution_id, timeout=60)
     assert state.outputs == {"result": "published: 25 rows, 15 above the threshold of 10"}
+
+
+async def test_an_inlined_subworkflow_runs_inside_the_taken_case(client: AsyncClient) -> None:
+    execution_id = (await client.launch(branch_workflows.calls_a_subworkflow, {"x": 1.5})).id
+    state = await final_state(client, execution_id, timeout=60)
+    assert (state.status, state.outputs) == ("succeeded", {"result": "FIRST:3:3"})
+    assert state.nodes["doubled_label-1.label"].status == "succeeded" and state.nodes["shout-1"].status == "skipped"

@@ -243,9 +243,10 @@ class WorkflowBuilder(Generic[T]):
 
     def add(self, node: Node) -> None:
         """Add ``node``, inside the branch case being traced, if any."""
-        if self.guard is not None:
+        if self.guard is not None and not isinstance(node.guard, Guard):
             node = msgspec.structs.replace(node, guard=self.guard)
-            self.guards[node.id] = self.guard
+        if isinstance(node.guard, Guard):
+            self.guards[node.id] = node.guard
         self.nodes.append(node)
 
 
