@@ -123,3 +123,15 @@ def test_a_sleep_passes_its_value_on_when_its_timer_fires() -> None:
     passed, after = decided(state, timer.command)
     assert passed == NodeSucceeded(node="sleep", attempt_id="", outputs={"result": 3})
     assert isinstance(after, NodeQueued) and after.inputs == {"n": 3}
+
+
+def test_a_signal_value_nested_too_deeply_is_rejected_and_the_gate_still_waits() -> None:
+    state, _ = launched(gate_workflows.asks, {}, AT)
+    deep: Any = 1
+    for _ in range(100):
+        deep = [deep]
+    [rejected] = decided(state, signal("amount", deep))
+    assert isinstance(rejected, CommandRejected) and "nested more than 64 levels deep" in rejected.reason
+    assert decided(state, signal("amount", 2, command_id="s2"))[0] == SignalReceived(
+        node="amount", name="amount", command_id="s2", value=2, sent_by="ann"
+    )

@@ -9,6 +9,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from plait.core.branches import node_kind
 from plait.core.state import Execution, NodeState
 
 PER_NODE_LIMIT = 30
@@ -70,7 +71,7 @@ def render(state: Execution, now: datetime | None = None) -> RenderableType:
         for node in state.nodes.values():
             table.add_row(
                 node.id,
-                node.task.rsplit(".", 1)[-1],
+                node_kind(node.spec),
                 _status(node),
                 _attempts(node),
                 _seconds(node, now),
@@ -82,7 +83,7 @@ def render(state: Execution, now: datetime | None = None) -> RenderableType:
             table.add_column(status, justify="right", style=STATUS_STYLE[status])
         by_task: dict[str, Counter[str]] = {}
         for node in state.nodes.values():
-            by_task.setdefault(node.task.rsplit(".", 1)[-1], Counter())[node.status] += 1
+            by_task.setdefault(node_kind(node.spec), Counter())[node.status] += 1
         for task_name, counts in by_task.items():
             table.add_row(task_name, *(str(counts[s]) for s in statuses))
     return Group(header, table)

@@ -130,6 +130,16 @@ def interface_of_node(workflow: WorkflowSpec, node: Node) -> Interface:
     return node_interface(workflow.tasks[node.task], node)
 
 
+def node_kind(node: Node) -> str:
+    """What a node does, for people: its task's short name, or "branch", or its gate's kind ("signal",
+    "approve", "sleep")."""
+    if branch_of(node) is not None:
+        return "branch"
+    if isinstance(node.gate, GateSpec):
+        return node.gate.kind
+    return node.task.rsplit(".", 1)[-1]
+
+
 def describe_condition(condition: Condition | None) -> str:
     """A condition as a person reads it: ``output 'result' of node 'score' > 0.5``."""
     match condition:

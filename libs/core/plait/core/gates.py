@@ -10,6 +10,7 @@ from plait.core.events import GateOpened, SignalReceived
 from plait.core.model import GateSpec, Node
 from plait.core.state import Execution, NodeState
 from plait.core.types import check_value, describe
+from plait.core.validate import nesting_problem
 
 VALUE_INPUT = "value"
 """The input of an approval (or a sleep) whose value the gate passes on."""
@@ -65,6 +66,8 @@ def signal_problem(state: Execution, node: NodeState, command: SendSignal) -> st
         return f"signal '{name}' was already given"
     if node.status in ("succeeded", "failed", "skipped", "aborted"):
         return f"the gate waiting for signal '{name}' has {node.status}; it takes no signal now"
+    if (too_deep := nesting_problem(command.value)) is not None:
+        return f"the value of signal '{name}' {too_deep}"
     if gate.kind == "signal":
         if command.reject:
             return f"signal '{name}' waits for a value; only an approval can be rejected"
