@@ -10,7 +10,6 @@ import msgspec
 import pytest
 
 from plait import conditional, task, workflow
-from plait.core.commands import ReportAttemptResult
 from plait.core.decide import decide_batch
 from plait.core.events import (
     AttemptStarted,
@@ -26,19 +25,13 @@ from plait.core.state import Execution
 from plait.errors import DefinitionError
 from tests import branch_workflows, map_workflows
 from tests.helpers.launching import launched
+from tests.helpers.reports import result_of
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 
 
 def succeed(state: Execution, queued: NodeQueued, value: Any) -> list[Event]:
-    command = ReportAttemptResult(
-        command_id=f"{queued.attempt_id}:result",
-        execution_id=state.execution_id,
-        node=queued.node,
-        attempt_id=queued.attempt_id,
-        worker="w1",
-        outputs={"result": value},
-    )
+    command = result_of(queued, value, state.execution_id)
     started, *events = decide_batch(state, [command], AT).events  # a result unannounced is recorded started first
     assert isinstance(started, AttemptStarted)
     return events

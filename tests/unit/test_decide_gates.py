@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from plait.core.commands import GateTimer, ReportAttemptResult, SendSignal, gate_timer, timeout_timers
+from plait.core.commands import GateTimer, SendSignal, gate_timer, timeout_timers
 from plait.core.decide import decide_batch
 from plait.core.events import (
     CommandRejected,
@@ -21,6 +21,7 @@ from plait.core.events import (
 from plait.core.state import Execution
 from tests import gate_workflows
 from tests.helpers.launching import launched
+from tests.helpers.reports import result_of
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 
@@ -34,14 +35,7 @@ def signal(name: str, value: Any = None, *, reject: bool = False, command_id: st
 
 
 def succeed(state: Execution, queued: NodeQueued, value: Any) -> list[Event]:
-    command = ReportAttemptResult(
-        command_id=f"{queued.attempt_id}:result",
-        execution_id="e",
-        node=queued.node,
-        attempt_id=queued.attempt_id,
-        worker="w",
-        outputs={"result": value},
-    )
+    command = result_of(queued, value, state.execution_id)
     return decided(state, command)[1:]
 
 

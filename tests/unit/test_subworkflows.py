@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 import pytest
 
 from plait import DefinitionError, workflow
-from plait.core.commands import ReportAttemptResult
 from plait.core.decide import decide_batch
 from plait.core.events import Event, NodeQueued, NodeSkipped
 from plait.core.model import Constant, FromInput, FromNode, Guard
 from plait.core.state import Execution
 from tests import branch_workflows
 from tests.helpers.launching import launched
+from tests.helpers.reports import result_of
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 
@@ -46,14 +46,7 @@ def test_the_called_workflows_nodes_are_inlined_under_the_calls_name() -> None:
 
 
 def finish(state: Execution, queued: NodeQueued, value: object) -> list[Event]:
-    command = ReportAttemptResult(
-        command_id=f"{queued.attempt_id}:result",
-        execution_id="e",
-        node=queued.node,
-        attempt_id=queued.attempt_id,
-        worker="w",
-        outputs={"result": value},
-    )
+    command = result_of(queued, value, state.execution_id)
     return decide_batch(state, [command], AT).events
 
 

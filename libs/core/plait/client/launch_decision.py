@@ -13,6 +13,7 @@ import nats.errors
 import nats.js.errors
 import structlog
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from plait import codec
 from plait.adapters.commands import publish_command, subject_of
@@ -44,6 +45,14 @@ def rejection_reason(data: bytes) -> str:
         return _rejection_decoder.decode(data).reason
     except msgspec.DecodeError:
         return data.decode(errors="replace")
+
+
+async def unsubscribe_all(subscriptions: list[Subscription]) -> None:
+    """End ``subscriptions``, even while cancelled; one already gone is no error."""
+    with anyio.CancelScope(shield=True):
+        for subscription in subscriptions:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
 
 
 @contextlib.contextmanager
@@ -95,10 +104,7 @@ class LaunchDecision(ClientBase):
                 execution_id=execution_id,
             ) from None
         finally:
-            with anyio.CancelScope(shield=True):
-                for subscription in subscriptions:
-                    with contextlib.suppress(nats.errors.Error):
-                        await subscription.unsubscribe()
+            await unsubscribe_all(subscriptions)
         if isinstance(decided, PlaitError):
             raise decided
         return decided

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import uuid
 from typing import Any
 
 import anyio
 import msgspec
-import nats.errors
 from nats.aio.msg import Msg
 
 from plait import codec
 from plait.adapters.commands import publish_command
 from plait.adapters.nats_errors import as_plait_errors
 from plait.client.connection import ClientBase
-from plait.client.launch_decision import rejection_reason
+from plait.client.launch_decision import rejection_reason, unsubscribe_all
 from plait.core.commands import SendSignal
 from plait.core.events import CommandRejected
 from plait.errors import InputError, Timeout
@@ -74,9 +72,6 @@ class Signalling(ClientBase):
                     execution_id=execution_id,
                 ) from None
             finally:
-                with anyio.CancelScope(shield=True):
-                    for subscription in subscriptions:
-                        with contextlib.suppress(nats.errors.Error):
-                            await subscription.unsubscribe()
+                await unsubscribe_all(subscriptions)
         if reason is not None:
             raise InputError(reason)

@@ -84,15 +84,10 @@ class _Renaming:
 
 def _given_inputs(interface: Interface, args: tuple[Any, ...], kwargs: dict[str, Any], where: str) -> dict[str, Any]:
     params = interface.inputs
-    if len(args) > len(params):
-        raise DefinitionError(f"{where}: takes {len(params)} inputs, {len(args)} were given")
-    given = {p.name: a for p, a in zip(params, args, strict=False)}
-    for name, value in kwargs.items():
-        if name in given:
-            raise DefinitionError(f"{where}: input '{name}' is given twice")
-        if interface.input(name) is None:
-            raise DefinitionError(f"{where}: unknown input '{name}' (inputs: {', '.join(p.name for p in params)})")
-        given[name] = value
+    given = tracing.arguments_by_name(params, args, kwargs, where)
+    unknown = [name for name in given if interface.input(name) is None]
+    if unknown:
+        raise DefinitionError(f"{where}: unknown input '{unknown[0]}' (inputs: {', '.join(p.name for p in params)})")
     missing = [p.name for p in params if p.required and p.name not in given]
     if missing:
         raise DefinitionError(f"{where}: missing input {', '.join(repr(m) for m in missing)}")

@@ -20,6 +20,7 @@ from plait.core.model import (
     MapOptions,
     Mapping,
     Node,
+    Param,
     mapped_type,
     upstream_nodes,
 )
@@ -204,13 +205,7 @@ class WorkflowBuilder(Generic[T]):
         node_id = self._node_id(task.short_name)
         where = f"workflow '{self.workflow_name}', node '{node_id}' (task '{task.short_name}')"
         params = task.interface.inputs
-        if len(args) > len(params):
-            raise DefinitionError(f"{where}: takes {len(params)} inputs, {len(args)} were given")
-        given = {p.name: a for p, a in zip(params, args, strict=False)}
-        for name, value in kwargs.items():
-            if name in given:
-                raise DefinitionError(f"{where}: input '{name}' is given twice")
-            given[name] = value
+        given = arguments_by_name(params, args, kwargs, where)
         bindings: dict[str, Binding] = {}
         mapped: list[str] = []
         for name, value in given.items():
@@ -248,6 +243,20 @@ class WorkflowBuilder(Generic[T]):
         if isinstance(node.guard, Guard):
             self.guards[node.id] = node.guard
         self.nodes.append(node)
+
+
+def arguments_by_name(
+    params: tuple[Param, ...], args: tuple[Any, ...], kwargs: dict[str, Any], where: str
+) -> dict[str, Any]:
+    """The arguments of a call inside a workflow, positional ones named by ``params``."""
+    if len(args) > len(params):
+        raise DefinitionError(f"{where}: takes {len(params)} inputs, {len(args)} were given")
+    given = {p.name: a for p, a in zip(params, args, strict=False)}
+    for name, value in kwargs.items():
+        if name in given:
+            raise DefinitionError(f"{where}: input '{name}' is given twice")
+        given[name] = value
+    return given
 
 
 def _is_mapped(name: str, value: Any, param_type: TypeSpec, mapping: MapOptions) -> bool:
