@@ -45,7 +45,7 @@ async def test_the_case_chosen_from_a_task_output_runs_and_the_others_are_skippe
     assert (await final_state(client, big, timeout=60)).outputs == {"result": "BIG:40"}
 
     shown = await client.show_execution(medium, min_sequence=state.last_sequence)
-    assert {n.node: (n.task, n.status) for n in shown.nodes}["size"] == ("", "succeeded")
+    assert {n.node: (n.task, n.kind, n.status) for n in shown.nodes}["size"] == ("", "branch", "succeeded")
     assert {n.node: n.status for n in shown.nodes}["label-2"] == "skipped"
     records = await client.records(medium)
     assert check_execution(records, ended=True, catalog_execution=shown) == []

@@ -46,7 +46,9 @@ async def test_a_waiting_gate_is_shown_a_wrong_value_refused_and_a_right_one_pas
     sequence = await gate_opened(client, execution_id)
     shown = await client.show_execution(execution_id, min_sequence=sequence)
     gate = next(n for n in shown.nodes if n.node == "amount")
-    assert gate.status == "waiting" and gate.waiting_for.startswith("waiting for signal 'amount' (int) until 20")
+    assert (gate.kind, gate.status) == ("signal", "waiting") and gate.waiting_for.startswith(
+        "waiting for signal 'amount' (int) until 20"
+    )
 
     env = {"PLAIT_NATS_URL": nats_url}
     table = await plait_command_async(["executions", "show", execution_id], env)

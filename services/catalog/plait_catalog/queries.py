@@ -46,7 +46,7 @@ _SHOW = (
 
 _NODES = """
 SELECT node_id AS node, task_name AS task, task_version AS version, status, queued_at, started_at, finished_at,
-       inputs, outputs, error, waiting_for
+       inputs, outputs, error, waiting_for, kind
 FROM node_executions WHERE project = $1 AND domain = $2 AND execution_id = $3 ORDER BY position
 """
 

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from plait.adapters.registry import kind_of
+from plait.core.branches import node_kind
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
@@ -87,6 +88,7 @@ class NodeRow(msgspec.Struct, kw_only=True):
     cache_key: str = ""
     cached_from: str = ""  # "execution/node" whose outputs a cache hit reused
     waiting_for: str = ""  # of an open gate: "waiting for signal 'name' (int) until <time>"
+    kind: str = "task"  # or "branch", or a gate's kind: "signal", "approve", "sleep"
 
 
 class AttemptRow(msgspec.Struct, kw_only=True):
@@ -215,6 +217,7 @@ def _launch(rows: Rows, key: ExecutionKey, event: ExecutionLaunched, at: datetim
             position=position,
             task_name=task.name if task else "",
             task_version=task.version if task else "",
+            kind=node_kind(node),
         )
 
 

@@ -66,7 +66,7 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
             took = (node.finished_at - node.started_at).total_seconds()
         table.add_row(
             node.node,
-            node.task.rsplit(".", 1)[-1] or "(branch)",
+            node.task.rsplit(".", 1)[-1] if node.kind == "task" else f"({node.kind})",
             f"[{STATUS_STYLE.get(node.status, '')}]{_status_text(node)}[/]",
             str(len(node.attempts)),
             when(node.started_at),

@@ -131,13 +131,18 @@ def interface_of_node(workflow: WorkflowSpec, node: Node) -> Interface:
 
 
 def node_kind(node: Node) -> str:
-    """What a node does, for people: its task's short name, or "branch", or its gate's kind ("signal",
-    "approve", "sleep")."""
+    """What a node is: "task", "branch", or its gate's kind ("signal", "approve", "sleep")."""
     if branch_of(node) is not None:
         return "branch"
     if isinstance(node.gate, GateSpec):
         return node.gate.kind
-    return node.task.rsplit(".", 1)[-1]
+    return "task"
+
+
+def node_label(node: Node) -> str:
+    """A node's kind as a person reads it: its task's short name, or "(branch)", "(signal)"..."""
+    kind = node_kind(node)
+    return node.task.rsplit(".", 1)[-1] if kind == "task" else f"({kind})"
 
 
 def describe_condition(condition: Condition | None) -> str:

@@ -73,6 +73,7 @@ class NodeView(msgspec.Struct, kw_only=True):
     attempts: list[AttemptView]  # the first ``attempts_limit``, by attempt number then id
     attempts_total: int
     waiting_for: str = ""  # of an open gate: what it waits for, and until when
+    kind: str = "task"  # or "branch", or a gate's kind: "signal", "approve", "sleep"
 
 
 class ExecutionDetail(ExecutionSummary, kw_only=True):
