@@ -195,3 +195,12 @@ def test_plain_workflows_keep_their_encoding_and_versions() -> None:
         encoded = msgspec.json.encode(node)
         assert (b'"branch":{' in encoded) == (node.id == "size")
         assert (b'"guard"' in encoded) == node.id.startswith("label")
+
+
+def test_a_conditional_without_an_else_is_refused_when_defined() -> None:
+    with pytest.raises(DefinitionError, match=r"conditional 'c' is not ended: end it with \.else_\(\)"):
+
+        @workflow
+        def unfinished(n: int) -> int:
+            conditional("c").if_(n > 1).then(parse(text="1"))
+            return parse(text="2")

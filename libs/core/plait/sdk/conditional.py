@@ -49,6 +49,7 @@ class _Branch:
             builder.guards[self.node_id] = self.outer
         self.cases: list[Case] = []
         self.outputs: tuple[Param, ...] | None = None
+        builder.unfinished_branches.append(self.node_id)
         self.where = f"workflow '{builder.workflow_name}', conditional '{self.node_id}'"
 
     def open_case(self, condition: Expression | None) -> None:
@@ -90,6 +91,7 @@ class _Branch:
     def finish(self) -> Any:
         outputs = self.outputs or ()
         branch = BranchSpec(cases=tuple(self.cases), outputs=outputs)
+        self.builder.unfinished_branches.remove(self.node_id)
         self.builder.add(Node(id=self.node_id, task="", inputs={}, branch=branch))
         promises = {
             p.name: tracing.Promise(FromNode(self.node_id, p.name), p.type, f"output '{p.name}' of {self.node_id!r}")

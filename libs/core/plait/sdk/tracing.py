@@ -162,6 +162,7 @@ class WorkflowBuilder(Generic[T]):
         self._names: dict[str, int] = {}
         self.guard: Guard | None = None  # the branch case being traced: nodes added now run only if it is taken
         self.guards: dict[str, Guard] = {}  # node -> the branch case it is in
+        self.unfinished_branches: list[str] = []  # conditionals not yet ended with else_()
 
     def __enter__(self) -> WorkflowBuilder[T]:
         self._token = _builder.set(self)

@@ -43,6 +43,11 @@ class Workflow(Generic[P, R]):
         with WorkflowBuilder[Task[Any, Any]](self.name) as builder:
             returned = typing.cast(Any, self.fn)(**promises)
         self.tasks = builder.tasks
+        if builder.unfinished_branches:
+            raise DefinitionError(
+                f"{owner}: conditional '{builder.unfinished_branches[0]}' is not ended: end it with "
+                ".else_().then(...) or .else_().fail(...)"
+            )
         outputs = self._output_bindings(returned, owner)
         for name, binding in outputs.items():
             builder.check_visible(binding, f"{owner}: output '{name}'")
