@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import pytest
 
-from plait import InputError
+from plait import Client, InputError
 from plait.client import AsyncClient
 from plait.core.events import GateOpened
 from plait.invariants import check_execution
@@ -136,3 +137,21 @@ async def test_the_timeline_of_a_gate_a_branch_and_a_retried_timeout_reads_as_a_
     assert "waiting for signal 'amount' (int)" in text
     assert "case 0 taken: amount.result > 10" in text
     assert "timed out after 1 s; retries: 0 left" in text
+
+
+def signal_with_the_blocking_client(nats_url: str) -> tuple[object, str]:
+    """What a script does: launch, signal a wrong value (refused), then the right one; runs in a thread."""
+    with Client(nats_url) as blocking:
+        handle = blocking.launch(gate_workflows.asks)
+        try:
+            blocking.signal(handle.id, "amount", 2.5)
+            refusal = ""
+        except InputError as exc:
+            refusal = str(exc)
+        blocking.signal(handle.id, "amount", 2)
+        return handle.result(timeout=60), refusal
+
+
+async def test_the_blocking_client_signals_as_the_async_one_does(client: AsyncClient, nats_url: str) -> None:
+    result, refusal = await anyio.to_thread.run_sync(signal_with_the_blocking_client, nats_url)
+    assert result == 6 and refusal.startswith("signal 'amount' expects int")
