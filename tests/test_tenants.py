@@ -139,7 +139,8 @@ async def test_the_migration_keys_existing_rows_by_project_and_domain(database_u
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
             [(m.version, m.name) for m in available() if m.version <= 5],
         )
-        assert [m.name for m in await migrate(connection) if m.version <= 7] == ["tenant_keys"]
+        applied = [m.name for m in await migrate(connection)]
+        assert applied[:1] == ["tenant_keys"]  # then any later ones
         for table in ("node_executions", "attempts", "lineage_edges"):
             assert [tuple(row) for row in await connection.fetch(f"SELECT project, domain FROM {table}")] == [
                 ("p", "d")

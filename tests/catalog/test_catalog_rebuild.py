@@ -390,7 +390,7 @@ async def test_a_catalog_projected_before_artifact_lineage_gets_it_by_a_rebuild(
         )
         await pg.execute("INSERT INTO artifacts (hash, type, value, size) VALUES ('h', '{}', '1', 1)")
         await pg.execute("UPDATE projection_offsets SET sequence = $1", last)  # the old release projected it all
-    assert [m.name for m in await migrate(pg)] == ["lifecycle", "artifact_lineage"]
+    assert [m.name for m in await migrate(pg)] == ["lifecycle", "artifact_lineage", "branches_and_gates"]
     assert await pg.fetchval("SELECT count(*) FROM artifacts") == 1, "the previous release may still write it"
 
     async with anyio.create_task_group() as tg:

@@ -32,7 +32,7 @@ from tests.helpers.processes import ServiceProcess
 pytestmark = pytest.mark.faults
 
 PROJECT, DOMAIN = "default", "development"
-KINDS = ("launch", "started", "result", "cache", "abort", "retry")
+KINDS = ("launch", "started", "result", "cache", "abort", "retry", "signal")
 EXAMPLES = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
@@ -138,6 +138,7 @@ def _valid(kind: str, execution_id: str) -> dict[str, Any]:
         "cache": {"type": "report_cache_lookup.v1", "node": "n", "cache_key": "k", "round": 1, "outcome": "hit"},
         "abort": {"type": "abort_execution.v1"},
         "retry": {"type": "retry_due.v1", "node": "n", "attempt": 2},
+        "signal": {"type": "send_signal.v1", "name": "approval", "value": 1},
     }
     return {**base, **by_kind[kind]}
 

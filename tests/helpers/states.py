@@ -9,6 +9,7 @@ import msgspec
 
 from plait.adapters.event_store import EventStore
 from plait.client import AsyncClient, AsyncExecutionHandle
+from plait.core.branches import node_kind
 from plait.core.state import Execution
 from plait.protocol import subjects
 from plait.protocol.executions import AttemptView, ExecutionDetail, NodeView
@@ -46,7 +47,8 @@ def catalog_view(state: Execution) -> ExecutionDetail:
         NodeView(
             node=node.id,
             task=node.task,
-            version=state.workflow.tasks[node.task].version,
+            version=state.workflow.tasks[node.task].version if node.task else "",
+            kind=node_kind(node.spec),
             status=node.status,
             queued_at=None,
             started_at=None,

@@ -62,7 +62,15 @@ from plait_executor.stored_values import run_with_values
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
 from plait_scheduler.service import MAX_DELIVERIES
-from tests import cluster_workflows, definitions, dynamic_workflows, map_workflows, workflows
+from tests import (
+    branch_workflows,
+    cluster_workflows,
+    definitions,
+    dynamic_workflows,
+    gate_workflows,
+    map_workflows,
+    workflows,
+)
 from tests.sim import workflows as sim_workflows
 
 PROJECT, DOMAIN = "sim", "dev"
@@ -159,6 +167,18 @@ PROFILES = {
             (dynamic_workflows.sum_of_squares, {"n": 3}),
             (dynamic_workflows.nested_squares, {"groups": [[1, 2], [3]]}),
             (sim_workflows.generated, {"x": 1}),
+        ),
+    ),
+    "branches": Profile(
+        Faults(),
+        shapes=(
+            (branch_workflows.classify, {"x": 3.0}),
+            (branch_workflows.classify, {"x": 0.1}),
+            (branch_workflows.positive_only, {"x": -1.0}),
+            (branch_workflows.nested, {"x": 2.0, "fast": False}),
+            (branch_workflows.nested, {"x": -2.0, "fast": True}),
+            (gate_workflows.naps, {"n": 1}),
+            (gate_workflows.asks_briefly, {}),
         ),
     ),
 }

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from plait.core.commands import Command, ReportAttemptResult, ReportAttemptStarted, ResolvedLaunch
 from plait.core.decide import decide_batch
-from plait.core.events import TERMINAL_EVENTS, Decision, Event, NodeQueued, NodeSucceeded, TaskError
+from plait.core.events import TERMINAL_EVENTS, Decision, Event, NodeQueued, NodeSkipped, NodeSucceeded, TaskError
 from plait.core.model import Collection, Constant, FromInput, FromNode, Interface, Node, Param, WorkflowSpec
 from plait.core.state import Execution
 from plait.core.types import ListOf, Primitive
@@ -23,13 +23,15 @@ from plait.core.validate import validate_workflow
 from plait.sdk import Task
 from plait.sdk.hints import decode_value, encode_value
 from plait.sdk.signatures import output_hints
-from tests import definitions
+from tests import branch_workflows, definitions
 from tests.helpers.decisions import decision_of, replay, without_bookkeeping
 from tests.helpers.launching import resolved_launch
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 EXECUTION = "exec-p"
-TASKS: dict[str, Task[..., Any]] = {t.name: t for t in vars(definitions).values() if isinstance(t, Task)}
+TASKS: dict[str, Task[..., Any]] = {
+    t.name: t for module in (definitions, branch_workflows) for t in vars(module).values() if isinstance(t, Task)
+}
 FAILURE = TaskError(kind="user", message="transient", error_type="OSError")
 
 Case = tuple[WorkflowSpec, dict[str, Any]]
@@ -48,6 +50,9 @@ SHAPES: list[Case] = [
     (definitions.fan_out_fan_in.spec, {"x": 3}),
     (definitions.doubled_up.spec, {"x": 1}),
     (definitions.retried.spec, {"x": 4}),
+    (branch_workflows.classify.spec, {"x": 3.0}),
+    (branch_workflows.nested.spec, {"x": 2.0, "fast": False}),
+    (branch_workflows.calls_a_subworkflow.spec, {"x": 1.5}),
 ]
 
 
@@ -187,11 +192,14 @@ def assert_well_formed(simulation: Simulation, failures: Failures) -> None:
     assert state is not None
     events = simulation.events
     succeeded = collections.Counter(e.node for e in events if isinstance(e, NodeSucceeded))
-    assert succeeded == dict.fromkeys(state.nodes, 1)
+    skipped = collections.Counter(e.node for e in events if isinstance(e, NodeSkipped))
+    assert set(skipped.values()) <= {1}  # a node of a case not taken is skipped once, and never runs
+    assert succeeded == {node: 1 for node in state.nodes if node not in skipped}
     queued = collections.Counter((e.node, e.attempt) for e in events if isinstance(e, NodeQueued))
     assert set(queued.values()) == {1}
-    assert {node: max(a for n, a in queued if n == node) for node in state.nodes} == {
-        node: failures.get(node, 0) + 1 for node in state.nodes
+    ran = [node_id for node_id, node in state.nodes.items() if node.task and node_id not in skipped]
+    assert {node: max(a for n, a in queued if n == node) for node in ran} == {
+        node: failures.get(node, 0) + 1 for node in ran
     }
     terminal = [i for i, e in enumerate(events) if isinstance(e, TERMINAL_EVENTS)]
     assert terminal == [len(events) - 1]
@@ -251,6 +259,9 @@ def test_the_canonical_run_computes_what_the_tasks_compute(spec: WorkflowSpec, i
         "fan_out_fan_in": {"low": 4, "high": 15},
         "doubled_up": {"result": 4},
         "retried": {"result": 8},
+        "classify": {"result": "MEDIUM:6"},
+        "nested": {"result": "slow:4"},
+        "calls_a_subworkflow": {"result": "FIRST:3:3"},
     }[spec.name.rsplit(".", 1)[-1]]
 
     simulation = simulate((spec, inputs), {}, in_order)

@@ -237,7 +237,6 @@ def test_a_promise_cannot_size_a_range() -> None:
     [
         pytest.param(lambda p: p + 1, id="add"),
         pytest.param(lambda p: 2 * p, id="multiply"),
-        pytest.param(lambda p: p > 0, id="greater"),
         pytest.param(lambda p: p[0], id="index"),
     ],
 )
@@ -247,6 +246,16 @@ def test_computing_with_a_promise_is_refused(compute: Callable[[Any], Any]) -> N
 
     assert refusal(wf) == (
         "output 'result' of node 'increment' is not known while the workflow is defined: compute with it inside a task"
+    )
+
+
+def test_a_comparison_passed_as_a_value_is_refused() -> None:
+    def wf(x: int) -> int:
+        return increment(x=increment(x=x) > 0)
+
+    assert refusal(wf).endswith(
+        "input 'x': the condition output 'result' of node 'increment' > 0 is not known while the workflow is "
+        "defined: use it in conditional(...).if_(...), or compute with it inside a task"
     )
 
 

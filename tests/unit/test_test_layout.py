@@ -16,6 +16,8 @@ TESTS = Path(__file__).resolve().parents[1]
 WORKFLOW_MODULES = {
     "workflows.py",
     "audit_workflows.py",
+    "branch_workflows.py",
+    "gate_workflows.py",
     "cache_workflows.py",
     "cli_input_workflows.py",
     "definitions.py",

@@ -26,9 +26,13 @@ from plait.sdk import (
     MappedTask,
     Task,
     Workflow,
+    approve,
+    conditional,
     dynamic,
     map_task,
+    sleep,
     task,
+    wait_for_input,
     workflow,
 )
 
@@ -62,8 +66,12 @@ __all__ = [
     "Unavailable",
     "Workflow",
     "__version__",
+    "approve",
+    "conditional",
     "dynamic",
     "map_task",
+    "sleep",
     "task",
+    "wait_for_input",
     "workflow",
 ]

@@ -32,6 +32,7 @@ import msgspec
 
 from plait import codec
 from plait.audit import Problem, ProblemKind, verify_catalog, verify_chain
+from plait.core.branches import guard_of
 from plait.core.clusters import cluster_of_task
 from plait.core.dynamic import expanded_nodes, task_keys
 from plait.core.events import (
@@ -39,11 +40,13 @@ from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
     AttemptStopped,
+    BranchTaken,
     CommandRejected,
     DynamicExpanded,
     Event,
     ExecutionLaunched,
     ExecutionSucceeded,
+    GateOpened,
     MapItemFailed,
     MapItemSucceeded,
     MapStarted,
@@ -58,7 +61,7 @@ from plait.core.events import (
     RetryScheduled,
 )
 from plait.core.ids import attempt_id, item_attempt_id
-from plait.core.model import upstream_nodes
+from plait.core.model import Guard, upstream_nodes
 from plait.core.state import Execution, launch
 from plait.core.task_output import OutputRef, output_object_name
 from plait.protocol.executions import ExecutionDetail
@@ -81,6 +84,9 @@ NodeEvent = (
     | NodeFailed
     | NodeSkipped
     | NodeRecovered
+    | BranchTaken
+    | NodeSkipped
+    | GateOpened
 )
 
 
@@ -104,6 +110,10 @@ class _Walk:
         self.failed: set[str] = set()
         self.recovering = False  # launched to recover another execution
         self.generated: dict[str, tuple[str, ...]] = {}  # an expanded dynamic node -> the nodes it generated
+        self.guards: dict[str, Guard] = {}  # node -> the branch case it is in
+        self.taken: dict[str, int] = {}  # branch node -> the case it took
+        self.skipped: set[str] = set()
+        self.gates_opened: set[str] = set()
         self.record = Record(sequence=0, subject="", data=b"")
         self.index = 0
 
@@ -127,9 +137,11 @@ class _Walk:
             return
         if isinstance(event, ExecutionLaunched):
             if self.upstream is None:
+                nodes = launch(event, _EPOCH).nodes.values()
                 self.launched = launch(event, _EPOCH)
                 self.upstream = {node.id: node.upstream for node in self.launched.nodes.values()}
                 self.recovering = bool(event.recovered_from)
+                self.guards = {node.id: guard for node in nodes if (guard := guard_of(node.spec)) is not None}
             return
         if isinstance(event, TERMINAL_EVENTS):
             if isinstance(event, ExecutionSucceeded):
@@ -157,7 +169,7 @@ class _Walk:
         self.generated[node] = tuple(spec.id for spec in generated)
 
     def _succeeded_execution(self) -> None:
-        unfinished = sorted(set(self.upstream or ()) - self.succeeded)
+        unfinished = sorted(set(self.upstream or ()) - self.succeeded - self.skipped)
         if unfinished:
             self.report("node_not_ended", f"the execution succeeded, but not node(s) {', '.join(unfinished)}")
 
@@ -194,9 +206,22 @@ class _Walk:
             case NodeFailed():
                 self.failed.add(node)
                 self._node_ends(node, succeeded=False)
-            case NodeSkipped():
-                if not self._depends_on_failed(node):
+            case BranchTaken():
+                self._ready(node, event)
+                self.taken[node] = event.case
+            case GateOpened():
+                self._ready(node, event)
+                self.gates_opened.add(node)
+            case NodeSkipped(branch=branch):
+                guard = self.guards.get(node)
+                passed_over = guard is not None and (
+                    guard.branch in self.skipped or self.taken.get(guard.branch, guard.case) != guard.case
+                )
+                if branch and not passed_over:
+                    self.report("queued_early", f"node '{node}' skipped, but no branch passed over its case")
+                elif not branch and not self._depends_on_failed(node):
                     self.report("skipped_wrongly", f"node '{node}' skipped, but no node it depends on failed")
+                self.skipped.add(node)
                 self._node_ends(node, succeeded=False)
             case NodeRecovered():
                 if not self.recovering or self.index != 0:
@@ -227,6 +252,9 @@ class _Walk:
         early = [parent for parent in self.upstream[node] if parent not in self.succeeded]
         if early:
             self.report("queued_early", f"{_name(event)} of node '{node}' before {', '.join(early)} succeeded")
+        guard = self.guards.get(node)
+        if guard is not None and self.taken.get(guard.branch) != guard.case:
+            self.report("queued_early", f"{_name(event)} of node '{node}' before branch '{guard.branch}' took its case")
 
     def _queued(self, event: NodeQueued) -> None:
         node, index, attempt = event.node, event.index, event.attempt
@@ -292,7 +320,7 @@ class _Walk:
                 self.report("queued_early", f"dynamic node '{event.node}' succeeded before {', '.join(early)} did")
         elif event.attempt_id:
             self._attempt_ends(event.node, event.attempt_id, event)
-        elif event.node not in self.maps_started:
+        elif event.node not in self.maps_started | self.gates_opened and event.node not in self.taken:
             self.report("unknown_attempt", f"node '{event.node}' succeeded without an attempt or a map")
         self._node_ends(event.node, succeeded=True)
 

@@ -20,15 +20,19 @@ from plait.core.dynamic import generated_summary
 from plait.core.events import (
     AttemptFailed,
     AttemptStopped,
+    BranchTaken,
     Decision,
     DynamicExpanded,
     Event,
     ExecutionAborted,
     ExecutionLaunched,
+    GateOpened,
     NodeRecovered,
     NodeSkipped,
+    SignalReceived,
     TaskError,
 )
+from plait.core.gates import gate_story
 from plait.core.state import Execution, apply_decision
 from plait.errors import NotFound, PlaitError
 
@@ -145,6 +149,12 @@ def _lifecycle_detail(event: Event) -> str | None:
 def _detail(event: Event) -> str:
     """A failure's message, and for a failed attempt the retries its budget has left (e.g. "timed out after 5 s;
     retries: 1 left")."""
+    if isinstance(event, BranchTaken):
+        return f"case {event.case} taken: {event.condition}"
+    if isinstance(event, NodeSkipped) and event.branch:
+        return f"branch '{event.branch}' took another case"
+    if isinstance(event, GateOpened | SignalReceived):
+        return gate_story(event)
     if (lifecycle := _lifecycle_detail(event)) is not None:
         return lifecycle
     error = getattr(event, "error", None)

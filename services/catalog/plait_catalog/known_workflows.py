@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from plait.core.model import Interface, WorkflowSpec, node_interface
+from plait.core.branches import interface_of_node
+from plait.core.model import Interface, WorkflowSpec
 
 WorkflowKey = tuple[str, str, str, str]  # (project, domain, name, version)
 
@@ -41,7 +42,7 @@ class KnownWorkflows:
         key = (spec.name, spec.version)
         interfaces = self._interfaces.get(key)
         if interfaces is None:
-            interfaces = {node.id: node_interface(spec.tasks[node.task], node) for node in spec.nodes}
+            interfaces = {node.id: interface_of_node(spec, node) for node in spec.nodes}
             self._interfaces[key] = interfaces
             if len(self._interfaces) > self._limit:
                 self._interfaces.popitem(last=False)

@@ -50,7 +50,7 @@ _SHOW = (
 
 _NODES = """
 SELECT node_id AS node, task_name AS task, task_version AS version, status, queued_at, started_at, finished_at,
-       inputs, outputs, error, recovered_from, skip_reason
+       inputs, outputs, error, recovered_from, skip_reason, waiting_for, kind
 FROM node_executions WHERE project = $1 AND domain = $2 AND execution_id = $3 ORDER BY position
 """
 

@@ -13,11 +13,13 @@ from typing import Any
 import msgspec
 
 from plait.adapters.registry import kind_of
+from plait.core.branches import node_kind
 from plait.core.dynamic import expanded_nodes, task_keys
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
     AttemptStopped,
+    BranchTaken,
     CommandRejected,
     Decision,
     DynamicExpanded,
@@ -26,6 +28,7 @@ from plait.core.events import (
     ExecutionFailed,
     ExecutionLaunched,
     ExecutionSucceeded,
+    GateOpened,
     MapItemFailed,
     MapItemSucceeded,
     MapStarted,
@@ -39,8 +42,10 @@ from plait.core.events import (
     NodeSucceeded,
     Registration,
     RetryScheduled,
+    SignalReceived,
     TaskError,
 )
+from plait.core.gates import gate_waiting_text
 from plait.core.model import EntityKind
 from plait.core.state import UNFINISHED_NODE_STATUSES, AttemptStatus, ExecutionStatus, NodeStatus
 from plait.protocol import subjects
@@ -91,6 +96,8 @@ class NodeRow(msgspec.Struct, kw_only=True):
     cached_from: str = ""  # "execution/node" whose outputs a cache hit reused
     recovered_from: str = ""  # the execution whose outputs of this node a recovery reused
     skip_reason: str = ""
+    waiting_for: str = ""  # of an open gate: "waiting for signal 'name' (int) until <time>"
+    kind: str = "task"  # or "branch", or a gate's kind: "signal", "approve", "sleep"
 
 
 class AttemptRow(msgspec.Struct, kw_only=True):
@@ -158,7 +165,7 @@ def keys_touched(decisions: Iterable[tuple[ExecutionKey, Decision]]) -> Keys:
                     keys.attempts.add((project, domain, event.attempt_id))
                 case NodeFailed() | NodeCacheLookup() | NodeCacheHit() | MapStarted() | RetryScheduled():
                     keys.nodes.add((project, domain, execution_id, event.node))
-                case NodeSkipped() | NodeRecovered():
+                case NodeSkipped() | NodeRecovered() | BranchTaken() | GateOpened():
                     keys.nodes.add((project, domain, execution_id, event.node))
                 case AttemptStopped():
                     keys.attempts.add((project, domain, event.attempt_id))
@@ -218,15 +225,16 @@ def _launch(rows: Rows, key: ExecutionKey, event: ExecutionLaunched, at: datetim
         recovered_from=event.recovered_from,
     )
     for position, node in enumerate(workflow.nodes):
-        task = workflow.tasks[node.task]
+        task = workflow.tasks.get(node.task)  # none for a branch node
         rows.nodes[project, domain, execution_id, node.id] = NodeRow(
             project=project,
             domain=domain,
             execution_id=execution_id,
             node_id=node.id,
             position=position,
-            task_name=task.name,
-            task_version=task.version,
+            task_name=task.name if task else "",
+            task_version=task.version if task else "",
+            kind=node_kind(node),
         )
 
 
@@ -288,9 +296,10 @@ def _apply(rows: Rows, owner: ExecutionKey, event: Event, at: datetime) -> None:
             execution.status, execution.abort_reason, execution.finished_at = "aborted", reason, at
             execution.aborted_by = aborted_by
             _abort_unfinished(rows, owner, at)
-        case NodeSkipped(node=node_id, reason=reason):
+        case NodeSkipped(node=node_id, reason=reason, branch=branch):
             node = rows.nodes[project, domain, execution_id, node_id]
-            node.status, node.skip_reason, node.finished_at = "skipped", reason, at
+            node.status, node.finished_at = "skipped", at
+            node.skip_reason = reason or f"branch '{branch}' took another case"
         case NodeRecovered(node=node_id, outputs=outputs, source_execution=source):
             node = rows.nodes[project, domain, execution_id, node_id]
             node.status, node.outputs, node.recovered_from, node.finished_at = "recovered", outputs, source, at
@@ -299,6 +308,15 @@ def _apply(rows: Rows, owner: ExecutionKey, event: Event, at: datetime) -> None:
                 attempt_row.status, attempt_row.stop_reason, attempt_row.finished_at = "stopped", reason, at
         case DynamicExpanded():
             _expand(rows, owner, event, at)
+        case BranchTaken(node=node_id):
+            node = rows.nodes[project, domain, execution_id, node_id]
+            node.status, node.started_at = "running", node.started_at or at
+        case GateOpened(node=node_id, inputs=inputs):
+            node = rows.nodes[project, domain, execution_id, node_id]
+            node.status, node.inputs, node.started_at = "waiting", inputs, at
+            node.waiting_for = gate_waiting_text(event, at)
+        case SignalReceived():
+            pass  # the gate's node changes when it passes or fails
         case CommandRejected() | ExecutionLaunched() | NodeCacheWaiting() | MapItemFailed() | RetryScheduled():
             pass  # a rejection stays on the dead-letter stream; a cache wait, a failed or retried item changes no row
 

@@ -105,8 +105,8 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
             took = (node.finished_at - node.started_at).total_seconds()
         table.add_row(
             node.node,
-            node.task.rsplit(".", 1)[-1],
-            f"[{STATUS_STYLE.get(node.status, '')}]{node.status}[/]",
+            node.task.rsplit(".", 1)[-1] if node.kind == "task" else f"({node.kind})",
+            f"[{STATUS_STYLE.get(node.status, '')}]{_status_text(node)}[/]",
             str(len(node.attempts)),
             when(node.started_at),
             _seconds(took),
@@ -161,3 +161,8 @@ async def _waiting(client: AsyncClient, execution_id: str, queued_nodes: list[st
         cluster = cluster_of_task(state, node.task) or "(the scheduler's default)"
         waiting.append(Waiting(node=node_id, cluster=cluster, live_executors=live[cluster]))
     return waiting
+
+
+def _status_text(node: NodeView) -> str:
+    """A node's status; for an open gate, what it waits for and until when."""
+    return node.waiting_for if node.status == "waiting" and node.waiting_for else node.status

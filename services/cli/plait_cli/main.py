@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from plait.errors import DefinitionError, InputError, NotFound, PlaitError
-from plait_cli import aside_commands, catalog_commands, cluster_commands, config_commands, logs
+from plait_cli import aside_commands, catalog_commands, cluster_commands, config_commands, logs, signal_command
 from plait_cli.embedded import ServerStartError
 from plait_cli.home import usable_home
 from plait_cli.run_options import add_run_options, run_options, without_run_options
@@ -178,6 +178,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     completion.add_argument("shell", choices=["bash", "zsh", "tcsh"], metavar="SHELL", help="bash, zsh or tcsh")
     cluster_commands.add_parsers(commands)
+    signal_command.add_parsers(commands)
     return parser, run
 
 
@@ -278,6 +279,8 @@ def dispatch(argv: Sequence[str]) -> int:
         return cluster_commands.run(settings, args)
     if args.command in logs.COMMANDS:
         return anyio.run(logs.print_logs, settings, args.execution_id, args.node, args.attempt, args.follow)
+    if args.command in signal_command.COMMANDS:
+        return signal_command.run(settings, args)
     if args.command in ("replay", "audit"):
         from plait_cli import history
 

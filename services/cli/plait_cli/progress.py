@@ -11,6 +11,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from plait.core.branches import node_label
 from plait.core.state import Execution, NodeState
 
 PER_NODE_LIMIT = 30
@@ -92,7 +93,7 @@ def render(state: Execution, now: datetime | None = None) -> RenderableType:
         for node in state.nodes.values():
             table.add_row(
                 node.id,
-                node.task.rsplit(".", 1)[-1],
+                node_label(node.spec),
                 _status(node),
                 _attempts(node, now),
                 _seconds(node, now),
@@ -104,7 +105,7 @@ def render(state: Execution, now: datetime | None = None) -> RenderableType:
             table.add_column(status, justify="right", style=STATUS_STYLE[status])
         by_task: dict[str, Counter[str]] = {}
         for node in state.nodes.values():
-            by_task.setdefault(node.task.rsplit(".", 1)[-1], Counter())[node.status] += 1
+            by_task.setdefault(node_label(node.spec), Counter())[node.status] += 1
         for task_name, counts in by_task.items():
             table.add_row(task_name, *(str(counts[s]) for s in statuses))
     return Group(header, table)

@@ -16,6 +16,7 @@ from plait.core.commands import (
     DEFAULT_ATTEMPT_DEADLINE_SECONDS,
     AttemptTimeout,
     ExecutionTimeout,
+    GateTimer,
     attempt_deadline,
     retry_due,
     timeout_timers,
@@ -25,6 +26,7 @@ from plait.core.events import (
     AttemptStarted,
     Event,
     ExecutionLaunched,
+    GateOpened,
     MapItemSucceeded,
     NodeQueued,
     NodeSucceeded,
@@ -98,7 +100,7 @@ def may_time_out(events: Sequence[Event]) -> bool:
     ended = {
         event.attempt_id for event in events if isinstance(event, AttemptFailed | NodeSucceeded | MapItemSucceeded)
     }
-    return bool(started - ended) or any(isinstance(event, ExecutionLaunched) for event in events)
+    return bool(started - ended) or any(isinstance(event, ExecutionLaunched | GateOpened) for event in events)
 
 
 class Timeouts:
@@ -122,7 +124,7 @@ class Timeouts:
 
     def _due(
         self, state: Execution, events: Sequence[Event]
-    ) -> list[tuple[AttemptTimeout | ExecutionTimeout, datetime]]:
+    ) -> list[tuple[AttemptTimeout | ExecutionTimeout | GateTimer, datetime]]:
         return [(timer.command, _after(timer.since, timer.seconds)) for timer in timeout_timers(state, events)]
 
 

@@ -16,6 +16,7 @@ from plait.core.commands import (
     AttemptTimeout,
     Command,
     ExecutionTimeout,
+    GateTimer,
     LaunchExecution,
     ReportAttemptResult,
     ReportAttemptResults,
@@ -24,6 +25,7 @@ from plait.core.commands import (
     ReportCacheLookup,
     ReportCacheLookups,
     RetryDue,
+    SendSignal,
 )
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID, NATS_SCHEDULE, NATS_SCHEDULE_TARGET, PLAIT_REPLY_TO
@@ -41,6 +43,8 @@ KIND_OF_COMMAND: dict[type, str] = {
     ExecutionTimeout: "timeout",
     AbortExecution: "abort",
     ReportAttemptStopped: "stopped",
+    SendSignal: "signal",
+    GateTimer: "timeout",
 }
 
 

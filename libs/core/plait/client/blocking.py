@@ -164,6 +164,11 @@ class Client:
         )
         return ExecutionHandle(launched, self._portal)
 
+    def signal(
+        self, execution_id: str, name: str, value: Any = None, *, reject: bool = False, timeout: float = 30.0
+    ) -> None:
+        self._portal.call(self._async.signal, execution_id, name, value, reject=reject, timeout=timeout)
+
     def records(self, execution_id: str) -> list[Record]:
         return self._portal.call(self._async.records, execution_id)
 

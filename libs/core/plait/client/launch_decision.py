@@ -13,6 +13,7 @@ import nats.errors
 import nats.js.errors
 import structlog
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from plait import codec
 from plait.adapters.commands import publish_command, subject_of
@@ -38,12 +39,20 @@ LaunchOutcome = str | PlaitError | None
 _rejection_decoder = msgspec.json.Decoder(Rejection)
 
 
-def _rejection_reason(data: bytes) -> str:
+def rejection_reason(data: bytes) -> str:
     """The reason a scheduler gave for refusing a command (see ``Plait-Reply-To``)."""
     try:
         return _rejection_decoder.decode(data).reason
     except msgspec.DecodeError:
         return data.decode(errors="replace")
+
+
+async def unsubscribe_all(subscriptions: list[Subscription]) -> None:
+    """End ``subscriptions``, even while cancelled; one already gone is no error."""
+    with anyio.CancelScope(shield=True):
+        for subscription in subscriptions:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
 
 
 @contextlib.contextmanager
@@ -68,7 +77,7 @@ class LaunchDecision(ClientBase):
         outcomes, outcome = anyio.create_memory_object_stream[LaunchOutcome](math.inf)
 
         async def refused(msg: Msg) -> None:
-            outcomes.send_nowait(_rejection_reason(msg.data))
+            outcomes.send_nowait(rejection_reason(msg.data))
 
         async def launched(msg: Msg) -> None:
             outcomes.send_nowait(None)
@@ -95,10 +104,7 @@ class LaunchDecision(ClientBase):
                 execution_id=execution_id,
             ) from None
         finally:
-            with anyio.CancelScope(shield=True):
-                for subscription in subscriptions:
-                    with contextlib.suppress(nats.errors.Error):
-                        await subscription.unsubscribe()
+            await unsubscribe_all(subscriptions)
         if isinstance(decided, PlaitError):
             raise decided
         return decided

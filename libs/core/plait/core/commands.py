@@ -9,7 +9,7 @@ from typing import Any, Literal, NamedTuple
 
 import msgspec
 
-from plait.core.events import AttemptStarted, Event, ExecutionLaunched, RetryScheduled, TaskError
+from plait.core.events import AttemptStarted, Event, ExecutionLaunched, GateOpened, RetryScheduled, TaskError
 from plait.core.ids import attempt_id, content_version, item_attempt_id
 from plait.core.model import LaunchPlanSpec, WorkflowSpec
 from plait.core.state import Execution
@@ -207,7 +207,7 @@ def execution_timeout(execution_id: str, seconds: float) -> ExecutionTimeout:
 class TimeoutTimer(NamedTuple):
     """A timeout timer a decision asks for: ``command`` is due ``seconds`` after ``since``, a time in the log."""
 
-    command: AttemptTimeout | ExecutionTimeout
+    command: AttemptTimeout | ExecutionTimeout | GateTimer
     since: datetime
     seconds: float
 
@@ -231,7 +231,49 @@ def timeout_timers(state: Execution, events: Iterable[Event]) -> list[TimeoutTim
                 continue
             command = attempt_timeout(state.execution_id, event.node, event.attempt_id, seconds)
             timers.append(TimeoutTimer(command, attempt.started_at, seconds))
+        elif isinstance(event, GateOpened):
+            timers += gate_timers(state, event)
     return timers
+
+
+def gate_timers(state: Execution, event: GateOpened) -> list[TimeoutTimer]:
+    """The timer of a gate still waiting: its sleep's end, or its signal's timeout, from when it opened."""
+    node = state.nodes[event.node]
+    seconds = event.seconds if event.kind == "sleep" else event.timeout_seconds
+    if seconds is None or node.status != "waiting" or node.gate_opened_at is None:
+        return []
+    return [TimeoutTimer(gate_timer(state.execution_id, event.node, seconds), node.gate_opened_at, seconds)]
+
+
+class SendSignal(msgspec.Struct, frozen=True, kw_only=True, tag="send_signal.v1"):
+    """Give signal ``name`` of an execution its ``value`` (a ``wait_for_input`` gate), or approve (or, with
+    ``reject``, reject) an ``approve`` gate."""
+
+    command_id: str
+    execution_id: str
+    name: str
+    value: Any = None
+    reject: bool = False
+    sent_by: str = ""
+
+
+class GateTimer(msgspec.Struct, frozen=True, kw_only=True, tag="gate_timer.v1"):
+    """Gate node ``node`` has waited ``seconds`` (sent by the timer its opening set): a sleep is over; a signal or
+    approval still not given fails the node."""
+
+    command_id: str
+    execution_id: str
+    node: str
+    seconds: float
+
+    @property
+    def timer(self) -> str:
+        """The name of the gate's one timer."""
+        return "gate-" + content_version(self.node)[:16]
+
+
+def gate_timer(execution_id: str, node: str, seconds: float) -> GateTimer:
+    return GateTimer(command_id=f"{execution_id}/{node}:gate", execution_id=execution_id, node=node, seconds=seconds)
 
 
 class AbortExecution(msgspec.Struct, frozen=True, kw_only=True, tag="abort_execution.v1"):
@@ -266,6 +308,8 @@ Command = (
     | ExecutionTimeout
     | AbortExecution
     | ReportAttemptStopped
+    | SendSignal
+    | GateTimer
 )
 
 

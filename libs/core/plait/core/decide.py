@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from plait.core import branches, gates
 from plait.core.clusters import cluster_of_task, cluster_problem, launch_cluster
 from plait.core.commands import (
     AbortExecution,
@@ -17,6 +18,7 @@ from plait.core.commands import (
     AttemptTimeout,
     Command,
     ExecutionTimeout,
+    GateTimer,
     LaunchExecution,
     ReportAttemptResult,
     ReportAttemptResults,
@@ -26,6 +28,7 @@ from plait.core.commands import (
     ReportCacheLookups,
     ResolvedLaunch,
     RetryDue,
+    SendSignal,
     command_id_of,
     command_type_of,
     each_command,
@@ -36,6 +39,7 @@ from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
     AttemptStopped,
+    BranchTaken,
     CommandRejected,
     DynamicExpanded,
     Event,
@@ -52,14 +56,16 @@ from plait.core.events import (
     NodeFailed,
     NodeQueued,
     NodeRecovered,
+    NodeSkipped,
     NodeSucceeded,
     RetryBudget,
     RetryScheduled,
+    SignalReceived,
     TaskError,
 )
 from plait.core.failure_policy import contain_failure, failed_when_idle
 from plait.core.ids import attempt_id, cache_key, item_attempt_id, item_of_attempt
-from plait.core.model import Interface, LaunchPlanSpec, MapOptions, TaskSpec, WorkflowSpec, resolve
+from plait.core.model import GateSpec, Interface, LaunchPlanSpec, MapOptions, TaskSpec, WorkflowSpec, resolve
 from plait.core.recovery import recovered_nodes, relaunch_problem
 from plait.core.state import AttemptState, Execution, NodeState, evolve, launch
 from plait.core.task_output_events import with_output
@@ -141,6 +147,22 @@ class _Finished:
         self.now: dict[str, dict[str, Any]] = {}
         self.outputs: ChainMap[str, dict[str, Any]] = ChainMap(self.now, state.node_outputs)
         self.arrived: Counter[str] = Counter()  # child -> how many of its parents finished now
+        self.taken: dict[str, int] = {}  # branch node -> the case it took now
+        self.skipped: set[str] = set()
+
+    def all_done(self, state: Execution) -> bool:
+        """Whether every node of the execution has succeeded or been skipped, counting this decision's."""
+        done = len(state.node_outputs) + len(self.now) + state.skipped_nodes + len(self.skipped)
+        return done == len(state.nodes)
+
+
+def _guard_open(state: Execution, node_id: str, finished: _Finished) -> bool:
+    """Whether a node may run once its inputs are known: it is in no branch case, or in one that was taken."""
+    guard = branches.guard_of(state.nodes[node_id].spec)
+    if guard is None:
+        return True
+    taken = finished.taken.get(guard.branch, state.nodes[guard.branch].branch_case)
+    return taken == guard.case and node_id not in finished.skipped
 
 
 def _ready(state: Execution, node_id: str, inputs: dict[str, Any], finished: _Finished) -> list[Event]:
@@ -150,6 +172,10 @@ def _ready(state: Execution, node_id: str, inputs: dict[str, Any], finished: _Fi
     node = state.nodes[node_id]
     if node.generated is not None:  # an expanded dynamic node: every node it generated has finished
         return _generated_finished(state, node, finished)
+    if branches.branch_of(node.spec) is not None:
+        return _choose_case(state, node, finished)
+    if (gate := gates.gate_of(node.spec)) is not None:
+        return _open_gate(state, node, gate, inputs, finished)
     if node.spec.map is not None:
         return _start_map(state, node, inputs, finished)
     task = state.workflow.tasks[node.task]
@@ -206,11 +232,11 @@ def _launch(
         evolve(state, recovered, datetime.min)
     finished = _Finished(state)
     for node_id, node in state.nodes.items():
-        if node.status == "waiting" and node.waiting_on == 0:  # a root, or all its parents recovered
+        if node.status == "waiting" and node.waiting_on == 0 and branches.guard_of(node.spec) is None:
             events += _ready(state, node_id, _node_inputs(state, node_id, finished.outputs), finished)
             if isinstance(events[-1], ExecutionFailed):
                 return events
-    if len(state.node_outputs) + len(finished.now) == len(state.nodes):  # no nodes, all recovered, empty maps
+    if finished.all_done(state):  # no nodes, all recovered, or only maps over empty lists
         outputs = {k: resolve(b, inputs, finished.outputs) for k, b in workflow.outputs.items()}
         events.append(ExecutionSucceeded(outputs=outputs))
     return events
@@ -231,14 +257,143 @@ def _succeeded(
     events: list[Event] = [success]
     for child in node.downstream:
         finished.arrived[child] += 1
-        if state.nodes[child].waiting_on == finished.arrived[child]:
+        if state.nodes[child].waiting_on == finished.arrived[child] and _guard_open(state, child, finished):
             events += _ready(state, child, _node_inputs(state, child, finished.outputs), finished)
             if isinstance(events[-1], ExecutionFailed):
                 return events
-    if outermost and len(state.node_outputs) + len(finished.now) == len(state.nodes):
+    events += _case_finished(state, node.id, finished)
+    if isinstance(events[-1], ExecutionFailed):
+        return events
+    if outermost and finished.all_done(state):
         workflow_outputs = {k: resolve(b, state.inputs, finished.outputs) for k, b in state.workflow.outputs.items()}
         events.append(ExecutionSucceeded(outputs=workflow_outputs))
     return events
+
+
+def _choose_case(state: Execution, node: NodeState, finished: _Finished) -> list[Event]:
+    """A branch node's conditions can be evaluated: the first case that holds is taken, the other cases' nodes are
+    skipped, and the taken case's nodes whose inputs are known are ready (a case that fails fails the node)."""
+    branch = branches.branch_of(node.spec)
+    assert branch is not None
+    try:
+        case = branches.chosen_case(branch, state.inputs, finished.outputs)
+    except branches.ConditionError as exc:
+        return _branch_failed(node.id, f"branch '{node.id}': {exc}")
+    if case < 0:
+        return _branch_failed(node.id, f"branch '{node.id}': no case holds, and it has no else")
+    condition = branches.describe_condition(branch.cases[case].condition)
+    skipped = branches.skipped_by(state.case_members, node.id, case)
+    finished.taken[node.id] = case
+    finished.skipped.update(skipped)
+    events: list[Event] = [BranchTaken(node=node.id, case=case, condition=condition)]
+    events += [NodeSkipped(node=skipped_id, branch=node.id) for skipped_id in skipped]
+    if branch.cases[case].fail:
+        return events + _branch_failed(node.id, branch.cases[case].fail)
+    for member in state.case_members[node.id][case]:
+        if state.nodes[member].waiting_on == finished.arrived[member]:
+            events += _ready(state, member, _node_inputs(state, member, finished.outputs), finished)
+            if isinstance(events[-1], ExecutionFailed):
+                return events
+    if not state.case_members[node.id][case]:
+        events += _branch_succeeded(state, node.id, case, finished)
+    return events
+
+
+def _branch_failed(node_id: str, message: str) -> list[Event]:
+    error = TaskError(kind="user", message=message, error_type="BranchFailed")
+    return [NodeFailed(node=node_id, error=error), ExecutionFailed(node=node_id, error=error)]
+
+
+def _case_finished(state: Execution, node_id: str, finished: _Finished) -> list[Event]:
+    """A node of a taken case succeeded: once every node of that case has, its branch node succeeds with the
+    case's outputs."""
+    guard = branches.guard_of(state.nodes[node_id].spec)
+    if guard is None:
+        return []
+    if any(member not in finished.outputs for member in state.case_members[guard.branch][guard.case]):
+        return []
+    return _branch_succeeded(state, guard.branch, guard.case, finished)
+
+
+def _branch_succeeded(state: Execution, node_id: str, case: int, finished: _Finished) -> list[Event]:
+    branch = branches.branch_of(state.nodes[node_id].spec)
+    assert branch is not None
+    outputs = {name: resolve(b, state.inputs, finished.outputs) for name, b in branch.cases[case].outputs.items()}
+    return _succeeded(state, NodeSucceeded(node=node_id, attempt_id="", outputs=outputs), finished)
+
+
+def _open_gate(
+    state: Execution, node: NodeState, gate: GateSpec, inputs: dict[str, Any], finished: _Finished
+) -> list[Event]:
+    """A gate's inputs are known: it waits, unless what it waits for is already there (a signal given early, a
+    sleep of no time)."""
+    events: list[Event] = [gates.opened(node.id, gate, inputs)]
+    if gate.kind == "sleep" and gate.seconds <= 0:
+        return events + _gate_passed(state, node, gate, inputs, None, finished)
+    signal = state.signals.get(gate.name) if gate.name else None
+    if signal is not None:
+        return events + _gate_passed(state, node, gate, inputs, signal, finished)
+    return events
+
+
+def _gate_passed(
+    state: Execution,
+    node: NodeState,
+    gate: GateSpec,
+    inputs: dict[str, Any],
+    signal: SignalReceived | None,
+    finished: _Finished | None = None,
+) -> list[Event]:
+    if signal is not None and not signal.approved:
+        by = f" by {signal.sent_by}" if signal.sent_by else ""
+        return _gate_failed(node.id, f"approval '{gate.name}' was rejected{by}", "GateRejected")
+    success = NodeSucceeded(node=node.id, attempt_id="", outputs=gates.outputs(gate, inputs, signal))
+    return _succeeded(state, success, finished)
+
+
+def _gate_failed(node_id: str, message: str, error_type: str) -> list[Event]:
+    error = TaskError(kind="user", message=message, error_type=error_type)
+    return [NodeFailed(node=node_id, error=error), ExecutionFailed(node=node_id, error=error)]
+
+
+def _signal(state: Execution, command: SendSignal) -> list[Event]:
+    """A signal for one of the execution's gates: type-checked against what the gate expects, recorded, and, if the
+    gate waits already, passed to it (a gate opened later finds it)."""
+    if any(signal.command_id == command.command_id for signal in state.signals.values()):
+        return []  # redelivered
+    node = gates.named(state, command.name)
+    if node is None:
+        names = ", ".join(repr(name) for name in gates.signal_names(state)) or "none"
+        raise Rejected(f"execution {state.execution_id} has no gate named '{command.name}' (its gates: {names})")
+    if (problem := gates.signal_problem(state, node, command)) is not None:
+        raise Rejected(problem)
+    received = SignalReceived(
+        node=node.id,
+        name=command.name,
+        command_id=command.command_id,
+        value=command.value,
+        approved=not command.reject,
+        sent_by=command.sent_by,
+    )
+    gate = gates.gate_of(node.spec)
+    if gate is None or not gates.is_open(node):
+        return [received]
+    return [received, *_gate_passed(state, node, gate, node.inputs or {}, received)]
+
+
+def _gate_timer(state: Execution, command: GateTimer) -> list[Event]:
+    """A gate's timer fired: a sleep is over; a signal or approval not given by now fails the gate. A gate that
+    passed meanwhile stays as it is (a timer may fire late, or twice)."""
+    node = state.nodes.get(command.node)
+    gate = gates.gate_of(node.spec) if node is not None else None
+    if node is None or gate is None:
+        raise Rejected(f"execution {state.execution_id} has no gate node '{command.node}'")
+    if not gates.is_open(node):
+        return []
+    if gate.kind == "sleep":
+        return _gate_passed(state, node, gate, node.inputs or {}, None)
+    what = "approval" if gate.kind == "approve" else "signal"
+    return _gate_failed(node.id, f"no {what} '{gate.name}' within {command.seconds:g} s", "GateTimedOut")
 
 
 MAX_MAP_IN_FLIGHT = 1_000
@@ -546,6 +701,8 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
         raise Rejected(f"execution {command.execution_id} does not exist")
     if isinstance(command, ReportAttemptStopped):
         return _attempt_stopped(state, command)
+    if state.terminal and isinstance(command, SendSignal):  # a person waits for the answer: say why not
+        raise Rejected(f"execution {state.execution_id} has {state.status}; it takes no signal now")
     if state.terminal:
         return []
     match command:
@@ -577,6 +734,10 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
             raise Rejected("reports sent together are decided one by one (decide_batch)")
         case AbortExecution(reason=reason, aborted_by=aborted_by):
             return [ExecutionAborted(reason=reason, aborted_by=aborted_by)]
+        case SendSignal():
+            return _signal(state, command)
+        case GateTimer():
+            return _gate_timer(state, command)
 
 
 def _attempt_stopped(state: Execution, command: ReportAttemptStopped) -> list[Event]:
@@ -698,7 +859,7 @@ def _start_generated(state: Execution, expansions: list[DynamicExpanded]) -> lis
                 return events
         if not node.generated:
             events += _generated_finished(state, node, finished)
-    if events and len(state.node_outputs) + len(finished.now) == len(state.nodes):
+    if events and finished.all_done(state):
         workflow_outputs = {k: resolve(b, state.inputs, finished.outputs) for k, b in state.workflow.outputs.items()}
         events.append(ExecutionSucceeded(outputs=workflow_outputs))
     return events

@@ -186,10 +186,12 @@ class CommandRejected(msgspec.Struct, frozen=True, tag="command_rejected.v1"):
 
 
 class NodeSkipped(msgspec.Struct, frozen=True, tag="node_skipped.v1"):
-    """A node of a ``failure_policy="finish"`` workflow will not run: a node it depends on failed (``reason``)."""
+    """The node will not run: a node it depends on failed in a ``failure_policy="finish"`` workflow (``reason``),
+    or it is inside a case of branch node ``branch`` that was not taken."""
 
     node: str
-    reason: str
+    reason: str = ""
+    branch: str = ""
 
 
 class NodeRecovered(msgspec.Struct, frozen=True, tag="node_recovered.v1"):
@@ -222,6 +224,40 @@ class DynamicExpanded(msgspec.Struct, frozen=True, tag="dynamic_expanded.v1"):
     worker: str = ""
 
 
+class BranchTaken(msgspec.Struct, frozen=True, tag="branch_taken.v1"):
+    """A branch node's conditions were evaluated: case ``case`` (0-based, in the order written) is taken, described
+    by ``condition`` ("else" for the else case); the nodes of the other cases are skipped (``NodeSkipped``)."""
+
+    node: str
+    case: int
+    condition: str
+
+
+class GateOpened(msgspec.Struct, frozen=True, tag="gate_opened.v1"):
+    """A gate node's inputs are known: it waits for signal ``name`` (of type ``expects``), an approval, or
+    ``seconds`` (a sleep); a signal or approval not given within ``timeout_seconds`` fails it."""
+
+    node: str
+    kind: str
+    name: str = ""
+    expects: str = ""
+    timeout_seconds: float | None = None
+    seconds: float = 0.0
+    inputs: dict[str, Any] = {}
+
+
+class SignalReceived(msgspec.Struct, frozen=True, tag="signal_received.v1"):
+    """Signal ``name`` was given to gate node ``node`` (possibly before it opened): ``value``, or for an approval,
+    ``approved`` or not."""
+
+    node: str
+    name: str
+    command_id: str
+    value: Any = None
+    approved: bool = True
+    sent_by: str = ""
+
+
 Event = (
     ExecutionLaunched
     | NodeQueued
@@ -244,6 +280,9 @@ Event = (
     | NodeRecovered
     | AttemptStopped
     | DynamicExpanded
+    | BranchTaken
+    | GateOpened
+    | SignalReceived
 )
 
 TERMINAL_EVENTS = (ExecutionSucceeded, ExecutionFailed, ExecutionAborted)

@@ -127,11 +127,81 @@ class MapOptions(msgspec.Struct, frozen=True, kw_only=True):
     min_success_ratio: float = 1.0  # below it, the node fails
 
 
+ComparisonOperator = Literal["==", "!=", "<", "<=", ">", ">="]
+
+
+class Comparison(msgspec.Struct, frozen=True, tag="compare"):
+    """``left <op> right``, each a workflow input, a node's output or a constant."""
+
+    op: ComparisonOperator
+    left: Binding
+    right: Binding
+
+
+class AllOf(msgspec.Struct, frozen=True, tag="all"):
+    """True when every one of ``items`` is (``a & b``)."""
+
+    items: tuple[Condition, ...]
+
+
+class AnyOf(msgspec.Struct, frozen=True, tag="any"):
+    """True when one of ``items`` is (``a | b``)."""
+
+    items: tuple[Condition, ...]
+
+
+Condition = Comparison | AllOf | AnyOf
+
+
+class Case(msgspec.Struct, frozen=True, kw_only=True):
+    """One case of a branch: taken when ``condition`` holds (None: the ``else``), its outputs bound to its nodes';
+    a case with ``fail`` set fails the branch with that message instead."""
+
+    condition: Condition | None = None
+    outputs: dict[str, Binding] = {}
+    fail: str = ""
+
+
+class BranchSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A conditional: the first case whose condition holds is taken, its nodes run, and the others' are skipped.
+    The branch node's outputs are the taken case's."""
+
+    cases: tuple[Case, ...]
+    outputs: tuple[Param, ...] = ()
+
+
+class Guard(msgspec.Struct, frozen=True):
+    """A node inside case ``case`` of branch node ``branch``: it runs only if that case is taken."""
+
+    branch: str
+    case: int
+
+
+GateKind = Literal["signal", "approve", "sleep"]
+
+
+class GateSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A node that waits instead of running a task: for a signal named ``name`` (its value, of ``type``, is the
+    node's output), for an approval of the value bound to its input ``value`` (passed on once approved), or for
+    ``seconds`` (a sleep, passing on ``value`` if bound). A signal or approval not given within
+    ``timeout_seconds`` fails the node."""
+
+    kind: GateKind
+    name: str = ""
+    type: TypeSpec | None = None  # of the node's output, if it has one
+    timeout_seconds: float | None = None
+    seconds: float = 0.0
+
+
 class Node(msgspec.Struct, frozen=True):
     id: str
-    task: str  # a key of WorkflowSpec.tasks
+    task: str  # a key of WorkflowSpec.tasks ("" for a node that runs no task: a branch)
     inputs: dict[str, Binding]
     map: MapOptions | None = None
+    # UNSET (not None) on plain task nodes: left out of the encoding, so existing specs and versions are unchanged.
+    branch: BranchSpec | msgspec.UnsetType = msgspec.UNSET
+    guard: Guard | msgspec.UnsetType = msgspec.UNSET
+    gate: GateSpec | msgspec.UnsetType = msgspec.UNSET
 
 
 class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):

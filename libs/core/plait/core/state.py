@@ -11,11 +11,13 @@ from typing import Any, Literal
 
 import msgspec
 
+from plait.core.branches import case_members, node_upstream
 from plait.core.dynamic import expanded_nodes, namespaced, task_keys
 from plait.core.events import (
     AttemptFailed,
     AttemptStarted,
     AttemptStopped,
+    BranchTaken,
     CommandRejected,
     Decision,
     DynamicExpanded,
@@ -24,6 +26,7 @@ from plait.core.events import (
     ExecutionFailed,
     ExecutionLaunched,
     ExecutionSucceeded,
+    GateOpened,
     MapItemFailed,
     MapItemSucceeded,
     MapStarted,
@@ -36,6 +39,7 @@ from plait.core.events import (
     NodeSkipped,
     NodeSucceeded,
     RetryScheduled,
+    SignalReceived,
     TaskError,
 )
 from plait.core.ids import item_of_attempt
@@ -97,6 +101,8 @@ class NodeState(msgspec.Struct, kw_only=True):
     dynamic_of: str = ""  # the dynamic node that generated this one ("" for the workflow's own nodes)
     generated: tuple[str, ...] | None = None  # an expanded dynamic node's generated nodes (None: not expanded)
     generated_outputs: dict[str, Binding] = msgspec.field(default_factory=dict)  # its outputs, namespaced
+    branch_case: int = -1  # of a branch node: the case it took (-1: not chosen yet, or not a branch)
+    gate_opened_at: datetime | None = None  # of a gate node: when it started waiting
 
     def find_attempt(self, attempt_id: str) -> AttemptState | None:
         if self.map_size >= 0:
@@ -137,6 +143,9 @@ class Execution(msgspec.Struct, kw_only=True):
     # dynamic nodes (``workflow`` is otherwise the spec launched; see ``launched_workflow``)
     launch_cluster: str = ""  # the launch's (or its launch plan's) cluster; see plait.core.clusters
     default_cluster: str = ""  # the project's default cluster at launch
+    skipped_nodes: int = 0  # nodes of branch cases not taken
+    case_members: dict[str, list[list[str]]] = msgspec.field(default_factory=dict)  # branch -> case -> its nodes
+    signals: dict[str, SignalReceived] = msgspec.field(default_factory=dict)  # by name: the signals given so far
 
     @property
     def terminal(self) -> bool:
@@ -160,9 +169,10 @@ def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Exec
         recovered_from=event.recovered_from,
         launch_cluster=event.cluster,
         default_cluster=event.default_cluster,
+        case_members=case_members(event.workflow),
     )
     for node in event.workflow.nodes:
-        upstream = tuple(sorted(set().union(*(upstream_nodes(b) for b in node.inputs.values()))))
+        upstream = tuple(sorted(node_upstream(node)))
         state.nodes[node.id] = NodeState(
             id=node.id, task=node.task, spec=node, upstream=upstream, waiting_on=len(upstream)
         )
@@ -261,9 +271,10 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
             state.rejected_commands.append(event)
         case ExecutionLaunched():
             pass  # only ever the first event; ``launch`` builds the state from it
-        case NodeSkipped(node=node_id, reason=reason):
+        case NodeSkipped(node=node_id, reason=reason, branch=branch):
             node = state.nodes[node_id]
-            node.status, node.skipped = "skipped", reason
+            node.status, node.skipped = "skipped", reason or f"branch '{branch}' took another case"
+            state.skipped_nodes += 1
         case NodeRecovered(node=node_id, outputs=outputs, source_execution=source):
             node = state.nodes[node_id]
             node.status, node.outputs, node.recovered_from = "recovered", outputs, source
@@ -276,6 +287,14 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
                 attempt_state.status, attempt_state.stopped, attempt_state.finished_at = "stopped", reason, at
         case DynamicExpanded():
             _expand(state, event, at)
+        case BranchTaken(node=node_id, case=case):
+            node = state.nodes[node_id]
+            node.status, node.branch_case = "running", case
+        case GateOpened(node=node_id, inputs=inputs):
+            node = state.nodes[node_id]
+            node.status, node.inputs, node.gate_opened_at = "waiting", inputs, at
+        case SignalReceived(name=name):
+            state.signals[name] = event
     return state
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from graphlib import CycleError, TopologicalSorter
 
-from plait.core.model import WorkflowSpec, upstream_nodes
+from plait.core.branches import branch_of, condition_upstream, guard_of, node_upstream
+from plait.core.model import BranchSpec, GateSpec, Guard, WorkflowSpec, upstream_nodes
 from plait.errors import DefinitionError
 
 
@@ -14,28 +15,64 @@ def validate_workflow(spec: WorkflowSpec) -> None:
     node_ids = {node.id for node in spec.nodes}
     if len(node_ids) != len(spec.nodes):
         raise DefinitionError(f"{owner}: node ids must be unique")
+    signals = [node.gate.name for node in spec.nodes if isinstance(node.gate, GateSpec) and node.gate.name]
+    if len(set(signals)) != len(signals):
+        raise DefinitionError(f"{owner}: two gates wait for the same signal name ({', '.join(sorted(signals))})")
     graph: dict[str, set[str]] = {}
     for node in spec.nodes:
+        where = f"{owner}, node '{node.id}'"
+        if (guard := guard_of(node)) is not None:
+            _check_guard(spec, guard, where)
+        if (branch := branch_of(node)) is not None:
+            _check_branch(branch, node_ids, where)
+            graph[node.id] = node_upstream(node)
+            continue
+        if isinstance(node.gate, GateSpec):
+            unknown = sorted(node_upstream(node) - node_ids)
+            if unknown or set(node.inputs) - {"value"}:
+                raise DefinitionError(f"{where}: a gate reads only its input 'value', of a known node")
+            graph[node.id] = node_upstream(node)
+            continue
         task = spec.tasks.get(node.task)
         if task is None:
-            raise DefinitionError(f"{owner}, node '{node.id}': unknown task '{node.task}'")
+            raise DefinitionError(f"{where}: unknown task '{node.task}'")
         for name, binding in node.inputs.items():
             if task.interface.input(name) is None:
-                raise DefinitionError(f"{owner}, node '{node.id}': unknown input '{name}'")
+                raise DefinitionError(f"{where}: unknown input '{name}'")
             for upstream in upstream_nodes(binding):
                 if upstream not in node_ids:
-                    raise DefinitionError(f"{owner}, node '{node.id}': input '{name}' reads unknown node '{upstream}'")
+                    raise DefinitionError(f"{where}: input '{name}' reads unknown node '{upstream}'")
         if node.map is not None and task.dynamic is True:
-            raise DefinitionError(f"{owner}, node '{node.id}': a dynamic task cannot be mapped (loop in its body)")
+            raise DefinitionError(f"{where}: a dynamic task cannot be mapped (loop in its body)")
         missing = [p.name for p in task.interface.inputs if p.required and p.name not in node.inputs]
         if missing:
-            raise DefinitionError(f"{owner}, node '{node.id}': missing input {', '.join(map(repr, missing))}")
-        graph[node.id] = set().union(*(upstream_nodes(b) for b in node.inputs.values()))
+            raise DefinitionError(f"{where}: missing input {', '.join(map(repr, missing))}")
+        graph[node.id] = node_upstream(node)
     try:
         tuple(TopologicalSorter(graph).static_order())
     except CycleError as exc:
         cycle = " -> ".join(exc.args[1])
         raise DefinitionError(f"{owner}: the nodes form a cycle: {cycle}") from exc
+
+
+def _check_guard(spec: WorkflowSpec, guard: Guard, where: str) -> None:
+    owner = next((n for n in spec.nodes if n.id == guard.branch), None)
+    branch = branch_of(owner) if owner is not None else None
+    if branch is None or not 0 <= guard.case < len(branch.cases):
+        raise DefinitionError(f"{where}: is inside case {guard.case} of '{guard.branch}', which is no such branch case")
+
+
+def _check_branch(branch: BranchSpec, node_ids: set[str], where: str) -> None:
+    if not branch.cases:
+        raise DefinitionError(f"{where}: a branch needs at least one case")
+    names = {p.name for p in branch.outputs}
+    for index, case in enumerate(branch.cases):
+        if not case.fail and set(case.outputs) != names:
+            raise DefinitionError(f"{where}, case {index}: its outputs differ from the branch's")
+        read = condition_upstream(case.condition).union(*(upstream_nodes(b) for b in case.outputs.values()))
+        unknown = sorted(read - node_ids)
+        if unknown:
+            raise DefinitionError(f"{where}, case {index}: reads unknown node {', '.join(map(repr, unknown))}")
 
 
 MAX_VALUE_DEPTH = 64

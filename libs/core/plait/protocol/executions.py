@@ -75,6 +75,8 @@ class NodeView(msgspec.Struct, kw_only=True):
     attempts_total: int
     recovered_from: str = ""  # the execution whose outputs of this node a recovery reused
     skip_reason: str = ""  # why it did not run (a node it depends on failed)
+    waiting_for: str = ""  # of an open gate: what it waits for, and until when
+    kind: str = "task"  # or "branch", or a gate's kind: "signal", "approve", "sleep"
 
 
 class ExecutionDetail(ExecutionSummary, kw_only=True):

@@ -1,7 +1,9 @@
 """The user-facing SDK: tasks, workflows and how their values are typed."""
 
+from plait.sdk.conditional import conditional
 from plait.sdk.dynamic import Dynamic, dynamic
 from plait.sdk.files import Directory, File
+from plait.sdk.gates import approve, sleep, wait_for_input
 from plait.sdk.launch_plan import LaunchPlan
 from plait.sdk.map_task import MappedTask, map_task
 from plait.sdk.task import Task, task
@@ -15,8 +17,12 @@ __all__ = [
     "MappedTask",
     "Task",
     "Workflow",
+    "approve",
+    "conditional",
     "dynamic",
     "map_task",
+    "sleep",
     "task",
+    "wait_for_input",
     "workflow",
 ]

@@ -11,17 +11,22 @@ import msgspec
 from plait.core.model import (
     Binding,
     Collection,
+    ComparisonOperator,
     Constant,
     FromInput,
     FromNode,
+    Guard,
     Interface,
     MapOptions,
     Mapping,
     Node,
+    Param,
     mapped_type,
+    upstream_nodes,
 )
 from plait.core.types import DictOf, ListOf, OptionalOf, Primitive, TypeSpec, assignable, check_value, describe
 from plait.errors import DefinitionError
+from plait.sdk.expressions import Expression, Operand, compare
 from plait.sdk.hints import encode_value
 from plait.sdk.signatures import SINGLE_OUTPUT, is_named_tuple
 
@@ -74,10 +79,31 @@ class Promise:
     def _no_arithmetic(self, *_: object) -> Any:
         raise DefinitionError(f"{self.label} is not known while the workflow is defined: compute with it inside a task")
 
-    __eq__ = __ne__ = _no_arithmetic
+    def _compare(self, op: ComparisonOperator, other: object) -> Any:
+        right = Operand(other.binding, other.type, other.label) if isinstance(other, Promise) else other
+        return compare(Operand(self.binding, self.type, self.label), op, right)
+
+    def __eq__(self, other: object) -> Any:
+        return self._compare("==", other)
+
+    def __ne__(self, other: object) -> Any:
+        return self._compare("!=", other)
+
+    def __lt__(self, other: object) -> Any:
+        return self._compare("<", other)
+
+    def __le__(self, other: object) -> Any:
+        return self._compare("<=", other)
+
+    def __gt__(self, other: object) -> Any:
+        return self._compare(">", other)
+
+    def __ge__(self, other: object) -> Any:
+        return self._compare(">=", other)
+
     __hash__ = object.__hash__
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _no_arithmetic
-    __floordiv__ = __mod__ = __pow__ = __neg__ = __lt__ = __le__ = __gt__ = __ge__ = __getitem__ = _no_arithmetic
+    __floordiv__ = __mod__ = __pow__ = __neg__ = __getitem__ = _no_arithmetic
 
 
 class Outputs(tuple):  # type: ignore[type-arg]
@@ -101,6 +127,11 @@ def bind(value: Any, where: str) -> Binding:
     """The binding of a value passed to a node: a promise, a collection holding promises, or a constant."""
     if isinstance(value, Promise):
         return value.binding
+    if isinstance(value, Expression):
+        raise DefinitionError(
+            f"{where}: the condition {value.text} is not known while the workflow is defined: "
+            "use it in conditional(...).if_(...), or compute with it inside a task"
+        )
     if isinstance(value, (list, tuple)) and any(_holds_promise(v) for v in value):
         return Collection(tuple(bind(v, f"{where}[{i}]") for i, v in enumerate(value)))
     if isinstance(value, dict) and any(_holds_promise(v) for v in value.values()):
@@ -129,6 +160,9 @@ class WorkflowBuilder(Generic[T]):
         self.nodes: list[Node] = []
         self.tasks: dict[str, T] = {}
         self._names: dict[str, int] = {}
+        self.guard: Guard | None = None  # the branch case being traced: nodes added now run only if it is taken
+        self.guards: dict[str, Guard] = {}  # node -> the branch case it is in
+        self.unfinished_branches: list[str] = []  # conditionals not yet ended with else_()
 
     def __enter__(self) -> WorkflowBuilder[T]:
         self._token = _builder.set(self)
@@ -136,6 +170,25 @@ class WorkflowBuilder(Generic[T]):
 
     def __exit__(self, *exc_info: object) -> None:
         _builder.reset(self._token)
+
+    def check_visible(self, binding: Binding, where: str) -> None:
+        """A node inside a branch case can be read only inside that case (outside, read the branch's outputs)."""
+        reachable = set(self.enclosing_cases())
+        for node in upstream_nodes(binding):
+            guard = self.guards.get(node)
+            if guard is not None and guard not in reachable:
+                raise DefinitionError(
+                    f"{where}: reads node '{node}', which is inside case {guard.case} of branch '{guard.branch}' "
+                    "(outside that case, use the branch's outputs)"
+                )
+
+    def enclosing_cases(self) -> list[Guard]:
+        """The branch cases being traced, innermost first."""
+        cases, guard = [], self.guard
+        while guard is not None:
+            cases.append(guard)
+            guard = self.guards.get(guard.branch)
+        return cases
 
     def _node_id(self, short_name: str) -> str:
         count = self._names.get(short_name, 0)
@@ -153,13 +206,7 @@ class WorkflowBuilder(Generic[T]):
         node_id = self._node_id(task.short_name)
         where = f"workflow '{self.workflow_name}', node '{node_id}' (task '{task.short_name}')"
         params = task.interface.inputs
-        if len(args) > len(params):
-            raise DefinitionError(f"{where}: takes {len(params)} inputs, {len(args)} were given")
-        given = {p.name: a for p, a in zip(params, args, strict=False)}
-        for name, value in kwargs.items():
-            if name in given:
-                raise DefinitionError(f"{where}: input '{name}' is given twice")
-            given[name] = value
+        given = arguments_by_name(params, args, kwargs, where)
         bindings: dict[str, Binding] = {}
         mapped: list[str] = []
         for name, value in given.items():
@@ -177,7 +224,9 @@ class WorkflowBuilder(Generic[T]):
             raise DefinitionError(f"{where}: missing input {', '.join(repr(m) for m in missing)}")
         if mapping is not None:
             mapping = _checked_mapping(mapping, mapped, given, where)
-        self.nodes.append(Node(id=node_id, task=task.name, inputs=bindings, map=mapping))
+        for name, binding in bindings.items():
+            self.check_visible(binding, f"{where}: input '{name}'")
+        self.add(Node(id=node_id, task=task.name, inputs=bindings, map=mapping))
         promises = {
             p.name: Promise(
                 FromNode(node_id, p.name), _output_type(p.type, mapping), f"output '{p.name}' of node '{node_id}'"
@@ -187,6 +236,28 @@ class WorkflowBuilder(Generic[T]):
         if is_named_tuple(task.return_hint):
             return Outputs(promises)
         return promises.get(SINGLE_OUTPUT)
+
+    def add(self, node: Node) -> None:
+        """Add ``node``, inside the branch case being traced, if any."""
+        if self.guard is not None and not isinstance(node.guard, Guard):
+            node = msgspec.structs.replace(node, guard=self.guard)
+        if isinstance(node.guard, Guard):
+            self.guards[node.id] = node.guard
+        self.nodes.append(node)
+
+
+def arguments_by_name(
+    params: tuple[Param, ...], args: tuple[Any, ...], kwargs: dict[str, Any], where: str
+) -> dict[str, Any]:
+    """The arguments of a call inside a workflow, positional ones named by ``params``."""
+    if len(args) > len(params):
+        raise DefinitionError(f"{where}: takes {len(params)} inputs, {len(args)} were given")
+    given = {p.name: a for p, a in zip(params, args, strict=False)}
+    for name, value in kwargs.items():
+        if name in given:
+            raise DefinitionError(f"{where}: input '{name}' is given twice")
+        given[name] = value
+    return given
 
 
 def _is_mapped(name: str, value: Any, param_type: TypeSpec, mapping: MapOptions) -> bool:

@@ -17,8 +17,9 @@ from plait.core.notifications import Notify
 from plait.core.validate import validate_workflow
 from plait.errors import DefinitionError
 from plait.sdk.signatures import SINGLE_OUTPUT, interface_of, is_named_tuple
+from plait.sdk.subworkflow import inline
 from plait.sdk.task import Task, source_of, timeout_in_seconds
-from plait.sdk.tracing import Promise, WorkflowBuilder, checked_binding
+from plait.sdk.tracing import Promise, WorkflowBuilder, checked_binding, current_builder
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,7 +60,14 @@ class Workflow(Generic[P, R]):
         with WorkflowBuilder[Task[Any, Any]](self.name) as builder:
             returned = typing.cast(Any, self.fn)(**promises)
         self.tasks = builder.tasks
+        if builder.unfinished_branches:
+            raise DefinitionError(
+                f"{owner}: conditional '{builder.unfinished_branches[0]}' is not ended: end it with "
+                ".else_().then(...) or .else_().fail(...)"
+            )
         outputs = self._output_bindings(returned, owner)
+        for name, binding in outputs.items():
+            builder.check_visible(binding, f"{owner}: output '{name}'")
         unversioned = WorkflowSpec(
             name=self.name,
             version="",
@@ -114,6 +122,12 @@ class Workflow(Generic[P, R]):
         return {p.name: checked_binding(values[p.name], p.type, f"{owner}: output '{p.name}'") for p in params}
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        builder = current_builder()
+        if builder is not None:  # called inside another workflow: its nodes are inlined there
+            returned: R = inline(
+                builder, self.short_name, self.spec, self.tasks, is_named_tuple(self.return_hint), args, kwargs
+            )
+            return returned
         raise DefinitionError(
             f"workflow '{self.name}' runs on plait: use `plait run FILE:{self.short_name}` or Client.launch()"
         )
