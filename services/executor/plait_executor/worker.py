@@ -17,6 +17,7 @@ import msgspec
 
 from plait.core.model import TaskTarget
 from plait_executor.attempt import AttemptOutcome, run_attempt
+from plait_executor.code_roots import target_in_code_root
 
 _JOIN_SECONDS = 5.0
 
@@ -25,6 +26,7 @@ class AttemptRequest(msgspec.Struct, frozen=True):
     target: TaskTarget
     inputs: dict[str, Any]
     version: str | None = None
+    code_root: str | None = None  # an unpacked code bundle to import the task from (see code_roots)
 
 
 class WorkerLost(Exception):
@@ -47,6 +49,7 @@ def serve(connection: Connection) -> None:
             return  # the executor is gone
         if request is None:
             return
+        request = msgspec.structs.replace(request, target=target_in_code_root(request.target, request.code_root))
         connection.send(run_attempt(request.target, request.inputs, request.version))
 
 

@@ -59,8 +59,8 @@ class Client:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def register(self, entity: Workflow[Any, Any] | LaunchPlan) -> str:
-        return self._portal.call(self._async.register, entity)
+    def register(self, entity: Workflow[Any, Any] | LaunchPlan, *, fast: bool = False) -> str:
+        return self._portal.call(self._async.register, entity, fast=fast)
 
     def latest_version(self, workflow: str, kind: str = "workflow") -> str:
         return self._portal.call(self._async.latest_version, workflow, kind)
@@ -81,6 +81,7 @@ class Client:
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        fast: bool = False,
     ) -> ExecutionHandle[R]: ...
 
     @overload
@@ -96,6 +97,7 @@ class Client:
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        fast: bool = False,
     ) -> ExecutionHandle[Any]: ...
 
     def launch(
@@ -110,6 +112,7 @@ class Client:
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        fast: bool = False,
     ) -> ExecutionHandle[Any]:
         launched = self._portal.call(
             self._async.launch,
@@ -122,6 +125,7 @@ class Client:
             launched_by=launched_by,
             overwrite_cache=overwrite_cache,
             timeout=timeout,
+            fast=fast,
         )
         return ExecutionHandle(launched, self._portal)
 

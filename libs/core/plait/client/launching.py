@@ -49,6 +49,7 @@ class Launching(Registering, Following, LaunchDecision):
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        fast: bool = False,
     ) -> AsyncExecutionHandle[R]: ...
 
     @overload
@@ -64,6 +65,7 @@ class Launching(Registering, Following, LaunchDecision):
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        fast: bool = False,
     ) -> AsyncExecutionHandle[Any]: ...
 
     async def launch(
@@ -78,6 +80,7 @@ class Launching(Registering, Following, LaunchDecision):
         launched_by: str = "",
         overwrite_cache: bool = False,
         timeout: float = 30.0,
+        fast: bool = False,
     ) -> AsyncExecutionHandle[Any]:
         """Launch an execution and return its handle once the scheduler accepted it.
 
@@ -86,7 +89,8 @@ class Launching(Registering, Following, LaunchDecision):
         ``execution_id`` doubles as an idempotency key: launching it again starts nothing new.
         ``idempotency_key`` derives that id from the key, the project and the domain, so every launch
         with the same key, however often delivered, starts one execution. ``overwrite_cache`` runs cached
-        tasks without looking them up, and stores their results in place of the cached ones.
+        tasks without looking them up, and stores their results in place of the cached ones. ``fast`` registers a
+        ``Workflow`` with its source bundle (see ``register``).
 
         Without either, the id is made once per call, and every retry of the call's own (a publish whose
         acknowledgement was lost, say) reuses it: one call starts at most one execution. Raises ``InputError``
@@ -110,7 +114,7 @@ class Launching(Registering, Following, LaunchDecision):
             except ValueUnstorable as exc:
                 raise InputError(f"the inputs of execution {execution_id} cannot be stored: {exc}") from None
             if isinstance(workflow, (Workflow, LaunchPlan)):
-                version = await self.register(workflow)
+                version = await self.register(workflow, fast=fast)
                 name = workflow.name
             elif version is None:
                 raise InputError("launching by name needs a version (or 'latest')")

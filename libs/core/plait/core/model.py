@@ -139,6 +139,9 @@ class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):
     timeout_seconds: float | None = None  # an execution running longer fails
     # UNSET (not None) for fail_fast, the default: left out of the encoding, so such specs and versions are unchanged.
     failure_policy: FailurePolicy | msgspec.UnsetType = msgspec.UNSET
+    # The content hash of the workflow's source bundle in the code bucket, when registered with one (fast
+    # registration): workers import its tasks from that bundle. UNSET for the others, whose specs are unchanged.
+    code_bundle: str | msgspec.UnsetType = msgspec.UNSET
 
     @property
     def finishes_on_failure(self) -> bool:

@@ -10,6 +10,7 @@ DISPATCH_STREAM = "PLAIT_DISPATCH"
 DEAD_LETTER_STREAM = "PLAIT_DEADLETTER"
 QUARANTINE_STREAM = "PLAIT_QUARANTINE"
 VALUES_BUCKET = "PLAIT_VALUES"  # an object store (its stream: OBJ_PLAIT_VALUES): values too large for an event
+CODE_BUCKET = "PLAIT_CODE"  # an object store: workflows' source bundles, by content hash (fast registration)
 
 EVENTS_ROOT = "plait.ev"
 REGISTRY_ROOT = "plait.reg"

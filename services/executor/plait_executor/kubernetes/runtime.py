@@ -34,6 +34,7 @@ from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.logging import configure_logging
 from plait.settings import load_settings
 from plait_executor.attempt import AttemptOutcome, run_attempt
+from plait_executor.code_bundles import CodeCache, code_cache_directory, target_of
 from plait_executor.reports import publish_until_stored, report_result, started_command
 from plait_executor.stored_values import run_with_values
 
@@ -66,10 +67,16 @@ async def run(dispatch: Dispatch, nats_url: str, worker: str, inline_limit: int 
         await publish_until_stored(js, started_command(dispatch, worker), dispatch, attempt_log)
         attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
 
-        async def call(inputs: dict[str, Any]) -> AttemptOutcome:
-            return await anyio.to_thread.run_sync(run_attempt, dispatch.task.target, inputs, dispatch.task.version)
+        async with code_cache_directory() as code_cache:
+            target = await target_of(dispatch, CodeCache(js, code_cache))
+            if isinstance(target, AttemptOutcome):  # its code bundle cannot be used
+                outcome = target
+            else:
 
-        outcome = await run_with_values(ValueStore.on_jetstream(js, inline_limit), dispatch, call)
+                async def call(inputs: dict[str, Any]) -> AttemptOutcome:
+                    return await anyio.to_thread.run_sync(run_attempt, target, inputs, dispatch.task.version)
+
+                outcome = await run_with_values(ValueStore.on_jetstream(js, inline_limit), dispatch, call)
         await report_result(js, dispatch, worker, outcome, attempt_log)
         if outcome.error is not None:
             attempt_log.warning("attempt_failed", kind=outcome.error.kind, message=outcome.error.message)
