@@ -20,6 +20,7 @@ from plait.core.bundles import bundled_spec
 from plait.core.events import TaskRegistered, WorkflowRegistered
 from plait_executor.code_bundles import CODE_BUNDLE_UNUSABLE
 from tests.code_bundle_sources import write_flow
+from tests.helpers.plait_command import plait_command_async
 from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
 
@@ -144,3 +145,29 @@ async def test_a_bundle_missing_from_the_bucket_fails_the_attempt_naming_it(
     [attempt] = [a for node in state.nodes.values() for a in node.attempts]
     assert attempt.error is not None and attempt.error.error_type == CODE_BUNDLE_UNUSABLE
     assert f"code bundle {'ab' * 32} is not in the code bucket PLAIT_CODE" in attempt.error.message
+
+
+async def test_plait_run_bundles_by_default_so_a_relaunch_runs_the_old_source(
+    client: AsyncClient, tmp_path: Path, nats_url: str, database_url: str
+) -> None:
+    env = {"PLAIT_NATS_URL": nats_url, "PLAIT_DATABASE_URL": database_url, "PLAIT_HOME": str(tmp_path / "home")}
+    module = module_name()
+    write_flow(tmp_path / "project", module, factor=10)
+    reference = f"{tmp_path / 'project' / module}.py:flow"
+    first = await plait_command_async(["run", "--detach", reference, "--x", "2"], env)
+    assert first.returncode == 0, first.stderr
+    one = first.stdout.strip()
+    assert (await final_state(client, one, DEADLINE)).outputs == {"result": "20"}
+
+    write_flow(tmp_path / "project", module, factor=100)
+    second = await plait_command_async(["run", "--detach", reference, "--x", "2"], env)
+    assert (await final_state(client, second.stdout.strip(), DEADLINE)).outputs == {"result": "200"}
+    relaunched = await plait_command_async(["executions", "relaunch", one], env)
+    assert relaunched.returncode == 0, relaunched.stderr
+    assert (await final_state(client, relaunched.stdout.strip(), DEADLINE)).outputs == {"result": "20"}
+
+    registered = await plait_command_async(["register", reference, "--fast"], env)
+    assert registered.returncode == 0, registered.stderr
+    assert registered.stdout.strip() == (await final_state(client, second.stdout.strip())).workflow.version
+    unbundled = await plait_command_async(["register", reference], env)
+    assert unbundled.stdout.strip() != registered.stdout.strip()

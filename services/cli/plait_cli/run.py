@@ -23,13 +23,15 @@ async def run_workflow(
     follow: bool,
     as_json: bool,
     overwrite_cache: bool = False,
+    fast: bool = True,
 ) -> int:
-    """Launch ``workflow`` (or a launch plan) and, when ``follow``, wait for it; exit code 1 unless it succeeded."""
+    """Launch ``workflow`` (or a launch plan) and, when ``follow``, wait for it; exit code 1 unless it succeeded.
+    ``fast``: register the workflow with its source bundle (fast registration)."""
     out, err = Console(), Console(stderr=True)
     async with nats_for_command(settings, report=None if as_json else print_steps(err)) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
             execution = await client.launch(
-                workflow, inputs, launched_by=getpass.getuser(), overwrite_cache=overwrite_cache
+                workflow, inputs, launched_by=getpass.getuser(), overwrite_cache=overwrite_cache, fast=fast
             )
             execution_id = execution.id
             what = f"launch plan {workflow.name}" if isinstance(workflow, LaunchPlan) else workflow.name

@@ -25,6 +25,11 @@ RUN_OPTIONS = (
         "overwrite_cache",
         "run cached tasks without looking them up, and store their results in place of the cached ones",
     ),
+    RunOption(
+        "--no-bundle",
+        "no_bundle",
+        "register without the source bundle: workers import the tasks from the files, as they are when they run",
+    ),
 )
 HELP_FLAGS = ("-h", "--help")
 
