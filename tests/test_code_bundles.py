@@ -19,7 +19,7 @@ from plait.client import AsyncClient
 from plait.core.bundles import bundled_spec
 from plait.core.events import TaskRegistered, WorkflowRegistered
 from plait_executor.code_bundles import CODE_BUNDLE_UNUSABLE
-from tests.code_bundle_sources import write_flow
+from tests.helpers.code_bundle_sources import write_flow
 from tests.helpers.plait_command import plait_command_async
 from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state

@@ -24,7 +24,7 @@ from plait_executor.kubernetes.backend import KubernetesBackend, KubernetesTarge
 from plait_executor.kubernetes.manifests import job_name
 from plait_scheduler import SchedulerService
 from tests import kubernetes_workflows, large_value_workflows
-from tests.code_bundle_sources import write_flow
+from tests.helpers.code_bundle_sources import write_flow
 from tests.helpers.kube_api import KubernetesApiStandIn, PodHandle
 from tests.helpers.kube_api.kubelet import LocalKubelet
 from tests.helpers.reading import first_event

@@ -20,7 +20,7 @@ from plait.sdk import bundles
 from plait_executor import code_bundles
 from plait_executor.code_bundles import unpack
 from plait_executor.code_roots import bundle_paths
-from tests.code_bundle_sources import write_flow
+from tests.helpers.code_bundle_sources import write_flow
 
 
 def members(data: bytes) -> list[str]:
