@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from plait.client import AsyncClient
+from plait.sdk.bundles import NoBundle
 from plait.sdk.launch_plan import LaunchPlan
 from plait.sdk.workflow import Workflow
 from plait.settings import Settings
@@ -30,9 +31,15 @@ async def run_workflow(
     out, err = Console(), Console(stderr=True)
     async with nats_for_command(settings, report=None if as_json else print_steps(err)) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
-            execution = await client.launch(
-                workflow, inputs, launched_by=getpass.getuser(), overwrite_cache=overwrite_cache, fast=fast
-            )
+            try:
+                execution = await client.launch(
+                    workflow, inputs, launched_by=getpass.getuser(), overwrite_cache=overwrite_cache, fast=fast
+                )
+            except NoBundle as exc:  # not a failure of the run: it runs from the files, as without a bundle
+                err.print(f"[yellow]registering without a source bundle:[/] {exc}", highlight=False)
+                execution = await client.launch(
+                    workflow, inputs, launched_by=getpass.getuser(), overwrite_cache=overwrite_cache
+                )
             execution_id = execution.id
             what = f"launch plan {workflow.name}" if isinstance(workflow, LaunchPlan) else workflow.name
             err.print(f"launched execution [bold cyan]{execution_id}[/] of {what}", highlight=False)

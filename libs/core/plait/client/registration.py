@@ -48,8 +48,7 @@ class Registering(ClientBase):
             await self._register_once(WorkflowRegistered(self.project, self.domain, workflow_spec))
             if not isinstance(entity, LaunchPlan):
                 return workflow_spec.version
-            if isinstance(entity, LaunchPlan):
-                await self._register_once(LaunchPlanRegistered(self.project, self.domain, entity.spec))
+            await self._register_once(LaunchPlanRegistered(self.project, self.domain, entity.spec))
         return entity.spec.version
 
     async def _upload_source(self, workflow: Workflow[Any, Any]) -> WorkflowSpec:

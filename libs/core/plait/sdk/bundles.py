@@ -31,6 +31,10 @@ SKIPPED_FOLDERS = frozenset({"__pycache__", "node_modules", ".git", ".hg", ".svn
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".so.tmp")
 
 
+class NoBundle(DefinitionError):
+    """The workflow's source cannot be bundled: no module of it comes from a source file, or it is too large."""
+
+
 class CodeBundle:
     """A packed bundle: its archive's bytes, and their SHA-256 (its name in the code bucket)."""
 
@@ -54,12 +58,13 @@ def source_roots(workflow: Workflow[Any, Any]) -> tuple[Path, ...]:
         if root is not None and root not in roots:
             roots.append(root)
     if not roots:
-        raise DefinitionError(f"workflow {workflow.name}: none of its modules was loaded from a source file to bundle")
+        raise NoBundle(f"workflow {workflow.name}: none of its modules was loaded from a source file to bundle")
     return tuple(roots)
 
 
 def pack(workflow: Workflow[Any, Any]) -> CodeBundle:
-    """The workflow's source bundle. Raises ``DefinitionError`` when it is larger than ``MAX_BUNDLE_BYTES``."""
+    """The workflow's source bundle. Raises ``NoBundle`` when it has no source file, or is larger than
+    ``MAX_BUNDLE_BYTES``."""
     roots = source_roots(workflow)
     buffer = io.BytesIO()
     total, members = 0, 0
@@ -72,7 +77,7 @@ def pack(workflow: Workflow[Any, Any]) -> CodeBundle:
                 total += info.size
                 members += 1
                 if total > MAX_BUNDLE_BYTES or members > MAX_BUNDLE_MEMBERS:
-                    raise DefinitionError(
+                    raise NoBundle(
                         f"workflow {workflow.name}: its source under {root} is over {MAX_BUNDLE_BYTES:,} bytes or "
                         f"{MAX_BUNDLE_MEMBERS:,} files: too large for a code bundle (register it without one)"
                     )
