@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import msgspec
 import pytest
 
@@ -18,6 +19,8 @@ from plait.adapters.code_store import upload_bundle
 from plait.client import AsyncClient
 from plait.core.bundles import bundled_spec
 from plait.core.events import TaskRegistered, WorkflowRegistered
+from plait.core.model import TaskTarget
+from plait_executor import WorkerPool
 from plait_executor.code_bundles import CODE_BUNDLE_UNUSABLE
 from tests.helpers.code_bundle_sources import write_flow
 from tests.helpers.plait_command import plait_command_async
@@ -171,3 +174,31 @@ async def test_plait_run_bundles_by_default_so_a_relaunch_runs_the_old_source(
     assert registered.stdout.strip() == (await final_state(client, second.stdout.strip())).workflow.version
     unbundled = await plait_command_async(["register", reference], env)
     assert unbundled.stdout.strip() != registered.stdout.strip()
+
+
+def unpacked_bundle(folder: Path, module: str, factor: int) -> tuple[str, TaskTarget, str]:
+    """An unpacked bundle of ``module`` (as an executor's cache holds it), the task's target and version."""
+    flow = write_flow(folder / "0", module, factor=factor)
+    spec = next(iter(flow.spec.tasks.values()))
+    return str(folder), spec.target, spec.version
+
+
+async def test_a_warm_worker_never_mixes_two_bundles_of_one_module(tmp_path: Path) -> None:
+    module = module_name()
+    root_a, target, version_a = unpacked_bundle(tmp_path / "a", module, factor=10)
+    root_b, _, version_b = unpacked_bundle(tmp_path / "b", module, factor=100)
+    async with WorkerPool(1) as pool:
+        with anyio.fail_after(DEADLINE):
+            first = await pool.run(target, {"x": 1}, version=version_a, code_root=root_a)
+            (warm,) = pool.worker_pids
+            again = await pool.run(target, {"x": 2}, version=version_a, code_root=root_a)
+            assert pool.worker_pids == [warm], "the same bundle: the same warm worker"
+            other = await pool.run(target, {"x": 1}, version=version_b, code_root=root_b)
+            assert pool.worker_pids != [warm], "another bundle of the module: a fresh worker"
+            back = await pool.run(target, {"x": 1}, version=version_a, code_root=root_a)
+    assert [o.outputs for o in (first, again, other, back)] == [
+        {"result": "10"},
+        {"result": "20"},
+        {"result": "100"},
+        {"result": "10"},
+    ]

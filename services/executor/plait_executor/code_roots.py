@@ -10,7 +10,10 @@ from plait.core.model import TaskTarget
 
 
 def bundle_paths(code_root: str) -> list[str]:
-    """The source roots of an unpacked bundle (``0``, ``1``, …), in order."""
+    """The source roots of an unpacked bundle (``0``, ``1``, …), in order; none when it is gone (evicted from the
+    cache: the task is then imported by name, and refused unless its version is the registered one)."""
+    if not Path(code_root).is_dir():
+        return []
     roots = [path for path in Path(code_root).iterdir() if path.is_dir() and path.name.isdigit()]
     return [str(path) for path in sorted(roots, key=lambda path: int(path.name))]
 
@@ -21,6 +24,7 @@ def target_in_code_root(target: TaskTarget, code_root: str | None) -> TaskTarget
     if code_root is None:
         return target
     for path in reversed(bundle_paths(code_root)):
-        if path not in sys.path:
-            sys.path.insert(0, path)
+        while path in sys.path:  # inherited from the executor's process, say: it must come first
+            sys.path.remove(path)
+        sys.path.insert(0, path)
     return TaskTarget(module=target.module, qualname=target.qualname, file=None)
