@@ -5,6 +5,7 @@ process (tests/helpers/kube_api/kubelet.py)."""
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from plait_executor.kubernetes.backend import KubernetesBackend, KubernetesTarge
 from plait_executor.kubernetes.manifests import job_name
 from plait_scheduler import SchedulerService
 from tests import kubernetes_workflows, large_value_workflows, output_workflows
+from tests.helpers.code_bundle_sources import write_flow
 from tests.helpers.kube_api import KubernetesApiStandIn, PodHandle
 from tests.helpers.kube_api.kubelet import LocalKubelet
 from tests.helpers.reading import first_event
@@ -310,3 +312,22 @@ async def test_a_pods_output_is_captured_and_read_back(cluster: Cluster) -> None
     assert breaks_state.status == "failed" and breaks_state.error is not None
     assert breaks_state.error.output_tail == "step 0 done\nstep 1 done\nstep 2 done"
     assert "step 2 done" in failed
+
+
+async def test_a_pod_runs_its_task_from_the_code_bundle_after_the_source_is_gone(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Fast registration: the pod's runtime downloads the workflow's bundle from the code bucket and imports the
+    task from it, though the file it was registered from no longer exists anywhere."""
+    folder = tmp_path / "gone"
+    flow = write_flow(folder, f"pod_bundled_{uuid.uuid4().hex[:12]}", factor=6)
+    async with running(cluster.executor("k8s-executor").run), client_of(cluster) as client:
+        version = await client.register(flow, fast=True)
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()
+        handle = await client.launch(flow.name, {"x": 7}, version=version)
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded" and state.outputs == {"result": "42"}
+    [attempt] = [attempt for node in state.nodes.values() for attempt in node.attempts]
+    assert attempt.worker.startswith("plait-"), "the pod's runtime ran it"

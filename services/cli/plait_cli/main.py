@@ -40,6 +40,7 @@ environment:
 
 examples:
   plait run examples/etl.py:etl --days 3
+  plait register examples/etl.py:etl --fast   # with its source bundle: runs anywhere, as registered
   plait dev                      # keep a local stack running for other commands
   plait executions list
   plait replay ID --timeline     # who did what, when, caused by which command
@@ -179,6 +180,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     completion.add_argument("shell", choices=["bash", "zsh", "tcsh"], metavar="SHELL", help="bash, zsh or tcsh")
     cluster_commands.add_parsers(commands)
     signal_command.add_parsers(commands)
+    register = commands.add_parser(
+        "register",
+        help="register a workflow (and its tasks) without running it; print its version",
+        description="Register FILE.py:WORKFLOW and its tasks as immutable versions. --fast also uploads the "
+        "workflow's source as a code bundle to the PLAIT_CODE object store: executors (local or Kubernetes pods) "
+        "import its tasks from that bundle, so this version runs the same code on any machine, whatever becomes "
+        "of the files.",
+    )
+    register.add_argument("workflow", metavar="FILE.py:WORKFLOW", help="the workflow (or launch plan) to register")
+    register.add_argument("--fast", action="store_true", help="register it with its source bundle")
     return parser, run
 
 
@@ -214,6 +225,7 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) 
             as_json=options["json"],
             overwrite_cache=options["overwrite_cache"],
             cluster=options["cluster"],
+            fast=not options["no_bundle"],
         )
     )
 
@@ -233,6 +245,12 @@ def dispatch(argv: Sequence[str]) -> int:
         return _run_command(run_parser, args)
     if args.command in config_commands.COMMANDS:
         return config_commands.run(args)
+    if args.command == "register":
+        from plait_cli.register import register_workflow
+
+        settings = profile_settings()
+        configure_logging(settings.log_format, "warning", file=usable_home(settings) / "logs" / "plait.log")
+        return anyio.run(register_workflow, settings, args.workflow, args.fast)
     settings = (
         profile_settings(
             executor_backend=args.backend,

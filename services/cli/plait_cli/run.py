@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from plait.client import AsyncClient
+from plait.sdk.bundles import NoBundle
 from plait.sdk.launch_plan import LaunchPlan
 from plait.sdk.workflow import Workflow
 from plait.settings import Settings
@@ -24,14 +25,27 @@ async def run_workflow(
     as_json: bool,
     overwrite_cache: bool = False,
     cluster: str | None = None,
+    fast: bool = True,
 ) -> int:
-    """Launch ``workflow`` (or a launch plan) and, when ``follow``, wait for it; exit code 1 unless it succeeded."""
+    """Launch ``workflow`` (or a launch plan) and, when ``follow``, wait for it; exit code 1 unless it succeeded.
+    ``fast``: register the workflow with its source bundle (fast registration)."""
     out, err = Console(), Console(stderr=True)
     async with nats_for_command(settings, report=None if as_json else print_steps(err)) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
-            execution = await client.launch(
-                workflow, inputs, launched_by=getpass.getuser(), overwrite_cache=overwrite_cache, cluster=cluster
-            )
+            try:
+                execution = await client.launch(
+                    workflow,
+                    inputs,
+                    launched_by=getpass.getuser(),
+                    overwrite_cache=overwrite_cache,
+                    cluster=cluster,
+                    fast=fast,
+                )
+            except NoBundle as exc:  # not a failure of the run: it runs from the files, as without a bundle
+                err.print(f"[yellow]registering without a source bundle:[/] {exc}", highlight=False)
+                execution = await client.launch(
+                    workflow, inputs, launched_by=getpass.getuser(), overwrite_cache=overwrite_cache, cluster=cluster
+                )
             execution_id = execution.id
             what = f"launch plan {workflow.name}" if isinstance(workflow, LaunchPlan) else workflow.name
             err.print(f"launched execution [bold cyan]{execution_id}[/] of {what}", highlight=False)

@@ -27,6 +27,11 @@ RUN_OPTIONS = (
         "run cached tasks without looking them up, and store their results in place of the cached ones",
     ),
     RunOption("--cluster", "cluster", "run its tasks on this cluster, except those that name their own", "NAME"),
+    RunOption(
+        "--no-bundle",
+        "no_bundle",
+        "register without the source bundle: workers import the tasks from the files, as they are when they run",
+    ),
 )
 HELP_FLAGS = ("-h", "--help")
 

@@ -53,7 +53,9 @@ class LocalBackend:
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
 
-    async def run(self, dispatch: Dispatch, *, on_start: Callable[[], None]) -> AttemptOutcome | None:
+    async def run(
+        self, dispatch: Dispatch, *, on_start: Callable[[], None], code_root: str | None = None
+    ) -> AttemptOutcome | None:
         return await self.pool.run(
             dispatch.task.target,
             dispatch.inputs,
@@ -61,6 +63,7 @@ class LocalBackend:
             timeout_seconds=dispatch.task.timeout_seconds,
             grace_seconds=TIMEOUT_BACKSTOP_GRACE_SECONDS,
             on_start=on_start,
+            code_root=code_root,
         )
 
     async def stop(self, dispatch: Dispatch) -> str:

@@ -48,6 +48,7 @@ class WorkerPool:
         self._idle: list[WorkerProcess] = []
         self._workers: set[WorkerProcess] = set()
         self._free = anyio.Semaphore(size)
+        self._code_roots: dict[WorkerProcess, str | None] = {}  # where each worker has imported tasks from
 
     async def __aenter__(self) -> Self:
         with anyio.CancelScope(shield=True):  # started processes must be known, to be stopped
@@ -77,16 +78,18 @@ class WorkerPool:
         timeout_seconds: float | None = None,
         grace_seconds: float = 0.0,
         on_start: Callable[[], None] | None = None,
+        code_root: str | None = None,
     ) -> AttemptOutcome:
         """Run one attempt in an idle worker. Always an outcome: a lost worker is a system error; an attempt still
         running ``grace_seconds`` past its ``timeout_seconds`` is killed, and fails as the task's own failure.
 
         ``on_start`` is called once a worker is taken, just before the attempt is sent to it; an exception it
-        raises gives the worker back untouched and propagates.
+        raises gives the worker back untouched and propagates. ``code_root``: an unpacked code bundle to import the
+        task from, in a worker that has imported from no other source.
         """
-        request = AttemptRequest(target, dict(inputs), version, self.output_limits)
+        request = AttemptRequest(target, dict(inputs), version, self.output_limits, code_root)
         async with self._free:
-            worker = self._idle.pop()
+            worker = await self._take(code_root)
             try:
                 if on_start is not None:
                     on_start()
@@ -95,6 +98,7 @@ class WorkerPool:
                     # This worker may have imported the module before its source changed (a new version, or a task
                     # added since): a fresh one reads it anew.
                     worker = await self._replace(worker)
+                    self._code_roots[worker] = code_root
                     outcome = await self._run_in(worker, request, timeout_seconds, grace_seconds)
             finally:
                 self._idle.append(worker if worker.usable else await self._replace(worker))
@@ -116,9 +120,21 @@ class WorkerPool:
             error=TaskError(kind="user", message=f"timed out after {timeout:g} s", error_type="TaskTimedOut")
         )
 
+    async def _take(self, code_root: str | None) -> WorkerProcess:
+        """An idle worker for an attempt importing from ``code_root`` (None: the registered files): one that has
+        imported from there before, or a fresh one; else one replaced by a fresh process (modules once imported
+        stay imported, so a process never mixes sources)."""
+        index = next((i for i, w in enumerate(self._idle) if self._code_roots.get(w, code_root) == code_root), -1)
+        worker = self._idle.pop(index)
+        if self._code_roots.get(worker, code_root) != code_root:
+            worker = await self._replace(worker)
+        self._code_roots[worker] = code_root
+        return worker
+
     async def _replace(self, worker: WorkerProcess) -> WorkerProcess:
         with anyio.CancelScope(shield=True):
             self._workers.discard(worker)
+            self._code_roots.pop(worker, None)
             worker.kill()
             await worker.close()
             replacement = await anyio.to_thread.run_sync(WorkerProcess, self._context)

@@ -28,6 +28,7 @@ from plait.protocol.executors import ANNOUNCE_EVERY_SECONDS, parse_labels
 from plait.settings import Settings
 from plait_executor.announcing import Announcer, announcement
 from plait_executor.backend import BackendFactory, backend_from_settings, local_backend
+from plait_executor.code_bundles import CodeCache, code_cache_directory, with_code_bundles
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
 from plait_executor.stored_values import with_values
 
@@ -132,10 +133,13 @@ class ExecutorService:
             info = await ensure_consumer(js, subjects.DISPATCH_STREAM, config)
             if (info.config.ack_wait, info.config.max_deliver) != (config.ack_wait, config.max_deliver):
                 info = await js.add_consumer(subjects.DISPATCH_STREAM, config)  # made by an older release: updated
-            async with self.backend() as backend:
+            async with self.backend() as backend, code_cache_directory() as code_cache:
                 runner = self._runner = AttemptRunner(
                     js,
-                    with_values(backend, ValueStore.on_jetstream(js, self.inline_value_limit)),
+                    with_values(
+                        with_code_bundles(backend, CodeCache(js, code_cache)),
+                        ValueStore.on_jetstream(js, self.inline_value_limit),
+                    ),
                     self.replica,
                     heartbeat_seconds=(info.config.ack_wait or self.ack_wait_seconds) / 3,
                     started_after=self.started_after_seconds,

@@ -18,6 +18,7 @@ import msgspec
 from plait.core.model import TaskTarget
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
+from plait_executor.code_roots import target_in_code_root
 
 _JOIN_SECONDS = 5.0
 
@@ -27,6 +28,7 @@ class AttemptRequest(msgspec.Struct, frozen=True):
     inputs: dict[str, Any]
     version: str | None = None
     output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS
+    code_root: str | None = None  # an unpacked code bundle to import the task from (see code_roots)
 
 
 class WorkerLost(Exception):
@@ -49,6 +51,7 @@ def serve(connection: Connection) -> None:
             return  # the executor is gone
         if request is None:
             return
+        request = msgspec.structs.replace(request, target=target_in_code_root(request.target, request.code_root))
         connection.send(run_captured(request.target, request.inputs, request.version, request.output_limits))
 
 

@@ -15,6 +15,7 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
+from plait.adapters.code_store import ensure_code_bucket
 from plait.adapters.object_store import ensure_values_bucket
 from plait.adapters.output_store import ensure_logs_bucket
 from plait.protocol import subjects
@@ -140,6 +141,7 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> N
     ]
     steps.append((subjects.VALUES_BUCKET, functools.partial(ensure_values_bucket, js, replicas)))
     steps.append((subjects.LOGS_BUCKET, functools.partial(ensure_logs_bucket, js, replicas)))
+    steps.append((subjects.CODE_BUCKET, functools.partial(ensure_code_bucket, js, replicas)))
     for name, step in steps:
         delay, deadline = FIRST_RETRY_SECONDS, anyio.current_time() + SETTLING_SECONDS
         while True:

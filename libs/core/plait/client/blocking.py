@@ -61,8 +61,8 @@ class Client:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def register(self, entity: Workflow[Any, Any] | LaunchPlan) -> str:
-        return self._portal.call(self._async.register, entity)
+    def register(self, entity: Workflow[Any, Any] | LaunchPlan, *, fast: bool = False) -> str:
+        return self._portal.call(self._async.register, entity, fast=fast)
 
     def latest_version(self, workflow: str, kind: str = "workflow") -> str:
         return self._portal.call(self._async.latest_version, workflow, kind)
@@ -84,6 +84,7 @@ class Client:
         overwrite_cache: bool = False,
         timeout: float = 30.0,
         cluster: str | None = None,
+        fast: bool = False,
     ) -> ExecutionHandle[R]: ...
 
     @overload
@@ -100,6 +101,7 @@ class Client:
         overwrite_cache: bool = False,
         timeout: float = 30.0,
         cluster: str | None = None,
+        fast: bool = False,
     ) -> ExecutionHandle[Any]: ...
 
     def launch(
@@ -115,6 +117,7 @@ class Client:
         overwrite_cache: bool = False,
         timeout: float = 30.0,
         cluster: str | None = None,
+        fast: bool = False,
     ) -> ExecutionHandle[Any]:
         launched = self._portal.call(
             self._async.launch,
@@ -128,6 +131,7 @@ class Client:
             overwrite_cache=overwrite_cache,
             timeout=timeout,
             cluster=cluster,
+            fast=fast,
         )
         return ExecutionHandle(launched, self._portal)
 

@@ -51,6 +51,7 @@ class Launching(Registering, Following, LaunchDecision):
         overwrite_cache: bool = False,
         timeout: float = 30.0,
         cluster: str | None = None,
+        fast: bool = False,
     ) -> AsyncExecutionHandle[R]: ...
 
     @overload
@@ -67,6 +68,7 @@ class Launching(Registering, Following, LaunchDecision):
         overwrite_cache: bool = False,
         timeout: float = 30.0,
         cluster: str | None = None,
+        fast: bool = False,
     ) -> AsyncExecutionHandle[Any]: ...
 
     async def launch(
@@ -82,6 +84,7 @@ class Launching(Registering, Following, LaunchDecision):
         overwrite_cache: bool = False,
         timeout: float = 30.0,
         cluster: str | None = None,
+        fast: bool = False,
     ) -> AsyncExecutionHandle[Any]:
         """Launch an execution and return its handle once the scheduler accepted it.
 
@@ -91,7 +94,8 @@ class Launching(Registering, Following, LaunchDecision):
         ``idempotency_key`` derives that id from the key, the project and the domain, so every launch
         with the same key, however often delivered, starts one execution. ``overwrite_cache`` runs cached
         tasks without looking them up, and stores their results in place of the cached ones. ``cluster`` runs its
-        tasks there, except those that name their own (above a launch plan's and the workflow's choice).
+        tasks there, except those that name their own (above a launch plan's and the workflow's choice). ``fast``
+        registers a ``Workflow`` with its source bundle (see ``register``).
 
         Without either, the id is made once per call, and every retry of the call's own (a publish whose
         acknowledgement was lost, say) reuses it: one call starts at most one execution. Raises ``InputError``
@@ -117,7 +121,7 @@ class Launching(Registering, Following, LaunchDecision):
             except ValueUnstorable as exc:
                 raise InputError(f"the inputs of execution {execution_id} cannot be stored: {exc}") from None
             if isinstance(workflow, (Workflow, LaunchPlan)):
-                version = await self.register(workflow)
+                version = await self.register(workflow, fast=fast)
                 name = workflow.name
             elif version is None:
                 raise InputError("launching by name needs a version (or 'latest')")

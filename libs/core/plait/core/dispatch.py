@@ -21,6 +21,7 @@ class Dispatch(msgspec.Struct, frozen=True, kw_only=True, tag="dispatch.v1"):
     task: TaskSpec
     inputs: dict[str, Any]
     decision_sequence: int  # the stream sequence of the decision that queued this attempt
+    code_bundle: str | msgspec.UnsetType = msgspec.UNSET  # the workflow's source bundle, when registered with one
 
 
 def dispatch_of(state: Execution, event: NodeQueued, decision_sequence: int) -> Dispatch:
@@ -35,4 +36,5 @@ def dispatch_of(state: Execution, event: NodeQueued, decision_sequence: int) -> 
         task=state.workflow.tasks[event.task],
         inputs=event.inputs,
         decision_sequence=decision_sequence,
+        code_bundle=state.workflow.code_bundle,
     )

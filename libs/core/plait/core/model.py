@@ -216,6 +216,9 @@ class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):
     failure_policy: FailurePolicy | msgspec.UnsetType = msgspec.UNSET
     notify: Notify | msgspec.UnsetType = msgspec.UNSET  # unset: not encoded, so older versions keep their hash
     cluster: str | msgspec.UnsetType = msgspec.UNSET  # the cluster of its tasks that name none (UNSET: none)
+    # The content hash of the workflow's source bundle in the code bucket, when registered with one (fast
+    # registration): workers import its tasks from that bundle. UNSET for the others, whose specs are unchanged.
+    code_bundle: str | msgspec.UnsetType = msgspec.UNSET
 
     @property
     def finishes_on_failure(self) -> bool:

@@ -12,6 +12,7 @@ QUARANTINE_STREAM = "PLAIT_QUARANTINE"
 VALUES_BUCKET = "PLAIT_VALUES"  # an object store (its stream: OBJ_PLAIT_VALUES): values too large for an event
 NOTIFICATIONS_STREAM = "PLAIT_NOTIFICATIONS"
 LOGS_BUCKET = "PLAIT_LOGS"  # an object store (its stream: OBJ_PLAIT_LOGS): what each attempt wrote
+CODE_BUCKET = "PLAIT_CODE"  # an object store: workflows' source bundles, by content hash (fast registration)
 
 EVENTS_ROOT = "plait.ev"
 REGISTRY_ROOT = "plait.reg"

@@ -36,6 +36,7 @@ from plait.logging import configure_logging
 from plait.settings import load_settings
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
+from plait_executor.code_bundles import CodeCache, code_cache_directory, target_of
 from plait_executor.reports import publish_until_stored, report_result, started_command
 from plait_executor.stored_values import run_with_values
 from plait_executor.task_output import keep_output
@@ -75,11 +76,18 @@ async def run(
         await publish_until_stored(js, started_command(dispatch, worker), dispatch, attempt_log)
         attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
 
-        async def call(inputs: dict[str, Any]) -> AttemptOutcome:
-            target, version = dispatch.task.target, dispatch.task.version
-            return await anyio.to_thread.run_sync(run_captured, target, inputs, version, output_limits)
+        async with code_cache_directory() as code_cache:
+            target = await target_of(dispatch, CodeCache(js, code_cache))
+            if isinstance(target, AttemptOutcome):  # its code bundle cannot be used
+                outcome = target
+            else:
+                code_target = target
 
-        outcome = await run_with_values(ValueStore.on_jetstream(js, inline_limit), dispatch, call)
+                async def call(inputs: dict[str, Any]) -> AttemptOutcome:
+                    version = dispatch.task.version
+                    return await anyio.to_thread.run_sync(run_captured, code_target, inputs, version, output_limits)
+
+                outcome = await run_with_values(ValueStore.on_jetstream(js, inline_limit), dispatch, call)
         if outcome.output:  # the pod's own log shows it too (`kubectl logs`)
             sys.stderr.buffer.write(outcome.output)
             sys.stderr.flush()

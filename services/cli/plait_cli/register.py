@@ -1,0 +1,28 @@
+"""``plait register``: register a workflow (and its tasks), with its source bundle when ``--fast``."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from plait.client import AsyncClient
+from plait.errors import DefinitionError
+from plait.sdk.launch_plan import LaunchPlan
+from plait.sdk.loader import load_reference
+from plait.sdk.workflow import Workflow
+from plait.settings import Settings
+from plait_cli.stack import nats_for_command
+
+
+async def register_workflow(settings: Settings, reference: str, fast: bool) -> int:
+    """Register the workflow ``reference`` names; print its version on stdout."""
+    entity = load_reference(reference)
+    if not isinstance(entity, (Workflow, LaunchPlan)):
+        raise DefinitionError(f"{reference} is not a @workflow or a LaunchPlan (it is {type(entity).__name__})")
+    out, err = Console(), Console(stderr=True)
+    async with nats_for_command(settings) as nats_url:
+        async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
+            version = await client.register(entity, fast=fast)
+    how = " with its source bundle" if fast and isinstance(entity, Workflow) else ""
+    err.print(f"registered {entity.name}{how}", highlight=False)
+    out.print(version, highlight=False)
+    return 0

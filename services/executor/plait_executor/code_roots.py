@@ -1,0 +1,30 @@
+"""In a worker process: importing a task from an unpacked code bundle (its source roots first on ``sys.path``), not
+from the file it was registered from. A worker that imported from one bundle serves no other (``WorkerPool``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from plait.core.model import TaskTarget
+
+
+def bundle_paths(code_root: str) -> list[str]:
+    """The source roots of an unpacked bundle (``0``, ``1``, …), in order; none when it is gone (evicted from the
+    cache: the task is then imported by name, and refused unless its version is the registered one)."""
+    if not Path(code_root).is_dir():
+        return []
+    roots = [path for path in Path(code_root).iterdir() if path.is_dir() and path.name.isdigit()]
+    return [str(path) for path in sorted(roots, key=lambda path: int(path.name))]
+
+
+def target_in_code_root(target: TaskTarget, code_root: str | None) -> TaskTarget:
+    """``target`` as this process imports it: unchanged without a bundle; else by module name, with the bundle's
+    roots put first on ``sys.path`` (the registered file is not read: it may have changed, or not be here)."""
+    if code_root is None:
+        return target
+    for path in reversed(bundle_paths(code_root)):
+        while path in sys.path:  # inherited from the executor's process, say: it must come first
+            sys.path.remove(path)
+        sys.path.insert(0, path)
+    return TaskTarget(module=target.module, qualname=target.qualname, file=None)
