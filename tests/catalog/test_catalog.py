@@ -109,7 +109,13 @@ async def test_projection_gives_the_expected_rows(log: EventLog, pg: asyncpg.Con
     }
     failed = executions["retry"]
     assert (failed["status"], failed["failed_node"], failed["finished_at"]) == ("failed", "double", log.at(10))
-    assert failed["error"] == {"kind": "user", "message": "bad luck 2", "error_type": "ValueError", "traceback": ""}
+    assert failed["error"] == {
+        "kind": "user",
+        "message": "bad luck 2",
+        "error_type": "ValueError",
+        "traceback": "",
+        "output_tail": "",
+    }
     aborted = executions["stop"]
     assert (aborted["status"], aborted["abort_reason"], aborted["finished_at"]) == (
         "aborted",
@@ -344,6 +350,7 @@ async def test_list_and_show_over_nats(nats_url: str, database_url: str, nc: NAT
                     "message": f"bad luck {attempt}",
                     "error_type": "ValueError",
                     "traceback": "",
+                    "output_tail": "",
                 },
                 "stop_reason": "",
             }

@@ -112,7 +112,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             step = partial(show_same_value, settings, args.target, args.limit, args.output)
         else:
             step = partial(show_lineage, settings, args.target, args.direction, args.depth, args.max_edges, args.output)
-        step = partial(show_lineage, settings, args.target, args.direction, args.depth, args.max_edges, args.output)
     elif args.action in SCHEDULE_ACTIONS:
         from plait_cli import launch_plan_schedules
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from plait.core.branches import interface_of_node, node_kind
 from plait.core.dynamic import is_dynamic
 from plait.core.events import (
     Decision,
@@ -46,7 +47,6 @@ from plait.core.model import (
     FromNode,
     Interface,
     WorkflowSpec,
-    node_interface,
     upstream_nodes,
 )
 from plait.core.model import (
@@ -54,7 +54,7 @@ from plait.core.model import (
 )
 from plait.core.types import DictOf, ListOf, Primitive, TypeSpec
 
-Producer = Literal["launch", "attempt", "map", "cache", "constant", "dynamic"]
+Producer = Literal["launch", "attempt", "map", "cache", "constant", "dynamic", "branch", "gate"]
 NODE_PRODUCERS: tuple[Producer, ...] = ("attempt", "map", "cache")
 """The producers of a node's outputs: what a ``FromNode`` binding, or a cache hit elsewhere, reads."""
 
@@ -157,7 +157,7 @@ class ExecutionLineage:
         self._interfaces = (
             interfaces
             if interfaces is not None
-            else {node.id: node_interface(workflow.tasks[node.task], node) for node in workflow.nodes}
+            else {node.id: interface_of_node(workflow, node) for node in workflow.nodes}
         )
         self._tasks = workflow.tasks
         self._produced: dict[tuple[str, str], str] = dict(produced or {})
@@ -185,7 +185,13 @@ class ExecutionLineage:
     def _producer(self, node: str, attempt: str) -> Producer:
         if attempt:
             return "attempt"
-        return "dynamic" if is_dynamic(self._tasks[self._nodes[node].task]) else "map"
+        spec = self._nodes[node]
+        match node_kind(spec):
+            case "branch":
+                return "branch"  # the taken case's outputs
+            case "task":
+                return "dynamic" if is_dynamic(self._tasks[spec.task]) else "map"
+        return "gate"  # a signal's value, or the value an approval or a sleep passed on
 
     def _read_inputs(self, node: str) -> None:
         """Record what ``node`` read (the first time it shows it), tracing each of its bindings."""
