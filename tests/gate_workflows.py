@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from plait import approve, conditional, sleep, task, wait_for_input, workflow
+from plait import approve, conditional, dynamic, sleep, task, wait_for_input, workflow
 
 
 @task
@@ -48,8 +48,22 @@ def naps(n: int) -> int:
     return triple(n=sleep(timedelta(seconds=1), value=triple(n=n)))
 
 
+@task
+def add_up(parts: list[int]) -> int:
+    return sum(parts)
+
+
+@dynamic
+def in_parts(n: int) -> int:
+    """One node per tenth of ``n`` (rounded down), decided when it runs."""
+    return add_up(parts=[triple(n=1) for _ in range(n // 10)])
+
+
 @workflow
 def story(marker: str) -> int:
-    """A gate, a branch and a retry after a timeout, for the timeline."""
+    """A gate, a branch, a retry after a timeout and a dynamic node, for the timeline."""
     amount = wait_for_input("amount", timeout=timedelta(minutes=5), expected_type=int)
-    return conditional("size").if_(amount > 10).then(late_once(marker=marker, n=amount)).else_().then(triple(n=amount))
+    chosen = (
+        conditional("size").if_(amount > 10).then(late_once(marker=marker, n=amount)).else_().then(triple(n=amount))
+    )
+    return in_parts(n=chosen)

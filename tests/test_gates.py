@@ -118,14 +118,14 @@ async def test_a_gate_outlives_the_scheduler_replica_killed_while_it_waits(nats_
         first.stop()
 
 
-async def test_the_timeline_of_a_gate_a_branch_and_a_retried_timeout_reads_as_a_story(
+async def test_the_timeline_of_a_gate_a_branch_a_retried_timeout_and_a_dynamic_node_reads_as_a_story(
     client: AsyncClient, nats_url: str, tmp_path: Path
 ) -> None:
     execution_id = (await client.launch(gate_workflows.story, {"marker": str(tmp_path / "ran-once")})).id
     await gate_opened(client, execution_id)
     await client.signal(execution_id, "amount", 20)
     state = await final_state(client, execution_id, timeout=90)
-    assert (state.status, state.outputs) == ("succeeded", {"result": 20})
+    assert (state.status, state.outputs) == ("succeeded", {"result": 6})  # two parts of 3
     story = await plait_command_async(["replay", execution_id, "--timeline"], {"PLAIT_NATS_URL": nats_url})
     assert story.returncode == 0, story.stderr
     lines = [line for line in story.stdout.splitlines() if ".v1" in line]
@@ -137,6 +137,8 @@ async def test_the_timeline_of_a_gate_a_branch_and_a_retried_timeout_reads_as_a_
     assert "waiting for signal 'amount' (int)" in text
     assert "case 0 taken: amount.result > 10" in text
     assert "timed out after 1 s; retries: 0 left" in text
+    assert told.index("attempt_failed.v1") < told.index("dynamic_expanded.v1") < told.index("execution_succeeded.v1")
+    assert "generated 3 nodes" in text, text
 
 
 def signal_with_the_blocking_client(nats_url: str) -> tuple[object, str]:

@@ -10,7 +10,10 @@ import pytest
 from plait.client import AsyncClient
 from plait.core.events import AttemptFailed, ExecutionFailed
 from plait.replay import timeline
+from plait_executor import ExecutorService
+from plait_scheduler import SchedulerService
 from tests import timeout_workflows
+from tests.helpers.running import running
 from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
 from tests.helpers.task_processes import alive, killed
@@ -65,3 +68,20 @@ async def test_a_workflow_timeout_ends_the_execution_and_kills_its_running_attem
     assert decisions[-1].commands == (f"{execution_id}:timeout",)
     [pid] = await killed(pids)
     assert not alive(pid)
+
+
+async def test_a_task_without_a_timeout_gets_the_schedulers_default_and_is_killed_at_it(
+    nats_url: str, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    scheduler = SchedulerService(nats_url, replica="defaulting-scheduler", default_task_timeout_seconds=1.0)
+    executor = ExecutorService(nats_url, concurrency=1, replica="defaulting-executor")
+    async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+        inputs = {"directory": str(pids), "seconds": 300.0}
+        execution_id = (await client.launch(timeout_workflows.sleeping_without_a_timeout, inputs)).id
+        state = await final_state(client, execution_id, timeout=DEADLINE)
+    assert state.status == "failed" and state.error is not None
+    assert (state.error.error_type, state.error.message) == ("TaskTimedOut", "timed out after 1 s")
+    assert state.default_task_timeout_seconds == 1.0
+    assert len(await killed(pids)) == 1

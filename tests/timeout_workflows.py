@@ -45,3 +45,16 @@ def budgeted(seconds: float) -> float:
 @workflow
 def budgets(seconds: float) -> float:
     return budgeted(seconds=seconds)
+
+
+@task
+def unbounded(directory: str, seconds: float) -> float:
+    """Sleeps, having left its process id in ``directory``; sets no timeout of its own."""
+    (Path(directory) / str(os.getpid())).touch()
+    time.sleep(seconds)
+    return seconds
+
+
+@workflow
+def sleeping_without_a_timeout(directory: str, seconds: float) -> float:
+    return unbounded(directory=directory, seconds=seconds)

@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import msgspec
 from nats.js import JetStreamContext
 
 from plait.core.commands import ReportAttemptResult, ReportAttemptStarted
 from plait.core.decide import decide_batch
+from plait.core.dispatch import dispatch_of
 from plait.core.events import NodeQueued
 from plait_scheduler.timers import Timeouts, may_time_out
 from tests import timeout_workflows, workflows
-from tests.helpers.launching import launched
+from tests.helpers.launching import launched, resolved_launch
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 INPUTS = {"directory": "/nowhere", "seconds": 5.0}
@@ -68,3 +70,29 @@ def test_a_workflow_or_task_without_a_timeout_gets_no_timer() -> None:
     assert isinstance(queued, NodeQueued)
     events = decide_batch(state, [started(queued)], AT).events
     assert may_time_out(events) and timeouts()._due(state, events) == []
+
+
+def launched_with_default(wf: Any, inputs: dict[str, Any], seconds: float) -> tuple[Any, list[Any]]:
+    resolved = msgspec.structs.replace(resolved_launch(wf.spec, inputs), default_task_timeout_seconds=seconds)
+    outcome = decide_batch(None, [resolved], AT)
+    assert outcome.state is not None
+    return outcome.state, outcome.events
+
+
+def test_a_task_that_sets_no_timeout_gets_the_default_its_execution_was_launched_with() -> None:
+    state, [launch, queued] = launched_with_default(workflows.paused, {"seconds": 60.0}, 7.0)
+    assert isinstance(queued, NodeQueued) and launch.default_task_timeout_seconds == 7.0
+    assert dispatch_of(state, queued, 1).task.timeout_seconds == 7.0  # the executor's backstop, a Job's deadline
+    start = AT + timedelta(seconds=2)
+    events = decide_batch(state, [started(queued)], start).events
+    [(command, due)] = timeouts()._due(state, events)
+    assert (command.command_id, due) == (f"{queued.attempt_id}:timeout", start + timedelta(seconds=7))
+
+
+def test_a_tasks_own_timeout_wins_over_the_default() -> None:
+    state, [_, queued] = launched_with_default(timeout_workflows.sleeping, INPUTS, 7.0)
+    assert isinstance(queued, NodeQueued)
+    assert dispatch_of(state, queued, 1).task.timeout_seconds == 1.0
+    events = decide_batch(state, [started(queued)], AT).events
+    [(_, due)] = timeouts()._due(state, events)
+    assert due == AT + timedelta(seconds=1)

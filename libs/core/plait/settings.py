@@ -51,6 +51,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     inline_value_limit: int = (
         DEFAULT_INLINE_VALUE_LIMIT  # a value whose encoding is larger travels by reference (the values bucket)
     )
+    default_task_timeout_seconds: float | None = None  # a scheduler's: the timeout of tasks that set none
     default_cluster: str = ""  # a scheduler's: the cluster of work that names none (empty: PLAIT_CLUSTER's)
     labels: str = ""  # an executor's labels it announces, "key=value,key=value"
     task_output_head: int = DEFAULT_OUTPUT_HEAD_BYTES  # bytes kept from the start of an attempt's output
@@ -64,6 +65,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise InputError(f"PLAIT_STREAM_REPLICAS must be 1, 3 or 5, got {self.stream_replicas}")
         if self.ack_wait_seconds <= 0:
             raise InputError(f"PLAIT_ACK_WAIT_SECONDS must be positive, got {self.ack_wait_seconds}")
+        if self.default_task_timeout_seconds is not None and self.default_task_timeout_seconds <= 0:
+            raise InputError(
+                f"PLAIT_DEFAULT_TASK_TIMEOUT_SECONDS must be positive, got {self.default_task_timeout_seconds}"
+            )
         for name in ("dispatch_ack_wait_seconds", "attempt_deadline_seconds"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{VARIABLES[name]} must be positive, got {getattr(self, name)}")
@@ -138,6 +143,7 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "principal": "PLAIT_PRINCIPAL",
     "inline_value_limit": "PLAIT_INLINE_VALUE_LIMIT",
     "default_cluster": "PLAIT_DEFAULT_CLUSTER",
+    "default_task_timeout_seconds": "PLAIT_DEFAULT_TASK_TIMEOUT_SECONDS",
     "labels": "PLAIT_EXECUTOR_LABELS",
     "task_output_head": "PLAIT_TASK_OUTPUT_HEAD",
     "task_output_tail": "PLAIT_TASK_OUTPUT_TAIL",

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
+import msgspec
 import nats.errors
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -84,8 +85,10 @@ class SchedulerService:
         cache_reservation_seconds: float = 600.0,
         cache_lookup_seconds: float = 0.5,
         attempt_deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
+        default_task_timeout_seconds: float | None = None,
     ) -> None:
         self.attempt_deadline_seconds = attempt_deadline_seconds
+        self.default_task_timeout_seconds = default_task_timeout_seconds
         self.cache_reservation_seconds, self.cache_lookup_seconds = cache_reservation_seconds, cache_lookup_seconds
         self.nats_url, self.replica, self.cluster = nats_url, replica, cluster
         self.stream_replicas = stream_replicas
@@ -112,6 +115,7 @@ class SchedulerService:
             cache_reservation_seconds=settings.cache_reservation_seconds,
             cache_lookup_seconds=settings.cache_lookup_seconds,
             attempt_deadline_seconds=settings.attempt_deadline_seconds,
+            default_task_timeout_seconds=settings.default_task_timeout_seconds,
         )
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -378,7 +382,8 @@ class SchedulerService:
             raise InputError(f"command for execution {command.execution_id} was sent on subject {msg.subject}")
         if isinstance(command, LaunchExecution):
             assert self.decider is not None  # set by run() before any command is consumed
-            return await resolve_launch(registry, self.decider.event_log, command, default_cluster)
+            resolved = await resolve_launch(registry, self.decider.event_log, command, default_cluster)
+            return msgspec.structs.replace(resolved, default_task_timeout_seconds=self.default_task_timeout_seconds)
         return command
 
 

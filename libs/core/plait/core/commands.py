@@ -12,7 +12,7 @@ import msgspec
 from plait.core.events import AttemptStarted, Event, ExecutionLaunched, GateOpened, RetryScheduled, TaskError
 from plait.core.ids import attempt_id, content_version, item_attempt_id
 from plait.core.model import LaunchPlanSpec, WorkflowSpec
-from plait.core.state import Execution
+from plait.core.state import Execution, task_timeout
 from plait.core.task_output import OutputRef
 
 
@@ -225,7 +225,7 @@ def timeout_timers(state: Execution, events: Iterable[Event]) -> list[TimeoutTim
                 timers.append(TimeoutTimer(execution_timeout(state.execution_id, seconds), state.launched_at, seconds))
         elif isinstance(event, AttemptStarted):
             node = state.nodes[event.node]
-            seconds = state.workflow.tasks[node.task].timeout_seconds
+            seconds = task_timeout(state, node.task)
             attempt = node.find_attempt(event.attempt_id)
             if seconds is None or attempt is None or attempt.status != "running" or attempt.started_at is None:
                 continue
@@ -321,6 +321,7 @@ class ResolvedLaunch(msgspec.Struct, frozen=True):
     launch_plan: LaunchPlanSpec | None = None
     original: Execution | None = None  # for a relaunch or recovery: the execution it names, as its log has it
     default_cluster: str = ""  # the project's default cluster, from the scheduler's settings
+    default_task_timeout_seconds: float | None = None  # of tasks that set none, from the scheduler's settings
 
 
 def command_id_of(command: Command | ResolvedLaunch) -> str:

@@ -198,6 +198,7 @@ def _launch(
     plan: LaunchPlanSpec | None,
     original: Execution | None = None,
     default_cluster: str = "",
+    default_task_timeout: float | None = None,
 ) -> list[Event]:
     owner = f"workflow '{workflow.name}'"
     if command.cluster and (problem := cluster_problem(command.cluster, "launch")) is not None:
@@ -224,6 +225,7 @@ def _launch(
         recovered_from=command.relaunch_of if command.recover else "",
         cluster=launch_cluster(command.cluster, plan) or (original.launch_cluster if original is not None else ""),
         default_cluster=default_cluster,
+        default_task_timeout_seconds=default_task_timeout,
     )
     state = launch(launched, datetime.min, command.command_id)
     events: list[Event] = [launched]
@@ -694,7 +696,7 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
                 if state.launch_command == launch_command.command_id:
                     return []
                 raise Rejected(f"execution {launch_command.execution_id} already exists")
-            return _launch(launch_command, workflow, plan, original, default)
+            return _launch(launch_command, workflow, plan, original, default, command.default_task_timeout_seconds)
         case LaunchExecution():
             raise Rejected("a launch must be resolved against the registry before deciding")
     if state is None:

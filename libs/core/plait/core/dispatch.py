@@ -8,7 +8,7 @@ import msgspec
 
 from plait.core.events import NodeQueued
 from plait.core.model import TaskSpec
-from plait.core.state import Execution
+from plait.core.state import Execution, task_timeout
 
 
 class Dispatch(msgspec.Struct, frozen=True, kw_only=True, tag="dispatch.v1"):
@@ -33,8 +33,14 @@ def dispatch_of(state: Execution, event: NodeQueued, decision_sequence: int) -> 
         node=event.node,
         attempt_id=event.attempt_id,
         attempt=event.attempt,
-        task=state.workflow.tasks[event.task],
+        task=_with_timeout(state.workflow.tasks[event.task], task_timeout(state, event.task)),
         inputs=event.inputs,
         decision_sequence=decision_sequence,
         code_bundle=state.workflow.code_bundle,
     )
+
+
+def _with_timeout(task: TaskSpec, seconds: float | None) -> TaskSpec:
+    """The task as its attempt runs it: with the execution's default timeout when it sets none (the executor's
+    backstop and a Job's ``activeDeadlineSeconds`` read it from the dispatch)."""
+    return task if seconds == task.timeout_seconds else msgspec.structs.replace(task, timeout_seconds=seconds)

@@ -41,6 +41,7 @@ class ExecutionLaunched(msgspec.Struct, frozen=True, tag="execution_launched.v1"
     recovered_from: str = ""  # the execution whose succeeded nodes this one reuses (see NodeRecovered)
     cluster: str = ""  # chosen by the launch or its launch plan ("": none); see plait.core.clusters
     default_cluster: str = ""  # the project's default cluster when it was launched ("": the outbox's own)
+    default_task_timeout_seconds: float | None = None  # the timeout of its tasks that set none (None: no timeout)
 
 
 class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):

@@ -143,6 +143,7 @@ class Execution(msgspec.Struct, kw_only=True):
     # dynamic nodes (``workflow`` is otherwise the spec launched; see ``launched_workflow``)
     launch_cluster: str = ""  # the launch's (or its launch plan's) cluster; see plait.core.clusters
     default_cluster: str = ""  # the project's default cluster at launch
+    default_task_timeout_seconds: float | None = None  # the timeout of its tasks that set none
     skipped_nodes: int = 0  # nodes of branch cases not taken
     case_members: dict[str, list[list[str]]] = msgspec.field(default_factory=dict)  # branch -> case -> its nodes
     signals: dict[str, SignalReceived] = msgspec.field(default_factory=dict)  # by name: the signals given so far
@@ -150,6 +151,13 @@ class Execution(msgspec.Struct, kw_only=True):
     @property
     def terminal(self) -> bool:
         return self.status != "running"
+
+
+def task_timeout(state: Execution, task_name: str) -> float | None:
+    """How long an attempt of the task may run: its own ``timeout``, else the default its execution was launched
+    with (the scheduler's ``PLAIT_DEFAULT_TASK_TIMEOUT_SECONDS``), else no limit."""
+    own = state.workflow.tasks[task_name].timeout_seconds
+    return own if own is not None else state.default_task_timeout_seconds
 
 
 def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Execution:
@@ -169,6 +177,7 @@ def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Exec
         recovered_from=event.recovered_from,
         launch_cluster=event.cluster,
         default_cluster=event.default_cluster,
+        default_task_timeout_seconds=event.default_task_timeout_seconds,
         case_members=case_members(event.workflow),
     )
     for node in event.workflow.nodes:
