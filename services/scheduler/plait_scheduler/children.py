@@ -21,7 +21,7 @@ log = structlog.get_logger()
 
 def may_need_child_work(events: Sequence[Event]) -> bool:
     """Whether a decision's events may call for child work; ``ChildWork.wants`` decides, with the state."""
-    return any(isinstance(event, ChildLaunched | TERMINAL_EVENTS) for event in events)
+    return any(isinstance(event, (ChildLaunched, *TERMINAL_EVENTS)) for event in events)
 
 
 class ChildWork:
