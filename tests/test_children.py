@@ -14,6 +14,7 @@ from plait.core.children import child_execution_id
 from plait.core.events import AttemptStarted
 from plait.invariants import check_execution
 from tests import child_workflows
+from tests.helpers.plait_command import plait_command_async
 from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
 
@@ -33,7 +34,9 @@ async def started(client: AsyncClient, execution_id: str) -> None:
     raise AssertionError(f"execution {execution_id} ended with no attempt started")
 
 
-async def test_a_child_execution_runs_linked_both_ways_and_its_output_flows_on(client: AsyncClient) -> None:
+async def test_a_child_execution_runs_linked_both_ways_and_its_output_flows_on(
+    client: AsyncClient, nats_url: str
+) -> None:
     await client.register(child_workflows.double_plan)
     parent = (await client.launch(child_workflows.uses_child, {"n": 20})).id
     state = await final_state(client, parent, timeout=60)
@@ -44,8 +47,16 @@ async def test_a_child_execution_runs_linked_both_ways_and_its_output_flows_on(c
     assert (child.status, child.outputs) == ("succeeded", {"result": 40})
     assert (child.parent_execution, child.parent_node, child.launched_by) == (parent, "double_plan", f"parent {parent}")
     assert child.launch_plan.startswith("double_plan@")
-    for execution_id in (parent, child_id):
-        assert check_execution(await client.records(execution_id), ended=True) == []
+    for execution_id, ended in ((parent, state), (child_id, child)):
+        shown = await client.show_execution(execution_id, min_sequence=ended.last_sequence)
+        assert check_execution(await client.records(execution_id), ended=True, catalog_execution=shown) == []
+    shown = await client.show_execution(parent, min_sequence=state.last_sequence)
+    assert next(n for n in shown.nodes if n.node == "double_plan").kind == "child"
+    env = {"PLAIT_NATS_URL": nats_url}
+    parent_story = await plait_command_async(["replay", parent, "--timeline"], env)
+    assert f"launched child execution {child_id}" in parent_story.stdout, parent_story.stdout
+    child_story = await plait_command_async(["replay", child_id, "--timeline"], env)
+    assert f"child of execution {parent} (node 'double_plan')" in child_story.stdout, child_story.stdout
 
 
 async def test_a_failing_child_fails_its_node_and_the_parent(client: AsyncClient) -> None:

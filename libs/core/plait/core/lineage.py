@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from plait.core.branches import interface_of_node
 from plait.core.dynamic import is_dynamic
 from plait.core.events import (
     Decision,
@@ -46,7 +47,6 @@ from plait.core.model import (
     FromNode,
     Interface,
     WorkflowSpec,
-    node_interface,
     upstream_nodes,
 )
 from plait.core.model import (
@@ -157,7 +157,7 @@ class ExecutionLineage:
         self._interfaces = (
             interfaces
             if interfaces is not None
-            else {node.id: node_interface(workflow.tasks[node.task], node) for node in workflow.nodes}
+            else {node.id: interface_of_node(workflow, node) for node in workflow.nodes}
         )
         self._tasks = workflow.tasks
         self._produced: dict[tuple[str, str], str] = dict(produced or {})
@@ -185,7 +185,9 @@ class ExecutionLineage:
     def _producer(self, node: str, attempt: str) -> Producer:
         if attempt:
             return "attempt"
-        return "dynamic" if is_dynamic(self._tasks[self._nodes[node].task]) else "map"
+        task = self._tasks.get(self._nodes[node].task)
+        # "map": made by the node as a whole, not one attempt (a map's lists; a branch, gate or child node's values)
+        return "dynamic" if task is not None and is_dynamic(task) else "map"
 
     def _read_inputs(self, node: str) -> None:
         """Record what ``node`` read (the first time it shows it), tracing each of its bindings."""
