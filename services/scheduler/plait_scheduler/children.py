@@ -1,7 +1,13 @@
 """The side work of child executions, derived from the log (``plait.core.children``) and idempotent by the child's
 id, so that a replica redoing it changes nothing: the launch of each child a decision started, the report of a
 child's end to its parent, the abort of the children still running when their parent ended, and the report to a
-parent of a child launch this scheduler refused."""
+parent of a child launch this scheduler refused.
+
+Done after the decision is stored, like the timers: a replica killed before doing it leaves it to the outbox, which
+redoes the side work of every stored decision (``Outbox._catch_up_side_work``), so a child's launch or a child's end
+is never lost; a repeat is dropped by JetStream (``Nats-Msg-Id``) or decided as nothing (a launch already made, a
+node no longer running, an execution already ended). A refused launch is reported when it is refused; were that
+report lost, the parent's node waits until the parent's own timeout, or an abort."""
 
 from __future__ import annotations
 
