@@ -35,6 +35,7 @@ WORKFLOW_MODULES = {
     "dynamic_workflows.py",
     "cluster_workflows.py",
     "output_workflows.py",
+    "child_workflows.py",
 }
 
 

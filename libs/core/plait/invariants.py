@@ -41,6 +41,7 @@ from plait.core.events import (
     AttemptStarted,
     AttemptStopped,
     BranchTaken,
+    ChildLaunched,
     CommandRejected,
     DynamicExpanded,
     Event,
@@ -87,6 +88,7 @@ NodeEvent = (
     | BranchTaken
     | NodeSkipped
     | GateOpened
+    | ChildLaunched
 )
 
 
@@ -114,6 +116,7 @@ class _Walk:
         self.taken: dict[str, int] = {}  # branch node -> the case it took
         self.skipped: set[str] = set()
         self.gates_opened: set[str] = set()
+        self.children_launched: set[str] = set()
         self.record = Record(sequence=0, subject="", data=b"")
         self.index = 0
 
@@ -212,6 +215,9 @@ class _Walk:
             case GateOpened():
                 self._ready(node, event)
                 self.gates_opened.add(node)
+            case ChildLaunched():
+                self._ready(node, event)
+                self.children_launched.add(node)
             case NodeSkipped(branch=branch):
                 guard = self.guards.get(node)
                 passed_over = guard is not None and (
@@ -320,7 +326,10 @@ class _Walk:
                 self.report("queued_early", f"dynamic node '{event.node}' succeeded before {', '.join(early)} did")
         elif event.attempt_id:
             self._attempt_ends(event.node, event.attempt_id, event)
-        elif event.node not in self.maps_started | self.gates_opened and event.node not in self.taken:
+        elif (
+            event.node not in self.maps_started | self.gates_opened | self.children_launched
+            and event.node not in self.taken
+        ):
             self.report("unknown_attempt", f"node '{event.node}' succeeded without an attempt or a map")
         self._node_ends(event.node, succeeded=True)
 

@@ -16,11 +16,13 @@ from typing import Any
 import msgspec
 
 from plait import codec
+from plait.core.children import child_story
 from plait.core.dynamic import generated_summary
 from plait.core.events import (
     AttemptFailed,
     AttemptStopped,
     BranchTaken,
+    ChildLaunched,
     Decision,
     DynamicExpanded,
     Event,
@@ -137,6 +139,8 @@ def _lifecycle_detail(event: Event) -> str | None:
             return reason
         case NodeRecovered(source_execution=source):
             return f"outputs of execution {source}"
+        case ExecutionLaunched(parent_execution=parent, parent_node=parent_node) if parent:
+            return f"child of execution {parent} (node '{parent_node}')"
         case ExecutionLaunched(relaunch_of=relaunched) if relaunched:
             return f"relaunch of {relaunched}"
         case ExecutionLaunched(recovered_from=recovered) if recovered:
@@ -155,6 +159,8 @@ def _detail(event: Event) -> str:
         return f"branch '{event.branch}' took another case"
     if isinstance(event, GateOpened | SignalReceived):
         return gate_story(event)
+    if isinstance(event, ChildLaunched):
+        return child_story(event)
     if (lifecycle := _lifecycle_detail(event)) is not None:
         return lifecycle
     error = getattr(event, "error", None)

@@ -41,6 +41,7 @@ from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
 from plait_scheduler.cache import StateCache
 from plait_scheduler.caching import CacheKeeper, may_need_cache_work
+from plait_scheduler.children import ChildWork, may_need_child_work
 from plait_scheduler.done_here import DoneHere
 from plait_scheduler.timers import AttemptDeadlines, RetryTimers, Timeouts, may_time_out, still_queued
 
@@ -63,6 +64,7 @@ class Outbox:
         self.timers = RetryTimers(js)
         self.deadlines = AttemptDeadlines(js, attempt_deadline_seconds)
         self.timeouts = Timeouts(js)
+        self.children = ChildWork(js)
         self._side_work: DoneHere[int] = DoneHere("side_work_left_to_outbox", "decision_sequence")
         self._dispatches: DoneHere[str] = DoneHere("dispatch_left_to_outbox", "attempt")
         self.dispatched = 0
@@ -106,6 +108,7 @@ class Outbox:
             or self.timers.wants(events)
             or self.deadlines.wants(state, events)
             or self.timeouts.wants(state, events)
+            or self.children.wants(state, events)
         )
 
     async def _do_side_work(self, state: Execution, events: Sequence[Event], decided_at: datetime) -> None:
@@ -114,6 +117,8 @@ class Outbox:
         await self.timers.after_decision(state, events, decided_at)
         await self.deadlines.after_decision(state, events)
         await self.timeouts.after_decision(state, events)
+        if self.children.wants(state, events):
+            await self.children.after_decision(state, events)
 
     async def _state_after(
         self, subject: str, decision_sequence: int, loaded: dict[str, Execution | None]
@@ -136,6 +141,7 @@ class Outbox:
             (self.keeper is not None and may_need_cache_work(events))
             or self.timers.wants(events)
             or may_time_out(events)
+            or may_need_child_work(events)
             or any(isinstance(event, NodeQueued) for event in events)
         )
         if not might or await self._side_work.claim(decision_sequence):

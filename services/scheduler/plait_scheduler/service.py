@@ -46,9 +46,10 @@ from plait.settings import Settings
 from plait_scheduler import quarantined
 from plait_scheduler.cache import DEFAULT_CAPACITY_BYTES, StateCache
 from plait_scheduler.caching import CacheKeeper
+from plait_scheduler.children import report_rejected_launch
 from plait_scheduler.deadletter import reject
 from plait_scheduler.decisions import Decider
-from plait_scheduler.failures import MAX_DELIVERIES, settle_failed
+from plait_scheduler.failures import MAX_DELIVERIES, PERMANENT, settle_failed
 from plait_scheduler.launches import resolve_launch
 from plait_scheduler.notifications import Notifier
 from plait_scheduler.outbox import Outbox
@@ -329,11 +330,14 @@ class SchedulerService:
         accepted: list[tuple[Msg, Command | ResolvedLaunch]] = []
         for msg in messages:
             command_id = (msg.headers or {}).get(NATS_MSG_ID, "")
+            decoded: Command | None = None
             try:
                 decoded = codec.decode_command(msg.data, msg.headers)
                 command_id = decoded.command_id
                 accepted.append((msg, await self._resolve(registry, subject, msg, decoded, self.cluster)))
             except Exception as exc:  # settled: dead-lettered or retried, never lost
+                if isinstance(decoded, LaunchExecution) and isinstance(exc, PERMANENT):
+                    await report_rejected_launch(js, decoded, str(exc) or type(exc).__name__)
                 await settle_failed(nc, js, msg, command_id, exc)
         if not accepted:
             return
@@ -365,6 +369,8 @@ class SchedulerService:
         for msg, command in accepted:
             command_id = command_id_of(command)
             if command_id in rejected:
+                if isinstance(command, ResolvedLaunch):
+                    await report_rejected_launch(js, command.command, rejected[command_id])
                 await reject(nc, js, msg, command_id, rejected[command_id])
             await msg.ack()
         if outcome.events:

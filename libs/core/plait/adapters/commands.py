@@ -24,6 +24,7 @@ from plait.core.commands import (
     ReportAttemptStopped,
     ReportCacheLookup,
     ReportCacheLookups,
+    ReportChildEnded,
     RetryDue,
     SendSignal,
 )
@@ -45,6 +46,7 @@ KIND_OF_COMMAND: dict[type, str] = {
     ReportAttemptStopped: "stopped",
     SendSignal: "signal",
     GateTimer: "timeout",
+    ReportChildEnded: "child",
 }
 
 

@@ -13,6 +13,7 @@ from plait.core.model import (
     AllOf,
     AnyOf,
     BranchSpec,
+    ChildSpec,
     Comparison,
     Condition,
     Constant,
@@ -127,6 +128,9 @@ def interface_of_node(workflow: WorkflowSpec, node: Node) -> Interface:
         params = (Param("value", node.gate.type),) if node.gate.type is not None else ()
         inputs = params if "value" in node.inputs else ()
         return Interface(inputs, tuple(Param("result", p.type) for p in params))
+    if isinstance(node.child, ChildSpec):
+        given = tuple(p for p in node.child.interface.inputs if p.name in node.inputs)
+        return Interface(given, node.child.interface.outputs)
     return node_interface(workflow.tasks[node.task], node)
 
 
@@ -136,6 +140,8 @@ def node_kind(node: Node) -> str:
         return "branch"
     if isinstance(node.gate, GateSpec):
         return node.gate.kind
+    if isinstance(node.child, ChildSpec):
+        return "child"
     return "task"
 
 

@@ -34,6 +34,8 @@ class LaunchExecution(msgspec.Struct, frozen=True, kw_only=True, tag="launch_exe
     relaunch_of: str = ""  # run this execution's workflow version, inputs and launch plan again (inputs left empty)
     recover: bool = False  # with ``relaunch_of``: reuse the outputs of the nodes that succeeded in it
     cluster: str = ""  # where its tasks run, unless a task names its own ("": the launch plan's, workflow's...)
+    parent_execution: str = ""  # of a child execution: the execution whose node ``parent_node`` launched it
+    parent_node: str = ""
 
 
 class ReportAttemptStarted(msgspec.Struct, frozen=True, kw_only=True, tag="report_attempt_started.v1"):
@@ -295,6 +297,22 @@ class ReportAttemptStopped(msgspec.Struct, frozen=True, kw_only=True, tag="repor
     reason: str
 
 
+ChildStatus = Literal["succeeded", "failed", "aborted", "rejected"]
+
+
+class ReportChildEnded(msgspec.Struct, frozen=True, kw_only=True, tag="report_child_ended.v1"):
+    """Child execution ``child_execution``, launched by node ``node`` of execution ``execution_id``, ended with
+    ``status`` ("rejected": its launch was refused, ``error`` says why); sent by the scheduler that decided its end."""
+
+    command_id: str
+    execution_id: str
+    node: str
+    child_execution: str
+    status: ChildStatus
+    outputs: dict[str, Any] | None = None
+    error: TaskError | None = None
+
+
 Command = (
     LaunchExecution
     | ReportAttemptStarted
@@ -310,6 +328,7 @@ Command = (
     | ReportAttemptStopped
     | SendSignal
     | GateTimer
+    | ReportChildEnded
 )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from plait.core import branches, gates
+from plait.core import branches, children, gates
 from plait.core.clusters import cluster_of_task, cluster_problem, launch_cluster
 from plait.core.commands import (
     AbortExecution,
@@ -26,6 +26,7 @@ from plait.core.commands import (
     ReportAttemptStopped,
     ReportCacheLookup,
     ReportCacheLookups,
+    ReportChildEnded,
     ResolvedLaunch,
     RetryDue,
     SendSignal,
@@ -176,6 +177,8 @@ def _ready(state: Execution, node_id: str, inputs: dict[str, Any], finished: _Fi
         return _choose_case(state, node, finished)
     if (gate := gates.gate_of(node.spec)) is not None:
         return _open_gate(state, node, gate, inputs, finished)
+    if (child := children.child_of(node.spec)) is not None:
+        return [children.launched(state, node, child, inputs)]
     if node.spec.map is not None:
         return _start_map(state, node, inputs, finished)
     task = state.workflow.tasks[node.task]
@@ -226,6 +229,8 @@ def _launch(
         cluster=launch_cluster(command.cluster, plan) or (original.launch_cluster if original is not None else ""),
         default_cluster=default_cluster,
         default_task_timeout_seconds=default_task_timeout,
+        parent_execution=command.parent_execution,
+        parent_node=command.parent_node,
     )
     state = launch(launched, datetime.min, command.command_id)
     events: list[Event] = [launched]
@@ -740,6 +745,35 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
             return _signal(state, command)
         case GateTimer():
             return _gate_timer(state, command)
+        case ReportChildEnded():
+            return _child_ended(state, command)
+    return []
+
+
+def _child_ended(state: Execution, command: ReportChildEnded) -> list[Event]:
+    """A child execution ended: its node succeeds with the child's outputs (if they fit the child workflow's
+    interface), or fails with the child's error; a report for a node no longer running changes nothing."""
+    node = state.nodes.get(command.node)
+    if (problem := children.ended_problem(state, node, command)) is not None:
+        raise Rejected(problem)
+    assert node is not None
+    child = children.child_of(node.spec)
+    assert child is not None
+    if node.status != "running" or not node.child_execution:
+        return []
+    if command.status == "succeeded":
+        outputs = command.outputs or {}
+        problem = _invalid_outputs(child.interface, outputs)
+        if problem is None:
+            return _succeeded(state, NodeSucceeded(node=node.id, attempt_id="", outputs=outputs))
+        error = TaskError(
+            kind="user",
+            message=f"child execution {command.child_execution} returned bad outputs: {problem}",
+            error_type="ChildExecutionFailed",
+        )
+    else:
+        error = children.child_error(command)
+    return [NodeFailed(node=node.id, error=error), ExecutionFailed(node=node.id, error=error)]
 
 
 def _attempt_stopped(state: Execution, command: ReportAttemptStopped) -> list[Event]:

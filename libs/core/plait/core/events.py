@@ -42,6 +42,8 @@ class ExecutionLaunched(msgspec.Struct, frozen=True, tag="execution_launched.v1"
     cluster: str = ""  # chosen by the launch or its launch plan ("": none); see plait.core.clusters
     default_cluster: str = ""  # the project's default cluster when it was launched ("": the outbox's own)
     default_task_timeout_seconds: float | None = None  # the timeout of its tasks that set none (None: no timeout)
+    parent_execution: str = ""  # of a child execution: the execution whose node ``parent_node`` launched it
+    parent_node: str = ""
 
 
 class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):
@@ -259,6 +261,17 @@ class SignalReceived(msgspec.Struct, frozen=True, tag="signal_received.v1"):
     sent_by: str = ""
 
 
+class ChildLaunched(msgspec.Struct, frozen=True, kw_only=True, tag="child_launched.v1"):
+    """Child node ``node`` launches launch plan ``launch_plan`` (at ``version``) as execution ``child_execution``
+    with ``inputs``; the scheduler publishes that launch (see plait.core.children)."""
+
+    node: str
+    child_execution: str
+    launch_plan: str
+    version: str
+    inputs: dict[str, Any]
+
+
 Event = (
     ExecutionLaunched
     | NodeQueued
@@ -284,6 +297,7 @@ Event = (
     | BranchTaken
     | GateOpened
     | SignalReceived
+    | ChildLaunched
 )
 
 TERMINAL_EVENTS = (ExecutionSucceeded, ExecutionFailed, ExecutionAborted)

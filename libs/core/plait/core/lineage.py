@@ -54,7 +54,7 @@ from plait.core.model import (
 )
 from plait.core.types import DictOf, ListOf, Primitive, TypeSpec
 
-Producer = Literal["launch", "attempt", "map", "cache", "constant", "dynamic", "branch", "gate"]
+Producer = Literal["launch", "attempt", "map", "cache", "constant", "dynamic", "branch", "gate", "child"]
 NODE_PRODUCERS: tuple[Producer, ...] = ("attempt", "map", "cache")
 """The producers of a node's outputs: what a ``FromNode`` binding, or a cache hit elsewhere, reads."""
 
@@ -189,6 +189,8 @@ class ExecutionLineage:
         match node_kind(spec):
             case "branch":
                 return "branch"  # the taken case's outputs
+            case "child":
+                return "child"  # the outputs of the child execution it launched
             case "task":
                 return "dynamic" if is_dynamic(self._tasks[spec.task]) else "map"
         return "gate"  # a signal's value, or the value an approval or a sleep passed on

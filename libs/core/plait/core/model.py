@@ -193,6 +193,16 @@ class GateSpec(msgspec.Struct, frozen=True, kw_only=True):
     seconds: float = 0.0
 
 
+class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A node that launches registered launch plan ``launch_plan`` (at ``version``) as a child execution, its inputs
+    the node's; the node's outputs are the child's, typed by its workflow's ``interface``."""
+
+    launch_plan: str
+    version: str
+    workflow: str
+    interface: Interface
+
+
 class Node(msgspec.Struct, frozen=True):
     id: str
     task: str  # a key of WorkflowSpec.tasks ("" for a node that runs no task: a branch)
@@ -202,6 +212,7 @@ class Node(msgspec.Struct, frozen=True):
     branch: BranchSpec | msgspec.UnsetType = msgspec.UNSET
     guard: Guard | msgspec.UnsetType = msgspec.UNSET
     gate: GateSpec | msgspec.UnsetType = msgspec.UNSET
+    child: ChildSpec | msgspec.UnsetType = msgspec.UNSET
 
 
 class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):

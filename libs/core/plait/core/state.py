@@ -18,6 +18,7 @@ from plait.core.events import (
     AttemptStarted,
     AttemptStopped,
     BranchTaken,
+    ChildLaunched,
     CommandRejected,
     Decision,
     DynamicExpanded,
@@ -103,6 +104,7 @@ class NodeState(msgspec.Struct, kw_only=True):
     generated_outputs: dict[str, Binding] = msgspec.field(default_factory=dict)  # its outputs, namespaced
     branch_case: int = -1  # of a branch node: the case it took (-1: not chosen yet, or not a branch)
     gate_opened_at: datetime | None = None  # of a gate node: when it started waiting
+    child_execution: str = ""  # of a child node: the execution it launched ("" until then)
 
     def find_attempt(self, attempt_id: str) -> AttemptState | None:
         if self.map_size >= 0:
@@ -147,6 +149,8 @@ class Execution(msgspec.Struct, kw_only=True):
     skipped_nodes: int = 0  # nodes of branch cases not taken
     case_members: dict[str, list[list[str]]] = msgspec.field(default_factory=dict)  # branch -> case -> its nodes
     signals: dict[str, SignalReceived] = msgspec.field(default_factory=dict)  # by name: the signals given so far
+    parent_execution: str = ""  # of a child execution: the execution whose node ``parent_node`` launched it
+    parent_node: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -179,6 +183,8 @@ def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Exec
         default_cluster=event.default_cluster,
         default_task_timeout_seconds=event.default_task_timeout_seconds,
         case_members=case_members(event.workflow),
+        parent_execution=event.parent_execution,
+        parent_node=event.parent_node,
     )
     for node in event.workflow.nodes:
         upstream = tuple(sorted(node_upstream(node)))
@@ -304,6 +310,9 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
             node.status, node.inputs, node.gate_opened_at = "waiting", inputs, at
         case SignalReceived(name=name):
             state.signals[name] = event
+        case ChildLaunched(node=node_id, child_execution=child, inputs=inputs):
+            node = state.nodes[node_id]
+            node.status, node.inputs, node.child_execution = "running", inputs, child
     return state
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from graphlib import CycleError, TopologicalSorter
 
 from plait.core.branches import branch_of, condition_upstream, guard_of, node_upstream
-from plait.core.model import BranchSpec, GateSpec, Guard, WorkflowSpec, upstream_nodes
+from plait.core.model import BranchSpec, ChildSpec, GateSpec, Guard, Node, WorkflowSpec, upstream_nodes
 from plait.errors import DefinitionError
 
 
@@ -31,6 +31,10 @@ def validate_workflow(spec: WorkflowSpec) -> None:
             unknown = sorted(node_upstream(node) - node_ids)
             if unknown or set(node.inputs) - {"value"}:
                 raise DefinitionError(f"{where}: a gate reads only its input 'value', of a known node")
+            graph[node.id] = node_upstream(node)
+            continue
+        if isinstance(node.child, ChildSpec):
+            _check_child(node.child, node, node_ids, where)
             graph[node.id] = node_upstream(node)
             continue
         task = spec.tasks.get(node.task)
@@ -93,3 +97,11 @@ def nesting_problem(value: object, limit: int = MAX_VALUE_DEPTH) -> str | None:
             return f"is nested more than {limit} levels deep; the limit is {limit}"
         level = [child for item in containers for child in (item.values() if isinstance(item, dict) else item)]
     return None
+
+
+def _check_child(child: ChildSpec, node: Node, node_ids: set[str], where: str) -> None:
+    for name, binding in node.inputs.items():
+        if child.interface.input(name) is None:
+            raise DefinitionError(f"{where}: launch plan '{child.launch_plan}' has no input '{name}'")
+        if unknown := sorted(upstream_nodes(binding) - node_ids):
+            raise DefinitionError(f"{where}: input '{name}' reads unknown node '{unknown[0]}'")

@@ -37,7 +37,7 @@ class ArtifactNode(msgspec.Struct, kw_only=True, tag="artifact", tag_field="kind
     execution_id: str = ""
     node: str = ""  # '' for a workflow input; the reading node for a constant
     name: str = ""
-    producer: str = ""  # launch, attempt, map, cache, constant, dynamic, branch or gate
+    producer: str = ""  # launch, attempt, map, cache, constant, dynamic, branch, gate or child
     attempt_id: str = ""
     source_execution: str = ""  # producer cache: the execution and node whose output it was
     source_node: str = ""

@@ -13,7 +13,10 @@ from plait.core.notifications import Notify
 from plait.core.schedules import Schedule
 from plait.core.types import Primitive, check_value, describe
 from plait.errors import DefinitionError
+from plait.sdk.child import launch_child
 from plait.sdk.hints import encode_value
+from plait.sdk.signatures import is_named_tuple
+from plait.sdk.tracing import current_builder
 from plait.sdk.workflow import Workflow
 
 
@@ -62,6 +65,15 @@ class LaunchPlan:
             cluster=on,
         )
         self.spec = msgspec.structs.replace(unversioned, version=content_version(unversioned))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Inside a ``@workflow``: launch this plan as a child execution (see plait.sdk.child)."""
+        builder = current_builder()
+        if builder is None:
+            raise DefinitionError(f"launch plan '{self.name}' is launched with `plait launch` or Client.launch()")
+        return launch_child(
+            builder, self.spec, self.workflow.spec, is_named_tuple(self.workflow.return_hint), args, kwargs
+        )
 
     def _checked(self, inputs: dict[str, Any], owner: str) -> dict[str, Any]:
         encoded: dict[str, Any] = {}

@@ -1,6 +1,6 @@
 """Subworkflows, inlined: a ``@workflow`` called inside another adds its nodes, namespaced ``call.node``, with its
-inputs bound to what the caller passed and its outputs returned as promises. (Child executions launched from a
-workflow are not done.)"""
+inputs bound to what the caller passed and its outputs returned as promises. (For a launch plan run as a child
+execution, see plait.sdk.child.)"""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ CREATE TABLE lineage_artifacts (
     execution_id text NOT NULL,
     node_id text NOT NULL,  -- '' for the launch's (workflow inputs); the reading node for a constant
     name text NOT NULL,  -- the output's name (the input's, for the launch's; the place it is read, for a constant)
-    producer text NOT NULL CHECK (producer IN ('launch', 'attempt', 'map', 'cache', 'constant', 'dynamic', 'branch', 'gate')),
+    producer text NOT NULL CHECK (producer IN ('launch', 'attempt', 'map', 'cache', 'constant', 'dynamic', 'branch', 'gate', 'child')),
     attempt_id text NOT NULL DEFAULT '',  -- the attempt that made it (producer 'attempt')
     value_hash text NOT NULL,
     type jsonb NOT NULL,  -- its TypeSpec
