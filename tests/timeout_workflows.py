@@ -10,20 +10,22 @@ from pathlib import Path
 from plait import task, workflow
 
 
-@task(timeout=1, retries=1)
-def sleepy(directory: str, seconds: float) -> float:
-    """Sleeps, having left its process id in ``directory``."""
+def sleep_leaving_pid(directory: str, seconds: float) -> float:
     (Path(directory) / str(os.getpid())).touch()
     time.sleep(seconds)
     return seconds
+
+
+@task(timeout=1, retries=1)
+def sleepy(directory: str, seconds: float) -> float:
+    """Sleeps, having left its process id in ``directory``."""
+    return sleep_leaving_pid(directory, seconds)
 
 
 @task(timeout=timedelta(minutes=1))
 def patient(directory: str, seconds: float) -> float:
     """Sleeps, having left its process id in ``directory``."""
-    (Path(directory) / str(os.getpid())).touch()
-    time.sleep(seconds)
-    return seconds
+    return sleep_leaving_pid(directory, seconds)
 
 
 @workflow
@@ -50,9 +52,7 @@ def budgets(seconds: float) -> float:
 @task
 def unbounded(directory: str, seconds: float) -> float:
     """Sleeps, having left its process id in ``directory``; sets no timeout of its own."""
-    (Path(directory) / str(os.getpid())).touch()
-    time.sleep(seconds)
-    return seconds
+    return sleep_leaving_pid(directory, seconds)
 
 
 @workflow

@@ -63,6 +63,13 @@ def test_a_cached_node_and_a_waiting_look_up_are_shown_as_such() -> None:
     assert "succeeded (cached)" in text_of(state)
 
 
+def item_result(attempt_id: str) -> ReportAttemptResult:
+    """A map item of ``scale`` that succeeded."""
+    return ReportAttemptResult(
+        command_id=attempt_id, execution_id="e", node="scale", attempt_id=attempt_id, worker="w", outputs={"result": 0}
+    )
+
+
 def test_a_map_node_shows_its_items_and_prints_a_line_per_tenth() -> None:
     state = launched(map_workflows.scaled, {"xs": list(range(20))})
     console = Console(file=io.StringIO(), width=200)
@@ -70,14 +77,7 @@ def test_a_map_node_shows_its_items_and_prints_a_line_per_tenth() -> None:
     pending = [a for a in state.nodes["scale"].item_attempts if a is not None]
     while pending:
         attempt = pending.pop(0)
-        result = ReportAttemptResult(
-            command_id=attempt.attempt_id,
-            execution_id="e",
-            node="scale",
-            attempt_id=attempt.attempt_id,
-            worker="w",
-            outputs={"result": 0},
-        )
+        result = item_result(attempt.attempt_id)
         events = decide_batch(state, [result], AT).events
         queued = [e for e in events if isinstance(e, NodeQueued)]
         pending += [state.nodes["scale"].item_attempts[e.index] for e in queued]  # type: ignore[misc]
@@ -112,14 +112,7 @@ def test_a_running_tasks_clock_is_the_time_since_it_started_at_each_drawing() ->
 def test_a_map_node_shows_a_bar_of_its_items_and_their_rate() -> None:
     state = launched(map_workflows.scaled, {"xs": list(range(20))})
     for attempt in [a for a in state.nodes["scale"].item_attempts if a is not None][:5]:
-        result = ReportAttemptResult(
-            command_id=attempt.attempt_id,
-            execution_id="e",
-            node="scale",
-            attempt_id=attempt.attempt_id,
-            worker="w",
-            outputs={"result": 0},
-        )
+        result = item_result(attempt.attempt_id)
         decide_batch(state, [result], AT)
     shown = text_at(state, AT + timedelta(seconds=10))
     assert "5/20 items, 0.5/s" in shown and "━" in shown
