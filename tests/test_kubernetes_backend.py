@@ -19,7 +19,6 @@ from plait.core.events import AttemptStopped
 from plait.core.values import as_ref
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
-from plait_executor.backend import AttemptBackend
 from plait_executor.kubernetes.backend import KubernetesBackend, KubernetesTarget, kubernetes_backend
 from plait_executor.kubernetes.batches import attempts_of_job
 from plait_executor.kubernetes.manifests import job_name
@@ -29,6 +28,7 @@ from tests import kubernetes_workflows, large_value_workflows, output_workflows
 from tests.helpers.code_bundle_sources import write_flow
 from tests.helpers.kube_api import KubernetesApiStandIn, PodHandle
 from tests.helpers.kube_api.kubelet import LocalKubelet
+from tests.helpers.kube_scenarios import kubernetes_executor, run_map_flow
 from tests.helpers.reading import first_event
 from tests.helpers.running import Running, running
 from tests.helpers.states import final_state
@@ -53,21 +53,8 @@ class Cluster:
         )
 
     def executor(self, replica: str, concurrency: int | None = None) -> ExecutorService:
-        @contextlib.asynccontextmanager
-        async def backend() -> AsyncIterator[AttemptBackend]:
-            async with kubernetes_backend(self.target, self.api.configuration()) as made:
-                self.backends.append(made)
-                yield made
-
-        return ExecutorService(
-            self.nats_url,
-            replica=replica,
-            cluster=self.target.cluster,
-            ack_wait_seconds=1.0,
-            grace_seconds=0.0,
-            backend=backend,
-            concurrency=concurrency,
-        )
+        configuration = self.api.configuration()
+        return kubernetes_executor(self.nats_url, self.target, configuration, replica, self.backends, concurrency)
 
     def jobs(self) -> list[dict[str, Any]]:
         return [job for job in self.api.store.list("jobs", NAMESPACE, _everything())]
@@ -366,7 +353,7 @@ async def test_a_map_runs_as_few_indexed_jobs_one_pod_per_item(cluster: Cluster)
     assert len(node.attempts) == items and set(placed) == {attempt.attempt_id for attempt in node.attempts}
     for attempt in node.attempts:
         job, index = placed[attempt.attempt_id]
-        assert attempt.worker.startswith(f"{job}-{index}-"), "the pod of its index ran it, and reported it"
+        assert attempt.worker == f"{job}-{index}", "the pod of its index ran it, and reported it"
     assert len(jobs) <= items // 3, f"{len(jobs)} Jobs for {items} items"
     assert max(len(attempts) for attempts in jobs.values()) == 10, "the first wave is one Job"
     assert cluster.backends[0].created == len(jobs)
@@ -458,3 +445,13 @@ async def test_an_abort_deletes_the_pods_of_a_map_job_then_the_job(cluster: Clus
             await cluster.api.store.wait_until(lambda: not cluster.jobs())
     assert stopped.reason.startswith("its pod of Kubernetes Job") or stopped.reason.startswith("its Kubernetes Job")
     assert list(cluster.api.store.list("pods", NAMESPACE, _everything())) == []
+
+
+async def test_the_real_cluster_scenario_runs_on_the_stand_in(cluster: Cluster, tmp_path: Path) -> None:
+    """What tests/test_kubernetes_real_cluster.py runs on a real cluster, with the same code: a fast registered
+    workflow of three nodes, the middle one a map."""
+    state, [backend] = await run_map_flow(
+        cluster.nats_url, cluster.target, cluster.api.configuration(), tmp_path, items=12, timeout=DEADLINE
+    )
+    map_jobs_seen = {attempt.worker.rsplit("-", 1)[0] for attempt in state.nodes["square"].attempts}
+    assert backend.created == len(cluster.api.store.ever("jobs", NAMESPACE)) == 2 + len(map_jobs_seen)

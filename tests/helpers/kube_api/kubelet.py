@@ -49,7 +49,8 @@ class LocalKubelet:
         """Run the pod's task container as a local process until it exits; its exit code."""
         [spec] = [c for c in pod.manifest["spec"]["containers"] if c["name"] == "task"]
         command = [sys.executable if spec["command"][0] == "python" else spec["command"][0], *spec["command"][1:]]
-        env = {**os.environ, "HOSTNAME": pod.name}
+        # A container's HOSTNAME is its pod's hostname: the pod's name, or ``<job>-<index>`` in an Indexed Job.
+        env = {**os.environ, "HOSTNAME": pod.manifest["spec"].get("hostname") or pod.name[:63]}
         env.update({item["name"]: _value_of(item, pod.manifest) for item in spec.get("env", [])})
         process = await asyncio.create_subprocess_exec(
             *command, env=env, cwd=REPOSITORY, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
