@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from plait import map_task, task, workflow
@@ -90,3 +91,16 @@ def hungry_item(size: int) -> int:
 @workflow
 def hungry_map(sizes: list[int]) -> list[int | None]:
     return map_task(hungry_item, min_success_ratio=0.5)(size=sizes)
+
+
+@task(timeout=2, retries=0)
+def waits(x: int) -> int:
+    """Item 1 sleeps past its timeout."""
+    if x == 1:
+        time.sleep(60)
+    return x
+
+
+@workflow
+def one_item_times_out(xs: list[int]) -> list[int | None]:
+    return map_task(waits, min_success_ratio=0.5)(x=xs)

@@ -455,3 +455,35 @@ async def test_the_real_cluster_scenario_runs_on_the_stand_in(cluster: Cluster, 
     )
     map_jobs_seen = {attempt.worker.rsplit("-", 1)[0] for attempt in state.nodes["square"].attempts}
     assert backend.created == len(cluster.api.store.ever("jobs", NAMESPACE)) == 2 + len(map_jobs_seen)
+
+
+async def test_a_timed_out_item_loses_its_pod_and_the_other_items_go_on(cluster: Cluster) -> None:
+    """The scheduler fails item 1 at its timeout; the executor deletes that item's pod alone (its index fails), while
+    item 2, whose pod has not started yet, still runs in the same Job."""
+    release = anyio.Event()
+
+    def index_of(pod: dict[str, Any]) -> str:
+        return str(pod["metadata"]["annotations"].get(COMPLETION_INDEX))
+
+    async def held(pod: PodHandle) -> None:
+        await release.wait()
+        await pod.run(cluster.kubelet.container)
+
+    cluster.kubelet.take(lambda pod: _node_of(pod) == "waits" and index_of(pod) == "2", held)
+    async with running(cluster.executor("k8s-executor", concurrency=10).run), client_of(cluster) as client:
+        handle = await client.launch(kubernetes_workflows.one_item_times_out, {"xs": [0, 1, 2]})
+        job = (await cluster.job_of("waits"))["metadata"]["name"]
+
+        def item_1_failed_alone() -> bool:
+            status = (cluster.api.job(NAMESPACE, job) or {}).get("status", {})
+            pods = {index_of(pod.manifest) for pod in cluster.api.pods(NAMESPACE, job)}
+            return status.get("failedIndexes") == "1" and "1" not in pods and "2" in pods
+
+        with anyio.fail_after(DEADLINE):
+            await cluster.api.store.wait_until(item_1_failed_alone)
+        release.set()
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded" and state.outputs == {"result": [0, None, 2]}
+    timed_out = state.nodes["waits"].item_attempts[1]
+    assert timed_out is not None and timed_out.error is not None and timed_out.error.error_type == "TaskTimedOut"
+    assert len(map_jobs(cluster)) == 1
