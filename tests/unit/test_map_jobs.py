@@ -26,6 +26,7 @@ from plait_executor.kubernetes.batches import (
 )
 from plait_executor.kubernetes.batching import MapBatcher, Placed
 from plait_executor.kubernetes.manifests import MAP_JOB_NAME_LENGTH, AttemptIdentity, map_job_manifest
+from plait_executor.kubernetes.runtime import read_batch_item
 from tests import kubernetes_workflows
 from tests.helpers.kube_api.validation import is_dns1123_label, job_causes
 
@@ -195,3 +196,17 @@ class TestMapBatcher:
             placed = await batcher.place(item(0))
         assert isinstance(placed, AttemptOutcome) and placed.error is not None
         assert (placed.error.kind, placed.error.error_type) == ("system", "JobNotMade")
+
+
+class TestRuntimeInAMapPod:
+    def test_a_pod_runs_the_attempt_at_its_completion_index(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        dispatches = [item(0), item(1), item(2)]
+        monkeypatch.setenv("PLAIT_DISPATCH_BATCH", encode_batch(batch_of(dispatches)))
+        monkeypatch.setenv("JOB_COMPLETION_INDEX", "2")
+        assert read_batch_item() == dispatches[2]
+        monkeypatch.setenv("JOB_COMPLETION_INDEX", "3")
+        with pytest.raises(SystemExit, match="completion index 3 is not in a batch of 3"):
+            read_batch_item()
+        monkeypatch.delenv("JOB_COMPLETION_INDEX")
+        with pytest.raises(SystemExit, match="JOB_COMPLETION_INDEX is '', not a completion index"):
+            read_batch_item()
