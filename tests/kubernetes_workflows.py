@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from plait import task, workflow
+from plait import map_task, task, workflow
 
 
 @task(requests={"cpu": "100m", "memory": "64Mi"}, limits={"memory": "256Mi"})
@@ -55,3 +56,51 @@ def slow(x: int) -> int:
 @workflow
 def one_slow(x: int) -> int:
     return slow(x)
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@workflow
+def doubled(xs: list[int]) -> list[int]:
+    return map_task(double, concurrency=10)(x=xs)
+
+
+@task(retries=1)
+def flaky_item(x: int, directory: str) -> int:
+    """Items divisible by 4 fail their first try; item 7 fails every try."""
+    marker = Path(directory) / f"ran-{x}"
+    if x == 7 or (x % 4 == 0 and not marker.exists()):
+        marker.touch()
+        raise ValueError(f"item {x} fails")
+    return x + 100
+
+
+@workflow
+def flaky_map(xs: list[int], directory: str) -> list[int | None]:
+    return map_task(flaky_item, over=["x"], concurrency=6, min_success_ratio=0.9)(x=xs, directory=directory)
+
+
+@task(limits={"memory": "64Mi"}, system_retries=0)  # one attempt: the tests read its system failure
+def hungry_item(size: int) -> int:
+    return len(bytearray(size))
+
+
+@workflow
+def hungry_map(sizes: list[int]) -> list[int | None]:
+    return map_task(hungry_item, min_success_ratio=0.5)(size=sizes)
+
+
+@task(timeout=2, retries=0)
+def waits(x: int) -> int:
+    """Item 1 sleeps past its timeout."""
+    if x == 1:
+        time.sleep(60)
+    return x
+
+
+@workflow
+def one_item_times_out(xs: list[int]) -> list[int | None]:
+    return map_task(waits, min_success_ratio=0.5)(x=xs)

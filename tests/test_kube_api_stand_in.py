@@ -350,6 +350,25 @@ class TestJobController:
         assert (done["status"]["completedIndexes"], done["status"]["failedIndexes"]) == ("0,2", "1")
         assert conditions(done)["Failed"] == "FailedIndexes"
 
+    async def test_a_pod_deleted_through_the_api_fails_its_index_alone(
+        self, kube_api: KubernetesApiStandIn, batch: BatchV1Api, core: CoreV1Api
+    ) -> None:
+        manifest = job("map-1", completionMode="Indexed", completions=2, parallelism=2, backoffLimitPerIndex=0)
+        del manifest["spec"]["backoffLimit"]
+        await batch.create_namespaced_job(NAMESPACE, manifest)
+        pods = {pod.index: pod for pod in await kube_api.wait_for_pods(NAMESPACE, "map-1", count=2)}
+        pods[0].start()
+        deleted = await core.delete_namespaced_pod(pods[0].name, NAMESPACE)
+        assert deleted.metadata.deletion_timestamp is not None
+        assert [pod.index for pod in kube_api.pods(NAMESPACE, "map-1")] == [1], "its index gets no other pod"
+        status = (kube_api.job(NAMESPACE, "map-1") or {})["status"]
+        assert (status["failedIndexes"], status["failed"], status["active"]) == ("0", 1, 1)
+        pods[1].succeed()
+        assert conditions(kube_api.job(NAMESPACE, "map-1") or {})["Failed"] == "FailedIndexes"
+        with pytest.raises(ApiException) as raised:
+            await core.delete_namespaced_pod(pods[0].name, NAMESPACE)
+        assert raised.value.status == 404
+
 
 class TestPodsAndLogs:
     async def test_pods_are_listed_by_label_selector(

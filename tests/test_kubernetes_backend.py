@@ -19,14 +19,16 @@ from plait.core.events import AttemptStopped
 from plait.core.values import as_ref
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
-from plait_executor.backend import AttemptBackend
 from plait_executor.kubernetes.backend import KubernetesBackend, KubernetesTarget, kubernetes_backend
+from plait_executor.kubernetes.batches import attempts_of_job
 from plait_executor.kubernetes.manifests import job_name
+from plait_executor.kubernetes.watching import COMPLETION_INDEX
 from plait_scheduler import SchedulerService
 from tests import kubernetes_workflows, large_value_workflows, output_workflows
 from tests.helpers.code_bundle_sources import write_flow
 from tests.helpers.kube_api import KubernetesApiStandIn, PodHandle
 from tests.helpers.kube_api.kubelet import LocalKubelet
+from tests.helpers.kube_scenarios import kubernetes_executor, run_map_flow
 from tests.helpers.reading import first_event
 from tests.helpers.running import Running, running
 from tests.helpers.states import final_state
@@ -50,21 +52,9 @@ class Cluster:
             image_pull_grace_seconds=0.5,
         )
 
-    def executor(self, replica: str) -> ExecutorService:
-        @contextlib.asynccontextmanager
-        async def backend() -> AsyncIterator[AttemptBackend]:
-            async with kubernetes_backend(self.target, self.api.configuration()) as made:
-                self.backends.append(made)
-                yield made
-
-        return ExecutorService(
-            self.nats_url,
-            replica=replica,
-            cluster=self.target.cluster,
-            ack_wait_seconds=1.0,
-            grace_seconds=0.0,
-            backend=backend,
-        )
+    def executor(self, replica: str, concurrency: int | None = None) -> ExecutorService:
+        configuration = self.api.configuration()
+        return kubernetes_executor(self.nats_url, self.target, configuration, replica, self.backends, concurrency)
 
     def jobs(self) -> list[dict[str, Any]]:
         return [job for job in self.api.store.list("jobs", NAMESPACE, _everything())]
@@ -331,3 +321,169 @@ async def test_a_pod_runs_its_task_from_the_code_bundle_after_the_source_is_gone
     assert state.status == "succeeded" and state.outputs == {"result": "42"}
     [attempt] = [attempt for node in state.nodes.values() for attempt in node.attempts]
     assert attempt.worker.startswith("plait-"), "the pod's runtime ran it"
+
+
+def map_jobs(cluster: Cluster) -> dict[str, list[str]]:
+    """Every map Job ever stored (deleted ones too): the attempts it ran, by index."""
+    found = {}
+    for name, job in cluster.api.store.ever("jobs", NAMESPACE).items():
+        attempts = attempts_of_job(job)
+        assert attempts is not None and job["spec"]["completionMode"] == "Indexed", name
+        assert job["spec"]["completions"] == job["spec"]["parallelism"] == len(attempts)
+        assert job["spec"]["backoffLimitPerIndex"] == 0
+        found[name] = attempts
+    return found
+
+
+def index_of_attempts(jobs: dict[str, list[str]]) -> dict[str, tuple[str, int]]:
+    placed = {attempt: (name, index) for name, attempts in jobs.items() for index, attempt in enumerate(attempts)}
+    assert len(placed) == sum(len(attempts) for attempts in jobs.values()), "no attempt ran in two Jobs"
+    return placed
+
+
+async def test_a_map_runs_as_few_indexed_jobs_one_pod_per_item(cluster: Cluster) -> None:
+    items = 50
+    async with running(cluster.executor("k8s-executor", concurrency=items).run), client_of(cluster) as client:
+        handle = await client.launch(kubernetes_workflows.doubled, {"xs": list(range(items))})
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded" and state.outputs == {"result": [2 * x for x in range(items)]}
+    jobs = map_jobs(cluster)
+    placed = index_of_attempts(jobs)
+    node = state.nodes["double"]
+    assert len(node.attempts) == items and set(placed) == {attempt.attempt_id for attempt in node.attempts}
+    for attempt in node.attempts:
+        job, index = placed[attempt.attempt_id]
+        assert attempt.worker == f"{job}-{index}", "the pod of its index ran it, and reported it"
+    assert len(jobs) <= items // 3, f"{len(jobs)} Jobs for {items} items"
+    assert max(len(attempts) for attempts in jobs.values()) == 10, "the first wave is one Job"
+    assert cluster.backends[0].created == len(jobs)
+
+
+async def test_map_items_that_fail_are_retried_in_new_jobs(cluster: Cluster, tmp_path: Path) -> None:
+    items = 20
+    async with running(cluster.executor("k8s-executor", concurrency=items).run), client_of(cluster) as client:
+        inputs = {"xs": list(range(items)), "directory": str(tmp_path)}
+        handle = await client.launch(kubernetes_workflows.flaky_map, inputs)
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded"
+    assert state.outputs == {"result": [None if x == 7 else x + 100 for x in range(items)]}
+    node = state.nodes["flaky_item"]
+    retried = [x for x in range(items) if x % 4 == 0 or x == 7]
+    assert len(node.attempts) == items + len(retried)
+    placed = index_of_attempts(map_jobs(cluster))
+    for x in retried:
+        first, second = [attempt for attempt in node.attempts if attempt.index == x]
+        assert first.error is not None and first.error.kind == "user" and first.error.message == f"item {x} fails"
+        assert placed[first.attempt_id][0] != placed[second.attempt_id][0], "a retry runs in a new Job"
+    assert node.item_attempts[7] is not None and node.item_attempts[7].status == "failed"
+
+
+async def test_an_oom_killed_item_pod_is_a_system_failure_of_that_item_only(cluster: Cluster) -> None:
+    async def oom_killed(pod: PodHandle) -> None:
+        pod.start()
+        pod.log("allocating", "still allocating")
+        pod.oom_kill()
+
+    def third_item(pod: dict[str, Any]) -> bool:
+        return _node_of(pod) == "hungry_item" and pod["metadata"]["annotations"][COMPLETION_INDEX] == "2"
+
+    cluster.kubelet.take(third_item, oom_killed)
+    async with running(cluster.executor("k8s-executor", concurrency=10).run), client_of(cluster) as client:
+        handle = await client.launch(kubernetes_workflows.hungry_map, {"sizes": [10, 20, 30, 40]})
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded"
+    [job] = map_jobs(cluster).values()
+    node = state.nodes["hungry_item"]
+    assert len(job) == 4, "one Job for the four items"
+    assert state.outputs == {"result": [10, 20, None, 40]}
+    oom = node.item_attempts[2]
+    assert oom is not None and oom.error is not None and oom.attempt_id == job[2]
+    assert (oom.error.kind, oom.error.error_type) == ("system", "OOMKilled")
+    assert "allocating\nstill allocating" in oom.error.traceback
+    assert all(item is not None and item.error is None for i, item in enumerate(node.item_attempts) if i != 2)
+
+
+async def test_a_restarted_executor_adopts_the_map_job_of_its_items(cluster: Cluster) -> None:
+    release = anyio.Event()
+
+    async def held(pod: PodHandle) -> None:
+        await release.wait()
+        await pod.run(cluster.kubelet.container)
+
+    cluster.kubelet.take(node_is("double"), held)
+    async with client_of(cluster) as client:
+        first = await Running(cluster.executor("k8s-executor-1", concurrency=10).run).start()
+        handle = await client.launch(kubernetes_workflows.doubled, {"xs": [1, 2, 3]})
+        job = await cluster.job_of("double")
+        await cluster.api.wait_for_pods(NAMESPACE, job["metadata"]["name"], 3)
+        await first.stop()
+        async with running(cluster.executor("k8s-executor-2", concurrency=10).run):
+            release.set()
+            state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded" and state.outputs == {"result": [2, 4, 6]}
+    assert list(map_jobs(cluster)) == [job["metadata"]["name"]] and len(cluster.kubelet.ran) == 3
+    first_backend, second_backend = cluster.backends
+    assert (first_backend.created, second_backend.created, second_backend.adopted) == (1, 0, 3)
+
+
+async def test_an_abort_deletes_the_pods_of_a_map_job_then_the_job(cluster: Cluster) -> None:
+    async def forever(pod: PodHandle) -> int:
+        await anyio.sleep_forever()
+        return 0
+
+    async def held(pod: PodHandle) -> None:
+        await pod.run(forever)
+
+    cluster.kubelet.take(node_is("double"), held)
+    async with running(cluster.executor("k8s-executor", concurrency=10).run), client_of(cluster) as client:
+        handle = await client.launch(kubernetes_workflows.doubled, {"xs": [1, 2, 3]})
+        job = await cluster.job_of("double")
+        await cluster.api.wait_for_pods(NAMESPACE, job["metadata"]["name"], 3)
+        await client.abort(handle.id, "not needed", aborted_by="ann@test")
+        stopped = await first_event(client, handle.id, AttemptStopped, DEADLINE)
+        with anyio.fail_after(DEADLINE):
+            await cluster.api.store.wait_until(lambda: not cluster.jobs())
+    assert stopped.reason.startswith("its pod of Kubernetes Job") or stopped.reason.startswith("its Kubernetes Job")
+    assert list(cluster.api.store.list("pods", NAMESPACE, _everything())) == []
+
+
+async def test_the_real_cluster_scenario_runs_on_the_stand_in(cluster: Cluster, tmp_path: Path) -> None:
+    """What tests/test_kubernetes_real_cluster.py runs on a real cluster, with the same code: a fast registered
+    workflow of three nodes, the middle one a map."""
+    state, [backend] = await run_map_flow(
+        cluster.nats_url, cluster.target, cluster.api.configuration(), tmp_path, items=12, timeout=DEADLINE
+    )
+    map_jobs_seen = {attempt.worker.rsplit("-", 1)[0] for attempt in state.nodes["square"].attempts}
+    assert backend.created == len(cluster.api.store.ever("jobs", NAMESPACE)) == 2 + len(map_jobs_seen)
+
+
+async def test_a_timed_out_item_loses_its_pod_and_the_other_items_go_on(cluster: Cluster) -> None:
+    """The scheduler fails item 1 at its timeout; the executor deletes that item's pod alone (its index fails), while
+    item 2, whose pod has not started yet, still runs in the same Job."""
+    release = anyio.Event()
+
+    def index_of(pod: dict[str, Any]) -> str:
+        return str(pod["metadata"]["annotations"].get(COMPLETION_INDEX))
+
+    async def held(pod: PodHandle) -> None:
+        await release.wait()
+        await pod.run(cluster.kubelet.container)
+
+    cluster.kubelet.take(lambda pod: _node_of(pod) == "waits" and index_of(pod) == "2", held)
+    async with running(cluster.executor("k8s-executor", concurrency=10).run), client_of(cluster) as client:
+        handle = await client.launch(kubernetes_workflows.one_item_times_out, {"xs": [0, 1, 2]})
+        job = (await cluster.job_of("waits"))["metadata"]["name"]
+
+        def item_1_failed_alone() -> bool:
+            status = (cluster.api.job(NAMESPACE, job) or {}).get("status", {})
+            pods = {index_of(pod.manifest) for pod in cluster.api.pods(NAMESPACE, job)}
+            return status.get("failedIndexes") == "1" and "1" not in pods and "2" in pods
+
+        with anyio.fail_after(DEADLINE):
+            await cluster.api.store.wait_until(item_1_failed_alone)
+        release.set()
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded" and state.outputs == {"result": [0, None, 2]}
+    timed_out = state.nodes["waits"].item_attempts[1]
+    assert timed_out is not None and timed_out.error is not None and timed_out.error.error_type == "TaskTimedOut"
+    assert len(map_jobs(cluster)) == 1

@@ -89,3 +89,13 @@ def test_the_inline_value_limit_reaches_the_executor_and_the_pods_it_starts() ->
     assert isinstance(factory, functools.partial)
     assert factory.args[0].env == {"PLAIT_INLINE_VALUE_LIMIT": "1000"}
     assert backend_from_settings(msgspec.structs.replace(settings, inline_value_limit=65536), 1).args[0].env == {}
+
+
+def test_the_pods_connect_to_their_own_nats_url_when_one_is_set() -> None:
+    settings = msgspec.structs.replace(SETTINGS, executor_backend="kubernetes", kubernetes_map_batch_seconds=2.5)
+    target = backend_from_settings(settings, 1).args[0]  # type: ignore[attr-defined]
+    assert (target.nats_url, target.map_batch_seconds) == ("nats://127.0.0.1:4222", 2.5)
+    in_cluster = msgspec.structs.replace(settings, kubernetes_nats_url="nats://nats.plait.svc:4222")
+    assert backend_from_settings(in_cluster, 1).args[0].nats_url == "nats://nats.plait.svc:4222"  # type: ignore[attr-defined]
+    with pytest.raises(InputError, match="PLAIT_KUBERNETES_NATS_URL must look like nats://HOST:PORT"):
+        Settings(kubernetes_nats_url="http://nats:4222")

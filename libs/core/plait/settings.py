@@ -56,6 +56,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     labels: str = ""  # an executor's labels it announces, "key=value,key=value"
     task_output_head: int = DEFAULT_OUTPUT_HEAD_BYTES  # bytes kept from the start of an attempt's output
     task_output_tail: int = DEFAULT_OUTPUT_TAIL_BYTES  # and from its end; what lies between is cut
+    kubernetes_nats_url: str = ""  # what a Kubernetes executor's pods connect to (empty: its own PLAIT_NATS_URL)
+    kubernetes_map_batch_seconds: float = 1.0  # how long a Kubernetes executor gathers a map's items into one Job
 
     def __post_init__(self) -> None:
         if self.nats_url is not None:
@@ -89,6 +91,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.concurrency < 0:
             raise InputError(f"PLAIT_CONCURRENCY must be 0 (one per core) or more, got {self.concurrency}")
+        for url in filter(None, self.kubernetes_nats_url.split(",")):
+            _check_url(VARIABLES["kubernetes_nats_url"], url.strip(), ("nats", "tls", "ws", "wss"))
+        if self.kubernetes_map_batch_seconds < 0:
+            raise InputError(
+                f"PLAIT_KUBERNETES_MAP_BATCH_SECONDS must be 0 or more, got {self.kubernetes_map_batch_seconds}"
+            )
 
     @property
     def home_path(self) -> Path:
@@ -147,6 +155,8 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "labels": "PLAIT_EXECUTOR_LABELS",
     "task_output_head": "PLAIT_TASK_OUTPUT_HEAD",
     "task_output_tail": "PLAIT_TASK_OUTPUT_TAIL",
+    "kubernetes_nats_url": "PLAIT_KUBERNETES_NATS_URL",
+    "kubernetes_map_batch_seconds": "PLAIT_KUBERNETES_MAP_BATCH_SECONDS",
 }
 
 

@@ -89,9 +89,10 @@ def backend_from_settings(settings: Settings, concurrency: int) -> BackendFactor
             queue=settings.queue,
             namespace=settings.kubernetes_namespace,
             image=settings.kubernetes_image,
-            nats_url=settings.required("nats_url"),
+            nats_url=settings.kubernetes_nats_url or settings.required("nats_url"),
             context=settings.kubernetes_context,
             env=_runtime_env(settings),
+            map_batch_seconds=settings.kubernetes_map_batch_seconds,
         )
         return partial(kubernetes_backend, target)
     return partial(local_backend, concurrency, (settings.task_output_head, settings.task_output_tail))

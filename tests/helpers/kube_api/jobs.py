@@ -118,11 +118,20 @@ class JobController:
                 self.delete_pod(pod)
         return job
 
-    def delete_pod(self, pod: dict[str, Any]) -> None:
-        """A graceful deletion: the pod is marked, then gone."""
+    def delete_pod(self, pod: dict[str, Any], kill: bool = False) -> None:
+        """A graceful deletion: the pod is marked, then gone. ``kill``: a deletion through the API of a pod whose
+        Job goes on: its kubelet ends its containers first (SIGTERM: exit code 143), and its Job counts it as
+        failed before it is gone."""
         metadata = pod["metadata"]
         metadata.update(deletionTimestamp=pods.now(), deletionGracePeriodSeconds=30)
-        self._store.put("pods", pod)
+        pod = self._store.put("pods", pod)
+        if kill and not pods.is_finished(pod):
+            if pod["status"]["phase"] == "Pending":
+                pods.started(pod)
+            pods.terminated(pod, 143, "Error")
+            self._store.put("pods", pod)
+            for owner in metadata.get("ownerReferences", []):
+                self.sync(metadata["namespace"], owner["name"])
         self._store.remove("pods", metadata["namespace"], metadata["name"])
 
     def _job(self, namespace: str, name: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -48,8 +49,9 @@ class LocalKubelet:
         """Run the pod's task container as a local process until it exits; its exit code."""
         [spec] = [c for c in pod.manifest["spec"]["containers"] if c["name"] == "task"]
         command = [sys.executable if spec["command"][0] == "python" else spec["command"][0], *spec["command"][1:]]
-        env = {**os.environ, "HOSTNAME": pod.name}
-        env.update({item["name"]: item["value"] for item in spec.get("env", []) if "value" in item})
+        # A container's HOSTNAME is its pod's hostname: the pod's name, or ``<job>-<index>`` in an Indexed Job.
+        env = {**os.environ, "HOSTNAME": pod.manifest["spec"].get("hostname") or pod.name[:63]}
+        env.update({item["name"]: _value_of(item, pod.manifest) for item in spec.get("env", [])})
         process = await asyncio.create_subprocess_exec(
             *command, env=env, cwd=REPOSITORY, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
@@ -87,3 +89,22 @@ class LocalKubelet:
                 await play(handle)
                 return
         await handle.run(self.container)
+
+
+_FIELD = re.compile(r"metadata\.(annotations|labels)\['([^']+)'\]")
+
+
+def _value_of(variable: dict[str, Any], pod: dict[str, Any]) -> str:
+    """An environment variable's value: given, or from a field of the pod (the downward API; say the completion
+    index an Indexed Job's pod gets in ``JOB_COMPLETION_INDEX``)."""
+    if "value" in variable:
+        return str(variable["value"])
+    path = variable.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath", "")
+    metadata = pod["metadata"]
+    if found := _FIELD.fullmatch(path):
+        return str(metadata.get(found[1], {}).get(found[2], ""))
+    if path in ("metadata.name", "metadata.namespace", "metadata.uid"):
+        return str(metadata[path.split(".")[1]])
+    if path == "spec.nodeName":
+        return str(pod["spec"].get("nodeName", ""))
+    raise AssertionError(f"the local kubelet cannot resolve variable {variable['name']} ({variable})")

@@ -54,6 +54,7 @@ class KubernetesApiStandIn:
         app.router.add_get(namespaced_jobs + "/{name}", self._one("jobs"))
         app.router.add_delete(namespaced_jobs + "/{name}", self._delete_job)
         app.router.add_get(namespaced_pods + "/{name}", self._one("pods"))
+        app.router.add_delete(namespaced_pods + "/{name}", self._delete_pod)
         app.router.add_get(namespaced_pods + "/{name}/log", self._pod_log)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -188,6 +189,14 @@ class KubernetesApiStandIn:
             raise status.invalid("DeleteOptions", "", "", [cause])
         job = self.controller.delete(namespace, name, cast(PropagationPolicy, policy))
         return web.json_response(status.success("jobs", "batch", name, job["metadata"]["uid"]))
+
+    async def _delete_pod(self, request: web.Request) -> web.Response:
+        """A graceful deletion: the pod is marked, its containers are killed (a pod of a Job then counts as failed,
+        as the Job controller's tracking finalizer makes it count), and it is gone."""
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        pod = self._get("pods", namespace, name)
+        self.controller.delete_pod(pod, kill=True)
+        return web.json_response(pod)
 
     async def _pod_log(self, request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]

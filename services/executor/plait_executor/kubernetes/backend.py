@@ -1,16 +1,18 @@
 """The Kubernetes back end: each attempt runs as one batch/v1 Job whose pod runs the task runtime, which reports
 the attempt itself; the executor creates the Job, follows it, and reports only the attempts whose pod was lost.
+The item attempts of a map run in batches, each batch one Indexed Job (``batching``), one pod per item.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import anyio
+import anyio.abc
 import msgspec
 import structlog
 from kubernetes_asyncio import config
@@ -22,6 +24,15 @@ from plait import codec
 from plait.core.dispatch import Dispatch
 from plait.core.kubernetes_options import KubernetesOptions
 from plait_executor.attempt import AttemptOutcome, system_error
+from plait_executor.kubernetes.batches import (
+    BATCH_VARIABLE,
+    attempts_of_job,
+    batch_name_key,
+    batch_of,
+    encode_batch,
+    is_map_item,
+)
+from plait_executor.kubernetes.batching import MOST_ITEMS, WINDOW_SECONDS, MapBatcher, Placed
 from plait_executor.kubernetes.manifests import (
     LABEL_PREFIX,
     MANAGED_BY_LABELS,
@@ -29,10 +40,19 @@ from plait_executor.kubernetes.manifests import (
     job_manifest,
     job_name,
     label_value,
+    map_job_manifest,
 )
 from plait_executor.kubernetes.runtime import DISPATCH_VARIABLE, NATS_URL_VARIABLE
-from plait_executor.kubernetes.verdicts import Lost, image_pull_failure, job_state, lost_after_failure, pods_settled
-from plait_executor.kubernetes.watching import JOB_NAME_LABEL, ClusterView
+from plait_executor.kubernetes.verdicts import (
+    Lost,
+    image_pull_failure,
+    indexes,
+    item_state,
+    job_state,
+    lost_after_failure,
+    pods_settled,
+)
+from plait_executor.kubernetes.watching import COMPLETION_INDEX, JOB_NAME_LABEL, ClusterView
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor.kubernetes")
 
@@ -54,6 +74,8 @@ class KubernetesTarget(msgspec.Struct, frozen=True, kw_only=True):
     image_pull_grace_seconds: float = IMAGE_PULL_GRACE_SECONDS
     log_tail_lines: int = LOG_TAIL_LINES
     env: dict[str, str] = msgspec.field(default_factory=dict)  # more variables for every task container
+    map_batch_seconds: float = WINDOW_SECONDS  # how long a batch of map items waits for more items
+    map_batch_items: int = MOST_ITEMS  # the most items one map Job runs
 
 
 def selector_of(target: KubernetesTarget) -> str:
@@ -91,26 +113,50 @@ async def kubernetes_backend(
         await group.start(view.run)
         log.info("kubernetes_backend_started", namespace=target.namespace, jobs=len(view.jobs))
         try:
-            yield KubernetesBackend(client, view, target)
+            yield KubernetesBackend(client, view, target, group)
         finally:
             group.cancel_scope.cancel()
 
 
 class KubernetesBackend:
     """Runs each attempt as the Job ``job_name(attempt_id)``: created unless it exists (an executor restarted, or
-    another one, started it: then it is followed), then followed until it ends."""
+    another one, started it: then it is followed), then followed until it ends.
+
+    With ``group`` (a task group to make map Jobs in), map item attempts run in batches: each batch one Indexed
+    Job, each item followed through its completion index.
+    """
 
     reports_itself = True
 
-    def __init__(self, client: ApiClient, view: ClusterView, target: KubernetesTarget) -> None:
+    def __init__(
+        self,
+        client: ApiClient,
+        view: ClusterView,
+        target: KubernetesTarget,
+        group: anyio.abc.TaskGroup | None = None,
+    ) -> None:
         self.view = view
         self.target = target
         self._batch = BatchV1Api(client)
         self._core = CoreV1Api(client)
         self.created = 0
         self.adopted = 0
+        self._batcher = (
+            None
+            if group is None
+            else MapBatcher(
+                group,
+                self._make_map_job,
+                window_seconds=target.map_batch_seconds,
+                most_items=target.map_batch_items,
+            )
+        )
+        self._placed: dict[str, tuple[str, int]] = {}  # item attempts running in a map Job, before the view shows it
+        self._ended_items: dict[str, set[int]] = {}  # indexes of map Jobs whose pods this executor deleted
 
     async def run(self, dispatch: Dispatch, *, on_start: Callable[[], None]) -> AttemptOutcome | None:
+        if self._batcher is not None and is_map_item(dispatch):
+            return await self._run_item(dispatch, self._batcher, on_start)
         name = job_name(dispatch.attempt_id)
         attempt_log = log.bind(attempt=dispatch.attempt_id, job=name)
         on_start()
@@ -127,48 +173,121 @@ class KubernetesBackend:
                 return created
         return await self._follow(name, attempt_log)
 
+    async def _run_item(
+        self, dispatch: Dispatch, batcher: MapBatcher, on_start: Callable[[], None]
+    ) -> AttemptOutcome | None:
+        """Run a map item attempt at its index of a map Job: the one the view knows runs it (adopted), else the Job
+        of the batch it joins."""
+        attempt_log = log.bind(attempt=dispatch.attempt_id)
+        on_start()
+        placement = self.view.items.get(dispatch.attempt_id)
+        if placement is not None:
+            self.adopted += 1
+            attempt_log.info("job_adopted", job=placement[0], index=placement[1])
+        else:
+            placed = await batcher.place(dispatch)
+            if isinstance(placed, AttemptOutcome):
+                return placed
+            placement = placed
+        name, index = placement
+        self._placed[dispatch.attempt_id] = placement
+        outcome = await self._follow(name, attempt_log.bind(job=name, index=index), index)
+        self._placed.pop(dispatch.attempt_id, None)
+        return outcome
+
+    async def _make_map_job(self, dispatches: Sequence[Dispatch]) -> dict[str, Placed]:
+        """Create the map Job of a batch (or follow the one that exists): where each of its attempts runs."""
+        attempts = [dispatch.attempt_id for dispatch in dispatches]
+        try:
+            manifest = self.map_manifest(dispatches)
+        except Exception as exc:  # invalid options: no Job can run these attempts
+            outcome = AttemptOutcome(error=system_error(f"cannot make the attempts' Job: {exc}", "JobInvalid", exc))
+            return dict.fromkeys(attempts, outcome)
+        name = manifest["metadata"]["name"]
+        first = dispatches[0]
+        batch_log = log.bind(execution=first.execution_id, node=first.node, job=name, items=len(attempts))
+        created = await self._create(manifest, batch_log)
+        if isinstance(created, AttemptOutcome):
+            return dict.fromkeys(attempts, created)
+        listed = attempts if created == "created" else attempts_of_job(await self._job_now(name)) or []
+        where = {attempt: index for index, attempt in enumerate(listed)}
+        conflict = AttemptOutcome(error=system_error(f"Job {name} exists and runs other attempts", "JobConflict"))
+        return {attempt: (name, where[attempt]) if attempt in where else conflict for attempt in attempts}
+
+    async def _job_now(self, name: str) -> dict[str, Any]:
+        """Job ``name`` as the view has it, else as the API server has it now (empty when it cannot be read)."""
+        if name in self.view.jobs:
+            return self.view.jobs[name]
+        try:
+            response: Any = await self._batch.read_namespaced_job(name, self.target.namespace, _preload_content=False)
+            job: dict[str, Any] = json.loads(await response.read())
+        except (ApiException, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("job_unreadable", job=name, error=repr(exc))
+            return {}
+        return job
+
     async def stop(self, dispatch: Dispatch) -> str:
-        """Delete the attempt's Job and its pods (its execution ended)."""
+        """Delete the attempt's Job and its pods (its execution ended); for a map item, the pod of its index (and
+        the Job once none of its items is left running)."""
+        if self._batcher is not None and is_map_item(dispatch):
+            placement = self._placed.pop(dispatch.attempt_id, None) or self.view.items.get(dispatch.attempt_id)
+            if placement is None:
+                return "its map Job was not made"
+            name, index = placement
+            with anyio.CancelScope(shield=True):
+                item_log = log.bind(attempt=dispatch.attempt_id, job=name, index=index)
+                await self._end_item(name, index, item_log, "its execution ended")
+            return f"its pod of Kubernetes Job {name} (index {index}) was deleted"
         name = job_name(dispatch.attempt_id)
         with anyio.CancelScope(shield=True):
             await self._delete(name, log.bind(attempt=dispatch.attempt_id, job=name), "its execution ended")
         return f"its Kubernetes Job {name} was deleted"
 
     def manifest(self, dispatch: Dispatch) -> dict[str, Any]:
+        options = self._options(dispatch, {DISPATCH_VARIABLE: codec.encode(dispatch).decode()})
+        identity = self._identity(dispatch, dispatch.attempt_id)
+        return job_manifest(identity, options, dispatch.task.timeout_seconds)
+
+    def map_manifest(self, dispatches: Sequence[Dispatch]) -> dict[str, Any]:
+        """The Indexed Job of a batch of item attempts of one map node."""
+        batch = batch_of(dispatches)
+        options = self._options(batch.first, {BATCH_VARIABLE: encode_batch(batch)})
+        identity = self._identity(batch.first, batch_name_key(batch.attempts))
+        return map_job_manifest(identity, options, batch.attempts, batch.first.task.timeout_seconds)
+
+    def _options(self, dispatch: Dispatch, variables: dict[str, str]) -> KubernetesOptions:
         options = dispatch.task.kubernetes if isinstance(dispatch.task.kubernetes, KubernetesOptions) else None
         options = options or KubernetesOptions()
-        env = {
-            **options.env,
-            **self.target.env,
-            NATS_URL_VARIABLE: self.target.nats_url,
-            DISPATCH_VARIABLE: codec.encode(dispatch).decode(),
-        }
-        options = msgspec.structs.replace(options, image=options.image or self.target.image or None, env=env)
-        identity = AttemptIdentity(
+        env = {**options.env, **self.target.env, NATS_URL_VARIABLE: self.target.nats_url, **variables}
+        return msgspec.structs.replace(options, image=options.image or self.target.image or None, env=env)
+
+    def _identity(self, dispatch: Dispatch, attempt_id: str) -> AttemptIdentity:
+        return AttemptIdentity(
             project=dispatch.project,
             domain=dispatch.domain,
             execution_id=dispatch.execution_id,
             node=dispatch.node,
-            attempt_id=dispatch.attempt_id,
+            attempt_id=attempt_id,
             attempt=dispatch.attempt,
             queue=self.target.queue,
             cluster=self.target.cluster,
         )
-        return job_manifest(identity, options, dispatch.task.timeout_seconds)
 
-    async def _create(self, manifest: dict[str, Any], attempt_log: FilteringBoundLogger) -> AttemptOutcome | None:
+    async def _create(
+        self, manifest: dict[str, Any], attempt_log: FilteringBoundLogger
+    ) -> AttemptOutcome | Literal["created", "exists"]:
         delay = FIRST_RETRY_SECONDS
         while True:
             try:
                 await self._batch.create_namespaced_job(self.target.namespace, manifest)  # type: ignore[arg-type]
                 self.created += 1
                 attempt_log.info("job_created")
-                return None
+                return "created"
             except ApiException as exc:
                 if exc.status == 409:
                     self.adopted += 1
                     attempt_log.info("job_adopted", why="it exists already")
-                    return None
+                    return "exists"
                 if exc.status in (400, 403, 422):
                     body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body)
                     attempt_log.error("job_refused", status=exc.status, body=body)
@@ -180,8 +299,11 @@ class KubernetesBackend:
             await anyio.sleep(delay)
             delay = min(delay * 2, LONGEST_RETRY_SECONDS)
 
-    async def _follow(self, name: str, attempt_log: FilteringBoundLogger) -> AttemptOutcome | None:
-        """Wait for the Job to end: None when its runtime reported the attempt, else the system failure."""
+    async def _follow(
+        self, name: str, attempt_log: FilteringBoundLogger, index: int | None = None
+    ) -> AttemptOutcome | None:
+        """Wait for the Job (its completion ``index``, for a map item) to end: None when its runtime reported the
+        attempt, else the system failure."""
         pulling_since: float | None = None
         while True:
             changed = self.view.changed
@@ -189,13 +311,13 @@ class KubernetesBackend:
             if job is None and name in self.view.deleted:
                 return await self._lost(Lost("JobDeleted", f"Job {name} was deleted before it ended"), attempt_log)
             if job is not None:
-                state = job_state(job)
+                state = job_state(job) if index is None else item_state(job, index)
                 if state == "complete":
                     return None
-                pods = self.view.pods_of(name)
+                pods = self.view.pods_of(name, index)
                 if state == "failed":
                     if not pods_settled(pods):
-                        pods = await self._pods_now(name, pods)
+                        pods = await self._pods_now(name, pods, index)
                     lost = lost_after_failure(job, pods)
                     return None if lost is None else await self._lost(lost, attempt_log)
                 pull = image_pull_failure(pods)
@@ -204,17 +326,22 @@ class KubernetesBackend:
                 elif pulling_since is None:
                     pulling_since = anyio.current_time()
                 elif anyio.current_time() - pulling_since >= self.target.image_pull_grace_seconds:
-                    await self._delete(name, attempt_log, pull.reason)
+                    if index is None:
+                        await self._delete(name, attempt_log, pull.reason)
+                    else:
+                        await self._end_item(name, index, attempt_log, pull.reason)
                     return await self._lost(pull, attempt_log)
             wait = self.target.image_pull_grace_seconds if pulling_since is not None else None
             with anyio.move_on_after(wait):
                 await changed.wait()
 
-    async def _pods_now(self, job: str, known: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The Job's pods as the API server has them now (``known`` when it cannot be asked)."""
+    async def _pods_now(self, job: str, known: list[dict[str, Any]], index: int | None = None) -> list[dict[str, Any]]:
+        """The Job's pods (of its completion ``index`` when given) as the API server has them now (``known`` when it
+        cannot be asked)."""
+        selector = f"{JOB_NAME_LABEL}={job}" + ("" if index is None else f",{COMPLETION_INDEX}={index}")
         try:
             listed: Any = await self._core.list_namespaced_pod(
-                self.target.namespace, label_selector=f"{JOB_NAME_LABEL}={job}", _preload_content=False
+                self.target.namespace, label_selector=selector, _preload_content=False
             )  # the raw response: the pods as JSON, like the view's
             items: list[dict[str, Any]] = json.loads(await listed.read())["items"]
         except (ApiException, aiohttp.ClientError, TimeoutError, ValueError, KeyError):
@@ -237,6 +364,32 @@ class KubernetesBackend:
             return f"(the log of pod {pod} cannot be read: {exc!r})"
         lines = str(text).rstrip("\n")
         return f"last {self.target.log_tail_lines} lines of the log of pod {pod}:\n{lines}" if lines else ""
+
+    async def _end_item(self, name: str, index: int, item_log: FilteringBoundLogger, why: str) -> None:
+        """End the map item at ``index`` of Job ``name``: delete its pod (with ``backoffLimitPerIndex`` 0, that fails
+        its index alone), or the whole Job once none of its items is left running."""
+        ended = self._ended_items.setdefault(name, set())
+        ended.add(index)
+        job = self.view.jobs.get(name) or await self._job_now(name)
+        if not job:
+            self._ended_items.pop(name, None)
+            return
+        status = job.get("status", {})
+        done = ended | indexes(status.get("completedIndexes")) | indexes(status.get("failedIndexes"))
+        if len(done) >= len(attempts_of_job(job) or ()):
+            self._ended_items.pop(name, None)
+            await self._delete(name, item_log, why)
+            return
+        for pod in await self._pods_now(name, [], index):
+            pod_name = pod["metadata"]["name"]
+            try:
+                await self._core.delete_namespaced_pod(pod_name, self.target.namespace)
+                item_log.info("pod_deleted", pod=pod_name, why=why)
+            except ApiException as exc:
+                if exc.status != 404:
+                    item_log.warning("pod_delete_failed", pod=pod_name, status=exc.status, reason=exc.reason)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                item_log.warning("pod_delete_failed", pod=pod_name, error=repr(exc))
 
     async def _delete(self, name: str, attempt_log: FilteringBoundLogger, why: str) -> None:
         try:

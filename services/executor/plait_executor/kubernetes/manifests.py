@@ -7,9 +7,10 @@ one cluster name an attempt's Job the same way and the second create gets 409 Co
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -28,6 +29,14 @@ MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "plait", "app.kubernetes.io
 RUN_AS = 10001
 """The uid and gid tasks run as: the plait image's user (deploy/Dockerfile)."""
 
+MAP_JOB_NAME_LENGTH = 57
+"""A map Job's name is shorter than 63 characters: its pods' hostname is the name, ``-`` and the index (up to
+99999), and a hostname is at most 63 characters."""
+MAP_JOB_MOST_ITEMS = 100_000
+"""The largest ``completions`` an Indexed Job with ``backoffLimitPerIndex`` may have."""
+ATTEMPTS_ANNOTATION = "plait.dev/attempts"
+"""On a map Job: the JSON list of the attempt ids its indexes run, in index order."""
+
 _NAME_PREFIX = "plait-"
 _NAME_HASH_LENGTH = 20  # 80 bits of xxh3-128
 _LABEL_VALUE_LIMIT = 63
@@ -35,6 +44,7 @@ _LABEL_HASH_LENGTH = 10
 _VALID_LABEL_VALUE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _NOT_IN_LABEL_VALUE = re.compile(r"[^-A-Za-z0-9_.]+")
 _NOT_IN_DNS_LABEL = re.compile(r"[^a-z0-9]+")
+_RUNTIME = ("python", "-m", "plait_executor.kubernetes.runtime")
 _NATIVE_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage"})
 _MERGE_KEYS = {
     "containers": "name",
@@ -65,14 +75,14 @@ class InvalidKubernetesOptions(DefinitionError):
     and limited to different amounts)."""
 
 
-def job_name(attempt_id: str) -> str:
+def job_name(attempt_id: str, length: int = 63) -> str:
     """The Job's name: ``plait-`` + the readable tail of ``attempt_id`` + a hash of all of it.
 
-    A valid DNS-1123 label of at most 63 characters (a Job's name becomes a label value of its pods), the same
-    for the same attempt id, and different for different ones (80 bits of xxh3-128).
+    A valid DNS-1123 label of at most ``length`` (63) characters (a Job's name becomes a label value of its pods),
+    the same for the same attempt id, and different for different ones (80 bits of xxh3-128).
     """
     digest = xxhash.xxh3_128_hexdigest(attempt_id.encode())[:_NAME_HASH_LENGTH]
-    room = 63 - len(_NAME_PREFIX) - 1 - _NAME_HASH_LENGTH
+    room = length - len(_NAME_PREFIX) - 1 - _NAME_HASH_LENGTH
     readable = _NOT_IN_DNS_LABEL.sub("-", attempt_id.lower())[-room:].strip("-")
     return f"{_NAME_PREFIX}{readable}-{digest}" if readable else f"{_NAME_PREFIX}{digest}"
 
@@ -134,6 +144,28 @@ def indexed_job_manifest(
     return _job(attempt, options, spec, timeout_seconds)
 
 
+def map_job_manifest(
+    batch: AttemptIdentity, options: KubernetesOptions, attempts: Sequence[str], timeout_seconds: float | None = None
+) -> dict[str, Any]:
+    """The Indexed Job that runs a batch of map item ``attempts``, all at once: pod ``i`` runs ``attempts[i]``.
+
+    ``batch.attempt_id`` names the batch (see ``batches.batch_name_key``); the Job's name is derived from it, at
+    most ``MAP_JOB_NAME_LENGTH`` characters. The ``plait.dev/attempts`` annotation lists the attempts by index, and
+    the task runtime runs with ``--batch``: it reads its attempt from ``PLAIT_DISPATCH_BATCH`` at its
+    ``JOB_COMPLETION_INDEX``. The batch's attempts were all queued by the core within the map's concurrency, so
+    they all run at once (``parallelism`` = their number).
+    """
+    if len(attempts) > MAP_JOB_MOST_ITEMS:
+        raise ValueError(f"a map Job runs at most {MAP_JOB_MOST_ITEMS} attempts, not {len(attempts)}")
+    job = indexed_job_manifest(batch, options, len(attempts), len(attempts), timeout_seconds)
+    job["metadata"]["name"] = job_name(batch.attempt_id, MAP_JOB_NAME_LENGTH)
+    job["metadata"]["annotations"][ATTEMPTS_ANNOTATION] = json.dumps(list(attempts), separators=(",", ":"))
+    for container in job["spec"]["template"]["spec"]["containers"]:
+        if container["name"] == TASK_CONTAINER:
+            container["command"] = [*_RUNTIME, "--batch"]
+    return job
+
+
 def _identity(attempt: AttemptIdentity) -> dict[str, str]:
     return {
         f"{LABEL_PREFIX}project": attempt.project,
@@ -174,7 +206,7 @@ def _pod_spec(attempt: AttemptIdentity, options: KubernetesOptions) -> dict[str,
         "name": TASK_CONTAINER,
         "image": options.image,
         # The task runtime: it reads the attempt's dispatch, runs the task and reports its result itself.
-        "command": ["python", "-m", "plait_executor.kubernetes.runtime", "--attempt", attempt.attempt_id],
+        "command": [*_RUNTIME, "--attempt", attempt.attempt_id],
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     if options.env:

@@ -1,9 +1,10 @@
 """The task runtime: the command of a Kubernetes Job's task container.
 
 ``python -m plait_executor.kubernetes.runtime --attempt ATTEMPT_ID`` reads its attempt's dispatch from the
-``PLAIT_DISPATCH`` variable (set by the executor in the Job), connects to ``PLAIT_NATS_URL``, reports the attempt
-started, runs it in this process and reports its result, with the same commands (and command ids) a local
-executor sends. Its exit code tells the executor whether the result was reported:
+``PLAIT_DISPATCH`` variable (set by the executor in the Job); in a pod of a map Job, ``--batch`` reads it from the
+batch in ``PLAIT_DISPATCH_BATCH`` at the pod's ``JOB_COMPLETION_INDEX`` (see ``batches``). It connects to
+``PLAIT_NATS_URL``, reports the attempt started, runs it in this process and reports its result, with the same
+commands (and command ids) a local executor sends. Its exit code tells the executor whether the result was reported:
 
 - 0: the task succeeded and its result is stored;
 - ``REPORTED_FAILURE_EXIT`` (3): the task failed and that failure is stored (the executor reports nothing);
@@ -37,6 +38,7 @@ from plait.settings import load_settings
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
 from plait_executor.code_bundles import CodeCache, code_cache_directory, target_of
+from plait_executor.kubernetes.batches import BATCH_VARIABLE, INDEX_VARIABLE, decode_batch
 from plait_executor.reports import publish_until_stored, report_result, started_command
 from plait_executor.stored_values import run_with_values
 from plait_executor.task_output import keep_output
@@ -103,12 +105,27 @@ async def run(
         await nc.close()
 
 
+def read_batch_item() -> Dispatch:
+    """The dispatch of this pod's item in the batch of its map Job: the one at its completion index."""
+    encoded, index = os.environ.get(BATCH_VARIABLE), os.environ.get(INDEX_VARIABLE, "")
+    if not encoded:
+        raise SystemExit(f"{BATCH_VARIABLE} is not set: the executor sets it in the map Job it starts")
+    if not index.isdecimal():
+        raise SystemExit(f"{INDEX_VARIABLE} is {index!r}, not a completion index: is this pod in an Indexed Job?")
+    try:
+        return decode_batch(encoded).dispatch_at(int(index))
+    except IndexError as exc:
+        raise SystemExit(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m plait_executor.kubernetes.runtime")
-    parser.add_argument("--attempt", required=True, help="the attempt id this pod runs")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--attempt", help="the attempt id this pod runs")
+    which.add_argument("--batch", action="store_true", help="run the item at this pod's index of its map Job")
     args = parser.parse_args(argv)
     configure_logging(os.environ.get("PLAIT_LOG_FORMAT", "json"), os.environ.get("PLAIT_LOG_LEVEL", "info"))
-    dispatch = read_dispatch(args.attempt)
+    dispatch = read_batch_item() if args.batch else read_dispatch(args.attempt)
     nats_url = os.environ.get(NATS_URL_VARIABLE)
     if not nats_url:
         raise SystemExit(f"{NATS_URL_VARIABLE} is not set")

@@ -36,8 +36,30 @@ def job_state(job: dict[str, Any]) -> Literal["running", "complete", "failed"]:
     return "running"
 
 
+def item_state(job: dict[str, Any], index: int) -> Literal["running", "complete", "failed"]:
+    """How the item at completion ``index`` of a map Job stands: its index completed, failed (its pod failed: with
+    ``backoffLimitPerIndex`` 0 no other pod runs it), or the whole Job failed before it completed (its deadline)."""
+    status = job.get("status", {})
+    if index in indexes(status.get("completedIndexes")):
+        return "complete"
+    if index in indexes(status.get("failedIndexes")) or job_state(job) == "failed":
+        return "failed"
+    return "running"
+
+
+def indexes(compressed: str | None) -> set[int]:
+    """``"0,2-4"`` → {0, 2, 3, 4}: how a Job's status writes its completed and failed indexes."""
+    found: set[int] = set()
+    for part in (compressed or "").split(","):
+        first, _, last = part.strip().partition("-")
+        if first.isdecimal() and (not last or last.isdecimal()):
+            found.update(range(int(first), int(last or first) + 1))
+    return found
+
+
 def lost_after_failure(job: dict[str, Any], pods: list[dict[str, Any]]) -> Lost | None:
-    """Why a failed Job's attempt was lost; None when its runtime reported the failure itself."""
+    """Why a failed Job's attempt was lost (``pods``: the pods that ran it); None when its runtime reported the
+    failure itself."""
     name = job["metadata"]["name"]
     failed = _job_failure(job)
     pod = pods[-1] if pods else None

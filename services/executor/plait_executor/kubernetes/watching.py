@@ -20,9 +20,12 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.watch import Watch
 from structlog.typing import FilteringBoundLogger
 
+from plait_executor.kubernetes.batches import attempts_of_job
+
 log: FilteringBoundLogger = structlog.get_logger("plait.executor.kubernetes")
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 WATCH_SECONDS = 240  # the server ends each watch after this long; it is resumed at once
 FIRST_RETRY_SECONDS = 0.1
 LONGEST_RETRY_SECONDS = 5.0
@@ -33,7 +36,8 @@ Lister = Callable[..., Awaitable[Any]]
 class ClusterView:
     """The Jobs and pods of one namespace that match ``label_selector``, as last seen, by name.
 
-    ``changed`` is set (and replaced) on every change; ``deleted`` names the Jobs seen deleted.
+    ``changed`` is set (and replaced) on every change; ``deleted`` names the Jobs seen deleted; ``items`` gives the
+    map Job and the index of each item attempt a map Job runs (from its ``plait.dev/attempts`` annotation).
     """
 
     def __init__(self, client: ApiClient, namespace: str, label_selector: str) -> None:
@@ -42,6 +46,8 @@ class ClusterView:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, dict[str, Any]] = {}
         self.deleted: set[str] = set()
+        self.items: dict[str, tuple[str, int]] = {}
+        self._items_of: dict[str, list[str]] = {}  # the attempts of each map Job known
         self.changed = anyio.Event()
         self._batch = BatchV1Api(client)
         self._core = CoreV1Api(client)
@@ -56,9 +62,14 @@ class ClusterView:
             await pods_listed.wait()
             task_status.started()
 
-    def pods_of(self, job: str) -> list[dict[str, Any]]:
-        """The pods of Job ``job`` still known, oldest first."""
-        found = [pod for pod in self.pods.values() if pod["metadata"].get("labels", {}).get(JOB_NAME_LABEL) == job]
+    def pods_of(self, job: str, index: int | None = None) -> list[dict[str, Any]]:
+        """The pods of Job ``job`` (of its completion ``index`` when given) still known, oldest first."""
+        found = [
+            pod
+            for pod in self.pods.values()
+            if (labels := pod["metadata"].get("labels", {})).get(JOB_NAME_LABEL) == job
+            and (index is None or labels.get(COMPLETION_INDEX) == str(index))
+        ]
         return sorted(found, key=lambda pod: pod["metadata"].get("creationTimestamp", ""))
 
     async def _follow(
@@ -102,6 +113,10 @@ class ClusterView:
         listed = {item["metadata"]["name"]: item for item in body.get("items", [])}
         if resource == "jobs":
             self.deleted.update(objects.keys() - listed.keys())
+            for name in objects.keys() - listed.keys():
+                self._forget_items(name)
+            for name, job in listed.items():
+                self._know_items(name, job)
         objects.clear()
         objects.update(listed)
         self._signal()
@@ -114,13 +129,28 @@ class ClusterView:
             objects.pop(name, None)
             if resource == "jobs":
                 self.deleted.add(name)
+                self._forget_items(name)
         elif kind in ("ADDED", "MODIFIED"):
             objects[name] = obj
             if resource == "jobs":
                 self.deleted.discard(name)
+                self._know_items(name, obj)
         else:
             return
         self._signal()
+
+    def _know_items(self, name: str, job: dict[str, Any]) -> None:
+        if name in self._items_of:
+            return
+        attempts = attempts_of_job(job)
+        if attempts is not None:
+            self._items_of[name] = attempts
+            self.items.update({attempt: (name, index) for index, attempt in enumerate(attempts)})
+
+    def _forget_items(self, name: str) -> None:
+        for attempt in self._items_of.pop(name, []):
+            if self.items.get(attempt, (None,))[0] == name:
+                del self.items[attempt]
 
     def _signal(self) -> None:
         changed, self.changed = self.changed, anyio.Event()
