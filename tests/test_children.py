@@ -4,6 +4,7 @@ running child; a child launch plan that is not registered fails the node, saying
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import anyio
@@ -57,6 +58,11 @@ async def test_a_child_execution_runs_linked_both_ways_and_its_output_flows_on(
     assert f"launched child execution {child_id}" in parent_story.stdout, parent_story.stdout
     child_story = await plait_command_async(["replay", child_id, "--timeline"], env)
     assert f"child of execution {parent} (node 'double_plan')" in child_story.stdout, child_story.stdout
+    parent_shown = await plait_command_async(["executions", "show", parent], env)
+    assert f"node double_plan launched child execution {child_id}" in parent_shown.stdout, parent_shown.stdout
+    child_shown = await plait_command_async(["executions", "show", child_id, "--json"], env)
+    assert json.loads(child_shown.stdout)["parent_execution"] == parent, child_shown.stdout
+    assert "child of execution" not in parent_shown.stdout
 
 
 async def test_a_failing_child_fails_its_node_and_the_parent(client: AsyncClient) -> None:

@@ -77,9 +77,11 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
         execution = await client.show_execution(execution_id, min_sequence=position)
         queued = [node.node for node in execution.nodes if node.status == "queued"]
         waiting = await _waiting(client, execution_id, queued)
+        family = await _family(client, execution_id)
     if as_json:
         shown = msgspec.to_builtins(execution)
-        print_json({**shown, "waiting_for_clusters": waiting} if waiting else shown)
+        extra = {"waiting_for_clusters": waiting} if waiting else {}
+        print_json({**shown, **extra, **msgspec.to_builtins(family)} if family.linked else {**shown, **extra})
         return 0
     out = console()
     out.print(f"[bold]execution[/] {execution.execution_id}  {execution.workflow}@{execution.version[:12]}")
@@ -96,6 +98,10 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
         out.print(f"[red]failed{where}[/]: {message}", highlight=False)
     for line in execution_links(execution):
         out.print(line, highlight=False)
+    if family.parent_execution:
+        out.print(f"child of execution {family.parent_execution} (node '{family.parent_node}')", highlight=False)
+    for node_id, child in family.child_executions.items():
+        out.print(f"node {node_id} launched child execution {child}", highlight=False)
     table = Table(box=None)
     for column in ("node", "task", "status", "attempts", "started", "time", "worker / note"):
         table.add_column(column)
@@ -121,6 +127,29 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
         )
         out.print(f"node {wait.node} waits for cluster [bold]{wait.cluster}[/]: {live}", highlight=False)
     return 0
+
+
+class Family(msgspec.Struct, frozen=True):
+    """An execution's parent (when a node of another launched it) and the child executions its nodes launched, as
+    its log records them."""
+
+    parent_execution: str = ""
+    parent_node: str = ""
+    child_executions: dict[str, str] = {}
+
+    @property
+    def linked(self) -> bool:
+        return bool(self.parent_execution or self.child_executions)
+
+
+async def _family(client: AsyncClient, execution_id: str) -> Family:
+    subject = subjects.execution_subject(client.project, client.domain, execution_id)
+    with as_plait_errors(f"reading execution {execution_id}"):
+        state = await EventStore(client.js).load(subject)
+    if state is None:
+        return Family()
+    children = {node.id: node.child_execution for node in state.nodes.values() if node.child_execution}
+    return Family(parent_execution=state.parent_execution, parent_node=state.parent_node, child_executions=children)
 
 
 async def follow_execution(settings: Settings, execution_id: str, as_json: bool) -> int:
