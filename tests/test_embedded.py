@@ -177,6 +177,9 @@ class Run(NamedTuple):
     left: list[int]  # processes of its PLAIT_HOME still running a few seconds after it ended
 
 
+SERVICE_COMMANDS = (b"scheduler", b"executor", b"catalog")
+
+
 def run_watching_services(args: list[str], home: Path, extra_env: dict[str, str] | None = None) -> Run:
     """Run ``plait ARGS`` to its end, noting the service processes it starts (its children running
     ``python -m plait_cli.main SERVICE``); whatever of it is left afterwards is killed."""
@@ -189,7 +192,8 @@ def run_watching_services(args: list[str], home: Path, extra_env: dict[str, str]
                 # A child forked but not yet exec'ed still shows plait run's own command line: not a service (yet).
                 if parent_pid(pid) != run.pid or (its_command_line := command_line(pid)) == own_command_line:
                     continue
-                if (argv := its_command_line.split(b"\0"))[1:3] == [b"-m", b"plait_cli.main"]:
+                argv = its_command_line.split(b"\0")
+                if argv[1:3] == [b"-m", b"plait_cli.main"] and argv[3] in SERVICE_COMMANDS:
                     services[pid] = argv[3].decode()
             time.sleep(0.02)
         out, err = run.communicate(timeout=60)
