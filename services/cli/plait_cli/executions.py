@@ -13,7 +13,7 @@ from plait.adapters.executors import live_executors
 from plait.adapters.nats_errors import as_plait_errors
 from plait.client import AsyncClient
 from plait.core.clusters import cluster_of_task
-from plait.core.state import ExecutionStatus
+from plait.core.state import Execution, ExecutionStatus
 from plait.protocol import subjects
 from plait.protocol.executions import ExecutionDetail, ExecutionList, NodeView
 from plait.settings import Settings
@@ -76,8 +76,9 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
     async with catalog_client(settings) as (client, position):
         execution = await client.show_execution(execution_id, min_sequence=position)
         queued = [node.node for node in execution.nodes if node.status == "queued"]
-        waiting = await _waiting(client, execution_id, queued)
-        family = await _family(client, execution_id)
+        state = await _logged_state(client, execution_id)
+        waiting = await _waiting(client, state, queued)
+        family = _family(state)
     if as_json:
         shown = msgspec.to_builtins(execution)
         extra = {"waiting_for_clusters": waiting} if waiting else {}
@@ -142,10 +143,14 @@ class Family(msgspec.Struct, frozen=True):
         return bool(self.parent_execution or self.child_executions)
 
 
-async def _family(client: AsyncClient, execution_id: str) -> Family:
+async def _logged_state(client: AsyncClient, execution_id: str) -> Execution | None:
+    """The execution's state as its log has it: what the catalog's rows do not hold (clusters, parent and children)."""
     subject = subjects.execution_subject(client.project, client.domain, execution_id)
     with as_plait_errors(f"reading execution {execution_id}"):
-        state = await EventStore(client.js).load(subject)
+        return await EventStore(client.js).load(subject)
+
+
+def _family(state: Execution | None) -> Family:
     if state is None:
         return Family()
     children = {node.id: node.child_execution for node in state.nodes.values() if node.child_execution}
@@ -171,16 +176,11 @@ class Waiting(msgspec.Struct, frozen=True):
     live_executors: int
 
 
-async def _waiting(client: AsyncClient, execution_id: str, queued_nodes: list[str]) -> list[Waiting]:
+async def _waiting(client: AsyncClient, state: Execution | None, queued_nodes: list[str]) -> list[Waiting]:
     """Where the queued nodes wait: their cluster, as the log decided it, and its live executors."""
-    if not queued_nodes:
+    if not queued_nodes or state is None:
         return []
-    subject = subjects.execution_subject(client.project, client.domain, execution_id)
-    with as_plait_errors(f"reading execution {execution_id}"):
-        state = await EventStore(client.js).load(subject)
-    if state is None:
-        return []
-    with as_plait_errors(f"reading where execution {execution_id} waits"):
+    with as_plait_errors(f"reading where execution {state.execution_id} waits"):
         live = Counter(e.cluster for e in await live_executors(client.js))
     waiting = []
     for node_id in queued_nodes:
