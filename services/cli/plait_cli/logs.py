@@ -20,7 +20,9 @@ def add_parsers(commands: Any) -> None:
         help="what an execution's attempts wrote: stdout, stderr and Python logging",
         description="Print the output captured from attempts of execution ID (by default the last attempt of "
         "each node, each headed by its node and attempt number). An attempt's output is stored when it ends; "
-        "a long one keeps its start and its end (PLAIT_TASK_OUTPUT_HEAD, PLAIT_TASK_OUTPUT_TAIL).",
+        "a long one keeps its start and its end (PLAIT_TASK_OUTPUT_HEAD, PLAIT_TASK_OUTPUT_TAIL). With --follow, "
+        "what running attempts write is printed as they write it, each line headed by its node, until the "
+        "execution ends.",
     )
     logs.add_argument("execution_id", metavar="ID")
     logs.add_argument("node", nargs="?", metavar="NODE", help="only this node's attempts")
@@ -28,8 +30,8 @@ def add_parsers(commands: Any) -> None:
     logs.add_argument(
         "--follow",
         action="store_true",
-        help="wait until the chosen attempts that are still running have ended, then print their output "
-        "(output is not streamed while an attempt runs: it is read once stored)",
+        help="print what attempts write while they run (from their first line), and go on until the execution "
+        "ends; attempts that ended already are printed first",
     )
 
 
@@ -39,10 +41,49 @@ async def print_logs(settings: Settings, execution_id: str, node: str | None, at
 
     async with nats_for_command(settings) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
-            if follow:
+            if follow and attempt is None:
+                await follow_logs(client, execution_id, node)
+            elif follow:
                 await until_ended(client, execution_id, node, attempt)
-            sys.stdout.write(await client.logs(execution_id, node, attempt))
+                sys.stdout.write(await client.logs(execution_id, node, attempt))
+            else:
+                sys.stdout.write(await client.logs(execution_id, node, attempt))
     return 0
+
+
+async def follow_logs(client: AsyncClient, execution_id: str, node: str | None) -> None:
+    """Print what the execution's attempts write as they write it: each line headed by its node (and its attempt,
+    after the first), stored outputs of attempts that had ended already as ``plait logs`` prints them."""
+    lines = LineJoiner()
+    async for chunk in client.follow_logs(execution_id, node):
+        if chunk.live:
+            sys.stdout.write(lines.feed(chunk.attempt_id, _prefix(chunk.label, chunk.attempt), chunk.text, chunk.ended))
+        else:
+            sys.stdout.write(f"== {chunk.label} (attempt {chunk.attempt}) ==\n")
+            text = chunk.text or "(no output)\n"
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+
+
+class LineJoiner:
+    """Whole lines out of chunks written by several attempts at once: a line is printed once it has ended (or
+    its attempt has), headed by its attempt's prefix."""
+
+    def __init__(self) -> None:
+        self._partial: dict[str, str] = {}
+
+    def feed(self, key: str, prefix: str, text: str, ended: bool) -> str:
+        text = self._partial.pop(key, "") + text
+        *whole, rest = text.split("\n")
+        if ended and rest:
+            whole, rest = [*whole, rest], ""
+        if rest:
+            self._partial[key] = rest
+        return "".join(f"{prefix}{line}\n" for line in whole)
+
+
+def _prefix(label: str, attempt: int) -> str:
+    return f"{label} | " if attempt == 1 else f"{label} (attempt {attempt}) | "
 
 
 async def until_ended(client: AsyncClient, execution_id: str, node: str | None, attempt: int | None) -> None:

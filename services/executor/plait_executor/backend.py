@@ -3,6 +3,7 @@ processes, or Kubernetes Jobs)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
@@ -13,6 +14,7 @@ from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.settings import VARIABLES, Settings
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
+from plait_executor.live_output import LiveOutput
 from plait_executor.pool import WorkerPool
 
 TIMEOUT_BACKSTOP_GRACE_SECONDS = 5.0
@@ -52,19 +54,24 @@ class LocalBackend:
 
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
+        self.live: LiveOutput | None = None  # publishes each attempt's output while it runs, when set
 
     async def run(
         self, dispatch: Dispatch, *, on_start: Callable[[], None], code_root: str | None = None
     ) -> AttemptOutcome | None:
-        return await self.pool.run(
-            dispatch.task.target,
-            dispatch.inputs,
-            version=dispatch.task.version,
-            timeout_seconds=dispatch.task.timeout_seconds,
-            grace_seconds=TIMEOUT_BACKSTOP_GRACE_SECONDS,
-            on_start=on_start,
-            code_root=code_root,
-        )
+        async with contextlib.AsyncExitStack() as stack:
+            live_path = None if self.live is None else await stack.enter_async_context(self.live.tailing(dispatch))
+            return await self.pool.run(
+                dispatch.task.target,
+                dispatch.inputs,
+                version=dispatch.task.version,
+                timeout_seconds=dispatch.task.timeout_seconds,
+                grace_seconds=TIMEOUT_BACKSTOP_GRACE_SECONDS,
+                on_start=on_start,
+                code_root=code_root,
+                live_path=live_path,
+            )
+        raise AssertionError("unreachable")  # mypy: an exit stack may swallow exceptions
 
     async def stop(self, dispatch: Dispatch) -> str:
         """Nothing left: cancelling ``run`` killed the worker process."""
@@ -108,3 +115,11 @@ def _runtime_env(settings: Settings) -> dict[str, str]:
         env[VARIABLES["task_output_head"]] = str(settings.task_output_head)
         env[VARIABLES["task_output_tail"]] = str(settings.task_output_tail)
     return env
+
+
+def with_live_output(backend: AttemptBackend, live: LiveOutput) -> AttemptBackend:
+    """``backend``, publishing each attempt's output while it runs when its attempts run in local workers (a pod's
+    output is read when its attempt ends)."""
+    if isinstance(backend, LocalBackend):
+        backend.live = live
+    return backend

@@ -29,10 +29,16 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def run_captured(
-    target: TaskTarget, inputs: Mapping[str, Any], version: str | None, limits: OutputLimits = DEFAULT_OUTPUT_LIMITS
+    target: TaskTarget,
+    inputs: Mapping[str, Any],
+    version: str | None,
+    limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
+    live_path: str | None = None,
 ) -> AttemptOutcome:
-    """``run_attempt``, with what it wrote (bounded by ``limits``) in the outcome's ``output``."""
-    with tempfile.TemporaryFile(prefix="plait-output-") as sink:
+    """``run_attempt``, with what it wrote (bounded by ``limits``) in the outcome's ``output``. ``live_path``: the
+    file to write it to, which the executor reads while the attempt runs (and removes); else a temporary file."""
+    sink_file = tempfile.TemporaryFile(prefix="plait-output-") if live_path is None else open(live_path, "w+b")  # noqa: SIM115
+    with sink_file as sink:
         with captured_into(sink):
             outcome = run_attempt(target, inputs, version)
         kept, size = bounded(sink, *limits)

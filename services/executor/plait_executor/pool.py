@@ -79,15 +79,17 @@ class WorkerPool:
         grace_seconds: float = 0.0,
         on_start: Callable[[], None] | None = None,
         code_root: str | None = None,
+        live_path: str | None = None,
     ) -> AttemptOutcome:
         """Run one attempt in an idle worker. Always an outcome: a lost worker is a system error; an attempt still
         running ``grace_seconds`` past its ``timeout_seconds`` is killed, and fails as the task's own failure.
 
         ``on_start`` is called once a worker is taken, just before the attempt is sent to it; an exception it
         raises gives the worker back untouched and propagates. ``code_root``: an unpacked code bundle to import the
-        task from, in a worker that has imported from no other source.
+        task from, in a worker that has imported from no other source. ``live_path``: the file the attempt's output
+        is written to as it runs (see ``plait_executor.live_output``).
         """
-        request = AttemptRequest(target, dict(inputs), version, self.output_limits, code_root)
+        request = AttemptRequest(target, dict(inputs), version, self.output_limits, code_root, live_path)
         async with self._free:
             worker = await self._take(code_root)
             try:

@@ -27,8 +27,9 @@ from plait.protocol import subjects
 from plait.protocol.executors import ANNOUNCE_EVERY_SECONDS, parse_labels
 from plait.settings import Settings
 from plait_executor.announcing import Announcer, announcement
-from plait_executor.backend import BackendFactory, backend_from_settings, local_backend
+from plait_executor.backend import BackendFactory, backend_from_settings, local_backend, with_live_output
 from plait_executor.code_bundles import CodeCache, code_cache_directory, with_code_bundles
+from plait_executor.live_output import LiveOutput, live_output_directory
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
 from plait_executor.stored_values import with_values
 
@@ -133,11 +134,17 @@ class ExecutorService:
             info = await ensure_consumer(js, subjects.DISPATCH_STREAM, config)
             if (info.config.ack_wait, info.config.max_deliver) != (config.ack_wait, config.max_deliver):
                 info = await js.add_consumer(subjects.DISPATCH_STREAM, config)  # made by an older release: updated
-            async with self.backend() as backend, code_cache_directory() as code_cache:
+            async with (
+                self.backend() as backend,
+                code_cache_directory() as code_cache,
+                live_output_directory() as live_files,
+            ):
                 runner = self._runner = AttemptRunner(
                     js,
                     with_values(
-                        with_code_bundles(backend, CodeCache(js, code_cache)),
+                        with_code_bundles(
+                            with_live_output(backend, LiveOutput(js, live_files)), CodeCache(js, code_cache)
+                        ),
                         ValueStore.on_jetstream(js, self.inline_value_limit),
                     ),
                     self.replica,

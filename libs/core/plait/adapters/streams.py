@@ -1,4 +1,4 @@
-"""The six streams: their configurations, the size limits plait owns, and creating or updating them (and the
+"""The streams: their configurations, the size limits plait owns, and creating or updating them (and the
 values bucket, an object store: see ``plait.adapters.object_store``)."""
 
 from __future__ import annotations
@@ -31,10 +31,13 @@ QUARANTINE_MAX_MESSAGE_BYTES = 64 * 1024
 NOTIFICATIONS_MAX_AGE_SECONDS = 7 * 24 * 3600.0  # for subscribers that were away; webhooks are posted at once
 NOTIFICATIONS_MAX_BYTES = 256 * 1024**2
 NOTIFICATIONS_MAX_MESSAGE_BYTES = 64 * 1024
+LIVE_OUTPUT_MAX_AGE_SECONDS = 3600.0  # long enough to follow from the start an attempt that is still running
+LIVE_OUTPUT_MAX_BYTES = 64 * 1024**2  # then the oldest chunks go: a live view, not the stored output
+LIVE_OUTPUT_MAX_MESSAGE_BYTES = 128 * 1024
 
 
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
-    """The six streams. Events and registrations are never deleted; commands and dispatch are work queues; dead
+    """The streams. Events and registrations are never deleted; commands and dispatch are work queues; dead
     letters and quarantine entries are kept within stated limits."""
     common: dict[str, Any] = {"storage": StorageType.FILE, "num_replicas": replicas}
     return [
@@ -96,10 +99,27 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             **common,
         ),
+        StreamConfig(  # a live view only (each attempt's output is stored whole when it ends): memory, not fsynced
+            name=subjects.LIVE_OUTPUT_STREAM,
+            subjects=[f"{subjects.LIVE_OUTPUT_ROOT}.>"],
+            storage=StorageType.MEMORY,
+            num_replicas=replicas,
+            max_age=LIVE_OUTPUT_MAX_AGE_SECONDS,
+            max_bytes=LIVE_OUTPUT_MAX_BYTES,
+            max_msg_size=LIVE_OUTPUT_MAX_MESSAGE_BYTES,
+            discard=DiscardPolicy.OLD,
+        ),
     ]
 
 
-BOUNDED_STREAMS = frozenset({subjects.DEAD_LETTER_STREAM, subjects.QUARANTINE_STREAM, subjects.NOTIFICATIONS_STREAM})
+BOUNDED_STREAMS = frozenset(
+    {
+        subjects.DEAD_LETTER_STREAM,
+        subjects.QUARANTINE_STREAM,
+        subjects.NOTIFICATIONS_STREAM,
+        subjects.LIVE_OUTPUT_STREAM,
+    }
+)
 """Streams whose size limits are plait's: an existing one is brought to them (the others' limits are the
 operator's to set)."""
 SIZE_LIMITS = ("max_age", "max_bytes", "max_msg_size", "max_msgs_per_subject", "discard")

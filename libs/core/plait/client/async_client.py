@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from plait.client.cache_admin import CacheAdmin
 from plait.client.launching import Launching
+from plait.client.live_logs import LiveLogs
 from plait.client.queries import Queries
 from plait.client.schedules import Scheduling
 from plait.client.signalling import Signalling
-from plait.client.task_logs import TaskLogs
 
 
-class AsyncClient(Launching, Queries, CacheAdmin, Scheduling, TaskLogs, Signalling):
+class AsyncClient(Launching, Queries, CacheAdmin, Scheduling, LiveLogs, Signalling):
     """Talks to plait through NATS only: registers workflows, launches and follows executions (the event log
     and the command stream), and asks the catalog.
 

@@ -63,7 +63,7 @@ class TaskLogs(Following):
         store = OutputStore(self.js)
         parts = []
         for one in chosen:
-            parts.append(f"== {one.label} (attempt {_number(one.attempt_id)}) ==\n")
+            parts.append(f"== {one.label} (attempt {attempt_number(one.attempt_id)}) ==\n")
             if not one.ended:
                 parts.append("(still running: its output is stored when it ends)\n")
             elif one.output is None:
@@ -83,13 +83,13 @@ def chosen_attempts(attempts: list[AttemptOutput], node: str | None, attempt: in
     if node is not None:
         attempts = [one for one in attempts if one.node == node]
     if attempt is not None:
-        return [one for one in attempts if _number(one.attempt_id) == attempt]
+        return [one for one in attempts if attempt_number(one.attempt_id) == attempt]
     last: dict[str, AttemptOutput] = {}
     for one in attempts:
         last[one.attempt_id.rsplit("/", 1)[0]] = one  # per node, or per map item
     return list(last.values())
 
 
-def _number(attempt_id: str) -> int:
+def attempt_number(attempt_id: str) -> int:
     """The attempt's number (1 for the first attempt of its node or map item): an attempt id ends with it."""
     return int(attempt_id.rsplit("/", 1)[-1])

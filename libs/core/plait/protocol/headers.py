@@ -11,6 +11,9 @@ PLAIT_ORIGINAL_SUBJECT = "Plait-Original-Subject"
 PLAIT_COMMAND_ID = "Plait-Command-Id"
 PLAIT_TRUNCATED_FROM = "Plait-Truncated-From"
 CONTENT_TYPE = codec.CONTENT_TYPE
+PLAIT_ATTEMPT = "Plait-Attempt"
+PLAIT_OUTPUT_OFFSET = "Plait-Output-Offset"
+PLAIT_OUTPUT_END = "Plait-Output-End"
 
 NATS_MSG_ID = "Nats-Msg-Id"
 NATS_EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
@@ -35,6 +38,9 @@ MEANINGS: dict[str, str] = {
     PLAIT_ORIGINAL_SUBJECT: "on a dead letter: the subject the refused message was sent to",
     PLAIT_COMMAND_ID: "on a dead letter: the refused command's id (its Nats-Msg-Id when it did not decode)",
     PLAIT_TRUNCATED_FROM: "on a dead letter kept cut to what fits: the original's size in bytes",
+    PLAIT_ATTEMPT: "on live output: the attempt that wrote it",
+    PLAIT_OUTPUT_OFFSET: "on live output: where in the attempt's output this chunk starts, in bytes",
+    PLAIT_OUTPUT_END: "on live output: the attempt has ended, having written this many bytes (the chunk is empty)",
     CONTENT_TYPE: f"on a command: '{codec.MSGPACK}' for MessagePack; anything else or none: JSON",
     NATS_MSG_ID: "the id JetStream stores once within its duplicate window (2 minutes)",
     NATS_EXPECTED_LAST_SUBJECT_SEQUENCE: "store only if the subject's last message is still at this sequence",

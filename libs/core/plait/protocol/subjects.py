@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import xxhash
+
 EVENTS_STREAM = "PLAIT_EVENTS"
 COMMANDS_STREAM = "PLAIT_COMMANDS"
 DISPATCH_STREAM = "PLAIT_DISPATCH"
@@ -13,6 +15,7 @@ VALUES_BUCKET = "PLAIT_VALUES"  # an object store (its stream: OBJ_PLAIT_VALUES)
 NOTIFICATIONS_STREAM = "PLAIT_NOTIFICATIONS"
 LOGS_BUCKET = "PLAIT_LOGS"  # an object store (its stream: OBJ_PLAIT_LOGS): what each attempt wrote
 CODE_BUCKET = "PLAIT_CODE"  # an object store: workflows' source bundles, by content hash (fast registration)
+LIVE_OUTPUT_STREAM = "PLAIT_LIVE_OUTPUT"  # what running attempts write, as they write it (memory, kept an hour)
 
 EVENTS_ROOT = "plait.ev"
 REGISTRY_ROOT = "plait.reg"
@@ -27,6 +30,7 @@ QUARANTINE_REPLAY_ROOT = "plait.quarantine_replay"  # requests to a reader: not 
 ACTIVATIONS_ROOT = "plait.lp"  # a launch plan's activation records, in the events stream
 FIRES_ROOT = "plait.fire"  # a launch plan's schedule firing, in the commands stream
 NOTIFY_ROOT = "plait.notify"
+LIVE_OUTPUT_ROOT = "plait.out"
 LAUNCH_PLAN_TIMER = "launch-plan-fire"  # the timer name of a launch plan's next fire (no execution timer has it)
 
 # The catalog's request/reply subjects (not stored: any catalog replica of the queue group answers). The request
@@ -156,3 +160,17 @@ def launch_plan_schedule_subject(project: str, domain: str, launch_plan: str) ->
 def notification_subject(project: str, domain: str, execution_id: str) -> str:
     """Where the notification of an ended execution is published (and stored)."""
     return f"{NOTIFY_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}"
+
+
+def live_output_subject(project: str, domain: str, execution_id: str, attempt_id: str) -> str:
+    """Where the output of a running attempt is published as it is written (the attempt id, which holds '/' and
+    may hold '[', is in a header; its subject token is a hash of it)."""
+    return (
+        f"{LIVE_OUTPUT_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}"
+        f".{xxhash.xxh64_hexdigest(attempt_id.encode())}"
+    )
+
+
+def live_output_filter(project: str, domain: str, execution_id: str) -> str:
+    """Every attempt's live output of one execution."""
+    return f"{LIVE_OUTPUT_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}.*"

@@ -1,0 +1,136 @@
+"""Publishing what a running attempt writes, as it writes it, for ``plait logs --follow``.
+
+The worker process captures the attempt's output into a file the executor names (``plait_executor.capture``); the
+executor reads the file's new bytes a few times a second and publishes them, in chunks, to the live output stream
+(memory storage, kept an hour: a view, not the record — the attempt's output is stored whole when it ends). A task
+writing faster than the view can carry has the middle skipped, with a line saying how much. Nothing here may fail an
+attempt: a publish that fails ends the live view of that attempt alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import structlog
+from nats.js import JetStreamContext
+from structlog.typing import FilteringBoundLogger
+
+from plait.adapters.streams import LIVE_OUTPUT_MAX_MESSAGE_BYTES
+from plait.core.dispatch import Dispatch
+from plait.protocol import subjects
+from plait.protocol.headers import PLAIT_ATTEMPT, PLAIT_OUTPUT_END, PLAIT_OUTPUT_OFFSET
+
+log: FilteringBoundLogger = structlog.get_logger("plait.executor")
+
+POLL_SECONDS = 0.2
+CHUNK_BYTES = LIVE_OUTPUT_MAX_MESSAGE_BYTES // 2  # headers and all fit
+MOST_BEHIND_BYTES = 1024**2
+"""A task that wrote more than this since the last read has the rest of it skipped in the live view."""
+
+
+class LiveOutput:
+    """Tails the output files of running attempts, in a folder of its own, into the live output stream."""
+
+    def __init__(self, js: JetStreamContext, directory: Path) -> None:
+        self.js = js
+        self.directory = directory
+
+    @contextlib.asynccontextmanager
+    async def tailing(self, dispatch: Dispatch) -> AsyncIterator[str]:
+        """The path the attempt of ``dispatch`` writes its output to, published while it runs; on exit the rest is
+        published with an end marker, and the file removed."""
+        path = self.directory / f"{uuid.uuid4().hex}.out"
+        tail = _Tail(self.js, dispatch, path)
+        try:
+            async with anyio.create_task_group() as tailing:
+                tailing.start_soon(tail.run)
+                try:
+                    yield str(path)
+                finally:
+                    tail.done.set()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+class _Tail:
+    def __init__(self, js: JetStreamContext, dispatch: Dispatch, path: Path) -> None:
+        self.js = js
+        self.path = path
+        self.attempt_id = dispatch.attempt_id
+        self.subject = subjects.live_output_subject(
+            dispatch.project, dispatch.domain, dispatch.execution_id, dispatch.attempt_id
+        )
+        self.log = log.bind(execution=dispatch.execution_id, node=dispatch.node, attempt=dispatch.attempt_id)
+        self.done = anyio.Event()
+        self.offset = 0  # the bytes of the file published so far
+        self.published = 0  # and the bytes of the view, markers included
+
+    async def run(self) -> None:
+        with anyio.CancelScope(shield=True):  # the end marker is published even when the attempt was cancelled
+            try:
+                while not self.done.is_set():
+                    with anyio.move_on_after(POLL_SECONDS):
+                        await self.done.wait()
+                    await self._publish_new()
+                await self._publish(b"", {PLAIT_OUTPUT_END: str(self.published)})
+            except Exception as exc:  # the live view is a convenience: the attempt and its stored output go on
+                self.log.warning("live_output_stopped", reason=str(exc) or type(exc).__name__)
+
+    async def _publish_new(self) -> None:
+        size = await anyio.to_thread.run_sync(_size, self.path)
+        if size < self.offset:  # written anew (a fresh worker ran the attempt again)
+            await self._publish_text(f"\n[plait: the attempt's output started again, {self.offset:,} bytes in]\n")
+            self.offset = 0
+        if size - self.offset > MOST_BEHIND_BYTES:
+            skipped = size - self.offset - MOST_BEHIND_BYTES
+            await self._publish_text(f"\n[plait: {skipped:,} bytes not shown live; `plait logs` has them kept]\n")
+            self.offset += skipped
+        while self.offset < size:
+            chunk = await anyio.to_thread.run_sync(_read, self.path, self.offset, min(CHUNK_BYTES, size - self.offset))
+            if not chunk:
+                return
+            await self._publish(chunk, {})
+            self.offset += len(chunk)
+
+    async def _publish_text(self, text: str) -> None:
+        await self._publish(text.encode(), {})
+
+    async def _publish(self, data: bytes, headers: dict[str, str]) -> None:
+        headers = {PLAIT_ATTEMPT: self.attempt_id, PLAIT_OUTPUT_OFFSET: str(self.published), **headers}
+        await self.js.publish(self.subject, data, headers=headers, stream=subjects.LIVE_OUTPUT_STREAM)
+        self.published += len(data)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _read(path: Path, offset: int, count: int) -> bytes:
+    try:
+        with path.open("rb") as file:
+            file.seek(offset)
+            return file.read(count)
+    except FileNotFoundError:
+        return b""
+
+
+@contextlib.asynccontextmanager
+async def live_output_directory() -> AsyncIterator[Path]:
+    """A private folder for one executor's output files of running attempts, removed when it stops."""
+    directory = await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="plait-live-"))
+    try:
+        yield Path(directory)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(directory, ignore_errors=True))

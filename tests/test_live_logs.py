@@ -1,0 +1,88 @@
+"""``plait logs --follow`` and ``client.follow_logs``: what a running attempt writes is shown while it runs, from its
+first line, and following ends once the execution has. Against a real nats-server and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from plait.core.events import AttemptStarted
+from tests import output_workflows
+from tests.helpers.plait_command import PLAIT, plait_command_async
+from tests.helpers.processes import REPO
+from tests.helpers.reading import first_event
+from tests.helpers.stack import services_and_client
+from tests.helpers.states import final_state
+
+DEADLINE = 60.0
+
+
+async def test_the_client_gets_a_running_attempts_output_before_it_ends(
+    tmp_path: Path, nats_url: str, database_url: str
+) -> None:
+    flag = tmp_path / "flag"
+    async with services_and_client(nats_url, database_url) as client:
+        handle = await client.launch(output_workflows.waits_for_flow, {"path": str(flag)})
+        chunks = []
+        with anyio.fail_after(DEADLINE):
+            async for chunk in client.follow_logs(handle.id):
+                chunks.append(chunk)
+                if "waiting" in chunk.text:
+                    assert not flag.exists()
+                    flag.touch()  # the task prints "released" and ends only now: "waiting" was shown live
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded"
+    assert "".join(chunk.text for chunk in chunks) == "waiting\nreleased\n"
+    assert {(chunk.label, chunk.attempt, chunk.live) for chunk in chunks} == {("waits_for", 1, True)}
+    assert chunks[-1].ended and not any(chunk.ended for chunk in chunks[:-1])
+
+
+async def test_following_an_ended_execution_prints_what_was_stored_and_returns(
+    tmp_path: Path, nats_url: str, database_url: str
+) -> None:
+    env = {"PLAIT_NATS_URL": nats_url, "PLAIT_HOME": str(tmp_path / "home")}
+    async with services_and_client(nats_url, database_url) as client:
+        handle = await client.launch(output_workflows.say_each, {"xs": [1, 2]})
+        await final_state(client, handle.id, timeout=DEADLINE)
+        chunks = [chunk async for chunk in client.follow_logs(handle.id)]
+        shown = await plait_command_async(["logs", handle.id, "--follow"], env)
+    assert sorted((chunk.label, chunk.text, chunk.live) for chunk in chunks) == [
+        ("say[0]", "item 1\n", False),
+        ("say[1]", "item 2\n", False),
+    ]
+    assert shown.returncode == 0, shown.stderr
+    assert sorted(shown.stdout.split("== ")[1:]) == [
+        "say[0] (attempt 1) ==\nitem 1\n",
+        "say[1] (attempt 1) ==\nitem 2\n",
+    ]
+
+
+async def test_plait_logs_follow_prints_lines_as_the_task_writes_them(
+    tmp_path: Path, nats_url: str, database_url: str
+) -> None:
+    flag = tmp_path / "flag"
+    env = {**os.environ, "PLAIT_NATS_URL": nats_url, "PLAIT_HOME": str(tmp_path / "home")}
+    async with services_and_client(nats_url, database_url) as client:
+        handle = await client.launch(output_workflows.waits_for_flow, {"path": str(flag)})
+        await first_event(client, handle.id, AttemptStarted)
+        async with await anyio.open_process(
+            [*PLAIT, "logs", handle.id, "--follow"], cwd=REPO, env=env, stderr=subprocess.PIPE
+        ) as follower:
+            assert follower.stdout is not None
+            received = b""
+            with anyio.fail_after(DEADLINE):
+                async for data in follower.stdout:
+                    received += data
+                    if b"waiting\n" in received and not flag.exists():
+                        assert b"released" not in received
+                        flag.touch()
+            code = await follower.wait()
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded"
+    assert code == 0
+    assert received.decode() == "waits_for | waiting\nwaits_for | released\n"
