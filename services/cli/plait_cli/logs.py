@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import TYPE_CHECKING, Any
 
 from plait.settings import Settings
+from plait_cli.json_output import print_json
 
 if TYPE_CHECKING:  # the parser is built for every command: what runs this one is imported when it runs
     from plait.client import AsyncClient
@@ -33,30 +35,79 @@ def add_parsers(commands: Any) -> None:
         help="print what attempts write while they run (from their first line), and go on until the execution "
         "ends; attempts that ended already are printed first",
     )
+    logs.add_argument(
+        "--json",
+        action="store_true",
+        help="print the attempts as JSON (with --follow: each chunk as a line of JSON, as it comes)",
+    )
 
 
-async def print_logs(settings: Settings, execution_id: str, node: str | None, attempt: int | None, follow: bool) -> int:
+async def print_logs(
+    settings: Settings,
+    execution_id: str,
+    node: str | None,
+    attempt: int | None,
+    follow: bool,
+    as_json: bool = False,
+) -> int:
     from plait.client import AsyncClient
     from plait_cli.stack import nats_for_command
 
     async with nats_for_command(settings) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
             if follow and attempt is None:
-                await follow_logs(client, execution_id, node)
-            elif follow:
+                await follow_logs(client, execution_id, node, as_json)
+                return 0
+            if follow:
                 await until_ended(client, execution_id, node, attempt)
-                sys.stdout.write(await client.logs(execution_id, node, attempt))
+            if as_json:
+                print_json(await attempts_as_json(client, execution_id, node, attempt))
             else:
                 sys.stdout.write(await client.logs(execution_id, node, attempt))
     return 0
 
 
-async def follow_logs(client: AsyncClient, execution_id: str, node: str | None) -> None:
+async def attempts_as_json(
+    client: AsyncClient, execution_id: str, node: str | None, attempt: int | None
+) -> list[dict[str, Any]]:
+    """The attempts ``logs`` shows, each with its node, label, number, whether it ended, and its stored output
+    (None while it runs, or once the logs bucket no longer holds it)."""
+    from plait.adapters.output_store import OutputStore
+    from plait.client.task_logs import attempt_number, chosen_attempts
+    from plait.errors import NotFound
+
+    chosen = chosen_attempts(await client.attempt_outputs(execution_id), node, attempt)
+    if not chosen:
+        raise NotFound(f"execution {execution_id} has no attempt of {f'node {node!r}' if node else 'any node'}")
+    store = OutputStore(client.js)
+    shown = []
+    for one in chosen:
+        text = "" if one.ended and one.output is None else None
+        if one.output is not None:
+            text = await store.read(one.output)
+        shown.append(
+            {
+                "node": one.node,
+                "label": one.label,
+                "attempt": attempt_number(one.attempt_id),
+                "attempt_id": one.attempt_id,
+                "ended": one.ended,
+                "output": text,
+                "size": None if one.output is None else one.output.size,
+            }
+        )
+    return shown
+
+
+async def follow_logs(client: AsyncClient, execution_id: str, node: str | None, as_json: bool = False) -> None:
     """Print what the execution's attempts write as they write it: each line headed by its node (and its attempt,
-    after the first), stored outputs of attempts that had ended already as ``plait logs`` prints them."""
+    after the first), stored outputs of attempts that had ended already as ``plait logs`` prints them; ``as_json``:
+    each chunk as one line of JSON."""
     lines = LineJoiner()
     async for chunk in client.follow_logs(execution_id, node):
-        if chunk.live:
+        if as_json:
+            print_json(dataclasses.asdict(chunk) | {"attempt": chunk.attempt})
+        elif chunk.live:
             sys.stdout.write(lines.feed(chunk.attempt_id, _prefix(chunk.label, chunk.attempt), chunk.text, chunk.ended))
         else:
             sys.stdout.write(f"== {chunk.label} (attempt {chunk.attempt}) ==\n")

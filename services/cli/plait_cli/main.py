@@ -123,12 +123,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     abort = executions.add_parser("abort", help="abort a running execution: its attempts are stopped")
     abort.add_argument("execution_id", metavar="ID")
     abort.add_argument("--reason", default="aborted by request", help="recorded with who aborted it")
+    abort.add_argument("--json", action="store_true", help="print what came of it as JSON")
     relaunch = executions.add_parser("relaunch", help="run an execution's workflow version and inputs again")
     relaunch.add_argument("execution_id", metavar="ID")
+    relaunch.add_argument("--json", action="store_true", help="print the new execution as JSON")
     recover = executions.add_parser(
         "recover", help="run a failed or aborted execution again, reusing the outputs of the nodes that succeeded"
     )
     recover.add_argument("execution_id", metavar="ID")
+    recover.add_argument("--json", action="store_true", help="print the new execution as JSON")
 
     replay = commands.add_parser(
         "replay",
@@ -190,6 +193,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     register.add_argument("workflow", metavar="FILE.py:WORKFLOW", help="the workflow (or launch plan) to register")
     register.add_argument("--fast", action="store_true", help="register it with its source bundle")
+    register.add_argument("--json", action="store_true", help="print what was registered as JSON")
     return parser, run
 
 
@@ -250,7 +254,7 @@ def dispatch(argv: Sequence[str]) -> int:
 
         settings = profile_settings()
         configure_logging(settings.log_format, "warning", file=usable_home(settings) / "logs" / "plait.log")
-        return anyio.run(register_workflow, settings, args.workflow, args.fast)
+        return anyio.run(register_workflow, settings, args.workflow, args.fast, args.json)
     settings = (
         profile_settings(
             executor_backend=args.backend,
@@ -296,7 +300,7 @@ def dispatch(argv: Sequence[str]) -> int:
     if args.command in cluster_commands.COMMANDS:
         return cluster_commands.run(settings, args)
     if args.command in logs.COMMANDS:
-        return anyio.run(logs.print_logs, settings, args.execution_id, args.node, args.attempt, args.follow)
+        return anyio.run(logs.print_logs, settings, args.execution_id, args.node, args.attempt, args.follow, args.json)
     if args.command in signal_command.COMMANDS:
         return signal_command.run(settings, args)
     if args.command in ("replay", "audit"):
@@ -317,9 +321,11 @@ def dispatch(argv: Sequence[str]) -> int:
         from plait_cli import execution_actions
 
         if args.action == "abort":
-            return anyio.run(execution_actions.abort_execution, settings, args.execution_id, args.reason)
+            return anyio.run(execution_actions.abort_execution, settings, args.execution_id, args.reason, args.json)
         recover = args.action == "recover"
-        return anyio.run(lambda: execution_actions.launch_again(settings, args.execution_id, recover=recover))
+        return anyio.run(
+            lambda: execution_actions.launch_again(settings, args.execution_id, recover=recover, as_json=args.json)
+        )
     return anyio.run(executions.show_execution, settings, args.execution_id, args.json)
 
 

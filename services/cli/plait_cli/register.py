@@ -10,11 +10,13 @@ from plait.sdk.launch_plan import LaunchPlan
 from plait.sdk.loader import load_reference
 from plait.sdk.workflow import Workflow
 from plait.settings import Settings
+from plait_cli.json_output import print_json
 from plait_cli.stack import nats_for_command
 
 
-async def register_workflow(settings: Settings, reference: str, fast: bool) -> int:
-    """Register the workflow ``reference`` names; print its version on stdout."""
+async def register_workflow(settings: Settings, reference: str, fast: bool, as_json: bool = False) -> int:
+    """Register the workflow ``reference`` names; print its version on stdout (``as_json``: its kind, name,
+    version and whether its source bundle went with it)."""
     entity = load_reference(reference)
     if not isinstance(entity, (Workflow, LaunchPlan)):
         raise DefinitionError(f"{reference} is not a @workflow or a LaunchPlan (it is {type(entity).__name__})")
@@ -22,7 +24,11 @@ async def register_workflow(settings: Settings, reference: str, fast: bool) -> i
     async with nats_for_command(settings) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
             version = await client.register(entity, fast=fast)
-    how = " with its source bundle" if fast and isinstance(entity, Workflow) else ""
-    err.print(f"registered {entity.name}{how}", highlight=False)
+    bundled = fast and isinstance(entity, Workflow)
+    if as_json:
+        kind = "workflow" if isinstance(entity, Workflow) else "launch_plan"
+        print_json({"kind": kind, "name": entity.name, "version": version, "bundle": bundled})
+        return 0
+    err.print(f"registered {entity.name}{' with its source bundle' if bundled else ''}", highlight=False)
     out.print(version, highlight=False)
     return 0

@@ -10,6 +10,7 @@ import anyio
 
 from plait.client import AsyncClient
 from plait.settings import Settings
+from plait_cli.json_output import print_json
 from plait_cli.stack import nats_for_command
 
 COMMANDS = frozenset({"signal"})
@@ -28,6 +29,7 @@ def add_parsers(commands: Any) -> None:
     signal.add_argument("name", metavar="NAME")
     signal.add_argument("value", nargs="?", metavar="VALUE")
     signal.add_argument("--reject", action="store_true", help="reject the approval NAME (its execution fails)")
+    signal.add_argument("--json", action="store_true", help="print what was sent as JSON")
 
 
 def parse_value(text: str | None) -> Any:
@@ -41,13 +43,16 @@ def parse_value(text: str | None) -> Any:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    return anyio.run(_signal, settings, args.execution_id, args.name, parse_value(args.value), args.reject)
+    return anyio.run(_signal, settings, args.execution_id, args.name, parse_value(args.value), args.reject, args.json)
 
 
-async def _signal(settings: Settings, execution_id: str, name: str, value: Any, reject: bool) -> int:
+async def _signal(settings: Settings, execution_id: str, name: str, value: Any, reject: bool, as_json: bool) -> int:
     async with nats_for_command(settings, services=()) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
             await client.signal(execution_id, name, value, reject=reject)
+    if as_json:
+        print_json({"execution_id": execution_id, "signal": name, "value": value, "rejected": reject})
+        return 0
     what = "rejected" if reject else "given"
     print(f"signal '{name}' {what} to execution {execution_id}")
     return 0
