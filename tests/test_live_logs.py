@@ -11,6 +11,8 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
+from plait import Client
+from plait.client.live_logs import OutputChunk
 from plait.core.events import AttemptStarted
 from tests import output_workflows
 from tests.helpers.plait_command import PLAIT, plait_command_async
@@ -42,6 +44,11 @@ async def test_the_client_gets_a_running_attempts_output_before_it_ends(
     assert chunks[-1].ended and not any(chunk.ended for chunk in chunks[:-1])
 
 
+def follow_with_the_blocking_client(nats_url: str, execution_id: str) -> list[OutputChunk]:
+    with Client(nats_url) as client:
+        return list(client.follow_logs(execution_id))
+
+
 async def test_following_an_ended_execution_prints_what_was_stored_and_returns(
     tmp_path: Path, nats_url: str, database_url: str
 ) -> None:
@@ -51,10 +58,12 @@ async def test_following_an_ended_execution_prints_what_was_stored_and_returns(
         await final_state(client, handle.id, timeout=DEADLINE)
         chunks = [chunk async for chunk in client.follow_logs(handle.id)]
         shown = await plait_command_async(["logs", handle.id, "--follow"], env)
+        blocking = await anyio.to_thread.run_sync(follow_with_the_blocking_client, nats_url, handle.id)
     assert sorted((chunk.label, chunk.text, chunk.live) for chunk in chunks) == [
         ("say[0]", "item 1\n", False),
         ("say[1]", "item 2\n", False),
     ]
+    assert sorted(chunks, key=lambda chunk: chunk.label) == sorted(blocking, key=lambda chunk: chunk.label)
     assert shown.returncode == 0, shown.stderr
     assert sorted(shown.stdout.split("== ")[1:]) == [
         "say[0] (attempt 1) ==\nitem 1\n",
@@ -82,7 +91,9 @@ async def test_plait_logs_follow_prints_lines_as_the_task_writes_them(
                         assert b"released" not in received
                         flag.touch()
             code = await follower.wait()
+            assert follower.stderr is not None
+            errors = (await follower.stderr.receive()).decode() if code else ""
         state = await final_state(client, handle.id, timeout=DEADLINE)
     assert state.status == "succeeded"
-    assert code == 0
+    assert code == 0, errors
     assert received.decode() == "waits_for | waiting\nwaits_for | released\n"

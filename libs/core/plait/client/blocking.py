@@ -12,6 +12,7 @@ from plait.client.async_client import AsyncClient
 from plait.client.blocking_handle import ExecutionHandle, Portal
 from plait.client.cache_admin import CacheClearing
 from plait.client.catalog import QUERY_TIMEOUT_SECONDS
+from plait.client.live_logs import OutputChunk
 from plait.client.outcome import ExecutionOutcome
 from plait.client.schedules import LaunchPlanSchedule
 from plait.client.task_logs import AttemptOutput
@@ -181,6 +182,9 @@ class Client:
 
     def attempt_outputs(self, execution_id: str) -> list[AttemptOutput]:
         return self._portal.call(self._async.attempt_outputs, execution_id)
+
+    def follow_logs(self, execution_id: str, node: str | None = None) -> Iterator[OutputChunk]:
+        return self._portal.iterate(self._async.follow_logs(execution_id, node))
 
     def execution_ids(self) -> list[str]:
         return self._portal.call(self._async.execution_ids)

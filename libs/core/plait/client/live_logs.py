@@ -118,7 +118,7 @@ async def _live_chunks(
             caught_up = execution_ended.is_set()  # before the fetch: what was published before the end is read
             try:
                 messages = await subscription.fetch(FETCH_BATCH, timeout=FETCH_WAIT_SECONDS)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either when nothing came
                 messages = []
             for msg in messages:
                 attempt_id = (msg.headers or {}).get(PLAIT_ATTEMPT, "")
