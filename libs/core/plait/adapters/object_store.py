@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -27,7 +28,15 @@ from nats.js.api import StorageType
 from nats.js.object_store import ObjectStore
 
 from plait.core.ids import canonical_encoding, encoding_hash
-from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT, TAG_FIELD, ValueKind, ValueRef, as_ref
+from plait.core.values import (
+    DEFAULT_INLINE_VALUE_LIMIT,
+    FILE_KINDS,
+    FRAMES_FOLDER_PREFIX,
+    TAG_FIELD,
+    ValueKind,
+    ValueRef,
+    as_ref,
+)
 from plait.errors import PlaitError
 from plait.protocol.subjects import VALUES_BUCKET
 
@@ -212,18 +221,20 @@ class ValueStore:
         if not isinstance(value, dict):
             return value
         kind = value.get(TAG_FIELD)
-        if kind in ("file", "directory") and isinstance(value.get("path"), str):
+        if kind in ("file", "directory", "dataframe") and isinstance(value.get("path"), str):
             return msgspec.to_builtins(await self._upload_path(Path(value["path"]), kind))
         return {key: await self._upload_paths(item) for key, item in value.items()}
 
     async def _upload_path(self, path: Path, kind: ValueKind) -> ValueRef:
         try:
-            if kind == "file":
+            if kind in FILE_KINDS:
                 with path.open("rb") as source:
                     digest, size = await anyio.to_thread.run_sync(_hash_file, source)
-                    ref = ValueRef(hash=digest, size=size, kind="file", name=path.name)
+                    ref = ValueRef(hash=digest, size=size, kind=kind, name=path.name)
                     source.seek(0)
                     await self._put(ref, source)
+                if kind == "dataframe" and path.parent.name.startswith(FRAMES_FOLDER_PREFIX):
+                    shutil.rmtree(path.parent, ignore_errors=True)  # written by plait for this upload alone
                 return ref
             with tempfile.TemporaryFile() as archive:
                 await anyio.to_thread.run_sync(_tar_directory, path, archive)
@@ -253,7 +264,7 @@ class ValueStore:
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".partial")
-            if ref.kind == "file":
+            if ref.kind in FILE_KINDS:
                 with partial.open("wb") as file:
                     await self._get(ref, file)
             else:

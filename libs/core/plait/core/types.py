@@ -14,7 +14,7 @@ import msgspec
 
 from plait.core.values import ValueRef, as_ref, contains_refs
 
-PrimitiveName = Literal["int", "float", "str", "bool", "bytes", "none", "any", "file", "directory"]
+PrimitiveName = Literal["int", "float", "str", "bool", "bytes", "none", "any", "file", "directory", "dataframe"]
 
 
 class Primitive(msgspec.Struct, frozen=True, tag="primitive"):
@@ -58,6 +58,7 @@ _PRIMITIVE_TYPES: dict[str, Any] = {
     "any": Any,
     "file": ValueRef,  # a File or Directory travels as a reference to its bytes in the values bucket
     "directory": ValueRef,
+    "dataframe": ValueRef,  # a pandas DataFrame or an Arrow table, as one Parquet file in the values bucket
 }
 
 

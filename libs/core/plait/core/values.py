@@ -17,7 +17,10 @@ DEFAULT_INLINE_VALUE_LIMIT = 64 * 1024
 TAG_FIELD = "$plait"
 REF_TAG = "ref"
 
-ValueKind = Literal["value", "file", "directory"]
+ValueKind = Literal["value", "file", "directory", "dataframe"]
+FILE_KINDS = ("file", "dataframe")  # kinds whose object is one file's bytes
+FRAMES_FOLDER_PREFIX = "plait-frames-"
+"""Folders of the Parquet files written for dataframe outputs: such a file is removed once uploaded."""
 
 
 class ValueRef(msgspec.Struct, frozen=True, kw_only=True, tag_field=TAG_FIELD, tag=REF_TAG):

@@ -12,6 +12,7 @@ import msgspec
 from plait.core.types import DictOf as DictOfSpec
 from plait.core.types import Field, ListOf, OptionalOf, Primitive, Record, TypeSpec
 from plait.errors import DefinitionError
+from plait.sdk.dataframes import decode_dataframe, encode_dataframe, is_dataframe, is_dataframe_hint
 from plait.sdk.files import Directory, File
 
 _PRIMITIVES: dict[Any, TypeSpec] = {
@@ -29,7 +30,7 @@ _PRIMITIVES: dict[Any, TypeSpec] = {
 
 SUPPORTED = (
     "int, float, str, bool, bytes, None, Any, File, Directory, list[T], dict[str, T], T | None, msgspec Structs, "
-    "dataclasses"
+    "dataclasses, pandas.DataFrame, pyarrow.Table"
 )
 
 
@@ -37,6 +38,8 @@ def type_spec(hint: Any, where: str) -> TypeSpec:
     """The spec of ``hint``; ``where`` names the parameter for the error when it cannot be serialized."""
     if hint in _PRIMITIVES:
         return _PRIMITIVES[hint]
+    if is_dataframe_hint(hint):
+        return Primitive("dataframe")
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is list and len(args) == 1:
         return ListOf(type_spec(args[0], where))
@@ -72,9 +75,21 @@ def type_spec(hint: Any, where: str) -> TypeSpec:
 
 def encode_value(value: Any) -> Any:
     """The builtin encoding of a value, as stored in events (bytes become base64 strings)."""
-    return msgspec.to_builtins(value)
+    return msgspec.to_builtins(value, enc_hook=_encode_other)
 
 
 def decode_value(encoded: Any, hint: Any) -> Any:
     """The Python value of ``hint``'s type from its builtin encoding."""
-    return msgspec.convert(encoded, hint, strict=False)
+    return msgspec.convert(encoded, hint, strict=False, dec_hook=_decode_other)
+
+
+def _encode_other(value: Any) -> Any:
+    if is_dataframe(value):
+        return encode_dataframe(value)
+    raise TypeError(f"Encoding objects of type {type(value).__name__} is unsupported")  # as msgspec says it
+
+
+def _decode_other(hint: Any, encoded: Any) -> Any:
+    if is_dataframe_hint(hint):
+        return decode_dataframe(encoded, hint)
+    raise TypeError(f"Decoding objects of type {hint!r} is unsupported")
