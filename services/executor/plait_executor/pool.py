@@ -18,6 +18,7 @@ import anyio.to_thread
 
 from plait.core.events import TaskError
 from plait.core.model import TaskTarget
+from plait.telemetry import current_traceparent
 from plait_executor.attempt import CODE_VERSION_MISMATCH, TASK_NOT_LOADABLE, AttemptOutcome, system_error
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
 from plait_executor.worker import AttemptRequest, WorkerLost, WorkerProcess
@@ -87,7 +88,7 @@ class WorkerPool:
         raises gives the worker back untouched and propagates. ``code_root``: an unpacked code bundle to import the
         task from, in a worker that has imported from no other source.
         """
-        request = AttemptRequest(target, dict(inputs), version, self.output_limits, code_root)
+        request = AttemptRequest(target, dict(inputs), version, self.output_limits, code_root, current_traceparent())
         async with self._free:
             worker = await self._take(code_root)
             try:

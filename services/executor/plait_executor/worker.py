@@ -16,9 +16,11 @@ import anyio.to_thread
 import msgspec
 
 from plait.core.model import TaskTarget
+from plait.telemetry import configure_tracing, flush
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
 from plait_executor.code_roots import target_in_code_root
+from plait_executor.tracing import WORKER_SERVICE, task_span
 
 _JOIN_SECONDS = 5.0
 
@@ -29,6 +31,7 @@ class AttemptRequest(msgspec.Struct, frozen=True):
     version: str | None = None
     output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS
     code_root: str | None = None  # an unpacked code bundle to import the task from (see code_roots)
+    traceparent: str = ""  # the executor's span of the attempt: the task runs in a child span of it
 
 
 class WorkerLost(Exception):
@@ -39,6 +42,7 @@ def serve(connection: Connection) -> None:
     """The worker process's loop: run each request received, send back its outcome, until told to stop."""
     # Ctrl-C in a terminal reaches the whole process group; the executor decides how its attempts end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_tracing(WORKER_SERVICE)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(
@@ -52,7 +56,10 @@ def serve(connection: Connection) -> None:
         if request is None:
             return
         request = msgspec.structs.replace(request, target=target_in_code_root(request.target, request.code_root))
-        connection.send(run_captured(request.target, request.inputs, request.version, request.output_limits))
+        with task_span(request.target, request.traceparent):
+            outcome = run_captured(request.target, request.inputs, request.version, request.output_limits)
+        flush()  # before the outcome is sent: the worker may be killed as soon as it is
+        connection.send(outcome)
 
 
 def _exit_when_gone(executor_sentinel: int) -> None:
