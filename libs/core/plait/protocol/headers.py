@@ -11,6 +11,7 @@ PLAIT_ORIGINAL_SUBJECT = "Plait-Original-Subject"
 PLAIT_COMMAND_ID = "Plait-Command-Id"
 PLAIT_TRUNCATED_FROM = "Plait-Truncated-From"
 CONTENT_TYPE = codec.CONTENT_TYPE
+TRACEPARENT = "traceparent"  # W3C trace context, written and read by plait.telemetry through OpenTelemetry
 
 NATS_MSG_ID = "Nats-Msg-Id"
 NATS_EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
@@ -49,4 +50,5 @@ MEANINGS: dict[str, str] = {
     NATS_LAST_SEQUENCE: "on a batched direct get's answer: the sequence of the message before this one in the batch",
     STATUS: "on a server's status message (no body): its code, e.g. 404 no messages, 408 request expired",
     DESCRIPTION: "on a server's status message: the code's description",
+    TRACEPARENT: "on a command, decision or dispatch: the W3C trace context of the execution's trace (optional)",
 }
