@@ -5,10 +5,21 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from plait.client import AsyncClient
+from plait.telemetry import span, trace_id_of
+from tests import audit_workflows
 from tests.helpers.embedded_processes import kill_all, plait, wait_until_gone
+from tests.helpers.plait_command import plait_command_async
+from tests.helpers.stack import services_and_client
+from tests.helpers.states import final_state
+
+CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def run_traced(
@@ -83,3 +94,28 @@ def test_an_execution_is_one_trace_across_client_scheduler_executor_worker_and_c
     for line in started:
         assert line["trace_id"] == root["trace_id"] and by_id[line["span_id"]]["name"] == "plait.executor.attempt"
         assert line["execution"] == root["attributes"]["plait.execution_id"] and line["node"] and line["attempt"]
+
+
+@pytest.fixture
+async def client(nats_url: str, database_url: str) -> AsyncIterator[AsyncClient]:
+    async with services_and_client(nats_url, database_url) as plait_client:
+        yield plait_client
+
+
+async def test_the_log_records_the_trace_a_launch_began_so_a_replay_names_it(
+    client: AsyncClient, nats_url: str
+) -> None:
+    """Launched within a caller's span (here one received: this process records none), the execution's log keeps its
+    context; ``plait replay`` names the trace. One launched outside any span records none."""
+    with span("caller", parent=CALLER):
+        traced = (await client.launch(audit_workflows.doubled, {"x": 5})).id
+    untraced = (await client.launch(audit_workflows.doubled, {"x": 6})).id
+    env = {"PLAIT_NATS_URL": nats_url}
+    for execution_id in (traced, untraced):
+        await final_state(client, execution_id, timeout=60)
+    replayed = await plait_command_async(["replay", traced, "--json"], env)
+    assert trace_id_of(json.loads(replayed.stdout)["traceparent"]) == trace_id_of(CALLER)
+    shown = await plait_command_async(["replay", traced], env)
+    assert f"trace: {trace_id_of(CALLER)}" in shown.stdout
+    assert json.loads((await plait_command_async(["replay", untraced, "--json"], env)).stdout)["traceparent"] == ""
+    assert "trace:" not in (await plait_command_async(["replay", untraced], env)).stdout
