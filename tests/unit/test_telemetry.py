@@ -7,7 +7,9 @@ from typing import Any
 
 import msgspec
 import pytest
+from nats.aio.msg import Msg
 
+from plait.core.commands import ReportAttemptStopped
 from plait.core.decide import decide, decide_batch
 from plait.core.events import ExecutionLaunched
 from plait.core.state import Execution
@@ -21,6 +23,7 @@ from plait.telemetry import (
     trace_id_of,
     traceparent_of,
 )
+from plait_scheduler.tracing import decision_parent, with_launch_traceparent
 from tests import definitions
 from tests.helpers.launching import resolved_launch
 
@@ -109,3 +112,33 @@ def test_tracing_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
     monkeypatch.delenv("PLAIT_TRACES_FILE", raising=False)
     assert configure_tracing("plait-test") is False
+
+
+def message(headers: dict[str, str] | None = None) -> Msg:
+    return Msg(_client=None, subject="plait.cmd.tests.dev.exec-1.result", headers=headers)  # type: ignore[arg-type]
+
+
+class TestSchedulerContext:
+    def test_a_launch_records_the_context_its_message_carries(self) -> None:
+        """The scheduler records the launch message's traceparent on the command it decides."""
+        command = resolved_launch(definitions.chain.spec, {"start": 1}, "exec-1").command
+        assert with_launch_traceparent(command, message({"traceparent": TRACEPARENT})).traceparent == TRACEPARENT
+
+    def test_a_launch_without_one_records_none_where_the_scheduler_does_not_trace(self) -> None:
+        """Tracing off (as in these tests), a launch without a context records none."""
+        command = resolved_launch(definitions.chain.spec, {"start": 1}, "exec-1").command
+        assert with_launch_traceparent(command, message()).traceparent == ""
+
+    def test_a_decision_joins_the_context_of_its_commands_else_of_its_execution(self) -> None:
+        """A command's own context first; a command without one is decided in the execution's recorded context."""
+        launch = resolved_launch(definitions.chain.spec, {"start": 1}, "exec-1")
+        outcome = decide_batch(None, [launch], AT)
+        assert outcome.state is not None
+        report = ReportAttemptStopped(
+            command_id="c", execution_id="exec-1", node="n", attempt_id="a", worker="w", reason="r"
+        )
+        other = minted_traceparent("other")
+        assert decision_parent([(message({"traceparent": other}), report)], outcome.state) == other
+        outcome.state.traceparent = TRACEPARENT
+        assert decision_parent([(message(), report)], outcome.state) == TRACEPARENT
+        assert decision_parent([(message(), report)], None) == ""
