@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from typing import Any
 
 import structlog
@@ -51,7 +52,8 @@ def configure_tracing(service: str) -> bool:
     if path:
         provider.add_span_processor(SimpleSpanProcessor(FileSpanExporter(path)))
     if "console" in wanted:
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        # stderr: stdout is a command's answer (``plait run`` prints the result there)
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
     if "otlp" in wanted:
         provider.add_span_processor(BatchSpanProcessor(_otlp_exporter()))
     trace.set_tracer_provider(provider)
