@@ -29,6 +29,7 @@ SUPPORT = WIRE | {
     "plait.logging",
     "plait.bounded_cache",
     "plait.sdk",
+    "plait.telemetry",
 }
 ADAPTERS = SUPPORT | {"plait.adapters"}
 CHECKS = ADAPTERS | {"plait.audit", "plait.invariants", "plait.audit_lineage"}
@@ -39,7 +40,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "plait.core": LIBRARY_BASE,
     "plait.codec": PURE,
     "plait.protocol": PURE | {"plait.codec"},
-    **dict.fromkeys(["plait.replay", "plait.logging", "plait.bounded_cache", "plait.profiles"], WIRE),
+    **dict.fromkeys(["plait.replay", "plait.bounded_cache", "plait.profiles"], WIRE),
+    "plait.telemetry": LIBRARY_BASE,  # OpenTelemetry spans and trace context; a no-op without it
+    "plait.logging": WIRE | {"plait.telemetry"},
     "plait.settings": WIRE | {"plait.profiles"},
     "plait.sdk": WIRE,
     "plait.adapters": SUPPORT,

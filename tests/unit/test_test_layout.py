@@ -15,6 +15,7 @@ TESTS = Path(__file__).resolve().parents[1]
 # tests.audit_workflows' tasks, so these stay where the names they are registered under say.
 WORKFLOW_MODULES = {
     "workflows.py",
+    "trace_workflows.py",
     "audit_workflows.py",
     "branch_workflows.py",
     "gate_workflows.py",

@@ -9,6 +9,8 @@ from typing import TextIO
 
 import structlog
 
+from plait.telemetry import add_trace_ids
+
 
 def configure_logging(log_format: str = "json", level: str = "info", file: Path | None = None) -> None:
     """Render to stderr, or append to ``file`` (as JSON) when given, e.g. while a live view owns the terminal."""
@@ -23,6 +25,7 @@ def configure_logging(log_format: str = "json", level: str = "info", file: Path 
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

@@ -17,10 +17,12 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from plait.adapters.quarantine import CATALOG_READER, Quarantine
 from plait.protocol import subjects
 from plait.protocol.rebuild import RebuildProgress, RebuildResult
+from plait.telemetry import traceparent_of
 from plait_catalog import db, projection
 from plait_catalog.known_workflows import KnownWorkflows
 from plait_catalog.projection import KeepAside, StoredMessage, apply_batch, keeping_aside, stored_offset
 from plait_catalog.rebuild import Progress, Rebuild, RebuildRefused
+from plait_catalog.tracing import record_projected
 
 RETRY_SECONDS = 1.0
 _RETRIED = (*db.CONNECTION_ERRORS, asyncpg.InternalClientError, nats.errors.Error)
@@ -192,20 +194,27 @@ class Projector:
         subscription = await js.subscribe(">", stream=subjects.EVENTS_STREAM, ordered_consumer=True, config=config)
         try:
             batch: list[StoredMessage] = []
+            traceparents: list[str] = []
+            started = time.time_ns()
             async for message in subscription.messages:
+                if not batch:
+                    started = time.time_ns()
                 batch.append(stored_message(message))
+                traceparents.append(traceparent_of(message.headers))
                 last = batch[-1].sequence
                 caught_up = message.metadata.num_pending == 0 and subscription.pending_msgs == 0
                 if len(batch) >= self._batch_size or caught_up or last == until:
                     with anyio.CancelScope(shield=True):
                         offset = await apply_batch(connection, batch, self._known, self._keep_aside)
                     self._log.info("batch_projected", first=batch[0].sequence, last=offset, messages=len(batch))
+                    if until is None:  # following, not rebuilding: a rebuild is no part of the executions' traces
+                        record_projected(traceparents, batch[0].sequence, offset, started)
                     if batch_done is not None:
                         await batch_done(offset, len(batch))
                     small = len(batch) < self._batch_size // 4
                     if until is None:
                         await self._statistics.after(connection, len(batch))
-                    batch = []
+                    batch, traceparents = [], []
                     if until is not None and offset >= until:
                         break
                     if until is None and small:

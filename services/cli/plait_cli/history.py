@@ -18,6 +18,7 @@ from plait.errors import InputError, NotFound
 from plait.invariants import check_execution
 from plait.replay import replay, timeline
 from plait.settings import Settings
+from plait.telemetry import trace_id_of
 from plait_cli.progress import STATUS_STYLE
 from plait_cli.stack import nats_for_command
 
@@ -54,6 +55,8 @@ def _print_state(state: Execution) -> None:
         highlight=False,
     )
     console.print(f"status: [{STATUS_STYLE.get(state.status, '')}]{state.status}[/]", highlight=False)
+    if trace_id := trace_id_of(state.traceparent):
+        console.print(f"trace: {trace_id}", highlight=False)
     if state.outputs is not None:
         console.print(f"outputs: {msgspec.json.encode(state.outputs).decode()}", highlight=False, soft_wrap=True)
     table = Table(box=None)

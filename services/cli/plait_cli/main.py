@@ -203,6 +203,7 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) 
     from plait.sdk.loader import load_reference
     from plait.sdk.workflow import Workflow
     from plait.settings import profile_settings
+    from plait.telemetry import configure_tracing
     from plait_cli.inputs import input_parser
     from plait_cli.run import run_workflow
 
@@ -220,6 +221,7 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) 
     options = run_options(args, given)
     settings = profile_settings()
     configure_logging(settings.log_format, settings.log_level, file=usable_home(settings) / "logs" / "plait.log")
+    configure_tracing("plait-client")
     return anyio.run(
         lambda: run_workflow(
             settings,
@@ -237,6 +239,7 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) 
 def dispatch(argv: Sequence[str]) -> int:
     from plait.logging import configure_logging
     from plait.settings import profile_settings
+    from plait.telemetry import configure_tracing
 
     parser, run_parser = build_parser()
     args = parser.parse_args(argv)
@@ -276,6 +279,7 @@ def dispatch(argv: Sequence[str]) -> int:
         from plait_cli import serve
 
         configure_logging("console" if args.command == "dev" else settings.log_format, settings.log_level)
+        configure_tracing(f"plait-{args.command}")
         runner = {
             "scheduler": serve.serve_scheduler,
             "executor": serve.serve_executor,
@@ -293,6 +297,7 @@ def dispatch(argv: Sequence[str]) -> int:
             print(path)
         return 0
     configure_logging(settings.log_format, "warning", file=settings.home_path / "logs" / "plait.log")
+    configure_tracing("plait-client")
     if args.command in catalog_commands.COMMANDS:
         return catalog_commands.run(settings, args)
     if args.command in aside_commands.COMMANDS:

@@ -18,6 +18,7 @@ import anyio.to_thread
 
 from plait.core.events import TaskError
 from plait.core.model import TaskTarget
+from plait.telemetry import current_traceparent
 from plait_executor.attempt import CODE_VERSION_MISMATCH, TASK_NOT_LOADABLE, AttemptOutcome, system_error
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
 from plait_executor.worker import AttemptRequest, WorkerLost, WorkerProcess
@@ -89,7 +90,9 @@ class WorkerPool:
         task from, in a worker that has imported from no other source. ``live_path``: the file the attempt's output
         is written to as it runs (see ``plait_executor.live_output``).
         """
-        request = AttemptRequest(target, dict(inputs), version, self.output_limits, code_root, live_path)
+        request = AttemptRequest(
+            target, dict(inputs), version, self.output_limits, code_root, live_path, current_traceparent()
+        )
         async with self._free:
             worker = await self._take(code_root)
             try:

@@ -37,6 +37,7 @@ from plait_executor.backend import AttemptBackend
 from plait_executor.reports import report_started_pipelined, report_stopped
 from plait_executor.results import ResultReporter
 from plait_executor.task_output import keep_output
+from plait_executor.tracing import attempt_span
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
@@ -143,7 +144,8 @@ class AttemptRunner:
             return
         held = self._held[id(msg)] = _Held(msg, attempt_log, anyio.current_time(), dispatch, execution_subject)
         try:
-            ran = await self._run(dispatch, attempt_log, held)
+            with attempt_span(dispatch, msg):
+                ran = await self._run(dispatch, attempt_log, held)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(NAK_TIMEOUT_SECONDS):
                 await _nak(msg, attempt_log)

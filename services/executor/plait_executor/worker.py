@@ -16,9 +16,11 @@ import anyio.to_thread
 import msgspec
 
 from plait.core.model import TaskTarget
+from plait.telemetry import configure_tracing, flush
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
 from plait_executor.code_roots import target_in_code_root
+from plait_executor.tracing import WORKER_SERVICE, task_span
 
 _JOIN_SECONDS = 5.0
 
@@ -30,6 +32,7 @@ class AttemptRequest(msgspec.Struct, frozen=True):
     output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS
     code_root: str | None = None  # an unpacked code bundle to import the task from (see code_roots)
     live_path: str | None = None  # where to write the attempt's output, read by the executor while it runs
+    traceparent: str = ""  # the executor's span of the attempt: the task runs in a child span of it
 
 
 class WorkerLost(Exception):
@@ -40,6 +43,7 @@ def serve(connection: Connection) -> None:
     """The worker process's loop: run each request received, send back its outcome, until told to stop."""
     # Ctrl-C in a terminal reaches the whole process group; the executor decides how its attempts end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_tracing(WORKER_SERVICE)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(
@@ -53,9 +57,12 @@ def serve(connection: Connection) -> None:
         if request is None:
             return
         request = msgspec.structs.replace(request, target=target_in_code_root(request.target, request.code_root))
-        connection.send(
-            run_captured(request.target, request.inputs, request.version, request.output_limits, request.live_path)
-        )
+        with task_span(request.target, request.traceparent):
+            outcome = run_captured(
+                request.target, request.inputs, request.version, request.output_limits, request.live_path
+            )
+        flush()  # before the outcome is sent: the worker may be killed as soon as it is
+        connection.send(outcome)
 
 
 def _exit_when_gone(executor_sentinel: int) -> None:

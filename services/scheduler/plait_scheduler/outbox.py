@@ -39,11 +39,13 @@ from plait.core.events import Decision, Event, NodeQueued
 from plait.core.state import Execution
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
+from plait.telemetry import inject
 from plait_scheduler.cache import StateCache
 from plait_scheduler.caching import CacheKeeper, may_need_cache_work
 from plait_scheduler.children import ChildWork, may_need_child_work
 from plait_scheduler.done_here import DoneHere
 from plait_scheduler.timers import AttemptDeadlines, RetryTimers, Timeouts, may_time_out, still_queued
+from plait_scheduler.tracing import dispatch_span
 
 log = structlog.get_logger()
 
@@ -72,13 +74,14 @@ class Outbox:
     async def _dispatch(self, state: Execution, event: NodeQueued, decision_sequence: int) -> asyncio.Future[PubAck]:
         """Publish the attempt's dispatch; the future resolves when JetStream has stored it."""
         dispatch = dispatch_of(state, event, decision_sequence)
-        # Pipelined: the future resolves when the dispatch is stored (no task, no timer per publish).
-        stored: asyncio.Future[PubAck] = await self.js.publish_async(
-            subjects.dispatch_subject(event.cluster or self.cluster, event.queue),
-            codec.encode(dispatch),
-            headers={NATS_MSG_ID: subjects.scoped_id(state.project, state.domain, event.attempt_id)},
-            stream=subjects.DISPATCH_STREAM,
-        )
+        with dispatch_span(state, event):
+            # Pipelined: the future resolves when the dispatch is stored (no task, no timer per publish).
+            stored: asyncio.Future[PubAck] = await self.js.publish_async(
+                subjects.dispatch_subject(event.cluster or self.cluster, event.queue),
+                codec.encode(dispatch),
+                headers=inject({NATS_MSG_ID: subjects.scoped_id(state.project, state.domain, event.attempt_id)}),
+                stream=subjects.DISPATCH_STREAM,
+            )
         return stored
 
     async def publish_decided(self, state: Execution, events: Sequence[Event]) -> None:

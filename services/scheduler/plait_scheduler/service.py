@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
@@ -43,6 +44,8 @@ from plait.errors import InputError
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
 from plait.settings import Settings
+from plait.telemetry import span
+from plait.telemetry.context import Attributes
 from plait_scheduler import quarantined
 from plait_scheduler.cache import DEFAULT_CAPACITY_BYTES, StateCache
 from plait_scheduler.caching import CacheKeeper
@@ -54,6 +57,7 @@ from plait_scheduler.launches import resolve_launch
 from plait_scheduler.notifications import Notifier
 from plait_scheduler.outbox import Outbox
 from plait_scheduler.schedules import LaunchPlanSchedules
+from plait_scheduler.tracing import DECIDE_SPAN, decision_parent, with_launch_traceparent
 
 COMMANDS_CONSUMER = "scheduler"
 OUTBOX_CONSUMER = "dispatcher"
@@ -341,17 +345,28 @@ class SchedulerService:
                 await settle_failed(nc, js, msg, command_id, exc)
         if not accepted:
             return
-        try:
-            outcome = await self.decider.decide(subject, [command for _, command in accepted])
-        except Exception as exc:  # settled: dead-lettered or retried, never lost
-            log.warning("decision_failed", error=repr(exc), commands=[command_id_of(c) for _, c in accepted])
-            for msg, command in accepted:
-                await settle_failed(nc, js, msg, command_id_of(command), exc)
-            return
-        try:
-            await self._after_decision(nc, js, outcome, accepted, log)
-        except Exception:  # the decision is stored: unacked commands come back and are found decided
-            log.exception("after_decision_failed")
+        started = time.time_ns()
+        attributes: Attributes = {"plait.execution_id": target[2] if target else "", "plait.commands": len(accepted)}
+        # Decided within the execution's trace: known from the commands or the cached state, else once it is loaded.
+        parent = decision_parent(accepted, self.states.get(subject))
+        with span(DECIDE_SPAN, parent=parent, attributes=attributes) if parent else contextlib.nullcontext():
+            try:
+                outcome = await self.decider.decide(subject, [command for _, command in accepted])
+            except Exception as exc:  # settled: dead-lettered or retried, never lost
+                log.warning("decision_failed", error=repr(exc), commands=[command_id_of(c) for _, c in accepted])
+                for msg, command in accepted:
+                    await settle_failed(nc, js, msg, command_id_of(command), exc)
+                return
+            loaded = "" if parent or outcome.state is None else outcome.state.traceparent
+            with (
+                span(DECIDE_SPAN, parent=loaded, attributes=attributes, start_time=started)
+                if loaded
+                else (contextlib.nullcontext())
+            ):
+                try:
+                    await self._after_decision(nc, js, outcome, accepted, log)
+                except Exception:  # the decision is stored: unacked commands come back and are found decided
+                    log.exception("after_decision_failed")
 
     async def _after_decision(
         self,
@@ -388,6 +403,7 @@ class SchedulerService:
             raise InputError(f"command for execution {command.execution_id} was sent on subject {msg.subject}")
         if isinstance(command, LaunchExecution):
             assert self.decider is not None  # set by run() before any command is consumed
+            command = with_launch_traceparent(command, msg)
             resolved = await resolve_launch(registry, self.decider.event_log, command, default_cluster)
             return msgspec.structs.replace(resolved, default_task_timeout_seconds=self.default_task_timeout_seconds)
         return command

@@ -30,6 +30,7 @@ from plait.core.commands import (
 )
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID, NATS_SCHEDULE, NATS_SCHEDULE_TARGET, PLAIT_REPLY_TO
+from plait.telemetry import inject
 
 KIND_OF_COMMAND: dict[type, str] = {
     LaunchExecution: "launch",
@@ -65,7 +66,7 @@ async def publish_command(
 ) -> PubAck:
     """Store the command durably; returns JetStream's acknowledgement. A repeated command id is stored once (the
     acknowledgement of a repeat says ``duplicate``, with the sequence of the first)."""
-    headers = {NATS_MSG_ID: msg_id_of(command, project, domain)}
+    headers = inject({NATS_MSG_ID: msg_id_of(command, project, domain)})
     if reply_to:
         headers[PLAIT_REPLY_TO] = reply_to
     ack = await js.publish(
@@ -83,7 +84,7 @@ async def send_command(js: JetStreamContext, command: Command, project: str, dom
     future: asyncio.Future[PubAck] = await js.publish_async(
         subject_of(command, project, domain),
         codec.encode(command),
-        headers={NATS_MSG_ID: msg_id_of(command, project, domain)},
+        headers=inject({NATS_MSG_ID: msg_id_of(command, project, domain)}),
         stream=subjects.COMMANDS_STREAM,
     )
     return future
@@ -101,9 +102,11 @@ async def schedule_command(
     await js.publish(
         subjects.schedule_subject(project, domain, command.execution_id, timer),
         codec.encode(command),
-        headers={
-            NATS_SCHEDULE: f"@at {fire_at}",
-            NATS_SCHEDULE_TARGET: subject_of(command, project, domain),
-        },
+        headers=inject(
+            {
+                NATS_SCHEDULE: f"@at {fire_at}",
+                NATS_SCHEDULE_TARGET: subject_of(command, project, domain),
+            }
+        ),
         stream=subjects.COMMANDS_STREAM,
     )

@@ -17,6 +17,7 @@ from plait.adapters.event_log import DecisionTooLarge, EventLog, StoredDecision,
 from plait.adapters.nats_errors import MESSAGE_TOO_LARGE, WRONG_LAST_SEQUENCE
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MSG_ID
+from plait.telemetry import inject
 
 FLOORS_KEPT = 10_000  # subjects whose last sequence a failed append revealed, until each is read again
 
@@ -94,10 +95,12 @@ class EventStore(EventLog):
 
     async def append_encoded(self, subject: str, data: bytes, expected_sequence: int) -> tuple[int, str]:
         digest = codec.digest(data)
-        headers = {
-            NATS_EXPECTED_LAST_SUBJECT_SEQUENCE: str(expected_sequence),
-            NATS_MSG_ID: digest,
-        }
+        headers = inject(
+            {
+                NATS_EXPECTED_LAST_SUBJECT_SEQUENCE: str(expected_sequence),
+                NATS_MSG_ID: digest,
+            }
+        )
         limit = route_of(self.js).nc.max_payload - header_bytes(headers)
         if len(data) > limit:  # the server would close the connection rather than refuse the message
             raise DecisionTooLarge(len(data), limit)

@@ -21,6 +21,7 @@ from plait.protocol.registry import LATEST
 from plait.sdk.hints import encode_value
 from plait.sdk.launch_plan import LaunchPlan
 from plait.sdk.workflow import Workflow
+from plait.telemetry import span
 
 R = TypeVar("R")
 
@@ -143,7 +144,8 @@ class Launching(Registering, Following, LaunchDecision):
                 overwrite_cache=overwrite_cache,
                 cluster=cluster or "",
             )
-            rejection = await self._launch_decided(command, timeout)
+            with span("plait.launch", attributes={"plait.execution_id": execution_id, "plait.workflow": name}):
+                rejection = await self._launch_decided(command, timeout)
         if rejection is not None:
             raise InputError(rejection)
         typed = workflow.workflow if isinstance(workflow, LaunchPlan) else workflow
@@ -181,7 +183,10 @@ class Launching(Registering, Following, LaunchDecision):
             recover=recover,
         )
         verb = "recovering" if recover else "relaunching"
-        with as_plait_errors(f"{verb} execution {original} as {execution_id}", execution_id=execution_id):
+        with (
+            as_plait_errors(f"{verb} execution {original} as {execution_id}", execution_id=execution_id),
+            span(f"plait.{'recover' if recover else 'relaunch'}", attributes={"plait.execution_id": execution_id}),
+        ):
             rejection = await self._launch_decided(command, timeout)
         if rejection is not None:
             raise InputError(rejection)

@@ -36,6 +36,7 @@ class LaunchExecution(msgspec.Struct, frozen=True, kw_only=True, tag="launch_exe
     cluster: str = ""  # where its tasks run, unless a task names its own ("": the launch plan's, workflow's...)
     parent_execution: str = ""  # of a child execution: the execution whose node ``parent_node`` launched it
     parent_node: str = ""
+    traceparent: str = ""  # W3C trace context of the launch, from its message's header (see plait.telemetry)
 
 
 class ReportAttemptStarted(msgspec.Struct, frozen=True, kw_only=True, tag="report_attempt_started.v1"):

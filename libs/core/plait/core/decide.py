@@ -231,6 +231,7 @@ def _launch(
         default_task_timeout_seconds=default_task_timeout,
         parent_execution=command.parent_execution,
         parent_node=command.parent_node,
+        traceparent=command.traceparent,
     )
     state = launch(launched, datetime.min, command.command_id)
     events: list[Event] = [launched]

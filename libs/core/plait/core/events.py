@@ -44,6 +44,7 @@ class ExecutionLaunched(msgspec.Struct, frozen=True, tag="execution_launched.v1"
     default_task_timeout_seconds: float | None = None  # the timeout of its tasks that set none (None: no timeout)
     parent_execution: str = ""  # of a child execution: the execution whose node ``parent_node`` launched it
     parent_node: str = ""
+    traceparent: str = ""  # W3C trace context of the launch: every later span of the execution joins its trace
 
 
 class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):

@@ -151,6 +151,7 @@ class Execution(msgspec.Struct, kw_only=True):
     signals: dict[str, SignalReceived] = msgspec.field(default_factory=dict)  # by name: the signals given so far
     parent_execution: str = ""  # of a child execution: the execution whose node ``parent_node`` launched it
     parent_node: str = ""
+    traceparent: str = ""  # the launch's W3C trace context ("": none recorded)
 
     @property
     def terminal(self) -> bool:
@@ -185,6 +186,7 @@ def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Exec
         case_members=case_members(event.workflow),
         parent_execution=event.parent_execution,
         parent_node=event.parent_node,
+        traceparent=event.traceparent,
     )
     for node in event.workflow.nodes:
         upstream = tuple(sorted(node_upstream(node)))

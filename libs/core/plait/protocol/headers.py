@@ -14,6 +14,7 @@ CONTENT_TYPE = codec.CONTENT_TYPE
 PLAIT_ATTEMPT = "Plait-Attempt"
 PLAIT_OUTPUT_OFFSET = "Plait-Output-Offset"
 PLAIT_OUTPUT_END = "Plait-Output-End"
+TRACEPARENT = "traceparent"  # W3C trace context, written and read by plait.telemetry through OpenTelemetry
 
 NATS_MSG_ID = "Nats-Msg-Id"
 NATS_EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
@@ -55,4 +56,5 @@ MEANINGS: dict[str, str] = {
     NATS_LAST_SEQUENCE: "on a batched direct get's answer: the sequence of the message before this one in the batch",
     STATUS: "on a server's status message (no body): its code, e.g. 404 no messages, 408 request expired",
     DESCRIPTION: "on a server's status message: the code's description",
+    TRACEPARENT: "on a command, decision or dispatch: the W3C trace context of the execution's trace (optional)",
 }
