@@ -20,3 +20,10 @@ def doubled(text: str) -> str:
 @workflow
 def traced(text: str = "trace") -> str:
     return doubled(text=measured(text=text))
+
+
+@task
+def trace_seen() -> str:
+    """The trace id current while the task runs ("" when none)."""
+    context = trace.get_current_span().get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else ""

@@ -3,17 +3,23 @@ task's own, current while the task's function runs, so that spans the task start
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager, nullcontext
 
 from nats.aio.msg import Msg
 
 from plait.core.dispatch import Dispatch
 from plait.core.model import TaskTarget
-from plait.telemetry.context import Attributes, span, traceparent_of
+from plait.telemetry.context import Attributes, current_traceparent, span, traceparent_of
+from plait.telemetry.setup import TRACES_FILE, tracing_enabled
 
 ATTEMPT_SPAN = "plait.executor.attempt"
 TASK_SPAN = "plait.worker.task"
 WORKER_SERVICE = "plait-worker"
+RUNTIME_SERVICE = "plait-runtime"
+POD_TRACEPARENT = "PLAIT_TRACEPARENT"
+"""In a Kubernetes pod's environment: the executor's span of the attempt, which the task runtime's span is a child
+of."""
 
 
 def attempt_span(dispatch: Dispatch, msg: Msg) -> AbstractContextManager[None]:
@@ -36,3 +42,18 @@ def task_span(target: TaskTarget, traceparent: str) -> AbstractContextManager[No
     if not traceparent:
         return nullcontext()
     return span(TASK_SPAN, parent=traceparent, attributes={"plait.task": f"{target.module}:{target.qualname}"})
+
+
+def pod_trace_env() -> dict[str, str]:
+    """What a pod's task runtime needs to join the attempt's trace: the current span's context, and this
+    executor's ``OTEL_*`` settings (and ``PLAIT_TRACES_FILE``) when it records spans; empty when no span is current."""
+    traceparent = current_traceparent()
+    if not traceparent:
+        return {}
+    env = {POD_TRACEPARENT: traceparent}
+    if tracing_enabled():
+        env.update({name: value for name, value in os.environ.items() if name.startswith("OTEL_")})
+        if os.environ.get(TRACES_FILE):
+            env[TRACES_FILE] = os.environ[TRACES_FILE]
+    env.pop("OTEL_SERVICE_NAME", None)  # the runtime names itself
+    return env

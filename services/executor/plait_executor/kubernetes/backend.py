@@ -53,6 +53,7 @@ from plait_executor.kubernetes.verdicts import (
     pods_settled,
 )
 from plait_executor.kubernetes.watching import COMPLETION_INDEX, JOB_NAME_LABEL, ClusterView
+from plait_executor.tracing import pod_trace_env
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor.kubernetes")
 
@@ -258,7 +259,13 @@ class KubernetesBackend:
     def _options(self, dispatch: Dispatch, variables: dict[str, str]) -> KubernetesOptions:
         options = dispatch.task.kubernetes if isinstance(dispatch.task.kubernetes, KubernetesOptions) else None
         options = options or KubernetesOptions()
-        env = {**options.env, **self.target.env, NATS_URL_VARIABLE: self.target.nats_url, **variables}
+        env = {
+            **options.env,
+            **self.target.env,
+            NATS_URL_VARIABLE: self.target.nats_url,
+            **pod_trace_env(),
+            **variables,
+        }
         return msgspec.structs.replace(options, image=options.image or self.target.image or None, env=env)
 
     def _identity(self, dispatch: Dispatch, attempt_id: str) -> AttemptIdentity:

@@ -32,9 +32,11 @@ from plait.adapters.connection import connect
 from plait.adapters.object_store import ValueStore
 from plait.adapters.output_store import OutputStore
 from plait.core.dispatch import Dispatch
+from plait.core.model import TaskTarget
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.logging import configure_logging
 from plait.settings import load_settings
+from plait.telemetry import configure_tracing, flush
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
 from plait_executor.code_bundles import CodeCache, code_cache_directory, target_of
@@ -42,6 +44,7 @@ from plait_executor.kubernetes.batches import BATCH_VARIABLE, INDEX_VARIABLE, de
 from plait_executor.reports import publish_until_stored, report_result, started_command
 from plait_executor.stored_values import run_with_values
 from plait_executor.task_output import keep_output
+from plait_executor.tracing import POD_TRACEPARENT, RUNTIME_SERVICE, task_span
 
 DISPATCH_VARIABLE = "PLAIT_DISPATCH"
 NATS_URL_VARIABLE = "PLAIT_NATS_URL"
@@ -87,7 +90,7 @@ async def run(
 
                 async def call(inputs: dict[str, Any]) -> AttemptOutcome:
                     version = dispatch.task.version
-                    return await anyio.to_thread.run_sync(run_captured, code_target, inputs, version, output_limits)
+                    return await anyio.to_thread.run_sync(run_traced, code_target, inputs, version, output_limits)
 
                 outcome = await run_with_values(ValueStore.on_jetstream(js, inline_limit), dispatch, call)
         if outcome.output:  # the pod's own log shows it too (`kubectl logs`)
@@ -103,6 +106,13 @@ async def run(
         return outcome.error is None
     finally:
         await nc.close()
+
+
+def run_traced(target: TaskTarget, inputs: dict[str, Any], version: str | None, limits: OutputLimits) -> AttemptOutcome:
+    """``run_captured`` in the task's span: a child of the executor's span of the attempt (``PLAIT_TRACEPARENT``), so
+    that spans the task starts join the execution's trace."""
+    with task_span(target, os.environ.get(POD_TRACEPARENT, "")):
+        return run_captured(target, inputs, version, limits)
 
 
 def read_batch_item() -> Dispatch:
@@ -125,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument("--batch", action="store_true", help="run the item at this pod's index of its map Job")
     args = parser.parse_args(argv)
     configure_logging(os.environ.get("PLAIT_LOG_FORMAT", "json"), os.environ.get("PLAIT_LOG_LEVEL", "info"))
+    configure_tracing(RUNTIME_SERVICE)
     dispatch = read_batch_item() if args.batch else read_dispatch(args.attempt)
     nats_url = os.environ.get(NATS_URL_VARIABLE)
     if not nats_url:
@@ -137,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         log.error("attempt_not_reported", error=repr(exc))
         return NOT_REPORTED_EXIT
+    finally:
+        flush()
     return 0 if succeeded else REPORTED_FAILURE_EXIT
 
 
