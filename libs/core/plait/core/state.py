@@ -111,7 +111,10 @@ class NodeState(msgspec.Struct, kw_only=True):
             index = item_of_attempt(attempt_id)
             found = self.item_attempts[index] if 0 <= index < self.map_size else None
             return found if found is not None and found.attempt_id == attempt_id else None
-        return next((a for a in reversed(self.attempts) if a.attempt_id == attempt_id), None)
+        attempts = self.attempts
+        if attempts and attempts[-1].attempt_id == attempt_id:  # nearly always: results come for the latest
+            return attempts[-1]
+        return next((a for a in reversed(attempts) if a.attempt_id == attempt_id), None)
 
 
 class Execution(msgspec.Struct, kw_only=True):
@@ -200,7 +203,8 @@ def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Exec
 
 
 def evolve(state: Execution, event: Event, at: datetime) -> Execution:
-    """Apply one event (not a launch) to ``state``. Total: never raises on a known event."""
+    """Apply one event (not a launch) to ``state``. Total: never raises on a known event. (The cases are tried in
+    order: the most frequent events come first.)"""
     match event:
         case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, index=index) if index >= 0:
             node = state.nodes[node_id]
@@ -218,6 +222,27 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
             node.cache_key, node.cache_holder, node.retry_at = key or node.cache_key, "", None
             previous = node.attempts[-1] if node.attempts else None
             node.attempts.append(_after(previous, AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at)))
+        case AttemptStarted(node=node_id, attempt_id=attempt_id, worker=worker):
+            node = state.nodes[node_id]
+            attempt_state = node.find_attempt(attempt_id)
+            if attempt_state is not None:
+                attempt_state.status, attempt_state.worker, attempt_state.started_at = "running", worker, at
+                node.status = "running"
+        case AttemptFailed(node=node_id, attempt_id=attempt_id, error=error, worker=worker):
+            attempt_state = state.nodes[node_id].find_attempt(attempt_id)
+            if attempt_state is not None:
+                attempt_state.status, attempt_state.error, attempt_state.finished_at = "failed", error, at
+                attempt_state.worker = worker or attempt_state.worker
+        case NodeSucceeded(node=node_id, attempt_id=attempt_id, outputs=outputs, worker=worker):
+            node = state.nodes[node_id]
+            node.status, node.outputs = "succeeded", outputs
+            state.node_outputs[node_id] = outputs
+            attempt_state = node.find_attempt(attempt_id)
+            if attempt_state is not None:
+                attempt_state.status, attempt_state.finished_at = "succeeded", at
+                attempt_state.worker = worker or attempt_state.worker
+            for child in node.downstream:
+                state.nodes[child].waiting_on -= 1
         case RetryScheduled(node=node_id, delay_seconds=delay, index=index):
             node = state.nodes[node_id]
             if index < 0:
@@ -249,27 +274,6 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
             node.status, node.outputs, node.cache_holder = "succeeded", outputs, ""
             node.cached_from = f"{source_execution}/{source}"
             state.node_outputs[node_id] = outputs
-            for child in node.downstream:
-                state.nodes[child].waiting_on -= 1
-        case AttemptStarted(node=node_id, attempt_id=attempt_id, worker=worker):
-            node = state.nodes[node_id]
-            attempt_state = node.find_attempt(attempt_id)
-            if attempt_state is not None:
-                attempt_state.status, attempt_state.worker, attempt_state.started_at = "running", worker, at
-                node.status = "running"
-        case AttemptFailed(node=node_id, attempt_id=attempt_id, error=error, worker=worker):
-            attempt_state = state.nodes[node_id].find_attempt(attempt_id)
-            if attempt_state is not None:
-                attempt_state.status, attempt_state.error, attempt_state.finished_at = "failed", error, at
-                attempt_state.worker = worker or attempt_state.worker
-        case NodeSucceeded(node=node_id, attempt_id=attempt_id, outputs=outputs, worker=worker):
-            node = state.nodes[node_id]
-            node.status, node.outputs = "succeeded", outputs
-            state.node_outputs[node_id] = outputs
-            attempt_state = node.find_attempt(attempt_id)
-            if attempt_state is not None:
-                attempt_state.status, attempt_state.finished_at = "succeeded", at
-                attempt_state.worker = worker or attempt_state.worker
             for child in node.downstream:
                 state.nodes[child].waiting_on -= 1
         case NodeFailed(node=node_id, error=error):
