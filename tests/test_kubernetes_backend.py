@@ -304,6 +304,22 @@ async def test_a_pods_output_is_captured_and_read_back(cluster: Cluster) -> None
     assert "step 2 done" in failed
 
 
+async def test_a_pods_output_is_followed_while_it_runs(cluster: Cluster, tmp_path: Path) -> None:
+    flag = tmp_path / "flag"
+    async with running(cluster.executor("k8s-executor").run), client_of(cluster) as client:
+        handle = await client.launch(output_workflows.waits_for_flow, {"path": str(flag)})
+        chunks = []
+        with anyio.fail_after(DEADLINE):
+            async for chunk in client.follow_logs(handle.id):
+                chunks.append(chunk)
+                if "waiting" in chunk.text:
+                    flag.touch()  # the task ends only now: "waiting" came from the running pod
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded"
+    assert all(chunk.live for chunk in chunks) and chunks[-1].ended
+    assert "".join(chunk.text for chunk in chunks) == "waiting\nreleased\n"
+
+
 async def test_a_pod_runs_its_task_from_the_code_bundle_after_the_source_is_gone(
     cluster: Cluster, tmp_path: Path
 ) -> None:

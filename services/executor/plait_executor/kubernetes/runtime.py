@@ -41,6 +41,7 @@ from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
 from plait_executor.code_bundles import CodeCache, code_cache_directory, target_of
 from plait_executor.kubernetes.batches import BATCH_VARIABLE, INDEX_VARIABLE, decode_batch
+from plait_executor.live_output import LiveOutput, live_output_directory
 from plait_executor.reports import publish_until_stored, report_result, started_command
 from plait_executor.stored_values import run_with_values
 from plait_executor.task_output import keep_output
@@ -90,7 +91,10 @@ async def run(
 
                 async def call(inputs: dict[str, Any]) -> AttemptOutcome:
                     version = dispatch.task.version
-                    return await anyio.to_thread.run_sync(run_traced, code_target, inputs, version, output_limits)
+                    async with live_output_directory() as folder, LiveOutput(js, folder).tailing(dispatch) as live:
+                        return await anyio.to_thread.run_sync(
+                            run_traced, code_target, inputs, version, output_limits, live
+                        )
 
                 outcome = await run_with_values(ValueStore.on_jetstream(js, inline_limit), dispatch, call)
         if outcome.output:  # the pod's own log shows it too (`kubectl logs`)
@@ -108,11 +112,17 @@ async def run(
         await nc.close()
 
 
-def run_traced(target: TaskTarget, inputs: dict[str, Any], version: str | None, limits: OutputLimits) -> AttemptOutcome:
+def run_traced(
+    target: TaskTarget,
+    inputs: dict[str, Any],
+    version: str | None,
+    limits: OutputLimits,
+    live_path: str | None = None,
+) -> AttemptOutcome:
     """``run_captured`` in the task's span: a child of the executor's span of the attempt (``PLAIT_TRACEPARENT``), so
-    that spans the task starts join the execution's trace."""
+    that spans the task starts join the execution's trace; its output written to ``live_path`` as it runs."""
     with task_span(target, os.environ.get(POD_TRACEPARENT, "")):
-        return run_captured(target, inputs, version, limits)
+        return run_captured(target, inputs, version, limits, live_path)
 
 
 def read_batch_item() -> Dispatch:
