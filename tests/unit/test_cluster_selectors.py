@@ -10,9 +10,9 @@ import msgspec
 import pytest
 
 from plait.core.clusters import cluster_of_task
-from plait.core.commands import LaunchExecution, ReportAttemptResult, ResolvedLaunch
+from plait.core.commands import LaunchExecution, ResolvedLaunch
 from plait.core.decide import Rejected, decide, decide_batch
-from plait.core.events import ExecutionLaunched, NodeQueued
+from plait.core.events import ExecutionLaunched
 from plait.core.model import LaunchPlanSpec
 from plait.core.selectors import LiveExecutor, choose_cluster, no_match_reason, selector_problem, selector_text
 from plait.core.state import Execution, launch
@@ -21,6 +21,7 @@ from plait.sdk import Workflow, task, workflow
 from plait.sdk.launch_plan import LaunchPlan
 from plait_cli.run import selector_option
 from tests import cluster_workflows
+from tests.helpers.clusters import queued_clusters
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 A100_EAST = LiveExecutor(cluster="gpu-east", labels={"gpu": "a100", "region": "east"})
@@ -63,27 +64,6 @@ def launched(resolved_launch: ResolvedLaunch) -> ExecutionLaunched:
     first = decide(None, resolved_launch)[0]
     assert isinstance(first, ExecutionLaunched)
     return first
-
-
-def queued_clusters(resolved_launch: ResolvedLaunch) -> dict[str, str]:
-    """The cluster of every attempt the execution queues, by task short name, answering each at once."""
-    outcome = decide_batch(None, [resolved_launch], AT)
-    assert outcome.state is not None, outcome.rejections
-    found: dict[str, str] = {}
-    pending = [e for e in outcome.events if isinstance(e, NodeQueued)]
-    while pending:
-        event = pending.pop()
-        found[event.task.rsplit(".", 1)[-1]] = event.cluster
-        result = ReportAttemptResult(
-            command_id=f"r-{event.attempt_id}",
-            execution_id=outcome.state.execution_id,
-            node=event.node,
-            attempt_id=event.attempt_id,
-            worker="w",
-            outputs={"result": 1},
-        )
-        pending += [e for e in decide_batch(outcome.state, [result], AT).events if isinstance(e, NodeQueued)]
-    return found
 
 
 class TestChoosingACluster:
