@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from plait.core.clusters import cluster_of_task
+from plait.core.clusters import cluster_of_task, select_clusters
 from plait.core.commands import LaunchExecution, ResolvedLaunch
 from plait.core.decide import Rejected, decide, decide_batch
 from plait.core.events import ExecutionLaunched
@@ -210,3 +210,13 @@ class TestReplay:
         again = launched(resolved(cluster_workflows.unplaced, (A100_WEST,), original=first.state, relaunch_of="e"))
         assert again.cluster_selector == {"gpu": "a100"}
         assert again.selected_clusters == {"gpu=a100": "gpu-west"}
+
+
+def test_an_executor_announcing_a_cluster_no_subject_can_name_is_never_chosen() -> None:
+    """A hostile or broken announcement (``a.b`` would split the dispatch subject) cannot place work."""
+    bad = LiveExecutor(cluster="a.b", labels={"gpu": "a100"})
+    assert select_clusters([{"gpu": "a100"}], (bad, bad, A100_WEST)) == {"gpu=a100": "gpu-west"}
+    assert (
+        select_clusters([{"gpu": "a100"}], (bad,))
+        == "no live executor matches cluster selector gpu=a100: no executor is live"
+    )

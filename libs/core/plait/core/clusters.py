@@ -51,23 +51,18 @@ class Placement(msgspec.Struct, frozen=True):
         return bool(self.cluster or self.selector)
 
 
-def launch_placement(command_cluster: str, command_selector: dict[str, str], plan: LaunchPlanSpec | None) -> Placement:
-    """What a launch chose: its own cluster or selector, else its launch plan's (empty: neither chose)."""
-    if command_cluster or command_selector:
-        return Placement(command_cluster, command_selector)
-    if plan is None:
-        return Placement()
-    return Placement(chosen(plan.cluster), chosen_selector(plan.cluster_selector))
-
-
 def placement_at_launch(
     command_cluster: str, command_selector: dict[str, str], plan: LaunchPlanSpec | None, original: Execution | None
 ) -> Placement:
-    """What a launch chose, as ``launch_placement``; a relaunch that chooses nothing keeps its original's choice."""
-    placed = launch_placement(command_cluster, command_selector, plan)
-    if not placed and original is not None:
+    """What a launch chose: its own cluster or selector, else its launch plan's; a relaunch that chooses neither
+    keeps its original's choice (empty: nothing chose)."""
+    if command_cluster or command_selector:
+        return Placement(command_cluster, command_selector)
+    if plan is not None:
+        return Placement(chosen(plan.cluster), chosen_selector(plan.cluster_selector))
+    if original is not None:
         return Placement(original.launch_cluster, original.launch_selector)
-    return placed
+    return Placement()
 
 
 def placement_of(task: TaskSpec, workflow: WorkflowSpec, launched: Placement) -> Placement:
@@ -121,7 +116,8 @@ def selectors_in_force(workflow: WorkflowSpec, launched: Placement) -> list[dict
 
 def select_clusters(selectors: list[dict[str, str]], live: tuple[LiveExecutor, ...]) -> dict[str, str] | str:
     """The cluster each selector chooses among the ``live`` executors, by the selector's text; or, when one matches
-    none, the reason the launch is refused."""
+    none, the reason the launch is refused. An executor announcing a cluster no subject can name is left out."""
+    live = tuple(e for e in live if cluster_problem(e.cluster, "") is None)
     selected: dict[str, str] = {}
     for selector in selectors:
         cluster = choose_cluster(selector, live)
