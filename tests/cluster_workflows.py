@@ -59,3 +59,23 @@ def slow_in_west(x: int, seconds: float) -> int:
 @workflow
 def east_then_slow_west(x: int = 1, seconds: float = 3.0) -> int:
     return slow_in_west(x=in_east(x=x), seconds=seconds)
+
+
+@task(cluster_selector={"gpu": "a100"})
+def on_a100(x: int) -> int:
+    return x + 100
+
+
+@workflow
+def on_gpu(x: int = 1) -> int:
+    """One task that chooses its cluster by the labels of its executors."""
+    return on_a100(x=x)
+
+
+@workflow(cluster_selector={"region": "east"})
+def eastern_by_label(x: int = 1) -> int:
+    """``anywhere`` follows the workflow's selector; ``in_east`` keeps its cluster, ``on_a100`` its own selector."""
+    return on_a100(x=in_east(x=anywhere(x=x)))
+
+
+northern_by_label = LaunchPlan(northern, "northern_by_label", cluster_selector={"region": "south"})

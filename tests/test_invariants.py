@@ -16,6 +16,7 @@ from plait.core.events import (
     AttemptStarted,
     CommandRejected,
     Event,
+    ExecutionLaunched,
     ExecutionSucceeded,
     MapItemSucceeded,
     NodeQueued,
@@ -26,7 +27,7 @@ from plait.core.ids import attempt_id, item_attempt_id
 from plait.invariants import check_execution
 from plait.protocol.headers import NATS_MSG_ID
 from plait.replay import replay
-from tests import definitions, map_workflows
+from tests import cluster_workflows, definitions, map_workflows
 from tests.helpers.launching import launched
 from tests.helpers.plait_command import plait_command_async
 from tests.helpers.records import T0, history
@@ -216,3 +217,14 @@ async def test_audit_verify_all_reports_each_violation_with_its_execution_and_po
     ended = await plait_command_async(["audit", "verify", "--all", "--no-catalog", "--ended"], env)
     assert any(": not_ended: " in line and line.startswith("running ") for line in ended.stdout.splitlines())
     assert "3 executions, 3 problems" in ended.stderr
+
+
+def test_a_launch_choosing_clusters_for_selectors_not_in_force_is_reported() -> None:
+    """No task of ``unplaced`` is placed by a selector: a launch that records a choice for one is wrong."""
+    _, events = launched(cluster_workflows.unplaced, {"x": 1}, T0, EXECUTION)
+    first = events[0]
+    assert isinstance(first, ExecutionLaunched)
+    events[0] = msgspec.structs.replace(first, selected_clusters={"gpu=a100": "gpu-east"})
+    [problem] = check_execution(history(EXECUTION, [events]))
+    assert (problem.kind, problem.index) == ("wrong_cluster", 0)
+    assert "selectors ['gpu=a100'], not []" in problem.message

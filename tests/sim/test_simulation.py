@@ -134,3 +134,13 @@ def test_the_dynamic_profile_generates_nodes_and_fails_them() -> None:
             seen[f"execution {state.status}"] += 1
     assert seen["generated succeeded"] > 0 and seen["generated failed"] > 0 and seen["nested"] > 0, seen
     assert seen["execution succeeded"] > 0 and seen["execution failed"] > 0, seen
+
+
+def test_the_clusters_profile_records_the_clusters_its_selectors_chose() -> None:
+    """Launches with cluster selectors record the same choice in every seed, and their attempts go there."""
+    chosen: Counter[str] = Counter()
+    for seed in range(100):
+        for records in simulate(seed, "clusters").log.by_subject.values():
+            state = replay(records)
+            chosen.update(f"{selector}->{cluster}" for selector, cluster in state.selected_clusters.items())
+    assert set(chosen) == {"gpu=a100->gpu-east", "region=east->cpu-east"}, chosen

@@ -48,6 +48,7 @@ from plait.core.events import (
     TaskError,
 )
 from plait.core.ids import content_version
+from plait.core.selectors import LiveExecutor
 from plait.core.state import Execution, apply_decision
 from plait.core.task_output import OutputRef, output_object_name
 from plait.core.values import as_ref
@@ -102,6 +103,13 @@ SHAPES: tuple[Shape, ...] = (
 
 DEFAULT_CLUSTER = "home"
 """The project's default cluster every simulated launch records (as a scheduler's ``PLAIT_DEFAULT_CLUSTER``)."""
+LIVE_EXECUTORS = (
+    LiveExecutor(cluster="gpu-east", labels={"gpu": "a100", "region": "east"}),
+    LiveExecutor(cluster="gpu-west", labels={"gpu": "a100", "region": "west"}),
+    LiveExecutor(cluster="cpu-east", labels={"region": "east"}),
+    LiveExecutor(cluster="cpu-east", labels={"region": "east"}),
+)
+"""The live executors every simulated launch's cluster selectors are matched against."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +157,8 @@ PROFILES = {
             (cluster_workflows.east_then_west, {"x": 1}),
             (cluster_workflows.northern, {"x": 1}),
             (cluster_workflows.unplaced, {"x": 1}),
+            (cluster_workflows.eastern_by_label, {"x": 1}),
+            (cluster_workflows.on_gpu, {"x": 1}),
         ),
     ),
     "timeouts": Profile(
@@ -408,7 +418,9 @@ class World:
             version=wf.spec.version,
             inputs=inputs,
         )
-        return ResolvedLaunch(command=command, workflow=wf.spec, default_cluster=DEFAULT_CLUSTER)
+        return ResolvedLaunch(
+            command=command, workflow=wf.spec, default_cluster=DEFAULT_CLUSTER, live_executors=LIVE_EXECUTORS
+        )
 
     def send(self, command: Command | ResolvedLaunch, *, again: bool = False) -> None:
         inner = command.command if isinstance(command, ResolvedLaunch) else command

@@ -16,6 +16,7 @@ from plait.core.model import LaunchPlanSpec
 from plait.errors import DefinitionError
 from plait.sdk import Workflow, task, workflow
 from tests import cluster_workflows, map_workflows, workflows
+from tests.helpers.clusters import queued_clusters
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 
@@ -32,27 +33,6 @@ def launch(
         command_id="launch", execution_id="e", project="p", domain="d", inputs=inputs or {}, cluster=cluster
     )
     return ResolvedLaunch(command=command, workflow=wf.spec, launch_plan=plan, default_cluster=default)
-
-
-def queued_clusters(resolved: ResolvedLaunch) -> dict[str, str]:
-    """The cluster of every attempt the execution queues, by task short name, answering each at once."""
-    outcome = decide_batch(None, [resolved], AT)
-    assert outcome.state is not None
-    found: dict[str, str] = {}
-    pending = [e for e in outcome.events if isinstance(e, NodeQueued)]
-    while pending:
-        event = pending.pop()
-        found[event.task.rsplit(".", 1)[-1]] = event.cluster
-        result = ReportAttemptResult(
-            command_id=f"r-{event.attempt_id}",
-            execution_id="e",
-            node=event.node,
-            attempt_id=event.attempt_id,
-            worker="w",
-            outputs={"result": 1},
-        )
-        pending += [e for e in decide_batch(outcome.state, [result], AT).events if isinstance(e, NodeQueued)]
-    return found
 
 
 class TestPrecedence:

@@ -15,7 +15,7 @@
   execution that recovers none; an attempt is recorded stopped before the execution ended (``attempt_stopped.v1``
   is the one event besides ``command_rejected.v1`` that may follow the end);
 - an attempt is queued for another cluster than its task's, launch's, launch plan's, workflow's or the default
-  (``plait.core.clusters``) says;
+  (``plait.core.clusters``) says; a launch records a cluster for other cluster selectors than those in force;
 - with ``ended``: the execution has not ended (checked once a run is over and every execution should have);
 - with ``catalog_execution``: the catalog's row differs from a fresh replay (``plait.audit.verify_catalog``).
 
@@ -33,7 +33,7 @@ import msgspec
 from plait import codec
 from plait.audit import Problem, ProblemKind, verify_catalog, verify_chain
 from plait.core.branches import guard_of
-from plait.core.clusters import cluster_of_task
+from plait.core.clusters import Placement, cluster_of_task, selectors_in_force
 from plait.core.dynamic import expanded_nodes, task_keys
 from plait.core.events import (
     TERMINAL_EVENTS,
@@ -63,6 +63,7 @@ from plait.core.events import (
 )
 from plait.core.ids import attempt_id, item_attempt_id
 from plait.core.model import Guard, upstream_nodes
+from plait.core.selectors import selector_text
 from plait.core.state import Execution, launch
 from plait.core.task_output import OutputRef, output_object_name
 from plait.protocol.executions import ExecutionDetail
@@ -145,6 +146,7 @@ class _Walk:
                 self.upstream = {node.id: node.upstream for node in self.launched.nodes.values()}
                 self.recovering = bool(event.recovered_from)
                 self.guards = {node.id: guard for node in nodes if (guard := guard_of(node.spec)) is not None}
+                self._selections(event)
             return
         if isinstance(event, TERMINAL_EVENTS):
             if isinstance(event, ExecutionSucceeded):
@@ -293,6 +295,16 @@ class _Walk:
             self.report(
                 "wrong_cluster",
                 f"{item} attempt {event.attempt} queued for cluster '{event.cluster}', not '{expected}'",
+            )
+
+    def _selections(self, event: ExecutionLaunched) -> None:
+        """The launch resolved exactly the selectors that place some task (``plait.core.clusters``), no other."""
+        in_force = selectors_in_force(event.workflow, Placement(event.cluster, event.cluster_selector))
+        expected = sorted(selector_text(selector) for selector in in_force)
+        if sorted(event.selected_clusters) != expected:
+            self.report(
+                "wrong_cluster",
+                f"the launch chose clusters for selectors {sorted(event.selected_clusters)}, not {expected}",
             )
 
     def _known_attempt(self, node: str, attempt: str, event: Event) -> bool:

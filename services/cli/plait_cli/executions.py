@@ -81,7 +81,9 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
         family = _family(state)
     if as_json:
         shown = msgspec.to_builtins(execution)
-        extra = {"waiting_for_clusters": waiting} if waiting else {}
+        extra: dict[str, object] = {"waiting_for_clusters": waiting} if waiting else {}
+        if state is not None and state.selected_clusters:
+            extra["selected_clusters"] = state.selected_clusters
         print_json({**shown, **extra, **msgspec.to_builtins(family)} if family.linked else {**shown, **extra})
         return 0
     out = console()
@@ -103,6 +105,8 @@ async def show_execution(settings: Settings, execution_id: str, as_json: bool) -
         out.print(f"child of execution {family.parent_execution} (node '{family.parent_node}')", highlight=False)
     for node_id, child in family.child_executions.items():
         out.print(f"node {node_id} launched child execution {child}", highlight=False)
+    for selector, cluster in sorted((state.selected_clusters if state is not None else {}).items()):
+        out.print(f"cluster selector {selector} chose cluster [bold]{cluster}[/]", highlight=False)
     table = Table(box=None)
     for column in ("node", "task", "status", "attempts", "started", "time", "worker / note"):
         table.add_column(column)

@@ -232,6 +232,7 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) 
             overwrite_cache=options["overwrite_cache"],
             cluster=options["cluster"],
             fast=not options["no_bundle"],
+            cluster_selector=options["cluster_selector"],
         )
     )
 

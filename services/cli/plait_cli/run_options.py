@@ -28,6 +28,12 @@ RUN_OPTIONS = (
     ),
     RunOption("--cluster", "cluster", "run its tasks on this cluster, except those that name their own", "NAME"),
     RunOption(
+        "--cluster-selector",
+        "cluster_selector",
+        "in place of --cluster: run them on a cluster whose live executors have these labels",
+        "KEY=VALUE,...",
+    ),
+    RunOption(
         "--no-bundle",
         "no_bundle",
         "register without the source bundle: workers import the tasks from the files, as they are when they run",

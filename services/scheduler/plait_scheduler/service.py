@@ -57,6 +57,7 @@ from plait_scheduler.launches import resolve_launch
 from plait_scheduler.notifications import Notifier
 from plait_scheduler.outbox import Outbox
 from plait_scheduler.schedules import LaunchPlanSchedules
+from plait_scheduler.selections import with_live_executors
 from plait_scheduler.tracing import DECIDE_SPAN, decision_parent, with_launch_traceparent
 
 COMMANDS_CONSUMER = "scheduler"
@@ -338,7 +339,7 @@ class SchedulerService:
             try:
                 decoded = codec.decode_command(msg.data, msg.headers)
                 command_id = decoded.command_id
-                accepted.append((msg, await self._resolve(registry, subject, msg, decoded, self.cluster)))
+                accepted.append((msg, await self._resolve(js, registry, subject, msg, decoded, self.cluster)))
             except Exception as exc:  # settled: dead-lettered or retried, never lost
                 if isinstance(decoded, LaunchExecution) and isinstance(exc, PERMANENT):
                     await report_rejected_launch(js, decoded, str(exc) or type(exc).__name__)
@@ -395,16 +396,18 @@ class SchedulerService:
                 log.info("execution_ended", outcome=type(event).__name__)
 
     async def _resolve(
-        self, registry: Registry, subject: str, msg: Msg, command: Command, default_cluster: str
+        self, js: JetStreamContext, registry: Registry, subject: str, msg: Msg, command: Command, default_cluster: str
     ) -> Command | ResolvedLaunch:
         """The command, checked against the subject it came on; a launch with what it names in the registry (or,
-        for a relaunch, in the log) and the project's default cluster."""
+        for a relaunch, in the log), the project's default cluster, and the live executors when a cluster selector
+        is to choose among them."""
         if not subject or not _sent_for(command, msg.subject):
             raise InputError(f"command for execution {command.execution_id} was sent on subject {msg.subject}")
         if isinstance(command, LaunchExecution):
             assert self.decider is not None  # set by run() before any command is consumed
             command = with_launch_traceparent(command, msg)
             resolved = await resolve_launch(registry, self.decider.event_log, command, default_cluster)
+            resolved = await with_live_executors(js, resolved)
             return msgspec.structs.replace(resolved, default_task_timeout_seconds=self.default_task_timeout_seconds)
         return command
 

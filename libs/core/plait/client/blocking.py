@@ -86,6 +86,7 @@ class Client:
         timeout: float = 30.0,
         cluster: str | None = None,
         fast: bool = False,
+        cluster_selector: dict[str, str] | None = None,
     ) -> ExecutionHandle[R]: ...
 
     @overload
@@ -103,6 +104,7 @@ class Client:
         timeout: float = 30.0,
         cluster: str | None = None,
         fast: bool = False,
+        cluster_selector: dict[str, str] | None = None,
     ) -> ExecutionHandle[Any]: ...
 
     def launch(
@@ -119,6 +121,7 @@ class Client:
         timeout: float = 30.0,
         cluster: str | None = None,
         fast: bool = False,
+        cluster_selector: dict[str, str] | None = None,
     ) -> ExecutionHandle[Any]:
         launched = self._portal.call(
             self._async.launch,
@@ -133,6 +136,7 @@ class Client:
             timeout=timeout,
             cluster=cluster,
             fast=fast,
+            cluster_selector=cluster_selector,
         )
         return ExecutionHandle(launched, self._portal)
 

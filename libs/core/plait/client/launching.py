@@ -13,7 +13,7 @@ from plait.client.handle import AsyncExecutionHandle
 from plait.client.identity import default_principal
 from plait.client.launch_decision import LaunchDecision
 from plait.client.registration import Registering
-from plait.core.clusters import cluster_problem
+from plait.core.clusters import placement_problem
 from plait.core.commands import LaunchExecution
 from plait.core.ids import content_version, new_execution_id
 from plait.errors import InputError
@@ -53,6 +53,7 @@ class Launching(Registering, Following, LaunchDecision):
         timeout: float = 30.0,
         cluster: str | None = None,
         fast: bool = False,
+        cluster_selector: dict[str, str] | None = None,
     ) -> AsyncExecutionHandle[R]: ...
 
     @overload
@@ -70,6 +71,7 @@ class Launching(Registering, Following, LaunchDecision):
         timeout: float = 30.0,
         cluster: str | None = None,
         fast: bool = False,
+        cluster_selector: dict[str, str] | None = None,
     ) -> AsyncExecutionHandle[Any]: ...
 
     async def launch(
@@ -86,6 +88,7 @@ class Launching(Registering, Following, LaunchDecision):
         timeout: float = 30.0,
         cluster: str | None = None,
         fast: bool = False,
+        cluster_selector: dict[str, str] | None = None,
     ) -> AsyncExecutionHandle[Any]:
         """Launch an execution and return its handle once the scheduler accepted it.
 
@@ -95,8 +98,10 @@ class Launching(Registering, Following, LaunchDecision):
         ``idempotency_key`` derives that id from the key, the project and the domain, so every launch
         with the same key, however often delivered, starts one execution. ``overwrite_cache`` runs cached
         tasks without looking them up, and stores their results in place of the cached ones. ``cluster`` runs its
-        tasks there, except those that name their own (above a launch plan's and the workflow's choice). ``fast``
-        registers a ``Workflow`` with its source bundle (see ``register``).
+        tasks there, except those that name their own (above a launch plan's and the workflow's choice);
+        ``cluster_selector`` (``{"gpu": "a100"}``) in its place runs them on a cluster whose live executors have those
+        labels, which the scheduler chooses and records (no live executor matches: ``InputError`` naming what is
+        live). ``fast`` registers a ``Workflow`` with its source bundle (see ``register``).
 
         Without either, the id is made once per call, and every retry of the call's own (a publish whose
         acknowledgement was lost, say) reuses it: one call starts at most one execution. Raises ``InputError``
@@ -109,7 +114,9 @@ class Launching(Registering, Following, LaunchDecision):
             execution_id = idempotent_execution_id(self.project, self.domain, idempotency_key)
         execution_id = execution_id or new_execution_id()
         self._subject(execution_id)  # a valid id, before anything is stored
-        if cluster is not None and (problem := cluster_problem(cluster, f"launching {execution_id}")) is not None:
+        on = msgspec.UNSET if cluster is None else cluster
+        by_labels = msgspec.UNSET if cluster_selector is None else dict(cluster_selector)
+        if (problem := placement_problem(on, by_labels, f"launching {execution_id}")) is not None:
             raise InputError(problem)
         try:
             encoded = {name: encode_value(value) for name, value in (inputs or {}).items()}
@@ -143,6 +150,7 @@ class Launching(Registering, Following, LaunchDecision):
                 launched_by=launched_by,
                 overwrite_cache=overwrite_cache,
                 cluster=cluster or "",
+                cluster_selector=dict(cluster_selector or {}),
             )
             with span("plait.launch", attributes={"plait.execution_id": execution_id, "plait.workflow": name}):
                 rejection = await self._launch_decided(command, timeout)

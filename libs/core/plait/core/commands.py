@@ -12,6 +12,7 @@ import msgspec
 from plait.core.events import AttemptStarted, Event, ExecutionLaunched, GateOpened, RetryScheduled, TaskError
 from plait.core.ids import attempt_id, content_version, item_attempt_id
 from plait.core.model import LaunchPlanSpec, WorkflowSpec
+from plait.core.selectors import LiveExecutor
 from plait.core.state import Execution, task_timeout
 from plait.core.task_output import OutputRef
 
@@ -37,6 +38,7 @@ class LaunchExecution(msgspec.Struct, frozen=True, kw_only=True, tag="launch_exe
     parent_execution: str = ""  # of a child execution: the execution whose node ``parent_node`` launched it
     parent_node: str = ""
     traceparent: str = ""  # W3C trace context of the launch, from its message's header (see plait.telemetry)
+    cluster_selector: dict[str, str] = {}  # in place of ``cluster``: labels its executors must have ({}: none)
 
 
 class ReportAttemptStarted(msgspec.Struct, frozen=True, kw_only=True, tag="report_attempt_started.v1"):
@@ -342,6 +344,7 @@ class ResolvedLaunch(msgspec.Struct, frozen=True):
     original: Execution | None = None  # for a relaunch or recovery: the execution it names, as its log has it
     default_cluster: str = ""  # the project's default cluster, from the scheduler's settings
     default_task_timeout_seconds: float | None = None  # of tasks that set none, from the scheduler's settings
+    live_executors: tuple[LiveExecutor, ...] = ()  # read by the shell when a cluster selector is to be resolved
 
 
 def command_id_of(command: Command | ResolvedLaunch) -> str:

@@ -11,7 +11,13 @@ from typing import Any
 import msgspec
 
 from plait.core import branches, children, gates
-from plait.core.clusters import cluster_of_task, cluster_problem, launch_cluster
+from plait.core.clusters import (
+    cluster_of_task,
+    placement_at_launch,
+    placement_problem,
+    select_clusters,
+    selectors_in_force,
+)
 from plait.core.commands import (
     AbortExecution,
     AttemptDeadline,
@@ -68,6 +74,7 @@ from plait.core.failure_policy import contain_failure, failed_when_idle
 from plait.core.ids import attempt_id, cache_key, item_attempt_id, item_of_attempt
 from plait.core.model import GateSpec, Interface, LaunchPlanSpec, MapOptions, TaskSpec, WorkflowSpec, resolve
 from plait.core.recovery import recovered_nodes, relaunch_problem
+from plait.core.selectors import LiveExecutor
 from plait.core.state import AttemptState, Execution, NodeState, evolve, launch
 from plait.core.task_output_events import with_output
 from plait.core.types import check_value, describe
@@ -202,9 +209,11 @@ def _launch(
     original: Execution | None = None,
     default_cluster: str = "",
     default_task_timeout: float | None = None,
+    live: tuple[LiveExecutor, ...] = (),
 ) -> list[Event]:
     owner = f"workflow '{workflow.name}'"
-    if command.cluster and (problem := cluster_problem(command.cluster, "launch")) is not None:
+    chosen_cluster, chosen_selector = command.cluster or msgspec.UNSET, command.cluster_selector or msgspec.UNSET
+    if (problem := placement_problem(chosen_cluster, chosen_selector, "launch")) is not None:
         raise Rejected(problem)
     if command.relaunch_of or command.recover:
         if (problem := relaunch_problem(command, original)) is not None:
@@ -215,6 +224,10 @@ def _launch(
         given = launch_plan_inputs(plan, command.inputs) if plan else command.inputs
         plan_label = f"{plan.name}@{plan.version}" if plan else ""
     inputs = validate_inputs(workflow.interface, given, owner)
+    placed = placement_at_launch(command.cluster, command.cluster_selector, plan, original)
+    selected = select_clusters(selectors_in_force(workflow, placed), live)
+    if isinstance(selected, str):
+        raise Rejected(f"launching {owner}: {selected}")
     launched = ExecutionLaunched(
         execution_id=command.execution_id,
         project=command.project,
@@ -226,12 +239,14 @@ def _launch(
         overwrite_cache=command.overwrite_cache,
         relaunch_of="" if command.recover else command.relaunch_of,
         recovered_from=command.relaunch_of if command.recover else "",
-        cluster=launch_cluster(command.cluster, plan) or (original.launch_cluster if original is not None else ""),
+        cluster=placed.cluster,
         default_cluster=default_cluster,
         default_task_timeout_seconds=default_task_timeout,
         parent_execution=command.parent_execution,
         parent_node=command.parent_node,
         traceparent=command.traceparent,
+        cluster_selector=placed.selector,
+        selected_clusters=selected,
     )
     state = launch(launched, datetime.min, command.command_id)
     events: list[Event] = [launched]
@@ -702,7 +717,8 @@ def decide(state: Execution | None, command: Command | ResolvedLaunch) -> list[E
                 if state.launch_command == launch_command.command_id:
                     return []
                 raise Rejected(f"execution {launch_command.execution_id} already exists")
-            return _launch(launch_command, workflow, plan, original, default, command.default_task_timeout_seconds)
+            timeout = command.default_task_timeout_seconds
+            return _launch(launch_command, workflow, plan, original, default, timeout, command.live_executors)
         case LaunchExecution():
             raise Rejected("a launch must be resolved against the registry before deciding")
     if state is None:

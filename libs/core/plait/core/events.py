@@ -45,6 +45,8 @@ class ExecutionLaunched(msgspec.Struct, frozen=True, tag="execution_launched.v1"
     parent_execution: str = ""  # of a child execution: the execution whose node ``parent_node`` launched it
     parent_node: str = ""
     traceparent: str = ""  # W3C trace context of the launch: every later span of the execution joins its trace
+    cluster_selector: dict[str, str] = {}  # chosen by the launch or its launch plan in place of ``cluster``
+    selected_clusters: dict[str, str] = {}  # the cluster each selector in force chose at launch, by its text
 
 
 class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):

@@ -81,6 +81,8 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     # True for a ``@dynamic`` task, whose attempt generates a sub-DAG (see plait.core.dynamic); UNSET otherwise.
     dynamic: bool | msgspec.UnsetType = msgspec.UNSET
     cluster: str | msgspec.UnsetType = msgspec.UNSET  # where its attempts run; UNSET: see plait.core.clusters
+    # the labels of the executors it runs on, in place of a cluster's name (see plait.core.selectors); UNSET: none
+    cluster_selector: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
 
 
 class FromInput(msgspec.Struct, frozen=True, tag="input"):
@@ -230,6 +232,7 @@ class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True):
     # The content hash of the workflow's source bundle in the code bucket, when registered with one (fast
     # registration): workers import its tasks from that bundle. UNSET for the others, whose specs are unchanged.
     code_bundle: str | msgspec.UnsetType = msgspec.UNSET
+    cluster_selector: dict[str, str] | msgspec.UnsetType = msgspec.UNSET  # in place of ``cluster`` (UNSET: none)
 
     @property
     def finishes_on_failure(self) -> bool:
@@ -249,6 +252,7 @@ class LaunchPlanSpec(msgspec.Struct, frozen=True, kw_only=True):
     schedule: Schedule | msgspec.UnsetType = msgspec.UNSET  # unset: not encoded, so older versions keep their hash
     notify: Notify | msgspec.UnsetType = msgspec.UNSET
     cluster: str | msgspec.UnsetType = msgspec.UNSET  # where its executions run (above the workflow's choice)
+    cluster_selector: dict[str, str] | msgspec.UnsetType = msgspec.UNSET  # in place of ``cluster`` (UNSET: none)
 
 
 def upstream_nodes(binding: Binding) -> set[str]:

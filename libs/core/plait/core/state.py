@@ -155,6 +155,8 @@ class Execution(msgspec.Struct, kw_only=True):
     parent_execution: str = ""  # of a child execution: the execution whose node ``parent_node`` launched it
     parent_node: str = ""
     traceparent: str = ""  # the launch's W3C trace context ("": none recorded)
+    launch_selector: dict[str, str] = msgspec.field(default_factory=dict)  # the launch's (or plan's) selector
+    selected_clusters: dict[str, str] = msgspec.field(default_factory=dict)  # selector text -> cluster, at launch
 
     @property
     def terminal(self) -> bool:
@@ -190,6 +192,8 @@ def launch(event: ExecutionLaunched, at: datetime, command_id: str = "") -> Exec
         parent_execution=event.parent_execution,
         parent_node=event.parent_node,
         traceparent=event.traceparent,
+        launch_selector=event.cluster_selector,
+        selected_clusters=event.selected_clusters,
     )
     for node in event.workflow.nodes:
         upstream = tuple(sorted(node_upstream(node)))

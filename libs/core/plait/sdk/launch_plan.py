@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from plait.core.clusters import cluster_problem
+from plait.core.clusters import placement_problem
 from plait.core.ids import content_version
 from plait.core.model import LaunchPlanSpec
 from plait.core.notifications import Notify
@@ -25,7 +25,8 @@ class LaunchPlan:
     With ``schedule`` (a ``CronSchedule`` or ``FixedRate``), the plan also launches itself on that schedule once
     activated (``plait launch-plans activate``); with ``notify`` (a ``Notify``), its executions notify when they end
     (in addition to what their workflow asks).
-    ``cluster`` is where its executions run (tasks that name their own cluster keep it; a launch may choose another).
+    ``cluster`` is where its executions run (tasks that name their own cluster keep it; a launch may choose another);
+    ``cluster_selector`` in its place: a cluster whose live executors have those labels, chosen at each launch.
 
     Checked when defined: every input must exist in the workflow and have the right type.
     """
@@ -40,12 +41,14 @@ class LaunchPlan:
         schedule: Schedule | None = None,
         notify: Notify | None = None,
         cluster: str | None = None,
+        cluster_selector: dict[str, str] | None = None,
     ) -> None:
         self.workflow, self.name = workflow, name
         owner = f"launch plan '{name}' of workflow '{workflow.name}'"
-        if cluster is not None and (problem := cluster_problem(cluster, owner)) is not None:
-            raise DefinitionError(problem)
         on: str | msgspec.UnsetType = msgspec.UNSET if cluster is None else cluster
+        by_labels = msgspec.UNSET if cluster_selector is None else dict(cluster_selector)
+        if (problem := placement_problem(on, by_labels, owner)) is not None:
+            raise DefinitionError(problem)
         defaults = self._checked(default_inputs or {}, owner)
         fixed = self._checked(fixed_inputs or {}, owner)
         both = sorted(set(defaults) & set(fixed))
@@ -63,6 +66,7 @@ class LaunchPlan:
             schedule=msgspec.UNSET if schedule is None else schedule,
             notify=msgspec.UNSET if notify is None else notify,
             cluster=on,
+            cluster_selector=by_labels,
         )
         self.spec = msgspec.structs.replace(unversioned, version=content_version(unversioned))
 

@@ -11,7 +11,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import msgspec
 
-from plait.core.clusters import cluster_problem
+from plait.core.clusters import placement_problem
 from plait.core.ids import content_version
 from plait.core.kubernetes_options import KUBERNETES_TASK_OPTIONS, KubernetesOptions
 from plait.core.model import DEFAULT_SYSTEM_RETRIES, TaskSpec, TaskTarget
@@ -55,6 +55,7 @@ class Task(Generic[P, R]):
         cache: bool = False,
         cache_version: str = "",
         cluster: str | None = None,
+        cluster_selector: dict[str, str] | None = None,
         **kubernetes: Any,
     ) -> None:
         if "<locals>" in fn.__qualname__:
@@ -82,10 +83,14 @@ class Task(Generic[P, R]):
             self.options["system_retries"] = system_retries
         if (on_kubernetes := _kubernetes_options(fn.__qualname__, kubernetes)) is not msgspec.UNSET:
             self.options["kubernetes"] = on_kubernetes
+        on = msgspec.UNSET if cluster is None else cluster
+        by_labels = msgspec.UNSET if cluster_selector is None else dict(cluster_selector)
+        if (problem := placement_problem(on, by_labels, f"task '{fn.__qualname__}'")) is not None:
+            raise DefinitionError(problem)
         if cluster is not None:  # left out when not chosen, so older tasks keep their versions
-            if (problem := cluster_problem(cluster, f"task '{fn.__qualname__}'")) is not None:
-                raise DefinitionError(problem)
             self.options["cluster"] = cluster
+        if cluster_selector is not None:
+            self.options["cluster_selector"] = by_labels
         functools.update_wrapper(self, fn)
 
     @functools.cached_property
@@ -128,6 +133,7 @@ def task(
     cache: bool = False,
     cache_version: str = "",
     cluster: str | None = None,
+    cluster_selector: dict[str, str] | None = None,
     image: str | None = None,
     requests: dict[str, str | int] | None = None,
     limits: dict[str, str | int] | None = None,
@@ -142,7 +148,8 @@ def task(fn: Callable[P, R] | None = None, /, **options: Any) -> Task[P, R] | Ca
     ``image``, ``requests``, ``limits``, ``node_selector``, ``tolerations``, ``service_account`` and
     ``pod_template`` say how its attempts run as Kubernetes Jobs (``plait executor --backend kubernetes``).
     ``cluster`` names the cluster whose executors run its attempts, whatever the launch or workflow choose
-    (see ``plait.core.clusters``).
+    (see ``plait.core.clusters``); ``cluster_selector`` (``{"gpu": "a100"}``) in its place runs them on a cluster
+    whose live executors have those labels, chosen when the execution is launched (see ``plait.core.selectors``).
     """
     if fn is not None:
         return Task(fn, **options)

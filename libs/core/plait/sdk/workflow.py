@@ -10,7 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, get_args, overload
 
 import msgspec
 
-from plait.core.clusters import cluster_problem
+from plait.core.clusters import placement_problem
 from plait.core.ids import content_version
 from plait.core.model import Binding, FailurePolicy, FromInput, WorkflowSpec
 from plait.core.notifications import Notify
@@ -36,6 +36,7 @@ class Workflow(Generic[P, R]):
         failure_policy: FailurePolicy = "fail_fast",
         notify: Notify | None = None,
         cluster: str | None = None,
+        cluster_selector: dict[str, str] | None = None,
     ) -> None:
         self.fn = fn
         self.notify = notify
@@ -44,9 +45,12 @@ class Workflow(Generic[P, R]):
         owner = f"workflow '{self.name}'"
         self.timeout_seconds = timeout_in_seconds(timeout, owner)
         self.failure_policy = _failure_policy(failure_policy, owner)
-        if cluster is not None and (problem := cluster_problem(cluster, owner)) is not None:
-            raise DefinitionError(problem)
         self.cluster: str | msgspec.UnsetType = msgspec.UNSET if cluster is None else cluster
+        self.cluster_selector: dict[str, str] | msgspec.UnsetType = (
+            msgspec.UNSET if cluster_selector is None else dict(cluster_selector)
+        )
+        if (problem := placement_problem(self.cluster, self.cluster_selector, owner)) is not None:
+            raise DefinitionError(problem)
         self.interface, self.input_hints = interface_of(fn, owner)
         self.return_hint = typing.get_type_hints(fn).get("return")
         self.tasks: dict[str, Task[Any, Any]] = {}
@@ -91,6 +95,7 @@ class Workflow(Generic[P, R]):
             *([] if self.failure_policy is msgspec.UNSET else [self.failure_policy]),
             *([] if self.notify is None else [self.notify]),
             *([] if isinstance(self.cluster, msgspec.UnsetType) else [("cluster", self.cluster)]),
+            *([] if isinstance(self.cluster_selector, msgspec.UnsetType) else [("selector", self.cluster_selector)]),
         )
         return WorkflowSpec(
             name=unversioned.name,
@@ -103,6 +108,7 @@ class Workflow(Generic[P, R]):
             failure_policy=unversioned.failure_policy,
             notify=msgspec.UNSET if self.notify is None else self.notify,
             cluster=self.cluster,
+            cluster_selector=self.cluster_selector,
         )
 
     def _output_bindings(self, returned: Any, owner: str) -> dict[str, Binding]:
@@ -153,6 +159,7 @@ def workflow(
     failure_policy: FailurePolicy = "fail_fast",
     notify: Notify | None = None,
     cluster: str | None = None,
+    cluster_selector: dict[str, str] | None = None,
 ) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
 def workflow(
     fn: Callable[P, R] | None = None,
@@ -162,6 +169,7 @@ def workflow(
     failure_policy: FailurePolicy = "fail_fast",
     notify: Notify | None = None,
     cluster: str | None = None,
+    cluster_selector: dict[str, str] | None = None,
 ) -> Workflow[P, R] | Callable[[Callable[P, R]], Workflow[P, R]]:
     """Declare a workflow. Its body runs once, now, with promises for inputs: call tasks, wire their outputs.
     ``timeout`` (seconds, or a ``timedelta``): an execution running longer fails, and its running attempts stop.
@@ -169,12 +177,14 @@ def workflow(
     running attempts; ``"finish"`` runs on every node that does not depend on a failed one, skips those that do,
     and fails the execution once nothing more can run.
     ``notify`` (a ``Notify``): the ended phases to publish a notification of, and a webhook to post it to.
-    ``cluster``: where its tasks that name no cluster run, unless the launch chooses one (``plait.core.clusters``)."""
+    ``cluster``: where its tasks that name no cluster run, unless the launch chooses one (``plait.core.clusters``);
+    ``cluster_selector`` in its place: on a cluster whose live executors have those labels, chosen at launch."""
     options: dict[str, Any] = {
         "timeout": timeout,
         "failure_policy": failure_policy,
         "notify": notify,
         "cluster": cluster,
+        "cluster_selector": cluster_selector,
     }
     if fn is not None:
         return Workflow(fn, **options)
