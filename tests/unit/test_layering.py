@@ -29,6 +29,7 @@ SUPPORT = WIRE | {
     "plait.logging",
     "plait.bounded_cache",
     "plait.sdk",
+    "plait.metrics",
 }
 ADAPTERS = SUPPORT | {"plait.adapters"}
 CHECKS = ADAPTERS | {"plait.audit", "plait.invariants", "plait.audit_lineage"}
@@ -42,6 +43,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     **dict.fromkeys(["plait.replay", "plait.logging", "plait.bounded_cache", "plait.profiles"], WIRE),
     "plait.settings": WIRE | {"plait.profiles"},
     "plait.sdk": WIRE,
+    "plait.metrics": WIRE,
     "plait.adapters": SUPPORT,
     "plait.audit": ADAPTERS,
     "plait.invariants": ADAPTERS | {"plait.audit"},

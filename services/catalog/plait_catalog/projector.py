@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from plait.adapters.quarantine import CATALOG_READER, Quarantine
+from plait.metrics.names import PROJECTED
 from plait.protocol import subjects
 from plait.protocol.rebuild import RebuildProgress, RebuildResult
 from plait_catalog import db, projection
@@ -200,6 +201,7 @@ class Projector:
                     with anyio.CancelScope(shield=True):
                         offset = await apply_batch(connection, batch, self._known, self._keep_aside)
                     self._log.info("batch_projected", first=batch[0].sequence, last=offset, messages=len(batch))
+                    PROJECTED.inc(len(batch))
                     if batch_done is not None:
                         await batch_done(offset, len(batch))
                     small = len(batch) < self._batch_size // 4
