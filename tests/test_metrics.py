@@ -3,6 +3,8 @@ depth grows while no executor runs and drains once one starts; a catalog is not 
 
 from __future__ import annotations
 
+import re
+
 import anyio
 import anyio.to_thread
 
@@ -17,6 +19,7 @@ from tests.helpers.metrics_scrape import (
     status_until,
     value,
 )
+from tests.helpers.plait_command import plait_command_async
 from tests.helpers.processes import ServiceProcess
 
 QUEUED = 4
@@ -55,6 +58,14 @@ async def test_the_dispatch_queue_grows_without_an_executor_and_drains_when_one_
                 "the oldest dispatch record ageing",
             )
             assert value(waited, DEPTH, cluster="local", queue="default") == QUEUED  # still nobody to run them
+            shown = await plait_command_async(
+                ["top", "--once", "--endpoint", scheduler_url], {"PLAIT_NATS_URL": nats_url, "COLUMNS": "200"}
+            )
+            assert shown.returncode == 0, shown.stderr
+            assert re.search(rf"^\s*local\s+default\s+{QUEUED}\s+\d+s\s+0\s*$", shown.stdout, re.M), shown.stdout
+            assert re.search(rf"^\s*scheduler\s+{re.escape(replica)}\s+0\.1\.0\s+yes\s", shown.stdout, re.M), (
+                shown.stdout
+            )
 
             executor, executor_url = started_with_endpoint("executor", env)
             processes.append(executor)

@@ -16,6 +16,8 @@ from plait_cli import aside_commands, catalog_commands, cluster_commands, config
 from plait_cli.embedded import ServerStartError
 from plait_cli.home import usable_home
 from plait_cli.run_options import add_run_options, run_options, without_run_options
+from plait_cli.top_command import add_parsers as add_top_parser
+from plait_cli.top_command import run as run_top
 
 DESCRIPTION = """\
 plait: typed workflows scheduled from an event log on NATS JetStream.
@@ -180,6 +182,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     completion.add_argument("shell", choices=["bash", "zsh", "tcsh"], metavar="SHELL", help="bash, zsh or tcsh")
     cluster_commands.add_parsers(commands)
     signal_command.add_parsers(commands)
+    add_top_parser(commands)
     register = commands.add_parser(
         "register",
         help="register a workflow (and its tasks) without running it; print its version",
@@ -299,6 +302,8 @@ def dispatch(argv: Sequence[str]) -> int:
         return anyio.run(logs.print_logs, settings, args.execution_id, args.node, args.attempt, args.follow)
     if args.command in signal_command.COMMANDS:
         return signal_command.run(settings, args)
+    if args.command == "top":
+        return run_top(settings, args)
     if args.command in ("replay", "audit"):
         from plait_cli import history
 
