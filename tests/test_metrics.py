@@ -14,12 +14,12 @@ from tests import workflows
 from tests.helpers.metrics_scrape import (
     free_port,
     get,
-    restarted_on_the_same_port,
     scraped_until,
     status_until,
     value,
 )
 from tests.helpers.plait_command import plait_command_async
+from tests.helpers.postgres_restarts import restarted_on_the_same_port
 from tests.helpers.processes import ServiceProcess
 
 QUEUED = 4

@@ -9,11 +9,7 @@ from collections.abc import Callable
 
 import anyio
 import anyio.to_thread
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-from plait_cli import embedded
-from plait_cli.embedded import PostgresServer
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -72,9 +68,3 @@ async def status_until(url: str, status: int, timeout: float = 30) -> str:
                 return seen[1]
             await anyio.sleep(0.5)
     raise AssertionError(f"{url} never answered {status} (last: {seen})")
-
-
-def restarted_on_the_same_port(server: PostgresServer) -> PostgresServer:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(embedded, "_free_port", lambda: server.port)
-        return PostgresServer.start(server.data_dir)

@@ -9,6 +9,7 @@ import anyio
 import asyncpg
 import nats.errors
 import nats.js.errors
+import structlog
 from nats.js import JetStreamContext
 
 from plait.metrics.health import Health
@@ -16,6 +17,8 @@ from plait.metrics.names import PROJECTION_LAG_EVENTS, PROJECTION_LAG_SECONDS
 from plait.protocol import subjects
 from plait_catalog import db
 from plait_catalog.projection import stored_offset
+
+log = structlog.get_logger()
 
 CHECK_SECONDS = 2.0
 CHECK_TIMEOUT_SECONDS = 3.0
@@ -27,9 +30,15 @@ async def check_readiness(health: Health, pool: asyncpg.Pool, js: JetStreamConte
     """Until cancelled: check PostgreSQL and the projection's lag; set ``health`` and the lag gauges."""
     health.set_problem("postgresql", "not checked yet")
     while True:
-        offset = await _offset(health, pool)
-        if offset is not None:
-            await _lag(health, js, offset)
+        try:
+            offset = await _offset(health, pool)
+            if offset is not None:
+                await _lag(health, js, offset)
+        except Exception as exc:  # checking is side work: it never stops the catalog
+            log.exception("readiness_check_failed")
+            health.set_problem("readiness", f"the check itself failed ({exc!r})")
+        else:
+            health.set_problem("readiness", None)
         await anyio.sleep(CHECK_SECONDS)
 
 

@@ -94,12 +94,15 @@ class QueuePoller:
         self.js, self.every_seconds = js, every_seconds
 
     async def run(self) -> None:
-        """Until cancelled: poll and publish; a failed poll (NATS away) keeps the last values and is tried again."""
+        """Until cancelled: poll and publish; a failed poll (NATS away) keeps the last values and is tried again.
+        Nothing a poll meets may stop the service it runs in: metrics are side work."""
         while True:
             try:
                 publish(await read_queues(self.js))
             except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
                 log.warning("queue_poll_failed", error=repr(exc))
+            except Exception:
+                log.exception("queue_poll_failed")
             await anyio.sleep(self.every_seconds)
 
 
