@@ -59,7 +59,8 @@ async def test_the_dispatch_queue_grows_without_an_executor_and_drains_when_one_
             )
             assert value(waited, DEPTH, cluster="local", queue="default") == QUEUED  # still nobody to run them
             shown = await plait_command_async(
-                ["top", "--once", "--endpoint", scheduler_url], {"PLAIT_NATS_URL": nats_url, "COLUMNS": "200"}
+                ["top", "--once"],
+                {"PLAIT_NATS_URL": nats_url, "COLUMNS": "200"},  # the scheduler announced its URL
             )
             assert shown.returncode == 0, shown.stderr
             assert re.search(rf"^\s*local\s+default\s+{QUEUED}\s+\d+s\s+0\s*$", shown.stdout, re.M), shown.stdout

@@ -12,6 +12,7 @@ import structlog
 
 from plait.adapters.connection import connect
 from plait.adapters.quarantine import CATALOG_READER, Quarantine, ReplayResponder
+from plait.adapters.services import announce_service
 from plait.adapters.streams import ensure_streams
 from plait.metrics.health import Health
 from plait.settings import Settings
@@ -101,6 +102,7 @@ class CatalogService:
                 )
                 tg.start_soon(self.projector.run, js)
                 tg.start_soon(check_readiness, self.health, pool, js)
+                tg.start_soon(announce_service, js, "catalog", self.replica, self.health, self.stream_replicas)
                 self._log.info("catalog_started")
                 self.health.serving()
                 task_status.started()

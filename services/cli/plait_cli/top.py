@@ -1,6 +1,7 @@
-"""``plait top``: a live view of a deployment from the same sources as its metrics. Queue depths and live executors
-are read from JetStream directly; running executions from the catalog; each service's version, readiness,
-projection lag and error counts from the metrics endpoints it is given (``--endpoint``, repeated)."""
+"""``plait top``: a live view of a deployment from the same sources as its metrics. Queue depths, live executors
+and the live replicas of every service (with their versions) are read from JetStream directly; running executions
+from the catalog; each replica's readiness, counts and projection lag from its metrics endpoint (announced by the
+replica, or given with ``--endpoint``)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from rich.table import Table
 from plait.adapters.connection import connect
 from plait.adapters.executors import live_executors
 from plait.adapters.nats_errors import as_plait_errors
+from plait.adapters.services import live_services
 from plait.client import AsyncClient
 from plait.errors import PlaitError
 from plait.metrics.queues import QueueSnapshot, read_queues
 from plait.protocol.executors import ExecutorAnnouncement
+from plait.protocol.services import ServiceAnnouncement
 from plait.settings import Settings
 from plait_cli.catalog_session import console
 from plait_cli.stack import nats_for_command
@@ -84,8 +87,21 @@ async def read_view(nc: NATS, client: AsyncClient, endpoints: list[str]) -> TopV
     with as_plait_errors("reading the queues"):
         queues = await read_queues(js)
         executors = await live_executors(js)
-    scraped = [await anyio.to_thread.run_sync(read_endpoint, url) for url in endpoints]
-    return TopView(queues, executors, scraped, await _running(client))
+        services = await live_services(js)
+    urls = list(dict.fromkeys([*endpoints, *(s.metrics_url for s in services if s.metrics_url)]))
+    scraped = {url: await anyio.to_thread.run_sync(read_endpoint, url) for url in urls}
+    return TopView(queues, executors, replicas(services, scraped), await _running(client))
+
+
+def replicas(services: list[ServiceAnnouncement], scraped: dict[str, Endpoint]) -> list[Endpoint]:
+    """One row per live replica: those announced (with what their endpoint said, when they serve one), then the
+    endpoints given that no announcement names."""
+    rows: list[Endpoint] = []
+    for announced in services:
+        row = scraped.pop(announced.metrics_url, None) or Endpoint("", problem="no metrics endpoint")
+        row.service, row.replica, row.version = announced.service, announced.replica, announced.version
+        rows.append(row)
+    return rows + list(scraped.values())
 
 
 async def _running(client: AsyncClient) -> int | None:
@@ -131,16 +147,17 @@ def render(view: TopView) -> Group:
             "plait_attempt_duration_seconds_count:failed_system", 0
         )
         attempts = f"{s.get('plait_attempt_duration_seconds_count:succeeded', 0):.0f}/{failed:.0f}"
-        lag = f"{s['plait_projection_lag_messages']:.0f} ({s.get('plait_projection_lag_seconds', 0):.0f}s)"
+        lag = f"{s.get('plait_projection_lag_messages', 0):.0f} ({s.get('plait_projection_lag_seconds', 0):.0f}s)"
+        scheduler = endpoint.service == "scheduler" and bool(endpoint.url)
         services.add_row(
             endpoint.service,
             endpoint.replica,
             endpoint.version,
-            "yes" if endpoint.ready else f"[red]no[/] {endpoint.problem or endpoint.url}",
-            f"{s.get('plait_decisions_total', 0):.0f}",
-            f"{s.get('plait_decision_conflicts_total', 0):.0f}",
-            attempts if endpoint.service == "executor" else "",
-            lag if "plait_projection_lag_messages" in s else "",
+            "yes" if endpoint.ready else f"[red]no[/] {endpoint.problem or endpoint.url}" if endpoint.url else "?",
+            f"{s.get('plait_decisions_total', 0):.0f}" if scheduler else "",
+            f"{s.get('plait_decision_conflicts_total', 0):.0f}" if scheduler else "",
+            attempts if endpoint.service == "executor" and endpoint.url else "",
+            lag if endpoint.service == "catalog" and endpoint.url else "",
         )
     return Group(header, dispatch, consumers, services)
 

@@ -19,14 +19,15 @@ def add_parsers(commands: Any) -> None:
         help="a live view of queues, executors, services and executions",
         description="Dispatch queue depth per cluster and queue with their live executors, consumers' backlogs, "
         "timers, dead letters and quarantined messages (read from JetStream), running executions (from the "
-        "catalog), and each service's version, readiness, counts and projection lag (from its metrics endpoint).",
+        "catalog), and each live service replica with its version, readiness, counts and projection lag (from the "
+        "metrics endpoint it announces, or those given with --endpoint).",
     )
     top.add_argument(
         "--endpoint",
         action="append",
         default=[],
         metavar="URL",
-        help="a service's metrics endpoint, e.g. http://scheduler-0:9090 (repeat for each replica)",
+        help="a metrics endpoint to read besides those the replicas announce, e.g. http://127.0.0.1:9090 (repeat)",
     )
     top.add_argument("--once", action="store_true", help="print the view once and exit")
     top.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")

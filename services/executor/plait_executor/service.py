@@ -19,6 +19,7 @@ from structlog.typing import FilteringBoundLogger
 from plait.adapters.connection import connect
 from plait.adapters.object_store import ValueStore
 from plait.adapters.pull import Puller, ensure_consumer
+from plait.adapters.services import announce_service
 from plait.adapters.streams import ensure_streams
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
@@ -162,6 +163,7 @@ class ExecutorService:
                 )
                 async with anyio.create_task_group() as live:
                     live.start_soon(announcer.run)
+                    live.start_soon(announce_service, js, "executor", self.replica, self.health, self.stream_replicas)
                     await self._serve(nc, runner)
                     live.cancel_scope.cancel()
         finally:

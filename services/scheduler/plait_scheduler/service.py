@@ -30,6 +30,7 @@ from plait.adapters.event_store import EventStore
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
 from plait.adapters.registry import Registry
+from plait.adapters.services import announce_service
 from plait.adapters.streams import ensure_streams
 from plait.core.commands import (
     DEFAULT_ATTEMPT_DEADLINE_SECONDS,
@@ -154,6 +155,7 @@ class SchedulerService:
                 )
                 tg.start_soon(self._consume, nc, subjects.EVENTS_STREAM, decisions, self.outbox.handle)
                 tg.start_soon(QueuePoller(js).run)
+                tg.start_soon(announce_service, js, "scheduler", self.replica, self.health, self.stream_replicas)
                 await self._serve_schedules_and_notifications(nc, js, registry, store, tg)
                 replays = ReplayResponder(nc, Quarantine(js, OUTBOX_READER), quarantined.retrying(js, self.outbox))
                 await tg.start(replays.serve)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -77,6 +78,7 @@ async def observed(health: Health, service: str, replica: str, address: str, por
     """The endpoint of one service process while in the block (its liveness beat included); yields its URL."""
     BUILD_INFO.labels(service, plait_version(), replica).set(1)
     with serving_endpoint(health, address, port) as url:
+        health.endpoint_url = advertised(url)
         log.info("metrics_serving", url=url, service=service)
         async with anyio.create_task_group() as tg:
             tg.start_soon(keep_beating, health)
@@ -84,3 +86,16 @@ async def observed(health: Health, service: str, replica: str, address: str, por
                 yield url
             finally:
                 tg.cancel_scope.cancel()
+
+
+def advertised(url: str) -> str:
+    """The URL others reach an endpoint at: one bound to all addresses is advertised at this host's address."""
+    scheme, _, rest = url.partition("://")
+    host, _, port = rest.rpartition(":")
+    if host not in ("0.0.0.0", "::"):
+        return url
+    try:
+        host = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        host = socket.gethostname()
+    return f"{scheme}://{host}:{port}"

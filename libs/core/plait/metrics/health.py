@@ -29,6 +29,7 @@ class Health:
         self._problems: dict[str, str | None] = {"service": "starting"}
         self._lock = threading.Lock()
         self._beat = time.monotonic()
+        self.endpoint_url = ""  # where its endpoint serves, once it does (announced with the replica)
 
     def add_check(self, name: str, check: Check) -> None:
         with self._lock:
