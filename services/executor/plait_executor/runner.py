@@ -30,6 +30,7 @@ from plait.adapters.output_store import OutputStore
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, attempt_deadline
 from plait.core.dispatch import Dispatch
 from plait.errors import TransportError
+from plait.metrics.names import DEAD_LETTERS
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR
 from plait_executor.attempt import AttemptOutcome, system_error
@@ -338,6 +339,7 @@ class AttemptRunner:
         except nats.errors.Error as exc:
             log.warning("dead_letter_failed", error=repr(exc))  # it stays in the queue, to be tried again
             return
+        DEAD_LETTERS.inc()
         await _ack(msg, log)
 
 

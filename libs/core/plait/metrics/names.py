@@ -43,7 +43,9 @@ STATE_CACHE_BYTES = Gauge(
     "plait_state_cache_bytes", "Estimated memory held by the scheduler's cache of execution states", registry=REGISTRY
 )
 DEAD_LETTERS = Counter(
-    "plait_dead_letters_total", "Commands rejected and kept on the dead-letter stream", registry=REGISTRY
+    "plait_dead_letters_total",
+    "Messages dead-lettered: commands rejected, dispatch records unreadable",
+    registry=REGISTRY,
 )
 
 # every service that reads a stream
