@@ -24,6 +24,7 @@ from tests.helpers.processes import ServiceProcess
 
 QUEUED = 4
 DEPTH = "plait_dispatch_queue_messages"
+EXECUTOR_CONSUMER = {"stream": "PLAIT_DISPATCH", "consumer": "executor-local-default"}
 
 
 def started_with_endpoint(service: str, env: dict[str, str]) -> tuple[ServiceProcess, str]:
@@ -73,8 +74,11 @@ async def test_the_dispatch_queue_grows_without_an_executor_and_drains_when_one_
             with anyio.fail_after(60):
                 for execution_id in ids:
                     assert (await client.wait(execution_id, timeout=60)).status == "succeeded"
+            executor_consumer = ("plait_consumer_pending_messages", frozenset(EXECUTOR_CONSUMER.items()))
             await scraped_until(
-                scheduler_url, lambda s: value(s, DEPTH, cluster="local", queue="default") == 0, "the queue drained"
+                scheduler_url,
+                lambda s: value(s, DEPTH, cluster="local", queue="default") == 0 and s.get(executor_consumer) == 0,
+                "the queue drained by the executor's consumer",
             )
             ran = await scraped_until(
                 executor_url,
