@@ -37,6 +37,7 @@ environment:
   PLAIT_CLUSTER        the cluster an executor takes work of (default local)
   PLAIT_DEFAULT_CLUSTER   a scheduler's: where work that names no cluster runs (default: PLAIT_CLUSTER)
   PLAIT_LOG_FORMAT, PLAIT_LOG_LEVEL   json|console, debug|info|warning|error (debug: errors show their traceback)
+  PLAIT_METRICS_PORT   a service's /metrics, /livez and /readyz (default 0: none; PLAIT_METRICS_ADDRESS 127.0.0.1)
   PLAIT_CONFIG, PLAIT_PROFILE   the config file of named profiles (~/.config/plait/config.toml), and the one to use;
                        PLAIT_* variables win over the profile (`plait config show` says where each setting came from)
 
