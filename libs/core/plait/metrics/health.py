@@ -30,6 +30,7 @@ class Health:
         self._lock = threading.Lock()
         self._beat = time.monotonic()
         self.endpoint_url = ""  # where its endpoint serves, once it does (announced with the replica)
+        READY.set_function(lambda: 0.0 if self.readiness_problems() else 1.0)  # as of each scrape
 
     def add_check(self, name: str, check: Check) -> None:
         with self._lock:
@@ -61,7 +62,6 @@ class Health:
         for name, check in checks.items():
             if (problem := check()) is not None:
                 found.append(f"{name}: {problem}")
-        READY.set(0 if found else 1)
         return found
 
 
