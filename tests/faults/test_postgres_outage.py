@@ -8,20 +8,14 @@ import anyio
 import pytest
 
 from plait.errors import PlaitError
-from plait_cli import embedded
 from plait_cli.embedded import PostgresServer, create_database
 from tests.faults import harness
+from tests.helpers.postgres_restarts import restarted_on_the_same_port
 from tests.helpers.processes import ServiceProcess
 
 pytestmark = pytest.mark.faults
 
 OUTAGE_SECONDS = 20.0
-
-
-def restarted_on_the_same_port(server: PostgresServer) -> PostgresServer:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(embedded, "_free_port", lambda: server.port)
-        return PostgresServer.start(server.data_dir)
 
 
 async def test_the_catalog_rides_out_postgres_stopped_for_20_seconds(

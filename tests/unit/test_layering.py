@@ -30,6 +30,7 @@ SUPPORT = WIRE | {
     "plait.bounded_cache",
     "plait.sdk",
     "plait.telemetry",
+    "plait.metrics",
 }
 ADAPTERS = SUPPORT | {"plait.adapters"}
 CHECKS = ADAPTERS | {"plait.audit", "plait.invariants", "plait.audit_lineage"}
@@ -45,6 +46,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "plait.logging": WIRE | {"plait.telemetry"},
     "plait.settings": WIRE | {"plait.profiles"},
     "plait.sdk": WIRE,
+    "plait.metrics": WIRE,
     "plait.adapters": SUPPORT,
     "plait.audit": ADAPTERS,
     "plait.invariants": ADAPTERS | {"plait.audit"},

@@ -58,6 +58,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     task_output_tail: int = DEFAULT_OUTPUT_TAIL_BYTES  # and from its end; what lies between is cut
     kubernetes_nats_url: str = ""  # what a Kubernetes executor's pods connect to (empty: its own PLAIT_NATS_URL)
     kubernetes_map_batch_seconds: float = 1.0  # how long a Kubernetes executor gathers a map's items into one Job
+    metrics_port: int = 0  # a service's /metrics, /livez and /readyz endpoint (0: none)
+    metrics_address: str = "127.0.0.1"  # the address it listens on (0.0.0.0 in deploy/, to be scraped and probed)
 
     def __post_init__(self) -> None:
         if self.nats_url is not None:
@@ -93,6 +95,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise InputError(f"PLAIT_CONCURRENCY must be 0 (one per core) or more, got {self.concurrency}")
         for url in filter(None, self.kubernetes_nats_url.split(",")):
             _check_url(VARIABLES["kubernetes_nats_url"], url.strip(), ("nats", "tls", "ws", "wss"))
+        if not 0 <= self.metrics_port <= 65535:
+            raise InputError(f"PLAIT_METRICS_PORT must be 0 (no endpoint) to 65535, got {self.metrics_port}")
         if self.kubernetes_map_batch_seconds < 0:
             raise InputError(
                 f"PLAIT_KUBERNETES_MAP_BATCH_SECONDS must be 0 or more, got {self.kubernetes_map_batch_seconds}"
@@ -157,6 +161,8 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "task_output_tail": "PLAIT_TASK_OUTPUT_TAIL",
     "kubernetes_nats_url": "PLAIT_KUBERNETES_NATS_URL",
     "kubernetes_map_batch_seconds": "PLAIT_KUBERNETES_MAP_BATCH_SECONDS",
+    "metrics_port": "PLAIT_METRICS_PORT",
+    "metrics_address": "PLAIT_METRICS_ADDRESS",
 }
 
 

@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from plait.adapters.quarantine import CATALOG_READER, Quarantine
+from plait.metrics.names import PROJECTED
 from plait.protocol import subjects
 from plait.protocol.rebuild import RebuildProgress, RebuildResult
 from plait.telemetry import traceparent_of
@@ -209,6 +210,7 @@ class Projector:
                     self._log.info("batch_projected", first=batch[0].sequence, last=offset, messages=len(batch))
                     if until is None:  # following, not rebuilding: a rebuild is no part of the executions' traces
                         record_projected(traceparents, batch[0].sequence, offset, started)
+                    PROJECTED.inc(len(batch))
                     if batch_done is not None:
                         await batch_done(offset, len(batch))
                     small = len(batch) < self._batch_size // 4

@@ -12,12 +12,15 @@ import structlog
 
 from plait.adapters.connection import connect
 from plait.adapters.quarantine import CATALOG_READER, Quarantine, ReplayResponder
+from plait.adapters.services import announce_service
 from plait.adapters.streams import ensure_streams
+from plait.metrics.health import Health
 from plait.settings import Settings
 from plait_catalog import db, quarantined
 from plait_catalog.migrations import migrate
 from plait_catalog.offsets import OffsetWatcher
 from plait_catalog.projector import Projector
+from plait_catalog.readiness import check_readiness
 from plait_catalog.rebuild_responder import RebuildResponder
 from plait_catalog.responders import QueryResponder
 
@@ -46,6 +49,7 @@ class CatalogService:
         self.replica = replica
         self.wait_timeout_seconds = wait_timeout_seconds
         self.projector = Projector(database_url, replica, batch_size)
+        self.health = Health()
         self._log = structlog.get_logger().bind(replica=replica)
 
     @classmethod
@@ -78,6 +82,7 @@ class CatalogService:
     async def _serve(self, application_name: str, task_status: anyio.abc.TaskStatus[None]) -> None:
         async with AsyncExitStack() as stack:
             nc = await connect(self.nats_url, application_name)
+            self.health.watch_nats(nc)
             stack.push_async_callback(_shielded, nc.close)
             pool = await db.when_reachable(
                 lambda: db.create_pool(self.database_url, application_name), "a connection pool"
@@ -96,7 +101,10 @@ class CatalogService:
                     ReplayResponder(nc, Quarantine(js, CATALOG_READER), quarantined.retrying(js, pool)).serve
                 )
                 tg.start_soon(self.projector.run, js)
+                tg.start_soon(check_readiness, self.health, pool, js)
+                tg.start_soon(announce_service, js, "catalog", self.replica, self.health, self.stream_replicas)
                 self._log.info("catalog_started")
+                self.health.serving()
                 task_status.started()
 
 

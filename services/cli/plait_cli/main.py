@@ -16,6 +16,8 @@ from plait_cli import aside_commands, catalog_commands, cluster_commands, config
 from plait_cli.embedded import ServerStartError
 from plait_cli.home import usable_home
 from plait_cli.run_options import add_run_options, run_options, without_run_options
+from plait_cli.top_command import add_parsers as add_top_parser
+from plait_cli.top_command import run as run_top
 
 DESCRIPTION = """\
 plait: typed workflows scheduled from an event log on NATS JetStream.
@@ -35,6 +37,7 @@ environment:
   PLAIT_CLUSTER        the cluster an executor takes work of (default local)
   PLAIT_DEFAULT_CLUSTER   a scheduler's: where work that names no cluster runs (default: PLAIT_CLUSTER)
   PLAIT_LOG_FORMAT, PLAIT_LOG_LEVEL   json|console, debug|info|warning|error (debug: errors show their traceback)
+  PLAIT_METRICS_PORT   a service's /metrics, /livez and /readyz (default 0: none; PLAIT_METRICS_ADDRESS 127.0.0.1)
   PLAIT_CONFIG, PLAIT_PROFILE   the config file of named profiles (~/.config/plait/config.toml), and the one to use;
                        PLAIT_* variables win over the profile (`plait config show` says where each setting came from)
 
@@ -183,6 +186,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     completion.add_argument("shell", choices=["bash", "zsh", "tcsh"], metavar="SHELL", help="bash, zsh or tcsh")
     cluster_commands.add_parsers(commands)
     signal_command.add_parsers(commands)
+    add_top_parser(commands)
     register = commands.add_parser(
         "register",
         help="register a workflow (and its tasks) without running it; print its version",
@@ -309,6 +313,8 @@ def dispatch(argv: Sequence[str]) -> int:
         return anyio.run(logs.print_logs, settings, args.execution_id, args.node, args.attempt, args.follow, args.json)
     if args.command in signal_command.COMMANDS:
         return signal_command.run(settings, args)
+    if args.command == "top":
+        return run_top(settings, args)
     if args.command in ("replay", "audit"):
         from plait_cli import history
 

@@ -13,11 +13,14 @@ import anyio.abc
 import structlog
 from rich.console import Console
 
+from plait.metrics.health import Health
 from plait.settings import Settings
 from plait_cli.home import advertise
 from plait_cli.stack import PARENT_PID, READY_FD, embedded_stack, print_steps
 
 log = structlog.get_logger()
+
+Endpoint = contextlib.AbstractAsyncContextManager[object]
 
 
 async def until_signalled(scope: anyio.CancelScope) -> None:
@@ -48,32 +51,42 @@ def tell_ready() -> None:
             os.close(int(fd))
 
 
-async def serve(run: Callable[..., Coroutine[Any, Any, None]]) -> None:
-    """Run one service until SIGTERM/SIGINT; the service finishes or hands back its in-flight work."""
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(until_signalled, tg.cancel_scope)
-        if (parent := os.environ.pop(PARENT_PID, "")).isdigit():
-            tg.start_soon(until_orphaned, int(parent), tg.cancel_scope)
-        await tg.start(run)
-        tell_ready()
+async def serve(
+    run: Callable[..., Coroutine[Any, Any, None]],
+    endpoint: Endpoint | None = None,
+) -> None:
+    """Run one service until SIGTERM/SIGINT; the service finishes or hands back its in-flight work. With
+    ``endpoint``, its metrics and health endpoint serves meanwhile."""
+    async with contextlib.AsyncExitStack() as stack:
+        if endpoint is not None:
+            await stack.enter_async_context(endpoint)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(until_signalled, tg.cancel_scope)
+            if (parent := os.environ.pop(PARENT_PID, "")).isdigit():
+                tg.start_soon(until_orphaned, int(parent), tg.cancel_scope)
+            await tg.start(run)
+            tell_ready()
 
 
 async def serve_scheduler(settings: Settings) -> None:
     from plait_scheduler import SchedulerService
 
-    await serve(SchedulerService.from_settings(settings).run)
+    service = SchedulerService.from_settings(settings)
+    await serve(service.run, endpoint(settings, "scheduler", service.health))
 
 
 async def serve_executor(settings: Settings) -> None:
     from plait_executor import ExecutorService
 
-    await serve(ExecutorService.from_settings(settings).run)
+    service = ExecutorService.from_settings(settings)
+    await serve(service.run, endpoint(settings, "executor", service.health))
 
 
 async def serve_catalog(settings: Settings) -> None:
     from plait_catalog import CatalogService
 
-    await serve(CatalogService.from_settings(settings).run)
+    service = CatalogService.from_settings(settings)
+    await serve(service.run, endpoint(settings, "catalog", service.health))
 
 
 async def serve_dev(settings: Settings) -> None:
@@ -89,3 +102,12 @@ async def serve_dev(settings: Settings) -> None:
                 await anyio.sleep_forever()
             finally:
                 path.unlink(missing_ok=True)
+
+
+def endpoint(settings: Settings, service: str, health: Health) -> Endpoint | None:
+    """The service's metrics and health endpoint, when PLAIT_METRICS_PORT names a port."""
+    from plait.metrics.endpoint import observed
+
+    if not settings.metrics_port:
+        return None
+    return observed(health, service, settings.replica_name, settings.metrics_address, settings.metrics_port)

@@ -30,9 +30,11 @@ from plait.adapters.output_store import OutputStore
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, attempt_deadline
 from plait.core.dispatch import Dispatch
 from plait.errors import TransportError
+from plait.metrics.names import DEAD_LETTERS
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR
 from plait_executor.attempt import AttemptOutcome, system_error
+from plait_executor.attempt_metrics import observe_attempt, observe_start
 from plait_executor.backend import AttemptBackend
 from plait_executor.reports import report_started_pipelined, report_stopped
 from plait_executor.results import ResultReporter
@@ -197,6 +199,7 @@ class AttemptRunner:
             attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
             started = time.perf_counter()
             self.attempts += 1
+            observe_start(held.msg)
 
         async with anyio.create_task_group() as reports:
             self._waiting.add(waiting)
@@ -219,6 +222,9 @@ class AttemptRunner:
                 attempt_log.info("attempt_ended", seconds=round(time.perf_counter() - started, 6))
                 return "ran"
             _log_outcome(attempt_log, outcome, time.perf_counter() - started)
+            observe_attempt(
+                dispatch.task.name, outcome.error.kind if outcome.error else None, time.perf_counter() - started
+            )
             outcome = await keep_output(self.outputs, dispatch, outcome, attempt_log)
             await sent.wait()
             await self.results.report(dispatch, outcome, attempt_log)
@@ -335,6 +341,7 @@ class AttemptRunner:
         except nats.errors.Error as exc:
             log.warning("dead_letter_failed", error=repr(exc))  # it stays in the queue, to be tried again
             return
+        DEAD_LETTERS.inc()
         await _ack(msg, log)
 
 

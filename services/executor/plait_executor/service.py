@@ -19,10 +19,12 @@ from structlog.typing import FilteringBoundLogger
 from plait.adapters.connection import connect
 from plait.adapters.object_store import ValueStore
 from plait.adapters.pull import Puller, ensure_consumer
+from plait.adapters.services import announce_service
 from plait.adapters.streams import ensure_streams
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.errors import InputError
+from plait.metrics.health import Health
 from plait.protocol import subjects
 from plait.protocol.executors import ANNOUNCE_EVERY_SECONDS, parse_labels
 from plait.settings import Settings
@@ -101,6 +103,7 @@ class ExecutorService:
         self.consumer = consumer_name(cluster, queue)
         self._log = log.bind(worker=self.replica, cluster=cluster, queue=queue)
         self._runner: AttemptRunner | None = None
+        self.health = Health()
         self.backend = backend or partial(local_backend, self.concurrency)
         self.inline_value_limit = inline_value_limit
         self.backend_name, self.labels, self.announce_seconds = backend_name, dict(labels or {}), announce_seconds
@@ -127,6 +130,7 @@ class ExecutorService:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ``task_status.started()`` once the consumer exists and the workers are starting."""
         nc = await connect(self.nats_url, name=f"plait-executor {self.replica}")
+        self.health.watch_nats(nc)
         try:
             js = nc.jetstream()
             await ensure_streams(js, self.stream_replicas)
@@ -160,11 +164,13 @@ class ExecutorService:
                     self.stream_replicas,
                 )
                 task_status.started()
+                self.health.serving()
                 self._log.info(
                     "executor_started", concurrency=self.concurrency, prefetch=self.prefetch, consumer=self.consumer
                 )
                 async with anyio.create_task_group() as live:
                     live.start_soon(announcer.run)
+                    live.start_soon(announce_service, js, "executor", self.replica, self.health, self.stream_replicas)
                     await self._serve(nc, runner)
                     live.cancel_scope.cancel()
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from plait.bounded_cache import BytesBoundedCache
 from plait.core.state import Execution
+from plait.metrics.names import STATE_CACHE_BYTES
 
 DEFAULT_CAPACITY_BYTES = 128 * 1024 * 1024
 """A quarter of the 512 MiB a scheduler pod gets (deploy/k8s): the rest is for the batches in flight and Python."""
@@ -30,6 +31,7 @@ class StateCache:
 
     def __init__(self, capacity_bytes: int = DEFAULT_CAPACITY_BYTES) -> None:
         self._states: BytesBoundedCache[str, Execution] = BytesBoundedCache(capacity_bytes)
+        STATE_CACHE_BYTES.set_function(lambda: self._states.size_bytes)
 
     @property
     def capacity_bytes(self) -> int:

@@ -43,6 +43,7 @@ from plait.core.events import (
 from plait.core.ids import content_version
 from plait.core.state import Execution
 from plait.errors import ConflictError, TransportError
+from plait.metrics.names import CACHE_LOOKUPS
 from plait.protocol import subjects
 from plait.protocol.cache import (
     MAX_KEYS_PER_LOOKUP,
@@ -192,6 +193,7 @@ class CacheKeeper:
             if entry is None:
                 return await self._resolve_in_log(state, event)
             self.hits += 1
+            CACHE_LOOKUPS.labels("hit").inc()
             self.catalog_hits += event.cache_key in entries
             found = {"outputs": entry.outputs, "source_execution": entry.execution_id, "source_node": entry.node}
             return _report(state, event, "hit", **found)
@@ -233,10 +235,12 @@ class CacheKeeper:
             sequence, last = await cache_log.last()
             if isinstance(last, CacheFilled):
                 self.hits += 1
+                CACHE_LOOKUPS.labels("hit").inc()
                 found = {"outputs": last.outputs, "source_execution": last.execution_id, "source_node": last.node}
                 return _report(state, event, "hit", **found)
             if reserved_by(last, state.execution_id, node):
                 self.misses += 1
+                CACHE_LOOKUPS.labels("miss").inc()
                 return _report(state, event, "reserved")
             now = datetime.now(UTC)
             if isinstance(last, CacheReserved) and (last.until > now or await self._holder_works_on(state, last, key)):
@@ -258,6 +262,7 @@ class CacheKeeper:
             except ConflictError:
                 continue
             self.misses += 1
+            CACHE_LOOKUPS.labels("miss").inc()
             return _report(state, event, "reserved")
         raise ConflictError(f"cache key {key}: its log kept moving during {MAX_RACES} look-up attempts")
 

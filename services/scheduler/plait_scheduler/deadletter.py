@@ -10,6 +10,7 @@ from nats.js import JetStreamContext
 
 from plait import codec
 from plait.adapters.deadletters import without_server_headers
+from plait.metrics.names import DEAD_LETTERS
 from plait.protocol import subjects
 from plait.protocol.headers import (
     PLAIT_COMMAND_ID,
@@ -48,6 +49,7 @@ async def reject(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str, reas
     await js.publish(
         subjects.dead_letter_subject(msg.subject), data, headers=headers, stream=subjects.DEAD_LETTER_STREAM
     )
+    DEAD_LETTERS.inc()
     target = subjects.execution_of_command_subject(msg.subject)
     log.warning(
         "command_rejected",

@@ -15,6 +15,7 @@ from plait.core.events import Decision
 from plait.core.shared_values import share_repeated
 from plait.core.state import Execution
 from plait.errors import ConflictError, PlaitError
+from plait.metrics.names import CONFLICTS, DECISIONS
 from plait_scheduler.cache import StateCache
 
 log = structlog.get_logger()
@@ -81,6 +82,7 @@ class Decider:
                 return await self._append(subject, outcome, expected, previous, now)
             except ConflictError:
                 self.conflicts += 1
+                CONFLICTS.inc()
                 log.debug("decision_conflict", subject=subject, expected=expected)
             except (DecisionTooLarge, UnreadableDecision) as exc:
                 return await self._unstorable(subject, commands, outcome, exc)
@@ -102,6 +104,7 @@ class Decider:
         state.decisions += 1
         state.stored_bytes += len(data)
         self.decisions += 1
+        DECISIONS.inc()
         self._keep(subject, state)
         return outcome
 
@@ -148,6 +151,7 @@ class Decider:
                 return await self._append(subject, failure, expected, previous, now)
             except ConflictError:
                 self.conflicts += 1
+                CONFLICTS.inc()
         raise ConflictError(f"{subject}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")
 
 

@@ -25,11 +25,13 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from plait import codec
+from plait.adapters.commands import KIND_OF_COMMAND
 from plait.adapters.connection import connect
 from plait.adapters.event_store import EventStore
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
 from plait.adapters.registry import Registry
+from plait.adapters.services import announce_service
 from plait.adapters.streams import ensure_streams
 from plait.core.commands import (
     DEFAULT_ATTEMPT_DEADLINE_SECONDS,
@@ -41,6 +43,9 @@ from plait.core.commands import (
 from plait.core.decide import Outcome
 from plait.core.events import TERMINAL_EVENTS
 from plait.errors import InputError
+from plait.metrics.health import Health
+from plait.metrics.names import COMMANDS
+from plait.metrics.queues import QueuePoller
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
 from plait.settings import Settings
@@ -106,6 +111,7 @@ class SchedulerService:
         self.schedules: LaunchPlanSchedules | None = None
         self.notifier: Notifier | None = None
         self._held: dict[str, tuple[float, list[Msg]]] = {}  # execution subject -> (held since, `started` commands)
+        self.health = Health()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerService:
@@ -126,6 +132,7 @@ class SchedulerService:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         nc = await connect(self.nats_url, f"plait-scheduler-{self.replica}")
+        self.health.watch_nats(nc)
         try:
             js = nc.jetstream()
             await ensure_streams(js, self.stream_replicas)
@@ -152,10 +159,13 @@ class SchedulerService:
                     self._held_messages,
                 )
                 tg.start_soon(self._consume, nc, subjects.EVENTS_STREAM, decisions, self.outbox.handle)
+                tg.start_soon(QueuePoller(js).run)
+                tg.start_soon(announce_service, js, "scheduler", self.replica, self.health, self.stream_replicas)
                 await self._serve_schedules_and_notifications(nc, js, registry, store, tg)
                 replays = ReplayResponder(nc, Quarantine(js, OUTBOX_READER), quarantined.retrying(js, self.outbox))
                 await tg.start(replays.serve)
                 task_status.started()
+                self.health.serving()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._hand_back_held()
@@ -291,6 +301,7 @@ class SchedulerService:
     async def _handle_commands(self, nc: NATS, js: JetStreamContext, registry: Registry, batch: list[Msg]) -> None:
         by_execution: dict[str, list[Msg]] = defaultdict(list)
         for msg in batch:
+            COMMANDS.labels(_counted_kind(msg)).inc()
             by_execution[_execution_subject_of(msg)].append(msg)
         ready = self._hold_started(by_execution)
         async with anyio.create_task_group() as tg:
@@ -458,3 +469,12 @@ def _drain(arrivals: MemoryObjectReceiveStream[Msg]) -> list[Msg]:
 def _kind(msg: Msg) -> str:
     """The kind of command a message holds, from its subject (``launch``, ``started``, ``result``, ``abort``)."""
     return msg.subject.rsplit(".", 1)[-1]
+
+
+_COMMAND_KINDS = frozenset(KIND_OF_COMMAND.values())
+
+
+def _counted_kind(msg: Msg) -> str:
+    """The command's kind as a metric label: "other" for a subject no plait client sends on (bounded cardinality)."""
+    kind = _kind(msg)
+    return kind if kind in _COMMAND_KINDS else "other"

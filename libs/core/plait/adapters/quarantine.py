@@ -28,6 +28,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from plait.adapters.stream_reads import read_messages
+from plait.metrics.names import QUARANTINED
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
 from plait.protocol.quarantine import QuarantineEntry, ReplayOutcome, ReplayReply, ReplayRequest
@@ -74,6 +75,7 @@ class Quarantine:
             quarantined_at=datetime.now(UTC),
         )
         await self._store(entry, {NATS_MSG_ID: f"{self.reader}:{stream}:{sequence}"})
+        QUARANTINED.labels(self.reader).inc()
         self._log.warning(
             "message_quarantined",
             stream=stream,
