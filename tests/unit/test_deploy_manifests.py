@@ -77,7 +77,13 @@ ALLOWED_CONNECTIONS = {
     ("nats", "nats", 6222),
     ("catalog", "postgres", 5432),
 }
-PROBED_PORTS = (4222, 6222, 8222, 5432, 8080)
+PROBED_PORTS = (4222, 6222, 8222, 5432, 8080, 9090)
+PLAIT_SERVICES = ("scheduler", "executor", "catalog")
+PROMETHEUS = Peer(
+    namespace="monitoring",
+    labels={"app.kubernetes.io/name": "prometheus"},
+    namespace_labels={"kubernetes.io/metadata.name": "monitoring"},
+)
 KUBE_DNS = Peer(
     namespace="kube-system",
     labels={"k8s-app": "kube-dns"},
@@ -133,6 +139,12 @@ def connection_problems(objects: list[Manifest]) -> list[str]:
                 problems.append(f"{source} -> the API server :{port} should be {expected_api}")
         if allowed(policies, source_peer, API_SERVER, 80):
             problems.append(f"{source} -> outside :80 should be denied")
+    for destination, destination_peer in pods.items():
+        scraped = destination in PLAIT_SERVICES
+        if allowed(policies, PROMETHEUS, destination_peer, 9090) != scraped:
+            problems.append(f"prometheus -> {destination}:9090 should be {'allowed' if scraped else 'denied'}")
+        if allowed(policies, PROMETHEUS, destination_peer, 4222):
+            problems.append(f"prometheus -> {destination}:4222 should be denied")
     outsider = Peer(namespace="elsewhere", labels=pod_labels(named(objects, "Deployment", "scheduler")))
     for destination, destination_peer in pods.items():
         for port in PROBED_PORTS:
@@ -330,13 +342,15 @@ def test_network_policies_deny_all_but_the_documented_connections(environment: s
 @pytest.mark.parametrize(
     ("removed", "now_wrong"),
     [
-        ("default-deny", "a pod of another namespace -> scheduler:8080 should be denied"),
         ("plait-to-nats", "scheduler -> nats:4222 should be allowed"),
         ("executor-to-kubernetes-api", "executor -> the API server :6443 should be allowed"),
         ("dns", "catalog -> DNS UDP/53 should be allowed"),
+        ("prometheus-scrapes-plait", "prometheus -> catalog:9090 should be allowed"),
     ],
 )
 def test_the_connection_check_sees_each_policy_missing(removed: str, now_wrong: str) -> None:
+    """(Not default-deny: every pod is selected by some ingress and some egress policy besides, so removing it opens
+    nothing; the test above checks it is there.)"""
     objects = rendered("base")
     objects.remove(named(objects, "NetworkPolicy", removed))
     assert now_wrong in connection_problems(objects)
