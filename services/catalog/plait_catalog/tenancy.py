@@ -31,4 +31,4 @@ def confined(request: RequestT, project: str, domain: str) -> RequestT:
             raise OtherTenant(
                 f"the request names {field} '{value}' but was asked on the subject of {field} '{wanted[field]}'"
             )
-    return msgspec.structs.replace(request, **wanted)  # type: ignore[arg-type]
+    return msgspec.structs.replace(request, **wanted)

@@ -17,6 +17,7 @@ from nats.aio.client import Client as NATS
 from plait.adapters.connection import connect, route_of
 from plait.adapters.direct_reads import last_message
 from plait.adapters.event_store import EventStore
+from plait.adapters.nats_auth import tenant_inbox
 from plait.adapters.nats_errors import as_plait_errors
 from plait.adapters.object_store import ValueStore
 from plait.adapters.quarantine import UNREADABLE
@@ -56,8 +57,15 @@ class ClientBase:
     @classmethod
     async def connect(cls, url: str, project: str = "default", domain: str = "development") -> Self:
         """Connect to the NATS server(s) at ``url`` (comma-separated, credentials as ``nats://user:pass@host``) and
-        talk about ``project``/``domain``; raises ``ConnectError`` when no server answers."""
-        nc = await connect(url, "plait-client")
+        talk about ``project``/``domain``; raises ``ConnectError`` when no server answers. Replies come to the
+        inboxes of that project and domain (``tenant_inbox``), which a confined credential may subscribe to."""
+        try:
+            inbox = tenant_inbox(
+                subjects.check_tenant_name(project, "project"), subjects.check_tenant_name(domain, "domain")
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        nc = await connect(url, "plait-client", inbox_prefix=inbox)
         try:
             client = cls(nc, project, domain)
             with as_plait_errors(f"connecting to {url}"):
