@@ -152,9 +152,10 @@ class NatsServer:
         max_payload: int = 8 * 1024 * 1024,
         timeout: float = 30.0,
         port: int = -1,
+        extra_config: str = "",
     ) -> NatsServer:
         """Start nats-server on ``port`` (-1: a free one) with its store in ``data_dir``: the same two start it
-        again with what it stored."""
+        again with what it stored. ``extra_config`` is appended to its configuration (users and permissions)."""
         data_dir = Path(data_dir).absolute()
         data_dir.mkdir(parents=True, exist_ok=True)
         config_path = data_dir / "nats-server.conf"
@@ -172,6 +173,7 @@ class NatsServer:
                     "jetstream {",
                     *(f"  {line}" for line in jetstream),
                     "}",
+                    extra_config,
                     "",
                 ]
             )

@@ -17,7 +17,7 @@ from nats.aio.client import Client as NATS
 from plait.adapters.connection import connect, route_of
 from plait.adapters.direct_reads import last_message
 from plait.adapters.event_store import EventStore
-from plait.adapters.nats_auth import tenant_inbox
+from plait.adapters.nats_auth import NatsAuth, tenant_inbox
 from plait.adapters.nats_errors import as_plait_errors
 from plait.adapters.object_store import ValueStore
 from plait.adapters.quarantine import UNREADABLE
@@ -55,9 +55,12 @@ class ClientBase:
         self._values = ValueStore.on_jetstream(self.js)
 
     @classmethod
-    async def connect(cls, url: str, project: str = "default", domain: str = "development") -> Self:
+    async def connect(
+        cls, url: str, project: str = "default", domain: str = "development", *, auth: NatsAuth | None = None
+    ) -> Self:
         """Connect to the NATS server(s) at ``url`` (comma-separated, credentials as ``nats://user:pass@host``) and
-        talk about ``project``/``domain``; raises ``ConnectError`` when no server answers. Replies come to the
+        talk about ``project``/``domain``, as ``auth`` (by default the ``nats_*`` settings); raises ``ConnectError``
+        when no server answers. Replies come to the
         inboxes of that project and domain (``tenant_inbox``), which a confined credential may subscribe to."""
         try:
             inbox = tenant_inbox(
@@ -65,7 +68,7 @@ class ClientBase:
             )
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        nc = await connect(url, "plait-client", inbox_prefix=inbox)
+        nc = await connect(url, "plait-client", auth=auth, inbox_prefix=inbox)
         try:
             client = cls(nc, project, domain)
             with as_plait_errors(f"connecting to {url}"):
