@@ -22,7 +22,7 @@ from plait.adapters.nats_errors import as_plait_errors
 from plait.adapters.object_store import ValueStore
 from plait.adapters.quarantine import UNREADABLE
 from plait.adapters.registry import Registry
-from plait.adapters.streams import ensure_streams
+from plait.adapters.streams import ensure_streams_exist
 from plait.errors import InputError, PlaitError
 from plait.protocol import subjects
 
@@ -72,7 +72,7 @@ class ClientBase:
         try:
             client = cls(nc, project, domain)
             with as_plait_errors(f"connecting to {url}"):
-                await ensure_streams(client.js)
+                await ensure_streams_exist(client.js)
         except BaseException:
             await nc.close()
             raise
