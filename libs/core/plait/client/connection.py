@@ -50,7 +50,7 @@ class ClientBase:
             raise InputError(str(exc)) from None
         self.nc, self.js = nc, nc.jetstream()
         self.project, self.domain = project, domain
-        self._store = EventStore(self.js)
+        self._store = EventStore(self.js, scoped=True)  # reads a confined credential may make: see scoped_reads
         self._registry = Registry(self.js)
         self._values = ValueStore.on_jetstream(self.js)
 
