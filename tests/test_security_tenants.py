@@ -17,6 +17,10 @@ from plait.client import AsyncClient
 from plait.errors import InputError
 from plait.protocol import subjects
 from plait_catalog import CatalogService
+from plait_executor import ExecutorService
+from plait_scheduler import SchedulerService
+from tests import workflows
+from tests.helpers.running import running
 from tests.helpers.secured_nats import DEADLINE, SecuredNats, secured_nats, watched
 
 ALPHA, BETA, DOMAIN = "alpha", "beta", "development"
@@ -158,3 +162,25 @@ async def test_a_confined_client_asks_the_catalog_of_its_own_project_only(
                 secured.url, BETA, DOMAIN, auth=msgspec.structs.replace(services, password_file="/nonexistent")
             )
         tg.cancel_scope.cancel()
+
+
+async def test_a_confined_client_registers_launches_and_takes_its_result(
+    secured: SecuredNats, operator: NATS, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = secured.auth("plait-services")
+    monkeypatch.setenv("PLAIT_NATS_USER", services.user)
+    monkeypatch.setenv("PLAIT_NATS_PASSWORD_FILE", services.password_file)
+    scheduler = SchedulerService(secured.url, replica="secured-scheduler")
+    executor = ExecutorService(secured.url, concurrency=1, replica="secured-executor")
+    catalog = CatalogService(secured.url, database_url, replica="secured-catalog")
+    async with running(scheduler.run, executor.run, catalog.run):
+        alpha_auth = secured.auth("alpha-development")
+        async with await AsyncClient.connect(secured.url, ALPHA, DOMAIN, auth=alpha_auth) as client:
+            handle = await client.launch(workflows.add_two, {"a": 1, "b": 2})
+            with anyio.fail_after(DEADLINE * 3):
+                assert await handle.result() == 3
+            shown = await client.show_execution(handle.id)
+            assert (shown.status, shown.outputs) == ("succeeded", {"result": 3})
+            assert [e.execution_id for e in await client.list_executions()] == [handle.id]
+        async with await AsyncClient.connect(secured.url, BETA, DOMAIN, auth=secured.auth("beta-development")) as other:
+            assert await other.list_executions() == []  # alpha's execution is not beta's to see
