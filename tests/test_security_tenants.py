@@ -10,12 +10,15 @@ import msgspec
 import pytest
 from nats.aio.client import Client as NATS
 
+from plait import codec
 from plait.adapters.connection import connect
 from plait.adapters.nats_auth import tenant_inbox
 from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
+from plait.core.commands import LaunchExecution
 from plait.errors import InputError
 from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
@@ -182,5 +185,25 @@ async def test_a_confined_client_registers_launches_and_takes_its_result(
             shown = await client.show_execution(handle.id)
             assert (shown.status, shown.outputs) == ("succeeded", {"result": 3})
             assert [e.execution_id for e in await client.list_executions()] == [handle.id]
+
+            forged = LaunchExecution(
+                command_id="forged-1",
+                execution_id="forged",
+                project=BETA,  # on alpha's subject, which alpha may publish to
+                domain=DOMAIN,
+                workflow=workflows.add_two.name,
+                version=shown.version,
+                inputs={"a": 1, "b": 2},
+            )
+            command_subject = subjects.command_subject(ALPHA, DOMAIN, "forged", "launch")
+            refusals = await client.nc.subscribe(subjects.dead_letter_subject(command_subject))
+            await client.js.publish(
+                command_subject,
+                codec.encode(forged),
+                stream=subjects.COMMANDS_STREAM,
+                headers={NATS_MSG_ID: "forged-1"},
+            )
+            refusal = await refusals.next_msg(timeout=DEADLINE)
+            assert "was sent on subject" in (refusal.headers or {})[PLAIT_ERROR]
         async with await AsyncClient.connect(secured.url, BETA, DOMAIN, auth=secured.auth("beta-development")) as other:
             assert await other.list_executions() == []  # alpha's execution is not beta's to see
