@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,17 +14,19 @@ from nats.aio.client import Client as NATS
 
 from plait import codec
 from plait.adapters.connection import connect
-from plait.adapters.nats_auth import tenant_inbox
+from plait.adapters.nats_auth import NatsAuth, tenant_inbox
 from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.core.commands import LaunchExecution
-from plait.errors import InputError
+from plait.errors import ConnectError, InputError
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.helpers.embedded_processes import kill_all, plait, processes_using, wait_for_dev, wait_until_gone
+from tests.helpers.plait_command import plait_command
 from tests.helpers.running import running
 from tests.helpers.secured_nats import DEADLINE, SecuredNats, secured_nats, watched
 
@@ -207,3 +211,34 @@ async def test_a_confined_client_registers_launches_and_takes_its_result(
             assert "was sent on subject" in (refusal.headers or {})[PLAIT_ERROR]
         async with await AsyncClient.connect(secured.url, BETA, DOMAIN, auth=secured.auth("beta-development")) as other:
             assert await other.list_executions() == []  # alpha's execution is not beta's to see
+
+
+async def test_plait_dev_secure_authenticates_and_confines_its_users(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    dev = plait(["dev", "--secure"], home)
+    try:
+        wait_for_dev(dev, home)
+        url = msgspec.json.decode((home / "dev.json").read_bytes())["nats_url"]
+        with pytest.raises(ConnectError, match="Authorization Violation"):
+            await connect(url, "anonymous", auth=NatsAuth())
+        alpha_password = home / "secrets" / "alpha-development.password"
+        assert stat.S_IMODE(alpha_password.stat().st_mode) == 0o600
+        alpha = NatsAuth(user="alpha-development", password_file=str(alpha_password))
+        async with await AsyncClient.connect(url, ALPHA, DOMAIN, auth=alpha) as client:
+            assert await client.list_executions() == []  # the catalog, connected as plait-services, answers
+        as_alpha = {
+            "PLAIT_PROJECT": ALPHA,
+            "PLAIT_NATS_USER": alpha.user,
+            "PLAIT_NATS_PASSWORD_FILE": str(alpha_password),
+        }
+        listed = plait_command(["executions", "list"], {"PLAIT_HOME": str(home), "PLAIT_NATS_URL": "", **as_alpha})
+        assert listed.returncode == 0, listed.stderr
+        as_beta = {**as_alpha, "PLAIT_PROJECT": BETA}  # alpha's credentials cannot ask beta's catalog
+        refused = plait_command(["executions", "list"], {"PLAIT_HOME": str(home), "PLAIT_NATS_URL": "", **as_beta})
+        assert refused.returncode != 0
+        dev.send_signal(signal.SIGINT)
+        dev.communicate(timeout=30)
+        assert not wait_until_gone(home)
+    finally:
+        kill_all(processes_using(home))
+        dev.kill()

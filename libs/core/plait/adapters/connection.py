@@ -33,6 +33,13 @@ async def connect(url: str, name: str, *, auth: NatsAuth | None = None, inbox_pr
     ``ConnectError`` rather than waiting forever.
     """
     options = (auth if auth is not None else current_auth()).options()
+    refusals: list[str] = []  # what the servers said (an authorization violation): nats-py's own error says less
+
+    async def on_error(error: Exception) -> None:
+        if "violation" in str(error).lower():
+            refusals.append(str(error))
+        await _log_nats_error(error)
+
     try:
         nc = await nats.connect(
             server_urls(url),
@@ -43,11 +50,12 @@ async def connect(url: str, name: str, *, auth: NatsAuth | None = None, inbox_pr
             max_reconnect_attempts=FIRST_CONNECT_ATTEMPTS,
             reconnect_time_wait=0.5,
             allow_reconnect=True,
-            error_cb=_log_nats_error,
+            error_cb=on_error,
         )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         where = ",".join(redacted(server) for server in server_urls(url))
-        raise ConnectError(f"cannot connect to NATS at {where}: {exc or type(exc).__name__}") from exc
+        reason = refusals[-1] if refusals else str(exc) or type(exc).__name__
+        raise ConnectError(f"cannot connect to NATS at {where}: {reason}") from exc
     nc.options["max_reconnect_attempts"] = -1  # from now on, ride out server restarts and failovers
     return nc
 
