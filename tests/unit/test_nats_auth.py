@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from plait.adapters.nats_auth import NatsAuth, redacted, tenant_inbox
+from plait.adapters.nats_auth import NatsAuth, redacted, redacted_urls, tenant_inbox
 from plait.errors import InputError
 from plait.settings import load_settings
 
@@ -64,4 +64,5 @@ def test_urls_lose_their_credentials_and_clients_get_a_tenant_inbox() -> None:
     assert redacted(f"nats://alice:{SECRET}@nats-1:4222") == "nats://***@nats-1:4222"
     assert redacted(f"tls://{SECRET}@nats-1") == "tls://***@nats-1"
     assert redacted("nats://nats-1:4222") == "nats://nats-1:4222"
+    assert redacted_urls(f"nats://a:{SECRET}@n1:4222, nats://n2:4222") == "nats://***@n1:4222,nats://n2:4222"
     assert tenant_inbox("team.a", "prod") == "_INBOX.team:a.prod"

@@ -10,7 +10,7 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from plait.adapters.nats_auth import INBOX_ROOT, NatsAuth, current_auth, redacted
+from plait.adapters.nats_auth import INBOX_ROOT, NatsAuth, current_auth, redacted_urls
 from plait.errors import ConnectError
 
 FIRST_CONNECT_ATTEMPTS = 3
@@ -53,7 +53,7 @@ async def connect(url: str, name: str, *, auth: NatsAuth | None = None, inbox_pr
             error_cb=on_error,
         )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        where = ",".join(redacted(server) for server in server_urls(url))
+        where = redacted_urls(url)
         reason = refusals[-1] if refusals else str(exc) or type(exc).__name__
         raise ConnectError(f"cannot connect to NATS at {where}: {reason}") from exc
     nc.options["max_reconnect_attempts"] = -1  # from now on, ride out server restarts and failovers

@@ -108,6 +108,11 @@ def redacted(url: str) -> str:
     return urlunparse(parsed._replace(netloc=netloc))
 
 
+def redacted_urls(urls: str) -> str:
+    """A comma-separated list of URLs, each ``redacted``."""
+    return ",".join(redacted(url.strip()) for url in urls.split(","))
+
+
 def _variable(field: str) -> str:
     return VARIABLES[f"nats_{field}"]
 
