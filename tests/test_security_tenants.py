@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import stat
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from plait.errors import ConnectError, InputError
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR
 from plait_catalog import CatalogService
+from plait_cli.embedded import NatsServer
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
@@ -29,6 +31,7 @@ from tests.helpers.embedded_processes import kill_all, plait, processes_using, w
 from tests.helpers.plait_command import plait_command
 from tests.helpers.running import running
 from tests.helpers.secured_nats import DEADLINE, SecuredNats, secured_nats, watched
+from tests.helpers.tls_files import authority, signed
 
 ALPHA, BETA, DOMAIN = "alpha", "beta", "development"
 
@@ -242,3 +245,24 @@ async def test_plait_dev_secure_authenticates_and_confines_its_users(tmp_path: P
     finally:
         kill_all(processes_using(home))
         dev.kill()
+
+
+async def test_the_server_verifies_the_client_certificate(tmp_path: Path) -> None:
+    ca = authority(tmp_path / "ca", "plait-test-ca")
+    server = signed(tmp_path / "ca", ca, "nats-server", server=True)
+    client = signed(tmp_path / "ca", ca, "plait-client", server=False)
+    tls = (
+        f"tls {{\n  cert_file: {json.dumps(str(server.cert))}\n  key_file: {json.dumps(str(server.key))}\n"
+        f"  ca_file: {json.dumps(str(ca.cert))}\n  verify: true\n}}"
+    )
+    with NatsServer.start(tmp_path / "nats", extra_config=tls) as nats_server:
+        url = nats_server.url.replace("nats://", "tls://")
+        trusted = NatsAuth(tls_ca=str(ca.cert), tls_cert=str(client.cert), tls_key=str(client.key))
+        nc = await connect(url, "tls-client", auth=trusted)
+        try:
+            assert nc.is_connected
+            await ensure_streams(nc.jetstream())  # JetStream over the verified connection
+        finally:
+            await nc.close()
+        with pytest.raises(ConnectError):  # no client certificate: the server refuses
+            await connect(url, "anonymous", auth=NatsAuth(tls_ca=str(ca.cert)))
