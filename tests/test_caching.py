@@ -217,7 +217,7 @@ async def test_a_catalog_that_does_not_answer_in_time_does_not_block_a_workflow(
     executor = ExecutorService(nats_url, concurrency=2, replica="cache-executor")
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
         silent = await client.nc.subscribe(
-            subjects.CATALOG_CACHE_LOOKUP_MANY, queue=subjects.CATALOG_QUEUE_GROUP
+            subjects.catalog_subscription(subjects.CATALOG_CACHE_LOOKUP_MANY), queue=subjects.CATALOG_QUEUE_GROUP
         )  # takes requests, never answers
         first = await final_state(
             client, await client.launch(cache_workflows.increments, {"start": 8}), timeout=DEADLINE

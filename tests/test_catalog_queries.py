@@ -51,7 +51,11 @@ async def catalog(nats_url: str, database_url: str, nc: NATS) -> AsyncIterator[N
         yield
 
 
-async def ask(nc: NATS, subject: str, request: dict[str, Any] | bytes) -> dict[str, Any]:
+async def ask(nc: NATS, kind: str, request: dict[str, Any] | bytes) -> dict[str, Any]:
+    """The catalog's answer to the query ``kind``, asked on the subject of the request's project and domain (this
+    module's when it names none)."""
+    named = {} if isinstance(request, bytes) else request
+    subject = subjects.catalog_subject(named.get("project", PROJECT), named.get("domain", DOMAIN), kind)
     data = request if isinstance(request, bytes) else msgspec.json.encode(request)
     reply = await nc.request(subject, data, timeout=DEADLINE)
     answer: dict[str, Any] = msgspec.json.decode(reply.data)

@@ -131,10 +131,10 @@ async def test_a_catalog_error_reply_is_raised_as_its_plait_error(
         async def answer(msg: object) -> None:
             await msg.respond(msgspec.json.encode(error_reply(kind, f"it went {kind}")))  # type: ignore[attr-defined]
 
-        await client.nc.subscribe("tests.catalog.errors", cb=answer)
+        await client.nc.subscribe(subjects.catalog_subject(client.project, client.domain, "tests.errors"), cb=answer)
         request = ShowExecution(project="p", domain="d", execution_id="e")
         with pytest.raises(error, match=f"it went {kind}"):
-            await CatalogClient._ask(client, "tests.catalog.errors", request, ExecutionSummary)
+            await CatalogClient._ask(client, "tests.errors", request, ExecutionSummary)
 
 
 async def test_bad_names_and_inputs_raise_input_errors_before_anything_is_sent(nats_url: str) -> None:

@@ -180,8 +180,12 @@ def test_exported_schemas_describe_what_plait_writes(tmp_path: Path) -> None:
     bundle = json.loads((tmp_path / "schemas" / "plait.schema.json").read_text())
     assert bundle["types"]["decision"] == {"$ref": "#/$defs/Decision"}
     assert bundle["$defs"]["Decision"] == decision["$defs"]["Decision"]
-    assert {"subject": "plait.catalog.lineage", "carries": "lineage_request", "stream": ""}.items() <= next(
-        channel for channel in bundle["subjects"] if channel["subject"] == "plait.catalog.lineage"
+    assert {
+        "subject": "plait.catalog.<project>.<domain>.lineage",
+        "carries": "lineage_request",
+        "stream": "",
+    }.items() <= next(
+        channel for channel in bundle["subjects"] if channel["subject"] == "plait.catalog.<project>.<domain>.lineage"
     ).items()
     assert "Plait-Reply-To" in bundle["headers"] and "Nats-Msg-Id" in bundle["headers"]
 

@@ -389,7 +389,8 @@ async def test_show_waits_for_a_sequence_not_yet_written(
         inbox = nc.new_inbox()
         replies = await nc.subscribe(inbox, max_msgs=1)
         request = {**HERE, "execution_id": "future", "min_sequence": last + 1}
-        await nc.publish(subjects.CATALOG_SHOW_EXECUTION, msgspec.json.encode(request), reply=inbox)
+        subject = subjects.catalog_subject(PROJECT, DOMAIN, subjects.CATALOG_SHOW_EXECUTION)
+        await nc.publish(subject, msgspec.json.encode(request), reply=inbox)
         await nc.flush()
         await log.launch("future", 1)
         with anyio.fail_after(DEADLINE):

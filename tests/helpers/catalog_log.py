@@ -204,7 +204,11 @@ async def fresh_projection(postgres_server: Any, js: JetStreamContext) -> dict[s
         await connection.close()
 
 
-async def query(nc: NATS, subject: str, request: dict[str, Any] | bytes) -> dict[str, Any]:
+async def query(nc: NATS, kind: str, request: dict[str, Any] | bytes) -> dict[str, Any]:
+    """The catalog's answer to the query ``kind``, asked on the subject of the request's project and domain (this
+    module's when it names none)."""
+    named = {} if isinstance(request, bytes) else request
+    subject = subjects.catalog_subject(named.get("project", PROJECT), named.get("domain", DOMAIN), kind)
     data = request if isinstance(request, bytes) else msgspec.json.encode(request)
     reply = await nc.request(subject, data, timeout=DEADLINE)
     answer: dict[str, Any] = msgspec.json.decode(reply.data)

@@ -60,6 +60,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kubernetes_map_batch_seconds: float = 1.0  # how long a Kubernetes executor gathers a map's items into one Job
     metrics_port: int = 0  # a service's /metrics, /livez and /readyz endpoint (0: none)
     metrics_address: str = "127.0.0.1"  # the address it listens on (0.0.0.0 in deploy/, to be scraped and probed)
+    nats_user: str = ""  # NATS authentication (plait.adapters.nats_auth): secrets only from files, never inline
+    nats_password_file: str = ""
+    nats_token_file: str = ""
+    nats_nkey_seed_file: str = ""
+    nats_creds: str = ""  # a JWT .creds file
+    nats_tls_ca: str = ""  # verify the server with this CA bundle (else the system's, on tls:// URLs)
+    nats_tls_cert: str = ""  # a client certificate and its key, for servers that verify clients
+    nats_tls_key: str = ""
+    nats_tls_hostname: str = ""  # the name the server's certificate must carry (default: the URL's host)
 
     def __post_init__(self) -> None:
         if self.nats_url is not None:
@@ -163,6 +172,15 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "kubernetes_map_batch_seconds": "PLAIT_KUBERNETES_MAP_BATCH_SECONDS",
     "metrics_port": "PLAIT_METRICS_PORT",
     "metrics_address": "PLAIT_METRICS_ADDRESS",
+    "nats_user": "PLAIT_NATS_USER",
+    "nats_password_file": "PLAIT_NATS_PASSWORD_FILE",
+    "nats_token_file": "PLAIT_NATS_TOKEN_FILE",
+    "nats_nkey_seed_file": "PLAIT_NATS_NKEY_SEED_FILE",
+    "nats_creds": "PLAIT_NATS_CREDS",
+    "nats_tls_ca": "PLAIT_NATS_TLS_CA",
+    "nats_tls_cert": "PLAIT_NATS_TLS_CERT",
+    "nats_tls_key": "PLAIT_NATS_TLS_KEY",
+    "nats_tls_hostname": "PLAIT_NATS_TLS_HOSTNAME",
 }
 
 

@@ -18,6 +18,7 @@ from plait.protocol.queries import ErrorReply, Reply, error_reply
 from plait_catalog import cache_queries, lineage_queries, queries, registry_queries
 from plait_catalog.db import Connection
 from plait_catalog.offsets import OffsetWatcher
+from plait_catalog.tenancy import OtherTenant, confined, query_of_subject
 
 _encoder = msgspec.json.Encoder()
 
@@ -45,7 +46,8 @@ ROUTES: dict[str, Route] = {
 
 
 class QueryResponder:
-    """Answers the ``plait.catalog.*`` queries of ``ROUTES`` from PostgreSQL, each request in its own task.
+    """Answers the ``plait.catalog.<project>.<domain>.<kind>`` queries of ``ROUTES`` from PostgreSQL, each request
+    in its own task, for the project and domain of its subject only.
 
     A malformed request gets a ``bad_request`` reply; an unexpected failure an ``internal`` one, and
     the responder goes on either way.
@@ -57,11 +59,14 @@ class QueryResponder:
         self._watcher = watcher
         self._wait_timeout = wait_timeout
         self._log = structlog.get_logger().bind(replica=replica)
-        self._decoders = {subject: msgspec.json.Decoder(route.request) for subject, route in ROUTES.items()}
+        self._decoders = {kind: msgspec.json.Decoder(route.request) for kind, route in ROUTES.items()}
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Subscribe, report started, then answer until cancelled."""
-        subscriptions = [await self._nc.subscribe(subject, queue=subjects.CATALOG_QUEUE_GROUP) for subject in ROUTES]
+        subscriptions = [
+            await self._nc.subscribe(subjects.catalog_subscription(kind), queue=subjects.CATALOG_QUEUE_GROUP)
+            for kind in ROUTES
+        ]
         try:
             # Once a PONG comes back the server has the subscriptions, so a request sent from then on finds
             # a responder. Twice: nats-py 2.16 writes PING straight to the socket, ahead of the SUBs that
@@ -84,7 +89,7 @@ class QueryResponder:
     async def _answer(self, message: Msg) -> None:
         try:
             reply = await self._reply(message.subject, message.data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, OtherTenant) as exc:
             reply = error_reply("bad_request", f"{message.subject}: {exc}")
         except Exception:
             self._log.exception("query_failed", subject=message.subject)
@@ -93,8 +98,9 @@ class QueryResponder:
             await message.respond(_encoder.encode(reply))
 
     async def _reply(self, subject: str, data: bytes) -> Reply:
-        route = ROUTES[subject]
-        request: Any = self._decoders[subject].decode(data)
+        project, domain, kind = query_of_subject(subject)
+        route = ROUTES[kind]
+        request: Any = confined(self._decoders[kind].decode(data), project, domain)
         if route.waits and not await self._caught_up(request.min_sequence):
             return self._not_caught_up(request.min_sequence)
         async with self._pool.acquire() as connection:

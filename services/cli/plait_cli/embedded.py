@@ -152,9 +152,12 @@ class NatsServer:
         max_payload: int = 8 * 1024 * 1024,
         timeout: float = 30.0,
         port: int = -1,
+        extra_config: str = "",
+        extra_env: dict[str, str] | None = None,
     ) -> NatsServer:
         """Start nats-server on ``port`` (-1: a free one) with its store in ``data_dir``: the same two start it
-        again with what it stored."""
+        again with what it stored. ``extra_config`` is appended to its configuration (users and permissions), whose
+        variables ``extra_env`` may set (passwords)."""
         data_dir = Path(data_dir).absolute()
         data_dir.mkdir(parents=True, exist_ok=True)
         config_path = data_dir / "nats-server.conf"
@@ -172,11 +175,13 @@ class NatsServer:
                     "jetstream {",
                     *(f"  {line}" for line in jetstream),
                     "}",
+                    extra_config,
                     "",
                 ]
             )
         )
-        process, offset = _spawn([str(find_nats_server()), "-c", str(config_path)], log_path)
+        env = {**os.environ, **extra_env} if extra_env else None
+        process, offset = _spawn([str(find_nats_server()), "-c", str(config_path)], log_path, env=env)
         ports_file = data_dir / f"nats-server_{process.pid}.ports"
         deadline = time.monotonic() + timeout
         while True:

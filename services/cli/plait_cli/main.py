@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -87,7 +88,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     run.add_argument("workflow", nargs="?", metavar="FILE.py:WORKFLOW", help="the workflow (or launch plan) to run")
     run.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
-    commands.add_parser("dev", help="run the embedded stack in the foreground for other commands to use")
+    commands.add_parser("dev", help="run the embedded stack in the foreground for other commands to use").add_argument(
+        "--secure", action="store_true", help="NATS authenticates and confines its users (docs/security.md)"
+    )
     commands.add_parser("scheduler", help="run a scheduler replica (needs PLAIT_NATS_URL)")
     executor = commands.add_parser("executor", help="run an executor for PLAIT_QUEUE (needs PLAIT_NATS_URL)")
     executor.add_argument(
@@ -291,7 +294,7 @@ def dispatch(argv: Sequence[str]) -> int:
             "catalog": serve.serve_catalog,
             "dev": serve.serve_dev,
         }[args.command]
-        anyio.run(runner, settings)
+        anyio.run(functools.partial(serve.serve_dev, secure=args.secure) if args.command == "dev" else runner, settings)
         return 0
     if args.command == "schema":
         from pathlib import Path

@@ -16,6 +16,7 @@ from rich.console import Console
 from plait.metrics.health import Health
 from plait.settings import Settings
 from plait_cli.home import advertise
+from plait_cli.secure_dev import secure_dev_usage
 from plait_cli.stack import PARENT_PID, READY_FD, embedded_stack, print_steps
 
 log = structlog.get_logger()
@@ -89,15 +90,18 @@ async def serve_catalog(settings: Settings) -> None:
     await serve(service.run, endpoint(settings, "catalog", service.health))
 
 
-async def serve_dev(settings: Settings) -> None:
-    """Everything on the embedded default, advertised in PLAIT_HOME/dev.json for other commands."""
+async def serve_dev(settings: Settings, secure: bool = False) -> None:
+    """Everything on the embedded default, advertised in PLAIT_HOME/dev.json for other commands; with ``secure``,
+    nats-server authenticates its users and confines them (docs/security.md)."""
     console = Console(stderr=True)
     async with anyio.create_task_group() as tg:
         tg.start_soon(until_signalled, tg.cancel_scope)
-        async with embedded_stack(settings, log_format="console", report=print_steps(console)) as info:
+        async with embedded_stack(settings, log_format="console", report=print_steps(console), secure=secure) as info:
             path = advertise(settings, info)
             console.print(f"plait dev is running\n  NATS:       {info.nats_url}\n  PostgreSQL: {info.database_url}")
             console.print(f"  (advertised in {path}; `plait run` uses it)\nCtrl-C stops it.")
+            if secure:
+                console.print(secure_dev_usage(settings.home_path))
             try:
                 await anyio.sleep_forever()
             finally:

@@ -18,10 +18,11 @@ import anyio.to_thread
 import msgspec
 from rich.console import Console
 
-from plait.errors import PlaitError
+from plait.errors import InputError, PlaitError
 from plait.settings import VARIABLES as SETTING_VARIABLES
 from plait.settings import Settings
 from plait_cli.home import Report, StackInfo, exclusive, running_dev_stack
+from plait_cli.secure_dev import as_services, secure_nats_config
 
 
 def _ignore(step: str) -> None:
@@ -35,7 +36,7 @@ def print_steps(console: Console) -> Report:
 
 @contextlib.asynccontextmanager
 async def embedded_servers(
-    settings: Settings, on_nats: Callable[[str], None] | None = None, report: Report = _ignore
+    settings: Settings, on_nats: Callable[[str], None] | None = None, report: Report = _ignore, *, secure: bool = False
 ) -> AsyncIterator[StackInfo]:
     """Start nats-server and PostgreSQL (unless PLAIT_DATABASE_URL names one) under PLAIT_HOME/data.
 
@@ -48,8 +49,11 @@ async def embedded_servers(
     with exclusive(settings.home_path, report):
         (data / "nats").mkdir(parents=True, exist_ok=True)
         report(f"starting nats-server ({data / 'nats'})")
+        extra, env = secure_nats_config(settings.home_path, data / "nats") if secure else ("", {})
         nats_server = await anyio.to_thread.run_sync(
-            lambda: NatsServer.start(data / "nats", sync_always=settings.nats_sync == "always")
+            lambda: NatsServer.start(
+                data / "nats", sync_always=settings.nats_sync == "always", extra_config=extra, extra_env=env
+            )
         )
         postgres = None
         try:
@@ -298,13 +302,16 @@ async def embedded_stack(
     log_file: Path | None = None,
     log_format: str | None = None,
     report: Report = _ignore,
+    secure: bool = False,
 ) -> AsyncIterator[StackInfo]:
     """The servers and the named services, each service started as soon as what it needs is up:
     the scheduler and the executor right after nats-server (their start-up overlaps PostgreSQL's),
     the catalog after PostgreSQL. The services are stopped before the servers. With
     PLAIT_EMBEDDED_SERVICES=in-process they run on this process's loop, once both servers are up.
-    ``report`` is told each step."""
+    ``report`` is told each step. With ``secure``, nats-server authenticates its users (``secure_dev``)."""
     started = time.monotonic()
+    if secure and settings.embedded_services == "in-process":
+        raise InputError("plait dev --secure runs its services as processes: unset PLAIT_EMBEDDED_SERVICES")
     if settings.embedded_services == "in-process":
         async with embedded_servers(settings, report=report) as info:
             _report_starting(report, services)
@@ -312,7 +319,7 @@ async def embedded_stack(
                 report(f"embedded stack ready in {time.monotonic() - started:.1f}s")
                 yield info
         return
-    group = ServiceGroup(settings, log_file, log_format)
+    group = ServiceGroup(as_services(settings) if secure else settings, log_file, log_format)
     early = tuple(name for name in services if name != "catalog")
 
     def start_early(url: str) -> None:
@@ -320,7 +327,7 @@ async def embedded_stack(
         group.spawn(early, url)
 
     try:
-        async with embedded_servers(settings, on_nats=start_early, report=report) as info:
+        async with embedded_servers(settings, on_nats=start_early, report=report, secure=secure) as info:
             try:
                 _report_starting(report, tuple(name for name in services if name not in early))
                 group.spawn(services, info.nats_url, info.database_url)

@@ -352,7 +352,9 @@ class CacheKeeper:
             )
             try:
                 reply = await self.nc.request(
-                    subjects.CATALOG_CACHE_LOOKUP_MANY, _encoder.encode(request), timeout=self.lookup_timeout
+                    subjects.catalog_subject(project, domain, subjects.CATALOG_CACHE_LOOKUP_MANY),
+                    _encoder.encode(request),
+                    timeout=self.lookup_timeout,
                 )
                 answer = _reply_decoder.decode(reply.data)
             except (nats.errors.NoRespondersError, nats.errors.TimeoutError, msgspec.DecodeError) as exc:

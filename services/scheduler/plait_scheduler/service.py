@@ -28,6 +28,7 @@ from plait import codec
 from plait.adapters.commands import KIND_OF_COMMAND
 from plait.adapters.connection import connect
 from plait.adapters.event_store import EventStore
+from plait.adapters.nats_auth import redacted_urls
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
 from plait.adapters.registry import Registry
@@ -147,7 +148,7 @@ class SchedulerService:
                 js, subjects.COMMANDS_STREAM, f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER, MAX_DELIVERIES
             )
             decisions = await self._subscribe(js, subjects.EVENTS_STREAM, f"{subjects.EVENTS_ROOT}.>", OUTBOX_CONSUMER)
-            self.log.info("scheduler_started", nats=self.nats_url)
+            self.log.info("scheduler_started", nats=redacted_urls(self.nats_url))
             async with anyio.create_task_group() as tg:
                 tg.start_soon(
                     self._consume,

@@ -11,6 +11,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from plait.adapters.nats_errors import WRONG_LAST_SEQUENCE
+from plait.adapters.scoped_reads import last_subject_message
 from plait.core.activations import ActivationRecord, FireLaunchPlan
 from plait.errors import ConflictError
 from plait.protocol import subjects
@@ -32,11 +33,8 @@ async def activation_state(
     """The plan's last activation record and its sequence; (None, 0) when it was never activated. Read from the
     stream leader: a lagging replica's older record would make a fire look superseded."""
     subject = subjects.activation_subject(project, domain, launch_plan)
-    try:
-        raw = await js.get_msg(subjects.EVENTS_STREAM, subject=subject)
-    except nats.js.errors.NotFoundError:
-        return None, 0
-    if raw.data is None or raw.seq is None:
+    raw = await last_subject_message(js, subjects.EVENTS_STREAM, subject)  # a confined client's read too
+    if raw is None or raw.data is None or raw.seq is None:
         return None, 0
     return activation_decoder.decode(raw.data), raw.seq
 

@@ -10,6 +10,7 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from plait.adapters.nats_auth import INBOX_ROOT, NatsAuth, current_auth, redacted_urls
 from plait.errors import ConnectError
 
 FIRST_CONNECT_ATTEMPTS = 3
@@ -24,24 +25,37 @@ async def _log_nats_error(error: Exception) -> None:
     structlog.get_logger().warning("nats_error", error=str(error) or type(error).__name__)
 
 
-async def connect(url: str, name: str) -> NATS:
-    """A NATS connection that keeps reconnecting once established.
+async def connect(url: str, name: str, *, auth: NatsAuth | None = None, inbox_prefix: str = INBOX_ROOT) -> NATS:
+    """A NATS connection that keeps reconnecting once established, authenticated with ``auth`` (by default the
+    process's ``nats_*`` settings) and receiving replies under ``inbox_prefix``.
 
     The first connection is tried a few times over every given server; if none answers it raises
     ``ConnectError`` rather than waiting forever.
     """
+    options = (auth if auth is not None else current_auth()).options()
+    refusals: list[str] = []  # what the servers said (an authorization violation): nats-py's own error says less
+
+    async def on_error(error: Exception) -> None:
+        if "violation" in str(error).lower():
+            refusals.append(str(error))
+        await _log_nats_error(error)
+
     try:
         nc = await nats.connect(
             server_urls(url),
+            inbox_prefix=inbox_prefix,
+            **options,
             name=name,
             connect_timeout=5,
             max_reconnect_attempts=FIRST_CONNECT_ATTEMPTS,
             reconnect_time_wait=0.5,
             allow_reconnect=True,
-            error_cb=_log_nats_error,
+            error_cb=on_error,
         )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        raise ConnectError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from exc
+        where = redacted_urls(url)
+        reason = refusals[-1] if refusals else str(exc) or type(exc).__name__
+        raise ConnectError(f"cannot connect to NATS at {where}: {reason}") from exc
     nc.options["max_reconnect_attempts"] = -1  # from now on, ride out server restarts and failovers
     return nc
 

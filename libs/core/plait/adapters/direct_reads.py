@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
 from plait.adapters.connection import route_of
+from plait.adapters.scoped_reads import last_subject_message
 from plait.errors import TransportError
 from plait.protocol import subjects
 from plait.protocol.headers import (
@@ -170,11 +171,10 @@ async def last_message(js: JetStreamContext, subject: str) -> RawStreamMsg | Non
     """The newest message on ``subject`` of the events stream, or None when it has none.
 
     A direct get may be answered by any replica of the stream, or a mirror, that lags behind the leader: one
-    that finds nothing is asked again of the stream leader before the subject counts as empty.
+    that finds nothing is asked again of the stream leader before the subject counts as empty (both through APIs
+    that name the subject, which a confined client may use: see ``scoped_reads``).
     """
-    for direct in (True, False):
-        try:
-            return await js.get_msg(subjects.EVENTS_STREAM, subject=subject, direct=direct)
-        except nats.js.errors.NotFoundError:
-            continue
-    return None
+    try:
+        return await js.get_msg(subjects.EVENTS_STREAM, subject=subject, direct=True)
+    except nats.js.errors.NotFoundError:
+        return await last_subject_message(js, subjects.EVENTS_STREAM, subject)

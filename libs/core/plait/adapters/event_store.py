@@ -11,7 +11,7 @@ from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
 from plait import codec
-from plait.adapters import direct_reads
+from plait.adapters import direct_reads, scoped_reads
 from plait.adapters.connection import route_of
 from plait.adapters.event_log import DecisionTooLarge, EventLog, StoredDecision, conflict
 from plait.adapters.nats_errors import MESSAGE_TOO_LARGE, WRONG_LAST_SEQUENCE
@@ -37,13 +37,17 @@ class EventStore(EventLog):
     and the reload reads up to it.
     """
 
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, *, scoped: bool = False) -> None:
         self.js = js
-        self.batched = True  # until the server shows it does not batch
+        self.scoped = scoped  # read through APIs that name the subject (a confined client's): see scoped_reads
+        self.batched = not scoped  # until the server shows it does not batch
         self._floors: dict[str, int] = {}  # subject -> a sequence it has reached, learned from a failed append
 
     async def last_sequence(self, subject: str) -> int:
         """The sequence of the subject's newest message, as the stream leader has it (0 when it has none)."""
+        if self.scoped:
+            raw = await scoped_reads.last_subject_message(self.js, subjects.EVENTS_STREAM, subject)
+            return (raw.seq or 0) if raw is not None else 0
         try:
             raw = await self.js.get_msg(subjects.EVENTS_STREAM, subject=subject)
         except nats.js.errors.NotFoundError:
@@ -59,6 +63,8 @@ class EventStore(EventLog):
             async for raw in messages:
                 last = raw.seq or last
                 yield raw
+        if self.scoped:  # read from the stream leader already
+            return
         if last == 0:  # nothing at all: perhaps a lagging replica answered
             at_least = max(at_least, await self.last_sequence(subject))
         if last < at_least:
@@ -80,6 +86,13 @@ class EventStore(EventLog):
             except direct_reads.BatchUnsupported as exc:
                 self.batched = False
                 structlog.get_logger().warning("direct_get_batch_unsupported", reason=str(exc))
+        if self.scoped:  # the stream leader answers: nothing can lag
+            async with contextlib.aclosing(
+                scoped_reads.subject_messages(self.js, subjects.EVENTS_STREAM, subject, after)
+            ) as messages:
+                async for raw in messages:
+                    yield raw
+            return
         async with contextlib.aclosing(
             direct_reads.messages_one_by_one(self.js, subjects.EVENTS_STREAM, subject, after)
         ) as messages:

@@ -196,3 +196,16 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig, replicas: i
             info = await js.update_stream(wanted)
     if info.cluster is not None and not info.cluster.leader:
         raise _Leaderless(f"stream {config.name} has no leader yet")
+
+
+async def ensure_streams_exist(js: JetStreamContext) -> None:
+    """``ensure_streams`` only when a stream or bucket is missing: a client leaves existing streams as the services
+    made them (it may lack the right to change them, see docs/security.md)."""
+    names = [config.name or "" for config in stream_configs(1)]
+    names += [f"OBJ_{bucket}" for bucket in (subjects.VALUES_BUCKET, subjects.LOGS_BUCKET, subjects.CODE_BUCKET)]
+    for name in names:
+        try:
+            await js.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            await ensure_streams(js)
+            return

@@ -3,11 +3,13 @@ loop in a background thread, so both have one implementation."""
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Iterator
 from typing import Any, Self, TypeVar, overload
 
 from plait.adapters.event_log import StoredDecision
+from plait.adapters.nats_auth import NatsAuth
 from plait.client.async_client import AsyncClient
 from plait.client.blocking_handle import ExecutionHandle, Portal
 from plait.client.cache_admin import CacheClearing
@@ -35,10 +37,12 @@ class Client:
     iterator that yields each decision as it is appended. ``Client(url, project, domain)`` connects; use it as a
     context manager, or ``close()`` it."""
 
-    def __init__(self, url: str, project: str = "default", domain: str = "development") -> None:
+    def __init__(
+        self, url: str, project: str = "default", domain: str = "development", *, auth: NatsAuth | None = None
+    ) -> None:
         self._portal = Portal()
         try:
-            self._async = self._portal.call(AsyncClient.connect, url, project, domain)
+            self._async = self._portal.call(functools.partial(AsyncClient.connect, url, project, domain, auth=auth))
         except BaseException:
             self._portal.close()
             raise
@@ -47,10 +51,12 @@ class Client:
         self._closer = weakref.finalize(self, _close, self._portal, self._async)
 
     @classmethod
-    def connect(cls, url: str, project: str = "default", domain: str = "development") -> Self:
+    def connect(
+        cls, url: str, project: str = "default", domain: str = "development", *, auth: NatsAuth | None = None
+    ) -> Self:
         """Connect to the NATS server(s) at ``url`` (comma-separated, credentials as ``nats://user:pass@host``) and
         talk about ``project``/``domain``; raises ``ConnectError`` when no server answers."""
-        return cls(url, project, domain)
+        return cls(url, project, domain, auth=auth)
 
     def close(self) -> None:
         """Close the connection, then stop the background event loop."""

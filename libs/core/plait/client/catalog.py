@@ -40,9 +40,11 @@ def _decoder(reply_type: type[ReplyT]) -> msgspec.json.Decoder[ReplyT]:
 
 class CatalogClient(ClientBase):
     async def _ask(
-        self, subject: str, request: msgspec.Struct, reply_type: type[ReplyT], timeout: float = QUERY_TIMEOUT_SECONDS
+        self, kind: str, request: msgspec.Struct, reply_type: type[ReplyT], timeout: float = QUERY_TIMEOUT_SECONDS
     ) -> ReplyT:
-        """The catalog's answer to ``request`` on ``subject``, decoded as ``reply_type``."""
+        """The catalog's answer to ``request``, the query ``kind`` (a ``subjects.CATALOG_*`` name) of this client's
+        project and domain, decoded as ``reply_type``."""
+        subject = subjects.catalog_subject(self.project, self.domain, kind)
         try:
             reply = await self.nc.request(subject, msgspec.json.encode(request), timeout=timeout)
         except nats.errors.NoRespondersError:

@@ -17,11 +17,12 @@ from nats.aio.client import Client as NATS
 from plait.adapters.connection import connect, route_of
 from plait.adapters.direct_reads import last_message
 from plait.adapters.event_store import EventStore
+from plait.adapters.nats_auth import NatsAuth, tenant_inbox
 from plait.adapters.nats_errors import as_plait_errors
 from plait.adapters.object_store import ValueStore
 from plait.adapters.quarantine import UNREADABLE
 from plait.adapters.registry import Registry
-from plait.adapters.streams import ensure_streams
+from plait.adapters.streams import ensure_streams_exist
 from plait.errors import InputError, PlaitError
 from plait.protocol import subjects
 
@@ -49,19 +50,29 @@ class ClientBase:
             raise InputError(str(exc)) from None
         self.nc, self.js = nc, nc.jetstream()
         self.project, self.domain = project, domain
-        self._store = EventStore(self.js)
+        self._store = EventStore(self.js, scoped=True)  # reads a confined credential may make: see scoped_reads
         self._registry = Registry(self.js)
         self._values = ValueStore.on_jetstream(self.js)
 
     @classmethod
-    async def connect(cls, url: str, project: str = "default", domain: str = "development") -> Self:
+    async def connect(
+        cls, url: str, project: str = "default", domain: str = "development", *, auth: NatsAuth | None = None
+    ) -> Self:
         """Connect to the NATS server(s) at ``url`` (comma-separated, credentials as ``nats://user:pass@host``) and
-        talk about ``project``/``domain``; raises ``ConnectError`` when no server answers."""
-        nc = await connect(url, "plait-client")
+        talk about ``project``/``domain``, as ``auth`` (by default the ``nats_*`` settings); raises ``ConnectError``
+        when no server answers. Replies come to the
+        inboxes of that project and domain (``tenant_inbox``), which a confined credential may subscribe to."""
+        try:
+            inbox = tenant_inbox(
+                subjects.check_tenant_name(project, "project"), subjects.check_tenant_name(domain, "domain")
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        nc = await connect(url, "plait-client", auth=auth, inbox_prefix=inbox)
         try:
             client = cls(nc, project, domain)
             with as_plait_errors(f"connecting to {url}"):
-                await ensure_streams(client.js)
+                await ensure_streams_exist(client.js)
         except BaseException:
             await nc.close()
             raise

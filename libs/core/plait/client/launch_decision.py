@@ -18,6 +18,7 @@ from nats.aio.subscription import Subscription
 from plait import codec
 from plait.adapters.commands import publish_command, subject_of
 from plait.adapters.nats_errors import UNAVAILABLE, as_plait_errors
+from plait.adapters.scoped_reads import last_subject_message
 from plait.client.connection import ClientBase
 from plait.core.commands import LaunchExecution
 from plait.errors import PlaitError, Timeout
@@ -160,11 +161,8 @@ class LaunchDecision(ClientBase):
 
     async def _refusal_of(self, command: LaunchExecution) -> str | None:
         """Why the scheduler refused this very command (stored by an earlier try), or None if it has not."""
-        try:
-            letter = await self.js.get_msg(subjects.DEAD_LETTER_STREAM, subject=self._dead_letter_subject(command))
-        except nats.js.errors.NotFoundError:
-            return None
-        if letter.data != codec.encode(command):
+        letter = await last_subject_message(self.js, subjects.DEAD_LETTER_STREAM, self._dead_letter_subject(command))
+        if letter is None or letter.data != codec.encode(command):
             return None
         reason: str = (letter.headers or {}).get(PLAIT_ERROR, "the scheduler refused the launch")
         return reason

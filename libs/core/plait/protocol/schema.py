@@ -88,8 +88,8 @@ def _in_tenant(root: str, *rest: str) -> str:
     return ".".join((root, "<project>", "<domain>", *rest))
 
 
-def _query(subject: str, request: str, reply: str) -> Channel:
-    return Channel(subject, request, (reply, "query_error"))
+def _query(kind: str, request: str, reply: str) -> Channel:
+    return Channel(_in_tenant(subjects.CATALOG_ROOT, kind), request, (reply, "query_error"))
 
 
 CHANNELS: tuple[Channel, ...] = (

@@ -33,20 +33,22 @@ NOTIFY_ROOT = "plait.notify"
 LIVE_OUTPUT_ROOT = "plait.out"
 LAUNCH_PLAN_TIMER = "launch-plan-fire"  # the timer name of a launch plan's next fire (no execution timer has it)
 
-# The catalog's request/reply subjects (not stored: any catalog replica of the queue group answers). The request
-# and reply shapes are in plait.protocol.executions, .cache, .lineage and .registry.
+# The catalog's queries (not stored: any catalog replica of the queue group answers), each on
+# ``plait.catalog.<project>.<domain>.<kind>`` (``catalog_subject``) so that NATS permissions alone can confine a
+# client to its project and domain; the names below are the kinds. The request and reply shapes are in
+# plait.protocol.executions, .cache, .lineage and .registry.
 CATALOG_QUEUE_GROUP = "plait-catalog"
-CATALOG_LIST_EXECUTIONS = f"{CATALOG_ROOT}.executions.list"
-CATALOG_SHOW_EXECUTION = f"{CATALOG_ROOT}.executions.show"
-CATALOG_CACHE_LOOKUP = f"{CATALOG_ROOT}.cache.lookup"
-CATALOG_CACHE_LOOKUP_MANY = f"{CATALOG_ROOT}.cache.lookup_many"
-CATALOG_LIST_CACHE_ENTRIES = f"{CATALOG_ROOT}.cache.list"
-CATALOG_SHOW_CACHE_ENTRY = f"{CATALOG_ROOT}.cache.show"
-CATALOG_LINEAGE = f"{CATALOG_ROOT}.lineage"
-CATALOG_LIST_ENTITIES = f"{CATALOG_ROOT}.registry.list"
-CATALOG_SHOW_ENTITY = f"{CATALOG_ROOT}.registry.show"
-CATALOG_REBUILD = f"{CATALOG_ROOT}.rebuild"  # every replica hears it; the projection's leader answers
-CATALOG_SAME_VALUE = f"{CATALOG_ROOT}.lineage.same_value"
+CATALOG_LIST_EXECUTIONS = "executions.list"
+CATALOG_SHOW_EXECUTION = "executions.show"
+CATALOG_CACHE_LOOKUP = "cache.lookup"
+CATALOG_CACHE_LOOKUP_MANY = "cache.lookup_many"
+CATALOG_LIST_CACHE_ENTRIES = "cache.list"
+CATALOG_SHOW_CACHE_ENTRY = "cache.show"
+CATALOG_LINEAGE = "lineage"
+CATALOG_LIST_ENTITIES = "registry.list"
+CATALOG_SHOW_ENTITY = "registry.show"
+CATALOG_SAME_VALUE = "lineage.same_value"
+CATALOG_REBUILD = f"{CATALOG_ROOT}.rebuild"  # an operator's: every replica hears it; the projection's leader answers
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-:]+$")
 _TENANT = re.compile(r"^[A-Za-z0-9_\-.]+$")
@@ -174,3 +176,13 @@ def live_output_subject(project: str, domain: str, execution_id: str, attempt_id
 def live_output_filter(project: str, domain: str, execution_id: str) -> str:
     """Every attempt's live output of one execution."""
     return f"{LIVE_OUTPUT_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}.*"
+
+
+def catalog_subject(project: str, domain: str, kind: str) -> str:
+    """Where the catalog answers the query ``kind`` (a ``CATALOG_*`` name) for one project and domain."""
+    return f"{CATALOG_ROOT}.{tenant(project, domain)}.{kind}"
+
+
+def catalog_subscription(kind: str) -> str:
+    """What a catalog replica subscribes to for the query ``kind``, in every project and domain."""
+    return f"{CATALOG_ROOT}.*.*.{kind}"

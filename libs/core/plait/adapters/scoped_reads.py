@@ -1,0 +1,75 @@
+"""Reads of one subject through JetStream APIs whose own subject names it, so that NATS permissions can confine
+them to a project and domain (docs/security.md).
+
+A batched direct get, a stream message get and a consumer created without a name carry the subject they read in
+their body, where no permission can see it; these use instead a consumer created on
+``$JS.API.CONSUMER.CREATE.<stream>.<name>.<subject>`` (the server refuses a body whose filter differs from the
+API subject's), pushing to an inbox of the caller's, and served by the stream leader. The consumer acks nothing and
+is removed by the server once idle (``IDLE_CONSUMER_SECONDS``): its deletion, which names no subject, is an
+operator's right only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RawStreamMsg
+
+from plait.adapters.connection import route_of
+
+IDLE_CONSUMER_SECONDS = 10.0
+MESSAGE_WAIT_SECONDS = 10.0  # a pending message the leader has not pushed within this long: a transport error
+
+
+async def subject_messages(
+    js: JetStreamContext, stream: str, subject: str, after: int = 0, *, follow: bool = False, last: bool = False
+) -> AsyncGenerator[RawStreamMsg, None]:
+    """The messages of ``stream`` on ``subject`` after sequence ``after`` (with ``last``: its newest one only), in
+    order, until none is left; with ``follow``, then each one appended, until the caller stops."""
+    route = route_of(js)
+    inbox = route.nc.new_inbox()
+    subscription = await route.nc.subscribe(inbox)
+    if last:
+        policy, start = DeliverPolicy.LAST_PER_SUBJECT, None
+    elif after:
+        policy, start = DeliverPolicy.BY_START_SEQUENCE, after + 1
+    else:
+        policy, start = DeliverPolicy.ALL, None
+    config = ConsumerConfig(
+        name=route.nc._nuid.next().decode(),
+        filter_subject=subject,
+        deliver_subject=inbox,
+        deliver_policy=policy,
+        opt_start_seq=start,
+        ack_policy=AckPolicy.NONE,
+        inactive_threshold=IDLE_CONSUMER_SECONDS,
+        mem_storage=True,
+        num_replicas=1,
+    )
+    try:
+        info = await js.add_consumer(stream, config=config)
+        pending = info.num_pending or 0
+        while follow or pending:
+            timeout = None if follow else MESSAGE_WAIT_SECONDS
+            msg = await subscription.next_msg(timeout=timeout)
+            if not msg.reply:  # a status message (heartbeat): none were asked for, skip any
+                continue
+            metadata = msg.metadata
+            pending = metadata.num_pending
+            yield RawStreamMsg(
+                subject=msg.subject, seq=metadata.sequence.stream, data=msg.data, headers=msg.headers, stream=stream
+            )
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await subscription.unsubscribe()
+
+
+async def last_subject_message(js: JetStreamContext, stream: str, subject: str) -> RawStreamMsg | None:
+    """The newest message of ``stream`` on ``subject``, as the stream leader has it; None when it has none."""
+    async with contextlib.aclosing(subject_messages(js, stream, subject, last=True)) as messages:
+        async for raw in messages:
+            return raw
+    return None

@@ -1,0 +1,72 @@
+"""``plait dev --secure``: the embedded nats-server with the users and permissions of deploy/nats/tenants.conf.
+
+Each user's password is generated once into ``PLAIT_HOME/secrets/<user>.password`` (readable by this user only);
+nats-server reads them from its environment. The services
+connect as ``plait-services``; other commands connect as whoever ``PLAIT_NATS_USER`` and
+``PLAIT_NATS_PASSWORD_FILE`` name.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from importlib import resources
+from pathlib import Path
+
+import msgspec
+
+from plait.settings import Settings
+
+TENANTS_CONF = "nats_tenants.conf"
+PASSWORD_VARIABLES = {
+    "plait-operator": "PLAIT_NATS_OPERATOR_PASSWORD",
+    "plait-services": "PLAIT_NATS_SERVICES_PASSWORD",
+    "plait-auditor": "PLAIT_NATS_AUDITOR_PASSWORD",
+    "alpha-development": "PLAIT_NATS_ALPHA_PASSWORD",
+    "beta-development": "PLAIT_NATS_BETA_PASSWORD",
+}
+SERVICES_USER = "plait-services"
+
+
+def password_file(home: Path, user: str) -> Path:
+    return home / "secrets" / f"{user}.password"
+
+
+def secure_nats_config(home: Path, nats_dir: Path) -> tuple[str, dict[str, str]]:
+    """What the embedded nats-server's configuration includes to authenticate every user of tenants.conf (written
+    into ``nats_dir``), and the environment that gives it their passwords (each made if missing)."""
+    folder = home / "secrets"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = {}
+    for user, variable in PASSWORD_VARIABLES.items():
+        path = password_file(home, user)
+        if not path.exists():
+            _write_private(path, "pw" + secrets.token_hex(16) + "\n")  # a bare word: nats-server parses values
+        env[variable] = path.read_text().strip()
+    (nats_dir / "tenants.conf").write_text(resources.files("plait_cli").joinpath(TENANTS_CONF).read_text())
+    return 'include "tenants.conf"', env
+
+
+def as_services(settings: Settings) -> Settings:
+    """``settings`` of a service of the secured embedded stack."""
+    return msgspec.structs.replace(
+        settings, nats_user=SERVICES_USER, nats_password_file=str(password_file(settings.home_path, SERVICES_USER))
+    )
+
+
+def _write_private(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+
+
+def secure_dev_usage(home: Path) -> str:
+    """How to connect to the secured embedded stack, for ``plait dev --secure`` to print."""
+    client = password_file(home, "alpha-development")
+    operator = password_file(home, "plait-operator")
+    return (
+        "  NATS asks for a user (deploy/nats/tenants.conf); passwords are in "
+        f"{home / 'secrets'}\n"
+        f"  as project alpha: PLAIT_PROJECT=alpha PLAIT_NATS_USER=alpha-development PLAIT_NATS_PASSWORD_FILE={client}\n"
+        f"  as the operator:  PLAIT_NATS_USER=plait-operator PLAIT_NATS_PASSWORD_FILE={operator}"
+    )
