@@ -19,6 +19,7 @@ from plait.adapters.nats_auth import NatsAuth, tenant_inbox
 from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.core.commands import LaunchExecution
+from plait.core.events import ExecutionLaunched, ExecutionSucceeded
 from plait.errors import ConnectError, InputError
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR
@@ -189,6 +190,9 @@ async def test_a_confined_client_registers_launches_and_takes_its_result(
             handle = await client.launch(workflows.add_two, {"a": 1, "b": 2})
             with anyio.fail_after(DEADLINE * 3):
                 assert await handle.result() == 3
+                followed = [stored.decision async for stored in client.events(handle.id)]  # its own: it may follow
+            assert isinstance(followed[0].events[0], ExecutionLaunched)
+            assert isinstance(followed[-1].events[-1], ExecutionSucceeded)
             shown = await client.show_execution(handle.id)
             assert (shown.status, shown.outputs) == ("succeeded", {"result": 3})
             assert [e.execution_id for e in await client.list_executions()] == [handle.id]

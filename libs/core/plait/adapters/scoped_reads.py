@@ -73,3 +73,50 @@ async def last_subject_message(js: JetStreamContext, stream: str, subject: str) 
         async for raw in messages:
             return raw
     return None
+
+
+FOLLOW_HEARTBEAT_SECONDS = 2.0
+FOLLOWER_IDLE_SECONDS = 30.0  # a follower's consumer outlives a client that vanished by this long
+
+
+async def follow_subject(js: JetStreamContext, stream: str, subject: str) -> AsyncGenerator[RawStreamMsg, None]:
+    """Every message of ``stream`` on ``subject`` from the first, then each one appended, until the caller stops: what
+    an ordered consumer gives, through a named consumer whose create request names ``subject`` (so permissions can
+    confine it). A gap in the consumer's sequence, or heartbeats that stop, make a new consumer from the message
+    after the last one given: nothing is skipped or given twice."""
+    route = route_of(js)
+    last = 0
+    while True:
+        inbox = route.nc.new_inbox()
+        subscription = await route.nc.subscribe(inbox)
+        config = ConsumerConfig(
+            name=route.nc._nuid.next().decode(),
+            filter_subject=subject,
+            deliver_subject=inbox,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if last else DeliverPolicy.ALL,
+            opt_start_seq=last + 1 if last else None,
+            ack_policy=AckPolicy.NONE,
+            idle_heartbeat=FOLLOW_HEARTBEAT_SECONDS,
+            inactive_threshold=FOLLOWER_IDLE_SECONDS,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        try:
+            await js.add_consumer(stream, config=config)
+            delivered = 0
+            while True:
+                try:
+                    msg = await subscription.next_msg(timeout=3 * FOLLOW_HEARTBEAT_SECONDS)
+                except nats.errors.TimeoutError:
+                    break  # its heartbeats stopped (the consumer or its server went away): a new consumer
+                if not msg.reply:  # a heartbeat
+                    continue
+                metadata = msg.metadata
+                if metadata.sequence.consumer != delivered + 1:
+                    break  # a message was lost on the way (a slow subscriber): a new consumer, from the last one
+                delivered = metadata.sequence.consumer
+                last = metadata.sequence.stream
+                yield RawStreamMsg(subject=msg.subject, seq=last, data=msg.data, headers=msg.headers, stream=stream)
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()

@@ -9,14 +9,12 @@ from collections.abc import AsyncIterator
 import anyio
 import nats.errors
 from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 
 from plait import codec
 from plait.adapters.commands import publish_command
-from plait.adapters.connection import consumer_of, route_of
 from plait.adapters.event_log import StoredDecision
 from plait.adapters.nats_errors import as_plait_errors
+from plait.adapters.scoped_reads import follow_subject
 from plait.client.connection import ClientBase, any_last_token, readable
 from plait.client.identity import default_principal
 from plait.client.outcome import ExecutionOutcome, outcome_of
@@ -33,41 +31,22 @@ LONGEST_RELOAD_SECONDS = 0.05
 UNSEEN_DECISION_SECONDS = 1.0
 """How often ``wait`` reads the log again when no decision was sent to it: one appended while it subscribed
 may have reached neither its subscription nor its first read (stored a moment after that read)."""
-FOLLOWER_INACTIVE_SECONDS = 30.0  # a follower's consumer outlives a client that vanished by this long
 
 
 class Following(ClientBase):
     async def events(self, execution_id: str, *, until_terminal: bool = True) -> AsyncIterator[StoredDecision]:
-        """The execution's decisions from the start, then as they are appended; ends after the last one."""
-        subject, action = self._subject(execution_id), f"following execution {execution_id}"
-        with as_plait_errors(action):
-            subscription = await self.js.subscribe(
-                subject,
-                ordered_consumer=True,
-                deliver_policy=DeliverPolicy.ALL,
-                inactive_threshold=FOLLOWER_INACTIVE_SECONDS,
-            )
-        try:
-            with (
-                as_plait_errors(f"following execution {execution_id}"),
-                readable(f"following execution {execution_id}"),
-            ):
-                async for msg in subscription.messages:
-                    stored = StoredDecision(msg.metadata.sequence.stream, msg.data)
+        """The execution's decisions from the start, then as they are appended; ends after the last one. (Read
+        through a consumer whose create request names the execution's subject, so a credential confined to this
+        project and domain may follow: see ``plait.adapters.scoped_reads``.)"""
+        subject = self._subject(execution_id)
+        action = f"following execution {execution_id}"
+        with as_plait_errors(action), readable(action):
+            async with contextlib.aclosing(follow_subject(self.js, subjects.EVENTS_STREAM, subject)) as messages:
+                async for raw in messages:
+                    stored = StoredDecision(raw.seq or 0, raw.data or b"")
                     yield stored
                     if until_terminal and any(isinstance(e, TERMINAL_EVENTS) for e in stored.decision.events):
                         return
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.unsubscribe()
-            await self._delete_consumer(subscription)
-
-    async def _delete_consumer(self, subscription: JetStreamContext.PushSubscription) -> None:
-        """Ask the server to remove a finished follower's consumer now, without waiting for its reply (else it
-        stays ``FOLLOWER_INACTIVE_SECONDS``): clients following many short executions would pile them up."""
-        delete = f"{route_of(self.js).api_prefix}.CONSUMER.DELETE.{subjects.EVENTS_STREAM}.{consumer_of(subscription)}"
-        with anyio.CancelScope(shield=True), contextlib.suppress(nats.errors.Error):
-            await self.nc.publish(delete, b"")
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionOutcome:
         """How the execution ended, once it has succeeded, failed or been aborted.
