@@ -76,7 +76,7 @@ async def last_subject_message(js: JetStreamContext, stream: str, subject: str) 
 
 
 FOLLOW_HEARTBEAT_SECONDS = 2.0
-FOLLOWER_IDLE_SECONDS = 30.0  # a follower's consumer outlives a client that vanished by this long
+FOLLOWER_IDLE_SECONDS = 10.0  # a push consumer with no subscriber left (its follower stopped or vanished) goes then
 
 
 async def follow_subject(js: JetStreamContext, stream: str, subject: str) -> AsyncGenerator[RawStreamMsg, None]:
