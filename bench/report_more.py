@@ -31,7 +31,7 @@ def print_cpu(results: list[dict[str, Any]]) -> None:
 
 def print_dags(results: list[dict[str, Any]], prefect: dict[str, Any] | None) -> None:
     """Tasks/s on each DAG file, and the ratio to Prefect's where it ran the same file."""
-    names = sorted({name for r in results for name in (r.get("dag") or {})}, key=lambda n: (len(n), n))
+    names = list(dict.fromkeys(name for r in results for name in (r.get("dag") or {})))
     if not names:
         return
     print("\nDAG files (tasks/s from launch to outputs, median [min-max]; Prefect's and plait / Prefect):")
