@@ -71,7 +71,8 @@ def run_prefect(args: argparse.Namespace) -> dict[str, Any]:
         }
         env.pop("PREFECT_API_URL", None)
         argv = [python, str(Path(__file__).with_name("prefect_side.py"))]
-        argv += ["--fan-out", str(args.fan_out), "--chain", str(args.chain), "--many", str(args.many)]
+        argv += ["--fan-out", str(args.fan_out), "--chain", str(args.chain)]
+        argv += ["--many", str(args.many if "many" in args.only else 0)]
         argv += ["--cached", str(args.cached if "cached" in args.only else 0)]
         argv += ["--cached-sleepy", str(args.cached_sleepy if "cached" in args.only else 0)]
         argv += ["--runs", str(args.prefect_runs or args.runs)]
