@@ -1,9 +1,11 @@
 """Benchmarks on the embedded stack, per fsync setting: fan-out, chain, many executions, widest execution,
-replay, and the broker's own floor; optionally the same workloads on Prefect 3.
+replay, and the broker's own floor; DAG files (bench/dags), the fan-out and chain through `plait run`, and the
+CPU per task of each process; optionally the same workloads on Prefect 3 and on Dask distributed.
 
 python -m bench                          # 5 runs of each workload, fsync always and default
 python -m bench --quick --sync default   # CI smoke: tiny sizes, one run
 python -m bench --runs 3 --sync always --json results.json --compare prefect
+python -m bench --runs 5 --sync always --only fan_out,chain,dag,cli --compare prefect,dask
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import msgspec
 
+from bench import dag
 from bench.report import print_report
+from bench.report_more import print_dask
 from bench.stack import nats_server_version
 from bench.suite import WORKLOADS, progress, run_mode, summarize
 from plait.logging import configure_logging
@@ -35,6 +39,7 @@ FULL = {
     "widest": 100_000,
     "replay": 1_000_000,
     "raw": (2000, 20_000),
+    "dags": "montage-1000,epigenomics-1000,cycles-1000,montage-5000,epigenomics-5000,cycles-5000",
 }
 QUICK = {
     "fan_out": 20,
@@ -45,9 +50,10 @@ QUICK = {
     "widest": 200,
     "replay": 5000,
     "raw": (200, 2000),
+    "dags": "diamond",
 }
 DEFAULT_SERVICES = "processes"  # as plait run starts them
-SIZED = ("fan_out", "chain", "many", "cached", "cached_sleepy", "widest", "replay")
+SIZED = ("fan_out", "chain", "many", "cached", "cached_sleepy", "widest", "replay", "dags")
 
 
 def run_prefect(args: argparse.Namespace) -> dict[str, Any]:
@@ -65,10 +71,13 @@ def run_prefect(args: argparse.Namespace) -> dict[str, Any]:
         }
         env.pop("PREFECT_API_URL", None)
         argv = [python, str(Path(__file__).with_name("prefect_side.py"))]
-        argv += ["--fan-out", str(args.fan_out), "--chain", str(args.chain), "--many", str(args.many)]
+        argv += ["--fan-out", str(args.fan_out), "--chain", str(args.chain)]
+        argv += ["--many", str(args.many if "many" in args.only else 0)]
         argv += ["--cached", str(args.cached if "cached" in args.only else 0)]
         argv += ["--cached-sleepy", str(args.cached_sleepy if "cached" in args.only else 0)]
         argv += ["--runs", str(args.prefect_runs or args.runs)]
+        if "dag" in args.only:
+            argv += ["--dags", *(str(path.resolve()) for path in dag.files(args.dags))]
         try:
             done = subprocess.run(argv, env=env, cwd=home, stdout=subprocess.PIPE, timeout=3600, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -82,6 +91,29 @@ def run_prefect(args: argparse.Namespace) -> dict[str, Any]:
         "chain_source": data["chain_source"],
         "many_failures": data.get("many_failures", []),
         **{name: summarize(data.get(name, [])) for name in ("fan_out", "chain", "many", "cached")},
+        "dag": {name: summarize(runs) for name, runs in data.get("dag", {}).items()},
+    }
+
+
+def run_dask(args: argparse.Namespace) -> dict[str, Any]:
+    """The Dask side (bench/dask_side.py) in a subprocess; {"failed": reason} when it cannot run."""
+    argv = [args.dask_python, str(Path(__file__).with_name("dask_side.py")), "--runs", str(args.runs)]
+    argv += ["--fan-out", str(args.fan_out if "fan_out" in args.only else 0)]
+    argv += ["--chain", str(args.chain if "chain" in args.only else 0)]
+    if "dag" in args.only:
+        argv += ["--dags", *(str(path.resolve()) for path in dag.files(args.dags))]
+    with tempfile.TemporaryDirectory(prefix="plait-bench-dask-") as home:
+        try:
+            done = subprocess.run(argv, cwd=home, stdout=subprocess.PIPE, timeout=3600, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return {"failed": f"{type(exc).__name__}: {exc}"}
+    if done.returncode != 0:
+        return {"failed": f"{args.dask_python} dask_side.py exited with {done.returncode} (see its stderr above)"}
+    data: dict[str, Any] = msgspec.json.decode(done.stdout.strip().splitlines()[-1])
+    return {
+        "dask": data["dask"],
+        **{name: summarize(data.get(name, [])) for name in ("fan_out", "chain")},
+        "dag": {name: summarize(runs) for name, runs in data.get("dag", {}).items()},
     }
 
 
@@ -115,13 +147,24 @@ def main() -> None:
         type=lambda text: [part.strip().replace("-", "_") for part in text.split(",") if part.strip()],
         help=f"comma-separated workloads to run (default all: {','.join(WORKLOADS)})",
     )
+    parser.add_argument(
+        "--dags", help="comma-separated DAG files for the dag workload (names under bench/dags or paths)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
-    parser.add_argument("--compare", choices=["prefect"], help="run the same workloads on Prefect 3 too")
+    parser.add_argument(
+        "--compare",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        default=[],
+        help="run the same workloads on prefect (Prefect 3) and/or dask (distributed), comma-separated",
+    )
+    parser.add_argument("--dask-python", default=sys.executable, help="a Python that has distributed")
     parser.add_argument("--prefect-json", type=Path, help="use the Prefect figures of an earlier --json file's run")
     parser.add_argument("--prefect-runs", type=int, help="runs on Prefect (default: --runs)")
     parser.add_argument("--prefect-python", default=default_prefect_python(), help="a Python that has prefect")
     args = parser.parse_args()
     args.only = args.only or list(WORKLOADS)
+    if unknown := set(args.compare) - {"prefect", "dask"}:
+        parser.error(f"--compare: unknown {', '.join(sorted(unknown))} (choose from prefect, dask)")
     if unknown := set(args.only) - set(WORKLOADS):
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))} (choose from {', '.join(WORKLOADS)})")
     sizes = QUICK if args.quick else FULL
@@ -129,6 +172,7 @@ def main() -> None:
         if getattr(args, name) is None:
             setattr(args, name, sizes[name])
     args.raw = sizes["raw"]
+    args.dags = [name.strip() for name in args.dags.split(",") if name.strip()]
     args.runs = args.runs or (1 if args.quick else 5)
     with tempfile.TemporaryDirectory(prefix="plait-bench-log-") as logs:
         args.log = Path(logs) / "plait-bench.log"
@@ -149,7 +193,7 @@ def run(args: argparse.Namespace) -> None:
         earlier = msgspec.json.decode(args.prefect_json.read_bytes())
         prefect = earlier["prefect"] if isinstance(earlier.get("prefect"), dict) else earlier  # a --json file
         progress(f"Prefect figures read from {args.prefect_json}")
-    elif args.compare == "prefect":
+    elif "prefect" in args.compare:
         progress(f"benchmarking Prefect with {args.prefect_python}")
         prefect = run_prefect(args)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -164,9 +208,15 @@ def run(args: argparse.Namespace) -> None:
         "replay_history": results[0].get("replay_history"),
         "elapsed_s": time.perf_counter() - started,
     }
+    dask = None
+    if "dask" in args.compare:
+        progress(f"benchmarking Dask distributed with {args.dask_python}")
+        dask = run_dask(args)
     print_report(meta, results, prefect)
+    if dask is not None:
+        print_dask(results, dask)
     if args.json:
-        args.json.write_bytes(msgspec.json.encode({"meta": meta, "results": results, "prefect": prefect}))
+        args.json.write_bytes(msgspec.json.encode({"meta": meta, "results": results, "prefect": prefect, "dask": dask}))
 
 
 if __name__ == "__main__":

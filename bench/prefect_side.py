@@ -99,6 +99,33 @@ async def small() -> int:
     return await ajoin([a, b])  # type: ignore[no-any-return]
 
 
+@flow
+def dag(parents: list[list[int]]) -> int:
+    """A DAG file's nodes as no-op tasks, each submitted with its parents' futures as ``wait_for``; a join of
+    the sinks."""
+    futures: list[Any] = []
+    for i, before in enumerate(parents):
+        futures.append(noop.submit(i, wait_for=[futures[p] for p in before]))
+    has_child = {p for before in parents for p in before}
+    ends = [futures[i] for i in range(len(parents)) if i not in has_child]
+    return join.submit([], wait_for=ends).result()  # type: ignore[no-any-return]
+
+
+def run_dags(paths: list[str], runs: int) -> dict[str, list[dict[str, float]]]:
+    """Each DAG file (bench/dag.py's format) ``runs`` times: tasks/s (its nodes and the join) and wall."""
+    out: dict[str, list[dict[str, float]]] = {}
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        tasks = len(data["parents"]) + 1
+        for _ in range(runs):
+            started = time.perf_counter()
+            dag(data["parents"])
+            wall = time.perf_counter() - started
+            out.setdefault(data["name"], []).append({"tasks_per_s": tasks / wall, "wall_s": wall})
+            print(f"  [prefect] dag {data['name']}: {tasks / wall:.0f} tasks/s", file=sys.stderr)
+    return out
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -151,6 +178,7 @@ def main() -> None:
     parser.add_argument("--cached", type=int, default=500)
     parser.add_argument("--cached-sleepy", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--dags", nargs="*", default=[], help="DAG files (bench/dags/*.json) to run")
     args = parser.parse_args()
     import prefect
 
@@ -196,6 +224,7 @@ def main() -> None:
             f"sleepy {cached.get('sleep_second_s', 0):.2f}/{cached.get('sleep_first_s', 0):.2f} s",
             file=sys.stderr,
         )
+    result["dag"] = run_dags(args.dags, args.runs)
     result["peak_rss_mb"] = peak_mb(os.getpid())
     result["median_fan_out"] = statistics.median(r["tasks_per_s"] for r in result["fan_out"])
     print(json.dumps(result))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import sys
 import tempfile
 import time
 import traceback
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import anyio
 
-from bench import cached, chain, fan_out, many, raw, replay, widest
+from bench import cached, chain, cli, cpu, dag, fan_out, many, raw, replay, widest
 from bench.measure import summary
 from bench.procs import Group
 from bench.stack import servers
@@ -38,7 +40,7 @@ def summarize(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return {key: summary([run[key] for run in runs]) for key in runs[0]} if runs else {}
 
 
-WORKLOADS = ("fan_out", "chain", "many", "cached", "widest", "raw", "replay")
+WORKLOADS = ("fan_out", "chain", "many", "cached", "dag", "cli", "widest", "raw", "replay")
 
 
 async def bench_stack(sync: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -57,7 +59,12 @@ async def bench_stack(sync: str, args: argparse.Namespace) -> dict[str, Any]:
                         await anyio.sleep(2.0)  # let the services settle before the idle reading
                         result["idle_rss_mb"] = {name: g.rss_mb() for name, g in groups.items()}
                         result["idle_pss_mb"] = {name: g.pss_mb() for name, g in groups.items()}
-                        await _workloads(client, sync, args, groups, result)
+                        roles = {srv.nats.pid: "nats-server", srv.postgres.pid: "postgres"}
+                        await _workloads(client, sync, args, groups, result, roles)
+                        if "dag" in only:
+                            await _dags(client, sync, args, result, roles)
+                        if "cli" in only:
+                            await _cli(client, sync, args, result, srv.info.nats_url, srv.info.database_url)
                         if args.widest > 0 and "widest" in only:
                             progress(f"[{sync}] widest: one execution of {args.widest} nodes")
                             log_at = widest.log_size(args.log)
@@ -83,7 +90,12 @@ async def bench_stack(sync: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _workloads(
-    client: AsyncClient, sync: str, args: argparse.Namespace, groups: dict[str, Group], result: dict[str, Any]
+    client: AsyncClient,
+    sync: str,
+    args: argparse.Namespace,
+    groups: dict[str, Group],
+    result: dict[str, Any],
+    roles: dict[int, str],
 ) -> None:
     """Workloads 1-4, ``args.runs`` times each, interleaved; the peak RSS over them."""
     wanted = [name for name in ("fan_out", "chain", "many", "cached") if name in args.only]
@@ -96,11 +108,14 @@ async def _workloads(
     for g in groups.values():
         g.reset_peak()
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in wanted}
+    fan_out_cpu: list[dict[str, float]] = []
     failures: list[str] = []
     for run in range(args.runs):
         line = []
         if "fan_out" in runs:
+            before = cpu.snapshot(os.getpid(), roles)
             runs["fan_out"].append(await fan_out.run(client, fan_out_wf, args.fan_out))
+            fan_out_cpu.append(cpu.per_task(before, cpu.snapshot(os.getpid(), roles), args.fan_out + 1))
             line.append(f"fan-out {runs['fan_out'][-1]['tasks_per_s']:.0f} tasks/s")
         if "chain" in runs:
             runs["chain"].append(await chain.run(client, chain_wf, args.chain))
@@ -117,9 +132,46 @@ async def _workloads(
                 line.append(f"cached rerun: {exc}")
         progress(f"[{sync}] run {run + 1}/{args.runs}: " + ", ".join(line))
     result.update({name: summarize(values) for name, values in runs.items() if values})
+    if fan_out_cpu:
+        result["fan_out_cpu_ms"] = summarize(fan_out_cpu)
     if failures:
         result["cached"] = {"failed": failures[0]}
     result["peak_rss_mb"] = {name: g.peak_mb() for name, g in groups.items()}
+
+
+async def _dags(
+    client: AsyncClient, sync: str, args: argparse.Namespace, result: dict[str, Any], roles: dict[int, str]
+) -> None:
+    """Each DAG file ``args.runs`` times; tasks/s and the CPU per task of each process role."""
+    result["dag"] = {}
+    for path in dag.files(args.dags):
+        graph = dag.load(path)
+        workflow = dag.make_dag(graph)
+        await client.register(workflow)
+        runs, cpus = [], []
+        for _ in range(args.runs):
+            before = cpu.snapshot(os.getpid(), roles)
+            runs.append(await dag.run(client, workflow, graph.tasks))
+            cpus.append(cpu.per_task(before, cpu.snapshot(os.getpid(), roles), graph.tasks))
+        result["dag"][graph.name] = {**summarize(runs), "cpu_ms": summarize(cpus), "tasks": graph.tasks}
+        progress(f"[{sync}] dag {graph.name} ({graph.tasks} tasks): {runs[-1]['tasks_per_s']:.0f} tasks/s")
+
+
+async def _cli(
+    client: AsyncClient, sync: str, args: argparse.Namespace, result: dict[str, Any], nats_url: str, database_url: str
+) -> None:
+    """The fan-out and the chain through ``plait run`` (live view on a pseudo-terminal), ``args.runs`` times."""
+    with tempfile.TemporaryDirectory(prefix="plait-bench-cli-") as folder:
+        module = cli.write_module(Path(folder), args.fan_out, args.chain)
+        env = cli.environment(nats_url, database_url, Path(folder) / "home")
+        runs = []
+        for _ in range(args.runs):
+            runs.append(await cli.run(client, module, env, args.fan_out, args.chain))
+            progress(
+                f"[{sync}] plait run: fan-out {runs[-1]['fan_out_tasks_per_s']:.0f} tasks/s, "
+                f"chain p50 {runs[-1]['chain_step_p50_ms']:.1f} ms"
+            )
+    result["cli"] = summarize(runs)
 
 
 async def _replay(client: AsyncClient, sync: str, args: argparse.Namespace) -> dict[str, Any]:

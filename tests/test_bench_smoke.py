@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -24,3 +25,19 @@ def test_the_benchmark_suite_runs_at_tiny_sizes(tmp_path: Path) -> None:
     for row in ("fan-out", "chain", "executions", "cached rerun", "replay", "JetStream"):
         assert row in done.stdout, f"no {row!r} row in:\n{done.stdout}"
     assert out.stat().st_size > 0
+
+
+def test_the_dag_cli_and_dask_workloads_run_at_tiny_sizes(tmp_path: Path) -> None:
+    compare = ["--compare", "dask"] if importlib.util.find_spec("distributed") else []
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--sync", "default", "--only", "fan_out,chain,dag,cli", *compare],
+        cwd=REPO,
+        env={**os.environ, "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = ["diamond", "through `plait run`", "CPU per task"] + (["Dask distributed"] if compare else [])
+    for row in rows:
+        assert row in done.stdout, f"no {row!r} row in:\n{done.stdout}"

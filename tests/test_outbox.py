@@ -72,3 +72,18 @@ async def test_the_outbox_retries_dispatches_the_dispatch_stream_could_not_store
             await until(refused)
             await ensure_streams(client.js)
             await until(dispatched)
+
+
+async def test_the_outbox_reads_no_state_for_decisions_its_own_replica_made(nats_url: str) -> None:
+    """The replica that appends a decision starts its side work and dispatches, or finds it has none, from the
+    state it just decided on; its outbox, meeting the decision later, has nothing to read the log for (ended
+    executions leave the state cache, so each of their last decisions would otherwise be read whole)."""
+    scheduler = SchedulerService(nats_url, replica="first")
+    executor = ExecutorService(nats_url, concurrency=2, replica="executor")
+    async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+        launched = [(await client.launch(workflows.sum_of_squares, {"n": 4})).id for _ in range(3)]
+        states = [await final_state(client, execution_id, timeout=DEADLINE) for execution_id in launched]
+        await outbox_caught_up(client.js)
+    assert {state.status for state in states} == {"succeeded"}
+    assert scheduler.outbox is not None and scheduler.outbox.dispatched >= 3 * 5
+    assert scheduler.outbox.states_read == 0

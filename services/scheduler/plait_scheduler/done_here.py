@@ -39,6 +39,10 @@ class DoneHere(Generic[Key]):
             error = "cancelled" if work.cancelled() else repr(work.exception())
             log.warning(self.event, **{self.field: key}, error=error)
             return
+        self.done(key)
+
+    def done(self, key: Key) -> None:
+        """Record work done here (or found to be nothing) without a future."""
         self._done[key] = None
         while len(self._done) > REMEMBERED:
             self._done.popitem(last=False)

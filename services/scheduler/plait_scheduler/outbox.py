@@ -70,6 +70,7 @@ class Outbox:
         self._side_work: DoneHere[int] = DoneHere("side_work_left_to_outbox", "decision_sequence")
         self._dispatches: DoneHere[str] = DoneHere("dispatch_left_to_outbox", "attempt")
         self.dispatched = 0
+        self.states_read = 0  # executions' states the outbox had to read from the log
 
     async def _dispatch(self, state: Execution, event: NodeQueued, decision_sequence: int) -> asyncio.Future[PubAck]:
         """Publish the attempt's dispatch; the future resolves when JetStream has stored it."""
@@ -91,6 +92,11 @@ class Outbox:
         if self._wants_side_work(state, events):
             work = asyncio.ensure_future(self._do_side_work(state, events, datetime.now(UTC)))
             self._side_work.track(decision_sequence, work)
+        else:
+            # Found to be nothing from the state right after the decision, the earliest state the outbox could
+            # judge it from (what side work wants only shrinks as an execution goes on): the outbox need not read
+            # the state again to find that out.
+            self._side_work.done(decision_sequence)
         queued = [e for e in events if isinstance(e, NodeQueued)]
         if not queued:
             return
@@ -133,6 +139,7 @@ class Outbox:
             return cached
         state = loaded.get(subject)
         if state is None or state.last_sequence < decision_sequence:
+            self.states_read += 1
             state = loaded[subject] = await self.store.load(subject, at_least=decision_sequence)
         return state
 
