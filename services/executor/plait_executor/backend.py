@@ -64,6 +64,7 @@ class LocalBackend:
             grace_seconds=TIMEOUT_BACKSTOP_GRACE_SECONDS,
             on_start=on_start,
             code_root=code_root,
+            project=dispatch.project,
         )
 
     async def stop(self, dispatch: Dispatch) -> str:

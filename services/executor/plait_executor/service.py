@@ -19,6 +19,7 @@ from structlog.typing import FilteringBoundLogger
 from plait.adapters.connection import connect
 from plait.adapters.object_store import ValueStore
 from plait.adapters.pull import Puller, ensure_consumer
+from plait.adapters.registry import Registry
 from plait.adapters.streams import ensure_streams
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
@@ -29,6 +30,7 @@ from plait.settings import Settings
 from plait_executor.announcing import Announcer, announcement
 from plait_executor.backend import BackendFactory, backend_from_settings, local_backend
 from plait_executor.code_bundles import CodeCache, code_cache_directory, with_code_bundles
+from plait_executor.registered import GeneratedTasksBackend, registered_only
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
 from plait_executor.stored_values import with_values
 
@@ -134,12 +136,14 @@ class ExecutorService:
             if (info.config.ack_wait, info.config.max_deliver) != (config.ack_wait, config.max_deliver):
                 info = await js.add_consumer(subjects.DISPATCH_STREAM, config)  # made by an older release: updated
             async with self.backend() as backend, code_cache_directory() as code_cache:
+                registry = Registry(js)
+                runs = with_values(
+                    GeneratedTasksBackend(with_code_bundles(backend, CodeCache(js, code_cache)), registry),
+                    ValueStore.on_jetstream(js, self.inline_value_limit),
+                )
                 runner = self._runner = AttemptRunner(
                     js,
-                    with_values(
-                        with_code_bundles(backend, CodeCache(js, code_cache)),
-                        ValueStore.on_jetstream(js, self.inline_value_limit),
-                    ),
+                    registered_only(runs, registry),  # see plait_executor.registered
                     self.replica,
                     heartbeat_seconds=(info.config.ack_wait or self.ack_wait_seconds) / 3,
                     started_after=self.started_after_seconds,

@@ -31,6 +31,7 @@ from plait import codec
 from plait.adapters.connection import connect
 from plait.adapters.object_store import ValueStore
 from plait.adapters.output_store import OutputStore
+from plait.adapters.registry import Registry
 from plait.core.dispatch import Dispatch
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.logging import configure_logging
@@ -39,6 +40,7 @@ from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
 from plait_executor.code_bundles import CodeCache, code_cache_directory, target_of
 from plait_executor.kubernetes.batches import BATCH_VARIABLE, INDEX_VARIABLE, decode_batch
+from plait_executor.registered import register_generated
 from plait_executor.reports import publish_until_stored, report_result, started_command
 from plait_executor.stored_values import run_with_values
 from plait_executor.task_output import keep_output
@@ -87,7 +89,8 @@ async def run(
 
                 async def call(inputs: dict[str, Any]) -> AttemptOutcome:
                     version = dispatch.task.version
-                    return await anyio.to_thread.run_sync(run_captured, code_target, inputs, version, output_limits)
+                    ran = await anyio.to_thread.run_sync(run_captured, code_target, inputs, version, output_limits)
+                    return await register_generated(Registry(js), dispatch, ran)
 
                 outcome = await run_with_values(ValueStore.on_jetstream(js, inline_limit), dispatch, call)
         if outcome.output:  # the pod's own log shows it too (`kubectl logs`)
