@@ -36,6 +36,7 @@ WORKFLOW_MODULES = {
     "cluster_workflows.py",
     "output_workflows.py",
     "child_workflows.py",
+    "secret_workflows.py",
 }
 
 

@@ -19,6 +19,7 @@ import msgspec
 
 from plait.core.model import TaskTarget
 from plait.core.task_output import DEFAULT_OUTPUT_HEAD_BYTES, DEFAULT_OUTPUT_TAIL_BYTES
+from plait.sdk import secrets
 from plait_executor.attempt import AttemptOutcome, run_attempt
 
 OutputLimits = tuple[int, int]
@@ -29,13 +30,18 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def run_captured(
-    target: TaskTarget, inputs: Mapping[str, Any], version: str | None, limits: OutputLimits = DEFAULT_OUTPUT_LIMITS
+    target: TaskTarget,
+    inputs: Mapping[str, Any],
+    version: str | None,
+    limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
+    secret_values: Mapping[str, str] | None = None,
 ) -> AttemptOutcome:
     """``run_attempt``, with what it wrote (bounded by ``limits``) in the outcome's ``output``."""
-    with tempfile.TemporaryFile(prefix="plait-output-") as sink:
+    with tempfile.TemporaryFile(prefix="plait-output-") as sink, secrets.attempt_scope() as resolved:
         with captured_into(sink):
-            outcome = run_attempt(target, inputs, version)
+            outcome = run_attempt(target, inputs, version, secret_values)
         kept, size = bounded(sink, *limits)
+        kept = secrets.redact_bytes(kept, resolved.values())
     return msgspec.structs.replace(outcome, output=kept, output_size=size)
 
 

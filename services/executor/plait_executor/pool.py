@@ -81,6 +81,7 @@ class WorkerPool:
         on_start: Callable[[], None] | None = None,
         code_root: str | None = None,
         project: str = "",
+        secrets: Mapping[str, str] | None = None,
     ) -> AttemptOutcome:
         """Run one attempt in an idle worker. Always an outcome: a lost worker is a system error; an attempt still
         running ``grace_seconds`` past its ``timeout_seconds`` is killed, and fails as the task's own failure.
@@ -88,9 +89,10 @@ class WorkerPool:
         ``on_start`` is called once a worker is taken, just before the attempt is sent to it; an exception it
         raises gives the worker back untouched and propagates. ``code_root``: an unpacked code bundle to import the
         task from, in a worker that has imported from no other source. ``project``: the attempt's; a worker that ran
-        an attempt of one project never runs one of another (module state would leak between tenants).
+        an attempt of one project never runs one of another (module state would leak between tenants). ``secrets``: the
+        values of the task's secrets, sent to the worker with the attempt.
         """
-        request = AttemptRequest(target, dict(inputs), version, self.output_limits, code_root)
+        request = AttemptRequest(target, dict(inputs), version, self.output_limits, code_root, dict(secrets or {}))
         async with self._free:
             worker = await self._take((project, code_root))
             try:

@@ -66,6 +66,8 @@ class RegisteredTasks:
                 f"{where} is registered as {_named(registered)}, the dispatch names {_named(task)}: "
                 "the executor runs only registered code"
             )
+        if (registered.secrets or ()) != (task.secrets or ()):
+            return f"{where} is registered with other secrets than the dispatch names: it may read only its own"
         return None
 
 

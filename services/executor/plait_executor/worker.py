@@ -29,6 +29,7 @@ class AttemptRequest(msgspec.Struct, frozen=True):
     version: str | None = None
     output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS
     code_root: str | None = None  # an unpacked code bundle to import the task from (see code_roots)
+    secrets: dict[str, str] = {}  # the values of the task's secrets, resolved by the executor (sent on the pipe)
 
 
 class WorkerLost(Exception):
@@ -52,7 +53,9 @@ def serve(connection: Connection) -> None:
         if request is None:
             return
         request = msgspec.structs.replace(request, target=target_in_code_root(request.target, request.code_root))
-        connection.send(run_captured(request.target, request.inputs, request.version, request.output_limits))
+        connection.send(
+            run_captured(request.target, request.inputs, request.version, request.output_limits, request.secrets)
+        )
 
 
 def _exit_when_gone(executor_sentinel: int) -> None:

@@ -81,6 +81,8 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     # True for a ``@dynamic`` task, whose attempt generates a sub-DAG (see plait.core.dynamic); UNSET otherwise.
     dynamic: bool | msgspec.UnsetType = msgspec.UNSET
     cluster: str | msgspec.UnsetType = msgspec.UNSET  # where its attempts run; UNSET: see plait.core.clusters
+    # The names of the secrets its attempts read (plait.secrets), never their values; UNSET when it reads none.
+    secrets: tuple[str, ...] | msgspec.UnsetType = msgspec.UNSET
 
 
 class FromInput(msgspec.Struct, frozen=True, tag="input"):

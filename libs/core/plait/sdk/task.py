@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -17,6 +17,7 @@ from plait.core.kubernetes_options import KUBERNETES_TASK_OPTIONS, KubernetesOpt
 from plait.core.model import DEFAULT_SYSTEM_RETRIES, TaskSpec, TaskTarget
 from plait.errors import DefinitionError
 from plait.sdk import tracing
+from plait.sdk.secrets import name_problem
 from plait.sdk.signatures import interface_of
 
 P = ParamSpec("P")
@@ -55,6 +56,7 @@ class Task(Generic[P, R]):
         cache: bool = False,
         cache_version: str = "",
         cluster: str | None = None,
+        secrets: Iterable[str] = (),
         **kubernetes: Any,
     ) -> None:
         if "<locals>" in fn.__qualname__:
@@ -86,6 +88,8 @@ class Task(Generic[P, R]):
             if (problem := cluster_problem(cluster, f"task '{fn.__qualname__}'")) is not None:
                 raise DefinitionError(problem)
             self.options["cluster"] = cluster
+        if names := _secret_names(fn.__qualname__, secrets):  # left out when none, so older tasks keep their versions
+            self.options["secrets"] = names
         functools.update_wrapper(self, fn)
 
     @functools.cached_property
@@ -128,6 +132,7 @@ def task(
     cache: bool = False,
     cache_version: str = "",
     cluster: str | None = None,
+    secrets: Iterable[str] = (),
     image: str | None = None,
     requests: dict[str, str | int] | None = None,
     limits: dict[str, str | int] | None = None,
@@ -142,7 +147,8 @@ def task(fn: Callable[P, R] | None = None, /, **options: Any) -> Task[P, R] | Ca
     ``image``, ``requests``, ``limits``, ``node_selector``, ``tolerations``, ``service_account`` and
     ``pod_template`` say how its attempts run as Kubernetes Jobs (``plait executor --backend kubernetes``).
     ``cluster`` names the cluster whose executors run its attempts, whatever the launch or workflow choose
-    (see ``plait.core.clusters``).
+    (see ``plait.core.clusters``). ``secrets`` names the secrets its attempts read with ``plait.secrets.get``
+    (resolved where they run, see ``plait.secrets``).
     """
     if fn is not None:
         return Task(fn, **options)
@@ -160,3 +166,13 @@ def _kubernetes_options(qualname: str, given: dict[str, Any]) -> KubernetesOptio
         return msgspec.convert(chosen, KubernetesOptions)
     except msgspec.ValidationError as exc:
         raise DefinitionError(f"task '{qualname}': invalid Kubernetes options: {exc}") from exc
+
+
+def _secret_names(qualname: str, given: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(given, str):
+        raise DefinitionError(f"task '{qualname}': secrets is a list of secret names, not the string {given!r}")
+    names = tuple(dict.fromkeys(given))
+    for name in names:
+        if (problem := name_problem(name)) is not None:
+            raise DefinitionError(f"task '{qualname}': {problem}")
+    return names
