@@ -37,7 +37,7 @@ CROSS JOIN LATERAL (
 _NEWEST_FIRST = "ORDER BY launched_at DESC, execution_id DESC"
 
 _SHOW = (
-    _SUMMARY.format(
+    _SUMMARY.format(  # noqa: S608  constant fragments (table and column names); values are $n parameters
         detail=", e.inputs, e.outputs, e.error, e.failed_node, e.abort_reason, e.launched_by, e.last_sequence"
         ", e.aborted_by, e.relaunch_of, e.recovered_from, ARRAY("
         "SELECT x.execution_id FROM executions AS x WHERE x.project = e.project AND x.domain = e.domain"
@@ -78,7 +78,8 @@ async def list_executions(connection: Connection, request: ListExecutions) -> li
             arguments.append(value)
             conditions.append(f"{column} = ${len(arguments)}")
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    newest = f"(SELECT * FROM executions {where} {_NEWEST_FIRST} LIMIT {request.limit})"
+    arguments.append(request.limit)
+    newest = f"(SELECT * FROM executions {where} {_NEWEST_FIRST} LIMIT ${len(arguments)})"  # noqa: S608  constant fragments; values are $n parameters
     rows = await connection.fetch(_SUMMARY.format(detail="", executions=newest) + _NEWEST_FIRST, *arguments)
     return [ExecutionSummary(**dict(row)) for row in rows]
 

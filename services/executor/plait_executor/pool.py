@@ -119,7 +119,7 @@ class WorkerPool:
                 return AttemptOutcome(
                     error=system_error(f"the worker process died while running the attempt ({lost})", "WorkerLost")
                 )
-        assert deadline.cancelled_caught
+        assert deadline.cancelled_caught  # noqa: S101  an invariant of this code, not a check of input
         # The task's own failure, as when the scheduler's timeout timer fires first (this is the local backstop).
         return AttemptOutcome(
             error=TaskError(kind="user", message=f"timed out after {timeout:g} s", error_type="TaskTimedOut")
