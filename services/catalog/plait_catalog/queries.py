@@ -72,7 +72,8 @@ SELECT node_id, count(*) FROM attempts WHERE project = $1 AND domain = $2 AND ex
 
 async def list_executions(connection: Connection, request: ListExecutions) -> list[ExecutionSummary]:
     """The newest executions that match the request's filters, newest first."""
-    conditions, arguments = [], []
+    conditions: list[str] = []
+    arguments: list[str | int] = []
     for column, value in (("project", request.project), ("domain", request.domain), ("status", request.status)):
         if value is not None:
             arguments.append(value)
