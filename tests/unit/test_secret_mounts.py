@@ -4,7 +4,7 @@ a manifest the API server accepts."""
 from __future__ import annotations
 
 from plait.core.kubernetes_options import KubernetesOptions
-from plait.sdk.secrets import DIR_VARIABLE, resolve
+from plait.sdk.secrets import DIR_VARIABLE
 from plait_executor.kubernetes.manifests import AttemptIdentity, job_manifest, map_job_manifest
 from plait_executor.kubernetes.secret_mounts import SECRETS_MOUNT, with_secrets
 from tests.helpers.kube_api.validation import job_causes
@@ -49,11 +49,3 @@ def test_only_the_task_container_gets_the_secrets_and_a_map_job_too() -> None:
 
 def test_a_task_without_secrets_has_no_volume() -> None:
     assert with_secrets(job_manifest(ATTEMPT, OPTIONS), []) == job_manifest(ATTEMPT, OPTIONS)
-
-
-def test_the_mounted_file_is_read_as_the_runtime_reads_it(tmp_path: object) -> None:
-    from pathlib import Path
-
-    folder = Path(str(tmp_path))
-    (folder / "warehouse-password").write_text("s3cr3t\n")
-    assert resolve("warehouse-password", {DIR_VARIABLE: str(folder)}) == "s3cr3t"

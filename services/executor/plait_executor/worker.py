@@ -19,6 +19,7 @@ from plait.core.model import TaskTarget
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
 from plait_executor.code_roots import target_in_code_root
+from plait_executor.worker_environment import scrub
 
 _JOIN_SECONDS = 5.0
 
@@ -40,6 +41,7 @@ def serve(connection: Connection) -> None:
     """The worker process's loop: run each request received, send back its outcome, until told to stop."""
     # Ctrl-C in a terminal reaches the whole process group; the executor decides how its attempts end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    scrub()  # no executor credential, no secret: the attempt's own secrets come with it
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(
