@@ -4,17 +4,22 @@ code is imported; one project's task changing module state does not change anoth
 
 from __future__ import annotations
 
+import hashlib
+import io
+import tarfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import nats
 import pytest
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from plait import codec
+from plait.adapters.code_store import upload_bundle
 from plait.adapters.streams import ensure_streams
 from plait.core.commands import ReportAttemptResult, ReportAttemptResults
 from plait.core.dispatch import Dispatch
@@ -157,3 +162,36 @@ async def test_module_state_one_project_changes_does_not_reach_another_projects_
     assert await run("tenant-a", 0) == 666, "tenant A's next attempt shares its warm worker (and its state)"
     assert await run("tenant-b", 0) == 600, "tenant B's attempt does not see tenant A's module state"
     assert await run("tenant-a", 0) == 600, "tenant A's worker was replaced: no process serves two projects"
+
+
+def hostile_bundle(marker: Path) -> bytes:
+    """A bundle whose ``tests/executor_tasks.py`` (a registered task's module) writes ``marker`` when imported."""
+    source = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('imported')\n".encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in (("0/tests/__init__.py", b""), ("0/tests/executor_tasks.py", source)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+async def test_a_registered_task_with_a_bundle_no_registered_workflow_has_is_refused_and_never_imported(
+    dispatcher: Dispatcher, tmp_path: Path
+) -> None:
+    marker = tmp_path / "imported.marker"
+    data = hostile_bundle(marker)
+    bundle = hashlib.sha256(data).hexdigest()
+    await upload_bundle(dispatcher.js, bundle, data)
+    registered = executor_tasks.add.spec
+    nameless = msgspec.structs.replace(dispatch(registered, {"a": 1, "b": 2}), code_bundle=bundle)
+    await register_task(dispatcher.js, nameless)
+    pretending = msgspec.structs.replace(nameless, attempt_id=f"{nameless.attempt_id}x", workflow=("etl", "0" * 32))
+    for forged in (nameless, pretending):
+        await dispatcher.publish(forged)
+    nameless_result, pretending_result = [await dispatcher.result_of(forged) for forged in (nameless, pretending)]
+    assert nameless_result.error is not None and nameless_result.error.error_type == TASK_NOT_REGISTERED
+    assert f"code bundle {bundle}: the dispatch names no workflow registered with it" in nameless_result.error.message
+    assert pretending_result.error is not None and pretending_result.error.error_type == TASK_NOT_REGISTERED
+    assert f"workflow 'etl' version {'0' * 32} in proj/dev is not registered" in pretending_result.error.message
+    assert not marker.exists(), "the forged bundle's module was imported"

@@ -39,6 +39,7 @@ class RegisteredTasks:
         self.registry = registry
         self.remembered = remembered
         self._known: OrderedDict[_Key, TaskSpec] = OrderedDict()
+        self._bundles: OrderedDict[_Key, str] = OrderedDict()  # each workflow's registered bundle ("": none)
         self.lookups = 0
 
     async def problem(self, dispatch: Dispatch) -> str | None:
@@ -68,6 +69,32 @@ class RegisteredTasks:
             )
         if (registered.secrets or ()) != (task.secrets or ()):
             return f"{where} is registered with other secrets than the dispatch names: it may read only its own"
+        return await self._bundle_problem(dispatch)
+
+    async def _bundle_problem(self, dispatch: Dispatch) -> str | None:
+        """Why the dispatch's code bundle may not be used (None: it has none, or its workflow is registered with
+        it, in the dispatch's project and domain)."""
+        if dispatch.code_bundle is msgspec.UNSET:
+            return None
+        if dispatch.workflow is msgspec.UNSET:
+            return f"code bundle {dispatch.code_bundle}: the dispatch names no workflow registered with it"
+        name, version = dispatch.workflow
+        where = f"workflow '{name}' version {version} in {dispatch.project}/{dispatch.domain}"
+        key = (dispatch.project, dispatch.domain, name, version)
+        bundle = self._bundles.get(key)
+        if bundle is None:
+            self.lookups += 1
+            try:
+                spec = await self.registry.workflow(*key)
+            except NotFound:
+                return f"{where} is not registered: the executor runs only registered code"
+            except nats.errors.Error as exc:
+                raise TransportError(f"the registration of {where} cannot be read: {exc!r}") from exc
+            bundle = self._bundles[key] = spec.code_bundle if isinstance(spec.code_bundle, str) else ""
+            while len(self._bundles) > self.remembered:
+                self._bundles.popitem(last=False)
+        if bundle != dispatch.code_bundle:
+            return f"{where} is not registered with code bundle {dispatch.code_bundle}"
         return None
 
 
