@@ -8,9 +8,11 @@ target) and not looked up again.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
+import anyio
 import msgspec
 import nats.errors
 
@@ -41,6 +43,7 @@ class RegisteredTasks:
         self._known: OrderedDict[_Key, TaskSpec] = OrderedDict()
         self._bundles: OrderedDict[_Key, str] = OrderedDict()  # each workflow's registered bundle ("": none)
         self.lookups = 0
+        self._locks: dict[_Key, anyio.Lock] = {}  # registrations being read
 
     async def problem(self, dispatch: Dispatch) -> str | None:
         """Why ``dispatch``'s task may not run (None: it may). Raises ``TransportError`` when its registration
@@ -50,16 +53,19 @@ class RegisteredTasks:
         where = f"task '{task.name}' version {task.version} in {dispatch.project}/{dispatch.domain}"
         registered = self._known.get(key)
         if registered is None:
-            self.lookups += 1
-            try:
-                registered = await self.registry.task(*key)
-            except NotFound:
-                return f"{where} is not registered: the executor runs only registered code"
-            except nats.errors.Error as exc:
-                raise TransportError(f"the registration of {where} cannot be read: {exc!r}") from exc
-            self._known[key] = registered
-            while len(self._known) > self.remembered:
-                self._known.popitem(last=False)
+            async with self._reading(key):  # the items of a map arrive together: one read for all of them
+                registered = self._known.get(key)
+                if registered is None:
+                    self.lookups += 1
+                    try:
+                        registered = await self.registry.task(*key)
+                    except NotFound:
+                        return f"{where} is not registered: the executor runs only registered code"
+                    except nats.errors.Error as exc:
+                        raise TransportError(f"the registration of {where} cannot be read: {exc!r}") from exc
+                    self._known[key] = registered
+                    while len(self._known) > self.remembered:
+                        self._known.popitem(last=False)
         else:
             self._known.move_to_end(key)
         if registered.target != task.target:
@@ -70,6 +76,16 @@ class RegisteredTasks:
         if (registered.secrets or ()) != (task.secrets or ()):
             return f"{where} is registered with other secrets than the dispatch names: it may read only its own"
         return await self._bundle_problem(dispatch)
+
+    @contextlib.asynccontextmanager
+    async def _reading(self, key: _Key) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, anyio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._locks.pop(key, None)
 
     async def _bundle_problem(self, dispatch: Dispatch) -> str | None:
         """Why the dispatch's code bundle may not be used (None: it has none, or its workflow is registered with
