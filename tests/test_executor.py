@@ -39,6 +39,7 @@ from plait_executor.attempt import CODE_VERSION_MISMATCH, AttemptOutcome
 from plait_executor.results import ResultReporter
 from plait_executor.service import ACK_WAIT_SECONDS, MAX_DELIVERIES
 from tests import executor_tasks as tasks
+from tests.helpers.registered_tasks import register_task
 
 DEADLINE = 20.0
 PROJECT, DOMAIN = "proj", "dev"
@@ -213,6 +214,7 @@ import sys
 import anyio
 from plait_executor import WorkerPool
 from tests import executor_tasks as tasks
+from tests.helpers.registered_tasks import register_task
 
 async def main() -> None:
     async with WorkerPool(1) as pool:
@@ -297,6 +299,7 @@ class Cluster:
         self.nc, self.js, self.commands = nc, js, commands
 
     async def dispatch(self, dispatch: Dispatch, queue: str = "default") -> None:
+        await register_task(self.js, dispatch)
         await self.js.publish(subjects.dispatch_subject("local", queue), codec.encode(dispatch))
 
     async def stored_count(self, stream: str) -> int:

@@ -22,6 +22,7 @@ from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import executor_tasks, fault_workflows, workflows
 from tests.helpers.processes import ServiceProcess
+from tests.helpers.registered_tasks import register_task
 from tests.helpers.restartable_nats import RestartableNats
 from tests.helpers.running import running
 from tests.helpers.states import final_state
@@ -125,6 +126,7 @@ async def test_an_executor_rides_out_nats_being_away_mid_attempt(tmp_path: Path)
                     inputs={"seconds": 2.0},
                     decision_sequence=1,
                 )
+                await register_task(js, dispatch)
                 await js.publish(subjects.dispatch_subject("local", "default"), codec.encode(dispatch))
                 started = codec.command_decoder.decode((await commands.next_msg(timeout=DEADLINE)).data)
                 assert isinstance(started, ReportAttemptStarted)

@@ -38,6 +38,7 @@ WORKFLOW_MODULES = {
     "output_workflows.py",
     "child_workflows.py",
     "dataframe_workflows.py",
+    "secret_workflows.py",
 }
 
 

@@ -238,7 +238,7 @@ class _Walk:
                 self._node_ends(node, succeeded=True)
 
     def _depends_on_failed(self, node: str) -> bool:
-        assert self.upstream is not None
+        assert self.upstream is not None  # noqa: S101  an invariant of this code, not a check of input
         parents, seen = list(self.upstream[node]), set()
         while parents:
             parent = parents.pop()
@@ -256,7 +256,7 @@ class _Walk:
             self.ended_attempts.add(event.attempt_id)
 
     def _ready(self, node: str, event: Event) -> None:
-        assert self.upstream is not None
+        assert self.upstream is not None  # noqa: S101  an invariant of this code, not a check of input
         early = [parent for parent in self.upstream[node] if parent not in self.succeeded]
         if early:
             self.report("queued_early", f"{_name(event)} of node '{node}' before {', '.join(early)} succeeded")

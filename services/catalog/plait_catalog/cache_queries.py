@@ -35,12 +35,12 @@ _LIST = f"""
 SELECT {_COLUMNS} FROM cache_entries
 WHERE project = $1 AND domain = $2 AND ($3::text IS NULL OR task_name = $3)
 ORDER BY created_at DESC, cache_key LIMIT $4
-"""
+"""  # noqa: S608  constant fragments (table and column names); values are $n parameters
 
 _SHOW = f"""
 SELECT {_COLUMNS}, project, domain, outputs, sequence FROM cache_entries
 WHERE project = $1 AND domain = $2 AND cache_key = $3
-"""
+"""  # noqa: S608  constant fragments (table and column names); values are $n parameters
 
 
 async def lookup(connection: Connection, request: CacheLookupRequest) -> CacheLookupReply:

@@ -104,7 +104,7 @@ def _upsert(
             if c not in key
         )
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values} "
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values} "  # noqa: S608  constant fragments (table and column names); values are $n parameters
         f"FROM jsonb_array_elements($1::jsonb) AS row, jsonb_populate_record(NULL::{table}, row) AS typed "
         f"ON CONFLICT ({', '.join(key)}) DO {action}"
     )
@@ -122,7 +122,7 @@ def _read_by_keys(table: str, row_type: type[msgspec.Struct], keys: tuple[str, .
     arrays = ", ".join(f"${i}::text[]" for i in range(1, len(keys) + 1))
     match = " AND ".join(f"stored.{key} = wanted.{key}" for key in keys)
     return (
-        f"SELECT {_columns_but_write_once(row_type, 'found')} FROM unnest({arrays}) AS wanted({', '.join(keys)}) "
+        f"SELECT {_columns_but_write_once(row_type, 'found')} FROM unnest({arrays}) AS wanted({', '.join(keys)}) "  # noqa: S608  constant fragments (table and column names); values are $n parameters
         f"CROSS JOIN LATERAL (SELECT * FROM {table} AS stored WHERE {match} LIMIT 1) AS found"
     )
 
@@ -153,7 +153,7 @@ _READ_NODES = _read_by_keys("node_executions", NodeRow, _NODE_KEY)
 _READ_ALL_NODES = f"""
 SELECT {_columns_but_write_once(NodeRow)} FROM node_executions
 WHERE (project, domain, execution_id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
-"""
+"""  # noqa: S608  constant fragments (table and column names); values are $n parameters
 _READ_ATTEMPTS = _read_by_keys("attempts", AttemptRow, _ATTEMPT_KEY)
 _READ_WORKFLOWS = """
 SELECT project, domain, name, version, spec FROM launched_workflows
@@ -170,7 +170,7 @@ CROSS JOIN LATERAL (
         AND stored.execution_id = wanted.execution_id AND stored.node_id = wanted.node_id
         AND stored.producer IN {tuple(NODE_PRODUCERS)}
 ) AS found
-"""
+"""  # noqa: S608  constant fragments (table and column names); values are $n parameters
 
 _READ_OFFSET = "SELECT sequence FROM projection_offsets WHERE projection = $1"
 _WRITE_OFFSET = """
@@ -425,11 +425,11 @@ async def _write(connection: Connection, batch: Rows, lineage: Lineage, cache: C
 async def clear(connection: Connection) -> None:
     """Empty every projected table and set the offset back to 0: the projection starts over."""
     for table in PROJECTED_TABLES:
-        await connection.execute(f"DELETE FROM {table}")
+        await connection.execute(f"DELETE FROM {table}")  # noqa: S608  constant fragments (table and column names); values are $n parameters
     await connection.execute(_WRITE_OFFSET, PROJECTION, 0)
 
 
 async def row_counts(connection: Connection) -> dict[str, int]:
     """The number of rows of each projected table."""
-    counts = " UNION ALL ".join(f"SELECT '{table}', count(*) FROM {table}" for table in PROJECTED_TABLES)
+    counts = " UNION ALL ".join(f"SELECT '{table}', count(*) FROM {table}" for table in PROJECTED_TABLES)  # noqa: S608  constant fragments (table and column names); values are $n parameters
     return {table: count for table, count in await connection.fetch(counts)}

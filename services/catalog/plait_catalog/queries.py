@@ -37,7 +37,7 @@ CROSS JOIN LATERAL (
 _NEWEST_FIRST = "ORDER BY launched_at DESC, execution_id DESC"
 
 _SHOW = (
-    _SUMMARY.format(
+    _SUMMARY.format(  # noqa: S608  constant fragments (table and column names); values are $n parameters
         detail=", e.inputs, e.outputs, e.error, e.failed_node, e.abort_reason, e.launched_by, e.last_sequence"
         ", e.aborted_by, e.relaunch_of, e.recovered_from, ARRAY("
         "SELECT x.execution_id FROM executions AS x WHERE x.project = e.project AND x.domain = e.domain"
@@ -72,13 +72,15 @@ SELECT node_id, count(*) FROM attempts WHERE project = $1 AND domain = $2 AND ex
 
 async def list_executions(connection: Connection, request: ListExecutions) -> list[ExecutionSummary]:
     """The newest executions that match the request's filters, newest first."""
-    conditions, arguments = [], []
+    conditions: list[str] = []
+    arguments: list[str | int] = []
     for column, value in (("project", request.project), ("domain", request.domain), ("status", request.status)):
         if value is not None:
             arguments.append(value)
             conditions.append(f"{column} = ${len(arguments)}")
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    newest = f"(SELECT * FROM executions {where} {_NEWEST_FIRST} LIMIT {request.limit})"
+    arguments.append(request.limit)
+    newest = f"(SELECT * FROM executions {where} {_NEWEST_FIRST} LIMIT ${len(arguments)})"  # noqa: S608  constant fragments; values are $n parameters
     rows = await connection.fetch(_SUMMARY.format(detail="", executions=newest) + _NEWEST_FIRST, *arguments)
     return [ExecutionSummary(**dict(row)) for row in rows]
 

@@ -119,7 +119,7 @@ def _spawn(argv: list[str], log_path: Path, **kwargs: Any) -> tuple[subprocess.P
     """Start argv with stdout and stderr appended to log_path; return it and the log offset it starts at."""
     with log_path.open("ab") as log:
         offset = log.tell()
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603  plait's or PostgreSQL's executable, arguments built here, no shell
             argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -273,7 +273,7 @@ def create_database(server_url: str, name: str) -> str:
     Uses the psql binary in a subprocess, so it can be called from inside a running event loop.
     """
     quoted = name.replace('"', '""')
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: S603  plait's or PostgreSQL's executable, arguments built here, no shell
         [str(_postgres_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", server_url],
         input=f'CREATE DATABASE "{quoted}";\n',
         capture_output=True,
@@ -353,7 +353,7 @@ class PostgresServer:
 def _initdb(bin_dir: Path, data_dir: Path, user_options: dict[str, Any]) -> None:
     argv = [str(bin_dir / "initdb"), "-D", str(data_dir), "--auth=trust", "--encoding=UTF8", "--no-locale"]
     argv += ["--username=postgres", "--no-instructions"]
-    result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, **user_options)
+    result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, **user_options)  # noqa: S603  plait's or PostgreSQL's executable, arguments built here, no shell
     if result.returncode != 0:
         output = "\n".join((result.stdout + result.stderr).splitlines()[-_LOG_TAIL_LINES:])
         raise ServerStartError(f"initdb {data_dir} failed with status {result.returncode}\n{output}")

@@ -35,7 +35,7 @@ async def follow_until_ended(client: AsyncClient, execution_id: str, err: Consol
         seen: dict[str, str] = {}
         async for state in _states(client, execution_id):
             print_transition(err, seen, state)
-    assert state is not None
+    assert state is not None  # noqa: S101  an invariant of this code, not a check of input
     return state
 
 

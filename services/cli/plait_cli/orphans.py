@@ -70,7 +70,7 @@ def _command_line(pid: int) -> list[str] | None:
             return proc.read_bytes().decode(errors="replace").split("\0")[:-1]
         except OSError:
             return None
-    shown = subprocess.run(["ps", "-ww", "-o", "command=", "-p", str(pid)], capture_output=True, text=True)
+    shown = subprocess.run(["ps", "-ww", "-o", "command=", "-p", str(pid)], capture_output=True, text=True)  # noqa: S603, S607  'ps' of the system, a process id as argument, no shell
     return shown.stdout.split() if shown.returncode == 0 else None
 
 

@@ -37,7 +37,7 @@ def _seconds(node: NodeState, now: datetime) -> str:
     if not node.attempts or node.attempts[-1].started_at is None:
         return ""
     attempt = node.attempts[-1]
-    assert attempt.started_at is not None
+    assert attempt.started_at is not None  # noqa: S101  an invariant of this code, not a check of input
     end = attempt.finished_at or now
     return f"{(end - attempt.started_at).total_seconds():.2f}s"
 

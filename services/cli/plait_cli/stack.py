@@ -104,7 +104,7 @@ class ServiceProcess:
         try:
             with contextlib.ExitStack() as files:
                 output = files.enter_context(_append(log_file)) if log_file is not None else None
-                process = subprocess.Popen(
+                process = subprocess.Popen(  # noqa: S603  plait's or PostgreSQL's executable, arguments built here, no shell
                     argv,
                     env=env,
                     stdin=subprocess.DEVNULL,

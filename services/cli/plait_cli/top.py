@@ -58,10 +58,13 @@ class TopView:
 def read_endpoint(url: str) -> Endpoint:
     """Scrape ``url``/metrics and probe ``url``/readyz (blocking: run it in a thread)."""
     endpoint = Endpoint(url.rstrip("/"))
+    if not endpoint.url.startswith(("http://", "https://")):
+        endpoint.problem = "not an http:// or https:// URL"
+        return endpoint
     try:
-        with urllib.request.urlopen(f"{endpoint.url}/metrics", timeout=SCRAPE_TIMEOUT_SECONDS) as response:
+        with urllib.request.urlopen(f"{endpoint.url}/metrics", timeout=SCRAPE_TIMEOUT_SECONDS) as response:  # noqa: S310  http(s) only, checked above
             text = response.read().decode()
-        with urllib.request.urlopen(f"{endpoint.url}/readyz", timeout=SCRAPE_TIMEOUT_SECONDS):
+        with urllib.request.urlopen(f"{endpoint.url}/readyz", timeout=SCRAPE_TIMEOUT_SECONDS):  # noqa: S310  http(s) only, checked above
             endpoint.ready = True
     except urllib.error.HTTPError as error:  # /readyz answered 503: not ready, and why
         endpoint.problem = error.read().decode().strip().replace("\n", "; ")

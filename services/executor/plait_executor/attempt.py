@@ -12,6 +12,7 @@ import msgspec
 from plait.core.events import TaskError
 from plait.core.model import TaskTarget
 from plait.core.task_output import OutputRef
+from plait.sdk import secrets
 from plait.sdk.dynamic import Dynamic
 from plait.sdk.hints import decode_value, encode_value
 from plait.sdk.loader import load_target
@@ -54,7 +55,21 @@ def system_error(message: str, error_type: str, exc: BaseException | None = None
     )
 
 
-def run_attempt(task_target: TaskTarget, inputs: Mapping[str, Any], version: str | None = None) -> AttemptOutcome:
+def run_attempt(
+    task_target: TaskTarget,
+    inputs: Mapping[str, Any],
+    version: str | None = None,
+    secret_values: Mapping[str, str] | None = None,
+) -> AttemptOutcome:
+    """``run_task``, with the secrets its task declares (``secret_values``, resolved by the executor; else resolved
+    here: a missing one is the task's own error), and their values redacted from its error and refused in its
+    outputs (see ``plait.sdk.secrets``)."""
+    with secrets.attempt_scope() as resolved:
+        resolved.update(secret_values or {})
+        return without_secrets(run_task(task_target, inputs, version), resolved)
+
+
+def run_task(task_target: TaskTarget, inputs: Mapping[str, Any], version: str | None = None) -> AttemptOutcome:
     """Run the task named by ``task_target`` on builtin-encoded ``inputs``; never raises for the task's faults.
 
     A task that raises gives a ``user`` error with the traceback of its own frames; a task that cannot be
@@ -66,6 +81,10 @@ def run_attempt(task_target: TaskTarget, inputs: Mapping[str, Any], version: str
         arguments = _decode_inputs(task, inputs)
     except _AttemptFailed as failed:
         return AttemptOutcome(error=failed.error)
+    try:
+        secrets.load(task.spec.secrets or ())
+    except secrets.SecretMissing as exc:
+        return AttemptOutcome(error=TaskError(kind="user", message=str(exc), error_type="SecretMissing"))
     started = time.perf_counter()
     if isinstance(task, Dynamic):
         return _generate(task, arguments, started)
@@ -159,3 +178,33 @@ def _user_error(exc: BaseException) -> TaskError:
         error_type=type(exc).__qualname__,
         traceback="".join(traceback.format_exception(type(exc), exc, user_frames)),
     )
+
+
+def without_secrets(outcome: AttemptOutcome, values: Mapping[str, str]) -> AttemptOutcome:
+    """``outcome`` with the secrets' ``values`` redacted from its error, and failed if an output holds one."""
+    if not values:
+        return outcome
+    if outcome.outputs is not None:
+        encoded = msgspec.json.encode(outcome.outputs).decode()
+        held = [
+            name for name, value in values.items() if value and (value in encoded or _json_escaped(value) in encoded)
+        ]
+        if held:
+            message = f"an output holds the value of secret '{held[0]}': secrets are never stored"
+            return msgspec.structs.replace(
+                outcome, outputs=None, error=TaskError(kind="user", message=message, error_type="SecretInOutput")
+            )
+    error = outcome.error
+    if error is None:
+        return outcome
+    redacted = msgspec.structs.replace(
+        error,
+        message=secrets.redact(error.message, values.values()),
+        traceback=secrets.redact(error.traceback, values.values()),
+        output_tail=secrets.redact(error.output_tail, values.values()),
+    )
+    return msgspec.structs.replace(outcome, error=redacted)
+
+
+def _json_escaped(value: str) -> str:
+    return msgspec.json.encode(value).decode()[1:-1]

@@ -10,7 +10,9 @@ from functools import partial
 from typing import Protocol
 
 from plait.core.dispatch import Dispatch
+from plait.core.events import TaskError
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
+from plait.sdk import secrets
 from plait.settings import VARIABLES, Settings
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
@@ -59,8 +61,15 @@ class LocalBackend:
     async def run(
         self, dispatch: Dispatch, *, on_start: Callable[[], None], code_root: str | None = None
     ) -> AttemptOutcome | None:
+        try:
+            values = {name: secrets.resolve(name) for name in dispatch.task.secrets or ()}
+        except secrets.SecretMissing as exc:
+            on_start()  # it ends here, without a worker, but it started
+            return AttemptOutcome(error=TaskError(kind="user", message=str(exc), error_type="SecretMissing"))
         async with contextlib.AsyncExitStack() as stack:
-            live_path = None if self.live is None else await stack.enter_async_context(self.live.tailing(dispatch))
+            live_path = None
+            if self.live is not None:
+                live_path = await stack.enter_async_context(self.live.tailing(dispatch, values.values()))
             return await self.pool.run(
                 dispatch.task.target,
                 dispatch.inputs,
@@ -70,6 +79,8 @@ class LocalBackend:
                 on_start=on_start,
                 code_root=code_root,
                 live_path=live_path,
+                project=dispatch.project,
+                secrets=values,
             )
         raise AssertionError("unreachable")  # mypy: an exit stack may swallow exceptions
 

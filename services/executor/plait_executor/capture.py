@@ -19,6 +19,7 @@ import msgspec
 
 from plait.core.model import TaskTarget
 from plait.core.task_output import DEFAULT_OUTPUT_HEAD_BYTES, DEFAULT_OUTPUT_TAIL_BYTES
+from plait.sdk import secrets
 from plait_executor.attempt import AttemptOutcome, run_attempt
 
 OutputLimits = tuple[int, int]
@@ -33,15 +34,18 @@ def run_captured(
     inputs: Mapping[str, Any],
     version: str | None,
     limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
+    secret_values: Mapping[str, str] | None = None,
     live_path: str | None = None,
 ) -> AttemptOutcome:
-    """``run_attempt``, with what it wrote (bounded by ``limits``) in the outcome's ``output``. ``live_path``: the
-    file to write it to, which the executor reads while the attempt runs (and removes); else a temporary file."""
+    """``run_attempt``, with what it wrote (bounded by ``limits``, its secrets redacted) in the outcome's ``output``.
+    ``live_path``: the file to write it to, which the executor reads while the attempt runs (redacting the secrets
+    it knows, see ``plait_executor.live_output``) and removes; else a temporary file."""
     sink_file = tempfile.TemporaryFile(prefix="plait-output-") if live_path is None else open(live_path, "w+b")  # noqa: SIM115
-    with sink_file as sink:
+    with sink_file as sink, secrets.attempt_scope() as resolved:
         with captured_into(sink):
-            outcome = run_attempt(target, inputs, version)
+            outcome = run_attempt(target, inputs, version, secret_values)
         kept, size = bounded(sink, *limits)
+        kept = secrets.redact_bytes(kept, resolved.values())
     return msgspec.structs.replace(outcome, output=kept, output_size=size)
 
 

@@ -13,7 +13,7 @@ import contextlib
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import anyio
@@ -26,6 +26,7 @@ from plait.adapters.streams import LIVE_OUTPUT_MAX_MESSAGE_BYTES
 from plait.core.dispatch import Dispatch
 from plait.protocol import subjects
 from plait.protocol.headers import PLAIT_ATTEMPT, PLAIT_OUTPUT_END, PLAIT_OUTPUT_OFFSET
+from plait.sdk import secrets
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
@@ -43,11 +44,11 @@ class LiveOutput:
         self.directory = directory
 
     @contextlib.asynccontextmanager
-    async def tailing(self, dispatch: Dispatch) -> AsyncIterator[str]:
-        """The path the attempt of ``dispatch`` writes its output to, published while it runs; on exit the rest is
-        published with an end marker, and the file removed."""
+    async def tailing(self, dispatch: Dispatch, secret_values: Iterable[str] = ()) -> AsyncIterator[str]:
+        """The path the attempt of ``dispatch`` writes its output to, published while it runs with ``secret_values``
+        redacted; on exit the rest is published with an end marker, and the file removed."""
         path = self.directory / f"{uuid.uuid4().hex}.out"
-        tail = _Tail(self.js, dispatch, path)
+        tail = _Tail(self.js, dispatch, path, [value.encode() for value in secret_values if value])
         try:
             async with anyio.create_task_group() as tailing:
                 tailing.start_soon(tail.run)
@@ -61,9 +62,11 @@ class LiveOutput:
 
 
 class _Tail:
-    def __init__(self, js: JetStreamContext, dispatch: Dispatch, path: Path) -> None:
+    def __init__(self, js: JetStreamContext, dispatch: Dispatch, path: Path, secret_values: list[bytes]) -> None:
         self.js = js
         self.path = path
+        self.secrets = secret_values
+        self.held = b""  # the end of what was read, held back while it may be the start of a secret
         self.attempt_id = dispatch.attempt_id
         self.subject = subjects.live_output_subject(
             dispatch.project, dispatch.domain, dispatch.execution_id, dispatch.attempt_id
@@ -80,6 +83,8 @@ class _Tail:
                     with anyio.move_on_after(POLL_SECONDS):
                         await self.done.wait()
                     await self._publish_new()
+                if self.held:
+                    await self._publish(self._redacted(self.held), {})
                 await self._publish(b"", {PLAIT_OUTPUT_END: str(self.published)})
             except Exception as exc:  # the live view is a convenience: the attempt and its stored output go on
                 self.log.warning("live_output_stopped", reason=str(exc) or type(exc).__name__)
@@ -97,13 +102,28 @@ class _Tail:
             chunk = await anyio.to_thread.run_sync(_read, self.path, self.offset, min(CHUNK_BYTES, size - self.offset))
             if not chunk:
                 return
-            await self._publish(chunk, {})
             self.offset += len(chunk)
+            await self._publish(self._safe(chunk), {})
+
+    def _safe(self, chunk: bytes) -> bytes:
+        """What of ``chunk`` may be shown: secrets redacted, and held back what may be a secret's first bytes (its
+        rest still to come)."""
+        if not self.secrets:
+            return chunk
+        text = self._redacted(self.held + chunk)
+        keep = max(len(value) for value in self.secrets) - 1
+        self.held = text[len(text) - keep :] if keep else b""
+        return text[: len(text) - keep] if keep else text
+
+    def _redacted(self, data: bytes) -> bytes:
+        return secrets.redact_bytes(data, (value.decode(errors="replace") for value in self.secrets))
 
     async def _publish_text(self, text: str) -> None:
         await self._publish(text.encode(), {})
 
     async def _publish(self, data: bytes, headers: dict[str, str]) -> None:
+        if not data and not headers:
+            return
         headers = {PLAIT_ATTEMPT: self.attempt_id, PLAIT_OUTPUT_OFFSET: str(self.published), **headers}
         await self.js.publish(self.subject, data, headers=headers, stream=subjects.LIVE_OUTPUT_STREAM)
         self.published += len(data)

@@ -49,7 +49,8 @@ class WorkerPool:
         self._idle: list[WorkerProcess] = []
         self._workers: set[WorkerProcess] = set()
         self._free = anyio.Semaphore(size)
-        self._code_roots: dict[WorkerProcess, str | None] = {}  # where each worker has imported tasks from
+        # The project each worker has run attempts of, and where it has imported their tasks from.
+        self._code_roots: dict[WorkerProcess, _Source] = {}
 
     async def __aenter__(self) -> Self:
         with anyio.CancelScope(shield=True):  # started processes must be known, to be stopped
@@ -81,6 +82,8 @@ class WorkerPool:
         on_start: Callable[[], None] | None = None,
         code_root: str | None = None,
         live_path: str | None = None,
+        project: str = "",
+        secrets: Mapping[str, str] | None = None,
     ) -> AttemptOutcome:
         """Run one attempt in an idle worker. Always an outcome: a lost worker is a system error; an attempt still
         running ``grace_seconds`` past its ``timeout_seconds`` is killed, and fails as the task's own failure.
@@ -88,13 +91,22 @@ class WorkerPool:
         ``on_start`` is called once a worker is taken, just before the attempt is sent to it; an exception it
         raises gives the worker back untouched and propagates. ``code_root``: an unpacked code bundle to import the
         task from, in a worker that has imported from no other source. ``live_path``: the file the attempt's output
-        is written to as it runs (see ``plait_executor.live_output``).
+        is written to as it runs (see ``plait_executor.live_output``). ``project``: the attempt's; a worker that ran
+        an attempt of one project never runs one of another (module state would leak between tenants). ``secrets``: the
+        values of the task's secrets, sent to the worker with the attempt.
         """
         request = AttemptRequest(
-            target, dict(inputs), version, self.output_limits, code_root, live_path, current_traceparent()
+            target,
+            dict(inputs),
+            version,
+            self.output_limits,
+            code_root,
+            live_path=live_path,
+            traceparent=current_traceparent(),
+            secrets=dict(secrets or {}),
         )
         async with self._free:
-            worker = await self._take(code_root)
+            worker = await self._take((project, code_root))
             try:
                 if on_start is not None:
                     on_start()
@@ -103,7 +115,7 @@ class WorkerPool:
                     # This worker may have imported the module before its source changed (a new version, or a task
                     # added since): a fresh one reads it anew.
                     worker = await self._replace(worker)
-                    self._code_roots[worker] = code_root
+                    self._code_roots[worker] = (project, code_root)
                     outcome = await self._run_in(worker, request, timeout_seconds, grace_seconds)
             finally:
                 self._idle.append(worker if worker.usable else await self._replace(worker))
@@ -119,21 +131,21 @@ class WorkerPool:
                 return AttemptOutcome(
                     error=system_error(f"the worker process died while running the attempt ({lost})", "WorkerLost")
                 )
-        assert deadline.cancelled_caught
+        assert deadline.cancelled_caught  # noqa: S101  an invariant of this code, not a check of input
         # The task's own failure, as when the scheduler's timeout timer fires first (this is the local backstop).
         return AttemptOutcome(
             error=TaskError(kind="user", message=f"timed out after {timeout:g} s", error_type="TaskTimedOut")
         )
 
-    async def _take(self, code_root: str | None) -> WorkerProcess:
-        """An idle worker for an attempt importing from ``code_root`` (None: the registered files): one that has
-        imported from there before, or a fresh one; else one replaced by a fresh process (modules once imported
-        stay imported, so a process never mixes sources)."""
-        index = next((i for i, w in enumerate(self._idle) if self._code_roots.get(w, code_root) == code_root), -1)
+    async def _take(self, source: _Source) -> WorkerProcess:
+        """An idle worker for an attempt of a project importing from a code root (None: the registered files): one
+        that has run that project's attempts from there before, or a fresh one; else one replaced by a fresh process
+        (modules once imported stay imported, so a process never mixes sources, nor tenants)."""
+        index = next((i for i, w in enumerate(self._idle) if self._code_roots.get(w, source) == source), -1)
         worker = self._idle.pop(index)
-        if self._code_roots.get(worker, code_root) != code_root:
+        if self._code_roots.get(worker, source) != source:
             worker = await self._replace(worker)
-        self._code_roots[worker] = code_root
+        self._code_roots[worker] = source
         return worker
 
     async def _replace(self, worker: WorkerProcess) -> WorkerProcess:
@@ -145,6 +157,11 @@ class WorkerPool:
             replacement = await anyio.to_thread.run_sync(WorkerProcess, self._context)
         self._workers.add(replacement)
         return replacement
+
+
+_Source = tuple[str, str | None]
+"""What a worker has served: a project, and the code root its tasks were imported from (None: the registered
+files)."""
 
 
 def _start_workers(context: BaseContext, count: int) -> list[WorkerProcess]:

@@ -19,6 +19,7 @@ from structlog.typing import FilteringBoundLogger
 from plait.adapters.connection import connect
 from plait.adapters.object_store import ValueStore
 from plait.adapters.pull import Puller, ensure_consumer
+from plait.adapters.registry import Registry
 from plait.adapters.services import announce_service
 from plait.adapters.streams import ensure_streams
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
@@ -32,6 +33,7 @@ from plait_executor.announcing import Announcer, announcement
 from plait_executor.backend import BackendFactory, backend_from_settings, local_backend, with_live_output
 from plait_executor.code_bundles import CodeCache, code_cache_directory, with_code_bundles
 from plait_executor.live_output import LiveOutput, live_output_directory
+from plait_executor.registered import GeneratedTasksBackend, registered_only
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
 from plait_executor.stored_values import with_values
 
@@ -143,14 +145,15 @@ class ExecutorService:
                 code_cache_directory() as code_cache,
                 live_output_directory() as live_files,
             ):
+                registry = Registry(js)
+                tailed = with_live_output(backend, LiveOutput(js, live_files))
+                runs = with_values(
+                    GeneratedTasksBackend(with_code_bundles(tailed, CodeCache(js, code_cache)), registry),
+                    ValueStore.on_jetstream(js, self.inline_value_limit),
+                )
                 runner = self._runner = AttemptRunner(
                     js,
-                    with_values(
-                        with_code_bundles(
-                            with_live_output(backend, LiveOutput(js, live_files)), CodeCache(js, code_cache)
-                        ),
-                        ValueStore.on_jetstream(js, self.inline_value_limit),
-                    ),
+                    registered_only(runs, registry),  # see plait_executor.registered
                     self.replica,
                     heartbeat_seconds=(info.config.ack_wait or self.ack_wait_seconds) / 3,
                     started_after=self.started_after_seconds,

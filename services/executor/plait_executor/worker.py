@@ -21,6 +21,7 @@ from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
 from plait_executor.code_roots import target_in_code_root
 from plait_executor.tracing import WORKER_SERVICE, task_span
+from plait_executor.worker_environment import scrub
 
 _JOIN_SECONDS = 5.0
 
@@ -33,6 +34,7 @@ class AttemptRequest(msgspec.Struct, frozen=True):
     code_root: str | None = None  # an unpacked code bundle to import the task from (see code_roots)
     live_path: str | None = None  # where to write the attempt's output, read by the executor while it runs
     traceparent: str = ""  # the executor's span of the attempt: the task runs in a child span of it
+    secrets: dict[str, str] = {}  # the values of the task's secrets, resolved by the executor (sent on the pipe)
 
 
 class WorkerLost(Exception):
@@ -44,6 +46,7 @@ def serve(connection: Connection) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the executor decides how its attempts end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_tracing(WORKER_SERVICE)
+    scrub()  # no executor credential, no secret: the attempt's own secrets come with it
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(
@@ -59,7 +62,12 @@ def serve(connection: Connection) -> None:
         request = msgspec.structs.replace(request, target=target_in_code_root(request.target, request.code_root))
         with task_span(request.target, request.traceparent):
             outcome = run_captured(
-                request.target, request.inputs, request.version, request.output_limits, request.live_path
+                request.target,
+                request.inputs,
+                request.version,
+                request.output_limits,
+                request.secrets,
+                live_path=request.live_path,
             )
         flush()  # before the outcome is sent: the worker may be killed as soon as it is
         connection.send(outcome)

@@ -90,7 +90,7 @@ class Decider:
 
     async def _append(self, subject: str, outcome: Outcome, expected: int, previous: str, now: datetime) -> Outcome:
         state = outcome.state
-        assert state is not None  # events were decided, so the execution exists (or was just launched)
+        assert state is not None  # events were decided, so the execution exists (or was just launched)  # noqa: S101  an invariant of this code, not a check of input
         decision = Decision(
             execution_id=state.execution_id,
             at=now,

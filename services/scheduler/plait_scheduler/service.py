@@ -341,7 +341,7 @@ class SchedulerService:
     ) -> None:
         """Decide one execution's commands; whatever fails is settled by the one policy of ``settle_failed``, so
         nothing a command does can stop the replica."""
-        assert self.decider is not None  # set by run() before any command is consumed
+        assert self.decider is not None  # set by run() before any command is consumed  # noqa: S101  an invariant of this code, not a check of input
         target = subjects.execution_of_command_subject(messages[0].subject)
         log = self.log.bind(execution=target[2] if target else None)
         accepted: list[tuple[Msg, Command | ResolvedLaunch]] = []
@@ -416,7 +416,7 @@ class SchedulerService:
         if not subject or not _sent_for(command, msg.subject):
             raise InputError(f"command for execution {command.execution_id} was sent on subject {msg.subject}")
         if isinstance(command, LaunchExecution):
-            assert self.decider is not None  # set by run() before any command is consumed
+            assert self.decider is not None  # set by run() before any command is consumed  # noqa: S101  an invariant of this code, not a check of input
             command = with_launch_traceparent(command, msg)
             resolved = await resolve_launch(registry, self.decider.event_log, command, default_cluster)
             resolved = await with_live_executors(js, resolved)

@@ -31,7 +31,7 @@ class CacheLog:
             raw = await self.js.get_msg(subjects.EVENTS_STREAM, subject=self.entry_subject)
         except nats.js.errors.NotFoundError:
             return 0, None
-        assert raw.seq is not None and raw.data is not None
+        assert raw.seq is not None and raw.data is not None  # noqa: S101  an invariant of this code, not a check of input
         record: CacheEntryRecord = entry_decoder.decode(raw.data)
         return raw.seq, record
 
@@ -78,6 +78,6 @@ class CacheLog:
                 )
             except nats.js.errors.NotFoundError:
                 return found
-            assert raw.seq is not None and raw.data is not None
+            assert raw.seq is not None and raw.data is not None  # noqa: S101  an invariant of this code, not a check of input
             found.append(waiter_decoder.decode(raw.data))
             sequence = raw.seq + 1

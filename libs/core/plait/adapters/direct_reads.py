@@ -71,7 +71,7 @@ class DirectGetBatches:
         names the sequence of the one before it in its batch (``Nats-Last-Sequence``), so a message lost on
         the way (a slow consumer) is an error rather than a silent gap.
         """
-        assert self._subscription is not None, "used outside its async with block"
+        assert self._subscription is not None, "used outside its async with block"  # noqa: S101  an invariant of this code, not a check of input
         self.pending = 0
         await self._route.nc.publish(self._request_subject, json.dumps(request).encode(), reply=self._inbox)
         previous = 0
@@ -100,7 +100,7 @@ class DirectGetBatches:
             yield raw
 
     async def _next(self, *, first: bool) -> Msg:
-        assert self._subscription is not None
+        assert self._subscription is not None  # noqa: S101  an invariant of this code, not a check of input
         try:
             return await self._subscription.next_msg(timeout=self._route.timeout)
         except nats.errors.TimeoutError as exc:
@@ -148,7 +148,7 @@ async def messages_one_by_one(
             raw = await js.get_msg(stream, seq=sequence, subject=subject, next=True, direct=direct)
         except nats.js.errors.NotFoundError:
             return
-        assert raw.seq is not None and raw.data is not None
+        assert raw.seq is not None and raw.data is not None  # noqa: S101  an invariant of this code, not a check of input
         yield raw
         sequence = raw.seq + 1
 

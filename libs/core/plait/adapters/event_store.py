@@ -103,7 +103,7 @@ class EventStore(EventLog):
         """The decisions stored on ``subject`` after stream sequence ``after``, in order (see ``raw``)."""
         async with contextlib.aclosing(self.raw(subject, after, at_least=at_least)) as messages:
             async for raw in messages:
-                assert raw.seq is not None and raw.data is not None
+                assert raw.seq is not None and raw.data is not None  # noqa: S101  an invariant of this code, not a check of input
                 yield StoredDecision(raw.seq, raw.data)
 
     async def append_encoded(self, subject: str, data: bytes, expected_sequence: int) -> tuple[int, str]:

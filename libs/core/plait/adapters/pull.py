@@ -36,7 +36,7 @@ _ENDED_QUIETLY = ("404", "408")  # no messages; the request expired
 
 async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> ConsumerInfo:
     """The durable consumer ``config`` names, created as configured when it does not exist yet."""
-    assert config.durable_name is not None
+    assert config.durable_name is not None  # noqa: S101  an invariant of this code, not a check of input
     try:
         info: ConsumerInfo = await js.consumer_info(stream, config.durable_name)
     except nats.js.errors.NotFoundError:

@@ -121,7 +121,7 @@ class Following(ClientBase):
         records = []
         with as_plait_errors(f"reading execution {execution_id}"):
             async for raw in self._store.raw(subject, at_least=await self._store.last_sequence(subject)):
-                assert raw.seq is not None and raw.data is not None
+                assert raw.seq is not None and raw.data is not None  # noqa: S101  an invariant of this code, not a check of input
                 msg_id = (raw.headers or {}).get(NATS_MSG_ID, "")
                 records.append(Record(sequence=raw.seq, subject=raw.subject or subject, data=raw.data, msg_id=msg_id))
         if not records:

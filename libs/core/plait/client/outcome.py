@@ -37,7 +37,7 @@ class ExecutionOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
 def outcome_of(state: Execution) -> ExecutionOutcome:
     """The outcome of an ended execution's state."""
-    assert state.status != "running", "an outcome is of an ended execution"
+    assert state.status != "running", "an outcome is of an ended execution"  # noqa: S101  an invariant of this code, not a check of input
     return ExecutionOutcome(
         execution_id=state.execution_id,
         project=state.project,
@@ -84,7 +84,7 @@ def result_of(outcome: ExecutionOutcome, workflow: Workflow[Any, Any] | None) ->
         if not workflow.interface.outputs:
             return None
         if is_named_tuple(hint):
-            assert hint is not None
+            assert hint is not None  # noqa: S101  an invariant of this code, not a check of input
             hints = typing.get_type_hints(hint)
             return hint(**{name: decode_value(outputs[name], hints[name]) for name in hint._fields})
         return decode_value(outputs[SINGLE_OUTPUT], hint)

@@ -218,7 +218,7 @@ def _launch(
     if command.relaunch_of or command.recover:
         if (problem := relaunch_problem(command, original)) is not None:
             raise Rejected(problem)
-        assert original is not None
+        assert original is not None  # noqa: S101  an invariant of this code, not a check of input
         given, plan_label = original.inputs, original.launch_plan
     else:
         given = launch_plan_inputs(plan, command.inputs) if plan else command.inputs
@@ -297,7 +297,7 @@ def _choose_case(state: Execution, node: NodeState, finished: _Finished) -> list
     """A branch node's conditions can be evaluated: the first case that holds is taken, the other cases' nodes are
     skipped, and the taken case's nodes whose inputs are known are ready (a case that fails fails the node)."""
     branch = branches.branch_of(node.spec)
-    assert branch is not None
+    assert branch is not None  # noqa: S101  an invariant of this code, not a check of input
     try:
         case = branches.chosen_case(branch, state.inputs, finished.outputs)
     except branches.ConditionError as exc:
@@ -340,7 +340,7 @@ def _case_finished(state: Execution, node_id: str, finished: _Finished) -> list[
 
 def _branch_succeeded(state: Execution, node_id: str, case: int, finished: _Finished) -> list[Event]:
     branch = branches.branch_of(state.nodes[node_id].spec)
-    assert branch is not None
+    assert branch is not None  # noqa: S101  an invariant of this code, not a check of input
     outputs = {name: resolve(b, state.inputs, finished.outputs) for name, b in branch.cases[case].outputs.items()}
     return _succeeded(state, NodeSucceeded(node=node_id, attempt_id="", outputs=outputs), finished)
 
@@ -424,7 +424,7 @@ MAX_MAP_IN_FLIGHT = 1_000
 
 
 def _map_options(node: NodeState) -> MapOptions:
-    assert node.spec.map is not None
+    assert node.spec.map is not None  # noqa: S101  an invariant of this code, not a check of input
     return node.spec.map
 
 
@@ -773,9 +773,9 @@ def _child_ended(state: Execution, command: ReportChildEnded) -> list[Event]:
     node = state.nodes.get(command.node)
     if (problem := children.ended_problem(state, node, command)) is not None:
         raise Rejected(problem)
-    assert node is not None
+    assert node is not None  # noqa: S101  an invariant of this code, not a check of input
     child = children.child_of(node.spec)
-    assert child is not None
+    assert child is not None  # noqa: S101  an invariant of this code, not a check of input
     if node.status != "running" or not node.child_execution:
         return []
     if command.status == "succeeded":

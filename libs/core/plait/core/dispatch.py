@@ -22,6 +22,8 @@ class Dispatch(msgspec.Struct, frozen=True, kw_only=True, tag="dispatch.v1"):
     inputs: dict[str, Any]
     decision_sequence: int  # the stream sequence of the decision that queued this attempt
     code_bundle: str | msgspec.UnsetType = msgspec.UNSET  # the workflow's source bundle, when registered with one
+    # The workflow (name, version) whose bundle it is: the executor checks that it is registered with that bundle.
+    workflow: tuple[str, str] | msgspec.UnsetType = msgspec.UNSET
 
 
 def dispatch_of(state: Execution, event: NodeQueued, decision_sequence: int) -> Dispatch:
@@ -37,6 +39,9 @@ def dispatch_of(state: Execution, event: NodeQueued, decision_sequence: int) -> 
         inputs=event.inputs,
         decision_sequence=decision_sequence,
         code_bundle=state.workflow.code_bundle,
+        workflow=msgspec.UNSET
+        if state.workflow.code_bundle is msgspec.UNSET
+        else (state.workflow.name, state.workflow.version),
     )
 
 

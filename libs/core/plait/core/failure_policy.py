@@ -66,7 +66,7 @@ def failed_when_idle(state: Execution | None) -> list[Event]:
     if not failed or any(node.status in IN_FLIGHT_NODE_STATUSES for node in state.nodes.values()):
         return []
     first = failed[0]
-    assert first.error is not None
+    assert first.error is not None  # noqa: S101  an invariant of this code, not a check of input
     names = ", ".join(f"'{node.id}'" for node in failed)
     message = f"node{'s' if len(failed) > 1 else ''} {names} failed; '{first.id}': {first.error.message}"
     return [ExecutionFailed(node=first.id, error=msgspec.structs.replace(first.error, message=message))]

@@ -60,7 +60,7 @@ def signal_names(state: Execution) -> list[str]:
 def signal_problem(state: Execution, node: NodeState, command: SendSignal) -> str | None:
     """Why ``command`` cannot be given to gate ``node``, or None."""
     gate = gate_of(node.spec)
-    assert gate is not None
+    assert gate is not None  # noqa: S101  an invariant of this code, not a check of input
     name = command.name
     if name in state.signals:
         return f"signal '{name}' was already given"

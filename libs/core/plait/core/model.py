@@ -83,6 +83,8 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     cluster: str | msgspec.UnsetType = msgspec.UNSET  # where its attempts run; UNSET: see plait.core.clusters
     # the labels of the executors it runs on, in place of a cluster's name (see plait.core.selectors); UNSET: none
     cluster_selector: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
+    # The names of the secrets its attempts read (plait.secrets), never their values; UNSET when it reads none.
+    secrets: tuple[str, ...] | msgspec.UnsetType = msgspec.UNSET
 
 
 class FromInput(msgspec.Struct, frozen=True, tag="input"):

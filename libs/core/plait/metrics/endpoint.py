@@ -92,7 +92,7 @@ def advertised(url: str) -> str:
     """The URL others reach an endpoint at: one bound to all addresses is advertised at this host's address."""
     scheme, _, rest = url.partition("://")
     host, _, port = rest.rpartition(":")
-    if host not in ("0.0.0.0", "::"):
+    if host not in ("0.0.0.0", "::"):  # noqa: S104  recognises an all-interfaces address, binds nothing
         return url
     try:
         host = socket.gethostbyname(socket.gethostname())

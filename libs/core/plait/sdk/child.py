@@ -48,7 +48,7 @@ def launch_child(
     inputs: dict[str, Binding] = {}
     for name, value in given.items():
         param = interface.input(name)
-        assert param is not None
+        assert param is not None  # noqa: S101  an invariant of this code, not a check of input
         inputs[name] = tracing.checked_binding(value, param.type, f"{where}: input '{name}'")
         builder.check_visible(inputs[name], f"{where}: input '{name}'")
     child = ChildSpec(launch_plan=plan.name, version=plan.version, workflow=workflow.name, interface=interface)

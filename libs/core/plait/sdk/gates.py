@@ -90,7 +90,7 @@ def sleep(duration: timedelta | float, value: T | None = None) -> T | None:
     where = "sleep()"
     builder = _builder(where)
     seconds = timeout_in_seconds(duration, where)
-    assert seconds is not None
+    assert seconds is not None  # noqa: S101  an invariant of this code, not a check of input
     value_type = value.type if isinstance(value, tracing.Promise) else None
     gate = GateSpec(kind="sleep", type=value_type, seconds=seconds)
     return _add_gate(builder, "sleep", gate, value, where)  # type: ignore[return-value]

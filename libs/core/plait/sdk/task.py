@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -17,6 +17,7 @@ from plait.core.kubernetes_options import KUBERNETES_TASK_OPTIONS, KubernetesOpt
 from plait.core.model import DEFAULT_SYSTEM_RETRIES, TaskSpec, TaskTarget
 from plait.errors import DefinitionError
 from plait.sdk import tracing
+from plait.sdk.secrets import name_problem
 from plait.sdk.signatures import interface_of
 
 P = ParamSpec("P")
@@ -56,6 +57,7 @@ class Task(Generic[P, R]):
         cache_version: str = "",
         cluster: str | None = None,
         cluster_selector: dict[str, str] | None = None,
+        secrets: Iterable[str] = (),
         **kubernetes: Any,
     ) -> None:
         if "<locals>" in fn.__qualname__:
@@ -91,6 +93,8 @@ class Task(Generic[P, R]):
             self.options["cluster"] = cluster
         if cluster_selector is not None:
             self.options["cluster_selector"] = by_labels
+        if names := _secret_names(fn.__qualname__, secrets):  # left out when none, so older tasks keep their versions
+            self.options["secrets"] = names
         functools.update_wrapper(self, fn)
 
     @functools.cached_property
@@ -134,6 +138,7 @@ def task(
     cache_version: str = "",
     cluster: str | None = None,
     cluster_selector: dict[str, str] | None = None,
+    secrets: Iterable[str] = (),
     image: str | None = None,
     requests: dict[str, str | int] | None = None,
     limits: dict[str, str | int] | None = None,
@@ -150,6 +155,8 @@ def task(fn: Callable[P, R] | None = None, /, **options: Any) -> Task[P, R] | Ca
     ``cluster`` names the cluster whose executors run its attempts, whatever the launch or workflow choose
     (see ``plait.core.clusters``); ``cluster_selector`` (``{"gpu": "a100"}``) in its place runs them on a cluster
     whose live executors have those labels, chosen when the execution is launched (see ``plait.core.selectors``).
+    ``secrets`` names the secrets its attempts read with ``plait.sdk.secrets.get`` (resolved where they run, see
+    ``plait.sdk.secrets``).
     """
     if fn is not None:
         return Task(fn, **options)
@@ -167,3 +174,13 @@ def _kubernetes_options(qualname: str, given: dict[str, Any]) -> KubernetesOptio
         return msgspec.convert(chosen, KubernetesOptions)
     except msgspec.ValidationError as exc:
         raise DefinitionError(f"task '{qualname}': invalid Kubernetes options: {exc}") from exc
+
+
+def _secret_names(qualname: str, given: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(given, str):
+        raise DefinitionError(f"task '{qualname}': secrets is a list of secret names, not the string {given!r}")
+    names = tuple(dict.fromkeys(given))
+    for name in names:
+        if (problem := name_problem(name)) is not None:
+            raise DefinitionError(f"task '{qualname}': {problem}")
+    return names

@@ -43,6 +43,7 @@ from plait_executor.kubernetes.manifests import (
     map_job_manifest,
 )
 from plait_executor.kubernetes.runtime import DISPATCH_VARIABLE, NATS_URL_VARIABLE
+from plait_executor.kubernetes.secret_mounts import with_secrets
 from plait_executor.kubernetes.verdicts import (
     Lost,
     image_pull_failure,
@@ -247,14 +248,15 @@ class KubernetesBackend:
     def manifest(self, dispatch: Dispatch) -> dict[str, Any]:
         options = self._options(dispatch, {DISPATCH_VARIABLE: codec.encode(dispatch).decode()})
         identity = self._identity(dispatch, dispatch.attempt_id)
-        return job_manifest(identity, options, dispatch.task.timeout_seconds)
+        return with_secrets(job_manifest(identity, options, dispatch.task.timeout_seconds), dispatch.task.secrets or ())
 
     def map_manifest(self, dispatches: Sequence[Dispatch]) -> dict[str, Any]:
         """The Indexed Job of a batch of item attempts of one map node."""
         batch = batch_of(dispatches)
         options = self._options(batch.first, {BATCH_VARIABLE: encode_batch(batch)})
         identity = self._identity(batch.first, batch_name_key(batch.attempts))
-        return map_job_manifest(identity, options, batch.attempts, batch.first.task.timeout_seconds)
+        job = map_job_manifest(identity, options, batch.attempts, batch.first.task.timeout_seconds)
+        return with_secrets(job, batch.first.task.secrets or ())
 
     def _options(self, dispatch: Dispatch, variables: dict[str, str]) -> KubernetesOptions:
         options = dispatch.task.kubernetes if isinstance(dispatch.task.kubernetes, KubernetesOptions) else None

@@ -16,6 +16,7 @@ import anyio
 import anyio.abc
 
 from plait.core.dispatch import Dispatch
+from plait.core.ids import item_of_attempt
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.kubernetes.batches import batch_key, fits, item_size
 
@@ -109,10 +110,14 @@ class MapBatcher:
         self._close(batch)
         batch.closed = True
         try:
-            if batch.dispatches:
-                batch.placed = await self._make_job(list(batch.dispatches))
+            if batch.dispatches:  # in item order, whatever order they were taken in: index i runs the i-th item
+                batch.placed = await self._make_job(sorted(batch.dispatches, key=_item_index))
         except Exception as exc:  # a bug, not the cluster: the batch's attempts fail, the executor goes on
             outcome = AttemptOutcome(error=system_error(f"its map Job cannot be made: {exc!r}", "JobNotMade", exc))
             batch.placed = {dispatch.attempt_id: outcome for dispatch in batch.dispatches}
         finally:
             batch.made.set()
+
+
+def _item_index(dispatch: Dispatch) -> int:
+    return item_of_attempt(dispatch.attempt_id)

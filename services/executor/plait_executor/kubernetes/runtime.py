@@ -16,6 +16,7 @@ commands (and command ids) a local executor sends. Its exit code tells the execu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import sys
@@ -31,10 +32,12 @@ from plait import codec
 from plait.adapters.connection import connect
 from plait.adapters.object_store import ValueStore
 from plait.adapters.output_store import OutputStore
+from plait.adapters.registry import Registry
 from plait.core.dispatch import Dispatch
 from plait.core.model import TaskTarget
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.logging import configure_logging
+from plait.sdk import secrets
 from plait.settings import load_settings
 from plait.telemetry import configure_tracing, flush
 from plait_executor.attempt import AttemptOutcome
@@ -42,6 +45,7 @@ from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_capt
 from plait_executor.code_bundles import CodeCache, code_cache_directory, target_of
 from plait_executor.kubernetes.batches import BATCH_VARIABLE, INDEX_VARIABLE, decode_batch
 from plait_executor.live_output import LiveOutput, live_output_directory
+from plait_executor.registered import register_generated
 from plait_executor.reports import publish_until_stored, report_result, started_command
 from plait_executor.stored_values import run_with_values
 from plait_executor.task_output import keep_output
@@ -91,10 +95,15 @@ async def run(
 
                 async def call(inputs: dict[str, Any]) -> AttemptOutcome:
                     version = dispatch.task.version
-                    async with live_output_directory() as folder, LiveOutput(js, folder).tailing(dispatch) as live:
-                        return await anyio.to_thread.run_sync(
+                    known = resolvable_secrets(dispatch)  # redacted from the live view too
+                    async with (
+                        live_output_directory() as folder,
+                        LiveOutput(js, folder).tailing(dispatch, known) as live,
+                    ):
+                        ran = await anyio.to_thread.run_sync(
                             run_traced, code_target, inputs, version, output_limits, live
                         )
+                    return await register_generated(Registry(js), dispatch, ran)
 
                 outcome = await run_with_values(ValueStore.on_jetstream(js, inline_limit), dispatch, call)
         if outcome.output:  # the pod's own log shows it too (`kubectl logs`)
@@ -122,7 +131,16 @@ def run_traced(
     """``run_captured`` in the task's span: a child of the executor's span of the attempt (``PLAIT_TRACEPARENT``), so
     that spans the task starts join the execution's trace; its output written to ``live_path`` as it runs."""
     with task_span(target, os.environ.get(POD_TRACEPARENT, "")):
-        return run_captured(target, inputs, version, limits, live_path)
+        return run_captured(target, inputs, version, limits, live_path=live_path)
+
+
+def resolvable_secrets(dispatch: Dispatch) -> list[str]:
+    """The values of the task's secrets that this pod can resolve (a missing one fails the task when it asks)."""
+    values = []
+    for name in dispatch.task.secrets or ():
+        with contextlib.suppress(secrets.SecretMissing):
+            values.append(secrets.resolve(name))
+    return values
 
 
 def read_batch_item() -> Dispatch:
