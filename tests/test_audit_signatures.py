@@ -14,11 +14,13 @@ import msgspec
 import pytest
 
 from plait import codec
+from plait.adapters.checkpoints import read_checkpoints
 from plait.audit import Problem, verify_chain
-from plait.audit_signatures import checkpoint_of, sign_checkpoint, verify_checkpoints, verify_signatures
+from plait.audit_signatures import checkpoint_of, verify_checkpoints, verify_signatures
 from plait.client import AsyncClient
 from plait.core.events import Decision, NodeSucceeded
 from plait.protocol import signing, subjects
+from plait.protocol.signing import SignedCheckpoint, sign_checkpoint
 from plait.replay import Record
 from plait_cli.audit_signing import SignatureChecks, check_registry_and_cache
 from tests.audit_workflows import make_history
@@ -203,3 +205,31 @@ async def test_an_export_verifies_offline_and_its_damage_is_located(signed: Sign
 
     done = plait_command(["audit", "verify-export", str(export), "--trust-store", str(tmp_path / "none")], offline)
     assert done.returncode != 0 and "cannot read" in done.stderr
+
+
+async def test_the_scheduler_publishes_signed_checkpoints_that_reveal_a_cut_off_tail(
+    signed: Signed, tmp_path: Path
+) -> None:
+    client, execution_id = signed.client, signed.ids["succeeded"]
+    records = await client.records(execution_id)
+    published = await read_checkpoints(client.js, client.project, client.domain, execution_id)
+    assert published, "one at the decision that ended the execution"
+    assert published[-1].key_id == signed.signer.key_id
+    assert verify_checkpoints(records, published, signed.trust) == []
+    ended_at = published[-1].checkpoint.count
+    assert ended_at == len(records), "the last decision of a succeeded execution is the one that ended it"
+
+    copy = tmp_path / "checkpoints.jsonl"
+    done = await plait_command_async(["audit", "checkpoints", "-o", str(copy)], signed.env)
+    assert done.returncode == 0, done.stderr
+    assert len(copy.read_text().splitlines()) >= len(signed.ids), "one at least for each ended execution"
+    kept = [msgspec.json.decode(line, type=SignedCheckpoint) for line in copy.read_bytes().splitlines()]
+    [cut] = verify_checkpoints(records[:-1], kept, signed.trust)
+    assert (cut.kind, cut.index, cut.execution_id) == ("truncated", len(records) - 1, execution_id)
+
+    done = await plait_command_async(
+        ["audit", "verify", execution_id, "--trust-store", str(signed.trust_file), "--checkpoints", str(copy)],
+        signed.env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "checkpoints" in done.stderr

@@ -20,31 +20,10 @@ import msgspec
 from plait import codec
 from plait.audit import Problem, ProblemKind, verify_chain
 from plait.protocol import signing
+from plait.protocol.signing import Checkpoint, SignedCheckpoint, checkpoint_subject
 from plait.replay import Record
 
 EXPORT_FORMAT = "plait-audit-export/1"
-CHECKPOINT_SUBJECT_ROOT = "plait.checkpoint"
-
-
-class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
-    """An execution's chain head: its subject held ``count`` records, the last at ``sequence`` with ``digest``."""
-
-    execution_id: str
-    subject: str
-    count: int
-    sequence: int
-    digest: str
-
-
-class SignedCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
-    checkpoint: Checkpoint
-    signature: str
-    key_id: str
-
-
-def checkpoint_subject(record_subject: str) -> str:
-    """Where the checkpoints of an execution's subject are signed for: ``plait.checkpoint.<...>``."""
-    return f"{CHECKPOINT_SUBJECT_ROOT}.{record_subject}"
 
 
 def checkpoint_of(records: Sequence[Record]) -> Checkpoint:
@@ -56,13 +35,6 @@ def checkpoint_of(records: Sequence[Record]) -> Checkpoint:
         count=len(records),
         sequence=last.sequence,
         digest=codec.digest(last.data),
-    )
-
-
-def sign_checkpoint(signer: signing.Signer, checkpoint: Checkpoint) -> SignedCheckpoint:
-    headers = signer.headers(checkpoint_subject(checkpoint.subject), codec.encode(checkpoint))
-    return SignedCheckpoint(
-        checkpoint=checkpoint, signature=headers[signing.PLAIT_SIG], key_id=headers[signing.PLAIT_KEY]
     )
 
 

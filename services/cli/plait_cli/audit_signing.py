@@ -13,9 +13,9 @@ from typing import Any
 import anyio
 import msgspec
 
+from plait.adapters.checkpoints import read_checkpoints
 from plait.audit import Problem
 from plait.audit_signatures import (
-    SignedCheckpoint,
     export_history,
     read_export,
     verify_checkpoints,
@@ -25,12 +25,13 @@ from plait.audit_signatures import (
 from plait.client import AsyncClient
 from plait.errors import InputError
 from plait.protocol import signing, subjects
+from plait.protocol.signing import SignedCheckpoint
 from plait.replay import Record, record_of
 from plait.settings import Settings
 from plait_cli.stack import nats_for_command
 
 COMMANDS = frozenset({"keys"})
-AUDIT_ACTIONS = frozenset({"export", "verify-export"})
+AUDIT_ACTIONS = frozenset({"export", "verify-export", "checkpoints"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,14 @@ def add_parsers(commands: Any, audit: Any, verify: argparse.ArgumentParser) -> N
     check.add_argument("file", metavar="FILE")
     check.add_argument("--allow-unsigned", action="store_true", help="accept records that carry no signature")
     _trust_option(check)
+    copy = audit.add_parser(
+        "checkpoints",
+        help="copy the signed checkpoints of the project and domain to a file (one JSON per line)",
+        description="Write every signed checkpoint of the PLAIT_CHECKPOINTS stream for this project and domain to "
+        "FILE, to keep where the cluster's operators cannot reach; `plait audit verify --checkpoints FILE` checks "
+        "the log against it later.",
+    )
+    copy.add_argument("-o", "--output", required=True, metavar="FILE")
     keys = commands.add_parser("keys", help="signing keys: generate one, show its public key").add_subparsers(
         dest="action", metavar="ACTION", required=True
     )
@@ -116,11 +125,14 @@ def checks_of(args: argparse.Namespace) -> SignatureChecks:
     return SignatureChecks(trust=trust, required=not args.allow_unsigned, checkpoints=checkpoints)
 
 
-def check_records(records: list[Record], checks: SignatureChecks) -> list[Problem]:
+async def check_records(client: AsyncClient, records: list[Record], checks: SignatureChecks) -> list[Problem]:
+    """The records' signatures, and the checkpoints given and those of the checkpoints stream."""
     if checks.trust is None:
         return []
+    execution_id = records[0].subject.rsplit(".", 1)[-1]
+    published = await read_checkpoints(client.js, client.project, client.domain, execution_id)
     return verify_signatures(records, checks.trust, required=checks.required) + verify_checkpoints(
-        records, checks.checkpoints, checks.trust
+        records, [*checks.checkpoints, *published], checks.trust
     )
 
 
@@ -153,6 +165,12 @@ async def _records(settings: Settings, execution_id: str) -> list[Record]:
     async with nats_for_command(settings, services=()) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
             return await client.records(execution_id)
+
+
+async def _checkpoints(settings: Settings) -> list[SignedCheckpoint]:
+    async with nats_for_command(settings, services=()) as nats_url:
+        async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
+            return await read_checkpoints(client.js, client.project, client.domain)
 
 
 def _export(settings: Settings, args: argparse.Namespace) -> int:
@@ -217,4 +235,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return _keys(args)
     if args.action == "export":
         return _export(settings, args)
+    if args.action == "checkpoints":
+        found = anyio.run(_checkpoints, settings)
+        Path(args.output).write_bytes(b"".join(msgspec.json.encode(one) + b"\n" for one in found))
+        print(f"{len(found)} checkpoints written to {args.output}", file=sys.stderr)
+        return 0
     return _verify_export(args)

@@ -110,7 +110,7 @@ async def _verify_one(
     records = await client.records(execution_id)
     problems = check_execution(records, ended=ended) + check_lineage(records)
     if checks is not None:
-        problems += check_records(records, checks)
+        problems += await check_records(client, records, checks)
     if problems or not catalog:
         return problems
     state = replay(records)

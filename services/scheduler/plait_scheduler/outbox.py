@@ -31,11 +31,12 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from plait import codec
+from plait.adapters import checkpoints
 from plait.adapters.event_log import EventLog
 from plait.adapters.quarantine import OUTBOX_READER, decode_or_quarantine
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.dispatch import dispatch_of
-from plait.core.events import Decision, Event, NodeQueued
+from plait.core.events import TERMINAL_EVENTS, Decision, Event, NodeQueued
 from plait.core.state import Execution
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
@@ -85,6 +86,8 @@ class Outbox:
         """Publish the dispatches of a decision this replica has just appended, and start its cache work;
         on failure the outbox will do either."""
         decision_sequence = state.last_sequence
+        if checkpoints.wants(state, ended=any(isinstance(event, TERMINAL_EVENTS) for event in events)):
+            await checkpoints.publish_checkpoint(self.js, state)
         if self._wants_side_work(state, events):
             work = asyncio.ensure_future(self._do_side_work(state, events, datetime.now(UTC)))
             self._side_work.track(decision_sequence, work)

@@ -96,6 +96,14 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             **common,
         ),
+        StreamConfig(  # signed chain heads, for auditors to copy elsewhere (plait.audit_signatures)
+            name=subjects.CHECKPOINTS_STREAM,
+            subjects=[f"{subjects.CHECKPOINT_ROOT}.>"],
+            deny_delete=True,
+            deny_purge=True,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            **common,
+        ),
     ]
 
 

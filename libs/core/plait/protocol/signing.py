@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -160,3 +161,32 @@ def process_trust_store() -> TrustStore | None:
     """The trust store ``PLAIT_TRUST_STORE`` names; None when it is not set."""
     path = os.environ.get(TRUST_STORE, "")
     return TrustStore.load(Path(path)) if path else None
+
+
+_encoder = msgspec.json.Encoder()
+
+
+class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """An execution's chain head: its subject held ``count`` records, the last at ``sequence`` with ``digest``."""
+
+    execution_id: str
+    subject: str
+    count: int
+    sequence: int
+    digest: str
+
+
+class SignedCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
+    checkpoint: Checkpoint
+    signature: str
+    key_id: str
+
+
+def checkpoint_subject(record_subject: str) -> str:
+    """What a checkpoint of an execution's subject is signed as being about (not where it is published)."""
+    return f"checkpoint.{record_subject}"
+
+
+def sign_checkpoint(signer: Signer, checkpoint: Checkpoint) -> SignedCheckpoint:
+    headers = signer.headers(checkpoint_subject(checkpoint.subject), _encoder.encode(checkpoint))
+    return SignedCheckpoint(checkpoint=checkpoint, signature=headers[PLAIT_SIG], key_id=headers[PLAIT_KEY])

@@ -156,3 +156,11 @@ def launch_plan_schedule_subject(project: str, domain: str, launch_plan: str) ->
 def notification_subject(project: str, domain: str, execution_id: str) -> str:
     """Where the notification of an ended execution is published (and stored)."""
     return f"{NOTIFY_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}"
+
+
+CHECKPOINTS_STREAM = "PLAIT_CHECKPOINTS"
+CHECKPOINT_ROOT = "plait.checkpoint"  # signed heads of executions' chains (plait.audit_signatures)
+
+
+def checkpoint_subject(project: str, domain: str, execution_id: str) -> str:
+    return f"{CHECKPOINT_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}"
