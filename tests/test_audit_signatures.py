@@ -20,9 +20,11 @@ from plait.audit_signatures import checkpoint_of, verify_checkpoints, verify_sig
 from plait.client import AsyncClient
 from plait.core.events import Decision, NodeSucceeded
 from plait.protocol import signing, subjects
+from plait.protocol.headers import PLAIT_ERROR
 from plait.protocol.signing import SignedCheckpoint, sign_checkpoint
 from plait.replay import Record
 from plait_cli.audit_signing import SignatureChecks, check_registry_and_cache
+from plait_executor import dispatch_trust
 from tests.audit_workflows import make_history
 from tests.helpers.plait_command import plait_command, plait_command_async
 from tests.helpers.stack import services_and_client
@@ -47,7 +49,9 @@ async def signed(
     done = plait_command(["keys", "generate", str(key_file), "--trust-store", str(trust_file)], {})
     assert done.returncode == 0, done.stderr
     monkeypatch.setenv(signing.SIGNING_KEY_FILE, str(key_file))
+    monkeypatch.setenv(signing.TRUST_STORE, str(trust_file))  # the executor runs only what a trusted key signed
     signing.process_signer.cache_clear()
+    dispatch_trust.trust_store.cache_clear()
     domain = f"signed-{uuid.uuid4().hex[:12]}"
     try:
         async with services_and_client(nats_url, database_url):
@@ -59,6 +63,7 @@ async def signed(
                 yield Signed(client, ids, env, signer, trust, trust_file)
     finally:
         signing.process_signer.cache_clear()
+        dispatch_trust.trust_store.cache_clear()
 
 
 def forged(records: list[Record], previous: str) -> Record:
@@ -233,3 +238,19 @@ async def test_the_scheduler_publishes_signed_checkpoints_that_reveal_a_cut_off_
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "checkpoints" in done.stderr
+
+
+async def test_the_executor_refuses_a_dispatch_no_trusted_key_signed(signed: Signed) -> None:
+    """The history's dispatches were signed by the scheduler and run; one signed by another key is set aside."""
+    client = signed.client
+    dead_letters = await client.nc.subscribe(f"{subjects.DEAD_LETTER_ROOT}.>")
+    subject, data = subjects.dispatch_subject("local", "default"), b'{"type": "dispatch.v1", "forged": true}'
+    mallory = signing.Signer.generate()
+    await client.js.publish(subject, data, headers=mallory.headers(subject, data), stream=subjects.DISPATCH_STREAM)
+    await client.js.publish(subject, data, stream=subjects.DISPATCH_STREAM)  # unsigned
+    reasons = set()
+    for _ in range(2):
+        dead = await dead_letters.next_msg(timeout=30)
+        assert dead.data == data and dead.headers is not None
+        reasons.add(dead.headers[PLAIT_ERROR].split(":")[1].strip())
+    assert reasons == {"unknown_key", "unsigned"}

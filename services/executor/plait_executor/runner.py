@@ -32,6 +32,7 @@ from plait.core.dispatch import Dispatch
 from plait.errors import TransportError
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR
+from plait_executor import dispatch_trust
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.backend import AttemptBackend
 from plait_executor.reports import report_started_pipelined, report_stopped
@@ -116,6 +117,9 @@ class AttemptRunner:
             waiting.cancel()
 
     async def handle(self, msg: Msg) -> None:
+        if (untrusted := dispatch_trust.refusal(msg)) is not None:
+            await self._dead_letter(msg, untrusted)
+            return
         try:
             dispatch = codec.dispatch_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:

@@ -38,7 +38,7 @@ from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.dispatch import dispatch_of
 from plait.core.events import TERMINAL_EVENTS, Decision, Event, NodeQueued
 from plait.core.state import Execution
-from plait.protocol import subjects
+from plait.protocol import signing, subjects
 from plait.protocol.headers import NATS_MSG_ID
 from plait_scheduler.cache import StateCache
 from plait_scheduler.caching import CacheKeeper, may_need_cache_work
@@ -74,11 +74,10 @@ class Outbox:
         """Publish the attempt's dispatch; the future resolves when JetStream has stored it."""
         dispatch = dispatch_of(state, event, decision_sequence)
         # Pipelined: the future resolves when the dispatch is stored (no task, no timer per publish).
+        subject, data = subjects.dispatch_subject(event.cluster or self.cluster, event.queue), codec.encode(dispatch)
+        headers = {NATS_MSG_ID: subjects.scoped_id(state.project, state.domain, event.attempt_id)}
         stored: asyncio.Future[PubAck] = await self.js.publish_async(
-            subjects.dispatch_subject(event.cluster or self.cluster, event.queue),
-            codec.encode(dispatch),
-            headers={NATS_MSG_ID: subjects.scoped_id(state.project, state.domain, event.attempt_id)},
-            stream=subjects.DISPATCH_STREAM,
+            subject, data, headers=headers | signing.sign_headers(subject, data), stream=subjects.DISPATCH_STREAM
         )
         return stored
 
