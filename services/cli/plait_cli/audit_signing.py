@@ -28,6 +28,7 @@ from plait.protocol import signing, subjects
 from plait.protocol.signing import SignedCheckpoint
 from plait.replay import Record, record_of
 from plait.settings import Settings
+from plait_cli.home_keys import use_home_keys
 from plait_cli.stack import nats_for_command
 
 COMMANDS = frozenset({"keys"})
@@ -115,9 +116,10 @@ def _read_checkpoints(path: str | None) -> list[SignedCheckpoint]:
         raise InputError(f"--checkpoints: {path} holds no signed checkpoints: {exc}") from None
 
 
-def checks_of(args: argparse.Namespace) -> SignatureChecks:
+def checks_of(settings: Settings, args: argparse.Namespace) -> SignatureChecks:
     """The signature checks ``plait audit verify`` was asked for: signatures are required when a trust store is
-    configured, unless --allow-unsigned."""
+    configured (or the home stack's, see ``plait_cli.home_keys``), unless --allow-unsigned."""
+    use_home_keys(settings)
     trust = _trust(args.trust_store)
     checkpoints = _read_checkpoints(args.checkpoints)
     if checkpoints and trust is None:

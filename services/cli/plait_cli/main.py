@@ -315,7 +315,7 @@ def dispatch(argv: Sequence[str]) -> int:
 
         if args.command == "replay":
             return anyio.run(history.replay_execution, settings, args.execution_id, args.at, args.json, args.timeline)
-        checks = audit_signing.checks_of(args)
+        checks = audit_signing.checks_of(settings, args)
         return anyio.run(
             lambda: history.audit_verify(
                 settings, args.execution_id, args.all, not args.no_catalog, args.ended, args.json, checks=checks

@@ -22,6 +22,7 @@ from plait.errors import PlaitError
 from plait.settings import VARIABLES as SETTING_VARIABLES
 from plait.settings import Settings
 from plait_cli.home import Report, StackInfo, exclusive, running_dev_stack
+from plait_cli.home_keys import use_home_keys
 
 
 def _ignore(step: str) -> None:
@@ -305,6 +306,7 @@ async def embedded_stack(
     PLAIT_EMBEDDED_SERVICES=in-process they run on this process's loop, once both servers are up.
     ``report`` is told each step."""
     started = time.monotonic()
+    use_home_keys(settings)
     if settings.embedded_services == "in-process":
         async with embedded_servers(settings, report=report) as info:
             _report_starting(report, services)
@@ -348,6 +350,7 @@ async def nats_for_command(
     if settings.nats_url:
         yield settings.nats_url
         return
+    use_home_keys(settings)
     dev = running_dev_stack(settings)
     if dev is not None:
         yield dev.nats_url
