@@ -176,6 +176,7 @@ async def _checkpoints(settings: Settings) -> list[SignedCheckpoint]:
 
 
 def _export(settings: Settings, args: argparse.Namespace) -> int:
+    use_home_keys(settings)
     trust = _trust(args.trust_store) or signing.TrustStore()
     records = anyio.run(_records, settings, args.execution_id)
     missing = sorted({r.key_id for r in records if r.key_id and r.key_id not in trust.keys})
