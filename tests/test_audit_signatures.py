@@ -26,6 +26,7 @@ from plait.replay import Record
 from plait_cli.audit_signing import SignatureChecks, check_registry_and_cache
 from plait_executor import dispatch_trust
 from tests.audit_workflows import make_history
+from tests.helpers.embedded_processes import plait
 from tests.helpers.plait_command import plait_command, plait_command_async
 from tests.helpers.stack import services_and_client
 
@@ -254,3 +255,18 @@ async def test_the_executor_refuses_a_dispatch_no_trusted_key_signed(signed: Sig
         assert dead.data == data and dead.headers is not None
         reasons.add(dead.headers[PLAIT_ERROR].split(":")[1].strip())
     assert reasons == {"unknown_key", "unsigned"}
+
+
+def test_the_embedded_stack_signs_by_default(tmp_path: Path) -> None:
+    """With no key configured, `plait run` on the home stack signs with a key it makes under PLAIT_HOME, and
+    `plait audit verify` requires and checks those signatures."""
+    home, unset = tmp_path / "home", {signing.SIGNING_KEY_FILE: "", signing.TRUST_STORE: ""}
+    run = plait(["run", "examples/hello.py:greet"], home, unset)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    key_file, trust_file = home / "keys" / "signing.pem", home / "keys" / "trust"
+    assert signing.load_signer(key_file).key_id in trust_file.read_text()
+    audit = plait(["audit", "verify", "--all", "--no-catalog"], home, unset)
+    out, err = audit.communicate(timeout=120)
+    assert audit.returncode == 0, out + err
+    assert "1 executions, 0 problems" in err and "signatures (also of 3 registry and cache subjects)" in err

@@ -32,6 +32,6 @@ def use_home_keys(settings: Settings) -> None:
         with trust_file.open("a") as trust:
             trust.write(signing.TrustStore([signer.public]).lines()[0] + "\n")
     os.environ[signing.SIGNING_KEY_FILE] = str(key_file)
-    if trust_file.exists():
-        os.environ.setdefault(signing.TRUST_STORE, str(trust_file))
+    if trust_file.exists() and not os.environ.get(signing.TRUST_STORE):
+        os.environ[signing.TRUST_STORE] = str(trust_file)
     signing.process_signer.cache_clear()
