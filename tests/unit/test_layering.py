@@ -33,7 +33,7 @@ SUPPORT = WIRE | {
     "plait.metrics",
 }
 ADAPTERS = SUPPORT | {"plait.adapters"}
-CHECKS = ADAPTERS | {"plait.audit", "plait.invariants", "plait.audit_lineage"}
+CHECKS = ADAPTERS | {"plait.audit", "plait.invariants", "plait.audit_lineage", "plait.audit_signatures"}
 LIBRARY = CHECKS | {"plait.client", "plait"}
 
 MAY_IMPORT: dict[str, set[str]] = {
@@ -51,6 +51,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "plait.audit": ADAPTERS,
     "plait.invariants": ADAPTERS | {"plait.audit"},
     "plait.audit_lineage": ADAPTERS | {"plait.audit"},
+    "plait.audit_signatures": ADAPTERS | {"plait.audit"},
     "plait.client": CHECKS,
     "plait": LIBRARY,
     "plait_scheduler": LIBRARY,

@@ -46,6 +46,11 @@ ProblemKind = Literal[
     "lineage",
     "wrong_cluster",
     "foreign_output",  # an attempt's end names another attempt's captured output
+    # signatures and checkpoints (plait.audit_signatures)
+    "unsigned",
+    "unknown_key",
+    "bad_signature",
+    "truncated",
 ]
 
 

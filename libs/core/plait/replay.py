@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+from nats.js.api import RawStreamMsg
 
 from plait import codec
 from plait.core.children import child_story
@@ -37,6 +38,8 @@ from plait.core.events import (
 from plait.core.gates import gate_story
 from plait.core.state import Execution, apply_decision
 from plait.errors import NotFound, PlaitError
+from plait.protocol.headers import NATS_MSG_ID
+from plait.protocol.signing import PLAIT_KEY, PLAIT_SIG
 
 
 @contextlib.contextmanager
@@ -69,6 +72,8 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
     subject: str
     data: bytes
     msg_id: str = ""
+    signature: str = ""  # its Plait-Sig header (plait.signing), when it was signed
+    key_id: str = ""  # its Plait-Key header: the id of the key that signed it
 
 
 class Transition(msgspec.Struct, frozen=True, kw_only=True):
@@ -190,3 +195,17 @@ def timeline(
         for index, (record, decision) in enumerate(decisions(records, at_sequence=at_sequence, at_time=at_time))
         for event in decision.events
     ]
+
+
+def record_of(raw: RawStreamMsg, subject: str) -> Record:
+    """The record of a stored message, with its id and signature headers."""
+    assert raw.seq is not None and raw.data is not None  # noqa: S101  a stored message has both
+    headers = raw.headers or {}
+    return Record(
+        sequence=raw.seq,
+        subject=raw.subject or subject,
+        data=raw.data,
+        msg_id=headers.get(NATS_MSG_ID, ""),
+        signature=headers.get(PLAIT_SIG, ""),
+        key_id=headers.get(PLAIT_KEY, ""),
+    )

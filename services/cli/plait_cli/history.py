@@ -19,6 +19,7 @@ from plait.invariants import check_execution
 from plait.replay import replay, timeline
 from plait.settings import Settings
 from plait.telemetry import trace_id_of
+from plait_cli.audit_signing import SignatureChecks, check_records, check_registry_and_cache
 from plait_cli.progress import STATUS_STYLE
 from plait_cli.stack import nats_for_command
 
@@ -106,9 +107,13 @@ async def replay_execution(
     return 0
 
 
-async def _verify_one(client: AsyncClient, execution_id: str, catalog: bool, ended: bool) -> list[Problem]:
+async def _verify_one(
+    client: AsyncClient, execution_id: str, catalog: bool, ended: bool, checks: SignatureChecks | None = None
+) -> list[Problem]:
     records = await client.records(execution_id)
     problems = check_execution(records, ended=ended) + check_lineage(records)
+    if checks is not None:
+        problems += await check_records(client, records, checks)
     if problems or not catalog:
         return problems
     state = replay(records)
@@ -127,6 +132,8 @@ async def audit_verify(
     catalog: bool,
     ended: bool = False,
     as_json: bool = False,
+    *,
+    checks: SignatureChecks | None = None,
 ) -> int:
     """Check each execution's chain and invariants (``plait.invariants``), then its catalog row; 1 on any problem.
 
@@ -138,8 +145,13 @@ async def audit_verify(
             ids = await client.execution_ids() if everything else [execution_id or ""]
             problems: list[Problem] = []
             for one in ids:
-                problems += await _verify_one(client, one, catalog, ended)
+                problems += await _verify_one(client, one, catalog, ended, checks)
+            others, other_problems = (0, []) if checks is None else await check_registry_and_cache(client, checks)
+            problems += other_problems
     checked = "chains, invariants and catalog" if catalog else "chains and invariants"
+    if checks is not None and checks.trust is not None:
+        checked += f", signatures (also of {others} registry and cache subjects)"
+        checked += f", {len(checks.checkpoints)} checkpoints" if checks.checkpoints else ""
     if as_json:
         report = {"executions": len(ids), "checked": checked, "problems": msgspec.to_builtins(problems)}
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")

@@ -13,7 +13,15 @@ from typing import Any
 import anyio
 
 from plait.errors import DefinitionError, InputError, NotFound, PlaitError
-from plait_cli import aside_commands, catalog_commands, cluster_commands, config_commands, logs, signal_command
+from plait_cli import (
+    aside_commands,
+    audit_signing,
+    catalog_commands,
+    cluster_commands,
+    config_commands,
+    logs,
+    signal_command,
+)
 from plait_cli.embedded import ServerStartError
 from plait_cli.home import usable_home
 from plait_cli.run_options import add_run_options, run_options, without_run_options
@@ -168,6 +176,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "--ended", action="store_true", help="every execution must have ended (once the system has finished its work)"
     )
     verify.add_argument("--json", action="store_true", help="print the executions checked and the problems as JSON")
+    audit_signing.add_parsers(commands, audit, verify)
 
     schema = commands.add_parser("schema", help="the wire format as JSON Schema").add_subparsers(
         dest="action", metavar="ACTION", required=True
@@ -318,13 +327,18 @@ def dispatch(argv: Sequence[str]) -> int:
         return signal_command.run(settings, args)
     if args.command == "top":
         return run_top(settings, args)
+    if args.command in audit_signing.COMMANDS or getattr(args, "action", "") in audit_signing.AUDIT_ACTIONS:
+        return audit_signing.run(settings, args)
     if args.command in ("replay", "audit"):
         from plait_cli import history
 
         if args.command == "replay":
             return anyio.run(history.replay_execution, settings, args.execution_id, args.at, args.json, args.timeline)
+        checks = audit_signing.checks_of(settings, args)
         return anyio.run(
-            history.audit_verify, settings, args.execution_id, args.all, not args.no_catalog, args.ended, args.json
+            lambda: history.audit_verify(
+                settings, args.execution_id, args.all, not args.no_catalog, args.ended, args.json, checks=checks
+            )
         )
     from plait_cli import executions
 

@@ -22,6 +22,7 @@ from plait.errors import InputError, PlaitError
 from plait.settings import VARIABLES as SETTING_VARIABLES
 from plait.settings import Settings
 from plait_cli.home import Report, StackInfo, exclusive, running_dev_stack
+from plait_cli.home_keys import use_home_keys
 from plait_cli.secure_dev import as_services, secure_nats_config
 
 
@@ -312,6 +313,7 @@ async def embedded_stack(
     started = time.monotonic()
     if secure and settings.embedded_services == "in-process":
         raise InputError("plait dev --secure runs its services as processes: unset PLAIT_EMBEDDED_SERVICES")
+    use_home_keys(settings)
     if settings.embedded_services == "in-process":
         async with embedded_servers(settings, report=report) as info:
             _report_starting(report, services)
@@ -355,6 +357,7 @@ async def nats_for_command(
     if settings.nats_url:
         yield settings.nats_url
         return
+    use_home_keys(settings)
     dev = running_dev_stack(settings)
     if dev is not None:
         yield dev.nats_url

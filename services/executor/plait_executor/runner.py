@@ -33,6 +33,7 @@ from plait.errors import TransportError
 from plait.metrics.names import DEAD_LETTERS
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR
+from plait_executor import dispatch_trust
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.attempt_metrics import observe_attempt, observe_start
 from plait_executor.backend import AttemptBackend
@@ -119,6 +120,9 @@ class AttemptRunner:
             waiting.cancel()
 
     async def handle(self, msg: Msg) -> None:
+        if (untrusted := dispatch_trust.refusal(msg)) is not None:
+            await self._dead_letter(msg, untrusted)
+            return
         try:
             dispatch = codec.dispatch_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:

@@ -31,13 +31,14 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from plait import codec
+from plait.adapters import checkpoints
 from plait.adapters.event_log import EventLog
 from plait.adapters.quarantine import OUTBOX_READER, decode_or_quarantine
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.dispatch import dispatch_of
-from plait.core.events import Decision, Event, NodeQueued
+from plait.core.events import TERMINAL_EVENTS, Decision, Event, NodeQueued
 from plait.core.state import Execution
-from plait.protocol import subjects
+from plait.protocol import signing, subjects
 from plait.protocol.headers import NATS_MSG_ID
 from plait.telemetry import inject
 from plait_scheduler.cache import StateCache
@@ -77,11 +78,11 @@ class Outbox:
         dispatch = dispatch_of(state, event, decision_sequence)
         with dispatch_span(state, event):
             # Pipelined: the future resolves when the dispatch is stored (no task, no timer per publish).
+            subject = subjects.dispatch_subject(event.cluster or self.cluster, event.queue)
+            data = codec.encode(dispatch)
+            headers = inject({NATS_MSG_ID: subjects.scoped_id(state.project, state.domain, event.attempt_id)})
             stored: asyncio.Future[PubAck] = await self.js.publish_async(
-                subjects.dispatch_subject(event.cluster or self.cluster, event.queue),
-                codec.encode(dispatch),
-                headers=inject({NATS_MSG_ID: subjects.scoped_id(state.project, state.domain, event.attempt_id)}),
-                stream=subjects.DISPATCH_STREAM,
+                subject, data, headers=headers | signing.sign_headers(subject, data), stream=subjects.DISPATCH_STREAM
             )
         return stored
 
@@ -89,6 +90,8 @@ class Outbox:
         """Publish the dispatches of a decision this replica has just appended, and start its cache work;
         on failure the outbox will do either."""
         decision_sequence = state.last_sequence
+        if checkpoints.wants(state, ended=any(isinstance(event, TERMINAL_EVENTS) for event in events)):
+            await checkpoints.publish_checkpoint(self.js, state)
         if self._wants_side_work(state, events):
             work = asyncio.ensure_future(self._do_side_work(state, events, datetime.now(UTC)))
             self._side_work.track(decision_sequence, work)

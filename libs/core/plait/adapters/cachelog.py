@@ -12,7 +12,7 @@ from plait import codec
 from plait.adapters.nats_errors import WRONG_LAST_SEQUENCE
 from plait.core.cachelog import CacheEntryRecord, CacheWaiter
 from plait.errors import ConflictError
-from plait.protocol import subjects
+from plait.protocol import signing, subjects
 from plait.protocol.headers import NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MSG_ID
 
 entry_decoder = msgspec.json.Decoder(CacheEntryRecord)
@@ -44,9 +44,11 @@ class CacheLog:
             headers[NATS_EXPECTED_LAST_SUBJECT_SEQUENCE] = str(expected)
         if msg_id:
             headers[NATS_MSG_ID] = subjects.scoped_id(self.project, self.domain, msg_id)
+        data = codec.encode(record)
+        headers |= signing.sign_headers(self.entry_subject, data)
         try:
             ack = await self.js.publish(
-                self.entry_subject, codec.encode(record), headers=headers or None, stream=subjects.EVENTS_STREAM
+                self.entry_subject, data, headers=headers or None, stream=subjects.EVENTS_STREAM
             )
         except nats.js.errors.APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:

@@ -15,7 +15,7 @@ from plait.adapters import direct_reads, scoped_reads
 from plait.adapters.connection import route_of
 from plait.adapters.event_log import DecisionTooLarge, EventLog, StoredDecision, conflict
 from plait.adapters.nats_errors import MESSAGE_TOO_LARGE, WRONG_LAST_SEQUENCE
-from plait.protocol import subjects
+from plait.protocol import signing, subjects
 from plait.protocol.headers import NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MSG_ID
 from plait.telemetry import inject
 
@@ -113,7 +113,7 @@ class EventStore(EventLog):
                 NATS_EXPECTED_LAST_SUBJECT_SEQUENCE: str(expected_sequence),
                 NATS_MSG_ID: digest,
             }
-        )
+        ) | signing.sign_headers(subject, data)
         limit = route_of(self.js).nc.max_payload - header_bytes(headers)
         if len(data) > limit:  # the server would close the connection rather than refuse the message
             raise DecisionTooLarge(len(data), limit)

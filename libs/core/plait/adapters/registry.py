@@ -15,7 +15,7 @@ from plait.bounded_cache import BytesBoundedCache
 from plait.core.events import LaunchPlanRegistered, Registration, TaskRegistered, WorkflowRegistered
 from plait.core.model import EntityKind, LaunchPlanSpec, TaskSpec, WorkflowSpec
 from plait.errors import NotFound, RegistrationConflict
-from plait.protocol import subjects
+from plait.protocol import signing, subjects
 from plait.protocol.headers import NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MSG_ID
 
 DUPLICATE_IN_PROCESS_PATIENCE_SECONDS = 5.0
@@ -74,6 +74,7 @@ class Registry:
         registration is refused while the first is being stored (``DUPLICATE_IN_PROCESS``): asked again shortly, it
         is then a duplicate, or meets the stored first one."""
         headers = {NATS_EXPECTED_LAST_SUBJECT_SEQUENCE: "0", NATS_MSG_ID: codec.digest(data)}
+        headers |= signing.sign_headers(subject, data)
         delay = 0.01
         while True:
             try:

@@ -109,6 +109,14 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             max_msg_size=LIVE_OUTPUT_MAX_MESSAGE_BYTES,
             discard=DiscardPolicy.OLD,
         ),
+        StreamConfig(  # signed chain heads, for auditors to copy elsewhere (plait.audit_signatures)
+            name=subjects.CHECKPOINTS_STREAM,
+            subjects=[f"{subjects.CHECKPOINT_ROOT}.>"],
+            deny_delete=True,
+            deny_purge=True,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            **common,
+        ),
     ]
 
 

@@ -23,8 +23,7 @@ from plait.core.events import TERMINAL_EVENTS
 from plait.core.state import Execution
 from plait.errors import NotFound, Timeout
 from plait.protocol import subjects
-from plait.protocol.headers import NATS_MSG_ID
-from plait.replay import Record
+from plait.replay import Record, record_of
 
 FIRST_RELOAD_SECONDS = 0.001
 LONGEST_RELOAD_SECONDS = 0.05
@@ -122,8 +121,7 @@ class Following(ClientBase):
         with as_plait_errors(f"reading execution {execution_id}"):
             async for raw in self._store.raw(subject, at_least=await self._store.last_sequence(subject)):
                 assert raw.seq is not None and raw.data is not None  # noqa: S101  an invariant of this code, not a check of input
-                msg_id = (raw.headers or {}).get(NATS_MSG_ID, "")
-                records.append(Record(sequence=raw.seq, subject=raw.subject or subject, data=raw.data, msg_id=msg_id))
+                records.append(record_of(raw, subject))
         if not records:
             raise NotFound(f"execution {execution_id} does not exist in {self.project}/{self.domain}")
         return records

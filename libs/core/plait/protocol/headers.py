@@ -4,6 +4,7 @@ acts on. ``MEANINGS`` gives each its one-line meaning (``plait schema export`` a
 from __future__ import annotations
 
 from plait import codec
+from plait.protocol.signing import PLAIT_KEY, PLAIT_SIG
 
 PLAIT_REPLY_TO = "Plait-Reply-To"
 PLAIT_ERROR = "Plait-Error"
@@ -57,4 +58,7 @@ MEANINGS: dict[str, str] = {
     STATUS: "on a server's status message (no body): its code, e.g. 404 no messages, 408 request expired",
     DESCRIPTION: "on a server's status message: the code's description",
     TRACEPARENT: "on a command, decision or dispatch: the W3C trace context of the execution's trace (optional)",
+    PLAIT_SIG: "on a decision, registration, cache record or dispatch: the Ed25519 signature (base64) of its subject "
+    "and bytes (plait.protocol.signing)",
+    PLAIT_KEY: "with Plait-Sig: the id of the key that signed (16 hex digits of its public key's SHA-256)",
 }

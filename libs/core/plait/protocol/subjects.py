@@ -186,3 +186,11 @@ def catalog_subject(project: str, domain: str, kind: str) -> str:
 def catalog_subscription(kind: str) -> str:
     """What a catalog replica subscribes to for the query ``kind``, in every project and domain."""
     return f"{CATALOG_ROOT}.*.*.{kind}"
+
+
+CHECKPOINTS_STREAM = "PLAIT_CHECKPOINTS"
+CHECKPOINT_ROOT = "plait.checkpoint"  # signed heads of executions' chains (plait.audit_signatures)
+
+
+def checkpoint_subject(project: str, domain: str, execution_id: str) -> str:
+    return f"{CHECKPOINT_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}"
