@@ -15,7 +15,9 @@ from plait.client import AsyncClient
 from plait.core.state import Execution, apply_decision
 from plait_cli.progress import print_transition, render
 
-REDRAW_SECONDS = 0.25  # the live view is drawn again this often, so that running times and rates move
+REDRAW_SECONDS = 0.25
+"""The live view is drawn this often (not at each decision: drawing a thousand nodes costs more than deciding them),
+so that running times and rates move."""
 
 
 async def follow_until_ended(client: AsyncClient, execution_id: str, err: Console) -> Execution:
@@ -28,9 +30,12 @@ async def follow_until_ended(client: AsyncClient, execution_id: str, err: Consol
                 shown: list[Execution] = []
                 redraws.start_soon(_redraw, live, shown)
                 async for state in _states(client, execution_id):
+                    if not shown:  # the first at once; then on the redraw timer, not at each decision
+                        live.update(render(state), refresh=True)
                     shown[:] = [state]
-                    live.update(render(state), refresh=True)
                 redraws.cancel_scope.cancel()
+                if state is not None:
+                    live.update(render(state), refresh=True)  # how it ended
     else:
         seen: dict[str, str] = {}
         async for state in _states(client, execution_id):
