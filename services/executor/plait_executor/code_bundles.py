@@ -10,8 +10,7 @@ import io
 import os
 import shutil
 import tarfile
-import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import anyio
@@ -27,6 +26,7 @@ from plait.sdk.bundles import MAX_BUNDLE_BYTES, MAX_BUNDLE_MEMBERS
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.backend import AttemptBackend, LocalBackend
 from plait_executor.code_roots import target_in_code_root
+from plait_executor.folders import private_folder
 
 CODE_BUNDLE_UNUSABLE = "CodeBundleUnusable"
 """``error_type`` of the system error of an attempt whose code bundle cannot be downloaded or unpacked."""
@@ -149,12 +149,6 @@ def with_code_bundles(backend: AttemptBackend, cache: CodeCache) -> AttemptBacke
     return CodeBundlesBackend(backend, cache) if isinstance(backend, LocalBackend) else backend
 
 
-@contextlib.asynccontextmanager
-async def code_cache_directory() -> AsyncIterator[Path]:
+def code_cache_directory() -> contextlib.AbstractAsyncContextManager[Path]:
     """A folder for one executor's unpacked bundles, removed when it stops."""
-    directory = await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="plait-code-"))
-    try:
-        yield Path(directory)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(lambda: shutil.rmtree(directory, ignore_errors=True))
+    return private_folder("plait-code-")

@@ -10,8 +10,6 @@ attempt: a publish that fails ends the live view of that attempt alone.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -27,6 +25,7 @@ from plait.core.dispatch import Dispatch
 from plait.protocol import subjects
 from plait.protocol.headers import PLAIT_ATTEMPT, PLAIT_OUTPUT_END, PLAIT_OUTPUT_OFFSET
 from plait.sdk import secrets
+from plait_executor.folders import private_folder
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
@@ -145,12 +144,6 @@ def _read(path: Path, offset: int, count: int) -> bytes:
         return b""
 
 
-@contextlib.asynccontextmanager
-async def live_output_directory() -> AsyncIterator[Path]:
+def live_output_directory() -> contextlib.AbstractAsyncContextManager[Path]:
     """A private folder for one executor's output files of running attempts, removed when it stops."""
-    directory = await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="plait-live-"))
-    try:
-        yield Path(directory)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(lambda: shutil.rmtree(directory, ignore_errors=True))
+    return private_folder("plait-live-")

@@ -11,9 +11,9 @@ import nats.errors
 import nats.js.errors
 import structlog
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
 from nats.js.kv import KeyValue
 
+from plait.adapters.announcements import announcements_bucket, live_announcements
 from plait.metrics.endpoint import plait_version
 from plait.metrics.health import Health
 from plait.protocol.services import (
@@ -32,14 +32,7 @@ _FAILED = (nats.errors.Error, nats.js.errors.Error, TimeoutError)
 
 async def services_bucket(js: JetStreamContext, replicas: int | None = None) -> KeyValue:
     """The bucket, made when missing."""
-    try:
-        return await js.key_value(SERVICES_BUCKET)
-    except nats.js.errors.BucketNotFoundError:
-        pass
-    config = KeyValueConfig(bucket=SERVICES_BUCKET, history=1, ttl=ANNOUNCEMENT_TTL_SECONDS, replicas=replicas or 1)
-    with contextlib.suppress(nats.js.errors.BadRequestError):  # made meanwhile by another replica
-        return await js.create_key_value(config)
-    return await js.key_value(SERVICES_BUCKET)
+    return await announcements_bucket(js, SERVICES_BUCKET, ANNOUNCEMENT_TTL_SECONDS, replicas)
 
 
 async def announce_service(
@@ -79,21 +72,5 @@ async def announce_service(
 
 async def live_services(js: JetStreamContext) -> list[ServiceAnnouncement]:
     """Every replica whose announcement has not expired; unreadable entries are skipped (and logged)."""
-    try:
-        bucket = await js.key_value(SERVICES_BUCKET)
-        keys = await bucket.keys()
-    except (nats.js.errors.BucketNotFoundError, nats.js.errors.NoKeysError):
-        return []
-    found: list[ServiceAnnouncement] = []
-    for key in keys:
-        try:
-            entry = await bucket.get(key)
-        except nats.js.errors.KeyNotFoundError:  # expired or deleted since it was listed
-            continue
-        if entry.value is None:
-            continue
-        try:
-            found.append(_decoder.decode(entry.value))
-        except msgspec.DecodeError as exc:
-            log.warning("service_announcement_unreadable", key=key, error=str(exc))
+    found = await live_announcements(js, SERVICES_BUCKET, _decoder, "service")
     return sorted(found, key=lambda a: (a.service, a.replica))
