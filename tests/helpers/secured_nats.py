@@ -23,6 +23,7 @@ PASSWORD_VARIABLES = {
     "plait-auditor": "PLAIT_NATS_AUDITOR_PASSWORD",
     "alpha-development": "PLAIT_NATS_ALPHA_PASSWORD",
     "beta-development": "PLAIT_NATS_BETA_PASSWORD",
+    "alpha-development-tasks": "PLAIT_NATS_ALPHA_TASKS_PASSWORD",
 }
 DEADLINE = 10.0
 

@@ -24,6 +24,7 @@ PASSWORD_VARIABLES = {
     "plait-auditor": "PLAIT_NATS_AUDITOR_PASSWORD",
     "alpha-development": "PLAIT_NATS_ALPHA_PASSWORD",
     "beta-development": "PLAIT_NATS_BETA_PASSWORD",
+    "alpha-development-tasks": "PLAIT_NATS_ALPHA_TASKS_PASSWORD",
 }
 SERVICES_USER = "plait-services"
 

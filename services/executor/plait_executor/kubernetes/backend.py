@@ -44,6 +44,7 @@ from plait_executor.kubernetes.manifests import (
 )
 from plait_executor.kubernetes.runtime import DISPATCH_VARIABLE, NATS_URL_VARIABLE
 from plait_executor.kubernetes.secret_mounts import with_secrets
+from plait_executor.kubernetes.task_credential import credential_secret, with_credential
 from plait_executor.kubernetes.verdicts import (
     Lost,
     image_pull_failure,
@@ -78,6 +79,7 @@ class KubernetesTarget(msgspec.Struct, frozen=True, kw_only=True):
     env: dict[str, str] = msgspec.field(default_factory=dict)  # more variables for every task container
     map_batch_seconds: float = WINDOW_SECONDS  # how long a batch of map items waits for more items
     map_batch_items: int = MOST_ITEMS  # the most items one map Job runs
+    task_secret: str = ""  # the Secret (template) of the pods' NATS credential: see task_credential
 
 
 def selector_of(target: KubernetesTarget) -> str:
@@ -248,7 +250,8 @@ class KubernetesBackend:
     def manifest(self, dispatch: Dispatch) -> dict[str, Any]:
         options = self._options(dispatch, {DISPATCH_VARIABLE: codec.encode(dispatch).decode()})
         identity = self._identity(dispatch, dispatch.attempt_id)
-        return with_secrets(job_manifest(identity, options, dispatch.task.timeout_seconds), dispatch.task.secrets or ())
+        job = with_secrets(job_manifest(identity, options, dispatch.task.timeout_seconds), dispatch.task.secrets or ())
+        return with_credential(job, self._credential(dispatch))
 
     def map_manifest(self, dispatches: Sequence[Dispatch]) -> dict[str, Any]:
         """The Indexed Job of a batch of item attempts of one map node."""
@@ -256,7 +259,13 @@ class KubernetesBackend:
         options = self._options(batch.first, {BATCH_VARIABLE: encode_batch(batch)})
         identity = self._identity(batch.first, batch_name_key(batch.attempts))
         job = map_job_manifest(identity, options, batch.attempts, batch.first.task.timeout_seconds)
-        return with_secrets(job, batch.first.task.secrets or ())
+        job = with_secrets(job, batch.first.task.secrets or ())
+        return with_credential(job, self._credential(batch.first))
+
+    def _credential(self, dispatch: Dispatch) -> str:
+        if not self.target.task_secret:
+            return ""
+        return credential_secret(self.target.task_secret, dispatch.project, dispatch.domain)
 
     def _options(self, dispatch: Dispatch, variables: dict[str, str]) -> KubernetesOptions:
         options = dispatch.task.kubernetes if isinstance(dispatch.task.kubernetes, KubernetesOptions) else None

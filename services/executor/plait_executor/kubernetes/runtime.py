@@ -30,6 +30,7 @@ from structlog.typing import FilteringBoundLogger
 
 from plait import codec
 from plait.adapters.connection import connect
+from plait.adapters.nats_auth import tenant_inbox
 from plait.adapters.object_store import ValueStore
 from plait.adapters.output_store import OutputStore
 from plait.adapters.registry import Registry
@@ -80,7 +81,10 @@ async def run(
     """Report ``started``, run the attempt (its referenced inputs downloaded, its large outputs stored), report
     its result; whether the task succeeded."""
     attempt_log = log.bind(execution=dispatch.execution_id, node=dispatch.node, attempt=dispatch.attempt_id)
-    nc = await connect(nats_url, name=f"plait-runtime {worker}")
+    # replies under the attempt's project and domain: a task credential may subscribe to those only
+    nc = await connect(
+        nats_url, name=f"plait-runtime {worker}", inbox_prefix=tenant_inbox(dispatch.project, dispatch.domain)
+    )
     try:
         js = nc.jetstream()
         await publish_until_stored(js, started_command(dispatch, worker), dispatch, attempt_log)
