@@ -159,6 +159,7 @@ async def test_a_replay_after_an_upgrade_takes_the_quarantined_decision_and_its_
     executor = ExecutorService(nats_url, concurrency=1, replica="test-executor")
     catalog = CatalogService(nats_url, database_url, replica="test-catalog")
     async with running(scheduler.run, executor.run, catalog.run), await AsyncClient.connect(nats_url) as client:
+        await client.register(workflows.add_two)  # executors run only registered code
         await watch.wait_until(lambda: subject in watch.of(CATALOG_READER) and subject in watch.of(OUTBOX_READER))
         code, output = await plait_cli(nats_url, "quarantine", "replay")
         assert code == 1, output

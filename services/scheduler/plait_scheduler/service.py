@@ -170,7 +170,8 @@ class SchedulerService:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._hand_back_held()
-                await nc.close()
+                with contextlib.suppress(OSError, nats.errors.Error):  # the server is gone: nothing left to flush
+                    await nc.close()
             self.log.info("scheduler_stopped")
 
     async def _serve_schedules_and_notifications(

@@ -316,6 +316,8 @@ class PodHandle:
         if running.cancelled():
             return None
         exit_code: int = running.result()
+        if self._api.store.get("pods", self.namespace, self.name) is None:
+            return exit_code  # deleted as its container exited (its Job was done with): no status to write
         self._end(exit_code, "Completed" if exit_code == 0 else "Error")
         return exit_code
 

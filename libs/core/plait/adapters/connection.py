@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
 import nats
 import nats.errors
@@ -33,6 +34,7 @@ async def connect(url: str, name: str, *, auth: NatsAuth | None = None, inbox_pr
     ``ConnectError`` rather than waiting forever.
     """
     options = (auth if auth is not None else current_auth()).options()
+    with_credentials = "@" in url or any(key in options for key in ("user", "token", "nkeys_seed", "user_credentials"))
     refusals: list[str] = []  # what the servers said (an authorization violation): nats-py's own error says less
 
     async def on_error(error: Exception) -> None:
@@ -52,6 +54,8 @@ async def connect(url: str, name: str, *, auth: NatsAuth | None = None, inbox_pr
             allow_reconnect=True,
             error_cb=on_error,
         )
+        if with_credentials:
+            _AUTHENTICATED.add(nc)
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         where = redacted_urls(url)
         reason = refusals[-1] if refusals else str(exc) or type(exc).__name__
@@ -68,6 +72,15 @@ class JetStreamRoute:
     nc: NATS
     api_prefix: str
     timeout: float
+
+
+_AUTHENTICATED: weakref.WeakSet[NATS] = weakref.WeakSet()
+
+
+def authenticated(js: JetStreamContext) -> bool:
+    """Whether ``js``'s connection was made with credentials: it may then be confined to a project by the broker's
+    permissions, and reads through APIs that name their subject (``plait.adapters.scoped_reads``)."""
+    return js._nc in _AUTHENTICATED
 
 
 def route_of(js: JetStreamContext) -> JetStreamRoute:

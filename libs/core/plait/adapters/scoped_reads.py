@@ -15,10 +15,11 @@ import contextlib
 from collections.abc import AsyncGenerator
 
 import nats.errors
+import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RawStreamMsg
 
-from plait.adapters.connection import route_of
+from plait.adapters.connection import authenticated, route_of
 
 IDLE_CONSUMER_SECONDS = 10.0
 MESSAGE_WAIT_SECONDS = 10.0  # a pending message the leader has not pushed within this long: a transport error
@@ -68,7 +69,15 @@ async def subject_messages(
 
 
 async def last_subject_message(js: JetStreamContext, stream: str, subject: str) -> RawStreamMsg | None:
-    """The newest message of ``stream`` on ``subject``, as the stream leader has it; None when it has none."""
+    """The newest message of ``stream`` on ``subject``, as the stream leader has it; None when it has none. A
+    connection made without credentials (confined by nothing) asks the leader directly (``STREAM.MSG.GET``, which
+    names the subject only in its body); one made with credentials, through a consumer whose create request names
+    it."""
+    if not authenticated(js):
+        try:
+            return await js.get_msg(stream, subject=subject)
+        except nats.js.errors.NotFoundError:
+            return None
     async with contextlib.aclosing(subject_messages(js, stream, subject, last=True)) as messages:
         async for raw in messages:
             return raw

@@ -14,7 +14,7 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from plait.adapters.connection import connect, route_of
+from plait.adapters.connection import authenticated, connect, route_of
 from plait.adapters.direct_reads import last_message
 from plait.adapters.event_store import EventStore
 from plait.adapters.nats_auth import NatsAuth, tenant_inbox
@@ -50,7 +50,8 @@ class ClientBase:
             raise InputError(str(exc)) from None
         self.nc, self.js = nc, nc.jetstream()
         self.project, self.domain = project, domain
-        self._store = EventStore(self.js, scoped=True)  # reads a confined credential may make: see scoped_reads
+        # a connection with credentials may be confined: it reads through APIs that name the subject (scoped_reads)
+        self._store = EventStore(self.js, scoped=authenticated(self.js))
         self._registry = Registry(self.js)
         self._values = ValueStore.on_jetstream(self.js)
 
