@@ -82,12 +82,31 @@ class _Tail:
                 while not self.done.is_set():
                     with anyio.move_on_after(POLL_SECONDS):
                         await self.done.wait()
-                    await self._publish_new()
-                if self.held:
-                    await self._publish(self._redacted(self.held), {})
-                await self._publish(b"", {PLAIT_OUTPUT_END: str(self.published)})
+                    if not self.done.is_set():
+                        await self._publish_new()
+                await self._publish_last()
             except Exception as exc:  # the live view is a convenience: the attempt and its stored output go on
                 self.log.warning("live_output_stopped", reason=str(exc) or type(exc).__name__)
+
+    async def _publish_last(self) -> None:
+        """The rest of the output with the end marker: in one message when it fits; none for an attempt that wrote
+        nothing and had nothing shown (a follower reads its stored, empty, output once the execution ends)."""
+        size = _size(self.path)  # a local file's stat: no thread needed
+        if size == self.offset and not self.held:
+            if self.published or self.offset:
+                await self._publish(b"", {PLAIT_OUTPUT_END: str(self.published)})
+            return
+        if size < self.offset or size - self.offset > CHUNK_BYTES:
+            await self._publish_new()
+            if self.held:
+                await self._publish(self._redacted(self.held), {})
+            await self._publish(b"", {PLAIT_OUTPUT_END: str(self.published)})
+            return
+        rest = _read(self.path, self.offset, size - self.offset)  # at most a chunk, of a local file
+        self.offset += len(rest)
+        last = self._redacted(self.held + rest) if self.secrets else rest
+        self.held = b""
+        await self._publish(last, {PLAIT_OUTPUT_END: str(self.published + len(last))})
 
     async def _publish_new(self) -> None:
         size = await anyio.to_thread.run_sync(_size, self.path)
