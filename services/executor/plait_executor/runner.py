@@ -39,7 +39,6 @@ from plait_executor.attempt_metrics import observe_attempt, observe_start
 from plait_executor.backend import AttemptBackend
 from plait_executor.reports import report_started_pipelined, report_stopped
 from plait_executor.results import ResultReporter
-from plait_executor.started_reports import PendingStart, StartedReports
 from plait_executor.task_output import keep_output
 from plait_executor.tracing import attempt_span
 
@@ -109,7 +108,6 @@ class AttemptRunner:
         self._waiting: set[anyio.CancelScope] = set()  # attempts waiting for a worker
         self._held: dict[int, _Held] = {}  # by id(msg)
         self.attempts = 0
-        self.started_reports = StartedReports(started_after)  # see report_started
 
     def counts(self) -> dict[str, int]:
         """Attempts run, and the result commands that reported them."""
@@ -191,20 +189,14 @@ class AttemptRunner:
         started = 0.0
         sent, ended = anyio.Event(), anyio.Event()
         waiting = anyio.CancelScope()
-        pending: PendingStart | None = None
 
         def on_start() -> None:
-            nonlocal started, pending, sent
+            nonlocal started
             self._waiting.discard(waiting)
             if self.stopping:
                 raise _NotStarted
             if self.backend.reports_itself:
                 sent.set()
-            elif self.started_reports.running:
-                pending = self.started_reports.add(
-                    lambda on_wire: report_started_pipelined(self.js, dispatch, self.worker, attempt_log, on_wire)
-                )
-                sent = pending.sent
             else:
                 reports.start_soon(self._report_started_unless_ended, dispatch, attempt_log, sent, ended)
             held.deadline_moved = -math.inf  # moved on at the next heartbeat
@@ -223,8 +215,6 @@ class AttemptRunner:
             finally:
                 self._waiting.discard(waiting)
                 ended.set()
-                if pending is not None and not self.started_reports.ended(pending):
-                    reports.start_soon(pending.stored.wait)  # stored before the message is acknowledged
             if held.stop.cancel_called:  # its execution ended: the worker, if it had one, was killed
                 how = await self.backend.stop(dispatch)
                 if held.execution_ended:

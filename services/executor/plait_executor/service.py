@@ -202,7 +202,6 @@ class ExecutorService:
             with attempts_scope:
                 async with anyio.create_task_group() as heartbeats:
                     heartbeats.start_soon(runner.keep_in_progress)
-                    heartbeats.start_soon(runner.started_reports.run)
                     async with anyio.create_task_group() as attempts:
 
                         def start(msg: Msg) -> None:
