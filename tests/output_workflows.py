@@ -89,3 +89,13 @@ def waits_for(path: str) -> str:
 @workflow
 def waits_for_flow(path: str) -> str:
     return waits_for(path=path)
+
+
+@task
+def silent_after(path: str) -> int:
+    return len(path)
+
+
+@workflow
+def waits_then_silent(path: str) -> int:
+    return silent_after(path=waits_for(path=path))

@@ -97,3 +97,24 @@ async def test_plait_logs_follow_prints_lines_as_the_task_writes_them(
     assert state.status == "succeeded"
     assert code == 0, errors
     assert received.decode() == "waits_for | waiting\nwaits_for | released\n"
+
+
+async def test_an_attempt_that_wrote_nothing_while_followed_shows_as_an_empty_live_end(
+    tmp_path: Path, nats_url: str, database_url: str
+) -> None:
+    flag = tmp_path / "flag"
+    async with services_and_client(nats_url, database_url) as client:
+        handle = await client.launch(output_workflows.waits_then_silent, {"path": str(flag)})
+        chunks = []
+        with anyio.fail_after(DEADLINE):
+            async for chunk in client.follow_logs(handle.id):
+                chunks.append(chunk)
+                if "waiting" in chunk.text:
+                    flag.touch()  # silent_after runs only now, while followed
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded"
+    silent = [chunk for chunk in chunks if chunk.label == "silent_after"]
+    # Its executor published nothing live for it; the follower still ends it as a live attempt with no text, which
+    # `plait logs --follow` prints as nothing (not a stored "(no output)" block).
+    assert [(chunk.text, chunk.ended, chunk.live) for chunk in silent] == [("", True, True)]
+    assert "".join(chunk.text for chunk in chunks if chunk.label == "waits_for") == "waiting\nreleased\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from pathlib import Path
 
 import anyio
@@ -36,11 +36,28 @@ MOST_BEHIND_BYTES = 1024**2
 
 
 class LiveOutput:
-    """Tails the output files of running attempts, in a folder of its own, into the live output stream."""
+    """Tails the output files of running attempts, in a folder of its own, into the live output stream.
+
+    While ``tick`` runs, one task reads every running attempt's file a few times a second; else each attempt has a
+    task of its own doing it. An attempt ended sooner than the first read publishes its whole output once, at its end.
+    """
 
     def __init__(self, js: JetStreamContext, directory: Path) -> None:
         self.js = js
         self.directory = directory
+        self._tails: set[_Tail] = set()
+        self._ticking = False
+
+    async def tick(self) -> None:
+        """Publish what each running attempt wrote, every ``POLL_SECONDS``, until cancelled."""
+        self._ticking = True
+        try:
+            while True:
+                await anyio.sleep(POLL_SECONDS)
+                for tail in list(self._tails):
+                    await tail.poll()
+        finally:
+            self._ticking = False
 
     @contextlib.asynccontextmanager
     async def tailing(self, dispatch: Dispatch, secret_values: Iterable[str] = ()) -> AsyncIterator[str]:
@@ -49,12 +66,21 @@ class LiveOutput:
         path = self.directory / f"{uuid.uuid4().hex}.out"
         tail = _Tail(self.js, dispatch, path, [value.encode() for value in secret_values if value])
         try:
-            async with anyio.create_task_group() as tailing:
-                tailing.start_soon(tail.run)
+            if self._ticking:
+                self._tails.add(tail)
                 try:
                     yield str(path)
                 finally:
-                    tail.done.set()
+                    self._tails.discard(tail)
+                    with anyio.CancelScope(shield=True):  # the end marker is published even when cancelled
+                        await tail.finish()
+            else:
+                async with anyio.create_task_group() as tailing:
+                    tailing.start_soon(tail.run)
+                    try:
+                        yield str(path)
+                    finally:
+                        tail.done.set()
         finally:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -72,24 +98,61 @@ class _Tail:
         )
         self.log = log.bind(execution=dispatch.execution_id, node=dispatch.node, attempt=dispatch.attempt_id)
         self.done = anyio.Event()
+        self.lock = anyio.Lock()  # one reader of the file at a time: the ticker, or the attempt at its end
+        self.stopped = False  # a publish failed: this attempt's live view ends there
         self.offset = 0  # the bytes of the file published so far
         self.published = 0  # and the bytes of the view, markers included
 
     async def run(self) -> None:
+        """Alone (no ticker): poll until ``done``, then publish the rest."""
         with anyio.CancelScope(shield=True):  # the end marker is published even when the attempt was cancelled
-            try:
-                while not self.done.is_set():
-                    with anyio.move_on_after(POLL_SECONDS):
-                        await self.done.wait()
-                    await self._publish_new()
-                if self.held:
-                    await self._publish(self._redacted(self.held), {})
+            while not self.done.is_set():
+                with anyio.move_on_after(POLL_SECONDS):
+                    await self.done.wait()
+                if not self.done.is_set():
+                    await self.poll()
+            await self.finish()
+
+    async def poll(self) -> None:
+        async with self.lock:
+            if not self.stopped:
+                await self._guarded(self._publish_new())
+
+    async def finish(self) -> None:
+        async with self.lock:
+            if not self.stopped:
+                await self._guarded(self._publish_last())
+            self.stopped = True
+
+    async def _guarded(self, publishing: Awaitable[None]) -> None:
+        try:
+            await publishing
+        except Exception as exc:  # the live view is a convenience: the attempt and its stored output go on
+            self.stopped = True
+            self.log.warning("live_output_stopped", reason=str(exc) or type(exc).__name__)
+
+    async def _publish_last(self) -> None:
+        """The rest of the output with the end marker: in one message when it fits; none for an attempt that wrote
+        nothing and had nothing shown (a follower reads its stored, empty, output once the execution ends)."""
+        size = _size(self.path)  # a local file's stat: no thread needed
+        if size == self.offset and not self.held:
+            if self.published or self.offset:
                 await self._publish(b"", {PLAIT_OUTPUT_END: str(self.published)})
-            except Exception as exc:  # the live view is a convenience: the attempt and its stored output go on
-                self.log.warning("live_output_stopped", reason=str(exc) or type(exc).__name__)
+            return
+        if size < self.offset or size - self.offset > CHUNK_BYTES:
+            await self._publish_new()
+            if self.held:
+                await self._publish(self._redacted(self.held), {})
+            await self._publish(b"", {PLAIT_OUTPUT_END: str(self.published)})
+            return
+        rest = _read(self.path, self.offset, size - self.offset)  # at most a chunk, of a local file
+        self.offset += len(rest)
+        last = self._redacted(self.held + rest) if self.secrets else rest
+        self.held = b""
+        await self._publish(last, {PLAIT_OUTPUT_END: str(self.published + len(last))})
 
     async def _publish_new(self) -> None:
-        size = await anyio.to_thread.run_sync(_size, self.path)
+        size = _size(self.path)  # a local file's stat: no thread needed
         if size < self.offset:  # written anew (a fresh worker ran the attempt again)
             await self._publish_text(f"\n[plait: the attempt's output started again, {self.offset:,} bytes in]\n")
             self.offset = 0

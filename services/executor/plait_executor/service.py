@@ -146,7 +146,8 @@ class ExecutorService:
                 live_output_directory() as live_files,
             ):
                 registry = Registry(js)
-                tailed = with_live_output(backend, LiveOutput(js, live_files))
+                live_output = LiveOutput(js, live_files)
+                tailed = with_live_output(backend, live_output)
                 runs = with_values(
                     GeneratedTasksBackend(with_code_bundles(tailed, CodeCache(js, code_cache)), registry),
                     ValueStore.on_jetstream(js, self.inline_value_limit),
@@ -173,6 +174,7 @@ class ExecutorService:
                 )
                 async with anyio.create_task_group() as live:
                     live.start_soon(announcer.run)
+                    live.start_soon(live_output.tick)
                     live.start_soon(announce_service, js, "executor", self.replica, self.health, self.stream_replicas)
                     await self._serve(nc, runner)
                     live.cancel_scope.cancel()

@@ -75,7 +75,7 @@ class LiveLogs(TaskLogs):
                 await _live_chunks(self.js, live, execution_id, node, skipped, live_seen, execution_ended, send)
             for one in chosen_attempts(await self.attempt_outputs(execution_id), node, None):
                 if one.ended and one.attempt_id not in skipped | live_seen:
-                    await send.send(await self._stored(one))
+                    await send.send(await self._stored(one) if one.output is not None else _wrote_nothing(one))
 
     async def _until_ended(self, execution_id: str, ended: anyio.Event) -> None:
         async for _ in self.events(execution_id):  # ends with the execution's last decision
@@ -141,3 +141,8 @@ def _label(execution_id: str, attempt_id: str) -> str:
 
 def _of_node(execution_id: str, attempt_id: str, node: str | None) -> bool:
     return node is None or _ITEM.sub("", _label(execution_id, attempt_id)) == node
+
+
+def _wrote_nothing(one: AttemptOutput) -> OutputChunk:
+    """An attempt that ended while followed having written nothing: its executor published no live view of it."""
+    return OutputChunk(one.attempt_id, one.label, "", ended=True, live=True)
