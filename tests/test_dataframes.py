@@ -22,7 +22,9 @@ DEADLINE = 60.0
 
 
 def frames_left() -> list[Path]:
-    return list(Path(tempfile.gettempdir()).glob("plait-frames-*"))
+    """Parquet files written for outputs, or downloaded for a result, still on disk."""
+    temporary = Path(tempfile.gettempdir())
+    return [*temporary.glob("plait-frames-*"), *temporary.glob("plait-values-*/*/frame.parquet")]
 
 
 async def test_a_pandas_frame_is_read_as_an_arrow_table_and_back(nats_url: str, database_url: str) -> None:
@@ -46,7 +48,7 @@ async def test_a_pandas_frame_is_read_as_an_arrow_table_and_back(nats_url: str, 
     ref = as_ref(made.outputs["result"])
     assert ref is not None and ref.kind == "dataframe" and ref.size > 0  # a reference, whatever its size
     assert max(len(r.data) for r in records) < 64 * 1024
-    assert frames_left() == []  # each Parquet file is removed once uploaded
+    assert frames_left() == []  # each Parquet file is removed once uploaded, and once the result is read
 
 
 def test_a_frame_round_trips_through_its_encoding_as_either_type() -> None:

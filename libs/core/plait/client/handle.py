@@ -10,6 +10,7 @@ import msgspec
 from plait.adapters.event_log import StoredDecision
 from plait.client.outcome import ExecutionOutcome, result_of
 from plait.core.values import contains_refs
+from plait.sdk.dataframes import forget_downloaded
 from plait.sdk.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -35,9 +36,14 @@ class AsyncExecutionHandle(Generic[R]):
         aborted, ``Timeout`` if it has not ended within ``timeout`` seconds. Outputs stored by reference are
         downloaded (a ``File`` or ``Directory`` to a new temporary directory of its own)."""
         outcome = await self.wait(timeout)
-        if outcome.outputs is not None and contains_refs(outcome.outputs):
-            outcome = msgspec.structs.replace(outcome, outputs=await self._client._load_values(outcome.outputs))
-        result: R = result_of(outcome, self._workflow)
+        if outcome.outputs is None or not contains_refs(outcome.outputs):
+            result: R = result_of(outcome, self._workflow)
+            return result
+        outcome = msgspec.structs.replace(outcome, outputs=await self._client._load_values(outcome.outputs))
+        try:
+            result = result_of(outcome, self._workflow)
+        finally:
+            forget_downloaded(outcome.outputs)  # dataframes were read whole: their files are no longer needed
         return result
 
     def events(self, *, until_terminal: bool = True) -> AsyncIterator[StoredDecision]:

@@ -70,3 +70,23 @@ def _parquet() -> Any:
             "a dataframe input or output needs pyarrow, which is not installed here: pip install 'plait[dataframe]'"
         ) from None
     return pyarrow.parquet
+
+
+def forget_downloaded(values: Any) -> None:
+    """Remove the Parquet files of the dataframes among ``values`` (downloaded, tagged paths) and their folders once
+    empty: a frame is read whole into memory, so once decoded nothing refers to its file any more."""
+    if isinstance(values, list):
+        for value in values:
+            forget_downloaded(value)
+    elif isinstance(values, dict):
+        if values.get(TAG_FIELD) == DATAFRAME_TAG and isinstance(values.get("path"), str):
+            path = Path(values["path"])
+            path.unlink(missing_ok=True)
+            for folder in (path.parent, path.parent.parent):
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty: other values were downloaded beside it
+                    return
+        else:
+            for value in values.values():
+                forget_downloaded(value)
