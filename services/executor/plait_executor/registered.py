@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 import msgspec
@@ -31,6 +32,7 @@ REGISTRY_UNREADABLE = "RegistryUnreadable"
 """``error_type`` of the system error of an attempt whose task's registration could not be read (NATS away)."""
 REMEMBERED_TASKS = 10_000
 
+_Found = TypeVar("_Found")
 _Key = tuple[str, str, str, str]
 
 
@@ -51,23 +53,9 @@ class RegisteredTasks:
         task = dispatch.task
         key = (dispatch.project, dispatch.domain, task.name, task.version)
         where = f"task '{task.name}' version {task.version} in {dispatch.project}/{dispatch.domain}"
-        registered = self._known.get(key)
+        registered = await self._remembered(self._known, key, where, self.registry.task)
         if registered is None:
-            async with self._reading(key):  # the items of a map arrive together: one read for all of them
-                registered = self._known.get(key)
-                if registered is None:
-                    self.lookups += 1
-                    try:
-                        registered = await self.registry.task(*key)
-                    except NotFound:
-                        return f"{where} is not registered: the executor runs only registered code"
-                    except nats.errors.Error as exc:
-                        raise TransportError(f"the registration of {where} cannot be read: {exc!r}") from exc
-                    self._known[key] = registered
-                    while len(self._known) > self.remembered:
-                        self._known.popitem(last=False)
-        else:
-            self._known.move_to_end(key)
+            return f"{where} is not registered: the executor runs only registered code"
         if registered.target != task.target:
             return (
                 f"{where} is registered as {_named(registered)}, the dispatch names {_named(task)}: "
@@ -76,6 +64,35 @@ class RegisteredTasks:
         if (registered.secrets or ()) != (task.secrets or ()):
             return f"{where} is registered with other secrets than the dispatch names: it may read only its own"
         return await self._bundle_problem(dispatch)
+
+    async def _remembered(
+        self, known: OrderedDict[_Key, _Found], key: _Key, where: str, read: Callable[..., Awaitable[_Found]]
+    ) -> _Found | None:
+        """What ``read(*key)`` gives (None: not registered), read once (the items of a map arrive together: one
+        read for all of them) and remembered in ``known``, the most recently used ``remembered`` of them."""
+        found = known.get(key)
+        if found is not None:
+            known.move_to_end(key)
+            return found
+        async with self._reading(key):
+            found = known.get(key)
+            if found is None:
+                self.lookups += 1
+                try:
+                    found = await read(*key)
+                except NotFound:
+                    return None
+                except nats.errors.Error as exc:
+                    raise TransportError(f"the registration of {where} cannot be read: {exc!r}") from exc
+                known[key] = found
+                while len(known) > self.remembered:
+                    known.popitem(last=False)
+        return found
+
+    async def _registered_bundle(self, project: str, domain: str, name: str, version: str) -> str:
+        """The code bundle a workflow was registered with ("": none)."""
+        spec = await self.registry.workflow(project, domain, name, version)
+        return spec.code_bundle if isinstance(spec.code_bundle, str) else ""
 
     @contextlib.asynccontextmanager
     async def _reading(self, key: _Key) -> AsyncIterator[None]:
@@ -97,18 +114,9 @@ class RegisteredTasks:
         name, version = dispatch.workflow
         where = f"workflow '{name}' version {version} in {dispatch.project}/{dispatch.domain}"
         key = (dispatch.project, dispatch.domain, name, version)
-        bundle = self._bundles.get(key)
+        bundle = await self._remembered(self._bundles, key, where, self._registered_bundle)
         if bundle is None:
-            self.lookups += 1
-            try:
-                spec = await self.registry.workflow(*key)
-            except NotFound:
-                return f"{where} is not registered: the executor runs only registered code"
-            except nats.errors.Error as exc:
-                raise TransportError(f"the registration of {where} cannot be read: {exc!r}") from exc
-            bundle = self._bundles[key] = spec.code_bundle if isinstance(spec.code_bundle, str) else ""
-            while len(self._bundles) > self.remembered:
-                self._bundles.popitem(last=False)
+            return f"{where} is not registered: the executor runs only registered code"
         if bundle != dispatch.code_bundle:
             return f"{where} is not registered with code bundle {dispatch.code_bundle}"
         return None
