@@ -14,7 +14,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from plait import codec
-from plait.adapters.connection import connect
+from plait.adapters.connection import FIRST_CONNECT_SECONDS, connect
 from plait.adapters.nats_auth import NatsAuth, tenant_inbox
 from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
@@ -270,3 +270,21 @@ async def test_the_server_verifies_the_client_certificate(tmp_path: Path) -> Non
             await nc.close()
         with pytest.raises(ConnectError):  # no client certificate: the server refuses
             await connect(url, "anonymous", auth=NatsAuth(tls_ca=str(ca.cert)))
+
+
+async def test_a_server_certificate_of_an_untrusted_authority_is_refused_at_once_and_said_so(tmp_path: Path) -> None:
+    ca = authority(tmp_path / "ca", "plait-test-ca")
+    other = authority(tmp_path / "other", "another-ca")
+    server = signed(tmp_path / "ca", ca, "nats-server", server=True)
+    client = signed(tmp_path / "ca", ca, "plait-client", server=False)
+    tls = (
+        f"tls {{\n  cert_file: {json.dumps(str(server.cert))}\n  key_file: {json.dumps(str(server.key))}\n"
+        f"  ca_file: {json.dumps(str(ca.cert))}\n  verify: true\n}}"
+    )
+    with NatsServer.start(tmp_path / "nats", extra_config=tls) as nats_server:
+        url = nats_server.url.replace("nats://", "tls://")
+        trusting_another = NatsAuth(tls_ca=str(other.cert), tls_cert=str(client.cert), tls_key=str(client.key))
+        with anyio.fail_after(FIRST_CONNECT_SECONDS / 2), pytest.raises(ConnectError) as refused:
+            await connect(url, "tls-client", auth=trusting_another)
+    assert "TLS certificate is not trusted" in str(refused.value)
+    assert "PLAIT_NATS_TLS_CA" in str(refused.value)

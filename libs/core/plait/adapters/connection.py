@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import ssl
 import weakref
+from typing import Any
 
 import nats
 import nats.errors
@@ -13,8 +16,11 @@ from nats.js import JetStreamContext
 
 from plait.adapters.nats_auth import INBOX_ROOT, NatsAuth, current_auth, redacted_urls
 from plait.errors import ConnectError
+from plait.settings import VARIABLES
 
 FIRST_CONNECT_ATTEMPTS = 3
+FIRST_CONNECT_SECONDS = 30.0
+"""A backstop over the first connection's attempts: nats-py can wait forever after a failed TLS handshake."""
 
 
 def server_urls(url: str) -> list[str]:
@@ -36,14 +42,19 @@ async def connect(url: str, name: str, *, auth: NatsAuth | None = None, inbox_pr
     options = (auth if auth is not None else current_auth()).options()
     with_credentials = "@" in url or any(key in options for key in ("user", "token", "nkeys_seed", "user_credentials"))
     refusals: list[str] = []  # what the servers said (an authorization violation): nats-py's own error says less
+    untrusted: asyncio.Future[ssl.SSLCertVerificationError] = asyncio.get_running_loop().create_future()
+    # ^ set by a TLS verification failure: trying again will not help
 
     async def on_error(error: Exception) -> None:
         if "violation" in str(error).lower():
             refusals.append(str(error))
+        if isinstance(error, ssl.SSLCertVerificationError) and not untrusted.done():
+            untrusted.set_result(error)
         await _log_nats_error(error)
 
-    try:
-        nc = await nats.connect(
+    where = redacted_urls(url)
+    connecting = asyncio.ensure_future(
+        nats.connect(
             server_urls(url),
             inbox_prefix=inbox_prefix,
             **options,
@@ -54,10 +65,28 @@ async def connect(url: str, name: str, *, auth: NatsAuth | None = None, inbox_pr
             allow_reconnect=True,
             error_cb=on_error,
         )
+    )
+    try:
+        either: set[asyncio.Future[Any]] = {connecting, untrusted}
+        await asyncio.wait(either, timeout=FIRST_CONNECT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not connecting.done():
+            connecting.cancel()
+            await asyncio.wait({connecting})
+    succeeded = connecting.done() and not connecting.cancelled() and connecting.exception() is None
+    if untrusted.done() and not succeeded:
+        raise ConnectError(
+            f"cannot connect to NATS at {where}: the server's TLS certificate is not trusted "
+            f"({untrusted.result().verify_message}); "
+            f"check {VARIABLES['nats_tls_ca']} and {VARIABLES['nats_tls_hostname']}"
+        )
+    if connecting.cancelled():
+        raise ConnectError(f"cannot connect to NATS at {where}: no connection within {FIRST_CONNECT_SECONDS:.0f} s")
+    try:
+        nc = connecting.result()
         if with_credentials:
             _AUTHENTICATED.add(nc)
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        where = redacted_urls(url)
         reason = refusals[-1] if refusals else str(exc) or type(exc).__name__
         raise ConnectError(f"cannot connect to NATS at {where}: {reason}") from exc
     nc.options["max_reconnect_attempts"] = -1  # from now on, ride out server restarts and failovers
