@@ -90,8 +90,9 @@ def run_prefect(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_mb": data["peak_rss_mb"],
         "chain_source": data["chain_source"],
         "many_failures": data.get("many_failures", []),
+        "dag_failures": data.get("dag_failures", []),
         **{name: summarize(data.get(name, [])) for name in ("fan_out", "chain", "many", "cached")},
-        "dag": {name: summarize(runs) for name, runs in data.get("dag", {}).items()},
+        "dag": {name: summarize(runs) for name, runs in data.get("dag", {}).items() if runs},
     }
 
 
@@ -113,7 +114,7 @@ def run_dask(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "dask": data["dask"],
         **{name: summarize(data.get(name, [])) for name in ("fan_out", "chain")},
-        "dag": {name: summarize(runs) for name, runs in data.get("dag", {}).items()},
+        "dag": {name: summarize(runs) for name, runs in data.get("dag", {}).items() if runs},
     }
 
 

@@ -130,6 +130,8 @@ def print_report(meta: dict[str, Any], results: list[dict[str, Any]], prefect: d
         _print_prefect(results, prefect)
         for failure in (prefect or {}).get("many_failures", []):
             print(f"  Prefect, {sizes['many']} flows at once: {failure}")
+        for failure in (prefect or {}).get("dag_failures", []):
+            print(f"  Prefect, a DAG run failed: {failure}")
     print_dags(results, prefect)
     print_cli(results)
     print_cpu(results)
