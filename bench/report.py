@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.report_more import print_cli, print_cpu, print_dags
+from bench.report_more import print_cli, print_cpu, print_dags, print_lone
 
 Row = tuple[str, tuple[str, ...], str]
 
@@ -134,6 +134,7 @@ def print_report(meta: dict[str, Any], results: list[dict[str, Any]], prefect: d
         _print_prefect(results, prefect)
         for failure in (prefect or {}).get("many_failures", []):
             print(f"  Prefect, {sizes['many']} flows at once: {failure}")
+    print_lone(results)
     print_dags(results, prefect)
     print_cli(results)
     print_cpu(results)
