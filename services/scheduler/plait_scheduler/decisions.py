@@ -9,8 +9,8 @@ import structlog
 
 from plait import codec
 from plait.adapters.event_log import DecisionTooLarge, EventLog
-from plait.core.commands import Command, ResolvedLaunch, each_command
 from plait.adapters.object_store import ValueStore
+from plait.core.commands import Command, ResolvedLaunch, each_command
 from plait.core.decide import Outcome, decide_batch, decide_unstorable, gathered_values
 from plait.core.events import Decision
 from plait.core.shared_values import share_repeated
@@ -57,9 +57,7 @@ class Decider:
     refers to it is appended.
     """
 
-    def __init__(
-        self, event_log: EventLog, cache: StateCache, replica: str, values: ValueStore | None = None
-    ) -> None:
+    def __init__(self, event_log: EventLog, cache: StateCache, replica: str, values: ValueStore | None = None) -> None:
         self.event_log, self.cache, self.replica, self.values = event_log, cache, replica, values
         self.decisions = 0
         self.conflicts = 0
@@ -117,7 +115,7 @@ class Decider:
     async def _store_gathered(self, state: Execution, outcome: Outcome) -> None:
         for ref, encoding in gathered_values(state, outcome.events):
             if self.values is None:
-                raise PlaitError(f"a map node's output ({ref.size:,} bytes) must be stored, and no values bucket is set")
+                raise PlaitError(f"a map node's output ({ref.size:,} bytes) must be stored: no values bucket is set")
             await self.values.put_encoded(ref, encoding)
 
     async def _caught_up(self, subject: str, cached: Execution) -> bool:

@@ -28,8 +28,8 @@ from plait import codec
 from plait.adapters.commands import KIND_OF_COMMAND
 from plait.adapters.connection import connect
 from plait.adapters.event_store import EventStore
-from plait.adapters.object_store import ValueStore
 from plait.adapters.nats_auth import redacted_urls
+from plait.adapters.object_store import ValueStore
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
 from plait.adapters.registry import Registry
