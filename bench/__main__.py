@@ -1,6 +1,6 @@
-"""Benchmarks on the embedded stack, per fsync setting: fan-out, chain, many executions, widest execution,
-replay, and the broker's own floor; DAG files (bench/dags), the fan-out and chain through `plait run`, and the
-CPU per task of each process; optionally the same workloads on Prefect 3 and on Dask distributed.
+"""Benchmarks on the embedded stack, per fsync setting: a lone execution, fan-out, chain, many executions, widest
+execution, replay, and the broker's own floor; DAG files (bench/dags), the fan-out and chain through `plait run`, and
+the CPU per task of each process; optionally the same workloads on Prefect 3 and on Dask distributed.
 
 python -m bench                          # 5 runs of each workload, fsync always and default
 python -m bench --quick --sync default   # CI smoke: tiny sizes, one run
@@ -31,6 +31,7 @@ from bench.suite import WORKLOADS, progress, run_mode, summarize
 from plait.logging import configure_logging
 
 FULL = {
+    "lone": 200,
     "fan_out": 1000,
     "chain": 100,
     "many": 200,
@@ -42,6 +43,7 @@ FULL = {
     "dags": "montage-1000,epigenomics-1000,cycles-1000,montage-5000,epigenomics-5000,cycles-5000",
 }
 QUICK = {
+    "lone": 10,
     "fan_out": 20,
     "chain": 5,
     "many": 10,
@@ -53,7 +55,7 @@ QUICK = {
     "dags": "diamond",
 }
 DEFAULT_SERVICES = "processes"  # as plait run starts them
-SIZED = ("fan_out", "chain", "many", "cached", "cached_sleepy", "widest", "replay", "dags")
+SIZED = ("lone", "fan_out", "chain", "many", "cached", "cached_sleepy", "widest", "replay", "dags")
 
 
 def run_prefect(args: argparse.Namespace) -> dict[str, Any]:
@@ -136,6 +138,7 @@ def main() -> None:
         help=f"the services as child processes or on this process's loop (default {DEFAULT_SERVICES})",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one run: a CI smoke run")
+    parser.add_argument("--lone", type=int, help="one-task executions run one at a time (default 200; 0 skips)")
     parser.add_argument("--fan-out", type=int, help="width of the fan-out (default 1000)")
     parser.add_argument("--chain", type=int, help="length of the chain (default 100)")
     parser.add_argument("--many", type=int, help="small executions launched at once (default 200)")

@@ -24,7 +24,7 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK
 
 
-def _service(pid: int) -> str | None:
+def service_name(pid: int) -> str | None:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
@@ -54,7 +54,7 @@ def snapshot(root: int, named: dict[int, str]) -> dict[str, float]:
         found = roles[pid]
         for child in reversed(chain):
             if found == "client":
-                found = _service(child) or "client"
+                found = service_name(child) or "client"
             elif found == "executor":
                 found = "workers"
             roles[child] = found

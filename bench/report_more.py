@@ -12,6 +12,30 @@ def _median(summary: dict[str, Any] | None, key: str) -> float | None:
     return value["median"] if isinstance(value, dict) and "median" in value else None
 
 
+def print_lone(results: list[dict[str, Any]]) -> None:
+    """Where a lone execution's time goes (medians of each run's medians, from the decisions' timestamps)."""
+    rows = [(r["sync"], r["lone"]) for r in results if "lone" in r]
+    if not rows:
+        return
+    print("\nlone execution, where the time goes (ms, medians; from the decisions' timestamps):")
+    print(f"  {'fsync':<8}{'launch→decided':>16}{'decided→returned':>18}{'decided→last decision':>23}{'→outputs':>10}")
+    for sync, lone in rows:
+        cells = [
+            _median(lone, key)
+            for key in (
+                "to_launch_decided_ms",
+                "launch_returned_ms",
+                "launch_to_last_decision_ms",
+                "last_decision_to_outputs_ms",
+            )
+        ]
+        widths = (16, 18, 23, 10)
+        print(
+            f"  {sync:<8}"
+            + "".join(f"{c:>{w}.2f}" if c is not None else f"{'-':>{w}}" for c, w in zip(cells, widths, strict=True))
+        )
+
+
 def print_cpu(results: list[dict[str, Any]]) -> None:
     """CPU per task (ms, medians over the runs) per process role, for the fan-out and each DAG."""
     rows: list[tuple[str, str, dict[str, Any]]] = []

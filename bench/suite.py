@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from bench import cached, chain, cli, cpu, dag, fan_out, many, raw, replay, widest
+from bench import cached, chain, cli, cpu, dag, fan_out, lone, many, raw, replay, widest
 from bench.measure import summary
 from bench.procs import Group
 from bench.stack import servers
@@ -40,7 +40,7 @@ def summarize(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return {key: summary([run[key] for run in runs]) for key in runs[0]} if runs else {}
 
 
-WORKLOADS = ("fan_out", "chain", "many", "cached", "dag", "cli", "widest", "raw", "replay")
+WORKLOADS = ("lone", "fan_out", "chain", "many", "cached", "dag", "cli", "widest", "raw", "replay")
 
 
 async def bench_stack(sync: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -60,6 +60,8 @@ async def bench_stack(sync: str, args: argparse.Namespace) -> dict[str, Any]:
                         result["idle_rss_mb"] = {name: g.rss_mb() for name, g in groups.items()}
                         result["idle_pss_mb"] = {name: g.pss_mb() for name, g in groups.items()}
                         roles = {srv.nats.pid: "nats-server", srv.postgres.pid: "postgres"}
+                        if args.lone > 0 and "lone" in only:
+                            await _lone(client, sync, args, result)
                         await _workloads(client, sync, args, groups, result, roles)
                         if "dag" in only:
                             await _dags(client, sync, args, result, roles)
@@ -74,7 +76,8 @@ async def bench_stack(sync: str, args: argparse.Namespace) -> dict[str, Any]:
                 if "widest" in result or "widest" not in only or "idle_rss_mb" not in result:
                     raise
                 reason = f"the services crashed: {_leaf(exc)}; last error logged: {widest.last_error(args.log, log_at)}"
-                result["widest"] = {"width": args.widest, "failed": reason, "plait_peak_mb": groups["plait"].peak_mb()}
+                peak = groups["plait"].peak_mb()
+                result["widest"] = {"width": args.widest, "failed": reason, "plait_peak_mb": peak}
                 progress(f"[{sync}] widest: failed: {reason}")
             # services stopped: the broker floor and the replay have the server to themselves
             # (the replay's records stay in the stream, which denies purges; the server is thrown away after)
@@ -137,6 +140,18 @@ async def _workloads(
     if failures:
         result["cached"] = {"failed": failures[0]}
     result["peak_rss_mb"] = {name: g.peak_mb() for name, g in groups.items()}
+
+
+async def _lone(client: AsyncClient, sync: str, args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """``args.lone`` one-task executions one after another, ``args.runs`` times, before any other workload."""
+    runs = []
+    for run in range(args.runs):
+        runs.append(await lone.run(client, args.lone))
+        progress(
+            f"[{sync}] lone execution run {run + 1}/{args.runs}: "
+            f"p50 {runs[-1]['p50_ms']:.1f} ms, p99 {runs[-1]['p99_ms']:.1f} ms"
+        )
+    result["lone"] = summarize(runs)
 
 
 async def _dags(

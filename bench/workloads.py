@@ -60,6 +60,12 @@ def small(seed: int = 0) -> int:
     return join(values=[noop(x=seed), noop(x=seed)])
 
 
+@workflow
+def lone(seed: int = 0) -> int:
+    """One no-op task: the lone-execution latency workload."""
+    return noop(x=seed)
+
+
 @task(cache=True, cache_version="1")
 def cached_noop(seed: int, i: int) -> int:
     return i

@@ -141,3 +141,13 @@ def numbered_blob(index: int, size: int) -> str:
 @workflow
 def many_medium_items(indexes: list[int], size: int) -> int:
     return total(values=map_task(length)(text=map_task(numbered_blob)(index=indexes, size=size)))
+
+
+@task
+def shout(text: str) -> str:
+    return text.upper()
+
+
+@workflow
+def shouted_lengths(texts: list[str]) -> int:
+    return total(values=map_task(length)(text=map_task(shout)(text=texts)))

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -22,9 +24,14 @@ def test_the_benchmark_suite_runs_at_tiny_sizes(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    for row in ("fan-out", "chain", "executions", "cached rerun", "replay", "JetStream"):
+    for row in ("lone execution", "fan-out", "chain", "executions", "cached rerun", "widest", "replay", "JetStream"):
         assert row in done.stdout, f"no {row!r} row in:\n{done.stdout}"
-    assert out.stat().st_size > 0
+    [result] = msgspec.json.decode(out.read_bytes())["results"]
+    widest = result["widest"]
+    assert "failed" not in widest, widest
+    assert widest["scheduler_peak_mb"] > 0 and 0 < widest["largest_record_kib"] < 1024, widest
+    assert {"to_launch_decided_ms", "launch_to_last_decision_ms", "last_decision_to_outputs_ms"} <= set(result["lone"])
+    assert result["replay"]["read_apply_per_s"]["n"] == 1, "replay measures reading and applying the stored events"
 
 
 def test_the_dag_cli_and_dask_workloads_run_at_tiny_sizes(tmp_path: Path) -> None:

@@ -21,9 +21,9 @@ from nats.aio.msg import Msg
 from plait import File, codec
 from plait.adapters.object_store import InMemoryObjects, JetStreamObjects, Objects, ValueMissing, ValueStore
 from plait.client import ArtifactNode, AsyncClient, NodeExecutionNode
-from plait.core.events import Event, NodeCacheHit, NodeQueued, NodeSucceeded
+from plait.core.events import Event, ExecutionLaunched, NodeCacheHit, NodeQueued, NodeSucceeded
 from plait.core.ids import cache_key, value_hash
-from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT, as_ref
+from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT, as_ref, stored_list_length
 from plait.protocol import subjects
 from plait.replay import Record, replay
 from plait_executor import ExecutorService
@@ -277,6 +277,29 @@ async def test_a_map_of_many_medium_outputs_gathers_references_and_succeeds(clie
         assert await handle.result() == 200 * 60_008
     gathered = output_of(await client.records(handle.id), "numbered_blob")
     assert len(gathered) == 200 and all(as_ref(item) is not None for item in gathered)
+
+
+async def test_maps_run_over_lists_stored_whole_and_gather_a_large_output_by_reference(client: AsyncClient) -> None:
+    """1,800 strings of 40 characters (76 KB, items too small to store apart) are stored whole at launch: the map
+    runs each item from a reference to it; its gathered output (76 KB again) is stored by the scheduler, and the
+    second map runs over that stored list the same way."""
+    texts = [f"{i:04d}" + "t" * 36 for i in range(1_800)]
+    with anyio.fail_after(180):
+        handle = await client.launch(large_value_workflows.shouted_lengths, {"texts": texts})
+        assert await handle.result() == 1_800 * 40
+    records = await client.records(handle.id)
+    events = list(events_of(records))
+    launched = next(e for e in events if isinstance(e, ExecutionLaunched))
+    assert stored_list_length(launched.inputs["texts"]) == 1_800
+    queued = [e for e in events if isinstance(e, NodeQueued) and e.node in ("shout", "length")]
+    assert len(queued) == 3_600 and all(as_ref(e.inputs["text"]).kind == "item" for e in queued)  # type: ignore[union-attr]
+    shouted = output_of(records, "shout")
+    assert stored_list_length(shouted) == 1_800
+    ref = as_ref(shouted)
+    assert ref is not None
+    assert await client._values.load(shouted, Path("/nonexistent")) == [text.upper() for text in texts]
+    assert max(len(record.data) for record in records) < MB
+    assert replay(records).outputs == {"result": 1_800 * 40}
 
 
 async def test_a_reference_naming_a_path_outside_the_download_directory_is_refused(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ import structlog
 
 from plait import codec
 from plait.adapters.event_log import DecisionTooLarge, EventLog
+from plait.adapters.object_store import ValueStore
 from plait.core.commands import Command, ResolvedLaunch, each_command
-from plait.core.decide import Outcome, decide_batch, decide_unstorable
+from plait.core.decide import Outcome, decide_batch, decide_unstorable, gathered_values
 from plait.core.events import Decision
 from plait.core.shared_values import share_repeated
 from plait.core.state import Execution
@@ -51,11 +52,13 @@ class Decider:
     """Turns commands into appended decisions, retrying on fresh state when another replica got there first.
 
     The state is decided on outside the cache and put back only once its decision is stored: after any failed
-    append (a conflict, a timeout, a full stream, a lost leader) the next decision starts from the log.
+    append (a conflict, a timeout, a full stream, a lost leader) the next decision starts from the log. A map node's
+    gathered output too large for an event is stored in the values bucket (``values``) before the decision that
+    refers to it is appended.
     """
 
-    def __init__(self, event_log: EventLog, cache: StateCache, replica: str) -> None:
-        self.event_log, self.cache, self.replica = event_log, cache, replica
+    def __init__(self, event_log: EventLog, cache: StateCache, replica: str, values: ValueStore | None = None) -> None:
+        self.event_log, self.cache, self.replica, self.values = event_log, cache, replica, values
         self.decisions = 0
         self.conflicts = 0
 
@@ -100,6 +103,7 @@ class Decider:
             events=tuple(outcome.events),
         )
         data = encode_readable(decision)
+        await self._store_gathered(state, outcome)
         state.last_sequence, state.last_digest = await self.event_log.append_encoded(subject, data, expected)
         state.decisions += 1
         state.stored_bytes += len(data)
@@ -107,6 +111,12 @@ class Decider:
         DECISIONS.inc()
         self._keep(subject, state)
         return outcome
+
+    async def _store_gathered(self, state: Execution, outcome: Outcome) -> None:
+        for ref, encoding in gathered_values(state, outcome.events):
+            if self.values is None:
+                raise PlaitError(f"a map node's output ({ref.size:,} bytes) must be stored: no values bucket is set")
+            await self.values.put_encoded(ref, encoding)
 
     async def _caught_up(self, subject: str, cached: Execution) -> bool:
         """Whether the log moved past the cached state; if so the cache now holds the state caught up with it.

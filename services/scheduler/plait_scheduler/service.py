@@ -29,6 +29,7 @@ from plait.adapters.commands import KIND_OF_COMMAND
 from plait.adapters.connection import connect
 from plait.adapters.event_store import EventStore
 from plait.adapters.nats_auth import redacted_urls
+from plait.adapters.object_store import ValueStore
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
 from plait.adapters.registry import Registry
@@ -138,7 +139,7 @@ class SchedulerService:
             js = nc.jetstream()
             await ensure_streams(js, self.stream_replicas)
             store = EventStore(js)
-            self.decider = Decider(store, self.states, self.replica)
+            self.decider = Decider(store, self.states, self.replica, ValueStore.on_jetstream(js))
             keeper = CacheKeeper(
                 nc, js, reservation_seconds=self.cache_reservation_seconds, lookup_timeout=self.cache_lookup_seconds
             )

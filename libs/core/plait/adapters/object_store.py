@@ -36,6 +36,8 @@ from plait.core.values import (
     ValueKind,
     ValueRef,
     as_ref,
+    item_index,
+    list_ref,
 )
 from plait.errors import PlaitError
 from plait.protocol.subjects import VALUES_BUCKET
@@ -43,6 +45,8 @@ from plait.protocol.subjects import VALUES_BUCKET
 _READ_CHUNK = 1024 * 1024
 _OFF_LOOP_BYTES = 1024 * 1024  # encoded or decoded in a worker thread, not to stall the event loop
 _REF_BYTES = 160  # about the encoding of a reference: storing a part this small shrinks nothing
+KEPT_LISTS_BYTES = 256 * 1024 * 1024
+"""Encoded bytes of the stored lists a ``ValueStore`` keeps decoded for the map items that read their items."""
 
 
 class ValueMissing(PlaitError):
@@ -139,6 +143,9 @@ class ValueStore:
     def __init__(self, objects: Objects, inline_limit: int = DEFAULT_INLINE_VALUE_LIMIT) -> None:
         self.objects = objects
         self.inline_limit = inline_limit
+        self._lists: dict[str, list[Any]] = {}  # stored lists whose items were read lately, by hash (oldest first)
+        self._kept_sizes: dict[str, int] = {}
+        self._lists_lock = anyio.Lock()
 
     @classmethod
     def on_jetstream(cls, js: JetStreamContext, inline_limit: int = DEFAULT_INLINE_VALUE_LIMIT) -> ValueStore:
@@ -157,7 +164,7 @@ class ValueStore:
         path under ``workdir``. Raises ``ValueMissing`` when an object is not in the bucket."""
         ref = as_ref(value)
         if ref is not None:
-            return await self._load_ref(ref, workdir)
+            return await self._load_ref(ref, workdir, item_index(value))
         if isinstance(value, list):
             return [await self.load(item, workdir) for item in value]
         if isinstance(value, dict):
@@ -166,6 +173,10 @@ class ValueStore:
 
     async def load_all(self, values: dict[str, Any], workdir: Path) -> dict[str, Any]:
         return {name: await self.load(value, workdir) for name, value in values.items()}
+
+    async def put_encoded(self, ref: ValueRef, encoding: bytes) -> None:
+        """Store a value's canonical ``encoding`` under ``ref`` (made from it), unless it is stored already."""
+        await self._put(ref, io.BytesIO(encoding))
 
     async def delete(self, ref: ValueRef) -> None:
         """Remove the object ``ref`` names (an operator's action, and the tests')."""
@@ -190,7 +201,9 @@ class ValueStore:
         else:
             return await self._put_encoding(encoding)
         encoding = canonical_encoding(value)
-        return value if len(encoding) <= limit else await self._put_encoding(encoding)
+        if len(encoding) <= limit:
+            return value
+        return await self._put_encoding(encoding, len(value) if isinstance(value, list) else -1)
 
     async def _shrink(self, parts: dict[Any, Any], limit: int) -> dict[Any, Any]:
         """``parts`` with each one over the limit stored, then the largest of the rest, until their container's
@@ -206,10 +219,11 @@ class ValueStore:
                 size -= sizes[key] - len(canonical_encoding(parts[key]))
         return parts
 
-    async def _put_encoding(self, encoding: bytes) -> dict[str, Any]:
+    async def _put_encoding(self, encoding: bytes, items: int = -1) -> dict[str, Any]:
+        """Store an encoding; its reference (saying how many ``items`` a stored list has, when one is given)."""
         ref = ValueRef(hash=encoding_hash(encoding), size=len(encoding))
         await self._put(ref, io.BytesIO(encoding))
-        return msgspec.to_builtins(ref)  # type: ignore[no-any-return]
+        return list_ref(ref, items) if items >= 0 else msgspec.to_builtins(ref)
 
     async def _put(self, ref: ValueRef, data: IO[bytes]) -> None:
         if not await self.objects.has(ref.object_name):  # else stored already: the same name is the same content
@@ -252,14 +266,14 @@ class ValueStore:
                 f"{ref.kind} {ref.hash} ({ref.size:,} bytes) is not in the values bucket {VALUES_BUCKET}"
             )
 
-    async def _load_ref(self, ref: ValueRef, workdir: Path) -> Any:
+    async def _load_ref(self, ref: ValueRef, workdir: Path, index: int = -1) -> Any:
+        if ref.kind == "item":
+            items = await self._stored_list(ref)
+            if not 0 <= index < len(items):
+                raise ValueMissing(f"the stored list {ref.hash} has {len(items):,} items: it has no item {index}")
+            return await self.load(items[index], workdir)
         if ref.kind == "value":
-            buffer = io.BytesIO()
-            await self._get(ref, buffer)
-            data = buffer.getvalue()
-            if len(data) > _OFF_LOOP_BYTES:
-                return await self.load(await anyio.to_thread.run_sync(msgspec.json.decode, data), workdir)
-            return await self.load(msgspec.json.decode(data), workdir)
+            return await self.load(await self._decoded(ref), workdir)
         target = workdir / _local_name(ref.hash, "hash") / _local_name(ref.name or ref.kind, "name")
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -274,6 +288,31 @@ class ValueStore:
                     await anyio.to_thread.run_sync(_untar, archive, partial)
             partial.rename(target)
         return {TAG_FIELD: ref.kind, "path": str(target)}
+
+    async def _decoded(self, ref: ValueRef) -> Any:
+        buffer = io.BytesIO()
+        await self._get(ref, buffer)
+        data = buffer.getvalue()
+        if len(data) > _OFF_LOOP_BYTES:
+            return await anyio.to_thread.run_sync(msgspec.json.decode, data)
+        return msgspec.json.decode(data)
+
+    async def _stored_list(self, ref: ValueRef) -> list[Any]:
+        """The stored list an item reference names, read once for the many items of a map that ask for it: the
+        lists read last are kept, up to ``KEPT_LISTS_BYTES`` of their encodings (and the last one whatever its size)."""
+        async with self._lists_lock:  # the items of one list come together: one of them reads it
+            found = self._lists.pop(ref.hash, None)
+            if found is None:
+                decoded = await self._decoded(ValueRef(hash=ref.hash, size=ref.size))
+                if not isinstance(decoded, list):
+                    raise ValueMissing(f"value {ref.hash} is not a list: it has no items")
+                found = decoded
+            self._lists[ref.hash] = found
+            self._kept_sizes[ref.hash] = ref.size
+            while len(self._lists) > 1 and sum(self._kept_sizes.values()) > KEPT_LISTS_BYTES:
+                oldest = next(iter(self._lists))
+                del self._lists[oldest], self._kept_sizes[oldest]
+            return found
 
 
 def _local_name(name: str, what: str) -> str:

@@ -71,7 +71,14 @@ from plait.core.events import (
     TaskError,
 )
 from plait.core.failure_policy import contain_failure, failed_when_idle
-from plait.core.ids import attempt_id, cache_key, item_attempt_id, item_of_attempt
+from plait.core.ids import (
+    attempt_id,
+    cache_key,
+    canonical_encoding,
+    encoding_hash,
+    item_attempt_id,
+    item_of_attempt,
+)
 from plait.core.model import GateSpec, Interface, LaunchPlanSpec, MapOptions, TaskSpec, WorkflowSpec, resolve
 from plait.core.recovery import recovered_nodes, relaunch_problem
 from plait.core.selectors import LiveExecutor
@@ -79,7 +86,7 @@ from plait.core.state import AttemptState, Execution, NodeState, evolve, launch
 from plait.core.task_output_events import with_output
 from plait.core.types import check_value, describe
 from plait.core.validate import nesting_problem
-from plait.core.values import as_ref
+from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT, ValueRef, as_ref, list_item, list_ref, stored_list_length
 
 
 class Rejected(Exception):
@@ -431,15 +438,15 @@ def _map_options(node: NodeState) -> MapOptions:
 def _start_map(state: Execution, node: NodeState, inputs: dict[str, Any], finished: _Finished) -> list[Event]:
     options = _map_options(node)
     stored = [name for name in options.over if as_ref(inputs[name]) is not None]
-    if stored:
+    if unsized := [name for name in stored if stored_list_length(inputs[name]) < 0]:
         error = TaskError(
             kind="system",
-            message=f"map node '{node.id}': mapped input '{stored[0]}' is a list too large to travel in an event "
-            "(it is in the values bucket); a map needs its items in the event",
+            message=f"map node '{node.id}': mapped input '{unsized[0]}' is a value in the values bucket whose "
+            "reference does not say it is a list of how many items (stored by an older release, or not a list)",
             error_type="MappedValueStored",
         )
         return [NodeFailed(node=node.id, error=error), ExecutionFailed(node=node.id, error=error)]
-    sizes = {name: len(inputs[name]) for name in options.over}
+    sizes = {name: stored_list_length(inputs[name]) if name in stored else len(inputs[name]) for name in options.over}
     if len(set(sizes.values())) > 1:
         lengths = ", ".join(f"'{name}' has {size}" for name, size in sizes.items())
         error = TaskError(kind="user", message=f"map node '{node.id}': its mapped inputs differ in length: {lengths}")
@@ -461,7 +468,7 @@ def _queue_item(state: Execution, node: NodeState, index: int, attempt: int, inp
         attempt=attempt,
         task=node.task,
         queue=state.workflow.tasks[node.task].queue,
-        inputs={name: value[index] if name in over else value for name, value in inputs.items()},
+        inputs={name: list_item(value, index) if name in over else value for name, value in inputs.items()},
         index=index,
         cluster=cluster_of_task(state, node.task),
     )
@@ -494,10 +501,46 @@ def _item_finished(
     if node.map_finished + 1 == node.map_size:
         results = list(node.item_outputs)
         results[index] = outputs
-        names = [p.name for p in state.workflow.tasks[node.task].interface.outputs]
-        aggregated = {name: [r[name] if r is not None else None for r in results] for name in names}
-        events += _succeeded(state, NodeSucceeded(node=node.id, attempt_id="", outputs=aggregated))
+        gathered = {name: gathered_value(values)[0] for name, values in _gather(state, node, results).items()}
+        events += _succeeded(state, NodeSucceeded(node=node.id, attempt_id="", outputs=gathered))
     return events
+
+
+GATHERED_INLINE_LIMIT = DEFAULT_INLINE_VALUE_LIMIT
+"""Bytes of the encoding of a map node's gathered output above which the decision carries a reference to it, and
+the scheduler stores it in the values bucket before the decision (``gathered_values``)."""
+
+
+def _gather(state: Execution, node: NodeState, results: list[dict[str, Any] | None]) -> dict[str, list[Any]]:
+    """Each output of a map node's task as the list of its items' values (None for an item that failed)."""
+    names = [p.name for p in state.workflow.tasks[node.task].interface.outputs]
+    return {name: [r[name] if r is not None else None for r in results] for name in names}
+
+
+def gathered_value(values: list[Any]) -> tuple[Any, bytes]:
+    """A map node's gathered output as its event carries it: ``values`` when small enough, else a reference to
+    their canonical encoding (which is returned with it)."""
+    encoding = canonical_encoding(values)
+    if len(encoding) <= GATHERED_INLINE_LIMIT:
+        return values, b""
+    return list_ref(ValueRef(hash=encoding_hash(encoding), size=len(encoding)), len(values)), encoding
+
+
+def gathered_values(state: Execution, events: Sequence[Event]) -> list[tuple[ValueRef, bytes]]:
+    """The gathered outputs ``events`` (applied to ``state``) refer to, to store before they are appended: the
+    references a map node's success carries in place of a list too large for an event, with their encodings."""
+    found: list[tuple[ValueRef, bytes]] = []
+    for event in events:
+        if not isinstance(event, NodeSucceeded):
+            continue
+        node = state.nodes.get(event.node)
+        if node is None or node.map_size < 0 or not any(as_ref(v) for v in event.outputs.values()):
+            continue
+        for name, values in _gather(state, node, node.item_outputs).items():
+            ref, encoding = gathered_value(values)
+            if (stored := as_ref(ref)) is not None and event.outputs.get(name) == ref:
+                found.append((stored, encoding))
+    return found
 
 
 MAX_RETRY_DELAY_SECONDS = 3600.0

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import xxhash
 
-from plait.core.values import as_ref
+from plait.core.values import as_ref, item_index
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _encoder = msgspec.json.Encoder(order="deterministic")
@@ -54,9 +54,12 @@ def encoding_hash(encoding: bytes) -> str:
 def value_hash(value: Any) -> str:
     """A value's content hash: xxh3-128 of its canonical encoding, the same in every execution, whether the value
     is given inline or by reference (then the reference's own hash). Lineage and caching hash every value with this
-    one function (an artifact carries its value's hash; equal values share it)."""
+    one function (an artifact carries its value's hash; equal values share it). An item of a stored list counts by
+    its list's hash and its index."""
     ref = as_ref(value)
-    return ref.hash if ref is not None else content_version(value)
+    if ref is None:
+        return content_version(value)
+    return content_version("item", ref.hash, item_index(value)) if ref.kind == "item" else ref.hash
 
 
 def cache_key(task_name: str, cache_version: str, interface: Any, inputs: dict[str, Any]) -> str:
