@@ -4,6 +4,7 @@ real nats-server with the shipped configuration."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from nats.aio.client import Client as NATS
 
 from plait.adapters.activations import cancel_fire, schedule_fire
 from plait.adapters.connection import connect
+from plait.adapters.object_store import JetStreamObjects
 from plait.adapters.streams import StreamsMissing, ensure_streams, stream_configs
 from plait.client import AsyncClient
 from plait.core.activations import FireLaunchPlan
@@ -182,3 +184,22 @@ async def test_services_wait_not_ready_for_the_operators_streams_then_run_an_exe
             with anyio.fail_after(DEADLINE * 3):
                 assert await handle.result() == 3
         tg.cancel_scope.cancel()
+
+
+async def test_a_value_stored_twice_at_once_is_kept_though_the_services_may_not_purge(
+    secured: SecuredNats, operator: NATS
+) -> None:
+    """Two writers of the same content: the second put replaces the first, and its purge of the first copy's chunks
+    is refused (no answer); the value is stored all the same."""
+    await ensure_streams(operator.jetstream())
+    services = await connect(secured.url, "test-services", auth=secured.auth("plait-services"))
+    try:
+        objects = JetStreamObjects(services.jetstream())
+        content = b"the same content, stored by two writers"
+        await objects.put("by-hash", io.BytesIO(content))
+        await objects.put("by-hash", io.BytesIO(content))  # as a writer that looked before the first stored it
+        read = io.BytesIO()
+        assert await objects.get("by-hash", read)
+        assert read.getvalue() == content
+    finally:
+        await services.close()
