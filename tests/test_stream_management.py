@@ -109,6 +109,17 @@ async def test_no_credential_but_the_operators_creates_updates_purges_or_deletes
         finally:
             await watch.nc.close()
 
+    services = await connect(secured.url, "test-services", auth=secured.auth("plait-services"))
+    try:  # a rollup purges through a publish, where no permission reaches: the log and the checkpoints take none
+        for subject, stream in (
+            (subjects.execution_subject(ALPHA, DOMAIN, "e1"), subjects.EVENTS_STREAM),
+            (subjects.checkpoint_subject(ALPHA, DOMAIN, "e1"), subjects.CHECKPOINTS_STREAM),
+        ):
+            with pytest.raises(nats.js.errors.APIError, match="rollup not permitted"):
+                await services.jetstream().publish(subject, b"{}", headers={"Nats-Rollup": "all"}, stream=stream)
+    finally:
+        await services.close()
+
     js = operator.jetstream()
     await js.publish(subjects.command_subject(ALPHA, DOMAIN, "e1", "launch"), b"{}", stream=subjects.COMMANDS_STREAM)
     assert (await js.purge_stream(subjects.COMMANDS_STREAM)) is True
