@@ -12,6 +12,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from plait import codec
+from plait.adapters.checkpoints import read_checkpoints
 from plait.adapters.streams import ensure_streams
 from plait.audit_signatures import verify_checkpoints
 from plait.client import AsyncClient
@@ -21,6 +22,7 @@ from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import workflows
 from tests.faults.harness import ACK_WAIT, service_env, start_service
+from tests.helpers.outbox_replay import outbox_caught_up
 from tests.helpers.running import running
 from tests.helpers.states import final_state
 
@@ -83,9 +85,11 @@ async def test_a_checkpoint_not_stored_at_first_is_published_again_until_it_is(
         await ensure_streams(client.js)
         stored = await first_stored(client)
         state = await final_state(client, handle.id, timeout=DEADLINE)
+        await outbox_caught_up(client.js)
     records = await client.records(handle.id)
     assert state.status == "succeeded"
     assert stored == msgspec.json.decode(tried.data, type=SignedCheckpoint), "the same checkpoint, published again"
+    assert await read_checkpoints(client.js, client.project, client.domain, handle.id) == [stored], "stored once"
     assert (stored.checkpoint.count, stored.checkpoint.sequence) == (len(records), records[-1].sequence)
     assert verify_checkpoints(records, [stored], signing.TrustStore([signer.public])) == []
 
