@@ -135,22 +135,6 @@ async def test_the_auditor_reads_every_project_and_writes_nothing(secured: Secur
         await auditor.nc.close()
 
 
-async def test_services_manage_streams_but_only_the_operator_deletes_one(secured: SecuredNats) -> None:
-    services = await watched(secured, "plait-services")
-    try:
-        await ensure_streams(services.nc.jetstream())  # the first service to start creates them
-        delete = f"$JS.API.STREAM.DELETE.{subjects.NOTIFICATIONS_STREAM}"
-        await services.nc.publish(delete, b"")
-        await services.refused(delete)
-        operator = await connect(secured.url, "operator", auth=secured.auth("plait-operator"))
-        try:
-            assert await operator.jetstream().delete_stream(subjects.NOTIFICATIONS_STREAM)
-        finally:
-            await operator.close()
-    finally:
-        await services.nc.close()
-
-
 async def test_a_confined_client_asks_the_catalog_of_its_own_project_only(
     secured: SecuredNats, operator: NATS, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

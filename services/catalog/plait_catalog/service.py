@@ -13,7 +13,7 @@ import structlog
 from plait.adapters.connection import connect
 from plait.adapters.quarantine import CATALOG_READER, Quarantine, ReplayResponder
 from plait.adapters.services import announce_service
-from plait.adapters.streams import ensure_streams
+from plait.adapters.stream_readiness import streams_ready
 from plait.metrics.health import Health
 from plait.settings import Settings
 from plait_catalog import db, quarantined
@@ -90,7 +90,7 @@ class CatalogService:
             stack.push_async_callback(_close_pool, pool)
             await db.when_reachable(lambda: _migrate(pool), "the migrations")
             js = nc.jetstream()
-            await ensure_streams(js, self.stream_replicas)
+            await streams_ready(js, self.stream_replicas, self.health)
             watcher = OffsetWatcher(self.database_url, pool, f"{application_name}-listener")
             responder = QueryResponder(nc, pool, watcher, self.wait_timeout_seconds, self.replica)
             async with anyio.create_task_group() as tg:

@@ -21,6 +21,7 @@ from plait_cli import (
     config_commands,
     logs,
     signal_command,
+    stream_commands,
 )
 from plait_cli.embedded import ServerStartError
 from plait_cli.home import usable_home
@@ -63,6 +64,7 @@ examples:
   plait deadletter count         # refused commands (alert when > 0); list, show, redrive
   plait quarantine list          # stored messages a service could not read; replay after an upgrade
   plait clusters list            # clusters, their live executors and queued attempts
+  plait streams ensure --replicas 3   # the operator makes the streams (before the services, after upgrades)
 """
 
 
@@ -197,6 +199,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     completion.add_argument("shell", choices=["bash", "zsh", "tcsh"], metavar="SHELL", help="bash, zsh or tcsh")
     cluster_commands.add_parsers(commands)
+    stream_commands.add_parsers(commands)
     signal_command.add_parsers(commands)
     add_top_parser(commands)
     register = commands.add_parser(
@@ -321,6 +324,8 @@ def dispatch(argv: Sequence[str]) -> int:
         return aside_commands.run(settings, args)
     if args.command in cluster_commands.COMMANDS:
         return cluster_commands.run(settings, args)
+    if args.command in stream_commands.COMMANDS:
+        return stream_commands.run(settings, args)
     if args.command in logs.COMMANDS:
         return anyio.run(logs.print_logs, settings, args.execution_id, args.node, args.attempt, args.follow, args.json)
     if args.command in signal_command.COMMANDS:

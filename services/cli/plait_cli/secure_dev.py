@@ -1,8 +1,8 @@
 """``plait dev --secure``: the embedded nats-server with the users and permissions of deploy/nats/tenants.conf.
 
 Each user's password is generated once into ``PLAIT_HOME/secrets/<user>.password`` (readable by this user only);
-nats-server reads them from its environment. The services
-connect as ``plait-services``; other commands connect as whoever ``PLAIT_NATS_USER`` and
+nats-server reads them from its environment. The stack makes the streams as ``plait-operator`` (the only user that
+may), then the services connect as ``plait-services``; other commands connect as whoever ``PLAIT_NATS_USER`` and
 ``PLAIT_NATS_PASSWORD_FILE`` name.
 """
 
@@ -15,6 +15,9 @@ from pathlib import Path
 
 import msgspec
 
+from plait.adapters.connection import connect
+from plait.adapters.nats_auth import NatsAuth
+from plait.adapters.streams import ensure_streams
 from plait.settings import Settings
 
 TENANTS_CONF = "nats_tenants.conf"
@@ -27,6 +30,7 @@ PASSWORD_VARIABLES = {
     "alpha-development-tasks": "PLAIT_NATS_ALPHA_TASKS_PASSWORD",
 }
 SERVICES_USER = "plait-services"
+OPERATOR_USER = "plait-operator"
 
 
 def password_file(home: Path, user: str) -> Path:
@@ -55,6 +59,16 @@ def as_services(settings: Settings) -> Settings:
     )
 
 
+async def ensure_streams_as_operator(home: Path, nats_url: str) -> None:
+    """What ``plait streams ensure`` does, as the operator of the secured embedded stack."""
+    operator = NatsAuth(user=OPERATOR_USER, password_file=str(password_file(home, OPERATOR_USER)))
+    nc = await connect(nats_url, "plait-dev-streams", auth=operator)
+    try:
+        await ensure_streams(nc.jetstream())
+    finally:
+        await nc.close()
+
+
 def _write_private(path: Path, text: str) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
@@ -64,7 +78,7 @@ def _write_private(path: Path, text: str) -> None:
 def secure_dev_usage(home: Path) -> str:
     """How to connect to the secured embedded stack, for ``plait dev --secure`` to print."""
     client = password_file(home, "alpha-development")
-    operator = password_file(home, "plait-operator")
+    operator = password_file(home, OPERATOR_USER)
     return (
         "  NATS asks for a user (deploy/nats/tenants.conf); passwords are in "
         f"{home / 'secrets'}\n"

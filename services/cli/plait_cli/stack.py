@@ -23,7 +23,7 @@ from plait.settings import VARIABLES as SETTING_VARIABLES
 from plait.settings import Settings
 from plait_cli.home import Report, StackInfo, exclusive, running_dev_stack
 from plait_cli.home_keys import use_home_keys
-from plait_cli.secure_dev import as_services, secure_nats_config
+from plait_cli.secure_dev import as_services, ensure_streams_as_operator, secure_nats_config
 
 
 def _ignore(step: str) -> None:
@@ -58,6 +58,8 @@ async def embedded_servers(
         )
         postgres = None
         try:
+            if secure:  # the services may not make the streams: the operator does, before they start
+                await ensure_streams_as_operator(settings.home_path, nats_server.url)
             if on_nats is not None:
                 on_nats(nats_server.url)
             if settings.database_url:

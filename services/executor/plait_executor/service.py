@@ -21,7 +21,7 @@ from plait.adapters.object_store import ValueStore
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.registry import Registry
 from plait.adapters.services import announce_service
-from plait.adapters.streams import ensure_streams
+from plait.adapters.stream_readiness import streams_ready
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.errors import InputError
@@ -135,7 +135,7 @@ class ExecutorService:
         self.health.watch_nats(nc)
         try:
             js = nc.jetstream()
-            await ensure_streams(js, self.stream_replicas)
+            await streams_ready(js, self.stream_replicas, self.health)
             config = self._consumer_config()
             info = await ensure_consumer(js, subjects.DISPATCH_STREAM, config)
             if (info.config.ack_wait, info.config.max_deliver) != (config.ack_wait, config.max_deliver):

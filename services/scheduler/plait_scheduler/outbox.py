@@ -12,9 +12,10 @@ dispatches this replica already has stored, and stays the guarantee for the othe
 append and the publish, or another replica's decisions).
 
 A decision's side work (cache look-ups, fills and releases: ``plait_scheduler.caching``; retry timers, attempt
-deadlines and timeouts: ``plait_scheduler.timers``) follows the same pattern, and is also derived from the current
-state: the deciding replica starts it at once, in the background, and the outbox does it for decisions whose
-side work this replica has not finished.
+deadlines and timeouts: ``plait_scheduler.timers``; the signed checkpoint of the chain head:
+``plait.adapters.checkpoints``) follows the same pattern, and is also derived from the current state: the deciding
+replica starts it at once, in the background, and the outbox does it for decisions whose side work this replica has
+not finished (a decision that fails its side work is handed back to the outbox's consumer, and done again).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from plait.adapters.event_log import EventLog
 from plait.adapters.quarantine import OUTBOX_READER, decode_or_quarantine
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.dispatch import dispatch_of
-from plait.core.events import TERMINAL_EVENTS, Decision, Event, NodeQueued
+from plait.core.events import Decision, Event, NodeQueued
 from plait.core.state import Execution
 from plait.protocol import signing, subjects
 from plait.protocol.headers import NATS_MSG_ID
@@ -90,10 +91,9 @@ class Outbox:
         """Publish the dispatches of a decision this replica has just appended, and start its cache work;
         on failure the outbox will do either."""
         decision_sequence = state.last_sequence
-        if checkpoints.wants(state, ended=any(isinstance(event, TERMINAL_EVENTS) for event in events)):
-            await checkpoints.publish_checkpoint(self.js, state)
-        if self._wants_side_work(state, events):
-            work = asyncio.ensure_future(self._do_side_work(state, events, datetime.now(UTC)))
+        checkpoint = checkpoints.wants(state, events)
+        if checkpoint or self._wants_side_work(state, events):
+            work = asyncio.ensure_future(self._do_side_work(state, events, datetime.now(UTC), checkpoint=checkpoint))
             self._side_work.track(decision_sequence, work)
         else:
             # Found to be nothing from the state right after the decision, the earliest state the outbox could
@@ -123,7 +123,9 @@ class Outbox:
             or self.children.wants(state, events)
         )
 
-    async def _do_side_work(self, state: Execution, events: Sequence[Event], decided_at: datetime) -> None:
+    async def _do_side_work(
+        self, state: Execution, events: Sequence[Event], decided_at: datetime, *, checkpoint: bool
+    ) -> None:
         if self.keeper is not None and self.keeper.wants(state, events):
             await self.keeper.after_decision(state, events)
         await self.timers.after_decision(state, events, decided_at)
@@ -131,6 +133,8 @@ class Outbox:
         await self.timeouts.after_decision(state, events)
         if self.children.wants(state, events):
             await self.children.after_decision(state, events)
+        if checkpoint:  # last: a checkpoint stream that is away holds up none of the work above
+            await checkpoints.publish_checkpoint(self.js, state)
 
     async def _state_after(
         self, subject: str, decision_sequence: int, loaded: dict[str, Execution | None]
@@ -150,8 +154,10 @@ class Outbox:
         self, subject: str, decision: Decision, decision_sequence: int, loaded: dict[str, Execution | None]
     ) -> None:
         events = decision.events
+        checkpoint = checkpoints.ends(events)  # of the state after it: nothing is decided after an end
         might = (
-            (self.keeper is not None and may_need_cache_work(events))
+            checkpoint
+            or (self.keeper is not None and may_need_cache_work(events))
             or self.timers.wants(events)
             or may_time_out(events)
             or may_need_child_work(events)
@@ -160,8 +166,8 @@ class Outbox:
         if not might or await self._side_work.claim(decision_sequence):
             return
         state = await self._state_after(subject, decision_sequence, loaded)
-        if state is not None and self._wants_side_work(state, events):
-            await self._do_side_work(state, events, decision.at)
+        if state is not None and (checkpoint or self._wants_side_work(state, events)):
+            await self._do_side_work(state, events, decision.at, checkpoint=checkpoint)
 
     async def handle(self, messages: list[Msg]) -> None:
         """Publish the dispatches of these decision messages (pipelined), then ack them. A decision whose side work

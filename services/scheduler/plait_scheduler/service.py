@@ -34,7 +34,7 @@ from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
 from plait.adapters.registry import Registry
 from plait.adapters.services import announce_service
-from plait.adapters.streams import ensure_streams
+from plait.adapters.stream_readiness import streams_ready
 from plait.core.commands import (
     DEFAULT_ATTEMPT_DEADLINE_SECONDS,
     Command,
@@ -137,7 +137,7 @@ class SchedulerService:
         self.health.watch_nats(nc)
         try:
             js = nc.jetstream()
-            await ensure_streams(js, self.stream_replicas)
+            await streams_ready(js, self.stream_replicas, self.health)
             store = EventStore(js)
             self.decider = Decider(store, self.states, self.replica, ValueStore.on_jetstream(js))
             keeper = CacheKeeper(

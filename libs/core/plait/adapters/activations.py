@@ -3,6 +3,7 @@ writers cannot both change it from the same state), and its next fire (a message
 
 from __future__ import annotations
 
+import contextlib
 import math
 from datetime import UTC, datetime
 
@@ -76,6 +77,17 @@ async def schedule_fire(js: JetStreamContext, command: FireLaunchPlan, now: date
 
 
 async def cancel_fire(js: JetStreamContext, project: str, domain: str, launch_plan: str) -> None:
-    """Remove the plan's pending fire, if any (a fire that was sent already finds the plan deactivated)."""
+    """Remove the plan's pending fire, if any (a fire that was sent already finds the plan deactivated).
+
+    The subject holds one message schedule at most (setting it again replaces it): deleting that message by its
+    sequence removes the schedule. Not a purge, which the services may not do (a purge's subject cannot be confined;
+    deploy/nats/tenants.conf). A fire set again meanwhile by a replica that had not seen the deactivation is at
+    another sequence: it fires once and finds the plan deactivated."""
     subject = subjects.launch_plan_schedule_subject(project, domain, launch_plan)
-    await js.purge_stream(subjects.COMMANDS_STREAM, subject=subject)
+    try:
+        pending = await js.get_msg(subjects.COMMANDS_STREAM, subject=subject)
+    except nats.js.errors.NotFoundError:
+        return
+    if pending.seq is not None:
+        with contextlib.suppress(nats.js.errors.NotFoundError):  # fired (or replaced) since
+            await js.delete_msg(subjects.COMMANDS_STREAM, pending.seq)

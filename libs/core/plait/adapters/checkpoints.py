@@ -1,11 +1,18 @@
 """Signed checkpoints of executions' chain heads in their own stream, which auditors copy elsewhere.
 
-A scheduler replica publishes one after every decision that ends an execution and after every ``EVERY``-th
-decision of an execution, signed with its key; each is derived from the log alone (the decision it has just
-appended). A checkpoint lost to a crash is covered by the next one; none is published without a signing key.
+A checkpoint is written after every decision that ends an execution and after every ``EVERY``-th decision of an
+execution, signed with the scheduler's key; each is derived from the log alone (the chain head the decision made).
+It is part of the decision's side work (``plait_scheduler.outbox``): the deciding replica publishes it, and a decision
+that ended an execution whose checkpoint is not stored (the publish failed, the replica died first) is left to the
+outbox of any replica, which publishes it until it is stored. ``Nats-Msg-Id`` (the chain head's subject and sequence)
+makes a checkpoint published again within the duplicate window a no-op; past it, a second copy of the same signed head
+changes nothing an auditor checks. A periodic checkpoint the deciding replica could not store is covered by the next
+one and by the one at the end. None is published without a signing key.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import msgspec
 import structlog
@@ -13,6 +20,7 @@ from nats.js import JetStreamContext
 
 from plait import codec
 from plait.adapters.stream_reads import read_messages
+from plait.core.events import TERMINAL_EVENTS, Event
 from plait.core.state import Execution
 from plait.protocol import signing, subjects
 from plait.protocol.headers import NATS_MSG_ID
@@ -22,8 +30,14 @@ EVERY = 100  # decisions of an execution between two checkpoints, besides the on
 _decoder = msgspec.json.Decoder(SignedCheckpoint)
 
 
-def wants(state: Execution, ended: bool) -> bool:
-    return signing.process_signer() is not None and (ended or state.decisions % EVERY == 0)
+def wants(state: Execution, events: Sequence[Event]) -> bool:
+    """Whether the decision of ``events``, which brought the execution to ``state``, is checkpointed."""
+    return signing.process_signer() is not None and (ends(events) or state.decisions % EVERY == 0)
+
+
+def ends(events: Sequence[Event]) -> bool:
+    """Whether these events end their execution: the checkpoint at the end, which the outbox makes sure of."""
+    return signing.process_signer() is not None and any(isinstance(event, TERMINAL_EVENTS) for event in events)
 
 
 def checkpoint_of_state(state: Execution) -> Checkpoint:
@@ -38,7 +52,8 @@ def checkpoint_of_state(state: Execution) -> Checkpoint:
 
 
 async def publish_checkpoint(js: JetStreamContext, state: Execution) -> None:
-    """Publish the signed head of the execution's chain; a failure is logged, the next checkpoint covers it."""
+    """Publish the signed head of the execution's chain and wait until it is stored; a failure is logged and raised
+    (the caller leaves it to be done again)."""
     signer = signing.process_signer()
     if signer is None:
         return
@@ -49,8 +64,12 @@ async def publish_checkpoint(js: JetStreamContext, state: Execution) -> None:
         await js.publish(subject, codec.encode(signed), headers=headers, stream=subjects.CHECKPOINTS_STREAM)
     except Exception as exc:
         structlog.get_logger().warning(
-            "checkpoint_not_published", execution_id=state.execution_id, sequence=state.last_sequence, error=str(exc)
+            "checkpoint_not_published",
+            execution_id=state.execution_id,
+            sequence=state.last_sequence,
+            error=str(exc) or type(exc).__name__,
         )
+        raise
 
 
 async def read_checkpoints(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import ssl
 import weakref
@@ -21,6 +22,7 @@ from plait.settings import VARIABLES
 FIRST_CONNECT_ATTEMPTS = 3
 FIRST_CONNECT_SECONDS = 30.0
 """A backstop over the first connection's attempts: nats-py can wait forever after a failed TLS handshake."""
+REFUSALS_KEPT = 20  # the server's last refusals kept per connection
 
 
 def server_urls(url: str) -> list[str]:
@@ -41,7 +43,8 @@ async def connect(url: str, name: str, *, auth: NatsAuth | None = None, inbox_pr
     """
     options = (auth if auth is not None else current_auth()).options()
     with_credentials = "@" in url or any(key in options for key in ("user", "token", "nkeys_seed", "user_credentials"))
-    refusals: list[str] = []  # what the servers said (an authorization violation): nats-py's own error says less
+    # what the servers refused (authorization, permissions): nats-py's own errors say less
+    refusals: collections.deque[str] = collections.deque(maxlen=REFUSALS_KEPT)
     untrusted: asyncio.Future[ssl.SSLCertVerificationError] = asyncio.get_running_loop().create_future()
     # ^ set by a TLS verification failure: trying again will not help
 
@@ -86,6 +89,7 @@ async def connect(url: str, name: str, *, auth: NatsAuth | None = None, inbox_pr
         nc = connecting.result()
         if with_credentials:
             _AUTHENTICATED.add(nc)
+        _REFUSALS[nc] = refusals
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         reason = refusals[-1] if refusals else str(exc) or type(exc).__name__
         raise ConnectError(f"cannot connect to NATS at {where}: {reason}") from exc
@@ -110,6 +114,16 @@ def authenticated(js: JetStreamContext) -> bool:
     """Whether ``js``'s connection was made with credentials: it may then be confined to a project by the broker's
     permissions, and reads through APIs that name their subject (``plait.adapters.scoped_reads``)."""
     return js._nc in _AUTHENTICATED
+
+
+_REFUSALS: weakref.WeakKeyDictionary[NATS, collections.deque[str]] = weakref.WeakKeyDictionary()
+
+
+def refusal(js: JetStreamContext, subject_prefix: str) -> str | None:
+    """The last refusal the server sent ``js``'s connection (made by ``connect``) for a subject that starts with
+    ``subject_prefix``: a request it refused gets no answer, only this."""
+    wanted = f'"{subject_prefix.lower()}'
+    return next((said for said in reversed(_REFUSALS.get(js._nc, ())) if wanted in said.lower()), None)
 
 
 def route_of(js: JetStreamContext) -> JetStreamRoute:

@@ -1,5 +1,9 @@
-"""The streams: their configurations, the size limits plait owns, and creating or updating them (and the
-values bucket, an object store: see ``plait.adapters.object_store``)."""
+"""The streams: their configurations, the size limits plait owns, creating or updating them (and the buckets:
+object stores and key-value buckets), and checking that they are as this release needs them.
+
+Where NATS confines its users, only the operator's credential may create, update, purge or delete a stream
+(deploy/nats/tenants.conf): ``plait streams ensure`` makes them; services with a confined credential only check
+(``plait.adapters.stream_readiness``)."""
 
 from __future__ import annotations
 
@@ -15,10 +19,17 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
+from plait.adapters.announcements import announcements_bucket
 from plait.adapters.code_store import ensure_code_bucket
+from plait.adapters.connection import authenticated, refusal
 from plait.adapters.object_store import ensure_values_bucket
 from plait.adapters.output_store import ensure_logs_bucket
+from plait.errors import PlaitError, Unavailable
 from plait.protocol import subjects
+from plait.protocol.executors import ANNOUNCEMENT_TTL_SECONDS as EXECUTOR_ANNOUNCEMENT_TTL_SECONDS
+from plait.protocol.executors import EXECUTORS_BUCKET
+from plait.protocol.services import ANNOUNCEMENT_TTL_SECONDS as SERVICE_ANNOUNCEMENT_TTL_SECONDS
+from plait.protocol.services import SERVICES_BUCKET
 
 log = structlog.get_logger()
 
@@ -136,7 +147,8 @@ SIZE_LIMITS = ("max_age", "max_bytes", "max_msg_size", "max_msgs_per_subject", "
 def _size_limits(config: StreamConfig) -> dict[str, Any]:
     if config.name not in BOUNDED_STREAMS:
         return {}
-    return {limit: getattr(config, limit) for limit in SIZE_LIMITS}
+    # a limit left unset is the server's default, which it reports as a value (0, -1): not a difference
+    return {limit: value for limit in SIZE_LIMITS if (value := getattr(config, limit)) is not None}
 
 
 SETTLING_SECONDS = 30.0
@@ -159,61 +171,169 @@ _SETTLING: tuple[type[Exception], ...] = (
 """Not NoResponders: a server without JetStream will not settle into one."""
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> None:
-    """Create the streams if missing (with ``replicas``, default 1); with ``replicas`` given, also bring
-    existing ones to it; bring the dead-letter and quarantine streams to their size limits. Any replica of any
-    service may call it, at the same time as others, while a cluster is still electing its leaders."""
-    steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+ENSURE_COMMAND = "plait streams ensure"
+"""What makes or brings the streams to this release, with the operator's credentials (docs/operations.md)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Ensured:
+    """What ``ensure_streams`` did to one stream or bucket: ``created``, ``updated`` or ``unchanged``."""
+
+    name: str
+    action: str
+
+
+def bucket_streams() -> dict[str, str]:
+    """The buckets plait uses, each with the stream that holds it."""
+    objects = (subjects.VALUES_BUCKET, subjects.LOGS_BUCKET, subjects.CODE_BUCKET)
+    return {bucket: f"OBJ_{bucket}" for bucket in objects} | {
+        bucket: f"KV_{bucket}" for bucket in (SERVICES_BUCKET, EXECUTORS_BUCKET)
+    }
+
+
+async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> list[Ensured]:
+    """Create the streams and buckets if missing (with ``replicas``, default 1); with ``replicas`` given, also bring
+    existing streams to it; bring the bounded streams to their size limits. Any replica of any service may call it,
+    at the same time as others, while a cluster is still electing its leaders. It needs the right to create and
+    update streams: only the operator's credential has it where NATS confines its users (docs/security.md)."""
+    steps: list[tuple[str, Callable[[], Awaitable[str]]]] = [
         (config.name or "", functools.partial(_ensure_stream, js, config, replicas))
         for config in stream_configs(replicas or 1)
     ]
-    steps.append((subjects.VALUES_BUCKET, functools.partial(ensure_values_bucket, js, replicas)))
-    steps.append((subjects.LOGS_BUCKET, functools.partial(ensure_logs_bucket, js, replicas)))
-    steps.append((subjects.CODE_BUCKET, functools.partial(ensure_code_bucket, js, replicas)))
+    buckets: dict[str, Callable[[], Awaitable[object]]] = {
+        subjects.VALUES_BUCKET: functools.partial(ensure_values_bucket, js, replicas),
+        subjects.LOGS_BUCKET: functools.partial(ensure_logs_bucket, js, replicas),
+        subjects.CODE_BUCKET: functools.partial(ensure_code_bucket, js, replicas),
+        SERVICES_BUCKET: functools.partial(
+            announcements_bucket, js, SERVICES_BUCKET, SERVICE_ANNOUNCEMENT_TTL_SECONDS, replicas
+        ),
+        EXECUTORS_BUCKET: functools.partial(
+            announcements_bucket, js, EXECUTORS_BUCKET, EXECUTOR_ANNOUNCEMENT_TTL_SECONDS, replicas
+        ),
+    }
+    for bucket, stream in bucket_streams().items():
+        steps.append((stream, functools.partial(_ensure_bucket, js, stream, buckets[bucket])))
+    done = []
     for name, step in steps:
         delay, deadline = FIRST_RETRY_SECONDS, anyio.current_time() + SETTLING_SECONDS
         while True:
             try:
-                await step()
+                done.append(Ensured(name, await step()))
                 break
             except _SETTLING as exc:
+                if (refused := refusal(js, "$JS.API.STREAM.")) is not None:  # not settling: never allowed
+                    raise StreamsRefused(f"stream {name}: NATS refused it ({refused}): {REFUSED_HINT}") from exc
                 if anyio.current_time() + delay > deadline:
                     raise
                 log.info("streams_settling", stream=name, reason=str(exc) or type(exc).__name__)
                 await anyio.sleep(delay)  # the cluster sends no event when it has settled: ask again
                 delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+    return done
 
 
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig, replicas: int | None) -> None:
+REFUSED_HINT = (
+    "only the operator's credential may create or update streams where NATS confines its users (PLAIT_NATS_USER="
+    "plait-operator and PLAIT_NATS_PASSWORD_FILE; docs/security.md)"
+)
+
+
+class StreamsRefused(PlaitError):
+    """NATS refused to create or update a stream: this credential may not manage streams."""
+
+
+async def _ensure_bucket(js: JetStreamContext, stream: str, ensure: Callable[[], Awaitable[object]]) -> str:
+    try:
+        await js.stream_info(stream)
+    except nats.js.errors.NotFoundError:
+        await ensure()
+        return "created"
+    await ensure()  # its own checks (made meanwhile by another replica...)
+    return "unchanged"
+
+
+def _wanted(existing: StreamConfig, config: StreamConfig, replicas: int | None) -> StreamConfig:
+    """``existing`` brought to this release's ``config``: its subjects, schedules, size limits (and ``replicas``)."""
+    return dataclasses.replace(
+        existing,
+        subjects=config.subjects,
+        allow_msg_schedules=config.allow_msg_schedules or existing.allow_msg_schedules,
+        num_replicas=replicas or existing.num_replicas,
+        **_size_limits(config),
+    )
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig, replicas: int | None) -> str:
+    action = "unchanged"
     try:
         info = await js.stream_info(config.name or "")
     except nats.js.errors.NotFoundError:
         try:
-            info = await js.add_stream(config)
+            info, action = await js.add_stream(config), "created"
         except nats.js.errors.BadRequestError:
             info = await js.stream_info(config.name or "")  # made by a concurrent replica: found once known here
     else:
-        wanted = dataclasses.replace(
-            info.config,
-            subjects=config.subjects,
-            allow_msg_schedules=config.allow_msg_schedules or info.config.allow_msg_schedules,
-            num_replicas=replicas or info.config.num_replicas,
-            **_size_limits(config),
-        )
+        wanted = _wanted(info.config, config, replicas)
         if wanted != info.config:  # a stream made by an older release, or asked for more replicas
-            info = await js.update_stream(wanted)
+            info, action = await js.update_stream(wanted), "updated"
     if info.cluster is not None and not info.cluster.leader:
         raise _Leaderless(f"stream {config.name} has no leader yet")
+    return action
+
+
+async def stream_problems(js: JetStreamContext, *, existence_only: bool = False) -> list[str]:
+    """What keeps this release from working on the streams as they are: each stream or bucket that is missing (or
+    cannot be read yet), and, unless ``existence_only``, each stream whose subjects or limits are not this
+    release's. Empty when ``ensure_streams`` would change nothing but replicas."""
+    problems = []
+    for config in stream_configs(1):
+        name = config.name or ""
+        try:
+            info = await js.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            problems.append(f"stream {name} is missing")
+            continue
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.TimeoutError) as exc:
+            problems.append(f"stream {name} cannot be read yet ({str(exc) or type(exc).__name__})")
+            continue
+        differing = _differing(info.config, _wanted(info.config, config, None))
+        if differing and not existence_only:
+            problems.append(f"stream {name} is not as this release needs it ({', '.join(differing)})")
+    for bucket, stream in bucket_streams().items():
+        try:
+            await js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            problems.append(f"bucket {bucket} (stream {stream}) is missing")
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.TimeoutError) as exc:
+            problems.append(f"bucket {bucket} (stream {stream}) cannot be read yet ({str(exc) or type(exc).__name__})")
+    return problems
+
+
+def _differing(existing: StreamConfig, wanted: StreamConfig) -> list[str]:
+    return [
+        field.name
+        for field in dataclasses.fields(StreamConfig)
+        if getattr(existing, field.name) != getattr(wanted, field.name)
+    ]
+
+
+class StreamsMissing(Unavailable):
+    """The streams are missing, or not as this release needs them, and this connection may not make them."""
+
+
+def streams_missing_message(problems: list[str]) -> str:
+    return (
+        f"{'; '.join(problems)}: run `{ENSURE_COMMAND}` with the operator's NATS credentials "
+        "(PLAIT_NATS_USER=plait-operator; docs/operations.md)"
+    )
 
 
 async def ensure_streams_exist(js: JetStreamContext) -> None:
-    """``ensure_streams`` only when a stream or bucket is missing: a client leaves existing streams as the services
-    made them (it may lack the right to change them, see docs/security.md)."""
-    names = [config.name or "" for config in stream_configs(1)]
-    names += [f"OBJ_{bucket}" for bucket in (subjects.VALUES_BUCKET, subjects.LOGS_BUCKET, subjects.CODE_BUCKET)]
-    for name in names:
-        try:
-            await js.stream_info(name)
-        except nats.js.errors.NotFoundError:
-            await ensure_streams(js)
-            return
+    """``ensure_streams`` only when a stream or bucket is missing: a client leaves existing streams as they were
+    made. A connection with credentials (which NATS may confine, see docs/security.md) makes none: it raises
+    ``StreamsMissing`` naming what is missing and the command that makes it."""
+    problems = await stream_problems(js, existence_only=True)
+    if not problems:
+        return
+    if authenticated(js):
+        raise StreamsMissing(streams_missing_message(problems))
+    await ensure_streams(js)

@@ -24,6 +24,8 @@ Check = Callable[[], str | None]  # None when it passes, else what is wrong
 class Health:
     """The checks of one service process; read from the endpoint's thread, written from the event loop."""
 
+    _changed: anyio.Event | None = None  # made by the first waiter, on the event loop
+
     def __init__(self) -> None:
         self._checks: dict[str, Check] = {}
         self._problems: dict[str, str | None] = {"service": "starting"}
@@ -40,6 +42,17 @@ class Health:
         """Record the outcome of a check made elsewhere (an async probe): None when it passes."""
         with self._lock:
             self._problems[name] = problem
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def problem_reported(self, name: str) -> str:
+        """The problem ``name`` reports, once it reports one (for a caller that awaits a service's state)."""
+        while (problem := self._problems.get(name)) is None:
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+        return problem
 
     def serving(self) -> None:
         """The service has started: from now on its checks alone say whether it is ready."""

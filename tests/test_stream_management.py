@@ -1,0 +1,216 @@
+"""Only the operator's credential manages streams (deploy/nats/tenants.conf): ``plait streams ensure`` makes them, a
+service with a confined credential waits, not ready, until they are there, then runs executions on them. Against a
+real nats-server with the shipped configuration."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import nats.js.errors
+import pytest
+from nats.aio.client import Client as NATS
+
+from plait.adapters.activations import cancel_fire, schedule_fire
+from plait.adapters.connection import connect
+from plait.adapters.object_store import JetStreamObjects
+from plait.adapters.streams import StreamsMissing, ensure_streams, stream_configs
+from plait.client import AsyncClient
+from plait.core.activations import FireLaunchPlan
+from plait.protocol import subjects
+from plait_catalog import CatalogService
+from plait_executor import ExecutorService
+from plait_scheduler import SchedulerService
+from tests import workflows
+from tests.helpers.plait_command import plait_command_async
+from tests.helpers.running import running
+from tests.helpers.secured_nats import DEADLINE, SecuredNats, secured_nats, watched
+
+ALPHA, DOMAIN = "alpha", "development"
+STREAMS = {config.name for config in stream_configs()}
+BUCKET_STREAMS = {"OBJ_PLAIT_VALUES", "OBJ_PLAIT_LOGS", "OBJ_PLAIT_CODE", "KV_PLAIT_SERVICES", "KV_PLAIT_EXECUTORS"}
+
+
+@pytest.fixture
+async def secured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SecuredNats]:
+    with secured_nats(tmp_path, monkeypatch) as server:
+        yield server
+
+
+@pytest.fixture
+async def operator(secured: SecuredNats) -> AsyncIterator[NATS]:
+    """The operator's connection; it makes no stream by itself."""
+    nc = await connect(secured.url, "test-operator", auth=secured.auth("plait-operator"))
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+def as_user(secured: SecuredNats, user: str) -> dict[str, str]:
+    auth = secured.auth(user)
+    return {"PLAIT_NATS_URL": secured.url, "PLAIT_NATS_USER": auth.user, "PLAIT_NATS_PASSWORD_FILE": auth.password_file}
+
+
+async def stream_names(nc: NATS) -> set[str]:
+    return {info.config.name or "" for info in await nc.jetstream().streams_info()}
+
+
+async def test_plait_streams_ensure_makes_every_stream_and_bucket_once(secured: SecuredNats, operator: NATS) -> None:
+    made = await plait_command_async(["streams", "ensure", "--json"], as_user(secured, "plait-operator"))
+    assert made.returncode == 0, made.stderr
+    actions = {one["name"]: one["action"] for one in json.loads(made.stdout)["streams"]}
+    assert actions == dict.fromkeys(STREAMS | BUCKET_STREAMS, "created")
+    assert await stream_names(operator) == STREAMS | BUCKET_STREAMS
+
+    again = await plait_command_async(["streams", "ensure"], as_user(secured, "plait-operator"))
+    assert again.returncode == 0, again.stderr
+    assert f"{len(actions)} streams and buckets, 0 created or updated" in again.stdout
+
+    await operator.jetstream().delete_stream(subjects.NOTIFICATIONS_STREAM)
+    refused = await plait_command_async(["streams", "ensure"], as_user(secured, "plait-services"))
+    assert refused.returncode != 0
+    assert f"stream {subjects.NOTIFICATIONS_STREAM}: NATS refused it" in refused.stderr
+    assert "PLAIT_NATS_USER=plait-operator" in refused.stderr
+
+
+async def test_no_credential_but_the_operators_creates_updates_purges_or_deletes_a_stream(
+    secured: SecuredNats, operator: NATS
+) -> None:
+    await ensure_streams(operator.jetstream())
+    forbidden = [
+        "$JS.API.STREAM.CREATE.ELSEWHERE",
+        f"$JS.API.STREAM.UPDATE.{subjects.EVENTS_STREAM}",
+        f"$JS.API.STREAM.DELETE.{subjects.NOTIFICATIONS_STREAM}",
+        f"$JS.API.STREAM.PURGE.{subjects.COMMANDS_STREAM}",
+        f"$JS.API.STREAM.PURGE.OBJ_{subjects.VALUES_BUCKET}",
+        f"$JS.API.STREAM.PURGE.OBJ_{subjects.LOGS_BUCKET}",
+        f"$JS.API.STREAM.MSG.DELETE.{subjects.DEAD_LETTER_STREAM}",
+        f"$JS.API.STREAM.MSG.DELETE.OBJ_{subjects.VALUES_BUCKET}",
+        f"$JS.API.STREAM.RESTORE.{subjects.EVENTS_STREAM}",
+        "$JS.API.ACCOUNT.PURGE.$G",
+    ]
+    users = {
+        "plait-services": "_INBOX",
+        "plait-auditor": "_INBOX",
+        "alpha-development": f"_INBOX.{ALPHA}.{DOMAIN}",
+        "alpha-development-tasks": f"_INBOX.{ALPHA}.{DOMAIN}",
+    }
+    for user, inbox in users.items():
+        watch = await watched(secured, user, inbox)
+        try:
+            for subject in forbidden:
+                await watch.nc.publish(subject, b"{}")
+                assert "publish" in (await watch.refused(subject)).lower(), (user, subject)
+        finally:
+            await watch.nc.close()
+
+    services = await connect(secured.url, "test-services", auth=secured.auth("plait-services"))
+    try:  # a rollup purges through a publish, where no permission reaches: the log and the checkpoints take none
+        for subject, stream in (
+            (subjects.execution_subject(ALPHA, DOMAIN, "e1"), subjects.EVENTS_STREAM),
+            (subjects.checkpoint_subject(ALPHA, DOMAIN, "e1"), subjects.CHECKPOINTS_STREAM),
+        ):
+            with pytest.raises(nats.js.errors.APIError, match="rollup not permitted"):
+                await services.jetstream().publish(subject, b"{}", headers={"Nats-Rollup": "all"}, stream=stream)
+    finally:
+        await services.close()
+
+    js = operator.jetstream()
+    await js.publish(subjects.command_subject(ALPHA, DOMAIN, "e1", "launch"), b"{}", stream=subjects.COMMANDS_STREAM)
+    assert (await js.purge_stream(subjects.COMMANDS_STREAM)) is True
+    assert await js.delete_stream(subjects.NOTIFICATIONS_STREAM)
+    assert subjects.NOTIFICATIONS_STREAM not in await stream_names(operator)
+
+
+async def test_the_services_cancel_a_launch_plans_pending_fire_without_purging(
+    secured: SecuredNats, operator: NATS
+) -> None:
+    await ensure_streams(operator.jetstream())
+    services = await connect(secured.url, "test-services", auth=secured.auth("plait-services"))
+    try:
+        js = services.jetstream()
+        now = datetime.now(UTC)
+        fire = FireLaunchPlan(
+            command_id="fire-1",
+            project=ALPHA,
+            domain=DOMAIN,
+            launch_plan="nightly",
+            version="v1",
+            activation=1,
+            fire_at=now + timedelta(hours=1),
+        )
+        await schedule_fire(js, fire, now)
+        schedule = subjects.launch_plan_schedule_subject(ALPHA, DOMAIN, "nightly")
+        assert (await js.get_msg(subjects.COMMANDS_STREAM, subject=schedule)).data
+        await cancel_fire(js, ALPHA, DOMAIN, "nightly")
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await js.get_msg(subjects.COMMANDS_STREAM, subject=schedule)
+        await cancel_fire(js, ALPHA, DOMAIN, "nightly")  # none pending: nothing to do
+    finally:
+        await services.close()
+
+
+async def test_services_wait_not_ready_for_the_operators_streams_then_run_an_execution(
+    secured: SecuredNats, operator: NATS, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = secured.auth("plait-services")
+    monkeypatch.setenv("PLAIT_NATS_USER", services.user)
+    monkeypatch.setenv("PLAIT_NATS_PASSWORD_FILE", services.password_file)
+    scheduler = SchedulerService(secured.url, replica="confined-scheduler")
+    started = anyio.Event()
+
+    async def start_scheduler(tg: anyio.abc.TaskGroup) -> None:
+        await tg.start(scheduler.run)
+        started.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(start_scheduler, tg)
+        with anyio.fail_after(DEADLINE):
+            problem = await scheduler.health.problem_reported("streams")
+        assert f"stream {subjects.EVENTS_STREAM} is missing" in problem
+        assert "run `plait streams ensure` with the operator's NATS credentials" in problem
+        assert any(p.startswith("streams: ") for p in scheduler.health.readiness_problems())
+        assert await stream_names(operator) == set(), "the service made no stream"
+        with pytest.raises(StreamsMissing, match="plait streams ensure"):
+            await AsyncClient.connect(secured.url, ALPHA, DOMAIN, auth=secured.auth("alpha-development"))
+
+        made = await plait_command_async(["streams", "ensure"], as_user(secured, "plait-operator"))
+        assert made.returncode == 0, made.stderr
+        with anyio.fail_after(DEADLINE):
+            await started.wait()
+        assert scheduler.health.readiness_problems() == []
+
+        executor = ExecutorService(secured.url, concurrency=1, replica="confined-executor")
+        catalog = CatalogService(secured.url, database_url, replica="confined-catalog")
+        async with (
+            running(executor.run, catalog.run),
+            await AsyncClient.connect(secured.url, ALPHA, DOMAIN, auth=secured.auth("alpha-development")) as client,
+        ):
+            handle = await client.launch(workflows.add_two, {"a": 1, "b": 2})
+            with anyio.fail_after(DEADLINE * 3):
+                assert await handle.result() == 3
+        tg.cancel_scope.cancel()
+
+
+async def test_a_value_stored_twice_at_once_is_kept_though_the_services_may_not_purge(
+    secured: SecuredNats, operator: NATS
+) -> None:
+    """Two writers of the same content: the second put replaces the first, and its purge of the first copy's chunks
+    is refused (no answer); the value is stored all the same."""
+    await ensure_streams(operator.jetstream())
+    services = await connect(secured.url, "test-services", auth=secured.auth("plait-services"))
+    try:
+        objects = JetStreamObjects(services.jetstream())
+        content = b"the same content, stored by two writers"
+        await objects.put("by-hash", io.BytesIO(content))
+        await objects.put("by-hash", io.BytesIO(content))  # as a writer that looked before the first stored it
+        read = io.BytesIO()
+        assert await objects.get("by-hash", read)
+        assert read.getvalue() == content
+    finally:
+        await services.close()
