@@ -63,7 +63,7 @@ async def commands_idle(client: AsyncClient, execution_id: str) -> None:
     timers = f"{subjects.SCHEDULES_ROOT}.{subjects.tenant(client.project, client.domain)}.{execution_id}.>"
     with anyio.fail_after(DEADLINE):
         while True:
-            info = await client.js.stream_info(subjects.COMMANDS_STREAM, subjects_filter=timers)
+            info = await client.js.stream_info(subjects.TIMERS_STREAM, subjects_filter=timers)
             consumer = await client.js.consumer_info(subjects.COMMANDS_STREAM, COMMANDS_CONSUMER)
             if not info.state.subjects and (consumer.num_pending, consumer.num_ack_pending) == (0, 0):
                 return

@@ -4,6 +4,7 @@ real nats-server with the shipped configuration."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import AsyncIterator
@@ -11,14 +12,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
+import nats.errors
 import nats.js.errors
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from plait.adapters.activations import cancel_fire, schedule_fire
+from plait.adapters.commands_upgrade import HOLDING_STREAM
 from plait.adapters.connection import connect
 from plait.adapters.object_store import JetStreamObjects
-from plait.adapters.streams import StreamsMissing, ensure_streams, stream_configs
+from plait.adapters.streams import StreamsMissing, ensure_streams, stream_configs, stream_problems
 from plait.client import AsyncClient
 from plait.core.activations import FireLaunchPlan
 from plait.protocol import subjects
@@ -110,9 +115,10 @@ async def test_no_credential_but_the_operators_creates_updates_purges_or_deletes
             await watch.nc.close()
 
     services = await connect(secured.url, "test-services", auth=secured.auth("plait-services"))
-    try:  # a rollup purges through a publish, where no permission reaches: the log and the checkpoints take none
+    try:  # a rollup purges through a publish, where no permission reaches: the log, checkpoints and commands take none
         for subject, stream in (
             (subjects.execution_subject(ALPHA, DOMAIN, "e1"), subjects.EVENTS_STREAM),
+            (subjects.command_subject(ALPHA, DOMAIN, "e1", "launch"), subjects.COMMANDS_STREAM),
             (subjects.checkpoint_subject(ALPHA, DOMAIN, "e1"), subjects.CHECKPOINTS_STREAM),
         ):
             with pytest.raises(nats.js.errors.APIError, match="rollup not permitted"):
@@ -146,10 +152,10 @@ async def test_the_services_cancel_a_launch_plans_pending_fire_without_purging(
         )
         await schedule_fire(js, fire, now)
         schedule = subjects.launch_plan_schedule_subject(ALPHA, DOMAIN, "nightly")
-        assert (await js.get_msg(subjects.COMMANDS_STREAM, subject=schedule)).data
+        assert (await js.get_msg(subjects.TIMERS_STREAM, subject=schedule)).data
         await cancel_fire(js, ALPHA, DOMAIN, "nightly")
         with pytest.raises(nats.js.errors.NotFoundError):
-            await js.get_msg(subjects.COMMANDS_STREAM, subject=schedule)
+            await js.get_msg(subjects.TIMERS_STREAM, subject=schedule)
         await cancel_fire(js, ALPHA, DOMAIN, "nightly")  # none pending: nothing to do
     finally:
         await services.close()
@@ -214,3 +220,51 @@ async def test_a_value_stored_twice_at_once_is_kept_though_the_services_may_not_
         assert read.getvalue() == content
     finally:
         await services.close()
+
+
+async def test_a_commands_stream_of_an_earlier_release_is_made_anew_keeping_its_commands_and_timers(
+    nats_url: str,
+) -> None:
+    """An earlier release kept the timers in the commands stream, which therefore allowed schedules (and rollups) for
+    good: ensuring the streams makes it anew without them, sourcing the timers stream, and keeps what it held."""
+    nc = await connect(nats_url, "test-upgrade")
+    try:
+        js = nc.jetstream()
+        earlier = next(c for c in stream_configs() if c.name == subjects.COMMANDS_STREAM)
+        with_timers = [*(earlier.subjects or []), f"{subjects.SCHEDULES_ROOT}.>"]
+        await js.add_stream(dataclasses.replace(earlier, subjects=with_timers, allow_msg_schedules=True, sources=None))
+        launch = subjects.command_subject(ALPHA, DOMAIN, "e1", "launch")
+        msg_id = {"Nats-Msg-Id": "launch-1"}
+        await js.publish(launch, b"pending launch", headers=msg_id, stream=subjects.COMMANDS_STREAM)
+        fire_at = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        fires = subjects.fire_subject(ALPHA, DOMAIN, "hourly")
+        await js.publish(
+            subjects.launch_plan_schedule_subject(ALPHA, DOMAIN, "hourly"),
+            b"pending fire",
+            headers={"Nats-Schedule": f"@at {fire_at}", "Nats-Schedule-Target": fires},
+            stream=subjects.COMMANDS_STREAM,
+        )
+
+        await ensure_streams(js)
+        commands = (await js.stream_info(subjects.COMMANDS_STREAM)).config
+        assert not commands.allow_msg_schedules and not commands.allow_rollup_hdrs
+        assert [source.name for source in commands.sources or []] == [subjects.TIMERS_STREAM]
+        assert await stream_problems(js) == []
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await js.stream_info(HOLDING_STREAM)
+
+        taken = await js.pull_subscribe("plait.>", durable="upgrade-test", stream=subjects.COMMANDS_STREAM)
+        received: list[Msg] = []
+        with anyio.fail_after(DEADLINE):
+            while len(received) < 2:
+                received += await _fetched(taken)
+        assert [(m.subject, m.data) for m in received] == [(launch, b"pending launch"), (fires, b"pending fire")]
+    finally:
+        await nc.close()
+
+
+async def _fetched(subscription: JetStreamContext.PullSubscription) -> list[Msg]:
+    try:
+        return await subscription.fetch(1, timeout=1)
+    except nats.errors.TimeoutError:
+        return []

@@ -17,10 +17,12 @@ from plait.core.activations import ActivationRecord, FireLaunchPlan
 from plait.errors import ConflictError
 from plait.protocol import subjects
 from plait.protocol.headers import (
+    FIRED_TTL,
     NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
     NATS_MSG_ID,
     NATS_SCHEDULE,
     NATS_SCHEDULE_TARGET,
+    NATS_SCHEDULE_TTL,
 )
 
 activation_decoder = msgspec.json.Decoder(ActivationRecord)
@@ -71,8 +73,12 @@ async def schedule_fire(js: JetStreamContext, command: FireLaunchPlan, now: date
     await js.publish(
         subjects.launch_plan_schedule_subject(command.project, command.domain, command.launch_plan),
         data,
-        headers={NATS_SCHEDULE: f"@at {fire_at}", NATS_SCHEDULE_TARGET: target},
-        stream=subjects.COMMANDS_STREAM,
+        headers={
+            NATS_SCHEDULE: f"@at {fire_at}",
+            NATS_SCHEDULE_TARGET: subjects.fired_subject(target),
+            NATS_SCHEDULE_TTL: FIRED_TTL,
+        },
+        stream=subjects.TIMERS_STREAM,
     )
 
 
@@ -85,9 +91,9 @@ async def cancel_fire(js: JetStreamContext, project: str, domain: str, launch_pl
     another sequence: it fires once and finds the plan deactivated."""
     subject = subjects.launch_plan_schedule_subject(project, domain, launch_plan)
     try:
-        pending = await js.get_msg(subjects.COMMANDS_STREAM, subject=subject)
+        pending = await js.get_msg(subjects.TIMERS_STREAM, subject=subject)
     except nats.js.errors.NotFoundError:
         return
     if pending.seq is not None:
         with contextlib.suppress(nats.js.errors.NotFoundError):  # fired (or replaced) since
-            await js.delete_msg(subjects.COMMANDS_STREAM, pending.seq)
+            await js.delete_msg(subjects.TIMERS_STREAM, pending.seq)

@@ -29,7 +29,14 @@ from plait.core.commands import (
     SendSignal,
 )
 from plait.protocol import subjects
-from plait.protocol.headers import NATS_MSG_ID, NATS_SCHEDULE, NATS_SCHEDULE_TARGET, PLAIT_REPLY_TO
+from plait.protocol.headers import (
+    FIRED_TTL,
+    NATS_MSG_ID,
+    NATS_SCHEDULE,
+    NATS_SCHEDULE_TARGET,
+    NATS_SCHEDULE_TTL,
+    PLAIT_REPLY_TO,
+)
 from plait.telemetry import inject
 
 KIND_OF_COMMAND: dict[type, str] = {
@@ -105,8 +112,9 @@ async def schedule_command(
         headers=inject(
             {
                 NATS_SCHEDULE: f"@at {fire_at}",
-                NATS_SCHEDULE_TARGET: subject_of(command, project, domain),
+                NATS_SCHEDULE_TARGET: subjects.fired_subject(subject_of(command, project, domain)),
+                NATS_SCHEDULE_TTL: FIRED_TTL,
             }
         ),
-        stream=subjects.COMMANDS_STREAM,
+        stream=subjects.TIMERS_STREAM,
     )

@@ -17,10 +17,11 @@ import nats.errors
 import nats.js.errors
 import structlog
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamSource, SubjectTransform
 
 from plait.adapters.announcements import announcements_bucket
 from plait.adapters.code_store import ensure_code_bucket
+from plait.adapters.commands_upgrade import move_commands_stream
 from plait.adapters.connection import authenticated, refusal
 from plait.adapters.object_store import ensure_values_bucket
 from plait.adapters.output_store import ensure_logs_bucket
@@ -66,11 +67,28 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             **common,
         ),
+        # Clients and tasks publish here: no message schedules, for a stream that allows them takes a rollup header
+        # from anyone (one message would empty it). The timers' fired copies come in from the timers stream.
         StreamConfig(
             name=subjects.COMMANDS_STREAM,
-            subjects=[f"{subjects.COMMANDS_ROOT}.>", f"{subjects.SCHEDULES_ROOT}.>", f"{subjects.FIRES_ROOT}.>"],
+            subjects=[f"{subjects.COMMANDS_ROOT}.>", f"{subjects.FIRES_ROOT}.>"],
             retention=RetentionPolicy.WORK_QUEUE,
-            allow_msg_schedules=True,  # timers: a command published later by the server itself
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            sources=[
+                StreamSource(
+                    name=subjects.TIMERS_STREAM,
+                    subject_transforms=[SubjectTransform(src=f"{subjects.FIRED_ROOT}.>", dest="plait.>")],
+                )
+            ],
+            **common,
+        ),
+        # Only the services publish here: timers (a command published later by the server itself, whoever runs
+        # then) and their fired copies, kept FIRED_TTL after firing (the commands stream takes them at once).
+        StreamConfig(
+            name=subjects.TIMERS_STREAM,
+            subjects=[f"{subjects.SCHEDULES_ROOT}.>", f"{subjects.FIRED_ROOT}.>"],
+            allow_msg_schedules=True,
+            allow_msg_ttl=True,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             **common,
         ),
@@ -213,6 +231,8 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> l
     }
     for bucket, stream in bucket_streams().items():
         steps.append((stream, functools.partial(_ensure_bucket, js, stream, buckets[bucket])))
+    if await move_commands_stream(js, functools.partial(_ensure_commands_and_timers, js, replicas)):
+        log.warning("commands_stream_made_anew", stream=subjects.COMMANDS_STREAM)
     done = []
     for name, step in steps:
         delay, deadline = FIRST_RETRY_SECONDS, anyio.current_time() + SETTLING_SECONDS
@@ -241,6 +261,12 @@ class StreamsRefused(PlaitError):
     """NATS refused to create or update a stream: this credential may not manage streams."""
 
 
+async def _ensure_commands_and_timers(js: JetStreamContext, replicas: int | None) -> None:
+    for config in stream_configs(replicas or 1):
+        if config.name in (subjects.COMMANDS_STREAM, subjects.TIMERS_STREAM):
+            await _ensure_stream(js, config, replicas)
+
+
 async def _ensure_bucket(js: JetStreamContext, stream: str, ensure: Callable[[], Awaitable[object]]) -> str:
     try:
         await js.stream_info(stream)
@@ -256,7 +282,9 @@ def _wanted(existing: StreamConfig, config: StreamConfig, replicas: int | None) 
     return dataclasses.replace(
         existing,
         subjects=config.subjects,
-        allow_msg_schedules=config.allow_msg_schedules or existing.allow_msg_schedules,
+        sources=config.sources or existing.sources,
+        allow_msg_schedules=config.allow_msg_schedules or existing.allow_msg_schedules,  # never turned off
+        allow_msg_ttl=config.allow_msg_ttl or existing.allow_msg_ttl,
         num_replicas=replicas or existing.num_replicas,
         **_size_limits(config),
     )

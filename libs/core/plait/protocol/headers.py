@@ -23,6 +23,9 @@ NATS_EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
 NATS_EXPECTED_STREAM = "Nats-Expected-Stream"
 NATS_SCHEDULE = "Nats-Schedule"
 NATS_SCHEDULE_TARGET = "Nats-Schedule-Target"
+NATS_SCHEDULE_TTL = "Nats-Schedule-TTL"
+FIRED_TTL = "1h"
+"""How long a timer's fired copy stays in the timers stream (the commands stream sources it within milliseconds)."""
 NATS_SUBJECT = "Nats-Subject"
 NATS_SEQUENCE = "Nats-Sequence"
 NATS_STREAM = "Nats-Stream"
@@ -50,6 +53,7 @@ MEANINGS: dict[str, str] = {
     NATS_EXPECTED_STREAM: "store only in this stream (set by a publish that names its stream)",
     NATS_SCHEDULE: "a message schedule: '@at <RFC 3339 time>', when the server publishes the message's copy",
     NATS_SCHEDULE_TARGET: "a message schedule: the subject the server publishes the copy to",
+    NATS_SCHEDULE_TTL: "a message schedule: how long the copy is kept (a fired timer: an hour)",
     NATS_SUBJECT: "on a direct get's answer: the message's subject",
     NATS_SEQUENCE: "on a direct get's answer: the message's stream sequence",
     NATS_STREAM: "on a direct get's answer: the message's stream",

@@ -99,7 +99,12 @@ CHANNELS: tuple[Channel, ...] = (
         ("rejection",),
         subjects.COMMANDS_STREAM,
     ),
-    Channel(_in_tenant(subjects.SCHEDULES_ROOT, "<execution>", "<timer>"), "command", stream=subjects.COMMANDS_STREAM),
+    Channel(_in_tenant(subjects.SCHEDULES_ROOT, "<execution>", "<timer>"), "command", stream=subjects.TIMERS_STREAM),
+    Channel(
+        subjects.fired_subject(_in_tenant(subjects.COMMANDS_ROOT, "<execution>", "<kind>")),
+        "command",
+        stream=subjects.TIMERS_STREAM,
+    ),
     Channel(_in_tenant(subjects.EVENTS_ROOT, "<execution>"), "decision", stream=subjects.EVENTS_STREAM),
     Channel(
         _in_tenant(subjects.REGISTRY_ROOT, "<kind>", "<name>", "<version>"),
@@ -127,9 +132,14 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(
         _in_tenant(subjects.SCHEDULES_ROOT, "<launch plan>", subjects.LAUNCH_PLAN_TIMER),
         "fire_command",
-        stream=subjects.COMMANDS_STREAM,
+        stream=subjects.TIMERS_STREAM,
     ),
     Channel(_in_tenant(subjects.FIRES_ROOT, "<launch plan>"), "fire_command", stream=subjects.COMMANDS_STREAM),
+    Channel(
+        subjects.fired_subject(_in_tenant(subjects.FIRES_ROOT, "<launch plan>")),
+        "fire_command",
+        stream=subjects.TIMERS_STREAM,
+    ),
     Channel(_in_tenant(subjects.NOTIFY_ROOT, "<execution>"), "notification", stream=subjects.NOTIFICATIONS_STREAM),
     Channel(
         f"$KV.{executors.EXECUTORS_BUCKET}.<cluster>.<queue>.<replica>",

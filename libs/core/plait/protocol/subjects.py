@@ -8,6 +8,7 @@ import xxhash
 
 EVENTS_STREAM = "PLAIT_EVENTS"
 COMMANDS_STREAM = "PLAIT_COMMANDS"
+TIMERS_STREAM = "PLAIT_TIMERS"  # message schedules, and their fired copies until the commands stream sources them
 DISPATCH_STREAM = "PLAIT_DISPATCH"
 DEAD_LETTER_STREAM = "PLAIT_DEADLETTER"
 QUARANTINE_STREAM = "PLAIT_QUARANTINE"
@@ -25,6 +26,7 @@ DEAD_LETTER_ROOT = "plait.dlq"
 CATALOG_ROOT = "plait.catalog"
 CACHE_ROOT = "plait.cache"
 SCHEDULES_ROOT = "plait.sched"
+FIRED_ROOT = "plait.fired"  # a schedule's copy, in the timers stream: sourced into the commands stream as plait.<rest>
 QUARANTINE_ROOT = "plait.quarantine"
 QUARANTINE_REPLAY_ROOT = "plait.quarantine_replay"  # requests to a reader: not stored in the quarantine stream
 ACTIVATIONS_ROOT = "plait.lp"  # a launch plan's activation records, in the events stream
@@ -147,6 +149,12 @@ def execution_of_command_subject(subject: str) -> tuple[str, str, str] | None:
 def activation_subject(project: str, domain: str, launch_plan: str) -> str:
     """Where a launch plan's activation records are appended: the last one says whether its schedule runs."""
     return f"{ACTIVATIONS_ROOT}.{tenant(project, domain)}.{token(launch_plan, 'launch plan')}"
+
+
+def fired_subject(command_subject: str) -> str:
+    """Where a message schedule of the timers stream publishes its copy of a command bound for ``command_subject``
+    (``plait.<rest>``): the commands stream sources it from there back to ``command_subject``."""
+    return f"{FIRED_ROOT}.{command_subject.removeprefix('plait.')}"
 
 
 def fire_subject(project: str, domain: str, launch_plan: str) -> str:
