@@ -18,17 +18,20 @@ from plait.adapters.checkpoints import read_checkpoints
 from plait.audit import Problem, verify_chain
 from plait.audit_signatures import checkpoint_of, verify_checkpoints, verify_signatures
 from plait.client import AsyncClient
-from plait.core.events import Decision, NodeSucceeded
+from plait.core.dispatch import DispatchChunk, record_of
+from plait.core.events import Decision, Event, NodeQueued, NodeSucceeded
 from plait.protocol import signing, subjects
 from plait.protocol.headers import PLAIT_ERROR
 from plait.protocol.signing import SignedCheckpoint, sign_checkpoint
 from plait.replay import Record
 from plait_cli.audit_signing import SignatureChecks, check_registry_and_cache
 from plait_executor import dispatch_trust
+from tests import workflows
 from tests.audit_workflows import make_history
 from tests.helpers.embedded_processes import plait
 from tests.helpers.plait_command import plait_command, plait_command_async
 from tests.helpers.stack import services_and_client
+from tests.helpers.states import final_state
 
 
 @dataclasses.dataclass
@@ -255,6 +258,37 @@ async def test_the_executor_refuses_a_dispatch_no_trusted_key_signed(signed: Sig
         assert dead.data == data and dead.headers is not None
         reasons.add(dead.headers[PLAIT_ERROR].split(":")[1].strip())
     assert reasons == {"unknown_key", "unsigned"}
+
+
+async def test_a_dispatch_chunk_runs_on_one_signature_over_all_its_attempts_and_is_refused_once_altered(
+    signed: Signed,
+) -> None:
+    """A fan-out's attempts travel in one chunk the scheduler signed once; the executor runs them all. The same chunk
+    with one attempt's inputs changed after signing no longer verifies, and is set aside whole."""
+    client = signed.client
+    state = await final_state(client, (await client.launch(workflows.sum_of_squares, {"n": 5})).id, timeout=60)
+    assert state.status == "succeeded" and state.outputs == {"total": 30, "count": 4}
+
+    dead_letters = await client.nc.subscribe(f"{subjects.DEAD_LETTER_ROOT}.>")
+    queued = [e for e in state_launch_events(await client.records(state.execution_id)) if isinstance(e, NodeQueued)]
+    chunk = record_of(state, queued, 1)
+    assert isinstance(chunk, DispatchChunk) and len(chunk.attempts) == 4
+    subject, data = subjects.dispatch_subject("local", "default"), codec.encode(chunk)
+    headers = signed.signer.headers(subject, data)
+    altered = codec.encode(
+        msgspec.structs.replace(
+            chunk, attempts=[*chunk.attempts[:3], msgspec.structs.replace(chunk.attempts[3], inputs={"x": 666})]
+        )
+    )
+    await client.js.publish(subject, altered, headers=headers, stream=subjects.DISPATCH_STREAM)
+    dead = await dead_letters.next_msg(timeout=30)
+    assert dead.data == altered and dead.headers is not None
+    assert dead.headers[PLAIT_ERROR].split(":")[1].strip() == "bad_signature"
+
+
+def state_launch_events(records: list[Record]) -> list[Event]:
+    """The events of an execution's first decision (its launch)."""
+    return list(codec.decision_decoder.decode(records[0].data).events)
 
 
 def test_the_embedded_stack_signs_by_default(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from plait import codec
 from plait.adapters.streams import ensure_streams
 from plait.core.commands import Command, ReportAttemptResult, ReportAttemptResults, ReportAttemptStarted
-from plait.core.dispatch import Dispatch
+from plait.core.dispatch import ChunkedAttempt, Dispatch, DispatchChunk
 from plait.core.ids import attempt_id, new_execution_id
 from plait.core.model import TaskTarget
 from plait.protocol import subjects
@@ -682,3 +682,59 @@ async def test_a_dispatch_consumer_of_an_older_release_gets_the_short_ack_wait_a
     async with running(executor(nats_url)):
         info = await cluster.js.consumer_info(subjects.DISPATCH_STREAM, "executor-local-default")
     assert (info.config.ack_wait, info.config.max_deliver) == (ACK_WAIT_SECONDS, MAX_DELIVERIES)
+
+
+def chunk_of(task: Task[..., Any], inputs: list[dict[str, Any]]) -> tuple[DispatchChunk, list[Dispatch]]:
+    """A chunk of attempts of one execution, as a decision that queued them all is dispatched, and their dispatches."""
+    execution_id = new_execution_id()
+    nodes = [f"n{i}" for i in range(len(inputs))]
+    chunk = DispatchChunk(
+        execution_id=execution_id,
+        project=PROJECT,
+        domain=DOMAIN,
+        decision_sequence=1,
+        tasks={"t": task.spec},
+        attempts=[
+            ChunkedAttempt(
+                node=node,
+                attempt_id=attempt_id(execution_id, node, 1),
+                attempt=1,
+                task="t",
+                inputs={name: encode_value(value) for name, value in values.items()},
+            )
+            for node, values in zip(nodes, inputs, strict=True)
+        ],
+    )
+    return chunk, chunk.dispatches()
+
+
+async def test_the_attempts_of_a_chunk_run_side_by_side_and_its_message_is_acked_once_all_are_stored(
+    nats_url: str, cluster: Cluster, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    chunk, dispatches = chunk_of(tasks.wait_for_file, [{"path": str(gate)}] * 3)
+    await register_task(cluster.js, dispatches[0])
+    async with running(executor(nats_url, concurrency=3)):
+        await cluster.js.publish(subjects.dispatch_subject("local", "default"), codec.encode(chunk))
+        started = [(await cluster.commands.of(dispatch, 1))[0] for dispatch in dispatches]
+        assert {type(command) for command in started} == {ReportAttemptStarted}, "all three run at once"
+        info = await cluster.js.consumer_info(subjects.DISPATCH_STREAM, "executor-local-default")
+        assert (info.num_ack_pending, await cluster.stored_count(subjects.DISPATCH_STREAM)) == (1, 1)
+        release(gate)
+        results = [await cluster.commands.result_of(dispatch) for dispatch in dispatches]
+    assert [result.outputs for result in results] == [{"result": "done"}] * 3
+    assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
+    info = await cluster.js.consumer_info(subjects.DISPATCH_STREAM, "executor-local-default")
+    assert (info.delivered.stream_seq, info.num_redelivered) == (1, 0)
+
+
+async def test_a_dispatch_message_as_older_releases_wrote_it_still_runs(nats_url: str, cluster: Cluster) -> None:
+    """A stream may hold ``dispatch.v1`` messages of one attempt each, published before chunks, across an upgrade."""
+    dispatch = dispatch_of(tasks.add, {"a": 20, "b": 22})
+    await register_task(cluster.js, dispatch)
+    written_before = msgspec.json.encode({**msgspec.to_builtins(dispatch), "type": "dispatch.v1"})
+    async with running(executor(nats_url)):
+        await cluster.js.publish(subjects.dispatch_subject("local", "default"), written_before)
+        result = await cluster.commands.result_of(dispatch)
+    assert result.outputs == {"result": 42}
+    assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
 import pytest
 
 from plait.core.events import NodeSucceeded
-from tests import workflows
+from plait.protocol import subjects
+from tests import chunk_workflows, workflows
 from tests.faults import harness
 from tests.helpers.states import final_state
 
@@ -39,4 +43,42 @@ async def test_killing_an_executor_mid_attempt_reruns_its_attempts_elsewhere(nat
                 ]
                 assert len(successes) == 1
             report.problems = await harness.audit_log(client)
+    report.check()
+
+
+async def test_killing_an_executor_holding_a_chunk_reruns_only_its_unfinished_attempts(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """The victim took one chunk of six attempts, ran the two quick ones and was killed in the slow ones: the chunk
+    comes back after its ack wait, and the survivor runs what had not ended (the quick ones' results are decided)."""
+    runs = str(tmp_path / "runs")
+    env = harness.service_env(nats_url)
+    processes = [harness.start_service("scheduler", env)]
+    report = harness.FaultReport("executor killed holding a dispatch chunk (SIGKILL)", executions=1)
+    with harness.stopped_at_exit(processes):
+        victim = harness.start_service("executor", {**env, "PLAIT_REPLICA": "victim"})
+        processes.append(victim)
+        async with harness.connected(nats_url) as client:
+            execution_id = (await client.launch(chunk_workflows.quick_then_slow, {"runs": runs})).id
+            await chunk_workflows.until_run(runs, {"s0", "s1"})  # its two workers are in slow ones
+            await harness.in_thread(victim.kill)
+            report.faults += 1
+            processes.append(harness.start_service("executor", {**env, "PLAIT_REPLICA": "survivor"}))
+            await harness.wait_all(client, [execution_id], timeout=90, report=report)
+            state = await final_state(client, execution_id, timeout=10)
+            assert state.status == "succeeded", state.error
+            successes = [
+                e.node
+                async for stored in client.events(execution_id)
+                for e in stored.decision.events
+                if isinstance(e, NodeSucceeded)
+            ]
+            assert len(successes) == len(set(successes)) == 7
+            stored = (await client.js.stream_info(subjects.DISPATCH_STREAM)).state
+            report.problems = await harness.audit_log(client)
+    ran = Counter(chunk_workflows.runs_of(runs))
+    assert ran["q0"] == ran["q1"] == 1, "the quick attempts the victim finished did not run again"
+    assert ran["s0"] == ran["s1"] == 2, "the slow ones it was running ran again on the survivor"
+    assert ran["s2"] == ran["s3"] == 1
+    assert stored.last_seq == 2, "one chunk of six attempts, and the join"
     report.check()

@@ -40,7 +40,7 @@ from plait.core.commands import (
     retry_due,
     timeout_timers,
 )
-from plait.core.dispatch import Dispatch, dispatch_of
+from plait.core.dispatch import Dispatch, DispatchRecord, chunk_queued, dispatches_in, record_of
 from plait.core.events import (
     Decision,
     NodeQueued,
@@ -77,6 +77,7 @@ from tests.sim import workflows as sim_workflows
 PROJECT, DOMAIN = "sim", "dev"
 DUPLICATE_WINDOW = 120.0  # seconds, as on the real streams
 ACK_WAIT = 30.0
+CHUNK_ATTEMPTS = 4  # small, so that the workflows' fan-outs go out in several chunks
 NAK_DELAY = 1.0
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -209,7 +210,7 @@ class Message:
     number: int
     subject: str
     msg_id: str
-    body: Command | ResolvedLaunch | Dispatch
+    body: Command | ResolvedLaunch | DispatchRecord
     deliveries: int = 0
     visible_at: float = 0.0
     holder: str = ""
@@ -223,7 +224,7 @@ class WorkQueue:
         self.published: dict[str, float] = {}  # msg id -> when, for duplicate detection
         self.numbers = 0
 
-    def publish(self, subject: str, msg_id: str, body: Command | ResolvedLaunch | Dispatch, now: float) -> bool:
+    def publish(self, subject: str, msg_id: str, body: Command | ResolvedLaunch | DispatchRecord, now: float) -> bool:
         if now - self.published.get(msg_id, -DUPLICATE_WINDOW - 1) <= DUPLICATE_WINDOW:
             return False
         self.published[msg_id] = now
@@ -369,7 +370,8 @@ class World:
         self.commands = WorkQueue()
         self.dispatches = WorkQueue()
         self.timers: dict[str, tuple[float, Command, bool]] = {}  # timer -> (due, command, fires a second time)
-        self.hanging: list[Message] = []  # dispatches whose attempt runs on, until the log ends it
+        self.hanging: list[tuple[Message, Dispatch]] = []  # attempts that run on, until the log ends them
+        self.unsettled: dict[int, int] = {}  # a held dispatch message's attempts not settled yet, by its number
         self.outbox_position = 0
         self.dead_letters: dict[str, str] = {}  # command id -> reason
         self.appended: set[str] = set()  # subjects appended to in this step
@@ -381,6 +383,7 @@ class World:
                 "replica_crashes",
                 "acks_lost",
                 "executor_crashes",
+                "chunk_attempts_skipped",
                 "timers_fired",
                 "hung_attempts",
                 "attempts_killed",
@@ -473,11 +476,13 @@ class World:
 
     def side_work(self, state: Execution, events: Any, decision_sequence: int, decided_at: datetime) -> None:
         """Dispatch the attempts a stored decision queued, and set the timers it asked for."""
+        queued = [event for event in events if isinstance(event, NodeQueued)]
+        for chunk in chunk_queued(queued, "", most_attempts=CHUNK_ATTEMPTS) if queued else []:
+            record = record_of(state, chunk.events, decision_sequence)
+            msg_id = chunk.message_id(state.execution_id, decision_sequence)
+            self.dispatches.publish(f"{chunk.cluster}.{chunk.queue}", msg_id, record, self.now)
         for event in events:
-            if isinstance(event, NodeQueued):
-                dispatch = dispatch_of(state, event, decision_sequence)
-                self.dispatches.publish(f"{event.cluster}.{event.queue}", event.attempt_id, dispatch, self.now)
-            elif isinstance(event, RetryScheduled):
+            if isinstance(event, RetryScheduled):
                 self.set_timer(state, event, decided_at)
         if not state.terminal:
             self.set_timeouts(state, events)
@@ -512,21 +517,42 @@ class World:
     # -- executors and timers -----------------------------------------------------------------------------------
 
     def execute(self) -> None:
+        """The executor takes a dispatch message and runs its attempts in turn; a crash takes the rest with it, and the
+        message comes back whole, to skip the attempts the log shows ended (as ``AttemptRunner`` does)."""
         [message] = self.dispatches.pull("executor", self.now, 1)
-        dispatch = message.body
-        assert isinstance(dispatch, Dispatch)
+        dispatches = dispatches_in(message.body)  # type: ignore[arg-type]
+        if len(dispatches) > 1 and message.deliveries > 1:
+            dispatches = [d for d in dispatches if not self.attempt_ended(d)]
+            self.counts["chunk_attempts_skipped"] += len(dispatches_in(message.body)) - len(dispatches)  # type: ignore[arg-type]
+        self.unsettled[message.number] = len(dispatches)
+        for dispatch in dispatches:
+            if not self.run_one(message, dispatch):
+                self.hanging = [(m, d) for m, d in self.hanging if m is not message]  # died with its executor
+                del self.unsettled[message.number]
+                self.dispatches.redeliver(message, self.now + ACK_WAIT)
+                self.counts["executor_crashes"] += 1
+                return
+        if not self.unsettled[message.number]:
+            del self.unsettled[message.number]
+            self.ack(self.dispatches, message)
+
+    def attempt_ended(self, dispatch: Dispatch) -> bool:
+        state = replay(self.log.by_subject[subjects.execution_subject(PROJECT, DOMAIN, dispatch.execution_id)])
+        attempt = state.nodes[dispatch.node].find_attempt(dispatch.attempt_id)
+        return attempt is not None and attempt.status in ("succeeded", "failed", "stopped")
+
+    def run_one(self, message: Message, dispatch: Dispatch) -> bool:
+        """One attempt of a held message; False when its executor crashed."""
         if self.chance(self.faults.started_first):
             self.send(started_command(dispatch, "executor"))
         if self.chance(self.faults.executor_crash):  # the worker died with it: the dispatch comes back
-            self.dispatches.redeliver(message, self.now + ACK_WAIT)
-            self.counts["executor_crashes"] += 1
-            return
+            return False
         timeouts = dispatch.task.timeout_seconds is not None or self.timeout_of(dispatch) is not None
         if timeouts and self.chance(self.faults.hang):  # runs on past its timeout, reporting it started
             self.send(started_command(dispatch, "executor"))
-            self.hanging.append(message)
+            self.hanging.append((message, dispatch))
             self.counts["hung_attempts"] += 1
-            return
+            return True
         if self.chance(self.faults.user_error):
             outcome = AttemptOutcome(error=TaskError(kind="user", message="injected", error_type="RuntimeError"))
         elif self.chance(self.faults.system_error):
@@ -535,7 +561,8 @@ class World:
             outcome = self.run_attempt(dispatch)
         written = OutputRef(name=output_object_name(dispatch.attempt_id), size=1, kept=1)  # as if it printed
         self.send(result_command(dispatch, "executor", msgspec.structs.replace(outcome, output_ref=written)))
-        self.ack(self.dispatches, message)
+        self.unsettled[message.number] -= 1
+        return True
 
     def run_attempt(self, dispatch: Dispatch) -> AttemptOutcome:
         """The task on its inputs; with a values bucket, through it, as an executor runs it (losing an object its
@@ -563,16 +590,17 @@ class World:
     def kill_ended(self) -> None:
         """The executor's check: a hanging attempt whose execution ended, or that the log failed (timed out), is
         killed and its dispatch acked without a result; one that the log still has running runs on."""
-        for message in list(self.hanging):
-            dispatch = message.body
-            assert isinstance(dispatch, Dispatch)
+        for message, dispatch in list(self.hanging):
             state = replay(self.log.by_subject[subjects.execution_subject(PROJECT, DOMAIN, dispatch.execution_id)])
             attempt = state.nodes[dispatch.node].find_attempt(dispatch.attempt_id)
             if state.terminal or attempt is None or attempt.status in ("succeeded", "failed"):
-                self.hanging.remove(message)
+                self.hanging.remove((message, dispatch))
                 if state.terminal:
                     self.send(stopped_command(dispatch, "sim-executor", "killed"))
-                self.dispatches.ack(message)
+                self.unsettled[message.number] -= 1
+                if not self.unsettled[message.number]:
+                    del self.unsettled[message.number]
+                    self.dispatches.ack(message)
                 self.counts["attempts_killed"] += 1
 
     def fire_timer(self, timer: str) -> None:
@@ -708,7 +736,7 @@ class World:
             self.appended.add(subject)
         self.check_appended(ended=True)
         if self.hanging:
-            self.fail(f"attempts still running after their end: {[m.msg_id for m in self.hanging]}")
+            self.fail(f"attempts still running after their end: {[d.attempt_id for _, d in self.hanging]}")
 
     def log_digest(self) -> str:
         """One digest of every record stored, in order: equal for two runs of one seed."""

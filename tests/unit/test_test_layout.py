@@ -37,6 +37,7 @@ WORKFLOW_MODULES = {
     "cluster_workflows.py",
     "output_workflows.py",
     "child_workflows.py",
+    "chunk_workflows.py",
     "dataframe_workflows.py",
     "secret_workflows.py",
 }

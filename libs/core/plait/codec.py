@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from plait.core.commands import Command
-from plait.core.dispatch import Dispatch
+from plait.core.dispatch import Dispatch, DispatchRecord
 from plait.core.events import TERMINAL_EVENTS, AttemptFailed, AttemptStopped, Decision
 from plait.core.model import TaskSpec, WorkflowSpec
 from plait.core.shared_values import restore_shared
@@ -109,7 +109,8 @@ def failed_attempts(data: bytes) -> frozenset[str]:
 
 
 decision_decoder = DecisionDecoder()
-dispatch_decoder = msgspec.json.Decoder(Dispatch)
+dispatch_decoder = msgspec.json.Decoder(Dispatch)  # one attempt's (a pod's, a test's)
+dispatch_record_decoder: msgspec.json.Decoder[DispatchRecord] = msgspec.json.Decoder(DispatchRecord)  # a message's
 task_decoder = msgspec.json.Decoder(TaskSpec)
 workflow_decoder = msgspec.json.Decoder(WorkflowSpec)
 

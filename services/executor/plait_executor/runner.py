@@ -1,8 +1,9 @@
-"""One dispatch message through its attempt: report started, run it while heartbeating, report the result, ack.
+"""One dispatch message through its attempts: for each, report started, run it while heartbeating, report the
+result; ack the message once every attempt is settled (``plait_executor.held_message``).
 
-While an attempt is held, its executor keeps the dispatch in progress, moves the attempt's deadline timer on, and
+While an attempt is held, its executor keeps the message in progress, moves the attempt's deadline timer on, and
 watches its execution: once it has ended (aborted, failed fast, timed out), or the attempt itself was failed by the
-scheduler (its timeout timer fired), the attempt is stopped, its worker killed, and the dispatch acked without a
+scheduler (its timeout timer fired), the attempt is stopped, its worker killed, and it is settled without a
 result (none is needed).
 """
 
@@ -26,9 +27,10 @@ from structlog.typing import FilteringBoundLogger
 from plait import codec
 from plait.adapters.commands import schedule_command
 from plait.adapters.direct_reads import BatchUnsupported, last_messages
+from plait.adapters.event_store import EventStore
 from plait.adapters.output_store import OutputStore
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS, attempt_deadline
-from plait.core.dispatch import Dispatch
+from plait.core.dispatch import Dispatch, dispatches_in
 from plait.errors import TransportError
 from plait.metrics.names import DEAD_LETTERS
 from plait.protocol import subjects
@@ -37,32 +39,33 @@ from plait_executor import dispatch_trust
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.attempt_metrics import observe_attempt, observe_start
 from plait_executor.backend import AttemptBackend
+from plait_executor.held_message import HeldMessage, ack
 from plait_executor.reports import report_started_pipelined, report_stopped
 from plait_executor.results import ResultReporter
+from plait_executor.slots import AttemptSlots
 from plait_executor.task_output import keep_output
 from plait_executor.tracing import attempt_span
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
-NAK_TIMEOUT_SECONDS = 2.0
 STARTED_AFTER_SECONDS = 0.05
 """An attempt still running after this long reports ``started``; a quicker one sends only its result, which the
 scheduler records as the start and the end together (two commands and two acks fewer per attempt)."""
 
 
 ENDED_REMEMBERED = 10_000  # executions seen ended, whose dispatches are skipped without asking the server
+ATTEMPT_ENDED = frozenset({"succeeded", "failed", "stopped"})
 
 Ran = Literal["ran", "handed_back", "stopped"]
 
 
 @dataclass
 class _Held:
-    """A dispatch message being worked on: when the server last heard so, when its deadline was last moved on
-    (None: not started yet), and the scope that stops it when its execution ends."""
+    """An attempt being worked on: its message, when its deadline was last moved on (None: not started yet), and
+    the scope that stops it when its execution ends."""
 
-    msg: Msg
+    message: HeldMessage
     log: FilteringBoundLogger
-    since: float
     dispatch: Dispatch
     execution_subject: str
     deadline_moved: float | None = None
@@ -70,18 +73,31 @@ class _Held:
     execution_ended: bool = False  # why ``stop`` was cancelled: its execution ended (else: the attempt was failed)
 
 
+@dataclass(frozen=True)
+class _Read:
+    dispatches: list[Dispatch]
+    execution_subject: str
+    log: FilteringBoundLogger
+
+
+Read = _Read | Exception
+"""A dispatch message as it arrived: its attempts, or why it goes to the dead letters."""
+
+
 class _NotStarted(Exception):
     """The executor is stopping: a dispatch that no worker has taken yet goes back to the server."""
 
 
 class AttemptRunner:
-    """Runs the attempt a dispatch message names in the worker pool, and reports it.
+    """Runs the attempts a dispatch message carries (one, or a chunk of a decision's) in the worker pool, side by
+    side, and reports each.
 
-    The message is acknowledged only once the result command is stored, so an executor that dies at any
-    point leaves the message to be redelivered, and the same attempt runs again elsewhere. While the
-    message is held (waiting for a worker, then running), ``keep_in_progress`` keeps it in progress every
-    ``heartbeat_seconds``. A dispatch on its ``max_deliveries``-th delivery is reported as a system failure
-    instead of run: the executors it went to before were lost with it.
+    The message is acknowledged only once each attempt's result command is stored, so an executor that dies at any
+    point leaves the message to be redelivered, and its attempts run again elsewhere (a redelivered chunk skips
+    those its execution's log shows ended). While the message is held (its attempts waiting for a worker, then
+    running), ``keep_in_progress`` keeps it in progress every ``heartbeat_seconds``. A dispatch on its
+    ``max_deliveries``-th delivery is reported as a system failure instead of run: the executors it went to before
+    were lost with it.
     """
 
     def __init__(
@@ -106,7 +122,8 @@ class AttemptRunner:
         self._ended: OrderedDict[str, None] = OrderedDict()  # execution subjects seen ended
         self.stopping = False
         self._waiting: set[anyio.CancelScope] = set()  # attempts waiting for a worker
-        self._held: dict[int, _Held] = {}  # by id(msg)
+        self._messages: dict[int, HeldMessage] = {}  # by id(msg)
+        self._held: dict[int, _Held] = {}  # attempts, by id(_Held)
         self.attempts = 0
 
     def counts(self) -> dict[str, int]:
@@ -119,64 +136,129 @@ class AttemptRunner:
         for waiting in list(self._waiting):
             waiting.cancel()
 
-    async def handle(self, msg: Msg) -> None:
+    def read(self, msg: Msg, slots: AttemptSlots) -> Read:
+        """What a dispatch message that just arrived carries (or why it is to be dead-lettered: untrusted,
+        unreadable). The puller took one of ``slots`` for the message; here one more is taken for each further
+        attempt, at once, so that the next pull request counts them."""
         if (untrusted := dispatch_trust.refusal(msg)) is not None:
-            await self._dead_letter(msg, untrusted)
-            return
+            return untrusted
         try:
-            dispatch = codec.dispatch_decoder.decode(msg.data)
-        except msgspec.DecodeError as exc:
-            await self._dead_letter(msg, exc)
-            return
+            dispatches = dispatches_in(codec.dispatch_record_decoder.decode(msg.data))
+            execution_subject = subjects.execution_subject(
+                dispatches[0].project, dispatches[0].domain, dispatches[0].execution_id
+            )
+        except (msgspec.DecodeError, ValueError) as exc:
+            return exc
+        slots.take(len(dispatches) - 1)
+        message_log = log.bind(execution=dispatches[0].execution_id, delivery=msg.metadata.num_delivered)
+        if len(dispatches) == 1:
+            message_log = message_log.bind(node=dispatches[0].node, attempt=dispatches[0].attempt_id)
+        return _Read(dispatches, execution_subject, message_log)
+
+    async def handle(self, msg: Msg, read: Read, slots: AttemptSlots) -> None:
+        """Run the attempts of a dispatch message, ``read`` as it arrived, holding a slot of ``slots`` for each; each
+        slot is released once its attempt is settled."""
+        unsettled = 1 if isinstance(read, Exception) else len(read.dispatches)
+        try:
+            if isinstance(read, Exception):
+                await self._dead_letter(msg, read)
+                return
+            dispatches, execution_subject, message_log = read.dispatches, read.execution_subject, read.log
+            if execution_subject in self._ended or (
+                _waited(msg, self.heartbeat_seconds) and await self._ended_now(execution_subject)
+            ):
+                message_log.info("dispatch_skipped", reason="its execution ended", attempts=len(dispatches))
+                await ack(msg, message_log)
+                return
+            if len(dispatches) > 1 and msg.metadata.num_delivered > 1:
+                dispatches = await self._not_ended(dispatches, execution_subject, message_log)
+                slots.release(unsettled - len(dispatches))
+                unsettled = len(dispatches)
+                if not dispatches:
+                    await ack(msg, message_log)
+                    return
+            if self.max_deliveries and msg.metadata.num_delivered >= self.max_deliveries:
+                await self._give_up(dispatches, msg, message_log)
+                return
+            message = self._messages[id(msg)] = HeldMessage(msg, len(dispatches), message_log)
+            unsettled = 0  # from here on, each attempt releases its own slot once settled
+            try:
+                async with anyio.create_task_group() as attempts:
+                    for dispatch in dispatches:
+                        attempts.start_soon(self._attempt, message, dispatch, execution_subject, slots)
+            finally:
+                del self._messages[id(msg)]
+                unsettled = message.unsettled  # attempts cancelled before they began: handed back
+                if unsettled:
+                    await message.settle(handed_back=True, attempts=unsettled)
+        finally:
+            slots.release(unsettled)
+
+    async def _attempt(
+        self, message: HeldMessage, dispatch: Dispatch, execution_subject: str, slots: AttemptSlots
+    ) -> None:
+        msg = message.msg
         attempt_log = log.bind(
             execution=dispatch.execution_id,
             node=dispatch.node,
             attempt=dispatch.attempt_id,
             delivery=msg.metadata.num_delivered,
         )
-        try:
-            execution_subject = subjects.execution_subject(dispatch.project, dispatch.domain, dispatch.execution_id)
-        except ValueError as exc:
-            await self._dead_letter(msg, exc)
-            return
-        if execution_subject in self._ended or (
-            _waited(msg, self.heartbeat_seconds) and await self._ended_now(execution_subject)
-        ):
-            attempt_log.info("dispatch_skipped", reason="its execution ended")
-            await _ack(msg, attempt_log)
-            return
-        if self.max_deliveries and msg.metadata.num_delivered >= self.max_deliveries:
-            await self._give_up(dispatch, msg, attempt_log)
-            return
-        held = self._held[id(msg)] = _Held(msg, attempt_log, anyio.current_time(), dispatch, execution_subject)
+        held = _Held(message, attempt_log, dispatch, execution_subject)
+        self._held[id(held)] = held
         try:
             with attempt_span(dispatch, msg):
                 ran = await self._run(dispatch, attempt_log, held)
         except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True), anyio.move_on_after(NAK_TIMEOUT_SECONDS):
-                await _nak(msg, attempt_log)
             attempt_log.warning("attempt_abandoned")
+            slots.release()
+            await message.settle(handed_back=True)
             raise
         finally:
-            del self._held[id(msg)]
+            del self._held[id(held)]
         if ran == "handed_back":
-            with anyio.CancelScope(shield=True), anyio.move_on_after(NAK_TIMEOUT_SECONDS):
-                await _nak(msg, attempt_log)
             attempt_log.info("dispatch_handed_back")
-            return
-        if ran == "stopped":
+        elif ran == "stopped":
             attempt_log.warning("attempt_stopped", reason="its execution or the attempt itself ended")
-        await _ack(msg, attempt_log)
+        slots.release()
+        await message.settle(handed_back=ran == "handed_back")
 
-    async def _give_up(self, dispatch: Dispatch, msg: Msg, attempt_log: FilteringBoundLogger) -> None:
-        """Report the attempt of a dispatch on its last delivery as a system failure, instead of running it."""
+    async def _not_ended(
+        self, dispatches: list[Dispatch], execution_subject: str, message_log: FilteringBoundLogger
+    ) -> list[Dispatch]:
+        """The attempts of a redelivered chunk that its execution's log does not show ended: the executor it went to
+        before may have stored some results (and stopped, or died, before the others). A result stored but not yet
+        decided is not seen here: its attempt runs again, and the scheduler keeps the first result (as when an
+        executor dies between storing a result and acking). When the log cannot be read, all of them run."""
+        try:
+            state = await EventStore(self.js).load(execution_subject)
+        except (nats.errors.Error, TransportError, msgspec.DecodeError, ValueError) as exc:
+            message_log.warning("execution_unread", error=repr(exc))
+            return dispatches
+        if state is None:
+            return dispatches
+        left = []
+        for dispatch in dispatches:
+            node = state.nodes.get(dispatch.node)
+            attempt = node.find_attempt(dispatch.attempt_id) if node is not None else None
+            if attempt is not None and attempt.status in ATTEMPT_ENDED:
+                message_log.info("dispatch_skipped", reason="its attempt ended", attempt=dispatch.attempt_id)
+            else:
+                left.append(dispatch)
+        return left
+
+    async def _give_up(self, dispatches: list[Dispatch], msg: Msg, message_log: FilteringBoundLogger) -> None:
+        """Report the attempts of a dispatch on its last delivery as system failures, instead of running them."""
         deliveries = msg.metadata.num_delivered
-        attempt_log.error("dispatch_deliveries_exhausted", deliveries=deliveries)
         error = system_error(
             f"delivered {deliveries} times; the executor was lost each time", "DispatchDeliveriesExhausted"
         )
-        await self.results.report(dispatch, AttemptOutcome(error=error), attempt_log)
-        await _ack(msg, attempt_log)
+        async with anyio.create_task_group() as reports:
+            for dispatch in dispatches:
+                attempt_log = message_log.bind(node=dispatch.node, attempt=dispatch.attempt_id)
+                attempt_log.error("dispatch_deliveries_exhausted", deliveries=deliveries)
+                reports.start_soon(self.results.report, dispatch, AttemptOutcome(error=error), attempt_log)
+        await ack(msg, message_log)
 
     async def _run(self, dispatch: Dispatch, attempt_log: FilteringBoundLogger, held: _Held) -> Ran:
         """Run the attempt and store its result: "handed_back" when the executor stopped before a worker took it,
@@ -203,7 +285,7 @@ class AttemptRunner:
             attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
             started = time.perf_counter()
             self.attempts += 1
-            observe_start(held.msg)
+            observe_start(held.message.msg)
 
         async with anyio.create_task_group() as reports:
             self._waiting.add(waiting)
@@ -252,13 +334,13 @@ class AttemptRunner:
         while True:
             await anyio.sleep(self.heartbeat_seconds / 3)
             now = anyio.current_time()
-            for held in list(self._held.values()):
-                if now - held.since >= self.heartbeat_seconds:
-                    held.since = now
+            for message in list(self._messages.values()):
+                if now - message.since >= self.heartbeat_seconds:
+                    message.since = now
                     try:
-                        await held.msg.in_progress()
+                        await message.msg.in_progress()
                     except nats.errors.Error as exc:
-                        held.log.warning("heartbeat_failed", error=repr(exc))
+                        message.log.warning("heartbeat_failed", error=repr(exc))
             with anyio.move_on_after(self.heartbeat_seconds):  # NATS may be away: the next round tries again
                 await self._move_deadlines(now)
                 if now - checked >= self.heartbeat_seconds:
@@ -346,7 +428,7 @@ class AttemptRunner:
             log.warning("dead_letter_failed", error=repr(exc))  # it stays in the queue, to be tried again
             return
         DEAD_LETTERS.inc()
-        await _ack(msg, log)
+        await ack(msg, log)
 
 
 def _waited(msg: Msg, seconds: float) -> bool:
@@ -367,20 +449,3 @@ def _log_outcome(attempt_log: FilteringBoundLogger, outcome: AttemptOutcome, sec
             error_type=outcome.error.error_type,
             message=outcome.error.message,
         )
-
-
-async def _ack(msg: Msg, message_log: FilteringBoundLogger) -> None:
-    """Acknowledge without awaiting the server's reply: the result is stored already, and if the ack is lost the
-    redelivered attempt's result is deduplicated; the connection delivers it before any later pull request."""
-    try:
-        await msg.ack()
-    except nats.errors.Error as exc:
-        # The result is stored; a redelivery runs the attempt again and its result is deduplicated.
-        message_log.warning("ack_failed", error=repr(exc))
-
-
-async def _nak(msg: Msg, message_log: FilteringBoundLogger) -> None:
-    try:
-        await msg.nak()
-    except nats.errors.Error as exc:
-        message_log.warning("nak_failed", error=repr(exc))

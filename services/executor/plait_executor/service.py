@@ -35,6 +35,7 @@ from plait_executor.code_bundles import CodeCache, code_cache_directory, with_co
 from plait_executor.live_output import LiveOutput, live_output_directory
 from plait_executor.registered import GeneratedTasksBackend, registered_only
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
+from plait_executor.slots import AttemptSlots
 from plait_executor.stored_values import with_values
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
@@ -47,7 +48,7 @@ MAX_DELIVERIES = 5
 """Deliveries of one dispatch: the last one is reported as a system failure instead of run (the attempt keeps
 losing its executor), and the server delivers it no more."""
 PREFETCH_PER_WORKER = 4
-"""Dispatches held per worker process: while one attempt runs, the next ones wait in memory and the last ones
+"""Attempts held per worker process: while one attempt runs, the next ones wait in memory and the last ones
 report, so a worker never idles on a round trip to the server."""
 
 
@@ -60,10 +61,11 @@ class ExecutorService:
     """Runs the attempts dispatched to one (cluster, queue) on its back end: each in a warm local worker process
     (the default), or as a Kubernetes Job (``backend``, see ``plait_executor.backend``).
 
-    Replicas share one durable consumer, so each dispatch goes to one of them; a replica runs at most
-    ``concurrency`` attempts at a time, and holds at most ``prefetch`` dispatches (default
-    ``PREFETCH_PER_WORKER`` per worker): the ones waiting for a worker, running, or reporting. When ``run``
-    is cancelled it stops taking dispatches, hands back at once the ones no worker has taken, and gives the
+    Replicas share one durable consumer, so each dispatch message (one attempt, or a chunk of the attempts one
+    decision queued) goes to one of them; a replica runs at most ``concurrency`` attempts at a time, and pulls
+    more only while it holds fewer than ``prefetch`` attempts (default ``PREFETCH_PER_WORKER`` per worker): the
+    ones waiting for a worker, running, or reporting (a chunk is taken whole, see ``AttemptSlots``). When ``run``
+    is cancelled it stops taking dispatches, hands back at once the attempts no worker has taken, and gives the
     running attempts ``grace_seconds`` to finish and report; the others are handed back unacknowledged,
     so another replica runs them again.
     """
@@ -194,7 +196,7 @@ class ExecutorService:
         )
 
     async def _serve(self, nc: NATS, runner: AttemptRunner) -> None:
-        slots = anyio.Semaphore(self.prefetch)
+        slots = AttemptSlots(self.prefetch)
         # Attempts outlive the cancellation that stops the pulling, until the grace period ends.
         attempts_scope = anyio.CancelScope(shield=True)
         pulling_ended = anyio.Event()
@@ -205,7 +207,7 @@ class ExecutorService:
                     async with anyio.create_task_group() as attempts:
 
                         def start(msg: Msg) -> None:
-                            attempts.start_soon(_attempt, runner, msg, slots)
+                            attempts.start_soon(runner.handle, msg, runner.read(msg, slots), slots)
 
                         service.start_soon(self._pull, nc, runner, slots, start, attempts_scope, pulling_ended)
                         await pulling_ended.wait()
@@ -215,7 +217,7 @@ class ExecutorService:
         self,
         nc: NATS,
         runner: AttemptRunner,
-        slots: anyio.Semaphore,
+        slots: AttemptSlots,
         start: Callable[[Msg], None],
         attempts_scope: anyio.CancelScope,
         pulling_ended: anyio.Event,
@@ -226,7 +228,7 @@ class ExecutorService:
             runner.stop_taking()
             attempts_scope.deadline = anyio.current_time() + self.grace_seconds
             pulling_ended.set()
-            self._log.info("executor_stopping", held=self.prefetch - slots.value, grace=self.grace_seconds)
+            self._log.info("executor_stopping", held=slots.held, grace=self.grace_seconds)
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -234,13 +236,6 @@ def _labels(text: str) -> dict[str, str]:
         return parse_labels(text)
     except ValueError as exc:
         raise InputError(f"PLAIT_EXECUTOR_LABELS: {exc}") from None
-
-
-async def _attempt(runner: AttemptRunner, msg: Msg, slots: anyio.Semaphore) -> None:
-    try:
-        await runner.handle(msg)
-    finally:
-        slots.release()
 
 
 async def _close(nc: NATS) -> None:

@@ -1,10 +1,12 @@
-"""The outbox: tails decisions and publishes a dispatch record for every attempt they queued that is still queued.
+"""The outbox: tails decisions and publishes the dispatch records of the attempts they queued that are still queued.
 
-A dispatch is derived from a stored decision, so it can never exist without one; the durable
+A decision's attempts for one queue go out together, in chunks (``plait.core.dispatch.chunk_queued``): one message
+per chunk. A dispatch is derived from a stored decision, so it can never exist without one; the durable
 consumer's position only moves once the dispatches are stored, so no decision loses its dispatch.
-``Nats-Msg-Id`` = project, domain and attempt id makes a dispatch republished within the duplicate window a
-no-op; past it, the execution's current state decides: an attempt that started or ended, or whose execution
-ended, is not dispatched again (a recreated consumer replays the whole log).
+``Nats-Msg-Id`` = project, domain and the chunk's id (its decision, queue and place; a lone attempt's: its attempt
+id), the same on every replica, makes a chunk republished within the duplicate window a no-op; past it, the
+execution's current state decides: an attempt that started or ended, or whose execution ended, is not dispatched
+again (a recreated consumer replays the whole log), and a chunk is republished with its still-queued attempts only.
 
 The replica that appended a decision also publishes its dispatches at once (``publish_decided``), so an
 attempt does not wait for the decision to travel through the outbox's consumer; the outbox then skips the
@@ -36,7 +38,7 @@ from plait.adapters import checkpoints
 from plait.adapters.event_log import EventLog
 from plait.adapters.quarantine import OUTBOX_READER, decode_or_quarantine
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
-from plait.core.dispatch import dispatch_of
+from plait.core.dispatch import DISPATCH_CHUNK_ATTEMPTS, Chunk, chunk_queued, record_of
 from plait.core.events import Decision, Event, NodeQueued
 from plait.core.state import Execution
 from plait.protocol import signing, subjects
@@ -63,8 +65,10 @@ class Outbox:
         cluster: str,
         keeper: CacheKeeper | None = None,
         attempt_deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
+        chunk_attempts: int = DISPATCH_CHUNK_ATTEMPTS,
     ) -> None:
         self.js, self.store, self.states, self.cluster, self.keeper = js, store, states, cluster, keeper
+        self.chunk_attempts = chunk_attempts
         self.timers = RetryTimers(js)
         self.deadlines = AttemptDeadlines(js, attempt_deadline_seconds)
         self.timeouts = Timeouts(js)
@@ -74,18 +78,26 @@ class Outbox:
         self.dispatched = 0
         self.states_read = 0  # executions' states the outbox had to read from the log
 
-    async def _dispatch(self, state: Execution, event: NodeQueued, decision_sequence: int) -> asyncio.Future[PubAck]:
-        """Publish the attempt's dispatch; the future resolves when JetStream has stored it."""
-        dispatch = dispatch_of(state, event, decision_sequence)
-        with dispatch_span(state, event):
+    async def _dispatch(
+        self, state: Execution, chunk: Chunk, events: Sequence[NodeQueued], decision_sequence: int
+    ) -> asyncio.Future[PubAck]:
+        """Publish the dispatch message of ``events`` (the chunk's attempts, or those of them still queued) under the
+        chunk's id; the future resolves when JetStream has stored it."""
+        record = record_of(state, events, decision_sequence)
+        with dispatch_span(state, events):
             # Pipelined: the future resolves when the dispatch is stored (no task, no timer per publish).
-            subject = subjects.dispatch_subject(event.cluster or self.cluster, event.queue)
-            data = codec.encode(dispatch)
-            headers = inject({NATS_MSG_ID: subjects.scoped_id(state.project, state.domain, event.attempt_id)})
+            subject = subjects.dispatch_subject(chunk.cluster, chunk.queue)
+            data = codec.encode(record)
+            message_id = chunk.message_id(state.execution_id, decision_sequence)
+            headers = inject({NATS_MSG_ID: subjects.scoped_id(state.project, state.domain, message_id)})
             stored: asyncio.Future[PubAck] = await self.js.publish_async(
                 subject, data, headers=headers | signing.sign_headers(subject, data), stream=subjects.DISPATCH_STREAM
             )
         return stored
+
+    def _chunks(self, events: Sequence[Event]) -> list[Chunk]:
+        queued = [e for e in events if isinstance(e, NodeQueued)]
+        return chunk_queued(queued, self.cluster, self.chunk_attempts) if queued else []
 
     async def publish_decided(self, state: Execution, events: Sequence[Event]) -> None:
         """Publish the dispatches of a decision this replica has just appended, and start its cache work;
@@ -100,19 +112,20 @@ class Outbox:
             # judge it from (what side work wants only shrinks as an execution goes on): the outbox need not read
             # the state again to find that out.
             self._side_work.done(decision_sequence)
-        queued = [e for e in events if isinstance(e, NodeQueued)]
-        if not queued:
+        chunks = self._chunks(events)
+        if not chunks:
             return
-        publishes: list[asyncio.Future[PubAck]] = []
+        publishes: dict[asyncio.Future[PubAck], int] = {}  # each publish, with its number of attempts
         subject = subjects.execution_subject(state.project, state.domain, state.execution_id)
-        for event in queued:
-            publish = await self._dispatch(state, event, decision_sequence)
-            self._dispatches.track(_dispatch_key(subject, event.attempt_id), publish)
-            publishes.append(publish)
+        for chunk in chunks:
+            publish = await self._dispatch(state, chunk, chunk.events, decision_sequence)
+            for event in chunk.events:
+                self._dispatches.track(_dispatch_key(subject, event.attempt_id), publish)
+            publishes[publish] = len(chunk.events)
         _, unacknowledged = await asyncio.wait(publishes, timeout=DISPATCH_ACK_SECONDS)
         for publish in unacknowledged:
             publish.cancel()  # left to the outbox
-        self.dispatched += len(queued) - len(unacknowledged)
+        self.dispatched += sum(attempts for publish, attempts in publishes.items() if publish not in unacknowledged)
 
     def _wants_side_work(self, state: Execution, events: Sequence[Event]) -> bool:
         return (
@@ -172,7 +185,7 @@ class Outbox:
     async def handle(self, messages: list[Msg]) -> None:
         """Publish the dispatches of these decision messages (pipelined), then ack them. A decision whose side work
         or dispatches could not be done (NATS away, a stream without a leader) is handed back, to be done again."""
-        pending: dict[asyncio.Future[PubAck], int] = {}  # each publish, with the sequence of its decision
+        pending: dict[asyncio.Future[PubAck], tuple[int, int]] = {}  # each publish: its decision's sequence, attempts
         failed: set[int] = set()
         loaded: dict[str, Execution | None] = {}  # states read from the log for this batch, by subject
         for msg in messages:
@@ -186,8 +199,8 @@ class Outbox:
                 log.exception("side_work_failed", decision_sequence=sequence)
                 failed.add(sequence)
             try:
-                for publish in await self._dispatch_still_queued(msg.subject, decision, sequence, loaded):
-                    pending[publish] = sequence
+                for publish, attempts in await self._dispatch_still_queued(msg.subject, decision, sequence, loaded):
+                    pending[publish] = (sequence, attempts)
             except Exception:
                 log.exception("dispatch_failed", decision_sequence=sequence)
                 failed.add(sequence)
@@ -201,23 +214,29 @@ class Outbox:
 
     async def _dispatch_still_queued(
         self, subject: str, decision: Decision, sequence: int, loaded: dict[str, Execution | None]
-    ) -> list[asyncio.Future[PubAck]]:
-        """Publish the dispatch of each attempt the decision queued that this replica has not stored already and
-        that is still queued."""
-        queued = [e for e in decision.events if isinstance(e, NodeQueued)]
-        queued = [e for e in queued if not await self._dispatches.claim(_dispatch_key(subject, e.attempt_id))]
-        if not queued:  # none, or this replica stored them right after deciding
+    ) -> list[tuple[asyncio.Future[PubAck], int]]:
+        """Publish each chunk of the attempts the decision queued that this replica has not stored already, with those
+        of its attempts that are still queued; each publish with its number of attempts."""
+        chunks = []
+        for chunk in self._chunks(decision.events):
+            # Each attempt is claimed (and so forgotten); a chunk stored here was stored whole.
+            stored_here = [await self._dispatches.claim(_dispatch_key(subject, e.attempt_id)) for e in chunk.events]
+            if not all(stored_here):
+                chunks.append(chunk)
+        if not chunks:  # none, or this replica stored them right after deciding
             return []
         state = await self._state_after(subject, sequence, loaded)
         publishes = []
-        for event in queued:
-            if state is None or not still_queued(state, event):
-                log.info("dispatch_not_needed", execution=decision.execution_id, attempt=event.attempt_id)
-                continue
-            publishes.append(await self._dispatch(state, event, sequence))
+        for chunk in chunks:
+            still = [event for event in chunk.events if state is not None and still_queued(state, event)]
+            for event in chunk.events:
+                if event not in still:
+                    log.info("dispatch_not_needed", execution=decision.execution_id, attempt=event.attempt_id)
+            if state is not None and still:
+                publishes.append((await self._dispatch(state, chunk, still, sequence), len(still)))
         return publishes
 
-    async def _unstored(self, pending: dict[asyncio.Future[PubAck], int]) -> set[int]:
+    async def _unstored(self, pending: dict[asyncio.Future[PubAck], tuple[int, int]]) -> set[int]:
         """Wait until the publishes are stored; the sequences of the decisions whose dispatches were not."""
         if not pending:
             return set()
@@ -226,13 +245,14 @@ class Outbox:
         finally:
             for publish in pending:
                 publish.cancel()  # no-op for those done
-        unstored = {pending[publish] for publish in not_done}
+        unstored = {pending[publish][0] for publish in not_done}
         for publish in done:
+            sequence, attempts = pending[publish]
             if publish.exception() is not None:
-                log.warning("dispatch_not_stored", decision_sequence=pending[publish], error=repr(publish.exception()))
-                unstored.add(pending[publish])
+                log.warning("dispatch_not_stored", decision_sequence=sequence, error=repr(publish.exception()))
+                unstored.add(sequence)
             else:
-                self.dispatched += 1
+                self.dispatched += attempts
         return unstored
 
 

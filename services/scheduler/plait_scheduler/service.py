@@ -43,6 +43,7 @@ from plait.core.commands import (
     command_id_of,
 )
 from plait.core.decide import Outcome
+from plait.core.dispatch import DISPATCH_CHUNK_ATTEMPTS
 from plait.core.events import TERMINAL_EVENTS
 from plait.errors import InputError
 from plait.metrics.health import Health
@@ -99,8 +100,10 @@ class SchedulerService:
         cache_lookup_seconds: float = 0.5,
         attempt_deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
         default_task_timeout_seconds: float | None = None,
+        dispatch_chunk_attempts: int = DISPATCH_CHUNK_ATTEMPTS,
     ) -> None:
         self.attempt_deadline_seconds = attempt_deadline_seconds
+        self.dispatch_chunk_attempts = dispatch_chunk_attempts
         self.default_task_timeout_seconds = default_task_timeout_seconds
         self.cache_reservation_seconds, self.cache_lookup_seconds = cache_reservation_seconds, cache_lookup_seconds
         self.nats_url, self.replica, self.cluster = nats_url, replica, cluster
@@ -130,6 +133,7 @@ class SchedulerService:
             cache_lookup_seconds=settings.cache_lookup_seconds,
             attempt_deadline_seconds=settings.attempt_deadline_seconds,
             default_task_timeout_seconds=settings.default_task_timeout_seconds,
+            dispatch_chunk_attempts=settings.dispatch_chunk_attempts,
         )
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -143,7 +147,15 @@ class SchedulerService:
             keeper = CacheKeeper(
                 nc, js, reservation_seconds=self.cache_reservation_seconds, lookup_timeout=self.cache_lookup_seconds
             )
-            self.outbox = Outbox(js, store, self.states, self.cluster, keeper, self.attempt_deadline_seconds)
+            self.outbox = Outbox(
+                js,
+                store,
+                self.states,
+                self.cluster,
+                keeper,
+                self.attempt_deadline_seconds,
+                self.dispatch_chunk_attempts,
+            )
             registry = Registry(js)
             commands = await self._subscribe(
                 js, subjects.COMMANDS_STREAM, f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER, MAX_DELIVERIES

@@ -38,15 +38,19 @@ def decision_parent(accepted: Sequence[tuple[Msg, Command | ResolvedLaunch]], ca
     return cached.traceparent if cached is not None else ""
 
 
-def dispatch_span(state: Execution, event: NodeQueued) -> AbstractContextManager[None]:
-    """A span for publishing the attempt's dispatch, within the decision's span or, when the outbox catches up, the
-    execution's trace (none when neither is known)."""
-    attributes = {
+def dispatch_span(state: Execution, events: Sequence[NodeQueued]) -> AbstractContextManager[None]:
+    """A span for publishing the dispatch message of these attempts (one chunk), within the decision's span or, when
+    the outbox catches up, the execution's trace (none when neither is known). A chunk's span names its first
+    attempt, and how many it carries."""
+    first = events[0]
+    attributes: dict[str, str | int] = {
         "plait.execution_id": state.execution_id,
-        "plait.node": event.node,
-        "plait.attempt_id": event.attempt_id,
-        "plait.queue": event.queue,
+        "plait.node": first.node,
+        "plait.attempt_id": first.attempt_id,
+        "plait.queue": first.queue,
     }
+    if len(events) > 1:
+        attributes["plait.attempts"] = len(events)
     if current_ids() is not None:
         return span(DISPATCH_SPAN, attributes=attributes)
     if state.traceparent:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import anyio
 import nats.errors
@@ -32,6 +33,19 @@ PULL_WAIT_SECONDS = 5.0
 _PULL_LOST_AFTER_SECONDS = 2.0  # past its expiry with no word from the server: the request was lost
 _BACKOFF_SECONDS = 1.0
 _ENDED_QUIETLY = ("404", "408")  # no messages; the request expired
+
+
+class Slots(Protocol):
+    """What the puller takes a message's slot from (an ``anyio.Semaphore``, or a count of its own)."""
+
+    @property
+    def value(self) -> int: ...
+
+    async def acquire(self) -> None: ...
+
+    def acquire_nowait(self) -> None: ...
+
+    def release(self) -> None: ...
 
 
 async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> ConsumerInfo:
@@ -57,7 +71,7 @@ class Puller:
         nc: NATS,
         stream: str,
         consumer: str,
-        slots: anyio.Semaphore,
+        slots: Slots,
         wait_seconds: float = PULL_WAIT_SECONDS,
     ) -> None:
         self._nc = nc

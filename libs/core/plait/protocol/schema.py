@@ -10,7 +10,7 @@ from typing import Any
 from plait.core.activations import ActivationRecord, FireLaunchPlan
 from plait.core.cachelog import CacheEntryRecord, CacheWaiter
 from plait.core.commands import Command
-from plait.core.dispatch import Dispatch
+from plait.core.dispatch import DispatchRecord
 from plait.core.events import Decision, Registration
 from plait.core.notifications import ExecutionNotification
 from plait.core.values import ValueRef
@@ -31,7 +31,7 @@ WIRE_TYPES: dict[str, Any] = {
     "command": Command,
     "decision": Decision,
     "registration": Registration,
-    "dispatch": Dispatch,
+    "dispatch": DispatchRecord,
     "cache_record": CacheEntryRecord,
     "cache_waiter": CacheWaiter,
     "rejection": rejections.Rejection,

@@ -1,0 +1,56 @@
+"""How many attempts an executor holds: counted in attempts, while the server hands them over in messages."""
+
+from __future__ import annotations
+
+import anyio
+
+from plait.core.dispatch import DISPATCH_CHUNK_ATTEMPTS
+
+_RECENT_WEIGHT = 0.25  # of a new message's attempts in the running estimate of attempts per message
+
+
+class AttemptSlots:
+    """The attempts held (waiting for a worker, running, or reporting) against ``capacity`` (the prefetch).
+
+    A message is taken whole: the puller takes one slot for it as it arrives, and its reader ``take``s one more per
+    further attempt, past the capacity if need be; no more is pulled until the held attempts fall under it again.
+    Each attempt's slot is released when it is settled. ``value``, what one pull request asks for, is in messages:
+    the free attempts over the attempts recent messages carried (at first, a full chunk's: a fresh executor asks
+    for one message, and learns).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.held = 0
+        self.per_message = float(DISPATCH_CHUNK_ATTEMPTS)
+        self._freed = anyio.Event()
+
+    @property
+    def value(self) -> int:
+        """How many messages to ask for: 0 when the held attempts fill the capacity, else at least 1."""
+        free = self.capacity - self.held
+        return 0 if free <= 0 else max(1, int(free // max(1.0, round(self.per_message))))
+
+    async def acquire(self) -> None:
+        """Take a slot once one is free."""
+        while self.held >= self.capacity:
+            self._freed = anyio.Event()
+            await self._freed.wait()
+        self.held += 1
+
+    def acquire_nowait(self) -> None:
+        """Take a slot for a message that arrived; ``anyio.WouldBlock`` only when twice the capacity is held (a
+        reply to a pull request given up as lost, on an executor that holds much already: handed back)."""
+        if self.held >= 2 * self.capacity:
+            raise anyio.WouldBlock
+        self.held += 1
+
+    def take(self, attempts: int) -> None:
+        """A message's further ``attempts`` beyond its first: held too, whatever the capacity."""
+        self.held += attempts
+        self.per_message += _RECENT_WEIGHT * (1 + attempts - self.per_message)
+
+    def release(self, attempts: int = 1) -> None:
+        self.held -= attempts
+        if self.held < self.capacity:
+            self._freed.set()
