@@ -39,7 +39,7 @@ async def until_logged(logs: list[dict[str, Any]], event: str) -> None:
 
 
 async def test_a_fan_out_runs_with_a_dispatch_message_per_chunk_of_its_attempts(nats_url: str) -> None:
-    scheduler = SchedulerService(nats_url, replica="scheduler", dispatch_chunk_attempts=16)
+    scheduler = SchedulerService(nats_url, replica="scheduler", dispatch_chunk_attempts=16, dispatch_least_chunks=1)
     executor = ExecutorService(nats_url, replica="executor", concurrency=2)
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
         execution_id = (await client.launch(chunk_workflows.wide)).id
@@ -56,7 +56,7 @@ async def test_a_stopping_executor_hands_back_a_chunks_untaken_attempts_and_none
     nats_url: str, tmp_path: Path
 ) -> None:
     gate, runs = tmp_path / "gate", tmp_path / "runs"
-    scheduler = SchedulerService(nats_url, replica="scheduler")
+    scheduler = SchedulerService(nats_url, replica="scheduler", dispatch_least_chunks=1)
     first = ExecutorService(nats_url, replica="first", concurrency=1, grace_seconds=DEADLINE)
     with structlog.testing.capture_logs() as logs:
         async with running(scheduler.run), await AsyncClient.connect(nats_url) as client:

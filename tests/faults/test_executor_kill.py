@@ -53,7 +53,7 @@ async def test_killing_an_executor_holding_a_chunk_reruns_only_its_unfinished_at
     comes back after its ack wait, and the survivor runs what had not ended (the quick ones' results are decided)."""
     runs = str(tmp_path / "runs")
     env = harness.service_env(nats_url)
-    processes = [harness.start_service("scheduler", env)]
+    processes = [harness.start_service("scheduler", {**env, "PLAIT_DISPATCH_LEAST_CHUNKS": "1"})]
     report = harness.FaultReport("executor killed holding a dispatch chunk (SIGKILL)", executions=1)
     with harness.stopped_at_exit(processes):
         victim = harness.start_service("executor", {**env, "PLAIT_REPLICA": "victim"})

@@ -477,7 +477,7 @@ class World:
     def side_work(self, state: Execution, events: Any, decision_sequence: int, decided_at: datetime) -> None:
         """Dispatch the attempts a stored decision queued, and set the timers it asked for."""
         queued = [event for event in events if isinstance(event, NodeQueued)]
-        for chunk in chunk_queued(queued, "", most_attempts=CHUNK_ATTEMPTS) if queued else []:
+        for chunk in chunk_queued(queued, "", most_attempts=CHUNK_ATTEMPTS, least_chunks=1) if queued else []:
             record = record_of(state, chunk.events, decision_sequence)
             msg_id = chunk.message_id(state.execution_id, decision_sequence)
             self.dispatches.publish(f"{chunk.cluster}.{chunk.queue}", msg_id, record, self.now)

@@ -49,16 +49,26 @@ def launched_fan_out() -> tuple[Execution, list[NodeQueued]]:
 
 def test_a_decisions_attempts_for_one_queue_are_cut_into_chunks_in_their_order() -> None:
     events = [queued(f"n{i}") for i in range(70)]
-    chunks = chunk_queued(events, "local", most_attempts=32)
+    chunks = chunk_queued(events, "local", most_attempts=32, least_chunks=1)
     assert [len(chunk.events) for chunk in chunks] == [32, 32, 6]
     assert [chunk.index for chunk in chunks] == [0, 1, 2]
     assert [e for chunk in chunks for e in chunk.events] == events
     assert {(chunk.cluster, chunk.queue, chunk.of) for chunk in chunks} == {("local", "default", 70)}
 
 
+def test_a_few_attempts_spread_over_several_messages_and_many_fill_whole_chunks() -> None:
+    def sizes(attempts: int) -> list[int]:
+        events = [queued(f"n{i}") for i in range(attempts)]
+        return [len(chunk.events) for chunk in chunk_queued(events, "local", most_attempts=32, least_chunks=8)]
+
+    assert sizes(5) == [1] * 5  # five long tasks can run on five executor replicas
+    assert sizes(32) == [4] * 8
+    assert sizes(1000) == [32] * 31 + [8]
+
+
 def test_each_queue_and_cluster_has_chunks_of_its_own() -> None:
     events = [queued("a"), queued("b", queue="gpu"), queued("c"), queued("d", cluster="east"), queued("e", "gpu")]
-    chunks = chunk_queued(events, "local")
+    chunks = chunk_queued(events, "local", least_chunks=1)
     assert [(c.cluster, c.queue, [e.node for e in c.events]) for c in chunks] == [
         ("local", "default", ["a", "c"]),
         ("local", "gpu", ["b", "e"]),
@@ -69,14 +79,14 @@ def test_each_queue_and_cluster_has_chunks_of_its_own() -> None:
 def test_a_chunk_closes_before_its_inputs_pass_the_byte_limit_and_a_large_attempt_travels_alone() -> None:
     big = {"x": "y" * 600}
     events = [queued("a"), queued("b", inputs=big), queued("c"), queued("d")]
-    chunks = chunk_queued(events, "local", most_bytes=500)
+    chunks = chunk_queued(events, "local", most_bytes=500, least_chunks=1)
     assert [[e.node for e in chunk.events] for chunk in chunks] == [["a"], ["b"], ["c", "d"]]
 
 
 def test_the_same_decision_gives_the_same_chunks_and_ids_on_every_replica() -> None:
     events = [queued(f"n{i}") for i in range(40)]
-    ids = [chunk.message_id(EXECUTION, 7) for chunk in chunk_queued(events, "local")]
-    assert ids == [chunk.message_id(EXECUTION, 7) for chunk in chunk_queued(list(events), "local")]
+    ids = [chunk.message_id(EXECUTION, 7) for chunk in chunk_queued(events, "local", least_chunks=1)]
+    assert ids == [chunk.message_id(EXECUTION, 7) for chunk in chunk_queued(list(events), "local", least_chunks=1)]
     assert ids == [f"{EXECUTION}/7/local.default/0", f"{EXECUTION}/7/local.default/1"]
     assert len({chunk.message_id(EXECUTION, 8) for chunk in chunk_queued(events, "local")} & set(ids)) == 0
 

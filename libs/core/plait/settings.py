@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import msgspec
 
-from plait.core.dispatch import DISPATCH_CHUNK_ATTEMPTS
+from plait.core.dispatch import DISPATCH_CHUNK_ATTEMPTS, DISPATCH_LEAST_CHUNKS
 from plait.core.task_output import DEFAULT_OUTPUT_HEAD_BYTES, DEFAULT_OUTPUT_TAIL_BYTES
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.errors import InputError
@@ -36,6 +36,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dispatch_ack_wait_seconds: float = 5.0  # the same for a dispatch (its executor heartbeats at a third of it)
     attempt_deadline_seconds: float = 3600.0  # a started attempt with no result and no sign of life this long fails
     dispatch_chunk_attempts: int = DISPATCH_CHUNK_ATTEMPTS  # a scheduler's: most attempts of a decision per dispatch
+    dispatch_least_chunks: int = DISPATCH_LEAST_CHUNKS  # a scheduler's: a decision's attempts spread over this many
     state_cache_bytes: int = 128 * 1024 * 1024  # a scheduler's cache of execution states (estimated memory)
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -90,8 +91,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("dispatch_ack_wait_seconds", "attempt_deadline_seconds"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{VARIABLES[name]} must be positive, got {getattr(self, name)}")
-        if self.dispatch_chunk_attempts < 1:
-            raise InputError(f"PLAIT_DISPATCH_CHUNK_ATTEMPTS must be 1 or more, got {self.dispatch_chunk_attempts}")
+        for name in ("dispatch_chunk_attempts", "dispatch_least_chunks"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{VARIABLES[name]} must be 1 or more, got {getattr(self, name)}")
         if self.state_cache_bytes < 0:
             raise InputError(f"PLAIT_STATE_CACHE_BYTES must be 0 (no cache) or more, got {self.state_cache_bytes}")
         if self.cache_reservation_seconds <= 0:
@@ -155,6 +157,7 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "dispatch_ack_wait_seconds": "PLAIT_DISPATCH_ACK_WAIT_SECONDS",
     "attempt_deadline_seconds": "PLAIT_ATTEMPT_DEADLINE_SECONDS",
     "dispatch_chunk_attempts": "PLAIT_DISPATCH_CHUNK_ATTEMPTS",
+    "dispatch_least_chunks": "PLAIT_DISPATCH_LEAST_CHUNKS",
     "state_cache_bytes": "PLAIT_STATE_CACHE_BYTES",
     "stream_replicas": "PLAIT_STREAM_REPLICAS",
     "log_format": "PLAIT_LOG_FORMAT",

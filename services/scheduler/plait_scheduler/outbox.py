@@ -38,7 +38,7 @@ from plait.adapters import checkpoints
 from plait.adapters.event_log import EventLog
 from plait.adapters.quarantine import OUTBOX_READER, decode_or_quarantine
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
-from plait.core.dispatch import DISPATCH_CHUNK_ATTEMPTS, Chunk, chunk_queued, record_of
+from plait.core.dispatch import DISPATCH_CHUNK_ATTEMPTS, DISPATCH_LEAST_CHUNKS, Chunk, chunk_queued, record_of
 from plait.core.events import Decision, Event, NodeQueued
 from plait.core.state import Execution
 from plait.protocol import signing, subjects
@@ -66,9 +66,10 @@ class Outbox:
         keeper: CacheKeeper | None = None,
         attempt_deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
         chunk_attempts: int = DISPATCH_CHUNK_ATTEMPTS,
+        least_chunks: int = DISPATCH_LEAST_CHUNKS,
     ) -> None:
         self.js, self.store, self.states, self.cluster, self.keeper = js, store, states, cluster, keeper
-        self.chunk_attempts = chunk_attempts
+        self.chunk_attempts, self.least_chunks = chunk_attempts, least_chunks
         self.timers = RetryTimers(js)
         self.deadlines = AttemptDeadlines(js, attempt_deadline_seconds)
         self.timeouts = Timeouts(js)
@@ -97,7 +98,9 @@ class Outbox:
 
     def _chunks(self, events: Sequence[Event]) -> list[Chunk]:
         queued = [e for e in events if isinstance(e, NodeQueued)]
-        return chunk_queued(queued, self.cluster, self.chunk_attempts) if queued else []
+        if not queued:
+            return []
+        return chunk_queued(queued, self.cluster, self.chunk_attempts, least_chunks=self.least_chunks)
 
     async def publish_decided(self, state: Execution, events: Sequence[Event]) -> None:
         """Publish the dispatches of a decision this replica has just appended, and start its cache work;

@@ -43,7 +43,7 @@ from plait.core.commands import (
     command_id_of,
 )
 from plait.core.decide import Outcome
-from plait.core.dispatch import DISPATCH_CHUNK_ATTEMPTS
+from plait.core.dispatch import DISPATCH_CHUNK_ATTEMPTS, DISPATCH_LEAST_CHUNKS
 from plait.core.events import TERMINAL_EVENTS
 from plait.errors import InputError
 from plait.metrics.health import Health
@@ -101,9 +101,10 @@ class SchedulerService:
         attempt_deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
         default_task_timeout_seconds: float | None = None,
         dispatch_chunk_attempts: int = DISPATCH_CHUNK_ATTEMPTS,
+        dispatch_least_chunks: int = DISPATCH_LEAST_CHUNKS,
     ) -> None:
         self.attempt_deadline_seconds = attempt_deadline_seconds
-        self.dispatch_chunk_attempts = dispatch_chunk_attempts
+        self.dispatch_chunk_attempts, self.dispatch_least_chunks = dispatch_chunk_attempts, dispatch_least_chunks
         self.default_task_timeout_seconds = default_task_timeout_seconds
         self.cache_reservation_seconds, self.cache_lookup_seconds = cache_reservation_seconds, cache_lookup_seconds
         self.nats_url, self.replica, self.cluster = nats_url, replica, cluster
@@ -134,6 +135,7 @@ class SchedulerService:
             attempt_deadline_seconds=settings.attempt_deadline_seconds,
             default_task_timeout_seconds=settings.default_task_timeout_seconds,
             dispatch_chunk_attempts=settings.dispatch_chunk_attempts,
+            dispatch_least_chunks=settings.dispatch_least_chunks,
         )
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -155,6 +157,7 @@ class SchedulerService:
                 keeper,
                 self.attempt_deadline_seconds,
                 self.dispatch_chunk_attempts,
+                self.dispatch_least_chunks,
             )
             registry = Registry(js)
             commands = await self._subscribe(

@@ -9,6 +9,7 @@ replica, so each has an id that any replica republishing it uses too (``Chunk.me
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,9 @@ from plait.core.state import Execution, task_timeout
 
 DISPATCH_CHUNK_ATTEMPTS = 32
 """The most attempts of one decision one dispatch message carries (so a fan-out still spreads over executors)."""
+DISPATCH_LEAST_CHUNKS = 8
+"""A decision's attempts for one queue go in at least this many messages (when there are as many attempts), each
+taken whole by one executor replica: a fan-out of a few long tasks still spreads over up to this many replicas."""
 DISPATCH_CHUNK_BYTES = 256 * 1024
 """A chunk closes before the encoded inputs of its attempts pass this (a message must stay under the server's
 1 MiB); an attempt larger than it travels alone."""
@@ -124,19 +128,22 @@ def chunk_queued(
     default_cluster: str,
     most_attempts: int = DISPATCH_CHUNK_ATTEMPTS,
     most_bytes: int = DISPATCH_CHUNK_BYTES,
+    least_chunks: int = DISPATCH_LEAST_CHUNKS,
 ) -> list[Chunk]:
     """Cut the attempts one decision queued (``events``, in the decision's order) into chunks per (cluster, queue)
-    (an event of no cluster runs on ``default_cluster``). The same events always give the same chunks."""
+    (an event of no cluster runs on ``default_cluster``): at most ``most_attempts`` each, and no more than an even
+    share of ``least_chunks`` chunks. The same events always give the same chunks."""
     by_queue: dict[tuple[str, str], list[NodeQueued]] = {}
     for event in events:
         by_queue.setdefault((event.cluster or default_cluster, event.queue), []).append(event)
     chunks: list[Chunk] = []
     for (cluster, queue), queued in by_queue.items():
+        per_chunk = min(most_attempts, max(1, math.ceil(len(queued) / max(least_chunks, 1))))
         current: list[NodeQueued] = []
         size = index = 0
         for event in queued:
             event_size = len(_encoder.encode(event.inputs))
-            if current and (len(current) >= most_attempts or size + event_size > most_bytes):
+            if current and (len(current) >= per_chunk or size + event_size > most_bytes):
                 chunks.append(Chunk(cluster, queue, index, len(queued), tuple(current)))
                 current, size, index = [], 0, index + 1
             current.append(event)
