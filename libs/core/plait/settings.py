@@ -19,6 +19,7 @@ from plait.core.task_output import DEFAULT_OUTPUT_HEAD_BYTES, DEFAULT_OUTPUT_TAI
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.errors import InputError
 from plait.profiles import active_profile
+from plait.protocol.partitions import MAX_PARTITIONS
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,6 +36,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dispatch_ack_wait_seconds: float = 5.0  # the same for a dispatch (its executor heartbeats at a third of it)
     attempt_deadline_seconds: float = 3600.0  # a started attempt with no result and no sign of life this long fails
     state_cache_bytes: int = 128 * 1024 * 1024  # a scheduler's cache of execution states (estimated memory)
+    scheduler_partitions: int = 0  # 0: every scheduler replica pulls every command; N: N partitions (docs/scaling.md)
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     home: str = ""
@@ -88,6 +90,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("dispatch_ack_wait_seconds", "attempt_deadline_seconds"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{VARIABLES[name]} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.scheduler_partitions <= MAX_PARTITIONS:
+            raise InputError(
+                f"PLAIT_SCHEDULER_PARTITIONS must be 0 (not partitioned) to {MAX_PARTITIONS}, "
+                f"got {self.scheduler_partitions}"
+            )
         if self.state_cache_bytes < 0:
             raise InputError(f"PLAIT_STATE_CACHE_BYTES must be 0 (no cache) or more, got {self.state_cache_bytes}")
         if self.cache_reservation_seconds <= 0:
@@ -151,6 +158,7 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "dispatch_ack_wait_seconds": "PLAIT_DISPATCH_ACK_WAIT_SECONDS",
     "attempt_deadline_seconds": "PLAIT_ATTEMPT_DEADLINE_SECONDS",
     "state_cache_bytes": "PLAIT_STATE_CACHE_BYTES",
+    "scheduler_partitions": "PLAIT_SCHEDULER_PARTITIONS",
     "stream_replicas": "PLAIT_STREAM_REPLICAS",
     "log_format": "PLAIT_LOG_FORMAT",
     "log_level": "PLAIT_LOG_LEVEL",
