@@ -94,7 +94,6 @@ class Partitions:
                 await self._count_replicas()
                 await self._release_extra()
                 await self._find_orphans()
-            PARTITIONS_HELD.set(len(self.held))
             await anyio.sleep(self.pin_seconds)
 
     async def _count_replicas(self) -> None:
@@ -123,5 +122,6 @@ class Partitions:
                 self._change()
 
     def _change(self) -> None:
+        PARTITIONS_HELD.set(len(self.held))
         self._changed.set()
         self._changed = anyio.Event()
