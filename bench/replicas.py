@@ -135,6 +135,8 @@ async def bench_replicas(sync: str, args: argparse.Namespace) -> dict[str, Any]:
                         await client.register(wf)
                     await chain.run(client, chain_wf, args.chain)  # warm the worker pool
                     await many.run(client, args.many)  # and pin every partition to a replica
+                    if partitions:
+                        await _shared_out(schedulers, partitions, label)
                     runs: dict[str, list[dict[str, float]]] = {"fan_out": [], "many": []}
                     costs: dict[str, list[dict[str, float]]] = {"fan_out": [], "many": []}
                     for run in range(args.runs):
@@ -163,6 +165,23 @@ async def bench_replicas(sync: str, args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 await anyio.to_thread.run_sync(schedulers.stop)
     return result
+
+
+SHARING_SECONDS = 60.0
+
+
+async def _shared_out(schedulers: Schedulers, partitions: int, label: str) -> None:
+    """Until every partition is held, none by a replica beyond its fair share (the replicas share them out every
+    ack wait; a run measured meanwhile would count the conflicts of their hand-overs)."""
+    share = -(-partitions // len(schedulers.ports))
+    with anyio.move_on_after(SHARING_SECONDS):
+        while True:
+            held = [int(c.get("plait_scheduler_partitions_held", 0)) for c in await schedulers.counters()]
+            if sum(held) == partitions and max(held) <= share:
+                progress(f"{label} partitions shared out: {held}")
+                return
+            await anyio.sleep(0.5)  # the replicas' gauges, read as Prometheus would: nothing to await
+    progress(f"{label} partitions not shared out within {SHARING_SECONDS:.0f}s: measured as they are")
 
 
 def _median(summary: dict[str, Any], key: str) -> float:

@@ -117,9 +117,14 @@ class Partitions:
         if len(self.held) < parts.fair_share(self.count, self.replicas):
             return  # this replica stands by on every partition already
         for partition in range(self.count):
-            if partition not in self.held and await waiting_pulls(self.js, parts.consumer_name(partition)) == 0:
+            if partition in self.held:
+                continue
+            ours = 1 if partition in self._orphans else 0  # this replica stands by on an orphan: one request is its
+            if await waiting_pulls(self.js, parts.consumer_name(partition)) - ours <= 0:
                 self._orphans.add(partition)
                 self._change()
+            else:
+                self._orphans.discard(partition)
 
     def _change(self) -> None:
         PARTITIONS_HELD.set(len(self.held))
