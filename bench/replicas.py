@@ -25,6 +25,7 @@ from plait.settings import load_settings
 from plait_cli.stack import ServiceProcess, embedded_services, service_environment
 
 COUNTED = ("plait_decisions_total", "plait_decision_conflicts_total")
+IDLE_SECONDS = 10.0  # CPU time is counted in ticks of 10 ms: 1 ms/s of resolution per process
 SMALL_TASKS = 3  # nodes of each of the many small executions
 
 
@@ -79,21 +80,43 @@ class Schedulers:
         return [await anyio.to_thread.run_sync(_scrape, port) for port in self.ports]
 
 
+async def _stream_writes(js: Any) -> dict[str, int]:
+    """Messages stored so far in each stream (its last sequence: a work queue's acked messages count too)."""
+    return {info.config.name: info.state.last_seq for info in await js.streams_info()}
+
+
+async def _idle(schedulers: Schedulers, roles: dict[int, str]) -> dict[str, float]:
+    """CPU ms per second of each role, and of each scheduler replica, with no work: the fixed cost a replica adds."""
+    before, replicas_before = cpu.snapshot(os.getpid(), roles), schedulers.cpu_seconds()
+    started = anyio.current_time()
+    await anyio.sleep(IDLE_SECONDS)
+    seconds = anyio.current_time() - started
+    after, replicas_after = cpu.snapshot(os.getpid(), roles), schedulers.cpu_seconds()
+    spent = {name: (after.get(name, 0.0) - before.get(name, 0.0)) * 1000 / seconds for name in cpu.ROLES}
+    for i, (start, end) in enumerate(zip(replicas_before, replicas_after, strict=True)):
+        spent[f"replica_{i}"] = (end - start) * 1000 / seconds
+    return spent
+
+
 async def _measured(
-    schedulers: Schedulers, roles: dict[int, str], tasks: int, workload: Any
+    client: AsyncClient, schedulers: Schedulers, roles: dict[int, str], tasks: int, workload: Any
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Run ``workload()``; its figures, and what it cost per task: CPU per role, per scheduler replica, conflicts."""
-    before, replicas_before, counted_before = (
+    """Run ``workload()``; its figures, and what it cost per task: CPU per role, per scheduler replica, conflicts,
+    messages stored per stream."""
+    before, replicas_before, counted_before, written_before = (
         cpu.snapshot(os.getpid(), roles),
         schedulers.cpu_seconds(),
         await schedulers.counters(),
+        await _stream_writes(client.js),
     )
     figures: dict[str, float] = await workload()
-    after, replicas_after, counted_after = (
+    after, replicas_after, counted_after, written_after = (
         cpu.snapshot(os.getpid(), roles),
         schedulers.cpu_seconds(),
         await schedulers.counters(),
+        await _stream_writes(client.js),
     )
+    writes = {f"writes_{name}": (written_after.get(name, 0) - n) / tasks for name, n in written_before.items()}
     spent = {
         f"replica_{i}": (end - start) * 1000 / tasks
         for i, (start, end) in enumerate(zip(replicas_before, replicas_after, strict=True))
@@ -108,6 +131,8 @@ async def _measured(
         "conflicts_per_task": totals["plait_decision_conflicts_total"] / tasks,
         "decisions_per_task": totals["plait_decisions_total"] / tasks,
         "conflicts_per_decision": totals["plait_decision_conflicts_total"] / max(totals["plait_decisions_total"], 1.0),
+        **writes,
+        "writes_all": sum(writes.values()),
     }
     return figures, costs
 
@@ -130,23 +155,24 @@ async def bench_replicas(sync: str, args: argparse.Namespace) -> dict[str, Any]:
                     embedded_services(settings, srv.info, ("executor", "catalog"), processes=True, log_file=args.log),
                     await AsyncClient.connect(srv.info.nats_url) as client,
                 ):
-                    fan_out_wf, chain_wf = make_fan_out(args.fan_out), make_chain(args.chain)
-                    for wf in (fan_out_wf, chain_wf, small):
+                    wide, chain_wf = make_fan_out(args.fan_out), make_chain(args.chain)
+                    for wf in (wide, chain_wf, small):
                         await client.register(wf)
                     await chain.run(client, chain_wf, args.chain)  # warm the worker pool
                     await many.run(client, args.many)  # and pin every partition to a replica
                     if partitions:
                         await _shared_out(schedulers, partitions, label)
+                    result["idle_cpu_ms_per_s"] = await _idle(schedulers, roles)
                     runs: dict[str, list[dict[str, float]]] = {"fan_out": [], "many": []}
                     costs: dict[str, list[dict[str, float]]] = {"fan_out": [], "many": []}
                     for run in range(args.runs):
                         figures, cost = await _measured(
-                            schedulers, roles, args.fan_out + 1, lambda: fan_out.run(client, fan_out_wf, args.fan_out)
+                            client, schedulers, roles, args.fan_out + 1, lambda: fan_out.run(client, wide, args.fan_out)
                         )
                         runs["fan_out"].append(figures)
                         costs["fan_out"].append(cost)
                         figures, cost = await _measured(
-                            schedulers, roles, args.many * SMALL_TASKS, lambda: many.run(client, args.many)
+                            client, schedulers, roles, args.many * SMALL_TASKS, lambda: many.run(client, args.many)
                         )
                         runs["many"].append({**figures, "tasks_per_s": figures["executions_per_s"] * SMALL_TASKS})
                         costs["many"].append(cost)
@@ -171,13 +197,13 @@ SHARING_SECONDS = 60.0
 
 
 async def _shared_out(schedulers: Schedulers, partitions: int, label: str) -> None:
-    """Until every partition is held, none by a replica beyond its fair share (the replicas share them out every
-    ack wait; a run measured meanwhile would count the conflicts of their hand-overs)."""
+    """Until no replica holds more than its fair share of the partitions (the replicas share them out every ack
+    wait; a run measured meanwhile would count the hand-overs)."""
     share = -(-partitions // len(schedulers.ports))
     with anyio.move_on_after(SHARING_SECONDS):
         while True:
             held = [int(c.get("plait_scheduler_partitions_held", 0)) for c in await schedulers.counters()]
-            if sum(held) == partitions and max(held) <= share:
+            if sum(held) and max(held) <= share:  # a partition given up is taken again with its next message
                 progress(f"{label} partitions shared out: {held}")
                 return
             await anyio.sleep(0.5)  # the replicas' gauges, read as Prometheus would: nothing to await
@@ -207,6 +233,33 @@ def print_replicas(meta: dict[str, Any], results: list[dict[str, Any]]) -> None:
                 + "".join(f"{_median(cost, role):>12.3f}" for role in roles)
                 + f"  {replicas}"
             )
+    print("\nmessages stored per task, by stream (medians; commands and dispatch are work queues)")
+    streams = sorted(
+        {
+            key
+            for r in results
+            for workload in ("fan_out", "many")
+            for key in r[f"{workload}_cost"]
+            if key.startswith("writes_") and _median(r[f"{workload}_cost"], key) > 0
+        }
+    )
+    names = [key.removeprefix("writes_") for key in streams]
+    print(f"  {'workload':<10}{'replicas':>9}{'parts':>6}" + "".join(f"{name[:16]:>17}" for name in names))
+    for workload in ("fan_out", "many"):
+        for r in results:
+            cells = "".join(f"{_median(r[f'{workload}_cost'], key):>17.3f}" for key in streams)
+            print(f"  {workload:<10}{r['replicas']:>9}{r['partitions']:>6}{cells}")
+    print(f"\nidle CPU (ms per second over {IDLE_SECONDS:.0f} s with no work; per replica last)")
+    idle_roles = ("scheduler", "executor", "catalog", "nats-server", "postgres")
+    print(f"  {'replicas':>9}{'parts':>6}" + "".join(f"{role:>12}" for role in idle_roles))
+    for r in results:
+        idle = r["idle_cpu_ms_per_s"]
+        replicas = " ".join(f"{idle[f'replica_{i}']:.1f}" for i in range(r["replicas"]))
+        print(
+            f"  {r['replicas']:>9}{r['partitions']:>6}"
+            + "".join(f"{idle.get(role, 0.0):>12.1f}" for role in idle_roles)
+            + f"  {replicas}"
+        )
     held = [f"{r['replicas']}x{r['partitions']}: {r['partitions_held']}" for r in results if r["partitions"]]
     if held:
         print("\npartitions held by each replica at the end: " + "; ".join(held))
