@@ -18,10 +18,12 @@ from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.core.commands import RetryDue
 from plait.core.state import apply_decision
+from plait.protocol.headers import PLAIT_ORIGINAL_SUBJECT
 from plait.protocol.partitions import partition_of
 from plait.protocol.subjects import COMMANDS_STREAM
 from plait_executor import ExecutorService
 from tests import workflows
+from tests.helpers.dead_letters import read_dead_letters
 from tests.helpers.exactly_once import check_log
 from tests.helpers.processes import ServiceProcess
 from tests.helpers.running import running
@@ -146,7 +148,7 @@ async def test_the_stream_stores_each_command_in_its_executions_partition_timers
         timer = RetryDue(command_id="timer", execution_id=ids[0], node="t", attempt=1)
         await schedule_command(js, timer, "default", "development", "t", datetime.now(UTC))
         stored = (await js.stream_info(COMMANDS_STREAM, subjects_filter="plait.cmd.>")).state.subjects
-        assert stored == {f"plait.cmd.default.development.{i}.retry.{p}": 1 for p, i in enumerate(ids)}
+        assert stored == {f"plait.cmd.default.development.{i}.{p}.retry": 1 for p, i in enumerate(ids)}
         # the timer, fired by the server itself a second later, is stored in the same partition as its execution
         inbox = client.nc.new_inbox()
         arrived = await client.nc.subscribe(inbox)
@@ -155,8 +157,21 @@ async def test_the_stream_stores_each_command_in_its_executions_partition_timers
             f"$JS.API.CONSUMER.MSG.NEXT.{COMMANDS_STREAM}.scheduler-p0", json.dumps(request).encode(), reply=inbox
         )
         delivered = [await arrived.next_msg(timeout=10) for _ in range(2)]
-        subject = f"plait.cmd.default.development.{ids[0]}.retry.0"
+        subject = f"plait.cmd.default.development.{ids[0]}.0.retry"
         assert [(m.subject, json.loads(m.data)["command_id"]) for m in delivered] == [
             (subject, f"retry:{ids[0]}"),
             (subject, "timer"),
         ]
+
+
+async def test_what_is_no_command_is_dead_lettered_from_its_partition_as_it_was_sent(
+    nats_url: str, two_partitioned: list[ServiceProcess]
+) -> None:
+    async with await AsyncClient.connect(nats_url) as client:
+        sent = ["plait.cmd.default.development.e-1.result.extra", "plait.cmd.default.development.e-2.result"]
+        for subject in sent:
+            await client.js.publish(subject, b"not a command", stream=COMMANDS_STREAM)
+        letters = await read_dead_letters(client.js, 2)
+    originals = sorted((letter.headers or {})[PLAIT_ORIGINAL_SUBJECT] for letter in letters)
+    assert originals == sorted(sent)
+    assert sorted(letter.subject for letter in letters) == sorted(f"plait.dlq.{subject}" for subject in sent)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from plait.protocol import partitions as parts
-from plait.protocol.subjects import execution_of_command_subject, kind_of_command_subject
+from plait.protocol.subjects import execution_of_command_subject, kind_of_command_subject, without_partition
 
 
 def test_the_transform_reads_back_as_its_number_of_partitions() -> None:
     for count in (1, 8, parts.MAX_PARTITIONS):
-        assert parts.partitions_of_transform(parts.AS_SENT, parts.transform_destination(count)) == count
+        assert parts.partitions_of_transform(parts.TRANSFORM_SOURCE, parts.transform_destination(count)) == count
     assert parts.partitions_of_transform(None, None) == 0
 
 
@@ -19,7 +19,7 @@ def test_a_transform_plait_did_not_set_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match=r"a subject transform plait does not know: plait\.cmd\.> -> x\.>"):
         parts.partitions_of_transform("plait.cmd.>", "x.>")
     with pytest.raises(ValueError, match="does not know"):
-        parts.partitions_of_transform(parts.AS_SENT, parts.transform_destination(4).replace("1,2,3", "1,2"))
+        parts.partitions_of_transform(parts.TRANSFORM_SOURCE, parts.transform_destination(4).replace("1,2,3", "1,2"))
 
 
 @pytest.mark.parametrize("count", [-1, parts.MAX_PARTITIONS + 1])
@@ -46,11 +46,31 @@ def test_executions_spread_over_the_partitions() -> None:
 
 
 def test_a_stored_partitioned_subject_names_its_execution_and_kind() -> None:
-    assert execution_of_command_subject("plait.cmd.p.d.e.result.3") == ("p", "d", "e")
-    assert kind_of_command_subject("plait.cmd.p.d.e.result.3") == "result"
+    assert execution_of_command_subject("plait.cmd.p.d.e.3.result") == ("p", "d", "e")
+    assert kind_of_command_subject("plait.cmd.p.d.e.3.result") == "result"
+    assert without_partition("plait.cmd.p.d.e.3.result") == "plait.cmd.p.d.e.result"
     assert execution_of_command_subject("plait.cmd.p.d.e.result") == ("p", "d", "e")
     assert kind_of_command_subject("plait.cmd.p.d.e.result") == "result"
-    assert execution_of_command_subject("plait.cmd.p.d.e.result.x") is None
+    assert without_partition("plait.cmd.p.d.e.result") == "plait.cmd.p.d.e.result"
+    # what a client sent on seven tokens is stored on eight: no command's
+    assert execution_of_command_subject("plait.cmd.p.d.e.3.result.x") is None
+    assert execution_of_command_subject("plait.cmd.p.d.e.x.result") is None
+    assert without_partition("plait.cmd.p.d.e.3.result.x") == "plait.cmd.p.d.e.result.x"
+    assert parts.is_partition_consumer("scheduler-p12") and not parts.is_partition_consumer("scheduler")
+
+
+def test_the_partitions_and_the_unpartitioned_consumer_take_every_subject_once() -> None:
+    def matches(pattern: str, subject: str) -> bool:
+        want, got = pattern.split("."), subject.split(".")
+        if want[-1] == ">":
+            return len(got) >= len(want) and all(w in ("*", g) for w, g in zip(want[:-1], got, strict=False))
+        return len(got) == len(want) and all(w in ("*", g) for w, g in zip(want, got, strict=True))
+
+    filters = [*parts.LEFT_UNPARTITIONED, *(parts.partition_subject(p) for p in range(4))]
+    stored = ["plait.cmd.a", "plait.cmd.a.b.c", "plait.cmd.p.d.e.result", "plait.cmd.p.d.e.2.result"]
+    stored += ["plait.cmd.p.d.e.0.result.extra", "plait.cmd.p.d.e.3.x.y.z"]
+    for subject in stored:
+        assert sum(matches(f, subject) for f in filters) == 1, subject
 
 
 def test_the_fair_share_covers_every_partition() -> None:

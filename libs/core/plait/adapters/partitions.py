@@ -56,14 +56,17 @@ async def partition_stream(
     each made like ``config`` with its partition's filter, pinned to one replica at a time (``pin_seconds``: how
     long the pinned replica may stay silent before another takes over).
 
-    The order keeps every command consumed: the unpartitioned consumer is narrowed to the commands as sent (those
-    stored before the stream was partitioned; the consumers of a work queue may not overlap), then the partitions'
-    consumers are made, and only then does the stream start storing commands in partitions.
+    The order keeps every command consumed: the unpartitioned consumer is narrowed to what no partition takes
+    (commands stored before the stream was partitioned, subjects too short to be transformed: the consumers of a
+    work queue may not overlap), then the partitions' consumers are made, and only then does the stream start
+    storing commands in partitions.
     """
     check_matches(partitions, await partitions_of_stream(js))
     unpartitioned = await ensure_consumer(js, subjects.COMMANDS_STREAM, config)
-    if unpartitioned.config.filter_subject != parts.AS_SENT:
-        narrowed = dataclasses.replace(unpartitioned.config, filter_subject=parts.AS_SENT)
+    if unpartitioned.config.filter_subjects != parts.LEFT_UNPARTITIONED:
+        narrowed = dataclasses.replace(
+            unpartitioned.config, filter_subject=None, filter_subjects=parts.LEFT_UNPARTITIONED
+        )
         await js.add_consumer(subjects.COMMANDS_STREAM, narrowed)
     names = []
     for partition in range(partitions):
@@ -73,7 +76,7 @@ async def partition_stream(
         names.append(name)
     info = await js.stream_info(subjects.COMMANDS_STREAM)
     if info.config.subject_transform is None:
-        transform = SubjectTransform(src=parts.AS_SENT, dest=parts.transform_destination(partitions))
+        transform = SubjectTransform(src=parts.TRANSFORM_SOURCE, dest=parts.transform_destination(partitions))
         await js.update_stream(dataclasses.replace(info.config, subject_transform=transform))
     check_matches(partitions, await partitions_of_stream(js))  # another replica partitioned it meanwhile
     return names

@@ -2,9 +2,13 @@
 execution's partition, and each partition has its own consumer, taken by one scheduler replica at a time.
 
 A client sends ``plait.cmd.<project>.<domain>.<execution>.<kind>`` as always; the stream's subject transform stores
-it as ``plait.cmd.<project>.<domain>.<execution>.<kind>.<partition>``, the partition being the server's FNV-1a hash
+it as ``plait.cmd.<project>.<domain>.<execution>.<partition>.<kind>``, the partition being the server's FNV-1a hash
 of the project, domain and execution tokens modulo the number of partitions (``partition_of``). Every command of
 an execution is in one partition, so one replica decides it, from its cached state, with no other to conflict.
+
+The transform takes every subject of six tokens or more, so whatever a client sends there lands in a partition,
+where a replica reads it (and dead-letters it if it is no command); shorter ones, and commands stored before the
+stream was partitioned, are left to the unpartitioned consumer (``LEFT_UNPARTITIONED``).
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ from plait.protocol.subjects import COMMANDS_ROOT, token
 
 MAX_PARTITIONS = 256
 PRIORITY_GROUP = "scheduler"  # the pinned-client priority group of every partition consumer
-AS_SENT = f"{COMMANDS_ROOT}.*.*.*.*"
-"""A command as a client sends it: what the transform matches, and what is left on this subject (stored before the
-stream was partitioned) is consumed by the unpartitioned consumer."""
+TRANSFORM_SOURCE = f"{COMMANDS_ROOT}.*.*.*.>"  # every subject of six tokens or more
+LEFT_UNPARTITIONED = [COMMANDS_ROOT + ".*" * tokens for tokens in (1, 2, 3, 4)]
+"""What the unpartitioned consumer reads once the stream is partitioned: subjects too short to be transformed, and
+commands as sent, stored before the stream was partitioned. (The consumers of a work queue may not overlap.)"""
 
 _DESTINATION = re.compile(
     r"^" + re.escape(COMMANDS_ROOT) + r"\.\{\{wildcard\(1\)\}\}\.\{\{wildcard\(2\)\}\}\.\{\{wildcard\(3\)\}\}"
-    r"\.\{\{wildcard\(4\)\}\}\.\{\{partition\((\d+),1,2,3\)\}\}$"
+    r"\.\{\{partition\((\d+),1,2,3\)\}\}\.>$"
 )
 _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
@@ -36,12 +41,11 @@ def check_partitions(partitions: int) -> int:
 
 
 def transform_destination(partitions: int) -> str:
-    """The destination of the commands stream's subject transform (its source is ``AS_SENT``)."""
+    """The destination of the commands stream's subject transform (its source is ``TRANSFORM_SOURCE``)."""
     if check_partitions(partitions) < 1:
         raise ValueError("an unpartitioned stream has no subject transform")
-    return f"{COMMANDS_ROOT}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{wildcard(3)}}}}.{{{{wildcard(4)}}}}" + (
-        f".{{{{partition({partitions},1,2,3)}}}}"
-    )
+    wildcards = ".".join(f"{{{{wildcard({index})}}}}" for index in (1, 2, 3))
+    return f"{COMMANDS_ROOT}.{wildcards}.{{{{partition({partitions},1,2,3)}}}}.>"
 
 
 def partitions_of_transform(source: str | None, destination: str | None) -> int:
@@ -50,18 +54,23 @@ def partitions_of_transform(source: str | None, destination: str | None) -> int:
     if not source and not destination:
         return 0
     found = _DESTINATION.match(destination or "")
-    if source != AS_SENT or found is None:
+    if source != TRANSFORM_SOURCE or found is None:
         raise ValueError(f"the commands stream has a subject transform plait does not know: {source} -> {destination}")
     return check_partitions(int(found.group(1)))
 
 
 def partition_subject(partition: int) -> str:
     """The filter of partition ``partition``'s consumer."""
-    return f"{AS_SENT}.{partition}"
+    return f"{COMMANDS_ROOT}.*.*.*.{partition}.>"
 
 
 def consumer_name(partition: int) -> str:
     return f"scheduler-p{partition}"
+
+
+def is_partition_consumer(consumer: str) -> bool:
+    """Whether ``consumer`` is a partition's (it delivers subjects stored with their partition)."""
+    return consumer.startswith("scheduler-p") and consumer.removeprefix("scheduler-p").isdigit()
 
 
 def partition_of(project: str, domain: str, execution_id: str, partitions: int) -> int:

@@ -137,14 +137,24 @@ def quarantine_replay_subject(reader: str) -> str:
 
 
 def _command_parts(subject: str) -> list[str] | None:
-    """A command subject's tokens: as sent (``plait.cmd.<project>.<domain>.<execution>.<kind>``), or as a
-    partitioned stream stores it, with its partition number after them (``plait.protocol.partitions``)."""
+    """A command subject's tokens as sent (``plait.cmd.<project>.<domain>.<execution>.<kind>``), also when a
+    partitioned stream stored it with its partition before the kind (``plait.protocol.partitions``)."""
     parts = subject.split(".")
     if f"{parts[0]}.{parts[1] if len(parts) > 1 else ''}" != COMMANDS_ROOT:
         return None
-    if len(parts) == 6 or (len(parts) == 7 and parts[6].isdigit()):
-        return parts
-    return None
+    if len(parts) == 7 and parts[5].isdigit():
+        del parts[5]
+    return parts if len(parts) == 6 else None
+
+
+def without_partition(subject: str) -> str:
+    """A subject a partitioned commands stream stored (its partition is its sixth token) as its sender wrote it:
+    where a dead letter says it was sent, and where replaying it sends it again."""
+    parts = subject.split(".")
+    if len(parts) < 7 or not parts[5].isdigit():
+        return subject
+    del parts[5]
+    return ".".join(parts)
 
 
 def execution_of_command_subject(subject: str) -> tuple[str, str, str] | None:
