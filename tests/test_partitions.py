@@ -3,6 +3,7 @@ partitions (and their executions) are taken over, and a replica set otherwise th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -175,3 +176,26 @@ async def test_what_is_no_command_is_dead_lettered_from_its_partition_as_it_was_
     originals = sorted((letter.headers or {})[PLAIT_ORIGINAL_SUBJECT] for letter in letters)
     assert originals == sorted(sent)
     assert sorted(letter.subject for letter in letters) == sorted(f"plait.dlq.{subject}" for subject in sent)
+
+
+async def test_a_stream_unpartitioned_as_the_docs_say_is_served_by_unpartitioned_replicas_again(nats_url: str) -> None:
+    async with await AsyncClient.connect(nats_url) as client:
+        js = client.js
+        await ensure_streams(js)
+        config = ConsumerConfig(durable_name="scheduler", filter_subject="plait.cmd.>", ack_wait=2.0)
+        for name in await partition_stream(js, PARTITIONS, config, 2.0):
+            await js.delete_consumer(COMMANDS_STREAM, name)
+        info = await js.stream_info(COMMANDS_STREAM)
+        await js.update_stream(dataclasses.replace(info.config, subject_transform=None))
+        replica = scheduler(nats_url, "replica-a", 0)
+        try:
+            replica.wait_for_event("scheduler_started")
+            restored = (await js.consumer_info(COMMANDS_STREAM, "scheduler")).config
+            assert (restored.filter_subject, restored.filter_subjects) == ("plait.cmd.>", None)
+            executor = ExecutorService(nats_url, concurrency=1, replica="executor", ack_wait_seconds=2.0)
+            async with running(executor.run):
+                handle = await client.launch(workflows.chain, execution_id="after-partitions")
+                with anyio.fail_after(60):
+                    assert await handle.result() == 0
+        finally:
+            replica.stop()

@@ -30,7 +30,7 @@ from plait.adapters.commands import KIND_OF_COMMAND
 from plait.adapters.connection import connect
 from plait.adapters.event_store import EventStore
 from plait.adapters.nats_auth import redacted_urls
-from plait.adapters.partitions import check_matches, partition_stream, partitions_of_stream
+from plait.adapters.partitions import check_matches, partition_stream, partitions_of_stream, unpartition_consumer
 from plait.adapters.pull import Pin, Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
 from plait.adapters.registry import Registry
@@ -211,6 +211,7 @@ class SchedulerService:
         ``PartitionsMismatch`` when the stream is partitioned otherwise than this replica is set to."""
         if not self.partitions:
             check_matches(0, await partitions_of_stream(js))
+            await unpartition_consumer(js, COMMANDS_CONSUMER, f"{subjects.COMMANDS_ROOT}.>")
             return await self._subscribe(
                 js, subjects.COMMANDS_STREAM, f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER, MAX_DELIVERIES
             ), []

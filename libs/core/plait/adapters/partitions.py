@@ -82,6 +82,18 @@ async def partition_stream(
     return names
 
 
+async def unpartition_consumer(js: JetStreamContext, name: str, subject: str) -> None:
+    """Give the unpartitioned consumer back every command (``subject``) once the stream is no longer partitioned
+    (its transform and partition consumers removed as docs/scaling.md says); a no-op otherwise."""
+    try:
+        info = await js.consumer_info(subjects.COMMANDS_STREAM, name)
+    except nats.js.errors.NotFoundError:
+        return
+    if info.config.filter_subjects == parts.LEFT_UNPARTITIONED:
+        restored = dataclasses.replace(info.config, filter_subject=subject, filter_subjects=None)
+        await js.add_consumer(subjects.COMMANDS_STREAM, restored)
+
+
 async def _ensure_pinned_consumer(js: JetStreamContext, config: ConsumerConfig, pin_seconds: float) -> None:
     """The durable consumer ``config`` names, with a pinned-client priority group, made or brought to this
     release's ack wait, delivery limit and pin timeout. nats-py's consumer config has no priority fields: the
