@@ -6,6 +6,7 @@ python -m bench                          # 5 runs of each workload, fsync always
 python -m bench --quick --sync default   # CI smoke: tiny sizes, one run
 python -m bench --runs 3 --sync always --json results.json --compare prefect
 python -m bench --runs 5 --sync always --only fan_out,chain,dag,cli --compare prefect,dask
+python -m bench --replicas 1,2,4 --partitions 0,8 --runs 3 --sync always   # scheduler replicas (docs/scaling.md)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import msgspec
 
 from bench import dag
+from bench.replicas import bench_replicas, print_replicas
 from bench.report import print_report
 from bench.report_more import print_dask
 from bench.stack import nats_server_version
@@ -168,6 +170,17 @@ def main() -> None:
     parser.add_argument(
         "--dags", help="comma-separated DAG files for the dag workload (names under bench/dags or paths)"
     )
+    parser.add_argument(
+        "--replicas",
+        type=_numbers,
+        help="scheduler replicas, comma-separated (1,2,4): only the fan-out and many executions, on each count",
+    )
+    parser.add_argument(
+        "--partitions",
+        type=_numbers,
+        default=[0],
+        help="with --replicas: command partitions, comma-separated (0: not partitioned; default 0)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument(
         "--compare",
@@ -192,10 +205,64 @@ def main() -> None:
     args.raw = sizes["raw"]
     args.dags = [name.strip() for name in args.dags.split(",") if name.strip()]
     args.runs = args.runs or (1 if args.quick else 5)
+    if args.replicas and args.services != "processes":
+        parser.error("--replicas runs each scheduler replica as a process: leave --services at processes")
     with tempfile.TemporaryDirectory(prefix="plait-bench-log-") as logs:
         args.log = Path(logs) / "plait-bench.log"
         configure_logging("json", "warning", file=args.log)
-        run(args)
+        if args.replicas:
+            run_replicas(args)
+        else:
+            run(args)
+
+
+def _numbers(text: str) -> list[int]:
+    try:
+        numbers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not numbers or min(numbers) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers of 0 or more, got {text!r}")
+    return numbers
+
+
+def run_replicas(args: argparse.Namespace) -> None:
+    """Each (fsync, partitions, replicas) configuration on a fresh stack, in its own process."""
+    started = time.perf_counter()
+    load_before = _load()
+    results = []
+    for mode in ["always", "default"] if args.sync == "both" else [args.sync]:
+        for partitions in args.partitions:
+            for count in args.replicas:
+                args.replica_count, args.partition_count = count, partitions
+                progress(f"{count} scheduler replicas, {partitions or 'no'} partitions, fsync {mode}")
+                results.append(run_mode(mode, args, bench_replicas))
+    meta = {
+        **_meta(args, started),
+        "fan_out": args.fan_out,
+        "many": args.many,
+        "load_before": load_before,
+        "load_after": _load(),
+    }
+    print_replicas(meta, results)
+    if args.json:
+        args.json.write_bytes(msgspec.json.encode({"meta": meta, "replicas": results}))
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def _meta(args: argparse.Namespace, started: float) -> dict[str, Any]:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return {
+        "commit": (commit or "unknown") + ("+dirty" if dirty.stdout.strip() else ""),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "nats_server": nats_server_version(),
+        "runs": args.runs,
+        "elapsed_s": time.perf_counter() - started,
+    }
 
 
 def run(args: argparse.Namespace) -> None:
@@ -214,17 +281,11 @@ def run(args: argparse.Namespace) -> None:
     elif "prefect" in args.compare:
         progress(f"benchmarking Prefect with {args.prefect_python}")
         prefect = run_prefect(args)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
     meta = {
-        "commit": (commit or "unknown") + ("+dirty" if dirty.stdout.strip() else ""),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "nats_server": nats_server_version(),
-        "runs": args.runs,
+        **_meta(args, started),
         "sizes": {k: getattr(args, k) for k in SIZED},
         "services": args.services,
         "replay_history": results[0].get("replay_history"),
-        "elapsed_s": time.perf_counter() - started,
     }
     dask = None
     if "dask" in args.compare:

@@ -67,6 +67,12 @@ def snapshot(root: int, named: dict[int, str]) -> dict[str, float]:
     return totals
 
 
+def seconds_of(pid: int) -> float:
+    """CPU seconds so far of one process (0 once it is gone)."""
+    stat = _stat(pid)
+    return stat[1] if stat else 0.0
+
+
 def per_task(before: dict[str, float], after: dict[str, float], tasks: int) -> dict[str, float]:
     """Milliseconds of CPU per task per role between two snapshots, and their "total"."""
     spent = {name: (after.get(name, 0.0) - before.get(name, 0.0)) * 1000 / tasks for name in ROLES}

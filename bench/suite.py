@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -214,20 +215,24 @@ async def _replay(client: AsyncClient, sync: str, args: argparse.Namespace) -> d
     return result
 
 
-def _child(sync: str, args: argparse.Namespace, conn: Connection) -> None:
+Stack = Callable[[str, argparse.Namespace], Awaitable[dict[str, Any]]]
+
+
+def _child(sync: str, args: argparse.Namespace, conn: Connection, stack: Stack) -> None:
     configure_logging("json", "warning", file=args.log)
     try:
-        conn.send(("ok", anyio.run(bench_stack, sync, args)))
+        conn.send(("ok", anyio.run(stack, sync, args)))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
         raise
 
 
-def run_mode(sync: str, args: argparse.Namespace) -> dict[str, Any]:
-    """``bench_stack`` in a fresh process (not a daemon: the executor starts worker processes)."""
+def run_mode(sync: str, args: argparse.Namespace, stack: Stack = bench_stack) -> dict[str, Any]:
+    """``stack`` (by default ``bench_stack``) in a fresh process (not a daemon: the executor starts worker
+    processes)."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(sync, args, sender), name=f"bench-{sync}")
+    process = context.Process(target=_child, args=(sync, args, sender, stack), name=f"bench-{sync}")
     process.start()
     sender.close()
     try:

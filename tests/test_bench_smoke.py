@@ -48,3 +48,22 @@ def test_the_dag_cli_and_dask_workloads_run_at_tiny_sizes(tmp_path: Path) -> Non
     rows = ["diamond", "through `plait run`", "CPU per task"] + (["Dask distributed"] if compare else [])
     for row in rows:
         assert row in done.stdout, f"no {row!r} row in:\n{done.stdout}"
+
+
+def test_the_replicas_benchmark_runs_at_tiny_sizes(tmp_path: Path) -> None:
+    out = tmp_path / "replicas.json"
+    argv = ["--quick", "--sync", "default", "--replicas", "2", "--partitions", "0,2", "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *argv],
+        cwd=REPO,
+        env={**os.environ, "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for row in ("fan-out of 20", "10 executions", "confl/task", "per replica", "partitions held"):
+        assert row in done.stdout, f"no {row!r} row in:\n{done.stdout}"
+    results = msgspec.json.decode(out.read_bytes())["replicas"]
+    assert [(r["replicas"], r["partitions"]) for r in results] == [(2, 0), (2, 2)]
+    assert 0 < sum(results[1]["partitions_held"]) <= 2, "no partition is held by two replicas"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-from collections import Counter
 from collections.abc import Iterator
 
 import anyio
@@ -12,10 +10,10 @@ import pytest
 
 from plait.adapters.event_log import StoredDecision
 from plait.client import AsyncClient
-from plait.core.events import NodeQueued, NodeSucceeded
 from plait.core.state import apply_decision
 from plait_executor import ExecutorService
 from tests import workflows
+from tests.helpers.exactly_once import check_log
 from tests.helpers.processes import ServiceProcess
 from tests.helpers.running import running
 
@@ -37,19 +35,6 @@ def two_schedulers(nats_url: str) -> Iterator[list[ServiceProcess]]:
     finally:
         for replica in replicas:
             replica.stop()
-
-
-def check_log(events: list[StoredDecision], nodes: int) -> None:
-    """Exactly one success per node, no decision or attempt stored twice, and an unbroken hash chain."""
-    successes = Counter(e.node for s in events for e in s.decision.events if isinstance(e, NodeSucceeded))
-    assert len(successes) == nodes and set(successes.values()) == {1}
-    queued = Counter(e.attempt_id for s in events for e in s.decision.events if isinstance(e, NodeQueued))
-    assert set(queued.values()) == {1}, "every attempt is queued once"
-    assert len({s.digest for s in events}) == len(events), "no decision is appended twice"
-    assert events[0].decision.previous == ""
-    for before, after in itertools.pairwise(events):
-        assert after.decision.previous == before.digest, "the chain has no gap"
-        assert after.sequence > before.sequence
 
 
 async def run_fan_out(nats_url: str, kill: ServiceProcess | None = None) -> tuple[list[StoredDecision], set[str]]:

@@ -20,6 +20,7 @@ from plait.core.task_output import DEFAULT_OUTPUT_HEAD_BYTES, DEFAULT_OUTPUT_TAI
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.errors import InputError
 from plait.profiles import active_profile
+from plait.protocol.partitions import MAX_PARTITIONS
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,6 +39,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dispatch_chunk_attempts: int = DISPATCH_CHUNK_ATTEMPTS  # a scheduler's: most attempts of a decision per dispatch
     dispatch_least_chunks: int = DISPATCH_LEAST_CHUNKS  # a scheduler's: a decision's attempts spread over this many
     state_cache_bytes: int = 128 * 1024 * 1024  # a scheduler's cache of execution states (estimated memory)
+    scheduler_partitions: int = 0  # 0: every scheduler replica pulls every command; N: N partitions (docs/scaling.md)
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     home: str = ""
@@ -94,6 +96,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("dispatch_chunk_attempts", "dispatch_least_chunks"):
             if getattr(self, name) < 1:
                 raise InputError(f"{VARIABLES[name]} must be 1 or more, got {getattr(self, name)}")
+        if not 0 <= self.scheduler_partitions <= MAX_PARTITIONS:
+            raise InputError(
+                f"PLAIT_SCHEDULER_PARTITIONS must be 0 (not partitioned) to {MAX_PARTITIONS}, "
+                f"got {self.scheduler_partitions}"
+            )
         if self.state_cache_bytes < 0:
             raise InputError(f"PLAIT_STATE_CACHE_BYTES must be 0 (no cache) or more, got {self.state_cache_bytes}")
         if self.cache_reservation_seconds <= 0:
@@ -159,6 +166,7 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "dispatch_chunk_attempts": "PLAIT_DISPATCH_CHUNK_ATTEMPTS",
     "dispatch_least_chunks": "PLAIT_DISPATCH_LEAST_CHUNKS",
     "state_cache_bytes": "PLAIT_STATE_CACHE_BYTES",
+    "scheduler_partitions": "PLAIT_SCHEDULER_PARTITIONS",
     "stream_replicas": "PLAIT_STREAM_REPLICAS",
     "log_format": "PLAIT_LOG_FORMAT",
     "log_level": "PLAIT_LOG_LEVEL",

@@ -34,10 +34,17 @@ def add_parsers(commands: Any) -> None:
         metavar="N",
         help="copies of each stream in a NATS cluster (1, 3 or 5; default: 1 for new streams, existing ones kept)",
     )
+    ensure.add_argument(
+        "--partitions",
+        type=int,
+        metavar="N",
+        help="split the commands stream in N partitions for as many scheduler replicas (PLAIT_SCHEDULER_PARTITIONS=N "
+        "on each; docs/scaling.md); a stream split in another number is refused",
+    )
     ensure.add_argument("--json", action="store_true", help="print what was done to each stream as JSON")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from plait_cli.stream_setup import ensure_streams_command
 
-    return anyio.run(ensure_streams_command, settings, args.replicas, args.json)
+    return anyio.run(ensure_streams_command, settings, args.replicas, args.json, args.partitions)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from plait.adapters.connection import connect
 from plait.adapters.nats_errors import as_plait_errors
-from plait.adapters.streams import ensure_streams
+from plait.adapters.partitions import set_partitions
+from plait.adapters.streams import Ensured, ensure_streams
 from plait.errors import InputError
+from plait.protocol import subjects
+from plait.protocol.partitions import MAX_PARTITIONS
 from plait.settings import Settings
 from plait_cli.catalog_session import console, print_json
 from plait_cli.stack import nats_for_command
@@ -13,14 +16,20 @@ from plait_cli.stack import nats_for_command
 ALLOWED_REPLICAS = (1, 3, 5)
 
 
-async def ensure_streams_command(settings: Settings, replicas: int | None, as_json: bool) -> int:
+async def ensure_streams_command(
+    settings: Settings, replicas: int | None, as_json: bool, partitions: int | None = None
+) -> int:
     if replicas is not None and replicas not in ALLOWED_REPLICAS:
         raise InputError(f"--replicas {replicas}: a stream has 1, 3 or 5 replicas")
+    if partitions is not None and not 1 <= partitions <= MAX_PARTITIONS:
+        raise InputError(f"--partitions {partitions}: from 1 to {MAX_PARTITIONS}")
     async with nats_for_command(settings, services=()) as nats_url:
         nc = await connect(nats_url, "plait-streams")
         try:
             with as_plait_errors("ensuring the streams"):  # a credential that may not: StreamsRefused says so
                 done = await ensure_streams(nc.jetstream(), replicas)
+                if partitions is not None and await set_partitions(nc.jetstream(), partitions):
+                    done.append(Ensured(subjects.COMMANDS_STREAM, f"split in {partitions} partitions"))
         finally:
             await nc.close()
     if as_json:

@@ -19,6 +19,7 @@ from plait.protocol.headers import (
     PLAIT_REPLY_TO,
     PLAIT_TRUNCATED_FROM,
 )
+from plait.protocol.partitions import is_partition_consumer
 from plait.protocol.rejections import Rejection
 
 log = structlog.get_logger()
@@ -37,7 +38,7 @@ async def reject(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str, reas
     headers.update(
         {
             PLAIT_ERROR: _header_value(reason[:4000]),
-            PLAIT_ORIGINAL_SUBJECT: msg.subject,
+            PLAIT_ORIGINAL_SUBJECT: sent_on(msg),
             PLAIT_COMMAND_ID: _header_value(command_id[:1000]),
         }
     )
@@ -46,9 +47,8 @@ async def reject(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str, reas
     if len(data) > room:
         headers[PLAIT_TRUNCATED_FROM] = str(len(data))
         data = data[: max(room, 0)]
-    await js.publish(
-        subjects.dead_letter_subject(msg.subject), data, headers=headers, stream=subjects.DEAD_LETTER_STREAM
-    )
+    letter = subjects.dead_letter_subject(sent_on(msg))
+    await js.publish(letter, data, headers=headers, stream=subjects.DEAD_LETTER_STREAM)
     DEAD_LETTERS.inc()
     target = subjects.execution_of_command_subject(msg.subject)
     log.warning(
@@ -65,6 +65,16 @@ async def reject(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str, reas
             await nc.publish(reply_to, rejection)
         except nats.errors.Error as exc:  # a reply subject no one can publish to: the dead letter is what counts
             log.warning("rejection_not_sent", subject=msg.subject, reply_to=reply_to[:200], error=repr(exc))
+
+
+def sent_on(msg: Msg) -> str:
+    """The subject a command message was sent on: as stored, unless a partition's consumer delivered it (the stream
+    then stored it with its partition, ``plait.protocol.partitions``)."""
+    try:
+        consumer = msg.metadata.consumer
+    except (nats.errors.Error, ValueError, AttributeError):  # not a JetStream delivery: as stored
+        return msg.subject
+    return subjects.without_partition(msg.subject) if is_partition_consumer(consumer) else msg.subject
 
 
 def _header_value(text: str) -> str:

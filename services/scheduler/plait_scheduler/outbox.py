@@ -156,14 +156,23 @@ class Outbox:
         self, subject: str, decision_sequence: int, loaded: dict[str, Execution | None]
     ) -> Execution | None:
         """The execution's current state, as of the decision at ``decision_sequence`` or later: this replica's
-        cached state if it is that recent, else the one ``loaded`` for this batch, else read from the log."""
+        cached state if it is that recent, else the one ``loaded`` for this batch, else read from the log.
+
+        A state read from the log is caught up from this replica's cached one (the decisions after it only) and
+        cached in its place: the decisions of another replica's executions (all of them when the commands are
+        partitioned) then cost the outbox one read of each, not a read of their whole log each time.
+        """
         cached = self.states.get(subject)
         if cached is not None and cached.last_sequence >= decision_sequence:
             return cached
         state = loaded.get(subject)
         if state is None or state.last_sequence < decision_sequence:
             self.states_read += 1
-            state = loaded[subject] = await self.store.load(subject, at_least=decision_sequence)
+            state = await self.store.load(subject, self.states.take(subject), at_least=decision_sequence)
+            loaded[subject] = state
+            current = self.states.get(subject)  # the decider may have put a newer one back meanwhile
+            if state is not None and (current is None or current.last_sequence < state.last_sequence):
+                self.states.put(subject, state)
         return state
 
     async def _catch_up_side_work(

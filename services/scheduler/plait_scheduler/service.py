@@ -1,7 +1,8 @@
 """The scheduler replica: consumes commands, appends decisions, and runs the dispatch outbox.
 
-Replicas are stateless: any number may run, all pulling from one durable consumer; optimistic
-concurrency on the execution subject makes sure only one decision per log position lands.
+Replicas are stateless: any number may run, all pulling from one durable consumer (or, with partitions, each
+partition's consumer pulled by one replica at a time: docs/scaling.md); optimistic concurrency on the execution
+subject makes sure only one decision per log position lands.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dataclasses
 import math
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 import anyio.abc
@@ -30,7 +31,8 @@ from plait.adapters.connection import connect
 from plait.adapters.event_store import EventStore
 from plait.adapters.nats_auth import redacted_urls
 from plait.adapters.object_store import ValueStore
-from plait.adapters.pull import Puller, ensure_consumer
+from plait.adapters.partitions import check_matches, partition_stream, partitions_of_stream, unpartition_consumer
+from plait.adapters.pull import Pin, Puller, ensure_consumer
 from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
 from plait.adapters.registry import Registry
 from plait.adapters.services import announce_service
@@ -51,6 +53,7 @@ from plait.metrics.names import COMMANDS
 from plait.metrics.queues import QueuePoller
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
+from plait.protocol.partitions import check_partitions
 from plait.settings import Settings
 from plait.telemetry import span
 from plait.telemetry.context import Attributes
@@ -64,6 +67,7 @@ from plait_scheduler.failures import MAX_DELIVERIES, PERMANENT, settle_failed
 from plait_scheduler.launches import resolve_launch
 from plait_scheduler.notifications import Notifier
 from plait_scheduler.outbox import Outbox
+from plait_scheduler.partitioned import Partitions
 from plait_scheduler.schedules import LaunchPlanSchedules
 from plait_scheduler.selections import with_live_executors
 from plait_scheduler.tracing import DECIDE_SPAN, decision_parent, with_launch_traceparent
@@ -102,7 +106,10 @@ class SchedulerService:
         default_task_timeout_seconds: float | None = None,
         dispatch_chunk_attempts: int = DISPATCH_CHUNK_ATTEMPTS,
         dispatch_least_chunks: int = DISPATCH_LEAST_CHUNKS,
+        partitions: int = 0,
     ) -> None:
+        self.partitions = check_partitions(partitions)
+        self.pin_seconds = ack_wait_seconds  # a silent replica's partitions move on after this, like its messages
         self.attempt_deadline_seconds = attempt_deadline_seconds
         self.dispatch_chunk_attempts, self.dispatch_least_chunks = dispatch_chunk_attempts, dispatch_least_chunks
         self.default_task_timeout_seconds = default_task_timeout_seconds
@@ -118,6 +125,7 @@ class SchedulerService:
         self.notifier: Notifier | None = None
         self._held: dict[str, tuple[float, list[Msg]]] = {}  # execution subject -> (held since, `started` commands)
         self.health = Health()
+        self.owner: Partitions | None = None  # with partitions: which ones this replica holds
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerService:
@@ -136,6 +144,7 @@ class SchedulerService:
             default_task_timeout_seconds=settings.default_task_timeout_seconds,
             dispatch_chunk_attempts=settings.dispatch_chunk_attempts,
             dispatch_least_chunks=settings.dispatch_least_chunks,
+            partitions=settings.scheduler_partitions,
         )
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -160,9 +169,7 @@ class SchedulerService:
                 self.dispatch_least_chunks,
             )
             registry = Registry(js)
-            commands = await self._subscribe(
-                js, subjects.COMMANDS_STREAM, f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER, MAX_DELIVERIES
-            )
+            commands, partitions = await self._subscribe_commands(js)
             decisions = await self._subscribe(js, subjects.EVENTS_STREAM, f"{subjects.EVENTS_ROOT}.>", OUTBOX_CONSUMER)
             self.log.info("scheduler_started", nats=redacted_urls(self.nats_url))
             async with anyio.create_task_group() as tg:
@@ -174,9 +181,12 @@ class SchedulerService:
                     lambda batch: self._handle_commands(nc, js, registry, batch),
                     self._batch_wait,
                     self._held_messages,
+                    partitions,
                 )
                 tg.start_soon(self._consume, nc, subjects.EVENTS_STREAM, decisions, self.outbox.handle)
                 tg.start_soon(QueuePoller(js).run)
+                if self.owner is not None:
+                    tg.start_soon(self.owner.run)
                 tg.start_soon(announce_service, js, "scheduler", self.replica, self.health, self.stream_replicas)
                 await self._serve_schedules_and_notifications(nc, js, registry, store, tg)
                 replays = ReplayResponder(nc, Quarantine(js, OUTBOX_READER), quarantined.retrying(js, self.outbox))
@@ -211,6 +221,36 @@ class SchedulerService:
         tg.start_soon(self._consume, nc, subjects.COMMANDS_STREAM, fires, self.schedules.handle_fires)
         tg.start_soon(self._consume, nc, subjects.EVENTS_STREAM, ended, self.notifier.handle)
 
+    async def _subscribe_commands(self, js: JetStreamContext) -> tuple[str, list[tuple[str, Pin]]]:
+        """The consumer every replica pulls commands from, and with partitions, each partition's consumer with this
+        replica's pin on it (the first consumer then takes only commands stored before the stream was partitioned).
+        ``PartitionsMismatch`` when the stream is partitioned otherwise than this replica is set to."""
+        if not self.partitions:
+            check_matches(0, await partitions_of_stream(js))
+            await unpartition_consumer(js, COMMANDS_CONSUMER, f"{subjects.COMMANDS_ROOT}.>")
+            return await self._subscribe(
+                js, subjects.COMMANDS_STREAM, f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER, MAX_DELIVERIES
+            ), []
+        config = self._consumer_config(f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER, MAX_DELIVERIES)
+        names = await partition_stream(js, self.partitions, config, self.pin_seconds)
+        self.owner = Partitions(js, self.partitions, self.replica, self.pin_seconds)
+        self.log.info("partitions_consumed", partitions=self.partitions)
+        return COMMANDS_CONSUMER, list(zip(names, self.owner.pins, strict=True))
+
+    def _consumer_config(
+        self, subject: str, durable: str, max_deliver: int = -1, deliver_policy: DeliverPolicy = DeliverPolicy.ALL
+    ) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=deliver_policy,
+            ack_wait=self.ack_wait_seconds,
+            max_deliver=max_deliver,
+            max_ack_pending=20_000,
+            max_waiting=512,
+            filter_subject=subject,
+        )
+
     async def _subscribe(
         self,
         js: JetStreamContext,
@@ -222,16 +262,7 @@ class SchedulerService:
     ) -> str:
         """The durable consumer all replicas pull ``subject`` from, created if missing (and brought to this
         release's ack wait and delivery limit if made by an older one); returns its name."""
-        config = ConsumerConfig(
-            durable_name=durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=deliver_policy,
-            ack_wait=self.ack_wait_seconds,
-            max_deliver=max_deliver,
-            max_ack_pending=20_000,
-            max_waiting=512,
-            filter_subject=subject,
-        )
+        config = self._consumer_config(subject, durable, max_deliver, deliver_policy)
         info = await ensure_consumer(js, stream, config)
         if (info.config.ack_wait, info.config.max_deliver) != (config.ack_wait, config.max_deliver):
             await js.add_consumer(
@@ -247,25 +278,35 @@ class SchedulerService:
         handle: Callable[[list[Msg]], Awaitable[None]],
         wait: Callable[[], float] | None = None,
         held: Callable[[], list[Msg]] = list,
+        pinned: Sequence[tuple[str, Pin]] = (),
     ) -> None:
         """Handle the consumer's messages in batches of what has arrived (each as soon as one is there); with
         ``wait``, handle an empty batch when none came within ``wait()`` seconds. Messages handled but not settled
-        (``held()``) are kept in progress like those not handled yet.
+        (``held()``) are kept in progress like those not handled yet. ``pinned``: more consumers (the command
+        partitions'), each pulled with its pin, whose messages are handled in the same batches.
 
         Not ``PullSubscription.fetch``: now and then a fetch returned a message stored meanwhile only when its
         timeout ended (a cache report decided 4.1 s after it was stored).
         """
-        slots = anyio.Semaphore(IN_FLIGHT_PER_CONSUMER)
         arrived, arrivals = anyio.create_memory_object_stream[Msg](math.inf)
         taken: dict[int, Msg] = {}  # arrived and not yet handled, by id
+        slots_of: dict[int, anyio.Semaphore] = {}  # the slot each message arrived with, by id
 
-        def arrive(msg: Msg) -> None:
-            taken[id(msg)] = msg
-            arrived.send_nowait(msg)
+        def arrival(slots: anyio.Semaphore) -> Callable[[Msg], None]:
+            def arrive(msg: Msg) -> None:
+                taken[id(msg)], slots_of[id(msg)] = msg, slots
+                arrived.send_nowait(msg)
+
+            return arrive
 
         try:
             async with anyio.create_task_group() as pulling:
-                pulling.start_soon(Puller(nc, stream, durable, slots).run, arrive)
+                slots = anyio.Semaphore(IN_FLIGHT_PER_CONSUMER)
+                pulling.start_soon(Puller(nc, stream, durable, slots).run, arrival(slots))
+                for consumer, pin in pinned:
+                    own = anyio.Semaphore(IN_FLIGHT_PER_CONSUMER)
+                    puller = Puller(nc, stream, consumer, own, wait_seconds=self.pin_seconds / 3, pin=pin)
+                    pulling.start_soon(puller.run, arrival(own))
                 pulling.start_soon(self._keep_in_progress, taken, held)
                 while True:
                     batch: list[Msg] = []
@@ -287,7 +328,7 @@ class SchedulerService:
                         finally:
                             for msg in batch:
                                 taken.pop(id(msg), None)
-                                slots.release()
+                                slots_of.pop(id(msg)).release()
         finally:
             with anyio.CancelScope(shield=True):
                 arrived.close()
@@ -486,7 +527,7 @@ def _drain(arrivals: MemoryObjectReceiveStream[Msg]) -> list[Msg]:
 
 def _kind(msg: Msg) -> str:
     """The kind of command a message holds, from its subject (``launch``, ``started``, ``result``, ``abort``)."""
-    return msg.subject.rsplit(".", 1)[-1]
+    return subjects.kind_of_command_subject(msg.subject)
 
 
 _COMMAND_KINDS = frozenset(KIND_OF_COMMAND.values())

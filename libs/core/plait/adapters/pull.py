@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import nats.errors
@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, ConsumerInfo
 from structlog.typing import FilteringBoundLogger
 
-from plait.protocol.headers import DESCRIPTION, STATUS
+from plait.protocol.headers import DESCRIPTION, NATS_PIN_ID, STATUS
 
 log: FilteringBoundLogger = structlog.get_logger("plait.pull")
 
@@ -33,6 +33,24 @@ PULL_WAIT_SECONDS = 5.0
 _PULL_LOST_AFTER_SECONDS = 2.0  # past its expiry with no word from the server: the request was lost
 _BACKOFF_SECONDS = 1.0
 _ENDED_QUIETLY = ("404", "408")  # no messages; the request expired
+_PIN_LOST = "423"  # another replica is pinned (or none is, and this request carried a pin it no longer has)
+
+
+class Pin(Protocol):
+    """This replica's pin on a consumer whose priority group delivers to one pinned client at a time: its pull
+    requests carry the group, and the pin once the server gave it one (with the first message it delivered)."""
+
+    group: str
+    id: str
+
+    async def stand_by(self) -> None:
+        """Until this replica may ask for the consumer's messages while not pinned."""
+
+    def pinned(self, pin_id: str) -> None:
+        """The server pinned this replica (``pin_id``)."""
+
+    def unpinned(self) -> None:
+        """The server pinned another replica, or none: this one's pin is gone."""
 
 
 class Slots(Protocol):
@@ -73,11 +91,13 @@ class Puller:
         consumer: str,
         slots: Slots,
         wait_seconds: float = PULL_WAIT_SECONDS,
+        pin: Pin | None = None,
     ) -> None:
         self._nc = nc
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._slots = slots
         self._wait_seconds = wait_seconds
+        self._pin = pin
 
     async def run(self, start: Callable[[Msg], None]) -> None:
         """Pull until cancelled."""
@@ -95,6 +115,8 @@ class Puller:
             while True:
                 await self._slots.acquire()  # wait for a free slot, then ask for as many as are free
                 self._slots.release()
+                if self._pin is not None and not self._pin.id:
+                    await self._pin.stand_by()
                 if not await self._pull(inbox, self._slots.value, arrivals, start):
                     await anyio.sleep(_BACKOFF_SECONDS)
         finally:
@@ -108,7 +130,11 @@ class Puller:
         self, inbox: str, batch: int, arrivals: ObjectReceiveStream[Msg], start: Callable[[Msg], None]
     ) -> bool:
         """One pull request for ``batch`` messages; False when the server refused it (time to back off)."""
-        request = {"batch": batch, "expires": int(self._wait_seconds * 1e9)}
+        request: dict[str, Any] = {"batch": batch, "expires": int(self._wait_seconds * 1e9)}
+        if self._pin is not None:
+            request["group"] = self._pin.group
+            if self._pin.id:
+                request["id"] = self._pin.id
         try:
             await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply=inbox)
         except nats.errors.Error as exc:
@@ -121,14 +147,23 @@ class Puller:
                 status = _status(msg)
                 if status is None:
                     delivered += 1
+                    self._note_pin(msg)
                     await self._hand_over(msg, start)
                 elif status in _ENDED_QUIETLY:
+                    return True
+                elif status == _PIN_LOST and self._pin is not None:
+                    self._pin.unpinned()
                     return True
                 else:
                     description = msg.headers.get(DESCRIPTION, "") if msg.headers else ""
                     log.warning("pull_request_ended", status=status, description=description)
                     return delivered > 0
         return True
+
+    def _note_pin(self, msg: Msg) -> None:
+        pin_id = msg.headers.get(NATS_PIN_ID) if msg.headers else None
+        if self._pin is not None and pin_id and pin_id != self._pin.id:
+            self._pin.pinned(pin_id)
 
     async def _hand_over(self, msg: Msg, start: Callable[[Msg], None]) -> None:
         try:

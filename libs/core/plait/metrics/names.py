@@ -36,6 +36,11 @@ CONFLICTS = Counter(
     "Appends refused by optimistic concurrency (another replica decided first)",
     registry=REGISTRY,
 )
+PARTITIONS_HELD = Gauge(
+    "plait_scheduler_partitions_held",
+    "Command partitions this scheduler replica is pinned to (0 when the commands stream is not partitioned)",
+    registry=REGISTRY,
+)
 CACHE_LOOKUPS = Counter(
     "plait_cache_lookups_total", "Task cache look-ups decided, by outcome (hit or miss)", ["outcome"], registry=REGISTRY
 )

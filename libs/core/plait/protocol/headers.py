@@ -31,6 +31,7 @@ NATS_SEQUENCE = "Nats-Sequence"
 NATS_STREAM = "Nats-Stream"
 NATS_NUM_PENDING = "Nats-Num-Pending"
 NATS_LAST_SEQUENCE = "Nats-Last-Sequence"
+NATS_PIN_ID = "Nats-Pin-Id"
 STATUS = "Status"
 DESCRIPTION = "Description"
 
@@ -59,6 +60,7 @@ MEANINGS: dict[str, str] = {
     NATS_STREAM: "on a direct get's answer: the message's stream",
     NATS_NUM_PENDING: "on a batched direct get's answer: the messages left after this batch",
     NATS_LAST_SEQUENCE: "on a batched direct get's answer: the sequence of the message before this one in the batch",
+    NATS_PIN_ID: "on a message of a partition's consumer: the pin of the replica it is delivered to (priority groups)",
     STATUS: "on a server's status message (no body): its code, e.g. 404 no messages, 408 request expired",
     DESCRIPTION: "on a server's status message: the code's description",
     TRACEPARENT: "on a command, decision or dispatch: the W3C trace context of the execution's trace (optional)",

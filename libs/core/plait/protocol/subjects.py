@@ -138,12 +138,38 @@ def quarantine_replay_subject(reader: str) -> str:
     return f"{QUARANTINE_REPLAY_ROOT}.{token(reader, 'reader')}"
 
 
+def _command_parts(subject: str) -> list[str] | None:
+    """A command subject's tokens as sent (``plait.cmd.<project>.<domain>.<execution>.<kind>``), also when a
+    partitioned stream stored it with its partition before the kind (``plait.protocol.partitions``)."""
+    parts = subject.split(".")
+    if f"{parts[0]}.{parts[1] if len(parts) > 1 else ''}" != COMMANDS_ROOT:
+        return None
+    if len(parts) == 7 and parts[5].isdigit():
+        del parts[5]
+    return parts if len(parts) == 6 else None
+
+
+def without_partition(subject: str) -> str:
+    """A subject a partitioned commands stream stored (its partition is its sixth token) as its sender wrote it:
+    where a dead letter says it was sent, and where replaying it sends it again."""
+    parts = subject.split(".")
+    if len(parts) < 7 or not parts[5].isdigit():
+        return subject
+    del parts[5]
+    return ".".join(parts)
+
+
 def execution_of_command_subject(subject: str) -> tuple[str, str, str] | None:
     """(project, domain, execution id) from a command subject, even when its payload is unreadable."""
-    parts = subject.split(".")
-    if len(parts) == 6 and f"{parts[0]}.{parts[1]}" == COMMANDS_ROOT:
-        return parts[2], parts[3], parts[4]
-    return None
+    parts = _command_parts(subject)
+    return (parts[2], parts[3], parts[4]) if parts else None
+
+
+def kind_of_command_subject(subject: str) -> str:
+    """The kind of command a command subject is for (``launch``, ``started``, ``result``...); its last token for
+    any other subject."""
+    parts = _command_parts(subject)
+    return parts[5] if parts else subject.rsplit(".", 1)[-1]
 
 
 def activation_subject(project: str, domain: str, launch_plan: str) -> str:
