@@ -18,11 +18,13 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from plait.adapters.activations import cancel_fire, schedule_fire
 from plait.adapters.commands_upgrade import HOLDING_STREAM
 from plait.adapters.connection import connect
 from plait.adapters.object_store import JetStreamObjects
+from plait.adapters.partitions import PartitionsMismatch, partitions_of_stream
 from plait.adapters.streams import StreamsMissing, ensure_streams, stream_configs, stream_problems
 from plait.client import AsyncClient
 from plait.core.activations import FireLaunchPlan
@@ -30,6 +32,7 @@ from plait.protocol import subjects
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
+from plait_scheduler.service import COMMANDS_CONSUMER
 from tests import workflows
 from tests.helpers.plait_command import plait_command_async
 from tests.helpers.running import running
@@ -268,3 +271,32 @@ async def _fetched(subscription: JetStreamContext.PullSubscription) -> list[Msg]
         return await subscription.fetch(1, timeout=1)
     except nats.errors.TimeoutError:
         return []
+
+
+async def test_the_operator_partitions_the_commands_stream_for_confined_schedulers(
+    secured: SecuredNats, operator: NATS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await ensure_streams(operator.jetstream())
+    services = secured.auth("plait-services")
+    monkeypatch.setenv("PLAIT_NATS_USER", services.user)
+    monkeypatch.setenv("PLAIT_NATS_PASSWORD_FILE", services.password_file)
+    unpartitioned = ConsumerConfig(
+        durable_name=COMMANDS_CONSUMER, filter_subject=f"{subjects.COMMANDS_ROOT}.>", ack_policy=AckPolicy.EXPLICIT
+    )
+    await operator.jetstream().add_consumer(subjects.COMMANDS_STREAM, unpartitioned)  # as a running replica has it
+    with pytest.raises(PartitionsMismatch, match="plait streams ensure --partitions 2"):
+        with anyio.fail_after(DEADLINE):
+            await SchedulerService(secured.url, replica="confined-partitioned", partitions=2).run()
+    consumer = await operator.jetstream().consumer_info(subjects.COMMANDS_STREAM, COMMANDS_CONSUMER)
+    assert consumer.config.filter_subject == f"{subjects.COMMANDS_ROOT}.>", "refused before changing any consumer"
+
+    split = await plait_command_async(
+        ["streams", "ensure", "--partitions", "2", "--json"], as_user(secured, "plait-operator")
+    )
+    assert split.returncode == 0, split.stderr
+    actions = {one["name"]: one["action"] for one in json.loads(split.stdout)["streams"]}
+    assert actions[subjects.COMMANDS_STREAM] == "split in 2 partitions"
+    assert await partitions_of_stream(operator.jetstream()) == 2
+    other = await plait_command_async(["streams", "ensure", "--partitions", "3"], as_user(secured, "plait-operator"))
+    assert other.returncode != 0
+    assert "split in 2 partitions" in other.stderr

@@ -61,7 +61,14 @@ async def partition_stream(
     work queue may not overlap), then the partitions' consumers are made, and only then does the stream start
     storing commands in partitions.
     """
-    check_matches(partitions, await partitions_of_stream(js))
+    found = await partitions_of_stream(js)
+    check_matches(partitions, found)
+    if found == 0 and authenticated(js):  # a confined service may not change a stream: the operator's step
+        raise PartitionsMismatch(
+            f"PLAIT_SCHEDULER_PARTITIONS is {partitions} but the commands stream is not partitioned, and this "
+            f"replica may not change it: run `plait streams ensure --partitions {partitions}` with the "
+            "operator's NATS credentials (docs/scaling.md)"
+        )
     unpartitioned = await ensure_consumer(js, subjects.COMMANDS_STREAM, config)
     if unpartitioned.config.filter_subjects != parts.LEFT_UNPARTITIONED:
         narrowed = dataclasses.replace(
@@ -75,12 +82,6 @@ async def partition_stream(
         await _ensure_pinned_consumer(js, pinned, pin_seconds)
         names.append(name)
     if await partitions_of_stream(js) == 0:
-        if authenticated(js):  # a confined service may not change a stream: the operator's step
-            raise PartitionsMismatch(
-                f"PLAIT_SCHEDULER_PARTITIONS is {partitions} but the commands stream is not partitioned, and this "
-                f"replica may not change it: run `plait streams ensure --partitions {partitions}` with the "
-                "operator's NATS credentials (docs/scaling.md)"
-            )
         await set_partitions(js, partitions)
     check_matches(partitions, await partitions_of_stream(js))  # another replica partitioned it meanwhile
     return names
