@@ -32,7 +32,7 @@ from tests.helpers.embedded_processes import kill_all, plait, processes_using, w
 from tests.helpers.plait_command import plait_command
 from tests.helpers.running import running
 from tests.helpers.secured_nats import DEADLINE, SecuredNats, secured_nats, watched
-from tests.helpers.tls_files import authority, signed
+from tests.helpers.tls_files import Signed, authority, signed
 
 ALPHA, BETA, DOMAIN = "alpha", "beta", "development"
 
@@ -235,7 +235,8 @@ async def test_plait_dev_secure_authenticates_and_confines_its_users(tmp_path: P
         dev.kill()
 
 
-async def test_the_server_verifies_the_client_certificate(tmp_path: Path) -> None:
+def verifying_server(tmp_path: Path) -> tuple[NatsServer, Signed, Signed]:
+    """A nats-server on TLS that verifies its clients' certificates; its CA's files and a client's, signed by it."""
     ca = authority(tmp_path / "ca", "plait-test-ca")
     server = signed(tmp_path / "ca", ca, "nats-server", server=True)
     client = signed(tmp_path / "ca", ca, "plait-client", server=False)
@@ -243,7 +244,12 @@ async def test_the_server_verifies_the_client_certificate(tmp_path: Path) -> Non
         f"tls {{\n  cert_file: {json.dumps(str(server.cert))}\n  key_file: {json.dumps(str(server.key))}\n"
         f"  ca_file: {json.dumps(str(ca.cert))}\n  verify: true\n}}"
     )
-    with NatsServer.start(tmp_path / "nats", extra_config=tls) as nats_server:
+    return NatsServer.start(tmp_path / "nats", extra_config=tls), ca, client
+
+
+async def test_the_server_verifies_the_client_certificate(tmp_path: Path) -> None:
+    nats_server, ca, client = verifying_server(tmp_path)
+    with nats_server:
         url = nats_server.url.replace("nats://", "tls://")
         trusted = NatsAuth(tls_ca=str(ca.cert), tls_cert=str(client.cert), tls_key=str(client.key))
         nc = await connect(url, "tls-client", auth=trusted)
@@ -257,15 +263,9 @@ async def test_the_server_verifies_the_client_certificate(tmp_path: Path) -> Non
 
 
 async def test_a_server_certificate_of_an_untrusted_authority_is_refused_at_once_and_said_so(tmp_path: Path) -> None:
-    ca = authority(tmp_path / "ca", "plait-test-ca")
     other = authority(tmp_path / "other", "another-ca")
-    server = signed(tmp_path / "ca", ca, "nats-server", server=True)
-    client = signed(tmp_path / "ca", ca, "plait-client", server=False)
-    tls = (
-        f"tls {{\n  cert_file: {json.dumps(str(server.cert))}\n  key_file: {json.dumps(str(server.key))}\n"
-        f"  ca_file: {json.dumps(str(ca.cert))}\n  verify: true\n}}"
-    )
-    with NatsServer.start(tmp_path / "nats", extra_config=tls) as nats_server:
+    nats_server, _, client = verifying_server(tmp_path)
+    with nats_server:
         url = nats_server.url.replace("nats://", "tls://")
         trusting_another = NatsAuth(tls_ca=str(other.cert), tls_cert=str(client.cert), tls_key=str(client.key))
         with anyio.fail_after(FIRST_CONNECT_SECONDS / 2), pytest.raises(ConnectError) as refused:
