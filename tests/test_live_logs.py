@@ -10,16 +10,21 @@ from pathlib import Path
 import anyio
 import anyio.abc
 import anyio.to_thread
+import pytest
 
 from plait import Client
+from plait.adapters.connection import connect
+from plait.adapters.streams import ensure_streams
 from plait.client.live_logs import OutputChunk
 from plait.core.events import AttemptStarted
+from plait_executor.live_output import LiveOutput
 from tests import output_workflows
 from tests.helpers.plait_command import PLAIT, plait_command_async
 from tests.helpers.processes import REPO
 from tests.helpers.reading import first_event
 from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
+from tests.test_executor import dispatch_of
 
 DEADLINE = 60.0
 
@@ -118,3 +123,22 @@ async def test_an_attempt_that_wrote_nothing_while_followed_shows_as_an_empty_li
     # `plait logs --follow` prints as nothing (not a stored "(no output)" block).
     assert [(chunk.text, chunk.ended, chunk.live) for chunk in silent] == [("", True, True)]
     assert "".join(chunk.text for chunk in chunks if chunk.label == "waits_for") == "waiting\nreleased\n"
+
+
+class AttemptRefused(Exception):
+    pass
+
+
+async def test_an_attempts_own_error_leaves_a_lone_tail_as_it_came(nats_url: str, tmp_path: Path) -> None:
+    """Without the executor's ticker (as in a pod, or while the executor stops), each attempt tails its file on a task
+    of its own; what the attempt raises comes out as raised (the runner tells a hand-back by its type), not wrapped
+    in an exception group."""
+    nc = await connect(nats_url, "test-live-output")
+    try:
+        await ensure_streams(nc.jetstream())
+        live = LiveOutput(nc.jetstream(), tmp_path)
+        with pytest.raises(AttemptRefused):
+            async with live.tailing(dispatch_of(output_workflows.chatty, {"tag": "t"})):
+                raise AttemptRefused
+    finally:
+        await nc.close()

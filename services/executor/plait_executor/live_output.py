@@ -75,12 +75,17 @@ class LiveOutput:
                     with anyio.CancelScope(shield=True):  # the end marker is published even when cancelled
                         await tail.finish()
             else:
+                failed: Exception | None = None  # the attempt's own error: raised as it came, not in a group
                 async with anyio.create_task_group() as tailing:
                     tailing.start_soon(tail.run)
                     try:
                         yield str(path)
+                    except Exception as exc:
+                        failed = exc
                     finally:
                         tail.done.set()
+                if failed is not None:
+                    raise failed
         finally:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
