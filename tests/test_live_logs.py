@@ -16,7 +16,10 @@ from plait import Client
 from plait.adapters.connection import connect
 from plait.adapters.streams import ensure_streams
 from plait.client.live_logs import OutputChunk
+from plait.core.dispatch import Dispatch
 from plait.core.events import AttemptStarted
+from plait.core.ids import attempt_id, new_execution_id
+from plait.sdk.hints import encode_value
 from plait_executor.live_output import LiveOutput
 from tests import output_workflows
 from tests.helpers.plait_command import PLAIT, plait_command_async
@@ -24,7 +27,6 @@ from tests.helpers.processes import REPO
 from tests.helpers.reading import first_event
 from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
-from tests.test_executor import dispatch_of
 
 DEADLINE = 60.0
 
@@ -129,6 +131,21 @@ class AttemptRefused(Exception):
     pass
 
 
+def a_dispatch() -> Dispatch:
+    execution_id = new_execution_id()
+    return Dispatch(
+        execution_id=execution_id,
+        project="default",
+        domain="development",
+        node="n0",
+        attempt_id=attempt_id(execution_id, "n0", 1),
+        attempt=1,
+        task=output_workflows.chatty.spec,
+        inputs={"tag": encode_value("t")},
+        decision_sequence=1,
+    )
+
+
 async def test_an_attempts_own_error_leaves_a_lone_tail_as_it_came(nats_url: str, tmp_path: Path) -> None:
     """Without the executor's ticker (as in a pod, or while the executor stops), each attempt tails its file on a task
     of its own; what the attempt raises comes out as raised (the runner tells a hand-back by its type), not wrapped
@@ -138,7 +155,7 @@ async def test_an_attempts_own_error_leaves_a_lone_tail_as_it_came(nats_url: str
         await ensure_streams(nc.jetstream())
         live = LiveOutput(nc.jetstream(), tmp_path)
         with pytest.raises(AttemptRefused):
-            async with live.tailing(dispatch_of(output_workflows.chatty, {"tag": "t"})):
+            async with live.tailing(a_dispatch()):
                 raise AttemptRefused
     finally:
         await nc.close()
