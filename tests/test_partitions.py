@@ -26,7 +26,7 @@ from plait_executor import ExecutorService
 from tests import workflows
 from tests.helpers.dead_letters import read_dead_letters
 from tests.helpers.exactly_once import check_log
-from tests.helpers.processes import ServiceProcess
+from tests.helpers.processes import ServiceProcess, started
 from tests.helpers.running import running
 
 ACK_WAIT = "2"
@@ -41,14 +41,7 @@ def scheduler(nats_url: str, name: str, partitions: int = PARTITIONS) -> Service
 
 @pytest.fixture
 def two_partitioned(nats_url: str) -> Iterator[list[ServiceProcess]]:
-    replicas = [scheduler(nats_url, name) for name in NAMES]
-    try:
-        for replica in replicas:
-            replica.wait_for_event("scheduler_started")
-        yield replicas
-    finally:
-        for replica in replicas:
-            replica.stop()
+    yield from started([scheduler(nats_url, name) for name in NAMES])
 
 
 def held(replica: ServiceProcess) -> set[int]:

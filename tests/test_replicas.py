@@ -14,7 +14,7 @@ from plait.core.state import apply_decision
 from plait_executor import ExecutorService
 from tests import workflows
 from tests.helpers.exactly_once import check_log
-from tests.helpers.processes import ServiceProcess
+from tests.helpers.processes import ServiceProcess, started
 from tests.helpers.running import running
 
 ACK_WAIT = "2"
@@ -28,13 +28,7 @@ def two_schedulers(nats_url: str) -> Iterator[list[ServiceProcess]]:
         )
         for name in ("replica-a", "replica-b")
     ]
-    try:
-        for replica in replicas:
-            replica.wait_for_event("scheduler_started")
-        yield replicas
-    finally:
-        for replica in replicas:
-            replica.stop()
+    yield from started(replicas)
 
 
 async def run_fan_out(nats_url: str, kill: ServiceProcess | None = None) -> tuple[list[StoredDecision], set[str]]:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,3 +77,14 @@ class ServiceProcess:
         if self.process.poll() is None:
             self.kill()
         self._reader.join(10)
+
+
+def started(replicas: list[ServiceProcess]) -> Iterator[list[ServiceProcess]]:
+    """``replicas`` once each has logged its start; stopped afterwards (a fixture's body: ``yield from``)."""
+    try:
+        for replica in replicas:
+            replica.wait_for_event("scheduler_started")
+        yield replicas
+    finally:
+        for replica in replicas:
+            replica.stop()

@@ -81,8 +81,7 @@ async def partition_stream(
         pinned = dataclasses.replace(config, durable_name=name, filter_subject=parts.partition_subject(partition))
         await _ensure_pinned_consumer(js, pinned, pin_seconds)
         names.append(name)
-    if await partitions_of_stream(js) == 0:
-        await set_partitions(js, partitions)
+    await set_partitions(js, partitions)  # a no-op once it is split
     check_matches(partitions, await partitions_of_stream(js))  # another replica partitioned it meanwhile
     return names
 
