@@ -18,13 +18,15 @@ deadlines and timeouts: ``plait_scheduler.timers``; the signed checkpoint of the
 ``plait.adapters.checkpoints``) follows the same pattern, and is also derived from the current state: the deciding
 replica starts it at once, in the background, and the outbox does it for decisions whose side work this replica has
 not finished (a decision that fails its side work is handed back to the outbox's consumer, and done again).
+The outbox can meet a decision before its replica has started that work (the append's acknowledgement and the
+decision's delivery race): a decision this replica is still making for the same execution is waited for first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import nats.errors
@@ -76,6 +78,7 @@ class Outbox:
         self.children = ChildWork(js)
         self._side_work: DoneHere[int] = DoneHere("side_work_left_to_outbox", "decision_sequence")
         self._dispatches: DoneHere[str] = DoneHere("dispatch_left_to_outbox", "attempt")
+        self._deciding: dict[str, asyncio.Future[None]] = {}  # by execution subject: a decision under way here
         self.dispatched = 0
         self.states_read = 0  # executions' states the outbox had to read from the log
 
@@ -101,6 +104,24 @@ class Outbox:
         if not queued:
             return []
         return chunk_queued(queued, self.cluster, self.chunk_attempts, least_chunks=self.least_chunks)
+
+    @contextlib.contextmanager
+    def deciding(self, subject: str) -> Iterator[None]:
+        """While a decision for ``subject`` is made here, until its dispatches and side work are started (or it
+        failed): the outbox waits for it before it judges whether a decision of that execution was handled here."""
+        under_way: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._deciding[subject] = under_way
+        try:
+            yield
+        finally:
+            under_way.set_result(None)
+            if self._deciding.get(subject) is under_way:
+                del self._deciding[subject]
+
+    async def _after_deciding_here(self, subject: str) -> None:
+        under_way = self._deciding.get(subject)
+        if under_way is not None:
+            await asyncio.wait([under_way])
 
     async def publish_decided(self, state: Execution, events: Sequence[Event]) -> None:
         """Publish the dispatches of a decision this replica has just appended, and start its cache work;
@@ -205,6 +226,7 @@ class Outbox:
             if decision is None:  # quarantined: acked below, so that the outbox goes on past it
                 continue
             sequence = msg.metadata.sequence.stream
+            await self._after_deciding_here(msg.subject)
             try:
                 await self._catch_up_side_work(msg.subject, decision, sequence, loaded)
             except Exception:

@@ -420,7 +420,8 @@ class SchedulerService:
         attributes: Attributes = {"plait.execution_id": target[2] if target else "", "plait.commands": len(accepted)}
         # Decided within the execution's trace: known from the commands or the cached state, else once it is loaded.
         parent = decision_parent(accepted, self.states.get(subject))
-        with span(DECIDE_SPAN, parent=parent, attributes=attributes) if parent else contextlib.nullcontext():
+        deciding = self.outbox.deciding(subject) if self.outbox is not None else contextlib.nullcontext()
+        with deciding, span(DECIDE_SPAN, parent=parent, attributes=attributes) if parent else contextlib.nullcontext():
             try:
                 outcome = await self.decider.decide(subject, [command for _, command in accepted])
             except Exception as exc:  # settled: dead-lettered or retried, never lost
