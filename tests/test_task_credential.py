@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from functools import partial
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -146,8 +146,10 @@ async def refusal(secured: SecuredNats, auth: NatsAuth) -> str:
 async def test_an_expired_forged_or_missing_grant_is_refused_with_its_reason_logged(
     secured: SecuredNats, tmp_path: Path
 ) -> None:
-    expired = grant_file(secured, tmp_path, a_grant(expires_at=int(time.time()) - 5))
-    forged = grant_file(secured, tmp_path, a_grant(), key=nats_jwt.account_key(nats_jwt.new_seed()))
+    expired_grant, forged_grant = a_grant(expires_at=int(time.time()) - 5), a_grant()
+    expired = grant_file(secured, tmp_path, expired_grant)
+    forged_key = nats_jwt.account_key(nats_jwt.new_seed())
+    forged = grant_file(secured, tmp_path, forged_grant, key=forged_key)
     garbage = tmp_path / "garbage"
     garbage.write_text("not-a-grant")
     unsigned = tmp_path / "unsigned"
@@ -163,7 +165,8 @@ async def test_an_expired_forged_or_missing_grant_is_refused_with_its_reason_log
     assert any("not signed by this deployment" in reason for reason in reasons), reasons
     assert any("not a task grant" in reason for reason in reasons), reasons
     assert any("no task grant" in reason for reason in reasons), reasons
-    grants = [Path(auth.token_file).read_text() for auth in (expired, forged)]
+    key = nats_jwt.read_account_key(secured.callout_seed_file, "callout seed")
+    grants = [issue(expired_grant, key), issue(forged_grant, forged_key)]
     assert not any(grant in repr(entry) for entry in logs for grant in grants), "the callout never logs a grant"
 
 
