@@ -334,21 +334,12 @@ class KubernetesBackend:
         while True:
             try:
                 if kind == "Job":
-                    response: Any = await self._batch.create_namespaced_job(
-                        self.target.namespace,
-                        manifest,  # type: ignore[arg-type]
-                        _preload_content=False,
-                    )
+                    made: Any = await self._batch.create_namespaced_job(self.target.namespace, manifest)  # type: ignore[arg-type]
                     self.created += 1
                 else:
-                    response = await self._core.create_namespaced_secret(
-                        self.target.namespace,
-                        manifest,  # type: ignore[arg-type]
-                        _preload_content=False,
-                    )
+                    made = await self._core.create_namespaced_secret(self.target.namespace, manifest)  # type: ignore[arg-type]
                 attempt_log.info(f"{what}_created")
-                created: dict[str, Any] = json.loads(await response.read())
-                return created
+                return {**manifest, "metadata": {**manifest["metadata"], "uid": made.metadata.uid}}
             except ApiException as exc:
                 if exc.status == 409:
                     if kind == "Job":
@@ -361,7 +352,7 @@ class KubernetesBackend:
                     message = f"the API server refused the attempt's {kind} ({exc.status} {exc.reason}): {body}"
                     return AttemptOutcome(error=system_error(message, f"{kind}Refused"))
                 attempt_log.warning(f"{what}_create_retry", status=exc.status, retry_in=delay)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 attempt_log.warning(f"{what}_create_retry", error=repr(exc), retry_in=delay)
             await anyio.sleep(delay)
             delay = min(delay * 2, LONGEST_RETRY_SECONDS)
