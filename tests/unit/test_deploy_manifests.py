@@ -283,7 +283,7 @@ def test_the_budget_check_finds_a_missing_budget_and_one_that_blocks_drains() ->
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_only_the_executor_may_use_the_kubernetes_api_and_only_for_jobs_pods_logs_and_credentials(environment: str) -> None:
+def test_only_the_executor_may_use_the_kubernetes_api_only_for_jobs_pods_logs_and_credentials(environment: str) -> None:
     objects = rendered(environment)
     assert of_kind(objects, "ClusterRole") == [] and of_kind(objects, "ClusterRoleBinding") == []
     [role] = of_kind(objects, "Role")
