@@ -27,7 +27,7 @@ from tests import kubernetes_workflows
 from tests.helpers.kube_api import KubernetesApiStandIn
 from tests.helpers.kube_api.kubelet import LocalKubelet
 from tests.helpers.kube_api.selectors import LabelSelector
-from tests.helpers.kube_scenarios import kubernetes_executor
+from tests.helpers.kube_scenarios import kubernetes_executor, run_map_flow
 from tests.helpers.running import running
 from tests.helpers.secured_nats import SecuredNats, secured_nats
 from tests.helpers.states import final_state
@@ -76,6 +76,7 @@ async def test_each_job_runs_with_its_own_grant_from_a_secret_it_owns(secured: S
             for name in list(jobs):
                 api.delete_job(NAMESPACE, name)
             left = api.store.list("secrets", NAMESPACE, LabelSelector(""))
+            pod_logs = "\n".join(line for pod in kubelet.ran for line in api.logs(NAMESPACE, pod))
     assert state.status == "succeeded" and state.outputs == {"result": 25}
     assert len(kubelet.ran) == 3, "every attempt ran in a pod"
     key = nats_jwt.read_account_key(secured.callout_seed_file, "callout seed")
@@ -93,3 +94,32 @@ async def test_each_job_runs_with_its_own_grant_from_a_secret_it_owns(secured: S
         assert env["PLAIT_NATS_TOKEN_FILE"] == f"{CREDENTIAL_MOUNT}/token"
         assert not any(grant_text in str(job) for grant_text in [secret["data"]["token"]]), "no grant in the Job"
     assert left == [], "each credential Secret is deleted with its Job"
+    assert "attempt_succeeded" in pod_logs and "violation" not in pod_logs.lower(), "the grant allows all it does"
+
+
+async def test_a_fast_registered_map_runs_with_each_map_jobs_grant(
+    secured: SecuredNats, database_url: str, tmp_path: Path
+) -> None:
+    """Each pod of a map Job reads its code bundle, its inputs and reports its item with the Job's grant, which
+    names the batch's item attempts."""
+    target = KubernetesTarget(
+        cluster="local",
+        queue="default",
+        namespace=NAMESPACE,
+        image="plait:test",
+        nats_url=secured.url,
+        callout_seed_file=secured.callout_seed_file,
+        map_batch_seconds=0.2,
+    )
+    async with KubernetesApiStandIn() as api:
+        kubelet = LocalKubelet(api, NAMESPACE)
+        scheduler = SchedulerService(secured.url, replica="secured-scheduler")
+        catalog = CatalogService(secured.url, database_url, replica="secured-catalog")
+        async with kubelet.running(), running(scheduler.run, catalog.run):
+            state, _ = await run_map_flow(secured.url, target, api.configuration(), tmp_path, 6, DEADLINE)
+        secrets = api.store.ever("secrets", NAMESPACE)
+    key = nats_jwt.read_account_key(secured.callout_seed_file, "callout seed")
+    granted = [verify(base64.b64decode(s["data"]["token"]).decode(), key, time.time()) for s in secrets.values()]
+    items = {attempt.attempt_id for attempt in state.nodes["square"].attempts}
+    assert items <= {attempt for grant in granted for attempt in grant.attempts}
+    assert any(len(grant.attempts) > 1 for grant in granted), "a map Job's grant names its batch"

@@ -205,4 +205,5 @@ async def test_a_pod_with_its_attempts_grant_runs_its_attempt(
     finally:
         await operator.close()
     assert ran.returncode == 0, ran.stderr.decode()[-2000:]
+    assert "violation" not in ran.stderr.decode().lower(), ran.stderr.decode()[-2000:]
     assert result == 3

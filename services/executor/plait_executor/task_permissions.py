@@ -21,6 +21,7 @@ from plait_executor.task_grants import TaskGrant
 _OBJECT_STORE = (
     "$JS.API.INFO",
     "$JS.API.STREAM.INFO.*",
+    "$JS.API.STREAM.NAMES",  # nats-py's object store get looks the bucket's stream up by subject (names only)
     f"$O.{subjects.VALUES_BUCKET}.>",
     f"$O.{subjects.LOGS_BUCKET}.>",
     f"$JS.API.DIRECT.GET.OBJ_{subjects.VALUES_BUCKET}.>",
