@@ -106,7 +106,6 @@ async def test_no_credential_but_the_operators_creates_updates_purges_or_deletes
         "plait-services": "_INBOX",
         "plait-auditor": "_INBOX",
         "alpha-development": f"_INBOX.{ALPHA}.{DOMAIN}",
-        "alpha-development-tasks": f"_INBOX.{ALPHA}.{DOMAIN}",
     }
     for user, inbox in users.items():
         watch = await watched(secured, user, inbox)

@@ -20,6 +20,17 @@ async def test_a_task_sees_no_executor_credential_and_only_its_own_secret(
     monkeypatch.setenv("PLAIT_SECRET_OTHER_TENANTS_KEY", "not-yours")
     monkeypatch.setenv("PLAIT_SECRETS_DIR", str(tmp_path))
     monkeypatch.setenv("PLAIT_LOG_LEVEL", "info")
+    credentials = {  # every way the executor may authenticate to NATS or sign, each a file it can read
+        "PLAIT_NATS_PASSWORD_FILE",
+        "PLAIT_NATS_TOKEN_FILE",
+        "PLAIT_NATS_NKEY_SEED_FILE",
+        "PLAIT_NATS_CREDS",
+        "PLAIT_NATS_TLS_KEY",
+        "PLAIT_NATS_CALLOUT_SEED_FILE",
+        "PLAIT_SIGNING_KEY_FILE",
+    }
+    for variable in credentials:
+        monkeypatch.setenv(variable, str(tmp_path / variable.lower()))
     module = f"environment_{uuid.uuid4().hex[:12]}"
     path = tmp_path / f"{module}.py"
     path.write_text(
@@ -36,4 +47,5 @@ async def test_a_task_sees_no_executor_credential_and_only_its_own_secret(
     seen = decode_value(outcome.outputs["result"], list[str])
     assert "PLAIT_LOG_LEVEL" in seen, "other settings are kept"
     withheld = {"PLAIT_NATS_URL", "PLAIT_DATABASE_URL", "PLAIT_SECRET_OTHER_TENANTS_KEY", "PLAIT_SECRETS_DIR"}
+    withheld |= credentials
     assert withheld.isdisjoint(seen), seen

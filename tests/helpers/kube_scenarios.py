@@ -73,6 +73,7 @@ def kubernetes_executor(
         grace_seconds=0.0,
         backend=backend,
         concurrency=concurrency,
+        callout_seed_file=target.callout_seed_file,  # it answers its pods' auth callout too
     )
 
 

@@ -14,6 +14,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from plait.adapters.nats_auth import INBOX_ROOT, NatsAuth
+from plait.protocol import nats_jwt
 from plait_cli.embedded import NatsServer
 
 TENANTS_CONF = Path(__file__).parents[2] / "deploy" / "nats" / "tenants.conf"
@@ -23,8 +24,8 @@ PASSWORD_VARIABLES = {
     "plait-auditor": "PLAIT_NATS_AUDITOR_PASSWORD",
     "alpha-development": "PLAIT_NATS_ALPHA_PASSWORD",
     "beta-development": "PLAIT_NATS_BETA_PASSWORD",
-    "alpha-development-tasks": "PLAIT_NATS_ALPHA_TASKS_PASSWORD",
 }
+CALLOUT_ISSUER_VARIABLE = "PLAIT_NATS_CALLOUT_ISSUER"
 DEADLINE = 10.0
 
 
@@ -32,6 +33,11 @@ DEADLINE = 10.0
 class SecuredNats:
     url: str
     folder: Path
+
+    @property
+    def callout_seed_file(self) -> str:
+        """The account seed of the task pods' auth callout (what an executor's PLAIT_NATS_CALLOUT_SEED_FILE names)."""
+        return str(self.folder / "nats-callout.seed")
 
     def auth(self, user: str) -> NatsAuth:
         """The credentials of ``user`` of tenants.conf: its name and its password's file."""
@@ -47,6 +53,9 @@ def secured_nats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Se
         password = "pw" + secrets.token_hex(16)  # nats-server parses the variable as a value: a bare word
         monkeypatch.setenv(variable, password)
         (folder / f"{user}.password").write_text(password + "\n")
+    seed = nats_jwt.new_seed()
+    (folder / "nats-callout.seed").write_bytes(seed + b"\n")
+    monkeypatch.setenv(CALLOUT_ISSUER_VARIABLE, nats_jwt.public_key(nats_jwt.account_key(seed)))
     data = tmp_path / "nats"
     data.mkdir()
     shutil.copy(TENANTS_CONF, data / "tenants.conf")
@@ -79,13 +88,16 @@ class Watched:
             self._changed = anyio.Event()
 
 
-async def watched(secured: SecuredNats, user: str, inbox_prefix: str = INBOX_ROOT) -> Watched:
+async def watched(
+    secured: SecuredNats, user: str, inbox_prefix: str = INBOX_ROOT, auth: NatsAuth | None = None
+) -> Watched:
+    """A connection as ``user`` of tenants.conf (or with ``auth``) that collects what the server refuses it."""
     watch = Watched(nc=NATS())
     await watch.nc.connect(
         secured.url,
         error_cb=watch.on_error,
         inbox_prefix=inbox_prefix,
         allow_reconnect=False,
-        **secured.auth(user).options(),
+        **(auth or secured.auth(user)).options(),
     )
     return watch

@@ -67,6 +67,7 @@ EXECUTOR_GRANTS = {
     ("", "pods", "list"),
     ("", "pods", "watch"),
     ("", "pods/log", "get"),
+    ("", "secrets", "create"),  # each Job's credential; it reads no Secret
 }
 
 # (from, to, port): every connection between the namespace's pods that the policies allow, and no other.
@@ -282,7 +283,7 @@ def test_the_budget_check_finds_a_missing_budget_and_one_that_blocks_drains() ->
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_only_the_executor_may_use_the_kubernetes_api_and_only_for_jobs_pods_and_logs(environment: str) -> None:
+def test_only_the_executor_may_use_the_kubernetes_api_only_for_jobs_pods_logs_and_credentials(environment: str) -> None:
     objects = rendered(environment)
     assert of_kind(objects, "ClusterRole") == [] and of_kind(objects, "ClusterRoleBinding") == []
     [role] = of_kind(objects, "Role")
@@ -303,7 +304,7 @@ def test_only_the_executor_may_use_the_kubernetes_api_and_only_for_jobs_pods_and
 def test_the_grants_check_sees_one_verb_too_many() -> None:
     role = named(rendered("base"), "Role", "plait-executor")
     role["rules"][-1]["verbs"].append("list")
-    assert granted(role) - EXECUTOR_GRANTS == {("", "pods/log", "list")}
+    assert granted(role) - EXECUTOR_GRANTS == {("", "secrets", "list")}
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)

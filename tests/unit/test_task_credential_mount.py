@@ -1,12 +1,20 @@
-"""An attempt's pod authenticates to NATS as its project's tasks: the Job names the project's Secret, the pod reads
-the user from it and the password from a read-only file, and the API server accepts the manifest."""
+"""An attempt's pod authenticates to NATS with its own Job's task grant: the Job names only the Job's credential
+Secret, the pod reads the grant from a read-only file, the Secret is owned by the Job, and the API server accepts
+both."""
 
 from __future__ import annotations
 
+import base64
+
 from plait.core.kubernetes_options import KubernetesOptions
-from plait_executor.kubernetes.manifests import AttemptIdentity, job_manifest
-from plait_executor.kubernetes.task_credential import CREDENTIAL_MOUNT, credential_secret, with_credential
-from tests.helpers.kube_api.validation import job_causes
+from plait_executor.kubernetes.manifests import AttemptIdentity, job_manifest, job_name
+from plait_executor.kubernetes.task_credential import (
+    CREDENTIAL_MOUNT,
+    credential_secret,
+    credential_secret_name,
+    with_credential,
+)
+from tests.helpers.kube_api.validation import job_causes, secret_causes
 
 ATTEMPT = AttemptIdentity(
     project="Team_A.ml",
@@ -18,26 +26,38 @@ ATTEMPT = AttemptIdentity(
     queue="default",
     cluster="local",
 )
+GRANT = "plait-grant-v1.e30.c2ln"
 
 
-def test_the_pod_reads_its_projects_task_credential_from_a_secret() -> None:
-    secret = credential_secret("plait-tasks-{project}-{domain}", ATTEMPT.project, ATTEMPT.domain)
-    job = with_credential(job_manifest(ATTEMPT, KubernetesOptions(image="plait:test")), secret)
-    assert secret == "plait-tasks-team-a-ml-production"
+def test_the_pod_reads_its_jobs_grant_from_the_jobs_own_secret() -> None:
+    job = with_credential(job_manifest(ATTEMPT, KubernetesOptions(image="plait:test")))
     assert job_causes(job) == []
+    secret = credential_secret_name(job_name(ATTEMPT.attempt_id))
     pod = job["spec"]["template"]["spec"]
     [volume] = pod["volumes"]
-    assert volume["secret"]["secretName"] == secret and volume["secret"]["items"] == [
-        {"key": "password", "path": "password"}
-    ]
+    assert volume["secret"]["secretName"] == secret
+    assert volume["secret"]["items"] == [{"key": "token", "path": "token"}]
     [container] = pod["containers"]
     assert {"name": volume["name"], "mountPath": CREDENTIAL_MOUNT, "readOnly": True} in container["volumeMounts"]
     env = {item["name"]: item for item in container["env"]}
-    assert env["PLAIT_NATS_USER"]["valueFrom"] == {"secretKeyRef": {"name": secret, "key": "user"}}
-    assert env["PLAIT_NATS_PASSWORD_FILE"]["value"] == f"{CREDENTIAL_MOUNT}/password"
-    assert "PLAIT_NATS_PASSWORD" not in env, "no password in the Job"
+    assert env["PLAIT_NATS_TOKEN_FILE"]["value"] == f"{CREDENTIAL_MOUNT}/token"
+    assert "PLAIT_NATS_TOKEN" not in env and GRANT not in str(job), "no grant in the Job"
 
 
-def test_without_a_secret_the_job_is_unchanged() -> None:
+def test_the_secret_holds_the_grant_and_is_owned_by_its_job() -> None:
     job = job_manifest(ATTEMPT, KubernetesOptions(image="plait:test"))
-    assert with_credential(job_manifest(ATTEMPT, KubernetesOptions(image="plait:test")), "") == job
+    job["metadata"]["uid"] = "0b9e5f9c-0000-4000-8000-000000000001"  # as created
+    secret = credential_secret(job, GRANT)
+    assert secret_causes(secret) == []
+    assert secret["metadata"]["name"] == credential_secret_name(job["metadata"]["name"])
+    assert secret["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": job["metadata"]["name"],
+            "uid": job["metadata"]["uid"],
+            "blockOwnerDeletion": False,
+        }
+    ]
+    assert base64.b64decode(secret["data"]["token"]).decode() == GRANT
+    assert secret["immutable"] is True

@@ -63,9 +63,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     task_output_tail: int = DEFAULT_OUTPUT_TAIL_BYTES  # and from its end; what lies between is cut
     kubernetes_nats_url: str = ""  # what a Kubernetes executor's pods connect to (empty: its own PLAIT_NATS_URL)
     kubernetes_map_batch_seconds: float = 1.0  # how long a Kubernetes executor gathers a map's items into one Job
-    # the Secret (keys user, password) holding the NATS credential of an attempt's pod: a name, or a template with
-    # {project} and {domain} (e.g. "plait-tasks-{project}-{domain}"); empty: the pods connect as the URL says
-    kubernetes_task_secret: str = ""
     metrics_port: int = 0  # a service's /metrics, /livez and /readyz endpoint (0: none)
     metrics_address: str = "127.0.0.1"  # the address it listens on (0.0.0.0 in deploy/, to be scraped and probed)
     nats_user: str = ""  # NATS authentication (plait.adapters.nats_auth): secrets only from files, never inline
@@ -77,6 +74,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_tls_cert: str = ""  # a client certificate and its key, for servers that verify clients
     nats_tls_key: str = ""
     nats_tls_hostname: str = ""  # the name the server's certificate must carry (default: the URL's host)
+    # an executor's: the account NKey seed of nats-server's auth callout (its public key is `auth_callout { issuer }`):
+    # it signs each Kubernetes attempt's task grant and answers the callout (see plait_executor.task_callout)
+    nats_callout_seed_file: str = ""
 
     def __post_init__(self) -> None:
         if self.nats_url is not None:
@@ -189,7 +189,6 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "task_output_tail": "PLAIT_TASK_OUTPUT_TAIL",
     "kubernetes_nats_url": "PLAIT_KUBERNETES_NATS_URL",
     "kubernetes_map_batch_seconds": "PLAIT_KUBERNETES_MAP_BATCH_SECONDS",
-    "kubernetes_task_secret": "PLAIT_KUBERNETES_TASK_SECRET",
     "metrics_port": "PLAIT_METRICS_PORT",
     "metrics_address": "PLAIT_METRICS_ADDRESS",
     "nats_user": "PLAIT_NATS_USER",
@@ -201,6 +200,7 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "nats_tls_cert": "PLAIT_NATS_TLS_CERT",
     "nats_tls_key": "PLAIT_NATS_TLS_KEY",
     "nats_tls_hostname": "PLAIT_NATS_TLS_HOSTNAME",
+    "nats_callout_seed_file": "PLAIT_NATS_CALLOUT_SEED_FILE",
 }
 
 

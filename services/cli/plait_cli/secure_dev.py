@@ -1,8 +1,9 @@
 """``plait dev --secure``: the embedded nats-server with the users and permissions of deploy/nats/tenants.conf.
 
-Each user's password is generated once into ``PLAIT_HOME/secrets/<user>.password`` (readable by this user only);
-nats-server reads them from its environment. The stack makes the streams as ``plait-operator`` (the only user that
-may), then the services connect as ``plait-services``; other commands connect as whoever ``PLAIT_NATS_USER`` and
+Each user's password is generated once into ``PLAIT_HOME/secrets/<user>.password`` (readable by this user only),
+and the task pods' auth callout key into ``PLAIT_HOME/secrets/nats-callout.seed``; nats-server reads the passwords
+and the key's public half from its environment. The stack makes the streams as ``plait-operator`` (the only user
+that may), then the services connect as ``plait-services``; other commands connect as whoever ``PLAIT_NATS_USER`` and
 ``PLAIT_NATS_PASSWORD_FILE`` name.
 """
 
@@ -18,6 +19,7 @@ import msgspec
 from plait.adapters.connection import connect
 from plait.adapters.nats_auth import NatsAuth
 from plait.adapters.streams import ensure_streams
+from plait.protocol import nats_jwt
 from plait.settings import Settings
 
 TENANTS_CONF = "nats_tenants.conf"
@@ -27,14 +29,19 @@ PASSWORD_VARIABLES = {
     "plait-auditor": "PLAIT_NATS_AUDITOR_PASSWORD",
     "alpha-development": "PLAIT_NATS_ALPHA_PASSWORD",
     "beta-development": "PLAIT_NATS_BETA_PASSWORD",
-    "alpha-development-tasks": "PLAIT_NATS_ALPHA_TASKS_PASSWORD",
 }
 SERVICES_USER = "plait-services"
 OPERATOR_USER = "plait-operator"
+CALLOUT_ISSUER_VARIABLE = "PLAIT_NATS_CALLOUT_ISSUER"
 
 
 def password_file(home: Path, user: str) -> Path:
     return home / "secrets" / f"{user}.password"
+
+
+def callout_seed_file(home: Path) -> Path:
+    """The account NKey seed of the task pods' auth callout (the services sign task grants and answers with it)."""
+    return home / "secrets" / "nats-callout.seed"
 
 
 def secure_nats_config(home: Path, nats_dir: Path) -> tuple[str, dict[str, str]]:
@@ -48,14 +55,22 @@ def secure_nats_config(home: Path, nats_dir: Path) -> tuple[str, dict[str, str]]
         if not path.exists():
             _write_private(path, "pw" + secrets.token_hex(16) + "\n")  # a bare word: nats-server parses values
         env[variable] = path.read_text().strip()
+    seed = callout_seed_file(home)
+    if not seed.exists():
+        _write_private(seed, nats_jwt.new_seed().decode() + "\n")
+    env[CALLOUT_ISSUER_VARIABLE] = nats_jwt.public_key(nats_jwt.read_account_key(str(seed), str(seed)))
     (nats_dir / "tenants.conf").write_text(resources.files("plait_cli").joinpath(TENANTS_CONF).read_text())
     return 'include "tenants.conf"', env
 
 
 def as_services(settings: Settings) -> Settings:
-    """``settings`` of a service of the secured embedded stack."""
+    """``settings`` of a service of the secured embedded stack (its executor answers the task pods' callout)."""
+    home = settings.home_path
     return msgspec.structs.replace(
-        settings, nats_user=SERVICES_USER, nats_password_file=str(password_file(settings.home_path, SERVICES_USER))
+        settings,
+        nats_user=SERVICES_USER,
+        nats_password_file=str(password_file(home, SERVICES_USER)),
+        nats_callout_seed_file=str(callout_seed_file(home)),
     )
 
 

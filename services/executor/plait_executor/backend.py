@@ -111,7 +111,7 @@ def backend_from_settings(settings: Settings, concurrency: int) -> BackendFactor
             context=settings.kubernetes_context,
             env=_runtime_env(settings),
             map_batch_seconds=settings.kubernetes_map_batch_seconds,
-            task_secret=settings.kubernetes_task_secret,
+            callout_seed_file=settings.nats_callout_seed_file,
         )
         return partial(kubernetes_backend, target)
     return partial(local_backend, concurrency, (settings.task_output_head, settings.task_output_tail))

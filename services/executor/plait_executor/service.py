@@ -28,7 +28,8 @@ from plait.errors import InputError
 from plait.metrics.health import Health
 from plait.protocol import subjects
 from plait.protocol.executors import ANNOUNCE_EVERY_SECONDS, parse_labels
-from plait.settings import Settings
+from plait.protocol.nats_jwt import read_account_key
+from plait.settings import VARIABLES, Settings
 from plait_executor.announcing import Announcer, announcement
 from plait_executor.backend import BackendFactory, backend_from_settings, local_backend, with_live_output
 from plait_executor.code_bundles import CodeCache, code_cache_directory, with_code_bundles
@@ -37,6 +38,7 @@ from plait_executor.registered import GeneratedTasksBackend, registered_only
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
 from plait_executor.slots import AttemptSlots
 from plait_executor.stored_values import with_values
+from plait_executor.task_callout import serve_task_callout
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
@@ -90,6 +92,7 @@ class ExecutorService:
         backend_name: str = "local",
         labels: dict[str, str] | None = None,
         announce_seconds: float = ANNOUNCE_EVERY_SECONDS,
+        callout_seed_file: str = "",
     ) -> None:
         self.nats_url = nats_url
         self.stream_replicas = stream_replicas
@@ -111,6 +114,9 @@ class ExecutorService:
         self.backend = backend or partial(local_backend, self.concurrency)
         self.inline_value_limit = inline_value_limit
         self.backend_name, self.labels, self.announce_seconds = backend_name, dict(labels or {}), announce_seconds
+        self.callout_key = (
+            read_account_key(callout_seed_file, VARIABLES["nats_callout_seed_file"]) if callout_seed_file else None
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ExecutorService:
@@ -129,6 +135,7 @@ class ExecutorService:
             inline_value_limit=settings.inline_value_limit,
             backend_name=settings.executor_backend,
             labels=_labels(settings.labels),
+            callout_seed_file=settings.nats_callout_seed_file,
         )
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -169,12 +176,14 @@ class ExecutorService:
                     self.announce_seconds,
                     self.stream_replicas,
                 )
-                task_status.started()
-                self.health.serving()
-                self._log.info(
-                    "executor_started", concurrency=self.concurrency, prefetch=self.prefetch, consumer=self.consumer
-                )
                 async with anyio.create_task_group() as live:
+                    if self.callout_key is not None:  # answers for every executor's task pods: see task_callout
+                        await live.start(partial(serve_task_callout, nc, self.callout_key))
+                    task_status.started()
+                    self.health.serving()
+                    self._log.info(
+                        "executor_started", concurrency=self.concurrency, prefetch=self.prefetch, consumer=self.consumer
+                    )
                     live.start_soon(announcer.run)
                     live.start_soon(live_output.tick)
                     live.start_soon(announce_service, js, "executor", self.replica, self.health, self.stream_replicas)

@@ -107,6 +107,7 @@ class JobController:
             job = self._store.put("jobs", job)
             for pod in owned:
                 self.delete_pod(pod)
+            self._collect_owned_secrets(job, orphan=False)
             self._store.remove("jobs", namespace, name)
             return job
         self._store.remove("jobs", namespace, name)
@@ -116,7 +117,22 @@ class JobController:
                 self._store.put("pods", pod)
             else:
                 self.delete_pod(pod)
+        self._collect_owned_secrets(job, orphan=policy == "Orphan")
         return job
+
+    def _collect_owned_secrets(self, job: dict[str, Any], orphan: bool) -> None:
+        """The garbage collector's part for the Secrets ``job`` owns: deleted with it, or left without their owner
+        reference (Orphan)."""
+        uid, namespace = job["metadata"]["uid"], job["metadata"]["namespace"]
+        for secret in self._store.list("secrets", namespace, LabelSelector("")):
+            owners = secret["metadata"].get("ownerReferences", [])
+            if not any(owner.get("uid") == uid for owner in owners):
+                continue
+            if orphan:
+                secret["metadata"]["ownerReferences"] = [owner for owner in owners if owner.get("uid") != uid]
+                self._store.put("secrets", secret)
+            else:
+                self._store.remove("secrets", namespace, secret["metadata"]["name"])
 
     def delete_pod(self, pod: dict[str, Any], kill: bool = False) -> None:
         """A graceful deletion: the pod is marked, then gone. ``kill``: a deletion through the API of a pod whose

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, cast, get_args
@@ -17,9 +18,9 @@ from tests.helpers.kube_api.jobs import JobController, PropagationPolicy, with_d
 from tests.helpers.kube_api.selectors import LabelSelector
 from tests.helpers.kube_api.status import ApiError
 from tests.helpers.kube_api.store import ObjectStore, Watcher
-from tests.helpers.kube_api.validation import Cause, job_causes
+from tests.helpers.kube_api.validation import Cause, job_causes, secret_causes
 
-RESOURCES = {"jobs": ("batch", "batch/v1", "Job"), "pods": ("", "v1", "Pod")}
+RESOURCES = {"jobs": ("batch", "batch/v1", "Job"), "pods": ("", "v1", "Pod"), "secrets": ("", "v1", "Secret")}
 """resource → (group, apiVersion, kind)."""
 DEFAULT_PROPAGATION = "Orphan"  # batch/v1 Jobs keep their pods unless told otherwise, as on a real server
 
@@ -56,6 +57,11 @@ class KubernetesApiStandIn:
         app.router.add_get(namespaced_pods + "/{name}", self._one("pods"))
         app.router.add_delete(namespaced_pods + "/{name}", self._delete_pod)
         app.router.add_get(namespaced_pods + "/{name}/log", self._pod_log)
+        namespaced_secrets = "/api/v1/namespaces/{namespace}/secrets"
+        app.router.add_post(namespaced_secrets, self._create_secret)
+        app.router.add_get(namespaced_secrets, self._collection("secrets"))
+        app.router.add_get(namespaced_secrets + "/{name}", self._one("secrets"))
+        app.router.add_delete(namespaced_secrets + "/{name}", self._delete_secret)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
@@ -146,6 +152,23 @@ class KubernetesApiStandIn:
         created = self.store.put("jobs", with_defaults(job, namespace))
         self.controller.sync(namespace, name)
         return web.json_response(created, status=201)
+
+    async def _create_secret(self, request: web.Request) -> web.Response:
+        namespace = request.match_info["namespace"]
+        secret = _object_in(await request.text(), "secrets", namespace)
+        name = secret["metadata"].get("name", "")
+        if causes := secret_causes(secret):
+            raise status.invalid("Secret", "", name, causes)
+        if self.store.get("secrets", namespace, name) is not None:
+            raise status.already_exists("secrets", "", name)
+        secret["metadata"].update(namespace=namespace, uid=str(uuid.uuid4()), creationTimestamp=pods.now())
+        return web.json_response(self.store.put("secrets", secret), status=201)
+
+    async def _delete_secret(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        secret = self._get("secrets", namespace, name)
+        self.store.remove("secrets", namespace, name)
+        return web.json_response(status.success("secrets", "", name, secret["metadata"]["uid"]))
 
     def _collection(self, resource: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         _, api_version, kind = RESOURCES[resource]

@@ -9,6 +9,7 @@ against limits (extended resources such as ``nvidia.com/gpu`` cannot be overcomm
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -92,6 +93,26 @@ def job_causes(job: Mapping[str, Any]) -> list[Cause]:
     except kubernetes_validate.SchemaNotFoundError as error:
         return [Cause("kind", error.message, "FieldValueNotSupported")]
     return [*_metadata_causes(job.get("metadata", {}), job_name=True), *_job_spec_causes(job.get("spec", {}))]
+
+
+def secret_causes(secret: Mapping[str, Any]) -> list[Cause]:
+    """Every reason the API server would refuse to create ``secret``; empty when it would accept it."""
+    try:
+        kubernetes_validate.validate(dict(secret), KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        field = ".".join(str(part) for part in error.path) or "<root>"
+        return [Cause(field, error.message)]
+    metadata = secret.get("metadata", {})
+    causes = list(_metadata_causes(metadata))
+    name = metadata.get("name")
+    if not name or not is_dns1123_subdomain(name):
+        causes.append(Cause("metadata.name", f"Invalid value: {name!r}: a lowercase RFC 1123 subdomain is required"))
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            base64.b64decode(value, validate=True)
+        except ValueError:
+            causes.append(Cause(f"data[{key}]", "Invalid value: not base64"))
+    return causes
 
 
 def _metadata_causes(metadata: Mapping[str, Any], field: str = "metadata", job_name: bool = False) -> Iterator[Cause]:

@@ -98,6 +98,12 @@ def tenant_inbox(project: str, domain: str) -> str:
     return f"{INBOX_ROOT}.{subjects.tenant(project, domain)}"
 
 
+def attempt_inbox(project: str, domain: str, attempt_id: str) -> str:
+    """The inbox prefix of a Kubernetes attempt's task runtime: ``_INBOX.<project>.<domain>.<hash of the attempt>``,
+    so that its per-attempt credential may subscribe to its own replies only (not its project clients')."""
+    return f"{tenant_inbox(project, domain)}.{subjects.attempt_token(attempt_id)}"
+
+
 def redacted(url: str) -> str:
     """``url`` without the password or token it may carry (``nats://user:secret@host``)."""
     parsed = urlparse(url)

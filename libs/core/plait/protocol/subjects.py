@@ -203,8 +203,13 @@ def live_output_subject(project: str, domain: str, execution_id: str, attempt_id
     may hold '[', is in a header; its subject token is a hash of it)."""
     return (
         f"{LIVE_OUTPUT_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}"
-        f".{xxhash.xxh64_hexdigest(attempt_id.encode())}"
+        f".{attempt_token(attempt_id)}"
     )
+
+
+def attempt_token(attempt_id: str) -> str:
+    """One subject token standing for an attempt id (which holds '/' and may hold '['): 16 hex digits of its xxh64."""
+    return xxhash.xxh64_hexdigest(attempt_id.encode())
 
 
 def live_output_filter(project: str, domain: str, execution_id: str) -> str:

@@ -6,6 +6,7 @@ The item attempts of a map run in batches, each batch one Indexed Job (``batchin
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -23,6 +24,8 @@ from structlog.typing import FilteringBoundLogger
 from plait import codec
 from plait.core.dispatch import Dispatch
 from plait.core.kubernetes_options import KubernetesOptions
+from plait.protocol.nats_jwt import read_account_key
+from plait.settings import VARIABLES
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.kubernetes.batches import (
     BATCH_VARIABLE,
@@ -55,6 +58,7 @@ from plait_executor.kubernetes.verdicts import (
     pods_settled,
 )
 from plait_executor.kubernetes.watching import COMPLETION_INDEX, JOB_NAME_LABEL, ClusterView
+from plait_executor.task_grants import grant_for, issue
 from plait_executor.tracing import pod_trace_env
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor.kubernetes")
@@ -79,7 +83,7 @@ class KubernetesTarget(msgspec.Struct, frozen=True, kw_only=True):
     env: dict[str, str] = msgspec.field(default_factory=dict)  # more variables for every task container
     map_batch_seconds: float = WINDOW_SECONDS  # how long a batch of map items waits for more items
     map_batch_items: int = MOST_ITEMS  # the most items one map Job runs
-    task_secret: str = ""  # the Secret (template) of the pods' NATS credential: see task_credential
+    callout_seed_file: str = ""  # the NATS auth callout's account seed: each Job gets a task grant (task_credential)
 
 
 def selector_of(target: KubernetesTarget) -> str:
@@ -156,6 +160,11 @@ class KubernetesBackend:
             )
         )
         self._placed: dict[str, tuple[str, int]] = {}  # item attempts running in a map Job, before the view shows it
+        self._grant_key = (
+            read_account_key(target.callout_seed_file, VARIABLES["nats_callout_seed_file"])
+            if target.callout_seed_file
+            else None
+        )
         self._ended_items: dict[str, set[int]] = {}  # indexes of map Jobs whose pods this executor deleted
 
     async def run(self, dispatch: Dispatch, *, on_start: Callable[[], None]) -> AttemptOutcome | None:
@@ -164,6 +173,7 @@ class KubernetesBackend:
         name = job_name(dispatch.attempt_id)
         attempt_log = log.bind(attempt=dispatch.attempt_id, job=name)
         on_start()
+        job: dict[str, Any] | None = None
         if name in self.view.jobs:
             self.adopted += 1
             attempt_log.info("job_adopted")
@@ -175,6 +185,10 @@ class KubernetesBackend:
             created = await self._create(manifest, attempt_log)
             if isinstance(created, AttemptOutcome):
                 return created
+            job = created
+        refused = await self._give_credential(job or await self._job_now(name), [dispatch], attempt_log)
+        if refused is not None:
+            return refused
         return await self._follow(name, attempt_log)
 
     async def _run_item(
@@ -213,7 +227,12 @@ class KubernetesBackend:
         created = await self._create(manifest, batch_log)
         if isinstance(created, AttemptOutcome):
             return dict.fromkeys(attempts, created)
-        listed = attempts if created == "created" else attempts_of_job(await self._job_now(name)) or []
+        job = created or await self._job_now(name)
+        listed = attempts if created else attempts_of_job(job) or []
+        ran = {dispatch.attempt_id: dispatch for dispatch in dispatches}
+        refused = await self._give_credential(job, [ran[a] for a in listed if a in ran] or dispatches, batch_log)
+        if refused is not None:
+            return dict.fromkeys(attempts, refused)
         where = {attempt: index for index, attempt in enumerate(listed)}
         conflict = AttemptOutcome(error=system_error(f"Job {name} exists and runs other attempts", "JobConflict"))
         return {attempt: (name, where[attempt]) if attempt in where else conflict for attempt in attempts}
@@ -251,7 +270,7 @@ class KubernetesBackend:
         options = self._options(dispatch, {DISPATCH_VARIABLE: codec.encode(dispatch).decode()})
         identity = self._identity(dispatch, dispatch.attempt_id)
         job = with_secrets(job_manifest(identity, options, dispatch.task.timeout_seconds), dispatch.task.secrets or ())
-        return with_credential(job, self._credential(dispatch))
+        return job if self._grant_key is None else with_credential(job)
 
     def map_manifest(self, dispatches: Sequence[Dispatch]) -> dict[str, Any]:
         """The Indexed Job of a batch of item attempts of one map node."""
@@ -260,12 +279,26 @@ class KubernetesBackend:
         identity = self._identity(batch.first, batch_name_key(batch.attempts))
         job = map_job_manifest(identity, options, batch.attempts, batch.first.task.timeout_seconds)
         job = with_secrets(job, batch.first.task.secrets or ())
-        return with_credential(job, self._credential(batch.first))
+        return job if self._grant_key is None else with_credential(job)
 
-    def _credential(self, dispatch: Dispatch) -> str:
-        if not self.target.task_secret:
-            return ""
-        return credential_secret(self.target.task_secret, dispatch.project, dispatch.domain)
+    async def _give_credential(
+        self, job: dict[str, Any], dispatches: Sequence[Dispatch], attempt_log: FilteringBoundLogger
+    ) -> AttemptOutcome | None:
+        """Create the credential Secret of ``job`` (running ``dispatches``), owned by it, unless it exists (an
+        adopted Job's); a system failure when the API server refuses it (the Job is then deleted: its pod would wait
+        for the Secret until its deadline)."""
+        if self._grant_key is None:
+            return None
+        if not job:
+            return AttemptOutcome(
+                error=system_error("the attempt's Job cannot be read to give it a credential", "JobLost")
+            )
+        grant = issue(grant_for(list(dispatches), time.time()), self._grant_key)
+        created = await self._create(credential_secret(job, grant), attempt_log, kind="Secret")
+        if isinstance(created, AttemptOutcome):
+            await self._delete(job["metadata"]["name"], attempt_log, "its credential Secret was refused")
+            return created
+        return None
 
     def _options(self, dispatch: Dispatch, variables: dict[str, str]) -> KubernetesOptions:
         options = dispatch.task.kubernetes if isinstance(dispatch.task.kubernetes, KubernetesOptions) else None
@@ -292,28 +325,35 @@ class KubernetesBackend:
         )
 
     async def _create(
-        self, manifest: dict[str, Any], attempt_log: FilteringBoundLogger
-    ) -> AttemptOutcome | Literal["created", "exists"]:
+        self, manifest: dict[str, Any], attempt_log: FilteringBoundLogger, kind: Literal["Job", "Secret"] = "Job"
+    ) -> AttemptOutcome | dict[str, Any] | None:
+        """Create ``manifest`` (a Job, or a Secret), retrying what may pass: the object as created, None when it
+        exists already, a system failure when the API server refuses it."""
+        what = kind.lower()
         delay = FIRST_RETRY_SECONDS
         while True:
             try:
-                await self._batch.create_namespaced_job(self.target.namespace, manifest)  # type: ignore[arg-type]
-                self.created += 1
-                attempt_log.info("job_created")
-                return "created"
+                if kind == "Job":
+                    made: Any = await self._batch.create_namespaced_job(self.target.namespace, manifest)  # type: ignore[arg-type]
+                    self.created += 1
+                else:
+                    made = await self._core.create_namespaced_secret(self.target.namespace, manifest)  # type: ignore[arg-type]
+                attempt_log.info(f"{what}_created")
+                return {**manifest, "metadata": {**manifest["metadata"], "uid": made.metadata.uid}}
             except ApiException as exc:
                 if exc.status == 409:
-                    self.adopted += 1
-                    attempt_log.info("job_adopted", why="it exists already")
-                    return "exists"
+                    if kind == "Job":
+                        self.adopted += 1
+                        attempt_log.info("job_adopted", why="it exists already")
+                    return None
                 if exc.status in (400, 403, 422):
                     body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body)
-                    attempt_log.error("job_refused", status=exc.status, body=body)
-                    message = f"the API server refused the attempt's Job ({exc.status} {exc.reason}): {body}"
-                    return AttemptOutcome(error=system_error(message, "JobRefused"))
-                attempt_log.warning("job_create_retry", status=exc.status, retry_in=delay)
+                    attempt_log.error(f"{what}_refused", status=exc.status, body=body)
+                    message = f"the API server refused the attempt's {kind} ({exc.status} {exc.reason}): {body}"
+                    return AttemptOutcome(error=system_error(message, f"{kind}Refused"))
+                attempt_log.warning(f"{what}_create_retry", status=exc.status, retry_in=delay)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                attempt_log.warning("job_create_retry", error=repr(exc), retry_in=delay)
+                attempt_log.warning(f"{what}_create_retry", error=repr(exc), retry_in=delay)
             await anyio.sleep(delay)
             delay = min(delay * 2, LONGEST_RETRY_SECONDS)
 

@@ -3,7 +3,8 @@
 ``python -m plait_executor.kubernetes.runtime --attempt ATTEMPT_ID`` reads its attempt's dispatch from the
 ``PLAIT_DISPATCH`` variable (set by the executor in the Job); in a pod of a map Job, ``--batch`` reads it from the
 batch in ``PLAIT_DISPATCH_BATCH`` at the pod's ``JOB_COMPLETION_INDEX`` (see ``batches``). It connects to
-``PLAIT_NATS_URL``, reports the attempt started, runs it in this process and reports its result, with the same
+``PLAIT_NATS_URL`` (with the Job's task grant as its token, when the executor gave it one: see
+``task_credential``), reports the attempt started, runs it in this process and reports its result, with the same
 commands (and command ids) a local executor sends. Its exit code tells the executor whether the result was reported:
 
 - 0: the task succeeded and its result is stored;
@@ -30,7 +31,7 @@ from structlog.typing import FilteringBoundLogger
 
 from plait import codec
 from plait.adapters.connection import connect
-from plait.adapters.nats_auth import tenant_inbox
+from plait.adapters.nats_auth import attempt_inbox
 from plait.adapters.object_store import ValueStore
 from plait.adapters.output_store import OutputStore
 from plait.adapters.registry import Registry
@@ -81,10 +82,9 @@ async def run(
     """Report ``started``, run the attempt (its referenced inputs downloaded, its large outputs stored), report
     its result; whether the task succeeded."""
     attempt_log = log.bind(execution=dispatch.execution_id, node=dispatch.node, attempt=dispatch.attempt_id)
-    # replies under the attempt's project and domain: a task credential may subscribe to those only
-    nc = await connect(
-        nats_url, name=f"plait-runtime {worker}", inbox_prefix=tenant_inbox(dispatch.project, dispatch.domain)
-    )
+    # replies to the attempt's own inbox: its task credential may subscribe to that only
+    inbox = attempt_inbox(dispatch.project, dispatch.domain, dispatch.attempt_id)
+    nc = await connect(nats_url, name=f"plait-runtime {worker}", inbox_prefix=inbox)
     try:
         js = nc.jetstream()
         await publish_until_stored(js, started_command(dispatch, worker), dispatch, attempt_log)

@@ -1,0 +1,125 @@
+"""The Kubernetes back end gives each Job its own NATS credential: a task grant in a Secret owned by the Job, which
+the pod's runtime connects with and the executors' auth callout checks. End to end against a real nats-server with
+the shipped tenants.conf (auth callout on), the scheduler, the catalog, and the Kubernetes API stand-in whose kubelet
+runs the real task runtime with the Secret's file."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plait.adapters.connection import connect
+from plait.adapters.streams import ensure_streams
+from plait.client import AsyncClient
+from plait.protocol import nats_jwt
+from plait_catalog import CatalogService
+from plait_executor.kubernetes.backend import KubernetesBackend, KubernetesTarget
+from plait_executor.kubernetes.manifests import job_name
+from plait_executor.kubernetes.task_credential import CREDENTIAL_MOUNT, credential_secret_name
+from plait_executor.task_grants import verify
+from plait_scheduler import SchedulerService
+from tests import kubernetes_workflows
+from tests.helpers.kube_api import KubernetesApiStandIn
+from tests.helpers.kube_api.kubelet import LocalKubelet
+from tests.helpers.kube_api.selectors import LabelSelector
+from tests.helpers.kube_scenarios import kubernetes_executor, run_map_flow
+from tests.helpers.running import running
+from tests.helpers.secured_nats import SecuredNats, secured_nats
+from tests.helpers.states import final_state
+
+NAMESPACE = "plait-tasks"
+DEADLINE = 60.0
+
+
+@pytest.fixture
+async def secured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SecuredNats]:
+    """The secured server with its streams; this process's services connect as plait-services."""
+    with secured_nats(tmp_path, monkeypatch) as server:
+        operator = await connect(server.url, "test-operator", auth=server.auth("plait-operator"))
+        try:
+            await ensure_streams(operator.jetstream())
+        finally:
+            await operator.close()
+        services = server.auth("plait-services")
+        monkeypatch.setenv("PLAIT_NATS_USER", services.user)
+        monkeypatch.setenv("PLAIT_NATS_PASSWORD_FILE", services.password_file)
+        yield server
+
+
+async def test_each_job_runs_with_its_own_grant_from_a_secret_it_owns(secured: SecuredNats, database_url: str) -> None:
+    target = KubernetesTarget(
+        cluster="local",
+        queue="default",
+        namespace=NAMESPACE,
+        image="plait:test",
+        nats_url=secured.url,
+        callout_seed_file=secured.callout_seed_file,
+    )
+    backends: list[KubernetesBackend] = []
+    async with KubernetesApiStandIn() as api:
+        kubelet = LocalKubelet(api, NAMESPACE)
+        executor = kubernetes_executor(secured.url, target, api.configuration(), "k8s-executor", backends)
+        scheduler = SchedulerService(secured.url, replica="secured-scheduler")
+        catalog = CatalogService(secured.url, database_url, replica="secured-catalog")
+        async with kubelet.running(), running(scheduler.run, catalog.run, executor.run):
+            operator = secured.auth("plait-operator")  # reads the whole history back: see test_task_credential
+            async with await AsyncClient.connect(secured.url, "alpha", "development", auth=operator) as client:
+                handle = await client.launch(kubernetes_workflows.sum_of_squares, {"x": 3, "y": 4})
+                state = await final_state(client, handle.id, timeout=DEADLINE)
+            secrets: dict[str, dict[str, Any]] = api.store.ever("secrets", NAMESPACE)
+            jobs = {job["metadata"]["name"]: job for job in api.store.list("jobs", NAMESPACE, LabelSelector(""))}
+            for name in list(jobs):
+                api.delete_job(NAMESPACE, name)
+            left = api.store.list("secrets", NAMESPACE, LabelSelector(""))
+            pod_logs = "\n".join(line for pod in kubelet.ran for line in api.logs(NAMESPACE, pod))
+    assert state.status == "succeeded" and state.outputs == {"result": 25}
+    assert len(kubelet.ran) == 3, "every attempt ran in a pod"
+    key = nats_jwt.read_account_key(secured.callout_seed_file, "callout seed")
+    for node_id, node in state.nodes.items():
+        [attempt] = node.attempts
+        assert attempt.worker.startswith("plait-"), "the pod's runtime reported the attempt with its grant"
+        job = jobs[job_name(attempt.attempt_id)]
+        secret = secrets[credential_secret_name(job["metadata"]["name"])]
+        [owner] = secret["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["uid"]) == ("Job", job["metadata"]["uid"])
+        grant = verify(base64.b64decode(secret["data"]["token"]).decode(), key, time.time())
+        assert (grant.execution_id, grant.node, grant.attempts) == (handle.id, node_id, (attempt.attempt_id,))
+        [container] = job["spec"]["template"]["spec"]["containers"]
+        env = {item["name"]: item.get("value") for item in container["env"]}
+        assert env["PLAIT_NATS_TOKEN_FILE"] == f"{CREDENTIAL_MOUNT}/token"
+        assert not any(grant_text in str(job) for grant_text in [secret["data"]["token"]]), "no grant in the Job"
+    assert left == [], "each credential Secret is deleted with its Job"
+    assert "attempt_succeeded" in pod_logs and "violation" not in pod_logs.lower(), "the grant allows all it does"
+
+
+async def test_a_fast_registered_map_runs_with_each_map_jobs_grant(
+    secured: SecuredNats, database_url: str, tmp_path: Path
+) -> None:
+    """Each pod of a map Job reads its code bundle, its inputs and reports its item with the Job's grant, which
+    names the batch's item attempts."""
+    target = KubernetesTarget(
+        cluster="local",
+        queue="default",
+        namespace=NAMESPACE,
+        image="plait:test",
+        nats_url=secured.url,
+        callout_seed_file=secured.callout_seed_file,
+        map_batch_seconds=0.2,
+    )
+    async with KubernetesApiStandIn() as api:
+        kubelet = LocalKubelet(api, NAMESPACE)
+        scheduler = SchedulerService(secured.url, replica="secured-scheduler")
+        catalog = CatalogService(secured.url, database_url, replica="secured-catalog")
+        async with kubelet.running(), running(scheduler.run, catalog.run):
+            state, _ = await run_map_flow(secured.url, target, api.configuration(), tmp_path, 6, DEADLINE)
+        secrets = api.store.ever("secrets", NAMESPACE)
+    key = nats_jwt.read_account_key(secured.callout_seed_file, "callout seed")
+    granted = [verify(base64.b64decode(s["data"]["token"]).decode(), key, time.time()) for s in secrets.values()]
+    items = {attempt.attempt_id for attempt in state.nodes["square"].attempts}
+    assert items <= {attempt for grant in granted for attempt in grant.attempts}
+    assert any(len(grant.attempts) > 1 for grant in granted), "a map Job's grant names its batch"
