@@ -85,13 +85,18 @@ async def test_a_pods_grant_reports_its_own_attempt_and_nothing_else(secured: Se
     task = await pod(secured, tmp_path, a_grant())
     try:
         js = task.nc.jetstream()
-        for kind in ("started", "result"):  # what it is for
-            subject = subjects.command_subject(ALPHA, DOMAIN, EXECUTION, kind)
+        own = subjects.attempt_scope(ATTEMPT)
+        for kind in ("started", "result"):  # what it is for, on its attempt's scope
+            subject = subjects.command_subject(ALPHA, DOMAIN, EXECUTION, kind, own)
             assert (await js.publish(subject, b"{}", stream=subjects.COMMANDS_STREAM)).seq >= 1
         own_output = subjects.live_output_subject(ALPHA, DOMAIN, EXECUTION, ATTEMPT)
         assert (await js.publish(own_output, b"x", stream=subjects.LIVE_OUTPUT_STREAM)).seq >= 1
         forbidden = [
-            subjects.command_subject(ALPHA, DOMAIN, OTHER_EXECUTION, "result"),  # another attempt of its project
+            subjects.command_subject(ALPHA, DOMAIN, EXECUTION, "result"),  # a service's, any attempt's
+            subjects.command_subject(ALPHA, DOMAIN, EXECUTION, "started"),
+            subjects.command_subject(ALPHA, DOMAIN, EXECUTION, "result", subjects.attempt_scope(SIBLING)),
+            subjects.command_subject(ALPHA, DOMAIN, EXECUTION, "result", subjects.node_scope("load")),  # its node's
+            subjects.command_subject(ALPHA, DOMAIN, OTHER_EXECUTION, "result", own),  # another execution's
             subjects.command_subject(ALPHA, DOMAIN, OTHER_EXECUTION, "started"),
             subjects.command_subject(BETA, DOMAIN, EXECUTION, "result"),  # another project's
             subjects.command_subject(ALPHA, DOMAIN, EXECUTION, "launch"),
@@ -132,6 +137,23 @@ async def test_a_dynamic_tasks_grant_may_register_in_its_project(secured: Secure
         elsewhere = subjects.registration_subject(BETA, DOMAIN, "task", "generated", "v1")
         await task.nc.publish(elsewhere, b"{}")
         assert "publish" in (await task.refused(elsewhere)).lower()
+    finally:
+        await task.nc.close()
+
+
+async def test_a_map_jobs_grant_reports_on_its_nodes_scope_only(secured: SecuredNats, tmp_path: Path) -> None:
+    """A map Job's pods share one grant: they report on their node's scope, not on any one item's."""
+    items = ("e1/squares[0]/1", "e1/squares[1]/1")
+    task = await pod(secured, tmp_path, a_grant(node="squares", attempts=items, map_job=True))
+    try:
+        node = subjects.command_subject(ALPHA, DOMAIN, EXECUTION, "result", subjects.node_scope("squares"))
+        assert (await task.nc.jetstream().publish(node, b"{}", stream=subjects.COMMANDS_STREAM)).seq >= 1
+        for subject in (
+            subjects.command_subject(ALPHA, DOMAIN, EXECUTION, "result", subjects.node_scope("load")),
+            subjects.command_subject(ALPHA, DOMAIN, EXECUTION, "result", subjects.attempt_scope(items[0])),
+        ):
+            await task.nc.publish(subject, b"{}")
+            assert "publish" in (await task.refused(subject)).lower(), subject
     finally:
         await task.nc.close()
 

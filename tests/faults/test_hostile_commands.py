@@ -49,9 +49,12 @@ class Target:
         self.portal, self.nc, self.scheduler = portal, nc, scheduler
         self.rejected = 0
 
-    def send(self, kind: str, payload: bytes, headers: dict[str, str] | None = None) -> str:
-        """Publish one command for a fresh execution; returns the reason it was dead-lettered with."""
-        subject = subjects.command_subject(PROJECT, DOMAIN, f"hostile-{next(_tokens)}", kind)
+    def send(
+        self, kind: str, payload: bytes, headers: dict[str, str] | None = None, *, execution: str = "", scope: str = ""
+    ) -> str:
+        """Publish one command on the subject of ``kind`` (and ``scope``) for ``execution`` or a fresh one; returns
+        the reason it was dead-lettered with."""
+        subject = subjects.command_subject(PROJECT, DOMAIN, execution or fresh_execution(), kind, scope)
         reason: str = self.portal.call(self._publish_and_wait, subject, payload, headers or {})
         assert self.scheduler.process.poll() is None, f"the scheduler died: {self.scheduler.events[-5:]}"
         self.rejected += 1
@@ -84,6 +87,10 @@ class Target:
                 if exc.err_code != WRONG_LAST_SEQUENCE or sent == headers:
                     raise
         raise AssertionError(f"{subject}: the stream kept moving; the command was never stored")
+
+
+def fresh_execution() -> str:
+    return f"hostile-{next(_tokens)}"
 
 
 @contextlib.contextmanager
@@ -217,3 +224,27 @@ def test_a_msgpack_extension_type_is_dead_lettered(own_target: Target) -> None:
 
 def test_a_command_with_a_copied_expectation_header_is_dead_lettered(own_target: Target) -> None:
     assert own_target.send("abort", b"{not json", {NATS_EXPECTED_LAST_SEQUENCE: LAST_SEQUENCE})
+
+
+@pytest.mark.parametrize(("sent_as", "kind"), [("result", "abort"), ("started", "launch"), ("signal", "abort")])
+def test_a_command_sent_on_another_kinds_subject_is_dead_lettered(target: Target, sent_as: str, kind: str) -> None:
+    """A task's credential may send its attempt's reports only: another command in their place is refused."""
+    execution = fresh_execution()
+    command = _valid(kind, execution)
+    if kind == "launch":
+        command["execution_id"] = execution
+    reason = target.send(sent_as, msgspec.json.encode(command), execution=execution)
+    assert "command was sent on subject" in reason and f".{sent_as}" in reason
+
+
+@pytest.mark.parametrize("kind", ["started", "result"])
+def test_a_report_of_an_attempt_outside_its_subjects_scope_is_dead_lettered(target: Target, kind: str) -> None:
+    """A task's process reports on its attempt's (or its map node's) scope: another attempt's report there is
+    refused, whether the scope is another attempt's or another node's."""
+    for scope_of in (subjects.attempt_scope, subjects.node_scope):
+        execution = fresh_execution()
+        attempt = f"{execution}/n/1"
+        report = {**_valid(kind, execution), "node": "n", "attempt_id": attempt}
+        scope = scope_of(f"{execution}/n/2" if scope_of is subjects.attempt_scope else "m")
+        reason = target.send(kind, msgspec.json.encode(report), execution=execution, scope=scope)
+        assert f"attempt {attempt} is not in the scope of subject" in reason

@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 
 from plait.protocol import partitions as parts
-from plait.protocol.subjects import execution_of_command_subject, kind_of_command_subject, without_partition
+from plait.protocol.subjects import (
+    execution_of_command_subject,
+    kind_of_command_subject,
+    scope_of_command_subject,
+    without_partition,
+)
 
 
 def test_the_transform_reads_back_as_its_number_of_partitions() -> None:
@@ -52,10 +57,17 @@ def test_a_stored_partitioned_subject_names_its_execution_and_kind() -> None:
     assert execution_of_command_subject("plait.cmd.p.d.e.result") == ("p", "d", "e")
     assert kind_of_command_subject("plait.cmd.p.d.e.result") == "result"
     assert without_partition("plait.cmd.p.d.e.result") == "plait.cmd.p.d.e.result"
-    # what a client sent on seven tokens is stored on eight: no command's
-    assert execution_of_command_subject("plait.cmd.p.d.e.3.result.x") is None
+    # a task's report carries its scope after the kind, stored on eight tokens when partitioned
+    assert execution_of_command_subject("plait.cmd.p.d.e.3.result.a1f") == ("p", "d", "e")
+    assert kind_of_command_subject("plait.cmd.p.d.e.3.result.a1f") == "result"
+    assert scope_of_command_subject("plait.cmd.p.d.e.3.result.a1f") == "a1f"
+    assert scope_of_command_subject("plait.cmd.p.d.e.started.n2c") == "n2c"
+    assert scope_of_command_subject("plait.cmd.p.d.e.3.result") == ""
+    assert without_partition("plait.cmd.p.d.e.3.result.a1f") == "plait.cmd.p.d.e.result.a1f"
+    # any other command on seven tokens is none
+    assert execution_of_command_subject("plait.cmd.p.d.e.3.abort.x") is None
+    assert execution_of_command_subject("plait.cmd.p.d.e.abort.x") is None
     assert execution_of_command_subject("plait.cmd.p.d.e.x.result") is None
-    assert without_partition("plait.cmd.p.d.e.3.result.x") == "plait.cmd.p.d.e.result.x"
     assert parts.is_partition_consumer("scheduler-p12") and not parts.is_partition_consumer("scheduler")
 
 
@@ -69,6 +81,7 @@ def test_the_partitions_and_the_unpartitioned_consumer_take_every_subject_once()
     filters = [*parts.LEFT_UNPARTITIONED, *(parts.partition_subject(p) for p in range(4))]
     stored = ["plait.cmd.a", "plait.cmd.a.b.c", "plait.cmd.p.d.e.result", "plait.cmd.p.d.e.2.result"]
     stored += ["plait.cmd.p.d.e.0.result.extra", "plait.cmd.p.d.e.3.x.y.z"]
+    stored += ["plait.cmd.p.d.e.started.a1f", "plait.cmd.p.d.e.result.n2c"]  # a task's, stored before partitioning
     for subject in stored:
         assert sum(matches(f, subject) for f in filters) == 1, subject
 

@@ -88,13 +88,22 @@ class TestGrants:
 
 
 class TestPermissions:
-    def test_an_attempt_may_report_its_execution_and_write_its_own_output_only(self) -> None:
+    def test_an_attempt_may_report_itself_and_write_its_own_output_only(self) -> None:
         publish, subscribe = task_permissions(GRANT)
-        assert "plait.cmd.team:a.dev.e1.started" in publish and "plait.cmd.team:a.dev.e1.result" in publish
+        scope = subjects.attempt_scope("e1/load/1")
+        reports = [subject for subject in publish if subject.startswith("plait.cmd.")]
+        assert reports == [f"plait.cmd.team:a.dev.e1.started.{scope}", f"plait.cmd.team:a.dev.e1.result.{scope}"]
         assert subjects.live_output_subject("team.a", "dev", "e1", "e1/load/1") in publish
         assert not any(subject.startswith("plait.out.") and subject.endswith("*") for subject in publish)
         assert not any(subject.startswith(("plait.reg.", "plait.ev.", "plait.catalog.")) for subject in publish)
         assert subscribe == [f"_INBOX.team:a.dev.{subjects.attempt_token('e1/load/1')}.>"]
+
+    def test_a_map_jobs_pods_report_on_their_nodes_scope(self) -> None:
+        items = msgspec.structs.replace(GRANT, attempts=("e1/load[0]/1", "e1/load[1]/1"), map_job=True)
+        publish, _ = task_permissions(items)
+        scope = subjects.node_scope("load")
+        reports = [subject for subject in publish if subject.startswith("plait.cmd.")]
+        assert reports == [f"plait.cmd.team:a.dev.e1.started.{scope}", f"plait.cmd.team:a.dev.e1.result.{scope}"]
 
     def test_only_a_dynamic_task_registers(self) -> None:
         publish, _ = task_permissions(msgspec.structs.replace(GRANT, dynamic=True))

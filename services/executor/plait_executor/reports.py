@@ -60,18 +60,23 @@ async def report_started_pipelined(
 
 
 async def report_result(
-    js: JetStreamContext, dispatch: Dispatch, worker: str, outcome: AttemptOutcome, log: FilteringBoundLogger
+    js: JetStreamContext,
+    dispatch: Dispatch,
+    worker: str,
+    outcome: AttemptOutcome,
+    log: FilteringBoundLogger,
+    scope: str = "",
 ) -> None:
     """Store the attempt's result; outputs too large for a message are reported as a system error instead."""
     command = result_command(dispatch, worker, outcome)
     try:
-        await publish_until_stored(js, command, dispatch, log)
+        await publish_until_stored(js, command, dispatch, log, scope)
     except nats.errors.MaxPayloadError as exc:
         log.error("result_too_large", error=str(exc))
         too_large = AttemptOutcome(
             error=system_error(f"the attempt's outputs do not fit in one message: {exc}", "OutputTooLarge")
         )
-        await publish_until_stored(js, result_command(dispatch, worker, too_large), dispatch, log)
+        await publish_until_stored(js, result_command(dispatch, worker, too_large), dispatch, log, scope)
 
 
 def stopped_command(dispatch: Dispatch, worker: str, how: str) -> ReportAttemptStopped:
@@ -97,15 +102,17 @@ async def publish_until_stored(
     command: ReportAttemptStarted | ReportAttemptResult | ReportAttemptResults | ReportAttemptStopped,
     dispatch: Dispatch,
     log: FilteringBoundLogger,
+    scope: str = "",
 ) -> None:
-    """Publish ``command`` until JetStream acknowledges it, backing off while NATS is unreachable.
+    """Publish ``command`` until JetStream acknowledges it, backing off while NATS is unreachable; ``scope``: that of
+    the task's process sending it (``subjects.command_subject``).
 
     Retrying is safe: the command id is the message id, so JetStream stores a repeated command once.
     """
     delay = FIRST_RETRY_SECONDS
     while True:
         try:
-            await publish_command(js, command, dispatch.project, dispatch.domain)
+            await publish_command(js, command, dispatch.project, dispatch.domain, scope=scope)
             return
         except nats.errors.MaxPayloadError:
             raise

@@ -34,6 +34,7 @@ class TaskGrant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     execution_id: str
     node: str
     attempts: tuple[str, ...]  # one, or a map Job's items
+    map_job: bool = False  # its attempts report on their node's scope (one Secret serves every pod of the Job)
     dynamic: bool = False  # a @dynamic task registers the tasks it generates
     expires_at: int  # Unix seconds
 
@@ -45,8 +46,9 @@ class GrantRefused(ValueError):
 _decoder = msgspec.json.Decoder(TaskGrant)
 
 
-def grant_for(dispatches: tuple[Dispatch, ...] | list[Dispatch], now: float) -> TaskGrant:
-    """The grant of the Job running ``dispatches`` (attempts of one node of one execution), issued at ``now``."""
+def grant_for(dispatches: tuple[Dispatch, ...] | list[Dispatch], now: float, *, map_job: bool = False) -> TaskGrant:
+    """The grant of the Job running ``dispatches`` (attempts of one node of one execution, the items of a map Job
+    when ``map_job``), issued at ``now``."""
     first = dispatches[0]
     timeout = first.task.timeout_seconds
     lifetime = UNTIMED_SECONDS if timeout is None else min(timeout, UNTIMED_SECONDS)
@@ -56,6 +58,7 @@ def grant_for(dispatches: tuple[Dispatch, ...] | list[Dispatch], now: float) -> 
         execution_id=first.execution_id,
         node=first.node,
         attempts=tuple(dispatch.attempt_id for dispatch in dispatches),
+        map_job=map_job,
         dynamic=first.task.dynamic is True,
         expires_at=int(now + lifetime + MARGIN_SECONDS),
     )

@@ -1,7 +1,7 @@
 """What a task runtime holding a grant may publish and subscribe to: what its attempts need and no more.
 
-- the ``started`` and ``result`` commands of its execution (a command's subject names the execution, not the
-  attempt: see docs/security.md for what that leaves open);
+- the ``started`` and ``result`` commands of its attempt, on the subject of its scope (the scheduler refuses a
+  report there of any other attempt); a map Job's pods share one grant, and so the scope of their node;
 - its attempts' live output (``plait.out.<p>.<d>.<execution>.<hash of the attempt>``);
 - for a ``@dynamic`` task only, the registration of the tasks it generates in its project (and reading them back);
 - the object store buckets (values, the attempt's output, code bundles to read), whose objects are named by
@@ -38,12 +38,23 @@ _OBJECT_STORE = (
 )
 
 
+def report_scopes(grant: TaskGrant) -> list[str]:
+    """The scopes its attempts report on (``subjects.command_subject``): each attempt's own, or for a map Job's
+    pods, which share one grant, the node's."""
+    if grant.map_job:
+        return [subjects.node_scope(grant.node)]
+    return [subjects.attempt_scope(attempt) for attempt in grant.attempts]
+
+
 def task_permissions(grant: TaskGrant) -> tuple[list[str], list[str]]:
     """The subjects a connection holding ``grant`` may publish to, and subscribe to."""
     project, domain, execution = grant.project, grant.domain, grant.execution_id
     publish = [
-        subjects.command_subject(project, domain, execution, "started"),
-        subjects.command_subject(project, domain, execution, "result"),
+        *(
+            subjects.command_subject(project, domain, execution, kind, scope)
+            for kind in ("started", "result")
+            for scope in report_scopes(grant)
+        ),
         *(subjects.live_output_subject(project, domain, execution, attempt) for attempt in grant.attempts),
     ]
     if grant.dynamic:

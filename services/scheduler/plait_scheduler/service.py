@@ -41,6 +41,9 @@ from plait.core.commands import (
     DEFAULT_ATTEMPT_DEADLINE_SECONDS,
     Command,
     LaunchExecution,
+    ReportAttemptResult,
+    ReportAttemptResults,
+    ReportAttemptStarted,
     ResolvedLaunch,
     command_id_of,
 )
@@ -474,6 +477,12 @@ class SchedulerService:
         is to choose among them."""
         if not subject or not _sent_for(command, msg.subject):
             raise InputError(f"command for execution {command.execution_id} was sent on subject {msg.subject}")
+        kind = KIND_OF_COMMAND[type(command)]
+        if kind != subjects.kind_of_command_subject(msg.subject):
+            raise InputError(f"a {kind!r} command was sent on subject {msg.subject}, for another kind of command")
+        outside = _reports_outside_scope(command, subjects.scope_of_command_subject(msg.subject))
+        if outside:
+            raise InputError(f"attempt {outside} is not in the scope of subject {msg.subject}, where it was reported")
         if isinstance(command, LaunchExecution):
             assert self.decider is not None  # set by run() before any command is consumed  # noqa: S101  an invariant of this code, not a check of input
             command = with_launch_traceparent(command, msg)
@@ -506,6 +515,17 @@ def _sent_for(command: Command, subject: str) -> bool:
         return subjects.token(command.execution_id, "execution id") == target[2]
     except ValueError:
         return False
+
+
+def _reports_outside_scope(command: Command, scope: str) -> str:
+    """The first attempt ``command`` reports that a task's process of ``scope`` may not report ("" if none)."""
+    reports: tuple[Command, ...] = command.results if isinstance(command, ReportAttemptResults) else (command,)
+    for report in reports:
+        if isinstance(report, ReportAttemptStarted | ReportAttemptResult) and not subjects.in_scope(
+            scope, report.node, report.attempt_id
+        ):
+            return report.attempt_id
+    return ""
 
 
 async def _hand_back_later(messages: list[Msg]) -> None:

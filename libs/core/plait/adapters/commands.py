@@ -58,8 +58,8 @@ KIND_OF_COMMAND: dict[type, str] = {
 }
 
 
-def subject_of(command: Command, project: str, domain: str) -> str:
-    return subjects.command_subject(project, domain, command.execution_id, KIND_OF_COMMAND[type(command)])
+def subject_of(command: Command, project: str, domain: str, scope: str = "") -> str:
+    return subjects.command_subject(project, domain, command.execution_id, KIND_OF_COMMAND[type(command)], scope)
 
 
 def msg_id_of(command: Command, project: str, domain: str) -> str:
@@ -69,15 +69,24 @@ def msg_id_of(command: Command, project: str, domain: str) -> str:
 
 
 async def publish_command(
-    js: JetStreamContext, command: Command, project: str, domain: str, reply_to: str | None = None
+    js: JetStreamContext,
+    command: Command,
+    project: str,
+    domain: str,
+    reply_to: str | None = None,
+    scope: str = "",
 ) -> PubAck:
     """Store the command durably; returns JetStream's acknowledgement. A repeated command id is stored once (the
-    acknowledgement of a repeat says ``duplicate``, with the sequence of the first)."""
+    acknowledgement of a repeat says ``duplicate``, with the sequence of the first). ``scope``: that of a task's
+    process, for its attempt's reports (``subjects.command_subject``)."""
     headers = inject({NATS_MSG_ID: msg_id_of(command, project, domain)})
     if reply_to:
         headers[PLAIT_REPLY_TO] = reply_to
     ack = await js.publish(
-        subject_of(command, project, domain), codec.encode(command), headers=headers, stream=subjects.COMMANDS_STREAM
+        subject_of(command, project, domain, scope),
+        codec.encode(command),
+        headers=headers,
+        stream=subjects.COMMANDS_STREAM,
     )
     return ack
 

@@ -16,14 +16,18 @@ from __future__ import annotations
 import math
 import re
 
-from plait.protocol.subjects import COMMANDS_ROOT, token
+from plait.protocol.subjects import COMMANDS_ROOT, SCOPED_KINDS, token
 
 MAX_PARTITIONS = 256
 PRIORITY_GROUP = "scheduler"  # the pinned-client priority group of every partition consumer
 TRANSFORM_SOURCE = f"{COMMANDS_ROOT}.*.*.*.>"  # every subject of six tokens or more
-LEFT_UNPARTITIONED = [COMMANDS_ROOT + ".*" * tokens for tokens in (1, 2, 3, 4)]
+LEFT_UNPARTITIONED = [
+    *(COMMANDS_ROOT + ".*" * tokens for tokens in (1, 2, 3, 4)),
+    *(f"{COMMANDS_ROOT}.*.*.*.{kind}.*" for kind in sorted(SCOPED_KINDS)),
+]
 """What the unpartitioned consumer reads once the stream is partitioned: subjects too short to be transformed, and
-commands as sent, stored before the stream was partitioned. (The consumers of a work queue may not overlap.)"""
+commands as sent (a task's scoped reports too), stored before the stream was partitioned. (The consumers of a work
+queue may not overlap.)"""
 
 _DESTINATION = re.compile(
     r"^" + re.escape(COMMANDS_ROOT) + r"\.\{\{wildcard\(1\)\}\}\.\{\{wildcard\(2\)\}\}\.\{\{wildcard\(3\)\}\}"

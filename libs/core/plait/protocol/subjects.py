@@ -33,6 +33,7 @@ ACTIVATIONS_ROOT = "plait.lp"  # a launch plan's activation records, in the even
 FIRES_ROOT = "plait.fire"  # a launch plan's schedule firing, in the commands stream
 NOTIFY_ROOT = "plait.notify"
 LIVE_OUTPUT_ROOT = "plait.out"
+SCOPED_KINDS = frozenset({"started", "result"})  # the commands a task's process sends, on a subject of its scope
 LAUNCH_PLAN_TIMER = "launch-plan-fire"  # the timer name of a launch plan's next fire (no execution timer has it)
 
 # The catalog's queries (not stored: any catalog replica of the queue group answers), each on
@@ -101,8 +102,31 @@ def registration_subject(project: str, domain: str, kind: str, name: str, versio
     return f"{REGISTRY_ROOT}.{tenant(project, domain)}.{kind}.{token(name, 'name')}.{token(version, 'version')}"
 
 
-def command_subject(project: str, domain: str, execution_id: str, kind: str) -> str:
-    return f"{COMMANDS_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}.{kind}"
+def command_subject(project: str, domain: str, execution_id: str, kind: str, scope: str = "") -> str:
+    """Where a command of ``kind`` for the execution is sent. An attempt's ``started`` and ``result`` reports sent
+    by a task's process carry a ``scope`` token after the kind (``attempt_scope``, ``node_scope``): its credential
+    may publish there only, and the scheduler refuses a report of an attempt outside that scope."""
+    subject = f"{COMMANDS_ROOT}.{tenant(project, domain)}.{token(execution_id, 'execution id')}.{kind}"
+    if not scope:
+        return subject
+    if kind not in SCOPED_KINDS:
+        raise ValueError(f"a {kind!r} command has no scope: only {sorted(SCOPED_KINDS)} do")
+    return f"{subject}.{scope}"
+
+
+def attempt_scope(attempt_id: str) -> str:
+    """The scope of one attempt's reports (a Job of one attempt)."""
+    return f"a{attempt_token(attempt_id)}"
+
+
+def node_scope(node: str) -> str:
+    """The scope of the reports of any attempt of one node (a map Job's items share its credential)."""
+    return f"n{attempt_token(node)}"
+
+
+def in_scope(scope: str, node: str, attempt_id: str) -> bool:
+    """Whether a report of attempt ``attempt_id`` of ``node`` may come on a subject of ``scope`` ("": any)."""
+    return not scope or scope in (attempt_scope(attempt_id), node_scope(node))
 
 
 def cache_entry_subject(project: str, domain: str, key: str) -> str:
@@ -139,14 +163,17 @@ def quarantine_replay_subject(reader: str) -> str:
 
 
 def _command_parts(subject: str) -> list[str] | None:
-    """A command subject's tokens as sent (``plait.cmd.<project>.<domain>.<execution>.<kind>``), also when a
-    partitioned stream stored it with its partition before the kind (``plait.protocol.partitions``)."""
+    """A command subject's tokens as sent (``plait.cmd.<project>.<domain>.<execution>.<kind>``, a report's scope
+    after the kind or ""), also when a partitioned stream stored it with its partition before the kind
+    (``plait.protocol.partitions``)."""
     parts = subject.split(".")
     if f"{parts[0]}.{parts[1] if len(parts) > 1 else ''}" != COMMANDS_ROOT:
         return None
-    if len(parts) == 7 and parts[5].isdigit():
+    if len(parts) in (7, 8) and parts[5].isdigit():
         del parts[5]
-    return parts if len(parts) == 6 else None
+    if len(parts) == 7 and parts[5] in SCOPED_KINDS and parts[6]:
+        return parts
+    return [*parts, ""] if len(parts) == 6 else None
 
 
 def without_partition(subject: str) -> str:
@@ -163,6 +190,12 @@ def execution_of_command_subject(subject: str) -> tuple[str, str, str] | None:
     """(project, domain, execution id) from a command subject, even when its payload is unreadable."""
     parts = _command_parts(subject)
     return (parts[2], parts[3], parts[4]) if parts else None
+
+
+def scope_of_command_subject(subject: str) -> str:
+    """The scope a report's subject carries after its kind ("" for none: a service's, or no command subject)."""
+    parts = _command_parts(subject)
+    return parts[6] if parts else ""
 
 
 def kind_of_command_subject(subject: str) -> str:

@@ -186,7 +186,7 @@ class KubernetesBackend:
             if isinstance(created, AttemptOutcome):
                 return created
             job = created
-        refused = await self._give_credential(job or await self._job_now(name), [dispatch], attempt_log)
+        refused = await self._give_credential(job or await self._job_now(name), [dispatch], attempt_log, map_job=False)
         if refused is not None:
             return refused
         return await self._follow(name, attempt_log)
@@ -230,7 +230,8 @@ class KubernetesBackend:
         job = created or await self._job_now(name)
         listed = attempts if created else attempts_of_job(job) or []
         ran = {dispatch.attempt_id: dispatch for dispatch in dispatches}
-        refused = await self._give_credential(job, [ran[a] for a in listed if a in ran] or dispatches, batch_log)
+        items = [ran[a] for a in listed if a in ran] or dispatches
+        refused = await self._give_credential(job, items, batch_log, map_job=True)
         if refused is not None:
             return dict.fromkeys(attempts, refused)
         where = {attempt: index for index, attempt in enumerate(listed)}
@@ -282,7 +283,7 @@ class KubernetesBackend:
         return job if self._grant_key is None else with_credential(job)
 
     async def _give_credential(
-        self, job: dict[str, Any], dispatches: Sequence[Dispatch], attempt_log: FilteringBoundLogger
+        self, job: dict[str, Any], dispatches: Sequence[Dispatch], attempt_log: FilteringBoundLogger, *, map_job: bool
     ) -> AttemptOutcome | None:
         """Create the credential Secret of ``job`` (running ``dispatches``), owned by it, unless it exists (an
         adopted Job's); a system failure when the API server refuses it (the Job is then deleted: its pod would wait
@@ -293,7 +294,7 @@ class KubernetesBackend:
             return AttemptOutcome(
                 error=system_error("the attempt's Job cannot be read to give it a credential", "JobLost")
             )
-        grant = issue(grant_for(list(dispatches), time.time()), self._grant_key)
+        grant = issue(grant_for(list(dispatches), time.time(), map_job=map_job), self._grant_key)
         created = await self._create(credential_secret(job, grant), attempt_log, kind="Secret")
         if isinstance(created, AttemptOutcome):
             await self._delete(job["metadata"]["name"], attempt_log, "its credential Secret was refused")

@@ -39,6 +39,7 @@ from plait.core.dispatch import Dispatch
 from plait.core.model import TaskTarget
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.logging import configure_logging
+from plait.protocol import subjects
 from plait.sdk import secrets
 from plait.settings import load_settings
 from plait.telemetry import configure_tracing, flush
@@ -78,16 +79,18 @@ async def run(
     worker: str,
     inline_limit: int = DEFAULT_INLINE_VALUE_LIMIT,
     output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
+    scope: str = "",
 ) -> bool:
     """Report ``started``, run the attempt (its referenced inputs downloaded, its large outputs stored), report
-    its result; whether the task succeeded."""
+    its result, both on the subject of ``scope`` (the only one its credential may report on); whether the task
+    succeeded."""
     attempt_log = log.bind(execution=dispatch.execution_id, node=dispatch.node, attempt=dispatch.attempt_id)
     # replies to the attempt's own inbox: its task credential may subscribe to that only
     inbox = attempt_inbox(dispatch.project, dispatch.domain, dispatch.attempt_id)
     nc = await connect(nats_url, name=f"plait-runtime {worker}", inbox_prefix=inbox)
     try:
         js = nc.jetstream()
-        await publish_until_stored(js, started_command(dispatch, worker), dispatch, attempt_log)
+        await publish_until_stored(js, started_command(dispatch, worker), dispatch, attempt_log, scope)
         attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
 
         async with code_cache_directory() as code_cache:
@@ -114,7 +117,7 @@ async def run(
             sys.stderr.buffer.write(outcome.output)
             sys.stderr.flush()
         outcome = await keep_output(OutputStore(js), dispatch, outcome, attempt_log)
-        await report_result(js, dispatch, worker, outcome, attempt_log)
+        await report_result(js, dispatch, worker, outcome, attempt_log, scope)
         if outcome.error is not None:
             attempt_log.warning("attempt_failed", kind=outcome.error.kind, message=outcome.error.message)
             print(outcome.error.traceback or outcome.error.message, file=sys.stderr, flush=True)
@@ -176,7 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         limits = (settings.task_output_head, settings.task_output_tail)
-        succeeded = anyio.run(run, dispatch, nats_url, worker, settings.inline_value_limit, limits)
+        # a map Job's pods share its credential, which may report on their node's scope
+        scope = subjects.node_scope(dispatch.node) if args.batch else subjects.attempt_scope(dispatch.attempt_id)
+        succeeded = anyio.run(run, dispatch, nats_url, worker, settings.inline_value_limit, limits, scope)
     except Exception as exc:
         log.error("attempt_not_reported", error=repr(exc))
         return NOT_REPORTED_EXIT
