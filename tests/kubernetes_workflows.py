@@ -104,3 +104,19 @@ def waits(x: int) -> int:
 @workflow
 def one_item_times_out(xs: list[int]) -> list[int | None]:
     return map_task(waits, min_success_ratio=0.5)(x=xs)
+
+
+@task
+def blob(size: int) -> str:
+    return "x" * size
+
+
+@task
+def length(text: str) -> int:
+    return len(text)
+
+
+@workflow
+def large_value(size: int) -> int:
+    """A value too large to travel in an event: written to the object store by one pod, read by the next."""
+    return length(text=blob(size=size))

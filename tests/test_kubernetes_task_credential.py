@@ -16,7 +16,8 @@ import pytest
 from plait.adapters.connection import connect
 from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
-from plait.protocol import nats_jwt
+from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
+from plait.protocol import nats_jwt, subjects
 from plait_catalog import CatalogService
 from plait_executor.kubernetes.backend import KubernetesBackend, KubernetesTarget
 from plait_executor.kubernetes.manifests import job_name
@@ -123,3 +124,37 @@ async def test_a_fast_registered_map_runs_with_each_map_jobs_grant(
     items = {attempt.attempt_id for attempt in state.nodes["square"].attempts}
     assert items <= {attempt for grant in granted for attempt in grant.attempts}
     assert any(len(grant.attempts) > 1 for grant in granted), "a map Job's grant names its batch"
+    assert all(grant.map_job == (grant.node == "square") for grant in granted), "map pods report on their node's scope"
+
+
+async def test_a_value_too_large_for_an_event_goes_through_the_object_store_with_each_pods_grant(
+    secured: SecuredNats, database_url: str
+) -> None:
+    """One pod stores its large output in the values bucket with its grant; the next pod reads it with its own."""
+    target = KubernetesTarget(
+        cluster="local",
+        queue="default",
+        namespace=NAMESPACE,
+        image="plait:test",
+        nats_url=secured.url,
+        callout_seed_file=secured.callout_seed_file,
+    )
+    size = 4 * DEFAULT_INLINE_VALUE_LIMIT
+    backends: list[KubernetesBackend] = []
+    async with KubernetesApiStandIn() as api:
+        kubelet = LocalKubelet(api, NAMESPACE)
+        executor = kubernetes_executor(secured.url, target, api.configuration(), "k8s-executor", backends)
+        scheduler = SchedulerService(secured.url, replica="secured-scheduler")
+        catalog = CatalogService(secured.url, database_url, replica="secured-catalog")
+        operator = secured.auth("plait-operator")
+        async with kubelet.running(), running(scheduler.run, catalog.run, executor.run):
+            async with await AsyncClient.connect(secured.url, "alpha", "development", auth=operator) as client:
+                values = f"OBJ_{subjects.VALUES_BUCKET}"
+                before = (await client.js.stream_info(values)).state.messages
+                handle = await client.launch(kubernetes_workflows.large_value, {"size": size})
+                state = await final_state(client, handle.id, timeout=DEADLINE)
+                stored = (await client.js.stream_info(values)).state.messages - before
+            pod_logs = "\n".join(line for pod in kubelet.ran for line in api.logs(NAMESPACE, pod))
+    assert state.status == "succeeded" and state.outputs == {"result": size}
+    assert len(kubelet.ran) == 2 and stored >= 2, "the value went to the bucket (its chunks and its record)"
+    assert "violation" not in pod_logs.lower(), "each pod's grant allows the bucket's writes and reads"
