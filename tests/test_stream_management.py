@@ -117,11 +117,15 @@ async def test_no_credential_but_the_operators_creates_updates_purges_or_deletes
             await watch.nc.close()
 
     services = await connect(secured.url, "test-services", auth=secured.auth("plait-services"))
-    try:  # a rollup purges through a publish, where no permission reaches: the log, checkpoints and commands take none
+    # a rollup purges through a publish, where no permission reaches: the log, checkpoints, commands and buckets
+    # take none
+    try:
         for subject, stream in (
             (subjects.execution_subject(ALPHA, DOMAIN, "e1"), subjects.EVENTS_STREAM),
             (subjects.command_subject(ALPHA, DOMAIN, "e1", "launch"), subjects.COMMANDS_STREAM),
             (subjects.checkpoint_subject(ALPHA, DOMAIN, "e1"), subjects.CHECKPOINTS_STREAM),
+            *((f"$O.{bucket}.C.x", f"OBJ_{bucket}") for bucket in (subjects.VALUES_BUCKET, subjects.LOGS_BUCKET)),
+            (f"$O.{subjects.CODE_BUCKET}.M.x", f"OBJ_{subjects.CODE_BUCKET}"),
         ):
             with pytest.raises(nats.js.errors.APIError, match="rollup not permitted"):
                 await services.jetstream().publish(subject, b"{}", headers={"Nats-Rollup": "all"}, stream=stream)

@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from plait import codec
+from plait.adapters.buckets import delete_object
 from plait.core.events import AttemptFailed, AttemptStarted, Event, NodeSucceeded
 from plait.core.task_output import DEFAULT_OUTPUT_HEAD_BYTES, DEFAULT_OUTPUT_TAIL_BYTES
 from plait.errors import NotFound
@@ -131,7 +132,7 @@ async def test_each_map_item_shows_its_own_output_and_a_deleted_one_is_said_miss
         text = await client.logs(handle.id)
         [deleted] = [one for one in await client.attempt_outputs(handle.id) if one.attempt_id.endswith("[1]/1")]
         assert deleted.output is not None
-        await (await client.js.object_store(subjects.LOGS_BUCKET)).delete(deleted.output.name)
+        await delete_object(client.js, subjects.LOGS_BUCKET, deleted.output.name)
         after = await client.logs(handle.id)
     assert state.status == "succeeded"
     blocks = text.split("== ")[1:]

@@ -9,9 +9,9 @@ import io
 
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import StorageType
 from nats.js.object_store import ObjectStore
 
+from plait.adapters.buckets import ensure_bucket, put_object
 from plait.core.bundles import is_bundle_hash
 from plait.errors import PlaitError
 from plait.protocol.subjects import CODE_BUCKET
@@ -23,10 +23,7 @@ class BundleUnusable(PlaitError):
 
 async def ensure_code_bucket(js: JetStreamContext, replicas: int | None = None) -> ObjectStore:
     """The code bucket, created (file storage, ``replicas``, default 1) when missing."""
-    try:
-        return await js.object_store(CODE_BUCKET)
-    except nats.js.errors.BucketNotFoundError:
-        return await js.create_object_store(CODE_BUCKET, storage=StorageType.FILE, replicas=replicas or 1)
+    return await ensure_bucket(js, CODE_BUCKET, replicas)
 
 
 async def upload_bundle(js: JetStreamContext, bundle_hash: str, data: bytes) -> bool:
@@ -35,7 +32,7 @@ async def upload_bundle(js: JetStreamContext, bundle_hash: str, data: bytes) -> 
     try:
         await bucket.get_info(bundle_hash)
     except nats.js.errors.ObjectNotFoundError:
-        await bucket.put(bundle_hash, data)
+        await put_object(js, CODE_BUCKET, bundle_hash, data)
         return True
     return False
 

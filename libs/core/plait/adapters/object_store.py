@@ -25,9 +25,9 @@ import nats.errors
 import nats.js.errors
 import xxhash
 from nats.js import JetStreamContext
-from nats.js.api import StorageType
 from nats.js.object_store import ObjectStore
 
+from plait.adapters.buckets import delete_object, ensure_bucket, put_object
 from plait.core.ids import canonical_encoding, encoding_hash
 from plait.core.values import (
     DEFAULT_INLINE_VALUE_LIMIT,
@@ -60,10 +60,7 @@ class ValueUnstorable(PlaitError):
 
 async def ensure_values_bucket(js: JetStreamContext, replicas: int | None = None) -> ObjectStore:
     """The values bucket, created (file storage, ``replicas``, default 1) when missing."""
-    try:
-        return await js.object_store(VALUES_BUCKET)
-    except nats.js.errors.BucketNotFoundError:
-        return await js.create_object_store(VALUES_BUCKET, storage=StorageType.FILE, replicas=replicas or 1)
+    return await ensure_bucket(js, VALUES_BUCKET, replicas)
 
 
 class Objects(Protocol):
@@ -100,14 +97,8 @@ class JetStreamObjects:
         return True
 
     async def put(self, name: str, data: IO[bytes]) -> None:
-        try:
-            await (await self._objects()).put(name, data)  # type: ignore[arg-type]
-        except nats.errors.TimeoutError:
-            # Another writer stored the name meanwhile: this put replaced it, then removing the other copy's chunks (a
-            # purge, which only the operator may do: deploy/nats/tenants.conf) went unanswered. A name is its
-            # content's hash, so the object there is this content; the other copy's chunks are left over.
-            if not await self.has(name):
-                raise
+        await self._objects()
+        await put_object(self.js, VALUES_BUCKET, name, data)  # a name is its content's hash: a second copy is alike
 
     async def get(self, name: str, into: IO[bytes]) -> bool:
         try:
@@ -119,7 +110,7 @@ class JetStreamObjects:
         return True
 
     async def delete(self, name: str) -> None:
-        await (await self._objects()).delete(name)
+        await delete_object(self.js, VALUES_BUCKET, name)
 
 
 class InMemoryObjects:

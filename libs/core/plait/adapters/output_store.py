@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import StorageType
 from nats.js.object_store import ObjectStore
 
+from plait.adapters.buckets import ensure_bucket, put_object
 from plait.core.task_output import OutputRef
 from plait.protocol.subjects import LOGS_BUCKET
 
 
 async def ensure_logs_bucket(js: JetStreamContext, replicas: int | None = None) -> ObjectStore:
     """The logs bucket, created (file storage, ``replicas``, default 1) when missing."""
-    try:
-        return await js.object_store(LOGS_BUCKET)
-    except nats.js.errors.BucketNotFoundError:
-        return await js.create_object_store(LOGS_BUCKET, storage=StorageType.FILE, replicas=replicas or 1)
+    return await ensure_bucket(js, LOGS_BUCKET, replicas)
 
 
 class OutputStore:
@@ -37,7 +34,8 @@ class OutputStore:
         return self._bucket
 
     async def put(self, name: str, data: bytes) -> None:
-        await (await self._objects()).put(name, data)
+        await self._objects()
+        await put_object(self.js, LOGS_BUCKET, name, data)
 
     async def read(self, ref: OutputRef) -> str | None:
         """The output ``ref`` names, as text; None when the bucket no longer holds it."""

@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamSource, SubjectTransform
 
 from plait.adapters.announcements import announcements_bucket
+from plait.adapters.buckets import refuse_rollups
 from plait.adapters.code_store import ensure_code_bucket
 from plait.adapters.commands_upgrade import move_commands_stream
 from plait.adapters.connection import authenticated, refusal
@@ -274,6 +275,8 @@ async def _ensure_bucket(js: JetStreamContext, stream: str, ensure: Callable[[],
         await ensure()
         return "created"
     await ensure()  # its own checks (made meanwhile by another replica...)
+    if stream.startswith("OBJ_") and await refuse_rollups(js, stream.removeprefix("OBJ_")):
+        return "updated"  # an earlier release's bucket, which took rollups
     return "unchanged"
 
 
