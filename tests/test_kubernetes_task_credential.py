@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 
-from plait.adapters.connection import connect
-from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
 from plait.protocol import nats_jwt, subjects
 from plait_catalog import CatalogService
-from plait_executor.kubernetes.backend import KubernetesBackend, KubernetesTarget
+from plait_executor.kubernetes.backend import KubernetesTarget
+from plait_executor.kubernetes.batching import WINDOW_SECONDS
 from plait_executor.kubernetes.manifests import job_name
 from plait_executor.kubernetes.task_credential import CREDENTIAL_MOUNT, credential_secret_name
 from plait_executor.task_grants import verify
@@ -29,8 +28,8 @@ from tests.helpers.kube_api import KubernetesApiStandIn
 from tests.helpers.kube_api.kubelet import LocalKubelet
 from tests.helpers.kube_api.selectors import LabelSelector
 from tests.helpers.kube_scenarios import kubernetes_executor, run_map_flow
-from tests.helpers.running import running
-from tests.helpers.secured_nats import SecuredNats, secured_nats
+from tests.helpers.running import ServiceRun, running
+from tests.helpers.secured_nats import SecuredNats, make_streams_as_operator, secured_nats
 from tests.helpers.states import final_state
 
 NAMESPACE = "plait-tasks"
@@ -41,33 +40,38 @@ DEADLINE = 60.0
 async def secured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SecuredNats]:
     """The secured server with its streams; this process's services connect as plait-services."""
     with secured_nats(tmp_path, monkeypatch) as server:
-        operator = await connect(server.url, "test-operator", auth=server.auth("plait-operator"))
-        try:
-            await ensure_streams(operator.jetstream())
-        finally:
-            await operator.close()
+        await make_streams_as_operator(server)
         services = server.auth("plait-services")
         monkeypatch.setenv("PLAIT_NATS_USER", services.user)
         monkeypatch.setenv("PLAIT_NATS_PASSWORD_FILE", services.password_file)
         yield server
 
 
-async def test_each_job_runs_with_its_own_grant_from_a_secret_it_owns(secured: SecuredNats, database_url: str) -> None:
-    target = KubernetesTarget(
+def credentialed_target(secured: SecuredNats, map_batch_seconds: float = WINDOW_SECONDS) -> KubernetesTarget:
+    """The stand-in cluster, whose Jobs get a grant signed with the callout's key."""
+    return KubernetesTarget(
         cluster="local",
         queue="default",
         namespace=NAMESPACE,
         image="plait:test",
         nats_url=secured.url,
         callout_seed_file=secured.callout_seed_file,
+        map_batch_seconds=map_batch_seconds,
     )
-    backends: list[KubernetesBackend] = []
+
+
+def services(secured: SecuredNats, database_url: str, api: KubernetesApiStandIn) -> list[ServiceRun]:
+    """The scheduler, the catalog and an executor of the stand-in cluster whose Jobs get grants."""
+    executor = kubernetes_executor(secured.url, credentialed_target(secured), api.configuration(), "k8s-executor", [])
+    scheduler = SchedulerService(secured.url, replica="secured-scheduler")
+    catalog = CatalogService(secured.url, database_url, replica="secured-catalog")
+    return [scheduler.run, catalog.run, executor.run]
+
+
+async def test_each_job_runs_with_its_own_grant_from_a_secret_it_owns(secured: SecuredNats, database_url: str) -> None:
     async with KubernetesApiStandIn() as api:
         kubelet = LocalKubelet(api, NAMESPACE)
-        executor = kubernetes_executor(secured.url, target, api.configuration(), "k8s-executor", backends)
-        scheduler = SchedulerService(secured.url, replica="secured-scheduler")
-        catalog = CatalogService(secured.url, database_url, replica="secured-catalog")
-        async with kubelet.running(), running(scheduler.run, catalog.run, executor.run):
+        async with kubelet.running(), running(*services(secured, database_url, api)):
             operator = secured.auth("plait-operator")  # reads the whole history back: see test_task_credential
             async with await AsyncClient.connect(secured.url, "alpha", "development", auth=operator) as client:
                 handle = await client.launch(kubernetes_workflows.sum_of_squares, {"x": 3, "y": 4})
@@ -103,15 +107,7 @@ async def test_a_fast_registered_map_runs_with_each_map_jobs_grant(
 ) -> None:
     """Each pod of a map Job reads its code bundle, its inputs and reports its item with the Job's grant, which
     names the batch's item attempts."""
-    target = KubernetesTarget(
-        cluster="local",
-        queue="default",
-        namespace=NAMESPACE,
-        image="plait:test",
-        nats_url=secured.url,
-        callout_seed_file=secured.callout_seed_file,
-        map_batch_seconds=0.2,
-    )
+    target = credentialed_target(secured, map_batch_seconds=0.2)
     async with KubernetesApiStandIn() as api:
         kubelet = LocalKubelet(api, NAMESPACE)
         scheduler = SchedulerService(secured.url, replica="secured-scheduler")
@@ -131,23 +127,11 @@ async def test_a_value_too_large_for_an_event_goes_through_the_object_store_with
     secured: SecuredNats, database_url: str
 ) -> None:
     """One pod stores its large output in the values bucket with its grant; the next pod reads it with its own."""
-    target = KubernetesTarget(
-        cluster="local",
-        queue="default",
-        namespace=NAMESPACE,
-        image="plait:test",
-        nats_url=secured.url,
-        callout_seed_file=secured.callout_seed_file,
-    )
     size = 4 * DEFAULT_INLINE_VALUE_LIMIT
-    backends: list[KubernetesBackend] = []
     async with KubernetesApiStandIn() as api:
         kubelet = LocalKubelet(api, NAMESPACE)
-        executor = kubernetes_executor(secured.url, target, api.configuration(), "k8s-executor", backends)
-        scheduler = SchedulerService(secured.url, replica="secured-scheduler")
-        catalog = CatalogService(secured.url, database_url, replica="secured-catalog")
         operator = secured.auth("plait-operator")
-        async with kubelet.running(), running(scheduler.run, catalog.run, executor.run):
+        async with kubelet.running(), running(*services(secured, database_url, api)):
             async with await AsyncClient.connect(secured.url, "alpha", "development", auth=operator) as client:
                 values = f"OBJ_{subjects.VALUES_BUCKET}"
                 before = (await client.js.stream_info(values)).state.messages

@@ -19,7 +19,6 @@ from nats.aio.client import Client as NATS
 from plait import codec
 from plait.adapters.connection import connect
 from plait.adapters.nats_auth import NatsAuth, attempt_inbox, tenant_inbox
-from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.core.dispatch import Dispatch
 from plait.errors import ConnectError
@@ -31,7 +30,7 @@ from plait_scheduler import SchedulerService
 from tests import workflows
 from tests.helpers.processes import REPO
 from tests.helpers.running import running
-from tests.helpers.secured_nats import DEADLINE, SecuredNats, Watched, secured_nats, watched
+from tests.helpers.secured_nats import DEADLINE, SecuredNats, Watched, make_streams_as_operator, secured_nats, watched
 
 ALPHA, BETA, DOMAIN = "alpha", "beta", "development"
 EXECUTION, OTHER_EXECUTION = "e1", "e2"
@@ -42,11 +41,7 @@ ATTEMPT, SIBLING = "e1/load/1", "e1/load-2/1"
 async def secured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SecuredNats]:
     """The secured server, its streams, and the task callout answering on a services connection."""
     with secured_nats(tmp_path, monkeypatch) as server:
-        operator = await connect(server.url, "test-operator", auth=server.auth("plait-operator"))
-        try:
-            await ensure_streams(operator.jetstream())
-        finally:
-            await operator.close()
+        await make_streams_as_operator(server)
         services = await connect(server.url, "test-callout", auth=server.auth("plait-services"))
         key = nats_jwt.read_account_key(server.callout_seed_file, "callout seed")
         try:

@@ -13,7 +13,9 @@ import anyio
 import pytest
 from nats.aio.client import Client as NATS
 
+from plait.adapters.connection import connect
 from plait.adapters.nats_auth import INBOX_ROOT, NatsAuth
+from plait.adapters.streams import ensure_streams
 from plait.protocol import nats_jwt
 from plait_cli.embedded import NatsServer
 
@@ -101,3 +103,12 @@ async def watched(
         **(auth or secured.auth(user)).options(),
     )
     return watch
+
+
+async def make_streams_as_operator(server: SecuredNats) -> None:
+    """What ``plait streams ensure`` does, as the operator (the only user who may)."""
+    operator = await connect(server.url, "test-operator", auth=server.auth("plait-operator"))
+    try:
+        await ensure_streams(operator.jetstream())
+    finally:
+        await operator.close()
