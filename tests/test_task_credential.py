@@ -22,9 +22,9 @@ from plait.adapters.nats_auth import NatsAuth, attempt_inbox, tenant_inbox
 from plait.client import AsyncClient
 from plait.core.dispatch import Dispatch
 from plait.errors import ConnectError
-from plait.protocol import nats_jwt, subjects
+from plait.protocol import nats_jwt, nats_xkey, subjects
 from plait_catalog import CatalogService
-from plait_executor.task_callout import serve_task_callout
+from plait_executor.task_callout import AUTH_CALLOUT_SUBJECT, serve_task_callout
 from plait_executor.task_grants import TaskGrant, grant_for, issue
 from plait_scheduler import SchedulerService
 from tests import workflows
@@ -151,6 +151,25 @@ async def test_a_map_jobs_grant_reports_on_its_nodes_scope_only(secured: Secured
             assert "publish" in (await task.refused(subject)).lower(), subject
     finally:
         await task.nc.close()
+
+
+async def test_the_servers_requests_to_the_callout_and_its_answers_are_sealed(
+    secured: SecuredNats, tmp_path: Path
+) -> None:
+    """nats-server seals each authorization request to the callout's curve key: the grant is not on the wire."""
+    listener = await connect(secured.url, "test-listener", auth=secured.auth("plait-services"))
+    try:
+        requests = await listener.subscribe(AUTH_CALLOUT_SUBJECT)  # beside the callout's queue group: gets them all
+        auth = grant_file(secured, tmp_path, a_grant())
+        task = await watched(secured, "", attempt_inbox(ALPHA, DOMAIN, ATTEMPT), auth=auth)
+        await task.nc.close()
+        request = await requests.next_msg(timeout=DEADLINE)
+    finally:
+        await listener.close()
+    grant = (await anyio.Path(auth.token_file).read_text()).strip()
+    assert (request.headers or {}).get(nats_xkey.SERVER_XKEY_HEADER, "").startswith("X")
+    assert request.data.startswith(nats_xkey.SEALED_VERSION) and grant.encode() not in request.data
+    assert b"auth_token" not in request.data
 
 
 async def refusal(secured: SecuredNats, auth: NatsAuth) -> str:

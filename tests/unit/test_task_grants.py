@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import msgspec
+import nacl.public
 import nkeys
 import pytest
 
 from plait.core.dispatch import Dispatch
 from plait.core.ids import item_attempt_id
-from plait.protocol import nats_jwt, subjects
-from plait_executor.task_callout import REQUEST_AUDIENCE, answer
+from plait.protocol import nats_jwt, nats_xkey, subjects
+from plait_executor.task_callout import REQUEST_AUDIENCE, answer, answer_message
 from plait_executor.task_grants import (
     LONGEST_GRANT,
     MARGIN_SECONDS,
@@ -184,3 +185,48 @@ class TestJwt:
     def test_encoding_sets_the_issuer_the_time_in_seconds_and_an_id(self) -> None:
         claims = nats_jwt.decode(nats_jwt.encode({"sub": USER}, KEY, now=NOW), nats_jwt.ACCOUNT_PREFIX)
         assert (claims["iss"], claims["iat"]) == (nats_jwt.public_key(KEY), int(NOW)) and claims["jti"]
+
+
+class TestSealedCallout:
+    """With ``auth_callout { xkey }``, nats-server seals each request to the callout's curve key (naming its own
+    one-time key in ``Nats-Server-Xkey``) and opens the answer with it."""
+
+    SERVER_CURVE = nacl.public.PrivateKey.generate()
+
+    def sealed_request(self, token: str | None) -> tuple[bytes, dict[str, str]]:
+        server_xkey = nats_xkey.encode_public(self.SERVER_CURVE.public_key)
+        sealed = nats_xkey.seal(request(token), self.SERVER_CURVE, nats_xkey.callout_xkey(KEY))
+        return sealed, {nats_xkey.SERVER_XKEY_HEADER: server_xkey}
+
+    def test_a_sealed_request_gets_a_sealed_answer_only_the_server_opens(self) -> None:
+        data, headers = self.sealed_request(issue(GRANT, KEY))
+        assert issue(GRANT, KEY).encode() not in data
+        reply = answer_message(data, headers, KEY, NOW)
+        assert reply.granted is not None and reply.response.startswith(nats_xkey.SEALED_VERSION)
+        opened = nats_xkey.open_sealed(reply.response, self.SERVER_CURVE, nats_xkey.callout_xkey(KEY))
+        response = nats_jwt.decode(opened.decode(), nats_jwt.ACCOUNT_PREFIX)
+        assert response["nats"]["type"] == "authorization_response" and response["nats"]["jwt"]
+        with pytest.raises(nats_xkey.XkeyInvalid):
+            nats_xkey.open_sealed(reply.response, nacl.public.PrivateKey.generate(), nats_xkey.callout_xkey(KEY))
+
+    def test_a_request_sealed_to_another_key_or_altered_is_not_answered(self) -> None:
+        data, headers = self.sealed_request(issue(GRANT, KEY))
+        altered = data[:-1] + bytes([data[-1] ^ 1])
+        other = nats_jwt.account_key(nats_jwt.new_seed())
+        for reply in (answer_message(altered, headers, KEY, NOW), answer_message(data, headers, other, NOW)):
+            assert reply.response == b"" and "unreadable authorization request" in reply.refused
+
+    def test_an_unsealed_request_is_answered_in_the_clear(self) -> None:
+        reply = answer_message(request(issue(GRANT, KEY)), None, KEY, NOW)
+        assert reply.granted is not None and not reply.response.startswith(nats_xkey.SEALED_VERSION)
+
+    def test_a_curve_key_reads_back_and_a_changed_one_is_refused(self) -> None:
+        public = nats_xkey.callout_xkey(KEY)
+        assert public.startswith("X") and len(public) == 56
+        assert nats_xkey.encode_public(nats_xkey.decode_public(public)) == public
+        assert nats_xkey.callout_xkey(KEY) == public, "derived from the seed: the same on every executor"
+        changed = public[:10] + ("A" if public[10] != "A" else "B") + public[11:]
+        with pytest.raises(nats_xkey.XkeyInvalid, match="checksum"):
+            nats_xkey.decode_public(changed)
+        with pytest.raises(nats_xkey.XkeyInvalid):
+            nats_xkey.decode_public(nats_jwt.public_key(KEY))  # an account key is no curve key

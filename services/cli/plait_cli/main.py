@@ -20,6 +20,7 @@ from plait_cli import (
     cluster_commands,
     config_commands,
     logs,
+    nats_commands,
     signal_command,
     stream_commands,
 )
@@ -200,6 +201,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     completion.add_argument("shell", choices=["bash", "zsh", "tcsh"], metavar="SHELL", help="bash, zsh or tcsh")
     cluster_commands.add_parsers(commands)
     stream_commands.add_parsers(commands)
+    nats_commands.add_parsers(commands)
     signal_command.add_parsers(commands)
     add_top_parser(commands)
     register = commands.add_parser(
@@ -326,6 +328,8 @@ def dispatch(argv: Sequence[str]) -> int:
         return cluster_commands.run(settings, args)
     if args.command in stream_commands.COMMANDS:
         return stream_commands.run(settings, args)
+    if args.command in nats_commands.COMMANDS:
+        return nats_commands.run(settings, args)
     if args.command in logs.COMMANDS:
         return anyio.run(logs.print_logs, settings, args.execution_id, args.node, args.attempt, args.follow, args.json)
     if args.command in signal_command.COMMANDS:

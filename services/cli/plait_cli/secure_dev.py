@@ -2,9 +2,9 @@
 
 Each user's password is generated once into ``PLAIT_HOME/secrets/<user>.password`` (readable by this user only),
 and the task pods' auth callout key into ``PLAIT_HOME/secrets/nats-callout.seed``; nats-server reads the passwords
-and the key's public half from its environment. The stack makes the streams as ``plait-operator`` (the only user
-that may), then the services connect as ``plait-services``; other commands connect as whoever ``PLAIT_NATS_USER`` and
-``PLAIT_NATS_PASSWORD_FILE`` name.
+and the key's public halves (its signing key and its curve key) from its environment. The stack makes the streams
+as ``plait-operator`` (the only user that may), then the services connect as ``plait-services``; other commands
+connect as whoever ``PLAIT_NATS_USER`` and ``PLAIT_NATS_PASSWORD_FILE`` name.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import msgspec
 from plait.adapters.connection import connect
 from plait.adapters.nats_auth import NatsAuth
 from plait.adapters.streams import ensure_streams
-from plait.protocol import nats_jwt
+from plait.protocol import nats_jwt, nats_xkey
 from plait.settings import Settings
 
 TENANTS_CONF = "nats_tenants.conf"
@@ -33,6 +33,7 @@ PASSWORD_VARIABLES = {
 SERVICES_USER = "plait-services"
 OPERATOR_USER = "plait-operator"
 CALLOUT_ISSUER_VARIABLE = "PLAIT_NATS_CALLOUT_ISSUER"
+CALLOUT_XKEY_VARIABLE = "PLAIT_NATS_CALLOUT_XKEY"
 
 
 def password_file(home: Path, user: str) -> Path:
@@ -58,7 +59,9 @@ def secure_nats_config(home: Path, nats_dir: Path) -> tuple[str, dict[str, str]]
     seed = callout_seed_file(home)
     if not seed.exists():
         _write_private(seed, nats_jwt.new_seed().decode() + "\n")
-    env[CALLOUT_ISSUER_VARIABLE] = nats_jwt.public_key(nats_jwt.read_account_key(str(seed), str(seed)))
+    callout = nats_jwt.read_account_key(str(seed), str(seed))
+    env[CALLOUT_ISSUER_VARIABLE] = nats_jwt.public_key(callout)
+    env[CALLOUT_XKEY_VARIABLE] = nats_xkey.callout_xkey(callout)
     (nats_dir / "tenants.conf").write_text(resources.files("plait_cli").joinpath(TENANTS_CONF).read_text())
     return 'include "tenants.conf"', env
 

@@ -2,7 +2,9 @@
 user is not one of the configuration's ``auth_users``; it answers with a user allowed only what the connection's
 task grant names (``task_permissions``), until the grant expires, or with the reason it is refused.
 
-Every executor that holds the callout's account key (``PLAIT_NATS_CALLOUT_SEED_FILE``) answers, in one queue group:
+Requests and answers are sealed with curve keys (``plait.protocol.nats_xkey``: the grant never crosses the wire
+in the clear). Every executor that holds the callout's account key (``PLAIT_NATS_CALLOUT_SEED_FILE``) answers, in
+one queue group:
 any replica serves, none is a single point of failure. It keeps no state: a reconnection is checked again. It never
 logs a grant, a password or a token; a refusal is logged with its reason and where the connection came from.
 """
@@ -22,7 +24,7 @@ import structlog
 from nats.aio.client import Client as NATS
 from structlog.typing import FilteringBoundLogger
 
-from plait.protocol import nats_jwt
+from plait.protocol import nats_jwt, nats_xkey
 from plait_executor.task_grants import GrantRefused, verify
 from plait_executor.task_permissions import task_permissions
 
@@ -79,16 +81,33 @@ def answer(request: bytes, key: nkeys.KeyPair, now: float, account: str = CONFIG
     return Answer(response=respond(user_jwt=signed), granted=granted, client=client)
 
 
+def answer_message(data: bytes, headers: dict[str, str] | None, key: nkeys.KeyPair, now: float) -> Answer:
+    """``answer`` to a request as nats-server sends it: sealed to the callout's curve key when the request names
+    the server's (``Nats-Server-Xkey``, with ``auth_callout { xkey }``), its answer then sealed back to it."""
+    server_xkey = (headers or {}).get(nats_xkey.SERVER_XKEY_HEADER, "")
+    if not server_xkey:
+        return answer(data, key, now)
+    curve = nats_xkey.callout_curve_key(key)
+    try:
+        request = nats_xkey.open_sealed(data, curve, server_xkey)
+    except nats_xkey.XkeyInvalid as exc:
+        return Answer(response=b"", refused=f"unreadable authorization request: {exc}")
+    reply = answer(request, key, now)
+    if not reply.response:
+        return reply
+    return msgspec.structs.replace(reply, response=nats_xkey.seal(reply.response, curve, server_xkey))
+
+
 async def serve_task_callout(
     nc: NATS, key: nkeys.KeyPair, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
     """Answer authorization requests on ``nc`` until cancelled."""
     subscription = await nc.subscribe(AUTH_CALLOUT_SUBJECT, queue=CALLOUT_QUEUE)
-    log.info("task_callout_started", issuer=nats_jwt.public_key(key))
+    log.info("task_callout_started", issuer=nats_jwt.public_key(key), xkey=nats_xkey.callout_xkey(key))
     task_status.started()
     try:
         async for msg in subscription.messages:
-            reply = answer(msg.data, key, time.time())
+            reply = answer_message(msg.data, msg.headers, key, time.time())
             if reply.granted is not None:
                 log.info("task_credential_granted", **reply.granted, **reply.client)
             else:
