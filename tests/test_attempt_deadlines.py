@@ -14,13 +14,14 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from plait import codec
 from plait.adapters.commands import publish_command
 from plait.client import AsyncClient
-from plait.core.commands import ReportAttemptStarted
+from plait.core.commands import ReportAttemptStarted, attempt_deadline
 from plait.core.events import AttemptFailed, AttemptStarted
 from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_executor.service import consumer_name
 from plait_scheduler import SchedulerService
 from tests import workflows
+from tests.helpers.outbox_replay import outbox_caught_up
 from tests.helpers.running import running
 from tests.helpers.states import current_state, final_state
 
@@ -80,6 +81,44 @@ async def test_a_started_attempt_whose_executor_went_silent_fails_at_its_deadlin
     assert [(a.status, a.worker) for a in node.attempts] == [("failed", "silent"), ("queued", "")]
     error = node.attempts[0].error
     assert error is not None and (error.kind, error.message) == ("system", "no result within 2 s")
+
+
+async def deadline_timers(client: AsyncClient, execution_id: str) -> list[str]:
+    """The names of the execution's pending deadline timers in the timers stream."""
+    pending = subjects.schedule_subject(client.project, client.domain, execution_id, "any").rsplit(".", 1)[0] + ".*"
+    info = await client.js.stream_info(subjects.TIMERS_STREAM, subjects_filter=pending)
+    return sorted(subject.rsplit(".", 1)[-1] for subject in info.state.subjects or {} if ".deadline-" in subject)
+
+
+async def test_an_attempt_gets_its_deadline_timer_when_it_is_reported_started_not_when_queued(
+    nats_url: str,
+) -> None:
+    """A queued attempt needs no deadline (none fails it); one reported started does: one schedule less per task
+    that ends before its executor says it started."""
+    scheduler = SchedulerService(nats_url, replica="deadlines")
+    async with running(scheduler.run), await AsyncClient.connect(nats_url) as client:
+        execution_id = (await client.launch(workflows.paused, {"seconds": 0.1})).id
+        durable = consumer_name("local", "default")
+        config = ConsumerConfig(durable_name=durable, filter_subject=subjects.dispatch_subject("local", "default"))
+        await client.js.add_consumer(subjects.DISPATCH_STREAM, config, ack_policy=AckPolicy.EXPLICIT)
+        taker = await client.js.pull_subscribe_bind(durable, stream=subjects.DISPATCH_STREAM)
+        [taken] = await taker.fetch(1, timeout=DEADLINE)
+        dispatch = codec.dispatch_decoder.decode(taken.data)
+        await outbox_caught_up(client.js)
+        queued = await deadline_timers(client, execution_id)
+        started = ReportAttemptStarted(
+            command_id=f"{dispatch.attempt_id}:started",
+            execution_id=execution_id,
+            node=dispatch.node,
+            attempt_id=dispatch.attempt_id,
+            worker="test",
+        )
+        await publish_command(client.js, started, client.project, client.domain)
+        await wait_until_started(client, execution_id)
+        await outbox_caught_up(client.js)
+        running_timers = await deadline_timers(client, execution_id)
+    assert queued == []
+    assert running_timers == [attempt_deadline(execution_id, dispatch.node, dispatch.attempt_id, 1.0).timer]
 
 
 async def test_an_attempt_outlives_its_deadline_while_its_executor_is_alive(nats_url: str) -> None:

@@ -14,7 +14,7 @@ dispatches this replica already has stored, and stays the guarantee for the othe
 append and the publish, or another replica's decisions).
 
 A decision's side work (cache look-ups, fills and releases: ``plait_scheduler.caching``; retry timers, attempt
-deadlines and timeouts: ``plait_scheduler.timers``; the signed checkpoint of the chain head:
+deadlines (from an attempt's start) and timeouts: ``plait_scheduler.timers``; the signed checkpoint of the chain head:
 ``plait.adapters.checkpoints``) follows the same pattern, and is also derived from the current state: the deciding
 replica starts it at once, in the background, and the outbox does it for decisions whose side work this replica has
 not finished (a decision that fails its side work is handed back to the outbox's consumer, and done again).
@@ -205,9 +205,8 @@ class Outbox:
             checkpoint
             or (self.keeper is not None and may_need_cache_work(events))
             or self.timers.wants(events)
-            or may_time_out(events)
+            or may_time_out(events)  # and an attempt's deadline, set when it starts
             or may_need_child_work(events)
-            or any(isinstance(event, NodeQueued) for event in events)
         )
         if not might or await self._side_work.claim(decision_sequence):
             return

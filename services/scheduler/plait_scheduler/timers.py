@@ -1,7 +1,7 @@
 """Timers a stored decision asks for, each a command that the server itself publishes when it is due (a JetStream
 message schedule), whichever replica is alive then: ``RetryDue`` for each retry it scheduled, an
-``AttemptDeadline`` for each attempt it queued, an ``AttemptTimeout`` for each attempt of a task with a timeout it
-started, and an ``ExecutionTimeout`` for the launch of a workflow with a timeout."""
+``AttemptDeadline`` for each attempt it started that still runs, an ``AttemptTimeout`` for each attempt of a task
+with a timeout it started, and an ``ExecutionTimeout`` for the launch of a workflow with a timeout."""
 
 from __future__ import annotations
 
@@ -37,8 +37,7 @@ from plait.core.state import Execution
 
 def still_queued(state: Execution, event: NodeQueued) -> bool:
     """Whether the attempt ``event`` queued still waits for an executor: queued, in an execution still running.
-    Only such an attempt is dispatched, or given a deadline, from the log (a replayed decision must not run
-    finished work again)."""
+    Only such an attempt is dispatched from the log (a replayed decision must not run finished work again)."""
     if state.terminal:
         return False
     attempt = state.nodes[event.node].find_attempt(event.attempt_id)
@@ -70,32 +69,43 @@ class RetryTimers:
 
 
 class AttemptDeadlines:
-    """Gives each queued attempt a deadline ``seconds`` from now: if by then it has started but has neither a result
-    nor a sign of life (its executor moves the deadline on while it runs), it fails as a system error; if no executor
-    has taken it yet, it goes on waiting (``plait.core.decide``). A decision caught up late sets it from when it is
-    caught up, not from when it was made: later than due, never sooner."""
+    """Gives each attempt that started and still runs a deadline ``seconds`` from now: if by then it has neither a
+    result nor a sign of life (its executor moves the deadline on while it runs), it fails as a system error
+    (``plait.core.decide``). A queued attempt needs none: no deadline fails it (it waits for an executor of its
+    cluster), and one taken by an executor that dies before reporting it started is delivered again. An attempt that
+    ends as fast as it starts (its result its only report) is given none at all. A decision caught up late sets it
+    from when it is caught up, not from when it was made: later than due, never sooner."""
 
     def __init__(self, js: JetStreamContext, seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS) -> None:
         self.js, self.seconds = js, seconds
 
     def wants(self, state: Execution, events: Sequence[Event]) -> bool:
-        return any(isinstance(event, NodeQueued) and still_queued(state, event) for event in events)
+        return any(still_running(state, event) for event in events if isinstance(event, AttemptStarted))
 
     async def after_decision(self, state: Execution, events: Sequence[Event]) -> None:
         due = datetime.now(UTC) + timedelta(seconds=self.seconds)
         deadlines = [
             attempt_deadline(state.execution_id, event.node, event.attempt_id, self.seconds)
             for event in events
-            if isinstance(event, NodeQueued) and still_queued(state, event)
+            if isinstance(event, AttemptStarted) and still_running(state, event)
         ]
         await asyncio.gather(
             *(schedule_command(self.js, d, state.project, state.domain, d.timer, due) for d in deadlines)
         )
 
 
+def still_running(state: Execution, event: AttemptStarted) -> bool:
+    """Whether the attempt ``event`` started is still running, in an execution still running."""
+    if state.terminal:
+        return False
+    attempt = state.nodes[event.node].find_attempt(event.attempt_id)
+    return attempt is not None and attempt.status == "running"
+
+
 def may_time_out(events: Sequence[Event]) -> bool:
-    """Whether a decision's events may call for a timeout timer (a launch, or an attempt started and not ended in
-    the same decision, as quick attempts are); ``Timeouts.wants`` decides, with the state."""
+    """Whether a decision's events may call for a timeout or deadline timer (a launch, or an attempt started and not
+    ended in the same decision, as quick attempts are); ``Timeouts.wants`` and ``AttemptDeadlines.wants`` decide, with
+    the state."""
     started = {event.attempt_id for event in events if isinstance(event, AttemptStarted)}
     ended = {
         event.attempt_id for event in events if isinstance(event, AttemptFailed | NodeSucceeded | MapItemSucceeded)

@@ -141,7 +141,7 @@ dead executor) before it fails as a system error. A queued attempt waits for an 
 
 class AttemptDeadline(msgspec.Struct, frozen=True, kw_only=True, tag="attempt_deadline.v1"):
     """Attempt ``attempt_id`` has had neither a result nor a sign of life for ``seconds`` (sent by its deadline
-    timer, which queuing the attempt sets and its executor moves on while it runs): it fails as a system error if it
+    timer, which the attempt's start sets and its executor moves on while it runs): it fails as a system error if it
     is running; one that ended meanwhile, or that no executor has taken yet, stays as it is."""
 
     command_id: str
