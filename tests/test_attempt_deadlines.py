@@ -14,10 +14,12 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from plait import codec
 from plait.adapters.commands import publish_command
 from plait.client import AsyncClient
-from plait.core.commands import ReportAttemptStarted, attempt_deadline
+from plait.core.commands import attempt_deadline
+from plait.core.dispatch import Dispatch
 from plait.core.events import AttemptFailed, AttemptStarted
 from plait.protocol import subjects
 from plait_executor import ExecutorService
+from plait_executor.reports import started_command
 from plait_executor.service import consumer_name
 from plait_scheduler import SchedulerService
 from tests import workflows
@@ -33,6 +35,16 @@ async def wait_until_started(client: AsyncClient, execution_id: str) -> None:
         async for stored in client.events(execution_id):
             if any(isinstance(e, AttemptStarted) for e in stored.decision.events):
                 return
+
+
+async def take_dispatch(client: AsyncClient) -> Dispatch:
+    """Take the next dispatch of the local default queue as an executor would, and hold it."""
+    durable = consumer_name("local", "default")
+    config = ConsumerConfig(durable_name=durable, filter_subject=subjects.dispatch_subject("local", "default"))
+    await client.js.add_consumer(subjects.DISPATCH_STREAM, config, ack_policy=AckPolicy.EXPLICIT)
+    taker = await client.js.pull_subscribe_bind(durable, stream=subjects.DISPATCH_STREAM)
+    [taken] = await taker.fetch(1, timeout=DEADLINE)
+    return codec.dispatch_decoder.decode(taken.data)
 
 
 async def held_by_the_executor(client: AsyncClient, count: int) -> None:
@@ -57,20 +69,8 @@ async def test_a_started_attempt_whose_executor_went_silent_fails_at_its_deadlin
     scheduler = SchedulerService(nats_url, replica="deadlines", attempt_deadline_seconds=2.0)
     async with running(scheduler.run), await AsyncClient.connect(nats_url) as client:
         execution_id = (await client.launch(workflows.paused, {"seconds": 0.1})).id
-        durable = consumer_name("local", "default")
-        config = ConsumerConfig(durable_name=durable, filter_subject=subjects.dispatch_subject("local", "default"))
-        await client.js.add_consumer(subjects.DISPATCH_STREAM, config, ack_policy=AckPolicy.EXPLICIT)
-        taker = await client.js.pull_subscribe_bind(durable, stream=subjects.DISPATCH_STREAM)
-        [taken] = await taker.fetch(1, timeout=DEADLINE)
-        dispatch = codec.dispatch_decoder.decode(taken.data)
-        started = ReportAttemptStarted(
-            command_id=f"{dispatch.attempt_id}:started",
-            execution_id=execution_id,
-            node=dispatch.node,
-            attempt_id=dispatch.attempt_id,
-            worker="silent",
-        )
-        await publish_command(client.js, started, client.project, client.domain)
+        dispatch = await take_dispatch(client)
+        await publish_command(client.js, started_command(dispatch, "silent"), client.project, client.domain)
         with anyio.fail_after(DEADLINE):
             async for stored in client.events(execution_id):
                 failed = [e for e in stored.decision.events if isinstance(e, AttemptFailed)]
@@ -98,22 +98,10 @@ async def test_an_attempt_gets_its_deadline_timer_when_it_is_reported_started_no
     scheduler = SchedulerService(nats_url, replica="deadlines")
     async with running(scheduler.run), await AsyncClient.connect(nats_url) as client:
         execution_id = (await client.launch(workflows.paused, {"seconds": 0.1})).id
-        durable = consumer_name("local", "default")
-        config = ConsumerConfig(durable_name=durable, filter_subject=subjects.dispatch_subject("local", "default"))
-        await client.js.add_consumer(subjects.DISPATCH_STREAM, config, ack_policy=AckPolicy.EXPLICIT)
-        taker = await client.js.pull_subscribe_bind(durable, stream=subjects.DISPATCH_STREAM)
-        [taken] = await taker.fetch(1, timeout=DEADLINE)
-        dispatch = codec.dispatch_decoder.decode(taken.data)
+        dispatch = await take_dispatch(client)
         await outbox_caught_up(client.js)
         queued = await deadline_timers(client, execution_id)
-        started = ReportAttemptStarted(
-            command_id=f"{dispatch.attempt_id}:started",
-            execution_id=execution_id,
-            node=dispatch.node,
-            attempt_id=dispatch.attempt_id,
-            worker="test",
-        )
-        await publish_command(client.js, started, client.project, client.domain)
+        await publish_command(client.js, started_command(dispatch, "test"), client.project, client.domain)
         await wait_until_started(client, execution_id)
         await outbox_caught_up(client.js)
         running_timers = await deadline_timers(client, execution_id)

@@ -13,16 +13,21 @@ import msgspec
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_the_benchmark_suite_runs_at_tiny_sizes(tmp_path: Path) -> None:
-    out = tmp_path / "results.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--sync", "default", "--json", str(out)],
+def run_bench(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """``python -m bench ARGV`` on an embedded stack of its own (no server given by URL)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *argv],
         cwd=REPO,
         env={**os.environ, "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": ""},
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_the_benchmark_suite_runs_at_tiny_sizes(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = run_bench(["--quick", "--sync", "default", "--json", str(out)])
     assert done.returncode == 0, done.stderr[-3000:]
     for row in ("lone execution", "fan-out", "chain", "executions", "cached rerun", "widest", "replay", "JetStream"):
         assert row in done.stdout, f"no {row!r} row in:\n{done.stdout}"
@@ -36,14 +41,7 @@ def test_the_benchmark_suite_runs_at_tiny_sizes(tmp_path: Path) -> None:
 
 def test_the_dag_cli_and_dask_workloads_run_at_tiny_sizes(tmp_path: Path) -> None:
     compare = ["--compare", "dask"] if importlib.util.find_spec("distributed") else []
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--sync", "default", "--only", "fan_out,chain,dag,cli", *compare],
-        cwd=REPO,
-        env={**os.environ, "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": ""},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_bench(["--quick", "--sync", "default", "--only", "fan_out,chain,dag,cli", *compare])
     assert done.returncode == 0, done.stderr[-3000:]
     rows = ["diamond", "through `plait run`", "CPU per task"] + (["Dask distributed"] if compare else [])
     for row in rows:
@@ -53,14 +51,7 @@ def test_the_dag_cli_and_dask_workloads_run_at_tiny_sizes(tmp_path: Path) -> Non
 def test_the_replicas_benchmark_runs_at_tiny_sizes(tmp_path: Path) -> None:
     out = tmp_path / "replicas.json"
     argv = ["--quick", "--sync", "default", "--replicas", "2", "--partitions", "0,2", "--json", str(out)]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", *argv],
-        cwd=REPO,
-        env={**os.environ, "PLAIT_NATS_URL": "", "PLAIT_DATABASE_URL": ""},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_bench(argv)
     assert done.returncode == 0, done.stderr[-3000:]
     for row in ("fan-out of 20", "10 executions", "confl/task", "per replica", "partitions held"):
         assert row in done.stdout, f"no {row!r} row in:\n{done.stdout}"
