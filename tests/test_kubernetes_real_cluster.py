@@ -71,5 +71,5 @@ async def test_a_workflow_with_a_map_runs_on_a_real_cluster(database_url: str, t
     catalog = CatalogService(NATS_URL, database_url, replica="e2e-catalog")
     async with running(scheduler.run, catalog.run):
         state, [backend] = await run_map_flow(NATS_URL, target, configuration, tmp_path, items=12, timeout=DEADLINE)
-    map_jobs = {attempt.worker.rsplit("-", 1)[0] for attempt in state.nodes["square"].attempts}
+    map_jobs = {attempt.worker.rsplit("-", 1)[0] for attempt in state.nodes["square"].all_attempts()}
     assert backend.created == 2 + len(map_jobs)

@@ -42,7 +42,10 @@ def _subject(client: AsyncClient, execution_id: str) -> str:
 
 
 def catalog_view(state: Execution) -> ExecutionDetail:
-    """What a catalog that projected ``state`` faithfully shows of it (``client.show_execution``)."""
+    """What a catalog that projected ``state`` faithfully shows of it (``client.show_execution``); a map item kept
+    in columns shows its execution's launch as its queuing time."""
+    launched_at = state.launched_at
+    assert launched_at is not None
     nodes = [
         NodeView(
             node=node.id,
@@ -62,14 +65,14 @@ def catalog_view(state: Execution) -> ExecutionDetail:
                     attempt=a.attempt,
                     status=a.status,
                     worker=a.worker,
-                    queued_at=a.queued_at,
+                    queued_at=a.queued_at or launched_at,
                     started_at=a.started_at,
                     finished_at=a.finished_at,
                     error=msgspec.to_builtins(a.error),
                 )
-                for a in node.attempts
+                for a in node.all_attempts()
             ],
-            attempts_total=len(node.attempts),
+            attempts_total=node.attempt_count,
         )
         for node in state.nodes.values()
     ]

@@ -74,13 +74,13 @@ def test_a_map_node_shows_its_items_and_prints_a_line_per_tenth() -> None:
     state = launched(map_workflows.scaled, {"xs": list(range(20))})
     console = Console(file=io.StringIO(), width=200)
     seen: dict[str, str] = {}
-    pending = [a for a in state.nodes["scale"].item_attempts if a is not None]
+    pending = list(state.nodes["scale"].item_attempts.values())
     while pending:
         attempt = pending.pop(0)
         result = item_result(attempt.attempt_id)
         events = decide_batch(state, [result], AT).events
         queued = [e for e in events if isinstance(e, NodeQueued)]
-        pending += [state.nodes["scale"].item_attempts[e.index] for e in queued]  # type: ignore[misc]
+        pending += [state.nodes["scale"].item_attempts[e.index] for e in queued]
         print_transition(console, seen, state)
         if state.nodes["scale"].map_finished == 7:
             assert "7/20 items" in text_of(state)
@@ -111,7 +111,7 @@ def test_a_running_tasks_clock_is_the_time_since_it_started_at_each_drawing() ->
 
 def test_a_map_node_shows_a_bar_of_its_items_and_their_rate() -> None:
     state = launched(map_workflows.scaled, {"xs": list(range(20))})
-    for attempt in [a for a in state.nodes["scale"].item_attempts if a is not None][:5]:
+    for attempt in list(state.nodes["scale"].item_attempts.values())[:5]:
         result = item_result(attempt.attempt_id)
         decide_batch(state, [result], AT)
     shown = text_at(state, AT + timedelta(seconds=10))

@@ -113,7 +113,7 @@ def test_a_map_gathers_an_output_too_large_for_an_event_as_a_reference_to_store(
     state, _ = launched(large_value_workflows.many_medium_items, {"indexes": list(range(2_000)), "size": 32}, AT)
     while state.status == "running":
         node = state.nodes["numbered_blob"]
-        running = [a for a in node.item_attempts if a is not None and a.status == "queued"]
+        running = [a for a in node.item_attempts.values() if a.status == "queued"]
         results = [
             ReportAttemptResult(
                 command_id=f"r-{a.attempt_id}",

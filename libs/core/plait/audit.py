@@ -130,7 +130,7 @@ NodeView = dict[str, dict[str, Any]]
 
 def _replayed_nodes(state: Execution) -> NodeView:
     return {
-        node.id: {"status": node.status, "attempts": {a.attempt_id: a.status for a in node.attempts}}
+        node.id: {"status": node.status, "attempts": {a.attempt_id: a.status for a in node.all_attempts()}}
         for node in state.nodes.values()
     }
 

@@ -92,7 +92,7 @@ def _print_result(state: Execution, out: Console, err: Console) -> None:
         return
     error = state.error
     node = state.nodes.get(state.failed_node or "")
-    attempts = len(node.attempts) if node else 0
+    attempts = node.attempt_count if node else 0
     err.print(
         f"[bold red]failed[/] in {elapsed:.2f}s: node '{state.failed_node}' (attempt {attempts})", highlight=False
     )

@@ -66,7 +66,7 @@ def _print_state(state: Execution) -> None:
     for node in state.nodes.values():
         worker = node.attempts[-1].worker if node.attempts else ""
         table.add_row(
-            node.id, f"[{STATUS_STYLE.get(node.status, '')}]{node.status}[/]", str(len(node.attempts)), worker
+            node.id, f"[{STATUS_STYLE.get(node.status, '')}]{node.status}[/]", str(node.attempt_count), worker
         )
     console.print(table)
 

@@ -32,8 +32,8 @@ STATUS_STYLE = {
 
 
 def _seconds(node: NodeState, now: datetime) -> str:
-    if node.map_size > 0 and node.attempts:
-        return f"{_map_seconds(node, now):.2f}s"
+    if node.map_size > 0 and node.map_started_at is not None:
+        return f"{_map_seconds(node, node.map_started_at, now):.2f}s"
     if not node.attempts or node.attempts[-1].started_at is None:
         return ""
     attempt = node.attempts[-1]
@@ -52,12 +52,10 @@ def _status(node: NodeState) -> Text:
     return Text(node.status, STATUS_STYLE[node.status])
 
 
-def _map_seconds(node: NodeState, now: datetime) -> float:
-    """How long a map node has run: from its first item queued to its last item finished, or to now."""
-    first = node.attempts[0].queued_at
+def _map_seconds(node: NodeState, first: datetime, now: datetime) -> float:
+    """How long a map node has run: from its first items queued to its last item finished, or to now."""
     if node.status in ("succeeded", "failed"):
-        ends = [a.finished_at for a in node.attempts if a.finished_at is not None]
-        return (max(ends, default=first) - first).total_seconds()
+        return ((node.map_ended_at or first) - first).total_seconds()
     return max((now - first).total_seconds(), 0.0)
 
 
@@ -67,9 +65,9 @@ def _attempts(node: NodeState, now: datetime) -> RenderableType:
         return str(len(node.attempts) or "")
     failed = f", {node.map_failed} failed" if node.map_failed else ""
     counts = f"{node.map_finished:,}/{node.map_size:,} items{failed}"
-    if node.map_size == 0 or not node.attempts:
+    if node.map_size == 0 or node.map_started_at is None:
         return counts
-    seconds = _map_seconds(node, now)
+    seconds = _map_seconds(node, node.map_started_at, now)
     rate = f", {node.map_finished / seconds:,.1f}/s" if seconds > 0 and node.map_finished else ""
     bar = ProgressBar(total=node.map_size, completed=node.map_finished, width=MAP_BAR_WIDTH)
     return Columns([bar, Text(counts + rate)], padding=(0, 1))

@@ -17,8 +17,9 @@ OVERHEAD_BYTES = 4096  # a state's own objects, whatever its history: the workfl
 
 
 def estimated_bytes(state: Execution) -> int:
-    """About how much memory ``state`` holds, from the bytes of its decisions: read anyway, so free to know."""
-    return OVERHEAD_BYTES + MEMORY_PER_STORED_BYTE * state.stored_bytes
+    """About how much memory ``state`` holds, from the bytes of its decisions (read anyway, so free to know), but
+    for its map items, counted as their compact state grows (``Execution.item_bytes``)."""
+    return OVERHEAD_BYTES + MEMORY_PER_STORED_BYTE * state.stored_bytes + state.item_bytes
 
 
 class StateCache:

@@ -130,7 +130,8 @@ def _may_fill(state: Execution, node_id: str, last: CacheEntryRecord | None) -> 
         return True
     if not state.overwrite_cache or isinstance(last, CacheReserved):
         return False
-    finished = state.nodes[node_id].attempts[-1].finished_at if state.nodes[node_id].attempts else None
+    node = state.nodes[node_id]
+    finished = node.map_ended_at if node.map_size >= 0 else node.attempts[-1].finished_at if node.attempts else None
     return last is None or finished is None or last.at <= finished
 
 

@@ -14,7 +14,7 @@ from plait.core.commands import Command, ResolvedLaunch, each_command
 from plait.core.decide import Outcome, decide_batch, decide_unstorable, gathered_values
 from plait.core.events import Decision
 from plait.core.shared_values import share_repeated
-from plait.core.state import Execution
+from plait.core.state import Execution, count_stored
 from plait.errors import ConflictError, PlaitError
 from plait.metrics.names import CONFLICTS, DECISIONS
 from plait_scheduler.cache import StateCache
@@ -106,7 +106,7 @@ class Decider:
         await self._store_gathered(state, outcome)
         state.last_sequence, state.last_digest = await self.event_log.append_encoded(subject, data, expected)
         state.decisions += 1
-        state.stored_bytes += len(data)
+        count_stored(state, outcome.events, len(data))
         self.decisions += 1
         DECISIONS.inc()
         self._keep(subject, state)

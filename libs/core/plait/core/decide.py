@@ -477,7 +477,7 @@ def _queue_item(state: Execution, node: NodeState, index: int, attempt: int, inp
 def _retried_since(node: NodeState, attempt_id: str) -> bool:
     """Whether ``attempt_id`` names an earlier attempt of one of the map node's items, retried since."""
     index = item_of_attempt(attempt_id)
-    current = node.item_attempts[index] if 0 <= index < node.map_size else None
+    current = node.item(index)
     number = attempt_id.rsplit("/", 1)[-1]
     return current is not None and number.isdecimal() and int(number) < current.attempt
 
@@ -499,9 +499,7 @@ def _item_finished(
     if node.map_queued < node.map_size:
         events.append(_queue_item(state, node, node.map_queued, 1, node.inputs or {}))
     if node.map_finished + 1 == node.map_size:
-        results = list(node.item_outputs)
-        results[index] = outputs
-        gathered = {name: gathered_value(values)[0] for name, values in _gather(state, node, results).items()}
+        gathered = {name: gathered_value(values)[0] for name, values in _gather(state, node, index, outputs).items()}
         events += _succeeded(state, NodeSucceeded(node=node.id, attempt_id="", outputs=gathered))
     return events
 
@@ -511,10 +509,18 @@ GATHERED_INLINE_LIMIT = DEFAULT_INLINE_VALUE_LIMIT
 the scheduler stores it in the values bucket before the decision (``gathered_values``)."""
 
 
-def _gather(state: Execution, node: NodeState, results: list[dict[str, Any] | None]) -> dict[str, list[Any]]:
-    """Each output of a map node's task as the list of its items' values (None for an item that failed)."""
-    names = [p.name for p in state.workflow.tasks[node.task].interface.outputs]
-    return {name: [r[name] if r is not None else None for r in results] for name in names}
+def _gather(
+    state: Execution, node: NodeState, last: int = -1, last_outputs: dict[str, Any] | None = None
+) -> dict[str, list[Any]]:
+    """Each output of a map node's task as the list of its items' values (None for an item that failed), with the
+    outputs of item ``last`` (not in ``node`` yet) when given."""
+    gathered: dict[str, list[Any]] = {}
+    for name in (p.name for p in state.workflow.tasks[node.task].interface.outputs):
+        values = list(node.item_values.get(name) or [None] * node.map_size)
+        if last >= 0:
+            values[last] = last_outputs.get(name) if last_outputs is not None else None
+        gathered[name] = values
+    return gathered
 
 
 def gathered_value(values: list[Any]) -> tuple[Any, bytes]:
@@ -536,7 +542,7 @@ def gathered_values(state: Execution, events: Sequence[Event]) -> list[tuple[Val
         node = state.nodes.get(event.node)
         if node is None or node.map_size < 0 or not any(as_ref(v) for v in event.outputs.values()):
             continue
-        for name, values in _gather(state, node, node.item_outputs).items():
+        for name, values in _gather(state, node).items():
             ref, encoding = gathered_value(values)
             if (stored := as_ref(ref)) is not None and event.outputs.get(name) == ref:
                 found.append((stored, encoding))
@@ -567,10 +573,7 @@ def _retry_due(state: Execution, command: RetryDue) -> list[Event]:
         raise Rejected(f"execution {state.execution_id} has no node '{command.node}'")
     if node.status in ("succeeded", "failed"):
         return []
-    if command.index >= 0:
-        latest = node.item_attempts[command.index] if 0 <= command.index < node.map_size else None
-    else:
-        latest = node.attempts[-1] if node.attempts else None
+    latest = node.item(command.index) if command.index >= 0 else node.attempts[-1] if node.attempts else None
     if latest is None or latest.attempt != command.attempt - 1 or latest.status != "failed":
         return []
     return [_queue_again(state, node, command.index, command.attempt)]

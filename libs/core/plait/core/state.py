@@ -6,6 +6,8 @@ it; whoever owns a state (a scheduler's cache, a replay) builds it from events a
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -43,7 +45,7 @@ from plait.core.events import (
     SignalReceived,
     TaskError,
 )
-from plait.core.ids import item_of_attempt
+from plait.core.ids import item_attempt_id, item_of_attempt
 from plait.core.model import Binding, Node, TaskSpec, WorkflowSpec, upstream_nodes
 
 ExecutionStatus = Literal["running", "succeeded", "failed", "aborted"]
@@ -58,7 +60,7 @@ class AttemptState(msgspec.Struct, kw_only=True):
     attempt: int
     status: AttemptStatus = "queued"
     worker: str = ""
-    queued_at: datetime
+    queued_at: datetime | None = None  # None only in the view of a map item kept in columns (``NodeState.item``)
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: TaskError | None = None
@@ -94,9 +96,19 @@ class NodeState(msgspec.Struct, kw_only=True):
     map_queued: int = 0  # items queued so far: the next one to queue
     map_finished: int = 0  # items that succeeded or failed for good
     map_failed: int = 0
-    item_attempts: list[AttemptState | None] = msgspec.field(default_factory=list)  # each item's latest attempt
-    # (a map node's ``attempts`` hold every attempt of every item, in the order they were queued)
-    item_outputs: list[dict[str, Any] | None] = msgspec.field(default_factory=list)
+    map_attempts: int = 0  # item attempts queued in all (a map node's ``attempts`` stay empty)
+    map_started_at: datetime | None = None
+    map_ended_at: datetime | None = None  # when its latest item finished
+    item_execution: str = ""  # of a started map node: its execution, which its items' attempt ids name
+    # A map item's latest attempt is an ``AttemptState`` in ``item_attempts`` while it runs, if it failed, or if it
+    # was retried; an item that succeeded at its first attempt (nearly all) is kept in columns only: a flag in
+    # ``item_done``, its worker, and its outputs in ``item_values`` (``item`` gives a view of it). Earlier attempts
+    # of retried items are in ``item_retried``. About 30 bytes per item instead of ~470.
+    item_attempts: dict[int, AttemptState] = msgspec.field(default_factory=dict)
+    item_retried: list[AttemptState] = msgspec.field(default_factory=list)
+    item_done: bytearray = msgspec.field(default_factory=bytearray)
+    item_workers: list[str] = msgspec.field(default_factory=list)
+    item_values: dict[str, list[Any]] = msgspec.field(default_factory=dict)  # output name -> each item's value
     skipped: str = ""  # why the node will not run (a node it depends on failed)
     recovered_from: str = ""  # the execution whose outputs of this node were reused
     dynamic_of: str = ""  # the dynamic node that generated this one ("" for the workflow's own nodes)
@@ -109,12 +121,49 @@ class NodeState(msgspec.Struct, kw_only=True):
     def find_attempt(self, attempt_id: str) -> AttemptState | None:
         if self.map_size >= 0:
             index = item_of_attempt(attempt_id)
-            found = self.item_attempts[index] if 0 <= index < self.map_size else None
+            found = self.item(index)
             return found if found is not None and found.attempt_id == attempt_id else None
         attempts = self.attempts
         if attempts and attempts[-1].attempt_id == attempt_id:  # nearly always: results come for the latest
             return attempts[-1]
         return next((a for a in reversed(attempts) if a.attempt_id == attempt_id), None)
+
+    def item(self, index: int) -> AttemptState | None:
+        """The latest attempt of map item ``index`` (None before it is queued). Of an item kept in columns, a view
+        built for the asking: its attempt id, status, worker; its times are in the log and the catalog."""
+        if not 0 <= index < self.map_size:
+            return None
+        found = self.item_attempts.get(index)
+        if found is None and self.item_done[index]:
+            found = AttemptState(
+                attempt_id=item_attempt_id(self.item_execution, self.id, index, 1),
+                attempt=1,
+                status="succeeded",
+                worker=self.item_workers[index],
+                index=index,
+            )
+        return found
+
+    def item_outputs(self, index: int) -> dict[str, Any] | None:
+        """What map item ``index`` returned (None unless it succeeded)."""
+        if self.item_done[index] or ((a := self.item_attempts.get(index)) is not None and a.status == "succeeded"):
+            return {name: values[index] for name, values in self.item_values.items()}
+        return None
+
+    def all_attempts(self) -> Iterator[AttemptState]:
+        """Every attempt of the node; of a map node, every attempt of every item (earlier attempts of retried items
+        first, then each item's latest, by index)."""
+        if self.map_size < 0:
+            yield from self.attempts
+            return
+        yield from self.item_retried
+        for index in range(self.map_queued):
+            if (attempt := self.item(index)) is not None:
+                yield attempt
+
+    @property
+    def attempt_count(self) -> int:
+        return len(self.attempts) if self.map_size < 0 else self.map_attempts
 
 
 class Execution(msgspec.Struct, kw_only=True):
@@ -139,7 +188,8 @@ class Execution(msgspec.Struct, kw_only=True):
     last_sequence: int = 0  # stream sequence of the last decision applied
     last_digest: str = ""  # SHA-256 of that decision's bytes
     decisions: int = 0
-    stored_bytes: int = 0  # of the decisions applied: what a cache of states measures them by
+    stored_bytes: int = 0  # of the decisions applied but those only of map items: a cache of states measures by it
+    item_bytes: int = 0  # about the memory of its map items' state (see ``count_stored``)
     launch_plan: str = ""  # "name@version" when launched through a launch plan
     relaunch_of: str = ""
     recovered_from: str = ""
@@ -212,13 +262,14 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
     match event:
         case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, index=index) if index >= 0:
             node = state.nodes[node_id]
-            item = _after(
-                node.item_attempts[index],
-                AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at, index=index),
-            )
+            previous = node.item_attempts.get(index)
+            if previous is not None:
+                node.item_retried.append(previous)
+            item = _after(previous, AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at, index=index))
             node.item_attempts[index] = item
-            node.attempts.append(item)
+            node.map_attempts += 1
             node.map_queued = max(node.map_queued, index + 1)
+            state.item_bytes += ITEM_ATTEMPT_BYTES
         case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, inputs=inputs, cache_key=key):
             node = state.nodes[node_id]
             node.status = "queued"
@@ -253,20 +304,18 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
                 node.status, node.retry_at = "queued", at + timedelta(seconds=delay)
         case MapStarted(node=node_id, size=size, inputs=inputs):
             node = state.nodes[node_id]
-            node.status, node.inputs, node.map_size = "running", inputs, size
-            node.item_attempts, node.item_outputs = [None] * size, [None] * size
+            node.status, node.inputs, node.map_size, node.map_started_at = "running", inputs, size, at
+            node.item_execution = state.execution_id
+            node.item_done, node.item_workers = bytearray(size), [""] * size
+            state.item_bytes += size * ITEM_COLUMN_BYTES
         case MapItemSucceeded(node=node_id, index=index, outputs=outputs, worker=worker):
             node = state.nodes[node_id]
-            finished = node.item_attempts[index]
-            if finished is not None:
-                finished.status, finished.finished_at = "succeeded", at
-                finished.worker = worker or finished.worker
-            node.item_outputs[index] = outputs
-            node.map_finished += 1
+            _item_succeeded(state, node, index, outputs, worker, at)
         case MapItemFailed(node=node_id):
             node = state.nodes[node_id]
             node.map_finished += 1
             node.map_failed += 1
+            node.map_ended_at = at
         case NodeCacheLookup(node=node_id, cache_key=key, round=round_, inputs=inputs):
             node = state.nodes[node_id]
             node.status, node.inputs, node.cache_key = "cache_lookup", inputs, key
@@ -324,6 +373,46 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
             node = state.nodes[node_id]
             node.status, node.inputs, node.child_execution = "running", inputs, child
     return state
+
+
+ITEM_ATTEMPT_BYTES = 600
+"""About the memory of a map item's ``AttemptState`` (measured: ~470 bytes, with its id)."""
+ITEM_COLUMN_BYTES = 17
+"""Of a map item kept in columns: its flag and its worker's slot (the worker's name is shared)."""
+OUTPUT_SLOT_BYTES = 8
+
+
+def _item_succeeded(
+    state: Execution, node: NodeState, index: int, outputs: dict[str, Any], worker: str, at: datetime
+) -> None:
+    """Map item ``index`` succeeded: one that did at its first attempt leaves ``item_attempts`` for the columns."""
+    finished = node.item_attempts.get(index)
+    if finished is not None and finished.attempt == 1:
+        del node.item_attempts[index]
+        node.item_done[index] = 1
+        node.item_workers[index] = sys.intern(worker or finished.worker)
+        state.item_bytes -= ITEM_ATTEMPT_BYTES
+    elif finished is not None:
+        finished.status, finished.finished_at = "succeeded", at
+        finished.worker = worker or finished.worker
+    for name, value in outputs.items():
+        column = node.item_values.get(name)
+        if column is None:
+            column = node.item_values[name] = [None] * node.map_size
+            state.item_bytes += OUTPUT_SLOT_BYTES * node.map_size
+        column[index] = value
+        state.item_bytes += value_bytes(value)
+    node.map_finished += 1
+    node.map_ended_at = at
+
+
+def value_bytes(value: Any) -> int:
+    """About the memory ``value`` (decoded from an event) takes."""
+    if value is None or isinstance(value, bool | int | float):
+        return 32
+    if isinstance(value, str):
+        return 49 + len(value)
+    return 3 * len(msgspec.json.encode(value))
 
 
 def _expand(state: Execution, event: DynamicExpanded, at: datetime) -> None:
@@ -388,5 +477,23 @@ def apply_decision(
     if state is not None:
         state.last_sequence, state.last_digest = sequence, digest
         state.decisions += 1
-        state.stored_bytes += size
+        count_stored(state, decision.events, size)
     return state
+
+
+def count_stored(state: Execution, events: Iterable[Event], size: int) -> None:
+    """Count a stored decision of ``size`` bytes in ``stored_bytes``, unless all its events are of map items: their
+    state is kept compact, counted as it changes (``item_bytes``), so a million-item map is measured at its cost."""
+    if not all(_of_map_item(event) for event in events):
+        state.stored_bytes += size
+
+
+def _of_map_item(event: Event) -> bool:
+    match event:
+        case NodeQueued(index=index) | RetryScheduled(index=index):
+            return index >= 0
+        case MapItemSucceeded() | MapItemFailed():
+            return True
+        case AttemptStarted(attempt_id=attempt_id) | AttemptFailed(attempt_id=attempt_id):
+            return item_of_attempt(attempt_id) >= 0
+    return False
