@@ -96,7 +96,7 @@ async def test_plait_run_cluster_selector_chooses_among_the_live_clusters(client
     result = json.loads(done.stdout)
     state = await final_state(client, result["execution_id"], timeout=DEADLINE)
     assert (result["status"], result["outputs"]) == ("succeeded", {"result": 3})
-    assert [a.worker for node in state.nodes.values() for a in node.attempts] == ["cpu-west-1"]
+    assert [a.worker for node in state.nodes.values() for a in node.all_attempts()] == ["cpu-west-1"]
 
     refused = await plait_command_async(
         ["run", "tests/cluster_workflows.py:unplaced", "--cluster-selector", "gpu=h100"], env

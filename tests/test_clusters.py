@@ -153,6 +153,6 @@ async def test_plait_run_cluster_sends_the_work_there(nats_url: str) -> None:
         result = json.loads(done.stdout)
         state = await final_state(client, result["execution_id"], timeout=DEADLINE)
     assert (result["status"], result["outputs"]) == ("succeeded", {"result": 3})
-    assert [a.worker for node in state.nodes.values() for a in node.attempts] == ["east-1"]
+    assert [a.worker for node in state.nodes.values() for a in node.all_attempts()] == ["east-1"]
     bad = await plait_command_async(["run", "--cluster", "no.dots", "tests/cluster_workflows.py:unplaced"], env)
     assert bad.returncode == 2 and "cluster 'no.dots' must be 1 to 64 letters" in bad.stderr

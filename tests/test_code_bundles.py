@@ -125,7 +125,7 @@ async def test_a_bundle_escaping_its_root_is_refused_and_writes_nothing(client: 
     await client._registry.register(WorkflowRegistered(client.project, client.domain, spec))
 
     state = await final_state(client, (await client.launch(flow.name, {"x": 1}, version=spec.version)).id, DEADLINE)
-    [attempt] = [a for node in state.nodes.values() for a in node.attempts]
+    [attempt] = [a for node in state.nodes.values() for a in node.all_attempts()]
     assert state.status == "failed" and attempt.error is not None
     assert (attempt.error.kind, attempt.error.error_type) == ("system", CODE_BUNDLE_UNUSABLE)
     assert "is outside the bundle's source roots" in attempt.error.message
@@ -145,7 +145,7 @@ async def test_a_bundle_missing_from_the_bucket_fails_the_attempt_naming_it(
         await client._registry.register(TaskRegistered(client.project, client.domain, task))
     await client._registry.register(WorkflowRegistered(client.project, client.domain, spec))
     state = await final_state(client, (await client.launch(flow.name, {"x": 1}, version=spec.version)).id, DEADLINE)
-    [attempt] = [a for node in state.nodes.values() for a in node.attempts]
+    [attempt] = [a for node in state.nodes.values() for a in node.all_attempts()]
     assert attempt.error is not None and attempt.error.error_type == CODE_BUNDLE_UNUSABLE
     assert f"code bundle {'ab' * 32} is not in the code bucket PLAIT_CODE" in attempt.error.message
 

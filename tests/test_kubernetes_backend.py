@@ -282,7 +282,7 @@ async def test_a_pod_stores_a_large_output_and_the_next_pod_reads_it(cluster: Cl
     assert state.status == "succeeded" and state.outputs == {"result": 2_000_000}
     stored = as_ref(state.node_outputs["big_bytes"]["result"])
     assert stored is not None and stored.size > 2_000_000
-    assert all(attempt.worker.startswith("plait-") for node in state.nodes.values() for attempt in node.attempts)
+    assert all(attempt.worker.startswith("plait-") for node in state.nodes.values() for attempt in node.all_attempts())
 
 
 async def test_a_pods_output_is_captured_and_read_back(cluster: Cluster) -> None:
@@ -335,7 +335,7 @@ async def test_a_pod_runs_its_task_from_the_code_bundle_after_the_source_is_gone
         handle = await client.launch(flow.name, {"x": 7}, version=version)
         state = await final_state(client, handle.id, timeout=DEADLINE)
     assert state.status == "succeeded" and state.outputs == {"result": "42"}
-    [attempt] = [attempt for node in state.nodes.values() for attempt in node.attempts]
+    [attempt] = [attempt for node in state.nodes.values() for attempt in node.all_attempts()]
     assert attempt.worker.startswith("plait-"), "the pod's runtime ran it"
 
 

@@ -81,7 +81,7 @@ def test_the_timeouts_profile_times_out_attempts_and_executions_and_kills_them()
         for records in world.log.by_subject.values():
             state = replay(records)
             reasons.update(
-                a.error.message for node in state.nodes.values() for a in node.attempts if a.error is not None
+                a.error.message for node in state.nodes.values() for a in node.all_attempts() if a.error is not None
             )
             if state.error is not None:
                 reasons[f"execution: {state.error.message}"] += 1
@@ -96,7 +96,7 @@ def test_the_finish_and_aborts_profile_skips_nodes_and_records_stopped_attempts(
         for records in simulate(seed, "finish_and_aborts").log.by_subject.values():
             state = replay(records)
             seen.update(node.status for node in state.nodes.values())
-            seen.update(f"attempt {a.status}" for node in state.nodes.values() for a in node.attempts)
+            seen.update(f"attempt {a.status}" for node in state.nodes.values() for a in node.all_attempts())
             seen[f"execution {state.status}"] += 1
     assert seen["skipped"] > 0 and seen["attempt stopped"] > 0, seen
     assert seen["execution aborted"] > 0 and seen["execution failed"] > 0, seen
@@ -117,7 +117,9 @@ def test_the_stored_values_profile_passes_references_and_ends_executions_whose_o
                     if isinstance(event, NodeSucceeded) and event.attempt_id:
                         for value in event.outputs.values():
                             assert as_ref(value) is not None or len(canonical_encoding(value)) <= limit, value
-            attempts = [a for node in replay(records).nodes.values() for a in node.attempts if a.error is not None]
+            attempts = [
+                a for node in replay(records).nodes.values() for a in node.all_attempts() if a.error is not None
+            ]
             missing += sum(a.error is not None and a.error.error_type == "ValueMissing" for a in attempts)
     assert counts["values_stored"] > 0 and counts["objects_lost"] > 0 and missing > 0, (counts, missing)
 

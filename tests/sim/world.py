@@ -646,7 +646,9 @@ class World:
             self.fail(f"abort {command.command_id} was acknowledged, but {state.execution_id} is {state.status}")
         assert isinstance(command, ReportAttemptResult)
         node = state.nodes[command.node]
-        ended = [a for a in node.attempts if a.attempt_id == command.attempt_id and a.status in ("succeeded", "failed")]
+        ended = [
+            a for a in node.all_attempts() if a.attempt_id == command.attempt_id and a.status in ("succeeded", "failed")
+        ]
         if not ended and node.status not in ("succeeded", "failed"):
             self.fail(
                 f"result {command.command_id} was acknowledged, but the log does not have attempt "
