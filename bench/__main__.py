@@ -123,7 +123,9 @@ def run_dask(args: argparse.Namespace) -> dict[str, Any]:
         argv += ["--dags", *(str(path.resolve()) for path in dag.files(args.dags))]
     with tempfile.TemporaryDirectory(prefix="plait-bench-dask-") as home:
         try:
-            done = subprocess.run(argv, cwd=home, stdout=subprocess.PIPE, timeout=3600, check=False)
+            # TMPDIR: Dask's workers keep their scratch space in the temporary folder, which this one is.
+            env = {**os.environ, "TMPDIR": home}
+            done = subprocess.run(argv, cwd=home, env=env, stdout=subprocess.PIPE, timeout=3600, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return {"failed": f"{type(exc).__name__}: {exc}"}
     if done.returncode != 0:
