@@ -18,6 +18,7 @@ from plait.adapters.nats_auth import INBOX_ROOT, NatsAuth
 from plait.adapters.streams import ensure_streams
 from plait.protocol import nats_jwt, nats_xkey
 from plait_cli.embedded import NatsServer
+from plait_cli.nats_commands import ISSUER_VARIABLE, XKEY_VARIABLE
 
 TENANTS_CONF = Path(__file__).parents[2] / "deploy" / "nats" / "tenants.conf"
 PASSWORD_VARIABLES = {
@@ -27,8 +28,6 @@ PASSWORD_VARIABLES = {
     "alpha-development": "PLAIT_NATS_ALPHA_PASSWORD",
     "beta-development": "PLAIT_NATS_BETA_PASSWORD",
 }
-CALLOUT_ISSUER_VARIABLE = "PLAIT_NATS_CALLOUT_ISSUER"
-CALLOUT_XKEY_VARIABLE = "PLAIT_NATS_CALLOUT_XKEY"
 DEADLINE = 10.0
 
 
@@ -58,8 +57,8 @@ def secured_nats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Se
         (folder / f"{user}.password").write_text(password + "\n")
     seed = nats_jwt.new_seed()
     (folder / "nats-callout.seed").write_bytes(seed + b"\n")
-    monkeypatch.setenv(CALLOUT_ISSUER_VARIABLE, nats_jwt.public_key(nats_jwt.account_key(seed)))
-    monkeypatch.setenv(CALLOUT_XKEY_VARIABLE, nats_xkey.callout_xkey(nats_jwt.account_key(seed)))
+    monkeypatch.setenv(ISSUER_VARIABLE, nats_jwt.public_key(nats_jwt.account_key(seed)))
+    monkeypatch.setenv(XKEY_VARIABLE, nats_xkey.callout_xkey(nats_jwt.account_key(seed)))
     data = tmp_path / "nats"
     data.mkdir()
     shutil.copy(TENANTS_CONF, data / "tenants.conf")

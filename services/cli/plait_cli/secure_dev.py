@@ -21,6 +21,7 @@ from plait.adapters.nats_auth import NatsAuth
 from plait.adapters.streams import ensure_streams
 from plait.protocol import nats_jwt, nats_xkey
 from plait.settings import Settings
+from plait_cli.nats_commands import ISSUER_VARIABLE, XKEY_VARIABLE
 
 TENANTS_CONF = "nats_tenants.conf"
 PASSWORD_VARIABLES = {
@@ -32,8 +33,6 @@ PASSWORD_VARIABLES = {
 }
 SERVICES_USER = "plait-services"
 OPERATOR_USER = "plait-operator"
-CALLOUT_ISSUER_VARIABLE = "PLAIT_NATS_CALLOUT_ISSUER"
-CALLOUT_XKEY_VARIABLE = "PLAIT_NATS_CALLOUT_XKEY"
 
 
 def password_file(home: Path, user: str) -> Path:
@@ -60,8 +59,8 @@ def secure_nats_config(home: Path, nats_dir: Path) -> tuple[str, dict[str, str]]
     if not seed.exists():
         _write_private(seed, nats_jwt.new_seed().decode() + "\n")
     callout = nats_jwt.read_account_key(str(seed), str(seed))
-    env[CALLOUT_ISSUER_VARIABLE] = nats_jwt.public_key(callout)
-    env[CALLOUT_XKEY_VARIABLE] = nats_xkey.callout_xkey(callout)
+    env[ISSUER_VARIABLE] = nats_jwt.public_key(callout)
+    env[XKEY_VARIABLE] = nats_xkey.callout_xkey(callout)
     (nats_dir / "tenants.conf").write_text(resources.files("plait_cli").joinpath(TENANTS_CONF).read_text())
     return 'include "tenants.conf"', env
 

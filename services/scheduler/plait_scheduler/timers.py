@@ -32,16 +32,13 @@ from plait.core.events import (
     NodeSucceeded,
     RetryScheduled,
 )
-from plait.core.state import Execution
+from plait.core.state import AttemptStatus, Execution
 
 
 def still_queued(state: Execution, event: NodeQueued) -> bool:
     """Whether the attempt ``event`` queued still waits for an executor: queued, in an execution still running.
     Only such an attempt is dispatched from the log (a replayed decision must not run finished work again)."""
-    if state.terminal:
-        return False
-    attempt = state.nodes[event.node].find_attempt(event.attempt_id)
-    return attempt is not None and attempt.status == "queued"
+    return _still(state, event.node, event.attempt_id, "queued")
 
 
 class RetryTimers:
@@ -96,10 +93,14 @@ class AttemptDeadlines:
 
 def still_running(state: Execution, event: AttemptStarted) -> bool:
     """Whether the attempt ``event`` started is still running, in an execution still running."""
+    return _still(state, event.node, event.attempt_id, "running")
+
+
+def _still(state: Execution, node: str, attempt_id: str, status: AttemptStatus) -> bool:
     if state.terminal:
         return False
-    attempt = state.nodes[event.node].find_attempt(event.attempt_id)
-    return attempt is not None and attempt.status == "running"
+    attempt = state.nodes[node].find_attempt(attempt_id)
+    return attempt is not None and attempt.status == status
 
 
 def may_time_out(events: Sequence[Event]) -> bool:

@@ -96,14 +96,14 @@ class NodeState(msgspec.Struct, kw_only=True):
     map_queued: int = 0  # items queued so far: the next one to queue
     map_finished: int = 0  # items that succeeded or failed for good
     map_failed: int = 0
-    map_attempts: int = 0  # item attempts queued in all (a map node's ``attempts`` stay empty)
     map_started_at: datetime | None = None
     map_ended_at: datetime | None = None  # when its latest item finished
     item_execution: str = ""  # of a started map node: its execution, which its items' attempt ids name
     # A map item's latest attempt is an ``AttemptState`` in ``item_attempts`` while it runs, if it failed, or if it
     # was retried; an item that succeeded at its first attempt (nearly all) is kept in columns only: a flag in
     # ``item_done``, its worker, and its outputs in ``item_values`` (``item`` gives a view of it). Earlier attempts
-    # of retried items are in ``item_retried``. About 30 bytes per item instead of ~470.
+    # of retried items are in ``item_retried``; a map node's ``attempts`` stay empty. About 50 bytes per item (and
+    # its outputs' values) instead of ~470.
     item_attempts: dict[int, AttemptState] = msgspec.field(default_factory=dict)
     item_retried: list[AttemptState] = msgspec.field(default_factory=list)
     item_done: bytearray = msgspec.field(default_factory=bytearray)
@@ -163,7 +163,8 @@ class NodeState(msgspec.Struct, kw_only=True):
 
     @property
     def attempt_count(self) -> int:
-        return len(self.attempts) if self.map_size < 0 else self.map_attempts
+        """How many attempts the node has had (of a map node: its items' latest, and their earlier ones)."""
+        return len(self.attempts) if self.map_size < 0 else self.map_queued + len(self.item_retried)
 
 
 class Execution(msgspec.Struct, kw_only=True):
@@ -267,7 +268,6 @@ def evolve(state: Execution, event: Event, at: datetime) -> Execution:
                 node.item_retried.append(previous)
             item = _after(previous, AttemptState(attempt_id=attempt_id, attempt=attempt, queued_at=at, index=index))
             node.item_attempts[index] = item
-            node.map_attempts += 1
             node.map_queued = max(node.map_queued, index + 1)
             state.item_bytes += ITEM_ATTEMPT_BYTES
         case NodeQueued(node=node_id, attempt_id=attempt_id, attempt=attempt, inputs=inputs, cache_key=key):
@@ -401,12 +401,12 @@ def _item_succeeded(
             column = node.item_values[name] = [None] * node.map_size
             state.item_bytes += OUTPUT_SLOT_BYTES * node.map_size
         column[index] = value
-        state.item_bytes += value_bytes(value)
+        state.item_bytes += _value_bytes(value)
     node.map_finished += 1
     node.map_ended_at = at
 
 
-def value_bytes(value: Any) -> int:
+def _value_bytes(value: Any) -> int:
     """About the memory ``value`` (decoded from an event) takes."""
     if value is None or isinstance(value, bool | int | float):
         return 32
