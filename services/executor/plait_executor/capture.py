@@ -27,6 +27,7 @@ OutputLimits = tuple[int, int]
 DEFAULT_OUTPUT_LIMITS: OutputLimits = (DEFAULT_OUTPUT_HEAD_BYTES, DEFAULT_OUTPUT_TAIL_BYTES)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_FORMATTER = logging.Formatter(LOG_FORMAT)
 
 
 def run_captured(
@@ -62,10 +63,10 @@ def captured_into(sink: IO[bytes]) -> Iterator[None]:
     level = root.level
     if not any(_writes_to_captured(other) for other in root.handlers):
         handler = logging.StreamHandler(_line_stream(2))
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setFormatter(_FORMATTER)
         root.addHandler(handler)
-        if root.level > logging.INFO or root.level == logging.NOTSET:
-            root.setLevel(logging.INFO)
+        if level > logging.INFO or level == logging.NOTSET:
+            root.setLevel(logging.INFO)  # clears every logger's cache: a worker sets INFO once instead
     os.dup2(sink.fileno(), 1)
     os.dup2(sink.fileno(), 2)
     # Python's streams write to the descriptors, line by line (whatever they were: pytest's, a notebook's, None).
@@ -81,6 +82,7 @@ def captured_into(sink: IO[bytes]) -> Iterator[None]:
             os.close(fd)
         if handler is not None:
             root.removeHandler(handler)
+        if root.level != level:
             root.setLevel(level)
 
 
@@ -107,11 +109,18 @@ def _writes_to_captured(handler: logging.Handler) -> bool:
         return False
 
 
+_LINE_STREAMS: dict[int, io.TextIOWrapper] = {}
+
+
 def _line_stream(fd: int) -> io.TextIOWrapper:
-    """A text stream writing each line to ``fd`` as it is written (leaving ``fd`` open when it is closed)."""
-    return io.TextIOWrapper(
-        io.FileIO(fd, "w", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True
-    )
+    """A text stream writing each line to ``fd`` as it is written (leaving ``fd`` open when it is closed); one per
+    descriptor, made anew only when an attempt closed it."""
+    stream = _LINE_STREAMS.get(fd)
+    if stream is None or stream.closed:
+        stream = _LINE_STREAMS[fd] = io.TextIOWrapper(
+            io.FileIO(fd, "w", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True
+        )
+    return stream
 
 
 def _flush() -> None:

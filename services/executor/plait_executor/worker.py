@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -47,6 +48,9 @@ def serve(connection: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_tracing(WORKER_SERVICE)
     scrub()  # no executor credential, no secret: the attempt's own secrets come with it
+    # Attempts' INFO logs go to their output (see capture): set once here, as changing the root level per attempt
+    # clears the cache of every logger in the process.
+    logging.getLogger().setLevel(logging.INFO)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(
