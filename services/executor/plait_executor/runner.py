@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -53,6 +53,8 @@ STARTED_AFTER_SECONDS = 0.05
 scheduler records as the start and the end together (two commands and two acks fewer per attempt)."""
 
 
+_SHORTEST_TICK_SECONDS = 0.005
+
 ENDED_REMEMBERED = 10_000  # executions seen ended, whose dispatches are skipped without asking the server
 ATTEMPT_ENDED = frozenset({"succeeded", "failed", "stopped"})
 
@@ -71,6 +73,9 @@ class _Held:
     deadline_moved: float | None = None
     stop: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     execution_ended: bool = False  # why ``stop`` was cancelled: its execution ended (else: the attempt was failed)
+    started_at: float = 0.0  # when a worker took it (anyio's clock)
+    ended: bool = False  # its run ended: no ``started`` is due any more
+    started_sent: anyio.Event | None = None  # its ``started`` was due: set once that command is on the wire
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ class AttemptRunner:
         self._waiting: set[anyio.CancelScope] = set()  # attempts waiting for a worker
         self._messages: dict[int, HeldMessage] = {}  # by id(msg)
         self._held: dict[int, _Held] = {}  # attempts, by id(_Held)
+        self._starting: deque[_Held] = deque()  # attempts taken by a worker, oldest first, until ``started`` is due
         self.attempts = 0
 
     def counts(self) -> dict[str, int]:
@@ -264,12 +270,11 @@ class AttemptRunner:
         """Run the attempt and store its result: "handed_back" when the executor stopped before a worker took it,
         "stopped" when its execution ended first (nothing is reported then).
 
-        ``started`` is sent once the attempt has run for ``STARTED_AFTER_SECONDS``, and stored while it runs; the
-        result is sent after it on the same connection, so JetStream stores them in that order, and both
-        acknowledgements are awaited together. A quicker attempt sends its result alone.
+        ``started`` is sent once the attempt has run for ``STARTED_AFTER_SECONDS`` (``report_started_when_due``), and
+        stored while it runs; the result is sent after it on the same connection, so JetStream stores them in that
+        order. A quicker attempt sends its result alone.
         """
         started = 0.0
-        sent, ended = anyio.Event(), anyio.Event()
         waiting = anyio.CancelScope()
 
         def on_start() -> None:
@@ -277,54 +282,59 @@ class AttemptRunner:
             self._waiting.discard(waiting)
             if self.stopping:
                 raise _NotStarted
-            if self.backend.reports_itself:
-                sent.set()
-            else:
-                reports.start_soon(self._report_started_unless_ended, dispatch, attempt_log, sent, ended)
+            if not self.backend.reports_itself:
+                held.started_at = anyio.current_time()
+                self._starting.append(held)
             held.deadline_moved = -math.inf  # moved on at the next heartbeat
             attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
             started = time.perf_counter()
             self.attempts += 1
             observe_start(held.message.msg)
 
-        async with anyio.create_task_group() as reports:
-            self._waiting.add(waiting)
-            try:
-                with waiting, held.stop:
-                    outcome = await self.backend.run(dispatch, on_start=on_start)
-            except _NotStarted:
-                return "handed_back"
-            finally:
-                self._waiting.discard(waiting)
-                ended.set()
-            if held.stop.cancel_called:  # its execution ended: the worker, if it had one, was killed
-                how = await self.backend.stop(dispatch)
-                if held.execution_ended:
-                    await report_stopped(self.js, dispatch, self.worker, how if started else "not started", attempt_log)
-                return "stopped"
-            if waiting.cancel_called:  # stopped while waiting for a worker
-                return "handed_back"
-            if outcome is None:  # the attempt reported itself
-                attempt_log.info("attempt_ended", seconds=round(time.perf_counter() - started, 6))
-                return "ran"
-            _log_outcome(attempt_log, outcome, time.perf_counter() - started)
-            observe_attempt(
-                dispatch.task.name, outcome.error.kind if outcome.error else None, time.perf_counter() - started
-            )
-            outcome = await keep_output(self.outputs, dispatch, outcome, attempt_log)
-            await sent.wait()
-            await self.results.report(dispatch, outcome, attempt_log)
+        self._waiting.add(waiting)
+        try:
+            with waiting, held.stop:
+                outcome = await self.backend.run(dispatch, on_start=on_start)
+        except _NotStarted:
+            return "handed_back"
+        finally:
+            self._waiting.discard(waiting)
+            held.ended = True
+        if held.stop.cancel_called:  # its execution ended: the worker, if it had one, was killed
+            how = await self.backend.stop(dispatch)
+            if held.execution_ended:
+                await report_stopped(self.js, dispatch, self.worker, how if started else "not started", attempt_log)
+            return "stopped"
+        if waiting.cancel_called:  # stopped while waiting for a worker
+            return "handed_back"
+        if outcome is None:  # the attempt reported itself
+            attempt_log.info("attempt_ended", seconds=round(time.perf_counter() - started, 6))
+            return "ran"
+        _log_outcome(attempt_log, outcome, time.perf_counter() - started)
+        observe_attempt(
+            dispatch.task.name, outcome.error.kind if outcome.error else None, time.perf_counter() - started
+        )
+        outcome = await keep_output(self.outputs, dispatch, outcome, attempt_log)
+        if held.started_sent is not None:
+            await held.started_sent.wait()
+        await self.results.report(dispatch, outcome, attempt_log)
         return "ran"
 
-    async def _report_started_unless_ended(
-        self, dispatch: Dispatch, attempt_log: FilteringBoundLogger, sent: anyio.Event, ended: anyio.Event
-    ) -> None:
-        with anyio.move_on_after(self.started_after):
-            await ended.wait()
-        if ended.is_set():
-            sent.set()
-            return
-        await report_started_pipelined(self.js, dispatch, self.worker, attempt_log, sent)
+    async def report_started_when_due(self) -> None:
+        """Until cancelled: send ``started`` for each attempt that has run for ``started_after`` (one loop for all,
+        not a timer per attempt), and publish it again until it is stored; its result waits until it is on the
+        wire, so JetStream stores the two in that order."""
+        async with anyio.create_task_group() as reports:
+            while True:
+                await anyio.sleep(max(self.started_after / 2, _SHORTEST_TICK_SECONDS))
+                now = anyio.current_time()
+                while self._starting and now - self._starting[0].started_at >= self.started_after:
+                    held = self._starting.popleft()
+                    if not held.ended:
+                        held.started_sent = anyio.Event()
+                        reports.start_soon(
+                            report_started_pipelined, self.js, held.dispatch, self.worker, held.log, held.started_sent
+                        )
 
     async def keep_in_progress(self) -> None:
         """Until cancelled: tell the server every ``heartbeat_seconds`` that each held message is still being worked

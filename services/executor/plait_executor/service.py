@@ -213,6 +213,7 @@ class ExecutorService:
             with attempts_scope:
                 async with anyio.create_task_group() as heartbeats:
                     heartbeats.start_soon(runner.keep_in_progress)
+                    heartbeats.start_soon(runner.report_started_when_due)
                     async with anyio.create_task_group() as attempts:
 
                         def start(msg: Msg) -> None:
