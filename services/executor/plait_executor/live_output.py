@@ -10,7 +10,8 @@ attempt: a publish that fails ends the live view of that attempt alone.
 from __future__ import annotations
 
 import contextlib
-import uuid
+import itertools
+import os
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class LiveOutput:
         self.directory = directory
         self._tails: set[_Tail] = set()
         self._ticking = False
+        self._files = itertools.count()  # names each attempt's file in the folder, which is this executor's alone
 
     async def tick(self) -> None:
         """Publish what each running attempt wrote, every ``POLL_SECONDS``, until cancelled."""
@@ -63,58 +65,54 @@ class LiveOutput:
     async def tailing(self, dispatch: Dispatch, secret_values: Iterable[str] = ()) -> AsyncIterator[str]:
         """The path the attempt of ``dispatch`` writes its output to, published while it runs with ``secret_values``
         redacted; on exit the rest is published with an end marker, and the file removed."""
-        path = self.directory / f"{uuid.uuid4().hex}.out"
+        path = os.path.join(self.directory, f"{next(self._files)}.out")
         tail = _Tail(self.js, dispatch, path, [value.encode() for value in secret_values if value])
         try:
             if self._ticking:
                 self._tails.add(tail)
                 try:
-                    yield str(path)
+                    yield path
                 finally:
                     self._tails.discard(tail)
                     with anyio.CancelScope(shield=True):  # the end marker is published even when cancelled
                         await tail.finish()
             else:
                 failed: Exception | None = None  # the attempt's own error: raised as it came, not in a group
+                done = anyio.Event()
                 async with anyio.create_task_group() as tailing:
-                    tailing.start_soon(tail.run)
+                    tailing.start_soon(tail.run, done)
                     try:
-                        yield str(path)
+                        yield path
                     except Exception as exc:
                         failed = exc
                     finally:
-                        tail.done.set()
+                        done.set()
                 if failed is not None:
                     raise failed
         finally:
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                os.unlink(path)
 
 
 class _Tail:
-    def __init__(self, js: JetStreamContext, dispatch: Dispatch, path: Path, secret_values: list[bytes]) -> None:
+    def __init__(self, js: JetStreamContext, dispatch: Dispatch, path: str, secret_values: list[bytes]) -> None:
         self.js = js
         self.path = path
         self.secrets = secret_values
         self.held = b""  # the end of what was read, held back while it may be the start of a secret
-        self.attempt_id = dispatch.attempt_id
-        self.subject = subjects.live_output_subject(
-            dispatch.project, dispatch.domain, dispatch.execution_id, dispatch.attempt_id
-        )
-        self.log = log.bind(execution=dispatch.execution_id, node=dispatch.node, attempt=dispatch.attempt_id)
-        self.done = anyio.Event()
+        self.dispatch = dispatch
         self.lock = anyio.Lock()  # one reader of the file at a time: the ticker, or the attempt at its end
         self.stopped = False  # a publish failed: this attempt's live view ends there
         self.offset = 0  # the bytes of the file published so far
         self.published = 0  # and the bytes of the view, markers included
 
-    async def run(self) -> None:
+    async def run(self, done: anyio.Event) -> None:
         """Alone (no ticker): poll until ``done``, then publish the rest."""
         with anyio.CancelScope(shield=True):  # the end marker is published even when the attempt was cancelled
-            while not self.done.is_set():
+            while not done.is_set():
                 with anyio.move_on_after(POLL_SECONDS):
-                    await self.done.wait()
-                if not self.done.is_set():
+                    await done.wait()
+                if not done.is_set():
                     await self.poll()
             await self.finish()
 
@@ -134,7 +132,14 @@ class _Tail:
             await publishing
         except Exception as exc:  # the live view is a convenience: the attempt and its stored output go on
             self.stopped = True
-            self.log.warning("live_output_stopped", reason=str(exc) or type(exc).__name__)
+            dispatch = self.dispatch
+            log.warning(
+                "live_output_stopped",
+                reason=str(exc) or type(exc).__name__,
+                execution=dispatch.execution_id,
+                node=dispatch.node,
+                attempt=dispatch.attempt_id,
+            )
 
     async def _publish_last(self) -> None:
         """The rest of the output with the end marker: in one message when it fits; none for an attempt that wrote
@@ -191,21 +196,25 @@ class _Tail:
     async def _publish(self, data: bytes, headers: dict[str, str]) -> None:
         if not data and not headers:
             return
-        headers = {PLAIT_ATTEMPT: self.attempt_id, PLAIT_OUTPUT_OFFSET: str(self.published), **headers}
-        await self.js.publish(self.subject, data, headers=headers, stream=subjects.LIVE_OUTPUT_STREAM)
+        dispatch = self.dispatch
+        subject = subjects.live_output_subject(
+            dispatch.project, dispatch.domain, dispatch.execution_id, dispatch.attempt_id
+        )
+        headers = {PLAIT_ATTEMPT: dispatch.attempt_id, PLAIT_OUTPUT_OFFSET: str(self.published), **headers}
+        await self.js.publish(subject, data, headers=headers, stream=subjects.LIVE_OUTPUT_STREAM)
         self.published += len(data)
 
 
-def _size(path: Path) -> int:
+def _size(path: str) -> int:
     try:
-        return path.stat().st_size
+        return os.stat(path).st_size
     except FileNotFoundError:
         return 0
 
 
-def _read(path: Path, offset: int, count: int) -> bytes:
+def _read(path: str, offset: int, count: int) -> bytes:
     try:
-        with path.open("rb") as file:
+        with open(path, "rb") as file:
             file.seek(offset)
             return file.read(count)
     except FileNotFoundError:

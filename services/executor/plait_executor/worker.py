@@ -6,6 +6,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import select
 import signal
 import threading
 from multiprocessing.connection import Connection
@@ -104,8 +105,11 @@ class WorkerProcess:
     @property
     def usable(self) -> bool:
         """True while the process can take another attempt (it is running and was not killed)."""
-        alive: bool = self._process.is_alive()
-        return alive and not self._killed
+        if self._killed:
+            return False
+        # Its sentinel is readable once it has exited: one poll, not ``is_alive``'s selector made each time.
+        exited, _, _ = select.select([self._process.sentinel], [], [], 0)
+        return not exited
 
     async def run(self, request: AttemptRequest) -> AttemptOutcome:
         """The outcome of ``request``; raises ``WorkerLost`` when the process dies, and kills it when cancelled.
