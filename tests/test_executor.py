@@ -655,6 +655,66 @@ async def test_results_that_end_while_one_is_being_stored_go_out_together(cluste
     assert reporter.commands == 2
 
 
+def dispatches_of_one_execution(count: int) -> list[Dispatch]:
+    execution_id = new_execution_id()
+    return [
+        msgspec.structs.replace(
+            dispatch_of(tasks.add, {"a": i, "b": 0}, node=f"n{i}"),
+            execution_id=execution_id,
+            attempt_id=attempt_id(execution_id, f"n{i}", 1),
+        )
+        for i in range(count)
+    ]
+
+
+async def test_a_result_lingers_while_attempts_of_its_execution_wait_for_a_worker(cluster: Cluster) -> None:
+    """Up to ``linger``, and no longer than until the last attempt held of that execution has ended."""
+    dispatches = dispatches_of_one_execution(4)
+    reporter = ResultReporter(cluster.js, "executor-1", linger=DEADLINE)
+    for dispatch in dispatches:
+        reporter.expect(dispatch)
+    with anyio.fail_after(DEADLINE / 2):  # the last result ends the wait, not the linger
+        async with anyio.create_task_group() as tg:
+            for i, dispatch in enumerate(dispatches):  # one worker: each starts once the one before has ended
+                reporter.started(dispatch)
+                tg.start_soon(reporter.report, dispatch, AttemptOutcome(outputs={"result": i}), structlog.get_logger())
+                await anyio.wait_all_tasks_blocked()
+
+    (together,) = await cluster.stored_commands()
+    assert isinstance(together, ReportAttemptResults), "one command, one write and one decision for all four"
+    assert [r.attempt_id for r in together.results] == [d.attempt_id for d in dispatches]
+    assert reporter.commands == 1
+
+
+async def test_a_result_beside_attempts_that_all_run_already_does_not_linger(cluster: Cluster) -> None:
+    first, second = dispatches_of_one_execution(2)
+    reporter = ResultReporter(cluster.js, "executor-1", linger=DEADLINE)
+    for dispatch in (first, second):
+        reporter.expect(dispatch)
+        reporter.started(dispatch)
+    with anyio.fail_after(DEADLINE / 2):  # the second one runs on: nothing waits for it
+        await reporter.report(first, AttemptOutcome(outputs={"result": 1}), structlog.get_logger())
+    (alone,) = await cluster.stored_commands()
+    assert isinstance(alone, ReportAttemptResult) and alone.attempt_id == first.attempt_id
+
+
+async def test_a_lingering_result_goes_out_once_the_attempt_it_waited_for_is_handed_back(cluster: Cluster) -> None:
+    first, second = dispatches_of_one_execution(2)
+    reporter = ResultReporter(cluster.js, "executor-1", linger=DEADLINE)
+    for dispatch in (first, second):
+        reporter.expect(dispatch)
+    reporter.started(first)
+    with anyio.fail_after(DEADLINE / 2):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reporter.report, first, AttemptOutcome(outputs={"result": 1}), structlog.get_logger())
+            await anyio.wait_all_tasks_blocked()
+            assert await cluster.stored_count(subjects.COMMANDS_STREAM) == 0, "it waits while the second one waits"
+            reporter.started(second)  # the executor is stopping: the second goes back to the server, unreported
+            reporter.forgo(second)
+    (alone,) = await cluster.stored_commands()
+    assert isinstance(alone, ReportAttemptResult) and alone.attempt_id == first.attempt_id
+
+
 async def test_a_dispatch_on_its_last_delivery_is_reported_as_a_system_failure(nats_url: str, cluster: Cluster) -> None:
     """Its executors were lost twice (here: took it and handed it back); the third may not run it again."""
     async with running(executor(nats_url, max_deliveries=3)):

@@ -18,6 +18,9 @@ from plait_executor.reports import publish_until_stored, report_result, result_c
 
 MAX_RESULTS_PER_COMMAND = 256
 MAX_BYTES_PER_COMMAND = 1024 * 1024
+LINGER_SECONDS = 0.005
+"""How long a result waits for others of its execution before it is stored, when attempts of that execution wait
+here for a worker (this executor is busy with it): they go out in one command, one write and one decision for all."""
 
 _Execution = tuple[str, str, str]  # (project, domain, execution id)
 
@@ -34,21 +37,61 @@ class _Result:
 class ResultReporter:
     """Stores each attempt's result; ``report`` returns once it is stored.
 
-    A result goes out at once when no report to its execution is being stored. The results of that execution
-    that end meanwhile wait for it, then go out together as one ``ReportAttemptResults``: a burst of quick
-    attempts costs a few writes and decisions instead of one each, and a lone result waits for nothing.
+    A result goes out at once when no report to its execution is being stored and no attempt of that execution is
+    waiting here for a worker (``expect``, ``started``). Else it lingers up to ``linger`` seconds for more results of
+    it (less when all the attempts this executor holds of it have ended). The results of that execution that end
+    meanwhile wait for it, then go out together as one ``ReportAttemptResults``: a burst of quick attempts costs a
+    few writes and decisions instead of one each, while a lone result, such as a chain's, or one beside attempts
+    that all run already, waits for nothing.
     """
 
-    def __init__(self, js: JetStreamContext, worker: str) -> None:
-        self.js, self.worker = js, worker
+    def __init__(self, js: JetStreamContext, worker: str, linger: float = LINGER_SECONDS) -> None:
+        self.js, self.worker, self.linger = js, worker, linger
         self._waiting: dict[_Execution, list[_Result]] = {}
         self._storing: dict[_Execution, anyio.Event] = {}  # set when that execution's report in flight is stored
+        self._expected: dict[_Execution, int] = {}  # results still to come, of attempts this executor holds
+        self._queued: dict[_Execution, int] = {}  # of those, attempts waiting for a worker
+        self._all_in: dict[_Execution, anyio.Event] = {}  # set when the last expected result of it has come
         self.commands = 0  # result commands sent, batched or not
 
-    async def report(self, dispatch: Dispatch, outcome: AttemptOutcome, log: FilteringBoundLogger) -> None:
+    def expect(self, dispatch: Dispatch) -> None:
+        """This executor holds the attempt of ``dispatch``, waiting for a worker: its result, or ``forgo``, is to
+        come."""
+        execution = _execution(dispatch)
+        self._expected[execution] = self._expected.get(execution, 0) + 1
+        self._queued[execution] = self._queued.get(execution, 0) + 1
+
+    def started(self, dispatch: Dispatch) -> None:
+        """The expected attempt of ``dispatch`` no longer waits for a worker (it started, or ended before)."""
+        execution = _execution(dispatch)
+        left = self._queued.get(execution, 0) - 1
+        if left > 0:
+            self._queued[execution] = left
+        else:
+            self._queued.pop(execution, None)
+
+    def forgo(self, dispatch: Dispatch) -> None:
+        """The expected attempt of ``dispatch`` ended without a result to report here."""
+        self._arrived(_execution(dispatch))
+
+    def _arrived(self, execution: _Execution) -> None:
+        left = self._expected.get(execution, 0) - 1
+        if left > 0:
+            self._expected[execution] = left
+            return
+        self._expected.pop(execution, None)
+        if (all_in := self._all_in.pop(execution, None)) is not None:
+            all_in.set()
+
+    async def report(
+        self, dispatch: Dispatch, outcome: AttemptOutcome, log: FilteringBoundLogger, *, expected: bool = True
+    ) -> None:
+        """Store the result; ``expected``: of an attempt ``expect`` was told of."""
         command = result_command(dispatch, self.worker, outcome)
         result = _Result(dispatch, outcome, command, log)
-        execution = (dispatch.project, dispatch.domain, dispatch.execution_id)
+        execution = _execution(dispatch)
+        if expected:
+            self._arrived(execution)
         self._waiting.setdefault(execution, []).append(result)
         while not result.stored.is_set():
             in_flight = self._storing.get(execution)
@@ -56,8 +99,12 @@ class ResultReporter:
                 await in_flight.wait()
                 continue
             done = self._storing[execution] = anyio.Event()
-            batch = self._take(execution)
+            batch: list[_Result] = []
             try:
+                if execution in self._queued:
+                    with anyio.move_on_after(self.linger):
+                        await self._all_in.setdefault(execution, anyio.Event()).wait()
+                batch = self._take(execution)
                 await self._store(batch)
             except BaseException:
                 # Another waiter stores them; this one's dispatch goes back to the server unacknowledged.
@@ -101,3 +148,7 @@ class ResultReporter:
                     await report_result(self.js, result.dispatch, self.worker, result.outcome, result.log)
         for result in batch:
             result.stored.set()
+
+
+def _execution(dispatch: Dispatch) -> _Execution:
+    return dispatch.project, dispatch.domain, dispatch.execution_id

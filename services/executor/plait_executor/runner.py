@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Literal
 
 import anyio
@@ -76,6 +77,8 @@ class _Held:
     started_at: float = 0.0  # when a worker took it (anyio's clock)
     ended: bool = False  # its run ended: no ``started`` is due any more
     started_sent: anyio.Event | None = None  # its ``started`` was due: set once that command is on the wire
+    reported: bool = False  # its result was given to the result reporter
+    taken: bool = False  # a worker took it (or it ended before one did)
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,7 @@ class AttemptRunner:
         )
         held = _Held(message, attempt_log, dispatch, execution_subject)
         self._held[id(held)] = held
+        self.results.expect(dispatch)
         try:
             with attempt_span(dispatch, msg):
                 ran = await self._run(dispatch, attempt_log, held)
@@ -222,6 +226,10 @@ class AttemptRunner:
             raise
         finally:
             del self._held[id(held)]
+            if not held.taken:
+                self.results.started(dispatch)
+            if not held.reported:
+                self.results.forgo(dispatch)
         if ran == "handed_back":
             attempt_log.info("dispatch_handed_back")
         elif ran == "stopped":
@@ -263,7 +271,9 @@ class AttemptRunner:
             for dispatch in dispatches:
                 attempt_log = message_log.bind(node=dispatch.node, attempt=dispatch.attempt_id)
                 attempt_log.error("dispatch_deliveries_exhausted", deliveries=deliveries)
-                reports.start_soon(self.results.report, dispatch, AttemptOutcome(error=error), attempt_log)
+                reports.start_soon(
+                    partial(self.results.report, dispatch, AttemptOutcome(error=error), attempt_log, expected=False)
+                )
         await ack(msg, message_log)
 
     async def _run(self, dispatch: Dispatch, attempt_log: FilteringBoundLogger, held: _Held) -> Ran:
@@ -282,6 +292,8 @@ class AttemptRunner:
             self._waiting.discard(waiting)
             if self.stopping:
                 raise _NotStarted
+            held.taken = True
+            self.results.started(dispatch)
             if not self.backend.reports_itself:
                 held.started_at = anyio.current_time()
                 self._starting.append(held)
@@ -317,6 +329,10 @@ class AttemptRunner:
         outcome = await keep_output(self.outputs, dispatch, outcome, attempt_log)
         if held.started_sent is not None:
             await held.started_sent.wait()
+        if not held.taken:  # it ended before a worker took it (e.g. refused): nothing of it waits any more
+            held.taken = True
+            self.results.started(dispatch)
+        held.reported = True
         await self.results.report(dispatch, outcome, attempt_log)
         return "ran"
 
