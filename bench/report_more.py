@@ -37,13 +37,16 @@ def print_lone(results: list[dict[str, Any]]) -> None:
 
 
 def print_cpu(results: list[dict[str, Any]]) -> None:
-    """CPU per task (ms, medians over the runs) per process role, for the fan-out and each DAG."""
+    """CPU per task (ms, medians over the runs) per process role, for the fan-out and each DAG; and per execution
+    of the many executions launched at once."""
     rows: list[tuple[str, str, dict[str, Any]]] = []
     for r in results:
         if "fan_out_cpu_ms" in r:
             rows.append((r["sync"], "fan-out", r["fan_out_cpu_ms"]))
         for name, d in (r.get("dag") or {}).items():
             rows.append((r["sync"], name, d["cpu_ms"]))
+        if "many_cpu_ms" in r:
+            rows.append((r["sync"], "many (per exec.)", r["many_cpu_ms"]))
     if not rows:
         return
     print("\nCPU per task (ms, median over the runs; user+system from /proc, processes by role):")

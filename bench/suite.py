@@ -113,6 +113,7 @@ async def _workloads(
         g.reset_peak()
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in wanted}
     fan_out_cpu: list[dict[str, float]] = []
+    many_cpu: list[dict[str, float]] = []
     failures: list[str] = []
     for run in range(args.runs):
         line = []
@@ -125,7 +126,9 @@ async def _workloads(
             runs["chain"].append(await chain.run(client, chain_wf, args.chain))
             line.append(f"chain p50 {runs['chain'][-1]['step_p50_ms']:.1f} ms")
         if "many" in runs:
+            before = cpu.snapshot(os.getpid(), roles)
             runs["many"].append(await many.run(client, args.many))
+            many_cpu.append(cpu.per_task(before, cpu.snapshot(os.getpid(), roles), args.many))
             line.append(f"{args.many} executions p50 {runs['many'][-1]['p50_ms']:.0f} ms")
         if "cached" in runs and not failures:
             try:
@@ -138,6 +141,8 @@ async def _workloads(
     result.update({name: summarize(values) for name, values in runs.items() if values})
     if fan_out_cpu:
         result["fan_out_cpu_ms"] = summarize(fan_out_cpu)
+    if many_cpu:
+        result["many_cpu_ms"] = summarize(many_cpu)
     if failures:
         result["cached"] = {"failed": failures[0]}
     result["peak_rss_mb"] = {name: g.peak_mb() for name, g in groups.items()}
