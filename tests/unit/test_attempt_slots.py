@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import anyio
-import pytest
 
+from plait.core.dispatch import DISPATCH_CHUNK_ATTEMPTS
 from plait_executor.slots import AttemptSlots
 
 
@@ -42,9 +42,35 @@ async def test_acquire_waits_for_an_attempt_to_be_released() -> None:
     assert slots.held == 2
 
 
-def test_a_message_arriving_when_twice_the_capacity_is_held_is_refused() -> None:
-    slots = AttemptSlots(2)
-    slots.acquire_nowait()
-    slots.take(3)
-    with pytest.raises(anyio.WouldBlock):
+def test_a_full_chunk_among_small_messages_makes_the_next_requests_ask_for_one_message_at_once() -> None:
+    """Else a request for several messages, each expected small, brings chunks, handed back and delivered again."""
+    slots = AttemptSlots(8)
+    for _ in range(40):  # lone attempts: requests ask for as many messages as attempts are free
         slots.acquire_nowait()
+        slots.take(0)
+        slots.release()
+    assert slots.value == 8
+    slots.acquire_nowait()
+    slots.take(DISPATCH_CHUNK_ATTEMPTS - 1)
+    slots.release(DISPATCH_CHUNK_ATTEMPTS)
+    assert slots.value == 1, "the estimate rose to a chunk at once"
+    small = 0
+    while slots.value == 1:
+        slots.acquire_nowait()
+        slots.take(0)
+        slots.release()
+        small += 1
+    assert small > 3, "and falls back over several small messages"
+
+
+def test_chunks_that_a_request_asked_for_as_small_messages_are_all_taken() -> None:
+    slots = AttemptSlots(2)
+    for _ in range(40):
+        slots.acquire_nowait()
+        slots.take(0)
+        slots.release()
+    for _ in range(slots.value):  # each turns out to be a full chunk
+        slots.acquire_nowait()
+        slots.take(DISPATCH_CHUNK_ATTEMPTS - 1)
+    assert slots.held == 2 * DISPATCH_CHUNK_ATTEMPTS, "held past the capacity, none handed back"
+    assert slots.value == 0

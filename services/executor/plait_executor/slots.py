@@ -6,7 +6,7 @@ import anyio
 
 from plait.core.dispatch import DISPATCH_CHUNK_ATTEMPTS
 
-_RECENT_WEIGHT = 0.25  # of a new message's attempts in the running estimate of attempts per message
+_RECENT_WEIGHT = 0.25  # of a smaller message's attempts in the running estimate of attempts per message
 
 
 class AttemptSlots:
@@ -16,7 +16,9 @@ class AttemptSlots:
     further attempt, past the capacity if need be; no more is pulled until the held attempts fall under it again.
     Each attempt's slot is released when it is settled. ``value``, what one pull request asks for, is in messages:
     the free attempts over the attempts recent messages carried (at first, a full chunk's: a fresh executor asks
-    for one message, and learns).
+    for one message, and learns). The estimate rises at once to a larger message's size and falls slowly over
+    smaller ones: where small messages and full chunks mix (a DAG's decisions), a request asks for few messages,
+    rather than for many that turn out to be chunks, to be handed back and delivered again.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -39,16 +41,16 @@ class AttemptSlots:
         self.held += 1
 
     def acquire_nowait(self) -> None:
-        """Take a slot for a message that arrived; ``anyio.WouldBlock`` only when twice the capacity is held (a
-        reply to a pull request given up as lost, on an executor that holds much already: handed back)."""
-        if self.held >= 2 * self.capacity:
-            raise anyio.WouldBlock
+        """Take a slot for a message that arrived, whatever is held: a pull request asked for it. (Refused, it would
+        be delivered again, and a redelivered chunk costs a read of its execution's log: when the estimate is too
+        low, the messages one request brings are held past the capacity for a while instead.)"""
         self.held += 1
 
     def take(self, attempts: int) -> None:
         """A message's further ``attempts`` beyond its first: held too, whatever the capacity."""
         self.held += attempts
-        self.per_message += _RECENT_WEIGHT * (1 + attempts - self.per_message)
+        carried = 1 + attempts
+        self.per_message = max(float(carried), self.per_message + _RECENT_WEIGHT * (carried - self.per_message))
 
     def release(self, attempts: int = 1) -> None:
         self.held -= attempts
