@@ -11,6 +11,7 @@ from plait.core.events import NodeSucceeded
 from plait.protocol import subjects
 from tests import chunk_workflows, workflows
 from tests.faults import harness
+from tests.helpers.reading import events_of
 from tests.helpers.states import final_state
 
 pytestmark = pytest.mark.faults
@@ -61,6 +62,7 @@ async def test_killing_an_executor_holding_a_chunk_reruns_only_its_unfinished_at
         async with harness.connected(nats_url) as client:
             execution_id = (await client.launch(chunk_workflows.quick_then_slow, {"runs": runs})).id
             await chunk_workflows.until_run(runs, {"s0", "s1"})  # its two workers are in slow ones
+            await events_of(client, execution_id, NodeSucceeded, 2)  # and the quick ones' results are decided
             await harness.in_thread(victim.kill)
             report.faults += 1
             processes.append(harness.start_service("executor", {**env, "PLAIT_REPLICA": "survivor"}))
