@@ -68,7 +68,15 @@ def test_faults_are_injected() -> None:
     for seed in range(200):
         for name, count in simulate(seed, "one_replica").counts.items():
             counts[name] = counts.get(name, 0) + count
-    for fault in ("replica_crashes", "acks_lost", "executor_crashes", "chunk_attempts_skipped", "timers_fired"):
+    for fault in (
+        "replica_crashes",
+        "acks_lost",
+        "executor_crashes",
+        "held_results_lost",
+        "results_sent_together",
+        "chunk_attempts_skipped",
+        "timers_fired",
+    ):
         assert counts[fault] > 0, counts
 
 

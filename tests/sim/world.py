@@ -36,6 +36,7 @@ from plait.core.commands import (
     Command,
     LaunchExecution,
     ReportAttemptResult,
+    ReportAttemptResults,
     ResolvedLaunch,
     retry_due,
     timeout_timers,
@@ -127,6 +128,7 @@ class Faults:
     user_error: float = 0.15
     system_error: float = 0.05
     started_first: float = 0.3  # an attempt reports ``started`` before its result
+    results_together: float = 0.3  # per dispatch message: its results are held, and sent as one command at its end
     timer_late: float = 0.3
     timer_twice: float = 0.2
     abort: float = 0.01
@@ -383,6 +385,8 @@ class World:
                 "replica_crashes",
                 "acks_lost",
                 "executor_crashes",
+                "held_results_lost",
+                "results_sent_together",
                 "chunk_attempts_skipped",
                 "timers_fired",
                 "hung_attempts",
@@ -518,20 +522,27 @@ class World:
 
     def execute(self) -> None:
         """The executor takes a dispatch message and runs its attempts in turn; a crash takes the rest with it, and the
-        message comes back whole, to skip the attempts the log shows ended (as ``AttemptRunner`` does)."""
+        message comes back whole, to skip the attempts the log shows ended (as ``AttemptRunner`` does). Its results
+        are sent as each attempt ends, or (``results_together``) held and sent as one command once the last has
+        ended, as an executor's result reporter does while attempts of that execution wait for a worker: a crash
+        then loses the results held."""
         [message] = self.dispatches.pull("executor", self.now, 1)
         dispatches = dispatches_in(message.body)  # type: ignore[arg-type]
         if len(dispatches) > 1 and message.deliveries > 1:
             dispatches = [d for d in dispatches if not self.attempt_ended(d)]
             self.counts["chunk_attempts_skipped"] += len(dispatches_in(message.body)) - len(dispatches)  # type: ignore[arg-type]
         self.unsettled[message.number] = len(dispatches)
+        held: list[ReportAttemptResult] | None = [] if self.chance(self.faults.results_together) else None
         for dispatch in dispatches:
-            if not self.run_one(message, dispatch):
+            if not self.run_one(message, dispatch, held):
                 self.hanging = [(m, d) for m, d in self.hanging if m is not message]  # died with its executor
                 del self.unsettled[message.number]
                 self.dispatches.redeliver(message, self.now + ACK_WAIT)
                 self.counts["executor_crashes"] += 1
+                self.counts["held_results_lost"] += len(held or [])
                 return
+        if held:
+            self.send_together(held)
         if not self.unsettled[message.number]:
             del self.unsettled[message.number]
             self.ack(self.dispatches, message)
@@ -541,8 +552,21 @@ class World:
         attempt = state.nodes[dispatch.node].find_attempt(dispatch.attempt_id)
         return attempt is not None and attempt.status in ("succeeded", "failed", "stopped")
 
-    def run_one(self, message: Message, dispatch: Dispatch) -> bool:
-        """One attempt of a held message; False when its executor crashed."""
+    def send_together(self, results: list[ReportAttemptResult]) -> None:
+        if len(results) == 1:
+            self.send(results[0])
+            return
+        self.send(
+            ReportAttemptResults(
+                command_id="results:" + content_version([result.command_id for result in results]),
+                execution_id=results[0].execution_id,
+                results=tuple(results),
+            )
+        )
+        self.counts["results_sent_together"] += len(results)
+
+    def run_one(self, message: Message, dispatch: Dispatch, held: list[ReportAttemptResult] | None = None) -> bool:
+        """One attempt of a held message; False when its executor crashed. Its result is sent, or added to ``held``."""
         if self.chance(self.faults.started_first):
             self.send(started_command(dispatch, "executor"))
         if self.chance(self.faults.executor_crash):  # the worker died with it: the dispatch comes back
@@ -560,7 +584,11 @@ class World:
         else:
             outcome = self.run_attempt(dispatch)
         written = OutputRef(name=output_object_name(dispatch.attempt_id), size=1, kept=1)  # as if it printed
-        self.send(result_command(dispatch, "executor", msgspec.structs.replace(outcome, output_ref=written)))
+        result = result_command(dispatch, "executor", msgspec.structs.replace(outcome, output_ref=written))
+        if held is None:
+            self.send(result)
+        else:
+            held.append(result)
         self.unsettled[message.number] -= 1
         return True
 
@@ -637,23 +665,28 @@ class World:
             if not records:
                 self.fail(f"launch {command.command.command_id} was acknowledged, but nothing is in the log")
             return
-        if not isinstance(command, ReportAttemptResult | AbortExecution) or not records:
+        if not isinstance(command, ReportAttemptResult | ReportAttemptResults | AbortExecution) or not records:
             return
         state = replay(records)
         if state.terminal or any(r.command_id == command.command_id for r in state.rejected_commands):
             return
         if isinstance(command, AbortExecution):
             self.fail(f"abort {command.command_id} was acknowledged, but {state.execution_id} is {state.status}")
-        assert isinstance(command, ReportAttemptResult)
-        node = state.nodes[command.node]
-        ended = [
-            a for a in node.all_attempts() if a.attempt_id == command.attempt_id and a.status in ("succeeded", "failed")
-        ]
-        if not ended and node.status not in ("succeeded", "failed"):
-            self.fail(
-                f"result {command.command_id} was acknowledged, but the log does not have attempt "
-                f"{command.attempt_id} ended (node '{node.id}' is {node.status})"
-            )
+        for result in command.results if isinstance(command, ReportAttemptResults) else (command,):
+            assert isinstance(result, ReportAttemptResult)
+            if any(r.command_id == result.command_id for r in state.rejected_commands):
+                continue
+            node = state.nodes[result.node]
+            ended = [
+                a
+                for a in node.all_attempts()
+                if a.attempt_id == result.attempt_id and a.status in ("succeeded", "failed")
+            ]
+            if not ended and node.status not in ("succeeded", "failed"):
+                self.fail(
+                    f"result {result.command_id} of {command.command_id} was acknowledged, but the log does not have "
+                    f"attempt {result.attempt_id} ended (node '{node.id}' is {node.status})"
+                )
 
     def fail(self, message: str) -> None:
         raise SimulationFailed(f"seed {self.seed}, step {self.counts['steps']}: {message}")
