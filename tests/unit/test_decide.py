@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from plait import codec
+from plait import codec, workflow
 from plait.core.commands import (
     AbortExecution,
     Command,
@@ -663,3 +663,26 @@ def test_ends_execution_reads_only_the_event_kinds_and_agrees_with_the_decoded_d
     ]
     assert codec.ends_execution(codec.encode(succeeding.decisions[-1]))
     assert codec.ends_execution(codec.encode(failing.decisions[-1]))
+
+
+def test_ends_execution_tells_large_decisions_apart_too() -> None:
+    run = Run(definitions.diamond, {"x": 5})
+    finish_diamond(run)
+    padding = tuple(f"command-{i}" for i in range(500))  # as a decision of many commands is
+    large = [codec.encode(msgspec.structs.replace(d, commands=padding)) for d in run.decisions]
+    assert all(len(data) > 4096 for data in large)
+    assert [codec.ends_execution(data) for data in large] == [False] * (len(large) - 1) + [True]
+
+
+@workflow
+def weighing(table: dict[str, int]) -> int:
+    return definitions.weigh(table=table)
+
+
+def test_ends_execution_is_not_fooled_by_a_terminal_events_tag_in_a_value() -> None:
+    """The byte search only rules decisions out: a tag inside a value sends it to the decoder, which says no."""
+    tag = str(ExecutionSucceeded.__struct_config__.tag)
+    table = {tag: 1} | {f"row{i}": i for i in range(500)}  # a large decision: searched before it is decoded
+    launched = codec.encode(Run(weighing, {"table": table}).decisions[0])
+    assert f'"{tag}"'.encode() in launched and len(launched) > 4096
+    assert not codec.ends_execution(launched)

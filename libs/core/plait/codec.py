@@ -92,10 +92,17 @@ _TERMINAL_TAGS = frozenset(str(event.__struct_config__.tag) for event in TERMINA
 _AFTER_END_TAGS = _TERMINAL_TAGS | {str(AttemptStopped.__struct_config__.tag)}  # decided only once it has ended
 
 
+_AFTER_END_MARKS = tuple(f'"{tag}"'.encode() for tag in sorted(_AFTER_END_TAGS))
+_SEARCHED_ABOVE_BYTES = 2048  # a smaller decision is decoded at once: that is quicker than the searches
+
+
 def ends_execution(data: bytes) -> bool:
     """Whether a stored decision shows its execution ended: it holds a terminal event, or an event decided only
     after the end (an attempt stopped: the last decision of an aborted execution may be one). Only the events'
-    kinds are read, not their contents."""
+    kinds are read, not their contents; and of a large decision (a launch of thousands of nodes) only when one of
+    those kinds' tags is in its bytes at all."""
+    if len(data) > _SEARCHED_ABOVE_BYTES and not any(mark in data for mark in _AFTER_END_MARKS):
+        return False
     return any(event.type in _AFTER_END_TAGS for event in _kinds_decoder.decode(data).events)
 
 
