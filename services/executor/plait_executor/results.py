@@ -63,24 +63,14 @@ class ResultReporter:
 
     def started(self, dispatch: Dispatch) -> None:
         """The expected attempt of ``dispatch`` no longer waits for a worker (it started, or ended before)."""
-        execution = _execution(dispatch)
-        left = self._queued.get(execution, 0) - 1
-        if left > 0:
-            self._queued[execution] = left
-        else:
-            self._queued.pop(execution, None)
+        _count_down(self._queued, _execution(dispatch))
 
     def forgo(self, dispatch: Dispatch) -> None:
         """The expected attempt of ``dispatch`` ended without a result to report here."""
         self._arrived(_execution(dispatch))
 
     def _arrived(self, execution: _Execution) -> None:
-        left = self._expected.get(execution, 0) - 1
-        if left > 0:
-            self._expected[execution] = left
-            return
-        self._expected.pop(execution, None)
-        if (all_in := self._all_in.pop(execution, None)) is not None:
+        if _count_down(self._expected, execution) and (all_in := self._all_in.pop(execution, None)) is not None:
             all_in.set()
 
     async def report(
@@ -152,3 +142,13 @@ class ResultReporter:
 
 def _execution(dispatch: Dispatch) -> _Execution:
     return dispatch.project, dispatch.domain, dispatch.execution_id
+
+
+def _count_down(counts: dict[_Execution, int], execution: _Execution) -> bool:
+    """One fewer of ``execution`` in ``counts``, which keeps no zero; True when none is left."""
+    left = counts.get(execution, 0) - 1
+    if left > 0:
+        counts[execution] = left
+        return False
+    counts.pop(execution, None)
+    return True

@@ -226,8 +226,7 @@ class AttemptRunner:
             raise
         finally:
             del self._held[id(held)]
-            if not held.taken:
-                self.results.started(dispatch)
+            self._taken(held)
             if not held.reported:
                 self.results.forgo(dispatch)
         if ran == "handed_back":
@@ -292,8 +291,7 @@ class AttemptRunner:
             self._waiting.discard(waiting)
             if self.stopping:
                 raise _NotStarted
-            held.taken = True
-            self.results.started(dispatch)
+            self._taken(held)
             if not self.backend.reports_itself:
                 held.started_at = anyio.current_time()
                 self._starting.append(held)
@@ -329,12 +327,16 @@ class AttemptRunner:
         outcome = await keep_output(self.outputs, dispatch, outcome, attempt_log)
         if held.started_sent is not None:
             await held.started_sent.wait()
-        if not held.taken:  # it ended before a worker took it (e.g. refused): nothing of it waits any more
-            held.taken = True
-            self.results.started(dispatch)
+        self._taken(held)  # also when it ended before a worker took it (refused, say): nothing of it waits any more
         held.reported = True
         await self.results.report(dispatch, outcome, attempt_log)
         return "ran"
+
+    def _taken(self, held: _Held) -> None:
+        """The attempt no longer waits for a worker: the result reporter is told, once."""
+        if not held.taken:
+            held.taken = True
+            self.results.started(held.dispatch)
 
     async def report_started_when_due(self) -> None:
         """Until cancelled: send ``started`` for each attempt that has run for ``started_after`` (one loop for all,
