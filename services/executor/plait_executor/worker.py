@@ -95,7 +95,7 @@ class WorkerProcess:
         self._process.start()
         child_end.close()
         self.attempts_run = 0
-        self._killed = False
+        self._retired = False
 
     @property
     def pid(self) -> int | None:
@@ -104,8 +104,8 @@ class WorkerProcess:
 
     @property
     def usable(self) -> bool:
-        """True while the process can take another attempt (it is running and was not killed)."""
-        if self._killed:
+        """True while the process can take another attempt (it is running, and was neither killed nor lost)."""
+        if self._retired:
             return False
         # Its sentinel is readable once it has exited: one poll, not ``is_alive``'s selector made each time.
         exited, _, _ = select.select([self._process.sentinel], [], [], 0)
@@ -123,6 +123,9 @@ class WorkerProcess:
             await anyio.wait_readable(self._connection.fileno())
             outcome: AttemptOutcome = self._connection.recv()
         except (EOFError, OSError) as exc:
+            # Retired before its status is read: under forkserver, reading the status consumes what made the
+            # sentinel readable, and the server closes it (EOF) only a moment later.
+            self._retired = True
             raise WorkerLost(await self._exit_status()) from exc
         except BaseException:
             # Cancelled or timed out: a running process cannot be interrupted otherwise.
@@ -140,7 +143,7 @@ class WorkerProcess:
         return f"exit code {code}"
 
     def kill(self) -> None:
-        self._killed = True
+        self._retired = True
         if self._process.is_alive():
             self._process.kill()
 
