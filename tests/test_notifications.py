@@ -17,11 +17,15 @@ import pytest
 from nats.aio.msg import Msg
 
 from plait import LaunchPlan, Notify
+from plait.adapters.event_store import EventStore
+from plait.adapters.registry import Registry
 from plait.client import AsyncClient
 from plait.core.notifications import ExecutionNotification
 from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
+from plait_scheduler.cache import StateCache
+from plait_scheduler.notifications import Notifier
 from tests import schedule_workflows, workflows
 from tests.helpers.running import running
 from tests.helpers.states import final_state
@@ -146,7 +150,7 @@ async def test_a_webhook_that_always_fails_is_given_up_and_counted(
 
 
 async def test_a_workflow_notifies_only_of_the_phases_it_names(stack: tuple[AsyncClient, SchedulerService]) -> None:
-    client, _ = stack
+    client, scheduler = stack
     async with notifications(client) as received:
         quiet = await client.launch(schedule_workflows.watched, {"text": "fine"})
         assert (await final_state(client, quiet.id, timeout=60)).status == "succeeded"
@@ -158,6 +162,30 @@ async def test_a_workflow_notifies_only_of_the_phases_it_names(stack: tuple[Asyn
         await client.js.get_msg(
             subjects.NOTIFICATIONS_STREAM, subject=subjects.notification_subject("default", "development", quiet.id)
         )
+    assert scheduler.notifier is not None
+    assert scheduler.notifier.launches_read == 0  # it stored both ends: it knew their launches
+
+
+async def test_a_replica_that_did_not_end_the_execution_reads_its_launch_from_the_log(
+    stack: tuple[AsyncClient, SchedulerService],
+) -> None:
+    client, _ = stack
+    loud = await client.launch(schedule_workflows.watched_refusal, {"text": "this"})
+    state = await final_state(client, loud.id, timeout=60)
+    subject = subjects.execution_subject("default", "development", loud.id)
+    decisions = await client.js.pull_subscribe(subject, stream=subjects.EVENTS_STREAM)
+    messages = await decisions.fetch(state.decisions, timeout=10)
+    other = Notifier(client.js, EventStore(client.js), Registry(client.js), states=StateCache())
+    async with notifications(client) as received:
+        await other.handle(messages)
+        notification = await next_notification(received)
+    assert (notification.execution_id, notification.phase, notification.error) == (
+        loud.id,
+        "failed",
+        "refuse: refused this",
+    )
+    assert (other.launches_read, other.published) == (1, 1)
+    await decisions.unsubscribe()
 
 
 async def test_an_aborted_execution_notifies_with_the_reason(stack: tuple[AsyncClient, SchedulerService]) -> None:

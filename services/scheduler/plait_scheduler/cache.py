@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import msgspec
+
 from plait.bounded_cache import BytesBoundedCache
+from plait.core.notifications import Notify
 from plait.core.state import Execution
 from plait.metrics.names import STATE_CACHE_BYTES
 
@@ -14,6 +19,31 @@ MEMORY_PER_STORED_BYTE = 3
 tracemalloc: a 201-node fan-out's 132 KiB of decisions became 368 KiB of objects)."""
 
 OVERHEAD_BYTES = 4096  # a state's own objects, whatever its history: the workflow spec, the node states
+ENDED_CAPACITY_BYTES = 4 * 1024 * 1024
+LAUNCH_BYTES = 512  # about what a ``Launch`` holds
+
+
+class Launch(NamedTuple):
+    """What an execution was launched with that its notifications are made of (fixed at launch)."""
+
+    project: str
+    domain: str
+    execution_id: str
+    workflow: str
+    notify: Notify | None
+    launch_plan: str  # "name@version", or ""
+
+    @classmethod
+    def of(cls, state: Execution) -> Launch:
+        notify = state.workflow.notify
+        return cls(
+            state.project,
+            state.domain,
+            state.execution_id,
+            state.workflow.name,
+            None if notify is msgspec.UNSET else notify,
+            state.launch_plan,
+        )
 
 
 def estimated_bytes(state: Execution) -> int:
@@ -27,11 +57,12 @@ class StateCache:
 
     A state being decided on is taken out (``take``) and put back only once its decision is stored, so a failed
     append can never leave unstored events behind. Finished executions are not kept: nothing more is decided on
-    them.
+    them; only their ``Launch`` is, for a while (``ended``), for the notifications of their end.
     """
 
     def __init__(self, capacity_bytes: int = DEFAULT_CAPACITY_BYTES) -> None:
         self._states: BytesBoundedCache[str, Execution] = BytesBoundedCache(capacity_bytes)
+        self._ended: BytesBoundedCache[str, Launch] = BytesBoundedCache(ENDED_CAPACITY_BYTES)
         STATE_CACHE_BYTES.set_function(lambda: self._states.size_bytes)
 
     @property
@@ -49,9 +80,14 @@ class StateCache:
         """The state, removed from the cache: whoever took it puts it back once it is stored again."""
         return self._states.pop(subject)
 
+    def ended(self, subject: str) -> Launch | None:
+        """The launch of an execution whose end this replica stored recently."""
+        return self._ended.get(subject)
+
     def put(self, subject: str, state: Execution) -> None:
         if state.terminal:
             self._states.pop(subject)
+            self._ended.put(subject, Launch.of(state), LAUNCH_BYTES)
         else:
             self._states.put(subject, state, estimated_bytes(state))
 

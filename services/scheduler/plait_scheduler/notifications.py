@@ -34,6 +34,7 @@ from plait.core.events import (
 from plait.core.notifications import ExecutionNotification, Notify, Phase
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
+from plait_scheduler.cache import Launch, StateCache
 from plait_scheduler.failures import settle_derived
 
 log = structlog.get_logger()
@@ -51,14 +52,16 @@ class Notifier:
         store: EventLog,
         registry: Registry,
         *,
+        states: StateCache | None = None,
         tries: int = WEBHOOK_TRIES,
         first_retry_seconds: float = WEBHOOK_FIRST_RETRY_SECONDS,
     ) -> None:
-        self.js, self.store, self.registry = js, store, registry
+        self.js, self.store, self.registry, self.states = js, store, registry, states
         self.tries, self.first_retry_seconds = tries, first_retry_seconds
         self.published = 0
         self.posted = 0
         self.webhook_failures = 0  # webhooks given up on after every try
+        self.launches_read = 0  # from the log: of executions whose end another replica stored (or long ago)
 
     async def handle(self, messages: Sequence[Msg]) -> None:
         """Notify of the executions these decisions end (each concurrently), then ack them."""
@@ -97,7 +100,7 @@ class Notifier:
                 project=launched.project,
                 domain=launched.domain,
                 execution_id=launched.execution_id,
-                workflow=launched.workflow.name,
+                workflow=launched.workflow,
                 phase=phase,
                 at=decision.at,
                 launch_plan=launched.launch_plan,
@@ -107,16 +110,21 @@ class Notifier:
             for webhook in sorted({n.webhook for n in wanted if n.webhook}):
                 await self._post(webhook, notification)
 
-    async def _launch_of(self, subject: str) -> ExecutionLaunched | None:
+    async def _launch_of(self, subject: str) -> Launch | None:
+        """The execution's launch: as this replica stored its end, else from the first decision in its log."""
+        ended = self.states.ended(subject) if self.states is not None else None
+        if ended is not None:
+            return ended
+        self.launches_read += 1
         async with contextlib.aclosing(self.store.read(subject)) as decisions:
             async for stored in decisions:
                 first = stored.decision.events[0] if stored.decision.events else None
-                return first if isinstance(first, ExecutionLaunched) else None
+                return _launch_in(first) if isinstance(first, ExecutionLaunched) else None
         return None
 
-    async def _notify_specs(self, launched: ExecutionLaunched) -> list[Notify]:
+    async def _notify_specs(self, launched: Launch) -> list[Notify]:
         """What the workflow asks, and what the launch plan it was launched through asks."""
-        found = [launched.workflow.notify] if launched.workflow.notify else []
+        found = [launched.notify] if launched.notify else []
         if launched.launch_plan:
             name, _, version = launched.launch_plan.rpartition("@")
             plan = await self.registry.launch_plan(launched.project, launched.domain, name, version)
@@ -152,6 +160,18 @@ class Notifier:
             return
         self.webhook_failures += 1
         bound.error("webhook_given_up", tries=self.tries, failures=self.webhook_failures)
+
+
+def _launch_in(event: ExecutionLaunched) -> Launch:
+    notify = event.workflow.notify
+    return Launch(
+        event.project,
+        event.domain,
+        event.execution_id,
+        event.workflow.name,
+        None if notify is msgspec.UNSET else notify,
+        event.launch_plan,
+    )
 
 
 def _post_json(url: str, body: bytes) -> None:

@@ -209,7 +209,7 @@ class SchedulerService:
         """Launch plan schedules (their activations and fires) and notifications of ended executions: each on its
         own consumer, so that neither a slow webhook nor a burst of fires holds up deciding."""
         self.schedules = LaunchPlanSchedules(nc, js, registry)
-        self.notifier = Notifier(js, store, registry)
+        self.notifier = Notifier(js, store, registry, states=self.states)
         activations = await self._subscribe(
             js, subjects.EVENTS_STREAM, f"{subjects.ACTIVATIONS_ROOT}.>", ACTIVATIONS_CONSUMER
         )
