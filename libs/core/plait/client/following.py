@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import anyio
 import nats.errors
@@ -28,8 +29,30 @@ from plait.replay import Record, record_of
 FIRST_RELOAD_SECONDS = 0.001
 LONGEST_RELOAD_SECONDS = 0.05
 UNSEEN_DECISION_SECONDS = 1.0
-"""How often ``wait`` reads the log again when no decision was sent to it: one appended while it subscribed
-may have reached neither its subscription nor its first read (stored a moment after that read)."""
+"""How long ``wait`` waits for a decision to be sent to it before it considers reading the log again
+(``_Rechecks``)."""
+RECHECK_SECONDS = 30.0
+"""How often ``wait`` reads the log, at most, while no decision is sent to it and its connection stays up."""
+
+
+@dataclass
+class _Rechecks:
+    """When a waiter to which no decision was sent reads the log again: once, after its first silent second (a
+    decision appended while it subscribed may have reached neither its subscription nor its first read, stored a
+    moment after that read); then at once after its connection was re-established (what was appended meanwhile was
+    sent to no one), and every ``RECHECK_SECONDS`` in case a decision was dropped otherwise (a slow subscriber's).
+    Not every silent second: a service following thousands of long executions would read the log thousands of
+    times a second."""
+
+    reconnects: int  # the connection's reconnections as of the last read
+    last_read: float
+    first_recheck_done: bool = False
+
+    def due(self, reconnects: int, now: float) -> bool:
+        return not self.first_recheck_done or reconnects != self.reconnects or now - self.last_read >= RECHECK_SECONDS
+
+    def reading(self, reconnects: int, now: float) -> None:
+        self.reconnects, self.last_read, self.first_recheck_done = reconnects, now, True
 
 
 class Following(ClientBase):
@@ -65,18 +88,24 @@ class Following(ClientBase):
                 readable(f"waiting for execution {execution_id}"),
             ):
                 async with self._appends(execution_id) as appended:
+                    rechecks = _Rechecks(self._reconnects(), anyio.current_time())
                     state = await self._store.load(subject)
                     while state is None or not state.terminal:
                         try:
                             msg = await appended.next_msg(timeout=UNSEEN_DECISION_SECONDS)
                         except nats.errors.TimeoutError:
-                            state = await self._store.load(subject, state)
+                            if rechecks.due(self._reconnects(), anyio.current_time()):
+                                rechecks.reading(self._reconnects(), anyio.current_time())
+                                state = await self._store.load(subject, state)
                             continue
                         if codec.ends_execution(msg.data):
                             state = await self._load_until_terminal(subject, state)
                     return state
         except TimeoutError:
             raise Timeout(f"execution {execution_id} did not end within {timeout:g} s") from None
+
+    def _reconnects(self) -> int:
+        return int(self.nc.stats["reconnects"])
 
     async def _load_until_terminal(self, subject: str, state: Execution | None) -> Execution:
         """The state once the stream has stored the terminal decision a subscriber was just sent: the server
