@@ -22,6 +22,7 @@ from plait_executor import ExecutorService
 from plait_executor.kubernetes.backend import KubernetesBackend, KubernetesTarget, kubernetes_backend
 from plait_executor.kubernetes.batches import attempts_of_job
 from plait_executor.kubernetes.manifests import job_name
+from plait_executor.kubernetes.verdicts import job_state
 from plait_executor.kubernetes.watching import COMPLETION_INDEX
 from plait_scheduler import SchedulerService
 from tests import kubernetes_workflows, large_value_workflows, output_workflows
@@ -103,8 +104,7 @@ async def test_a_workflow_runs_end_to_end_as_jobs(cluster: Cluster) -> None:
         handle = await client.launch(kubernetes_workflows.sum_of_squares, {"x": 3, "y": 4})
         state = await final_state(client, handle.id, timeout=DEADLINE)
     assert state.status == "succeeded" and state.outputs == {"result": 25}
-    # Every Job ever made: the executor deletes the Jobs it holds of an execution that ended, and it may see the
-    # execution end (the last pod reported its result) before it sees that pod's Job complete.
+    # Every Job ever made (their TTL may remove them; the next test shows the last one is not deleted early).
     jobs = list(cluster.api.store.ever("jobs", NAMESPACE).values())
     assert len(jobs) == 3 and len(cluster.kubelet.ran) == 3
     for node in state.nodes.values():
@@ -119,6 +119,42 @@ async def test_a_workflow_runs_end_to_end_as_jobs(cluster: Cluster) -> None:
     assert cluster.backends[0].created == 3
 
 
+async def test_the_job_whose_pod_ended_the_execution_is_left_to_complete_and_keeps_its_log(cluster: Cluster) -> None:
+    released = anyio.Event()
+
+    async def container_then_linger(pod: PodHandle) -> int:
+        exit_code = await cluster.kubelet.container(pod)  # the real runtime: it reports the attempt's result
+        await released.wait()  # exited, but the Job is not complete yet
+        return exit_code
+
+    async def lingering(pod: PodHandle) -> None:
+        await pod.run(container_then_linger)
+
+    cluster.kubelet.take(node_is("total"), lingering)
+    executor = cluster.executor("k8s-executor")
+    async with running(executor.run), client_of(cluster) as client:
+        handle = await client.launch(kubernetes_workflows.sum_of_squares, {"x": 3, "y": 4})
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+        [attempt] = state.nodes["total"].attempts
+        name = job_name(attempt.attempt_id)
+        seen = executor.counts()["execution_checks"]
+        with anyio.fail_after(DEADLINE):  # it looks at the ended execution twice more while the Job runs
+            while executor.counts()["execution_checks"] < seen + 2 and cluster.api.job(NAMESPACE, name):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        assert cluster.api.job(NAMESPACE, name) is not None, "the Job of the attempt that ended it was deleted"
+        released.set()
+        with anyio.fail_after(DEADLINE):
+            complete = await cluster.api.store.wait_until(lambda: _complete(cluster.api.job(NAMESPACE, name)))
+    assert state.status == "succeeded" and state.outputs == {"result": 25}
+    assert job_state(complete) == "complete"
+    [pod] = cluster.api.pods(NAMESPACE, name)
+    assert cluster.api.logs(NAMESPACE, pod.name), "its pod's log is kept with it"
+
+
+def _complete(job: dict[str, Any] | None) -> dict[str, Any] | None:
+    return job if job is not None and job_state(job) == "complete" else None
+
+
 async def test_a_failing_task_is_a_user_failure_retried(cluster: Cluster, tmp_path: Path) -> None:
     async with running(cluster.executor("k8s-executor").run), client_of(cluster) as client:
         handle = await client.launch(kubernetes_workflows.retried, {"directory": str(tmp_path)})
@@ -127,8 +163,7 @@ async def test_a_failing_task_is_a_user_failure_retried(cluster: Cluster, tmp_pa
     first, second = state.nodes["fails_once"].attempts
     assert first.error is not None and first.error.kind == "user" and first.error.message == "first try fails"
     assert second.error is None
-    # Each attempt ran as its own Job (the first one's may be deleted, once its failure is in the log, before its pod
-    # has even exited: so only its existence is certain).
+    # Each attempt ran as its own Job.
     assert {job_name(first.attempt_id), job_name(second.attempt_id)} <= cluster.api.store.ever("jobs", NAMESPACE).keys()
 
 

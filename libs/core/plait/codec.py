@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
 from plait.core.commands import Command
 from plait.core.dispatch import Dispatch, DispatchRecord
-from plait.core.events import TERMINAL_EVENTS, AttemptFailed, AttemptStopped, Decision
+from plait.core.events import (
+    TERMINAL_EVENTS,
+    AttemptFailed,
+    AttemptStopped,
+    Decision,
+    DynamicExpanded,
+    MapItemSucceeded,
+    NodeSucceeded,
+)
 from plait.core.model import TaskSpec, WorkflowSpec
 from plait.core.shared_values import restore_shared
 from plait.core.upcast import UPCASTERS, Upcaster, upcast_decision
@@ -76,9 +84,14 @@ def decode_command(data: bytes, headers: Mapping[str, str] | None) -> Command:
         raise MalformedCommand(f"malformed command: {exc}") from exc
 
 
+class _ErrorKind(msgspec.Struct):
+    error_type: str = ""
+
+
 class _EventKind(msgspec.Struct):
     type: str
     attempt_id: str = ""
+    error: _ErrorKind | None = None
 
 
 class _DecisionKinds(msgspec.Struct):
@@ -107,12 +120,31 @@ def ends_execution(data: bytes) -> bool:
 
 
 _ATTEMPT_FAILED_TAG = str(AttemptFailed.__struct_config__.tag)
+_SUCCESS_TAGS = frozenset(
+    str(kind.__struct_config__.tag) for kind in (NodeSucceeded, MapItemSucceeded, DynamicExpanded)
+)
+FAILED_BY_THE_SCHEDULER = frozenset({"TaskTimedOut", "AttemptDeadlinePassed", ""})
+"""The error types of the failures the scheduler decides of a running attempt (its timeout or deadline passed, a
+value too large), not reported by the attempt itself."""
 
 
-def failed_attempts(data: bytes) -> frozenset[str]:
-    """The ids of the attempts a stored decision failed (timed out, say): only the events' kinds and attempt ids
-    are read."""
-    return frozenset(e.attempt_id for e in _kinds_decoder.decode(data).events if e.type == _ATTEMPT_FAILED_TAG)
+class AttemptEndings(NamedTuple):
+    failed: frozenset[str]  # attempts the scheduler failed while they ran (timed out, say)
+    reported: frozenset[str]  # attempts whose own report ended them, succeeded or failed
+
+
+def attempt_endings(data: bytes) -> AttemptEndings:
+    """The attempts a stored decision ended, by who ended them: only the events' kinds, attempt ids and error
+    types are read."""
+    failed: set[str] = set()
+    reported: set[str] = set()
+    for event in _kinds_decoder.decode(data).events:
+        if event.type == _ATTEMPT_FAILED_TAG:
+            by_scheduler = event.error is None or event.error.error_type in FAILED_BY_THE_SCHEDULER
+            (failed if by_scheduler else reported).add(event.attempt_id)
+        elif event.type in _SUCCESS_TAGS:
+            reported.add(event.attempt_id)
+    return AttemptEndings(frozenset(failed), frozenset(reported))
 
 
 decision_decoder = DecisionDecoder()

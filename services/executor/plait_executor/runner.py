@@ -56,6 +56,10 @@ scheduler records as the start and the end together (two commands and two acks f
 
 _SHORTEST_TICK_SECONDS = 0.005
 
+FINISHING_SECONDS = 60.0
+"""How long an attempt whose own report is in the log (a pod's) may take to end by itself once its execution ended,
+before it is stopped: its Job completes and keeps its pod's log."""
+
 ENDED_REMEMBERED = 10_000  # executions seen ended, whose dispatches are skipped without asking the server
 ATTEMPT_ENDED = frozenset({"succeeded", "failed", "stopped"})
 
@@ -79,6 +83,7 @@ class _Held:
     started_sent: anyio.Event | None = None  # its ``started`` was due: set once that command is on the wire
     reported: bool = False  # its result was given to the result reporter
     taken: bool = False  # a worker took it (or it ended before one did)
+    reported_itself: float | None = None  # when a decision was first seen to hold its own report (a pod's)
 
 
 @dataclass(frozen=True)
@@ -134,10 +139,15 @@ class AttemptRunner:
         self._held: dict[int, _Held] = {}  # attempts, by id(_Held)
         self._starting: deque[_Held] = deque()  # attempts taken by a worker, oldest first, until ``started`` is due
         self.attempts = 0
+        self.execution_checks = 0  # reads of the last decisions of held attempts' executions
 
     def counts(self) -> dict[str, int]:
-        """Attempts run, and the result commands that reported them."""
-        return {"attempts": self.attempts, "result_commands": self.results.commands}
+        """Attempts run, the result commands that reported them, and the looks at held attempts' executions."""
+        return {
+            "attempts": self.attempts,
+            "result_commands": self.results.commands,
+            "execution_checks": self.execution_checks,
+        }
 
     def stop_taking(self) -> None:
         """From now on, hand back the dispatches that are held but not yet running, for another replica."""
@@ -409,18 +419,28 @@ class AttemptRunner:
         except (BatchUnsupported, TransportError, nats.errors.Error) as exc:
             log.warning("execution_check_failed", executions=len(by_execution), error=repr(exc))
             return
+        self.execution_checks += 1
+        now = anyio.current_time()
         for subject, raw in last.items():
             try:
                 ended = codec.ends_execution(raw.data or b"")
-                failed = codec.failed_attempts(raw.data or b"")
+                endings = codec.attempt_endings(raw.data or b"")
             except msgspec.DecodeError:
                 continue  # not a decision this executor can read: the scheduler's deadline still ends the attempt
             if ended:
                 self._remember_ended(subject)
             for held in by_execution.get(subject, []):
-                if ended or held.dispatch.attempt_id in failed:  # e.g. timed out: its result is no longer wanted
-                    held.execution_ended = ended
+                if held.dispatch.attempt_id in endings.reported and held.reported_itself is None:
+                    held.reported_itself = now
+                if held.dispatch.attempt_id in endings.failed or (ended and not self._finishing(held, now)):
+                    held.execution_ended = ended  # else its result is no longer wanted (it timed out, say)
                     held.stop.cancel()
+
+    @staticmethod
+    def _finishing(held: _Held, now: float) -> bool:
+        """Whether an attempt that reported its own result (a pod's) is left to end by itself: its process is
+        exiting, and a Kubernetes Job deleted now would lose its pod's log. One still held long after is stopped."""
+        return held.reported_itself is not None and now - held.reported_itself < FINISHING_SECONDS
 
     async def _ended_now(self, execution_subject: str) -> bool:
         """Whether the execution's last decision ended it; when that cannot be read (NATS away, an unreadable

@@ -138,6 +138,10 @@ class ExecutorService:
             callout_seed_file=settings.nats_callout_seed_file,
         )
 
+    def counts(self) -> dict[str, int]:
+        """What this replica's attempt runner has done so far (``AttemptRunner.counts``; empty before it runs)."""
+        return self._runner.counts() if self._runner is not None else {}
+
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ``task_status.started()`` once the consumer exists and the workers are starting."""
         nc = await connect(self.nats_url, name=f"plait-executor {self.replica}")
