@@ -18,7 +18,7 @@ from plait.core.dispatch import Dispatch
 from plait.core.events import AttemptStopped
 from plait.core.values import as_ref
 from plait_catalog import CatalogService
-from plait_executor import ExecutorService
+from plait_executor import ExecutorService, runner
 from plait_executor.kubernetes.backend import KubernetesBackend, KubernetesTarget, kubernetes_backend
 from plait_executor.kubernetes.batches import attempts_of_job
 from plait_executor.kubernetes.manifests import job_name
@@ -149,6 +149,33 @@ async def test_the_job_whose_pod_ended_the_execution_is_left_to_complete_and_kee
     assert job_state(complete) == "complete"
     [pod] = cluster.api.pods(NAMESPACE, name)
     assert cluster.api.logs(NAMESPACE, pod.name), "its pod's log is kept with it"
+
+
+async def test_a_job_whose_pod_reported_but_does_not_exit_is_deleted_after_the_grace(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "FINISHING_SECONDS", 0.5)
+    pod_gone = anyio.Event()
+
+    async def container_then_hang(pod: PodHandle) -> int:
+        await cluster.kubelet.container(pod)  # reports the attempt's result, and exits
+        await anyio.sleep_forever()  # as a pod kept alive by a process the task left behind
+        return 0
+
+    async def hanging(pod: PodHandle) -> None:
+        await pod.run(container_then_hang)
+        pod_gone.set()
+
+    cluster.kubelet.take(node_is("total"), hanging)
+    async with running(cluster.executor("k8s-executor").run), client_of(cluster) as client:
+        handle = await client.launch(kubernetes_workflows.sum_of_squares, {"x": 3, "y": 4})
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+        with anyio.fail_after(DEADLINE):
+            await pod_gone.wait()
+        [attempt] = state.nodes["total"].attempts
+        assert cluster.api.job(NAMESPACE, job_name(attempt.attempt_id)) is None
+        after = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded" and after.decisions == state.decisions, "its attempt had ended: no stop"
 
 
 def _complete(job: dict[str, Any] | None) -> dict[str, Any] | None:
