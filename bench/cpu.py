@@ -10,8 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import anyio
+
 TICK = os.sysconf("SC_CLK_TCK")
 ROLES = ("client", "scheduler", "executor", "workers", "catalog", "nats-server", "postgres")
+QUIET_SHARE = 0.05  # of one core, over every role but the bench's own: idle services spend 2 % (heartbeats...)
+QUIET_WINDOW_SECONDS = 0.5
+LONGEST_SETTLE_SECONDS = 10.0
 
 
 def _stat(pid: int) -> tuple[int, float] | None:
@@ -65,6 +70,26 @@ def snapshot(root: int, named: dict[int, str]) -> dict[str, float]:
         if (name := role(pid)) is not None:
             totals[name] = totals.get(name, 0.0) + seconds
     return totals
+
+
+async def settle(root: int, named: dict[int, str]) -> float:
+    """Wait until the services have gone quiet (under ``QUIET_SHARE`` of a core over ``QUIET_WINDOW_SECONDS``), at
+    most ``LONGEST_SETTLE_SECONDS``; the seconds waited. Taken before and after a workload's CPU readings, it
+    counts the work a workload leaves behind (the catalog projecting its last decisions) to that workload, not to
+    the next one."""
+    started = anyio.current_time()
+    previous = _busy(snapshot(root, named))
+    while anyio.current_time() - started < LONGEST_SETTLE_SECONDS:
+        await anyio.sleep(QUIET_WINDOW_SECONDS)
+        now = _busy(snapshot(root, named))
+        if now - previous < QUIET_SHARE * QUIET_WINDOW_SECONDS:
+            break
+        previous = now
+    return anyio.current_time() - started
+
+
+def _busy(totals: dict[str, float]) -> float:
+    return sum(seconds for name, seconds in totals.items() if name != "client")
 
 
 def seconds_of(pid: int) -> float:

@@ -102,7 +102,8 @@ async def _measured(
     client: AsyncClient, schedulers: Schedulers, roles: dict[int, str], tasks: int, workload: Any
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Run ``workload()``; its figures, and what it cost per task: CPU per role, per scheduler replica, conflicts,
-    messages stored per stream."""
+    messages stored per stream (the work it leaves behind included: ``cpu.settle``)."""
+    await cpu.settle(os.getpid(), roles)
     before, replicas_before, counted_before, written_before = (
         cpu.snapshot(os.getpid(), roles),
         schedulers.cpu_seconds(),
@@ -110,6 +111,7 @@ async def _measured(
         await _stream_writes(client.js),
     )
     figures: dict[str, float] = await workload()
+    await cpu.settle(os.getpid(), roles)
     after, replicas_after, counted_after, written_after = (
         cpu.snapshot(os.getpid(), roles),
         schedulers.cpu_seconds(),

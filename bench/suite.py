@@ -118,16 +118,20 @@ async def _workloads(
     for run in range(args.runs):
         line = []
         if "fan_out" in runs:
+            await cpu.settle(os.getpid(), roles)
             before = cpu.snapshot(os.getpid(), roles)
             runs["fan_out"].append(await fan_out.run(client, fan_out_wf, args.fan_out))
+            await cpu.settle(os.getpid(), roles)
             fan_out_cpu.append(cpu.per_task(before, cpu.snapshot(os.getpid(), roles), args.fan_out + 1))
             line.append(f"fan-out {runs['fan_out'][-1]['tasks_per_s']:.0f} tasks/s")
         if "chain" in runs:
             runs["chain"].append(await chain.run(client, chain_wf, args.chain))
             line.append(f"chain p50 {runs['chain'][-1]['step_p50_ms']:.1f} ms")
         if "many" in runs:
+            await cpu.settle(os.getpid(), roles)
             before = cpu.snapshot(os.getpid(), roles)
             runs["many"].append(await many.run(client, args.many))
+            await cpu.settle(os.getpid(), roles)
             many_cpu.append(cpu.per_task(before, cpu.snapshot(os.getpid(), roles), args.many))
             line.append(f"{args.many} executions p50 {runs['many'][-1]['p50_ms']:.0f} ms")
         if "cached" in runs and not failures:
@@ -171,8 +175,10 @@ async def _dags(
         await client.register(workflow)
         runs, cpus = [], []
         for _ in range(args.runs):
+            await cpu.settle(os.getpid(), roles)
             before = cpu.snapshot(os.getpid(), roles)
             runs.append(await dag.run(client, workflow, graph.tasks))
+            await cpu.settle(os.getpid(), roles)
             cpus.append(cpu.per_task(before, cpu.snapshot(os.getpid(), roles), graph.tasks))
         result["dag"][graph.name] = {**summarize(runs), "cpu_ms": summarize(cpus), "tasks": graph.tasks}
         progress(f"[{sync}] dag {graph.name} ({graph.tasks} tasks): {runs[-1]['tasks_per_s']:.0f} tasks/s")
