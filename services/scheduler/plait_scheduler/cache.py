@@ -7,6 +7,7 @@ from typing import NamedTuple
 import msgspec
 
 from plait.bounded_cache import BytesBoundedCache
+from plait.core.events import ExecutionLaunched
 from plait.core.notifications import Notify
 from plait.core.state import Execution
 from plait.metrics.names import STATE_CACHE_BYTES
@@ -34,15 +35,16 @@ class Launch(NamedTuple):
     launch_plan: str  # "name@version", or ""
 
     @classmethod
-    def of(cls, state: Execution) -> Launch:
-        notify = state.workflow.notify
+    def of(cls, source: Execution | ExecutionLaunched) -> Launch:
+        """From any state of the execution, or its launch event."""
+        notify = source.workflow.notify
         return cls(
-            state.project,
-            state.domain,
-            state.execution_id,
-            state.workflow.name,
+            source.project,
+            source.domain,
+            source.execution_id,
+            source.workflow.name,
             None if notify is msgspec.UNSET else notify,
-            state.launch_plan,
+            source.launch_plan,
         )
 
 

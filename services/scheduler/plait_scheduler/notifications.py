@@ -119,7 +119,7 @@ class Notifier:
         async with contextlib.aclosing(self.store.read(subject)) as decisions:
             async for stored in decisions:
                 first = stored.decision.events[0] if stored.decision.events else None
-                return _launch_in(first) if isinstance(first, ExecutionLaunched) else None
+                return Launch.of(first) if isinstance(first, ExecutionLaunched) else None
         return None
 
     async def _notify_specs(self, launched: Launch) -> list[Notify]:
@@ -160,18 +160,6 @@ class Notifier:
             return
         self.webhook_failures += 1
         bound.error("webhook_given_up", tries=self.tries, failures=self.webhook_failures)
-
-
-def _launch_in(event: ExecutionLaunched) -> Launch:
-    notify = event.workflow.notify
-    return Launch(
-        event.project,
-        event.domain,
-        event.execution_id,
-        event.workflow.name,
-        None if notify is msgspec.UNSET else notify,
-        event.launch_plan,
-    )
 
 
 def _post_json(url: str, body: bytes) -> None:
