@@ -686,9 +686,27 @@ async def test_a_result_lingers_while_attempts_of_its_execution_wait_for_a_worke
     assert reporter.commands == 1
 
 
-async def test_a_result_beside_attempts_that_all_run_already_does_not_linger(cluster: Cluster) -> None:
+async def test_a_result_lingers_for_an_attempt_of_its_execution_that_has_just_started(cluster: Cluster) -> None:
+    """Two quick tasks of one small execution, run side by side: one command, one decision for both."""
     first, second = dispatches_of_one_execution(2)
-    reporter = ResultReporter(cluster.js, "executor-1", linger=DEADLINE)
+    reporter = ResultReporter(cluster.js, "executor-1", linger=DEADLINE, just_started=DEADLINE)
+    for dispatch in (first, second):
+        reporter.expect(dispatch)
+        reporter.started(dispatch)
+    with anyio.fail_after(DEADLINE / 2):  # the second result ends the wait, not the linger
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reporter.report, first, AttemptOutcome(outputs={"result": 1}), structlog.get_logger())
+            await anyio.wait_all_tasks_blocked()
+            assert await cluster.stored_count(subjects.COMMANDS_STREAM) == 0, "it waits for the one just started"
+            await reporter.report(second, AttemptOutcome(outputs={"result": 2}), structlog.get_logger())
+    (together,) = await cluster.stored_commands()
+    assert isinstance(together, ReportAttemptResults)
+    assert [r.attempt_id for r in together.results] == [first.attempt_id, second.attempt_id]
+
+
+async def test_a_result_beside_attempts_that_have_run_a_while_does_not_linger(cluster: Cluster) -> None:
+    first, second = dispatches_of_one_execution(2)
+    reporter = ResultReporter(cluster.js, "executor-1", linger=DEADLINE, just_started=0.0)
     for dispatch in (first, second):
         reporter.expect(dispatch)
         reporter.started(dispatch)

@@ -20,7 +20,11 @@ MAX_RESULTS_PER_COMMAND = 256
 MAX_BYTES_PER_COMMAND = 1024 * 1024
 LINGER_SECONDS = 0.005
 """How long a result waits for others of its execution before it is stored, when attempts of that execution wait
-here for a worker (this executor is busy with it): they go out in one command, one write and one decision for all."""
+here for a worker (this executor is busy with it) or have just started: they go out in one command, one write and
+one decision for all."""
+JUST_STARTED_SECONDS = 0.05
+"""An attempt of the execution started this recently is likely to end within the linger (a no-op takes ~1 ms); one
+running longer is not waited for (the executor reports it ``started`` after as long)."""
 
 _Execution = tuple[str, str, str]  # (project, domain, execution id)
 
@@ -38,20 +42,28 @@ class ResultReporter:
     """Stores each attempt's result; ``report`` returns once it is stored.
 
     A result goes out at once when no report to its execution is being stored and no attempt of that execution is
-    waiting here for a worker (``expect``, ``started``). Else it lingers up to ``linger`` seconds for more results of
-    it (less when all the attempts this executor holds of it have ended). The results of that execution that end
-    meanwhile wait for it, then go out together as one ``ReportAttemptResults``: a burst of quick attempts costs a
-    few writes and decisions instead of one each, while a lone result, such as a chain's, or one beside attempts
-    that all run already, waits for nothing.
+    waiting here for a worker (``expect``, ``started``) or started within ``just_started`` seconds. Else it lingers
+    up to ``linger`` seconds for more results of it (less when all the attempts this executor holds of it have
+    ended). The results of that execution that end meanwhile wait for it, then go out together as one
+    ``ReportAttemptResults``: a burst of quick attempts (a fan-out's, or the two tasks of a small execution run side
+    by side) costs a few writes and decisions instead of one each, while a lone result, such as a chain's, or one
+    beside attempts that have run a while already, waits for nothing.
     """
 
-    def __init__(self, js: JetStreamContext, worker: str, linger: float = LINGER_SECONDS) -> None:
-        self.js, self.worker, self.linger = js, worker, linger
+    def __init__(
+        self,
+        js: JetStreamContext,
+        worker: str,
+        linger: float = LINGER_SECONDS,
+        just_started: float = JUST_STARTED_SECONDS,
+    ) -> None:
+        self.js, self.worker, self.linger, self.just_started = js, worker, linger, just_started
         self._waiting: dict[_Execution, list[_Result]] = {}
         self._storing: dict[_Execution, anyio.Event] = {}  # set when that execution's report in flight is stored
         self._expected: dict[_Execution, int] = {}  # results still to come, of attempts this executor holds
         self._queued: dict[_Execution, int] = {}  # of those, attempts waiting for a worker
         self._all_in: dict[_Execution, anyio.Event] = {}  # set when the last expected result of it has come
+        self._last_started: dict[_Execution, float] = {}  # when an attempt of it last took a worker, while expected
         self.commands = 0  # result commands sent, batched or not
 
     def expect(self, dispatch: Dispatch) -> None:
@@ -63,15 +75,29 @@ class ResultReporter:
 
     def started(self, dispatch: Dispatch) -> None:
         """The expected attempt of ``dispatch`` no longer waits for a worker (it started, or ended before)."""
-        _count_down(self._queued, _execution(dispatch))
+        execution = _execution(dispatch)
+        _count_down(self._queued, execution)
+        if execution in self._expected:
+            self._last_started[execution] = anyio.current_time()
 
     def forgo(self, dispatch: Dispatch) -> None:
         """The expected attempt of ``dispatch`` ended without a result to report here."""
         self._arrived(_execution(dispatch))
 
     def _arrived(self, execution: _Execution) -> None:
-        if _count_down(self._expected, execution) and (all_in := self._all_in.pop(execution, None)) is not None:
+        if not _count_down(self._expected, execution):
+            return
+        self._last_started.pop(execution, None)
+        if (all_in := self._all_in.pop(execution, None)) is not None:
             all_in.set()
+
+    def _others_coming(self, execution: _Execution) -> bool:
+        """Whether more results of the execution may come within the linger: attempts of it wait here for a worker,
+        or one has just started."""
+        if execution in self._queued:
+            return True
+        started = self._last_started.get(execution)
+        return started is not None and anyio.current_time() - started < self.just_started
 
     async def report(
         self, dispatch: Dispatch, outcome: AttemptOutcome, log: FilteringBoundLogger, *, expected: bool = True
@@ -91,7 +117,7 @@ class ResultReporter:
             done = self._storing[execution] = anyio.Event()
             batch: list[_Result] = []
             try:
-                if execution in self._queued:
+                if self._others_coming(execution):
                     with anyio.move_on_after(self.linger):
                         await self._all_in.setdefault(execution, anyio.Event()).wait()
                 batch = self._take(execution)
