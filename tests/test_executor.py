@@ -460,15 +460,14 @@ async def test_a_dispatch_delivered_twice_is_stored_as_one_result(nats_url: str,
         async with running(executor(nats_url, concurrency=1, started_after_seconds=DEADLINE)):
             for dispatch in (twice, twice, marker):
                 await cluster.dispatch(dispatch)
-            published = await cluster.commands.of(twice, 2)
             await cluster.commands.of(marker, 1)  # one slot, in order: both deliveries of `twice` are done
 
     runs = [entry for entry in logs if entry["event"] == "attempt_succeeded" and entry["attempt"] == twice.attempt_id]
     assert len(runs) == 2
-    results = [command for command in published if isinstance(command, ReportAttemptResult)]
-    assert [result.command_id for result in results] == [f"{twice.attempt_id}:result"] * 2
+    # Reported apart (the same command twice, the second a duplicate) or together (one command): stored once.
     stored = [command for command in await cluster.stored_commands() if command.execution_id == twice.execution_id]
     assert [type(command) for command in stored] == [ReportAttemptResult]
+    assert stored[0].command_id == f"{twice.attempt_id}:result"
     assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
 
 

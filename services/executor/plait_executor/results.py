@@ -149,18 +149,23 @@ class ResultReporter:
 
     async def _store(self, batch: list[_Result]) -> None:
         self.commands += 1
-        if len(batch) == 1:
-            await report_result(self.js, batch[0].dispatch, self.worker, batch[0].outcome, batch[0].log)
+        # Two deliveries of one dispatch report the same command: it is stored once, as when they go out apart.
+        first_of: dict[str, _Result] = {}
+        for result in batch:
+            first_of.setdefault(result.command.command_id, result)
+        unique = list(first_of.values())
+        if len(unique) == 1:
+            await report_result(self.js, unique[0].dispatch, self.worker, unique[0].outcome, unique[0].log)
         else:
             together = ReportAttemptResults(
-                command_id="results:" + content_version([result.command.command_id for result in batch]),
-                execution_id=batch[0].dispatch.execution_id,
-                results=tuple(result.command for result in batch),
+                command_id="results:" + content_version([result.command.command_id for result in unique]),
+                execution_id=unique[0].dispatch.execution_id,
+                results=tuple(result.command for result in unique),
             )
             try:
-                await publish_until_stored(self.js, together, batch[0].dispatch, batch[0].log)
+                await publish_until_stored(self.js, together, unique[0].dispatch, unique[0].log)
             except nats.errors.MaxPayloadError:
-                for result in batch:  # each alone: one too large is reported as such
+                for result in unique:  # each alone: one too large is reported as such
                     await report_result(self.js, result.dispatch, self.worker, result.outcome, result.log)
         for result in batch:
             result.stored.set()
