@@ -5,7 +5,8 @@ server sends each to the ``launch-plan-fires`` work queue, which any replica tak
 The next fire is set before the launch, so that a replica dying mid-fire delays only that fire's launch (until its
 redelivery), never the fires after it. A fire launches exactly once: its execution id (plan, version, fire time)
 and the launch's command id are the same whoever handles it and however often, so a redelivered fire is a
-duplicate launch, which changes nothing. A fire for a plan deactivated (or activated again) since it was set is a
+duplicate launch, which changes nothing, and one handled again after the next was set (its acknowledgement lost
+in a server crash) leaves the next as it is. A fire for a plan deactivated (or activated again) since it was set is a
 no-op. A fire handled after its successor was due (no scheduler ran meanwhile) launches once anyway, or not at all
 with ``on_missed="skip"``; either way the next fire is the first one still to come, so a long outage launches at
 most once.
@@ -21,7 +22,14 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from plait.adapters.activations import activation_decoder, activation_state, cancel_fire, fire_decoder, schedule_fire
+from plait.adapters.activations import (
+    activation_decoder,
+    activation_state,
+    cancel_fire,
+    fire_decoder,
+    pending_fire,
+    schedule_fire,
+)
 from plait.adapters.commands import publish_command
 from plait.adapters.quarantine import decode_or_quarantine
 from plait.adapters.registry import Registry
@@ -98,7 +106,10 @@ class LaunchPlanSchedules:
             return
         now = datetime.now(UTC)
         outcome = fire_outcome(plan.schedule, fire.fire_at, now, record.at)
-        await schedule_fire(self.js, fire_command(record, sequence, outcome.next_fire), now)
+        pending = await pending_fire(self.js, fire.project, fire.domain, fire.launch_plan)
+        if pending is None or pending.activation != sequence or pending.fire_at <= fire.fire_at:
+            await schedule_fire(self.js, fire_command(record, sequence, outcome.next_fire), now)
+        # else a fire handled before, whose acknowledgement the server lost (it crashed): the fire after it is set
         if not outcome.launch:
             self.skipped += 1
             bound.info("launch_plan_fire_skipped", reason="missed")

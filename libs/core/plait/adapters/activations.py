@@ -82,13 +82,23 @@ async def schedule_fire(js: JetStreamContext, command: FireLaunchPlan, now: date
     )
 
 
+async def pending_fire(js: JetStreamContext, project: str, domain: str, launch_plan: str) -> FireLaunchPlan | None:
+    """The plan's fire set and not sent yet, if any."""
+    subject = subjects.launch_plan_schedule_subject(project, domain, launch_plan)
+    try:
+        pending = await js.get_msg(subjects.TIMERS_STREAM, subject=subject)
+    except nats.js.errors.NotFoundError:
+        return None
+    return fire_decoder.decode(pending.data or b"")
+
+
 async def cancel_fire(js: JetStreamContext, project: str, domain: str, launch_plan: str) -> None:
     """Remove the plan's pending fire, if any (a fire that was sent already finds the plan deactivated).
 
     The subject holds one message schedule at most (setting it again replaces it): deleting that message by its
-    sequence removes the schedule. Not a purge, which the services may not do (a purge's subject cannot be confined;
-    deploy/nats/tenants.conf). A fire set again meanwhile by a replica that had not seen the deactivation is at
-    another sequence: it fires once and finds the plan deactivated."""
+    sequence removes the schedule. Not a purge, which the services may not do on this stream (a purge's subject
+    cannot be confined; deploy/nats/tenants.conf). A fire set again meanwhile by a replica that had not seen the
+    deactivation is at another sequence: it fires once and finds the plan deactivated."""
     subject = subjects.launch_plan_schedule_subject(project, domain, launch_plan)
     try:
         pending = await js.get_msg(subjects.TIMERS_STREAM, subject=subject)
