@@ -113,3 +113,8 @@ def pair(a: float, b: int) -> float:
 @workflow
 def pause_beside_failure(seconds: float = 600.0, message: str = "boom") -> float:
     return pair(a=pause(seconds=seconds), b=fail(message=message))
+
+
+@workflow
+def quick_beside_pause(seconds: float = 600.0) -> float:
+    return pair(a=pause(seconds=seconds), b=noop(x=1))

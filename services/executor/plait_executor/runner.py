@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -60,6 +61,7 @@ FINISHING_SECONDS = 60.0
 """How long an attempt whose own report is in the log (a pod's) may take to end by itself once its execution ended,
 before it is stopped: its Job completes and keeps its pod's log."""
 
+AFTER_RECONNECTION_SECONDS = 10.0  # how long after a reconnection dispatches are checked before they run
 ENDED_REMEMBERED = 10_000  # executions seen ended, whose dispatches are skipped without asking the server
 ATTEMPT_ENDED = frozenset({"succeeded", "failed", "stopped"})
 
@@ -122,8 +124,12 @@ class AttemptRunner:
         started_after: float = STARTED_AFTER_SECONDS,
         max_deliveries: int = 0,
         deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
+        reconnections: Callable[[], int] = lambda: 0,
     ) -> None:
         self.js = js
+        self.reconnections = reconnections  # how often the connection was established again
+        self._reconnections_seen = 0
+        self._checking_until = -math.inf  # after a reconnection: every dispatch's attempts are looked up first
         self.results = ResultReporter(js, worker)
         self.outputs = OutputStore(js)
         self.started_after = started_after
@@ -183,13 +189,14 @@ class AttemptRunner:
                 await self._dead_letter(msg, read)
                 return
             dispatches, execution_subject, message_log = read.dispatches, read.execution_subject, read.log
+            after_outage = self._after_reconnection()
             if execution_subject in self._ended or (
-                _waited(msg, self.heartbeat_seconds) and await self._ended_now(execution_subject)
+                (after_outage or _waited(msg, self.heartbeat_seconds)) and await self._ended_now(execution_subject)
             ):
                 message_log.info("dispatch_skipped", reason="its execution ended", attempts=len(dispatches))
                 await ack(msg, message_log)
                 return
-            if len(dispatches) > 1 and msg.metadata.num_delivered > 1:
+            if after_outage or (len(dispatches) > 1 and msg.metadata.num_delivered > 1):
                 dispatches = await self._not_ended(dispatches, execution_subject, message_log)
                 slots.release(unsettled - len(dispatches))
                 unsettled = len(dispatches)
@@ -245,6 +252,16 @@ class AttemptRunner:
             attempt_log.warning("attempt_stopped", reason="its execution or the attempt itself ended")
         slots.release()
         await message.settle(handed_back=ran == "handed_back")
+
+    def _after_reconnection(self) -> bool:
+        """Whether the connection was established again within ``AFTER_RECONNECTION_SECONDS``: a server that crashed
+        may have lost the acknowledgements of its last fraction of a second (they are written to disk a moment after
+        they are taken, unlike the messages), and sends those dispatches again as if new."""
+        reconnections = self.reconnections()
+        if reconnections != self._reconnections_seen:
+            self._reconnections_seen = reconnections
+            self._checking_until = anyio.current_time() + AFTER_RECONNECTION_SECONDS
+        return anyio.current_time() < self._checking_until
 
     async def _not_ended(
         self, dispatches: list[Dispatch], execution_subject: str, message_log: FilteringBoundLogger

@@ -173,6 +173,7 @@ class ExecutorService:
                     started_after=self.started_after_seconds,
                     max_deliveries=info.config.max_deliver or self.max_deliveries,
                     deadline_seconds=self.attempt_deadline_seconds,
+                    reconnections=lambda: int(nc.stats["reconnects"]),
                 )
                 announcer = Announcer(
                     js,
