@@ -81,7 +81,7 @@ class Schedulers:
 
 
 async def _stream_writes(js: Any) -> dict[str, int]:
-    """Messages stored so far in each stream (its last sequence: a work queue's acked messages count too)."""
+    """Messages stored so far in each stream (its last sequence: messages acknowledged and purged count too)."""
     return {info.config.name: info.state.last_seq for info in await js.streams_info()}
 
 
@@ -235,7 +235,7 @@ def print_replicas(meta: dict[str, Any], results: list[dict[str, Any]]) -> None:
                 + "".join(f"{_median(cost, role):>12.3f}" for role in roles)
                 + f"  {replicas}"
             )
-    print("\nmessages stored per task, by stream (medians; commands and dispatch are work queues)")
+    print("\nmessages stored per task, by stream (medians; acknowledged and purged ones count too)")
     streams = sorted(
         {
             key

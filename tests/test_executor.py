@@ -39,6 +39,7 @@ from plait_executor.attempt import CODE_VERSION_MISMATCH, AttemptOutcome
 from plait_executor.results import ResultReporter
 from plait_executor.service import ACK_WAIT_SECONDS, MAX_DELIVERIES
 from tests import executor_tasks as tasks
+from tests.helpers.queues import waiting
 from tests.helpers.registered_tasks import register_task
 
 DEADLINE = 20.0
@@ -303,8 +304,7 @@ class Cluster:
         await self.js.publish(subjects.dispatch_subject("local", queue), codec.encode(dispatch))
 
     async def stored_count(self, stream: str) -> int:
-        messages: int = (await self.js.stream_info(stream)).state.messages
-        return messages
+        return await waiting(self.js, stream)
 
     async def stored_commands(self) -> list[Command]:
         state = (await self.js.stream_info(subjects.COMMANDS_STREAM)).state

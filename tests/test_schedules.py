@@ -28,6 +28,7 @@ from plait_scheduler import SchedulerService
 from plait_scheduler.schedules import SCHEDULES_READER
 from tests import schedule_workflows, workflows
 from tests.helpers.plait_command import plait_command_async
+from tests.helpers.queues import waiting
 from tests.helpers.restartable_nats import RestartableNats
 from tests.helpers.running import Running, running
 from tests.helpers.stack import services_and_client
@@ -74,6 +75,7 @@ async def watching(
 async def pending_fire(client: AsyncClient, plan: LaunchPlan) -> datetime | None:
     """The fire time of the fire the server has sent and no scheduler has taken yet, if any."""
     subject = subjects.fire_subject("default", "development", plan.name)
+    await waiting(client.js, subjects.COMMANDS_STREAM)  # fires taken are trimmed: the one left, if any, is not taken
     try:
         raw = await client.js.get_msg(subjects.COMMANDS_STREAM, subject=subject)
     except nats.js.errors.NotFoundError:
@@ -83,8 +85,8 @@ async def pending_fire(client: AsyncClient, plan: LaunchPlan) -> datetime | None
 
 async def next_fire_sent(client: AsyncClient, plan: LaunchPlan) -> datetime:
     """The time of the fire the server sends next (or has sent, and no scheduler took). The server stores a fire
-    without publishing it to subscribers, and a work queue takes no second consumer of the subject: the stream is
-    asked every 0.1 s."""
+    without publishing it to subscribers, and the scheduler's consumer of fires takes no second reader: the stream
+    is asked every 0.1 s."""
     with anyio.fail_after(30):
         while (sent := await pending_fire(client, plan)) is None:  # noqa: ASYNC110
             await anyio.sleep(0.1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,10 +19,10 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy
 
 from plait.adapters.activations import cancel_fire, schedule_fire
-from plait.adapters.commands_upgrade import HOLDING_STREAM
+from plait.adapters.commands_upgrade import DISPATCH_HOLDING_STREAM, HOLDING_STREAM
 from plait.adapters.connection import connect
 from plait.adapters.object_store import JetStreamObjects
 from plait.adapters.partitions import PartitionsMismatch, partitions_of_stream
@@ -94,7 +95,8 @@ async def test_no_credential_but_the_operators_creates_updates_purges_or_deletes
         "$JS.API.STREAM.CREATE.ELSEWHERE",
         f"$JS.API.STREAM.UPDATE.{subjects.EVENTS_STREAM}",
         f"$JS.API.STREAM.DELETE.{subjects.NOTIFICATIONS_STREAM}",
-        f"$JS.API.STREAM.PURGE.{subjects.COMMANDS_STREAM}",
+        f"$JS.API.STREAM.PURGE.{subjects.EVENTS_STREAM}",
+        f"$JS.API.STREAM.PURGE.{subjects.TIMERS_STREAM}",
         f"$JS.API.STREAM.PURGE.OBJ_{subjects.VALUES_BUCKET}",
         f"$JS.API.STREAM.PURGE.OBJ_{subjects.LOGS_BUCKET}",
         f"$JS.API.STREAM.MSG.DELETE.{subjects.DEAD_LETTER_STREAM}",
@@ -137,6 +139,44 @@ async def test_no_credential_but_the_operators_creates_updates_purges_or_deletes
     assert (await js.purge_stream(subjects.COMMANDS_STREAM)) is True
     assert await js.delete_stream(subjects.NOTIFICATIONS_STREAM)
     assert subjects.NOTIFICATIONS_STREAM not in await stream_names(operator)
+
+
+async def test_only_the_services_and_the_operator_purge_the_commands_and_dispatch_streams(
+    secured: SecuredNats, operator: NATS
+) -> None:
+    """The schedulers purge what the consumers of these two streams acknowledged (plait.adapters.acked_trim)."""
+    await ensure_streams(operator.jetstream())
+    for user in ("plait-auditor", "alpha-development"):
+        watch = await watched(secured, user, "_INBOX" if user == "plait-auditor" else f"_INBOX.{ALPHA}.{DOMAIN}")
+        try:
+            for stream in (subjects.COMMANDS_STREAM, subjects.DISPATCH_STREAM):
+                subject = f"$JS.API.STREAM.PURGE.{stream}"
+                await watch.nc.publish(subject, b"{}")
+                assert "publish" in (await watch.refused(subject)).lower(), (user, subject)
+        finally:
+            await watch.nc.close()
+    services = await connect(secured.url, "test-services", auth=secured.auth("plait-services"))
+    try:
+        js = services.jetstream()
+        for stream, subject in (
+            (subjects.COMMANDS_STREAM, subjects.command_subject(ALPHA, DOMAIN, "e1", "launch")),
+            (subjects.DISPATCH_STREAM, subjects.dispatch_subject("local", "default")),
+        ):
+            await js.publish(subject, b"{}", stream=stream)
+            assert await js.purge_stream(stream, subject=subject) is True
+            assert (await js.stream_info(stream)).state.messages == 0
+    finally:
+        await services.close()
+
+
+def test_the_services_may_purge_no_stream_of_plaits_but_the_commands_and_dispatch() -> None:
+    """Their deny list names each stream: a stream added to plait must be added there too."""
+    conf = Path(__file__).parents[1] / "deploy" / "nats" / "tenants.conf"
+    listed = conf.read_text().split("SERVICES_STREAM_MANAGEMENT = [", 1)[1].split("]", 1)[0]
+    denied = set(re.findall(r'"\$JS\.API\.STREAM\.PURGE\.([A-Z_]+)"', listed))
+    holding = {HOLDING_STREAM, DISPATCH_HOLDING_STREAM}
+    assert denied == (STREAMS | BUCKET_STREAMS | holding) - {subjects.COMMANDS_STREAM, subjects.DISPATCH_STREAM}
+    assert "$JS.API.STREAM.PURGE.>" not in listed
 
 
 async def test_the_services_cancel_a_launch_plans_pending_fire_without_purging(
@@ -265,6 +305,39 @@ async def test_a_commands_stream_of_an_earlier_release_is_made_anew_keeping_its_
             while len(received) < 2:
                 received += await _fetched(taken)
         assert [(m.subject, m.data) for m in received] == [(launch, b"pending launch"), (fires, b"pending fire")]
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("stream", [subjects.COMMANDS_STREAM, subjects.DISPATCH_STREAM])
+async def test_a_work_queue_of_an_earlier_release_is_made_anew_keeping_its_messages(nats_url: str, stream: str) -> None:
+    """A work queue's every acknowledgement is a synced delete; the server changes no stream's retention: ensuring
+    the streams makes it anew, keeping what it held, in order, with its message ids."""
+    nc = await connect(nats_url, "test-upgrade")
+    try:
+        js = nc.jetstream()
+        config = next(c for c in stream_configs() if c.name == stream)
+        await js.add_stream(dataclasses.replace(config, retention=RetentionPolicy.WORK_QUEUE))
+        if stream == subjects.COMMANDS_STREAM:
+            held = [subjects.command_subject(ALPHA, DOMAIN, f"e{i}", "launch") for i in range(3)]
+        else:
+            held = [subjects.dispatch_subject("local", queue) for queue in ("default", "gpu")]
+        for index, subject in enumerate(held):
+            await js.publish(subject, f"held {index}".encode(), headers={"Nats-Msg-Id": f"m{index}"}, stream=stream)
+        assert f"stream {stream} is not as this release needs it (retention)" in await stream_problems(js)
+
+        await ensure_streams(js)
+        await ensure_streams(js)  # nothing more to move
+        info = await js.stream_info(stream)
+        assert info.config.retention == RetentionPolicy.LIMITS
+        assert await stream_problems(js) == []
+        kept = [await js.get_msg(stream, seq=seq) for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+        assert [(m.subject, m.data, (m.headers or {}).get("Nats-Msg-Id")) for m in kept] == [
+            (subject, f"held {index}".encode(), f"m{index}") for index, subject in enumerate(held)
+        ]
+        for holding in (HOLDING_STREAM, DISPATCH_HOLDING_STREAM):
+            with pytest.raises(nats.js.errors.NotFoundError):
+                await js.stream_info(holding)
     finally:
         await nc.close()
 

@@ -71,6 +71,7 @@ def test_faults_are_injected() -> None:
     for fault in (
         "replica_crashes",
         "acks_lost",
+        "acks_forgotten",
         "executor_crashes",
         "held_results_lost",
         "results_sent_together",

@@ -3,11 +3,12 @@
 Real code where it decides: the scheduler's ``Decider`` and ``StateCache`` (so the pure core's ``decide_batch``
 and ``apply_decision``), the executor's ``run_attempt`` on the real task functions, and the invariant checker.
 In memory, as models: the event log (OCC on the subject's last sequence, duplicate detection by message id), the
-command and dispatch work queues (deliveries counted, redelivered after a nak, a lost ack or a crash), the outbox,
+command and dispatch queues (deliveries counted, redelivered after a nak, a lost ack or a crash), the outbox,
 timers, and the scheduler shell around the ``Decider`` (the same steps as ``SchedulerService._handle_execution``).
 
 Faults: append failures (timeouts before and after storing, no responders, decisions too large for the server),
-replica crashes at any point of handling (cache lost, unacked commands redelivered), lost acks, executors dying
+replica crashes at any point of handling (cache lost, unacked commands redelivered), lost acks, the server forgetting
+its last acks in a crash (those messages sent again as new: the streams keep messages by limits), executors dying
 mid-attempt, user and system errors, attempts that hang past their timeouts (killed once the log ends them), timers
 firing late or twice, aborts. Each step is followed by the checks;
 then, with faults off, the world runs until nothing is left to do (quiescence) and every execution must have
@@ -78,6 +79,7 @@ from tests.sim import workflows as sim_workflows
 PROJECT, DOMAIN = "sim", "dev"
 DUPLICATE_WINDOW = 120.0  # seconds, as on the real streams
 ACK_WAIT = 30.0
+ACKS_WRITTEN_AFTER = 0.2  # nats-server writes a consumer's acknowledgements to disk this long after it takes them
 CHUNK_ATTEMPTS = 4  # small, so that the workflows' fan-outs go out in several chunks
 NAK_DELAY = 1.0
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -124,6 +126,7 @@ class Faults:
     max_payload: int = 8 * 1024 * 1024  # a decision larger than this is refused, every time
     replica_crash: float = 0.02
     ack_lost: float = 0.03
+    server_crash: float = 0.01  # per step: the acks of the last ACKS_WRITTEN_AFTER seconds are forgotten
     executor_crash: float = 0.05
     user_error: float = 0.15
     system_error: float = 0.05
@@ -219,10 +222,12 @@ class Message:
 
 
 class WorkQueue:
-    """A JetStream work-queue stream with one durable consumer, explicit acks and duplicate detection."""
+    """A JetStream stream with one durable consumer, explicit acks and duplicate detection; what was acknowledged is
+    gone, but for the acks a crashed server forgot (``forget_acks``)."""
 
     def __init__(self) -> None:
         self.messages: dict[int, Message] = {}
+        self.acked: dict[int, tuple[Message, float]] = {}  # acknowledged lately, with when
         self.published: dict[str, float] = {}  # msg id -> when, for duplicate detection
         self.numbers = 0
 
@@ -243,8 +248,19 @@ class WorkQueue:
             message.holder, message.deliveries = holder, message.deliveries + 1
         return taken
 
-    def ack(self, message: Message) -> None:
-        self.messages.pop(message.number, None)
+    def ack(self, message: Message, now: float) -> None:
+        if self.messages.pop(message.number, None) is not None:
+            self.acked[message.number] = (message, now)
+        self.acked = {n: (m, at) for n, (m, at) in self.acked.items() if now - at <= ACKS_WRITTEN_AFTER}
+
+    def forget_acks(self, now: float) -> int:
+        """The server crashed: what it acknowledged lately comes back, delivered as if never before."""
+        forgotten = [m for m, at in self.acked.values() if now - at <= ACKS_WRITTEN_AFTER]
+        for message in forgotten:
+            message.holder, message.deliveries, message.visible_at = "", 0, now
+            self.messages[message.number] = message
+        self.acked = {}
+        return len(forgotten)
 
     def redeliver(self, message: Message, at: float) -> None:
         message.holder, message.visible_at = "", at
@@ -384,6 +400,7 @@ class World:
                 "conflicts",
                 "replica_crashes",
                 "acks_lost",
+                "acks_forgotten",
                 "executor_crashes",
                 "held_results_lost",
                 "results_sent_together",
@@ -453,7 +470,7 @@ class World:
             for message in group:
                 if message.deliveries >= MAX_DELIVERIES:
                     self.dead_letter(message, f"failed repeatedly while deciding: {exc!r}")
-                    self.commands.ack(message)
+                    self.commands.ack(message, self.now)
                 else:
                     self.commands.redeliver(message, self.now + NAK_DELAY)
             return
@@ -628,7 +645,7 @@ class World:
                 self.unsettled[message.number] -= 1
                 if not self.unsettled[message.number]:
                     del self.unsettled[message.number]
-                    self.dispatches.ack(message)
+                    self.dispatches.ack(message, self.now)
                 self.counts["attempts_killed"] += 1
 
     def fire_timer(self, timer: str) -> None:
@@ -645,7 +662,7 @@ class World:
             queue.redeliver(message, self.now + ACK_WAIT)
             self.counts["acks_lost"] += 1
         else:
-            queue.ack(message)
+            queue.ack(message, self.now)
 
     def dead_letter(self, message: Message, reason: str) -> None:
         self.dead_letters[self.command_id(message.body)] = reason
@@ -728,6 +745,8 @@ class World:
         self.counts["steps"] += 1
         if self.chance(self.faults.replica_crash):
             self.rng.choice(self.replicas).crash()
+        if self.chance(self.faults.server_crash):
+            self.counts["acks_forgotten"] += self.commands.forget_acks(self.now) + self.dispatches.forget_acks(self.now)
         if self.chance(self.faults.abort) and self.log.by_subject:
             subject = self.rng.choice(sorted(self.log.by_subject))
             self.counts["aborts"] += 1

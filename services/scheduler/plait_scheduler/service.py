@@ -26,6 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from plait import codec
+from plait.adapters.acked_trim import AckedTrimmer
 from plait.adapters.commands import KIND_OF_COMMAND
 from plait.adapters.connection import connect
 from plait.adapters.event_store import EventStore
@@ -188,6 +189,7 @@ class SchedulerService:
                 )
                 tg.start_soon(self._consume, nc, subjects.EVENTS_STREAM, decisions, self.outbox.handle)
                 tg.start_soon(QueuePoller(js).run)
+                tg.start_soon(AckedTrimmer(js).run)
                 if self.owner is not None:
                     tg.start_soon(self.owner.run)
                 tg.start_soon(announce_service, js, "scheduler", self.replica, self.health, self.stream_replicas)

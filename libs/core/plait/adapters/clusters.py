@@ -73,9 +73,9 @@ async def cluster_overview(js: JetStreamContext) -> list[ClusterView]:
             continue
         waiting, held = consumers.get(subject, (-1, -1))
         cluster, queue = names
-        queues.setdefault(cluster, {})[queue] = QueueView(
-            queue=queue, queued=queued.get(subject, 0), waiting=waiting, held=held
-        )
+        # A consumed queue's stored messages also count those acknowledged and not trimmed yet (acked_trim).
+        stored = waiting + held if subject in consumers else queued.get(subject, 0)
+        queues.setdefault(cluster, {})[queue] = QueueView(queue=queue, queued=stored, waiting=waiting, held=held)
     for executor in executors:
         queues.setdefault(executor.cluster, {}).setdefault(executor.queue, QueueView(queue=executor.queue, queued=0))
     return [

@@ -22,7 +22,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from plait.adapters.announcements import announcements_bucket
 from plait.adapters.buckets import refuse_rollups
 from plait.adapters.code_store import ensure_code_bucket
-from plait.adapters.commands_upgrade import move_commands_stream
+from plait.adapters.commands_upgrade import move_commands_stream, move_dispatch_stream
 from plait.adapters.connection import authenticated, refusal
 from plait.adapters.object_store import ensure_values_bucket
 from plait.adapters.output_store import ensure_logs_bucket
@@ -50,8 +50,10 @@ LIVE_OUTPUT_MAX_MESSAGE_BYTES = 128 * 1024
 
 
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
-    """The streams. Events and registrations are never deleted; commands and dispatch are work queues; dead
-    letters and quarantine entries are kept within stated limits."""
+    """The streams. Events and registrations are never deleted; commands and dispatch keep each message until the
+    consumer that takes it has acknowledged it, then the schedulers purge it (``plait.adapters.acked_trim``: not
+    work queues, whose every acknowledgement is a synced delete); dead letters and quarantine entries are kept within
+    stated limits."""
     common: dict[str, Any] = {"storage": StorageType.FILE, "num_replicas": replicas}
     return [
         StreamConfig(
@@ -73,7 +75,7 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
         StreamConfig(
             name=subjects.COMMANDS_STREAM,
             subjects=[f"{subjects.COMMANDS_ROOT}.>", f"{subjects.FIRES_ROOT}.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
+            retention=RetentionPolicy.LIMITS,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             sources=[
                 StreamSource(
@@ -96,7 +98,7 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
         StreamConfig(
             name=subjects.DISPATCH_STREAM,
             subjects=[f"{subjects.DISPATCH_ROOT}.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
+            retention=RetentionPolicy.LIMITS,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             **common,
         ),
@@ -234,6 +236,8 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> l
         steps.append((stream, functools.partial(_ensure_bucket, js, stream, buckets[bucket])))
     if await move_commands_stream(js, functools.partial(_ensure_commands_and_timers, js, replicas)):
         log.warning("commands_stream_made_anew", stream=subjects.COMMANDS_STREAM)
+    if await move_dispatch_stream(js, functools.partial(_ensure_named, js, replicas, subjects.DISPATCH_STREAM)):
+        log.warning("dispatch_stream_made_anew", stream=subjects.DISPATCH_STREAM)
     done = []
     for name, step in steps:
         delay, deadline = FIRST_RETRY_SECONDS, anyio.current_time() + SETTLING_SECONDS
@@ -263,8 +267,12 @@ class StreamsRefused(PlaitError):
 
 
 async def _ensure_commands_and_timers(js: JetStreamContext, replicas: int | None) -> None:
+    await _ensure_named(js, replicas, subjects.COMMANDS_STREAM, subjects.TIMERS_STREAM)
+
+
+async def _ensure_named(js: JetStreamContext, replicas: int | None, *names: str) -> None:
     for config in stream_configs(replicas or 1):
-        if config.name in (subjects.COMMANDS_STREAM, subjects.TIMERS_STREAM):
+        if config.name in names:
             await _ensure_stream(js, config, replicas)
 
 
@@ -327,6 +335,8 @@ async def stream_problems(js: JetStreamContext, *, existence_only: bool = False)
             problems.append(f"stream {name} cannot be read yet ({str(exc) or type(exc).__name__})")
             continue
         differing = _differing(info.config, _wanted(info.config, config, None))
+        if config.retention and info.config.retention != config.retention:  # not updatable: moved by ensure
+            differing.append("retention")
         if differing and not existence_only:
             problems.append(f"stream {name} is not as this release needs it ({', '.join(differing)})")
     for bucket, stream in bucket_streams().items():

@@ -105,7 +105,7 @@ DISPATCH_OLDEST_AGE = Gauge(
     ["cluster", "queue"],
     registry=REGISTRY,
 )
-TIMERS = Gauge("plait_timers_scheduled", "Timers (message schedules) waiting in the command stream", registry=REGISTRY)
+TIMERS = Gauge("plait_timers_scheduled", "Timers (message schedules) waiting in the timers stream", registry=REGISTRY)
 DEAD_LETTERS_STORED = Gauge("plait_dead_letters_stored", "Messages kept on the dead-letter stream", registry=REGISTRY)
 QUARANTINE_STORED = Gauge(
     "plait_quarantine_entries_stored", "Entries on the quarantine stream (kept or resolved)", registry=REGISTRY

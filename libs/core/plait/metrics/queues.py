@@ -1,5 +1,5 @@
 """Queue depths read from JetStream every few seconds: durable consumers' pending and unacknowledged messages and
-the age of their oldest, the dispatch work queue per (cluster, queue) whether or not an executor consumes it, the
+the age of their oldest, the dispatch queue per (cluster, queue) whether or not an executor consumes it, the
 timers waiting, and the dead letters and quarantine entries kept.
 
 One poll is a handful of requests (a consumer list per stream, one stream info per stream, one read per non-empty
@@ -42,6 +42,7 @@ async def read_queues(js: JetStreamContext) -> QueueSnapshot:
     """One poll of the queues; a stream that does not exist yet counts as empty."""
     snapshot = QueueSnapshot()
     now = datetime.now(UTC)
+    taking: dict[str, tuple[int, int, float]] = {}  # dispatch subject -> its consumer's waiting, and the oldest's age
     for stream in CONSUMED_STREAMS:
         for info in await _consumers(js, stream):
             if not info.config.durable_name:  # an ordered reader's ephemeral consumer: a name per connection
@@ -52,18 +53,20 @@ async def read_queues(js: JetStreamContext) -> QueueSnapshot:
                 floor = info.ack_floor.stream_seq if info.ack_floor else 0
                 oldest = await _age_of_first(js, stream, floor + 1, info.config.filter_subject or ">", now)
             snapshot.consumers[stream, info.name] = (pending, unacked, oldest)
+            if stream == subjects.DISPATCH_STREAM and info.config.filter_subject:
+                taking[info.config.filter_subject] = (pending, unacked, oldest)
     dispatch = await _stream_state(js, subjects.DISPATCH_STREAM, f"{subjects.DISPATCH_ROOT}.>")
     for subject, count in (dispatch.subjects or {} if dispatch else {}).items():
         parts = subject.split(".")
         if len(parts) == 4:
-            age = await _age_of_first(js, subjects.DISPATCH_STREAM, 1, subject, now) if count else 0.0
-            snapshot.dispatch[parts[2], parts[3]] = (count, age)
-    commands = await _stream_state(js, subjects.COMMANDS_STREAM)
-    if commands is not None:  # a work queue: what is stored and not consumed by the scheduler's consumers is timers
-        waiting = sum(
-            p + u for (stream, _), (p, u, _) in snapshot.consumers.items() if stream == subjects.COMMANDS_STREAM
-        )
-        snapshot.timers = max(0, commands.messages - waiting)
+            if subject in taking:  # what is stored also holds what was acknowledged and not trimmed yet
+                pending, unacked, age = taking[subject]
+                snapshot.dispatch[parts[2], parts[3]] = (pending + unacked, age)
+            else:
+                age = await _age_of_first(js, subjects.DISPATCH_STREAM, 1, subject, now) if count else 0.0
+                snapshot.dispatch[parts[2], parts[3]] = (count, age)
+    timers = await _stream_state(js, subjects.TIMERS_STREAM, f"{subjects.SCHEDULES_ROOT}.>")
+    snapshot.timers = timers.messages if timers else 0
     dead = await _stream_state(js, subjects.DEAD_LETTER_STREAM)
     snapshot.dead_letters = dead.messages if dead else 0
     quarantine = await _stream_state(js, subjects.QUARANTINE_STREAM)
