@@ -13,13 +13,14 @@ import anyio
 import msgspec
 import nats.js.errors
 import pytest
+import structlog.testing
 from nats.aio.msg import Msg
 
 from plait import CronSchedule, FixedRate, InputError, LaunchPlan
-from plait.adapters.activations import append_activation, fire_decoder
+from plait.adapters.activations import activation_state, append_activation, fire_decoder
 from plait.adapters.quarantine import count_entries
 from plait.client import AsyncClient
-from plait.core.activations import FireLaunchPlan, LaunchPlanActivated
+from plait.core.activations import FireLaunchPlan, LaunchPlanActivated, fire_command
 from plait.core.schedules import OnMissed, fire_execution_id, kickoff_time
 from plait.protocol import subjects
 from plait.protocol.headers import PLAIT_ERROR
@@ -279,3 +280,42 @@ async def test_a_fire_due_while_nats_itself_was_down_is_launched_once_when_it_is
                     assert state.outputs == {"result": kickoff_time(grid_of[recovered[0]])}
     finally:
         await anyio.to_thread.run_sync(server.kill)
+
+
+async def test_a_fire_handled_again_leaves_the_later_pending_fire_as_it_is(nats_url: str, client: AsyncClient) -> None:
+    """A nats-server that crashed sends again, as new, the fires whose acknowledgements it had not written yet: one
+    handled again must not set the next fire anew (before, it replaced the pending one)."""
+    plan = LaunchPlan(
+        schedule_workflows.stamped, "handled-again", schedule=FixedRate(seconds=3600, kickoff_time_input="run_at")
+    )
+    scheduler = SchedulerService(nats_url, replica="scheduler")
+    with structlog.testing.capture_logs() as logs:
+        async with running(scheduler.run):
+            await client.register(plan)
+            await client.activate_launch_plan(plan.name)
+            with anyio.fail_after(30):
+                while (pending := await pending_fire_of(client, plan)) is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            record, activation = await activation_state(client.js, "default", "development", plan.name)
+            assert isinstance(record, LaunchPlanActivated)
+            stale = fire_command(record, activation, pending[0].fire_at - timedelta(hours=1))
+            await client.js.publish(
+                subjects.fire_subject("default", "development", plan.name),
+                msgspec.json.encode(stale),
+                headers={"Nats-Msg-Id": "sent-again-as-new"},
+                stream=subjects.COMMANDS_STREAM,
+            )
+            with anyio.fail_after(30):
+                while not any(e["event"] == "launch_plan_fired" and e.get("launch_plan") == plan.name for e in logs):  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            assert await pending_fire_of(client, plan) == pending
+
+
+async def pending_fire_of(client: AsyncClient, plan: LaunchPlan) -> tuple[FireLaunchPlan, int] | None:
+    """The plan's fire set and not sent yet, with its sequence in the timers stream."""
+    subject = subjects.launch_plan_schedule_subject("default", "development", plan.name)
+    try:
+        raw = await client.js.get_msg(subjects.TIMERS_STREAM, subject=subject)
+    except nats.js.errors.NotFoundError:
+        return None
+    return fire_decoder.decode(raw.data or b""), raw.seq or 0
