@@ -65,6 +65,17 @@ def as_user(secured: SecuredNats, user: str) -> dict[str, str]:
     return {"PLAIT_NATS_URL": secured.url, "PLAIT_NATS_USER": auth.user, "PLAIT_NATS_PASSWORD_FILE": auth.password_file}
 
 
+async def refused_to(secured: SecuredNats, user: str, inbox: str, forbidden: list[str]) -> None:
+    """Each of ``forbidden`` published as ``user`` is refused by the server."""
+    watch = await watched(secured, user, inbox)
+    try:
+        for subject in forbidden:
+            await watch.nc.publish(subject, b"{}")
+            assert "publish" in (await watch.refused(subject)).lower(), (user, subject)
+    finally:
+        await watch.nc.close()
+
+
 async def stream_names(nc: NATS) -> set[str]:
     return {info.config.name or "" for info in await nc.jetstream().streams_info()}
 
@@ -110,13 +121,7 @@ async def test_no_credential_but_the_operators_creates_updates_purges_or_deletes
         "alpha-development": f"_INBOX.{ALPHA}.{DOMAIN}",
     }
     for user, inbox in users.items():
-        watch = await watched(secured, user, inbox)
-        try:
-            for subject in forbidden:
-                await watch.nc.publish(subject, b"{}")
-                assert "publish" in (await watch.refused(subject)).lower(), (user, subject)
-        finally:
-            await watch.nc.close()
+        await refused_to(secured, user, inbox, forbidden)
 
     services = await connect(secured.url, "test-services", auth=secured.auth("plait-services"))
     # a rollup purges through a publish, where no permission reaches: the log, checkpoints, commands and buckets
@@ -146,15 +151,9 @@ async def test_only_the_services_and_the_operator_purge_the_commands_and_dispatc
 ) -> None:
     """The schedulers purge what the consumers of these two streams acknowledged (plait.adapters.acked_trim)."""
     await ensure_streams(operator.jetstream())
-    for user in ("plait-auditor", "alpha-development"):
-        watch = await watched(secured, user, "_INBOX" if user == "plait-auditor" else f"_INBOX.{ALPHA}.{DOMAIN}")
-        try:
-            for stream in (subjects.COMMANDS_STREAM, subjects.DISPATCH_STREAM):
-                subject = f"$JS.API.STREAM.PURGE.{stream}"
-                await watch.nc.publish(subject, b"{}")
-                assert "publish" in (await watch.refused(subject)).lower(), (user, subject)
-        finally:
-            await watch.nc.close()
+    purges = [f"$JS.API.STREAM.PURGE.{stream}" for stream in (subjects.COMMANDS_STREAM, subjects.DISPATCH_STREAM)]
+    await refused_to(secured, "plait-auditor", "_INBOX", purges)
+    await refused_to(secured, "alpha-development", f"_INBOX.{ALPHA}.{DOMAIN}", purges)
     services = await connect(secured.url, "test-services", auth=secured.auth("plait-services"))
     try:
         js = services.jetstream()
