@@ -16,10 +16,11 @@ import anyio
 import nats.errors
 import nats.js.errors
 import pytest
+import structlog.testing
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamInfo
 
 from plait.adapters.activations import cancel_fire, schedule_fire
 from plait.adapters.commands_upgrade import DISPATCH_HOLDING_STREAM, HOLDING_STREAM
@@ -30,6 +31,7 @@ from plait.adapters.streams import StreamsMissing, ensure_streams, stream_config
 from plait.client import AsyncClient
 from plait.core.activations import FireLaunchPlan
 from plait.protocol import subjects
+from plait.protocol.signing import PLAIT_KEY, PLAIT_SIG
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
@@ -311,7 +313,7 @@ async def test_a_commands_stream_of_an_earlier_release_is_made_anew_keeping_its_
 @pytest.mark.parametrize("stream", [subjects.COMMANDS_STREAM, subjects.DISPATCH_STREAM])
 async def test_a_work_queue_of_an_earlier_release_is_made_anew_keeping_its_messages(nats_url: str, stream: str) -> None:
     """A work queue's every acknowledgement is a synced delete; the server changes no stream's retention: ensuring
-    the streams makes it anew, keeping what it held, in order, with its message ids."""
+    the streams makes it anew, keeping what it held, in order, with its message ids and signatures."""
     nc = await connect(nats_url, "test-upgrade")
     try:
         js = nc.jetstream()
@@ -321,24 +323,65 @@ async def test_a_work_queue_of_an_earlier_release_is_made_anew_keeping_its_messa
             held = [subjects.command_subject(ALPHA, DOMAIN, f"e{i}", "launch") for i in range(3)]
         else:
             held = [subjects.dispatch_subject("local", queue) for queue in ("default", "gpu")]
+        signed = [{"Nats-Msg-Id": f"m{index}", PLAIT_KEY: "k1", PLAIT_SIG: f"s{index}"} for index in range(len(held))]
         for index, subject in enumerate(held):
-            await js.publish(subject, f"held {index}".encode(), headers={"Nats-Msg-Id": f"m{index}"}, stream=stream)
+            await js.publish(subject, f"held {index}".encode(), headers=signed[index], stream=stream)
         assert f"stream {stream} is not as this release needs it (retention)" in await stream_problems(js)
 
-        await ensure_streams(js)
-        await ensure_streams(js)  # nothing more to move
+        made_anew = "commands_stream_made_anew" if stream == subjects.COMMANDS_STREAM else "dispatch_stream_made_anew"
+        with structlog.testing.capture_logs() as logs:
+            await ensure_streams(js)
+        assert {(e["event"], e.get("stream")) for e in logs} >= {
+            ("stream_moving", stream),
+            ("stream_moved", stream),
+            (made_anew, stream),
+        }
         info = await js.stream_info(stream)
         assert info.config.retention == RetentionPolicy.LIMITS
         assert await stream_problems(js) == []
-        kept = [await js.get_msg(stream, seq=seq) for seq in range(info.state.first_seq, info.state.last_seq + 1)]
-        assert [(m.subject, m.data, (m.headers or {}).get("Nats-Msg-Id")) for m in kept] == [
-            (subject, f"held {index}".encode(), f"m{index}") for index, subject in enumerate(held)
-        ]
+        expected = [(subject, f"held {index}".encode(), signed[index]) for index, subject in enumerate(held)]
+        assert await _held_messages(js, info) == expected
+        for holding in (HOLDING_STREAM, DISPATCH_HOLDING_STREAM):
+            with pytest.raises(nats.js.errors.NotFoundError):
+                await js.stream_info(holding)
+
+        with structlog.testing.capture_logs() as logs:
+            again = await ensure_streams(js)  # nothing more to move
+        assert not [e for e in logs if e["event"] in ("stream_moving", "stream_moved", made_anew)]
+        assert {one.name: one.action for one in again}[stream] == "unchanged"
+        unchanged = await js.stream_info(stream)
+        assert unchanged.created == info.created, "the stream was not made anew again"
+        assert await _held_messages(js, unchanged) == expected
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("stream", [subjects.COMMANDS_STREAM, subjects.DISPATCH_STREAM])
+async def test_an_empty_work_queue_of_an_earlier_release_is_made_anew(nats_url: str, stream: str) -> None:
+    """One that never held a message (its first sequence is 0)."""
+    nc = await connect(nats_url, "test-upgrade")
+    try:
+        js = nc.jetstream()
+        config = next(c for c in stream_configs() if c.name == stream)
+        await js.add_stream(dataclasses.replace(config, retention=RetentionPolicy.WORK_QUEUE))
+
+        await ensure_streams(js)
+        info = await js.stream_info(stream)
+        assert info.config.retention == RetentionPolicy.LIMITS
+        assert info.state.messages == 0
+        assert await stream_problems(js) == []
         for holding in (HOLDING_STREAM, DISPATCH_HOLDING_STREAM):
             with pytest.raises(nats.js.errors.NotFoundError):
                 await js.stream_info(holding)
     finally:
         await nc.close()
+
+
+async def _held_messages(js: JetStreamContext, info: StreamInfo) -> list[tuple[str, bytes, dict[str, str]]]:
+    """Each message of the stream, in order: its subject, data and headers."""
+    name = info.config.name or ""
+    kept = [await js.get_msg(name, seq=seq) for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+    return [(m.subject or "", m.data or b"", dict(m.headers or {})) for m in kept]
 
 
 async def _fetched(subscription: JetStreamContext.PullSubscription) -> list[Msg]:

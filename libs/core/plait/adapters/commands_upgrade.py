@@ -120,14 +120,12 @@ async def _move(
 
 
 async def _publish_dispatch_again(js: JetStreamContext, copy: RawStreamMsg) -> None:
-    headers = {k.removeprefix(_HELD): v for k, v in (copy.headers or {}).items() if not k.startswith(_NOT_COPIED)}
-    subject = headers.pop(PLAIT_ORIGINAL_SUBJECT)
+    subject, headers = _original(copy)
     await js.publish(subject, copy.data or b"", headers=headers, stream=subjects.DISPATCH_STREAM)
 
 
 async def _publish_again(js: JetStreamContext, copy: RawStreamMsg) -> None:
-    headers = {k.removeprefix(_HELD): v for k, v in (copy.headers or {}).items() if not k.startswith(_NOT_COPIED)}
-    subject = headers.pop(PLAIT_ORIGINAL_SUBJECT)
+    subject, headers = _original(copy)
     if subject.startswith(f"{subjects.SCHEDULES_ROOT}."):
         headers[NATS_SCHEDULE_TARGET] = subjects.fired_subject(headers[NATS_SCHEDULE_TARGET])
         headers[NATS_SCHEDULE_TTL] = FIRED_TTL
@@ -135,6 +133,12 @@ async def _publish_again(js: JetStreamContext, copy: RawStreamMsg) -> None:
     else:
         headers.pop("Nats-Rollup", None)
         await js.publish(subject, copy.data or b"", headers=headers, stream=subjects.COMMANDS_STREAM)
+
+
+def _original(copy: RawStreamMsg) -> tuple[str, dict[str, str]]:
+    """A held copy's original subject and headers, less those the server checked or set when it first stored it."""
+    headers = {k.removeprefix(_HELD): v for k, v in (copy.headers or {}).items() if not k.startswith(_NOT_COPIED)}
+    return headers.pop(PLAIT_ORIGINAL_SUBJECT), headers
 
 
 def _held(header: str) -> str:
@@ -151,7 +155,7 @@ async def _info(js: JetStreamContext, stream: str) -> StreamInfo | None:
 async def _messages(js: JetStreamContext, info: StreamInfo) -> AsyncIterator[RawStreamMsg]:
     """Every message of the stream, in order (the sequences deleted or taken meanwhile skipped)."""
     name = info.config.name or ""
-    for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+    for sequence in range(max(info.state.first_seq, 1), info.state.last_seq + 1):  # 0 in one never written to
         try:
             yield await js.get_msg(name, seq=sequence)
         except nats.js.errors.NotFoundError:
