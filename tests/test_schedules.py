@@ -17,7 +17,7 @@ import structlog.testing
 from nats.aio.msg import Msg
 
 from plait import CronSchedule, FixedRate, InputError, LaunchPlan
-from plait.adapters.activations import activation_state, append_activation, fire_decoder
+from plait.adapters.activations import activation_state, append_activation, fire_decoder, pending_fire_message
 from plait.adapters.quarantine import count_entries
 from plait.client import AsyncClient
 from plait.core.activations import FireLaunchPlan, LaunchPlanActivated, fire_command
@@ -313,9 +313,5 @@ async def test_a_fire_handled_again_leaves_the_later_pending_fire_as_it_is(nats_
 
 async def pending_fire_of(client: AsyncClient, plan: LaunchPlan) -> tuple[FireLaunchPlan, int] | None:
     """The plan's fire set and not sent yet, with its sequence in the timers stream."""
-    subject = subjects.launch_plan_schedule_subject("default", "development", plan.name)
-    try:
-        raw = await client.js.get_msg(subjects.TIMERS_STREAM, subject=subject)
-    except nats.js.errors.NotFoundError:
-        return None
-    return fire_decoder.decode(raw.data or b""), raw.seq or 0
+    raw = await pending_fire_message(client.js, "default", "development", plan.name)
+    return None if raw is None else (fire_decoder.decode(raw.data or b""), raw.seq or 0)

@@ -62,14 +62,27 @@ def collide(first: str, second: str) -> bool:
 
 
 def trim_points(consumers: Iterable[ConsumerInfo]) -> dict[str, int]:
-    """By filter subject, the sequence below which its messages may be purged (0: none)."""
-    reached = [(filters_of(info), done_through(info)) for info in consumers]
-    points: dict[str, int] = {}
-    for filters, _ in reached:
-        for subject in filters:
-            points[subject] = min(
-                point for others, point in reached if any(collide(subject, other) for other in others)
-            )
+    """By filter subject, the sequence below which its messages may be purged (0: none). Run every second over every
+    consumer (one per executor queue): a subject without wildcards meets only its equals and the wildcard filters."""
+    exact: dict[str, int] = {}  # the lowest point of the consumers taking each subject without wildcards
+    wildcards: list[tuple[str, int]] = []
+    for info in consumers:
+        point = done_through(info)
+        for subject in filters_of(info):
+            if "*" in subject or ">" in subject.split("."):
+                wildcards.append((subject, point))
+            else:
+                exact[subject] = min(point, exact.get(subject, point))
+    points = {
+        subject: min([point, *(p for wildcard, p in wildcards if collide(subject, wildcard))])
+        for subject, point in exact.items()
+    }
+    for subject, point in wildcards:
+        points[subject] = min(
+            [point]
+            + [p for other, p in wildcards if collide(subject, other)]
+            + [p for other, p in exact.items() if collide(subject, other)]
+        )
     return points
 
 

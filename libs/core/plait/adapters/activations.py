@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import msgspec
 import nats.js.errors
 from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
 
 from plait.adapters.nats_errors import WRONG_LAST_SEQUENCE
 from plait.adapters.scoped_reads import last_subject_message
@@ -82,14 +83,21 @@ async def schedule_fire(js: JetStreamContext, command: FireLaunchPlan, now: date
     )
 
 
-async def pending_fire(js: JetStreamContext, project: str, domain: str, launch_plan: str) -> FireLaunchPlan | None:
-    """The plan's fire set and not sent yet, if any."""
+async def pending_fire_message(
+    js: JetStreamContext, project: str, domain: str, launch_plan: str
+) -> RawStreamMsg | None:
+    """The message schedule of the plan's fire set and not sent yet, if any."""
     subject = subjects.launch_plan_schedule_subject(project, domain, launch_plan)
     try:
-        pending = await js.get_msg(subjects.TIMERS_STREAM, subject=subject)
+        return await js.get_msg(subjects.TIMERS_STREAM, subject=subject)
     except nats.js.errors.NotFoundError:
         return None
-    return fire_decoder.decode(pending.data or b"")
+
+
+async def pending_fire(js: JetStreamContext, project: str, domain: str, launch_plan: str) -> FireLaunchPlan | None:
+    """The plan's fire set and not sent yet, if any."""
+    pending = await pending_fire_message(js, project, domain, launch_plan)
+    return None if pending is None else fire_decoder.decode(pending.data or b"")
 
 
 async def cancel_fire(js: JetStreamContext, project: str, domain: str, launch_plan: str) -> None:
@@ -99,11 +107,7 @@ async def cancel_fire(js: JetStreamContext, project: str, domain: str, launch_pl
     sequence removes the schedule. Not a purge, which the services may not do on this stream (a purge's subject
     cannot be confined; deploy/nats/tenants.conf). A fire set again meanwhile by a replica that had not seen the
     deactivation is at another sequence: it fires once and finds the plan deactivated."""
-    subject = subjects.launch_plan_schedule_subject(project, domain, launch_plan)
-    try:
-        pending = await js.get_msg(subjects.TIMERS_STREAM, subject=subject)
-    except nats.js.errors.NotFoundError:
-        return
-    if pending.seq is not None:
+    pending = await pending_fire_message(js, project, domain, launch_plan)
+    if pending is not None and pending.seq is not None:
         with contextlib.suppress(nats.js.errors.NotFoundError):  # fired (or replaced) since
             await js.delete_msg(subjects.TIMERS_STREAM, pending.seq)
