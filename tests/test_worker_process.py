@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 
@@ -36,7 +37,9 @@ async def test_an_idle_worker_that_died_is_not_usable() -> None:
         assert worker.usable
         assert worker.pid is not None
         os.kill(worker.pid, signal.SIGKILL)
-        worker._process.join(10)  # the sentinel turns readable once the process is gone
+        # Waits for the sentinel to turn readable without reading it: ``join`` would consume the exit status, and
+        # under forkserver the sentinel then stays unreadable until the server closes it a moment later.
+        assert multiprocessing.connection.wait([worker._process.sentinel], 10)
         assert not worker.usable
     finally:
         await worker.close()
