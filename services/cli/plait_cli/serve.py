@@ -15,6 +15,7 @@ from rich.console import Console
 
 from plait.metrics.health import Health
 from plait.settings import Settings
+from plait_cli.heap import settle_heap
 from plait_cli.home import advertise
 from plait_cli.secure_dev import secure_dev_usage
 from plait_cli.stack import PARENT_PID, READY_FD, embedded_stack, print_steps
@@ -67,6 +68,7 @@ async def serve(
                 tg.start_soon(until_orphaned, int(parent), tg.cancel_scope)
             await tg.start(run)
             tell_ready()
+            settle_heap()
 
 
 async def serve_scheduler(settings: Settings) -> None:
