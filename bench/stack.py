@@ -1,20 +1,23 @@
-"""The embedded stack as `plait run` starts it, but with the server processes in hand (for their PIDs)."""
+"""The embedded stack as `plait run` starts it, but with the server processes in hand (for their PIDs): its records
+signed with the home key and its dispatches checked against the home trust store, as on the default path."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import anyio
 import anyio.to_thread
 
 from bench.procs import Group
+from plait.protocol import signing
 from plait.settings import Settings
 from plait_cli.embedded import NatsServer, PostgresServer, find_nats_server, lower_priority
 from plait_cli.home import StackInfo
+from plait_cli.home_keys import use_home_keys
 
 
 @dataclass
@@ -32,9 +35,35 @@ class Servers:
         }
 
 
+@contextlib.contextmanager
+def home_keys(settings: Settings) -> Iterator[None]:
+    """The home key and trust store of ``settings`` for this process and the services it starts (``use_home_keys``,
+    as ``plait run`` does), whatever an earlier stack of this process used; put back on exit."""
+    variables = (signing.SIGNING_KEY_FILE, signing.TRUST_STORE)
+    saved = {name: os.environ.pop(name, None) for name in variables}
+    try:
+        use_home_keys(settings)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        signing.process_signer.cache_clear()
+
+
 @contextlib.asynccontextmanager
 async def servers(settings: Settings) -> AsyncIterator[Servers]:
-    """nats-server and PostgreSQL under PLAIT_HOME/data, as ``plait_cli.stack.embedded_servers`` starts them."""
+    """nats-server and PostgreSQL under PLAIT_HOME/data, as ``plait_cli.stack.embedded_servers`` starts them, with
+    the home keys (``home_keys``)."""
+    with home_keys(settings):
+        async with _servers(settings) as started:
+            yield started
+
+
+@contextlib.asynccontextmanager
+async def _servers(settings: Settings) -> AsyncIterator[Servers]:
     data = settings.home_path / "data"
     (data / "nats").mkdir(parents=True, exist_ok=True)
     (data / "postgres").mkdir(parents=True, exist_ok=True)
