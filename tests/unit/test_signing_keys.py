@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,20 @@ def test_a_trust_store_accepts_its_keys_signatures_only(tmp_path: Path) -> None:
     assert (store.check("s", data, {}) or "").startswith("unsigned:")
     with pytest.raises(InputError, match="trust store line 1"):
         signing.TrustStore.from_hex(["not-hex"])
+
+
+def test_records_are_signed_and_checked_as_any_ed25519_implementation_does() -> None:
+    signer = signing.Signer.generate()
+    data = b'{"a":1}'
+    headers = signer.headers("s", data)
+    # Ed25519 is deterministic: the signature is the one ``cryptography`` makes, and it verifies there.
+    expected = signer.private.sign(signing.signed_bytes("s", data))
+    assert base64.b64decode(headers[signing.PLAIT_SIG]) == expected
+    signer.public.verify(expected, signing.signed_bytes("s", data))
+    store = signing.TrustStore([signer.public])
+    short = {**headers, signing.PLAIT_SIG: base64.b64encode(expected[:40]).decode()}
+    assert (store.check("s", data, short) or "").startswith("bad_signature:")
+    assert (store.check("s", data, {**headers, signing.PLAIT_SIG: "not base64!"}) or "").startswith("bad_signature:")
 
 
 def test_the_home_stack_signs_with_a_key_made_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
