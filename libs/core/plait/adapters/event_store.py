@@ -68,7 +68,9 @@ class EventStore(EventLog):
         if last == 0:  # nothing at all: perhaps a lagging replica answered
             at_least = max(at_least, await self.last_sequence(subject))
         if last < at_least:
-            structlog.get_logger().info("direct_get_lagged", subject=subject, read_to=last, leader_at_least=at_least)
+            # Also the common race of a reader told of a record (a launch seen on the subject) before it was stored:
+            # not worth an info line in every client's log.
+            structlog.get_logger().debug("direct_get_lagged", subject=subject, read_to=last, leader_at_least=at_least)
             rest = direct_reads.messages_one_by_one(self.js, subjects.EVENTS_STREAM, subject, last, direct=False)
             async with contextlib.aclosing(rest) as messages:
                 async for raw in messages:
