@@ -18,7 +18,7 @@ from plait.core.task_output import OutputRef
 DECISION_SCHEMA = 1
 
 
-class TaskError(msgspec.Struct, frozen=True):
+class TaskError(msgspec.Struct, frozen=True, gc=False):
     """Why an attempt failed. ``kind`` tells user code errors from system errors (lost worker, bad output)."""
 
     kind: Literal["user", "system"]
@@ -28,7 +28,7 @@ class TaskError(msgspec.Struct, frozen=True):
     output_tail: str = ""  # the last lines the attempt wrote (stdout, stderr, logging), when it wrote any
 
 
-class ExecutionLaunched(msgspec.Struct, frozen=True, tag="execution_launched.v1"):
+class ExecutionLaunched(msgspec.Struct, frozen=True, gc=False, tag="execution_launched.v1"):
     execution_id: str
     project: str
     domain: str
@@ -49,7 +49,7 @@ class ExecutionLaunched(msgspec.Struct, frozen=True, tag="execution_launched.v1"
     selected_clusters: dict[str, str] = {}  # the cluster each selector in force chose at launch, by its text
 
 
-class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):
+class NodeQueued(msgspec.Struct, frozen=True, gc=False, tag="node_queued.v1"):
     """An attempt of a node was queued: the outbox turns it into a dispatch record."""
 
     node: str
@@ -63,7 +63,7 @@ class NodeQueued(msgspec.Struct, frozen=True, tag="node_queued.v1"):
     cluster: str = ""  # where it runs: plait.dispatch.<cluster>.<queue> ("": written before clusters were chosen)
 
 
-class RetryScheduled(msgspec.Struct, frozen=True, tag="retry_scheduled.v1"):
+class RetryScheduled(msgspec.Struct, frozen=True, gc=False, tag="retry_scheduled.v1"):
     """Attempt ``attempt`` of a node (of a map item when ``index`` >= 0) is queued after ``delay_seconds``: a timer
     reports when it is due."""
 
@@ -73,7 +73,7 @@ class RetryScheduled(msgspec.Struct, frozen=True, tag="retry_scheduled.v1"):
     index: int = -1
 
 
-class MapStarted(msgspec.Struct, frozen=True, tag="map_started.v1"):
+class MapStarted(msgspec.Struct, frozen=True, gc=False, tag="map_started.v1"):
     """A map node's inputs are known: it runs its task for each of ``size`` items, a bounded number at a time."""
 
     node: str
@@ -81,7 +81,7 @@ class MapStarted(msgspec.Struct, frozen=True, tag="map_started.v1"):
     inputs: dict[str, Any]
 
 
-class MapItemSucceeded(msgspec.Struct, frozen=True, tag="map_item_succeeded.v1"):
+class MapItemSucceeded(msgspec.Struct, frozen=True, gc=False, tag="map_item_succeeded.v1"):
     node: str
     index: int
     attempt_id: str
@@ -90,7 +90,7 @@ class MapItemSucceeded(msgspec.Struct, frozen=True, tag="map_item_succeeded.v1")
     output: OutputRef | None = None  # what the attempt wrote, in the logs bucket
 
 
-class MapItemFailed(msgspec.Struct, frozen=True, tag="map_item_failed.v1"):
+class MapItemFailed(msgspec.Struct, frozen=True, gc=False, tag="map_item_failed.v1"):
     """An item failed for good (its retries are spent); the map node goes on while its success ratio allows."""
 
     node: str
@@ -98,7 +98,7 @@ class MapItemFailed(msgspec.Struct, frozen=True, tag="map_item_failed.v1"):
     error: TaskError
 
 
-class NodeCacheLookup(msgspec.Struct, frozen=True, tag="node_cache_lookup.v1"):
+class NodeCacheLookup(msgspec.Struct, frozen=True, gc=False, tag="node_cache_lookup.v1"):
     """A cached task's node is ready: its result is looked up under ``cache_key`` before anything runs.
 
     ``round`` counts the look-ups of this node (a new one starts when a reservation it waited on is released).
@@ -110,7 +110,7 @@ class NodeCacheLookup(msgspec.Struct, frozen=True, tag="node_cache_lookup.v1"):
     inputs: dict[str, Any]
 
 
-class NodeCacheWaiting(msgspec.Struct, frozen=True, tag="node_cache_waiting.v1"):
+class NodeCacheWaiting(msgspec.Struct, frozen=True, gc=False, tag="node_cache_waiting.v1"):
     """Another node holds the reservation of ``cache_key`` and is computing it: this one waits for its result."""
 
     node: str
@@ -121,7 +121,7 @@ class NodeCacheWaiting(msgspec.Struct, frozen=True, tag="node_cache_waiting.v1")
     until: datetime  # when the holder's reservation expires, if it neither fills nor releases it
 
 
-class NodeCacheHit(msgspec.Struct, frozen=True, tag="node_cache_hit.v1"):
+class NodeCacheHit(msgspec.Struct, frozen=True, gc=False, tag="node_cache_hit.v1"):
     """The node's outputs were found in the cache: nothing was dispatched for it."""
 
     node: str
@@ -131,7 +131,7 @@ class NodeCacheHit(msgspec.Struct, frozen=True, tag="node_cache_hit.v1"):
     source_node: str
 
 
-class AttemptStarted(msgspec.Struct, frozen=True, tag="attempt_started.v1"):
+class AttemptStarted(msgspec.Struct, frozen=True, gc=False, tag="attempt_started.v1"):
     node: str
     attempt_id: str
     worker: str
@@ -142,7 +142,7 @@ RetryBudget = Literal["", "retries", "system_retries"]
 outputs, a timeout), ``system_retries`` for the system's (a lost worker, a passed deadline, an executor lost)."""
 
 
-class AttemptFailed(msgspec.Struct, frozen=True, tag="attempt_failed.v1"):
+class AttemptFailed(msgspec.Struct, frozen=True, gc=False, tag="attempt_failed.v1"):
     """An attempt failed. ``budget`` names the retries it counts against (empty: none, as when its execution failed
     for another reason), and ``retries_left`` how many that budget has left after it; -1: none was left, so its
     node (or map item) fails."""
@@ -156,7 +156,7 @@ class AttemptFailed(msgspec.Struct, frozen=True, tag="attempt_failed.v1"):
     output: OutputRef | None = None  # what the attempt wrote, in the logs bucket
 
 
-class NodeSucceeded(msgspec.Struct, frozen=True, tag="node_succeeded.v1"):
+class NodeSucceeded(msgspec.Struct, frozen=True, gc=False, tag="node_succeeded.v1"):
     node: str
     attempt_id: str
     outputs: dict[str, Any]
@@ -164,26 +164,26 @@ class NodeSucceeded(msgspec.Struct, frozen=True, tag="node_succeeded.v1"):
     output: OutputRef | None = None  # what the attempt wrote, in the logs bucket
 
 
-class NodeFailed(msgspec.Struct, frozen=True, tag="node_failed.v1"):
+class NodeFailed(msgspec.Struct, frozen=True, gc=False, tag="node_failed.v1"):
     node: str
     error: TaskError
 
 
-class ExecutionSucceeded(msgspec.Struct, frozen=True, tag="execution_succeeded.v1"):
+class ExecutionSucceeded(msgspec.Struct, frozen=True, gc=False, tag="execution_succeeded.v1"):
     outputs: dict[str, Any]
 
 
-class ExecutionFailed(msgspec.Struct, frozen=True, tag="execution_failed.v1"):
+class ExecutionFailed(msgspec.Struct, frozen=True, gc=False, tag="execution_failed.v1"):
     node: str
     error: TaskError
 
 
-class ExecutionAborted(msgspec.Struct, frozen=True, tag="execution_aborted.v1"):
+class ExecutionAborted(msgspec.Struct, frozen=True, gc=False, tag="execution_aborted.v1"):
     reason: str
     aborted_by: str = ""  # who asked: the identity the client or CLI sent (``user@host``, or a configured principal)
 
 
-class CommandRejected(msgspec.Struct, frozen=True, tag="command_rejected.v1"):
+class CommandRejected(msgspec.Struct, frozen=True, gc=False, tag="command_rejected.v1"):
     """A command for this execution could not be applied; it was kept aside on the dead-letter stream."""
 
     command_id: str
@@ -191,7 +191,7 @@ class CommandRejected(msgspec.Struct, frozen=True, tag="command_rejected.v1"):
     reason: str
 
 
-class NodeSkipped(msgspec.Struct, frozen=True, tag="node_skipped.v1"):
+class NodeSkipped(msgspec.Struct, frozen=True, gc=False, tag="node_skipped.v1"):
     """The node will not run: a node it depends on failed in a ``failure_policy="finish"`` workflow (``reason``),
     or it is inside a case of branch node ``branch`` that was not taken."""
 
@@ -200,7 +200,7 @@ class NodeSkipped(msgspec.Struct, frozen=True, tag="node_skipped.v1"):
     branch: str = ""
 
 
-class NodeRecovered(msgspec.Struct, frozen=True, tag="node_recovered.v1"):
+class NodeRecovered(msgspec.Struct, frozen=True, gc=False, tag="node_recovered.v1"):
     """A recovering execution reuses the outputs node ``node`` produced in ``source_execution``: nothing runs for
     it. Decided at launch from the source's log, and recorded here, so a replay needs nothing else."""
 
@@ -209,7 +209,7 @@ class NodeRecovered(msgspec.Struct, frozen=True, tag="node_recovered.v1"):
     source_execution: str
 
 
-class AttemptStopped(msgspec.Struct, frozen=True, tag="attempt_stopped.v1"):
+class AttemptStopped(msgspec.Struct, frozen=True, gc=False, tag="attempt_stopped.v1"):
     """An executor stopped an attempt still running when its execution ended (aborted, or failed fast): recorded
     after the end, like ``CommandRejected``, it changes nothing but the attempt's record."""
 
@@ -219,7 +219,7 @@ class AttemptStopped(msgspec.Struct, frozen=True, tag="attempt_stopped.v1"):
     reason: str
 
 
-class DynamicExpanded(msgspec.Struct, frozen=True, tag="dynamic_expanded.v1"):
+class DynamicExpanded(msgspec.Struct, frozen=True, gc=False, tag="dynamic_expanded.v1"):
     """Attempt ``attempt_id`` of dynamic node ``node`` generated ``workflow``: its nodes join the execution under
     ``node`` (``node.<id>``), and ``node`` succeeds with its outputs once they all did. Recorded whole, so a replay
     needs no user code."""
@@ -230,7 +230,7 @@ class DynamicExpanded(msgspec.Struct, frozen=True, tag="dynamic_expanded.v1"):
     worker: str = ""
 
 
-class BranchTaken(msgspec.Struct, frozen=True, tag="branch_taken.v1"):
+class BranchTaken(msgspec.Struct, frozen=True, gc=False, tag="branch_taken.v1"):
     """A branch node's conditions were evaluated: case ``case`` (0-based, in the order written) is taken, described
     by ``condition`` ("else" for the else case); the nodes of the other cases are skipped (``NodeSkipped``)."""
 
@@ -239,7 +239,7 @@ class BranchTaken(msgspec.Struct, frozen=True, tag="branch_taken.v1"):
     condition: str
 
 
-class GateOpened(msgspec.Struct, frozen=True, tag="gate_opened.v1"):
+class GateOpened(msgspec.Struct, frozen=True, gc=False, tag="gate_opened.v1"):
     """A gate node's inputs are known: it waits for signal ``name`` (of type ``expects``), an approval, or
     ``seconds`` (a sleep); a signal or approval not given within ``timeout_seconds`` fails it."""
 
@@ -252,7 +252,7 @@ class GateOpened(msgspec.Struct, frozen=True, tag="gate_opened.v1"):
     inputs: dict[str, Any] = {}
 
 
-class SignalReceived(msgspec.Struct, frozen=True, tag="signal_received.v1"):
+class SignalReceived(msgspec.Struct, frozen=True, gc=False, tag="signal_received.v1"):
     """Signal ``name`` was given to gate node ``node`` (possibly before it opened): ``value``, or for an approval,
     ``approved`` or not."""
 
@@ -264,7 +264,7 @@ class SignalReceived(msgspec.Struct, frozen=True, tag="signal_received.v1"):
     sent_by: str = ""
 
 
-class ChildLaunched(msgspec.Struct, frozen=True, kw_only=True, tag="child_launched.v1"):
+class ChildLaunched(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="child_launched.v1"):
     """Child node ``node`` launches launch plan ``launch_plan`` (at ``version``) as execution ``child_execution``
     with ``inputs``; the scheduler publishes that launch (see plait.core.children)."""
 
@@ -314,7 +314,7 @@ class SharedValue(msgspec.Struct, frozen=True):
     at: tuple[tuple[int, str, str], ...]
 
 
-class Decision(msgspec.Struct, frozen=True, kw_only=True):
+class Decision(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The record appended to an execution's subject: the events one decision produced.
 
     ``previous`` is the SHA-256 of the previous record's bytes on the same subject (empty for
@@ -331,19 +331,19 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     shared: tuple[SharedValue, ...] = ()  # see plait.core.shared_values; readers see the events whole
 
 
-class TaskRegistered(msgspec.Struct, frozen=True, tag="task_registered.v1"):
+class TaskRegistered(msgspec.Struct, frozen=True, gc=False, tag="task_registered.v1"):
     project: str
     domain: str
     spec: TaskSpec
 
 
-class WorkflowRegistered(msgspec.Struct, frozen=True, tag="workflow_registered.v1"):
+class WorkflowRegistered(msgspec.Struct, frozen=True, gc=False, tag="workflow_registered.v1"):
     project: str
     domain: str
     spec: WorkflowSpec
 
 
-class LaunchPlanRegistered(msgspec.Struct, frozen=True, tag="launch_plan_registered.v1"):
+class LaunchPlanRegistered(msgspec.Struct, frozen=True, gc=False, tag="launch_plan_registered.v1"):
     project: str
     domain: str
     spec: LaunchPlanSpec

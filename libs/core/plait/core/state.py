@@ -55,7 +55,7 @@ NodeStatus = Literal[
 AttemptStatus = Literal["queued", "running", "succeeded", "failed", "stopped"]
 
 
-class AttemptState(msgspec.Struct, kw_only=True):
+class AttemptState(msgspec.Struct, kw_only=True, gc=False):
     attempt_id: str
     attempt: int
     status: AttemptStatus = "queued"
