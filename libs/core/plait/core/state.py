@@ -300,17 +300,17 @@ def _attempt_failed(state: Execution, event: AttemptFailed, at: datetime) -> Non
 
 def _node_succeeded(state: Execution, event: NodeSucceeded, at: datetime) -> None:
     node = state.nodes[event.node]
-    node.status, node.outputs = "succeeded", event.outputs
-    state.node_outputs[node.id] = event.outputs
+    node.status = "succeeded"
     attempt = node.find_attempt(event.attempt_id)
     if attempt is not None:
         attempt.status, attempt.finished_at = "succeeded", at
         attempt.worker = event.worker or attempt.worker
-    _release_downstream(state, node)
+    _outputs_known(state, node, event.outputs)
 
 
-def _release_downstream(state: Execution, node: NodeState) -> None:
-    """``node`` has its outputs: the nodes fed by it wait on one node fewer."""
+def _outputs_known(state: Execution, node: NodeState, outputs: dict[str, Any]) -> None:
+    """``node`` has its ``outputs`` (run, cached or recovered): the nodes fed by it wait on one node fewer."""
+    node.outputs = state.node_outputs[node.id] = outputs
     for child in node.downstream:
         state.nodes[child].waiting_on -= 1
 
@@ -352,10 +352,9 @@ def _node_cache_waiting(state: Execution, event: NodeCacheWaiting, at: datetime)
 
 def _node_cache_hit(state: Execution, event: NodeCacheHit, at: datetime) -> None:
     node = state.nodes[event.node]
-    node.status, node.outputs, node.cache_holder = "succeeded", event.outputs, ""
+    node.status, node.cache_holder = "succeeded", ""
     node.cached_from = f"{event.source_execution}/{event.source_node}"
-    state.node_outputs[node.id] = event.outputs
-    _release_downstream(state, node)
+    _outputs_known(state, node, event.outputs)
 
 
 def _node_failed(state: Execution, event: NodeFailed, at: datetime) -> None:
@@ -394,9 +393,8 @@ def _node_skipped(state: Execution, event: NodeSkipped, at: datetime) -> None:
 
 def _node_recovered(state: Execution, event: NodeRecovered, at: datetime) -> None:
     node = state.nodes[event.node]
-    node.status, node.outputs, node.recovered_from = "recovered", event.outputs, event.source_execution
-    state.node_outputs[node.id] = event.outputs
-    _release_downstream(state, node)
+    node.status, node.recovered_from = "recovered", event.source_execution
+    _outputs_known(state, node, event.outputs)
 
 
 def _attempt_stopped(state: Execution, event: AttemptStopped, at: datetime) -> None:
