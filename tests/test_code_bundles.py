@@ -3,8 +3,10 @@ files change afterwards (or disappear); a hostile bundle is refused with a clear
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
+import shutil
 import tarfile
 import tempfile
 import uuid
@@ -14,14 +16,18 @@ from pathlib import Path
 import anyio
 import msgspec
 import pytest
+from nats.js import JetStreamContext
 
 from plait.adapters.code_store import upload_bundle
+from plait.adapters.connection import connect
 from plait.client import AsyncClient
 from plait.core.bundles import bundled_spec
 from plait.core.events import TaskRegistered, WorkflowRegistered
 from plait.core.model import TaskTarget
+from plait.sdk.bundles import pack
 from plait_executor import WorkerPool
-from plait_executor.code_bundles import CODE_BUNDLE_UNUSABLE
+from plait_executor.code_bundles import CODE_BUNDLE_UNUSABLE, CodeCache
+from plait_executor.code_roots import bundle_paths
 from tests.helpers.code_bundle_sources import write_flow
 from tests.helpers.plait_command import plait_command_async
 from tests.helpers.stack import services_and_client
@@ -181,6 +187,43 @@ def unpacked_bundle(folder: Path, module: str, factor: int) -> tuple[str, TaskTa
     flow = write_flow(folder / "0", module, factor=factor)
     spec = next(iter(flow.spec.tasks.values()))
     return str(folder), spec.target, spec.version
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    nc = await connect(nats_url, "test-code-cache")
+    yield nc.jetstream()
+    await nc.close()
+
+
+async def uploaded_bundle(js: JetStreamContext, folder: Path) -> str:
+    bundle = pack(write_flow(folder, module_name(), factor=1))
+    await upload_bundle(js, bundle.hash, bundle.data)
+    return bundle.hash
+
+
+async def test_the_code_cache_keeps_the_bundles_used_last_and_removes_the_others(
+    js: JetStreamContext, tmp_path: Path
+) -> None:
+    a, b, c = [await uploaded_bundle(js, tmp_path / name) for name in "abc"]
+    cache = CodeCache(js, tmp_path / "cache", max_bundles=2)
+    with anyio.fail_after(DEADLINE):
+        roots = await cache.root(a), await cache.root(b), await cache.root(a)
+        assert roots[0] == roots[2] == tmp_path / "cache" / a and bundle_paths(str(roots[1])), "unpacked once each"
+        await cache.root(c)
+        assert sorted(path.name for path in (tmp_path / "cache").iterdir()) == sorted([a, c]), "b was used least"
+        assert bundle_paths(str(await cache.root(b))), "unpacked again"
+        assert sorted(path.name for path in (tmp_path / "cache").iterdir()) == sorted([b, c])
+
+
+async def test_a_cached_bundle_removed_from_the_disk_is_unpacked_again(js: JetStreamContext, tmp_path: Path) -> None:
+    bundle_hash = await uploaded_bundle(js, tmp_path / "src")
+    cache = CodeCache(js, tmp_path / "cache")
+    with anyio.fail_after(DEADLINE):
+        many = await asyncio.gather(*(cache.root(bundle_hash) for _ in range(8)))
+        assert len(set(many)) == 1 and bundle_paths(str(many[0]))
+        shutil.rmtree(many[0])
+        assert bundle_paths(str(await cache.root(bundle_hash))) == [str(many[0] / "0")]
 
 
 async def test_a_warm_worker_never_mixes_two_bundles_of_one_module(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import tarfile
 import uuid
 from pathlib import Path
@@ -15,11 +16,12 @@ import pytest
 from plait import codec
 from plait.adapters.code_store import BundleUnusable
 from plait.core.bundles import bundled_spec
+from plait.core.model import TaskTarget
 from plait.errors import DefinitionError
 from plait.sdk import bundles
-from plait_executor import code_bundles
+from plait_executor import code_bundles, code_roots
 from plait_executor.code_bundles import unpack
-from plait_executor.code_roots import bundle_paths
+from plait_executor.code_roots import bundle_paths, target_in_code_root
 from tests.helpers.code_bundle_sources import write_flow
 
 
@@ -113,6 +115,27 @@ def test_an_archive_that_is_not_a_tar_is_refused(tmp_path: Path) -> None:
 def test_an_unpacked_bundle_puts_its_roots_in_order(tmp_path: Path) -> None:
     unpack(archive_of(file_entry("0/a.py"), file_entry("10/c.py"), file_entry("2/b.py")), tmp_path / "bundle")
     assert bundle_paths(str(tmp_path / "bundle")) == [str(tmp_path / "bundle" / n) for n in ("0", "2", "10")]
+
+
+def test_a_process_puts_the_roots_of_the_code_root_it_imports_from_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(code_roots, "_first_on_path", [])
+    target = TaskTarget(module="m", qualname="f", file="/registered/m.py")
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    assert target_in_code_root(target, one) == TaskTarget(module="m", qualname="f", file=None)
+    assert not [path for path in sys.path if path.startswith(one)], "not unpacked yet: nothing to put first"
+    unpack(archive_of(file_entry("0/a.py"), file_entry("1/b.py")), Path(one))
+    unpack(archive_of(file_entry("0/a.py")), Path(two))
+    target_in_code_root(target, one)
+    assert sys.path[:2] == [f"{one}/0", f"{one}/1"], "unpacked since: its roots first"
+    target_in_code_root(target, two)
+    target_in_code_root(target, two)
+    assert sys.path[:3] == [f"{two}/0", f"{one}/0", f"{one}/1"] and sys.path.count(f"{two}/0") == 1
+    target_in_code_root(target, one)
+    assert sys.path[:3] == [f"{one}/0", f"{one}/1", f"{two}/0"]
+    assert target_in_code_root(target, None) is target
 
 
 def test_a_bundle_changes_the_workflow_version_not_its_tasks(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import io
 import os
 import shutil
 import tarfile
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -34,35 +35,52 @@ MAX_CACHED_BUNDLES = 32
 
 
 class CodeCache:
-    """Unpacked bundles under ``directory``, by hash; at most ``max_bundles`` of them."""
+    """Unpacked bundles under ``directory`` (this executor's own), by hash; at most ``max_bundles`` of them, the
+    least recently used removed first. Which are unpacked, and in what order they were used, is kept here: an
+    attempt of a bundle already unpacked costs one ``stat``, no lock and no write."""
 
     def __init__(self, js: JetStreamContext, directory: Path, max_bundles: int = MAX_CACHED_BUNDLES) -> None:
         self.js = js
         self.directory = directory
         self.max_bundles = max_bundles
         self._locks: dict[str, anyio.Lock] = {}
+        self._unpacked: OrderedDict[str, Path] = OrderedDict()  # least recently used first
 
     async def root(self, bundle_hash: str) -> Path:
         """The folder bundle ``bundle_hash`` is unpacked in, downloaded first unless cached. Raises
         ``BundleUnusable``."""
+        unpacked = self._still_unpacked(bundle_hash)
+        if unpacked is not None:
+            return unpacked
         lock = self._locks.setdefault(bundle_hash, anyio.Lock())
         async with lock:
+            unpacked = self._still_unpacked(bundle_hash)  # by the attempt this one waited for
+            if unpacked is not None:
+                return unpacked
             target = self.directory / bundle_hash  # a checked hash: 64 hex digits (download_bundle checks first)
-            if target.is_dir():
-                os.utime(target)
-                return target
             data = await download_bundle(self.js, bundle_hash, MAX_BUNDLE_BYTES)
             await anyio.to_thread.run_sync(unpack, data, target)
-            await anyio.to_thread.run_sync(self._evict, target)
-            return target
+            self._unpacked[bundle_hash] = target
+            stale = []
+            while len(self._unpacked) > self.max_bundles:
+                stale.append(self._unpacked.popitem(last=False)[1])
+            await anyio.to_thread.run_sync(_remove, stale)
+        self._locks.pop(bundle_hash, None)
+        return target
 
-    def _evict(self, keep: Path) -> None:
-        bundles = sorted(
-            (path for path in self.directory.iterdir() if path.is_dir() and path != keep),
-            key=lambda path: path.stat().st_mtime,
-        )
-        for stale in bundles[: max(0, len(bundles) + 1 - self.max_bundles)]:
-            shutil.rmtree(stale, ignore_errors=True)
+    def _still_unpacked(self, bundle_hash: str) -> Path | None:
+        """Where the bundle is unpacked, now its most recently used (None: not, or removed behind this executor's
+        back: one ``stat``, in a folder of the local disk)."""
+        unpacked = self._unpacked.get(bundle_hash)
+        if unpacked is None or not os.path.isdir(unpacked):
+            return None
+        self._unpacked.move_to_end(bundle_hash)
+        return unpacked
+
+
+def _remove(folders: list[Path]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def unpack(data: bytes, target: Path) -> None:

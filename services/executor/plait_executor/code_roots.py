@@ -18,13 +18,21 @@ def bundle_paths(code_root: str) -> list[str]:
     return [str(path) for path in sorted(roots, key=lambda path: int(path.name))]
 
 
+_first_on_path: list[str] = []
+"""The code root whose source roots this process put first on ``sys.path`` (a worker serves one code root only)."""
+
+
 def target_in_code_root(target: TaskTarget, code_root: str | None) -> TaskTarget:
     """``target`` as this process imports it: unchanged without a bundle; else by module name, with the bundle's
-    roots put first on ``sys.path`` (the registered file is not read: it may have changed, or not be here)."""
+    roots put first on ``sys.path`` (the registered file is not read: it may have changed, or not be here), once
+    per process and code root."""
     if code_root is None:
         return target
-    for path in reversed(bundle_paths(code_root)):
-        while path in sys.path:  # inherited from the executor's process, say: it must come first
-            sys.path.remove(path)
-        sys.path.insert(0, path)
+    if _first_on_path != [code_root]:
+        roots = bundle_paths(code_root)
+        for path in reversed(roots):
+            while path in sys.path:  # inherited from the executor's process, say: it must come first
+                sys.path.remove(path)
+            sys.path.insert(0, path)
+        _first_on_path[:] = [code_root] if roots else []
     return TaskTarget(module=target.module, qualname=target.qualname, file=None)
