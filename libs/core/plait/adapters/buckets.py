@@ -5,7 +5,11 @@ stream that allows rollups takes one from anyone who may publish to it: ``Nats-R
 empties the whole bucket, a purge no permission can confine (a task's credential may write to the buckets). So
 plait's buckets refuse rollups, and an object is written here the way nats-py writes it (its chunks on a fresh
 nuid's subject, then its record, nats-py's ``ObjectInfo``, on the name's meta subject) except that the record is
-appended rather than rolled up. Readers are nats-py's: a name's record is the last one on its subject.
+appended rather than rolled up. A name's record is the last one on its subject, and nats-py's readers read it.
+
+An object's chunks are read here too (``read_object``), through a flow-controlled push consumer, as nats-py's
+``ObjectStore.get`` does, but answering each flow control request as it comes: nats-py's ordered consumer took
+~8 ms a chunk (a 4 MB object in 270 ms; here 7-10 ms), its ``writeinto`` a thread hop per chunk besides.
 
 A name written again (the same content by a second writer, an attempt's output once more) leaves the earlier copy's
 record and chunks in the bucket, unread, until the bucket's age limit or an operator removes them
@@ -15,6 +19,7 @@ record and chunks in the bucket, unread, until the bucket's age limit or an oper
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -29,13 +34,17 @@ from nats.js.object_store import (
     OBJ_CHUNKS_PRE_TEMPLATE,
     OBJ_DEFAULT_CHUNK_SIZE,
     OBJ_DIGEST_TEMPLATE,
+    OBJ_DIGEST_TYPE,
     OBJ_META_PRE_TEMPLATE,
     OBJ_STREAM_TEMPLATE,
     ObjectStore,
 )
 from nats.nuid import NUID
 
+from plait.adapters.scoped_reads import subject_messages
+
 _nuid = NUID()
+WRITE_BATCH_CHUNKS = 16  # chunks written to a file per hop to a thread: 2 MiB at the default chunk size
 
 
 def bucket_stream(bucket: str) -> str:
@@ -93,6 +102,46 @@ async def put_object(
         options=api.ObjectMetaOptions(max_chunk_size=chunk_size),
     )
     await js.publish(_meta_subject(bucket, name), json.dumps(info.as_dict()).encode(), stream=stream)
+
+
+async def read_object(js: JetStreamContext, store: ObjectStore, bucket: str, name: str, into: IO[bytes]) -> None:
+    """Write object ``name`` of ``bucket`` (``store``: nats-py's handle on it) into ``into``, checked against its
+    size and digest. Raises nats-py's ``ObjectNotFoundError`` (no such object) and ``DigestMismatchError`` (its
+    chunks are not what its record says), and ``nats.errors.Error`` when NATS is away."""
+    info = await store.get_info(name)
+    if info.is_link():  # plait writes no links: nats-py follows one
+        await store.get(name, writeinto=into)  # type: ignore[arg-type]
+        return
+    if not info.size:
+        return
+    in_memory = isinstance(into, io.BytesIO)
+    digest, size, unwritten = hashlib.sha256(), 0, []
+    chunk_subject = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=bucket, obj=info.nuid)
+    chunks = subject_messages(js, bucket_stream(bucket), chunk_subject, flow_control=True)
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            data = chunk.data or b""
+            digest.update(data)
+            size += len(data)
+            if size > info.size:
+                raise nats.js.errors.DigestMismatchError
+            unwritten.append(data)
+            if in_memory or len(unwritten) >= WRITE_BATCH_CHUNKS:
+                await _write(into, unwritten, in_memory)
+                unwritten = []
+    await _write(into, unwritten, in_memory)
+    expected = base64.urlsafe_b64decode(info.digest.removeprefix(OBJ_DIGEST_TYPE)) if info.digest else b""
+    if size != info.size or digest.digest() != expected:
+        raise nats.js.errors.DigestMismatchError
+
+
+async def _write(into: IO[bytes], blocks: list[bytes], in_memory: bool) -> None:
+    """A file is written off the event loop, a batch of chunks at a time; memory at once."""
+    if in_memory:
+        for block in blocks:
+            into.write(block)
+    elif blocks:
+        await anyio.to_thread.run_sync(into.writelines, blocks)
 
 
 async def delete_object(js: JetStreamContext, bucket: str, name: str) -> None:

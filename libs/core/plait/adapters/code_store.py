@@ -11,7 +11,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.object_store import ObjectStore
 
-from plait.adapters.buckets import ensure_bucket, put_object
+from plait.adapters.buckets import ensure_bucket, put_object, read_object
 from plait.core.bundles import is_bundle_hash
 from plait.errors import PlaitError
 from plait.protocol.subjects import CODE_BUCKET
@@ -50,7 +50,7 @@ async def download_bundle(js: JetStreamContext, bundle_hash: str, max_bytes: int
         raise BundleUnusable(f"code bundle {bundle_hash} is {info.size:,} bytes, over the limit of {max_bytes:,}")
     buffer = io.BytesIO()
     try:
-        await bucket.get(bundle_hash, writeinto=buffer)
+        await read_object(js, bucket, CODE_BUCKET, bundle_hash, buffer)
     except nats.js.errors.DigestMismatchError:
         raise BundleUnusable(f"code bundle {bundle_hash} in the code bucket {CODE_BUCKET} is damaged") from None
     data = buffer.getvalue()

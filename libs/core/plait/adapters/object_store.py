@@ -27,7 +27,7 @@ import xxhash
 from nats.js import JetStreamContext
 from nats.js.object_store import ObjectStore
 
-from plait.adapters.buckets import delete_object, ensure_bucket, put_object
+from plait.adapters.buckets import delete_object, ensure_bucket, put_object, read_object
 from plait.core.ids import canonical_encoding, encoding_hash
 from plait.core.values import (
     DEFAULT_INLINE_VALUE_LIMIT,
@@ -78,7 +78,7 @@ class Objects(Protocol):
 
 
 class JetStreamObjects:
-    """The values bucket, a JetStream object store (its chunking and digest checks are nats-py's)."""
+    """The values bucket, a JetStream object store, written and read as `plait.adapters.buckets` does."""
 
     def __init__(self, js: JetStreamContext) -> None:
         self.js = js
@@ -102,7 +102,7 @@ class JetStreamObjects:
 
     async def get(self, name: str, into: IO[bytes]) -> bool:
         try:
-            await (await self._objects()).get(name, writeinto=into)  # type: ignore[arg-type]
+            await read_object(self.js, await self._objects(), VALUES_BUCKET, name, into)
         except nats.js.errors.ObjectNotFoundError:
             return False
         except nats.js.errors.DigestMismatchError:

@@ -7,11 +7,13 @@ dropped on their own schedule (a ``max_age`` on the bucket) without ever breakin
 
 from __future__ import annotations
 
+import io
+
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.object_store import ObjectStore
 
-from plait.adapters.buckets import ensure_bucket, put_object
+from plait.adapters.buckets import ensure_bucket, put_object, read_object
 from plait.core.task_output import OutputRef
 from plait.protocol.subjects import LOGS_BUCKET
 
@@ -39,8 +41,9 @@ class OutputStore:
 
     async def read(self, ref: OutputRef) -> str | None:
         """The output ``ref`` names, as text; None when the bucket no longer holds it."""
+        output = io.BytesIO()
         try:
-            result = await (await self._objects()).get(ref.name)
+            await read_object(self.js, await self._objects(), LOGS_BUCKET, ref.name, output)
         except nats.js.errors.ObjectNotFoundError:
             return None
-        return (result.data or b"").decode(errors="replace")
+        return output.getvalue().decode(errors="replace")

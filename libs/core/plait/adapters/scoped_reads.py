@@ -12,24 +12,36 @@ operator's right only.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncGenerator
 
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RawStreamMsg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, Header, RawStreamMsg
 
 from plait.adapters.connection import authenticated, route_of
 
 IDLE_CONSUMER_SECONDS = 10.0
+FLOW_CONTROL_HEARTBEAT_SECONDS = 2.0
+FLOW_CONTROL_PREFIX = "$JS.FC."
 MESSAGE_WAIT_SECONDS = 10.0  # a pending message the leader has not pushed within this long: a transport error
 
 
 async def subject_messages(
-    js: JetStreamContext, stream: str, subject: str, after: int = 0, *, follow: bool = False, last: bool = False
+    js: JetStreamContext,
+    stream: str,
+    subject: str,
+    after: int = 0,
+    *,
+    follow: bool = False,
+    last: bool = False,
+    flow_control: bool = False,
 ) -> AsyncGenerator[RawStreamMsg, None]:
     """The messages of ``stream`` on ``subject`` after sequence ``after`` (with ``last``: its newest one only), in
-    order, until none is left; with ``follow``, then each one appended, until the caller stops."""
+    order, until none is left; with ``follow``, then each one appended, until the caller stops. With
+    ``flow_control``, the leader pushes no further than the caller has taken (for large messages, such as an
+    object's chunks: the subscription's buffer stays bounded however slowly the caller reads)."""
     route = route_of(js)
     inbox = route.nc.new_inbox()
     subscription = await route.nc.subscribe(inbox)
@@ -46,6 +58,8 @@ async def subject_messages(
         deliver_policy=policy,
         opt_start_seq=start,
         ack_policy=AckPolicy.NONE,
+        flow_control=flow_control or None,
+        idle_heartbeat=FLOW_CONTROL_HEARTBEAT_SECONDS if flow_control else None,  # the server wants both
         inactive_threshold=IDLE_CONSUMER_SECONDS,
         mem_storage=True,
         num_replicas=1,
@@ -53,11 +67,18 @@ async def subject_messages(
     try:
         info = await js.add_consumer(stream, config=config)
         pending = info.num_pending or 0
+        due = time.monotonic() + MESSAGE_WAIT_SECONDS  # the next message, however many heartbeats come first
         while follow or pending:
-            timeout = None if follow else MESSAGE_WAIT_SECONDS
+            timeout = None if follow else due - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                raise nats.errors.TimeoutError
             msg = await subscription.next_msg(timeout=timeout)
-            if not msg.reply:  # a status message (heartbeat): none were asked for, skip any
+            if not msg.reply or msg.reply.startswith(FLOW_CONTROL_PREFIX):  # a heartbeat, or a flow control request
+                go_on = msg.reply or (msg.headers or {}).get(Header.CONSUMER_STALLED)
+                if flow_control and go_on:
+                    await route.nc.publish(go_on)  # the leader waits for this answer before it pushes more
                 continue
+            due = time.monotonic() + MESSAGE_WAIT_SECONDS
             metadata = msg.metadata
             pending = metadata.num_pending
             yield RawStreamMsg(
