@@ -3,6 +3,8 @@ allowed only what that attempt needs: against a real nats-server with the shippe
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import sys
 import time
@@ -17,6 +19,7 @@ import structlog
 from nats.aio.client import Client as NATS
 
 from plait import codec
+from plait.adapters.buckets import put_object, read_object
 from plait.adapters.connection import connect
 from plait.adapters.nats_auth import NatsAuth, attempt_inbox, tenant_inbox
 from plait.client import AsyncClient
@@ -120,6 +123,22 @@ async def test_a_pods_grant_reports_its_own_attempt_and_nothing_else(secured: Se
         ):
             await task.nc.subscribe(subject)
             assert "subscription" in (await task.refused(subject)).lower(), subject
+    finally:
+        await task.nc.close()
+
+
+async def test_a_pods_grant_writes_and_reads_back_a_large_value(secured: SecuredNats, tmp_path: Path) -> None:
+    task = await pod(secured, tmp_path, a_grant())
+    try:
+        js = task.nc.jetstream()
+        store = await js.object_store(subjects.VALUES_BUCKET)
+        value = hashlib.sha256(b"value").digest() * (4 * 32768)  # 4 MiB: 32 chunks, and flow control answered
+        await put_object(js, subjects.VALUES_BUCKET, "by-the-pod", value)
+        read = io.BytesIO()
+        with anyio.fail_after(DEADLINE):
+            await read_object(js, store, subjects.VALUES_BUCKET, "by-the-pod", read)
+        assert read.getvalue() == value
+        assert task.refusals == []
     finally:
         await task.nc.close()
 
