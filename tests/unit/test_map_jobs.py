@@ -170,6 +170,31 @@ class TestMapBatcher:
             group.start_soon(batcher.place, item(3))
         assert jobs.made == [[item(i).attempt_id for i in (1, 2, 3)]]
 
+    async def test_a_redelivered_item_waits_for_the_job_its_first_delivery_joined(self) -> None:
+        jobs, placed = Jobs(), []
+        with anyio.fail_after(10):  # twice in the batch, item 1 would fill it and leave item 2 waiting an hour
+            async with anyio.create_task_group() as group:
+                batcher = MapBatcher(group, jobs.make, window_seconds=3600, most_items=3)
+
+                async def place(dispatch: Dispatch) -> None:
+                    placed.append((dispatch.attempt_id, await batcher.place(dispatch)))
+
+                for dispatch in (item(0), item(1), item(1), item(2)):  # item 1 redelivered while its batch is open
+                    group.start_soon(place, dispatch)
+        assert jobs.made == [[item(i).attempt_id for i in range(3)]], "one Job, each attempt once"
+        assert sorted(placed) == sorted([(item(i).attempt_id, ("job-1", i)) for i in (0, 1, 1, 2)])
+
+    async def test_a_redelivery_cancelled_leaves_its_first_delivery_in_the_batch(self) -> None:
+        jobs = Jobs()
+        async with anyio.create_task_group() as group:
+            batcher = MapBatcher(group, jobs.make, window_seconds=3600, most_items=2)
+            group.start_soon(batcher.place, item(0))
+            await anyio.wait_all_tasks_blocked()
+            with anyio.move_on_after(0):
+                await batcher.place(item(0))
+            group.start_soon(batcher.place, item(1))
+        assert jobs.made == [[item(0).attempt_id, item(1).attempt_id]]
+
     async def test_items_of_other_nodes_go_to_other_batches(self) -> None:
         jobs = Jobs()
         other = Dispatch(**{**_fields(item(1)), "node": "other"})

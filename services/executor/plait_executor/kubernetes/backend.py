@@ -198,7 +198,7 @@ class KubernetesBackend:
         of the batch it joins."""
         attempt_log = log.bind(attempt=dispatch.attempt_id)
         on_start()
-        placement = self.view.items.get(dispatch.attempt_id)
+        placement = self.view.items.get(dispatch.attempt_id) or self._placed.get(dispatch.attempt_id)
         if placement is not None:
             self.adopted += 1
             attempt_log.info("job_adopted", job=placement[0], index=placement[1])

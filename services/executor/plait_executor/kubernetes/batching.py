@@ -61,17 +61,25 @@ class MapBatcher:
         self.most_items = max(1, most_items)
         self.most_bytes = most_bytes
         self._open: dict[tuple[str, ...], _Batch] = {}
+        self._waiting: dict[str, tuple[_Batch, int]] = {}  # attempt id -> its batch, and its deliveries waiting
         self.batches = 0
 
     async def place(self, dispatch: Dispatch) -> Placed:
         """Put the item attempt in a batch, and wait for its Job: where it runs, or its outcome. Cancelled before
-        its batch closed, it leaves the batch."""
-        batch = self._join(dispatch)
+        its batch closed, it leaves the batch (unless a redelivery of it waits there too). A redelivery of an
+        attempt whose batch is still waiting for its Job waits for that Job: one attempt is never in two."""
+        batch, waiters = self._waiting.get(dispatch.attempt_id, (None, 0))
+        if batch is None:
+            batch = self._join(dispatch)
+        self._waiting[dispatch.attempt_id] = (batch, waiters + 1)
         try:
             await batch.made.wait()
         except anyio.get_cancelled_exc_class():
-            if not batch.closed:
-                batch.dispatches.remove(dispatch)
+            _, waiters = self._waiting.pop(dispatch.attempt_id, (batch, 1))
+            if waiters > 1:
+                self._waiting[dispatch.attempt_id] = (batch, waiters - 1)
+            elif not batch.closed:
+                batch.dispatches[:] = [d for d in batch.dispatches if d.attempt_id != dispatch.attempt_id]
             raise
         placed = batch.placed.get(dispatch.attempt_id)
         if placed is None:
@@ -116,6 +124,8 @@ class MapBatcher:
             outcome = AttemptOutcome(error=system_error(f"its map Job cannot be made: {exc!r}", "JobNotMade", exc))
             batch.placed = {dispatch.attempt_id: outcome for dispatch in batch.dispatches}
         finally:
+            for dispatch in batch.dispatches:
+                self._waiting.pop(dispatch.attempt_id, None)
             batch.made.set()
 
 
