@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
+from nats.aio.msg import Msg
 
 from plait.client import AsyncClient
 from plait.core.dispatch import Dispatch
@@ -24,6 +26,7 @@ from plait_executor.kubernetes.batches import attempts_of_job
 from plait_executor.kubernetes.manifests import job_name
 from plait_executor.kubernetes.verdicts import job_state
 from plait_executor.kubernetes.watching import COMPLETION_INDEX
+from plait_executor.slots import AttemptSlots
 from plait_scheduler import SchedulerService
 from tests import kubernetes_workflows, large_value_workflows, output_workflows
 from tests.helpers.code_bundle_sources import write_flow
@@ -439,6 +442,40 @@ async def test_a_map_runs_as_few_indexed_jobs_one_pod_per_item(cluster: Cluster)
     assert len(jobs) <= items // 3, f"{len(jobs)} Jobs for {items} items"
     assert max(len(attempts) for attempts in jobs.values()) == 10, "the first wave is one Job"
     assert cluster.backends[0].created == len(jobs)
+
+
+async def test_map_items_delivered_again_while_they_wait_for_their_job_each_run_at_one_index(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The executor's word that it is still at work on its dispatches is held back until the server has given up
+    on it (ack wait: 1 s) and delivered one again, while the first deliveries wait in their batch's window (3 s):
+    a redelivered item joins no batch a second time, and every attempt runs at one index of one Job."""
+    cluster.target = msgspec.structs.replace(cluster.target, map_batch_seconds=3.0)
+    delivered_again = anyio.Event()
+    deliveries: list[int] = []
+    read, keep_in_progress = runner.AttemptRunner.read, runner.AttemptRunner.keep_in_progress
+
+    def counted_read(self: runner.AttemptRunner, msg: Msg, slots: AttemptSlots) -> runner.Read:
+        deliveries.append(msg.metadata.num_delivered)
+        if msg.metadata.num_delivered > 1:
+            delivered_again.set()
+        return read(self, msg, slots)
+
+    async def silent_until_delivered_again(self: runner.AttemptRunner) -> None:
+        await delivered_again.wait()
+        await keep_in_progress(self)
+
+    monkeypatch.setattr(runner.AttemptRunner, "read", counted_read)
+    monkeypatch.setattr(runner.AttemptRunner, "keep_in_progress", silent_until_delivered_again)
+    items = 20
+    async with running(cluster.executor("k8s-executor", concurrency=items).run), client_of(cluster) as client:
+        handle = await client.launch(kubernetes_workflows.doubled, {"xs": list(range(items))})
+        state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert state.status == "succeeded" and state.outputs == {"result": [2 * x for x in range(items)]}
+    assert deliveries.count(2) >= 1, "the fault was injected: a dispatch was delivered again"
+    placed = index_of_attempts(map_jobs(cluster))
+    attempts = list(state.nodes["double"].all_attempts())
+    assert len(attempts) == items and set(placed) == {attempt.attempt_id for attempt in attempts}
 
 
 async def test_map_items_that_fail_are_retried_in_new_jobs(cluster: Cluster, tmp_path: Path) -> None:
