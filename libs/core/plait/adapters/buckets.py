@@ -104,11 +104,20 @@ async def put_object(
     await js.publish(_meta_subject(bucket, name), json.dumps(info.as_dict()).encode(), stream=stream)
 
 
-async def read_object(js: JetStreamContext, store: ObjectStore, bucket: str, name: str, into: IO[bytes]) -> None:
+async def read_object(
+    js: JetStreamContext,
+    store: ObjectStore,
+    bucket: str,
+    name: str,
+    into: IO[bytes],
+    info: api.ObjectInfo | None = None,
+) -> None:
     """Write object ``name`` of ``bucket`` (``store``: nats-py's handle on it) into ``into``, checked against its
-    size and digest. Raises nats-py's ``ObjectNotFoundError`` (no such object) and ``DigestMismatchError`` (its
-    chunks are not what its record says), and ``nats.errors.Error`` when NATS is away."""
-    info = await store.get_info(name)
+    size and digest; ``info``: its record, when the caller has read it already. Raises nats-py's
+    ``ObjectNotFoundError`` (no such object) and ``DigestMismatchError`` (its chunks are not what its record says),
+    and ``nats.errors.Error`` when NATS is away."""
+    if info is None:
+        info = await store.get_info(name)
     if info.is_link():  # plait writes no links: nats-py follows one
         await store.get(name, writeinto=into)  # type: ignore[arg-type]
         return

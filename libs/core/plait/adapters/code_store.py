@@ -50,7 +50,7 @@ async def download_bundle(js: JetStreamContext, bundle_hash: str, max_bytes: int
         raise BundleUnusable(f"code bundle {bundle_hash} is {info.size:,} bytes, over the limit of {max_bytes:,}")
     buffer = io.BytesIO()
     try:
-        await read_object(js, bucket, CODE_BUCKET, bundle_hash, buffer)
+        await read_object(js, bucket, CODE_BUCKET, bundle_hash, buffer, info)
     except nats.js.errors.DigestMismatchError:
         raise BundleUnusable(f"code bundle {bundle_hash} in the code bucket {CODE_BUCKET} is damaged") from None
     data = buffer.getvalue()
