@@ -45,6 +45,32 @@ async def test_a_launch_whose_acknowledgements_are_lost_starts_one_execution(nat
         assert await outputs_of_the_only_execution(client, execution_id) == {"result": 3}
 
 
+async def test_a_launch_of_a_new_id_reads_no_log_and_one_of_a_given_id_finds_its_execution(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An id made for the call, stored at its first try, cannot name an earlier execution: its launch does not look
+    for one. A given id may: launched again, it is found launched, and nothing new starts."""
+    scheduler, executor = services(nats_url)
+    async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+        looked_up: list[str] = []
+        exists = client._exists
+
+        async def counted_exists(execution_id: str) -> bool:
+            looked_up.append(execution_id)
+            return await exists(execution_id)
+
+        monkeypatch.setattr(client, "_exists", counted_exists)
+        with anyio.fail_after(60):
+            fresh = await client.launch(workflows.add_two, {"a": 1, "b": 2})
+            assert looked_up == []
+            given = await client.launch(workflows.add_two, {"a": 2, "b": 2}, execution_id="given-id")
+            again = await client.launch(workflows.add_two, {"a": 2, "b": 2}, execution_id="given-id")
+        assert looked_up == ["given-id", "given-id"]
+        assert given.id == again.id == "given-id"
+        assert (await fresh.wait(timeout=60)).outputs == {"result": 3}
+        assert sorted(await client.execution_ids()) == sorted([fresh.id, "given-id"])
+
+
 async def test_a_launch_nobody_decides_raises_timeout_and_its_retry_starts_one_execution(nats_url: str) -> None:
     async with await AsyncClient.connect(nats_url) as client:
         with pytest.raises(Timeout) as raised:

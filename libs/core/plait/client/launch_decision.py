@@ -68,9 +68,10 @@ def _one_error() -> Iterator[None]:
 
 
 class LaunchDecision(ClientBase):
-    async def _launch_decided(self, command: LaunchExecution, timeout: float) -> str | None:
+    async def _launch_decided(self, command: LaunchExecution, timeout: float, *, fresh_id: bool) -> str | None:
         """Store the launch and wait until it has been decided: None once the execution exists, or the reason the
-        scheduler refused it.
+        scheduler refused it. ``fresh_id``: the execution id was made for this call, so no execution can have it
+        before the command stored first by this call is decided.
 
         The decision may come before the command's own acknowledgement (lost, or late): it ends the wait as well.
         """
@@ -95,7 +96,7 @@ class LaunchDecision(ClientBase):
         try:
             with anyio.fail_after(timeout), _one_error():
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._store_launch, command, inbox, outcomes.send_nowait)
+                    tg.start_soon(self._store_launch, command, inbox, outcomes.send_nowait, fresh_id)
                     decided = await outcome.receive()
                     tg.cancel_scope.cancel()
         except TimeoutError:
@@ -111,12 +112,15 @@ class LaunchDecision(ClientBase):
         return decided
 
     async def _store_launch(
-        self, command: LaunchExecution, reply_to: str, decided: Callable[[LaunchOutcome], None]
+        self, command: LaunchExecution, reply_to: str, decided: Callable[[LaunchOutcome], None], fresh_id: bool
     ) -> None:
         """Publish the command until JetStream acknowledges it, then report an execution launched before (this
         launch then starts nothing new), or the refusal of the same command stored before. Each try has the same
         ``Nats-Msg-Id``, so a try that was stored but whose acknowledgement was lost makes the next one a duplicate,
-        stored once. An error that no retry can mend is reported as the outcome."""
+        stored once. An error that no retry can mend is reported as the outcome.
+
+        A ``fresh_id`` stored by its first acknowledged try has no earlier outcome to look for (one read of the log
+        fewer per launch): the subscriptions made before it was stored are sent its decision."""
         execution_id = command.execution_id
         try:
             with as_plait_errors(f"launching execution {execution_id}", execution_id=execution_id):
@@ -125,6 +129,8 @@ class LaunchDecision(ClientBase):
                     execution_id,
                     lambda: publish_command(self.js, command, self.project, self.domain, reply_to=reply_to),
                 )
+                if fresh_id and not ack.duplicate:
+                    return
                 await self._until_answered(
                     "launch_check_retried",
                     execution_id,

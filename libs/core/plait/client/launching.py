@@ -112,6 +112,7 @@ class Launching(Registering, Following, LaunchDecision):
             raise InputError("give an execution id or an idempotency key, not both")
         if idempotency_key is not None:
             execution_id = idempotent_execution_id(self.project, self.domain, idempotency_key)
+        fresh_id = execution_id is None
         execution_id = execution_id or new_execution_id()
         self._subject(execution_id)  # a valid id, before anything is stored
         on = msgspec.UNSET if cluster is None else cluster
@@ -153,7 +154,7 @@ class Launching(Registering, Following, LaunchDecision):
                 cluster_selector=dict(cluster_selector or {}),
             )
             with span("plait.launch", attributes={"plait.execution_id": execution_id, "plait.workflow": name}):
-                rejection = await self._launch_decided(command, timeout)
+                rejection = await self._launch_decided(command, timeout, fresh_id=fresh_id)
         if rejection is not None:
             raise InputError(rejection)
         typed = workflow.workflow if isinstance(workflow, LaunchPlan) else workflow
@@ -179,6 +180,7 @@ class Launching(Registering, Following, LaunchDecision):
         self, original: str, execution_id: str | None, launched_by: str, timeout: float, *, recover: bool
     ) -> AsyncExecutionHandle[Any]:
         self._subject(original)
+        fresh_id = execution_id is None
         execution_id = execution_id or new_execution_id()
         self._subject(execution_id)
         command = LaunchExecution(
@@ -195,7 +197,7 @@ class Launching(Registering, Following, LaunchDecision):
             as_plait_errors(f"{verb} execution {original} as {execution_id}", execution_id=execution_id),
             span(f"plait.{'recover' if recover else 'relaunch'}", attributes={"plait.execution_id": execution_id}),
         ):
-            rejection = await self._launch_decided(command, timeout)
+            rejection = await self._launch_decided(command, timeout, fresh_id=fresh_id)
         if rejection is not None:
             raise InputError(rejection)
         return AsyncExecutionHandle(self, execution_id)
