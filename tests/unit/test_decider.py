@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from plait.adapters.event_log import InMemoryEventLog
 from plait.core.commands import ReportAttemptResult, ReportAttemptStarted
+from plait.core.state import Execution
 from plait.errors import TransportError
 from plait.protocol import subjects
 from plait_scheduler.cache import StateCache
@@ -63,6 +65,47 @@ async def test_a_launch_is_decided_appended_and_cached() -> None:
     assert cached is not None
     assert (cached.last_sequence, cached.last_digest) == (stored[0].sequence, stored[0].digest)
     assert decider.decisions == 1 and decider.conflicts == 0
+
+
+class CountingLoads(InMemoryEventLog):
+    """An in-memory log that counts the reads of a state from it."""
+
+    loads = 0
+
+    async def load(self, subject: str, state: Execution | None = None, *, at_least: int = 0) -> Execution | None:
+        self.loads += 1
+        return await super().load(subject, state, at_least=at_least)
+
+
+async def test_a_launch_is_appended_without_reading_its_log_first() -> None:
+    log = CountingLoads()
+    decider = Decider(log, StateCache(), "r1")
+    await launched(decider)
+    assert (log.loads, decider.conflicts, decider.decisions) == (0, 0, 1)
+
+
+async def test_a_launch_of_an_execution_that_exists_conflicts_reads_the_log_and_appends_nothing() -> None:
+    """Another replica (or this one, before a restart) launched it: the append expecting a new subject conflicts,
+    and the launch decided again on the log's state changes nothing."""
+    log = CountingLoads()
+    await launched(Decider(log, StateCache(), "r1"))
+    again = Decider(log, StateCache(), "r2")
+    outcome = await again.decide(SUBJECT, [add_two_launch(EXECUTION)])
+    assert (outcome.events, outcome.rejections) == ([], [])
+    assert (log.loads, again.conflicts, again.decisions) == (1, 1, 0)
+    assert [s.decision.replica async for s in log.read(SUBJECT)] == ["r1"]
+
+
+async def test_a_refused_launch_is_refused_only_once_its_log_shows_no_execution() -> None:
+    """A launch that would be refused (bad inputs) of an execution that exists is not refused: it changes nothing."""
+    log = CountingLoads()
+    await launched(Decider(log, StateCache(), "r1"))
+    bad = add_two_launch(EXECUTION)
+    bad = msgspec.structs.replace(bad, command=msgspec.structs.replace(bad.command, inputs={"a": "one", "b": 2}))
+    fresh = await Decider(CountingLoads(), StateCache(), "r2").decide(SUBJECT, [bad])
+    assert [reason for _, reason in fresh.rejections] != [], "on a new subject it is refused"
+    outcome = await Decider(log, StateCache(), "r2").decide(SUBJECT, [bad])
+    assert (outcome.events, outcome.rejections, log.loads) == ([], [], 1)
 
 
 async def test_a_conflict_rebuilds_the_state_from_the_log_and_decides_again() -> None:

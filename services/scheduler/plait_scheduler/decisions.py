@@ -69,15 +69,18 @@ class Decider:
         command at a time; a single command whose decision still cannot be stored fails its node and execution with
         the reason (or, for a launch, is rejected).
         """
-        for _ in range(MAX_CONFLICT_RETRIES):
+        for tries in range(MAX_CONFLICT_RETRIES):
             cached = self.cache.take(subject)
-            state = cached or await self.event_log.load(subject)
+            # A launch's subject is new, as the append checks (expected sequence 0): its log is read only once the
+            # append conflicts, or before its refusal (a launch of an execution that exists refuses nothing).
+            assumed_new = cached is None and tries == 0 and all(isinstance(c, ResolvedLaunch) for c in commands)
+            state = cached if cached is not None or assumed_new else await self.event_log.load(subject)
             expected = state.last_sequence if state else 0
             previous = state.last_digest if state else ""
             now = datetime.now(UTC)
             outcome = decide_batch(state, commands, now)
             if not outcome.events:
-                if cached is not None and await self._caught_up(subject, cached):
+                if assumed_new or (cached is not None and await self._caught_up(subject, cached)):
                     continue  # another replica decided meanwhile: what changes nothing here may change something now
                 self._keep(subject, outcome.state)
                 return outcome
