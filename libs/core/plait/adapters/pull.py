@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
@@ -100,15 +101,27 @@ class Puller:
         self._pin = pin
 
     async def run(self, start: Callable[[Msg], None]) -> None:
-        """Pull until cancelled."""
+        """Pull until cancelled. A message is handed over by the subscription's callback as it arrives (no turn of
+        the event loop through another task); the pull loop hears only when its request has ended."""
         inbox = self._nc.new_inbox()
-        arrived, arrivals = anyio.create_memory_object_stream[Msg](math.inf)
+        ending, endings = anyio.create_memory_object_stream[Msg | None](math.inf)
+        request = _Request()
 
         async def receive(msg: Msg) -> None:
-            try:
-                arrived.send_nowait(msg)
-            except anyio.ClosedResourceError:
+            if request.closed:
                 await _hand_back(msg)
+            elif _status(msg) is not None:
+                ending.send_nowait(msg)
+            else:
+                request.delivered += 1
+                if request.delivered == request.batch:
+                    ending.send_nowait(None)
+                self._note_pin(msg)
+                try:
+                    await self._hand_over(msg, start)
+                except Exception:  # in the client's callback task, where nobody would see it: logged, handed back
+                    log.exception("hand_over_failed", subject=msg.subject)
+                    await _hand_back(msg)
 
         subscription = await self._nc.subscribe(inbox, cb=receive)
         try:
@@ -117,47 +130,41 @@ class Puller:
                 self._slots.release()
                 if self._pin is not None and not self._pin.id:
                     await self._pin.stand_by()
-                if not await self._pull(inbox, self._slots.value, arrivals, start):
+                if not await self._pull(inbox, self._slots.value, request, endings):
                     await anyio.sleep(_BACKOFF_SECONDS)
         finally:
+            request.closed = True
             with anyio.CancelScope(shield=True):
                 await _unsubscribe(subscription)
-                arrived.close()
-                async for msg in arrivals:
-                    await _hand_back(msg)
+                ending.close()
 
-    async def _pull(
-        self, inbox: str, batch: int, arrivals: ObjectReceiveStream[Msg], start: Callable[[Msg], None]
-    ) -> bool:
+    async def _pull(self, inbox: str, batch: int, request: _Request, endings: ObjectReceiveStream[Msg | None]) -> bool:
         """One pull request for ``batch`` messages; False when the server refused it (time to back off)."""
-        request: dict[str, Any] = {"batch": batch, "expires": int(self._wait_seconds * 1e9)}
+        body: dict[str, Any] = {"batch": batch, "expires": int(self._wait_seconds * 1e9)}
         if self._pin is not None:
-            request["group"] = self._pin.group
+            body["group"] = self._pin.group
             if self._pin.id:
-                request["id"] = self._pin.id
+                body["id"] = self._pin.id
+        request.batch, request.delivered = batch, 0
         try:
-            await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply=inbox)
+            await self._nc.publish(self._next_subject, json.dumps(body).encode(), reply=inbox)
         except nats.errors.Error as exc:
             log.warning("pull_request_failed", error=repr(exc))
             return False
-        delivered = 0
         with anyio.move_on_after(self._wait_seconds + _PULL_LOST_AFTER_SECONDS):
-            while delivered < batch:
-                msg = await arrivals.receive()
-                status = _status(msg)
-                if status is None:
-                    delivered += 1
-                    self._note_pin(msg)
-                    await self._hand_over(msg, start)
-                elif status in _ENDED_QUIETLY:
+            while True:
+                ended = await endings.receive()
+                if ended is None:  # every message asked for was delivered
                     return True
-                elif status == _PIN_LOST and self._pin is not None:
+                status = _status(ended)
+                if status in _ENDED_QUIETLY:
+                    return True
+                if status == _PIN_LOST and self._pin is not None:
                     self._pin.unpinned()
                     return True
-                else:
-                    description = msg.headers.get(DESCRIPTION, "") if msg.headers else ""
-                    log.warning("pull_request_ended", status=status, description=description)
-                    return delivered > 0
+                description = ended.headers.get(DESCRIPTION, "") if ended.headers else ""
+                log.warning("pull_request_ended", status=status, description=description)
+                return request.delivered > 0
         return True
 
     def _note_pin(self, msg: Msg) -> None:
@@ -172,6 +179,16 @@ class Puller:
             await _hand_back(msg)
             return
         start(msg)
+
+
+@dataclass
+class _Request:
+    """The pull request in flight: how many messages it asked for and how many came; ``closed`` once the puller
+    stopped (a message still arriving goes back to the server)."""
+
+    batch: int = 0
+    delivered: int = 0
+    closed: bool = False
 
 
 def _status(msg: Msg) -> str | None:
