@@ -209,9 +209,12 @@ class AttemptRunner:
             message = self._messages[id(msg)] = HeldMessage(msg, len(dispatches), message_log)
             unsettled = 0  # from here on, each attempt releases its own slot once settled
             try:
-                async with anyio.create_task_group() as attempts:
-                    for dispatch in dispatches:
-                        attempts.start_soon(self._attempt, message, dispatch, execution_subject, slots)
+                if len(dispatches) == 1:  # no task of its own: one turn of the event loop fewer before it runs
+                    await self._attempt(message, dispatches[0], execution_subject, slots)
+                else:
+                    async with anyio.create_task_group() as attempts:
+                        for dispatch in dispatches:
+                            attempts.start_soon(self._attempt, message, dispatch, execution_subject, slots)
             finally:
                 del self._messages[id(msg)]
                 unsettled = message.unsettled  # attempts cancelled before they began: handed back

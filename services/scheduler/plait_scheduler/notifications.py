@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 import msgspec
@@ -53,10 +53,13 @@ class Notifier:
         registry: Registry,
         *,
         states: StateCache | None = None,
+        after_deciding_here: Callable[[str], Awaitable[None]] | None = None,
         tries: int = WEBHOOK_TRIES,
         first_retry_seconds: float = WEBHOOK_FIRST_RETRY_SECONDS,
     ) -> None:
         self.js, self.store, self.registry, self.states = js, store, registry, states
+        # A decision this replica is making may reach the notifier before its end is in ``states``: waited for.
+        self.after_deciding_here = after_deciding_here
         self.tries, self.first_retry_seconds = tries, first_retry_seconds
         self.published = 0
         self.posted = 0
@@ -65,6 +68,9 @@ class Notifier:
 
     async def handle(self, messages: Sequence[Msg]) -> None:
         """Notify of the executions these decisions end (each concurrently), then ack them."""
+        if len(messages) == 1:
+            await self._handle_one(messages[0])
+            return
         async with anyio.create_task_group() as tg:
             for msg in messages:
                 tg.start_soon(self._handle_one, msg)
@@ -112,6 +118,8 @@ class Notifier:
 
     async def _launch_of(self, subject: str) -> Launch | None:
         """The execution's launch: as this replica stored its end, else from the first decision in its log."""
+        if self.after_deciding_here is not None:
+            await self.after_deciding_here(subject)
         ended = self.states.ended(subject) if self.states is not None else None
         if ended is not None:
             return ended

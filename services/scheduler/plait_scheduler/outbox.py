@@ -118,7 +118,8 @@ class Outbox:
             if self._deciding.get(subject) is under_way:
                 del self._deciding[subject]
 
-    async def _after_deciding_here(self, subject: str) -> None:
+    async def after_deciding_here(self, subject: str) -> None:
+        """Once no decision for ``subject`` is under way on this replica (at once when none is)."""
         under_way = self._deciding.get(subject)
         if under_way is not None:
             await asyncio.wait([under_way])
@@ -225,7 +226,7 @@ class Outbox:
             if decision is None:  # quarantined: acked below, so that the outbox goes on past it
                 continue
             sequence = msg.metadata.sequence.stream
-            await self._after_deciding_here(msg.subject)
+            await self.after_deciding_here(msg.subject)
             try:
                 await self._catch_up_side_work(msg.subject, decision, sequence, loaded)
             except Exception:

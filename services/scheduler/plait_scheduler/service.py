@@ -211,7 +211,8 @@ class SchedulerService:
         """Launch plan schedules (their activations and fires) and notifications of ended executions: each on its
         own consumer, so that neither a slow webhook nor a burst of fires holds up deciding."""
         self.schedules = LaunchPlanSchedules(nc, js, registry)
-        self.notifier = Notifier(js, store, registry, states=self.states)
+        deciding = self.outbox.after_deciding_here if self.outbox is not None else None
+        self.notifier = Notifier(js, store, registry, states=self.states, after_deciding_here=deciding)
         activations = await self._subscribe(
             js, subjects.EVENTS_STREAM, f"{subjects.ACTIVATIONS_ROOT}.>", ACTIVATIONS_CONSUMER
         )
@@ -368,6 +369,10 @@ class SchedulerService:
             COMMANDS.labels(_counted_kind(msg)).inc()
             by_execution[_execution_subject_of(msg)].append(msg)
         ready = self._hold_started(by_execution)
+        if len(ready) == 1:  # no task of its own: one turn of the event loop fewer before it is decided
+            [(subject, messages)] = ready.items()
+            await self._handle_execution(nc, js, registry, subject, messages)
+            return
         async with anyio.create_task_group() as tg:
             for subject, messages in ready.items():
                 tg.start_soon(self._handle_execution, nc, js, registry, subject, messages)
