@@ -103,3 +103,25 @@ async def test_a_stopped_puller_hands_nothing_over_and_its_messages_go_to_the_ne
             tg.cancel_scope.cancel()
     assert first == [0], "the stopped puller took none of the later messages"
     assert {1, 2, 3} <= second
+
+
+async def test_a_message_whose_hand_over_raises_goes_back_to_the_server_and_frees_its_slot(nc: NATS) -> None:
+    js = nc.jetstream()
+    slots = anyio.Semaphore(2)
+    calls: list[int] = []
+    taken = anyio.Event()
+
+    def start(msg: Msg) -> None:
+        calls.append(msg.metadata.num_delivered)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in what the message is handed to")
+        taken.set()
+
+    await publish(js, 1)
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(Puller(nc, STREAM, CONSUMER, slots, wait_seconds=1.0).run, start)
+            await taken.wait()
+            tg.cancel_scope.cancel()
+    assert calls == [1, 2], "delivered again at once, and handed over"
+    assert slots.value == 1, "the failed hand-over's slot was freed; the second holds the other"

@@ -102,7 +102,8 @@ class Puller:
 
     async def run(self, start: Callable[[Msg], None]) -> None:
         """Pull until cancelled. A message is handed over by the subscription's callback as it arrives (no turn of
-        the event loop through another task); the pull loop hears only when its request has ended."""
+        the event loop through another task); the pull loop hears only when its request has ended. A message whose
+        ``start`` raises goes back to the server, its slot freed."""
         inbox = self._nc.new_inbox()
         ending, endings = anyio.create_memory_object_stream[Msg | None](math.inf)
         request = _Request()
@@ -117,11 +118,7 @@ class Puller:
                 if request.delivered == request.batch:
                     ending.send_nowait(None)
                 self._note_pin(msg)
-                try:
-                    await self._hand_over(msg, start)
-                except Exception:  # in the client's callback task, where nobody would see it: logged, handed back
-                    log.exception("hand_over_failed", subject=msg.subject)
-                    await _hand_back(msg)
+                await self._hand_over(msg, start)
 
         subscription = await self._nc.subscribe(inbox, cb=receive)
         try:
@@ -178,7 +175,12 @@ class Puller:
         except anyio.WouldBlock:
             await _hand_back(msg)
             return
-        start(msg)
+        try:
+            start(msg)
+        except Exception:  # in the client's callback task, where nobody would see it: logged, handed back
+            self._slots.release()
+            log.exception("hand_over_failed", subject=msg.subject)
+            await _hand_back(msg)
 
 
 @dataclass
