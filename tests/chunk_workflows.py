@@ -29,6 +29,15 @@ async def until_run(runs: str, names: set[str], timeout: float = 60.0) -> None:
             await anyio.sleep(0.02)
 
 
+async def until_run_count(runs: str, count: int, timeout: float = 60.0) -> None:
+    """Wait until ``count`` runs are noted in ``runs`` (written by worker processes: polled)."""
+    with anyio.fail_after(timeout):
+        while True:
+            if len(runs_of(runs)) >= count:
+                return
+            await anyio.sleep(0.02)
+
+
 @task
 def gated(gate: str, runs: str, name: str) -> str:
     """Notes its run, then runs until the file at ``gate`` exists."""
@@ -69,3 +78,15 @@ def quick_then_slow(runs: str, slow_seconds: float = 3.0) -> int:
 def wide() -> int:
     """Forty no-op nodes."""
     return counted(names=[noted(runs=os.devnull, name=f"n{i}") for i in range(40)])
+
+
+@workflow
+def two_gated(gate: str, runs: str) -> int:
+    """Two gated nodes queued by one decision: one dispatch chunk carries both."""
+    return counted(names=[gated(gate=gate, runs=runs, name=f"g{i}") for i in range(2)])
+
+
+@workflow
+def two_slow(runs: str, seconds: float) -> int:
+    """Two nodes of ``seconds`` each, queued by one decision: one dispatch chunk carries both."""
+    return counted(names=[noted(runs=runs, name=f"s{i}", seconds=seconds) for i in range(2)])

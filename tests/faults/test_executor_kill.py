@@ -84,3 +84,42 @@ async def test_killing_an_executor_holding_a_chunk_reruns_only_its_unfinished_at
     assert ran["s2"] == ran["s3"] == 1
     assert stored.last_seq == 2, "one chunk of six attempts, and the join"
     report.check()
+
+
+async def test_killing_an_executor_that_handed_on_part_of_a_chunk_loses_nothing(nats_url: str, tmp_path: Path) -> None:
+    """The victim (one worker) runs one attempt of a chunk of two and hands the other on to the survivor; killed
+    before its chunk is acked, the chunk comes back after the ack wait: what had not ended runs again, and each
+    node's result is decided once."""
+    gate, runs = tmp_path / "gate", str(tmp_path / "runs")
+    env = harness.service_env(nats_url, PLAIT_CONCURRENCY="1")
+    processes = [harness.start_service("scheduler", env)]
+    report = harness.FaultReport("executor killed after handing on part of a chunk (SIGKILL)", executions=1)
+    with harness.stopped_at_exit(processes):
+        victim = harness.start_service("executor", {**env, "PLAIT_REPLICA": "victim"})
+        processes.append(victim)
+        async with harness.connected(nats_url) as client:
+            inputs = {"gate": str(gate), "runs": runs}
+            execution_id = (await client.launch(chunk_workflows.two_gated, inputs)).id
+            await chunk_workflows.until_run_count(runs, 1)  # the victim's one worker runs one; the other waits
+            survivor = harness.start_service("executor", {**env, "PLAIT_REPLICA": "survivor", "PLAIT_CONCURRENCY": "2"})
+            processes.append(survivor)
+            handed_on = await harness.in_thread(victim.wait_for_event, "attempts_handed_on")
+            await chunk_workflows.until_run_count(runs, 2)  # the survivor runs it
+            await harness.in_thread(victim.kill)
+            report.faults += 1
+            gate.write_text("open")
+            await harness.wait_all(client, [execution_id], timeout=90, report=report)
+            state = await final_state(client, execution_id, timeout=10)
+            successes = [
+                e.node
+                async for stored in client.events(execution_id)
+                for e in stored.decision.events
+                if isinstance(e, NodeSucceeded)
+            ]
+            report.problems = await harness.audit_log(client)
+    assert state.status == "succeeded", state.error
+    assert sorted(successes) == ["counted", "gated", "gated-1"], "each node's result decided once"
+    ran = Counter(chunk_workflows.runs_of(runs))
+    assert ran.keys() == {"g0", "g1"} and all(count <= 2 for count in ran.values()), ran
+    assert isinstance(handed_on["attempts"], list) and len(handed_on["attempts"]) == 1
+    report.check()

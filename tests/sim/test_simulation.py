@@ -76,6 +76,7 @@ def test_faults_are_injected() -> None:
         "held_results_lost",
         "results_sent_together",
         "chunk_attempts_skipped",
+        "attempts_handed_on",
         "timers_fired",
     ):
         assert counts[fault] > 0, counts

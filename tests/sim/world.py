@@ -132,6 +132,7 @@ class Faults:
     system_error: float = 0.05
     started_first: float = 0.3  # an attempt reports ``started`` before its result
     results_together: float = 0.3  # per dispatch message: its results are held, and sent as one command at its end
+    hand_on: float = 0.2  # per dispatch message of several attempts: the executor hands on some in a copy of it
     timer_late: float = 0.3
     timer_twice: float = 0.2
     abort: float = 0.01
@@ -219,6 +220,7 @@ class Message:
     deliveries: int = 0
     visible_at: float = 0.0
     holder: str = ""
+    attempts: frozenset[str] | None = None  # a handed-on copy's ``Plait-Attempts``: the attempts it is for
 
 
 class WorkQueue:
@@ -231,12 +233,19 @@ class WorkQueue:
         self.published: dict[str, float] = {}  # msg id -> when, for duplicate detection
         self.numbers = 0
 
-    def publish(self, subject: str, msg_id: str, body: Command | ResolvedLaunch | DispatchRecord, now: float) -> bool:
+    def publish(
+        self,
+        subject: str,
+        msg_id: str,
+        body: Command | ResolvedLaunch | DispatchRecord,
+        now: float,
+        attempts: frozenset[str] | None = None,
+    ) -> bool:
         if now - self.published.get(msg_id, -DUPLICATE_WINDOW - 1) <= DUPLICATE_WINDOW:
             return False
         self.published[msg_id] = now
         self.numbers += 1
-        self.messages[self.numbers] = Message(self.numbers, subject, msg_id, body, visible_at=now)
+        self.messages[self.numbers] = Message(self.numbers, subject, msg_id, body, visible_at=now, attempts=attempts)
         return True
 
     def visible(self, now: float) -> list[Message]:
@@ -405,6 +414,7 @@ class World:
                 "held_results_lost",
                 "results_sent_together",
                 "chunk_attempts_skipped",
+                "attempts_handed_on",
                 "timers_fired",
                 "hung_attempts",
                 "attempts_killed",
@@ -542,12 +552,25 @@ class World:
         message comes back whole, to skip the attempts the log shows ended (as ``AttemptRunner`` does). Its results
         are sent as each attempt ends, or (``results_together``) held and sent as one command once the last has
         ended, as an executor's result reporter does while attempts of that execution wait for a worker: a crash
-        then loses the results held."""
+        then loses the results held. Some attempts of a message of several may be handed on first (``hand_on``,
+        as ``plait_executor.hand_on`` does with those waiting for a worker): a copy of the message names them, and
+        they are settled here; a crash before the message is acked brings it back whole, copy or not."""
         [message] = self.dispatches.pull("executor", self.now, 1)
-        dispatches = dispatches_in(message.body)  # type: ignore[arg-type]
+        carried = dispatches_in(message.body)  # type: ignore[arg-type]
+        if message.attempts is not None:
+            carried = [d for d in carried if d.attempt_id in message.attempts]
+        dispatches = carried
         if len(dispatches) > 1 and message.deliveries > 1:
             dispatches = [d for d in dispatches if not self.attempt_ended(d)]
-            self.counts["chunk_attempts_skipped"] += len(dispatches_in(message.body)) - len(dispatches)  # type: ignore[arg-type]
+            self.counts["chunk_attempts_skipped"] += len(carried) - len(dispatches)
+        if len(dispatches) > 1 and self.chance(self.faults.hand_on):
+            cut = self.rng.randint(1, len(dispatches) - 1)
+            dispatches, handed = dispatches[:cut], dispatches[cut:]
+            names = ",".join(d.attempt_id for d in handed)
+            copy_id = f"{message.msg_id.split('/on/', 1)[0]}/on/{message.number}/{content_version([names])}"
+            attempts = frozenset(d.attempt_id for d in handed)
+            if self.dispatches.publish(message.subject, copy_id, message.body, self.now, attempts=attempts):
+                self.counts["attempts_handed_on"] += len(handed)
         self.unsettled[message.number] = len(dispatches)
         held: list[ReportAttemptResult] | None = [] if self.chance(self.faults.results_together) else None
         for dispatch in dispatches:

@@ -42,6 +42,27 @@ async def test_acquire_waits_for_an_attempt_to_be_released() -> None:
     assert slots.held == 2
 
 
+async def test_acquire_waits_while_taking_is_paused_though_slots_are_free() -> None:
+    slots = AttemptSlots(4)
+    slots.pause(True)
+    async with anyio.create_task_group() as tg:
+        acquired = anyio.Event()
+
+        async def acquire() -> None:
+            await slots.acquire()
+            acquired.set()
+
+        tg.start_soon(acquire)
+        slots.release(0)  # a release meanwhile does not end the pause
+        with anyio.move_on_after(0.05) as waiting:
+            await acquired.wait()
+        assert waiting.cancelled_caught and slots.held == 0
+        slots.pause(False)
+        with anyio.fail_after(1):
+            await acquired.wait()
+    assert slots.held == 1
+
+
 def test_a_full_chunk_among_small_messages_makes_the_next_requests_ask_for_one_message_at_once() -> None:
     """Else a request for several messages, each expected small, brings chunks, handed back and delivered again."""
     slots = AttemptSlots(8)

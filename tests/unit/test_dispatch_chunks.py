@@ -56,12 +56,16 @@ def test_a_decisions_attempts_for_one_queue_are_cut_into_chunks_in_their_order()
     assert {(chunk.cluster, chunk.queue, chunk.of) for chunk in chunks} == {("local", "default", 70)}
 
 
-def test_a_few_attempts_spread_over_several_messages_and_many_fill_whole_chunks() -> None:
-    def sizes(attempts: int) -> list[int]:
+def test_a_few_attempts_spread_over_several_messages_of_two_and_many_fill_whole_chunks() -> None:
+    def sizes(attempts: int, least_attempts: int = 2) -> list[int]:
         events = [queued(f"n{i}") for i in range(attempts)]
-        return [len(chunk.events) for chunk in chunk_queued(events, "local", most_attempts=32, least_chunks=8)]
+        chunks = chunk_queued(events, "local", most_attempts=32, least_chunks=8, least_attempts=least_attempts)
+        return [len(chunk.events) for chunk in chunks]
 
-    assert sizes(5) == [1] * 5  # five long tasks can run on five executor replicas
+    assert sizes(1) == [1]
+    assert sizes(2) == [2]  # a small execution's two tasks: one message (an executor hands on what waits)
+    assert sizes(5) == [2, 2, 1]
+    assert sizes(5, least_attempts=1) == [1] * 5
     assert sizes(32) == [4] * 8
     assert sizes(1000) == [32] * 31 + [8]
 

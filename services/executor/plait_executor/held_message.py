@@ -23,6 +23,7 @@ class HeldMessage:
         self.msg = msg
         self.log = message_log
         self.since = anyio.current_time()  # when the server last heard the message is being worked on
+        self.attempts = attempts  # that it carries
         self._left = attempts
         self._done = 0
         self._handed_back = 0

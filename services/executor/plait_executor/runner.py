@@ -37,11 +37,12 @@ from plait.errors import TransportError
 from plait.metrics.names import DEAD_LETTERS
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID, PLAIT_ERROR
-from plait_executor import dispatch_trust
+from plait_executor import dispatch_trust, hand_on
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.attempt_metrics import observe_attempt, observe_start
 from plait_executor.backend import AttemptBackend
-from plait_executor.held_message import HeldMessage, ack
+from plait_executor.hand_on import HAND_ON_SECONDS
+from plait_executor.held_message import NAK_TIMEOUT_SECONDS, HeldMessage, ack
 from plait_executor.reports import report_started_pipelined, report_stopped
 from plait_executor.results import ResultReporter
 from plait_executor.slots import AttemptSlots
@@ -65,7 +66,16 @@ AFTER_RECONNECTION_SECONDS = 10.0  # how long after a reconnection dispatches ar
 ENDED_REMEMBERED = 10_000  # executions seen ended, whose dispatches are skipped without asking the server
 ATTEMPT_ENDED = frozenset({"succeeded", "failed", "stopped"})
 
-Ran = Literal["ran", "handed_back", "stopped"]
+Ran = Literal["ran", "handed_back", "handed_on", "stopped"]
+
+
+@dataclass
+class _HandOn:
+    """Attempts of one message being handed on (``plait_executor.hand_on``): ``done`` once their copy is stored, or
+    could not be (``stored`` says which)."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    stored: bool = False
 
 
 @dataclass
@@ -86,6 +96,9 @@ class _Held:
     reported: bool = False  # its result was given to the result reporter
     taken: bool = False  # a worker took it (or it ended before one did)
     reported_itself: float | None = None  # when a decision was first seen to hold its own report (a pod's)
+    waiting: anyio.CancelScope | None = None  # its wait for a worker, while it waits
+    waiting_since: float = 0.0
+    hand_on: _HandOn | None = None  # set once it is being handed on to another replica
 
 
 @dataclass(frozen=True)
@@ -125,8 +138,15 @@ class AttemptRunner:
         max_deliveries: int = 0,
         deadline_seconds: float = DEFAULT_ATTEMPT_DEADLINE_SECONDS,
         reconnections: Callable[[], int] = lambda: 0,
+        consumer: str = "",
+        hand_on_seconds: float = HAND_ON_SECONDS,
+        workers: int = 0,
     ) -> None:
         self.js = js
+        self.consumer = consumer  # the dispatch consumer it pulls from: where another replica may ask for work
+        self.hand_on_seconds = hand_on_seconds
+        self.workers = workers  # how many attempts its back end runs at once (0: it does not say)
+        self.handed_on = 0  # attempts handed on to another replica
         self.reconnections = reconnections  # how often the connection was established again
         self._reconnections_seen = 0
         self._checking_until = -math.inf  # after a reconnection: every dispatch's attempts are looked up first
@@ -153,6 +173,7 @@ class AttemptRunner:
             "attempts": self.attempts,
             "result_commands": self.results.commands,
             "execution_checks": self.execution_checks,
+            "handed_on": self.handed_on,
         }
 
     def stop_taking(self) -> None:
@@ -168,7 +189,7 @@ class AttemptRunner:
         if (untrusted := dispatch_trust.refusal(msg)) is not None:
             return untrusted
         try:
-            dispatches = dispatches_in(codec.dispatch_record_decoder.decode(msg.data))
+            dispatches = hand_on.listed(dispatches_in(codec.dispatch_record_decoder.decode(msg.data)), msg)
             execution_subject = subjects.execution_subject(
                 dispatches[0].project, dispatches[0].domain, dispatches[0].execution_id
             )
@@ -249,12 +270,18 @@ class AttemptRunner:
             self._taken(held)
             if not held.reported:
                 self.results.forgo(dispatch)
-        if ran == "handed_back":
+            if slots.paused:
+                slots.pause(self._busy_with_long_work(anyio.current_time()))
+        handed_back = ran == "handed_back"
+        if ran == "handed_on" and held.hand_on is not None:
+            await held.hand_on.done.wait()
+            handed_back = not held.hand_on.stored  # else the copy carries it: settled here
+        if handed_back:
             attempt_log.info("dispatch_handed_back")
         elif ran == "stopped":
             attempt_log.warning("attempt_stopped", reason="its execution or the attempt itself ended")
         slots.release()
-        await message.settle(handed_back=ran == "handed_back")
+        await message.settle(handed_back=handed_back)
 
     def _after_reconnection(self) -> bool:
         """Whether the connection was established again within ``AFTER_RECONNECTION_SECONDS``: a server that crashed
@@ -314,12 +341,14 @@ class AttemptRunner:
         order. A quicker attempt sends its result alone.
         """
         started = 0.0
-        waiting = anyio.CancelScope()
+        waiting = held.waiting = anyio.CancelScope()
+        held.waiting_since = anyio.current_time()
 
         def on_start() -> None:
             nonlocal started
             self._waiting.discard(waiting)
-            if self.stopping:
+            held.waiting = None
+            if self.stopping or held.hand_on is not None:
                 raise _NotStarted
             self._taken(held)
             if not self.backend.reports_itself:
@@ -336,17 +365,18 @@ class AttemptRunner:
             with waiting, held.stop:
                 outcome = await self.backend.run(dispatch, on_start=on_start)
         except _NotStarted:
-            return "handed_back"
+            return "handed_on" if held.hand_on is not None else "handed_back"
         finally:
             self._waiting.discard(waiting)
+            held.waiting = None
             held.ended = True
         if held.stop.cancel_called:  # its execution ended: the worker, if it had one, was killed
             how = await self.backend.stop(dispatch)
             if held.execution_ended:
                 await report_stopped(self.js, dispatch, self.worker, how if started else "not started", attempt_log)
             return "stopped"
-        if waiting.cancel_called:  # stopped while waiting for a worker
-            return "handed_back"
+        if waiting.cancel_called:  # stopped, or handed on, while waiting for a worker
+            return "handed_on" if held.hand_on is not None else "handed_back"
         if outcome is None:  # the attempt reported itself
             attempt_log.info("attempt_ended", seconds=round(time.perf_counter() - started, 6))
             return "ran"
@@ -383,6 +413,63 @@ class AttemptRunner:
                         reports.start_soon(
                             report_started_pipelined, self.js, held.dispatch, self.worker, held.log, held.started_sent
                         )
+
+    async def hand_on_waiting(self, slots: AttemptSlots, asking_here: Callable[[], bool]) -> None:
+        """Until cancelled: pause pulling while every worker is busy on a long attempt (``slots`` asks for nothing:
+        what it took would wait, while another replica may have a free worker); and hand on the attempts of chunks
+        that have waited ``hand_on_seconds`` for a worker, when this replica asks for no dispatch and another one
+        does (``plait_executor.hand_on``; ``asking_here``: whether a pull request of this replica is waiting)."""
+        while True:
+            await anyio.sleep(self.hand_on_seconds / 2)
+            now = anyio.current_time()
+            slots.pause(self._busy_with_long_work(now))
+            due: dict[int, list[_Held]] = {}
+            for held in self._held.values():
+                if self._may_hand_on(held) and now - held.waiting_since >= self.hand_on_seconds:
+                    due.setdefault(id(held.message), []).append(held)
+            if not due or self.stopping or not self.consumer or asking_here():
+                continue
+            try:
+                if not await hand_on.someone_asks(self.js, self.consumer):
+                    continue
+            except nats.errors.Error as exc:
+                log.warning("hand_on_unchecked", error=repr(exc))
+                continue
+            for waiting in due.values():
+                await self._hand_on([held for held in waiting if self._may_hand_on(held)])
+
+    def _busy_with_long_work(self, now: float) -> bool:
+        """Whether every worker runs an attempt that started at least half the hand-on wait ago."""
+        running = [held for held in self._held.values() if held.started_at and not held.ended]
+        long_ago = self.hand_on_seconds / 2
+        return 0 < self.workers <= len(running) and all(now - held.started_at >= long_ago for held in running)
+
+    @staticmethod
+    def _may_hand_on(held: _Held) -> bool:
+        """Whether an attempt still waits for a worker, as one of several its message carries."""
+        return held.waiting is not None and held.hand_on is None and held.message.attempts > 1
+
+    async def _hand_on(self, waiting: list[_Held]) -> None:
+        """Publish a copy of the attempts' message for them; each settles once that is stored, or fails."""
+        if not waiting:
+            return
+        handing = _HandOn()
+        for held in waiting:
+            held.hand_on = handing
+            if held.waiting is not None:
+                held.waiting.cancel()
+        message = waiting[0].message
+        try:
+            with anyio.move_on_after(NAK_TIMEOUT_SECONDS):
+                await hand_on.publish_copy(self.js, message.msg, [held.dispatch for held in waiting])
+                handing.stored = True
+        except nats.errors.Error as exc:
+            message.log.warning("hand_on_failed", error=repr(exc))
+        finally:
+            handing.done.set()
+        if handing.stored:
+            self.handed_on += len(waiting)
+            message.log.info("attempts_handed_on", attempts=[held.dispatch.attempt_id for held in waiting])
 
     async def keep_in_progress(self) -> None:
         """Until cancelled: tell the server every ``heartbeat_seconds`` that each held message is still being worked

@@ -174,6 +174,8 @@ class ExecutorService:
                     max_deliveries=info.config.max_deliver or self.max_deliveries,
                     deadline_seconds=self.attempt_deadline_seconds,
                     reconnections=lambda: int(nc.stats["reconnects"]),
+                    consumer=self.consumer,
+                    workers=self.concurrency,
                 )
                 announcer = Announcer(
                     js,
@@ -211,6 +213,7 @@ class ExecutorService:
 
     async def _serve(self, nc: NATS, runner: AttemptRunner) -> None:
         slots = AttemptSlots(self.prefetch)
+        puller = Puller(nc, subjects.DISPATCH_STREAM, self.consumer, slots)
         # Attempts outlive the cancellation that stops the pulling, until the grace period ends.
         attempts_scope = anyio.CancelScope(shield=True)
         pulling_ended = anyio.Event()
@@ -219,18 +222,19 @@ class ExecutorService:
                 async with anyio.create_task_group() as heartbeats:
                     heartbeats.start_soon(runner.keep_in_progress)
                     heartbeats.start_soon(runner.report_started_when_due)
+                    heartbeats.start_soon(runner.hand_on_waiting, slots, lambda: puller.asking)
                     async with anyio.create_task_group() as attempts:
 
                         def start(msg: Msg) -> None:
                             attempts.start_soon(runner.handle, msg, runner.read(msg, slots), slots)
 
-                        service.start_soon(self._pull, nc, runner, slots, start, attempts_scope, pulling_ended)
+                        service.start_soon(self._pull, puller, runner, slots, start, attempts_scope, pulling_ended)
                         await pulling_ended.wait()
                     heartbeats.cancel_scope.cancel()
 
     async def _pull(
         self,
-        nc: NATS,
+        puller: Puller,
         runner: AttemptRunner,
         slots: AttemptSlots,
         start: Callable[[Msg], None],
@@ -238,7 +242,7 @@ class ExecutorService:
         pulling_ended: anyio.Event,
     ) -> None:
         try:
-            await Puller(nc, subjects.DISPATCH_STREAM, self.consumer, slots).run(start)
+            await puller.run(start)
         finally:
             runner.stop_taking()
             attempts_scope.deadline = anyio.current_time() + self.grace_seconds

@@ -19,12 +19,16 @@ class AttemptSlots:
     for one message, and learns). The estimate rises at once to a larger message's size and falls slowly over
     smaller ones: where small messages and full chunks mix (a DAG's decisions), a request asks for few messages,
     rather than for many that turn out to be chunks, to be handed back and delivered again.
+
+    While ``paused`` (every worker busy on a long attempt: see ``AttemptRunner.hand_on_waiting``) it asks for none:
+    what it would take would wait, while another replica may have a free worker.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.held = 0
         self.per_message = float(DISPATCH_CHUNK_ATTEMPTS)
+        self.paused = False
         self._freed = anyio.Event()
 
     @property
@@ -34,8 +38,8 @@ class AttemptSlots:
         return 0 if free <= 0 else max(1, int(free // max(1.0, round(self.per_message))))
 
     async def acquire(self) -> None:
-        """Take a slot once one is free."""
-        while self.held >= self.capacity:
+        """Take a slot once one is free and taking is not paused."""
+        while self.held >= self.capacity or self.paused:
             self._freed = anyio.Event()
             await self._freed.wait()
         self.held += 1
@@ -51,6 +55,11 @@ class AttemptSlots:
         self.held += attempts
         carried = 1 + attempts
         self.per_message = max(float(carried), self.per_message + _RECENT_WEIGHT * (carried - self.per_message))
+
+    def pause(self, paused: bool) -> None:
+        self.paused = paused
+        if not paused and self.held < self.capacity:
+            self._freed.set()
 
     def release(self, attempts: int = 1) -> None:
         self.held -= attempts

@@ -99,6 +99,7 @@ class Puller:
         self._slots = slots
         self._wait_seconds = wait_seconds
         self._pin = pin
+        self.asking = False  # a pull request of this puller is on the server, waiting for messages
 
     async def run(self, start: Callable[[Msg], None]) -> None:
         """Pull until cancelled. A message is handed over by the subscription's callback as it arrives (no turn of
@@ -148,21 +149,29 @@ class Puller:
         except nats.errors.Error as exc:
             log.warning("pull_request_failed", error=repr(exc))
             return False
-        with anyio.move_on_after(self._wait_seconds + _PULL_LOST_AFTER_SECONDS):
-            while True:
-                ended = await endings.receive()
-                if ended is None:  # every message asked for was delivered
-                    return True
-                status = _status(ended)
-                if status in _ENDED_QUIETLY:
-                    return True
-                if status == _PIN_LOST and self._pin is not None:
-                    self._pin.unpinned()
-                    return True
-                description = ended.headers.get(DESCRIPTION, "") if ended.headers else ""
-                log.warning("pull_request_ended", status=status, description=description)
-                return request.delivered > 0
-        return True
+        self.asking = True
+        try:
+            with anyio.move_on_after(self._wait_seconds + _PULL_LOST_AFTER_SECONDS):
+                return await self._ended(request, endings)
+            return True
+        finally:
+            self.asking = False
+
+    async def _ended(self, request: _Request, endings: ObjectReceiveStream[Msg | None]) -> bool:
+        """Once the request in flight has ended: False when the server refused it (time to back off)."""
+        while True:
+            ended = await endings.receive()
+            if ended is None:  # every message asked for was delivered
+                return True
+            status = _status(ended)
+            if status in _ENDED_QUIETLY:
+                return True
+            if status == _PIN_LOST and self._pin is not None:
+                self._pin.unpinned()
+                return True
+            description = ended.headers.get(DESCRIPTION, "") if ended.headers else ""
+            log.warning("pull_request_ended", status=status, description=description)
+            return request.delivered > 0
 
     def _note_pin(self, msg: Msg) -> None:
         pin_id = msg.headers.get(NATS_PIN_ID) if msg.headers else None

@@ -23,8 +23,13 @@ from plait.core.state import Execution, task_timeout
 DISPATCH_CHUNK_ATTEMPTS = 32
 """The most attempts of one decision one dispatch message carries (so a fan-out still spreads over executors)."""
 DISPATCH_LEAST_CHUNKS = 8
-"""A decision's attempts for one queue go in at least this many messages (when there are as many attempts), each
-taken whole by one executor replica: a fan-out of a few long tasks still spreads over up to this many replicas."""
+"""A decision's attempts for one queue go in at least this many messages (when there are as many attempts, and
+``DISPATCH_CHUNK_LEAST_ATTEMPTS`` each), each taken whole by one executor replica: a wide fan-out spreads over up
+to this many replicas at once."""
+DISPATCH_CHUNK_LEAST_ATTEMPTS = 2
+"""A chunk carries at least this many attempts when its decision queued as many: a small decision's attempts
+travel in one message (a write, a delivery and an ack fewer), and those its executor cannot start soon are handed
+on to another replica (``plait_executor.hand_on``)."""
 DISPATCH_CHUNK_BYTES = 256 * 1024
 """A chunk closes before the encoded inputs of its attempts pass this (a message must stay under the server's
 1 MiB); an attempt larger than it travels alone."""
@@ -129,16 +134,18 @@ def chunk_queued(
     most_attempts: int = DISPATCH_CHUNK_ATTEMPTS,
     most_bytes: int = DISPATCH_CHUNK_BYTES,
     least_chunks: int = DISPATCH_LEAST_CHUNKS,
+    least_attempts: int = DISPATCH_CHUNK_LEAST_ATTEMPTS,
 ) -> list[Chunk]:
     """Cut the attempts one decision queued (``events``, in the decision's order) into chunks per (cluster, queue)
     (an event of no cluster runs on ``default_cluster``): at most ``most_attempts`` each, and no more than an even
-    share of ``least_chunks`` chunks. The same events always give the same chunks."""
+    share of ``least_chunks`` chunks, but ``least_attempts`` where there are as many. The same events always give the
+    same chunks."""
     by_queue: dict[tuple[str, str], list[NodeQueued]] = {}
     for event in events:
         by_queue.setdefault((event.cluster or default_cluster, event.queue), []).append(event)
     chunks: list[Chunk] = []
     for (cluster, queue), queued in by_queue.items():
-        per_chunk = min(most_attempts, max(1, math.ceil(len(queued) / max(least_chunks, 1))))
+        per_chunk = min(most_attempts, max(least_attempts, 1, math.ceil(len(queued) / max(least_chunks, 1))))
         current: list[NodeQueued] = []
         size = index = 0
         for event in queued:

@@ -15,6 +15,7 @@ CONTENT_TYPE = codec.CONTENT_TYPE
 PLAIT_ATTEMPT = "Plait-Attempt"
 PLAIT_OUTPUT_OFFSET = "Plait-Output-Offset"
 PLAIT_OUTPUT_END = "Plait-Output-End"
+PLAIT_ATTEMPTS = "Plait-Attempts"
 TRACEPARENT = "traceparent"  # W3C trace context, written and read by plait.telemetry through OpenTelemetry
 
 NATS_MSG_ID = "Nats-Msg-Id"
@@ -47,6 +48,7 @@ MEANINGS: dict[str, str] = {
     PLAIT_ATTEMPT: "on live output: the attempt that wrote it",
     PLAIT_OUTPUT_OFFSET: "on live output: where in the attempt's output this chunk starts, in bytes",
     PLAIT_OUTPUT_END: "on live output: the attempt has ended, having written this many bytes (the chunk is empty)",
+    PLAIT_ATTEMPTS: "on a dispatch chunk handed on by an executor: the ids of the attempts (comma-separated) to run",
     CONTENT_TYPE: f"on a command: '{codec.MSGPACK}' for MessagePack; anything else or none: JSON",
     NATS_MSG_ID: "the id JetStream stores once within its duplicate window (2 minutes)",
     NATS_EXPECTED_LAST_SUBJECT_SEQUENCE: "store only if the subject's last message is still at this sequence",

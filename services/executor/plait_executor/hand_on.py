@@ -1,0 +1,55 @@
+"""Attempts of a dispatch chunk that wait for a worker are handed on to another executor replica.
+
+A chunk is taken whole by one replica, which may be busy: its attempts would then wait for its workers while
+another replica idles (a decision's few long tasks on one-GPU executors, say). An attempt of a chunk that has
+waited ``HAND_ON_SECONDS`` for a worker, while some replica has a pull request waiting on the consumer, is handed
+on: the chunk's message is published again, its bytes and signature unchanged, with a ``Plait-Attempts`` header
+naming the attempts the copy is for; this replica then settles them as done, and acks its message once the others
+are settled. The header is not signed: a forged copy can only narrow which attempts of a signed chunk it runs, and
+the chunk it was cut from stays held until each of its attempts is settled.
+"""
+
+from __future__ import annotations
+
+import xxhash
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from plait.core.dispatch import Dispatch
+from plait.protocol import subjects
+from plait.protocol.headers import NATS_MSG_ID, PLAIT_ATTEMPTS, SERVER_PREFIX
+
+_HANDED_ON = "/on/"
+HAND_ON_SECONDS = 1.0
+"""How long an attempt of a chunk waits for a worker before it is handed on (when another replica asks for work)."""
+
+
+def listed(dispatches: list[Dispatch], msg: Msg) -> list[Dispatch]:
+    """The attempts of a message that a handed-on copy names (all of them, for a message that is no copy); a copy
+    that names an attempt its chunk does not carry, or none, raises ``ValueError``."""
+    names = (msg.headers or {}).get(PLAIT_ATTEMPTS)
+    if names is None:
+        return dispatches
+    wanted = set(names.split(","))
+    kept = [dispatch for dispatch in dispatches if dispatch.attempt_id in wanted]
+    if not kept or len(kept) != len(wanted):
+        raise ValueError(f"a handed-on dispatch names attempts its chunk does not carry: {names[:200]}")
+    return kept
+
+
+async def someone_asks(js: JetStreamContext, consumer: str) -> bool:
+    """Whether a pull request waits for dispatches on ``consumer`` (asked when this replica has none waiting)."""
+    info = await js.consumer_info(subjects.DISPATCH_STREAM, consumer)
+    return (info.num_waiting or 0) > 0
+
+
+async def publish_copy(js: JetStreamContext, msg: Msg, dispatches: list[Dispatch]) -> None:
+    """Publish the message again for ``dispatches`` (some of its attempts) and wait until it is stored."""
+    names = ",".join(dispatch.attempt_id for dispatch in dispatches)
+    headers = {k: v for k, v in (msg.headers or {}).items() if not k.lower().startswith(SERVER_PREFIX)}
+    # Unique per message handed on (a copy may be handed on again), the same for each try of one hand-on.
+    chunk = (msg.headers or {}).get(NATS_MSG_ID, "").split(_HANDED_ON, 1)[0]
+    sequence = msg.metadata.sequence.stream
+    headers[PLAIT_ATTEMPTS] = names
+    headers[NATS_MSG_ID] = f"{chunk}{_HANDED_ON}{sequence}/{xxhash.xxh64_hexdigest(names.encode())}"
+    await js.publish(msg.subject, msg.data, headers=headers, stream=subjects.DISPATCH_STREAM)

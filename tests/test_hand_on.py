@@ -1,0 +1,68 @@
+"""Handing on (plait_executor.hand_on), on real servers: the attempts of a dispatch chunk that wait for a busy
+executor's worker run on a replica that asks for work; an executor alone keeps them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plait.client import AsyncClient
+from plait.core.state import AttemptState, Execution
+from plait.protocol import subjects
+from plait.protocol.headers import PLAIT_ATTEMPTS
+from plait_executor import ExecutorService
+from plait_scheduler import SchedulerService
+from tests import chunk_workflows
+from tests.helpers.queues import waiting
+from tests.helpers.running import running
+from tests.helpers.states import final_state
+
+DEADLINE = 60.0
+
+
+def attempts(state: Execution, node: str) -> list[AttemptState]:
+    found = list(state.nodes[node].all_attempts())
+    assert len(found) == 1, found
+    return found
+
+
+async def test_a_chunks_attempt_waiting_for_a_busy_executor_runs_on_one_that_asks_for_work(
+    nats_url: str, tmp_path: Path
+) -> None:
+    gate, runs = tmp_path / "gate", tmp_path / "runs"
+    scheduler = SchedulerService(nats_url, replica="scheduler")
+    first = ExecutorService(nats_url, replica="first", concurrency=1)
+    second = ExecutorService(nats_url, replica="second", concurrency=1)
+    async with running(scheduler.run, first.run), await AsyncClient.connect(nats_url) as client:
+        inputs = {"gate": str(gate), "runs": str(runs)}
+        execution_id = (await client.launch(chunk_workflows.two_gated, inputs)).id
+        await chunk_workflows.until_run_count(
+            str(runs), 1
+        )  # the first's one worker is held by one; the other waits for it
+        async with running(second.run):
+            await chunk_workflows.until_run_count(str(runs), 2)  # handed on: the second runs it meanwhile
+            gate.write_text("open")
+            state = await final_state(client, execution_id, timeout=DEADLINE)
+            copy = await client.js.get_msg(subjects.DISPATCH_STREAM, seq=2)
+            left = await waiting(client.js, subjects.DISPATCH_STREAM)
+    assert state.status == "succeeded", state.error
+    assert sorted(chunk_workflows.runs_of(str(runs))) == ["g0", "g1"], "each attempt ran once"
+    ran_by = {attempt.worker: attempt.attempt_id for node in ("gated", "gated-1") for attempt in attempts(state, node)}
+    assert ran_by.keys() == {"first", "second"}, "one attempt each"
+    assert first.counts()["handed_on"] == 1 and second.counts()["handed_on"] == 0
+    assert (copy.headers or {}).get(PLAIT_ATTEMPTS) == ran_by["second"], "the copy names the attempt handed on"
+    assert left == 0, "the chunk, its copy and the join's dispatch each acknowledged once settled"
+
+
+async def test_an_executor_alone_keeps_the_attempts_waiting_for_its_workers(nats_url: str, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    scheduler = SchedulerService(nats_url, replica="scheduler")
+    executor = ExecutorService(nats_url, replica="executor", concurrency=1)
+    async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+        # The second attempt waits 1.5 s for the one worker: past the hand-on wait, with no other replica asking.
+        execution_id = (await client.launch(chunk_workflows.two_slow, {"runs": str(runs), "seconds": 1.5})).id
+        state = await final_state(client, execution_id, timeout=DEADLINE)
+        stored = (await client.js.stream_info(subjects.DISPATCH_STREAM)).state
+    assert state.status == "succeeded", state.error
+    assert sorted(chunk_workflows.runs_of(str(runs))) == ["s0", "s1"]
+    assert executor.counts()["handed_on"] == 0
+    assert stored.last_seq == 2, "the chunk and the join's dispatch: no copy"
