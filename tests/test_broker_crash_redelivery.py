@@ -34,10 +34,6 @@ async def _until(logs: list[dict[str, Any]], event: str, **fields: Any) -> None:
             await anyio.sleep(0.02)
 
 
-def _node_of(data: bytes) -> str:
-    return dispatches_in(codec.dispatch_record_decoder.decode(data))[0].node
-
-
 @pytest.mark.parametrize("checked", [True, False])
 async def test_a_dispatch_sent_again_after_a_server_crash_does_not_run_an_ended_attempt_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checked: bool
@@ -46,15 +42,17 @@ async def test_a_dispatch_sent_again_after_a_server_crash_does_not_run_an_ended_
         monkeypatch.setattr(runner, "AFTER_RECONNECTION_SECONDS", 0.0)
     server = RestartableNats(tmp_path / "nats")
     await anyio.to_thread.run_sync(server.start)
-    executor = ExecutorService(server.url, replica="executor", concurrency=2)
+    # Three workers: the pause, and the chunk sent again (the pause beside the noop), each with one of its own.
+    executor = ExecutorService(server.url, replica="executor", concurrency=3)
     try:
         with structlog.testing.capture_logs() as logs:
             async with running(SchedulerService(server.url, replica="scheduler").run, executor.run):
                 async with await AsyncClient.connect(server.url) as client:
                     sent: dict[str, tuple[bytes, dict[str, str]]] = {}
 
-                    async def keep(msg: Msg) -> None:
-                        sent[_node_of(msg.data)] = (msg.data, dict(msg.headers or {}))
+                    async def keep(msg: Msg) -> None:  # by each node whose attempt the message carries
+                        for dispatch in dispatches_in(codec.dispatch_record_decoder.decode(msg.data)):
+                            sent[dispatch.node] = (msg.data, dict(msg.headers or {}))
 
                     await client.nc.subscribe(f"{subjects.DISPATCH_ROOT}.>", cb=keep)
                     await client.nc.flush()
