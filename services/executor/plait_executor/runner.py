@@ -160,7 +160,6 @@ class AttemptRunner:
         self.deadline_seconds = deadline_seconds
         self._ended: OrderedDict[str, None] = OrderedDict()  # execution subjects seen ended
         self.stopping = False
-        self._waiting: set[anyio.CancelScope] = set()  # attempts waiting for a worker
         self._messages: dict[int, HeldMessage] = {}  # by id(msg)
         self._held: dict[int, _Held] = {}  # attempts, by id(_Held)
         self._starting: deque[_Held] = deque()  # attempts taken by a worker, oldest first, until ``started`` is due
@@ -179,8 +178,9 @@ class AttemptRunner:
     def stop_taking(self) -> None:
         """From now on, hand back the dispatches that are held but not yet running, for another replica."""
         self.stopping = True
-        for waiting in list(self._waiting):
-            waiting.cancel()
+        for held in list(self._held.values()):
+            if held.waiting is not None:
+                held.waiting.cancel()
 
     def read(self, msg: Msg, slots: AttemptSlots) -> Read:
         """What a dispatch message that just arrived carries (or why it is to be dead-lettered: untrusted,
@@ -346,7 +346,6 @@ class AttemptRunner:
 
         def on_start() -> None:
             nonlocal started
-            self._waiting.discard(waiting)
             held.waiting = None
             if self.stopping or held.hand_on is not None:
                 raise _NotStarted
@@ -360,14 +359,12 @@ class AttemptRunner:
             self.attempts += 1
             observe_start(held.message.msg)
 
-        self._waiting.add(waiting)
         try:
             with waiting, held.stop:
                 outcome = await self.backend.run(dispatch, on_start=on_start)
         except _NotStarted:
             return "handed_on" if held.hand_on is not None else "handed_back"
         finally:
-            self._waiting.discard(waiting)
             held.waiting = None
             held.ended = True
         if held.stop.cancel_called:  # its execution ended: the worker, if it had one, was killed
