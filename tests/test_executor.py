@@ -30,7 +30,7 @@ from plait.core.dispatch import ChunkedAttempt, Dispatch, DispatchChunk
 from plait.core.ids import attempt_id, new_execution_id
 from plait.core.model import TaskTarget
 from plait.protocol import subjects
-from plait.protocol.headers import PLAIT_ERROR
+from plait.protocol.headers import PLAIT_ATTEMPTS, PLAIT_ERROR
 from plait.sdk.hints import encode_value
 from plait.sdk.loader import load_module
 from plait.sdk.task import Task
@@ -541,6 +541,24 @@ async def test_an_unreadable_dispatch_is_moved_to_the_dead_letters(nats_url: str
         assert (await cluster.commands.result_of(readable)).outputs == {"result": 2}
     assert dead.data == b'{"type": "dispatch.v1"}'
     assert dead.headers is not None and "missing required field" in dead.headers[PLAIT_ERROR]
+    assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
+
+
+async def test_a_copy_naming_an_attempt_its_dispatch_does_not_carry_is_moved_to_the_dead_letters(
+    nats_url: str, cluster: Cluster
+) -> None:
+    dead_letters = await cluster.nc.subscribe(f"{subjects.DEAD_LETTER_ROOT}.>")
+    copied, readable = dispatch_of(tasks.add, {"a": 1, "b": 2}), dispatch_of(tasks.add, {"a": 1, "b": 1}, node="n1")
+    await register_task(cluster.js, copied)
+    async with running(executor(nats_url)):
+        headers = {PLAIT_ATTEMPTS: "elsewhere/n0/1"}  # as a handed-on copy names its attempts (plait_executor.hand_on)
+        await cluster.js.publish(subjects.dispatch_subject("local", "default"), codec.encode(copied), headers=headers)
+        await cluster.dispatch(readable)
+        dead = await dead_letters.next_msg(timeout=DEADLINE)
+        assert (await cluster.commands.result_of(readable)).outputs == {"result": 2}
+    assert dead.headers is not None and "names attempts its chunk does not carry" in dead.headers[PLAIT_ERROR]
+    reported = [c for c in await cluster.stored_commands() if getattr(c, "attempt_id", "") == copied.attempt_id]
+    assert reported == [], "the copied dispatch's attempt did not run"
     assert await cluster.stored_count(subjects.DISPATCH_STREAM) == 0
 
 
