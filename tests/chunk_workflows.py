@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import anyio
 
@@ -21,19 +22,20 @@ def runs_of(runs: str) -> list[str]:
 
 
 async def until_run(runs: str, names: set[str], timeout: float = 60.0) -> None:
-    """Wait until each of ``names`` has noted its run in ``runs`` (written by worker processes: polled)."""
-    with anyio.fail_after(timeout):
-        while True:
-            if names <= set(runs_of(runs)):
-                return
-            await anyio.sleep(0.02)
+    """Wait until each of ``names`` has noted its run in ``runs``."""
+    await _until_noted(runs, lambda noted: names <= set(noted), timeout)
 
 
 async def until_run_count(runs: str, count: int, timeout: float = 60.0) -> None:
-    """Wait until ``count`` runs are noted in ``runs`` (written by worker processes: polled)."""
+    """Wait until ``count`` runs are noted in ``runs``."""
+    await _until_noted(runs, lambda noted: len(noted) >= count, timeout)
+
+
+async def _until_noted(runs: str, enough: Callable[[list[str]], bool], timeout: float) -> None:
+    """Until what ``runs`` holds is ``enough`` (written by worker processes: polled)."""
     with anyio.fail_after(timeout):
         while True:
-            if len(runs_of(runs)) >= count:
+            if enough(runs_of(runs)):
                 return
             await anyio.sleep(0.02)
 

@@ -15,9 +15,10 @@ import xxhash
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from plait.adapters.deadletters import without_server_headers
 from plait.core.dispatch import Dispatch
 from plait.protocol import subjects
-from plait.protocol.headers import NATS_MSG_ID, PLAIT_ATTEMPTS, SERVER_PREFIX
+from plait.protocol.headers import NATS_MSG_ID, PLAIT_ATTEMPTS
 
 _HANDED_ON = "/on/"
 HAND_ON_SECONDS = 1.0
@@ -49,7 +50,7 @@ async def someone_asks(js: JetStreamContext, consumer: str) -> bool:
 async def publish_copy(js: JetStreamContext, msg: Msg, dispatches: list[Dispatch]) -> None:
     """Publish the message again for ``dispatches`` (some of its attempts) and wait until it is stored."""
     names = ",".join(dispatch.attempt_id for dispatch in dispatches)
-    headers = {k: v for k, v in (msg.headers or {}).items() if not k.lower().startswith(SERVER_PREFIX)}
+    headers = without_server_headers(msg.headers)
     # Unique per message handed on (a copy may be handed on again), the same for each try of one hand-on.
     chunk = (msg.headers or {}).get(NATS_MSG_ID, "").split(_HANDED_ON, 1)[0]
     sequence = msg.metadata.sequence.stream

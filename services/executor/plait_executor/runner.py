@@ -363,7 +363,7 @@ class AttemptRunner:
             with waiting, held.stop:
                 outcome = await self.backend.run(dispatch, on_start=on_start)
         except _NotStarted:
-            return "handed_on" if held.hand_on is not None else "handed_back"
+            return _untaken(held)
         finally:
             held.waiting = None
             held.ended = True
@@ -373,7 +373,7 @@ class AttemptRunner:
                 await report_stopped(self.js, dispatch, self.worker, how if started else "not started", attempt_log)
             return "stopped"
         if waiting.cancel_called:  # stopped, or handed on, while waiting for a worker
-            return "handed_on" if held.hand_on is not None else "handed_back"
+            return _untaken(held)
         if outcome is None:  # the attempt reported itself
             attempt_log.info("attempt_ended", seconds=round(time.perf_counter() - started, 6))
             return "ran"
@@ -581,6 +581,11 @@ class AttemptRunner:
             return
         DEAD_LETTERS.inc()
         await ack(msg, log)
+
+
+def _untaken(held: _Held) -> Ran:
+    """How an attempt that no worker took ended: handed on to another replica, or handed back to the server."""
+    return "handed_on" if held.hand_on is not None else "handed_back"
 
 
 def _waited(msg: Msg, seconds: float) -> bool:
