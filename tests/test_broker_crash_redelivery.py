@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 from plait import codec
 from plait.client import AsyncClient
 from plait.core.dispatch import dispatches_in
+from plait.core.events import NodeSucceeded
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
 from plait_executor import ExecutorService, runner
@@ -62,6 +63,7 @@ async def test_a_dispatch_sent_again_after_a_server_crash_does_not_run_an_ended_
                 await anyio.to_thread.run_sync(server.kill)
                 await anyio.to_thread.run_sync(server.start)
                 async with await AsyncClient.connect(server.url) as client:
+                    await _until_decided(client, execution_id, "noop")  # its result may not be decided yet
                     data, headers = sent["noop"]  # as the crashed server would send it again: the same record
                     headers[NATS_MSG_ID] = uuid.uuid4().hex  # (a copy published again must pass the duplicate window)
                     await client.js.publish(
@@ -81,6 +83,14 @@ async def test_a_dispatch_sent_again_after_a_server_crash_does_not_run_an_ended_
         assert started == 1 if checked else started >= 2
     finally:
         await anyio.to_thread.run_sync(server.kill)
+
+
+async def _until_decided(client: AsyncClient, execution_id: str, node: str) -> None:
+    """Once the execution's log shows ``node`` succeeded: only then can an executor know its attempt ended."""
+    with anyio.fail_after(DEADLINE):
+        async for stored in client.events(execution_id, until_terminal=False):
+            if any(isinstance(e, NodeSucceeded) and e.node == node for e in stored.decision.events):
+                return
 
 
 def _started(logs: list[dict[str, Any]], node: str) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ and gives back what arrives once it has stopped. On a real nats-server."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import anyio
 import pytest
@@ -14,6 +15,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from plait.adapters.connection import connect
 from plait.adapters.pull import Puller, ensure_consumer
+from tests.helpers.restartable_nats import RestartableNats
 
 STREAM, CONSUMER = "PULLED", "puller"
 
@@ -125,3 +127,30 @@ async def test_a_message_whose_hand_over_raises_goes_back_to_the_server_and_free
             tg.cancel_scope.cancel()
     assert calls == [1, 2], "delivered again at once, and handed over"
     assert slots.value == 1, "the failed hand-over's slot was freed; the second holds the other"
+
+
+async def test_after_a_server_restart_the_puller_asks_again_at_once(tmp_path: Path) -> None:
+    """The restarted server has forgotten the pull request that was waiting: the puller asks again as soon as it is
+    connected again, not once that request would have expired (a minute here)."""
+    server = RestartableNats(tmp_path / "nats")
+    await anyio.to_thread.run_sync(server.start)
+    try:
+        client = await connect(server.url, "test-pull-restart")
+        js = client.jetstream()
+        await js.add_stream(StreamConfig(name=STREAM, subjects=["pulled.>"]))
+        await ensure_consumer(js, STREAM, ConsumerConfig(durable_name=CONSUMER, ack_policy=AckPolicy.EXPLICIT))
+        puller = Puller(client, STREAM, CONSUMER, anyio.Semaphore(4), wait_seconds=60.0)
+        handed = anyio.Event()
+        with anyio.fail_after(30):  # the lost request would end after 62 s
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(puller.run, lambda msg: handed.set())
+                while not puller.asking:  # noqa: ASYNC110  no event says a request is on the server
+                    await anyio.sleep(0.01)
+                await anyio.to_thread.run_sync(server.kill)
+                await anyio.to_thread.run_sync(server.start)
+                await publish(js, 1)
+                await handed.wait()
+                tg.cancel_scope.cancel()
+        await client.close()
+    finally:
+        await anyio.to_thread.run_sync(server.kill)

@@ -7,6 +7,7 @@ import collections
 import dataclasses
 import ssl
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import nats
@@ -55,6 +56,7 @@ async def connect(url: str, name: str, *, auth: NatsAuth | None = None, inbox_pr
             untrusted.set_result(error)
         await _log_nats_error(error)
 
+    reconnected = _Reconnected()
     where = redacted_urls(url)
     connecting = asyncio.ensure_future(
         nats.connect(
@@ -67,6 +69,7 @@ async def connect(url: str, name: str, *, auth: NatsAuth | None = None, inbox_pr
             reconnect_time_wait=0.5,
             allow_reconnect=True,
             error_cb=on_error,
+            reconnected_cb=reconnected.tell,
         )
     )
     try:
@@ -90,6 +93,7 @@ async def connect(url: str, name: str, *, auth: NatsAuth | None = None, inbox_pr
         if with_credentials:
             _AUTHENTICATED.add(nc)
         _REFUSALS[nc] = refusals
+        _RECONNECTED[nc] = reconnected
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         reason = refusals[-1] if refusals else str(exc) or type(exc).__name__
         raise ConnectError(f"cannot connect to NATS at {where}: {reason}") from exc
@@ -117,6 +121,31 @@ def authenticated(js: JetStreamContext) -> bool:
 
 
 _REFUSALS: weakref.WeakKeyDictionary[NATS, collections.deque[str]] = weakref.WeakKeyDictionary()
+
+
+class _Reconnected:
+    """Who to tell when a connection is established again (its subscriptions already made anew)."""
+
+    def __init__(self) -> None:
+        self.listeners: list[Callable[[], None]] = []
+
+    async def tell(self) -> None:
+        for listener in list(self.listeners):
+            listener()
+
+
+_RECONNECTED: weakref.WeakKeyDictionary[NATS, _Reconnected] = weakref.WeakKeyDictionary()
+
+
+def on_reconnection(nc: NATS, listener: Callable[[], None]) -> Callable[[], None]:
+    """Call ``listener`` each time ``nc`` (made by ``connect``; else never) is established again, after nats-py has
+    made its subscriptions anew: what the server kept for the connection before (a pull request waiting for
+    messages) may be gone with a server that restarted. Returns what stops the calls."""
+    reconnected = _RECONNECTED.get(nc)
+    if reconnected is None:
+        return lambda: None
+    reconnected.listeners.append(listener)
+    return lambda: reconnected.listeners.remove(listener)
 
 
 def refusal(js: JetStreamContext, subject_prefix: str) -> str | None:

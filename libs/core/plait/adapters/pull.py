@@ -25,6 +25,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, ConsumerInfo
 from structlog.typing import FilteringBoundLogger
 
+from plait.adapters.connection import on_reconnection
 from plait.protocol.headers import DESCRIPTION, NATS_PIN_ID, STATUS
 
 log: FilteringBoundLogger = structlog.get_logger("plait.pull")
@@ -121,7 +122,12 @@ class Puller:
                 self._note_pin(msg)
                 await self._hand_over(msg, start)
 
+        def forgotten() -> None:  # a server that restarted forgot the request: ask again now, not once it is lost
+            if self.asking:
+                ending.send_nowait(None)
+
         subscription = await self._nc.subscribe(inbox, cb=receive)
+        stop_listening = on_reconnection(self._nc, forgotten)
         try:
             while True:
                 await self._slots.acquire()  # wait for a free slot, then ask for as many as are free
@@ -132,6 +138,7 @@ class Puller:
                     await anyio.sleep(_BACKOFF_SECONDS)
         finally:
             request.closed = True
+            stop_listening()
             with anyio.CancelScope(shield=True):
                 await _unsubscribe(subscription)
                 ending.close()
@@ -161,7 +168,7 @@ class Puller:
         """Once the request in flight has ended: False when the server refused it (time to back off)."""
         while True:
             ended = await endings.receive()
-            if ended is None:  # every message asked for was delivered
+            if ended is None:  # every message asked for was delivered, or the connection was made anew
                 return True
             status = _status(ended)
             if status in _ENDED_QUIETLY:
