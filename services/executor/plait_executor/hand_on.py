@@ -23,6 +23,9 @@ from plait.protocol.headers import NATS_MSG_ID, PLAIT_ATTEMPTS
 _HANDED_ON = "/on/"
 HAND_ON_SECONDS = 1.0
 """How long an attempt of a chunk waits for a worker before it is handed on (when another replica asks for work)."""
+PULL_WAIT_SECONDS = 1.0
+"""How long an executor's pull request waits on the server: a replica that stopped asking (every worker busy on a
+long attempt) may hand on once its own request has ended, which could otherwise be the first given the copy."""
 
 
 def listed(dispatches: list[Dispatch], msg: Msg) -> list[Dispatch]:

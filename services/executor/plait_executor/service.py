@@ -30,6 +30,7 @@ from plait.protocol import subjects
 from plait.protocol.executors import ANNOUNCE_EVERY_SECONDS, parse_labels
 from plait.protocol.nats_jwt import read_account_key
 from plait.settings import VARIABLES, Settings
+from plait_executor import hand_on
 from plait_executor.announcing import Announcer, announcement
 from plait_executor.backend import BackendFactory, backend_from_settings, local_backend, with_live_output
 from plait_executor.code_bundles import CodeCache, code_cache_directory, with_code_bundles
@@ -213,7 +214,7 @@ class ExecutorService:
 
     async def _serve(self, nc: NATS, runner: AttemptRunner) -> None:
         slots = AttemptSlots(self.prefetch)
-        puller = Puller(nc, subjects.DISPATCH_STREAM, self.consumer, slots)
+        puller = Puller(nc, subjects.DISPATCH_STREAM, self.consumer, slots, wait_seconds=hand_on.PULL_WAIT_SECONDS)
         # Attempts outlive the cancellation that stops the pulling, until the grace period ends.
         attempts_scope = anyio.CancelScope(shield=True)
         pulling_ended = anyio.Event()
