@@ -418,3 +418,33 @@ async def test_the_operator_partitions_the_commands_stream_for_confined_schedule
     other = await plait_command_async(["streams", "ensure", "--partitions", "3"], as_user(secured, "plait-operator"))
     assert other.returncode != 0
     assert "split in 2 partitions" in other.stderr
+
+
+@pytest.mark.parametrize("stream", [subjects.COMMANDS_STREAM, subjects.DISPATCH_STREAM])
+async def test_ensuring_the_streams_asks_again_while_the_cluster_settles_even_for_an_earlier_layout(
+    nats_url: str, stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster still electing its leaders leaves a request unanswered: the look for an earlier release's layout,
+    the first question about that stream, is asked again too (a service starting then would otherwise stop)."""
+    nc = await connect(nats_url, "test-settling")
+    try:
+        js = nc.jetstream()
+        real = js.stream_info
+        unanswered = [stream]
+
+        async def settling(name: str, *args: object, **kwargs: object) -> StreamInfo:
+            if name in unanswered:
+                unanswered.remove(name)
+                raise nats.errors.TimeoutError
+            return await real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(js, "stream_info", settling)
+        with structlog.testing.capture_logs() as logs:
+            ensured = await ensure_streams(js)
+        assert not unanswered, "the question was asked, and went unanswered once"
+        assert {e.name for e in ensured} >= STREAMS
+        assert {"event": "streams_settling", "stream": stream} in [
+            {k: e.get(k) for k in ("event", "stream")} for e in logs
+        ]
+    finally:
+        await nc.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import nats.errors
@@ -34,6 +34,7 @@ from plait.protocol.services import ANNOUNCEMENT_TTL_SECONDS as SERVICE_ANNOUNCE
 from plait.protocol.services import SERVICES_BUCKET
 
 log = structlog.get_logger()
+_T = TypeVar("_T")
 
 DUPLICATE_WINDOW_SECONDS = 120.0
 DEAD_LETTER_MAX_AGE_SECONDS = 30 * 24 * 3600.0
@@ -234,26 +235,33 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> l
     }
     for bucket, stream in bucket_streams().items():
         steps.append((stream, functools.partial(_ensure_bucket, js, stream, buckets[bucket])))
-    if await move_commands_stream(js, functools.partial(_ensure_commands_and_timers, js, replicas)):
+    move_commands = functools.partial(
+        move_commands_stream, js, functools.partial(_ensure_commands_and_timers, js, replicas)
+    )
+    if await _once_settled(js, subjects.COMMANDS_STREAM, move_commands):
         log.warning("commands_stream_made_anew", stream=subjects.COMMANDS_STREAM)
-    if await move_dispatch_stream(js, functools.partial(_ensure_named, js, replicas, subjects.DISPATCH_STREAM)):
+    move_dispatch = functools.partial(
+        move_dispatch_stream, js, functools.partial(_ensure_named, js, replicas, subjects.DISPATCH_STREAM)
+    )
+    if await _once_settled(js, subjects.DISPATCH_STREAM, move_dispatch):
         log.warning("dispatch_stream_made_anew", stream=subjects.DISPATCH_STREAM)
-    done = []
-    for name, step in steps:
-        delay, deadline = FIRST_RETRY_SECONDS, anyio.current_time() + SETTLING_SECONDS
-        while True:
-            try:
-                done.append(Ensured(name, await step()))
-                break
-            except _SETTLING as exc:
-                if (refused := refusal(js, "$JS.API.STREAM.")) is not None:  # not settling: never allowed
-                    raise StreamsRefused(f"stream {name}: NATS refused it ({refused}): {REFUSED_HINT}") from exc
-                if anyio.current_time() + delay > deadline:
-                    raise
-                log.info("streams_settling", stream=name, reason=str(exc) or type(exc).__name__)
-                await anyio.sleep(delay)  # the cluster sends no event when it has settled: ask again
-                delay = min(delay * 2, LONGEST_RETRY_SECONDS)
-    return done
+    return [Ensured(name, await _once_settled(js, name, step)) for name, step in steps]
+
+
+async def _once_settled(js: JetStreamContext, name: str, step: Callable[[], Awaitable[_T]]) -> _T:
+    """``step`` on stream ``name``, asked again while the cluster settles (no leader yet, or no answer in time)."""
+    delay, deadline = FIRST_RETRY_SECONDS, anyio.current_time() + SETTLING_SECONDS
+    while True:
+        try:
+            return await step()
+        except _SETTLING as exc:
+            if (refused := refusal(js, "$JS.API.STREAM.")) is not None:  # not settling: never allowed
+                raise StreamsRefused(f"stream {name}: NATS refused it ({refused}): {REFUSED_HINT}") from exc
+            if anyio.current_time() + delay > deadline:
+                raise
+            log.info("streams_settling", stream=name, reason=str(exc) or type(exc).__name__)
+            await anyio.sleep(delay)  # the cluster sends no event when it has settled: ask again
+            delay = min(delay * 2, LONGEST_RETRY_SECONDS)
 
 
 REFUSED_HINT = (
