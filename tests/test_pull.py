@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from plait.adapters.connection import connect
+from plait.adapters.connection import connect, on_reconnection
 from plait.adapters.pull import Puller, ensure_consumer
 from tests.helpers.restartable_nats import RestartableNats
 
@@ -151,6 +151,39 @@ async def test_after_a_server_restart_the_puller_asks_again_at_once(tmp_path: Pa
                 await publish(js, 1)
                 await handed.wait()
                 tg.cancel_scope.cancel()
+        await client.close()
+    finally:
+        await anyio.to_thread.run_sync(server.kill)
+
+
+async def test_a_reconnection_listener_that_raises_stops_neither_the_others_nor_later_reconnections(
+    tmp_path: Path,
+) -> None:
+    server = RestartableNats(tmp_path / "nats")
+    await anyio.to_thread.run_sync(server.start)
+    try:
+        client = await connect(server.url, "test-reconnection-listeners")
+        told = anyio.Event()
+        heard: list[int] = []
+
+        def broken() -> None:
+            raise RuntimeError("a bug in a listener")
+
+        def listening() -> None:
+            heard.append(1)
+            told.set()
+
+        on_reconnection(client, broken)
+        stop = on_reconnection(client, listening)
+        with anyio.fail_after(30):
+            for restarts in (1, 2):
+                await anyio.to_thread.run_sync(server.kill)
+                await anyio.to_thread.run_sync(server.start)
+                await told.wait()
+                told = anyio.Event()
+                assert len(heard) == restarts
+        stop()
+        await client.flush()
         await client.close()
     finally:
         await anyio.to_thread.run_sync(server.kill)

@@ -131,7 +131,10 @@ class _Reconnected:
 
     async def tell(self) -> None:
         for listener in list(self.listeners):
-            listener()
+            try:
+                listener()
+            except Exception:  # raised into nats-py's reconnecting task, it would end every later reconnection
+                structlog.get_logger().exception("reconnection_listener_failed")
 
 
 _RECONNECTED: weakref.WeakKeyDictionary[NATS, _Reconnected] = weakref.WeakKeyDictionary()
