@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from plait.adapters.connection import on_reconnection, route_of
 from plait.adapters.quarantine import CATALOG_READER, Quarantine
 from plait.metrics.names import PROJECTED
 from plait.protocol import subjects
@@ -35,6 +36,9 @@ _V1_ACK_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<cons
 BatchDone = Callable[[int, int], Awaitable[None]]  # (offset reached, messages in the batch)
 
 
+FOLLOW_HEARTBEAT_SECONDS = 5.0
+"""The ordered consumer's idle heartbeat: two missed, it is made anew (its server went away without a word). After a
+reconnection, which a restarted server's lost consumer always follows, following starts over at once instead."""
 FOLLOW_PAUSE_SECONDS = 0.02
 """After a small batch, following pauses this long: a busy log is then projected in fewer, larger transactions
 (each costs a dozen round trips to PostgreSQL, whatever its size). A reader sees a write at most this much later."""
@@ -127,6 +131,7 @@ class Projector:
 
     async def _lead(self, js: JetStreamContext) -> None:
         connection = await db.connect(self._database_url, f"plait-catalog-{self._replica}")
+        stop_listening = on_reconnection(route_of(js).nc, self._follow_again)
         try:
             await connection.execute("SELECT pg_advisory_lock($1)", db.PROJECTION_LOCK)
             offset = await stored_offset(connection)
@@ -142,8 +147,16 @@ class Projector:
                     self._rebuild = None
                 offset = await stored_offset(connection)
         finally:
+            stop_listening()
             with anyio.CancelScope(shield=True):
                 await connection.close(timeout=5)
+
+    def _follow_again(self) -> None:
+        """The connection was made anew: a restarted server lost the ordered consumer, so follow from the stored
+        offset at once (not once its heartbeats are missed). A rebuild's consumer is left to notice by itself."""
+        if self._following is not None:
+            self._log.info("projection_following_again", reason="reconnected")
+            self._following.cancel()
 
     async def _replay(self, js: JetStreamContext, connection: db.Connection, request: Rebuild) -> None:
         """Empty the tables and project the stream up to its current last sequence, in one transaction."""
@@ -191,7 +204,11 @@ class Projector:
         """
         if until is not None and offset >= until:
             return offset
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=offset + 1)
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=offset + 1,
+            idle_heartbeat=FOLLOW_HEARTBEAT_SECONDS,
+        )
         subscription = await js.subscribe(">", stream=subjects.EVENTS_STREAM, ordered_consumer=True, config=config)
         try:
             batch: list[StoredMessage] = []
