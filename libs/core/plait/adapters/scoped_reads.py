@@ -107,13 +107,15 @@ async def last_subject_message(js: JetStreamContext, stream: str, subject: str) 
 
 FOLLOW_HEARTBEAT_SECONDS = 2.0
 FOLLOWER_IDLE_SECONDS = 10.0  # a push consumer with no subscriber left (its follower stopped or vanished) goes then
+RECONNECTION_LOOK_SECONDS = 0.5  # how often a silent follower looks whether its connection was made anew
 
 
 async def follow_subject(js: JetStreamContext, stream: str, subject: str) -> AsyncGenerator[RawStreamMsg, None]:
     """Every message of ``stream`` on ``subject`` from the first, then each one appended, until the caller stops: what
     an ordered consumer gives, through a named consumer whose create request names ``subject`` (so permissions can
-    confine it). A gap in the consumer's sequence, or heartbeats that stop, make a new consumer from the message
-    after the last one given: nothing is skipped or given twice."""
+    confine it). A gap in the consumer's sequence, heartbeats that stop, or a connection made anew (a server that
+    restarted lost the consumer) make a new consumer from the message after the last one given: nothing is skipped or
+    given twice."""
     route = route_of(js)
     last = 0
     while True:
@@ -132,13 +134,19 @@ async def follow_subject(js: JetStreamContext, stream: str, subject: str) -> Asy
             num_replicas=1,
         )
         try:
+            reconnections = route.nc.stats["reconnects"]
             await js.add_consumer(stream, config=config)
-            delivered = 0
+            delivered, heard = 0, time.monotonic()
             while True:
                 try:
-                    msg = await subscription.next_msg(timeout=3 * FOLLOW_HEARTBEAT_SECONDS)
+                    msg = await subscription.next_msg(timeout=RECONNECTION_LOOK_SECONDS)
                 except nats.errors.TimeoutError:
-                    break  # its heartbeats stopped (the consumer or its server went away): a new consumer
+                    if route.nc.stats["reconnects"] != reconnections:
+                        break  # its server may have restarted, and lost it: a new consumer
+                    if time.monotonic() - heard >= 3 * FOLLOW_HEARTBEAT_SECONDS:
+                        break  # its heartbeats stopped (the consumer or its server went away): a new consumer
+                    continue
+                heard = time.monotonic()
                 if not msg.reply:  # a heartbeat
                     continue
                 metadata = msg.metadata
