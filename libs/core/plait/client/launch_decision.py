@@ -12,11 +12,14 @@ import msgspec
 import nats.errors
 import nats.js.errors
 import structlog
+from anyio.abc import ObjectReceiveStream
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from plait import codec
 from plait.adapters.commands import publish_command, subject_of
+from plait.adapters.connection import on_reconnection
 from plait.adapters.nats_errors import UNAVAILABLE, as_plait_errors
 from plait.adapters.scoped_reads import last_subject_message
 from plait.client.connection import ClientBase
@@ -56,6 +59,21 @@ async def unsubscribe_all(subscriptions: list[Subscription]) -> None:
                 await subscription.unsubscribe()
 
 
+async def until_answered(nc: NATS, retried: str, execution_id: str, call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, made again with back-off while it times out or finds no responder (a stream leader being
+    elected, say), until the caller's own deadline cancels it; logged as ``retried``."""
+    delay = FIRST_PUBLISH_RETRY_SECONDS
+    while True:
+        try:
+            return await call()
+        except (nats.errors.TimeoutError, *UNAVAILABLE) as exc:
+            if nc.is_closed:
+                raise
+            log.warning(retried, execution=execution_id, error=str(exc) or type(exc).__name__)
+        await anyio.sleep(delay)
+        delay = min(delay * 2, LONGEST_PUBLISH_RETRY_SECONDS)
+
+
 @contextlib.contextmanager
 def _one_error() -> Iterator[None]:
     """A task group's lone error as itself, not wrapped in an exception group."""
@@ -87,16 +105,19 @@ class LaunchDecision(ClientBase):
         async def dead_lettered(msg: Msg) -> None:  # refused, when the reply went to an earlier try's inbox
             outcomes.send_nowait((msg.headers or {}).get(PLAIT_ERROR, "the scheduler refused the launch"))
 
+        reconnected, reconnections = anyio.create_memory_object_stream[None](math.inf)
         inbox = self.nc.new_inbox()
         subscriptions = [
             await self.nc.subscribe(inbox, cb=refused, max_msgs=1),
             await self.nc.subscribe(self._subject(execution_id), cb=launched, max_msgs=1),
             await self.nc.subscribe(self._dead_letter_subject(command), cb=dead_lettered, max_msgs=1),
         ]
+        stop_listening = on_reconnection(self.nc, lambda: reconnected.send_nowait(None))
         try:
             with anyio.fail_after(timeout), _one_error():
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._store_launch, command, inbox, outcomes.send_nowait, fresh_id)
+                    tg.start_soon(self._look_for_launch_when_reconnected, command, reconnections, outcomes.send_nowait)
                     decided = await outcome.receive()
                     tg.cancel_scope.cancel()
         except TimeoutError:
@@ -106,6 +127,7 @@ class LaunchDecision(ClientBase):
                 execution_id=execution_id,
             ) from None
         finally:
+            stop_listening()
             await unsubscribe_all(subscriptions)
         if isinstance(decided, PlaitError):
             raise decided
@@ -124,14 +146,16 @@ class LaunchDecision(ClientBase):
         execution_id = command.execution_id
         try:
             with as_plait_errors(f"launching execution {execution_id}", execution_id=execution_id):
-                ack = await self._until_answered(
+                ack = await until_answered(
+                    self.nc,
                     "launch_publish_retried",
                     execution_id,
                     lambda: publish_command(self.js, command, self.project, self.domain, reply_to=reply_to),
                 )
                 if fresh_id and not ack.duplicate:
                     return
-                await self._until_answered(
+                await until_answered(
+                    self.nc,
                     "launch_check_retried",
                     execution_id,
                     lambda: self._report_earlier_outcome(command, bool(ack.duplicate), decided),
@@ -139,19 +163,21 @@ class LaunchDecision(ClientBase):
         except PlaitError as exc:
             decided(exc)
 
-    async def _until_answered(self, retried: str, execution_id: str, call: Callable[[], Awaitable[T]]) -> T:
-        """``call()``, made again with back-off while it times out or finds no responder (a stream leader being
-        elected, say), until the launch's own deadline cancels it; logged as ``retried``."""
-        delay = FIRST_PUBLISH_RETRY_SECONDS
-        while True:
-            try:
-                return await call()
-            except (nats.errors.TimeoutError, *UNAVAILABLE) as exc:
-                if self.nc.is_closed:
-                    raise
-                log.warning(retried, execution=execution_id, error=str(exc) or type(exc).__name__)
-            await anyio.sleep(delay)
-            delay = min(delay * 2, LONGEST_PUBLISH_RETRY_SECONDS)
+    async def _look_for_launch_when_reconnected(
+        self,
+        command: LaunchExecution,
+        reconnections: ObjectReceiveStream[None],
+        decided: Callable[[LaunchOutcome], None],
+    ) -> None:
+        """Each time the connection is made anew, look for the launch's outcome in the log and the dead letters: a
+        decision appended while this client was away was sent to no subscription of its."""
+        async for _ in reconnections:
+            await until_answered(
+                self.nc,
+                "launch_check_retried",
+                command.execution_id,
+                lambda: self._report_earlier_outcome(command, True, decided),
+            )
 
     async def _report_earlier_outcome(
         self, command: LaunchExecution, duplicate: bool, decided: Callable[[LaunchOutcome], None]
