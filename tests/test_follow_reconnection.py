@@ -10,11 +10,8 @@ import anyio
 import pytest
 
 from plait.adapters import scoped_reads
-from plait.adapters.connection import connect
-from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
-from tests.helpers.catalog_log import DOMAIN, PROJECT, EventLog
-from tests.helpers.restartable_nats import RestartableNats
+from tests.helpers.catalog_log import DOMAIN, PROJECT, on_a_restartable_server
 
 
 async def test_a_follower_goes_on_at_once_after_the_server_restarted(
@@ -22,32 +19,26 @@ async def test_a_follower_goes_on_at_once_after_the_server_restarted(
 ) -> None:
     # Heartbeats 30 s apart: noticing the lost consumer by their silence alone would take 90 s.
     monkeypatch.setattr(scoped_reads, "FOLLOW_HEARTBEAT_SECONDS", 30.0)
-    server = RestartableNats(tmp_path / "nats")
-    await anyio.to_thread.run_sync(server.start)
-    try:
-        nc = await connect(server.url, "test-follow-writer")
-        await ensure_streams(nc.jetstream())
-        log = EventLog(nc.jetstream())
+    sequences: list[int] = []
+    async with (
+        on_a_restartable_server(tmp_path / "nats") as (server, _, log),
+        await AsyncClient.connect(server.url, PROJECT, DOMAIN) as client,
+    ):
         launched = await log.launch("followed", 1)
-        sequences: list[int] = []
-        async with await AsyncClient.connect(server.url, PROJECT, DOMAIN) as client:
-            with anyio.fail_after(30):
-                async with anyio.create_task_group() as tg:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
 
-                    async def follow() -> None:
-                        async for stored in client.events("followed", until_terminal=False):
-                            sequences.append(stored.sequence)
+                async def follow() -> None:
+                    async for stored in client.events("followed", until_terminal=False):
+                        sequences.append(stored.sequence)
 
-                    tg.start_soon(follow)
-                    while sequences != [launched]:  # noqa: ASYNC110  the follower's first decision
-                        await anyio.sleep(0.01)
-                    await anyio.to_thread.run_sync(server.kill)
-                    await anyio.to_thread.run_sync(server.start)
-                    started = await log.start("followed", "double")
-                    while len(sequences) < 2:  # noqa: ASYNC110  no event says the follower has it
-                        await anyio.sleep(0.01)
-                    tg.cancel_scope.cancel()
-        await nc.close()
-    finally:
-        await anyio.to_thread.run_sync(server.kill)
+                tg.start_soon(follow)
+                while sequences != [launched]:  # noqa: ASYNC110  the follower's first decision
+                    await anyio.sleep(0.01)
+                await anyio.to_thread.run_sync(server.kill)
+                await anyio.to_thread.run_sync(server.start)
+                started = await log.start("followed", "double")
+                while len(sequences) < 2:  # noqa: ASYNC110  no event says the follower has it
+                    await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
     assert sequences == [launched, started]

@@ -9,11 +9,8 @@ import anyio
 import pytest
 import structlog.testing
 
-from plait.adapters.connection import connect
-from plait.adapters.streams import ensure_streams
 from plait_catalog import CatalogService, projector
-from tests.helpers.catalog_log import EventLog, caught_up
-from tests.helpers.restartable_nats import RestartableNats
+from tests.helpers.catalog_log import caught_up, on_a_restartable_server
 
 
 async def test_projecting_goes_on_at_once_after_the_server_restarted(
@@ -21,12 +18,7 @@ async def test_projecting_goes_on_at_once_after_the_server_restarted(
 ) -> None:
     # Heartbeats a minute apart: noticing the lost consumer by them alone would take two minutes.
     monkeypatch.setattr(projector, "FOLLOW_HEARTBEAT_SECONDS", 60.0)
-    server = RestartableNats(tmp_path / "nats")
-    await anyio.to_thread.run_sync(server.start)
-    try:
-        nc = await connect(server.url, "test-catalog-restart")
-        await ensure_streams(nc.jetstream())
-        log = EventLog(nc.jetstream())
+    async with on_a_restartable_server(tmp_path / "nats") as (server, nc, log):
         with structlog.testing.capture_logs() as logs:
             async with anyio.create_task_group() as tg:
                 await tg.start(CatalogService(server.url, database_url, replica="one").run)
@@ -35,7 +27,4 @@ async def test_projecting_goes_on_at_once_after_the_server_restarted(
                 await anyio.to_thread.run_sync(server.start)
                 await caught_up(nc, await log.succeeded("after", 2))  # within caught_up's 20 s
                 tg.cancel_scope.cancel()
-        await nc.close()
-    finally:
-        await anyio.to_thread.run_sync(server.kill)
     assert any(e["event"] == "projection_following_again" for e in logs)

@@ -4,7 +4,10 @@ every expected timestamp is known; and reading the stream and the projected tabl
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,8 +18,10 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from plait import task, workflow
+from plait.adapters.connection import connect
 from plait.adapters.event_store import EventStore
 from plait.adapters.registry import Registry
+from plait.adapters.streams import ensure_streams
 from plait.core.commands import (
     AbortExecution,
     Command,
@@ -33,6 +38,7 @@ from plait.protocol import subjects
 from plait_catalog import db
 from plait_catalog.migrations import migrate
 from plait_catalog.projection import StoredMessage, apply_batch
+from tests.helpers.restartable_nats import RestartableNats
 
 PROJECT, DOMAIN = "flows", "development"
 HERE = {"project": PROJECT, "domain": DOMAIN}
@@ -220,3 +226,20 @@ async def caught_up(nc: NATS, sequence: int) -> None:
     with anyio.fail_after(DEADLINE):
         while "error" in await query(nc, subjects.CATALOG_LIST_EXECUTIONS, {"min_sequence": sequence, "limit": 1}):
             pass  # the replica waited its bound without seeing the sequence (e.g. during a failover): ask again
+
+
+@asynccontextmanager
+async def on_a_restartable_server(data_dir: Path) -> AsyncIterator[tuple[RestartableNats, NATS, EventLog]]:
+    """A nats-server the test may kill and start again, a connection to it with the streams made, and an
+    ``EventLog`` on that connection; the server is stopped afterwards."""
+    server = RestartableNats(data_dir)
+    await anyio.to_thread.run_sync(server.start)
+    try:
+        nc = await connect(server.url, "test-restartable-log")
+        await ensure_streams(nc.jetstream())
+        try:
+            yield server, nc, EventLog(nc.jetstream())
+        finally:
+            await nc.close()
+    finally:
+        await anyio.to_thread.run_sync(server.kill)
