@@ -448,3 +448,32 @@ async def test_ensuring_the_streams_asks_again_while_the_cluster_settles_even_fo
         ]
     finally:
         await nc.close()
+
+
+@pytest.mark.parametrize(("err_code", "settles"), [(10005, True), (10058, False)])
+async def test_a_stream_placed_while_a_peer_is_offline_is_placed_again_other_refusals_are_raised(
+    nats_url: str, err_code: int, settles: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "No suitable peers for placement" (a server of the cluster restarting, or not yet known to the meta leader)
+    passes once the peer is back; another refusal, such as a name in use with another configuration, does not."""
+    nc = await connect(nats_url, "test-placement")
+    try:
+        js = nc.jetstream()
+        real = js.stream_info
+        refused = [subjects.EVENTS_STREAM]
+
+        async def placing(name: str, *args: object, **kwargs: object) -> StreamInfo:
+            if name in refused:
+                refused.remove(name)
+                raise nats.js.errors.BadRequestError(code=400, err_code=err_code, description="refused once")
+            return await real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(js, "stream_info", placing)
+        if settles:
+            assert {e.name for e in await ensure_streams(js)} >= STREAMS
+        else:
+            with pytest.raises(nats.js.errors.BadRequestError, match="refused once"):
+                await ensure_streams(js)
+        assert not refused
+    finally:
+        await nc.close()
