@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
+import math
 import ssl
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import nats
 import nats.errors
 import structlog
+from anyio.abc import ObjectReceiveStream
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -149,6 +153,18 @@ def on_reconnection(nc: NATS, listener: Callable[[], None]) -> Callable[[], None
         return lambda: None
     reconnected.listeners.append(listener)
     return lambda: reconnected.listeners.remove(listener)
+
+
+@contextlib.contextmanager
+def reconnections(nc: NATS) -> Iterator[ObjectReceiveStream[None]]:
+    """A stream that gets an item each time ``nc`` is established again (see ``on_reconnection``) while in the
+    block."""
+    reconnected, each = anyio.create_memory_object_stream[None](math.inf)
+    stop_listening = on_reconnection(nc, lambda: reconnected.send_nowait(None))
+    try:
+        yield each
+    finally:
+        stop_listening()
 
 
 def refusal(js: JetStreamContext, subject_prefix: str) -> str | None:

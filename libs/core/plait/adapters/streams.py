@@ -189,20 +189,12 @@ _SETTLING: tuple[type[Exception], ...] = (
     nats.js.errors.NotFoundError,
     nats.js.errors.ServiceUnavailableError,
     nats.errors.TimeoutError,
+    nats.js.errors.BadRequestError,  # settling with NO_PEERS_FOR_PLACEMENT only
 )
 """Not NoResponders: a server without JetStream will not settle into one."""
 NO_PEERS_FOR_PLACEMENT = 10005
 """The error code of a stream made or changed while fewer of the cluster's servers are current than its replicas (one
 restarting, or not yet known to the meta leader): settling, unless the cluster is smaller than that for good."""
-
-
-_MAYBE_SETTLING: tuple[type[Exception], ...] = (*_SETTLING, nats.js.errors.BadRequestError)
-
-
-def _settling(exc: Exception) -> bool:
-    if isinstance(exc, nats.js.errors.BadRequestError):
-        return exc.err_code == NO_PEERS_FOR_PLACEMENT
-    return isinstance(exc, _SETTLING)
 
 
 ENSURE_COMMAND = "plait streams ensure"
@@ -266,8 +258,8 @@ async def _once_settled(js: JetStreamContext, name: str, step: Callable[[], Awai
     while True:
         try:
             return await step()
-        except _MAYBE_SETTLING as exc:
-            if not _settling(exc):
+        except _SETTLING as exc:
+            if isinstance(exc, nats.js.errors.BadRequestError) and exc.err_code != NO_PEERS_FOR_PLACEMENT:
                 raise
             if (refused := refusal(js, "$JS.API.STREAM.")) is not None:  # not settling: never allowed
                 raise StreamsRefused(f"stream {name}: NATS refused it ({refused}): {REFUSED_HINT}") from exc

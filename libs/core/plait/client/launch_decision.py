@@ -19,7 +19,7 @@ from nats.aio.subscription import Subscription
 
 from plait import codec
 from plait.adapters.commands import publish_command, subject_of
-from plait.adapters.connection import on_reconnection
+from plait.adapters.connection import reconnections
 from plait.adapters.nats_errors import UNAVAILABLE, as_plait_errors
 from plait.adapters.scoped_reads import last_subject_message
 from plait.client.connection import ClientBase
@@ -105,19 +105,17 @@ class LaunchDecision(ClientBase):
         async def dead_lettered(msg: Msg) -> None:  # refused, when the reply went to an earlier try's inbox
             outcomes.send_nowait((msg.headers or {}).get(PLAIT_ERROR, "the scheduler refused the launch"))
 
-        reconnected, reconnections = anyio.create_memory_object_stream[None](math.inf)
         inbox = self.nc.new_inbox()
         subscriptions = [
             await self.nc.subscribe(inbox, cb=refused, max_msgs=1),
             await self.nc.subscribe(self._subject(execution_id), cb=launched, max_msgs=1),
             await self.nc.subscribe(self._dead_letter_subject(command), cb=dead_lettered, max_msgs=1),
         ]
-        stop_listening = on_reconnection(self.nc, lambda: reconnected.send_nowait(None))
         try:
-            with anyio.fail_after(timeout), _one_error():
+            with reconnections(self.nc) as reconnected, anyio.fail_after(timeout), _one_error():
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._store_launch, command, inbox, outcomes.send_nowait, fresh_id)
-                    tg.start_soon(self._look_for_launch_when_reconnected, command, reconnections, outcomes.send_nowait)
+                    tg.start_soon(self._look_for_launch_when_reconnected, command, reconnected, outcomes.send_nowait)
                     decided = await outcome.receive()
                     tg.cancel_scope.cancel()
         except TimeoutError:
@@ -127,7 +125,6 @@ class LaunchDecision(ClientBase):
                 execution_id=execution_id,
             ) from None
         finally:
-            stop_listening()
             await unsubscribe_all(subscriptions)
         if isinstance(decided, PlaitError):
             raise decided
@@ -166,12 +163,12 @@ class LaunchDecision(ClientBase):
     async def _look_for_launch_when_reconnected(
         self,
         command: LaunchExecution,
-        reconnections: ObjectReceiveStream[None],
+        reconnected: ObjectReceiveStream[None],
         decided: Callable[[LaunchOutcome], None],
     ) -> None:
         """Each time the connection is made anew, look for the launch's outcome in the log and the dead letters: a
         decision appended while this client was away was sent to no subscription of its."""
-        async for _ in reconnections:
+        async for _ in reconnected:
             await until_answered(
                 self.nc,
                 "launch_check_retried",

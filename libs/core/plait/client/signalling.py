@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 
 from plait import codec
 from plait.adapters.commands import publish_command
-from plait.adapters.connection import on_reconnection
+from plait.adapters.connection import reconnections
 from plait.adapters.nats_errors import as_plait_errors
 from plait.client.connection import ClientBase
 from plait.client.launch_decision import rejection_reason, unsubscribe_all, until_answered
@@ -59,28 +59,26 @@ class Signalling(ClientBase):
                 return
             outcomes.send_nowait(_rejection_of(decision, command))
 
-        reconnected, reconnections = anyio.create_memory_object_stream[None](math.inf)
         inbox = self.nc.new_inbox()
         subject = self._subject(execution_id)
         with as_plait_errors(f"signalling execution {execution_id}", execution_id=execution_id):
             subscriptions = [await self.nc.subscribe(inbox, cb=refused), await self.nc.subscribe(subject, cb=decided)]
-            stop_listening = on_reconnection(self.nc, lambda: reconnected.send_nowait(None))
             try:
-                await publish_command(self.js, command, self.project, self.domain, reply_to=inbox)
-                with anyio.fail_after(timeout):
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(
-                            self._look_for_signal_when_reconnected, command, reconnections, outcomes.send_nowait
-                        )
-                        reason = await outcome.receive()
-                        tg.cancel_scope.cancel()
+                with reconnections(self.nc) as reconnected:
+                    await publish_command(self.js, command, self.project, self.domain, reply_to=inbox)
+                    with anyio.fail_after(timeout):
+                        async with anyio.create_task_group() as tg:
+                            tg.start_soon(
+                                self._look_for_signal_when_reconnected, command, reconnected, outcomes.send_nowait
+                            )
+                            reason = await outcome.receive()
+                            tg.cancel_scope.cancel()
             except TimeoutError:
                 raise Timeout(
                     f"no scheduler decided on signal '{name}' of execution {execution_id} within {timeout:g} s",
                     execution_id=execution_id,
                 ) from None
             finally:
-                stop_listening()
                 await unsubscribe_all(subscriptions)
         if reason is not None:
             raise InputError(reason)
@@ -88,13 +86,13 @@ class Signalling(ClientBase):
     async def _look_for_signal_when_reconnected(
         self,
         command: SendSignal,
-        reconnections: ObjectReceiveStream[None],
+        reconnected: ObjectReceiveStream[None],
         decided: Callable[[SignalOutcome], None],
     ) -> None:
         """Each time the connection is made anew, look for the decision of the signal in the execution's log: one
         appended while this client was away was sent to no subscription of its."""
         subject = self._subject(command.execution_id)
-        async for _ in reconnections:
+        async for _ in reconnected:
             found = await until_answered(
                 self.nc, "signal_check_retried", command.execution_id, lambda: self._decided(subject, command)
             )
