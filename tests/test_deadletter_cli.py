@@ -77,6 +77,7 @@ async def test_a_dead_letter_is_counted_shown_and_redriven_once_its_cause_is_gon
     executor = ExecutorService(nats_url, concurrency=1, replica="test-executor")
     async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
         await publish_command(js, launch, "default", "development")  # its workflow is not registered yet
+        await _dead_letters(js, 1)  # commands of different executions are handled concurrently: order them
         await js.publish(f"{subjects.COMMANDS_ROOT}.default.development.junk.launch", b"{not json")
         await _dead_letters(js, 2)
 
