@@ -4,7 +4,10 @@ The worker process captures the attempt's output into a file the executor names 
 executor reads the file's new bytes a few times a second and publishes them, in chunks, to the live output stream
 (memory storage, kept an hour: a view, not the record — the attempt's output is stored whole when it ends). A task
 writing faster than the view can carry has the middle skipped, with a line saying how much. Nothing here may fail an
-attempt: a publish that fails ends the live view of that attempt alone.
+attempt: a publish that fails pauses the live view of that attempt alone, until its connection is made anew (then a
+line says the view was interrupted). A standalone nats-server that restarted has lost the stream, being in memory: the
+first publish that finds it gone makes it again (where this connection may manage streams; else the operator does,
+with ``plait streams ensure``).
 """
 
 from __future__ import annotations
@@ -12,16 +15,18 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
+import nats.js.errors
 import structlog
 from nats.js import JetStreamContext
 from structlog.typing import FilteringBoundLogger
 
-from plait.adapters.streams import LIVE_OUTPUT_MAX_MESSAGE_BYTES
+from plait.adapters.connection import authenticated, route_of
+from plait.adapters.streams import ENSURE_COMMAND, LIVE_OUTPUT_MAX_MESSAGE_BYTES, ensure_stream
 from plait.core.dispatch import Dispatch
 from plait.protocol import subjects
 from plait.protocol.headers import PLAIT_ATTEMPT, PLAIT_OUTPUT_END, PLAIT_OUTPUT_OFFSET
@@ -32,6 +37,7 @@ log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
 POLL_SECONDS = 0.2
 CHUNK_BYTES = LIVE_OUTPUT_MAX_MESSAGE_BYTES // 2  # headers and all fit
+LOGS_HINT = "`plait logs` has the whole output"
 MOST_BEHIND_BYTES = 1024**2
 """A task that wrote more than this since the last read has the rest of it skipped in the live view."""
 
@@ -49,6 +55,7 @@ class LiveOutput:
         self._tails: set[_Tail] = set()
         self._ticking = False
         self._files = itertools.count()  # names each attempt's file in the folder, which is this executor's alone
+        self._remaking = anyio.Lock()  # one look for the lost stream at a time: the others find it made
 
     async def tick(self) -> None:
         """Publish what each running attempt wrote, every ``POLL_SECONDS``, until cancelled."""
@@ -66,7 +73,7 @@ class LiveOutput:
         """The path the attempt of ``dispatch`` writes its output to, published while it runs with ``secret_values``
         redacted; on exit the rest is published with an end marker, and the file removed."""
         path = os.path.join(self.directory, f"{next(self._files)}.out")
-        tail = _Tail(self.js, dispatch, path, [value.encode() for value in secret_values if value])
+        tail = _Tail(self.js, dispatch, path, [value.encode() for value in secret_values if value], self._stream_back)
         try:
             if self._ticking:
                 self._tails.add(tail)
@@ -93,16 +100,41 @@ class LiveOutput:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
+    async def _stream_back(self) -> bool:
+        """Whether the live output stream is there again, made here if it was gone and this connection may make it."""
+        async with self._remaking:
+            try:
+                await self.js.stream_info(subjects.LIVE_OUTPUT_STREAM)
+                return True  # made meanwhile
+            except nats.js.errors.NotFoundError:
+                pass
+            if authenticated(self.js):
+                log.error("live_output_stream_missing", fix=f"{ENSURE_COMMAND} (as the operator)")
+                return False
+            await ensure_stream(self.js, subjects.LIVE_OUTPUT_STREAM)
+            log.warning("live_output_stream_made_anew", stream=subjects.LIVE_OUTPUT_STREAM)
+            return True
+
 
 class _Tail:
-    def __init__(self, js: JetStreamContext, dispatch: Dispatch, path: str, secret_values: list[bytes]) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        dispatch: Dispatch,
+        path: str,
+        secret_values: list[bytes],
+        stream_back: Callable[[], Awaitable[bool]],
+    ) -> None:
         self.js = js
         self.path = path
         self.secrets = secret_values
         self.held = b""  # the end of what was read, held back while it may be the start of a secret
         self.dispatch = dispatch
+        self.stream_back = stream_back
         self.lock = anyio.Lock()  # one reader of the file at a time: the ticker, or the attempt at its end
-        self.stopped = False  # a publish failed: this attempt's live view ends there
+        self.stopped = False  # ended: nothing more is published
+        # A publish failed: nothing is published until the connection was made anew (its reconnections differ).
+        self.paused_at: int | None = None
         self.offset = 0  # the bytes of the file published so far
         self.published = 0  # and the bytes of the view, markers included
 
@@ -118,28 +150,42 @@ class _Tail:
 
     async def poll(self) -> None:
         async with self.lock:
-            if not self.stopped:
-                await self._guarded(self._publish_new())
+            if self._may_publish():
+                await self._guarded(self._resumed(self._publish_new))
 
     async def finish(self) -> None:
         async with self.lock:
-            if not self.stopped:
-                await self._guarded(self._publish_last())
+            if self._may_publish():
+                await self._guarded(self._resumed(self._publish_last))
             self.stopped = True
+
+    def _reconnections(self) -> int:
+        return int(route_of(self.js).nc.stats["reconnects"])
+
+    def _may_publish(self) -> bool:
+        return not self.stopped and (self.paused_at is None or self.paused_at != self._reconnections())
+
+    async def _resumed(self, publish: Callable[[], Awaitable[None]]) -> None:
+        """``publish``, after a line saying the view was interrupted when it was."""
+        if self.paused_at is not None:
+            await self._publish_text(f"\n[plait: the live view was interrupted here; {LOGS_HINT}]\n")
+            self.paused_at = None
+        await publish()
 
     async def _guarded(self, publishing: Awaitable[None]) -> None:
         try:
             await publishing
         except Exception as exc:  # the live view is a convenience: the attempt and its stored output go on
-            self.stopped = True
-            dispatch = self.dispatch
-            log.warning(
-                "live_output_stopped",
-                reason=str(exc) or type(exc).__name__,
-                execution=dispatch.execution_id,
-                node=dispatch.node,
-                attempt=dispatch.attempt_id,
-            )
+            if self.paused_at is None:
+                dispatch = self.dispatch
+                log.warning(
+                    "live_output_paused",
+                    reason=str(exc) or type(exc).__name__,
+                    execution=dispatch.execution_id,
+                    node=dispatch.node,
+                    attempt=dispatch.attempt_id,
+                )
+            self.paused_at = self._reconnections()
 
     async def _publish_last(self) -> None:
         """The rest of the output with the end marker: in one message when it fits; none for an attempt that wrote
@@ -201,7 +247,12 @@ class _Tail:
             dispatch.project, dispatch.domain, dispatch.execution_id, dispatch.attempt_id
         )
         headers = {PLAIT_ATTEMPT: dispatch.attempt_id, PLAIT_OUTPUT_OFFSET: str(self.published), **headers}
-        await self.js.publish(subject, data, headers=headers, stream=subjects.LIVE_OUTPUT_STREAM)
+        try:
+            await self.js.publish(subject, data, headers=headers, stream=subjects.LIVE_OUTPUT_STREAM)
+        except nats.js.errors.NoStreamResponseError:
+            if not await self.stream_back():
+                raise
+            await self.js.publish(subject, data, headers=headers, stream=subjects.LIVE_OUTPUT_STREAM)
         self.published += len(data)
 
 

@@ -252,6 +252,13 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> l
     return [Ensured(name, await _once_settled(js, name, step)) for name, step in steps]
 
 
+async def ensure_stream(js: JetStreamContext, name: str, replicas: int | None = None) -> str:
+    """``ensure_streams`` for the one stream ``name`` (``created``, ``updated`` or ``unchanged``): a memory stream
+    that a standalone nats-server lost when it restarted is made again by whoever finds it gone."""
+    [config] = [config for config in stream_configs(replicas or 1) if config.name == name]
+    return await _once_settled(js, name, functools.partial(_ensure_stream, js, config, replicas))
+
+
 async def _once_settled(js: JetStreamContext, name: str, step: Callable[[], Awaitable[_T]]) -> _T:
     """``step`` on stream ``name``, asked again while the cluster settles (no leader yet, or no answer in time)."""
     delay, deadline = FIRST_RETRY_SECONDS, anyio.current_time() + SETTLING_SECONDS
