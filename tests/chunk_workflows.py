@@ -89,6 +89,12 @@ def two_gated(gate: str, runs: str) -> int:
 
 
 @workflow
+def one_gated(gate: str, runs: str, name: str) -> str:
+    """One gated node: its dispatch message carries it alone."""
+    return gated(gate=gate, runs=runs, name=name)
+
+
+@workflow
 def two_slow(runs: str, seconds: float) -> int:
     """Two nodes of ``seconds`` each, queued by one decision: one dispatch chunk carries both."""
     return counted(names=[noted(runs=runs, name=f"s{i}", seconds=seconds) for i in range(2)])

@@ -1,9 +1,12 @@
-"""Handing on (plait_executor.hand_on), on real servers: the attempts of a dispatch chunk that wait for a busy
-executor's worker run on a replica that asks for work; an executor alone keeps them."""
+"""Handing on (plait_executor.hand_on), on real servers: the attempts of a dispatch chunk, or a lone attempt's
+dispatch, that wait for a busy executor's worker run on a replica that asks for work; an executor alone keeps
+them."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import anyio
 
 from plait.client import AsyncClient
 from plait.core.state import AttemptState, Execution
@@ -25,13 +28,30 @@ def attempts(state: Execution, node: str) -> list[AttemptState]:
     return found
 
 
+def scheduler_and_two_executors(nats_url: str) -> tuple[SchedulerService, ExecutorService, ExecutorService]:
+    """A scheduler, and two executors of one worker each: ``first`` runs from the start, ``second`` is started later."""
+    return (
+        SchedulerService(nats_url, replica="scheduler"),
+        ExecutorService(nats_url, replica="first", concurrency=1),
+        ExecutorService(nats_url, replica="second", concurrency=1),
+    )
+
+
+async def until_taken(client: AsyncClient, consumer: str, messages: int) -> None:
+    """Until the executors' consumer has delivered every dispatch, ``messages`` of them not yet acknowledged."""
+    with anyio.fail_after(DEADLINE):
+        while True:  # no event says the server delivered them
+            info = await client.js.consumer_info(subjects.DISPATCH_STREAM, consumer)
+            if (info.num_pending, info.num_ack_pending) == (0, messages):
+                return
+            await anyio.sleep(0.02)
+
+
 async def test_a_chunks_attempt_waiting_for_a_busy_executor_runs_on_one_that_asks_for_work(
     nats_url: str, tmp_path: Path
 ) -> None:
     gate, runs = tmp_path / "gate", tmp_path / "runs"
-    scheduler = SchedulerService(nats_url, replica="scheduler")
-    first = ExecutorService(nats_url, replica="first", concurrency=1)
-    second = ExecutorService(nats_url, replica="second", concurrency=1)
+    scheduler, first, second = scheduler_and_two_executors(nats_url)
     async with running(scheduler.run, first.run), await AsyncClient.connect(nats_url) as client:
         inputs = {"gate": str(gate), "runs": str(runs)}
         execution_id = (await client.launch(chunk_workflows.two_gated, inputs)).id
@@ -51,6 +71,31 @@ async def test_a_chunks_attempt_waiting_for_a_busy_executor_runs_on_one_that_ask
     assert first.counts()["handed_on"] == 1 and second.counts()["handed_on"] == 0
     assert (copy.headers or {}).get(PLAIT_ATTEMPTS) == ran_by["second"], "the copy names the attempt handed on"
     assert left == 0, "the chunk, its copy and the join's dispatch each acknowledged once settled"
+
+
+async def test_a_lone_attempt_waiting_for_a_busy_executor_runs_on_one_that_asks_for_work(
+    nats_url: str, tmp_path: Path
+) -> None:
+    gate, runs = tmp_path / "gate", tmp_path / "runs"
+    scheduler, first, second = scheduler_and_two_executors(nats_url)
+    async with running(scheduler.run, first.run), await AsyncClient.connect(nats_url) as client:
+        launched = [
+            (await client.launch(chunk_workflows.one_gated, {"gate": str(gate), "runs": str(runs), "name": name})).id
+            for name in ("a", "b")
+        ]
+        await chunk_workflows.until_run_count(str(runs), 1)
+        await until_taken(client, first.consumer, 2)  # the first holds both: one runs, the other waits for it
+        async with running(second.run):
+            await chunk_workflows.until_run_count(str(runs), 2)  # handed on: the second runs it meanwhile
+            gate.write_text("open")
+            states = [await final_state(client, execution_id, timeout=DEADLINE) for execution_id in launched]
+            left = await waiting(client.js, subjects.DISPATCH_STREAM)
+    assert [state.status for state in states] == ["succeeded", "succeeded"]
+    assert sorted(chunk_workflows.runs_of(str(runs))) == ["a", "b"], "each attempt ran once"
+    workers = sorted(attempt.worker for state in states for attempt in attempts(state, "gated"))
+    assert workers == ["first", "second"]
+    assert (first.counts()["handed_on"], second.counts()["handed_on"]) == (1, 0)
+    assert left == 0, "both dispatches and the copy acknowledged once settled"
 
 
 async def test_an_executor_alone_keeps_the_attempts_waiting_for_its_workers(nats_url: str, tmp_path: Path) -> None:

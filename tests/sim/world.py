@@ -132,7 +132,7 @@ class Faults:
     system_error: float = 0.05
     started_first: float = 0.3  # an attempt reports ``started`` before its result
     results_together: float = 0.3  # per dispatch message: its results are held, and sent as one command at its end
-    hand_on: float = 0.2  # per dispatch message of several attempts: the executor hands on some in a copy of it
+    hand_on: float = 0.2  # per dispatch message: the executor hands on some of its attempts (or all) in a copy of it
     timer_late: float = 0.3
     timer_twice: float = 0.2
     abort: float = 0.01
@@ -552,8 +552,8 @@ class World:
         message comes back whole, to skip the attempts the log shows ended (as ``AttemptRunner`` does). Its results
         are sent as each attempt ends, or (``results_together``) held and sent as one command once the last has
         ended, as an executor's result reporter does while attempts of that execution wait for a worker: a crash
-        then loses the results held. Some attempts of a message of several may be handed on first (``hand_on``,
-        as ``plait_executor.hand_on`` does with those waiting for a worker): a copy of the message names them, and
+        then loses the results held. Some attempts of a message (or all) may be handed on first (``hand_on``, as
+        ``plait_executor.hand_on`` does with those waiting for a worker): a copy of the message names them, and
         they are settled here; a crash before the message is acked brings it back whole, copy or not."""
         [message] = self.dispatches.pull("executor", self.now, 1)
         carried = dispatches_in(message.body)  # type: ignore[arg-type]
@@ -563,8 +563,8 @@ class World:
         if len(dispatches) > 1 and message.deliveries > 1:
             dispatches = [d for d in dispatches if not self.attempt_ended(d)]
             self.counts["chunk_attempts_skipped"] += len(carried) - len(dispatches)
-        if len(dispatches) > 1 and self.chance(self.faults.hand_on):
-            cut = self.rng.randint(1, len(dispatches) - 1)
+        if dispatches and self.chance(self.faults.hand_on):
+            cut = self.rng.randint(0, len(dispatches) - 1)  # all of them, when none could start here
             dispatches, handed = dispatches[:cut], dispatches[cut:]
             names = ",".join(d.attempt_id for d in handed)
             copy_id = f"{message.msg_id.split('/on/', 1)[0]}/on/{message.number}/{content_version([names])}"

@@ -1,12 +1,13 @@
-"""Attempts of a dispatch chunk that wait for a worker are handed on to another executor replica.
+"""Attempts of a dispatch message that wait for a worker are handed on to another executor replica.
 
-A chunk is taken whole by one replica, which may be busy: its attempts would then wait for its workers while
-another replica idles (a decision's few long tasks on one-GPU executors, say). An attempt of a chunk that has
-waited ``HAND_ON_SECONDS`` for a worker, while some replica has a pull request waiting on the consumer, is handed
-on: the chunk's message is published again, its bytes and signature unchanged, with a ``Plait-Attempts`` header
-naming the attempts the copy is for; this replica then settles them as done, and acks its message once the others
-are settled. The header is not signed: a forged copy can only narrow which attempts of a signed chunk it runs, and
-the chunk it was cut from stays held until each of its attempts is settled.
+A chunk is taken whole by one replica, and a replica takes up to its prefetch of messages at once: it may be busy,
+and their attempts would then wait for its workers while another replica idles (a decision's few long tasks on
+one-GPU executors, or long executions launched together, say). An attempt that has waited ``HAND_ON_SECONDS`` for a
+worker, while some replica has a pull request waiting on the consumer, is handed on: its message is published again,
+its bytes and signature unchanged, with a ``Plait-Attempts`` header naming the attempts the copy is for (a copy may
+be handed on again); this replica then settles them as done, and acks its message once the others are settled.
+The header is not signed: a forged copy can only narrow which attempts of a signed chunk it runs, and the chunk it
+was cut from stays held until each of its attempts is settled.
 """
 
 from __future__ import annotations

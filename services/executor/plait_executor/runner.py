@@ -413,8 +413,8 @@ class AttemptRunner:
 
     async def hand_on_waiting(self, slots: AttemptSlots, asking_here: Callable[[], bool]) -> None:
         """Until cancelled: pause pulling while every worker is busy on a long attempt (``slots`` asks for nothing:
-        what it took would wait, while another replica may have a free worker); and hand on the attempts of chunks
-        that have waited ``hand_on_seconds`` for a worker, when this replica asks for no dispatch and another one
+        what it took would wait, while another replica may have a free worker); and hand on the attempts that have
+        waited ``hand_on_seconds`` for a worker, when this replica asks for no dispatch and another one
         does (``plait_executor.hand_on``; ``asking_here``: whether a pull request of this replica is waiting)."""
         while True:
             await anyio.sleep(self.hand_on_seconds / 2)
@@ -443,8 +443,8 @@ class AttemptRunner:
 
     @staticmethod
     def _may_hand_on(held: _Held) -> bool:
-        """Whether an attempt still waits for a worker, as one of several its message carries."""
-        return held.waiting is not None and held.hand_on is None and held.message.attempts > 1
+        """Whether an attempt still waits for a worker (and is not being handed on already)."""
+        return held.waiting is not None and held.hand_on is None
 
     async def _hand_on(self, waiting: list[_Held]) -> None:
         """Publish a copy of the attempts' message for them; each settles once that is stored, or fails."""
