@@ -25,7 +25,7 @@ import structlog
 from nats.js import JetStreamContext
 from structlog.typing import FilteringBoundLogger
 
-from plait.adapters.connection import authenticated, route_of
+from plait.adapters.connection import authenticated, reconnection_count, route_of
 from plait.adapters.streams import ENSURE_COMMAND, LIVE_OUTPUT_MAX_MESSAGE_BYTES, ensure_stream
 from plait.core.dispatch import Dispatch
 from plait.protocol import subjects
@@ -160,7 +160,7 @@ class _Tail:
             self.stopped = True
 
     def _reconnections(self) -> int:
-        return int(route_of(self.js).nc.stats["reconnects"])
+        return reconnection_count(route_of(self.js).nc)
 
     def _may_publish(self) -> bool:
         return not self.stopped and (self.paused_at is None or self.paused_at != self._reconnections())

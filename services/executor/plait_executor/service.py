@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from structlog.typing import FilteringBoundLogger
 
-from plait.adapters.connection import connect
+from plait.adapters.connection import connect, reconnection_count
 from plait.adapters.object_store import ValueStore
 from plait.adapters.pull import Puller, ensure_consumer
 from plait.adapters.registry import Registry
@@ -174,7 +174,7 @@ class ExecutorService:
                     started_after=self.started_after_seconds,
                     max_deliveries=info.config.max_deliver or self.max_deliveries,
                     deadline_seconds=self.attempt_deadline_seconds,
-                    reconnections=lambda: int(nc.stats["reconnects"]),
+                    reconnections=lambda: reconnection_count(nc),
                     consumer=self.consumer,
                     workers=self.concurrency,
                 )

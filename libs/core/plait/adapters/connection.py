@@ -144,6 +144,12 @@ class _Reconnected:
 _RECONNECTED: weakref.WeakKeyDictionary[NATS, _Reconnected] = weakref.WeakKeyDictionary()
 
 
+def reconnection_count(nc: NATS) -> int:
+    """How many times ``nc`` was established again: what a connection held on the server before a different count
+    (a consumer, a pull request) may be gone with a server that restarted."""
+    return int(nc.stats["reconnects"])
+
+
 def on_reconnection(nc: NATS, listener: Callable[[], None]) -> Callable[[], None]:
     """Call ``listener`` each time ``nc`` (made by ``connect``; else never) is established again, after nats-py has
     made its subscriptions anew: what the server kept for the connection before (a pull request waiting for

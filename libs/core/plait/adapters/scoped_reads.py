@@ -20,7 +20,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, Header, RawStreamMsg
 
-from plait.adapters.connection import authenticated, route_of
+from plait.adapters.connection import authenticated, reconnection_count, route_of
 
 IDLE_CONSUMER_SECONDS = 10.0
 FLOW_CONTROL_HEARTBEAT_SECONDS = 2.0
@@ -134,14 +134,14 @@ async def follow_subject(js: JetStreamContext, stream: str, subject: str) -> Asy
             num_replicas=1,
         )
         try:
-            reconnections = route.nc.stats["reconnects"]
+            reconnections = reconnection_count(route.nc)
             await js.add_consumer(stream, config=config)
             delivered, heard = 0, time.monotonic()
             while True:
                 try:
                     msg = await subscription.next_msg(timeout=RECONNECTION_LOOK_SECONDS)
                 except nats.errors.TimeoutError:
-                    if route.nc.stats["reconnects"] != reconnections:
+                    if reconnection_count(route.nc) != reconnections:
                         break  # its server may have restarted, and lost it: a new consumer
                     if time.monotonic() - heard >= 3 * FOLLOW_HEARTBEAT_SECONDS:
                         break  # its heartbeats stopped (the consumer or its server went away): a new consumer

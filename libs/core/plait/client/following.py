@@ -13,6 +13,7 @@ from nats.aio.subscription import Subscription
 
 from plait import codec
 from plait.adapters.commands import publish_command
+from plait.adapters.connection import reconnection_count
 from plait.adapters.event_log import StoredDecision
 from plait.adapters.nats_errors import as_plait_errors
 from plait.adapters.scoped_reads import follow_subject
@@ -105,7 +106,7 @@ class Following(ClientBase):
             raise Timeout(f"execution {execution_id} did not end within {timeout:g} s") from None
 
     def _reconnects(self) -> int:
-        return int(self.nc.stats["reconnects"])
+        return reconnection_count(self.nc)
 
     async def _load_until_terminal(self, subject: str, state: Execution | None) -> Execution:
         """The state once the stream has stored the terminal decision a subscriber was just sent: the server

@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from plait.adapters.connection import route_of
+from plait.adapters.connection import reconnection_count, route_of
 from plait.adapters.output_store import OutputStore
 from plait.client.task_logs import AttemptOutput, TaskLogs, attempt_number, chosen_attempts
 from plait.protocol import subjects
@@ -161,7 +161,7 @@ class _LiveReader:
         self.reconnections = -1  # the connection's, when the consumer was made
 
     def _reconnections(self) -> int:
-        return int(route_of(self.js).nc.stats["reconnects"])
+        return reconnection_count(route_of(self.js).nc)
 
     async def fetch(self) -> list[Msg]:
         """The chunks published since the last fetch (waiting up to ``FETCH_WAIT_SECONDS`` for one)."""
