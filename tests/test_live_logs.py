@@ -16,12 +16,10 @@ from plait import Client
 from plait.adapters.connection import connect
 from plait.adapters.streams import ensure_streams
 from plait.client.live_logs import OutputChunk
-from plait.core.dispatch import Dispatch
 from plait.core.events import AttemptStarted
-from plait.core.ids import attempt_id, new_execution_id
-from plait.sdk.hints import encode_value
 from plait_executor.live_output import LiveOutput
 from tests import output_workflows
+from tests.helpers.live_output import a_dispatch
 from tests.helpers.plait_command import PLAIT, plait_command_async
 from tests.helpers.processes import REPO
 from tests.helpers.reading import first_event
@@ -129,21 +127,6 @@ async def test_an_attempt_that_wrote_nothing_while_followed_shows_as_an_empty_li
 
 class AttemptRefused(Exception):
     pass
-
-
-def a_dispatch() -> Dispatch:
-    execution_id = new_execution_id()
-    return Dispatch(
-        execution_id=execution_id,
-        project="default",
-        domain="development",
-        node="n0",
-        attempt_id=attempt_id(execution_id, "n0", 1),
-        attempt=1,
-        task=output_workflows.chatty.spec,
-        inputs={"tag": encode_value("t")},
-        decision_sequence=1,
-    )
 
 
 async def test_an_attempts_own_error_leaves_a_lone_tail_as_it_came(nats_url: str, tmp_path: Path) -> None:

@@ -22,10 +22,10 @@ from plait.protocol import subjects
 from plait.protocol.headers import PLAIT_OUTPUT_END
 from plait_executor.live_output import LiveOutput
 from tests import output_workflows
+from tests.helpers.live_output import a_dispatch
 from tests.helpers.restartable_nats import RestartableNats
 from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
-from tests.test_live_logs import a_dispatch
 
 DEADLINE = 60.0
 
