@@ -39,6 +39,7 @@ from plait_executor.attempt import CODE_VERSION_MISMATCH, AttemptOutcome
 from plait_executor.results import ResultReporter
 from plait_executor.service import ACK_WAIT_SECONDS, MAX_DELIVERIES
 from tests import executor_tasks as tasks
+from tests.helpers.dispatches import first_attempt
 from tests.helpers.queues import waiting
 from tests.helpers.registered_tasks import register_task
 
@@ -252,18 +253,8 @@ async def test_a_worker_ends_when_its_executor_is_killed_mid_attempt(tmp_path: P
 
 
 def dispatch_of(task: Task[..., Any], inputs: dict[str, Any], node: str = "n0") -> Dispatch:
-    execution_id = new_execution_id()
-    return Dispatch(
-        execution_id=execution_id,
-        project=PROJECT,
-        domain=DOMAIN,
-        node=node,
-        attempt_id=attempt_id(execution_id, node, 1),
-        attempt=1,
-        task=task.spec,
-        inputs={name: encode_value(value) for name, value in inputs.items()},
-        decision_sequence=1,
-    )
+    encoded = {name: encode_value(value) for name, value in inputs.items()}
+    return first_attempt(task.spec, encoded, node=node, project=PROJECT, domain=DOMAIN)
 
 
 class Commands:

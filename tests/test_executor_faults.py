@@ -14,13 +14,12 @@ from nats.aio.subscription import Subscription
 from plait import codec
 from plait.client import AsyncClient
 from plait.core.commands import ReportAttemptResult, ReportAttemptStarted
-from plait.core.dispatch import Dispatch
 from plait.core.events import AttemptStarted
-from plait.core.ids import attempt_id, new_execution_id
 from plait.protocol import subjects
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
 from tests import executor_tasks, fault_workflows, workflows
+from tests.helpers.dispatches import first_attempt
 from tests.helpers.processes import ServiceProcess
 from tests.helpers.registered_tasks import register_task
 from tests.helpers.restartable_nats import RestartableNats
@@ -114,17 +113,8 @@ async def test_an_executor_rides_out_nats_being_away_mid_attempt(tmp_path: Path)
             try:
                 commands = await nc.subscribe(f"{subjects.COMMANDS_ROOT}.>")
                 js = nc.jetstream()
-                execution_id = new_execution_id()
-                dispatch = Dispatch(
-                    execution_id=execution_id,
-                    project="proj",
-                    domain="dev",
-                    node="pause",
-                    attempt_id=attempt_id(execution_id, "pause", 1),
-                    attempt=1,
-                    task=executor_tasks.pause.spec,
-                    inputs={"seconds": 2.0},
-                    decision_sequence=1,
+                dispatch = first_attempt(
+                    executor_tasks.pause.spec, {"seconds": 2.0}, node="pause", project="proj", domain="dev"
                 )
                 await register_task(js, dispatch)
                 await js.publish(subjects.dispatch_subject("local", "default"), codec.encode(dispatch))

@@ -17,9 +17,10 @@ from plait.adapters.connection import connect
 from plait.adapters.streams import ensure_streams
 from plait.client.live_logs import OutputChunk
 from plait.core.events import AttemptStarted
+from plait.sdk.hints import encode_value
 from plait_executor.live_output import LiveOutput
 from tests import output_workflows
-from tests.helpers.live_output import a_dispatch
+from tests.helpers.dispatches import first_attempt
 from tests.helpers.plait_command import PLAIT, plait_command_async
 from tests.helpers.processes import REPO
 from tests.helpers.reading import first_event
@@ -138,7 +139,7 @@ async def test_an_attempts_own_error_leaves_a_lone_tail_as_it_came(nats_url: str
         await ensure_streams(nc.jetstream())
         live = LiveOutput(nc.jetstream(), tmp_path)
         with pytest.raises(AttemptRefused):
-            async with live.tailing(a_dispatch()):
+            async with live.tailing(first_attempt(output_workflows.chatty.spec, {"tag": encode_value("t")})):
                 raise AttemptRefused
     finally:
         await nc.close()

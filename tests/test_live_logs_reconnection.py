@@ -20,9 +20,10 @@ from plait.adapters.streams import ensure_streams
 from plait.client.live_logs import CUT_OFF, OutputChunk
 from plait.protocol import subjects
 from plait.protocol.headers import PLAIT_OUTPUT_END
+from plait.sdk.hints import encode_value
 from plait_executor.live_output import LiveOutput
 from tests import output_workflows
-from tests.helpers.live_output import a_dispatch
+from tests.helpers.dispatches import first_attempt
 from tests.helpers.restartable_nats import RestartableNats
 from tests.helpers.stack import services_and_client
 from tests.helpers.states import final_state
@@ -119,7 +120,7 @@ async def test_a_paused_live_view_goes_on_with_a_line_once_its_connection_is_mad
             tick.start_soon(live.tick)  # as the executor runs it
             while not live._ticking:  # no event says the ticker took its first step
                 await anyio.lowlevel.checkpoint()
-            async with live.tailing(a_dispatch()) as path:
+            async with live.tailing(first_attempt(output_workflows.chatty.spec, {"tag": encode_value("t")})) as path:
                 await _append(path, "before\n")
                 with anyio.fail_after(DEADLINE):
                     while not await _view(js):  # noqa: ASYNC110  no event says the ticker published

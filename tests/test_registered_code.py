@@ -23,7 +23,6 @@ from plait.adapters.code_store import upload_bundle
 from plait.adapters.streams import ensure_streams
 from plait.core.commands import ReportAttemptResult, ReportAttemptResults
 from plait.core.dispatch import Dispatch
-from plait.core.ids import attempt_id, new_execution_id
 from plait.core.model import TaskSpec, TaskTarget
 from plait.protocol import subjects
 from plait.sdk.hints import decode_value
@@ -31,6 +30,7 @@ from plait.sdk.loader import load_module
 from plait_executor import ExecutorService
 from plait_executor.registered import TASK_NOT_REGISTERED
 from tests import executor_tasks
+from tests.helpers.dispatches import first_attempt
 from tests.helpers.registered_tasks import register_task
 from tests.helpers.running import running
 
@@ -70,18 +70,7 @@ async def dispatcher(nats_url: str) -> AsyncIterator[Dispatcher]:
 
 
 def dispatch(task: TaskSpec, inputs: dict[str, Any], project: str = "proj") -> Dispatch:
-    execution_id = new_execution_id()
-    return Dispatch(
-        execution_id=execution_id,
-        project=project,
-        domain="dev",
-        node="n0",
-        attempt_id=attempt_id(execution_id, "n0", 1),
-        attempt=1,
-        task=task,
-        inputs=inputs,
-        decision_sequence=1,
-    )
+    return first_attempt(task, inputs, project=project, domain="dev")
 
 
 def hostile_module(tmp_path: Path) -> tuple[Path, Path, str]:

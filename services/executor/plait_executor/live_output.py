@@ -103,17 +103,16 @@ class LiveOutput:
     async def _stream_back(self) -> bool:
         """Whether the live output stream is there again, made here if it was gone and this connection may make it."""
         async with self._remaking:
+            if not authenticated(self.js):  # unchanged when made meanwhile
+                if await ensure_stream(self.js, subjects.LIVE_OUTPUT_STREAM) == "created":
+                    log.warning("live_output_stream_made_anew", stream=subjects.LIVE_OUTPUT_STREAM)
+                return True
             try:
                 await self.js.stream_info(subjects.LIVE_OUTPUT_STREAM)
-                return True  # made meanwhile
+                return True  # made meanwhile, by the operator
             except nats.js.errors.NotFoundError:
-                pass
-            if authenticated(self.js):
                 log.error("live_output_stream_missing", fix=f"{ENSURE_COMMAND} (as the operator)")
                 return False
-            await ensure_stream(self.js, subjects.LIVE_OUTPUT_STREAM)
-            log.warning("live_output_stream_made_anew", stream=subjects.LIVE_OUTPUT_STREAM)
-            return True
 
 
 class _Tail:

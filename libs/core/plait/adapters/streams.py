@@ -255,8 +255,7 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> l
 async def ensure_stream(js: JetStreamContext, name: str, replicas: int | None = None) -> str:
     """``ensure_streams`` for the one stream ``name`` (``created``, ``updated`` or ``unchanged``): a memory stream
     that a standalone nats-server lost when it restarted is made again by whoever finds it gone."""
-    [config] = [config for config in stream_configs(replicas or 1) if config.name == name]
-    return await _once_settled(js, name, functools.partial(_ensure_stream, js, config, replicas))
+    return await _once_settled(js, name, functools.partial(_ensure_stream, js, _config_named(name, replicas), replicas))
 
 
 async def _once_settled(js: JetStreamContext, name: str, step: Callable[[], Awaitable[_T]]) -> _T:
@@ -292,9 +291,13 @@ async def _ensure_commands_and_timers(js: JetStreamContext, replicas: int | None
 
 
 async def _ensure_named(js: JetStreamContext, replicas: int | None, *names: str) -> None:
-    for config in stream_configs(replicas or 1):
-        if config.name in names:
-            await _ensure_stream(js, config, replicas)
+    for name in names:
+        await _ensure_stream(js, _config_named(name, replicas), replicas)
+
+
+def _config_named(name: str, replicas: int | None) -> StreamConfig:
+    [config] = [config for config in stream_configs(replicas or 1) if config.name == name]
+    return config
 
 
 async def _ensure_bucket(js: JetStreamContext, stream: str, ensure: Callable[[], Awaitable[object]]) -> str:
