@@ -6,18 +6,21 @@ an attempt whose live view was cut off for good is shown whole from its stored o
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import pytest
+import structlog.testing
 from nats.js import JetStreamContext
 
 import plait_executor.live_output
 from plait.adapters.connection import connect, on_reconnection
 from plait.adapters.streams import ensure_streams
 from plait.client.live_logs import CUT_OFF, OutputChunk
+from plait.metrics.health import Health
 from plait.protocol import subjects
 from plait.protocol.headers import PLAIT_OUTPUT_END
 from plait.sdk.hints import encode_value
@@ -143,3 +146,57 @@ async def test_a_paused_live_view_goes_on_with_a_line_once_its_connection_is_mad
         (interrupted, False),
         (b"after\n", True),
     ]
+
+
+async def test_an_executor_that_may_not_make_the_missing_stream_is_degraded_until_it_is_back_then_goes_on(
+    tmp_path: Path, server: RestartableNats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A credential that may not manage streams: the operator makes the lost stream again.
+    monkeypatch.setattr(plait_executor.live_output, "authenticated", lambda js: True)
+    monkeypatch.setattr(plait_executor.live_output, "PROBE_SECONDS", 0.3)
+    nc = await connect(server.url, "test-live-output")
+    try:
+        js = nc.jetstream(timeout=1.0)
+        await ensure_streams(js)
+        health = Health()
+        health.serving()
+        live = LiveOutput(js, tmp_path, partial(health.set_degraded, "live_output"))
+        tick = anyio.create_task_group()
+        with structlog.testing.capture_logs() as logs, anyio.fail_after(DEADLINE):
+            async with tick:
+                tick.start_soon(live.tick)
+                while not live._ticking:  # no event says the ticker took its first step
+                    await anyio.lowlevel.checkpoint()
+                chatty = output_workflows.chatty.spec
+                first, second = (first_attempt(chatty, {"tag": encode_value(tag)}, node=tag) for tag in "ab")
+                async with live.tailing(first) as path, live.tailing(second) as other_path:
+                    await _append(path, "before\n")
+                    while not await _view(js):  # noqa: ASYNC110  no event says the ticker published
+                        await anyio.sleep(0.05)
+                    await js.delete_stream(subjects.LIVE_OUTPUT_STREAM)  # as a restart of a lone server loses it
+                    await _append(path, "while gone\n")
+                    await _append(other_path, "b while gone\n")
+                    while any(tail.paused_at is None for tail in live._tails):  # noqa: ASYNC110  set by the polls
+                        await anyio.sleep(0.05)
+                    degraded = health.degraded()
+                    assert health.readiness_problems() == []  # degraded, still ready: a restart would mend nothing
+                    await ensure_streams(js)  # the operator's `plait streams ensure`
+                    while health.degraded():  # noqa: ASYNC110  no event says the probe found it
+                        await anyio.sleep(0.05)
+                    await _append(path, "after\n")
+                tick.cancel_scope.cancel()
+        view = await _view(js)
+    finally:
+        await nc.close()
+    assert degraded == [
+        "live_output: stream PLAIT_LIVE_OUTPUT is missing (no live view of attempts): run `plait streams ensure` "
+        "as the operator"
+    ]
+    events = [entry["event"] for entry in logs]
+    assert events.count("live_output_stream_missing") == 1  # once for the outage, not for each attempt's publish
+    assert events.count("live_output_stream_back") == 1
+    interrupted = b"\n[plait: the live view was interrupted here; `plait logs` has the whole output]\n"
+    # Both paused views went on in the stream made anew, each with its line; what was written meanwhile is not live.
+    assert b"".join(text for text, _ in view).count(interrupted) == 2
+    assert b"after\n" in b"".join(text for text, _ in view)
+    assert sum(ended for _, ended in view) == 2

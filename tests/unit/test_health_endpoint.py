@@ -33,3 +33,18 @@ def test_liveness_passes_while_the_loop_has_beaten_lately_and_unknown_paths_are_
     with serving_endpoint(Health(), "127.0.0.1", 0) as url:
         assert get(f"{url}/livez") == (200, "ok\n")
         assert get(f"{url}/nope")[0] == 404
+
+
+def test_a_degraded_service_stays_ready_and_says_what_to_mend_until_it_is_mended() -> None:
+    health = Health()
+    health.serving()
+    health.set_degraded("live_output", "stream PLAIT_LIVE_OUTPUT is missing: run `plait streams ensure`")
+    with serving_endpoint(health, "127.0.0.1", 0) as url:
+        assert get(f"{url}/readyz") == (
+            200,
+            "ok\ndegraded: live_output: stream PLAIT_LIVE_OUTPUT is missing: run `plait streams ensure`\n",
+        )
+        assert 'plait_degraded{condition="live_output"} 1.0' in get(f"{url}/metrics")[1]
+        health.set_degraded("live_output", None)
+        assert get(f"{url}/readyz") == (200, "ok\n")
+        assert 'plait_degraded{condition="live_output"} 0.0' in get(f"{url}/metrics")[1]

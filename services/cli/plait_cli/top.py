@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from plait.adapters.connection import connect
@@ -23,6 +24,7 @@ from plait.adapters.nats_errors import as_plait_errors
 from plait.adapters.services import live_services
 from plait.client import AsyncClient
 from plait.errors import PlaitError
+from plait.metrics.endpoint import DEGRADED_PREFIX
 from plait.metrics.queues import QueueSnapshot, read_queues
 from plait.protocol.executors import ExecutorAnnouncement
 from plait.protocol.services import ServiceAnnouncement
@@ -44,6 +46,7 @@ class Endpoint:
     replica: str = "?"
     ready: bool = False
     problem: str = ""
+    degraded: list[str] = field(default_factory=list)  # conditions of a ready replica an operator must mend
     samples: dict[str, float] = field(default_factory=dict)  # summed over labels
 
 
@@ -64,8 +67,10 @@ def read_endpoint(url: str) -> Endpoint:
     try:
         with urllib.request.urlopen(f"{endpoint.url}/metrics", timeout=SCRAPE_TIMEOUT_SECONDS) as response:  # noqa: S310  http(s) only, checked above
             text = response.read().decode()
-        with urllib.request.urlopen(f"{endpoint.url}/readyz", timeout=SCRAPE_TIMEOUT_SECONDS):  # noqa: S310  http(s) only, checked above
+        with urllib.request.urlopen(f"{endpoint.url}/readyz", timeout=SCRAPE_TIMEOUT_SECONDS) as response:  # noqa: S310  http(s) only, checked above
             endpoint.ready = True
+            lines = response.read().decode().splitlines()
+        endpoint.degraded = [line.removeprefix(DEGRADED_PREFIX) for line in lines if line.startswith(DEGRADED_PREFIX)]
     except urllib.error.HTTPError as error:  # /readyz answered 503: not ready, and why
         endpoint.problem = error.read().decode().strip().replace("\n", "; ")
     except (OSError, ValueError) as error:
@@ -156,13 +161,23 @@ def render(view: TopView) -> Group:
             endpoint.service,
             endpoint.replica,
             endpoint.version,
-            "yes" if endpoint.ready else f"[red]no[/] {endpoint.problem or endpoint.url}" if endpoint.url else "?",
+            _readiness(endpoint),
             f"{s.get('plait_decisions_total', 0):.0f}" if scheduler else "",
             f"{s.get('plait_decision_conflicts_total', 0):.0f}" if scheduler else "",
             attempts if endpoint.service == "executor" and endpoint.url else "",
             lag if endpoint.service == "catalog" and endpoint.url else "",
         )
     return Group(header, dispatch, consumers, services)
+
+
+def _readiness(endpoint: Endpoint) -> str:
+    if not endpoint.url:
+        return "?"
+    if not endpoint.ready:
+        return f"[red]no[/] {escape(endpoint.problem or endpoint.url)}"
+    if endpoint.degraded:
+        return f"yes, [yellow]degraded[/]: {escape('; '.join(endpoint.degraded))}"
+    return "yes"
 
 
 async def top(settings: Settings, endpoints: list[str], once: bool, interval: float) -> int:

@@ -7,7 +7,8 @@ writing faster than the view can carry has the middle skipped, with a line sayin
 attempt: a publish that fails pauses the live view of that attempt alone, until its connection is made anew (then a
 line says the view was interrupted). A standalone nats-server that restarted has lost the stream, being in memory: the
 first publish that finds it gone makes it again (where this connection may manage streams; else the operator does,
-with ``plait streams ensure``).
+with ``plait streams ensure``, and meanwhile the executor reports itself degraded, looks for the stream every
+``PROBE_SECONDS``, and goes on with the paused views once it is back).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import anyio
 import anyio.to_thread
+import nats.errors
 import nats.js.errors
 import structlog
 from nats.js import JetStreamContext
@@ -36,6 +38,8 @@ from plait_executor.folders import private_folder
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
 POLL_SECONDS = 0.2
+PROBE_SECONDS = 5.0
+"""How often the ticker looks for a missing live output stream that this executor may not make."""
 CHUNK_BYTES = LIVE_OUTPUT_MAX_MESSAGE_BYTES // 2  # headers and all fit
 LOGS_HINT = "`plait logs` has the whole output"
 MOST_BEHIND_BYTES = 1024**2
@@ -49,20 +53,31 @@ class LiveOutput:
     task of its own doing it. An attempt ended sooner than the first read publishes its whole output once, at its end.
     """
 
-    def __init__(self, js: JetStreamContext, directory: Path) -> None:
+    def __init__(
+        self, js: JetStreamContext, directory: Path, on_degraded: Callable[[str | None], None] = lambda _: None
+    ) -> None:
+        """``on_degraded``: told what is wrong while the stream is missing and this executor may not make it, and
+        None once it is back."""
         self.js = js
         self.directory = directory
         self._tails: set[_Tail] = set()
         self._ticking = False
         self._files = itertools.count()  # names each attempt's file in the folder, which is this executor's alone
         self._remaking = anyio.Lock()  # one look for the lost stream at a time: the others find it made
+        self._stream = _StreamWatch(on_degraded)
 
     async def tick(self) -> None:
-        """Publish what each running attempt wrote, every ``POLL_SECONDS``, until cancelled."""
+        """Publish what each running attempt wrote, every ``POLL_SECONDS``, and look for a missing stream every
+        ``PROBE_SECONDS``, until cancelled."""
         self._ticking = True
+        probed = anyio.current_time()
         try:
             while True:
                 await anyio.sleep(POLL_SECONDS)
+                if self._stream.missing and anyio.current_time() - probed >= PROBE_SECONDS:
+                    probed = anyio.current_time()
+                    with contextlib.suppress(nats.errors.Error):  # NATS away: looked for again at the next probe
+                        await self._stream_back()
                 for tail in list(self._tails):
                     await tail.poll()
         finally:
@@ -73,7 +88,8 @@ class LiveOutput:
         """The path the attempt of ``dispatch`` writes its output to, published while it runs with ``secret_values``
         redacted; on exit the rest is published with an end marker, and the file removed."""
         path = os.path.join(self.directory, f"{next(self._files)}.out")
-        tail = _Tail(self.js, dispatch, path, [value.encode() for value in secret_values if value], self._stream_back)
+        secrets_written = [value.encode() for value in secret_values if value]
+        tail = _Tail(self.js, dispatch, path, secrets_written, self._stream_back, self._stream)
         try:
             if self._ticking:
                 self._tails.add(tail)
@@ -106,13 +122,39 @@ class LiveOutput:
             if not authenticated(self.js):  # unchanged when made meanwhile
                 if await ensure_stream(self.js, subjects.LIVE_OUTPUT_STREAM) == "created":
                     log.warning("live_output_stream_made_anew", stream=subjects.LIVE_OUTPUT_STREAM)
-                return True
-            try:
-                await self.js.stream_info(subjects.LIVE_OUTPUT_STREAM)
-                return True  # made meanwhile, by the operator
-            except nats.js.errors.NotFoundError:
-                log.error("live_output_stream_missing", fix=f"{ENSURE_COMMAND} (as the operator)")
-                return False
+            else:
+                try:
+                    await self.js.stream_info(subjects.LIVE_OUTPUT_STREAM)  # made meanwhile, by the operator?
+                except nats.js.errors.NotFoundError:
+                    self._stream.gone()
+                    return False
+            self._stream.back()
+            return True
+
+
+class _StreamWatch:
+    """Whether the live output stream was found missing where this executor may not make it (reported once, until it
+    is back), and how many times it came back: a view paused while it was gone goes on once it is back."""
+
+    def __init__(self, on_degraded: Callable[[str | None], None]) -> None:
+        self.missing = False
+        self.returns = 0
+        self._on_degraded = on_degraded
+
+    def gone(self) -> None:
+        if not self.missing:
+            self.missing = True
+            fix = f"{ENSURE_COMMAND} (as the operator)"
+            log.error("live_output_stream_missing", stream=subjects.LIVE_OUTPUT_STREAM, fix=fix)
+            missing = f"stream {subjects.LIVE_OUTPUT_STREAM} is missing (no live view of attempts)"
+            self._on_degraded(f"{missing}: run `{ENSURE_COMMAND}` as the operator")
+
+    def back(self) -> None:
+        if self.missing:
+            self.missing = False
+            self.returns += 1
+            log.info("live_output_stream_back", stream=subjects.LIVE_OUTPUT_STREAM)
+            self._on_degraded(None)
 
 
 class _Tail:
@@ -123,6 +165,7 @@ class _Tail:
         path: str,
         secret_values: list[bytes],
         stream_back: Callable[[], Awaitable[bool]],
+        stream: _StreamWatch,
     ) -> None:
         self.js = js
         self.path = path
@@ -130,10 +173,12 @@ class _Tail:
         self.held = b""  # the end of what was read, held back while it may be the start of a secret
         self.dispatch = dispatch
         self.stream_back = stream_back
+        self.stream = stream
         self.lock = anyio.Lock()  # one reader of the file at a time: the ticker, or the attempt at its end
         self.stopped = False  # ended: nothing more is published
-        # A publish failed: nothing is published until the connection was made anew (its reconnections differ).
-        self.paused_at: int | None = None
+        # A publish failed: nothing is published until the connection was made anew, or the stream found missing
+        # came back (the connection's reconnections, or the stream's returns, differ from these).
+        self.paused_at: tuple[int, int] | None = None
         self.offset = 0  # the bytes of the file published so far
         self.published = 0  # and the bytes of the view, markers included
 
@@ -158,11 +203,11 @@ class _Tail:
                 await self._guarded(self._resumed(self._publish_last))
             self.stopped = True
 
-    def _reconnections(self) -> int:
-        return reconnection_count(route_of(self.js).nc)
+    def _pause_mark(self) -> tuple[int, int]:
+        return reconnection_count(route_of(self.js).nc), self.stream.returns
 
     def _may_publish(self) -> bool:
-        return not self.stopped and (self.paused_at is None or self.paused_at != self._reconnections())
+        return not self.stopped and (self.paused_at is None or self.paused_at != self._pause_mark())
 
     async def _resumed(self, publish: Callable[[], Awaitable[None]]) -> None:
         """``publish``, after a line saying the view was interrupted when it was."""
@@ -184,7 +229,7 @@ class _Tail:
                     node=dispatch.node,
                     attempt=dispatch.attempt_id,
                 )
-            self.paused_at = self._reconnections()
+            self.paused_at = self._pause_mark()
 
     async def _publish_last(self) -> None:
         """The rest of the output with the end marker: in one message when it fits; none for an attempt that wrote
@@ -252,6 +297,7 @@ class _Tail:
             if not await self.stream_back():
                 raise
             await self.js.publish(subject, data, headers=headers, stream=subjects.LIVE_OUTPUT_STREAM)
+        self.stream.back()  # made by the operator meanwhile, when it was missing
         self.published += len(data)
 
 

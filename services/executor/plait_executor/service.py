@@ -160,7 +160,7 @@ class ExecutorService:
                 live_output_directory() as live_files,
             ):
                 registry = Registry(js)
-                live_output = LiveOutput(js, live_files)
+                live_output = LiveOutput(js, live_files, partial(self.health.set_degraded, "live_output"))
                 tailed = with_live_output(backend, live_output)
                 runs = with_values(
                     GeneratedTasksBackend(with_code_bundles(tailed, CodeCache(js, code_cache)), registry),

@@ -1,4 +1,5 @@
-"""The small HTTP server of a service process: ``/metrics`` (Prometheus text format), ``/livez`` and ``/readyz``.
+"""The small HTTP server of a service process: ``/metrics`` (Prometheus text format), ``/livez`` and ``/readyz``
+(503 with what fails; else 200 with "ok", then a line per degraded condition).
 
 It runs in a thread of its own (stdlib ``http.server``), so a scrape or a probe is answered whatever the event loop
 is doing, and a hung loop shows as a failing ``/livez``.
@@ -22,6 +23,9 @@ from plait.metrics.names import BUILD_INFO, REGISTRY
 
 log = structlog.get_logger()
 
+DEGRADED_PREFIX = "degraded: "
+"""How a ready service's ``/readyz`` body names a condition an operator must mend, one per line after "ok"."""
+
 
 def _handler(health: Health) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -34,7 +38,8 @@ def _handler(health: Health) -> type[BaseHTTPRequestHandler]:
                 self._answer(503 if problem else 200, (problem or "ok").encode() + b"\n")
             elif path == "/readyz":
                 problems = health.readiness_problems()
-                self._answer(503 if problems else 200, ("\n".join(problems) or "ok").encode() + b"\n")
+                lines = problems or ["ok", *(f"{DEGRADED_PREFIX}{condition}" for condition in health.degraded())]
+                self._answer(503 if problems else 200, "\n".join(lines).encode() + b"\n")
             else:
                 self._answer(404, b"not found: try /metrics, /livez or /readyz\n")
 

@@ -2,6 +2,9 @@
 
 Live: the event loop still runs (``keep_beating`` stamps it every second); a hung loop stops answering its probes
 and is restarted. Ready: every named check passes (connected to NATS, PostgreSQL reachable, caught up...).
+Degraded: ready, but a condition holds that an operator must mend (a stream this replica may not make is missing,
+say): shown in the ``/readyz`` body and ``plait top``, counted by ``plait_degraded``; it fails no probe, since
+restarting the replica would mend nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable
 import anyio
 from nats.aio.client import Client as NATS
 
-from plait.metrics.names import READY
+from plait.metrics.names import DEGRADED, READY
 
 BEAT_SECONDS = 1.0
 STALLED_AFTER_SECONDS = 30.0  # an event loop that has not run for this long is hung
@@ -29,6 +32,7 @@ class Health:
     def __init__(self) -> None:
         self._checks: dict[str, Check] = {}
         self._problems: dict[str, str | None] = {"service": "starting"}
+        self._degraded: dict[str, str] = {}
         self._lock = threading.Lock()
         self._beat = time.monotonic()
         self.endpoint_url = ""  # where its endpoint serves, once it does (announced with the replica)
@@ -45,6 +49,20 @@ class Health:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
+
+    def set_degraded(self, name: str, condition: str | None) -> None:
+        """Record that condition ``name`` holds (what it is and how to mend it), or no longer does (None)."""
+        with self._lock:
+            if condition is None:
+                self._degraded.pop(name, None)
+            else:
+                self._degraded[name] = condition
+        DEGRADED.labels(name).set(0 if condition is None else 1)
+
+    def degraded(self) -> list[str]:
+        """The conditions that hold, each as ``name: what it is``."""
+        with self._lock:
+            return [f"{name}: {condition}" for name, condition in self._degraded.items()]
 
     async def problem_reported(self, name: str) -> str:
         """The problem ``name`` reports, once it reports one (for a caller that awaits a service's state)."""

@@ -126,3 +126,9 @@ PROJECTED = Counter("plait_projected_messages_total", "Event-log messages projec
 
 # health
 READY = Gauge("plait_ready", "1 when the service's readiness checks pass", registry=REGISTRY)
+DEGRADED = Gauge(
+    "plait_degraded",
+    "1 while a condition an operator must mend holds; the service still serves (its /readyz body says what to do)",
+    ["condition"],
+    registry=REGISTRY,
+)
