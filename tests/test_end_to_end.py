@@ -120,7 +120,10 @@ def test_cli_help_lists_the_workflow_inputs() -> None:
     assert plan.returncode == 0 and "launch plan etl-daily" in plan.stdout
     assert "--days" not in plan.stdout and "(default: 5.0)" in plan.stdout, "fixed inputs are not options"
     missing = plait_command(["run", "examples/etl.py:nothing"], {})
-    assert missing.returncode == 2 and "has no 'nothing'" in missing.stderr
+    assert missing.returncode == 2
+    assert "has no 'nothing'; try examples/etl.py:daily, examples/etl.py:etl" in missing.stderr
+    alone = plait_command(["run", "examples/hello.py", "--help"], {})  # the file's one workflow
+    assert alone.returncode == 0 and "--name STR" in alone.stdout, alone.stdout
 
 
 def test_plait_run_uses_a_running_plait_dev(tmp_path: Path) -> None:

@@ -4,10 +4,14 @@ belongs among the integration tests at the top of ``tests/``."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[2]
 SERVER_FIXTURES = frozenset({"postgres_server", "database_url", "private_postgres", "nats_server", "nats_url"})
 
 
@@ -38,3 +42,14 @@ def nats_server() -> NoReturn:
 @pytest.fixture
 def nats_url() -> NoReturn:
     refuse("nats_url")
+
+
+@pytest.fixture
+def loading(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Load user code from the repository root, and forget the modules and search paths that loading added."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        del sys.modules[name]

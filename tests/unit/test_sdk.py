@@ -6,7 +6,7 @@ import re
 import socket
 import sys
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ from plait.sdk.loader import load_reference, load_target
 from tests import definitions
 from tests.definitions import Bounds, count, describe, increment, maybe_count, merge, summarize, text, weigh
 
-REPO = Path(__file__).resolve().parents[2]
 INT, STR = Primitive("int"), Primitive("str")
 POINT = Record("tests.definitions.Point", (Field("x", INT), Field("y", INT)))
 BOX = Record("tests.definitions.Box", (Field("corner", POINT), Field("label", STR, required=False)))
@@ -592,17 +591,6 @@ def test_changing_a_task_option_changes_the_task_and_workflow_versions(options: 
 
 
 # --- loading --------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def loading(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Load from the repository root, and forget the modules and search paths that loading added."""
-    monkeypatch.chdir(REPO)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
 
 
 @pytest.mark.usefixtures("loading")

@@ -96,7 +96,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         add_help=False,
     )
     add_run_options(run, help_action="store_true")
-    run.add_argument("workflow", nargs="?", metavar="FILE.py:WORKFLOW", help="the workflow (or launch plan) to run")
+    run.add_argument(
+        "workflow",
+        nargs="?",
+        metavar="FILE.py:WORKFLOW",
+        help="the workflow (or launch plan) to run; FILE.py alone when it defines just one",
+    )
     run.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     commands.add_parser("dev", help="run the embedded stack in the foreground for other commands to use").add_argument(
@@ -212,7 +217,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "import its tasks from that bundle, so this version runs the same code on any machine, whatever becomes "
         "of the files.",
     )
-    register.add_argument("workflow", metavar="FILE.py:WORKFLOW", help="the workflow (or launch plan) to register")
+    register.add_argument(
+        "workflow",
+        metavar="FILE.py:WORKFLOW",
+        help="the workflow (or launch plan) to register; FILE.py alone when it defines just one",
+    )
     register.add_argument("--fast", action="store_true", help="register it with its source bundle")
     register.add_argument("--json", action="store_true", help="print what was registered as JSON")
     return parser, run
@@ -220,20 +229,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
 def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from plait.logging import configure_logging
-    from plait.sdk.launch_plan import LaunchPlan
-    from plait.sdk.loader import load_reference
-    from plait.sdk.workflow import Workflow
     from plait.settings import profile_settings
     from plait.telemetry import configure_tracing
     from plait_cli.inputs import input_parser
+    from plait_cli.references import runnable
     from plait_cli.run import run_workflow
 
     if args.workflow is None:
         run_parser.print_help()
         return 0 if run_options(args)["help"] else 2
-    workflow = load_reference(args.workflow)
-    if not isinstance(workflow, (Workflow, LaunchPlan)):
-        raise DefinitionError(f"{args.workflow} is not a @workflow or a LaunchPlan (it is {type(workflow).__name__})")
+    workflow = runnable(args.workflow)
     parser = input_parser(workflow, f"plait run {args.workflow}")
     if run_options(args)["help"]:
         parser.print_help()

@@ -5,21 +5,17 @@ from __future__ import annotations
 from rich.console import Console
 
 from plait.client import AsyncClient
-from plait.errors import DefinitionError
-from plait.sdk.launch_plan import LaunchPlan
-from plait.sdk.loader import load_reference
 from plait.sdk.workflow import Workflow
 from plait.settings import Settings
 from plait_cli.json_output import print_json
+from plait_cli.references import runnable
 from plait_cli.stack import nats_for_command
 
 
 async def register_workflow(settings: Settings, reference: str, fast: bool, as_json: bool = False) -> int:
     """Register the workflow ``reference`` names; print its version on stdout (``as_json``: its kind, name,
     version and whether its source bundle went with it)."""
-    entity = load_reference(reference)
-    if not isinstance(entity, (Workflow, LaunchPlan)):
-        raise DefinitionError(f"{reference} is not a @workflow or a LaunchPlan (it is {type(entity).__name__})")
+    entity = runnable(reference)
     out, err = Console(), Console(stderr=True)
     async with nats_for_command(settings) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:

@@ -43,17 +43,21 @@ def load_reference(reference: str) -> Any:
     location, _, name = reference.rpartition(":")
     if not location or not name:
         raise DefinitionError(f"'{reference}' is not of the form FILE.py:NAME or module:NAME")
-    if location.endswith(".py"):
-        path = Path(location)
-        if not path.exists():
-            raise NotFound(f"no such file: {location}")
-        module = load_module(path.stem, str(path.resolve()))
-    else:
-        module = load_module(location, None)
+    module = load_location(location)
     try:
         return getattr(module, name)
     except AttributeError:
         raise NotFound(f"{location} has no '{name}'") from None
+
+
+def load_location(location: str) -> ModuleType:
+    """The module at ``path/to/file.py``, or named ``package.module``."""
+    if location.endswith(".py"):
+        path = Path(location)
+        if not path.exists():
+            raise NotFound(f"no such file: {location}")
+        return load_module(path.stem, str(path.resolve()))
+    return load_module(location, None)
 
 
 def load_target(target: TaskTarget) -> Any:
