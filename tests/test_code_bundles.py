@@ -25,6 +25,7 @@ from plait.core.bundles import bundled_spec
 from plait.core.events import TaskRegistered, WorkflowRegistered
 from plait.core.model import TaskTarget
 from plait.sdk.bundles import pack
+from plait.sdk.loader import load_module
 from plait_executor import WorkerPool
 from plait_executor.code_bundles import CODE_BUNDLE_UNUSABLE, CodeCache
 from plait_executor.code_roots import bundle_paths
@@ -110,6 +111,35 @@ async def test_a_task_runs_from_its_bundle_after_its_source_files_are_deleted(
     folder.rmdir()
     state = await final_state(client, (await client.launch(flow.name, {"x": 3}, version=version)).id, DEADLINE)
     assert state.outputs == {"result": "21"}
+
+
+FAILING = """
+from plait import task, workflow
+
+
+@task(retries=0, system_retries=0)
+def refuse(x: int) -> int:
+    raise ValueError(f"no {x}")
+
+
+@workflow
+def flow(x: int) -> int:
+    return refuse(x=x)
+"""
+
+
+async def test_a_tasks_traceback_names_its_file_as_in_the_project_not_in_the_executors_cache(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    module = module_name()
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / f"{module}.py").write_text(FAILING)
+    flow = load_module(module, str(tmp_path / "project" / f"{module}.py")).flow
+    state = await final_state(client, (await client.launch(flow, {"x": 4}, fast=True)).id, DEADLINE)
+    assert state.status == "failed"
+    [error] = [attempt.error for attempt in state.nodes["refuse"].attempts if attempt.error]
+    assert f'File "{module}.py", line 7, in refuse' in error.traceback, error.traceback
+    assert "plait-code" not in error.traceback and str(tmp_path) not in error.traceback
 
 
 def hostile_archive(member: tarfile.TarInfo, data: bytes = b"x = 1\n") -> bytes:

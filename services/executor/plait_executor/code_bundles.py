@@ -118,16 +118,17 @@ def _check_members(members: list[tarfile.TarInfo], name: str) -> None:
             raise BundleUnusable(f"code bundle {name} unpacks to over {MAX_BUNDLE_BYTES:,} bytes")
 
 
-async def target_of(dispatch: Dispatch, cache: CodeCache) -> TaskTarget | AttemptOutcome:
-    """The attempt's task as this process imports it (the Kubernetes task runtime runs it in-process): from its
-    code bundle, downloaded first, when it has one; a system error when the bundle cannot be used."""
+async def target_of(dispatch: Dispatch, cache: CodeCache) -> tuple[TaskTarget, str | None] | AttemptOutcome:
+    """The attempt's task as this process imports it (the Kubernetes task runtime runs it in-process), and the root
+    of its code bundle: from the bundle, downloaded first, when it has one (else None); a system error when the
+    bundle cannot be used."""
     if dispatch.code_bundle is msgspec.UNSET:
-        return dispatch.task.target
+        return dispatch.task.target, None
     try:
         root = await cache.root(dispatch.code_bundle)
     except (BundleUnusable, nats.errors.Error, OSError) as exc:
         return bundle_error(exc)
-    return target_in_code_root(dispatch.task.target, str(root))
+    return target_in_code_root(dispatch.task.target, str(root)), str(root)
 
 
 def bundle_error(exc: Exception) -> AttemptOutcome:

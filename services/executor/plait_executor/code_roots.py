@@ -3,10 +3,14 @@ from the file it was registered from. A worker that imported from one bundle ser
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
+import msgspec
+
 from plait.core.model import TaskTarget
+from plait_executor.attempt import AttemptOutcome
 
 
 def bundle_paths(code_root: str) -> list[str]:
@@ -36,3 +40,13 @@ def target_in_code_root(target: TaskTarget, code_root: str | None) -> TaskTarget
             sys.path.insert(0, path)
         _first_on_path[:] = [code_root] if roots else []
     return TaskTarget(module=target.module, qualname=target.qualname, file=None)
+
+
+def traceback_in_bundle(outcome: AttemptOutcome, code_root: str | None) -> AttemptOutcome:
+    """``outcome`` with its traceback naming the bundle's files by their path in the project (``pkg/mod.py``), not in
+    this executor's cache folder: the same text whichever executor ran it, and no temporary path in the log."""
+    error = outcome.error
+    if code_root is None or error is None or code_root not in error.traceback:
+        return outcome
+    traceback = re.sub(re.escape(code_root.rstrip("/")) + r"/\d+/", "", error.traceback)
+    return msgspec.structs.replace(outcome, error=msgspec.structs.replace(error, traceback=traceback))

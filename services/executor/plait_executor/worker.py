@@ -21,7 +21,7 @@ from plait.core.model import TaskTarget
 from plait.telemetry import configure_tracing, flush
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
-from plait_executor.code_roots import target_in_code_root
+from plait_executor.code_roots import target_in_code_root, traceback_in_bundle
 from plait_executor.tracing import WORKER_SERVICE, task_span
 from plait_executor.worker_environment import scrub
 
@@ -75,7 +75,7 @@ def serve(connection: Connection) -> None:
                 live_path=request.live_path,
             )
         flush()  # before the outcome is sent: the worker may be killed as soon as it is
-        connection.send(outcome)
+        connection.send(traceback_in_bundle(outcome, request.code_root))
 
 
 def _exit_when_gone(executor_sentinel: int) -> None:

@@ -46,6 +46,7 @@ from plait.telemetry import configure_tracing, flush
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
 from plait_executor.code_bundles import CodeCache, code_cache_directory, target_of
+from plait_executor.code_roots import traceback_in_bundle
 from plait_executor.kubernetes.batches import BATCH_VARIABLE, INDEX_VARIABLE, decode_batch
 from plait_executor.live_output import LiveOutput, live_output_directory
 from plait_executor.registered import register_generated
@@ -94,11 +95,11 @@ async def run(
         attempt_log.info("attempt_started", task=dispatch.task.name, version=dispatch.task.version)
 
         async with code_cache_directory() as code_cache:
-            target = await target_of(dispatch, CodeCache(js, code_cache))
-            if isinstance(target, AttemptOutcome):  # its code bundle cannot be used
-                outcome = target
+            found = await target_of(dispatch, CodeCache(js, code_cache))
+            if isinstance(found, AttemptOutcome):  # its code bundle cannot be used
+                outcome = found
             else:
-                code_target = target
+                code_target, code_root = found
 
                 async def call(inputs: dict[str, Any]) -> AttemptOutcome:
                     version = dispatch.task.version
@@ -108,7 +109,7 @@ async def run(
                         LiveOutput(js, folder).tailing(dispatch, known) as live,
                     ):
                         ran = await anyio.to_thread.run_sync(
-                            run_traced, code_target, inputs, version, output_limits, live
+                            run_traced, code_target, inputs, version, output_limits, live, code_root
                         )
                     return await register_generated(Registry(js), dispatch, ran)
 
@@ -134,11 +135,13 @@ def run_traced(
     version: str | None,
     limits: OutputLimits,
     live_path: str | None = None,
+    code_root: str | None = None,
 ) -> AttemptOutcome:
     """``run_captured`` in the task's span: a child of the executor's span of the attempt (``PLAIT_TRACEPARENT``), so
-    that spans the task starts join the execution's trace; its output written to ``live_path`` as it runs."""
+    that spans the task starts join the execution's trace; its output written to ``live_path`` as it runs; its
+    traceback naming the files of its code bundle (unpacked at ``code_root``) as in the project."""
     with task_span(target, os.environ.get(POD_TRACEPARENT, "")):
-        return run_captured(target, inputs, version, limits, live_path=live_path)
+        return traceback_in_bundle(run_captured(target, inputs, version, limits, live_path=live_path), code_root)
 
 
 def resolvable_secrets(dispatch: Dispatch) -> list[str]:
