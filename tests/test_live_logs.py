@@ -3,6 +3,7 @@ first line, and following ends once the execution has. Against a real nats-serve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from pathlib import Path
@@ -18,6 +19,7 @@ from plait.adapters.streams import ensure_streams
 from plait.client.live_logs import OutputChunk
 from plait.core.events import AttemptStarted
 from plait.sdk.hints import encode_value
+from plait_cli.logs import attempts_as_json
 from plait_executor.live_output import LiveOutput
 from tests import output_workflows
 from tests.helpers.dispatches import first_attempt
@@ -143,3 +145,49 @@ async def test_an_attempts_own_error_leaves_a_lone_tail_as_it_came(nats_url: str
                 raise AttemptRefused
     finally:
         await nc.close()
+
+
+async def test_logs_show_a_running_attempts_output_so_far_and_a_stopped_ones_from_its_live_view(
+    tmp_path: Path, nats_url: str, database_url: str
+) -> None:
+    flag = tmp_path / "never"  # the task waits for it: it runs until its execution is aborted
+    async with services_and_client(nats_url, database_url) as client:
+        handle = await client.launch(output_workflows.waits_for_flow, {"path": str(flag)})
+        with anyio.fail_after(DEADLINE):
+            async with contextlib.aclosing(client.follow_logs(handle.id)) as chunks:
+                async for chunk in chunks:
+                    if "waiting" in chunk.text:
+                        break
+            running = await client.logs(handle.id)
+            await client.abort(handle.id, "enough")
+            state = await final_state(client, handle.id, timeout=DEADLINE)
+            stopped = await client.logs(handle.id)
+            [shown] = await attempts_as_json(client, handle.id, None, None)
+    assert state.status == "aborted"
+    assert (
+        running == "== waits_for (attempt 1) ==\n(still running: its output is stored when it ends; so far:)\nwaiting\n"
+    )
+    assert stopped == (
+        "== waits_for (attempt 1) ==\n(stopped when its execution ended: its output was not stored; its live view "
+        "kept:)\nwaiting\n"
+    )
+    assert (shown["ended"], shown["stopped"], shown["output"], shown["live_output"]) == (False, True, None, "waiting\n")
+
+
+def first_chunk_with_the_blocking_client(nats_url: str, execution_id: str) -> OutputChunk:
+    with Client(nats_url) as client:
+        for chunk in client.follow_logs(execution_id):
+            return chunk  # leaves the follow early: it is closed, not left running
+    raise AssertionError("the execution wrote nothing")
+
+
+async def test_a_follow_left_early_ends_cleanly(tmp_path: Path, nats_url: str, database_url: str) -> None:
+    flag = tmp_path / "flag"
+    async with services_and_client(nats_url, database_url) as client:
+        handle = await client.launch(output_workflows.waits_for_flow, {"path": str(flag)})
+        with anyio.fail_after(DEADLINE):
+            first = await anyio.to_thread.run_sync(first_chunk_with_the_blocking_client, nats_url, handle.id)
+            flag.touch()
+            state = await final_state(client, handle.id, timeout=DEADLINE)
+    assert first.text == "waiting\n" and first.live
+    assert state.status == "succeeded"

@@ -162,7 +162,7 @@ async def test_follow_waits_for_a_running_attempt_to_end(tmp_path: Path, nats_ur
     async with services_and_client(nats_url, database_url) as client:
         handle = await client.launch(output_workflows.waits_for_flow, {"path": str(flag)})
         await first_event(client, handle.id, AttemptStarted)
-        assert "(still running: its output is stored when it ends)" in await client.logs(handle.id)
+        assert "(still running: its output is stored when it ends" in await client.logs(handle.id)
         followed = anyio.Event()
 
         async def follow() -> None:

@@ -22,7 +22,8 @@ def add_parsers(commands: Any) -> None:
         help="what an execution's attempts wrote: stdout, stderr and Python logging",
         description="Print the output captured from attempts of execution ID (by default the last attempt of "
         "each node, each headed by its node and attempt number). An attempt's output is stored when it ends; "
-        "a long one keeps its start and its end (PLAIT_TASK_OUTPUT_HEAD, PLAIT_TASK_OUTPUT_TAIL). With --follow, "
+        "a long one keeps its start and its end (PLAIT_TASK_OUTPUT_HEAD, PLAIT_TASK_OUTPUT_TAIL). An attempt still "
+        "running, or stopped when its execution ended, shows what its live view holds (kept an hour). With --follow, "
         "what running attempts write is printed as they write it, each line headed by its node, until the "
         "execution ends.",
     )
@@ -70,8 +71,9 @@ async def print_logs(
 async def attempts_as_json(
     client: AsyncClient, execution_id: str, node: str | None, attempt: int | None
 ) -> list[dict[str, Any]]:
-    """The attempts ``logs`` shows, each with its node, label, number, whether it ended, and its stored output
-    (None while it runs, or once the logs bucket no longer holds it)."""
+    """The attempts ``logs`` shows, each with its node, label, number, whether it ended (or was stopped with its
+    execution, never to end), its stored output (None while it runs, or once the logs bucket no longer holds it),
+    and what its live view holds when it did not end (else None)."""
     from plait.adapters.output_store import OutputStore
     from plait.client.task_logs import attempt_number, chosen_attempts
     from plait.errors import NotFound
@@ -92,7 +94,9 @@ async def attempts_as_json(
                 "attempt": attempt_number(one.attempt_id),
                 "attempt_id": one.attempt_id,
                 "ended": one.ended,
+                "stopped": one.stopped,
                 "output": text,
+                "live_output": None if one.ended else await client.live_output(execution_id, one.attempt_id),
                 "size": None if one.output is None else one.output.size,
             }
         )

@@ -193,6 +193,9 @@ class Client:
     def attempt_outputs(self, execution_id: str) -> list[AttemptOutput]:
         return self._portal.call(self._async.attempt_outputs, execution_id)
 
+    def live_output(self, execution_id: str, attempt_id: str) -> str:
+        return self._portal.call(self._async.live_output, execution_id, attempt_id)
+
     def follow_logs(self, execution_id: str, node: str | None = None) -> Iterator[OutputChunk]:
         return self._portal.iterate(self._async.follow_logs(execution_id, node))
 

@@ -4,6 +4,7 @@ twins' calls on an event loop in a background thread."""
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -16,6 +17,8 @@ from plait.errors import Unavailable
 
 R = TypeVar("R")
 T = TypeVar("T")
+
+_CLOSE_SECONDS = 5.0  # how long leaving an iteration early waits for its task on the loop to end
 
 
 class Portal:
@@ -33,22 +36,37 @@ class Portal:
         return result
 
     def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
-        """``items`` as they come, each fetched on the loop when asked for."""
+        """``items`` as they come, each fetched on the loop when asked for. One task on the loop iterates them
+        from first to last (an async generator holding a task group must be resumed, and closed, in the task that
+        started it); leaving early cancels that task, which closes ``items``; an error it met is raised here."""
+        send, receive = anyio.create_memory_object_stream[T](0)  # nothing fetched before it is asked for
+        finished = threading.Event()
 
-        async def next_item() -> list[T]:
-            """The next item, or none once they have all come."""
+        async def pump() -> None:
             try:
-                return [await anext(items)]
-            except StopAsyncIteration:
-                return []
+                async with send:
+                    async for item in items:
+                        await send.send(item)
+            finally:
+                aclose = getattr(items, "aclose", None)
+                with anyio.CancelScope(shield=True):
+                    if aclose is not None:
+                        await aclose()
+                finished.set()
 
+        future = self._portal.start_task_soon(pump)
         try:
-            while fetched := self.call(next_item):
-                yield fetched[0]
+            while True:
+                try:
+                    item = self.call(receive.receive)
+                except anyio.EndOfStream:
+                    future.result()  # what ended it: its error, if any
+                    return
+                yield item
         finally:
-            aclose = getattr(items, "aclose", None)
-            if aclose is not None and not self.closed:
-                self.call(aclose)
+            if not future.done() and not self.closed:
+                future.cancel()
+                finished.wait(_CLOSE_SECONDS)
 
     def close(self) -> None:
         if not self.closed:

@@ -65,8 +65,11 @@ class LiveLogs(TaskLogs):
         async with anyio.create_task_group() as following:
             following.start_soon(self._pump, execution_id, node, skipped, send)
             async with receive:
-                async for chunk in receive:
-                    yield chunk
+                try:
+                    async for chunk in receive:
+                        yield chunk
+                except GeneratorExit:  # closed early (``aclosing``, a ``break``): stop following, end cleanly
+                    following.cancel_scope.cancel()
 
     async def _pump(
         self,
