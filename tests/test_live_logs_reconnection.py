@@ -195,6 +195,7 @@ async def test_an_executor_that_may_not_make_the_missing_stream_is_degraded_unti
     events = [entry["event"] for entry in logs]
     assert events.count("live_output_stream_missing") == 1  # once for the outage, not for each attempt's publish
     assert events.count("live_output_stream_back") == 1
+    assert "live_output_paused" not in events  # the two views paused for the missing stream: its one line says why
     interrupted = b"\n[plait: the live view was interrupted here; `plait logs` has the whole output]\n"
     # Both paused views went on in the stream made anew, each with its line; what was written meanwhile is not live.
     assert b"".join(text for text, _ in view).count(interrupted) == 2

@@ -220,7 +220,7 @@ class _Tail:
         try:
             await publishing
         except Exception as exc:  # the live view is a convenience: the attempt and its stored output go on
-            if self.paused_at is None:
+            if self.paused_at is None and not self.stream.missing:  # a missing stream is logged once, for all
                 dispatch = self.dispatch
                 log.warning(
                     "live_output_paused",
