@@ -261,3 +261,18 @@ def test_executions_show_and_list_each_project_its_own(
             ("B", project),
             ("C", project),
         ]
+
+
+def test_an_empty_list_says_so_on_stderr_and_prints_no_row(
+    catalog: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PLAIT_PROJECT", "empty")
+    for argv, said in (
+        (["executions", "list"], "no executions in empty/development"),
+        (["executions", "list", "--status", "failed"], "no failed executions in empty/development"),
+        (["cache", "list", "--task", DOUBLE], f"no cache entries of task {DOUBLE} in empty/development"),
+        (["launch-plans", "list"], "no launch plans registered in empty/development"),
+    ):
+        assert dispatch(argv) == 0
+        out, err = capsys.readouterr()
+        assert (out, err) == ("", said + "\n"), argv

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from plait.errors import InputError
 from plait.settings import Settings
-from plait_cli.catalog_session import catalog_client, console, print_json, when
+from plait_cli.catalog_session import catalog_client, console, print_json, print_rows, when
 
 MAX_ENTRIES = 10_000  # the most entries one `--task` or `--all` clears at once
 
@@ -29,7 +29,7 @@ async def list_entries(settings: Settings, task: str | None, limit: int, as_json
     for entry in entries:
         source = f"{entry.execution_id}/{entry.node}"
         table.add_row(entry.cache_key, entry.task_name, when(entry.created_at), source)
-    console().print(table)
+    print_rows(table, f"no cache entries{f' of task {task}' if task else ''} in {settings.project}/{settings.domain}")
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 from rich.console import Console
+from rich.table import Table
 
 from plait.client import AsyncClient
 from plait.settings import Settings
@@ -28,6 +29,14 @@ def console() -> Console:
     """Rich's console; when output is piped, wide enough that rows are not folded."""
     terminal = Console()
     return terminal if terminal.is_terminal else Console(width=200)
+
+
+def print_rows(table: Table, nothing: str) -> None:
+    """``table``; or, when it has no row, ``nothing`` on stderr (a script reading stdout gets no row)."""
+    if table.row_count:
+        console().print(table)
+    else:
+        Console(stderr=True).print(nothing, highlight=False)
 
 
 def print_json(value: Any) -> None:

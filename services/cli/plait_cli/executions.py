@@ -17,7 +17,7 @@ from plait.core.state import Execution, ExecutionStatus
 from plait.protocol import subjects
 from plait.protocol.executions import ExecutionDetail, ExecutionList, NodeView
 from plait.settings import Settings
-from plait_cli.catalog_session import catalog_client, console, print_json, when
+from plait_cli.catalog_session import catalog_client, console, print_json, print_rows, when
 from plait_cli.follow import follow_until_ended, report
 from plait_cli.progress import STATUS_STYLE
 from plait_cli.stack import nats_for_command, print_steps
@@ -68,7 +68,7 @@ async def list_executions(settings: Settings, status: ExecutionStatus | None, li
             _seconds(row.duration_seconds),
             f"{row.nodes_succeeded}/{row.nodes_total}",
         )
-    console().print(table)
+    print_rows(table, f"no {status + ' ' if status else ''}executions in {settings.project}/{settings.domain}")
     return 0
 
 

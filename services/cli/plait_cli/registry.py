@@ -8,7 +8,7 @@ from rich.table import Table
 from plait.client import LATEST
 from plait.core.model import EntityKind
 from plait.settings import Settings
-from plait_cli.catalog_session import catalog_client, console, print_json, when
+from plait_cli.catalog_session import catalog_client, console, print_json, print_rows, when
 from plait_cli.launch_plan_schedules import print_schedule
 
 
@@ -30,7 +30,8 @@ async def list_entities(settings: Settings, kind: EntityKind, as_json: bool) -> 
     for entity in entities:
         newest = entity.versions[0]
         table.add_row(entity.name, newest.version, when(newest.registered_at), str(len(entity.versions)))
-    console().print(table)
+    kinds = kind.replace("_", " ") + "s"
+    print_rows(table, f"no {kinds} registered in {settings.project}/{settings.domain}")
     return 0
 
 
