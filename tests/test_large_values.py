@@ -202,6 +202,31 @@ async def test_a_file_and_a_directory_pass_between_tasks_and_a_file_reaches_the_
     assert listing == [f"part-{i}/data.txt=item {i}\n" for i in range(3)]
 
 
+async def test_an_executions_file_output_is_saved_by_the_cli_and_read_by_the_client(
+    client: AsyncClient, nats_url: str, tmp_path: Path
+) -> None:
+    with anyio.fail_after(120):
+        made = await client.launch(large_value_workflows.made_file, {"size": 1000})
+        await made.wait()
+        env = {"PLAIT_NATS_URL": nats_url}
+        listed = await plait_command_async(["executions", "outputs", made.id], env)
+        saved = await plait_command_async(
+            ["executions", "outputs", made.id, "--save", str(tmp_path / "out"), "--json"], env
+        )
+        missing = await plait_command_async(["executions", "outputs", "no-such-execution"], env)
+        stored = await client.stored_outputs(made.id)
+        read = await client.outputs(made.id, tmp_path / "read")
+    ref = as_ref(stored["result"])
+    assert ref is not None and (ref.kind, ref.size) == ("file", 1000)
+    assert listed.returncode == 0 and listed.stdout.startswith('result = {"$plait":"ref"'), listed.stdout
+    assert f"plait executions outputs {made.id} --save DIR" in listed.stderr
+    assert saved.returncode == 0, saved.stderr
+    path = Path(msgspec.json.decode(saved.stdout)["result"]["path"])
+    assert path == tmp_path / "out" / ref.hash / str(ref.name) and await anyio.Path(path).read_bytes() == b"f" * 1000
+    assert read["result"]["$plait"] == "file" and await anyio.Path(read["result"]["path"]).read_bytes() == b"f" * 1000
+    assert missing.returncode == 2 and "execution no-such-execution does not exist" in missing.stderr
+
+
 class CountingObjects:
     """``Objects`` that count the objects put through them."""
 

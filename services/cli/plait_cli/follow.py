@@ -13,6 +13,8 @@ from rich.live import Live
 
 from plait.client import AsyncClient
 from plait.core.state import Execution, apply_decision
+from plait.core.values import contains_refs
+from plait_cli.outputs import saving_hint
 from plait_cli.progress import print_transition, render
 
 REDRAW_SECONDS = 0.25
@@ -86,6 +88,8 @@ def _print_result(state: Execution, out: Console, err: Console) -> None:
         err.print(f"[green]succeeded[/] in {elapsed:.2f}s", highlight=False)
         for name, value in (state.outputs or {}).items():
             out.print(f"{name} = {msgspec.json.encode(value).decode()}", highlight=False, soft_wrap=True)
+        if contains_refs(state.outputs or {}):
+            err.print(saving_hint(state.execution_id), highlight=False, markup=False, soft_wrap=True)
         return
     if state.status == "aborted":
         err.print(f"[magenta]aborted[/]: {state.abort_reason}", highlight=False)

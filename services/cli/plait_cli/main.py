@@ -142,6 +142,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     follow.add_argument("execution_id", metavar="ID")
     follow.add_argument("--json", action="store_true", help="print the result as JSON")
+    outputs = executions.add_parser(
+        "outputs",
+        help="a succeeded execution's outputs; --save DIR reads those stored by reference and downloads its files",
+    )
+    outputs.add_argument("execution_id", metavar="ID")
+    outputs.add_argument(
+        "--save",
+        metavar="DIR",
+        help="read large values, and download files and directories under DIR (printed with their local paths)",
+    )
+    outputs.add_argument("--json", action="store_true", help="print the outputs as one JSON object")
     abort = executions.add_parser("abort", help="abort a running execution: its attempts are stopped")
     abort.add_argument("execution_id", metavar="ID")
     abort.add_argument("--reason", default="aborted by request", help="recorded with who aborted it")
@@ -360,6 +371,10 @@ def dispatch(argv: Sequence[str]) -> int:
         return anyio.run(executions.list_executions, settings, args.status, args.limit, args.json)
     if args.action == "follow":
         return anyio.run(executions.follow_execution, settings, args.execution_id, args.json)
+    if args.action == "outputs":
+        from plait_cli.outputs import print_outputs
+
+        return anyio.run(print_outputs, settings, args.execution_id, args.save, args.json)
     if args.action in ("abort", "relaunch", "recover"):
         from plait_cli import execution_actions
 

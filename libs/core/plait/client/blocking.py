@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Self, TypeVar, overload
 
 from plait.adapters.event_log import StoredDecision
@@ -192,6 +193,12 @@ class Client:
 
     def attempt_outputs(self, execution_id: str) -> list[AttemptOutput]:
         return self._portal.call(self._async.attempt_outputs, execution_id)
+
+    def stored_outputs(self, execution_id: str) -> dict[str, Any]:
+        return self._portal.call(self._async.stored_outputs, execution_id)
+
+    def outputs(self, execution_id: str, directory: str | Path | None = None) -> dict[str, Any]:
+        return self._portal.call(self._async.outputs, execution_id, directory)
 
     def live_output(self, execution_id: str, attempt_id: str) -> str:
         return self._portal.call(self._async.live_output, execution_id, attempt_id)

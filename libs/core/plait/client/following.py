@@ -4,8 +4,11 @@ reading their records for replay and audit."""
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import anyio
 import nats.errors
@@ -23,7 +26,7 @@ from plait.client.outcome import ExecutionOutcome, outcome_of
 from plait.core.commands import AbortExecution
 from plait.core.events import TERMINAL_EVENTS
 from plait.core.state import Execution
-from plait.errors import NotFound, Timeout
+from plait.errors import InputError, NotFound, Timeout
 from plait.protocol import subjects
 from plait.replay import Record, record_of
 
@@ -129,6 +132,27 @@ class Following(ClientBase):
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(nats.errors.Error):
                 await subscription.unsubscribe()
+
+    async def stored_outputs(self, execution_id: str) -> dict[str, Any]:
+        """The outputs of a succeeded execution by name, as its log holds them (JSON values; a large value, a file
+        or a directory as a reference to the object store). ``InputError`` when it has not succeeded."""
+        with as_plait_errors(f"reading execution {execution_id}"):
+            state = await self._store.load(self._subject(execution_id))
+        if state is None:
+            raise NotFound(f"execution {execution_id} does not exist in {self.project}/{self.domain}")
+        if state.status != "succeeded" or state.outputs is None:
+            raise InputError(f"execution {execution_id} is {state.status}: only a succeeded one has outputs")
+        return state.outputs
+
+    async def outputs(self, execution_id: str, directory: str | Path | None = None) -> dict[str, Any]:
+        """``stored_outputs`` with what is stored by reference read: a file or directory downloaded under
+        ``directory`` (a new temporary one when None: the caller's), as ``{"$plait": "file", "path": ...}``."""
+        stored = await self.stored_outputs(execution_id)
+        folder = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="plait-outputs-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        with as_plait_errors(f"reading the outputs of execution {execution_id}"):
+            loaded: dict[str, Any] = await self._values.load_all(stored, folder)
+        return loaded
 
     async def abort(self, execution_id: str, reason: str = "aborted by request", *, aborted_by: str = "") -> None:
         """Ask the scheduler to abort the execution: its running attempts are cancelled, nothing new starts.
