@@ -4,7 +4,6 @@ reading their records for replay and audit."""
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,10 +147,11 @@ class Following(ClientBase):
         """``stored_outputs`` with what is stored by reference read: a file or directory downloaded under
         ``directory`` (a new temporary one when None: the caller's), as ``{"$plait": "file", "path": ...}``."""
         stored = await self.stored_outputs(execution_id)
-        folder = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="plait-outputs-"))
-        folder.mkdir(parents=True, exist_ok=True)
+        if directory is None:
+            return await self._load_values(stored)
+        await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
         with as_plait_errors(f"reading the outputs of execution {execution_id}"):
-            loaded: dict[str, Any] = await self._values.load_all(stored, folder)
+            loaded: dict[str, Any] = await self._values.load_all(stored, Path(directory))
         return loaded
 
     async def abort(self, execution_id: str, reason: str = "aborted by request", *, aborted_by: str = "") -> None:
