@@ -18,6 +18,7 @@ from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
 from plait_executor.live_output import LiveOutput
 from plait_executor.pool import WorkerPool
+from plait_executor.scratch import current_scratch
 
 TIMEOUT_BACKSTOP_GRACE_SECONDS = 5.0
 """How long past its task's timeout an attempt may run before its executor kills it on its own: the scheduler's
@@ -81,6 +82,7 @@ class LocalBackend:
                 live_path=live_path,
                 project=dispatch.project,
                 secrets=values,
+                scratch=current_scratch(),
             )
         raise AssertionError("unreachable")  # mypy: an exit stack may swallow exceptions
 

@@ -1,4 +1,5 @@
-"""Private temporary folders an executor keeps while it serves (unpacked code bundles, running attempts' output)."""
+"""Private temporary folders an executor keeps while it serves (unpacked code bundles, running attempts' output, the
+attempts' own temporary folders)."""
 
 from __future__ import annotations
 

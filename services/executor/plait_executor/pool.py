@@ -84,6 +84,7 @@ class WorkerPool:
         live_path: str | None = None,
         project: str = "",
         secrets: Mapping[str, str] | None = None,
+        scratch: str | None = None,
     ) -> AttemptOutcome:
         """Run one attempt in an idle worker. Always an outcome: a lost worker is a system error; an attempt still
         running ``grace_seconds`` past its ``timeout_seconds`` is killed, and fails as the task's own failure.
@@ -93,7 +94,8 @@ class WorkerPool:
         task from, in a worker that has imported from no other source. ``live_path``: the file the attempt's output
         is written to as it runs (see ``plait_executor.live_output``). ``project``: the attempt's; a worker that ran
         an attempt of one project never runs one of another (module state would leak between tenants). ``secrets``: the
-        values of the task's secrets, sent to the worker with the attempt.
+        values of the task's secrets, sent to the worker with the attempt. ``scratch``: the attempt's temporary
+        folder (``plait_executor.scratch``).
         """
         request = AttemptRequest(
             target,
@@ -104,6 +106,7 @@ class WorkerPool:
             live_path=live_path,
             traceparent=current_traceparent(),
             secrets=dict(secrets or {}),
+            scratch=scratch,
         )
         async with self._free:
             worker = await self._take((project, code_root))

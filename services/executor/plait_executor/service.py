@@ -34,9 +34,11 @@ from plait_executor import hand_on
 from plait_executor.announcing import Announcer, announcement
 from plait_executor.backend import BackendFactory, backend_from_settings, local_backend, with_live_output
 from plait_executor.code_bundles import CodeCache, code_cache_directory, with_code_bundles
+from plait_executor.folders import private_folder
 from plait_executor.live_output import LiveOutput, live_output_directory
 from plait_executor.registered import GeneratedTasksBackend, registered_only
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
+from plait_executor.scratch import Scratch
 from plait_executor.slots import AttemptSlots
 from plait_executor.stored_values import with_values
 from plait_executor.task_callout import serve_task_callout
@@ -158,6 +160,7 @@ class ExecutorService:
                 self.backend() as backend,
                 code_cache_directory() as code_cache,
                 live_output_directory() as live_files,
+                private_folder("plait-scratch-") as scratch_root,
             ):
                 registry = Registry(js)
                 live_output = LiveOutput(js, live_files, partial(self.health.set_degraded, "live_output"))
@@ -165,6 +168,7 @@ class ExecutorService:
                 runs = with_values(
                     GeneratedTasksBackend(with_code_bundles(tailed, CodeCache(js, code_cache)), registry),
                     ValueStore.on_jetstream(js, self.inline_value_limit),
+                    Scratch(scratch_root),
                 )
                 runner = self._runner = AttemptRunner(
                     js,

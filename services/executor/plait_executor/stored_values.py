@@ -20,6 +20,7 @@ from plait.core.ids import item_of_attempt
 from plait.core.values import contains_refs
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.backend import AttemptBackend
+from plait_executor.scratch import Scratch
 
 VALUE_MISSING = "ValueMissing"
 """``error_type`` of the system error of an attempt whose input names an object the values bucket does not hold."""
@@ -67,11 +68,13 @@ async def run_with_values(
 
 class ValuesBackend:
     """A back end whose attempts get their inputs' values and have their outputs stored by the executor (a local
-    one: a back end whose attempts report themselves does this in its own runtime)."""
+    one: a back end whose attempts report themselves does this in its own runtime); with ``scratch``, each attempt
+    has a temporary folder of its own, removed once its outputs are stored."""
 
-    def __init__(self, inner: AttemptBackend, store: ValueStore) -> None:
+    def __init__(self, inner: AttemptBackend, store: ValueStore, scratch: Scratch | None = None) -> None:
         self.inner = inner
         self.store = store
+        self.scratch = scratch
         self.reports_itself = inner.reports_itself
 
     async def run(self, dispatch: Dispatch, *, on_start: Callable[[], None]) -> AttemptOutcome | None:
@@ -85,7 +88,8 @@ class ValuesBackend:
         async def call(inputs: dict[str, Any]) -> AttemptOutcome | None:
             return await self.inner.run(msgspec.structs.replace(dispatch, inputs=inputs), on_start=starting)
 
-        outcome = await run_with_values(self.store, dispatch, call)
+        async with self.scratch.attempt() if self.scratch is not None else contextlib.nullcontext():
+            outcome = await run_with_values(self.store, dispatch, call)
         if not started:  # its inputs could not be read: the attempt ends without a worker, but it started
             on_start()
         return outcome
@@ -94,6 +98,7 @@ class ValuesBackend:
         return await self.inner.stop(dispatch)
 
 
-def with_values(backend: AttemptBackend, store: ValueStore) -> AttemptBackend:
-    """``backend``, its values handled by this executor unless its attempts report themselves."""
-    return backend if backend.reports_itself else ValuesBackend(backend, store)
+def with_values(backend: AttemptBackend, store: ValueStore, scratch: Scratch | None = None) -> AttemptBackend:
+    """``backend``, its values handled by this executor unless its attempts report themselves (each attempt with a
+    temporary folder of its own under ``scratch``)."""
+    return backend if backend.reports_itself else ValuesBackend(backend, store, scratch)

@@ -22,6 +22,7 @@ from plait.telemetry import configure_tracing, flush
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
 from plait_executor.code_roots import target_in_code_root, traceback_in_bundle
+from plait_executor.scratch import temporary_files_in
 from plait_executor.tracing import WORKER_SERVICE, task_span
 from plait_executor.worker_environment import scrub
 
@@ -37,6 +38,7 @@ class AttemptRequest(msgspec.Struct, frozen=True):
     live_path: str | None = None  # where to write the attempt's output, read by the executor while it runs
     traceparent: str = ""  # the executor's span of the attempt: the task runs in a child span of it
     secrets: dict[str, str] = {}  # the values of the task's secrets, resolved by the executor (sent on the pipe)
+    scratch: str | None = None  # the attempt's temporary folder (see plait_executor.scratch)
 
 
 class WorkerLost(Exception):
@@ -65,7 +67,7 @@ def serve(connection: Connection) -> None:
         if request is None:
             return
         request = msgspec.structs.replace(request, target=target_in_code_root(request.target, request.code_root))
-        with task_span(request.target, request.traceparent):
+        with task_span(request.target, request.traceparent), temporary_files_in(request.scratch):
             outcome = run_captured(
                 request.target,
                 request.inputs,

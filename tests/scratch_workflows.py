@@ -1,0 +1,42 @@
+"""Tasks that make temporary files, for tests/test_attempt_scratch.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from plait import File, task, workflow
+
+
+@task
+def leave_temporary_files(name: str) -> list[str]:
+    """Make a temporary folder with a file in it and leave it; say where, and where a subprocess's temporary files
+    go."""
+    folder = tempfile.mkdtemp(prefix=f"{name}-")
+    (Path(folder) / "note.txt").write_text(name)
+    child = [sys.executable, "-c", "import tempfile; print(tempfile.gettempdir())"]
+    return [folder, subprocess.run(child, capture_output=True, text=True, check=True).stdout.strip()]
+
+
+@workflow
+def leaves_temporary_files(name: str) -> list[str]:
+    return leave_temporary_files(name=name)
+
+
+@task
+def write_temporary_file(text: str) -> File:
+    path = Path(tempfile.mkdtemp()) / "text.txt"
+    path.write_text(text)
+    return File(str(path))
+
+
+@task
+def read_file(file: File) -> str:
+    return Path(file.path).read_text()
+
+
+@workflow
+def passes_a_temporary_file(text: str) -> str:
+    return read_file(file=write_temporary_file(text=text))
