@@ -40,6 +40,7 @@ WORKFLOW_MODULES = {
     "chunk_workflows.py",
     "dataframe_workflows.py",
     "secret_workflows.py",
+    "scratch_workflows.py",
 }
 
 

@@ -34,6 +34,7 @@ class AttemptOutcome(msgspec.Struct, frozen=True, kw_only=True):
     output: bytes = b""  # what the attempt wrote, bounded (see plait_executor.capture), until it is stored
     output_size: int = 0  # bytes it wrote, before the bound
     output_ref: OutputRef | None = None  # where its output was stored
+    leftovers: str | None = None  # the temporary files it left, for the executor to remove (plait_executor.scratch)
 
     @property
     def succeeded(self) -> bool:

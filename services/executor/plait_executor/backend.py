@@ -18,7 +18,6 @@ from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
 from plait_executor.live_output import LiveOutput
 from plait_executor.pool import WorkerPool
-from plait_executor.scratch import current_scratch
 
 TIMEOUT_BACKSTOP_GRACE_SECONDS = 5.0
 """How long past its task's timeout an attempt may run before its executor kills it on its own: the scheduler's
@@ -58,6 +57,7 @@ class LocalBackend:
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
         self.live: LiveOutput | None = None  # publishes each attempt's output while it runs, when set
+        self.scratch_root: str | None = None  # where the workers keep their tasks' temporary files, when set
 
     async def run(
         self, dispatch: Dispatch, *, on_start: Callable[[], None], code_root: str | None = None
@@ -82,7 +82,7 @@ class LocalBackend:
                 live_path=live_path,
                 project=dispatch.project,
                 secrets=values,
-                scratch=current_scratch(),
+                scratch=self.scratch_root,
             )
         raise AssertionError("unreachable")  # mypy: an exit stack may swallow exceptions
 
@@ -129,6 +129,14 @@ def _runtime_env(settings: Settings) -> dict[str, str]:
         env[VARIABLES["task_output_head"]] = str(settings.task_output_head)
         env[VARIABLES["task_output_tail"]] = str(settings.task_output_tail)
     return env
+
+
+def with_scratch(backend: AttemptBackend, root: str) -> AttemptBackend:
+    """``backend``, its local workers keeping their tasks' temporary files under ``root`` (``plait_executor.scratch``;
+    a pod is removed whole)."""
+    if isinstance(backend, LocalBackend):
+        backend.scratch_root = backend.pool.scratch_root = root
+    return backend
 
 
 def with_live_output(backend: AttemptBackend, live: LiveOutput) -> AttemptBackend:

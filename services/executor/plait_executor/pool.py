@@ -8,6 +8,7 @@ and it cannot stop one worker whose attempt timed out. Here each worker is on it
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Mapping
 from multiprocessing.context import BaseContext
 from types import TracebackType
@@ -21,6 +22,7 @@ from plait.core.model import TaskTarget
 from plait.telemetry import current_traceparent
 from plait_executor.attempt import CODE_VERSION_MISMATCH, TASK_NOT_LOADABLE, AttemptOutcome, system_error
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
+from plait_executor.scratch import remove
 from plait_executor.worker import AttemptRequest, WorkerLost, WorkerProcess
 
 
@@ -51,6 +53,7 @@ class WorkerPool:
         self._free = anyio.Semaphore(size)
         # The project each worker has run attempts of, and where it has imported their tasks from.
         self._code_roots: dict[WorkerProcess, _Source] = {}
+        self.scratch_root: str | None = None  # where workers keep their tasks' temporary files (see scratch)
 
     async def __aenter__(self) -> Self:
         with anyio.CancelScope(shield=True):  # started processes must be known, to be stopped
@@ -155,8 +158,11 @@ class WorkerPool:
         with anyio.CancelScope(shield=True):
             self._workers.discard(worker)
             self._code_roots.pop(worker, None)
+            pid = worker.pid  # not to be read once closed
             worker.kill()
             await worker.close()
+            if self.scratch_root is not None and pid is not None:  # what its last attempt left there
+                await remove(os.path.join(self.scratch_root, str(pid)))
             replacement = await anyio.to_thread.run_sync(WorkerProcess, self._context)
         self._workers.add(replacement)
         return replacement

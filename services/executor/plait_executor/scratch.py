@@ -1,73 +1,74 @@
-"""Each attempt's own temporary folder, in a local worker: what its task makes with ``tempfile`` (and its
-subprocesses, through ``TMPDIR``) goes there, and the executor removes it once the attempt's outputs are stored (a
-``File`` it returned from there is uploaded first). A warm worker runs thousands of attempts: none leaves files
-behind."""
+"""Temporary files of the tasks a local worker runs: ``tempfile`` (and, through ``TMPDIR``, their subprocesses) make
+them in the worker's own folder under the executor's. What an attempt leaves there is moved aside at its end (the
+paths of the files it returned moved along) and removed by the executor once the attempt's outputs are stored, so a
+warm worker, which runs thousands of attempts, leaves nothing behind. An attempt that leaves nothing costs one read of
+an empty folder."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextvars import ContextVar
-from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
+import msgspec
 
-_current: ContextVar[str | None] = ContextVar("plait_attempt_scratch", default=None)
+from plait.core.values import TAG_FIELD
+from plait_executor.attempt import AttemptOutcome
 
-
-def current_scratch() -> str | None:
-    """The temporary folder of the attempt being run in this task, if it has one."""
-    return _current.get()
-
-
-class Scratch:
-    """The attempts' temporary folders, under ``root`` (a private folder of the executor's)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._names = itertools.count()
-
-    @contextlib.asynccontextmanager
-    async def attempt(self) -> AsyncIterator[str]:
-        """An attempt's folder, named here and made by its worker; removed, with all it holds, on exit."""
-        path = os.path.join(self.root, str(next(self._names)))
-        token = _current.set(path)
-        try:
-            yield path
-        finally:
-            _current.reset(token)
-            with anyio.CancelScope(shield=True):
-                await _remove(path)
+_set_aside = itertools.count()
+_made: set[str] = set()
 
 
-async def _remove(path: str) -> None:
-    try:
-        os.rmdir(path)  # most attempts leave it empty, or never made it
-    except FileNotFoundError:
-        pass
-    except OSError:
-        await anyio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))
+def worker_folder(root: str) -> str:
+    """This worker process's folder of temporary files under the executor's ``root``."""
+    return os.path.join(root, str(os.getpid()))
 
 
-@contextlib.contextmanager
-def temporary_files_in(path: str | None) -> Iterator[None]:
-    """In a worker process, while an attempt runs: ``tempfile`` and ``TMPDIR`` name ``path`` (made here); both put
-    back after."""
-    if path is None:
-        yield
+def temporary_files_in(folder: str | None) -> None:
+    """Before an attempt runs: ``tempfile`` and ``TMPDIR`` name ``folder`` (made here the first time). Not put back
+    after: the worker serves one executor, whose folder it stays."""
+    if folder is None:
         return
-    os.makedirs(path, exist_ok=True)
-    saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
-    tempfile.tempdir, os.environ["TMPDIR"] = path, path
+    if folder not in _made:
+        os.makedirs(folder, exist_ok=True)
+        _made.add(folder)
+    tempfile.tempdir = folder  # again each time: a task may have changed it
+    if os.environ.get("TMPDIR") != folder:
+        os.environ["TMPDIR"] = folder
+
+
+def set_aside(outcome: AttemptOutcome, folder: str | None) -> AttemptOutcome:
+    """``outcome`` with what its attempt left in ``folder`` moved to a folder of its own (``outcome.leftovers``, for
+    the executor to remove) and the paths its outputs name in there moved along; unchanged when it left nothing."""
+    if folder is None:
+        return outcome
     try:
-        yield
-    finally:
-        tempfile.tempdir = saved_tempdir
-        if saved_env is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = saved_env
+        with os.scandir(folder) as entries:
+            if next(entries, None) is None:
+                return outcome
+        aside = f"{folder}-{next(_set_aside)}"
+        os.rename(folder, aside)
+        os.mkdir(folder)
+    except OSError:  # left where it is: removed with the worker's folder, at the latest when the executor stops
+        return outcome
+    outputs = None if outcome.outputs is None else _moved(outcome.outputs, folder + os.sep, aside + os.sep)
+    return msgspec.structs.replace(outcome, outputs=outputs, leftovers=aside)
+
+
+def _moved(value: Any, before: str, after: str) -> Any:
+    if isinstance(value, dict):
+        path = value.get("path")
+        if TAG_FIELD in value and isinstance(path, str) and path.startswith(before):
+            return {**value, "path": after + path[len(before) :]}
+        return {key: _moved(item, before, after) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_moved(item, before, after) for item in value]
+    return value
+
+
+async def remove(path: str) -> None:
+    """Remove ``path`` and all it holds (gone already: nothing to do)."""
+    await anyio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))

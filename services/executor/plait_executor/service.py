@@ -32,13 +32,18 @@ from plait.protocol.nats_jwt import read_account_key
 from plait.settings import VARIABLES, Settings
 from plait_executor import hand_on
 from plait_executor.announcing import Announcer, announcement
-from plait_executor.backend import BackendFactory, backend_from_settings, local_backend, with_live_output
+from plait_executor.backend import (
+    BackendFactory,
+    backend_from_settings,
+    local_backend,
+    with_live_output,
+    with_scratch,
+)
 from plait_executor.code_bundles import CodeCache, code_cache_directory, with_code_bundles
 from plait_executor.folders import private_folder
 from plait_executor.live_output import LiveOutput, live_output_directory
 from plait_executor.registered import GeneratedTasksBackend, registered_only
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
-from plait_executor.scratch import Scratch
 from plait_executor.slots import AttemptSlots
 from plait_executor.stored_values import with_values
 from plait_executor.task_callout import serve_task_callout
@@ -164,11 +169,10 @@ class ExecutorService:
             ):
                 registry = Registry(js)
                 live_output = LiveOutput(js, live_files, partial(self.health.set_degraded, "live_output"))
-                tailed = with_live_output(backend, live_output)
+                tailed = with_live_output(with_scratch(backend, str(scratch_root)), live_output)
                 runs = with_values(
                     GeneratedTasksBackend(with_code_bundles(tailed, CodeCache(js, code_cache)), registry),
                     ValueStore.on_jetstream(js, self.inline_value_limit),
-                    Scratch(scratch_root),
                 )
                 runner = self._runner = AttemptRunner(
                     js,

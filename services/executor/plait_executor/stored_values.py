@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 import msgspec
 import nats.errors
 
@@ -20,7 +21,7 @@ from plait.core.ids import item_of_attempt
 from plait.core.values import contains_refs
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.backend import AttemptBackend
-from plait_executor.scratch import Scratch
+from plait_executor.scratch import remove
 
 VALUE_MISSING = "ValueMissing"
 """``error_type`` of the system error of an attempt whose input names an object the values bucket does not hold."""
@@ -68,13 +69,12 @@ async def run_with_values(
 
 class ValuesBackend:
     """A back end whose attempts get their inputs' values and have their outputs stored by the executor (a local
-    one: a back end whose attempts report themselves does this in its own runtime); with ``scratch``, each attempt
-    has a temporary folder of its own, removed once its outputs are stored."""
+    one: a back end whose attempts report themselves does this in its own runtime); the temporary files an attempt
+    left are removed once its outputs are stored (``plait_executor.scratch``)."""
 
-    def __init__(self, inner: AttemptBackend, store: ValueStore, scratch: Scratch | None = None) -> None:
+    def __init__(self, inner: AttemptBackend, store: ValueStore) -> None:
         self.inner = inner
         self.store = store
-        self.scratch = scratch
         self.reports_itself = inner.reports_itself
 
     async def run(self, dispatch: Dispatch, *, on_start: Callable[[], None]) -> AttemptOutcome | None:
@@ -88,8 +88,10 @@ class ValuesBackend:
         async def call(inputs: dict[str, Any]) -> AttemptOutcome | None:
             return await self.inner.run(msgspec.structs.replace(dispatch, inputs=inputs), on_start=starting)
 
-        async with self.scratch.attempt() if self.scratch is not None else contextlib.nullcontext():
-            outcome = await run_with_values(self.store, dispatch, call)
+        outcome = await run_with_values(self.store, dispatch, call)
+        if outcome is not None and outcome.leftovers is not None:
+            with anyio.CancelScope(shield=True):
+                await remove(outcome.leftovers)
         if not started:  # its inputs could not be read: the attempt ends without a worker, but it started
             on_start()
         return outcome
@@ -98,7 +100,6 @@ class ValuesBackend:
         return await self.inner.stop(dispatch)
 
 
-def with_values(backend: AttemptBackend, store: ValueStore, scratch: Scratch | None = None) -> AttemptBackend:
-    """``backend``, its values handled by this executor unless its attempts report themselves (each attempt with a
-    temporary folder of its own under ``scratch``)."""
-    return backend if backend.reports_itself else ValuesBackend(backend, store, scratch)
+def with_values(backend: AttemptBackend, store: ValueStore) -> AttemptBackend:
+    """``backend``, its values handled by this executor unless its attempts report themselves."""
+    return backend if backend.reports_itself else ValuesBackend(backend, store)

@@ -22,7 +22,7 @@ from plait.telemetry import configure_tracing, flush
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_captured
 from plait_executor.code_roots import target_in_code_root, traceback_in_bundle
-from plait_executor.scratch import temporary_files_in
+from plait_executor.scratch import set_aside, temporary_files_in, worker_folder
 from plait_executor.tracing import WORKER_SERVICE, task_span
 from plait_executor.worker_environment import scrub
 
@@ -38,7 +38,7 @@ class AttemptRequest(msgspec.Struct, frozen=True):
     live_path: str | None = None  # where to write the attempt's output, read by the executor while it runs
     traceparent: str = ""  # the executor's span of the attempt: the task runs in a child span of it
     secrets: dict[str, str] = {}  # the values of the task's secrets, resolved by the executor (sent on the pipe)
-    scratch: str | None = None  # the attempt's temporary folder (see plait_executor.scratch)
+    scratch: str | None = None  # the executor's folder of its workers' temporary files (see plait_executor.scratch)
 
 
 class WorkerLost(Exception):
@@ -67,7 +67,9 @@ def serve(connection: Connection) -> None:
         if request is None:
             return
         request = msgspec.structs.replace(request, target=target_in_code_root(request.target, request.code_root))
-        with task_span(request.target, request.traceparent), temporary_files_in(request.scratch):
+        folder = None if request.scratch is None else worker_folder(request.scratch)
+        temporary_files_in(folder)
+        with task_span(request.target, request.traceparent):
             outcome = run_captured(
                 request.target,
                 request.inputs,
@@ -77,7 +79,7 @@ def serve(connection: Connection) -> None:
                 live_path=request.live_path,
             )
         flush()  # before the outcome is sent: the worker may be killed as soon as it is
-        connection.send(traceback_in_bundle(outcome, request.code_root))
+        connection.send(set_aside(traceback_in_bundle(outcome, request.code_root), folder))
 
 
 def _exit_when_gone(executor_sentinel: int) -> None:
