@@ -1,5 +1,5 @@
-"""Private temporary folders an executor keeps while it serves (unpacked code bundles, running attempts' output, the
-attempts' own temporary folders)."""
+"""Private temporary folders an executor keeps while it serves (unpacked code bundles, running attempts' output, its
+workers' temporary files)."""
 
 from __future__ import annotations
 

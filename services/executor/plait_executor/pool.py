@@ -97,8 +97,8 @@ class WorkerPool:
         task from, in a worker that has imported from no other source. ``live_path``: the file the attempt's output
         is written to as it runs (see ``plait_executor.live_output``). ``project``: the attempt's; a worker that ran
         an attempt of one project never runs one of another (module state would leak between tenants). ``secrets``: the
-        values of the task's secrets, sent to the worker with the attempt. ``scratch``: the attempt's temporary
-        folder (``plait_executor.scratch``).
+        values of the task's secrets, sent to the worker with the attempt. ``scratch``: the executor's folder of
+        its workers' temporary files (``plait_executor.scratch``).
         """
         request = AttemptRequest(
             target,
@@ -120,6 +120,8 @@ class WorkerPool:
                 if _may_be_stale_code(outcome) and worker.attempts_run > 1:
                     # This worker may have imported the module before its source changed (a new version, or a task
                     # added since): a fresh one reads it anew.
+                    if outcome.leftovers is not None:
+                        await remove(outcome.leftovers)
                     worker = await self._replace(worker)
                     self._code_roots[worker] = (project, code_root)
                     outcome = await self._run_in(worker, request, timeout_seconds, grace_seconds)
