@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 
@@ -18,7 +19,7 @@ def _note_run(runs: str, name: str) -> None:
 
 def runs_of(runs: str) -> list[str]:
     """The names of the runs noted in ``runs``, in the order they started."""
-    return open(runs).read().split() if os.path.exists(runs) else []
+    return Path(runs).read_text().split() if os.path.exists(runs) else []
 
 
 async def until_run(runs: str, names: set[str], timeout: float = 60.0) -> None:

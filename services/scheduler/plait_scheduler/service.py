@@ -341,6 +341,7 @@ class SchedulerService:
                 for msg in _drain(arrivals):
                     with contextlib.suppress(nats.errors.Error):  # else redelivered after the ack wait
                         await msg.nak()
+                arrivals.close()
 
     async def _keep_in_progress(self, taken: dict[int, Msg], held: Callable[[], list[Msg]]) -> None:
         """Tell the server, every third of the ack wait, that the messages this replica holds are still being

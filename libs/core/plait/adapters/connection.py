@@ -171,6 +171,8 @@ def reconnections(nc: NATS) -> Iterator[ObjectReceiveStream[None]]:
         yield each
     finally:
         stop_listening()
+        reconnected.close()
+        each.close()
 
 
 def refusal(js: JetStreamContext, subject_prefix: str) -> str | None:

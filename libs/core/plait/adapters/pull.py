@@ -142,6 +142,7 @@ class Puller:
             with anyio.CancelScope(shield=True):
                 await _unsubscribe(subscription)
                 ending.close()
+                endings.close()
 
     async def _pull(self, inbox: str, batch: int, request: _Request, endings: ObjectReceiveStream[Msg | None]) -> bool:
         """One pull request for ``batch`` messages; False when the server refused it (time to back off)."""

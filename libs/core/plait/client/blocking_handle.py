@@ -67,6 +67,7 @@ class Portal:
             if not future.done() and not self.closed:
                 future.cancel()
                 finished.wait(_CLOSE_SECONDS)
+            receive.close()  # its sender is done: nothing else touches it
 
     def close(self) -> None:
         if not self.closed:

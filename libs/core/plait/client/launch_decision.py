@@ -126,6 +126,8 @@ class LaunchDecision(ClientBase):
             ) from None
         finally:
             await unsubscribe_all(subscriptions)
+            outcomes.close()
+            outcome.close()
         if isinstance(decided, PlaitError):
             raise decided
         return decided

@@ -80,6 +80,8 @@ class Signalling(ClientBase):
                 ) from None
             finally:
                 await unsubscribe_all(subscriptions)
+                outcomes.close()
+                outcome.close()
         if reason is not None:
             raise InputError(reason)
 
