@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,3 +41,15 @@ def read_file(file: File) -> str:
 @workflow
 def passes_a_temporary_file(text: str) -> str:
     return read_file(file=write_temporary_file(text=text))
+
+
+@task(system_retries=0)
+def die_after_temporary_files(note: str) -> int:
+    """Make a temporary folder, write where to ``note``, and end the worker process abruptly."""
+    Path(note).write_text(tempfile.mkdtemp(prefix="dying-"))
+    os._exit(3)
+
+
+@workflow
+def dies_after_temporary_files(note: str) -> int:
+    return die_after_temporary_files(note=note)
