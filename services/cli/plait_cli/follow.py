@@ -13,8 +13,7 @@ from rich.live import Live
 
 from plait.client import AsyncClient
 from plait.core.state import Execution, apply_decision
-from plait.core.values import contains_refs
-from plait_cli.outputs import saving_hint
+from plait_cli.outputs import print_output_lines
 from plait_cli.progress import print_transition, render
 
 REDRAW_SECONDS = 0.25
@@ -86,10 +85,7 @@ def _print_result(state: Execution, out: Console, err: Console) -> None:
     elapsed = (state.finished_at - state.launched_at).total_seconds() if state.finished_at and state.launched_at else 0
     if state.status == "succeeded":
         err.print(f"[green]succeeded[/] in {elapsed:.2f}s", highlight=False)
-        for name, value in (state.outputs or {}).items():
-            out.print(f"{name} = {msgspec.json.encode(value).decode()}", highlight=False, soft_wrap=True)
-        if contains_refs(state.outputs or {}):
-            err.print(saving_hint(state.execution_id), highlight=False, markup=False, soft_wrap=True)
+        print_output_lines(state.execution_id, state.outputs or {}, out, err)
         return
     if state.status == "aborted":
         err.print(f"[magenta]aborted[/]: {state.abort_reason}", highlight=False)

@@ -4,6 +4,7 @@ and its files and directories downloaded when asked."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from rich.console import Console
@@ -15,9 +16,14 @@ from plait_cli.json_output import print_json
 from plait_cli.stack import nats_for_command
 
 
-def saving_hint(execution_id: str) -> str:
-    """What ``plait run`` and this command say under outputs stored by reference."""
-    return f"(stored by reference: `plait executions outputs {execution_id} --save DIR` reads them, files included)"
+def print_output_lines(execution_id: str, outputs: dict[str, Any], out: Console, err: Console) -> None:
+    """One ``name = JSON`` line per output on ``out`` (what ``plait run`` and this command print); under outputs
+    stored by reference, how to read them, on ``err``."""
+    for name, value in outputs.items():
+        out.print(f"{name} = {msgspec.json.encode(value).decode()}", highlight=False, soft_wrap=True)
+    if contains_refs(outputs):
+        hint = f"(stored by reference: `plait executions outputs {execution_id} --save DIR` reads them, files included)"
+        err.print(hint, highlight=False, markup=False, soft_wrap=True)
 
 
 async def print_outputs(settings: Settings, execution_id: str, save: str | None, as_json: bool) -> int:
@@ -32,9 +38,5 @@ async def print_outputs(settings: Settings, execution_id: str, save: str | None,
     if as_json:
         print_json(outputs)
         return 0
-    out = Console()
-    for name, value in outputs.items():
-        out.print(f"{name} = {msgspec.json.encode(value).decode()}", highlight=False, soft_wrap=True)
-    if save is None and contains_refs(outputs):
-        Console(stderr=True).print(saving_hint(execution_id), highlight=False, markup=False, soft_wrap=True)
+    print_output_lines(execution_id, outputs, Console(), Console(stderr=True))
     return 0

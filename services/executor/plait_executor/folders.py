@@ -21,4 +21,9 @@ async def private_folder(prefix: str) -> AsyncIterator[Path]:
         yield Path(directory)
     finally:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(lambda: shutil.rmtree(directory, ignore_errors=True))
+            await remove_folder(directory)
+
+
+async def remove_folder(path: str) -> None:
+    """Remove ``path`` and all it holds, off the event loop (gone already: nothing to do)."""
+    await anyio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))

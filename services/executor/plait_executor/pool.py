@@ -22,7 +22,7 @@ from plait.core.model import TaskTarget
 from plait.telemetry import current_traceparent
 from plait_executor.attempt import CODE_VERSION_MISMATCH, TASK_NOT_LOADABLE, AttemptOutcome, system_error
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
-from plait_executor.scratch import remove
+from plait_executor.folders import remove_folder
 from plait_executor.worker import AttemptRequest, WorkerLost, WorkerProcess
 
 
@@ -121,7 +121,7 @@ class WorkerPool:
                     # This worker may have imported the module before its source changed (a new version, or a task
                     # added since): a fresh one reads it anew.
                     if outcome.leftovers is not None:
-                        await remove(outcome.leftovers)
+                        await remove_folder(outcome.leftovers)
                     worker = await self._replace(worker)
                     self._code_roots[worker] = (project, code_root)
                     outcome = await self._run_in(worker, request, timeout_seconds, grace_seconds)
@@ -164,7 +164,7 @@ class WorkerPool:
             worker.kill()
             await worker.close()
             if self.scratch_root is not None and pid is not None:  # what its last attempt left there
-                await remove(os.path.join(self.scratch_root, str(pid)))
+                await remove_folder(os.path.join(self.scratch_root, str(pid)))
             replacement = await anyio.to_thread.run_sync(WorkerProcess, self._context)
         self._workers.add(replacement)
         return replacement

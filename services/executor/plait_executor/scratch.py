@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import tempfile
 from typing import Any
 
-import anyio.to_thread
 import msgspec
 
 from plait.core.values import TAG_FIELD
@@ -67,8 +65,3 @@ def _moved(value: Any, before: str, after: str) -> Any:
     if isinstance(value, list):
         return [_moved(item, before, after) for item in value]
     return value
-
-
-async def remove(path: str) -> None:
-    """Remove ``path`` and all it holds (gone already: nothing to do)."""
-    await anyio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))

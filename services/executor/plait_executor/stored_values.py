@@ -21,7 +21,7 @@ from plait.core.ids import item_of_attempt
 from plait.core.values import contains_refs
 from plait_executor.attempt import AttemptOutcome, system_error
 from plait_executor.backend import AttemptBackend
-from plait_executor.scratch import remove
+from plait_executor.folders import remove_folder
 
 VALUE_MISSING = "ValueMissing"
 """``error_type`` of the system error of an attempt whose input names an object the values bucket does not hold."""
@@ -91,7 +91,7 @@ class ValuesBackend:
         outcome = await run_with_values(self.store, dispatch, call)
         if outcome is not None and outcome.leftovers is not None:
             with anyio.CancelScope(shield=True):
-                await remove(outcome.leftovers)
+                await remove_folder(outcome.leftovers)
         if not started:  # its inputs could not be read: the attempt ends without a worker, but it started
             on_start()
         return outcome
