@@ -1,4 +1,4 @@
-"""Tasks that make temporary files, for tests/test_attempt_scratch.py."""
+"""Tasks that make temporary files, for tests/test_attempt_scratch.py and tests/faults/test_executor_folders_kill.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import anyio
 
 from plait import File, task, workflow
 
@@ -53,3 +56,27 @@ def die_after_temporary_files(note: str) -> int:
 @workflow
 def dies_after_temporary_files(note: str) -> int:
     return die_after_temporary_files(note=note)
+
+
+@task
+def hold_temporary_files(note: str, seconds: float) -> str:
+    """Make a temporary folder, write where to ``note`` (once whole: renamed into place), then run for ``seconds``."""
+    folder = tempfile.mkdtemp(prefix="held-")
+    Path(f"{note}.new").write_text(folder)
+    os.rename(f"{note}.new", note)
+    time.sleep(seconds)
+    return folder
+
+
+@workflow
+def holds_temporary_files(note: str, seconds: float) -> str:
+    return hold_temporary_files(note=note, seconds=seconds)
+
+
+async def until_noted(note: str, timeout: float = 60.0) -> str:
+    """What a task wrote to ``note`` (in a worker process: polled)."""
+    with anyio.fail_after(timeout):
+        while True:
+            if await anyio.Path(note).exists():
+                return await anyio.Path(note).read_text()
+            await anyio.sleep(0.02)

@@ -39,9 +39,9 @@ from plait_executor.backend import (
     with_live_output,
     with_scratch,
 )
-from plait_executor.code_bundles import CodeCache, code_cache_directory, with_code_bundles
-from plait_executor.folders import private_folder
-from plait_executor.live_output import LiveOutput, live_output_directory
+from plait_executor.code_bundles import CodeCache, with_code_bundles
+from plait_executor.folders import executor_folders, remove_abandoned
+from plait_executor.live_output import LiveOutput
 from plait_executor.registered import GeneratedTasksBackend, registered_only
 from plait_executor.runner import STARTED_AFTER_SECONDS, AttemptRunner
 from plait_executor.slots import AttemptSlots
@@ -161,17 +161,13 @@ class ExecutorService:
             info = await ensure_consumer(js, subjects.DISPATCH_STREAM, config)
             if (info.config.ack_wait, info.config.max_deliver) != (config.ack_wait, config.max_deliver):
                 info = await js.add_consumer(subjects.DISPATCH_STREAM, config)  # made by an older release: updated
-            async with (
-                self.backend() as backend,
-                code_cache_directory() as code_cache,
-                live_output_directory() as live_files,
-                private_folder("plait-scratch-") as scratch_root,
-            ):
+            await self._remove_abandoned_folders()
+            async with self.backend() as backend, executor_folders() as folders:
                 registry = Registry(js)
-                live_output = LiveOutput(js, live_files, partial(self.health.set_degraded, "live_output"))
-                tailed = with_live_output(with_scratch(backend, str(scratch_root)), live_output)
+                live_output = LiveOutput(js, folders.live, partial(self.health.set_degraded, "live_output"))
+                tailed = with_live_output(with_scratch(backend, str(folders.scratch)), live_output)
                 runs = with_values(
-                    GeneratedTasksBackend(with_code_bundles(tailed, CodeCache(js, code_cache)), registry),
+                    GeneratedTasksBackend(with_code_bundles(tailed, CodeCache(js, folders.code)), registry),
                     ValueStore.on_jetstream(js, self.inline_value_limit),
                 )
                 runner = self._runner = AttemptRunner(
@@ -198,7 +194,11 @@ class ExecutorService:
                     task_status.started()
                     self.health.serving()
                     self._log.info(
-                        "executor_started", concurrency=self.concurrency, prefetch=self.prefetch, consumer=self.consumer
+                        "executor_started",
+                        concurrency=self.concurrency,
+                        prefetch=self.prefetch,
+                        consumer=self.consumer,
+                        folder=str(folders.home),
                     )
                     live.start_soon(announcer.run)
                     live.start_soon(live_output.tick)
@@ -209,6 +209,16 @@ class ExecutorService:
             with anyio.CancelScope(shield=True):
                 await _close(nc)
             self._log.info("executor_stopped", **self._runner.counts() if self._runner else {})
+
+    async def _remove_abandoned_folders(self) -> None:
+        """What executors killed on this host left in the temporary directory (``plait_executor.folders``)."""
+        try:
+            removed = await remove_abandoned()
+        except OSError as error:  # the temporary directory unreadable: making this executor's own folder says so next
+            self._log.warning("abandoned_folders_unchecked", error=str(error))
+            return
+        if removed:
+            self._log.info("abandoned_folders_removed", folders=removed)
 
     def _consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
