@@ -89,6 +89,27 @@ def wait_for_file_briefly(path: str) -> str:
 
 
 @task
+def move_and_change_environment(folder: str) -> str:
+    """Move the worker into ``folder``, set a variable and remove PATH, as a careless task would."""
+    os.chdir(folder)
+    os.environ["PLAIT_TEST_LEFT_BY_A_TASK"] = "yes"
+    del os.environ["PATH"]
+    return os.getcwd()
+
+
+class Surroundings(msgspec.Struct, frozen=True):
+    cwd: str
+    left_by_a_task: str | None
+    path_set: bool
+
+
+@task
+def surroundings() -> Surroundings:
+    """The worker's working directory, the variable the task above sets, and whether PATH is set."""
+    return Surroundings(os.getcwd(), os.environ.get("PLAIT_TEST_LEFT_BY_A_TASK"), "PATH" in os.environ)
+
+
+@task
 def pause(seconds: float) -> float:
     """Runs for ``seconds``: an attempt longer than a short ack wait."""
     time.sleep(seconds)

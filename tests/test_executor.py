@@ -143,6 +143,23 @@ async def test_a_dying_worker_fails_only_its_own_attempt(tmp_path: Path) -> None
     assert multiprocessing.active_children() == []
 
 
+async def test_a_warm_workers_next_attempt_finds_the_directory_and_environment_the_last_one_found(
+    tmp_path: Path,
+) -> None:
+    async with WorkerPool(1) as pool:
+        with anyio.fail_after(DEADLINE):
+            before = await pool.run(tasks.surroundings.spec.target, {})
+            (worker,) = pool.worker_pids
+            moved = await pool.run(tasks.move_and_change_environment.spec.target, {"folder": str(tmp_path)})
+            after = await pool.run(tasks.surroundings.spec.target, {})
+            workers_after = pool.worker_pids
+    assert moved.outputs == {"result": str(tmp_path)}, "the task moved, in this worker"
+    assert before.outputs is not None
+    assert before.outputs["result"]["left_by_a_task"] is None and before.outputs["result"]["path_set"]
+    assert after.outputs == before.outputs, "put back: the directory, the variable set, PATH removed"
+    assert workers_after == [worker], "by the same warm worker"
+
+
 async def test_an_attempt_past_its_timeout_is_killed_and_its_worker_replaced(tmp_path: Path) -> None:
     async with WorkerPool(1) as pool:
         (before,) = pool.worker_pids

@@ -1,0 +1,32 @@
+"""What an attempt changes of its worker's working directory and environment is put back after it, even when it
+removed the folder it moved to."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from plait_executor.worker_environment import put_back, surroundings
+
+
+def test_a_removed_working_directory_and_changed_variables_are_put_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = tmp_path / "start"
+    start.mkdir()
+    monkeypatch.chdir(start)
+    monkeypatch.setenv("PLAIT_TEST_KEPT", "kept")
+    monkeypatch.delenv("PLAIT_TEST_ADDED", raising=False)
+    before = surroundings()
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    os.chdir(gone)
+    gone.rmdir()
+    os.environ["PLAIT_TEST_ADDED"] = "added"
+    os.environ["PLAIT_TEST_KEPT"] = "changed"
+    put_back(before)
+    assert os.getcwd() == str(start)
+    assert os.environ.get("PLAIT_TEST_ADDED") is None and os.environ["PLAIT_TEST_KEPT"] == "kept"
+
