@@ -160,6 +160,16 @@ async def test_a_warm_workers_next_attempt_finds_the_directory_and_environment_t
     assert workers_after == [worker], "by the same warm worker"
 
 
+async def test_what_importing_a_tasks_module_set_in_the_environment_stays_for_its_next_attempts() -> None:
+    target = TaskTarget(module="tests.import_environment_tasks", qualname="set_on_import")
+    async with WorkerPool(1) as pool:
+        with anyio.fail_after(DEADLINE):
+            first = await pool.run(target, {})  # imports the module
+            second = await pool.run(target, {})
+    assert first.outputs == second.outputs == {"result": "yes"}
+    assert "PLAIT_TEST_SET_ON_IMPORT" not in os.environ, "the module was imported by the worker only"
+
+
 async def test_an_attempt_past_its_timeout_is_killed_and_its_worker_replaced(tmp_path: Path) -> None:
     async with WorkerPool(1) as pool:
         (before,) = pool.worker_pids

@@ -41,6 +41,7 @@ WORKFLOW_MODULES = {
     "dataframe_workflows.py",
     "secret_workflows.py",
     "scratch_workflows.py",
+    "import_environment_tasks.py",
 }
 
 

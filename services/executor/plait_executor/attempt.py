@@ -18,6 +18,7 @@ from plait.sdk.hints import decode_value, encode_value
 from plait.sdk.loader import load_target
 from plait.sdk.signatures import SINGLE_OUTPUT, is_named_tuple, output_hints
 from plait.sdk.task import Task
+from plait_executor.worker_environment import surroundings_kept
 
 CODE_VERSION_MISMATCH = "CodeVersionMismatch"
 """``error_type`` of the system error raised when the loaded code is not the version the dispatch names."""
@@ -88,9 +89,11 @@ def run_task(task_target: TaskTarget, inputs: Mapping[str, Any], version: str | 
         return AttemptOutcome(error=TaskError(kind="user", message=str(exc), error_type="SecretMissing"))
     started = time.perf_counter()
     if isinstance(task, Dynamic):
-        return _generate(task, arguments, started)
+        with surroundings_kept():
+            return _generate(task, arguments, started)
     try:
-        result = task.fn(**arguments)
+        with surroundings_kept():
+            result = task.fn(**arguments)
     except (Exception, SystemExit) as exc:
         return AttemptOutcome(error=_user_error(exc), seconds=time.perf_counter() - started)
     seconds = time.perf_counter() - started

@@ -24,7 +24,7 @@ from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits, run_capt
 from plait_executor.code_roots import target_in_code_root, traceback_in_bundle
 from plait_executor.scratch import set_aside, temporary_files_in, worker_folder
 from plait_executor.tracing import WORKER_SERVICE, task_span
-from plait_executor.worker_environment import put_back, scrub, surroundings
+from plait_executor.worker_environment import scrub
 
 _JOIN_SECONDS = 5.0
 
@@ -69,7 +69,6 @@ def serve(connection: Connection) -> None:
         request = msgspec.structs.replace(request, target=target_in_code_root(request.target, request.code_root))
         folder = None if request.scratch is None else worker_folder(request.scratch)
         temporary_files_in(folder)
-        before = surroundings()
         with task_span(request.target, request.traceparent):
             outcome = run_captured(
                 request.target,
@@ -79,7 +78,6 @@ def serve(connection: Connection) -> None:
                 request.secrets,
                 live_path=request.live_path,
             )
-        put_back(before)
         flush()  # before the outcome is sent: the worker may be killed as soon as it is
         connection.send(set_aside(traceback_in_bundle(outcome, request.code_root), folder))
 

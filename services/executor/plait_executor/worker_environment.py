@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 
 from plait.sdk.secrets import DIR_VARIABLE, ENV_PREFIX
@@ -39,6 +39,18 @@ class Surroundings:
 
 def surroundings() -> Surroundings:
     return Surroundings(os.getcwd(), dict(_encoded_environ()))
+
+
+@contextlib.contextmanager
+def surroundings_kept() -> Iterator[None]:
+    """Around a task's call: what it changes of its worker's working directory and environment is put back after it,
+    so a warm worker's next call finds them as this one did; what importing the task's module did stays, as the
+    module itself does."""
+    before = surroundings()
+    try:
+        yield
+    finally:
+        put_back(before)
 
 
 def put_back(before: Surroundings) -> None:
