@@ -29,4 +29,3 @@ def test_a_removed_working_directory_and_changed_variables_are_put_back(
     put_back(before)
     assert os.getcwd() == str(start)
     assert os.environ.get("PLAIT_TEST_ADDED") is None and os.environ["PLAIT_TEST_KEPT"] == "kept"
-
