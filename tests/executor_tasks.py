@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import NamedTuple
@@ -90,10 +91,13 @@ def wait_for_file_briefly(path: str) -> str:
 
 @task
 def move_and_change_environment(folder: str) -> str:
-    """Move the worker into ``folder``, set a variable and remove PATH, as a careless task would."""
+    """Move the worker into ``folder``, set a variable, remove PATH and add a root logging handler at DEBUG, as a
+    careless task would."""
     os.chdir(folder)
     os.environ["PLAIT_TEST_LEFT_BY_A_TASK"] = "yes"
     del os.environ["PATH"]
+    logging.getLogger().addHandler(logging.StreamHandler())
+    logging.getLogger().setLevel(logging.DEBUG)
     return os.getcwd()
 
 
@@ -101,12 +105,16 @@ class Surroundings(msgspec.Struct, frozen=True):
     cwd: str
     left_by_a_task: str | None
     path_set: bool
+    root_handlers: int
+    root_level: int
 
 
 @task
 def surroundings() -> Surroundings:
-    """The worker's working directory, the variable the task above sets, and whether PATH is set."""
-    return Surroundings(os.getcwd(), os.environ.get("PLAIT_TEST_LEFT_BY_A_TASK"), "PATH" in os.environ)
+    """What the task above changes, as this call finds it."""
+    root = logging.getLogger()
+    variable = os.environ.get("PLAIT_TEST_LEFT_BY_A_TASK")
+    return Surroundings(os.getcwd(), variable, "PATH" in os.environ, len(root.handlers), root.level)
 
 
 @task

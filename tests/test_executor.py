@@ -156,7 +156,7 @@ async def test_a_warm_workers_next_attempt_finds_the_directory_and_environment_t
     assert moved.outputs == {"result": str(tmp_path)}, "the task moved, in this worker"
     assert before.outputs is not None
     assert before.outputs["result"]["left_by_a_task"] is None and before.outputs["result"]["path_set"]
-    assert after.outputs == before.outputs, "put back: the directory, the variable set, PATH removed"
+    assert after.outputs == before.outputs, "put back: the directory, the variable set, PATH, the logging handler"
     assert workers_after == [worker], "by the same warm worker"
 
 

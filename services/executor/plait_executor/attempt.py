@@ -18,7 +18,7 @@ from plait.sdk.hints import decode_value, encode_value
 from plait.sdk.loader import load_target
 from plait.sdk.signatures import SINGLE_OUTPUT, is_named_tuple, output_hints
 from plait.sdk.task import Task
-from plait_executor.worker_environment import surroundings_kept
+from plait_executor.surroundings import surroundings_kept
 
 CODE_VERSION_MISMATCH = "CodeVersionMismatch"
 """``error_type`` of the system error raised when the loaded code is not the version the dispatch names."""
