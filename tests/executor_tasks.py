@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import NamedTuple
 
@@ -115,6 +116,22 @@ def surroundings() -> Surroundings:
     root = logging.getLogger()
     variable = os.environ.get("PLAIT_TEST_LEFT_BY_A_TASK")
     return Surroundings(os.getcwd(), variable, "PATH" in os.environ, len(root.handlers), root.level)
+
+
+@task
+def hold_memory(mib: int) -> int:
+    """Hold ``mib`` MiB, written (so resident), for the call; the bytes held."""
+    held = b"x" * (mib * 1024 * 1024)
+    return len(held)
+
+
+@task
+def leave_threads(count: int) -> int:
+    """Start ``count`` threads that never end, as a task that leaves a pool of threads behind."""
+    never = threading.Event()
+    for _ in range(count):
+        threading.Thread(target=never.wait, daemon=True).start()
+    return count
 
 
 @task

@@ -29,15 +29,19 @@ from plait.core.commands import Command, ReportAttemptResult, ReportAttemptResul
 from plait.core.dispatch import ChunkedAttempt, Dispatch, DispatchChunk
 from plait.core.ids import attempt_id, new_execution_id
 from plait.core.model import TaskTarget
+from plait.metrics.names import REGISTRY
 from plait.protocol import subjects
 from plait.protocol.headers import PLAIT_ATTEMPTS, PLAIT_ERROR
 from plait.sdk.hints import encode_value
 from plait.sdk.loader import load_module
 from plait.sdk.task import Task
+from plait.settings import load_settings
 from plait_executor import ExecutorService, WorkerPool, run_attempt
 from plait_executor.attempt import CODE_VERSION_MISMATCH, AttemptOutcome
+from plait_executor.backend import LocalBackend, backend_from_settings
 from plait_executor.results import ResultReporter
 from plait_executor.service import ACK_WAIT_SECONDS, MAX_DELIVERIES
+from plait_executor.worker_wear import LEAKED_THREADS_LIMIT, MIB, WorkerLimits
 from tests import executor_tasks as tasks
 from tests.helpers.dispatches import first_attempt
 from tests.helpers.queues import waiting
@@ -168,6 +172,67 @@ async def test_what_importing_a_tasks_module_set_in_the_environment_stays_for_it
             second = await pool.run(target, {})
     assert first.outputs == second.outputs == {"result": "yes"}
     assert "PLAIT_TEST_SET_ON_IMPORT" not in os.environ, "the module was imported by the worker only"
+
+
+async def _pids_after_each(pool: WorkerPool, runs: list[tuple[Task[..., Any], dict[str, Any]]]) -> list[int]:
+    """Run each attempt in turn on a one-worker pool; the worker's pid after each (the first: before any)."""
+    (first,) = pool.worker_pids
+    pids = [first]
+    with anyio.fail_after(DEADLINE):
+        for task, inputs in runs:
+            outcome = await pool.run(task.spec.target, inputs)
+            assert outcome.error is None, outcome.error
+            (pid,) = pool.worker_pids
+            pids.append(pid)
+    return pids
+
+
+def _replaced(reason: str) -> float:
+    return REGISTRY.get_sample_value("plait_workers_replaced_total", {"reason": reason}) or 0.0
+
+
+async def test_a_worker_past_its_memory_limit_is_replaced_after_its_attempt() -> None:
+    before = _replaced("memory")
+    with structlog.testing.capture_logs() as logs:
+        async with WorkerPool(1, limits=WorkerLimits(max_memory_bytes=256 * MIB)) as pool:
+            pids = await _pids_after_each(
+                pool,
+                [
+                    (tasks.hold_memory, {"mib": 1}),
+                    (tasks.hold_memory, {"mib": 300}),
+                    (tasks.add, {"a": 1, "b": 1}),
+                ],
+            )
+    assert pids[0] == pids[1] != pids[2] == pids[3], "kept under the limit, replaced once past it"
+    assert _replaced("memory") == before + 1
+    [replaced] = [entry for entry in logs if entry["event"] == "worker_replaced"]
+    assert replaced["pid"] == pids[1] and "passed PLAIT_WORKER_MAX_MEMORY_MB=256" in replaced["detail"]
+
+
+async def test_a_worker_whose_tasks_left_many_threads_running_is_replaced() -> None:
+    async with WorkerPool(1) as pool:
+        pids = await _pids_after_each(
+            pool,
+            [
+                (tasks.leave_threads, {"count": 1}),
+                (tasks.leave_threads, {"count": LEAKED_THREADS_LIMIT + 1}),
+                (tasks.add, {"a": 1, "b": 1}),
+            ],
+        )
+    assert pids[0] == pids[1] != pids[2] == pids[3], "a thread or two left is tolerated, more than the limit not"
+
+
+async def test_a_worker_is_replaced_after_its_most_attempts() -> None:
+    async with WorkerPool(1, limits=WorkerLimits(max_attempts=2)) as pool:
+        pids = await _pids_after_each(pool, [(tasks.add, {"a": 1, "b": n}) for n in range(5)])
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4] == pids[5]
+
+
+async def test_the_worker_limits_are_taken_from_the_settings() -> None:
+    settings = load_settings({"PLAIT_WORKER_MAX_MEMORY_MB": "100", "PLAIT_WORKER_MAX_ATTEMPTS": "3"})
+    async with backend_from_settings(settings, 1)() as backend:
+        assert isinstance(backend, LocalBackend)
+        assert backend.pool.limits == WorkerLimits(max_memory_bytes=100 * MIB, max_attempts=3)
 
 
 async def test_an_attempt_past_its_timeout_is_killed_and_its_worker_replaced(tmp_path: Path) -> None:

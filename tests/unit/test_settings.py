@@ -24,6 +24,8 @@ def test_values_are_parsed_from_the_environment() -> None:
         ({"PLAIT_CACHE_LOOKUP_SECONDS": "soon"}, "PLAIT_CACHE_LOOKUP_SECONDS"),
         ({"PLAIT_NATS_URL": "localhost:4222"}, "PLAIT_NATS_URL must look like nats://HOST:PORT"),
         ({"PLAIT_STREAM_REPLICAS": "2"}, "PLAIT_STREAM_REPLICAS must be 1, 3 or 5, got 2"),
+        ({"PLAIT_WORKER_MAX_MEMORY_MB": "-1"}, "PLAIT_WORKER_MAX_MEMORY_MB must be 0"),
+        ({"PLAIT_WORKER_MAX_ATTEMPTS": "many"}, "PLAIT_WORKER_MAX_ATTEMPTS"),
     ],
 )
 def test_a_bad_value_names_its_variable(environ: dict[str, str], message: str) -> None:

@@ -61,6 +61,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     labels: str = ""  # an executor's labels it announces, "key=value,key=value"
     task_output_head: int = DEFAULT_OUTPUT_HEAD_BYTES  # bytes kept from the start of an attempt's output
     task_output_tail: int = DEFAULT_OUTPUT_TAIL_BYTES  # and from its end; what lies between is cut
+    worker_max_memory_mb: int = 0  # a local worker whose peak RSS passed this is replaced after its attempt (0: never)
+    worker_max_attempts: int = 0  # a local worker is replaced after this many attempts (0: never)
     kubernetes_nats_url: str = ""  # what a Kubernetes executor's pods connect to (empty: its own PLAIT_NATS_URL)
     kubernetes_map_batch_seconds: float = 1.0  # how long a Kubernetes executor gathers a map's items into one Job
     metrics_port: int = 0  # a service's /metrics, /livez and /readyz endpoint (0: none)
@@ -116,6 +118,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"PLAIT_TASK_OUTPUT_HEAD and PLAIT_TASK_OUTPUT_TAIL must be 0 bytes or more, got "
                 f"{self.task_output_head} and {self.task_output_tail}"
             )
+        for name in ("worker_max_memory_mb", "worker_max_attempts"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{VARIABLES[name]} must be 0 (no limit) or more, got {getattr(self, name)}")
         if self.concurrency < 0:
             raise InputError(f"PLAIT_CONCURRENCY must be 0 (one per core) or more, got {self.concurrency}")
         for url in filter(None, self.kubernetes_nats_url.split(",")):
@@ -187,6 +192,8 @@ VARIABLES = {  # each setting's PLAIT_* variable
     "labels": "PLAIT_EXECUTOR_LABELS",
     "task_output_head": "PLAIT_TASK_OUTPUT_HEAD",
     "task_output_tail": "PLAIT_TASK_OUTPUT_TAIL",
+    "worker_max_memory_mb": "PLAIT_WORKER_MAX_MEMORY_MB",
+    "worker_max_attempts": "PLAIT_WORKER_MAX_ATTEMPTS",
     "kubernetes_nats_url": "PLAIT_KUBERNETES_NATS_URL",
     "kubernetes_map_batch_seconds": "PLAIT_KUBERNETES_MAP_BATCH_SECONDS",
     "metrics_port": "PLAIT_METRICS_PORT",

@@ -19,6 +19,7 @@ from plait.sdk.loader import load_target
 from plait.sdk.signatures import SINGLE_OUTPUT, is_named_tuple, output_hints
 from plait.sdk.task import Task
 from plait_executor.surroundings import surroundings_kept
+from plait_executor.worker_wear import WorkerWear
 
 CODE_VERSION_MISMATCH = "CodeVersionMismatch"
 """``error_type`` of the system error raised when the loaded code is not the version the dispatch names."""
@@ -36,6 +37,7 @@ class AttemptOutcome(msgspec.Struct, frozen=True, kw_only=True):
     output_size: int = 0  # bytes it wrote, before the bound
     output_ref: OutputRef | None = None  # where its output was stored
     leftovers: str | None = None  # the temporary files it left, for the executor to remove (plait_executor.scratch)
+    worn: WorkerWear | None = None  # its local worker is to be replaced, and why (plait_executor.worker_wear)
 
     @property
     def succeeded(self) -> bool:

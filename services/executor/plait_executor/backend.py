@@ -18,6 +18,7 @@ from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
 from plait_executor.live_output import LiveOutput
 from plait_executor.pool import WorkerPool
+from plait_executor.worker_wear import MIB, WorkerLimits
 
 TIMEOUT_BACKSTOP_GRACE_SECONDS = 5.0
 """How long past its task's timeout an attempt may run before its executor kills it on its own: the scheduler's
@@ -93,9 +94,11 @@ class LocalBackend:
 
 @asynccontextmanager
 async def local_backend(
-    size: int, output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS
+    size: int,
+    output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
+    limits: WorkerLimits = WorkerLimits(),  # noqa: B008  an immutable tuple
 ) -> AsyncIterator[AttemptBackend]:
-    async with WorkerPool(size, output_limits=output_limits) as pool:
+    async with WorkerPool(size, output_limits=output_limits, limits=limits) as pool:
         yield LocalBackend(pool)
 
 
@@ -116,7 +119,8 @@ def backend_from_settings(settings: Settings, concurrency: int) -> BackendFactor
             callout_seed_file=settings.nats_callout_seed_file,
         )
         return partial(kubernetes_backend, target)
-    return partial(local_backend, concurrency, (settings.task_output_head, settings.task_output_tail))
+    limits = WorkerLimits(settings.worker_max_memory_mb * MIB, settings.worker_max_attempts)
+    return partial(local_backend, concurrency, (settings.task_output_head, settings.task_output_tail), limits)
 
 
 def _runtime_env(settings: Settings) -> dict[str, str]:

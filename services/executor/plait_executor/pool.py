@@ -16,14 +16,20 @@ from typing import Any, Self
 
 import anyio
 import anyio.to_thread
+import structlog
+from structlog.typing import FilteringBoundLogger
 
 from plait.core.events import TaskError
 from plait.core.model import TaskTarget
+from plait.metrics.names import WORKERS_REPLACED
 from plait.telemetry import current_traceparent
 from plait_executor.attempt import CODE_VERSION_MISMATCH, TASK_NOT_LOADABLE, AttemptOutcome, system_error
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
 from plait_executor.folders import remove_folder
 from plait_executor.worker import AttemptRequest, WorkerLost, WorkerProcess
+from plait_executor.worker_wear import WorkerLimits, WorkerWear
+
+log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
 
 def default_start_method() -> str:
@@ -39,12 +45,18 @@ class WorkerPool:
     """
 
     def __init__(
-        self, size: int, *, start_method: str | None = None, output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS
+        self,
+        size: int,
+        *,
+        start_method: str | None = None,
+        output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
+        limits: WorkerLimits = WorkerLimits(),  # noqa: B008  an immutable tuple
     ) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least one worker, not {size}")
         self.size = size
         self.output_limits = output_limits
+        self.limits = limits
         self._context = multiprocessing.get_context(start_method or default_start_method())
         if self._context.get_start_method() == "forkserver":
             self._context.set_forkserver_preload(["plait_executor.worker"])
@@ -110,9 +122,11 @@ class WorkerPool:
             traceparent=current_traceparent(),
             secrets=dict(secrets or {}),
             scratch=scratch,
+            max_memory_bytes=self.limits.max_memory_bytes,
         )
         async with self._free:
             worker = await self._take((project, code_root))
+            outcome = None
             try:
                 if on_start is not None:
                     on_start()
@@ -126,8 +140,21 @@ class WorkerPool:
                     self._code_roots[worker] = (project, code_root)
                     outcome = await self._run_in(worker, request, timeout_seconds, grace_seconds)
             finally:
-                self._idle.append(worker if worker.usable else await self._replace(worker))
+                self._idle.append(await self._kept_or_replaced(worker, outcome))
             return outcome
+
+    async def _kept_or_replaced(self, worker: WorkerProcess, outcome: AttemptOutcome | None) -> WorkerProcess:
+        """``worker`` after an attempt, or a fresh process in its place when it is gone or worn out."""
+        if not worker.usable:
+            return await self._replace(worker)
+        worn = outcome.worn if outcome is not None else None
+        if worn is None and self.limits.max_attempts and worker.attempts_run >= self.limits.max_attempts:
+            worn = WorkerWear("attempts", f"it ran {worker.attempts_run} attempts (PLAIT_WORKER_MAX_ATTEMPTS)")
+        if worn is None:
+            return worker
+        log.info("worker_replaced", pid=worker.pid, reason=worn.reason, detail=worn.detail)
+        WORKERS_REPLACED.labels(worn.reason).inc()
+        return await self._replace(worker)
 
     async def _run_in(
         self, worker: WorkerProcess, request: AttemptRequest, timeout: float | None, grace: float

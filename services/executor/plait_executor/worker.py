@@ -25,6 +25,7 @@ from plait_executor.code_roots import target_in_code_root, traceback_in_bundle
 from plait_executor.scratch import set_aside, temporary_files_in, worker_folder
 from plait_executor.tracing import WORKER_SERVICE, task_span
 from plait_executor.worker_environment import scrub
+from plait_executor.worker_wear import WearGauge
 
 _JOIN_SECONDS = 5.0
 
@@ -39,6 +40,7 @@ class AttemptRequest(msgspec.Struct, frozen=True):
     traceparent: str = ""  # the executor's span of the attempt: the task runs in a child span of it
     secrets: dict[str, str] = {}  # the values of the task's secrets, resolved by the executor (sent on the pipe)
     scratch: str | None = None  # the executor's folder of its workers' temporary files (see plait_executor.scratch)
+    max_memory_bytes: int = 0  # past this peak, the worker asks to be replaced (see plait_executor.worker_wear)
 
 
 class WorkerLost(Exception):
@@ -59,6 +61,7 @@ def serve(connection: Connection) -> None:
         threading.Thread(
             target=_exit_when_gone, args=(parent.sentinel,), name="plait-executor-watch", daemon=True
         ).start()
+    gauge = WearGauge()
     while True:
         try:
             request: AttemptRequest | None = connection.recv()
@@ -79,7 +82,10 @@ def serve(connection: Connection) -> None:
                 live_path=request.live_path,
             )
         flush()  # before the outcome is sent: the worker may be killed as soon as it is
-        connection.send(set_aside(traceback_in_bundle(outcome, request.code_root), folder))
+        outcome = set_aside(traceback_in_bundle(outcome, request.code_root), folder)
+        if (worn := gauge.worn(request.max_memory_bytes)) is not None:
+            outcome = msgspec.structs.replace(outcome, worn=worn)
+        connection.send(outcome)
 
 
 def _exit_when_gone(executor_sentinel: int) -> None:

@@ -73,6 +73,12 @@ ATTEMPT_DURATION = Histogram(
     buckets=_DURATION_BUCKETS,
     registry=REGISTRY,
 )
+WORKERS_REPLACED = Counter(
+    "plait_workers_replaced_total",
+    "Local worker processes replaced after an attempt, worn out: by reason (memory, threads, attempts)",
+    ["reason"],
+    registry=REGISTRY,
+)
 
 # queues (JetStream consumers and the dispatch work queue), polled by the scheduler
 CONSUMER_PENDING = Gauge(
