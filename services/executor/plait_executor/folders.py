@@ -95,7 +95,8 @@ def _is_own_dir(entry: os.DirEntry[str]) -> bool:
 
 
 def _removed_if_abandoned(path: str) -> bool:
-    """Remove the folder if its owner lock can be taken (its owner has ended), holding the lock meanwhile."""
+    """Remove the folder if its owner lock can be taken (its owner has ended), holding the lock meanwhile; whether
+    it is gone."""
     try:
         owner = os.open(os.path.join(path, OWNER_FILE), os.O_RDWR | os.O_NOFOLLOW)
     except OSError:  # removed meanwhile, or not one of ours
@@ -106,7 +107,7 @@ def _removed_if_abandoned(path: str) -> bool:
         except OSError:  # held: its owner is alive
             return False
         shutil.rmtree(path, ignore_errors=True)
-        return True
+        return not os.path.lexists(path)  # what could not be removed is not reported as removed
     finally:
         os.close(owner)
 
