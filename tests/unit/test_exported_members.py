@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 import plait
 import plait.client
@@ -107,3 +111,21 @@ def test_every_error_is_a_plait_error() -> None:
 def test_the_version_is_the_projects() -> None:
     project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
     assert plait.__version__ == project["version"]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["from plait import task, workflow, File", "import plait_executor.worker", "import plait; plait.__all__"],
+)
+def test_defining_tasks_and_running_them_in_a_worker_load_no_transport(statement: str) -> None:
+    """The clients (and NATS with them) are imported on first use: a module of tasks, and a worker process that runs
+    them, load only the SDK."""
+    probe = f"import sys; {statement}; print(sorted({{'nats', 'plait.client', 'asyncpg'}} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_a_client_name_is_imported_on_first_use() -> None:
+    probe = "import sys, plait; before = 'plait.client' in sys.modules; plait.Client; print(before, plait.Client)"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "False <class 'plait.client.blocking.Client'>"

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 from contextlib import AbstractContextManager, nullcontext
-
-from nats.aio.msg import Msg
+from typing import TYPE_CHECKING
 
 from plait.core.dispatch import Dispatch
 from plait.core.model import TaskTarget
 from plait.telemetry.context import Attributes, current_traceparent, span, traceparent_of
 from plait.telemetry.setup import TRACES_FILE, tracing_enabled
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg  # not at run time: worker processes import this module, and need no NATS
 
 ATTEMPT_SPAN = "plait.executor.attempt"
 TASK_SPAN = "plait.worker.task"
