@@ -117,9 +117,9 @@ def test_the_version_is_the_projects() -> None:
     "statement",
     ["from plait import task, workflow, File", "import plait_executor.worker", "import plait; plait.__all__"],
 )
-def test_defining_tasks_and_running_them_in_a_worker_load_no_transport(statement: str) -> None:
-    """The clients (and NATS with them) are imported on first use: a module of tasks, and a worker process that runs
-    them, load only the SDK."""
+def test_defining_tasks_and_the_worker_module_load_no_transport(statement: str) -> None:
+    """The clients (and NATS with them) are imported on first use: a module of tasks, and the module a worker process
+    runs, load only the SDK."""
     probe = f"import sys; {statement}; print(sorted({{'nats', 'plait.client', 'asyncpg'}} & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

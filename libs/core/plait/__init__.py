@@ -1,8 +1,8 @@
 """plait: typed tasks and workflows, scheduled from an event log on NATS JetStream.
 
-The clients are imported on first use (``plait.client``: NATS and the rest of the transport), so a module that
-defines tasks and workflows, and every worker process that imports it, loads only the SDK: 116 ms and 18 MB against
-516 ms and 57 MB when the clients came along."""
+The clients are imported on first use (``plait.client``: NATS and the rest of the transport), so a program that
+only defines tasks and workflows (or tests them) loads the SDK alone: 141 ms and 21 MB against 516 ms and 57 MB when
+the clients came along."""
 
 from importlib import import_module
 from importlib.metadata import version

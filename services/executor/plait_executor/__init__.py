@@ -1,7 +1,7 @@
 """plait's local executor: runs dispatched attempts in a warm pool of worker processes and reports them.
 
-The service and the pool are imported on first use: a worker process imports ``plait_executor.worker`` alone, and
-needs neither NATS nor the rest of the service."""
+The service and the pool are imported on first use: ``plait_executor.worker``, what a worker process runs, needs
+neither NATS nor the rest of the service (its fork server loads the clients anyway: see ``WorkerPool``)."""
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any

@@ -59,7 +59,9 @@ class WorkerPool:
         self.limits = limits
         self._context = multiprocessing.get_context(start_method or default_start_method())
         if self._context.get_start_method() == "forkserver":
-            self._context.set_forkserver_preload(["plait_executor.worker"])
+            # The clients too, though a worker needs none: a task's module that imports one (to launch executions
+            # from its `__main__`, say) then shares their pages with every worker instead of loading them in each.
+            self._context.set_forkserver_preload(["plait_executor.worker", "plait.client"])
         self._idle: list[WorkerProcess] = []
         self._workers: set[WorkerProcess] = set()
         self._free = anyio.Semaphore(size)
