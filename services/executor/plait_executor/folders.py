@@ -43,6 +43,9 @@ class ExecutorFolders:
     def scratch(self) -> Path:
         return self.home / "scratch"
 
+    def each(self) -> tuple[Path, ...]:
+        return self.code, self.live, self.scratch
+
 
 @contextlib.asynccontextmanager
 async def executor_folders(parent: str | None = None) -> AsyncIterator[ExecutorFolders]:
@@ -64,8 +67,8 @@ def _make_owned(parent: str) -> tuple[Path, int]:
     owner = os.open(staging / OWNER_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        for sub in ("code", "live", "scratch"):
-            (staging / sub).mkdir(mode=0o700)
+        for folder in ExecutorFolders(staging).each():
+            folder.mkdir(mode=0o700)
         home = staging.with_name(OWNED_PREFIX + staging.name.removeprefix(_STAGING_PREFIX))
         staging.rename(home)
     except BaseException:
