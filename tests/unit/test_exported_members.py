@@ -125,7 +125,8 @@ def test_defining_tasks_and_the_worker_module_load_no_transport(statement: str) 
     assert loaded.strip() == "[]"
 
 
-def test_a_client_name_is_imported_on_first_use() -> None:
-    probe = "import sys, plait; before = 'plait.client' in sys.modules; plait.Client; print(before, plait.Client)"
+@pytest.mark.parametrize("name", ["Client", "client.Client"])
+def test_a_client_name_is_imported_on_first_use(name: str) -> None:
+    probe = f"import sys, plait; before = 'plait.client' in sys.modules; print(before, plait.{name})"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "False <class 'plait.client.blocking.Client'>"

@@ -50,6 +50,8 @@ _CLIENT_NAMES = frozenset({"AsyncClient", "AsyncExecutionHandle", "Client", "Exe
 
 
 def __getattr__(name: str) -> Any:
+    if name == "client":  # `import plait` then `plait.client.X`, as when the package imported it
+        return import_module("plait.client")
     if name in _CLIENT_NAMES:
         value = getattr(import_module("plait.client"), name)
         globals()[name] = value
@@ -58,7 +60,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _CLIENT_NAMES)
+    return sorted(set(globals()) | _CLIENT_NAMES | {"client"})
 
 
 __all__ = [
