@@ -18,7 +18,7 @@ from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
 from plait_executor.live_output import LiveOutput
 from plait_executor.pool import WorkerPool
-from plait_executor.worker_wear import MIB, WorkerLimits
+from plait_executor.worker_wear import MIB, NO_LIMITS, WorkerLimits
 
 TIMEOUT_BACKSTOP_GRACE_SECONDS = 5.0
 """How long past its task's timeout an attempt may run before its executor kills it on its own: the scheduler's
@@ -96,7 +96,7 @@ class LocalBackend:
 async def local_backend(
     size: int,
     output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
-    limits: WorkerLimits = WorkerLimits(),  # noqa: B008  an immutable tuple
+    limits: WorkerLimits = NO_LIMITS,
 ) -> AsyncIterator[AttemptBackend]:
     async with WorkerPool(size, output_limits=output_limits, limits=limits) as pool:
         yield LocalBackend(pool)

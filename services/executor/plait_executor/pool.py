@@ -27,7 +27,7 @@ from plait_executor.attempt import CODE_VERSION_MISMATCH, TASK_NOT_LOADABLE, Att
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
 from plait_executor.folders import remove_folder
 from plait_executor.worker import AttemptRequest, WorkerLost, WorkerProcess
-from plait_executor.worker_wear import WorkerLimits, WorkerWear
+from plait_executor.worker_wear import NO_LIMITS, WorkerLimits, WorkerWear
 
 log: FilteringBoundLogger = structlog.get_logger("plait.executor")
 
@@ -50,7 +50,7 @@ class WorkerPool:
         *,
         start_method: str | None = None,
         output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
-        limits: WorkerLimits = WorkerLimits(),  # noqa: B008  an immutable tuple
+        limits: WorkerLimits = NO_LIMITS,
     ) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least one worker, not {size}")

@@ -24,6 +24,9 @@ class WorkerLimits(NamedTuple):
     max_attempts: int = 0  # 0: no limit
 
 
+NO_LIMITS = WorkerLimits()
+
+
 class WorkerWear(msgspec.Struct, frozen=True):
     """Why the worker that ran an attempt is to be replaced, as it measured itself."""
 
