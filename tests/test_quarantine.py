@@ -21,11 +21,10 @@ from nats.aio.msg import Msg
 
 from plait import codec
 from plait.adapters.connection import connect
-from plait.adapters.quarantine import CATALOG_READER, OUTBOX_READER
 from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.protocol import subjects
-from plait.protocol.quarantine import QuarantineEntry
+from plait.protocol.quarantine import CATALOG_READER, OUTBOX_READER, QuarantineEntry
 from plait_catalog import CatalogService
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService

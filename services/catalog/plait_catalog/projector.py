@@ -15,9 +15,10 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from plait.adapters.connection import on_reconnection, route_of
-from plait.adapters.quarantine import CATALOG_READER, Quarantine
+from plait.adapters.quarantine import Quarantine
 from plait.metrics.names import PROJECTED
 from plait.protocol import subjects
+from plait.protocol.quarantine import CATALOG_READER
 from plait.protocol.rebuild import RebuildProgress, RebuildResult
 from plait.telemetry import traceparent_of
 from plait_catalog import db, projection

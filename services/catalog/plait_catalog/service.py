@@ -11,10 +11,11 @@ import asyncpg
 import structlog
 
 from plait.adapters.connection import connect
-from plait.adapters.quarantine import CATALOG_READER, Quarantine, ReplayResponder
+from plait.adapters.quarantine import Quarantine, ReplayResponder
 from plait.adapters.services import announce_service
 from plait.adapters.stream_readiness import streams_ready
 from plait.metrics.health import Health
+from plait.protocol.quarantine import CATALOG_READER
 from plait.settings import Settings
 from plait_catalog import db, quarantined
 from plait_catalog.migrations import migrate

@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from plait.adapters.quarantine import READERS
+from plait.protocol.quarantine import READERS
 from plait.settings import Settings
 
 COMMANDS = frozenset({"quarantine", "deadletter"})

@@ -15,7 +15,7 @@ import anyio
 from plait.errors import DefinitionError, InputError, NotFound, PlaitError
 from plait_cli import (
     aside_commands,
-    audit_signing,
+    audit_signing_parsers,
     catalog_commands,
     cluster_commands,
     config_commands,
@@ -24,7 +24,6 @@ from plait_cli import (
     signal_command,
     stream_commands,
 )
-from plait_cli.embedded import ServerStartError
 from plait_cli.home import usable_home
 from plait_cli.run_options import add_run_options, run_options, without_run_options
 from plait_cli.top_command import add_parsers as add_top_parser
@@ -195,7 +194,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "--ended", action="store_true", help="every execution must have ended (once the system has finished its work)"
     )
     verify.add_argument("--json", action="store_true", help="print the executions checked and the problems as JSON")
-    audit_signing.add_parsers(commands, audit, verify)
+    audit_signing_parsers.add_parsers(commands, audit, verify)
 
     schema = commands.add_parser("schema", help="the wire format as JSON Schema").add_subparsers(
         dest="action", metavar="ACTION", required=True
@@ -275,12 +274,13 @@ def _run_command(run_parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 
 def dispatch(argv: Sequence[str]) -> int:
+    parser, run_parser = build_parser()
+    args = parser.parse_args(argv)  # exits for --help before logging's modules are imported below
+
     from plait.logging import configure_logging
     from plait.settings import profile_settings
     from plait.telemetry import configure_tracing
 
-    parser, run_parser = build_parser()
-    args = parser.parse_args(argv)
     if args.command == "completion":
         import shtab
 
@@ -352,10 +352,15 @@ def dispatch(argv: Sequence[str]) -> int:
         return signal_command.run(settings, args)
     if args.command == "top":
         return run_top(settings, args)
-    if args.command in audit_signing.COMMANDS or getattr(args, "action", "") in audit_signing.AUDIT_ACTIONS:
+    if (
+        args.command in audit_signing_parsers.COMMANDS
+        or getattr(args, "action", "") in audit_signing_parsers.AUDIT_ACTIONS
+    ):
+        from plait_cli import audit_signing
+
         return audit_signing.run(settings, args)
     if args.command in ("replay", "audit"):
-        from plait_cli import history
+        from plait_cli import audit_signing, history
 
         if args.command == "replay":
             return anyio.run(history.replay_execution, settings, args.execution_id, args.at, args.json, args.timeline)
@@ -415,6 +420,8 @@ def _plait_errors(exc: BaseException) -> list[PlaitError]:
 
 
 def _one_line(error: PlaitError) -> str:
+    from plait_cli.embedded import ServerStartError
+
     first, *details = str(error).splitlines() or [""]
     if isinstance(error, ServerStartError) and error.log_path is not None:
         first += f"; see {error.log_path}"

@@ -9,13 +9,9 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from rich.table import Table
 
-from plait.adapters.quarantine import (
-    READERS,
-    REPLAY_TIMEOUT_SECONDS,
-    read_entries,
-)
+from plait.adapters.quarantine import REPLAY_TIMEOUT_SECONDS, read_entries
 from plait.errors import PlaitError
-from plait.protocol.quarantine import QuarantineEntry, ReplayOutcome, ReplayReply, ReplayRequest
+from plait.protocol.quarantine import READERS, QuarantineEntry, ReplayOutcome, ReplayReply, ReplayRequest
 from plait.protocol.subjects import quarantine_replay_subject
 from plait.settings import Settings
 from plait_cli.catalog_session import console, print_json, when

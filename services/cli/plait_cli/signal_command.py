@@ -8,10 +8,8 @@ from typing import Any
 
 import anyio
 
-from plait.client import AsyncClient
 from plait.settings import Settings
 from plait_cli.json_output import print_json
-from plait_cli.stack import nats_for_command
 
 COMMANDS = frozenset({"signal"})
 
@@ -47,6 +45,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _signal(settings: Settings, execution_id: str, name: str, value: Any, reject: bool, as_json: bool) -> int:
+    from plait.client import AsyncClient
+    from plait_cli.stack import nats_for_command
+
     async with nats_for_command(settings, services=()) as nats_url:
         async with await AsyncClient.connect(nats_url, settings.project, settings.domain) as client:
             await client.signal(execution_id, name, value, reject=reject)

@@ -38,13 +38,14 @@ from nats.js.api import PubAck
 from plait import codec
 from plait.adapters import checkpoints
 from plait.adapters.event_log import EventLog
-from plait.adapters.quarantine import OUTBOX_READER, decode_or_quarantine
+from plait.adapters.quarantine import decode_or_quarantine
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.dispatch import DISPATCH_CHUNK_ATTEMPTS, DISPATCH_LEAST_CHUNKS, Chunk, chunk_queued, record_of
 from plait.core.events import Decision, Event, NodeQueued
 from plait.core.state import Execution
 from plait.protocol import signing, subjects
 from plait.protocol.headers import NATS_MSG_ID
+from plait.protocol.quarantine import OUTBOX_READER
 from plait.telemetry import inject
 from plait_scheduler.cache import StateCache
 from plait_scheduler.caching import CacheKeeper, may_need_cache_work

@@ -34,7 +34,7 @@ from plait.adapters.nats_auth import redacted_urls
 from plait.adapters.object_store import ValueStore
 from plait.adapters.partitions import check_matches, partition_stream, partitions_of_stream, unpartition_consumer
 from plait.adapters.pull import Pin, Puller, ensure_consumer
-from plait.adapters.quarantine import OUTBOX_READER, Quarantine, ReplayResponder
+from plait.adapters.quarantine import Quarantine, ReplayResponder
 from plait.adapters.registry import Registry
 from plait.adapters.services import announce_service
 from plait.adapters.stream_readiness import streams_ready
@@ -58,6 +58,7 @@ from plait.metrics.queues import QueuePoller
 from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
 from plait.protocol.partitions import check_partitions
+from plait.protocol.quarantine import OUTBOX_READER
 from plait.settings import Settings
 from plait.telemetry import span
 from plait.telemetry.context import Attributes

@@ -33,10 +33,6 @@ from plait.protocol import subjects
 from plait.protocol.headers import NATS_MSG_ID
 from plait.protocol.quarantine import QuarantineEntry, ReplayOutcome, ReplayReply, ReplayRequest
 
-CATALOG_READER = "catalog"  # the catalog's projection
-OUTBOX_READER = "outbox"  # the schedulers' dispatch outbox
-READERS = (CATALOG_READER, OUTBOX_READER)
-
 UNREADABLE = (ValueError, LookupError, TypeError)
 """What reading a malformed record raises: msgspec's ``DecodeError`` (a ``ValueError``), and what an upcaster
 raises on a record of the wrong shape."""

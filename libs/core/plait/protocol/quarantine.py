@@ -6,6 +6,10 @@ from datetime import datetime
 
 import msgspec
 
+CATALOG_READER = "catalog"  # the catalog's projection
+OUTBOX_READER = "outbox"  # the schedulers' dispatch outbox
+READERS = (CATALOG_READER, OUTBOX_READER)
+
 
 class QuarantineEntry(msgspec.Struct, frozen=True, kw_only=True):
     """``plait.quarantine.<reader>.<sequence>``: a stored message that ``reader`` could not take, and why."""
