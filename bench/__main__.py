@@ -131,8 +131,11 @@ def run_dask(args: argparse.Namespace) -> dict[str, Any]:
     if done.returncode != 0:
         return {"failed": f"{args.dask_python} dask_side.py exited with {done.returncode} (see its stderr above)"}
     data: dict[str, Any] = msgspec.json.decode(done.stdout.strip().splitlines()[-1])
+    return {"dask": data["dask"], **_dask_summary(data), "eager": _dask_summary(data.get("eager", {}))}
+
+
+def _dask_summary(data: dict[str, Any]) -> dict[str, Any]:
     return {
-        "dask": data["dask"],
         **{name: summarize(data.get(name, [])) for name in ("fan_out", "chain")},
         "dag": {name: summarize(runs) for name, runs in data.get("dag", {}).items() if runs},
     }

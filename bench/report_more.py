@@ -82,14 +82,21 @@ def print_dask(results: list[dict[str, Any]], dask: dict[str, Any]) -> None:
     if "failed" in dask:
         print(f"\nDask: failed: {dask['failed']}")
         return
-    print(f"\nDask distributed {dask['dask']} (LocalCluster, 1 worker process x 2 threads; median [min-max]):")
-    for label, path, fmt, higher_better in (
-        ("fan-out tasks/s", ("fan_out", "tasks_per_s"), "{:.0f}", True),
-        ("chain step p50 (ms)", ("chain", "step_p50_ms"), "{:.2f}", False),
-        ("chain step p99 (ms)", ("chain", "step_p99_ms"), "{:.2f}", False),
-        *((f"dag {name} tasks/s", ("dag", name, "tasks_per_s"), "{:.0f}", True) for name in dask.get("dag", {})),
+    print(f"\nDask distributed {dask['dask']} (LocalCluster, 1 worker process x 2 threads; median [min-max];")
+    print("  as it comes, then `eager`: worker-saturation inf, every ready task sent to the worker at once):")
+    eager = dask.get("eager", {})
+    for label, path, fmt, higher_better, side in (
+        ("fan-out tasks/s", ("fan_out", "tasks_per_s"), "{:.0f}", True, dask),
+        ("fan-out tasks/s, eager", ("fan_out", "tasks_per_s"), "{:.0f}", True, eager),
+        ("chain step p50 (ms)", ("chain", "step_p50_ms"), "{:.2f}", False, dask),
+        ("chain step p99 (ms)", ("chain", "step_p99_ms"), "{:.2f}", False, dask),
+        *((f"dag {name} tasks/s", ("dag", name, "tasks_per_s"), "{:.0f}", True, dask) for name in dask.get("dag", {})),
+        *(
+            (f"dag {name} tasks/s, eager", ("dag", name, "tasks_per_s"), "{:.0f}", True, eager)
+            for name in eager.get("dag", {})
+        ),
     ):
-        theirs = _at(dask, path)
+        theirs = _at(side, path)
         if theirs is None:
             continue
         line = f"  {label:<32} {fmt.format(theirs['median'])} [{fmt.format(theirs['min'])}-{fmt.format(theirs['max'])}]"
