@@ -99,7 +99,7 @@ def print_dask(results: list[dict[str, Any]], dask: dict[str, Any]) -> None:
         theirs = _at(side, path)
         if theirs is None:
             continue
-        line = f"  {label:<32} {fmt.format(theirs['median'])} [{fmt.format(theirs['min'])}-{fmt.format(theirs['max'])}]"
+        line = f"  {label:<38} {fmt.format(theirs['median'])} [{fmt.format(theirs['min'])}-{fmt.format(theirs['max'])}]"
         for r in results:
             ours = _at(r, path)
             if ours is not None and ours["median"] and theirs["median"]:
