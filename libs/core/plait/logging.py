@@ -32,6 +32,8 @@ def configure_logging(log_format: str = "json", level: str = "info", file: Path 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # One write per line (``print`` makes two): processes whose stderr is appended to one file (the
+        # embedded stack's services) would otherwise run their lines into each other.
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
