@@ -102,6 +102,20 @@ def test_long_output_keeps_its_head_and_tail_and_says_what_was_cut() -> None:
     assert size == 1150
     assert kept == b"a" * 100 + b"\n[plait: 1,000 bytes cut here; kept the first 100 and the last 50]\n" + b"c" * 50
     assert bounded(io.BytesIO(b"short"), 100, 50) == (b"short", 5)
+    assert bounded(io.BytesIO(b""), 100, 50) == (b"", 0)
+
+
+class _Trickling(io.BytesIO):
+    """A file whose reads return at most 7 bytes, as an unbuffered file's may return less than asked."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(7 if size is None or size < 0 else min(size, 7))
+
+
+def test_output_read_in_pieces_is_kept_whole() -> None:
+    data = b"a" * 100 + b"b" * 1000 + b"c" * 50
+    assert bounded(_Trickling(data), 100, 50) == bounded(io.BytesIO(data), 100, 50)
+    assert bounded(_Trickling(b"short output"), 100, 50) == (b"short output", 12)
 
 
 def test_the_tail_in_an_error_is_the_last_lines_and_bounded() -> None:

@@ -41,7 +41,11 @@ def run_captured(
     """``run_attempt``, with what it wrote (bounded by ``limits``, its secrets redacted) in the outcome's ``output``.
     ``live_path``: the file to write it to, which the executor reads while the attempt runs (redacting the secrets
     it knows, see ``plait_executor.live_output``) and removes; else a temporary file."""
-    sink_file = tempfile.TemporaryFile(prefix="plait-output-") if live_path is None else open(live_path, "w+b")  # noqa: SIM115
+    # Unbuffered: only the descriptor is written to, and a buffered file's set-up costs three system calls more.
+    if live_path is None:
+        sink_file: IO[bytes] = tempfile.TemporaryFile(prefix="plait-output-", buffering=0)  # noqa: SIM115
+    else:
+        sink_file = open(live_path, "w+b", buffering=0)  # noqa: SIM115
     with sink_file as sink, secrets.attempt_scope() as resolved:
         with captured_into(sink):
             outcome = run_attempt(target, inputs, version, secret_values)
@@ -90,14 +94,23 @@ def bounded(sink: IO[bytes], head: int, tail: int) -> tuple[bytes, int]:
     """What ``sink`` holds when at most ``head + tail`` bytes, else its first ``head`` and last ``tail`` bytes
     with a line between them saying how much was cut; and its size."""
     size = sink.seek(0, os.SEEK_END)
-    sink.seek(0)
+    if size == 0:  # most attempts write nothing: no read back
+        return b"", 0
     if size <= head + tail:
-        return sink.read(), size
-    first = sink.read(head)
-    sink.seek(size - tail)
-    last = sink.read(tail)
+        return _read_at(sink, 0, size), size
     marker = f"\n[plait: {size - head - tail:,} bytes cut here; kept the first {head:,} and the last {tail:,}]\n"
-    return first + marker.encode() + last, size
+    return _read_at(sink, 0, head) + marker.encode() + _read_at(sink, size - tail, tail), size
+
+
+def _read_at(sink: IO[bytes], offset: int, count: int) -> bytes:
+    """``count`` bytes of ``sink`` from ``offset`` (fewer at its end), also from an unbuffered file, whose reads may
+    return less than asked."""
+    sink.seek(offset)
+    parts = []
+    while count > 0 and (part := sink.read(count)):
+        parts.append(part)
+        count -= len(part)
+    return b"".join(parts)
 
 
 def _writes_to_captured(handler: logging.Handler) -> bool:

@@ -198,10 +198,18 @@ class _Tail:
                 await self._guarded(self._resumed(self._publish_new))
 
     async def finish(self) -> None:
+        if self._wrote_nothing():  # most attempts: nothing to publish, and nothing the ticker could be publishing
+            self.stopped = True
+            return
         async with self.lock:
             if self._may_publish():
                 await self._guarded(self._resumed(self._publish_last))
             self.stopped = True
+
+    def _wrote_nothing(self) -> bool:
+        """The attempt wrote nothing and nothing of it was shown: its file is empty (it only grows while the attempt
+        runs), and no publish of it failed (which would owe a line saying so)."""
+        return not (self.offset or self.published or self.held or self.paused_at) and _size(self.path) == 0
 
     def _pause_mark(self) -> tuple[int, int]:
         return reconnection_count(route_of(self.js).nc), self.stream.returns
