@@ -104,6 +104,11 @@ class WorkerProcess:
         self._process = context.Process(target=serve, args=(child_end,), name="plait-worker")  # type: ignore[attr-defined]
         self._process.start()
         child_end.close()
+        # Its sentinel is readable once it has exited. A poll object (not ``select``, which refuses descriptors
+        # numbered past 1,023, as a large pool or a raised file limit gives) registered once: one system call per
+        # check, not ``is_alive``'s selector made each time.
+        self._exited = select.poll()
+        self._exited.register(self._process.sentinel, select.POLLIN)
         self.attempts_run = 0
         self._retired = False
 
@@ -117,9 +122,7 @@ class WorkerProcess:
         """True while the process can take another attempt (it is running, and was neither killed nor lost)."""
         if self._retired:
             return False
-        # Its sentinel is readable once it has exited: one poll, not ``is_alive``'s selector made each time.
-        exited, _, _ = select.select([self._process.sentinel], [], [], 0)
-        return not exited
+        return not self._exited.poll(0)
 
     async def run(self, request: AttemptRequest) -> AttemptOutcome:
         """The outcome of ``request``; raises ``WorkerLost`` when the process dies, and kills it when cancelled.
@@ -159,6 +162,7 @@ class WorkerProcess:
 
     async def close(self) -> None:
         """Ask the process to exit, kill it if it does not within a few seconds, and release its resources."""
+        self._retired = True  # its sentinel's number may be another file's once closed
         if self._process.is_alive():
             try:
                 self._connection.send(None)
