@@ -10,6 +10,7 @@ from nats.js import JetStreamContext
 from structlog.typing import FilteringBoundLogger
 
 from plait import codec
+from plait.adapters.connection import route_of
 from plait.core.commands import ReportAttemptResult, ReportAttemptResults
 from plait.core.dispatch import Dispatch
 from plait.core.ids import content_version
@@ -18,6 +19,9 @@ from plait_executor.reports import publish_until_stored, report_result, result_c
 
 MAX_RESULTS_PER_COMMAND = 256
 MAX_BYTES_PER_COMMAND = 1024 * 1024
+COMMAND_ROOM_BYTES = 4096
+"""Kept free of results in a command of several, below the server's ``max_payload``: its headers and the wrapper
+around the results."""
 LINGER_SECONDS = 0.005
 """How long a result waits for others of its execution before it is stored, when attempts of that execution wait
 here for a worker (this executor is busy with it) or have just started: they go out in one command, one write and
@@ -136,10 +140,11 @@ class ResultReporter:
         waiting = self._waiting[execution]
         count, size = 1, 0
         if len(waiting) > 1:
+            most = min(MAX_BYTES_PER_COMMAND, route_of(self.js).nc.max_payload - COMMAND_ROOM_BYTES)
             size = len(codec.encode(waiting[0].command))
             for result in waiting[1:MAX_RESULTS_PER_COMMAND]:
                 size += len(codec.encode(result.command))
-                if size > MAX_BYTES_PER_COMMAND:
+                if size > most:
                     break
                 count += 1
         batch, self._waiting[execution] = waiting[:count], waiting[count:]

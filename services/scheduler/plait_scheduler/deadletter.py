@@ -18,6 +18,7 @@ from plait.protocol.headers import (
     PLAIT_ORIGINAL_SUBJECT,
     PLAIT_REPLY_TO,
     PLAIT_TRUNCATED_FROM,
+    header_bytes,
 )
 from plait.protocol.partitions import is_partition_consumer
 from plait.protocol.rejections import Rejection
@@ -43,7 +44,7 @@ async def reject(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str, reas
         }
     )
     data = msg.data
-    room = nc.max_payload - HEADER_ROOM_BYTES - sum(len(name) + len(value) + 4 for name, value in headers.items())
+    room = nc.max_payload - HEADER_ROOM_BYTES - header_bytes(headers)
     if len(data) > room:
         headers[PLAIT_TRUNCATED_FROM] = str(len(data))
         data = data[: max(room, 0)]

@@ -6,10 +6,12 @@ import asyncio
 import math
 from datetime import UTC, datetime
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from plait import codec
+from plait.adapters.connection import route_of
 from plait.core.commands import (
     AbortExecution,
     AttemptDeadline,
@@ -36,6 +38,7 @@ from plait.protocol.headers import (
     NATS_SCHEDULE_TARGET,
     NATS_SCHEDULE_TTL,
     PLAIT_REPLY_TO,
+    header_bytes,
 )
 from plait.telemetry import inject
 
@@ -68,6 +71,16 @@ def msg_id_of(command: Command, project: str, domain: str) -> str:
     return subjects.scoped_id(project, domain, command.command_id)
 
 
+def encoded_to_fit(js: JetStreamContext, command: Command, headers: dict[str, str]) -> bytes:
+    """The command's bytes; ``MaxPayloadError`` when they and ``headers`` exceed the server's ``max_payload``, which
+    counts headers too. nats-py checks the payload alone, and a message it lets through that the server refuses
+    closes the connection for good."""
+    data = codec.encode(command)
+    if len(data) + header_bytes(headers) > route_of(js).nc.max_payload:
+        raise nats.errors.MaxPayloadError
+    return data
+
+
 async def publish_command(
     js: JetStreamContext,
     command: Command,
@@ -84,7 +97,7 @@ async def publish_command(
         headers[PLAIT_REPLY_TO] = reply_to
     ack = await js.publish(
         subject_of(command, project, domain, scope),
-        codec.encode(command),
+        encoded_to_fit(js, command, headers),
         headers=headers,
         stream=subjects.COMMANDS_STREAM,
     )
@@ -97,10 +110,11 @@ async def send_command(js: JetStreamContext, command: Command, project: str, dom
     Messages sent on one connection are stored in the order they were sent, so a command sent after this one
     is stored after it (unless this one is lost and sent again). The future has no deadline of its own.
     """
+    headers = inject({NATS_MSG_ID: msg_id_of(command, project, domain)})
     future: asyncio.Future[PubAck] = await js.publish_async(
         subject_of(command, project, domain),
-        codec.encode(command),
-        headers=inject({NATS_MSG_ID: msg_id_of(command, project, domain)}),
+        encoded_to_fit(js, command, headers),
+        headers=headers,
         stream=subjects.COMMANDS_STREAM,
     )
     return future

@@ -16,7 +16,7 @@ from plait.adapters.connection import route_of
 from plait.adapters.event_log import DecisionTooLarge, EventLog, StoredDecision, conflict
 from plait.adapters.nats_errors import MESSAGE_TOO_LARGE, WRONG_LAST_SEQUENCE
 from plait.protocol import signing, subjects
-from plait.protocol.headers import NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MSG_ID
+from plait.protocol.headers import NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MSG_ID, header_bytes
 from plait.telemetry import inject
 
 FLOORS_KEPT = 10_000  # subjects whose last sequence a failed append revealed, until each is read again
@@ -137,8 +137,3 @@ class EventStore(EventLog):
             if len(self._floors) >= FLOORS_KEPT:
                 self._floors.pop(next(iter(self._floors)))
             self._floors[subject] = int(sequence)
-
-
-def header_bytes(headers: dict[str, str]) -> int:
-    """The size of ``headers`` on the wire: a status line, one line each, and a blank line."""
-    return len("NATS/1.0\r\n\r\n") + sum(len(name) + len(value) + 4 for name, value in headers.items())

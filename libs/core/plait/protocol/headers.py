@@ -70,3 +70,9 @@ MEANINGS: dict[str, str] = {
     "and bytes (plait.protocol.signing)",
     PLAIT_KEY: "with Plait-Sig: the id of the key that signed (16 hex digits of its public key's SHA-256)",
 }
+
+
+def header_bytes(headers: dict[str, str]) -> int:
+    """The size of ``headers`` on the wire: a status line, one line each, and a blank line. The server counts it
+    within its ``max_payload``; nats-py checks the payload alone."""
+    return len("NATS/1.0\r\n\r\n") + sum(len(name) + len(value) + 4 for name, value in headers.items())
