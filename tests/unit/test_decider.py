@@ -5,13 +5,14 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from plait.adapters.event_log import InMemoryEventLog
-from plait.core.commands import ReportAttemptResult, ReportAttemptStarted
+from plait.adapters.event_log import DecisionTooLarge, InMemoryEventLog
+from plait.core.commands import LaunchExecution, ReportAttemptResult, ReportAttemptStarted, ResolvedLaunch
 from plait.core.state import Execution
 from plait.errors import TransportError
 from plait.protocol import subjects
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
+from tests import workflows
 from tests.helpers.launches import add_two_launch
 
 EXECUTION = "unit"
@@ -106,6 +107,54 @@ async def test_a_refused_launch_is_refused_only_once_its_log_shows_no_execution(
     assert [reason for _, reason in fresh.rejections] != [], "on a new subject it is refused"
     outcome = await Decider(log, StateCache(), "r2").decide(SUBJECT, [bad])
     assert (outcome.events, outcome.rejections, log.loads) == ([], [], 1)
+
+
+class Limited(CountingLoads):
+    """An in-memory log that refuses a decision over ``limit`` bytes as ``EventStore`` does: before it is sent, so
+    before the check that the subject is new."""
+
+    limit = 8 * 1024
+
+    async def append_encoded(self, subject: str, data: bytes, expected_sequence: int) -> tuple[int, str]:
+        if len(data) > self.limit:
+            raise DecisionTooLarge(len(data), self.limit)
+        return await super().append_encoded(subject, data, expected_sequence)
+
+
+def large_launch() -> ResolvedLaunch:
+    """A launch of the execution (the same id as ``launched``'s) whose decision is over ``Limited.limit``."""
+    command = LaunchExecution(
+        command_id="launch:again",
+        execution_id=EXECUTION,
+        project="p",
+        domain="d",
+        workflow=workflows.failing.name,
+        version=workflows.failing.spec.version,
+        inputs={"message": "x" * 16 * 1024},
+    )
+    return ResolvedLaunch(command=command, workflow=workflows.failing.spec)
+
+
+async def test_a_too_large_launch_of_an_execution_that_exists_changes_nothing() -> None:
+    """Decided as new, its decision is refused for its size before anything checks the subject: the log is read and
+    the launch decided again on the execution there (recorded as refused: it exists), instead of failing that
+    execution with the launch's reason."""
+    log = Limited()
+    await launched(Decider(log, StateCache(), "r1"))
+    again = Decider(log, StateCache(), "r2")
+    outcome = await again.decide(SUBJECT, [large_launch()])
+    assert [type(event).__name__ for event in outcome.events] == ["CommandRejected"]
+    assert "already exists" in outcome.events[0].reason  # type: ignore[union-attr]
+    state = await log.load(SUBJECT)
+    assert state is not None and (state.status, state.error) == ("running", None)
+
+
+async def test_a_too_large_launch_of_a_new_execution_is_refused_with_its_size() -> None:
+    log = Limited()
+    outcome = await Decider(log, StateCache(), "r1").decide(SUBJECT, [large_launch()])
+    [(_, reason)] = outcome.rejections
+    assert "too large" in reason and outcome.events == []
+    assert await log.load(SUBJECT) is None
 
 
 async def test_a_conflict_rebuilds_the_state_from_the_log_and_decides_again() -> None:

@@ -91,6 +91,8 @@ class Decider:
                 CONFLICTS.inc()
                 log.debug("decision_conflict", subject=subject, expected=expected)
             except (DecisionTooLarge, UnreadableDecision) as exc:
+                if assumed_new:  # refused before any check that the subject is new: decide again on what it holds
+                    continue
                 return await self._unstorable(subject, commands, outcome, exc)
         raise ConflictError(f"{subject}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")
 
