@@ -9,7 +9,7 @@ import anyio
 import nats
 import pytest
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, SequenceInfo
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, SequenceInfo
 
 from plait.adapters.acked_trim import AckedTrimmer, collide, trim_points
 from plait.adapters.streams import ensure_streams
@@ -37,12 +37,19 @@ def test_filters_collide_when_a_subject_matches_both(first: str, second: str, ex
     assert collide(second, first) is expected
 
 
-def _consumer(filters: list[str], floor: int, delivered: int, awaiting: int) -> ConsumerInfo:
+def _consumer(
+    filters: list[str],
+    floor: int,
+    delivered: int,
+    awaiting: int,
+    durable: str | None = "c",
+    ack_policy: AckPolicy = AckPolicy.EXPLICIT,
+) -> ConsumerInfo:
     return ConsumerInfo(
-        name="c",
+        name=durable or "ephemeral",
         stream_name="S",
         created=0.0,
-        config=ConsumerConfig(filter_subjects=filters),
+        config=ConsumerConfig(filter_subjects=filters, durable_name=durable, ack_policy=ack_policy),
         ack_floor=SequenceInfo(consumer_seq=0, stream_seq=floor),
         delivered=SequenceInfo(consumer_seq=0, stream_seq=delivered),
         num_ack_pending=awaiting,
@@ -70,6 +77,19 @@ async def _stored_subjects(js: JetStreamContext, stream: str) -> list[tuple[int,
             continue
         stored.append((sequence, message.subject or ""))
     return stored
+
+
+def test_readers_that_take_no_work_neither_purge_nor_hold_back() -> None:
+    """An ephemeral consumer, or one that acknowledges nothing (``nats stream view``'s), only reads."""
+    points = trim_points(
+        [
+            _consumer(["q.a"], floor=10, delivered=10, awaiting=0),
+            _consumer([">"], floor=0, delivered=30, awaiting=0, durable=None, ack_policy=AckPolicy.NONE),
+            _consumer(["q.*"], floor=2, delivered=30, awaiting=5, durable=None),
+            _consumer(["q.b"], floor=0, delivered=30, awaiting=0, durable="viewer", ack_policy=AckPolicy.NONE),
+        ]
+    )
+    assert points == {"q.a": 10}
 
 
 async def test_only_what_consumers_acknowledged_is_purged(nats_url: str) -> None:
@@ -121,5 +141,51 @@ async def test_only_what_consumers_acknowledged_is_purged(nats_url: str) -> None
         await trimmer.trim_all()
         left = {sequence for sequence, subject in await _stored_subjects(js, subjects.DISPATCH_STREAM)}
         assert {sequences[taken, i] for i in range(4)} & left == {sequences[taken, 3]}
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("viewer_filter", [None, f"{subjects.DISPATCH_ROOT}.>"])
+async def test_a_reader_of_the_stream_leaves_an_unconsumed_queue_its_dispatches(
+    nats_url: str, viewer_filter: str | None
+) -> None:
+    """An operator reads the stream through an ephemeral consumer that acknowledges nothing (as ``nats stream view``
+    does), past the dispatch of a queue whose executors have not started: that dispatch stays for them."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        cluster = f"c{uuid.uuid4().hex[:8]}"
+        served, waiting = subjects.dispatch_subject(cluster, "served"), subjects.dispatch_subject(cluster, "gpu")
+        waiting_seq = (await js.publish(waiting, b"for gpu", stream=subjects.DISPATCH_STREAM)).seq
+        for index in range(3):
+            await js.publish(served, f"{index}".encode(), stream=subjects.DISPATCH_STREAM)
+        durable = f"executor-{cluster}-served"
+        await js.add_consumer(
+            subjects.DISPATCH_STREAM,
+            ConsumerConfig(durable_name=durable, filter_subject=served, ack_policy=AckPolicy.EXPLICIT),
+        )
+        taker = await js.pull_subscribe_bind(durable, stream=subjects.DISPATCH_STREAM)
+        for message in await taker.fetch(3, timeout=DEADLINE):
+            await message.ack_sync()
+        viewer = await js.add_consumer(
+            subjects.DISPATCH_STREAM,
+            ConsumerConfig(
+                name=f"view-{uuid.uuid4().hex[:8]}",
+                filter_subject=viewer_filter,
+                ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.ALL,
+                inactive_threshold=30.0,
+            ),
+        )
+        reader = await js.pull_subscribe_bind(viewer.name, stream=subjects.DISPATCH_STREAM)
+        await reader.fetch((await js.stream_info(subjects.DISPATCH_STREAM)).state.messages, timeout=DEADLINE)
+
+        trimmer = AckedTrimmer(js, [subjects.DISPATCH_STREAM])
+        await trimmer.trim_all()
+
+        left = {sequence for sequence, _ in await _stored_subjects(js, subjects.DISPATCH_STREAM)}
+        assert waiting_seq in left, "the dispatch no executor has taken yet was purged"
+        assert trimmer.purges == 1, "what the served queue's executor acknowledged is purged"
     finally:
         await nc.close()

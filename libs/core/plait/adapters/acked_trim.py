@@ -6,6 +6,11 @@ project's 2-core machine, about what storing it costs; an acknowledgement that d
 an acknowledgement only moves its consumer's ack floor, and the schedulers purge every ``TRIM_SECONDS`` what lies
 below it, many messages in one purge.
 
+Only the consumers that take work count: durable ones with explicit acknowledgements, as every service makes. A
+reader that acknowledges nothing or lasts only while it reads (``nats stream view``'s ordered consumer, say) takes
+nothing away from the stream: had its filter (often every subject) been purged up to what it had read, the
+dispatches of a queue no executor consumes yet would have gone with it.
+
 A purge takes one filter subject. For each filter subject of each consumer, what is purged lies below the lowest
 point reached by every consumer whose filters can take a message of that subject (two consumers never share a
 subject, as on a work queue, but were they to, the slower one keeps its messages). A subject no consumer takes is
@@ -23,7 +28,7 @@ import nats.errors
 import nats.js.errors
 import structlog
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerInfo
+from nats.js.api import AckPolicy, ConsumerInfo
 
 from plait.protocol import subjects
 
@@ -38,6 +43,12 @@ def filters_of(info: ConsumerInfo) -> list[str]:
     """The subjects a consumer takes (every subject of its stream when it names none)."""
     config = info.config
     return list(config.filter_subjects or ([config.filter_subject] if config.filter_subject else [">"]))
+
+
+def takes_work(info: ConsumerInfo) -> bool:
+    """Whether the consumer is one whose acknowledgements say a message is done with: durable, acknowledging each."""
+    config = info.config
+    return bool(config.durable_name) and config.ack_policy in (AckPolicy.EXPLICIT, None)
 
 
 def done_through(info: ConsumerInfo) -> int:
@@ -66,7 +77,7 @@ def trim_points(consumers: Iterable[ConsumerInfo]) -> dict[str, int]:
     consumer (one per executor queue): a subject without wildcards meets only its equals and the wildcard filters."""
     exact: dict[str, int] = {}  # the lowest point of the consumers taking each subject without wildcards
     wildcards: list[tuple[str, int]] = []
-    for info in consumers:
+    for info in filter(takes_work, consumers):
         point = done_through(info)
         for subject in filters_of(info):
             if "*" in subject or ">" in subject.split("."):
