@@ -10,9 +10,11 @@ from functools import partial
 import anyio
 import anyio.abc
 import nats.errors
+import nats.js.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from structlog.typing import FilteringBoundLogger
 
@@ -24,7 +26,7 @@ from plait.adapters.services import announce_service
 from plait.adapters.stream_readiness import streams_ready
 from plait.core.commands import DEFAULT_ATTEMPT_DEADLINE_SECONDS
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
-from plait.errors import InputError
+from plait.errors import InputError, PlaitError
 from plait.metrics.health import Health
 from plait.protocol import subjects
 from plait.protocol.executors import ANNOUNCE_EVERY_SECONDS, parse_labels
@@ -63,8 +65,33 @@ report, so a worker never idles on a round trip to the server."""
 
 
 def consumer_name(cluster: str, queue: str) -> str:
-    """The durable consumer all executor replicas of one (cluster, queue) share."""
+    """The durable consumer all executor replicas of one (cluster, queue) share: ``executor-<cluster>-<queue>``, or,
+    when either holds a '-' (so that ``gpu-a100``/``train`` and ``gpu``/``a100-train`` would share one), with the
+    cluster's length first: ``executor-8-gpu-a100-train``."""
+    cluster_token, queue_token = subjects.token(cluster, "cluster"), subjects.token(queue, "queue")
+    if "-" in cluster_token + queue_token:
+        return f"executor-{len(cluster_token)}-{cluster_token}-{queue_token}"
+    return f"executor-{cluster_token}-{queue_token}"
+
+
+def earlier_consumer_name(cluster: str, queue: str) -> str:
+    """The name earlier releases gave the consumer of (cluster, queue), ambiguous when either holds a '-'."""
     return f"executor-{subjects.token(cluster, 'cluster')}-{subjects.token(queue, 'queue')}"
+
+
+async def queue_consumer(js: JetStreamContext, cluster: str, queue: str, subject: str) -> str:
+    """The name of the consumer of (cluster, queue): the one an earlier release made, while it takes this queue's
+    subject (two consumers of one subject would each run every dispatch), else ``consumer_name``."""
+    earlier = earlier_consumer_name(cluster, queue)
+    if earlier != consumer_name(cluster, queue):
+        try:
+            info = await js.consumer_info(subjects.DISPATCH_STREAM, earlier)
+        except nats.js.errors.NotFoundError:
+            pass
+        else:
+            if info.config.filter_subject == subject:
+                return earlier
+    return consumer_name(cluster, queue)
 
 
 class ExecutorService:
@@ -157,8 +184,14 @@ class ExecutorService:
         try:
             js = nc.jetstream()
             await streams_ready(js, self.stream_replicas, self.health)
+            self.consumer = await queue_consumer(js, self.cluster, self.queue, self.subject)
             config = self._consumer_config()
             info = await ensure_consumer(js, subjects.DISPATCH_STREAM, config)
+            if info.config.filter_subject != self.subject:
+                raise PlaitError(
+                    f"the dispatch consumer {self.consumer} takes {info.config.filter_subject}, not this executor's "
+                    f"{self.subject}: another queue's executors use it"
+                )
             if (info.config.ack_wait, info.config.max_deliver) != (config.ack_wait, config.max_deliver):
                 info = await js.add_consumer(subjects.DISPATCH_STREAM, config)  # made by an older release: updated
             await self._remove_abandoned_folders()
