@@ -37,6 +37,7 @@ from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService, failures
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
+from plait_scheduler.service import COMMANDS_CONSUMER
 from tests import large_value_workflows, workflows
 from tests.helpers.dead_letters import read_dead_letters
 from tests.helpers.reading import queued_at_launch
@@ -277,3 +278,32 @@ async def test_a_command_too_large_to_copy_with_its_reason_is_kept_cut_to_what_f
     [kept] = await read_dead_letters(client.js, 1)
     assert kept.headers[PLAIT_TRUNCATED_FROM] == str(len(data))
     assert data.startswith(kept.data) and kept.headers[PLAIT_ERROR].startswith("malformed command")
+
+
+async def test_a_command_handed_back_more_than_the_delivery_limit_is_dead_lettered_not_dropped(
+    client: AsyncClient, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas that stopped or died while a command was theirs each used a delivery without settling it. The
+    consumer delivers it again past ``MAX_DELIVERIES`` (a consumer with that ``max_deliver`` gave it up, and the
+    trimmer purged it: neither decided nor dead-lettered), and the scheduler dead-letters it with the reason."""
+    monkeypatch.setattr(failures, "MAX_DELIVERIES", 2)
+    service = SchedulerService(nats_url, replica="delivery-limit")
+    config = service._consumer_config(f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER, failures.COMMANDS_MAX_DELIVER)
+    await client.js.add_consumer(subjects.COMMANDS_STREAM, config)
+    await client.register(workflows.add_two)
+    inbox = client.nc.new_inbox()
+    replies = await client.nc.subscribe(inbox)
+    command = launch_command(client, "handed-back", workflow=workflows.add_two.name, version="1")
+    await publish_command(client.js, command, client.project, client.domain, reply_to=inbox)
+    taker = await client.js.pull_subscribe_bind(COMMANDS_CONSUMER, stream=subjects.COMMANDS_STREAM)
+    for _ in range(2):  # two replicas stopped holding it
+        [msg] = await taker.fetch(1, timeout=30)
+        await msg.nak()
+    await taker.unsubscribe()
+
+    async with running(service.run):
+        [reason] = await rejection_reasons(replies, 1)
+        [kept] = await read_dead_letters(client.js, 1)
+    assert reason.startswith("delivered 3 times without being settled")
+    assert kept.headers[PLAIT_ORIGINAL_SUBJECT].endswith("handed-back.launch")
+    assert await EventStore(client.js).load(client._subject("handed-back")) is None, "not decided"

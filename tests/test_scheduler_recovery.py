@@ -20,7 +20,7 @@ from plait_cli.embedded import NatsServer
 from plait_scheduler import SchedulerService
 from plait_scheduler.cache import StateCache
 from plait_scheduler.decisions import Decider
-from plait_scheduler.failures import MAX_DELIVERIES
+from plait_scheduler.failures import COMMANDS_MAX_DELIVER, MAX_DELIVERIES
 from plait_scheduler.outbox import Outbox
 from plait_scheduler.service import ACK_WAIT_SECONDS, COMMANDS_CONSUMER
 from tests import workflows
@@ -58,19 +58,22 @@ async def test_a_command_taken_by_a_replica_that_died_is_decided_by_another_with
     assert await queued_at_launch(client, "orphaned") == ["add"]
 
 
-async def test_a_consumer_made_by_an_older_release_gets_the_short_ack_wait_and_a_delivery_limit(
-    client: AsyncClient, nats_url: str
+@pytest.mark.parametrize("max_deliver", [None, MAX_DELIVERIES])
+async def test_a_consumer_made_by_an_older_release_gets_the_short_ack_wait_and_no_delivery_limit(
+    client: AsyncClient, nats_url: str, max_deliver: int | None
 ) -> None:
+    """No delivery limit: the server would give a command up in silence; the scheduler dead-letters it instead."""
     old = ConsumerConfig(
         durable_name=COMMANDS_CONSUMER,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=30.0,
+        max_deliver=max_deliver,
         filter_subject=f"{subjects.COMMANDS_ROOT}.>",
     )
     await client.js.add_consumer(subjects.COMMANDS_STREAM, old)
     async with running(SchedulerService(nats_url, replica="upgraded").run):
         info = await client.js.consumer_info(subjects.COMMANDS_STREAM, COMMANDS_CONSUMER)
-    assert (info.config.ack_wait, info.config.max_deliver) == (ACK_WAIT_SECONDS, MAX_DELIVERIES)
+    assert (info.config.ack_wait, info.config.max_deliver) == (ACK_WAIT_SECONDS, COMMANDS_MAX_DELIVER)
 
 
 async def test_the_scheduler_rides_out_nats_being_away_for_eight_seconds_mid_batch(

@@ -472,6 +472,12 @@ class World:
         subject = replica.held[0].subject
         group = [m for m in replica.held if m.subject == subject]
         replica.held = [m for m in replica.held if m.subject != subject]
+        for message in [m for m in group if m.deliveries > MAX_DELIVERIES]:  # handed back too often: not decided
+            self.dead_letter(message, f"delivered {message.deliveries} times without being settled")
+            self.commands.ack(message, self.now)
+            group.remove(message)
+        if not group:
+            return
         commands = [m.body for m in group]
         conflicts = replica.decider.conflicts
         try:

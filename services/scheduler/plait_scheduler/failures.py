@@ -16,7 +16,12 @@ from plait_scheduler.deadletter import reject
 log = structlog.get_logger()
 
 MAX_DELIVERIES = 50
-"""The commands consumer's ``max_deliver``: with the back-off below, about 45 minutes of retries."""
+"""Deliveries after which a command is dead-lettered: on the last of them when deciding it fails (with the back-off
+below, about 45 minutes of retries), and at the next one whatever handed it back meanwhile (replicas stopped or
+killed while it was theirs, a batch that failed as a whole). The commands consumers themselves deliver without
+limit (``COMMANDS_MAX_DELIVER``): a message the server gives up is neither decided nor dead-lettered, and once
+acknowledged-or-given-up it is purged (``plait.adapters.acked_trim``)."""
+COMMANDS_MAX_DELIVER = -1
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 60.0
 
@@ -54,6 +59,21 @@ async def settle_failed(nc: NATS, js: JetStreamContext, msg: Msg, command_id: st
             await msg.nak(delay=retry_delay(deliveries))
     except (nats.errors.Error, OSError) as exc:
         log.warning("command_not_settled", subject=msg.subject, command_id=command_id, error=repr(exc))
+
+
+async def given_up(nc: NATS, js: JetStreamContext, msg: Msg, command_id: str) -> bool:
+    """Dead-letter ``msg`` and return True when it has been delivered more than ``MAX_DELIVERIES`` times without
+    being settled; else False. A failure to settle it leaves it to be redelivered (True: it is not to be decided)."""
+    deliveries = msg.metadata.num_delivered
+    if deliveries <= MAX_DELIVERIES:
+        return False
+    reason = f"delivered {deliveries} times without being settled (replicas stopped or failed while deciding it)"
+    try:
+        await reject(nc, js, msg, command_id, reason)
+        await msg.ack()
+    except (nats.errors.Error, OSError) as exc:
+        log.warning("command_not_settled", subject=msg.subject, command_id=command_id, error=repr(exc))
+    return True
 
 
 async def settle_derived(msg: Msg, error: Exception, what: str) -> None:

@@ -68,7 +68,7 @@ from plait_scheduler.caching import CacheKeeper
 from plait_scheduler.children import report_rejected_launch
 from plait_scheduler.deadletter import reject
 from plait_scheduler.decisions import Decider
-from plait_scheduler.failures import MAX_DELIVERIES, PERMANENT, settle_failed
+from plait_scheduler.failures import COMMANDS_MAX_DELIVER, MAX_DELIVERIES, PERMANENT, given_up, settle_failed
 from plait_scheduler.launches import resolve_launch
 from plait_scheduler.notifications import Notifier
 from plait_scheduler.outbox import Outbox
@@ -236,9 +236,9 @@ class SchedulerService:
             check_matches(0, await partitions_of_stream(js))
             await unpartition_consumer(js, COMMANDS_CONSUMER, f"{subjects.COMMANDS_ROOT}.>")
             return await self._subscribe(
-                js, subjects.COMMANDS_STREAM, f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER, MAX_DELIVERIES
+                js, subjects.COMMANDS_STREAM, f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER, COMMANDS_MAX_DELIVER
             ), []
-        config = self._consumer_config(f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER, MAX_DELIVERIES)
+        config = self._consumer_config(f"{subjects.COMMANDS_ROOT}.>", COMMANDS_CONSUMER, COMMANDS_MAX_DELIVER)
         names = await partition_stream(js, self.partitions, config, self.pin_seconds)
         self.owner = Partitions(js, self.partitions, self.replica, self.pin_seconds)
         self.log.info("partitions_consumed", partitions=self.partitions)
@@ -417,6 +417,8 @@ class SchedulerService:
         accepted: list[tuple[Msg, Command | ResolvedLaunch]] = []
         for msg in messages:
             command_id = (msg.headers or {}).get(NATS_MSG_ID, "")
+            if await given_up(nc, js, msg, command_id):
+                continue
             decoded: Command | None = None
             try:
                 decoded = codec.decode_command(msg.data, msg.headers)
