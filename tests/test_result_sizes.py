@@ -24,7 +24,8 @@ from plait_cli.embedded import NatsServer
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.reports import report_result, result_command
 from plait_executor.results import MAX_BYTES_PER_COMMAND, ResultReporter
-from tests.test_executor import dispatches_of_one_execution
+from tests import executor_tasks
+from tests.helpers.dispatches import attempts_of_one_execution
 
 STOCK_MAX_PAYLOAD = 1024 * 1024  # nats-server's own default
 UNDER = 10  # the payload is this much under max_payload: its headers are more
@@ -69,7 +70,7 @@ def results_in(commands: list[Command]) -> list[ReportAttemptResult]:
 
 
 async def test_results_whose_payload_fits_but_not_with_headers_are_stored(stock_js: JetStreamContext) -> None:
-    dispatches = dispatches_of_one_execution(20)
+    dispatches = attempts_of_one_execution(executor_tasks.add.spec, 20)
     base = len(codec.encode(together(dispatches, outcomes(20, 0))))
     results = outcomes(20, STOCK_MAX_PAYLOAD - UNDER - base)
     assert len(codec.encode(together(dispatches, results))) == STOCK_MAX_PAYLOAD - UNDER
@@ -97,7 +98,7 @@ async def test_results_whose_payload_fits_but_not_with_headers_are_stored(stock_
 async def test_a_lone_result_that_fits_only_without_its_headers_is_reported_too_large(
     stock_js: JetStreamContext,
 ) -> None:
-    (dispatch,) = dispatches_of_one_execution(1)
+    (dispatch,) = attempts_of_one_execution(executor_tasks.add.spec, 1)
     empty = len(codec.encode(result_command(dispatch, "executor-1", AttemptOutcome(outputs={"result": ""}))))
     outcome = AttemptOutcome(outputs={"result": "x" * (STOCK_MAX_PAYLOAD - UNDER - empty)})
     assert len(codec.encode(result_command(dispatch, "executor-1", outcome))) == STOCK_MAX_PAYLOAD - UNDER

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from plait.core.dispatch import Dispatch
 from plait.core.ids import attempt_id, new_execution_id
 from plait.core.model import TaskSpec
@@ -30,3 +32,16 @@ def first_attempt(
         inputs=inputs,
         decision_sequence=1,
     )
+
+
+def attempts_of_one_execution(task: TaskSpec, count: int) -> list[Dispatch]:
+    """The first attempts of ``count`` nodes (``n0``, ``n1``, ...) running ``task`` with no inputs, in one execution."""
+    execution_id = new_execution_id()
+    return [
+        msgspec.structs.replace(
+            first_attempt(task, {}, node=f"n{i}"),
+            execution_id=execution_id,
+            attempt_id=attempt_id(execution_id, f"n{i}", 1),
+        )
+        for i in range(count)
+    ]
