@@ -230,6 +230,16 @@ def test_a_bad_field_of_a_struct_input_is_rejected_with_its_path(point: dict[str
         assert fragment in rejected.value.reason
 
 
+def test_a_launch_of_a_spec_whose_node_id_would_break_attempt_ids_is_rejected() -> None:
+    """A spec any client registered, not traced by the SDK: a ',' would split a dispatch copy's attempt list, a line
+    break would end a message header."""
+    launch = launch_of(definitions.diamond, {"x": 1})
+    spec = launch.workflow
+    renamed = msgspec.structs.replace(spec, nodes=tuple(msgspec.structs.replace(n, id=f"{n.id},x") for n in spec.nodes))
+    with pytest.raises(Rejected, match="may not hold '/', ',', whitespace or control characters"):
+        decide(None, msgspec.structs.replace(launch, workflow=renamed))
+
+
 def test_a_numeric_string_is_not_an_int_input() -> None:
     with pytest.raises(Rejected, match="input 'x' expects int"):
         decide(None, launch_of(definitions.diamond, {"x": "5"}))

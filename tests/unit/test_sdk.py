@@ -458,6 +458,17 @@ def test_a_cycle_is_refused_naming_its_nodes(nodes: tuple[Node, ...], cycle: str
             "workflow 'hand_built': node ids must be unique",
             id="duplicate-ids",
         ),
+        pytest.param(
+            (inc("a,b", Constant(1)),),
+            "workflow 'hand_built': node id 'a,b' may not hold '/', ',', whitespace or control characters",
+            id="comma-in-id",
+        ),
+        pytest.param(
+            (inc("a\r\nNats-Msg-Id: x", Constant(1)),),
+            "workflow 'hand_built': node id 'a\\r\\nNats-Msg-Id: x' may not hold '/', ',', whitespace or control "
+            "characters",
+            id="header-in-id",
+        ),
     ],
 )
 def test_an_inconsistent_spec_is_refused_naming_node_and_input(nodes: tuple[Node, ...], message: str) -> None:

@@ -85,7 +85,7 @@ from plait.core.selectors import LiveExecutor
 from plait.core.state import AttemptState, Execution, NodeState, evolve, launch
 from plait.core.task_output_events import with_output
 from plait.core.types import check_value, describe
-from plait.core.validate import nesting_problem
+from plait.core.validate import nesting_problem, node_id_problem
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT, ValueRef, as_ref, list_item, list_ref, stored_list_length
 
 
@@ -219,6 +219,9 @@ def _launch(
     live: tuple[LiveExecutor, ...] = (),
 ) -> list[Event]:
     owner = f"workflow '{workflow.name}'"
+    for node in workflow.nodes:  # a spec registered by any client, not only by the SDK, which checks them first
+        if (problem := node_id_problem(node.id)) is not None:
+            raise Rejected(f"{owner}: {problem}")
     chosen_cluster, chosen_selector = command.cluster or msgspec.UNSET, command.cluster_selector or msgspec.UNSET
     if (problem := placement_problem(chosen_cluster, chosen_selector, "launch")) is not None:
         raise Rejected(problem)

@@ -25,7 +25,7 @@ from plait.core.model import (
     WorkflowSpec,
     upstream_nodes,
 )
-from plait.core.validate import validate_workflow
+from plait.core.validate import node_id_problem, validate_workflow
 from plait.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -89,9 +89,11 @@ def generation_problem(
         )
     if depth_of(dynamic_node) + 1 > MAX_DYNAMIC_DEPTH:
         return f"dynamic nodes nest more than {MAX_DYNAMIC_DEPTH} deep"
-    bad_ids = [node.id for node in generated.nodes if not node.id or "." in node.id or "/" in node.id]
+    bad_ids = [node.id for node in generated.nodes if "." in node.id or node_id_problem(node.id) is not None]
     if bad_ids:
-        return f"node ids may not be empty or hold '.' or '/': {', '.join(map(repr, bad_ids))}"
+        return "node ids may not be empty or hold '.', '/', ',', whitespace or control characters: " + ", ".join(
+            map(repr, bad_ids)
+        )
     reads_input = [node.id for node in generated.nodes if any(_reads_input(b) for b in node.inputs.values())]
     if reads_input or any(_reads_input(b) for b in generated.outputs.values()):
         return "a generated workflow binds values, not inputs: " + ", ".join(map(repr, reads_input or ["outputs"]))

@@ -9,12 +9,25 @@ from plait.core.model import BranchSpec, ChildSpec, GateSpec, Guard, Node, Workf
 from plait.errors import DefinitionError
 
 
+def node_id_problem(node_id: str) -> str | None:
+    """Why ``node_id`` cannot name a node, or None. An attempt id is ``<execution>/<node>/<n>``, and a dispatch copy
+    lists its attempt ids in a header, comma-separated: no '/', ',', whitespace or control character."""
+    if not node_id:
+        return "a node id may not be empty"
+    if any(c in "/," or c.isspace() or not c.isprintable() for c in node_id):
+        return f"node id {node_id!r} may not hold '/', ',', whitespace or control characters"
+    return None
+
+
 def validate_workflow(spec: WorkflowSpec) -> None:
     """Raise ``DefinitionError`` naming the node and input when the spec is inconsistent or cyclic."""
     owner = f"workflow '{spec.name}'"
     node_ids = {node.id for node in spec.nodes}
     if len(node_ids) != len(spec.nodes):
         raise DefinitionError(f"{owner}: node ids must be unique")
+    for node_id in sorted(node_ids):
+        if (problem := node_id_problem(node_id)) is not None:
+            raise DefinitionError(f"{owner}: {problem}")
     signals = [node.gate.name for node in spec.nodes if isinstance(node.gate, GateSpec) and node.gate.name]
     if len(set(signals)) != len(signals):
         raise DefinitionError(f"{owner}: two gates wait for the same signal name ({', '.join(sorted(signals))})")
