@@ -4,17 +4,22 @@ them."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import anyio
+import nats
 
+from plait import codec
+from plait.adapters.streams import ensure_streams
 from plait.client import AsyncClient
 from plait.core.state import AttemptState, Execution
 from plait.protocol import subjects
 from plait.protocol.headers import PLAIT_ATTEMPTS
-from plait_executor import ExecutorService
+from plait_executor import ExecutorService, hand_on
 from plait_scheduler import SchedulerService
-from tests import chunk_workflows
+from tests import chunk_workflows, executor_tasks
+from tests.helpers.dispatches import first_attempt
 from tests.helpers.queues import waiting
 from tests.helpers.running import running
 from tests.helpers.states import final_state
@@ -111,3 +116,34 @@ async def test_an_executor_alone_keeps_the_attempts_waiting_for_its_workers(nats
     assert sorted(chunk_workflows.runs_of(str(runs))) == ["s0", "s1"]
     assert executor.counts()["handed_on"] == 0
     assert stored.last_seq == 2, "the chunk and the join's dispatch: no copy"
+
+
+async def test_a_copy_counts_the_lost_deliveries_of_the_messages_it_was_cut_from(nats_url: str) -> None:
+    """Toward the executors' delivery limit (an attempt that keeps losing its executor is reported as failed): a copy
+    starts its own count at one, and the hand-on itself is no lost delivery."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        subject = subjects.dispatch_subject("local", f"q{uuid.uuid4().hex[:8]}")
+        dispatch = first_attempt(executor_tasks.add.spec, {"a": 1, "b": 2})
+        await js.publish(subject, codec.encode(dispatch), stream=subjects.DISPATCH_STREAM)
+        taker = await js.pull_subscribe(subject, durable=None, stream=subjects.DISPATCH_STREAM)
+        for lost in range(2):  # two executors lost it
+            [msg] = await taker.fetch(1, timeout=DEADLINE)
+            assert hand_on.deliveries(msg) == lost + 1
+            await msg.nak()
+        [msg] = await taker.fetch(1, timeout=DEADLINE)
+        assert hand_on.deliveries(msg) == 3
+        await hand_on.publish_copy(js, msg, [dispatch])  # the third executor was busy: handed on
+        await msg.ack()
+        [copy] = await taker.fetch(1, timeout=DEADLINE)
+        assert (copy.metadata.num_delivered, hand_on.deliveries(copy)) == (1, 3)
+        await copy.nak()  # lost once more
+        [copy] = await taker.fetch(1, timeout=DEADLINE)
+        await hand_on.publish_copy(js, copy, [dispatch])  # and handed on again
+        await copy.ack()
+        [again] = await taker.fetch(1, timeout=DEADLINE)
+        assert (again.metadata.num_delivered, hand_on.deliveries(again)) == (1, 4)
+    finally:
+        await nc.close()

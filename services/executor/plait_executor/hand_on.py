@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from plait.adapters.deadletters import without_server_headers
 from plait.core.dispatch import Dispatch
 from plait.protocol import subjects
-from plait.protocol.headers import NATS_MSG_ID, PLAIT_ATTEMPTS
+from plait.protocol.headers import NATS_MSG_ID, PLAIT_ATTEMPTS, PLAIT_LOST_DELIVERIES
 
 _HANDED_ON = "/on/"
 HAND_ON_SECONDS = 1.0
@@ -42,6 +42,13 @@ def listed(dispatches: list[Dispatch], msg: Msg) -> list[Dispatch]:
     return kept
 
 
+def deliveries(msg: Msg) -> int:
+    """The message's deliveries toward the executors' delivery limit: this one, those before it whose executor was
+    lost, and, for a handed-on copy, those of the messages it was cut from (a copy starts its own count at one)."""
+    lost_before = (msg.headers or {}).get(PLAIT_LOST_DELIVERIES, "")
+    return msg.metadata.num_delivered + (int(lost_before) if lost_before.isdigit() else 0)
+
+
 async def someone_asks(js: JetStreamContext, consumer: str) -> bool:
     """Whether a pull request waits for dispatches on ``consumer`` (asked when this replica has none waiting)."""
     info = await js.consumer_info(subjects.DISPATCH_STREAM, consumer)
@@ -56,5 +63,6 @@ async def publish_copy(js: JetStreamContext, msg: Msg, dispatches: list[Dispatch
     chunk = (msg.headers or {}).get(NATS_MSG_ID, "").split(_HANDED_ON, 1)[0]
     sequence = msg.metadata.sequence.stream
     headers[PLAIT_ATTEMPTS] = names
+    headers[PLAIT_LOST_DELIVERIES] = str(deliveries(msg) - 1)  # handing on is no lost delivery
     headers[NATS_MSG_ID] = f"{chunk}{_HANDED_ON}{sequence}/{xxhash.xxh64_hexdigest(names.encode())}"
     await js.publish(msg.subject, msg.data, headers=headers, stream=subjects.DISPATCH_STREAM)

@@ -224,7 +224,7 @@ class AttemptRunner:
                 if not dispatches:
                     await ack(msg, message_log)
                     return
-            if self.max_deliveries and msg.metadata.num_delivered >= self.max_deliveries:
+            if self.max_deliveries and hand_on.deliveries(msg) >= self.max_deliveries:
                 await self._give_up(dispatches, msg, message_log)
                 return
             message = self._messages[id(msg)] = HeldMessage(msg, len(dispatches), message_log)
@@ -319,7 +319,7 @@ class AttemptRunner:
 
     async def _give_up(self, dispatches: list[Dispatch], msg: Msg, message_log: FilteringBoundLogger) -> None:
         """Report the attempts of a dispatch on its last delivery as system failures, instead of running them."""
-        deliveries = msg.metadata.num_delivered
+        deliveries = hand_on.deliveries(msg)
         error = system_error(
             f"delivered {deliveries} times; the executor was lost each time", "DispatchDeliveriesExhausted"
         )

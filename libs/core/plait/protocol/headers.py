@@ -16,6 +16,7 @@ PLAIT_ATTEMPT = "Plait-Attempt"
 PLAIT_OUTPUT_OFFSET = "Plait-Output-Offset"
 PLAIT_OUTPUT_END = "Plait-Output-End"
 PLAIT_ATTEMPTS = "Plait-Attempts"
+PLAIT_LOST_DELIVERIES = "Plait-Lost-Deliveries"
 TRACEPARENT = "traceparent"  # W3C trace context, written and read by plait.telemetry through OpenTelemetry
 
 NATS_MSG_ID = "Nats-Msg-Id"
@@ -49,6 +50,8 @@ MEANINGS: dict[str, str] = {
     PLAIT_OUTPUT_OFFSET: "on live output: where in the attempt's output this chunk starts, in bytes",
     PLAIT_OUTPUT_END: "on live output: the attempt has ended, having written this many bytes (the chunk is empty)",
     PLAIT_ATTEMPTS: "on a dispatch chunk handed on by an executor: the ids of the attempts (comma-separated) to run",
+    PLAIT_LOST_DELIVERIES: "on a dispatch handed on: the deliveries of the messages it was cut from whose executor was "
+    "lost, counted toward the executors' delivery limit",
     CONTENT_TYPE: f"on a command: '{codec.MSGPACK}' for MessagePack; anything else or none: JSON",
     NATS_MSG_ID: "the id JetStream stores once within its duplicate window (2 minutes)",
     NATS_EXPECTED_LAST_SUBJECT_SEQUENCE: "store only if the subject's last message is still at this sequence",
