@@ -3,12 +3,15 @@ Against a real nats-server, scheduler and executor."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
 from plait import InputError, PlaitError, Timeout, TransportError, codec
 from plait.client import AsyncClient
 from plait.core.events import ExecutionLaunched
+from plait.protocol import subjects
 from plait_cli.embedded import NatsServer
 from plait_executor import ExecutorService
 from plait_scheduler import SchedulerService
@@ -85,6 +88,32 @@ async def test_a_launch_nobody_decides_raises_timeout_and_its_retry_starts_one_e
                 again = (await client.launch(workflows.add_two, {"a": 20, "b": 22}, execution_id=execution_id)).id
             assert again == execution_id
             assert await outputs_of_the_only_execution(client, execution_id) == {"result": 42}
+
+
+async def test_a_launch_whose_decision_never_reaches_the_client_is_found_launched_before_it_times_out(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decision was appended, but the message saying so was dropped on its way to this client (no reconnection
+    to tell it): one look at the log before the timeout finds the execution, instead of a Timeout for a launch that
+    started."""
+    scheduler, executor = services(nats_url)
+    async with running(scheduler.run, executor.run), await AsyncClient.connect(nats_url) as client:
+        await client.register(workflows.add_two)
+        subscribe = client.nc.subscribe
+
+        async def deaf_to_decisions(subject: str, *args: Any, **kwargs: Any) -> Any:
+            if subject.startswith(f"{subjects.EVENTS_ROOT}.") and kwargs.get("cb") is not None:
+                kwargs["cb"] = ignore
+            return await subscribe(subject, *args, **kwargs)
+
+        async def ignore(msg: Any) -> None:
+            return None
+
+        monkeypatch.setattr(client.nc, "subscribe", deaf_to_decisions)
+        with anyio.fail_after(30):
+            execution_id = (await client.launch(workflows.add_two, {"a": 1, "b": 2}, timeout=2)).id
+        monkeypatch.undo()
+        assert await outputs_of_the_only_execution(client, execution_id) == {"result": 3}
 
 
 async def test_retrying_a_launch_that_was_refused_meanwhile_raises_the_refusal(nats_url: str) -> None:

@@ -33,6 +33,7 @@ T = TypeVar("T")
 
 FIRST_PUBLISH_RETRY_SECONDS = 0.05
 LONGEST_PUBLISH_RETRY_SECONDS = 2.0
+LAST_LOOK_SECONDS = 2.0
 
 log = structlog.get_logger()
 
@@ -119,6 +120,8 @@ class LaunchDecision(ClientBase):
                     decided = await outcome.receive()
                     tg.cancel_scope.cancel()
         except TimeoutError:
+            if await self._launched_after_all(execution_id):
+                return None
             raise Timeout(
                 f"no scheduler decided on execution {execution_id} within {timeout:g} s; launching it again with "
                 f"execution_id={execution_id!r} starts it at most once",
@@ -131,6 +134,13 @@ class LaunchDecision(ClientBase):
         if isinstance(decided, PlaitError):
             raise decided
         return decided
+
+    async def _launched_after_all(self, execution_id: str) -> bool:
+        """One last look in the log before a launch is said to have timed out: its decision may have been appended
+        without reaching this client's subscription (a message dropped on the way, with no reconnection to say so)."""
+        with anyio.move_on_after(LAST_LOOK_SECONDS), contextlib.suppress(nats.errors.Error, PlaitError):
+            return await self._exists(execution_id)
+        return False
 
     async def _store_launch(
         self, command: LaunchExecution, reply_to: str, decided: Callable[[LaunchOutcome], None], fresh_id: bool
