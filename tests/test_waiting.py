@@ -1,8 +1,10 @@
 """``wait`` on a long execution: told of each decision by a subscription, it reads the log again only when a
-decision may have been missed (its first silent second, a reconnection), not every silent second."""
+decision may have been missed (after 1, 2, 4... silent seconds up to every 30, and after a reconnection), not every
+silent second."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 
 from plait import Timeout
 from plait.client import AsyncClient
+from plait.client.following import RECHECK_SECONDS, UNSEEN_DECISION_SECONDS, _Rechecks
 from plait.core.state import Execution
 from plait_scheduler import SchedulerService
 from tests import workflows
@@ -43,14 +46,26 @@ async def client(nats_url: str) -> AsyncIterator[AsyncClient]:
             yield connected
 
 
-async def test_a_silent_wait_reads_the_log_once_more_after_its_first_second_not_every_second(
+async def test_a_silent_wait_reads_the_log_after_1_2_4_silent_seconds_not_every_second(
     client: AsyncClient,
 ) -> None:
     execution = await client.launch(workflows.paused, {"seconds": 600.0})
     loads = CountedLoads(client)
     with pytest.raises(Timeout):
         await execution.wait(timeout=WAITED_SECONDS)
-    assert loads.count == 2  # its first read, and the one after its first silent second (was: one per second)
+    assert loads.count == 3  # its first read, then after 1 and 2 more silent seconds (the next is after 4)
+
+
+def test_the_silent_waits_between_reads_double_up_to_the_recheck_period() -> None:
+    rechecks, now, reads = _Rechecks(reconnects=0, last_read=0.0), 0.0, []
+    while now < 200:
+        now += UNSEEN_DECISION_SECONDS  # each silent wait for a decision
+        if rechecks.due(0, now):
+            rechecks.reading(0, now)
+            reads.append(now)
+    assert reads[:7] == [1, 2, 4, 8, 16, 32, 62]
+    assert all(b - a == RECHECK_SECONDS for a, b in itertools.pairwise(reads[6:]))
+    assert rechecks.due(1, now + 0.5), "at once after a reconnection"
 
 
 async def test_a_waiter_reads_the_log_again_once_its_connection_is_reestablished(tmp_path: Path) -> None:

@@ -40,22 +40,23 @@ RECHECK_SECONDS = 30.0
 
 @dataclass
 class _Rechecks:
-    """When a waiter to which no decision was sent reads the log again: once, after its first silent second (a
-    decision appended while it subscribed may have reached neither its subscription nor its first read, stored a
-    moment after that read); then at once after its connection was re-established (what was appended meanwhile was
-    sent to no one), and every ``RECHECK_SECONDS`` in case a decision was dropped otherwise (a slow subscriber's).
-    Not every silent second: a service following thousands of long executions would read the log thousands of
-    times a second."""
+    """When a waiter to which no decision was sent reads the log again: after its first silent second (a decision
+    appended while it subscribed may have reached neither its subscription nor its first read, stored a moment after
+    that read), then after twice as long each time up to every ``RECHECK_SECONDS``, in case a decision was dropped
+    otherwise (a slow subscriber's): a missed end is seen within about as long as the wait had lasted; and at once
+    after its connection was re-established (what was appended meanwhile was sent to no one). Not every silent
+    second: a service following thousands of long executions would read the log thousands of times a second."""
 
     reconnects: int  # the connection's reconnections as of the last read
     last_read: float
-    first_recheck_done: bool = False
+    interval: float = 0.0  # silent seconds before the next read: 0 until the first one
 
     def due(self, reconnects: int, now: float) -> bool:
-        return not self.first_recheck_done or reconnects != self.reconnects or now - self.last_read >= RECHECK_SECONDS
+        return reconnects != self.reconnects or now - self.last_read >= self.interval
 
     def reading(self, reconnects: int, now: float) -> None:
-        self.reconnects, self.last_read, self.first_recheck_done = reconnects, now, True
+        self.reconnects, self.last_read = reconnects, now
+        self.interval = min(max(self.interval * 2, UNSEEN_DECISION_SECONDS), RECHECK_SECONDS)
 
 
 class Following(ClientBase):
