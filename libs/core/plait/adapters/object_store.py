@@ -15,7 +15,8 @@ import os
 import shutil
 import tarfile
 import tempfile
-from pathlib import Path
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
 from typing import IO, Any, Protocol
 
 import anyio
@@ -260,10 +261,17 @@ class ValueStore:
             raise ValueUnstorable(f"{kind} {path} cannot be read: {exc.strerror or exc}") from exc
 
     async def _get(self, ref: ValueRef, into: IO[bytes]) -> None:
-        if not await self.objects.get(ref.object_name, into):
+        """The object's bytes into ``into``, checked against the reference's hash: anyone who may write the bucket
+        may store other bytes under its name."""
+        hashing = _Hashing(into)
+        if not await self.objects.get(ref.object_name, hashing):  # type: ignore[arg-type]
             raise ValueMissing(
                 f"{ref.kind} {ref.hash} ({ref.size:,} bytes) is not in the values bucket {VALUES_BUCKET}"
             )
+        if ref.kind in ("value", "item"):
+            hashing.digest.update(b"\x00")  # as encoding_hash
+        if hashing.digest.hexdigest() != ref.hash:
+            raise ValueMissing(f"{ref.kind} {ref.hash} is damaged in the values bucket: its bytes have another hash")
 
     async def _load_ref(self, ref: ValueRef, workdir: Path, index: int = -1) -> Any:
         if ref.kind == "item":
@@ -314,6 +322,21 @@ class ValueStore:
             return found
 
 
+class _Hashing:
+    """A binary file that hashes what is written to it on the way (xxh3-128, as values are named)."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file, self.digest = file, xxhash.xxh3_128()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.file.write(data)
+
+    def writelines(self, blocks: Iterable[bytes]) -> None:
+        for block in blocks:
+            self.write(block)
+
+
 def _local_name(name: str, what: str) -> str:
     """``name`` as one path component: a reference comes from the log, which anyone may write to."""
     if name in ("", ".", "..") or "/" in name or "\\" in name or "\x00" in name:
@@ -350,6 +373,28 @@ def _tar_directory(root: Path, archive: IO[bytes]) -> None:
 
 
 def _untar(archive: IO[bytes], target: Path) -> None:
+    """The tree of a directory's tar under ``target``: its files and folders, then its symbolic links, each pointing
+    down the tree (no absolute or '..' target). Anything else, or a name outside the tree, refuses the whole value:
+    a tar comes from the bucket, which a task may write to, and tarfile's own "data" filter could be walked past by
+    a chain of links on CPython before 3.11.13 (CVE-2025-4517)."""
     target.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=archive, mode="r") as tar:
-        tar.extractall(target, filter="data")
+        members = tar.getmembers()
+        links = [member for member in members if member.issym()]
+        for member in members:
+            _check_member(member, target.name)
+        tar.extractall(target, members=[m for m in members if not m.issym()], filter="data")
+    for link in links:
+        Path(target, link.name).symlink_to(link.linkname)
+
+
+def _check_member(member: tarfile.TarInfo, name: str) -> None:
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise ValueMissing(f"directory {name}: member {member.name!r} is outside the directory")
+    if member.issym():
+        link = PurePosixPath(member.linkname)
+        if link.is_absolute() or ".." in link.parts or not link.parts:
+            raise ValueMissing(f"directory {name}: link {member.name!r} points outside the directory")
+    elif not (member.isfile() or member.isdir()):
+        raise ValueMissing(f"directory {name}: member {member.name!r} is not a file, a folder or a link in it")
