@@ -202,6 +202,9 @@ class KubernetesBackend:
         if placement is not None:
             self.adopted += 1
             attempt_log.info("job_adopted", job=placement[0], index=placement[1])
+            refused = await self._give_adopted_map_job_credential(placement[0], dispatch, attempt_log)
+            if refused is not None:
+                return refused
         else:
             placed = await batcher.place(dispatch)
             if isinstance(placed, AttemptOutcome):
@@ -237,6 +240,19 @@ class KubernetesBackend:
         where = {attempt: index for index, attempt in enumerate(listed)}
         conflict = AttemptOutcome(error=system_error(f"Job {name} exists and runs other attempts", "JobConflict"))
         return {attempt: (name, where[attempt]) if attempt in where else conflict for attempt in attempts}
+
+    async def _give_adopted_map_job_credential(
+        self, name: str, dispatch: Dispatch, attempt_log: FilteringBoundLogger
+    ) -> AttemptOutcome | None:
+        """Give adopted map Job ``name`` its credential Secret, in case the executor that created the Job died before
+        it did. The Secret is immutable and shared by all the Job's pods, so its grant names every attempt of the
+        Job's ``plait.dev/attempts``, not only the redelivered ``dispatch``."""
+        if self._grant_key is None:
+            return None
+        job = await self._job_now(name)
+        listed = attempts_of_job(job) or [dispatch.attempt_id]
+        items = [msgspec.structs.replace(dispatch, attempt_id=attempt) for attempt in listed]
+        return await self._give_credential(job, items, attempt_log.bind(job=name), map_job=True)
 
     async def _job_now(self, name: str) -> dict[str, Any]:
         """Job ``name`` as the view has it, else as the API server has it now (empty when it cannot be read)."""
