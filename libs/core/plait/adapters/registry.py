@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import anyio
 import msgspec
 import nats.js.errors
+import structlog
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
+from nats.js.api import PubAck, RawStreamMsg
 
 from plait import codec
 from plait.adapters.direct_reads import last_message
 from plait.adapters.nats_errors import DUPLICATE_IN_PROCESS, WRONG_LAST_SEQUENCE
+from plait.adapters.scoped_reads import subject_messages
 from plait.bounded_cache import BytesBoundedCache
 from plait.core.events import LaunchPlanRegistered, Registration, TaskRegistered, WorkflowRegistered
 from plait.core.model import EntityKind, LaunchPlanSpec, TaskSpec, WorkflowSpec
 from plait.errors import NotFound, RegistrationConflict
 from plait.protocol import signing, subjects
 from plait.protocol.headers import NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MSG_ID
+
+log = structlog.get_logger()
 
 DUPLICATE_IN_PROCESS_PATIENCE_SECONDS = 5.0
 
@@ -61,8 +67,8 @@ class Registry:
         except nats.js.errors.APIError as exc:
             if exc.err_code != WRONG_LAST_SEQUENCE:
                 raise
-            existing = await self.js.get_msg(subjects.EVENTS_STREAM, subject=subject)  # the leader: it refused
-            if existing.data != data:
+            existing = await self._first(subject)
+            if existing is None or existing.data != data:
                 raise RegistrationConflict(
                     f"{kind} '{spec.name}' version {spec.version} is already registered with different content"
                 ) from exc
@@ -121,7 +127,7 @@ class Registry:
             subject = subjects.registration_subject(*key)
         except ValueError as exc:  # a name no registration can have
             raise NotFound(f"{what} is not registered: {exc}") from None
-        raw = await last_message(self.js, subject)
+        raw = await self._first(subject)
         if raw is None or raw.data is None:
             raise NotFound(f"{what} is not registered")
         try:
@@ -130,4 +136,20 @@ class Registry:
             raise NotFound(
                 f"{what} is not registered: its subject holds a record that does not decode ({exc})"
             ) from exc
+        spec = registration.spec
+        if (registration.project, registration.domain, kind_of(registration), spec.name, spec.version) != key:
+            raise NotFound(f"{what} is not registered: its subject holds the registration of another entity")
         return registration, len(raw.data)
+
+    async def _first(self, subject: str) -> RawStreamMsg | None:
+        """The registration stored first on ``subject``: the one a registry's write-once publish stored (it expects
+        the subject empty, a header the stream keeps), and not a record anyone allowed to publish there appended
+        after it. Its last message, when that is the one (one direct get); else the subject's first message."""
+        raw = await last_message(self.js, subject)
+        if raw is None or (raw.headers or {}).get(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE) == "0":
+            return raw
+        log.warning("registration_appended_to", subject=subject, sequence=raw.seq)
+        async with contextlib.aclosing(subject_messages(self.js, subjects.EVENTS_STREAM, subject)) as messages:
+            async for first in messages:
+                return first
+        return None
