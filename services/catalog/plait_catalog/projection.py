@@ -190,11 +190,13 @@ KeepAside = Callable[[StoredMessage, str], Awaitable[None]]
 
 MESSAGE_ERRORS = (
     *UNREADABLE,
+    RecursionError,
     asyncpg.DataError,
     asyncpg.IntegrityConstraintViolationError,
     asyncpg.ProgramLimitExceededError,
 )
-"""What one message may cause, unlike a lost connection: it does not decode, its events do not fit its execution's
+"""What one message may cause, unlike a lost connection: it does not decode (or is nested deeper than msgspec reads
+or writes: any client of a project may publish one on its own subjects), its events do not fit its execution's
 rows, or PostgreSQL refuses its values."""
 
 
@@ -332,6 +334,10 @@ def _decode(message: StoredMessage) -> Record | None:
         if message.subject.startswith(_CACHE) and message.subject.endswith(_CACHE_ENTRY):
             entry: CacheEntryRecord = entry_decoder.decode(message.data)
             return entry
+    except RecursionError as exc:
+        raise ProjectionError(
+            f"message {message.sequence} on {message.subject} cannot be decoded: it is nested too deeply"
+        ) from exc
     except UNREADABLE as exc:
         raise ProjectionError(f"message {message.sequence} on {message.subject} cannot be decoded: {exc}") from exc
     return None

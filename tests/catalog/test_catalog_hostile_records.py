@@ -1,0 +1,102 @@
+"""The catalog's projection against records a project's client may publish on its own subjects
+(plait.reg.<project>.<domain>.>, plait.cache.<project>.<domain>.>, deploy/nats/tenants.conf): each is kept aside
+with its reason, changes no other tenant's rows, and the projection goes on past it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+from nats.aio.client import Client as NATS
+from plait import codec, task, workflow
+from plait.core.events import TaskRegistered
+from plait.protocol import subjects
+from plait_catalog import CatalogService
+from plait_catalog.migrations import migrate
+from plait_catalog.projection import StoredMessage, apply_batch, stored_offset
+from tests.helpers.catalog_log import caught_up
+
+AT = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
+# A registration with one unknown field nested 5000 deep: msgspec raises RecursionError reading it.
+DEEP = (
+    b'{"type": "task_registered.v1", "project": "alpha", "domain": "development", "x": '
+    + b"[" * 5000
+    + b"]" * 5000
+    + b"}"
+)
+
+
+@task
+def keep(value: Any) -> Any:
+    return value
+
+
+@workflow
+def keep_any(value: Any) -> Any:
+    return keep(value=value)
+
+
+class KeptAside:
+    """A ``KeepAside`` that remembers each message kept aside, with its reason."""
+
+    def __init__(self) -> None:
+        self.kept: dict[int, str] = {}
+
+    async def __call__(self, message: StoredMessage, reason: str) -> None:
+        self.kept[message.sequence] = reason
+
+
+@pytest.fixture
+async def migrated(pg: asyncpg.Connection) -> asyncpg.Connection:
+    await migrate(pg)
+    return pg
+
+
+@pytest.fixture
+def kept() -> KeptAside:
+    return KeptAside()
+
+
+def registration(project: str, domain: str, name: str = keep.spec.name, version: str = keep.spec.version) -> str:
+    return subjects.registration_subject(project, domain, "task", name, version)
+
+
+def registered(project: str, domain: str) -> bytes:
+    return codec.encode(TaskRegistered(project, domain, keep.spec))
+
+
+async def registry(pg: asyncpg.Connection) -> list[tuple[str, str, str, str]]:
+    found = await pg.fetch("SELECT project, domain, name, version FROM registry_entities ORDER BY project, version")
+    return [(r["project"], r["domain"], r["name"], r["version"]) for r in found]
+
+
+async def test_a_deeply_nested_message_is_kept_aside_and_the_next_one_projected(
+    migrated: asyncpg.Connection, kept: KeptAside
+) -> None:
+    messages = [
+        StoredMessage(1, registration("alpha", "development", "deep", "v1"), DEEP, AT),
+        StoredMessage(2, registration("alpha", "development"), registered("alpha", "development"), AT),
+    ]
+    assert await apply_batch(migrated, messages, keep_aside=kept) == 2
+    assert list(kept.kept) == [1]
+    assert "nested too deeply" in kept.kept[1]
+    assert await registry(migrated) == [("alpha", "development", keep.spec.name, keep.spec.version)]
+
+
+async def test_a_deeply_nested_registration_does_not_stop_the_catalog(
+    nats_url: str, database_url: str, nc: NATS, pg: asyncpg.Connection
+) -> None:
+    js = nc.jetstream()
+    await js.publish(registration("alpha", "development", "deep", "v1"), DEEP, stream=subjects.EVENTS_STREAM)
+    good = await js.publish(
+        registration("alpha", "development"), registered("alpha", "development"), stream=subjects.EVENTS_STREAM
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(CatalogService(nats_url, database_url, replica="deep").run)
+        await caught_up(nc, good.seq)
+        tg.cancel_scope.cancel()
+    assert await stored_offset(pg) == good.seq
+    assert await registry(pg) == [("alpha", "development", keep.spec.name, keep.spec.version)]
