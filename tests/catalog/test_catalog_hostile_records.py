@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from nats.aio.client import Client as NATS
 from plait import codec, task, workflow
+from plait.core.cachelog import CacheCleared, CacheFilled
 from plait.core.events import TaskRegistered
 from plait.protocol import subjects
 from plait_catalog import CatalogService
@@ -100,3 +101,73 @@ async def test_a_deeply_nested_registration_does_not_stop_the_catalog(
         tg.cancel_scope.cancel()
     assert await stored_offset(pg) == good.seq
     assert await registry(pg) == [("alpha", "development", keep.spec.name, keep.spec.version)]
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        registration("alpha", "development"),
+        registration("beta", "development"),
+        registration("beta", "production", "other"),
+        registration("beta", "production", version="v0"),
+        subjects.registration_subject("beta", "production", "workflow", keep.spec.name, keep.spec.version),
+    ],
+    ids=["project", "domain", "name", "version", "kind"],
+)
+async def test_a_registration_is_kept_aside_unless_its_subject_names_what_it_registers(
+    migrated: asyncpg.Connection, kept: KeptAside, subject: str
+) -> None:
+    """A registration of beta/production's task, stored on another project's, domain's, name's, version's or
+    kind's subject, is no part of any registry: its first registration there cannot be taken ahead of it either."""
+    forged = StoredMessage(1, subject, registered("beta", "production"), AT)
+    genuine = StoredMessage(2, registration("beta", "production"), registered("beta", "production"), AT)
+    assert await apply_batch(migrated, [forged, genuine], keep_aside=kept) == 2
+    assert list(kept.kept) == [1]
+    assert (
+        f"on {subject} holds a record of task '{keep.spec.name}' version {keep.spec.version} of beta/production"
+        in (kept.kept[1])
+    )
+    [row] = await migrated.fetch("SELECT project, domain, sequence FROM registry_entities")
+    assert dict(row) == {"project": "beta", "domain": "production", "sequence": 2}
+
+
+def filled(project: str, cache_key: str = "k1") -> CacheFilled:
+    return CacheFilled(
+        project=project,
+        domain="development",
+        cache_key=cache_key,
+        task_name="t",
+        task_version="v",
+        outputs={"o": 1},
+        execution_id="e1",
+        node="n",
+        attempt_id="e1/n/1",
+        at=AT,
+    )
+
+
+@pytest.mark.parametrize("cache_key", ["k1", "k2"])
+async def test_a_cache_record_is_kept_aside_unless_its_subject_names_its_project_domain_and_key(
+    migrated: asyncpg.Connection, kept: KeptAside, cache_key: str
+) -> None:
+    """alpha's client can neither fill an entry of beta's nor clear one, nor one of another key than its subject's."""
+    beta_k1 = subjects.cache_entry_subject("beta", "development", "k1")
+    alpha_k1 = subjects.cache_entry_subject("alpha", "development", "k1")
+    messages = [
+        StoredMessage(1, beta_k1, codec.encode(filled("beta")), AT),
+        StoredMessage(2, alpha_k1, codec.encode(filled("beta", cache_key)), AT),
+        StoredMessage(
+            3,
+            alpha_k1,
+            codec.encode(
+                CacheCleared(project="beta", domain="development", cache_key=cache_key, cleared_by="x", at=AT)
+            ),
+            AT,
+        ),
+        StoredMessage(4, beta_k1, codec.encode(filled("alpha")), AT),
+    ]
+    assert await apply_batch(migrated, messages, keep_aside=kept) == 4
+    assert list(kept.kept) == [2, 3, 4]
+    assert f"on {alpha_k1} holds a record of cache key '{cache_key}' of beta/development" in kept.kept[2]
+    rows = await migrated.fetch("SELECT project, cache_key, sequence FROM cache_entries")
+    assert [dict(r) for r in rows] == [{"project": "beta", "cache_key": "k1", "sequence": 1}]

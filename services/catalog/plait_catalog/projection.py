@@ -24,8 +24,8 @@ import structlog
 from plait import codec
 from plait.adapters.cachelog import entry_decoder
 from plait.adapters.quarantine import UNREADABLE, Quarantine
-from plait.adapters.registry import registration_decoder
-from plait.core.cachelog import CacheEntryRecord
+from plait.adapters.registry import kind_of, registration_decoder
+from plait.core.cachelog import CacheCleared, CacheEntryRecord, CacheFilled
 from plait.core.events import Decision, Registration
 from plait.core.lineage import NODE_PRODUCERS
 from plait.core.model import WorkflowSpec
@@ -297,9 +297,11 @@ async def _apply_records(
             rows.apply_decision(batch, execution, record, message.sequence)
             lineage_rows.apply_decision(lineage, execution, record)
         elif isinstance(record, Registration):
-            rows.register(batch, record, message.sequence, message.stored_at)
+            rows.register(
+                batch, subjects.tenant_of_subject(message.subject), record, message.sequence, message.stored_at
+            )
         elif record is not None:
-            cache_rows.apply_record(cache, record, message.sequence)
+            cache_rows.apply_record(cache, subjects.tenant_of_subject(message.subject), record, message.sequence)
     await _write(connection, batch, lineage, cache)
 
 
@@ -323,7 +325,14 @@ def _reason(exc: BaseException) -> str:
 
 
 def _decode(message: StoredMessage) -> Record | None:
-    """The record a message holds: None for a subject the projection does not follow."""
+    """The record a message holds: None for a subject the projection does not follow. Raises ``ProjectionError``
+    for one that does not decode, or whose record belongs on another subject."""
+    record = _read(message)
+    _check_placed(message, record)
+    return record
+
+
+def _read(message: StoredMessage) -> Record | None:
     try:
         if message.subject.startswith(_DECISIONS):
             subjects.tenant_of_subject(message.subject)  # else its execution cannot be told from another's
@@ -341,6 +350,31 @@ def _decode(message: StoredMessage) -> Record | None:
     except UNREADABLE as exc:
         raise ProjectionError(f"message {message.sequence} on {message.subject} cannot be decoded: {exc}") from exc
     return None
+
+
+def _check_placed(message: StoredMessage, record: Record | None) -> None:
+    """Refuse a registration or cache record stored on another subject than the one it names: the broker lets a
+    client publish on its own project's subjects only, and what it publishes there names any project, entity or key
+    it likes."""
+    if isinstance(record, Registration):
+        spec = record.spec
+        what = f"{kind_of(record)} '{spec.name}' version {spec.version} of {record.project}/{record.domain}"
+        placed = (record.project, record.domain, kind_of(record), spec.name, spec.version)
+        expected = _subject_or_none(subjects.registration_subject, *placed)
+    elif isinstance(record, CacheFilled | CacheCleared):
+        what = f"cache key '{record.cache_key}' of {record.project}/{record.domain}"
+        expected = _subject_or_none(subjects.cache_entry_subject, record.project, record.domain, record.cache_key)
+    else:
+        return
+    if expected != message.subject or subjects.tenant_of_subject(message.subject) != (record.project, record.domain):
+        raise ProjectionError(f"message {message.sequence} on {message.subject} holds a record of {what}")
+
+
+def _subject_or_none(subject_of: Callable[..., str], *names: str) -> str | None:
+    try:
+        return subject_of(*names)
+    except ValueError:  # a name no subject can hold
+        return None
 
 
 async def _load(connection: Connection, decisions: Iterable[tuple[rows.ExecutionKey, Decision]]) -> Rows:
