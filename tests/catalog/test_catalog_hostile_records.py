@@ -9,16 +9,22 @@ from typing import Any
 
 import anyio
 import asyncpg
+import msgspec
 import pytest
 from nats.aio.client import Client as NATS
+
 from plait import codec, task, workflow
 from plait.core.cachelog import CacheCleared, CacheFilled
+from plait.core.decide import decide
 from plait.core.events import TaskRegistered
 from plait.protocol import subjects
 from plait_catalog import CatalogService
+from plait_catalog.known_workflows import KnownWorkflows
 from plait_catalog.migrations import migrate
 from plait_catalog.projection import StoredMessage, apply_batch, stored_offset
+from tests import workflows
 from tests.helpers.catalog_log import caught_up
+from tests.helpers.launching import resolved_launch, stored_decision
 
 AT = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
 # A registration with one unknown field nested 5000 deep: msgspec raises RecursionError reading it.
@@ -171,3 +177,29 @@ async def test_a_cache_record_is_kept_aside_unless_its_subject_names_its_project
     assert f"on {alpha_k1} holds a record of cache key '{cache_key}' of beta/development" in kept.kept[2]
     rows = await migrated.fetch("SELECT project, cache_key, sequence FROM cache_entries")
     assert [dict(r) for r in rows] == [{"project": "beta", "cache_key": "k1", "sequence": 1}]
+
+
+def launch(spec: Any, inputs: dict[str, Any], execution_id: str, project: str) -> StoredMessage:
+    events = decide(
+        None,
+        resolved_launch(spec, inputs, execution_id, f"launch:{execution_id}", project=project, domain="development"),
+    )
+    subject = subjects.execution_subject(project, "development", execution_id)
+    return StoredMessage(0, subject, stored_decision(execution_id, events), AT)
+
+
+async def test_two_tenants_workflows_of_one_name_and_version_keep_their_own_node_interfaces(
+    migrated: asyncpg.Connection, kept: KeptAside
+) -> None:
+    """A version is its content's hash only when the SDK computed it: one sent over the wire may be any string."""
+    alpha_spec = workflows.add_two.spec
+    beta_spec = msgspec.structs.replace(keep_any.spec, name=alpha_spec.name, version=alpha_spec.version)
+    known = KnownWorkflows()
+    alpha = launch(alpha_spec, {"a": 1, "b": 2}, "a1", "alpha")._replace(sequence=1)
+    beta = launch(beta_spec, {"value": 5}, "b1", "beta")._replace(sequence=2)
+    await apply_batch(migrated, [alpha], known, keep_aside=kept)
+    await apply_batch(migrated, [beta], known, keep_aside=kept)
+    assert kept.kept == {}
+    assert await migrated.fetchval("SELECT count(*) FROM executions WHERE project = 'beta'") == 1
+    uses = await migrated.fetch("SELECT node_id, name FROM lineage_uses WHERE project = 'beta' ORDER BY name")
+    assert [(r["node_id"], r["name"]) for r in uses] == [(keep_any.spec.nodes[0].id, "value")]

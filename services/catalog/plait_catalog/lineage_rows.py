@@ -149,7 +149,10 @@ def _execution(lineage: Lineage, execution: ExecutionKey) -> ExecutionLineage | 
     if folded is None and execution in lineage.workflows:
         workflow = lineage.workflows[execution]
         folded = lineage.executions[execution] = ExecutionLineage(
-            execution[2], workflow, lineage.known.node_interfaces(workflow), lineage.produced.get(execution)
+            execution[2],
+            workflow,
+            lineage.known.node_interfaces(execution[:2], workflow),
+            lineage.produced.get(execution),
         )
     return folded
 
