@@ -12,10 +12,12 @@ from typing import Protocol
 from plait.core.dispatch import Dispatch
 from plait.core.events import TaskError
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
+from plait.errors import InputError
 from plait.sdk import secrets
 from plait.settings import VARIABLES, Settings
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
+from plait_executor.kubernetes.nats_url import carries_credential
 from plait_executor.live_output import LiveOutput
 from plait_executor.pool import WorkerPool
 from plait_executor.worker_wear import MIB, NO_LIMITS, WorkerLimits
@@ -112,7 +114,7 @@ def backend_from_settings(settings: Settings, concurrency: int) -> BackendFactor
             queue=settings.queue,
             namespace=settings.kubernetes_namespace,
             image=settings.kubernetes_image,
-            nats_url=settings.kubernetes_nats_url or settings.required("nats_url"),
+            nats_url=_nats_url_for_pods(settings),
             context=settings.kubernetes_context,
             env=_runtime_env(settings),
             map_batch_seconds=settings.kubernetes_map_batch_seconds,
@@ -121,6 +123,21 @@ def backend_from_settings(settings: Settings, concurrency: int) -> BackendFactor
         return partial(kubernetes_backend, target)
     limits = WorkerLimits(settings.worker_max_memory_mb * MIB, settings.worker_max_attempts)
     return partial(local_backend, concurrency, (settings.task_output_head, settings.task_output_tail), limits)
+
+
+def _nats_url_for_pods(settings: Settings) -> str:
+    """``PLAIT_KUBERNETES_NATS_URL``, else the executor's own URL, unless that one holds the executor's credential
+    and the pods get no grant of their own: they would connect with it, written in every Job."""
+    if settings.kubernetes_nats_url:
+        return settings.kubernetes_nats_url
+    url = settings.required("nats_url")
+    if carries_credential(url) and not settings.nats_callout_seed_file:
+        raise InputError(
+            f"{VARIABLES['nats_url']} holds the executor's NATS credential, which the Kubernetes task pods would "
+            f"connect with (written in every Job): set {VARIABLES['kubernetes_nats_url']} to the URL the pods "
+            f"connect to, or {VARIABLES['nats_callout_seed_file']} to give each Job its own grant"
+        )
+    return url
 
 
 def _runtime_env(settings: Settings) -> dict[str, str]:

@@ -45,6 +45,7 @@ from plait_executor.kubernetes.manifests import (
     label_value,
     map_job_manifest,
 )
+from plait_executor.kubernetes.nats_url import carries_credential, without_credential
 from plait_executor.kubernetes.runtime import DISPATCH_VARIABLE, NATS_URL_VARIABLE
 from plait_executor.kubernetes.secret_mounts import with_secrets
 from plait_executor.kubernetes.task_credential import credential_secret, with_credential
@@ -166,6 +167,16 @@ class KubernetesBackend:
             else None
         )
         self._ended_items: dict[str, set[int]] = {}  # indexes of map Jobs whose pods this executor deleted
+        self._pod_nats_url = self._nats_url_for_pods()
+
+    def _nats_url_for_pods(self) -> str:
+        """The NATS URL put in each Job: without the credential it may hold when each Job gets its own grant."""
+        url = self.target.nats_url
+        if self._grant_key is None or not carries_credential(url):
+            return url
+        url = without_credential(url)
+        log.warning("nats_url_credential_removed", url=url, why="task pods connect with their Job's grant")
+        return url
 
     async def run(self, dispatch: Dispatch, *, on_start: Callable[[], None]) -> AttemptOutcome | None:
         if self._batcher is not None and is_map_item(dispatch):
@@ -323,7 +334,7 @@ class KubernetesBackend:
         env = {
             **options.env,
             **self.target.env,
-            NATS_URL_VARIABLE: self.target.nats_url,
+            NATS_URL_VARIABLE: self._pod_nats_url,
             **pod_trace_env(),
             **variables,
         }
