@@ -15,6 +15,7 @@ import pytest
 
 from plait import codec
 from plait.adapters.checkpoints import read_checkpoints
+from plait.adapters.streams import ensure_streams
 from plait.audit import Problem, verify_chain
 from plait.audit_signatures import checkpoint_of, verify_checkpoints, verify_signatures
 from plait.client import AsyncClient
@@ -304,3 +305,27 @@ def test_the_embedded_stack_signs_by_default(tmp_path: Path) -> None:
     out, err = audit.communicate(timeout=120)
     assert audit.returncode == 0, out + err
     assert "1 executions, 0 problems" in err and "signatures (also of 3 registry and cache subjects)" in err
+
+
+async def test_all_reports_the_executions_a_kept_checkpoint_counts_and_the_log_lost(
+    signed: Signed, tmp_path: Path
+) -> None:
+    """Deleting executions whole, their checkpoints too, is seen against a copy of the checkpoints kept elsewhere
+    (docs/security.md): here the events stream is removed and made again, as an administrator can."""
+    copy = tmp_path / "checkpoints.jsonl"
+    done = await plait_command_async(["audit", "checkpoints", "-o", str(copy)], signed.env)
+    assert done.returncode == 0, done.stderr
+    kept = copy.read_text().splitlines()
+    assert kept, "the copy holds the ended executions' checkpoints"
+    args = ["audit", "verify", "--all", "--no-catalog", "--trust-store", str(signed.trust_file), "--checkpoints"]
+    before = await plait_command_async([*args, str(copy)], signed.env)
+    assert before.returncode == 0, before.stdout + before.stderr
+
+    await signed.client.js.delete_stream(subjects.EVENTS_STREAM)
+    await ensure_streams(signed.client.js)
+
+    after = await plait_command_async([*args, str(copy)], signed.env)
+    assert after.returncode == 1, after.stdout + after.stderr
+    lost = {json.loads(line)["checkpoint"]["execution_id"] for line in kept}
+    for execution_id in lost:
+        assert f"{execution_id}" in after.stdout and "the log holds none: the execution was removed" in after.stdout

@@ -117,6 +117,36 @@ def verify_checkpoints(
     return problems
 
 
+def verify_lost_executions(
+    present: Iterable[str], tenant_prefix: str, checkpoints: Iterable[SignedCheckpoint], trust: signing.TrustStore
+) -> list[Problem]:
+    """One ``truncated`` problem for each execution subject under ``tenant_prefix`` that a trusted checkpoint counts
+    records of and that is not among the ``present`` subjects of the log: removed whole (with its checkpoints, when
+    only a copy kept elsewhere still has them)."""
+    kept = set(present)
+    lost: dict[str, Checkpoint] = {}
+    for signed in checkpoints:
+        point = signed.checkpoint
+        if point.subject in kept or not point.subject.startswith(tenant_prefix):
+            continue
+        headers = {signing.PLAIT_SIG: signed.signature, signing.PLAIT_KEY: signed.key_id}
+        if trust.check(checkpoint_subject(point.subject), codec.encode(point), headers) is not None:
+            continue  # not trusted: says nothing of what the log should hold
+        if point.subject not in lost or point.count > lost[point.subject].count:
+            lost[point.subject] = point
+    return [
+        Problem(
+            kind="truncated",
+            message=f"a signed checkpoint counts {point.count} records (the last at sequence {point.sequence}); "
+            "the log holds none: the execution was removed",
+            execution_id=point.execution_id,
+            sequence=point.sequence,
+            index=point.count - 1,
+        )
+        for point in lost.values()
+    ]
+
+
 class ExportedRecord(msgspec.Struct, frozen=True, kw_only=True):
     sequence: int
     subject: str

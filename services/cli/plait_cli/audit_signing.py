@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from plait.audit_signatures import (
     read_export,
     verify_checkpoints,
     verify_export,
+    verify_lost_executions,
     verify_signatures,
 )
 from plait.client import AsyncClient
@@ -81,6 +83,17 @@ async def check_records(client: AsyncClient, records: list[Record], checks: Sign
     return verify_signatures(records, checks.trust, required=checks.required) + verify_checkpoints(
         records, [*checks.checkpoints, *published], checks.trust
     )
+
+
+async def check_lost_executions(client: AsyncClient, present: list[str], checks: SignatureChecks) -> list[Problem]:
+    """The executions of the client's project and domain that trusted checkpoints (given, and those of the checkpoints
+    stream) count records of, and the log no longer holds."""
+    if checks.trust is None:
+        return []
+    subject_of = functools.partial(subjects.execution_subject, client.project, client.domain)
+    prefix = f"{subjects.EVENTS_ROOT}.{subjects.tenant(client.project, client.domain)}."
+    published = await read_checkpoints(client.js, client.project, client.domain)
+    return verify_lost_executions(map(subject_of, present), prefix, [*checks.checkpoints, *published], checks.trust)
 
 
 async def _records_under(client: AsyncClient, pattern: str) -> list[list[Record]]:

@@ -19,7 +19,7 @@ from plait.invariants import check_execution
 from plait.replay import replay, timeline
 from plait.settings import Settings
 from plait.telemetry import trace_id_of
-from plait_cli.audit_signing import SignatureChecks, check_records, check_registry_and_cache
+from plait_cli.audit_signing import SignatureChecks, check_lost_executions, check_records, check_registry_and_cache
 from plait_cli.progress import STATUS_STYLE
 from plait_cli.stack import nats_for_command
 
@@ -148,6 +148,8 @@ async def audit_verify(
                 problems += await _verify_one(client, one, catalog, ended, checks)
             others, other_problems = (0, []) if checks is None else await check_registry_and_cache(client, checks)
             problems += other_problems
+            if everything and checks is not None:
+                problems += await check_lost_executions(client, ids, checks)
     checked = "chains, invariants and catalog" if catalog else "chains and invariants"
     if checks is not None and checks.trust is not None:
         checked += f", signatures (also of {others} registry and cache subjects)"
