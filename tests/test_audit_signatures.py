@@ -216,6 +216,12 @@ async def test_an_export_verifies_offline_and_its_damage_is_located(signed: Sign
     done = plait_command(["audit", "verify-export", str(export), "--trust-store", str(tmp_path / "none")], offline)
     assert done.returncode != 0 and "cannot read" in done.stderr
 
+    document["execution_id"] = signed.ids["succeeded"]  # a signed history relabelled as another execution's
+    export.write_text(json.dumps(document))
+    done = plait_command(["audit", "verify-export", str(export)], offline)
+    assert done.returncode == 1
+    assert "wrong_execution" in done.stdout and "its records of plait.ev." in done.stdout
+
 
 async def test_the_scheduler_publishes_signed_checkpoints_that_reveal_a_cut_off_tail(
     signed: Signed, tmp_path: Path

@@ -226,6 +226,16 @@ def verify_export(export: Export, trust: signing.TrustStore, *, required: bool =
     records = records_of(export)
     if not records:
         return [Problem(kind="not_launched", message="the export holds no record", execution_id=export.execution_id)]
+    named = export.execution_id.replace(".", ":")  # as the subject's token
+    elsewhere = sorted({r.subject for r in records if r.subject.rsplit(".", 1)[-1] != named})
+    if elsewhere:
+        return [
+            Problem(
+                kind="wrong_execution",
+                message=f"the export is of execution {export.execution_id}, its records of {', '.join(elsewhere[:3])}",
+                execution_id=export.execution_id,
+            )
+        ]
     return (
         verify_chain(records)
         + verify_signatures(records, trust, required=required)
