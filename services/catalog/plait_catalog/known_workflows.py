@@ -15,9 +15,9 @@ DEFAULT_LIMIT = 64
 class KnownWorkflows:
     """Workflow specs, and the interfaces of their nodes, both by (project, domain, name, version).
 
-    A version is the hash of its spec's content (when the SDK made it), so a spec read once never changes: the batches of one long
-    execution reuse it, instead of reading and decoding it (and typing each of its nodes) again. The ``limit``
-    most recently used specs are kept.
+    A version is the hash of its spec's content (when the SDK made it), so a spec read once never changes: the
+    batches of one long execution reuse it, instead of reading and decoding it (and typing each of its nodes) again.
+    The ``limit`` most recently used specs are kept.
     """
 
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
