@@ -84,6 +84,14 @@ CONNECTION_ERRORS = (
 )
 """What asyncpg raises when the server cannot be reached, goes away, or shuts down."""
 
+RETRIED_ERRORS = (
+    *CONNECTION_ERRORS,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.ReadOnlySQLTransactionError,
+)
+"""What goes away by waiting: the server cannot be reached, or it refuses for now (too many connections, a full
+disk, or it is a standby, read-only: a failed-over primary, or one being promoted)."""
+
 FIRST_RETRY_SECONDS = 0.5
 LAST_RETRY_SECONDS = 8.0  # the back-off doubles up to this
 
@@ -91,12 +99,13 @@ T = TypeVar("T")
 
 
 async def when_reachable(attempt: Callable[[], Awaitable[T]], waiting_for: str) -> T:
-    """``attempt()``, tried again with exponential back-off for as long as PostgreSQL cannot be reached."""
+    """``attempt()``, tried again with exponential back-off for as long as PostgreSQL cannot be reached, or refuses
+    it for now (``RETRIED_ERRORS``)."""
     delay = FIRST_RETRY_SECONDS
     while True:
         try:
             return await attempt()
-        except CONNECTION_ERRORS as exc:
+        except RETRIED_ERRORS as exc:
             structlog.get_logger().warning(
                 "postgres_unavailable", waiting_for=waiting_for, retry_in=delay, error=str(exc) or type(exc).__name__
             )

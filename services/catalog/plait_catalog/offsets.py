@@ -35,7 +35,7 @@ class OffsetWatcher:
             try:
                 await self._listen()
                 reason = "connection closed"
-            except db.CONNECTION_ERRORS as exc:
+            except db.RETRIED_ERRORS as exc:
                 reason = str(exc) or type(exc).__name__
             log.warning("offset_listener_disconnected", reason=reason)
             await anyio.sleep(RECONNECT_SECONDS)

@@ -28,9 +28,10 @@ from plait_catalog.rebuild import Progress, Rebuild, RebuildRefused
 from plait_catalog.tracing import record_projected
 
 RETRY_SECONDS = 1.0
-_RETRIED = (*db.CONNECTION_ERRORS, asyncpg.InternalClientError, nats.errors.Error)
-"""PostgreSQL or NATS went away, or the connection was left mid-operation by the outage (asyncpg: "another operation
-is in progress", seen once when PostgreSQL stopped): drop the connection, wait, then lead again."""
+_RETRIED = (*db.RETRIED_ERRORS, asyncpg.InternalClientError, nats.errors.Error)
+"""PostgreSQL or NATS went away, PostgreSQL refuses for now (``db.RETRIED_ERRORS``), or the connection was left
+mid-operation by the outage (asyncpg: "another operation is in progress", seen once when PostgreSQL stopped): drop
+the connection, wait, then lead again."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _V1_ACK_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
 
