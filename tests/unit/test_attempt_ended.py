@@ -153,7 +153,7 @@ def attempt_facts(wf: Workflow[..., Any], inputs: dict[str, Any], answers: list[
 
 
 def bad_outputs(of: Task[..., Any], problem: str) -> TaskError:
-    return TaskError(kind="user", message=f"task '{of.name}' returned bad outputs: {problem}")
+    return TaskError(kind="user", message=f"task '{of.name}' returned bad outputs: {problem}", error_type="BadOutputs")
 
 
 DEADLINE_ERROR = TaskError(

@@ -468,7 +468,7 @@ def test_outputs_that_do_not_match_the_interface_fail_the_attempt_as_the_tasks_o
     failed, node_failed, execution_failed = run.send(result("increment", outputs=outputs))
 
     assert isinstance(failed, AttemptFailed)
-    assert (failed.error.kind, failed.budget) == ("user", "retries")
+    assert (failed.error.kind, failed.error.error_type, failed.budget) == ("user", "BadOutputs", "retries")
     assert failed.error.message.startswith("task 'tests.definitions.increment' returned bad outputs: ")
     assert problem in failed.error.message
     assert node_failed == NodeFailed(node="increment", error=failed.error)

@@ -671,7 +671,9 @@ def _attempt_ended(
         problem = _invalid_outputs(task.interface, outputs)
         if problem is None:
             return _attempt_succeeded(state, node, attempt, worker, outputs)
-        error = TaskError(kind="user", message=f"task '{node.task}' returned bad outputs: {problem}")
+        error = TaskError(
+            kind="user", message=f"task '{node.task}' returned bad outputs: {problem}", error_type="BadOutputs"
+        )
     budget: RetryBudget = "retries" if error.kind == "user" else "system_retries"
     allowed = task.retries if budget == "retries" else task.system_retries
     used = (attempt.user_failures if budget == "retries" else attempt.system_failures) + 1
