@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Protocol
 
 import pytest
+from nats.js import JetStreamContext
 
+from plait.adapters.connection import connect
+from plait.adapters.streams import ensure_streams
 from plait_cli.embedded import NatsServer, PostgresServer, create_database
 
 
@@ -94,3 +97,14 @@ def nats_url(request: pytest.FixtureRequest) -> str:
         return url
     server: NatsServer = request.getfixturevalue("nats_server")
     return server.url
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    """JetStream on the test's nats-server, with plait's streams made."""
+    nc = await connect(nats_url, "test")
+    try:
+        await ensure_streams(nc.jetstream())
+        yield nc.jetstream()
+    finally:
+        await nc.close()

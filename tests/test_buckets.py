@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats.js.errors
@@ -19,15 +18,6 @@ from plait.adapters.streams import ensure_streams
 from plait.protocol import subjects
 
 BUCKETS = (subjects.VALUES_BUCKET, subjects.LOGS_BUCKET, subjects.CODE_BUCKET)
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    nc = await connect(nats_url, "test-buckets")
-    js = nc.jetstream()
-    await ensure_streams(js)
-    yield js
-    await nc.close()
 
 
 async def test_an_earlier_releases_buckets_are_made_to_refuse_rollups_and_keep_their_objects(nats_url: str) -> None:

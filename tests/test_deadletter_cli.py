@@ -6,14 +6,11 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 
 import anyio
-import pytest
 from nats.js import JetStreamContext
 
 from plait.adapters.commands import publish_command
-from plait.adapters.connection import connect
 from plait.adapters.streams import (
     DEAD_LETTER_MAX_AGE_SECONDS,
     DEAD_LETTER_MAX_BYTES,
@@ -49,17 +46,6 @@ async def _dead_letters(js: JetStreamContext, count: int) -> None:
                 await subscription.next_msg(timeout=DEADLINE)
     finally:
         await subscription.unsubscribe()
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    """JetStream on the test's NATS server, with plait's streams."""
-    nc = await connect(nats_url, "test-deadletter")
-    try:
-        await ensure_streams(nc.jetstream())
-        yield nc.jetstream()
-    finally:
-        await nc.close()
 
 
 async def test_a_dead_letter_is_counted_shown_and_redriven_once_its_cause_is_gone(

@@ -6,7 +6,6 @@ another entity than its subject."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import msgspec
 import nats
@@ -14,23 +13,11 @@ import pytest
 
 from plait import codec
 from plait.adapters.registry import Registry
-from plait.adapters.streams import ensure_streams
 from plait.core.events import TaskRegistered
 from plait.core.model import TaskTarget
 from plait.errors import NotFound
 from plait.protocol import subjects
 from tests import workflows
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[nats.js.JetStreamContext]:
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js)
-        yield js
-    finally:
-        await nc.close()
 
 
 def tenant() -> tuple[str, str]:

@@ -8,7 +8,6 @@ import io
 import os
 import tarfile
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -19,20 +18,8 @@ import xxhash
 from plait import Directory, File
 from plait.adapters.buckets import put_object
 from plait.adapters.object_store import ValueMissing, ValueStore
-from plait.adapters.streams import ensure_streams
 from plait.core.values import ValueRef
 from plait.protocol.subjects import VALUES_BUCKET
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[nats.js.JetStreamContext]:
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js)
-        yield js
-    finally:
-        await nc.close()
 
 
 def escaping_tar(dest: Path, ups: int, name: str, payload: bytes) -> bytes:
