@@ -219,8 +219,8 @@ def _launch(
     live: tuple[LiveExecutor, ...] = (),
 ) -> list[Event]:
     owner = f"workflow '{workflow.name}'"
-    for node in workflow.nodes:  # a spec registered by any client, not only by the SDK, which checks them first
-        if (problem := node_id_problem(node.id)) is not None:
+    for declared in workflow.nodes:  # a spec registered by any client, not only by the SDK, which checks them first
+        if (problem := node_id_problem(declared.id)) is not None:
             raise Rejected(f"{owner}: {problem}")
     chosen_cluster, chosen_selector = command.cluster or msgspec.UNSET, command.cluster_selector or msgspec.UNSET
     if (problem := placement_problem(chosen_cluster, chosen_selector, "launch")) is not None:
