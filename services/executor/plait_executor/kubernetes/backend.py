@@ -184,6 +184,11 @@ class KubernetesBackend:
         name = job_name(dispatch.attempt_id)
         attempt_log = log.bind(attempt=dispatch.attempt_id, job=name)
         on_start()
+        with self.view.following(name):
+            return await self._run_job(name, dispatch, attempt_log)
+
+    async def _run_job(self, name: str, dispatch: Dispatch, attempt_log: FilteringBoundLogger) -> AttemptOutcome | None:
+        """Create (or adopt) Job ``name`` of the one-attempt ``dispatch``, give it its credential, and follow it."""
         job: dict[str, Any] | None = None
         if name in self.view.jobs:
             self.adopted += 1
@@ -210,12 +215,10 @@ class KubernetesBackend:
         attempt_log = log.bind(attempt=dispatch.attempt_id)
         on_start()
         placement = self.view.items.get(dispatch.attempt_id) or self._placed.get(dispatch.attempt_id)
+        adopted = placement is not None
         if placement is not None:
             self.adopted += 1
             attempt_log.info("job_adopted", job=placement[0], index=placement[1])
-            refused = await self._give_adopted_map_job_credential(placement[0], dispatch, attempt_log)
-            if refused is not None:
-                return refused
         else:
             placed = await batcher.place(dispatch)
             if isinstance(placed, AttemptOutcome):
@@ -223,7 +226,9 @@ class KubernetesBackend:
             placement = placed
         name, index = placement
         self._placed[dispatch.attempt_id] = placement
-        outcome = await self._follow(name, attempt_log.bind(job=name, index=index), index)
+        with self.view.following(name):
+            refused = await self._give_adopted_map_job_credential(name, dispatch, attempt_log) if adopted else None
+            outcome = refused or await self._follow(name, attempt_log.bind(job=name, index=index), index)
         self._placed.pop(dispatch.attempt_id, None)
         return outcome
 
@@ -238,6 +243,14 @@ class KubernetesBackend:
         name = manifest["metadata"]["name"]
         first = dispatches[0]
         batch_log = log.bind(execution=first.execution_id, node=first.node, job=name, items=len(attempts))
+        with self.view.following(name):
+            return await self._start_map_job(manifest, dispatches, batch_log)
+
+    async def _start_map_job(
+        self, manifest: dict[str, Any], dispatches: Sequence[Dispatch], batch_log: FilteringBoundLogger
+    ) -> dict[str, Placed]:
+        name = manifest["metadata"]["name"]
+        attempts = [dispatch.attempt_id for dispatch in dispatches]
         created = await self._create(manifest, batch_log)
         if isinstance(created, AttemptOutcome):
             return dict.fromkeys(attempts, created)
@@ -394,7 +407,7 @@ class KubernetesBackend:
         while True:
             changed = self.view.changed
             job = self.view.jobs.get(name)
-            if job is None and name in self.view.deleted:
+            if job is None and self.view.was_deleted(name):
                 return await self._lost(Lost("JobDeleted", f"Job {name} was deleted before it ended"), attempt_log)
             if job is not None:
                 state = job_state(job) if index is None else item_state(job, index)
@@ -454,7 +467,7 @@ class KubernetesBackend:
     async def _end_item(self, name: str, index: int, item_log: FilteringBoundLogger, why: str) -> None:
         """End the map item at ``index`` of Job ``name``: delete its pod (with ``backoffLimitPerIndex`` 0, that fails
         its index alone), or the whole Job once none of its items is left running."""
-        ended = self._ended_items.setdefault(name, set())
+        ended = self._ended_indexes(name)
         ended.add(index)
         job = self.view.jobs.get(name) or await self._job_now(name)
         if not job:
@@ -476,6 +489,13 @@ class KubernetesBackend:
                     item_log.warning("pod_delete_failed", pod=pod_name, status=exc.status, reason=exc.reason)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 item_log.warning("pod_delete_failed", pod=pod_name, error=repr(exc))
+
+    def _ended_indexes(self, name: str) -> set[int]:
+        """The indexes of map Job ``name`` this executor ended; those of the Jobs gone since are forgotten (they end
+        by themselves, and their TTL deletes them), so what is kept is bounded by the Jobs that exist."""
+        for gone in [job for job in self._ended_items if job != name and job not in self.view.jobs]:
+            del self._ended_items[gone]
+        return self._ended_items.setdefault(name, set())
 
     async def _delete(self, name: str, attempt_log: FilteringBoundLogger, why: str) -> None:
         try:

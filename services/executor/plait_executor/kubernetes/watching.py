@@ -8,7 +8,8 @@ and Jobs missing from it are known as deleted.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,7 @@ log: FilteringBoundLogger = structlog.get_logger("plait.executor.kubernetes")
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+RECENT_DELETIONS = 64  # of Jobs no attempt follows yet: enough for a map Job deleted before its items follow it
 WATCH_SECONDS = 240  # the server ends each watch after this long; it is resumed at once
 FIRST_RETRY_SECONDS = 0.1
 LONGEST_RETRY_SECONDS = 5.0
@@ -36,8 +38,10 @@ Lister = Callable[..., Awaitable[Any]]
 class ClusterView:
     """The Jobs and pods of one namespace that match ``label_selector``, as last seen, by name.
 
-    ``changed`` is set (and replaced) on every change; ``deleted`` names the Jobs seen deleted; ``items`` gives the
-    map Job and the index of each item attempt a map Job runs (from its ``plait.dev/attempts`` annotation).
+    ``changed`` is set (and replaced) on every change; ``was_deleted(name)`` says whether Job ``name`` was seen
+    deleted while an attempt was ``following`` it, or among the last ``RECENT_DELETIONS`` (a map Job is created
+    before the attempts it places follow it); ``items`` gives the map Job and the index of each item attempt a map
+    Job runs (from its ``plait.dev/attempts`` annotation). What it keeps is bounded by what runs, not by history.
     """
 
     def __init__(self, client: ApiClient, namespace: str, label_selector: str) -> None:
@@ -45,7 +49,9 @@ class ClusterView:
         self.label_selector = label_selector
         self.jobs: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, dict[str, Any]] = {}
-        self.deleted: set[str] = set()
+        self.deleted: set[str] = set()  # of the Jobs followed
+        self.recently_deleted: dict[str, None] = {}  # the last RECENT_DELETIONS, oldest first
+        self._followers: dict[str, int] = {}  # how many attempts follow each Job
         self.items: dict[str, tuple[str, int]] = {}
         self._items_of: dict[str, list[str]] = {}  # the attempts of each map Job known
         self.changed = anyio.Event()
@@ -61,6 +67,21 @@ class ClusterView:
             await jobs_listed.wait()
             await pods_listed.wait()
             task_status.started()
+
+    @contextmanager
+    def following(self, job: str) -> Iterator[None]:
+        """While in it, a deletion of Job ``job`` is kept (``was_deleted``)."""
+        self._followers[job] = self._followers.get(job, 0) + 1
+        try:
+            yield
+        finally:
+            self._followers[job] -= 1
+            if not self._followers[job]:
+                del self._followers[job]
+                self.deleted.discard(job)
+
+    def was_deleted(self, job: str) -> bool:
+        return job in self.deleted or job in self.recently_deleted
 
     def pods_of(self, job: str, index: int | None = None) -> list[dict[str, Any]]:
         """The pods of Job ``job`` (of its completion ``index`` when given) still known, oldest first."""
@@ -112,9 +133,8 @@ class ClusterView:
         body = json.loads(await response.read())
         listed = {item["metadata"]["name"]: item for item in body.get("items", [])}
         if resource == "jobs":
-            self.deleted.update(objects.keys() - listed.keys())
             for name in objects.keys() - listed.keys():
-                self._forget_items(name)
+                self._record_deletion(name)
             for name, job in listed.items():
                 self._know_items(name, job)
         objects.clear()
@@ -128,16 +148,25 @@ class ClusterView:
         if kind == "DELETED":
             objects.pop(name, None)
             if resource == "jobs":
-                self.deleted.add(name)
-                self._forget_items(name)
+                self._record_deletion(name)
         elif kind in ("ADDED", "MODIFIED"):
             objects[name] = obj
             if resource == "jobs":
                 self.deleted.discard(name)
+                self.recently_deleted.pop(name, None)
                 self._know_items(name, obj)
         else:
             return
         self._signal()
+
+    def _record_deletion(self, name: str) -> None:
+        self._forget_items(name)
+        if name in self._followers:
+            self.deleted.add(name)
+        self.recently_deleted.pop(name, None)
+        self.recently_deleted[name] = None
+        if len(self.recently_deleted) > RECENT_DELETIONS:
+            del self.recently_deleted[next(iter(self.recently_deleted))]
 
     def _know_items(self, name: str, job: dict[str, Any]) -> None:
         if name in self._items_of:
