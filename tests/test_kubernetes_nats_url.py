@@ -12,13 +12,13 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
+from plait.adapters.nats_auth import carries_credential, without_credential
 from plait.errors import InputError
 from plait.protocol import nats_jwt
 from plait.settings import Settings
 from plait_executor.backend import backend_from_settings
 from plait_executor.kubernetes.backend import KubernetesTarget, kubernetes_backend
 from plait_executor.kubernetes.manifests import job_name
-from plait_executor.kubernetes.nats_url import carries_credential, without_credential
 from tests import kubernetes_workflows
 from tests.helpers.dispatches import first_attempt
 from tests.helpers.kube_api import KubernetesApiStandIn

@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from typing import Protocol
 
+from plait.adapters.nats_auth import carries_credential
 from plait.core.dispatch import Dispatch
 from plait.core.events import TaskError
 from plait.core.values import DEFAULT_INLINE_VALUE_LIMIT
@@ -17,7 +18,6 @@ from plait.sdk import secrets
 from plait.settings import VARIABLES, Settings
 from plait_executor.attempt import AttemptOutcome
 from plait_executor.capture import DEFAULT_OUTPUT_LIMITS, OutputLimits
-from plait_executor.kubernetes.nats_url import carries_credential
 from plait_executor.live_output import LiveOutput
 from plait_executor.pool import WorkerPool
 from plait_executor.worker_wear import MIB, NO_LIMITS, WorkerLimits

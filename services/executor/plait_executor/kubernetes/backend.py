@@ -22,6 +22,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from structlog.typing import FilteringBoundLogger
 
 from plait import codec
+from plait.adapters.nats_auth import carries_credential, without_credential
 from plait.core.dispatch import Dispatch
 from plait.core.kubernetes_options import KubernetesOptions
 from plait.protocol.nats_jwt import read_account_key
@@ -45,7 +46,6 @@ from plait_executor.kubernetes.manifests import (
     label_value,
     map_job_manifest,
 )
-from plait_executor.kubernetes.nats_url import carries_credential, without_credential
 from plait_executor.kubernetes.runtime import DISPATCH_VARIABLE, NATS_URL_VARIABLE
 from plait_executor.kubernetes.secret_mounts import with_secrets
 from plait_executor.kubernetes.task_credential import credential_secret, with_credential
