@@ -308,7 +308,7 @@ class KubernetesBackend:
         return f"its Kubernetes Job {name} was deleted"
 
     def manifest(self, dispatch: Dispatch) -> dict[str, Any]:
-        options = self._options(dispatch, {DISPATCH_VARIABLE: codec.encode(dispatch).decode()})
+        options = self._options(dispatch, _environment(DISPATCH_VARIABLE, codec.encode(dispatch).decode()))
         identity = self._identity(dispatch, dispatch.attempt_id)
         job = with_secrets(job_manifest(identity, options, dispatch.task.timeout_seconds), dispatch.task.secrets or ())
         return job if self._grant_key is None else with_credential(job)
@@ -316,7 +316,7 @@ class KubernetesBackend:
     def map_manifest(self, dispatches: Sequence[Dispatch]) -> dict[str, Any]:
         """The Indexed Job of a batch of item attempts of one map node."""
         batch = batch_of(dispatches)
-        options = self._options(batch.first, {BATCH_VARIABLE: encode_batch(batch)})
+        options = self._options(batch.first, _environment(BATCH_VARIABLE, encode_batch(batch)))
         identity = self._identity(batch.first, batch_name_key(batch.attempts))
         job = map_job_manifest(identity, options, batch.attempts, batch.first.task.timeout_seconds)
         job = with_secrets(job, batch.first.task.secrets or ())
@@ -508,3 +508,20 @@ class KubernetesBackend:
                 attempt_log.warning("job_delete_failed", status=exc.status, reason=exc.reason)
         except (aiohttp.ClientError, TimeoutError) as exc:
             attempt_log.warning("job_delete_failed", error=repr(exc))
+
+
+ENVIRONMENT_STRING_MOST = 128 * 1024
+"""The most bytes of one ``NAME=value`` string of a process's environment (Linux's MAX_ARG_STRLEN, with its NUL):
+a container given a longer one cannot be started."""
+
+
+def _environment(name: str, value: str) -> dict[str, str]:
+    """``{name: value}`` for a Job's container; ``ValueError`` when the container could not start with it."""
+    size = len(name) + 1 + len(value.encode()) + 1
+    if size > ENVIRONMENT_STRING_MOST:
+        raise ValueError(
+            f"the attempt's dispatch takes {size:,} bytes of the container's environment ({name}), over the "
+            f"{ENVIRONMENT_STRING_MOST:,} a variable may hold: pass its large inputs as a File, or lower "
+            "PLAIT_INLINE_VALUE_LIMIT so that they travel through the values bucket"
+        )
+    return {name: value}
