@@ -41,7 +41,35 @@ async def init_connection(connection: Connection) -> None:
     )
 
 
-async def connect(database_url: str, application_name: str) -> asyncpg.Connection:
+LEADER_KEEPALIVE_IDLE_SECONDS = 10
+LEADER_KEEPALIVE_INTERVAL_SECONDS = 5
+LEADER_KEEPALIVE_COUNT = 3
+LEADER_SILENCE_SECONDS = 15
+"""How long the projecting leader's session may stay silent (no statement, in a transaction or not) before PostgreSQL
+ends it; the leader pings more often than that (``LEADER_PING_SECONDS``)."""
+LEADER_PING_SECONDS = 5.0
+LEADER_COMMAND_SECONDS = 30.0
+"""The longest the leader waits for one statement's (or one batch's) answer before it gives its session up."""
+
+
+def leader_settings() -> dict[str, str]:
+    """Session settings that end the projecting leader's session, and with it the projection lock, soon after its
+    host goes silent (a partition, a lost node: no FIN, no RST), instead of when the OS gives up (2 hours and more).
+    The server's TCP keepalives find a host that is gone; the silence timeouts find one behind a proxy that
+    answers them (pgbouncer, a cloud SQL proxy), or a leader that hangs."""
+    silence = f"{LEADER_SILENCE_SECONDS}s"
+    return {
+        "tcp_keepalives_idle": str(LEADER_KEEPALIVE_IDLE_SECONDS),
+        "tcp_keepalives_interval": str(LEADER_KEEPALIVE_INTERVAL_SECONDS),
+        "tcp_keepalives_count": str(LEADER_KEEPALIVE_COUNT),
+        "idle_session_timeout": silence,
+        "idle_in_transaction_session_timeout": silence,
+    }
+
+
+async def connect(
+    database_url: str, application_name: str, settings: dict[str, str] | None = None
+) -> asyncpg.Connection:
     """One dedicated connection, named so that operators can tell replicas apart in ``pg_stat_activity``.
 
     Connecting is shielded from cancellation (for at most ``CONNECT_TIMEOUT`` seconds): asyncpg
@@ -50,7 +78,9 @@ async def connect(database_url: str, application_name: str) -> asyncpg.Connectio
     """
     with anyio.CancelScope(shield=True):
         connection = await asyncpg.connect(
-            database_url, timeout=CONNECT_TIMEOUT, server_settings=_server_settings(application_name)
+            database_url,
+            timeout=CONNECT_TIMEOUT,
+            server_settings={**_server_settings(application_name), **(settings or {})},
         )
         await init_connection(connection)
     return connection

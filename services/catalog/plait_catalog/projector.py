@@ -132,7 +132,7 @@ class Projector:
             await anyio.sleep(RETRY_SECONDS)
 
     async def _lead(self, js: JetStreamContext) -> None:
-        connection = await db.connect(self._database_url, f"plait-catalog-{self._replica}")
+        connection = await db.connect(self._database_url, f"plait-catalog-{self._replica}", db.leader_settings())
         stop_listening = on_reconnection(route_of(js).nc, self._follow_again)
         try:
             await connection.execute("SELECT pg_advisory_lock($1)", db.PROJECTION_LOCK)
@@ -216,7 +216,8 @@ class Projector:
             batch: list[StoredMessage] = []
             traceparents: list[str] = []
             started = time.time_ns()
-            async for message in subscription.messages:
+            while True:
+                message = await _next_message(subscription, connection)
                 if not batch:
                     started = time.time_ns()
                 batch.append(stored_message(message))
@@ -224,7 +225,7 @@ class Projector:
                 last = batch[-1].sequence
                 caught_up = message.metadata.num_pending == 0 and subscription.pending_msgs == 0
                 if len(batch) >= self._batch_size or caught_up or last == until:
-                    with anyio.CancelScope(shield=True):
+                    with anyio.CancelScope(shield=True), anyio.fail_after(db.LEADER_COMMAND_SECONDS):
                         offset = await apply_batch(connection, batch, self._known, self._keep_aside)
                     self._log.info("batch_projected", first=batch[0].sequence, last=offset, messages=len(batch))
                     if until is None:  # following, not rebuilding: a rebuild is no part of the executions' traces
@@ -244,6 +245,16 @@ class Projector:
             with anyio.CancelScope(shield=True):
                 await subscription.unsubscribe()
         return offset
+
+
+async def _next_message(subscription: JetStreamContext.PushSubscription, connection: db.Connection) -> Msg:
+    """The next message of ``subscription``; meanwhile the leader's session is pinged, or PostgreSQL ends it as
+    silent (``db.leader_settings``)."""
+    while True:
+        try:
+            return await subscription.next_msg(timeout=db.LEADER_PING_SECONDS)
+        except nats.errors.TimeoutError:
+            await connection.execute("SELECT 1", timeout=db.LEADER_COMMAND_SECONDS)
 
 
 def stored_message(message: Msg) -> StoredMessage:
