@@ -242,14 +242,19 @@ async def apply_batch(
     return offset
 
 
-async def apply_again(connection: Connection, messages: Sequence[StoredMessage], retried: set[int]) -> None:
-    """Apply ``messages`` once more, in order, without moving the offset (a quarantined message's subject, from
-    its start up to the offset: applying a subject's history again gives its rows as projecting it in order
-    would). A message that does not decode is skipped, as it was when projected, unless it is one of the
-    ``retried`` sequences: then, as when another cannot be applied, it raises ``ProjectionError`` or one of
-    ``MESSAGE_ERRORS`` and nothing changes."""
+async def apply_again(
+    connection: Connection, read: Callable[[], Awaitable[Sequence[StoredMessage]]], retried: set[int]
+) -> None:
+    """Apply a quarantined message's subject once more, in order, from its start up to the offset, without moving
+    the offset: applying a subject's history again gives its rows as projecting it in order would. The subject is
+    ``read`` once the offset is locked, so the leader cannot project a later record of it in between (the replay
+    would apply a prefix of its history over rows that hold its end: a cleared cache entry back). A message that
+    does not decode is skipped, as it was when projected, unless it is one of the ``retried`` sequences: then, as
+    when another cannot be applied, it raises ``ProjectionError`` or one of ``MESSAGE_ERRORS`` and nothing
+    changes."""
     async with connection.transaction():
         offset: int = await connection.fetchval(_READ_OFFSET + " FOR UPDATE", PROJECTION) or 0
+        messages = await read()
         records: list[tuple[StoredMessage, Record | None]] = []
         for message in sorted((m for m in messages if m.sequence <= offset), key=lambda m: m.sequence):
             try:

@@ -16,7 +16,7 @@ from plait.adapters.quarantine import Retry
 from plait.adapters.stream_reads import read_messages
 from plait.protocol import subjects
 from plait.protocol.quarantine import QuarantineEntry
-from plait_catalog.projection import MESSAGE_ERRORS, ProjectionError, apply_again
+from plait_catalog.projection import MESSAGE_ERRORS, ProjectionError, StoredMessage, apply_again
 from plait_catalog.projector import stored_message
 
 
@@ -29,10 +29,13 @@ def retrying(js: JetStreamContext, pool: asyncpg.Pool) -> Retry:
             by_subject[entry.subject].append(entry)
         unreadable: dict[int, str] = {}
         for subject, kept in by_subject.items():
-            messages = [stored_message(m) for m in await read_messages(js, subjects.EVENTS_STREAM, subject)]
+
+            async def read(subject: str = subject) -> list[StoredMessage]:
+                return [stored_message(m) for m in await read_messages(js, subjects.EVENTS_STREAM, subject)]
+
             try:
                 async with pool.acquire() as connection:
-                    await apply_again(connection, messages, {entry.sequence for entry in kept})
+                    await apply_again(connection, read, {entry.sequence for entry in kept})
             except (ProjectionError, *MESSAGE_ERRORS) as exc:
                 unreadable.update((entry.sequence, f"{type(exc).__name__}: {exc}") for entry in kept)
         return unreadable
