@@ -130,3 +130,20 @@ async def test_a_directory_with_a_link_out_of_its_tree_is_refused(
     await put_object(js, VALUES_BUCKET, ref.object_name, data)
     with pytest.raises(ValueMissing, match="link 'out' points outside the directory"):
         await ValueStore.on_jetstream(js).load(msgspec.to_builtins(ref), tmp_path)
+
+
+async def test_a_directory_unpacked_over_what_a_cut_short_download_left_holds_only_its_tree(
+    js: nats.js.JetStreamContext, tmp_path: Path
+) -> None:
+    tree = tmp_path / "up" / "tree"
+    tree.mkdir(parents=True)
+    (tree / "rows.csv").write_text("a\n1\n")
+    values = ValueStore.on_jetstream(js)
+    stored = await values.store(msgspec.to_builtins(Directory(str(tree))))
+    ref = msgspec.convert(stored, ValueRef)
+    left = tmp_path / "down" / ref.hash / "tree.partial"
+    left.mkdir(parents=True)
+    (left / "stale.txt").write_text("from a download cut short")
+    (left / "elsewhere").symlink_to(tmp_path)
+    loaded = Path((await values.load(stored, tmp_path / "down"))["path"])
+    assert sorted(os.listdir(loaded)) == ["rows.csv"]

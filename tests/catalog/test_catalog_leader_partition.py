@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import asyncpg
+import pytest
 from anyio.abc import SocketAttribute, SocketStream
 from nats.aio.client import Client as NATS
 
@@ -120,3 +121,23 @@ async def test_a_silently_partitioned_leader_is_replaced(
             tg.cancel_scope.cancel()
     assert [h["application_name"] for h in holders] == ["plait-catalog-standby"]
     assert await pg.fetchval("SELECT count(*) FROM registry_entities") == 2
+
+
+async def test_a_silent_leader_gives_its_session_up_and_goes_on_as_a_standby(
+    nats_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its ping unanswered for ``LEADER_COMMAND_SECONDS``, the partitioned leader drops its session (closing it times
+    out too) and waits to lead again: the catalog service goes on, it does not stop on the timeout."""
+    monkeypatch.setattr(db, "LEADER_COMMAND_SECONDS", 1.0)
+    async with silent_proxy(database_url) as (proxy, proxied_url):
+        leader = CatalogService(nats_url, proxied_url, replica="partitioned")
+        async with anyio.create_task_group() as tg:
+            await tg.start(leader.run)
+            with anyio.fail_after(DEADLINE):
+                await leader.wait_leading()
+            proxy.silent.set()
+            with anyio.fail_after(db.LEADER_PING_SECONDS + 5 * db.LEADER_COMMAND_SECONDS + 10):
+                while leader.is_leader:  # noqa: ASYNC110  no event says a leader let go
+                    await anyio.sleep(0.05)
+            proxy.released.set()
+            tg.cancel_scope.cancel()

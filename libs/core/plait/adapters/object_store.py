@@ -377,7 +377,8 @@ def _untar(archive: IO[bytes], target: Path) -> None:
     down the tree (no absolute or '..' target). Anything else, or a name outside the tree, refuses the whole value:
     a tar comes from the bucket, which a task may write to, and tarfile's own "data" filter could be walked past by
     a chain of links on CPython before 3.11.13 (CVE-2025-4517)."""
-    target.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)  # what an unpacking cut short left: never written into again
+    target.mkdir(parents=True)
     with tarfile.open(fileobj=archive, mode="r") as tar:
         members = tar.getmembers()
         links = [member for member in members if member.issym()]
