@@ -25,6 +25,7 @@ from plait import codec
 from plait.adapters.cachelog import entry_decoder
 from plait.adapters.quarantine import UNREADABLE, Quarantine
 from plait.adapters.registry import kind_of, registration_decoder
+from plait.adapters.registry import subject_of as registration_subject
 from plait.core.cachelog import CacheCleared, CacheEntryRecord, CacheFilled
 from plait.core.events import Decision, Registration
 from plait.core.lineage import NODE_PRODUCERS
@@ -364,8 +365,7 @@ def _check_placed(message: StoredMessage, record: Record | None) -> None:
     if isinstance(record, Registration):
         spec = record.spec
         what = f"{kind_of(record)} '{spec.name}' version {spec.version} of {record.project}/{record.domain}"
-        placed = (record.project, record.domain, kind_of(record), spec.name, spec.version)
-        expected = _subject_or_none(subjects.registration_subject, *placed)
+        expected = _subject_or_none(registration_subject, record)
     elif isinstance(record, CacheFilled | CacheCleared):
         what = f"cache key '{record.cache_key}' of {record.project}/{record.domain}"
         expected = _subject_or_none(subjects.cache_entry_subject, record.project, record.domain, record.cache_key)
@@ -375,7 +375,7 @@ def _check_placed(message: StoredMessage, record: Record | None) -> None:
         raise ProjectionError(f"message {message.sequence} on {message.subject} holds a record of {what}")
 
 
-def _subject_or_none(subject_of: Callable[..., str], *names: str) -> str | None:
+def _subject_or_none(subject_of: Callable[..., str], *names: Any) -> str | None:
     try:
         return subject_of(*names)
     except ValueError:  # a name no subject can hold

@@ -56,11 +56,8 @@ class Registry:
 
         Raises ``RegistrationConflict`` when the same name and version holds different content.
         """
-        kind = kind_of(registration)
-        spec = registration.spec
-        subject = subjects.registration_subject(
-            registration.project, registration.domain, kind, spec.name, spec.version
-        )
+        kind, spec = kind_of(registration), registration.spec
+        subject = subject_of(registration)
         data = codec.encode(registration)
         try:
             ack = await self._publish_once(subject, data)
@@ -136,8 +133,7 @@ class Registry:
             raise NotFound(
                 f"{what} is not registered: its subject holds a record that does not decode ({exc})"
             ) from exc
-        spec = registration.spec
-        if (registration.project, registration.domain, kind_of(registration), spec.name, spec.version) != key:
+        if _subject_or_none(registration) != subject:
             raise NotFound(f"{what} is not registered: its subject holds the registration of another entity")
         return registration, len(raw.data)
 
@@ -152,4 +148,20 @@ class Registry:
         async with contextlib.aclosing(subject_messages(self.js, subjects.EVENTS_STREAM, subject)) as messages:
             async for first in messages:
                 return first
+        return None
+
+
+def subject_of(registration: Registration) -> str:
+    """The subject a registration is stored on, named by its project, domain, kind, name and version (``ValueError``
+    for a name no subject can hold)."""
+    spec = registration.spec
+    return subjects.registration_subject(
+        registration.project, registration.domain, kind_of(registration), spec.name, spec.version
+    )
+
+
+def _subject_or_none(registration: Registration) -> str | None:
+    try:
+        return subject_of(registration)
+    except ValueError:
         return None
