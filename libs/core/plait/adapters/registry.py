@@ -134,7 +134,9 @@ class Registry:
                 f"{what} is not registered: its subject holds a record that does not decode ({exc})"
             ) from exc
         if _subject_or_none(registration) != subject:
-            raise NotFound(f"{what} is not registered: its subject holds the registration of another entity")
+            held = kind_of(registration)
+            other = f"a {held}" if held != key[2] else "the registration of another entity"
+            raise NotFound(f"{what} is not registered: its subject holds {other}")
         return registration, len(raw.data)
 
     async def _first(self, subject: str) -> RawStreamMsg | None:
