@@ -23,7 +23,7 @@ from plait_catalog.known_workflows import KnownWorkflows
 from plait_catalog.migrations import migrate
 from plait_catalog.projection import StoredMessage, apply_batch, stored_offset
 from tests import workflows
-from tests.helpers.catalog_log import caught_up
+from tests.helpers.catalog_log import cache_filled, caught_up
 from tests.helpers.launching import resolved_launch, stored_decision
 
 AT = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
@@ -138,18 +138,7 @@ async def test_a_registration_is_kept_aside_unless_its_subject_names_what_it_reg
 
 
 def filled(project: str, cache_key: str = "k1") -> CacheFilled:
-    return CacheFilled(
-        project=project,
-        domain="development",
-        cache_key=cache_key,
-        task_name="t",
-        task_version="v",
-        outputs={"o": 1},
-        execution_id="e1",
-        node="n",
-        attempt_id="e1/n/1",
-        at=AT,
-    )
+    return cache_filled(project, AT, cache_key)
 
 
 @pytest.mark.parametrize("cache_key", ["k1", "k2"])

@@ -11,34 +11,17 @@ import asyncpg
 import pytest
 
 from plait import codec
-from plait.core.cachelog import CacheCleared, CacheFilled
+from plait.core.cachelog import CacheCleared
 from plait.protocol import subjects
 from plait.protocol.cache import CacheLookupRequest
 from plait_catalog import cache_queries, db
 from plait_catalog.migrations import migrate
 from plait_catalog.projection import PROJECTION, StoredMessage, apply_again, apply_batch, stored_offset
+from tests.helpers.catalog_log import cache_filled
 
 AT = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
 SUBJECT = subjects.cache_entry_subject("alpha", "development", "k1")
-FILL = StoredMessage(
-    1,
-    SUBJECT,
-    codec.encode(
-        CacheFilled(
-            project="alpha",
-            domain="development",
-            cache_key="k1",
-            task_name="t",
-            task_version="v",
-            outputs={"o": 1},
-            execution_id="e1",
-            node="n",
-            attempt_id="e1/n/1",
-            at=AT,
-        )
-    ),
-    AT,
-)
+FILL = StoredMessage(1, SUBJECT, codec.encode(cache_filled("alpha", AT)), AT)
 CLEAR = StoredMessage(
     2,
     SUBJECT,

@@ -22,6 +22,7 @@ from plait.adapters.connection import connect
 from plait.adapters.event_store import EventStore
 from plait.adapters.registry import Registry
 from plait.adapters.streams import ensure_streams
+from plait.core.cachelog import CacheFilled
 from plait.core.commands import (
     AbortExecution,
     Command,
@@ -243,3 +244,19 @@ async def on_a_restartable_server(data_dir: Path) -> AsyncIterator[tuple[Restart
             await nc.close()
     finally:
         await anyio.to_thread.run_sync(server.kill)
+
+
+def cache_filled(project: str, at: datetime, cache_key: str = "k1") -> CacheFilled:
+    """A fill of ``cache_key`` in ``project``/development by task ``t`` version ``v`` (its output ``o`` = 1)."""
+    return CacheFilled(
+        project=project,
+        domain="development",
+        cache_key=cache_key,
+        task_name="t",
+        task_version="v",
+        outputs={"o": 1},
+        execution_id="e1",
+        node="n",
+        attempt_id="e1/n/1",
+        at=at,
+    )

@@ -35,14 +35,12 @@ class CacheEntries(msgspec.Struct):
     changed: dict[CacheKey, CacheEntryRow | None] = msgspec.field(default_factory=dict)
 
 
-def apply_record(entries: CacheEntries, tenant: tuple[str, str], record: CacheEntryRecord, sequence: int) -> None:
-    """Apply a record of the cache log stored on a subject of ``tenant`` (project, domain)."""
-    project, domain = tenant
+def apply_record(entries: CacheEntries, record: CacheEntryRecord, sequence: int) -> None:
     match record:
         case CacheFilled():
-            entries.changed[project, domain, record.cache_key] = CacheEntryRow(
-                project=project,
-                domain=domain,
+            entries.changed[record.project, record.domain, record.cache_key] = CacheEntryRow(
+                project=record.project,
+                domain=record.domain,
                 cache_key=record.cache_key,
                 task_name=record.task_name,
                 task_version=record.task_version,
@@ -54,4 +52,4 @@ def apply_record(entries: CacheEntries, tenant: tuple[str, str], record: CacheEn
                 sequence=sequence,
             )
         case CacheCleared():
-            entries.changed[project, domain, record.cache_key] = None
+            entries.changed[record.project, record.domain, record.cache_key] = None

@@ -304,10 +304,10 @@ async def _apply_records(
             lineage_rows.apply_decision(lineage, execution, record)
         elif isinstance(record, Registration):
             rows.register(
-                batch, subjects.tenant_of_subject(message.subject), record, message.sequence, message.stored_at
-            )
+                batch, record, message.sequence, message.stored_at
+            )  # its subject's, as _check_placed made sure
         elif record is not None:
-            cache_rows.apply_record(cache, subjects.tenant_of_subject(message.subject), record, message.sequence)
+            cache_rows.apply_record(cache, record, message.sequence)
     await _write(connection, batch, lineage, cache)
 
 

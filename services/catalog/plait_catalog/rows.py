@@ -177,18 +177,14 @@ def keys_touched(decisions: Iterable[tuple[ExecutionKey, Decision]]) -> Keys:
     return keys
 
 
-def register(
-    rows: Rows, tenant: tuple[str, str], registration: Registration, sequence: int, stored_at: datetime
-) -> None:
-    """A registry row in ``tenant`` (project, domain: its subject's); registrations carry no time, so it is when the
-    stream stored them."""
+def register(rows: Rows, registration: Registration, sequence: int, stored_at: datetime) -> None:
+    """A registry row; registrations carry no time, so it is when the stream stored them."""
     spec = registration.spec
-    project, domain = tenant
     rows.registrations.append(
         RegistryRow(
             kind=kind_of(registration),
-            project=project,
-            domain=domain,
+            project=registration.project,
+            domain=registration.domain,
             name=spec.name,
             version=spec.version,
             spec=spec,
